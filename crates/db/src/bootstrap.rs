@@ -1,0 +1,249 @@
+//! Finding PostgreSQL for a local run: an explicit URL, else the server on 127.0.0.1:5432, else a
+//! private cluster started from the installed binaries under the project's state folder.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::url::{database_name, redacted, with_database};
+
+/// The database trackd uses when nothing else is said.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/tracking";
+const DEFAULT_DB: &str = "tracking";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot reach PostgreSQL at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "PostgreSQL is not running on 127.0.0.1:5432 and no installed PostgreSQL was found to start \
+         a private cluster. Set DATABASE_URL, or install it: apt-get install -y postgresql"
+    )]
+    NotInstalled,
+    #[error("starting the private PostgreSQL cluster in {dir} failed: {reason}")]
+    PrivateCluster { dir: String, reason: String },
+    #[error("creating database {name}: {reason}")]
+    CreateDatabase { name: String, reason: String },
+}
+
+/// Where the suite's database is, creating it if missing. `explicit` is DATABASE_URL when set;
+/// `state_dir` is where a private cluster lives if one has to be started.
+pub async fn resolve_local_database(
+    explicit: Option<&str>,
+    state_dir: &Path,
+) -> Result<String, BootstrapError> {
+    if let Some(url) = explicit {
+        ensure_database(url).await?;
+        return Ok(url.to_owned());
+    }
+    match ensure_database(DEFAULT_URL).await {
+        Ok(()) => return Ok(DEFAULT_URL.to_owned()),
+        Err(BootstrapError::Unreachable { reason, .. }) => {
+            tracing::info!(%reason, "no PostgreSQL on 127.0.0.1:5432, trying a private cluster");
+        }
+        Err(other) => return Err(other),
+    }
+    let url = start_private_cluster(&state_dir.join("postgres")).await?;
+    ensure_database(&url).await?;
+    Ok(url)
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)]
+    one: i32,
+}
+
+/// Connects to the server's `postgres` database and creates the URL's database if it is missing.
+pub(crate) async fn ensure_database(url: &str) -> Result<(), BootstrapError> {
+    let name = database_name(url).unwrap_or(DEFAULT_DB).to_owned();
+    let admin_url = with_database(url, "postgres");
+    let mut conn = connect(&admin_url, Duration::from_secs(3)).await?;
+    let exists = diesel::sql_query("select 1 as one from pg_database where datname = $1")
+        .bind::<Text, _>(&name)
+        .get_result::<Found>(&mut conn)
+        .await
+        .optional()
+        .map_err(|err| BootstrapError::CreateDatabase {
+            name: name.clone(),
+            reason: err.to_string(),
+        })?
+        .is_some();
+    if !exists {
+        let create = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match diesel::sql_query(create).execute(&mut conn).await {
+            Ok(_) => tracing::info!(database = %name, "database created"),
+            // Another process created it in the meantime.
+            Err(err) if err.to_string().contains("already exists") => {}
+            Err(err) => {
+                return Err(BootstrapError::CreateDatabase {
+                    name,
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> Result<AsyncPgConnection, BootstrapError> {
+    let unreachable = |reason: String| BootstrapError::Unreachable {
+        url: redacted(url),
+        reason,
+    };
+    match tokio::time::timeout(timeout, AsyncPgConnection::establish(url)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(err)) => Err(unreachable(err.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// Initializes (once) and starts a cluster under `dir`, owned by the `postgres` user when run as
+/// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init.
+async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
+    let fail = |reason: String| BootstrapError::PrivateCluster {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    let bin = find_postgres_bin().ok_or(BootstrapError::NotInstalled)?;
+    let data = dir.join("data");
+    let port_file = dir.join("port");
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+
+    if !data.join("PG_VERSION").exists() {
+        std::fs::create_dir_all(&data).map_err(|e| fail(e.to_string()))?;
+        let port = free_port().map_err(|e| fail(e.to_string()))?;
+        std::fs::write(&port_file, port.to_string()).map_err(|e| fail(e.to_string()))?;
+        if as_root {
+            run(
+                Path::new("chown"),
+                &["-R", "postgres:postgres", &path_str(dir)],
+                false,
+            )
+            .await
+            .map_err(fail)?;
+        }
+        tracing::info!(dir = %data.display(), "initializing a private PostgreSQL cluster");
+        run(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &path_str(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            as_root,
+        )
+        .await
+        .map_err(fail)?;
+    }
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .map_err(|e| fail(e.to_string()))?
+        .trim()
+        .parse()
+        .map_err(|e| fail(format!("bad port file: {e}")))?;
+
+    let running = run(
+        &bin.join("pg_ctl"),
+        &["status", "-D", &path_str(&data)],
+        as_root,
+    )
+    .await
+    .is_ok();
+    if !running {
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            path_str(dir)
+        );
+        let log = path_str(&dir.join("postgres.log"));
+        run(
+            &bin.join("pg_ctl"),
+            &[
+                "start",
+                "-w",
+                "-D",
+                &path_str(&data),
+                "-l",
+                &log,
+                "-o",
+                &options,
+            ],
+            as_root,
+        )
+        .await
+        .map_err(fail)?;
+        tracing::info!(port, "private PostgreSQL cluster started");
+    }
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/{DEFAULT_DB}"))
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when `as_postgres` (we are root).
+async fn run(program: &Path, args: &[&str], as_postgres: bool) -> Result<(), String> {
+    let mut cmd = if as_postgres {
+        let mut cmd = tokio::process::Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        tokio::process::Command::new(program)
+    };
+    let output = cmd
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {} failed: {}",
+            program.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The folder holding `initdb` and `pg_ctl`: on PATH, else the newest Debian/Ubuntu install.
+fn find_postgres_bin() -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}

@@ -1,0 +1,21 @@
+//! Database kit shared by every service: the connection pool, per-service schema migrations,
+//! PostgreSQL discovery for local runs and the test-database factory.
+//!
+//! Each service owns one PostgreSQL schema (`plan`, `mint`, `gateway`, `attribution`). Its pool's
+//! connections have `search_path` set to that schema, so queries and migrations name tables
+//! unqualified and a service can never read another's tables by accident.
+
+mod bootstrap;
+mod migrate;
+mod pool;
+pub mod request_keys;
+mod testdb;
+pub mod url;
+
+pub use bootstrap::{BootstrapError, resolve_local_database};
+pub use migrate::{Migrations, migrate};
+pub use pool::{Conn, Database, DbError, PoolOptions, classify};
+pub use testdb::{SchemaSpec, TestDb};
+
+/// Re-exported so services name one connection type.
+pub use diesel_async::AsyncPgConnection;

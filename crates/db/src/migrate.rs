@@ -1,0 +1,68 @@
+//! Embedded migrations, run per service into that service's own schema.
+
+use diesel::migration::{Migration, MigrationSource};
+use diesel::pg::Pg;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::pool::DbError;
+use crate::url::with_search_path;
+
+/// One crate's migrations: embedded in the binary, plus where their SQL lives in the source tree
+/// (the test-database factory hashes it to know when its template is stale).
+pub struct Migrations {
+    pub embedded: EmbeddedMigrations,
+    pub source_dir: &'static str,
+}
+
+/// Several migration sets applied as one, in order (shared kit tables first, then the service's).
+struct Chain<'a>(&'a [&'a Migrations]);
+
+impl MigrationSource<Pg> for Chain<'_> {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
+        let mut all = Vec::new();
+        for set in self.0 {
+            all.extend(MigrationSource::<Pg>::migrations(&set.embedded)?);
+        }
+        Ok(all)
+    }
+}
+
+/// Creates `schema` if missing and applies the pending migrations of `sets` inside it, under an
+/// advisory lock so replicas starting together migrate once.
+pub async fn migrate(
+    base_url: &str,
+    schema: &'static str,
+    sets: &'static [&'static Migrations],
+) -> Result<(), DbError> {
+    if !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') || schema.is_empty() {
+        return Err(DbError::Other(format!("invalid schema name {schema:?}")));
+    }
+    let url = with_search_path(base_url, schema);
+    tokio::task::spawn_blocking(move || run_blocking(&url, schema, sets))
+        .await
+        .map_err(|err| DbError::Other(format!("migration task failed: {err}")))?
+}
+
+fn run_blocking(url: &str, schema: &str, sets: &[&Migrations]) -> Result<(), DbError> {
+    use diesel::{Connection, RunQueryDsl};
+
+    let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
+        .map_err(|err| DbError::Unavailable(err.to_string()))?;
+    let lock = format!("select pg_advisory_lock(hashtext('tracking-migrate-{schema}'))");
+    diesel::sql_query(lock).execute(&mut conn)?;
+    let result = (|| {
+        diesel::sql_query(format!("create schema if not exists {schema}")).execute(&mut conn)?;
+        let applied = conn
+            .run_pending_migrations(Chain(sets))
+            .map_err(|err| DbError::Other(format!("migrating schema {schema}: {err}")))?;
+        if !applied.is_empty() {
+            tracing::info!(schema, count = applied.len(), "migrations applied");
+        }
+        Ok(())
+    })();
+    let unlock = format!("select pg_advisory_unlock(hashtext('tracking-migrate-{schema}'))");
+    diesel::sql_query(unlock).execute(&mut conn)?;
+    result
+}

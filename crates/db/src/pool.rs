@@ -1,0 +1,173 @@
+//! The connection pool and the one classification of database errors every service uses.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+
+use crate::url::{redacted, with_search_path};
+
+/// A pooled connection whose `search_path` is the service's schema.
+pub type Conn = Object<AsyncPgConnection>;
+
+/// Pool sizing, from each service's config.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    pub max_size: usize,
+    /// How long a caller waits for a free connection (or a new one) before UNAVAILABLE.
+    pub wait_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            wait_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What can go wrong talking to PostgreSQL, sorted by what a caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database is down, unreachable or saturated: retry later (gRPC UNAVAILABLE).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique constraint refused the write (gRPC ALREADY_EXISTS, or handled by the caller).
+    #[error("unique violation on {constraint}")]
+    UniqueViolation { constraint: String },
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Anything else: a bug or a schema mismatch (gRPC INTERNAL, logged, not sent).
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<DieselError> for DbError {
+    fn from(err: DieselError) -> Self {
+        classify(err)
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(err: PoolError) -> Self {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+/// The single mapping from Diesel's errors to [`DbError`].
+pub fn classify(err: DieselError) -> DbError {
+    match err {
+        DieselError::NotFound => DbError::NotFound,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            DbError::UniqueViolation {
+                constraint: info.constraint_name().unwrap_or_default().to_owned(),
+            }
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            DbError::Unavailable(info.message().to_owned())
+        }
+        DieselError::BrokenTransactionManager => {
+            DbError::Unavailable("connection lost inside a transaction".to_owned())
+        }
+        DieselError::DatabaseError(kind, info) => {
+            // SQLSTATE classes 08 (connection) and 57 (operator intervention, e.g. shutdown)
+            // mean the server went away, not that the query was wrong.
+            let message = info.message().to_owned();
+            if is_connection_failure(&message) {
+                DbError::Unavailable(message)
+            } else {
+                DbError::Other(format!("{kind:?}: {message}"))
+            }
+        }
+        other => DbError::Other(other.to_string()),
+    }
+}
+
+fn is_connection_failure(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "connection closed",
+        "terminating connection",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "connection reset",
+        "broken pipe",
+        "error communicating",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// A service's handle on its schema: a pool of connections pinned to it.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<AsyncPgConnection>,
+    schema: &'static str,
+    url: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("schema", &self.schema)
+            .field("url", &redacted(&self.url))
+            .finish()
+    }
+}
+
+impl Database {
+    /// A pool on `base_url` whose connections use `schema`. Connections are opened lazily, so a
+    /// service starts even while PostgreSQL is briefly down and recovers when it is back.
+    pub fn new(
+        base_url: &str,
+        schema: &'static str,
+        options: PoolOptions,
+    ) -> Result<Self, DbError> {
+        let url = with_search_path(base_url, schema);
+        // Fast recycling: a broken connection surfaces as an error on first use (classified
+        // UNAVAILABLE) instead of costing every checkout a round trip.
+        let mut config = ManagerConfig::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.clone(), config);
+        let pool = Pool::builder(manager)
+            .max_size(options.max_size)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.wait_timeout))
+            .recycle_timeout(Some(options.wait_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|err| DbError::Other(format!("invalid pool configuration: {err}")))?;
+        Ok(Self { pool, schema, url })
+    }
+
+    /// A pooled connection; UNAVAILABLE-class error when none comes within the wait timeout.
+    pub async fn conn(&self) -> Result<Conn, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// A connection outside the pool, for LISTEN and session advisory locks that must outlive
+    /// a single request.
+    pub async fn dedicated(&self) -> Result<AsyncPgConnection, DbError> {
+        use diesel_async::AsyncConnection;
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .map_err(|err| DbError::Unavailable(err.to_string()))
+    }
+
+    pub fn schema(&self) -> &'static str {
+        self.schema
+    }
+
+    /// Connections in use and idle, for metrics and leak checks.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size - status.available, status.available)
+    }
+}

@@ -1,0 +1,83 @@
+//! Idempotency of creating calls: a client `request_id` maps to the resource it created.
+
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::{DbError, Migrations};
+
+/// The `request_keys` table, applied into each service schema that takes request ids.
+pub const MIGRATIONS: Migrations = Migrations {
+    embedded: diesel_migrations::embed_migrations!("migrations"),
+    source_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+};
+
+/// The outcome of claiming a request id inside a creating transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: create the resource, then call [`complete`].
+    New,
+    /// Seen before: the resource it created (return it, create nothing).
+    Existing(i64),
+}
+
+#[derive(QueryableByName)]
+struct ResourceRow {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    resource_id: Option<i64>,
+}
+
+/// Claims `request_id` for `rpc` in the caller's transaction. A concurrent claim of the same key
+/// waits until this transaction ends.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    rpc: &str,
+    request_id: &str,
+) -> Result<Claim, DbError> {
+    let inserted = diesel::sql_query(
+        "insert into request_keys (brand_id, rpc, request_id) values ($1, $2, $3) \
+         on conflict do nothing returning resource_id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Text, _>(rpc)
+    .bind::<Text, _>(request_id)
+    .get_result::<ResourceRow>(conn)
+    .await
+    .optional()?;
+    if inserted.is_some() {
+        return Ok(Claim::New);
+    }
+    let existing = diesel::sql_query(
+        "select resource_id from request_keys where brand_id = $1 and rpc = $2 and request_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Text, _>(rpc)
+    .bind::<Text, _>(request_id)
+    .get_result::<ResourceRow>(conn)
+    .await?;
+    existing
+        .resource_id
+        .map(Claim::Existing)
+        .ok_or_else(|| DbError::Other(format!("request key {rpc}/{request_id} has no resource")))
+}
+
+/// Records the resource a claimed request created, in the same transaction.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    rpc: &str,
+    request_id: &str,
+    resource_id: i64,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "update request_keys set resource_id = $4 where brand_id = $1 and rpc = $2 and request_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Text, _>(rpc)
+    .bind::<Text, _>(request_id)
+    .bind::<BigInt, _>(resource_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Test databases: a template is migrated once per migration content, and every test gets its own
+//! fresh copy of it, dropped when the test ends.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use diesel::sql_types::{Bool, Text};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::RunQueryDsl;
+use sha2::{Digest, Sha256};
+
+use crate::bootstrap::{DEFAULT_URL, connect};
+use crate::migrate::{Migrations, migrate};
+use crate::url::with_database;
+
+/// A service schema and the migration sets that build it, in order.
+pub type SchemaSpec = (&'static str, &'static [&'static Migrations]);
+
+/// A fresh, migrated database for one test. Dropped (with its connections) on drop.
+pub struct TestDb {
+    url: String,
+    admin_url: String,
+    name: String,
+}
+
+#[derive(QueryableByName)]
+struct TemplateRow {
+    #[diesel(sql_type = Bool)]
+    datistemplate: bool,
+}
+
+impl TestDb {
+    /// The server tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else 127.0.0.1:5432.
+    pub fn server_url() -> String {
+        std::env::var("TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("DATABASE_URL"))
+            .unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    }
+
+    /// A new database holding every schema in `schemas`, migrated.
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be reached or migrated: a test cannot run without it.
+    pub async fn new(schemas: &'static [SchemaSpec]) -> TestDb {
+        match Self::try_new(schemas).await {
+            Ok(db) => db,
+            Err(err) => panic!(
+                "test database: {err}. Tests need PostgreSQL: start it (pg_ctlcluster 15 main start) \
+                 or set TEST_DATABASE_URL"
+            ),
+        }
+    }
+
+    async fn try_new(schemas: &'static [SchemaSpec]) -> Result<TestDb, String> {
+        let server = Self::server_url();
+        let admin_url = with_database(&server, "postgres");
+        let template = template_name(schemas)?;
+        ensure_template(&server, &admin_url, &template, schemas).await?;
+
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "tracking_test_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = connect(&admin_url, std::time::Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
+        diesel::sql_query(format!("create database {name} template {template}"))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| format!("creating {name}: {e}"))?;
+        Ok(TestDb {
+            url: with_database(&server, &name),
+            admin_url,
+            name,
+        })
+    }
+
+    /// The test database's URL (no search_path: each service pins its own).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside or outside a runtime; a thread with its own small runtime works in both.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut admin) = connect(&admin_url, std::time::Duration::from_secs(5)).await
+                {
+                    let drop = format!("drop database if exists {name} with (force)");
+                    if let Err(err) = diesel::sql_query(drop).execute(&mut admin).await {
+                        eprintln!("could not drop test database {name}: {err}");
+                    }
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// The template's name: a hash of every schema and the SQL of every migration in it, so an edited
+/// or added migration gets a new template.
+fn template_name(schemas: &[SchemaSpec]) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    for (schema, sets) in schemas {
+        hasher.update(schema.as_bytes());
+        for set in *sets {
+            hash_dir(std::path::Path::new(set.source_dir), &mut hasher)
+                .map_err(|e| format!("reading migrations in {}: {e}", set.source_dir))?;
+        }
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("tracking_tpl_{hex}"))
+}
+
+fn hash_dir(dir: &std::path::Path, hasher: &mut Sha256) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        hasher.update(entry.file_name().as_encoded_bytes());
+        if path.is_dir() {
+            hash_dir(&path, hasher)?;
+        } else {
+            hasher.update(std::fs::read(&path)?);
+        }
+    }
+    Ok(())
+}
+
+/// Creates and migrates the template once, under an advisory lock shared by every test process.
+async fn ensure_template(
+    server: &str,
+    admin_url: &str,
+    template: &str,
+    schemas: &'static [SchemaSpec],
+) -> Result<(), String> {
+    let mut admin = connect(admin_url, std::time::Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    diesel::sql_query("select pg_advisory_lock(hashtext('tracking-test-template'))")
+        .execute(&mut admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let state = diesel::sql_query("select datistemplate from pg_database where datname = $1")
+            .bind::<Text, _>(template)
+            .get_result::<TemplateRow>(&mut admin)
+            .await
+            .optional()
+            .map_err(|e| e.to_string())?;
+        match state {
+            Some(row) if row.datistemplate => return Ok(()),
+            // Left half-built by a crashed run.
+            Some(_) => {
+                diesel::sql_query(format!("drop database {template} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            None => {}
+        }
+        diesel::sql_query(format!("create database {template}"))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| e.to_string())?;
+        let template_url = with_database(server, template);
+        for (schema, sets) in schemas {
+            migrate(&template_url, schema, sets)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        diesel::sql_query(format!("alter database {template} with is_template true"))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    }
+    .await;
+    let _ = diesel::sql_query("select pg_advisory_unlock(hashtext('tracking-test-template'))")
+        .execute(&mut admin)
+        .await;
+    result
+}

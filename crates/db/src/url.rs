@@ -1,0 +1,100 @@
+//! Small, explicit edits of `postgres://` URLs: switching the database name and pinning a
+//! connection's `search_path` to a service schema.
+
+/// Returns `url` with its database name replaced by `dbname`.
+pub fn with_database(url: &str, dbname: &str) -> String {
+    let (base, query) = split_query(url);
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{dbname}?{q}"),
+        None => format!("{base}/{dbname}"),
+    }
+}
+
+/// The database name in `url`, if it names one.
+pub fn database_name(url: &str) -> Option<&str> {
+    let (base, _) = split_query(url);
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let rest = &base[authority_start..];
+    rest.find('/')
+        .map(|slash| &rest[slash + 1..])
+        .filter(|name| !name.is_empty())
+}
+
+/// Returns `url` with the server option `search_path=<schema>` added, so every connection made
+/// from it resolves unqualified names in the service's own schema.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let option = format!("options=-c%20search_path%3D{schema}");
+    let (base, query) = split_query(url);
+    match query {
+        Some(q) if !q.is_empty() => format!("{base}?{q}&{option}"),
+        _ => format!("{base}?{option}"),
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs.
+pub fn redacted(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..authority_start],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn split_query(url: &str) -> (&str, Option<&str>) {
+    match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swaps_database_keeping_query() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/a?sslmode=disable", "b"),
+            "postgres://u@h:5432/b?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "b"), "postgres://u@h/b");
+        assert_eq!(database_name("postgres://u@h/x?y=1"), Some("x"));
+        assert_eq!(database_name("postgres://u@h"), None);
+    }
+
+    #[test]
+    fn adds_search_path_option() {
+        assert_eq!(
+            with_search_path("postgres://u@h/db", "plan"),
+            "postgres://u@h/db?options=-c%20search_path%3Dplan"
+        );
+        assert_eq!(
+            with_search_path("postgres://u@h/db?sslmode=disable", "plan"),
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dplan"
+        );
+    }
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redacted("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,3 @@
+drop table stream_cursors;
+drop table events;
+drop sequence events_seq;

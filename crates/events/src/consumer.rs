@@ -1,0 +1,255 @@
+//! Applying an upstream service's event stream, exactly once, with one active consumer per stream.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
+use tracking_db::{Database, DbError};
+
+/// Why an upstream stream could not be opened or broke off (it is reopened after a backoff).
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where events come from: usually a gRPC `Watch*` stream of another service.
+pub trait Source: Send {
+    type Event: Send + Sync + 'static;
+    /// Opens the stream of events with `seq > after_seq`, each paired with its seq.
+    fn open(
+        &mut self,
+        after_seq: i64,
+    ) -> BoxFuture<
+        '_,
+        Result<BoxStream<'static, Result<(i64, Self::Event), SourceError>>, SourceError>,
+    >;
+}
+
+/// What a consumer does with each event, inside the transaction that also advances its cursor.
+pub trait Apply<E>: Send + Sync {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        seq: i64,
+        event: &'a E,
+    ) -> BoxFuture<'a, Result<(), DbError>>;
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    /// The cursor's name, unique per (upstream stream, downstream service), e.g. `plan-events`.
+    pub stream: &'static str,
+    /// Most events applied in one transaction (they are taken only as fast as they arrive).
+    pub batch: usize,
+    /// How often a standby replica retries for the consumer lock.
+    pub standby_retry: Duration,
+}
+
+impl ConsumerOptions {
+    pub fn new(stream: &'static str) -> Self {
+        Self {
+            stream,
+            batch: 256,
+            standby_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+#[derive(QueryableByName)]
+struct CursorRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+}
+
+/// Runs until `shutdown`: waits to become the single active consumer of `options.stream`, then
+/// applies events from its stored cursor on, reconnecting to the source after errors.
+pub async fn run_consumer<S, A>(
+    db: Database,
+    options: ConsumerOptions,
+    mut source: S,
+    apply: A,
+    shutdown: CancellationToken,
+) where
+    S: Source,
+    A: Apply<S::Event>,
+{
+    let stream = options.stream;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        // The session lock lives as long as this connection: if this process dies, PostgreSQL
+        // releases it and a standby takes over.
+        let mut lock_conn = match acquire_lock(&db, &options, &shutdown).await {
+            Some(conn) => conn,
+            None => return,
+        };
+        tracing::info!(stream, "stream consumer active");
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                result = consume(&db, &options, &mut source, &apply) => result,
+                // A lost lock connection means another replica may take over: stop applying.
+                lost = lock_lost(&mut lock_conn) => Err(lost),
+            };
+            match result {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(ConsumeError::LockLost(reason)) => {
+                    tracing::warn!(stream, %reason, "stream consumer lost its lock");
+                    break;
+                }
+                Err(ConsumeError::Failed(reason)) => {
+                    tracing::warn!(stream, %reason, ?backoff, "stream consumer interrupted, resuming");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+enum ConsumeError {
+    LockLost(String),
+    Failed(String),
+}
+
+async fn acquire_lock(
+    db: &Database,
+    options: &ConsumerOptions,
+    shutdown: &CancellationToken,
+) -> Option<AsyncPgConnection> {
+    let mut standby_logged = false;
+    loop {
+        let attempt = async {
+            let mut conn = db.dedicated().await?;
+            let row: Locked = diesel::sql_query(
+                "select pg_try_advisory_lock(hashtext(current_schema() || '.consumer.' || $1)) as locked",
+            )
+            .bind::<Text, _>(options.stream)
+            .get_result(&mut conn)
+            .await?;
+            Ok::<_, DbError>(row.locked.then_some(conn))
+        };
+        match attempt.await {
+            Ok(Some(conn)) => return Some(conn),
+            Ok(None) if !standby_logged => {
+                tracing::info!(
+                    stream = options.stream,
+                    "another replica consumes this stream, standing by"
+                );
+                standby_logged = true;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(stream = options.stream, error = %err, "cannot take the consumer lock")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(options.standby_retry) => {}
+        }
+    }
+}
+
+/// Resolves when the lock connection stops answering (checked every few seconds).
+async fn lock_lost(conn: &mut AsyncPgConnection) -> ConsumeError {
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let Err(err) = diesel::sql_query("select 1").execute(conn).await {
+            return ConsumeError::LockLost(err.to_string());
+        }
+    }
+}
+
+async fn consume<S, A>(
+    db: &Database,
+    options: &ConsumerOptions,
+    source: &mut S,
+    apply: &A,
+) -> Result<(), ConsumeError>
+where
+    S: Source,
+    A: Apply<S::Event>,
+{
+    let failed = |e: &dyn std::fmt::Display| ConsumeError::Failed(e.to_string());
+    let mut cursor = load_cursor(db, options.stream)
+        .await
+        .map_err(|e| failed(&e))?;
+    let events = source.open(cursor).await.map_err(|e| failed(&e))?;
+    let mut batches = events.ready_chunks(options.batch);
+    while let Some(batch) = batches.next().await {
+        let mut items = Vec::with_capacity(batch.len());
+        for item in batch {
+            let (seq, event) = item.map_err(|e| failed(&e))?;
+            // Defensive: a source may replay from before our cursor.
+            if seq > cursor {
+                items.push((seq, event));
+            }
+        }
+        let Some(&(last, _)) = items.last() else {
+            continue;
+        };
+        let mut conn = db.conn().await.map_err(|e| failed(&e))?;
+        let expected = cursor;
+        conn.transaction::<_, DbError, _>(async |conn| {
+            for (seq, event) in &items {
+                apply.apply(conn, *seq, event).await?;
+            }
+            advance_cursor(conn, options.stream, expected, last).await
+        })
+        .await
+        .map_err(|e| failed(&e))?;
+        cursor = last;
+    }
+    Err(ConsumeError::Failed("source stream ended".to_owned()))
+}
+
+async fn load_cursor(db: &Database, stream: &str) -> Result<i64, DbError> {
+    let mut conn = db.conn().await?;
+    let row = diesel::sql_query("select seq from stream_cursors where stream = $1")
+        .bind::<Text, _>(stream)
+        .get_result::<CursorRow>(&mut conn)
+        .await
+        .optional()?;
+    Ok(row.map_or(0, |r| r.seq))
+}
+
+/// Moves the cursor from `expected` to `to`; fails (rolling the batch back) if another consumer
+/// moved it in the meantime, so a batch can never be applied twice.
+async fn advance_cursor(
+    conn: &mut AsyncPgConnection,
+    stream: &str,
+    expected: i64,
+    to: i64,
+) -> Result<(), DbError> {
+    let updated = diesel::sql_query(
+        "insert into stream_cursors (stream, seq) values ($1, $3) \
+         on conflict (stream) do update set seq = excluded.seq, updated_at = now() \
+         where stream_cursors.seq = $2 \
+         returning seq",
+    )
+    .bind::<Text, _>(stream)
+    .bind::<BigInt, _>(expected)
+    .bind::<BigInt, _>(to)
+    .get_result::<CursorRow>(conn)
+    .await
+    .optional()?;
+    match updated {
+        Some(_) => Ok(()),
+        None => Err(DbError::Other(format!(
+            "cursor of {stream} moved past {expected} by another consumer"
+        ))),
+    }
+}

@@ -1,0 +1,254 @@
+//! The outbox: appending events in the producer's transaction, and reading them back as a
+//! replay-then-follow stream.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures::Stream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracking_db::{Database, DbError};
+
+/// An event to append: the payload is the producing service's encoded protobuf event.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub brand_id: i64,
+    /// Short machine name of what happened (e.g. `plan_created`), for operators and filters.
+    pub kind: &'static str,
+    pub payload: Vec<u8>,
+}
+
+/// An event read back from the outbox.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StoredEvent {
+    #[diesel(sql_type = BigInt)]
+    pub seq: i64,
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    #[diesel(sql_type = Binary)]
+    pub payload: Vec<u8>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(QueryableByName)]
+struct SeqRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+}
+
+/// Appends `events` to the outbox of the connection's schema, in the caller's transaction, and
+/// returns their sequence numbers in order.
+///
+/// Call it last in the transaction: it takes the schema's outbox lock, which is held until
+/// commit so that sequence order is commit order (a reader never skips a slower transaction's
+/// lower number). Watchers are woken by a NOTIFY delivered at commit.
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    events: &[NewEvent],
+) -> Result<Vec<i64>, DbError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::sql_query("select pg_advisory_xact_lock(hashtext(current_schema() || '.events'))")
+        .execute(conn)
+        .await?;
+    let brands: Vec<i64> = events.iter().map(|e| e.brand_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    let rows: Vec<SeqRow> = diesel::sql_query(
+        "insert into events (seq, brand_id, kind, payload) \
+         select nextval('events_seq'), b, k, p \
+         from unnest($1::bigint[], $2::text[], $3::bytea[]) with ordinality as e(b, k, p, n) \
+         order by n \
+         returning seq",
+    )
+    .bind::<Array<BigInt>, _>(brands)
+    .bind::<Array<Text>, _>(kinds)
+    .bind::<Array<Binary>, _>(payloads)
+    .load(conn)
+    .await?;
+    let mut seqs: Vec<i64> = rows.into_iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    diesel::sql_query("select pg_notify(current_schema() || '_events', '')")
+        .execute(conn)
+        .await?;
+    Ok(seqs)
+}
+
+/// Reads one service's outbox and wakes watchers when it grows.
+#[derive(Clone)]
+pub struct EventLog {
+    db: Database,
+    grown: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+}
+
+/// How many events one read fetches.
+const PAGE: i64 = 500;
+/// A watcher re-reads at least this often even without a notification, in case one was lost
+/// while the listening connection was being re-established.
+const SAFETY_POLL: Duration = Duration::from_secs(5);
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("schema", &self.db.schema())
+            .finish()
+    }
+}
+
+impl EventLog {
+    /// Starts the LISTEN task for the database's schema; it ends with `shutdown`.
+    pub fn start(db: Database, shutdown: CancellationToken) -> EventLog {
+        let (tx, rx) = watch::channel(0u64);
+        tokio::spawn(listen(db.clone(), tx, shutdown.clone()));
+        EventLog {
+            db,
+            grown: rx,
+            shutdown,
+        }
+    }
+
+    /// Up to `limit` events with `seq > after`, oldest first; only `brand`'s when given.
+    pub async fn read(
+        &self,
+        after: i64,
+        brand: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        let mut conn = self.db.conn().await?;
+        let rows = diesel::sql_query(
+            "select seq, brand_id, kind, payload, created_at from events \
+             where seq > $1 and ($2::bigint is null or brand_id = $2) \
+             order by seq limit $3",
+        )
+        .bind::<BigInt, _>(after)
+        .bind::<Nullable<BigInt>, _>(brand)
+        .bind::<BigInt, _>(limit)
+        .load(&mut conn)
+        .await?;
+        Ok(rows)
+    }
+
+    /// The highest sequence number written so far (0 for an empty log).
+    pub async fn head(&self) -> Result<i64, DbError> {
+        let mut conn = self.db.conn().await?;
+        let row: SeqRow = diesel::sql_query("select coalesce(max(seq), 0) as seq from events")
+            .get_result(&mut conn)
+            .await?;
+        Ok(row.seq)
+    }
+
+    /// Every event with `seq > after` (only `brand`'s when given): first what is stored, then new
+    /// events as they commit. Ends when the server shuts down; an error ends it too (the client
+    /// resumes from the last seq it saw).
+    pub fn watch(
+        &self,
+        after: i64,
+        brand: Option<i64>,
+    ) -> impl Stream<Item = Result<StoredEvent, DbError>> + Send + 'static {
+        let state = WatchState {
+            log: self.clone(),
+            grown: self.grown.clone(),
+            cursor: after,
+            brand,
+            buffer: VecDeque::new(),
+            failed: false,
+        };
+        futures::stream::unfold(state, |mut state| async move {
+            let item = state.next().await?;
+            Some((item, state))
+        })
+    }
+}
+
+struct WatchState {
+    log: EventLog,
+    grown: watch::Receiver<u64>,
+    cursor: i64,
+    brand: Option<i64>,
+    buffer: VecDeque<StoredEvent>,
+    failed: bool,
+}
+
+impl WatchState {
+    async fn next(&mut self) -> Option<Result<StoredEvent, DbError>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.cursor = event.seq;
+                return Some(Ok(event));
+            }
+            // Mark the current generation seen before reading, so a commit that lands during
+            // the read wakes the wait below instead of being missed.
+            self.grown.borrow_and_update();
+            match self.log.read(self.cursor, self.brand, PAGE).await {
+                Ok(rows) if !rows.is_empty() => self.buffer.extend(rows),
+                Ok(_) => {
+                    tokio::select! {
+                        _ = self.log.shutdown.cancelled() => return None,
+                        changed = self.grown.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                        }
+                        _ = tokio::time::sleep(SAFETY_POLL) => {}
+                    }
+                }
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one LISTEN connection per process and bumps `grown` on every notification, and after
+/// every reconnect (notifications sent while disconnected are lost, so watchers must re-read).
+async fn listen(db: Database, grown: watch::Sender<u64>, shutdown: CancellationToken) {
+    use futures::StreamExt;
+
+    let channel = format!("{}_events", db.schema());
+    let mut backoff = Duration::from_millis(100);
+    let mut generation = 0u64;
+    loop {
+        let session = async {
+            let mut conn = db.dedicated().await?;
+            diesel::sql_query(format!("listen {channel}"))
+                .execute(&mut conn)
+                .await?;
+            generation += 1;
+            grown.send_replace(generation);
+            backoff = Duration::from_millis(100);
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            while let Some(note) = notifications.next().await {
+                note?;
+                generation += 1;
+                grown.send_replace(generation);
+            }
+            Err::<(), DbError>(DbError::Unavailable("listen connection closed".to_owned()))
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = session => {
+                if let Err(err) = result {
+                    tracing::warn!(%channel, error = %err, "event listener lost its connection, reconnecting");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,144 @@
+//! Configuration shared by every service binary: flags with `TRACKING_*` environment variables
+//! and defaults, validated before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tracking_db::PoolOptions;
+
+use crate::telemetry::LogFormat;
+
+/// The shortest signing secret accepted: HS256 keys shorter than the hash are guessable.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Listening addresses, auth and limits of one server process.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// gRPC listen address.
+    #[arg(long, env = "TRACKING_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (Prometheus /metrics, webhooks, redirects).
+    #[arg(long, env = "TRACKING_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// HS256 secret that bearer tokens are signed with (at least 32 characters).
+    #[arg(long, env = "TRACKING_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Deadline for a unary call when the client sets none (e.g. 30s, 500ms).
+    #[arg(long, env = "TRACKING_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Calls served at once; beyond it calls are refused at once with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TRACKING_MAX_CONCURRENT_REQUESTS", default_value_t = 2048)]
+    pub max_concurrent_requests: usize,
+    /// How long shutdown waits for in-flight calls before closing connections.
+    #[arg(long, env = "TRACKING_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format: plain or json. Levels come from RUST_LOG (default info).
+    #[arg(long, env = "TRACKING_LOG_FORMAT", default_value = "plain")]
+    pub log_format: LogFormat,
+}
+
+impl ServerArgs {
+    /// Checks what clap cannot; `secret_required` is false only where a default secret is
+    /// provided by other means (trackd's local state).
+    pub fn validate(&self, secret_required: bool) -> Result<(), String> {
+        match &self.jwt_secret {
+            Some(secret) if secret.len() < MIN_SECRET_LEN => {
+                return Err(format!(
+                    "TRACKING_JWT_SECRET must be at least {MIN_SECRET_LEN} characters"
+                ));
+            }
+            None if secret_required => {
+                return Err("TRACKING_JWT_SECRET (or --jwt-secret) is required".to_owned());
+            }
+            _ => {}
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("TRACKING_MAX_CONCURRENT_REQUESTS must be at least 1".to_owned());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("TRACKING_REQUEST_TIMEOUT must be positive".to_owned());
+        }
+        if self.grpc_addr.port() != 0 && self.grpc_addr == self.http_addr {
+            return Err("TRACKING_GRPC_ADDR and TRACKING_HTTP_ADDR must differ".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Where the service's database is and how its pool is sized.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DbArgs {
+    /// PostgreSQL URL (postgres://user@host:port/db). trackd finds one when unset.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections in the service's pool.
+    #[arg(long, env = "TRACKING_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// How long a call waits for a database connection before UNAVAILABLE.
+    #[arg(long, env = "TRACKING_DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_pool_timeout: Duration,
+}
+
+impl DbArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err("DATABASE_URL must be a postgres:// URL".to_owned());
+        }
+        if self.db_pool_size == 0 {
+            return Err("TRACKING_DB_POOL_SIZE must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+
+    pub fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            max_size: self.db_pool_size,
+            wait_timeout: self.db_pool_timeout,
+        }
+    }
+}
+
+/// Parses durations like `250ms`, `30s`, `5m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} needs a unit: ms, s, m, h or d"))?;
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
+    let seconds = |factor: u64| {
+        value
+            .checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("duration {text:?} is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => Err(format!(
+            "duration {text:?} has unknown unit {unit:?}: use ms, s, m, h or d"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3y").is_err());
+    }
+}

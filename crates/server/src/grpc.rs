@@ -1,0 +1,286 @@
+//! The gRPC server every service runs on: health (`grpc.health.v1`), reflection (v1), admission
+//! control with load shedding, default deadlines, per-RPC metrics and request ids, and graceful
+//! shutdown. It serves an already-bound listener, so tests bind `127.0.0.1:0`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::metrics::{MethodLabels, Metrics, RpcLabels};
+
+/// Builds and runs one gRPC server.
+pub struct GrpcServer {
+    routes: RoutesBuilder,
+    health: HealthReporter,
+    service_names: Vec<&'static str>,
+    metrics: Metrics,
+    request_timeout: Duration,
+    max_concurrent: usize,
+    shutdown_grace: Duration,
+}
+
+impl GrpcServer {
+    pub fn new(
+        metrics: Metrics,
+        request_timeout: Duration,
+        max_concurrent: usize,
+        shutdown_grace: Duration,
+    ) -> Self {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        Self {
+            routes,
+            health,
+            service_names: Vec::new(),
+            metrics,
+            request_timeout,
+            max_concurrent,
+            shutdown_grace,
+        }
+    }
+
+    /// The kit's settings from the shared flags.
+    pub fn from_args(args: &crate::ServerArgs, metrics: Metrics) -> Self {
+        Self::new(
+            metrics,
+            args.request_timeout,
+            args.max_concurrent_requests,
+            args.shutdown_grace,
+        )
+    }
+
+    /// Adds a service; its health status follows the server's (SERVING while up).
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: Service<http::Request<tonic::body::Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.service_names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled: health turns NOT_SERVING at once, new calls are
+    /// refused, in-flight calls get `shutdown_grace` to finish.
+    pub async fn serve(
+        mut self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), tonic::transport::Error> {
+        // v1 for current clients, v1alpha for the many tools (grpcurl among them) that still ask it.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tracking_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            (Ok(v1), Ok(v1alpha)) => {
+                self.routes.add_service(v1);
+                self.routes.add_service(v1alpha);
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::error!(error = %err, "reflection descriptor set is invalid, reflection disabled");
+            }
+        }
+
+        for name in &self.service_names {
+            self.health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        self.health
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+
+        let health = self.health.clone();
+        let names = self.service_names.clone();
+        let signal_shutdown = shutdown.clone();
+        let signal = async move {
+            signal_shutdown.cancelled().await;
+            for name in names {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+        };
+
+        let layer = RpcLayer {
+            metrics: self.metrics.clone(),
+            permits: Arc::new(Semaphore::new(self.max_concurrent)),
+            max_concurrent: self.max_concurrent,
+        };
+        let server = Server::builder()
+            .timeout(self.request_timeout)
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(layer)
+            .serve_with_incoming_shutdown(
+                self.routes.routes(),
+                TcpListenerStream::new(listener),
+                signal,
+            );
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            result = server => result,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "grace period over, closing remaining gRPC calls");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Per-call admission control, metrics and request ids.
+#[derive(Clone)]
+struct RpcLayer {
+    metrics: Metrics,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RpcService<S> {
+    inner: S,
+    layer: RpcLayer,
+}
+
+/// Calls that must answer even under overload (probes, operators' tooling).
+fn is_exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.")
+}
+
+fn next_request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ std::process::id())
+            .unwrap_or_default()
+    });
+    format!("{prefix:08x}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RpcService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let permit = if is_exempt(&method) {
+            None
+        } else {
+            match self.layer.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    self.layer.metrics.shed.inc();
+                    record(&self.layer.metrics, &method, "ResourceExhausted", None);
+                    let status = tonic::Status::resource_exhausted(format!(
+                        "server overloaded: {} calls in flight; retry with backoff",
+                        self.layer.max_concurrent
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            }
+        };
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(next_request_id, str::to_owned);
+        let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
+        // The clone that was polled ready serves this call (tower's contract).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.layer.metrics.clone();
+        Box::pin(
+            async move {
+                metrics.in_flight.inc();
+                let started = Instant::now();
+                let result = inner.call(request).await;
+                metrics.in_flight.dec();
+                drop(permit);
+                let mut response = result?;
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or("Ok".to_owned(), |c| format!("{:?}", tonic::Code::from(c)));
+                record(&metrics, &method, &code, Some(started.elapsed()));
+                if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert("x-request-id", value);
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>) {
+    metrics
+        .requests
+        .get_or_create(&RpcLabels {
+            method: method.to_owned(),
+            code: code.to_owned(),
+        })
+        .inc();
+    if let Some(elapsed) = elapsed {
+        metrics
+            .latency
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,80 @@
+//! trackctl: the operator's command line for the suite.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracking_server::{JwtKeys, Role, parse_duration};
+
+#[derive(Parser, Debug)]
+#[command(name = "trackctl", about = "Operations CLI for the tracking suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Prints a bearer token signed with the suite's secret (TRACKING_JWT_SECRET, or the one
+    /// trackd keeps under its state folder).
+    Token {
+        /// The brand the token acts for.
+        #[arg(long)]
+        brand: i64,
+        /// brand, creator, service or ops.
+        #[arg(long, value_enum, default_value = "brand")]
+        role: Role,
+        /// The creator, for creator tokens.
+        #[arg(long)]
+        creator: Option<i64>,
+        /// Lifetime, e.g. 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        #[arg(long, env = "TRACKING_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        /// trackd's state folder, where its generated secret lives.
+        #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
+        state_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Token {
+            brand,
+            role,
+            creator,
+            ttl,
+            jwt_secret,
+            state_dir,
+        } => {
+            if brand < 0 {
+                anyhow::bail!("--brand must be 0 or more");
+            }
+            if role == Role::Creator && creator.is_none() {
+                anyhow::bail!("--role creator needs --creator ID");
+            }
+            let secret = match jwt_secret {
+                Some(secret) => secret,
+                None => {
+                    let path = state_dir.join("jwt-secret");
+                    std::fs::read_to_string(&path)
+                        .with_context(|| {
+                            format!(
+                                "no TRACKING_JWT_SECRET and no {} (run trackd once, or set the secret)",
+                                path.display()
+                            )
+                        })?
+                        .trim()
+                        .to_owned()
+                }
+            };
+            println!(
+                "{}",
+                JwtKeys::new(secret.as_bytes()).sign(brand, role, creator, ttl)
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The suite's Protobuf API: messages, tonic clients and servers for every service, and the
+//! encoded file descriptor set that gRPC reflection serves.
+
+/// Every message and service of the suite, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tracking_descriptor.bin"));
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("tracking.common.v1");
+    }
+}
+
+pub mod gateway {
+    pub mod v1 {
+        tonic::include_proto!("tracking.gateway.v1");
+    }
+}
+
+pub mod plan {
+    pub mod v1 {
+        tonic::include_proto!("tracking.plan.v1");
+    }
+}

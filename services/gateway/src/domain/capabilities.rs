@@ -1,0 +1,232 @@
+//! What each provider can do: the one table the whole suite validates against
+//! (PlanService reads it through `GetCapabilities`).
+
+use tracking_api::common::v1::Provider;
+
+/// One provider's facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub provider: Provider,
+    pub discount_codes: bool,
+    pub affiliate_links: bool,
+    pub click_links: bool,
+    pub active_dates: bool,
+    pub minimum_purchase: bool,
+    pub product_restrictions: bool,
+    pub usage_limits: bool,
+    pub one_time_use: bool,
+    pub tracking_without_discount: bool,
+    pub max_code_length: u32,
+    pub code_punctuation: &'static str,
+    pub connection: Connection,
+}
+
+/// What registering an integration of the provider needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    pub required_credentials: &'static [&'static str],
+    pub requires_shop_domain: bool,
+    pub requires_base_url: bool,
+    pub requires_webhook_secret: bool,
+}
+
+/// The capability table. Facts from the stores' documentation:
+/// - Shopify: discount codes with dates, minimum subtotal, product/collection scope, usage limit
+///   and once-per-customer; shareable discount links apply a code at checkout; a sale is only
+///   tracked through a code (255 characters max).
+/// - WooCommerce: coupons without a start date (expiry only), no affiliate links.
+/// - BigCommerce: coupon codes of at most 50 characters, no affiliate links.
+/// - Magento: cart price rules with coupons, no affiliate links.
+/// - Amazon Ads: no codes; attribution tags are the creators' links.
+/// - AST: no store API; links carry a click id that comes back with the conversion.
+/// - Sandbox: a simulated store that supports everything, for demos and load tests.
+pub fn capabilities(provider: Provider) -> Option<Capabilities> {
+    let none = Connection {
+        required_credentials: &[],
+        requires_shop_domain: false,
+        requires_base_url: false,
+        requires_webhook_secret: false,
+    };
+    let caps = match provider {
+        Provider::Unspecified => return None,
+        Provider::Shopify => Capabilities {
+            provider,
+            discount_codes: true,
+            affiliate_links: true,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: true,
+            product_restrictions: true,
+            usage_limits: true,
+            one_time_use: true,
+            tracking_without_discount: false,
+            max_code_length: 255,
+            code_punctuation: "-_",
+            connection: Connection {
+                required_credentials: &["access_token"],
+                requires_shop_domain: true,
+                requires_base_url: false,
+                requires_webhook_secret: true,
+            },
+        },
+        Provider::Woocommerce => Capabilities {
+            provider,
+            discount_codes: true,
+            affiliate_links: false,
+            click_links: true,
+            active_dates: false,
+            minimum_purchase: false,
+            product_restrictions: true,
+            usage_limits: true,
+            one_time_use: true,
+            tracking_without_discount: false,
+            max_code_length: 100,
+            code_punctuation: "-_",
+            connection: Connection {
+                required_credentials: &["consumer_key", "consumer_secret"],
+                requires_shop_domain: false,
+                requires_base_url: true,
+                requires_webhook_secret: true,
+            },
+        },
+        Provider::Bigcommerce => Capabilities {
+            provider,
+            discount_codes: true,
+            affiliate_links: false,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: false,
+            product_restrictions: true,
+            usage_limits: true,
+            one_time_use: true,
+            tracking_without_discount: false,
+            max_code_length: 50,
+            code_punctuation: "-_",
+            connection: Connection {
+                required_credentials: &["store_hash", "access_token"],
+                requires_shop_domain: false,
+                requires_base_url: false,
+                requires_webhook_secret: false,
+            },
+        },
+        Provider::Magento => Capabilities {
+            provider,
+            discount_codes: true,
+            affiliate_links: false,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: false,
+            product_restrictions: true,
+            usage_limits: true,
+            one_time_use: true,
+            tracking_without_discount: false,
+            max_code_length: 255,
+            code_punctuation: "-_",
+            connection: Connection {
+                required_credentials: &["access_token"],
+                requires_shop_domain: false,
+                requires_base_url: true,
+                requires_webhook_secret: false,
+            },
+        },
+        Provider::AmazonAds => Capabilities {
+            provider,
+            discount_codes: false,
+            affiliate_links: true,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: false,
+            product_restrictions: false,
+            usage_limits: false,
+            one_time_use: false,
+            tracking_without_discount: true,
+            max_code_length: 0,
+            code_punctuation: "",
+            connection: Connection {
+                required_credentials: &[
+                    "client_id",
+                    "client_secret",
+                    "refresh_token",
+                    "profile_id",
+                ],
+                ..none
+            },
+        },
+        Provider::Ast => Capabilities {
+            provider,
+            discount_codes: false,
+            affiliate_links: true,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: false,
+            product_restrictions: false,
+            usage_limits: false,
+            one_time_use: false,
+            tracking_without_discount: true,
+            max_code_length: 0,
+            code_punctuation: "",
+            connection: Connection {
+                requires_webhook_secret: true,
+                ..none
+            },
+        },
+        Provider::Sandbox => Capabilities {
+            provider,
+            discount_codes: true,
+            affiliate_links: true,
+            click_links: true,
+            active_dates: true,
+            minimum_purchase: true,
+            product_restrictions: true,
+            usage_limits: true,
+            one_time_use: true,
+            tracking_without_discount: true,
+            max_code_length: 64,
+            code_punctuation: "-_",
+            connection: none,
+        },
+    };
+    Some(caps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_rules_hold() {
+        let get = |p| capabilities(p).map(|c| c);
+        let shopify = get(Provider::Shopify);
+        assert!(
+            shopify
+                .as_ref()
+                .is_some_and(|c| c.minimum_purchase && !c.tracking_without_discount)
+        );
+        for provider in [
+            Provider::Woocommerce,
+            Provider::Bigcommerce,
+            Provider::Magento,
+            Provider::AmazonAds,
+            Provider::Ast,
+        ] {
+            assert!(
+                get(provider).is_some_and(|c| !c.minimum_purchase),
+                "{provider:?}"
+            );
+        }
+        for provider in [
+            Provider::Woocommerce,
+            Provider::Bigcommerce,
+            Provider::Magento,
+        ] {
+            assert!(
+                get(provider).is_some_and(|c| !c.affiliate_links),
+                "{provider:?}"
+            );
+        }
+        assert!(get(Provider::Woocommerce).is_some_and(|c| !c.active_dates));
+        assert!(get(Provider::Bigcommerce).is_some_and(|c| c.max_code_length == 50));
+        assert!(get(Provider::Ast).is_some_and(|c| c.click_links && !c.discount_codes));
+        assert!(get(Provider::Unspecified).is_none());
+    }
+}

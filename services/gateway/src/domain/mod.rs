@@ -1,0 +1,4 @@
+//! The gateway's rules, free of tonic and SQL.
+
+pub mod capabilities;
+pub mod integration;

@@ -1,0 +1,60 @@
+//! ProviderGateway: the only part of the suite that talks to stores. This first part owns the
+//! brands' store integrations (credentials sealed at rest) and the capability table.
+//!
+//! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `store` (queries).
+
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod rpc;
+pub mod store;
+
+use tonic::service::interceptor::InterceptedService;
+use tracking_api::gateway::v1::provider_gateway_server::ProviderGatewayServer;
+use tracking_db::Migrations;
+use tracking_server::auth::Authenticator;
+
+pub use crypto::Sealer;
+pub use rpc::Gateway;
+
+/// The gateway's PostgreSQL schema.
+pub const SCHEMA: &str = "gateway";
+
+const OWN_MIGRATIONS: Migrations = Migrations {
+    embedded: diesel_migrations::embed_migrations!("migrations"),
+    source_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+};
+
+/// Every migration set of the schema, in order.
+pub const MIGRATIONS: &[&Migrations] = &[
+    &tracking_events::MIGRATIONS,
+    &tracking_db::request_keys::MIGRATIONS,
+    &OWN_MIGRATIONS,
+];
+
+/// Gateway-specific settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct GatewayArgs {
+    /// Key that seals store credentials and webhook secrets at rest: 32 bytes, base64.
+    #[arg(long, env = "TRACKING_CREDENTIALS_KEY", hide_env_values = true)]
+    pub credentials_key: Option<String>,
+}
+
+/// The authenticated gRPC service, ready for the server kit.
+pub fn grpc_service(
+    gateway: Gateway,
+    auth: Authenticator,
+) -> InterceptedService<ProviderGatewayServer<Gateway>, Authenticator> {
+    ProviderGatewayServer::with_interceptor(gateway, auth)
+}
+
+/// Migrates the gateway's schema and builds the service on `database_url`.
+pub async fn start(
+    database_url: &str,
+    pool: tracking_db::PoolOptions,
+    sealer: Sealer,
+) -> Result<Gateway, tracking_db::DbError> {
+    tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
+    let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
+    Ok(Gateway::new(db, sealer))
+}

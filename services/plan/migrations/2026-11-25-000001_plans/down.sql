@@ -1,0 +1,3 @@
+drop table roster;
+drop table campaigns;
+drop table plans;

@@ -1,0 +1,357 @@
+//! Tracking plans and the rule that a plan may only ask for what its provider can do.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1::Capabilities;
+use tracking_pattern::Pattern;
+
+use super::Money;
+use crate::error::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CodeTrigger {
+    /// Codes are generated when the brand approves a creator (the default).
+    OnApproval,
+    /// Codes are generated as soon as a creator is added.
+    OnAdd,
+}
+
+impl CodeTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeTrigger::OnApproval => "on_approval",
+            CodeTrigger::OnAdd => "on_add",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "on_approval" => Some(CodeTrigger::OnApproval),
+            "on_add" => Some(CodeTrigger::OnAdd),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Discount {
+    PercentBps(i32),
+    Fixed(Money),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Commission {
+    PercentBps(i32),
+    FixedPerOrder(Money),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utm {
+    pub source: String,
+    pub medium: String,
+    pub campaign: String,
+    pub term: String,
+    pub content: String,
+}
+
+/// A plan's commercial terms: everything the provider's capabilities constrain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub discount: Option<Discount>,
+    pub code_pattern: String,
+    pub click_url: String,
+    pub utm: Utm,
+    /// 0 for no limit.
+    pub usage_limit: i32,
+    pub once_per_customer: bool,
+    pub minimum_purchase: Option<Money>,
+    pub product_ids: Vec<String>,
+    pub category_ids: Vec<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub commission: Option<Commission>,
+}
+
+/// A stored plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub brand_id: i64,
+    pub id: i64,
+    pub name: String,
+    pub integration_id: i64,
+    pub provider: Provider,
+    pub terms: Terms,
+    pub code_trigger: CodeTrigger,
+    pub report_visible: bool,
+    pub archived_at: Option<DateTime<Utc>>,
+    /// A campaign using the plan has started outreach.
+    pub locked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Plan {
+    /// A plan may change only before outreach starts and while it is not archived.
+    pub fn ensure_editable(&self) -> Result<(), Error> {
+        if self.archived_at.is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "plan {} is archived and can no longer change",
+                self.id
+            )));
+        }
+        if self.locked {
+            return Err(Error::FailedPrecondition(format!(
+                "plan {} is locked: a campaign using it has started outreach",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+const MAX_URL: usize = 2048;
+const MAX_UTM: usize = 200;
+const MAX_RESTRICTIONS: usize = 1000;
+const MAX_RESTRICTION_ID: usize = 100;
+
+impl Terms {
+    /// Checks every field, and that the plan asks only for what `caps` (its provider's
+    /// capabilities, from ProviderGateway) allows. Errors name the field and the provider.
+    pub fn validate(&self, caps: &Capabilities) -> Result<(), Error> {
+        let provider = Provider::try_from(caps.provider)
+            .unwrap_or(Provider::Unspecified)
+            .as_str_name();
+        let unsupported = |field: &str, what: &str| {
+            Error::invalid(field, format!("{provider} does not support {what}"))
+        };
+
+        match &self.discount {
+            Some(Discount::PercentBps(bps)) => {
+                if !(1..=10_000).contains(bps) {
+                    return Err(Error::invalid(
+                        "discount.percent_bps",
+                        "must be 1..=10000 basis points (2000 = 20 %)",
+                    ));
+                }
+            }
+            Some(Discount::Fixed(money)) => money.validate("discount.fixed", 1)?,
+            None if !caps.tracking_without_discount => {
+                return Err(Error::invalid(
+                    "discount",
+                    format!("{provider} tracks sales through discount codes; set a discount"),
+                ));
+            }
+            None => {}
+        }
+        if self.discount.is_some() && !caps.discount_codes {
+            return Err(unsupported("discount", "discount codes"));
+        }
+
+        if caps.discount_codes && self.discount.is_some() {
+            if self.code_pattern.trim().is_empty() {
+                return Err(Error::invalid(
+                    "code_pattern",
+                    format!(
+                        "{provider} needs a code to track a sale; set a pattern like {{username}}{{discount}}"
+                    ),
+                ));
+            }
+            Pattern::parse(&self.code_pattern)
+                .map_err(|err| Error::invalid("code_pattern", err.to_string()))?;
+        } else if !self.code_pattern.is_empty() {
+            return Err(unsupported("code_pattern", "discount codes"));
+        }
+
+        if !self.click_url.is_empty() {
+            if !caps.click_links {
+                return Err(unsupported("click_url", "tracking links"));
+            }
+            validate_url("click_url", &self.click_url)?;
+        }
+        for (field, value) in [
+            ("utm.source", &self.utm.source),
+            ("utm.medium", &self.utm.medium),
+            ("utm.campaign", &self.utm.campaign),
+            ("utm.term", &self.utm.term),
+            ("utm.content", &self.utm.content),
+        ] {
+            if value.chars().count() > MAX_UTM || value.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    field,
+                    format!("at most {MAX_UTM} characters, no control characters"),
+                ));
+            }
+        }
+
+        if self.usage_limit < 0 {
+            return Err(Error::invalid(
+                "usage_limit",
+                "must be 0 (no limit) or more",
+            ));
+        }
+        if self.usage_limit > 0 && !caps.usage_limits {
+            return Err(unsupported("usage_limit", "usage limits"));
+        }
+        if self.once_per_customer && !caps.one_time_use {
+            return Err(unsupported("once_per_customer", "one use per customer"));
+        }
+
+        if let Some(minimum) = &self.minimum_purchase {
+            if !caps.minimum_purchase {
+                return Err(unsupported(
+                    "minimum_purchase",
+                    "a minimum purchase (Shopify only)",
+                ));
+            }
+            minimum.validate("minimum_purchase", 1)?;
+        }
+
+        for (field, ids) in [
+            ("product_ids", &self.product_ids),
+            ("category_ids", &self.category_ids),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            if !caps.product_restrictions {
+                return Err(unsupported(field, "product and category restrictions"));
+            }
+            if ids.len() > MAX_RESTRICTIONS {
+                return Err(Error::invalid(
+                    field,
+                    format!("at most {MAX_RESTRICTIONS} ids"),
+                ));
+            }
+            if let Some(bad) = ids
+                .iter()
+                .position(|id| id.trim().is_empty() || id.len() > MAX_RESTRICTION_ID)
+            {
+                return Err(Error::invalid(
+                    &format!("{field}[{bad}]"),
+                    format!("must be 1..={MAX_RESTRICTION_ID} characters"),
+                ));
+            }
+        }
+
+        if (self.starts_at.is_some() || self.ends_at.is_some()) && !caps.active_dates {
+            let field = if self.starts_at.is_some() {
+                "starts_at"
+            } else {
+                "ends_at"
+            };
+            return Err(unsupported(field, "active dates"));
+        }
+        if let (Some(start), Some(end)) = (self.starts_at, self.ends_at)
+            && end <= start
+        {
+            return Err(Error::invalid("ends_at", "must be after starts_at"));
+        }
+
+        match &self.commission {
+            Some(Commission::PercentBps(bps)) if !(0..=10_000).contains(bps) => {
+                return Err(Error::invalid(
+                    "commission.percent_bps",
+                    "must be 0..=10000 basis points",
+                ));
+            }
+            Some(Commission::FixedPerOrder(money)) => {
+                money.validate("commission.fixed_per_order", 0)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn validate_url(field: &str, url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if !ok || url.len() > MAX_URL {
+        return Err(Error::invalid(
+            field,
+            format!("must be an http(s) URL of at most {MAX_URL} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The fields `UpdatePlan` may change (`update_mask` paths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanField {
+    Name,
+    Discount,
+    CodePattern,
+    ClickUrl,
+    Utm,
+    UsageLimit,
+    OncePerCustomer,
+    MinimumPurchase,
+    ProductIds,
+    CategoryIds,
+    StartsAt,
+    EndsAt,
+    Commission,
+}
+
+impl PlanField {
+    pub fn parse(path: &str) -> Result<PlanField, Error> {
+        Ok(match path {
+            "name" => PlanField::Name,
+            "discount" => PlanField::Discount,
+            "code_pattern" => PlanField::CodePattern,
+            "click_url" => PlanField::ClickUrl,
+            "utm" => PlanField::Utm,
+            "usage_limit" => PlanField::UsageLimit,
+            "once_per_customer" => PlanField::OncePerCustomer,
+            "minimum_purchase" => PlanField::MinimumPurchase,
+            "product_ids" => PlanField::ProductIds,
+            "category_ids" => PlanField::CategoryIds,
+            "starts_at" => PlanField::StartsAt,
+            "ends_at" => PlanField::EndsAt,
+            "commission" => PlanField::Commission,
+            "code_trigger" => {
+                return Err(Error::invalid(
+                    "update_mask",
+                    "code_trigger changes through SetCodeGeneration",
+                ));
+            }
+            "report_visible" => {
+                return Err(Error::invalid(
+                    "update_mask",
+                    "report_visible changes through SetReportVisibility",
+                ));
+            }
+            other => {
+                return Err(Error::invalid(
+                    "update_mask",
+                    format!("unknown or read-only path {other:?}"),
+                ));
+            }
+        })
+    }
+
+    /// Copies this field from `from` into `into`.
+    pub fn apply(self, into: &mut Terms, from: &Terms) {
+        match self {
+            PlanField::Name => {}
+            PlanField::Discount => into.discount = from.discount.clone(),
+            PlanField::CodePattern => into.code_pattern = from.code_pattern.clone(),
+            PlanField::ClickUrl => into.click_url = from.click_url.clone(),
+            PlanField::Utm => into.utm = from.utm.clone(),
+            PlanField::UsageLimit => into.usage_limit = from.usage_limit,
+            PlanField::OncePerCustomer => into.once_per_customer = from.once_per_customer,
+            PlanField::MinimumPurchase => into.minimum_purchase = from.minimum_purchase.clone(),
+            PlanField::ProductIds => into.product_ids = from.product_ids.clone(),
+            PlanField::CategoryIds => into.category_ids = from.category_ids.clone(),
+            PlanField::StartsAt => into.starts_at = from.starts_at,
+            PlanField::EndsAt => into.ends_at = from.ends_at,
+            PlanField::Commission => into.commission = from.commission.clone(),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! PlanService's gRPC handlers: authorize, convert proto ↔ domain, call the service. Nothing else.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use tracking_api::plan::v1 as pb;
+use tracking_api::plan::v1::plan_service_server::PlanService as PlanRpc;
+use tracking_server::Claims;
+use tracking_server::paging::Page;
+
+use crate::convert::{
+    campaign_to_proto, code_trigger_from_proto, plan_to_proto, profile_from_proto,
+    roster_entry_to_proto, roster_status_from_proto, terms_from_proto,
+};
+use crate::domain::plan::PlanField;
+use crate::domain::{validate_id, validate_name, validate_request_id};
+use crate::error::Error;
+use crate::events;
+use crate::service::{Caller, PlanDraft, PlanService};
+
+/// The caller of a brand RPC: token verified by the interceptor, creators refused.
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    let claims = Claims::of(request)?;
+    let brand_id = claims.brand_scope()?;
+    let bearer = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    Ok(Caller { brand_id, bearer })
+}
+
+/// `0` means "none" for optional id fields.
+fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Error> {
+    match id {
+        0 => Ok(None),
+        id => validate_id(field, id).map(Some),
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PlanRpc for PlanService {
+    async fn create_plan(
+        &self,
+        request: Request<pb::CreatePlanRequest>,
+    ) -> Result<Response<pb::CreatePlanResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let request_id = validate_request_id(&req.request_id)?;
+        let plan = req
+            .plan
+            .ok_or_else(|| Error::invalid("plan", "is required"))?;
+        let draft = PlanDraft {
+            name: validate_name("plan.name", &plan.name)?,
+            integration_id: validate_id("plan.integration_id", plan.integration_id)?,
+            terms: terms_from_proto(&plan)?,
+            code_trigger: code_trigger_from_proto(plan.code_trigger)?,
+            report_visible: plan.report_visible,
+        };
+        let plan = self.create_plan(&caller, draft, request_id).await?;
+        Ok(Response::new(pb::CreatePlanResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> Result<Response<pb::GetPlanResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = validate_id("plan_id", request.get_ref().plan_id)?;
+        let plan = self.get_plan(&caller, id).await?;
+        Ok(Response::new(pb::GetPlanResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn list_plans(
+        &self,
+        request: Request<pb::ListPlansRequest>,
+    ) -> Result<Response<pb::ListPlansResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let page = Page::parse(req.page.as_ref())?;
+        let rows = self
+            .list_plans(
+                &caller,
+                req.include_archived,
+                page.after,
+                page.fetch_limit(),
+            )
+            .await?;
+        let (rows, page) = page.finish(rows, |plan| plan.id);
+        Ok(Response::new(pb::ListPlansResponse {
+            plans: rows.iter().map(plan_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn update_plan(
+        &self,
+        request: Request<pb::UpdatePlanRequest>,
+    ) -> Result<Response<pb::UpdatePlanResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let plan = req
+            .plan
+            .ok_or_else(|| Error::invalid("plan", "is required"))?;
+        let id = validate_id("plan.id", plan.id)?;
+        let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            return Err(Error::invalid("update_mask", "name at least one field to change").into());
+        }
+        let mask = paths
+            .iter()
+            .map(|p| PlanField::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = if mask.contains(&PlanField::Name) {
+            Some(validate_name("plan.name", &plan.name)?)
+        } else {
+            None
+        };
+        let proposed = terms_from_proto(&plan)?;
+        let plan = self.update_plan(&caller, id, &mask, name, proposed).await?;
+        Ok(Response::new(pb::UpdatePlanResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn archive_plan(
+        &self,
+        request: Request<pb::ArchivePlanRequest>,
+    ) -> Result<Response<pb::ArchivePlanResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = validate_id("plan_id", request.get_ref().plan_id)?;
+        let plan = self.archive_plan(&caller, id).await?;
+        Ok(Response::new(pb::ArchivePlanResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn create_campaign(
+        &self,
+        request: Request<pb::CreateCampaignRequest>,
+    ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let request_id = validate_request_id(&req.request_id)?;
+        let name = validate_name("name", &req.name)?;
+        let plan_id = optional_id("plan_id", req.plan_id)?;
+        let campaign = self
+            .create_campaign(&caller, name, plan_id, req.allow_shared, request_id)
+            .await?;
+        Ok(Response::new(pb::CreateCampaignResponse {
+            campaign: Some(campaign_to_proto(&campaign)),
+        }))
+    }
+
+    async fn get_campaign(
+        &self,
+        request: Request<pb::GetCampaignRequest>,
+    ) -> Result<Response<pb::GetCampaignResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = validate_id("campaign_id", request.get_ref().campaign_id)?;
+        let campaign = self.get_campaign(&caller, id).await?;
+        Ok(Response::new(pb::GetCampaignResponse {
+            campaign: Some(campaign_to_proto(&campaign)),
+        }))
+    }
+
+    async fn list_campaigns(
+        &self,
+        request: Request<pb::ListCampaignsRequest>,
+    ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let page = Page::parse(req.page.as_ref())?;
+        let plan_id = optional_id("plan_id", req.plan_id)?;
+        let rows = self
+            .list_campaigns(
+                &caller,
+                req.include_archived,
+                plan_id,
+                page.after,
+                page.fetch_limit(),
+            )
+            .await?;
+        let (rows, page) = page.finish(rows, |c| c.id);
+        Ok(Response::new(pb::ListCampaignsResponse {
+            campaigns: rows.iter().map(campaign_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    async fn archive_campaign(
+        &self,
+        request: Request<pb::ArchiveCampaignRequest>,
+    ) -> Result<Response<pb::ArchiveCampaignResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = validate_id("campaign_id", request.get_ref().campaign_id)?;
+        let campaign = self.archive_campaign(&caller, id).await?;
+        Ok(Response::new(pb::ArchiveCampaignResponse {
+            campaign: Some(campaign_to_proto(&campaign)),
+        }))
+    }
+
+    async fn link_plan(
+        &self,
+        request: Request<pb::LinkPlanRequest>,
+    ) -> Result<Response<pb::LinkPlanResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let plan_id = validate_id("plan_id", req.plan_id)?;
+        let campaign = self
+            .link_plan(&caller, campaign_id, plan_id, req.allow_shared)
+            .await?;
+        Ok(Response::new(pb::LinkPlanResponse {
+            campaign: Some(campaign_to_proto(&campaign)),
+        }))
+    }
+
+    async fn start_outreach(
+        &self,
+        request: Request<pb::StartOutreachRequest>,
+    ) -> Result<Response<pb::StartOutreachResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = validate_id("campaign_id", request.get_ref().campaign_id)?;
+        let campaign = self.start_outreach(&caller, id).await?;
+        Ok(Response::new(pb::StartOutreachResponse {
+            campaign: Some(campaign_to_proto(&campaign)),
+        }))
+    }
+
+    async fn set_code_generation(
+        &self,
+        request: Request<pb::SetCodeGenerationRequest>,
+    ) -> Result<Response<pb::SetCodeGenerationResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let id = validate_id("plan_id", req.plan_id)?;
+        let trigger = code_trigger_from_proto(req.code_trigger)?
+            .ok_or_else(|| Error::invalid("code_trigger", "must be ON_APPROVAL or ON_ADD"))?;
+        let plan = self.set_code_generation(&caller, id, trigger).await?;
+        Ok(Response::new(pb::SetCodeGenerationResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn set_report_visibility(
+        &self,
+        request: Request<pb::SetReportVisibilityRequest>,
+    ) -> Result<Response<pb::SetReportVisibilityResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let id = validate_id("plan_id", req.plan_id)?;
+        let plan = self
+            .set_report_visibility(&caller, id, req.report_visible)
+            .await?;
+        Ok(Response::new(pb::SetReportVisibilityResponse {
+            plan: Some(plan_to_proto(&plan)),
+        }))
+    }
+
+    async fn add_creator(
+        &self,
+        request: Request<pb::AddCreatorRequest>,
+    ) -> Result<Response<pb::AddCreatorResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let request_id = validate_request_id(&req.request_id)?;
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let creator_id = validate_id("creator_id", req.creator_id)?;
+        let profile = profile_from_proto(req.profile).validate()?;
+        let entry = self
+            .add_creator(
+                &caller,
+                campaign_id,
+                creator_id,
+                profile,
+                req.approved,
+                request_id,
+            )
+            .await?;
+        Ok(Response::new(pb::AddCreatorResponse {
+            entry: Some(roster_entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn approve_creator(
+        &self,
+        request: Request<pb::ApproveCreatorRequest>,
+    ) -> Result<Response<pb::ApproveCreatorResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let creator_id = validate_id("creator_id", req.creator_id)?;
+        let entry = self
+            .approve_creator(&caller, campaign_id, creator_id)
+            .await?;
+        Ok(Response::new(pb::ApproveCreatorResponse {
+            entry: Some(roster_entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn remove_creator(
+        &self,
+        request: Request<pb::RemoveCreatorRequest>,
+    ) -> Result<Response<pb::RemoveCreatorResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let creator_id = validate_id("creator_id", req.creator_id)?;
+        let entry = self
+            .remove_creator(&caller, campaign_id, creator_id)
+            .await?;
+        Ok(Response::new(pb::RemoveCreatorResponse {
+            entry: Some(roster_entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn update_creator_profile(
+        &self,
+        request: Request<pb::UpdateCreatorProfileRequest>,
+    ) -> Result<Response<pb::UpdateCreatorProfileResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let creator_id = validate_id("creator_id", req.creator_id)?;
+        let profile = profile_from_proto(req.profile).validate()?;
+        let entry = self
+            .update_creator_profile(&caller, campaign_id, creator_id, profile)
+            .await?;
+        Ok(Response::new(pb::UpdateCreatorProfileResponse {
+            entry: Some(roster_entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn list_roster(
+        &self,
+        request: Request<pb::ListRosterRequest>,
+    ) -> Result<Response<pb::ListRosterResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        let status = roster_status_from_proto(req.status)?;
+        let page = Page::parse(req.page.as_ref())?;
+        let rows = self
+            .list_roster(&caller, campaign_id, status, page.after, page.fetch_limit())
+            .await?;
+        let (rows, page) = page.finish(rows, |e| e.creator_id);
+        Ok(Response::new(pb::ListRosterResponse {
+            entries: rows.iter().map(roster_entry_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    type WatchEventsStream = WatchStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let scope = Claims::of(&request)?.stream_scope()?;
+        let after = request.get_ref().after_seq;
+        if after < 0 {
+            return Err(Error::invalid("after_seq", "must be 0 or more").into());
+        }
+        tracing::info!(after_seq = after, brand = ?scope, "event watcher connected");
+        let stream = self.log().watch(after, scope).map(|item| {
+            let stored = item.map_err(tracking_server::status::from_db)?;
+            let event = events::decode(&stored).map_err(tracking_server::status::internal)?;
+            Ok(pb::WatchEventsResponse { event: Some(event) })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

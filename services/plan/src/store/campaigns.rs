@@ -1,0 +1,176 @@
+//! Campaigns and their plan links.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::Lock;
+use crate::domain::campaign::Campaign;
+use crate::error::Error;
+
+#[derive(QueryableByName)]
+struct CampaignRow {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    plan_id: Option<i64>,
+    #[diesel(sql_type = Array<BigInt>)]
+    shared_with: Vec<i64>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    outreach_started_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    archived_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+impl From<CampaignRow> for Campaign {
+    fn from(row: CampaignRow) -> Campaign {
+        Campaign {
+            brand_id: row.brand_id,
+            id: row.id,
+            name: row.name,
+            plan_id: row.plan_id,
+            shared_with: row.shared_with,
+            outreach_started_at: row.outreach_started_at,
+            archived_at: row.archived_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+// Archived campaigns count as sharing: they keep tracking sales.
+const SELECT: &str = "select c.brand_id, c.id, c.name, c.plan_id, \
+    array(select o.id from campaigns o where o.brand_id = c.brand_id and o.plan_id = c.plan_id \
+          and o.id <> c.id order by o.id) as shared_with, \
+    c.outreach_started_at, c.archived_at, c.created_at, c.updated_at \
+    from campaigns c";
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+pub async fn insert(conn: &mut AsyncPgConnection, brand_id: i64, name: &str) -> Result<i64, Error> {
+    let row: IdRow =
+        diesel::sql_query("insert into campaigns (brand_id, name) values ($1, $2) returning id")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await?;
+    Ok(row.id)
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+    lock: Lock,
+) -> Result<Option<Campaign>, Error> {
+    let lock = match lock {
+        Lock::None => "",
+        // `for update` cannot apply to the array subquery: lock the campaign row only.
+        Lock::ForUpdate => " for update of c",
+    };
+    let sql = format!("{SELECT} where c.brand_id = $1 and c.id = $2{lock}");
+    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(id)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().next().map(Campaign::from))
+}
+
+/// Newest first; `before` is the last id of the previous page.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    include_archived: bool,
+    plan_id: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Campaign>, Error> {
+    let sql = format!(
+        "{SELECT} where c.brand_id = $1 and ($2 or c.archived_at is null) \
+         and ($3::bigint is null or c.plan_id = $3) \
+         and ($4::bigint is null or c.id < $4) order by c.id desc limit $5"
+    );
+    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<Bool, _>(include_archived)
+        .bind::<Nullable<BigInt>, _>(plan_id)
+        .bind::<Nullable<BigInt>, _>(before)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Campaign::from).collect())
+}
+
+/// Every campaign (archived included) linked to `plan_id`, by id.
+pub async fn using_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<Vec<Campaign>, Error> {
+    let sql = format!("{SELECT} where c.brand_id = $1 and c.plan_id = $2 order by c.id");
+    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(plan_id)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Campaign::from).collect())
+}
+
+pub async fn set_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+    plan_id: i64,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update campaigns set plan_id = $3, updated_at = now() where brand_id = $1 and id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .bind::<BigInt, _>(plan_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn start_outreach(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update campaigns set outreach_started_at = now(), updated_at = now() \
+         where brand_id = $1 and id = $2 and outreach_started_at is null",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn archive(conn: &mut AsyncPgConnection, brand_id: i64, id: i64) -> Result<(), Error> {
+    diesel::sql_query(
+        "update campaigns set archived_at = now(), updated_at = now() \
+         where brand_id = $1 and id = $2 and archived_at is null",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! PlanService's queries: plain SQL (the tables are in migrations/) over the `plan` schema, every query scoped by brand. Functions
+//! take a connection so the service layer decides what shares a transaction.
+
+pub mod campaigns;
+pub mod plans;
+pub mod roster;
+
+/// `for update` when the caller is about to change the row under a rule that depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    ForUpdate,
+}
+
+impl Lock {
+    fn sql(self) -> &'static str {
+        match self {
+            Lock::None => "",
+            Lock::ForUpdate => " for update",
+        }
+    }
+}

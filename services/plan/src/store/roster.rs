@@ -1,0 +1,178 @@
+//! Roster entries.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::Lock;
+use crate::domain::roster::{Profile, RosterEntry, RosterStatus};
+use crate::error::Error;
+
+#[derive(QueryableByName)]
+struct EntryRow {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    creator_id: i64,
+    #[diesel(sql_type = Jsonb)]
+    profile: serde_json::Value,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Timestamptz)]
+    added_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    approved_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    removed_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<EntryRow> for RosterEntry {
+    type Error = Error;
+    fn try_from(row: EntryRow) -> Result<RosterEntry, Error> {
+        let bad = |what: &str| {
+            Error::Internal(format!(
+                "roster {}/{}: bad {what}",
+                row.campaign_id, row.creator_id
+            ))
+        };
+        Ok(RosterEntry {
+            brand_id: row.brand_id,
+            campaign_id: row.campaign_id,
+            creator_id: row.creator_id,
+            profile: serde_json::from_value(row.profile.clone()).map_err(|_| bad("profile"))?,
+            status: RosterStatus::parse(&row.status).ok_or_else(|| bad("status"))?,
+            added_at: row.added_at,
+            approved_at: row.approved_at,
+            removed_at: row.removed_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const SELECT: &str = "select brand_id, campaign_id, creator_id, profile, status, added_at, \
+    approved_at, removed_at, updated_at from roster";
+
+fn profile_json(profile: &Profile) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(profile).map_err(|e| Error::Internal(format!("encoding profile: {e}")))
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    lock: Lock,
+) -> Result<Option<RosterEntry>, Error> {
+    let sql = format!(
+        "{SELECT} where brand_id = $1 and campaign_id = $2 and creator_id = $3{}",
+        lock.sql()
+    );
+    let rows: Vec<EntryRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<BigInt, _>(creator_id)
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(RosterEntry::try_from)
+        .transpose()
+}
+
+/// Adds the creator, or restores a removed one with the new profile.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    profile: &Profile,
+    status: RosterStatus,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into roster (brand_id, campaign_id, creator_id, profile, status, approved_at) \
+         values ($1, $2, $3, $4, $5, case when $5 = 'approved' then now() end) \
+         on conflict (brand_id, campaign_id, creator_id) do update set \
+           profile = excluded.profile, status = excluded.status, added_at = now(), \
+           approved_at = excluded.approved_at, removed_at = null, updated_at = now()",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .bind::<Jsonb, _>(profile_json(profile)?)
+    .bind::<Text, _>(status.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    status: RosterStatus,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update roster set status = $4, updated_at = now(), \
+           approved_at = case when $4 = 'approved' then now() else approved_at end, \
+           removed_at = case when $4 = 'removed' then now() else removed_at end \
+         where brand_id = $1 and campaign_id = $2 and creator_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .bind::<Text, _>(status.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_profile(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    profile: &Profile,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update roster set profile = $4, updated_at = now() \
+         where brand_id = $1 and campaign_id = $2 and creator_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .bind::<Jsonb, _>(profile_json(profile)?)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// By creator id; `after` is the last creator id of the previous page.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    status: Option<RosterStatus>,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RosterEntry>, Error> {
+    let sql = format!(
+        "{SELECT} where brand_id = $1 and campaign_id = $2 \
+         and ($3::text is null or status = $3) and creator_id > $4 \
+         order by creator_id limit $5"
+    );
+    let rows: Vec<EntryRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<Nullable<Text>, _>(status.map(RosterStatus::as_str))
+        .bind::<BigInt, _>(after.unwrap_or(0))
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    rows.into_iter().map(RosterEntry::try_from).collect()
+}

@@ -1,0 +1,135 @@
+//! `cargo run`: the whole suite, locally, with nothing to configure. It finds PostgreSQL (or
+//! starts a private cluster), keeps its secrets under `.trackd/`, writes a dev token and prints
+//! how to call it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracking_server::{DbArgs, JwtKeys, Role, ServerArgs};
+
+#[derive(Parser, Debug)]
+#[command(name = "trackd", about = "The whole tracking suite in one process")]
+struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    gateway: gateway_service::GatewayArgs,
+    /// Local state: private PostgreSQL cluster, generated secrets, dev token.
+    #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
+    state_dir: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracking_server::telemetry::init(args.server.log_format);
+    args.server.validate(false).map_err(anyhow::Error::msg)?;
+    args.db.validate().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+
+    let jwt_secret = match &args.server.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => local_secret(&args.state_dir.join("jwt-secret"), generate_secret)?,
+    };
+    let credentials_key = match &args.gateway.credentials_key {
+        Some(key) => key.clone(),
+        None => local_secret(&args.state_dir.join("credentials-key"), || {
+            gateway_service::Sealer::generate_key().map_err(anyhow::Error::from)
+        })?,
+    };
+    let database_url =
+        tracking_db::resolve_local_database(args.db.database_url.as_deref(), &args.state_dir)
+            .await?;
+
+    let shutdown = tracking_server::shutdown::on_signal();
+    let grpc_listener = tracking_server::bind(args.server.grpc_addr).await?;
+    let http_listener = tracking_server::bind(args.server.http_addr).await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let token = JwtKeys::new(jwt_secret.as_bytes()).sign(
+        1,
+        Role::Brand,
+        None,
+        Duration::from_secs(30 * 86_400),
+    );
+    let token_path = args.state_dir.join("dev-token");
+    write_private(&token_path, &token)?;
+
+    let config = trackd::SuiteConfig {
+        database_url: database_url.clone(),
+        jwt_secret,
+        credentials_key,
+        pool: args.db.pool_options(),
+        request_timeout: args.server.request_timeout,
+        max_concurrent_requests: args.server.max_concurrent_requests,
+        shutdown_grace: args.server.shutdown_grace,
+    };
+    let suite = tokio::spawn(trackd::run(
+        config,
+        grpc_listener,
+        http_listener,
+        shutdown.clone(),
+    ));
+
+    tracing::info!(
+        grpc = %grpc_addr,
+        http = %http_addr,
+        database = %tracking_db::url::redacted(&database_url),
+        "trackd serving PlanService and ProviderGateway"
+    );
+    let host = trackd::loopback_url(grpc_addr)
+        .trim_start_matches("http://")
+        .to_owned();
+    println!(
+        "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, health, reflection)\n  \
+         HTTP     http://{http_addr}/metrics\n  dev token (brand 1, 30 days) in {}\n\n\
+         Try:\n  grpcurl -plaintext {host} list\n  \
+         grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\\n    \
+         -d '{{\"provider\":\"PROVIDER_SANDBOX\",\"name\":\"Demo store\"}}' \\\n    \
+         {host} tracking.gateway.v1.ProviderGateway/RegisterIntegration\n",
+        token_path.display(),
+        token_path.display(),
+    );
+    suite.await?
+}
+
+/// Reads a secret kept under the state folder, creating it on first run.
+fn local_secret(
+    path: &Path,
+    generate: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let secret = generate()?;
+    write_private(path, &secret)?;
+    Ok(secret)
+}
+
+fn generate_secret() -> anyhow::Result<String> {
+    // 32 random bytes as base64: 44 characters, above the kit's minimum.
+    gateway_service::Sealer::generate_key().map_err(anyhow::Error::from)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
