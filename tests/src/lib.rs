@@ -1,1 +1,137 @@
+//! Helpers for the end-to-end tests: the whole suite (trackd) on a fresh database, clients with
+//! tokens, and fixtures built through the public RPCs.
 
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1::RegisterIntegrationRequest;
+use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
+use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
+use tracking_db::TestDb;
+use tracking_server::Role;
+use tracking_testkit::{TEST_SECRET, TestServer, authed};
+
+pub use tracking_testkit::{creator_token, token};
+
+/// A fixed credentials key for tests (32 zero-based bytes, base64).
+pub const TEST_CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The whole suite on its own database.
+pub struct Suite {
+    pub db: TestDb,
+    pub server: TestServer,
+}
+
+pub fn config(database_url: &str) -> trackd::SuiteConfig {
+    trackd::SuiteConfig {
+        database_url: database_url.to_owned(),
+        jwt_secret: TEST_SECRET.to_owned(),
+        credentials_key: TEST_CREDENTIALS_KEY.to_owned(),
+        pool: tracking_db::PoolOptions {
+            max_size: 8,
+            wait_timeout: Duration::from_secs(5),
+        },
+        request_timeout: Duration::from_secs(10),
+        max_concurrent_requests: 256,
+        shutdown_grace: Duration::from_secs(2),
+    }
+}
+
+async fn serve(url: String) -> TestServer {
+    TestServer::spawn(move |grpc, http, shutdown| trackd::run(config(&url), grpc, http, shutdown))
+        .await
+}
+
+impl Suite {
+    pub async fn start() -> Suite {
+        let db = TestDb::new(trackd::SCHEMAS).await;
+        let server = serve(db.url().to_owned()).await;
+        Suite { db, server }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database.
+    pub async fn restart(&mut self) {
+        let old = std::mem::replace(&mut self.server, serve(self.db.url().to_owned()).await);
+        if let Err(err) = old.stop().await {
+            panic!("server stopped with an error: {err}");
+        }
+    }
+
+    pub fn plan(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.server.channel())
+    }
+
+    pub fn gateway(&self) -> ProviderGatewayClient<Channel> {
+        ProviderGatewayClient::new(self.server.channel())
+    }
+
+    /// A pool on one service schema, to check what is (not) stored.
+    pub fn schema(&self, schema: &'static str) -> tracking_db::Database {
+        tracking_db::Database::new(self.db.url(), schema, tracking_db::PoolOptions::default())
+            .unwrap_or_else(|e| panic!("pool: {e}"))
+    }
+}
+
+/// A brand token.
+pub fn brand(brand_id: i64) -> String {
+    token(brand_id, Role::Brand)
+}
+
+/// A registration that satisfies `provider`'s connection requirements.
+pub fn valid_registration(provider: Provider, name: &str) -> RegisterIntegrationRequest {
+    let credentials: &[(&str, &str)] = match provider {
+        Provider::Shopify => &[("access_token", "shpat_test_token")],
+        Provider::Woocommerce => &[("consumer_key", "ck_x"), ("consumer_secret", "cs_x")],
+        Provider::Bigcommerce => &[("store_hash", "abc123"), ("access_token", "bc_token")],
+        Provider::Magento => &[("access_token", "mg_token")],
+        Provider::AmazonAds => &[
+            ("client_id", "amzn1.application"),
+            ("client_secret", "secret"),
+            ("refresh_token", "Atzr|x"),
+            ("profile_id", "123"),
+        ],
+        Provider::Ast | Provider::Sandbox | Provider::Unspecified => &[],
+    };
+    RegisterIntegrationRequest {
+        provider: provider as i32,
+        name: name.to_owned(),
+        shop_domain: if provider == Provider::Shopify {
+            "test-shop.myshopify.com".to_owned()
+        } else {
+            String::new()
+        },
+        base_url: if matches!(provider, Provider::Woocommerce | Provider::Magento) {
+            "https://store.example.com".to_owned()
+        } else {
+            String::new()
+        },
+        credentials: credentials
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        webhook_secret: if matches!(
+            provider,
+            Provider::Shopify | Provider::Woocommerce | Provider::Ast
+        ) {
+            "whsec_test_secret".to_owned()
+        } else {
+            String::new()
+        },
+        request_id: String::new(),
+    }
+}
+
+/// Registers an integration of `provider` for the token's brand and returns its id.
+pub async fn register(suite: &Suite, token: &str, provider: Provider) -> i64 {
+    let name = format!("{} store", provider.as_str_name());
+    suite
+        .gateway()
+        .register_integration(authed(valid_registration(provider, &name), token))
+        .await
+        .unwrap_or_else(|s| panic!("register {provider:?}: {s}"))
+        .into_inner()
+        .integration
+        .map(|i| i.id)
+        .unwrap_or_default()
+}

@@ -34,7 +34,53 @@ pub fn loopback_url(addr: SocketAddr) -> String {
     format!("http://{ip}:{}", addr.port())
 }
 
-/// Migrates every schema, then serves every service until `shutdown`.
+/// The suite, migrated and wired, ready to serve.
+pub struct Suite {
+    grpc: GrpcServer,
+    http: axum::Router,
+}
+
+impl Suite {
+    /// Migrates every schema and builds every service. `own_grpc_url` is where the services
+    /// reach each other (this process's gRPC listener).
+    pub async fn prepare(
+        config: &SuiteConfig,
+        own_grpc_url: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Suite> {
+        let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
+        let gateway = gateway_service::start(&config.database_url, config.pool, sealer).await?;
+        let plan =
+            plan_service::start(&config.database_url, config.pool, own_grpc_url, shutdown).await?;
+
+        let metrics = Metrics::new();
+        let auth = Authenticator::new(JwtKeys::new(config.jwt_secret.as_bytes()));
+        let grpc = GrpcServer::new(
+            metrics.clone(),
+            config.request_timeout,
+            config.max_concurrent_requests,
+            config.shutdown_grace,
+        )
+        .add_service(gateway_service::grpc_service(gateway, auth.clone()))
+        .add_service(plan_service::grpc_service(plan, auth));
+        Ok(Suite {
+            grpc,
+            http: tracking_server::http::router(metrics),
+        })
+    }
+
+    /// Serves until `shutdown`, then drains.
+    pub async fn serve(
+        self,
+        grpc_listener: TcpListener,
+        http_listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown).await
+    }
+}
+
+/// Prepares the suite for the listeners' addresses and serves it until `shutdown`.
 pub async fn run(
     config: SuiteConfig,
     grpc_listener: TcpListener,
@@ -42,32 +88,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let own_url = loopback_url(grpc_listener.local_addr()?);
-    let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
-    let gateway = gateway_service::start(&config.database_url, config.pool, sealer).await?;
-    let plan = plan_service::start(
-        &config.database_url,
-        config.pool,
-        &own_url,
-        shutdown.clone(),
-    )
-    .await?;
-
-    let metrics = Metrics::new();
-    let auth = Authenticator::new(JwtKeys::new(config.jwt_secret.as_bytes()));
-    let grpc = GrpcServer::new(
-        metrics.clone(),
-        config.request_timeout,
-        config.max_concurrent_requests,
-        config.shutdown_grace,
-    )
-    .add_service(gateway_service::grpc_service(gateway, auth.clone()))
-    .add_service(plan_service::grpc_service(plan, auth));
-    tracking_server::serve(
-        grpc,
-        grpc_listener,
-        tracking_server::http::router(metrics),
-        http_listener,
-        shutdown,
-    )
-    .await
+    Suite::prepare(&config, &own_url, shutdown.clone())
+        .await?
+        .serve(grpc_listener, http_listener, shutdown)
+        .await
 }
+
+/// Every schema of the suite with its migrations (for test databases).
+pub const SCHEMAS: &[tracking_db::SchemaSpec] = &[
+    (gateway_service::SCHEMA, gateway_service::MIGRATIONS),
+    (plan_service::SCHEMA, plan_service::MIGRATIONS),
+];

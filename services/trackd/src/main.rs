@@ -70,12 +70,9 @@ async fn main() -> anyhow::Result<()> {
         max_concurrent_requests: args.server.max_concurrent_requests,
         shutdown_grace: args.server.shutdown_grace,
     };
-    let suite = tokio::spawn(trackd::run(
-        config,
-        grpc_listener,
-        http_listener,
-        shutdown.clone(),
-    ));
+    let suite =
+        trackd::Suite::prepare(&config, &trackd::loopback_url(grpc_addr), shutdown.clone()).await?;
+    let serving = tokio::spawn(suite.serve(grpc_listener, http_listener, shutdown));
 
     tracing::info!(
         grpc = %grpc_addr,
@@ -96,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
         token_path.display(),
         token_path.display(),
     );
-    suite.await?
+    serving.await?
 }
 
 /// Reads a secret kept under the state folder, creating it on first run.

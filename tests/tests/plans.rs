@@ -1,0 +1,708 @@
+//! PlanService's plans: validation against the provider's capabilities, idempotent creation,
+//! updates by field mask, archive, paging and tenant isolation.
+
+use prost_types::{FieldMask, Timestamp};
+use suite_tests::{Suite, brand, register};
+use tonic::Code;
+use tracking_api::common::v1::{Money, PageRequest, Provider};
+use tracking_api::plan::v1::{
+    ArchivePlanRequest, CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest,
+    Discount, GetPlanRequest, ListPlansRequest, Plan, SetCodeGenerationRequest,
+    SetReportVisibilityRequest, StartOutreachRequest, UpdatePlanRequest, commission, discount,
+};
+use tracking_testkit::authed;
+
+fn percent(bps: i32) -> Option<Discount> {
+    Some(Discount {
+        kind: Some(discount::Kind::PercentBps(bps)),
+    })
+}
+
+fn money(amount_minor: i64, currency: &str) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    })
+}
+
+fn at(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+/// A plan valid for any provider with discount codes.
+fn code_plan(name: &str, integration_id: i64) -> Plan {
+    Plan {
+        name: name.to_owned(),
+        integration_id,
+        discount: percent(2000),
+        code_pattern: "{username}{discount}".to_owned(),
+        commission: Some(Commission {
+            kind: Some(commission::Kind::PercentBps(1000)),
+        }),
+        ..Plan::default()
+    }
+}
+
+/// A plan for providers that track without codes.
+fn link_plan(name: &str, integration_id: i64) -> Plan {
+    Plan {
+        name: name.to_owned(),
+        integration_id,
+        click_url: "https://brand.example.com/shop".to_owned(),
+        ..Plan::default()
+    }
+}
+
+async fn create(suite: &Suite, token: &str, plan: Plan) -> Result<Plan, tonic::Status> {
+    suite
+        .plan()
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(plan),
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn plans_may_only_ask_for_what_their_provider_can_do() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let mut ids = std::collections::HashMap::new();
+    for provider in [
+        Provider::Shopify,
+        Provider::Woocommerce,
+        Provider::Bigcommerce,
+        Provider::Magento,
+        Provider::AmazonAds,
+        Provider::Ast,
+    ] {
+        ids.insert(provider, register(&suite, &token, provider).await);
+    }
+    let id = |p: Provider| ids.get(&p).copied().unwrap_or_default();
+
+    // What each provider accepts.
+    let shopify_full = Plan {
+        minimum_purchase: money(5000, "USD"),
+        starts_at: at(1_900_000_000),
+        ends_at: at(1_910_000_000),
+        product_ids: vec!["gid://shopify/Product/1".into()],
+        usage_limit: 100,
+        once_per_customer: true,
+        ..code_plan("shopify ok", id(Provider::Shopify))
+    };
+    assert!(create(&suite, &token, shopify_full).await.is_ok());
+    assert!(
+        create(
+            &suite,
+            &token,
+            code_plan("woo ok", id(Provider::Woocommerce))
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        create(&suite, &token, link_plan("ast ok", id(Provider::Ast)))
+            .await
+            .is_ok()
+    );
+    assert!(
+        create(
+            &suite,
+            &token,
+            link_plan("amazon ok", id(Provider::AmazonAds))
+        )
+        .await
+        .is_ok()
+    );
+
+    // What each refuses: (provider, plan, field, provider named in the message).
+    let refused: Vec<(Provider, Plan, &str)> = vec![
+        (
+            Provider::Woocommerce,
+            Plan {
+                minimum_purchase: money(5000, "USD"),
+                ..code_plan("w1", 0)
+            },
+            "minimum_purchase",
+        ),
+        (
+            Provider::Bigcommerce,
+            Plan {
+                minimum_purchase: money(5000, "USD"),
+                ..code_plan("b1", 0)
+            },
+            "minimum_purchase",
+        ),
+        (
+            Provider::Magento,
+            Plan {
+                minimum_purchase: money(5000, "USD"),
+                ..code_plan("m1", 0)
+            },
+            "minimum_purchase",
+        ),
+        (
+            Provider::Woocommerce,
+            Plan {
+                starts_at: at(1_900_000_000),
+                ..code_plan("w2", 0)
+            },
+            "starts_at",
+        ),
+        (
+            Provider::Woocommerce,
+            Plan {
+                ends_at: at(1_900_000_000),
+                ..code_plan("w3", 0)
+            },
+            "ends_at",
+        ),
+        (
+            Provider::Shopify,
+            Plan {
+                discount: None,
+                ..code_plan("s1", 0)
+            },
+            "discount",
+        ),
+        (
+            Provider::Shopify,
+            Plan {
+                code_pattern: String::new(),
+                ..code_plan("s2", 0)
+            },
+            "code_pattern",
+        ),
+        (Provider::Ast, code_plan("a1", 0), "discount"),
+        (
+            Provider::Ast,
+            Plan {
+                code_pattern: "{username}".into(),
+                ..link_plan("a2", 0)
+            },
+            "code_pattern",
+        ),
+        (
+            Provider::AmazonAds,
+            Plan {
+                product_ids: vec!["p".into()],
+                ..link_plan("z1", 0)
+            },
+            "product_ids",
+        ),
+        (
+            Provider::AmazonAds,
+            Plan {
+                usage_limit: 5,
+                ..link_plan("z2", 0)
+            },
+            "usage_limit",
+        ),
+        (
+            Provider::AmazonAds,
+            Plan {
+                once_per_customer: true,
+                ..link_plan("z3", 0)
+            },
+            "once_per_customer",
+        ),
+    ];
+    for (provider, mut plan, field) in refused {
+        plan.integration_id = id(provider);
+        let status = create(&suite, &token, plan).await.expect_err("refused");
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{provider:?} {field}: {status:?}"
+        );
+        assert!(
+            status.message().starts_with(field),
+            "{provider:?}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains(provider.as_str_name()),
+            "message names the provider: {}",
+            status.message()
+        );
+    }
+
+    // Field rules independent of the provider.
+    let shopify = id(Provider::Shopify);
+    let invalid: Vec<(Plan, &str)> = vec![
+        (
+            Plan {
+                code_pattern: "{nickname}".into(),
+                ..code_plan("x1", shopify)
+            },
+            "code_pattern",
+        ),
+        (
+            Plan {
+                code_pattern: "{username".into(),
+                ..code_plan("x2", shopify)
+            },
+            "code_pattern",
+        ),
+        (
+            Plan {
+                discount: percent(0),
+                ..code_plan("x3", shopify)
+            },
+            "discount.percent_bps",
+        ),
+        (
+            Plan {
+                discount: percent(10_001),
+                ..code_plan("x4", shopify)
+            },
+            "discount.percent_bps",
+        ),
+        (
+            Plan {
+                discount: Some(Discount {
+                    kind: Some(discount::Kind::Fixed(Money {
+                        amount_minor: 500,
+                        currency: "usd".into(),
+                    })),
+                }),
+                ..code_plan("x5", shopify)
+            },
+            "discount.fixed.currency",
+        ),
+        (
+            Plan {
+                click_url: "ftp://files".into(),
+                ..code_plan("x6", shopify)
+            },
+            "click_url",
+        ),
+        (
+            Plan {
+                starts_at: at(1_900_000_000),
+                ends_at: at(1_800_000_000),
+                ..code_plan("x7", shopify)
+            },
+            "ends_at",
+        ),
+        (
+            Plan {
+                commission: Some(Commission {
+                    kind: Some(commission::Kind::PercentBps(20_000)),
+                }),
+                ..code_plan("x8", shopify)
+            },
+            "commission.percent_bps",
+        ),
+        (
+            Plan {
+                usage_limit: -1,
+                ..code_plan("x9", shopify)
+            },
+            "usage_limit",
+        ),
+        (
+            Plan {
+                name: String::new(),
+                ..code_plan("", shopify)
+            },
+            "plan.name",
+        ),
+        (
+            Plan {
+                code_trigger: 42,
+                ..code_plan("x10", shopify)
+            },
+            "code_trigger",
+        ),
+        (
+            Plan {
+                integration_id: 0,
+                ..code_plan("x11", 0)
+            },
+            "plan.integration_id",
+        ),
+    ];
+    for (plan, field) in invalid {
+        let status = create(&suite, &token, plan).await.expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+
+    // Another brand's integration is not found, exactly as a missing one.
+    let status = create(&suite, &brand(2), code_plan("theirs", shopify))
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn creation_is_idempotent_and_names_unique() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let mut client = suite.plan();
+    let request = CreatePlanRequest {
+        plan: Some(code_plan("Summer", integration)),
+        request_id: "create-summer".into(),
+    };
+    let first = client.create_plan(authed(request.clone(), &token)).await;
+    let second = client.create_plan(authed(request, &token)).await;
+    let first = first.map(|r| r.into_inner().plan.unwrap_or_default());
+    let second = second.map(|r| r.into_inner().plan.unwrap_or_default());
+    assert!(first.is_ok());
+    assert_eq!(
+        first.as_ref().ok().map(|p| p.id),
+        second.as_ref().ok().map(|p| p.id)
+    );
+
+    // Same name, no request id: refused, case-insensitively.
+    let status = create(&suite, &token, code_plan("SUMMER", integration))
+        .await
+        .expect_err("taken");
+    assert_eq!(status.code(), Code::AlreadyExists);
+
+    // Concurrent duplicates with one request id create one plan.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut client = suite.plan();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_plan(authed(
+                    CreatePlanRequest {
+                        plan: Some(code_plan("Winter", integration)),
+                        request_id: "create-winter".into(),
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.ok().and_then(Result::ok));
+    }
+    assert!(
+        ids.iter().all(|id| id.is_some() && *id == ids[0]),
+        "{ids:?}"
+    );
+
+    let listed = client
+        .list_plans(authed(ListPlansRequest::default(), &token))
+        .await
+        .map(|r| r.into_inner().plans.len());
+    assert_eq!(listed.ok(), Some(2));
+}
+
+#[tokio::test]
+async fn updates_follow_the_mask_and_stop_at_outreach() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let woo = register(&suite, &token, Provider::Woocommerce).await;
+    let plan = create(&suite, &token, code_plan("Spring", woo))
+        .await
+        .unwrap_or_default();
+    let mut client = suite.plan();
+    let update = |plan: Plan, paths: &[&str]| UpdatePlanRequest {
+        plan: Some(plan),
+        update_mask: Some(FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }),
+    };
+
+    // Only masked fields change.
+    let changed = client
+        .update_plan(authed(
+            update(
+                Plan {
+                    id: plan.id,
+                    discount: percent(1500),
+                    code_pattern: "IGNORED{username}".into(),
+                    ..Plan::default()
+                },
+                &["discount"],
+            ),
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert_eq!(changed.discount, percent(1500));
+    assert_eq!(changed.code_pattern, "{username}{discount}");
+
+    // The whole result is validated against the provider.
+    let status = client
+        .update_plan(authed(
+            update(
+                Plan {
+                    id: plan.id,
+                    starts_at: at(1_900_000_000),
+                    ..Plan::default()
+                },
+                &["starts_at"],
+            ),
+            &token,
+        ))
+        .await
+        .expect_err("woocommerce has no start dates");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("starts_at"));
+
+    for (paths, field) in [
+        (&[][..], "update_mask"),
+        (&["bogus"][..], "update_mask"),
+        (&["code_trigger"][..], "update_mask"),
+    ] {
+        let status = client
+            .update_plan(authed(
+                update(
+                    Plan {
+                        id: plan.id,
+                        ..Plan::default()
+                    },
+                    paths,
+                ),
+                &token,
+            ))
+            .await
+            .expect_err("bad mask");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with(field));
+    }
+
+    // Outreach locks the plan; settings still change.
+    let campaign = client
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: "Launch".into(),
+                plan_id: plan.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    client
+        .start_outreach(authed(
+            StartOutreachRequest {
+                campaign_id: campaign.id,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let locked = client
+        .get_plan(authed(GetPlanRequest { plan_id: plan.id }, &token))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default().locked);
+    assert_eq!(locked.ok(), Some(true));
+    let status = client
+        .update_plan(authed(
+            update(
+                Plan {
+                    id: plan.id,
+                    name: "Renamed".into(),
+                    ..Plan::default()
+                },
+                &["name"],
+            ),
+            &token,
+        ))
+        .await
+        .expect_err("locked");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    let trigger = client
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: plan.id,
+                code_trigger: CodeTrigger::OnAdd as i32,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default().code_trigger);
+    assert_eq!(trigger.ok(), Some(CodeTrigger::OnAdd as i32));
+    let visible = client
+        .set_report_visibility(authed(
+            SetReportVisibilityRequest {
+                plan_id: plan.id,
+                report_visible: true,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default().report_visible);
+    assert_eq!(visible.ok(), Some(true));
+    let status = client
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: plan.id,
+                code_trigger: 0,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("unspecified trigger");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("code_trigger"));
+}
+
+#[tokio::test]
+async fn archive_needs_no_active_campaign_and_frees_the_name() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let plan = create(&suite, &token, code_plan("Autumn", integration))
+        .await
+        .unwrap_or_default();
+    let mut client = suite.plan();
+    let campaign = client
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: "Fall".into(),
+                plan_id: plan.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    let status = client
+        .archive_plan(authed(ArchivePlanRequest { plan_id: plan.id }, &token))
+        .await
+        .expect_err("in use");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains(&campaign.id.to_string()));
+
+    client
+        .archive_campaign(authed(
+            tracking_api::plan::v1::ArchiveCampaignRequest {
+                campaign_id: campaign.id,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    for _ in 0..2 {
+        let archived = client
+            .archive_plan(authed(ArchivePlanRequest { plan_id: plan.id }, &token))
+            .await
+            .map(|r| r.into_inner().plan.unwrap_or_default().archived);
+        assert_eq!(archived.ok(), Some(true));
+    }
+    // Archived plans leave the default list but stay readable, and the name is free again.
+    let listed = client
+        .list_plans(authed(ListPlansRequest::default(), &token))
+        .await
+        .map(|r| r.into_inner().plans.len());
+    assert_eq!(listed.ok(), Some(0));
+    let all = client
+        .list_plans(authed(
+            ListPlansRequest {
+                include_archived: true,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().plans.len());
+    assert_eq!(all.ok(), Some(1));
+    assert!(
+        create(&suite, &token, code_plan("Autumn", integration))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn plans_page_newest_first_and_stay_within_their_brand() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let mut created = Vec::new();
+    for i in 0..7 {
+        created.push(
+            create(&suite, &token, code_plan(&format!("plan {i}"), integration))
+                .await
+                .unwrap_or_default()
+                .id,
+        );
+    }
+    let mut client = suite.plan();
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_plans(authed(
+                ListPlansRequest {
+                    page: Some(PageRequest {
+                        page_size: 3,
+                        page_token: page_token.clone(),
+                    }),
+                    include_archived: false,
+                },
+                &token,
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{s}"))
+            .into_inner();
+        seen.extend(page.plans.iter().map(|p| p.id));
+        page_token = page.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created);
+
+    // Brand 2 sees none of it and gets NOT_FOUND for brand 1's ids, on reads and writes alike.
+    let other = brand(2);
+    let status = client
+        .get_plan(authed(
+            GetPlanRequest {
+                plan_id: created[0],
+            },
+            &other,
+        ))
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = client
+        .set_report_visibility(authed(
+            SetReportVisibilityRequest {
+                plan_id: created[0],
+                report_visible: true,
+            },
+            &other,
+        ))
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = client
+        .archive_plan(authed(
+            ArchivePlanRequest {
+                plan_id: created[0],
+            },
+            &other,
+        ))
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Code::NotFound);
+    let listed = client
+        .list_plans(authed(ListPlansRequest::default(), &other))
+        .await
+        .map(|r| r.into_inner().plans.len());
+    assert_eq!(listed.ok(), Some(0));
+}
