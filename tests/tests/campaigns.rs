@@ -1,0 +1,566 @@
+//! Campaigns and rosters: one plan per campaign, shared plans with a visible warning, the
+//! outreach lock, archive, and the roster's life cycle.
+
+use suite_tests::{Suite, brand, register};
+use tonic::Code;
+use tracking_api::common::v1::{PageRequest, Provider};
+use tracking_api::plan::v1::{
+    AddCreatorRequest, ApproveCreatorRequest, ArchiveCampaignRequest, Campaign,
+    CreateCampaignRequest, CreatePlanRequest, CreatorProfile, Discount, GetCampaignRequest,
+    LinkPlanRequest, ListCampaignsRequest, ListRosterRequest, Plan, RemoveCreatorRequest,
+    RosterStatus, StartOutreachRequest, UpdateCreatorProfileRequest, discount,
+};
+use tracking_testkit::authed;
+
+async fn plan(suite: &Suite, token: &str, integration_id: i64, name: &str) -> i64 {
+    suite
+        .plan()
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: name.into(),
+                    integration_id,
+                    discount: Some(Discount {
+                        kind: Some(discount::Kind::PercentBps(1000)),
+                    }),
+                    code_pattern: "{username}{discount}".into(),
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"))
+}
+
+async fn campaign(suite: &Suite, token: &str, name: &str, plan_id: i64) -> Campaign {
+    suite
+        .plan()
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: name.into(),
+                plan_id,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"))
+}
+
+async fn get(suite: &Suite, token: &str, id: i64) -> Campaign {
+    suite
+        .plan()
+        .get_campaign(authed(GetCampaignRequest { campaign_id: id }, token))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"))
+}
+
+fn profile(first: &str) -> CreatorProfile {
+    CreatorProfile {
+        first_name: first.into(),
+        last_name: "Creator".into(),
+        email: format!("{}@example.com", first.to_lowercase()),
+        username: first.to_lowercase(),
+        social_handles: [("instagram".to_owned(), format!("@{}", first.to_lowercase()))].into(),
+    }
+}
+
+#[tokio::test]
+async fn a_shared_plan_needs_consent_and_warns_both_campaigns() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let shared = plan(&suite, &token, integration, "Shared").await;
+    let first = campaign(&suite, &token, "First", shared).await;
+    assert!(first.shared_plan_warning.is_none());
+    let second = campaign(&suite, &token, "Second", 0).await;
+    let mut client = suite.plan();
+
+    let status = client
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: second.id,
+                plan_id: shared,
+                allow_shared: false,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("needs allow_shared");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("allow_shared"));
+    assert_eq!(get(&suite, &token, second.id).await.plan_id, 0);
+
+    let linked = client
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: second.id,
+                plan_id: shared,
+                allow_shared: true,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    let warning = linked.shared_plan_warning.unwrap_or_default();
+    assert_eq!(warning.other_campaign_ids, vec![first.id]);
+    assert!(warning.message.contains("recorded in each"));
+    let first_now = get(&suite, &token, first.id).await;
+    assert_eq!(
+        first_now.shared_plan_warning.map(|w| w.other_campaign_ids),
+        Some(vec![second.id])
+    );
+
+    // Moving the second campaign to its own plan clears both warnings.
+    let own = plan(&suite, &token, integration, "Own").await;
+    client
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: second.id,
+                plan_id: own,
+                allow_shared: false,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert!(
+        get(&suite, &token, first.id)
+            .await
+            .shared_plan_warning
+            .is_none()
+    );
+    assert!(
+        get(&suite, &token, second.id)
+            .await
+            .shared_plan_warning
+            .is_none()
+    );
+
+    // Linking the plan it already has changes nothing.
+    let again = client
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: second.id,
+                plan_id: own,
+                allow_shared: false,
+            },
+            &token,
+        ))
+        .await;
+    assert!(again.is_ok());
+
+    // Campaigns filter by plan.
+    let by_plan = client
+        .list_campaigns(authed(
+            ListCampaignsRequest {
+                plan_id: shared,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .campaigns
+                .iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        });
+    assert_eq!(by_plan.ok(), Some(vec![first.id]));
+}
+
+#[tokio::test]
+async fn outreach_locks_the_campaigns_plan() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let a = plan(&suite, &token, integration, "A").await;
+    let b = plan(&suite, &token, integration, "B").await;
+    let c = campaign(&suite, &token, "Launch", 0).await;
+    let mut client = suite.plan();
+
+    let status = client
+        .start_outreach(authed(StartOutreachRequest { campaign_id: c.id }, &token))
+        .await
+        .expect_err("no plan yet");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Before launch the plan may change.
+    for plan_id in [a, b] {
+        let linked = client
+            .link_plan(authed(
+                LinkPlanRequest {
+                    campaign_id: c.id,
+                    plan_id,
+                    allow_shared: false,
+                },
+                &token,
+            ))
+            .await
+            .map(|r| r.into_inner().campaign.unwrap_or_default().plan_id);
+        assert_eq!(linked.ok(), Some(plan_id));
+    }
+    for _ in 0..2 {
+        let started = client
+            .start_outreach(authed(StartOutreachRequest { campaign_id: c.id }, &token))
+            .await
+            .map(|r| r.into_inner().campaign.unwrap_or_default().outreach_started);
+        assert_eq!(started.ok(), Some(true));
+    }
+    let status = client
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: c.id,
+                plan_id: a,
+                allow_shared: false,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("locked");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("locked"));
+}
+
+#[tokio::test]
+async fn archived_campaigns_stay_readable_and_take_no_new_creators() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let p = plan(&suite, &token, integration, "P").await;
+    let c = campaign(&suite, &token, "Old", p).await;
+    let mut client = suite.plan();
+    client
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 7,
+                profile: Some(profile("Ana")),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    for _ in 0..2 {
+        let archived = client
+            .archive_campaign(authed(ArchiveCampaignRequest { campaign_id: c.id }, &token))
+            .await
+            .map(|r| r.into_inner().campaign.unwrap_or_default().archived);
+        assert_eq!(archived.ok(), Some(true));
+    }
+    let read = get(&suite, &token, c.id).await;
+    assert!(read.archived && read.plan_id == p);
+    let roster = client
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id: c.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().entries.len());
+    assert_eq!(roster.ok(), Some(1));
+    let status = client
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 8,
+                profile: Some(profile("Bo")),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect_err("archived");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    // Hidden from the default list, shown on request.
+    let default = client
+        .list_campaigns(authed(ListCampaignsRequest::default(), &token))
+        .await
+        .map(|r| r.into_inner().campaigns.len());
+    assert_eq!(default.ok(), Some(0));
+    let all = client
+        .list_campaigns(authed(
+            ListCampaignsRequest {
+                include_archived: true,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaigns.len());
+    assert_eq!(all.ok(), Some(1));
+}
+
+#[tokio::test]
+async fn roster_life_cycle() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Roster", 0).await;
+    let mut client = suite.plan();
+    let add = |creator_id: i64, profile: CreatorProfile, request_id: &str| AddCreatorRequest {
+        campaign_id: c.id,
+        creator_id,
+        profile: Some(profile),
+        approved: false,
+        request_id: request_id.into(),
+    };
+
+    let entry = client
+        .add_creator(authed(add(1, profile("Jose"), "add-1"), &token))
+        .await
+        .map(|r| r.into_inner().entry.unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert_eq!(entry.status, RosterStatus::Added as i32);
+    // The same request again, or the same add without a request id, is a no-op.
+    assert!(
+        client
+            .add_creator(authed(add(1, profile("Jose"), "add-1"), &token))
+            .await
+            .is_ok()
+    );
+    assert!(
+        client
+            .add_creator(authed(add(1, profile("Jose"), ""), &token))
+            .await
+            .is_ok()
+    );
+    // A different add of the same creator is refused.
+    let status = client
+        .add_creator(authed(add(1, profile("Other"), ""), &token))
+        .await
+        .expect_err("already there");
+    assert_eq!(status.code(), Code::AlreadyExists);
+
+    // Incomplete profiles are accepted (minting reports what is missing); malformed ones are not.
+    let incomplete = CreatorProfile {
+        first_name: String::new(),
+        email: String::new(),
+        ..profile("Kim")
+    };
+    assert!(
+        client
+            .add_creator(authed(add(2, incomplete, ""), &token))
+            .await
+            .is_ok()
+    );
+    let bad = CreatorProfile {
+        social_handles: [("myspace".to_owned(), "x".to_owned())].into(),
+        ..profile("Lee")
+    };
+    let status = client
+        .add_creator(authed(add(3, bad, ""), &token))
+        .await
+        .expect_err("network");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .starts_with("profile.social_handles.myspace")
+    );
+    let status = client
+        .add_creator(authed(add(0, profile("Zed"), ""), &token))
+        .await
+        .expect_err("id");
+    assert!(status.message().starts_with("creator_id"));
+
+    let approved = client
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().entry.unwrap_or_default());
+    assert!(
+        approved
+            .as_ref()
+            .is_ok_and(|e| e.status == RosterStatus::Approved as i32 && e.approved_at.is_some())
+    );
+
+    let updated = client
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: c.id,
+                creator_id: 2,
+                profile: Some(profile("Kim")),
+            },
+            &token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .entry
+                .unwrap_or_default()
+                .profile
+                .unwrap_or_default()
+                .first_name
+        });
+    assert_eq!(updated.ok().as_deref(), Some("Kim"));
+
+    for _ in 0..2 {
+        let removed = client
+            .remove_creator(authed(
+                RemoveCreatorRequest {
+                    campaign_id: c.id,
+                    creator_id: 1,
+                },
+                &token,
+            ))
+            .await
+            .map(|r| r.into_inner().entry.unwrap_or_default().status);
+        assert_eq!(removed.ok(), Some(RosterStatus::Removed as i32));
+    }
+    let status = client
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("removed");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    // Adding a removed creator again restores them.
+    let back = client
+        .add_creator(authed(add(1, profile("Jose"), ""), &token))
+        .await
+        .map(|r| r.into_inner().entry.unwrap_or_default());
+    assert!(back.is_ok_and(|e| e.status == RosterStatus::Added as i32 && e.removed_at.is_none()));
+
+    let status = client
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 99,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("not on roster");
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn roster_pages_and_filters_and_is_tenant_scoped() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Big", 0).await;
+    let mut client = suite.plan();
+    for creator_id in 1..=9 {
+        client
+            .add_creator(authed(
+                AddCreatorRequest {
+                    campaign_id: c.id,
+                    creator_id,
+                    profile: Some(profile(&format!("C{creator_id}"))),
+                    approved: creator_id % 3 == 0,
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{s}"));
+    }
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_roster(authed(
+                ListRosterRequest {
+                    campaign_id: c.id,
+                    page: Some(PageRequest {
+                        page_size: 4,
+                        page_token: page_token.clone(),
+                    }),
+                    status: 0,
+                },
+                &token,
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("{s}"))
+            .into_inner();
+        seen.extend(page.entries.iter().map(|e| e.creator_id));
+        page_token = page.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=9).collect::<Vec<_>>());
+    let approved = client
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id: c.id,
+                status: RosterStatus::Approved as i32,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .entries
+                .iter()
+                .map(|e| e.creator_id)
+                .collect::<Vec<_>>()
+        });
+    assert_eq!(approved.ok(), Some(vec![3, 6, 9]));
+
+    let other = brand(2);
+    for status in [
+        client
+            .list_roster(authed(
+                ListRosterRequest {
+                    campaign_id: c.id,
+                    ..Default::default()
+                },
+                &other,
+            ))
+            .await
+            .err(),
+        client
+            .get_campaign(authed(GetCampaignRequest { campaign_id: c.id }, &other))
+            .await
+            .err(),
+        client
+            .add_creator(authed(
+                AddCreatorRequest {
+                    campaign_id: c.id,
+                    creator_id: 50,
+                    profile: Some(profile("X")),
+                    ..Default::default()
+                },
+                &other,
+            ))
+            .await
+            .err(),
+        client
+            .remove_creator(authed(
+                RemoveCreatorRequest {
+                    campaign_id: c.id,
+                    creator_id: 1,
+                },
+                &other,
+            ))
+            .await
+            .err(),
+        client
+            .start_outreach(authed(StartOutreachRequest { campaign_id: c.id }, &other))
+            .await
+            .err(),
+    ] {
+        assert_eq!(status.map(|s| s.code()), Some(Code::NotFound));
+    }
+}
