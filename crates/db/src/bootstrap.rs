@@ -108,7 +108,7 @@ pub(crate) async fn connect(
 
 /// Initializes (once) and starts a cluster under `dir`, owned by the `postgres` user when run as
 /// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init.
-async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
+pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
     let fail = |reason: String| BootstrapError::PrivateCluster {
         dir: dir.display().to_string(),
         reason,
@@ -246,4 +246,46 @@ fn find_postgres_bin() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh machine without a running server: the private cluster is initialized, started,
+    /// and serves the suite's database (as root too: initdb then runs as `postgres`).
+    #[tokio::test]
+    async fn starts_a_private_cluster_and_creates_the_database() {
+        if find_postgres_bin().is_none() {
+            eprintln!("no PostgreSQL binaries installed; nothing to test");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tracking-private-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let result = async {
+            let url = start_private_cluster(&dir).await?;
+            ensure_database(&url).await?;
+            // Started again (trackd restarted): finds it running, same URL.
+            let again = start_private_cluster(&dir).await?;
+            assert_eq!(url, again);
+            connect(&url, Duration::from_secs(5)).await.map(|_| url)
+        }
+        .await;
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if let Some(bin) = find_postgres_bin() {
+            let data = path_str(&dir.join("data"));
+            let _ = run(
+                &bin.join("pg_ctl"),
+                &["stop", "-m", "fast", "-D", &data],
+                as_root,
+            )
+            .await;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = result.unwrap_or_else(|e| panic!("{e}"));
+        assert!(url.ends_with("/tracking"));
+    }
 }

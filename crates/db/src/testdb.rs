@@ -30,11 +30,12 @@ struct TemplateRow {
 }
 
 impl TestDb {
-    /// The server tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else 127.0.0.1:5432.
-    pub fn server_url() -> String {
-        std::env::var("TEST_DATABASE_URL")
-            .or_else(|_| std::env::var("DATABASE_URL"))
-            .unwrap_or_else(|_| DEFAULT_URL.to_owned())
+    /// The server tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else 127.0.0.1:5432,
+    /// else a private cluster started from the installed binaries (shared by every test
+    /// process, kept under the system's temp folder), so tests run on a fresh machine too.
+    pub async fn server_url() -> Result<String, String> {
+        static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        URL.get_or_try_init(find_server).await.cloned()
     }
 
     /// A new database holding every schema in `schemas`, migrated.
@@ -52,7 +53,7 @@ impl TestDb {
     }
 
     async fn try_new(schemas: &'static [SchemaSpec]) -> Result<TestDb, String> {
-        let server = Self::server_url();
+        let server = Self::server_url().await?;
         let admin_url = with_database(&server, "postgres");
         let template = template_name(schemas)?;
         ensure_template(&server, &admin_url, &template, schemas).await?;
@@ -115,6 +116,36 @@ impl Drop for TestDb {
         });
         let _ = handle.join();
     }
+}
+
+async fn find_server() -> Result<String, String> {
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL").or_else(|_| std::env::var("DATABASE_URL")) {
+        return Ok(url);
+    }
+    let default_admin = with_database(DEFAULT_URL, "postgres");
+    if connect(&default_admin, std::time::Duration::from_secs(2))
+        .await
+        .is_ok()
+    {
+        return Ok(DEFAULT_URL.to_owned());
+    }
+    let dir = std::env::temp_dir().join("tracking-test-postgres");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // One process initializes and starts it; the others wait on the lock, then find it running.
+    let lock_path = dir.with_extension("lock");
+    let lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("locking the test cluster: {e}"))?;
+    let url = crate::bootstrap::start_private_cluster(&dir)
+        .await
+        .map_err(|e| e.to_string());
+    drop(lock);
+    url
 }
 
 /// The template's name: a hash of every schema and the SQL of every migration in it, so an edited

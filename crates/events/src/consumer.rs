@@ -15,7 +15,11 @@ use tracking_db::{Database, DbError};
 /// Why an upstream stream could not be opened or broke off (it is reopened after a backoff).
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future, as trait methods return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The events of an opened source, each with its sequence number.
+pub type EventStream<E> = BoxStream<'static, Result<(i64, E), SourceError>>;
 
 /// Where events come from: usually a gRPC `Watch*` stream of another service.
 pub trait Source: Send {
@@ -24,10 +28,7 @@ pub trait Source: Send {
     fn open(
         &mut self,
         after_seq: i64,
-    ) -> BoxFuture<
-        '_,
-        Result<BoxStream<'static, Result<(i64, Self::Event), SourceError>>, SourceError>,
-    >;
+    ) -> BoxFuture<'_, Result<EventStream<Self::Event>, SourceError>>;
 }
 
 /// What a consumer does with each event, inside the transaction that also advances its cursor.

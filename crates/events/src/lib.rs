@@ -11,7 +11,9 @@
 mod consumer;
 mod log;
 
-pub use consumer::{Apply, ConsumerOptions, Source, SourceError, run_consumer};
+pub use consumer::{
+    Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
+};
 pub use log::{EventLog, NewEvent, StoredEvent, append};
 
 use tracking_db::Migrations;

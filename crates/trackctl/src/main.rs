@@ -37,10 +37,28 @@ enum Command {
         #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
         state_dir: PathBuf,
     },
+    /// Asks a server's gRPC health service; exits 0 when SERVING (for probes and scripts).
+    Health {
+        /// The server's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// One service (e.g. tracking.plan.v1.PlanService); empty for the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// How long to wait for an answer.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Health {
+            addr,
+            service,
+            timeout,
+        } => health(addr, service, timeout).await,
         Command::Token {
             brand,
             role,
@@ -77,4 +95,30 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn health(addr: String, service: String, timeout: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let channel = tonic::transport::Endpoint::from_shared(addr.clone())?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {addr}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.clone(),
+        })
+        .await
+        .with_context(|| format!("health check of {service:?} at {addr}"))?
+        .into_inner()
+        .status();
+    println!("{}", status.as_str_name());
+    if status != ServingStatus::Serving {
+        anyhow::bail!("{addr} {service:?} is {}", status.as_str_name());
+    }
+    Ok(())
 }

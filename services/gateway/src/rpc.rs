@@ -112,8 +112,8 @@ impl ProviderGateway for Gateway {
             credentials,
             &req.webhook_secret,
         )?;
-        let plaintext = serde_json::to_vec(&new.credentials)
-            .map_err(|e| tracking_server::status::internal(e))?;
+        let plaintext =
+            serde_json::to_vec(&new.credentials).map_err(tracking_server::status::internal)?;
         let row = NewIntegrationRow {
             brand_id,
             provider: provider.as_str_name(),

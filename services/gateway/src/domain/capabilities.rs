@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn design_rules_hold() {
-        let get = |p| capabilities(p).map(|c| c);
+        let get = capabilities;
         let shopify = get(Provider::Shopify);
         assert!(
             shopify

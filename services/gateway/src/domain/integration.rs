@@ -60,13 +60,11 @@ impl NewIntegration {
         }
 
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
-        if conn.requires_base_url || !base_url.is_empty() {
-            if !is_http_url(&base_url) {
-                return Err(Error::invalid(
-                    "base_url",
-                    format!("{provider_name} needs the store's http(s) base URL"),
-                ));
-            }
+        if (conn.requires_base_url || !base_url.is_empty()) && !is_http_url(&base_url) {
+            return Err(Error::invalid(
+                "base_url",
+                format!("{provider_name} needs the store's http(s) base URL"),
+            ));
         }
 
         for field in conn.required_credentials {

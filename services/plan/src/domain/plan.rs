@@ -127,14 +127,13 @@ impl Terms {
         };
 
         match &self.discount {
-            Some(Discount::PercentBps(bps)) => {
-                if !(1..=10_000).contains(bps) {
-                    return Err(Error::invalid(
-                        "discount.percent_bps",
-                        "must be 1..=10000 basis points (2000 = 20 %)",
-                    ));
-                }
+            Some(Discount::PercentBps(bps)) if !(1..=10_000).contains(bps) => {
+                return Err(Error::invalid(
+                    "discount.percent_bps",
+                    "must be 1..=10000 basis points (2000 = 20 %)",
+                ));
             }
+            Some(Discount::PercentBps(_)) => {}
             Some(Discount::Fixed(money)) => money.validate("discount.fixed", 1)?,
             None if !caps.tracking_without_discount => {
                 return Err(Error::invalid(
