@@ -1,0 +1,132 @@
+//! The server kit's admission control and default deadline, on a real socket: calls beyond the
+//! concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), health keeps
+//! answering, and a call running past the server's deadline is ended.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::server::NamedService;
+use tracking_server::{GrpcServer, Metrics};
+
+/// A service whose every call takes `delay` and then fails with ABORTED (so its answer is told
+/// apart from the kit's).
+#[derive(Clone)]
+struct Slow {
+    delay: Duration,
+}
+
+impl NamedService for Slow {
+    const NAME: &'static str = "test.Slow";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Slow {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(tonic::Status::aborted("slow call done").into_http())
+        })
+    }
+}
+
+async fn start(
+    max_concurrent: usize,
+    timeout: Duration,
+    delay: Duration,
+) -> (std::net::SocketAddr, CancellationToken, Metrics) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    let server = GrpcServer::new(
+        metrics.clone(),
+        timeout,
+        max_concurrent,
+        Duration::from_secs(1),
+    )
+    .add_service(Slow { delay });
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    (addr, shutdown, metrics)
+}
+
+async fn call(addr: std::net::SocketAddr, path: &'static str) -> (Code, Duration) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+    let started = Instant::now();
+    let result = grpc
+        .unary(
+            tonic::Request::new(()),
+            PathAndQuery::from_static(path),
+            codec,
+        )
+        .await;
+    (
+        result.err().map_or(Code::Ok, |s| s.code()),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn calls_beyond_the_limit_are_refused_at_once() {
+    let (addr, shutdown, metrics) =
+        start(2, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let slow: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(call(addr, "/test.Slow/Call")))
+        .collect();
+    // Give the two admitted calls time to be in flight.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (code, elapsed) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(
+        elapsed < Duration::from_millis(400),
+        "refused fast, took {elapsed:?}"
+    );
+    for task in slow {
+        assert_eq!(task.await.map(|(code, _)| code).ok(), Some(Code::Aborted));
+    }
+    // Capacity is back once the admitted calls are done.
+    let (code, _) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::Aborted);
+    let text = metrics.encode();
+    assert!(text.contains("tracking_grpc_shed_total 1"), "{text}");
+    assert!(
+        text.contains(r#"method="/test.Slow/Call",code="ResourceExhausted""#),
+        "{text}"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn calls_past_the_default_deadline_are_ended() {
+    let (addr, shutdown, _) = start(16, Duration::from_millis(200), Duration::from_secs(5)).await;
+    let (code, elapsed) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::Cancelled);
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "ended near its deadline, took {elapsed:?}"
+    );
+    shutdown.cancel();
+}
