@@ -3,6 +3,8 @@
 use tonic::Status;
 use tracking_db::DbError;
 
+use crate::adapters::AdapterError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {message}")]
@@ -11,6 +13,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Store(#[from] AdapterError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error("credentials: {0}")]
@@ -34,7 +40,12 @@ impl From<Error> for Status {
             }
             Error::NotFound(what) => Status::not_found(what),
             Error::AlreadyExists(what) => Status::already_exists(what),
-            Error::Db(db) => tracking_server::status::from_db(db),
+            Error::FailedPrecondition(why) => Status::failed_precondition(why),
+            // The adapter logged it with the integration; the reason is the store's, safe to send.
+            Error::Store(AdapterError::Unavailable(why)) => Status::unavailable(why),
+            Error::Store(AdapterError::Db(db)) | Error::Db(db) => {
+                tracking_server::status::from_db(db)
+            }
             Error::Crypto(err) => tracking_server::status::internal(err),
         }
     }

@@ -1,8 +1,12 @@
-//! ProviderGateway: the only part of the suite that talks to stores. This first part owns the
-//! brands' store integrations (credentials sealed at rest) and the capability table.
+//! ProviderGateway: the only part of the suite that talks to stores. It owns the brands' store
+//! integrations (credentials sealed at rest), the capability table, and pushes and disables
+//! discount codes at the stores through one adapter per provider (so far the sandbox store,
+//! simulated inside the gateway).
 //!
-//! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `store` (queries).
+//! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `adapters` (stores) →
+//! `store` (queries).
 
+pub mod adapters;
 pub mod crypto;
 pub mod domain;
 pub mod error;

@@ -7,13 +7,19 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
 use tracking_api::gateway::v1::provider_gateway_server::ProviderGateway;
 use tracking_db::Database;
-use tracking_server::Claims;
 use tracking_server::paging::Page;
+use tracking_server::{Claims, Role};
 
+use crate::adapters::Adapters;
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
+use crate::domain::discount::{
+    self, DisableOutcome, DisableResult, Discount, DiscountValue, Money, PushOutcome, PushResult,
+    Terms,
+};
 use crate::domain::integration::NewIntegration;
 use crate::error::Error;
+use crate::store::sandbox::StoredDiscount;
 use crate::store::{self, IntegrationRow, NewIntegrationRow, Registered};
 
 const MAX_REQUEST_ID: usize = 100;
@@ -23,11 +29,37 @@ const MAX_REQUEST_ID: usize = 100;
 pub struct Gateway {
     pub(crate) db: Database,
     pub(crate) sealer: Sealer,
+    pub(crate) adapters: Adapters,
 }
 
 impl Gateway {
     pub fn new(db: Database, sealer: Sealer) -> Self {
-        Self { db, sealer }
+        Self {
+            adapters: Adapters::new(db.clone()),
+            db,
+            sealer,
+        }
+    }
+
+    /// An integration of `brand_id` (another brand's is NOT_FOUND, as a missing one).
+    async fn integration(&self, brand_id: i64, id: i64) -> Result<IntegrationRow, Error> {
+        if id <= 0 {
+            return Err(Error::invalid("integration_id", "must be a positive id"));
+        }
+        store::get_integration(&self.db, brand_id, id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("integration {id} not found")))
+    }
+}
+
+/// The brand a push or disable acts for. Only the suite's services (and on-call engineers) change
+/// codes at a store: brands edit codes through CodeMintService, which keeps its records in step.
+fn internal_scope(claims: &Claims) -> Result<i64, Status> {
+    match claims.role {
+        Role::Service | Role::Ops => Ok(claims.brand_id),
+        Role::Brand | Role::Creator => Err(Status::permission_denied(
+            "only service and ops tokens change codes at a store; brands edit codes through CodeMintService",
+        )),
     }
 }
 
@@ -48,6 +80,105 @@ fn integration_to_proto(row: IntegrationRow) -> pb::Integration {
         credential_fields: row.credential_fields,
         has_webhook_secret: row.webhook_secret_sealed.is_some(),
         created_at: Some(timestamp(row.created_at)),
+        sandbox_down: row.sandbox_down,
+    }
+}
+
+fn money_from_proto(money: tracking_api::common::v1::Money) -> Money {
+    Money {
+        amount_minor: money.amount_minor,
+        currency: money.currency,
+    }
+}
+
+/// A pushed discount as the domain sees it; only the timestamps can fail to convert.
+fn discount_from_proto(index: usize, spec: pb::DiscountSpec) -> Result<Discount, Error> {
+    use pb::discount_spec::Value;
+    let at = |name: &str, ts: Option<prost_types::Timestamp>| {
+        ts.map(|ts| {
+            u32::try_from(ts.nanos)
+                .ok()
+                .and_then(|nanos| chrono::DateTime::from_timestamp(ts.seconds, nanos))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        &format!("discounts[{index}].{name}"),
+                        "not a valid timestamp",
+                    )
+                })
+        })
+        .transpose()
+    };
+    Ok(Discount {
+        code: spec.code,
+        external_ref: spec.external_ref,
+        title: spec.title,
+        terms: Terms {
+            value: spec.value.map(|value| match value {
+                Value::PercentBps(bps) => DiscountValue::PercentBps(bps),
+                Value::Fixed(money) => DiscountValue::Fixed(money_from_proto(money)),
+            }),
+            usage_limit: spec.usage_limit,
+            once_per_customer: spec.once_per_customer,
+            minimum_purchase: spec.minimum_purchase.map(money_from_proto),
+            product_ids: spec.product_ids,
+            category_ids: spec.category_ids,
+            starts_at: at("starts_at", spec.starts_at)?,
+            ends_at: at("ends_at", spec.ends_at)?,
+        },
+    })
+}
+
+fn push_result_to_proto(result: PushResult) -> pb::PushResult {
+    let (outcome, store_discount_id, message, retryable) = match result.outcome {
+        PushOutcome::Created { store_discount_id } => (
+            pb::PushOutcome::Created,
+            store_discount_id,
+            String::new(),
+            false,
+        ),
+        PushOutcome::AlreadyExists { message } => (
+            pb::PushOutcome::AlreadyExists,
+            String::new(),
+            message,
+            false,
+        ),
+        PushOutcome::Failed { message, retryable } => {
+            (pb::PushOutcome::Failed, String::new(), message, retryable)
+        }
+    };
+    pb::PushResult {
+        code: result.code,
+        outcome: outcome as i32,
+        store_discount_id,
+        message,
+        retryable,
+    }
+}
+
+fn disable_result_to_proto(result: DisableResult) -> pb::DisableResult {
+    let (outcome, message, retryable) = match result.outcome {
+        DisableOutcome::Disabled => (pb::DisableOutcome::Disabled, String::new(), false),
+        DisableOutcome::NotFound { message } => (pb::DisableOutcome::NotFound, message, false),
+        DisableOutcome::Failed { message, retryable } => {
+            (pb::DisableOutcome::Failed, message, retryable)
+        }
+    };
+    pb::DisableResult {
+        code: result.code,
+        outcome: outcome as i32,
+        message,
+        retryable,
+    }
+}
+
+fn store_discount_to_proto(row: StoredDiscount) -> pb::StoreDiscount {
+    pb::StoreDiscount {
+        code: row.code,
+        external_ref: row.external_ref,
+        title: row.title,
+        active: row.active,
+        created_at: Some(timestamp(row.created_at)),
+        disabled_at: row.disabled_at.map(timestamp),
     }
 }
 
@@ -163,14 +294,9 @@ impl ProviderGateway for Gateway {
         request: Request<pb::GetIntegrationRequest>,
     ) -> Result<Response<pb::GetIntegrationResponse>, Status> {
         let brand_id = Claims::of(&request)?.brand_scope()?;
-        let id = request.get_ref().integration_id;
-        if id <= 0 {
-            return Err(Error::invalid("integration_id", "must be a positive id").into());
-        }
-        let row = store::get_integration(&self.db, brand_id, id)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| Error::NotFound(format!("integration {id} not found")))?;
+        let row = self
+            .integration(brand_id, request.get_ref().integration_id)
+            .await?;
         Ok(Response::new(pb::GetIntegrationResponse {
             integration: Some(integration_to_proto(row)),
         }))
@@ -204,6 +330,123 @@ impl ProviderGateway for Gateway {
             .ok_or_else(|| Error::invalid("provider", "must be set to a known provider"))?;
         Ok(Response::new(pb::GetCapabilitiesResponse {
             capabilities: Some(capabilities_to_proto(caps)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn push_discounts(
+        &self,
+        request: Request<pb::PushDiscountsRequest>,
+    ) -> Result<Response<pb::PushDiscountsResponse>, Status> {
+        let brand_id = internal_scope(Claims::of(&request)?)?;
+        let req = request.into_inner();
+        discount::validate_batch("discounts", req.discounts.len())?;
+        let discounts = req
+            .discounts
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| discount_from_proto(i, spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
+        discount::validate_discounts(&caps, &discounts)?;
+        let results = adapter
+            .create_discounts(&integration, &discounts)
+            .await
+            .map_err(Error::from)?;
+        let created = results
+            .iter()
+            .filter(|r| matches!(r.outcome, PushOutcome::Created { .. }))
+            .count();
+        let already_exists = results
+            .iter()
+            .filter(|r| matches!(r.outcome, PushOutcome::AlreadyExists { .. }))
+            .count();
+        tracing::info!(
+            brand_id,
+            integration_id = integration.id,
+            provider = %integration.provider,
+            pushed = results.len(),
+            created,
+            already_exists,
+            failed = results.len() - created - already_exists,
+            "discounts pushed"
+        );
+        Ok(Response::new(pb::PushDiscountsResponse {
+            results: results.into_iter().map(push_result_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn disable_discounts(
+        &self,
+        request: Request<pb::DisableDiscountsRequest>,
+    ) -> Result<Response<pb::DisableDiscountsResponse>, Status> {
+        let brand_id = internal_scope(Claims::of(&request)?)?;
+        let req = request.into_inner();
+        discount::validate_batch("codes", req.codes.len())?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
+        for (i, code) in req.codes.iter().enumerate() {
+            discount::validate_code(&format!("codes[{i}]"), code, &caps)?;
+        }
+        let results = adapter
+            .disable_discounts(&integration, &req.codes)
+            .await
+            .map_err(Error::from)?;
+        let disabled = results
+            .iter()
+            .filter(|r| r.outcome == DisableOutcome::Disabled)
+            .count();
+        tracing::info!(
+            brand_id,
+            integration_id = integration.id,
+            provider = %integration.provider,
+            requested = results.len(),
+            disabled,
+            "discounts disabled"
+        );
+        Ok(Response::new(pb::DisableDiscountsResponse {
+            results: results.into_iter().map(disable_result_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_store_discounts(
+        &self,
+        request: Request<pb::ListStoreDiscountsRequest>,
+    ) -> Result<Response<pb::ListStoreDiscountsResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let page = Page::parse(req.page.as_ref())?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let rows = self
+            .adapters
+            .sandbox()
+            .list(&integration, page.after, page.fetch_limit())
+            .await?;
+        let (rows, page) = page.finish(rows, |row| row.id);
+        Ok(Response::new(pb::ListStoreDiscountsResponse {
+            discounts: rows.into_iter().map(store_discount_to_proto).collect(),
+            page: Some(page),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_sandbox_outage(
+        &self,
+        request: Request<pb::SetSandboxOutageRequest>,
+    ) -> Result<Response<pb::SetSandboxOutageResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let updated = self
+            .adapters
+            .sandbox()
+            .set_outage(&integration, req.down)
+            .await?;
+        Ok(Response::new(pb::SetSandboxOutageResponse {
+            integration: Some(integration_to_proto(updated)),
         }))
     }
 }

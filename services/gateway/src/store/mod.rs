@@ -1,10 +1,12 @@
 //! The gateway's queries. Every query is scoped by brand.
 
+pub mod sandbox;
 pub mod schema;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
+use tracking_api::common::v1::Provider;
 use tracking_db::request_keys::{self, Claim};
 use tracking_db::{Database, DbError};
 
@@ -22,6 +24,15 @@ pub struct IntegrationRow {
     pub credential_fields: Vec<String>,
     pub webhook_secret_sealed: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
+    pub sandbox_down: bool,
+}
+
+impl IntegrationRow {
+    /// The provider; rows are only written from a validated [`Provider`], so an unknown name
+    /// cannot occur and reads as unspecified.
+    pub fn provider(&self) -> Provider {
+        Provider::from_str_name(&self.provider).unwrap_or(Provider::Unspecified)
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -112,4 +123,26 @@ pub async fn list_integrations(
         .select(IntegrationRow::as_select())
         .load(&mut conn)
         .await?)
+}
+
+/// Switches a sandbox integration's simulated outage on or off; `None` when the brand has no
+/// such integration.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = id))]
+pub async fn set_sandbox_down(
+    db: &Database,
+    brand_id: i64,
+    id: i64,
+    down: bool,
+) -> Result<Option<IntegrationRow>, DbError> {
+    let mut conn = db.conn().await?;
+    Ok(diesel::update(
+        integrations::table
+            .filter(integrations::brand_id.eq(brand_id))
+            .filter(integrations::id.eq(id)),
+    )
+    .set(integrations::sandbox_down.eq(down))
+    .returning(IntegrationRow::as_returning())
+    .get_result(&mut conn)
+    .await
+    .optional()?)
 }

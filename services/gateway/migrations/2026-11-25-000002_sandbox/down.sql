@@ -1,0 +1,2 @@
+drop table sandbox_discounts;
+alter table integrations drop column sandbox_down;

@@ -1,0 +1,212 @@
+//! The sandbox provider's store: simulated inside the gateway and persisted in its schema, so the
+//! whole suite runs and demos with no real store. It answers as a store does: codes are unique per
+//! integration whatever their case, a code taken by another owner is refused, a retried push is
+//! not a collision, disabled codes stay taken, and while an outage is simulated every call fails.
+
+use std::collections::{HashMap, HashSet};
+
+use tracking_api::common::v1::Provider;
+use tracking_db::{Database, DbError};
+
+use super::{AdapterError, StoreAdapter};
+use crate::domain::discount::{DisableOutcome, DisableResult, Discount, PushOutcome, PushResult};
+use crate::error::Error;
+use crate::store::sandbox::{self as queries, HeldCode, NewCode, StoredDiscount};
+use crate::store::{self, IntegrationRow};
+
+const OUTAGE: &str = "sandbox store is down (simulated outage)";
+
+/// The simulated store of every sandbox integration.
+#[derive(Clone, Debug)]
+pub struct SandboxStore {
+    db: Database,
+}
+
+/// FAILED_PRECONDITION unless `integration` is a sandbox one: only its store lives in the gateway
+/// (a real store is the brand's own, seen in its admin).
+fn require_sandbox(integration: &IntegrationRow, rpc: &str) -> Result<(), Error> {
+    if integration.provider() == Provider::Sandbox {
+        Ok(())
+    } else {
+        Err(Error::FailedPrecondition(format!(
+            "integration {} is {}: {rpc} works only for sandbox integrations",
+            integration.id, integration.provider
+        )))
+    }
+}
+
+impl SandboxStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The codes the integration's store holds, oldest first, after the key `after`. Served also
+    /// during a simulated outage, so a demo or a test can see that nothing was written.
+    pub async fn list(
+        &self,
+        integration: &IntegrationRow,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredDiscount>, Error> {
+        require_sandbox(integration, "ListStoreDiscounts")?;
+        let mut conn = self.db.conn().await?;
+        Ok(queries::list(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            after,
+            limit,
+        )
+        .await?)
+    }
+
+    /// Starts (`down`) or ends a simulated outage of the integration's store.
+    pub async fn set_outage(
+        &self,
+        integration: &IntegrationRow,
+        down: bool,
+    ) -> Result<IntegrationRow, Error> {
+        require_sandbox(integration, "SetSandboxOutage")?;
+        let updated = store::set_sandbox_down(&self.db, integration.brand_id, integration.id, down)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("integration {} not found", integration.id)))?;
+        let (brand_id, integration_id) = (updated.brand_id, updated.id);
+        if down {
+            tracing::warn!(
+                brand_id,
+                integration_id,
+                "sandbox store outage started (simulated)"
+            );
+        } else {
+            tracing::info!(
+                brand_id,
+                integration_id,
+                "sandbox store outage ended (simulated)"
+            );
+        }
+        Ok(updated)
+    }
+
+    fn ensure_up(integration: &IntegrationRow, call: &str) -> Result<(), AdapterError> {
+        if integration.sandbox_down {
+            tracing::info!(
+                brand_id = integration.brand_id,
+                integration_id = integration.id,
+                call,
+                "sandbox store is down (simulated outage), call refused"
+            );
+            return Err(AdapterError::Unavailable(OUTAGE.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl StoreAdapter for SandboxStore {
+    async fn create_discounts(
+        &self,
+        integration: &IntegrationRow,
+        discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        Self::ensure_up(integration, "push")?;
+        let (brand_id, integration_id) = (integration.brand_id, integration.id);
+        let mut rows = Vec::with_capacity(discounts.len());
+        for discount in discounts {
+            rows.push(NewCode {
+                code: &discount.code,
+                external_ref: &discount.external_ref,
+                title: &discount.title,
+                terms: serde_json::to_value(&discount.terms)
+                    .map_err(|err| DbError::Other(format!("discount terms: {err}")))?,
+            });
+        }
+        let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
+
+        // One statement inserts every new code; only the codes it skipped (held already) cost a
+        // second one, to compare their refs.
+        let mut held: HashMap<String, HeldCode> =
+            queries::insert_new(&mut conn, brand_id, integration_id, rows)
+                .await?
+                .into_iter()
+                .map(|row| (row.code.to_ascii_lowercase(), row))
+                .collect();
+        let mut skipped: Vec<String> = discounts
+            .iter()
+            .map(|d| d.code.to_ascii_lowercase())
+            .filter(|code| !held.contains_key(code))
+            .collect();
+        skipped.sort_unstable();
+        skipped.dedup();
+        if !skipped.is_empty() {
+            for row in queries::held(&mut conn, brand_id, integration_id, &skipped).await? {
+                held.insert(row.code.to_ascii_lowercase(), row);
+            }
+        }
+
+        // A retry of a code disabled since its first push brings it back, as re-creating it would.
+        let mut revived: Vec<i64> = discounts
+            .iter()
+            .filter_map(|d| held.get(&d.code.to_ascii_lowercase()).map(|row| (d, row)))
+            .filter(|(d, row)| !row.active && row.external_ref == d.external_ref)
+            .map(|(_, row)| row.id)
+            .collect();
+        revived.sort_unstable();
+        revived.dedup();
+        if !revived.is_empty() {
+            queries::reactivate(&mut conn, brand_id, integration_id, &revived).await?;
+        }
+
+        Ok(discounts
+            .iter()
+            .map(|d| {
+                let outcome = match held.get(&d.code.to_ascii_lowercase()) {
+                    Some(row) if row.external_ref == d.external_ref => PushOutcome::Created {
+                        store_discount_id: row.id.to_string(),
+                    },
+                    Some(_) => PushOutcome::AlreadyExists {
+                        message: format!("code {} already exists in the store", d.code),
+                    },
+                    // Rows are never deleted, so a skipped code is always found; should that ever
+                    // break, the pusher must not take the code as created.
+                    None => PushOutcome::Failed {
+                        message: format!("the store did not confirm code {}", d.code),
+                        retryable: true,
+                    },
+                };
+                PushResult {
+                    code: d.code.clone(),
+                    outcome,
+                }
+            })
+            .collect())
+    }
+
+    async fn disable_discounts(
+        &self,
+        integration: &IntegrationRow,
+        codes: &[String],
+    ) -> Result<Vec<DisableResult>, AdapterError> {
+        Self::ensure_up(integration, "disable")?;
+        let lower: Vec<String> = codes.iter().map(|c| c.to_ascii_lowercase()).collect();
+        let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
+        let found: HashSet<String> =
+            queries::disable(&mut conn, integration.brand_id, integration.id, &lower)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(codes
+            .iter()
+            .zip(&lower)
+            .map(|(code, lower)| DisableResult {
+                code: code.clone(),
+                outcome: if found.contains(lower) {
+                    DisableOutcome::Disabled
+                } else {
+                    DisableOutcome::NotFound {
+                        message: format!("the store holds no code {code}"),
+                    }
+                },
+            })
+            .collect())
+    }
+}

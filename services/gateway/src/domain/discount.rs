@@ -1,0 +1,340 @@
+//! Discount codes as the gateway pushes them to stores: what a push may contain, checked before
+//! any store is asked, and what the store answered for each code.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::capabilities::Capabilities;
+use crate::error::Error;
+
+/// Codes (or discounts) one push or disable call may carry: a store call per batch, bounded so one
+/// call stays one statement at the sandbox and within a real store's bulk limits.
+pub const MAX_BATCH: usize = 500;
+const MAX_EXTERNAL_REF: usize = 100;
+const MAX_TITLE: usize = 255;
+const MAX_RESTRICTIONS: usize = 1000;
+const MAX_RESTRICTION_ID: usize = 100;
+
+/// Money in minor units with its ISO 4217 currency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountValue {
+    /// Basis points: 2000 = 20 %.
+    PercentBps(i32),
+    Fixed(Money),
+}
+
+/// The rules the store applies to a code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Terms {
+    /// `None` only in an invalid request: [`validate_discounts`] refuses it.
+    pub value: Option<DiscountValue>,
+    /// Total uses; 0 for no limit.
+    pub usage_limit: i32,
+    pub once_per_customer: bool,
+    pub minimum_purchase: Option<Money>,
+    pub product_ids: Vec<String>,
+    pub category_ids: Vec<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// One discount code to create at a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discount {
+    pub code: String,
+    /// The pusher's id for the code: the same code with the same ref again is a retry.
+    pub external_ref: String,
+    pub title: String,
+    pub terms: Terms,
+}
+
+/// What the store did with one pushed code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The store holds the code now (or already held it for the same external ref).
+    Created { store_discount_id: String },
+    /// The store holds the code for something else.
+    AlreadyExists { message: String },
+    /// The store refused this one code (real stores throttle or reject single codes).
+    Failed { message: String, retryable: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushResult {
+    pub code: String,
+    pub outcome: PushOutcome,
+}
+
+/// What the store did with one code to disable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisableOutcome {
+    /// Inactive at the store now (also when it already was).
+    Disabled,
+    NotFound {
+        message: String,
+    },
+    /// The store refused this one code.
+    Failed {
+        message: String,
+        retryable: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisableResult {
+    pub code: String,
+    pub outcome: DisableOutcome,
+}
+
+/// Checks the size of a batch in `field` (`discounts` or `codes`).
+pub fn validate_batch(field: &str, len: usize) -> Result<(), Error> {
+    if (1..=MAX_BATCH).contains(&len) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("must hold 1..={MAX_BATCH} items, got {len}"),
+        ))
+    }
+}
+
+/// Checks a code against what the provider's store accepts (`caps`): its length and characters.
+pub fn validate_code(field: &str, code: &str, caps: &Capabilities) -> Result<(), Error> {
+    let provider = caps.provider.as_str_name();
+    if code.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    let max = caps.max_code_length as usize;
+    if code.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("{provider} accepts codes of at most {max} characters"),
+        ));
+    }
+    if let Some(bad) = code
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !caps.code_punctuation.contains(*c))
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{bad:?} is not allowed: {provider} accepts letters A-Z, digits and {:?}",
+                caps.code_punctuation
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every discount of a push for the provider's store (`caps`). Errors name the field with
+/// the discount's index, e.g. `discounts[1].code`.
+pub fn validate_discounts(caps: &Capabilities, discounts: &[Discount]) -> Result<(), Error> {
+    validate_batch("discounts", discounts.len())?;
+    for (i, discount) in discounts.iter().enumerate() {
+        let field = |name: &str| format!("discounts[{i}].{name}");
+        validate_code(&field("code"), &discount.code, caps)?;
+        let ref_len = discount.external_ref.chars().count();
+        if ref_len == 0 || ref_len > MAX_EXTERNAL_REF {
+            // Required: an empty ref would make every empty-ref push of a taken code look like a
+            // retry, and two owners could share one code.
+            return Err(Error::invalid(
+                &field("external_ref"),
+                format!("must be 1..={MAX_EXTERNAL_REF} characters"),
+            ));
+        }
+        if discount.title.chars().count() > MAX_TITLE
+            || discount.title.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                &field("title"),
+                format!("at most {MAX_TITLE} characters, no control characters"),
+            ));
+        }
+        validate_terms(&field, &discount.terms)?;
+    }
+    Ok(())
+}
+
+fn validate_terms(field: &impl Fn(&str) -> String, terms: &Terms) -> Result<(), Error> {
+    match &terms.value {
+        None => {
+            return Err(Error::invalid(
+                &field("value"),
+                "set percent_bps or fixed: a store code needs a discount",
+            ));
+        }
+        Some(DiscountValue::PercentBps(bps)) if !(1..=10_000).contains(bps) => {
+            return Err(Error::invalid(
+                &field("percent_bps"),
+                "must be 1..=10000 basis points (2000 = 20 %)",
+            ));
+        }
+        Some(DiscountValue::PercentBps(_)) => {}
+        Some(DiscountValue::Fixed(money)) => validate_money(&field("fixed"), money)?,
+    }
+    if terms.usage_limit < 0 {
+        return Err(Error::invalid(
+            &field("usage_limit"),
+            "must be 0 (no limit) or more",
+        ));
+    }
+    if let Some(minimum) = &terms.minimum_purchase {
+        validate_money(&field("minimum_purchase"), minimum)?;
+    }
+    for (name, ids) in [
+        ("product_ids", &terms.product_ids),
+        ("category_ids", &terms.category_ids),
+    ] {
+        if ids.len() > MAX_RESTRICTIONS {
+            return Err(Error::invalid(
+                &field(name),
+                format!("at most {MAX_RESTRICTIONS} ids"),
+            ));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .position(|id| id.trim().is_empty() || id.len() > MAX_RESTRICTION_ID)
+        {
+            return Err(Error::invalid(
+                &field(&format!("{name}[{bad}]")),
+                format!("must be 1..={MAX_RESTRICTION_ID} characters"),
+            ));
+        }
+    }
+    if let (Some(starts), Some(ends)) = (terms.starts_at, terms.ends_at)
+        && ends <= starts
+    {
+        return Err(Error::invalid(&field("ends_at"), "must be after starts_at"));
+    }
+    Ok(())
+}
+
+fn validate_money(field: &str, money: &Money) -> Result<(), Error> {
+    if money.currency.len() != 3 || !money.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(Error::invalid(
+            &format!("{field}.currency"),
+            "must be an ISO 4217 code of three upper-case letters, like USD",
+        ));
+    }
+    if money.amount_minor < 1 {
+        return Err(Error::invalid(
+            &format!("{field}.amount_minor"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tracking_api::common::v1::Provider;
+
+    use super::*;
+    use crate::domain::capabilities::capabilities;
+
+    fn sandbox() -> Capabilities {
+        capabilities(Provider::Sandbox).unwrap_or_else(|| panic!("sandbox has capabilities"))
+    }
+
+    fn discount(code: &str) -> Discount {
+        Discount {
+            code: code.to_owned(),
+            external_ref: format!("ref-{code}"),
+            title: "Summer 20 / creator 1".to_owned(),
+            terms: Terms {
+                value: Some(DiscountValue::PercentBps(2000)),
+                usage_limit: 0,
+                once_per_customer: false,
+                minimum_purchase: None,
+                product_ids: Vec::new(),
+                category_ids: Vec::new(),
+                starts_at: None,
+                ends_at: None,
+            },
+        }
+    }
+
+    fn field_of(result: Result<(), Error>) -> String {
+        match result {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_push() {
+        assert!(
+            validate_discounts(&sandbox(), &[discount("MIA25"), discount("JOSE-N_20")]).is_ok()
+        );
+    }
+
+    #[test]
+    fn names_the_field_and_index() {
+        let caps = sandbox();
+        let check =
+            |second: Discount| field_of(validate_discounts(&caps, &[discount("A"), second]));
+        assert_eq!(check(discount("")), "discounts[1].code");
+        assert_eq!(check(discount("MIA.25")), "discounts[1].code");
+        assert_eq!(check(discount("MÍA")), "discounts[1].code");
+        assert_eq!(check(discount(&"A".repeat(65))), "discounts[1].code");
+        let mut long_ref = discount("B");
+        long_ref.external_ref = "r".repeat(101);
+        assert_eq!(check(long_ref), "discounts[1].external_ref");
+        let mut no_ref = discount("B");
+        no_ref.external_ref.clear();
+        assert_eq!(check(no_ref), "discounts[1].external_ref");
+        let mut no_value = discount("B");
+        no_value.terms.value = None;
+        assert_eq!(check(no_value), "discounts[1].value");
+        let mut too_much = discount("B");
+        too_much.terms.value = Some(DiscountValue::PercentBps(10_001));
+        assert_eq!(check(too_much), "discounts[1].percent_bps");
+        let mut bad_currency = discount("B");
+        bad_currency.terms.value = Some(DiscountValue::Fixed(Money {
+            amount_minor: 500,
+            currency: "usd".to_owned(),
+        }));
+        assert_eq!(check(bad_currency), "discounts[1].fixed.currency");
+        let mut zero = discount("B");
+        zero.terms.minimum_purchase = Some(Money {
+            amount_minor: 0,
+            currency: "EUR".to_owned(),
+        });
+        assert_eq!(check(zero), "discounts[1].minimum_purchase.amount_minor");
+        let mut blank_product = discount("B");
+        blank_product.terms.product_ids = vec!["p1".to_owned(), " ".to_owned()];
+        assert_eq!(check(blank_product), "discounts[1].product_ids[1]");
+        let mut backwards = discount("B");
+        backwards.terms.starts_at = chrono::DateTime::from_timestamp(2_000_000_000, 0);
+        backwards.terms.ends_at = chrono::DateTime::from_timestamp(1_000_000_000, 0);
+        assert_eq!(check(backwards), "discounts[1].ends_at");
+    }
+
+    #[test]
+    fn bounds_the_batch() {
+        let caps = sandbox();
+        assert_eq!(field_of(validate_discounts(&caps, &[])), "discounts");
+        let many: Vec<_> = (0..=MAX_BATCH)
+            .map(|i| discount(&format!("C{i}")))
+            .collect();
+        assert_eq!(field_of(validate_discounts(&caps, &many)), "discounts");
+        assert!(validate_discounts(&caps, &many[..MAX_BATCH]).is_ok());
+    }
+
+    #[test]
+    fn punctuation_follows_the_provider() {
+        let caps = sandbox();
+        assert!(validate_code("codes[0]", "A-B_C", &caps).is_ok());
+        assert_eq!(
+            field_of(validate_code("codes[0]", "A B", &caps)),
+            "codes[0]"
+        );
+    }
+}

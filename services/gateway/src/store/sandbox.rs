@@ -1,0 +1,177 @@
+//! The sandbox store's queries: the discount codes a sandbox integration's simulated store holds.
+//! Codes are matched by their lower-case form, which is what the unique index holds; callers pass
+//! codes already lower-cased (they are ASCII, so Rust and PostgreSQL agree on it).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_db::DbError;
+
+use super::schema::sandbox_discounts;
+
+/// A code as the store holds it, from the push path's queries.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct HeldCode {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub code: String,
+    #[diesel(sql_type = Text)]
+    pub external_ref: String,
+    #[diesel(sql_type = Bool)]
+    pub active: bool,
+}
+
+/// A code to create, with its terms as the store keeps them.
+#[derive(Debug)]
+pub struct NewCode<'a> {
+    pub code: &'a str,
+    pub external_ref: &'a str,
+    pub title: &'a str,
+    pub terms: serde_json::Value,
+}
+
+/// A row for ListStoreDiscounts.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sandbox_discounts)]
+pub struct StoredDiscount {
+    pub id: i64,
+    pub code: String,
+    pub external_ref: String,
+    pub title: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts every code the store does not hold yet, in one statement, and returns those it
+/// inserted. A code already held (also earlier in the same batch) is skipped, not an error.
+/// Rows go in sorted by their lower-case code so that concurrent batches sharing codes take the
+/// unique index's entries in the same order and wait for each other instead of deadlocking.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = codes.len()))]
+pub async fn insert_new(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    codes: Vec<NewCode<'_>>,
+) -> Result<Vec<HeldCode>, DbError> {
+    let mut texts = Vec::with_capacity(codes.len());
+    let mut refs = Vec::with_capacity(codes.len());
+    let mut titles = Vec::with_capacity(codes.len());
+    let mut terms = Vec::with_capacity(codes.len());
+    for code in codes {
+        texts.push(code.code);
+        refs.push(code.external_ref);
+        titles.push(code.title);
+        terms.push(code.terms);
+    }
+    Ok(diesel::sql_query(
+        "insert into sandbox_discounts (brand_id, integration_id, code, external_ref, title, terms) \
+         select $1, $2, d.code, d.external_ref, d.title, d.terms \
+         from unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) \
+              with ordinality as d(code, external_ref, title, terms, n) \
+         order by lower(d.code), d.n \
+         on conflict (brand_id, integration_id, lower(code)) do nothing \
+         returning id, code, external_ref, active",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<Text>, _>(texts)
+    .bind::<Array<Text>, _>(refs)
+    .bind::<Array<Text>, _>(titles)
+    .bind::<Array<Jsonb>, _>(terms)
+    .load(conn)
+    .await?)
+}
+
+/// The codes the store holds among `lower_codes`.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
+pub async fn held(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    lower_codes: &[String],
+) -> Result<Vec<HeldCode>, DbError> {
+    Ok(diesel::sql_query(
+        "select id, code, external_ref, active from sandbox_discounts \
+         where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<Text>, _>(lower_codes)
+    .load(conn)
+    .await?)
+}
+
+/// Makes disabled codes active again.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = ids.len()))]
+pub async fn reactivate(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    ids: &[i64],
+) -> Result<(), DbError> {
+    diesel::update(
+        sandbox_discounts::table
+            .filter(sandbox_discounts::brand_id.eq(brand_id))
+            .filter(sandbox_discounts::integration_id.eq(integration_id))
+            .filter(sandbox_discounts::id.eq_any(ids))
+            .filter(sandbox_discounts::active.eq(false)),
+    )
+    .set((
+        sandbox_discounts::active.eq(true),
+        sandbox_discounts::disabled_at.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct DisabledCode {
+    #[diesel(sql_type = Text)]
+    code: String,
+}
+
+/// Deactivates the held codes among `lower_codes` (keeping the first disable time of those that
+/// already were) and returns the lower-case codes it found.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
+pub async fn disable(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    lower_codes: &[String],
+) -> Result<Vec<String>, DbError> {
+    let rows: Vec<DisabledCode> = diesel::sql_query(
+        "update sandbox_discounts set active = false, disabled_at = coalesce(disabled_at, now()) \
+         where brand_id = $1 and integration_id = $2 and lower(code) = any($3) \
+         returning lower(code) as code",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<Text>, _>(lower_codes)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.code).collect())
+}
+
+/// The store's codes, oldest first, after the key `after`.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id))]
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredDiscount>, DbError> {
+    Ok(sandbox_discounts::table
+        .filter(sandbox_discounts::brand_id.eq(brand_id))
+        .filter(sandbox_discounts::integration_id.eq(integration_id))
+        .filter(sandbox_discounts::id.gt(after.unwrap_or(0)))
+        .order(sandbox_discounts::id.asc())
+        .limit(limit)
+        .select(StoredDiscount::as_select())
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,645 @@
+//! ProviderGateway pushing and disabling discount codes at a store, over gRPC: the sandbox store
+//! (simulated inside the gateway, persisted), its outage switch, who may push, and the providers
+//! that have no store adapter (yet, or at all).
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use suite_tests::{Suite, brand, creator_token, register, token, valid_registration};
+use tonic::{Code, Status};
+use tracking_api::common::v1::{Money, PageRequest, Provider};
+use tracking_api::gateway::v1::{
+    DisableDiscountsRequest, DisableOutcome, DisableResult, DiscountSpec, GetIntegrationRequest,
+    Integration, ListIntegrationsRequest, ListStoreDiscountsRequest, PushDiscountsRequest,
+    PushOutcome, PushResult, SetSandboxOutageRequest, StoreDiscount, discount_spec::Value,
+};
+use tracking_server::Role;
+use tracking_testkit::authed;
+
+fn service(brand_id: i64) -> String {
+    token(brand_id, Role::Service)
+}
+
+/// A 20 % discount with `code`, owned by `external_ref`.
+fn spec(code: &str, external_ref: &str) -> DiscountSpec {
+    DiscountSpec {
+        code: code.to_owned(),
+        external_ref: external_ref.to_owned(),
+        title: format!("Summer 20 / {external_ref}"),
+        value: Some(Value::PercentBps(2000)),
+        usage_limit: 500,
+        once_per_customer: true,
+        ..DiscountSpec::default()
+    }
+}
+
+async fn push(
+    suite: &Suite,
+    token: &str,
+    integration_id: i64,
+    discounts: Vec<DiscountSpec>,
+) -> Result<Vec<PushResult>, Status> {
+    suite
+        .gateway()
+        .push_discounts(authed(
+            PushDiscountsRequest {
+                integration_id,
+                discounts,
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().results)
+}
+
+async fn disable(
+    suite: &Suite,
+    token: &str,
+    integration_id: i64,
+    codes: &[&str],
+) -> Result<Vec<DisableResult>, Status> {
+    suite
+        .gateway()
+        .disable_discounts(authed(
+            DisableDiscountsRequest {
+                integration_id,
+                codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().results)
+}
+
+/// Every code the store holds, paging through `page_size` at a time.
+async fn store_codes(
+    suite: &Suite,
+    token: &str,
+    integration_id: i64,
+    page_size: i32,
+) -> Result<Vec<StoreDiscount>, Status> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let response = suite
+            .gateway()
+            .list_store_discounts(authed(
+                ListStoreDiscountsRequest {
+                    integration_id,
+                    page: Some(PageRequest {
+                        page_size,
+                        page_token,
+                    }),
+                },
+                token,
+            ))
+            .await?
+            .into_inner();
+        all.extend(response.discounts);
+        page_token = response.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            return Ok(all);
+        }
+    }
+}
+
+async fn outage(
+    suite: &Suite,
+    token: &str,
+    integration_id: i64,
+    down: bool,
+) -> Result<Integration, Status> {
+    suite
+        .gateway()
+        .set_sandbox_outage(authed(
+            SetSandboxOutageRequest {
+                integration_id,
+                down,
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().integration.unwrap_or_default())
+}
+
+/// Rows in the sandbox store, across every brand and integration.
+async fn stored_rows(suite: &Suite) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let db = suite.schema("gateway");
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("select count(*) as n from sandbox_discounts")
+        .get_result::<Count>(&mut conn)
+        .await
+        .map(|c| c.n)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn outcomes(results: &[PushResult]) -> Vec<PushOutcome> {
+    results
+        .iter()
+        .map(|r| PushOutcome::try_from(r.outcome).unwrap_or(PushOutcome::Unspecified))
+        .collect()
+}
+
+fn ok<T>(result: Result<T, Status>, what: &str) -> T {
+    result.unwrap_or_else(|s| panic!("{what}: {s:?}"))
+}
+
+#[tokio::test]
+async fn pushes_are_retry_safe_and_codes_unique_per_integration() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+
+    let first = ok(
+        push(&suite, &svc, id, vec![spec("MIA25", "code-1")]).await,
+        "push",
+    );
+    assert_eq!(outcomes(&first), [PushOutcome::Created]);
+    assert_eq!(first[0].code, "MIA25");
+    assert!(!first[0].store_discount_id.is_empty());
+    let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].code.as_str(),
+            listed[0].external_ref.as_str(),
+            listed[0].title.as_str(),
+            listed[0].active
+        ),
+        ("MIA25", "code-1", "Summer 20 / code-1", true)
+    );
+    assert!(listed[0].created_at.is_some() && listed[0].disabled_at.is_none());
+
+    // The same push again (a retry) is CREATED with the same store id, and stores nothing new.
+    let again = ok(
+        push(&suite, &svc, id, vec![spec("MIA25", "code-1")]).await,
+        "retry",
+    );
+    assert_eq!(outcomes(&again), [PushOutcome::Created]);
+    assert_eq!(again[0].store_discount_id, first[0].store_discount_id);
+    assert_eq!(stored_rows(&suite).await, 1);
+
+    // The code in another case for another owner: taken, as a real store answers.
+    let taken = ok(
+        push(&suite, &svc, id, vec![spec("mia25", "code-2")]).await,
+        "taken",
+    );
+    assert_eq!(outcomes(&taken), [PushOutcome::AlreadyExists]);
+    assert_eq!(taken[0].message, "code mia25 already exists in the store");
+    assert!(!taken[0].retryable && taken[0].store_discount_id.is_empty());
+
+    // Uniqueness is per integration: a second sandbox store takes the same code.
+    let second = ok(
+        suite
+            .gateway()
+            .register_integration(authed(
+                valid_registration(Provider::Sandbox, "Second sandbox"),
+                &brand(1),
+            ))
+            .await
+            .map(|r| r.into_inner().integration.unwrap_or_default().id),
+        "register second",
+    );
+    let elsewhere = ok(
+        push(&suite, &svc, second, vec![spec("MIA25", "code-2")]).await,
+        "push",
+    );
+    assert_eq!(outcomes(&elsewhere), [PushOutcome::Created]);
+
+    // A mixed batch answers per code, in request order; a code twice in one batch is one code.
+    let mixed = ok(
+        push(
+            &suite,
+            &svc,
+            id,
+            vec![
+                spec("NEW10", "code-3"),
+                spec("Mia25", "code-4"),
+                spec("MIA25", "code-1"),
+                spec("new10", "code-5"),
+            ],
+        )
+        .await,
+        "mixed",
+    );
+    assert_eq!(
+        mixed.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+        ["NEW10", "Mia25", "MIA25", "new10"]
+    );
+    assert_eq!(
+        outcomes(&mixed),
+        [
+            PushOutcome::Created,
+            PushOutcome::AlreadyExists,
+            PushOutcome::Created,
+            PushOutcome::AlreadyExists
+        ]
+    );
+    assert_eq!(stored_rows(&suite).await, 3);
+    let codes: Vec<_> = ok(store_codes(&suite, &brand(1), id, 50).await, "list")
+        .into_iter()
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(codes, ["MIA25", "NEW10"]);
+}
+
+#[tokio::test]
+async fn disabled_codes_stay_taken_and_a_retry_reactivates_them() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+    ok(
+        push(&suite, &svc, id, vec![spec("JOSE20", "code-7")]).await,
+        "push",
+    );
+
+    let disabled = ok(
+        disable(&suite, &svc, id, &["jose20", "NOPE"]).await,
+        "disable",
+    );
+    assert_eq!(
+        disabled
+            .iter()
+            .map(|r| (r.code.as_str(), DisableOutcome::try_from(r.outcome).ok()))
+            .collect::<Vec<_>>(),
+        [
+            ("jose20", Some(DisableOutcome::Disabled)),
+            ("NOPE", Some(DisableOutcome::NotFound))
+        ]
+    );
+    assert!(!disabled[1].message.is_empty() && !disabled[1].retryable);
+    let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
+    assert!(!listed[0].active);
+    let disabled_at = listed[0].disabled_at;
+    assert!(disabled_at.is_some());
+
+    // Disabling again is DISABLED too, and keeps the first time.
+    let again = ok(
+        disable(&suite, &svc, id, &["JOSE20"]).await,
+        "disable again",
+    );
+    assert_eq!(again[0].outcome, DisableOutcome::Disabled as i32);
+    let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
+    assert_eq!(listed[0].disabled_at, disabled_at);
+
+    // A disabled code is still the store's: another owner cannot have it.
+    let taken = ok(
+        push(&suite, &svc, id, vec![spec("JOSE20", "code-8")]).await,
+        "taken",
+    );
+    assert_eq!(outcomes(&taken), [PushOutcome::AlreadyExists]);
+
+    // Its own owner's retry brings it back.
+    let back = ok(
+        push(&suite, &svc, id, vec![spec("JOSE20", "code-7")]).await,
+        "retry",
+    );
+    assert_eq!(outcomes(&back), [PushOutcome::Created]);
+    let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].active && listed[0].disabled_at.is_none());
+}
+
+#[tokio::test]
+async fn a_simulated_outage_refuses_every_store_call_and_writes_nothing() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+    ok(
+        push(&suite, &svc, id, vec![spec("BEFORE", "code-1")]).await,
+        "push",
+    );
+
+    let down = ok(outage(&suite, &brand(1), id, true).await, "outage on");
+    assert!(down.sandbox_down && down.id == id);
+    let got = ok(
+        suite
+            .gateway()
+            .get_integration(authed(
+                GetIntegrationRequest { integration_id: id },
+                &brand(1),
+            ))
+            .await
+            .map(|r| r.into_inner().integration.unwrap_or_default()),
+        "get",
+    );
+    assert!(got.sandbox_down);
+    let listed = ok(
+        suite
+            .gateway()
+            .list_integrations(authed(ListIntegrationsRequest::default(), &brand(1)))
+            .await
+            .map(|r| r.into_inner().integrations),
+        "list integrations",
+    );
+    assert!(listed.iter().all(|i| i.sandbox_down));
+
+    let refused = push(&suite, &svc, id, vec![spec("DURING", "code-2")])
+        .await
+        .expect_err("store is down");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "sandbox store is down (simulated outage)"
+    );
+    let refused = disable(&suite, &svc, id, &["BEFORE"])
+        .await
+        .expect_err("store is down");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let held = ok(
+        store_codes(&suite, &brand(1), id, 50).await,
+        "list during outage",
+    );
+    assert_eq!(held.len(), 1);
+    assert!(held[0].active);
+    assert_eq!(stored_rows(&suite).await, 1);
+
+    let up = ok(outage(&suite, &service(1), id, false).await, "outage off");
+    assert!(!up.sandbox_down);
+    let after = ok(
+        push(&suite, &svc, id, vec![spec("DURING", "code-2")]).await,
+        "push",
+    );
+    assert_eq!(outcomes(&after), [PushOutcome::Created]);
+    assert_eq!(stored_rows(&suite).await, 2);
+}
+
+#[tokio::test]
+async fn only_services_push_and_only_for_their_brand() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+
+    for token in [brand(1), creator_token(1, 42)] {
+        let status = push(&suite, &token, id, vec![spec("MIA25", "code-1")])
+            .await
+            .expect_err("not a service");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        let status = disable(&suite, &token, id, &["MIA25"])
+            .await
+            .expect_err("not a service");
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    let creator = creator_token(1, 42);
+    let status = store_codes(&suite, &creator, id, 50)
+        .await
+        .expect_err("creator");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = outage(&suite, &creator, id, true)
+        .await
+        .expect_err("creator");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Another brand's tokens find no such integration.
+    let status = push(&suite, &service(2), id, vec![spec("MIA25", "code-1")])
+        .await
+        .expect_err("other brand");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = disable(&suite, &service(2), id, &["MIA25"])
+        .await
+        .expect_err("other brand");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = store_codes(&suite, &brand(2), id, 50)
+        .await
+        .expect_err("other brand");
+    assert_eq!(status.code(), Code::NotFound);
+    let status = outage(&suite, &brand(2), id, true)
+        .await
+        .expect_err("other brand");
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(stored_rows(&suite).await, 0);
+
+    // An on-call engineer's ops token may push for its brand.
+    let pushed = ok(
+        push(
+            &suite,
+            &token(1, Role::Ops),
+            id,
+            vec![spec("MIA25", "code-1")],
+        )
+        .await,
+        "ops push",
+    );
+    assert_eq!(outcomes(&pushed), [PushOutcome::Created]);
+}
+
+#[tokio::test]
+async fn providers_without_a_store_adapter_are_a_failed_precondition() {
+    let suite = Suite::start().await;
+    let svc = service(1);
+    let shopify = register(&suite, &brand(1), Provider::Shopify).await;
+    let ast = register(&suite, &brand(1), Provider::Ast).await;
+    let amazon = register(&suite, &brand(1), Provider::AmazonAds).await;
+
+    for (id, message) in [
+        (shopify, "no store adapter for PROVIDER_SHOPIFY yet"),
+        (ast, "PROVIDER_AST has no discount codes"),
+        (amazon, "PROVIDER_AMAZON_ADS has no discount codes"),
+    ] {
+        let status = push(&suite, &svc, id, vec![spec("MIA25", "code-1")])
+            .await
+            .expect_err("no adapter");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert_eq!(status.message(), message);
+        let status = disable(&suite, &svc, id, &["MIA25"])
+            .await
+            .expect_err("no adapter");
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    }
+
+    // Only a sandbox integration has a store the gateway can show or take down.
+    let status = store_codes(&suite, &brand(1), shopify, 50)
+        .await
+        .expect_err("not sandbox");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let status = outage(&suite, &brand(1), ast, true)
+        .await
+        .expect_err("not sandbox");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("sandbox"));
+}
+
+#[tokio::test]
+async fn invalid_pushes_name_the_field_and_write_nothing() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+
+    // The first discount of each batch is valid; the second carries the fault.
+    let with_second = |edit: &dyn Fn(&mut DiscountSpec)| {
+        let mut second = spec("GOOD2", "code-2");
+        edit(&mut second);
+        vec![spec("GOOD1", "code-1"), second]
+    };
+    let cases: Vec<(&str, i64, Vec<DiscountSpec>)> = vec![
+        ("integration_id", 0, with_second(&|_| {})),
+        ("discounts", id, Vec::new()),
+        (
+            "discounts",
+            id,
+            (0..501).map(|i| spec(&format!("C{i}"), "r")).collect(),
+        ),
+        ("discounts[1].code", id, with_second(&|d| d.code.clear())),
+        (
+            "discounts[1].code",
+            id,
+            with_second(&|d| d.code = "MIA.25".into()),
+        ),
+        (
+            "discounts[1].code",
+            id,
+            with_second(&|d| d.code = "A".repeat(65)),
+        ),
+        (
+            "discounts[1].external_ref",
+            id,
+            with_second(&|d| d.external_ref = "r".repeat(101)),
+        ),
+        ("discounts[1].value", id, with_second(&|d| d.value = None)),
+        (
+            "discounts[1].percent_bps",
+            id,
+            with_second(&|d| d.value = Some(Value::PercentBps(0))),
+        ),
+        (
+            "discounts[1].percent_bps",
+            id,
+            with_second(&|d| d.value = Some(Value::PercentBps(10_001))),
+        ),
+        (
+            "discounts[1].fixed.currency",
+            id,
+            with_second(&|d| {
+                d.value = Some(Value::Fixed(Money {
+                    amount_minor: 500,
+                    currency: "usd".into(),
+                }))
+            }),
+        ),
+        (
+            "discounts[1].fixed.amount_minor",
+            id,
+            with_second(&|d| {
+                d.value = Some(Value::Fixed(Money {
+                    amount_minor: 0,
+                    currency: "USD".into(),
+                }))
+            }),
+        ),
+    ];
+    for (field, integration_id, discounts) in cases {
+        let status = push(&suite, &svc, integration_id, discounts)
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "expected {field}, got {:?}",
+            status.message()
+        );
+    }
+    for (field, codes) in [
+        ("codes", Vec::new()),
+        ("codes[1]", vec!["GOOD1", ""]),
+        ("codes[0]", vec!["NO SPACES"]),
+    ] {
+        let status = disable(&suite, &svc, id, &codes).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "expected {field}, got {:?}",
+            status.message()
+        );
+    }
+    assert_eq!(stored_rows(&suite).await, 0);
+}
+
+#[tokio::test]
+async fn five_hundred_codes_go_in_one_call() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+    let batch: Vec<_> = (0..500)
+        .map(|i| {
+            let mut d = spec(&format!("BULK{i:03}"), &format!("code-{i}"));
+            d.value = Some(Value::Fixed(Money {
+                amount_minor: 1500,
+                currency: "EUR".into(),
+            }));
+            d.product_ids = vec!["gid://shopify/Product/1".into()];
+            d.starts_at = Some(prost_types::Timestamp {
+                seconds: 1_790_000_000,
+                nanos: 0,
+            });
+            d
+        })
+        .collect();
+
+    let results = ok(push(&suite, &svc, id, batch.clone()).await, "bulk push");
+    assert_eq!(results.len(), 500);
+    assert!(
+        results
+            .iter()
+            .zip(&batch)
+            .all(|(r, d)| r.code == d.code && r.outcome == PushOutcome::Created as i32)
+    );
+
+    // Paged by 200: 200, 200, 100, in push order.
+    let listed = ok(store_codes(&suite, &brand(1), id, 200).await, "list");
+    assert_eq!(
+        listed.iter().map(|d| d.code.as_str()).collect::<Vec<_>>(),
+        batch.iter().map(|d| d.code.as_str()).collect::<Vec<_>>()
+    );
+
+    // The whole batch again, half of it now under other refs: one call, per-code answers.
+    let mut retry = batch;
+    for d in retry.iter_mut().skip(250) {
+        d.external_ref = format!("other-{}", d.external_ref);
+    }
+    let results = ok(push(&suite, &svc, id, retry).await, "bulk retry");
+    let outcomes = outcomes(&results);
+    assert!(outcomes[..250].iter().all(|o| *o == PushOutcome::Created));
+    assert!(
+        outcomes[250..]
+            .iter()
+            .all(|o| *o == PushOutcome::AlreadyExists)
+    );
+    assert_eq!(stored_rows(&suite).await, 500);
+}
+
+#[tokio::test]
+async fn concurrent_batches_sharing_codes_give_each_code_one_owner() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+    for round in 0..5 {
+        let codes: Vec<String> = (0..300).map(|i| format!("R{round}C{i:03}")).collect();
+        let forward: Vec<_> = codes.iter().map(|c| spec(c, "owner-a")).collect();
+        let backward: Vec<_> = codes.iter().rev().map(|c| spec(c, "owner-b")).collect();
+        let (a, b) = tokio::join!(
+            push(&suite, &svc, id, forward),
+            push(&suite, &svc, id, backward)
+        );
+        let (a, b) = (ok(a, "forward"), ok(b, "backward"));
+        // Each code went to exactly one of the two owners.
+        for (i, result) in a.iter().enumerate() {
+            let other = &b[b.len() - 1 - i];
+            assert_eq!(result.code, other.code);
+            let pair = (
+                PushOutcome::try_from(result.outcome).ok(),
+                PushOutcome::try_from(other.outcome).ok(),
+            );
+            assert!(
+                pair == (Some(PushOutcome::Created), Some(PushOutcome::AlreadyExists))
+                    || pair == (Some(PushOutcome::AlreadyExists), Some(PushOutcome::Created)),
+                "{}: {pair:?}",
+                result.code
+            );
+        }
+    }
+    assert_eq!(stored_rows(&suite).await, 1500);
+}
