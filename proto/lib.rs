@@ -22,3 +22,9 @@ pub mod plan {
         tonic::include_proto!("tracking.plan.v1");
     }
 }
+
+pub mod mint {
+    pub mod v1 {
+        tonic::include_proto!("tracking.mint.v1");
+    }
+}

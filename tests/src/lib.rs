@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
+use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
 use tracking_db::TestDb;
 use tracking_server::Role;
@@ -35,6 +36,8 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 256,
         shutdown_grace: Duration::from_secs(2),
+        public_base_url: "http://links.test".to_owned(),
+        mint_workers: 2,
     }
 }
 
@@ -60,6 +63,10 @@ impl Suite {
 
     pub fn plan(&self) -> PlanServiceClient<Channel> {
         PlanServiceClient::new(self.server.channel())
+    }
+
+    pub fn mint(&self) -> CodeMintServiceClient<Channel> {
+        CodeMintServiceClient::new(self.server.channel())
     }
 
     pub fn gateway(&self) -> ProviderGatewayClient<Channel> {

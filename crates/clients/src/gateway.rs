@@ -1,17 +1,20 @@
-//! PlanService's client of ProviderGateway: the integration a plan points at and its provider's
-//! capabilities (the one source of what a plan may contain).
+//! ProviderGateway as the other services see it: an integration's provider and capabilities (the
+//! one source of what a plan may contain), and pushing or disabling discount codes at the store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
-use tracking_api::gateway::v1::{Capabilities, GetCapabilitiesRequest, GetIntegrationRequest};
+use tracking_api::gateway::v1::{
+    Capabilities, DisableDiscountsRequest, DisableResult, DiscountSpec, GetCapabilitiesRequest,
+    GetIntegrationRequest, Integration, PushDiscountsRequest, PushResult,
+};
 
-use crate::error::Error;
+use crate::{ClientError, authorized, lazy_channel};
+
+const SERVICE: &str = "provider gateway";
 
 #[derive(Clone)]
 pub struct GatewayClient {
@@ -27,45 +30,52 @@ impl std::fmt::Debug for GatewayClient {
 }
 
 impl GatewayClient {
-    /// A client that connects on first use (so the services may start in any order).
+    /// A client that connects on first use.
     pub fn lazy(url: &str) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("gateway URL {url:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10));
         Ok(Self {
-            client: ProviderGatewayClient::new(endpoint.connect_lazy()),
+            client: ProviderGatewayClient::new(lazy_channel(url)?),
             capabilities: Arc::default(),
         })
     }
 
-    /// The provider of the caller's integration and what it can do. The caller's own token is
-    /// forwarded, so another brand's integration is NOT_FOUND here exactly as at the gateway.
+    /// One integration of the token's brand (another brand's is NOT_FOUND, as at the gateway).
+    pub async fn integration(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+    ) -> Result<Integration, ClientError> {
+        let request = authorized(GetIntegrationRequest { integration_id }, bearer)?;
+        self.client
+            .clone()
+            .get_integration(request)
+            .await
+            .map_err(|status| match ClientError::from_status(SERVICE, status) {
+                ClientError::NotFound(_) => {
+                    ClientError::NotFound(format!("integration {integration_id} not found"))
+                }
+                other => other,
+            })?
+            .into_inner()
+            .integration
+            .ok_or_else(|| ClientError::Internal("gateway returned no integration".to_owned()))
+    }
+
+    /// The provider of the token's integration and what it can do.
     pub async fn integration_capabilities(
         &self,
         bearer: &str,
         integration_id: i64,
-    ) -> Result<Capabilities, Error> {
-        let mut request = tonic::Request::new(GetIntegrationRequest { integration_id });
-        authorize(&mut request, bearer)?;
-        let integration = self
-            .client
-            .clone()
-            .get_integration(request)
-            .await
-            .map_err(|status| match status.code() {
-                Code::NotFound => {
-                    Error::NotFound(format!("integration {integration_id} not found"))
-                }
-                _ => upstream(status),
-            })?
-            .into_inner()
-            .integration
-            .ok_or_else(|| Error::Internal("gateway returned no integration".to_owned()))?;
+    ) -> Result<Capabilities, ClientError> {
+        let integration = self.integration(bearer, integration_id).await?;
         self.capabilities(bearer, integration.provider).await
     }
 
-    async fn capabilities(&self, bearer: &str, provider: i32) -> Result<Capabilities, Error> {
+    /// What `provider` can do (asked once per provider, then cached).
+    pub async fn capabilities(
+        &self,
+        bearer: &str,
+        provider: i32,
+    ) -> Result<Capabilities, ClientError> {
         if let Some(caps) = self
             .capabilities
             .read()
@@ -74,19 +84,18 @@ impl GatewayClient {
         {
             return Ok(caps);
         }
-        let mut request = tonic::Request::new(GetCapabilitiesRequest { provider });
-        authorize(&mut request, bearer)?;
+        let request = authorized(GetCapabilitiesRequest { provider }, bearer)?;
         let caps = self
             .client
             .clone()
             .get_capabilities(request)
             .await
-            .map_err(upstream)?
+            .map_err(|status| ClientError::from_status(SERVICE, status))?
             .into_inner()
             .capabilities
-            .ok_or_else(|| Error::Internal("gateway returned no capabilities".to_owned()))?;
+            .ok_or_else(|| ClientError::Internal("gateway returned no capabilities".to_owned()))?;
         if caps.provider != provider || Provider::try_from(provider).is_err() {
-            return Err(Error::Internal(format!(
+            return Err(ClientError::Internal(format!(
                 "gateway answered capabilities of provider {} for {provider}",
                 caps.provider
             )));
@@ -96,27 +105,68 @@ impl GatewayClient {
         }
         Ok(caps)
     }
-}
 
-fn authorize<T>(request: &mut tonic::Request<T>, bearer: &str) -> Result<(), Error> {
-    let value = format!("Bearer {bearer}")
-        .parse()
-        .map_err(|_| Error::Internal("caller token is not valid metadata".to_owned()))?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(())
-}
+    /// Creates `discounts` at the integration's store; one result per discount, in order.
+    pub async fn push_discounts(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+        discounts: Vec<DiscountSpec>,
+    ) -> Result<Vec<PushResult>, ClientError> {
+        let expected = discounts.len();
+        let request = authorized(
+            PushDiscountsRequest {
+                integration_id,
+                discounts,
+            },
+            bearer,
+        )?;
+        let results = self
+            .client
+            .clone()
+            .push_discounts(request)
+            .await
+            .map_err(|status| ClientError::from_status(SERVICE, status))?
+            .into_inner()
+            .results;
+        if results.len() != expected {
+            return Err(ClientError::Internal(format!(
+                "gateway answered {} results for {expected} discounts",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
 
-fn upstream(status: tonic::Status) -> Error {
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
-            Error::Unavailable(format!(
-                "provider gateway unavailable: {}",
-                status.message()
-            ))
+    /// Deactivates `codes` at the integration's store; one result per code, in order.
+    pub async fn disable_discounts(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+        codes: Vec<String>,
+    ) -> Result<Vec<DisableResult>, ClientError> {
+        let expected = codes.len();
+        let request = authorized(
+            DisableDiscountsRequest {
+                integration_id,
+                codes,
+            },
+            bearer,
+        )?;
+        let results = self
+            .client
+            .clone()
+            .disable_discounts(request)
+            .await
+            .map_err(|status| ClientError::from_status(SERVICE, status))?
+            .into_inner()
+            .results;
+        if results.len() != expected {
+            return Err(ClientError::Internal(format!(
+                "gateway answered {} results for {expected} codes",
+                results.len()
+            )));
         }
-        Code::Unauthenticated | Code::PermissionDenied | Code::InvalidArgument => {
-            Error::Upstream(status)
-        }
-        _ => Error::Internal(format!("provider gateway: {status}")),
+        Ok(results)
     }
 }

@@ -14,7 +14,7 @@ mod log;
 pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
-pub use log::{EventLog, NewEvent, StoredEvent, append};
+pub use log::{EventLog, NewEvent, StoredEvent, append, listen};
 
 use tracking_db::Migrations;
 

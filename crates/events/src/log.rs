@@ -106,11 +106,11 @@ impl std::fmt::Debug for EventLog {
 impl EventLog {
     /// Starts the LISTEN task for the database's schema; it ends with `shutdown`.
     pub fn start(db: Database, shutdown: CancellationToken) -> EventLog {
-        let (tx, rx) = watch::channel(0u64);
-        tokio::spawn(listen(db.clone(), tx, shutdown.clone()));
+        let channel = format!("{}_events", db.schema());
+        let grown = listen(db.clone(), channel, shutdown.clone());
         EventLog {
             db,
-            grown: rx,
+            grown,
             shutdown,
         }
     }
@@ -212,12 +212,23 @@ impl WatchState {
     }
 }
 
-/// Keeps one LISTEN connection per process and bumps `grown` on every notification, and after
-/// every reconnect (notifications sent while disconnected are lost, so watchers must re-read).
-async fn listen(db: Database, grown: watch::Sender<u64>, shutdown: CancellationToken) {
+/// Wakes on `NOTIFY <channel>`: the returned receiver changes on every notification and after
+/// every reconnect of the listening connection (notifications sent while it was down are lost,
+/// so whoever waits must re-read). The listener ends with `shutdown`.
+pub fn listen(db: Database, channel: String, shutdown: CancellationToken) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    tokio::spawn(listen_loop(db, channel, tx, shutdown));
+    rx
+}
+
+async fn listen_loop(
+    db: Database,
+    channel: String,
+    grown: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) {
     use futures::StreamExt;
 
-    let channel = format!("{}_events", db.schema());
     let mut backoff = Duration::from_millis(100);
     let mut generation = 0u64;
     loop {

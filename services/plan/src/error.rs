@@ -59,3 +59,15 @@ impl From<diesel::result::Error> for Error {
         Error::Db(tracking_db::classify(err))
     }
 }
+
+impl From<tracking_clients::ClientError> for Error {
+    fn from(err: tracking_clients::ClientError) -> Self {
+        use tracking_clients::ClientError;
+        match err {
+            ClientError::NotFound(what) => Error::NotFound(what),
+            ClientError::Unavailable(why) => Error::Unavailable(why),
+            ClientError::Refused(status) => Error::Upstream(status),
+            ClientError::Internal(why) => Error::Internal(why),
+        }
+    }
+}

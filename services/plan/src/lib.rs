@@ -3,13 +3,12 @@
 //!
 //! Reading order: `rpc` (handlers, proto ↔ domain) → `service` (use cases, one transaction
 //! each) → `domain` (the business rules) → `store` (SQL). `events` encodes what changed;
-//! `gateway` asks ProviderGateway what a plan's provider can do.
+//! ProviderGateway (through `tracking_clients`) says what a plan's provider can do.
 
 pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod events;
-pub mod gateway;
 pub mod rpc;
 pub mod service;
 pub mod store;
@@ -19,7 +18,6 @@ use tracking_api::plan::v1::plan_service_server::PlanServiceServer;
 use tracking_db::Migrations;
 use tracking_server::auth::Authenticator;
 
-pub use gateway::GatewayClient;
 pub use service::PlanService;
 
 /// PlanService's PostgreSQL schema.
@@ -68,6 +66,6 @@ pub async fn start(
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
     let log = tracking_events::EventLog::start(db.clone(), shutdown);
-    let gateway = GatewayClient::lazy(gateway_url).map_err(anyhow::Error::msg)?;
+    let gateway = tracking_clients::GatewayClient::lazy(gateway_url).map_err(anyhow::Error::msg)?;
     Ok(PlanService::new(db, gateway, log))
 }

@@ -3,6 +3,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracking_api::plan::v1::EventKind;
+use tracking_clients::GatewayClient;
 use tracking_db::request_keys::{self, Claim};
 use tracking_db::{Database, DbError};
 use tracking_events::{EventLog, NewEvent, append};
@@ -12,7 +13,6 @@ use crate::domain::plan::{CodeTrigger, Plan, PlanField, Terms};
 use crate::domain::roster::{Profile, RosterEntry, RosterStatus};
 use crate::error::Error;
 use crate::events;
-use crate::gateway::GatewayClient;
 use crate::store::{Lock, campaigns, plans, roster};
 
 /// Who is calling: the brand every query is scoped to, and the token forwarded to the gateway.

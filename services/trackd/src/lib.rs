@@ -21,6 +21,10 @@ pub struct SuiteConfig {
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
     pub shutdown_grace: Duration,
+    /// Where shoppers reach the redirect (`/r/{slug}`); trackd's HTTP address by default.
+    pub public_base_url: String,
+    /// CodeMintService's parallel mint batches.
+    pub mint_workers: usize,
 }
 
 /// The address services use to call each other: the gRPC listener's, with an unspecified IP
@@ -50,11 +54,31 @@ impl Suite {
     ) -> anyhow::Result<Suite> {
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
         let gateway = gateway_service::start(&config.database_url, config.pool, sealer).await?;
-        let plan =
-            plan_service::start(&config.database_url, config.pool, own_grpc_url, shutdown).await?;
+        let plan = plan_service::start(
+            &config.database_url,
+            config.pool,
+            own_grpc_url,
+            shutdown.clone(),
+        )
+        .await?;
+        let keys = JwtKeys::new(config.jwt_secret.as_bytes());
+        let mint_args = mint_service::MintArgs {
+            public_base_url: config.public_base_url.clone(),
+            plan_url: own_grpc_url.to_owned(),
+            gateway_url: own_grpc_url.to_owned(),
+            mint_workers: config.mint_workers,
+        };
+        let mint = mint_service::start(
+            &config.database_url,
+            config.pool,
+            &mint_args,
+            keys.clone(),
+            shutdown,
+        )
+        .await?;
 
         let metrics = Metrics::new();
-        let auth = Authenticator::new(JwtKeys::new(config.jwt_secret.as_bytes()));
+        let auth = Authenticator::new(keys);
         let grpc = GrpcServer::new(
             metrics.clone(),
             config.request_timeout,
@@ -62,7 +86,8 @@ impl Suite {
             config.shutdown_grace,
         )
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
-        .add_service(plan_service::grpc_service(plan, auth));
+        .add_service(plan_service::grpc_service(plan, auth.clone()))
+        .add_service(mint_service::grpc_service(mint, auth));
         Ok(Suite {
             grpc,
             http: tracking_server::http::router(metrics),
@@ -98,4 +123,5 @@ pub async fn run(
 pub const SCHEMAS: &[tracking_db::SchemaSpec] = &[
     (gateway_service::SCHEMA, gateway_service::MIGRATIONS),
     (plan_service::SCHEMA, plan_service::MIGRATIONS),
+    (mint_service::SCHEMA, mint_service::MIGRATIONS),
 ];

@@ -18,6 +18,12 @@ struct Args {
     db: DbArgs,
     #[command(flatten)]
     gateway: gateway_service::GatewayArgs,
+    /// Where shoppers reach the redirect (`/r/{slug}`) in tracking links; default: the HTTP address.
+    #[arg(long, env = "TRACKING_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+    /// CodeMintService's parallel mint batches.
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 4)]
+    mint_workers: usize,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
     state_dir: PathBuf,
@@ -69,6 +75,11 @@ async fn main() -> anyhow::Result<()> {
         request_timeout: args.server.request_timeout,
         max_concurrent_requests: args.server.max_concurrent_requests,
         shutdown_grace: args.server.shutdown_grace,
+        public_base_url: args
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| trackd::loopback_url(http_addr)),
+        mint_workers: args.mint_workers,
     };
     let suite =
         trackd::Suite::prepare(&config, &trackd::loopback_url(grpc_addr), shutdown.clone()).await?;
@@ -78,13 +89,13 @@ async fn main() -> anyhow::Result<()> {
         grpc = %grpc_addr,
         http = %http_addr,
         database = %tracking_db::url::redacted(&database_url),
-        "trackd serving PlanService and ProviderGateway"
+        "trackd serving PlanService, ProviderGateway and CodeMintService"
     );
     let host = trackd::loopback_url(grpc_addr)
         .trim_start_matches("http://")
         .to_owned();
     println!(
-        "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, health, reflection)\n  \
+        "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, CodeMintService, health, reflection)\n  \
          HTTP     http://{http_addr}/metrics\n  dev token (brand 1, 30 days) in {}\n\n\
          Try:\n  grpcurl -plaintext {host} list\n  \
          grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\\n    \

@@ -1,0 +1,164 @@
+//! The links each minted code gets: a tracking link on the suite's redirect (every provider) and
+//! an affiliate link where the provider has them.
+
+use tracking_api::common::v1::Provider;
+
+use super::PlanTerms;
+
+/// `https://shop/landing` with the plan's UTM parameters appended (existing query kept).
+pub fn destination_url(terms: &PlanTerms) -> String {
+    if terms.click_url.is_empty() {
+        return String::new();
+    }
+    let params: Vec<String> = [
+        ("utm_source", &terms.utm.source),
+        ("utm_medium", &terms.utm.medium),
+        ("utm_campaign", &terms.utm.campaign),
+        ("utm_term", &terms.utm.term),
+        ("utm_content", &terms.utm.content),
+    ]
+    .iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(key, value)| format!("{key}={}", encode(value)))
+    .collect();
+    if params.is_empty() {
+        return terms.click_url.clone();
+    }
+    let (base, fragment) = match terms.click_url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (terms.click_url.as_str(), None),
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let mut url = format!("{base}{separator}{}", params.join("&"));
+    if let Some(fragment) = fragment {
+        url.push('#');
+        url.push_str(fragment);
+    }
+    url
+}
+
+/// The suite's redirect for `slug`.
+pub fn tracking_url(public_base_url: &str, slug: &str) -> String {
+    format!("{}/r/{slug}", public_base_url.trim_end_matches('/'))
+}
+
+/// What the affiliate link is for a provider:
+/// - Shopify: the shop's discount link, which applies the code at checkout and then sends the
+///   shopper on to the plan's page (`https://{shop}/discount/{code}?redirect={path}`);
+/// - AST: the tracking link itself, which carries the click id that comes back with the
+///   conversion;
+/// - sandbox: the simulated store's discount link on the suite's own base URL;
+/// - others: none (Amazon attribution tags come with the Amazon adapter).
+pub fn affiliate_url(
+    provider: Provider,
+    public_base_url: &str,
+    tracking_url: &str,
+    integration_id: i64,
+    shop_domain: &str,
+    code: Option<&str>,
+    terms: &PlanTerms,
+) -> String {
+    match (provider, code) {
+        (Provider::Shopify, Some(code)) if !shop_domain.is_empty() => {
+            let redirect = path_of(&terms.click_url);
+            format!(
+                "https://{shop_domain}/discount/{}?redirect={}",
+                encode(code),
+                encode(&redirect)
+            )
+        }
+        (Provider::Ast, _) => tracking_url.to_owned(),
+        (Provider::Sandbox, Some(code)) => format!(
+            "{}/sandbox/{integration_id}/discount/{}",
+            public_base_url.trim_end_matches('/'),
+            encode(code)
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The path and query of a URL ("/" when it has none).
+fn path_of(url: &str) -> String {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or_default();
+    match rest.find('/') {
+        Some(slash) => rest[slash..].to_owned(),
+        None => "/".to_owned(),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Utm;
+
+    fn terms(url: &str) -> PlanTerms {
+        PlanTerms {
+            click_url: url.into(),
+            utm: Utm {
+                source: "influencer".into(),
+                campaign: "summer sale".into(),
+                ..Utm::default()
+            },
+            ..PlanTerms::default()
+        }
+    }
+
+    #[test]
+    fn destination_keeps_query_and_fragment() {
+        assert_eq!(
+            destination_url(&terms("https://shop.example.com/p?x=1#top")),
+            "https://shop.example.com/p?x=1&utm_source=influencer&utm_campaign=summer%20sale#top"
+        );
+        assert_eq!(destination_url(&terms("")), "");
+    }
+
+    #[test]
+    fn affiliate_links_per_provider() {
+        let t = terms("https://shop.example.com/summer?c=1");
+        assert_eq!(
+            affiliate_url(
+                Provider::Shopify,
+                "http://b",
+                "http://b/r/s",
+                1,
+                "s.myshopify.com",
+                Some("JOSE20"),
+                &t
+            ),
+            "https://s.myshopify.com/discount/JOSE20?redirect=%2Fsummer%3Fc%3D1"
+        );
+        assert_eq!(
+            affiliate_url(Provider::Ast, "http://b", "http://b/r/s", 1, "", None, &t),
+            "http://b/r/s"
+        );
+        assert_eq!(
+            affiliate_url(
+                Provider::Woocommerce,
+                "http://b",
+                "http://b/r/s",
+                1,
+                "",
+                Some("X"),
+                &t
+            ),
+            ""
+        );
+        assert_eq!(tracking_url("http://b/", "abc"), "http://b/r/abc");
+    }
+}

@@ -1,0 +1,137 @@
+//! CodeMintService: a unique discount code and tracking links for each creator of a campaign,
+//! minted by the plan's trigger or on demand, pushed to the store, published on WatchCodes.
+//!
+//! Reading order: `rpc` (handlers) → `service` (use cases) → `minter` (batched reservation, the
+//! hot path) → `domain` (rules: rendering, failures, links) → `store` (SQL). Background parts:
+//! `projection` applies PlanService's events (triggers), `queue` mints what they queued,
+//! `pusher` gets codes to the stores.
+
+pub mod context;
+pub mod convert;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod minter;
+pub mod projection;
+pub mod pusher;
+pub mod queue;
+pub mod random;
+pub mod rpc;
+pub mod service;
+pub mod store;
+pub mod stores;
+
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tracking_api::mint::v1::code_mint_service_server::CodeMintServiceServer;
+use tracking_clients::{GatewayClient, PlanEventsSource, ServiceTokens};
+use tracking_db::{Database, Migrations, PoolOptions};
+use tracking_events::{ConsumerOptions, EventLog, run_consumer};
+use tracking_server::JwtKeys;
+use tracking_server::auth::Authenticator;
+
+pub use service::MintService;
+
+/// CodeMintService's PostgreSQL schema.
+pub const SCHEMA: &str = "mint";
+
+const OWN_MIGRATIONS: Migrations = Migrations {
+    embedded: diesel_migrations::embed_migrations!("migrations"),
+    source_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+};
+
+/// Every migration set of the schema, in order.
+pub const MIGRATIONS: &[&Migrations] = &[&tracking_events::MIGRATIONS, &OWN_MIGRATIONS];
+
+/// CodeMintService-specific settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MintArgs {
+    /// Where shoppers reach the suite's redirect (`/r/{slug}`), for tracking links.
+    #[arg(
+        long,
+        env = "TRACKING_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_base_url: String,
+    /// Where PlanService's gRPC API is (its event stream feeds the triggers).
+    #[arg(
+        long,
+        env = "TRACKING_PLAN_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub plan_url: String,
+    /// Where ProviderGateway's gRPC API is (store rules, pushes).
+    #[arg(
+        long,
+        env = "TRACKING_GATEWAY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub gateway_url: String,
+    /// Batches minted in parallel (each takes every request waiting, up to 512).
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 4)]
+    pub mint_workers: usize,
+}
+
+impl MintArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        let url = &self.public_base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("TRACKING_PUBLIC_BASE_URL must be an http(s) URL".to_owned());
+        }
+        if self.mint_workers == 0 || self.mint_workers > 64 {
+            return Err("TRACKING_MINT_WORKERS must be 1..=64".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Migrates the schema, starts the background parts (plan stream consumer, mint queue, store
+/// pusher) until `shutdown`, and returns the service.
+pub async fn start(
+    database_url: &str,
+    pool: PoolOptions,
+    args: &MintArgs,
+    keys: JwtKeys,
+    shutdown: CancellationToken,
+) -> anyhow::Result<MintService> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
+    let db = Database::new(database_url, SCHEMA, pool)?;
+    let tokens = ServiceTokens::new(keys);
+    let gateway = GatewayClient::lazy(&args.gateway_url).map_err(anyhow::Error::msg)?;
+    let shared = context::Shared {
+        db: db.clone(),
+        stores: stores::Stores::new(gateway, tokens.clone()),
+        public_base_url: args.public_base_url.trim_end_matches('/').to_owned(),
+    };
+    let minter = minter::Minter::start(shared.clone(), args.mint_workers);
+    let work = tracking_events::listen(db.clone(), store::work_channel(SCHEMA), shutdown.clone());
+    tokio::spawn(queue::run(
+        shared.clone(),
+        minter.clone(),
+        work.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(pusher::run(shared.clone(), work, shutdown.clone()));
+    let source = PlanEventsSource::lazy(&args.plan_url, tokens).map_err(anyhow::Error::msg)?;
+    let projector = projection::Projector {
+        public_base_url: shared.public_base_url.clone(),
+    };
+    tokio::spawn(run_consumer(
+        db.clone(),
+        ConsumerOptions::new("plan-events"),
+        source,
+        projector,
+        shutdown.clone(),
+    ));
+    let log = EventLog::start(db, shutdown);
+    Ok(MintService::new(shared, minter, log))
+}
+
+/// The authenticated gRPC service, ready for the server kit.
+pub fn grpc_service(
+    service: MintService,
+    auth: Authenticator,
+) -> InterceptedService<CodeMintServiceServer<MintService>, Authenticator> {
+    CodeMintServiceServer::with_interceptor(service, auth)
+}

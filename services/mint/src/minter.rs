@@ -1,0 +1,453 @@
+//! Minting, designed for throughput: every request (MintCode, MintCodes, the trigger queue) goes
+//! through one channel; a few workers each take whatever is waiting (up to a batch), look the
+//! whole batch up in one query, render the codes, and reserve them with one multi-row
+//! `INSERT ... ON CONFLICT DO NOTHING RETURNING` in one transaction with their events. Concurrent
+//! callers thus share commits (group commit) instead of paying one each. The unique indexes
+//! decide: a row that was not inserted either belongs to a creator who got a code meanwhile
+//! (returned as is) or collided with another code (suffixed and tried again).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracking_api::common::v1::Provider;
+use tracking_api::mint::v1::CodeEventKind;
+use tracking_pattern::{Pattern, Rules};
+
+use crate::context::Shared;
+use crate::domain::links::{affiliate_url, destination_url, tracking_url};
+use crate::domain::render::{MAX_SUFFIX_ROUNDS, check_profile, render_code, suffixed};
+use crate::domain::{Code, CodeStatus, Failure, Plan, Profile, RosterStatus};
+use crate::error::Error;
+use crate::events;
+use crate::random::SecureRandom;
+use crate::store::codes::{self, NewCode};
+use crate::store::{failures, notify_work, projection};
+
+/// `(brand, campaign, creator)`.
+pub type Key = (i64, i64, i64);
+
+/// A creator's code, and whether this request created it.
+#[derive(Clone, Debug)]
+pub struct Minted {
+    pub code: Code,
+    pub created: bool,
+}
+
+type Reply = Result<Minted, Error>;
+
+struct Job {
+    key: Key,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// Most requests one batch takes.
+const MAX_BATCH: usize = 512;
+/// Requests waiting beyond this make callers wait to submit (backpressure).
+const QUEUE: usize = 16_384;
+
+/// The handle callers mint through.
+#[derive(Clone, Debug)]
+pub struct Minter {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Minter {
+    /// Starts `workers` batch workers; they stop when every handle is dropped.
+    pub fn start(shared: Shared, workers: usize) -> Minter {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            tokio::spawn(worker(shared.clone(), rx.clone()));
+        }
+        Minter { tx }
+    }
+
+    /// The creator's code: minted now, or the one they already have.
+    pub async fn mint(&self, key: Key) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { key, reply })
+            .await
+            .map_err(|_| Error::Unavailable("the minting service is shutting down".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the minting service is shutting down".to_owned()))?
+    }
+}
+
+async fn worker(shared: Shared, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut keys: Vec<Key> = jobs.iter().map(|j| j.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut results = mint_batch(&shared, &keys).await;
+        for job in jobs {
+            let reply = results
+                .get(&job.key)
+                .cloned()
+                .unwrap_or_else(|| Err(Error::Internal("batch lost a request".to_owned())));
+            let _ = job.reply.send(reply);
+        }
+        results.clear();
+    }
+}
+
+/// Mints a batch, retrying it whole when PostgreSQL resolved a deadlock between two batches by
+/// aborting this one.
+async fn mint_batch(shared: &Shared, keys: &[Key]) -> HashMap<Key, Reply> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_batch(shared, keys).await {
+            Ok(results) => return results,
+            Err(Error::Db(why))
+                if attempt < 4 && (why.contains("deadlock") || why.contains("serializ")) =>
+            {
+                tracing::debug!(%why, attempt, "mint batch retried");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, size = keys.len(), "mint batch failed");
+                return keys.iter().map(|k| (*k, Err(err.clone()))).collect();
+            }
+        }
+    }
+}
+
+/// One creator ready to reserve.
+struct Candidate {
+    key: Key,
+    plan: Arc<Plan>,
+    /// The rendered code before suffixes; `None` for link-only providers.
+    base: Option<String>,
+    rules: Option<Rules>,
+    shop_domain: String,
+}
+
+async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>, Error> {
+    let mut results: HashMap<Key, Reply> = HashMap::with_capacity(keys.len());
+    let mut conn = shared.db.conn().await?;
+
+    for code in codes::live_for(&mut conn, keys).await? {
+        let key = (code.brand_id, code.campaign_id, code.creator_id);
+        results.insert(
+            key,
+            Ok(Minted {
+                code,
+                created: false,
+            }),
+        );
+    }
+    let todo: Vec<Key> = keys
+        .iter()
+        .copied()
+        .filter(|k| !results.contains_key(k))
+        .collect();
+    if todo.is_empty() {
+        return Ok(results);
+    }
+
+    let contexts = projection::contexts(&mut conn, &todo).await?;
+    let plan_keys: Vec<(i64, i64)> = todo
+        .iter()
+        .zip(&contexts)
+        .filter_map(|(key, ctx)| ctx.plan_id.map(|plan| (key.0, plan)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let plans: HashMap<(i64, i64), Arc<Plan>> = projection::plans(&mut conn, &plan_keys)
+        .await?
+        .into_iter()
+        .map(|plan| ((plan.brand_id, plan.id), Arc::new(plan)))
+        .collect();
+
+    // What the gateway knows, asked once per batch for each distinct provider and integration.
+    let mut rules: HashMap<(i64, Provider), Option<Rules>> = HashMap::new();
+    let mut shops: HashMap<(i64, i64), String> = HashMap::new();
+    for plan in plans.values() {
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            rules.entry((plan.brand_id, plan.provider))
+        {
+            slot.insert(shared.stores.rules(plan.brand_id, plan.provider).await?);
+        }
+        if plan.provider == Provider::Shopify
+            && !shops.contains_key(&(plan.brand_id, plan.integration_id))
+        {
+            let domain = shared
+                .stores
+                .shop_domain(plan.brand_id, plan.integration_id)
+                .await?;
+            shops.insert((plan.brand_id, plan.integration_id), domain);
+        }
+    }
+
+    let mut rng = SecureRandom::default();
+    let mut patterns: HashMap<(i64, i64), Result<Pattern, String>> = HashMap::new();
+    let mut candidates = Vec::new();
+    let mut failed: Vec<(Key, Failure)> = Vec::new();
+    for (key, ctx) in todo.iter().zip(contexts) {
+        let (_, campaign_id, creator_id) = *key;
+        let Some(campaign_name) = ctx.campaign_name else {
+            results.insert(
+                *key,
+                Err(Error::NotFound(format!("campaign {campaign_id} not found"))),
+            );
+            continue;
+        };
+        let on_roster = ctx.roster_status.as_deref().and_then(RosterStatus::parse);
+        if matches!(on_roster, None | Some(RosterStatus::Removed)) {
+            results.insert(
+                *key,
+                Err(Error::FailedPrecondition(format!(
+                    "creator {creator_id} is not on campaign {campaign_id}'s roster"
+                ))),
+            );
+            continue;
+        }
+        if ctx.campaign_archived == Some(true) {
+            results.insert(
+                *key,
+                Err(Error::FailedPrecondition(format!(
+                    "campaign {campaign_id} is archived: it keeps tracking, but mints no new codes"
+                ))),
+            );
+            continue;
+        }
+        let Some(plan) = ctx.plan_id.and_then(|id| plans.get(&(key.0, id))).cloned() else {
+            results.insert(
+                *key,
+                Err(Error::FailedPrecondition(format!(
+                    "campaign {campaign_id} has no plan"
+                ))),
+            );
+            continue;
+        };
+        if plan.archived {
+            results.insert(
+                *key,
+                Err(Error::FailedPrecondition(format!(
+                    "plan {} is archived",
+                    plan.id
+                ))),
+            );
+            continue;
+        }
+        let profile: Profile = ctx
+            .profile
+            .and_then(|json| serde_json::from_value(json).ok())
+            .unwrap_or_default();
+        let store_rules = rules
+            .get(&(plan.brand_id, plan.provider))
+            .cloned()
+            .flatten();
+        let base = match &store_rules {
+            Some(store_rules) if !plan.terms.code_pattern.is_empty() => {
+                let pattern = patterns.entry((plan.brand_id, plan.id)).or_insert_with(|| {
+                    Pattern::parse(&plan.terms.code_pattern).map_err(|e| e.to_string())
+                });
+                let rendered = match pattern {
+                    Ok(pattern) => render_code(
+                        pattern,
+                        &plan,
+                        &campaign_name,
+                        &profile,
+                        store_rules,
+                        &mut rng,
+                    ),
+                    Err(why) => Err(Failure::Pattern(why.clone())),
+                };
+                match rendered {
+                    Ok(code) => Some(code),
+                    Err(failure) => {
+                        failed.push((*key, failure));
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                // Links only: the creator still needs a complete profile.
+                if let Err(failure) = check_profile(&profile) {
+                    failed.push((*key, failure));
+                    continue;
+                }
+                None
+            }
+        };
+        let shop_domain = shops
+            .get(&(plan.brand_id, plan.integration_id))
+            .cloned()
+            .unwrap_or_default();
+        candidates.push(Candidate {
+            key: *key,
+            plan,
+            base,
+            rules: store_rules,
+            shop_domain,
+        });
+    }
+
+    let reserved = conn
+        .transaction::<_, Error, _>(async |conn| {
+            reserve(shared, conn, &candidates, &mut failed, &mut rng).await
+        })
+        .await?;
+    for (key, minted) in reserved {
+        results.insert(key, Ok(minted));
+    }
+    for (key, failure) in failed {
+        results.insert(key, Err(Error::MintFailed(failure)));
+    }
+    Ok(results)
+}
+
+fn new_code(
+    shared: &Shared,
+    candidate: &Candidate,
+    code: Option<String>,
+    rng: &mut SecureRandom,
+) -> NewCode {
+    let plan = &candidate.plan;
+    let slug = rng.slug();
+    let tracking = tracking_url(&shared.public_base_url, &slug);
+    let affiliate = affiliate_url(
+        plan.provider,
+        &shared.public_base_url,
+        &tracking,
+        plan.integration_id,
+        &candidate.shop_domain,
+        code.as_deref(),
+        &plan.terms,
+    );
+    NewCode {
+        brand_id: candidate.key.0,
+        campaign_id: candidate.key.1,
+        creator_id: candidate.key.2,
+        plan_id: plan.id,
+        integration_id: plan.integration_id,
+        provider: plan.provider,
+        status: if code.is_some() {
+            CodeStatus::Pending
+        } else {
+            CodeStatus::Active
+        },
+        code,
+        slug,
+        destination_url: destination_url(&plan.terms),
+        affiliate_url: affiliate,
+        expires_at: plan.terms.ends_at,
+    }
+}
+
+/// Reserves the candidates' codes (suffixing collisions), records failures, appends events; all
+/// in the caller's transaction.
+async fn reserve(
+    shared: &Shared,
+    conn: &mut AsyncPgConnection,
+    candidates: &[Candidate],
+    failed: &mut Vec<(Key, Failure)>,
+    rng: &mut SecureRandom,
+) -> Result<Vec<(Key, Minted)>, Error> {
+    let mut done: Vec<(Key, Minted)> = Vec::with_capacity(candidates.len());
+    let mut pending: Vec<(&Candidate, Option<String>)> =
+        candidates.iter().map(|c| (c, c.base.clone())).collect();
+    for round in 0..=MAX_SUFFIX_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        // Sorted by code, so two batches inserting overlapping codes lock in the same order.
+        pending.sort_by(|a, b| a.1.cmp(&b.1));
+        let rows: Vec<NewCode> = pending
+            .iter()
+            .map(|(candidate, code)| new_code(shared, candidate, code.clone(), rng))
+            .collect();
+        let inserted = codes::reserve(conn, &rows).await?;
+        let mut by_key: HashMap<Key, Code> = inserted
+            .into_iter()
+            .map(|code| ((code.brand_id, code.campaign_id, code.creator_id), code))
+            .collect();
+        let missed: Vec<Key> = pending
+            .iter()
+            .map(|(c, _)| c.key)
+            .filter(|key| !by_key.contains_key(key))
+            .collect();
+        let mut meanwhile: HashMap<Key, Code> = codes::live_for(conn, &missed)
+            .await?
+            .into_iter()
+            .map(|code| ((code.brand_id, code.campaign_id, code.creator_id), code))
+            .collect();
+        let mut next = Vec::new();
+        for (candidate, _) in pending {
+            if let Some(created) = by_key.remove(&candidate.key) {
+                done.push((
+                    candidate.key,
+                    Minted {
+                        code: created,
+                        created: true,
+                    },
+                ));
+            } else if let Some(existing) = meanwhile.remove(&candidate.key) {
+                done.push((
+                    candidate.key,
+                    Minted {
+                        code: existing,
+                        created: false,
+                    },
+                ));
+            } else if let (Some(base), Some(rules)) = (&candidate.base, &candidate.rules) {
+                next.push((candidate, Some(suffixed(base, round + 1, rules, rng))));
+            } else {
+                return Err(Error::Internal(format!(
+                    "link for {:?} was neither inserted nor found",
+                    candidate.key
+                )));
+            }
+        }
+        pending = next;
+    }
+    for (candidate, _) in pending {
+        failed.push((
+            candidate.key,
+            Failure::Pattern(format!(
+                "no free code after {MAX_SUFFIX_ROUNDS} suffixes; the pattern gives too few distinct codes"
+            )),
+        ));
+    }
+
+    let created: Vec<&Code> = done
+        .iter()
+        .filter(|(_, m)| m.created)
+        .map(|(_, m)| &m.code)
+        .collect();
+    let events: Vec<_> = created
+        .iter()
+        .map(|code| events::code(CodeEventKind::Minted, code, &shared.public_base_url))
+        .collect();
+    tracking_events::append(conn, &events).await?;
+    let minted_keys: Vec<Key> = done.iter().map(|(key, _)| *key).collect();
+    failures::clear(conn, &minted_keys).await?;
+    for (key, failure) in failed.iter() {
+        failures::record(conn, *key, failure).await?;
+    }
+    if created
+        .iter()
+        .any(|code| code.status == CodeStatus::Pending)
+    {
+        notify_work(conn).await?;
+    }
+    Ok(done)
+}

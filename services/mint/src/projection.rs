@@ -1,0 +1,161 @@
+//! Applying PlanService's events: the projection of plans, campaigns and rosters, and what each
+//! change means for codes (the triggers): queue creators to mint, backfill on a trigger switch,
+//! disable a removed creator's code, retry a failure a profile fix may have solved. Runs inside
+//! the stream consumer's transaction, so each event is applied exactly once.
+
+use diesel_async::AsyncPgConnection;
+use tracking_api::mint::v1::CodeEventKind;
+use tracking_api::plan::v1::{EventKind, PlanEvent, plan_event::Subject};
+use tracking_db::DbError;
+use tracking_events::{Apply, BoxFuture};
+
+use crate::convert::{campaign_from_event, plan_from_event, roster_from_event};
+use crate::domain::{CodeStatus, RosterStatus, Trigger, wants_code};
+use crate::error::Error;
+use crate::events;
+use crate::store::{codes, failures, notify_work, projection};
+
+pub struct Projector {
+    pub public_base_url: String,
+}
+
+impl Apply<PlanEvent> for Projector {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        _seq: i64,
+        event: &'a PlanEvent,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            self.apply_event(conn, event)
+                .await
+                .map_err(|err| match err {
+                    Error::Unavailable(why) => DbError::Unavailable(why),
+                    other => DbError::Other(other.to_string()),
+                })
+        })
+    }
+}
+
+impl Projector {
+    async fn apply_event(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &PlanEvent,
+    ) -> Result<(), Error> {
+        let brand_id = event.brand_id;
+        let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
+        let queued = match &event.subject {
+            Some(Subject::Plan(plan)) => {
+                let plan = plan_from_event(brand_id, plan)?;
+                let before = projection::get_plan(conn, brand_id, plan.id).await?;
+                projection::upsert_plan(conn, &plan).await?;
+                // Switching to "when added" mints for everyone on the roster who has no code;
+                // switching to "when approved" mints nothing new.
+                let switched_to_add = plan.trigger == Trigger::OnAdd
+                    && before.is_some_and(|b| b.trigger != Trigger::OnAdd);
+                if switched_to_add && !plan.archived {
+                    projection::enqueue_missing(
+                        conn,
+                        brand_id,
+                        Some(plan.id),
+                        None,
+                        &[RosterStatus::Added, RosterStatus::Approved],
+                    )
+                    .await?
+                } else {
+                    0
+                }
+            }
+            Some(Subject::Campaign(campaign)) => {
+                let campaign = campaign_from_event(brand_id, campaign);
+                let before = projection::get_campaign(conn, brand_id, campaign.id).await?;
+                projection::upsert_campaign(conn, &campaign).await?;
+                let newly_linked = campaign.plan_id.is_some()
+                    && before.is_none_or(|b| b.plan_id != campaign.plan_id);
+                match campaign.plan_id {
+                    Some(plan_id) if newly_linked && !campaign.archived => {
+                        let trigger = projection::get_plan(conn, brand_id, plan_id)
+                            .await?
+                            .map_or(Trigger::OnApproval, |p| p.trigger);
+                        let statuses: &[RosterStatus] = match trigger {
+                            Trigger::OnAdd => &[RosterStatus::Added, RosterStatus::Approved],
+                            Trigger::OnApproval => &[RosterStatus::Approved],
+                        };
+                        projection::enqueue_missing(
+                            conn,
+                            brand_id,
+                            None,
+                            Some(campaign.id),
+                            statuses,
+                        )
+                        .await?
+                    }
+                    _ => 0,
+                }
+            }
+            Some(Subject::RosterEntry(entry)) => {
+                let (profile, status) = roster_from_event(entry);
+                let key = (brand_id, entry.campaign_id, entry.creator_id);
+                projection::upsert_roster(conn, key.0, key.1, key.2, &profile, status).await?;
+                if status == RosterStatus::Removed {
+                    self.disable_live_code(conn, key).await?;
+                    0
+                } else {
+                    let campaign =
+                        projection::get_campaign(conn, brand_id, entry.campaign_id).await?;
+                    let plan = match campaign.as_ref().and_then(|c| c.plan_id) {
+                        Some(plan_id) => projection::get_plan(conn, brand_id, plan_id).await?,
+                        None => None,
+                    };
+                    let wanted = plan.is_some_and(|p| wants_code(p.trigger, status));
+                    // A profile fix retries a failure it may have solved, whatever the trigger.
+                    let fixable = kind == EventKind::CreatorProfileUpdated
+                        && failures::get(conn, key)
+                            .await?
+                            .is_some_and(|row| row.failure().fixed_by_profile());
+                    if wanted || fixable {
+                        projection::enqueue(conn, key.0, key.1, key.2).await?;
+                        1
+                    } else {
+                        0
+                    }
+                }
+            }
+            None => 0,
+        };
+        if queued > 0 {
+            notify_work(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// A removed creator's code is disabled here and at the store, and never given to anyone
+    /// else (the unique index keeps disabled codes).
+    async fn disable_live_code(
+        &self,
+        conn: &mut AsyncPgConnection,
+        key: (i64, i64, i64),
+    ) -> Result<(), Error> {
+        let Some(code) = codes::live_of_creator(conn, key.0, key.1, key.2).await? else {
+            return Ok(());
+        };
+        let disabled = codes::set_status(conn, key.0, &[code.id], CodeStatus::Disabled).await?;
+        if let Some(text) = &code.code {
+            codes::queue_store_disable(conn, key.0, code.integration_id, text).await?;
+            notify_work(conn).await?;
+        }
+        let events: Vec<_> = disabled
+            .iter()
+            .map(|c| events::code(CodeEventKind::Disabled, c, &self.public_base_url))
+            .collect();
+        tracking_events::append(conn, &events).await?;
+        tracing::info!(
+            campaign_id = key.1,
+            creator_id = key.2,
+            code_id = code.id,
+            "creator removed, code disabled"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! Getting codes to the store and keeping them there: pending codes are pushed in batches per
+//! integration; a code the store already has for something else is suffixed and pushed again; a
+//! store that is down leaves codes pending, retried with backoff; disabled and replaced codes are
+//! deactivated at the store. Rows are taken `for update skip locked`, so replicas share the work.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracking_api::gateway::v1::{DisableOutcome, PushOutcome};
+use tracking_api::mint::v1::CodeEventKind;
+
+use crate::context::Shared;
+use crate::convert::discount_spec;
+use crate::domain::links::{affiliate_url, tracking_url};
+use crate::domain::render::{MAX_SUFFIX_ROUNDS, suffixed};
+use crate::domain::{Code, CodeStatus, Failure, Plan};
+use crate::error::Error;
+use crate::events;
+use crate::random::SecureRandom;
+use crate::store::{codes, failures, projection};
+
+/// Codes pushed per round (the gateway takes up to 500 per call).
+const BATCH: i64 = 500;
+
+/// Runs until `shutdown`, woken by new work and at least every second.
+pub async fn run(shared: Shared, mut wake: watch::Receiver<u64>, shutdown: CancellationToken) {
+    loop {
+        loop {
+            match push_round(&shared).await {
+                Ok(n) if n as i64 >= BATCH => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "pushing codes to stores failed, retrying");
+                    break;
+                }
+            }
+        }
+        if let Err(err) = disable_round(&shared).await {
+            tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// What the store said about a group of codes.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub created: Vec<i64>,
+    pub collided: Vec<Code>,
+    /// (ids, error, seconds before the first retry)
+    pub failed: Vec<(Vec<i64>, String, i64)>,
+    pub refused_for_good: Vec<(Code, String)>,
+}
+
+/// Pushes `codes` (one brand and integration) and sorts the answers.
+pub(crate) async fn push_codes(
+    shared: &Shared,
+    plan_of: &HashMap<(i64, i64), Plan>,
+    codes: &[Code],
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let Some(first) = codes.first() else {
+        return outcome;
+    };
+    let mut specs = Vec::with_capacity(codes.len());
+    let mut sent = Vec::with_capacity(codes.len());
+    for code in codes {
+        match plan_of.get(&(code.brand_id, code.plan_id)) {
+            Some(plan) => {
+                specs.push(discount_spec(code, plan));
+                sent.push(code);
+            }
+            None => outcome
+                .failed
+                .push((vec![code.id], "plan not known yet".to_owned(), 5)),
+        }
+    }
+    if specs.is_empty() {
+        return outcome;
+    }
+    match shared
+        .stores
+        .push(first.brand_id, first.integration_id, specs)
+        .await
+    {
+        Ok(results) => {
+            for (code, result) in sent.into_iter().zip(results) {
+                match PushOutcome::try_from(result.outcome) {
+                    Ok(PushOutcome::Created) => outcome.created.push(code.id),
+                    Ok(PushOutcome::AlreadyExists) => outcome.collided.push(code.clone()),
+                    _ if result.retryable => {
+                        outcome.failed.push((vec![code.id], result.message, 5))
+                    }
+                    _ => outcome
+                        .refused_for_good
+                        .push((code.clone(), result.message)),
+                }
+            }
+        }
+        Err(err) => {
+            let retry_in = if err.is_transient() { 2 } else { 60 };
+            let ids = sent.iter().map(|c| c.id).collect();
+            outcome.failed.push((ids, store_error_text(&err), retry_in));
+        }
+    }
+    outcome
+}
+
+fn store_error_text(err: &Error) -> String {
+    match err {
+        Error::Upstream(status) => status.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Records an outcome in the caller's transaction and returns the codes that collided.
+async fn apply_outcome(
+    shared: &Shared,
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    outcome: Outcome,
+) -> Result<Vec<Code>, Error> {
+    let activated = codes::set_status(conn, brand_id, &outcome.created, CodeStatus::Active).await?;
+    let events: Vec<_> = activated
+        .iter()
+        .map(|code| events::code(CodeEventKind::Activated, code, &shared.public_base_url))
+        .collect();
+    tracking_events::append(conn, &events).await?;
+    for (ids, error, retry_in) in &outcome.failed {
+        codes::push_failed(conn, brand_id, ids, error, *retry_in).await?;
+    }
+    for (code, error) in &outcome.refused_for_good {
+        codes::push_failed(conn, brand_id, &[code.id], error, 300).await?;
+        let failure = Failure::StoreError(error.clone());
+        failures::record(
+            conn,
+            (code.brand_id, code.campaign_id, code.creator_id),
+            &failure,
+        )
+        .await?;
+    }
+    Ok(outcome.collided)
+}
+
+async fn plans_of(
+    conn: &mut AsyncPgConnection,
+    codes: &[Code],
+) -> Result<HashMap<(i64, i64), Plan>, Error> {
+    let mut keys: Vec<(i64, i64)> = codes.iter().map(|c| (c.brand_id, c.plan_id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(projection::plans(conn, &keys)
+        .await?
+        .into_iter()
+        .map(|plan| ((plan.brand_id, plan.id), plan))
+        .collect())
+}
+
+/// One round of pushes; returns how many codes were due.
+async fn push_round(shared: &Shared) -> Result<usize, Error> {
+    let mut conn = shared.db.conn().await?;
+    let (due, collided) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let due = codes::due_for_push(conn, BATCH).await?;
+            if due.is_empty() {
+                return Ok((0, Vec::new()));
+            }
+            let plans = plans_of(conn, &due).await?;
+            let mut groups: HashMap<(i64, i64), Vec<Code>> = HashMap::new();
+            for code in &due {
+                groups
+                    .entry((code.brand_id, code.integration_id))
+                    .or_default()
+                    .push(code.clone());
+            }
+            let mut collided = Vec::new();
+            for ((brand_id, _), group) in groups {
+                let outcome = push_codes(shared, &plans, &group).await;
+                collided.extend(apply_outcome(shared, conn, brand_id, outcome).await?);
+            }
+            Ok((due.len(), collided))
+        })
+        .await?;
+    for code in collided {
+        resolve_collision(shared, &code).await?;
+    }
+    Ok(due)
+}
+
+/// The store has this code for something else: give ours a suffix (recorded in its history)
+/// and leave it pending, so the next round pushes the new code.
+async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
+    let mut conn = shared.db.conn().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let Some(current) = codes::get(conn, code.brand_id, code.id, true).await? else {
+            return Ok(());
+        };
+        // Changed meanwhile (edited, disabled): nothing to resolve.
+        if current.status != CodeStatus::Pending || current.code != code.code {
+            return Ok(());
+        }
+        let Some(plan) = projection::get_plan(conn, code.brand_id, code.plan_id).await? else {
+            return Ok(());
+        };
+        let Some(rules) = shared.stores.rules(code.brand_id, plan.provider).await? else {
+            return Ok(());
+        };
+        let base = current.code.clone().unwrap_or_default();
+        let shop = if plan.provider == tracking_api::common::v1::Provider::Shopify {
+            shared.stores.shop_domain(code.brand_id, code.integration_id).await?
+        } else {
+            String::new()
+        };
+        let mut rng = SecureRandom::default();
+        for round in 1..=MAX_SUFFIX_ROUNDS {
+            let candidate = suffixed(&base, round, &rules, &mut rng);
+            let affiliate = affiliate_url(
+                plan.provider,
+                &shared.public_base_url,
+                &tracking_url(&shared.public_base_url, &current.slug),
+                plan.integration_id,
+                &shop,
+                Some(&candidate),
+                &plan.terms,
+            );
+            if let Some(renamed) =
+                codes::rename(conn, &current, &candidate, &affiliate, "store_collision", CodeStatus::Pending).await?
+            {
+                tracing::info!(code_id = code.id, from = %base, to = %candidate, "store had the code, suffixed");
+                let event = events::code(CodeEventKind::Changed, &renamed, &shared.public_base_url);
+                tracking_events::append(conn, &[event]).await?;
+                return Ok(());
+            }
+        }
+        codes::push_failed(conn, code.brand_id, &[code.id], "no free code after suffixes", 60).await
+    })
+    .await
+}
+
+/// One round of deactivations at the stores.
+async fn disable_round(shared: &Shared) -> Result<(), Error> {
+    let mut conn = shared.db.conn().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let due = codes::due_store_disables(conn, BATCH).await?;
+        let mut groups: HashMap<(i64, i64), Vec<codes::StoreDisable>> = HashMap::new();
+        for item in due {
+            groups
+                .entry((item.brand_id, item.integration_id))
+                .or_default()
+                .push(item);
+        }
+        for ((brand_id, integration_id), items) in groups {
+            let texts = items.iter().map(|i| i.code.clone()).collect();
+            match shared.stores.disable(brand_id, integration_id, texts).await {
+                Ok(results) => {
+                    for (item, result) in items.iter().zip(results) {
+                        match DisableOutcome::try_from(result.outcome) {
+                            Ok(DisableOutcome::Disabled | DisableOutcome::NotFound) => {
+                                codes::store_disable_done(conn, item).await?;
+                            }
+                            _ => codes::store_disable_failed(conn, item, &result.message).await?,
+                        }
+                    }
+                }
+                Err(err) => {
+                    let text = store_error_text(&err);
+                    for item in &items {
+                        codes::store_disable_failed(conn, item, &text).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,365 @@
+//! CodeMintService's use cases, free of tonic.
+
+use std::collections::HashMap;
+
+use diesel_async::AsyncConnection;
+use futures::future::join_all;
+use tracking_api::mint::v1::CodeEventKind;
+use tracking_events::EventLog;
+use tracking_pattern::Pattern;
+
+use crate::context::Shared;
+use crate::domain::links::{affiliate_url, tracking_url};
+use crate::domain::render::{normalize_manual, render_code};
+use crate::domain::{Code, CodeStatus, Failure, Plan, Profile};
+use crate::error::Error;
+use crate::events;
+use crate::minter::{Key, Minted, Minter};
+use crate::pusher::push_codes;
+use crate::random::SecureRandom;
+use crate::store::failures::FailureRow;
+use crate::store::{codes, failures, notify_work, projection};
+
+/// One creator's preview.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    pub creator_id: i64,
+    pub result: Result<String, Failure>,
+    pub collides: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct MintService {
+    pub(crate) shared: Shared,
+    pub(crate) minter: Minter,
+    pub(crate) log: EventLog,
+}
+
+impl MintService {
+    pub fn new(shared: Shared, minter: Minter, log: EventLog) -> Self {
+        Self {
+            shared,
+            minter,
+            log,
+        }
+    }
+
+    pub fn public_base_url(&self) -> &str {
+        &self.shared.public_base_url
+    }
+
+    async fn conn(&self) -> Result<tracking_db::Conn, Error> {
+        Ok(self.shared.db.conn().await?)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn mint(&self, key: Key) -> Result<Minted, Error> {
+        let minted = self.minter.mint(key).await?;
+        if minted.created {
+            tracing::info!(code_id = minted.code.id, "code minted");
+        }
+        Ok(minted)
+    }
+
+    pub async fn get_code(&self, brand_id: i64, id: i64) -> Result<Code, Error> {
+        let mut conn = self.conn().await?;
+        codes::get(&mut conn, brand_id, id, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("code {id} not found")))
+    }
+
+    pub async fn list_codes(
+        &self,
+        brand_id: i64,
+        campaign_id: i64,
+        creator_id: Option<i64>,
+        status: Option<CodeStatus>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Code>, Error> {
+        let mut conn = self.conn().await?;
+        codes::list(
+            &mut conn,
+            brand_id,
+            campaign_id,
+            creator_id,
+            status,
+            after,
+            limit,
+        )
+        .await
+    }
+
+    pub async fn resolve(
+        &self,
+        brand_id: i64,
+        integration_id: i64,
+        code: &str,
+    ) -> Result<Code, Error> {
+        let mut conn = self.conn().await?;
+        codes::resolve(&mut conn, brand_id, integration_id, code.trim())
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no code {:?} at integration {integration_id}",
+                    code.trim()
+                ))
+            })
+    }
+
+    pub async fn list_failures(
+        &self,
+        brand_id: i64,
+        campaign_id: i64,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<FailureRow>, Error> {
+        let mut conn = self.conn().await?;
+        failures::list(&mut conn, brand_id, campaign_id, after, limit).await
+    }
+
+    /// A brand's manual edit: unique here, accepted by the store, the old code disabled there.
+    #[tracing::instrument(skip(self))]
+    pub async fn update_code(
+        &self,
+        brand_id: i64,
+        id: i64,
+        requested: &str,
+    ) -> Result<Code, Error> {
+        let current = self.get_code(brand_id, id).await?;
+        let mut conn = self.conn().await?;
+        let plan = projection::get_plan(&mut conn, brand_id, current.plan_id)
+            .await?
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!("plan {} is not known", current.plan_id))
+            })?;
+        let rules = self
+            .shared
+            .stores
+            .rules(brand_id, plan.provider)
+            .await?
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "{} has no discount codes",
+                    plan.provider.as_str_name()
+                ))
+            })?;
+        let new_code =
+            normalize_manual(requested, &rules).map_err(|why| Error::invalid("code", why))?;
+        let shop = if plan.provider == tracking_api::common::v1::Provider::Shopify {
+            self.shared
+                .stores
+                .shop_domain(brand_id, current.integration_id)
+                .await?
+        } else {
+            String::new()
+        };
+        let shared = &self.shared;
+        let taken =
+            || Error::AlreadyExists(format!("code {new_code} is already used at this store"));
+        let updated = conn
+            .transaction::<_, Error, _>(async |conn| {
+                let code = codes::get(conn, brand_id, id, true)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("code {id} not found")))?;
+                if code.status == CodeStatus::Disabled {
+                    return Err(Error::FailedPrecondition(format!("code {id} is disabled")));
+                }
+                let Some(old_text) = code.code.clone() else {
+                    return Err(Error::FailedPrecondition(format!(
+                        "code {id} is a link without a code"
+                    )));
+                };
+                if old_text == new_code {
+                    return Ok(code);
+                }
+                let affiliate = affiliate_url(
+                    plan.provider,
+                    &shared.public_base_url,
+                    &tracking_url(&shared.public_base_url, &code.slug),
+                    plan.integration_id,
+                    &shop,
+                    Some(&new_code),
+                    &plan.terms,
+                );
+                let renamed = codes::rename(
+                    conn,
+                    &code,
+                    &new_code,
+                    &affiliate,
+                    "manual",
+                    CodeStatus::Pending,
+                )
+                .await?
+                .ok_or_else(taken)?;
+                let plans = HashMap::from([((plan.brand_id, plan.id), plan.clone())]);
+                let outcome = push_codes(shared, &plans, std::slice::from_ref(&renamed)).await;
+                if !outcome.collided.is_empty() {
+                    return Err(Error::AlreadyExists(format!(
+                        "the store already has code {new_code}"
+                    )));
+                }
+                let mut code = renamed;
+                if !outcome.created.is_empty() {
+                    code = codes::set_status(conn, brand_id, &[id], CodeStatus::Active)
+                        .await?
+                        .into_iter()
+                        .next()
+                        .unwrap_or(code);
+                }
+                for (ids, error, retry_in) in &outcome.failed {
+                    codes::push_failed(conn, brand_id, ids, error, *retry_in).await?;
+                }
+                if let Some((_, error)) = outcome.refused_for_good.first() {
+                    return Err(Error::FailedPrecondition(format!(
+                        "the store refused code {new_code}: {error}"
+                    )));
+                }
+                // The old code must stop working at the store.
+                codes::queue_store_disable(conn, brand_id, code.integration_id, &old_text).await?;
+                notify_work(conn).await?;
+                let event = events::code(CodeEventKind::Changed, &code, &shared.public_base_url);
+                tracking_events::append(conn, &[event]).await?;
+                Ok(code)
+            })
+            .await
+            .map_err(|err| match err {
+                Error::AlreadyExists(why) if why.starts_with("unique violation") => taken(),
+                other => other,
+            })?;
+        tracing::info!(code_id = id, "code edited by the brand");
+        Ok(updated)
+    }
+
+    /// Disables a code here and at the store. Idempotent.
+    #[tracing::instrument(skip(self))]
+    pub async fn disable_code(&self, brand_id: i64, id: i64) -> Result<Code, Error> {
+        let mut conn = self.conn().await?;
+        let public_base_url = self.shared.public_base_url.clone();
+        conn.transaction::<_, Error, _>(async |conn| {
+            let code = codes::get(conn, brand_id, id, true)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("code {id} not found")))?;
+            if code.status == CodeStatus::Disabled {
+                return Ok(code);
+            }
+            let disabled = codes::set_status(conn, brand_id, &[id], CodeStatus::Disabled)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::NotFound(format!("code {id} not found")))?;
+            if let Some(text) = &code.code {
+                codes::queue_store_disable(conn, brand_id, code.integration_id, text).await?;
+                notify_work(conn).await?;
+            }
+            let event = events::code(CodeEventKind::Disabled, &disabled, &public_base_url);
+            tracking_events::append(conn, &[event]).await?;
+            Ok(disabled)
+        })
+        .await
+    }
+
+    /// Retries every failed mint of a campaign; returns (retried, minted).
+    pub async fn retry_failed(
+        &self,
+        brand_id: i64,
+        campaign_id: i64,
+    ) -> Result<(usize, usize), Error> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .list_failures(brand_id, campaign_id, after, 500)
+                .await?;
+            let full = page.len() == 500;
+            after = page.last().map(|row| row.creator_id);
+            keys.extend(
+                page.iter()
+                    .map(|row| (brand_id, row.campaign_id, row.creator_id)),
+            );
+            if !full {
+                break;
+            }
+        }
+        let results = join_all(keys.iter().map(|key| self.minter.mint(*key))).await;
+        let minted = results.iter().filter(|r| r.is_ok()).count();
+        if let Some(Err(err)) = results
+            .iter()
+            .find(|r| matches!(r, Err(e) if e.is_transient()))
+        {
+            return Err(err.clone());
+        }
+        Ok((keys.len(), minted))
+    }
+
+    /// What `pattern` (or the plan's) gives each creator on a page of the roster.
+    pub async fn preview(
+        &self,
+        brand_id: i64,
+        campaign_id: i64,
+        pattern: Option<&str>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Preview>, Error> {
+        let mut conn = self.conn().await?;
+        let campaign = projection::get_campaign(&mut conn, brand_id, campaign_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("campaign {campaign_id} not found")))?;
+        let plan: Plan = match campaign.plan_id {
+            Some(plan_id) => projection::get_plan(&mut conn, brand_id, plan_id).await?,
+            None => None,
+        }
+        .ok_or_else(|| Error::FailedPrecondition(format!("campaign {campaign_id} has no plan")))?;
+        let rules = self
+            .shared
+            .stores
+            .rules(brand_id, plan.provider)
+            .await?
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "{} tracks with links, not codes",
+                    plan.provider.as_str_name()
+                ))
+            })?;
+        let text = pattern.unwrap_or(&plan.terms.code_pattern);
+        let parsed = Pattern::parse(text).map_err(|e| Error::invalid("pattern", e.to_string()))?;
+        let roster_size = projection::roster_size(&mut conn, brand_id, campaign_id).await?;
+        parsed
+            .check_keyspace(u64::try_from(roster_size).unwrap_or_default())
+            .map_err(|e| Error::invalid("pattern", e.to_string()))?;
+
+        let rows = projection::roster_page(&mut conn, brand_id, campaign_id, after, limit).await?;
+        let mut rng = SecureRandom::default();
+        let mut previews: Vec<Preview> = rows
+            .into_iter()
+            .map(|row| {
+                let profile: Profile = serde_json::from_value(row.profile).unwrap_or_default();
+                Preview {
+                    creator_id: row.creator_id,
+                    result: render_code(&parsed, &plan, &campaign.name, &profile, &rules, &mut rng),
+                    collides: false,
+                }
+            })
+            .collect();
+        let rendered: Vec<String> = previews
+            .iter()
+            .filter_map(|p| p.result.clone().ok())
+            .collect();
+        let held = codes::holders(&mut conn, brand_id, plan.integration_id, &rendered).await?;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for code in &rendered {
+            *seen.entry(code.to_lowercase()).or_default() += 1;
+        }
+        for preview in &mut previews {
+            if let Ok(code) = &preview.result {
+                let lower = code.to_lowercase();
+                let held_by_other = held.iter().any(|(c, campaign, creator)| {
+                    *c == lower && (*campaign, *creator) != (campaign_id, preview.creator_id)
+                });
+                preview.collides =
+                    held_by_other || seen.get(&lower).copied().unwrap_or_default() > 1;
+            }
+        }
+        Ok(previews)
+    }
+}

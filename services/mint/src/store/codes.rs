@@ -1,0 +1,456 @@
+//! Codes: reservation in batches (the database's unique indexes decide), reads, and the changes
+//! the pusher and the brand make.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_api::common::v1::Provider;
+
+use crate::domain::{Code, CodeChange, CodeStatus};
+use crate::error::Error;
+
+pub const COLUMNS: &str = "brand_id, id, campaign_id, creator_id, plan_id, integration_id, \
+    provider, code, status, store_error, slug, destination_url, affiliate_url, expires_at, \
+    history, created_at, updated_at";
+
+#[derive(QueryableByName)]
+pub struct CodeRow {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    creator_id: i64,
+    #[diesel(sql_type = BigInt)]
+    plan_id: i64,
+    #[diesel(sql_type = BigInt)]
+    integration_id: i64,
+    #[diesel(sql_type = Text)]
+    provider: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    code: Option<String>,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    store_error: String,
+    #[diesel(sql_type = Text)]
+    slug: String,
+    #[diesel(sql_type = Text)]
+    destination_url: String,
+    #[diesel(sql_type = Text)]
+    affiliate_url: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Jsonb)]
+    history: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<CodeRow> for Code {
+    type Error = Error;
+    fn try_from(row: CodeRow) -> Result<Code, Error> {
+        let bad = |what: &str| Error::Internal(format!("code {}: bad {what}", row.id));
+        Ok(Code {
+            brand_id: row.brand_id,
+            id: row.id,
+            campaign_id: row.campaign_id,
+            creator_id: row.creator_id,
+            plan_id: row.plan_id,
+            integration_id: row.integration_id,
+            provider: Provider::from_str_name(&row.provider).ok_or_else(|| bad("provider"))?,
+            code: row.code.clone(),
+            status: CodeStatus::parse(&row.status).ok_or_else(|| bad("status"))?,
+            store_error: row.store_error.clone(),
+            slug: row.slug.clone(),
+            destination_url: row.destination_url.clone(),
+            affiliate_url: row.affiliate_url.clone(),
+            expires_at: row.expires_at,
+            history: serde_json::from_value(row.history.clone()).map_err(|_| bad("history"))?,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+fn to_codes(rows: Vec<CodeRow>) -> Result<Vec<Code>, Error> {
+    rows.into_iter().map(Code::try_from).collect()
+}
+
+/// A code to reserve.
+#[derive(Clone, Debug)]
+pub struct NewCode {
+    pub brand_id: i64,
+    pub campaign_id: i64,
+    pub creator_id: i64,
+    pub plan_id: i64,
+    pub integration_id: i64,
+    pub provider: Provider,
+    pub code: Option<String>,
+    pub status: CodeStatus,
+    pub slug: String,
+    pub destination_url: String,
+    pub affiliate_url: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts what it can in one statement; a row that would break a unique index (the code is
+/// taken at this integration, or the creator already has a live code) is skipped, not an error.
+/// Returns the rows inserted.
+pub async fn reserve(conn: &mut AsyncPgConnection, rows: &[NewCode]) -> Result<Vec<Code>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = |f: fn(&NewCode) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let sql = format!(
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, provider, \
+           code, status, slug, destination_url, affiliate_url, expires_at) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+           $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+           $11::text[], $12::timestamptz[]) \
+         on conflict do nothing returning {COLUMNS}"
+    );
+    let inserted: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<Array<BigInt>, _>(col(|r| r.brand_id))
+        .bind::<Array<BigInt>, _>(col(|r| r.campaign_id))
+        .bind::<Array<BigInt>, _>(col(|r| r.creator_id))
+        .bind::<Array<BigInt>, _>(col(|r| r.plan_id))
+        .bind::<Array<BigInt>, _>(col(|r| r.integration_id))
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|r| r.provider.as_str_name())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(rows.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|r| r.destination_url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|r| r.affiliate_url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            rows.iter().map(|r| r.expires_at).collect::<Vec<_>>(),
+        )
+        .load(conn)
+        .await?;
+    to_codes(inserted)
+}
+
+/// The live (not disabled) codes of these `(brand, campaign, creator)` keys.
+pub async fn live_for(
+    conn: &mut AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+) -> Result<Vec<Code>, Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "select {COLUMNS} from codes \
+         where status <> 'disabled' and (brand_id, campaign_id, creator_id) in \
+           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
+/// Which of `codes` are already held at the integration (case-insensitively): the lower-cased
+/// code and the (campaign, creator) holding it.
+pub async fn holders(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    codes: &[String],
+) -> Result<Vec<(String, i64, i64)>, Error> {
+    #[derive(QueryableByName)]
+    struct Holder {
+        #[diesel(sql_type = Text)]
+        code: String,
+        #[diesel(sql_type = BigInt)]
+        campaign_id: i64,
+        #[diesel(sql_type = BigInt)]
+        creator_id: i64,
+    }
+    let lower: Vec<String> = codes.iter().map(|c| c.to_lowercase()).collect();
+    let rows: Vec<Holder> = diesel::sql_query(
+        "select lower(code) as code, campaign_id, creator_id from codes \
+         where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<Text>, _>(lower)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.code, r.campaign_id, r.creator_id))
+        .collect())
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+    for_update: bool,
+) -> Result<Option<Code>, Error> {
+    let lock = if for_update { " for update" } else { "" };
+    let sql = format!("select {COLUMNS} from codes where brand_id = $1 and id = $2{lock}");
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(id)
+        .load(conn)
+        .await?;
+    Ok(to_codes(rows)?.into_iter().next())
+}
+
+pub async fn resolve(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    code: &str,
+) -> Result<Option<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from codes where brand_id = $1 and integration_id = $2 \
+         and lower(code) = lower($3)"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(integration_id)
+        .bind::<Text, _>(code)
+        .load(conn)
+        .await?;
+    Ok(to_codes(rows)?.into_iter().next())
+}
+
+/// A campaign's codes by id, optionally one creator's or one status.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: Option<i64>,
+    status: Option<CodeStatus>,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from codes where brand_id = $1 and campaign_id = $2 \
+         and ($3::bigint is null or creator_id = $3) and ($4::text is null or status = $4) \
+         and id > $5 order by id limit $6"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<Nullable<BigInt>, _>(creator_id)
+        .bind::<Nullable<Text>, _>(status.map(CodeStatus::as_str))
+        .bind::<BigInt, _>(after.unwrap_or(0))
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
+/// Replaces the code's text (suffix after a store collision, or a manual edit), recording the
+/// change. Returns `None` when another code of the integration already has the new text.
+pub async fn rename(
+    conn: &mut AsyncPgConnection,
+    code: &Code,
+    to: &str,
+    affiliate_url: &str,
+    reason: &str,
+    status: CodeStatus,
+) -> Result<Option<Code>, Error> {
+    let change = CodeChange {
+        from: code.code.clone().unwrap_or_default(),
+        to: to.to_owned(),
+        reason: reason.to_owned(),
+        at: Utc::now(),
+    };
+    let change = serde_json::to_value([change]).map_err(|e| Error::Internal(e.to_string()))?;
+    let sql = format!(
+        "update codes set code = $3, affiliate_url = $4, status = $5, history = history || $6, \
+           store_error = '', push_attempts = 0, next_push_at = now(), updated_at = now() \
+         where brand_id = $1 and id = $2 and not exists (select 1 from codes o \
+           where o.brand_id = $1 and o.integration_id = $7 and lower(o.code) = lower($3) \
+           and o.id <> $2) \
+         returning {COLUMNS}"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(code.brand_id)
+        .bind::<BigInt, _>(code.id)
+        .bind::<Text, _>(to)
+        .bind::<Text, _>(affiliate_url)
+        .bind::<Text, _>(status.as_str())
+        .bind::<Jsonb, _>(change)
+        .bind::<BigInt, _>(code.integration_id)
+        .load(conn)
+        .await?;
+    Ok(to_codes(rows)?.into_iter().next())
+}
+
+/// Sets the status of codes (by id within a brand) and returns them.
+pub async fn set_status(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    ids: &[i64],
+    status: CodeStatus,
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "update codes set status = $3, store_error = '', updated_at = now() \
+         where brand_id = $1 and id = any($2) returning {COLUMNS}"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Text, _>(status.as_str())
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
+/// The live code of a creator in a campaign, locked.
+pub async fn live_of_creator(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+) -> Result<Option<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from codes where brand_id = $1 and campaign_id = $2 \
+         and creator_id = $3 and status <> 'disabled' for update"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<BigInt, _>(creator_id)
+        .load(conn)
+        .await?;
+    Ok(to_codes(rows)?.into_iter().next())
+}
+
+/// Pending codes due for a push, locked (other replicas skip them), with their plan's name.
+pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from codes where status = 'pending' and code is not null \
+         and next_push_at <= now() order by next_push_at limit $1 for update skip locked"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
+/// Records a failed push and when to try again.
+pub async fn push_failed(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    ids: &[i64],
+    error: &str,
+    retry_in_secs: i64,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update codes set store_error = $3, push_attempts = push_attempts + 1, \
+           next_push_at = now() + make_interval(secs => least($4 * power(2, least(push_attempts, 6)), 3600)), \
+           updated_at = now() \
+         where brand_id = $1 and id = any($2)",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Text, _>(error)
+    .bind::<BigInt, _>(retry_in_secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Queues codes for deactivation at their store.
+pub async fn queue_store_disable(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    code: &str,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into store_disables (brand_id, integration_id, code) values ($1, $2, $3) \
+         on conflict (brand_id, integration_id, code) do update set next_at = now()",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(code)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName, Debug, Clone)]
+pub struct StoreDisable {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub code: String,
+}
+
+pub async fn due_store_disables(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<StoreDisable>, Error> {
+    Ok(diesel::sql_query(
+        "select brand_id, integration_id, code from store_disables where next_at <= now() \
+         order by next_at limit $1 for update skip locked",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+/// Done (disabled, or the store never had it): forget it.
+pub async fn store_disable_done(
+    conn: &mut AsyncPgConnection,
+    item: &StoreDisable,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "delete from store_disables where brand_id = $1 and integration_id = $2 and code = $3",
+    )
+    .bind::<BigInt, _>(item.brand_id)
+    .bind::<BigInt, _>(item.integration_id)
+    .bind::<Text, _>(&item.code)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn store_disable_failed(
+    conn: &mut AsyncPgConnection,
+    item: &StoreDisable,
+    error: &str,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "update store_disables set attempts = attempts + 1, last_error = $4, \
+           next_at = now() + make_interval(secs => least(power(2, least(attempts, 11)), 3600)) \
+         where brand_id = $1 and integration_id = $2 and code = $3",
+    )
+    .bind::<BigInt, _>(item.brand_id)
+    .bind::<BigInt, _>(item.integration_id)
+    .bind::<Text, _>(&item.code)
+    .bind::<Text, _>(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

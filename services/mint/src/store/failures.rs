@@ -1,0 +1,110 @@
+//! Failed mints, one row per creator and campaign, replaced by each new attempt.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::domain::Failure;
+use crate::error::Error;
+
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    key: (i64, i64, i64),
+    failure: &Failure,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into mint_failures (brand_id, campaign_id, creator_id, reason, fields, message) \
+         values ($1, $2, $3, $4, $5, $6) \
+         on conflict (brand_id, campaign_id, creator_id) do update set reason = excluded.reason, \
+           fields = excluded.fields, message = excluded.message, \
+           attempts = mint_failures.attempts + 1, failed_at = now()",
+    )
+    .bind::<BigInt, _>(key.0)
+    .bind::<BigInt, _>(key.1)
+    .bind::<BigInt, _>(key.2)
+    .bind::<Text, _>(failure.reason())
+    .bind::<Array<Text>, _>(failure.fields())
+    .bind::<Text, _>(failure.message())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the failures of keys that now have a code.
+pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "delete from mint_failures where (brand_id, campaign_id, creator_id) in \
+           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName, Debug, Clone)]
+pub struct FailureRow {
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = Text)]
+    pub reason: String,
+    #[diesel(sql_type = Array<Text>)]
+    pub fields: Vec<String>,
+    #[diesel(sql_type = Text)]
+    pub message: String,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+    #[diesel(sql_type = Timestamptz)]
+    pub failed_at: DateTime<Utc>,
+}
+
+impl FailureRow {
+    pub fn failure(&self) -> Failure {
+        Failure::from_stored(&self.reason, self.fields.clone(), &self.message)
+    }
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    key: (i64, i64, i64),
+) -> Result<Option<FailureRow>, Error> {
+    let rows: Vec<FailureRow> = diesel::sql_query(
+        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
+         from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id = $3",
+    )
+    .bind::<BigInt, _>(key.0)
+    .bind::<BigInt, _>(key.1)
+    .bind::<BigInt, _>(key.2)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// A campaign's failures by creator id.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<FailureRow>, Error> {
+    Ok(diesel::sql_query(
+        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
+         from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id > $3 \
+         order by creator_id limit $4",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(after.unwrap_or(0))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}

@@ -1,0 +1,346 @@
+//! The projection of PlanService: plans, campaigns, rosters as minting needs them.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Jsonb, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_api::common::v1::Provider;
+
+use crate::domain::{Campaign, Plan, Profile, RosterStatus, Trigger};
+use crate::error::Error;
+
+fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Internal(format!("encoding: {e}")))
+}
+
+pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) \
+         on conflict (brand_id, id) do update set name = excluded.name, \
+           integration_id = excluded.integration_id, provider = excluded.provider, \
+           terms = excluded.terms, code_trigger = excluded.code_trigger, archived = excluded.archived",
+    )
+    .bind::<BigInt, _>(plan.brand_id)
+    .bind::<BigInt, _>(plan.id)
+    .bind::<Text, _>(&plan.name)
+    .bind::<BigInt, _>(plan.integration_id)
+    .bind::<Text, _>(plan.provider.as_str_name())
+    .bind::<Jsonb, _>(json(&plan.terms)?)
+    .bind::<Text, _>(plan.trigger.as_str())
+    .bind::<Bool, _>(plan.archived)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+pub(crate) struct PlanRow {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub provider: String,
+    #[diesel(sql_type = Jsonb)]
+    pub terms: serde_json::Value,
+    #[diesel(sql_type = Text)]
+    pub code_trigger: String,
+    #[diesel(sql_type = Bool)]
+    pub archived: bool,
+}
+
+impl TryFrom<PlanRow> for Plan {
+    type Error = Error;
+    fn try_from(row: PlanRow) -> Result<Plan, Error> {
+        Ok(Plan {
+            brand_id: row.brand_id,
+            id: row.id,
+            name: row.name,
+            integration_id: row.integration_id,
+            provider: Provider::from_str_name(&row.provider)
+                .ok_or_else(|| Error::Internal(format!("plan {}: bad provider", row.id)))?,
+            terms: serde_json::from_value(row.terms)
+                .map_err(|e| Error::Internal(format!("plan {}: bad terms: {e}", row.id)))?,
+            trigger: Trigger::parse(&row.code_trigger)
+                .ok_or_else(|| Error::Internal(format!("plan {}: bad trigger", row.id)))?,
+            archived: row.archived,
+        })
+    }
+}
+
+pub async fn get_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+) -> Result<Option<Plan>, Error> {
+    let rows: Vec<PlanRow> = diesel::sql_query(
+        "select brand_id, id, name, integration_id, provider, terms, code_trigger, archived \
+         from plans where brand_id = $1 and id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .load(conn)
+    .await?;
+    rows.into_iter().next().map(Plan::try_from).transpose()
+}
+
+pub async fn upsert_campaign(
+    conn: &mut AsyncPgConnection,
+    campaign: &Campaign,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into campaigns (brand_id, id, name, plan_id, archived) values ($1, $2, $3, $4, $5) \
+         on conflict (brand_id, id) do update set name = excluded.name, \
+           plan_id = excluded.plan_id, archived = excluded.archived",
+    )
+    .bind::<BigInt, _>(campaign.brand_id)
+    .bind::<BigInt, _>(campaign.id)
+    .bind::<Text, _>(&campaign.name)
+    .bind::<Nullable<BigInt>, _>(campaign.plan_id)
+    .bind::<Bool, _>(campaign.archived)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct CampaignRow {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    plan_id: Option<i64>,
+    #[diesel(sql_type = Bool)]
+    archived: bool,
+}
+
+pub async fn get_campaign(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+) -> Result<Option<Campaign>, Error> {
+    let rows: Vec<CampaignRow> = diesel::sql_query(
+        "select brand_id, id, name, plan_id, archived from campaigns where brand_id = $1 and id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| Campaign {
+        brand_id: r.brand_id,
+        id: r.id,
+        name: r.name,
+        plan_id: r.plan_id,
+        archived: r.archived,
+    }))
+}
+
+#[derive(QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// Stores the entry and returns its previous status, if it had one.
+pub async fn upsert_roster(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    profile: &Profile,
+    status: RosterStatus,
+) -> Result<Option<RosterStatus>, Error> {
+    let previous: Vec<StatusRow> = diesel::sql_query(
+        "select status from roster where brand_id = $1 and campaign_id = $2 and creator_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .load(conn)
+    .await?;
+    diesel::sql_query(
+        "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
+         values ($1, $2, $3, $4, $5) \
+         on conflict (brand_id, campaign_id, creator_id) do update set \
+           profile = excluded.profile, status = excluded.status",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .bind::<Jsonb, _>(json(profile)?)
+    .bind::<Text, _>(status.as_str())
+    .execute(conn)
+    .await?;
+    Ok(previous
+        .into_iter()
+        .next()
+        .and_then(|r| RosterStatus::parse(&r.status)))
+}
+
+/// Queues every creator of the plan's active campaigns (or of one campaign) whose roster
+/// status is in `statuses` and who has no live code. Returns how many were queued.
+pub async fn enqueue_missing(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: Option<i64>,
+    campaign_id: Option<i64>,
+    statuses: &[RosterStatus],
+) -> Result<usize, Error> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let queued = diesel::sql_query(
+        "insert into mint_queue (brand_id, campaign_id, creator_id) \
+         select r.brand_id, r.campaign_id, r.creator_id from roster r \
+         join campaigns c on c.brand_id = r.brand_id and c.id = r.campaign_id \
+         where r.brand_id = $1 and not c.archived and c.plan_id is not null \
+           and ($2::bigint is null or c.plan_id = $2) \
+           and ($3::bigint is null or c.id = $3) \
+           and r.status = any($4) \
+           and not exists (select 1 from codes x where x.brand_id = r.brand_id \
+             and x.campaign_id = r.campaign_id and x.creator_id = r.creator_id \
+             and x.status <> 'disabled') \
+         on conflict (brand_id, campaign_id, creator_id) do update \
+           set enqueued_at = clock_timestamp(), claimed_until = null",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Nullable<BigInt>, _>(plan_id)
+    .bind::<Nullable<BigInt>, _>(campaign_id)
+    .bind::<Array<Text>, _>(statuses)
+    .execute(conn)
+    .await?;
+    Ok(queued)
+}
+
+/// Queues one creator.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+) -> Result<(), Error> {
+    diesel::sql_query(
+        "insert into mint_queue (brand_id, campaign_id, creator_id) values ($1, $2, $3) \
+         on conflict (brand_id, campaign_id, creator_id) do update \
+           set enqueued_at = clock_timestamp(), claimed_until = null",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What minting one creator needs, looked up for a whole batch in one query.
+#[derive(QueryableByName, Debug)]
+pub struct MintContext {
+    #[diesel(sql_type = BigInt)]
+    pub i: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub campaign_name: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub campaign_archived: Option<bool>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub plan_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub profile: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub roster_status: Option<String>,
+}
+
+/// For each `(brand, campaign, creator)`, in order (`i` is the 1-based position).
+pub async fn contexts(
+    conn: &mut AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+) -> Result<Vec<MintContext>, Error> {
+    let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let campaigns: Vec<i64> = keys.iter().map(|k| k.1).collect();
+    let creators: Vec<i64> = keys.iter().map(|k| k.2).collect();
+    Ok(diesel::sql_query(
+        "select q.i, c.name as campaign_name, c.archived as campaign_archived, c.plan_id, \
+                r.profile, r.status as roster_status \
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
+              as q(brand_id, campaign_id, creator_id, i) \
+         left join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id \
+         left join roster r on r.brand_id = q.brand_id and r.campaign_id = q.campaign_id \
+              and r.creator_id = q.creator_id \
+         order by q.i",
+    )
+    .bind::<Array<BigInt>, _>(brands)
+    .bind::<Array<BigInt>, _>(campaigns)
+    .bind::<Array<BigInt>, _>(creators)
+    .load(conn)
+    .await?)
+}
+
+/// The plans of a batch, by (brand, id).
+pub async fn plans(conn: &mut AsyncPgConnection, keys: &[(i64, i64)]) -> Result<Vec<Plan>, Error> {
+    let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
+    let ids: Vec<i64> = keys.iter().map(|k| k.1).collect();
+    let rows: Vec<PlanRow> = diesel::sql_query(
+        "select p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, \
+                p.archived \
+         from plans p join unnest($1::bigint[], $2::bigint[]) as q(brand_id, id) \
+           on p.brand_id = q.brand_id and p.id = q.id",
+    )
+    .bind::<Array<BigInt>, _>(brands)
+    .bind::<Array<BigInt>, _>(ids)
+    .load(conn)
+    .await?;
+    rows.into_iter().map(Plan::try_from).collect()
+}
+
+/// Roster entries of a campaign that are not removed, by creator id, for previews.
+#[derive(QueryableByName)]
+pub struct RosterRow {
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = Jsonb)]
+    pub profile: serde_json::Value,
+}
+
+pub async fn roster_page(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RosterRow>, Error> {
+    Ok(diesel::sql_query(
+        "select creator_id, profile from roster where brand_id = $1 and campaign_id = $2 \
+         and status <> 'removed' and creator_id > $3 order by creator_id limit $4",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(after.unwrap_or(0))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+#[derive(QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+pub async fn roster_size(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+) -> Result<i64, Error> {
+    let row: CountRow = diesel::sql_query(
+        "select count(*) as n from roster where brand_id = $1 and campaign_id = $2 and status <> 'removed'",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
+}

@@ -1,0 +1,88 @@
+//! The minting queue filled by the plan stream (triggers, backfills, profile fixes).
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::error::Error;
+
+/// A claimed queue entry: the creator and when it was queued.
+#[derive(QueryableByName, Clone, Copy, Debug)]
+pub struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub enqueued_at: DateTime<Utc>,
+}
+
+/// Claims the oldest unclaimed entries for `claim_secs` (a worker that dies lets them go).
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    claim_secs: i64,
+) -> Result<Vec<Claimed>, Error> {
+    Ok(diesel::sql_query(
+        "update mint_queue q set claimed_until = now() + make_interval(secs => $2) \
+         from (select brand_id, campaign_id, creator_id from mint_queue \
+               where claimed_until is null or claimed_until < now() \
+               order by enqueued_at limit $1 for update skip locked) due \
+         where q.brand_id = due.brand_id and q.campaign_id = due.campaign_id \
+           and q.creator_id = due.creator_id \
+         returning q.brand_id, q.campaign_id, q.creator_id, q.enqueued_at",
+    )
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(claim_secs)
+    .load(conn)
+    .await?)
+}
+
+/// Removes settled entries, unless they were queued again after being claimed.
+pub async fn settle(conn: &mut AsyncPgConnection, entries: &[Claimed]) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "delete from mint_queue q using unnest($1::bigint[], $2::bigint[], $3::bigint[], \
+           $4::timestamptz[]) as s(brand_id, campaign_id, creator_id, enqueued_at) \
+         where q.brand_id = s.brand_id and q.campaign_id = s.campaign_id \
+           and q.creator_id = s.creator_id and q.enqueued_at = s.enqueued_at",
+    )
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.campaign_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.creator_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(entries.iter().map(|e| e.enqueued_at).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Lets entries be taken again after `secs` (transient failures back off).
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    entries: &[Claimed],
+    secs: i64,
+) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "update mint_queue q set claimed_until = now() + make_interval(secs => $5) \
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
+           as s(brand_id, campaign_id, creator_id, enqueued_at) \
+         where q.brand_id = s.brand_id and q.campaign_id = s.campaign_id \
+           and q.creator_id = s.creator_id and q.enqueued_at = s.enqueued_at",
+    )
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.campaign_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.creator_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(entries.iter().map(|e| e.enqueued_at).collect::<Vec<_>>())
+    .bind::<BigInt, _>(secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,1456 @@
+//! CodeMintService end to end: patterns and transliteration, triggers and backfills, idempotent
+//! and concurrent minting, collisions (ours and the store's), failures and retries, manual
+//! edits, removal, links, store outages, and WatchCodes.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use suite_tests::{Suite, brand, register};
+use tonic::Code as Status;
+use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1::{
+    DiscountSpec, ListStoreDiscountsRequest, PushDiscountsRequest, SetSandboxOutageRequest,
+};
+use tracking_api::mint::v1::{
+    Code, CodeEventKind, CodeStatus, DisableCodeRequest, FailureReason, GetCodeRequest,
+    ListCodesRequest, ListFailuresRequest, MintCodeRequest, MintCodesRequest, PreviewCodesRequest,
+    ResolveCodeRequest, RetryCodeRequest, RetryFailedRequest, UpdateCodeRequest, WatchCodesRequest,
+    code_preview, mint_codes_response,
+};
+use tracking_api::plan::v1::{
+    AddCreatorRequest, ApproveCreatorRequest, CodeTrigger, CreateCampaignRequest,
+    CreatePlanRequest, CreatorProfile, Discount, Plan, RemoveCreatorRequest,
+    SetCodeGenerationRequest, UpdateCreatorProfileRequest, Utm, discount,
+};
+use tracking_server::Role;
+use tracking_testkit::authed;
+
+/// Polls `check` until it returns `Some`, for effects of the event streams (within 15 s).
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A discount someone else made in the store by hand.
+fn seed(code: &str) -> DiscountSpec {
+    DiscountSpec {
+        code: code.into(),
+        external_ref: "made-by-hand".into(),
+        value: Some(tracking_api::gateway::v1::discount_spec::Value::PercentBps(
+            1000,
+        )),
+        ..Default::default()
+    }
+}
+
+struct Setup {
+    integration: i64,
+    plan: i64,
+    campaign: i64,
+}
+
+async fn setup(
+    suite: &Suite,
+    token: &str,
+    provider: Provider,
+    pattern: &str,
+    trigger: CodeTrigger,
+) -> Setup {
+    let integration = register(suite, token, provider).await;
+    let dated = provider != Provider::Woocommerce;
+    setup_on(
+        suite,
+        token,
+        integration,
+        pattern,
+        trigger,
+        &format!("Summer {}", provider.as_str_name()),
+        dated,
+    )
+    .await
+}
+
+async fn setup_on(
+    suite: &Suite,
+    token: &str,
+    integration: i64,
+    pattern: &str,
+    trigger: CodeTrigger,
+    name: &str,
+    dated: bool,
+) -> Setup {
+    let codes = !pattern.is_empty();
+    let plan = suite
+        .plan()
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: format!("{name} plan"),
+                    integration_id: integration,
+                    discount: codes.then_some(Discount {
+                        kind: Some(discount::Kind::PercentBps(2000)),
+                    }),
+                    code_pattern: pattern.into(),
+                    click_url: "https://brand.example.com/summer".into(),
+                    utm: Some(Utm {
+                        source: "influencer".into(),
+                        ..Default::default()
+                    }),
+                    ends_at: dated.then_some(prost_types::Timestamp {
+                        seconds: 4_102_444_800,
+                        nanos: 0,
+                    }),
+                    code_trigger: trigger as i32,
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("create plan: {s}"));
+    let campaign = suite
+        .plan()
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: name.into(),
+                plan_id: plan,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("create campaign: {s}"));
+    Setup {
+        integration,
+        plan,
+        campaign,
+    }
+}
+
+fn profile(first: &str, last: &str, username: &str) -> CreatorProfile {
+    CreatorProfile {
+        first_name: first.into(),
+        last_name: last.into(),
+        email: format!("{username}@example.com"),
+        username: username.into(),
+        social_handles: [("instagram".to_owned(), format!("@{username}"))].into(),
+    }
+}
+
+async fn add(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+    profile: CreatorProfile,
+    approved: bool,
+) {
+    suite
+        .plan()
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+                profile: Some(profile),
+                approved,
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("add creator: {s}"));
+}
+
+async fn mint(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+) -> Result<(Code, bool), tonic::Status> {
+    suite
+        .mint()
+        .mint_code(authed(
+            MintCodeRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+            },
+            token,
+        ))
+        .await
+        .map(|r| {
+            let r = r.into_inner();
+            (r.code.unwrap_or_default(), r.created)
+        })
+}
+
+/// Mints, retrying while the creator has not reached the mint service's projection yet.
+async fn mint_when_known(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+) -> Result<(Code, bool), tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match mint(suite, token, campaign, creator).await {
+            Err(s)
+                if s.code() == Status::FailedPrecondition
+                    && s.message().contains("roster")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(s)
+                if s.code() == Status::NotFound
+                    && s.message().contains("campaign")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn codes_of(suite: &Suite, token: &str, campaign: i64) -> Vec<Code> {
+    suite
+        .mint()
+        .list_codes(authed(
+            ListCodesRequest {
+                campaign_id: campaign,
+                page: Some(tracking_api::common::v1::PageRequest {
+                    page_size: 500,
+                    page_token: String::new(),
+                }),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().codes)
+        .unwrap_or_else(|s| panic!("list codes: {s}"))
+}
+
+async fn code_of(suite: &Suite, token: &str, campaign: i64, creator: i64) -> Option<Code> {
+    codes_of(suite, token, campaign)
+        .await
+        .into_iter()
+        .find(|c| c.creator_id == creator && c.status != CodeStatus::Disabled as i32)
+}
+
+async fn store_codes(suite: &Suite, token: &str, integration: i64) -> Vec<(String, bool)> {
+    suite
+        .gateway()
+        .list_store_discounts(authed(
+            ListStoreDiscountsRequest {
+                integration_id: integration,
+                page: None,
+            },
+            token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .discounts
+                .into_iter()
+                .map(|d| (d.code, d.active))
+                .collect()
+        })
+        .unwrap_or_else(|s| panic!("list store discounts: {s}"))
+}
+
+#[tokio::test]
+async fn minting_renders_the_pattern_and_is_idempotent() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{first_name}{discount}-{instagram|trunc:4}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("José", "Núñez", "josen"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Łukasz", "Żak", "lukasz"),
+        false,
+    )
+    .await;
+
+    let (jose, created) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created);
+    assert_eq!(jose.code, "JOSE20-JOSE");
+    let (lukasz, _) = mint_when_known(&suite, &token, s.campaign, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lukasz.code, "LUKASZ20-LUKA");
+
+    // The same request again returns the same code, never a second one.
+    let (again, created) = mint(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!created);
+    assert_eq!(again.id, jose.id);
+    assert_eq!(codes_of(&suite, &token, s.campaign).await.len(), 2);
+
+    // Links: tracking link on the public base with an unguessable slug, the plan's destination
+    // with UTM, the sandbox's discount link, the plan's end date.
+    let links = jose.links.clone().unwrap_or_default();
+    assert_eq!(
+        links.tracking_url,
+        format!("http://links.test/r/{}", links.slug)
+    );
+    assert_eq!(links.slug.len(), 14);
+    assert_eq!(
+        links.destination_url,
+        "https://brand.example.com/summer?utm_source=influencer"
+    );
+    assert_eq!(
+        links.affiliate_url,
+        format!(
+            "http://links.test/sandbox/{}/discount/JOSE20-JOSE",
+            s.integration
+        )
+    );
+    assert_eq!(links.expires_at.map(|t| t.seconds), Some(4_102_444_800));
+    assert_ne!(links.slug, lukasz.links.unwrap_or_default().slug);
+
+    // Pushed to the store in the background, then active; resolvable case-insensitively.
+    let active = eventually("code pushed", || async {
+        let code = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id: jose.id }, &token))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        (code.status == CodeStatus::Active as i32).then_some(code)
+    })
+    .await;
+    assert_eq!(active.code, "JOSE20-JOSE");
+    assert!(
+        store_codes(&suite, &token, s.integration)
+            .await
+            .contains(&("JOSE20-JOSE".to_owned(), true))
+    );
+    let resolved = suite
+        .mint()
+        .resolve_code(authed(
+            ResolveCodeRequest {
+                integration_id: s.integration,
+                code: "jose20-jose".into(),
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().code.map(|c| c.creator_id));
+    assert_eq!(resolved.ok().flatten(), Some(1));
+
+    // Another brand sees none of it.
+    let status = mint(&suite, &brand(2), s.campaign, 1)
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Status::NotFound);
+    let status = suite
+        .mint()
+        .get_code(authed(GetCodeRequest { code_id: jose.id }, &brand(2)))
+        .await
+        .expect_err("tenant");
+    assert_eq!(status.code(), Status::NotFound);
+}
+
+#[tokio::test]
+async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let on_add = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        on_add.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let code = eventually("ON_ADD mints at once", || {
+        code_of(&suite, &token, on_add.campaign, 1)
+    })
+    .await;
+    assert_eq!(code.code, "ANA20");
+
+    let integration = on_add.integration;
+    let on_approval = setup_on(
+        &suite,
+        &token,
+        integration,
+        "{username}{discount}X",
+        CodeTrigger::OnApproval,
+        "Winter",
+        true,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        on_approval.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        on_approval.campaign,
+        2,
+        profile("Bo", "B", "bo"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        on_approval.campaign,
+        3,
+        profile("Cy", "C", "cy"),
+        false,
+    )
+    .await;
+    suite
+        .plan()
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: on_approval.campaign,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let approved = eventually("approval mints", || {
+        code_of(&suite, &token, on_approval.campaign, 1)
+    })
+    .await;
+    assert_eq!(approved.code, "ANA20X");
+    // Creators only added got nothing.
+    assert_eq!(
+        codes_of(&suite, &token, on_approval.campaign).await.len(),
+        1
+    );
+
+    // Switching to ON_ADD mints for everyone on the roster without a code.
+    suite
+        .plan()
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: on_approval.plan,
+                code_trigger: CodeTrigger::OnAdd as i32,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let all = eventually("backfill", || async {
+        let codes = codes_of(&suite, &token, on_approval.campaign).await;
+        (codes.len() == 3).then_some(codes)
+    })
+    .await;
+    let mut texts: Vec<_> = all.iter().map(|c| c.code.clone()).collect();
+    texts.sort();
+    assert_eq!(texts, vec!["ANA20X", "BO20X", "CY20X"]);
+
+    // Switching back to ON_APPROVAL mints nothing new for creators added afterwards.
+    suite
+        .plan()
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: on_approval.plan,
+                code_trigger: CodeTrigger::OnApproval as i32,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    add(
+        &suite,
+        &token,
+        on_approval.campaign,
+        4,
+        profile("Di", "D", "di"),
+        false,
+    )
+    .await;
+    // The add is applied once the projection knows creator 4 (a preview lists them).
+    eventually("creator 4 projected", || async {
+        let previews = suite
+            .mint()
+            .preview_codes(authed(
+                PreviewCodesRequest {
+                    campaign_id: on_approval.campaign,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .previews;
+        previews.iter().any(|p| p.creator_id == 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        codes_of(&suite, &token, on_approval.campaign).await.len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn concurrent_mints_of_one_base_code_get_distinct_suffixes() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    // Every creator renders the same base code.
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "SUMMER{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for creator in 1..=64 {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("Same", "Name", &format!("c{creator}")),
+            false,
+        )
+        .await;
+    }
+    mint_when_known(&suite, &token, s.campaign, 64)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tasks = Vec::new();
+    for creator in 1..=64 {
+        let mut client = suite.mint();
+        let token = token.clone();
+        let campaign = s.campaign;
+        tasks.push(tokio::spawn(async move {
+            client
+                .mint_code(authed(
+                    MintCodeRequest {
+                        campaign_id: campaign,
+                        creator_id: creator,
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner().code.unwrap_or_default().code)
+        }));
+    }
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(
+            task.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|s| panic!("{s}")),
+        );
+    }
+    let mut unique: Vec<String> = codes.iter().map(|c| c.to_lowercase()).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 64, "{codes:?}");
+    assert!(codes.iter().all(|c| c.starts_with("SUMMER20")));
+    assert_eq!(codes.iter().filter(|c| c.as_str() == "SUMMER20").count(), 1);
+    let stored = codes_of(&suite, &token, s.campaign).await;
+    assert_eq!(stored.len(), 64);
+}
+
+#[tokio::test]
+async fn the_same_code_may_live_in_two_integrations() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let first = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    let mut second_request = suite_tests::valid_registration(Provider::Sandbox, "Second store");
+    second_request.request_id = String::new();
+    let second_integration = suite
+        .gateway()
+        .register_integration(authed(second_request, &token))
+        .await
+        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    let second = setup_on(
+        &suite,
+        &token,
+        second_integration,
+        "{username}",
+        CodeTrigger::OnApproval,
+        "Other",
+        true,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        first.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        second.campaign,
+        2,
+        profile("Ana", "B", "ana"),
+        false,
+    )
+    .await;
+    let (a, _) = mint_when_known(&suite, &token, first.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (b, _) = mint_when_known(&suite, &token, second.campaign, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((a.code.as_str(), b.code.as_str()), ("ANA", "ANA"));
+}
+
+#[tokio::test]
+async fn a_code_the_store_already_has_is_suffixed() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    // Someone else's JOSEN20 is already in the store.
+    suite
+        .gateway()
+        .push_discounts(authed(
+            PushDiscountsRequest {
+                integration_id: s.integration,
+                discounts: vec![seed("JOSEN20")],
+            },
+            &suite_tests::token(1, Role::Service),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("José", "N", "josen"),
+        false,
+    )
+    .await;
+    let (reserved, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reserved.code, "JOSEN20");
+    let settled = eventually("suffixed and pushed", || async {
+        let code = suite
+            .mint()
+            .get_code(authed(
+                GetCodeRequest {
+                    code_id: reserved.id,
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        (code.status == CodeStatus::Active as i32).then_some(code)
+    })
+    .await;
+    assert!(
+        settled.code.starts_with("JOSEN20") && settled.code.len() == 8,
+        "{}",
+        settled.code
+    );
+    assert_eq!(settled.history.len(), 1);
+    assert_eq!(settled.history[0].reason, "store_collision");
+    assert_eq!(settled.history[0].from_code, "JOSEN20");
+    let store = store_codes(&suite, &token, s.integration).await;
+    assert!(store.contains(&(settled.code.clone(), true)));
+}
+
+#[tokio::test]
+async fn failures_are_reported_and_retried() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{tiktok}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    let no_email = CreatorProfile {
+        email: String::new(),
+        last_name: String::new(),
+        ..profile("Ana", "A", "ana")
+    };
+    add(&suite, &token, s.campaign, 1, no_email, false).await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Bo", "B", "bo"),
+        false,
+    )
+    .await;
+
+    let status = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .expect_err("profile");
+    assert_eq!(status.code(), Status::FailedPrecondition);
+    assert!(
+        status.message().contains("MISSING_PROFILE_FIELD")
+            && status.message().contains("last_name, email"),
+        "{}",
+        status.message()
+    );
+    let status = mint_when_known(&suite, &token, s.campaign, 2)
+        .await
+        .expect_err("tiktok");
+    assert!(
+        status.message().contains("MISSING_SOCIAL_ACCOUNT") && status.message().contains("tiktok"),
+        "{}",
+        status.message()
+    );
+
+    let failures = suite
+        .mint()
+        .list_failures(authed(
+            ListFailuresRequest {
+                campaign_id: s.campaign,
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().failures)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(failures.len(), 2);
+    assert_eq!(
+        failures[0].reason,
+        FailureReason::MissingProfileField as i32
+    );
+    assert_eq!(failures[0].fields, vec!["last_name", "email"]);
+    assert_eq!(
+        failures[1].reason,
+        FailureReason::MissingSocialAccount as i32
+    );
+    assert_eq!(failures[1].fields, vec!["tiktok"]);
+
+    // A profile fix retries by itself.
+    suite
+        .plan()
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+                profile: Some(CreatorProfile {
+                    social_handles: [("tiktok".to_owned(), "@ana.tt".to_owned())].into(),
+                    ..profile("Ana", "A", "ana")
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fixed = eventually("retried after the profile fix", || {
+        code_of(&suite, &token, s.campaign, 1)
+    })
+    .await;
+    assert_eq!(fixed.code, "ANATT20");
+
+    // An explicit retry works once the cause is gone; RetryFailed retries the rest.
+    let status = suite
+        .mint()
+        .retry_code(authed(
+            RetryCodeRequest {
+                campaign_id: s.campaign,
+                creator_id: 2,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("still no tiktok");
+    assert_eq!(status.code(), Status::FailedPrecondition);
+    suite
+        .plan()
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 2,
+                profile: Some(CreatorProfile {
+                    social_handles: [("tiktok".to_owned(), "@bo".to_owned())].into(),
+                    ..profile("Bo", "B", "bo")
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let retried = eventually("explicit retry", || async {
+        let response = suite
+            .mint()
+            .retry_failed(authed(
+                RetryFailedRequest {
+                    campaign_id: s.campaign,
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner();
+        code_of(&suite, &token, s.campaign, 2)
+            .await
+            .map(|c| (c, response))
+    })
+    .await;
+    assert_eq!(retried.0.code, "BO20");
+    let left = suite
+        .mint()
+        .list_failures(authed(
+            ListFailuresRequest {
+                campaign_id: s.campaign,
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().failures.len());
+    assert_eq!(left.ok(), Some(0));
+}
+
+#[tokio::test]
+async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Bo", "B", "bo"),
+        false,
+    )
+    .await;
+    let (ana, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (bo, _) = mint_when_known(&suite, &token, s.campaign, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("both pushed", || async {
+        let store = store_codes(&suite, &token, s.integration).await;
+        (store.len() == 2).then_some(())
+    })
+    .await;
+
+    let status = suite
+        .mint()
+        .update_code(authed(
+            UpdateCodeRequest {
+                code_id: ana.id,
+                code: bo.code.to_lowercase(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("taken");
+    assert_eq!(status.code(), Status::AlreadyExists);
+    let status = suite
+        .mint()
+        .update_code(authed(
+            UpdateCodeRequest {
+                code_id: ana.id,
+                code: "ANA 20!".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("bad characters");
+    assert_eq!(status.code(), Status::InvalidArgument);
+    assert!(status.message().starts_with("code"));
+
+    let edited = suite
+        .mint()
+        .update_code(authed(
+            UpdateCodeRequest {
+                code_id: ana.id,
+                code: "anavip".into(),
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().code.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(edited.code, "ANAVIP");
+    assert_eq!(edited.status, CodeStatus::Active as i32);
+    assert_eq!(
+        edited
+            .history
+            .last()
+            .map(|h| (h.from_code.as_str(), h.reason.as_str())),
+        Some(("ANA20", "manual"))
+    );
+    let store = eventually("old code disabled at the store", || async {
+        let store = store_codes(&suite, &token, s.integration).await;
+        store
+            .contains(&("ANA20".to_owned(), false))
+            .then_some(store)
+    })
+    .await;
+    assert!(store.contains(&("ANAVIP".to_owned(), true)));
+
+    // The store refusing the new code leaves the old one in place.
+    suite
+        .gateway()
+        .push_discounts(authed(
+            PushDiscountsRequest {
+                integration_id: s.integration,
+                discounts: vec![seed("TAKEN1")],
+            },
+            &suite_tests::token(1, Role::Service),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = suite
+        .mint()
+        .update_code(authed(
+            UpdateCodeRequest {
+                code_id: ana.id,
+                code: "taken1".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("store has it");
+    assert_eq!(status.code(), Status::AlreadyExists);
+    let unchanged = suite
+        .mint()
+        .get_code(authed(GetCodeRequest { code_id: ana.id }, &token))
+        .await
+        .map(|r| r.into_inner().code.unwrap_or_default().code);
+    assert_eq!(unchanged.ok().as_deref(), Some("ANAVIP"));
+}
+
+#[tokio::test]
+async fn removed_creators_lose_their_code_for_good() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let code = eventually("minted", || code_of(&suite, &token, s.campaign, 1)).await;
+    eventually("pushed", || async {
+        store_codes(&suite, &token, s.integration)
+            .await
+            .contains(&("ANA".to_owned(), true))
+            .then_some(())
+    })
+    .await;
+    suite
+        .plan()
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let disabled = eventually("disabled", || async {
+        let c = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id: code.id }, &token))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        (c.status == CodeStatus::Disabled as i32).then_some(c)
+    })
+    .await;
+    assert_eq!(disabled.code, "ANA");
+    eventually("disabled at the store", || async {
+        store_codes(&suite, &token, s.integration)
+            .await
+            .contains(&("ANA".to_owned(), false))
+            .then_some(())
+    })
+    .await;
+
+    // Another creator rendering the same code never gets it.
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Ana", "B", "ana"),
+        false,
+    )
+    .await;
+    let other = eventually("second creator minted", || {
+        code_of(&suite, &token, s.campaign, 2)
+    })
+    .await;
+    assert_ne!(other.code.to_lowercase(), "ana");
+    assert!(other.code.starts_with("ANA"));
+
+    // DisableCode by hand is idempotent.
+    for _ in 0..2 {
+        let status = suite
+            .mint()
+            .disable_code(authed(DisableCodeRequest { code_id: other.id }, &token))
+            .await
+            .map(|r| r.into_inner().code.unwrap_or_default().status);
+        assert_eq!(status.ok(), Some(CodeStatus::Disabled as i32));
+    }
+}
+
+#[tokio::test]
+async fn links_follow_the_provider() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let ast = setup(&suite, &token, Provider::Ast, "", CodeTrigger::OnApproval).await;
+    add(
+        &suite,
+        &token,
+        ast.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let (link, _) = mint_when_known(&suite, &token, ast.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(link.code, "");
+    assert_eq!(
+        link.status,
+        CodeStatus::Active as i32,
+        "links need no store push"
+    );
+    let links = link.links.unwrap_or_default();
+    assert_eq!(
+        links.affiliate_url, links.tracking_url,
+        "AST links carry the click id"
+    );
+    assert_eq!(links.expires_at.map(|t| t.seconds), Some(4_102_444_800));
+
+    let woo = setup(
+        &suite,
+        &token,
+        Provider::Woocommerce,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        woo.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let (code, _) = mint_when_known(&suite, &token, woo.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code.code, "ANA");
+    let links = code.links.unwrap_or_default();
+    assert!(
+        links.affiliate_url.is_empty(),
+        "WooCommerce has no affiliate links"
+    );
+    assert!(links.tracking_url.starts_with("http://links.test/r/"));
+}
+
+#[tokio::test]
+async fn a_store_outage_leaves_codes_pending_until_it_is_back() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    let outage = |down: bool| {
+        let mut gateway = suite.gateway();
+        let token = token.clone();
+        async move {
+            gateway
+                .set_sandbox_outage(authed(
+                    SetSandboxOutageRequest {
+                        integration_id: s.integration,
+                        down,
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    outage(true).await;
+    for creator in 1..=3 {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("C", "C", &format!("c{creator}")),
+            false,
+        )
+        .await;
+    }
+    for creator in 1..=3 {
+        mint_when_known(&suite, &token, s.campaign, creator)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let pending = eventually("push attempted and failed", || async {
+        let codes = codes_of(&suite, &token, s.campaign).await;
+        codes
+            .iter()
+            .all(|c| c.status == CodeStatus::Pending as i32 && !c.store_error.is_empty())
+            .then_some(codes)
+    })
+    .await;
+    assert!(
+        pending[0].store_error.contains("down") || pending[0].store_error.contains("unavailable"),
+        "{}",
+        pending[0].store_error
+    );
+    outage(false).await;
+    eventually("pushed after recovery", || async {
+        let codes = codes_of(&suite, &token, s.campaign).await;
+        codes
+            .iter()
+            .all(|c| c.status == CodeStatus::Active as i32)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(store_codes(&suite, &token, s.integration).await.len(), 3);
+}
+
+#[tokio::test]
+async fn bulk_minting_streams_results_tagged_by_request() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for creator in 1..=20 {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("C", "C", &format!("bulk{creator}")),
+            false,
+        )
+        .await;
+    }
+    mint_when_known(&suite, &token, s.campaign, 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut requests: Vec<MintCodesRequest> = (1..=20)
+        .map(|creator| MintCodesRequest {
+            tag: format!("t{creator}"),
+            campaign_id: s.campaign,
+            creator_id: creator,
+        })
+        .collect();
+    requests.push(MintCodesRequest {
+        tag: "bad".into(),
+        campaign_id: s.campaign,
+        creator_id: 999,
+    });
+    let mut responses = suite
+        .mint()
+        .mint_codes(authed(tokio_stream::iter(requests), &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let mut by_tag = std::collections::HashMap::new();
+    while let Some(response) = responses.next().await {
+        let response = response.unwrap_or_else(|e| panic!("{e}"));
+        by_tag.insert(response.tag.clone(), response);
+    }
+    assert_eq!(by_tag.len(), 21);
+    match by_tag.get("t7").and_then(|r| r.result.clone()) {
+        Some(mint_codes_response::Result::Code(code)) => assert_eq!(code.code, "BULK7"),
+        other => panic!("{other:?}"),
+    }
+    match by_tag.get("bad").and_then(|r| r.result.clone()) {
+        Some(mint_codes_response::Result::Error(error)) => {
+            assert_eq!(error.grpc_code, Status::FailedPrecondition as i32)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn previews_reserve_nothing_and_flag_collisions() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{first_name}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana1"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Ana", "B", "ana2"),
+        false,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        3,
+        CreatorProfile {
+            email: String::new(),
+            ..profile("Bo", "B", "bo")
+        },
+        false,
+    )
+    .await;
+    let previews = eventually("roster projected", || async {
+        let previews = suite
+            .mint()
+            .preview_codes(authed(
+                PreviewCodesRequest {
+                    campaign_id: s.campaign,
+                    pattern: "{username}{discount}".into(),
+                    page: None,
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .previews;
+        (previews.len() == 3).then_some(previews)
+    })
+    .await;
+    assert!(matches!(&previews[0].result, Some(code_preview::Result::Code(c)) if c == "ANA120"));
+    assert!(
+        matches!(&previews[2].result, Some(code_preview::Result::Failure(f)) if f.reason == FailureReason::MissingProfileField as i32)
+    );
+    // The plan's own pattern gives both Anas the same code.
+    let plan_pattern = suite
+        .mint()
+        .preview_codes(authed(
+            PreviewCodesRequest {
+                campaign_id: s.campaign,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().previews)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(plan_pattern[0].collides && plan_pattern[1].collides && !plan_pattern[2].collides);
+    assert!(
+        codes_of(&suite, &token, s.campaign).await.is_empty(),
+        "previews reserve nothing"
+    );
+    let status = suite
+        .mint()
+        .preview_codes(authed(
+            PreviewCodesRequest {
+                campaign_id: s.campaign,
+                pattern: "{random:1}".into(),
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("keyspace");
+    assert_eq!(status.code(), Status::InvalidArgument);
+    assert!(status.message().starts_with("pattern"));
+}
+
+#[tokio::test]
+async fn watch_codes_replays_and_follows_live() {
+    let mut suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    let mut live = suite
+        .mint()
+        .watch_codes(authed(WatchCodesRequest { after_seq: 0 }, &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(15), live.next())
+            .await
+            .ok()
+            .flatten()
+            .and_then(Result::ok)
+            .and_then(|r| r.event)
+            .unwrap_or_else(|| panic!("no event after {kinds:?}"));
+        assert_eq!(event.code.as_ref().map(|c| c.code.as_str()), Some("ANA"));
+        kinds.push(event.kind);
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            CodeEventKind::Minted as i32,
+            CodeEventKind::Activated as i32
+        ]
+    );
+
+    suite.restart().await;
+    let mut replay = suite
+        .mint()
+        .watch_codes(authed(WatchCodesRequest { after_seq: 0 }, &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let first = replay
+        .next()
+        .await
+        .and_then(Result::ok)
+        .and_then(|r| r.event)
+        .unwrap_or_default();
+    assert_eq!(first.kind, CodeEventKind::Minted as i32);
+    let other_brand = suite
+        .mint()
+        .watch_codes(authed(WatchCodesRequest { after_seq: -1 }, &brand(2)))
+        .await
+        .expect_err("bad cursor");
+    assert_eq!(other_brand.code(), Status::InvalidArgument);
+}
