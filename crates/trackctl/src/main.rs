@@ -1,5 +1,7 @@
 //! trackctl: the operator's command line for the suite.
 
+mod load;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -37,6 +39,9 @@ enum Command {
         #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
         state_dir: PathBuf,
     },
+    /// Drives load at the suite and verifies the outcome (see the README's "Load testing").
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Asks a server's gRPC health service; exits 0 when SERVING (for probes and scripts).
     Health {
         /// The server's gRPC address.
@@ -51,9 +56,75 @@ enum Command {
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[derive(Subcommand, Debug)]
+enum LoadCommand {
+    /// MintCode (unary) or MintCodes (stream) against a fresh sandbox campaign.
+    Mint {
+        #[command(flatten)]
+        load: load::mint::MintLoad,
+        #[command(flatten)]
+        auth: Auth,
+    },
+}
+
+/// Where the signing secret comes from, and which brand the load runs as.
+#[derive(clap::Args, Debug)]
+struct Auth {
+    #[arg(long, env = "TRACKING_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
+    state_dir: PathBuf,
+    /// The brand the run's data belongs to (default: a fresh one per run).
+    #[arg(long)]
+    brand: Option<i64>,
+}
+
+fn secret(jwt_secret: Option<String>, state_dir: &std::path::Path) -> anyhow::Result<String> {
+    match jwt_secret {
+        Some(secret) => Ok(secret),
+        None => {
+            let path = state_dir.join("jwt-secret");
+            Ok(std::fs::read_to_string(&path)
+                .with_context(|| {
+                    format!(
+                        "no TRACKING_JWT_SECRET and no {} (run trackd once, or set the secret)",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_owned())
+        }
+    }
+}
+
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Load(LoadCommand::Mint { load, auth }) => {
+            let secret = secret(auth.jwt_secret, &auth.state_dir)?;
+            let brand = match auth.brand {
+                Some(brand) => brand,
+                // A brand of its own per run keeps runs from seeing each other's data.
+                None => i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_secs(),
+                )?,
+            };
+            let token = JwtKeys::new(secret.as_bytes()).sign(
+                brand,
+                Role::Brand,
+                None,
+                Duration::from_secs(3600),
+            );
+            let json = load.common.json;
+            let summary = load::mint::run(load, &token).await?;
+            summary.print(json);
+            if !summary.verified {
+                anyhow::bail!("verification failed");
+            }
+            Ok(())
+        }
         Command::Health {
             addr,
             service,
@@ -73,21 +144,7 @@ async fn main() -> anyhow::Result<()> {
             if role == Role::Creator && creator.is_none() {
                 anyhow::bail!("--role creator needs --creator ID");
             }
-            let secret = match jwt_secret {
-                Some(secret) => secret,
-                None => {
-                    let path = state_dir.join("jwt-secret");
-                    std::fs::read_to_string(&path)
-                        .with_context(|| {
-                            format!(
-                                "no TRACKING_JWT_SECRET and no {} (run trackd once, or set the secret)",
-                                path.display()
-                            )
-                        })?
-                        .trim()
-                        .to_owned()
-                }
-            };
+            let secret = secret(jwt_secret, &state_dir)?;
             println!(
                 "{}",
                 JwtKeys::new(secret.as_bytes()).sign(brand, role, creator, ttl)

@@ -77,7 +77,9 @@ impl Recorder {
     /// Records one request's latency (µs) and outcome (`None` for success).
     pub fn record(&self, latency: Duration, error: Option<String>) {
         if let Ok(mut r) = self.inner.lock() {
-            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
+            let micros = u64::try_from(latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .clamp(1, 60_000_000);
             let _ = r.latency.record(micros);
             match error {
                 None => r.ok += 1,
@@ -95,7 +97,11 @@ impl Recorder {
 }
 
 /// Prints `\r`-updated progress to stderr every second until `done` is set.
-pub fn progress(recorder: Recorder, started: Instant, total: Duration) -> tokio::task::JoinHandle<()> {
+pub fn progress(
+    recorder: Recorder,
+    started: Instant,
+    total: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.tick().await;
@@ -143,7 +149,13 @@ impl Summary {
             .inner
             .lock()
             .map(|r| (r.latency.clone(), r.ok, r.errors.clone()))
-            .unwrap_or_else(|_| (Histogram::new(3).unwrap_or_else(|_| unreachable!()), 0, BTreeMap::new()));
+            .unwrap_or_else(|_| {
+                (
+                    Histogram::new(3).unwrap_or_else(|_| unreachable!()),
+                    0,
+                    BTreeMap::new(),
+                )
+            });
         let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
         Summary {
             path: path.to_owned(),
@@ -184,7 +196,10 @@ impl Summary {
         for note in &self.notes {
             println!("  {note}");
         }
-        println!("  verified      {}", if self.verified { "yes" } else { "NO" });
+        println!(
+            "  verified      {}",
+            if self.verified { "yes" } else { "NO" }
+        );
         if json {
             let object = serde_json::json!({
                 "path": self.path,

@@ -1,0 +1,497 @@
+//! `trackctl load mint`: sets up a sandbox integration, a plan, a campaign and a roster through
+//! the public RPCs, then drives `MintCode` (unary callers) or `MintCodes` (bidirectional
+//! streams), and verifies through `ListCodes` that every acknowledged code exists exactly once
+//! and that codes are unique per integration.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use tracking_api::common::v1::{PageRequest, Provider};
+use tracking_api::gateway::v1::RegisterIntegrationRequest;
+use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
+use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
+use tracking_api::mint::v1::{
+    ListCodesRequest, MintCodeRequest, MintCodesRequest, mint_codes_response,
+};
+use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
+use tracking_api::plan::v1::{
+    AddCreatorRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
+    Discount, Plan, discount,
+};
+
+use super::{Common, Recorder, Summary, channels, progress};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `MintCode`, one call per code, `--concurrency` callers.
+    Unary,
+    /// `MintCodes`, `--concurrency` bidirectional streams.
+    Stream,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MintLoad {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum, default_value = "unary")]
+    pub mode: Mode,
+    /// Creators on the roster; requests beyond it return existing codes (idempotent path).
+    #[arg(long, default_value_t = 20_000)]
+    pub creators: u64,
+    /// Requests each stream keeps in flight (stream mode).
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+}
+
+fn authed<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+/// What set-up made.
+struct Fixture {
+    integration: i64,
+    campaign: i64,
+}
+
+async fn set_up(
+    channel: Channel,
+    token: &str,
+    creators: u64,
+    run: &str,
+) -> anyhow::Result<Fixture> {
+    let mut gateway = ProviderGatewayClient::new(channel.clone());
+    let mut plans = PlanServiceClient::new(channel.clone());
+    let integration = gateway
+        .register_integration(authed(
+            RegisterIntegrationRequest {
+                provider: Provider::Sandbox as i32,
+                name: format!("load {run}"),
+                ..Default::default()
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .integration
+        .map(|i| i.id)
+        .unwrap_or_default();
+    let plan = plans
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: format!("load {run}"),
+                    integration_id: integration,
+                    discount: Some(Discount {
+                        kind: Some(discount::Kind::PercentBps(1500)),
+                    }),
+                    code_pattern: "{username}{discount}".into(),
+                    click_url: "https://brand.example.com/load".into(),
+                    code_trigger: CodeTrigger::OnApproval as i32,
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .plan
+        .map(|p| p.id)
+        .unwrap_or_default();
+    let campaign = plans
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: format!("load {run}"),
+                plan_id: plan,
+                ..Default::default()
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .campaign
+        .map(|c| c.id)
+        .unwrap_or_default();
+
+    // The roster, 64 adds in flight, with a progress bar.
+    let added = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(1));
+    let mut workers = Vec::new();
+    for _ in 0..64 {
+        let mut plans = plans.clone();
+        let (added, next, token) = (added.clone(), next.clone(), token.to_owned());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let creator = next.fetch_add(1, Ordering::Relaxed);
+                if creator > creators {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let username = format!("u{creator}");
+                plans
+                    .add_creator(authed(
+                        AddCreatorRequest {
+                            campaign_id: campaign,
+                            creator_id: creator as i64,
+                            profile: Some(CreatorProfile {
+                                first_name: "Load".into(),
+                                last_name: "Test".into(),
+                                email: format!("{username}@load.test"),
+                                username,
+                                ..Default::default()
+                            }),
+                            approved: false,
+                            request_id: String::new(),
+                        },
+                        &token,
+                    )?)
+                    .await?;
+                added.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let bar = tokio::spawn({
+        let added = added.clone();
+        async move {
+            loop {
+                let done = added.load(Ordering::Relaxed);
+                let filled = (done * 30 / creators.max(1)) as usize;
+                eprint!(
+                    "\rset-up: roster [{:<30}] {done}/{creators}",
+                    "#".repeat(filled)
+                );
+                let _ = std::io::stderr().flush();
+                if done >= creators {
+                    eprintln!();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    });
+    for worker in workers {
+        worker.await??;
+    }
+    bar.await?;
+
+    // Wait until the mint service's projection knows the last creator (it applies in order).
+    let mut mint = CodeMintServiceClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let result = mint
+            .mint_code(authed(
+                MintCodeRequest {
+                    campaign_id: campaign,
+                    creator_id: creators as i64,
+                },
+                token,
+            )?)
+            .await;
+        match result {
+            Ok(_) => break,
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => {
+                anyhow::bail!("set-up: the mint service does not know the roster: {status}")
+            }
+        }
+    }
+    Ok(Fixture {
+        integration,
+        campaign,
+    })
+}
+
+/// Acknowledged codes: id → code text.
+type Acked = Arc<Mutex<HashMap<i64, (i64, String)>>>;
+
+pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
+    let common = &load.common;
+    let channels = channels(&common.addr, common.connections).await?;
+    let run_id = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let fixture = set_up(channels[0].clone(), token, load.creators, &run_id).await?;
+    eprintln!(
+        "set-up: integration {}, campaign {}, {} creators",
+        fixture.integration, fixture.campaign, load.creators
+    );
+
+    let recorder = Recorder::new()?;
+    let acked: Acked = Arc::default();
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + common.duration;
+    let ticker = progress(recorder.clone(), started, common.duration);
+    let mut tasks = Vec::new();
+    for worker in 0..common.concurrency {
+        let channel = channels[worker % channels.len()].clone();
+        let ctx = Worker {
+            client: CodeMintServiceClient::new(channel),
+            token: token.to_owned(),
+            recorder: recorder.clone(),
+            acked: acked.clone(),
+            counter: counter.clone(),
+            campaign: fixture.campaign,
+            creators: load.creators,
+            deadline,
+            // Open loop: each caller's share of the rate, as a fixed schedule.
+            interval: common.rate.map(|rate| {
+                Duration::from_secs_f64(common.concurrency as f64 / rate.max(1) as f64)
+            }),
+        };
+        tasks.push(match load.mode {
+            Mode::Unary => tokio::spawn(ctx.unary()),
+            Mode::Stream => tokio::spawn(ctx.stream(load.window)),
+        });
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let _ = ticker.await;
+    let mut summary = Summary::from(
+        match load.mode {
+            Mode::Unary => "mint unary (MintCode)",
+            Mode::Stream => "mint stream (MintCodes)",
+        },
+        &recorder,
+        elapsed,
+    );
+    let acked = acked.lock().await.clone();
+    let (verified, notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    summary.verified = verified;
+    summary.notes = notes;
+    Ok(summary)
+}
+
+struct Worker {
+    client: CodeMintServiceClient<Channel>,
+    token: String,
+    recorder: Recorder,
+    acked: Acked,
+    counter: Arc<AtomicU64>,
+    campaign: i64,
+    creators: u64,
+    deadline: Instant,
+    interval: Option<Duration>,
+}
+
+impl Worker {
+    fn next_creator(&self) -> i64 {
+        (self.counter.fetch_add(1, Ordering::Relaxed) % self.creators + 1) as i64
+    }
+
+    async fn unary(mut self) -> anyhow::Result<()> {
+        let mut scheduled = Instant::now();
+        while Instant::now() < self.deadline {
+            if self.interval.is_some() {
+                tokio::time::sleep_until(scheduled.into()).await;
+            } else {
+                scheduled = Instant::now();
+            }
+            let creator = self.next_creator();
+            let request = authed(
+                MintCodeRequest {
+                    campaign_id: self.campaign,
+                    creator_id: creator,
+                },
+                &self.token,
+            )?;
+            let result = self.client.mint_code(request).await;
+            // Measured from the scheduled start, so a slow server cannot hide queueing.
+            let latency = scheduled.elapsed();
+            match result {
+                Ok(response) => {
+                    if let Some(code) = response.into_inner().code {
+                        self.acked
+                            .lock()
+                            .await
+                            .insert(code.id, (code.creator_id, code.code));
+                    }
+                    self.recorder.record(latency, None);
+                }
+                Err(status) => self
+                    .recorder
+                    .record(latency, Some(format!("{:?}", status.code()))),
+            }
+            if let Some(interval) = self.interval {
+                scheduled += interval;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream(mut self, window: usize) -> anyhow::Result<()> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<MintCodesRequest>(window);
+        let response = self
+            .client
+            .mint_codes(authed(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                &self.token,
+            )?)
+            .await?;
+        let mut inbound = response.into_inner();
+        let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let permits = Arc::new(tokio::sync::Semaphore::new(window));
+        let sender = {
+            let sent_at = sent_at.clone();
+            let permits = permits.clone();
+            let counter = self.counter.clone();
+            let (creators, campaign, deadline, interval) =
+                (self.creators, self.campaign, self.deadline, self.interval);
+            tokio::spawn(async move {
+                let mut scheduled = Instant::now();
+                let mut tag = 0u64;
+                while Instant::now() < deadline {
+                    if let Some(interval) = interval {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        scheduled += interval;
+                    }
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    permit.forget();
+                    tag += 1;
+                    let creator = (counter.fetch_add(1, Ordering::Relaxed) % creators + 1) as i64;
+                    let key = tag.to_string();
+                    sent_at.lock().await.insert(key.clone(), Instant::now());
+                    if tx
+                        .send(MintCodesRequest {
+                            tag: key,
+                            campaign_id: campaign,
+                            creator_id: creator,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
+        while let Some(message) = inbound.next().await {
+            let message = message?;
+            permits.add_permits(1);
+            let latency = sent_at
+                .lock()
+                .await
+                .remove(&message.tag)
+                .map_or(Duration::ZERO, |at| at.elapsed());
+            match message.result {
+                Some(mint_codes_response::Result::Code(code)) => {
+                    self.acked
+                        .lock()
+                        .await
+                        .insert(code.id, (code.creator_id, code.code));
+                    self.recorder.record(latency, None);
+                }
+                Some(mint_codes_response::Result::Error(error)) => {
+                    let code = tonic::Code::from(error.grpc_code);
+                    self.recorder.record(latency, Some(format!("{code:?}")));
+                }
+                None => self.recorder.record(latency, Some("Empty".to_owned())),
+            }
+            if sender.is_finished() && sent_at.lock().await.is_empty() {
+                break;
+            }
+        }
+        sender.await?;
+        Ok(())
+    }
+}
+
+/// Every acknowledged code exists exactly once, belongs to the creator it was given to, and no
+/// two codes of the integration are equal ignoring case.
+async fn verify(
+    channel: Channel,
+    token: &str,
+    fixture: &Fixture,
+    acked: &HashMap<i64, (i64, String)>,
+) -> anyhow::Result<(bool, Vec<String>)> {
+    let mut mint = CodeMintServiceClient::new(channel);
+    let mut stored: HashMap<i64, (i64, String)> = HashMap::new();
+    let mut page_token = String::new();
+    let mut duplicate_rows = 0;
+    loop {
+        let page = mint
+            .list_codes(authed(
+                ListCodesRequest {
+                    campaign_id: fixture.campaign,
+                    page: Some(PageRequest {
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                    }),
+                    ..Default::default()
+                },
+                token,
+            )?)
+            .await?
+            .into_inner();
+        for code in page.codes {
+            if stored
+                .insert(code.id, (code.creator_id, code.code))
+                .is_some()
+            {
+                duplicate_rows += 1;
+            }
+        }
+        page_token = page.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    let mut problems = Vec::new();
+    let missing = acked.keys().filter(|id| !stored.contains_key(id)).count();
+    let mismatched = acked
+        .iter()
+        .filter(|(id, value)| stored.get(id).is_some_and(|s| s != *value))
+        .count();
+    let mut seen = HashSet::new();
+    let duplicates = stored
+        .values()
+        .filter(|(_, code)| !seen.insert(code.to_lowercase()))
+        .count();
+    let mut creators = HashSet::new();
+    let creators_twice = stored
+        .values()
+        .filter(|(creator, _)| !creators.insert(*creator))
+        .count();
+    if missing > 0 {
+        problems.push(format!("{missing} acknowledged codes are missing"));
+    }
+    if mismatched > 0 {
+        problems.push(format!(
+            "{mismatched} codes differ from what was acknowledged"
+        ));
+    }
+    if duplicates + duplicate_rows > 0 {
+        problems.push(format!("{} duplicate codes", duplicates + duplicate_rows));
+    }
+    if creators_twice > 0 {
+        problems.push(format!("{creators_twice} creators hold more than one code"));
+    }
+    let mut notes = vec![format!(
+        "codes         {} acknowledged distinct, {} stored in the campaign",
+        acked.len(),
+        stored.len()
+    )];
+    notes.extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
+    Ok((problems.is_empty(), notes))
+}
