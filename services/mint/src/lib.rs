@@ -67,8 +67,9 @@ pub struct MintArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub gateway_url: String,
-    /// Batches minted in parallel (each takes every request waiting, up to 512).
-    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 4)]
+    /// Batches minted in parallel (each takes every request waiting, up to 512). One worker makes
+    /// the largest batches; measured fastest on 2 cores (docs/BENCHMARKS.md).
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
     pub mint_workers: usize,
 }
 

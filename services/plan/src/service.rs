@@ -505,7 +505,7 @@ impl PlanService {
         };
         let mut conn = self.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
-            let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForUpdate).await?;
+            let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             if let Some(rid) = request_id
                 && let Claim::Existing(creator) =
                     request_keys::claim(conn, brand_id, "AddCreator", rid).await?

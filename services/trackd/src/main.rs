@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, env = "TRACKING_PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
     /// CodeMintService's parallel mint batches.
-    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 4)]
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
     mint_workers: usize,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]

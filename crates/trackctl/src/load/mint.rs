@@ -275,7 +275,12 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
         elapsed,
     );
     let acked = acked.lock().await.clone();
-    let (verified, notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    let (verified, mut notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    // Requests past the roster size return existing codes; this is the rate of new ones.
+    notes.push(format!(
+        "new codes/s   {:.0} (distinct codes acknowledged / elapsed; raise --creators to keep every request new)",
+        acked.len() as f64 / elapsed.as_secs_f64().max(1e-9)
+    ));
     summary.verified = verified;
     summary.notes = notes;
     Ok(summary)

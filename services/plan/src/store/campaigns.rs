@@ -79,6 +79,7 @@ pub async fn get(
     let lock = match lock {
         Lock::None => "",
         // `for update` cannot apply to the array subquery: lock the campaign row only.
+        Lock::ForShare => " for share of c",
         Lock::ForUpdate => " for update of c",
     };
     let sql = format!("{SELECT} where c.brand_id = $1 and c.id = $2{lock}");

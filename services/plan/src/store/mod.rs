@@ -9,6 +9,9 @@ pub mod roster;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lock {
     None,
+    /// Keeps the row from changing (and from being archived) while allowing other sharers, so
+    /// many creators can be added to one campaign at once.
+    ForShare,
     ForUpdate,
 }
 
@@ -16,6 +19,7 @@ impl Lock {
     fn sql(self) -> &'static str {
         match self {
             Lock::None => "",
+            Lock::ForShare => " for share",
             Lock::ForUpdate => " for update",
         }
     }
