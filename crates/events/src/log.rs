@@ -55,17 +55,20 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    diesel::sql_query("select pg_advisory_xact_lock(hashtext(current_schema() || '.events'))")
-        .execute(conn)
-        .await?;
     let brands: Vec<i64> = events.iter().map(|e| e.brand_id).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    // One round trip: the `gate` row (lock taken, watchers notified at commit) joins every event
+    // row, so the lock is held before the first nextval.
     let rows: Vec<SeqRow> = diesel::sql_query(
-        "insert into events (seq, brand_id, kind, payload) \
-         select nextval('events_seq'), b, k, p \
-         from unnest($1::bigint[], $2::text[], $3::bytea[]) with ordinality as e(b, k, p, n) \
-         order by n \
+        "with gate as materialized ( \
+           select pg_advisory_xact_lock(hashtext(current_schema() || '.events')) as locked, \
+                  pg_notify(current_schema() || '_events', '') as notified) \
+         insert into events (seq, brand_id, kind, payload) \
+         select nextval('events_seq'), e.b, e.k, e.p \
+         from gate cross join unnest($1::bigint[], $2::text[], $3::bytea[]) \
+           with ordinality as e(b, k, p, n) \
+         order by e.n \
          returning seq",
     )
     .bind::<Array<BigInt>, _>(brands)
@@ -75,9 +78,6 @@ pub async fn append(
     .await?;
     let mut seqs: Vec<i64> = rows.into_iter().map(|r| r.seq).collect();
     seqs.sort_unstable();
-    diesel::sql_query("select pg_notify(current_schema() || '_events', '')")
-        .execute(conn)
-        .await?;
     Ok(seqs)
 }
 

@@ -137,6 +137,8 @@ struct Candidate {
     base: Option<String>,
     rules: Option<Rules>,
     shop_domain: String,
+    /// A failure is on record for this creator (cleared once the code exists).
+    had_failure: bool,
 }
 
 async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>, Error> {
@@ -298,6 +300,7 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
             base,
             rules: store_rules,
             shop_domain,
+            had_failure: ctx.had_failure,
         });
     }
 
@@ -438,8 +441,13 @@ async fn reserve(
         .map(|code| events::code(CodeEventKind::Minted, code, &shared.public_base_url))
         .collect();
     tracking_events::append(conn, &events).await?;
-    let minted_keys: Vec<Key> = done.iter().map(|(key, _)| *key).collect();
-    failures::clear(conn, &minted_keys).await?;
+    let fixed: Vec<Key> = candidates
+        .iter()
+        .filter(|c| c.had_failure)
+        .map(|c| c.key)
+        .filter(|key| done.iter().any(|(k, _)| k == key))
+        .collect();
+    failures::clear(conn, &fixed).await?;
     for (key, failure) in failed.iter() {
         failures::record(conn, *key, failure).await?;
     }

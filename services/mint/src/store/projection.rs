@@ -252,6 +252,9 @@ pub struct MintContext {
     pub profile: Option<serde_json::Value>,
     #[diesel(sql_type = Nullable<Text>)]
     pub roster_status: Option<String>,
+    /// A failed mint is on record (to be cleared once a code exists).
+    #[diesel(sql_type = Bool)]
+    pub had_failure: bool,
 }
 
 /// For each `(brand, campaign, creator)`, in order (`i` is the 1-based position).
@@ -264,7 +267,9 @@ pub async fn contexts(
     let creators: Vec<i64> = keys.iter().map(|k| k.2).collect();
     Ok(diesel::sql_query(
         "select q.i, c.name as campaign_name, c.archived as campaign_archived, c.plan_id, \
-                r.profile, r.status as roster_status \
+                r.profile, r.status as roster_status, \
+                exists(select 1 from mint_failures f where f.brand_id = q.brand_id \
+                  and f.campaign_id = q.campaign_id and f.creator_id = q.creator_id) as had_failure \
          from unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
               as q(brand_id, campaign_id, creator_id, i) \
          left join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id \
