@@ -564,3 +564,102 @@ async fn roster_pages_and_filters_and_is_tenant_scoped() {
         assert_eq!(status.map(|s| s.code()), Some(Code::NotFound));
     }
 }
+
+#[tokio::test]
+async fn bulk_adds_are_all_or_nothing_and_idempotent() {
+    use tracking_api::plan::v1::{AddCreatorsRequest, NewRosterEntry};
+
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Bulk", 0).await;
+    let mut client = suite.plan();
+    let entry = |creator_id: i64, first: &str| NewRosterEntry {
+        creator_id,
+        profile: Some(profile(first)),
+        approved: creator_id % 2 == 0,
+    };
+    let batch = AddCreatorsRequest {
+        campaign_id: c.id,
+        creators: vec![entry(1, "Ana"), entry(2, "Bo"), entry(3, "Cy")],
+    };
+    let added = client
+        .add_creators(authed(batch.clone(), &token))
+        .await
+        .map(|r| r.into_inner().entries)
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert_eq!(
+        added.iter().map(|e| e.creator_id).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(added[1].status, RosterStatus::Approved as i32);
+    // The same batch again changes nothing.
+    assert!(client.add_creators(authed(batch, &token)).await.is_ok());
+
+    // One conflicting entry refuses the whole batch.
+    let status = client
+        .add_creators(authed(
+            AddCreatorsRequest {
+                campaign_id: c.id,
+                creators: vec![entry(4, "Di"), entry(1, "Other")],
+            },
+            &token,
+        ))
+        .await
+        .expect_err("creator 1 differs");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    for (creators, field) in [
+        (
+            vec![entry(5, "Ed"), entry(5, "Ed")],
+            "creators[1].creator_id",
+        ),
+        (
+            vec![NewRosterEntry {
+                profile: Some(CreatorProfile {
+                    email: "nope".into(),
+                    ..profile("Fi")
+                }),
+                ..entry(6, "Fi")
+            }],
+            "creators[0].profile.email",
+        ),
+        (vec![], "creators"),
+    ] {
+        let status = client
+            .add_creators(authed(
+                AddCreatorsRequest {
+                    campaign_id: c.id,
+                    creators,
+                },
+                &token,
+            ))
+            .await
+            .expect_err("invalid");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    let roster = client
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id: c.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .entries
+                .iter()
+                .map(|e| e.creator_id)
+                .collect::<Vec<_>>()
+        });
+    assert_eq!(
+        roster.ok(),
+        Some(vec![1, 2, 3]),
+        "nothing of the refused batches was written"
+    );
+}

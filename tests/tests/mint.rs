@@ -26,13 +26,13 @@ use tracking_api::plan::v1::{
 use tracking_server::Role;
 use tracking_testkit::authed;
 
-/// Polls `check` until it returns `Some`, for effects of the event streams (within 15 s).
+/// Polls `check` until it returns `Some`, for effects of the event streams (within 30 s).
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = check().await {
             return value;

@@ -4,7 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tracking_pattern::{AllowedChars, Context, Discount, Pattern, Rules, SocialHandles, SocialNetwork};
+use tracking_pattern::{
+    AllowedChars, Context, Discount, Pattern, Rules, SocialHandles, SocialNetwork,
+};
 
 /// A fast deterministic source: the bench measures rendering, not the OS generator.
 fn rng() -> impl FnMut(usize) -> usize {

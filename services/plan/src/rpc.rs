@@ -42,6 +42,9 @@ fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Error> {
     }
 }
 
+/// Most entries one `AddCreators` call takes.
+const MAX_BATCH: usize = 500;
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -290,6 +293,44 @@ impl PlanRpc for PlanService {
             .await?;
         Ok(Response::new(pb::AddCreatorResponse {
             entry: Some(roster_entry_to_proto(&entry)),
+        }))
+    }
+
+    async fn add_creators(
+        &self,
+        request: Request<pb::AddCreatorsRequest>,
+    ) -> Result<Response<pb::AddCreatorsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let campaign_id = validate_id("campaign_id", req.campaign_id)?;
+        if req.creators.is_empty() || req.creators.len() > MAX_BATCH {
+            return Err(Error::invalid("creators", format!("1..={MAX_BATCH} entries")).into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut creators = Vec::with_capacity(req.creators.len());
+        for (i, entry) in req.creators.into_iter().enumerate() {
+            let creator_id = validate_id(&format!("creators[{i}].creator_id"), entry.creator_id)?;
+            if !seen.insert(creator_id) {
+                return Err(Error::invalid(
+                    &format!("creators[{i}].creator_id"),
+                    format!("creator {creator_id} appears twice"),
+                )
+                .into());
+            }
+            let profile =
+                profile_from_proto(entry.profile)
+                    .validate()
+                    .map_err(|err| match err {
+                        Error::InvalidArgument { field, message } => {
+                            Error::invalid(&format!("creators[{i}].{field}"), message)
+                        }
+                        other => other,
+                    })?;
+            creators.push((creator_id, profile, entry.approved));
+        }
+        let entries = self.add_creators(&caller, campaign_id, creators).await?;
+        Ok(Response::new(pb::AddCreatorsResponse {
+            entries: entries.iter().map(roster_entry_to_proto).collect(),
         }))
     }
 

@@ -138,6 +138,40 @@ async fn link(
     Ok(out)
 }
 
+/// Adds (or restores) one creator on an active campaign, in the caller's transaction. The same
+/// add again changes nothing (no event); a different add of a creator already on the roster is
+/// ALREADY_EXISTS.
+async fn add_entry(
+    conn: &mut AsyncPgConnection,
+    campaign: &Campaign,
+    creator_id: i64,
+    profile: &Profile,
+    approved: bool,
+) -> Result<(RosterEntry, Option<NewEvent>), Error> {
+    let (brand_id, campaign_id) = (campaign.brand_id, campaign.id);
+    let existing = roster::get(conn, brand_id, campaign_id, creator_id, Lock::ForUpdate).await?;
+    if let Some(entry) = existing
+        && entry.status != RosterStatus::Removed
+    {
+        if entry.profile == *profile && (entry.status == RosterStatus::Approved || !approved) {
+            return Ok((entry, None));
+        }
+        return Err(Error::AlreadyExists(format!(
+            "creator {creator_id} is already on campaign {campaign_id}'s roster; use \
+             UpdateCreatorProfile or ApproveCreator"
+        )));
+    }
+    let status = if approved {
+        RosterStatus::Approved
+    } else {
+        RosterStatus::Added
+    };
+    roster::upsert(conn, brand_id, campaign_id, creator_id, profile, status).await?;
+    let entry = must_entry(conn, brand_id, campaign_id, creator_id, Lock::None).await?;
+    let event = events::roster(EventKind::CreatorAdded, &entry);
+    Ok((entry, Some(event)))
+}
+
 impl PlanService {
     pub fn new(db: Database, gateway: GatewayClient, log: EventLog) -> Self {
         Self { db, gateway, log }
@@ -498,11 +532,6 @@ impl PlanService {
         request_id: Option<&str>,
     ) -> Result<RosterEntry, Error> {
         let brand_id = caller.brand_id;
-        let status = if approved {
-            RosterStatus::Approved
-        } else {
-            RosterStatus::Added
-        };
         let mut conn = self.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
             let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
@@ -513,28 +542,39 @@ impl PlanService {
                 return must_entry(conn, brand_id, campaign_id, creator, Lock::None).await;
             }
             campaign.ensure_active()?;
-            let existing =
-                roster::get(conn, brand_id, campaign_id, creator_id, Lock::ForUpdate).await?;
-            if let Some(entry) = existing
-                && entry.status != RosterStatus::Removed
-            {
-                // The same add again changes nothing; a different one must say what it changes.
-                if entry.profile == profile && (entry.status == RosterStatus::Approved || !approved)
-                {
-                    return Ok(entry);
-                }
-                return Err(Error::AlreadyExists(format!(
-                    "creator {creator_id} is already on campaign {campaign_id}'s roster; use \
-                     UpdateCreatorProfile or ApproveCreator"
-                )));
-            }
-            roster::upsert(conn, brand_id, campaign_id, creator_id, &profile, status).await?;
+            let (entry, event) = add_entry(conn, &campaign, creator_id, &profile, approved).await?;
             if let Some(rid) = request_id {
                 request_keys::complete(conn, brand_id, "AddCreator", rid, creator_id).await?;
             }
-            let entry = must_entry(conn, brand_id, campaign_id, creator_id, Lock::None).await?;
-            append(conn, &[events::roster(EventKind::CreatorAdded, &entry)]).await?;
+            append(conn, event.as_slice()).await?;
             Ok(entry)
+        })
+        .await
+    }
+
+    /// Many `add_creator`s in one transaction: all or none.
+    #[tracing::instrument(skip_all, fields(brand_id = caller.brand_id, campaign_id, count = creators.len()))]
+    pub async fn add_creators(
+        &self,
+        caller: &Caller,
+        campaign_id: i64,
+        creators: Vec<(i64, Profile, bool)>,
+    ) -> Result<Vec<RosterEntry>, Error> {
+        let brand_id = caller.brand_id;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, Error, _>(async |conn| {
+            let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
+            campaign.ensure_active()?;
+            let mut entries = Vec::with_capacity(creators.len());
+            let mut events = Vec::new();
+            for (creator_id, profile, approved) in &creators {
+                let (entry, event) =
+                    add_entry(conn, &campaign, *creator_id, profile, *approved).await?;
+                entries.push(entry);
+                events.extend(event);
+            }
+            append(conn, &events).await?;
+            Ok(entries)
         })
         .await
     }

@@ -21,8 +21,8 @@ use tracking_api::mint::v1::{
 };
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
 use tracking_api::plan::v1::{
-    AddCreatorRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
-    Discount, Plan, discount,
+    AddCreatorsRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
+    Discount, NewRosterEntry, Plan, discount,
 };
 
 use super::{Common, Recorder, Summary, channels, progress};
@@ -123,24 +123,24 @@ async fn set_up(
         .map(|c| c.id)
         .unwrap_or_default();
 
-    // The roster, 64 adds in flight, with a progress bar.
+    // The roster, in batches of 500 (AddCreators), 4 batches in flight, with a progress bar.
     let added = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(1));
     let mut workers = Vec::new();
-    for _ in 0..64 {
+    for _ in 0..4 {
         let mut plans = plans.clone();
         let (added, next, token) = (added.clone(), next.clone(), token.to_owned());
         workers.push(tokio::spawn(async move {
             loop {
-                let creator = next.fetch_add(1, Ordering::Relaxed);
-                if creator > creators {
+                let first = next.fetch_add(500, Ordering::Relaxed);
+                if first > creators {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let username = format!("u{creator}");
-                plans
-                    .add_creator(authed(
-                        AddCreatorRequest {
-                            campaign_id: campaign,
+                let last = (first + 499).min(creators);
+                let batch: Vec<NewRosterEntry> = (first..=last)
+                    .map(|creator| {
+                        let username = format!("u{creator}");
+                        NewRosterEntry {
                             creator_id: creator as i64,
                             profile: Some(CreatorProfile {
                                 first_name: "Load".into(),
@@ -150,12 +150,19 @@ async fn set_up(
                                 ..Default::default()
                             }),
                             approved: false,
-                            request_id: String::new(),
+                        }
+                    })
+                    .collect();
+                plans
+                    .add_creators(authed(
+                        AddCreatorsRequest {
+                            campaign_id: campaign,
+                            creators: batch,
                         },
                         &token,
                     )?)
                     .await?;
-                added.fetch_add(1, Ordering::Relaxed);
+                added.fetch_add(last - first + 1, Ordering::Relaxed);
             }
         }));
     }

@@ -365,7 +365,7 @@ pub async fn push_failed(
 ) -> Result<(), Error> {
     diesel::sql_query(
         "update codes set store_error = $3, push_attempts = push_attempts + 1, \
-           next_push_at = now() + make_interval(secs => least($4 * power(2, least(push_attempts, 6)), 3600)), \
+           next_push_at = now() + make_interval(secs => least($4 * power(2, least(push_attempts, 6)), 300)), \
            updated_at = now() \
          where brand_id = $1 and id = any($2)",
     )
