@@ -56,3 +56,56 @@ pub async fn serve(
     tracing::info!("servers stopped");
     Ok(())
 }
+
+/// What a service binary gets to build its gRPC services with.
+pub struct ServiceContext {
+    /// DATABASE_URL.
+    pub database_url: String,
+    pub pool: tracking_db::PoolOptions,
+    /// The suite's signing keys (for the auth interceptor and the service's own calls).
+    pub keys: JwtKeys,
+    pub shutdown: CancellationToken,
+}
+
+/// The `main` of a single-service binary once its flags are parsed: logging, validation, signal
+/// handling, listeners and serving are the same for every service; `build` adds the service's
+/// own gRPC services to the server it is given.
+pub async fn run_service<F, Fut>(
+    name: &str,
+    server: &ServerArgs,
+    db: &DbArgs,
+    build: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(GrpcServer, ServiceContext) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<GrpcServer>>,
+{
+    telemetry::init(server.log_format);
+    server.validate(true).map_err(anyhow::Error::msg)?;
+    db.validate().map_err(anyhow::Error::msg)?;
+    let database_url = db
+        .database_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required"))?;
+    let secret = server.jwt_secret.as_deref().unwrap_or_default();
+    let shutdown = shutdown::on_signal();
+    let metrics = Metrics::new();
+    let context = ServiceContext {
+        database_url,
+        pool: db.pool_options(),
+        keys: JwtKeys::new(secret.as_bytes()),
+        shutdown: shutdown.clone(),
+    };
+    let grpc = build(GrpcServer::from_args(server, metrics.clone()), context).await?;
+    let grpc_listener = bind(server.grpc_addr).await?;
+    let http_listener = bind(server.http_addr).await?;
+    tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "{name} listening");
+    serve(
+        grpc,
+        grpc_listener,
+        http::router(metrics),
+        http_listener,
+        shutdown,
+    )
+    .await
+}

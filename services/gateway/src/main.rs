@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use tracking_server::auth::Authenticator;
-use tracking_server::{DbArgs, GrpcServer, JwtKeys, Metrics, ServerArgs};
+use tracking_server::{DbArgs, ServerArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,37 +22,23 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracking_server::telemetry::init(args.server.log_format);
-    args.server.validate(true).map_err(anyhow::Error::msg)?;
-    args.db.validate().map_err(anyhow::Error::msg)?;
-    let url = args
-        .db
-        .database_url
-        .as_deref()
-        .context("DATABASE_URL is required")?;
-    let key = args
-        .gateway
-        .credentials_key
-        .as_deref()
-        .context("TRACKING_CREDENTIALS_KEY is required (32 bytes, base64)")?;
-    let sealer = gateway_service::Sealer::from_base64(key)?;
-    let secret = args.server.jwt_secret.as_deref().unwrap_or_default();
-    let shutdown = tracking_server::shutdown::on_signal();
-
-    let gateway = gateway_service::start(url, args.db.pool_options(), sealer).await?;
-    let metrics = Metrics::new();
-    let auth = Authenticator::new(JwtKeys::new(secret.as_bytes()));
-    let grpc = GrpcServer::from_args(&args.server, metrics.clone())
-        .add_service(gateway_service::grpc_service(gateway, auth));
-    let grpc_listener = tracking_server::bind(args.server.grpc_addr).await?;
-    let http_listener = tracking_server::bind(args.server.http_addr).await?;
-    tracing::info!(grpc = %args.server.grpc_addr, http = %args.server.http_addr, "ProviderGateway listening");
-    tracking_server::serve(
-        grpc,
-        grpc_listener,
-        tracking_server::http::router(metrics),
-        http_listener,
-        shutdown,
+    tracking_server::run_service(
+        "ProviderGateway",
+        &args.server,
+        &args.db,
+        async |grpc, ctx| {
+            let key = args
+                .gateway
+                .credentials_key
+                .as_deref()
+                .context("TRACKING_CREDENTIALS_KEY is required (32 bytes, base64)")?;
+            let sealer = gateway_service::Sealer::from_base64(key)?;
+            let gateway = gateway_service::start(&ctx.database_url, ctx.pool, sealer).await?;
+            Ok(grpc.add_service(gateway_service::grpc_service(
+                gateway,
+                Authenticator::new(ctx.keys),
+            )))
+        },
     )
     .await
 }
