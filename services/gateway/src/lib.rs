@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod rpc;
 pub mod store;
+pub mod webhooks;
 
 use tonic::service::interceptor::InterceptedService;
 use tracking_api::gateway::v1::provider_gateway_server::ProviderGatewayServer;

@@ -3,3 +3,4 @@
 pub mod capabilities;
 pub mod discount;
 pub mod integration;
+pub mod orders;
