@@ -249,9 +249,9 @@ mod tests {
     use super::*;
 
     const WITH_CODE: &[u8] =
-        include_bytes!("../../../../../shared/fixtures/shopify/orders_create_percentage_code.json");
+        include_bytes!("../../../../tests/fixtures/shopify/orders_create_percentage_code.json");
     const WITHOUT_CODE: &[u8] =
-        include_bytes!("../../../../../shared/fixtures/shopify/orders_create_no_code.json");
+        include_bytes!("../../../../tests/fixtures/shopify/orders_create_no_code.json");
 
     fn sign(secret: &[u8], body: &[u8]) -> String {
         let mut mac =
