@@ -8,6 +8,16 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("tracking.common.v1");
+
+        /// Digits after the decimal point of an ISO 4217 currency (the minor units of `Money`).
+        pub fn currency_exponent(currency: &str) -> u8 {
+            match currency {
+                "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+                | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+                "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+                _ => 2,
+            }
+        }
     }
 }
 

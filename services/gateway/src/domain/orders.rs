@@ -1,6 +1,7 @@
 //! The one order model everything behind the gateway sees, whatever store it came from.
 
 use chrono::{DateTime, Utc};
+use tracking_api::common::v1::currency_exponent;
 
 /// Where an order stands at the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,19 +48,9 @@ pub struct NormalizedOrder {
     pub test: bool,
 }
 
-/// Digits after the decimal point of an ISO 4217 currency.
-pub fn currency_exponent(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
-
 /// A store's decimal amount ("164.90") in minor units of `currency`, exactly (no floats).
 pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
-    let exponent = currency_exponent(currency) as usize;
+    let exponent = usize::from(currency_exponent(currency));
     let text = text.trim();
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),

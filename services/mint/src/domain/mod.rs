@@ -261,13 +261,3 @@ impl Failure {
         }
     }
 }
-
-/// Digits after the decimal point of an ISO 4217 currency (for `{discount}` of fixed amounts).
-pub fn currency_exponent(currency: &str) -> u8 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}

@@ -6,7 +6,9 @@ use tracking_pattern::{
     append_suffix,
 };
 
-use super::{Discount, Failure, Plan, Profile, currency_exponent};
+use tracking_api::common::v1::currency_exponent;
+
+use super::{Discount, Failure, Plan, Profile};
 
 /// How many suffix rounds a code gets before minting gives up (the keyspace check keeps this
 /// far from happening).
