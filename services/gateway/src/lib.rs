@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod intake;
 pub mod rpc;
 pub mod store;
 pub mod webhooks;

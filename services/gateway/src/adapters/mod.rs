@@ -4,11 +4,13 @@
 
 pub mod sandbox;
 
+use chrono::{DateTime, Utc};
 use tracking_api::common::v1::Provider;
 use tracking_db::{Database, DbError};
 
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{DisableResult, Discount, PushResult};
+use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::IntegrationRow;
 
@@ -42,6 +44,24 @@ pub trait StoreAdapter: Send + Sync {
         integration: &IntegrationRow,
         codes: &[String],
     ) -> Result<Vec<DisableResult>, AdapterError>;
+
+    /// One order, fetched from the store by its id (thin webhooks that carry only the id).
+    /// `None` when the store has no such order.
+    async fn fetch_order(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, AdapterError>;
+
+    /// Orders created or changed at `since` or later, oldest first, at most `limit` of them
+    /// (backfill after missed webhooks, pollers for stores without webhooks). An order's current
+    /// state is returned once; the caller pages by calling again with the last `occurred_at`.
+    async fn list_orders(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedOrder>, AdapterError>;
 }
 
 /// Every adapter the gateway has.

@@ -5,11 +5,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
+use prost::Message;
 use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1 as pb;
 use tracking_db::{Database, DbError};
 
 use super::{AdapterError, StoreAdapter};
 use crate::domain::discount::{DisableOutcome, DisableResult, Discount, PushOutcome, PushResult};
+use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::sandbox::{self as queries, HeldCode, NewCode, StoredDiscount};
 use crate::store::{self, IntegrationRow};
@@ -209,4 +213,41 @@ impl StoreAdapter for SandboxStore {
             })
             .collect())
     }
+
+    async fn fetch_order(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, AdapterError> {
+        Self::ensure_up(integration, "fetch an order")?;
+        let mut conn = self.db.conn().await?;
+        queries::order(&mut conn, integration.brand_id, integration.id, store_order_id)
+            .await?
+            .map(|body| decode_order(&body))
+            .transpose()
+    }
+
+    async fn list_orders(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+        Self::ensure_up(integration, "list orders")?;
+        let mut conn = self.db.conn().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        queries::orders_since(&mut conn, integration.brand_id, integration.id, since, limit)
+            .await?
+            .iter()
+            .map(|body| decode_order(body))
+            .collect()
+    }
+}
+
+/// An order as the sandbox store keeps it (validated when it was placed).
+fn decode_order(body: &[u8]) -> Result<NormalizedOrder, AdapterError> {
+    let order = pb::Order::decode(body)
+        .map_err(|e| AdapterError::Unavailable(format!("sandbox order unreadable: {e}")))?;
+    NormalizedOrder::from_proto(order, "order")
+        .map_err(|e| AdapterError::Unavailable(format!("sandbox order invalid: {e}")))
 }

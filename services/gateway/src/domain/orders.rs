@@ -2,6 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use tracking_api::common::v1::currency_exponent;
+use tracking_api::gateway::v1 as pb;
+
+use crate::error::Error;
+
+/// Largest amount accepted anywhere (10^15 minor units): far above any real order, far below
+/// overflow when amounts are summed.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
 
 /// Where an order stands at the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +24,8 @@ pub enum OrderStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderLine {
     pub product_id: String,
+    /// Empty when the store does not say.
+    pub category_id: String,
     pub quantity: i64,
     /// Price × quantity before discounts, minor units.
     pub amount_minor: i64,
@@ -38,6 +47,8 @@ pub struct NormalizedOrder {
     pub subtotal_minor: i64,
     pub discount_minor: i64,
     pub total_minor: i64,
+    /// Refunded so far, minor units.
+    pub refunded_minor: i64,
     /// ISO 3166-1 alpha-2, when the store knows it.
     pub country: Option<String>,
     /// A keyed hash of the customer's email (never the email itself).
@@ -46,6 +57,177 @@ pub struct NormalizedOrder {
     pub occurred_at: DateTime<Utc>,
     /// Test orders are stored but never attributed.
     pub test: bool,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Created => "created",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+        }
+    }
+
+    fn to_proto(self) -> pb::OrderStatus {
+        match self {
+            OrderStatus::Created => pb::OrderStatus::Created,
+            OrderStatus::Paid => pb::OrderStatus::Paid,
+            OrderStatus::Cancelled => pb::OrderStatus::Cancelled,
+            OrderStatus::Refunded => pb::OrderStatus::Refunded,
+            OrderStatus::PartiallyRefunded => pb::OrderStatus::PartiallyRefunded,
+        }
+    }
+
+    fn from_proto(status: i32) -> Option<OrderStatus> {
+        Some(match pb::OrderStatus::try_from(status).ok()? {
+            pb::OrderStatus::Unspecified => return None,
+            pb::OrderStatus::Created => OrderStatus::Created,
+            pb::OrderStatus::Paid => OrderStatus::Paid,
+            pb::OrderStatus::Cancelled => OrderStatus::Cancelled,
+            pb::OrderStatus::Refunded => OrderStatus::Refunded,
+            pb::OrderStatus::PartiallyRefunded => OrderStatus::PartiallyRefunded,
+        })
+    }
+}
+
+impl NormalizedOrder {
+    /// The order as streamed and stored, for `integration_id`.
+    pub fn to_proto(&self, integration_id: i64) -> pb::Order {
+        pb::Order {
+            integration_id,
+            store_order_id: self.store_order_id.clone(),
+            status: self.status.to_proto() as i32,
+            codes: self.codes.clone(),
+            click_id: self.click_id.clone().unwrap_or_default(),
+            currency: self.currency.clone(),
+            subtotal_minor: self.subtotal_minor,
+            discount_minor: self.discount_minor,
+            total_minor: self.total_minor,
+            refunded_minor: self.refunded_minor,
+            country: self.country.clone().unwrap_or_default(),
+            customer_hash: self.customer_hash.clone().unwrap_or_default(),
+            lines: self
+                .lines
+                .iter()
+                .map(|line| pb::OrderLine {
+                    product_id: line.product_id.clone(),
+                    category_id: line.category_id.clone(),
+                    quantity: line.quantity,
+                    amount_minor: line.amount_minor,
+                    discount_minor: line.discount_minor,
+                    codes: line.codes.clone(),
+                })
+                .collect(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: self.occurred_at.timestamp(),
+                nanos: self.occurred_at.timestamp_subsec_nanos() as i32,
+            }),
+            test: self.test,
+        }
+    }
+
+    /// A normalized order from outside the gateway (IngestOrders, PlaceSandboxOrder), checked
+    /// field by field; `field` prefixes the field names in errors (e.g. `orders[3]`).
+    pub fn from_proto(order: pb::Order, field: &str) -> Result<NormalizedOrder, Error> {
+        let bad = |name: &str, message: &str| Error::invalid(&format!("{field}.{name}"), message);
+        let text = |name: &str, value: &str, max: usize| {
+            if value.chars().count() > max || value.chars().any(char::is_control) {
+                Err(bad(name, &format!("at most {max} characters, no control characters")))
+            } else {
+                Ok(())
+            }
+        };
+        if order.store_order_id.trim().is_empty() {
+            return Err(bad("store_order_id", "is required"));
+        }
+        text("store_order_id", &order.store_order_id, 200)?;
+        let status = OrderStatus::from_proto(order.status)
+            .ok_or_else(|| bad("status", "must be a known status other than UNSPECIFIED"))?;
+        if order.currency.len() != 3 || !order.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(bad("currency", "must be an ISO 4217 code (3 capital letters)"));
+        }
+        let amount = |name: &str, value: i64| {
+            if (0..=MAX_AMOUNT_MINOR).contains(&value) {
+                Ok(value)
+            } else {
+                Err(bad(name, "must be between 0 and 10^15 minor units"))
+            }
+        };
+        amount("subtotal_minor", order.subtotal_minor)?;
+        amount("discount_minor", order.discount_minor)?;
+        amount("total_minor", order.total_minor)?;
+        amount("refunded_minor", order.refunded_minor)?;
+        if order.refunded_minor > order.total_minor {
+            return Err(bad("refunded_minor", "exceeds total_minor"));
+        }
+        if order.codes.len() > 20 {
+            return Err(bad("codes", "at most 20 codes"));
+        }
+        for code in &order.codes {
+            if code.trim().is_empty() {
+                return Err(bad("codes", "codes must not be empty"));
+            }
+            text("codes", code, 100)?;
+        }
+        text("click_id", &order.click_id, 128)?;
+        text("customer_hash", &order.customer_hash, 128)?;
+        if !order.country.is_empty()
+            && (order.country.len() != 2 || !order.country.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            return Err(bad("country", "must be empty or ISO 3166-1 alpha-2 (2 capital letters)"));
+        }
+        if order.lines.len() > 1000 {
+            return Err(bad("lines", "at most 1000 lines"));
+        }
+        let mut lines = Vec::with_capacity(order.lines.len());
+        for (i, line) in order.lines.into_iter().enumerate() {
+            let name = |n: &str| format!("lines[{i}].{n}");
+            text(&name("product_id"), &line.product_id, 100)?;
+            text(&name("category_id"), &line.category_id, 100)?;
+            if !(0..=1_000_000).contains(&line.quantity) {
+                return Err(bad(&name("quantity"), "must be between 0 and 1,000,000"));
+            }
+            amount(&name("amount_minor"), line.amount_minor)?;
+            amount(&name("discount_minor"), line.discount_minor)?;
+            if line.codes.len() > 20 {
+                return Err(bad(&name("codes"), "at most 20 codes"));
+            }
+            for code in &line.codes {
+                text(&name("codes"), code, 100)?;
+            }
+            lines.push(OrderLine {
+                product_id: line.product_id,
+                category_id: line.category_id,
+                quantity: line.quantity,
+                amount_minor: line.amount_minor,
+                discount_minor: line.discount_minor,
+                codes: line.codes,
+            });
+        }
+        let occurred_at = order
+            .occurred_at
+            .and_then(|ts| DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?))
+            .ok_or_else(|| bad("occurred_at", "is required and must be a valid timestamp"))?;
+        let optional = |value: String| Some(value).filter(|v| !v.is_empty());
+        Ok(NormalizedOrder {
+            store_order_id: order.store_order_id,
+            status,
+            codes: order.codes.into_iter().map(|c| c.trim().to_owned()).collect(),
+            click_id: optional(order.click_id),
+            currency: order.currency,
+            subtotal_minor: order.subtotal_minor,
+            discount_minor: order.discount_minor,
+            total_minor: order.total_minor,
+            refunded_minor: order.refunded_minor,
+            country: optional(order.country),
+            customer_hash: optional(order.customer_hash),
+            lines,
+            occurred_at,
+            test: order.test,
+        })
+    }
 }
 
 /// A store's decimal amount ("164.90") in minor units of `currency`, exactly (no floats).

@@ -175,3 +175,73 @@ pub async fn list(
         .load(conn)
         .await?)
 }
+
+#[derive(QueryableByName)]
+struct OrderBody {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    body: Vec<u8>,
+}
+
+/// Places or replaces an order at the sandbox store (its body is an encoded `Order`).
+pub async fn put_order(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    store_order_id: &str,
+    body: &[u8],
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "insert into sandbox_orders (brand_id, integration_id, store_order_id, body)
+         values ($1, $2, $3, $4)
+         on conflict (brand_id, integration_id, store_order_id)
+         do update set body = excluded.body, updated_at = clock_timestamp()",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(store_order_id)
+    .bind::<diesel::sql_types::Bytea, _>(body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One order of the sandbox store.
+pub async fn order(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    store_order_id: &str,
+) -> Result<Option<Vec<u8>>, DbError> {
+    let rows: Vec<OrderBody> = diesel::sql_query(
+        "select body from sandbox_orders
+         where brand_id = $1 and integration_id = $2 and store_order_id = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(store_order_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|row| row.body))
+}
+
+/// The sandbox store's orders changed at `since` or later, oldest change first.
+pub async fn orders_since(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Vec<u8>>, DbError> {
+    let rows: Vec<OrderBody> = diesel::sql_query(
+        "select body from sandbox_orders
+         where brand_id = $1 and integration_id = $2 and updated_at >= $3
+         order by updated_at, store_order_id limit $4",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.body).collect())
+}

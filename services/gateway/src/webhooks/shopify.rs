@@ -75,6 +75,52 @@ struct Order {
     billing_address: Option<Address>,
     #[serde(default)]
     test: bool,
+    #[serde(default)]
+    refunds: Vec<Refund>,
+}
+
+/// A refund, as embedded in an order and as the body of `refunds/create`.
+#[derive(Deserialize)]
+pub struct Refund {
+    #[serde(default)]
+    pub order_id: Option<u64>,
+    #[serde(default)]
+    transactions: Vec<Transaction>,
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    kind: String,
+    #[serde(default)]
+    status: Option<String>,
+    amount: String,
+}
+
+impl Refund {
+    /// The money actually returned: successful refund transactions.
+    pub fn amount_minor(&self, currency: &str) -> Result<i64, ParseError> {
+        let mut total = 0i64;
+        for tx in &self.transactions {
+            if tx.kind == "refund" && tx.status.as_deref().is_none_or(|s| s == "success") {
+                total = total.saturating_add(amount(
+                    Some(&tx.amount),
+                    currency,
+                    "refunds.transactions.amount",
+                )?);
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// The body of a `refunds/create` delivery: which order, and how much went back.
+pub fn parse_refund(body: &[u8]) -> Result<Refund, ParseError> {
+    let refund: Refund =
+        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    if refund.order_id.is_none() {
+        return Err(field("order_id", "is missing"));
+    }
+    Ok(refund)
 }
 
 #[derive(Deserialize)]
@@ -186,6 +232,7 @@ pub fn parse_order(
         }
         lines.push(OrderLine {
             product_id: item.product_id.map(|id| id.to_string()).unwrap_or_default(),
+            category_id: String::new(),
             quantity: item.quantity,
             amount_minor: price.saturating_mul(item.quantity),
             discount_minor: discount,
@@ -235,6 +282,13 @@ pub fn parse_order(
             "total_discounts",
         )?,
         total_minor: amount(order.total_price.as_deref(), &currency, "total_price")?,
+        refunded_minor: {
+            let mut refunded = 0i64;
+            for refund in &order.refunds {
+                refunded = refunded.saturating_add(refund.amount_minor(&currency)?);
+            }
+            refunded
+        },
         currency,
         country,
         customer_hash,
