@@ -73,6 +73,34 @@ impl Suite {
         ProviderGatewayClient::new(self.server.channel())
     }
 
+    /// The single number a counting query (`select count(*) as n ...`) answers in `schema`.
+    pub async fn count(&self, schema: &'static str, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let db = self.schema(schema);
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel_async::RunQueryDsl::get_result::<Count>(diesel::sql_query(sql), &mut conn)
+            .await
+            .map(|c| c.n)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Sends one HTTP request to the suite's HTTP port.
+    pub async fn http(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> tracking_testkit::http::HttpResponse {
+        tracking_testkit::http::request(self.server.http_addr, method, target, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+    }
+
     /// A pool on one service schema, to check what is (not) stored.
     pub fn schema(&self, schema: &'static str) -> tracking_db::Database {
         tracking_db::Database::new(self.db.url(), schema, tracking_db::PoolOptions::default())

@@ -2,9 +2,6 @@
 //! (simulated inside the gateway, persisted), its outage switch, who may push, and the providers
 //! that have no store adapter (yet, or at all).
 
-use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
 use suite_tests::{Suite, brand, creator_token, register, token, valid_registration};
 use tonic::{Code, Status};
 use tracking_api::common::v1::{Money, PageRequest, Provider};
@@ -124,18 +121,9 @@ async fn outage(
 
 /// Rows in the sandbox store, across every brand and integration.
 async fn stored_rows(suite: &Suite) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let db = suite.schema("gateway");
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    diesel::sql_query("select count(*) as n from sandbox_discounts")
-        .get_result::<Count>(&mut conn)
+    suite
+        .count("gateway", "select count(*) as n from sandbox_discounts")
         .await
-        .map(|c| c.n)
-        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn outcomes(results: &[PushResult]) -> Vec<PushOutcome> {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod paging;
 pub mod shutdown;
 pub mod status;
+pub mod streams;
 pub mod telemetry;
 
 pub use auth::{Claims, JwtKeys, Role};
@@ -67,9 +68,25 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
 }
 
+/// What a single-service binary serves: its gRPC services and any HTTP routes of its own
+/// (merged with the kit's `/metrics` and `/healthz`).
+pub struct ServiceParts {
+    pub grpc: GrpcServer,
+    pub http: axum::Router,
+}
+
+impl From<GrpcServer> for ServiceParts {
+    fn from(grpc: GrpcServer) -> Self {
+        ServiceParts {
+            grpc,
+            http: axum::Router::new(),
+        }
+    }
+}
+
 /// The `main` of a single-service binary once its flags are parsed: logging, validation, signal
 /// handling, listeners and serving are the same for every service; `build` adds the service's
-/// own gRPC services to the server it is given.
+/// own gRPC services to the server it is given, and its HTTP routes.
 pub async fn run_service<F, Fut>(
     name: &str,
     server: &ServerArgs,
@@ -78,7 +95,7 @@ pub async fn run_service<F, Fut>(
 ) -> anyhow::Result<()>
 where
     F: FnOnce(GrpcServer, ServiceContext) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<GrpcServer>>,
+    Fut: std::future::Future<Output = anyhow::Result<ServiceParts>>,
 {
     telemetry::init(server.log_format);
     server.validate(true).map_err(anyhow::Error::msg)?;
@@ -96,14 +113,14 @@ where
         keys: JwtKeys::new(secret.as_bytes()),
         shutdown: shutdown.clone(),
     };
-    let grpc = build(GrpcServer::from_args(server, metrics.clone()), context).await?;
+    let parts = build(GrpcServer::from_args(server, metrics.clone()), context).await?;
     let grpc_listener = bind(server.grpc_addr).await?;
     let http_listener = bind(server.http_addr).await?;
     tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "{name} listening");
     serve(
-        grpc,
+        parts.grpc,
         grpc_listener,
-        http::router(metrics),
+        http::router(metrics).merge(parts.http),
         http_listener,
         shutdown,
     )

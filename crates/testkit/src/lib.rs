@@ -2,6 +2,8 @@
 //! `127.0.0.1:0`, tokens signed with the test secret, and a wait for health SERVING instead of
 //! sleeps.
 
+pub mod http;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

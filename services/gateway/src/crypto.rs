@@ -6,6 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -13,6 +15,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// Keys the customer hashes of orders, derived from the same key (so one secret to manage).
+    customer_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -38,8 +42,12 @@ impl Sealer {
         if bytes.len() != 32 {
             return Err(SealError::BadKey);
         }
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&bytes).map_err(|_| SealError::BadKey)?;
+        mac.update(b"tracking customer hash v1");
         Ok(Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+            customer_key: mac.finalize().into_bytes().into(),
         })
     }
 
@@ -48,6 +56,11 @@ impl Sealer {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|_| SealError::Random)?;
         Ok(STANDARD.encode(key))
+    }
+
+    /// The key of customer hashes (see [`crate::webhooks::customer_hash`]).
+    pub fn customer_key(&self) -> &[u8] {
+        &self.customer_key
     }
 
     pub fn seal(&self, brand_id: i64, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {

@@ -1,23 +1,28 @@
-//! Order intake: the one place where orders from every path (webhooks, AST conversions,
-//! IngestOrders, backfill, pollers, the sandbox store) are stored and published.
+//! Order intake: the one place where orders from every path (store webhooks, AST conversions,
+//! IngestOrders, backfill, the Magento poller, the sandbox store) are checked, stored and
+//! published on `WatchOrders`.
 //!
-//! Each distinct state of an order is stored once (the `orders_version` unique index on store
-//! order id, status and refunded amount), in the same transaction as its `WatchOrders` event, so
-//! a redelivery, the same order reaching us by two topics, or a backfill over orders already seen
-//! changes nothing. Webhook deliveries are also recorded by the store's delivery id, in the same
-//! transaction, so a redelivery is dropped before its order is even looked at.
+//! Each distinct state of an order is stored once ([`store::orders`]), in the same transaction as
+//! its event, so a redelivery, the same order arriving by two topics, or a backfill over orders
+//! already seen changes nothing. Webhook deliveries are recorded by the store's delivery id in
+//! that transaction too: a redelivery is dropped before its order is looked at. Deliveries are
+//! stored before anything else happens with them (attribution follows from the stream), so a
+//! store gets its 200 as soon as the row is committed.
 
-use std::collections::HashSet;
-
-use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use prost::Message;
+use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
 use tracking_db::{Database, DbError};
-use tracking_events::{NewEvent, StoredEvent};
+use tracking_events::StoredEvent;
 
+use crate::adapters::{AdapterError, Adapters};
+use crate::crypto::Sealer;
 use crate::domain::orders::{NormalizedOrder, OrderStatus};
+use crate::error::Error;
+use crate::store::{self, IntegrationRow};
+use crate::webhooks::{self, ParseError, ast, bigcommerce, shopify, woocommerce};
 
 /// An order to store, for one integration of `brand_id`.
 #[derive(Debug, Clone)]
@@ -45,211 +50,401 @@ pub struct Outcome {
     pub redelivery: bool,
 }
 
-#[derive(QueryableByName)]
-struct Inserted {
-    #[diesel(sql_type = BigInt)]
-    integration_id: i64,
-    #[diesel(sql_type = Text)]
-    store_order_id: String,
-    #[diesel(sql_type = Text)]
-    status: String,
-    #[diesel(sql_type = BigInt)]
-    refunded_minor: i64,
+/// Why a delivery was refused; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// 401: missing or wrong signature, or an integration that does not exist or takes no such
+    /// deliveries (not distinguished, so ids cannot be probed).
+    #[error("signature missing or invalid")]
+    Unauthorized,
+    /// 400: the body is not what the endpoint takes.
+    #[error(transparent)]
+    Malformed(#[from] ParseError),
+    /// 503: our database or the store is unavailable; the sender should retry.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
 }
 
-type VersionKey = (i64, i64, String, &'static str, i64);
-
-fn key(incoming: &Incoming) -> VersionKey {
-    (
-        incoming.brand_id,
-        incoming.integration_id,
-        incoming.order.store_order_id.clone(),
-        incoming.order.status.as_str(),
-        incoming.order.refunded_minor,
-    )
-}
-
-/// Stores `orders` (and, for a webhook, the delivery) in one transaction: new order states are
-/// inserted and published, states already stored are counted as duplicates.
-#[tracing::instrument(skip_all, fields(orders = orders.len(), source = source.as_str_name()))]
-pub async fn accept(
-    db: &Database,
-    orders: &[Incoming],
-    source: pb::OrderSource,
-    delivery: Option<(i64, i64, Delivery<'_>)>,
-) -> Result<Outcome, DbError> {
-    let mut conn = db.conn().await?;
-    let outcome = conn
-        .transaction::<_, DbError, _>(async |conn| {
-            if let Some((brand_id, integration_id, delivery)) = delivery
-                && !record_delivery(conn, brand_id, integration_id, delivery).await?
-            {
-                return Ok(Outcome {
-                    redelivery: true,
-                    ..Outcome::default()
-                });
-            }
-            insert(conn, orders, source).await
-        })
-        .await?;
-    metrics_note(source, &outcome);
-    Ok(outcome)
-}
-
-fn metrics_note(source: pb::OrderSource, outcome: &Outcome) {
-    if outcome.redelivery {
-        tracing::debug!(source = source.as_str_name(), "redelivery dropped");
-    } else if outcome.accepted > 0 {
-        tracing::debug!(
-            source = source.as_str_name(),
-            accepted = outcome.accepted,
-            duplicates = outcome.duplicates,
-            "orders stored"
-        );
+impl From<DbError> for Refusal {
+    fn from(err: DbError) -> Self {
+        tracing::error!(error = %err, "order intake failed on the database");
+        Refusal::Unavailable("database".to_owned())
     }
 }
 
-/// Records a delivery id; false when it was recorded before (a redelivery).
-async fn record_delivery(
-    conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    delivery: Delivery<'_>,
-) -> Result<bool, DbError> {
-    let inserted = diesel::sql_query(
-        "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic)
-         values ($1, $2, $3, $4) on conflict do nothing",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(delivery.id)
-    .bind::<Text, _>(delivery.topic)
-    .execute(conn)
-    .await?;
-    Ok(inserted == 1)
+/// The intake's state: the gateway's database, the sealer that opens webhook secrets, and the
+/// adapters (thin webhooks and backfill fetch orders from the store).
+#[derive(Clone, Debug)]
+pub struct Intake {
+    db: Database,
+    sealer: Sealer,
+    adapters: Adapters,
 }
 
-/// One multi-row insert for the whole batch; rows go in sorted by their version key so that
-/// concurrent batches sharing orders take the unique index in the same order (no deadlocks).
-async fn insert(
-    conn: &mut AsyncPgConnection,
-    orders: &[Incoming],
-    source: pb::OrderSource,
-) -> Result<Outcome, DbError> {
-    if orders.is_empty() {
-        return Ok(Outcome::default());
-    }
-    let mut sorted: Vec<&Incoming> = orders.iter().collect();
-    sorted.sort_by_key(|incoming| key(incoming));
-    let bodies: Vec<Vec<u8>> = sorted
-        .iter()
-        .map(|i| i.order.to_proto(i.integration_id).encode_to_vec())
-        .collect();
-    let inserted: Vec<Inserted> = diesel::sql_query(
-        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
-         select b, i, o, s, r, $6, body
-         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $7::bytea[])
-              as t(b, i, o, s, r, body)
-         on conflict do nothing
-         returning integration_id, store_order_id, status, refunded_minor",
-    )
-    .bind::<Array<BigInt>, _>(sorted.iter().map(|i| i.brand_id).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(sorted.iter().map(|i| i.integration_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.store_order_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<BigInt>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.refunded_minor)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Text, _>(source.as_str_name())
-    .bind::<Array<Bytea>, _>(&bodies)
-    .load(conn)
-    .await?;
-    let new: HashSet<(i64, String, String, i64)> = inserted
-        .into_iter()
-        .map(|row| {
-            (
-                row.integration_id,
-                row.store_order_id,
-                row.status,
-                row.refunded_minor,
-            )
-        })
-        .collect();
-    let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
-    let mut published = HashSet::new();
-    let mut events = Vec::with_capacity(new.len());
-    for incoming in sorted {
-        let version = (
-            incoming.integration_id,
-            incoming.order.store_order_id.clone(),
-            incoming.order.status.as_str().to_owned(),
-            incoming.order.refunded_minor,
-        );
-        // The same state twice in one batch is inserted once: publish it once.
-        if new.contains(&version) && published.insert(version) {
-            let event = pb::OrderEvent {
-                seq: 0,
-                brand_id: incoming.brand_id,
-                order: Some(incoming.order.to_proto(incoming.integration_id)),
-                source: source as i32,
-                received_at: Some(received_at),
-            };
-            events.push(NewEvent {
-                brand_id: incoming.brand_id,
-                kind: "order",
-                payload: event.encode_to_vec(),
-            });
+/// At most this many orders are stored per transaction.
+pub const BATCH: usize = 500;
+
+impl Intake {
+    pub fn new(db: Database, sealer: Sealer, adapters: Adapters) -> Self {
+        Self {
+            db,
+            sealer,
+            adapters,
         }
     }
-    tracking_events::append(conn, &events).await?;
-    Ok(Outcome {
-        accepted: events.len(),
-        duplicates: orders.len() - events.len(),
-        redelivery: false,
-    })
+
+    /// Stores `orders` (and, for a webhook, the delivery) in one transaction.
+    #[tracing::instrument(skip_all, fields(orders = orders.len(), source = source.as_str_name()))]
+    pub async fn accept(
+        &self,
+        orders: &[Incoming],
+        source: pb::OrderSource,
+        delivery: Option<(&IntegrationRow, Delivery<'_>)>,
+    ) -> Result<Outcome, DbError> {
+        let mut conn = self.db.conn().await?;
+        let outcome = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                if let Some((integration, delivery)) = delivery
+                    && !store::orders::record_delivery(
+                        conn,
+                        integration.brand_id,
+                        integration.id,
+                        delivery,
+                    )
+                    .await?
+                {
+                    return Ok(Outcome {
+                        redelivery: true,
+                        ..Outcome::default()
+                    });
+                }
+                store::orders::insert(conn, orders, source).await
+            })
+            .await?;
+        if outcome.redelivery {
+            tracing::info!(source = source.as_str_name(), "redelivery dropped");
+        } else {
+            tracing::debug!(
+                accepted = outcome.accepted,
+                duplicates = outcome.duplicates,
+                "orders stored"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// The integration a webhook URL names, if it is of `provider` and has a webhook secret,
+    /// with that secret opened.
+    async fn webhook_target(
+        &self,
+        integration_id: i64,
+        provider: Provider,
+    ) -> Result<(IntegrationRow, Vec<u8>), Refusal> {
+        let Some(integration) = store::find_integration(&self.db, integration_id).await? else {
+            return Err(Refusal::Unauthorized);
+        };
+        if integration.provider() != provider {
+            return Err(Refusal::Unauthorized);
+        }
+        let Some(sealed) = integration.webhook_secret_sealed.as_deref() else {
+            return Err(Refusal::Unauthorized);
+        };
+        let secret = self
+            .sealer
+            .open(integration.brand_id, sealed)
+            .map_err(|err| {
+                tracing::error!(integration_id, error = %err, "webhook secret does not open");
+                Refusal::Unauthorized
+            })?;
+        Ok((integration, secret))
+    }
+
+    fn one(integration: &IntegrationRow, order: NormalizedOrder) -> Incoming {
+        Incoming {
+            brand_id: integration.brand_id,
+            integration_id: integration.id,
+            order,
+        }
+    }
+
+    /// `POST /webhooks/shopify/{integration}`.
+    #[tracing::instrument(skip_all, fields(integration_id, topic))]
+    pub async fn shopify(
+        &self,
+        integration_id: i64,
+        headers: &WebhookHeaders<'_>,
+        body: &[u8],
+    ) -> Result<Outcome, Refusal> {
+        let (integration, secret) = self
+            .webhook_target(integration_id, Provider::Shopify)
+            .await?;
+        if !webhooks::verify_signature(&secret, body, headers.signature) {
+            return Err(Refusal::Unauthorized);
+        }
+        let topic = headers.topic.unwrap_or_default();
+        let delivery_id = headers
+            .delivery_id
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .ok_or_else(|| webhooks::field("X-Shopify-Webhook-Id", "header is required"))?;
+        let delivery = Delivery {
+            id: delivery_id,
+            topic,
+        };
+        let order = match topic {
+            "orders/create" | "orders/paid" | "orders/cancelled" | "orders/updated" => {
+                shopify::parse_order(topic, body, self.sealer.customer_key())?
+            }
+            "refunds/create" => {
+                let refund = shopify::parse_refund(body)?;
+                let order_id = refund.order_id.unwrap_or_default().to_string();
+                let Some(order) = self.latest(&integration, &order_id).await? else {
+                    // Refund of an order never seen: the order (with its refunds) comes with
+                    // the next order delivery or a backfill.
+                    tracing::warn!(
+                        order_id,
+                        "refund for an unknown order; backfill will bring it"
+                    );
+                    return Ok(self
+                        .accept(
+                            &[],
+                            pb::OrderSource::Webhook,
+                            Some((&integration, delivery)),
+                        )
+                        .await?);
+                };
+                let amount = refund.amount_minor(&order.currency)?;
+                refunded(order, amount)
+            }
+            // Other topics the app may be subscribed to: acknowledged, not stored.
+            _ => return Ok(Outcome::default()),
+        };
+        let incoming = [Self::one(&integration, order)];
+        Ok(self
+            .accept(
+                &incoming,
+                pb::OrderSource::Webhook,
+                Some((&integration, delivery)),
+            )
+            .await?)
+    }
+
+    /// `POST /webhooks/woocommerce/{integration}`.
+    #[tracing::instrument(skip_all, fields(integration_id))]
+    pub async fn woocommerce(
+        &self,
+        integration_id: i64,
+        headers: &WebhookHeaders<'_>,
+        body: &[u8],
+    ) -> Result<Outcome, Refusal> {
+        let (integration, secret) = self
+            .webhook_target(integration_id, Provider::Woocommerce)
+            .await?;
+        if woocommerce::is_ping(headers.topic, body) {
+            return Ok(Outcome::default());
+        }
+        if !webhooks::verify_signature(&secret, body, headers.signature) {
+            return Err(Refusal::Unauthorized);
+        }
+        let topic = headers.topic.unwrap_or_default();
+        if !woocommerce::is_order_topic(topic) {
+            return Ok(Outcome::default());
+        }
+        let order = woocommerce::parse_order(body, self.sealer.customer_key())?;
+        let delivery = headers
+            .delivery_id
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .map(|id| Delivery { id, topic });
+        let incoming = [Self::one(&integration, order)];
+        Ok(self
+            .accept(
+                &incoming,
+                pb::OrderSource::Webhook,
+                delivery.map(|d| (&integration, d)),
+            )
+            .await?)
+    }
+
+    /// `POST /webhooks/bigcommerce/{integration}`: a thin delivery; the order is fetched from
+    /// the store before the delivery is acknowledged (a failed fetch answers 503, and BigCommerce
+    /// delivers again).
+    #[tracing::instrument(skip_all, fields(integration_id))]
+    pub async fn bigcommerce(
+        &self,
+        integration_id: i64,
+        secret_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Outcome, Refusal> {
+        let (integration, secret) = self
+            .webhook_target(integration_id, Provider::Bigcommerce)
+            .await?;
+        if !bigcommerce::verify(&secret, secret_header) {
+            return Err(Refusal::Unauthorized);
+        }
+        let Some(notice) = bigcommerce::parse(body)? else {
+            return Ok(Outcome::default());
+        };
+        let order = self.fetch(&integration, &notice.order_id).await?;
+        let delivery = Delivery {
+            id: &notice.delivery_id,
+            topic: &notice.scope,
+        };
+        let incoming: Vec<Incoming> = order
+            .into_iter()
+            .map(|order| Self::one(&integration, order))
+            .collect();
+        Ok(self
+            .accept(
+                &incoming,
+                pb::OrderSource::Webhook,
+                Some((&integration, delivery)),
+            )
+            .await?)
+    }
+
+    /// `POST /ast/v1/conversions?integration=ID`.
+    #[tracing::instrument(skip_all, fields(integration_id))]
+    pub async fn ast_conversion(
+        &self,
+        integration_id: i64,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Outcome, Refusal> {
+        let (integration, secret) = self.webhook_target(integration_id, Provider::Ast).await?;
+        if !webhooks::verify_signature(&secret, body, signature) {
+            return Err(Refusal::Unauthorized);
+        }
+        let order = ast::parse_conversion(body, Utc::now())?;
+        let incoming = [Self::one(&integration, order)];
+        Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
+    }
+
+    /// `GET /ast/v1/pixel.gif?...&sig=HEX`.
+    #[tracing::instrument(skip_all)]
+    pub async fn ast_pixel(&self, raw_query: &str) -> Result<Outcome, Refusal> {
+        let pixel = ast::pixel_query(raw_query)?;
+        let (integration, secret) = self
+            .webhook_target(pixel.integration_id, Provider::Ast)
+            .await?;
+        if !pixel.verify(&secret) {
+            return Err(Refusal::Unauthorized);
+        }
+        let order = pixel.conversion(Utc::now())?;
+        let incoming = [Self::one(&integration, order)];
+        Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
+    }
+
+    async fn latest(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, DbError> {
+        let mut conn = self.db.conn().await?;
+        store::orders::latest(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            store_order_id,
+        )
+        .await
+    }
+
+    async fn fetch(
+        &self,
+        integration: &IntegrationRow,
+        order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, Refusal> {
+        let adapter = self
+            .adapters
+            .orders_adapter(integration.provider())
+            .map_err(|err| Refusal::Unavailable(err.to_string()))?;
+        adapter
+            .fetch_order(integration, order_id)
+            .await
+            .map_err(|err| match err {
+                AdapterError::Unavailable(why) => Refusal::Unavailable(why),
+                AdapterError::Db(db) => Refusal::from(db),
+            })
+    }
+
+    /// Lists the store's orders changed since `since` and takes in those not seen yet, page by
+    /// page. Returns how many were listed and what storing them did.
+    #[tracing::instrument(skip_all, fields(integration_id = integration.id))]
+    pub async fn backfill(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        source: pb::OrderSource,
+    ) -> Result<(usize, Outcome), Error> {
+        let adapter = self.adapters.orders_adapter(integration.provider())?;
+        let mut since = since;
+        let mut listed = 0usize;
+        let mut total = Outcome::default();
+        // A page whose orders all share one time would repeat forever: stop when nothing is new.
+        let mut last_page_key: Option<(DateTime<Utc>, usize)> = None;
+        loop {
+            let page = adapter.list_orders(integration, since, BATCH).await?;
+            if page.is_empty() {
+                break;
+            }
+            listed += page.len();
+            let next = page.iter().map(|o| o.occurred_at).max().unwrap_or(since);
+            let full = page.len() == BATCH;
+            let incoming: Vec<Incoming> = page
+                .into_iter()
+                .map(|order| Self::one(integration, order))
+                .collect();
+            let outcome = self.accept(&incoming, source, None).await?;
+            total.accepted += outcome.accepted;
+            total.duplicates += outcome.duplicates;
+            if !full
+                || last_page_key == Some((next, outcome.accepted))
+                || next <= since && outcome.accepted == 0
+            {
+                break;
+            }
+            last_page_key = Some((next, outcome.accepted));
+            since = next;
+        }
+        tracing::info!(
+            listed,
+            accepted = total.accepted,
+            duplicates = total.duplicates,
+            "backfill done"
+        );
+        Ok((listed, total))
+    }
+
+    /// Places an order at a sandbox store; its webhook reaches the intake at once unless the
+    /// store is down. Returns whether it was delivered.
+    pub async fn place_sandbox_order(
+        &self,
+        integration: &IntegrationRow,
+        order: NormalizedOrder,
+    ) -> Result<bool, Error> {
+        self.adapters
+            .sandbox()
+            .place_order(
+                integration,
+                &order.to_proto(integration.id).encode_to_vec(),
+                &order.store_order_id,
+            )
+            .await?;
+        if integration.sandbox_down {
+            return Ok(false);
+        }
+        let incoming = [Self::one(integration, order)];
+        self.accept(&incoming, pb::OrderSource::Webhook, None)
+            .await?;
+        Ok(true)
+    }
 }
 
-/// The most advanced stored state of an order (most refunded, then latest), for deliveries that
-/// carry only a change to it (a Shopify refund).
-pub async fn latest(
-    db: &Database,
-    brand_id: i64,
-    integration_id: i64,
-    store_order_id: &str,
-) -> Result<Option<NormalizedOrder>, DbError> {
-    #[derive(QueryableByName)]
-    struct Body {
-        #[diesel(sql_type = Bytea)]
-        body: Vec<u8>,
-    }
-    let mut conn = db.conn().await?;
-    let rows: Vec<Body> = diesel::sql_query(
-        "select body from orders
-         where brand_id = $1 and integration_id = $2 and store_order_id = $3
-         order by refunded_minor desc, id desc limit 1",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
-    .load(&mut conn)
-    .await?;
-    Ok(rows.into_iter().next().and_then(|row| {
-        let order = pb::Order::decode(row.body.as_slice()).ok()?;
-        NormalizedOrder::from_proto(order, "order").ok()
-    }))
+/// The headers a signed webhook is judged by.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WebhookHeaders<'a> {
+    pub signature: Option<&'a str>,
+    pub topic: Option<&'a str>,
+    pub delivery_id: Option<&'a str>,
 }
 
 /// `order` after a refund of `amount_minor` more: refunded in full once the total is reached.

@@ -10,6 +10,7 @@ pub mod adapters;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod intake;
 pub mod rpc;
 pub mod store;
@@ -59,8 +60,9 @@ pub async fn start(
     database_url: &str,
     pool: tracking_db::PoolOptions,
     sealer: Sealer,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<Gateway, tracking_db::DbError> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
-    Ok(Gateway::new(db, sealer))
+    Ok(Gateway::new(db, sealer, shutdown))
 }

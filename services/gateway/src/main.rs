@@ -33,11 +33,15 @@ async fn main() -> anyhow::Result<()> {
                 .as_deref()
                 .context("TRACKING_CREDENTIALS_KEY is required (32 bytes, base64)")?;
             let sealer = gateway_service::Sealer::from_base64(key)?;
-            let gateway = gateway_service::start(&ctx.database_url, ctx.pool, sealer).await?;
-            Ok(grpc.add_service(gateway_service::grpc_service(
-                gateway,
-                Authenticator::new(ctx.keys),
-            )))
+            let gateway =
+                gateway_service::start(&ctx.database_url, ctx.pool, sealer, ctx.shutdown).await?;
+            Ok(tracking_server::ServiceParts {
+                http: gateway_service::http::routes(gateway.intake()),
+                grpc: grpc.add_service(gateway_service::grpc_service(
+                    gateway,
+                    Authenticator::new(ctx.keys),
+                )),
+            })
         },
     )
     .await

@@ -1,6 +1,10 @@
 //! ProviderGateway's gRPC handlers: proto ↔ domain, nothing else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracking_events::EventLog;
 
 use tonic::{Request, Response, Status};
 use tracking_api::common::v1::Provider;
@@ -8,6 +12,7 @@ use tracking_api::gateway::v1 as pb;
 use tracking_api::gateway::v1::provider_gateway_server::ProviderGateway;
 use tracking_db::Database;
 use tracking_server::paging::Page;
+use tracking_server::streams::{self, ResponseStream};
 use tracking_server::{Claims, Role};
 
 use crate::adapters::Adapters;
@@ -18,7 +23,9 @@ use crate::domain::discount::{
     Terms,
 };
 use crate::domain::integration::NewIntegration;
+use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
+use crate::intake::{self, Incoming, Intake};
 use crate::store::sandbox::StoredDiscount;
 use crate::store::{self, IntegrationRow, NewIntegrationRow, Registered};
 
@@ -30,15 +37,29 @@ pub struct Gateway {
     pub(crate) db: Database,
     pub(crate) sealer: Sealer,
     pub(crate) adapters: Adapters,
+    pub(crate) intake: Intake,
+    log: EventLog,
 }
 
+/// How far back BackfillOrders may reach.
+const MAX_BACKFILL_DAYS: i64 = 90;
+
 impl Gateway {
-    pub fn new(db: Database, sealer: Sealer) -> Self {
+    /// The gateway on `db`; its `WatchOrders` listener stops with `shutdown`.
+    pub fn new(db: Database, sealer: Sealer, shutdown: CancellationToken) -> Self {
+        let adapters = Adapters::new(db.clone());
         Self {
-            adapters: Adapters::new(db.clone()),
+            intake: Intake::new(db.clone(), sealer.clone(), adapters.clone()),
+            log: EventLog::start(db.clone(), shutdown),
+            adapters,
             db,
             sealer,
         }
+    }
+
+    /// The order intake (the HTTP routes share it).
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
     }
 
     /// An integration of `brand_id` (another brand's is NOT_FOUND, as a missing one).
@@ -225,12 +246,6 @@ fn request_id(value: &str) -> Result<Option<&str>, Error> {
 
 #[tonic::async_trait]
 impl ProviderGateway for Gateway {
-    type WatchOrdersStream = futures::stream::BoxStream<'static, Result<pb::WatchOrdersResponse, Status>>;
-    async fn place_sandbox_order(&self, _r: Request<pb::PlaceSandboxOrderRequest>) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> { Err(Status::unimplemented("base")) }
-    async fn watch_orders(&self, _r: Request<pb::WatchOrdersRequest>) -> Result<Response<Self::WatchOrdersStream>, Status> { Err(Status::unimplemented("base")) }
-    async fn ingest_orders(&self, _r: Request<tonic::Streaming<pb::IngestOrdersRequest>>) -> Result<Response<pb::IngestOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
-    async fn backfill_orders(&self, _r: Request<pb::BackfillOrdersRequest>) -> Result<Response<pb::BackfillOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
-
     #[tracing::instrument(skip_all)]
     async fn register_integration(
         &self,
@@ -453,6 +468,133 @@ impl ProviderGateway for Gateway {
             .await?;
         Ok(Response::new(pb::SetSandboxOutageResponse {
             integration: Some(integration_to_proto(updated)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn place_sandbox_order(
+        &self,
+        request: Request<pb::PlaceSandboxOrderRequest>,
+    ) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let order = req
+            .order
+            .ok_or_else(|| Error::invalid("order", "is required"))?;
+        let order = NormalizedOrder::from_proto(order, "order")?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let delivered = self.intake.place_sandbox_order(&integration, order).await?;
+        Ok(Response::new(pb::PlaceSandboxOrderResponse { delivered }))
+    }
+
+    type WatchOrdersStream = ResponseStream<pb::WatchOrdersResponse>;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_orders(
+        &self,
+        request: Request<pb::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        let stream = streams::watch(
+            &self.log,
+            Claims::of(&request)?,
+            request.get_ref().after_seq,
+            |stored| {
+                Ok(pb::WatchOrdersResponse {
+                    event: Some(intake::decode_event(stored)?),
+                })
+            },
+        )?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ingest_orders(
+        &self,
+        request: Request<tonic::Streaming<pb::IngestOrdersRequest>>,
+    ) -> Result<Response<pb::IngestOrdersResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let mut chunks = request.into_inner().ready_chunks(intake::BATCH);
+        let mut owned: HashMap<i64, bool> = HashMap::new();
+        let mut response = pb::IngestOrdersResponse::default();
+        let mut index = 0usize;
+        while let Some(chunk) = chunks.next().await {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let field = format!("orders[{index}]");
+                index += 1;
+                let order = message?
+                    .order
+                    .ok_or_else(|| Error::invalid(&field, "order is required"))?;
+                let integration_id = order.integration_id;
+                let mine = match owned.get(&integration_id) {
+                    Some(mine) => *mine,
+                    None => {
+                        let mine = integration_id > 0
+                            && store::get_integration(&self.db, brand_id, integration_id)
+                                .await
+                                .map_err(Error::from)?
+                                .is_some();
+                        owned.insert(integration_id, mine);
+                        mine
+                    }
+                };
+                if !mine {
+                    return Err(Error::NotFound(format!(
+                        "{field}.integration_id: integration {integration_id} not found"
+                    ))
+                    .into());
+                }
+                batch.push(Incoming {
+                    brand_id,
+                    integration_id,
+                    order: NormalizedOrder::from_proto(order, &field)?,
+                });
+            }
+            let outcome = self
+                .intake
+                .accept(&batch, pb::OrderSource::Ingest, None)
+                .await
+                .map_err(Error::from)?;
+            response.received += batch.len() as i64;
+            response.accepted += outcome.accepted as i64;
+            response.duplicates += outcome.duplicates as i64;
+        }
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn backfill_orders(
+        &self,
+        request: Request<pb::BackfillOrdersRequest>,
+    ) -> Result<Response<pb::BackfillOrdersResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let now = chrono::Utc::now();
+        let since = req
+            .since
+            .ok_or_else(|| Error::invalid("since", "is required"))
+            .and_then(|ts| {
+                u32::try_from(ts.nanos)
+                    .ok()
+                    .and_then(|nanos| chrono::DateTime::from_timestamp(ts.seconds, nanos))
+                    .ok_or_else(|| Error::invalid("since", "not a valid timestamp"))
+            })?;
+        if since > now || now - since > chrono::Duration::days(MAX_BACKFILL_DAYS) {
+            return Err(Error::invalid(
+                "since",
+                format!("must be in the last {MAX_BACKFILL_DAYS} days"),
+            )
+            .into());
+        }
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let (listed, outcome) = self
+            .intake
+            .backfill(&integration, since, pb::OrderSource::Backfill)
+            .await?;
+        Ok(Response::new(pb::BackfillOrdersResponse {
+            listed: listed as i64,
+            accepted: outcome.accepted as i64,
+            duplicates: outcome.duplicates as i64,
         }))
     }
 }

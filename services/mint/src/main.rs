@@ -34,10 +34,12 @@ async fn main() -> anyhow::Result<()> {
                 ctx.shutdown,
             )
             .await?;
-            Ok(grpc.add_service(mint_service::grpc_service(
-                service,
-                Authenticator::new(ctx.keys),
-            )))
+            Ok(grpc
+                .add_service(mint_service::grpc_service(
+                    service,
+                    Authenticator::new(ctx.keys),
+                ))
+                .into())
         },
     )
     .await

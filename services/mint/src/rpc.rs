@@ -11,6 +11,7 @@ use tracking_api::mint::v1 as pb;
 use tracking_api::mint::v1::code_mint_service_server::CodeMintService;
 use tracking_server::Claims;
 use tracking_server::paging::Page;
+use tracking_server::streams;
 
 use crate::convert::{code_to_proto, failure_row_to_proto, failure_to_proto, status_from_proto};
 use crate::error::Error;
@@ -277,17 +278,17 @@ impl CodeMintService for MintService {
         &self,
         request: Request<pb::WatchCodesRequest>,
     ) -> Result<Response<Self::WatchCodesStream>, Status> {
-        let scope = Claims::of(&request)?.stream_scope()?;
-        let after = request.get_ref().after_seq;
-        if after < 0 {
-            return Err(Error::invalid("after_seq", "must be 0 or more").into());
-        }
-        let stream = self.log.watch(after, scope).map(|item| {
-            let stored = item.map_err(tracking_server::status::from_db)?;
-            let event = events::decode(&stored).map_err(tracking_server::status::internal)?;
-            Ok(pb::WatchCodesResponse { event: Some(event) })
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let stream = streams::watch(
+            &self.log,
+            Claims::of(&request)?,
+            request.get_ref().after_seq,
+            |stored| {
+                Ok(pb::WatchCodesResponse {
+                    event: Some(events::decode(stored)?),
+                })
+            },
+        )?;
+        Ok(Response::new(stream))
     }
 }
 

@@ -1,13 +1,12 @@
 //! PlanService's gRPC handlers: authorize, convert proto ↔ domain, call the service. Nothing else.
 
-use std::pin::Pin;
 
-use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracking_api::plan::v1 as pb;
 use tracking_api::plan::v1::plan_service_server::PlanService as PlanRpc;
 use tracking_server::Claims;
 use tracking_server::paging::Page;
+use tracking_server::streams;
 
 use crate::convert::{
     campaign_to_proto, code_trigger_from_proto, plan_to_proto, profile_from_proto,
@@ -45,7 +44,7 @@ fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Error> {
 /// Most entries one `AddCreators` call takes.
 const MAX_BATCH: usize = 500;
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+type WatchStream = streams::ResponseStream<pb::WatchEventsResponse>;
 
 #[tonic::async_trait]
 impl PlanRpc for PlanService {
@@ -408,17 +407,16 @@ impl PlanRpc for PlanService {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let scope = Claims::of(&request)?.stream_scope()?;
-        let after = request.get_ref().after_seq;
-        if after < 0 {
-            return Err(Error::invalid("after_seq", "must be 0 or more").into());
-        }
-        tracing::info!(after_seq = after, brand = ?scope, "event watcher connected");
-        let stream = self.log().watch(after, scope).map(|item| {
-            let stored = item.map_err(tracking_server::status::from_db)?;
-            let event = events::decode(&stored).map_err(tracking_server::status::internal)?;
-            Ok(pb::WatchEventsResponse { event: Some(event) })
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let stream = streams::watch(
+            self.log(),
+            Claims::of(&request)?,
+            request.get_ref().after_seq,
+            |stored| {
+                Ok(pb::WatchEventsResponse {
+                    event: Some(events::decode(stored)?),
+                })
+            },
+        )?;
+        Ok(Response::new(stream))
     }
 }

@@ -53,7 +53,10 @@ impl Suite {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Suite> {
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
-        let gateway = gateway_service::start(&config.database_url, config.pool, sealer).await?;
+        let gateway =
+            gateway_service::start(&config.database_url, config.pool, sealer, shutdown.clone())
+                .await?;
+        let intake = gateway.intake();
         let plan = plan_service::start(
             &config.database_url,
             config.pool,
@@ -90,7 +93,8 @@ impl Suite {
         .add_service(mint_service::grpc_service(mint, auth));
         Ok(Suite {
             grpc,
-            http: tracking_server::http::router(metrics),
+            http: tracking_server::http::router(metrics)
+                .merge(gateway_service::http::routes(intake)),
         })
     }
 

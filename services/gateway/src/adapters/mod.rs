@@ -82,6 +82,21 @@ impl Adapters {
         &self.sandbox
     }
 
+    /// The adapter that reads `provider`'s orders (thin webhooks, backfill, pollers).
+    /// FAILED_PRECONDITION for providers whose orders do not come from a store API.
+    pub fn orders_adapter(&self, provider: Provider) -> Result<&dyn StoreAdapter, Error> {
+        match provider {
+            Provider::Sandbox => Ok(&self.sandbox),
+            Provider::Ast => Err(Error::FailedPrecondition(
+                "PROVIDER_AST has no store to read orders from: conversions arrive at /ast/v1/conversions".to_owned(),
+            )),
+            other => Err(Error::FailedPrecondition(format!(
+                "no store adapter for {} yet",
+                other.as_str_name()
+            ))),
+        }
+    }
+
     /// The adapter serving `provider`'s store, with the provider's capabilities (which the
     /// discounts must fit). FAILED_PRECONDITION for a provider without discount codes, and for one
     /// whose adapter is not written yet.

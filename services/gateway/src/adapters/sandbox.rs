@@ -91,6 +91,28 @@ impl SandboxStore {
         Ok(updated)
     }
 
+    /// Places (or changes) an order at the integration's simulated store; it is what
+    /// `list_orders` and `fetch_order` answer from. Works during an outage too (the shop is open,
+    /// only its API and webhooks are down).
+    pub async fn place_order(
+        &self,
+        integration: &IntegrationRow,
+        body: &[u8],
+        store_order_id: &str,
+    ) -> Result<(), Error> {
+        require_sandbox(integration, "PlaceSandboxOrder")?;
+        let mut conn = self.db.conn().await?;
+        queries::put_order(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            store_order_id,
+            body,
+        )
+        .await?;
+        Ok(())
+    }
+
     fn ensure_up(integration: &IntegrationRow, call: &str) -> Result<(), AdapterError> {
         if integration.sandbox_down {
             tracing::info!(
@@ -221,10 +243,15 @@ impl StoreAdapter for SandboxStore {
     ) -> Result<Option<NormalizedOrder>, AdapterError> {
         Self::ensure_up(integration, "fetch an order")?;
         let mut conn = self.db.conn().await?;
-        queries::order(&mut conn, integration.brand_id, integration.id, store_order_id)
-            .await?
-            .map(|body| decode_order(&body))
-            .transpose()
+        queries::order(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            store_order_id,
+        )
+        .await?
+        .map(|body| decode_order(&body))
+        .transpose()
     }
 
     async fn list_orders(
@@ -236,11 +263,17 @@ impl StoreAdapter for SandboxStore {
         Self::ensure_up(integration, "list orders")?;
         let mut conn = self.db.conn().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        queries::orders_since(&mut conn, integration.brand_id, integration.id, since, limit)
-            .await?
-            .iter()
-            .map(|body| decode_order(body))
-            .collect()
+        queries::orders_since(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            since,
+            limit,
+        )
+        .await?
+        .iter()
+        .map(|body| decode_order(body))
+        .collect()
     }
 }
 

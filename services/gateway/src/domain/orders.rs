@@ -134,7 +134,10 @@ impl NormalizedOrder {
         let bad = |name: &str, message: &str| Error::invalid(&format!("{field}.{name}"), message);
         let text = |name: &str, value: &str, max: usize| {
             if value.chars().count() > max || value.chars().any(char::is_control) {
-                Err(bad(name, &format!("at most {max} characters, no control characters")))
+                Err(bad(
+                    name,
+                    &format!("at most {max} characters, no control characters"),
+                ))
             } else {
                 Ok(())
             }
@@ -146,7 +149,10 @@ impl NormalizedOrder {
         let status = OrderStatus::from_proto(order.status)
             .ok_or_else(|| bad("status", "must be a known status other than UNSPECIFIED"))?;
         if order.currency.len() != 3 || !order.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(bad("currency", "must be an ISO 4217 code (3 capital letters)"));
+            return Err(bad(
+                "currency",
+                "must be an ISO 4217 code (3 capital letters)",
+            ));
         }
         let amount = |name: &str, value: i64| {
             if (0..=MAX_AMOUNT_MINOR).contains(&value) {
@@ -176,7 +182,10 @@ impl NormalizedOrder {
         if !order.country.is_empty()
             && (order.country.len() != 2 || !order.country.chars().all(|c| c.is_ascii_uppercase()))
         {
-            return Err(bad("country", "must be empty or ISO 3166-1 alpha-2 (2 capital letters)"));
+            return Err(bad(
+                "country",
+                "must be empty or ISO 3166-1 alpha-2 (2 capital letters)",
+            ));
         }
         if order.lines.len() > 1000 {
             return Err(bad("lines", "at most 1000 lines"));
@@ -214,7 +223,11 @@ impl NormalizedOrder {
         Ok(NormalizedOrder {
             store_order_id: order.store_order_id,
             status,
-            codes: order.codes.into_iter().map(|c| c.trim().to_owned()).collect(),
+            codes: order
+                .codes
+                .into_iter()
+                .map(|c| c.trim().to_owned())
+                .collect(),
             click_id: optional(order.click_id),
             currency: order.currency,
             subtotal_minor: order.subtotal_minor,

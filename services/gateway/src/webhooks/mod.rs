@@ -1,5 +1,89 @@
-//! Order intake from the stores' webhooks: signature checks and payload parsing into
-//! [`NormalizedOrder`](crate::domain::orders::NormalizedOrder). (The HTTP routes, storage and
-//! `WatchOrders` that use them are the next step of the gateway issue.)
+//! Order intake from the stores' webhooks and AST conversions: signature checks and payload
+//! parsing into [`NormalizedOrder`](crate::domain::orders::NormalizedOrder). The HTTP routes
+//! that use them are in [`crate::http`]; storage is [`crate::intake`].
 
+pub mod ast;
+pub mod bigcommerce;
 pub mod shopify;
+pub mod woocommerce;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a body was refused (answered 400, nothing stored).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("body is not valid JSON of the expected shape: {0}")]
+    Json(String),
+    #[error("{field}: {problem}")]
+    Field {
+        field: &'static str,
+        problem: String,
+    },
+}
+
+pub(crate) fn field(field: &'static str, problem: impl Into<String>) -> ParseError {
+    ParseError::Field {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// A store's decimal amount field (absent = 0) in minor units, or which field is wrong.
+pub(crate) fn amount(
+    text: Option<&str>,
+    currency: &str,
+    name: &'static str,
+) -> Result<i64, ParseError> {
+    let text = text.unwrap_or("0");
+    crate::domain::orders::parse_amount(text, currency)
+        .ok_or_else(|| field(name, format!("{text:?} is not an amount in {currency}")))
+}
+
+/// Whether `header` is the base64 HMAC-SHA256 of exactly these `body` bytes under `secret`
+/// (Shopify's `X-Shopify-Hmac-Sha256`, WooCommerce's `X-WC-Webhook-Signature`, our
+/// `X-AST-Signature`). Compared in constant time, before anything is parsed or stored.
+pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    let Some(signature) = header.and_then(|h| STANDARD.decode(h.trim()).ok()) else {
+        return false;
+    };
+    let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// The base64 HMAC-SHA256 signature of `body` under `secret` (what a store sends; tests and the
+/// load tool sign with it).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match <HmacSha256 as Mac>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        // HMAC takes keys of any length.
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A keyed hash of a customer's email (lower-cased, trimmed): the same customer is recognised
+/// across orders without the email being stored.
+pub fn customer_hash(key: &[u8], email: &str) -> Option<String> {
+    let email = email.trim();
+    if email.is_empty() {
+        return None;
+    }
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).ok()?;
+    mac.update(email.to_lowercase().as_bytes());
+    Some(
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}

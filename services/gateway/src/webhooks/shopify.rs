@@ -2,47 +2,11 @@
 //! with the app's secret, compared in constant time) and the order payloads of `orders/create`,
 //! `orders/paid`, `orders/cancelled` (and orders carrying refunds).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 
-use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, parse_amount};
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// Whether `header` is the signature of exactly these `body` bytes under `secret`. Checked
-/// before anything is parsed or stored.
-pub fn verify(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
-    let Some(signature) = header.and_then(|h| STANDARD.decode(h.trim()).ok()) else {
-        return false;
-    };
-    let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(secret) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&signature).is_ok()
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParseError {
-    #[error("body is not a Shopify order: {0}")]
-    Json(String),
-    #[error("{field}: {problem}")]
-    Field {
-        field: &'static str,
-        problem: String,
-    },
-}
-
-fn field(field: &'static str, problem: impl Into<String>) -> ParseError {
-    ParseError::Field {
-        field,
-        problem: problem.into(),
-    }
-}
+use super::{ParseError, amount, customer_hash, field};
+use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus};
 
 #[derive(Deserialize)]
 struct Order {
@@ -165,12 +129,6 @@ struct Address {
     country_code: Option<String>,
 }
 
-fn amount(text: Option<&str>, currency: &str, name: &'static str) -> Result<i64, ParseError> {
-    let text = text.unwrap_or("0");
-    parse_amount(text, currency)
-        .ok_or_else(|| field(name, format!("{text:?} is not an amount in {currency}")))
-}
-
 /// The order in a webhook body. `topic` (the `X-Shopify-Topic` header) decides the status for
 /// cancellations; otherwise it comes from `financial_status`. `customer_key` keys the hash of the
 /// customer's email, so the same customer is recognised without storing the email.
@@ -257,19 +215,7 @@ pub fn parse_order(
     let customer_hash = order
         .email
         .as_deref()
-        .map(str::trim)
-        .filter(|email| !email.is_empty())
-        .and_then(|email| {
-            let mut mac = <HmacSha256 as Mac>::new_from_slice(customer_key).ok()?;
-            mac.update(email.to_lowercase().as_bytes());
-            Some(
-                mac.finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            )
-        });
+        .and_then(|email| customer_hash(customer_key, email));
     Ok(NormalizedOrder {
         store_order_id: order.id.to_string(),
         status,
@@ -301,18 +247,12 @@ pub fn parse_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhooks::{sign, verify_signature as verify};
 
     const WITH_CODE: &[u8] =
         include_bytes!("../../../../tests/fixtures/shopify/orders_create_percentage_code.json");
     const WITHOUT_CODE: &[u8] =
         include_bytes!("../../../../tests/fixtures/shopify/orders_create_no_code.json");
-
-    fn sign(secret: &[u8], body: &[u8]) -> String {
-        let mut mac =
-            <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-        mac.update(body);
-        STANDARD.encode(mac.finalize().into_bytes())
-    }
 
     #[test]
     fn signatures_must_match_the_exact_bytes() {

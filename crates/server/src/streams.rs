@@ -1,0 +1,39 @@
+//! The `Watch*` RPCs of every service: the caller's scope from its token, `after_seq` checked,
+//! then the service's outbox replayed and followed, each stored event turned into the
+//! service's response message.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tonic::Status;
+use tracking_events::{EventLog, StoredEvent};
+
+use crate::auth::Claims;
+use crate::status;
+
+/// A server stream as tonic handlers return it.
+pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The stream a `Watch*` handler returns: every event after `after_seq` that the caller may see
+/// (every brand's for service and ops tokens, the token's brand's otherwise), as `respond` turns
+/// it into the RPC's response.
+pub fn watch<T, F>(
+    log: &EventLog,
+    claims: &Claims,
+    after_seq: i64,
+    respond: F,
+) -> Result<ResponseStream<T>, Status>
+where
+    T: Send + 'static,
+    F: Fn(&StoredEvent) -> Result<T, prost::DecodeError> + Send + 'static,
+{
+    let scope = claims.stream_scope()?;
+    if after_seq < 0 {
+        return Err(status::invalid("after_seq", "must be 0 or more"));
+    }
+    tracing::info!(after_seq, brand = ?scope, "event watcher connected");
+    Ok(Box::pin(log.watch(after_seq, scope).map(move |item| {
+        let stored = item.map_err(status::from_db)?;
+        respond(&stored).map_err(status::internal)
+    })))
+}

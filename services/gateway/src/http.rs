@@ -1,0 +1,181 @@
+//! The gateway's HTTP intake, served on the suite's HTTP port: store webhooks and AST
+//! conversions. Each handler only reads what the request carries and hands it to
+//! [`Intake`]; the answer is 200 once the delivery is stored, 401 for a bad or missing signature,
+//! 400 for a malformed body, 503 when storage (or, for thin webhooks, the store) is unavailable
+//! so the sender retries.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::intake::{Intake, Outcome, Refusal, WebhookHeaders};
+use crate::webhooks::bigcommerce;
+
+/// Largest webhook body taken (Shopify orders with hundreds of lines stay well below it).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The 1×1 transparent GIF the pixel answers with.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// The intake routes, to merge into the server kit's router.
+pub fn routes(intake: Intake) -> Router {
+    Router::new()
+        .route("/webhooks/shopify/{integration}", post(shopify))
+        .route("/webhooks/woocommerce/{integration}", post(woocommerce))
+        .route(
+            "/webhooks/bigcommerce/{integration}",
+            post(bigcommerce_webhook),
+        )
+        .route("/ast/v1/conversions", post(ast_conversion))
+        .route("/ast/v1/pixel.gif", get(ast_pixel))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(intake)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// An integration id from the path; anything else is refused as an unknown integration.
+fn integration_id(raw: &str) -> Result<i64, Refusal> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(Refusal::Unauthorized)
+}
+
+fn answer(result: Result<Outcome, Refusal>) -> Response {
+    match result {
+        Ok(outcome) => {
+            let status = if outcome.redelivery {
+                "redelivery"
+            } else if outcome.accepted > 0 {
+                "accepted"
+            } else if outcome.duplicates > 0 {
+                "duplicate"
+            } else {
+                "ignored"
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{{\"status\":\"{status}\"}}"),
+            )
+                .into_response()
+        }
+        Err(Refusal::Unauthorized) => {
+            (StatusCode::UNAUTHORIZED, "signature missing or invalid\n").into_response()
+        }
+        Err(Refusal::Malformed(err)) => {
+            (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()
+        }
+        Err(Refusal::Unavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "temporarily unavailable, retry\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn shopify(
+    State(intake): State<Intake>,
+    Path(integration): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match integration_id(&integration) {
+        Ok(id) => {
+            let hooks = WebhookHeaders {
+                signature: header(&headers, "x-shopify-hmac-sha256"),
+                topic: header(&headers, "x-shopify-topic"),
+                delivery_id: header(&headers, "x-shopify-webhook-id"),
+            };
+            intake.shopify(id, &hooks, &body).await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    answer(result)
+}
+
+async fn woocommerce(
+    State(intake): State<Intake>,
+    Path(integration): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match integration_id(&integration) {
+        Ok(id) => {
+            let hooks = WebhookHeaders {
+                signature: header(&headers, "x-wc-webhook-signature"),
+                topic: header(&headers, "x-wc-webhook-topic"),
+                delivery_id: header(&headers, "x-wc-webhook-delivery-id"),
+            };
+            intake.woocommerce(id, &hooks, &body).await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    answer(result)
+}
+
+async fn bigcommerce_webhook(
+    State(intake): State<Intake>,
+    Path(integration): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match integration_id(&integration) {
+        Ok(id) => {
+            intake
+                .bigcommerce(id, header(&headers, bigcommerce::SECRET_HEADER), &body)
+                .await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    answer(result)
+}
+
+#[derive(Deserialize)]
+struct AstQuery {
+    integration: Option<String>,
+}
+
+async fn ast_conversion(
+    State(intake): State<Intake>,
+    Query(query): Query<AstQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = match integration_id(query.integration.as_deref().unwrap_or_default()) {
+        Ok(id) => {
+            intake
+                .ast_conversion(id, header(&headers, "x-ast-signature"), &body)
+                .await
+        }
+        Err(refusal) => Err(refusal),
+    };
+    answer(result)
+}
+
+async fn ast_pixel(State(intake): State<Intake>, RawQuery(query): RawQuery) -> Response {
+    match intake.ast_pixel(query.as_deref().unwrap_or_default()).await {
+        Ok(_) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "image/gif"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            PIXEL,
+        )
+            .into_response(),
+        Err(refusal) => answer(Err(refusal)),
+    }
+}
