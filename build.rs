@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut protos = Vec::new();
     collect_protos(Path::new("proto"), &mut protos)?;
     protos.sort();
+    // The directory too, so that a new .proto file is picked up.
+    println!("cargo:rerun-if-changed=proto");
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }

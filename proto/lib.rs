@@ -21,6 +21,12 @@ pub mod common {
     }
 }
 
+pub mod attribution {
+    pub mod v1 {
+        tonic::include_proto!("tracking.attribution.v1");
+    }
+}
+
 pub mod gateway {
     pub mod v1 {
         tonic::include_proto!("tracking.gateway.v1");

@@ -9,7 +9,7 @@ mod sources;
 
 pub use error::ClientError;
 pub use gateway::GatewayClient;
-pub use sources::PlanEventsSource;
+pub use sources::{CodeEventsSource, OrderEventsSource, PlanEventsSource};
 
 use std::time::Duration;
 

@@ -133,6 +133,15 @@ impl JwtKeys {
         }
     }
 
+    /// A key for another purpose (hashing visitors, ...) derived from the secret, so that one
+    /// secret is all there is to manage; distinct `label`s give unrelated keys.
+    pub fn derive(&self, label: &[u8]) -> Vec<u8> {
+        let mut mac = self.mac();
+        mac.update(b"derive:");
+        mac.update(label);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         <HmacSha256 as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!())

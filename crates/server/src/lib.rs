@@ -73,14 +73,29 @@ pub struct ServiceContext {
 pub struct ServiceParts {
     pub grpc: GrpcServer,
     pub http: axum::Router,
+    /// Background work to wait for once the servers have stopped (e.g. writing queued clicks),
+    /// at most [`DRAIN_TIMEOUT`].
+    pub drain: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long a stopping process waits for its background work to finish.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl From<GrpcServer> for ServiceParts {
     fn from(grpc: GrpcServer) -> Self {
         ServiceParts {
             grpc,
             http: axum::Router::new(),
+            drain: Vec::new(),
         }
+    }
+}
+
+/// Waits for background work after the servers stopped (their handles are dropped by then).
+pub async fn drain(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    let all = futures::future::join_all(tasks);
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+        tracing::error!("background work did not finish within {DRAIN_TIMEOUT:?} of shutdown");
     }
 }
 
@@ -117,12 +132,14 @@ where
     let grpc_listener = bind(server.grpc_addr).await?;
     let http_listener = bind(server.http_addr).await?;
     tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "{name} listening");
-    serve(
+    let served = serve(
         parts.grpc,
         grpc_listener,
         http::router(metrics).merge(parts.http),
         http_listener,
         shutdown,
     )
-    .await
+    .await;
+    drain(parts.drain).await;
+    served
 }

@@ -16,7 +16,7 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 
 /// The stream a `Watch*` handler returns: every event after `after_seq` that the caller may see
 /// (every brand's for service and ops tokens, the token's brand's otherwise), as `respond` turns
-/// it into the RPC's response.
+/// it into the RPC's response (`None` skips an event the call did not ask for).
 pub fn watch<T, F>(
     log: &EventLog,
     claims: &Claims,
@@ -25,15 +25,20 @@ pub fn watch<T, F>(
 ) -> Result<ResponseStream<T>, Status>
 where
     T: Send + 'static,
-    F: Fn(&StoredEvent) -> Result<T, prost::DecodeError> + Send + 'static,
+    F: Fn(&StoredEvent) -> Result<Option<T>, prost::DecodeError> + Send + 'static,
 {
     let scope = claims.stream_scope()?;
     if after_seq < 0 {
         return Err(status::invalid("after_seq", "must be 0 or more"));
     }
     tracing::info!(after_seq, brand = ?scope, "event watcher connected");
-    Ok(Box::pin(log.watch(after_seq, scope).map(move |item| {
-        let stored = item.map_err(status::from_db)?;
-        respond(&stored).map_err(status::internal)
-    })))
+    Ok(Box::pin(log.watch(after_seq, scope).filter_map(
+        move |item| {
+            let response = item
+                .map_err(status::from_db)
+                .and_then(|stored| respond(&stored).map_err(status::internal))
+                .transpose();
+            std::future::ready(response)
+        },
+    )))
 }

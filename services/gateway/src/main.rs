@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
             let gateway =
                 gateway_service::start(&ctx.database_url, ctx.pool, sealer, ctx.shutdown).await?;
             Ok(tracking_server::ServiceParts {
+                drain: Vec::new(),
                 http: gateway_service::http::routes(gateway.intake()),
                 grpc: grpc.add_service(gateway_service::grpc_service(
                     gateway,

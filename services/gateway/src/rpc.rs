@@ -499,9 +499,9 @@ impl ProviderGateway for Gateway {
             Claims::of(&request)?,
             request.get_ref().after_seq,
             |stored| {
-                Ok(pb::WatchOrdersResponse {
+                Ok(Some(pb::WatchOrdersResponse {
                     event: Some(intake::decode_event(stored)?),
-                })
+                }))
             },
         )?;
         Ok(Response::new(stream))

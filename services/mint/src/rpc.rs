@@ -283,9 +283,9 @@ impl CodeMintService for MintService {
             Claims::of(&request)?,
             request.get_ref().after_seq,
             |stored| {
-                Ok(pb::WatchCodesResponse {
+                Ok(Some(pb::WatchCodesResponse {
                     event: Some(events::decode(stored)?),
-                })
+                }))
             },
         )?;
         Ok(Response::new(stream))

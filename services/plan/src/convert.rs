@@ -112,6 +112,8 @@ pub fn terms_from_proto(plan: &pb::Plan) -> Result<Terms, Error> {
         starts_at: from_timestamp("starts_at", plan.starts_at.as_ref())?,
         ends_at: from_timestamp("ends_at", plan.ends_at.as_ref())?,
         commission,
+        attribution_window_days: plan.attribution_window_days,
+        holding_period_days: plan.holding_period_days,
     })
 }
 
@@ -158,6 +160,8 @@ pub fn plan_to_proto(plan: &Plan) -> pb::Plan {
         locked: plan.locked,
         created_at: Some(timestamp(plan.created_at)),
         updated_at: Some(timestamp(plan.updated_at)),
+        attribution_window_days: terms.attribution_window_days,
+        holding_period_days: terms.holding_period_days,
     }
 }
 

@@ -1,6 +1,5 @@
 //! PlanService's gRPC handlers: authorize, convert proto ↔ domain, call the service. Nothing else.
 
-
 use tonic::{Request, Response, Status};
 use tracking_api::plan::v1 as pb;
 use tracking_api::plan::v1::plan_service_server::PlanService as PlanRpc;
@@ -412,9 +411,9 @@ impl PlanRpc for PlanService {
             Claims::of(&request)?,
             request.get_ref().after_seq,
             |stored| {
-                Ok(pb::WatchEventsResponse {
+                Ok(Some(pb::WatchEventsResponse {
                     event: Some(events::decode(stored)?),
-                })
+                }))
             },
         )?;
         Ok(Response::new(stream))

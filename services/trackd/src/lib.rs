@@ -42,6 +42,7 @@ pub fn loopback_url(addr: SocketAddr) -> String {
 pub struct Suite {
     grpc: GrpcServer,
     http: axum::Router,
+    drain: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Suite {
@@ -76,6 +77,19 @@ impl Suite {
             config.pool,
             &mint_args,
             keys.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let attribution_args = attribution_service::AttributionArgs {
+            plan_url: own_grpc_url.to_owned(),
+            mint_url: own_grpc_url.to_owned(),
+            gateway_url: own_grpc_url.to_owned(),
+        };
+        let attribution = attribution_service::start(
+            &config.database_url,
+            config.pool,
+            &attribution_args,
+            keys.clone(),
             shutdown,
         )
         .await?;
@@ -90,11 +104,14 @@ impl Suite {
         )
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
         .add_service(plan_service::grpc_service(plan, auth.clone()))
-        .add_service(mint_service::grpc_service(mint, auth));
+        .add_service(mint_service::grpc_service(mint, auth.clone()))
+        .add_service(attribution_service::grpc_service(attribution.service, auth));
         Ok(Suite {
             grpc,
             http: tracking_server::http::router(metrics)
-                .merge(gateway_service::http::routes(intake)),
+                .merge(gateway_service::http::routes(intake))
+                .merge(attribution.http),
+            drain: vec![attribution.click_writer],
         })
     }
 
@@ -105,7 +122,12 @@ impl Suite {
         http_listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown).await
+        let served =
+            tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown)
+                .await;
+        // Clicks still queued when the servers stopped are written before returning.
+        tracking_server::drain(self.drain).await;
+        served
     }
 }
 
@@ -128,4 +150,5 @@ pub const SCHEMAS: &[tracking_db::SchemaSpec] = &[
     (gateway_service::SCHEMA, gateway_service::MIGRATIONS),
     (plan_service::SCHEMA, plan_service::MIGRATIONS),
     (mint_service::SCHEMA, mint_service::MIGRATIONS),
+    (attribution_service::SCHEMA, attribution_service::MIGRATIONS),
 ];

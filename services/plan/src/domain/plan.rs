@@ -71,6 +71,12 @@ pub struct Terms {
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub commission: Option<Commission>,
+    /// Days a click attributes orders (0 for the default, 30).
+    #[serde(default)]
+    pub attribution_window_days: i32,
+    /// Days between payment and approval of a conversion.
+    #[serde(default)]
+    pub holding_period_days: i32,
 }
 
 /// A stored plan.
@@ -259,6 +265,18 @@ impl Terms {
             }
             _ => {}
         }
+        if !(0..=365).contains(&self.attribution_window_days) {
+            return Err(Error::invalid(
+                "attribution_window_days",
+                "must be 1..=365 days, or 0 for the default of 30",
+            ));
+        }
+        if !(0..=365).contains(&self.holding_period_days) {
+            return Err(Error::invalid(
+                "holding_period_days",
+                "must be 0..=365 days",
+            ));
+        }
         Ok(())
     }
 }
@@ -296,6 +314,8 @@ pub enum PlanField {
     StartsAt,
     EndsAt,
     Commission,
+    AttributionWindowDays,
+    HoldingPeriodDays,
 }
 
 impl PlanField {
@@ -314,6 +334,8 @@ impl PlanField {
             "starts_at" => PlanField::StartsAt,
             "ends_at" => PlanField::EndsAt,
             "commission" => PlanField::Commission,
+            "attribution_window_days" => PlanField::AttributionWindowDays,
+            "holding_period_days" => PlanField::HoldingPeriodDays,
             "code_trigger" => {
                 return Err(Error::invalid(
                     "update_mask",
@@ -351,6 +373,10 @@ impl PlanField {
             PlanField::StartsAt => into.starts_at = from.starts_at,
             PlanField::EndsAt => into.ends_at = from.ends_at,
             PlanField::Commission => into.commission = from.commission.clone(),
+            PlanField::AttributionWindowDays => {
+                into.attribution_window_days = from.attribution_window_days
+            }
+            PlanField::HoldingPeriodDays => into.holding_period_days = from.holding_period_days,
         }
     }
 }

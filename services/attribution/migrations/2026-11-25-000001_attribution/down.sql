@@ -1,0 +1,11 @@
+drop table code_alerts;
+drop table code_daily;
+drop table daily_sales;
+drop table daily_clicks;
+drop table adjustments;
+drop table conversions;
+drop table clicks;
+drop table codes;
+drop sequence codes_version;
+drop table campaigns;
+drop table plans;

@@ -1,0 +1,619 @@
+//! The attribution rules: who gets an order, how an order with several creators' codes is
+//! divided, what commission is owed, and how a conversion follows its order (payment, partial
+//! and full refunds, cancellation, approval after the holding period). Pure functions: the
+//! projection applies them inside the stream consumer's transaction.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// How a conversion was attributed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Code,
+    Click,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Code => "code",
+            Method::Click => "click",
+        }
+    }
+
+    pub fn parse(text: &str) -> Method {
+        if text == "click" {
+            Method::Click
+        } else {
+            Method::Code
+        }
+    }
+}
+
+/// How an order was divided among creators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitRule {
+    /// One creator: the whole order.
+    None,
+    /// Each creator gets the lines their code discounted (shared lines equally).
+    Lines,
+    /// The store did not say which code discounted which line: equal shares.
+    Equal,
+}
+
+impl SplitRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitRule::None => "none",
+            SplitRule::Lines => "lines",
+            SplitRule::Equal => "equal",
+        }
+    }
+}
+
+/// The order's state at the store, as far as attribution cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderState {
+    Created,
+    Paid,
+    PartiallyRefunded,
+    Refunded,
+    Cancelled,
+}
+
+impl OrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Created => "created",
+            OrderState::Paid => "paid",
+            OrderState::PartiallyRefunded => "partially_refunded",
+            OrderState::Refunded => "refunded",
+            OrderState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Orders only move forward: a state of lower rank arriving late changes nothing.
+    pub fn rank(self) -> i32 {
+        match self {
+            OrderState::Created => 1,
+            OrderState::Paid => 2,
+            OrderState::PartiallyRefunded => 3,
+            OrderState::Refunded | OrderState::Cancelled => 4,
+        }
+    }
+
+    /// Nothing is owed any more.
+    pub fn is_void(self) -> bool {
+        matches!(self, OrderState::Refunded | OrderState::Cancelled)
+    }
+
+    pub fn is_paid(self) -> bool {
+        matches!(self, OrderState::Paid | OrderState::PartiallyRefunded)
+    }
+}
+
+/// Whether an order update (`new_state`, `new_refunded`) is newer than what a conversion saw.
+pub fn is_newer(
+    old_rank: i32,
+    old_refunded: i64,
+    new_state: OrderState,
+    new_refunded: i64,
+) -> bool {
+    new_state.rank() > old_rank || (new_state.rank() == old_rank && new_refunded > old_refunded)
+}
+
+/// One line of an order, as the split needs it.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// Price × quantity minus the line's discounts.
+    pub net_minor: i64,
+    pub discount_minor: i64,
+    /// The order's codes that discounted the line, lower-cased.
+    pub codes: Vec<String>,
+}
+
+/// A creator claiming the order, with the code that matched (lower-cased; empty for a click).
+#[derive(Clone, Debug)]
+pub struct Claimant {
+    pub creator_id: i64,
+    pub code: String,
+}
+
+/// One creator's part of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub revenue_minor: i64,
+    pub discount_minor: i64,
+    /// Of the order's discounted subtotal, in basis points.
+    pub share_bps: i32,
+}
+
+/// Divides an order (discounted subtotal `net_minor`, discount `discount_minor`) among
+/// `claimants`, sorted by creator id. See [`SplitRule`] for the rule applied.
+pub fn split(
+    net_minor: i64,
+    discount_minor: i64,
+    lines: &[Line],
+    claimants: &[Claimant],
+) -> (SplitRule, Vec<Share>) {
+    let n = claimants.len() as i64;
+    if n <= 1 {
+        return (
+            SplitRule::None,
+            vec![Share {
+                revenue_minor: net_minor,
+                discount_minor,
+                share_bps: 10_000,
+            }],
+        );
+    }
+    let on_lines = claimants
+        .iter()
+        .all(|c| lines.iter().any(|line| line.codes.contains(&c.code)));
+    if on_lines {
+        let mut shares = vec![(0i64, 0i64); claimants.len()];
+        for line in lines {
+            let holders: Vec<usize> = claimants
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| line.codes.contains(&c.code))
+                .map(|(i, _)| i)
+                .collect();
+            for (part, &i) in divide(line.net_minor, holders.len()).iter().zip(&holders) {
+                shares[i].0 += part;
+            }
+            for (part, &i) in divide(line.discount_minor, holders.len())
+                .iter()
+                .zip(&holders)
+            {
+                shares[i].1 += part;
+            }
+        }
+        let shares = shares
+            .into_iter()
+            .map(|(revenue, discount)| Share {
+                revenue_minor: revenue,
+                discount_minor: discount,
+                share_bps: bps(revenue, net_minor),
+            })
+            .collect();
+        return (SplitRule::Lines, shares);
+    }
+    let revenue = divide(net_minor, claimants.len());
+    let discount = divide(discount_minor, claimants.len());
+    let shares = revenue
+        .into_iter()
+        .zip(discount)
+        .map(|(revenue, discount)| Share {
+            revenue_minor: revenue,
+            discount_minor: discount,
+            share_bps: bps(revenue, net_minor),
+        })
+        .collect();
+    (SplitRule::Equal, shares)
+}
+
+/// `amount` in `parts` parts; the remainder's minor units go to the first parts.
+fn divide(amount: i64, parts: usize) -> Vec<i64> {
+    if parts == 0 {
+        return Vec::new();
+    }
+    let n = parts as i64;
+    let (each, rest) = (amount.div_euclid(n), amount.rem_euclid(n));
+    (0..n).map(|i| each + i64::from(i < rest)).collect()
+}
+
+fn bps(part: i64, whole: i64) -> i32 {
+    if whole <= 0 {
+        return 0;
+    }
+    (i128::from(part) * 10_000 / i128::from(whole)) as i32
+}
+
+/// `amount × numerator / denominator`, rounded down, without overflow.
+pub fn scale(amount: i64, numerator: i64, denominator: i64) -> i64 {
+    if denominator <= 0 {
+        return 0;
+    }
+    (i128::from(amount) * i128::from(numerator) / i128::from(denominator)) as i64
+}
+
+/// A plan's commission rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommissionRule {
+    /// Of the discounted subtotal, in basis points.
+    PercentBps(i32),
+    /// Per order, in its own currency (divided like the order when it is split).
+    FixedPerOrder { amount_minor: i64, currency: String },
+}
+
+/// The commission on one share of an order: (amount, currency).
+pub fn commission(
+    rule: Option<&CommissionRule>,
+    share: &Share,
+    order_currency: &str,
+) -> (i64, String) {
+    match rule {
+        Some(CommissionRule::PercentBps(bps)) => (
+            scale(share.revenue_minor, i64::from(*bps), 10_000),
+            order_currency.to_owned(),
+        ),
+        Some(CommissionRule::FixedPerOrder {
+            amount_minor,
+            currency,
+        }) => (
+            scale(*amount_minor, i64::from(share.share_bps), 10_000),
+            currency.clone(),
+        ),
+        None => (0, order_currency.to_owned()),
+    }
+}
+
+/// When a click attributes an order: placed at most `window_days` after the click (and not
+/// before it, allowing five minutes of clock difference between the store and us).
+pub fn click_in_window(
+    clicked_at: DateTime<Utc>,
+    ordered_at: DateTime<Utc>,
+    window_days: i32,
+) -> bool {
+    let window = Duration::days(i64::from(if window_days > 0 { window_days } else { 30 }));
+    ordered_at >= clicked_at - Duration::minutes(5) && ordered_at <= clicked_at + window
+}
+
+/// Where a conversion stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Approved,
+    Reversed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Reversed => "reversed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Status {
+        match text {
+            "approved" => Status::Approved,
+            "reversed" => Status::Reversed,
+            _ => Status::Pending,
+        }
+    }
+}
+
+/// The money of a conversion that refunds change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Amounts {
+    pub status: Status,
+    pub revenue_minor: i64,
+    pub discount_minor: i64,
+    pub commission_minor: i64,
+    pub adjusted_revenue_minor: i64,
+    pub adjusted_commission_minor: i64,
+    pub approve_at: Option<DateTime<Utc>>,
+}
+
+/// What follows for a conversion from its order's new state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Followed {
+    pub amounts: Amounts,
+    /// After approval: an adjustment (revenue, commission) to record, never a rewrite.
+    pub adjustment: Option<(i64, i64)>,
+}
+
+/// The conversion after its order moved to `state` with `refunded_minor` refunded of
+/// `order_total_minor`. `base_*` are the conversion's amounts before any refund. Paid orders
+/// get their approval time (`paid_at` + holding period); approval itself happens when that
+/// time comes ([`approve`]).
+#[allow(clippy::too_many_arguments)]
+pub fn follow(
+    current: &Amounts,
+    state: OrderState,
+    refunded_minor: i64,
+    order_total_minor: i64,
+    base_revenue_minor: i64,
+    base_discount_minor: i64,
+    base_commission_minor: i64,
+    paid_at: DateTime<Utc>,
+    holding_days: i32,
+) -> Followed {
+    let remaining = if state.is_void() {
+        0
+    } else {
+        (order_total_minor - refunded_minor).max(0)
+    };
+    let revenue = scale(base_revenue_minor, remaining, order_total_minor.max(1));
+    let discount = if state.is_void() {
+        0
+    } else {
+        base_discount_minor
+    };
+    let commission = scale(base_commission_minor, remaining, order_total_minor.max(1));
+    let approve_at = current.approve_at.or_else(|| {
+        state
+            .is_paid()
+            .then(|| paid_at + Duration::days(i64::from(holding_days)))
+    });
+    match current.status {
+        Status::Reversed => Followed {
+            amounts: current.clone(),
+            adjustment: None,
+        },
+        Status::Pending if state.is_void() => Followed {
+            amounts: Amounts {
+                status: Status::Reversed,
+                revenue_minor: 0,
+                discount_minor: 0,
+                approve_at: None,
+                ..current.clone()
+            },
+            adjustment: None,
+        },
+        Status::Pending => Followed {
+            amounts: Amounts {
+                revenue_minor: revenue,
+                discount_minor: discount,
+                commission_minor: commission,
+                approve_at,
+                ..current.clone()
+            },
+            adjustment: None,
+        },
+        Status::Approved => {
+            // What is owed now, against what was approved plus earlier adjustments.
+            let revenue_delta = revenue - (current.revenue_minor + current.adjusted_revenue_minor);
+            let commission_delta =
+                commission - (current.commission_minor + current.adjusted_commission_minor);
+            let adjustment = (revenue_delta != 0 || commission_delta != 0)
+                .then_some((revenue_delta, commission_delta));
+            Followed {
+                amounts: Amounts {
+                    adjusted_revenue_minor: current.adjusted_revenue_minor + revenue_delta,
+                    adjusted_commission_minor: current.adjusted_commission_minor + commission_delta,
+                    ..current.clone()
+                },
+                adjustment,
+            }
+        }
+    }
+}
+
+/// A pending conversion whose holding period is over is approved.
+pub fn approve(current: &Amounts, now: DateTime<Utc>) -> Option<Amounts> {
+    match (current.status, current.approve_at) {
+        (Status::Pending, Some(at)) if at <= now => Some(Amounts {
+            status: Status::Approved,
+            ..current.clone()
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(creator_id: i64, code: &str) -> Claimant {
+        Claimant {
+            creator_id,
+            code: code.to_owned(),
+        }
+    }
+
+    fn line(net: i64, discount: i64, codes: &[&str]) -> Line {
+        Line {
+            net_minor: net,
+            discount_minor: discount,
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn one_creator_takes_the_whole_order() {
+        let (rule, shares) = split(9_000, 1_000, &[], &[claim(1, "anna10")]);
+        assert_eq!(rule, SplitRule::None);
+        assert_eq!(shares[0].revenue_minor, 9_000);
+        assert_eq!(shares[0].share_bps, 10_000);
+    }
+
+    #[test]
+    fn several_creators_split_by_lines_when_the_store_says() {
+        let lines = [
+            line(6_000, 600, &["anna10"]),
+            line(3_000, 300, &["bob10"]),
+            line(1_001, 0, &["anna10", "bob10"]),
+            line(500, 0, &[]),
+        ];
+        let (rule, shares) = split(
+            10_501,
+            900,
+            &lines,
+            &[claim(1, "anna10"), claim(2, "bob10")],
+        );
+        assert_eq!(rule, SplitRule::Lines);
+        assert_eq!(shares[0].revenue_minor, 6_000 + 501);
+        assert_eq!(shares[1].revenue_minor, 3_000 + 500);
+        assert_eq!(
+            (shares[0].discount_minor, shares[1].discount_minor),
+            (600, 300)
+        );
+    }
+
+    #[test]
+    fn otherwise_equally_with_the_remainder_to_the_first() {
+        let (rule, shares) = split(1_001, 11, &[], &[claim(1, "a"), claim(2, "b")]);
+        assert_eq!(rule, SplitRule::Equal);
+        assert_eq!(
+            shares.iter().map(|s| s.revenue_minor).collect::<Vec<_>>(),
+            vec![501, 500]
+        );
+        assert_eq!(shares.iter().map(|s| s.discount_minor).sum::<i64>(), 11);
+    }
+
+    #[test]
+    fn commissions_follow_the_plan_rule() {
+        let share = Share {
+            revenue_minor: 9_000,
+            discount_minor: 1_000,
+            share_bps: 5_000,
+        };
+        assert_eq!(
+            commission(Some(&CommissionRule::PercentBps(1_500)), &share, "EUR"),
+            (1_350, "EUR".to_owned())
+        );
+        let fixed = CommissionRule::FixedPerOrder {
+            amount_minor: 500,
+            currency: "USD".to_owned(),
+        };
+        assert_eq!(
+            commission(Some(&fixed), &share, "EUR"),
+            (250, "USD".to_owned())
+        );
+        assert_eq!(commission(None, &share, "EUR"), (0, "EUR".to_owned()));
+    }
+
+    #[test]
+    fn clicks_attribute_within_their_window() {
+        let clicked = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        assert!(click_in_window(clicked, clicked + Duration::days(29), 30));
+        assert!(!click_in_window(clicked, clicked + Duration::days(31), 30));
+        assert!(!click_in_window(clicked, clicked + Duration::days(31), 0));
+        assert!(click_in_window(clicked, clicked + Duration::days(59), 60));
+        assert!(!click_in_window(clicked, clicked - Duration::hours(1), 30));
+    }
+
+    fn pending(revenue: i64, commission: i64) -> Amounts {
+        Amounts {
+            status: Status::Pending,
+            revenue_minor: revenue,
+            discount_minor: 100,
+            commission_minor: commission,
+            adjusted_revenue_minor: 0,
+            adjusted_commission_minor: 0,
+            approve_at: None,
+        }
+    }
+
+    #[test]
+    fn refunds_and_cancellations_before_approval() {
+        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let paid = follow(
+            &pending(8_000, 800),
+            OrderState::Paid,
+            0,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            14,
+        );
+        assert_eq!(paid.amounts.approve_at, Some(paid_at + Duration::days(14)));
+        let partial = follow(
+            &paid.amounts,
+            OrderState::PartiallyRefunded,
+            2_500,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            14,
+        );
+        assert_eq!(
+            (
+                partial.amounts.revenue_minor,
+                partial.amounts.commission_minor
+            ),
+            (6_000, 600)
+        );
+        assert_eq!(partial.adjustment, None);
+        let full = follow(
+            &partial.amounts,
+            OrderState::Refunded,
+            10_000,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            14,
+        );
+        assert_eq!(full.amounts.status, Status::Reversed);
+        assert_eq!(
+            full.amounts.commission_minor, 600,
+            "the reversed commission is kept for the record"
+        );
+        let after = follow(
+            &full.amounts,
+            OrderState::Paid,
+            0,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            14,
+        );
+        assert_eq!(after.amounts, full.amounts, "reversed stays reversed");
+    }
+
+    #[test]
+    fn refunds_after_approval_are_adjustments() {
+        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let paid = follow(
+            &pending(8_000, 800),
+            OrderState::Paid,
+            0,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            0,
+        );
+        let approved = approve(&paid.amounts, paid_at).unwrap_or_else(|| panic!("due"));
+        assert_eq!(approved.status, Status::Approved);
+        let partial = follow(
+            &approved,
+            OrderState::PartiallyRefunded,
+            5_000,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            0,
+        );
+        assert_eq!(partial.adjustment, Some((-4_000, -400)));
+        assert_eq!(
+            (
+                partial.amounts.revenue_minor,
+                partial.amounts.commission_minor
+            ),
+            (8_000, 800)
+        );
+        let full = follow(
+            &partial.amounts,
+            OrderState::Refunded,
+            10_000,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            0,
+        );
+        assert_eq!(full.adjustment, Some((-4_000, -400)));
+        assert_eq!(full.amounts.status, Status::Approved);
+        assert_eq!(full.amounts.adjusted_commission_minor, -800);
+        assert!(
+            approve(&pending(1, 1), paid_at).is_none(),
+            "unpaid orders are not approved"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Clicks on tracking links: which requests count (no bots, no HEAD), what is kept about a
+//! click (no raw IP address: a keyed hash of the visitor only), and where the shopper goes.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// User-agent fragments of crawlers and link-preview fetchers (lower case).
+const BOTS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "embedly",
+    "whatsapp",
+    "telegram",
+    "preview",
+    "pinterest",
+    "bingpreview",
+    "headlesschrome",
+    "lighthouse",
+    "python-requests",
+    "go-http-client",
+    "curl/",
+    "wget/",
+    "httpclient",
+    "okhttp",
+    "axios",
+    "node-fetch",
+    "monitor",
+    "uptime",
+    "pingdom",
+    "scanner",
+];
+
+/// Whether a request comes from a crawler or a preview fetcher rather than a shopper.
+pub fn is_bot(user_agent: &str) -> bool {
+    let agent = user_agent.to_ascii_lowercase();
+    BOTS.iter().any(|bot| agent.contains(bot))
+}
+
+/// A coarse class of the user agent (all that is kept of it).
+pub fn agent_class(user_agent: &str) -> &'static str {
+    let agent = user_agent.to_ascii_lowercase();
+    if agent.is_empty() {
+        "unknown"
+    } else if is_bot(&agent) {
+        "bot"
+    } else if agent.contains("ipad") || agent.contains("tablet") {
+        "tablet"
+    } else if agent.contains("mobi") || agent.contains("iphone") || agent.contains("android") {
+        "mobile"
+    } else {
+        "desktop"
+    }
+}
+
+/// The host of a referring URL (no path, no query: those may carry personal data).
+pub fn referrer_host(referrer: &str) -> String {
+    let rest = referrer
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(referrer);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    host.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        .take(255)
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// A keyed hash of what identifies a visitor (address and user agent), so repeat visits can be
+/// told apart without storing the address.
+pub fn visitor_hash(key: &[u8], visitor: &str) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(visitor.as_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fresh click id: `c_` and 24 random base-32 characters (120 bits).
+pub fn new_click_id() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)?;
+    let mut id = String::with_capacity(26);
+    id.push_str("c_");
+    for b in bytes {
+        id.push(char::from(ALPHABET[usize::from(b & 31)]));
+    }
+    Ok(id)
+}
+
+/// Whether a click id from outside has the shape we accept.
+pub fn valid_click_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The redirect target: the link's destination (the plan's URL with its UTM parameters) with
+/// the click id appended, before any fragment.
+pub fn destination_with_click(destination: &str, click_id: &str) -> String {
+    let (base, fragment) = match destination.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (destination, None),
+    };
+    let separator = if base.contains('?') {
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
+    } else {
+        "?"
+    };
+    let mut url = format!("{base}{separator}click_id={click_id}");
+    if let Some(fragment) = fragment {
+        url.push('#');
+        url.push_str(fragment);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bots_are_recognised() {
+        assert!(is_bot(
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        ));
+        assert!(is_bot(
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
+        ));
+        assert!(is_bot(
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+        ));
+        assert!(!is_bot(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+        ));
+        assert_eq!(
+            agent_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148"),
+            "mobile"
+        );
+        assert_eq!(
+            agent_class("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
+            "desktop"
+        );
+        assert_eq!(agent_class(""), "unknown");
+    }
+
+    #[test]
+    fn referrers_keep_only_the_host() {
+        assert_eq!(
+            referrer_host("https://www.Instagram.com/p/abc?utm=1"),
+            "www.instagram.com"
+        );
+        assert_eq!(referrer_host("https://user:pw@evil.com/x"), "evil.com");
+        assert_eq!(referrer_host(""), "");
+    }
+
+    #[test]
+    fn click_ids_are_appended_before_the_fragment() {
+        assert_eq!(
+            destination_with_click("https://shop.example/p?utm_source=ig#top", "c_x"),
+            "https://shop.example/p?utm_source=ig&click_id=c_x#top"
+        );
+        assert_eq!(
+            destination_with_click("https://shop.example/", "c_x"),
+            "https://shop.example/?click_id=c_x"
+        );
+        let id = new_click_id().unwrap_or_default();
+        assert_eq!(id.len(), 26);
+        assert!(valid_click_id(&id));
+        assert!(!valid_click_id("a b"));
+    }
+
+    #[test]
+    fn visitors_are_hashed() {
+        let a = visitor_hash(b"k", "203.0.113.9|Mozilla");
+        assert_eq!(a.len(), 32);
+        assert!(!a.contains("203"));
+        assert_ne!(a, visitor_hash(b"other", "203.0.113.9|Mozilla"));
+    }
+}

@@ -1,0 +1,5 @@
+//! AttributionService's rules, free of gRPC and SQL.
+
+pub mod alerts;
+pub mod attribution;
+pub mod clicks;

@@ -1,0 +1,41 @@
+//! AttributionService's errors and their one mapping to gRPC statuses.
+
+use tonic::Status;
+use tracking_db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        match err {
+            Error::InvalidArgument { field, message } => {
+                tracking_server::status::invalid(&field, message)
+            }
+            Error::NotFound(what) => Status::not_found(what),
+            Error::PermissionDenied(why) => Status::permission_denied(why),
+            Error::FailedPrecondition(why) => Status::failed_precondition(why),
+            Error::Db(db) => tracking_server::status::from_db(db),
+        }
+    }
+}

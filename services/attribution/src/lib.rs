@@ -1,0 +1,172 @@
+//! AttributionService: turns clicks and orders into conversions. It consumes PlanService's,
+//! CodeMintService's and ProviderGateway's event streams into its own projections, serves the
+//! tracking-link redirect over HTTP, attributes each order (by code, else by click within the
+//! plan's window), follows it through refunds and cancellation, approves commissions after the
+//! holding period, and answers performance reads from aggregates kept current as it goes.
+//!
+//! Reading order: `rpc` (handlers) → `attribute` (orders → conversions) → `domain` (rules) →
+//! `projection` (plans, campaigns, codes) → `links` (redirect, clicks) → `store` (queries).
+
+pub mod attribute;
+pub mod convert;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod links;
+pub mod projection;
+pub mod report;
+pub mod rpc;
+pub mod store;
+
+use std::time::Duration;
+
+use diesel_async::AsyncConnection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tracking_api::attribution::v1::attribution_service_server::AttributionServiceServer;
+use tracking_clients::{CodeEventsSource, OrderEventsSource, PlanEventsSource, ServiceTokens};
+use tracking_db::{Database, DbError, Migrations, PoolOptions};
+use tracking_events::{ConsumerOptions, EventLog, run_consumer};
+use tracking_server::JwtKeys;
+use tracking_server::auth::Authenticator;
+
+pub use rpc::Attribution;
+
+/// AttributionService's PostgreSQL schema.
+pub const SCHEMA: &str = "attribution";
+
+const OWN_MIGRATIONS: Migrations = Migrations {
+    embedded: diesel_migrations::embed_migrations!("migrations"),
+    source_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"),
+};
+
+/// Every migration set of the schema, in order.
+pub const MIGRATIONS: &[&Migrations] = &[&tracking_events::MIGRATIONS, &OWN_MIGRATIONS];
+
+/// AttributionService-specific settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AttributionArgs {
+    /// PlanService's gRPC address (its WatchEvents stream).
+    #[arg(
+        long,
+        env = "TRACKING_PLAN_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub plan_url: String,
+    /// CodeMintService's gRPC address (its WatchCodes stream).
+    #[arg(
+        long,
+        env = "TRACKING_MINT_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub mint_url: String,
+    /// ProviderGateway's gRPC address (its WatchOrders stream).
+    #[arg(
+        long,
+        env = "TRACKING_GATEWAY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub gateway_url: String,
+}
+
+/// How often due conversions are approved.
+const APPROVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The running service: its gRPC state, its HTTP routes, and the click writer to wait for at
+/// shutdown (it ends once the servers have dropped their handles and every queued click is
+/// written).
+pub struct Started {
+    pub service: Attribution,
+    pub http: axum::Router,
+    pub click_writer: JoinHandle<()>,
+}
+
+/// Migrates the schema, starts the three stream consumers, the approver and the click writer.
+pub async fn start(
+    database_url: &str,
+    pool: PoolOptions,
+    args: &AttributionArgs,
+    keys: JwtKeys,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Started> {
+    tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
+    let db = Database::new(database_url, SCHEMA, pool)?;
+    let tokens = ServiceTokens::new(keys.clone());
+    let plans =
+        PlanEventsSource::lazy(&args.plan_url, tokens.clone()).map_err(anyhow::Error::msg)?;
+    let codes =
+        CodeEventsSource::lazy(&args.mint_url, tokens.clone()).map_err(anyhow::Error::msg)?;
+    let orders = OrderEventsSource::lazy(&args.gateway_url, tokens).map_err(anyhow::Error::msg)?;
+    tokio::spawn(run_consumer(
+        db.clone(),
+        ConsumerOptions::new("plan-events"),
+        plans,
+        projection::Plans,
+        shutdown.clone(),
+    ));
+    tokio::spawn(run_consumer(
+        db.clone(),
+        ConsumerOptions::new("code-events"),
+        codes,
+        projection::Codes,
+        shutdown.clone(),
+    ));
+    tokio::spawn(run_consumer(
+        db.clone(),
+        ConsumerOptions::new("order-events"),
+        orders,
+        attribute::Orders,
+        shutdown.clone(),
+    ));
+    tokio::spawn(approve(db.clone(), shutdown.clone()));
+    let (links, click_writer) =
+        links::Links::start(db.clone(), &visitor_key(&keys), shutdown.clone()).await?;
+    let service = Attribution {
+        log: EventLog::start(db.clone(), shutdown),
+        db,
+        links: links.clone(),
+    };
+    Ok(Started {
+        service,
+        http: links::routes(links),
+        click_writer,
+    })
+}
+
+/// The key of visitor hashes, derived from the suite's signing secret (one secret to manage).
+fn visitor_key(keys: &JwtKeys) -> Vec<u8> {
+    keys.derive(b"tracking visitor hash v1")
+}
+
+/// Approves conversions whose holding period is over, every second, on every replica (rows are
+/// claimed with SKIP LOCKED, so replicas share the work).
+async fn approve(db: Database, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(APPROVE_EVERY) => {}
+        }
+        let result = async {
+            let mut conn = db.conn().await?;
+            conn.transaction::<_, DbError, _>(async |conn| {
+                attribute::approve_due(conn, chrono::Utc::now(), 500).await
+            })
+            .await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(approved = n, "conversions approved"),
+            Err(err) => tracing::warn!(error = %err, "approving conversions failed, retrying"),
+        }
+    }
+}
+
+/// The authenticated gRPC service, ready for the server kit.
+pub fn grpc_service(
+    service: Attribution,
+    auth: Authenticator,
+) -> InterceptedService<AttributionServiceServer<Attribution>, Authenticator> {
+    AttributionServiceServer::with_interceptor(service, auth)
+}

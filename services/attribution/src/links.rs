@@ -1,0 +1,310 @@
+//! Tracking links: `GET /r/{slug}` answers from memory (a slug cache that follows the codes
+//! projection) and hands the click to a batching writer, so a redirect never waits on the
+//! database. The writer stores clicks in batches with their daily counts; on shutdown it drains
+//! what is queued before the process exits, so no accepted click is lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracking_db::{Database, DbError};
+
+use crate::domain::clicks;
+use crate::store::clicks::ClickRow;
+use crate::store::projection::{self, CodeRow};
+
+/// What the redirect needs of a link.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub brand_id: i64,
+    pub code_id: i64,
+    pub campaign_id: i64,
+    pub creator_id: i64,
+    pub plan_id: i64,
+    pub integration_id: i64,
+    pub destination: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub active: bool,
+}
+
+impl From<&CodeRow> for Link {
+    fn from(code: &CodeRow) -> Self {
+        Link {
+            brand_id: code.brand_id,
+            code_id: code.code_id,
+            campaign_id: code.campaign_id,
+            creator_id: code.creator_id,
+            plan_id: code.plan_id,
+            integration_id: code.integration_id,
+            destination: code.destination_url.clone(),
+            expires_at: code.expires_at,
+            active: code.active,
+        }
+    }
+}
+
+/// What a click request carries, beyond the link.
+#[derive(Debug, Clone, Default)]
+pub struct ClickInfo {
+    pub click_id: Option<String>,
+    pub clicked_at: Option<DateTime<Utc>>,
+    pub referrer: String,
+    pub country: String,
+    pub user_agent: String,
+    pub visitor: String,
+}
+
+/// How often the slug cache looks for changed codes.
+const REFRESH: Duration = Duration::from_millis(200);
+/// Clicks written per statement.
+const CLICK_BATCH: usize = 2000;
+/// Clicks queued between the redirects and the writer.
+const CLICK_QUEUE: usize = 100_000;
+
+#[derive(Clone)]
+pub struct Links {
+    cache: Arc<RwLock<HashMap<String, Arc<Link>>>>,
+    clicks: mpsc::Sender<ClickRow>,
+    visitor_key: Arc<[u8]>,
+    db: Database,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Links").finish_non_exhaustive()
+    }
+}
+
+impl Links {
+    /// Loads the slug cache, starts following code changes, and starts the click writer. The
+    /// writer's handle ends once every `Links` clone is dropped and the queue is written.
+    pub async fn start(
+        db: Database,
+        visitor_key: &[u8],
+        shutdown: CancellationToken,
+    ) -> Result<(Links, JoinHandle<()>), DbError> {
+        let cache = Arc::new(RwLock::new(HashMap::new()));
+        let version = refresh(&db, &cache, 0).await?;
+        tokio::spawn(follow_codes(db.clone(), cache.clone(), version, shutdown));
+        let (tx, rx) = mpsc::channel(CLICK_QUEUE);
+        let writer = tokio::spawn(write_clicks(db.clone(), rx));
+        Ok((
+            Links {
+                cache,
+                clicks: tx,
+                visitor_key: Arc::from(visitor_key),
+                db,
+            },
+            writer,
+        ))
+    }
+
+    /// The link of `slug`, from memory.
+    pub fn resolve(&self, slug: &str) -> Option<Arc<Link>> {
+        self.cache
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(slug).cloned())
+    }
+
+    /// The link of `slug`, from memory or, for a code the cache has not seen yet, the database.
+    pub async fn resolve_fresh(&self, slug: &str) -> Result<Option<Arc<Link>>, DbError> {
+        if let Some(link) = self.resolve(slug) {
+            return Ok(Some(link));
+        }
+        Ok(projection::code_by_slug(&self.db, slug)
+            .await?
+            .map(|code| Arc::new(Link::from(&code))))
+    }
+
+    /// Queues a click on `link` and returns its id; `None` for a bot (not counted).
+    pub async fn record(&self, link: &Link, info: ClickInfo) -> Option<String> {
+        if clicks::is_bot(&info.user_agent) {
+            return None;
+        }
+        let click_id = match info.click_id {
+            Some(id) => id,
+            None => clicks::new_click_id().ok()?,
+        };
+        let row = ClickRow {
+            brand_id: link.brand_id,
+            click_id: click_id.clone(),
+            code_id: link.code_id,
+            integration_id: link.integration_id,
+            campaign_id: link.campaign_id,
+            creator_id: link.creator_id,
+            plan_id: link.plan_id,
+            clicked_at: info.clicked_at.unwrap_or_else(Utc::now),
+            referrer_host: clicks::referrer_host(&info.referrer),
+            country: info.country,
+            agent_class: clicks::agent_class(&info.user_agent).to_owned(),
+            visitor_hash: if info.visitor.is_empty() {
+                String::new()
+            } else {
+                clicks::visitor_hash(&self.visitor_key, &info.visitor)
+            },
+        };
+        // Waits only when the writer is far behind (the queue is large): back-pressure rather
+        // than a lost click.
+        self.clicks.send(row).await.ok()?;
+        Some(click_id)
+    }
+}
+
+async fn refresh(
+    db: &Database,
+    cache: &RwLock<HashMap<String, Arc<Link>>>,
+    mut version: i64,
+) -> Result<i64, DbError> {
+    loop {
+        let changed = projection::codes_after(db, version, 5000).await?;
+        let Some(last) = changed.last() else {
+            return Ok(version);
+        };
+        version = last.version;
+        let full = changed.len() == 5000;
+        if let Ok(mut cache) = cache.write() {
+            for code in &changed {
+                cache.insert(code.slug.clone(), Arc::new(Link::from(code)));
+            }
+        }
+        if !full {
+            return Ok(version);
+        }
+    }
+}
+
+async fn follow_codes(
+    db: Database,
+    cache: Arc<RwLock<HashMap<String, Arc<Link>>>>,
+    mut version: i64,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+        match refresh(&db, &cache, version).await {
+            Ok(v) => version = v,
+            Err(err) => tracing::warn!(error = %err, "slug cache refresh failed, retrying"),
+        }
+    }
+}
+
+async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
+    let mut batch = Vec::with_capacity(CLICK_BATCH);
+    while rx.recv_many(&mut batch, CLICK_BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let result = async {
+                let mut conn = db.conn().await?;
+                conn.transaction::<_, DbError, _>(async |conn| {
+                    crate::store::clicks::insert(conn, &batch).await
+                })
+                .await
+            }
+            .await;
+            match result {
+                Ok(stored) => {
+                    tracing::debug!(clicks = batch.len(), stored, "clicks written");
+                    break;
+                }
+                Err(err) => {
+                    // Kept and retried: a database outage delays clicks, it does not lose them.
+                    tracing::warn!(error = %err, clicks = batch.len(), ?backoff, "writing clicks failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+    tracing::info!("click writer drained");
+}
+
+/// `GET /r/{slug}` (and HEAD, which redirects without counting).
+pub fn routes(links: Links) -> Router {
+    Router::new()
+        .route("/r/{slug}", get(redirect))
+        .with_state(links)
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+async fn redirect(
+    State(links): State<Links>,
+    method: Method,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(link) = links.resolve(&slug) else {
+        return (StatusCode::NOT_FOUND, "no such link\n").into_response();
+    };
+    if !link.active || link.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return (StatusCode::GONE, "this link has ended\n").into_response();
+    }
+    if link.destination.is_empty() {
+        return (StatusCode::NOT_FOUND, "this link has no destination\n").into_response();
+    }
+    let user_agent = header(&headers, "user-agent");
+    let click_id = if method == Method::HEAD {
+        None
+    } else {
+        let forwarded = header(&headers, "x-forwarded-for");
+        let info = ClickInfo {
+            referrer: header(&headers, "referer").to_owned(),
+            country: country(&headers),
+            user_agent: user_agent.to_owned(),
+            visitor: format!(
+                "{}|{user_agent}|{}",
+                forwarded.split(',').next().unwrap_or_default().trim(),
+                header(&headers, "accept-language")
+            ),
+            ..ClickInfo::default()
+        };
+        links.record(&link, info).await
+    };
+    // Bots and HEAD requests still get where they asked to go, with a click id only when counted.
+    let location = match &click_id {
+        Some(id) => clicks::destination_with_click(&link.destination, id),
+        None => link.destination.clone(),
+    };
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// The shopper's country, when a trusted proxy in front of the suite says it.
+fn country(headers: &HeaderMap) -> String {
+    let code = ["cf-ipcountry", "x-country-code"]
+        .iter()
+        .map(|name| header(headers, name))
+        .find(|value| !value.is_empty())
+        .unwrap_or_default();
+    if code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+        code.to_ascii_uppercase()
+    } else {
+        String::new()
+    }
+}

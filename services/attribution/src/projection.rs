@@ -1,0 +1,102 @@
+//! Applying PlanService's and CodeMintService's events: attribution's own copy of plans
+//! (commission, attribution window, holding period, end date, report visibility), campaigns
+//! (which plan, archived) and codes (creator, campaign, link). Runs inside the stream
+//! consumer's transaction.
+
+use diesel_async::AsyncPgConnection;
+use tracking_api::mint::v1::{CodeEvent, CodeStatus};
+use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
+use tracking_db::DbError;
+use tracking_events::{Apply, BoxFuture};
+
+use crate::convert::from_timestamp;
+use crate::store::projection::{self, CodeRow, PlanRow};
+
+pub struct Plans;
+
+impl Apply<PlanEvent> for Plans {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        _seq: i64,
+        event: &'a PlanEvent,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            let brand_id = event.brand_id;
+            match &event.subject {
+                Some(Subject::Plan(plan)) => {
+                    let (bps, fixed, currency) =
+                        match plan.commission.as_ref().and_then(|c| c.kind.as_ref()) {
+                            Some(commission::Kind::PercentBps(bps)) => (Some(*bps), None, None),
+                            Some(commission::Kind::FixedPerOrder(money)) => {
+                                (None, Some(money.amount_minor), Some(money.currency.clone()))
+                            }
+                            None => (None, None, None),
+                        };
+                    let row = PlanRow {
+                        brand_id,
+                        plan_id: plan.id,
+                        integration_id: plan.integration_id,
+                        provider: plan.provider.to_string(),
+                        commission_bps: bps,
+                        commission_fixed_minor: fixed,
+                        commission_currency: currency,
+                        attribution_window_days: if plan.attribution_window_days > 0 {
+                            plan.attribution_window_days
+                        } else {
+                            30
+                        },
+                        holding_period_days: plan.holding_period_days.max(0),
+                        ends_at: plan.ends_at.as_ref().and_then(from_timestamp),
+                        report_visible: plan.report_visible,
+                    };
+                    projection::upsert_plan(conn, &row).await
+                }
+                Some(Subject::Campaign(campaign)) => {
+                    projection::upsert_campaign(
+                        conn,
+                        brand_id,
+                        campaign.id,
+                        campaign.plan_id,
+                        campaign.archived,
+                    )
+                    .await
+                }
+                Some(Subject::RosterEntry(_)) | None => Ok(()),
+            }
+        })
+    }
+}
+
+pub struct Codes;
+
+impl Apply<CodeEvent> for Codes {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        _seq: i64,
+        event: &'a CodeEvent,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            let Some(code) = event.code.as_ref() else {
+                return Ok(());
+            };
+            let links = code.links.clone().unwrap_or_default();
+            let row = CodeRow {
+                brand_id: event.brand_id,
+                code_id: code.id,
+                campaign_id: code.campaign_id,
+                creator_id: code.creator_id,
+                plan_id: code.plan_id,
+                integration_id: code.integration_id,
+                code: code.code.clone(),
+                slug: links.slug,
+                destination_url: links.destination_url,
+                expires_at: links.expires_at.as_ref().and_then(from_timestamp),
+                active: code.status != CodeStatus::Disabled as i32,
+                version: 0,
+            };
+            projection::upsert_code(conn, &row).await
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Clicks: written in batches (one statement per batch, with the daily counts), read back to
+//! attribute orders by click id and to tell whether a code's order followed a click.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_db::DbError;
+
+/// One click, as stored.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ClickRow {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = Text)]
+    pub click_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub code_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub plan_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub clicked_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub referrer_host: String,
+    #[diesel(sql_type = Text)]
+    pub country: String,
+    #[diesel(sql_type = Text)]
+    pub agent_class: String,
+    #[diesel(sql_type = Text)]
+    pub visitor_hash: String,
+}
+
+/// Stores `clicks` (a click id seen before is skipped) and adds the new ones to the daily
+/// counts, in the caller's transaction. Returns how many were new.
+pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result<usize, DbError> {
+    if clicks.is_empty() {
+        return Ok(0);
+    }
+    let col = |f: fn(&ClickRow) -> i64| clicks.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: fn(&ClickRow) -> &str| clicks.iter().map(f).collect::<Vec<&str>>();
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Bool)]
+        _inserted: bool,
+    }
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "with new as (
+             insert into clicks (brand_id, click_id, code_id, integration_id, campaign_id,
+                 creator_id, plan_id, clicked_at, referrer_host, country, agent_class, visitor_hash)
+             select * from unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
+                 $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::text[],
+                 $10::text[], $11::text[], $12::text[])
+             on conflict do nothing
+             returning brand_id, campaign_id, creator_id, (clicked_at at time zone 'UTC')::date as day
+         ), counted as (
+             insert into daily_clicks (brand_id, campaign_id, creator_id, day, clicks)
+             select brand_id, campaign_id, creator_id, day, count(*) from new
+             group by brand_id, campaign_id, creator_id, day
+             on conflict (brand_id, campaign_id, creator_id, day)
+             do update set clicks = daily_clicks.clicks + excluded.clicks
+         )
+         select true as _inserted from new",
+    )
+    .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
+    .bind::<Array<Text>, _>(text(|c| c.click_id.as_str()))
+    .bind::<Array<BigInt>, _>(col(|c| c.code_id))
+    .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
+    .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
+    .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
+    .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
+    .bind::<Array<Timestamptz>, _>(clicks.iter().map(|c| c.clicked_at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(text(|c| c.referrer_host.as_str()))
+    .bind::<Array<Text>, _>(text(|c| c.country.as_str()))
+    .bind::<Array<Text>, _>(text(|c| c.agent_class.as_str()))
+    .bind::<Array<Text>, _>(text(|c| c.visitor_hash.as_str()))
+    .load(conn)
+    .await?;
+    Ok(inserted.len())
+}
+
+pub async fn by_id(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    click_id: &str,
+) -> Result<Option<ClickRow>, DbError> {
+    let rows: Vec<ClickRow> =
+        diesel::sql_query("select * from clicks where brand_id = $1 and click_id = $2")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<Text, _>(click_id)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Whether the creator's links in the campaign were clicked in the 30 days before `at`.
+pub async fn clicked_before(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+    at: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = Bool)]
+        found: bool,
+    }
+    let row: Found = diesel::sql_query(
+        "select exists (select 1 from clicks where brand_id = $1 and campaign_id = $2
+             and creator_id = $3 and clicked_at between $4 - interval '30 days' and $4) as found",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .bind::<Timestamptz, _>(at)
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
+}

@@ -1,0 +1,8 @@
+//! AttributionService's queries. Every query is scoped by brand (the slug lookup excepted:
+//! slugs are unguessable and unique across brands).
+
+pub mod alerts;
+pub mod clicks;
+pub mod conversions;
+pub mod projection;
+pub mod reads;

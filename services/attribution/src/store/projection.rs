@@ -1,0 +1,250 @@
+//! The projection of plans, campaigns and codes from the upstream streams.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_db::{Database, DbError};
+
+/// A plan, as attribution needs it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct PlanRow {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub plan_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub provider: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub commission_bps: Option<i32>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub commission_fixed_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub commission_currency: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub attribution_window_days: i32,
+    #[diesel(sql_type = Integer)]
+    pub holding_period_days: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub ends_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    pub report_visible: bool,
+}
+
+pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &PlanRow) -> Result<(), DbError> {
+    diesel::sql_query(
+        "insert into plans (brand_id, plan_id, integration_id, provider, commission_bps,
+             commission_fixed_minor, commission_currency, attribution_window_days,
+             holding_period_days, ends_at, report_visible)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         on conflict (brand_id, plan_id) do update set
+             integration_id = excluded.integration_id, provider = excluded.provider,
+             commission_bps = excluded.commission_bps,
+             commission_fixed_minor = excluded.commission_fixed_minor,
+             commission_currency = excluded.commission_currency,
+             attribution_window_days = excluded.attribution_window_days,
+             holding_period_days = excluded.holding_period_days,
+             ends_at = excluded.ends_at, report_visible = excluded.report_visible",
+    )
+    .bind::<BigInt, _>(plan.brand_id)
+    .bind::<BigInt, _>(plan.plan_id)
+    .bind::<BigInt, _>(plan.integration_id)
+    .bind::<Text, _>(&plan.provider)
+    .bind::<Nullable<Integer>, _>(plan.commission_bps)
+    .bind::<Nullable<BigInt>, _>(plan.commission_fixed_minor)
+    .bind::<Nullable<Text>, _>(plan.commission_currency.as_deref())
+    .bind::<Integer, _>(plan.attribution_window_days)
+    .bind::<Integer, _>(plan.holding_period_days)
+    .bind::<Nullable<Timestamptz>, _>(plan.ends_at)
+    .bind::<Bool, _>(plan.report_visible)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<Option<PlanRow>, DbError> {
+    let rows: Vec<PlanRow> =
+        diesel::sql_query("select * from plans where brand_id = $1 and plan_id = $2")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<BigInt, _>(plan_id)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().next())
+}
+
+pub async fn upsert_campaign(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    plan_id: i64,
+    archived: bool,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "insert into campaigns (brand_id, campaign_id, plan_id, archived) values ($1, $2, $3, $4)
+         on conflict (brand_id, campaign_id) do update
+         set plan_id = excluded.plan_id, archived = excluded.archived",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(plan_id)
+    .bind::<Bool, _>(archived)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Every campaign linked to the plan (several when it is shared), archived ones included.
+pub async fn campaigns_of_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<Vec<i64>, DbError> {
+    let rows: Vec<Id> = diesel::sql_query(
+        "select campaign_id as id from campaigns where brand_id = $1 and plan_id = $2 order by campaign_id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(plan_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+/// The campaign's plan, if the campaign is known (0 when none is linked).
+pub async fn campaign_plan(
+    db: &Database,
+    brand_id: i64,
+    campaign_id: i64,
+) -> Result<Option<i64>, DbError> {
+    let mut conn = db.conn().await?;
+    let rows: Vec<Id> = diesel::sql_query(
+        "select plan_id as id from campaigns where brand_id = $1 and campaign_id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .load(&mut conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| r.id))
+}
+
+/// A code and its tracking link.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CodeRow {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub code_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub plan_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub code: String,
+    #[diesel(sql_type = Text)]
+    pub slug: String,
+    #[diesel(sql_type = Text)]
+    pub destination_url: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    pub active: bool,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+}
+
+pub async fn upsert_code(conn: &mut AsyncPgConnection, code: &CodeRow) -> Result<(), DbError> {
+    diesel::sql_query(
+        "insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
+             code, slug, destination_url, expires_at, active)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         on conflict (brand_id, code_id) do update set
+             campaign_id = excluded.campaign_id, creator_id = excluded.creator_id,
+             plan_id = excluded.plan_id, integration_id = excluded.integration_id,
+             code = excluded.code, slug = excluded.slug,
+             destination_url = excluded.destination_url, expires_at = excluded.expires_at,
+             active = excluded.active, version = nextval('codes_version')",
+    )
+    .bind::<BigInt, _>(code.brand_id)
+    .bind::<BigInt, _>(code.code_id)
+    .bind::<BigInt, _>(code.campaign_id)
+    .bind::<BigInt, _>(code.creator_id)
+    .bind::<BigInt, _>(code.plan_id)
+    .bind::<BigInt, _>(code.integration_id)
+    .bind::<Text, _>(&code.code)
+    .bind::<Text, _>(&code.slug)
+    .bind::<Text, _>(&code.destination_url)
+    .bind::<Nullable<Timestamptz>, _>(code.expires_at)
+    .bind::<Bool, _>(code.active)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The integration's codes among `lower_codes` (compared case-insensitively).
+pub async fn codes_matching(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    lower_codes: &[String],
+) -> Result<Vec<CodeRow>, DbError> {
+    Ok(diesel::sql_query(
+        "select * from codes where brand_id = $1 and integration_id = $2
+         and code <> '' and lower(code) = any($3) order by creator_id, code_id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<Text>, _>(lower_codes)
+    .load(conn)
+    .await?)
+}
+
+pub async fn code(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    code_id: i64,
+) -> Result<Option<CodeRow>, DbError> {
+    let rows: Vec<CodeRow> =
+        diesel::sql_query("select * from codes where brand_id = $1 and code_id = $2")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<BigInt, _>(code_id)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Codes changed after `version`, oldest change first (the slug cache follows them).
+pub async fn codes_after(db: &Database, version: i64, limit: i64) -> Result<Vec<CodeRow>, DbError> {
+    let mut conn = db.conn().await?;
+    Ok(diesel::sql_query(
+        "select * from codes where version > $1 and slug <> '' order by version limit $2",
+    )
+    .bind::<BigInt, _>(version)
+    .bind::<BigInt, _>(limit)
+    .load(&mut conn)
+    .await?)
+}
+
+/// A code by its slug (RecordClick, and a cache miss on a code the cache has not seen yet).
+pub async fn code_by_slug(db: &Database, slug: &str) -> Result<Option<CodeRow>, DbError> {
+    let mut conn = db.conn().await?;
+    let rows: Vec<CodeRow> = diesel::sql_query("select * from codes where slug = $1")
+        .bind::<Text, _>(slug)
+        .load(&mut conn)
+        .await?;
+    Ok(rows.into_iter().next())
+}
