@@ -1,14 +1,19 @@
 //! Helpers for the end-to-end tests: the whole suite (trackd) on a fresh database, clients with
 //! tokens, and fixtures built through the public RPCs.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
+use tonic::Code as Status;
 use tonic::transport::Channel;
+use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
+use tracking_api::mint::v1::{Code, MintCodeRequest};
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
+use tracking_api::plan::v1::{AddCreatorRequest, CreatorProfile};
 use tracking_db::TestDb;
 use tracking_server::Role;
 use tracking_testkit::{TEST_SECRET, TestServer, authed};
@@ -67,6 +72,10 @@ impl Suite {
 
     pub fn mint(&self) -> CodeMintServiceClient<Channel> {
         CodeMintServiceClient::new(self.server.channel())
+    }
+
+    pub fn attribution(&self) -> AttributionServiceClient<Channel> {
+        AttributionServiceClient::new(self.server.channel())
     }
 
     pub fn gateway(&self) -> ProviderGatewayClient<Channel> {
@@ -159,14 +168,125 @@ pub fn valid_registration(provider: Provider, name: &str) -> RegisterIntegration
 
 /// Registers an integration of `provider` for the token's brand and returns its id.
 pub async fn register(suite: &Suite, token: &str, provider: Provider) -> i64 {
-    let name = format!("{} store", provider.as_str_name());
+    register_as(
+        suite,
+        token,
+        provider,
+        &format!("{} store", provider.as_str_name()),
+    )
+    .await
+}
+
+/// Registers an integration of `provider` named `name` and returns its id.
+pub async fn register_as(suite: &Suite, token: &str, provider: Provider, name: &str) -> i64 {
     suite
         .gateway()
-        .register_integration(authed(valid_registration(provider, &name), token))
+        .register_integration(authed(valid_registration(provider, name), token))
         .await
         .unwrap_or_else(|s| panic!("register {provider:?}: {s}"))
         .into_inner()
         .integration
         .map(|i| i.id)
         .unwrap_or_default()
+}
+
+/// Polls `check` until it returns `Some`, for effects of the event streams (within 30 s).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn profile(first: &str, last: &str, username: &str) -> CreatorProfile {
+    CreatorProfile {
+        first_name: first.into(),
+        last_name: last.into(),
+        email: format!("{username}@example.com"),
+        username: username.into(),
+        social_handles: [("instagram".to_owned(), format!("@{username}"))].into(),
+    }
+}
+
+pub async fn add(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+    profile: CreatorProfile,
+    approved: bool,
+) {
+    suite
+        .plan()
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+                profile: Some(profile),
+                approved,
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("add creator: {s}"));
+}
+
+pub async fn mint(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+) -> Result<(Code, bool), tonic::Status> {
+    suite
+        .mint()
+        .mint_code(authed(
+            MintCodeRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+            },
+            token,
+        ))
+        .await
+        .map(|r| {
+            let r = r.into_inner();
+            (r.code.unwrap_or_default(), r.created)
+        })
+}
+
+/// Mints, retrying while the creator has not reached the mint service's projection yet.
+pub async fn mint_when_known(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+) -> Result<(Code, bool), tonic::Status> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match mint(suite, token, campaign, creator).await {
+            Err(s)
+                if s.code() == Status::FailedPrecondition
+                    && s.message().contains("roster")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            Err(s)
+                if s.code() == Status::NotFound
+                    && s.message().contains("campaign")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -99,6 +99,10 @@ async fn creator_tokens_cannot_use_brand_rpcs() {
             // Static provider facts: any authenticated caller may read them (the empty request
             // names no provider, hence INVALID_ARGUMENT).
             assert_eq!(code, Code::InvalidArgument, "{path}");
+        } else if path.ends_with("/ExportCreatorReport") {
+            // A creator RPC: the empty request names no creator, hence INVALID_ARGUMENT (the
+            // report tests cover whose report a creator may export).
+            assert_eq!(code, Code::InvalidArgument, "{path}");
         } else {
             assert_eq!(code, Code::PermissionDenied, "{path}");
         }
@@ -119,6 +123,8 @@ async fn health_reflection_and_metrics_need_no_token() {
         "",
         "tracking.plan.v1.PlanService",
         "tracking.gateway.v1.ProviderGateway",
+        "tracking.mint.v1.CodeMintService",
+        "tracking.attribution.v1.AttributionService",
     ] {
         let status = HealthClient::new(suite.server.channel())
             .check(HealthCheckRequest {

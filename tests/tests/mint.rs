@@ -2,11 +2,10 @@
 //! and concurrent minting, collisions (ours and the store's), failures and retries, manual
 //! edits, removal, links, store outages, and WatchCodes.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
-use suite_tests::{Suite, brand, register};
+use suite_tests::{Suite, add, brand, eventually, mint, mint_when_known, profile, register};
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
@@ -19,28 +18,12 @@ use tracking_api::mint::v1::{
     code_preview, mint_codes_response,
 };
 use tracking_api::plan::v1::{
-    AddCreatorRequest, ApproveCreatorRequest, CodeTrigger, CreateCampaignRequest,
-    CreatePlanRequest, CreatorProfile, Discount, Plan, RemoveCreatorRequest,
-    SetCodeGenerationRequest, UpdateCreatorProfileRequest, Utm, discount,
+    ApproveCreatorRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
+    Discount, Plan, RemoveCreatorRequest, SetCodeGenerationRequest, UpdateCreatorProfileRequest,
+    Utm, discount,
 };
 use tracking_server::Role;
 use tracking_testkit::authed;
-
-/// Polls `check` until it returns `Some`, for effects of the event streams (within 30 s).
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// A discount someone else made in the store by hand.
 fn seed(code: &str) -> DiscountSpec {
@@ -138,91 +121,6 @@ async fn setup_on(
         integration,
         plan,
         campaign,
-    }
-}
-
-fn profile(first: &str, last: &str, username: &str) -> CreatorProfile {
-    CreatorProfile {
-        first_name: first.into(),
-        last_name: last.into(),
-        email: format!("{username}@example.com"),
-        username: username.into(),
-        social_handles: [("instagram".to_owned(), format!("@{username}"))].into(),
-    }
-}
-
-async fn add(
-    suite: &Suite,
-    token: &str,
-    campaign: i64,
-    creator: i64,
-    profile: CreatorProfile,
-    approved: bool,
-) {
-    suite
-        .plan()
-        .add_creator(authed(
-            AddCreatorRequest {
-                campaign_id: campaign,
-                creator_id: creator,
-                profile: Some(profile),
-                approved,
-                request_id: String::new(),
-            },
-            token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("add creator: {s}"));
-}
-
-async fn mint(
-    suite: &Suite,
-    token: &str,
-    campaign: i64,
-    creator: i64,
-) -> Result<(Code, bool), tonic::Status> {
-    suite
-        .mint()
-        .mint_code(authed(
-            MintCodeRequest {
-                campaign_id: campaign,
-                creator_id: creator,
-            },
-            token,
-        ))
-        .await
-        .map(|r| {
-            let r = r.into_inner();
-            (r.code.unwrap_or_default(), r.created)
-        })
-}
-
-/// Mints, retrying while the creator has not reached the mint service's projection yet.
-async fn mint_when_known(
-    suite: &Suite,
-    token: &str,
-    campaign: i64,
-    creator: i64,
-) -> Result<(Code, bool), tonic::Status> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        match mint(suite, token, campaign, creator).await {
-            Err(s)
-                if s.code() == Status::FailedPrecondition
-                    && s.message().contains("roster")
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            Err(s)
-                if s.code() == Status::NotFound
-                    && s.message().contains("campaign")
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            other => return other,
-        }
     }
 }
 

@@ -25,9 +25,10 @@ pub fn baseline_milli(orders_in_baseline: i64) -> i64 {
     orders_in_baseline * 1000 / BASELINE_DAYS
 }
 
-/// Evidence of a spike on a day with `day_orders`, against the baseline average.
+/// Evidence of a spike on a day with `day_orders`, against the baseline average. A code with no
+/// history has nothing to jump from (a code leaked at once shows as orders without clicks).
 pub fn spike(day: &str, day_orders: i64, baseline_milli: i64) -> Option<String> {
-    (day_orders >= MIN_ORDERS && day_orders * 1000 > SPIKE_FACTOR * baseline_milli.max(1000)).then(
+    (baseline_milli > 0 && day_orders >= MIN_ORDERS && day_orders * 1000 > SPIKE_FACTOR * baseline_milli).then(
         || {
             format!(
                 "{day_orders} orders on {day}, against {}.{:03} a day over the {BASELINE_DAYS} days before",
@@ -60,9 +61,10 @@ mod tests {
         );
         assert!(spike("2026-11-25", 16, baseline_milli(28 * 3)).is_some());
         assert!(spike("2026-11-25", 9, 0).is_none(), "too few to tell");
+        assert!(spike("2026-11-25", 50, 0).is_none(), "no history to jump from");
         assert!(
-            spike("2026-11-25", 10, 0).is_some(),
-            "no history: 10 in a day stands out"
+            spike("2026-11-25", 10, baseline_milli(1)).is_some(),
+            "1 in 28 days, then 10"
         );
     }
 }
