@@ -8,11 +8,16 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
 const VERSION: u8 = 1;
+
+/// The label of the key that hashes customers' emails in orders (webhooks and adapters alike).
+pub const CUSTOMER_KEY_LABEL: &str = "tracking/customer-hash/v1";
 const NONCE_LEN: usize = 12;
 
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// The key itself, only to derive the suite's other keys from it (never used directly).
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -35,11 +40,10 @@ impl Sealer {
     /// From the base64 text of a 32-byte key.
     pub fn from_base64(key: &str) -> Result<Sealer, SealError> {
         let bytes = STANDARD.decode(key.trim()).map_err(|_| SealError::BadKey)?;
-        if bytes.len() != 32 {
-            return Err(SealError::BadKey);
-        }
+        let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadKey)?;
         Ok(Sealer {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&bytes)),
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            key,
         })
     }
 
@@ -48,6 +52,18 @@ impl Sealer {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|_| SealError::Random)?;
         Ok(STANDARD.encode(key))
+    }
+
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of `label`): stable for as
+    /// long as the credentials key is, and unrelated to it for whoever holds only the derived
+    /// key. The gateway keys its customer hashes with `derive_key(CUSTOMER_KEY_LABEL)`.
+    pub fn derive_key(&self, label: &str) -> Vec<u8> {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     pub fn seal(&self, brand_id: i64, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
@@ -103,6 +119,10 @@ mod tests {
         assert!(!sealed.windows(6).any(|w| w == b"shpat_"));
         assert_eq!(sealer.open(1, &sealed), Ok(b"shpat_secret".to_vec()));
         assert_eq!(sealer.open(2, &sealed), Err(SealError::Open));
+        let derived = sealer.derive_key(CUSTOMER_KEY_LABEL);
+        assert_eq!(derived.len(), 32);
+        assert_eq!(derived, sealer.derive_key(CUSTOMER_KEY_LABEL));
+        assert_ne!(derived, sealer.derive_key("another purpose"));
         assert_eq!(
             Sealer::from_base64("c2hvcnQ=").err(),
             Some(SealError::BadKey)

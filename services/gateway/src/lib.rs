@@ -1,7 +1,7 @@
 //! ProviderGateway: the only part of the suite that talks to stores. It owns the brands' store
 //! integrations (credentials sealed at rest), the capability table, and pushes and disables
-//! discount codes at the stores through one adapter per provider (so far the sandbox store,
-//! simulated inside the gateway).
+//! discount codes at the stores through one adapter per provider (Shopify, WooCommerce,
+//! BigCommerce, Magento, and the sandbox store simulated inside the gateway).
 //!
 //! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `adapters` (stores) →
 //! `store` (queries).
@@ -54,13 +54,15 @@ pub fn grpc_service(
     ProviderGatewayServer::with_interceptor(gateway, auth)
 }
 
-/// Migrates the gateway's schema and builds the service on `database_url`.
+/// Migrates the gateway's schema and builds the service on `database_url`, with the store
+/// adapters' default HTTP settings and the customer-hash key derived from the credentials key.
 pub async fn start(
     database_url: &str,
     pool: tracking_db::PoolOptions,
     sealer: Sealer,
-) -> Result<Gateway, tracking_db::DbError> {
+) -> anyhow::Result<Gateway> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
-    Ok(Gateway::new(db, sealer))
+    let adapters = adapters::AdapterConfig::new(sealer.derive_key(crypto::CUSTOMER_KEY_LABEL));
+    Ok(Gateway::new(db, sealer, adapters)?)
 }

@@ -10,7 +10,7 @@ use tracking_db::Database;
 use tracking_server::paging::Page;
 use tracking_server::{Claims, Role};
 
-use crate::adapters::Adapters;
+use crate::adapters::{AdapterConfig, AdapterError, Adapters};
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{
@@ -33,12 +33,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(db: Database, sealer: Sealer) -> Self {
-        Self {
-            adapters: Adapters::new(db.clone()),
+    /// The gateway on `db`; `sealer` seals credentials at rest and opens them for the adapters.
+    pub fn new(
+        db: Database,
+        sealer: Sealer,
+        adapters: AdapterConfig,
+    ) -> Result<Self, AdapterError> {
+        Ok(Self {
+            adapters: Adapters::new(db.clone(), sealer.clone(), adapters)?,
             db,
             sealer,
-        }
+        })
     }
 
     /// An integration of `brand_id` (another brand's is NOT_FOUND, as a missing one).
@@ -225,11 +230,32 @@ fn request_id(value: &str) -> Result<Option<&str>, Error> {
 
 #[tonic::async_trait]
 impl ProviderGateway for Gateway {
-    type WatchOrdersStream = futures::stream::BoxStream<'static, Result<pb::WatchOrdersResponse, Status>>;
-    async fn place_sandbox_order(&self, _r: Request<pb::PlaceSandboxOrderRequest>) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> { Err(Status::unimplemented("base")) }
-    async fn watch_orders(&self, _r: Request<pb::WatchOrdersRequest>) -> Result<Response<Self::WatchOrdersStream>, Status> { Err(Status::unimplemented("base")) }
-    async fn ingest_orders(&self, _r: Request<tonic::Streaming<pb::IngestOrdersRequest>>) -> Result<Response<pb::IngestOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
-    async fn backfill_orders(&self, _r: Request<pb::BackfillOrdersRequest>) -> Result<Response<pb::BackfillOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
+    type WatchOrdersStream =
+        futures::stream::BoxStream<'static, Result<pb::WatchOrdersResponse, Status>>;
+    async fn place_sandbox_order(
+        &self,
+        _r: Request<pb::PlaceSandboxOrderRequest>,
+    ) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> {
+        Err(Status::unimplemented("base"))
+    }
+    async fn watch_orders(
+        &self,
+        _r: Request<pb::WatchOrdersRequest>,
+    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
+        Err(Status::unimplemented("base"))
+    }
+    async fn ingest_orders(
+        &self,
+        _r: Request<tonic::Streaming<pb::IngestOrdersRequest>>,
+    ) -> Result<Response<pb::IngestOrdersResponse>, Status> {
+        Err(Status::unimplemented("base"))
+    }
+    async fn backfill_orders(
+        &self,
+        _r: Request<pb::BackfillOrdersRequest>,
+    ) -> Result<Response<pb::BackfillOrdersResponse>, Status> {
+        Err(Status::unimplemented("base"))
+    }
 
     #[tracing::instrument(skip_all)]
     async fn register_integration(

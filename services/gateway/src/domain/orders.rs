@@ -134,7 +134,10 @@ impl NormalizedOrder {
         let bad = |name: &str, message: &str| Error::invalid(&format!("{field}.{name}"), message);
         let text = |name: &str, value: &str, max: usize| {
             if value.chars().count() > max || value.chars().any(char::is_control) {
-                Err(bad(name, &format!("at most {max} characters, no control characters")))
+                Err(bad(
+                    name,
+                    &format!("at most {max} characters, no control characters"),
+                ))
             } else {
                 Ok(())
             }
@@ -146,7 +149,10 @@ impl NormalizedOrder {
         let status = OrderStatus::from_proto(order.status)
             .ok_or_else(|| bad("status", "must be a known status other than UNSPECIFIED"))?;
         if order.currency.len() != 3 || !order.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(bad("currency", "must be an ISO 4217 code (3 capital letters)"));
+            return Err(bad(
+                "currency",
+                "must be an ISO 4217 code (3 capital letters)",
+            ));
         }
         let amount = |name: &str, value: i64| {
             if (0..=MAX_AMOUNT_MINOR).contains(&value) {
@@ -176,7 +182,10 @@ impl NormalizedOrder {
         if !order.country.is_empty()
             && (order.country.len() != 2 || !order.country.chars().all(|c| c.is_ascii_uppercase()))
         {
-            return Err(bad("country", "must be empty or ISO 3166-1 alpha-2 (2 capital letters)"));
+            return Err(bad(
+                "country",
+                "must be empty or ISO 3166-1 alpha-2 (2 capital letters)",
+            ));
         }
         if order.lines.len() > 1000 {
             return Err(bad("lines", "at most 1000 lines"));
@@ -214,7 +223,11 @@ impl NormalizedOrder {
         Ok(NormalizedOrder {
             store_order_id: order.store_order_id,
             status,
-            codes: order.codes.into_iter().map(|c| c.trim().to_owned()).collect(),
+            codes: order
+                .codes
+                .into_iter()
+                .map(|c| c.trim().to_owned())
+                .collect(),
             click_id: optional(order.click_id),
             currency: order.currency,
             subtotal_minor: order.subtotal_minor,
@@ -264,9 +277,66 @@ pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     Some(if negative { -minor } else { minor })
 }
 
+/// Minor units of `currency` as the decimal text stores take ("5.00" USD, "1200" JPY), exactly.
+pub fn format_amount(minor: i64, currency: &str) -> String {
+    let exponent = u32::from(currency_exponent(currency));
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    if exponent == 0 {
+        return format!("{sign}{abs}");
+    }
+    let unit = 10u64.pow(exponent);
+    let width = exponent as usize;
+    format!("{sign}{}.{:0width$}", abs / unit, abs % unit)
+}
+
+/// The keyed hash (HMAC-SHA256, hex) of a customer's email, trimmed and lower-cased, so the same
+/// customer is recognised across orders and stores without the email being stored. `None` for a
+/// blank email.
+pub fn customer_hash(key: &[u8], email: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    let email = email.trim();
+    if email.is_empty() {
+        return None;
+    }
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).ok()?;
+    mac.update(email.to_lowercase().as_bytes());
+    Some(
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_format_exactly() {
+        assert_eq!(format_amount(16_490, "HKD"), "164.90");
+        assert_eq!(format_amount(5, "USD"), "0.05");
+        assert_eq!(format_amount(1200, "JPY"), "1200");
+        assert_eq!(format_amount(1250, "KWD"), "1.250");
+        assert_eq!(format_amount(-500, "EUR"), "-5.00");
+        for minor in [0, 1, 99, 100, 123_456_789] {
+            assert_eq!(
+                parse_amount(&format_amount(minor, "EUR"), "EUR"),
+                Some(minor)
+            );
+        }
+    }
+
+    #[test]
+    fn customer_hashes_ignore_case_and_blanks() {
+        let hash = customer_hash(b"k", "A@B.co");
+        assert_eq!(hash, customer_hash(b"k", " a@b.CO "));
+        assert_ne!(hash, customer_hash(b"other", "a@b.co"));
+        assert_eq!(hash.map(|h| h.len()), Some(64));
+        assert_eq!(customer_hash(b"k", "  "), None);
+    }
 
     #[test]
     fn amounts_parse_exactly() {

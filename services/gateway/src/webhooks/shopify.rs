@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, parse_amount};
+use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, customer_hash, parse_amount};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -257,19 +257,7 @@ pub fn parse_order(
     let customer_hash = order
         .email
         .as_deref()
-        .map(str::trim)
-        .filter(|email| !email.is_empty())
-        .and_then(|email| {
-            let mut mac = <HmacSha256 as Mac>::new_from_slice(customer_key).ok()?;
-            mac.update(email.to_lowercase().as_bytes());
-            Some(
-                mac.finalize()
-                    .into_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            )
-        });
+        .and_then(|email| customer_hash(customer_key, email));
     Ok(NormalizedOrder {
         store_order_id: order.id.to_string(),
         status,
