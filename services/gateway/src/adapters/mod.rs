@@ -17,6 +17,7 @@ mod mapping;
 mod mock;
 pub mod sandbox;
 pub mod shopify;
+pub mod woocommerce;
 
 use std::sync::Arc;
 
@@ -109,6 +110,7 @@ impl AdapterConfig {
 pub struct Adapters {
     sandbox: sandbox::SandboxStore,
     shopify: shopify::Shopify,
+    woocommerce: woocommerce::WooCommerce,
 }
 
 impl Adapters {
@@ -119,6 +121,7 @@ impl Adapters {
         Ok(Self {
             sandbox: sandbox::SandboxStore::new(db),
             shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
+            woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
         })
     }
 
@@ -151,6 +154,7 @@ impl Adapters {
         let adapter: &dyn StoreAdapter = match provider {
             Provider::Sandbox => &self.sandbox,
             Provider::Shopify => &self.shopify,
+            Provider::Woocommerce => &self.woocommerce,
             _ => {
                 return Err(Error::FailedPrecondition(format!(
                     "no store adapter for {name} yet"
