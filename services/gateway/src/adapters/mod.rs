@@ -11,6 +11,7 @@
 //! `https://advertising-api.amazon.com`), keeping the API paths: tests and local runs point an
 //! adapter at `http://127.0.0.1:PORT` that way.
 
+pub mod bigcommerce;
 pub mod http;
 mod mapping;
 #[cfg(test)]
@@ -111,6 +112,7 @@ pub struct Adapters {
     sandbox: sandbox::SandboxStore,
     shopify: shopify::Shopify,
     woocommerce: woocommerce::WooCommerce,
+    bigcommerce: bigcommerce::BigCommerce,
 }
 
 impl Adapters {
@@ -122,6 +124,7 @@ impl Adapters {
             sandbox: sandbox::SandboxStore::new(db),
             shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
             woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
+            bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
         })
     }
 
@@ -155,6 +158,7 @@ impl Adapters {
             Provider::Sandbox => &self.sandbox,
             Provider::Shopify => &self.shopify,
             Provider::Woocommerce => &self.woocommerce,
+            Provider::Bigcommerce => &self.bigcommerce,
             _ => {
                 return Err(Error::FailedPrecondition(format!(
                     "no store adapter for {name} yet"
