@@ -13,6 +13,7 @@
 
 pub mod bigcommerce;
 pub mod http;
+pub mod magento;
 mod mapping;
 #[cfg(test)]
 mod mock;
@@ -113,6 +114,7 @@ pub struct Adapters {
     shopify: shopify::Shopify,
     woocommerce: woocommerce::WooCommerce,
     bigcommerce: bigcommerce::BigCommerce,
+    magento: magento::Magento,
 }
 
 impl Adapters {
@@ -125,6 +127,7 @@ impl Adapters {
             shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
             woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
             bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
+            magento: magento::Magento::new(http.clone(), customer_key.clone()),
         })
     }
 
@@ -159,6 +162,7 @@ impl Adapters {
             Provider::Shopify => &self.shopify,
             Provider::Woocommerce => &self.woocommerce,
             Provider::Bigcommerce => &self.bigcommerce,
+            Provider::Magento => &self.magento,
             _ => {
                 return Err(Error::FailedPrecondition(format!(
                     "no store adapter for {name} yet"
