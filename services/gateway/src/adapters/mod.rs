@@ -11,6 +11,7 @@
 //! `https://advertising-api.amazon.com`), keeping the API paths: tests and local runs point an
 //! adapter at `http://127.0.0.1:PORT` that way.
 
+pub mod amazon;
 pub mod bigcommerce;
 pub mod http;
 pub mod magento;
@@ -115,6 +116,7 @@ pub struct Adapters {
     woocommerce: woocommerce::WooCommerce,
     bigcommerce: bigcommerce::BigCommerce,
     magento: magento::Magento,
+    amazon: amazon::AmazonAttribution,
 }
 
 impl Adapters {
@@ -127,13 +129,20 @@ impl Adapters {
             shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
             woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
             bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
-            magento: magento::Magento::new(http.clone(), customer_key.clone()),
+            magento: magento::Magento::new(http.clone(), customer_key),
+            amazon: amazon::AmazonAttribution::new(http),
         })
     }
 
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.
     pub fn sandbox(&self) -> &sandbox::SandboxStore {
         &self.sandbox
+    }
+
+    /// The Amazon Attribution client: creators' attribution tags and attributed sales (Amazon
+    /// Ads has no codes and reports aggregates, not orders, so it has no [`StoreAdapter`]).
+    pub fn amazon(&self) -> &amazon::AmazonAttribution {
+        &self.amazon
     }
 
     /// The adapter serving `provider`'s store, with the provider's capabilities (which the
