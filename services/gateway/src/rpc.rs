@@ -230,32 +230,11 @@ fn request_id(value: &str) -> Result<Option<&str>, Error> {
 
 #[tonic::async_trait]
 impl ProviderGateway for Gateway {
-    type WatchOrdersStream =
-        futures::stream::BoxStream<'static, Result<pb::WatchOrdersResponse, Status>>;
-    async fn place_sandbox_order(
-        &self,
-        _r: Request<pb::PlaceSandboxOrderRequest>,
-    ) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> {
-        Err(Status::unimplemented("base"))
-    }
-    async fn watch_orders(
-        &self,
-        _r: Request<pb::WatchOrdersRequest>,
-    ) -> Result<Response<Self::WatchOrdersStream>, Status> {
-        Err(Status::unimplemented("base"))
-    }
-    async fn ingest_orders(
-        &self,
-        _r: Request<tonic::Streaming<pb::IngestOrdersRequest>>,
-    ) -> Result<Response<pb::IngestOrdersResponse>, Status> {
-        Err(Status::unimplemented("base"))
-    }
-    async fn backfill_orders(
-        &self,
-        _r: Request<pb::BackfillOrdersRequest>,
-    ) -> Result<Response<pb::BackfillOrdersResponse>, Status> {
-        Err(Status::unimplemented("base"))
-    }
+    type WatchOrdersStream = futures::stream::BoxStream<'static, Result<pb::WatchOrdersResponse, Status>>;
+    async fn place_sandbox_order(&self, _r: Request<pb::PlaceSandboxOrderRequest>) -> Result<Response<pb::PlaceSandboxOrderResponse>, Status> { Err(Status::unimplemented("base")) }
+    async fn watch_orders(&self, _r: Request<pb::WatchOrdersRequest>) -> Result<Response<Self::WatchOrdersStream>, Status> { Err(Status::unimplemented("base")) }
+    async fn ingest_orders(&self, _r: Request<tonic::Streaming<pb::IngestOrdersRequest>>) -> Result<Response<pb::IngestOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
+    async fn backfill_orders(&self, _r: Request<pb::BackfillOrdersRequest>) -> Result<Response<pb::BackfillOrdersResponse>, Status> { Err(Status::unimplemented("base")) }
 
     #[tracing::instrument(skip_all)]
     async fn register_integration(

@@ -221,15 +221,10 @@ impl StoreAdapter for SandboxStore {
     ) -> Result<Option<NormalizedOrder>, AdapterError> {
         Self::ensure_up(integration, "fetch an order")?;
         let mut conn = self.db.conn().await?;
-        queries::order(
-            &mut conn,
-            integration.brand_id,
-            integration.id,
-            store_order_id,
-        )
-        .await?
-        .map(|body| decode_order(&body))
-        .transpose()
+        queries::order(&mut conn, integration.brand_id, integration.id, store_order_id)
+            .await?
+            .map(|body| decode_order(&body))
+            .transpose()
     }
 
     async fn list_orders(
@@ -241,17 +236,11 @@ impl StoreAdapter for SandboxStore {
         Self::ensure_up(integration, "list orders")?;
         let mut conn = self.db.conn().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        queries::orders_since(
-            &mut conn,
-            integration.brand_id,
-            integration.id,
-            since,
-            limit,
-        )
-        .await?
-        .iter()
-        .map(|body| decode_order(body))
-        .collect()
+        queries::orders_since(&mut conn, integration.brand_id, integration.id, since, limit)
+            .await?
+            .iter()
+            .map(|body| decode_order(body))
+            .collect()
     }
 }
 
