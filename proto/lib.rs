@@ -18,6 +18,19 @@ pub mod common {
                 _ => 2,
             }
         }
+
+        /// `minor` units of `currency` as exact decimal text ("12.50", "1200" for JPY, "-0.05").
+        pub fn format_minor(minor: i64, currency: &str) -> String {
+            let exponent = u32::from(currency_exponent(currency));
+            let sign = if minor < 0 { "-" } else { "" };
+            let abs = minor.unsigned_abs();
+            if exponent == 0 {
+                return format!("{sign}{abs}");
+            }
+            let unit = 10u64.pow(exponent);
+            let width = exponent as usize;
+            format!("{sign}{}.{:0width$}", abs / unit, abs % unit)
+        }
     }
 }
 

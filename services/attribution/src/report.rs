@@ -3,7 +3,6 @@
 
 use futures::Stream;
 use tonic::Status;
-use tracking_api::common::v1::currency_exponent;
 use tracking_db::Database;
 
 use crate::store::conversions::{self, ConversionRow, Filter};
@@ -16,22 +15,7 @@ split_rule,shared\n";
 const PAGE: i64 = 500;
 
 /// `minor` units of `currency` as a decimal ("12.50", "1200" for JPY, "-0.05").
-pub fn decimal(minor: i64, currency: &str) -> String {
-    let exponent = u32::from(currency_exponent(currency));
-    if exponent == 0 {
-        return minor.to_string();
-    }
-    let unit = 10i64.pow(exponent);
-    let sign = if minor < 0 { "-" } else { "" };
-    let abs = minor.unsigned_abs();
-    let unit = unit.unsigned_abs();
-    format!(
-        "{sign}{}.{:0width$}",
-        abs / unit,
-        abs % unit,
-        width = exponent as usize
-    )
-}
+pub use tracking_api::common::v1::format_minor as decimal;
 
 /// A CSV field: quoted when it must be, and never read as a formula by a spreadsheet.
 fn field(text: &str) -> String {

@@ -43,6 +43,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(why) => Status::failed_precondition(why),
             // The adapter logged it with the integration; the reason is the store's, safe to send.
             Error::Store(AdapterError::Unavailable(why)) => Status::unavailable(why),
+            Error::Store(AdapterError::Misconfigured(why)) => Status::failed_precondition(why),
             Error::Store(AdapterError::Db(db)) | Error::Db(db) => {
                 tracking_server::status::from_db(db)
             }

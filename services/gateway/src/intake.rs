@@ -84,6 +84,9 @@ pub struct Intake {
 /// At most this many orders are stored per transaction.
 pub const BATCH: usize = 500;
 
+/// At most this many orders are listed by one backfill.
+pub const BACKFILL_LIMIT: usize = 10_000;
+
 impl Intake {
     pub fn new(db: Database, sealer: Sealer, adapters: Adapters) -> Self {
         Self {
@@ -362,12 +365,17 @@ impl Intake {
             .await
             .map_err(|err| match err {
                 AdapterError::Unavailable(why) => Refusal::Unavailable(why),
+                AdapterError::Misconfigured(why) => {
+                    tracing::error!(integration_id = integration.id, %why, "cannot fetch the order: the integration is misconfigured");
+                    Refusal::Unavailable(why)
+                }
                 AdapterError::Db(db) => Refusal::from(db),
             })
     }
 
-    /// Lists the store's orders changed since `since` and takes in those not seen yet, page by
-    /// page. Returns how many were listed and what storing them did.
+    /// Lists the store's orders changed since `since` (at most [`BACKFILL_LIMIT`]; `listed` at
+    /// the limit means: run again from a later time) and takes in those not seen yet. Returns how
+    /// many were listed and what storing them did.
     #[tracing::instrument(skip_all, fields(integration_id = integration.id))]
     pub async fn backfill(
         &self,
@@ -376,34 +384,19 @@ impl Intake {
         source: pb::OrderSource,
     ) -> Result<(usize, Outcome), Error> {
         let adapter = self.adapters.orders_adapter(integration.provider())?;
-        let mut since = since;
-        let mut listed = 0usize;
+        let orders = adapter
+            .list_orders(integration, since, BACKFILL_LIMIT)
+            .await?;
+        let listed = orders.len();
+        let incoming: Vec<Incoming> = orders
+            .into_iter()
+            .map(|order| Self::one(integration, order))
+            .collect();
         let mut total = Outcome::default();
-        // A page whose orders all share one time would repeat forever: stop when nothing is new.
-        let mut last_page_key: Option<(DateTime<Utc>, usize)> = None;
-        loop {
-            let page = adapter.list_orders(integration, since, BATCH).await?;
-            if page.is_empty() {
-                break;
-            }
-            listed += page.len();
-            let next = page.iter().map(|o| o.occurred_at).max().unwrap_or(since);
-            let full = page.len() == BATCH;
-            let incoming: Vec<Incoming> = page
-                .into_iter()
-                .map(|order| Self::one(integration, order))
-                .collect();
-            let outcome = self.accept(&incoming, source, None).await?;
+        for chunk in incoming.chunks(BATCH) {
+            let outcome = self.accept(chunk, source, None).await?;
             total.accepted += outcome.accepted;
             total.duplicates += outcome.duplicates;
-            if !full
-                || last_page_key == Some((next, outcome.accepted))
-                || next <= since && outcome.accepted == 0
-            {
-                break;
-            }
-            last_page_key = Some((next, outcome.accepted));
-            since = next;
         }
         tracing::info!(
             listed,

@@ -1,7 +1,7 @@
 //! ProviderGateway: the only part of the suite that talks to stores. It owns the brands' store
 //! integrations (credentials sealed at rest), the capability table, and pushes and disables
-//! discount codes at the stores through one adapter per provider (so far the sandbox store,
-//! simulated inside the gateway).
+//! discount codes at the stores through one adapter per provider (Shopify, WooCommerce,
+//! BigCommerce, Magento, and the sandbox store simulated inside the gateway).
 //!
 //! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `adapters` (stores) →
 //! `store` (queries).
@@ -55,14 +55,16 @@ pub fn grpc_service(
     ProviderGatewayServer::with_interceptor(gateway, auth)
 }
 
-/// Migrates the gateway's schema and builds the service on `database_url`.
+/// Migrates the gateway's schema and builds the service on `database_url`, with the store
+/// adapters' default HTTP settings and the customer-hash key derived from the credentials key.
 pub async fn start(
     database_url: &str,
     pool: tracking_db::PoolOptions,
     sealer: Sealer,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<Gateway, tracking_db::DbError> {
+) -> anyhow::Result<Gateway> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
-    Ok(Gateway::new(db, sealer, shutdown))
+    let adapters = adapters::AdapterConfig::new(sealer.customer_key().to_vec());
+    Ok(Gateway::new(db, sealer, adapters, shutdown)?)
 }

@@ -15,7 +15,7 @@ use tracking_server::paging::Page;
 use tracking_server::streams::{self, ResponseStream};
 use tracking_server::{Claims, Role};
 
-use crate::adapters::Adapters;
+use crate::adapters::{AdapterConfig, AdapterError, Adapters};
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{
@@ -45,16 +45,22 @@ pub struct Gateway {
 const MAX_BACKFILL_DAYS: i64 = 90;
 
 impl Gateway {
-    /// The gateway on `db`; its `WatchOrders` listener stops with `shutdown`.
-    pub fn new(db: Database, sealer: Sealer, shutdown: CancellationToken) -> Self {
-        let adapters = Adapters::new(db.clone());
-        Self {
+    /// The gateway on `db`: `sealer` seals credentials at rest and opens them for the adapters;
+    /// the `WatchOrders` listener stops with `shutdown`.
+    pub fn new(
+        db: Database,
+        sealer: Sealer,
+        adapters: AdapterConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, AdapterError> {
+        let adapters = Adapters::new(db.clone(), sealer.clone(), adapters)?;
+        Ok(Self {
             intake: Intake::new(db.clone(), sealer.clone(), adapters.clone()),
             log: EventLog::start(db.clone(), shutdown),
             adapters,
             db,
             sealer,
-        }
+        })
     }
 
     /// The order intake (the HTTP routes share it).

@@ -61,7 +61,10 @@ mod tests {
         );
         assert!(spike("2026-11-25", 16, baseline_milli(28 * 3)).is_some());
         assert!(spike("2026-11-25", 9, 0).is_none(), "too few to tell");
-        assert!(spike("2026-11-25", 50, 0).is_none(), "no history to jump from");
+        assert!(
+            spike("2026-11-25", 50, 0).is_none(),
+            "no history to jump from"
+        );
         assert!(
             spike("2026-11-25", 10, baseline_milli(1)).is_some(),
             "1 in 28 days, then 10"

@@ -1,13 +1,34 @@
 //! Store adapters: the one interface through which the gateway creates and disables discount
-//! codes at a store. Each provider with discount codes gets one adapter speaking that store's API;
-//! the sandbox provider's store is simulated inside the gateway ([`sandbox::SandboxStore`]).
+//! codes at a store and reads its orders. Each provider with discount codes gets one adapter
+//! speaking that store's API ([`shopify`], [`woocommerce`], [`bigcommerce`], [`magento`]); the
+//! sandbox provider's store is simulated inside the gateway ([`sandbox::SandboxStore`]). Amazon
+//! Ads has no codes: its [`amazon::AmazonAttribution`] client makes creators' attribution tags
+//! and imports attributed sales.
+//!
+//! The HTTP mechanics (timeouts, retries, throttling, concurrency, credentials) are written once,
+//! in [`http`]. Every real adapter calls the integration's `base_url` when it is set instead of
+//! the store's usual origin (`https://{shop_domain}` for Shopify, `https://api.bigcommerce.com`,
+//! `https://advertising-api.amazon.com`), keeping the API paths: tests and local runs point an
+//! adapter at `http://127.0.0.1:PORT` that way.
 
+pub mod amazon;
+pub mod bigcommerce;
+pub mod http;
+pub mod magento;
+mod mapping;
+#[cfg(test)]
+mod mock;
 pub mod sandbox;
+pub mod shopify;
+pub mod woocommerce;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracking_api::common::v1::Provider;
 use tracking_db::{Database, DbError};
 
+use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{DisableResult, Discount, PushResult};
 use crate::domain::orders::NormalizedOrder;
@@ -20,6 +41,10 @@ pub enum AdapterError {
     /// The store is down or refuses every call for now: the same call may succeed later.
     #[error("{0}")]
     Unavailable(String),
+    /// The integration cannot work as registered: credentials missing, unreadable or refused by
+    /// the store. The brand must fix the integration; retrying changes nothing.
+    #[error("{0}")]
+    Misconfigured(String),
     /// The gateway's own database failed (the sandbox store lives in it).
     #[error(transparent)]
     Db(#[from] DbError),
@@ -53,9 +78,9 @@ pub trait StoreAdapter: Send + Sync {
         store_order_id: &str,
     ) -> Result<Option<NormalizedOrder>, AdapterError>;
 
-    /// Orders created or changed at `since` or later, oldest first, at most `limit` of them
-    /// (backfill after missed webhooks, pollers for stores without webhooks). An order's current
-    /// state is returned once; the caller pages by calling again with the last `occurred_at`.
+    /// Orders changed at `since` or later, in the order the store changed them, at most `limit`
+    /// of them (backfill after missed webhooks, pollers for stores without webhooks). An order's
+    /// current state is returned once. The adapter pages through the store's API itself.
     async fn list_orders(
         &self,
         integration: &IntegrationRow,
@@ -64,17 +89,49 @@ pub trait StoreAdapter: Send + Sync {
     ) -> Result<Vec<NormalizedOrder>, AdapterError>;
 }
 
+/// What the adapters are built with.
+#[derive(Clone, Debug)]
+pub struct AdapterConfig {
+    pub http: http::HttpConfig,
+    /// Keys the hash of customers' emails in orders read from stores (see
+    /// [`customer_hash`](crate::webhooks::customer_hash)); webhooks must use the same key.
+    pub customer_key: Vec<u8>,
+}
+
+impl AdapterConfig {
+    /// Default HTTP settings (10 s timeout, 4 attempts, 4 calls at once per integration).
+    pub fn new(customer_key: Vec<u8>) -> Self {
+        Self {
+            http: http::HttpConfig::default(),
+            customer_key,
+        }
+    }
+}
+
 /// Every adapter the gateway has.
 #[derive(Clone, Debug)]
 pub struct Adapters {
     sandbox: sandbox::SandboxStore,
+    shopify: shopify::Shopify,
+    woocommerce: woocommerce::WooCommerce,
+    bigcommerce: bigcommerce::BigCommerce,
+    magento: magento::Magento,
+    amazon: amazon::AmazonAttribution,
 }
 
 impl Adapters {
-    pub fn new(db: Database) -> Self {
-        Self {
+    /// Every adapter, sharing one HTTP client; `sealer` opens the integrations' credentials.
+    pub fn new(db: Database, sealer: Sealer, config: AdapterConfig) -> Result<Self, AdapterError> {
+        let http = http::StoreHttp::new(config.http, sealer)?;
+        let customer_key: Arc<[u8]> = Arc::from(config.customer_key);
+        Ok(Self {
             sandbox: sandbox::SandboxStore::new(db),
-        }
+            shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
+            woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
+            bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
+            magento: magento::Magento::new(http.clone(), customer_key),
+            amazon: amazon::AmazonAttribution::new(http),
+        })
     }
 
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.
@@ -87,33 +144,81 @@ impl Adapters {
     pub fn orders_adapter(&self, provider: Provider) -> Result<&dyn StoreAdapter, Error> {
         match provider {
             Provider::Sandbox => Ok(&self.sandbox),
+            Provider::Shopify => Ok(&self.shopify),
+            Provider::Woocommerce => Ok(&self.woocommerce),
+            Provider::Bigcommerce => Ok(&self.bigcommerce),
+            Provider::Magento => Ok(&self.magento),
             Provider::Ast => Err(Error::FailedPrecondition(
                 "PROVIDER_AST has no store to read orders from: conversions arrive at /ast/v1/conversions".to_owned(),
             )),
             other => Err(Error::FailedPrecondition(format!(
-                "no store adapter for {} yet",
+                "{} reports aggregated sales, not orders",
                 other.as_str_name()
             ))),
         }
     }
 
+    /// The Amazon Attribution client: creators' attribution tags and attributed sales (Amazon
+    /// Ads has no codes and reports aggregates, not orders, so it has no [`StoreAdapter`]).
+    pub fn amazon(&self) -> &amazon::AmazonAttribution {
+        &self.amazon
+    }
+
     /// The adapter serving `provider`'s store, with the provider's capabilities (which the
-    /// discounts must fit). FAILED_PRECONDITION for a provider without discount codes, and for one
-    /// whose adapter is not written yet.
+    /// discounts must fit). FAILED_PRECONDITION for a provider without discount codes (Amazon
+    /// Ads, AST).
     pub fn adapter_for(
         &self,
         provider: Provider,
     ) -> Result<(&dyn StoreAdapter, Capabilities), Error> {
         let name = provider.as_str_name();
-        match capabilities(provider) {
-            Some(caps) if !caps.discount_codes => Err(Error::FailedPrecondition(format!(
-                "{name} has no discount codes"
-            ))),
-            Some(caps) if provider == Provider::Sandbox => Ok((&self.sandbox, caps)),
-            _ => Err(Error::FailedPrecondition(format!(
-                "no store adapter for {name} yet"
-            ))),
-        }
+        let caps = match capabilities(provider) {
+            Some(caps) if caps.discount_codes => caps,
+            Some(_) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} has no discount codes"
+                )));
+            }
+            None => {
+                return Err(Error::FailedPrecondition(format!(
+                    "{name} is not a store provider"
+                )));
+            }
+        };
+        let adapter: &dyn StoreAdapter = match provider {
+            Provider::Sandbox => &self.sandbox,
+            Provider::Shopify => &self.shopify,
+            Provider::Woocommerce => &self.woocommerce,
+            Provider::Bigcommerce => &self.bigcommerce,
+            Provider::Magento => &self.magento,
+            _ => {
+                return Err(Error::FailedPrecondition(format!(
+                    "no store adapter for {name} yet"
+                )));
+            }
+        };
+        Ok((adapter, caps))
+    }
+}
+
+/// A discount as the adapter tests push it: 20 % off, no limits.
+#[cfg(test)]
+fn test_discount(code: &str, external_ref: &str) -> Discount {
+    use crate::domain::discount::{DiscountValue, Terms};
+    Discount {
+        code: code.to_owned(),
+        external_ref: external_ref.to_owned(),
+        title: format!("Summer 20 / {code}"),
+        terms: Terms {
+            value: Some(DiscountValue::PercentBps(2000)),
+            usage_limit: 0,
+            once_per_customer: false,
+            minimum_purchase: None,
+            product_ids: Vec::new(),
+            category_ids: Vec::new(),
+            starts_at: None,
+            ends_at: None,
+        },
     }
 }
 
@@ -122,7 +227,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_sandbox_has_an_adapter_so_far() {
+    fn every_store_with_codes_has_an_adapter() {
         let db = Database::new(
             "postgres://postgres@127.0.0.1:5432/unused",
             "gateway",
@@ -131,27 +236,19 @@ mod tests {
         let Ok(db) = db else {
             panic!("a lazy pool needs no server")
         };
-        let adapters = Adapters::new(db);
+        let adapters = Adapters::new(db, mock::sealer(), AdapterConfig::new(b"k".to_vec()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let message = |provider| match adapters.adapter_for(provider) {
             Ok(_) => "adapter".to_owned(),
             Err(err) => err.to_string(),
         };
-        assert_eq!(message(Provider::Sandbox), "adapter");
+        for provider in [Provider::Sandbox, Provider::Shopify] {
+            assert_eq!(message(provider), "adapter", "{provider:?}");
+        }
         assert_eq!(message(Provider::Ast), "PROVIDER_AST has no discount codes");
         assert_eq!(
             message(Provider::AmazonAds),
             "PROVIDER_AMAZON_ADS has no discount codes"
         );
-        for provider in [
-            Provider::Shopify,
-            Provider::Woocommerce,
-            Provider::Bigcommerce,
-            Provider::Magento,
-        ] {
-            assert_eq!(
-                message(provider),
-                format!("no store adapter for {} yet", provider.as_str_name())
-            );
-        }
     }
 }

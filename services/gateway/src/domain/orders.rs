@@ -277,9 +277,27 @@ pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     Some(if negative { -minor } else { minor })
 }
 
+/// Minor units of `currency` as the decimal text stores take ("5.00" USD, "1200" JPY), exactly.
+pub use tracking_api::common::v1::format_minor as format_amount;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_format_exactly() {
+        assert_eq!(format_amount(16_490, "HKD"), "164.90");
+        assert_eq!(format_amount(5, "USD"), "0.05");
+        assert_eq!(format_amount(1200, "JPY"), "1200");
+        assert_eq!(format_amount(1250, "KWD"), "1.250");
+        assert_eq!(format_amount(-500, "EUR"), "-5.00");
+        for minor in [0, 1, 99, 100, 123_456_789] {
+            assert_eq!(
+                parse_amount(&format_amount(minor, "EUR"), "EUR"),
+                Some(minor)
+            );
+        }
+    }
 
     #[test]
     fn amounts_parse_exactly() {

@@ -23,6 +23,8 @@ pub struct IntegrationRow {
     pub shop_domain: String,
     pub base_url: String,
     pub credential_fields: Vec<String>,
+    /// The credentials as a sealed JSON name-value map; only adapters open it.
+    pub credentials_sealed: Vec<u8>,
     pub webhook_secret_sealed: Option<Vec<u8>>,
     pub created_at: DateTime<Utc>,
     pub sandbox_down: bool,

@@ -87,3 +87,17 @@ pub fn customer_hash(key: &[u8], email: &str) -> Option<String> {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_hashes_ignore_case_and_blanks() {
+        let hash = customer_hash(b"k", "A@B.co");
+        assert_eq!(hash, customer_hash(b"k", " a@b.CO "));
+        assert_ne!(hash, customer_hash(b"other", "a@b.co"));
+        assert_eq!(hash.map(|h| h.len()), Some(64));
+        assert_eq!(customer_hash(b"k", "  "), None);
+    }
+}

@@ -1,0 +1,882 @@
+//! BigCommerce: coupon promotions through the v3 Promotions API, orders through the v2 Orders API,
+//! at `https://api.bigcommerce.com/stores/{store_hash}` with the header `X-Auth-Token`.
+//!
+//! - Codes: one promotion per code (`redemption_type: COUPON`, a `cart_value` action, or
+//!   `cart_items` restricted to products/categories), named with the discount's title and the
+//!   push's external ref, then `POST /v3/promotions/{id}/codes` with the code (50 characters at
+//!   most), `max_uses` and `max_uses_per_customer`. A code BigCommerce reports taken (409, or 422
+//!   naming a duplicate) is looked up with `GET /v3/promotions?code=`: a promotion named with our
+//!   ref is our earlier push (`Created`, the promotion id); any other is `AlreadyExists`, and the
+//!   promotion just made for it is deleted again.
+//! - Disabling sets the code's promotion to `status: DISABLED`.
+//! - Orders: `GET /v2/orders/{id}` with its `products` and `coupons` subresources, and
+//!   `GET /v2/orders?min_date_modified=…&sort=date_modified:asc`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{Reply, StoreHttp, origin};
+use super::mapping::{has_marker, json_amount, marked_title, numeric_ids, percent_text};
+use super::{AdapterError, StoreAdapter};
+use crate::domain::discount::{
+    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult,
+};
+use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
+use crate::store::IntegrationRow;
+use crate::webhooks::customer_hash;
+
+const STORE: &str = "BigCommerce";
+const MAX_NAME: usize = 255;
+const MAX_PAGE: usize = 250;
+
+/// The BigCommerce adapter.
+#[derive(Clone, Debug)]
+pub struct BigCommerce {
+    http: StoreHttp,
+    customer_key: Arc<[u8]>,
+}
+
+struct Api {
+    base: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct Promotion {
+    id: u64,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+}
+
+impl BigCommerce {
+    pub fn new(http: StoreHttp, customer_key: Arc<[u8]>) -> Self {
+        Self { http, customer_key }
+    }
+
+    fn api(&self, integration: &IntegrationRow) -> Result<Api, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let hash = credentials.get("store_hash")?;
+        let origin = origin(integration, || "https://api.bigcommerce.com".to_owned());
+        Ok(Api {
+            base: format!("{origin}/stores/{hash}"),
+            token: credentials.get("access_token")?.to_owned(),
+        })
+    }
+
+    async fn call(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Reply, AdapterError> {
+        let url = format!("{}{path}", api.base);
+        self.http
+            .send(integration, STORE, |client| {
+                let request = client
+                    .request(method.clone(), &url)
+                    .header("X-Auth-Token", &api.token)
+                    .header("Accept", "application/json")
+                    .query(query);
+                match body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await
+    }
+
+    async fn promotions(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        filter: (&str, &str),
+    ) -> Result<Vec<Promotion>, AdapterError> {
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::GET,
+                "/v3/promotions",
+                &[(filter.0, filter.1.to_owned())],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a promotion search"));
+        }
+        let body: Value = reply.json(STORE)?;
+        Ok(serde_json::from_value(body["data"].clone()).unwrap_or_default())
+    }
+
+    async fn create_one(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        discount: &Discount,
+    ) -> Result<PushOutcome, AdapterError> {
+        let promotion = match promotion_body(discount) {
+            Ok(body) => body,
+            Err(message) => {
+                return Ok(PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                });
+            }
+        };
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                "/v3/promotions",
+                &[],
+                Some(&promotion),
+            )
+            .await?;
+        let (promotion_id, made_now) = if reply.status.is_success() {
+            let body: Value = reply.json(STORE)?;
+            match body["data"]["id"].as_u64() {
+                Some(id) => (id, true),
+                None => return Err(reply.unexpected(STORE, "a promotion")),
+            }
+        } else if reply.status == reqwest::StatusCode::CONFLICT {
+            // A promotion with this name (so with our ref) exists: an earlier push got this far.
+            let name = promotion["name"].as_str().unwrap_or_default();
+            match self
+                .promotions(integration, api, ("name", name))
+                .await?
+                .into_iter()
+                .find(|p| p.name == name)
+            {
+                Some(p) => (p.id, false),
+                None => return Ok(refused(discount, &reply)),
+            }
+        } else {
+            return Ok(refused(discount, &reply));
+        };
+
+        let mut code = json!({ "code": discount.code });
+        if discount.terms.usage_limit > 0 {
+            code["max_uses"] = json!(discount.terms.usage_limit);
+        }
+        if discount.terms.once_per_customer {
+            code["max_uses_per_customer"] = json!(1);
+        }
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                &format!("/v3/promotions/{promotion_id}/codes"),
+                &[],
+                Some(&code),
+            )
+            .await?;
+        if reply.status.is_success() {
+            return Ok(PushOutcome::Created {
+                store_discount_id: promotion_id.to_string(),
+            });
+        }
+        if made_now {
+            self.delete_promotion(integration, api, promotion_id).await;
+        }
+        if !is_duplicate(&reply) {
+            return Ok(refused(discount, &reply));
+        }
+        let holders = self
+            .promotions(integration, api, ("code", &discount.code))
+            .await?;
+        Ok(
+            match holders
+                .iter()
+                .find(|p| has_marker(&p.name, &discount.external_ref))
+            {
+                Some(ours) => PushOutcome::Created {
+                    store_discount_id: ours.id.to_string(),
+                },
+                None => PushOutcome::AlreadyExists {
+                    message: format!("code {} already exists in the store", discount.code),
+                },
+            },
+        )
+    }
+
+    /// Removes a promotion made for a code the store then refused; a failure only leaves an empty
+    /// promotion behind, so it is logged, not raised.
+    async fn delete_promotion(&self, integration: &IntegrationRow, api: &Api, id: u64) {
+        let result = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::DELETE,
+                "/v3/promotions",
+                &[("id:in", id.to_string())],
+                None,
+            )
+            .await;
+        if !result.is_ok_and(|reply| reply.status.is_success()) {
+            tracing::warn!(
+                brand_id = integration.brand_id,
+                integration_id = integration.id,
+                promotion_id = id,
+                "bigcommerce promotion without code left behind"
+            );
+        }
+    }
+
+    async fn disable_one(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        code: &str,
+    ) -> Result<DisableOutcome, AdapterError> {
+        let holders = self.promotions(integration, api, ("code", code)).await?;
+        if holders.is_empty() {
+            return Ok(DisableOutcome::NotFound {
+                message: format!("the store holds no code {code}"),
+            });
+        }
+        for promotion in holders.iter().filter(|p| p.status != "DISABLED") {
+            let reply = self
+                .call(
+                    integration,
+                    api,
+                    reqwest::Method::PUT,
+                    &format!("/v3/promotions/{}", promotion.id),
+                    &[],
+                    Some(&json!({ "status": "DISABLED" })),
+                )
+                .await?;
+            if !reply.status.is_success() {
+                return Ok(DisableOutcome::Failed {
+                    message: format!(
+                        "{STORE} did not disable {code}: {} {}",
+                        reply.status,
+                        reply.snippet()
+                    ),
+                    retryable: false,
+                });
+            }
+        }
+        Ok(DisableOutcome::Disabled)
+    }
+
+    /// A v2 list or subresource: 204 (nothing) reads as empty.
+    async fn v2_list(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, AdapterError> {
+        let reply = self
+            .call(integration, api, reqwest::Method::GET, path, query, None)
+            .await?;
+        match reply.status {
+            reqwest::StatusCode::NO_CONTENT | reqwest::StatusCode::NOT_FOUND => Ok(Vec::new()),
+            status if status.is_success() => reply.json(STORE),
+            _ => Err(reply.unexpected(STORE, path)),
+        }
+    }
+
+    /// The order `value` with its products and coupons.
+    async fn complete(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        value: Value,
+    ) -> Result<Result<NormalizedOrder, String>, AdapterError> {
+        let Some(id) = value["id"].as_u64() else {
+            return Ok(Err("the order has no id".to_owned()));
+        };
+        let products = self
+            .v2_list(integration, api, &format!("/v2/orders/{id}/products"), &[])
+            .await?;
+        let coupons = self
+            .v2_list(integration, api, &format!("/v2/orders/{id}/coupons"), &[])
+            .await?;
+        Ok(normalize(value, &products, &coupons, &self.customer_key))
+    }
+}
+
+fn refused(discount: &Discount, reply: &Reply) -> PushOutcome {
+    PushOutcome::Failed {
+        message: format!(
+            "{STORE} refused code {}: {} {}",
+            discount.code,
+            reply.status,
+            reply.snippet()
+        ),
+        retryable: false,
+    }
+}
+
+fn is_duplicate(reply: &Reply) -> bool {
+    let text = reply.snippet().to_ascii_lowercase();
+    reply.status == reqwest::StatusCode::CONFLICT
+        || (reply.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+            && (text.contains("exist") || text.contains("duplicate") || text.contains("unique")))
+}
+
+/// The coupon promotion for one code; `Err` names what BigCommerce cannot take.
+fn promotion_body(discount: &Discount) -> Result<Value, String> {
+    let terms = &discount.terms;
+    let (amount, currency) = match &terms.value {
+        Some(DiscountValue::PercentBps(bps)) => {
+            (json!({ "percentage_amount": percent_text(*bps) }), None)
+        }
+        Some(DiscountValue::Fixed(money)) => (
+            json!({ "fixed_amount": format_amount(money.amount_minor, &money.currency) }),
+            Some(money.currency.clone()),
+        ),
+        None => return Err("the discount has no value".to_owned()),
+    };
+    let products = numeric_ids(&terms.product_ids)
+        .map_err(|id| format!("{id:?} is not a BigCommerce product id"))?;
+    let categories = numeric_ids(&terms.category_ids)
+        .map_err(|id| format!("{id:?} is not a BigCommerce category id"))?;
+    let action = match (products.is_empty(), categories.is_empty()) {
+        (true, true) => json!({ "cart_value": { "discount": amount } }),
+        (no_products, no_categories) => {
+            let items = match (no_products, no_categories) {
+                (false, true) => json!({ "products": products }),
+                (true, false) => json!({ "categories": categories }),
+                _ => json!({ "or": [{ "products": products }, { "categories": categories }] }),
+            };
+            json!({ "cart_items": { "discount": amount, "as_total": currency.is_some(), "items": items } })
+        }
+    };
+    let mut body = json!({
+        "name": marked_title(&discount.title, &discount.external_ref, MAX_NAME),
+        "redemption_type": "COUPON",
+        "rules": [{ "action": action, "apply_once": true, "stop": false }],
+        "status": "ENABLED",
+    });
+    if let Some(currency) = currency {
+        body["currency_code"] = json!(currency);
+    }
+    if let Some(at) = terms.starts_at {
+        body["start_date"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, false));
+    }
+    if let Some(at) = terms.ends_at {
+        body["end_date"] = json!(at.to_rfc3339_opts(SecondsFormat::Secs, false));
+    }
+    Ok(body)
+}
+
+/// A v2 order (with its products and coupons) as the gateway's order.
+fn normalize(
+    order: Value,
+    products: &[Value],
+    coupons: &[Value],
+    customer_key: &[u8],
+) -> Result<NormalizedOrder, String> {
+    let currency = order["currency_code"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase();
+    if currency.len() != 3 {
+        return Err("currency_code is not an ISO 4217 code".to_owned());
+    }
+    let amount = |value: &Value, name: &str| {
+        json_amount(value, &currency)
+            .map(i64::abs)
+            .ok_or_else(|| format!("{name}: {value} is not an amount in {currency}"))
+    };
+    let codes: Vec<String> = coupons
+        .iter()
+        .filter_map(|c| c["code"].as_str())
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut lines = Vec::with_capacity(products.len());
+    for product in products {
+        let mut discount = 0i64;
+        let mut line_codes = Vec::new();
+        for applied in product["applied_discounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            discount += amount(&applied["amount"], "applied_discounts.amount")?;
+            if let Some(code) = applied["code"].as_str().filter(|c| !c.is_empty())
+                && !line_codes.iter().any(|c: &String| c == code)
+            {
+                line_codes.push(code.to_owned());
+            }
+        }
+        lines.push(OrderLine {
+            product_id: product["product_id"]
+                .as_u64()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            category_id: String::new(),
+            quantity: product["quantity"].as_i64().unwrap_or(0),
+            amount_minor: amount(&product["base_total"], "products.base_total")?,
+            discount_minor: discount,
+            codes: line_codes,
+        });
+    }
+    let status = match order["status_id"].as_u64().unwrap_or(0) {
+        4 => OrderStatus::Refunded,
+        5 | 6 => OrderStatus::Cancelled,
+        14 => OrderStatus::PartiallyRefunded,
+        2 | 3 | 8 | 9 | 10 | 11 | 13 => OrderStatus::Paid,
+        _ => OrderStatus::Created,
+    };
+    let occurred_at = order["date_created"]
+        .as_str()
+        .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
+        .ok_or_else(|| "date_created is not an RFC 2822 time".to_owned())?
+        .with_timezone(&Utc);
+    let billing = &order["billing_address"];
+    let total = amount(&order["total_inc_tax"], "total_inc_tax")?;
+    Ok(NormalizedOrder {
+        store_order_id: order["id"].as_u64().unwrap_or_default().to_string(),
+        status,
+        codes,
+        click_id: None,
+        subtotal_minor: amount(&order["subtotal_ex_tax"], "subtotal_ex_tax")?,
+        discount_minor: amount(&order["discount_amount"], "discount_amount")?
+            .saturating_add(amount(&order["coupon_discount"], "coupon_discount")?),
+        total_minor: total,
+        refunded_minor: amount(&order["refunded_amount"], "refunded_amount")?.min(total),
+        country: billing["country_iso2"]
+            .as_str()
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| c.len() == 2),
+        customer_hash: billing["email"]
+            .as_str()
+            .and_then(|email| customer_hash(customer_key, email)),
+        currency,
+        lines,
+        occurred_at,
+        test: false,
+    })
+}
+
+#[tonic::async_trait]
+impl StoreAdapter for BigCommerce {
+    async fn create_discounts(
+        &self,
+        integration: &IntegrationRow,
+        discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let api = self.api(integration)?;
+        // Concurrent, as far as the integration's limit in `StoreHttp` lets them run.
+        let calls: Vec<_> = discounts
+            .iter()
+            .map(|d| self.create_one(integration, &api, d))
+            .collect();
+        let outcomes = futures::future::join_all(calls).await;
+        discounts
+            .iter()
+            .zip(outcomes)
+            .map(|(d, outcome)| {
+                Ok(PushResult {
+                    code: d.code.clone(),
+                    outcome: outcome?,
+                })
+            })
+            .collect()
+    }
+
+    async fn disable_discounts(
+        &self,
+        integration: &IntegrationRow,
+        codes: &[String],
+    ) -> Result<Vec<DisableResult>, AdapterError> {
+        let api = self.api(integration)?;
+        let calls: Vec<_> = codes
+            .iter()
+            .map(|code| self.disable_one(integration, &api, code))
+            .collect();
+        let outcomes = futures::future::join_all(calls).await;
+        codes
+            .iter()
+            .zip(outcomes)
+            .map(|(code, outcome)| {
+                Ok(DisableResult {
+                    code: code.clone(),
+                    outcome: outcome?,
+                })
+            })
+            .collect()
+    }
+
+    async fn fetch_order(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, AdapterError> {
+        let id = store_order_id.trim();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let api = self.api(integration)?;
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::GET,
+                &format!("/v2/orders/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "an order fetch"));
+        }
+        self.complete(integration, &api, reply.json(STORE)?)
+            .await?
+            .map(Some)
+            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+    }
+
+    async fn list_orders(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+        let api = self.api(integration)?;
+        let per_page = limit.clamp(1, MAX_PAGE);
+        let mut orders = Vec::new();
+        let mut page = 1usize;
+        loop {
+            let query = [
+                (
+                    "min_date_modified",
+                    since.to_rfc3339_opts(SecondsFormat::Secs, false),
+                ),
+                ("sort", "date_modified:asc".to_owned()),
+                ("limit", per_page.to_string()),
+                ("page", page.to_string()),
+            ];
+            let values = self
+                .v2_list(integration, &api, "/v2/orders", &query)
+                .await?;
+            let full_page = values.len() == per_page;
+            for value in values {
+                if orders.len() == limit {
+                    break;
+                }
+                let id = value["id"].clone();
+                match self.complete(integration, &api, value).await? {
+                    Ok(order) => orders.push(order),
+                    Err(err) => tracing::error!(
+                        brand_id = integration.brand_id,
+                        integration_id = integration.id,
+                        order_id = %id,
+                        error = %err,
+                        "bigcommerce order skipped: unreadable"
+                    ),
+                }
+            }
+            if orders.len() >= limit || !full_page {
+                return Ok(orders);
+            }
+            page += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use tracking_api::common::v1::Provider;
+
+    use super::*;
+    use crate::adapters::mock::{self, MockStore};
+    use crate::adapters::test_discount;
+
+    const PREFIX: &str = "/stores/abc123";
+
+    fn setup(store: &MockStore) -> (BigCommerce, IntegrationRow) {
+        let sealer = mock::sealer();
+        let integration = mock::integration(
+            &sealer,
+            Provider::Bigcommerce,
+            &store.origin,
+            &[("store_hash", "abc123"), ("access_token", "bc_token")],
+        );
+        let http = StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}"));
+        (
+            BigCommerce::new(http, Arc::from(mock::CUSTOMER_KEY)),
+            integration,
+        )
+    }
+
+    fn promotion(id: u64, name: &str, status: &str) -> Value {
+        json!({ "id": id, "name": name, "redemption_type": "COUPON", "status": status,
+            "rules": [], "current_uses": 0, "max_uses": null })
+    }
+
+    fn code_created(code: &str) -> mock::Reply {
+        mock::Reply::json(
+            201,
+            json!({ "data": { "id": 3, "code": code, "current_uses": 0, "max_uses": 0,
+                "max_uses_per_customer": 0, "created": "2025-01-20T22:00:00+00:00" }, "meta": {} }),
+        )
+    }
+
+    #[tokio::test]
+    async fn creates_a_promotion_and_its_code() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            r if r == format!("POST {PREFIX}/v3/promotions") => mock::Reply::json(
+                201,
+                json!({ "data": promotion(31, "x", "ENABLED"), "meta": {} }),
+            ),
+            _ => code_created("MIA20"),
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let mut discount = test_discount("MIA20", "code-1");
+        discount.terms.usage_limit = 50;
+        discount.terms.once_per_customer = true;
+        discount.terms.category_ids = vec!["18".to_owned()];
+        discount.terms.starts_at = DateTime::from_timestamp(1_800_000_000, 0);
+        let results = bc
+            .create_discounts(&integration, &[discount])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "31".to_owned()
+            }
+        );
+        let requests = store.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].header("x-auth-token"), Some("bc_token"));
+        let body = requests[0].json();
+        assert_eq!(body["redemption_type"], "COUPON");
+        assert_eq!(body["name"], "Summer 20 / MIA20 [code-1]");
+        assert_eq!(body["start_date"], "2027-01-15T08:00:00+00:00");
+        let action = &body["rules"][0]["action"]["cart_items"];
+        assert_eq!(action["discount"]["percentage_amount"], "20");
+        assert_eq!(action["items"]["categories"], json!([18]));
+        assert_eq!(
+            requests[1].route(),
+            format!("POST {PREFIX}/v3/promotions/31/codes")
+        );
+        assert_eq!(
+            requests[1].json(),
+            json!({ "code": "MIA20", "max_uses": 50, "max_uses_per_customer": 1 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_code_is_someone_elses_unless_named_with_our_ref() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            r if r == format!("POST {PREFIX}/v3/promotions") => mock::Reply::json(
+                201,
+                json!({ "data": promotion(40, "x", "ENABLED"), "meta": {} }),
+            ),
+            r if r.ends_with("/codes") => mock::Reply::json(
+                409,
+                json!({ "status": 409, "title": "Coupon code already exists", "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes" }),
+            ),
+            r if r.starts_with("DELETE") => mock::Reply::empty(204),
+            _ => match request.param("code") {
+                Some("MINE") => mock::Reply::json(
+                    200,
+                    json!({ "data": [promotion(12, "Summer 20 / MINE [code-1]", "ENABLED")] }),
+                ),
+                _ => mock::Reply::json(
+                    200,
+                    json!({ "data": [promotion(13, "Their sale", "ENABLED")] }),
+                ),
+            },
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .create_discounts(
+                &integration,
+                &[
+                    test_discount("MINE", "code-1"),
+                    test_discount("THEIRS", "code-2"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "12".to_owned()
+            }
+        );
+        assert!(matches!(
+            results[1].outcome,
+            PushOutcome::AlreadyExists { .. }
+        ));
+        let deletes = store.requests_to(&format!("DELETE {PREFIX}/v3/promotions"));
+        assert_eq!(deletes.len(), 2, "the promotions made for taken codes go");
+        assert_eq!(deletes[0].param("id:in"), Some("40"));
+    }
+
+    #[tokio::test]
+    async fn disables_the_codes_promotion() {
+        let store = MockStore::start(|request| match request.method.as_str() {
+            "PUT" => mock::Reply::json(
+                200,
+                json!({ "data": promotion(12, "x", "DISABLED"), "meta": {} }),
+            ),
+            _ => match request.param("code") {
+                Some("MIA20") => mock::Reply::json(
+                    200,
+                    json!({ "data": [promotion(12, "x", "ENABLED")], "meta": {} }),
+                ),
+                _ => mock::Reply::json(200, json!({ "data": [], "meta": {} })),
+            },
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let codes = ["MIA20", "GONE"].map(str::to_owned);
+        let results = bc
+            .disable_discounts(&integration, &codes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert!(matches!(
+            results[1].outcome,
+            DisableOutcome::NotFound { .. }
+        ));
+        let puts = store.requests_to(&format!("PUT {PREFIX}/v3/promotions/12"));
+        assert_eq!(puts.len(), 1);
+        assert_eq!(puts[0].json(), json!({ "status": "DISABLED" }));
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_retried_and_slow_stores_unavailable() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let store = MockStore::start(move |request| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
+                    .header("X-Rate-Limit-Time-Reset-Ms", "10")
+                    .header("Retry-After", "0")
+            } else if request.path.ends_with("/codes") {
+                code_created("MIA20")
+            } else {
+                mock::Reply::json(201, json!({ "data": promotion(5, "x", "ENABLED") }))
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let slow =
+            MockStore::start(|_| mock::Reply::json(200, json!({})).after(Duration::from_secs(5)))
+                .await;
+        let (bc, integration) = setup(&slow);
+        let started = Instant::now();
+        let result = bc
+            .disable_discounts(&integration, &["MIA20".to_owned()])
+            .await;
+        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    fn order_json(id: u64, status_id: u64) -> Value {
+        json!({
+            "id": id, "customer_id": 11, "date_created": "Tue, 04 Mar 2025 21:13:33 +0000",
+            "date_modified": "Wed, 05 Mar 2025 08:00:00 +0000", "status_id": status_id,
+            "status": "Awaiting Fulfillment", "subtotal_ex_tax": "120.0000", "subtotal_inc_tax": "120.0000",
+            "total_ex_tax": "104.0000", "total_inc_tax": "104.0000", "discount_amount": "0.0000",
+            "coupon_discount": "24.0000", "refunded_amount": "0.0000", "currency_code": "USD",
+            "billing_address": { "first_name": "Jo", "email": "JO@example.com", "country_iso2": "US" },
+            "products": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/products", "resource": "/orders/118/products" },
+            "coupons": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/coupons", "resource": "/orders/118/coupons" },
+        })
+    }
+
+    #[tokio::test]
+    async fn maps_orders_with_products_and_coupons() {
+        let store = MockStore::start(|request| {
+            let path = request.path.trim_start_matches(PREFIX);
+            match path {
+                "/v2/orders/118" => mock::Reply::json(200, order_json(118, 11)),
+                "/v2/orders/118/products" => mock::Reply::json(
+                    200,
+                    json!([{ "id": 1, "order_id": 118, "product_id": 77, "quantity": 2,
+                        "base_price": "60.0000", "base_total": "120.0000", "total_ex_tax": "96.0000",
+                        "applied_discounts": [{ "id": "coupon", "amount": "24.0000", "name": "MIA20", "code": "MIA20", "target": "order" }] }]),
+                ),
+                "/v2/orders/118/coupons" => mock::Reply::json(
+                    200,
+                    json!([{ "id": 3, "coupon_id": 9, "order_id": 118, "code": "MIA20", "amount": "20.0000", "type": 1, "discount": 24 }]),
+                ),
+                "/v2/orders" => mock::Reply::json(200, json!([order_json(118, 11)])),
+                p if p.ends_with("/coupons") || p.ends_with("/products") => mock::Reply::empty(204),
+                _ => mock::Reply::json(404, json!([{ "status": 404, "message": "The requested resource was not found." }])),
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let order = bc
+            .fetch_order(&integration, "118")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the order exists"));
+        assert_eq!(order.status, OrderStatus::Paid);
+        assert_eq!(order.codes, vec!["MIA20"]);
+        assert_eq!(
+            (
+                order.subtotal_minor,
+                order.discount_minor,
+                order.total_minor
+            ),
+            (12_000, 2_400, 10_400)
+        );
+        assert_eq!(order.country.as_deref(), Some("US"));
+        assert_eq!(
+            order.customer_hash,
+            customer_hash(mock::CUSTOMER_KEY, "jo@example.com")
+        );
+        assert_eq!(order.occurred_at.to_rfc3339(), "2025-03-04T21:13:33+00:00");
+        assert_eq!(
+            (
+                order.lines[0].product_id.as_str(),
+                order.lines[0].amount_minor,
+                order.lines[0].discount_minor
+            ),
+            ("77", 12_000, 2_400)
+        );
+        assert_eq!(order.lines[0].codes, vec!["MIA20"]);
+        assert_eq!(bc.fetch_order(&integration, "9").await.ok(), Some(None));
+
+        let since = DateTime::from_timestamp(1_740_000_000, 0).unwrap_or_default();
+        let listed = bc
+            .list_orders(&integration, since, 5)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 1);
+        let request = &store.requests_to(&format!("GET {PREFIX}/v2/orders"))[0];
+        assert_eq!(
+            request.param("min_date_modified"),
+            Some("2025-02-19T21:20:00+00:00")
+        );
+        assert_eq!(request.param("sort"), Some("date_modified:asc"));
+    }
+}

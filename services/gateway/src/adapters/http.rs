@@ -1,0 +1,400 @@
+//! What every real store adapter shares, written once: the HTTP client, a timeout on every call,
+//! bounded retries with exponential backoff and jitter (429, 5xx, timeouts, refused connections,
+//! honouring `Retry-After` and store-specific throttle signals), a concurrency limit per
+//! integration, the integration's sealed credentials, and the store's origin.
+//!
+//! Whole-store failures (still failing after the retries) become [`AdapterError::Unavailable`];
+//! credentials the store refuses (401/403) or that are missing become
+//! [`AdapterError::Misconfigured`]. Every other answer is handed back to the adapter, which maps
+//! per-code refusals to outcomes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::AdapterError;
+use crate::crypto::Sealer;
+use crate::store::IntegrationRow;
+
+/// Settings of the outbound calls to stores.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Limit of one attempt (connect, send, read the whole answer).
+    pub timeout: Duration,
+    /// Attempts of one call, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubled at each further one, with jitter.
+    pub backoff: Duration,
+    /// Longest wait between attempts: a `Retry-After` (or a throttle wait) beyond it ends the
+    /// call as unavailable rather than holding the caller.
+    pub max_wait: Duration,
+    /// Calls in flight at once to one integration's store.
+    pub concurrency_per_integration: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            backoff: Duration::from_millis(250),
+            max_wait: Duration::from_secs(30),
+            concurrency_per_integration: 4,
+        }
+    }
+}
+
+/// A store's answer, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON of type `T`; a body that is not is the store failing as a whole.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, store: &str) -> Result<T, AdapterError> {
+        serde_json::from_slice(&self.body).map_err(|err| {
+            AdapterError::Unavailable(format!(
+                "{store} answered {} with an unexpected body: {err}",
+                self.status
+            ))
+        })
+    }
+
+    /// The body as text, shortened, for error messages.
+    pub fn snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let mut snippet: String = text.chars().take(300).collect();
+        if text.chars().count() > 300 {
+            snippet.push('…');
+        }
+        snippet
+    }
+
+    /// An answer the adapter did not expect, as a whole-call failure.
+    pub fn unexpected(&self, store: &str, call: &str) -> AdapterError {
+        AdapterError::Unavailable(format!(
+            "{store} answered {call} with {}: {}",
+            self.status,
+            self.snippet()
+        ))
+    }
+}
+
+/// The shared HTTP machinery of the store adapters. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StoreHttp {
+    client: reqwest::Client,
+    config: HttpConfig,
+    sealer: Sealer,
+    limits: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Reply),
+    /// Worth another attempt, after at least `wait` when the store said how long.
+    Retry {
+        why: String,
+        wait: Option<Duration>,
+    },
+}
+
+impl StoreHttp {
+    pub fn new(config: HttpConfig, sealer: Sealer) -> Result<Self, AdapterError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .user_agent(concat!("tracking-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| AdapterError::Unavailable(format!("http client: {err}")))?;
+        Ok(Self {
+            client,
+            config,
+            sealer,
+            limits: Arc::default(),
+        })
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// The integration's credentials, opened with the brand id as associated data. Only adapters
+    /// call this, right before a store call; the values are never logged.
+    pub fn credentials(&self, integration: &IntegrationRow) -> Result<Credentials, AdapterError> {
+        let plaintext = self
+            .sealer
+            .open(integration.brand_id, &integration.credentials_sealed)
+            .map_err(|err| {
+                AdapterError::Misconfigured(format!(
+                    "credentials of integration {} cannot be opened: {err}",
+                    integration.id
+                ))
+            })?;
+        let values: BTreeMap<String, String> =
+            serde_json::from_slice(&plaintext).map_err(|_| {
+                AdapterError::Misconfigured(format!(
+                    "credentials of integration {} are not a name-value map",
+                    integration.id
+                ))
+            })?;
+        Ok(Credentials {
+            integration_id: integration.id,
+            values,
+        })
+    }
+
+    fn limit(&self, integration_id: i64) -> Arc<Semaphore> {
+        let mut limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        limits
+            .entry(integration_id)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency_per_integration)))
+            .clone()
+    }
+
+    /// Sends the request `build` makes (once per attempt) to the integration's store, retrying
+    /// what is worth retrying. `store` names the store in messages and logs.
+    pub async fn send(
+        &self,
+        integration: &IntegrationRow,
+        store: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Reply, AdapterError> {
+        self.send_checked(integration, store, build, |_| None).await
+    }
+
+    /// As [`send`](Self::send), and `throttled` may read a successful answer as a throttle signal
+    /// (Shopify's `THROTTLED` arrives with HTTP 200): `Some(wait)` retries after `wait`.
+    pub async fn send_checked(
+        &self,
+        integration: &IntegrationRow,
+        store: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+        throttled: impl Fn(&Reply) -> Option<Duration>,
+    ) -> Result<Reply, AdapterError> {
+        let limit = self.limit(integration.id);
+        let mut attempt = 1u32;
+        loop {
+            let outcome = {
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .map_err(|_| AdapterError::Unavailable("adapter shutting down".to_owned()))?;
+                self.attempt(build(&self.client)).await
+            };
+            let (why, wait) = match outcome {
+                Attempt::Done(reply) => match throttled(&reply) {
+                    Some(wait) => (format!("{store} throttled the call"), Some(wait)),
+                    None => return check_auth(reply, store, integration),
+                },
+                Attempt::Retry { why, wait } => (format!("{store} {why}"), wait),
+            };
+            let backoff = self.backoff(attempt);
+            let wait = wait.map_or(backoff, |w| w.max(backoff));
+            if attempt >= self.config.max_attempts || wait > self.config.max_wait {
+                tracing::warn!(
+                    brand_id = integration.brand_id,
+                    integration_id = integration.id,
+                    attempts = attempt,
+                    reason = %why,
+                    "store unavailable"
+                );
+                return Err(AdapterError::Unavailable(format!(
+                    "{why} (after {attempt} attempts)"
+                )));
+            }
+            tracing::info!(
+                brand_id = integration.brand_id,
+                integration_id = integration.id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                reason = %why,
+                "store call retried"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(&self, request: RequestBuilder) -> Attempt {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => {
+                return Attempt::Retry {
+                    why: describe(&err),
+                    wait: None,
+                };
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(err) => {
+                return Attempt::Retry {
+                    why: describe(&err),
+                    wait: None,
+                };
+            }
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Attempt::Retry {
+                why: format!("answered {status}"),
+                wait: retry_after(&headers),
+            };
+        }
+        Attempt::Done(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Exponential backoff with full jitter in its upper half: base·2^(n-1) · [0.5, 1).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let jitter = getrandom::u32().unwrap_or(0) % 1000;
+        exp.mul_f64(0.5 + f64::from(jitter) / 2000.0)
+            .min(self.config.max_wait)
+    }
+}
+
+fn check_auth(
+    reply: Reply,
+    store: &str,
+    integration: &IntegrationRow,
+) -> Result<Reply, AdapterError> {
+    if matches!(
+        reply.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
+        tracing::warn!(
+            brand_id = integration.brand_id,
+            integration_id = integration.id,
+            status = reply.status.as_u16(),
+            "store refused the integration's credentials"
+        );
+        return Err(AdapterError::Misconfigured(format!(
+            "{store} refused the credentials of integration {} ({}): check them and the app's scopes",
+            integration.id, reply.status
+        )));
+    }
+    Ok(reply)
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "did not answer in time".to_owned()
+    } else if err.is_connect() {
+        "could not be reached".to_owned()
+    } else {
+        format!("call failed: {err}")
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare at stores and read as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let seconds: f64 = value.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// An integration's store credentials: a name-value map, never printed.
+pub struct Credentials {
+    integration_id: i64,
+    values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("integration_id", &self.integration_id)
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// The value of `name`; missing or blank is a misconfigured integration.
+    pub fn get(&self, name: &str) -> Result<&str, AdapterError> {
+        self.values
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                AdapterError::Misconfigured(format!(
+                    "integration {} has no credential {name}",
+                    self.integration_id
+                ))
+            })
+    }
+}
+
+/// The origin (scheme and host, no trailing slash) the adapter calls: the integration's
+/// `base_url` when set, so tests and local runs can point any adapter at
+/// `http://127.0.0.1:PORT`, else the store's own `default`.
+pub fn origin(integration: &IntegrationRow, default: impl FnOnce() -> String) -> String {
+    let base = integration.base_url.trim().trim_end_matches('/');
+    if base.is_empty() {
+        default().trim_end_matches('/').to_owned()
+    } else {
+        base.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "2".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(
+            RETRY_AFTER,
+            "0.5".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(500)));
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn credentials_never_print_values() {
+        let credentials = Credentials {
+            integration_id: 7,
+            values: [("access_token".to_owned(), "shpat_secret".to_owned())].into(),
+        };
+        let printed = format!("{credentials:?}");
+        assert!(printed.contains("access_token"));
+        assert!(!printed.contains("shpat_secret"));
+        assert_eq!(credentials.get("access_token").ok(), Some("shpat_secret"));
+        assert!(matches!(
+            credentials.get("store_hash"),
+            Err(AdapterError::Misconfigured(_))
+        ));
+    }
+}

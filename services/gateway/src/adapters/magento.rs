@@ -1,0 +1,977 @@
+//! Magento 2 (Adobe Commerce): cart price rules, coupons and orders through the REST API
+//! (`{base_url}/rest/V1`) with an integration's access token as bearer.
+//!
+//! - Codes: one cart price rule per set of terms, found by its name (`Influencer codes 20 %
+//!   [terms hash]`) or created (`POST /V1/salesRules`, specific coupons with auto generation on, so
+//!   the rule takes many coupons; every website and customer group; `by_percent` or `cart_fixed`;
+//!   SKU and category conditions for restrictions; dates by day). Then one coupon per code
+//!   (`POST /V1/coupons`) with `usage_limit` and `usage_per_customer`.
+//! - Magento coupons have no field for our external ref. A code Magento reports taken is our
+//!   earlier push when its coupon belongs to the rule of the same terms: CodeMintService keeps
+//!   codes unique per integration, so the suite never pushes one code for two owners. A coupon of
+//!   any other rule is `AlreadyExists`.
+//! - Disabling deletes the coupons (`POST /V1/coupons/deleteByCodes`): Magento coupons have no
+//!   active flag of their own, and the rule keeps serving the plan's other codes.
+//! - Orders: `GET /V1/orders/{entity_id}` and `GET /V1/orders?searchCriteria…` on `updated_at`.
+//!   For restrictions, Magento product ids are the products' SKUs (rule conditions match SKUs).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::http::{Reply, StoreHttp, origin};
+use super::mapping::{json_amount, percent_text};
+use super::{AdapterError, StoreAdapter};
+use crate::domain::discount::{
+    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult, Terms,
+};
+use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
+use crate::store::IntegrationRow;
+use crate::webhooks::customer_hash;
+
+const STORE: &str = "Magento";
+const MAX_PAGE: usize = 200;
+const PRODUCT_CONDITION: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product";
+const PRODUCT_COMBINE: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product\\Combine";
+
+/// The Magento adapter.
+#[derive(Clone, Debug)]
+pub struct Magento {
+    http: StoreHttp,
+    customer_key: Arc<[u8]>,
+}
+
+struct Api {
+    base: String,
+    token: String,
+}
+
+/// `searchCriteria` query pairs for one `field condition value` filter.
+fn filter(field: &str, value: &str, condition: &str) -> Vec<(String, String)> {
+    let prefix = "searchCriteria[filter_groups][0][filters][0]";
+    vec![
+        (format!("{prefix}[field]"), field.to_owned()),
+        (format!("{prefix}[value]"), value.to_owned()),
+        (format!("{prefix}[condition_type]"), condition.to_owned()),
+    ]
+}
+
+impl Magento {
+    pub fn new(http: StoreHttp, customer_key: Arc<[u8]>) -> Self {
+        Self { http, customer_key }
+    }
+
+    fn api(&self, integration: &IntegrationRow) -> Result<Api, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let base = origin(integration, String::new);
+        if base.is_empty() {
+            return Err(AdapterError::Misconfigured(format!(
+                "integration {} has no store base URL",
+                integration.id
+            )));
+        }
+        Ok(Api {
+            base: format!("{base}/rest/V1"),
+            token: credentials.get("access_token")?.to_owned(),
+        })
+    }
+
+    async fn call(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Reply, AdapterError> {
+        let url = format!("{}{path}", api.base);
+        self.http
+            .send(integration, STORE, |client| {
+                let request = client
+                    .request(method.clone(), &url)
+                    .bearer_auth(&api.token)
+                    .query(query);
+                match body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await
+    }
+
+    async fn get_json(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Value, AdapterError> {
+        let reply = self
+            .call(integration, api, reqwest::Method::GET, path, query, None)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, path));
+        }
+        reply.json(STORE)
+    }
+
+    /// The id of the rule for `terms`, found by name or created.
+    async fn rule_for(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        terms: &Terms,
+    ) -> Result<Result<u64, String>, AdapterError> {
+        let name = rule_name(terms);
+        let found = self
+            .get_json(
+                integration,
+                api,
+                "/salesRules/search",
+                &filter("name", &name, "eq"),
+            )
+            .await?;
+        if let Some(id) = found["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|rule| rule["name"].as_str() == Some(name.as_str()))
+            .and_then(|rule| rule["rule_id"].as_u64())
+        {
+            return Ok(Ok(id));
+        }
+        let websites: Vec<u64> = self
+            .get_json(integration, api, "/store/websites", &[])
+            .await?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["id"].as_u64())
+            .filter(|id| *id != 0)
+            .collect();
+        let groups: Vec<u64> = self
+            .get_json(
+                integration,
+                api,
+                "/customerGroups/search",
+                &[("searchCriteria[pageSize]".to_owned(), "500".to_owned())],
+            )
+            .await?["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["id"].as_u64())
+            .collect();
+        let rule = match rule_body(&name, terms, &websites, &groups) {
+            Ok(rule) => rule,
+            Err(message) => return Ok(Err(message)),
+        };
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                "/salesRules",
+                &[],
+                Some(&json!({ "rule": rule })),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(Err(format!(
+                "{STORE} refused the cart price rule: {} {}",
+                reply.status,
+                message_of(&reply)
+            )));
+        }
+        let created: Value = reply.json(STORE)?;
+        created["rule_id"]
+            .as_u64()
+            .map(Ok)
+            .ok_or_else(|| reply.unexpected(STORE, "a rule creation"))
+    }
+
+    async fn create_coupon(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+        discount: &Discount,
+    ) -> Result<PushOutcome, AdapterError> {
+        let coupon = json!({ "coupon": {
+            "rule_id": rule_id,
+            "code": discount.code,
+            "usage_limit": discount.terms.usage_limit.max(0),
+            "usage_per_customer": i32::from(discount.terms.once_per_customer),
+            "is_primary": false,
+            "type": 0,
+        }});
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                "/coupons",
+                &[],
+                Some(&coupon),
+            )
+            .await?;
+        if reply.status.is_success() {
+            let created: Value = reply.json(STORE)?;
+            return Ok(PushOutcome::Created {
+                store_discount_id: created["coupon_id"]
+                    .as_u64()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+        let message = message_of(&reply);
+        let lower = message.to_ascii_lowercase();
+        if !(lower.contains("already exists") || lower.contains("unique")) {
+            return Ok(PushOutcome::Failed {
+                message: format!("{STORE} refused code {}: {message}", discount.code),
+                retryable: false,
+            });
+        }
+        let held = self
+            .get_json(
+                integration,
+                api,
+                "/coupons/search",
+                &filter("code", &discount.code, "eq"),
+            )
+            .await?;
+        let ours = held["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["rule_id"].as_u64() == Some(rule_id));
+        Ok(match ours {
+            Some(coupon) => PushOutcome::Created {
+                store_discount_id: coupon["coupon_id"]
+                    .as_u64()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+            },
+            None => PushOutcome::AlreadyExists {
+                message: format!("code {} already exists in the store", discount.code),
+            },
+        })
+    }
+
+    fn order(&self, value: &Value) -> Result<NormalizedOrder, String> {
+        normalize(value, &self.customer_key)
+    }
+}
+
+/// Magento's error text, with its `%1` parameters filled in.
+fn message_of(reply: &Reply) -> String {
+    let Ok(body) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply.snippet();
+    };
+    let mut message = body["message"].as_str().unwrap_or_default().to_owned();
+    match &body["parameters"] {
+        Value::Array(values) => {
+            for (i, value) in values.iter().enumerate() {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                message = message.replace(&format!("%{}", i + 1), &text);
+            }
+        }
+        Value::Object(map) => {
+            for (key, value) in map {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                message = message.replace(&format!("%{key}"), &text);
+            }
+        }
+        _ => {}
+    }
+    message
+}
+
+/// The rule's name: readable, and unique to the terms (a hash of all of them).
+fn rule_name(terms: &Terms) -> String {
+    let canonical = serde_json::to_vec(terms).unwrap_or_default();
+    let hash: String = Sha256::digest(&canonical)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let value = match &terms.value {
+        Some(DiscountValue::PercentBps(bps)) => format!("{} %", percent_text(*bps)),
+        Some(DiscountValue::Fixed(m)) => {
+            format!(
+                "{} {}",
+                format_amount(m.amount_minor, &m.currency),
+                m.currency
+            )
+        }
+        None => "no value".to_owned(),
+    };
+    format!("Influencer codes {value} [{hash}]")
+}
+
+fn decimal(text: &str) -> Value {
+    serde_json::from_str::<Value>(text).unwrap_or(Value::Null)
+}
+
+fn rule_body(name: &str, terms: &Terms, websites: &[u64], groups: &[u64]) -> Result<Value, String> {
+    let (action, amount) = match &terms.value {
+        Some(DiscountValue::PercentBps(bps)) => ("by_percent", decimal(&percent_text(*bps))),
+        Some(DiscountValue::Fixed(m)) => (
+            "cart_fixed",
+            decimal(&format_amount(m.amount_minor, &m.currency)),
+        ),
+        None => return Err("the discount has no value".to_owned()),
+    };
+    if websites.is_empty() {
+        return Err(format!("{STORE} lists no website for the rule"));
+    }
+    let mut conditions = Vec::new();
+    if !terms.product_ids.is_empty() {
+        conditions.push(
+            json!({ "condition_type": PRODUCT_CONDITION, "attribute_name": "sku",
+            "operator": "()", "value": terms.product_ids.join(", ") }),
+        );
+    }
+    if !terms.category_ids.is_empty() {
+        conditions.push(
+            json!({ "condition_type": PRODUCT_CONDITION, "attribute_name": "category_ids",
+            "operator": "()", "value": terms.category_ids.join(", ") }),
+        );
+    }
+    let mut rule = json!({
+        "name": name,
+        "description": "Discount codes of influencer tracking; one coupon per creator.",
+        "is_active": true,
+        "website_ids": websites,
+        "customer_group_ids": groups,
+        "coupon_type": "SPECIFIC_COUPON",
+        "use_auto_generation": true,
+        "uses_per_coupon": terms.usage_limit.max(0),
+        "uses_per_customer": i32::from(terms.once_per_customer),
+        "simple_action": action,
+        "discount_amount": amount,
+        "apply_to_shipping": false,
+        "stop_rules_processing": false,
+        "from_date": terms.starts_at.map(|at| at.format("%Y-%m-%d").to_string()),
+        "to_date": terms.ends_at.map(|at| at.format("%Y-%m-%d").to_string()),
+    });
+    if !conditions.is_empty() {
+        rule["action_condition"] = json!({
+            "condition_type": PRODUCT_COMBINE, "aggregator_type": "any", "value": "1",
+            "conditions": conditions,
+        });
+    }
+    Ok(rule)
+}
+
+fn magento_time(text: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|at| at.and_utc())
+}
+
+/// A Magento order (times in UTC, amounts as JSON numbers, discounts negative).
+fn normalize(order: &Value, customer_key: &[u8]) -> Result<NormalizedOrder, String> {
+    let currency = order["order_currency_code"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase();
+    if currency.len() != 3 {
+        return Err("order_currency_code is not an ISO 4217 code".to_owned());
+    }
+    let amount = |value: &Value, name: &str| {
+        json_amount(value, &currency)
+            .map(i64::abs)
+            .ok_or_else(|| format!("{name}: {value} is not an amount in {currency}"))
+    };
+    let codes: Vec<String> = order["coupon_code"]
+        .as_str()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| vec![c.to_owned()])
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    // Child items (a configurable product's simple one) repeat their parent's amounts.
+    for item in order["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["parent_item_id"].is_null())
+    {
+        let discount = amount(&item["discount_amount"], "items.discount_amount")?;
+        lines.push(OrderLine {
+            product_id: item["sku"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| item["product_id"].as_u64().map(|id| id.to_string()))
+                .unwrap_or_default(),
+            category_id: String::new(),
+            quantity: item["qty_ordered"].as_f64().unwrap_or(0.0).round() as i64,
+            amount_minor: amount(&item["row_total"], "items.row_total")?,
+            discount_minor: discount,
+            codes: if discount > 0 {
+                codes.clone()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    let total = amount(&order["grand_total"], "grand_total")?;
+    let refunded = amount(&order["total_refunded"], "total_refunded")?.min(total);
+    let status = match order["state"].as_str().unwrap_or_default() {
+        "canceled" => OrderStatus::Cancelled,
+        "closed" => OrderStatus::Refunded,
+        _ if refunded > 0 && refunded >= total => OrderStatus::Refunded,
+        _ if refunded > 0 => OrderStatus::PartiallyRefunded,
+        "processing" | "complete" => OrderStatus::Paid,
+        _ => OrderStatus::Created,
+    };
+    let shipping_country = order["extension_attributes"]["shipping_assignments"][0]["shipping"]
+        ["address"]["country_id"]
+        .as_str();
+    let country = shipping_country
+        .or_else(|| order["billing_address"]["country_id"].as_str())
+        .map(|c| c.trim().to_ascii_uppercase())
+        .filter(|c| c.len() == 2);
+    Ok(NormalizedOrder {
+        store_order_id: order["entity_id"]
+            .as_u64()
+            .ok_or_else(|| "entity_id is missing".to_owned())?
+            .to_string(),
+        status,
+        codes,
+        click_id: None,
+        subtotal_minor: amount(&order["subtotal"], "subtotal")?,
+        discount_minor: amount(&order["discount_amount"], "discount_amount")?,
+        total_minor: total,
+        refunded_minor: refunded,
+        country,
+        customer_hash: order["customer_email"]
+            .as_str()
+            .and_then(|email| customer_hash(customer_key, email)),
+        currency,
+        lines,
+        occurred_at: order["created_at"]
+            .as_str()
+            .and_then(magento_time)
+            .ok_or_else(|| "created_at is not a time".to_owned())?,
+        test: false,
+    })
+}
+
+#[tonic::async_trait]
+impl StoreAdapter for Magento {
+    async fn create_discounts(
+        &self,
+        integration: &IntegrationRow,
+        discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let api = self.api(integration)?;
+        let mut rules: HashMap<String, Result<u64, String>> = HashMap::new();
+        let mut results = Vec::with_capacity(discounts.len());
+        for discount in discounts {
+            let name = rule_name(&discount.terms);
+            let rule = match rules.get(&name) {
+                Some(rule) => rule.clone(),
+                None => {
+                    let rule = self.rule_for(integration, &api, &discount.terms).await?;
+                    rules.insert(name, rule.clone());
+                    rule
+                }
+            };
+            let outcome = match rule {
+                Ok(rule_id) => {
+                    self.create_coupon(integration, &api, rule_id, discount)
+                        .await?
+                }
+                Err(message) => PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                },
+            };
+            results.push(PushResult {
+                code: discount.code.clone(),
+                outcome,
+            });
+        }
+        Ok(results)
+    }
+
+    async fn disable_discounts(
+        &self,
+        integration: &IntegrationRow,
+        codes: &[String],
+    ) -> Result<Vec<DisableResult>, AdapterError> {
+        let api = self.api(integration)?;
+        let body = json!({ "codes": codes, "ignoreInvalidCoupons": true });
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::POST,
+                "/coupons/deleteByCodes",
+                &[],
+                Some(&body),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon deletion"));
+        }
+        let answer: Value = reply.json(STORE)?;
+        let listed = |key: &str| -> Vec<String> {
+            answer[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
+        let (failed, missing) = (listed("failed_items"), listed("missing_items"));
+        Ok(codes
+            .iter()
+            .map(|code| {
+                let lower = code.to_ascii_lowercase();
+                DisableResult {
+                    code: code.clone(),
+                    outcome: if missing.contains(&lower) {
+                        DisableOutcome::NotFound {
+                            message: format!("the store holds no code {code}"),
+                        }
+                    } else if failed.contains(&lower) {
+                        DisableOutcome::Failed {
+                            message: format!("{STORE} could not delete coupon {code}"),
+                            retryable: true,
+                        }
+                    } else {
+                        DisableOutcome::Disabled
+                    },
+                }
+            })
+            .collect())
+    }
+
+    async fn fetch_order(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, AdapterError> {
+        let id = store_order_id.trim();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let api = self.api(integration)?;
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::GET,
+                &format!("/orders/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "an order fetch"));
+        }
+        self.order(&reply.json(STORE)?)
+            .map(Some)
+            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+    }
+
+    async fn list_orders(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+        let api = self.api(integration)?;
+        let page_size = limit.clamp(1, MAX_PAGE);
+        let mut orders = Vec::new();
+        let mut page = 1usize;
+        loop {
+            let mut query = filter(
+                "updated_at",
+                &since.format("%Y-%m-%d %H:%M:%S").to_string(),
+                "gteq",
+            );
+            query.extend([
+                (
+                    "searchCriteria[sortOrders][0][field]".to_owned(),
+                    "updated_at".to_owned(),
+                ),
+                (
+                    "searchCriteria[sortOrders][0][direction]".to_owned(),
+                    "ASC".to_owned(),
+                ),
+                ("searchCriteria[pageSize]".to_owned(), page_size.to_string()),
+                ("searchCriteria[currentPage]".to_owned(), page.to_string()),
+            ]);
+            let body = self.get_json(integration, &api, "/orders", &query).await?;
+            let items = body["items"].as_array().cloned().unwrap_or_default();
+            let total = body["total_count"].as_u64().unwrap_or(0) as usize;
+            for value in &items {
+                if orders.len() == limit {
+                    break;
+                }
+                match self.order(value) {
+                    Ok(order) => orders.push(order),
+                    Err(err) => tracing::error!(
+                        brand_id = integration.brand_id,
+                        integration_id = integration.id,
+                        order_id = %value["entity_id"],
+                        error = %err,
+                        "magento order skipped: unreadable"
+                    ),
+                }
+            }
+            // Magento repeats the last page when asked past the end: stop by the total count.
+            if orders.len() >= limit || items.len() < page_size || page * page_size >= total {
+                return Ok(orders);
+            }
+            page += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use tracking_api::common::v1::Provider;
+
+    use super::*;
+    use crate::adapters::mock::{self, MockStore, Recorded};
+    use crate::adapters::test_discount;
+
+    fn setup(store: &MockStore) -> (Magento, IntegrationRow) {
+        let sealer = mock::sealer();
+        let integration = mock::integration(
+            &sealer,
+            Provider::Magento,
+            &store.origin,
+            &[("access_token", "mg_token")],
+        );
+        let http = StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}"));
+        (
+            Magento::new(http, Arc::from(mock::CUSTOMER_KEY)),
+            integration,
+        )
+    }
+
+    /// A Magento that has no rule yet, creates rule 5, and holds coupon `THEIRS` under rule 2
+    /// and `MINE` under rule 5.
+    fn store_api(request: &Recorded) -> mock::Reply {
+        let duplicate = || {
+            mock::Reply::json(
+                400,
+                json!({ "message": "Error occurred when saving coupon: %1",
+                    "parameters": ["Coupon with the same code already exists."] }),
+            )
+        };
+        match request.route().as_str() {
+            "GET /rest/V1/salesRules/search" => {
+                mock::Reply::json(200, json!({ "items": [], "total_count": 0 }))
+            }
+            "GET /rest/V1/store/websites" => mock::Reply::json(
+                200,
+                json!([{ "id": 0, "code": "admin" }, { "id": 1, "code": "base" }]),
+            ),
+            "GET /rest/V1/customerGroups/search" => mock::Reply::json(
+                200,
+                json!({ "items": [{ "id": 0, "code": "NOT LOGGED IN" }, { "id": 1, "code": "General" }] }),
+            ),
+            "POST /rest/V1/salesRules" => {
+                let mut rule = request.json()["rule"].clone();
+                rule["rule_id"] = json!(5);
+                mock::Reply::json(200, rule)
+            }
+            "POST /rest/V1/coupons" => match request.json()["coupon"]["code"].as_str() {
+                Some("MINE" | "THEIRS") => duplicate(),
+                _ => {
+                    let mut coupon = request.json()["coupon"].clone();
+                    coupon["coupon_id"] = json!(70);
+                    mock::Reply::json(200, coupon)
+                }
+            },
+            "GET /rest/V1/coupons/search" => {
+                let rule = if request.param("searchCriteria[filter_groups][0][filters][0][value]")
+                    == Some("MINE")
+                {
+                    5
+                } else {
+                    2
+                };
+                mock::Reply::json(
+                    200,
+                    json!({ "items": [{ "coupon_id": 60, "rule_id": rule, "code": "x" }], "total_count": 1 }),
+                )
+            }
+            _ => mock::Reply::json(
+                404,
+                json!({ "message": "Request does not match any route." }),
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_one_rule_per_terms_and_a_coupon_per_code() {
+        let store = MockStore::start(store_api).await;
+        let (magento, integration) = setup(&store);
+        let mut first = test_discount("MIA20", "code-1");
+        first.terms.usage_limit = 10;
+        first.terms.once_per_customer = true;
+        first.terms.product_ids = vec!["MUG-1".to_owned()];
+        first.terms.ends_at = DateTime::from_timestamp(1_900_000_000, 0);
+        let mut second = first.clone();
+        second.code = "JOSE20".to_owned();
+        second.external_ref = "code-2".to_owned();
+        let results = magento
+            .create_discounts(&integration, &[first, second])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for result in &results {
+            assert_eq!(
+                result.outcome,
+                PushOutcome::Created {
+                    store_discount_id: "70".to_owned()
+                }
+            );
+        }
+        assert_eq!(
+            store.requests()[0].header("authorization"),
+            Some("Bearer mg_token")
+        );
+        let rules = store.requests_to("POST /rest/V1/salesRules");
+        assert_eq!(rules.len(), 1, "both codes share the rule of their terms");
+        let rule = &rules[0].json()["rule"];
+        assert!(
+            rule["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Influencer codes 20 % [")
+        );
+        assert_eq!(rule["simple_action"], "by_percent");
+        assert_eq!(rule["discount_amount"], 20);
+        assert_eq!(rule["coupon_type"], "SPECIFIC_COUPON");
+        assert_eq!(rule["use_auto_generation"], true);
+        assert_eq!(rule["website_ids"], json!([1]));
+        assert_eq!(rule["customer_group_ids"], json!([0, 1]));
+        assert_eq!(rule["to_date"], "2030-03-17");
+        assert_eq!(
+            rule["action_condition"]["conditions"][0]["attribute_name"],
+            "sku"
+        );
+        assert_eq!(rule["action_condition"]["conditions"][0]["value"], "MUG-1");
+        let coupons = store.requests_to("POST /rest/V1/coupons");
+        assert_eq!(
+            coupons[1].json()["coupon"],
+            json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
+                "is_primary": false, "type": 0 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_code_is_ours_only_under_our_rule() {
+        let store = MockStore::start(store_api).await;
+        let (magento, integration) = setup(&store);
+        let results = magento
+            .create_discounts(
+                &integration,
+                &[
+                    test_discount("MINE", "code-1"),
+                    test_discount("THEIRS", "code-2"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "60".to_owned()
+            }
+        );
+        assert!(matches!(
+            results[1].outcome,
+            PushOutcome::AlreadyExists { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn disables_by_deleting_coupons() {
+        let store = MockStore::start(|_| {
+            mock::Reply::json(
+                200,
+                json!({ "failed_items": [], "missing_items": ["gone"] }),
+            )
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let codes = ["MIA20", "GONE"].map(str::to_owned);
+        let results = magento
+            .disable_discounts(&integration, &codes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert!(matches!(
+            results[1].outcome,
+            DisableOutcome::NotFound { .. }
+        ));
+        let request = &store.requests()[0];
+        assert_eq!(request.route(), "POST /rest/V1/coupons/deleteByCodes");
+        assert_eq!(
+            request.json(),
+            json!({ "codes": ["MIA20", "GONE"], "ignoreInvalidCoupons": true })
+        );
+    }
+
+    #[tokio::test]
+    async fn overload_is_retried_and_slow_stores_unavailable() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let store = MockStore::start(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                mock::Reply::json(503, json!({ "message": "Service Unavailable" }))
+            } else {
+                mock::Reply::json(200, json!({ "failed_items": [], "missing_items": [] }))
+            }
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let results = magento
+            .disable_discounts(&integration, &["MIA20".to_owned()])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let slow =
+            MockStore::start(|_| mock::Reply::json(200, json!({})).after(Duration::from_secs(5)))
+                .await;
+        let (magento, integration) = setup(&slow);
+        let started = Instant::now();
+        let result = magento
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await;
+        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    fn order_json(id: u64, state: &str, refunded: f64) -> Value {
+        json!({
+            "entity_id": id, "increment_id": "000000042", "state": state, "status": state,
+            "created_at": "2025-04-02 13:45:10", "updated_at": "2025-04-03 09:00:00",
+            "order_currency_code": "GBP", "base_currency_code": "GBP",
+            "subtotal": 80, "discount_amount": -16, "shipping_amount": 5, "grand_total": 69,
+            "total_refunded": refunded, "coupon_code": "MIA20", "customer_email": "Kim@Example.co.uk",
+            "billing_address": { "country_id": "GB", "email": "Kim@Example.co.uk" },
+            "items": [
+                { "item_id": 1, "sku": "TEE-M", "product_id": 12, "product_type": "configurable",
+                  "qty_ordered": 2, "price": 40, "row_total": 80, "discount_amount": 16 },
+                { "item_id": 2, "parent_item_id": 1, "sku": "TEE-M", "product_id": 13,
+                  "product_type": "simple", "qty_ordered": 2, "price": 0, "row_total": 0, "discount_amount": 0 }
+            ],
+            "extension_attributes": { "shipping_assignments": [
+                { "shipping": { "address": { "country_id": "IE" }, "method": "flatrate_flatrate" } }
+            ] },
+        })
+    }
+
+    #[tokio::test]
+    async fn maps_orders() {
+        let store = MockStore::start(|request| match request.path.as_str() {
+            "/rest/V1/orders/42" => mock::Reply::json(200, order_json(42, "processing", 19.5)),
+            "/rest/V1/orders" => mock::Reply::json(
+                200,
+                json!({ "items": [order_json(42, "complete", 0.0), order_json(43, "canceled", 0.0)],
+                    "search_criteria": {}, "total_count": 2 }),
+            ),
+            _ => mock::Reply::json(
+                404,
+                json!({ "message": "The entity that was requested doesn't exist. Verify the entity and try again." }),
+            ),
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let order = magento
+            .fetch_order(&integration, "42")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the order exists"));
+        assert_eq!(order.status, OrderStatus::PartiallyRefunded);
+        assert_eq!(order.codes, vec!["MIA20"]);
+        assert_eq!(
+            (
+                order.subtotal_minor,
+                order.discount_minor,
+                order.total_minor,
+                order.refunded_minor
+            ),
+            (8000, 1600, 6900, 1950)
+        );
+        assert_eq!(order.country.as_deref(), Some("IE"));
+        assert_eq!(
+            order.customer_hash,
+            customer_hash(mock::CUSTOMER_KEY, "kim@example.co.uk")
+        );
+        assert_eq!(order.occurred_at.to_rfc3339(), "2025-04-02T13:45:10+00:00");
+        assert_eq!(
+            order.lines.len(),
+            1,
+            "the child item is not a line of its own"
+        );
+        assert_eq!(
+            (
+                order.lines[0].product_id.as_str(),
+                order.lines[0].quantity,
+                order.lines[0].discount_minor
+            ),
+            ("TEE-M", 2, 1600)
+        );
+        assert_eq!(
+            magento.fetch_order(&integration, "9").await.ok(),
+            Some(None)
+        );
+
+        let since = DateTime::from_timestamp(1_740_000_000, 0).unwrap_or_default();
+        let listed = magento
+            .list_orders(&integration, since, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            listed.iter().map(|o| o.status).collect::<Vec<_>>(),
+            vec![OrderStatus::Paid, OrderStatus::Cancelled]
+        );
+        let request = &store.requests_to("GET /rest/V1/orders")[0];
+        let param = |name: &str| request.param(name).map(str::to_owned);
+        assert_eq!(
+            param("searchCriteria[filter_groups][0][filters][0][field]").as_deref(),
+            Some("updated_at")
+        );
+        assert_eq!(
+            param("searchCriteria[filter_groups][0][filters][0][value]").as_deref(),
+            Some("2025-02-19 21:20:00")
+        );
+        assert_eq!(
+            param("searchCriteria[filter_groups][0][filters][0][condition_type]").as_deref(),
+            Some("gteq")
+        );
+        assert_eq!(
+            param("searchCriteria[sortOrders][0][direction]").as_deref(),
+            Some("ASC")
+        );
+    }
+}

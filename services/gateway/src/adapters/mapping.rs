@@ -1,0 +1,85 @@
+//! Mapping helpers the store adapters share: discount values as stores write them, the external
+//! ref carried in a store object's name (so a retried push is recognised), and store amounts.
+
+use serde_json::Value;
+
+use crate::domain::orders::parse_amount;
+
+/// Basis points as a percentage the stores take: 2000 → "20", 1250 → "12.5", 1 → "0.01".
+pub fn percent_text(bps: i32) -> String {
+    let whole = bps / 100;
+    let cents = (bps % 100).unsigned_abs();
+    match cents {
+        0 => whole.to_string(),
+        c if c % 10 == 0 => format!("{whole}.{}", c / 10),
+        c => format!("{whole}.{c:02}"),
+    }
+}
+
+/// Stores other than the sandbox have no field for our external ref, so it rides at the end of
+/// the discount's name: `Summer 20 / mia [code-17]`. Whoever holds a taken code is then known:
+/// the same ref is our own earlier push (a retry), another is someone else's code. The title is
+/// shortened to keep the whole within `max` characters.
+pub fn marked_title(title: &str, external_ref: &str, max: usize) -> String {
+    let marker = format!(" [{external_ref}]");
+    let room = max.saturating_sub(marker.chars().count());
+    let title: String = title.chars().take(room).collect();
+    format!("{}{marker}", title.trim_end())
+}
+
+/// Whether `name` carries the ref `external_ref` (see [`marked_title`]).
+pub fn has_marker(name: &str, external_ref: &str) -> bool {
+    name.trim_end().ends_with(&format!("[{external_ref}]"))
+}
+
+/// A store's amount, as a JSON string ("12.50") or number (12.5), in minor units, exactly.
+/// Numbers are read from their shortest decimal form, which is the text the store wrote.
+pub fn json_amount(value: &Value, currency: &str) -> Option<i64> {
+    match value {
+        Value::String(text) => parse_amount(text, currency),
+        Value::Number(number) => parse_amount(&number.to_string(), currency),
+        Value::Null => Some(0),
+        _ => None,
+    }
+}
+
+/// Restriction ids as the store's numeric ids; the first that is not a number is returned as the
+/// error.
+pub fn numeric_ids(ids: &[String]) -> Result<Vec<u64>, String> {
+    ids.iter()
+        .map(|id| id.trim().parse::<u64>().map_err(|_| id.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_read_as_stores_write_them() {
+        assert_eq!(percent_text(2000), "20");
+        assert_eq!(percent_text(1250), "12.5");
+        assert_eq!(percent_text(1), "0.01");
+        assert_eq!(percent_text(10_000), "100");
+    }
+
+    #[test]
+    fn markers_fit_and_match() {
+        let title = marked_title("Summer 20 / mia", "code-17", 255);
+        assert_eq!(title, "Summer 20 / mia [code-17]");
+        assert!(has_marker(&title, "code-17"));
+        assert!(!has_marker(&title, "code-1"));
+        let long = marked_title(&"x".repeat(300), "r", 255);
+        assert_eq!(long.chars().count(), 255);
+        assert!(has_marker(&long, "r"));
+    }
+
+    #[test]
+    fn amounts_from_json() {
+        assert_eq!(json_amount(&serde_json::json!("12.50"), "USD"), Some(1250));
+        assert_eq!(json_amount(&serde_json::json!(36.39), "USD"), Some(3639));
+        assert_eq!(json_amount(&serde_json::json!(10), "USD"), Some(1000));
+        assert_eq!(json_amount(&serde_json::json!(-5.5), "EUR"), Some(-550));
+        assert_eq!(json_amount(&serde_json::json!(true), "EUR"), None);
+    }
+}

@@ -1,0 +1,824 @@
+//! WooCommerce: coupons and orders through the REST API v3 (`{base_url}/wp-json/wc/v3`), with the
+//! store's consumer key and secret as HTTP basic auth (WooCommerce accepts it over HTTPS).
+//!
+//! - Codes: `POST /coupons/batch` (up to 100 coupons a call): `percent` or `fixed_cart`, the
+//!   amount as decimal text, usage limits, minimum amount, product and category ids, expiry
+//!   (WooCommerce coupons have no start date). The external ref is kept in the coupon's
+//!   `meta_data` (`tracking_external_ref`), so a code the store reports taken
+//!   (`woocommerce_rest_coupon_code_already_exists`) is our retry when the coupon carries the
+//!   same ref.
+//! - Disabling sets the coupon's status to `draft` (found with `GET /coupons?code=`): a draft
+//!   coupon cannot be applied, keeps its code taken and its usage history, and the brand can see
+//!   it in the admin. Deleting would lose that history.
+//! - Orders: `GET /orders/{id}` and `GET /orders?modified_after=…&orderby=modified&order=asc`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{Credentials, Reply, StoreHttp, origin};
+use super::mapping::{numeric_ids, percent_text};
+use super::{AdapterError, StoreAdapter};
+use crate::domain::discount::{
+    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult,
+};
+use crate::domain::orders::{NormalizedOrder, format_amount};
+use crate::store::IntegrationRow;
+
+const STORE: &str = "WooCommerce";
+/// WooCommerce's limit on objects in one batch call.
+const BATCH: usize = 100;
+/// WooCommerce's largest page.
+const MAX_PAGE: usize = 100;
+const REF_KEY: &str = "tracking_external_ref";
+const TAKEN: &str = "woocommerce_rest_coupon_code_already_exists";
+
+/// The WooCommerce adapter.
+#[derive(Clone, Debug)]
+pub struct WooCommerce {
+    http: StoreHttp,
+    customer_key: Arc<[u8]>,
+}
+
+/// The REST API's error body, alone or as a batch item's `error`.
+#[derive(Deserialize, Default)]
+struct WcError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+impl WcError {
+    fn status(&self) -> u64 {
+        self.data
+            .as_ref()
+            .and_then(|d| d.get("status"))
+            .and_then(Value::as_u64)
+            .unwrap_or(400)
+    }
+}
+
+#[derive(Deserialize)]
+struct Coupon {
+    id: u64,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    meta_data: Vec<Meta>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    key: String,
+    #[serde(default)]
+    value: Value,
+}
+
+impl Coupon {
+    fn has_ref(&self, external_ref: &str) -> bool {
+        self.meta_data
+            .iter()
+            .any(|m| m.key == REF_KEY && m.value.as_str() == Some(external_ref))
+    }
+}
+
+struct Api<'a> {
+    base: String,
+    key: &'a str,
+    secret: &'a str,
+}
+
+impl WooCommerce {
+    pub fn new(http: StoreHttp, customer_key: Arc<[u8]>) -> Self {
+        Self { http, customer_key }
+    }
+
+    fn api<'a>(
+        integration: &IntegrationRow,
+        credentials: &'a Credentials,
+    ) -> Result<Api<'a>, AdapterError> {
+        let base = origin(integration, String::new);
+        if base.is_empty() {
+            return Err(AdapterError::Misconfigured(format!(
+                "integration {} has no store base URL",
+                integration.id
+            )));
+        }
+        Ok(Api {
+            base: format!("{base}/wp-json/wc/v3"),
+            key: credentials.get("consumer_key")?,
+            secret: credentials.get("consumer_secret")?,
+        })
+    }
+
+    async fn call(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Reply, AdapterError> {
+        let url = format!("{}{path}", api.base);
+        self.http
+            .send(integration, STORE, |client| {
+                let request = client
+                    .request(method.clone(), &url)
+                    .basic_auth(api.key, Some(api.secret))
+                    .query(query);
+                match body {
+                    Some(body) => request.json(body),
+                    None => request,
+                }
+            })
+            .await
+    }
+
+    /// The coupons holding `code` (WooCommerce matches codes whatever their case).
+    async fn coupons_by_code(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        code: &str,
+    ) -> Result<Vec<Coupon>, AdapterError> {
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::GET,
+                "/coupons",
+                &[("code", code.to_owned()), ("status", "any".to_owned())],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon search"));
+        }
+        let coupons: Vec<Coupon> = reply.json(STORE)?;
+        Ok(coupons
+            .into_iter()
+            .filter(|c| c.code.eq_ignore_ascii_case(code))
+            .collect())
+    }
+
+    async fn create_batch(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        discounts: &[&Discount],
+    ) -> Result<Vec<PushOutcome>, AdapterError> {
+        let body = json!({ "create": discounts.iter().map(|d| coupon_body(d).unwrap_or(Value::Null)).collect::<Vec<_>>() });
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                "/coupons/batch",
+                &[],
+                Some(&body),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon batch"));
+        }
+        let answer: Value = reply.json(STORE)?;
+        let items = answer["create"].as_array().cloned().unwrap_or_default();
+        if items.len() != discounts.len() {
+            return Err(AdapterError::Unavailable(format!(
+                "{STORE} answered {} results for {} coupons",
+                items.len(),
+                discounts.len()
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(discounts.len());
+        for (discount, item) in discounts.iter().zip(items) {
+            let error: Option<WcError> = item
+                .get("error")
+                .and_then(|e| serde_json::from_value(e.clone()).ok());
+            let outcome = match (error, item["id"].as_u64()) {
+                (None, Some(id)) if id > 0 => PushOutcome::Created {
+                    store_discount_id: id.to_string(),
+                },
+                (Some(error), _) if error.code == TAKEN => {
+                    let held = self
+                        .coupons_by_code(integration, api, &discount.code)
+                        .await?;
+                    match held.iter().find(|c| c.has_ref(&discount.external_ref)) {
+                        Some(ours) => PushOutcome::Created {
+                            store_discount_id: ours.id.to_string(),
+                        },
+                        None => PushOutcome::AlreadyExists {
+                            message: format!("code {} already exists in the store", discount.code),
+                        },
+                    }
+                }
+                (Some(error), _) => PushOutcome::Failed {
+                    message: format!(
+                        "{STORE} refused code {}: {} ({})",
+                        discount.code, error.message, error.code
+                    ),
+                    retryable: error.status() >= 500,
+                },
+                (None, _) => PushOutcome::Failed {
+                    message: format!("{STORE} did not confirm code {}", discount.code),
+                    retryable: true,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// A REST v3 order, read as a webhook's body is (the same shape).
+    fn order(&self, value: Value) -> Result<NormalizedOrder, String> {
+        let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        crate::webhooks::woocommerce::parse_order(&body, &self.customer_key)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The coupon as WooCommerce takes it; `Err` names what it cannot take.
+fn coupon_body(discount: &Discount) -> Result<Value, String> {
+    let terms = &discount.terms;
+    let (discount_type, amount) = match &terms.value {
+        Some(DiscountValue::PercentBps(bps)) => ("percent", percent_text(*bps)),
+        Some(DiscountValue::Fixed(money)) => (
+            "fixed_cart",
+            format_amount(money.amount_minor, &money.currency),
+        ),
+        None => return Err("the discount has no value".to_owned()),
+    };
+    let products = numeric_ids(&terms.product_ids)
+        .map_err(|id| format!("{id:?} is not a WooCommerce product id"))?;
+    let categories = numeric_ids(&terms.category_ids)
+        .map_err(|id| format!("{id:?} is not a WooCommerce category id"))?;
+    Ok(json!({
+        "code": discount.code,
+        "discount_type": discount_type,
+        "amount": amount,
+        "description": discount.title,
+        "usage_limit": (terms.usage_limit > 0).then_some(terms.usage_limit),
+        "usage_limit_per_user": terms.once_per_customer.then_some(1),
+        "minimum_amount": terms.minimum_purchase.as_ref()
+            .map(|m| format_amount(m.amount_minor, &m.currency))
+            .unwrap_or_default(),
+        "product_ids": products,
+        "product_categories": categories,
+        "date_expires_gmt": terms.ends_at
+            .map(|at| at.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()),
+        "meta_data": [{ "key": REF_KEY, "value": discount.external_ref }],
+    }))
+}
+
+#[tonic::async_trait]
+impl StoreAdapter for WooCommerce {
+    async fn create_discounts(
+        &self,
+        integration: &IntegrationRow,
+        discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let mut outcomes: Vec<Option<PushOutcome>> = vec![None; discounts.len()];
+        let mut sendable = Vec::new();
+        for (i, discount) in discounts.iter().enumerate() {
+            match coupon_body(discount) {
+                Ok(_) => sendable.push(i),
+                Err(message) => {
+                    outcomes[i] = Some(PushOutcome::Failed {
+                        message,
+                        retryable: false,
+                    })
+                }
+            }
+        }
+        for chunk in sendable.chunks(BATCH) {
+            let batch: Vec<&Discount> = chunk.iter().map(|&i| &discounts[i]).collect();
+            let answers = self.create_batch(integration, &api, &batch).await?;
+            for (&i, outcome) in chunk.iter().zip(answers) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(discounts
+            .iter()
+            .zip(outcomes)
+            .map(|(d, outcome)| PushResult {
+                code: d.code.clone(),
+                outcome: outcome.unwrap_or(PushOutcome::Failed {
+                    message: format!("{STORE} did not confirm code {}", d.code),
+                    retryable: true,
+                }),
+            })
+            .collect())
+    }
+
+    async fn disable_discounts(
+        &self,
+        integration: &IntegrationRow,
+        codes: &[String],
+    ) -> Result<Vec<DisableResult>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let mut outcomes = Vec::with_capacity(codes.len());
+        let mut drafts: Vec<(usize, u64)> = Vec::new();
+        for (i, code) in codes.iter().enumerate() {
+            let held = self.coupons_by_code(integration, &api, code).await?;
+            outcomes.push(if held.is_empty() {
+                DisableOutcome::NotFound {
+                    message: format!("the store holds no code {code}"),
+                }
+            } else {
+                drafts.extend(
+                    held.iter()
+                        .filter(|c| c.status != "draft")
+                        .map(|c| (i, c.id)),
+                );
+                DisableOutcome::Disabled
+            });
+        }
+        for chunk in drafts.chunks(BATCH) {
+            let body = json!({
+                "update": chunk.iter().map(|(_, id)| json!({ "id": id, "status": "draft" })).collect::<Vec<_>>()
+            });
+            let reply = self
+                .call(
+                    integration,
+                    &api,
+                    reqwest::Method::POST,
+                    "/coupons/batch",
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(STORE, "a coupon batch"));
+            }
+            let answer: Value = reply.json(STORE)?;
+            let items = answer["update"].as_array().cloned().unwrap_or_default();
+            for (n, &(i, _)) in chunk.iter().enumerate() {
+                let error: Option<WcError> = items
+                    .get(n)
+                    .and_then(|item| item.get("error"))
+                    .and_then(|e| serde_json::from_value(e.clone()).ok());
+                if let Some(error) = error {
+                    outcomes[i] = DisableOutcome::Failed {
+                        message: format!(
+                            "{STORE} did not set {} to draft: {}",
+                            codes[i], error.message
+                        ),
+                        retryable: error.status() >= 500,
+                    };
+                }
+            }
+        }
+        Ok(codes
+            .iter()
+            .zip(outcomes)
+            .map(|(code, outcome)| DisableResult {
+                code: code.clone(),
+                outcome,
+            })
+            .collect())
+    }
+
+    async fn fetch_order(
+        &self,
+        integration: &IntegrationRow,
+        store_order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, AdapterError> {
+        let id = store_order_id.trim();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::GET,
+                &format!("/orders/{id}"),
+                &[],
+                None,
+            )
+            .await?;
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "an order fetch"));
+        }
+        self.order(reply.json(STORE)?)
+            .map(Some)
+            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+    }
+
+    async fn list_orders(
+        &self,
+        integration: &IntegrationRow,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let per_page = limit.clamp(1, MAX_PAGE);
+        let mut orders = Vec::new();
+        let mut page = 1usize;
+        loop {
+            let query = [
+                (
+                    "modified_after",
+                    since.to_rfc3339_opts(SecondsFormat::Secs, true),
+                ),
+                ("dates_are_gmt", "true".to_owned()),
+                ("orderby", "modified".to_owned()),
+                ("order", "asc".to_owned()),
+                ("per_page", per_page.to_string()),
+                ("page", page.to_string()),
+            ];
+            let reply = self
+                .call(
+                    integration,
+                    &api,
+                    reqwest::Method::GET,
+                    "/orders",
+                    &query,
+                    None,
+                )
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(STORE, "an order list"));
+            }
+            let values: Vec<Value> = reply.json(STORE)?;
+            let full_page = values.len() == per_page;
+            for value in values {
+                if orders.len() == limit {
+                    break;
+                }
+                let id = value["id"].clone();
+                match self.order(value) {
+                    Ok(order) => orders.push(order),
+                    Err(err) => tracing::error!(
+                        brand_id = integration.brand_id,
+                        integration_id = integration.id,
+                        order_id = %id,
+                        error = %err,
+                        "woocommerce order skipped: unreadable"
+                    ),
+                }
+            }
+            if orders.len() >= limit || !full_page {
+                return Ok(orders);
+            }
+            page += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::orders::OrderStatus;
+    use crate::webhooks::customer_hash;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use tracking_api::common::v1::Provider;
+
+    use super::*;
+    use crate::adapters::mock::{self, MockStore};
+    use crate::adapters::test_discount;
+    use crate::domain::discount::Money;
+
+    fn setup(store: &MockStore) -> (WooCommerce, IntegrationRow) {
+        let sealer = mock::sealer();
+        let integration = mock::integration(
+            &sealer,
+            Provider::Woocommerce,
+            &store.origin,
+            &[("consumer_key", "ck_test"), ("consumer_secret", "cs_test")],
+        );
+        let http = StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}"));
+        (
+            WooCommerce::new(http, Arc::from(mock::CUSTOMER_KEY)),
+            integration,
+        )
+    }
+
+    fn coupon(id: u64, code: &str, external_ref: &str, status: &str) -> Value {
+        json!({
+            "id": id, "code": code.to_ascii_lowercase(), "amount": "20.00", "status": status,
+            "discount_type": "percent", "description": "", "date_expires": null,
+            "usage_count": 0, "individual_use": false, "product_ids": [], "usage_limit": null,
+            "meta_data": [{ "id": 9, "key": REF_KEY, "value": external_ref }],
+        })
+    }
+
+    fn taken_item() -> Value {
+        json!({ "id": 0, "error": { "code": TAKEN, "message": "The coupon code already exists", "data": { "status": 400 } } })
+    }
+
+    #[tokio::test]
+    async fn creates_coupons_in_one_batch() {
+        let store = MockStore::start(|request| {
+            let items = request.json()["create"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let created: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    coupon(
+                        100 + i as u64,
+                        c["code"].as_str().unwrap_or_default(),
+                        "r",
+                        "publish",
+                    )
+                })
+                .collect();
+            mock::Reply::json(200, json!({ "create": created }))
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let mut fixed = test_discount("FIVE", "code-2");
+        fixed.terms.value = Some(DiscountValue::Fixed(Money {
+            amount_minor: 550,
+            currency: "EUR".to_owned(),
+        }));
+        fixed.terms.usage_limit = 10;
+        fixed.terms.once_per_customer = true;
+        fixed.terms.product_ids = vec!["15".to_owned()];
+        fixed.terms.category_ids = vec!["9".to_owned()];
+        fixed.terms.ends_at = DateTime::from_timestamp(1_900_000_000, 0);
+        let mut bad = test_discount("BAD", "code-3");
+        bad.terms.product_ids = vec!["sku-1".to_owned()];
+        let results = woo
+            .create_discounts(
+                &integration,
+                &[test_discount("MIA20", "code-1"), bad, fixed],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "100".to_owned()
+            }
+        );
+        assert!(matches!(
+            results[1].outcome,
+            PushOutcome::Failed {
+                retryable: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            results[2].outcome,
+            PushOutcome::Created {
+                store_discount_id: "101".to_owned()
+            }
+        );
+        let requests = store.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].route(), "POST /wp-json/wc/v3/coupons/batch");
+        assert_eq!(
+            requests[0].header("authorization"),
+            Some("Basic Y2tfdGVzdDpjc190ZXN0")
+        );
+        let body = requests[0].json();
+        let percent = &body["create"][0];
+        assert_eq!(percent["discount_type"], "percent");
+        assert_eq!(percent["amount"], "20");
+        assert_eq!(percent["usage_limit"], Value::Null);
+        assert_eq!(percent["meta_data"][0]["value"], "code-1");
+        let fixed = &body["create"][1];
+        assert_eq!(fixed["discount_type"], "fixed_cart");
+        assert_eq!(fixed["amount"], "5.50");
+        assert_eq!(fixed["usage_limit"], 10);
+        assert_eq!(fixed["usage_limit_per_user"], 1);
+        assert_eq!(fixed["product_ids"], json!([15]));
+        assert_eq!(fixed["product_categories"], json!([9]));
+        assert_eq!(fixed["date_expires_gmt"], "2030-03-17T17:46:40");
+    }
+
+    #[tokio::test]
+    async fn a_taken_code_is_someone_elses_unless_it_carries_our_ref() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "POST /wp-json/wc/v3/coupons/batch" => {
+                mock::Reply::json(200, json!({ "create": [taken_item(), taken_item()] }))
+            }
+            _ => match request.param("code") {
+                Some("MINE") => {
+                    mock::Reply::json(200, json!([coupon(7, "mine", "code-1", "publish")]))
+                }
+                _ => mock::Reply::json(200, json!([coupon(8, "theirs", "other", "publish")])),
+            },
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let results = woo
+            .create_discounts(
+                &integration,
+                &[
+                    test_discount("MINE", "code-1"),
+                    test_discount("THEIRS", "code-2"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "7".to_owned()
+            }
+        );
+        assert!(matches!(
+            results[1].outcome,
+            PushOutcome::AlreadyExists { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn disables_as_drafts() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "POST /wp-json/wc/v3/coupons/batch" => {
+                let updates = request.json()["update"].clone();
+                mock::Reply::json(200, json!({ "update": updates }))
+            }
+            _ => match request.param("code") {
+                Some("MIA20") => {
+                    mock::Reply::json(200, json!([coupon(7, "mia20", "r", "publish")]))
+                }
+                Some("OLD") => mock::Reply::json(200, json!([coupon(8, "old", "r", "draft")])),
+                _ => mock::Reply::json(200, json!([])),
+            },
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let codes = ["MIA20", "OLD", "GONE"].map(str::to_owned);
+        let results = woo
+            .disable_discounts(&integration, &codes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert_eq!(results[1].outcome, DisableOutcome::Disabled);
+        assert!(matches!(
+            results[2].outcome,
+            DisableOutcome::NotFound { .. }
+        ));
+        let updates = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
+        assert_eq!(updates.len(), 1);
+        assert_eq!(
+            updates[0].json()["update"],
+            json!([{ "id": 7, "status": "draft" }])
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let store = MockStore::start(move |_| {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                mock::Reply::json(
+                    429,
+                    json!({ "code": "too_many_requests", "message": "Too many requests" }),
+                )
+                .header("Retry-After", "0")
+            } else {
+                mock::Reply::json(
+                    200,
+                    json!({ "create": [coupon(5, "mia20", "code-1", "publish")] }),
+                )
+            }
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let results = woo
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_slow_or_failing_store_is_unavailable() {
+        let store = MockStore::start(|_| {
+            mock::Reply::json(200, json!({ "create": [] })).after(Duration::from_secs(5))
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let started = Instant::now();
+        let result = woo
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await;
+        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
+        assert!(started.elapsed() < Duration::from_secs(3));
+
+        let down = MockStore::start(|_| mock::Reply::json(503, json!({}))).await;
+        let (woo, integration) = setup(&down);
+        let result = woo.fetch_order(&integration, "1").await;
+        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
+        assert_eq!(down.requests().len(), 3, "every attempt was made");
+    }
+
+    fn order_json(id: u64, status: &str) -> Value {
+        json!({
+            "id": id, "parent_id": 0, "status": status, "currency": "EUR",
+            "date_created": "2025-03-01T10:15:00", "date_created_gmt": "2025-03-01T09:15:00",
+            "date_modified_gmt": "2025-03-02T08:00:00",
+            "discount_total": "9.00", "discount_tax": "0.00", "shipping_total": "4.90",
+            "total": "40.90", "total_tax": "0.00",
+            "billing": { "first_name": "Ana", "email": "Ana@Example.com", "country": "ES" },
+            "shipping": { "first_name": "Ana", "country": "PT" },
+            "line_items": [
+                { "id": 1, "name": "Mug", "product_id": 93, "variation_id": 0, "quantity": 3,
+                  "subtotal": "30.00", "total": "24.00", "price": 8 },
+                { "id": 2, "name": "Tee", "product_id": 22, "variation_id": 23, "quantity": 1,
+                  "subtotal": "15.00", "total": "12.00", "price": 12 }
+            ],
+            "coupon_lines": [{ "id": 5, "code": "mia20", "discount": "9.00", "discount_tax": "0.00" }],
+            "refunds": [{ "id": 8, "reason": "", "total": "-12.00" }],
+            "meta_data": [{ "id": 3, "key": "click_id", "value": "clk_123" }],
+        })
+    }
+
+    #[tokio::test]
+    async fn maps_orders() {
+        let store = MockStore::start(|request| match request.path.as_str() {
+            "/wp-json/wc/v3/orders/727" => {
+                mock::Reply::json(200, order_json(727, "completed"))
+            }
+            "/wp-json/wc/v3/orders" => mock::Reply::json(
+                200,
+                json!([order_json(727, "completed"), order_json(728, "cancelled")]),
+            ),
+            _ => mock::Reply::json(
+                404,
+                json!({ "code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.", "data": { "status": 404 } }),
+            ),
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let order = woo
+            .fetch_order(&integration, "727")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the order exists"));
+        assert_eq!(order.store_order_id, "727");
+        assert_eq!(order.status, OrderStatus::PartiallyRefunded);
+        assert_eq!(order.codes, vec!["mia20"]);
+        assert_eq!(order.currency, "EUR");
+        assert_eq!(
+            (
+                order.subtotal_minor,
+                order.discount_minor,
+                order.total_minor,
+                order.refunded_minor
+            ),
+            (4500, 900, 4090, 1200)
+        );
+        assert_eq!(order.country.as_deref(), Some("PT"));
+        assert_eq!(
+            order.customer_hash,
+            customer_hash(mock::CUSTOMER_KEY, "ana@example.com")
+        );
+        assert_eq!(order.click_id.as_deref(), Some("clk_123"));
+        assert_eq!(order.occurred_at.to_rfc3339(), "2025-03-01T09:15:00+00:00");
+        assert_eq!(
+            (
+                order.lines[0].amount_minor,
+                order.lines[0].discount_minor,
+                order.lines[0].quantity
+            ),
+            (3000, 600, 3)
+        );
+        assert_eq!(order.lines[0].codes, vec!["mia20"]);
+        assert_eq!(woo.fetch_order(&integration, "1").await.ok(), Some(None));
+
+        let since = DateTime::from_timestamp(1_740_000_000, 0).unwrap_or_default();
+        let listed = woo
+            .list_orders(&integration, since, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].status, OrderStatus::Cancelled);
+        let request = &store.requests_to("GET /wp-json/wc/v3/orders")[0];
+        assert_eq!(
+            request.param("modified_after"),
+            Some("2025-02-19T21:20:00Z")
+        );
+        assert_eq!(request.param("orderby"), Some("modified"));
+        assert_eq!(request.param("order"), Some("asc"));
+        assert_eq!(request.param("per_page"), Some("10"));
+    }
+}
