@@ -43,6 +43,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         shutdown_grace: Duration::from_secs(2),
         public_base_url: "http://links.test".to_owned(),
         mint_workers: 2,
+        order_poll_interval: Duration::from_millis(500),
     }
 }
 

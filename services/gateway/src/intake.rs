@@ -286,6 +286,22 @@ impl Intake {
         let Some(notice) = bigcommerce::parse(body)? else {
             return Ok(Outcome::default());
         };
+        // A redelivery is dropped before the store is asked for the order again.
+        let mut conn = self.db.conn().await?;
+        if store::orders::delivery_seen(
+            &mut conn,
+            integration.brand_id,
+            integration.id,
+            &notice.delivery_id,
+        )
+        .await?
+        {
+            return Ok(Outcome {
+                redelivery: true,
+                ..Outcome::default()
+            });
+        }
+        drop(conn);
         let order = self.fetch(&integration, &notice.order_id).await?;
         let delivery = Delivery {
             id: &notice.delivery_id,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod intake;
+pub mod poller;
 pub mod rpc;
 pub mod store;
 pub mod webhooks;
@@ -45,6 +46,9 @@ pub struct GatewayArgs {
     /// Key that seals store credentials and webhook secrets at rest: 32 bytes, base64.
     #[arg(long, env = "TRACKING_CREDENTIALS_KEY", hide_env_values = true)]
     pub credentials_key: Option<String>,
+    /// How often stores without webhooks (Magento) are polled for new and changed orders.
+    #[arg(long, env = "TRACKING_ORDER_POLL_INTERVAL", default_value = "60s", value_parser = tracking_server::parse_duration)]
+    pub order_poll_interval: std::time::Duration,
 }
 
 /// The authenticated gRPC service, ready for the server kit.
@@ -56,15 +60,24 @@ pub fn grpc_service(
 }
 
 /// Migrates the gateway's schema and builds the service on `database_url`, with the store
-/// adapters' default HTTP settings and the customer-hash key derived from the credentials key.
+/// adapters' default HTTP settings and the customer-hash key derived from the credentials key,
+/// and starts polling stores without webhooks every `order_poll_interval`.
 pub async fn start(
     database_url: &str,
     pool: tracking_db::PoolOptions,
     sealer: Sealer,
+    order_poll_interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Gateway> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
     let adapters = adapters::AdapterConfig::new(sealer.customer_key().to_vec());
-    Ok(Gateway::new(db, sealer, adapters, shutdown)?)
+    let gateway = Gateway::new(db.clone(), sealer, adapters, shutdown.clone())?;
+    tokio::spawn(poller::run(
+        db,
+        gateway.intake(),
+        order_poll_interval,
+        shutdown,
+    ));
+    Ok(gateway)
 }

@@ -33,8 +33,14 @@ async fn main() -> anyhow::Result<()> {
                 .as_deref()
                 .context("TRACKING_CREDENTIALS_KEY is required (32 bytes, base64)")?;
             let sealer = gateway_service::Sealer::from_base64(key)?;
-            let gateway =
-                gateway_service::start(&ctx.database_url, ctx.pool, sealer, ctx.shutdown).await?;
+            let gateway = gateway_service::start(
+                &ctx.database_url,
+                ctx.pool,
+                sealer,
+                args.gateway.order_poll_interval,
+                ctx.shutdown,
+            )
+            .await?;
             Ok(tracking_server::ServiceParts {
                 drain: Vec::new(),
                 http: gateway_service::http::routes(gateway.intake()),

@@ -25,6 +25,8 @@ pub struct SuiteConfig {
     pub public_base_url: String,
     /// CodeMintService's parallel mint batches.
     pub mint_workers: usize,
+    /// How often stores without webhooks (Magento) are polled for orders.
+    pub order_poll_interval: Duration,
 }
 
 /// The address services use to call each other: the gRPC listener's, with an unspecified IP
@@ -54,9 +56,14 @@ impl Suite {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Suite> {
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
-        let gateway =
-            gateway_service::start(&config.database_url, config.pool, sealer, shutdown.clone())
-                .await?;
+        let gateway = gateway_service::start(
+            &config.database_url,
+            config.pool,
+            sealer,
+            config.order_poll_interval,
+            shutdown.clone(),
+        )
+        .await?;
         let intake = gateway.intake();
         let plan = plan_service::start(
             &config.database_url,

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| trackd::loopback_url(http_addr)),
         mint_workers: args.mint_workers,
+        order_poll_interval: args.gateway.order_poll_interval,
     };
     let suite =
         trackd::Suite::prepare(&config, &trackd::loopback_url(grpc_addr), shutdown.clone()).await?;

@@ -123,6 +123,20 @@ pub async fn find_integration(db: &Database, id: i64) -> Result<Option<Integrati
         .optional()?)
 }
 
+/// Every brand's integrations of `providers` (the order poller's work list).
+pub async fn integrations_of_providers(
+    db: &Database,
+    providers: &[&str],
+) -> Result<Vec<IntegrationRow>, DbError> {
+    let mut conn = db.conn().await?;
+    Ok(integrations::table
+        .filter(integrations::provider.eq_any(providers))
+        .order(integrations::id.asc())
+        .select(IntegrationRow::as_select())
+        .load(&mut conn)
+        .await?)
+}
+
 pub async fn list_integrations(
     db: &Database,
     brand_id: i64,

@@ -59,6 +59,30 @@ pub async fn record_delivery(
     Ok(inserted == 1)
 }
 
+/// Whether a delivery id was recorded before (checked before a thin webhook's order is fetched).
+pub async fn delivery_seen(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    delivery_id: &str,
+) -> Result<bool, DbError> {
+    #[derive(QueryableByName)]
+    struct Seen {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        seen: bool,
+    }
+    let row: Seen = diesel::sql_query(
+        "select exists (select 1 from webhook_deliveries
+             where brand_id = $1 and integration_id = $2 and delivery_id = $3) as seen",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(delivery_id)
+    .get_result(conn)
+    .await?;
+    Ok(row.seen)
+}
+
 /// One multi-row insert for the whole batch; rows go in sorted by their version key so that
 /// concurrent batches sharing orders take the unique index in the same order (no deadlocks).
 pub async fn insert(
