@@ -2,14 +2,15 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p trackd -p plan-service -p gateway-service -p mint-service -p trackctl
+RUN cargo build --release --locked -p trackd -p plan-service -p gateway-service -p mint-service -p attribution-service -p trackctl
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 tracking
 COPY --from=build /src/target/release/trackd /src/target/release/plan \
-     /src/target/release/gateway /src/target/release/mint /src/target/release/trackctl \
+     /src/target/release/gateway /src/target/release/mint /src/target/release/attribution \
+     /src/target/release/trackctl \
      /usr/local/bin/
 USER tracking
 EXPOSE 50051 8080
