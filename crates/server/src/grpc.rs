@@ -24,6 +24,10 @@ use tracing::Instrument;
 
 use crate::metrics::{MethodLabels, Metrics, RpcLabels};
 
+/// The largest gRPC message a service takes or sends (4 MiB). A larger request is refused from
+/// its length prefix, before its body is read (`OUT_OF_RANGE`); list calls page well below it.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Builds and runs one gRPC server.
 pub struct GrpcServer {
     routes: RoutesBuilder,

@@ -8,6 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+/// The largest HTTP request body a route that reads bodies takes (webhooks, conversions): a
+/// larger one is answered 413 as soon as its declared length, or the bytes read, exceed it.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// The kit's own routes; services merge theirs into it.
 pub fn router(metrics: Metrics) -> Router {
     Router::new()

@@ -168,5 +168,10 @@ pub fn grpc_service(
     service: Attribution,
     auth: Authenticator,
 ) -> InterceptedService<AttributionServiceServer<Attribution>, Authenticator> {
-    AttributionServiceServer::with_interceptor(service, auth)
+    InterceptedService::new(
+        AttributionServiceServer::new(service)
+            .max_decoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES),
+        auth,
+    )
 }

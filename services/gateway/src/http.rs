@@ -16,7 +16,7 @@ use crate::intake::{Intake, Outcome, Refusal, WebhookHeaders};
 use crate::webhooks::bigcommerce;
 
 /// Largest webhook body taken (Shopify orders with hundreds of lines stay well below it).
-pub const MAX_BODY: usize = 1024 * 1024;
+pub const MAX_BODY: usize = tracking_server::http::MAX_BODY_BYTES;
 
 /// The 1×1 transparent GIF the pixel answers with.
 const PIXEL: &[u8] = &[

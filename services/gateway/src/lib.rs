@@ -56,7 +56,12 @@ pub fn grpc_service(
     gateway: Gateway,
     auth: Authenticator,
 ) -> InterceptedService<ProviderGatewayServer<Gateway>, Authenticator> {
-    ProviderGatewayServer::with_interceptor(gateway, auth)
+    InterceptedService::new(
+        ProviderGatewayServer::new(gateway)
+            .max_decoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES),
+        auth,
+    )
 }
 
 /// Migrates the gateway's schema and builds the service on `database_url`, with the store

@@ -134,5 +134,10 @@ pub fn grpc_service(
     service: MintService,
     auth: Authenticator,
 ) -> InterceptedService<CodeMintServiceServer<MintService>, Authenticator> {
-    CodeMintServiceServer::with_interceptor(service, auth)
+    InterceptedService::new(
+        CodeMintServiceServer::new(service)
+            .max_decoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES),
+        auth,
+    )
 }

@@ -52,7 +52,12 @@ pub fn grpc_service(
     service: PlanService,
     auth: Authenticator,
 ) -> InterceptedService<PlanServiceServer<PlanService>, Authenticator> {
-    PlanServiceServer::with_interceptor(service, auth)
+    InterceptedService::new(
+        PlanServiceServer::new(service)
+            .max_decoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES),
+        auth,
+    )
 }
 
 /// Migrates PlanService's schema and builds the service on `database_url`; its event listener
