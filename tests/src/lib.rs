@@ -291,3 +291,80 @@ pub async fn mint_when_known(
         }
     }
 }
+
+/// The suite in a child process (`suite-node`) on `database_url`, for tests that kill processes
+/// or run replicas.
+pub struct Node {
+    child: std::process::Child,
+    pub grpc_addr: std::net::SocketAddr,
+    pub http_addr: std::net::SocketAddr,
+    pub channel: Channel,
+}
+
+impl Node {
+    /// Starts a node and waits until it is SERVING. `bin` is the `suite-node` binary:
+    /// `env!("CARGO_BIN_EXE_suite-node")` in a test.
+    pub async fn spawn(bin: &str, database_url: &str) -> Node {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("suite-node: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("suite-node stdout"));
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            line
+        })
+        .await
+        .unwrap_or_default();
+        let mut parts = line.split_whitespace().skip(1);
+        let mut addr = || {
+            parts
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("suite-node did not start: {line:?}"))
+        };
+        let (grpc_addr, http_addr) = (addr(), addr());
+        let channel = tracking_testkit::wait_serving(grpc_addr, Duration::from_secs(15)).await;
+        Node {
+            child,
+            grpc_addr,
+            http_addr,
+            channel,
+        }
+    }
+
+    /// SIGKILL: no shutdown, no draining, connections dropped by the kernel.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn gateway(&self) -> ProviderGatewayClient<Channel> {
+        ProviderGatewayClient::new(self.channel.clone())
+    }
+
+    pub fn plan(&self) -> PlanServiceClient<Channel> {
+        PlanServiceClient::new(self.channel.clone())
+    }
+
+    pub fn mint(&self) -> CodeMintServiceClient<Channel> {
+        CodeMintServiceClient::new(self.channel.clone())
+    }
+
+    pub fn attribution(&self) -> AttributionServiceClient<Channel> {
+        AttributionServiceClient::new(self.channel.clone())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1287,3 +1287,35 @@ async fn list_conversions_filters_pages_and_validates() {
         .map(|s| s.code());
     assert_eq!(missing, Some(Status::InvalidArgument));
 }
+
+#[tokio::test]
+async fn an_order_that_arrives_before_its_code_is_attributed_when_the_code_does() {
+    let suite = Suite::start().await;
+    let token = brand(15);
+    let w = world(&suite, &token, "Early", Terms::default()).await;
+    known(&suite, &token, w.campaign).await;
+    // The order names ZOE20 before Zoe has joined (the streams are consumed independently, so
+    // an order can overtake its code).
+    ingest(
+        &suite,
+        &token,
+        vec![order(
+            w.integration,
+            "E-1",
+            OrderStatus::Paid,
+            &["zoe20"],
+            4_000,
+            0,
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(totals(&suite, &token, w.campaign).await.orders, 0);
+    let code = creator(&suite, &token, w.campaign, 5, "zoe").await.code;
+    assert_eq!(code, "ZOE20");
+    let figures = totals_when(&suite, &token, w.campaign, "E-1 attributed", |f| {
+        f.orders == 1
+    })
+    .await;
+    assert_eq!(eur(&figures).revenue_minor, 4_000);
+}

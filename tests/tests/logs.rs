@@ -99,7 +99,9 @@ async fn secrets_and_tokens_are_never_logged() {
                 discounts: vec![tracking_api::gateway::v1::DiscountSpec {
                     code: "LOGGED10".into(),
                     external_ref: "logged".into(),
-                    value: Some(tracking_api::gateway::v1::discount_spec::Value::PercentBps(1000)),
+                    value: Some(tracking_api::gateway::v1::discount_spec::Value::PercentBps(
+                        1000,
+                    )),
                     ..Default::default()
                 }],
             },
@@ -110,18 +112,29 @@ async fn secrets_and_tokens_are_never_logged() {
 
     let logged = String::from_utf8_lossy(&capture.0.lock().map(|c| c.clone()).unwrap_or_default())
         .into_owned();
-    assert!(logged.len() > 1000, "the capture works: {} bytes", logged.len());
+    assert!(
+        logged.len() > 1000,
+        "the capture works: {} bytes",
+        logged.len()
+    );
     for secret in secrets {
         assert!(!logged.contains(secret), "{secret} was logged");
     }
-    for (what, bearer) in [("brand", &brand_token), ("service", &service), ("forged", &forged)] {
+    for (what, bearer) in [
+        ("brand", &brand_token),
+        ("service", &service),
+        ("forged", &forged),
+    ] {
         let signature_part = bearer.rsplit('.').next().unwrap_or_default();
         assert!(
             !logged.contains(signature_part),
             "the {what} token was logged"
         );
     }
-    assert!(!logged.contains(&signature), "a webhook signature was logged");
+    assert!(
+        !logged.contains(&signature),
+        "a webhook signature was logged"
+    );
     assert!(
         !logged.contains(suite_tests::TEST_CREDENTIALS_KEY),
         "the credentials key was logged"

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
+use prost::Message;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderStatus};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
@@ -18,9 +19,9 @@ use crate::domain::attribution::{
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
-use crate::store::clicks;
 use crate::store::conversions::{self, ConversionRow, SalesDelta};
 use crate::store::projection::{self, CodeRow, PlanRow};
+use crate::store::{clicks, pending};
 
 /// The consumer of `WatchOrders`.
 pub struct Orders;
@@ -64,14 +65,49 @@ async fn apply_order(conn: &mut AsyncPgConnection, event: &OrderEvent) -> Result
         .as_ref()
         .and_then(from_timestamp)
         .unwrap_or_else(Utc::now);
+    pending::lock_matching(conn).await?;
     let existing =
         conversions::of_order(conn, brand_id, order.integration_id, &order.store_order_id).await?;
     if existing.is_empty() {
-        if state.is_void() {
-            // First seen cancelled or refunded: no sale to attribute.
+        let key = (
+            brand_id,
+            order.integration_id,
+            order.store_order_id.as_str(),
+        );
+        if let Some(kept) = pending::get(conn, key).await?
+            && let Some(kept) = OrderEvent::decode(kept.as_slice())
+                .ok()
+                .and_then(|e| e.order)
+            && let Some(kept_state) = state_of(&kept)
+            && !attribution::is_newer(
+                kept_state.rank(),
+                kept.refunded_minor,
+                state,
+                order.refunded_minor,
+            )
+        {
+            // A later state of this order is already waiting for its code or click.
             return Ok(());
         }
-        attribute(conn, brand_id, order, state, seen_at).await
+        if state.is_void() {
+            // Cancelled or refunded before anyone could be credited: no sale to attribute.
+            return pending::drop(conn, key).await;
+        }
+        let created = attribute(conn, brand_id, order, state, seen_at).await?;
+        if created {
+            pending::drop(conn, key).await
+        } else if !order.codes.is_empty() || !order.click_id.is_empty() {
+            // Its code or click may not be known yet (the streams are consumed independently):
+            // it is attributed when they arrive.
+            let codes: Vec<String> = order
+                .codes
+                .iter()
+                .map(|c| c.trim().to_lowercase())
+                .collect();
+            pending::keep(conn, key, &event.encode_to_vec(), &codes, &order.click_id).await
+        } else {
+            Ok(())
+        }
     } else {
         let mut changed = Vec::new();
         for row in existing {
@@ -170,13 +206,14 @@ fn commission_rule(plan: Option<&PlanRow>) -> Option<CommissionRule> {
     }
 }
 
+/// Attributes a new order; whether anyone was credited.
 async fn attribute(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     order: &Order,
     state: OrderState,
     seen_at: DateTime<Utc>,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
     let ordered_at = order
         .occurred_at
         .as_ref()
@@ -184,7 +221,7 @@ async fn attribute(
         .unwrap_or(seen_at);
     let (method, claimants) = claimants(conn, brand_id, order, ordered_at).await?;
     if claimants.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let lines: Vec<Line> = order
         .lines
@@ -285,7 +322,23 @@ async fn attribute(
         conversions = created.len(),
         "order attributed"
     );
-    events::conversion_changed(conn, &created).await
+    events::conversion_changed(conn, &created).await?;
+    Ok(true)
+}
+
+/// Attributes orders that were waiting for a code or click that has now arrived (their stored
+/// order events, as `pending` handed them back).
+pub async fn retry_pending(
+    conn: &mut AsyncPgConnection,
+    events: Vec<Vec<u8>>,
+) -> Result<(), DbError> {
+    for bytes in events {
+        match OrderEvent::decode(bytes.as_slice()) {
+            Ok(event) => apply_order(conn, &event).await?,
+            Err(err) => tracing::error!(error = %err, "a pending order does not decode; dropped"),
+        }
+    }
+    Ok(())
 }
 
 /// A known conversion after its order moved on.

@@ -210,7 +210,23 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
             let result = async {
                 let mut conn = db.conn().await?;
                 conn.transaction::<_, DbError, _>(async |conn| {
-                    crate::store::clicks::insert(conn, &batch).await
+                    crate::store::pending::lock_matching(conn).await?;
+                    let stored = crate::store::clicks::insert(conn, &batch).await?;
+                    // Orders that carried one of these click ids before it was written.
+                    let mut brands: Vec<i64> = batch.iter().map(|c| c.brand_id).collect();
+                    brands.sort_unstable();
+                    brands.dedup();
+                    for brand_id in brands {
+                        let ids: Vec<&str> = batch
+                            .iter()
+                            .filter(|c| c.brand_id == brand_id)
+                            .map(|c| c.click_id.as_str())
+                            .collect();
+                        let waiting =
+                            crate::store::pending::take_for_clicks(conn, brand_id, &ids).await?;
+                        crate::attribute::retry_pending(conn, waiting).await?;
+                    }
+                    Ok(stored)
                 })
                 .await
             }

@@ -9,7 +9,9 @@ use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
+use crate::attribute;
 use crate::convert::from_timestamp;
+use crate::store::pending;
 use crate::store::projection::{self, CodeRow, PlanRow};
 
 pub struct Plans;
@@ -96,7 +98,22 @@ impl Apply<CodeEvent> for Codes {
                 active: code.status != CodeStatus::Disabled as i32,
                 version: 0,
             };
-            projection::upsert_code(conn, &row).await
+            if !row.code.is_empty() {
+                pending::lock_matching(conn).await?;
+            }
+            projection::upsert_code(conn, &row).await?;
+            if row.code.is_empty() {
+                return Ok(());
+            }
+            // Orders that used this code before it reached us are attributed now.
+            let waiting = pending::take_for_code(
+                conn,
+                row.brand_id,
+                row.integration_id,
+                &row.code.to_lowercase(),
+            )
+            .await?;
+            attribute::retry_pending(conn, waiting).await
         })
     }
 }

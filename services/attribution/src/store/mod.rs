@@ -4,5 +4,6 @@
 pub mod alerts;
 pub mod clicks;
 pub mod conversions;
+pub mod pending;
 pub mod projection;
 pub mod reads;
