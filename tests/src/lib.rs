@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: the whole suite (trackd) on a fresh database, clients with
 //! tokens, and fixtures built through the public RPCs.
 
+pub mod flow;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

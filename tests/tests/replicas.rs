@@ -6,16 +6,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use suite_tests::{Node, brand, profile, valid_registration};
-use tonic::transport::Channel;
-use tracking_api::attribution::v1::GetCampaignPerformanceRequest;
-use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::{GetIntegrationRequest, IngestOrdersRequest, Order, OrderStatus};
-use tracking_api::mint::v1::MintCodeRequest;
-use tracking_api::plan::v1::{
-    AddCreatorsRequest, CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest,
-    Discount, NewRosterEntry, Plan, commission, discount,
-};
+use suite_tests::flow::{attributed, ingest, mint_on, orders, scenario};
+use suite_tests::{Node, brand};
+use tracking_api::gateway::v1::GetIntegrationRequest;
 use tracking_db::TestDb;
 use tracking_testkit::authed;
 
@@ -59,156 +52,6 @@ async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> 
     started.elapsed()
 }
 
-struct Scenario {
-    integration: i64,
-    campaign: i64,
-}
-
-/// A sandbox integration, a 10 %-commission plan minting on add, a campaign and `creators`.
-async fn scenario(channel: Channel, creators: i64) -> Scenario {
-    let token = brand(1);
-    let gateway = tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient::new(
-        channel.clone(),
-    );
-    let mut plan_client =
-        tracking_api::plan::v1::plan_service_client::PlanServiceClient::new(channel);
-    let integration = gateway
-        .clone()
-        .register_integration(authed(
-            valid_registration(Provider::Sandbox, "Replica store"),
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("{s}"));
-    let plan = plan_client
-        .create_plan(authed(
-            CreatePlanRequest {
-                plan: Some(Plan {
-                    name: "Replicas".into(),
-                    integration_id: integration,
-                    discount: Some(Discount {
-                        kind: Some(discount::Kind::PercentBps(1000)),
-                    }),
-                    code_pattern: "{username}{random:4}".into(),
-                    click_url: "https://brand.example.com/".into(),
-                    commission: Some(Commission {
-                        kind: Some(commission::Kind::PercentBps(1000)),
-                    }),
-                    code_trigger: CodeTrigger::OnApproval as i32,
-                    ..Plan::default()
-                }),
-                request_id: String::new(),
-            },
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("{s}"));
-    let campaign = plan_client
-        .create_campaign(authed(
-            CreateCampaignRequest {
-                name: "Replicas".into(),
-                plan_id: plan,
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("{s}"));
-    let roster: Vec<NewRosterEntry> = (1..=creators)
-        .map(|id| NewRosterEntry {
-            creator_id: id,
-            profile: Some(profile("Rep", "Lica", &format!("rep{id}"))),
-            approved: false,
-        })
-        .collect();
-    plan_client
-        .add_creators(authed(
-            AddCreatorsRequest {
-                campaign_id: campaign,
-                creators: roster,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("{s}"));
-    Scenario {
-        integration,
-        campaign,
-    }
-}
-
-/// Mints for `creator` on `node`, retrying while its mint service has not seen the roster yet.
-async fn mint_on(node: &Node, campaign: i64, creator: i64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match node
-            .mint()
-            .mint_code(authed(
-                MintCodeRequest {
-                    campaign_id: campaign,
-                    creator_id: creator,
-                },
-                &brand(1),
-            ))
-            .await
-        {
-            Ok(r) => return r.into_inner().code.map(|c| c.code).unwrap_or_default(),
-            Err(s) if Instant::now() < deadline && s.code() != tonic::Code::InvalidArgument => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(s) => panic!("mint {creator}: {s}"),
-        }
-    }
-}
-
-fn orders(integration: i64, codes: &[String], from: usize, to: usize) -> Vec<IngestOrdersRequest> {
-    (from..to)
-        .map(|n| IngestOrdersRequest {
-            order: Some(Order {
-                integration_id: integration,
-                store_order_id: format!("R-{n}"),
-                status: OrderStatus::Paid as i32,
-                codes: vec![codes[n % codes.len()].clone()],
-                currency: "EUR".into(),
-                subtotal_minor: 1_000,
-                total_minor: 1_000,
-                occurred_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
-                ..Order::default()
-            }),
-        })
-        .collect()
-}
-
-async fn ingest(node: &Node, batch: Vec<IngestOrdersRequest>) -> Result<i64, tonic::Status> {
-    node.gateway()
-        .ingest_orders(authed(tokio_stream::iter(batch), &brand(1)))
-        .await
-        .map(|r| r.into_inner().received)
-}
-
-async fn attributed(node: &Node, campaign: i64) -> i64 {
-    node.attribution()
-        .get_campaign_performance(authed(
-            GetCampaignPerformanceRequest {
-                campaign_id: campaign,
-                range: None,
-            },
-            &brand(1),
-        ))
-        .await
-        .map(|r| {
-            r.into_inner()
-                .performance
-                .and_then(|p| p.totals)
-                .map(|t| t.orders)
-                .unwrap_or_default()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn replicas_share_rpcs_one_consumes_and_the_other_takes_over() {
     let db = TestDb::new(trackd::SCHEMAS).await;
@@ -243,13 +86,9 @@ async fn replicas_share_rpcs_one_consumes_and_the_other_takes_over() {
     // Minting spread over both replicas, concurrently: one code per creator, all distinct.
     let mut calls = Vec::new();
     for creator in 1..=60 {
-        let node = if creator % 2 == 0 { &a } else { &b };
-        calls.push(mint_on(node, s.campaign, creator));
-        calls.push(mint_on(
-            if creator % 2 == 0 { &b } else { &a },
-            s.campaign,
-            creator,
-        ));
+        let (first, second) = if creator % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        calls.push(mint_on(&first.channel, s.campaign, creator));
+        calls.push(mint_on(&second.channel, s.campaign, creator));
     }
     let codes = futures::future::join_all(calls).await;
     let per_creator: Vec<&String> = codes.iter().step_by(2).collect();
@@ -271,13 +110,15 @@ async fn replicas_share_rpcs_one_consumes_and_the_other_takes_over() {
     eprintln!("standby took over after {took:?}");
     let codes: Vec<String> = per_creator.into_iter().cloned().collect();
     assert_eq!(
-        ingest(&b, orders(s.integration, &codes, 0, 30)).await.ok(),
+        ingest(&b.channel, orders(s.integration, &codes, 0, 30))
+            .await
+            .ok(),
         Some(30)
     );
     wait_for(
         "orders attributed by B",
         Duration::from_secs(20),
-        async || attributed(&b, s.campaign).await == 30,
+        async || attributed(&b.channel, s.campaign).await == 30,
     )
     .await;
 }
@@ -289,7 +130,7 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
     let s = scenario(node.channel.clone(), 10).await;
     let mut codes = Vec::new();
     for creator in 1..=10 {
-        codes.push(mint_on(&node, s.campaign, creator).await);
+        codes.push(mint_on(&node.channel, s.campaign, creator).await);
     }
     // Orders stream in batches; the process is killed while they are being ingested and
     // attributed.
@@ -327,19 +168,22 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
     let node = Node::spawn(NODE, db.url()).await;
     // Everything is sent again: what was stored is a duplicate, the rest is new.
     for start in (0..TOTAL).step_by(500) {
-        ingest(&node, orders(s.integration, &codes, start, start + 500))
-            .await
-            .unwrap_or_else(|st| panic!("{st}"));
+        ingest(
+            &node.channel,
+            orders(s.integration, &codes, start, start + 500),
+        )
+        .await
+        .unwrap_or_else(|st| panic!("{st}"));
     }
     wait_for(
         "every order attributed",
         Duration::from_secs(60),
-        async || attributed(&node, s.campaign).await >= TOTAL as i64,
+        async || attributed(&node.channel, s.campaign).await >= TOTAL as i64,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        attributed(&node, s.campaign).await,
+        attributed(&node.channel, s.campaign).await,
         TOTAL as i64,
         "none counted twice"
     );

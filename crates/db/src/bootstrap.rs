@@ -116,9 +116,7 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
     let bin = find_postgres_bin().ok_or(BootstrapError::NotInstalled)?;
     let data = dir.join("data");
     let port_file = dir.join("port");
-    let as_root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
+    let as_root = running_as_root();
 
     if !data.join("PG_VERSION").exists() {
         std::fs::create_dir_all(&data).map_err(|e| fail(e.to_string()))?;
@@ -188,6 +186,86 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
         tracing::info!(port, "private PostgreSQL cluster started");
     }
     Ok(format!("postgres://postgres@127.0.0.1:{port}/{DEFAULT_DB}"))
+}
+
+/// A PostgreSQL cluster of its own, under a folder: for fault tests that stop the database hard
+/// and start it again. Stopped (immediately) when dropped.
+pub struct PrivateCluster {
+    dir: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Initializes and starts a cluster under `dir`; its URL (default database).
+    pub async fn start(dir: &Path) -> Result<(PrivateCluster, String), BootstrapError> {
+        let url = start_private_cluster(dir).await?;
+        Ok((
+            PrivateCluster {
+                dir: dir.to_path_buf(),
+            },
+            url,
+        ))
+    }
+
+    /// Stops the server at once, as a crash would: connections are cut, nothing is flushed
+    /// beyond what is committed.
+    pub async fn stop_immediately(&self) -> Result<(), BootstrapError> {
+        let bin = find_postgres_bin().ok_or(BootstrapError::NotInstalled)?;
+        run(
+            &bin.join("pg_ctl"),
+            &[
+                "stop",
+                "-m",
+                "immediate",
+                "-w",
+                "-D",
+                &path_str(&self.dir.join("data")),
+            ],
+            running_as_root(),
+        )
+        .await
+        .map_err(|reason| BootstrapError::PrivateCluster {
+            dir: self.dir.display().to_string(),
+            reason,
+        })
+    }
+
+    /// Starts the (stopped) server again on the same port.
+    pub async fn start_again(&self) -> Result<String, BootstrapError> {
+        start_private_cluster(&self.dir).await
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        if let Some(bin) = find_postgres_bin() {
+            let data = path_str(&self.dir.join("data"));
+            let pg_ctl = bin.join("pg_ctl");
+            let mut cmd = if running_as_root() {
+                let mut cmd = std::process::Command::new("runuser");
+                cmd.args(["-u", "postgres", "--"]).arg(pg_ctl);
+                cmd
+            } else {
+                std::process::Command::new(pg_ctl)
+            };
+            let _ = cmd
+                .args(["stop", "-m", "immediate", "-D", &data])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Creates the URL's database if it is missing.
+pub async fn create_database(url: &str) -> Result<(), BootstrapError> {
+    ensure_database(url).await
+}
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn path_str(path: &Path) -> String {

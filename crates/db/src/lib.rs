@@ -12,7 +12,7 @@ pub mod request_keys;
 mod testdb;
 pub mod url;
 
-pub use bootstrap::{BootstrapError, resolve_local_database};
+pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_local_database};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
 pub use testdb::{SchemaSpec, TestDb};
