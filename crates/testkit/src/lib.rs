@@ -3,6 +3,7 @@
 //! sleeps.
 
 pub mod http;
+pub mod proxy;
 
 use std::future::Future;
 use std::net::SocketAddr;
