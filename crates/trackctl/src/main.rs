@@ -86,6 +86,11 @@ enum LoadCommand {
         #[command(flatten)]
         auth: Auth,
     },
+    /// A bare tonic unary call (gRPC health, served in this process): the machine's ceiling.
+    Echo {
+        #[command(flatten)]
+        load: load::echo::EchoLoad,
+    },
 }
 
 /// Where the signing secret comes from, and which brand the load runs as.
@@ -150,6 +155,10 @@ async fn run_load(command: LoadCommand) -> anyhow::Result<()> {
         LoadCommand::Clicks { load, auth } => {
             let json = load.common.json;
             (load::clicks::run(load, &brand_token(auth)?).await?, json)
+        }
+        LoadCommand::Echo { load } => {
+            let json = load.common.json;
+            (load::echo::run(load).await?, json)
         }
     };
     summary.print(json);

@@ -161,13 +161,20 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
             .map(|s| format!(", all {s:.2}s after the load began"))
             .unwrap_or_default()
     ));
+    let mut problems = Vec::new();
+    if redirected == 0 {
+        problems.push("no click was redirected".to_owned());
+    }
     if settled.value != redirected {
-        summary.notes.push(format!(
-            "VERIFY FAILED: the campaign counts {} clicks, {redirected} were redirected",
+        problems.push(format!(
+            "the campaign counts {} clicks, {redirected} were redirected",
             settled.value
         ));
     }
-    summary.verified = settled.value == redirected;
+    summary
+        .notes
+        .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
+    summary.verified = problems.is_empty();
     summary
         .extra
         .insert("clicks_redirected".into(), redirected.into());

@@ -7,6 +7,7 @@
 //! progress line, the summary, and the set-up of a campaign whose creators hold codes.
 
 pub mod clicks;
+pub mod echo;
 pub mod mint;
 pub mod orders;
 pub mod webhooks;
@@ -654,6 +655,9 @@ pub struct Settled {
     pub value: i64,
     /// When the figure first reached the expected value.
     pub reached: Option<Instant>,
+    /// How fast the figure grew while settling (per second), from the first reading to the
+    /// last: the pace of attribution once the load has stopped.
+    pub pace: f64,
 }
 
 /// Polls the campaign's totals until `figure` reaches `expected` and then holds for a second
@@ -669,8 +673,10 @@ pub async fn settle(
 ) -> anyhow::Result<Settled> {
     let started = Instant::now();
     let mut reached = None;
+    let mut first: Option<(i64, Instant)> = None;
     loop {
         let value = figure(&totals(channel.clone(), token, campaign).await?);
+        let (first_value, first_at) = *first.get_or_insert((value, Instant::now()));
         if value >= expected && reached.is_none() {
             reached = Some(Instant::now());
         }
@@ -679,7 +685,12 @@ pub async fn settle(
         let held = reached.is_some_and(|at| at.elapsed() >= Duration::from_secs(1));
         if held || started.elapsed() >= timeout {
             eprintln!();
-            return Ok(Settled { value, reached });
+            let span = reached.unwrap_or_else(Instant::now) - first_at;
+            return Ok(Settled {
+                value,
+                reached,
+                pace: (value - first_value) as f64 / span.as_secs_f64().max(1e-3),
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -204,6 +204,9 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     )
     .await?;
     let mut problems = Vec::new();
+    if acknowledged == 0 {
+        problems.push("no order was acknowledged".to_owned());
+    }
     if settled.value != acknowledged {
         problems.push(format!(
             "the campaign counts {} orders, {acknowledged} were acknowledged",
@@ -232,7 +235,10 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
                 ", all {s:.2}s after the load began ({:.0} orders/s attributed)",
                 acknowledged as f64 / s.max(1e-9)
             ))
-            .unwrap_or_default()
+            .unwrap_or_else(|| format!(
+                ", not all within --settle; attribution went on at {:.0} orders/s after the load",
+                settled.pace
+            ))
     ));
     summary.notes.push(
         "latency       one IngestOrders call: stream opened → answer (all its orders stored)"
@@ -245,6 +251,10 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     let extra = &mut summary.extra;
     extra.insert("orders_acknowledged".into(), acknowledged.into());
     extra.insert("orders_attributed".into(), settled.value.into());
+    extra.insert(
+        "attribution_pace_after_load".into(),
+        settled.pace.round().into(),
+    );
     extra.insert("attributed_s".into(), attributed_s.into());
     extra.insert(
         "attributed_per_second".into(),

@@ -302,6 +302,9 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let lag_p = lag.percentiles();
 
     let mut problems = Vec::new();
+    if expected == 0 {
+        problems.push("no delivery was accepted".to_owned());
+    }
     if settled.value != expected {
         problems.push(format!(
             "the campaign counts {} orders, {expected} were accepted",
@@ -332,7 +335,10 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
                 (at - started).as_secs_f64(),
                 expected as f64 / (at - started).as_secs_f64().max(1e-9)
             ))
-            .unwrap_or_default()
+            .unwrap_or_else(|| format!(
+                ", not all within --settle; attribution went on at {:.0} orders/s after the load",
+                settled.pace
+            ))
     ));
     summary.notes.push(format!(
         "accepted → conversion visible (StreamConversions) ms  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} orders, {unseen} not seen on the stream)",
@@ -349,6 +355,10 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let extra = &mut summary.extra;
     extra.insert("orders_accepted".into(), expected.into());
     extra.insert("orders_attributed".into(), settled.value.into());
+    extra.insert(
+        "attribution_pace_after_load".into(),
+        settled.pace.round().into(),
+    );
     extra.insert("resent".into(), resent.into());
     extra.insert("conversion_p50_ms".into(), lag_p.p50.into());
     extra.insert("conversion_p99_ms".into(), lag_p.p99.into());
