@@ -65,6 +65,32 @@ enum LoadCommand {
         #[command(flatten)]
         auth: Auth,
     },
+    /// Signed Shopify order webhooks (with re-sent duplicates) over HTTP, then attribution.
+    Webhooks {
+        #[command(flatten)]
+        load: load::webhooks::WebhooksLoad,
+        #[command(flatten)]
+        auth: Auth,
+    },
+    /// IngestOrders client streams of normalized orders, then attribution.
+    Orders {
+        #[command(flatten)]
+        load: load::orders::OrdersLoad,
+        #[command(flatten)]
+        auth: Auth,
+    },
+    /// Tracking-link redirects (`GET /r/{slug}`) over HTTP, then the click counts.
+    Clicks {
+        #[command(flatten)]
+        load: load::clicks::ClicksLoad,
+        #[command(flatten)]
+        auth: Auth,
+    },
+    /// A bare tonic unary call (gRPC health, served in this process): the machine's ceiling.
+    Echo {
+        #[command(flatten)]
+        load: load::echo::EchoLoad,
+    },
 }
 
 /// Where the signing secret comes from, and which brand the load runs as.
@@ -97,34 +123,55 @@ fn secret(jwt_secret: Option<String>, state_dir: &std::path::Path) -> anyhow::Re
     }
 }
 
+/// A brand token for the run.
+fn brand_token(auth: Auth) -> anyhow::Result<String> {
+    let secret = secret(auth.jwt_secret, &auth.state_dir)?;
+    let brand = match auth.brand {
+        Some(brand) => brand,
+        // A brand of its own per run keeps runs from seeing each other's data.
+        None => i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+        )?,
+    };
+    Ok(JwtKeys::new(secret.as_bytes()).sign(brand, Role::Brand, None, Duration::from_secs(3600)))
+}
+
+async fn run_load(command: LoadCommand) -> anyhow::Result<()> {
+    let (summary, json) = match command {
+        LoadCommand::Mint { load, auth } => {
+            let json = load.common.json;
+            (load::mint::run(load, &brand_token(auth)?).await?, json)
+        }
+        LoadCommand::Webhooks { load, auth } => {
+            let json = load.common.json;
+            (load::webhooks::run(load, &brand_token(auth)?).await?, json)
+        }
+        LoadCommand::Orders { load, auth } => {
+            let json = load.common.json;
+            (load::orders::run(load, &brand_token(auth)?).await?, json)
+        }
+        LoadCommand::Clicks { load, auth } => {
+            let json = load.common.json;
+            (load::clicks::run(load, &brand_token(auth)?).await?, json)
+        }
+        LoadCommand::Echo { load } => {
+            let json = load.common.json;
+            (load::echo::run(load).await?, json)
+        }
+    };
+    summary.print(json);
+    if !summary.verified {
+        anyhow::bail!("verification failed");
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Load(LoadCommand::Mint { load, auth }) => {
-            let secret = secret(auth.jwt_secret, &auth.state_dir)?;
-            let brand = match auth.brand {
-                Some(brand) => brand,
-                // A brand of its own per run keeps runs from seeing each other's data.
-                None => i64::try_from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_secs(),
-                )?,
-            };
-            let token = JwtKeys::new(secret.as_bytes()).sign(
-                brand,
-                Role::Brand,
-                None,
-                Duration::from_secs(3600),
-            );
-            let json = load.common.json;
-            let summary = load::mint::run(load, &token).await?;
-            summary.print(json);
-            if !summary.verified {
-                anyhow::bail!("verification failed");
-            }
-            Ok(())
-        }
+        Command::Load(command) => run_load(command).await,
         Command::Health {
             addr,
             service,

@@ -4,7 +4,6 @@
 //! and that codes are unique per integration.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,18 +13,14 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use tracking_api::common::v1::{PageRequest, Provider};
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
-use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_api::mint::v1::{
     ListCodesRequest, MintCodeRequest, MintCodesRequest, mint_codes_response,
 };
-use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
-use tracking_api::plan::v1::{
-    AddCreatorsRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
-    Discount, NewRosterEntry, Plan, discount,
-};
 
-use super::{Common, Recorder, Summary, channels, progress};
+use super::{
+    Common, Fixture, Pacer, Recorder, Summary, authed, channels, progress, run_id, set_up,
+};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -49,192 +44,19 @@ pub struct MintLoad {
     pub window: usize,
 }
 
-fn authed<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
-}
-
-/// What set-up made.
-struct Fixture {
-    integration: i64,
-    campaign: i64,
-}
-
-async fn set_up(
-    channel: Channel,
-    token: &str,
-    creators: u64,
-    run: &str,
-) -> anyhow::Result<Fixture> {
-    let mut gateway = ProviderGatewayClient::new(channel.clone());
-    let mut plans = PlanServiceClient::new(channel.clone());
-    let integration = gateway
-        .register_integration(authed(
-            RegisterIntegrationRequest {
-                provider: Provider::Sandbox as i32,
-                name: format!("load {run}"),
-                ..Default::default()
-            },
-            token,
-        )?)
-        .await?
-        .into_inner()
-        .integration
-        .map(|i| i.id)
-        .unwrap_or_default();
-    let plan = plans
-        .create_plan(authed(
-            CreatePlanRequest {
-                plan: Some(Plan {
-                    name: format!("load {run}"),
-                    integration_id: integration,
-                    discount: Some(Discount {
-                        kind: Some(discount::Kind::PercentBps(1500)),
-                    }),
-                    code_pattern: "{username}{discount}".into(),
-                    click_url: "https://brand.example.com/load".into(),
-                    code_trigger: CodeTrigger::OnApproval as i32,
-                    ..Plan::default()
-                }),
-                request_id: String::new(),
-            },
-            token,
-        )?)
-        .await?
-        .into_inner()
-        .plan
-        .map(|p| p.id)
-        .unwrap_or_default();
-    let campaign = plans
-        .create_campaign(authed(
-            CreateCampaignRequest {
-                name: format!("load {run}"),
-                plan_id: plan,
-                ..Default::default()
-            },
-            token,
-        )?)
-        .await?
-        .into_inner()
-        .campaign
-        .map(|c| c.id)
-        .unwrap_or_default();
-
-    // The roster, in batches of 500 (AddCreators), 4 batches in flight, with a progress bar.
-    let added = Arc::new(AtomicU64::new(0));
-    let next = Arc::new(AtomicU64::new(1));
-    let mut workers = Vec::new();
-    for _ in 0..4 {
-        let mut plans = plans.clone();
-        let (added, next, token) = (added.clone(), next.clone(), token.to_owned());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let first = next.fetch_add(500, Ordering::Relaxed);
-                if first > creators {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let last = (first + 499).min(creators);
-                let batch: Vec<NewRosterEntry> = (first..=last)
-                    .map(|creator| {
-                        let username = format!("u{creator}");
-                        NewRosterEntry {
-                            creator_id: creator as i64,
-                            profile: Some(CreatorProfile {
-                                first_name: "Load".into(),
-                                last_name: "Test".into(),
-                                email: format!("{username}@load.test"),
-                                username,
-                                ..Default::default()
-                            }),
-                            approved: false,
-                        }
-                    })
-                    .collect();
-                plans
-                    .add_creators(authed(
-                        AddCreatorsRequest {
-                            campaign_id: campaign,
-                            creators: batch,
-                        },
-                        &token,
-                    )?)
-                    .await?;
-                added.fetch_add(last - first + 1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let bar = tokio::spawn({
-        let added = added.clone();
-        async move {
-            loop {
-                let done = added.load(Ordering::Relaxed);
-                let filled = (done * 30 / creators.max(1)) as usize;
-                eprint!(
-                    "\rset-up: roster [{:<30}] {done}/{creators}",
-                    "#".repeat(filled)
-                );
-                let _ = std::io::stderr().flush();
-                if done >= creators {
-                    eprintln!();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    });
-    for worker in workers {
-        worker.await??;
-    }
-    bar.await?;
-
-    // Wait until the mint service's projection knows the last creator (it applies in order).
-    let mut mint = CodeMintServiceClient::new(channel);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let result = mint
-            .mint_code(authed(
-                MintCodeRequest {
-                    campaign_id: campaign,
-                    creator_id: creators as i64,
-                },
-                token,
-            )?)
-            .await;
-        match result {
-            Ok(_) => break,
-            Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(status) => {
-                anyhow::bail!("set-up: the mint service does not know the roster: {status}")
-            }
-        }
-    }
-    Ok(Fixture {
-        integration,
-        campaign,
-    })
-}
-
 /// Acknowledged codes: id → code text.
 type Acked = Arc<Mutex<HashMap<i64, (i64, String)>>>;
 
 pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
     let channels = channels(&common.addr, common.connections).await?;
-    let run_id = format!(
-        "{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    );
-    let fixture = set_up(channels[0].clone(), token, load.creators, &run_id).await?;
+    let run = run_id()?;
+    let sandbox = RegisterIntegrationRequest {
+        provider: Provider::Sandbox as i32,
+        name: format!("load {run}"),
+        ..Default::default()
+    };
+    let fixture = set_up(channels[0].clone(), token, sandbox, load.creators, &run).await?;
     eprintln!(
         "set-up: integration {}, campaign {}, {} creators",
         fixture.integration, fixture.campaign, load.creators
@@ -258,10 +80,7 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
             campaign: fixture.campaign,
             creators: load.creators,
             deadline,
-            // Open loop: each caller's share of the rate, as a fixed schedule.
-            interval: common.rate.map(|rate| {
-                Duration::from_secs_f64(common.concurrency as f64 / rate.max(1) as f64)
-            }),
+            pacer: Pacer::new(common.rate, common.concurrency, 1),
         };
         tasks.push(match load.mode {
             Mode::Unary => tokio::spawn(ctx.unary()),
@@ -302,7 +121,7 @@ struct Worker {
     campaign: i64,
     creators: u64,
     deadline: Instant,
-    interval: Option<Duration>,
+    pacer: Pacer,
 }
 
 impl Worker {
@@ -311,13 +130,8 @@ impl Worker {
     }
 
     async fn unary(mut self) -> anyhow::Result<()> {
-        let mut scheduled = Instant::now();
         while Instant::now() < self.deadline {
-            if self.interval.is_some() {
-                tokio::time::sleep_until(scheduled.into()).await;
-            } else {
-                scheduled = Instant::now();
-            }
+            let due = self.pacer.next().await;
             let creator = self.next_creator();
             let request = authed(
                 MintCodeRequest {
@@ -327,8 +141,7 @@ impl Worker {
                 &self.token,
             )?;
             let result = self.client.mint_code(request).await;
-            // Measured from the scheduled start, so a slow server cannot hide queueing.
-            let latency = scheduled.elapsed();
+            let latency = due.elapsed();
             match result {
                 Ok(response) => {
                     if let Some(code) = response.into_inner().code {
@@ -342,9 +155,6 @@ impl Worker {
                 Err(status) => self
                     .recorder
                     .record(latency, Some(format!("{:?}", status.code()))),
-            }
-            if let Some(interval) = self.interval {
-                scheduled += interval;
             }
         }
         Ok(())
@@ -366,16 +176,12 @@ impl Worker {
             let sent_at = sent_at.clone();
             let permits = permits.clone();
             let counter = self.counter.clone();
-            let (creators, campaign, deadline, interval) =
-                (self.creators, self.campaign, self.deadline, self.interval);
+            let (creators, campaign, deadline, mut pacer) =
+                (self.creators, self.campaign, self.deadline, self.pacer);
             tokio::spawn(async move {
-                let mut scheduled = Instant::now();
                 let mut tag = 0u64;
                 while Instant::now() < deadline {
-                    if let Some(interval) = interval {
-                        tokio::time::sleep_until(scheduled.into()).await;
-                        scheduled += interval;
-                    }
+                    pacer.next().await;
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };

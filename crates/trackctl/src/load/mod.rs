@@ -1,17 +1,39 @@
 //! `trackctl load`: drives the suite's hot paths through their public APIs, ghz-style: a live
 //! progress line, then requests/s, latency percentiles (HDR histogram, corrected for coordinated
-//! omission under `--rate`), errors by gRPC code, and a verification of the outcome through the
-//! public RPCs. A run whose verification fails exits non-zero.
+//! omission under `--rate`), errors by gRPC code or HTTP status, and a verification of the
+//! outcome through the public RPCs. A run whose verification fails exits non-zero.
+//!
+//! This module holds what every path shares: flags, connections, the recorder, pacing, the
+//! progress line, the summary, and the set-up of a campaign whose creators hold codes.
 
+pub mod clicks;
+pub mod echo;
 pub mod mint;
+pub mod orders;
+pub mod webhooks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
+use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
+use tracking_api::attribution::v1::{
+    Figures, GetCampaignPerformanceRequest, StreamConversionsRequest,
+};
+use tracking_api::gateway::v1::RegisterIntegrationRequest;
+use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
+use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
+use tracking_api::mint::v1::{Code, MintCodeRequest};
+use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
+use tracking_api::plan::v1::{
+    AddCreatorsRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
+    Discount, NewRosterEntry, Plan, discount,
+};
 
 /// What every load run shares.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +56,40 @@ pub struct Common {
     /// gRPC connections the callers share (HTTP/2 multiplexes callers over each).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+}
+
+/// What the paths that end in attribution (webhooks, orders, clicks) share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Flow {
+    /// trackd's HTTP address (webhooks, tracking links; trackd's --http-addr).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub http: String,
+    /// Creators on the campaign, each with a code and a tracking link; the load is spread over
+    /// them.
+    #[arg(long, default_value_t = 200)]
+    pub creators: u64,
+    /// Longest wait, after the run, for attribution to show everything that was accepted.
+    #[arg(long, default_value = "60s", value_parser = tracking_server::parse_duration)]
+    pub settle: Duration,
+}
+
+/// A gRPC request with the run's bearer token.
+pub fn authed<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+/// A name for the run's integration, plan and campaign (milliseconds since the epoch).
+pub fn run_id() -> anyhow::Result<String> {
+    Ok(format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    ))
 }
 
 pub async fn channels(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
@@ -76,16 +132,34 @@ impl Recorder {
 
     /// Records one request's latency (µs) and outcome (`None` for success).
     pub fn record(&self, latency: Duration, error: Option<String>) {
+        self.record_many(latency, 1, error);
+    }
+
+    /// Records one request that carried `units` items (e.g. orders of one stream): one latency
+    /// sample, `units` outcomes.
+    pub fn record_many(&self, latency: Duration, units: u64, error: Option<String>) {
         if let Ok(mut r) = self.inner.lock() {
             let micros = u64::try_from(latency.as_micros())
                 .unwrap_or(u64::MAX)
                 .clamp(1, 60_000_000);
             let _ = r.latency.record(micros);
             match error {
-                None => r.ok += 1,
-                Some(code) => *r.errors.entry(code).or_default() += 1,
+                None => r.ok += units,
+                Some(code) => *r.errors.entry(code).or_default() += units,
             }
         }
+    }
+
+    /// Latency percentiles of what was recorded so far.
+    pub fn percentiles(&self) -> Percentiles {
+        self.inner
+            .lock()
+            .map(|r| Percentiles::of(&r.latency))
+            .unwrap_or_default()
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.inner.lock().map(|r| r.latency.len()).unwrap_or(0)
     }
 
     fn counts(&self) -> (u64, u64) {
@@ -93,6 +167,62 @@ impl Recorder {
             .lock()
             .map(|r| (r.ok, r.errors.values().sum()))
             .unwrap_or_default()
+    }
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(latency: &Histogram<u64>) -> Percentiles {
+        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+        Percentiles {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: latency.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// When each request of one caller is due: at once (closed loop), or on a fixed schedule that
+/// holds the caller's share of `--rate` (open loop). Latency counts from the due time, so a slow
+/// server cannot hide queueing.
+pub struct Pacer {
+    interval: Option<Duration>,
+    scheduled: Instant,
+}
+
+impl Pacer {
+    /// `rate` units/s shared by `callers`, each request carrying `units`.
+    pub fn new(rate: Option<u64>, callers: usize, units: u64) -> Pacer {
+        Pacer {
+            interval: rate.map(|rate| {
+                Duration::from_secs_f64(callers as f64 * units as f64 / rate.max(1) as f64)
+            }),
+            scheduled: Instant::now(),
+        }
+    }
+
+    /// Waits for the next request's turn and returns when it was due.
+    pub async fn next(&mut self) -> Instant {
+        match self.interval {
+            Some(interval) => {
+                tokio::time::sleep_until(self.scheduled.into()).await;
+                let due = self.scheduled;
+                self.scheduled += interval;
+                due
+            }
+            None => Instant::now(),
+        }
     }
 }
 
@@ -131,6 +261,8 @@ pub fn progress(
 /// The run's figures.
 pub struct Summary {
     pub path: String,
+    /// What one counted request is ("requests", "orders", "deliveries", "clicks").
+    pub unit: &'static str,
     pub elapsed: Duration,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
@@ -141,6 +273,8 @@ pub struct Summary {
     pub max_ms: f64,
     pub verified: bool,
     pub notes: Vec<String>,
+    /// Path-specific figures, added to the JSON object.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Summary {
@@ -156,19 +290,21 @@ impl Summary {
                     BTreeMap::new(),
                 )
             });
-        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+        let p = Percentiles::of(&latency);
         Summary {
             path: path.to_owned(),
+            unit: "requests",
             elapsed,
             ok,
             errors,
-            p50_ms: ms(0.5),
-            p90_ms: ms(0.9),
-            p99_ms: ms(0.99),
-            p999_ms: ms(0.999),
-            max_ms: latency.max() as f64 / 1000.0,
+            p50_ms: p.p50,
+            p90_ms: p.p90,
+            p99_ms: p.p99,
+            p999_ms: p.p999,
+            max_ms: p.max,
             verified: false,
             notes: Vec::new(),
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -180,7 +316,11 @@ impl Summary {
     pub fn print(&self, json: bool) {
         println!("\nSummary: {}", self.path);
         println!("  elapsed       {:.2}s", self.elapsed.as_secs_f64());
-        println!("  requests/s    {:.0}", self.requests_per_second());
+        println!(
+            "  {:<13} {:.0}",
+            format!("{}/s", self.unit),
+            self.requests_per_second()
+        );
         println!("  ok            {}", self.ok);
         println!(
             "  latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
@@ -201,8 +341,9 @@ impl Summary {
             if self.verified { "yes" } else { "NO" }
         );
         if json {
-            let object = serde_json::json!({
+            let mut object = serde_json::json!({
                 "path": self.path,
+                "unit": self.unit,
                 "requests_per_second": (self.requests_per_second() * 10.0).round() / 10.0,
                 "ok": self.ok,
                 "errors": self.errors.values().sum::<u64>(),
@@ -215,7 +356,439 @@ impl Summary {
                 "elapsed_s": self.elapsed.as_secs_f64(),
                 "verified": self.verified,
             });
+            if let Some(object) = object.as_object_mut() {
+                object.extend(self.extra.clone());
+            }
             println!("{object}");
         }
+    }
+}
+
+/// What set-up made.
+pub struct Fixture {
+    pub integration: i64,
+    pub campaign: i64,
+}
+
+/// Registers `integration`, creates a plan on it (15 % off, `{username}{discount}` codes, a
+/// click-through URL, codes minted on approval) and its campaign, adds `creators` creators (ids
+/// 1..=creators), and waits until CodeMintService knows the whole roster (it mints the last
+/// creator's code to find out).
+pub async fn set_up(
+    channel: Channel,
+    token: &str,
+    integration: RegisterIntegrationRequest,
+    creators: u64,
+    run: &str,
+) -> anyhow::Result<Fixture> {
+    let mut gateway = ProviderGatewayClient::new(channel.clone());
+    let mut plans = PlanServiceClient::new(channel.clone());
+    let integration = gateway
+        .register_integration(authed(integration, token)?)
+        .await?
+        .into_inner()
+        .integration
+        .map(|i| i.id)
+        .unwrap_or_default();
+    let plan = plans
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: format!("load {run}"),
+                    integration_id: integration,
+                    discount: Some(Discount {
+                        kind: Some(discount::Kind::PercentBps(1500)),
+                    }),
+                    code_pattern: "{username}{discount}".into(),
+                    click_url: "https://brand.example.com/load".into(),
+                    code_trigger: CodeTrigger::OnApproval as i32,
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .plan
+        .map(|p| p.id)
+        .unwrap_or_default();
+    let campaign = plans
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: format!("load {run}"),
+                plan_id: plan,
+                ..Default::default()
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .campaign
+        .map(|c| c.id)
+        .unwrap_or_default();
+
+    // The roster, in batches of 500 (AddCreators), 4 batches in flight, with a progress bar.
+    let added = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(1));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let mut plans = plans.clone();
+        let (added, next, token) = (added.clone(), next.clone(), token.to_owned());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let first = next.fetch_add(500, Ordering::Relaxed);
+                if first > creators {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let last = (first + 499).min(creators);
+                let batch: Vec<NewRosterEntry> = (first..=last)
+                    .map(|creator| {
+                        let username = format!("u{creator}");
+                        NewRosterEntry {
+                            creator_id: creator as i64,
+                            profile: Some(CreatorProfile {
+                                first_name: "Load".into(),
+                                last_name: "Test".into(),
+                                email: format!("{username}@load.test"),
+                                username,
+                                ..Default::default()
+                            }),
+                            approved: false,
+                        }
+                    })
+                    .collect();
+                plans
+                    .add_creators(authed(
+                        AddCreatorsRequest {
+                            campaign_id: campaign,
+                            creators: batch,
+                        },
+                        &token,
+                    )?)
+                    .await?;
+                added.fetch_add(last - first + 1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let bar = tokio::spawn({
+        let added = added.clone();
+        async move {
+            loop {
+                let done = added.load(Ordering::Relaxed);
+                let filled = (done * 30 / creators.max(1)) as usize;
+                eprint!(
+                    "\rset-up: roster [{:<30}] {done}/{creators}",
+                    "#".repeat(filled)
+                );
+                let _ = std::io::stderr().flush();
+                if done >= creators {
+                    eprintln!();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    });
+    for worker in workers {
+        worker.await??;
+    }
+    bar.await?;
+
+    // Wait until the mint service's projection knows the last creator (it applies in order).
+    let mut mint = CodeMintServiceClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let result = mint
+            .mint_code(authed(
+                MintCodeRequest {
+                    campaign_id: campaign,
+                    creator_id: creators as i64,
+                },
+                token,
+            )?)
+            .await;
+        match result {
+            Ok(_) => break,
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => {
+                anyhow::bail!("set-up: the mint service does not know the roster: {status}")
+            }
+        }
+    }
+    Ok(Fixture {
+        integration,
+        campaign,
+    })
+}
+
+/// Mints a code for each creator 1..=creators (32 calls in flight) and returns them.
+pub async fn mint_all(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    creators: u64,
+) -> anyhow::Result<Vec<Code>> {
+    let client = CodeMintServiceClient::new(channel);
+    let minted: Vec<anyhow::Result<Code>> = futures::stream::iter(1..=creators)
+        .map(|creator| {
+            let mut client = client.clone();
+            let request = authed(
+                MintCodeRequest {
+                    campaign_id: campaign,
+                    creator_id: creator as i64,
+                },
+                token,
+            );
+            async move {
+                client
+                    .mint_code(request?)
+                    .await?
+                    .into_inner()
+                    .code
+                    .ok_or_else(|| anyhow::anyhow!("MintCode answered without a code"))
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    minted.into_iter().collect()
+}
+
+/// An HTTP/1.1 keep-alive client for `callers` concurrent callers that does not follow
+/// redirects.
+pub fn http_client(callers: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(callers.max(1))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// The class of a failed HTTP call, as the summary counts it.
+pub fn http_error(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "HTTP timeout".to_owned()
+    } else if err.is_connect() {
+        "HTTP connect".to_owned()
+    } else {
+        "HTTP io".to_owned()
+    }
+}
+
+/// Waits until AttributionService knows the campaign and every one of `slugs` (a `HEAD` on the
+/// tracking link redirects, and is not counted as a click, once the link is in its cache): an
+/// order with a code attribution has not seen yet would not be attributed.
+pub async fn wait_attributable(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    http: &reqwest::Client,
+    base: &str,
+    slugs: &[String],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut attribution = AttributionServiceClient::new(channel);
+    loop {
+        let request = authed(
+            GetCampaignPerformanceRequest {
+                campaign_id: campaign,
+                range: None,
+            },
+            token,
+        )?;
+        match attribution.get_campaign_performance(request).await {
+            Ok(_) => break,
+            Err(status) if status.code() == tonic::Code::NotFound && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => {
+                anyhow::bail!("set-up: attribution does not know the campaign: {status}")
+            }
+        }
+    }
+    let base = base.trim_end_matches('/');
+    for (known, slug) in slugs.iter().enumerate() {
+        loop {
+            let status = http.head(format!("{base}/r/{slug}")).send().await?.status();
+            if status == reqwest::StatusCode::FOUND {
+                break;
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "set-up: attribution knows {known} of {} links ({slug}: HTTP {status})",
+                    slugs.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The campaign's totals (all of the last 30 days).
+pub async fn totals(channel: Channel, token: &str, campaign: i64) -> anyhow::Result<Figures> {
+    Ok(AttributionServiceClient::new(channel)
+        .get_campaign_performance(authed(
+            GetCampaignPerformanceRequest {
+                campaign_id: campaign,
+                range: None,
+            },
+            token,
+        )?)
+        .await?
+        .into_inner()
+        .performance
+        .and_then(|p| p.totals)
+        .unwrap_or_default())
+}
+
+/// Where a figure ended after the run.
+pub struct Settled {
+    pub value: i64,
+    /// When the figure first reached the expected value.
+    pub reached: Option<Instant>,
+    /// How fast the figure grew while settling (per second), from the first reading to the
+    /// last: the pace of attribution once the load has stopped.
+    pub pace: f64,
+}
+
+/// Polls the campaign's totals until `figure` reaches `expected` and then holds for a second
+/// (so an overshoot shows), or until `timeout`.
+pub async fn settle(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    what: &str,
+    expected: i64,
+    timeout: Duration,
+    figure: fn(&Figures) -> i64,
+) -> anyhow::Result<Settled> {
+    let started = Instant::now();
+    let mut reached = None;
+    let mut first: Option<(i64, Instant)> = None;
+    loop {
+        let value = figure(&totals(channel.clone(), token, campaign).await?);
+        let (first_value, first_at) = *first.get_or_insert((value, Instant::now()));
+        if value >= expected && reached.is_none() {
+            reached = Some(Instant::now());
+        }
+        eprint!("\rsettling: {what} {value}/{expected}   ");
+        let _ = std::io::stderr().flush();
+        let held = reached.is_some_and(|at| at.elapsed() >= Duration::from_secs(1));
+        if held || started.elapsed() >= timeout {
+            eprintln!();
+            let span = reached.unwrap_or_else(Instant::now) - first_at;
+            return Ok(Settled {
+                value,
+                reached,
+                pace: (value - first_value) as f64 / span.as_secs_f64().max(1e-3),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Follows a campaign's `StreamConversions` and notes when each order's conversion was first
+/// seen, for the "accepted → conversion visible" latency.
+pub struct ConversionWatch {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConversionWatch {
+    pub async fn start(channel: Channel, token: &str, campaign: i64) -> anyhow::Result<Self> {
+        let mut stream = AttributionServiceClient::new(channel)
+            .stream_conversions(authed(
+                StreamConversionsRequest {
+                    campaign_id: campaign,
+                    after_seq: 0,
+                },
+                token,
+            )?)
+            .await?
+            .into_inner();
+        let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let task = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                while let Some(Ok(message)) = stream.next().await {
+                    let at = Instant::now();
+                    if let Some(conversion) = message.event.and_then(|e| e.conversion)
+                        && let Ok(mut seen) = seen.lock()
+                    {
+                        seen.entry(conversion.store_order_id).or_insert(at);
+                    }
+                }
+            }
+        });
+        Ok(Self { seen, task })
+    }
+
+    /// Stops following, and returns the lag from each order's acceptance to its conversion (a
+    /// conversion seen before the acceptance answer arrived counts as 0) and how many accepted
+    /// orders had no conversion.
+    pub fn finish(self, accepted: &[(String, Instant)]) -> anyhow::Result<(Recorder, u64)> {
+        self.task.abort();
+        let lag = Recorder::new()?;
+        let mut missing = 0;
+        let seen = self
+            .seen
+            .lock()
+            .map_err(|_| anyhow::anyhow!("conversion watch poisoned"))?;
+        for (order, at) in accepted {
+            match seen.get(order) {
+                Some(seen_at) => lag.record(seen_at.saturating_duration_since(*at), None),
+                None => missing += 1,
+            }
+        }
+        Ok((lag, missing))
+    }
+}
+
+/// Counts outcomes shared by callers (e.g. how the server answered).
+#[derive(Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A cheap deterministic random source (xorshift64*), for which deliveries to duplicate and
+/// which creator an order goes to.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }

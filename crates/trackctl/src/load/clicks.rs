@@ -1,0 +1,186 @@
+//! `trackctl load clicks`: sets up a sandbox integration, a plan with a click-through URL, a
+//! campaign and creators with tracking links, then sends browser-like `GET /r/{slug}` requests
+//! over HTTP/1.1 keep-alive connections (redirects not followed; 302 expected). Latency is one
+//! redirect's answer. Verification: the campaign's click count equals the number of 302 answers
+//! (clicks are written in batches, so it is read again until it settles).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1::RegisterIntegrationRequest;
+
+use super::{
+    Common, Flow, Pacer, Recorder, Rng, Summary, channels, http_client, http_error, mint_all,
+    progress, run_id, set_up, settle, wait_attributable,
+};
+
+/// What a shopper's browser sends (no crawler or preview fetcher, so every click counts).
+const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+                          (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClicksLoad {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub flow: Flow,
+}
+
+struct Worker {
+    client: reqwest::Client,
+    urls: Arc<Vec<String>>,
+    visitor: String,
+    recorder: Recorder,
+    deadline: Instant,
+    pacer: Pacer,
+    rng: Rng,
+}
+
+impl Worker {
+    async fn run(mut self) -> anyhow::Result<()> {
+        while Instant::now() < self.deadline {
+            let due = self.pacer.next().await;
+            let url = &self.urls[self.rng.below(self.urls.len())];
+            let result = self
+                .client
+                .get(url)
+                .header("user-agent", USER_AGENT)
+                .header("accept-language", "de-DE,de;q=0.9,en;q=0.8")
+                .header("referer", "https://www.instagram.com/")
+                .header("x-forwarded-for", &self.visitor)
+                .send()
+                .await;
+            let answer = match result {
+                Ok(response) => {
+                    let status = response.status();
+                    response.bytes().await.map(|_| status)
+                }
+                Err(err) => Err(err),
+            };
+            let latency = due.elapsed();
+            match answer {
+                Ok(status) if status == reqwest::StatusCode::FOUND => {
+                    self.recorder.record(latency, None);
+                }
+                Ok(status) => self
+                    .recorder
+                    .record(latency, Some(format!("HTTP {}", status.as_u16()))),
+                Err(err) => self.recorder.record(latency, Some(http_error(&err))),
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
+    let common = &load.common;
+    let channels = channels(&common.addr, common.connections).await?;
+    let channel = channels[0].clone();
+    let run = run_id()?;
+    let sandbox = RegisterIntegrationRequest {
+        provider: Provider::Sandbox as i32,
+        name: format!("load {run}"),
+        ..Default::default()
+    };
+    let fixture = set_up(channel.clone(), token, sandbox, load.flow.creators, &run).await?;
+    let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
+    let client = http_client(common.concurrency)?;
+    let slugs: Vec<String> = codes
+        .iter()
+        .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
+        .filter(|slug| !slug.is_empty())
+        .collect();
+    if slugs.is_empty() {
+        anyhow::bail!("set-up: the minted codes carry no tracking links");
+    }
+    wait_attributable(
+        channel.clone(),
+        token,
+        fixture.campaign,
+        &client,
+        &load.flow.http,
+        &slugs,
+    )
+    .await?;
+    eprintln!(
+        "set-up: sandbox integration {}, campaign {}, {} tracking links",
+        fixture.integration,
+        fixture.campaign,
+        slugs.len()
+    );
+
+    let base = load.flow.http.trim_end_matches('/');
+    let urls = Arc::new(
+        slugs
+            .iter()
+            .map(|slug| format!("{base}/r/{slug}"))
+            .collect::<Vec<_>>(),
+    );
+    let recorder = Recorder::new()?;
+    let started = Instant::now();
+    let deadline = started + common.duration;
+    let ticker = progress(recorder.clone(), started, common.duration);
+    let mut tasks = Vec::new();
+    for worker in 0..common.concurrency {
+        let worker = Worker {
+            client: client.clone(),
+            urls: urls.clone(),
+            visitor: format!("198.51.100.{}", worker % 250 + 1),
+            recorder: recorder.clone(),
+            deadline,
+            pacer: Pacer::new(common.rate, common.concurrency, 1),
+            rng: Rng::new(worker as u64 + 1),
+        };
+        tasks.push(tokio::spawn(worker.run()));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let _ = ticker.await;
+    let mut summary = Summary::from("clicks (GET /r/{slug})", &recorder, elapsed);
+    summary.unit = "clicks";
+
+    let redirected = summary.ok as i64;
+    let settled = settle(
+        channel,
+        token,
+        fixture.campaign,
+        "clicks counted",
+        redirected,
+        load.flow.settle,
+        |f| f.clicks,
+    )
+    .await?;
+    let counted_s = settled.reached.map(|at| (at - started).as_secs_f64());
+    summary.notes.push(format!(
+        "clicks        {redirected} redirected (302), {} counted in the campaign{}",
+        settled.value,
+        counted_s
+            .map(|s| format!(", all {s:.2}s after the load began"))
+            .unwrap_or_default()
+    ));
+    let mut problems = Vec::new();
+    if redirected == 0 {
+        problems.push("no click was redirected".to_owned());
+    }
+    if settled.value != redirected {
+        problems.push(format!(
+            "the campaign counts {} clicks, {redirected} were redirected",
+            settled.value
+        ));
+    }
+    summary
+        .notes
+        .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
+    summary.verified = problems.is_empty();
+    summary
+        .extra
+        .insert("clicks_redirected".into(), redirected.into());
+    summary
+        .extra
+        .insert("clicks_counted".into(), settled.value.into());
+    summary.extra.insert("counted_s".into(), counted_s.into());
+    Ok(summary)
+}
