@@ -16,13 +16,21 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tracking_server::{JwtKeys, Role};
 
-/// A lazily connecting channel (services may start in any order).
+/// A lazily connecting channel (services may start in any order). An https:// URL is called over
+/// TLS with the process's client TLS settings (`tracking_server::tls`).
 pub fn lazy_channel(url: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(url.to_owned())
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("service URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    if url.starts_with("https://") {
+        let tls = tracking_server::tls::client()
+            .ok_or_else(|| format!("{url} is https: TRACKING_TLS_CA must name the CA to trust"))?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS for {url}: {e}"))?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// Signs the tokens a service uses for its own calls.

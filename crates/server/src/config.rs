@@ -35,6 +35,8 @@ pub struct ServerArgs {
     /// Log format: plain or json. Levels come from RUST_LOG (default info).
     #[arg(long, env = "TRACKING_LOG_FORMAT", default_value = "plain")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 impl ServerArgs {

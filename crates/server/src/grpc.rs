@@ -37,6 +37,7 @@ pub struct GrpcServer {
     request_timeout: Duration,
     max_concurrent: usize,
     shutdown_grace: Duration,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl GrpcServer {
@@ -57,7 +58,14 @@ impl GrpcServer {
             request_timeout,
             max_concurrent,
             shutdown_grace,
+            tls: None,
         }
+    }
+
+    /// Serves over TLS when `tls` is set (see [`crate::tls::TlsArgs`]).
+    pub fn with_tls(mut self, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The kit's settings from the shared flags.
@@ -139,7 +147,11 @@ impl GrpcServer {
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_concurrent: self.max_concurrent,
         };
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = self.tls.take() {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .timeout(self.request_timeout)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -13,6 +13,7 @@ pub mod shutdown;
 pub mod status;
 pub mod streams;
 pub mod telemetry;
+pub mod tls;
 
 pub use auth::{Claims, JwtKeys, Role};
 pub use config::{DbArgs, ServerArgs, parse_duration};
@@ -128,7 +129,10 @@ where
         keys: JwtKeys::new(secret.as_bytes()),
         shutdown: shutdown.clone(),
     };
-    let parts = build(GrpcServer::from_args(server, metrics.clone()), context).await?;
+    crate::tls::set_client(server.tls.client().map_err(anyhow::Error::msg)?);
+    let grpc = GrpcServer::from_args(server, metrics.clone())
+        .with_tls(server.tls.server().map_err(anyhow::Error::msg)?);
+    let parts = build(grpc, context).await?;
     let grpc_listener = bind(server.grpc_addr).await?;
     let http_listener = bind(server.http_addr).await?;
     tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "{name} listening");

@@ -27,11 +27,22 @@ pub struct SuiteConfig {
     pub mint_workers: usize,
     /// How often stores without webhooks (Magento) are polled for orders.
     pub order_poll_interval: Duration,
+    /// Optional TLS for gRPC (off by default).
+    pub tls: tracking_server::tls::TlsArgs,
 }
 
 /// The address services use to call each other: the gRPC listener's, with an unspecified IP
 /// (0.0.0.0) replaced by loopback.
 pub fn loopback_url(addr: SocketAddr) -> String {
+    own_url(addr, false)
+}
+
+/// The URL the services use to call each other on `addr`: `https://localhost:PORT` when gRPC
+/// is served over TLS (the certificate must name `localhost`), else plain loopback.
+pub fn own_url(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        return format!("https://localhost:{}", addr.port());
+    }
     let ip = if addr.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
@@ -55,6 +66,7 @@ impl Suite {
         own_grpc_url: &str,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Suite> {
+        tracking_server::tls::set_client(config.tls.client().map_err(anyhow::Error::msg)?);
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
         let gateway = gateway_service::start(
             &config.database_url,
@@ -109,6 +121,7 @@ impl Suite {
             config.max_concurrent_requests,
             config.shutdown_grace,
         )
+        .with_tls(config.tls.server().map_err(anyhow::Error::msg)?)
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
         .add_service(plan_service::grpc_service(plan, auth.clone()))
         .add_service(mint_service::grpc_service(mint, auth.clone()))
@@ -145,7 +158,7 @@ pub async fn run(
     http_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let own_url = loopback_url(grpc_listener.local_addr()?);
+    let own_url = own_url(grpc_listener.local_addr()?, config.tls.tls_cert.is_some());
     Suite::prepare(&config, &own_url, shutdown.clone())
         .await?
         .serve(grpc_listener, http_listener, shutdown)

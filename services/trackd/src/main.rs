@@ -81,23 +81,28 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| trackd::loopback_url(http_addr)),
         mint_workers: args.mint_workers,
         order_poll_interval: args.gateway.order_poll_interval,
+        tls: args.server.tls.clone(),
     };
-    let suite =
-        trackd::Suite::prepare(&config, &trackd::loopback_url(grpc_addr), shutdown.clone()).await?;
+    let suite = trackd::Suite::prepare(
+        &config,
+        &trackd::own_url(grpc_addr, config.tls.tls_cert.is_some()),
+        shutdown.clone(),
+    )
+    .await?;
     let serving = tokio::spawn(suite.serve(grpc_listener, http_listener, shutdown));
 
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
         database = %tracking_db::url::redacted(&database_url),
-        "trackd serving PlanService, ProviderGateway and CodeMintService"
+        "trackd serving PlanService, ProviderGateway, CodeMintService and AttributionService"
     );
     let host = trackd::loopback_url(grpc_addr)
         .trim_start_matches("http://")
         .to_owned();
     println!(
-        "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, CodeMintService, health, reflection)\n  \
-         HTTP     http://{http_addr}/metrics\n  dev token (brand 1, 30 days) in {}\n\n\
+        "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, CodeMintService, AttributionService, health, reflection)\n  \
+         HTTP     http://{http_addr}  (/metrics, store webhooks, /ast/v1/conversions, tracking links /r/…)\n  dev token (brand 1, 30 days) in {}\n\n\
          Try:\n  grpcurl -plaintext {host} list\n  \
          grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\\n    \
          -d '{{\"provider\":\"PROVIDER_SANDBOX\",\"name\":\"Demo store\"}}' \\\n    \
