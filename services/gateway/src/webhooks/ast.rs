@@ -245,8 +245,7 @@ fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                out.push(hex_byte(text.get(i + 1..i + 3)?)?);
                 i += 3;
             }
             b'+' => {
@@ -268,8 +267,16 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .map(|i| hex_byte(text.get(i..i + 2)?))
         .collect()
+}
+
+/// Two hex digits as a byte. Only digits: `u8::from_str_radix` alone also takes a sign ("+f").
+fn hex_byte(pair: &str) -> Option<u8> {
+    if pair.len() != 2 || !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(pair, 16).ok()
 }
 
 /// The hex signature a brand's server puts on a pixel URL (tests and docs use it).
@@ -362,5 +369,25 @@ mod tests {
         let tampered = raw.replace("12.50", "99.50");
         assert!(!pixel_query(&tampered).is_ok_and(|p| p.verify(b"secret")));
         assert!(pixel_query("integration=7&amount=1").is_err());
+    }
+
+    /// Kept from the `ast` fuzz target: a `+` in place of a leading `0` of a hex pair still
+    /// verified (`u8::from_str_radix` takes a sign), so one signature had many spellings; the
+    /// same parse let `%+4` through as a percent-escape.
+    #[test]
+    fn only_hex_digits_spell_signatures_and_escapes() {
+        let signed = "integration=7&order_id=C&amount=1&currency=USD";
+        let sig = sign_pixel(b"secret", signed);
+        // The signature is 0cfa74ca...: its first pair "0c" spelled "+c".
+        assert!(sig.starts_with("0c"), "{sig}");
+        let plus = format!("+{}", sig.get(1..).unwrap_or_default());
+        assert!(pixel_query(&format!("{signed}&sig={sig}")).is_ok_and(|p| p.verify(b"secret")));
+        let raw = format!("{signed}&sig={plus}");
+        assert!(!pixel_query(&raw).is_ok_and(|p| p.verify(b"secret")));
+        assert_eq!(decode_hex("+f"), None);
+        assert_eq!(decode_hex("0f"), Some(vec![15]));
+        assert_eq!(decode_hex("0F"), Some(vec![15]));
+        assert_eq!(percent_decode("%+4"), None);
+        assert_eq!(percent_decode("%41+b").as_deref(), Some("A b"));
     }
 }

@@ -160,28 +160,27 @@ pub fn parse_order(
         .filter(|c| !c.is_empty())
         .collect();
     // An application is a code's when it names one of the order's codes (draft orders carry the
-    // code as the title of a manual application).
+    // code as the title of a manual application); lines carry the order's spelling of the code.
     let application_code: Vec<Option<String>> = order
         .discount_applications
         .iter()
         .map(|app| {
-            app.code
-                .clone()
-                .or_else(|| app.title.clone())
-                .filter(|name| codes.iter().any(|c| c.eq_ignore_ascii_case(name)))
+            let name = app.code.as_deref().or(app.title.as_deref())?;
+            codes.iter().find(|c| c.eq_ignore_ascii_case(name)).cloned()
         })
         .collect();
     let mut lines = Vec::with_capacity(order.line_items.len());
     for item in &order.line_items {
         let price = amount(Some(&item.price), &currency, "line_items.price")?;
-        let mut discount = 0;
+        let mut discount = 0i64;
         let mut line_codes = Vec::new();
         for allocation in &item.discount_allocations {
-            discount += amount(
+            // Saturating, like every other sum here: huge allocations must not overflow.
+            discount = discount.saturating_add(amount(
                 Some(&allocation.amount),
                 &currency,
                 "line_items.discount_allocations.amount",
-            )?;
+            )?);
             if let Some(Some(code)) = application_code.get(allocation.discount_application_index)
                 && !line_codes.contains(code)
             {
@@ -342,5 +341,25 @@ mod tests {
         let hash = order.customer_hash.unwrap_or_default();
         assert_eq!(hash.len(), 64);
         assert!(!hash.contains('@'));
+    }
+
+    /// Kept from the `shopify_order` fuzz target: two discount allocations summing past
+    /// `i64::MAX` overflowed (a panic with overflow checks, a wrapped discount without).
+    #[test]
+    fn huge_discount_allocations_do_not_overflow() {
+        let body = br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","line_items":[{"quantity":1,"price":"1","discount_allocations":[{"amount":"92233720368547758.07","discount_application_index":0},{"amount":"0.01","discount_application_index":0}]}]}"#;
+        let order = parse_order("orders/create", body, b"k").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order.lines[0].discount_minor, i64::MAX);
+    }
+
+    /// Kept from the `shopify_order` fuzz target: an application naming the code in another
+    /// case ("anna10" for the order's "ANNA10") put that spelling on the line, which was then
+    /// not one of the order's codes.
+    #[test]
+    fn lines_carry_the_orders_spelling_of_a_code() {
+        let body = br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","discount_codes":[{"code":"ANNA10"}],"discount_applications":[{"code":"ANNA10"},{"title":"anna10"}],"line_items":[{"quantity":1,"price":"6.00","discount_allocations":[{"amount":"2.00","discount_application_index":1}]}]}"#;
+        let order = parse_order("orders/create", body, b"k").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(order.codes, vec!["ANNA10"]);
+        assert_eq!(order.lines[0].codes, vec!["ANNA10"]);
     }
 }
