@@ -153,6 +153,27 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
         (0, 0)
     );
 
+    // Parsed, but not an order the suite keeps (a negative total): 400, nothing stored.
+    let negative = String::from_utf8_lossy(WITH_CODE).replace(
+        "\"total_price\": \"186.90\"",
+        "\"total_price\": \"-186.90\"",
+    );
+    assert_ne!(negative.as_bytes(), WITH_CODE, "the fixture's total_price");
+    let (status, text) = shopify(
+        &suite,
+        integration,
+        "orders/create",
+        "d-neg",
+        Some(&sign(SECRET, negative.as_bytes())),
+        negative.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(
+        (orders_stored(&suite).await, deliveries_stored(&suite).await),
+        (0, 0)
+    );
+
     // The real capture, signed: stored and streamed with its code.
     let (status, text) = shopify(
         &suite,

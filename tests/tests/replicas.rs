@@ -134,8 +134,10 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
     }
     // Orders stream in batches; the process is killed while they are being ingested and
     // attributed.
-    const TOTAL: usize = 1_000;
+    const TOTAL: usize = 1_500;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sender = {
+        let progress = progress.clone();
         let channel = node.channel.clone();
         let codes = codes.clone();
         let integration = s.integration;
@@ -152,14 +154,21 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
                     .ingest_orders(authed(tokio_stream::iter(batch), &brand(1)))
                     .await
                 {
-                    Ok(_) => acknowledged = start + 100,
+                    Ok(_) => {
+                        acknowledged = start + 100;
+                        progress.store(acknowledged, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Err(_) => break,
                 }
             }
             acknowledged
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Killed once a few batches are in: orders are being stored and attributed at that moment.
+    wait_for("some orders stored", Duration::from_secs(30), async || {
+        progress.load(std::sync::atomic::Ordering::SeqCst) >= 300
+    })
+    .await;
     node.kill();
     let acknowledged = sender.await.unwrap_or_default();
     eprintln!("{acknowledged} orders acknowledged before the kill");
@@ -177,7 +186,7 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
     }
     wait_for(
         "every order attributed",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         async || attributed(&node.channel, s.campaign).await >= TOTAL as i64,
     )
     .await;

@@ -170,6 +170,31 @@ impl Intake {
         }
     }
 
+    /// An order from a store's payload, held to the same checks as one sent over gRPC, so that
+    /// everything stored reads back (refunds build on the stored order).
+    fn checked(
+        integration: &IntegrationRow,
+        order: NormalizedOrder,
+    ) -> Result<Incoming, ParseError> {
+        let order = NormalizedOrder::from_proto(order.to_proto(integration.id), "order")
+            .map_err(|err| ParseError::Invalid(err.to_string()))?;
+        Ok(Self::one(integration, order))
+    }
+
+    /// Orders a store's API returned, without those that fail the model's checks (logged).
+    fn keep_valid(integration: &IntegrationRow, orders: Vec<NormalizedOrder>) -> Vec<Incoming> {
+        orders
+            .into_iter()
+            .filter_map(|order| match Self::checked(integration, order) {
+                Ok(incoming) => Some(incoming),
+                Err(err) => {
+                    tracing::error!(integration_id = integration.id, error = %err, "store order skipped: invalid");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// `POST /webhooks/shopify/{integration}`.
     #[tracing::instrument(skip_all, fields(integration_id, topic))]
     pub async fn shopify(
@@ -221,7 +246,7 @@ impl Intake {
             // Other topics the app may be subscribed to: acknowledged, not stored.
             _ => return Ok(Outcome::default()),
         };
-        let incoming = [Self::one(&integration, order)];
+        let incoming = [Self::checked(&integration, order)?];
         Ok(self
             .accept(
                 &incoming,
@@ -257,7 +282,7 @@ impl Intake {
             .delivery_id
             .filter(|id| !id.is_empty() && id.len() <= 200)
             .map(|id| Delivery { id, topic });
-        let incoming = [Self::one(&integration, order)];
+        let incoming = [Self::checked(&integration, order)?];
         Ok(self
             .accept(
                 &incoming,
@@ -307,10 +332,7 @@ impl Intake {
             id: &notice.delivery_id,
             topic: &notice.scope,
         };
-        let incoming: Vec<Incoming> = order
-            .into_iter()
-            .map(|order| Self::one(&integration, order))
-            .collect();
+        let incoming = Self::keep_valid(&integration, order.into_iter().collect());
         Ok(self
             .accept(
                 &incoming,
@@ -333,7 +355,7 @@ impl Intake {
             return Err(Refusal::Unauthorized);
         }
         let order = ast::parse_conversion(body, Utc::now())?;
-        let incoming = [Self::one(&integration, order)];
+        let incoming = [Self::checked(&integration, order)?];
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
     }
 
@@ -348,7 +370,7 @@ impl Intake {
             return Err(Refusal::Unauthorized);
         }
         let order = pixel.conversion(Utc::now())?;
-        let incoming = [Self::one(&integration, order)];
+        let incoming = [Self::checked(&integration, order)?];
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
     }
 
@@ -404,10 +426,7 @@ impl Intake {
             .list_orders(integration, since, BACKFILL_LIMIT)
             .await?;
         let listed = orders.len();
-        let incoming: Vec<Incoming> = orders
-            .into_iter()
-            .map(|order| Self::one(integration, order))
-            .collect();
+        let incoming = Self::keep_valid(integration, orders);
         let mut total = Outcome::default();
         for chunk in incoming.chunks(BATCH) {
             let outcome = self.accept(chunk, source, None).await?;

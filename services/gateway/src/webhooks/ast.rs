@@ -324,7 +324,7 @@ mod tests {
     fn bad_conversions_name_the_field() {
         let refused = |body: &str| match parse_conversion(body.as_bytes(), now()) {
             Err(ParseError::Field { field, .. }) => field.to_owned(),
-            Err(ParseError::Json(_)) => "json".to_owned(),
+            Err(ParseError::Json(_) | ParseError::Invalid(_)) => "json".to_owned(),
             Ok(_) => "accepted".to_owned(),
         };
         assert_eq!(

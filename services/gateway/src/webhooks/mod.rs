@@ -24,6 +24,9 @@ pub enum ParseError {
         field: &'static str,
         problem: String,
     },
+    /// Parsed, but not an order the suite can keep (the normalized model's checks).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub(crate) fn field(field: &'static str, problem: impl Into<String>) -> ParseError {

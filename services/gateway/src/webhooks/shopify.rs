@@ -209,8 +209,9 @@ pub fn parse_order(
         .shipping_address
         .as_ref()
         .or(order.billing_address.as_ref())
-        .and_then(|address| address.country_code.clone())
-        .filter(|code| code.len() == 2);
+        .and_then(|address| address.country_code.as_deref())
+        .map(|code| code.trim().to_ascii_uppercase())
+        .filter(|code| code.len() == 2 && code.chars().all(|c| c.is_ascii_uppercase()));
     let customer_hash = order
         .email
         .as_deref()
