@@ -609,6 +609,90 @@ mod tests {
         assert_eq!(fixed["date_expires_gmt"], "2030-03-17T17:46:40");
     }
 
+    /// Between the gateway and the store, a fault-injecting proxy: a stalled store makes the
+    /// push unavailable within the adapter's timeouts; latency only slows it; once the fault
+    /// ends the next push goes through.
+    #[tokio::test]
+    async fn store_faults_through_a_proxy() {
+        let store = MockStore::start(|request| {
+            let items = request.json()["create"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let created: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    coupon(
+                        100 + i as u64,
+                        c["code"].as_str().unwrap_or_default(),
+                        "r",
+                        "publish",
+                    )
+                })
+                .collect();
+            mock::Reply::json(200, json!({ "create": created }))
+        })
+        .await;
+        let upstream: std::net::SocketAddr = store
+            .origin
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let proxy = tracking_testkit::proxy::FaultProxy::start(upstream)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sealer = mock::sealer();
+        let integration = mock::integration(
+            &sealer,
+            Provider::Woocommerce,
+            &format!("http://{}", proxy.addr),
+            &[("consumer_key", "ck_test"), ("consumer_secret", "cs_test")],
+        );
+        let woo = WooCommerce::new(
+            StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}")),
+            Arc::from(mock::CUSTOMER_KEY),
+        );
+        let push = |code: &'static str| {
+            let woo = woo.clone();
+            let integration = integration.clone();
+            async move {
+                woo.create_discounts(&integration, &[test_discount(code, code)])
+                    .await
+            }
+        };
+
+        proxy.set(tracking_testkit::proxy::Fault::Stall);
+        let started = Instant::now();
+        let stalled = push("STALL1").await;
+        assert!(
+            matches!(stalled, Err(AdapterError::Unavailable(_))),
+            "{stalled:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+
+        proxy.set(tracking_testkit::proxy::Fault::Latency(
+            Duration::from_millis(100),
+        ));
+        let slow = push("SLOW1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(slow[0].outcome, PushOutcome::Created { .. }),
+            "{slow:?}"
+        );
+
+        proxy.set(tracking_testkit::proxy::Fault::None);
+        proxy.cut_all();
+        let back = push("BACK1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(back[0].outcome, PushOutcome::Created { .. }),
+            "{back:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_taken_code_is_someone_elses_unless_it_carries_our_ref() {
         let store = MockStore::start(|request| match request.route().as_str() {
