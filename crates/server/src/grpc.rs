@@ -266,6 +266,7 @@ where
                 metrics.in_flight.dec();
                 drop(permit);
                 let mut response = result?;
+                unparseable_is_invalid_argument(response.headers_mut());
                 let code = response
                     .headers()
                     .get("grpc-status")
@@ -280,6 +281,28 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// A request that does not parse as its message (invalid UTF-8 in a string, wrong wire types)
+/// is the caller's bad input: tonic's decoder answers INTERNAL (as the gRPC status-code guide
+/// has it), which would send operators after a server fault; it is answered INVALID_ARGUMENT
+/// naming the request instead.
+fn unparseable_is_invalid_argument(headers: &mut http::HeaderMap) {
+    let internal = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let undecodable = headers.get("grpc-message").is_some_and(|v| {
+        let text = v.as_bytes();
+        text.starts_with(b"failed to decode Protobuf message")
+            || text.starts_with(b"failed%20to%20decode%20Protobuf%20message")
+    });
+    if internal && undecodable {
+        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("request:%20not%20a%20valid%20message%20of%20this%20call%20(bad%20encoding%20or%20invalid%20UTF-8)"),
+        );
     }
 }
 
