@@ -65,7 +65,10 @@ async fn apply_order(conn: &mut AsyncPgConnection, event: &OrderEvent) -> Result
         .as_ref()
         .and_then(from_timestamp)
         .unwrap_or_else(Utc::now);
-    pending::lock_matching(conn).await?;
+    // Only an order with a code or a click id can wait for, or be found by, a code or click.
+    if !order.codes.is_empty() || !order.click_id.is_empty() {
+        pending::lock_matching(conn).await?;
+    }
     let existing =
         conversions::of_order(conn, brand_id, order.integration_id, &order.store_order_id).await?;
     if existing.is_empty() {

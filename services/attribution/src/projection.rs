@@ -4,6 +4,7 @@
 //! consumer's transaction.
 
 use diesel_async::AsyncPgConnection;
+use tracking_api::common::v1::Provider;
 use tracking_api::mint::v1::{CodeEvent, CodeStatus};
 use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
 use tracking_db::DbError;
@@ -39,7 +40,10 @@ impl Apply<PlanEvent> for Plans {
                         brand_id,
                         plan_id: plan.id,
                         integration_id: plan.integration_id,
-                        provider: plan.provider.to_string(),
+                        provider: Provider::try_from(plan.provider)
+                            .unwrap_or(Provider::Unspecified)
+                            .as_str_name()
+                            .to_owned(),
                         commission_bps: bps,
                         commission_fixed_minor: fixed,
                         commission_currency: currency,

@@ -92,18 +92,19 @@ async fn shopify(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match integration_id(&integration) {
-        Ok(id) => {
-            let hooks = WebhookHeaders {
-                signature: header(&headers, "x-shopify-hmac-sha256"),
-                topic: header(&headers, "x-shopify-topic"),
-                delivery_id: header(&headers, "x-shopify-webhook-id"),
-            };
-            intake.shopify(id, &hooks, &body).await
-        }
-        Err(refusal) => Err(refusal),
+    let hooks = WebhookHeaders {
+        signature: header(&headers, "x-shopify-hmac-sha256"),
+        topic: header(&headers, "x-shopify-topic"),
+        delivery_id: header(&headers, "x-shopify-webhook-id"),
     };
-    answer(result)
+    answer(
+        async {
+            intake
+                .shopify(integration_id(&integration)?, &hooks, &body)
+                .await
+        }
+        .await,
+    )
 }
 
 async fn woocommerce(
@@ -112,18 +113,19 @@ async fn woocommerce(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match integration_id(&integration) {
-        Ok(id) => {
-            let hooks = WebhookHeaders {
-                signature: header(&headers, "x-wc-webhook-signature"),
-                topic: header(&headers, "x-wc-webhook-topic"),
-                delivery_id: header(&headers, "x-wc-webhook-delivery-id"),
-            };
-            intake.woocommerce(id, &hooks, &body).await
-        }
-        Err(refusal) => Err(refusal),
+    let hooks = WebhookHeaders {
+        signature: header(&headers, "x-wc-webhook-signature"),
+        topic: header(&headers, "x-wc-webhook-topic"),
+        delivery_id: header(&headers, "x-wc-webhook-delivery-id"),
     };
-    answer(result)
+    answer(
+        async {
+            intake
+                .woocommerce(integration_id(&integration)?, &hooks, &body)
+                .await
+        }
+        .await,
+    )
 }
 
 async fn bigcommerce_webhook(
@@ -132,15 +134,15 @@ async fn bigcommerce_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match integration_id(&integration) {
-        Ok(id) => {
+    let secret = header(&headers, bigcommerce::SECRET_HEADER);
+    answer(
+        async {
             intake
-                .bigcommerce(id, header(&headers, bigcommerce::SECRET_HEADER), &body)
+                .bigcommerce(integration_id(&integration)?, secret, &body)
                 .await
         }
-        Err(refusal) => Err(refusal),
-    };
-    answer(result)
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -154,15 +156,9 @@ async fn ast_conversion(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = match integration_id(query.integration.as_deref().unwrap_or_default()) {
-        Ok(id) => {
-            intake
-                .ast_conversion(id, header(&headers, "x-ast-signature"), &body)
-                .await
-        }
-        Err(refusal) => Err(refusal),
-    };
-    answer(result)
+    let id = integration_id(query.integration.as_deref().unwrap_or_default());
+    let signature = header(&headers, "x-ast-signature");
+    answer(async { intake.ast_conversion(id?, signature, &body).await }.await)
 }
 
 async fn ast_pixel(State(intake): State<Intake>, RawQuery(query): RawQuery) -> Response {
