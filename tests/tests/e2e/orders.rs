@@ -16,8 +16,9 @@ use tracking_server::Role;
 use tracking_testkit::authed;
 
 const SECRET: &[u8] = b"whsec_test_secret";
-const WITH_CODE: &[u8] = include_bytes!("../fixtures/shopify/orders_create_percentage_code.json");
-const WITHOUT_CODE: &[u8] = include_bytes!("../fixtures/shopify/orders_create_no_code.json");
+const WITH_CODE: &[u8] =
+    include_bytes!("../../fixtures/shopify/orders_create_percentage_code.json");
+const WITHOUT_CODE: &[u8] = include_bytes!("../../fixtures/shopify/orders_create_no_code.json");
 
 async fn orders_stored(suite: &Suite) -> i64 {
     suite
