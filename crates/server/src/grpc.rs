@@ -23,6 +23,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::metrics::{MethodLabels, Metrics, RpcLabels};
+use crate::status;
 
 /// The largest gRPC message a service takes or sends (4 MiB). A larger request is refused from
 /// its length prefix, before its body is read (`OUT_OF_RANGE`); list calls page well below it.
@@ -284,25 +285,25 @@ where
     }
 }
 
-/// A request that does not parse as its message (invalid UTF-8 in a string, wrong wire types)
-/// is the caller's bad input: tonic's decoder answers INTERNAL (as the gRPC status-code guide
-/// has it), which would send operators after a server fault; it is answered INVALID_ARGUMENT
-/// naming the request instead.
+/// An unparseable request (see [`status::is_unparseable`]) answered INVALID_ARGUMENT naming the
+/// request, for calls whose status travels in the response headers.
 fn unparseable_is_invalid_argument(headers: &mut http::HeaderMap) {
     let internal = headers
         .get("grpc-status")
         .is_some_and(|v| v.as_bytes() == b"13");
+    // tonic percent-encodes the message; the prefix is checked in both spellings.
     let undecodable = headers.get("grpc-message").is_some_and(|v| {
         let text = v.as_bytes();
         text.starts_with(b"failed to decode Protobuf message")
             || text.starts_with(b"failed%20to%20decode%20Protobuf%20message")
     });
     if internal && undecodable {
-        headers.insert("grpc-status", http::HeaderValue::from_static("3"));
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static("request:%20not%20a%20valid%20message%20of%20this%20call%20(bad%20encoding%20or%20invalid%20UTF-8)"),
-        );
+        let answer = tonic::Status::invalid_argument(status::UNPARSEABLE).into_http::<()>();
+        for name in ["grpc-status", "grpc-message"] {
+            if let Some(value) = answer.headers().get(name) {
+                headers.insert(name, value.clone());
+            }
+        }
     }
 }
 

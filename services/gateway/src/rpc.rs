@@ -528,7 +528,8 @@ impl ProviderGateway for Gateway {
             for message in chunk {
                 let field = format!("orders[{index}]");
                 index += 1;
-                let order = message?
+                let order = message
+                    .map_err(tracking_server::status::inbound)?
                     .order
                     .ok_or_else(|| Error::invalid(&field, "order is required"))?;
                 let integration_id = order.integration_id;

@@ -78,6 +78,10 @@ impl CodeMintService for MintService {
                     Ok(req) => req,
                     Err(status) => {
                         tracing::debug!(%status, "MintCodes client stream ended with an error");
+                        // Answers to the messages before it go out first, then the stream ends
+                        // with the error (an unparseable message is the caller's INVALID_ARGUMENT).
+                        let _all = permits.acquire_many(STREAM_IN_FLIGHT as u32).await;
+                        let _ = tx.send(Err(tracking_server::status::inbound(status))).await;
                         break;
                     }
                 };
