@@ -1,11 +1,12 @@
 //! Database kit shared by every service: the connection pool, per-service schema migrations,
-//! PostgreSQL discovery for local runs and the test-database factory.
+//! PostgreSQL discovery for local runs, the test-database factory and group commit.
 //!
 //! Each service owns one PostgreSQL schema (`plan`, `mint`, `gateway`, `attribution`). Its pool's
 //! connections have `search_path` set to that schema, so queries and migrations name tables
 //! unqualified and a service can never read another's tables by accident.
 
 mod bootstrap;
+pub mod group_commit;
 mod migrate;
 mod pool;
 pub mod request_keys;
@@ -13,6 +14,7 @@ mod testdb;
 pub mod url;
 
 pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_local_database};
+pub use group_commit::{Batching, GroupCommit};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
 pub use testdb::{SchemaSpec, TestDb};

@@ -32,7 +32,7 @@ impl Default for PoolOptions {
 }
 
 /// What can go wrong talking to PostgreSQL, sorted by what a caller should do about it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// The database is down, unreachable or saturated: retry later (gRPC UNAVAILABLE).
     #[error("database unavailable: {0}")]

@@ -14,7 +14,7 @@ use diesel_async::AsyncConnection;
 use prost::Message;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
-use tracking_db::{Database, DbError};
+use tracking_db::{Batching, Database, DbError, GroupCommit};
 use tracking_events::StoredEvent;
 
 use crate::adapters::{AdapterError, Adapters};
@@ -37,6 +37,32 @@ pub struct Incoming {
 pub struct Delivery<'a> {
     pub id: &'a str,
     pub topic: &'a str,
+}
+
+/// A webhook delivery as stored: its integration, the store's delivery id and topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeliveryKey {
+    pub brand_id: i64,
+    pub integration_id: i64,
+    pub id: String,
+    pub topic: String,
+}
+
+impl DeliveryKey {
+    /// The same delivery (the topic aside).
+    pub fn same_delivery(&self, other: &Self) -> bool {
+        (self.brand_id, self.integration_id, &self.id)
+            == (other.brand_id, other.integration_id, &other.id)
+    }
+}
+
+/// One call's orders (and, for a webhook, its delivery), stored together with other calls' in
+/// one transaction.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub orders: Vec<Incoming>,
+    pub source: pb::OrderSource,
+    pub delivery: Option<DeliveryKey>,
 }
 
 /// What storing a batch did.
@@ -79,24 +105,45 @@ pub struct Intake {
     db: Database,
     sealer: Sealer,
     adapters: Adapters,
+    commits: GroupCommit<Submission, Result<Outcome, DbError>>,
 }
 
 /// At most this many orders are stored per transaction.
 pub const BATCH: usize = 500;
 
+/// Calls with at most this many orders (webhooks, conversions, sandbox orders) share
+/// transactions with concurrent calls; larger ones (IngestOrders chunks, backfills) take their
+/// own.
+const SHARED_MAX_ORDERS: usize = 16;
+
+/// How calls share transactions: one group fills while another commits.
+const SHARING: Batching = Batching {
+    workers: 2,
+    max_batch: 256,
+    queue: 8192,
+};
+
 /// At most this many orders are listed by one backfill.
 pub const BACKFILL_LIMIT: usize = 10_000;
 
 impl Intake {
+    /// Must be called inside the tokio runtime (it starts the group-commit workers).
     pub fn new(db: Database, sealer: Sealer, adapters: Adapters) -> Self {
+        let commits_db = db.clone();
+        let commits = GroupCommit::start(SHARING, move |submissions: Vec<Submission>| {
+            let db = commits_db.clone();
+            async move { store_together(&db, &submissions).await }
+        });
         Self {
             db,
             sealer,
             adapters,
+            commits,
         }
     }
 
-    /// Stores `orders` (and, for a webhook, the delivery) in one transaction.
+    /// Stores `orders` (and, for a webhook, the delivery): small calls in a transaction shared
+    /// with concurrent calls (group commit), large ones in their own. A redelivery stores nothing.
     #[tracing::instrument(skip_all, fields(orders = orders.len(), source = source.as_str_name()))]
     pub async fn accept(
         &self,
@@ -104,26 +151,28 @@ impl Intake {
         source: pb::OrderSource,
         delivery: Option<(&IntegrationRow, Delivery<'_>)>,
     ) -> Result<Outcome, DbError> {
-        let mut conn = self.db.conn().await?;
-        let outcome = conn
-            .transaction::<_, DbError, _>(async |conn| {
-                if let Some((integration, delivery)) = delivery
-                    && !store::orders::record_delivery(
-                        conn,
-                        integration.brand_id,
-                        integration.id,
-                        delivery,
-                    )
-                    .await?
-                {
-                    return Ok(Outcome {
-                        redelivery: true,
-                        ..Outcome::default()
-                    });
-                }
-                store::orders::insert(conn, orders, source).await
+        let submission = Submission {
+            orders: orders.to_vec(),
+            source,
+            delivery: delivery.map(|(integration, d)| DeliveryKey {
+                brand_id: integration.brand_id,
+                integration_id: integration.id,
+                id: d.id.to_owned(),
+                topic: d.topic.to_owned(),
+            }),
+        };
+        let outcome = if orders.len() > SHARED_MAX_ORDERS {
+            store_together(&self.db, std::slice::from_ref(&submission))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(DbError::Other("no outcome for a submission".to_owned())))
+        } else {
+            self.commits.submit(submission).await.unwrap_or_else(|| {
+                Err(DbError::Unavailable(
+                    "the gateway is shutting down".to_owned(),
+                ))
             })
-            .await?;
+        }?;
         if outcome.redelivery {
             tracing::info!(source = source.as_str_name(), "redelivery dropped");
         } else {
@@ -464,6 +513,25 @@ impl Intake {
         self.accept(&incoming, pb::OrderSource::Webhook, None)
             .await?;
         Ok(true)
+    }
+}
+
+/// Stores `submissions` in one transaction: one outcome each, or the transaction's error for all.
+async fn store_together(
+    db: &Database,
+    submissions: &[Submission],
+) -> Vec<Result<Outcome, DbError>> {
+    let stored = async {
+        let mut conn = db.conn().await?;
+        conn.transaction::<_, DbError, _>(async |conn| {
+            store::orders::store(conn, submissions).await
+        })
+        .await
+    }
+    .await;
+    match stored {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(err) => submissions.iter().map(|_| Err(err.clone())).collect(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Minting, designed for throughput: every request (MintCode, MintCodes, the trigger queue) goes
-//! through one channel; a few workers each take whatever is waiting (up to a batch), look the
-//! whole batch up in one query, render the codes, and reserve them with one multi-row
+//! through one group commit ([`tracking_db::GroupCommit`]); a few workers each take whatever is
+//! waiting (up to a batch), look the whole batch up in one query, render the codes, and reserve them with one multi-row
 //! `INSERT ... ON CONFLICT DO NOTHING RETURNING` in one transaction with their events. Concurrent
 //! callers thus share commits (group commit) instead of paying one each. The unique indexes
 //! decide: a row that was not inserted either belongs to a creator who got a code meanwhile
@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tokio::sync::{Mutex, mpsc, oneshot};
 use tracking_api::common::v1::Provider;
 use tracking_api::mint::v1::CodeEventKind;
+use tracking_db::{Batching, GroupCommit};
 use tracking_pattern::{Pattern, Rules};
 
 use crate::context::Shared;
@@ -37,11 +37,6 @@ pub struct Minted {
 
 type Reply = Result<Minted, Error>;
 
-struct Job {
-    key: Key,
-    reply: oneshot::Sender<Reply>,
-}
-
 /// Most requests one batch takes.
 const MAX_BATCH: usize = 512;
 /// Requests waiting beyond this make callers wait to submit (backpressure).
@@ -50,61 +45,43 @@ const QUEUE: usize = 16_384;
 /// The handle callers mint through.
 #[derive(Clone, Debug)]
 pub struct Minter {
-    tx: mpsc::Sender<Job>,
+    batches: GroupCommit<Key, Reply>,
 }
 
 impl Minter {
     /// Starts `workers` batch workers; they stop when every handle is dropped.
     pub fn start(shared: Shared, workers: usize) -> Minter {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..workers.max(1) {
-            tokio::spawn(worker(shared.clone(), rx.clone()));
-        }
-        Minter { tx }
+        let batching = Batching {
+            workers,
+            max_batch: MAX_BATCH,
+            queue: QUEUE,
+        };
+        let batches = GroupCommit::start(batching, move |keys: Vec<Key>| {
+            let shared = shared.clone();
+            async move {
+                let mut unique = keys.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                let results = mint_batch(&shared, &unique).await;
+                keys.iter()
+                    .map(|key| {
+                        results.get(key).cloned().unwrap_or_else(|| {
+                            Err(Error::Internal("batch lost a request".to_owned()))
+                        })
+                    })
+                    .collect()
+            }
+        });
+        Minter { batches }
     }
 
     /// The creator's code: minted now, or the one they already have.
     pub async fn mint(&self, key: Key) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job { key, reply })
-            .await
-            .map_err(|_| Error::Unavailable("the minting service is shutting down".to_owned()))?;
-        answer
-            .await
-            .map_err(|_| Error::Unavailable("the minting service is shutting down".to_owned()))?
-    }
-}
-
-async fn worker(shared: Shared, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(job) => jobs.push(job),
-                None => return,
-            }
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-        }
-        let mut keys: Vec<Key> = jobs.iter().map(|j| j.key).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut results = mint_batch(&shared, &keys).await;
-        for job in jobs {
-            let reply = results
-                .get(&job.key)
-                .cloned()
-                .unwrap_or_else(|| Err(Error::Internal("batch lost a request".to_owned())));
-            let _ = job.reply.send(reply);
-        }
-        results.clear();
+        self.batches.submit(key).await.unwrap_or_else(|| {
+            Err(Error::Unavailable(
+                "the minting service is shutting down".to_owned(),
+            ))
+        })
     }
 }
 

@@ -278,6 +278,33 @@ async fn redeliveries_and_the_same_order_by_two_topics_count_once() {
     );
     assert_eq!(accepted, 1, "{answers:?}");
     assert_eq!(orders_stored(&suite).await, 2);
+
+    // One new order by eight concurrent deliveries with their own ids (they share transactions
+    // in the intake's group commit): stored once, the others duplicates, every delivery kept.
+    let fresh = String::from_utf8_lossy(WITHOUT_CODE)
+        .replace("6200354537772", "6200354599999")
+        .into_bytes();
+    let signature = sign(SECRET, &fresh);
+    let ids: Vec<String> = (0..8).map(|n| format!("d-fresh-{n}")).collect();
+    let calls = ids.iter().map(|id| {
+        shopify(
+            &suite,
+            integration,
+            "orders/paid",
+            id,
+            Some(&signature),
+            &fresh,
+        )
+    });
+    let answers = futures::future::join_all(calls).await;
+    let count = |word: &str| answers.iter().filter(|(_, t)| t.contains(word)).count();
+    assert_eq!(
+        (count("accepted"), count("duplicate")),
+        (1, 7),
+        "{answers:?}"
+    );
+    assert_eq!(orders_stored(&suite).await, 3);
+    assert_eq!(deliveries_stored(&suite).await, 3 + 8);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tracking_db::DbError;
 use tracking_events::NewEvent;
 
 use crate::domain::orders::NormalizedOrder;
-use crate::intake::{Delivery, Incoming, Outcome};
+use crate::intake::{DeliveryKey, Incoming, Outcome, Submission};
 
 #[derive(QueryableByName)]
 struct Inserted {
@@ -39,24 +39,91 @@ fn key(incoming: &Incoming) -> VersionKey {
     )
 }
 
-/// Records a delivery id; false when it was recorded before (a redelivery).
-pub async fn record_delivery(
+/// Stores a group of submissions in the caller's transaction: their deliveries, then the orders
+/// of those that are not redeliveries, with one event per new order state. One outcome per
+/// submission, in order.
+pub async fn store(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    delivery: Delivery<'_>,
-) -> Result<bool, DbError> {
-    let inserted = diesel::sql_query(
-        "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic)
-         values ($1, $2, $3, $4) on conflict do nothing",
+    submissions: &[Submission],
+) -> Result<Vec<Outcome>, DbError> {
+    let fresh = record_deliveries(conn, submissions).await?;
+    let rows: Vec<(usize, &Incoming, pb::OrderSource)> = submissions
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| fresh[*n])
+        .flat_map(|(n, s)| s.orders.iter().map(move |o| (n, o, s.source)))
+        .collect();
+    let published = insert(
+        conn,
+        &rows.iter().map(|(_, o, s)| (*o, *s)).collect::<Vec<_>>(),
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(delivery.id)
-    .bind::<Text, _>(delivery.topic)
-    .execute(conn)
     .await?;
-    Ok(inserted == 1)
+    let mut outcomes: Vec<Outcome> = fresh
+        .iter()
+        .map(|fresh| Outcome {
+            redelivery: !fresh,
+            ..Outcome::default()
+        })
+        .collect();
+    for ((n, _, _), new) in rows.iter().zip(published) {
+        if new {
+            outcomes[*n].accepted += 1;
+        } else {
+            outcomes[*n].duplicates += 1;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Records the submissions' delivery ids; per submission, false when its delivery was recorded
+/// before (a redelivery, also the second of two in one group) and true otherwise.
+async fn record_deliveries(
+    conn: &mut AsyncPgConnection,
+    submissions: &[Submission],
+) -> Result<Vec<bool>, DbError> {
+    #[derive(QueryableByName)]
+    struct Recorded {
+        #[diesel(sql_type = BigInt)]
+        brand_id: i64,
+        #[diesel(sql_type = BigInt)]
+        integration_id: i64,
+        #[diesel(sql_type = Text)]
+        delivery_id: String,
+    }
+    // Sorted, so that concurrent groups take the unique index in the same order.
+    let mut keys: Vec<&DeliveryKey> = submissions
+        .iter()
+        .filter_map(|s| s.delivery.as_ref())
+        .collect();
+    if keys.is_empty() {
+        return Ok(vec![true; submissions.len()]);
+    }
+    keys.sort();
+    keys.dedup_by(|a, b| a.same_delivery(b));
+    let recorded: Vec<Recorded> = diesel::sql_query(
+        "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic)
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+         on conflict do nothing
+         returning brand_id, integration_id, delivery_id",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.integration_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys.iter().map(|k| k.topic.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    let mut new: HashSet<(i64, i64, String)> = recorded
+        .into_iter()
+        .map(|r| (r.brand_id, r.integration_id, r.delivery_id))
+        .collect();
+    Ok(submissions
+        .iter()
+        .map(|s| match &s.delivery {
+            None => true,
+            // The first submission of a new delivery takes it; any later one is a redelivery.
+            Some(k) => new.remove(&(k.brand_id, k.integration_id, k.id.clone())),
+        })
+        .collect())
 }
 
 /// Whether a delivery id was recorded before (checked before a thin webhook's order is fetched).
@@ -83,55 +150,57 @@ pub async fn delivery_seen(
     Ok(row.seen)
 }
 
-/// One multi-row insert for the whole batch; rows go in sorted by their version key so that
-/// concurrent batches sharing orders take the unique index in the same order (no deadlocks).
-pub async fn insert(
+/// One multi-row insert for the whole group; rows go in sorted by their version key so that
+/// concurrent groups sharing orders take the unique index in the same order (no deadlocks).
+/// Per input order, whether it was a new state (stored and published); the same state twice in
+/// one group is new only the first time.
+async fn insert(
     conn: &mut AsyncPgConnection,
-    orders: &[Incoming],
-    source: pb::OrderSource,
-) -> Result<Outcome, DbError> {
+    orders: &[(&Incoming, pb::OrderSource)],
+) -> Result<Vec<bool>, DbError> {
     if orders.is_empty() {
-        return Ok(Outcome::default());
+        return Ok(Vec::new());
     }
-    let mut sorted: Vec<&Incoming> = orders.iter().collect();
-    sorted.sort_by_key(|incoming| key(incoming));
-    let bodies: Vec<Vec<u8>> = sorted
+    let mut sorted: Vec<usize> = (0..orders.len()).collect();
+    sorted.sort_by_key(|n| key(orders[*n].0));
+    let rows: Vec<(&Incoming, pb::OrderSource)> = sorted.iter().map(|n| orders[*n]).collect();
+    let bodies: Vec<Vec<u8>> = rows
         .iter()
-        .map(|i| i.order.to_proto(i.integration_id).encode_to_vec())
+        .map(|(i, _)| i.order.to_proto(i.integration_id).encode_to_vec())
         .collect();
     let inserted: Vec<Inserted> = diesel::sql_query(
         "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
-         select b, i, o, s, r, $6, body
-         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $7::bytea[])
-              as t(b, i, o, s, r, body)
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                              $6::text[], $7::bytea[])
          on conflict do nothing
          returning integration_id, store_order_id, status, refunded_minor",
     )
-    .bind::<Array<BigInt>, _>(sorted.iter().map(|i| i.brand_id).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(sorted.iter().map(|i| i.integration_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.integration_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.store_order_id.as_str())
+        rows.iter()
+            .map(|(i, _)| i.order.store_order_id.as_str())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<Text>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.status.as_str())
+        rows.iter()
+            .map(|(i, _)| i.order.status.as_str())
             .collect::<Vec<_>>(),
     )
     .bind::<Array<BigInt>, _>(
-        sorted
-            .iter()
-            .map(|i| i.order.refunded_minor)
+        rows.iter()
+            .map(|(i, _)| i.order.refunded_minor)
             .collect::<Vec<_>>(),
     )
-    .bind::<Text, _>(source.as_str_name())
+    .bind::<Array<Text>, _>(
+        rows.iter()
+            .map(|(_, source)| source.as_str_name())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Bytea>, _>(&bodies)
     .load(conn)
     .await?;
-    let new: HashSet<(i64, String, String, i64)> = inserted
+    let mut new: HashSet<(i64, String, String, i64)> = inserted
         .into_iter()
         .map(|row| {
             (
@@ -143,22 +212,22 @@ pub async fn insert(
         })
         .collect();
     let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
-    let mut published = HashSet::new();
+    let mut published = vec![false; orders.len()];
     let mut events = Vec::with_capacity(new.len());
-    for incoming in sorted {
+    for (n, (incoming, source)) in sorted.iter().zip(&rows) {
         let version = (
             incoming.integration_id,
             incoming.order.store_order_id.clone(),
             incoming.order.status.as_str().to_owned(),
             incoming.order.refunded_minor,
         );
-        // The same state twice in one batch is inserted once: publish it once.
-        if new.contains(&version) && published.insert(version) {
+        if new.remove(&version) {
+            published[*n] = true;
             let event = pb::OrderEvent {
                 seq: 0,
                 brand_id: incoming.brand_id,
                 order: Some(incoming.order.to_proto(incoming.integration_id)),
-                source: source as i32,
+                source: *source as i32,
                 received_at: Some(received_at),
             };
             events.push(NewEvent {
@@ -169,11 +238,7 @@ pub async fn insert(
         }
     }
     tracking_events::append(conn, &events).await?;
-    Ok(Outcome {
-        accepted: events.len(),
-        duplicates: orders.len() - events.len(),
-        redelivery: false,
-    })
+    Ok(published)
 }
 
 /// The most advanced stored state of an order (most refunded, then latest), for deliveries that

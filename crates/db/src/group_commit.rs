@@ -1,0 +1,165 @@
+//! Group commit: many concurrent callers, few transactions. Each caller submits one job and
+//! waits for its answer; a few workers each take whatever is waiting (up to a batch) and hand
+//! the whole batch to one function, which answers every job, typically from one transaction.
+//! PostgreSQL commits about 7,800 single-row transactions a second on the project's machine but
+//! ten times as many rows in batches: hot write paths (minting, webhook intake) go through here.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+struct Job<J, R> {
+    job: J,
+    reply: oneshot::Sender<R>,
+}
+
+/// A handle to submit jobs through; clones share the workers. The workers stop when every
+/// handle is dropped.
+pub struct GroupCommit<J, R> {
+    tx: mpsc::Sender<Job<J, R>>,
+}
+
+impl<J, R> Clone for GroupCommit<J, R> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<J, R> std::fmt::Debug for GroupCommit<J, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+/// How a [`GroupCommit`] batches.
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Workers running batches at once (one can fill while another commits).
+    pub workers: usize,
+    /// Most jobs one batch takes.
+    pub max_batch: usize,
+    /// Jobs waiting beyond this make submitters wait (backpressure).
+    pub queue: usize,
+}
+
+impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
+    /// Starts the workers. `run` gets each batch (in submission order) and must answer with one
+    /// result per job, in the same order.
+    pub fn start<F, Fut>(batching: Batching, run: F) -> Self
+    where
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(batching.queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let run = Arc::new(run);
+        for _ in 0..batching.workers.max(1) {
+            tokio::spawn(worker(rx.clone(), run.clone(), batching.max_batch.max(1)));
+        }
+        Self { tx }
+    }
+
+    /// Submits `job` and waits for its answer; `None` once the workers are gone (shutdown).
+    pub async fn submit(&self, job: J) -> Option<R> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Job { job, reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+async fn worker<J, R, F, Fut>(rx: Arc<Mutex<mpsc::Receiver<Job<J, R>>>>, run: Arc<F>, max: usize)
+where
+    F: Fn(Vec<J>) -> Fut,
+    Fut: Future<Output = Vec<R>>,
+{
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            match rx.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
+            }
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (jobs, replies): (Vec<J>, Vec<oneshot::Sender<R>>) =
+            batch.into_iter().map(|j| (j.job, j.reply)).unzip();
+        let expected = jobs.len();
+        let results = run(jobs).await;
+        if results.len() != expected {
+            // A bug in `run`: its callers get no answer (they see shutdown) rather than another
+            // job's answer.
+            tracing::error!(
+                expected,
+                answered = results.len(),
+                "group commit batch answered the wrong number of jobs"
+            );
+            continue;
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_jobs_share_batches_and_get_their_own_answers() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let counted = batches.clone();
+        let doubler = GroupCommit::start(
+            Batching {
+                workers: 1,
+                max_batch: 64,
+                queue: 1024,
+            },
+            move |jobs: Vec<u64>| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    // A slow "commit", so that jobs pile up behind it.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    jobs.into_iter().map(|j| j * 2).collect::<Vec<_>>()
+                }
+            },
+        );
+        let calls: Vec<_> = (0..500u64)
+            .map(|n| {
+                let doubler = doubler.clone();
+                tokio::spawn(async move { (n, doubler.submit(n).await) })
+            })
+            .collect();
+        for call in calls {
+            let (n, answer) = call.await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(answer, Some(n * 2));
+        }
+        let used = batches.load(Ordering::SeqCst);
+        assert!(used < 100, "500 jobs took {used} batches");
+    }
+
+    #[tokio::test]
+    async fn a_batch_answering_wrongly_leaves_its_callers_without_an_answer() {
+        let broken = GroupCommit::start(
+            Batching {
+                workers: 1,
+                max_batch: 8,
+                queue: 8,
+            },
+            |_jobs: Vec<u8>| async { Vec::<u8>::new() },
+        );
+        assert_eq!(broken.submit(1).await, None);
+    }
+}
