@@ -36,6 +36,9 @@ const STORE: &str = "Magento";
 const MAX_PAGE: usize = 200;
 const PRODUCT_CONDITION: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product";
 const PRODUCT_COMBINE: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product\\Combine";
+/// `CouponInterface::TYPE_GENERATED`: `CouponRepository::save` refuses a manual coupon (type 0)
+/// on a rule with auto generation on, which every rule of this adapter has.
+const COUPON_GENERATED: u8 = 1;
 
 /// The Magento adapter.
 #[derive(Clone, Debug)]
@@ -207,7 +210,7 @@ impl Magento {
             "usage_limit": discount.terms.usage_limit.max(0),
             "usage_per_customer": i32::from(discount.terms.once_per_customer),
             "is_primary": false,
-            "type": 0,
+            "type": COUPON_GENERATED,
         }});
         let reply = self
             .call(
@@ -780,7 +783,7 @@ mod tests {
         assert_eq!(
             coupons[1].json()["coupon"],
             json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
-                "is_primary": false, "type": 0 })
+                "is_primary": false, "type": 1 })
         );
     }
 
