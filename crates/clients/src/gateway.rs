@@ -1,5 +1,6 @@
 //! ProviderGateway as the other services see it: an integration's provider and capabilities (the
-//! one source of what a plan may contain), and pushing or disabling discount codes at the store.
+//! one source of what a plan may contain), and pushing, updating or disabling discount codes at the
+//! store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,8 +9,9 @@ use tonic::transport::Channel;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::gateway::v1::{
-    Capabilities, DisableDiscountsRequest, DisableResult, DiscountSpec, GetCapabilitiesRequest,
-    GetIntegrationRequest, Integration, PushDiscountsRequest, PushResult,
+    Capabilities, DisableDiscountsRequest, DisableResult, DiscountSpec, DiscountUpdate,
+    GetCapabilitiesRequest, GetIntegrationRequest, Integration, PushDiscountsRequest, PushResult,
+    UpdateDiscountsRequest,
 };
 
 use crate::{ClientError, authorized, lazy_channel};
@@ -132,6 +134,39 @@ impl GatewayClient {
         if results.len() != expected {
             return Err(ClientError::Internal(format!(
                 "gateway answered {} results for {expected} discounts",
+                results.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    /// Changes codes the integration's store holds (each update's previous code becomes its
+    /// discount, in place); one result per update, in order, for the new code.
+    pub async fn update_discounts(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+        updates: Vec<DiscountUpdate>,
+    ) -> Result<Vec<PushResult>, ClientError> {
+        let expected = updates.len();
+        let request = authorized(
+            UpdateDiscountsRequest {
+                integration_id,
+                updates,
+            },
+            bearer,
+        )?;
+        let results = self
+            .client
+            .clone()
+            .update_discounts(request)
+            .await
+            .map_err(|status| ClientError::from_status(SERVICE, status))?
+            .into_inner()
+            .results;
+        if results.len() != expected {
+            return Err(ClientError::Internal(format!(
+                "gateway answered {} results for {expected} updates",
                 results.len()
             )));
         }

@@ -19,8 +19,8 @@ use crate::adapters::{AdapterConfig, AdapterError, Adapters};
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{
-    self, DisableOutcome, DisableResult, Discount, DiscountValue, Money, PushOutcome, PushResult,
-    Terms,
+    self, DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, Money,
+    PushOutcome, PushResult, Terms,
 };
 use crate::domain::integration::NewIntegration;
 use crate::domain::orders::NormalizedOrder;
@@ -118,20 +118,16 @@ fn money_from_proto(money: tracking_api::common::v1::Money) -> Money {
     }
 }
 
-/// A pushed discount as the domain sees it; only the timestamps can fail to convert.
-fn discount_from_proto(index: usize, spec: pb::DiscountSpec) -> Result<Discount, Error> {
+/// A pushed discount as the domain sees it; only the timestamps can fail to convert. `field`
+/// names the spec in errors (`discounts[1]`, `updates[0].discount`).
+fn discount_from_proto(field: &str, spec: pb::DiscountSpec) -> Result<Discount, Error> {
     use pb::discount_spec::Value;
     let at = |name: &str, ts: Option<prost_types::Timestamp>| {
         ts.map(|ts| {
             u32::try_from(ts.nanos)
                 .ok()
                 .and_then(|nanos| chrono::DateTime::from_timestamp(ts.seconds, nanos))
-                .ok_or_else(|| {
-                    Error::invalid(
-                        &format!("discounts[{index}].{name}"),
-                        "not a valid timestamp",
-                    )
-                })
+                .ok_or_else(|| Error::invalid(&format!("{field}.{name}"), "not a valid timestamp"))
         })
         .transpose()
     };
@@ -153,6 +149,34 @@ fn discount_from_proto(index: usize, spec: pb::DiscountSpec) -> Result<Discount,
             ends_at: at("ends_at", spec.ends_at)?,
         },
     })
+}
+
+fn update_from_proto(index: usize, update: pb::DiscountUpdate) -> Result<DiscountUpdate, Error> {
+    let field = format!("updates[{index}].discount");
+    let spec = update
+        .discount
+        .ok_or_else(|| Error::invalid(&field, "is required"))?;
+    Ok(DiscountUpdate {
+        previous_code: update.previous_code,
+        discount: discount_from_proto(&field, spec)?,
+    })
+}
+
+/// How many results were created, already taken, and failed.
+fn tally(results: &[PushResult]) -> (usize, usize, usize) {
+    let created = results
+        .iter()
+        .filter(|r| matches!(r.outcome, PushOutcome::Created { .. }))
+        .count();
+    let already_exists = results
+        .iter()
+        .filter(|r| matches!(r.outcome, PushOutcome::AlreadyExists { .. }))
+        .count();
+    (
+        created,
+        already_exists,
+        results.len() - created - already_exists,
+    )
 }
 
 fn push_result_to_proto(result: PushResult) -> pb::PushResult {
@@ -372,7 +396,7 @@ impl ProviderGateway for Gateway {
             .discounts
             .into_iter()
             .enumerate()
-            .map(|(i, spec)| discount_from_proto(i, spec))
+            .map(|(i, spec)| discount_from_proto(&format!("discounts[{i}]"), spec))
             .collect::<Result<Vec<_>, _>>()?;
         let integration = self.integration(brand_id, req.integration_id).await?;
         let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
@@ -381,14 +405,7 @@ impl ProviderGateway for Gateway {
             .create_discounts(&integration, &discounts)
             .await
             .map_err(Error::from)?;
-        let created = results
-            .iter()
-            .filter(|r| matches!(r.outcome, PushOutcome::Created { .. }))
-            .count();
-        let already_exists = results
-            .iter()
-            .filter(|r| matches!(r.outcome, PushOutcome::AlreadyExists { .. }))
-            .count();
+        let (created, already_exists, failed) = tally(&results);
         tracing::info!(
             brand_id,
             integration_id = integration.id,
@@ -396,10 +413,47 @@ impl ProviderGateway for Gateway {
             pushed = results.len(),
             created,
             already_exists,
-            failed = results.len() - created - already_exists,
+            failed,
             "discounts pushed"
         );
         Ok(Response::new(pb::PushDiscountsResponse {
+            results: results.into_iter().map(push_result_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_discounts(
+        &self,
+        request: Request<pb::UpdateDiscountsRequest>,
+    ) -> Result<Response<pb::UpdateDiscountsResponse>, Status> {
+        let brand_id = internal_scope(Claims::of(&request)?)?;
+        let req = request.into_inner();
+        discount::validate_batch("updates", req.updates.len())?;
+        let updates = req
+            .updates
+            .into_iter()
+            .enumerate()
+            .map(|(i, update)| update_from_proto(i, update))
+            .collect::<Result<Vec<_>, _>>()?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
+        discount::validate_updates(&caps, &updates)?;
+        let results = adapter
+            .update_discounts(&integration, &updates)
+            .await
+            .map_err(Error::from)?;
+        let (updated, already_exists, failed) = tally(&results);
+        tracing::info!(
+            brand_id,
+            integration_id = integration.id,
+            provider = %integration.provider,
+            requested = results.len(),
+            updated,
+            already_exists,
+            failed,
+            "discounts updated"
+        );
+        Ok(Response::new(pb::UpdateDiscountsResponse {
             results: results.into_iter().map(push_result_to_proto).collect(),
         }))
     }

@@ -1,14 +1,15 @@
-//! ProviderGateway pushing and disabling discount codes at a store, over gRPC: the sandbox store
-//! (simulated inside the gateway, persisted), its outage switch, who may push, and the providers
-//! that have no store adapter (yet, or at all).
+//! ProviderGateway pushing, updating and disabling discount codes at a store, over gRPC: the
+//! sandbox store (simulated inside the gateway, persisted), its outage switch, who may push, and
+//! the providers that have no store adapter (yet, or at all).
 
 use suite_tests::{Suite, brand, creator_token, register, token, valid_registration};
 use tonic::{Code, Status};
 use tracking_api::common::v1::{Money, PageRequest, Provider};
 use tracking_api::gateway::v1::{
-    DisableDiscountsRequest, DisableOutcome, DisableResult, DiscountSpec, GetIntegrationRequest,
-    Integration, ListIntegrationsRequest, ListStoreDiscountsRequest, PushDiscountsRequest,
-    PushOutcome, PushResult, SetSandboxOutageRequest, StoreDiscount, discount_spec::Value,
+    DisableDiscountsRequest, DisableOutcome, DisableResult, DiscountSpec, DiscountUpdate,
+    GetIntegrationRequest, Integration, ListIntegrationsRequest, ListStoreDiscountsRequest,
+    PushDiscountsRequest, PushOutcome, PushResult, SetSandboxOutageRequest, StoreDiscount,
+    UpdateDiscountsRequest, discount_spec::Value,
 };
 use tracking_server::Role;
 use tracking_testkit::authed;
@@ -47,6 +48,33 @@ async fn push(
         ))
         .await
         .map(|r| r.into_inner().results)
+}
+
+async fn update(
+    suite: &Suite,
+    token: &str,
+    integration_id: i64,
+    updates: Vec<DiscountUpdate>,
+) -> Result<Vec<PushResult>, Status> {
+    suite
+        .gateway()
+        .update_discounts(authed(
+            UpdateDiscountsRequest {
+                integration_id,
+                updates,
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().results)
+}
+
+/// `previous` becomes `discount`.
+fn change(previous: &str, discount: DiscountSpec) -> DiscountUpdate {
+    DiscountUpdate {
+        previous_code: previous.to_owned(),
+        discount: Some(discount),
+    }
 }
 
 async fn disable(
@@ -291,6 +319,141 @@ async fn disabled_codes_stay_taken_and_a_retry_reactivates_them() {
     let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
     assert_eq!(listed.len(), 1);
     assert!(listed[0].active && listed[0].disabled_at.is_none());
+}
+
+#[tokio::test]
+async fn updates_change_codes_in_place() {
+    let suite = Suite::start().await;
+    let id = register(&suite, &brand(1), Provider::Sandbox).await;
+    let svc = service(1);
+    let pushed = ok(
+        push(
+            &suite,
+            &svc,
+            id,
+            vec![spec("MIA20", "code-1"), spec("JOSE20", "code-2")],
+        )
+        .await,
+        "push",
+    );
+    ok(disable(&suite, &svc, id, &["MIA20"]).await, "disable");
+
+    // MIA20 becomes MIA25 at 25 %, in place: the same store discount, active again.
+    let mut mia25 = spec("MIA25", "code-1");
+    mia25.title = "Autumn 25 / code-1".to_owned();
+    mia25.value = Some(Value::PercentBps(2500));
+    let updated = ok(
+        update(&suite, &svc, id, vec![change("mia20", mia25.clone())]).await,
+        "update",
+    );
+    assert_eq!(outcomes(&updated), [PushOutcome::Created]);
+    assert_eq!(updated[0].code, "MIA25");
+    assert_eq!(updated[0].store_discount_id, pushed[0].store_discount_id);
+    let listed = ok(store_codes(&suite, &brand(1), id, 50).await, "list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|d| (d.code.as_str(), d.title.as_str(), d.active))
+            .collect::<Vec<_>>(),
+        [
+            ("JOSE20", "Summer 20 / code-2", true),
+            ("MIA25", "Autumn 25 / code-1", true)
+        ]
+    );
+    assert!(listed[1].disabled_at.is_none());
+    let with_new_terms = "select count(*) as n from sandbox_discounts \
+        where code = 'MIA25' and (terms->'value'->>'percent_bps')::int = 2500";
+    assert_eq!(suite.count("gateway", with_new_terms).await, 1);
+
+    // The same update again (MIA20 is gone): created, which the store already is, nothing new.
+    let again = ok(
+        update(&suite, &svc, id, vec![change("MIA20", mia25)]).await,
+        "retry",
+    );
+    assert_eq!(outcomes(&again), [PushOutcome::Created]);
+    assert_eq!(again[0].store_discount_id, pushed[0].store_discount_id);
+    assert_eq!(stored_rows(&suite).await, 2);
+
+    // JOSE20 into another owner's MIA25: taken, nothing changed; a previous code the store does
+    // not hold: the new code is created. One answer per update, in request order.
+    let mixed = ok(
+        update(
+            &suite,
+            &svc,
+            id,
+            vec![
+                change("JOSE20", spec("mia25", "code-2")),
+                change("NOPE", spec("NEW10", "code-3")),
+            ],
+        )
+        .await,
+        "mixed",
+    );
+    assert_eq!(
+        mixed.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+        ["mia25", "NEW10"]
+    );
+    assert_eq!(
+        outcomes(&mixed),
+        [PushOutcome::AlreadyExists, PushOutcome::Created]
+    );
+    assert_eq!(mixed[0].message, "code mia25 already exists in the store");
+    let codes: Vec<_> = ok(store_codes(&suite, &brand(1), id, 50).await, "list")
+        .into_iter()
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(codes, ["JOSE20", "MIA25", "NEW10"]);
+
+    // Validation names the field; only services update, for their own brand; an outage is
+    // UNAVAILABLE. None of it writes.
+    for (field, updates) in [
+        ("updates", Vec::new()),
+        (
+            "updates[1].previous_code",
+            vec![change("A1", spec("B1", "r")), change("", spec("B2", "r"))],
+        ),
+        (
+            "updates[1].previous_code",
+            vec![change("A1", spec("B1", "r")), change("a1", spec("B2", "r"))],
+        ),
+        (
+            "updates[0].discount.code",
+            vec![change("A1", spec("NO SPACES", "r"))],
+        ),
+        (
+            "updates[0].discount",
+            vec![DiscountUpdate {
+                previous_code: "A1".to_owned(),
+                discount: None,
+            }],
+        ),
+    ] {
+        let status = update(&suite, &svc, id, updates).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "expected {field}, got {:?}",
+            status.message()
+        );
+    }
+    let one = || vec![change("NEW10", spec("NEW11", "code-3"))];
+    let status = update(&suite, &brand(1), id, one())
+        .await
+        .expect_err("brand");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = update(&suite, &service(2), id, one())
+        .await
+        .expect_err("other brand");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    ok(outage(&suite, &brand(1), id, true).await, "outage on");
+    let status = update(&suite, &svc, id, one()).await.expect_err("down");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(stored_rows(&suite).await, 3);
+    let codes: Vec<_> = ok(store_codes(&suite, &brand(1), id, 50).await, "list")
+        .into_iter()
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(codes, ["JOSE20", "MIA25", "NEW10"]);
 }
 
 #[tokio::test]

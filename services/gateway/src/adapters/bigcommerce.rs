@@ -8,6 +8,14 @@
 //!   naming a duplicate) is looked up with `GET /v3/promotions?code=`: a promotion named with our
 //!   ref is our earlier push (`Created`, the promotion id); any other is `AlreadyExists`, and the
 //!   promotion just made for it is deleted again.
+//! - Updating finds our promotion (named with the update's ref) holding the previous code, or the
+//!   new one when an earlier try got that far, and follows the v3 Promotions reference
+//!   (`promotions.v3.yml`): coupon codes cannot be edited, so a new code text or new limits is a
+//!   new code under the same promotion (`POST /v3/promotions/{id}/codes`; taken elsewhere is
+//!   `AlreadyExists` with nothing changed) and the old code goes
+//!   (`DELETE /v3/promotions/{id}/codes/{code_id}`; a recreated code's use count starts again);
+//!   then `PUT /v3/promotions/{id}` (`PatchCouponPromotion`) sets the name, rules and dates
+//!   (`end_date: null` never expires, `currency_code: "*"` for a percentage) and enables it.
 //! - Disabling sets the code's promotion to `status: DISABLED`.
 //! - Orders: `GET /v2/orders/{id}` with its `products` and `coupons` subresources, and
 //!   `GET /v2/orders?min_date_modified=…&sort=date_modified:asc`.
@@ -22,7 +30,7 @@ use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{has_marker, json_amount, marked_title, numeric_ids, percent_text};
 use super::{AdapterError, StoreAdapter};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
 use crate::store::IntegrationRow;
@@ -51,6 +59,29 @@ struct Promotion {
     name: String,
     #[serde(default)]
     status: String,
+}
+
+/// A coupon code of a promotion (`CouponCode`); limits of 0 are unlimited.
+#[derive(Deserialize)]
+struct PromotionCode {
+    id: u64,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    max_uses: Option<i64>,
+    #[serde(default)]
+    max_uses_per_customer: Option<i64>,
+}
+
+impl PromotionCode {
+    /// Whether this code is `body` (the code and limits `code_body` makes).
+    fn matches(&self, body: &Value) -> bool {
+        self.code
+            .eq_ignore_ascii_case(body["code"].as_str().unwrap_or_default())
+            && self.max_uses.unwrap_or(0) == body["max_uses"].as_i64().unwrap_or(0)
+            && self.max_uses_per_customer.unwrap_or(0)
+                == body["max_uses_per_customer"].as_i64().unwrap_or(0)
+    }
 }
 
 impl BigCommerce {
@@ -163,13 +194,7 @@ impl BigCommerce {
             return Ok(refused(discount, &reply));
         };
 
-        let mut code = json!({ "code": discount.code });
-        if discount.terms.usage_limit > 0 {
-            code["max_uses"] = json!(discount.terms.usage_limit);
-        }
-        if discount.terms.once_per_customer {
-            code["max_uses_per_customer"] = json!(1);
-        }
+        let code = code_body(discount);
         let reply = self
             .call(
                 integration,
@@ -207,6 +232,156 @@ impl BigCommerce {
                 },
             },
         )
+    }
+
+    /// Our promotion (named with `external_ref`) holding `code`.
+    async fn ours_holding(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        code: &str,
+        external_ref: &str,
+    ) -> Result<Option<Promotion>, AdapterError> {
+        Ok(self
+            .promotions(integration, api, ("code", code))
+            .await?
+            .into_iter()
+            .find(|p| has_marker(&p.name, external_ref)))
+    }
+
+    async fn update_one(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        update: &DiscountUpdate,
+    ) -> Result<PushOutcome, AdapterError> {
+        let discount = &update.discount;
+        let mut changes = match promotion_body(discount) {
+            Ok(body) => body,
+            Err(message) => {
+                return Ok(PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                });
+            }
+        };
+        let mut holder = self
+            .ours_holding(
+                integration,
+                api,
+                &update.previous_code,
+                &discount.external_ref,
+            )
+            .await?;
+        if holder.is_none() && update.renames() {
+            holder = self
+                .ours_holding(integration, api, &discount.code, &discount.external_ref)
+                .await?;
+        }
+        // Not ours, or gone: created as a push would be.
+        let Some(holder) = holder else {
+            return self.create_one(integration, api, discount).await;
+        };
+        let codes_path = format!("/v3/promotions/{}/codes", holder.id);
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::GET,
+                &codes_path,
+                &[],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon code list"));
+        }
+        let body: Value = reply.json(STORE)?;
+        let codes: Vec<PromotionCode> =
+            serde_json::from_value(body["data"].clone()).unwrap_or_default();
+        let wanted = code_body(discount);
+        if !codes.iter().any(|c| c.matches(&wanted)) {
+            // Same text, other limits: the old code must go first, the text being unique.
+            for same in codes
+                .iter()
+                .filter(|c| c.code.eq_ignore_ascii_case(&discount.code))
+            {
+                self.delete_code(integration, api, holder.id, same).await?;
+            }
+            let reply = self
+                .call(
+                    integration,
+                    api,
+                    reqwest::Method::POST,
+                    &codes_path,
+                    &[],
+                    Some(&wanted),
+                )
+                .await?;
+            if is_duplicate(&reply) {
+                return Ok(PushOutcome::AlreadyExists {
+                    message: format!("code {} already exists in the store", discount.code),
+                });
+            }
+            if !reply.status.is_success() {
+                return Ok(refused(discount, &reply));
+            }
+        }
+        if update.renames() {
+            for previous in codes
+                .iter()
+                .filter(|c| c.code.eq_ignore_ascii_case(&update.previous_code))
+            {
+                self.delete_code(integration, api, holder.id, previous)
+                    .await?;
+            }
+        }
+        if let Some(fields) = changes.as_object_mut() {
+            // Read-only once the promotion exists.
+            fields.remove("redemption_type");
+            fields.entry("currency_code").or_insert_with(|| json!("*"));
+            fields.entry("end_date").or_insert(Value::Null);
+        }
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::PUT,
+                &format!("/v3/promotions/{}", holder.id),
+                &[],
+                Some(&changes),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(refused(discount, &reply));
+        }
+        Ok(PushOutcome::Created {
+            store_discount_id: holder.id.to_string(),
+        })
+    }
+
+    async fn delete_code(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        promotion_id: u64,
+        code: &PromotionCode,
+    ) -> Result<(), AdapterError> {
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::DELETE,
+                &format!("/v3/promotions/{promotion_id}/codes/{}", code.id),
+                &[],
+                None,
+            )
+            .await?;
+        if reply.status.is_success() || reply.status == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(reply.unexpected(STORE, "a coupon code deletion"))
+        }
     }
 
     /// Removes a promotion made for a code the store then refused; a failure only leaves an empty
@@ -324,6 +499,18 @@ fn is_duplicate(reply: &Reply) -> bool {
     reply.status == reqwest::StatusCode::CONFLICT
         || (reply.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
             && (text.contains("exist") || text.contains("duplicate") || text.contains("unique")))
+}
+
+/// The coupon code of a promotion with the discount's limits (0, the default, is unlimited).
+fn code_body(discount: &Discount) -> Value {
+    let mut code = json!({ "code": discount.code });
+    if discount.terms.usage_limit > 0 {
+        code["max_uses"] = json!(discount.terms.usage_limit);
+    }
+    if discount.terms.once_per_customer {
+        code["max_uses_per_customer"] = json!(1);
+    }
+    code
 }
 
 /// The coupon promotion for one code; `Err` names what BigCommerce cannot take.
@@ -490,6 +677,29 @@ impl StoreAdapter for BigCommerce {
             .collect()
     }
 
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let api = self.api(integration)?;
+        let calls: Vec<_> = updates
+            .iter()
+            .map(|u| self.update_one(integration, &api, u))
+            .collect();
+        let outcomes = futures::future::join_all(calls).await;
+        updates
+            .iter()
+            .zip(outcomes)
+            .map(|(u, outcome)| {
+                Ok(PushResult {
+                    code: u.discount.code.clone(),
+                    outcome: outcome?,
+                })
+            })
+            .collect()
+    }
+
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
@@ -596,13 +806,12 @@ impl StoreAdapter for BigCommerce {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
 
     use tracking_api::common::v1::Provider;
 
     use super::*;
-    use crate::adapters::mock::{self, MockStore};
-    use crate::adapters::test_discount;
+    use crate::adapters::mock::{self, MockStore, Recorded};
+    use crate::adapters::{test_discount, test_update};
 
     const PREFIX: &str = "/stores/abc123";
 
@@ -786,16 +995,203 @@ mod tests {
         assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
 
-        let slow =
-            MockStore::start(|_| mock::Reply::json(200, json!({})).after(Duration::from_secs(5)))
-                .await;
+        let slow = MockStore::start(|_| {
+            mock::Reply::json(200, json!({})).after(mock::SLOWER_THAN_TIMEOUT)
+        })
+        .await;
         let (bc, integration) = setup(&slow);
-        let started = Instant::now();
-        let result = bc
-            .disable_discounts(&integration, &["MIA20".to_owned()])
-            .await;
-        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
-        assert!(started.elapsed() < Duration::from_secs(3));
+        mock::assert_unavailable_promptly(
+            bc.disable_discounts(&integration, &["MIA20".to_owned()]),
+        )
+        .await;
+        mock::assert_unavailable_promptly(
+            bc.update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")]),
+        )
+        .await;
+    }
+
+    /// A store where promotion 12 (ours, `code-1`) holds `MIA20` (code 3, unlimited) and `OLD`
+    /// is held by promotion 14 (ours too), `THEIRS` and `BRANDS` by the brand's promotion 13; a
+    /// new code `THEIRS` is refused as taken, a new promotion is 40.
+    fn promotions_api(request: &Recorded) -> mock::Reply {
+        let route = request.route();
+        let path = route.trim_start_matches(&format!("{} {PREFIX}", request.method));
+        match (request.method.as_str(), path) {
+            ("GET", "/v3/promotions") => {
+                // BigCommerce matches codes whatever their case.
+                let code = request.param("code").map(str::to_ascii_uppercase);
+                let held = match code.as_deref() {
+                    Some("MIA20") => vec![promotion(12, "Summer 20 / MIA20 [code-1]", "DISABLED")],
+                    Some("OLD") => vec![promotion(14, "Summer 20 / OLD [code-1]", "ENABLED")],
+                    Some("THEIRS" | "BRANDS") => vec![promotion(13, "Their sale", "ENABLED")],
+                    _ => Vec::new(),
+                };
+                mock::Reply::json(200, json!({ "data": held, "meta": {} }))
+            }
+            ("GET", p) if p.ends_with("/codes") => {
+                let code = if p.contains("/12/") { "MIA20" } else { "OLD" };
+                mock::Reply::json(
+                    200,
+                    json!({ "data": [{ "id": 3, "code": code, "current_uses": 4, "max_uses": 0,
+                        "max_uses_per_customer": 0, "created": "2025-01-20T22:00:00+00:00" }], "meta": {} }),
+                )
+            }
+            ("POST", p) if p.ends_with("/codes") => match request.json()["code"].as_str() {
+                Some("THEIRS") => mock::Reply::json(
+                    409,
+                    json!({ "status": 409, "title": "Coupon code already exists", "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes" }),
+                ),
+                code => code_created(code.unwrap_or_default()),
+            },
+            ("POST", "/v3/promotions") => mock::Reply::json(
+                201,
+                json!({ "data": promotion(40, "x", "ENABLED"), "meta": {} }),
+            ),
+            ("PUT", p) => mock::Reply::json(
+                200,
+                json!({ "data": promotion(p.rsplit('/').next().and_then(|id| id.parse().ok()).unwrap_or(0), "x", "ENABLED"), "meta": {} }),
+            ),
+            ("DELETE", _) => mock::Reply::empty(204),
+            _ => mock::Reply::json(404, json!({ "status": 404, "title": "Not found" })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renamed_code_is_a_new_code_of_the_same_promotion() {
+        let store = MockStore::start(promotions_api).await;
+        let (bc, integration) = setup(&store);
+        let mut update = test_update("mia20", "MIA25", "code-1");
+        update.discount.terms.value = Some(DiscountValue::PercentBps(1500));
+        update.discount.terms.usage_limit = 50;
+        let results = bc
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].code, "MIA25");
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "12".to_owned()
+            }
+        );
+        let routes: Vec<String> = store.requests().iter().map(|r| r.route()).collect();
+        assert_eq!(
+            routes,
+            [
+                format!("GET {PREFIX}/v3/promotions"),
+                format!("GET {PREFIX}/v3/promotions/12/codes"),
+                format!("POST {PREFIX}/v3/promotions/12/codes"),
+                format!("DELETE {PREFIX}/v3/promotions/12/codes/3"),
+                format!("PUT {PREFIX}/v3/promotions/12"),
+            ]
+        );
+        let requests = store.requests();
+        assert_eq!(requests[0].param("code"), Some("mia20"));
+        assert_eq!(
+            requests[2].json(),
+            json!({ "code": "MIA25", "max_uses": 50 })
+        );
+        let changes = requests[4].json();
+        assert_eq!(changes["name"], "Summer 20 / MIA25 [code-1]");
+        assert_eq!(changes["status"], "ENABLED");
+        assert_eq!(changes["end_date"], Value::Null);
+        assert_eq!(changes["currency_code"], "*");
+        assert!(changes.get("redemption_type").is_none(), "{changes}");
+        assert_eq!(
+            changes["rules"][0]["action"]["cart_value"]["discount"]["percentage_amount"],
+            "15"
+        );
+    }
+
+    #[tokio::test]
+    async fn new_terms_for_the_same_code_change_only_the_promotion() {
+        let store = MockStore::start(promotions_api).await;
+        let (bc, integration) = setup(&store);
+        let mut update = test_update("MIA20", "MIA20", "code-1");
+        update.discount.terms.ends_at = DateTime::from_timestamp(1_900_000_000, 0);
+        let results = bc
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        let routes: Vec<String> = store.requests().iter().map(|r| r.route()).collect();
+        assert_eq!(
+            routes,
+            [
+                format!("GET {PREFIX}/v3/promotions"),
+                format!("GET {PREFIX}/v3/promotions/12/codes"),
+                format!("PUT {PREFIX}/v3/promotions/12"),
+            ],
+            "the code's text and limits are unchanged"
+        );
+        assert_eq!(
+            store.requests()[2].json()["end_date"],
+            "2030-03-17T17:46:40+00:00"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_to_a_taken_code_changes_nothing_and_a_missing_code_is_created() {
+        let store = MockStore::start(promotions_api).await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .update_discounts(
+                &integration,
+                &[
+                    test_update("OLD", "THEIRS", "code-1"),
+                    test_update("GONE", "NEW1", "code-2"),
+                    test_update("BRANDS", "NEW2", "code-3"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(results[0].outcome, PushOutcome::AlreadyExists { .. }),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert_eq!(
+                result.outcome,
+                PushOutcome::Created {
+                    store_discount_id: "40".to_owned()
+                }
+            );
+        }
+        let requests = store.requests();
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.method == "PUT" || r.method == "DELETE"),
+            "{:?}",
+            requests.iter().map(|r| r.route()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store
+                .requests_to(&format!("POST {PREFIX}/v3/promotions"))
+                .len(),
+            2,
+            "the missing and the brand's previous codes are created anew"
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_updates_are_retried() {
+        let store = MockStore::start(|request| {
+            if request.seq == 0 {
+                mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
+                    .header("Retry-After", "0")
+            } else {
+                promotions_api(request)
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .update_discounts(&integration, &[test_update("MIA20", "MIA20", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(store.requests().len(), 4);
     }
 
     fn order_json(id: u64, status_id: u64) -> Value {

@@ -10,6 +10,14 @@
 //!   earlier push when its coupon belongs to the rule of the same terms: CodeMintService keeps
 //!   codes unique per integration, so the suite never pushes one code for two owners. A coupon of
 //!   any other rule is `AlreadyExists`.
+//! - Updating finds the previous code's coupon (`GET /V1/coupons/search` on `code`) and, when its
+//!   rule is one of ours (`GET /V1/salesRules/{ruleId}`, named `Influencer codes …`), moves it
+//!   in place to the rule of the new terms with the new code: `PUT /V1/coupons/{couponId}` with
+//!   `coupon_id` (`CouponRepository::save` merges the sent fields into the stored coupon, then
+//!   takes the usage limits and expiry from the rule). A rule is shared by every code with the
+//!   same terms, so an update never edits a rule's terms in place (`PUT /V1/salesRules/{ruleId}`
+//!   would change the other creators' codes too): the new terms' rule is found or created as for
+//!   a push.
 //! - Disabling deletes the coupons (`POST /V1/coupons/deleteByCodes`): Magento coupons have no
 //!   active flag of their own, and the rule keeps serving the plan's other codes.
 //! - Orders: `GET /V1/orders/{entity_id}` and `GET /V1/orders?searchCriteria…` on `updated_at`.
@@ -26,7 +34,8 @@ use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{json_amount, percent_text};
 use super::{AdapterError, StoreAdapter};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult, Terms,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
+    PushResult, Terms,
 };
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
 use crate::store::IntegrationRow;
@@ -36,6 +45,12 @@ const STORE: &str = "Magento";
 const MAX_PAGE: usize = 200;
 const PRODUCT_CONDITION: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product";
 const PRODUCT_COMBINE: &str = "Magento\\SalesRule\\Model\\Rule\\Condition\\Product\\Combine";
+/// How every rule of this adapter is named (see [`rule_name`]): a coupon under another rule is the
+/// brand's own.
+const RULE_PREFIX: &str = "Influencer codes ";
+/// `CouponInterface::TYPE_GENERATED`: `CouponRepository::save` refuses a manual coupon (type 0)
+/// on a rule with auto generation on, which every rule of this adapter has.
+const COUPON_GENERATED: u8 = 1;
 
 /// The Magento adapter.
 #[derive(Clone, Debug)]
@@ -207,7 +222,7 @@ impl Magento {
             "usage_limit": discount.terms.usage_limit.max(0),
             "usage_per_customer": i32::from(discount.terms.once_per_customer),
             "is_primary": false,
-            "type": 0,
+            "type": COUPON_GENERATED,
         }});
         let reply = self
             .call(
@@ -228,7 +243,21 @@ impl Magento {
                     .unwrap_or_default(),
             });
         }
-        let message = message_of(&reply);
+        self.refusal(integration, api, rule_id, discount, &reply)
+            .await
+    }
+
+    /// What Magento's refusal to save `discount`'s coupon under `rule_id` means. A code it reports
+    /// taken is ours when its coupon belongs to that rule (the rule of the same terms).
+    async fn refusal(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+        discount: &Discount,
+        reply: &Reply,
+    ) -> Result<PushOutcome, AdapterError> {
+        let message = message_of(reply);
         let lower = message.to_ascii_lowercase();
         if !(lower.contains("already exists") || lower.contains("unique")) {
             return Ok(PushOutcome::Failed {
@@ -260,6 +289,126 @@ impl Magento {
                 message: format!("code {} already exists in the store", discount.code),
             },
         })
+    }
+
+    /// The coupon holding `code`, when its rule is one of ours.
+    async fn our_coupon(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        code: &str,
+    ) -> Result<Option<Value>, AdapterError> {
+        let held = self
+            .get_json(
+                integration,
+                api,
+                "/coupons/search",
+                &filter("code", code, "eq"),
+            )
+            .await?;
+        let Some(coupon) = held["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| {
+                c["code"]
+                    .as_str()
+                    .is_some_and(|held| held.eq_ignore_ascii_case(code))
+            })
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Some(rule_id) = coupon["rule_id"].as_u64() else {
+            return Ok(None);
+        };
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::GET,
+                &format!("/salesRules/{rule_id}"),
+                &[],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Ok(None);
+        }
+        let rule: Value = reply.json(STORE)?;
+        Ok(rule["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with(RULE_PREFIX))
+            .then_some(coupon))
+    }
+
+    async fn update_one(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+        update: &DiscountUpdate,
+    ) -> Result<PushOutcome, AdapterError> {
+        let discount = &update.discount;
+        let held = self
+            .our_coupon(integration, api, &update.previous_code)
+            .await?;
+        // Not ours, or gone (an earlier try renamed it): created as a push would be.
+        let Some(coupon_id) = held.and_then(|c| c["coupon_id"].as_u64()) else {
+            return self
+                .create_coupon(integration, api, rule_id, discount)
+                .await;
+        };
+        let coupon = json!({ "coupon": {
+            "coupon_id": coupon_id,
+            "rule_id": rule_id,
+            "code": discount.code,
+            "usage_limit": discount.terms.usage_limit.max(0),
+            "usage_per_customer": i32::from(discount.terms.once_per_customer),
+            "is_primary": false,
+            "type": COUPON_GENERATED,
+        }});
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::PUT,
+                &format!("/coupons/{coupon_id}"),
+                &[],
+                Some(&coupon),
+            )
+            .await?;
+        if reply.status.is_success() {
+            return Ok(PushOutcome::Created {
+                store_discount_id: coupon_id.to_string(),
+            });
+        }
+        self.refusal(integration, api, rule_id, discount, &reply)
+            .await
+    }
+
+    /// The rule of each discount's terms, asked once per set of terms.
+    async fn rules_for(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        discounts: impl Iterator<Item = &Discount>,
+    ) -> Result<Vec<Result<u64, String>>, AdapterError> {
+        let mut rules: HashMap<String, Result<u64, String>> = HashMap::new();
+        let mut found = Vec::new();
+        for discount in discounts {
+            let name = rule_name(&discount.terms);
+            let rule = match rules.get(&name) {
+                Some(rule) => rule.clone(),
+                None => {
+                    let rule = self.rule_for(integration, api, &discount.terms).await?;
+                    rules.insert(name, rule.clone());
+                    rule
+                }
+            };
+            found.push(rule);
+        }
+        Ok(found)
     }
 
     fn order(&self, value: &Value) -> Result<NormalizedOrder, String> {
@@ -314,7 +463,7 @@ fn rule_name(terms: &Terms) -> String {
         }
         None => "no value".to_owned(),
     };
-    format!("Influencer codes {value} [{hash}]")
+    format!("{RULE_PREFIX}{value} [{hash}]")
 }
 
 fn decimal(text: &str) -> Value {
@@ -476,18 +625,9 @@ impl StoreAdapter for Magento {
         discounts: &[Discount],
     ) -> Result<Vec<PushResult>, AdapterError> {
         let api = self.api(integration)?;
-        let mut rules: HashMap<String, Result<u64, String>> = HashMap::new();
+        let rules = self.rules_for(integration, &api, discounts.iter()).await?;
         let mut results = Vec::with_capacity(discounts.len());
-        for discount in discounts {
-            let name = rule_name(&discount.terms);
-            let rule = match rules.get(&name) {
-                Some(rule) => rule.clone(),
-                None => {
-                    let rule = self.rule_for(integration, &api, &discount.terms).await?;
-                    rules.insert(name, rule.clone());
-                    rule
-                }
-            };
+        for (discount, rule) in discounts.iter().zip(rules) {
             let outcome = match rule {
                 Ok(rule_id) => {
                     self.create_coupon(integration, &api, rule_id, discount)
@@ -500,6 +640,32 @@ impl StoreAdapter for Magento {
             };
             results.push(PushResult {
                 code: discount.code.clone(),
+                outcome,
+            });
+        }
+        Ok(results)
+    }
+
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let api = self.api(integration)?;
+        let rules = self
+            .rules_for(integration, &api, updates.iter().map(|u| &u.discount))
+            .await?;
+        let mut results = Vec::with_capacity(updates.len());
+        for (update, rule) in updates.iter().zip(rules) {
+            let outcome = match rule {
+                Ok(rule_id) => self.update_one(integration, &api, rule_id, update).await?,
+                Err(message) => PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                },
+            };
+            results.push(PushResult {
+                code: update.discount.code.clone(),
                 outcome,
             });
         }
@@ -649,13 +815,12 @@ impl StoreAdapter for Magento {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
 
     use tracking_api::common::v1::Provider;
 
     use super::*;
     use crate::adapters::mock::{self, MockStore, Recorded};
-    use crate::adapters::test_discount;
+    use crate::adapters::{test_discount, test_update};
 
     fn setup(store: &MockStore) -> (Magento, IntegrationRow) {
         let sealer = mock::sealer();
@@ -780,7 +945,7 @@ mod tests {
         assert_eq!(
             coupons[1].json()["coupon"],
             json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
-                "is_primary": false, "type": 0 })
+                "is_primary": false, "type": 1 })
         );
     }
 
@@ -858,16 +1023,154 @@ mod tests {
         assert_eq!(results[0].outcome, DisableOutcome::Disabled);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
 
-        let slow =
-            MockStore::start(|_| mock::Reply::json(200, json!({})).after(Duration::from_secs(5)))
-                .await;
+        let slow = MockStore::start(|_| {
+            mock::Reply::json(200, json!({})).after(mock::SLOWER_THAN_TIMEOUT)
+        })
+        .await;
         let (magento, integration) = setup(&slow);
-        let started = Instant::now();
-        let result = magento
-            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
-            .await;
-        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
-        assert!(started.elapsed() < Duration::from_secs(3));
+        mock::assert_unavailable_promptly(
+            magento.create_discounts(&integration, &[test_discount("MIA20", "code-1")]),
+        )
+        .await;
+        mock::assert_unavailable_promptly(
+            magento.update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")]),
+        )
+        .await;
+    }
+
+    /// [`store_api`], also holding coupon 60 `OLD` under rule 2 (ours), coupon 61 `BRANDS` and 62
+    /// `THEIRS` under rule 9 (the brand's own); saving a coupon as `THEIRS` is refused as taken.
+    fn update_api(request: &Recorded) -> mock::Reply {
+        let coupon = |id: u64, rule: u64, code: &str| {
+            json!({ "coupon_id": id, "rule_id": rule, "code": code, "usage_limit": 0,
+                "usage_per_customer": 0, "times_used": 3, "is_primary": false, "type": 1 })
+        };
+        match request.route().as_str() {
+            "GET /rest/V1/coupons/search" => {
+                let items = match request
+                    .param("searchCriteria[filter_groups][0][filters][0][value]")
+                    .map(str::to_ascii_uppercase)
+                    .as_deref()
+                {
+                    Some("OLD") => vec![coupon(60, 2, "OLD")],
+                    Some("BRANDS") => vec![coupon(61, 9, "BRANDS")],
+                    Some("THEIRS") => vec![coupon(62, 9, "THEIRS")],
+                    _ => Vec::new(),
+                };
+                mock::Reply::json(200, json!({ "items": items, "total_count": items.len() }))
+            }
+            "GET /rest/V1/salesRules/2" => mock::Reply::json(
+                200,
+                json!({ "rule_id": 2, "name": "Influencer codes 20 % [0a1b2c3d4e5f]" }),
+            ),
+            "GET /rest/V1/salesRules/9" => {
+                mock::Reply::json(200, json!({ "rule_id": 9, "name": "Spring sale" }))
+            }
+            "PUT /rest/V1/coupons/60" => match request.json()["coupon"]["code"].as_str() {
+                Some("THEIRS") => mock::Reply::json(
+                    400,
+                    json!({ "message": "Error occurred when saving coupon: %1",
+                        "parameters": ["Coupon with the same code already exists."] }),
+                ),
+                _ => mock::Reply::json(200, request.json()["coupon"].clone()),
+            },
+            _ => store_api(request),
+        }
+    }
+
+    #[tokio::test]
+    async fn moves_the_coupon_to_the_rule_of_its_new_terms() {
+        let store = MockStore::start(update_api).await;
+        let (magento, integration) = setup(&store);
+        let mut update = test_update("old", "NEW25", "code-1");
+        update.discount.terms.value = Some(DiscountValue::PercentBps(2500));
+        update.discount.terms.usage_limit = 10;
+        update.discount.terms.once_per_customer = true;
+        let results = magento
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].code, "NEW25");
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "60".to_owned()
+            }
+        );
+        let rules = store.requests_to("POST /rest/V1/salesRules");
+        assert_eq!(rules.len(), 1, "the new terms' rule is made as for a push");
+        assert_eq!(rules[0].json()["rule"]["discount_amount"], 25);
+        assert_eq!(rules[0].json()["rule"]["uses_per_coupon"], 10);
+        assert!(
+            !store
+                .requests()
+                .iter()
+                .any(|r| r.method == "PUT" && r.path.starts_with("/rest/V1/salesRules")),
+            "no shared rule is edited"
+        );
+        let saves = store.requests_to("PUT /rest/V1/coupons/60");
+        assert_eq!(saves.len(), 1);
+        assert_eq!(
+            saves[0].json(),
+            json!({ "coupon": { "coupon_id": 60, "rule_id": 5, "code": "NEW25", "usage_limit": 10,
+                "usage_per_customer": 1, "is_primary": false, "type": 1 } })
+        );
+        assert!(store.requests_to("POST /rest/V1/coupons").is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_update_to_a_taken_code_is_already_exists_and_a_coupon_not_ours_is_left_alone() {
+        let store = MockStore::start(update_api).await;
+        let (magento, integration) = setup(&store);
+        let results = magento
+            .update_discounts(
+                &integration,
+                &[
+                    test_update("OLD", "THEIRS", "code-1"),
+                    test_update("GONE", "NEW1", "code-2"),
+                    test_update("BRANDS", "NEW2", "code-3"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(results[0].outcome, PushOutcome::AlreadyExists { .. }),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert_eq!(
+                result.outcome,
+                PushOutcome::Created {
+                    store_discount_id: "70".to_owned()
+                }
+            );
+        }
+        assert!(store.requests_to("PUT /rest/V1/coupons/61").is_empty());
+        let created: Vec<Value> = store
+            .requests_to("POST /rest/V1/coupons")
+            .iter()
+            .map(|r| r.json()["coupon"]["code"].clone())
+            .collect();
+        assert_eq!(created, [json!("NEW1"), json!("NEW2")]);
+    }
+
+    #[tokio::test]
+    async fn overloaded_updates_are_retried() {
+        let store = MockStore::start(|request| {
+            if request.seq == 0 {
+                mock::Reply::json(503, json!({ "message": "Service Unavailable" }))
+            } else {
+                update_api(request)
+            }
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let results = magento
+            .update_discounts(&integration, &[test_update("OLD", "NEW25", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(store.requests_to("PUT /rest/V1/coupons/60").len(), 1);
     }
 
     fn order_json(id: u64, state: &str, refunded: f64) -> Value {

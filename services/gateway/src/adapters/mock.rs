@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tracking_api::common::v1::Provider;
 
+use super::AdapterError;
 use super::http::HttpConfig;
 use crate::crypto::Sealer;
 use crate::store::IntegrationRow;
@@ -240,6 +241,27 @@ pub fn fast_http() -> HttpConfig {
         max_wait: Duration::from_secs(3),
         concurrency_per_integration: 4,
     }
+}
+
+/// Longer than [`fast_http`]'s whole budget: a store answering this late is as good as down.
+pub const SLOWER_THAN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asserts that `call`, made to a store answering after [`SLOWER_THAN_TIMEOUT`], ends unavailable
+/// promptly: 3 attempts of 0.4 s and short backoffs, far below the store's delay.
+pub async fn assert_unavailable_promptly<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, AdapterError>>,
+) {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    assert!(
+        matches!(result, Err(AdapterError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 pub fn sealer() -> Sealer {

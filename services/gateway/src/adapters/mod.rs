@@ -1,5 +1,5 @@
-//! Store adapters: the one interface through which the gateway creates and disables discount
-//! codes at a store and reads its orders. Each provider with discount codes gets one adapter
+//! Store adapters: the one interface through which the gateway creates, updates and disables
+//! discount codes at a store and reads its orders. Each provider with discount codes gets one adapter
 //! speaking that store's API ([`shopify`], [`woocommerce`], [`bigcommerce`], [`magento`]); the
 //! sandbox provider's store is simulated inside the gateway ([`sandbox::SandboxStore`]). Amazon
 //! Ads has no codes: its [`amazon::AmazonAttribution`] client makes creators' attribution tags
@@ -30,7 +30,7 @@ use tracking_db::{Database, DbError};
 
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
-use crate::domain::discount::{DisableResult, Discount, PushResult};
+use crate::domain::discount::{DisableResult, Discount, DiscountUpdate, PushResult};
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::IntegrationRow;
@@ -60,6 +60,25 @@ pub trait StoreAdapter: Send + Sync {
         &self,
         integration: &IntegrationRow,
         discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError>;
+
+    /// Changes codes the store holds in place: the discount holding `previous_code`
+    /// (case-insensitively) under the update's external ref takes the new code, title and terms,
+    /// and is active. One result per update, in input order, with the outcomes of a push for the
+    /// new code (stores may apply the updates of one call concurrently, so one call should not
+    /// rename a code into one that another of its updates frees):
+    /// - `Created`: the store holds the new code with the new terms (the store id is the updated
+    ///   discount's).
+    /// - `AlreadyExists`: the new code is someone else's at the store; nothing was changed.
+    /// - A previous code the store does not hold under that ref (never pushed, deleted, someone
+    ///   else's, or already renamed by an earlier try of the same update) is no failure: the new
+    ///   code is created as [`create_discounts`](Self::create_discounts) would, so a retried
+    ///   update answers `Created` and the store ends up holding the new code either way. The
+    ///   previous code, if held by someone else, is left alone.
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
     ) -> Result<Vec<PushResult>, AdapterError>;
 
     /// Deactivates `codes` (matched case-insensitively) at the integration's store. A code the
@@ -219,6 +238,15 @@ fn test_discount(code: &str, external_ref: &str) -> Discount {
             starts_at: None,
             ends_at: None,
         },
+    }
+}
+
+/// An update of `previous` into a [`test_discount`] with `code` under `external_ref`.
+#[cfg(test)]
+fn test_update(previous: &str, code: &str, external_ref: &str) -> DiscountUpdate {
+    DiscountUpdate {
+        previous_code: previous.to_owned(),
+        discount: test_discount(code, external_ref),
     }
 }
 

@@ -1,18 +1,22 @@
 //! The sandbox provider's store: simulated inside the gateway and persisted in its schema, so the
 //! whole suite runs and demos with no real store. It answers as a store does: codes are unique per
 //! integration whatever their case, a code taken by another owner is refused, a retried push is
-//! not a collision, disabled codes stay taken, and while an outage is simulated every call fails.
+//! not a collision, disabled codes stay taken, a code is changed in place (the same row keeps its
+//! id), and while an outage is simulated every call fails.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use prost::Message;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
 use tracking_db::{Database, DbError};
 
 use super::{AdapterError, StoreAdapter};
-use crate::domain::discount::{DisableOutcome, DisableResult, Discount, PushOutcome, PushResult};
+use crate::domain::discount::{
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, PushOutcome, PushResult,
+};
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::sandbox::{self as queries, HeldCode, NewCode, StoredDiscount};
@@ -113,45 +117,22 @@ impl SandboxStore {
         Ok(())
     }
 
-    fn ensure_up(integration: &IntegrationRow, call: &str) -> Result<(), AdapterError> {
-        if integration.sandbox_down {
-            tracing::info!(
-                brand_id = integration.brand_id,
-                integration_id = integration.id,
-                call,
-                "sandbox store is down (simulated outage), call refused"
-            );
-            return Err(AdapterError::Unavailable(OUTAGE.to_owned()));
-        }
-        Ok(())
-    }
-}
-
-#[tonic::async_trait]
-impl StoreAdapter for SandboxStore {
-    async fn create_discounts(
-        &self,
+    /// Creates `discounts` on `conn` (see [`StoreAdapter::create_discounts`]).
+    async fn create_on(
+        conn: &mut AsyncPgConnection,
         integration: &IntegrationRow,
         discounts: &[Discount],
     ) -> Result<Vec<PushResult>, AdapterError> {
-        Self::ensure_up(integration, "push")?;
         let (brand_id, integration_id) = (integration.brand_id, integration.id);
-        let mut rows = Vec::with_capacity(discounts.len());
-        for discount in discounts {
-            rows.push(NewCode {
-                code: &discount.code,
-                external_ref: &discount.external_ref,
-                title: &discount.title,
-                terms: serde_json::to_value(&discount.terms)
-                    .map_err(|err| DbError::Other(format!("discount terms: {err}")))?,
-            });
-        }
-        let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
+        let rows = discounts
+            .iter()
+            .map(new_code)
+            .collect::<Result<Vec<_>, _>>()?;
 
         // One statement inserts every new code; only the codes it skipped (held already) cost a
         // second one, to compare their refs.
         let mut held: HashMap<String, HeldCode> =
-            queries::insert_new(&mut conn, brand_id, integration_id, rows)
+            queries::insert_new(conn, brand_id, integration_id, rows)
                 .await?
                 .into_iter()
                 .map(|row| (row.code.to_ascii_lowercase(), row))
@@ -164,7 +145,7 @@ impl StoreAdapter for SandboxStore {
         skipped.sort_unstable();
         skipped.dedup();
         if !skipped.is_empty() {
-            for row in queries::held(&mut conn, brand_id, integration_id, &skipped).await? {
+            for row in queries::held(conn, brand_id, integration_id, &skipped).await? {
                 held.insert(row.code.to_ascii_lowercase(), row);
             }
         }
@@ -179,7 +160,7 @@ impl StoreAdapter for SandboxStore {
         revived.sort_unstable();
         revived.dedup();
         if !revived.is_empty() {
-            queries::reactivate(&mut conn, brand_id, integration_id, &revived).await?;
+            queries::reactivate(conn, brand_id, integration_id, &revived).await?;
         }
 
         Ok(discounts
@@ -205,6 +186,105 @@ impl StoreAdapter for SandboxStore {
                 }
             })
             .collect())
+    }
+
+    /// Changes one code (see [`StoreAdapter::update_discounts`]).
+    async fn update_on(
+        conn: &mut AsyncPgConnection,
+        integration: &IntegrationRow,
+        update: &DiscountUpdate,
+    ) -> Result<PushOutcome, AdapterError> {
+        let (brand_id, integration_id) = (integration.brand_id, integration.id);
+        let discount = &update.discount;
+        let previous = update.previous_code.to_ascii_lowercase();
+        match queries::rename(
+            conn,
+            brand_id,
+            integration_id,
+            &previous,
+            new_code(discount)?,
+        )
+        .await
+        {
+            Ok(Some(id)) => Ok(PushOutcome::Created {
+                store_discount_id: id.to_string(),
+            }),
+            // Not held under this ref: created as a push would be (also a retry of a rename that
+            // went through, which finds the new code under its own ref).
+            Ok(None) => Self::create_on(conn, integration, std::slice::from_ref(discount))
+                .await?
+                .pop()
+                .map(|result| result.outcome)
+                .ok_or_else(|| {
+                    AdapterError::Db(DbError::Other("a push answered no result".to_owned()))
+                }),
+            // The new code is another row's: the rename changed nothing.
+            Err(DbError::UniqueViolation { .. }) => {
+                let held = queries::held(
+                    conn,
+                    brand_id,
+                    integration_id,
+                    &[discount.code.to_ascii_lowercase()],
+                )
+                .await?;
+                Ok(match held.first() {
+                    Some(row) if row.external_ref == discount.external_ref => {
+                        PushOutcome::Created {
+                            store_discount_id: row.id.to_string(),
+                        }
+                    }
+                    _ => PushOutcome::AlreadyExists {
+                        message: format!("code {} already exists in the store", discount.code),
+                    },
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn ensure_up(integration: &IntegrationRow, call: &str) -> Result<(), AdapterError> {
+        if integration.sandbox_down {
+            tracing::info!(
+                brand_id = integration.brand_id,
+                integration_id = integration.id,
+                call,
+                "sandbox store is down (simulated outage), call refused"
+            );
+            return Err(AdapterError::Unavailable(OUTAGE.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl StoreAdapter for SandboxStore {
+    async fn create_discounts(
+        &self,
+        integration: &IntegrationRow,
+        discounts: &[Discount],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        Self::ensure_up(integration, "push")?;
+        let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
+        Self::create_on(&mut conn, integration, discounts).await
+    }
+
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        Self::ensure_up(integration, "update")?;
+        let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
+        // One code at a time, in request order: a rename frees or takes a code a later update
+        // of the same call may name.
+        let mut results = Vec::with_capacity(updates.len());
+        for update in updates {
+            results.push(PushResult {
+                code: update.discount.code.clone(),
+                outcome: Self::update_on(&mut conn, integration, update).await?,
+            });
+        }
+        Ok(results)
     }
 
     async fn disable_discounts(
@@ -283,4 +363,15 @@ fn decode_order(body: &[u8]) -> Result<NormalizedOrder, AdapterError> {
         .map_err(|e| AdapterError::Unavailable(format!("sandbox order unreadable: {e}")))?;
     NormalizedOrder::from_proto(order, "order")
         .map_err(|e| AdapterError::Unavailable(format!("sandbox order invalid: {e}")))
+}
+
+/// A discount as the sandbox store keeps it.
+fn new_code(discount: &Discount) -> Result<NewCode<'_>, AdapterError> {
+    Ok(NewCode {
+        code: &discount.code,
+        external_ref: &discount.external_ref,
+        title: &discount.title,
+        terms: serde_json::to_value(&discount.terms)
+            .map_err(|err| DbError::Other(format!("discount terms: {err}")))?,
+    })
 }

@@ -5,6 +5,14 @@
 //!   or a fixed amount, products or collections, minimum subtotal, dates, usage limit, once per
 //!   customer). Disabling finds the discount with `codeDiscountNodeByCode` and calls
 //!   `discountCodeDeactivate` (the code stays taken, as at every store).
+//! - Updating finds the previous code's discount with `codeDiscountNodeByCode` (with the products
+//!   and collections it applies to) and, when its title carries the update's external ref, calls
+//!   `discountCodeBasicUpdate(id, basicCodeDiscount)` with the new code and terms. The input
+//!   follows Shopify's documented examples for that mutation: `endsAt: null` never expires, a
+//!   removed minimum sets both `quantity.greaterThanOrEqualToQuantity` and
+//!   `subtotal.greaterThanOrEqualToSubtotal` to null, and restrictions are replaced through
+//!   `productsToAdd`/`productsToRemove` and `collections.add`/`remove` (`DiscountProductsInput`,
+//!   `DiscountCollectionsInput`).
 //! - A code Shopify reports taken (`userErrors` code `TAKEN`) is looked up: a discount whose title
 //!   carries this push's external ref is our earlier push (`Created`), any other `AlreadyExists`.
 //! - Throttling: Shopify answers a throttled query with HTTP 200 and a `THROTTLED` error; the
@@ -25,7 +33,7 @@ use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{has_marker, marked_title};
 use super::{AdapterError, StoreAdapter};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
 use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
@@ -56,6 +64,38 @@ const BY_CODE: &str = "query codeDiscountNodeByCode($code: String!) {
       ... on DiscountCodeFreeShipping { title status }
       ... on DiscountCodeApp { title status }
     }
+  }
+}";
+
+/// The previous code's discount, with the items an update replaces (at most [`MAX_ITEMS`] of each
+/// kind; `hasNextPage` says there are more).
+const BY_CODE_WITH_ITEMS: &str = "query codeDiscountNodeByCode($code: String!) {
+  codeDiscountNodeByCode(code: $code) {
+    id
+    codeDiscount {
+      __typename
+      ... on DiscountCodeBasic {
+        title
+        status
+        customerGets {
+          items {
+            ... on DiscountProducts { products(first: 250) { nodes { id } pageInfo { hasNextPage } } }
+            ... on DiscountCollections { collections(first: 250) { nodes { id } pageInfo { hasNextPage } } }
+          }
+        }
+      }
+    }
+  }
+}";
+
+/// Items read with an update's lookup (`first: 250`, Shopify's largest page).
+const MAX_ITEMS: usize = 250;
+
+const UPDATE: &str =
+    "mutation discountCodeBasicUpdate($id: ID!, $basicCodeDiscount: DiscountCodeBasicInput!) {
+  discountCodeBasicUpdate(id: $id, basicCodeDiscount: $basicCodeDiscount) {
+    codeDiscountNode { id }
+    userErrors { field code message }
   }
 }";
 
@@ -112,6 +152,15 @@ struct Found {
     id: String,
     title: String,
     status: String,
+}
+
+/// A discount to update: what it is and the products and collections it applies to now.
+struct Held {
+    found: Found,
+    products: Vec<String>,
+    collections: Vec<String>,
+    /// It applies to more items than one lookup reads.
+    more_items: bool,
 }
 
 impl Shopify {
@@ -211,7 +260,24 @@ impl Shopify {
                 json!({ "basicCodeDiscount": input }),
             )
             .await?;
-        let payload = &data["discountCodeBasicCreate"];
+        self.outcome(
+            integration,
+            token,
+            discount,
+            &data["discountCodeBasicCreate"],
+        )
+        .await
+    }
+
+    /// What a create or update mutation's `payload` means for `discount`. A code Shopify reports
+    /// taken is ours when the discount holding it carries our external ref in its title.
+    async fn outcome(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        discount: &Discount,
+        payload: &Value,
+    ) -> Result<PushOutcome, AdapterError> {
         if let Some(id) = payload["codeDiscountNode"]["id"].as_str() {
             return Ok(PushOutcome::Created {
                 store_discount_id: id.to_owned(),
@@ -232,7 +298,7 @@ impl Shopify {
             });
         }
         let message = if errors.is_empty() {
-            "Shopify created no discount and gave no reason".to_owned()
+            "Shopify changed no discount and gave no reason".to_owned()
         } else {
             errors
                 .iter()
@@ -244,6 +310,99 @@ impl Shopify {
             message: format!("{STORE} refused code {}: {message}", discount.code),
             retryable: false,
         })
+    }
+
+    /// The discount holding `code`, with its items, for an update.
+    async fn find_held(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        code: &str,
+    ) -> Result<Option<Held>, AdapterError> {
+        let data = self
+            .graphql(
+                integration,
+                token,
+                BY_CODE_WITH_ITEMS,
+                json!({ "code": code }),
+            )
+            .await?;
+        let node = &data["codeDiscountNodeByCode"];
+        let Some(id) = node["id"].as_str() else {
+            return Ok(None);
+        };
+        let discount = &node["codeDiscount"];
+        let items = &discount["customerGets"]["items"];
+        let ids = |connection: &Value| -> Vec<String> {
+            connection["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n["id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let more = |connection: &Value| connection["pageInfo"]["hasNextPage"] == true;
+        Ok(Some(Held {
+            found: Found {
+                id: id.to_owned(),
+                title: discount["title"].as_str().unwrap_or_default().to_owned(),
+                status: discount["status"].as_str().unwrap_or_default().to_owned(),
+            },
+            products: ids(&items["products"]),
+            collections: ids(&items["collections"]),
+            more_items: more(&items["products"]) || more(&items["collections"]),
+        }))
+    }
+
+    async fn update_one(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        update: &DiscountUpdate,
+    ) -> Result<PushOutcome, AdapterError> {
+        let discount = &update.discount;
+        let held = match self
+            .find_held(integration, token, &update.previous_code)
+            .await?
+        {
+            Some(held) if has_marker(&held.found.title, &discount.external_ref) => held,
+            // Not ours, or gone (an earlier try renamed it): created as a push would be.
+            _ => return self.create_one(integration, token, discount).await,
+        };
+        if held.more_items {
+            return Ok(PushOutcome::Failed {
+                message: format!(
+                    "{STORE} discount {} applies to more than {MAX_ITEMS} products or collections: \
+                     change its items in the Shopify admin",
+                    update.previous_code
+                ),
+                retryable: false,
+            });
+        }
+        let input = match update_input(discount, &held) {
+            Ok(input) => input,
+            Err(message) => {
+                return Ok(PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                });
+            }
+        };
+        let data = self
+            .graphql(
+                integration,
+                token,
+                UPDATE,
+                json!({ "id": held.found.id, "basicCodeDiscount": input }),
+            )
+            .await?;
+        self.outcome(
+            integration,
+            token,
+            discount,
+            &data["discountCodeBasicUpdate"],
+        )
+        .await
     }
 
     async fn disable_one(
@@ -374,6 +533,45 @@ fn discount_input(discount: &Discount) -> Result<Value, String> {
     Ok(input)
 }
 
+/// `DiscountCodeBasicInput` for an update of `held` into `discount`: the create input with the
+/// documented ways to clear what the new terms no longer have. A missing start keeps the
+/// discount's own; `endsAt: null` never expires (also ending a deactivation, which set an end).
+fn update_input(discount: &Discount, held: &Held) -> Result<Value, String> {
+    let mut input = discount_input(discount)?;
+    let terms = &discount.terms;
+    if terms.starts_at.is_none()
+        && let Some(fields) = input.as_object_mut()
+    {
+        fields.remove("startsAt");
+    }
+    if terms.minimum_purchase.is_none() {
+        input["minimumRequirement"] = json!({
+            "quantity": { "greaterThanOrEqualToQuantity": null },
+            "subtotal": { "greaterThanOrEqualToSubtotal": null },
+        });
+    }
+    let removed = |held: &[String], kept: &Value| -> Vec<String> {
+        held.iter()
+            .filter(|id| {
+                !kept
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == id.as_str()))
+            })
+            .cloned()
+            .collect()
+    };
+    let items = &mut input["customerGets"]["items"];
+    if items.get("products").is_some() {
+        let gone = removed(&held.products, &items["products"]["productsToAdd"]);
+        items["products"]["productsToRemove"] = json!(gone);
+    }
+    if items.get("collections").is_some() {
+        let gone = removed(&held.collections, &items["collections"]["add"]);
+        items["collections"]["remove"] = json!(gone);
+    }
+    Ok(input)
+}
+
 /// Store ids as GraphQL ids: `123` → `gid://shopify/Product/123`; gids pass as they are.
 fn gids(kind: &str, ids: &[String]) -> Result<Vec<String>, String> {
     let prefix = format!("gid://shopify/{kind}/");
@@ -428,6 +626,30 @@ impl StoreAdapter for Shopify {
             .map(|(d, outcome)| {
                 Ok(PushResult {
                     code: d.code.clone(),
+                    outcome: outcome?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let token = Self::token(&credentials)?;
+        let calls: Vec<_> = updates
+            .iter()
+            .map(|u| self.update_one(integration, token, u))
+            .collect();
+        let outcomes = futures::future::join_all(calls).await;
+        updates
+            .iter()
+            .zip(outcomes)
+            .map(|(u, outcome)| {
+                Ok(PushResult {
+                    code: u.discount.code.clone(),
                     outcome: outcome?,
                 })
             })
@@ -560,7 +782,7 @@ mod tests {
 
     use super::*;
     use crate::adapters::mock::{self, MockStore, Recorded};
-    use crate::adapters::test_discount;
+    use crate::adapters::{test_discount, test_update};
     use crate::domain::discount::Money;
     use crate::domain::orders::OrderStatus;
 
@@ -589,11 +811,12 @@ mod tests {
             "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 1990, "restoreRate": 100.0 } } })
     }
 
-    fn created(id: u64) -> mock::Reply {
+    /// `mutation` (`discountCodeBasicCreate` or `…Update`) went through for discount `id`.
+    fn mutated(mutation: &str, id: u64) -> mock::Reply {
         mock::Reply::json(
             200,
             json!({
-                "data": { "discountCodeBasicCreate": {
+                "data": { mutation: {
                     "codeDiscountNode": { "id": format!("gid://shopify/DiscountCodeNode/{id}") },
                     "userErrors": [] } },
                 "extensions": cost(),
@@ -601,14 +824,52 @@ mod tests {
         )
     }
 
-    fn taken() -> mock::Reply {
+    fn created(id: u64) -> mock::Reply {
+        mutated("discountCodeBasicCreate", id)
+    }
+
+    /// `mutation` refused: the code is taken.
+    fn taken(mutation: &str) -> mock::Reply {
         mock::Reply::json(
             200,
             json!({
-                "data": { "discountCodeBasicCreate": {
+                "data": { mutation: {
                     "codeDiscountNode": null,
                     "userErrors": [{ "field": ["basicCodeDiscount", "code"], "code": "TAKEN",
                         "message": "Code must be unique. Please try a different code." }] } },
+                "extensions": cost(),
+            }),
+        )
+    }
+
+    /// A throttled query (HTTP 200), with the bucket 10 points short at 100 points a second.
+    fn throttled() -> mock::Reply {
+        mock::Reply::json(
+            200,
+            json!({
+                "errors": [{ "message": "Throttled",
+                    "extensions": { "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" } }],
+                "extensions": { "cost": { "requestedQueryCost": 20, "actualQueryCost": null,
+                    "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 10, "restoreRate": 100.0 } } }
+            }),
+        )
+    }
+
+    /// The discount `gid://shopify/DiscountCodeNode/77` as an update's lookup reads it, applying
+    /// to `products`.
+    fn held(title: &str, status: &str, products: &[u64]) -> mock::Reply {
+        let nodes: Vec<Value> = products
+            .iter()
+            .map(|id| json!({ "id": format!("gid://shopify/Product/{id}") }))
+            .collect();
+        mock::Reply::json(
+            200,
+            json!({
+                "data": { "codeDiscountNodeByCode": {
+                    "id": "gid://shopify/DiscountCodeNode/77",
+                    "codeDiscount": { "__typename": "DiscountCodeBasic", "title": title, "status": status,
+                        "customerGets": { "items": { "products": {
+                            "nodes": nodes, "pageInfo": { "hasNextPage": false } } } } } } },
                 "extensions": cost(),
             }),
         )
@@ -725,7 +986,7 @@ mod tests {
                     node("Someone else's code", "ACTIVE")
                 }
             } else {
-                taken()
+                taken("discountCodeBasicCreate")
             }
         })
         .await;
@@ -808,15 +1069,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
         let store = MockStore::start(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
-            0 => mock::Reply::json(
-                200,
-                json!({
-                    "errors": [{ "message": "Throttled",
-                        "extensions": { "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits" } }],
-                    "extensions": { "cost": { "requestedQueryCost": 20, "actualQueryCost": null,
-                        "throttleStatus": { "maximumAvailable": 2000.0, "currentlyAvailable": 10, "restoreRate": 100.0 } } }
-                }),
-            ),
+            0 => throttled(),
             1 => mock::Reply::json(429, json!({ "errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service." }))
                 .header("Retry-After", "0.05"),
             _ => created(9),
@@ -836,18 +1089,150 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_slower_than_the_timeout_is_unavailable_promptly() {
-        let store = MockStore::start(|_| created(1).after(Duration::from_secs(5))).await;
+        let store = MockStore::start(|_| created(1).after(mock::SLOWER_THAN_TIMEOUT)).await;
+        let (shopify, integration) = setup(&store);
+        mock::assert_unavailable_promptly(
+            shopify.create_discounts(&integration, &[test_discount("MIA20", "code-1")]),
+        )
+        .await;
+        mock::assert_unavailable_promptly(
+            shopify.update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")]),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn updates_the_discount_in_place_with_the_documented_input() {
+        let store = MockStore::start(|request| {
+            if query_of(request).contains("codeDiscountNodeByCode") {
+                held("Summer 20 / MIA20 [code-1]", "EXPIRED", &[1, 2])
+            } else {
+                mutated("discountCodeBasicUpdate", 77)
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let mut update = test_update("mia20", "MIA25", "code-1");
+        update.discount.title = "Autumn 15 / MIA25".to_owned();
+        update.discount.terms.value = Some(DiscountValue::PercentBps(1500));
+        update.discount.terms.product_ids = vec!["2".to_owned(), "3".to_owned()];
+        let results = shopify
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].code, "MIA25");
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/77".to_owned()
+            }
+        );
+        let requests = store.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].json()["variables"]["code"], "mia20");
+        assert!(query_of(&requests[1]).contains("discountCodeBasicUpdate(id: $id"));
+        let variables = requests[1].json()["variables"].clone();
+        assert_eq!(variables["id"], "gid://shopify/DiscountCodeNode/77");
+        let input = &variables["basicCodeDiscount"];
+        assert_eq!(input["code"], "MIA25");
+        assert_eq!(input["title"], "Autumn 15 / MIA25 [code-1]");
+        assert_eq!(input["customerGets"]["value"]["percentage"], 0.15);
+        assert_eq!(
+            input["customerGets"]["items"]["products"],
+            json!({ "productsToAdd": ["gid://shopify/Product/2", "gid://shopify/Product/3"],
+                "productsToRemove": ["gid://shopify/Product/1"] })
+        );
+        assert_eq!(
+            input["minimumRequirement"],
+            json!({ "quantity": { "greaterThanOrEqualToQuantity": null },
+                "subtotal": { "greaterThanOrEqualToSubtotal": null } })
+        );
+        // Never expires (a deactivated discount is active again); keeps its own start.
+        assert_eq!(input["endsAt"], Value::Null);
+        assert!(input.get("startsAt").is_none(), "{input}");
+        assert_eq!(input["usageLimit"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_update_to_a_taken_code_changes_nothing_and_a_previous_code_not_ours_is_created() {
+        let store = MockStore::start(|request| {
+            let query = query_of(request);
+            if query.contains("discountCodeBasicUpdate") {
+                taken("discountCodeBasicUpdate")
+            } else if query.contains("discountCodeBasicCreate") {
+                created(5)
+            } else {
+                match request.json()["variables"]["code"].as_str() {
+                    Some("OLD") => held("Summer 20 / OLD [code-1]", "ACTIVE", &[]),
+                    Some("BRANDS" | "THEIRS") => held("The brand's own sale", "ACTIVE", &[]),
+                    _ => mock::Reply::json(
+                        200,
+                        json!({ "data": { "codeDiscountNodeByCode": null }, "extensions": cost() }),
+                    ),
+                }
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let results = shopify
+            .update_discounts(
+                &integration,
+                &[
+                    test_update("OLD", "THEIRS", "code-1"),
+                    test_update("GONE", "NEW1", "code-2"),
+                    test_update("BRANDS", "NEW2", "code-3"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(),
+            ["THEIRS", "NEW1", "NEW2"]
+        );
+        assert!(
+            matches!(results[0].outcome, PushOutcome::AlreadyExists { .. }),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert_eq!(
+                result.outcome,
+                PushOutcome::Created {
+                    store_discount_id: "gid://shopify/DiscountCodeNode/5".to_owned()
+                }
+            );
+        }
+        let mutations: Vec<_> = store
+            .requests()
+            .into_iter()
+            .filter(|r| query_of(r).starts_with("mutation"))
+            .collect();
+        assert_eq!(mutations.len(), 3);
+        let updates: Vec<_> = mutations
+            .iter()
+            .filter(|r| query_of(r).contains("discountCodeBasicUpdate"))
+            .collect();
+        assert_eq!(updates.len(), 1, "only our own discount is updated");
+    }
+
+    #[tokio::test]
+    async fn throttled_updates_wait_for_the_bucket_and_succeed() {
+        let store = MockStore::start(|request| match request.seq {
+            0 => throttled(),
+            _ if query_of(request).contains("codeDiscountNodeByCode") => {
+                held("Summer 20 / MIA20 [code-1]", "ACTIVE", &[])
+            }
+            _ => mutated("discountCodeBasicUpdate", 77),
+        })
+        .await;
         let (shopify, integration) = setup(&store);
         let started = Instant::now();
-        let result = shopify
-            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
-            .await;
-        assert!(
-            matches!(result, Err(AdapterError::Unavailable(_))),
-            "{result:?}"
-        );
-        // 3 attempts of 0.4 s and short backoffs, far below the store's 5 s.
-        assert!(started.elapsed() < Duration::from_secs(3));
+        let results = shopify
+            .update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(store.requests().len(), 3);
+        assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
     #[tokio::test]

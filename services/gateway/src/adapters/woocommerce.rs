@@ -7,6 +7,13 @@
 //!   `meta_data` (`tracking_external_ref`), so a code the store reports taken
 //!   (`woocommerce_rest_coupon_code_already_exists`) is our retry when the coupon carries the
 //!   same ref.
+//! - Updating finds the previous code's coupon (`GET /coupons?code=`) and, when it carries the
+//!   update's ref, changes it in the same batch endpoint's `update` list (`{"id": …, "code": …}`,
+//!   as `PUT /coupons/{id}` takes it; WooCommerce refuses a code another coupon holds with
+//!   `woocommerce_rest_coupon_code_already_exists`). The REST controller skips null fields
+//!   (`WC_REST_Coupons_V2_Controller::prepare_object_for_database`), so an update clears with
+//!   values instead: usage limits 0 (no limit), `date_expires: ""` (no expiry), `status: publish`
+//!   (active again).
 //! - Disabling sets the coupon's status to `draft` (found with `GET /coupons?code=`): a draft
 //!   coupon cannot be applied, keeps its code taken and its usage history, and the brand can see
 //!   it in the admin. Deleting would lose that history.
@@ -22,7 +29,7 @@ use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{numeric_ids, percent_text};
 use super::{AdapterError, StoreAdapter};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
 use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
@@ -200,41 +207,89 @@ impl WooCommerce {
         }
         let mut outcomes = Vec::with_capacity(discounts.len());
         for (discount, item) in discounts.iter().zip(items) {
-            let error: Option<WcError> = item
-                .get("error")
-                .and_then(|e| serde_json::from_value(e.clone()).ok());
-            let outcome = match (error, item["id"].as_u64()) {
-                (None, Some(id)) if id > 0 => PushOutcome::Created {
-                    store_discount_id: id.to_string(),
-                },
-                (Some(error), _) if error.code == TAKEN => {
-                    let held = self
-                        .coupons_by_code(integration, api, &discount.code)
-                        .await?;
-                    match held.iter().find(|c| c.has_ref(&discount.external_ref)) {
-                        Some(ours) => PushOutcome::Created {
-                            store_discount_id: ours.id.to_string(),
-                        },
-                        None => PushOutcome::AlreadyExists {
-                            message: format!("code {} already exists in the store", discount.code),
-                        },
-                    }
-                }
-                (Some(error), _) => PushOutcome::Failed {
-                    message: format!(
-                        "{STORE} refused code {}: {} ({})",
-                        discount.code, error.message, error.code
-                    ),
-                    retryable: error.status() >= 500,
-                },
-                (None, _) => PushOutcome::Failed {
-                    message: format!("{STORE} did not confirm code {}", discount.code),
-                    retryable: true,
-                },
-            };
-            outcomes.push(outcome);
+            outcomes.push(self.item_outcome(integration, api, discount, &item).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Changes the coupons `edits` names (`(discount, coupon id)`) in one batch call.
+    async fn update_batch(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        edits: &[(&Discount, u64)],
+    ) -> Result<Vec<PushOutcome>, AdapterError> {
+        let body = json!({ "update": edits.iter().map(|(d, id)| update_body(d, *id).unwrap_or(Value::Null)).collect::<Vec<_>>() });
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::POST,
+                "/coupons/batch",
+                &[],
+                Some(&body),
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon batch"));
+        }
+        let answer: Value = reply.json(STORE)?;
+        let items = answer["update"].as_array().cloned().unwrap_or_default();
+        if items.len() != edits.len() {
+            return Err(AdapterError::Unavailable(format!(
+                "{STORE} answered {} results for {} coupons",
+                items.len(),
+                edits.len()
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(edits.len());
+        for ((discount, _), item) in edits.iter().zip(items) {
+            outcomes.push(self.item_outcome(integration, api, discount, &item).await?);
+        }
+        Ok(outcomes)
+    }
+
+    /// What one item of a batch answer (a coupon, or `{"id", "error"}`) means for `discount`. A
+    /// code WooCommerce reports taken is ours when the coupon holding it carries our ref.
+    async fn item_outcome(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        discount: &Discount,
+        item: &Value,
+    ) -> Result<PushOutcome, AdapterError> {
+        let error: Option<WcError> = item
+            .get("error")
+            .and_then(|e| serde_json::from_value(e.clone()).ok());
+        Ok(match (error, item["id"].as_u64()) {
+            (None, Some(id)) if id > 0 => PushOutcome::Created {
+                store_discount_id: id.to_string(),
+            },
+            (Some(error), _) if error.code == TAKEN => {
+                let held = self
+                    .coupons_by_code(integration, api, &discount.code)
+                    .await?;
+                match held.iter().find(|c| c.has_ref(&discount.external_ref)) {
+                    Some(ours) => PushOutcome::Created {
+                        store_discount_id: ours.id.to_string(),
+                    },
+                    None => PushOutcome::AlreadyExists {
+                        message: format!("code {} already exists in the store", discount.code),
+                    },
+                }
+            }
+            (Some(error), _) => PushOutcome::Failed {
+                message: format!(
+                    "{STORE} refused code {}: {} ({})",
+                    discount.code, error.message, error.code
+                ),
+                retryable: error.status() >= 500,
+            },
+            (None, _) => PushOutcome::Failed {
+                message: format!("{STORE} did not confirm code {}", discount.code),
+                retryable: true,
+            },
+        })
     }
 
     /// A REST v3 order, read as a webhook's body is (the same shape).
@@ -278,6 +333,24 @@ fn coupon_body(discount: &Discount) -> Result<Value, String> {
     }))
 }
 
+/// The coupon `id` as an update makes it: `coupon_body`'s fields, with values instead of the
+/// nulls the REST controller would skip, and published (a disabled coupon is a draft).
+fn update_body(discount: &Discount, id: u64) -> Result<Value, String> {
+    let mut body = coupon_body(discount)?;
+    let terms = &discount.terms;
+    body["id"] = json!(id);
+    body["status"] = json!("publish");
+    body["usage_limit"] = json!(terms.usage_limit.max(0));
+    body["usage_limit_per_user"] = json!(i32::from(terms.once_per_customer));
+    if terms.ends_at.is_none()
+        && let Some(fields) = body.as_object_mut()
+    {
+        fields.remove("date_expires_gmt");
+        fields.insert("date_expires".to_owned(), json!(""));
+    }
+    Ok(body)
+}
+
 #[tonic::async_trait]
 impl StoreAdapter for WooCommerce {
     async fn create_discounts(
@@ -314,6 +387,66 @@ impl StoreAdapter for WooCommerce {
                 code: d.code.clone(),
                 outcome: outcome.unwrap_or(PushOutcome::Failed {
                     message: format!("{STORE} did not confirm code {}", d.code),
+                    retryable: true,
+                }),
+            })
+            .collect())
+    }
+
+    async fn update_discounts(
+        &self,
+        integration: &IntegrationRow,
+        updates: &[DiscountUpdate],
+    ) -> Result<Vec<PushResult>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let mut outcomes: Vec<Option<PushOutcome>> = vec![None; updates.len()];
+        let mut edits: Vec<(usize, u64)> = Vec::new();
+        let mut creates: Vec<usize> = Vec::new();
+        for (i, update) in updates.iter().enumerate() {
+            if let Err(message) = coupon_body(&update.discount) {
+                outcomes[i] = Some(PushOutcome::Failed {
+                    message,
+                    retryable: false,
+                });
+                continue;
+            }
+            let held = self
+                .coupons_by_code(integration, &api, &update.previous_code)
+                .await?;
+            match held
+                .iter()
+                .find(|c| c.has_ref(&update.discount.external_ref))
+            {
+                Some(ours) => edits.push((i, ours.id)),
+                // Not ours, or gone (an earlier try renamed it): created as a push would be.
+                None => creates.push(i),
+            }
+        }
+        for chunk in edits.chunks(BATCH) {
+            let batch: Vec<(&Discount, u64)> = chunk
+                .iter()
+                .map(|&(i, id)| (&updates[i].discount, id))
+                .collect();
+            let answers = self.update_batch(integration, &api, &batch).await?;
+            for (&(i, _), outcome) in chunk.iter().zip(answers) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        for chunk in creates.chunks(BATCH) {
+            let batch: Vec<&Discount> = chunk.iter().map(|&i| &updates[i].discount).collect();
+            let answers = self.create_batch(integration, &api, &batch).await?;
+            for (&i, outcome) in chunk.iter().zip(answers) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(updates
+            .iter()
+            .zip(outcomes)
+            .map(|(u, outcome)| PushResult {
+                code: u.discount.code.clone(),
+                outcome: outcome.unwrap_or(PushOutcome::Failed {
+                    message: format!("{STORE} did not confirm code {}", u.discount.code),
                     retryable: true,
                 }),
             })
@@ -493,8 +626,8 @@ mod tests {
     use tracking_api::common::v1::Provider;
 
     use super::*;
-    use crate::adapters::mock::{self, MockStore};
-    use crate::adapters::test_discount;
+    use crate::adapters::mock::{self, MockStore, Recorded};
+    use crate::adapters::{test_discount, test_update};
     use crate::domain::discount::Money;
 
     fn setup(store: &MockStore) -> (WooCommerce, IntegrationRow) {
@@ -797,22 +930,172 @@ mod tests {
     #[tokio::test]
     async fn a_slow_or_failing_store_is_unavailable() {
         let store = MockStore::start(|_| {
-            mock::Reply::json(200, json!({ "create": [] })).after(Duration::from_secs(5))
+            mock::Reply::json(200, json!({ "create": [] })).after(mock::SLOWER_THAN_TIMEOUT)
         })
         .await;
         let (woo, integration) = setup(&store);
-        let started = Instant::now();
-        let result = woo
-            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
-            .await;
-        assert!(matches!(result, Err(AdapterError::Unavailable(_))));
-        assert!(started.elapsed() < Duration::from_secs(3));
+        mock::assert_unavailable_promptly(
+            woo.create_discounts(&integration, &[test_discount("MIA20", "code-1")]),
+        )
+        .await;
+        mock::assert_unavailable_promptly(
+            woo.update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")]),
+        )
+        .await;
 
         let down = MockStore::start(|_| mock::Reply::json(503, json!({}))).await;
         let (woo, integration) = setup(&down);
         let result = woo.fetch_order(&integration, "1").await;
         assert!(matches!(result, Err(AdapterError::Unavailable(_))));
         assert_eq!(down.requests().len(), 3, "every attempt was made");
+    }
+
+    /// A store holding `mia20` (coupon 7) and `old` (coupon 8) under `code-1`, `brands` (9) under
+    /// another ref, and `theirs` (10) under another ref; it applies batch updates and creates
+    /// (coupon 100), refusing `THEIRS` as taken.
+    fn coupons_api(request: &Recorded) -> mock::Reply {
+        if request.route() == "POST /wp-json/wc/v3/coupons/batch" {
+            let body = request.json();
+            let answer = |items: &Value, id: Option<u64>| -> Vec<Value> {
+                items
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| match c["code"].as_str() {
+                        Some("THEIRS") => taken_item(),
+                        code => coupon(
+                            id.or(c["id"].as_u64()).unwrap_or_default(),
+                            code.unwrap_or_default(),
+                            "code-1",
+                            c["status"].as_str().unwrap_or("publish"),
+                        ),
+                    })
+                    .collect()
+            };
+            return mock::Reply::json(
+                200,
+                json!({ "update": answer(&body["update"], None), "create": answer(&body["create"], Some(100)) }),
+            );
+        }
+        let held = match request.param("code") {
+            Some("mia20") => vec![coupon(7, "mia20", "code-1", "draft")],
+            Some("OLD") => vec![coupon(8, "old", "code-1", "publish")],
+            Some("BRANDS") => vec![coupon(9, "brands", "brand-sale", "publish")],
+            Some("THEIRS") => vec![coupon(10, "theirs", "other", "publish")],
+            _ => Vec::new(),
+        };
+        mock::Reply::json(200, json!(held))
+    }
+
+    #[tokio::test]
+    async fn updates_a_coupon_in_place_clearing_with_values() {
+        let store = MockStore::start(coupons_api).await;
+        let (woo, integration) = setup(&store);
+        let mut update = test_update("mia20", "MIA25", "code-1");
+        update.discount.terms.value = Some(DiscountValue::Fixed(Money {
+            amount_minor: 550,
+            currency: "EUR".to_owned(),
+        }));
+        update.discount.terms.category_ids = vec!["9".to_owned()];
+        let results = woo
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].code, "MIA25");
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "7".to_owned()
+            }
+        );
+        let lookup = &store.requests_to("GET /wp-json/wc/v3/coupons")[0];
+        assert_eq!(lookup.param("code"), Some("mia20"));
+        assert_eq!(lookup.param("status"), Some("any"));
+        let batches = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
+        assert_eq!(batches.len(), 1);
+        let body = batches[0].json();
+        assert!(body.get("create").is_none(), "{body}");
+        let coupon = &body["update"][0];
+        assert_eq!(coupon["id"], 7);
+        assert_eq!(coupon["code"], "MIA25");
+        assert_eq!(coupon["status"], "publish");
+        assert_eq!(coupon["discount_type"], "fixed_cart");
+        assert_eq!(coupon["amount"], "5.50");
+        assert_eq!(coupon["product_categories"], json!([9]));
+        assert_eq!(coupon["product_ids"], json!([]));
+        assert_eq!(coupon["usage_limit"], 0);
+        assert_eq!(coupon["usage_limit_per_user"], 0);
+        assert_eq!(coupon["minimum_amount"], "");
+        assert_eq!(coupon["date_expires"], "");
+        assert!(coupon.get("date_expires_gmt").is_none(), "{coupon}");
+        assert_eq!(coupon["meta_data"][0]["value"], "code-1");
+    }
+
+    #[tokio::test]
+    async fn an_update_to_a_taken_code_is_already_exists_and_a_missing_code_is_created() {
+        let store = MockStore::start(coupons_api).await;
+        let (woo, integration) = setup(&store);
+        let results = woo
+            .update_discounts(
+                &integration,
+                &[
+                    test_update("OLD", "THEIRS", "code-1"),
+                    test_update("GONE", "NEW1", "code-1"),
+                    test_update("BRANDS", "NEW2", "code-1"),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(results[0].outcome, PushOutcome::AlreadyExists { .. }),
+            "{results:?}"
+        );
+        for result in &results[1..] {
+            assert_eq!(
+                result.outcome,
+                PushOutcome::Created {
+                    store_discount_id: "100".to_owned()
+                }
+            );
+        }
+        let batches = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
+        assert_eq!(batches.len(), 2);
+        assert_eq!(
+            batches[0].json()["update"]
+                .as_array()
+                .map(|items| items.iter().map(|c| c["id"].clone()).collect::<Vec<_>>()),
+            Some(vec![json!(8)]),
+            "only our own coupon is changed"
+        );
+        assert_eq!(
+            batches[1].json()["create"]
+                .as_array()
+                .map(|items| items.iter().map(|c| c["code"].clone()).collect::<Vec<_>>()),
+            Some(vec![json!("NEW1"), json!("NEW2")])
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_limited_updates_are_retried() {
+        let store = MockStore::start(|request| {
+            if request.seq == 0 {
+                mock::Reply::json(
+                    429,
+                    json!({ "code": "too_many_requests", "message": "Too many requests" }),
+                )
+                .header("Retry-After", "0")
+            } else {
+                coupons_api(request)
+            }
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let results = woo
+            .update_discounts(&integration, &[test_update("mia20", "MIA25", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
+        assert_eq!(store.requests().len(), 3);
     }
 
     fn order_json(id: u64, status: &str) -> Value {

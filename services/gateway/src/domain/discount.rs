@@ -55,6 +55,24 @@ pub struct Discount {
     pub terms: Terms,
 }
 
+/// One code the store holds (pushed earlier) to change in place: its code, title and terms become
+/// `discount`'s. `discount.external_ref` is the ref the previous code was pushed with: a store
+/// changes only a previous code it holds under that ref.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscountUpdate {
+    /// The code as the store holds it now, matched case-insensitively.
+    pub previous_code: String,
+    /// What it becomes; `discount.code` may equal the previous code (only the terms change).
+    pub discount: Discount,
+}
+
+impl DiscountUpdate {
+    /// Whether the code itself changes (not only its case-insensitive twin or the terms).
+    pub fn renames(&self) -> bool {
+        !self.previous_code.eq_ignore_ascii_case(&self.discount.code)
+    }
+}
+
 /// What the store did with one pushed code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -138,28 +156,52 @@ pub fn validate_code(field: &str, code: &str, caps: &Capabilities) -> Result<(),
 pub fn validate_discounts(caps: &Capabilities, discounts: &[Discount]) -> Result<(), Error> {
     validate_batch("discounts", discounts.len())?;
     for (i, discount) in discounts.iter().enumerate() {
-        let field = |name: &str| format!("discounts[{i}].{name}");
-        validate_code(&field("code"), &discount.code, caps)?;
-        let ref_len = discount.external_ref.chars().count();
-        if ref_len == 0 || ref_len > MAX_EXTERNAL_REF {
-            // Required: an empty ref would make every empty-ref push of a taken code look like a
-            // retry, and two owners could share one code.
-            return Err(Error::invalid(
-                &field("external_ref"),
-                format!("must be 1..={MAX_EXTERNAL_REF} characters"),
-            ));
-        }
-        if discount.title.chars().count() > MAX_TITLE
-            || discount.title.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                &field("title"),
-                format!("at most {MAX_TITLE} characters, no control characters"),
-            ));
-        }
-        validate_terms(&field, &discount.terms)?;
+        validate_discount(&format!("discounts[{i}]"), discount, caps)?;
     }
     Ok(())
+}
+
+/// Checks every update of an UpdateDiscounts call for the provider's store (`caps`): the previous
+/// code as a code of that store, the new discount as a push's. Errors name the field with the
+/// update's index, e.g. `updates[3].previous_code` or `updates[3].discount.code`. A previous code
+/// may appear once per call: two changes of one code at once have no order to apply them in.
+pub fn validate_updates(caps: &Capabilities, updates: &[DiscountUpdate]) -> Result<(), Error> {
+    validate_batch("updates", updates.len())?;
+    let mut seen = std::collections::HashSet::with_capacity(updates.len());
+    for (i, update) in updates.iter().enumerate() {
+        let field = format!("updates[{i}].previous_code");
+        validate_code(&field, &update.previous_code, caps)?;
+        if !seen.insert(update.previous_code.to_ascii_lowercase()) {
+            return Err(Error::invalid(
+                &field,
+                format!("{} is updated twice in one call", update.previous_code),
+            ));
+        }
+        validate_discount(&format!("updates[{i}].discount"), &update.discount, caps)?;
+    }
+    Ok(())
+}
+
+/// Checks one discount; `prefix` names it in errors (`discounts[1]`, `updates[0].discount`).
+fn validate_discount(prefix: &str, discount: &Discount, caps: &Capabilities) -> Result<(), Error> {
+    let field = |name: &str| format!("{prefix}.{name}");
+    validate_code(&field("code"), &discount.code, caps)?;
+    let ref_len = discount.external_ref.chars().count();
+    if ref_len == 0 || ref_len > MAX_EXTERNAL_REF {
+        // Required: an empty ref would make every empty-ref push of a taken code look like a
+        // retry, and two owners could share one code.
+        return Err(Error::invalid(
+            &field("external_ref"),
+            format!("must be 1..={MAX_EXTERNAL_REF} characters"),
+        ));
+    }
+    if discount.title.chars().count() > MAX_TITLE || discount.title.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            &field("title"),
+            format!("at most {MAX_TITLE} characters, no control characters"),
+        ));
+    }
+    validate_terms(&field, &discount.terms)
 }
 
 fn validate_terms(field: &impl Fn(&str) -> String, terms: &Terms) -> Result<(), Error> {
@@ -326,6 +368,44 @@ mod tests {
             .collect();
         assert_eq!(field_of(validate_discounts(&caps, &many)), "discounts");
         assert!(validate_discounts(&caps, &many[..MAX_BATCH]).is_ok());
+    }
+
+    fn update(previous: &str, code: &str) -> DiscountUpdate {
+        DiscountUpdate {
+            previous_code: previous.to_owned(),
+            discount: discount(code),
+        }
+    }
+
+    #[test]
+    fn updates_name_the_field_and_index() {
+        let caps = sandbox();
+        assert!(
+            validate_updates(&caps, &[update("MIA20", "MIA25"), update("JOSE", "JOSE")]).is_ok()
+        );
+        let check =
+            |second: DiscountUpdate| field_of(validate_updates(&caps, &[update("A", "B"), second]));
+        assert_eq!(check(update("", "C")), "updates[1].previous_code");
+        assert_eq!(check(update("C.1", "C")), "updates[1].previous_code");
+        assert_eq!(
+            check(update("a", "C")),
+            "updates[1].previous_code",
+            "A twice"
+        );
+        assert_eq!(check(update("C", "")), "updates[1].discount.code");
+        let mut no_ref = update("C", "D");
+        no_ref.discount.external_ref.clear();
+        assert_eq!(check(no_ref), "updates[1].discount.external_ref");
+        let mut too_much = update("C", "D");
+        too_much.discount.terms.value = Some(DiscountValue::PercentBps(10_001));
+        assert_eq!(check(too_much), "updates[1].discount.percent_bps");
+        assert_eq!(field_of(validate_updates(&caps, &[])), "updates");
+    }
+
+    #[test]
+    fn a_change_of_case_is_not_a_rename() {
+        assert!(!update("mia20", "MIA20").renames());
+        assert!(update("MIA20", "MIA25").renames());
     }
 
     #[test]

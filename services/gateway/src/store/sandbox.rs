@@ -104,6 +104,42 @@ pub async fn held(
     .await?)
 }
 
+#[derive(QueryableByName)]
+struct RenamedCode {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Changes the held code `lower_previous` that carries `code.external_ref` into `code` (its text,
+/// title and terms), active again, and returns its id; `None` when the store holds no such code
+/// under that ref. A new text held by another row is [`DbError::UniqueViolation`] on
+/// `sandbox_discounts_code`, and changes nothing.
+#[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id))]
+pub async fn rename(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    lower_previous: &str,
+    code: NewCode<'_>,
+) -> Result<Option<i64>, DbError> {
+    let rows: Vec<RenamedCode> = diesel::sql_query(
+        "update sandbox_discounts \
+         set code = $4, title = $5, terms = $6, active = true, disabled_at = null \
+         where brand_id = $1 and integration_id = $2 and lower(code) = $3 and external_ref = $7 \
+         returning id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(lower_previous)
+    .bind::<Text, _>(code.code)
+    .bind::<Text, _>(code.title)
+    .bind::<Jsonb, _>(code.terms)
+    .bind::<Text, _>(code.external_ref)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|row| row.id))
+}
+
 /// Makes disabled codes active again.
 #[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = ids.len()))]
 pub async fn reactivate(
