@@ -9,7 +9,7 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracking_api::gateway::v1::{DisableOutcome, PushOutcome};
+use tracking_api::gateway::v1::{DisableOutcome, DiscountUpdate, PushOutcome};
 use tracking_api::mint::v1::CodeEventKind;
 
 use crate::context::Shared;
@@ -65,6 +65,26 @@ pub(crate) async fn push_codes(
     plan_of: &HashMap<(i64, i64), Plan>,
     codes: &[Code],
 ) -> Outcome {
+    send_codes(shared, plan_of, codes, None).await
+}
+
+/// Changes the store's discount that holds `previous` into `code` (a brand's edit), in place,
+/// and sorts the answer like a push's.
+pub(crate) async fn rename_code(
+    shared: &Shared,
+    plan_of: &HashMap<(i64, i64), Plan>,
+    code: &Code,
+    previous: &str,
+) -> Outcome {
+    send_codes(shared, plan_of, std::slice::from_ref(code), Some(previous)).await
+}
+
+async fn send_codes(
+    shared: &Shared,
+    plan_of: &HashMap<(i64, i64), Plan>,
+    codes: &[Code],
+    previous: Option<&str>,
+) -> Outcome {
     let mut outcome = Outcome::default();
     let Some(first) = codes.first() else {
         return outcome;
@@ -85,11 +105,24 @@ pub(crate) async fn push_codes(
     if specs.is_empty() {
         return outcome;
     }
-    match shared
-        .stores
-        .push(first.brand_id, first.integration_id, specs)
-        .await
-    {
+    let (brand_id, integration_id) = (first.brand_id, first.integration_id);
+    let answered = match previous {
+        None => shared.stores.push(brand_id, integration_id, specs).await,
+        Some(previous) => {
+            let updates = specs
+                .into_iter()
+                .map(|spec| DiscountUpdate {
+                    previous_code: previous.to_owned(),
+                    discount: Some(spec),
+                })
+                .collect();
+            shared
+                .stores
+                .update(brand_id, integration_id, updates)
+                .await
+        }
+    };
+    match answered {
         Ok(results) => {
             for (code, result) in sent.into_iter().zip(results) {
                 match PushOutcome::try_from(result.outcome) {

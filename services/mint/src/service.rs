@@ -15,7 +15,7 @@ use crate::domain::{Code, CodeStatus, Failure, Plan, Profile};
 use crate::error::Error;
 use crate::events;
 use crate::minter::{Key, Minted, Minter};
-use crate::pusher::push_codes;
+use crate::pusher::rename_code;
 use crate::random::SecureRandom;
 use crate::store::failures::FailureRow;
 use crate::store::{codes, failures, notify_work, projection};
@@ -193,7 +193,8 @@ impl MintService {
                 .await?
                 .ok_or_else(taken)?;
                 let plans = HashMap::from([((plan.brand_id, plan.id), plan.clone())]);
-                let outcome = push_codes(shared, &plans, std::slice::from_ref(&renamed)).await;
+                // The store's discount is renamed in place (its usage so far stays with it).
+                let outcome = rename_code(shared, &plans, &renamed, &old_text).await;
                 if !outcome.collided.is_empty() {
                     return Err(Error::AlreadyExists(format!(
                         "the store already has code {new_code}"
@@ -215,9 +216,13 @@ impl MintService {
                         "the store refused code {new_code}: {error}"
                     )));
                 }
-                // The old code must stop working at the store.
-                codes::queue_store_disable(conn, brand_id, code.integration_id, &old_text).await?;
-                notify_work(conn).await?;
+                if outcome.created.is_empty() {
+                    // The store could not be asked now: the pusher creates the new code later,
+                    // and the old one must stop working there.
+                    codes::queue_store_disable(conn, brand_id, code.integration_id, &old_text)
+                        .await?;
+                    notify_work(conn).await?;
+                }
                 let event = events::code(CodeEventKind::Changed, &code, &shared.public_base_url);
                 tracking_events::append(conn, &[event]).await?;
                 Ok(code)

@@ -1,12 +1,14 @@
 //! What CodeMintService asks ProviderGateway: each provider's code rules, each integration's
-//! details (for affiliate links), and pushing or disabling codes at the store. Calls are made on
+//! details (for affiliate links), and pushing, updating or disabling codes at the store. Calls are made on
 //! the brand's behalf with a service token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::{Capabilities, DisableResult, DiscountSpec, PushResult};
+use tracking_api::gateway::v1::{
+    Capabilities, DisableResult, DiscountSpec, DiscountUpdate, PushResult,
+};
 use tracking_clients::{GatewayClient, ServiceTokens};
 use tracking_pattern::Rules;
 
@@ -79,6 +81,19 @@ impl Stores {
         Ok(self
             .gateway
             .push_discounts(&self.tokens.for_brand(brand_id), integration_id, discounts)
+            .await?)
+    }
+
+    /// Changes the store's discounts holding `previous_code`s in place (a brand's code edit).
+    pub async fn update(
+        &self,
+        brand_id: i64,
+        integration_id: i64,
+        updates: Vec<DiscountUpdate>,
+    ) -> Result<Vec<PushResult>, Error> {
+        Ok(self
+            .gateway
+            .update_discounts(&self.tokens.for_brand(brand_id), integration_id, updates)
             .await?)
     }
 

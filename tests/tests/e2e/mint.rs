@@ -866,14 +866,12 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
             .map(|h| (h.from_code.as_str(), h.reason.as_str())),
         Some(("ANA20", "manual"))
     );
-    let store = eventually("old code disabled at the store", || async {
-        let store = store_codes(&suite, &token, s.integration).await;
-        store
-            .contains(&("ANA20".to_owned(), false))
-            .then_some(store)
-    })
-    .await;
-    assert!(store.contains(&("ANAVIP".to_owned(), true)));
+    // The store's discount was renamed in place (UpdateDiscounts): no second discount, and the
+    // old code is gone from the store.
+    let store = store_codes(&suite, &token, s.integration).await;
+    assert!(store.contains(&("ANAVIP".to_owned(), true)), "{store:?}");
+    assert_eq!(store.len(), 2, "{store:?}");
+    assert!(!store.iter().any(|(code, _)| code == "ANA20"), "{store:?}");
 
     // The store refusing the new code leaves the old one in place.
     suite
@@ -905,6 +903,51 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
         .await
         .map(|r| r.into_inner().code.unwrap_or_default().code);
     assert_eq!(unchanged.ok().as_deref(), Some("ANAVIP"));
+
+    // An edit while the store is down: the code waits, then the new code is created at the store
+    // and the old one disabled there.
+    let outage = |down: bool| {
+        let mut gateway = suite.gateway();
+        let token = token.clone();
+        async move {
+            gateway
+                .set_sandbox_outage(authed(
+                    SetSandboxOutageRequest {
+                        integration_id: s.integration,
+                        down,
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    outage(true).await;
+    let waiting = suite
+        .mint()
+        .update_code(authed(
+            UpdateCodeRequest {
+                code_id: ana.id,
+                code: "anadown".into(),
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().code.unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (waiting.code.as_str(), waiting.status),
+        ("ANADOWN", CodeStatus::Pending as i32)
+    );
+    outage(false).await;
+    let store = eventually("new code pushed, old disabled", || async {
+        let store = store_codes(&suite, &token, s.integration).await;
+        (store.contains(&("ANADOWN".to_owned(), true))
+            && store.contains(&("ANAVIP".to_owned(), false)))
+        .then_some(store)
+    })
+    .await;
+    assert_eq!(store.len(), 4, "ANAVIP, BO20, TAKEN1, ANADOWN: {store:?}");
 }
 
 #[tokio::test]
