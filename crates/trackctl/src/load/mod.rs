@@ -114,16 +114,24 @@ pub struct Recorder {
 
 struct Recorded {
     latency: Histogram<u64>,
+    /// The same latencies split by outcome ("ok" or the error's code): under overload, refused
+    /// calls must be fast and admitted ones within their target, which one histogram hides.
+    by_outcome: BTreeMap<String, Histogram<u64>>,
     ok: u64,
     errors: BTreeMap<String, u64>,
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 µs .. 60 s, 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
 impl Recorder {
     pub fn new() -> anyhow::Result<Self> {
         Ok(Self {
             inner: Arc::new(Mutex::new(Recorded {
-                // 1 µs .. 60 s, 3 significant digits.
-                latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+                latency: histogram()?,
+                by_outcome: BTreeMap::new(),
                 ok: 0,
                 errors: BTreeMap::new(),
             })),
@@ -143,6 +151,15 @@ impl Recorder {
                 .unwrap_or(u64::MAX)
                 .clamp(1, 60_000_000);
             let _ = r.latency.record(micros);
+            let outcome = error.clone().unwrap_or_else(|| "ok".to_owned());
+            if !r.by_outcome.contains_key(&outcome)
+                && let Ok(fresh) = histogram()
+            {
+                r.by_outcome.insert(outcome.clone(), fresh);
+            }
+            if let Some(h) = r.by_outcome.get_mut(&outcome) {
+                let _ = h.record(micros);
+            }
             match error {
                 None => r.ok += units,
                 Some(code) => *r.errors.entry(code).or_default() += units,
@@ -271,6 +288,8 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// Latency percentiles per outcome ("ok", or an error's code).
+    pub by_outcome: BTreeMap<String, Percentiles>,
     pub verified: bool,
     pub notes: Vec<String>,
     /// Path-specific figures, added to the JSON object.
@@ -279,13 +298,21 @@ pub struct Summary {
 
 impl Summary {
     pub fn from(path: &str, recorder: &Recorder, elapsed: Duration) -> Summary {
-        let (latency, ok, errors) = recorder
+        let (latency, by_outcome, ok, errors) = recorder
             .inner
             .lock()
-            .map(|r| (r.latency.clone(), r.ok, r.errors.clone()))
+            .map(|r| {
+                let by_outcome = r
+                    .by_outcome
+                    .iter()
+                    .map(|(outcome, h)| (outcome.clone(), Percentiles::of(h)))
+                    .collect();
+                (r.latency.clone(), by_outcome, r.ok, r.errors.clone())
+            })
             .unwrap_or_else(|_| {
                 (
                     Histogram::new(3).unwrap_or_else(|_| unreachable!()),
+                    BTreeMap::new(),
                     0,
                     BTreeMap::new(),
                 )
@@ -302,6 +329,7 @@ impl Summary {
             p99_ms: p.p99,
             p999_ms: p.p999,
             max_ms: p.max,
+            by_outcome,
             verified: false,
             notes: Vec::new(),
             extra: serde_json::Map::new(),
@@ -326,6 +354,14 @@ impl Summary {
             "  latency ms    p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
         );
+        if self.by_outcome.len() > 1 {
+            for (outcome, p) in &self.by_outcome {
+                println!(
+                    "    {outcome:<11} p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+                    p.p50, p.p90, p.p99, p.p999, p.max
+                );
+            }
+        }
         if self.errors.is_empty() {
             println!("  errors        none");
         } else {
@@ -353,6 +389,11 @@ impl Summary {
                 "p99_ms": self.p99_ms,
                 "p999_ms": self.p999_ms,
                 "max_ms": self.max_ms,
+                "latency_by_outcome": self.by_outcome.iter().map(|(outcome, p)| {
+                    (outcome.clone(), serde_json::json!({
+                        "p50_ms": p.p50, "p99_ms": p.p99, "p999_ms": p.p999, "max_ms": p.max,
+                    }))
+                }).collect::<serde_json::Map<_, _>>(),
                 "elapsed_s": self.elapsed.as_secs_f64(),
                 "verified": self.verified,
             });
