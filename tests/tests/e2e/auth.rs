@@ -69,9 +69,18 @@ async fn every_rpc_refuses_missing_and_bad_tokens() {
         None,
         Duration::from_secs(60),
     );
-    let mut forged = brand(1);
-    forged.pop();
-    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    // The signature's first character changed: always another signature (the last character
+    // carries padding bits a decoder may ignore, and must not be the one changed).
+    let genuine = brand(1);
+    let at = genuine.rfind('.').map_or(0, |dot| dot + 1);
+    let mut forged = genuine.clone();
+    let swapped = if genuine[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    forged.replace_range(at..at + 1, swapped);
+    assert_ne!(forged, genuine);
     for path in every_rpc() {
         for (what, token) in [
             ("missing", None),
