@@ -138,6 +138,8 @@ pub fn valid_registration(provider: Provider, name: &str) -> RegisterIntegration
             ("client_secret", "secret"),
             ("refresh_token", "Atzr|x"),
             ("profile_id", "123"),
+            ("advertiser_id", "987"),
+            ("publisher_id", "pub-1"),
         ],
         Provider::Ast | Provider::Sandbox | Provider::Unspecified => &[],
     };
