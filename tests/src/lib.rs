@@ -46,6 +46,8 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         public_base_url: "http://links.test".to_owned(),
         mint_workers: 2,
         order_poll_interval: Duration::from_millis(500),
+        // Tests import Amazon reports explicitly (ImportAmazonReport).
+        amazon_report_interval: Duration::from_secs(3600),
         tls: tracking_server::tls::TlsArgs::default(),
     }
 }
