@@ -327,6 +327,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn other_providers_have_no_tags_or_reports() {
+        let db = Database::new(
+            "postgres://postgres@127.0.0.1:5432/unused",
+            crate::SCHEMA,
+            PoolOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let sealer = mock::sealer();
+        let http =
+            StoreHttp::new(mock::fast_http(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let ads = AmazonAds::new(db, AmazonAttribution::new(http));
+        let sandbox = mock::integration(&sealer, Provider::Sandbox, "", &[]);
+        let tags = ads.tags(&sandbox, &[subject(1, 2)]).await;
+        assert!(
+            matches!(&tags, Err(Error::FailedPrecondition(why)) if why.starts_with("PROVIDER_SANDBOX")),
+            "{tags:?}"
+        );
+        let import = ads.import(&sandbox, (day(1), day(2))).await;
+        assert!(
+            matches!(import, Err(Error::FailedPrecondition(_))),
+            "{import:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn amazon_unreachable_stores_no_tag() {
         let store = MockStore::start(|_| mock::Reply::empty(503)).await;
         let s = setup(&store).await;

@@ -383,6 +383,14 @@ mod tests {
         (AmazonAttribution::new(http), integration)
     }
 
+    fn any_ids() -> TagIds {
+        TagIds {
+            campaign_id: "c".to_owned(),
+            ad_group_id: "a".to_owned(),
+            creative_id: "x".to_owned(),
+        }
+    }
+
     fn token() -> mock::Reply {
         mock::Reply::json(
             200,
@@ -539,13 +547,24 @@ mod tests {
         })
         .await;
         let (amazon, integration) = setup(&store);
-        let ids = TagIds {
-            campaign_id: "c".to_owned(),
-            ad_group_id: "a".to_owned(),
-            creative_id: "x".to_owned(),
-        };
-        let result = amazon.creator_tags(&integration, &[ids]).await;
+        let result = amazon.creator_tags(&integration, &[any_ids()]).await;
         assert!(matches!(result, Err(AdapterError::Misconfigured(_))));
+    }
+
+    #[tokio::test]
+    async fn a_publisher_without_a_template_is_misconfiguration() {
+        let store = MockStore::start(|request| match request.path.as_str() {
+            "/auth/o2/token" => token(),
+            // Amazon answers only for the advertisers and publishers it knows.
+            _ => mock::Reply::json(200, json!({ "advertiserAttributionTagMap": {} })),
+        })
+        .await;
+        let (amazon, integration) = setup(&store);
+        let result = amazon.creator_tags(&integration, &[any_ids()]).await;
+        assert!(
+            matches!(&result, Err(AdapterError::Misconfigured(why)) if why.contains("publisher pub-1")),
+            "{result:?}"
+        );
     }
 
     #[test]
