@@ -46,6 +46,8 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         public_base_url: "http://links.test".to_owned(),
         mint_workers: 2,
         order_poll_interval: Duration::from_millis(500),
+        // Tests import Amazon reports explicitly (ImportAmazonReport).
+        amazon_report_interval: Duration::from_secs(3600),
         tls: tracking_server::tls::TlsArgs::default(),
     }
 }
@@ -138,6 +140,8 @@ pub fn valid_registration(provider: Provider, name: &str) -> RegisterIntegration
             ("client_secret", "secret"),
             ("refresh_token", "Atzr|x"),
             ("profile_id", "123"),
+            ("advertiser_id", "987"),
+            ("publisher_id", "pub-1"),
         ],
         Provider::Ast | Provider::Sandbox | Provider::Unspecified => &[],
     };

@@ -1,6 +1,6 @@
 //! ProviderGateway as the other services see it: an integration's provider and capabilities (the
-//! one source of what a plan may contain), and pushing, updating or disabling discount codes at the
-//! store.
+//! one source of what a plan may contain), pushing, updating or disabling discount codes at the
+//! store, and creators' Amazon attribution tags.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -9,9 +9,9 @@ use tonic::transport::Channel;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::gateway::v1::{
-    Capabilities, DisableDiscountsRequest, DisableResult, DiscountSpec, DiscountUpdate,
-    GetCapabilitiesRequest, GetIntegrationRequest, Integration, PushDiscountsRequest, PushResult,
-    UpdateDiscountsRequest,
+    AttributionTag, AttributionTagSpec, Capabilities, CreateAttributionTagsRequest,
+    DisableDiscountsRequest, DisableResult, DiscountSpec, DiscountUpdate, GetCapabilitiesRequest,
+    GetIntegrationRequest, Integration, PushDiscountsRequest, PushResult, UpdateDiscountsRequest,
 };
 
 use crate::{ClientError, authorized, lazy_channel};
@@ -203,5 +203,38 @@ impl GatewayClient {
             )));
         }
         Ok(results)
+    }
+
+    /// The Amazon attribution tags of creators of the integration (made once at the gateway,
+    /// then answered as stored); one per requested creator, in order.
+    pub async fn create_attribution_tags(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+        tags: Vec<AttributionTagSpec>,
+    ) -> Result<Vec<AttributionTag>, ClientError> {
+        let expected = tags.len();
+        let request = authorized(
+            CreateAttributionTagsRequest {
+                integration_id,
+                tags,
+            },
+            bearer,
+        )?;
+        let tags = self
+            .client
+            .clone()
+            .create_attribution_tags(request)
+            .await
+            .map_err(|status| ClientError::from_status(SERVICE, status))?
+            .into_inner()
+            .tags;
+        if tags.len() != expected {
+            return Err(ClientError::Internal(format!(
+                "gateway answered {} tags for {expected} creators",
+                tags.len()
+            )));
+        }
+        Ok(tags)
     }
 }

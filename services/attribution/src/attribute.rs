@@ -33,6 +33,10 @@ impl Apply<OrderEvent> for Orders {
         _seq: i64,
         event: &'a OrderEvent,
     ) -> BoxFuture<'a, Result<(), DbError>> {
+        // Amazon Attribution report rows share the stream (see `amazon_reports`).
+        if let Some(row) = &event.report_row {
+            return Box::pin(crate::amazon_reports::apply(conn, event.brand_id, row));
+        }
         Box::pin(apply_order(conn, event))
     }
 }

@@ -2,11 +2,13 @@
 //! CodeMintService's and ProviderGateway's event streams into its own projections, serves the
 //! tracking-link redirect over HTTP, attributes each order (by code, else by click within the
 //! plan's window), follows it through refunds and cancellation, approves commissions after the
-//! holding period, and answers performance reads from aggregates kept current as it goes.
+//! holding period, applies Amazon Attribution's report rows to the creators' figures
+//! (`amazon_reports`), and answers performance reads from aggregates kept current as it goes.
 //!
 //! Reading order: `rpc` (handlers) → `attribute` (orders → conversions) → `domain` (rules) →
 //! `projection` (plans, campaigns, codes) → `links` (redirect, clicks) → `store` (queries).
 
+pub mod amazon_reports;
 pub mod attribute;
 pub mod convert;
 pub mod domain;
@@ -139,8 +141,9 @@ fn visitor_key(keys: &JwtKeys) -> Vec<u8> {
     keys.derive(b"tracking visitor hash v1")
 }
 
-/// Approves conversions whose holding period is over, every second, on every replica (rows are
-/// claimed with SKIP LOCKED, so replicas share the work).
+/// Approves conversions whose holding period is over (and Amazon report commissions whose day
+/// Amazon no longer revises), every second, on every replica (rows are claimed with SKIP LOCKED,
+/// so replicas share the work).
 async fn approve(db: Database, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -150,7 +153,9 @@ async fn approve(db: Database, shutdown: CancellationToken) {
         let result = async {
             let mut conn = db.conn().await?;
             conn.transaction::<_, DbError, _>(async |conn| {
-                attribute::approve_due(conn, chrono::Utc::now(), 500).await
+                let now = chrono::Utc::now();
+                Ok(attribute::approve_due(conn, now, 500).await?
+                    + amazon_reports::approve_due(conn, now.date_naive(), 500).await?)
             })
             .await
         }

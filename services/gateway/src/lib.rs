@@ -1,12 +1,14 @@
 //! ProviderGateway: the only part of the suite that talks to stores. It owns the brands' store
 //! integrations (credentials sealed at rest), the capability table, and pushes and disables
 //! discount codes at the stores through one adapter per provider (Shopify, WooCommerce,
-//! BigCommerce, Magento, and the sandbox store simulated inside the gateway).
+//! BigCommerce, Magento, and the sandbox store simulated inside the gateway). For Amazon Ads it
+//! makes creators' attribution tags and imports Amazon Attribution's reports (`amazon_ads`).
 //!
 //! Reading order: `rpc` (handlers, proto ↔ domain) → `domain` (rules) → `adapters` (stores) →
 //! `store` (queries).
 
 pub mod adapters;
+pub mod amazon_ads;
 pub mod crypto;
 pub mod domain;
 pub mod error;
@@ -49,6 +51,10 @@ pub struct GatewayArgs {
     /// How often stores without webhooks (Magento) are polled for new and changed orders.
     #[arg(long, env = "TRACKING_ORDER_POLL_INTERVAL", default_value = "60s", value_parser = tracking_server::parse_duration)]
     pub order_poll_interval: std::time::Duration,
+    /// How often each Amazon Ads integration's recent days of Amazon Attribution's report are
+    /// imported (again: Amazon revises them).
+    #[arg(long, env = "TRACKING_AMAZON_REPORT_INTERVAL", default_value = "1h", value_parser = tracking_server::parse_duration)]
+    pub amazon_report_interval: std::time::Duration,
 }
 
 /// The authenticated gRPC service, ready for the server kit.
@@ -66,12 +72,14 @@ pub fn grpc_service(
 
 /// Migrates the gateway's schema and builds the service on `database_url`, with the store
 /// adapters' default HTTP settings and the customer-hash key derived from the credentials key,
-/// and starts polling stores without webhooks every `order_poll_interval`.
+/// and starts polling stores without webhooks every `order_poll_interval` and importing Amazon
+/// Attribution's reports every `amazon_report_interval`.
 pub async fn start(
     database_url: &str,
     pool: tracking_db::PoolOptions,
     sealer: Sealer,
     order_poll_interval: std::time::Duration,
+    amazon_report_interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Gateway> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
@@ -82,6 +90,11 @@ pub async fn start(
         db,
         gateway.intake(),
         order_poll_interval,
+        shutdown.clone(),
+    ));
+    tokio::spawn(amazon_ads::run(
+        gateway.amazon_ads(),
+        amazon_report_interval,
         shutdown,
     ));
     Ok(gateway)

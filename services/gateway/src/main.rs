@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
                 ctx.pool,
                 sealer,
                 args.gateway.order_poll_interval,
+                args.gateway.amazon_report_interval,
                 ctx.shutdown,
             )
             .await?;

@@ -16,7 +16,9 @@ use tracking_server::streams::{self, ResponseStream};
 use tracking_server::{Claims, Role};
 
 use crate::adapters::{AdapterConfig, AdapterError, Adapters};
+use crate::amazon_ads::AmazonAds;
 use crate::crypto::Sealer;
+use crate::domain::amazon::{self, TagSubject};
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{
     self, DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, Money,
@@ -26,6 +28,7 @@ use crate::domain::integration::NewIntegration;
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::intake::{self, Incoming, Intake};
+use crate::store::amazon::TagRow;
 use crate::store::sandbox::StoredDiscount;
 use crate::store::{self, IntegrationRow, NewIntegrationRow, Registered};
 
@@ -38,6 +41,7 @@ pub struct Gateway {
     pub(crate) sealer: Sealer,
     pub(crate) adapters: Adapters,
     pub(crate) intake: Intake,
+    amazon: AmazonAds,
     log: EventLog,
 }
 
@@ -56,6 +60,7 @@ impl Gateway {
         let adapters = Adapters::new(db.clone(), sealer.clone(), adapters)?;
         Ok(Self {
             intake: Intake::new(db.clone(), sealer.clone(), adapters.clone()),
+            amazon: AmazonAds::new(db.clone(), adapters.amazon().clone()),
             log: EventLog::start(db.clone(), shutdown),
             adapters,
             db,
@@ -66,6 +71,11 @@ impl Gateway {
     /// The order intake (the HTTP routes share it).
     pub fn intake(&self) -> Intake {
         self.intake.clone()
+    }
+
+    /// Amazon Ads tags and report imports (the report importer shares it).
+    pub fn amazon_ads(&self) -> AmazonAds {
+        self.amazon.clone()
     }
 
     /// An integration of `brand_id` (another brand's is NOT_FOUND, as a missing one).
@@ -230,6 +240,18 @@ fn store_discount_to_proto(row: StoredDiscount) -> pb::StoreDiscount {
         active: row.active,
         created_at: Some(timestamp(row.created_at)),
         disabled_at: row.disabled_at.map(timestamp),
+    }
+}
+
+fn tag_to_proto(row: TagRow) -> pb::AttributionTag {
+    pb::AttributionTag {
+        campaign_id: row.campaign_id,
+        creator_id: row.creator_id,
+        tag: row.tag,
+        tag_campaign_id: row.tag_campaign_id,
+        tag_ad_group_id: row.tag_ad_group_id,
+        tag_creative_id: row.tag_creative_id,
+        created_at: Some(timestamp(row.created_at)),
     }
 }
 
@@ -656,6 +678,76 @@ impl ProviderGateway for Gateway {
             listed: listed as i64,
             accepted: outcome.accepted as i64,
             duplicates: outcome.duplicates as i64,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_attribution_tags(
+        &self,
+        request: Request<pb::CreateAttributionTagsRequest>,
+    ) -> Result<Response<pb::CreateAttributionTagsResponse>, Status> {
+        let brand_id = internal_scope(Claims::of(&request)?)?;
+        let req = request.into_inner();
+        let subjects: Vec<TagSubject> = req
+            .tags
+            .iter()
+            .map(|spec| TagSubject {
+                campaign_id: spec.campaign_id,
+                creator_id: spec.creator_id,
+            })
+            .collect();
+        amazon::validate_subjects("tags", &subjects)?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let tags = self.amazon.tags(&integration, &subjects).await?;
+        Ok(Response::new(pb::CreateAttributionTagsResponse {
+            tags: tags.into_iter().map(tag_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_amazon_report(
+        &self,
+        request: Request<pb::ImportAmazonReportRequest>,
+    ) -> Result<Response<pb::ImportAmazonReportResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let days = amazon::report_range(
+            &req.start_date,
+            &req.end_date,
+            chrono::Utc::now().date_naive(),
+        )?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let stored = self.amazon.import(&integration, days).await?;
+        Ok(Response::new(pb::ImportAmazonReportResponse {
+            reported: stored.reported as i64,
+            created: stored.created as i64,
+            revised: stored.revised as i64,
+            unchanged: stored.unchanged as i64,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_amazon_report_rows(
+        &self,
+        request: Request<pb::ListAmazonReportRowsRequest>,
+    ) -> Result<Response<pb::ListAmazonReportRowsResponse>, Status> {
+        let brand_id = Claims::of(&request)?.brand_scope()?;
+        let req = request.into_inner();
+        let page = Page::parse(req.page.as_ref())?;
+        let integration = self.integration(brand_id, req.integration_id).await?;
+        let rows = store::amazon::list_report_rows(
+            &self.db,
+            brand_id,
+            integration.id,
+            page.after,
+            page.fetch_limit(),
+        )
+        .await
+        .map_err(Error::from)?;
+        let (rows, page) = page.finish(rows, |row| row.id);
+        Ok(Response::new(pb::ListAmazonReportRowsResponse {
+            rows: rows.iter().map(|row| row.to_proto()).collect(),
+            page: Some(page),
         }))
     }
 }

@@ -16,7 +16,7 @@ use tracking_db::{Batching, GroupCommit};
 use tracking_pattern::{Pattern, Rules};
 
 use crate::context::Shared;
-use crate::domain::links::{affiliate_url, destination_url, tracking_url};
+use crate::domain::links::{affiliate_url, destination_url, tag_from_gateway, tracking_url};
 use crate::domain::render::{MAX_SUFFIX_ROUNDS, check_profile, render_code, suffixed};
 use crate::domain::{Code, CodeStatus, Failure, Plan, Profile, RosterStatus};
 use crate::error::Error;
@@ -320,7 +320,8 @@ fn new_code(
         plan_id: plan.id,
         integration_id: plan.integration_id,
         provider: plan.provider,
-        status: if code.is_some() {
+        // A code waits for the store, an Amazon link for the gateway's tag.
+        status: if code.is_some() || tag_from_gateway(plan.provider) {
             CodeStatus::Pending
         } else {
             CodeStatus::Active

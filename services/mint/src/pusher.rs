@@ -1,20 +1,23 @@
 //! Getting codes to the store and keeping them there: pending codes are pushed in batches per
 //! integration; a code the store already has for something else is suffixed and pushed again; a
 //! store that is down leaves codes pending, retried with backoff; disabled and replaced codes are
-//! deactivated at the store. Rows are taken `for update skip locked`, so replicas share the work.
+//! deactivated at the store. Amazon Ads links (no code) wait pending for the creator's attribution
+//! tag from the gateway the same way. Rows are taken `for update skip locked`, so replicas share
+//! the work.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracking_api::gateway::v1::{DisableOutcome, DiscountUpdate, PushOutcome};
+use tracking_api::gateway::v1::{AttributionTagSpec, DisableOutcome, DiscountUpdate, PushOutcome};
 use tracking_api::mint::v1::CodeEventKind;
 
 use crate::context::Shared;
 use crate::convert::discount_spec;
-use crate::domain::links::{affiliate_url, tracking_url};
+use crate::domain::links::{affiliate_url, tracking_url, with_amazon_tag};
 use crate::domain::render::{MAX_SUFFIX_ROUNDS, suffixed};
 use crate::domain::{Code, CodeStatus, Failure, Plan};
 use crate::error::Error;
@@ -28,16 +31,8 @@ const BATCH: i64 = 500;
 /// Runs until `shutdown`, woken by new work and at least every second.
 pub async fn run(shared: Shared, mut wake: watch::Receiver<u64>, shutdown: CancellationToken) {
     loop {
-        loop {
-            match push_round(&shared).await {
-                Ok(n) if n as i64 >= BATCH => continue,
-                Ok(_) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, "pushing codes to stores failed, retrying");
-                    break;
-                }
-            }
-        }
+        until_done("pushing codes to stores", || push_round(&shared)).await;
+        until_done("getting amazon attribution tags", || link_round(&shared)).await;
         if let Err(err) = disable_round(&shared).await {
             tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
         }
@@ -45,6 +40,24 @@ pub async fn run(shared: Shared, mut wake: watch::Receiver<u64>, shutdown: Cance
             _ = shutdown.cancelled() => return,
             _ = wake.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Runs `round` until less than a batch was due, or until it fails (the next wake retries).
+async fn until_done<F, Fut>(what: &str, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, Error>>,
+{
+    loop {
+        match round().await {
+            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "{what} failed, retrying");
+                return;
+            }
         }
     }
 }
@@ -273,6 +286,80 @@ async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
             }
         }
         codes::push_failed(conn, code.brand_id, &[code.id], "no free code after suffixes", 60).await
+    })
+    .await
+}
+
+/// One round of Amazon Ads links: pending links get their creator's attribution tag from the
+/// gateway (per integration) and become active, the tag on the plan's page (the affiliate link)
+/// and on the tracking link's destination; while the gateway or Amazon cannot make it they stay
+/// pending, retried with backoff. Returns how many were due.
+async fn link_round(shared: &Shared) -> Result<usize, Error> {
+    let mut conn = shared.db.conn().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let due = codes::due_for_link(conn, BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let plans = plans_of(conn, &due).await?;
+        let mut groups: HashMap<(i64, i64), Vec<&Code>> = HashMap::new();
+        for code in &due {
+            groups
+                .entry((code.brand_id, code.integration_id))
+                .or_default()
+                .push(code);
+        }
+        for ((brand_id, integration_id), group) in groups {
+            let specs = group
+                .iter()
+                .map(|code| AttributionTagSpec {
+                    campaign_id: code.campaign_id,
+                    creator_id: code.creator_id,
+                })
+                .collect();
+            let tags = match shared
+                .stores
+                .attribution_tags(brand_id, integration_id, specs)
+                .await
+            {
+                Ok(tags) => tags,
+                Err(err) => {
+                    let retry_in = if err.is_transient() { 2 } else { 60 };
+                    let ids: Vec<i64> = group.iter().map(|code| code.id).collect();
+                    let text = store_error_text(&err);
+                    codes::push_failed(conn, brand_id, &ids, &text, retry_in).await?;
+                    continue;
+                }
+            };
+            let links: Vec<(i64, String, String)> = group
+                .iter()
+                .zip(tags)
+                .map(|(code, tag)| {
+                    let page = plans
+                        .get(&(brand_id, code.plan_id))
+                        .map_or("", |plan| plan.terms.click_url.as_str());
+                    let destination = if code.destination_url.is_empty() {
+                        String::new()
+                    } else {
+                        with_amazon_tag(&code.destination_url, &tag.tag)
+                    };
+                    (code.id, with_amazon_tag(page, &tag.tag), destination)
+                })
+                .collect();
+            let linked = codes::set_links(conn, brand_id, &links).await?;
+            tracing::info!(
+                brand_id,
+                integration_id,
+                linked = linked.len(),
+                "amazon attribution links made"
+            );
+            let events: Vec<_> = linked
+                .iter()
+                .map(|code| events::code(CodeEventKind::Activated, code, &shared.public_base_url))
+                .collect();
+            tracking_events::append(conn, &events).await?;
+        }
+        Ok(due.len())
     })
     .await
 }

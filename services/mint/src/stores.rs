@@ -1,13 +1,14 @@
 //! What CodeMintService asks ProviderGateway: each provider's code rules, each integration's
-//! details (for affiliate links), and pushing, updating or disabling codes at the store. Calls are made on
-//! the brand's behalf with a service token.
+//! details (for affiliate links), pushing, updating or disabling codes at the store, and Amazon
+//! Ads creators' attribution tags. Calls are made on the brand's behalf with a service token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
-    Capabilities, DisableResult, DiscountSpec, DiscountUpdate, PushResult,
+    AttributionTag, AttributionTagSpec, Capabilities, DisableResult, DiscountSpec, DiscountUpdate,
+    PushResult,
 };
 use tracking_clients::{GatewayClient, ServiceTokens};
 use tracking_pattern::Rules;
@@ -106,6 +107,19 @@ impl Stores {
         Ok(self
             .gateway
             .disable_discounts(&self.tokens.for_brand(brand_id), integration_id, codes)
+            .await?)
+    }
+
+    /// The Amazon attribution tags of creators (Amazon Ads plans' affiliate links).
+    pub async fn attribution_tags(
+        &self,
+        brand_id: i64,
+        integration_id: i64,
+        tags: Vec<AttributionTagSpec>,
+    ) -> Result<Vec<AttributionTag>, Error> {
+        Ok(self
+            .gateway
+            .create_attribution_tags(&self.tokens.for_brand(brand_id), integration_id, tags)
             .await?)
     }
 }

@@ -27,6 +27,8 @@ pub struct SuiteConfig {
     pub mint_workers: usize,
     /// How often stores without webhooks (Magento) are polled for orders.
     pub order_poll_interval: Duration,
+    /// How often Amazon Ads integrations' recent report days are imported.
+    pub amazon_report_interval: Duration,
     /// Optional TLS for gRPC (off by default).
     pub tls: tracking_server::tls::TlsArgs,
 }
@@ -73,6 +75,7 @@ impl Suite {
             config.pool,
             sealer,
             config.order_poll_interval,
+            config.amazon_report_interval,
             shutdown.clone(),
         )
         .await?;

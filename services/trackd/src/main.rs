@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| trackd::loopback_url(http_addr)),
         mint_workers: args.mint_workers,
         order_poll_interval: args.gateway.order_poll_interval,
+        amazon_report_interval: args.gateway.amazon_report_interval,
         tls: args.server.tls.clone(),
     };
     let suite = trackd::Suite::prepare(

@@ -2,6 +2,7 @@
 //! (one link instead of one per file: faster builds, a fraction of the disk). `logs.rs` stays
 //! its own binary because it installs a global tracing subscriber.
 
+mod amazon;
 mod attribution;
 mod auth;
 mod campaigns;

@@ -1,5 +1,6 @@
 //! AttributionService's rules, free of gRPC and SQL.
 
 pub mod alerts;
+pub mod amazon_reports;
 pub mod attribution;
 pub mod clicks;

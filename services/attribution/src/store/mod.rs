@@ -2,6 +2,7 @@
 //! slugs are unguessable and unique across brands).
 
 pub mod alerts;
+pub mod amazon_reports;
 pub mod clicks;
 pub mod conversions;
 pub mod pending;

@@ -8,10 +8,12 @@
 //!   expires; every call sends `Amazon-Advertising-API-ClientId`, `Amazon-Advertising-API-Scope`
 //!   (the `profile_id`) and the bearer token.
 //! - Tags: `GET /attribution/tags/nonMacroTemplateTag?publisherIds=…&advertiserIds=…` gives the
-//!   publisher's template; the creator's tag fills its campaign, ad group and creative ids.
+//!   template of the integration's `publisher_id` for its `advertiser_id`
+//!   (`advertiserAttributionTagMap`); each creator's tag fills its campaign, ad group and
+//!   creative ids.
 //! - Sales: `POST /attribution/report` (`PERFORMANCE`, grouped by creative, the 14-day attributed
-//!   purchases and sales), followed through `cursorId`; amounts are in the profile's currency
-//!   (`GET /v2/profiles/{profile_id}`).
+//!   purchases and sales of the `advertiser_id`), followed through `cursorId`; amounts are in the
+//!   profile's currency (`GET /v2/profiles/{profile_id}`).
 //!
 //! The API origin is `https://advertising-api.amazon.com` (North America) unless the
 //! integration's `base_url` names another (`https://advertising-api-eu.amazon.com`,
@@ -29,18 +31,11 @@ use serde_json::{Value, json};
 use super::AdapterError;
 use super::http::{Reply, StoreHttp, origin};
 use super::mapping::json_amount;
+pub use crate::domain::amazon::TagIds;
 use crate::store::IntegrationRow;
 
 const STORE: &str = "Amazon Attribution";
 const REPORT_PAGE: u32 = 5000;
-
-/// The ids a creator's tag carries, as they come back in the report.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TagIds {
-    pub campaign_id: String,
-    pub ad_group_id: String,
-    pub creative_id: String,
-}
 
 /// One row of the performance report: a creative (creator tag) on one day.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,15 +184,17 @@ impl AmazonAttribution {
         Ok(reply)
     }
 
-    /// The attribution tag of one creator for `publisher_id`: the publisher's non-macro template
-    /// with the creator's `ids` filled in, a query string to append to the product page URL.
-    pub async fn creator_tag(
+    /// The attribution tags of creators, in order: the non-macro template of the integration's
+    /// `publisher_id` for its `advertiser_id` (asked once), with each creator's `ids` filled in.
+    /// Each is a query string to append to a product page URL.
+    pub async fn creator_tags(
         &self,
         integration: &IntegrationRow,
-        advertiser_id: &str,
-        publisher_id: &str,
-        ids: &TagIds,
-    ) -> Result<String, AdapterError> {
+        ids: &[TagIds],
+    ) -> Result<Vec<String>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let advertiser_id = credentials.get("advertiser_id")?.to_owned();
+        let publisher_id = credentials.get("publisher_id")?.to_owned();
         let session = self.session(integration).await?;
         let reply = self
             .call(
@@ -206,31 +203,36 @@ impl AmazonAttribution {
                 reqwest::Method::GET,
                 "/attribution/tags/nonMacroTemplateTag",
                 &[
-                    ("publisherIds", publisher_id.to_owned()),
-                    ("advertiserIds", advertiser_id.to_owned()),
+                    ("publisherIds", publisher_id.clone()),
+                    ("advertiserIds", advertiser_id.clone()),
                 ],
                 None,
             )
             .await?;
         let body: Value = reply.json(STORE)?;
-        let template = body["advertiserAttributionTagMap"][advertiser_id][publisher_id]
+        let template = body["advertiserAttributionTagMap"][&advertiser_id][&publisher_id]
             .as_str()
             .ok_or_else(|| {
-                AdapterError::Unavailable(format!(
+                AdapterError::Misconfigured(format!(
                     "{STORE} has no tag template for advertiser {advertiser_id} and publisher {publisher_id}"
                 ))
             })?;
-        Ok(fill_tag(template, ids))
+        Ok(ids.iter().map(|ids| fill_tag(template, ids)).collect())
     }
 
-    /// Attributed purchases and sales per creative and day, `start..=end`, every page.
+    /// The integration advertiser's attributed purchases and sales per creative and day,
+    /// `start..=end`, every page.
     pub async fn performance(
         &self,
         integration: &IntegrationRow,
-        advertiser_ids: &[String],
         start: NaiveDate,
         end: NaiveDate,
     ) -> Result<Vec<ReportRow>, AdapterError> {
+        let advertiser_id = self
+            .http
+            .credentials(integration)?
+            .get("advertiser_id")?
+            .to_owned();
         let session = self.session(integration).await?;
         let profile = self
             .call(
@@ -253,7 +255,7 @@ impl AmazonAttribution {
         loop {
             let request = json!({
                 "reportType": "PERFORMANCE",
-                "advertiserIds": advertiser_ids.join(","),
+                "advertiserIds": advertiser_id,
                 "startDate": start.format("%Y%m%d").to_string(),
                 "endDate": end.format("%Y%m%d").to_string(),
                 "groupBy": "CREATIVE",
@@ -373,10 +375,20 @@ mod tests {
                 ("client_secret", "secret"),
                 ("refresh_token", "Atzr|refresh"),
                 ("profile_id", "3456"),
+                ("advertiser_id", "987"),
+                ("publisher_id", "pub-1"),
             ],
         );
         let http = StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}"));
         (AmazonAttribution::new(http), integration)
+    }
+
+    fn any_ids() -> TagIds {
+        TagIds {
+            campaign_id: "c".to_owned(),
+            ad_group_id: "a".to_owned(),
+            creative_id: "x".to_owned(),
+        }
     }
 
     fn token() -> mock::Reply {
@@ -403,13 +415,27 @@ mod tests {
             ad_group_id: "plan 3".to_owned(),
             creative_id: "creator-42".to_owned(),
         };
-        let tag = amazon
-            .creator_tag(&integration, "987", "pub-1", &ids)
+        let other = TagIds {
+            creative_id: "creator-43".to_owned(),
+            ..ids.clone()
+        };
+        let tags = amazon
+            .creator_tags(&integration, &[ids, other])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            tag,
-            "?maas=maas_adg_api_123456789_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=camp-7&aa_adgroupid=plan%203&aa_creativeid=creator-42"
+            tags,
+            [
+                "?maas=maas_adg_api_123456789_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=camp-7&aa_adgroupid=plan%203&aa_creativeid=creator-42",
+                "?maas=maas_adg_api_123456789_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=camp-7&aa_adgroupid=plan%203&aa_creativeid=creator-43"
+            ]
+        );
+        assert_eq!(
+            store
+                .requests_to("GET /attribution/tags/nonMacroTemplateTag")
+                .len(),
+            1,
+            "the template is asked once per call"
         );
         let requests = store.requests();
         let token_request = String::from_utf8_lossy(&requests[0].body).into_owned();
@@ -464,7 +490,7 @@ mod tests {
         let (amazon, integration) = setup(&store);
         let day = |d| NaiveDate::from_ymd_opt(2025, 3, d).unwrap_or_default();
         let rows = amazon
-            .performance(&integration, &["987".to_owned()], day(1), day(7))
+            .performance(&integration, day(1), day(7))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -494,6 +520,7 @@ mod tests {
         assert_eq!(report_requests.len(), 3, "one 429 retried, two pages");
         let first = report_requests[1].json();
         assert_eq!(first["reportType"], "PERFORMANCE");
+        assert_eq!(first["advertiserIds"], "987");
         assert_eq!(first["groupBy"], "CREATIVE");
         assert_eq!(
             first["metrics"],
@@ -520,13 +547,24 @@ mod tests {
         })
         .await;
         let (amazon, integration) = setup(&store);
-        let ids = TagIds {
-            campaign_id: "c".to_owned(),
-            ad_group_id: "a".to_owned(),
-            creative_id: "x".to_owned(),
-        };
-        let result = amazon.creator_tag(&integration, "1", "2", &ids).await;
+        let result = amazon.creator_tags(&integration, &[any_ids()]).await;
         assert!(matches!(result, Err(AdapterError::Misconfigured(_))));
+    }
+
+    #[tokio::test]
+    async fn a_publisher_without_a_template_is_misconfiguration() {
+        let store = MockStore::start(|request| match request.path.as_str() {
+            "/auth/o2/token" => token(),
+            // Amazon answers only for the advertisers and publishers it knows.
+            _ => mock::Reply::json(200, json!({ "advertiserAttributionTagMap": {} })),
+        })
+        .await;
+        let (amazon, integration) = setup(&store);
+        let result = amazon.creator_tags(&integration, &[any_ids()]).await;
+        assert!(
+            matches!(&result, Err(AdapterError::Misconfigured(why)) if why.contains("publisher pub-1")),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod http;
 pub mod magento;
 mod mapping;
 #[cfg(test)]
-mod mock;
+pub(crate) mod mock;
 pub mod sandbox;
 pub mod shopify;
 pub mod woocommerce;

@@ -37,7 +37,9 @@ pub struct Connection {
 /// - WooCommerce: coupons without a start date (expiry only), no affiliate links.
 /// - BigCommerce: coupon codes of at most 50 characters, no affiliate links.
 /// - Magento: cart price rules with coupons, no affiliate links.
-/// - Amazon Ads: no codes; attribution tags are the creators' links.
+/// - Amazon Ads: no codes; attribution tags are the creators' links. Besides the Login with
+///   Amazon credentials and the profile, an integration names the Amazon Attribution advertiser
+///   whose sales are tracked and the publisher whose tag template the creators' tags fill.
 /// - AST: no store API; links carry a click id that comes back with the conversion.
 /// - Sandbox: a simulated store that supports everything, for demos and load tests.
 pub fn capabilities(provider: Provider) -> Option<Capabilities> {
@@ -148,6 +150,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
                     "client_secret",
                     "refresh_token",
                     "profile_id",
+                    "advertiser_id",
+                    "publisher_id",
                 ],
                 ..none
             },

@@ -1,5 +1,6 @@
 //! The gateway's queries. Every query is scoped by brand.
 
+pub mod amazon;
 pub mod orders;
 pub mod sandbox;
 pub mod schema;

@@ -229,6 +229,7 @@ async fn insert(
                 order: Some(incoming.order.to_proto(incoming.integration_id)),
                 source: *source as i32,
                 received_at: Some(received_at),
+                report_row: None,
             };
             events.push(NewEvent {
                 brand_id: incoming.brand_id,

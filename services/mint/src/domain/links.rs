@@ -48,7 +48,9 @@ pub fn tracking_url(public_base_url: &str, slug: &str) -> String {
 /// - AST: the tracking link itself, which carries the click id that comes back with the
 ///   conversion;
 /// - sandbox: the simulated store's discount link on the suite's own base URL;
-/// - others: none (Amazon attribution tags come with the Amazon adapter).
+/// - Amazon Ads: none yet; the gateway makes the creator's attribution tag after minting
+///   ([`tag_from_gateway`], [`with_amazon_tag`]);
+/// - others: none.
 pub fn affiliate_url(
     provider: Provider,
     public_base_url: &str,
@@ -75,6 +77,34 @@ pub fn affiliate_url(
         ),
         _ => String::new(),
     }
+}
+
+/// Whether a provider's links wait for the gateway after minting: an Amazon Ads link is the
+/// plan's page with the creator's Amazon attribution tag, which the gateway makes (the link stays
+/// pending until then, retried while Amazon is unreachable).
+pub fn tag_from_gateway(provider: Provider) -> bool {
+    provider == Provider::AmazonAds
+}
+
+/// `url` with an Amazon attribution tag (a query string, `?maas=…`) appended before its fragment,
+/// after the query it already has; the tag alone when there is no URL (it fits any Amazon product
+/// or Store page).
+pub fn with_amazon_tag(url: &str, tag: &str) -> String {
+    let params = tag.trim_start_matches(['?', '&']);
+    if url.is_empty() {
+        return format!("?{params}");
+    }
+    let (base, fragment) = match url.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (url, None),
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let mut out = format!("{base}{separator}{params}");
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 /// The path and query of a URL ("/" when it has none).
@@ -160,5 +190,34 @@ mod tests {
             ""
         );
         assert_eq!(tracking_url("http://b/", "abc"), "http://b/r/abc");
+        assert_eq!(
+            affiliate_url(
+                Provider::AmazonAds,
+                "http://b",
+                "http://b/r/s",
+                1,
+                "",
+                None,
+                &t
+            ),
+            "",
+            "made later, from the gateway's tag"
+        );
+    }
+
+    #[test]
+    fn amazon_tags_join_the_page_url() {
+        let tag = "?maas=maas_adg_api_1_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=campaign-7";
+        assert_eq!(
+            with_amazon_tag("https://www.amazon.com/dp/B0TEST", tag),
+            "https://www.amazon.com/dp/B0TEST?maas=maas_adg_api_1_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=campaign-7"
+        );
+        assert_eq!(
+            with_amazon_tag("https://www.amazon.com/stores/page/X?ref=a#top", tag),
+            "https://www.amazon.com/stores/page/X?ref=a&maas=maas_adg_api_1_static_9_99&ref_=aa_maas&tag=maas&aa_campaignid=campaign-7#top"
+        );
+        assert_eq!(with_amazon_tag("", tag), tag);
+        assert!(tag_from_gateway(Provider::AmazonAds));
+        assert!(!tag_from_gateway(Provider::Ast));
     }
 }

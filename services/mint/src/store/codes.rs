@@ -344,12 +344,49 @@ pub async fn live_of_creator(
 
 /// Pending codes due for a push, locked (other replicas skip them), with their plan's name.
 pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
+    due_pending(conn, "code is not null", limit).await
+}
+
+/// Pending links without a code due for their store-made link (Amazon attribution tags), locked
+/// (other replicas skip them).
+pub async fn due_for_link(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
+    due_pending(conn, "code is null", limit).await
+}
+
+async fn due_pending(
+    conn: &mut AsyncPgConnection,
+    which: &str,
+    limit: i64,
+) -> Result<Vec<Code>, Error> {
     let sql = format!(
-        "select {COLUMNS} from codes where status = 'pending' and code is not null \
+        "select {COLUMNS} from codes where status = 'pending' and {which} \
          and next_push_at <= now() order by next_push_at limit $1 for update skip locked"
     );
     let rows: Vec<CodeRow> = diesel::sql_query(sql)
         .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
+/// Gives pending links their affiliate link and destination (by code id within a brand) and
+/// activates them; returns those changed.
+pub async fn set_links(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    links: &[(i64, String, String)],
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "update codes set affiliate_url = l.affiliate, destination_url = l.destination, \
+           status = 'active', store_error = '', updated_at = now() \
+         from unnest($2::bigint[], $3::text[], $4::text[]) as l(code_id, affiliate, destination) \
+         where brand_id = $1 and id = l.code_id and status = 'pending' returning {COLUMNS}"
+    );
+    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<Array<BigInt>, _>(links.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(links.iter().map(|l| l.1.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(links.iter().map(|l| l.2.as_str()).collect::<Vec<_>>())
         .load(conn)
         .await?;
     to_codes(rows)

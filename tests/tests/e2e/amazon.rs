@@ -1,0 +1,416 @@
+//! Amazon Ads end to end, against a local server that answers as Amazon Attribution does (Login
+//! with Amazon, the profile, the publisher's non-macro tag template, the PERFORMANCE report): a
+//! creator added to a campaign of an Amazon Ads plan gets the attribution tag as their link, the
+//! report imported for a day becomes the creator's figures in AttributionService, and the same
+//! day imported again after Amazon revised it replaces them instead of counting twice. While
+//! Amazon is unreachable the link waits pending, and is made once Amazon is back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use suite_tests::{Suite, add, brand, eventually, mint_when_known, profile, valid_registration};
+use tonic::Code as Status;
+use tracking_api::attribution::v1::{DayRange, Figures, GetCreatorPerformanceRequest};
+use tracking_api::common::v1::Provider;
+use tracking_api::gateway::v1::{
+    ImportAmazonReportRequest, ImportAmazonReportResponse, ListAmazonReportRowsRequest,
+};
+use tracking_api::mint::v1::{Code, CodeStatus, GetCodeRequest, Links};
+use tracking_api::plan::v1::{
+    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan, commission,
+};
+use tracking_testkit::authed;
+
+const TEMPLATE: &str = "?maas=maas_adg_api_587419284_static_9_129&ref_=aa_maas&tag=maas&aa_campaignid={insertCampaignId}&aa_adgroupid={insertAdGroupId}&aa_creativeid={insertAdId}";
+
+/// What the mock Amazon answers: the report's entries (those in the requested range are
+/// reported), and whether the tag API is down.
+#[derive(Default)]
+struct Amazon {
+    report: Mutex<Vec<Value>>,
+    down: AtomicBool,
+}
+
+impl Amazon {
+    fn report(&self, entries: Vec<Value>) {
+        *self.report.lock().unwrap_or_else(|e| e.into_inner()) = entries;
+    }
+}
+
+/// Amazon Attribution on a loopback port; its base URL.
+async fn serve(amazon: Arc<Amazon>) -> String {
+    let router = Router::new()
+        .route(
+            "/auth/o2/token",
+            post(|| async {
+                axum::Json(
+                    json!({ "access_token": "Atza|access", "refresh_token": "Atzr|x",
+                    "token_type": "bearer", "expires_in": 3600 }),
+                )
+            }),
+        )
+        .route(
+            "/v2/profiles/123",
+            get(|| async {
+                axum::Json(
+                    json!({ "profileId": 123, "countryCode": "US", "currencyCode": "USD",
+                    "timezone": "America/Los_Angeles" }),
+                )
+            }),
+        )
+        .route(
+            "/attribution/tags/nonMacroTemplateTag",
+            get(|State(amazon): State<Arc<Amazon>>| async move {
+                if amazon.down.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                let map = json!({ "advertiserAttributionTagMap": { "987": { "pub-1": TEMPLATE } } });
+                axum::Json(map).into_response()
+            }),
+        )
+        .route(
+            "/attribution/report",
+            post(
+                |State(amazon): State<Arc<Amazon>>, axum::Json(body): axum::Json<Value>| async move {
+                    let range = body["startDate"].as_str().unwrap_or_default()
+                        ..=body["endDate"].as_str().unwrap_or_default();
+                    let reports: Vec<Value> = amazon
+                        .report
+                        .lock()
+                        .map(|entries| entries.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|e| range.contains(&e["date"].as_str().unwrap_or_default()))
+                        .collect();
+                    let page = json!({ "reports": reports, "cursorId": "", "size": reports.len() });
+                    axum::Json(page)
+                },
+            ),
+        )
+        .with_state(amazon);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// One entry of the PERFORMANCE report grouped by creative, as Amazon sends it: `ids` are the
+/// tag's campaign, ad group and creative ids.
+fn entry(day: &str, ids: [&str; 3], purchases: i64, sales: f64) -> Value {
+    json!({ "date": day.replace('-', ""), "campaignId": ids[0], "adGroupId": ids[1],
+        "creativeId": ids[2], "publisher": "Influencers", "advertiserName": "Brand",
+        "attributedPurchases14d": purchases, "attributedSales14d": sales })
+}
+
+async fn import(
+    suite: &Suite,
+    token: &str,
+    integration: i64,
+    day: &str,
+) -> Result<ImportAmazonReportResponse, tonic::Status> {
+    suite
+        .gateway()
+        .import_amazon_report(authed(
+            ImportAmazonReportRequest {
+                integration_id: integration,
+                start_date: day.to_owned(),
+                end_date: day.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn performance(suite: &Suite, campaign: i64, creator: i64) -> Figures {
+    suite
+        .attribution()
+        .get_creator_performance(authed(
+            GetCreatorPerformanceRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+                range: Some(DayRange::default()),
+            },
+            &brand(1),
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .performance
+                .and_then(|p| p.totals)
+                .unwrap_or_default()
+        })
+        .unwrap_or_else(|s| panic!("performance: {s}"))
+}
+
+/// (orders, USD revenue, pending commission) once they are `expected`.
+async fn figures_become(suite: &Suite, campaign: i64, creator: i64, expected: (i64, i64, i64)) {
+    eventually(&format!("creator figures {expected:?}"), || async {
+        let totals = performance(suite, campaign, creator).await;
+        let usd = totals.currencies.iter().find(|c| c.currency == "USD");
+        let seen = (
+            totals.orders,
+            usd.map_or(0, |c| c.revenue_minor),
+            usd.map_or(0, |c| c.commission_pending_minor),
+        );
+        (seen == expected).then_some(())
+    })
+    .await;
+}
+
+struct World {
+    suite: Suite,
+    amazon: Arc<Amazon>,
+    integration: i64,
+    campaign: i64,
+}
+
+/// The suite with an Amazon Ads integration on the mock Amazon, a plan (10 % commission,
+/// minting when a creator is added) and a campaign.
+async fn world() -> World {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let amazon = Arc::new(Amazon::default());
+    let mut registration = valid_registration(Provider::AmazonAds, "Amazon");
+    registration.base_url = serve(amazon.clone()).await;
+    let integration = suite
+        .gateway()
+        .register_integration(authed(registration, &token))
+        .await
+        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("register: {s}"));
+    let plan = suite
+        .plan()
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: "Amazon summer".into(),
+                    integration_id: integration,
+                    click_url: "https://www.amazon.com/dp/B0TESTASIN".into(),
+                    commission: Some(Commission {
+                        kind: Some(commission::Kind::PercentBps(1000)),
+                    }),
+                    code_trigger: CodeTrigger::OnAdd as i32,
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("create plan: {s}"));
+    let campaign = suite
+        .plan()
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: "Amazon summer".into(),
+                plan_id: plan,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("create campaign: {s}"));
+
+    World {
+        suite,
+        amazon,
+        integration,
+        campaign,
+    }
+}
+
+/// The code once `ready` holds for it.
+async fn code_when(suite: &Suite, code_id: i64, what: &str, ready: fn(&Code) -> bool) -> Code {
+    eventually(what, || async {
+        let code = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id }, &brand(1)))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        ready(&code).then_some(code)
+    })
+    .await
+}
+
+/// The creator's links once their code is active.
+async fn active_links(suite: &Suite, code_id: i64) -> Links {
+    code_when(suite, code_id, "the creator's amazon link", |code| {
+        code.status == CodeStatus::Active as i32
+    })
+    .await
+    .links
+    .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_amazon_creator_gets_a_tag_link_and_a_revised_report_day_counts_once() {
+    let World {
+        suite,
+        amazon,
+        integration,
+        campaign,
+    } = world().await;
+    let token = brand(1);
+    // The creator's link: pending until the gateway has made their tag, then the plan's page
+    // with it.
+    add(
+        &suite,
+        &token,
+        campaign,
+        42,
+        profile("Ann", "Lee", "ann"),
+        true,
+    )
+    .await;
+    let (code, _) = mint_when_known(&suite, &token, campaign, 42)
+        .await
+        .unwrap_or_else(|s| panic!("mint: {s}"));
+    assert!(code.code.is_empty(), "Amazon Ads has no codes");
+    let links = active_links(&suite, code.id).await;
+    let tag_campaign = format!("campaign-{campaign}");
+    let creative = format!("campaign-{campaign}-creator-42");
+    let ids = [tag_campaign.as_str(), "creator-42", creative.as_str()];
+    let brands_own = ["spring-sale", "video", "ad-1"];
+    assert_eq!(
+        links.affiliate_url,
+        format!(
+            "https://www.amazon.com/dp/B0TESTASIN?maas=maas_adg_api_587419284_static_9_129&ref_=aa_maas&tag=maas&aa_campaignid=campaign-{campaign}&aa_adgroupid=creator-42&aa_creativeid={creative}"
+        )
+    );
+    assert!(
+        links
+            .destination_url
+            .ends_with(&format!("aa_creativeid={creative}")),
+        "the tracking link leads to the tagged page: {}",
+        links.destination_url
+    );
+
+    // Amazon reports the creator's tag (and an ad of the brand's own) for a recent day.
+    let day = (chrono::Utc::now().date_naive() - chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    amazon.report(vec![
+        entry(&day, ids, 3, 89.97),
+        entry(&day, brands_own, 9, 500.0),
+    ]);
+    let imported = import(&suite, &token, integration, &day)
+        .await
+        .unwrap_or_else(|s| panic!("import: {s}"));
+    assert_eq!((imported.reported, imported.created), (2, 2));
+    figures_become(&suite, campaign, 42, (3, 8_997, 899)).await;
+
+    // Amazon revised the day: importing it again replaces the figures.
+    amazon.report(vec![
+        entry(&day, ids, 4, 109.97),
+        entry(&day, brands_own, 9, 500.0),
+    ]);
+    let revised = import(&suite, &token, integration, &day)
+        .await
+        .unwrap_or_else(|s| panic!("import: {s}"));
+    assert_eq!((revised.revised, revised.unchanged), (1, 1));
+    figures_become(&suite, campaign, 42, (4, 10_997, 1_099)).await;
+    let again = import(&suite, &token, integration, &day)
+        .await
+        .unwrap_or_else(|s| panic!("import: {s}"));
+    assert_eq!(again.unchanged, 2);
+
+    let rows = suite
+        .gateway()
+        .list_amazon_report_rows(authed(
+            ListAmazonReportRowsRequest {
+                integration_id: integration,
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("list: {s}"))
+        .into_inner()
+        .rows;
+    let mine = rows
+        .iter()
+        .find(|r| r.tag_creative_id == creative)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            mine.campaign_id,
+            mine.creator_id,
+            mine.purchases,
+            mine.revision
+        ),
+        (campaign, 42, 4, 2)
+    );
+    assert_eq!(mine.sales.map(|m| m.amount_minor), Some(10_997));
+    // Settled: the figures stay (a late duplicate of an event would not add either).
+    figures_become(&suite, campaign, 42, (4, 10_997, 1_099)).await;
+
+    // Another brand's token sees no such integration.
+    let status = import(&suite, &brand(2), integration, &day)
+        .await
+        .expect_err("another brand");
+    assert_eq!(status.code(), Status::NotFound);
+    let status = import(&suite, &token, integration, "2020-13-01")
+        .await
+        .expect_err("bad day");
+    assert_eq!(status.code(), Status::InvalidArgument);
+    assert!(status.message().starts_with("start_date:"), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_amazon_link_waits_while_amazon_is_unreachable() {
+    let World {
+        suite,
+        amazon,
+        campaign,
+        ..
+    } = world().await;
+    let token = brand(1);
+    amazon.down.store(true, Ordering::SeqCst);
+    add(
+        &suite,
+        &token,
+        campaign,
+        7,
+        profile("Bo", "Kim", "bo"),
+        true,
+    )
+    .await;
+    let (code, _) = mint_when_known(&suite, &token, campaign, 7)
+        .await
+        .unwrap_or_else(|s| panic!("mint: {s}"));
+    let waiting = code_when(
+        &suite,
+        code.id,
+        "the link to wait with Amazon's error",
+        |code| !code.store_error.is_empty(),
+    )
+    .await;
+    assert_eq!(waiting.status, CodeStatus::Pending as i32);
+    assert_eq!(waiting.links.map(|l| l.affiliate_url), Some(String::new()));
+
+    // Amazon is back: the next retry makes the link.
+    amazon.down.store(false, Ordering::SeqCst);
+    let links = active_links(&suite, code.id).await;
+    assert!(
+        links
+            .affiliate_url
+            .ends_with(&format!("aa_creativeid=campaign-{campaign}-creator-7")),
+        "{}",
+        links.affiliate_url
+    );
+}
