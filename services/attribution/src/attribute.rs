@@ -28,7 +28,7 @@ use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
 use crate::store::clicks::{self, ClickRow};
 use crate::store::conversions::{
-    self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey,
+    self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
 };
 use crate::store::pending::{self, PendingOrder};
 use crate::store::projection::{self, CodeRow, PlanRow};
@@ -688,20 +688,46 @@ fn add_delta(total: &mut SalesDelta, d: &SalesDelta, sign: i64) {
     total.adjusted_minor += sign * d.adjusted_minor;
 }
 
+/// Adds `new`'s contribution to the daily figures and takes `old`'s away.
+fn add_contribution(
+    sales: &mut BTreeMap<SalesKey, SalesDelta>,
+    old: Option<&ConversionRow>,
+    new: &ConversionRow,
+) {
+    let mut by_currency: BTreeMap<String, SalesDelta> = BTreeMap::new();
+    for (currency, d) in contribution(new) {
+        add_delta(by_currency.entry(currency).or_default(), &d, 1);
+    }
+    for (currency, d) in old.map(contribution).unwrap_or_default() {
+        add_delta(by_currency.entry(currency).or_default(), &d, -1);
+    }
+    let day = new.ordered_at.date_naive();
+    for (currency, delta) in by_currency {
+        if delta.is_zero() {
+            continue;
+        }
+        let key = (new.brand_id, new.campaign_id, new.creator_id, day, currency);
+        add_delta(sales.entry(key).or_default(), &delta, 1);
+    }
+}
+
 /// A conversion of the batch.
 struct Tracked {
     row: ConversionRow,
     /// Created by this batch (not stored yet).
     new: bool,
     changed: bool,
+    /// Its latest event (an index into `Changes::events`).
+    last_event: Option<usize>,
 }
 
 /// What applying a batch changes, in the order it happened, written back by [`Changes::write`].
 #[derive(Default)]
 struct Changes {
     rows: Vec<Tracked>,
-    /// Conversion events: the conversion (an index into `rows`) as it was at that point.
-    events: Vec<(usize, ConversionRow)>,
+    /// Conversion events: the conversion (an index into `rows`) as it was at that point, when
+    /// it changed again later in the batch (`None`: as it ends the batch).
+    events: Vec<(usize, Option<ConversionRow>)>,
     /// Adjustments after approval, each with its conversion (an index into `rows`).
     adjustments: Vec<(usize, NewAdjustment)>,
     /// Summed changes to the daily figures; a day touched by any change is written, even if
@@ -720,54 +746,43 @@ impl Changes {
             row,
             new: false,
             changed: false,
+            last_event: None,
         });
         self.rows.len() - 1
     }
 
     fn create(&mut self, row: ConversionRow) -> usize {
-        self.add_contribution(None, &row);
-        self.events.push((self.rows.len(), row.clone()));
+        add_contribution(&mut self.sales, None, &row);
+        let index = self.rows.len();
         self.rows.push(Tracked {
             row,
             new: true,
             changed: true,
+            last_event: Some(self.events.len()),
         });
-        self.rows.len() - 1
+        self.events.push((index, None));
+        index
     }
 
     fn update(&mut self, index: usize, next: ConversionRow) {
-        let old = std::mem::replace(&mut self.rows[index].row, next.clone());
-        self.add_contribution(Some(&old), &next);
-        self.rows[index].changed = true;
-        self.events.push((index, next));
+        add_contribution(&mut self.sales, Some(&self.rows[index].row), &next);
+        let tracked = &mut self.rows[index];
+        let old = std::mem::replace(&mut tracked.row, next);
+        tracked.changed = true;
+        // The row's previous event showed it as it was before this change.
+        if let Some(event) = tracked.last_event.replace(self.events.len()) {
+            self.events[event].1.get_or_insert(old);
+        }
+        self.events.push((index, None));
     }
 
-    /// Adds `new`'s contribution to the daily figures and takes `old`'s away.
-    fn add_contribution(&mut self, old: Option<&ConversionRow>, new: &ConversionRow) {
-        let mut by_currency: BTreeMap<String, SalesDelta> = BTreeMap::new();
-        for (currency, d) in contribution(new) {
-            add_delta(by_currency.entry(currency).or_default(), &d, 1);
-        }
-        for (currency, d) in old.map(contribution).unwrap_or_default() {
-            add_delta(by_currency.entry(currency).or_default(), &d, -1);
-        }
-        let day = new.ordered_at.date_naive();
-        for (currency, delta) in by_currency {
-            if delta.is_zero() {
-                continue;
-            }
-            let key = (new.brand_id, new.campaign_id, new.creator_id, day, currency);
-            add_delta(self.sales.entry(key).or_default(), &delta, 1);
-        }
-    }
-
-    async fn write(self, conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-        let stored = self.write_conversions(conn).await?;
+    async fn write(mut self, conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+        self.write_conversions(conn).await?;
         let adjustments: Vec<NewAdjustment> = self
             .adjustments
             .into_iter()
             .map(|(index, adjustment)| NewAdjustment {
-                conversion_id: stored[index].id,
+                conversion_id: self.rows[index].row.id,
                 ..adjustment
             })
             .collect();
@@ -785,82 +800,85 @@ impl Changes {
         let dropped: Vec<&OrderKey> = dropped.into_iter().map(|(key, _)| key).collect();
         pending::keep(conn, &kept).await?;
         pending::drop(conn, &dropped).await?;
-        // Each event carries the row as it was then, with the identity and timestamps it was
-        // stored with (every write of a transaction is stamped with the same `now()`).
-        let changed: Vec<ConversionRow> = self
+        // Each event carries the row as it was then, with the identity and times it was stored
+        // with (every write of a transaction is stamped with the same `now()`).
+        for (index, snapshot) in &mut self.events {
+            if let Some(snapshot) = snapshot {
+                let stored = &self.rows[*index].row;
+                snapshot.id = stored.id;
+                snapshot.created_at = stored.created_at;
+                snapshot.updated_at = stored.updated_at;
+            }
+        }
+        let changed: Vec<&ConversionRow> = self
             .events
-            .into_iter()
-            .map(|(index, row)| ConversionRow {
-                id: stored[index].id,
-                created_at: stored[index].created_at,
-                updated_at: stored[index].updated_at,
-                ..row
-            })
+            .iter()
+            .map(|(index, snapshot)| snapshot.as_ref().unwrap_or(&self.rows[*index].row))
             .collect();
         events::conversion_changed(conn, &changed).await
     }
 
     /// Inserts the new conversions (ids in the order they were created) and updates the changed
-    /// ones; returns every row of the batch as stored.
-    async fn write_conversions(
-        &self,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<ConversionRow>, DbError> {
-        let created: Vec<ConversionRow> = self
-            .rows
-            .iter()
-            .filter(|t| t.new)
-            .map(|t| t.row.clone())
-            .collect();
-        let mut inserted: HashMap<(i64, i64, String, i64, i64), ConversionRow> =
+    /// ones; each row takes the id and times it was stored with.
+    async fn write_conversions(&mut self, conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+        let created: Vec<&ConversionRow> =
+            self.rows.iter().filter(|t| t.new).map(|t| &t.row).collect();
+        let mut inserted: HashMap<(i64, i64, String, i64, i64), Stored> =
             conversions::insert(conn, &created)
                 .await?
                 .into_iter()
-                .map(|row| (creation_key(&row), row))
+                .map(|s| {
+                    let key = (
+                        s.brand_id,
+                        s.integration_id,
+                        s.store_order_id.clone(),
+                        s.campaign_id,
+                        s.creator_id,
+                    );
+                    (key, s)
+                })
                 .collect();
-        let changed: Vec<ConversionRow> = self
+        let changed: Vec<&ConversionRow> = self
             .rows
             .iter()
             .filter(|t| !t.new && t.changed)
-            .map(|t| t.row.clone())
+            .map(|t| &t.row)
             .collect();
-        let mut updated: HashMap<(i64, i64), ConversionRow> = conversions::update(conn, &changed)
+        let mut updated: HashMap<(i64, i64), Stored> = conversions::update(conn, &changed)
             .await?
             .into_iter()
-            .map(|row| ((row.brand_id, row.id), row))
+            .map(|s| ((s.brand_id, s.id), s))
             .collect();
-        self.rows
-            .iter()
-            .map(|t| {
-                let stored = if t.new {
-                    inserted.remove(&creation_key(&t.row))
-                } else if t.changed {
-                    updated.remove(&(t.row.brand_id, t.row.id))
-                } else {
-                    Some(t.row.clone())
-                };
-                // Only another writer of the same orders could cause this (the stream has one
-                // consumer): the batch is rolled back and applied again.
-                stored.ok_or_else(|| {
-                    DbError::Other(format!(
-                        "conversion of order {} changed by another transaction during the batch",
-                        t.row.store_order_id
-                    ))
-                })
-            })
-            .collect()
+        for tracked in &mut self.rows {
+            let row = &mut tracked.row;
+            let stored = if tracked.new {
+                let key = (
+                    row.brand_id,
+                    row.integration_id,
+                    row.store_order_id.clone(),
+                    row.campaign_id,
+                    row.creator_id,
+                );
+                inserted.remove(&key)
+            } else if tracked.changed {
+                updated.remove(&(row.brand_id, row.id))
+            } else {
+                continue;
+            };
+            // Only another writer of the same orders could cause this (the stream has one
+            // consumer): the batch is rolled back and applied again.
+            let stored = stored.ok_or_else(|| {
+                DbError::Other(format!(
+                    "conversion of order {} changed by another transaction during the batch",
+                    row.store_order_id
+                ))
+            })?;
+            row.id = stored.id;
+            row.created_at = stored.created_at;
+            row.updated_at = stored.updated_at;
+        }
+        Ok(())
     }
-}
-
-/// A conversion's unique key: (brand, integration, store order id, campaign, creator).
-fn creation_key(row: &ConversionRow) -> (i64, i64, String, i64, i64) {
-    (
-        row.brand_id,
-        row.integration_id,
-        row.store_order_id.clone(),
-        row.campaign_id,
-        row.creator_id,
-    )
 }
 
 /// Counts codes' orders for leak detection, one after the other as they were attributed, and

@@ -101,18 +101,40 @@ pub async fn of_orders(
     .await?)
 }
 
-/// Inserts new conversions in the order given (ids follow it) and returns them as stored. A row
-/// whose order already has one for its campaign and creator is skipped (absent from the result).
+/// What the database gave a conversion it stored: its id and times, with its unique key
+/// (brand, integration, store order id, campaign, creator) to tell which one it is.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Stored {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub store_order_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Inserts new conversions in the order given (ids follow it). A row whose order already has
+/// one for its campaign and creator is skipped (absent from the result).
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    rows: &[ConversionRow],
-) -> Result<Vec<ConversionRow>, DbError> {
+    rows: &[&ConversionRow],
+) -> Result<Vec<Stored>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let int4 = |f: fn(&ConversionRow) -> i32| rows.iter().map(f).collect::<Vec<i32>>();
-    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
+    let int4 = |f: fn(&ConversionRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<i32>>();
+    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
     Ok(diesel::sql_query(
         "insert into conversions (brand_id, integration_id, store_order_id, campaign_id,
              creator_id, code_id, plan_id, method, matched, split_rule, share_bps, shared, status,
@@ -139,7 +161,9 @@ pub async fn insert(
              discount_minor, commission_minor, commission_currency, adjusted_revenue_minor,
              adjusted_commission_minor, ordered_at, approve_at, n)
          order by n
-         on conflict do nothing returning *",
+         on conflict do nothing
+         returning brand_id, integration_id, store_order_id, campaign_id, creator_id, id,
+             created_at, updated_at",
     )
     .bind::<Array<BigInt>, _>(int8(|r| r.brand_id))
     .bind::<Array<BigInt>, _>(int8(|r| r.integration_id))
@@ -174,16 +198,16 @@ pub async fn insert(
     .await?)
 }
 
-/// Writes the changing fields of conversions back; returns them as stored.
+/// Writes the changing fields of conversions back.
 pub async fn update(
     conn: &mut AsyncPgConnection,
-    rows: &[ConversionRow],
-) -> Result<Vec<ConversionRow>, DbError> {
+    rows: &[&ConversionRow],
+) -> Result<Vec<Stored>, DbError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
+    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
     Ok(diesel::sql_query(
         "update conversions c set status = u.status, order_status = u.order_status,
              order_rank = u.order_rank, order_refunded_minor = u.order_refunded_minor,
@@ -199,7 +223,8 @@ pub async fn update(
              revenue_minor, discount_minor, commission_minor, adjusted_revenue_minor,
              adjusted_commission_minor, approve_at)
          where c.brand_id = u.brand_id and c.id = u.id
-         returning c.*",
+         returning c.brand_id, c.integration_id, c.store_order_id, c.campaign_id, c.creator_id,
+             c.id, c.created_at, c.updated_at",
     )
     .bind::<Array<BigInt>, _>(int8(|r| r.brand_id))
     .bind::<Array<BigInt>, _>(int8(|r| r.id))
