@@ -180,8 +180,9 @@ pub async fn retry_pending(
 }
 
 /// What a batch reads besides its orders' own rows. None of it changes while the batch is
-/// applied: codes and clicks are written under the matching lock the batch holds, and plans and
-/// campaigns by the plan stream's consumer, whose changes the batch sees as of its start.
+/// applied: codes and clicks are written under the matching lock, which a batch with orders that
+/// look them up holds; plans and campaigns come from the plan stream's consumer, and the batch
+/// sees them as of its start.
 #[derive(Default)]
 struct Facts {
     /// By (brand, integration), then by lower-cased code.
