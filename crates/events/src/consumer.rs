@@ -32,13 +32,29 @@ pub trait Source: Send {
 }
 
 /// What a consumer does with each event, inside the transaction that also advances its cursor.
-pub trait Apply<E>: Send + Sync {
+pub trait Apply<E: Sync>: Send + Sync {
     fn apply<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
         seq: i64,
         event: &'a E,
     ) -> BoxFuture<'a, Result<(), DbError>>;
+
+    /// Applies a batch of events (with their sequence numbers, in order) in one transaction.
+    /// The default applies them one by one; a consumer overrides it to apply a batch with
+    /// set-based statements, with the same outcome as applying the events one at a time.
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        events: &'a [(i64, E)],
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            for (seq, event) in events {
+                self.apply(conn, *seq, event).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -205,9 +221,7 @@ where
         let mut conn = db.conn().await.map_err(|e| failed(&e))?;
         let expected = cursor;
         conn.transaction::<_, DbError, _>(async |conn| {
-            for (seq, event) in &items {
-                apply.apply(conn, *seq, event).await?;
-            }
+            apply.apply_batch(conn, &items).await?;
             advance_cursor(conn, options.stream, expected, last).await
         })
         .await

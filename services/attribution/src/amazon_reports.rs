@@ -6,6 +6,8 @@
 //! transaction, so each row is applied exactly once; the approver approves the commission once
 //! Amazon no longer revises the day.
 
+use std::collections::BTreeMap;
+
 use chrono::{NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
 use tracking_api::gateway::v1::AmazonReportRow;
@@ -14,7 +16,7 @@ use tracking_db::DbError;
 use crate::domain::amazon_reports::{approve_on, commission};
 use crate::domain::attribution::CommissionRule;
 use crate::store::amazon_reports::{self as store, ReportSale, RowKey};
-use crate::store::conversions::{self, SalesDelta};
+use crate::store::conversions::{self, SalesDelta, SalesKey};
 use crate::store::projection::{self, PlanRow};
 
 const PENDING: &str = "pending";
@@ -54,7 +56,11 @@ pub async fn apply(
     let plan = projection::get_plan(conn, brand_id, plan_id).await?;
     // A plan shared by several campaigns records the sales in each of them.
     let mut campaigns = if plan_id > 0 {
-        projection::campaigns_of_plan(conn, brand_id, plan_id).await?
+        projection::campaigns_of_plans(conn, &[(brand_id, plan_id)])
+            .await?
+            .into_iter()
+            .map(|c| c.campaign_id)
+            .collect()
     } else {
         Vec::new()
     };
@@ -159,7 +165,15 @@ async fn add_figures(
     sale: &ReportSale,
     sign: i64,
 ) -> Result<(), DbError> {
-    let key = (sale.brand_id, sale.campaign_id, sale.creator_id);
+    let key = |currency: &str| {
+        (
+            sale.brand_id,
+            sale.campaign_id,
+            sale.creator_id,
+            sale.day,
+            currency.to_owned(),
+        )
+    };
     let sales = SalesDelta {
         orders: sign * sale.purchases,
         revenue_minor: sign * sale.sales_minor,
@@ -177,8 +191,15 @@ async fn add_figures(
             ..SalesDelta::default()
         }
     };
-    conversions::add_sales(conn, key, sale.day, &sale.currency, &sales).await?;
-    conversions::add_sales(conn, key, sale.day, &sale.commission_currency, &commission).await
+    // The sales and the commission may be in different currencies (a fixed commission's own).
+    let mut deltas: BTreeMap<SalesKey, SalesDelta> = BTreeMap::new();
+    for (currency, delta) in [
+        (&sale.currency, sales),
+        (&sale.commission_currency, commission),
+    ] {
+        deltas.entry(key(currency)).or_default().add(&delta, 1);
+    }
+    conversions::add_sales(conn, &deltas).await
 }
 
 #[cfg(test)]

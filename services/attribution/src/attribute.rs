@@ -2,10 +2,17 @@
 //! through payment, refunds and cancellation, approvals after the holding period, and the
 //! aggregates and conversion events that go with every change. Runs inside the stream
 //! consumer's transaction (or the approver's), so each change is applied exactly once.
+//!
+//! Events are applied a batch at a time, in three steps: [`Facts::load`] reads what the batch
+//! may need (its orders' conversions and pending states, the codes, clicks, plans and campaigns
+//! they refer to) in a few set-based queries; [`Batch::apply`] runs the rules of `domain` in
+//! memory, event after event, so that several events of one order in one batch follow each other
+//! exactly as if they had been applied one at a time; [`Changes::write`] writes the outcome
+//! back with one multi-row statement per table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
 use prost::Message;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderStatus};
@@ -13,15 +20,18 @@ use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::from_timestamp;
-use crate::domain::alerts;
+use crate::domain::alerts::{self, CodeHistory};
 use crate::domain::attribution::{
     self, Amounts, Claimant, CommissionRule, Line, Method, OrderState, Status,
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
-use crate::store::conversions::{self, ConversionRow, SalesDelta};
+use crate::store::clicks::{self, ClickRow};
+use crate::store::conversions::{
+    self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
+};
+use crate::store::pending::{self, PendingOrder};
 use crate::store::projection::{self, CodeRow, PlanRow};
-use crate::store::{clicks, pending};
 
 /// The consumer of `WatchOrders`.
 pub struct Orders;
@@ -33,11 +43,15 @@ impl Apply<OrderEvent> for Orders {
         _seq: i64,
         event: &'a OrderEvent,
     ) -> BoxFuture<'a, Result<(), DbError>> {
-        // Amazon Attribution report rows share the stream (see `amazon_reports`).
-        if let Some(row) = &event.report_row {
-            return Box::pin(crate::amazon_reports::apply(conn, event.brand_id, row));
-        }
-        Box::pin(apply_order(conn, event))
+        Box::pin(apply_events(conn, vec![event]))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        events: &'a [(i64, OrderEvent)],
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(apply_events(conn, events.iter().map(|(_, e)| e).collect()))
     }
 }
 
@@ -52,149 +66,258 @@ fn state_of(order: &Order) -> Option<OrderState> {
     })
 }
 
-async fn apply_order(conn: &mut AsyncPgConnection, event: &OrderEvent) -> Result<(), DbError> {
-    let Some(order) = event.order.as_ref() else {
-        return Ok(());
-    };
-    let Some(state) = state_of(order) else {
-        return Ok(());
-    };
-    // Test orders are passed on by the gateway, and never attributed.
-    if order.test {
-        return Ok(());
+/// An order event attribution acts on.
+struct Item<'e> {
+    event: &'e OrderEvent,
+    order: &'e Order,
+    state: OrderState,
+    key: OrderKey,
+    seen_at: DateTime<Utc>,
+    ordered_at: DateTime<Utc>,
+}
+
+impl<'e> Item<'e> {
+    fn of(event: &'e OrderEvent) -> Option<Item<'e>> {
+        let order = event.order.as_ref()?;
+        let state = state_of(order)?;
+        // Test orders are passed on by the gateway, and never attributed.
+        if order.test {
+            return None;
+        }
+        let seen_at = event
+            .received_at
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or_else(Utc::now);
+        let ordered_at = order
+            .occurred_at
+            .as_ref()
+            .and_then(from_timestamp)
+            .unwrap_or(seen_at);
+        Some(Item {
+            event,
+            order,
+            state,
+            key: (
+                event.brand_id,
+                order.integration_id,
+                order.store_order_id.clone(),
+            ),
+            seen_at,
+            ordered_at,
+        })
     }
-    let brand_id = event.brand_id;
-    let seen_at = event
-        .received_at
-        .as_ref()
-        .and_then(from_timestamp)
-        .unwrap_or_else(Utc::now);
-    // Only an order with a code or a click id can wait for, or be found by, a code or click.
-    if !order.codes.is_empty() || !order.click_id.is_empty() {
-        pending::lock_matching(conn).await?;
+
+    fn brand_id(&self) -> i64 {
+        self.key.0
     }
-    let existing =
-        conversions::of_order(conn, brand_id, order.integration_id, &order.store_order_id).await?;
-    if existing.is_empty() {
-        let key = (
-            brand_id,
-            order.integration_id,
-            order.store_order_id.as_str(),
-        );
-        if let Some(kept) = pending::get(conn, key).await?
-            && let Some(kept) = OrderEvent::decode(kept.as_slice())
-                .ok()
-                .and_then(|e| e.order)
-            && let Some(kept_state) = state_of(&kept)
-            && !attribution::is_newer(
-                kept_state.rank(),
-                kept.refunded_minor,
-                state,
-                order.refunded_minor,
-            )
-        {
-            // A later state of this order is already waiting for its code or click.
-            return Ok(());
-        }
-        if state.is_void() {
-            // Cancelled or refunded before anyone could be credited: no sale to attribute.
-            return pending::drop(conn, key).await;
-        }
-        let created = attribute(conn, brand_id, order, state, seen_at).await?;
-        if created {
-            pending::drop(conn, key).await
-        } else if !order.codes.is_empty() || !order.click_id.is_empty() {
-            // Its code or click may not be known yet (the streams are consumed independently):
-            // it is attributed when they arrive.
-            let codes: Vec<String> = order
-                .codes
-                .iter()
-                .map(|c| c.trim().to_lowercase())
-                .collect();
-            pending::keep(conn, key, &event.encode_to_vec(), &codes, &order.click_id).await
-        } else {
-            Ok(())
-        }
-    } else {
-        let mut changed = Vec::new();
-        for row in existing {
-            if !attribution::is_newer(
-                row.order_rank,
-                row.order_refunded_minor,
-                state,
-                order.refunded_minor,
-            ) {
-                continue;
-            }
-            let plan = projection::get_plan(conn, brand_id, row.plan_id).await?;
-            let holding = plan.as_ref().map_or(0, |p| p.holding_period_days);
-            changed.push(follow(conn, row, state, order.refunded_minor, seen_at, holding).await?);
-        }
-        events::conversion_changed(conn, &changed).await
+
+    /// Only an order with a code or a click id can wait for, or be found by, a code or click.
+    fn matchable(&self) -> bool {
+        !self.order.codes.is_empty() || !self.order.click_id.is_empty()
+    }
+
+    /// The order's codes as a pending order keeps them: trimmed and lower-cased.
+    fn codes_lower(&self) -> Vec<String> {
+        self.order
+            .codes
+            .iter()
+            .map(|c| c.trim().to_lowercase())
+            .collect()
+    }
+
+    /// The codes to look up: lower-cased, each once, none empty.
+    fn lookup_codes(&self) -> Vec<String> {
+        let mut lower = self.codes_lower();
+        lower.sort();
+        lower.dedup();
+        lower.retain(|c| !c.is_empty());
+        lower
     }
 }
 
-/// The creators an order belongs to: by its codes (case-insensitively, within its
-/// integration), else by its click id within the plan's window. Sorted by creator id.
-async fn claimants(
+/// Amazon Attribution report rows share the stream (see `amazon_reports`). They only add to
+/// figures, never touching orders' conversions, so they are applied apart from the batch's
+/// orders.
+async fn apply_events(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    order: &Order,
-    ordered_at: DateTime<Utc>,
-) -> Result<(Method, Vec<(Claimant, CodeRow, String)>), DbError> {
-    let mut lower: Vec<String> = order
-        .codes
+    events: Vec<&OrderEvent>,
+) -> Result<(), DbError> {
+    for event in &events {
+        if let Some(row) = &event.report_row {
+            crate::amazon_reports::apply(conn, event.brand_id, row).await?;
+        }
+    }
+    apply_orders(conn, events).await
+}
+
+async fn apply_orders(
+    conn: &mut AsyncPgConnection,
+    events: Vec<&OrderEvent>,
+) -> Result<(), DbError> {
+    let items: Vec<Item> = events.into_iter().filter_map(Item::of).collect();
+    if items.is_empty() {
+        return Ok(());
+    }
+    if items.iter().any(Item::matchable) {
+        pending::lock_matching(conn).await?;
+    }
+    let mut keys: Vec<OrderKey> = items.iter().map(|i| i.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let existing = conversions::of_orders(conn, &keys).await?;
+    let waiting = pending::get(conn, &keys).await?;
+    let facts = Facts::load(conn, &items, &existing).await?;
+    let mut batch = Batch::new(&facts, existing, waiting);
+    for item in &items {
+        batch.apply(item);
+    }
+    batch.changes.write(conn).await
+}
+
+/// Attributes orders that were waiting for a code or click that has now arrived (their stored
+/// order events, as `pending` handed them back).
+pub async fn retry_pending(
+    conn: &mut AsyncPgConnection,
+    events: Vec<Vec<u8>>,
+) -> Result<(), DbError> {
+    let decoded: Vec<OrderEvent> = events
         .iter()
-        .map(|c| c.trim().to_lowercase())
+        .filter_map(|bytes| match OrderEvent::decode(bytes.as_slice()) {
+            Ok(event) => Some(event),
+            Err(err) => {
+                tracing::error!(error = %err, "a pending order does not decode; dropped");
+                None
+            }
+        })
         .collect();
-    lower.sort();
-    lower.dedup();
-    lower.retain(|c| !c.is_empty());
-    if !lower.is_empty() {
-        let codes =
-            projection::codes_matching(conn, brand_id, order.integration_id, &lower).await?;
-        let mut by_creator: BTreeMap<i64, (Claimant, CodeRow, String)> = BTreeMap::new();
-        for code in codes {
-            let key = code.code.to_lowercase();
-            let as_on_order = order
+    apply_orders(conn, decoded.iter().collect()).await
+}
+
+/// What a batch reads besides its orders' own rows. None of it changes while the batch is
+/// applied: codes and clicks are written under the matching lock, which a batch with orders that
+/// look them up holds; plans and campaigns come from the plan stream's consumer, and the batch
+/// sees them as of its start.
+#[derive(Default)]
+struct Facts {
+    /// By (brand, integration), then by lower-cased code.
+    codes: HashMap<(i64, i64), HashMap<String, Vec<CodeRow>>>,
+    /// The codes of the batch's clicks, by (brand, code id).
+    click_codes: HashMap<(i64, i64), CodeRow>,
+    /// By (brand, click id).
+    clicks: HashMap<(i64, String), ClickRow>,
+    /// By (brand, plan id).
+    plans: HashMap<(i64, i64), PlanRow>,
+    /// Each plan's campaigns, by campaign id.
+    campaigns: HashMap<(i64, i64), Vec<i64>>,
+}
+
+impl Facts {
+    async fn load(
+        conn: &mut AsyncPgConnection,
+        items: &[Item<'_>],
+        existing: &[ConversionRow],
+    ) -> Result<Facts, DbError> {
+        let mut facts = Facts::default();
+        let lookups: Vec<(i64, i64, String)> = items
+            .iter()
+            .flat_map(|i| {
+                i.lookup_codes()
+                    .into_iter()
+                    .map(|c| (i.brand_id(), i.order.integration_id, c))
+            })
+            .collect();
+        let wanted: Vec<(i64, i64, &str)> = lookups
+            .iter()
+            .map(|(b, i, c)| (*b, *i, c.as_str()))
+            .collect();
+        for found in projection::codes_matching(conn, &wanted).await? {
+            facts
                 .codes
+                .entry((found.code.brand_id, found.code.integration_id))
+                .or_default()
+                .entry(found.matched)
+                .or_default()
+                .push(found.code);
+        }
+        let mut click_ids: Vec<(i64, &str)> = items
+            .iter()
+            .filter(|i| !i.order.click_id.is_empty())
+            .map(|i| (i.brand_id(), i.order.click_id.as_str()))
+            .collect();
+        click_ids.sort_unstable();
+        click_ids.dedup();
+        for click in clicks::by_ids(conn, &click_ids).await? {
+            facts
+                .clicks
+                .insert((click.brand_id, click.click_id.clone()), click);
+        }
+        let code_ids = distinct(facts.clicks.values().map(|c| (c.brand_id, c.code_id)));
+        for code in projection::codes(conn, &code_ids).await? {
+            facts
+                .click_codes
+                .insert((code.brand_id, code.code_id), code);
+        }
+        let found_codes = || {
+            facts
+                .codes
+                .values()
+                .flat_map(|by_code| by_code.values().flatten())
+                .chain(facts.click_codes.values())
+        };
+        let code_plans = distinct(found_codes().map(|c| (c.brand_id, c.plan_id)));
+        let plan_ids = distinct(
+            code_plans
                 .iter()
-                .find(|c| c.trim().eq_ignore_ascii_case(&code.code))
-                .cloned()
-                .unwrap_or_else(|| code.code.clone());
-            by_creator.entry(code.creator_id).or_insert((
-                Claimant {
-                    creator_id: code.creator_id,
-                    code: key,
-                },
-                code,
-                as_on_order,
-            ));
+                .copied()
+                .chain(existing.iter().map(|r| (r.brand_id, r.plan_id)))
+                .chain(facts.clicks.values().map(|c| (c.brand_id, c.plan_id))),
+        );
+        for plan in projection::plans(conn, &plan_ids).await? {
+            facts.plans.insert((plan.brand_id, plan.plan_id), plan);
         }
-        if !by_creator.is_empty() {
-            return Ok((Method::Code, by_creator.into_values().collect()));
+        for link in projection::campaigns_of_plans(conn, &code_plans).await? {
+            facts
+                .campaigns
+                .entry((link.brand_id, link.plan_id))
+                .or_default()
+                .push(link.campaign_id);
         }
+        Ok(facts)
     }
-    if !order.click_id.is_empty()
-        && let Some(click) = clicks::by_id(conn, brand_id, &order.click_id).await?
-        && click.integration_id == order.integration_id
-        && let Some(code) = projection::code(conn, brand_id, click.code_id).await?
-    {
-        let window = projection::get_plan(conn, brand_id, click.plan_id)
-            .await?
-            .map_or(30, |p| p.attribution_window_days);
-        if attribution::click_in_window(click.clicked_at, ordered_at, window) {
-            let claimant = Claimant {
-                creator_id: click.creator_id,
-                code: String::new(),
-            };
-            return Ok((
-                Method::Click,
-                vec![(claimant, code, order.click_id.clone())],
-            ));
-        }
+
+    fn plan(&self, brand_id: i64, plan_id: i64) -> Option<&PlanRow> {
+        self.plans.get(&(brand_id, plan_id))
     }
-    Ok((Method::Code, Vec::new()))
+
+    /// The integration's codes among `lower_codes`, by creator id then code id.
+    fn codes_matching(
+        &self,
+        brand_id: i64,
+        integration_id: i64,
+        lower: &[String],
+    ) -> Vec<&CodeRow> {
+        let mut found: Vec<&CodeRow> = self
+            .codes
+            .get(&(brand_id, integration_id))
+            .map(|by_code| {
+                lower
+                    .iter()
+                    .filter_map(|c| by_code.get(c))
+                    .flatten()
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort_by_key(|c| (c.creator_id, c.code_id));
+        found
+    }
+}
+
+fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
 fn commission_rule(plan: Option<&PlanRow>) -> Option<CommissionRule> {
@@ -213,179 +336,301 @@ fn commission_rule(plan: Option<&PlanRow>) -> Option<CommissionRule> {
     }
 }
 
-/// Attributes a new order; whether anyone was credited.
-async fn attribute(
-    conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    order: &Order,
-    state: OrderState,
-    seen_at: DateTime<Utc>,
-) -> Result<bool, DbError> {
-    let ordered_at = order
-        .occurred_at
-        .as_ref()
-        .and_then(from_timestamp)
-        .unwrap_or(seen_at);
-    let (method, claimants) = claimants(conn, brand_id, order, ordered_at).await?;
-    if claimants.is_empty() {
-        return Ok(false);
-    }
-    let lines: Vec<Line> = order
-        .lines
-        .iter()
-        .map(|line| Line {
-            net_minor: (line.amount_minor - line.discount_minor).max(0),
-            discount_minor: line.discount_minor,
-            codes: line.codes.iter().map(|c| c.trim().to_lowercase()).collect(),
-        })
-        .collect();
-    let net = (order.subtotal_minor - order.discount_minor).max(0);
-    let who: Vec<Claimant> = claimants.iter().map(|(c, _, _)| c.clone()).collect();
-    let (rule, shares) = attribution::split(net, order.discount_minor, &lines, &who);
-    let mut created = Vec::new();
-    for ((_, code, matched), share) in claimants.iter().zip(&shares) {
-        let plan = projection::get_plan(conn, brand_id, code.plan_id).await?;
-        let (commission, commission_currency) = attribution::commission(
-            commission_rule(plan.as_ref()).as_ref(),
-            share,
-            &order.currency,
-        );
-        // A plan shared by several campaigns records the sale in each of them.
-        let mut campaigns = projection::campaigns_of_plan(conn, brand_id, code.plan_id).await?;
-        if !campaigns.contains(&code.campaign_id) {
-            campaigns.push(code.campaign_id);
-        }
-        let shared = campaigns.len() > 1;
-        let pending = Amounts {
-            status: Status::Pending,
-            revenue_minor: share.revenue_minor,
-            discount_minor: share.discount_minor,
-            commission_minor: commission,
-            adjusted_revenue_minor: 0,
-            adjusted_commission_minor: 0,
-            approve_at: None,
+/// One batch of order events, applied in memory.
+struct Batch<'f> {
+    facts: &'f Facts,
+    /// The conversions of each order (indexes into `changes.rows`), oldest first.
+    orders: HashMap<OrderKey, Vec<usize>>,
+    /// The orders waiting for a code or click, as they stand at this point of the batch.
+    waiting: HashMap<OrderKey, PendingOrder>,
+    changes: Changes,
+}
+
+impl<'f> Batch<'f> {
+    fn new(
+        facts: &'f Facts,
+        existing: Vec<ConversionRow>,
+        waiting: Vec<(OrderKey, PendingOrder)>,
+    ) -> Batch<'f> {
+        let mut batch = Batch {
+            facts,
+            orders: HashMap::new(),
+            waiting: waiting.into_iter().collect(),
+            changes: Changes::default(),
         };
-        let holding = plan.as_ref().map_or(0, |p| p.holding_period_days);
-        let followed = attribution::follow(
-            &pending,
-            state,
-            order.refunded_minor,
-            order.total_minor,
-            share.revenue_minor,
-            share.discount_minor,
-            commission,
-            seen_at,
-            holding,
-        );
-        let amounts = attribution::approve(&followed.amounts, seen_at).unwrap_or(followed.amounts);
-        for campaign_id in campaigns {
-            let row = ConversionRow {
-                brand_id,
-                id: 0,
-                integration_id: order.integration_id,
-                store_order_id: order.store_order_id.clone(),
-                campaign_id,
-                creator_id: code.creator_id,
-                code_id: code.code_id,
-                plan_id: code.plan_id,
-                method: method.as_str().to_owned(),
-                matched: matched.clone(),
-                split_rule: rule.as_str().to_owned(),
-                share_bps: share.share_bps,
-                shared,
-                status: amounts.status.as_str().to_owned(),
-                order_status: state.as_str().to_owned(),
-                order_rank: state.rank(),
-                currency: order.currency.clone(),
-                order_total_minor: order.total_minor,
-                order_refunded_minor: order.refunded_minor,
-                base_revenue_minor: share.revenue_minor,
-                base_discount_minor: share.discount_minor,
-                base_commission_minor: commission,
-                revenue_minor: amounts.revenue_minor,
-                discount_minor: amounts.discount_minor,
-                commission_minor: amounts.commission_minor,
-                commission_currency: commission_currency.clone(),
+        for row in existing {
+            let key = (row.brand_id, row.integration_id, row.store_order_id.clone());
+            let index = batch.changes.track(row);
+            batch.orders.entry(key).or_default().push(index);
+        }
+        batch
+    }
+
+    fn apply(&mut self, item: &Item) {
+        let known = self.orders.get(&item.key).cloned().unwrap_or_default();
+        if !known.is_empty() {
+            for index in known {
+                self.follow(index, item);
+            }
+            return;
+        }
+        if let Some(kept) = self.waiting.get(&item.key)
+            && let Some(kept) = OrderEvent::decode(kept.event.as_slice())
+                .ok()
+                .and_then(|e| e.order)
+            && let Some(kept_state) = state_of(&kept)
+            && !attribution::is_newer(
+                kept_state.rank(),
+                kept.refunded_minor,
+                item.state,
+                item.order.refunded_minor,
+            )
+        {
+            // A later state of this order is already waiting for its code or click.
+            return;
+        }
+        if item.state.is_void() {
+            // Cancelled or refunded before anyone could be credited: no sale to attribute.
+            self.set_waiting(&item.key, None);
+        } else if self.attribute(item) {
+            self.set_waiting(&item.key, None);
+        } else if item.matchable() {
+            // Its code or click may not be known yet (the streams are consumed independently):
+            // it is attributed when they arrive.
+            let kept = PendingOrder {
+                event: item.event.encode_to_vec(),
+                codes_lower: item.codes_lower(),
+                click_id: item.order.click_id.clone(),
+            };
+            self.set_waiting(&item.key, Some(kept));
+        }
+    }
+
+    fn set_waiting(&mut self, key: &OrderKey, pending: Option<PendingOrder>) {
+        match &pending {
+            Some(kept) => self.waiting.insert(key.clone(), kept.clone()),
+            None => self.waiting.remove(key),
+        };
+        self.changes.pending.insert(key.clone(), pending);
+    }
+
+    /// The creators an order belongs to: by its codes (case-insensitively, within its
+    /// integration), else by its click id within the plan's window. Sorted by creator id.
+    fn claimants(&self, item: &Item) -> (Method, Vec<(Claimant, &'f CodeRow, String)>) {
+        let order = item.order;
+        let brand_id = item.brand_id();
+        let lower = item.lookup_codes();
+        if !lower.is_empty() {
+            let mut by_creator: BTreeMap<i64, (Claimant, &'f CodeRow, String)> = BTreeMap::new();
+            for code in self
+                .facts
+                .codes_matching(brand_id, order.integration_id, &lower)
+            {
+                let as_on_order = order
+                    .codes
+                    .iter()
+                    .find(|c| c.trim().eq_ignore_ascii_case(&code.code))
+                    .cloned()
+                    .unwrap_or_else(|| code.code.clone());
+                by_creator.entry(code.creator_id).or_insert((
+                    Claimant {
+                        creator_id: code.creator_id,
+                        code: code.code.to_lowercase(),
+                    },
+                    code,
+                    as_on_order,
+                ));
+            }
+            if !by_creator.is_empty() {
+                return (Method::Code, by_creator.into_values().collect());
+            }
+        }
+        if !order.click_id.is_empty()
+            && let Some(click) = self.facts.clicks.get(&(brand_id, order.click_id.clone()))
+            && click.integration_id == order.integration_id
+            && let Some(code) = self.facts.click_codes.get(&(brand_id, click.code_id))
+        {
+            let window = self
+                .facts
+                .plan(brand_id, click.plan_id)
+                .map_or(30, |p| p.attribution_window_days);
+            if attribution::click_in_window(click.clicked_at, item.ordered_at, window) {
+                let claimant = Claimant {
+                    creator_id: click.creator_id,
+                    code: String::new(),
+                };
+                return (
+                    Method::Click,
+                    vec![(claimant, code, order.click_id.clone())],
+                );
+            }
+        }
+        (Method::Code, Vec::new())
+    }
+
+    /// Attributes a new order; whether anyone was credited.
+    fn attribute(&mut self, item: &Item) -> bool {
+        let order = item.order;
+        let brand_id = item.brand_id();
+        let (method, claimants) = self.claimants(item);
+        if claimants.is_empty() {
+            return false;
+        }
+        let lines: Vec<Line> = order
+            .lines
+            .iter()
+            .map(|line| Line {
+                net_minor: (line.amount_minor - line.discount_minor).max(0),
+                discount_minor: line.discount_minor,
+                codes: line.codes.iter().map(|c| c.trim().to_lowercase()).collect(),
+            })
+            .collect();
+        let net = (order.subtotal_minor - order.discount_minor).max(0);
+        let who: Vec<Claimant> = claimants.iter().map(|(c, _, _)| c.clone()).collect();
+        let (rule, shares) = attribution::split(net, order.discount_minor, &lines, &who);
+        let mut created = 0;
+        for ((_, code, matched), share) in claimants.iter().zip(&shares) {
+            let plan = self.facts.plan(brand_id, code.plan_id);
+            let (commission, commission_currency) =
+                attribution::commission(commission_rule(plan).as_ref(), share, &order.currency);
+            // A plan shared by several campaigns records the sale in each of them.
+            let mut campaigns = self
+                .facts
+                .campaigns
+                .get(&(brand_id, code.plan_id))
+                .cloned()
+                .unwrap_or_default();
+            if !campaigns.contains(&code.campaign_id) {
+                campaigns.push(code.campaign_id);
+            }
+            let shared = campaigns.len() > 1;
+            let pending = Amounts {
+                status: Status::Pending,
+                revenue_minor: share.revenue_minor,
+                discount_minor: share.discount_minor,
+                commission_minor: commission,
                 adjusted_revenue_minor: 0,
                 adjusted_commission_minor: 0,
-                ordered_at,
-                approve_at: amounts.approve_at,
-                created_at: seen_at,
-                updated_at: seen_at,
+                approve_at: None,
             };
-            let Some(row) = conversions::insert(conn, &row).await? else {
-                continue;
-            };
-            add_contribution(conn, None, &row).await?;
-            if method == Method::Code && campaign_id == code.campaign_id {
-                watch_for_leaks(conn, code, ordered_at).await?;
+            let holding = plan.map_or(0, |p| p.holding_period_days);
+            let followed = attribution::follow(
+                &pending,
+                item.state,
+                order.refunded_minor,
+                order.total_minor,
+                share.revenue_minor,
+                share.discount_minor,
+                commission,
+                item.seen_at,
+                holding,
+            );
+            let amounts =
+                attribution::approve(&followed.amounts, item.seen_at).unwrap_or(followed.amounts);
+            for campaign_id in campaigns {
+                let row = ConversionRow {
+                    brand_id,
+                    id: 0,
+                    integration_id: order.integration_id,
+                    store_order_id: order.store_order_id.clone(),
+                    campaign_id,
+                    creator_id: code.creator_id,
+                    code_id: code.code_id,
+                    plan_id: code.plan_id,
+                    method: method.as_str().to_owned(),
+                    matched: matched.clone(),
+                    split_rule: rule.as_str().to_owned(),
+                    share_bps: share.share_bps,
+                    shared,
+                    status: amounts.status.as_str().to_owned(),
+                    order_status: item.state.as_str().to_owned(),
+                    order_rank: item.state.rank(),
+                    currency: order.currency.clone(),
+                    order_total_minor: order.total_minor,
+                    order_refunded_minor: order.refunded_minor,
+                    base_revenue_minor: share.revenue_minor,
+                    base_discount_minor: share.discount_minor,
+                    base_commission_minor: commission,
+                    revenue_minor: amounts.revenue_minor,
+                    discount_minor: amounts.discount_minor,
+                    commission_minor: amounts.commission_minor,
+                    commission_currency: commission_currency.clone(),
+                    adjusted_revenue_minor: 0,
+                    adjusted_commission_minor: 0,
+                    ordered_at: item.ordered_at,
+                    approve_at: amounts.approve_at,
+                    // Both set by the database when the row is written.
+                    created_at: item.seen_at,
+                    updated_at: item.seen_at,
+                };
+                let index = self.changes.create(row);
+                self.orders.entry(item.key.clone()).or_default().push(index);
+                if method == Method::Code && campaign_id == code.campaign_id {
+                    self.changes.leaks.push(((*code).clone(), item.ordered_at));
+                }
+                created += 1;
             }
-            created.push(row);
         }
+        tracing::debug!(
+            brand_id,
+            store_order_id = order.store_order_id,
+            conversions = created,
+            "order attributed"
+        );
+        true
     }
-    tracing::debug!(
-        brand_id,
-        store_order_id = order.store_order_id,
-        conversions = created.len(),
-        "order attributed"
-    );
-    events::conversion_changed(conn, &created).await?;
-    Ok(true)
-}
 
-/// Attributes orders that were waiting for a code or click that has now arrived (their stored
-/// order events, as `pending` handed them back).
-pub async fn retry_pending(
-    conn: &mut AsyncPgConnection,
-    events: Vec<Vec<u8>>,
-) -> Result<(), DbError> {
-    for bytes in events {
-        match OrderEvent::decode(bytes.as_slice()) {
-            Ok(event) => apply_order(conn, &event).await?,
-            Err(err) => tracing::error!(error = %err, "a pending order does not decode; dropped"),
+    /// A known conversion, if its order moved on.
+    fn follow(&mut self, index: usize, item: &Item) {
+        let row = &self.changes.rows[index].row;
+        if !attribution::is_newer(
+            row.order_rank,
+            row.order_refunded_minor,
+            item.state,
+            item.order.refunded_minor,
+        ) {
+            return;
         }
+        let holding = self
+            .facts
+            .plan(row.brand_id, row.plan_id)
+            .map_or(0, |p| p.holding_period_days);
+        let followed = attribution::follow(
+            &amounts_of(row),
+            item.state,
+            item.order.refunded_minor,
+            row.order_total_minor,
+            row.base_revenue_minor,
+            row.base_discount_minor,
+            row.base_commission_minor,
+            item.seen_at,
+            holding,
+        );
+        let amounts =
+            attribution::approve(&followed.amounts, item.seen_at).unwrap_or(followed.amounts);
+        if let Some((revenue_minor, commission_minor)) = followed.adjustment {
+            let reason = if item.state.is_void() {
+                format!("order {} after approval", item.state.as_str())
+            } else {
+                "partial refund after approval".to_owned()
+            };
+            self.changes.adjustments.push((
+                index,
+                NewAdjustment {
+                    brand_id: row.brand_id,
+                    conversion_id: row.id,
+                    revenue_minor,
+                    commission_minor,
+                    reason,
+                },
+            ));
+        }
+        let mut next = with_amounts(row.clone(), &amounts);
+        next.order_status = item.state.as_str().to_owned();
+        next.order_rank = item.state.rank();
+        next.order_refunded_minor = item.order.refunded_minor;
+        self.changes.update(index, next);
     }
-    Ok(())
-}
-
-/// A known conversion after its order moved on.
-async fn follow(
-    conn: &mut AsyncPgConnection,
-    row: ConversionRow,
-    state: OrderState,
-    refunded_minor: i64,
-    seen_at: DateTime<Utc>,
-    holding_days: i32,
-) -> Result<ConversionRow, DbError> {
-    let current = amounts_of(&row);
-    let followed = attribution::follow(
-        &current,
-        state,
-        refunded_minor,
-        row.order_total_minor,
-        row.base_revenue_minor,
-        row.base_discount_minor,
-        row.base_commission_minor,
-        seen_at,
-        holding_days,
-    );
-    let amounts = attribution::approve(&followed.amounts, seen_at).unwrap_or(followed.amounts);
-    if let Some((revenue, commission)) = followed.adjustment {
-        let reason = if state.is_void() {
-            format!("order {} after approval", state.as_str())
-        } else {
-            "partial refund after approval".to_owned()
-        };
-        conversions::add_adjustment(conn, row.brand_id, row.id, revenue, commission, &reason)
-            .await?;
-    }
-    let mut next = with_amounts(row.clone(), &amounts);
-    next.order_status = state.as_str().to_owned();
-    next.order_rank = state.rank();
-    next.order_refunded_minor = refunded_minor;
-    let next = conversions::update(conn, &next).await?;
-    add_contribution(conn, Some(&row), &next).await?;
-    Ok(next)
 }
 
 fn amounts_of(row: &ConversionRow) -> Amounts {
@@ -448,86 +693,287 @@ fn contribution(row: &ConversionRow) -> Vec<(String, SalesDelta)> {
     ]
 }
 
-/// Adds `new`'s contribution to the aggregates and takes `old`'s away.
-async fn add_contribution(
-    conn: &mut AsyncPgConnection,
+/// Adds `new`'s contribution to the daily figures and takes `old`'s away.
+fn add_contribution(
+    sales: &mut BTreeMap<SalesKey, SalesDelta>,
     old: Option<&ConversionRow>,
     new: &ConversionRow,
-) -> Result<(), DbError> {
+) {
     let mut by_currency: BTreeMap<String, SalesDelta> = BTreeMap::new();
-    let mut add = |row: &ConversionRow, sign: i64| {
-        for (currency, d) in contribution(row) {
-            let total = by_currency.entry(currency).or_default();
-            total.orders += sign * d.orders;
-            total.code_uses += sign * d.code_uses;
-            total.revenue_minor += sign * d.revenue_minor;
-            total.discount_minor += sign * d.discount_minor;
-            total.pending_minor += sign * d.pending_minor;
-            total.approved_minor += sign * d.approved_minor;
-            total.reversed_minor += sign * d.reversed_minor;
-            total.adjusted_minor += sign * d.adjusted_minor;
-        }
-    };
-    add(new, 1);
-    if let Some(old) = old {
-        add(old, -1);
+    for (currency, d) in contribution(new) {
+        by_currency.entry(currency).or_default().add(&d, 1);
     }
-    let key = (new.brand_id, new.campaign_id, new.creator_id);
+    for (currency, d) in old.map(contribution).unwrap_or_default() {
+        by_currency.entry(currency).or_default().add(&d, -1);
+    }
     let day = new.ordered_at.date_naive();
     for (currency, delta) in by_currency {
-        conversions::add_sales(conn, key, day, &currency, &delta).await?;
+        if delta.is_zero() {
+            continue;
+        }
+        let key = (new.brand_id, new.campaign_id, new.creator_id, day, currency);
+        sales.entry(key).or_default().add(&delta, 1);
     }
-    Ok(())
 }
 
-/// Counts a code's order for leak detection and raises the alerts its figures call for.
+/// A conversion of the batch.
+struct Tracked {
+    row: ConversionRow,
+    /// Created by this batch (not stored yet).
+    new: bool,
+    changed: bool,
+    /// Its latest event (an index into `Changes::events`).
+    last_event: Option<usize>,
+}
+
+/// What applying a batch changes, in the order it happened, written back by [`Changes::write`].
+#[derive(Default)]
+struct Changes {
+    rows: Vec<Tracked>,
+    /// Conversion events: the conversion (an index into `rows`) as it was at that point, when
+    /// it changed again later in the batch (`None`: as it ends the batch).
+    events: Vec<(usize, Option<ConversionRow>)>,
+    /// Adjustments after approval, each with its conversion (an index into `rows`).
+    adjustments: Vec<(usize, NewAdjustment)>,
+    /// Summed changes to the daily figures; a day touched by any change is written, even if
+    /// its changes cancel out, as it would be one change at a time.
+    sales: BTreeMap<SalesKey, SalesDelta>,
+    /// Orders counted for leak detection: the code and when the order was placed.
+    leaks: Vec<(CodeRow, DateTime<Utc>)>,
+    /// The final state of every pending order the batch kept (`Some`) or let go (`None`).
+    pending: BTreeMap<OrderKey, Option<PendingOrder>>,
+}
+
+impl Changes {
+    /// A stored conversion the batch may change.
+    fn track(&mut self, row: ConversionRow) -> usize {
+        self.rows.push(Tracked {
+            row,
+            new: false,
+            changed: false,
+            last_event: None,
+        });
+        self.rows.len() - 1
+    }
+
+    fn create(&mut self, row: ConversionRow) -> usize {
+        add_contribution(&mut self.sales, None, &row);
+        let index = self.rows.len();
+        self.rows.push(Tracked {
+            row,
+            new: true,
+            changed: true,
+            last_event: Some(self.events.len()),
+        });
+        self.events.push((index, None));
+        index
+    }
+
+    fn update(&mut self, index: usize, next: ConversionRow) {
+        add_contribution(&mut self.sales, Some(&self.rows[index].row), &next);
+        let tracked = &mut self.rows[index];
+        let old = std::mem::replace(&mut tracked.row, next);
+        tracked.changed = true;
+        // The row's previous event showed it as it was before this change.
+        if let Some(event) = tracked.last_event.replace(self.events.len()) {
+            self.events[event].1.get_or_insert(old);
+        }
+        self.events.push((index, None));
+    }
+
+    async fn write(mut self, conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+        self.write_conversions(conn).await?;
+        let adjustments: Vec<NewAdjustment> = self
+            .adjustments
+            .into_iter()
+            .map(|(index, adjustment)| NewAdjustment {
+                conversion_id: self.rows[index].row.id,
+                ..adjustment
+            })
+            .collect();
+        conversions::add_adjustments(conn, &adjustments).await?;
+        conversions::add_sales(conn, &self.sales).await?;
+        watch_for_leaks(conn, &self.leaks).await?;
+        let (kept, dropped): (Vec<_>, Vec<_>) = self
+            .pending
+            .iter()
+            .partition(|(_, pending)| pending.is_some());
+        let kept: Vec<(&OrderKey, &PendingOrder)> = kept
+            .into_iter()
+            .filter_map(|(key, pending)| Some((key, pending.as_ref()?)))
+            .collect();
+        let dropped: Vec<&OrderKey> = dropped.into_iter().map(|(key, _)| key).collect();
+        pending::keep(conn, &kept).await?;
+        pending::drop(conn, &dropped).await?;
+        // Each event carries the row as it was then, with the identity and times it was stored
+        // with (every write of a transaction is stamped with the same `now()`).
+        for (index, snapshot) in &mut self.events {
+            if let Some(snapshot) = snapshot {
+                let stored = &self.rows[*index].row;
+                snapshot.id = stored.id;
+                snapshot.created_at = stored.created_at;
+                snapshot.updated_at = stored.updated_at;
+            }
+        }
+        let changed: Vec<&ConversionRow> = self
+            .events
+            .iter()
+            .map(|(index, snapshot)| snapshot.as_ref().unwrap_or(&self.rows[*index].row))
+            .collect();
+        events::conversion_changed(conn, &changed).await
+    }
+
+    /// Inserts the new conversions (ids in the order they were created) and updates the changed
+    /// ones; each row takes the id and times it was stored with.
+    async fn write_conversions(&mut self, conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+        let created: Vec<&ConversionRow> =
+            self.rows.iter().filter(|t| t.new).map(|t| &t.row).collect();
+        let mut inserted: HashMap<(i64, i64, String, i64, i64), Stored> =
+            conversions::insert(conn, &created)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    let key = (
+                        s.brand_id,
+                        s.integration_id,
+                        s.store_order_id.clone(),
+                        s.campaign_id,
+                        s.creator_id,
+                    );
+                    (key, s)
+                })
+                .collect();
+        let changed: Vec<&ConversionRow> = self
+            .rows
+            .iter()
+            .filter(|t| !t.new && t.changed)
+            .map(|t| &t.row)
+            .collect();
+        let mut updated: HashMap<(i64, i64), Stored> = conversions::update(conn, &changed)
+            .await?
+            .into_iter()
+            .map(|s| ((s.brand_id, s.id), s))
+            .collect();
+        for tracked in &mut self.rows {
+            let row = &mut tracked.row;
+            let stored = if tracked.new {
+                let key = (
+                    row.brand_id,
+                    row.integration_id,
+                    row.store_order_id.clone(),
+                    row.campaign_id,
+                    row.creator_id,
+                );
+                inserted.remove(&key)
+            } else if tracked.changed {
+                updated.remove(&(row.brand_id, row.id))
+            } else {
+                continue;
+            };
+            // Only another writer of the same orders could cause this (the stream has one
+            // consumer): the batch is rolled back and applied again.
+            let stored = stored.ok_or_else(|| {
+                DbError::Other(format!(
+                    "conversion of order {} changed by another transaction during the batch",
+                    row.store_order_id
+                ))
+            })?;
+            row.id = stored.id;
+            row.created_at = stored.created_at;
+            row.updated_at = stored.updated_at;
+        }
+        Ok(())
+    }
+}
+
+/// Counts codes' orders for leak detection, one after the other as they were attributed, and
+/// raises the alerts their figures call for.
 async fn watch_for_leaks(
     conn: &mut AsyncPgConnection,
-    code: &CodeRow,
-    ordered_at: DateTime<Utc>,
+    leaks: &[(CodeRow, DateTime<Utc>)],
 ) -> Result<(), DbError> {
-    let clicked = clicks::clicked_before(
-        conn,
-        code.brand_id,
-        code.campaign_id,
-        code.creator_id,
-        ordered_at,
-    )
-    .await?;
-    let day = ordered_at.date_naive();
-    let counts = alert_store::count_order(
-        conn,
-        code.brand_id,
-        code.code_id,
-        day,
-        !clicked,
-        alerts::BASELINE_DAYS,
-    )
-    .await?;
-    let alert = |kind: &str, evidence: String| AlertRow {
-        brand_id: code.brand_id,
-        code_id: code.code_id,
-        kind: kind.to_owned(),
-        campaign_id: code.campaign_id,
-        creator_id: code.creator_id,
-        code: code.code.clone(),
-        evidence,
-        orders: counts.orders,
-        orders_without_click: counts.without_click,
-        day: Some(day),
-        day_orders: counts.day_orders,
-        baseline_milli: alerts::baseline_milli(counts.baseline_orders),
-        raised_at: Utc::now(),
-        id: 0,
-    };
-    if let Some(evidence) = alerts::orders_without_clicks(counts.orders, counts.without_click) {
-        alert_store::raise(conn, &alert("orders_without_clicks", evidence)).await?;
+    if leaks.is_empty() {
+        return Ok(());
     }
-    let baseline = alerts::baseline_milli(counts.baseline_orders);
-    if let Some(evidence) = alerts::spike(&day.to_string(), counts.day_orders, baseline) {
-        alert_store::raise(conn, &alert("spike", evidence)).await?;
+    let questions: Vec<(i64, i64, i64, DateTime<Utc>)> = leaks
+        .iter()
+        .map(|(code, at)| (code.brand_id, code.campaign_id, code.creator_id, *at))
+        .collect();
+    let clicked = clicks::clicked_before(conn, &questions).await?;
+    // Each code's totals, and its days from the earliest baseline to the latest order.
+    let mut ranges: BTreeMap<(i64, i64), (NaiveDate, NaiveDate)> = BTreeMap::new();
+    for (code, at) in leaks {
+        let day = at.date_naive();
+        let first = alerts::baseline_start(day);
+        let range = ranges
+            .entry((code.brand_id, code.code_id))
+            .or_insert((first, day));
+        range.0 = range.0.min(first);
+        range.1 = range.1.max(day);
     }
-    Ok(())
+    let ranges: Vec<(i64, i64, NaiveDate, NaiveDate)> = ranges
+        .into_iter()
+        .map(|((brand, code), (first, last))| (brand, code, first, last))
+        .collect();
+    let mut history: HashMap<(i64, i64), CodeHistory> = HashMap::new();
+    for count in alert_store::code_counts(conn, &ranges).await? {
+        let code = history.entry((count.brand_id, count.code_id)).or_default();
+        match count.day {
+            None => code.set_totals(count.orders, count.without_click),
+            Some(day) => code.set_day(day, count.orders),
+        }
+    }
+    let mut counted: BTreeMap<(i64, i64, NaiveDate), (i64, i64)> = BTreeMap::new();
+    // At most one alert per (brand, code, kind): the latest evidence, in the order first raised.
+    let mut raised: Vec<AlertRow> = Vec::new();
+    let mut position: HashMap<(i64, i64, &'static str), usize> = HashMap::new();
+    for ((code, at), clicked) in leaks.iter().zip(clicked) {
+        let day = at.date_naive();
+        let counts = history
+            .entry((code.brand_id, code.code_id))
+            .or_default()
+            .count(day, !clicked);
+        let added = counted
+            .entry((code.brand_id, code.code_id, day))
+            .or_default();
+        added.0 += 1;
+        added.1 += i64::from(!clicked);
+        let baseline = alerts::baseline_milli(counts.baseline_orders);
+        let alert = |kind: &str, evidence: String| AlertRow {
+            brand_id: code.brand_id,
+            code_id: code.code_id,
+            kind: kind.to_owned(),
+            campaign_id: code.campaign_id,
+            creator_id: code.creator_id,
+            code: code.code.clone(),
+            evidence,
+            orders: counts.orders,
+            orders_without_click: counts.without_click,
+            day: Some(day),
+            day_orders: counts.day_orders,
+            baseline_milli: baseline,
+            raised_at: Utc::now(),
+            id: 0,
+        };
+        let mut raise = |kind: &'static str, evidence: String| {
+            let row = alert(kind, evidence);
+            match position.get(&(code.brand_id, code.code_id, kind)) {
+                Some(&at) => raised[at] = row,
+                None => {
+                    position.insert((code.brand_id, code.code_id, kind), raised.len());
+                    raised.push(row);
+                }
+            }
+        };
+        if let Some(evidence) = alerts::orders_without_clicks(counts.orders, counts.without_click) {
+            raise("orders_without_clicks", evidence);
+        }
+        if let Some(evidence) = alerts::spike(&day.to_string(), counts.day_orders, baseline) {
+            raise("spike", evidence);
+        }
+    }
+    alert_store::count_orders(conn, &counted).await?;
+    alert_store::raise(conn, &raised).await
 }
 
 /// Approves every conversion whose holding period is over (at most `limit`), in the caller's
@@ -537,16 +983,16 @@ pub async fn approve_due(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<usize, DbError> {
-    let due = conversions::due(conn, now, limit).await?;
-    let mut approved = Vec::with_capacity(due.len());
-    for row in due {
+    let mut changes = Changes::default();
+    for row in conversions::due(conn, now, limit).await? {
         let Some(amounts) = attribution::approve(&amounts_of(&row), now) else {
             continue;
         };
-        let next = conversions::update(conn, &with_amounts(row.clone(), &amounts)).await?;
-        add_contribution(conn, Some(&row), &next).await?;
-        approved.push(next);
+        let next = with_amounts(row.clone(), &amounts);
+        let index = changes.track(row);
+        changes.update(index, next);
     }
-    events::conversion_changed(conn, &approved).await?;
-    Ok(approved.len())
+    let approved = changes.events.len();
+    changes.write(conn).await?;
+    Ok(approved)
 }

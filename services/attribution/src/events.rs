@@ -12,7 +12,7 @@ use crate::store::conversions::ConversionRow;
 
 pub async fn conversion_changed(
     conn: &mut AsyncPgConnection,
-    rows: &[ConversionRow],
+    rows: &[&ConversionRow],
 ) -> Result<(), DbError> {
     let events: Vec<NewEvent> = rows
         .iter()

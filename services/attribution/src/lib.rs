@@ -72,6 +72,9 @@ pub struct AttributionArgs {
     pub gateway_url: String,
 }
 
+/// Most order events applied in one transaction.
+const ORDER_BATCH: usize = 1024;
+
 /// How often due conversions are approved.
 const APPROVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -116,7 +119,12 @@ pub async fn start(
     ));
     tokio::spawn(run_consumer(
         db.clone(),
-        ConsumerOptions::new("order-events"),
+        // Larger batches than the default: applying one is a fixed number of statements, so
+        // the statements' own cost is spread over more orders.
+        ConsumerOptions {
+            batch: ORDER_BATCH,
+            ..ConsumerOptions::new("order-events")
+        },
         orders,
         attribute::Orders,
         shutdown.clone(),

@@ -2,6 +2,10 @@
 //! links (shoppers found it elsewhere, e.g. on a coupon site), or whose orders on one day jump
 //! far above its own history.
 
+use std::collections::BTreeMap;
+
+use chrono::{Days, NaiveDate};
+
 /// A code's orders so far and those with no click on the creator's links in the 30 days before.
 pub const MIN_ORDERS: i64 = 10;
 /// "Mostly": at least this share of orders had no click, in percent.
@@ -23,6 +27,57 @@ pub fn orders_without_clicks(orders: i64, without_click: i64) -> Option<String> 
 /// The daily average of the baseline, in thousandths of an order.
 pub fn baseline_milli(orders_in_baseline: i64) -> i64 {
     orders_in_baseline * 1000 / BASELINE_DAYS
+}
+
+/// The first day of the baseline a spike on `day` is measured against.
+pub fn baseline_start(day: NaiveDate) -> NaiveDate {
+    day - Days::new(BASELINE_DAYS as u64)
+}
+
+/// A code's figures after counting one more order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodeCounts {
+    pub orders: i64,
+    pub without_click: i64,
+    pub day_orders: i64,
+    pub baseline_orders: i64,
+}
+
+/// What leak detection knows of a code's orders: its totals, and its orders of the days it
+/// has been told about (each day an order is counted on, and the baselines before them).
+#[derive(Clone, Debug, Default)]
+pub struct CodeHistory {
+    orders: i64,
+    without_click: i64,
+    days: BTreeMap<NaiveDate, i64>,
+}
+
+impl CodeHistory {
+    pub fn set_totals(&mut self, orders: i64, without_click: i64) {
+        self.orders = orders;
+        self.without_click = without_click;
+    }
+
+    pub fn set_day(&mut self, day: NaiveDate, orders: i64) {
+        self.days.insert(day, orders);
+    }
+
+    /// Counts one more order on `day` and returns the code's figures.
+    pub fn count(&mut self, day: NaiveDate, without_click: bool) -> CodeCounts {
+        self.orders += 1;
+        self.without_click += i64::from(without_click);
+        *self.days.entry(day).or_default() += 1;
+        CodeCounts {
+            orders: self.orders,
+            without_click: self.without_click,
+            day_orders: self.days[&day],
+            baseline_orders: self
+                .days
+                .range(baseline_start(day)..day)
+                .map(|(_, n)| n)
+                .sum(),
+        }
+    }
 }
 
 /// Evidence of a spike on a day with `day_orders`, against the baseline average. A code with no
@@ -51,6 +106,32 @@ mod tests {
             orders_without_clicks(10, 8).as_deref(),
             Some("8 of 10 orders had no click on the creator's links before them")
         );
+    }
+
+    #[test]
+    fn a_codes_history_counts_orders_one_after_the_other() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap_or_default();
+        let mut code = CodeHistory::default();
+        code.set_totals(40, 5);
+        code.set_day(baseline_start(day), 3);
+        code.set_day(day - Days::new(1), 4);
+        code.set_day(day - Days::new(BASELINE_DAYS as u64 + 1), 100);
+        let first = code.count(day, true);
+        assert_eq!(
+            first,
+            CodeCounts {
+                orders: 41,
+                without_click: 6,
+                day_orders: 1,
+                baseline_orders: 7,
+            },
+            "the day before the baseline does not count"
+        );
+        let second = code.count(day, false);
+        assert_eq!((second.orders, second.without_click), (42, 6));
+        assert_eq!((second.day_orders, second.baseline_orders), (2, 7));
+        let next_day = code.count(day + Days::new(1), true);
+        assert_eq!((next_day.day_orders, next_day.baseline_orders), (1, 6));
     }
 
     #[test]

@@ -1,59 +1,83 @@
 //! Leaked-code evidence per code and day, and the alerts raised from it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Date, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Date, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::{Database, DbError};
 
-/// A code's figures after counting one more order.
+/// A code's order counts: its totals (`day` is `None`), or one day's.
 #[derive(Debug, Clone, QueryableByName)]
-pub struct CodeCounts {
+pub struct CodeCount {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub code_id: i64,
+    #[diesel(sql_type = Nullable<Date>)]
+    pub day: Option<NaiveDate>,
     #[diesel(sql_type = BigInt)]
     pub orders: i64,
     #[diesel(sql_type = BigInt)]
     pub without_click: i64,
-    #[diesel(sql_type = BigInt)]
-    pub day_orders: i64,
-    #[diesel(sql_type = BigInt)]
-    pub baseline_orders: i64,
 }
 
-/// Counts one more order of the code on `day` and returns the code's figures.
-pub async fn count_order(
+/// For each (brand, code, first day, last day): the code's totals over all days, and its
+/// counts of each day in `[first, last]`.
+pub async fn code_counts(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    code_id: i64,
-    day: NaiveDate,
-    without_click: bool,
-    baseline_days: i64,
-) -> Result<CodeCounts, DbError> {
+    codes: &[(i64, i64, NaiveDate, NaiveDate)],
+) -> Result<Vec<CodeCount>, DbError> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "with k as (select * from unnest($1::bigint[], $2::bigint[], $3::date[], $4::date[])
+                 as k(brand_id, code_id, first_day, last_day))
+         select c.brand_id, c.code_id, null::date as day, sum(c.orders)::bigint as orders,
+             sum(c.orders_without_click)::bigint as without_click
+         from code_daily c join k using (brand_id, code_id)
+         group by c.brand_id, c.code_id
+         union all
+         select c.brand_id, c.code_id, c.day, c.orders, c.orders_without_click as without_click
+         from code_daily c join k using (brand_id, code_id)
+         where c.day between k.first_day and k.last_day",
+    )
+    .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind::<Array<Date>, _>(codes.iter().map(|c| c.2).collect::<Vec<_>>())
+    .bind::<Array<Date>, _>(codes.iter().map(|c| c.3).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
+}
+
+/// Adds orders to codes' days: (brand, code, day) → (orders, orders without a click).
+pub async fn count_orders(
+    conn: &mut AsyncPgConnection,
+    counts: &BTreeMap<(i64, i64, NaiveDate), (i64, i64)>,
+) -> Result<(), DbError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
     diesel::sql_query(
         "insert into code_daily as c (brand_id, code_id, day, orders, orders_without_click)
-         values ($1, $2, $3, 1, $4)
+         select b, k, d, o, w
+         from unnest($1::bigint[], $2::bigint[], $3::date[], $4::bigint[], $5::bigint[])
+             with ordinality as n(b, k, d, o, w, n)
+         order by n
          on conflict (brand_id, code_id, day) do update set
-             orders = c.orders + 1, orders_without_click = c.orders_without_click + excluded.orders_without_click",
+             orders = c.orders + excluded.orders,
+             orders_without_click = c.orders_without_click + excluded.orders_without_click",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(code_id)
-    .bind::<Date, _>(day)
-    .bind::<BigInt, _>(i64::from(without_click))
+    .bind::<Array<BigInt>, _>(counts.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(counts.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<Date>, _>(counts.keys().map(|k| k.2).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(counts.values().map(|v| v.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(counts.values().map(|v| v.1).collect::<Vec<_>>())
     .execute(conn)
     .await?;
-    Ok(diesel::sql_query(
-        "select coalesce(sum(orders), 0)::bigint as orders,
-             coalesce(sum(orders_without_click), 0)::bigint as without_click,
-             coalesce(sum(orders) filter (where day = $3), 0)::bigint as day_orders,
-             coalesce(sum(orders) filter (where day < $3 and day >= $3 - $4::integer), 0)::bigint
-                 as baseline_orders
-         from code_daily where brand_id = $1 and code_id = $2",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(code_id)
-    .bind::<Date, _>(day)
-    .bind::<diesel::sql_types::Integer, _>(baseline_days as i32)
-    .get_result(conn)
-    .await?)
+    Ok(())
 }
 
 /// An alert to raise (or refresh with newer evidence).
@@ -89,28 +113,40 @@ pub struct AlertRow {
     pub id: i64,
 }
 
-pub async fn raise(conn: &mut AsyncPgConnection, alert: &AlertRow) -> Result<(), DbError> {
+/// Raises alerts (or refreshes them with newer evidence), in the order given; at most one per
+/// (brand, code, kind).
+pub async fn raise(conn: &mut AsyncPgConnection, alerts: &[AlertRow]) -> Result<(), DbError> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let int8 = |f: fn(&AlertRow) -> i64| alerts.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: fn(&AlertRow) -> &str| alerts.iter().map(f).collect::<Vec<&str>>();
     diesel::sql_query(
         "insert into code_alerts (brand_id, code_id, kind, campaign_id, creator_id, code, evidence,
              orders, orders_without_click, day, day_orders, baseline_milli)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         select b, k, kind, c, r, code, e, o, w, d, dor, bm
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
+             $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::date[], $11::bigint[],
+             $12::bigint[])
+             with ordinality as a(b, k, kind, c, r, code, e, o, w, d, dor, bm, n)
+         order by n
          on conflict (brand_id, code_id, kind) do update set evidence = excluded.evidence,
              orders = excluded.orders, orders_without_click = excluded.orders_without_click,
              day = excluded.day, day_orders = excluded.day_orders,
              baseline_milli = excluded.baseline_milli",
     )
-    .bind::<BigInt, _>(alert.brand_id)
-    .bind::<BigInt, _>(alert.code_id)
-    .bind::<Text, _>(&alert.kind)
-    .bind::<BigInt, _>(alert.campaign_id)
-    .bind::<BigInt, _>(alert.creator_id)
-    .bind::<Text, _>(&alert.code)
-    .bind::<Text, _>(&alert.evidence)
-    .bind::<BigInt, _>(alert.orders)
-    .bind::<BigInt, _>(alert.orders_without_click)
-    .bind::<Nullable<Date>, _>(alert.day)
-    .bind::<BigInt, _>(alert.day_orders)
-    .bind::<BigInt, _>(alert.baseline_milli)
+    .bind::<Array<BigInt>, _>(int8(|a| a.brand_id))
+    .bind::<Array<BigInt>, _>(int8(|a| a.code_id))
+    .bind::<Array<Text>, _>(text(|a| &a.kind))
+    .bind::<Array<BigInt>, _>(int8(|a| a.campaign_id))
+    .bind::<Array<BigInt>, _>(int8(|a| a.creator_id))
+    .bind::<Array<Text>, _>(text(|a| &a.code))
+    .bind::<Array<Text>, _>(text(|a| &a.evidence))
+    .bind::<Array<BigInt>, _>(int8(|a| a.orders))
+    .bind::<Array<BigInt>, _>(int8(|a| a.orders_without_click))
+    .bind::<Array<Nullable<Date>>, _>(alerts.iter().map(|a| a.day).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(int8(|a| a.day_orders))
+    .bind::<Array<BigInt>, _>(int8(|a| a.baseline_milli))
     .execute(conn)
     .await?;
     Ok(())

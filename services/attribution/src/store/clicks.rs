@@ -84,42 +84,51 @@ pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result
     Ok(inserted.len())
 }
 
-pub async fn by_id(
+/// The clicks among `ids` (brand, click id).
+pub async fn by_ids(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    click_id: &str,
-) -> Result<Option<ClickRow>, DbError> {
-    let rows: Vec<ClickRow> =
-        diesel::sql_query("select * from clicks where brand_id = $1 and click_id = $2")
-            .bind::<BigInt, _>(brand_id)
-            .bind::<Text, _>(click_id)
-            .load(conn)
-            .await?;
-    Ok(rows.into_iter().next())
+    ids: &[(i64, &str)],
+) -> Result<Vec<ClickRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "select * from clicks where (brand_id, click_id) in
+             (select * from unnest($1::bigint[], $2::text[]))",
+    )
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
 }
 
-/// Whether the creator's links in the campaign were clicked in the 30 days before `at`.
+/// For each (brand, campaign, creator, at): whether the creator's links in the campaign were
+/// clicked in the 30 days before `at`. One answer per question, in order.
 pub async fn clicked_before(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-    creator_id: i64,
-    at: DateTime<Utc>,
-) -> Result<bool, DbError> {
+    questions: &[(i64, i64, i64, DateTime<Utc>)],
+) -> Result<Vec<bool>, DbError> {
+    if questions.is_empty() {
+        return Ok(Vec::new());
+    }
     #[derive(QueryableByName)]
     struct Found {
         #[diesel(sql_type = Bool)]
         found: bool,
     }
-    let row: Found = diesel::sql_query(
-        "select exists (select 1 from clicks where brand_id = $1 and campaign_id = $2
-             and creator_id = $3 and clicked_at between $4 - interval '30 days' and $4) as found",
+    let rows: Vec<Found> = diesel::sql_query(
+        "select exists (select 1 from clicks c where c.brand_id = q.b and c.campaign_id = q.c
+                 and c.creator_id = q.r and c.clicked_at between q.at - interval '30 days' and q.at)
+             as found
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+             with ordinality as q(b, c, r, at, n)
+         order by q.n",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
-    .bind::<Timestamptz, _>(at)
-    .get_result(conn)
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.2).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(questions.iter().map(|q| q.3).collect::<Vec<_>>())
+    .load(conn)
     .await?;
-    Ok(row.found)
+    Ok(rows.into_iter().map(|r| r.found).collect())
 }

@@ -1,8 +1,10 @@
 //! Conversions, their adjustments, and the daily aggregates kept current with them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::{Database, DbError};
 
@@ -75,117 +77,202 @@ pub struct ConversionRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The conversions of one order, locked for update.
-pub async fn of_order(
+/// An order, as conversions and pending orders are keyed: (brand, integration, store order id).
+pub type OrderKey = (i64, i64, String);
+
+/// The conversions of `orders`, locked for update, oldest first.
+pub async fn of_orders(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    store_order_id: &str,
+    orders: &[OrderKey],
 ) -> Result<Vec<ConversionRow>, DbError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(diesel::sql_query(
-        "select * from conversions where brand_id = $1 and integration_id = $2
-         and store_order_id = $3 order by id for update",
+        "select * from conversions
+         where (brand_id, integration_id, store_order_id) in
+             (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))
+         order by id for update",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(orders.iter().map(|k| k.2.as_str()).collect::<Vec<_>>())
     .load(conn)
     .await?)
 }
 
-/// Inserts a new conversion; `None` when the order already has one for that campaign and
-/// creator (a duplicate event).
+/// What the database gave a conversion it stored: its id and times, with its unique key
+/// (brand, integration, store order id, campaign, creator) to tell which one it is.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Stored {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub integration_id: i64,
+    #[diesel(sql_type = Text)]
+    pub store_order_id: String,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Inserts new conversions in the order given (ids follow it). A row whose order already has
+/// one for its campaign and creator is skipped (absent from the result).
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    row: &ConversionRow,
-) -> Result<Option<ConversionRow>, DbError> {
-    let rows: Vec<ConversionRow> = diesel::sql_query(
+    rows: &[&ConversionRow],
+) -> Result<Vec<Stored>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
+    let int4 = |f: fn(&ConversionRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<i32>>();
+    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    Ok(diesel::sql_query(
         "insert into conversions (brand_id, integration_id, store_order_id, campaign_id,
              creator_id, code_id, plan_id, method, matched, split_rule, share_bps, shared, status,
              order_status, order_rank, currency, order_total_minor, order_refunded_minor,
              base_revenue_minor, base_discount_minor, base_commission_minor, revenue_minor,
-             discount_minor, commission_minor, commission_currency, ordered_at, approve_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $25, $26, $27)
-         on conflict do nothing returning *",
+             discount_minor, commission_minor, commission_currency, adjusted_revenue_minor,
+             adjusted_commission_minor, ordered_at, approve_at)
+         select brand_id, integration_id, store_order_id, campaign_id, creator_id, code_id,
+             plan_id, method, matched, split_rule, share_bps, shared, status, order_status,
+             order_rank, currency, order_total_minor, order_refunded_minor, base_revenue_minor,
+             base_discount_minor, base_commission_minor, revenue_minor, discount_minor,
+             commission_minor, commission_currency, adjusted_revenue_minor,
+             adjusted_commission_minor, ordered_at, approve_at
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
+             $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::integer[],
+             $12::boolean[], $13::text[], $14::text[], $15::integer[], $16::text[],
+             $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[],
+             $22::bigint[], $23::bigint[], $24::bigint[], $25::text[], $26::bigint[],
+             $27::bigint[], $28::timestamptz[], $29::timestamptz[])
+             with ordinality as r(brand_id, integration_id, store_order_id, campaign_id,
+             creator_id, code_id, plan_id, method, matched, split_rule, share_bps, shared, status,
+             order_status, order_rank, currency, order_total_minor, order_refunded_minor,
+             base_revenue_minor, base_discount_minor, base_commission_minor, revenue_minor,
+             discount_minor, commission_minor, commission_currency, adjusted_revenue_minor,
+             adjusted_commission_minor, ordered_at, approve_at, n)
+         order by n
+         on conflict do nothing
+         returning brand_id, integration_id, store_order_id, campaign_id, creator_id, id,
+             created_at, updated_at",
     )
-    .bind::<BigInt, _>(row.brand_id)
-    .bind::<BigInt, _>(row.integration_id)
-    .bind::<Text, _>(&row.store_order_id)
-    .bind::<BigInt, _>(row.campaign_id)
-    .bind::<BigInt, _>(row.creator_id)
-    .bind::<BigInt, _>(row.code_id)
-    .bind::<BigInt, _>(row.plan_id)
-    .bind::<Text, _>(&row.method)
-    .bind::<Text, _>(&row.matched)
-    .bind::<Text, _>(&row.split_rule)
-    .bind::<Integer, _>(row.share_bps)
-    .bind::<Bool, _>(row.shared)
-    .bind::<Text, _>(&row.status)
-    .bind::<Text, _>(&row.order_status)
-    .bind::<Integer, _>(row.order_rank)
-    .bind::<Text, _>(&row.currency)
-    .bind::<BigInt, _>(row.order_total_minor)
-    .bind::<BigInt, _>(row.order_refunded_minor)
-    .bind::<BigInt, _>(row.base_revenue_minor)
-    .bind::<BigInt, _>(row.base_discount_minor)
-    .bind::<BigInt, _>(row.base_commission_minor)
-    .bind::<BigInt, _>(row.revenue_minor)
-    .bind::<BigInt, _>(row.discount_minor)
-    .bind::<BigInt, _>(row.commission_minor)
-    .bind::<Text, _>(&row.commission_currency)
-    .bind::<Timestamptz, _>(row.ordered_at)
-    .bind::<Nullable<Timestamptz>, _>(row.approve_at)
+    .bind::<Array<BigInt>, _>(int8(|r| r.brand_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.integration_id))
+    .bind::<Array<Text>, _>(text(|r| &r.store_order_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.campaign_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.creator_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.code_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.plan_id))
+    .bind::<Array<Text>, _>(text(|r| &r.method))
+    .bind::<Array<Text>, _>(text(|r| &r.matched))
+    .bind::<Array<Text>, _>(text(|r| &r.split_rule))
+    .bind::<Array<Integer>, _>(int4(|r| r.share_bps))
+    .bind::<Array<Bool>, _>(rows.iter().map(|r| r.shared).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(text(|r| &r.status))
+    .bind::<Array<Text>, _>(text(|r| &r.order_status))
+    .bind::<Array<Integer>, _>(int4(|r| r.order_rank))
+    .bind::<Array<Text>, _>(text(|r| &r.currency))
+    .bind::<Array<BigInt>, _>(int8(|r| r.order_total_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.order_refunded_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_discount_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_commission_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.discount_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.commission_minor))
+    .bind::<Array<Text>, _>(text(|r| &r.commission_currency))
+    .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_commission_minor))
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.ordered_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.approve_at).collect::<Vec<_>>())
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().next())
-}
-
-/// Writes the changing fields of a conversion back.
-pub async fn update(
-    conn: &mut AsyncPgConnection,
-    row: &ConversionRow,
-) -> Result<ConversionRow, DbError> {
-    Ok(diesel::sql_query(
-        "update conversions set status = $3, order_status = $4, order_rank = $5,
-             order_refunded_minor = $6, revenue_minor = $7, discount_minor = $8,
-             commission_minor = $9, adjusted_revenue_minor = $10, adjusted_commission_minor = $11,
-             approve_at = $12, updated_at = now()
-         where brand_id = $1 and id = $2 returning *",
-    )
-    .bind::<BigInt, _>(row.brand_id)
-    .bind::<BigInt, _>(row.id)
-    .bind::<Text, _>(&row.status)
-    .bind::<Text, _>(&row.order_status)
-    .bind::<Integer, _>(row.order_rank)
-    .bind::<BigInt, _>(row.order_refunded_minor)
-    .bind::<BigInt, _>(row.revenue_minor)
-    .bind::<BigInt, _>(row.discount_minor)
-    .bind::<BigInt, _>(row.commission_minor)
-    .bind::<BigInt, _>(row.adjusted_revenue_minor)
-    .bind::<BigInt, _>(row.adjusted_commission_minor)
-    .bind::<Nullable<Timestamptz>, _>(row.approve_at)
-    .get_result(conn)
     .await?)
 }
 
-pub async fn add_adjustment(
+/// Writes the changing fields of conversions back.
+pub async fn update(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    conversion_id: i64,
-    revenue_minor: i64,
-    commission_minor: i64,
-    reason: &str,
+    rows: &[&ConversionRow],
+) -> Result<Vec<Stored>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
+    let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    Ok(diesel::sql_query(
+        "update conversions c set status = u.status, order_status = u.order_status,
+             order_rank = u.order_rank, order_refunded_minor = u.order_refunded_minor,
+             revenue_minor = u.revenue_minor, discount_minor = u.discount_minor,
+             commission_minor = u.commission_minor,
+             adjusted_revenue_minor = u.adjusted_revenue_minor,
+             adjusted_commission_minor = u.adjusted_commission_minor,
+             approve_at = u.approve_at, updated_at = now()
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::integer[],
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+             $11::bigint[], $12::timestamptz[])
+             as u(brand_id, id, status, order_status, order_rank, order_refunded_minor,
+             revenue_minor, discount_minor, commission_minor, adjusted_revenue_minor,
+             adjusted_commission_minor, approve_at)
+         where c.brand_id = u.brand_id and c.id = u.id
+         returning c.brand_id, c.integration_id, c.store_order_id, c.campaign_id, c.creator_id,
+             c.id, c.created_at, c.updated_at",
+    )
+    .bind::<Array<BigInt>, _>(int8(|r| r.brand_id))
+    .bind::<Array<BigInt>, _>(int8(|r| r.id))
+    .bind::<Array<Text>, _>(text(|r| &r.status))
+    .bind::<Array<Text>, _>(text(|r| &r.order_status))
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.order_rank).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(int8(|r| r.order_refunded_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.discount_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.commission_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_commission_minor))
+    .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.approve_at).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
+}
+
+/// A change after approval, recorded next to its conversion.
+#[derive(Debug, Clone)]
+pub struct NewAdjustment {
+    pub brand_id: i64,
+    pub conversion_id: i64,
+    pub revenue_minor: i64,
+    pub commission_minor: i64,
+    pub reason: String,
+}
+
+/// Records adjustments in the order given.
+pub async fn add_adjustments(
+    conn: &mut AsyncPgConnection,
+    adjustments: &[NewAdjustment],
 ) -> Result<(), DbError> {
+    if adjustments.is_empty() {
+        return Ok(());
+    }
+    let int8 = |f: fn(&NewAdjustment) -> i64| adjustments.iter().map(f).collect::<Vec<i64>>();
     diesel::sql_query(
         "insert into adjustments (brand_id, conversion_id, revenue_minor, commission_minor, reason)
-         values ($1, $2, $3, $4, $5)",
+         select brand_id, conversion_id, revenue_minor, commission_minor, reason
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+             with ordinality as a(brand_id, conversion_id, revenue_minor, commission_minor, reason, n)
+         order by n",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(conversion_id)
-    .bind::<BigInt, _>(revenue_minor)
-    .bind::<BigInt, _>(commission_minor)
-    .bind::<Text, _>(reason)
+    .bind::<Array<BigInt>, _>(int8(|a| a.brand_id))
+    .bind::<Array<BigInt>, _>(int8(|a| a.conversion_id))
+    .bind::<Array<BigInt>, _>(int8(|a| a.revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|a| a.commission_minor))
+    .bind::<Array<Text>, _>(adjustments.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -216,7 +303,7 @@ pub async fn adjustments(
          where brand_id = $1 and conversion_id = any($2) order by conversion_id, id",
     )
     .bind::<BigInt, _>(brand_id)
-    .bind::<diesel::sql_types::Array<BigInt>, _>(conversion_ids)
+    .bind::<Array<BigInt>, _>(conversion_ids)
     .load(conn)
     .await?)
 }
@@ -238,24 +325,44 @@ impl SalesDelta {
     pub fn is_zero(&self) -> bool {
         *self == SalesDelta::default()
     }
+
+    /// Adds (`sign` 1) or takes away (-1) `d`.
+    pub fn add(&mut self, d: &SalesDelta, sign: i64) {
+        self.orders += sign * d.orders;
+        self.code_uses += sign * d.code_uses;
+        self.revenue_minor += sign * d.revenue_minor;
+        self.discount_minor += sign * d.discount_minor;
+        self.pending_minor += sign * d.pending_minor;
+        self.approved_minor += sign * d.approved_minor;
+        self.reversed_minor += sign * d.reversed_minor;
+        self.adjusted_minor += sign * d.adjusted_minor;
+    }
 }
 
+/// Which daily figures a [`SalesDelta`] changes: (brand, campaign, creator, day, currency).
+pub type SalesKey = (i64, i64, i64, NaiveDate, String);
+
+/// Adds each delta to its day's figures (creating the row when it is the first), in key order so
+/// that concurrent writers take the rows' locks in the same order.
 pub async fn add_sales(
     conn: &mut AsyncPgConnection,
-    key: (i64, i64, i64),
-    day: NaiveDate,
-    currency: &str,
-    delta: &SalesDelta,
+    deltas: &BTreeMap<SalesKey, SalesDelta>,
 ) -> Result<(), DbError> {
-    if delta.is_zero() {
+    if deltas.is_empty() {
         return Ok(());
     }
-    let (brand_id, campaign_id, creator_id) = key;
+    let int8 = |f: fn(&SalesDelta) -> i64| deltas.values().map(f).collect::<Vec<i64>>();
+    let key = |f: fn(&SalesKey) -> i64| deltas.keys().map(f).collect::<Vec<i64>>();
     diesel::sql_query(
         "insert into daily_sales as d (brand_id, campaign_id, creator_id, day, currency, orders,
              code_uses, revenue_minor, discount_minor, commission_pending_minor,
              commission_approved_minor, commission_reversed_minor, commission_adjusted_minor)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         select b, c, r, day, cur, o, u, rev, dis, p, a, x, adj
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::date[], $5::text[],
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
+             $11::bigint[], $12::bigint[], $13::bigint[])
+             with ordinality as s(b, c, r, day, cur, o, u, rev, dis, p, a, x, adj, n)
+         order by n
          on conflict (brand_id, campaign_id, creator_id, day, currency) do update set
              orders = d.orders + excluded.orders,
              code_uses = d.code_uses + excluded.code_uses,
@@ -266,19 +373,19 @@ pub async fn add_sales(
              commission_reversed_minor = d.commission_reversed_minor + excluded.commission_reversed_minor,
              commission_adjusted_minor = d.commission_adjusted_minor + excluded.commission_adjusted_minor",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
-    .bind::<Date, _>(day)
-    .bind::<Text, _>(currency)
-    .bind::<BigInt, _>(delta.orders)
-    .bind::<BigInt, _>(delta.code_uses)
-    .bind::<BigInt, _>(delta.revenue_minor)
-    .bind::<BigInt, _>(delta.discount_minor)
-    .bind::<BigInt, _>(delta.pending_minor)
-    .bind::<BigInt, _>(delta.approved_minor)
-    .bind::<BigInt, _>(delta.reversed_minor)
-    .bind::<BigInt, _>(delta.adjusted_minor)
+    .bind::<Array<BigInt>, _>(key(|k| k.0))
+    .bind::<Array<BigInt>, _>(key(|k| k.1))
+    .bind::<Array<BigInt>, _>(key(|k| k.2))
+    .bind::<Array<Date>, _>(deltas.keys().map(|k| k.3).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(deltas.keys().map(|k| k.4.as_str()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(int8(|d| d.orders))
+    .bind::<Array<BigInt>, _>(int8(|d| d.code_uses))
+    .bind::<Array<BigInt>, _>(int8(|d| d.revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|d| d.discount_minor))
+    .bind::<Array<BigInt>, _>(int8(|d| d.pending_minor))
+    .bind::<Array<BigInt>, _>(int8(|d| d.approved_minor))
+    .bind::<Array<BigInt>, _>(int8(|d| d.reversed_minor))
+    .bind::<Array<BigInt>, _>(int8(|d| d.adjusted_minor))
     .execute(conn)
     .await?;
     Ok(())

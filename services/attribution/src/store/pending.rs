@@ -5,6 +5,8 @@ use diesel::sql_types::{Array, BigInt, Bytea, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::DbError;
 
+use crate::store::conversions::OrderKey;
+
 #[derive(QueryableByName)]
 pub struct Pending {
     #[diesel(sql_type = Bytea)]
@@ -21,64 +23,114 @@ pub async fn lock_matching(conn: &mut AsyncPgConnection) -> Result<(), DbError> 
     Ok(())
 }
 
-/// Keeps (or replaces with a newer state) an order no one could be matched to yet.
+/// A pending order: its latest order event (protobuf-encoded) and what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct PendingOrder {
+    #[diesel(sql_type = Bytea)]
+    pub event: Vec<u8>,
+    #[diesel(sql_type = Array<Text>)]
+    pub codes_lower: Vec<String>,
+    #[diesel(sql_type = Text)]
+    pub click_id: String,
+}
+
+#[derive(QueryableByName)]
+struct Keyed {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    integration_id: i64,
+    #[diesel(sql_type = Text)]
+    store_order_id: String,
+    #[diesel(embed)]
+    pending: PendingOrder,
+}
+
+/// Those of `orders` that are pending.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    orders: &[OrderKey],
+) -> Result<Vec<(OrderKey, PendingOrder)>, DbError> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Keyed> = diesel::sql_query(
+        "select brand_id, integration_id, store_order_id, event, codes_lower, click_id
+         from pending_orders
+         where (brand_id, integration_id, store_order_id) in
+             (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))",
+    )
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(orders.iter().map(|k| k.2.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.brand_id, r.integration_id, r.store_order_id), r.pending))
+        .collect())
+}
+
+/// Keeps (or replaces with a newer state) orders no one could be matched to yet; each order
+/// at most once.
 pub async fn keep(
     conn: &mut AsyncPgConnection,
-    key: (i64, i64, &str),
-    event: &[u8],
-    codes_lower: &[String],
-    click_id: &str,
+    orders: &[(&OrderKey, &PendingOrder)],
 ) -> Result<(), DbError> {
-    let (brand_id, integration_id, store_order_id) = key;
+    if orders.is_empty() {
+        return Ok(());
+    }
+    // Codes travel as one text per order (unnest cannot return arrays of arrays).
+    let codes: Vec<String> = orders
+        .iter()
+        .map(|(_, p)| encode_codes(&p.codes_lower))
+        .collect();
     diesel::sql_query(
         "insert into pending_orders (brand_id, integration_id, store_order_id, event, codes_lower, click_id)
-         values ($1, $2, $3, $4, $5, $6)
+         select b, i, s, e, c::text[], k
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[])
+             with ordinality as p(b, i, s, e, c, k, n)
+         order by n
          on conflict (brand_id, integration_id, store_order_id)
          do update set event = excluded.event, codes_lower = excluded.codes_lower,
              click_id = excluded.click_id, received_at = now()",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
-    .bind::<Bytea, _>(event)
-    .bind::<Array<Text>, _>(codes_lower)
-    .bind::<Text, _>(click_id)
+    .bind::<Array<BigInt>, _>(orders.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(orders.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(orders.iter().map(|(k, _)| k.2.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(orders.iter().map(|(_, p)| p.event.as_slice()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(codes)
+    .bind::<Array<Text>, _>(orders.iter().map(|(_, p)| p.click_id.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Forgets a pending order (attributed, or cancelled before it could be).
-pub async fn drop(conn: &mut AsyncPgConnection, key: (i64, i64, &str)) -> Result<(), DbError> {
-    let (brand_id, integration_id, store_order_id) = key;
+/// A text[] literal of `codes` (each quoted, quotes and backslashes escaped).
+fn encode_codes(codes: &[String]) -> String {
+    let quoted: Vec<String> = codes
+        .iter()
+        .map(|c| format!("\"{}\"", c.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// Forgets pending orders (attributed, or cancelled before they could be).
+pub async fn drop(conn: &mut AsyncPgConnection, orders: &[&OrderKey]) -> Result<(), DbError> {
+    if orders.is_empty() {
+        return Ok(());
+    }
     diesel::sql_query(
         "delete from pending_orders
-         where brand_id = $1 and integration_id = $2 and store_order_id = $3",
+         where (brand_id, integration_id, store_order_id) in
+             (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(orders.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(orders.iter().map(|k| k.2.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The pending order's stored event, if it is pending.
-pub async fn get(
-    conn: &mut AsyncPgConnection,
-    key: (i64, i64, &str),
-) -> Result<Option<Vec<u8>>, DbError> {
-    let (brand_id, integration_id, store_order_id) = key;
-    let rows: Vec<Pending> = diesel::sql_query(
-        "select event from pending_orders
-         where brand_id = $1 and integration_id = $2 and store_order_id = $3",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().map(|row| row.event))
 }
 
 /// Removes and returns the pending orders that used `code_lower` in the integration.

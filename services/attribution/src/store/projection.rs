@@ -78,6 +78,24 @@ pub async fn get_plan(
     Ok(rows.into_iter().next())
 }
 
+/// The plans among `ids` (brand, plan id).
+pub async fn plans(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+) -> Result<Vec<PlanRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "select * from plans where (brand_id, plan_id) in
+             (select * from unnest($1::bigint[], $2::bigint[]))",
+    )
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
+}
+
 pub async fn upsert_campaign(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -105,20 +123,35 @@ struct Id {
     id: i64,
 }
 
-/// Every campaign linked to the plan (several when it is shared), archived ones included.
-pub async fn campaigns_of_plan(
+/// A campaign and the plan it is linked to.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CampaignOfPlan {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub plan_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+}
+
+/// Every campaign linked to each of the plans `ids` (several when a plan is shared), archived
+/// ones included, by campaign id.
+pub async fn campaigns_of_plans(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    plan_id: i64,
-) -> Result<Vec<i64>, DbError> {
-    let rows: Vec<Id> = diesel::sql_query(
-        "select campaign_id as id from campaigns where brand_id = $1 and plan_id = $2 order by campaign_id",
+    ids: &[(i64, i64)],
+) -> Result<Vec<CampaignOfPlan>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "select brand_id, plan_id, campaign_id from campaigns where (brand_id, plan_id) in
+             (select * from unnest($1::bigint[], $2::bigint[]))
+         order by campaign_id",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(plan_id)
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    .await?)
 }
 
 /// The campaign's plan, if the campaign is known (0 when none is linked).
@@ -195,36 +228,55 @@ pub async fn upsert_code(conn: &mut AsyncPgConnection, code: &CodeRow) -> Result
     Ok(())
 }
 
-/// The integration's codes among `lower_codes` (compared case-insensitively).
+/// A code found by its lower-cased text.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct MatchedCode {
+    /// The lower-cased code it was looked up by.
+    #[diesel(sql_type = Text)]
+    pub matched: String,
+    #[diesel(embed)]
+    pub code: CodeRow,
+}
+
+/// The codes matching each (brand, integration, lower-cased code), compared case-insensitively.
 pub async fn codes_matching(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    lower_codes: &[String],
-) -> Result<Vec<CodeRow>, DbError> {
+    wanted: &[(i64, i64, &str)],
+) -> Result<Vec<MatchedCode>, DbError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(diesel::sql_query(
-        "select * from codes where brand_id = $1 and integration_id = $2
-         and code <> '' and lower(code) = any($3) order by creator_id, code_id",
+        "select w.lower_code as matched, c.*
+         from (select distinct * from unnest($1::bigint[], $2::bigint[], $3::text[])) as
+             w(brand_id, integration_id, lower_code)
+         join codes c on c.brand_id = w.brand_id and c.integration_id = w.integration_id
+             and c.code <> '' and lower(c.code) = w.lower_code
+         order by c.creator_id, c.code_id",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Array<Text>, _>(lower_codes)
+    .bind::<Array<BigInt>, _>(wanted.iter().map(|w| w.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(wanted.iter().map(|w| w.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(wanted.iter().map(|w| w.2).collect::<Vec<_>>())
     .load(conn)
     .await?)
 }
 
-pub async fn code(
+/// The codes among `ids` (brand, code id).
+pub async fn codes(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    code_id: i64,
-) -> Result<Option<CodeRow>, DbError> {
-    let rows: Vec<CodeRow> =
-        diesel::sql_query("select * from codes where brand_id = $1 and code_id = $2")
-            .bind::<BigInt, _>(brand_id)
-            .bind::<BigInt, _>(code_id)
-            .load(conn)
-            .await?;
-    Ok(rows.into_iter().next())
+    ids: &[(i64, i64)],
+) -> Result<Vec<CodeRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::sql_query(
+        "select * from codes where (brand_id, code_id) in
+             (select * from unnest($1::bigint[], $2::bigint[]))",
+    )
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
 }
 
 /// Codes changed after `version`, oldest change first (the slug cache follows them).

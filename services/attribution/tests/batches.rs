@@ -1,0 +1,649 @@
+//! Order events applied a batch at a time (one transaction, set-based statements) must leave
+//! exactly what applying them one at a time leaves. Each scenario runs on two fresh databases,
+//! event by event (one transaction each) on one and as one batch on the other, and every table
+//! attribution writes is compared: conversions, adjustments, daily figures, leak counts and
+//! alerts, pending orders and the conversion events. Figures are also checked against values
+//! worked out by hand.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bytea, Text};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use prost::Message;
+use tracking_api::attribution::v1::ConversionEvent;
+use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
+use tracking_api::mint::v1::{Code, CodeEvent, CodeStatus};
+use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, TestDb};
+use tracking_events::Apply;
+
+use attribution_service::attribute::{Orders, approve_due};
+use attribution_service::projection::Codes;
+use attribution_service::store::clicks::{self, ClickRow};
+use attribution_service::store::projection::{self, CodeRow, PlanRow};
+
+static SCHEMAS: &[SchemaSpec] = &[("attribution", attribution_service::MIGRATIONS)];
+
+const INTEGRATION: i64 = 100;
+
+/// When every test order is placed (2025-11-24T16:00:00Z); received a minute later.
+fn placed() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default()
+}
+
+fn ts(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: 0,
+    }
+}
+
+/// Runs `$body` in a transaction of `$store`, with `$conn` the transaction's connection.
+macro_rules! tx {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let mut conn = $store.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        conn.transaction::<_, DbError, _>(async |$conn| $body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }};
+}
+
+struct Store {
+    db: Database,
+    _test_db: TestDb,
+}
+
+async fn store() -> Store {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = Database::new(
+        test_db.url(),
+        attribution_service::SCHEMA,
+        PoolOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let store = Store {
+        db,
+        _test_db: test_db,
+    };
+    tx!(store, |conn| {
+        // Brand 1: plan 10 (10 %, 30 days' holding) for campaign 20 with Anna's and Bob's
+        // codes; plan 11 (20 %, approved when paid) for campaign 21; plan 12 shared by
+        // campaigns 22 and 23; plan 13 (5.00 USD per order) for campaign 24.
+        // Brand 2: its own plan 10 (5 %) and campaign 20, with a code spelled like Anna's.
+        for (brand, plan, bps, fixed, holding) in [
+            (1, 10, Some(1000), None, 30),
+            (1, 11, Some(2000), None, 0),
+            (1, 12, Some(1000), None, 30),
+            (1, 13, None, Some(500), 30),
+            (2, 10, Some(500), None, 30),
+        ] {
+            projection::upsert_plan(conn, &plan_row(brand, plan, bps, fixed, holding)).await?;
+        }
+        for (brand, campaign, plan) in [
+            (1, 20, 10),
+            (1, 21, 11),
+            (1, 22, 12),
+            (1, 23, 12),
+            (1, 24, 13),
+            (2, 20, 10),
+        ] {
+            projection::upsert_campaign(conn, brand, campaign, plan, false).await?;
+        }
+        for (brand, code_id, campaign, creator, plan, code) in [
+            (1, 1, 20, 501, 10, "ANNA10"),
+            (1, 2, 20, 502, 10, "BOB10"),
+            (1, 3, 21, 503, 11, "CARL0"),
+            (1, 4, 22, 504, 12, "DORA5"),
+            (1, 5, 24, 505, 13, "EVA"),
+            (2, 1, 20, 601, 10, "anna10"),
+        ] {
+            projection::upsert_code(
+                conn,
+                &code_row(brand, code_id, campaign, creator, plan, code),
+            )
+            .await?;
+        }
+        // Anna's link was clicked an hour before the orders.
+        clicks::insert(
+            conn,
+            &[click("c_anna", 1, 20, 501, placed() - Duration::hours(1))],
+        )
+        .await?;
+        Ok(())
+    });
+    store
+}
+
+fn plan_row(brand: i64, plan: i64, bps: Option<i32>, fixed: Option<i64>, holding: i32) -> PlanRow {
+    PlanRow {
+        brand_id: brand,
+        plan_id: plan,
+        integration_id: INTEGRATION,
+        provider: "SANDBOX".to_owned(),
+        commission_bps: bps,
+        commission_fixed_minor: fixed,
+        commission_currency: fixed.map(|_| "USD".to_owned()),
+        attribution_window_days: 30,
+        holding_period_days: holding,
+        ends_at: None,
+        report_visible: false,
+    }
+}
+
+fn code_row(
+    brand: i64,
+    code_id: i64,
+    campaign: i64,
+    creator: i64,
+    plan: i64,
+    code: &str,
+) -> CodeRow {
+    CodeRow {
+        brand_id: brand,
+        code_id,
+        campaign_id: campaign,
+        creator_id: creator,
+        plan_id: plan,
+        integration_id: INTEGRATION,
+        code: code.to_owned(),
+        slug: format!("s{brand}x{code_id}"),
+        destination_url: "https://shop.example/".to_owned(),
+        expires_at: None,
+        active: true,
+        version: 0,
+    }
+}
+
+fn click(id: &str, code_id: i64, campaign: i64, creator: i64, at: DateTime<Utc>) -> ClickRow {
+    ClickRow {
+        brand_id: 1,
+        click_id: id.to_owned(),
+        code_id,
+        integration_id: INTEGRATION,
+        campaign_id: campaign,
+        creator_id: creator,
+        plan_id: 10,
+        clicked_at: at,
+        referrer_host: String::new(),
+        country: String::new(),
+        agent_class: "mobile".to_owned(),
+        visitor_hash: String::new(),
+    }
+}
+
+impl Store {
+    async fn one_at_a_time(&self, events: &[OrderEvent]) {
+        for (n, event) in events.iter().enumerate() {
+            tx!(self, |conn| Orders.apply(conn, n as i64 + 1, event).await);
+        }
+    }
+
+    async fn as_one_batch(&self, events: &[OrderEvent]) {
+        let batch: Vec<(i64, OrderEvent)> = events
+            .iter()
+            .enumerate()
+            .map(|(n, e)| (n as i64 + 1, e.clone()))
+            .collect();
+        tx!(self, |conn| Orders.apply_batch(conn, &batch).await);
+    }
+
+    async fn lines(&self, sql: &str) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = Text)]
+            line: String,
+        }
+        let mut conn = self.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<Line> = diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.line).collect()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let row: Count = diesel::sql_query(sql)
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.n
+    }
+
+    /// Every row attribution writes, less the times the database stamps on them, and every
+    /// conversion event (less its update time), in order.
+    async fn snapshot(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for (table, without, order) in [
+            ("conversions", "'created_at' - 'updated_at'", "id"),
+            ("adjustments", "'at'", "brand_id, conversion_id, id"),
+            (
+                "daily_sales",
+                "'-'",
+                "brand_id, campaign_id, creator_id, day, currency",
+            ),
+            ("code_daily", "'-'", "brand_id, code_id, day"),
+            // Same order, but not the same ids: an upsert takes a number even when it updates.
+            ("code_alerts", "'raised_at' - 'id'", "id"),
+            (
+                "pending_orders",
+                "'received_at'",
+                "brand_id, integration_id, store_order_id",
+            ),
+        ] {
+            all.extend(
+                self.lines(&format!(
+                    "select '{table} ' || (to_jsonb(t) - {without})::text as line from {table} t order by {order}"
+                ))
+                .await,
+            );
+        }
+        #[derive(QueryableByName)]
+        struct Payload {
+            #[diesel(sql_type = Bytea)]
+            payload: Vec<u8>,
+        }
+        let mut conn = self.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let events: Vec<Payload> = diesel::sql_query("select payload from events order by seq")
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for event in events {
+            let mut event =
+                ConversionEvent::decode(event.payload.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(conversion) = event.conversion.as_mut() {
+                conversion.updated_at = None;
+            }
+            all.push(format!("event {event:?}"));
+        }
+        all
+    }
+}
+
+/// An order of `brand` with `codes` (one line per code), `total_minor` after a 10.00 discount.
+fn order(
+    brand: i64,
+    id: &str,
+    status: OrderStatus,
+    codes: &[&str],
+    total: i64,
+    refunded: i64,
+) -> OrderEvent {
+    let lines = codes.len().max(1) as i64;
+    OrderEvent {
+        seq: 0,
+        brand_id: brand,
+        order: Some(Order {
+            integration_id: INTEGRATION,
+            store_order_id: id.to_owned(),
+            status: status as i32,
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            currency: "EUR".to_owned(),
+            subtotal_minor: total + 1_000,
+            discount_minor: 1_000,
+            total_minor: total,
+            refunded_minor: refunded,
+            lines: (0..lines as usize)
+                .map(|i| OrderLine {
+                    product_id: format!("p{i}"),
+                    quantity: 1,
+                    amount_minor: (total + 1_000) / lines,
+                    discount_minor: 1_000 / lines,
+                    codes: codes
+                        .get(i)
+                        .map(|c| vec![(*c).to_owned()])
+                        .unwrap_or_default(),
+                    ..Default::default()
+                })
+                .collect(),
+            occurred_at: Some(ts(placed())),
+            ..Default::default()
+        }),
+        source: 0,
+        received_at: Some(ts(placed() + Duration::minutes(1))),
+        report_row: None,
+    }
+}
+
+fn with_click(mut event: OrderEvent, click_id: &str) -> OrderEvent {
+    if let Some(order) = event.order.as_mut() {
+        order.click_id = click_id.to_owned();
+    }
+    event
+}
+
+fn test_order(mut event: OrderEvent) -> OrderEvent {
+    if let Some(order) = event.order.as_mut() {
+        order.test = true;
+    }
+    event
+}
+
+/// Runs `events` one at a time on one database and as one batch on another; both must agree.
+async fn both_ways(events: &[OrderEvent]) -> (Store, Store) {
+    let (single, batched) = (store().await, store().await);
+    single.one_at_a_time(events).await;
+    batched.as_one_batch(events).await;
+    assert_same(&single, &batched).await;
+    (single, batched)
+}
+
+async fn assert_same(single: &Store, batched: &Store) {
+    let (one, all) = (single.snapshot().await, batched.snapshot().await);
+    for (a, b) in one.iter().zip(&all) {
+        assert_eq!(a, b, "one at a time (left) and as one batch (right) differ");
+    }
+    assert_eq!(one.len(), all.len(), "{one:#?}\nagainst\n{all:#?}");
+}
+
+#[tokio::test]
+async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_time() {
+    use OrderStatus::*;
+    let events = vec![
+        // Through its whole life in one batch: reversed in the end.
+        order(1, "A1", Created, &["anna10"], 10_000, 0),
+        order(1, "A1", Paid, &["anna10"], 10_000, 0),
+        order(1, "A1", PartiallyRefunded, &["anna10"], 10_000, 2_000),
+        order(1, "A1", Refunded, &["anna10"], 10_000, 10_000),
+        // Approved when paid (no holding period), then refunds are adjustments.
+        order(1, "A2", Paid, &["carl0"], 10_000, 0),
+        order(1, "A2", PartiallyRefunded, &["carl0"], 10_000, 5_000),
+        order(1, "A2", Cancelled, &["carl0"], 10_000, 5_000),
+        // Two creators' codes, each on its own line.
+        order(1, "A3", Paid, &["Anna10", "bob10"], 8_000, 0),
+        // A shared plan: recorded in both campaigns, then partly refunded in both.
+        order(1, "A4", Paid, &["DORA5"], 6_000, 0),
+        order(1, "A4", PartiallyRefunded, &["DORA5"], 6_000, 3_000),
+        // An unknown code: waits, replaced by its later state, a stale state changes nothing.
+        order(1, "A5", Created, &["LATER1"], 4_000, 0),
+        order(1, "A5", Paid, &["LATER1"], 4_000, 0),
+        order(1, "A5", Created, &["LATER1"], 4_000, 0),
+        // Waiting, then cancelled: nothing left to wait for.
+        order(1, "A6", Paid, &["nobody"], 4_000, 0),
+        order(1, "A6", Cancelled, &["nobody"], 4_000, 0),
+        // A fixed commission in its own currency.
+        order(1, "A7", Paid, &["EVA"], 2_000, 0),
+        // Test orders and orders with no code or click are never attributed.
+        test_order(order(1, "A8", Paid, &["anna10"], 9_000, 0)),
+        order(1, "A9", Paid, &[], 9_000, 0),
+        // Created then cancelled.
+        order(1, "A10", Created, &["bob10"], 1_000, 0),
+        order(1, "A10", Cancelled, &["bob10"], 1_000, 0),
+        // By click, within the window.
+        with_click(order(1, "A11", Paid, &[], 5_000, 0), "c_anna"),
+    ];
+    let (single, batched) = both_ways(&events).await;
+
+    for store in [&single, &batched] {
+        let status = |id: &str| {
+            format!(
+                "select status || ' ' || order_status || ' ' || revenue_minor || ' ' || commission_minor \
+                 || ' ' || adjusted_revenue_minor || ' ' || adjusted_commission_minor || ' ' || method \
+                 || ' ' || campaign_id || ' ' || creator_id as line \
+                 from conversions where store_order_id = '{id}' order by id"
+            )
+        };
+        assert_eq!(
+            store.lines(&status("A1")).await,
+            ["reversed refunded 0 800 0 0 code 20 501"]
+        );
+        assert_eq!(
+            store.lines(&status("A2")).await,
+            ["approved cancelled 10000 2000 -10000 -2000 code 21 503"]
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select revenue_minor || ' ' || commission_minor || ' ' || reason as line \
+                        from adjustments order by id"
+                )
+                .await,
+            [
+                "-5000 -1000 partial refund after approval",
+                "-5000 -1000 order cancelled after approval"
+            ]
+        );
+        assert_eq!(
+            store.lines(&status("A3")).await,
+            [
+                "pending paid 4000 400 0 0 code 20 501",
+                "pending paid 4000 400 0 0 code 20 502"
+            ]
+        );
+        assert_eq!(
+            store.lines(&status("A4")).await,
+            [
+                "pending partially_refunded 3000 300 0 0 code 22 504",
+                "pending partially_refunded 3000 300 0 0 code 23 504"
+            ]
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select commission_minor || ' ' || commission_currency as line \
+                        from conversions where store_order_id = 'A7'"
+                )
+                .await,
+            ["500 USD"]
+        );
+        assert_eq!(
+            store.lines(&status("A10")).await,
+            ["reversed cancelled 0 100 0 0 code 20 502"]
+        );
+        assert_eq!(
+            store.lines(&status("A11")).await,
+            ["pending paid 5000 500 0 0 click 20 501"]
+        );
+        assert_eq!(
+            store.count("select count(*) as n from conversions where store_order_id in ('A5', 'A6', 'A8', 'A9')").await,
+            0
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select store_order_id || ' ' || codes_lower::text as line from pending_orders"
+                )
+                .await,
+            ["A5 {later1}"]
+        );
+        // Campaign 20, brand 1: A3's two shares and A11 are live; A1 (800 still owed after its
+        // partial refund) and A10 (100) were reversed.
+        assert_eq!(
+            store
+                .lines("select sum(orders) || ' ' || sum(revenue_minor) || ' ' || sum(commission_pending_minor) \
+                        || ' ' || sum(commission_reversed_minor) as line \
+                        from daily_sales where brand_id = 1 and campaign_id = 20")
+                .await,
+            ["3 13000 1300 900"]
+        );
+        // One event per change: A1 ×4, A2 ×3, A3 ×2, A4 ×4, A7, A10 ×2, A11.
+        assert_eq!(store.count("select count(*) as n from events").await, 17);
+    }
+
+    // The code A5 waited for arrives: A5 is attributed in its latest state.
+    let code = CodeEvent {
+        seq: 0,
+        brand_id: 1,
+        kind: 0,
+        occurred_at: None,
+        code: Some(Code {
+            id: 6,
+            campaign_id: 20,
+            creator_id: 506,
+            plan_id: 10,
+            integration_id: INTEGRATION,
+            code: "Later1".to_owned(),
+            status: CodeStatus::Active as i32,
+            ..Default::default()
+        }),
+    };
+    for store in [&single, &batched] {
+        tx!(store, |conn| Codes.apply(conn, 1, &code).await);
+        assert_eq!(
+            store
+                .lines(
+                    "select status || ' ' || order_status || ' ' || creator_id as line \
+                        from conversions where store_order_id = 'A5'"
+                )
+                .await,
+            ["pending paid 506"]
+        );
+        assert_eq!(
+            store
+                .count("select count(*) as n from pending_orders")
+                .await,
+            0
+        );
+    }
+    assert_same(&single, &batched).await;
+
+    // The holding period ends: everything pending and paid is approved, in one batch.
+    for store in [&single, &batched] {
+        let approved = tx!(store, |conn| {
+            approve_due(conn, placed() + Duration::days(31), 500).await
+        });
+        assert_eq!(approved, 7, "A3 ×2, A4 ×2, A5, A7, A11");
+    }
+    assert_same(&single, &batched).await;
+}
+
+#[tokio::test]
+async fn a_batch_mixing_brands_keeps_each_brands_orders_apart() {
+    use OrderStatus::*;
+    // The same store order id and the same code text in two brands.
+    let events = vec![
+        order(1, "M1", Paid, &["anna10"], 10_000, 0),
+        order(2, "M1", Paid, &["ANNA10"], 10_000, 0),
+        order(2, "M1", Refunded, &["ANNA10"], 10_000, 10_000),
+        order(2, "M2", Paid, &["bob10"], 10_000, 0),
+    ];
+    let (single, batched) = both_ways(&events).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines("select brand_id || ' ' || creator_id || ' ' || status || ' ' || commission_minor as line \
+                        from conversions order by brand_id")
+                .await,
+            ["1 501 pending 1000", "2 601 reversed 500"]
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select brand_id || ' ' || orders || ' ' || commission_pending_minor || ' ' \
+                        || commission_reversed_minor as line from daily_sales order by brand_id"
+                )
+                .await,
+            ["1 1 1000 0", "2 0 0 500"]
+        );
+        // Bob's code is brand 1's: brand 2's order waits for a code of its own.
+        assert_eq!(
+            store
+                .lines("select brand_id || ' ' || store_order_id as line from pending_orders")
+                .await,
+            ["2 M2"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_events_in_a_batch_and_across_batches_change_nothing() {
+    use OrderStatus::*;
+    let paid = order(1, "D1", Paid, &["bob10"], 10_000, 0);
+    let refunded = order(1, "D1", PartiallyRefunded, &["bob10"], 10_000, 1_000);
+    let events = vec![
+        paid.clone(),
+        paid.clone(),
+        order(1, "D1", Created, &["bob10"], 10_000, 0),
+        refunded.clone(),
+        refunded.clone(),
+    ];
+    let (single, batched) = both_ways(&events).await;
+    // Redelivered in a later batch.
+    single.one_at_a_time(&events).await;
+    batched.as_one_batch(&events).await;
+    assert_same(&single, &batched).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store.count("select count(*) as n from conversions").await,
+            1
+        );
+        assert_eq!(
+            store.count("select count(*) as n from events").await,
+            2,
+            "paid, refunded"
+        );
+        assert_eq!(
+            store
+                .lines("select orders || ' ' || revenue_minor || ' ' || commission_pending_minor as line \
+                        from daily_sales")
+                .await,
+            ["1 9000 900"]
+        );
+        assert_eq!(
+            store
+                .lines("select orders::text as line from code_daily")
+                .await,
+            ["1"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn leak_alerts_count_every_order_of_a_batch_in_turn() {
+    // Bob's code had one order ten days ago; today twelve, with no click on his links (Anna's
+    // link was clicked, so her orders are not counted as without click).
+    let mut events = Vec::new();
+    for n in 0..12 {
+        events.push(order(
+            1,
+            &format!("L{n}"),
+            OrderStatus::Paid,
+            &["bob10"],
+            1_000,
+            0,
+        ));
+    }
+    for n in 0..3 {
+        events.push(order(
+            1,
+            &format!("K{n}"),
+            OrderStatus::Paid,
+            &["anna10"],
+            1_000,
+            0,
+        ));
+    }
+    let (single, batched) = (store().await, store().await);
+    for store in [&single, &batched] {
+        let mut earlier = order(1, "L-old", OrderStatus::Paid, &["bob10"], 1_000, 0);
+        if let Some(order) = earlier.order.as_mut() {
+            order.occurred_at = Some(ts(placed() - Duration::days(10)));
+        }
+        tx!(store, |conn| Orders.apply(conn, 1, &earlier).await);
+    }
+    single.one_at_a_time(&events).await;
+    batched.as_one_batch(&events).await;
+    assert_same(&single, &batched).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines("select kind || ': ' || evidence as line from code_alerts order by id")
+                .await,
+            [
+                "orders_without_clicks: 13 of 13 orders had no click on the creator's links before them",
+                "spike: 12 orders on 2025-11-24, against 0.035 a day over the 28 days before",
+            ]
+        );
+        assert_eq!(
+            store
+                .lines("select code_id || ' ' || day || ' ' || orders || ' ' || orders_without_click as line \
+                        from code_daily order by code_id, day")
+                .await,
+            ["1 2025-11-24 3 0", "2 2025-11-14 1 1", "2 2025-11-24 12 12"]
+        );
+    }
+}
