@@ -299,7 +299,7 @@ mod tests {
             ends_at: None,
             report_visible: false,
         };
-        projection::upsert_plan(&mut conn, &plan)
+        projection::upsert_plan(&mut conn, &plan, chrono::Utc::now())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         // Campaign 8 shares the plan: the sales are recorded there too.

@@ -22,7 +22,7 @@ use tracking_events::{Apply, BoxFuture};
 use crate::convert::from_timestamp;
 use crate::domain::alerts::{self, CodeHistory};
 use crate::domain::attribution::{
-    self, Amounts, Claimant, CommissionRule, Line, Method, OrderState, Status,
+    self, Amounts, Claimant, CommissionHistory, CommissionRule, Line, Method, OrderState, Status,
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
@@ -200,8 +200,9 @@ pub async fn retry_pending(
 /// sees them as of its start.
 #[derive(Default)]
 struct Facts {
-    /// By (brand, integration), then by lower-cased code.
-    codes: HashMap<(i64, i64), HashMap<String, Vec<CodeRow>>>,
+    /// By (brand, integration), then by lower-cased code: the codes with that text now (`None`)
+    /// or until a rename (`Some(until)`).
+    codes: HashMap<(i64, i64), HashMap<String, Holders>>,
     /// The codes of the batch's clicks, by (brand, code id).
     click_codes: HashMap<(i64, i64), CodeRow>,
     /// By (brand, click id).
@@ -210,7 +211,12 @@ struct Facts {
     plans: HashMap<(i64, i64), PlanRow>,
     /// Each plan's campaigns, by campaign id.
     campaigns: HashMap<(i64, i64), Vec<i64>>,
+    /// Each plan's commission over time, oldest first, by (brand, plan id).
+    commissions: HashMap<(i64, i64), CommissionHistory>,
 }
+
+/// The codes that hold, or held until a rename, one text.
+type Holders = Vec<(CodeRow, Option<DateTime<Utc>>)>;
 
 impl Facts {
     async fn load(
@@ -238,7 +244,7 @@ impl Facts {
                 .or_default()
                 .entry(found.matched)
                 .or_default()
-                .push(found.code);
+                .push((found.code, found.valid_until));
         }
         let mut click_ids: Vec<(i64, &str)> = items
             .iter()
@@ -262,7 +268,7 @@ impl Facts {
             facts
                 .codes
                 .values()
-                .flat_map(|by_code| by_code.values().flatten())
+                .flat_map(|by_code| by_code.values().flatten().map(|(code, _)| code))
                 .chain(facts.click_codes.values())
         };
         let code_plans = distinct(found_codes().map(|c| (c.brand_id, c.plan_id)));
@@ -275,6 +281,20 @@ impl Facts {
         );
         for plan in projection::plans(conn, &plan_ids).await? {
             facts.plans.insert((plan.brand_id, plan.plan_id), plan);
+        }
+        for row in projection::commissions(conn, &code_plans).await? {
+            facts
+                .commissions
+                .entry((row.brand_id, row.plan_id))
+                .or_default()
+                .push((
+                    row.effective_from,
+                    commission_rule(
+                        row.commission_bps,
+                        row.commission_fixed_minor,
+                        row.commission_currency.as_ref(),
+                    ),
+                ));
         }
         for link in projection::campaigns_of_plans(conn, &code_plans).await? {
             facts
@@ -290,25 +310,42 @@ impl Facts {
         self.plans.get(&(brand_id, plan_id))
     }
 
-    /// The integration's codes among `lower_codes`, by creator id then code id.
-    fn codes_matching(
+    /// The plan's commission for an order placed at `ordered_at`.
+    fn commission_at(
         &self,
+        brand_id: i64,
+        plan_id: i64,
+        ordered_at: DateTime<Utc>,
+    ) -> Option<&CommissionRule> {
+        let history = self.commissions.get(&(brand_id, plan_id))?;
+        attribution::rule_in_effect(history, ordered_at)
+    }
+
+    /// The integration's codes among `lower` as they were when the order was placed, each with
+    /// the text it matched, by creator id then code id.
+    fn codes_matching<'s>(
+        &'s self,
         brand_id: i64,
         integration_id: i64,
         lower: &[String],
-    ) -> Vec<&CodeRow> {
-        let mut found: Vec<&CodeRow> = self
-            .codes
-            .get(&(brand_id, integration_id))
-            .map(|by_code| {
-                lower
-                    .iter()
-                    .filter_map(|c| by_code.get(c))
-                    .flatten()
-                    .collect()
+        ordered_at: DateTime<Utc>,
+    ) -> Vec<(&'s CodeRow, &'s str)> {
+        let Some(by_code) = self.codes.get(&(brand_id, integration_id)) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(&CodeRow, &str)> = lower
+            .iter()
+            .filter_map(|text| by_code.get_key_value(text))
+            .flat_map(|(text, holders)| {
+                let held: Vec<(&CodeRow, Option<DateTime<Utc>>)> =
+                    holders.iter().map(|(code, until)| (code, *until)).collect();
+                attribution::holders_at(&held, ordered_at)
+                    .into_iter()
+                    .map(move |code| (code, text.as_str()))
             })
-            .unwrap_or_default();
-        found.sort_by_key(|c| (c.creator_id, c.code_id));
+            .collect();
+        found.sort_by_key(|(c, _)| (c.creator_id, c.code_id));
+        found.dedup_by_key(|(c, _)| (c.brand_id, c.code_id));
         found
     }
 }
@@ -320,13 +357,13 @@ fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     items
 }
 
-fn commission_rule(plan: Option<&PlanRow>) -> Option<CommissionRule> {
-    let plan = plan?;
-    match (
-        plan.commission_bps,
-        plan.commission_fixed_minor,
-        &plan.commission_currency,
-    ) {
+/// A plan's commission columns as a rule.
+fn commission_rule(
+    bps: Option<i32>,
+    fixed_minor: Option<i64>,
+    currency: Option<&String>,
+) -> Option<CommissionRule> {
+    match (bps, fixed_minor, currency) {
         (Some(bps), _, _) => Some(CommissionRule::PercentBps(bps)),
         (None, Some(amount), Some(currency)) => Some(CommissionRule::FixedPerOrder {
             amount_minor: amount,
@@ -422,20 +459,20 @@ impl<'f> Batch<'f> {
         let lower = item.lookup_codes();
         if !lower.is_empty() {
             let mut by_creator: BTreeMap<i64, (Claimant, &'f CodeRow, String)> = BTreeMap::new();
-            for code in self
-                .facts
-                .codes_matching(brand_id, order.integration_id, &lower)
+            for (code, matched) in
+                self.facts
+                    .codes_matching(brand_id, order.integration_id, &lower, item.ordered_at)
             {
                 let as_on_order = order
                     .codes
                     .iter()
-                    .find(|c| c.trim().eq_ignore_ascii_case(&code.code))
+                    .find(|c| c.trim().eq_ignore_ascii_case(matched))
                     .cloned()
                     .unwrap_or_else(|| code.code.clone());
                 by_creator.entry(code.creator_id).or_insert((
                     Claimant {
                         creator_id: code.creator_id,
-                        code: code.code.to_lowercase(),
+                        code: matched.to_owned(),
                     },
                     code,
                     as_on_order,
@@ -491,8 +528,11 @@ impl<'f> Batch<'f> {
         let mut created = 0;
         for ((_, code, matched), share) in claimants.iter().zip(&shares) {
             let plan = self.facts.plan(brand_id, code.plan_id);
+            let in_effect = self
+                .facts
+                .commission_at(brand_id, code.plan_id, item.ordered_at);
             let (commission, commission_currency) =
-                attribution::commission(commission_rule(plan).as_ref(), share, &order.currency);
+                attribution::commission(in_effect, share, &order.currency);
             // A plan shared by several campaigns records the sale in each of them.
             let mut campaigns = self
                 .facts

@@ -56,7 +56,12 @@ impl Apply<PlanEvent> for Plans {
                         ends_at: plan.ends_at.as_ref().and_then(from_timestamp),
                         report_visible: plan.report_visible,
                     };
-                    projection::upsert_plan(conn, &row).await
+                    let changed_at = plan
+                        .updated_at
+                        .as_ref()
+                        .and_then(from_timestamp)
+                        .unwrap_or_else(chrono::Utc::now);
+                    projection::upsert_plan(conn, &row, changed_at).await
                 }
                 Some(Subject::Campaign(campaign)) => {
                     projection::upsert_campaign(
@@ -105,7 +110,12 @@ impl Apply<CodeEvent> for Codes {
             if !row.code.is_empty() {
                 pending::lock_matching(conn).await?;
             }
-            projection::upsert_code(conn, &row).await?;
+            let changed_at = code
+                .updated_at
+                .as_ref()
+                .and_then(from_timestamp)
+                .unwrap_or_else(chrono::Utc::now);
+            projection::upsert_code(conn, &row, changed_at).await?;
             if row.code.is_empty() {
                 return Ok(());
             }

@@ -76,7 +76,8 @@ async fn store() -> Store {
             (1, 13, None, Some(500), 30),
             (2, 10, Some(500), None, 30),
         ] {
-            projection::upsert_plan(conn, &plan_row(brand, plan, bps, fixed, holding)).await?;
+            let row = plan_row(brand, plan, bps, fixed, holding);
+            projection::upsert_plan(conn, &row, placed() - Duration::days(1)).await?;
         }
         for (brand, campaign, plan) in [
             (1, 20, 10),
@@ -99,6 +100,7 @@ async fn store() -> Store {
             projection::upsert_code(
                 conn,
                 &code_row(brand, code_id, campaign, creator, plan, code),
+                placed() - Duration::days(1),
             )
             .await?;
         }

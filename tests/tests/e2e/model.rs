@@ -1,7 +1,15 @@
-//! Model-based test: random sequences of roster changes, mints, orders, partial refunds,
-//! cancellations, late (stale) events and redeliveries run against the suite and against a small
-//! in-memory model of the business rules; every campaign figure and every conversion's status
-//! must agree. Each case is a brand of its own on one running suite.
+//! Model-based test: random sequences of plan changes (the commission), roster changes, mints,
+//! hand edits of codes, orders, partial refunds, cancellations, late (stale) events and
+//! redeliveries run against the suite and against a small in-memory model of the business rules;
+//! every campaign figure and every conversion's status must agree. Each case is a brand of its
+//! own on one running suite.
+//!
+//! An order earns the commission in effect when it was placed and belongs to whoever held its
+//! code then, however late its event arrives: the three streams into AttributionService are
+//! consumed independently, so a plan change or a code edit may reach attribution before or after
+//! orders placed around it (`late` payments make that case on purpose). The test waits until
+//! attribution's projection shows a change before going on, so that the changes themselves are
+//! known in the order they were made.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,10 +23,10 @@ use tracking_api::attribution::v1::{
 };
 use tracking_api::common::v1::{PageRequest, Provider};
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderStatus};
-use tracking_api::mint::v1::MintCodeRequest;
+use tracking_api::mint::v1::{MintCodeRequest, UpdateCodeRequest};
 use tracking_api::plan::v1::{
-    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Discount, Plan, commission,
-    discount,
+    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Discount, Plan,
+    UpdatePlanRequest, commission, discount,
 };
 use tracking_testkit::authed;
 
@@ -29,11 +37,18 @@ const ORDERS: usize = 6;
 enum Op {
     /// Creator joins (approved) and gets a code.
     Join(i64),
-    /// Order `n` paid with creator `c`'s code (or an unknown code when `c` has none).
+    /// The brand changes the plan's commission (basis points) for orders from now on.
+    SetCommission(i32),
+    /// The brand edits creator `c`'s code by hand; orders from now on use the new code.
+    EditCode(i64),
+    /// Order `n` paid with creator `c`'s code (or an unknown code when `c` has none); `late`:
+    /// placed with the code the creator had before the brand's last edit, just before it, and
+    /// its webhook only arriving now.
     Pay {
         order: usize,
         creator: i64,
         amount: i64,
+        late: bool,
     },
     /// A partial refund of `percent` % of the order's total, cumulative.
     Refund {
@@ -56,11 +71,16 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (1..=CREATORS).prop_map(Op::Join),
-        4 => (0..ORDERS, 1..=CREATORS, 100i64..50_000).prop_map(|(order, creator, amount)| Op::Pay {
-            order,
-            creator,
-            amount
-        }),
+        1 => prop_oneof![Just(500), Just(1000), Just(2500)].prop_map(Op::SetCommission),
+        1 => (1..=CREATORS).prop_map(Op::EditCode),
+        4 => (0..ORDERS, 1..=CREATORS, 100i64..50_000, prop::bool::weighted(0.3)).prop_map(
+            |(order, creator, amount, late)| Op::Pay {
+                order,
+                creator,
+                amount,
+                late
+            }
+        ),
         2 => (0..ORDERS, 1i64..100).prop_map(|(order, percent)| Op::Refund { order, percent }),
         1 => (0..ORDERS).prop_map(|order| Op::Cancel { order }),
         1 => (0..ORDERS).prop_map(|order| Op::Redeliver { order }),
@@ -72,6 +92,8 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Clone, Debug)]
 struct ModelOrder {
     creator: Option<i64>,
+    /// The plan's commission when the order was attributed (later changes do not touch it).
+    bps: i64,
     total: i64,
     refunded: i64,
     void: bool,
@@ -82,20 +104,37 @@ struct ModelOrder {
     last: Order,
 }
 
-#[derive(Default)]
 struct Model {
-    joined: BTreeMap<i64, String>,
+    /// Each joined creator's code id and current code.
+    joined: BTreeMap<i64, (i64, String)>,
+    /// Hand edits so far (each edit gives a new, unused code).
+    edits: i64,
+    /// Each edited creator's code before the last edit, and a time just before that edit.
+    former: BTreeMap<i64, (String, SystemTime)>,
+    /// The plan's commission over time: (in effect from, basis points).
+    bps: Vec<(SystemTime, i64)>,
     orders: BTreeMap<usize, ModelOrder>,
 }
 
-/// The plan's 10 % of an order, before refunds.
-fn commission_of(total: i64) -> i64 {
-    scale(total, 1000, 10_000)
+impl Model {
+    /// The plan's commission for an order placed at `at`.
+    fn bps_at(&self, at: SystemTime) -> i64 {
+        self.bps
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= at)
+            .map_or(1000, |(_, bps)| *bps)
+    }
+}
+
+/// The commission on an order, before refunds.
+fn commission_of(m: &ModelOrder) -> i64 {
+    scale(m.total, m.bps, 10_000)
 }
 
 /// What is still owed on an order before it is voided.
 fn owed(m: &ModelOrder) -> i64 {
-    scale(commission_of(m.total), m.total - m.refunded, m.total)
+    scale(commission_of(m), m.total - m.refunded, m.total)
 }
 
 fn scale(amount: i64, num: i64, den: i64) -> i64 {
@@ -112,7 +151,7 @@ impl Model {
                 continue;
             }
             let remaining = order.total - order.refunded;
-            let commission = scale(commission_of(order.total), remaining, order.total);
+            let commission = scale(commission_of(order), remaining, order.total);
             if order.void {
                 figures.3 += order.reversed;
                 statuses.insert(format!("M-{n}"), ConversionStatus::Reversed);
@@ -127,24 +166,16 @@ impl Model {
     }
 }
 
-fn order(
-    integration: i64,
-    n: usize,
-    status: OrderStatus,
-    code: &str,
-    total: i64,
-    refunded: i64,
-) -> Order {
+fn order(integration: i64, n: usize, code: &str, total: i64, placed: SystemTime) -> Order {
     Order {
         integration_id: integration,
         store_order_id: format!("M-{n}"),
-        status: status as i32,
+        status: OrderStatus::Paid as i32,
         codes: vec![code.to_owned()],
         currency: "EUR".into(),
         subtotal_minor: total,
         total_minor: total,
-        refunded_minor: refunded,
-        occurred_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+        occurred_at: Some(prost_types::Timestamp::from(placed)),
         ..Order::default()
     }
 }
@@ -192,7 +223,13 @@ async fn run_case(suite: &Suite, brand_id: i64, ops: &[Op]) -> Result<(), TestCa
         .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
         .map_err(|s| TestCaseError::fail(s.to_string()))?;
 
-    let mut model = Model::default();
+    let mut model = Model {
+        joined: BTreeMap::new(),
+        edits: 0,
+        former: BTreeMap::new(),
+        bps: vec![(SystemTime::UNIX_EPOCH, 1000)],
+        orders: BTreeMap::new(),
+    };
     for op in ops {
         let mut send = Vec::new();
         match op.clone() {
@@ -212,24 +249,99 @@ async fn run_case(suite: &Suite, brand_id: i64, ops: &[Op]) -> Result<(), TestCa
                 let code = mint(suite, &token, campaign, creator).await?;
                 model.joined.insert(creator, code);
             }
+            Op::SetCommission(bps) => {
+                if model
+                    .bps
+                    .last()
+                    .is_some_and(|(_, now)| *now == i64::from(bps))
+                {
+                    continue;
+                }
+                suite
+                    .plan()
+                    .update_plan(authed(
+                        UpdatePlanRequest {
+                            plan: Some(Plan {
+                                id: plan,
+                                commission: Some(Commission {
+                                    kind: Some(commission::Kind::PercentBps(bps)),
+                                }),
+                                ..Plan::default()
+                            }),
+                            update_mask: Some(prost_types::FieldMask {
+                                paths: vec!["commission".into()],
+                            }),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map_err(|s| TestCaseError::fail(s.to_string()))?;
+                // In effect for orders placed from now on (the plan changed during the call).
+                model.bps.push((SystemTime::now(), i64::from(bps)));
+                projected(
+                    suite,
+                    &format!(
+                        "select count(*)::bigint as n from attribution.plans
+                         where brand_id = {brand_id} and plan_id = {plan} and commission_bps = {bps}"
+                    ),
+                )
+                .await?;
+            }
+            Op::EditCode(creator) => {
+                let Some((code_id, before)) = model.joined.get(&creator).cloned() else {
+                    continue;
+                };
+                model.former.insert(creator, (before, SystemTime::now()));
+                model.edits += 1;
+                let text = format!("ED{creator}N{}", model.edits);
+                suite
+                    .mint()
+                    .update_code(authed(
+                        UpdateCodeRequest {
+                            code_id,
+                            code: text.clone(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map_err(|s| TestCaseError::fail(s.to_string()))?;
+                model.joined.insert(creator, (code_id, text.clone()));
+                projected(
+                    suite,
+                    &format!(
+                        "select count(*)::bigint as n from attribution.codes
+                         where brand_id = {brand_id} and code_id = {code_id} and code = '{text}'"
+                    ),
+                )
+                .await?;
+            }
             Op::Pay {
                 order: n,
                 creator,
                 amount,
+                late,
             } => {
                 if model.orders.contains_key(&n) {
                     continue;
                 }
                 // A creator who has not joined: the code is not one of ours (never attributed).
-                let (code, who) = match model.joined.get(&creator) {
-                    Some(code) => (code.to_lowercase(), Some(creator)),
-                    None => (format!("NOBODY{creator}"), None),
+                let (code, who, placed) = match (model.joined.get(&creator), late) {
+                    (Some(_), true) => match model.former.get(&creator) {
+                        // The code was theirs when the order was placed.
+                        Some((former, before)) => (former.to_lowercase(), Some(creator), *before),
+                        None => continue,
+                    },
+                    (Some((_, code)), false) => {
+                        (code.to_lowercase(), Some(creator), SystemTime::now())
+                    }
+                    (None, _) => (format!("NOBODY{creator}"), None, SystemTime::now()),
                 };
-                let o = order(integration, n, OrderStatus::Paid, &code, amount, 0);
+                let o = order(integration, n, &code, amount, placed);
                 model.orders.insert(
                     n,
                     ModelOrder {
                         creator: who,
+                        bps: model.bps_at(placed),
                         total: amount,
                         refunded: 0,
                         void: false,
@@ -375,12 +487,25 @@ async fn run_case(suite: &Suite, brand_id: i64, ops: &[Op]) -> Result<(), TestCa
     }
 }
 
+/// Waits until `sql` (a count) finds a row in attribution's projection.
+async fn projected(suite: &Suite, sql: &str) -> Result<(), TestCaseError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while suite.count("public", sql).await == 0 {
+        if Instant::now() > deadline {
+            return Err(TestCaseError::fail(format!("not projected: {sql}")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// The creator's code id and code.
 async fn mint(
     suite: &Suite,
     token: &str,
     campaign: i64,
     creator: i64,
-) -> Result<String, TestCaseError> {
+) -> Result<(i64, String), TestCaseError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match suite
@@ -394,7 +519,10 @@ async fn mint(
             ))
             .await
         {
-            Ok(r) => return Ok(r.into_inner().code.map(|c| c.code).unwrap_or_default()),
+            Ok(r) => {
+                let code = r.into_inner().code.unwrap_or_default();
+                return Ok((code.id, code.code));
+            }
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(25)).await
             }

@@ -226,6 +226,48 @@ pub enum CommissionRule {
     FixedPerOrder { amount_minor: i64, currency: String },
 }
 
+/// A plan's commission rules, oldest first, each with the time it took effect.
+pub type CommissionHistory = Vec<(DateTime<Utc>, Option<CommissionRule>)>;
+
+/// The rule an order placed at `ordered_at` earns: the last of the plan's rules (oldest first,
+/// each with the time it took effect) that took effect by then, or the first one for an order
+/// placed before any did. A change of commission applies to orders placed after it, never to
+/// those placed before, however late their events arrive.
+pub fn rule_in_effect(
+    history: &[(DateTime<Utc>, Option<CommissionRule>)],
+    ordered_at: DateTime<Utc>,
+) -> Option<&CommissionRule> {
+    history
+        .iter()
+        .rev()
+        .find(|(from, _)| *from <= ordered_at)
+        .or(history.first())
+        .and_then(|(_, rule)| rule.as_ref())
+}
+
+/// Who held a code's text when an order was placed, among `holders`: codes that had the text
+/// until a brand renamed them (`Some(until)`) and codes with the text now (`None`). A former
+/// holder whose rename came after the order wins: the text was theirs then, even if it has been
+/// given to someone else since.
+pub fn holders_at<T: Copy>(
+    holders: &[(T, Option<DateTime<Utc>>)],
+    ordered_at: DateTime<Utc>,
+) -> Vec<T> {
+    let former: Vec<T> = holders
+        .iter()
+        .filter(|(_, until)| until.is_some_and(|until| ordered_at < until))
+        .map(|(holder, _)| *holder)
+        .collect();
+    if !former.is_empty() {
+        return former;
+    }
+    holders
+        .iter()
+        .filter(|(_, until)| until.is_none())
+        .map(|(holder, _)| *holder)
+        .collect()
+}
+
 /// The commission on one share of an order: (amount, currency).
 pub fn commission(
     rule: Option<&CommissionRule>,
@@ -615,5 +657,57 @@ mod tests {
             approve(&pending(1, 1), paid_at).is_none(),
             "unpaid orders are not approved"
         );
+    }
+
+    #[test]
+    fn an_order_earns_the_commission_in_effect_when_it_was_placed() {
+        use chrono::TimeZone;
+        let at = |h: u32| {
+            Utc.with_ymd_and_hms(2026, 11, 20, h, 0, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        let history = vec![
+            (
+                DateTime::<Utc>::MIN_UTC,
+                Some(CommissionRule::PercentBps(1_000)),
+            ),
+            (at(10), Some(CommissionRule::PercentBps(2_500))),
+            (at(12), None),
+        ];
+        assert_eq!(
+            rule_in_effect(&history, at(9)),
+            Some(&CommissionRule::PercentBps(1_000))
+        );
+        assert_eq!(
+            rule_in_effect(&history, at(10)),
+            Some(&CommissionRule::PercentBps(2_500))
+        );
+        assert_eq!(rule_in_effect(&history, at(13)), None);
+        // Before the first change known (a plan seen only from a later version).
+        let later = vec![(at(10), Some(CommissionRule::PercentBps(700)))];
+        assert_eq!(
+            rule_in_effect(&later, at(8)),
+            Some(&CommissionRule::PercentBps(700))
+        );
+        assert_eq!(rule_in_effect(&[], at(8)), None);
+    }
+
+    #[test]
+    fn an_order_belongs_to_whoever_held_the_code_when_it_was_placed() {
+        use chrono::TimeZone;
+        let at = |h: u32| {
+            Utc.with_ymd_and_hms(2026, 11, 20, h, 0, 0)
+                .single()
+                .unwrap_or_default()
+        };
+        // Code 1 had the text until 10:00, when the brand renamed it; code 2 has it since.
+        let holders = [(1, Some(at(10))), (2, None)];
+        assert_eq!(holders_at(&holders, at(9)), vec![1]);
+        assert_eq!(holders_at(&holders, at(11)), vec![2]);
+        // Renamed, and nobody holds the text now: orders placed before still count.
+        assert_eq!(holders_at(&[(1, Some(at(10)))], at(9)), vec![1]);
+        assert!(holders_at(&[(1, Some(at(10)))], at(11)).is_empty());
+        assert_eq!(holders_at(&[(3, None)], at(11)), vec![3]);
     }
 }

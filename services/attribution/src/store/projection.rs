@@ -33,7 +33,13 @@ pub struct PlanRow {
     pub report_visible: bool,
 }
 
-pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &PlanRow) -> Result<(), DbError> {
+/// Stores the plan as of `changed_at`, keeping its commission's history
+/// ([`record_commission`]).
+pub async fn upsert_plan(
+    conn: &mut AsyncPgConnection,
+    plan: &PlanRow,
+    changed_at: DateTime<Utc>,
+) -> Result<(), DbError> {
     diesel::sql_query(
         "insert into plans (brand_id, plan_id, integration_id, provider, commission_bps,
              commission_fixed_minor, commission_currency, attribution_window_days,
@@ -61,7 +67,82 @@ pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &PlanRow) -> Result
     .bind::<Bool, _>(plan.report_visible)
     .execute(conn)
     .await?;
+    record_commission(conn, plan, changed_at).await
+}
+
+/// Records the plan's commission as of `changed_at` when it differs from the one in effect last
+/// (the plan's first commission applies from the beginning of time).
+async fn record_commission(
+    conn: &mut AsyncPgConnection,
+    plan: &PlanRow,
+    changed_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "with last as (
+             select * from plan_commissions where brand_id = $1 and plan_id = $2
+             order by effective_from desc limit 1)
+         insert into plan_commissions (brand_id, plan_id, effective_from, commission_bps,
+                                       commission_fixed_minor, commission_currency)
+         select $1, $2, case when exists (select 1 from last) then $3 else '-infinity' end,
+                $4, $5, $6
+         where not exists (
+             select 1 from last where commission_bps is not distinct from $4
+                 and commission_fixed_minor is not distinct from $5
+                 and commission_currency is not distinct from $6)
+         on conflict (brand_id, plan_id, effective_from) do update set
+             commission_bps = excluded.commission_bps,
+             commission_fixed_minor = excluded.commission_fixed_minor,
+             commission_currency = excluded.commission_currency",
+    )
+    .bind::<BigInt, _>(plan.brand_id)
+    .bind::<BigInt, _>(plan.plan_id)
+    .bind::<Timestamptz, _>(changed_at)
+    .bind::<Nullable<Integer>, _>(plan.commission_bps)
+    .bind::<Nullable<BigInt>, _>(plan.commission_fixed_minor)
+    .bind::<Nullable<Text>, _>(plan.commission_currency.as_deref())
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// A plan's commission from `effective_from` on.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CommissionRow {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub plan_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub effective_from: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub commission_bps: Option<i32>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub commission_fixed_minor: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub commission_currency: Option<String>,
+}
+
+/// The commissions of the plans `ids` over time, oldest first per plan.
+pub async fn commissions(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+) -> Result<Vec<CommissionRow>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // '-infinity' is read as the earliest time chrono knows.
+    Ok(diesel::sql_query(
+        "select brand_id, plan_id,
+                greatest(effective_from, '0001-01-01T00:00:00Z'::timestamptz) as effective_from,
+                commission_bps, commission_fixed_minor, commission_currency
+         from plan_commissions where (brand_id, plan_id) in
+             (select * from unnest($1::bigint[], $2::bigint[]))
+         order by brand_id, plan_id, effective_from",
+    )
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
 }
 
 pub async fn get_plan(
@@ -200,7 +281,25 @@ pub struct CodeRow {
     pub version: i64,
 }
 
-pub async fn upsert_code(conn: &mut AsyncPgConnection, code: &CodeRow) -> Result<(), DbError> {
+/// Stores the code as of `changed_at`; a text it had before (a brand's rename) is kept in
+/// `code_texts`, valid until then.
+pub async fn upsert_code(
+    conn: &mut AsyncPgConnection,
+    code: &CodeRow,
+    changed_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
+         select brand_id, integration_id, lower(code), code_id, $4 from codes
+         where brand_id = $1 and code_id = $2 and code <> '' and lower(code) <> lower($3)
+         on conflict do nothing",
+    )
+    .bind::<BigInt, _>(code.brand_id)
+    .bind::<BigInt, _>(code.code_id)
+    .bind::<Text, _>(&code.code)
+    .bind::<Timestamptz, _>(changed_at)
+    .execute(conn)
+    .await?;
     diesel::sql_query(
         "insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active)
@@ -234,11 +333,15 @@ pub struct MatchedCode {
     /// The lower-cased code it was looked up by.
     #[diesel(sql_type = Text)]
     pub matched: String,
+    /// Set when the text is one the code had before a rename: until when it was the code's.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub valid_until: Option<DateTime<Utc>>,
     #[diesel(embed)]
     pub code: CodeRow,
 }
 
-/// The codes matching each (brand, integration, lower-cased code), compared case-insensitively.
+/// The codes matching each (brand, integration, lower-cased code), compared case-insensitively:
+/// those with that text now, and those that had it before a rename.
 pub async fn codes_matching(
     conn: &mut AsyncPgConnection,
     wanted: &[(i64, i64, &str)],
@@ -247,12 +350,17 @@ pub async fn codes_matching(
         return Ok(Vec::new());
     }
     Ok(diesel::sql_query(
-        "select w.lower_code as matched, c.*
-         from (select distinct * from unnest($1::bigint[], $2::bigint[], $3::text[])) as
-             w(brand_id, integration_id, lower_code)
-         join codes c on c.brand_id = w.brand_id and c.integration_id = w.integration_id
+        "with w(brand_id, integration_id, lower_code) as (
+             select distinct * from unnest($1::bigint[], $2::bigint[], $3::text[]))
+         select w.lower_code as matched, null::timestamptz as valid_until, c.*
+         from w join codes c on c.brand_id = w.brand_id and c.integration_id = w.integration_id
              and c.code <> '' and lower(c.code) = w.lower_code
-         order by c.creator_id, c.code_id",
+         union all
+         select w.lower_code, t.valid_until, c.*
+         from w join code_texts t on t.brand_id = w.brand_id
+                 and t.integration_id = w.integration_id and t.code_lower = w.lower_code
+             join codes c on c.brand_id = t.brand_id and c.code_id = t.code_id
+         order by creator_id, code_id",
     )
     .bind::<Array<BigInt>, _>(wanted.iter().map(|w| w.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(wanted.iter().map(|w| w.1).collect::<Vec<_>>())
