@@ -11,8 +11,43 @@ use diesel_async::pooled_connection::{
 
 use crate::url::{redacted, with_search_path};
 
-/// A pooled connection whose `search_path` is the service's schema.
-pub type Conn = Object<AsyncPgConnection>;
+/// A pooled connection whose `search_path` is the service's schema. Dropped while a transaction is still open on it (the future using it
+/// was dropped: a deadline passed, or the client went away), it asks PostgreSQL to cancel the
+/// statement it may still be running or waiting on, so the work stops with the call instead of
+/// running on (holding locks) until it finishes; the pool then discards the connection.
+pub struct Conn(Object<AsyncPgConnection>);
+
+impl std::ops::Deref for Conn {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.0
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        use diesel_async::TransactionManager;
+        type Manager = <AsyncPgConnection as diesel_async::AsyncConnection>::TransactionManager;
+        if !Manager::is_broken_transaction_manager(&mut *self.0) {
+            return;
+        }
+        let token = self.0.cancel_token();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::debug!(error = %err, "cancelling an abandoned statement failed");
+                }
+            });
+        }
+    }
+}
 
 /// Pool sizing, from each service's config.
 #[derive(Clone, Copy, Debug)]
@@ -149,7 +184,7 @@ impl Database {
 
     /// A pooled connection; UNAVAILABLE-class error when none comes within the wait timeout.
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        Ok(self.pool.get().await?)
+        Ok(Conn(self.pool.get().await?))
     }
 
     /// A connection outside the pool, for LISTEN and session advisory locks that must outlive

@@ -127,3 +127,93 @@ async fn latency_stalls_and_cut_connections_to_the_database() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(attributed(&channel, s.campaign).await, 100);
 }
+
+/// Backends of the test database waiting on a lock with an insert into `plans`.
+async fn blocked_plan_inserts(suite: &suite_tests::Suite) -> i64 {
+    suite
+        .count(
+            "public",
+            "select count(*)::bigint as n from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'
+               and query ilike 'insert into plans%'",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_calls_database_work_stops_at_its_deadline() {
+    use diesel_async::RunQueryDsl;
+    use tracking_api::common::v1::Provider;
+    use tracking_api::plan::v1::{CreatePlanRequest, Discount, Plan, discount};
+
+    let suite = suite_tests::Suite::start().await;
+    let token = brand(1);
+    let integration =
+        suite_tests::register_as(&suite, &token, Provider::Sandbox, "Deadline store").await;
+    // Another session holds `plans` so that no plan can be written meanwhile.
+    let mut holder = suite
+        .schema("plan")
+        .dedicated()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("begin")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("lock table plans in exclusive mode")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut request = authed(
+        CreatePlanRequest {
+            plan: Some(Plan {
+                name: "Never written".into(),
+                integration_id: integration,
+                discount: Some(Discount {
+                    kind: Some(discount::Kind::PercentBps(1000)),
+                }),
+                code_pattern: "{username}{discount}".into(),
+                ..Plan::default()
+            }),
+            request_id: String::new(),
+        },
+        &token,
+    );
+    request.set_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let status = suite
+        .plan()
+        .create_plan(request)
+        .await
+        .expect_err("the table is locked");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(900));
+
+    // The abandoned insert does not wait on: PostgreSQL was asked to cancel it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while blocked_plan_inserts(&suite).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the insert still waits on the lock 2 s after its call ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    diesel::sql_query("commit")
+        .execute(&mut holder)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        suite
+            .count("plan", "select count(*)::bigint as n from plans")
+            .await,
+        0,
+        "nothing was written"
+    );
+}
