@@ -131,13 +131,7 @@ impl GatewayClient {
             .map_err(|status| ClientError::from_status(SERVICE, status))?
             .into_inner()
             .results;
-        if results.len() != expected {
-            return Err(ClientError::Internal(format!(
-                "gateway answered {} results for {expected} discounts",
-                results.len()
-            )));
-        }
-        Ok(results)
+        one_each(results, expected, "results", "discounts")
     }
 
     /// Changes codes the integration's store holds (each update's previous code becomes its
@@ -164,13 +158,7 @@ impl GatewayClient {
             .map_err(|status| ClientError::from_status(SERVICE, status))?
             .into_inner()
             .results;
-        if results.len() != expected {
-            return Err(ClientError::Internal(format!(
-                "gateway answered {} results for {expected} updates",
-                results.len()
-            )));
-        }
-        Ok(results)
+        one_each(results, expected, "results", "updates")
     }
 
     /// Deactivates `codes` at the integration's store; one result per code, in order.
@@ -196,13 +184,7 @@ impl GatewayClient {
             .map_err(|status| ClientError::from_status(SERVICE, status))?
             .into_inner()
             .results;
-        if results.len() != expected {
-            return Err(ClientError::Internal(format!(
-                "gateway answered {} results for {expected} codes",
-                results.len()
-            )));
-        }
-        Ok(results)
+        one_each(results, expected, "results", "codes")
     }
 
     /// The Amazon attribution tags of creators of the integration (made once at the gateway,
@@ -229,12 +211,23 @@ impl GatewayClient {
             .map_err(|status| ClientError::from_status(SERVICE, status))?
             .into_inner()
             .tags;
-        if tags.len() != expected {
-            return Err(ClientError::Internal(format!(
-                "gateway answered {} tags for {expected} creators",
-                tags.len()
-            )));
-        }
-        Ok(tags)
+        one_each(tags, expected, "tags", "creators")
     }
+}
+
+/// The gateway's answers to a batch, one per item asked for, or an error saying it answered
+/// another number (`got` and `asked` name what was counted).
+fn one_each<T>(
+    answers: Vec<T>,
+    expected: usize,
+    got: &str,
+    asked: &str,
+) -> Result<Vec<T>, ClientError> {
+    if answers.len() != expected {
+        return Err(ClientError::Internal(format!(
+            "gateway answered {} {got} for {expected} {asked}",
+            answers.len()
+        )));
+    }
+    Ok(answers)
 }

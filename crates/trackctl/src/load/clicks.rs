@@ -171,10 +171,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
             settled.value
         ));
     }
-    summary
-        .notes
-        .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
-    summary.verified = problems.is_empty();
+    summary.verified_by(&problems);
     summary
         .extra
         .insert("clicks_redirected".into(), redirected.into());

@@ -336,6 +336,13 @@ impl Summary {
         }
     }
 
+    /// Records the verification: passed when it found no problem, each problem a note.
+    pub fn verified_by(&mut self, problems: &[String]) {
+        self.notes
+            .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
+        self.verified = problems.is_empty();
+    }
+
     pub fn requests_per_second(&self) -> f64 {
         let total = self.ok + self.errors.values().sum::<u64>();
         total as f64 / self.elapsed.as_secs_f64().max(1e-9)

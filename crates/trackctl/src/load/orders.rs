@@ -244,10 +244,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
         "latency       one IngestOrders call: stream opened → answer (all its orders stored)"
             .to_owned(),
     );
-    summary
-        .notes
-        .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
-    summary.verified = problems.is_empty();
+    summary.verified_by(&problems);
     let extra = &mut summary.extra;
     extra.insert("orders_acknowledged".into(), acknowledged.into());
     extra.insert("orders_attributed".into(), settled.value.into());

@@ -348,10 +348,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         lag_p.max,
         lag.samples()
     ));
-    summary
-        .notes
-        .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
-    summary.verified = problems.is_empty();
+    summary.verified_by(&problems);
     let extra = &mut summary.extra;
     extra.insert("orders_accepted".into(), expected.into());
     extra.insert("orders_attributed".into(), settled.value.into());

@@ -289,19 +289,14 @@ pub async fn upsert_code(
     changed_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     diesel::sql_query(
-        "insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
-         select brand_id, integration_id, lower(code), code_id, $4 from codes
-         where brand_id = $1 and code_id = $2 and code <> '' and lower(code) <> lower($3)
-         on conflict do nothing",
-    )
-    .bind::<BigInt, _>(code.brand_id)
-    .bind::<BigInt, _>(code.code_id)
-    .bind::<Text, _>(&code.code)
-    .bind::<Timestamptz, _>(changed_at)
-    .execute(conn)
-    .await?;
-    diesel::sql_query(
-        "insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
+        // One statement: the former text is read from the row as it was before this upsert
+        // (every part of a statement sees the same snapshot).
+        "with former as (
+             insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
+             select brand_id, integration_id, lower(code), code_id, $12 from codes
+             where brand_id = $1 and code_id = $2 and code <> '' and lower(code) <> lower($7)
+             on conflict do nothing)
+         insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          on conflict (brand_id, code_id) do update set
@@ -322,6 +317,7 @@ pub async fn upsert_code(
     .bind::<Text, _>(&code.destination_url)
     .bind::<Nullable<Timestamptz>, _>(code.expires_at)
     .bind::<Bool, _>(code.active)
+    .bind::<Timestamptz, _>(changed_at)
     .execute(conn)
     .await?;
     Ok(())

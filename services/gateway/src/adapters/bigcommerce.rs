@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{has_marker, json_amount, marked_title, numeric_ids, percent_text};
-use super::{AdapterError, StoreAdapter};
+use super::{AdapterError, StoreAdapter, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
@@ -659,22 +659,15 @@ impl StoreAdapter for BigCommerce {
         discounts: &[Discount],
     ) -> Result<Vec<PushResult>, AdapterError> {
         let api = self.api(integration)?;
-        // Concurrent, as far as the integration's limit in `StoreHttp` lets them run.
-        let calls: Vec<_> = discounts
-            .iter()
-            .map(|d| self.create_one(integration, &api, d))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        discounts
-            .iter()
-            .zip(outcomes)
-            .map(|(d, outcome)| {
-                Ok(PushResult {
-                    code: d.code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            discounts,
+            |d| self.create_one(integration, &api, d),
+            |d, outcome| PushResult {
+                code: d.code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn update_discounts(
@@ -683,21 +676,15 @@ impl StoreAdapter for BigCommerce {
         updates: &[DiscountUpdate],
     ) -> Result<Vec<PushResult>, AdapterError> {
         let api = self.api(integration)?;
-        let calls: Vec<_> = updates
-            .iter()
-            .map(|u| self.update_one(integration, &api, u))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        updates
-            .iter()
-            .zip(outcomes)
-            .map(|(u, outcome)| {
-                Ok(PushResult {
-                    code: u.discount.code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            updates,
+            |u| self.update_one(integration, &api, u),
+            |u, outcome| PushResult {
+                code: u.discount.code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn disable_discounts(
@@ -706,21 +693,15 @@ impl StoreAdapter for BigCommerce {
         codes: &[String],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let api = self.api(integration)?;
-        let calls: Vec<_> = codes
-            .iter()
-            .map(|code| self.disable_one(integration, &api, code))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        codes
-            .iter()
-            .zip(outcomes)
-            .map(|(code, outcome)| {
-                Ok(DisableResult {
-                    code: code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            codes,
+            |code| self.disable_one(integration, &api, code),
+            |code, outcome| DisableResult {
+                code: code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn fetch_order(

@@ -108,6 +108,25 @@ pub trait StoreAdapter: Send + Sync {
     ) -> Result<Vec<NormalizedOrder>, AdapterError>;
 }
 
+/// Runs `one` for every item concurrently (as far as the integration's limit in
+/// [`http::StoreHttp`] lets them run) and answers `result(item, outcome)` in item order; a
+/// failure of a whole call fails them all.
+pub(crate) async fn each<'a, T, O, R, Fut>(
+    items: &'a [T],
+    one: impl Fn(&'a T) -> Fut,
+    result: impl Fn(&T, O) -> R,
+) -> Result<Vec<R>, AdapterError>
+where
+    Fut: std::future::Future<Output = Result<O, AdapterError>>,
+{
+    let outcomes = futures::future::join_all(items.iter().map(one)).await;
+    items
+        .iter()
+        .zip(outcomes)
+        .map(|(item, outcome)| Ok(result(item, outcome?)))
+        .collect()
+}
+
 /// What the adapters are built with.
 #[derive(Clone, Debug)]
 pub struct AdapterConfig {

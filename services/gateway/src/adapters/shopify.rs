@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{has_marker, marked_title};
-use super::{AdapterError, StoreAdapter};
+use super::{AdapterError, StoreAdapter, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
@@ -614,22 +614,15 @@ impl StoreAdapter for Shopify {
     ) -> Result<Vec<PushResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
-        // Concurrent, as far as the integration's limit in `StoreHttp` lets them run.
-        let calls: Vec<_> = discounts
-            .iter()
-            .map(|d| self.create_one(integration, token, d))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        discounts
-            .iter()
-            .zip(outcomes)
-            .map(|(d, outcome)| {
-                Ok(PushResult {
-                    code: d.code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            discounts,
+            |d| self.create_one(integration, token, d),
+            |d, outcome| PushResult {
+                code: d.code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn update_discounts(
@@ -639,21 +632,15 @@ impl StoreAdapter for Shopify {
     ) -> Result<Vec<PushResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
-        let calls: Vec<_> = updates
-            .iter()
-            .map(|u| self.update_one(integration, token, u))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        updates
-            .iter()
-            .zip(outcomes)
-            .map(|(u, outcome)| {
-                Ok(PushResult {
-                    code: u.discount.code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            updates,
+            |u| self.update_one(integration, token, u),
+            |u, outcome| PushResult {
+                code: u.discount.code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn disable_discounts(
@@ -663,21 +650,15 @@ impl StoreAdapter for Shopify {
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
-        let calls: Vec<_> = codes
-            .iter()
-            .map(|code| self.disable_one(integration, token, code))
-            .collect();
-        let outcomes = futures::future::join_all(calls).await;
-        codes
-            .iter()
-            .zip(outcomes)
-            .map(|(code, outcome)| {
-                Ok(DisableResult {
-                    code: code.clone(),
-                    outcome: outcome?,
-                })
-            })
-            .collect()
+        each(
+            codes,
+            |code| self.disable_one(integration, token, code),
+            |code, outcome| DisableResult {
+                code: code.clone(),
+                outcome,
+            },
+        )
+        .await
     }
 
     async fn fetch_order(

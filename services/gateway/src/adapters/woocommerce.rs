@@ -182,34 +182,12 @@ impl WooCommerce {
         api: &Api<'_>,
         discounts: &[&Discount],
     ) -> Result<Vec<PushOutcome>, AdapterError> {
-        let body = json!({ "create": discounts.iter().map(|d| coupon_body(d).unwrap_or(Value::Null)).collect::<Vec<_>>() });
-        let reply = self
-            .call(
-                integration,
-                api,
-                reqwest::Method::POST,
-                "/coupons/batch",
-                &[],
-                Some(&body),
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(STORE, "a coupon batch"));
-        }
-        let answer: Value = reply.json(STORE)?;
-        let items = answer["create"].as_array().cloned().unwrap_or_default();
-        if items.len() != discounts.len() {
-            return Err(AdapterError::Unavailable(format!(
-                "{STORE} answered {} results for {} coupons",
-                items.len(),
-                discounts.len()
-            )));
-        }
-        let mut outcomes = Vec::with_capacity(discounts.len());
-        for (discount, item) in discounts.iter().zip(items) {
-            outcomes.push(self.item_outcome(integration, api, discount, &item).await?);
-        }
-        Ok(outcomes)
+        let bodies = discounts
+            .iter()
+            .map(|d| coupon_body(d).unwrap_or(Value::Null))
+            .collect();
+        self.batch(integration, api, "create", bodies, discounts)
+            .await
     }
 
     /// Changes the coupons `edits` names (`(discount, coupon id)`) in one batch call.
@@ -219,7 +197,26 @@ impl WooCommerce {
         api: &Api<'_>,
         edits: &[(&Discount, u64)],
     ) -> Result<Vec<PushOutcome>, AdapterError> {
-        let body = json!({ "update": edits.iter().map(|(d, id)| update_body(d, *id).unwrap_or(Value::Null)).collect::<Vec<_>>() });
+        let bodies = edits
+            .iter()
+            .map(|(d, id)| update_body(d, *id).unwrap_or(Value::Null))
+            .collect();
+        let discounts: Vec<&Discount> = edits.iter().map(|(d, _)| *d).collect();
+        self.batch(integration, api, "update", bodies, &discounts)
+            .await
+    }
+
+    /// One `POST /coupons/batch` call doing `action` (`create` or `update`) with `bodies`, one
+    /// per discount, and what each answer item means for its discount.
+    async fn batch(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api<'_>,
+        action: &str,
+        bodies: Vec<Value>,
+        discounts: &[&Discount],
+    ) -> Result<Vec<PushOutcome>, AdapterError> {
+        let body = json!({ action: bodies });
         let reply = self
             .call(
                 integration,
@@ -234,16 +231,16 @@ impl WooCommerce {
             return Err(reply.unexpected(STORE, "a coupon batch"));
         }
         let answer: Value = reply.json(STORE)?;
-        let items = answer["update"].as_array().cloned().unwrap_or_default();
-        if items.len() != edits.len() {
+        let items = answer[action].as_array().cloned().unwrap_or_default();
+        if items.len() != discounts.len() {
             return Err(AdapterError::Unavailable(format!(
                 "{STORE} answered {} results for {} coupons",
                 items.len(),
-                edits.len()
+                discounts.len()
             )));
         }
-        let mut outcomes = Vec::with_capacity(edits.len());
-        for ((discount, _), item) in edits.iter().zip(items) {
+        let mut outcomes = Vec::with_capacity(discounts.len());
+        for (discount, item) in discounts.iter().zip(items) {
             outcomes.push(self.item_outcome(integration, api, discount, &item).await?);
         }
         Ok(outcomes)
