@@ -21,8 +21,8 @@ use crate::crypto::Sealer;
 use crate::domain::amazon::{self, TagSubject};
 use crate::domain::capabilities::{Capabilities, capabilities};
 use crate::domain::discount::{
-    self, DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, Money,
-    PushOutcome, PushResult, Terms,
+    self, DisableOutcome, DisableResult, Discount, DiscountGroup, DiscountUpdate, DiscountValue,
+    Money, PushOutcome, PushResult, Terms,
 };
 use crate::domain::integration::NewIntegration;
 use crate::domain::orders::NormalizedOrder;
@@ -141,10 +141,19 @@ fn discount_from_proto(field: &str, spec: pb::DiscountSpec) -> Result<Discount, 
         })
         .transpose()
     };
+    let group = (!spec.group_ref.is_empty()).then(|| DiscountGroup {
+        title: if spec.group_title.is_empty() {
+            spec.title.clone()
+        } else {
+            spec.group_title
+        },
+        group_ref: spec.group_ref,
+    });
     Ok(Discount {
         code: spec.code,
         external_ref: spec.external_ref,
         title: spec.title,
+        group,
         terms: Terms {
             value: spec.value.map(|value| match value {
                 Value::PercentBps(bps) => DiscountValue::PercentBps(bps),

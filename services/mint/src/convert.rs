@@ -216,5 +216,7 @@ pub fn discount_spec(code: &Code, plan: &Plan) -> tracking_api::gateway::v1::Dis
         category_ids: terms.category_ids.clone(),
         starts_at: terms.starts_at.map(timestamp),
         ends_at: terms.ends_at.map(timestamp),
+        group_ref: format!("plan-{}", plan.id),
+        group_title: plan.name.clone(),
     }
 }

@@ -4,8 +4,9 @@
 //! - Codes: one promotion per code (`redemption_type: COUPON`, a `cart_value` action, or
 //!   `cart_items` restricted to products/categories), named with the discount's title and the
 //!   push's external ref, then `POST /v3/promotions/{id}/codes` with the code (50 characters at
-//!   most), `max_uses` and `max_uses_per_customer`. A code BigCommerce reports taken (409, or 422
-//!   naming a duplicate) is looked up with `GET /v3/promotions?code=`: a promotion named with our
+//!   most), `max_uses` and `max_uses_per_customer`. A code create refused with 409 or 422 (the
+//!   reference documents no body for a taken code) is looked up with `GET /v3/promotions?code=`:
+//!   no holder means the refusal was about something else (`Failed`); a promotion named with our
 //!   ref is our earlier push (`Created`, the promotion id); any other is `AlreadyExists`, and the
 //!   promotion just made for it is deleted again.
 //! - Updating finds our promotion (named with the update's ref) holding the previous code, or the
@@ -147,6 +148,29 @@ impl BigCommerce {
         Ok(serde_json::from_value(body["data"].clone()).unwrap_or_default())
     }
 
+    /// The promotions holding `code` when `reply` (a refused code create) may mean it is taken.
+    /// BigCommerce's promotions.v3 reference documents only `201` for creating a coupon code;
+    /// stores answer a taken code with 422 (what bulk coupon importers treat as "duplicate code")
+    /// or 409 (the v2 coupons API's conflict), with no documented body. So the body is not read:
+    /// the code is looked up, and it is taken only when some promotion holds it. `None`: not
+    /// taken, the refusal is about something else.
+    async fn holders_if_taken(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        reply: &Reply,
+        code: &str,
+    ) -> Result<Option<Vec<Promotion>>, AdapterError> {
+        if !matches!(
+            reply.status,
+            reqwest::StatusCode::CONFLICT | reqwest::StatusCode::UNPROCESSABLE_ENTITY
+        ) {
+            return Ok(None);
+        }
+        let holders = self.promotions(integration, api, ("code", code)).await?;
+        Ok((!holders.is_empty()).then_some(holders))
+    }
+
     async fn create_one(
         &self,
         integration: &IntegrationRow,
@@ -213,12 +237,12 @@ impl BigCommerce {
         if made_now {
             self.delete_promotion(integration, api, promotion_id).await;
         }
-        if !is_duplicate(&reply) {
+        let Some(holders) = self
+            .holders_if_taken(integration, api, &reply, &discount.code)
+            .await?
+        else {
             return Ok(refused(discount, &reply));
-        }
-        let holders = self
-            .promotions(integration, api, ("code", &discount.code))
-            .await?;
+        };
         Ok(
             match holders
                 .iter()
@@ -318,7 +342,11 @@ impl BigCommerce {
                     Some(&wanted),
                 )
                 .await?;
-            if is_duplicate(&reply) {
+            if self
+                .holders_if_taken(integration, api, &reply, &discount.code)
+                .await?
+                .is_some()
+            {
                 return Ok(PushOutcome::AlreadyExists {
                     message: format!("code {} already exists in the store", discount.code),
                 });
@@ -492,13 +520,6 @@ fn refused(discount: &Discount, reply: &Reply) -> PushOutcome {
         ),
         retryable: false,
     }
-}
-
-fn is_duplicate(reply: &Reply) -> bool {
-    let text = reply.snippet().to_ascii_lowercase();
-    reply.status == reqwest::StatusCode::CONFLICT
-        || (reply.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
-            && (text.contains("exist") || text.contains("duplicate") || text.contains("unique")))
 }
 
 /// The coupon code of a promotion with the discount's limits (0, the default, is unlimited).
@@ -877,9 +898,12 @@ mod tests {
                 201,
                 json!({ "data": promotion(40, "x", "ENABLED"), "meta": {} }),
             ),
+            // No body is documented for a refused code: the generic error shape, as 422.
             r if r.ends_with("/codes") => mock::Reply::json(
-                409,
-                json!({ "status": 409, "title": "Coupon code already exists", "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes" }),
+                422,
+                json!({ "status": 422, "title": "The request payload is invalid",
+                    "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes",
+                    "errors": {} }),
             ),
             r if r.starts_with("DELETE") => mock::Reply::empty(204),
             _ => match request.param("code") {
@@ -887,10 +911,11 @@ mod tests {
                     200,
                     json!({ "data": [promotion(12, "Summer 20 / MINE [code-1]", "ENABLED")] }),
                 ),
-                _ => mock::Reply::json(
+                Some("THEIRS") => mock::Reply::json(
                     200,
                     json!({ "data": [promotion(13, "Their sale", "ENABLED")] }),
                 ),
+                _ => mock::Reply::json(200, json!({ "data": [], "meta": {} })),
             },
         })
         .await;
@@ -901,10 +926,16 @@ mod tests {
                 &[
                     test_discount("MINE", "code-1"),
                     test_discount("THEIRS", "code-2"),
+                    test_discount("NOBODYS", "code-3"),
                 ],
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&results[2].outcome, PushOutcome::Failed { message, retryable: false } if message.contains("422")),
+            "a 422 for a code nobody holds is no collision: {:?}",
+            results[2].outcome
+        );
         assert_eq!(
             results[0].outcome,
             PushOutcome::Created {
@@ -916,7 +947,7 @@ mod tests {
             PushOutcome::AlreadyExists { .. }
         ));
         let deletes = store.requests_to(&format!("DELETE {PREFIX}/v3/promotions"));
-        assert_eq!(deletes.len(), 2, "the promotions made for taken codes go");
+        assert_eq!(deletes.len(), 3, "the promotions made for refused codes go");
         assert_eq!(deletes[0].param("id:in"), Some("40"));
     }
 

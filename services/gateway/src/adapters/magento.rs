@@ -9,7 +9,10 @@
 //! - Magento coupons have no field for our external ref. A code Magento reports taken is our
 //!   earlier push when its coupon belongs to the rule of the same terms: CodeMintService keeps
 //!   codes unique per integration, so the suite never pushes one code for two owners. A coupon of
-//!   any other rule is `AlreadyExists`.
+//!   any other rule is `AlreadyExists`. Magento reports a taken code as HTTP 400
+//!   `{"message": "%1 already exists.", "parameters": ["Coupon with the same code"]}` (the coupon
+//!   resource's unique `code` field, `AbstractDb::_checkUnique`), or `"Unique constraint violation
+//!   found"` when the database index catches a concurrent save; nothing else is read as taken.
 //! - Updating finds the previous code's coupon (`GET /V1/coupons/search` on `code`) and, when its
 //!   rule is one of ours (`GET /V1/salesRules/{ruleId}`, named `Influencer codes …`), moves it
 //!   in place to the rule of the new terms with the new code: `PUT /V1/coupons/{couponId}` with
@@ -259,7 +262,13 @@ impl Magento {
     ) -> Result<PushOutcome, AdapterError> {
         let message = message_of(reply);
         let lower = message.to_ascii_lowercase();
-        if !(lower.contains("already exists") || lower.contains("unique")) {
+        // Magento's coupon resource declares `code` unique ("Coupon with the same code"): a save
+        // of a taken code throws AlreadyExistsException("%1 already exists."), or "Unique
+        // constraint violation found" when the database index catches a concurrent twin; the
+        // REST layer answers either as 400 with the phrase and its parameters.
+        if reply.status != reqwest::StatusCode::BAD_REQUEST
+            || !(lower.contains("already exists") || lower.contains("unique constraint"))
+        {
             return Ok(PushOutcome::Failed {
                 message: format!("{STORE} refused code {}: {message}", discount.code),
                 retryable: false,
@@ -843,8 +852,8 @@ mod tests {
         let duplicate = || {
             mock::Reply::json(
                 400,
-                json!({ "message": "Error occurred when saving coupon: %1",
-                    "parameters": ["Coupon with the same code already exists."] }),
+                json!({ "message": "%1 already exists.",
+                    "parameters": ["Coupon with the same code"] }),
             )
         };
         match request.route().as_str() {
@@ -1069,8 +1078,7 @@ mod tests {
             "PUT /rest/V1/coupons/60" => match request.json()["coupon"]["code"].as_str() {
                 Some("THEIRS") => mock::Reply::json(
                     400,
-                    json!({ "message": "Error occurred when saving coupon: %1",
-                        "parameters": ["Coupon with the same code already exists."] }),
+                    json!({ "message": "Unique constraint violation found" }),
                 ),
                 _ => mock::Reply::json(200, request.json()["coupon"].clone()),
             },

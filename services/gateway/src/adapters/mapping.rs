@@ -32,6 +32,13 @@ pub fn has_marker(name: &str, external_ref: &str) -> bool {
     name.trim_end().ends_with(&format!("[{external_ref}]"))
 }
 
+/// The ref a name carries (see [`marked_title`]), if any: `Summer 20 [code-17]` → `code-17`.
+pub fn marker_of(name: &str) -> Option<&str> {
+    let name = name.trim_end().strip_suffix(']')?;
+    let start = name.rfind(" [")?;
+    Some(&name[start + 2..])
+}
+
 /// A store's amount, as a JSON string ("12.50") or number (12.5), in minor units, exactly.
 /// Numbers are read from their shortest decimal form, which is the text the store wrote.
 pub fn json_amount(value: &Value, currency: &str) -> Option<i64> {
@@ -72,6 +79,12 @@ mod tests {
         let long = marked_title(&"x".repeat(300), "r", 255);
         assert_eq!(long.chars().count(), 255);
         assert!(has_marker(&long, "r"));
+        assert_eq!(marker_of(&title), Some("code-17"));
+        assert_eq!(
+            marker_of("Summer [shared plan-5 0a1b2c3d]"),
+            Some("shared plan-5 0a1b2c3d")
+        );
+        assert_eq!(marker_of("Their sale"), None);
     }
 
     #[test]

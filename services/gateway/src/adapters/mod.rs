@@ -247,6 +247,7 @@ fn test_discount(code: &str, external_ref: &str) -> Discount {
         code: code.to_owned(),
         external_ref: external_ref.to_owned(),
         title: format!("Summer 20 / {code}"),
+        group: None,
         terms: Terms {
             value: Some(DiscountValue::PercentBps(2000)),
             usage_limit: 0,

@@ -15,6 +15,22 @@
 //!   `DiscountCollectionsInput`).
 //! - A code Shopify reports taken (`userErrors` code `TAKEN`) is looked up: a discount whose title
 //!   carries this push's external ref is our earlier push (`Created`), any other `AlreadyExists`.
+//! - Codes of one plan with the same terms and no per-code limits (no usage limit, not once per
+//!   customer: Shopify counts both per discount) share one discount, as the redeem codes of a
+//!   "bulk" discount ([`Discount::shared_key`]): the shared discount is titled with the group's
+//!   title and the key (`Summer 20 [shared plan-5 0a1b2c3d]`), found with `codeDiscountNodes`
+//!   (a `title:` search, checked against the exact marker) or created with the first code through
+//!   `discountCodeBasicCreate`; the other codes join it 250 at a time with
+//!   `discountRedeemCodeBulkAdd`, whose asynchronous result is read with
+//!   `discountRedeemCodeBulkCreation` (each code's `discountRedeemCode`, or its `errors`: `TAKEN`
+//!   is resolved as above, a code held by the shared discount being our earlier push). One call
+//!   then creates 250 codes instead of 250 calls against the cost bucket. Two pushes that both
+//!   find no shared discount may each create one; every code still works.
+//! - A shared discount's code is disabled by deleting that redeem code
+//!   (`discountCodeRedeemCodeBulkDelete` with its id, read from the discount's `codes`):
+//!   deactivating the discount would stop every creator's code. The text is then free at Shopify
+//!   (the suite keeps it reserved). A shared code renamed by the brand joins the discount of its
+//!   new terms under the new text, then its old redeem code is deleted.
 //! - Throttling: Shopify answers a throttled query with HTTP 200 and a `THROTTLED` error; the
 //!   call waits until the cost bucket (`extensions.cost.throttleStatus`) has refilled enough for
 //!   the query, then retries.
@@ -22,6 +38,7 @@
 //!   the `Link` header), because their JSON is exactly the webhook payload the gateway already
 //!   parses ([`crate::webhooks::shopify::parse_order`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +47,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Credentials, Reply, StoreHttp, origin};
-use super::mapping::{has_marker, marked_title};
+use super::mapping::{has_marker, marked_title, marker_of};
 use super::{AdapterError, StoreAdapter, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
@@ -87,6 +104,53 @@ const BY_CODE_WITH_ITEMS: &str = "query codeDiscountNodeByCode($code: String!) {
     }
   }
 }";
+
+/// Shared discounts whose title matches a group key (see [`Discount::shared_key`]).
+const SEARCH_SHARED: &str = "query codeDiscountNodes($query: String!) {
+  codeDiscountNodes(first: 50, query: $query) {
+    nodes { id codeDiscount { __typename ... on DiscountCodeBasic { title status } } }
+  }
+}";
+
+const BULK_ADD: &str =
+    "mutation discountRedeemCodeBulkAdd($discountId: ID!, $codes: [DiscountRedeemCodeInput!]!) {
+  discountRedeemCodeBulkAdd(discountId: $discountId, codes: $codes) {
+    bulkCreation { id }
+    userErrors { field code message }
+  }
+}";
+
+const BULK_CREATION: &str = "query discountRedeemCodeBulkCreation($id: ID!) {
+  discountRedeemCodeBulkCreation(id: $id) {
+    done
+    codes(first: 250) { nodes { code discountRedeemCode { id } errors { field code message } } }
+  }
+}";
+
+/// A page of a discount's redeem codes.
+const REDEEM_CODES: &str = "query codeDiscountNode($id: ID!, $after: String) {
+  codeDiscountNode(id: $id) {
+    codeDiscount {
+      ... on DiscountCodeBasic {
+        codes(first: 250, after: $after) { nodes { id code } pageInfo { hasNextPage endCursor } }
+      }
+    }
+  }
+}";
+
+const REDEEM_DELETE: &str =
+    "mutation discountCodeRedeemCodeBulkDelete($discountId: ID!, $ids: [ID!]) {
+  discountCodeRedeemCodeBulkDelete(discountId: $discountId, ids: $ids) {
+    job { id }
+    userErrors { field code message }
+  }
+}";
+
+/// Codes one `discountRedeemCodeBulkAdd` takes (Shopify's maximum).
+const MAX_BULK_CODES: usize = 250;
+/// How long a bulk creation may run before its codes are answered retryable failures (a retry
+/// then finds the codes the creation made as our own).
+const BULK_WAIT: Duration = Duration::from_secs(30);
 
 /// Items read with an update's lookup (`first: 250`, Shopify's largest page).
 const MAX_ITEMS: usize = 250;
@@ -243,7 +307,20 @@ impl Shopify {
         token: &str,
         discount: &Discount,
     ) -> Result<PushOutcome, AdapterError> {
-        let input = match discount_input(discount) {
+        self.create_marked(integration, token, discount, &discount.external_ref)
+            .await
+    }
+
+    /// Creates `discount` as its own Shopify discount, titled with `marker` (the code's external
+    /// ref, or the group key of a shared discount made with its first code).
+    async fn create_marked(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        discount: &Discount,
+        marker: &str,
+    ) -> Result<PushOutcome, AdapterError> {
+        let input = match discount_input(discount, marker) {
             Ok(input) => input,
             Err(message) => {
                 return Ok(PushOutcome::Failed {
@@ -263,19 +340,20 @@ impl Shopify {
         self.outcome(
             integration,
             token,
-            discount,
+            &discount.code,
+            marker,
             &data["discountCodeBasicCreate"],
         )
         .await
     }
 
-    /// What a create or update mutation's `payload` means for `discount`. A code Shopify reports
-    /// taken is ours when the discount holding it carries our external ref in its title.
+    /// What a create or update mutation's `payload` means for `code`, pushed under `marker`.
     async fn outcome(
         &self,
         integration: &IntegrationRow,
         token: &str,
-        discount: &Discount,
+        code: &str,
+        marker: &str,
         payload: &Value,
     ) -> Result<PushOutcome, AdapterError> {
         if let Some(id) = payload["codeDiscountNode"]["id"].as_str() {
@@ -285,30 +363,287 @@ impl Shopify {
         }
         let errors: Vec<UserError> =
             serde_json::from_value(payload["userErrors"].clone()).unwrap_or_default();
+        self.refusal(integration, token, code, marker, &errors)
+            .await
+    }
+
+    /// What Shopify's `errors` for `code`, pushed under `marker`, mean. A code Shopify reports
+    /// taken is ours when the discount holding it carries `marker` in its title.
+    async fn refusal(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        code: &str,
+        marker: &str,
+        errors: &[UserError],
+    ) -> Result<PushOutcome, AdapterError> {
         if errors.iter().any(is_taken) {
-            return Ok(match self.find(integration, token, &discount.code).await? {
-                Some(found) if has_marker(&found.title, &discount.external_ref) => {
-                    PushOutcome::Created {
-                        store_discount_id: found.id,
-                    }
-                }
+            return Ok(match self.find(integration, token, code).await? {
+                Some(found) if has_marker(&found.title, marker) => PushOutcome::Created {
+                    store_discount_id: found.id,
+                },
                 _ => PushOutcome::AlreadyExists {
-                    message: format!("code {} already exists in the store", discount.code),
+                    message: format!("code {code} already exists in the store"),
                 },
             });
         }
         let message = if errors.is_empty() {
             "Shopify changed no discount and gave no reason".to_owned()
         } else {
-            errors
-                .iter()
-                .map(|e| e.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
+            messages(errors)
         };
         Ok(PushOutcome::Failed {
-            message: format!("{STORE} refused code {}: {message}", discount.code),
+            message: format!("{STORE} refused code {code}: {message}"),
             retryable: false,
+        })
+    }
+
+    /// Creates `discount` where it belongs: in its group's shared discount when it may share one,
+    /// else as its own discount.
+    async fn create_for(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        discount: &Discount,
+    ) -> Result<PushOutcome, AdapterError> {
+        match discount.shared_key() {
+            Some(key) => Ok(self
+                .create_shared(integration, token, &key, &[discount])
+                .await?
+                .pop()
+                .unwrap_or_else(|| PushOutcome::Failed {
+                    message: format!("{STORE} answered nothing for code {}", discount.code),
+                    retryable: true,
+                })),
+            None => self.create_one(integration, token, discount).await,
+        }
+    }
+
+    /// Creates `members` (codes with the group key `key`) as redeem codes of their shared
+    /// discount, making it with the first code that Shopify takes when there is none yet.
+    /// Outcomes in member order.
+    async fn create_shared(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        key: &str,
+        members: &[&Discount],
+    ) -> Result<Vec<PushOutcome>, AdapterError> {
+        let mut outcomes = Vec::with_capacity(members.len());
+        let mut shared = self.find_shared(integration, token, key).await?;
+        let mut rest = members;
+        while shared.is_none()
+            && let Some((first, others)) = rest.split_first()
+        {
+            rest = others;
+            let outcome = self.create_marked(integration, token, first, key).await?;
+            if let PushOutcome::Created { store_discount_id } = &outcome {
+                shared = Some(store_discount_id.clone());
+            }
+            outcomes.push(outcome);
+        }
+        let Some(discount_id) = shared else {
+            return Ok(outcomes);
+        };
+        for chunk in rest.chunks(MAX_BULK_CODES) {
+            let added = self
+                .add_codes(integration, token, &discount_id, key, chunk)
+                .await?;
+            outcomes.extend(added);
+        }
+        Ok(outcomes)
+    }
+
+    /// The shared discount titled with the group key `key`, if Shopify has one.
+    async fn find_shared(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        key: &str,
+    ) -> Result<Option<String>, AdapterError> {
+        let data = self
+            .graphql(
+                integration,
+                token,
+                SEARCH_SHARED,
+                json!({ "query": format!("title:\"{key}\"") }),
+            )
+            .await?;
+        // The search matches words; only the exact marker is ours.
+        Ok(data["codeDiscountNodes"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|node| {
+                node["codeDiscount"]["title"]
+                    .as_str()
+                    .is_some_and(|title| has_marker(title, key))
+            })
+            .and_then(|node| node["id"].as_str())
+            .map(str::to_owned))
+    }
+
+    /// Adds `chunk` (at most [`MAX_BULK_CODES`]) to the shared discount `discount_id` in one
+    /// `discountRedeemCodeBulkAdd`, and reads each code's outcome from the finished creation.
+    async fn add_codes(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        discount_id: &str,
+        key: &str,
+        chunk: &[&Discount],
+    ) -> Result<Vec<PushOutcome>, AdapterError> {
+        let codes: Vec<Value> = chunk.iter().map(|d| json!({ "code": d.code })).collect();
+        let data = self
+            .graphql(
+                integration,
+                token,
+                BULK_ADD,
+                json!({ "discountId": discount_id, "codes": codes }),
+            )
+            .await?;
+        let payload = &data["discountRedeemCodeBulkAdd"];
+        let Some(creation) = payload["bulkCreation"]["id"].as_str() else {
+            let errors: Vec<UserError> =
+                serde_json::from_value(payload["userErrors"].clone()).unwrap_or_default();
+            let message = messages(&errors);
+            return Ok(chunk
+                .iter()
+                .map(|d| PushOutcome::Failed {
+                    message: format!("{STORE} refused code {}: {message}", d.code),
+                    retryable: false,
+                })
+                .collect());
+        };
+        let Some(results) = self.bulk_results(integration, token, creation).await? else {
+            return Ok(chunk
+                .iter()
+                .map(|d| PushOutcome::Failed {
+                    message: format!(
+                        "{STORE} is still adding code {} ({creation}): try again later",
+                        d.code
+                    ),
+                    retryable: true,
+                })
+                .collect());
+        };
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        for discount in chunk {
+            let result = results.iter().find(|r| {
+                r["code"]
+                    .as_str()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&discount.code))
+            });
+            let outcome = match result {
+                Some(r) if r["discountRedeemCode"]["id"].is_string() => PushOutcome::Created {
+                    store_discount_id: discount_id.to_owned(),
+                },
+                Some(r) => {
+                    let errors: Vec<UserError> =
+                        serde_json::from_value(r["errors"].clone()).unwrap_or_default();
+                    self.refusal(integration, token, &discount.code, key, &errors)
+                        .await?
+                }
+                None => PushOutcome::Failed {
+                    message: format!(
+                        "{STORE}'s bulk creation {creation} did not report code {}",
+                        discount.code
+                    ),
+                    retryable: true,
+                },
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    /// The per-code results of the bulk creation `id` once it is done; `None` when it is still
+    /// running after [`BULK_WAIT`]. Polls at 100 ms, doubling up to 2 s.
+    async fn bulk_results(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        id: &str,
+    ) -> Result<Option<Vec<Value>>, AdapterError> {
+        let deadline = tokio::time::Instant::now() + BULK_WAIT;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let data = self
+                .graphql(integration, token, BULK_CREATION, json!({ "id": id }))
+                .await?;
+            let creation = &data["discountRedeemCodeBulkCreation"];
+            if creation["done"] == true {
+                return Ok(Some(
+                    creation["codes"]["nodes"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                ));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Deletes `code` from the shared discount `discount_id` (its other codes stay active).
+    async fn remove_redeem_code(
+        &self,
+        integration: &IntegrationRow,
+        token: &str,
+        discount_id: &str,
+        code: &str,
+    ) -> Result<DisableOutcome, AdapterError> {
+        let mut after = Value::Null;
+        let redeem_id = loop {
+            let data = self
+                .graphql(
+                    integration,
+                    token,
+                    REDEEM_CODES,
+                    json!({ "id": discount_id, "after": after }),
+                )
+                .await?;
+            let codes = &data["codeDiscountNode"]["codeDiscount"]["codes"];
+            let found = codes["nodes"].as_array().into_iter().flatten().find(|n| {
+                n["code"]
+                    .as_str()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(code))
+            });
+            if let Some(id) = found.and_then(|n| n["id"].as_str()) {
+                break id.to_owned();
+            }
+            match codes["pageInfo"]["endCursor"].as_str() {
+                Some(cursor) if codes["pageInfo"]["hasNextPage"] == true => {
+                    after = json!(cursor);
+                }
+                _ => {
+                    return Ok(DisableOutcome::NotFound {
+                        message: format!("the store holds no code {code}"),
+                    });
+                }
+            }
+        };
+        let data = self
+            .graphql(
+                integration,
+                token,
+                REDEEM_DELETE,
+                json!({ "discountId": discount_id, "ids": [redeem_id] }),
+            )
+            .await?;
+        let errors: Vec<UserError> =
+            serde_json::from_value(data["discountCodeRedeemCodeBulkDelete"]["userErrors"].clone())
+                .unwrap_or_default();
+        Ok(if errors.is_empty() {
+            DisableOutcome::Disabled
+        } else {
+            DisableOutcome::Failed {
+                message: format!("{STORE} did not delete {code}: {}", messages(&errors)),
+                retryable: false,
+            }
         })
     }
 
@@ -366,8 +701,30 @@ impl Shopify {
             .await?
         {
             Some(held) if has_marker(&held.found.title, &discount.external_ref) => held,
+            Some(held) if in_group(&held.found.title, discount) => {
+                // A redeem code of the plan's shared discount: the new code is created where it
+                // belongs, then the old one leaves (a retry finds the new code ours).
+                let outcome = self.create_for(integration, token, discount).await?;
+                if matches!(outcome, PushOutcome::Created { .. }) && update.renames() {
+                    let removed = self
+                        .remove_redeem_code(
+                            integration,
+                            token,
+                            &held.found.id,
+                            &update.previous_code,
+                        )
+                        .await?;
+                    if let DisableOutcome::Failed { message, .. } = removed {
+                        return Ok(PushOutcome::Failed {
+                            message,
+                            retryable: true,
+                        });
+                    }
+                }
+                return Ok(outcome);
+            }
             // Not ours, or gone (an earlier try renamed it): created as a push would be.
-            _ => return self.create_one(integration, token, discount).await,
+            _ => return self.create_for(integration, token, discount).await,
         };
         if held.more_items {
             return Ok(PushOutcome::Failed {
@@ -399,7 +756,8 @@ impl Shopify {
         self.outcome(
             integration,
             token,
-            discount,
+            &discount.code,
+            &discount.external_ref,
             &data["discountCodeBasicUpdate"],
         )
         .await
@@ -416,6 +774,11 @@ impl Shopify {
                 message: format!("the store holds no code {code}"),
             });
         };
+        if marker_of(&found.title).is_some_and(|m| m.starts_with(SHARED)) {
+            return self
+                .remove_redeem_code(integration, token, &found.id, code)
+                .await;
+        }
         if found.status == "EXPIRED" {
             return Ok(DisableOutcome::Disabled);
         }
@@ -429,14 +792,7 @@ impl Shopify {
             DisableOutcome::Disabled
         } else {
             DisableOutcome::Failed {
-                message: format!(
-                    "{STORE} did not deactivate {code}: {}",
-                    errors
-                        .iter()
-                        .map(|e| e.message.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
+                message: format!("{STORE} did not deactivate {code}: {}", messages(&errors)),
                 retryable: false,
             }
         })
@@ -450,6 +806,28 @@ impl Shopify {
     fn token(credentials: &Credentials) -> Result<&str, AdapterError> {
         credentials.get("access_token")
     }
+}
+
+/// How a shared discount's marker starts (see [`Discount::shared_key`]).
+const SHARED: &str = "shared ";
+
+/// Whether a discount titled `title` is a shared discount of `discount`'s group.
+fn in_group(title: &str, discount: &Discount) -> bool {
+    let (Some(marker), Some(group)) = (marker_of(title), discount.group.as_ref()) else {
+        return false;
+    };
+    marker
+        .strip_prefix(SHARED)
+        .and_then(|rest| rest.strip_prefix(group.group_ref.as_str()))
+        .is_some_and(|rest| rest.starts_with(' '))
+}
+
+fn messages(errors: &[UserError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn is_taken(error: &UserError) -> bool {
@@ -485,8 +863,11 @@ fn throttle_wait(reply: &Reply) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
-/// `DiscountCodeBasicInput` for one discount; `Err` names what Shopify cannot take.
-fn discount_input(discount: &Discount) -> Result<Value, String> {
+/// `DiscountCodeBasicInput` for one discount, titled with `marker` (see [`create_marked`]);
+/// `Err` names what Shopify cannot take.
+///
+/// [`create_marked`]: Shopify::create_marked
+fn discount_input(discount: &Discount, marker: &str) -> Result<Value, String> {
     let terms = &discount.terms;
     let value = match &terms.value {
         Some(DiscountValue::PercentBps(bps)) => json!({ "percentage": f64::from(*bps) / 10_000.0 }),
@@ -514,7 +895,7 @@ fn discount_input(discount: &Discount) -> Result<Value, String> {
     };
     let starts_at = terms.starts_at.unwrap_or_else(Utc::now);
     let mut input = json!({
-        "title": marked_title(&discount.title, &discount.external_ref, MAX_TITLE),
+        "title": title(discount, marker),
         "code": discount.code,
         "startsAt": starts_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         "endsAt": terms.ends_at.map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -533,11 +914,21 @@ fn discount_input(discount: &Discount) -> Result<Value, String> {
     Ok(input)
 }
 
+/// A discount's title in Shopify's admin: the code's own, or its group's for a shared discount,
+/// with `marker` at the end.
+fn title(discount: &Discount, marker: &str) -> String {
+    let title = match &discount.group {
+        Some(group) if marker.starts_with(SHARED) => &group.title,
+        _ => &discount.title,
+    };
+    marked_title(title, marker, MAX_TITLE)
+}
+
 /// `DiscountCodeBasicInput` for an update of `held` into `discount`: the create input with the
 /// documented ways to clear what the new terms no longer have. A missing start keeps the
 /// discount's own; `endsAt: null` never expires (also ending a deactivation, which set an end).
 fn update_input(discount: &Discount, held: &Held) -> Result<Value, String> {
-    let mut input = discount_input(discount)?;
+    let mut input = discount_input(discount, &discount.external_ref)?;
     let terms = &discount.terms;
     if terms.starts_at.is_none()
         && let Some(fields) = input.as_object_mut()
@@ -614,15 +1005,45 @@ impl StoreAdapter for Shopify {
     ) -> Result<Vec<PushResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
-        each(
-            discounts,
-            |d| self.create_one(integration, token, d),
-            |d, outcome| PushResult {
+        // Codes that may share a discount go together, by group key; the rest one by one.
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut singles = Vec::new();
+        for (i, discount) in discounts.iter().enumerate() {
+            match discount.shared_key() {
+                Some(key) => groups.entry(key).or_default().push(i),
+                None => singles.push(i),
+            }
+        }
+        let single_calls = futures::future::join_all(
+            singles
+                .iter()
+                .map(|&i| self.create_one(integration, token, &discounts[i])),
+        );
+        let shared = futures::future::join_all(groups.iter().map(|(key, members)| {
+            let members: Vec<&Discount> = members.iter().map(|&i| &discounts[i]).collect();
+            async move { self.create_shared(integration, token, key, &members).await }
+        }));
+        let (single_outcomes, shared_outcomes) = futures::future::join(single_calls, shared).await;
+        let mut outcomes: Vec<Option<PushOutcome>> = vec![None; discounts.len()];
+        for (outcome, &i) in single_outcomes.into_iter().zip(&singles) {
+            outcomes[i] = Some(outcome?);
+        }
+        for (group, members) in shared_outcomes.into_iter().zip(groups.values()) {
+            for (outcome, &i) in group?.into_iter().zip(members) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(discounts
+            .iter()
+            .zip(outcomes)
+            .map(|(d, outcome)| PushResult {
                 code: d.code.clone(),
-                outcome,
-            },
-        )
-        .await
+                outcome: outcome.unwrap_or_else(|| PushOutcome::Failed {
+                    message: format!("{STORE} answered nothing for code {}", d.code),
+                    retryable: true,
+                }),
+            })
+            .collect())
     }
 
     async fn update_discounts(
@@ -1339,5 +1760,327 @@ mod tests {
         assert_eq!(pages.len(), 2);
         assert_eq!(pages[1].param("page_info"), Some("abc"));
         assert_eq!(pages[1].param("updated_at_min"), None);
+    }
+
+    /// A discount of plan 5's group (no per-code limits, so it may share a discount).
+    fn grouped(code: &str, external_ref: &str) -> Discount {
+        let mut discount = test_discount(code, external_ref);
+        discount.group = Some(crate::domain::discount::DiscountGroup {
+            group_ref: "plan-5".to_owned(),
+            title: "Summer 20".to_owned(),
+        });
+        discount
+    }
+
+    fn shared_title() -> String {
+        let key = grouped("X", "x")
+            .shared_key()
+            .unwrap_or_else(|| panic!("a grouped code without limits shares"));
+        format!("Summer 20 [{key}]")
+    }
+
+    fn reply(data: Value) -> mock::Reply {
+        mock::Reply::json(200, json!({ "data": data, "extensions": cost() }))
+    }
+
+    /// `codeDiscountNodes` finding `titles` (ids 900, 901, …).
+    fn search_found(titles: &[&str]) -> mock::Reply {
+        let nodes: Vec<Value> = titles
+            .iter()
+            .enumerate()
+            .map(|(i, title)| json!({ "id": format!("gid://shopify/DiscountCodeNode/{}", 900 + i),
+                "codeDiscount": { "__typename": "DiscountCodeBasic", "title": title, "status": "ACTIVE" } }))
+            .collect();
+        reply(json!({ "codeDiscountNodes": { "nodes": nodes } }))
+    }
+
+    fn bulk_added() -> mock::Reply {
+        reply(json!({ "discountRedeemCodeBulkAdd": {
+            "bulkCreation": { "id": "gid://shopify/DiscountRedeemCodeBulkCreation/42" },
+            "userErrors": [] } }))
+    }
+
+    /// The finished bulk creation: each code added, except `taken`, refused as Shopify does.
+    fn bulk_done(added: &[&str], taken: &[&str]) -> mock::Reply {
+        let mut nodes: Vec<Value> = added
+            .iter()
+            .enumerate()
+            .map(|(i, code)| json!({ "code": code,
+                "discountRedeemCode": { "id": format!("gid://shopify/DiscountRedeemCode/{}", 3000 + i) },
+                "errors": [] }))
+            .collect();
+        nodes.extend(taken.iter().map(|code| json!({ "code": code, "discountRedeemCode": null,
+            "errors": [{ "field": ["code"], "code": "TAKEN", "message": "Code must be unique. Please try a different code." }] })));
+        reply(
+            json!({ "discountRedeemCodeBulkCreation": { "done": true, "codes": { "nodes": nodes } } }),
+        )
+    }
+
+    fn requests_with(store: &MockStore, operation: &str) -> Vec<Recorded> {
+        store
+            .requests()
+            .into_iter()
+            .filter(|r| query_of(r).contains(operation))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn codes_of_one_plan_share_a_discount_and_join_it_in_bulk() {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let seen = polls.clone();
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            let code = request.json()["variables"]["code"].clone();
+            if query.contains("codeDiscountNodes(") {
+                search_found(&["Summer 20 [shared plan-50 0a0a0a0a]"])
+            } else if query.contains("discountCodeBasicCreate") {
+                let input = &request.json()["variables"]["basicCodeDiscount"];
+                created(if input["usageLimit"].is_null() {
+                    500
+                } else {
+                    600
+                })
+            } else if query.contains("discountRedeemCodeBulkAdd") {
+                bulk_added()
+            } else if query.contains("discountRedeemCodeBulkCreation") {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    reply(json!({ "discountRedeemCodeBulkCreation": { "done": false,
+                        "codes": { "nodes": [] } } }))
+                } else {
+                    bulk_done(&["B"], &["C"])
+                }
+            } else if code == "C" {
+                node("Their sale", "ACTIVE")
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let mut limited = grouped("D", "code-4");
+        limited.terms.usage_limit = 5;
+        let discounts = [
+            grouped("A", "code-1"),
+            grouped("B", "code-2"),
+            grouped("C", "code-3"),
+            limited,
+        ];
+        let results = shopify
+            .create_discounts(&integration, &discounts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let shared = PushOutcome::Created {
+            store_discount_id: "gid://shopify/DiscountCodeNode/500".to_owned(),
+        };
+        assert_eq!(
+            results[0].outcome, shared,
+            "the first code makes the discount"
+        );
+        assert_eq!(results[1].outcome, shared, "the next joins it");
+        assert!(
+            matches!(results[2].outcome, PushOutcome::AlreadyExists { .. }),
+            "{:?}",
+            results[2].outcome
+        );
+        assert_eq!(
+            results[3].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/600".to_owned()
+            },
+            "a code with its own usage limit is its own discount"
+        );
+        let creates = requests_with(&store, "discountCodeBasicCreate");
+        assert_eq!(creates.len(), 2);
+        let titles: Vec<Value> = creates
+            .iter()
+            .map(|r| r.json()["variables"]["basicCodeDiscount"]["title"].clone())
+            .collect();
+        assert!(titles.contains(&json!(shared_title())), "{titles:?}");
+        assert!(
+            titles.contains(&json!("Summer 20 / D [code-4]")),
+            "{titles:?}"
+        );
+        let searches = requests_with(&store, "codeDiscountNodes(");
+        let key = grouped("X", "x").shared_key().unwrap_or_default();
+        assert_eq!(
+            searches[0].json()["variables"]["query"],
+            format!("title:\"{key}\"")
+        );
+        let adds = requests_with(&store, "discountRedeemCodeBulkAdd");
+        assert_eq!(adds.len(), 1, "one call for the rest of the group");
+        assert_eq!(
+            adds[0].json()["variables"],
+            json!({ "discountId": "gid://shopify/DiscountCodeNode/500",
+                "codes": [{ "code": "B" }, { "code": "C" }] })
+        );
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "polled until done");
+    }
+
+    #[tokio::test]
+    async fn a_later_push_joins_the_shared_discount_and_a_retry_is_ours() {
+        let shared = shared_title();
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            if query.contains("codeDiscountNodes(") {
+                // The search matches words: a look-alike of another plan comes back too.
+                search_found(&["Summer 20 [shared plan-50 0a0a0a0a]", &shared])
+            } else if query.contains("discountRedeemCodeBulkAdd") {
+                bulk_added()
+            } else if query.contains("discountRedeemCodeBulkCreation") {
+                bulk_done(&["NEW"], &["AGAIN"])
+            } else if query.contains("codeDiscountNodeByCode") {
+                node(&shared, "ACTIVE")
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let results = shopify
+            .create_discounts(
+                &integration,
+                &[grouped("NEW", "code-7"), grouped("AGAIN", "code-8")],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/901".to_owned()
+            }
+        );
+        assert_eq!(
+            results[1].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/77".to_owned()
+            },
+            "taken by the shared discount itself: our earlier push"
+        );
+        assert!(requests_with(&store, "discountCodeBasicCreate").is_empty());
+        let adds = requests_with(&store, "discountRedeemCodeBulkAdd");
+        assert_eq!(
+            adds[0].json()["variables"]["discountId"],
+            "gid://shopify/DiscountCodeNode/901"
+        );
+    }
+
+    /// A shared discount's codes, 250 a page: `MIA20` on the second page.
+    fn redeem_codes(request: &Recorded) -> mock::Reply {
+        let (nodes, next) = if request.json()["variables"]["after"].is_null() {
+            (
+                json!([{ "id": "gid://shopify/DiscountRedeemCode/1", "code": "ANA10" }]),
+                true,
+            )
+        } else {
+            (
+                json!([{ "id": "gid://shopify/DiscountRedeemCode/2", "code": "MIA20" }]),
+                false,
+            )
+        };
+        reply(json!({ "codeDiscountNode": { "codeDiscount": { "codes": {
+            "nodes": nodes, "pageInfo": { "hasNextPage": next, "endCursor": "c1" } } } } }))
+    }
+
+    #[tokio::test]
+    async fn disabling_a_shared_code_deletes_only_that_redeem_code() {
+        let shared = shared_title();
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            if query.contains("codeDiscountNodeByCode") {
+                node(&shared, "ACTIVE")
+            } else if query.contains("codeDiscountNode(") {
+                redeem_codes(request)
+            } else if query.contains("discountCodeRedeemCodeBulkDelete") {
+                reply(json!({ "discountCodeRedeemCodeBulkDelete": {
+                    "job": { "id": "gid://shopify/Job/1" }, "userErrors": [] } }))
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let codes = ["mia20".to_owned(), "GONE".to_owned()];
+        let results = shopify
+            .disable_discounts(&integration, &codes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert!(matches!(
+            results[1].outcome,
+            DisableOutcome::NotFound { .. }
+        ));
+        assert!(
+            requests_with(&store, "discountCodeDeactivate").is_empty(),
+            "the other creators' codes stay active"
+        );
+        let deletes = requests_with(&store, "discountCodeRedeemCodeBulkDelete");
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(
+            deletes[0].json()["variables"],
+            json!({ "discountId": "gid://shopify/DiscountCodeNode/77",
+                "ids": ["gid://shopify/DiscountRedeemCode/2"] })
+        );
+    }
+
+    #[tokio::test]
+    async fn renaming_a_shared_code_adds_the_new_one_then_deletes_the_old() {
+        let shared = shared_title();
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            if query.contains("codeDiscountNodeByCode") {
+                held(&shared, "ACTIVE", &[])
+            } else if query.contains("codeDiscountNodes(") {
+                search_found(&[&shared])
+            } else if query.contains("discountRedeemCodeBulkAdd") {
+                bulk_added()
+            } else if query.contains("discountRedeemCodeBulkCreation") {
+                bulk_done(&["MIA25"], &[])
+            } else if query.contains("codeDiscountNode(") {
+                redeem_codes(request)
+            } else if query.contains("discountCodeRedeemCodeBulkDelete") {
+                reply(json!({ "discountCodeRedeemCodeBulkDelete": {
+                    "job": { "id": "gid://shopify/Job/2" }, "userErrors": [] } }))
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let update = DiscountUpdate {
+            previous_code: "MIA20".to_owned(),
+            discount: grouped("MIA25", "code-1"),
+        };
+        let results = shopify
+            .update_discounts(&integration, &[update])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/900".to_owned()
+            }
+        );
+        assert!(requests_with(&store, "discountCodeBasicUpdate").is_empty());
+        let adds = requests_with(&store, "discountRedeemCodeBulkAdd");
+        assert_eq!(
+            adds[0].json()["variables"]["codes"],
+            json!([{ "code": "MIA25" }])
+        );
+        let deletes = requests_with(&store, "discountCodeRedeemCodeBulkDelete");
+        assert_eq!(
+            deletes[0].json()["variables"]["ids"],
+            json!(["gid://shopify/DiscountRedeemCode/2"])
+        );
+        let order: Vec<String> = store.requests().iter().map(query_of).collect();
+        let added = order
+            .iter()
+            .position(|q| q.contains("discountRedeemCodeBulkAdd"));
+        let deleted = order
+            .iter()
+            .position(|q| q.contains("discountCodeRedeemCodeBulkDelete"));
+        assert!(
+            added < deleted,
+            "the new code exists before the old one goes"
+        );
     }
 }

@@ -11,6 +11,7 @@ use crate::error::Error;
 /// call stays one statement at the sandbox and within a real store's bulk limits.
 pub const MAX_BATCH: usize = 500;
 const MAX_EXTERNAL_REF: usize = 100;
+const MAX_GROUP_REF: usize = 60;
 const MAX_TITLE: usize = 255;
 const MAX_RESTRICTIONS: usize = 1000;
 const MAX_RESTRICTION_ID: usize = 100;
@@ -53,6 +54,38 @@ pub struct Discount {
     pub external_ref: String,
     pub title: String,
     pub terms: Terms,
+    /// The set of codes this one belongs to, where a store may keep them under one discount.
+    pub group: Option<DiscountGroup>,
+}
+
+/// Codes pushed with one set of terms (a plan's). A store that holds many codes under one
+/// discount may keep a group's codes together (see [`Discount::shared_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscountGroup {
+    /// The pusher's id for the group, e.g. `plan-12`.
+    pub group_ref: String,
+    /// The shared discount's title.
+    pub title: String,
+}
+
+impl Discount {
+    /// The key of the store discount this code may share with the other codes of its group: the
+    /// group's ref and a fingerprint of the terms (codes of one group pushed with other terms
+    /// get another shared discount). `None` when the code must be its own discount: no group, or
+    /// limits a store counts per discount (a usage limit, once per customer), which per-creator
+    /// codes must not share.
+    pub fn shared_key(&self) -> Option<String> {
+        let group = self.group.as_ref()?;
+        if self.terms.usage_limit > 0 || self.terms.once_per_customer {
+            return None;
+        }
+        // FNV-1a over the terms' JSON: stable across processes and releases, unlike std's hasher.
+        let terms = serde_json::to_vec(&self.terms).unwrap_or_default();
+        let hash = terms.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        Some(format!("shared {} {:08x}", group.group_ref, hash as u32))
+    }
 }
 
 /// One code the store holds (pushed earlier) to change in place: its code, title and terms become
@@ -201,6 +234,26 @@ fn validate_discount(prefix: &str, discount: &Discount, caps: &Capabilities) -> 
             format!("at most {MAX_TITLE} characters, no control characters"),
         ));
     }
+    if let Some(group) = &discount.group {
+        let len = group.group_ref.chars().count();
+        if len > MAX_GROUP_REF
+            || !group
+                .group_ref
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::invalid(
+                &field("group_ref"),
+                format!("at most {MAX_GROUP_REF} letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if group.title.chars().count() > MAX_TITLE || group.title.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                &field("group_title"),
+                format!("at most {MAX_TITLE} characters, no control characters"),
+            ));
+        }
+    }
     validate_terms(&field, &discount.terms)
 }
 
@@ -290,6 +343,7 @@ mod tests {
             code: code.to_owned(),
             external_ref: format!("ref-{code}"),
             title: "Summer 20 / creator 1".to_owned(),
+            group: None,
             terms: Terms {
                 value: Some(DiscountValue::PercentBps(2000)),
                 usage_limit: 0,
@@ -357,6 +411,44 @@ mod tests {
         backwards.terms.starts_at = chrono::DateTime::from_timestamp(2_000_000_000, 0);
         backwards.terms.ends_at = chrono::DateTime::from_timestamp(1_000_000_000, 0);
         assert_eq!(check(backwards), "discounts[1].ends_at");
+        let mut bad_group = discount("B");
+        bad_group.group = Some(DiscountGroup {
+            group_ref: "plan 5]".to_owned(),
+            title: "Summer".to_owned(),
+        });
+        assert_eq!(check(bad_group), "discounts[1].group_ref");
+    }
+
+    #[test]
+    fn codes_share_a_discount_only_without_per_code_limits() {
+        let grouped = |code: &str| {
+            let mut d = discount(code);
+            d.group = Some(DiscountGroup {
+                group_ref: "plan-5".to_owned(),
+                title: "Summer 20".to_owned(),
+            });
+            d
+        };
+        let key = grouped("A").shared_key();
+        assert!(
+            key.as_deref()
+                .is_some_and(|k| k.starts_with("shared plan-5 "))
+        );
+        assert_eq!(
+            key,
+            grouped("B").shared_key(),
+            "one key for one plan's terms"
+        );
+        let mut other_terms = grouped("C");
+        other_terms.terms.value = Some(DiscountValue::PercentBps(1500));
+        assert_ne!(other_terms.shared_key(), key, "other terms, other discount");
+        let mut limited = grouped("D");
+        limited.terms.usage_limit = 10;
+        assert_eq!(limited.shared_key(), None);
+        let mut once = grouped("E");
+        once.terms.once_per_customer = true;
+        assert_eq!(once.shared_key(), None);
+        assert_eq!(discount("F").shared_key(), None, "no group, no sharing");
     }
 
     #[test]
