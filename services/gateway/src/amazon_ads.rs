@@ -15,8 +15,9 @@ use tracking_db::{Database, DbError};
 use crate::adapters::amazon::AmazonAttribution;
 use crate::domain::amazon::{TagIds, TagSubject, next_import};
 use crate::error::Error;
+use crate::rounds::{self, Job};
+use crate::store::IntegrationRow;
 use crate::store::amazon::{self as store, Stored, TagRow};
-use crate::store::{self as integrations, IntegrationRow};
 
 /// Creators' tags and report imports of Amazon Ads integrations.
 #[derive(Clone, Debug)]
@@ -131,43 +132,30 @@ fn by_subject(rows: Vec<TagRow>) -> HashMap<TagSubject, TagRow> {
     rows.into_iter().map(|row| (row.subject(), row)).collect()
 }
 
+/// Importing Amazon Attribution's reports: its progress is the last day imported.
+pub const JOB: Job = Job {
+    name: "amazon_report",
+    providers: &[Provider::AmazonAds],
+};
+
 /// Imports every Amazon integration's recent days every `every`, until `shutdown`.
 pub async fn run(ads: AmazonAds, every: Duration, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if let Err(err) = import_all(&ads, every).await {
-            tracing::warn!(error = %err, "amazon report round failed, retrying next round");
-        }
-    }
+    rounds::run(JOB, every, shutdown, || import_all(&ads, every)).await;
 }
 
 /// One round: every Amazon integration whose lease is free; how many were imported.
 pub async fn import_all(ads: &AmazonAds, every: Duration) -> Result<usize, DbError> {
-    let providers = [Provider::AmazonAds.as_str_name()];
-    let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
-    let mut imported = 0;
-    for integration in integrations::integrations_of_providers(&ads.db, &providers).await? {
-        let (brand_id, id) = (integration.brand_id, integration.id);
-        let Some(through) = store::claim_import(&ads.db, brand_id, id, Utc::now() + lease).await?
-        else {
-            continue;
-        };
-        let days = next_import(Utc::now().date_naive(), through);
-        match ads.import(&integration, days).await {
-            Ok(_) => {
-                store::release_import(&ads.db, brand_id, id, Some(days.1)).await?;
-                imported += 1;
-            }
-            Err(err) => {
-                tracing::warn!(integration_id = id, error = %err, "amazon report import failed");
-                store::release_import(&ads.db, brand_id, id, None).await?;
-            }
-        }
-    }
-    Ok(imported)
+    rounds::round(
+        &ads.db,
+        JOB,
+        every,
+        |integration, through: Option<NaiveDate>| async move {
+            let days = next_import(Utc::now().date_naive(), through);
+            ads.import(&integration, days).await?;
+            Ok::<_, Error>(days.1)
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -247,7 +235,7 @@ mod tests {
             webhook_secret_sealed: None,
         };
         let Ok(Registered::Created(integration)) =
-            integrations::insert_integration(&db, row, None).await
+            crate::store::insert_integration(&db, row, None).await
         else {
             panic!("integration not stored")
         };
@@ -486,10 +474,10 @@ mod tests {
 
         // Another replica holds the lease: this one skips the integration.
         let until = Utc::now() + chrono::Duration::minutes(5);
-        let claimed = store::claim_import(&s.db, 1, s.integration.id, until).await;
+        let claimed = rounds::claim(&s.db, JOB, 1, s.integration.id, until).await;
         assert_eq!(
             claimed.ok(),
-            Some(Some(Some(today))),
+            Some(Some(Some(json!(today)))),
             "the last day imported is kept"
         );
         assert_eq!(import_all(&s.ads, every).await.ok(), Some(0));

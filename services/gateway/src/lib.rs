@@ -15,6 +15,7 @@ pub mod error;
 pub mod http;
 pub mod intake;
 pub mod poller;
+pub mod rounds;
 pub mod rpc;
 pub mod store;
 pub mod webhooks;

@@ -1,0 +1,256 @@
+//! Work the gateway does per integration in rounds, written once for every such job: polling
+//! Magento's orders ([`crate::poller`]) and importing Amazon Attribution's reports
+//! ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is worked on
+//! under a lease (so that one replica works on an integration at a time; a replica that dies
+//! mid-round leaves a lease that expires after five intervals), starting from the progress the
+//! last successful round recorded (`integration_jobs`). A failed round for one integration is
+//! logged and leaves its progress as it was, so the next round retries the same span.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracking_api::common::v1::Provider;
+use tracking_db::{Database, DbError};
+
+use crate::store::{self, IntegrationRow};
+
+/// A job done per integration in rounds.
+#[derive(Clone, Copy, Debug)]
+pub struct Job {
+    /// Its name in `integration_jobs` and in logs.
+    pub name: &'static str,
+    /// The providers whose integrations it works on.
+    pub providers: &'static [Provider],
+}
+
+/// Runs `round` every `every` until `shutdown`; a round that fails as a whole (the database) is
+/// logged and tried again at the next interval.
+pub async fn run<F, Fut>(job: Job, every: Duration, shutdown: CancellationToken, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize, DbError>>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(err) = round().await {
+            tracing::warn!(job = job.name, error = %err, "round failed, retrying next interval");
+        }
+    }
+}
+
+/// One round of `job`: `work(integration, progress)` for every integration of its providers
+/// whose lease is free, with the progress the last successful round recorded (`None` the first
+/// time); the progress it answers is recorded. How many integrations succeeded.
+pub async fn round<P, E, F, Fut>(
+    db: &Database,
+    job: Job,
+    every: Duration,
+    mut work: F,
+) -> Result<usize, DbError>
+where
+    P: Serialize + DeserializeOwned,
+    E: Display,
+    F: FnMut(IntegrationRow, Option<P>) -> Fut,
+    Fut: Future<Output = Result<P, E>>,
+{
+    let providers: Vec<&str> = job.providers.iter().map(|p| p.as_str_name()).collect();
+    let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
+    let mut done = 0;
+    for integration in store::integrations_of_providers(db, &providers).await? {
+        let (brand_id, id) = (integration.brand_id, integration.id);
+        let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
+            continue;
+        };
+        let progress = progress.and_then(|value| match serde_json::from_value(value) {
+            Ok(progress) => Some(progress),
+            Err(err) => {
+                tracing::error!(job = job.name, integration_id = id, error = %err,
+                    "unreadable progress, starting over");
+                None
+            }
+        });
+        match work(integration, progress).await {
+            Ok(progress) => {
+                release(db, job, brand_id, id, Some(&progress)).await?;
+                done += 1;
+            }
+            Err(err) => {
+                tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
+                release::<P>(db, job, brand_id, id, None).await?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    progress: Option<serde_json::Value>,
+}
+
+/// Takes the lease of `job` on an integration until `until`: the recorded progress (`Some(None)`
+/// when there is none yet), or `None` when another replica holds the lease.
+pub async fn claim(
+    db: &Database,
+    job: Job,
+    brand_id: i64,
+    integration_id: i64,
+    until: DateTime<Utc>,
+) -> Result<Option<Option<serde_json::Value>>, DbError> {
+    let mut conn = db.conn().await?;
+    let rows: Vec<Claimed> = diesel::sql_query(
+        "insert into integration_jobs as j (brand_id, integration_id, job, leased_until)
+         values ($1, $2, $3, $4)
+         on conflict (brand_id, integration_id, job) do update set leased_until = excluded.leased_until
+         where j.leased_until is null or j.leased_until < now()
+         returning progress",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(job.name)
+    .bind::<Timestamptz, _>(until)
+    .load(&mut conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|row| row.progress))
+}
+
+/// Gives the lease back, recording `progress` when the round succeeded.
+async fn release<P: Serialize>(
+    db: &Database,
+    job: Job,
+    brand_id: i64,
+    integration_id: i64,
+    progress: Option<&P>,
+) -> Result<(), DbError> {
+    let progress = progress
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|err| DbError::Other(format!("{} progress: {err}", job.name)))?;
+    let mut conn = db.conn().await?;
+    diesel::sql_query(
+        "update integration_jobs set leased_until = null, progress = coalesce($4, progress)
+         where brand_id = $1 and integration_id = $2 and job = $3",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(job.name)
+    .bind::<Nullable<Jsonb>, _>(progress)
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracking_db::{PoolOptions, SchemaSpec, TestDb};
+
+    use super::*;
+    use crate::store::{NewIntegrationRow, Registered};
+
+    const SCHEMAS: &[SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
+    const JOB: Job = Job {
+        name: "test_job",
+        providers: &[Provider::Magento],
+    };
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// An integration worked on, with the progress it was given.
+    type Call = (i64, Option<u32>);
+
+    async fn integration(db: &Database, brand_id: i64, provider: Provider) -> IntegrationRow {
+        let row = NewIntegrationRow {
+            brand_id,
+            provider: provider.as_str_name(),
+            name: provider.as_str_name(),
+            shop_domain: "",
+            base_url: "http://127.0.0.1:9",
+            credential_fields: Vec::new(),
+            credentials_sealed: Vec::new(),
+            webhook_secret_sealed: None,
+        };
+        match store::insert_integration(db, row, None).await {
+            Ok(Registered::Created(integration)) => integration,
+            _ => panic!("integration not stored"),
+        }
+    }
+
+    #[tokio::test]
+    async fn progress_is_kept_per_integration_and_a_failure_retries_the_same_span() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let first = integration(&db, 1, Provider::Magento).await;
+        let second = integration(&db, 2, Provider::Magento).await;
+        integration(&db, 1, Provider::Shopify).await;
+        let seen: Arc<Mutex<Vec<Call>>> = Arc::default();
+
+        // Round 1: nothing recorded yet; the second integration fails.
+        let work = |fail: i64| {
+            let seen = seen.clone();
+            move |integration: IntegrationRow, progress: Option<u32>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((integration.id, progress));
+                    if integration.id == fail {
+                        Err("store down")
+                    } else {
+                        Ok(progress.unwrap_or(0) + 1)
+                    }
+                }
+            }
+        };
+        let done = round(&db, JOB, EVERY, work(second.id)).await.ok();
+        assert_eq!(done, Some(1), "only the job's providers, one failed");
+        // Round 2: the first goes on from 1, the second starts again from nothing.
+        let done = round(&db, JOB, EVERY, work(0)).await.ok();
+        assert_eq!(done, Some(2));
+        let mut calls = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        calls.sort();
+        assert_eq!(
+            calls,
+            vec![
+                (first.id, None),
+                (first.id, Some(1)),
+                (second.id, None),
+                (second.id, None)
+            ]
+        );
+
+        // A lease held elsewhere (another replica mid-round) is skipped; the progress stays.
+        let until = Utc::now() + chrono::Duration::minutes(5);
+        let held = claim(&db, JOB, 1, first.id, until).await.ok();
+        assert_eq!(held, Some(Some(Some(serde_json::json!(2)))));
+        assert_eq!(
+            claim(&db, JOB, 1, first.id, until).await.ok(),
+            Some(None),
+            "one holder at a time"
+        );
+        let done = round(&db, JOB, EVERY, work(0)).await.ok();
+        assert_eq!(done, Some(1), "only the second integration was free");
+        // Another job's lease on the same integration is its own.
+        let other = Job {
+            name: "other_job",
+            ..JOB
+        };
+        assert_eq!(
+            claim(&db, other, 1, first.id, until).await.ok(),
+            Some(Some(None))
+        );
+    }
+}
