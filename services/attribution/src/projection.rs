@@ -88,10 +88,42 @@ impl Apply<CodeEvent> for Codes {
         _seq: i64,
         event: &'a CodeEvent,
     ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(apply_codes(conn, std::slice::from_ref(event)))
+    }
+
+    /// The batch in runs of distinct codes (a code that changes twice in a batch starts a new
+    /// run), each applied with set-based statements as its events would be one by one. Orders
+    /// waiting for several codes of one run are retried once, with all of them known.
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        events: &'a [(i64, CodeEvent)],
+    ) -> BoxFuture<'a, Result<(), DbError>> {
         Box::pin(async move {
-            let Some(code) = event.code.as_ref() else {
-                return Ok(());
-            };
+            let mut run: Vec<CodeEvent> = Vec::new();
+            let mut ids = std::collections::HashSet::new();
+            for (_, event) in events {
+                let id = event.code.as_ref().map(|c| (event.brand_id, c.id));
+                if id.is_some_and(|id| !ids.insert(id)) {
+                    apply_codes(conn, &run).await?;
+                    run.clear();
+                    ids.clear();
+                    ids.extend(id);
+                }
+                run.push(event.clone());
+            }
+            apply_codes(conn, &run).await
+        })
+    }
+}
+
+/// Applies code events of distinct codes: stores them, then attributes the orders that used their
+/// codes before the codes reached us.
+async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Result<(), DbError> {
+    let rows: Vec<(CodeRow, chrono::DateTime<chrono::Utc>)> = events
+        .iter()
+        .filter_map(|event| {
+            let code = event.code.as_ref()?;
             let links = code.links.clone().unwrap_or_default();
             let row = CodeRow {
                 brand_id: event.brand_id,
@@ -107,27 +139,27 @@ impl Apply<CodeEvent> for Codes {
                 active: code.status != CodeStatus::Disabled as i32,
                 version: 0,
             };
-            if !row.code.is_empty() {
-                pending::lock_matching(conn).await?;
-            }
             let changed_at = code
                 .updated_at
                 .as_ref()
                 .and_then(from_timestamp)
                 .unwrap_or_else(chrono::Utc::now);
-            projection::upsert_code(conn, &row, changed_at).await?;
-            if row.code.is_empty() {
-                return Ok(());
-            }
-            // Orders that used this code before it reached us are attributed now.
-            let waiting = pending::take_for_code(
-                conn,
-                row.brand_id,
-                row.integration_id,
-                &row.code.to_lowercase(),
-            )
-            .await?;
-            attribute::retry_pending(conn, waiting).await
+            Some((row, changed_at))
         })
+        .collect();
+    let texts: Vec<(i64, i64, String)> = rows
+        .iter()
+        .filter(|(row, _)| !row.code.is_empty())
+        .map(|(row, _)| (row.brand_id, row.integration_id, row.code.to_lowercase()))
+        .collect();
+    if !texts.is_empty() {
+        pending::lock_matching(conn).await?;
     }
+    projection::upsert_codes(conn, &rows).await?;
+    // Orders that used these codes before they reached us are attributed now.
+    let waiting = pending::take_for_codes(conn, &texts).await?;
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    attribute::retry_pending(conn, waiting).await
 }

@@ -89,21 +89,23 @@ async fn store() -> Store {
         ] {
             projection::upsert_campaign(conn, brand, campaign, plan, false).await?;
         }
-        for (brand, code_id, campaign, creator, plan, code) in [
+        let codes: Vec<_> = [
             (1, 1, 20, 501, 10, "ANNA10"),
             (1, 2, 20, 502, 10, "BOB10"),
             (1, 3, 21, 503, 11, "CARL0"),
             (1, 4, 22, 504, 12, "DORA5"),
             (1, 5, 24, 505, 13, "EVA"),
             (2, 1, 20, 601, 10, "anna10"),
-        ] {
-            projection::upsert_code(
-                conn,
-                &code_row(brand, code_id, campaign, creator, plan, code),
+        ]
+        .into_iter()
+        .map(|(brand, code_id, campaign, creator, plan, code)| {
+            (
+                code_row(brand, code_id, campaign, creator, plan, code),
                 placed() - Duration::days(1),
             )
-            .await?;
-        }
+        })
+        .collect();
+        projection::upsert_codes(conn, &codes).await?;
         // Anna's link was clicked an hour before the orders.
         clicks::insert(
             conn,
@@ -648,4 +650,89 @@ async fn leak_alerts_count_every_order_of_a_batch_in_turn() {
             ["1 2025-11-24 3 0", "2 2025-11-14 1 1", "2 2025-11-24 12 12"]
         );
     }
+}
+
+/// A code event of brand 1's code `id` with `text`, as of `at`.
+fn code_event(id: i64, creator: i64, text: &str, at: DateTime<Utc>) -> CodeEvent {
+    CodeEvent {
+        seq: 0,
+        brand_id: 1,
+        kind: 0,
+        occurred_at: None,
+        code: Some(Code {
+            id,
+            campaign_id: 20,
+            creator_id: creator,
+            plan_id: 10,
+            integration_id: INTEGRATION,
+            code: text.to_owned(),
+            status: CodeStatus::Active as i32,
+            updated_at: Some(ts(at)),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
+    use OrderStatus::*;
+    let (single, batched) = (store().await, store().await);
+    // Orders with codes attribution does not know yet wait for them.
+    let waiting = [
+        order(1, "W1", Paid, &["LATER1"], 5_000, 0),
+        order(1, "W2", Paid, &["later2"], 7_000, 0),
+    ];
+    single.one_at_a_time(&waiting).await;
+    batched.one_at_a_time(&waiting).await;
+    // The codes arrive; code 7 is renamed twice within the batch (R1 until an hour after the
+    // orders, then R2, then R3).
+    let codes = vec![
+        code_event(6, 506, "Later1", placed() - Duration::days(2)),
+        code_event(7, 507, "R1", placed() - Duration::days(2)),
+        code_event(8, 508, "Later2", placed() - Duration::days(2)),
+        code_event(7, 507, "R2", placed() + Duration::hours(1)),
+        code_event(7, 507, "R3", placed() + Duration::hours(2)),
+    ];
+    for (n, event) in codes.iter().enumerate() {
+        tx!(single, |conn| Codes.apply(conn, n as i64 + 1, event).await);
+    }
+    let batch: Vec<(i64, CodeEvent)> = codes
+        .iter()
+        .enumerate()
+        .map(|(n, e)| (n as i64 + 1, e.clone()))
+        .collect();
+    tx!(batched, |conn| Codes.apply_batch(conn, &batch).await);
+    // A late order placed while code 7 read R1 is still code 7's.
+    let late = [order(1, "L1", Paid, &["r1"], 3_000, 0)];
+    single.one_at_a_time(&late).await;
+    batched.one_at_a_time(&late).await;
+    assert_same(&single, &batched).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines(
+                    "select store_order_id || ' ' || creator_id as line \
+                        from conversions order by store_order_id"
+                )
+                .await,
+            ["L1 507", "W1 506", "W2 508"]
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select code_id || ' ' || code_lower || ' ' || valid_until as line \
+                        from code_texts order by valid_until"
+                )
+                .await
+                .len(),
+            2,
+            "both former texts of code 7 are kept"
+        );
+    }
+    let texts = "select code_id || ' ' || code_lower || ' ' || valid_until::text as line \
+        from code_texts order by valid_until";
+    assert_eq!(single.lines(texts).await, batched.lines(texts).await);
+    let codes = "select code_id || ' ' || code || ' ' || active::text as line \
+        from codes order by brand_id, code_id";
+    assert_eq!(single.lines(codes).await, batched.lines(codes).await);
 }

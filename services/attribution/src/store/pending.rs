@@ -133,21 +133,25 @@ pub async fn drop(conn: &mut AsyncPgConnection, orders: &[&OrderKey]) -> Result<
     Ok(())
 }
 
-/// Removes and returns the pending orders that used `code_lower` in the integration.
-pub async fn take_for_code(
+/// Removes and returns the pending orders of each (brand, integration) that used its
+/// lower-cased code; an order waiting for several of them is returned once.
+pub async fn take_for_codes(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    code_lower: &str,
+    codes: &[(i64, i64, String)],
 ) -> Result<Vec<Vec<u8>>, DbError> {
+    if codes.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows: Vec<Pending> = diesel::sql_query(
-        "delete from pending_orders
-         where brand_id = $1 and integration_id = $2 and codes_lower @> array[$3]
-         returning event",
+        "delete from pending_orders p
+         using unnest($1::bigint[], $2::bigint[], $3::text[]) as w(brand_id, integration_id, code)
+         where p.brand_id = w.brand_id and p.integration_id = w.integration_id
+             and p.codes_lower @> array[w.code]
+         returning p.event",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(code_lower)
+    .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(codes.iter().map(|c| c.2.clone()).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|row| row.event).collect())

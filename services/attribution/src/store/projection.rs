@@ -281,24 +281,43 @@ pub struct CodeRow {
     pub version: i64,
 }
 
-/// Stores the code as of `changed_at`; a text it had before (a brand's rename) is kept in
-/// `code_texts`, valid until then.
-pub async fn upsert_code(
+/// Stores each code as of its time; a text a code had before (a brand's rename) is kept in
+/// `code_texts`, valid until then. One statement for all of them, so the codes must be distinct
+/// (a code changed twice goes in two calls, in order).
+pub async fn upsert_codes(
     conn: &mut AsyncPgConnection,
-    code: &CodeRow,
-    changed_at: DateTime<Utc>,
+    codes: &[(CodeRow, DateTime<Utc>)],
 ) -> Result<(), DbError> {
+    if codes.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&CodeRow) -> i64| codes.iter().map(|(c, _)| f(c)).collect::<Vec<_>>();
+    let text = |f: fn(&CodeRow) -> &str| {
+        codes
+            .iter()
+            .map(|(c, _)| f(c).to_owned())
+            .collect::<Vec<_>>()
+    };
     diesel::sql_query(
-        // One statement: the former text is read from the row as it was before this upsert
-        // (every part of a statement sees the same snapshot).
-        "with former as (
+        // One statement: the former texts are read from the rows as they were before this
+        // upsert (every part of a statement sees the same snapshot).
+        "with input as (
+             select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                 $10::timestamptz[], $11::bool[], $12::timestamptz[])
+             as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
+                 destination_url, expires_at, active, changed_at)),
+         former as (
              insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
-             select brand_id, integration_id, lower(code), code_id, $12 from codes
-             where brand_id = $1 and code_id = $2 and code <> '' and lower(code) <> lower($7)
+             select c.brand_id, c.integration_id, lower(c.code), c.code_id, i.changed_at
+             from input i join codes c on c.brand_id = i.brand_id and c.code_id = i.code_id
+             where c.code <> '' and lower(c.code) <> lower(i.code)
              on conflict do nothing)
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         select brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
+             destination_url, expires_at, active
+         from input
          on conflict (brand_id, code_id) do update set
              campaign_id = excluded.campaign_id, creator_id = excluded.creator_id,
              plan_id = excluded.plan_id, integration_id = excluded.integration_id,
@@ -306,18 +325,20 @@ pub async fn upsert_code(
              destination_url = excluded.destination_url, expires_at = excluded.expires_at,
              active = excluded.active, version = nextval('codes_version')",
     )
-    .bind::<BigInt, _>(code.brand_id)
-    .bind::<BigInt, _>(code.code_id)
-    .bind::<BigInt, _>(code.campaign_id)
-    .bind::<BigInt, _>(code.creator_id)
-    .bind::<BigInt, _>(code.plan_id)
-    .bind::<BigInt, _>(code.integration_id)
-    .bind::<Text, _>(&code.code)
-    .bind::<Text, _>(&code.slug)
-    .bind::<Text, _>(&code.destination_url)
-    .bind::<Nullable<Timestamptz>, _>(code.expires_at)
-    .bind::<Bool, _>(code.active)
-    .bind::<Timestamptz, _>(changed_at)
+    .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.code_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.campaign_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.creator_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.plan_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.integration_id))
+    .bind::<Array<Text>, _>(text(|c| &c.code))
+    .bind::<Array<Text>, _>(text(|c| &c.slug))
+    .bind::<Array<Text>, _>(text(|c| &c.destination_url))
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        codes.iter().map(|(c, _)| c.expires_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(codes.iter().map(|(c, _)| c.active).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(codes.iter().map(|(_, at)| *at).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
