@@ -686,7 +686,7 @@ async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     batched.one_at_a_time(&waiting).await;
     // The codes arrive; code 7 is renamed twice within the batch (R1 until an hour after the
     // orders, then R2, then R3).
-    let codes = vec![
+    let codes = [
         code_event(6, 506, "Later1", placed() - Duration::days(2)),
         code_event(7, 507, "R1", placed() - Duration::days(2)),
         code_event(8, 508, "Later2", placed() - Duration::days(2)),
