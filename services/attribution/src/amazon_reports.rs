@@ -5,15 +5,28 @@
 //! an older revision than the one applied changes nothing. Runs in the stream consumer's
 //! transaction, so each row is applied exactly once; the approver approves the commission once
 //! Amazon no longer revises the day.
+//!
+//! A row that arrives before its campaign or the campaign's plan (the streams are independent)
+//! is applied without a commission rule: its figures count, its commission is 0 and it is not
+//! approved. When the plan stream brings the campaign or the plan, [`reprice`] applies it again
+//! with the plan, in that consumer's transaction; [`lock_pricing`](store::lock_pricing) keeps
+//! the two from passing each other.
+//!
+//! Each credited campaign's row is also an entry of ListConversions, the creator's report and
+//! StreamConversions (`CONVERSION_KIND_AMAZON_REPORT_DAY`): every change here returns the entries
+//! changed, for the caller to publish.
+//!
+//! The day is the advertiser profile's calendar day, as Amazon reports it, and stays that day
+//! (see `domain::amazon_reports`).
 
 use std::collections::BTreeMap;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
 use tracking_api::gateway::v1::AmazonReportRow;
 use tracking_db::DbError;
 
-use crate::domain::amazon_reports::{approve_on, commission};
+use crate::domain::amazon_reports::{approve_on, commission, payable_through};
 use crate::domain::attribution::CommissionRule;
 use crate::store::amazon_reports::{self as store, ReportSale, RowKey};
 use crate::store::conversions::{self, SalesDelta, SalesKey};
@@ -22,22 +35,48 @@ use crate::store::projection::{self, PlanRow};
 const PENDING: &str = "pending";
 const APPROVED: &str = "approved";
 
-/// Applies one report row of `brand_id`'s.
+/// A report row's own figures (the same for every campaign credited).
+struct Reported {
+    revision: i32,
+    purchases: i64,
+    sales_minor: i64,
+    currency: String,
+}
+
+/// Applies report rows of (brand id, row), in order; returns the entries changed.
+pub async fn apply_rows(
+    conn: &mut AsyncPgConnection,
+    rows: &[(i64, &AmazonReportRow)],
+) -> Result<Vec<ReportSale>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    store::lock_pricing(conn).await?;
+    let now = Utc::now();
+    let mut changed = Vec::new();
+    for (brand_id, row) in rows {
+        changed.extend(apply(conn, *brand_id, row, now).await?);
+    }
+    Ok(changed)
+}
+
+/// Applies one report row of `brand_id`'s (the caller holds the pricing lock).
 #[tracing::instrument(skip_all, fields(brand_id, row_id = row.id, revision = row.revision))]
-pub async fn apply(
+async fn apply(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     row: &AmazonReportRow,
-) -> Result<(), DbError> {
+    now: DateTime<Utc>,
+) -> Result<Vec<ReportSale>, DbError> {
     let Ok(day) = NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") else {
         tracing::error!(
             day = row.day,
             "a report row without a readable day; dropped"
         );
-        return Ok(());
+        return Ok(Vec::new());
     };
     if row.campaign_id <= 0 || row.creator_id <= 0 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let key = RowKey {
         brand_id,
@@ -48,14 +87,78 @@ pub async fn apply(
     };
     let before = store::applied(conn, &key).await?;
     if before.first().is_some_and(|b| b.revision >= row.revision) {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let plan_id = store::plan_of_campaign(conn, brand_id, row.campaign_id)
+    let sales = row.sales.clone().unwrap_or_default();
+    let reported = Reported {
+        revision: row.revision,
+        purchases: row.purchases,
+        sales_minor: sales.amount_minor,
+        currency: sales.currency,
+    };
+    let changed = credit(conn, &key, &before, &reported, now).await?;
+    tracing::debug!(
+        creator_id = row.creator_id,
+        day = %day,
+        purchases = row.purchases,
+        "amazon report row applied"
+    );
+    Ok(changed)
+}
+
+/// Prices again the rows of `brand_id` applied without a commission rule whose campaign and
+/// plan are known now, in the plan consumer's transaction; returns the entries changed. A row
+/// priced once is not priced again, so a redelivered plan event changes nothing.
+pub async fn reprice(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+) -> Result<Vec<ReportSale>, DbError> {
+    store::lock_pricing(conn).await?;
+    let now = Utc::now();
+    let mut changed = Vec::new();
+    for key in store::unpriced(conn, brand_id).await? {
+        let before = store::applied(conn, &key).await?;
+        let Some(first) = before.first() else {
+            continue;
+        };
+        let reported = Reported {
+            revision: first.revision,
+            purchases: first.purchases,
+            sales_minor: first.sales_minor,
+            currency: first.currency.clone(),
+        };
+        changed.extend(credit(conn, &key, &before, &reported, now).await?);
+        tracing::info!(
+            brand_id,
+            campaign_id = key.tag_campaign_id,
+            creator_id = key.creator_id,
+            day = %key.day,
+            "amazon report row priced with its plan"
+        );
+    }
+    Ok(changed)
+}
+
+/// Replaces what `before` credited for the row `key` with `reported`, priced by the plan of the
+/// row's campaign as known now; returns the entries as stored.
+async fn credit(
+    conn: &mut AsyncPgConnection,
+    key: &RowKey,
+    before: &[ReportSale],
+    reported: &Reported,
+    now: DateTime<Utc>,
+) -> Result<Vec<ReportSale>, DbError> {
+    let brand_id = key.brand_id;
+    let plan_id = store::plan_of_campaign(conn, brand_id, key.tag_campaign_id)
         .await?
         .unwrap_or_default();
-    let plan = projection::get_plan(conn, brand_id, plan_id).await?;
+    let plan = if plan_id > 0 {
+        projection::get_plan(conn, brand_id, plan_id).await?
+    } else {
+        None
+    };
     // A plan shared by several campaigns records the sales in each of them.
-    let mut campaigns = if plan_id > 0 {
+    let mut campaigns = if plan.is_some() {
         projection::campaigns_of_plans(conn, &[(brand_id, plan_id)])
             .await?
             .into_iter()
@@ -64,18 +167,20 @@ pub async fn apply(
     } else {
         Vec::new()
     };
-    if !campaigns.contains(&row.campaign_id) {
-        campaigns.push(row.campaign_id);
+    if !campaigns.contains(&key.tag_campaign_id) {
+        campaigns.push(key.tag_campaign_id);
     }
-    let sales = row.sales.clone().unwrap_or_default();
+    let priced = plan.is_some();
+    let shared = campaigns.len() > 1;
     let (commission_minor, commission_currency) = commission(
         plan.as_ref().and_then(rule_of).as_ref(),
-        row.purchases,
-        sales.amount_minor,
-        &sales.currency,
+        reported.purchases,
+        reported.sales_minor,
+        &reported.currency,
     );
-    let approve_on = approve_on(day, plan.as_ref().map_or(0, |p| p.holding_period_days));
-    let due = approve_on <= Utc::now().date_naive();
+    let approve_on = approve_on(key.day, plan.as_ref().map_or(0, |p| p.holding_period_days));
+    // Without its plan a row's commission is unknown: it waits, unapproved, to be priced.
+    let due = priced && approve_on <= payable_through(now);
     let after: Vec<ReportSale> = campaigns
         .into_iter()
         .map(|campaign_id| {
@@ -86,17 +191,18 @@ pub async fn apply(
                 .map(|b| b.approved_commission_minor)
                 .or(due.then_some(commission_minor));
             ReportSale {
+                id: 0,
                 brand_id,
-                integration_id: row.integration_id,
-                tag_campaign_id: row.campaign_id,
-                creator_id: row.creator_id,
-                day,
+                integration_id: key.integration_id,
+                tag_campaign_id: key.tag_campaign_id,
+                creator_id: key.creator_id,
+                day: key.day,
                 campaign_id,
                 plan_id,
-                revision: row.revision,
-                currency: sales.currency.clone(),
-                purchases: row.purchases,
-                sales_minor: sales.amount_minor,
+                revision: reported.revision,
+                currency: reported.currency.clone(),
+                purchases: reported.purchases,
+                sales_minor: reported.sales_minor,
                 commission_minor,
                 commission_currency: commission_currency.clone(),
                 status: if approved.is_some() {
@@ -107,44 +213,41 @@ pub async fn apply(
                 .to_owned(),
                 approved_commission_minor: approved.unwrap_or_default(),
                 approve_on,
+                shared,
+                priced,
+                updated_at: now,
             }
         })
         .collect();
-    for sale in &before {
+    for sale in before {
         add_figures(conn, sale, -1).await?;
     }
     for sale in &after {
         add_figures(conn, sale, 1).await?;
     }
-    store::replace(conn, &key, &after).await?;
-    tracing::debug!(
-        creator_id = row.creator_id,
-        day = %day,
-        purchases = row.purchases,
-        "amazon report row applied"
-    );
-    Ok(())
+    store::replace(conn, key, &after).await
 }
 
-/// Approves the report commissions due on `today` (at most `limit`), in the caller's
-/// transaction; returns how many.
+/// Approves the report commissions due at `now` (at most `limit`), in the caller's
+/// transaction; returns the entries approved.
 pub async fn approve_due(
     conn: &mut AsyncPgConnection,
-    today: NaiveDate,
+    now: DateTime<Utc>,
     limit: i64,
-) -> Result<usize, DbError> {
-    let due = store::due(conn, today, limit).await?;
+) -> Result<Vec<ReportSale>, DbError> {
+    let due = store::due(conn, payable_through(now), limit).await?;
+    let mut approved = Vec::with_capacity(due.len());
     for sale in &due {
-        let approved = ReportSale {
+        let next = ReportSale {
             status: APPROVED.to_owned(),
             approved_commission_minor: sale.commission_minor,
             ..sale.clone()
         };
         add_figures(conn, sale, -1).await?;
-        add_figures(conn, &approved, 1).await?;
-        store::save(conn, &approved).await?;
+        add_figures(conn, &next, 1).await?;
+        approved.push(store::save(conn, &next).await?);
     }
-    Ok(due.len())
+    Ok(approved)
 }
 
 fn rule_of(plan: &PlanRow) -> Option<CommissionRule> {
@@ -207,10 +310,14 @@ mod tests {
     use diesel::QueryableByName;
     use diesel::sql_types::BigInt;
     use diesel_async::RunQueryDsl;
-    use tracking_api::common::v1::Money;
+    use tracking_api::common::v1::{Money, Provider};
+    use tracking_api::plan::v1::plan_event::Subject;
+    use tracking_api::plan::v1::{Commission, PlanEvent, commission};
     use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+    use tracking_events::Apply;
 
     use super::*;
+    use crate::projection::Plans;
 
     const SCHEMAS: &[SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
 
@@ -281,44 +388,75 @@ mod tests {
         }
     }
 
-    async fn setup() -> (TestDb, AsyncPgConnection) {
-        let test_db = TestDb::new(SCHEMAS).await;
-        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut conn = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
-        let plan = PlanRow {
+    fn plan_event(commission_bps: i32) -> PlanEvent {
+        PlanEvent {
             brand_id: 1,
-            plan_id: 2,
-            integration_id: 3,
-            provider: "PROVIDER_AMAZON_ADS".to_owned(),
-            commission_bps: Some(1000),
-            commission_fixed_minor: None,
-            commission_currency: None,
-            attribution_window_days: 30,
-            holding_period_days: 0,
-            ends_at: None,
-            report_visible: false,
-        };
-        projection::upsert_plan(&mut conn, &plan, chrono::Utc::now())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        // Campaign 8 shares the plan: the sales are recorded there too.
-        for campaign in [7, 8] {
-            projection::upsert_campaign(&mut conn, 1, campaign, 2, false)
+            subject: Some(Subject::Plan(tracking_api::plan::v1::Plan {
+                id: 2,
+                integration_id: 3,
+                provider: Provider::AmazonAds as i32,
+                commission: Some(Commission {
+                    kind: Some(commission::Kind::PercentBps(commission_bps)),
+                }),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn campaign_event(campaign_id: i64) -> PlanEvent {
+        PlanEvent {
+            brand_id: 1,
+            subject: Some(Subject::Campaign(tracking_api::plan::v1::Campaign {
+                id: campaign_id,
+                plan_id: 2,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// Applies plan events as the plan stream's consumer does.
+    async fn plan_stream(conn: &mut AsyncPgConnection, events: &[PlanEvent]) {
+        for (seq, event) in events.iter().enumerate() {
+            Plans
+                .apply(conn, seq as i64 + 1, event)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    async fn test_conn() -> (TestDb, AsyncPgConnection) {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let conn = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
         (test_db, conn)
+    }
+
+    /// Plan 2 (10 %) on campaigns 7 and 8 (campaign 8 shares it: the sales are recorded there
+    /// too).
+    async fn setup() -> (TestDb, AsyncPgConnection) {
+        let (test_db, mut conn) = test_conn().await;
+        plan_stream(
+            &mut conn,
+            &[plan_event(1000), campaign_event(7), campaign_event(8)],
+        )
+        .await;
+        (test_db, conn)
+    }
+
+    async fn apply_one(conn: &mut AsyncPgConnection, row: AmazonReportRow) -> Vec<ReportSale> {
+        apply_rows(conn, &[(1, &row)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[tokio::test]
     async fn a_revised_day_replaces_its_figures_and_an_older_revision_changes_nothing() {
         let (_db, mut conn) = setup().await;
         let yesterday = Utc::now().date_naive() - chrono::Duration::days(1);
-        let apply = async |conn: &mut AsyncPgConnection, row: AmazonReportRow| {
-            apply(conn, 1, &row).await.unwrap_or_else(|e| panic!("{e}"))
-        };
-        apply(&mut conn, row(yesterday, 1, 3, 8_997)).await;
+        let first = apply_one(&mut conn, row(yesterday, 1, 3, 8_997)).await;
         assert_eq!(
             figures(&mut conn).await,
             [
@@ -326,49 +464,144 @@ mod tests {
                 sums(8, 3, 8_997, (899, 0, 0))
             ]
         );
-        apply(&mut conn, row(yesterday, 2, 4, 10_997)).await;
-        let revised = [
+        let revised = apply_one(&mut conn, row(yesterday, 2, 4, 10_997)).await;
+        let ids = |sales: &[ReportSale]| sales.iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&revised),
+            ids(&first),
+            "a revision keeps each entry's id"
+        );
+        assert!(revised.iter().all(|s| s.shared && s.priced));
+        let figures_revised = [
             sums(7, 4, 10_997, (1_099, 0, 0)),
             sums(8, 4, 10_997, (1_099, 0, 0)),
         ];
-        assert_eq!(figures(&mut conn).await, revised);
+        assert_eq!(figures(&mut conn).await, figures_revised);
         // Delivered again, or out of order: nothing changes.
-        apply(&mut conn, row(yesterday, 2, 4, 10_997)).await;
-        apply(&mut conn, row(yesterday, 1, 3, 8_997)).await;
-        assert_eq!(figures(&mut conn).await, revised);
+        assert!(
+            apply_one(&mut conn, row(yesterday, 2, 4, 10_997))
+                .await
+                .is_empty()
+        );
+        assert!(
+            apply_one(&mut conn, row(yesterday, 1, 3, 8_997))
+                .await
+                .is_empty()
+        );
+        assert_eq!(figures(&mut conn).await, figures_revised);
     }
 
     #[tokio::test]
     async fn commission_is_approved_once_amazon_no_longer_revises_the_day() {
         let (_db, mut conn) = setup().await;
-        let today = Utc::now().date_naive();
+        let now = Utc::now();
+        let today = now.date_naive();
         let old_day = today - chrono::Duration::days(30);
         // A backfilled old day is approved at once; a revision after that is an adjustment.
-        apply(&mut conn, 1, &row(old_day, 1, 1, 2_000))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        apply(&mut conn, 1, &row(old_day, 2, 1, 1_500))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        apply_one(&mut conn, row(old_day, 1, 1, 2_000)).await;
+        apply_one(&mut conn, row(old_day, 2, 1, 1_500)).await;
         assert_eq!(
             figures(&mut conn).await[0],
             sums(7, 1, 1_500, (0, 200, -50))
         );
 
         // A recent day waits: pending until Amazon's revisions are over.
-        apply(&mut conn, 1, &row(today, 1, 2, 3_000))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        apply_one(&mut conn, row(today, 1, 2, 3_000)).await;
         assert_eq!(
             figures(&mut conn).await[0],
             sums(7, 3, 4_500, (300, 200, -50))
         );
-        assert_eq!(approve_due(&mut conn, today, 100).await.ok(), Some(0));
-        let later = today + chrono::Duration::days(14);
-        assert_eq!(approve_due(&mut conn, later, 100).await.ok(), Some(2));
+        let approve = async |conn: &mut AsyncPgConnection, days: i64| {
+            approve_due(conn, now + chrono::Duration::days(days), 100)
+                .await
+                .map(|approved| approved.len())
+                .ok()
+        };
+        assert_eq!(approve(&mut conn, 0).await, Some(0));
+        // The day is a profile's calendar day: 14 days on, UTC's today may still be the 13th
+        // day where the profile is (west of UTC).
+        assert_eq!(approve(&mut conn, 14).await, Some(0));
+        assert_eq!(approve(&mut conn, 15).await, Some(2));
         assert_eq!(
             figures(&mut conn).await[0],
             sums(7, 3, 4_500, (0, 500, -50))
         );
+    }
+
+    #[tokio::test]
+    async fn a_row_before_its_campaign_and_plan_is_priced_once_they_arrive() {
+        let (_db, mut conn) = test_conn().await;
+        let old_day = Utc::now().date_naive() - chrono::Duration::days(30);
+        let recent = Utc::now().date_naive() - chrono::Duration::days(2);
+        // Neither the campaign nor its plan is known: the figures count, the commission is 0
+        // and an old day is not approved while unpriced.
+        let applied = apply_one(&mut conn, row(old_day, 1, 2, 5_000)).await;
+        apply_one(&mut conn, row(recent, 1, 1, 1_000)).await;
+        assert_eq!(figures(&mut conn).await, [sums(7, 3, 6_000, (0, 0, 0))]);
+        assert!(applied.iter().all(|s| !s.priced && s.status == PENDING));
+        assert_eq!(
+            approve_due(&mut conn, Utc::now(), 100)
+                .await
+                .map(|a| a.len())
+                .ok(),
+            Some(0)
+        );
+
+        // The plan alone prices nothing: the campaign's link is still unknown.
+        plan_stream(&mut conn, &[plan_event(1000)]).await;
+        assert_eq!(figures(&mut conn).await, [sums(7, 3, 6_000, (0, 0, 0))]);
+
+        // The campaign's link arrives: both days are priced with the plan's 10 % (the old one
+        // approved at once).
+        plan_stream(&mut conn, &[campaign_event(7)]).await;
+        assert_eq!(figures(&mut conn).await, [sums(7, 3, 6_000, (100, 500, 0))]);
+        // Delivered again, or another plan event of the brand: priced only once.
+        plan_stream(&mut conn, &[campaign_event(7), plan_event(1000)]).await;
+        assert_eq!(figures(&mut conn).await, [sums(7, 3, 6_000, (100, 500, 0))]);
+        let entries = store::applied(&mut conn, &key(old_day)).await;
+        assert_eq!(
+            entries.ok().map(|e| e
+                .iter()
+                .map(|s| (
+                    s.id,
+                    s.priced,
+                    s.status.clone(),
+                    s.approved_commission_minor
+                ))
+                .collect::<Vec<_>>()),
+            Some(vec![(applied[0].id, true, APPROVED.to_owned(), 500)]),
+            "the entry keeps its id"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_row_before_its_plan_is_priced_when_the_plan_arrives() {
+        let (_db, mut conn) = test_conn().await;
+        let recent = Utc::now().date_naive() - chrono::Duration::days(2);
+        // The campaign's link to plan 2 is known, the plan itself not yet.
+        plan_stream(&mut conn, &[campaign_event(7), campaign_event(8)]).await;
+        apply_one(&mut conn, row(recent, 1, 3, 8_997)).await;
+        assert_eq!(figures(&mut conn).await, [sums(7, 3, 8_997, (0, 0, 0))]);
+        plan_stream(&mut conn, &[plan_event(1000)]).await;
+        assert_eq!(
+            figures(&mut conn).await,
+            [
+                sums(7, 3, 8_997, (899, 0, 0)),
+                sums(8, 3, 8_997, (899, 0, 0))
+            ]
+        );
+        // A later commission change is no re-pricing: what is priced stays.
+        plan_stream(&mut conn, &[plan_event(2000)]).await;
+        assert_eq!(figures(&mut conn).await[0], sums(7, 3, 8_997, (899, 0, 0)));
+    }
+
+    fn key(day: NaiveDate) -> RowKey {
+        RowKey {
+            brand_id: 1,
+            integration_id: 3,
+            tag_campaign_id: 7,
+            creator_id: 42,
+            day,
+        }
     }
 }

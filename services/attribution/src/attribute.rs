@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
 use prost::Message;
-use tracking_api::gateway::v1::{Order, OrderEvent, OrderStatus};
+use tracking_api::gateway::v1::{AmazonReportRow, Order, OrderEvent, OrderStatus};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
@@ -136,19 +136,21 @@ impl<'e> Item<'e> {
     }
 }
 
-/// Amazon Attribution report rows share the stream (see `amazon_reports`). They only add to
-/// figures, never touching orders' conversions, so they are applied apart from the batch's
-/// orders.
+/// Amazon Attribution report rows share the stream (see `amazon_reports`). They never touch
+/// orders' conversions, so they are applied apart from the batch's orders (first, under the
+/// pricing lock, which a batch with report rows takes before the matching lock); their entries'
+/// events are published last, with the orders'.
 async fn apply_events(
     conn: &mut AsyncPgConnection,
     events: Vec<&OrderEvent>,
 ) -> Result<(), DbError> {
-    for event in &events {
-        if let Some(row) = &event.report_row {
-            crate::amazon_reports::apply(conn, event.brand_id, row).await?;
-        }
-    }
-    apply_orders(conn, events).await
+    let rows: Vec<(i64, &AmazonReportRow)> = events
+        .iter()
+        .filter_map(|event| Some((event.brand_id, event.report_row.as_ref()?)))
+        .collect();
+    let reported = crate::amazon_reports::apply_rows(conn, &rows).await?;
+    apply_orders(conn, events).await?;
+    events::report_sales_changed(conn, &reported).await
 }
 
 async fn apply_orders(

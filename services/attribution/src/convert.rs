@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use tracking_api::attribution::v1 as pb;
 
+use crate::domain::amazon_reports::payable_at;
+use crate::store::amazon_reports::ReportSale;
 use crate::store::conversions::{AdjustmentRow, ConversionRow};
 
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -74,5 +76,62 @@ pub fn conversion_to_proto(row: &ConversionRow, adjustments: &[AdjustmentRow]) -
         ordered_at: Some(timestamp(row.ordered_at)),
         approve_at: row.approve_at.map(timestamp),
         updated_at: Some(timestamp(row.updated_at)),
+        kind: pb::ConversionKind::Order as i32,
+        amazon_report_day: None,
+    }
+}
+
+/// What an Amazon report day's entry shows as its commission (the approved amount once
+/// approved, else the current one) and as its adjustment (what revisions after approval
+/// changed).
+pub fn report_commission(sale: &ReportSale) -> (i64, i64) {
+    if sale.status == "approved" {
+        (
+            sale.approved_commission_minor,
+            sale.commission_minor - sale.approved_commission_minor,
+        )
+    } else {
+        (sale.commission_minor, 0)
+    }
+}
+
+/// An Amazon report day credited to a campaign, as a conversion entry: the day's sales are its
+/// revenue; the order fields stay empty.
+pub fn report_sale_to_proto(sale: &ReportSale) -> pb::Conversion {
+    let (commission_minor, adjusted_minor) = report_commission(sale);
+    let updated_at = timestamp(sale.updated_at);
+    pb::Conversion {
+        id: sale.id,
+        campaign_id: sale.campaign_id,
+        creator_id: sale.creator_id,
+        integration_id: sale.integration_id,
+        share_bps: 10_000,
+        shared: sale.shared,
+        status: status_to_proto(&sale.status) as i32,
+        currency: sale.currency.clone(),
+        revenue_minor: sale.sales_minor,
+        commission_minor,
+        commission_currency: sale.commission_currency.clone(),
+        adjustments: if adjusted_minor == 0 {
+            Vec::new()
+        } else {
+            vec![pb::Adjustment {
+                commission_minor: adjusted_minor,
+                revenue_minor: 0,
+                reason: "amazon revised the day after approval".to_owned(),
+                at: Some(updated_at),
+            }]
+        },
+        approve_at: sale.priced.then(|| timestamp(payable_at(sale.approve_on))),
+        updated_at: Some(updated_at),
+        kind: pb::ConversionKind::AmazonReportDay as i32,
+        amazon_report_day: Some(pb::AmazonReportDay {
+            day: sale.day.to_string(),
+            purchases: sale.purchases,
+            revision: sale.revision,
+            tag_campaign_id: sale.tag_campaign_id,
+            priced: sale.priced,
+        }),
+        ..pb::Conversion::default()
     }
 }

@@ -162,8 +162,10 @@ async fn approve(db: Database, shutdown: CancellationToken) {
             let mut conn = db.conn().await?;
             conn.transaction::<_, DbError, _>(async |conn| {
                 let now = chrono::Utc::now();
-                Ok(attribute::approve_due(conn, now, 500).await?
-                    + amazon_reports::approve_due(conn, now.date_naive(), 500).await?)
+                let orders = attribute::approve_due(conn, now, 500).await?;
+                let reported = amazon_reports::approve_due(conn, now, 500).await?;
+                events::report_sales_changed(conn, &reported).await?;
+                Ok(orders + reported.len())
             })
             .await
         }

@@ -1,7 +1,8 @@
 //! Applying PlanService's and CodeMintService's events: attribution's own copy of plans
 //! (commission, attribution window, holding period, end date, report visibility), campaigns
 //! (which plan, archived) and codes (creator, campaign, link). Runs inside the stream
-//! consumer's transaction.
+//! consumer's transaction, which also prices the Amazon report rows that were waiting for a
+//! plan or campaign it brings (`amazon_reports::reprice`).
 
 use diesel_async::AsyncPgConnection;
 use tracking_api::common::v1::Provider;
@@ -10,8 +11,10 @@ use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
+use crate::amazon_reports;
 use crate::attribute;
 use crate::convert::from_timestamp;
+use crate::events;
 use crate::store::pending;
 use crate::store::projection::{self, CodeRow, PlanRow};
 
@@ -61,7 +64,7 @@ impl Apply<PlanEvent> for Plans {
                         .as_ref()
                         .and_then(from_timestamp)
                         .unwrap_or_else(chrono::Utc::now);
-                    projection::upsert_plan(conn, &row, changed_at).await
+                    projection::upsert_plan(conn, &row, changed_at).await?;
                 }
                 Some(Subject::Campaign(campaign)) => {
                     projection::upsert_campaign(
@@ -71,10 +74,13 @@ impl Apply<PlanEvent> for Plans {
                         campaign.plan_id,
                         campaign.archived,
                     )
-                    .await
+                    .await?;
                 }
-                Some(Subject::RosterEntry(_)) | None => Ok(()),
+                Some(Subject::RosterEntry(_)) | None => return Ok(()),
             }
+            // Amazon report rows that arrived before this plan or campaign link are priced now.
+            let priced = amazon_reports::reprice(conn, brand_id).await?;
+            events::report_sales_changed(conn, &priced).await
         })
     }
 }

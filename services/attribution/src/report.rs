@@ -1,15 +1,23 @@
 //! The creator's sales report: CSV, one row per conversion, no customer personal data. Streamed
 //! in chunks as pages of conversions are read.
+//!
+//! A creator on an Amazon Ads plan has no orders: each day of Amazon Attribution's report is one
+//! row, `kind` `amazon_report_day`, with the day (the advertiser profile's calendar day), the
+//! attributed purchases, the sales as revenue, and the commission and its status; the order
+//! columns stay empty. The last three columns were added after the others, so a reader of the
+//! earlier file finds its columns where they were.
 
 use futures::Stream;
 use tonic::Status;
 use tracking_db::Database;
 
-use crate::store::conversions::{self, ConversionRow, Filter};
+use crate::convert::report_commission;
+use crate::store::amazon_reports::ReportSale;
+use crate::store::conversions::{self, ConversionRow, Entry, Filter};
 
 pub const HEADER: &str = "order_id,ordered_at,order_status,conversion_status,method,matched,\
 currency,revenue,discount,commission,commission_currency,commission_adjusted,share_bps,\
-split_rule,shared\n";
+split_rule,shared,kind,report_day,purchases\n";
 
 /// Conversions read per page (and CSV rows per chunk).
 const PAGE: i64 = 500;
@@ -48,13 +56,45 @@ pub fn row(c: &ConversionRow) -> String {
         c.share_bps.to_string(),
         c.split_rule.clone(),
         c.shared.to_string(),
+        "order".to_owned(),
+        String::new(),
+        String::new(),
     ]
     .join(",");
     line.push('\n');
     line
 }
 
-/// The report as a stream of chunks: the header, then a chunk per page of conversions.
+/// An Amazon report day's row: the order columns empty.
+pub fn report_day_row(sale: &ReportSale) -> String {
+    let (commission, adjusted) = report_commission(sale);
+    let mut line = [
+        String::new(),
+        String::new(),
+        String::new(),
+        sale.status.clone(),
+        String::new(),
+        String::new(),
+        sale.currency.clone(),
+        decimal(sale.sales_minor, &sale.currency),
+        String::new(),
+        decimal(commission, &sale.commission_currency),
+        sale.commission_currency.clone(),
+        decimal(adjusted, &sale.commission_currency),
+        "10000".to_owned(),
+        String::new(),
+        sale.shared.to_string(),
+        "amazon_report_day".to_owned(),
+        sale.day.to_string(),
+        sale.purchases.to_string(),
+    ]
+    .join(",");
+    line.push('\n');
+    line
+}
+
+/// The report as a stream of chunks: the header, then a chunk per page of entries (orders'
+/// conversions and Amazon report days, newest first).
 pub fn csv(
     db: Database,
     brand_id: i64,
@@ -70,21 +110,25 @@ pub fn csv(
         let filter = filter.clone();
         async move {
             let before = cursor?;
-            let rows =
-                match conversions::list(&db, brand_id, campaign_id, &filter, before, PAGE).await {
-                    Ok(rows) => rows,
+            let entries =
+                match conversions::entries(&db, brand_id, campaign_id, &filter, before, PAGE).await
+                {
+                    Ok(entries) => entries,
                     Err(err) => {
                         return Some((Err(tracking_server::status::from_db(err)), (None, false)));
                     }
                 };
-            let next = (rows.len() as i64 == PAGE).then(|| rows.last().map(|r| r.id));
+            let next = (entries.len() as i64 == PAGE).then(|| entries.last().map(Entry::id));
             let mut chunk = if first {
                 HEADER.to_owned()
             } else {
                 String::new()
             };
-            for conversion in &rows {
-                chunk.push_str(&row(conversion));
+            for entry in &entries {
+                chunk.push_str(&match entry {
+                    Entry::Order(conversion) => row(conversion),
+                    Entry::AmazonReportDay(sale) => report_day_row(sale),
+                });
             }
             if chunk.is_empty() {
                 return None;

@@ -13,13 +13,13 @@ use tracking_server::paging::Page;
 use tracking_server::streams::{self, ResponseStream};
 use tracking_server::{Claims, Role};
 
-use crate::convert::{conversion_to_proto, from_timestamp, timestamp};
+use crate::convert::{conversion_to_proto, from_timestamp, report_sale_to_proto, timestamp};
 use crate::domain::clicks;
 use crate::error::Error;
 use crate::events;
 use crate::links::{ClickInfo, Links};
 use crate::report;
-use crate::store::conversions::{self, Filter};
+use crate::store::conversions::{self, Entry, Filter, Kind};
 use crate::store::{alerts, projection, reads};
 
 /// The service's state, shared by every call.
@@ -316,13 +316,20 @@ impl AttributionService for Attribution {
             Ok(pb::AttributionMethod::Click) => Some("click"),
             Err(_) => return Err(Error::invalid("method", "unknown method").into()),
         };
+        let kind = match pb::ConversionKind::try_from(req.kind) {
+            Ok(pb::ConversionKind::Unspecified) => None,
+            Ok(pb::ConversionKind::Order) => Some(Kind::Order),
+            Ok(pb::ConversionKind::AmazonReportDay) => Some(Kind::AmazonReportDay),
+            Err(_) => return Err(Error::invalid("kind", "unknown kind").into()),
+        };
         let filter = Filter {
             creator_id: (req.creator_id > 0).then_some(req.creator_id),
             status,
             method,
+            kind,
         };
         let page = Page::parse(req.page.as_ref())?;
-        let rows = conversions::list(
+        let entries = conversions::entries(
             &self.db,
             brand_id,
             req.campaign_id,
@@ -332,16 +339,25 @@ impl AttributionService for Attribution {
         )
         .await
         .map_err(Error::from)?;
-        let (rows, page) = page.finish(rows, |row| row.id);
-        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let (entries, page) = page.finish(entries, Entry::id);
+        let ids: Vec<i64> = entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Order(row) => Some(row.id),
+                Entry::AmazonReportDay(_) => None,
+            })
+            .collect();
         let mut conn = self.db.conn().await.map_err(Error::from)?;
         let adjustments = conversions::adjustments(&mut conn, brand_id, &ids)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(pb::ListConversionsResponse {
-            conversions: rows
+            conversions: entries
                 .iter()
-                .map(|row| conversion_to_proto(row, &adjustments))
+                .map(|entry| match entry {
+                    Entry::Order(row) => conversion_to_proto(row, &adjustments),
+                    Entry::AmazonReportDay(sale) => report_sale_to_proto(sale),
+                })
                 .collect(),
             page: Some(page),
         }))

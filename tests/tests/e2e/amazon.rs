@@ -2,30 +2,39 @@
 //! with Amazon, the profile, the publisher's non-macro tag template, the PERFORMANCE report): a
 //! creator added to a campaign of an Amazon Ads plan gets the attribution tag as their link, the
 //! report imported for a day becomes the creator's figures in AttributionService, and the same
-//! day imported again after Amazon revised it replaces them instead of counting twice. While
-//! Amazon is unreachable the link waits pending, and is made once Amazon is back.
+//! day imported again after Amazon revised it replaces them instead of counting twice. Each report
+//! day is also an entry of ListConversions, StreamConversions (live, on each revision) and the
+//! creator's CSV report, scoped like orders' conversions. While Amazon is unreachable the link
+//! waits pending, and is made once Amazon is back.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use suite_tests::{Suite, add, brand, eventually, mint_when_known, profile, valid_registration};
 use tonic::Code as Status;
-use tracking_api::attribution::v1::{DayRange, Figures, GetCreatorPerformanceRequest};
+use tracking_api::attribution::v1::{
+    AttributionMethod, Conversion, ConversionKind, ConversionStatus, DayRange,
+    ExportCreatorReportRequest, Figures, GetCreatorPerformanceRequest, ListConversionsRequest,
+    StreamConversionsRequest, StreamConversionsResponse,
+};
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
     ImportAmazonReportRequest, ImportAmazonReportResponse, ListAmazonReportRowsRequest,
 };
 use tracking_api::mint::v1::{Code, CodeStatus, GetCodeRequest, Links};
 use tracking_api::plan::v1::{
-    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan, commission,
+    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan,
+    SetReportVisibilityRequest, commission,
 };
-use tracking_testkit::authed;
+use tracking_testkit::{authed, creator_token};
 
 const TEMPLATE: &str = "?maas=maas_adg_api_587419284_static_9_129&ref_=aa_maas&tag=maas&aa_campaignid={insertCampaignId}&aa_adgroupid={insertAdGroupId}&aa_creativeid={insertAdId}";
 
@@ -170,6 +179,7 @@ struct World {
     suite: Suite,
     amazon: Arc<Amazon>,
     integration: i64,
+    plan: i64,
     campaign: i64,
 }
 
@@ -226,6 +236,7 @@ async fn world() -> World {
         suite,
         amazon,
         integration,
+        plan,
         campaign,
     }
 }
@@ -262,6 +273,7 @@ async fn an_amazon_creator_gets_a_tag_link_and_a_revised_report_day_counts_once(
         amazon,
         integration,
         campaign,
+        ..
     } = world().await;
     let token = brand(1);
     // The creator's link: pending until the gateway has made their tag, then the plan's page
@@ -412,5 +424,328 @@ async fn an_amazon_link_waits_while_amazon_is_unreachable() {
             .ends_with(&format!("aa_creativeid=campaign-{campaign}-creator-7")),
         "{}",
         links.affiliate_url
+    );
+}
+
+async fn list(
+    suite: &Suite,
+    token: &str,
+    request: ListConversionsRequest,
+) -> Result<Vec<Conversion>, tonic::Status> {
+    suite
+        .attribution()
+        .list_conversions(authed(request, token))
+        .await
+        .map(|r| r.into_inner().conversions)
+}
+
+async fn export(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+) -> Result<String, tonic::Status> {
+    let mut stream = suite
+        .attribution()
+        .export_creator_report(authed(
+            ExportCreatorReportRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+            },
+            token,
+        ))
+        .await?
+        .into_inner();
+    let mut csv = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        csv.extend(chunk?.chunk);
+    }
+    Ok(String::from_utf8_lossy(&csv).into_owned())
+}
+
+/// The next conversion the stream sends live.
+async fn next_conversion(stream: &mut tonic::Streaming<StreamConversionsResponse>) -> Conversion {
+    tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+        .and_then(|r| r.event)
+        .and_then(|e| e.conversion)
+        .unwrap_or_else(|| panic!("no live conversion"))
+}
+
+#[tokio::test]
+async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creators_report() {
+    let World {
+        suite,
+        amazon,
+        integration,
+        plan,
+        campaign,
+    } = world().await;
+    let token = brand(1);
+    for (creator, name) in [(42, "ann"), (43, "bea")] {
+        add(
+            &suite,
+            &token,
+            campaign,
+            creator,
+            profile("Ann", "Lee", name),
+            true,
+        )
+        .await;
+        let (code, _) = mint_when_known(&suite, &token, campaign, creator)
+            .await
+            .unwrap_or_else(|s| panic!("mint: {s}"));
+        active_links(&suite, code.id).await;
+    }
+    let mut stream = suite
+        .attribution()
+        .stream_conversions(authed(
+            StreamConversionsRequest {
+                campaign_id: campaign,
+                after_seq: 0,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("stream: {s}"))
+        .into_inner();
+
+    let day = (chrono::Utc::now().date_naive() - chrono::Duration::days(2))
+        .format("%Y-%m-%d")
+        .to_string();
+    let tag = |creator: i64| {
+        [
+            format!("campaign-{campaign}"),
+            format!("creator-{creator}"),
+            format!("campaign-{campaign}-creator-{creator}"),
+        ]
+    };
+    let (ann, bea) = (tag(42), tag(43));
+    let ids = |t: &[String; 3]| [t[0].clone(), t[1].clone(), t[2].clone()];
+    let entries = |ann_sales: (i64, f64)| {
+        let [a0, a1, a2] = ids(&ann);
+        let [b0, b1, b2] = ids(&bea);
+        vec![
+            entry(&day, [&a0, &a1, &a2], ann_sales.0, ann_sales.1),
+            entry(&day, [&b0, &b1, &b2], 1, 20.0),
+        ]
+    };
+    amazon.report(entries((3, 89.97)));
+    import(&suite, &token, integration, &day)
+        .await
+        .unwrap_or_else(|s| panic!("import: {s}"));
+
+    // Live: each creator's day as it is applied, marked as a report day, not an order.
+    let mut first: Vec<Conversion> = vec![
+        next_conversion(&mut stream).await,
+        next_conversion(&mut stream).await,
+    ];
+    first.sort_by_key(|c| c.creator_id);
+    let applied = first[0].clone();
+    assert_eq!(applied.kind, ConversionKind::AmazonReportDay as i32);
+    assert_eq!(
+        (
+            applied.campaign_id,
+            applied.creator_id,
+            applied.revenue_minor,
+            applied.commission_minor,
+            applied.currency.as_str(),
+            applied.status,
+            applied.store_order_id.as_str(),
+            applied.method,
+        ),
+        (
+            campaign,
+            42,
+            8_997,
+            899,
+            "USD",
+            ConversionStatus::Pending as i32,
+            "",
+            AttributionMethod::Unspecified as i32,
+        )
+    );
+    let report_day = applied.amazon_report_day.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            report_day.day.as_str(),
+            report_day.purchases,
+            report_day.revision,
+            report_day.priced
+        ),
+        (day.as_str(), 3, 1, true)
+    );
+    assert!(
+        applied.approve_at.is_some(),
+        "priced: its approval is scheduled"
+    );
+
+    // A revision is streamed live too, as the same entry.
+    amazon.report(entries((4, 109.97)));
+    import(&suite, &token, integration, &day)
+        .await
+        .unwrap_or_else(|s| panic!("import: {s}"));
+    let revised = next_conversion(&mut stream).await;
+    assert_eq!(
+        (
+            revised.id,
+            revised.revenue_minor,
+            revised.commission_minor,
+            revised.amazon_report_day.map(|d| (d.purchases, d.revision)),
+        ),
+        (applied.id, 10_997, 1_099, Some((4, 2)))
+    );
+
+    // ListConversions: both creators' days, filterable by kind, creator and status; an order
+    // method or the order kind excludes them.
+    let request = ListConversionsRequest {
+        campaign_id: campaign,
+        ..Default::default()
+    };
+    let listed = list(&suite, &token, request.clone())
+        .await
+        .unwrap_or_else(|s| panic!("list: {s}"));
+    assert_eq!(listed.len(), 2);
+    let mine = listed
+        .iter()
+        .find(|c| c.creator_id == 42)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            mine.id,
+            mine.kind,
+            mine.revenue_minor,
+            mine.commission_minor
+        ),
+        (
+            applied.id,
+            ConversionKind::AmazonReportDay as i32,
+            10_997,
+            1_099
+        )
+    );
+    let count = async |request: ListConversionsRequest| {
+        list(&suite, &token, request)
+            .await
+            .map(|c| c.len())
+            .unwrap_or_else(|s| panic!("list: {s}"))
+    };
+    let by_kind = |kind: ConversionKind| ListConversionsRequest {
+        kind: kind as i32,
+        ..request.clone()
+    };
+    assert_eq!(count(by_kind(ConversionKind::AmazonReportDay)).await, 2);
+    assert_eq!(count(by_kind(ConversionKind::Order)).await, 0);
+    let one_creator = ListConversionsRequest {
+        creator_id: 43,
+        ..request.clone()
+    };
+    assert_eq!(count(one_creator).await, 1);
+    let coded = ListConversionsRequest {
+        method: AttributionMethod::Code as i32,
+        ..request.clone()
+    };
+    assert_eq!(count(coded).await, 0);
+    let approved = ListConversionsRequest {
+        status: ConversionStatus::Approved as i32,
+        ..request.clone()
+    };
+    assert_eq!(count(approved).await, 0);
+    let paged = suite
+        .attribution()
+        .list_conversions(authed(
+            ListConversionsRequest {
+                page: Some(tracking_api::common::v1::PageRequest {
+                    page_size: 1,
+                    page_token: String::new(),
+                }),
+                ..request.clone()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("list: {s}"))
+        .into_inner();
+    assert_eq!(paged.conversions.len(), 1);
+    let rest = list(
+        &suite,
+        &token,
+        ListConversionsRequest {
+            page: Some(tracking_api::common::v1::PageRequest {
+                page_size: 1,
+                page_token: paged.page.unwrap_or_default().next_page_token,
+            }),
+            ..request.clone()
+        },
+    )
+    .await
+    .unwrap_or_else(|s| panic!("list: {s}"));
+    assert_eq!(rest.len(), 1);
+    assert_ne!(rest[0].id, paged.conversions[0].id, "pages do not overlap");
+
+    // The creator's report: one row for the day, marked as a report day, with the purchases,
+    // the sales, the commission and its status.
+    let csv = export(&suite, &token, campaign, 42)
+        .await
+        .unwrap_or_else(|s| panic!("export: {s}"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].ends_with(",kind,report_day,purchases"), "{csv}");
+    assert_eq!(
+        lines[1..],
+        [format!(
+            ",,,pending,,,USD,109.97,,10.99,USD,0.00,10000,,false,amazon_report_day,{day},4"
+        )],
+        "{csv}"
+    );
+
+    // Scoped as orders are: a creator sees only their own report, once the brand allows it;
+    // another brand sees nothing.
+    let own = creator_token(1, 42);
+    let denied = export(&suite, &own, campaign, 42)
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(denied, Some(Status::PermissionDenied), "visibility is off");
+    suite
+        .plan()
+        .set_report_visibility(authed(
+            SetReportVisibilityRequest {
+                plan_id: plan,
+                report_visible: true,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let mine = eventually("visibility projected", || async {
+        export(&suite, &own, campaign, 42).await.ok()
+    })
+    .await;
+    assert_eq!(mine, csv);
+    let theirs = export(&suite, &own, campaign, 43)
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(theirs, Some(Status::PermissionDenied));
+    let listed_by_creator = list(&suite, &own, request.clone())
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(listed_by_creator, Some(Status::PermissionDenied));
+    let other = brand(2);
+    assert_eq!(
+        export(&suite, &other, campaign, 42)
+            .await
+            .err()
+            .map(|s| s.code()),
+        Some(Status::NotFound)
+    );
+    assert_eq!(
+        list(&suite, &other, request).await.err().map(|s| s.code()),
+        Some(Status::NotFound)
     );
 }

@@ -1,8 +1,13 @@
 //! Amazon Attribution report rows as a creator's sales: Amazon reports attributed purchases and
 //! sales per tag and day (no orders), so the commission is figured on the day's totals, and
 //! approved once Amazon no longer revises the day.
+//!
+//! A row's day is the advertiser profile's calendar day (Amazon reports in the profile's time
+//! zone). It is kept as that day everywhere (the daily figures, `approve_on`): a day's totals
+//! cannot be split into UTC days. The profile's time zone is not known here, so comparing a
+//! profile day with the clock uses the day every time zone has reached ([`payable_through`]).
 
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 
 use super::attribution::{CommissionRule, scale};
 
@@ -36,6 +41,22 @@ pub fn approve_on(day: NaiveDate, holding_days: i32) -> NaiveDate {
     day + Duration::days(REVISION_DAYS.max(i64::from(holding_days)))
 }
 
+/// The last profile day whose commission may be approved at `now`: the day before UTC's today,
+/// which every time zone (UTC-12 to UTC+14) has reached. The gateway's importer takes a day
+/// again until UTC's today is [`REVISION_DAYS`] after it, so a day is approved only after its
+/// last import.
+pub fn payable_through(now: DateTime<Utc>) -> NaiveDate {
+    now.date_naive() - Duration::days(1)
+}
+
+/// When a commission due on the profile day `approve_on` becomes payable: the first instant at
+/// which [`payable_through`] reaches it.
+pub fn payable_at(approve_on: NaiveDate) -> DateTime<Utc> {
+    (approve_on + Duration::days(1))
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +84,20 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2025, 3, 1).unwrap_or_default();
         assert_eq!(approve_on(day, 0).to_string(), "2025-03-15");
         assert_eq!(approve_on(day, 30).to_string(), "2025-03-31");
+    }
+
+    #[test]
+    fn a_profile_day_is_payable_once_every_time_zone_has_reached_it() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let due = NaiveDate::from_ymd_opt(2025, 3, 15).unwrap_or_default();
+        // 2025-03-15 10:00 UTC is still 2025-03-14 in Honolulu or Baker Island: not yet.
+        assert!(payable_through(at("2025-03-15T10:00:00Z")) < due);
+        assert!(payable_through(at("2025-03-15T23:59:59Z")) < due);
+        assert_eq!(payable_through(at("2025-03-16T00:00:00Z")), due);
+        assert_eq!(payable_at(due), at("2025-03-16T00:00:00Z"));
     }
 }

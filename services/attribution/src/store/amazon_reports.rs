@@ -1,10 +1,10 @@
 //! Amazon Attribution report rows as applied to the daily figures (`report_sales`).
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Date, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::DbError;
+use tracking_db::{Database, DbError};
 
 /// A report row of one creator's tag: the integration, the tag's campaign, the creator, the day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct RowKey {
 /// What a report row added for one campaign.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct ReportSale {
+    /// From the conversions' sequence; assigned when first stored (0 before), kept after.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
     #[diesel(sql_type = BigInt)]
     pub brand_id: i64,
     #[diesel(sql_type = BigInt)]
@@ -51,11 +54,32 @@ pub struct ReportSale {
     pub approved_commission_minor: i64,
     #[diesel(sql_type = Date)]
     pub approve_on: NaiveDate,
+    /// Several campaigns share the plan, and so this row.
+    #[diesel(sql_type = Bool)]
+    pub shared: bool,
+    /// False when applied before the campaign's plan was known here (no commission rule).
+    #[diesel(sql_type = Bool)]
+    pub priced: bool,
+    /// When stored; set by the database.
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "brand_id, integration_id, tag_campaign_id, creator_id, day, campaign_id, \
-    plan_id, revision, currency, purchases, sales_minor, commission_minor, commission_currency, \
-    status, approved_commission_minor, approve_on";
+const COLUMNS: &str = "id, brand_id, integration_id, tag_campaign_id, creator_id, day, \
+    campaign_id, plan_id, revision, currency, purchases, sales_minor, commission_minor, \
+    commission_currency, status, approved_commission_minor, approve_on, shared, priced, updated_at";
+
+/// Serializes the pricing of report rows in the caller's transaction: a row applied while its
+/// campaign's plan is unknown and that plan arriving (`reprice`) must not pass each other unseen
+/// in two concurrent transactions. Held until commit.
+pub async fn lock_pricing(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    diesel::sql_query(
+        "select pg_advisory_xact_lock(hashtext(current_schema() || '.report_pricing'))",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 /// What a report row added so far (one row per campaign credited), locked.
 pub async fn applied(
@@ -77,38 +101,50 @@ pub async fn applied(
     .await?)
 }
 
-/// Replaces what a report row added with `sales`.
+/// Replaces what a report row added with `sales` (ids kept per campaign); returns them as
+/// stored.
 pub async fn replace(
     conn: &mut AsyncPgConnection,
     key: &RowKey,
     sales: &[ReportSale],
-) -> Result<(), DbError> {
+) -> Result<Vec<ReportSale>, DbError> {
     diesel::sql_query(
         "delete from report_sales
          where brand_id = $1 and integration_id = $2 and tag_campaign_id = $3 and creator_id = $4
-           and day = $5",
+           and day = $5 and campaign_id <> all($6)",
     )
     .bind::<BigInt, _>(key.brand_id)
     .bind::<BigInt, _>(key.integration_id)
     .bind::<BigInt, _>(key.tag_campaign_id)
     .bind::<BigInt, _>(key.creator_id)
     .bind::<Date, _>(key.day)
+    .bind::<Array<BigInt>, _>(sales.iter().map(|s| s.campaign_id).collect::<Vec<_>>())
     .execute(conn)
     .await?;
+    let mut stored = Vec::with_capacity(sales.len());
     for sale in sales {
-        save(conn, sale).await?;
+        stored.push(save(conn, sale).await?);
     }
-    Ok(())
+    Ok(stored)
 }
 
-/// Inserts `sale`, or updates the stored one of its row and campaign.
-pub async fn save(conn: &mut AsyncPgConnection, sale: &ReportSale) -> Result<(), DbError> {
-    diesel::sql_query(format!(
-        "insert into report_sales ({COLUMNS})
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+/// Inserts `sale`, or updates the stored one of its row and campaign (keeping its id); returns
+/// it as stored.
+pub async fn save(conn: &mut AsyncPgConnection, sale: &ReportSale) -> Result<ReportSale, DbError> {
+    Ok(diesel::sql_query(format!(
+        "insert into report_sales (brand_id, integration_id, tag_campaign_id, creator_id, day,
+             campaign_id, plan_id, revision, currency, purchases, sales_minor, commission_minor,
+             commission_currency, status, approved_commission_minor, approve_on, shared, priced)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          on conflict (brand_id, integration_id, tag_campaign_id, creator_id, day, campaign_id)
-         do update set status = excluded.status,
-             approved_commission_minor = excluded.approved_commission_minor"
+         do update set plan_id = excluded.plan_id, revision = excluded.revision,
+             currency = excluded.currency, purchases = excluded.purchases,
+             sales_minor = excluded.sales_minor, commission_minor = excluded.commission_minor,
+             commission_currency = excluded.commission_currency, status = excluded.status,
+             approved_commission_minor = excluded.approved_commission_minor,
+             approve_on = excluded.approve_on, shared = excluded.shared,
+             priced = excluded.priced, updated_at = now()
+         returning {COLUMNS}"
     ))
     .bind::<BigInt, _>(sale.brand_id)
     .bind::<BigInt, _>(sale.integration_id)
@@ -126,12 +162,13 @@ pub async fn save(conn: &mut AsyncPgConnection, sale: &ReportSale) -> Result<(),
     .bind::<Text, _>(&sale.status)
     .bind::<BigInt, _>(sale.approved_commission_minor)
     .bind::<Date, _>(sale.approve_on)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind::<Bool, _>(sale.shared)
+    .bind::<Bool, _>(sale.priced)
+    .get_result(conn)
+    .await?)
 }
 
-/// Pending commissions due for approval on `today` (at most `limit`), locked; other replicas'
+/// Priced pending commissions due for approval through the profile day `today` (at most `limit`), locked; other replicas'
 /// approvers skip them.
 pub async fn due(
     conn: &mut AsyncPgConnection,
@@ -139,7 +176,8 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<ReportSale>, DbError> {
     Ok(diesel::sql_query(format!(
-        "select {COLUMNS} from report_sales where status = 'pending' and approve_on <= $1
+        "select {COLUMNS} from report_sales
+         where status = 'pending' and approve_on <= $1 and priced
          order by approve_on limit $2 for update skip locked"
     ))
     .bind::<Date, _>(today)
@@ -166,4 +204,69 @@ pub async fn plan_of_campaign(
             .load(conn)
             .await?;
     Ok(rows.into_iter().next().map(|row| row.plan_id))
+}
+
+/// The report rows of `brand_id` applied without a commission rule whose campaign and plan are
+/// known now.
+pub async fn unpriced(conn: &mut AsyncPgConnection, brand_id: i64) -> Result<Vec<RowKey>, DbError> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = BigInt)]
+        integration_id: i64,
+        #[diesel(sql_type = BigInt)]
+        tag_campaign_id: i64,
+        #[diesel(sql_type = BigInt)]
+        creator_id: i64,
+        #[diesel(sql_type = Date)]
+        day: NaiveDate,
+    }
+    let keys: Vec<Key> = diesel::sql_query(
+        "select distinct s.integration_id, s.tag_campaign_id, s.creator_id, s.day
+         from report_sales s
+             join campaigns c on c.brand_id = s.brand_id and c.campaign_id = s.tag_campaign_id
+             join plans p on p.brand_id = c.brand_id and p.plan_id = c.plan_id
+         where s.brand_id = $1 and not s.priced
+         order by s.integration_id, s.tag_campaign_id, s.creator_id, s.day",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .load(conn)
+    .await?;
+    Ok(keys
+        .into_iter()
+        .map(|k| RowKey {
+            brand_id,
+            integration_id: k.integration_id,
+            tag_campaign_id: k.tag_campaign_id,
+            creator_id: k.creator_id,
+            day: k.day,
+        })
+        .collect())
+}
+
+/// A campaign's report days (one creator's, or a status's), newest id first, ids below
+/// `before`.
+pub async fn list(
+    db: &Database,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: Option<i64>,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ReportSale>, DbError> {
+    let mut conn = db.conn().await?;
+    Ok(diesel::sql_query(format!(
+        "select {COLUMNS} from report_sales where brand_id = $1 and campaign_id = $2
+         and ($3::bigint is null or creator_id = $3) and ($4::text is null or status = $4)
+         and ($5::bigint is null or id < $5)
+         order by id desc limit $6"
+    ))
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<Nullable<BigInt>, _>(creator_id)
+    .bind::<Nullable<Text>, _>(status)
+    .bind::<Nullable<BigInt>, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load(&mut conn)
+    .await?)
 }

@@ -8,6 +8,8 @@ use diesel::sql_types::{Array, BigInt, Bool, Date, Integer, Nullable, Text, Time
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::{Database, DbError};
 
+use crate::store::amazon_reports::{self, ReportSale};
+
 /// A conversion row.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct ConversionRow {
@@ -413,6 +415,75 @@ pub struct Filter {
     pub creator_id: Option<i64>,
     pub status: Option<&'static str>,
     pub method: Option<&'static str>,
+    /// `None` for every kind.
+    pub kind: Option<Kind>,
+}
+
+/// What an entry of a campaign's conversions is a sale of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Order,
+    AmazonReportDay,
+}
+
+/// An entry of a campaign's conversions: an order's conversion, or an Amazon report day
+/// credited to the campaign. Both take their ids from the conversions' sequence.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Order(ConversionRow),
+    AmazonReportDay(ReportSale),
+}
+
+impl Entry {
+    pub fn id(&self) -> i64 {
+        match self {
+            Entry::Order(row) => row.id,
+            Entry::AmazonReportDay(sale) => sale.id,
+        }
+    }
+}
+
+/// A campaign's entries of both kinds, newest (highest id) first, with ids below `before`.
+pub async fn entries(
+    db: &Database,
+    brand_id: i64,
+    campaign_id: i64,
+    filter: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Entry>, DbError> {
+    let orders = if filter.kind == Some(Kind::AmazonReportDay) {
+        Vec::new()
+    } else {
+        list(db, brand_id, campaign_id, filter, before, limit).await?
+    };
+    // Report days have no order method and are never reversed.
+    let days = if filter.kind == Some(Kind::Order)
+        || filter.method.is_some()
+        || filter.status == Some("reversed")
+    {
+        Vec::new()
+    } else {
+        amazon_reports::list(
+            db,
+            brand_id,
+            campaign_id,
+            filter.creator_id,
+            filter.status,
+            before,
+            limit,
+        )
+        .await?
+    };
+    // Both lists are newest first: the first `limit` of their merge are the page.
+    let mut entries: Vec<Entry> = orders
+        .into_iter()
+        .map(Entry::Order)
+        .chain(days.into_iter().map(Entry::AmazonReportDay))
+        .collect();
+    entries.sort_by_key(|entry| std::cmp::Reverse(entry.id()));
+    entries.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(entries)
 }
 
 /// A campaign's conversions, newest first, with ids below `before`.

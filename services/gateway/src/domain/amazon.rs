@@ -92,14 +92,19 @@ pub fn report_range(
     Ok((start, end))
 }
 
-/// The days the importer takes on `today`: the last [`REVISION_DAYS`] (which Amazon may still
-/// revise), reaching back to the day after the last import when that is older (an importer that
-/// was stopped), at most [`MAX_REPORT_DAYS`].
+/// The days the importer takes on `today` (UTC): the last [`REVISION_DAYS`] (which Amazon may
+/// still revise), reaching back to the day after the last import when that is older (an importer
+/// that was stopped), at most [`MAX_REPORT_DAYS`].
+///
+/// Report days are the advertiser profile's calendar days, which may be a day behind UTC's (west
+/// of UTC): the window reaches one day further back so that the oldest day the profile's Amazon
+/// still revises is always taken. A day of the profile ahead of UTC's today (east of UTC) is
+/// taken from the next UTC day on, while Amazon still revises it.
 pub fn next_import(
     today: NaiveDate,
     imported_through: Option<NaiveDate>,
 ) -> (NaiveDate, NaiveDate) {
-    let recent = today - Duration::days(REVISION_DAYS - 1);
+    let recent = today - Duration::days(REVISION_DAYS);
     let start = imported_through
         .map(|through| through + Duration::days(1))
         .filter(|next| *next < recent)
@@ -171,10 +176,11 @@ mod tests {
     #[test]
     fn the_importer_takes_the_revision_window_and_what_it_missed() {
         let today = day("2025-03-20");
-        assert_eq!(next_import(today, None), (day("2025-03-07"), today));
+        // 2025-03-06 is still revised where the profile's calendar is a day behind UTC's.
+        assert_eq!(next_import(today, None), (day("2025-03-06"), today));
         assert_eq!(
             next_import(today, Some(day("2025-03-20"))),
-            (day("2025-03-07"), today)
+            (day("2025-03-06"), today)
         );
         assert_eq!(
             next_import(today, Some(day("2025-02-28"))),
