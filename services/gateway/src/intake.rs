@@ -121,6 +121,7 @@ const SHARING: Batching = Batching {
     workers: 2,
     max_batch: 256,
     queue: 8192,
+    linger: std::time::Duration::ZERO,
 };
 
 /// At most this many orders are listed by one backfill.

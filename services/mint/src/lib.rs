@@ -71,6 +71,10 @@ pub struct MintArgs {
     /// the largest batches; measured fastest on 2 cores (docs/BENCHMARKS.md).
     #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
     pub mint_workers: usize,
+    /// How long (µs) a mint batch waits for more requests before it runs, when fewer than 512
+    /// are waiting: fuller batches cost less per code on a busy machine, at this much latency.
+    #[arg(long, env = "TRACKING_MINT_LINGER_US", default_value_t = 1000)]
+    pub mint_linger_us: u64,
 }
 
 impl MintArgs {
@@ -81,6 +85,9 @@ impl MintArgs {
         }
         if self.mint_workers == 0 || self.mint_workers > 64 {
             return Err("TRACKING_MINT_WORKERS must be 1..=64".to_owned());
+        }
+        if self.mint_linger_us > 100_000 {
+            return Err("TRACKING_MINT_LINGER_US must be 0..=100000 (100 ms)".to_owned());
         }
         Ok(())
     }
@@ -105,7 +112,11 @@ pub async fn start(
         stores: stores::Stores::new(gateway, tokens.clone()),
         public_base_url: args.public_base_url.trim_end_matches('/').to_owned(),
     };
-    let minter = minter::Minter::start(shared.clone(), args.mint_workers);
+    let minter = minter::Minter::start(
+        shared.clone(),
+        args.mint_workers,
+        std::time::Duration::from_micros(args.mint_linger_us),
+    );
     let work = tracking_events::listen(db.clone(), store::work_channel(SCHEMA), shutdown.clone());
     tokio::spawn(queue::run(
         shared.clone(),

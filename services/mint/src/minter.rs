@@ -50,11 +50,12 @@ pub struct Minter {
 
 impl Minter {
     /// Starts `workers` batch workers; they stop when every handle is dropped.
-    pub fn start(shared: Shared, workers: usize) -> Minter {
+    pub fn start(shared: Shared, workers: usize, linger: std::time::Duration) -> Minter {
         let batching = Batching {
             workers,
             max_batch: MAX_BATCH,
             queue: QUEUE,
+            linger,
         };
         let batches = GroupCommit::start(batching, move |keys: Vec<Key>| {
             let shared = shared.clone();
@@ -119,8 +120,10 @@ struct Candidate {
 }
 
 async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>, Error> {
+    let started = std::time::Instant::now();
     let mut results: HashMap<Key, Reply> = HashMap::with_capacity(keys.len());
     let mut conn = shared.db.conn().await?;
+    let connected = started.elapsed();
 
     for code in codes::live_for(&mut conn, keys).await? {
         let key = (code.brand_id, code.campaign_id, code.creator_id);
@@ -175,6 +178,7 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
         }
     }
 
+    let read = started.elapsed();
     let mut rng = SecureRandom::default();
     let mut patterns: HashMap<(i64, i64), Result<Pattern, String>> = HashMap::new();
     let mut candidates = Vec::new();
@@ -281,11 +285,21 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
         });
     }
 
+    let rendered = started.elapsed();
     let reserved = conn
         .transaction::<_, Error, _>(async |conn| {
             reserve(shared, conn, &candidates, &mut failed, &mut rng).await
         })
         .await?;
+    tracing::debug!(
+        size = keys.len(),
+        new = candidates.len(),
+        connect_us = connected.as_micros() as u64,
+        read_us = (read - connected).as_micros() as u64,
+        render_us = (rendered - read).as_micros() as u64,
+        reserve_us = (started.elapsed() - rendered).as_micros() as u64,
+        "mint batch"
+    );
     for (key, minted) in reserved {
         results.insert(key, Ok(minted));
     }

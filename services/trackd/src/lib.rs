@@ -25,6 +25,8 @@ pub struct SuiteConfig {
     pub public_base_url: String,
     /// CodeMintService's parallel mint batches.
     pub mint_workers: usize,
+    /// How long (µs) a mint batch waits for more requests before it runs.
+    pub mint_linger_us: u64,
     /// How often stores without webhooks (Magento) are polled for orders.
     pub order_poll_interval: Duration,
     /// How often Amazon Ads integrations' recent report days are imported.
@@ -93,6 +95,7 @@ impl Suite {
             plan_url: own_grpc_url.to_owned(),
             gateway_url: own_grpc_url.to_owned(),
             mint_workers: config.mint_workers,
+            mint_linger_us: config.mint_linger_us,
         };
         let mint = mint_service::start(
             &config.database_url,

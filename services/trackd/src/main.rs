@@ -24,6 +24,9 @@ struct Args {
     /// CodeMintService's parallel mint batches.
     #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
     mint_workers: usize,
+    /// How long (µs) a mint batch waits for more requests before it runs.
+    #[arg(long, env = "TRACKING_MINT_LINGER_US", default_value_t = 1000)]
+    mint_linger_us: u64,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
     state_dir: PathBuf,
@@ -80,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| trackd::loopback_url(http_addr)),
         mint_workers: args.mint_workers,
+        mint_linger_us: args.mint_linger_us,
         order_poll_interval: args.gateway.order_poll_interval,
         amazon_report_interval: args.gateway.amazon_report_interval,
         tls: args.server.tls.clone(),
