@@ -59,6 +59,29 @@ async fn serve(url: String) -> TestServer {
 }
 
 impl Suite {
+    /// A creator report (`ExportCreatorReport`) as `token` may read it, its chunks joined.
+    pub async fn export_report(
+        &self,
+        token: &str,
+        campaign_id: i64,
+        creator_id: i64,
+    ) -> Result<String, tonic::Status> {
+        let request = tracking_api::attribution::v1::ExportCreatorReportRequest {
+            campaign_id,
+            creator_id,
+        };
+        let mut stream = self
+            .attribution()
+            .export_creator_report(authed(request, token))
+            .await?
+            .into_inner();
+        let mut csv = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            csv.extend(chunk.chunk);
+        }
+        Ok(String::from_utf8_lossy(&csv).into_owned())
+    }
+
     pub async fn start() -> Suite {
         let db = TestDb::new(trackd::SCHEMAS).await;
         let server = serve(db.url().to_owned()).await;

@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 use suite_tests::{Suite, add, brand, eventually, mint_when_known, profile, valid_registration};
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
-    AttributionMethod, Conversion, ConversionKind, ConversionStatus, DayRange,
-    ExportCreatorReportRequest, Figures, GetCreatorPerformanceRequest, ListConversionsRequest,
-    StreamConversionsRequest, StreamConversionsResponse,
+    AttributionMethod, Conversion, ConversionKind, ConversionStatus, DayRange, Figures,
+    GetCreatorPerformanceRequest, ListConversionsRequest, StreamConversionsRequest,
+    StreamConversionsResponse,
 };
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
@@ -439,30 +439,6 @@ async fn list(
         .map(|r| r.into_inner().conversions)
 }
 
-async fn export(
-    suite: &Suite,
-    token: &str,
-    campaign: i64,
-    creator: i64,
-) -> Result<String, tonic::Status> {
-    let mut stream = suite
-        .attribution()
-        .export_creator_report(authed(
-            ExportCreatorReportRequest {
-                campaign_id: campaign,
-                creator_id: creator,
-            },
-            token,
-        ))
-        .await?
-        .into_inner();
-    let mut csv = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        csv.extend(chunk?.chunk);
-    }
-    Ok(String::from_utf8_lossy(&csv).into_owned())
-}
-
 /// The next conversion the stream sends live.
 async fn next_conversion(stream: &mut tonic::Streaming<StreamConversionsResponse>) -> Conversion {
     tokio::time::timeout(Duration::from_secs(20), stream.next())
@@ -689,7 +665,8 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
 
     // The creator's report: one row for the day, marked as a report day, with the purchases,
     // the sales, the commission and its status.
-    let csv = export(&suite, &token, campaign, 42)
+    let csv = suite
+        .export_report(&token, campaign, 42)
         .await
         .unwrap_or_else(|s| panic!("export: {s}"));
     let lines: Vec<&str> = csv.lines().collect();
@@ -705,7 +682,8 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
     // Scoped as orders are: a creator sees only their own report, once the brand allows it;
     // another brand sees nothing.
     let own = creator_token(1, 42);
-    let denied = export(&suite, &own, campaign, 42)
+    let denied = suite
+        .export_report(&own, campaign, 42)
         .await
         .err()
         .map(|s| s.code());
@@ -722,11 +700,12 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
         .await
         .unwrap_or_else(|s| panic!("{s}"));
     let mine = eventually("visibility projected", || async {
-        export(&suite, &own, campaign, 42).await.ok()
+        suite.export_report(&own, campaign, 42).await.ok()
     })
     .await;
     assert_eq!(mine, csv);
-    let theirs = export(&suite, &own, campaign, 43)
+    let theirs = suite
+        .export_report(&own, campaign, 43)
         .await
         .err()
         .map(|s| s.code());
@@ -738,7 +717,8 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
     assert_eq!(listed_by_creator, Some(Status::PermissionDenied));
     let other = brand(2);
     assert_eq!(
-        export(&suite, &other, campaign, 42)
+        suite
+            .export_report(&other, campaign, 42)
             .await
             .err()
             .map(|s| s.code()),

@@ -12,10 +12,9 @@ use suite_tests::{
 };
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
-    AlertKind, AttributionMethod, Conversion, ConversionStatus, DayRange,
-    ExportCreatorReportRequest, Figures, GetCampaignPerformanceRequest,
-    GetCreatorPerformanceRequest, ListCodeAlertsRequest, ListConversionsRequest,
-    RecordClickRequest, SplitRule, StreamConversionsRequest,
+    AlertKind, AttributionMethod, Conversion, ConversionStatus, DayRange, Figures,
+    GetCampaignPerformanceRequest, GetCreatorPerformanceRequest, ListCodeAlertsRequest,
+    ListConversionsRequest, RecordClickRequest, SplitRule, StreamConversionsRequest,
 };
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderLine, OrderStatus};
@@ -958,30 +957,6 @@ async fn performance_figures_match_hand_computed_expectations() {
     );
 }
 
-async fn export(
-    suite: &Suite,
-    token: &str,
-    campaign: i64,
-    creator: i64,
-) -> Result<String, tonic::Status> {
-    let mut stream = suite
-        .attribution()
-        .export_creator_report(authed(
-            ExportCreatorReportRequest {
-                campaign_id: campaign,
-                creator_id: creator,
-            },
-            token,
-        ))
-        .await?
-        .into_inner();
-    let mut csv = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        csv.extend(chunk?.chunk);
-    }
-    Ok(String::from_utf8_lossy(&csv).into_owned())
-}
-
 #[tokio::test]
 async fn creators_export_their_own_report_only_when_the_brand_allows() {
     let suite = Suite::start().await;
@@ -995,7 +970,8 @@ async fn creators_export_their_own_report_only_when_the_brand_allows() {
     ingest(&suite, &token, vec![with_email]).await;
     totals_when(&suite, &token, w.campaign, "R-1", |f| f.orders == 1).await;
 
-    let csv = export(&suite, &token, w.campaign, 91)
+    let csv = suite
+        .export_report(&token, w.campaign, 91)
         .await
         .unwrap_or_else(|s| panic!("brand export: {s}"));
     let lines: Vec<&str> = csv.lines().collect();
@@ -1008,7 +984,8 @@ async fn creators_export_their_own_report_only_when_the_brand_allows() {
     assert!(!csv.contains("a1b2c3"), "no customer data in the report");
 
     let own = creator_token(9, 91);
-    let denied = export(&suite, &own, w.campaign, 91)
+    let denied = suite
+        .export_report(&own, w.campaign, 91)
         .await
         .err()
         .map(|s| s.code());
@@ -1029,11 +1006,12 @@ async fn creators_export_their_own_report_only_when_the_brand_allows() {
         .await
         .unwrap_or_else(|s| panic!("{s}"));
     let mine = eventually("visibility projected", || async {
-        export(&suite, &own, w.campaign, 91).await.ok()
+        suite.export_report(&own, w.campaign, 91).await.ok()
     })
     .await;
     assert_eq!(mine, csv);
-    let theirs = export(&suite, &own, w.campaign, 92)
+    let theirs = suite
+        .export_report(&own, w.campaign, 92)
         .await
         .err()
         .map(|s| s.code());
@@ -1042,7 +1020,8 @@ async fn creators_export_their_own_report_only_when_the_brand_allows() {
         Some(Status::PermissionDenied),
         "another creator's report"
     );
-    let other_brand = export(&suite, &brand(10), w.campaign, 91)
+    let other_brand = suite
+        .export_report(&brand(10), w.campaign, 91)
         .await
         .err()
         .map(|s| s.code());
