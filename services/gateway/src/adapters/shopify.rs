@@ -30,7 +30,9 @@
 //!   (`discountCodeRedeemCodeBulkDelete` with its id, read from the discount's `codes`):
 //!   deactivating the discount would stop every creator's code. The text is then free at Shopify
 //!   (the suite keeps it reserved). A shared code renamed by the brand joins the discount of its
-//!   new terms under the new text, then its old redeem code is deleted.
+//!   new terms under the new text, then its old redeem code is deleted; a shared code given new
+//!   terms under the same text leaves its discount first (Shopify's codes are unique), then joins
+//!   the discount of its new terms.
 //! - Throttling: Shopify answers a throttled query with HTTP 200 and a `THROTTLED` error; the
 //!   call waits until the cost bucket (`extensions.cost.throttleStatus`) has refilled enough for
 //!   the query, then retries.
@@ -702,10 +704,36 @@ impl Shopify {
         {
             Some(held) if has_marker(&held.found.title, &discount.external_ref) => held,
             Some(held) if in_group(&held.found.title, discount) => {
-                // A redeem code of the plan's shared discount: the new code is created where it
-                // belongs, then the old one leaves (a retry finds the new code ours).
+                if !update.renames() {
+                    let key = discount.shared_key();
+                    if key.is_some_and(|key| has_marker(&held.found.title, &key)) {
+                        // Same text, same terms: the store already holds what was asked.
+                        return Ok(PushOutcome::Created {
+                            store_discount_id: held.found.id,
+                        });
+                    }
+                    // Same text, other terms: the text is unique at Shopify, so the redeem code
+                    // leaves its old discount first and joins the one of its new terms.
+                    let removed = self
+                        .remove_redeem_code(
+                            integration,
+                            token,
+                            &held.found.id,
+                            &update.previous_code,
+                        )
+                        .await?;
+                    if let DisableOutcome::Failed { message, .. } = removed {
+                        return Ok(PushOutcome::Failed {
+                            message,
+                            retryable: true,
+                        });
+                    }
+                    return self.create_for(integration, token, discount).await;
+                }
+                // A redeem code of the plan's shared discount renamed: the new code is created
+                // where it belongs, then the old one leaves (a retry finds the new code ours).
                 let outcome = self.create_for(integration, token, discount).await?;
-                if matches!(outcome, PushOutcome::Created { .. }) && update.renames() {
+                if matches!(outcome, PushOutcome::Created { .. }) {
                     let removed = self
                         .remove_redeem_code(
                             integration,
@@ -2082,5 +2110,75 @@ mod tests {
             added < deleted,
             "the new code exists before the old one goes"
         );
+    }
+
+    #[tokio::test]
+    async fn new_terms_for_a_shared_code_move_it_to_the_discount_of_those_terms() {
+        let old = shared_title();
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            if query.contains("codeDiscountNodeByCode") {
+                held(&old, "ACTIVE", &[])
+            } else if query.contains("codeDiscountNodes(") {
+                search_found(&[])
+            } else if query.contains("discountCodeBasicCreate") {
+                created(700)
+            } else if query.contains("codeDiscountNode(") {
+                redeem_codes(request)
+            } else if query.contains("discountCodeRedeemCodeBulkDelete") {
+                reply(json!({ "discountCodeRedeemCodeBulkDelete": {
+                    "job": { "id": "gid://shopify/Job/3" }, "userErrors": [] } }))
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let mut same = grouped("MIA20", "code-1");
+        let unchanged = DiscountUpdate {
+            previous_code: "MIA20".to_owned(),
+            discount: same.clone(),
+        };
+        same.terms.value = Some(DiscountValue::PercentBps(1500));
+        let new_terms = DiscountUpdate {
+            previous_code: "MIA20".to_owned(),
+            discount: same,
+        };
+        let results = shopify
+            .update_discounts(&integration, &[unchanged])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/77".to_owned()
+            },
+            "nothing to change"
+        );
+        assert_eq!(store.requests().len(), 1, "only the lookup");
+        let results = shopify
+            .update_discounts(&integration, &[new_terms])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "gid://shopify/DiscountCodeNode/700".to_owned()
+            }
+        );
+        let order: Vec<String> = store.requests().iter().map(query_of).collect();
+        let deleted = order
+            .iter()
+            .position(|q| q.contains("discountCodeRedeemCodeBulkDelete"));
+        let created = order
+            .iter()
+            .position(|q| q.contains("discountCodeBasicCreate"));
+        assert!(
+            deleted.is_some() && deleted < created,
+            "the text leaves its old discount before it is created again: {order:?}"
+        );
+        let create = requests_with(&store, "discountCodeBasicCreate");
+        let title = create[0].json()["variables"]["basicCodeDiscount"]["title"].clone();
+        assert_ne!(title, json!(shared_title()), "a discount of the new terms");
     }
 }
