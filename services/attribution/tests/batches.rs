@@ -736,3 +736,35 @@ async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
         from codes order by brand_id, code_id";
     assert_eq!(single.lines(codes).await, batched.lines(codes).await);
 }
+
+#[tokio::test]
+async fn a_code_event_that_changes_nothing_writes_nothing() {
+    let store = store().await;
+    let version = "select version::text as line from codes where brand_id = 1 and code_id = 9";
+    let mut minted = code_event(9, 509, "NEW9", placed());
+    if let Some(code) = minted.code.as_mut() {
+        code.status = CodeStatus::Pending as i32;
+    }
+    tx!(store, |conn| Codes.apply(conn, 1, &minted).await);
+    let first = store.lines(version).await;
+    assert_eq!(first.len(), 1);
+    // The store took the code: pending -> active, the same as far as attribution is concerned.
+    let mut activated = minted.clone();
+    if let Some(code) = activated.code.as_mut() {
+        code.status = CodeStatus::Active as i32;
+        code.updated_at = Some(ts(placed() + Duration::minutes(1)));
+    }
+    tx!(store, |conn| Codes.apply(conn, 2, &activated).await);
+    assert_eq!(
+        store.lines(version).await,
+        first,
+        "no new version: nothing to follow"
+    );
+    // A real change (disabled) is written.
+    let mut disabled = activated.clone();
+    if let Some(code) = disabled.code.as_mut() {
+        code.status = CodeStatus::Disabled as i32;
+    }
+    tx!(store, |conn| Codes.apply(conn, 3, &disabled).await);
+    assert_ne!(store.lines(version).await, first);
+}

@@ -323,7 +323,15 @@ pub async fn upsert_codes(
              plan_id = excluded.plan_id, integration_id = excluded.integration_id,
              code = excluded.code, slug = excluded.slug,
              destination_url = excluded.destination_url, expires_at = excluded.expires_at,
-             active = excluded.active, version = nextval('codes_version')",
+             active = excluded.active, version = nextval('codes_version')
+         -- An event that changes nothing attribution keeps (a code's pending -> active, say)
+         -- writes nothing, and the slug cache has nothing to follow.
+         where (codes.campaign_id, codes.creator_id, codes.plan_id, codes.integration_id,
+                codes.code, codes.slug, codes.destination_url, codes.expires_at, codes.active)
+             is distinct from
+               (excluded.campaign_id, excluded.creator_id, excluded.plan_id,
+                excluded.integration_id, excluded.code, excluded.slug, excluded.destination_url,
+                excluded.expires_at, excluded.active)",
     )
     .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
     .bind::<Array<BigInt>, _>(column(|c| c.code_id))
