@@ -6,25 +6,66 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 struct Job<J, R> {
     job: J,
     reply: oneshot::Sender<R>,
+    queued_at: tokio::time::Instant,
 }
 
 /// A handle to submit jobs through; clones share the workers. The workers stop when every
 /// handle is dropped.
 pub struct GroupCommit<J, R> {
     tx: mpsc::Sender<Job<J, R>>,
+    load: Arc<Load>,
 }
 
 impl<J, R> Clone for GroupCommit<J, R> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            load: self.load.clone(),
         }
+    }
+}
+
+/// What admission needs to know: how many jobs are submitted and not yet answered, and how long
+/// the oldest job of the batch a worker took last had waited for it (the queueing delay, as
+/// CoDel measures it: what the queue actually did, whatever made it slow).
+struct Load {
+    outstanding: AtomicUsize,
+    waited_ns: AtomicU64,
+}
+
+impl Load {
+    /// Whether a job submitted now should be refused: jobs are waiting and the queue has lately
+    /// kept them longer than `max_wait`. With nothing outstanding the next job runs at once, so a
+    /// backlog that has cleared admits again.
+    fn refuse(&self, max_wait: Duration) -> Option<Overloaded> {
+        let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed));
+        (self.outstanding.load(Ordering::Relaxed) > 0 && waited > max_wait)
+            .then_some(Overloaded { waited })
+    }
+}
+
+/// A job refused at submission: the queue has lately kept jobs waiting `waited` for their
+/// batch, longer than its caller allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overloaded {
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for Overloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "overloaded: requests are waiting {} ms for their turn",
+            self.waited.as_millis()
+        )
     }
 }
 
@@ -47,7 +88,7 @@ pub struct Batching {
     /// batch. Zero runs whatever is waiting at once; a little lets a busy path fill its batches,
     /// so that fewer, larger transactions carry the same jobs (less work per job) at the cost of
     /// at most this much latency.
-    pub linger: std::time::Duration,
+    pub linger: Duration,
 }
 
 impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
@@ -61,30 +102,64 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
         let (tx, rx) = mpsc::channel(batching.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let run = Arc::new(run);
+        let load = Arc::new(Load {
+            outstanding: AtomicUsize::new(0),
+            waited_ns: AtomicU64::new(0),
+        });
         for _ in 0..batching.workers.max(1) {
             tokio::spawn(worker(
                 rx.clone(),
                 run.clone(),
+                load.clone(),
                 batching.max_batch.max(1),
                 batching.linger,
             ));
         }
-        Self { tx }
+        Self { tx, load }
     }
 
     /// Submits `job` and waits for its answer; `None` once the workers are gone (shutdown).
     pub async fn submit(&self, job: J) -> Option<R> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Job { job, reply }).await.ok()?;
+        self.load.outstanding.fetch_add(1, Ordering::Relaxed);
+        let queued_at = tokio::time::Instant::now();
+        if self
+            .tx
+            .send(Job {
+                job,
+                reply,
+                queued_at,
+            })
+            .await
+            .is_err()
+        {
+            self.load.outstanding.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         answer.await.ok()
+    }
+
+    /// As [`GroupCommit::submit`], but refuses the job at once, without queueing it, while the
+    /// queue keeps jobs waiting longer than `max_wait` for their batch (load shedding: under
+    /// overload the excess is refused fast, and what is admitted is still answered in time). A
+    /// zero `max_wait` never refuses.
+    pub async fn submit_within(&self, job: J, max_wait: Duration) -> Result<Option<R>, Overloaded> {
+        if let Some(overloaded) = (!max_wait.is_zero())
+            .then(|| self.load.refuse(max_wait))
+            .flatten()
+        {
+            return Err(overloaded);
+        }
+        Ok(self.submit(job).await)
     }
 }
 
 async fn worker<J, R, F, Fut>(
     rx: Arc<Mutex<mpsc::Receiver<Job<J, R>>>>,
     run: Arc<F>,
+    load: Arc<Load>,
     max: usize,
-    linger: std::time::Duration,
+    linger: Duration,
 ) where
     F: Fn(Vec<J>) -> Fut,
     Fut: Future<Output = Vec<R>>,
@@ -113,10 +188,15 @@ async fn worker<J, R, F, Fut>(
                 }
             }
         }
+        if let Some(oldest) = batch.first() {
+            let waited = u64::try_from(oldest.queued_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            load.waited_ns.store(waited, Ordering::Relaxed);
+        }
         let (jobs, replies): (Vec<J>, Vec<oneshot::Sender<R>>) =
             batch.into_iter().map(|j| (j.job, j.reply)).unzip();
         let expected = jobs.len();
         let results = run(jobs).await;
+        load.outstanding.fetch_sub(expected, Ordering::Relaxed);
         if results.len() != expected {
             // A bug in `run`: its callers get no answer (they see shutdown) rather than another
             // job's answer.
@@ -148,14 +228,14 @@ mod tests {
                 workers: 1,
                 max_batch: 64,
                 queue: 1024,
-                linger: std::time::Duration::ZERO,
+                linger: Duration::ZERO,
             },
             move |jobs: Vec<u64>| {
                 let counted = counted.clone();
                 async move {
                     counted.fetch_add(1, Ordering::SeqCst);
                     // A slow "commit", so that jobs pile up behind it.
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     jobs.into_iter().map(|j| j * 2).collect::<Vec<_>>()
                 }
             },
@@ -181,7 +261,7 @@ mod tests {
                 workers: 1,
                 max_batch: 8,
                 queue: 8,
-                linger: std::time::Duration::ZERO,
+                linger: Duration::ZERO,
             },
             |_jobs: Vec<u8>| async { Vec::<u8>::new() },
         );
@@ -197,7 +277,7 @@ mod tests {
                 workers: 1,
                 max_batch: 3,
                 queue: 64,
-                linger: std::time::Duration::from_millis(3),
+                linger: Duration::from_millis(3),
             },
             move |jobs: Vec<u8>| {
                 let seen = seen.clone();
@@ -215,11 +295,61 @@ mod tests {
         for n in 0..4u8 {
             let batches = batches.clone();
             calls.push(tokio::spawn(async move { batches.submit(n).await }));
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for (n, call) in calls.into_iter().enumerate() {
             assert_eq!(call.await.ok().flatten(), Some(n as u8));
         }
         assert_eq!(*sizes.lock().unwrap_or_else(|e| e.into_inner()), vec![3, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_jobs_wait_too_long_new_ones_are_refused_at_once_until_the_backlog_clears() {
+        // A job costs 1 ms of its batch's run time.
+        let slow = GroupCommit::start(
+            Batching {
+                workers: 1,
+                max_batch: 64,
+                queue: 1024,
+                linger: Duration::ZERO,
+            },
+            |jobs: Vec<u32>| async move {
+                tokio::time::sleep(Duration::from_millis(jobs.len() as u64)).await;
+                jobs
+            },
+        );
+        let limit = Duration::from_millis(10);
+        let wave = |from: u32| {
+            (from..from + 30)
+                .map(|n| {
+                    let slow = slow.clone();
+                    tokio::spawn(async move { slow.submit(n).await })
+                })
+                .collect::<Vec<_>>()
+        };
+        let start = tokio::time::Instant::now();
+        assert_eq!(slow.submit_within(7, limit).await, Ok(Some(7)));
+        // Thirty jobs are taken at once and run for 30 ms; thirty more queue behind them and
+        // are taken at 31 ms, the oldest having waited 30 ms.
+        let first = wave(0);
+        tokio::task::yield_now().await;
+        let second = wave(100);
+        tokio::time::sleep_until(start + Duration::from_millis(40)).await;
+        let asked = tokio::time::Instant::now();
+        let refused = slow.submit_within(99, limit).await;
+        assert_eq!(asked.elapsed(), Duration::ZERO, "refused without waiting");
+        let Err(Overloaded { waited }) = refused else {
+            panic!("admitted behind a backlog: {refused:?}");
+        };
+        assert!(waited > limit, "{waited:?}");
+        // No limit: admitted whatever the backlog.
+        let patient = slow.clone();
+        let waited = tokio::spawn(async move { patient.submit_within(98, Duration::ZERO).await });
+        for call in first.into_iter().chain(second) {
+            assert!(call.await.ok().flatten().is_some());
+        }
+        assert_eq!(waited.await.ok(), Some(Ok(Some(98))));
+        // The backlog answered, a newcomer is admitted again at once.
+        assert_eq!(slow.submit_within(100, limit).await, Ok(Some(100)));
     }
 }

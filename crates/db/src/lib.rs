@@ -14,7 +14,7 @@ mod testdb;
 pub mod url;
 
 pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_local_database};
-pub use group_commit::{Batching, GroupCommit};
+pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
 pub use testdb::{SchemaSpec, TestDb};

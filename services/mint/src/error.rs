@@ -20,6 +20,9 @@ pub enum Error {
     MintFailed(Failure),
     #[error("{0}")]
     Unavailable(String),
+    /// Refused to keep the service responsive under overload (load shedding).
+    #[error("{0}")]
+    Overloaded(String),
     /// Another service refused the request as given.
     #[error("{}", .0.message())]
     Upstream(Status),
@@ -87,6 +90,9 @@ impl From<Error> for Status {
             Error::Unavailable(why) => {
                 tracing::warn!(reason = %why, "unavailable");
                 Status::unavailable("a dependency is unavailable, retry later")
+            }
+            Error::Overloaded(why) => {
+                Status::resource_exhausted(format!("{why}; retry with backoff"))
             }
             Error::Upstream(status) => status,
             Error::Db(why) | Error::Internal(why) => tracking_server::status::internal(why),

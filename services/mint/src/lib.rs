@@ -75,6 +75,11 @@ pub struct MintArgs {
     /// are waiting: fuller batches cost less per code on a busy machine, at this much latency.
     #[arg(long, env = "TRACKING_MINT_LINGER_US", default_value_t = 1000)]
     pub mint_linger_us: u64,
+    /// Load shedding: while mint requests wait longer than this many ms for their batch, new
+    /// `MintCode` and `RetryCode` calls are refused at once with RESOURCE_EXHAUSTED. `0` never
+    /// refuses. `MintCodes` streams and the trigger queue always wait their turn.
+    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 50)]
+    pub mint_shed_after_ms: u64,
 }
 
 impl MintArgs {
@@ -88,6 +93,9 @@ impl MintArgs {
         }
         if self.mint_linger_us > 100_000 {
             return Err("TRACKING_MINT_LINGER_US must be 0..=100000 (100 ms)".to_owned());
+        }
+        if self.mint_shed_after_ms > 60_000 {
+            return Err("TRACKING_MINT_SHED_AFTER_MS must be 0..=60000 (a minute)".to_owned());
         }
         Ok(())
     }
@@ -116,6 +124,7 @@ pub async fn start(
         shared.clone(),
         args.mint_workers,
         std::time::Duration::from_micros(args.mint_linger_us),
+        std::time::Duration::from_millis(args.mint_shed_after_ms),
     );
     let work = tracking_events::listen(db.clone(), store::work_channel(SCHEMA), shutdown.clone());
     tokio::spawn(queue::run(

@@ -46,11 +46,19 @@ const QUEUE: usize = 16_384;
 #[derive(Clone, Debug)]
 pub struct Minter {
     batches: GroupCommit<Key, Reply>,
+    /// Calls minting through [`Minter::mint_or_shed`] are refused while requests wait longer
+    /// than this for their batch (zero: never).
+    shed_after: std::time::Duration,
 }
 
 impl Minter {
     /// Starts `workers` batch workers; they stop when every handle is dropped.
-    pub fn start(shared: Shared, workers: usize, linger: std::time::Duration) -> Minter {
+    pub fn start(
+        shared: Shared,
+        workers: usize,
+        linger: std::time::Duration,
+        shed_after: std::time::Duration,
+    ) -> Minter {
         let batching = Batching {
             workers,
             max_batch: MAX_BATCH,
@@ -73,17 +81,33 @@ impl Minter {
                     .collect()
             }
         });
-        Minter { batches }
+        Minter {
+            batches,
+            shed_after,
+        }
     }
 
-    /// The creator's code: minted now, or the one they already have.
+    /// The creator's code: minted now, or the one they already have. Waits its turn however
+    /// long the queue (streams and the trigger queue, which pace themselves).
     pub async fn mint(&self, key: Key) -> Reply {
-        self.batches.submit(key).await.unwrap_or_else(|| {
-            Err(Error::Unavailable(
-                "the minting service is shutting down".to_owned(),
-            ))
-        })
+        self.batches.submit(key).await.unwrap_or_else(shutting_down)
     }
+
+    /// As [`Minter::mint`] for a single call: refused at once with [`Error::Overloaded`] while
+    /// requests wait longer than the shedding limit for their batch, so that under overload the
+    /// excess is turned away fast and admitted calls stay quick.
+    pub async fn mint_or_shed(&self, key: Key) -> Reply {
+        match self.batches.submit_within(key, self.shed_after).await {
+            Ok(answer) => answer.unwrap_or_else(shutting_down),
+            Err(overloaded) => Err(Error::Overloaded(overloaded.to_string())),
+        }
+    }
+}
+
+fn shutting_down() -> Reply {
+    Err(Error::Unavailable(
+        "the minting service is shutting down".to_owned(),
+    ))
 }
 
 /// Mints a batch, retrying it whole when PostgreSQL resolved a deadlock between two batches by

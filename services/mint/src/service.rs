@@ -54,7 +54,7 @@ impl MintService {
 
     #[tracing::instrument(skip(self))]
     pub async fn mint(&self, key: Key) -> Result<Minted, Error> {
-        let minted = self.minter.mint(key).await?;
+        let minted = self.minter.mint_or_shed(key).await?;
         if minted.created {
             tracing::info!(code_id = minted.code.id, "code minted");
         }

@@ -27,6 +27,9 @@ pub struct SuiteConfig {
     pub mint_workers: usize,
     /// How long (µs) a mint batch waits for more requests before it runs.
     pub mint_linger_us: u64,
+    /// Load shedding: while mint requests wait longer than this (ms), MintCode/RetryCode calls
+    /// are refused.
+    pub mint_shed_after_ms: u64,
     /// How often stores without webhooks (Magento) are polled for orders.
     pub order_poll_interval: Duration,
     /// How often Amazon Ads integrations' recent report days are imported.
@@ -96,6 +99,7 @@ impl Suite {
             gateway_url: own_grpc_url.to_owned(),
             mint_workers: config.mint_workers,
             mint_linger_us: config.mint_linger_us,
+            mint_shed_after_ms: config.mint_shed_after_ms,
         };
         let mint = mint_service::start(
             &config.database_url,

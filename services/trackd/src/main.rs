@@ -27,6 +27,10 @@ struct Args {
     /// How long (µs) a mint batch waits for more requests before it runs.
     #[arg(long, env = "TRACKING_MINT_LINGER_US", default_value_t = 1000)]
     mint_linger_us: u64,
+    /// While mint requests wait longer than this (ms) for their batch, new MintCode/RetryCode
+    /// calls are refused with RESOURCE_EXHAUSTED (load shedding); 0 never refuses.
+    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 50)]
+    mint_shed_after_ms: u64,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
     state_dir: PathBuf,
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| trackd::loopback_url(http_addr)),
         mint_workers: args.mint_workers,
         mint_linger_us: args.mint_linger_us,
+        mint_shed_after_ms: args.mint_shed_after_ms,
         order_poll_interval: args.gateway.order_poll_interval,
         amazon_report_interval: args.gateway.amazon_report_interval,
         tls: args.server.tls.clone(),
