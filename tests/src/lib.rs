@@ -46,7 +46,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         public_base_url: "http://links.test".to_owned(),
         mint_workers: 2,
         mint_linger_us: 1000,
-        mint_shed_after_ms: 50,
+        mint_shed_after_ms: 100,
         order_poll_interval: Duration::from_millis(500),
         // Tests import Amazon reports explicitly (ImportAmazonReport).
         amazon_report_interval: Duration::from_secs(3600),

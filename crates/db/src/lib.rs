@@ -1,5 +1,6 @@
 //! Database kit shared by every service: the connection pool, per-service schema migrations,
-//! PostgreSQL discovery for local runs, the test-database factory and group commit.
+//! PostgreSQL discovery for local runs, the test-database factory, group commit and prepared raw
+//! SQL.
 //!
 //! Each service owns one PostgreSQL schema (`plan`, `mint`, `gateway`, `attribution`). Its pool's
 //! connections have `search_path` set to that schema, so queries and migrations name tables
@@ -9,6 +10,7 @@ mod bootstrap;
 pub mod group_commit;
 mod migrate;
 mod pool;
+mod prepared;
 pub mod request_keys;
 mod testdb;
 pub mod url;
@@ -17,6 +19,7 @@ pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_loc
 pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
+pub use prepared::{Prepared, prepared};
 pub use testdb::{SchemaSpec, TestDb};
 
 /// Re-exported so services name one connection type.

@@ -151,7 +151,7 @@ async fn acquire_lock(
     loop {
         let attempt = async {
             let mut conn = db.dedicated().await?;
-            let row: Locked = diesel::sql_query(
+            let row: Locked = tracking_db::prepared(
                 "select pg_try_advisory_lock(hashtext(current_schema() || '.consumer.' || $1)) as locked",
             )
             .bind::<Text, _>(options.stream)
@@ -184,7 +184,7 @@ async fn acquire_lock(
 async fn lock_lost(conn: &mut AsyncPgConnection) -> ConsumeError {
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Err(err) = diesel::sql_query("select 1").execute(conn).await {
+        if let Err(err) = tracking_db::prepared("select 1").execute(conn).await {
             return ConsumeError::LockLost(err.to_string());
         }
     }
@@ -233,7 +233,7 @@ where
 
 async fn load_cursor(db: &Database, stream: &str) -> Result<i64, DbError> {
     let mut conn = db.conn().await?;
-    let row = diesel::sql_query("select seq from stream_cursors where stream = $1")
+    let row = tracking_db::prepared("select seq from stream_cursors where stream = $1")
         .bind::<Text, _>(stream)
         .get_result::<CursorRow>(&mut conn)
         .await
@@ -249,7 +249,7 @@ async fn advance_cursor(
     expected: i64,
     to: i64,
 ) -> Result<(), DbError> {
-    let updated = diesel::sql_query(
+    let updated = tracking_db::prepared(
         "insert into stream_cursors (stream, seq) values ($1, $3) \
          on conflict (stream) do update set seq = excluded.seq, updated_at = now() \
          where stream_cursors.seq = $2 \

@@ -60,7 +60,7 @@ pub async fn append(
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
     // One round trip: the `gate` row (lock taken, watchers notified at commit) joins every event
     // row, so the lock is held before the first nextval.
-    let rows: Vec<SeqRow> = diesel::sql_query(
+    let rows: Vec<SeqRow> = tracking_db::prepared(
         "with gate as materialized ( \
            select pg_advisory_xact_lock(hashtext(current_schema() || '.events')) as locked, \
                   pg_notify(current_schema() || '_events', '') as notified) \
@@ -123,7 +123,7 @@ impl EventLog {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, DbError> {
         let mut conn = self.db.conn().await?;
-        let rows = diesel::sql_query(
+        let rows = tracking_db::prepared(
             "select seq, brand_id, kind, payload, created_at from events \
              where seq > $1 and ($2::bigint is null or brand_id = $2) \
              order by seq limit $3",
@@ -139,7 +139,7 @@ impl EventLog {
     /// The highest sequence number written so far (0 for an empty log).
     pub async fn head(&self) -> Result<i64, DbError> {
         let mut conn = self.db.conn().await?;
-        let row: SeqRow = diesel::sql_query("select coalesce(max(seq), 0) as seq from events")
+        let row: SeqRow = tracking_db::prepared("select coalesce(max(seq), 0) as seq from events")
             .get_result(&mut conn)
             .await?;
         Ok(row.seq)

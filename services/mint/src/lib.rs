@@ -78,7 +78,7 @@ pub struct MintArgs {
     /// Load shedding: while mint requests wait longer than this many ms for their batch, new
     /// `MintCode` and `RetryCode` calls are refused at once with RESOURCE_EXHAUSTED. `0` never
     /// refuses. `MintCodes` streams and the trigger queue always wait their turn.
-    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 50)]
+    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     pub mint_shed_after_ms: u64,
 }
 

@@ -29,7 +29,7 @@ struct Args {
     mint_linger_us: u64,
     /// While mint requests wait longer than this (ms) for their batch, new MintCode/RetryCode
     /// calls are refused with RESOURCE_EXHAUSTED (load shedding); 0 never refuses.
-    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 50)]
+    #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     mint_shed_after_ms: u64,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]

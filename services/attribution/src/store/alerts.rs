@@ -32,7 +32,7 @@ pub async fn code_counts(
     if codes.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "with k as (select * from unnest($1::bigint[], $2::bigint[], $3::date[], $4::date[])
                  as k(brand_id, code_id, first_day, last_day))
          select c.brand_id, c.code_id, null::date as day, sum(c.orders)::bigint as orders,
@@ -60,7 +60,7 @@ pub async fn count_orders(
     if counts.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into code_daily as c (brand_id, code_id, day, orders, orders_without_click)
          select b, k, d, o, w
          from unnest($1::bigint[], $2::bigint[], $3::date[], $4::bigint[], $5::bigint[])
@@ -121,7 +121,7 @@ pub async fn raise(conn: &mut AsyncPgConnection, alerts: &[AlertRow]) -> Result<
     }
     let int8 = |f: fn(&AlertRow) -> i64| alerts.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&AlertRow) -> &str| alerts.iter().map(f).collect::<Vec<&str>>();
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into code_alerts (brand_id, code_id, kind, campaign_id, creator_id, code, evidence,
              orders, orders_without_click, day, day_orders, baseline_milli)
          select b, k, kind, c, r, code, e, o, w, d, dor, bm
@@ -161,7 +161,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<AlertRow>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from code_alerts where brand_id = $1
          and ($2::bigint is null or campaign_id = $2) and ($3::bigint is null or id < $3)
          order by id desc limit $4",

@@ -49,7 +49,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result
         #[diesel(sql_type = Bool)]
         _inserted: bool,
     }
-    let inserted: Vec<Inserted> = diesel::sql_query(
+    let inserted: Vec<Inserted> = tracking_db::prepared(
         "with new as (
              insert into clicks (brand_id, click_id, code_id, integration_id, campaign_id,
                  creator_id, plan_id, clicked_at, referrer_host, country, agent_class, visitor_hash)
@@ -92,7 +92,7 @@ pub async fn by_ids(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from clicks where (brand_id, click_id) in
              (select * from unnest($1::bigint[], $2::text[]))",
     )
@@ -116,7 +116,7 @@ pub async fn clicked_before(
         #[diesel(sql_type = Bool)]
         found: bool,
     }
-    let rows: Vec<Found> = diesel::sql_query(
+    let rows: Vec<Found> = tracking_db::prepared(
         "select exists (select 1 from clicks c where c.brand_id = q.b and c.campaign_id = q.c
                  and c.creator_id = q.r and c.clicked_at between q.at - interval '30 days' and q.at)
              as found

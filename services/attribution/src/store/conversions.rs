@@ -90,7 +90,7 @@ pub async fn of_orders(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from conversions
          where (brand_id, integration_id, store_order_id) in
              (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))
@@ -137,7 +137,7 @@ pub async fn insert(
     let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
     let int4 = |f: fn(&ConversionRow) -> i32| rows.iter().map(|r| f(r)).collect::<Vec<i32>>();
     let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "insert into conversions (brand_id, integration_id, store_order_id, campaign_id,
              creator_id, code_id, plan_id, method, matched, split_rule, share_bps, shared, status,
              order_status, order_rank, currency, order_total_minor, order_refunded_minor,
@@ -210,7 +210,7 @@ pub async fn update(
     }
     let int8 = |f: fn(&ConversionRow) -> i64| rows.iter().map(|r| f(r)).collect::<Vec<i64>>();
     let text = |f: fn(&ConversionRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "update conversions c set status = u.status, order_status = u.order_status,
              order_rank = u.order_rank, order_refunded_minor = u.order_refunded_minor,
              revenue_minor = u.revenue_minor, discount_minor = u.discount_minor,
@@ -263,7 +263,7 @@ pub async fn add_adjustments(
         return Ok(());
     }
     let int8 = |f: fn(&NewAdjustment) -> i64| adjustments.iter().map(f).collect::<Vec<i64>>();
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into adjustments (brand_id, conversion_id, revenue_minor, commission_minor, reason)
          select brand_id, conversion_id, revenue_minor, commission_minor, reason
          from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[])
@@ -300,7 +300,7 @@ pub async fn adjustments(
     brand_id: i64,
     conversion_ids: &[i64],
 ) -> Result<Vec<AdjustmentRow>, DbError> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select conversion_id, revenue_minor, commission_minor, reason, at from adjustments
          where brand_id = $1 and conversion_id = any($2) order by conversion_id, id",
     )
@@ -355,7 +355,7 @@ pub async fn add_sales(
     }
     let int8 = |f: fn(&SalesDelta) -> i64| deltas.values().map(f).collect::<Vec<i64>>();
     let key = |f: fn(&SalesKey) -> i64| deltas.keys().map(f).collect::<Vec<i64>>();
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into daily_sales as d (brand_id, campaign_id, creator_id, day, currency, orders,
              code_uses, revenue_minor, discount_minor, commission_pending_minor,
              commission_approved_minor, commission_reversed_minor, commission_adjusted_minor)
@@ -399,7 +399,7 @@ pub async fn due(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<ConversionRow>, DbError> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from conversions where status = 'pending' and approve_at <= $1
          order by approve_at limit $2 for update skip locked",
     )
@@ -496,7 +496,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ConversionRow>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from conversions where brand_id = $1 and campaign_id = $2
          and ($3::bigint is null or creator_id = $3) and ($4::text is null or status = $4)
          and ($5::text is null or method = $5) and ($6::bigint is null or id < $6)

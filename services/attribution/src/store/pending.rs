@@ -17,9 +17,11 @@ pub struct Pending {
 /// a code (or click) looking for its waiting orders must not pass each other unseen in two
 /// concurrent transactions. Held until commit.
 pub async fn lock_matching(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-    diesel::sql_query("select pg_advisory_xact_lock(hashtext(current_schema() || '.matching'))")
-        .execute(conn)
-        .await?;
+    tracking_db::prepared(
+        "select pg_advisory_xact_lock(hashtext(current_schema() || '.matching'))",
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -54,7 +56,7 @@ pub async fn get(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<Keyed> = diesel::sql_query(
+    let rows: Vec<Keyed> = tracking_db::prepared(
         "select brand_id, integration_id, store_order_id, event, codes_lower, click_id
          from pending_orders
          where (brand_id, integration_id, store_order_id) in
@@ -85,7 +87,7 @@ pub async fn keep(
         .iter()
         .map(|(_, p)| encode_codes(&p.codes_lower))
         .collect();
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into pending_orders (brand_id, integration_id, store_order_id, event, codes_lower, click_id)
          select b, i, s, e, c::text[], k
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[])
@@ -120,7 +122,7 @@ pub async fn drop(conn: &mut AsyncPgConnection, orders: &[&OrderKey]) -> Result<
     if orders.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    tracking_db::prepared(
         "delete from pending_orders
          where (brand_id, integration_id, store_order_id) in
              (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))",
@@ -142,7 +144,7 @@ pub async fn take_for_codes(
     if codes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<Pending> = diesel::sql_query(
+    let rows: Vec<Pending> = tracking_db::prepared(
         "delete from pending_orders p
          using unnest($1::bigint[], $2::bigint[], $3::text[]) as w(brand_id, integration_id, code)
          where p.brand_id = w.brand_id and p.integration_id = w.integration_id
@@ -163,7 +165,7 @@ pub async fn take_for_clicks(
     brand_id: i64,
     click_ids: &[&str],
 ) -> Result<Vec<Vec<u8>>, DbError> {
-    let rows: Vec<Pending> = diesel::sql_query(
+    let rows: Vec<Pending> = tracking_db::prepared(
         "delete from pending_orders
          where brand_id = $1 and click_id <> '' and click_id = any($2)
          returning event",

@@ -40,7 +40,7 @@ pub async fn upsert_plan(
     plan: &PlanRow,
     changed_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into plans (brand_id, plan_id, integration_id, provider, commission_bps,
              commission_fixed_minor, commission_currency, attribution_window_days,
              holding_period_days, ends_at, report_visible)
@@ -77,7 +77,7 @@ async fn record_commission(
     plan: &PlanRow,
     changed_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "with last as (
              select * from plan_commissions where brand_id = $1 and plan_id = $2
              order by effective_from desc limit 1)
@@ -131,7 +131,7 @@ pub async fn commissions(
         return Ok(Vec::new());
     }
     // '-infinity' is read as the earliest time chrono knows.
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select brand_id, plan_id,
                 greatest(effective_from, '0001-01-01T00:00:00Z'::timestamptz) as effective_from,
                 commission_bps, commission_fixed_minor, commission_currency
@@ -151,7 +151,7 @@ pub async fn get_plan(
     plan_id: i64,
 ) -> Result<Option<PlanRow>, DbError> {
     let rows: Vec<PlanRow> =
-        diesel::sql_query("select * from plans where brand_id = $1 and plan_id = $2")
+        tracking_db::prepared("select * from plans where brand_id = $1 and plan_id = $2")
             .bind::<BigInt, _>(brand_id)
             .bind::<BigInt, _>(plan_id)
             .load(conn)
@@ -167,7 +167,7 @@ pub async fn plans(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from plans where (brand_id, plan_id) in
              (select * from unnest($1::bigint[], $2::bigint[]))",
     )
@@ -184,7 +184,7 @@ pub async fn upsert_campaign(
     plan_id: i64,
     archived: bool,
 ) -> Result<(), DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into campaigns (brand_id, campaign_id, plan_id, archived) values ($1, $2, $3, $4)
          on conflict (brand_id, campaign_id) do update
          set plan_id = excluded.plan_id, archived = excluded.archived",
@@ -224,7 +224,7 @@ pub async fn campaigns_of_plans(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select brand_id, plan_id, campaign_id from campaigns where (brand_id, plan_id) in
              (select * from unnest($1::bigint[], $2::bigint[]))
          order by campaign_id",
@@ -242,7 +242,7 @@ pub async fn campaign_plan(
     campaign_id: i64,
 ) -> Result<Option<i64>, DbError> {
     let mut conn = db.conn().await?;
-    let rows: Vec<Id> = diesel::sql_query(
+    let rows: Vec<Id> = tracking_db::prepared(
         "select plan_id as id from campaigns where brand_id = $1 and campaign_id = $2",
     )
     .bind::<BigInt, _>(brand_id)
@@ -298,7 +298,7 @@ pub async fn upsert_codes(
             .map(|(c, _)| f(c).to_owned())
             .collect::<Vec<_>>()
     };
-    diesel::sql_query(
+    tracking_db::prepared(
         // One statement: the former texts are read from the rows as they were before this
         // upsert (every part of a statement sees the same snapshot).
         "with input as (
@@ -374,7 +374,7 @@ pub async fn codes_matching(
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "with w(brand_id, integration_id, lower_code) as (
              select distinct * from unnest($1::bigint[], $2::bigint[], $3::text[]))
          select w.lower_code as matched, null::timestamptz as valid_until, c.*
@@ -402,7 +402,7 @@ pub async fn codes(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from codes where (brand_id, code_id) in
              (select * from unnest($1::bigint[], $2::bigint[]))",
     )
@@ -415,7 +415,7 @@ pub async fn codes(
 /// Codes changed after `version`, oldest change first (the slug cache follows them).
 pub async fn codes_after(db: &Database, version: i64, limit: i64) -> Result<Vec<CodeRow>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select * from codes where version > $1 and slug <> '' order by version limit $2",
     )
     .bind::<BigInt, _>(version)
@@ -427,7 +427,7 @@ pub async fn codes_after(db: &Database, version: i64, limit: i64) -> Result<Vec<
 /// A code by its slug (RecordClick, and a cache miss on a code the cache has not seen yet).
 pub async fn code_by_slug(db: &Database, slug: &str) -> Result<Option<CodeRow>, DbError> {
     let mut conn = db.conn().await?;
-    let rows: Vec<CodeRow> = diesel::sql_query("select * from codes where slug = $1")
+    let rows: Vec<CodeRow> = tracking_db::prepared("select * from codes where slug = $1")
         .bind::<Text, _>(slug)
         .load(&mut conn)
         .await?;

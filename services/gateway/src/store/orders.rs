@@ -100,7 +100,7 @@ async fn record_deliveries(
     }
     keys.sort();
     keys.dedup_by(|a, b| a.same_delivery(b));
-    let recorded: Vec<Recorded> = diesel::sql_query(
+    let recorded: Vec<Recorded> = tracking_db::prepared(
         "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic)
          select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
          on conflict do nothing
@@ -138,7 +138,7 @@ pub async fn delivery_seen(
         #[diesel(sql_type = diesel::sql_types::Bool)]
         seen: bool,
     }
-    let row: Seen = diesel::sql_query(
+    let row: Seen = tracking_db::prepared(
         "select exists (select 1 from webhook_deliveries
              where brand_id = $1 and integration_id = $2 and delivery_id = $3) as seen",
     )
@@ -168,7 +168,7 @@ async fn insert(
         .iter()
         .map(|(i, _)| i.order.to_proto(i.integration_id).encode_to_vec())
         .collect();
-    let inserted: Vec<Inserted> = diesel::sql_query(
+    let inserted: Vec<Inserted> = tracking_db::prepared(
         "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
          select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
                               $6::text[], $7::bytea[])
@@ -255,7 +255,7 @@ pub async fn latest(
         #[diesel(sql_type = Bytea)]
         body: Vec<u8>,
     }
-    let rows: Vec<Body> = diesel::sql_query(
+    let rows: Vec<Body> = tracking_db::prepared(
         "select body from orders
          where brand_id = $1 and integration_id = $2 and store_order_id = $3
          order by refunded_minor desc, id desc limit 1",

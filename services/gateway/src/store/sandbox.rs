@@ -66,7 +66,7 @@ pub async fn insert_new(
         titles.push(code.title);
         terms.push(code.terms);
     }
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "insert into sandbox_discounts (brand_id, integration_id, code, external_ref, title, terms) \
          select $1, $2, d.code, d.external_ref, d.title, d.terms \
          from unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) \
@@ -93,7 +93,7 @@ pub async fn held(
     integration_id: i64,
     lower_codes: &[String],
 ) -> Result<Vec<HeldCode>, DbError> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select id, code, external_ref, active from sandbox_discounts \
          where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
     )
@@ -122,7 +122,7 @@ pub async fn rename(
     lower_previous: &str,
     code: NewCode<'_>,
 ) -> Result<Option<i64>, DbError> {
-    let rows: Vec<RenamedCode> = diesel::sql_query(
+    let rows: Vec<RenamedCode> = tracking_db::prepared(
         "update sandbox_discounts \
          set code = $4, title = $5, terms = $6, active = true, disabled_at = null \
          where brand_id = $1 and integration_id = $2 and lower(code) = $3 and external_ref = $7 \
@@ -179,7 +179,7 @@ pub async fn disable(
     integration_id: i64,
     lower_codes: &[String],
 ) -> Result<Vec<String>, DbError> {
-    let rows: Vec<DisabledCode> = diesel::sql_query(
+    let rows: Vec<DisabledCode> = tracking_db::prepared(
         "update sandbox_discounts set active = false, disabled_at = coalesce(disabled_at, now()) \
          where brand_id = $1 and integration_id = $2 and lower(code) = any($3) \
          returning lower(code) as code",
@@ -226,7 +226,7 @@ pub async fn put_order(
     store_order_id: &str,
     body: &[u8],
 ) -> Result<(), DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into sandbox_orders (brand_id, integration_id, store_order_id, body)
          values ($1, $2, $3, $4)
          on conflict (brand_id, integration_id, store_order_id)
@@ -248,7 +248,7 @@ pub async fn order(
     integration_id: i64,
     store_order_id: &str,
 ) -> Result<Option<Vec<u8>>, DbError> {
-    let rows: Vec<OrderBody> = diesel::sql_query(
+    let rows: Vec<OrderBody> = tracking_db::prepared(
         "select body from sandbox_orders
          where brand_id = $1 and integration_id = $2 and store_order_id = $3",
     )
@@ -268,7 +268,7 @@ pub async fn orders_since(
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Vec<u8>>, DbError> {
-    let rows: Vec<OrderBody> = diesel::sql_query(
+    let rows: Vec<OrderBody> = tracking_db::prepared(
         "select body from sandbox_orders
          where brand_id = $1 and integration_id = $2 and updated_at >= $3
          order by updated_at, store_order_id limit $4",

@@ -115,7 +115,7 @@ pub async fn reserve(conn: &mut AsyncPgConnection, rows: &[NewCode]) -> Result<V
            $11::text[], $12::timestamptz[]) \
          on conflict do nothing returning {COLUMNS}"
     );
-    let inserted: Vec<CodeRow> = diesel::sql_query(sql)
+    let inserted: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(col(|r| r.brand_id))
         .bind::<Array<BigInt>, _>(col(|r| r.campaign_id))
         .bind::<Array<BigInt>, _>(col(|r| r.creator_id))
@@ -160,7 +160,7 @@ pub async fn live_for(
          where status <> 'disabled' and (brand_id, campaign_id, creator_id) in \
            (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
@@ -187,7 +187,7 @@ pub async fn holders(
         creator_id: i64,
     }
     let lower: Vec<String> = codes.iter().map(|c| c.to_lowercase()).collect();
-    let rows: Vec<Holder> = diesel::sql_query(
+    let rows: Vec<Holder> = tracking_db::prepared(
         "select lower(code) as code, campaign_id, creator_id from codes \
          where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
     )
@@ -210,7 +210,7 @@ pub async fn get(
 ) -> Result<Option<Code>, Error> {
     let lock = if for_update { " for update" } else { "" };
     let sql = format!("select {COLUMNS} from codes where brand_id = $1 and id = $2{lock}");
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(id)
         .load(conn)
@@ -228,7 +228,7 @@ pub async fn resolve(
         "select {COLUMNS} from codes where brand_id = $1 and integration_id = $2 \
          and lower(code) = lower($3)"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(integration_id)
         .bind::<Text, _>(code)
@@ -252,7 +252,7 @@ pub async fn list(
          and ($3::bigint is null or creator_id = $3) and ($4::text is null or status = $4) \
          and id > $5 order by id limit $6"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(campaign_id)
         .bind::<Nullable<BigInt>, _>(creator_id)
@@ -289,7 +289,7 @@ pub async fn rename(
            and o.id <> $2) \
          returning {COLUMNS}"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(code.brand_id)
         .bind::<BigInt, _>(code.id)
         .bind::<Text, _>(to)
@@ -313,7 +313,7 @@ pub async fn set_status(
         "update codes set status = $3, store_error = '', updated_at = now() \
          where brand_id = $1 and id = any($2) returning {COLUMNS}"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<Array<BigInt>, _>(ids)
         .bind::<Text, _>(status.as_str())
@@ -333,7 +333,7 @@ pub async fn live_of_creator(
         "select {COLUMNS} from codes where brand_id = $1 and campaign_id = $2 \
          and creator_id = $3 and status <> 'disabled' for update"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(campaign_id)
         .bind::<BigInt, _>(creator_id)
@@ -362,7 +362,7 @@ async fn due_pending(
         "select {COLUMNS} from codes where status = 'pending' and {which} \
          and next_push_at <= now() order by next_push_at limit $1 for update skip locked"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
@@ -382,7 +382,7 @@ pub async fn set_links(
          from unnest($2::bigint[], $3::text[], $4::text[]) as l(code_id, affiliate, destination) \
          where brand_id = $1 and id = l.code_id and status = 'pending' returning {COLUMNS}"
     );
-    let rows: Vec<CodeRow> = diesel::sql_query(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<Array<BigInt>, _>(links.iter().map(|l| l.0).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(links.iter().map(|l| l.1.as_str()).collect::<Vec<_>>())
@@ -400,7 +400,7 @@ pub async fn push_failed(
     error: &str,
     retry_in_secs: i64,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update codes set store_error = $3, push_attempts = push_attempts + 1, \
            next_push_at = now() + make_interval(secs => least($4 * power(2, least(push_attempts, 6)), 300)), \
            updated_at = now() \
@@ -422,7 +422,7 @@ pub async fn queue_store_disable(
     integration_id: i64,
     code: &str,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into store_disables (brand_id, integration_id, code) values ($1, $2, $3) \
          on conflict (brand_id, integration_id, code) do update set next_at = now()",
     )
@@ -448,7 +448,7 @@ pub async fn due_store_disables(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<StoreDisable>, Error> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select brand_id, integration_id, code from store_disables where next_at <= now() \
          order by next_at limit $1 for update skip locked",
     )
@@ -462,7 +462,7 @@ pub async fn store_disable_done(
     conn: &mut AsyncPgConnection,
     item: &StoreDisable,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "delete from store_disables where brand_id = $1 and integration_id = $2 and code = $3",
     )
     .bind::<BigInt, _>(item.brand_id)
@@ -478,7 +478,7 @@ pub async fn store_disable_failed(
     item: &StoreDisable,
     error: &str,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update store_disables set attempts = attempts + 1, last_error = $4, \
            next_at = now() + make_interval(secs => least(power(2, least(attempts, 11)), 3600)) \
          where brand_id = $1 and integration_id = $2 and code = $3",

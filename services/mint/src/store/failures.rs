@@ -13,7 +13,7 @@ pub async fn record(
     key: (i64, i64, i64),
     failure: &Failure,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into mint_failures (brand_id, campaign_id, creator_id, reason, fields, message) \
          values ($1, $2, $3, $4, $5, $6) \
          on conflict (brand_id, campaign_id, creator_id) do update set reason = excluded.reason, \
@@ -36,7 +36,7 @@ pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Re
     if keys.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    tracking_db::prepared(
         "delete from mint_failures where (brand_id, campaign_id, creator_id) in \
            (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
     )
@@ -76,7 +76,7 @@ pub async fn get(
     conn: &mut AsyncPgConnection,
     key: (i64, i64, i64),
 ) -> Result<Option<FailureRow>, Error> {
-    let rows: Vec<FailureRow> = diesel::sql_query(
+    let rows: Vec<FailureRow> = tracking_db::prepared(
         "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
          from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id = $3",
     )
@@ -96,7 +96,7 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<FailureRow>, Error> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
          from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id > $3 \
          order by creator_id limit $4",

@@ -11,7 +11,7 @@ pub async fn notify_work(
     conn: &mut diesel_async::AsyncPgConnection,
 ) -> Result<(), crate::error::Error> {
     use diesel_async::RunQueryDsl;
-    diesel::sql_query("select pg_notify(current_schema() || '_work', '')")
+    tracking_db::prepared("select pg_notify(current_schema() || '_work', '')")
         .execute(conn)
         .await?;
     Ok(())

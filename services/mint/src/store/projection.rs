@@ -13,7 +13,7 @@ fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, Error> {
 }
 
 pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived) \
          values ($1, $2, $3, $4, $5, $6, $7, $8) \
          on conflict (brand_id, id) do update set name = excluded.name, \
@@ -77,7 +77,7 @@ pub async fn get_plan(
     brand_id: i64,
     id: i64,
 ) -> Result<Option<Plan>, Error> {
-    let rows: Vec<PlanRow> = diesel::sql_query(
+    let rows: Vec<PlanRow> = tracking_db::prepared(
         "select brand_id, id, name, integration_id, provider, terms, code_trigger, archived \
          from plans where brand_id = $1 and id = $2",
     )
@@ -92,7 +92,7 @@ pub async fn upsert_campaign(
     conn: &mut AsyncPgConnection,
     campaign: &Campaign,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into campaigns (brand_id, id, name, plan_id, archived) values ($1, $2, $3, $4, $5) \
          on conflict (brand_id, id) do update set name = excluded.name, \
            plan_id = excluded.plan_id, archived = excluded.archived",
@@ -126,7 +126,7 @@ pub async fn get_campaign(
     brand_id: i64,
     id: i64,
 ) -> Result<Option<Campaign>, Error> {
-    let rows: Vec<CampaignRow> = diesel::sql_query(
+    let rows: Vec<CampaignRow> = tracking_db::prepared(
         "select brand_id, id, name, plan_id, archived from campaigns where brand_id = $1 and id = $2",
     )
     .bind::<BigInt, _>(brand_id)
@@ -157,7 +157,7 @@ pub async fn upsert_roster(
     profile: &Profile,
     status: RosterStatus,
 ) -> Result<Option<RosterStatus>, Error> {
-    let previous: Vec<StatusRow> = diesel::sql_query(
+    let previous: Vec<StatusRow> = tracking_db::prepared(
         "select status from roster where brand_id = $1 and campaign_id = $2 and creator_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
@@ -165,7 +165,7 @@ pub async fn upsert_roster(
     .bind::<BigInt, _>(creator_id)
     .load(conn)
     .await?;
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
          values ($1, $2, $3, $4, $5) \
          on conflict (brand_id, campaign_id, creator_id) do update set \
@@ -194,7 +194,7 @@ pub async fn enqueue_missing(
     statuses: &[RosterStatus],
 ) -> Result<usize, Error> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
-    let queued = diesel::sql_query(
+    let queued = tracking_db::prepared(
         "insert into mint_queue (brand_id, campaign_id, creator_id) \
          select r.brand_id, r.campaign_id, r.creator_id from roster r \
          join campaigns c on c.brand_id = r.brand_id and c.id = r.campaign_id \
@@ -224,7 +224,7 @@ pub async fn enqueue(
     campaign_id: i64,
     creator_id: i64,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into mint_queue (brand_id, campaign_id, creator_id) values ($1, $2, $3) \
          on conflict (brand_id, campaign_id, creator_id) do update \
            set enqueued_at = clock_timestamp(), claimed_until = null",
@@ -265,7 +265,7 @@ pub async fn contexts(
     let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let campaigns: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let creators: Vec<i64> = keys.iter().map(|k| k.2).collect();
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select q.i, c.name as campaign_name, c.archived as campaign_archived, c.plan_id, \
                 r.profile, r.status as roster_status, \
                 exists(select 1 from mint_failures f where f.brand_id = q.brand_id \
@@ -288,7 +288,7 @@ pub async fn contexts(
 pub async fn plans(conn: &mut AsyncPgConnection, keys: &[(i64, i64)]) -> Result<Vec<Plan>, Error> {
     let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let ids: Vec<i64> = keys.iter().map(|k| k.1).collect();
-    let rows: Vec<PlanRow> = diesel::sql_query(
+    let rows: Vec<PlanRow> = tracking_db::prepared(
         "select p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, \
                 p.archived \
          from plans p join unnest($1::bigint[], $2::bigint[]) as q(brand_id, id) \
@@ -317,7 +317,7 @@ pub async fn roster_page(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<RosterRow>, Error> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select creator_id, profile from roster where brand_id = $1 and campaign_id = $2 \
          and status <> 'removed' and creator_id > $3 order by creator_id limit $4",
     )
@@ -340,7 +340,7 @@ pub async fn roster_size(
     brand_id: i64,
     campaign_id: i64,
 ) -> Result<i64, Error> {
-    let row: CountRow = diesel::sql_query(
+    let row: CountRow = tracking_db::prepared(
         "select count(*) as n from roster where brand_id = $1 and campaign_id = $2 and status <> 'removed'",
     )
     .bind::<BigInt, _>(brand_id)

@@ -26,7 +26,7 @@ pub async fn claim(
     limit: i64,
     claim_secs: i64,
 ) -> Result<Vec<Claimed>, Error> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "update mint_queue q set claimed_until = now() + make_interval(secs => $2) \
          from (select brand_id, campaign_id, creator_id from mint_queue \
                where claimed_until is null or claimed_until < now() \
@@ -46,7 +46,7 @@ pub async fn settle(conn: &mut AsyncPgConnection, entries: &[Claimed]) -> Result
     if entries.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    tracking_db::prepared(
         "delete from mint_queue q using unnest($1::bigint[], $2::bigint[], $3::bigint[], \
            $4::timestamptz[]) as s(brand_id, campaign_id, creator_id, enqueued_at) \
          where q.brand_id = s.brand_id and q.campaign_id = s.campaign_id \
@@ -70,7 +70,7 @@ pub async fn release(
     if entries.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
+    tracking_db::prepared(
         "update mint_queue q set claimed_until = now() + make_interval(secs => $5) \
          from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
            as s(brand_id, campaign_id, creator_id, enqueued_at) \
