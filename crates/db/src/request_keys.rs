@@ -35,7 +35,7 @@ pub async fn claim(
     rpc: &str,
     request_id: &str,
 ) -> Result<Claim, DbError> {
-    let inserted = diesel::sql_query(
+    let inserted = crate::prepared(
         "insert into request_keys (brand_id, rpc, request_id) values ($1, $2, $3) \
          on conflict do nothing returning resource_id",
     )
@@ -48,7 +48,7 @@ pub async fn claim(
     if inserted.is_some() {
         return Ok(Claim::New);
     }
-    let existing = diesel::sql_query(
+    let existing = crate::prepared(
         "select resource_id from request_keys where brand_id = $1 and rpc = $2 and request_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
@@ -70,7 +70,7 @@ pub async fn complete(
     request_id: &str,
     resource_id: i64,
 ) -> Result<(), DbError> {
-    diesel::sql_query(
+    crate::prepared(
         "update request_keys set resource_id = $4 where brand_id = $1 and rpc = $2 and request_id = $3",
     )
     .bind::<BigInt, _>(brand_id)

@@ -339,7 +339,7 @@ mod tests {
 
     /// Creator 42's daily figures per campaign (every day and currency added up).
     async fn figures(conn: &mut AsyncPgConnection) -> Vec<Figures> {
-        diesel::sql_query(
+        tracking_db::prepared(
             "select campaign_id, sum(orders)::bigint as orders, sum(revenue_minor)::bigint as revenue,
                  sum(commission_pending_minor)::bigint as pending,
                  sum(commission_approved_minor)::bigint as approved,

@@ -110,7 +110,7 @@ pub async fn claim(
     until: DateTime<Utc>,
 ) -> Result<Option<Option<serde_json::Value>>, DbError> {
     let mut conn = db.conn().await?;
-    let rows: Vec<Claimed> = diesel::sql_query(
+    let rows: Vec<Claimed> = tracking_db::prepared(
         "insert into integration_jobs as j (brand_id, integration_id, job, leased_until)
          values ($1, $2, $3, $4)
          on conflict (brand_id, integration_id, job) do update set leased_until = excluded.leased_until
@@ -139,7 +139,7 @@ async fn release<P: Serialize>(
         .transpose()
         .map_err(|err| DbError::Other(format!("{} progress: {err}", job.name)))?;
     let mut conn = db.conn().await?;
-    diesel::sql_query(
+    tracking_db::prepared(
         "update integration_jobs set leased_until = null, progress = coalesce($4, progress)
          where brand_id = $1 and integration_id = $2 and job = $3",
     )

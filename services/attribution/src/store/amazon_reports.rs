@@ -73,7 +73,7 @@ const COLUMNS: &str = "id, brand_id, integration_id, tag_campaign_id, creator_id
 /// campaign's plan is unknown and that plan arriving (`reprice`) must not pass each other unseen
 /// in two concurrent transactions. Held until commit.
 pub async fn lock_pricing(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "select pg_advisory_xact_lock(hashtext(current_schema() || '.report_pricing'))",
     )
     .execute(conn)
@@ -86,7 +86,7 @@ pub async fn applied(
     conn: &mut AsyncPgConnection,
     key: &RowKey,
 ) -> Result<Vec<ReportSale>, DbError> {
-    Ok(diesel::sql_query(format!(
+    Ok(tracking_db::prepared(format!(
         "select {COLUMNS} from report_sales
          where brand_id = $1 and integration_id = $2 and tag_campaign_id = $3 and creator_id = $4
            and day = $5
@@ -108,7 +108,7 @@ pub async fn replace(
     key: &RowKey,
     sales: &[ReportSale],
 ) -> Result<Vec<ReportSale>, DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "delete from report_sales
          where brand_id = $1 and integration_id = $2 and tag_campaign_id = $3 and creator_id = $4
            and day = $5 and campaign_id <> all($6)",
@@ -131,7 +131,7 @@ pub async fn replace(
 /// Inserts `sale`, or updates the stored one of its row and campaign (keeping its id); returns
 /// it as stored.
 pub async fn save(conn: &mut AsyncPgConnection, sale: &ReportSale) -> Result<ReportSale, DbError> {
-    Ok(diesel::sql_query(format!(
+    Ok(tracking_db::prepared(format!(
         "insert into report_sales (brand_id, integration_id, tag_campaign_id, creator_id, day,
              campaign_id, plan_id, revision, currency, purchases, sales_minor, commission_minor,
              commission_currency, status, approved_commission_minor, approve_on, shared, priced)
@@ -175,7 +175,7 @@ pub async fn due(
     today: NaiveDate,
     limit: i64,
 ) -> Result<Vec<ReportSale>, DbError> {
-    Ok(diesel::sql_query(format!(
+    Ok(tracking_db::prepared(format!(
         "select {COLUMNS} from report_sales
          where status = 'pending' and approve_on <= $1 and priced
          order by approve_on limit $2 for update skip locked"
@@ -197,12 +197,13 @@ pub async fn plan_of_campaign(
         #[diesel(sql_type = BigInt)]
         plan_id: i64,
     }
-    let rows: Vec<Plan> =
-        diesel::sql_query("select plan_id from campaigns where brand_id = $1 and campaign_id = $2")
-            .bind::<BigInt, _>(brand_id)
-            .bind::<BigInt, _>(campaign_id)
-            .load(conn)
-            .await?;
+    let rows: Vec<Plan> = tracking_db::prepared(
+        "select plan_id from campaigns where brand_id = $1 and campaign_id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().next().map(|row| row.plan_id))
 }
 
@@ -220,7 +221,7 @@ pub async fn unpriced(conn: &mut AsyncPgConnection, brand_id: i64) -> Result<Vec
         #[diesel(sql_type = Date)]
         day: NaiveDate,
     }
-    let keys: Vec<Key> = diesel::sql_query(
+    let keys: Vec<Key> = tracking_db::prepared(
         "select distinct s.integration_id, s.tag_campaign_id, s.creator_id, s.day
          from report_sales s
              join campaigns c on c.brand_id = s.brand_id and c.campaign_id = s.tag_campaign_id
@@ -255,7 +256,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ReportSale>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(format!(
+    Ok(tracking_db::prepared(format!(
         "select {COLUMNS} from report_sales where brand_id = $1 and campaign_id = $2
          and ($3::bigint is null or creator_id = $3) and ($4::text is null or status = $4)
          and ($5::bigint is null or id < $5)

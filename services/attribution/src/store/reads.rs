@@ -48,7 +48,7 @@ pub async fn sales(
     (from, to): (NaiveDate, NaiveDate),
 ) -> Result<Vec<SalesDay>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select day, currency, sum(orders)::bigint as orders, sum(code_uses)::bigint as code_uses,
              sum(revenue_minor)::bigint as revenue_minor, sum(discount_minor)::bigint as discount_minor,
              sum(commission_pending_minor)::bigint as pending_minor,
@@ -78,7 +78,7 @@ pub async fn clicks(
     (from, to): (NaiveDate, NaiveDate),
 ) -> Result<Vec<ClicksDay>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select day, sum(clicks)::bigint as clicks from daily_clicks
          where brand_id = $1 and campaign_id = $2 and ($3::bigint is null or creator_id = $3)
            and day between $4 and $5

@@ -50,7 +50,7 @@ pub async fn tags(
     integration_id: i64,
     subjects: &[TagSubject],
 ) -> Result<Vec<TagRow>, DbError> {
-    Ok(diesel::sql_query(
+    Ok(tracking_db::prepared(
         "select campaign_id, creator_id, tag_campaign_id, tag_ad_group_id, tag_creative_id, tag,
              created_at
          from attribution_tags
@@ -75,7 +75,7 @@ pub async fn insert_tags(
 ) -> Result<(), DbError> {
     let text =
         |f: fn(&(TagSubject, TagIds, String)) -> &str| tags.iter().map(f).collect::<Vec<&str>>();
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into attribution_tags (brand_id, integration_id, campaign_id, creator_id,
              tag_campaign_id, tag_ad_group_id, tag_creative_id, tag)
          select $1, $2, * from unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[],
@@ -179,7 +179,7 @@ pub async fn store_report(
     days: (NaiveDate, NaiveDate),
     rows: &[ReportRow],
 ) -> Result<Stored, DbError> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "select 1 from integrations where brand_id = $1 and id = $2 for no key update",
     )
     .bind::<BigInt, _>(brand_id)
@@ -188,7 +188,7 @@ pub async fn store_report(
     .await?;
     let rows = merged(rows);
     let text = |f: fn(&ReportRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let changed: Vec<ReportRowRecord> = diesel::sql_query(format!(
+    let changed: Vec<ReportRowRecord> = tracking_db::prepared(format!(
         "insert into amazon_report_rows as r (brand_id, integration_id, tag_campaign_id,
              tag_ad_group_id, tag_creative_id, day, purchases, sales_minor, currency, campaign_id,
              creator_id)
@@ -220,7 +220,7 @@ pub async fn store_report(
     .bind::<Array<Text>, _>(text(|r| &r.currency))
     .load(conn)
     .await?;
-    let dropped: Vec<ReportRowRecord> = diesel::sql_query(format!(
+    let dropped: Vec<ReportRowRecord> = tracking_db::prepared(format!(
         "update amazon_report_rows r set purchases = 0, sales_minor = 0,
              revision = r.revision + 1, imported_at = now()
          where r.brand_id = $1 and r.integration_id = $2 and r.day between $3 and $4
@@ -306,7 +306,7 @@ pub async fn list_report_rows(
     limit: i64,
 ) -> Result<Vec<ReportRowRecord>, DbError> {
     let mut conn = db.conn().await?;
-    Ok(diesel::sql_query(format!(
+    Ok(tracking_db::prepared(format!(
         "select {ROW_COLUMNS} from amazon_report_rows
          where brand_id = $1 and integration_id = $2 and id > $3 order by id limit $4"
     ))

@@ -61,12 +61,13 @@ struct IdRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, brand_id: i64, name: &str) -> Result<i64, Error> {
-    let row: IdRow =
-        diesel::sql_query("insert into campaigns (brand_id, name) values ($1, $2) returning id")
-            .bind::<BigInt, _>(brand_id)
-            .bind::<Text, _>(name)
-            .get_result(conn)
-            .await?;
+    let row: IdRow = tracking_db::prepared(
+        "insert into campaigns (brand_id, name) values ($1, $2) returning id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<Text, _>(name)
+    .get_result(conn)
+    .await?;
     Ok(row.id)
 }
 
@@ -83,7 +84,7 @@ pub async fn get(
         Lock::ForUpdate => " for update of c",
     };
     let sql = format!("{SELECT} where c.brand_id = $1 and c.id = $2{lock}");
-    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+    let rows: Vec<CampaignRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(id)
         .load(conn)
@@ -105,7 +106,7 @@ pub async fn list(
          and ($3::bigint is null or c.plan_id = $3) \
          and ($4::bigint is null or c.id < $4) order by c.id desc limit $5"
     );
-    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+    let rows: Vec<CampaignRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<Bool, _>(include_archived)
         .bind::<Nullable<BigInt>, _>(plan_id)
@@ -123,7 +124,7 @@ pub async fn using_plan(
     plan_id: i64,
 ) -> Result<Vec<Campaign>, Error> {
     let sql = format!("{SELECT} where c.brand_id = $1 and c.plan_id = $2 order by c.id");
-    let rows: Vec<CampaignRow> = diesel::sql_query(sql)
+    let rows: Vec<CampaignRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(plan_id)
         .load(conn)
@@ -137,7 +138,7 @@ pub async fn set_plan(
     id: i64,
     plan_id: i64,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update campaigns set plan_id = $3, updated_at = now() where brand_id = $1 and id = $2",
     )
     .bind::<BigInt, _>(brand_id)
@@ -153,7 +154,7 @@ pub async fn start_outreach(
     brand_id: i64,
     id: i64,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update campaigns set outreach_started_at = now(), updated_at = now() \
          where brand_id = $1 and id = $2 and outreach_started_at is null",
     )
@@ -165,7 +166,7 @@ pub async fn start_outreach(
 }
 
 pub async fn archive(conn: &mut AsyncPgConnection, brand_id: i64, id: i64) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update campaigns set archived_at = now(), updated_at = now() \
          where brand_id = $1 and id = $2 and archived_at is null",
     )

@@ -89,7 +89,7 @@ struct IdRow {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, plan: &NewPlan<'_>) -> Result<i64, Error> {
-    let row: IdRow = diesel::sql_query(
+    let row: IdRow = tracking_db::prepared(
         "insert into plans (brand_id, name, integration_id, provider, terms, code_trigger, report_visible) \
          values ($1, $2, $3, $4, $5, $6, $7) returning id",
     )
@@ -112,7 +112,7 @@ pub async fn get(
     lock: Lock,
 ) -> Result<Option<Plan>, Error> {
     let sql = format!("{SELECT} where p.brand_id = $1 and p.id = $2{}", lock.sql());
-    let rows: Vec<PlanRow> = diesel::sql_query(sql)
+    let rows: Vec<PlanRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(id)
         .load(conn)
@@ -132,7 +132,7 @@ pub async fn list(
         "{SELECT} where p.brand_id = $1 and ($2 or p.archived_at is null) \
          and ($3::bigint is null or p.id < $3) order by p.id desc limit $4"
     );
-    let rows: Vec<PlanRow> = diesel::sql_query(sql)
+    let rows: Vec<PlanRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<Bool, _>(include_archived)
         .bind::<Nullable<BigInt>, _>(before)
@@ -149,7 +149,7 @@ pub async fn update_terms(
     name: &str,
     terms: &Terms,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update plans set name = $3, terms = $4, updated_at = now() where brand_id = $1 and id = $2",
     )
     .bind::<BigInt, _>(brand_id)
@@ -168,7 +168,7 @@ pub async fn set_settings(
     code_trigger: CodeTrigger,
     report_visible: bool,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update plans set code_trigger = $3, report_visible = $4, updated_at = now() \
          where brand_id = $1 and id = $2",
     )
@@ -182,7 +182,7 @@ pub async fn set_settings(
 }
 
 pub async fn archive(conn: &mut AsyncPgConnection, brand_id: i64, id: i64) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update plans set archived_at = now(), updated_at = now() \
          where brand_id = $1 and id = $2 and archived_at is null",
     )

@@ -72,7 +72,7 @@ pub async fn get(
         "{SELECT} where brand_id = $1 and campaign_id = $2 and creator_id = $3{}",
         lock.sql()
     );
-    let rows: Vec<EntryRow> = diesel::sql_query(sql)
+    let rows: Vec<EntryRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(campaign_id)
         .bind::<BigInt, _>(creator_id)
@@ -93,7 +93,7 @@ pub async fn upsert(
     profile: &Profile,
     status: RosterStatus,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "insert into roster (brand_id, campaign_id, creator_id, profile, status, approved_at) \
          values ($1, $2, $3, $4, $5, case when $5 = 'approved' then now() end) \
          on conflict (brand_id, campaign_id, creator_id) do update set \
@@ -117,7 +117,7 @@ pub async fn set_status(
     creator_id: i64,
     status: RosterStatus,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update roster set status = $4, updated_at = now(), \
            approved_at = case when $4 = 'approved' then now() else approved_at end, \
            removed_at = case when $4 = 'removed' then now() else removed_at end \
@@ -139,7 +139,7 @@ pub async fn set_profile(
     creator_id: i64,
     profile: &Profile,
 ) -> Result<(), Error> {
-    diesel::sql_query(
+    tracking_db::prepared(
         "update roster set profile = $4, updated_at = now() \
          where brand_id = $1 and campaign_id = $2 and creator_id = $3",
     )
@@ -166,7 +166,7 @@ pub async fn list(
          and ($3::text is null or status = $3) and creator_id > $4 \
          order by creator_id limit $5"
     );
-    let rows: Vec<EntryRow> = diesel::sql_query(sql)
+    let rows: Vec<EntryRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(campaign_id)
         .bind::<Nullable<Text>, _>(status.map(RosterStatus::as_str))
