@@ -543,10 +543,21 @@ pub async fn set_up(
     }
     bar.await?;
 
-    // Wait until the mint service's projection knows the last creator (it applies in order).
+    // Wait until the mint service's projection knows the last creator (it applies in order);
+    // a large roster takes a while, so the wait grows with it (2 minutes, plus 2 ms a creator).
     let mut mint = CodeMintServiceClient::new(channel);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let waiting = Instant::now();
+    let deadline =
+        waiting + Duration::from_secs(120) + Duration::from_millis(creators.saturating_mul(2));
+    let mut told = waiting;
     loop {
+        if told.elapsed() >= Duration::from_secs(5) {
+            told = Instant::now();
+            eprintln!(
+                "set-up: waiting for CodeMintService to apply the roster ({} s)",
+                waiting.elapsed().as_secs()
+            );
+        }
         let result = mint
             .mint_code(authed(
                 MintCodeRequest {
