@@ -55,8 +55,13 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
 }
 
 async fn serve(url: String) -> TestServer {
-    TestServer::spawn(move |grpc, http, shutdown| trackd::run(config(&url), grpc, http, shutdown))
-        .await
+    serve_with(url, |_| {}).await
+}
+
+async fn serve_with(url: String, tune: impl FnOnce(&mut trackd::SuiteConfig)) -> TestServer {
+    let mut config = config(&url);
+    tune(&mut config);
+    TestServer::spawn(move |grpc, http, shutdown| trackd::run(config, grpc, http, shutdown)).await
 }
 
 impl Suite {
@@ -84,8 +89,13 @@ impl Suite {
     }
 
     pub async fn start() -> Suite {
+        Self::start_with(|_| {}).await
+    }
+
+    /// The suite with its test configuration changed by `tune` (a tighter limit, say).
+    pub async fn start_with(tune: impl FnOnce(&mut trackd::SuiteConfig)) -> Suite {
         let db = TestDb::new(trackd::SCHEMAS).await;
-        let server = serve(db.url().to_owned()).await;
+        let server = serve_with(db.url().to_owned(), tune).await;
         Suite { db, server }
     }
 

@@ -1395,3 +1395,116 @@ async fn watch_codes_replays_and_follows_live() {
         .expect_err("bad cursor");
     assert_eq!(other_brand.code(), Status::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_flood_of_mints_is_shed_at_once_and_a_refused_call_mints_nothing() {
+    use std::collections::{HashMap, HashSet};
+    use tracking_api::plan::v1::{AddCreatorsRequest, NewRosterEntry};
+
+    // Shed as soon as requests wait more than 1 ms for their batch: a flood overloads that.
+    let suite = Suite::start_with(|config| config.mint_shed_after_ms = 1).await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    const CREATORS: i64 = 200;
+    suite
+        .plan()
+        .add_creators(authed(
+            AddCreatorsRequest {
+                campaign_id: s.campaign,
+                creators: (1..=CREATORS)
+                    .map(|n| NewRosterEntry {
+                        creator_id: n,
+                        profile: Some(profile("Flo", "Od", &format!("flood{n}"))),
+                        // Not approved: nothing mints them but the calls below.
+                        approved: false,
+                    })
+                    .collect(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("add creators: {s}"));
+    mint_when_known(&suite, &token, s.campaign, CREATORS)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Waves of concurrent MintCode calls for every creator, until some are refused.
+    let mut answered: HashMap<i64, Vec<Result<String, tonic::Status>>> = HashMap::new();
+    let mut refused = 0;
+    for _wave in 0..20 {
+        let calls: Vec<_> = (1..CREATORS)
+            .map(|creator| {
+                let mut client = suite.mint();
+                let token = token.clone();
+                let campaign = s.campaign;
+                tokio::spawn(async move {
+                    let answer = client
+                        .mint_code(authed(
+                            MintCodeRequest {
+                                campaign_id: campaign,
+                                creator_id: creator,
+                            },
+                            &token,
+                        ))
+                        .await
+                        .map(|r| r.into_inner().code.unwrap_or_default().code);
+                    (creator, answer)
+                })
+            })
+            .collect();
+        for call in calls {
+            let (creator, answer) = call.await.unwrap_or_else(|e| panic!("{e}"));
+            if let Err(status) = &answer {
+                assert_eq!(status.code(), Status::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("retry with backoff"),
+                    "{}",
+                    status.message()
+                );
+                refused += 1;
+            }
+            answered.entry(creator).or_default().push(answer);
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no call was refused by a 1 ms limit");
+
+    // Exactly the creators with an OK answer have a code, each the one they were given.
+    let stored: HashMap<i64, String> = codes_of(&suite, &token, s.campaign)
+        .await
+        .into_iter()
+        .filter(|c| c.status != CodeStatus::Disabled as i32)
+        .map(|c| (c.creator_id, c.code))
+        .collect();
+    let served: HashSet<i64> = answered
+        .iter()
+        .filter(|(_, answers)| answers.iter().any(Result::is_ok))
+        .map(|(creator, _)| *creator)
+        .collect();
+    // The creator minted by `mint_when_known` while waiting for the roster has one too.
+    let expected: HashSet<i64> = served.iter().copied().chain([CREATORS]).collect();
+    assert_eq!(stored.keys().copied().collect::<HashSet<_>>(), expected);
+    for (creator, answers) in &answered {
+        for code in answers.iter().flatten() {
+            assert_eq!(stored.get(creator), Some(code), "creator {creator}");
+        }
+    }
+    // The flood over, a refused creator mints at once.
+    let Some(turned_away) = (1..CREATORS).find(|c| !served.contains(c)) else {
+        return; // every refused creator was served in a later wave
+    };
+    let (code, created) = mint(&suite, &token, s.campaign, turned_away)
+        .await
+        .unwrap_or_else(|e| panic!("after the flood: {e}"));
+    assert!(created);
+    assert_eq!(code.creator_id, turned_away);
+}
