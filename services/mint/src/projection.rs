@@ -3,6 +3,8 @@
 //! disable a removed creator's code, retry a failure a profile fix may have solved. Runs inside
 //! the stream consumer's transaction, so each event is applied exactly once.
 
+use std::collections::HashMap;
+
 use diesel_async::AsyncPgConnection;
 use tracking_api::mint::v1::CodeEventKind;
 use tracking_api::plan::v1::{EventKind, PlanEvent, plan_event::Subject};
@@ -23,28 +25,99 @@ impl Apply<PlanEvent> for Projector {
     fn apply<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        _seq: i64,
+        seq: i64,
         event: &'a PlanEvent,
     ) -> BoxFuture<'a, Result<(), DbError>> {
         Box::pin(async move {
-            self.apply_event(conn, event)
+            self.apply_events(conn, std::iter::once((seq, event)))
                 .await
-                .map_err(|err| match err {
-                    Error::Unavailable(why) => DbError::Unavailable(why),
-                    other => DbError::Other(other.to_string()),
-                })
+                .map_err(db_error)
+        })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        events: &'a [(i64, PlanEvent)],
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            self.apply_events(conn, events.iter().map(|(seq, e)| (*seq, e)))
+                .await
+                .map_err(db_error)
         })
     }
 }
 
+fn db_error(err: Error) -> DbError {
+    match err {
+        Error::Unavailable(why) => DbError::Unavailable(why),
+        other => DbError::Other(other.to_string()),
+    }
+}
+
+/// What applying a batch of events (one transaction) remembers between them.
+#[derive(Default)]
+struct Batch {
+    /// Each campaign's plan trigger (`None`: no plan), read once per batch: a roster is added
+    /// in bulk, so a batch is mostly one campaign's entries. Forgotten at any plan or campaign
+    /// event, which may change it.
+    triggers: HashMap<(i64, i64), Option<Trigger>>,
+    /// Creators queued to mint: the mint queue is notified once, if any.
+    queued: usize,
+}
+
 impl Projector {
+    /// Applies events in order, as one at a time would; the mint queue is told once.
+    async fn apply_events<'e>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: impl Iterator<Item = (i64, &'e PlanEvent)>,
+    ) -> Result<(), Error> {
+        let mut batch = Batch::default();
+        for (_, event) in events {
+            self.apply_event(conn, event, &mut batch).await?;
+        }
+        if batch.queued > 0 {
+            notify_work(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The trigger of the plan `campaign` follows, if it has one.
+    async fn trigger_of(
+        conn: &mut AsyncPgConnection,
+        batch: &mut Batch,
+        brand_id: i64,
+        campaign_id: i64,
+    ) -> Result<Option<Trigger>, Error> {
+        if let Some(known) = batch.triggers.get(&(brand_id, campaign_id)) {
+            return Ok(*known);
+        }
+        let campaign = projection::get_campaign(conn, brand_id, campaign_id).await?;
+        let trigger = match campaign.and_then(|c| c.plan_id) {
+            Some(plan_id) => projection::get_plan(conn, brand_id, plan_id)
+                .await?
+                .map(|p| p.trigger),
+            None => None,
+        };
+        batch.triggers.insert((brand_id, campaign_id), trigger);
+        Ok(trigger)
+    }
+
     async fn apply_event(
         &self,
         conn: &mut AsyncPgConnection,
         event: &PlanEvent,
+        batch: &mut Batch,
     ) -> Result<(), Error> {
         let brand_id = event.brand_id;
         let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
+        if matches!(
+            event.subject,
+            Some(Subject::Plan(_)) | Some(Subject::Campaign(_))
+        ) {
+            batch.triggers.clear();
+        }
         let queued = match &event.subject {
             Some(Subject::Plan(plan)) => {
                 let plan = plan_from_event(brand_id, plan)?;
@@ -102,13 +175,9 @@ impl Projector {
                     self.disable_live_code(conn, key).await?;
                     0
                 } else {
-                    let campaign =
-                        projection::get_campaign(conn, brand_id, entry.campaign_id).await?;
-                    let plan = match campaign.as_ref().and_then(|c| c.plan_id) {
-                        Some(plan_id) => projection::get_plan(conn, brand_id, plan_id).await?,
-                        None => None,
-                    };
-                    let wanted = plan.is_some_and(|p| wants_code(p.trigger, status));
+                    let trigger =
+                        Self::trigger_of(conn, batch, brand_id, entry.campaign_id).await?;
+                    let wanted = trigger.is_some_and(|t| wants_code(t, status));
                     // A profile fix retries a failure it may have solved, whatever the trigger.
                     let fixable = kind == EventKind::CreatorProfileUpdated
                         && failures::get(conn, key)
@@ -124,9 +193,7 @@ impl Projector {
             }
             None => 0,
         };
-        if queued > 0 {
-            notify_work(conn).await?;
-        }
+        batch.queued += queued;
         Ok(())
     }
 
