@@ -43,11 +43,11 @@ struct Load {
 
 impl Load {
     /// Whether a job submitted now should be refused: jobs are waiting and the queue has lately
-    /// kept them longer than `max_wait`. With nothing outstanding the next job runs at once, so a
-    /// backlog that has cleared admits again.
+    /// kept them longer than `max_wait` (zero: never refuse). With nothing outstanding the next
+    /// job runs at once, so a backlog that has cleared admits again.
     fn refuse(&self, max_wait: Duration) -> Option<Overloaded> {
         let waited = Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed));
-        (self.outstanding.load(Ordering::Relaxed) > 0 && waited > max_wait)
+        (!max_wait.is_zero() && self.outstanding.load(Ordering::Relaxed) > 0 && waited > max_wait)
             .then_some(Overloaded { waited })
     }
 }
@@ -121,21 +121,16 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     /// Submits `job` and waits for its answer; `None` once the workers are gone (shutdown).
     pub async fn submit(&self, job: J) -> Option<R> {
         let (reply, answer) = oneshot::channel();
-        self.load.outstanding.fetch_add(1, Ordering::Relaxed);
         let queued_at = tokio::time::Instant::now();
-        if self
-            .tx
-            .send(Job {
-                job,
-                reply,
-                queued_at,
-            })
-            .await
-            .is_err()
-        {
-            self.load.outstanding.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
+        // A slot first (the only wait, cancel-safe), then counted and queued with no await in
+        // between: a caller that gives up while waiting for a slot leaves no count behind.
+        let slot = self.tx.reserve().await.ok()?;
+        self.load.outstanding.fetch_add(1, Ordering::Relaxed);
+        slot.send(Job {
+            job,
+            reply,
+            queued_at,
+        });
         answer.await.ok()
     }
 
@@ -144,10 +139,7 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     /// overload the excess is refused fast, and what is admitted is still answered in time). A
     /// zero `max_wait` never refuses.
     pub async fn submit_within(&self, job: J, max_wait: Duration) -> Result<Option<R>, Overloaded> {
-        if let Some(overloaded) = (!max_wait.is_zero())
-            .then(|| self.load.refuse(max_wait))
-            .flatten()
-        {
+        if let Some(overloaded) = self.load.refuse(max_wait) {
             return Err(overloaded);
         }
         Ok(self.submit(job).await)

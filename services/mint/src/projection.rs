@@ -25,11 +25,11 @@ impl Apply<PlanEvent> for Projector {
     fn apply<'a>(
         &'a self,
         conn: &'a mut AsyncPgConnection,
-        seq: i64,
+        _seq: i64,
         event: &'a PlanEvent,
     ) -> BoxFuture<'a, Result<(), DbError>> {
         Box::pin(async move {
-            self.apply_events(conn, std::iter::once((seq, event)))
+            self.apply_events(conn, std::iter::once(event))
                 .await
                 .map_err(db_error)
         })
@@ -41,7 +41,7 @@ impl Apply<PlanEvent> for Projector {
         events: &'a [(i64, PlanEvent)],
     ) -> BoxFuture<'a, Result<(), DbError>> {
         Box::pin(async move {
-            self.apply_events(conn, events.iter().map(|(seq, e)| (*seq, e)))
+            self.apply_events(conn, events.iter().map(|(_, event)| event))
                 .await
                 .map_err(db_error)
         })
@@ -71,10 +71,10 @@ impl Projector {
     async fn apply_events<'e>(
         &self,
         conn: &mut AsyncPgConnection,
-        events: impl Iterator<Item = (i64, &'e PlanEvent)>,
+        events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
         let mut batch = Batch::default();
-        for (_, event) in events {
+        for event in events {
             self.apply_event(conn, event, &mut batch).await?;
         }
         if batch.queued > 0 {
