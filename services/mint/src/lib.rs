@@ -67,9 +67,9 @@ pub struct MintArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub gateway_url: String,
-    /// Batches minted in parallel (each takes every request waiting, up to 512). One worker makes
-    /// the largest batches; measured fastest on 2 cores (docs/BENCHMARKS.md).
-    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
+    /// Batches minted in parallel (each takes every request waiting, up to 512). Two let one batch
+    /// read while another commits: measured fastest on 2 cores (docs/BENCHMARKS.md).
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 2)]
     pub mint_workers: usize,
     /// How long (µs) a mint batch waits for more requests before it runs, when fewer than 512
     /// are waiting: fuller batches cost less per code on a busy machine, at this much latency.
@@ -119,6 +119,7 @@ pub async fn start(
         db: db.clone(),
         stores: stores::Stores::new(gateway, tokens.clone()),
         public_base_url: args.public_base_url.trim_end_matches('/').to_owned(),
+        fresh: context::Fresh::default(),
     };
     let minter = minter::Minter::start(
         shared.clone(),

@@ -324,6 +324,15 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
         reserve_us = (started.elapsed() - rendered).as_micros() as u64,
         "mint batch"
     );
+    // Committed: the new codes waiting for their store go to this process's pusher by id.
+    shared.fresh.add(
+        reserved
+            .iter()
+            .filter(|(_, m)| {
+                m.created && m.code.status == CodeStatus::Pending && m.code.code.is_some()
+            })
+            .map(|(_, m)| (m.code.brand_id, m.code.id)),
+    );
     for (key, minted) in reserved {
         results.insert(key, Ok(minted));
     }
@@ -467,9 +476,11 @@ async fn reserve(
     for (key, failure) in failed.iter() {
         failures::record(conn, *key, failure).await?;
     }
+    // Codes reach the pusher in process once committed (`Fresh`); links waiting for a store-made
+    // tag (Amazon) wake it through the database.
     if created
         .iter()
-        .any(|code| code.status == CodeStatus::Pending)
+        .any(|code| code.status == CodeStatus::Pending && code.code.is_none())
     {
         notify_work(conn).await?;
     }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
@@ -28,31 +28,71 @@ use crate::store::{codes, failures, projection};
 /// Codes pushed per round (the gateway takes up to 500 per call).
 const BATCH: i64 = 500;
 
-/// Runs until `shutdown`, woken by new work and at least every second.
+/// How often the pusher scans for due codes when nothing else wakes it.
+const SCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown`. Codes this process minted arrive by id ([`crate::context::Fresh`]) as
+/// soon as they are committed; everything else due (retries after a store error, codes made
+/// pending by a rename or `RetryCode`, another replica's, or fresh ones past its bound) is found
+/// by a scan, run when the database signals work and at least every second.
 pub async fn run(shared: Shared, mut wake: watch::Receiver<u64>, shutdown: CancellationToken) {
+    let mut last_scan = Instant::now();
+    let mut scan = true;
     loop {
-        until_done("pushing codes to stores", || push_round(&shared)).await;
-        until_done("getting amazon attribution tags", || link_round(&shared)).await;
-        if let Err(err) = disable_round(&shared).await {
-            tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
+        push_fresh(&shared).await;
+        if scan {
+            last_scan = Instant::now();
+            // A scan gives way to fresh codes: those are cheaper to take by id.
+            let fresh = &shared.fresh;
+            until_done(
+                "pushing codes to stores",
+                || push_round(&shared, None),
+                || fresh.is_empty(),
+            )
+            .await;
+            until_done(
+                "getting amazon attribution tags",
+                || link_round(&shared),
+                || true,
+            )
+            .await;
+            if let Err(err) = disable_round(&shared).await {
+                tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
+            }
         }
-        tokio::select! {
+        scan = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = wake.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = wake.changed() => true,
+            _ = shared.fresh.added() => last_scan.elapsed() >= SCAN_EVERY,
+            _ = tokio::time::sleep_until((last_scan + SCAN_EVERY).into()) => true,
+        };
+    }
+}
+
+/// Pushes the codes this process minted, a batch at a time. One that fails stays pending in the
+/// database, for the scan's retries.
+async fn push_fresh(shared: &Shared) {
+    loop {
+        let ids = shared.fresh.take(BATCH as usize);
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(err) = push_round(shared, Some(&ids)).await {
+            tracing::warn!(error = %err, "pushing new codes to stores failed; the scan retries them");
         }
     }
 }
 
-/// Runs `round` until less than a batch was due, or until it fails (the next wake retries).
-async fn until_done<F, Fut>(what: &str, mut round: F)
+/// Runs `round` while it finds a full batch due and `go_on` agrees, or until it fails (the next
+/// wake retries).
+async fn until_done<F, Fut>(what: &str, mut round: F, go_on: impl Fn() -> bool)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<usize, Error>>,
 {
     loop {
         match round().await {
-            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(n) if n as i64 >= BATCH && go_on() => continue,
             Ok(_) => return,
             Err(err) => {
                 tracing::warn!(error = %err, "{what} failed, retrying");
@@ -209,12 +249,16 @@ async fn plans_of(
         .collect())
 }
 
-/// One round of pushes; returns how many codes were due.
-async fn push_round(shared: &Shared) -> Result<usize, Error> {
+/// One round of pushes, of the codes `ids` (those still due) or of any due; returns how many
+/// codes were due.
+async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
     let (due, collided) = conn
         .transaction::<_, Error, _>(async |conn| {
-            let due = codes::due_for_push(conn, BATCH).await?;
+            let due = match ids {
+                Some(ids) => codes::due_for_push_of(conn, ids).await?,
+                None => codes::due_for_push(conn, BATCH).await?,
+            };
             if due.is_empty() {
                 return Ok((0, Vec::new()));
             }

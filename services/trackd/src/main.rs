@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, env = "TRACKING_PUBLIC_BASE_URL")]
     public_base_url: Option<String>,
     /// CodeMintService's parallel mint batches.
-    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 1)]
+    #[arg(long, env = "TRACKING_MINT_WORKERS", default_value_t = 2)]
     mint_workers: usize,
     /// How long (µs) a mint batch waits for more requests before it runs.
     #[arg(long, env = "TRACKING_MINT_LINGER_US", default_value_t = 1000)]

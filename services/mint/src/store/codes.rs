@@ -347,6 +347,26 @@ pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
     due_pending(conn, "code is not null", limit).await
 }
 
+/// Of these codes `(brand, id)`, those still pending and due for a push, locked (skipping any
+/// another round holds); by primary key, so no scan of the due index.
+pub async fn due_for_push_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from codes where status = 'pending' and code is not null \
+         and next_push_at <= now() \
+         and (brand_id, id) in (select * from unnest($1::bigint[], $2::bigint[])) \
+         order by next_push_at for update skip locked"
+    );
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
+        .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.1).collect::<Vec<_>>())
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
 /// Pending links without a code due for their store-made link (Amazon attribution tags), locked
 /// (other replicas skip them).
 pub async fn due_for_link(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
