@@ -15,7 +15,7 @@ use tracking_api::common::v1::{PageRequest, Provider};
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_api::mint::v1::{
-    ListCodesRequest, MintCodeRequest, MintCodesRequest, mint_codes_response,
+    CodeStatus, ListCodesRequest, MintCodeRequest, MintCodesRequest, mint_codes_response,
 };
 
 use super::{
@@ -42,6 +42,10 @@ pub struct MintLoad {
     /// Requests each stream keeps in flight (stream mode).
     #[arg(long, default_value_t = 512)]
     pub window: usize,
+    /// Longest wait, after the run, for every minted code to be pushed to the (sandbox) store
+    /// and active: the rate the suite sustains end to end, not only the rate it acknowledges.
+    #[arg(long, default_value = "60s", value_parser = tracking_server::parse_duration)]
+    pub settle: Duration,
 }
 
 /// Acknowledged codes: id → code text.
@@ -101,15 +105,76 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
         elapsed,
     );
     let acked = acked.lock().await.clone();
+    let pushed = wait_pushed(channels[0].clone(), token, &fixture, load.settle).await?;
     let (verified, mut notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
     // Requests past the roster size return existing codes; this is the rate of new ones.
     notes.push(format!(
         "new codes/s   {:.0} (distinct codes acknowledged / elapsed; raise --creators to keep every request new)",
         acked.len() as f64 / elapsed.as_secs_f64().max(1e-9)
     ));
+    let pushed_s = pushed.map(|at| (at - started).as_secs_f64());
+    notes.push(match pushed_s {
+        Some(s) => format!(
+            "pushed        every code active at the store {s:.2}s after the load began ({:.0} codes/s end to end)",
+            acked.len() as f64 / s.max(1e-9)
+        ),
+        None => format!(
+            "pushed        codes still pending at the store after --settle {:?}",
+            load.settle
+        ),
+    });
     summary.verified = verified;
     summary.notes = notes;
+    summary.extra.insert("new_codes".into(), acked.len().into());
+    summary.extra.insert("pushed_s".into(), pushed_s.into());
     Ok(summary)
+}
+
+/// Waits until no code of the campaign is pending (every one pushed to the store and active),
+/// up to `timeout`; returns when that was first seen.
+async fn wait_pushed(
+    channel: Channel,
+    token: &str,
+    fixture: &Fixture,
+    timeout: Duration,
+) -> anyhow::Result<Option<Instant>> {
+    let mut mint = CodeMintServiceClient::new(channel);
+    let started = Instant::now();
+    loop {
+        let pending = mint
+            .list_codes(authed(
+                ListCodesRequest {
+                    campaign_id: fixture.campaign,
+                    status: CodeStatus::Pending as i32,
+                    page: Some(PageRequest {
+                        page_size: 500,
+                        page_token: String::new(),
+                    }),
+                    ..Default::default()
+                },
+                token,
+            )?)
+            .await?
+            .into_inner()
+            .codes
+            .len();
+        if pending == 0 {
+            eprintln!();
+            return Ok(Some(Instant::now()));
+        }
+        if started.elapsed() >= timeout {
+            eprintln!();
+            return Ok(None);
+        }
+        let shown = if pending < 500 {
+            pending.to_string()
+        } else {
+            "500 or more".to_owned()
+        };
+        eprint!("\rsettling: codes waiting for their push: {shown}   ");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 struct Worker {

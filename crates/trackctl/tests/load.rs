@@ -1,0 +1,128 @@
+//! `trackctl load` against the whole suite (in process, real gRPC and HTTP on sockets, a real
+//! PostgreSQL): each path sets up its data, drives a short load, verifies the outcome through
+//! the public APIs, and prints the JSON summary on its last line.
+
+use std::process::Command;
+
+use suite_tests::Suite;
+use tracking_testkit::TEST_SECRET;
+
+/// Runs `trackctl load <args> --json` against `suite`; returns the summary object.
+async fn load(suite: &Suite, args: &[&str]) -> serde_json::Value {
+    let grpc = format!("http://{}", suite.server.grpc_addr);
+    let http = format!("http://{}", suite.server.http_addr);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trackctl"));
+    command
+        .arg("load")
+        .args(args)
+        .args(["--addr", &grpc, "--json", "--duration", "1s"])
+        .env("TRACKING_JWT_SECRET", TEST_SECRET);
+    if args[0] != "mint" {
+        command.args(["--http", &http, "--settle", "30s"]);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("trackctl ran")
+        .expect("trackctl started");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "trackctl load {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not the JSON summary ({e}): {last:?}"));
+    assert_eq!(summary["verified"], true, "{stdout}");
+    assert_eq!(summary["errors"], 0, "{stdout}");
+    assert!(
+        summary["requests_per_second"].as_f64().unwrap_or_default() > 0.0,
+        "{stdout}"
+    );
+    for field in ["p50_ms", "p99_ms", "p999_ms"] {
+        assert!(summary[field].is_number(), "{field} missing: {stdout}");
+    }
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_mint_unary_verifies_its_codes_and_waits_for_their_push() {
+    let suite = Suite::start().await;
+    let summary = load(
+        &suite,
+        &[
+            "mint",
+            "--mode",
+            "unary",
+            "--concurrency",
+            "4",
+            "--creators",
+            "40",
+        ],
+    )
+    .await;
+    assert_eq!(summary["new_codes"], 40, "{summary}");
+    assert!(summary["pushed_s"].as_f64().is_some(), "{summary}");
+    let pending = suite
+        .count(
+            "mint",
+            "select count(*) as n from codes where status <> 'active'",
+        )
+        .await;
+    assert_eq!(pending, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_mint_stream_verifies_its_codes() {
+    let suite = Suite::start().await;
+    let summary = load(
+        &suite,
+        &[
+            "mint",
+            "--mode",
+            "stream",
+            "--concurrency",
+            "2",
+            "--window",
+            "16",
+            "--creators",
+            "30",
+        ],
+    )
+    .await;
+    assert_eq!(summary["new_codes"], 30, "{summary}");
+    assert!(summary["pushed_s"].as_f64().is_some(), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_webhooks_orders_and_clicks_verify_attribution() {
+    let suite = Suite::start().await;
+    let webhooks = load(
+        &suite,
+        &[
+            "webhooks",
+            "--concurrency",
+            "4",
+            "--duplicates",
+            "0.2",
+            "--creators",
+            "5",
+        ],
+    )
+    .await;
+    assert!(webhooks["requests_per_second"].as_f64().unwrap_or_default() > 0.0);
+    load(
+        &suite,
+        &[
+            "orders",
+            "--concurrency",
+            "2",
+            "--chunk",
+            "20",
+            "--creators",
+            "5",
+        ],
+    )
+    .await;
+    load(&suite, &["clicks", "--concurrency", "4", "--creators", "5"]).await;
+}
