@@ -80,6 +80,11 @@ pub struct MintArgs {
     /// refuses. `MintCodes` streams and the trigger queue always wait their turn.
     #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     pub mint_shed_after_ms: u64,
+    /// Push rounds run in parallel for the codes this process minted (each up to 500 codes, one
+    /// store call): a round mostly waits (store, commit), so several keep both cores busy when
+    /// minting outruns one. Measured on 2 cores in docs/BENCHMARKS.md.
+    #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
+    pub mint_pushers: usize,
 }
 
 impl MintArgs {
@@ -96,6 +101,9 @@ impl MintArgs {
         }
         if self.mint_shed_after_ms > 60_000 {
             return Err("TRACKING_MINT_SHED_AFTER_MS must be 0..=60000 (a minute)".to_owned());
+        }
+        if self.mint_pushers == 0 || self.mint_pushers > 32 {
+            return Err("TRACKING_MINT_PUSHERS must be 1..=32".to_owned());
         }
         Ok(())
     }
@@ -134,7 +142,12 @@ pub async fn start(
         work.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(pusher::run(shared.clone(), work, shutdown.clone()));
+    tokio::spawn(pusher::run(
+        shared.clone(),
+        args.mint_pushers,
+        work,
+        shutdown.clone(),
+    ));
     let source = PlanEventsSource::lazy(&args.plan_url, tokens).map_err(anyhow::Error::msg)?;
     let projector = projection::Projector {
         public_base_url: shared.public_base_url.clone(),
@@ -161,4 +174,46 @@ pub fn grpc_service(
             .max_encoding_message_size(tracking_server::grpc::MAX_MESSAGE_BYTES),
         auth,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::MintArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mint: MintArgs,
+    }
+
+    fn parse(flags: &[&str]) -> MintArgs {
+        Cli::try_parse_from(std::iter::once("mint").chain(flags.iter().copied()))
+            .expect("flags parse")
+            .mint
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_out_of_range_settings_name_their_variable() {
+        assert_eq!(parse(&[]).validate(), Ok(()));
+        assert_eq!(parse(&["--mint-pushers", "1"]).validate(), Ok(()));
+        for (flags, variable) in [
+            (["--mint-pushers", "0"], "TRACKING_MINT_PUSHERS"),
+            (["--mint-pushers", "33"], "TRACKING_MINT_PUSHERS"),
+            (["--mint-workers", "0"], "TRACKING_MINT_WORKERS"),
+            (["--mint-linger-us", "100001"], "TRACKING_MINT_LINGER_US"),
+            (
+                ["--mint-shed-after-ms", "60001"],
+                "TRACKING_MINT_SHED_AFTER_MS",
+            ),
+            (
+                ["--public-base-url", "links.example"],
+                "TRACKING_PUBLIC_BASE_URL",
+            ),
+        ] {
+            let refused = parse(&flags).validate().expect_err("out of range");
+            assert!(refused.starts_with(variable), "{flags:?}: {refused}");
+        }
+    }
 }

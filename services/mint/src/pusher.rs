@@ -32,14 +32,22 @@ const BATCH: i64 = 500;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`. Codes this process minted arrive by id ([`crate::context::Fresh`]) as
-/// soon as they are committed; everything else due (retries after a store error, codes made
-/// pending by a rename or `RetryCode`, another replica's, or fresh ones past its bound) is found
-/// by a scan, run when the database signals work and at least every second.
-pub async fn run(shared: Shared, mut wake: watch::Receiver<u64>, shutdown: CancellationToken) {
+/// soon as they are committed and are pushed by `pushers` rounds in parallel; everything else due
+/// (retries after a store error, codes made pending by a rename or `RetryCode`, another
+/// replica's, or fresh ones past its bound) is found by a scan, run when the database signals
+/// work and at least every second.
+pub async fn run(
+    shared: Shared,
+    pushers: usize,
+    mut wake: watch::Receiver<u64>,
+    shutdown: CancellationToken,
+) {
     let mut last_scan = Instant::now();
     let mut scan = true;
     loop {
-        push_fresh(&shared).await;
+        // Rounds take disjoint codes (each its own ids, rows locked `skip locked`), so they
+        // never push a code twice.
+        futures::future::join_all((0..pushers).map(|_| push_fresh(&shared))).await;
         if scan {
             last_scan = Instant::now();
             // A scan gives way to fresh codes: those are cheaper to take by id.

@@ -30,6 +30,8 @@ pub struct SuiteConfig {
     /// Load shedding: while mint requests wait longer than this (ms), MintCode/RetryCode calls
     /// are refused.
     pub mint_shed_after_ms: u64,
+    /// CodeMintService's parallel push rounds for the codes it minted.
+    pub mint_pushers: usize,
     /// How often stores without webhooks (Magento) are polled for orders.
     pub order_poll_interval: Duration,
     /// How often Amazon Ads integrations' recent report days are imported.
@@ -100,6 +102,7 @@ impl Suite {
             mint_workers: config.mint_workers,
             mint_linger_us: config.mint_linger_us,
             mint_shed_after_ms: config.mint_shed_after_ms,
+            mint_pushers: config.mint_pushers,
         };
         let mint = mint_service::start(
             &config.database_url,

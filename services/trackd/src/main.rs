@@ -31,6 +31,9 @@ struct Args {
     /// calls are refused with RESOURCE_EXHAUSTED (load shedding); 0 never refuses.
     #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     mint_shed_after_ms: u64,
+    /// CodeMintService's parallel push rounds for the codes it minted.
+    #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
+    mint_pushers: usize,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
     state_dir: PathBuf,
@@ -89,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         mint_workers: args.mint_workers,
         mint_linger_us: args.mint_linger_us,
         mint_shed_after_ms: args.mint_shed_after_ms,
+        mint_pushers: args.mint_pushers,
         order_poll_interval: args.gateway.order_poll_interval,
         amazon_report_interval: args.gateway.amazon_report_interval,
         tls: args.server.tls.clone(),
