@@ -9,6 +9,9 @@
 //! stored before anything else happens with them (attribution follows from the stream), so a
 //! store gets its 200 as soon as the row is committed.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use prost::Message;
@@ -106,6 +109,33 @@ pub struct Intake {
     sealer: Sealer,
     adapters: Adapters,
     commits: GroupCommit<Submission, Result<Outcome, DbError>>,
+    targets: WebhookTargets,
+}
+
+/// The integrations webhooks were delivered to, by id, so that a delivery costs no database
+/// read to find its integration. A row is kept only once it passed a webhook provider's check,
+/// and such a row never changes after registration (only a sandbox integration's outage switch
+/// does, and sandboxes take no webhooks); ids not found are not kept (a delivery may name an
+/// integration registered a moment later).
+#[derive(Clone, Debug, Default)]
+struct WebhookTargets(Arc<RwLock<HashMap<i64, Arc<IntegrationRow>>>>);
+
+impl WebhookTargets {
+    /// Integrations kept at most; past it the map starts over.
+    const BOUND: usize = 10_000;
+
+    fn get(&self, id: i64) -> Option<Arc<IntegrationRow>> {
+        self.0.read().ok().and_then(|known| known.get(&id).cloned())
+    }
+
+    fn keep(&self, row: Arc<IntegrationRow>) {
+        if let Ok(mut known) = self.0.write() {
+            if known.len() >= Self::BOUND {
+                known.clear();
+            }
+            known.insert(row.id, row);
+        }
+    }
 }
 
 /// At most this many orders are stored per transaction.
@@ -140,6 +170,7 @@ impl Intake {
             sealer,
             adapters,
             commits,
+            targets: WebhookTargets::default(),
         }
     }
 
@@ -192,9 +223,13 @@ impl Intake {
         &self,
         integration_id: i64,
         provider: Provider,
-    ) -> Result<(IntegrationRow, Vec<u8>), Refusal> {
-        let Some(integration) = store::find_integration(&self.db, integration_id).await? else {
-            return Err(Refusal::Unauthorized);
+    ) -> Result<(Arc<IntegrationRow>, Vec<u8>), Refusal> {
+        let integration = match self.targets.get(integration_id) {
+            Some(known) => known,
+            None => match store::find_integration(&self.db, integration_id).await? {
+                Some(found) => Arc::new(found),
+                None => return Err(Refusal::Unauthorized),
+            },
         };
         if integration.provider() != provider {
             return Err(Refusal::Unauthorized);
@@ -209,6 +244,7 @@ impl Intake {
                 tracing::error!(integration_id, error = %err, "webhook secret does not open");
                 Refusal::Unauthorized
             })?;
+        self.targets.keep(integration.clone());
         Ok((integration, secret))
     }
 
@@ -337,7 +373,7 @@ impl Intake {
             .accept(
                 &incoming,
                 pb::OrderSource::Webhook,
-                delivery.map(|d| (&integration, d)),
+                delivery.map(|d| (&*integration, d)),
             )
             .await?)
     }

@@ -201,6 +201,21 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
         OrderSource::try_from(events[0].source),
         Ok(OrderSource::Webhook)
     );
+
+    // The gateway now knows the integration without reading it: signatures are still checked,
+    // and a Shopify delivery to the AST integration is still refused.
+    let (status, _) = shopify(
+        &suite,
+        integration,
+        "orders/create",
+        "d-2",
+        Some(&wrong_secret),
+        WITH_CODE,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = shopify(&suite, ast, "orders/create", "d-3", Some(&good), WITH_CODE).await;
+    assert_eq!(status, 401);
 }
 
 fn status_of(order: &Order) -> OrderStatus {
