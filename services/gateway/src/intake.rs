@@ -224,10 +224,10 @@ impl Intake {
         integration_id: i64,
         provider: Provider,
     ) -> Result<(Arc<IntegrationRow>, Vec<u8>), Refusal> {
-        let integration = match self.targets.get(integration_id) {
-            Some(known) => known,
+        let (integration, known) = match self.targets.get(integration_id) {
+            Some(known) => (known, true),
             None => match store::find_integration(&self.db, integration_id).await? {
-                Some(found) => Arc::new(found),
+                Some(found) => (Arc::new(found), false),
                 None => return Err(Refusal::Unauthorized),
             },
         };
@@ -244,7 +244,9 @@ impl Intake {
                 tracing::error!(integration_id, error = %err, "webhook secret does not open");
                 Refusal::Unauthorized
             })?;
-        self.targets.keep(integration.clone());
+        if !known {
+            self.targets.keep(integration.clone());
+        }
         Ok((integration, secret))
     }
 
