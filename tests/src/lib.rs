@@ -47,6 +47,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         mint_workers: 2,
         mint_linger_us: 1000,
         mint_shed_after_ms: 100,
+        mint_max_calls: 64,
         mint_pushers: 3,
         order_poll_interval: Duration::from_millis(500),
         // Tests import Amazon reports explicitly (ImportAmazonReport).

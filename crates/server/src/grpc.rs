@@ -2,6 +2,7 @@
 //! control with load shedding, default deadlines, per-RPC metrics and request ids, and graceful
 //! shutdown. It serves an already-bound listener, so tests bind `127.0.0.1:0`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -37,8 +38,16 @@ pub struct GrpcServer {
     metrics: Metrics,
     request_timeout: Duration,
     max_concurrent: usize,
+    call_limits: HashMap<String, CallLimit>,
     shutdown_grace: Duration,
     tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+/// A cap on the calls in flight to a group of methods together.
+#[derive(Clone)]
+struct CallLimit {
+    max: usize,
+    permits: Arc<Semaphore>,
 }
 
 impl GrpcServer {
@@ -58,9 +67,28 @@ impl GrpcServer {
             metrics,
             request_timeout,
             max_concurrent,
+            call_limits: HashMap::new(),
             shutdown_grace,
             tls: None,
         }
+    }
+
+    /// Serves at most `max` calls to `methods` (full paths, `/package.Service/Method`) at once,
+    /// together; more are refused at once with RESOURCE_EXHAUSTED, before they are read or
+    /// authenticated, so that a refusal costs little when the machine is saturated. For the
+    /// methods whose work is the machine's bottleneck: admitting more of them only makes every
+    /// admitted call wait. `0` sets no limit.
+    pub fn limit_calls(mut self, methods: &[String], max: usize) -> Self {
+        if max > 0 {
+            let limit = CallLimit {
+                max,
+                permits: Arc::new(Semaphore::new(max)),
+            };
+            for method in methods {
+                self.call_limits.insert(method.clone(), limit.clone());
+            }
+        }
+        self
     }
 
     /// Serves over TLS when `tls` is set (see [`crate::tls::TlsArgs`]).
@@ -147,6 +175,7 @@ impl GrpcServer {
             metrics: self.metrics.clone(),
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_concurrent: self.max_concurrent,
+            call_limits: Arc::new(std::mem::take(&mut self.call_limits)),
         };
         let mut builder = Server::builder();
         if let Some(tls) = self.tls.take() {
@@ -179,6 +208,31 @@ struct RpcLayer {
     metrics: Metrics,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
+    call_limits: Arc<HashMap<String, CallLimit>>,
+}
+
+impl RpcLayer {
+    /// The permits a call to `method` holds while it runs, or why it is refused: the server's
+    /// limit on all calls, then the method's own, if any. Probes and tooling are always served.
+    fn admit(&self, method: &str) -> Result<[Option<OwnedSemaphorePermit>; 2], String> {
+        if is_exempt(method) {
+            return Ok([None, None]);
+        }
+        let all =
+            self.permits.clone().try_acquire_owned().map_err(|_| {
+                format!("server overloaded: {} calls in flight", self.max_concurrent)
+            })?;
+        let own = match self.call_limits.get(method) {
+            Some(limit) => Some(limit.permits.clone().try_acquire_owned().map_err(|_| {
+                format!(
+                    "server overloaded: {} calls to {method} in flight",
+                    limit.max
+                )
+            })?),
+            None => None,
+        };
+        Ok([Some(all), own])
+    }
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -232,20 +286,14 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().to_owned();
-        let permit = if is_exempt(&method) {
-            None
-        } else {
-            match self.layer.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    self.layer.metrics.shed.inc();
-                    record(&self.layer.metrics, &method, "ResourceExhausted", None);
-                    let status = tonic::Status::resource_exhausted(format!(
-                        "server overloaded: {} calls in flight; retry with backoff",
-                        self.layer.max_concurrent
-                    ));
-                    return Box::pin(std::future::ready(Ok(status.into_http())));
-                }
+        let permits = match self.layer.admit(&method) {
+            Ok(permits) => permits,
+            Err(why) => {
+                self.layer.metrics.shed.inc();
+                record(&self.layer.metrics, &method, "ResourceExhausted", None);
+                let status =
+                    tonic::Status::resource_exhausted(format!("{why}; retry with backoff"));
+                return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         };
         let request_id = request
@@ -265,7 +313,7 @@ where
                 let started = Instant::now();
                 let result = inner.call(request).await;
                 metrics.in_flight.dec();
-                drop(permit);
+                drop(permits);
                 let mut response = result?;
                 unparseable_is_invalid_argument(response.headers_mut());
                 let code = response

@@ -49,6 +49,16 @@ async fn start(
     timeout: Duration,
     delay: Duration,
 ) -> (std::net::SocketAddr, CancellationToken, Metrics) {
+    start_limited(max_concurrent, timeout, delay, &[], 0).await
+}
+
+async fn start_limited(
+    max_concurrent: usize,
+    timeout: Duration,
+    delay: Duration,
+    limited: &[&str],
+    max_calls: usize,
+) -> (std::net::SocketAddr, CancellationToken, Metrics) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -60,6 +70,10 @@ async fn start(
         timeout,
         max_concurrent,
         Duration::from_secs(1),
+    )
+    .limit_calls(
+        &limited.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>(),
+        max_calls,
     )
     .add_service(Slow { delay });
     tokio::spawn(server.serve(listener, shutdown.clone()));
@@ -114,6 +128,46 @@ async fn calls_beyond_the_limit_are_refused_at_once() {
     assert!(text.contains("tracking_grpc_shed_total 1"), "{text}");
     assert!(
         text.contains(r#"method="/test.Slow/Call",code="ResourceExhausted""#),
+        "{text}"
+    );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_served() {
+    let (addr, shutdown, metrics) = start_limited(
+        64,
+        Duration::from_secs(10),
+        Duration::from_millis(600),
+        &["/test.Slow/Call", "/test.Slow/Again"],
+        1,
+    )
+    .await;
+    let slow = tokio::spawn(call(addr, "/test.Slow/Call"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The limit is shared by the two methods named with it; a third method is not limited.
+    let (again, other) = tokio::join!(
+        call(addr, "/test.Slow/Again"),
+        call(addr, "/test.Slow/Other")
+    );
+    assert_eq!(again.0, Code::ResourceExhausted);
+    assert!(
+        again.1 < Duration::from_millis(400),
+        "refused fast, took {:?}",
+        again.1
+    );
+    assert_eq!(other.0, Code::Aborted, "served by the slow service");
+    assert_eq!(slow.await.map(|(code, _)| code).ok(), Some(Code::Aborted));
+    let (code, _) = call(addr, "/test.Slow/Again").await;
+    assert_eq!(
+        code,
+        Code::Aborted,
+        "admitted again once the first call is done"
+    );
+    let text = metrics.encode();
+    assert!(text.contains("tracking_grpc_shed_total 1"), "{text}");
+    assert!(
+        text.contains(r#"method="/test.Slow/Again",code="ResourceExhausted""#),
         "{text}"
     );
     shutdown.cancel();

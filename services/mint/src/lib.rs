@@ -80,6 +80,12 @@ pub struct MintArgs {
     /// refuses. `MintCodes` streams and the trigger queue always wait their turn.
     #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     pub mint_shed_after_ms: u64,
+    /// Load shedding: `MintCode` and `RetryCode` calls served at once (together); beyond it
+    /// they are refused at once with RESOURCE_EXHAUSTED, before they are read. `0` never
+    /// refuses. Measured on 2 cores (docs/BENCHMARKS.md): more calls admitted at once only wait
+    /// longer, and a refusal answered early costs the saturated machine least.
+    #[arg(long, env = "TRACKING_MINT_MAX_CALLS", default_value_t = 64)]
+    pub mint_max_calls: usize,
     /// Push rounds run in parallel for the codes this process minted (each up to 500 codes, one
     /// store call): a round mostly waits (store, commit), so several keep both cores busy when
     /// minting outruns one. Measured on 2 cores in docs/BENCHMARKS.md.
@@ -101,6 +107,9 @@ impl MintArgs {
         }
         if self.mint_shed_after_ms > 60_000 {
             return Err("TRACKING_MINT_SHED_AFTER_MS must be 0..=60000 (a minute)".to_owned());
+        }
+        if self.mint_max_calls > 65_536 {
+            return Err("TRACKING_MINT_MAX_CALLS must be 0..=65536".to_owned());
         }
         if self.mint_pushers == 0 || self.mint_pushers > 32 {
             return Err("TRACKING_MINT_PUSHERS must be 1..=32".to_owned());
@@ -164,6 +173,17 @@ pub async fn start(
 }
 
 /// The authenticated gRPC service, ready for the server kit.
+/// The calls `TRACKING_MINT_MAX_CALLS` limits, for [`tracking_server::GrpcServer::limit_calls`]:
+/// single mints, answered while their caller waits. `MintCodes` streams pace themselves.
+pub fn limited_calls() -> Vec<String> {
+    use tonic::server::NamedService;
+    let service = <CodeMintServiceServer<MintService> as NamedService>::NAME;
+    ["MintCode", "RetryCode"]
+        .iter()
+        .map(|method| format!("/{service}/{method}"))
+        .collect()
+}
+
 pub fn grpc_service(
     service: MintService,
     auth: Authenticator,
@@ -195,6 +215,17 @@ mod tests {
     }
 
     #[test]
+    fn the_limited_calls_are_the_single_mints() {
+        assert_eq!(
+            super::limited_calls(),
+            [
+                "/tracking.mint.v1.CodeMintService/MintCode",
+                "/tracking.mint.v1.CodeMintService/RetryCode"
+            ]
+        );
+    }
+
+    #[test]
     fn the_defaults_are_valid_and_out_of_range_settings_name_their_variable() {
         assert_eq!(parse(&[]).validate(), Ok(()));
         assert_eq!(parse(&["--mint-pushers", "1"]).validate(), Ok(()));
@@ -207,6 +238,7 @@ mod tests {
                 ["--mint-shed-after-ms", "60001"],
                 "TRACKING_MINT_SHED_AFTER_MS",
             ),
+            (["--mint-max-calls", "65537"], "TRACKING_MINT_MAX_CALLS"),
             (
                 ["--public-base-url", "links.example"],
                 "TRACKING_PUBLIC_BASE_URL",

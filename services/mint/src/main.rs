@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             Ok(grpc
+                .limit_calls(&mint_service::limited_calls(), args.mint.mint_max_calls)
                 .add_service(mint_service::grpc_service(
                     service,
                     Authenticator::new(ctx.keys),

@@ -30,6 +30,8 @@ pub struct SuiteConfig {
     /// Load shedding: while mint requests wait longer than this (ms), MintCode/RetryCode calls
     /// are refused.
     pub mint_shed_after_ms: u64,
+    /// Load shedding: MintCode/RetryCode calls served at once (0: no limit).
+    pub mint_max_calls: usize,
     /// CodeMintService's parallel push rounds for the codes it minted.
     pub mint_pushers: usize,
     /// How often stores without webhooks (Magento) are polled for orders.
@@ -102,6 +104,7 @@ impl Suite {
             mint_workers: config.mint_workers,
             mint_linger_us: config.mint_linger_us,
             mint_shed_after_ms: config.mint_shed_after_ms,
+            mint_max_calls: config.mint_max_calls,
             mint_pushers: config.mint_pushers,
         };
         let mint = mint_service::start(
@@ -135,6 +138,7 @@ impl Suite {
             config.shutdown_grace,
         )
         .with_tls(config.tls.server().map_err(anyhow::Error::msg)?)
+        .limit_calls(&mint_service::limited_calls(), config.mint_max_calls)
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
         .add_service(plan_service::grpc_service(plan, auth.clone()))
         .add_service(mint_service::grpc_service(mint, auth.clone()))

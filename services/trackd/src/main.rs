@@ -31,6 +31,10 @@ struct Args {
     /// calls are refused with RESOURCE_EXHAUSTED (load shedding); 0 never refuses.
     #[arg(long, env = "TRACKING_MINT_SHED_AFTER_MS", default_value_t = 100)]
     mint_shed_after_ms: u64,
+    /// MintCode/RetryCode calls served at once; beyond it they are refused with
+    /// RESOURCE_EXHAUSTED (load shedding); 0 no limit.
+    #[arg(long, env = "TRACKING_MINT_MAX_CALLS", default_value_t = 64)]
+    mint_max_calls: usize,
     /// CodeMintService's parallel push rounds for the codes it minted.
     #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
     mint_pushers: usize,
@@ -92,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         mint_workers: args.mint_workers,
         mint_linger_us: args.mint_linger_us,
         mint_shed_after_ms: args.mint_shed_after_ms,
+        mint_max_calls: args.mint_max_calls,
         mint_pushers: args.mint_pushers,
         order_poll_interval: args.gateway.order_poll_interval,
         amazon_report_interval: args.gateway.amazon_report_interval,

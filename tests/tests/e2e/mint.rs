@@ -1397,12 +1397,39 @@ async fn watch_codes_replays_and_follows_live() {
 }
 
 #[tokio::test]
-async fn a_flood_of_mints_is_shed_at_once_and_a_refused_call_mints_nothing() {
+async fn a_flood_of_mints_is_shed_by_queueing_time_and_a_refused_call_mints_nothing() {
+    // Shed as soon as requests wait more than 1 ms for their batch: a flood overloads that.
+    flood_is_shed(
+        |config| {
+            config.mint_shed_after_ms = 1;
+            config.mint_max_calls = 0;
+        },
+        "for their turn",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_mints_is_shed_beyond_the_calls_limit_and_a_refused_call_mints_nothing() {
+    // Four single mints at once at most: a wave of 199 concurrent calls exceeds that.
+    flood_is_shed(
+        |config| {
+            config.mint_shed_after_ms = 0;
+            config.mint_max_calls = 4;
+        },
+        "4 calls to /tracking.mint.v1.CodeMintService/MintCode in flight",
+    )
+    .await;
+}
+
+/// Waves of concurrent `MintCode` calls against a suite tuned to shed them: some are refused
+/// (RESOURCE_EXHAUSTED saying `why`), exactly the creators answered OK have a code, and once the
+/// flood is over a refused creator mints at once.
+async fn flood_is_shed(tune: impl FnOnce(&mut trackd::SuiteConfig), why: &str) {
     use std::collections::{HashMap, HashSet};
     use tracking_api::plan::v1::{AddCreatorsRequest, NewRosterEntry};
 
-    // Shed as soon as requests wait more than 1 ms for their batch: a flood overloads that.
-    let suite = Suite::start_with(|config| config.mint_shed_after_ms = 1).await;
+    let suite = Suite::start_with(tune).await;
     let token = brand(1);
     let s = setup(
         &suite,
@@ -1464,7 +1491,8 @@ async fn a_flood_of_mints_is_shed_at_once_and_a_refused_call_mints_nothing() {
             if let Err(status) = &answer {
                 assert_eq!(status.code(), Status::ResourceExhausted, "{status:?}");
                 assert!(
-                    status.message().contains("retry with backoff"),
+                    status.message().contains(why)
+                        && status.message().contains("retry with backoff"),
                     "{}",
                     status.message()
                 );
@@ -1476,7 +1504,7 @@ async fn a_flood_of_mints_is_shed_at_once_and_a_refused_call_mints_nothing() {
             break;
         }
     }
-    assert!(refused > 0, "no call was refused by a 1 ms limit");
+    assert!(refused > 0, "no call was refused");
 
     // Exactly the creators with an OK answer have a code, each the one they were given.
     let stored: HashMap<i64, String> = codes_of(&suite, &token, s.campaign)

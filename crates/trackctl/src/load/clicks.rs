@@ -129,7 +129,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
             visitor: format!("198.51.100.{}", worker % 250 + 1),
             recorder: recorder.clone(),
             deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
             rng: Rng::new(worker as u64 + 1),
         };
         tasks.push(tokio::spawn(worker.run()));

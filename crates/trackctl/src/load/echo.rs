@@ -64,7 +64,7 @@ pub async fn run(load: EchoLoad) -> anyhow::Result<Summary> {
             HealthClient::new(channels[worker % channels.len()].clone()),
             recorder.clone(),
             deadline,
-            Pacer::new(common.rate, common.concurrency, 1),
+            Pacer::new(common.rate, common.concurrency, 1, worker),
         )));
     }
     for task in tasks {

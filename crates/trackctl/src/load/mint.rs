@@ -84,7 +84,7 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
             campaign: fixture.campaign,
             creators: load.creators,
             deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
         };
         tasks.push(match load.mode {
             Mode::Unary => tokio::spawn(ctx.unary()),

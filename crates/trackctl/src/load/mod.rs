@@ -212,20 +212,27 @@ impl Percentiles {
 
 /// When each request of one caller is due: at once (closed loop), or on a fixed schedule that
 /// holds the caller's share of `--rate` (open loop). Latency counts from the due time, so a slow
-/// server cannot hide queueing.
+/// server cannot hide queueing. The callers' schedules are staggered (caller `i` starts `i`
+/// requests' worth of time late) so that together they send at an even rate, not all at once
+/// in bursts that queue behind each other.
 pub struct Pacer {
     interval: Option<Duration>,
     scheduled: Instant,
 }
 
 impl Pacer {
-    /// `rate` units/s shared by `callers`, each request carrying `units`.
-    pub fn new(rate: Option<u64>, callers: usize, units: u64) -> Pacer {
+    /// Caller `caller`'s share of `rate` units/s, shared by `callers`, each request carrying
+    /// `units`.
+    pub fn new(rate: Option<u64>, callers: usize, units: u64, caller: usize) -> Pacer {
+        let interval = rate.map(|rate| {
+            Duration::from_secs_f64(callers as f64 * units as f64 / rate.max(1) as f64)
+        });
+        let offset = interval.map_or(Duration::ZERO, |interval| {
+            interval.mul_f64(caller as f64 / callers.max(1) as f64)
+        });
         Pacer {
-            interval: rate.map(|rate| {
-                Duration::from_secs_f64(callers as f64 * units as f64 / rate.max(1) as f64)
-            }),
-            scheduled: Instant::now(),
+            interval,
+            scheduled: Instant::now() + offset,
         }
     }
 
@@ -849,5 +856,43 @@ impl Rng {
 
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pacer;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn open_loop_callers_send_at_an_even_rate_together() {
+        // 1,000 requests/s over 4 callers: each sends every 4 ms, the four 1 ms apart.
+        let mut callers: Vec<Pacer> = (0..4).map(|i| Pacer::new(Some(1000), 4, 1, i)).collect();
+        let mut due = Vec::new();
+        for caller in &mut callers {
+            for _ in 0..3 {
+                due.push(caller.next().await);
+            }
+        }
+        due.sort();
+        for pair in due.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap > Duration::from_micros(950) && gap < Duration::from_micros(1050),
+                "{gap:?} between consecutive requests"
+            );
+        }
+        assert_eq!(due.len(), 12);
+    }
+
+    #[tokio::test]
+    async fn closed_loop_callers_send_at_once() {
+        let mut caller = Pacer::new(None, 64, 1, 63);
+        let due = caller.next().await;
+        assert!(
+            due.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            due.elapsed()
+        );
     }
 }

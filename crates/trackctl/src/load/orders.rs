@@ -175,7 +175,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
             recorder: recorder.clone(),
             counts: counts.clone(),
             deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, load.chunk),
+            pacer: Pacer::new(common.rate, common.concurrency, load.chunk, worker),
             rng: Rng::new(worker as u64 + 1),
         };
         tasks.push(tokio::spawn(worker.run()));

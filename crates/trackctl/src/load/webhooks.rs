@@ -270,7 +270,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
             answers: answers.clone(),
             duplicates: load.duplicates,
             deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
             rng: Rng::new(worker as u64 + 1),
         };
         tasks.push(tokio::spawn(worker.run()));
