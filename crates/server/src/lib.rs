@@ -23,6 +23,12 @@ pub use metrics::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Every process built on the kit (the services, trackd, trackctl, the tests) allocates with
+/// mimalloc: glibc's malloc and free were about a tenth of the processes' CPU under load, from
+/// many small, short-lived allocations on many threads (docs/BENCHMARKS.md, eighth session).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Binds a listen address, naming it in the error.
 pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
