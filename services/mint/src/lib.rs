@@ -172,7 +172,6 @@ pub async fn start(
     Ok(MintService::new(shared, minter, log))
 }
 
-/// The authenticated gRPC service, ready for the server kit.
 /// The calls `TRACKING_MINT_MAX_CALLS` limits, for [`tracking_server::GrpcServer::limit_calls`]:
 /// single mints, answered while their caller waits. `MintCodes` streams pace themselves.
 pub fn limited_calls() -> Vec<String> {
@@ -184,6 +183,7 @@ pub fn limited_calls() -> Vec<String> {
         .collect()
 }
 
+/// The authenticated gRPC service, ready for the server kit.
 pub fn grpc_service(
     service: MintService,
     auth: Authenticator,
