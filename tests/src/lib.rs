@@ -29,6 +29,8 @@ pub const TEST_CREDENTIALS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd
 pub struct Suite {
     pub db: TestDb,
     pub server: TestServer,
+    /// The configuration the suite was started with (restarts keep it).
+    config: trackd::SuiteConfig,
 }
 
 pub fn config(database_url: &str) -> trackd::SuiteConfig {
@@ -56,13 +58,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
     }
 }
 
-async fn serve(url: String) -> TestServer {
-    serve_with(url, |_| {}).await
-}
-
-async fn serve_with(url: String, tune: impl FnOnce(&mut trackd::SuiteConfig)) -> TestServer {
-    let mut config = config(&url);
-    tune(&mut config);
+async fn serve(config: trackd::SuiteConfig) -> TestServer {
     TestServer::spawn(move |grpc, http, shutdown| trackd::run(config, grpc, http, shutdown)).await
 }
 
@@ -97,13 +93,16 @@ impl Suite {
     /// The suite with its test configuration changed by `tune` (a tighter limit, say).
     pub async fn start_with(tune: impl FnOnce(&mut trackd::SuiteConfig)) -> Suite {
         let db = TestDb::new(trackd::SCHEMAS).await;
-        let server = serve_with(db.url().to_owned(), tune).await;
-        Suite { db, server }
+        let mut config = config(db.url());
+        tune(&mut config);
+        let server = serve(config.clone()).await;
+        Suite { db, server, config }
     }
 
-    /// Stops the server gracefully and starts a new one on the same database.
+    /// Stops the server gracefully and starts a new one on the same database, with the same
+    /// configuration.
     pub async fn restart(&mut self) {
-        let old = std::mem::replace(&mut self.server, serve(self.db.url().to_owned()).await);
+        let old = std::mem::replace(&mut self.server, serve(self.config.clone()).await);
         if let Err(err) = old.stop().await {
             panic!("server stopped with an error: {err}");
         }

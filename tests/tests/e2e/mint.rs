@@ -1536,3 +1536,41 @@ async fn flood_is_shed(tune: impl FnOnce(&mut trackd::SuiteConfig), why: &str) {
     assert!(created);
     assert_eq!(code.creator_id, turned_away);
 }
+
+#[tokio::test]
+async fn a_restarted_suite_keeps_its_configuration() {
+    let mut suite =
+        Suite::start_with(|config| config.public_base_url = "http://links.restart".to_owned())
+            .await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for creator in [1, 2] {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("Re", "Start", &format!("restart{creator}")),
+            false,
+        )
+        .await;
+    }
+    let (before, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    suite.restart().await;
+    let (after, _) = mint_when_known(&suite, &token, s.campaign, 2)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for code in [before, after] {
+        let url = code.links.unwrap_or_default().tracking_url;
+        assert!(url.starts_with("http://links.restart/r/"), "{url}");
+    }
+}
