@@ -218,6 +218,7 @@ where
         let Some(&(last, _)) = items.last() else {
             continue;
         };
+        let started = std::time::Instant::now();
         let mut conn = db.conn().await.map_err(|e| failed(&e))?;
         let expected = cursor;
         conn.transaction::<_, DbError, _>(async |conn| {
@@ -226,6 +227,13 @@ where
         })
         .await
         .map_err(|e| failed(&e))?;
+        tracing::debug!(
+            stream = options.stream,
+            events = items.len(),
+            seq = last,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "batch applied"
+        );
         cursor = last;
     }
     Err(ConsumeError::Failed("source stream ended".to_owned()))
