@@ -12,6 +12,8 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Database, DbError};
 
+use crate::metrics::{StreamLabels, consumer_metrics};
+
 /// Why an upstream stream could not be opened or broke off (it is reopened after a backoff).
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -102,6 +104,12 @@ pub async fn run_consumer<S, A>(
     A: Apply<S::Event>,
 {
     let stream = options.stream;
+    let labels = StreamLabels::new(db.schema(), stream);
+    let active = consumer_metrics().active.get_or_create(&labels).clone();
+    // Back to 0 however this returns (shutdown, or the task dropped).
+    let _standing_down = DropGuard(|| {
+        active.set(0);
+    });
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         // The session lock lives as long as this connection: if this process dies, PostgreSQL
@@ -111,6 +119,7 @@ pub async fn run_consumer<S, A>(
             None => return,
         };
         tracing::info!(stream, "stream consumer active");
+        active.set(1);
         loop {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -122,6 +131,7 @@ pub async fn run_consumer<S, A>(
                 Ok(()) => backoff = Duration::from_millis(100),
                 Err(ConsumeError::LockLost(reason)) => {
                     tracing::warn!(stream, %reason, "stream consumer lost its lock");
+                    active.set(0);
                     break;
                 }
                 Err(ConsumeError::Failed(reason)) => {
@@ -204,6 +214,14 @@ where
     let mut cursor = load_cursor(db, options.stream)
         .await
         .map_err(|e| failed(&e))?;
+    let labels = StreamLabels::new(db.schema(), options.stream);
+    let metrics = consumer_metrics();
+    let (applied, batch_seconds, cursor_gauge) = (
+        metrics.applied.get_or_create(&labels).clone(),
+        metrics.batch_seconds.get_or_create(&labels).clone(),
+        metrics.cursor.get_or_create(&labels).clone(),
+    );
+    cursor_gauge.set(cursor);
     let events = source.open(cursor).await.map_err(|e| failed(&e))?;
     let mut batches = events.ready_chunks(options.batch);
     while let Some(batch) = batches.next().await {
@@ -227,13 +245,17 @@ where
         })
         .await
         .map_err(|e| failed(&e))?;
+        let elapsed = started.elapsed();
         tracing::debug!(
             stream = options.stream,
             events = items.len(),
             seq = last,
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "batch applied"
         );
+        applied.inc_by(items.len() as u64);
+        batch_seconds.observe(elapsed.as_secs_f64());
+        cursor_gauge.set(last);
         cursor = last;
     }
     Err(ConsumeError::Failed("source stream ended".to_owned()))
@@ -274,5 +296,14 @@ async fn advance_cursor(
         None => Err(DbError::Other(format!(
             "cursor of {stream} moved past {expected} by another consumer"
         ))),
+    }
+}
+
+/// Runs its closure when dropped.
+struct DropGuard<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for DropGuard<F> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }

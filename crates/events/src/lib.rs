@@ -6,15 +6,18 @@
 //!   follows new events live, woken by LISTEN/NOTIFY (no busy polling).
 //! - [`run_consumer`] applies an upstream stream to a downstream service, storing its cursor in
 //!   the same transaction as the applied changes, with one active consumer per stream across
-//!   replicas (a session advisory lock) and an optimistic cursor check as a second guard.
+//!   replicas (a session advisory lock) and an optimistic cursor check as a second guard; its
+//!   progress is in [`consumer_metrics`].
 
 mod consumer;
 mod log;
+mod metrics;
 
 pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
 pub use log::{EventLog, NewEvent, StoredEvent, append, listen};
+pub use metrics::{ConsumerMetrics, StreamLabels, consumer_metrics};
 
 use tracking_db::Migrations;
 

@@ -1,6 +1,6 @@
 //! The outbox, Watch streams and consumers against a real PostgreSQL: no event lost or reordered
-//! under concurrent writers, exactly-once application across consumer restarts, and one active
-//! consumer per stream with takeover.
+//! under concurrent writers, exactly-once application across consumer restarts, one active
+//! consumer per stream with takeover, and each consumer's progress in its metrics.
 
 use std::time::Duration;
 
@@ -8,11 +8,12 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::StreamExt;
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, TestDb};
 use tracking_events::{
     Apply, BoxFuture, ConsumerOptions, EventLog, EventStream, NewEvent, Source, SourceError,
-    append, run_consumer,
+    StreamLabels, append, run_consumer,
 };
 
 static SCHEMAS: &[SchemaSpec] = &[
@@ -291,5 +292,70 @@ async fn one_consumer_is_active_and_a_standby_takes_over() {
     b.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(&consumer).await, 150);
     assert_eq!(by(consumer.clone()).await, vec!["a", "b"]);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_consumers_progress_is_in_the_metrics() {
+    let (_test_db, producer, consumer, log, shutdown) = setup().await;
+    // A stream name of its own, so other tests in the process do not move these figures.
+    let options = ConsumerOptions {
+        standby_retry: Duration::from_millis(100),
+        ..ConsumerOptions::new("metered-events")
+    };
+    let labels = StreamLabels::new("consumer", "metered-events");
+    let metrics = tracking_events::consumer_metrics();
+    for i in 0..120 {
+        append_one(&producer, 1, format!("m{i}")).await;
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        consumer.clone(),
+        options,
+        LogSource(log.clone()),
+        Recorder("metered"),
+        stop.clone(),
+    ));
+    wait_for(&consumer, 120).await;
+    let head = log.head().await.unwrap_or_else(|e| panic!("{e}"));
+    // The cursor's commit and the figures' update are a moment apart.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.cursor.get_or_create(&labels).get() < head {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cursor metric behind"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(metrics.applied.get_or_create(&labels).get(), 120);
+    assert_eq!(metrics.active.get_or_create(&labels).get(), 1);
+
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text.contains(
+            r#"stream_events_applied_total{schema="consumer",stream="metered-events"} 120"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            r#"stream_cursor{{schema="consumer",stream="metered-events"}} {head}"#
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"stream_batch_duration_seconds_count{schema="consumer",stream="metered-events"}"#
+        ),
+        "{text}"
+    );
+
+    stop.cancel();
+    task.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(metrics.active.get_or_create(&labels).get(), 0);
     shutdown.cancel();
 }

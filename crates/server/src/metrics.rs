@@ -1,5 +1,6 @@
-//! Prometheus metrics: per-RPC request counts by gRPC code and latency, in-flight calls and calls
-//! refused by admission control, served as text on the HTTP port's `/metrics`.
+//! Prometheus metrics: per-RPC request counts by gRPC code and latency, in-flight calls, calls
+//! refused by admission control and the process's stream consumers' progress, served as text on
+//! the HTTP port's `/metrics`.
 
 use std::sync::{Arc, RwLock};
 
@@ -66,6 +67,7 @@ impl Metrics {
             "gRPC calls being served",
             in_flight.clone(),
         );
+        tracking_events::consumer_metrics().register(&mut registry);
         registry.register(
             "grpc_shed",
             "gRPC calls refused with RESOURCE_EXHAUSTED by admission control",

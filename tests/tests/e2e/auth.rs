@@ -196,6 +196,17 @@ async fn health_reflection_and_metrics_need_no_token() {
         "{body}"
     );
     assert!(body.contains("tracking_grpc_request_duration_seconds_bucket"));
+    // So is every stream consumer of the process, by consuming schema and stream.
+    for (schema, stream) in [
+        ("mint", "plan-events"),
+        ("attribution", "plan-events"),
+        ("attribution", "code-events"),
+        ("attribution", "order-events"),
+    ] {
+        let active =
+            format!(r#"tracking_stream_consumer_active{{schema="{schema}",stream="{stream}"}}"#);
+        assert!(body.contains(&active), "{active} in {body}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,82 @@
+//! The stream consumers' metrics: one set per process, labelled by the consuming schema and the
+//! stream, which the server kit serves on `/metrics` with its own.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The consuming service's schema (`mint`, `attribution`).
+    pub schema: String,
+    /// The cursor's name (`order-events`).
+    pub stream: String,
+}
+
+impl StreamLabels {
+    pub fn new(schema: &str, stream: &str) -> Self {
+        Self {
+            schema: schema.to_owned(),
+            stream: stream.to_owned(),
+        }
+    }
+}
+
+fn batch_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct ConsumerMetrics {
+    /// Events applied (committed with the cursor).
+    pub applied: Family<StreamLabels, Counter>,
+    /// Time from taking a batch to its commit.
+    pub batch_seconds: Family<StreamLabels, Histogram, fn() -> Histogram>,
+    /// The last applied sequence number; with the producer's head, the consumer's lag.
+    pub cursor: Family<StreamLabels, Gauge>,
+    /// 1 while this process holds the stream's consumer lock, 0 on a standby.
+    pub active: Family<StreamLabels, Gauge>,
+}
+
+/// The process's consumer metrics.
+pub fn consumer_metrics() -> &'static ConsumerMetrics {
+    static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| ConsumerMetrics {
+        applied: Family::default(),
+        batch_seconds: Family::new_with_constructor(batch_histogram),
+        cursor: Family::default(),
+        active: Family::default(),
+    })
+}
+
+impl ConsumerMetrics {
+    /// Adds these metrics to a registry (the families are shared, so every registry shows the
+    /// same figures).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stream_events_applied",
+            "Events applied by stream consumers, by consuming schema and stream",
+            self.applied.clone(),
+        );
+        registry.register(
+            "stream_batch_duration_seconds",
+            "Time stream consumers take to apply and commit one batch",
+            self.batch_seconds.clone(),
+        );
+        registry.register(
+            "stream_cursor",
+            "Last sequence number a stream consumer applied",
+            self.cursor.clone(),
+        );
+        registry.register(
+            "stream_consumer_active",
+            "1 while this process is the stream's active consumer, 0 while it stands by",
+            self.active.clone(),
+        );
+    }
+}
