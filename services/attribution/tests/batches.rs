@@ -652,6 +652,38 @@ async fn leak_alerts_count_every_order_of_a_batch_in_turn() {
     }
 }
 
+#[tokio::test]
+async fn only_orders_placed_after_a_click_count_as_clicked() {
+    // Anna's link was clicked at 15:00: in one batch, her orders at 14:00 (before it), 15:30
+    // (after it) and 16:00, and one placed 31 days after the click.
+    let at = |id: &str, when: DateTime<Utc>| {
+        let mut event = order(1, id, OrderStatus::Paid, &["anna10"], 1_000, 0);
+        if let Some(order) = event.order.as_mut() {
+            order.occurred_at = Some(ts(when));
+        }
+        event
+    };
+    let events = [
+        at("A-late", placed() - Duration::hours(1) + Duration::days(31)),
+        at("A-before", placed() - Duration::hours(2)),
+        at("A-after", placed() - Duration::minutes(30)),
+        at("A-now", placed()),
+    ];
+    let (single, batched) = both_ways(&events).await;
+    assert_same(&single, &batched).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines(
+                    "select day || ' ' || orders || ' ' || orders_without_click as line \
+                        from code_daily where code_id = 1 order by day"
+                )
+                .await,
+            ["2025-11-24 3 1", "2025-12-25 1 1"]
+        );
+    }
+}
+
 /// A code event of brand 1's code `id` with `text`, as of `at`.
 fn code_event(id: i64, creator: i64, text: &str, at: DateTime<Utc>) -> CodeEvent {
     CodeEvent {

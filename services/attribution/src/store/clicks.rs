@@ -116,12 +116,27 @@ pub async fn clicked_before(
         #[diesel(sql_type = Bool)]
         found: bool,
     }
+    // A batch asks about many orders of few creators: one probe per creator finds the latest
+    // click before the creator's last order, which answers every order placed after that click;
+    // only an order placed before it (a click between two of the creator's orders) probes alone.
     let rows: Vec<Found> = tracking_db::prepared(
-        "select exists (select 1 from clicks c where c.brand_id = q.b and c.campaign_id = q.c
-                 and c.creator_id = q.r and c.clicked_at between q.at - interval '30 days' and q.at)
-             as found
-         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[])
-             with ordinality as q(b, c, r, at, n)
+        "with q as (
+             select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+                 with ordinality as q(b, c, r, at, n)),
+         latest as (
+             select g.b, g.c, g.r,
+                 (select max(k.clicked_at) from clicks k where k.brand_id = g.b
+                      and k.campaign_id = g.c and k.creator_id = g.r and k.clicked_at <= g.last_at)
+                     as clicked_at
+             from (select b, c, r, max(at) as last_at from q group by b, c, r) g)
+         select case
+                 when l.clicked_at is null then false
+                 when l.clicked_at <= q.at then l.clicked_at >= q.at - interval '30 days'
+                 else exists (select 1 from clicks k where k.brand_id = q.b
+                     and k.campaign_id = q.c and k.creator_id = q.r
+                     and k.clicked_at between q.at - interval '30 days' and q.at)
+             end as found
+         from q join latest l on (l.b, l.c, l.r) = (q.b, q.c, q.r)
          order by q.n",
     )
     .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0).collect::<Vec<_>>())
