@@ -26,7 +26,7 @@ use crate::domain::attribution::{
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
-use crate::store::clicks::{self, ClickRow};
+use crate::store::clicks::{self, ClickRow, CreatorLinks};
 use crate::store::conversions::{
     self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
 };
@@ -928,6 +928,52 @@ impl Changes {
     }
 }
 
+/// For each (brand, campaign, creator, at): whether the creator's links in the campaign were
+/// clicked in the lookback before `at`. One answer per question, in order. A batch asks about
+/// many orders of few creators, so the creator's latest click before their last order of the
+/// batch answers every order placed after that click (one probe per creator); only an order
+/// placed before it (a click between two of the creator's orders) is asked about on its own.
+async fn clicked_before(
+    conn: &mut AsyncPgConnection,
+    questions: &[(i64, i64, i64, DateTime<Utc>)],
+) -> Result<Vec<bool>, DbError> {
+    let mut last_orders: BTreeMap<CreatorLinks, DateTime<Utc>> = BTreeMap::new();
+    for &(brand, campaign, creator, at) in questions {
+        let last = last_orders.entry((brand, campaign, creator)).or_insert(at);
+        *last = (*last).max(at);
+    }
+    let creators: Vec<(CreatorLinks, DateTime<Utc>)> = last_orders.into_iter().collect();
+    let found = clicks::latest_clicks(conn, &creators).await?;
+    let latest: BTreeMap<CreatorLinks, Option<DateTime<Utc>>> = creators
+        .iter()
+        .map(|(links, _)| *links)
+        .zip(found)
+        .collect();
+    let mut answers: Vec<Option<bool>> = questions
+        .iter()
+        .map(|&(brand, campaign, creator, at)| {
+            alerts::clicked_from_latest(latest[&(brand, campaign, creator)], at)
+        })
+        .collect();
+    let open: Vec<usize> = (0..questions.len())
+        .filter(|&i| answers[i].is_none())
+        .collect();
+    let asked: Vec<(CreatorLinks, DateTime<Utc>, DateTime<Utc>)> = open
+        .iter()
+        .map(|&i| {
+            let (brand, campaign, creator, at) = questions[i];
+            ((brand, campaign, creator), at - alerts::CLICK_LOOKBACK, at)
+        })
+        .collect();
+    for (i, found) in open
+        .into_iter()
+        .zip(clicks::clicked_between(conn, &asked).await?)
+    {
+        answers[i] = Some(found);
+    }
+    Ok(answers.into_iter().map(|a| a.unwrap_or(false)).collect())
+}
+
 /// Counts codes' orders for leak detection, one after the other as they were attributed, and
 /// raises the alerts their figures call for.
 async fn watch_for_leaks(
@@ -941,7 +987,7 @@ async fn watch_for_leaks(
         .iter()
         .map(|(code, at)| (code.brand_id, code.campaign_id, code.creator_id, *at))
         .collect();
-    let clicked = clicks::clicked_before(conn, &questions).await?;
+    let clicked = clicked_before(conn, &questions).await?;
     // Each code's totals, and its days from the earliest baseline to the latest order.
     let mut ranges: BTreeMap<(i64, i64), (NaiveDate, NaiveDate)> = BTreeMap::new();
     for (code, at) in leaks {

@@ -654,8 +654,9 @@ async fn leak_alerts_count_every_order_of_a_batch_in_turn() {
 
 #[tokio::test]
 async fn only_orders_placed_after_a_click_count_as_clicked() {
-    // Anna's link was clicked at 15:00: in one batch, her orders at 14:00 (before it), 15:30
-    // (after it) and 16:00, and one placed 31 days after the click.
+    // Anna's link was clicked at 13:00 and 15:00. In one batch, her orders at 14:00 (between
+    // the clicks), 15:30 and 16:00 (after both), one 40 days before (no click in the 30 days
+    // before it) and one 31 days after the last click.
     let at = |id: &str, when: DateTime<Utc>| {
         let mut event = order(1, id, OrderStatus::Paid, &["anna10"], 1_000, 0);
         if let Some(order) = event.order.as_mut() {
@@ -665,11 +666,21 @@ async fn only_orders_placed_after_a_click_count_as_clicked() {
     };
     let events = [
         at("A-late", placed() - Duration::hours(1) + Duration::days(31)),
-        at("A-before", placed() - Duration::hours(2)),
+        at("A-between", placed() - Duration::hours(2)),
+        at("A-long-before", placed() - Duration::days(40)),
         at("A-after", placed() - Duration::minutes(30)),
         at("A-now", placed()),
     ];
-    let (single, batched) = both_ways(&events).await;
+    let (single, batched) = (store().await, store().await);
+    for store in [&single, &batched] {
+        tx!(store, |conn| {
+            let early = click("c_anna_early", 1, 20, 501, placed() - Duration::hours(3));
+            clicks::insert(conn, &[early]).await?;
+            Ok(())
+        });
+    }
+    single.one_at_a_time(&events).await;
+    batched.as_one_batch(&events).await;
     assert_same(&single, &batched).await;
     for store in [&single, &batched] {
         assert_eq!(
@@ -679,7 +690,7 @@ async fn only_orders_placed_after_a_click_count_as_clicked() {
                         from code_daily where code_id = 1 order by day"
                 )
                 .await,
-            ["2025-11-24 3 1", "2025-12-25 1 1"]
+            ["2025-10-15 1 1", "2025-11-24 3 0", "2025-12-25 1 1"]
         );
     }
 }

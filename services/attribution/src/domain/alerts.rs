@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
+
+/// An order counts as clicked when the creator's links were clicked in this long before it.
+pub const CLICK_LOOKBACK: TimeDelta = TimeDelta::days(30);
 
 /// A code's orders so far and those with no click on the creator's links in the 30 days before.
 pub const MIN_ORDERS: i64 = 10;
@@ -80,6 +83,17 @@ impl CodeHistory {
     }
 }
 
+/// Whether an order placed `at` counts as clicked, from `latest`, the creator's latest click at
+/// or before some moment not earlier than `at`: the answer, or `None` when that click came after
+/// `at` (only the clicks before `at` can tell then).
+pub fn clicked_from_latest(latest: Option<DateTime<Utc>>, at: DateTime<Utc>) -> Option<bool> {
+    match latest {
+        None => Some(false),
+        Some(click) if click <= at => Some(click >= at - CLICK_LOOKBACK),
+        Some(_) => None,
+    }
+}
+
 /// Evidence of a spike on a day with `day_orders`, against the baseline average. A code with no
 /// history has nothing to jump from (a code leaked at once shows as orders without clicks).
 pub fn spike(day: &str, day_orders: i64, baseline_milli: i64) -> Option<String> {
@@ -97,6 +111,32 @@ pub fn spike(day: &str, day_orders: i64, baseline_milli: i64) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_creators_latest_click_answers_for_the_orders_after_it() {
+        let at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        assert_eq!(clicked_from_latest(None, at), Some(false), "never clicked");
+        assert_eq!(
+            clicked_from_latest(Some(at), at),
+            Some(true),
+            "clicked at the order"
+        );
+        assert_eq!(
+            clicked_from_latest(Some(at - CLICK_LOOKBACK), at),
+            Some(true),
+            "30 days before, to the second"
+        );
+        assert_eq!(
+            clicked_from_latest(Some(at - CLICK_LOOKBACK - TimeDelta::seconds(1)), at),
+            Some(false),
+            "longer ago"
+        );
+        assert_eq!(
+            clicked_from_latest(Some(at + TimeDelta::seconds(1)), at),
+            None,
+            "a click after the order says nothing of the clicks before it"
+        );
+    }
 
     #[test]
     fn orders_without_clicks_need_volume_and_a_clear_majority() {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::DbError;
 
@@ -102,11 +102,45 @@ pub async fn by_ids(
     .await?)
 }
 
-/// For each (brand, campaign, creator, at): whether the creator's links in the campaign were
-/// clicked in the 30 days before `at`. One answer per question, in order.
-pub async fn clicked_before(
+/// A creator's links in a campaign: (brand, campaign, creator).
+pub type CreatorLinks = (i64, i64, i64);
+
+/// For each (links, until): the latest click on the creator's links in the campaign at or before
+/// `until`. One answer per question, in order.
+pub async fn latest_clicks(
     conn: &mut AsyncPgConnection,
-    questions: &[(i64, i64, i64, DateTime<Utc>)],
+    questions: &[(CreatorLinks, DateTime<Utc>)],
+) -> Result<Vec<Option<DateTime<Utc>>>, DbError> {
+    if questions.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(QueryableByName)]
+    struct Latest {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        clicked_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Latest> = tracking_db::prepared(
+        "select (select max(k.clicked_at) from clicks k where k.brand_id = q.b
+                     and k.campaign_id = q.c and k.creator_id = q.r and k.clicked_at <= q.until)
+                     as clicked_at
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+             with ordinality as q(b, c, r, until, n)
+         order by q.n",
+    )
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.2).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(questions.iter().map(|q| q.1).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.clicked_at).collect())
+}
+
+/// For each (links, from, to): whether the creator's links in the campaign were clicked between
+/// `from` and `to`, both included. One answer per question, in order.
+pub async fn clicked_between(
+    conn: &mut AsyncPgConnection,
+    questions: &[(CreatorLinks, DateTime<Utc>, DateTime<Utc>)],
 ) -> Result<Vec<bool>, DbError> {
     if questions.is_empty() {
         return Ok(Vec::new());
@@ -116,33 +150,18 @@ pub async fn clicked_before(
         #[diesel(sql_type = Bool)]
         found: bool,
     }
-    // A batch asks about many orders of few creators: one probe per creator finds the latest
-    // click before the creator's last order, which answers every order placed after that click;
-    // only an order placed before it (a click between two of the creator's orders) probes alone.
     let rows: Vec<Found> = tracking_db::prepared(
-        "with q as (
-             select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[])
-                 with ordinality as q(b, c, r, at, n)),
-         latest as (
-             select g.b, g.c, g.r,
-                 (select max(k.clicked_at) from clicks k where k.brand_id = g.b
-                      and k.campaign_id = g.c and k.creator_id = g.r and k.clicked_at <= g.last_at)
-                     as clicked_at
-             from (select b, c, r, max(at) as last_at from q group by b, c, r) g)
-         select case
-                 when l.clicked_at is null then false
-                 when l.clicked_at <= q.at then l.clicked_at >= q.at - interval '30 days'
-                 else exists (select 1 from clicks k where k.brand_id = q.b
-                     and k.campaign_id = q.c and k.creator_id = q.r
-                     and k.clicked_at between q.at - interval '30 days' and q.at)
-             end as found
-         from q join latest l on (l.b, l.c, l.r) = (q.b, q.c, q.r)
+        "select exists (select 1 from clicks k where k.brand_id = q.b and k.campaign_id = q.c
+                     and k.creator_id = q.r and k.clicked_at between q.f and q.t) as found
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[],
+             $5::timestamptz[]) with ordinality as q(b, c, r, f, t, n)
          order by q.n",
     )
-    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.1).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.2).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(questions.iter().map(|q| q.3).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(questions.iter().map(|q| q.0.2).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(questions.iter().map(|q| q.1).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(questions.iter().map(|q| q.2).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.found).collect())
