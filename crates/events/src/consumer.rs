@@ -223,10 +223,17 @@ where
     );
     cursor_gauge.set(cursor);
     let events = source.open(cursor).await.map_err(|e| failed(&e))?;
-    let mut batches = events.ready_chunks(options.batch);
-    while let Some(batch) = batches.next().await {
+    // The next batch is received and decoded while this one's transaction runs: a reader task
+    // keeps up to a batch of events ready.
+    let batch_size = options.batch.max(1);
+    let (ready, mut received) = tokio::sync::mpsc::channel(batch_size);
+    let reader = tokio::spawn(read_ahead(events, ready));
+    let _stop_reading = DropGuard(move || reader.abort());
+    let mut batch = Vec::with_capacity(batch_size);
+    // Waits for one event, then takes every event ready, up to a batch.
+    while received.recv_many(&mut batch, batch_size).await > 0 {
         let mut items = Vec::with_capacity(batch.len());
-        for item in batch {
+        for item in batch.drain(..) {
             let (seq, event) = item.map_err(|e| failed(&e))?;
             // Defensive: a source may replay from before our cursor.
             if seq > cursor {
@@ -259,6 +266,20 @@ where
         cursor = last;
     }
     Err(ConsumeError::Failed("source stream ended".to_owned()))
+}
+
+/// Forwards `events` until the stream ends, fails (the error is forwarded too) or the consumer
+/// stops listening.
+async fn read_ahead<E>(
+    mut events: EventStream<E>,
+    ready: tokio::sync::mpsc::Sender<Result<(i64, E), SourceError>>,
+) {
+    while let Some(item) = events.next().await {
+        let failed = item.is_err();
+        if ready.send(item).await.is_err() || failed {
+            return;
+        }
+    }
 }
 
 async fn load_cursor(db: &Database, stream: &str) -> Result<i64, DbError> {
