@@ -80,6 +80,10 @@ const ORDER_BATCH: usize = 4096;
 /// How often due conversions are approved.
 const APPROVE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often pending orders that waited too long are looked for, and how many go per statement.
+const EXPIRE_PENDING_EVERY: Duration = Duration::from_secs(60);
+const EXPIRE_PENDING_CHUNK: i64 = 10_000;
+
 /// The running service: its gRPC state, its HTTP routes, and the click writer to wait for at
 /// shutdown (it ends once the servers have dropped their handles and every queued click is
 /// written).
@@ -132,6 +136,7 @@ pub async fn start(
         shutdown.clone(),
     ));
     tokio::spawn(approve(db.clone(), shutdown.clone()));
+    tokio::spawn(expire_pending(db.clone(), shutdown.clone()));
     let (links, click_writer) =
         links::Links::start(db.clone(), &visitor_key(&keys), shutdown.clone()).await?;
     let service = Attribution {
@@ -176,6 +181,36 @@ async fn approve(db: Database, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(approved = n, "conversions approved"),
             Err(err) => tracing::warn!(error = %err, "approving conversions failed, retrying"),
+        }
+    }
+}
+
+/// Forgets the pending orders whose code or click has not shown up within
+/// `domain::attribution::PENDING_WAIT`, every minute, on every replica (rows are claimed with
+/// SKIP LOCKED), a chunk per statement until none is left.
+async fn expire_pending(db: Database, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(EXPIRE_PENDING_EVERY) => {}
+        }
+        let before = chrono::Utc::now() - domain::attribution::PENDING_WAIT;
+        let result = async {
+            let mut conn = db.conn().await?;
+            let mut expired = 0;
+            loop {
+                let n = store::pending::expire(&mut conn, before, EXPIRE_PENDING_CHUNK).await?;
+                expired += n;
+                if (n as i64) < EXPIRE_PENDING_CHUNK || shutdown.is_cancelled() {
+                    return Ok::<_, DbError>(expired);
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, %before, "pending orders expired unmatched"),
+            Err(err) => tracing::warn!(error = %err, "expiring pending orders failed, retrying"),
         }
     }
 }

@@ -5,6 +5,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+/// How long an order that carries codes or a click id nobody is known for waits for them (the
+/// streams of codes, clicks and orders are independent, so an order may arrive first). Its
+/// waiting starts again with each new state of the order; after this it is forgotten: a code
+/// is minted before anyone can order with it, so a month covers any stream falling behind.
+pub const PENDING_WAIT: Duration = Duration::days(30);
+
 /// How a conversion was attributed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {

@@ -1,7 +1,8 @@
 //! Orders waiting for their code or click to become known (see the migration's comment).
 
+use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Text};
+use diesel::sql_types::{Array, BigInt, Bytea, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::DbError;
 
@@ -133,6 +134,27 @@ pub async fn drop(conn: &mut AsyncPgConnection, orders: &[&OrderKey]) -> Result<
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Forgets up to `limit` of the pending orders whose latest state arrived before `before`, the
+/// oldest first, skipping any a consumer holds; returns how many.
+pub async fn expire(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> Result<usize, DbError> {
+    Ok(tracking_db::prepared(
+        "delete from pending_orders p
+         using (select brand_id, integration_id, store_order_id from pending_orders
+                where received_at < $1 order by received_at limit $2
+                for update skip locked) o
+         where p.brand_id = o.brand_id and p.integration_id = o.integration_id
+             and p.store_order_id = o.store_order_id",
+    )
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await?)
 }
 
 /// Removes and returns the pending orders of each (brand, integration) that used its

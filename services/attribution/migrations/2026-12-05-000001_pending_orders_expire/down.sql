@@ -1,0 +1,1 @@
+drop index pending_orders_received;
