@@ -21,13 +21,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tracking_api::gateway::v1::AmazonReportRow;
 use tracking_db::DbError;
 
 use crate::domain::amazon_reports::{approve_on, commission, payable_through};
-use crate::domain::attribution::CommissionRule;
+use crate::domain::attribution::{CommissionRule, rule_in_effect};
 use crate::store::amazon_reports::{self as store, ReportSale, RowKey};
 use crate::store::conversions::{self, SalesDelta, SalesKey};
 use crate::store::projection::{self, PlanRow};
@@ -172,8 +172,12 @@ async fn credit(
     }
     let priced = plan.is_some();
     let shared = campaigns.len() > 1;
+    let rule = match &plan {
+        Some(plan) => rule_on(conn, plan, key.day).await?,
+        None => None,
+    };
     let (commission_minor, commission_currency) = commission(
-        plan.as_ref().and_then(rule_of).as_ref(),
+        rule.as_ref(),
         reported.purchases,
         reported.sales_minor,
         &reported.currency,
@@ -250,13 +254,23 @@ pub async fn approve_due(
     Ok(approved)
 }
 
-fn rule_of(plan: &PlanRow) -> Option<CommissionRule> {
-    if let Some(bps) = plan.commission_bps {
-        return Some(CommissionRule::PercentBps(bps));
-    }
-    Some(CommissionRule::FixedPerOrder {
-        amount_minor: plan.commission_fixed_minor?,
-        currency: plan.commission_currency.clone()?,
+/// The plan's commission rule on `day` (in effect when the day began, UTC): a change of
+/// commission applies from the next day on, however late a day's row or its revision arrives.
+/// A plan the projection has no history of pays what it says now.
+async fn rule_on(
+    conn: &mut AsyncPgConnection,
+    plan: &PlanRow,
+    day: NaiveDate,
+) -> Result<Option<CommissionRule>, DbError> {
+    let key = (plan.brand_id, plan.plan_id);
+    let histories = projection::commission_histories(conn, &[key]).await?;
+    Ok(match histories.get(&key) {
+        Some(history) => rule_in_effect(history, day.and_time(NaiveTime::MIN).and_utc()).cloned(),
+        None => CommissionRule::from_columns(
+            plan.commission_bps,
+            plan.commission_fixed_minor,
+            plan.commission_currency.as_deref(),
+        ),
     })
 }
 
@@ -450,6 +464,31 @@ mod tests {
         apply_rows(conn, &[(1, &row)])
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_day_earns_the_commission_in_effect_when_it_began() {
+        let (_db, mut conn) = setup().await;
+        let today = Utc::now().date_naive();
+        let day = |ago: i64| today - chrono::Duration::days(ago);
+        // Two days ago at noon the brand raised plan 2's commission from 10 % to 20 %.
+        let mut raise = plan_event(2000);
+        if let Some(Subject::Plan(plan)) = raise.subject.as_mut() {
+            let noon = day(2).and_hms_opt(12, 0, 0).unwrap_or_default().and_utc();
+            plan.updated_at = Some(crate::convert::timestamp(noon));
+        }
+        plan_stream(&mut conn, &[raise]).await;
+        // Rows (and a revision) reported after the raise: the days before it and the day it
+        // happened keep 10 %, the day after earns 20 %.
+        let mut commissions = Vec::new();
+        for (ago, revision) in [(3, 1), (2, 1), (1, 1), (3, 2)] {
+            let sales = apply_one(&mut conn, row(day(ago), revision, 1, 10_000)).await;
+            commissions.push(sales.iter().map(|s| s.commission_minor).next());
+        }
+        assert_eq!(
+            commissions,
+            [Some(1_000), Some(1_000), Some(2_000), Some(1_000)]
+        );
     }
 
     #[tokio::test]

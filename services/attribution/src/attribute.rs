@@ -284,20 +284,7 @@ impl Facts {
         for plan in projection::plans(conn, &plan_ids).await? {
             facts.plans.insert((plan.brand_id, plan.plan_id), plan);
         }
-        for row in projection::commissions(conn, &code_plans).await? {
-            facts
-                .commissions
-                .entry((row.brand_id, row.plan_id))
-                .or_default()
-                .push((
-                    row.effective_from,
-                    commission_rule(
-                        row.commission_bps,
-                        row.commission_fixed_minor,
-                        row.commission_currency.as_ref(),
-                    ),
-                ));
-        }
+        facts.commissions = projection::commission_histories(conn, &code_plans).await?;
         for link in projection::campaigns_of_plans(conn, &code_plans).await? {
             facts
                 .campaigns
@@ -360,21 +347,6 @@ fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
 }
 
 /// A plan's commission columns as a rule.
-fn commission_rule(
-    bps: Option<i32>,
-    fixed_minor: Option<i64>,
-    currency: Option<&String>,
-) -> Option<CommissionRule> {
-    match (bps, fixed_minor, currency) {
-        (Some(bps), _, _) => Some(CommissionRule::PercentBps(bps)),
-        (None, Some(amount), Some(currency)) => Some(CommissionRule::FixedPerOrder {
-            amount_minor: amount,
-            currency: currency.clone(),
-        }),
-        _ => None,
-    }
-}
-
 /// One batch of order events, applied in memory.
 struct Batch<'f> {
     facts: &'f Facts,

@@ -232,6 +232,25 @@ pub enum CommissionRule {
     FixedPerOrder { amount_minor: i64, currency: String },
 }
 
+impl CommissionRule {
+    /// The rule a plan's stored columns describe: a percentage if it has one, else a fixed amount
+    /// with its currency; `None` when the plan pays no commission.
+    pub fn from_columns(
+        bps: Option<i32>,
+        fixed_minor: Option<i64>,
+        currency: Option<&str>,
+    ) -> Option<CommissionRule> {
+        match (bps, fixed_minor, currency) {
+            (Some(bps), _, _) => Some(CommissionRule::PercentBps(bps)),
+            (None, Some(amount_minor), Some(currency)) => Some(CommissionRule::FixedPerOrder {
+                amount_minor,
+                currency: currency.to_owned(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A plan's commission rules, oldest first, each with the time it took effect.
 pub type CommissionHistory = Vec<(DateTime<Utc>, Option<CommissionRule>)>;
 

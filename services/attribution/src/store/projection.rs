@@ -1,10 +1,14 @@
 //! The projection of plans, campaigns and codes from the upstream streams.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::{Database, DbError};
+
+use crate::domain::attribution::{CommissionHistory, CommissionRule};
 
 /// A plan, as attribution needs it.
 #[derive(Debug, Clone, QueryableByName)]
@@ -122,8 +126,28 @@ pub struct CommissionRow {
     pub commission_currency: Option<String>,
 }
 
+/// The commission history of each of the plans `ids` (brand, plan id) that has one.
+pub async fn commission_histories(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+) -> Result<HashMap<(i64, i64), CommissionHistory>, DbError> {
+    let mut histories: HashMap<(i64, i64), CommissionHistory> = HashMap::new();
+    for row in commissions(conn, ids).await? {
+        let rule = CommissionRule::from_columns(
+            row.commission_bps,
+            row.commission_fixed_minor,
+            row.commission_currency.as_deref(),
+        );
+        histories
+            .entry((row.brand_id, row.plan_id))
+            .or_default()
+            .push((row.effective_from, rule));
+    }
+    Ok(histories)
+}
+
 /// The commissions of the plans `ids` over time, oldest first per plan.
-pub async fn commissions(
+async fn commissions(
     conn: &mut AsyncPgConnection,
     ids: &[(i64, i64)],
 ) -> Result<Vec<CommissionRow>, DbError> {
