@@ -346,7 +346,6 @@ fn distinct<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     items
 }
 
-/// A plan's commission columns as a rule.
 /// One batch of order events, applied in memory.
 struct Batch<'f> {
     facts: &'f Facts,
@@ -900,18 +899,18 @@ impl Changes {
     }
 }
 
-/// For each (brand, campaign, creator, at): whether the creator's links in the campaign were
-/// clicked in the lookback before `at`. One answer per question, in order. A batch asks about
+/// For each (links, at): whether the creator's links in the campaign were clicked in the
+/// lookback before `at`. One answer per question, in order. A batch asks about
 /// many orders of few creators, so the creator's latest click before their last order of the
 /// batch answers every order placed after that click (one probe per creator); only an order
 /// placed before it (a click between two of the creator's orders) is asked about on its own.
 async fn clicked_before(
     conn: &mut AsyncPgConnection,
-    questions: &[(i64, i64, i64, DateTime<Utc>)],
+    questions: &[(CreatorLinks, DateTime<Utc>)],
 ) -> Result<Vec<bool>, DbError> {
     let mut last_orders: BTreeMap<CreatorLinks, DateTime<Utc>> = BTreeMap::new();
-    for &(brand, campaign, creator, at) in questions {
-        let last = last_orders.entry((brand, campaign, creator)).or_insert(at);
+    for &(links, at) in questions {
+        let last = last_orders.entry(links).or_insert(at);
         *last = (*last).max(at);
     }
     let creators: Vec<(CreatorLinks, DateTime<Utc>)> = last_orders.into_iter().collect();
@@ -923,9 +922,7 @@ async fn clicked_before(
         .collect();
     let mut answers: Vec<Option<bool>> = questions
         .iter()
-        .map(|&(brand, campaign, creator, at)| {
-            alerts::clicked_from_latest(latest[&(brand, campaign, creator)], at)
-        })
+        .map(|&(links, at)| alerts::clicked_from_latest(latest[&links], at))
         .collect();
     let open: Vec<usize> = (0..questions.len())
         .filter(|&i| answers[i].is_none())
@@ -933,8 +930,8 @@ async fn clicked_before(
     let asked: Vec<(CreatorLinks, DateTime<Utc>, DateTime<Utc>)> = open
         .iter()
         .map(|&i| {
-            let (brand, campaign, creator, at) = questions[i];
-            ((brand, campaign, creator), at - alerts::CLICK_LOOKBACK, at)
+            let (links, at) = questions[i];
+            (links, at - alerts::CLICK_LOOKBACK, at)
         })
         .collect();
     for (i, found) in open
@@ -955,9 +952,9 @@ async fn watch_for_leaks(
     if leaks.is_empty() {
         return Ok(());
     }
-    let questions: Vec<(i64, i64, i64, DateTime<Utc>)> = leaks
+    let questions: Vec<(CreatorLinks, DateTime<Utc>)> = leaks
         .iter()
-        .map(|(code, at)| (code.brand_id, code.campaign_id, code.creator_id, *at))
+        .map(|(code, at)| ((code.brand_id, code.campaign_id, code.creator_id), *at))
         .collect();
     let clicked = clicked_before(conn, &questions).await?;
     // Each code's totals, and its days from the earliest baseline to the latest order.
