@@ -10,8 +10,8 @@ use tonic::Code as Status;
 use tonic::transport::Channel;
 use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
 use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
+use tracking_api::gateway::v1::{RegisterIntegrationRequest, SetSandboxOutageRequest};
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_api::mint::v1::{Code, MintCodeRequest};
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
@@ -282,6 +282,21 @@ pub async fn add(
         ))
         .await
         .unwrap_or_else(|s| panic!("add creator: {s}"));
+}
+
+/// Takes a sandbox integration's store down (`down`) or brings it back.
+pub async fn sandbox_outage(suite: &Suite, token: &str, integration: i64, down: bool) {
+    suite
+        .gateway()
+        .set_sandbox_outage(authed(
+            SetSandboxOutageRequest {
+                integration_id: integration,
+                down,
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("set sandbox outage: {s}"));
 }
 
 pub async fn mint(

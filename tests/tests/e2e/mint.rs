@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use suite_tests::{Suite, add, brand, eventually, mint, mint_when_known, profile, register};
+use suite_tests::{
+    Suite, add, brand, eventually, mint, mint_when_known, profile, register, sandbox_outage,
+};
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::{
-    DiscountSpec, ListStoreDiscountsRequest, PushDiscountsRequest, SetSandboxOutageRequest,
-};
+use tracking_api::gateway::v1::{DiscountSpec, ListStoreDiscountsRequest, PushDiscountsRequest};
 use tracking_api::mint::v1::{
     Code, CodeEventKind, CodeStatus, DisableCodeRequest, FailureReason, GetCodeRequest,
     ListCodesRequest, ListFailuresRequest, MintCodeRequest, MintCodesRequest, PreviewCodesRequest,
@@ -906,23 +906,7 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
 
     // An edit while the store is down: the code waits, then the new code is created at the store
     // and the old one disabled there.
-    let outage = |down: bool| {
-        let mut gateway = suite.gateway();
-        let token = token.clone();
-        async move {
-            gateway
-                .set_sandbox_outage(authed(
-                    SetSandboxOutageRequest {
-                        integration_id: s.integration,
-                        down,
-                    },
-                    &token,
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    };
-    outage(true).await;
+    sandbox_outage(&suite, &token, s.integration, true).await;
     let waiting = suite
         .mint()
         .update_code(authed(
@@ -939,7 +923,7 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
         (waiting.code.as_str(), waiting.status),
         ("ANADOWN", CodeStatus::Pending as i32)
     );
-    outage(false).await;
+    sandbox_outage(&suite, &token, s.integration, false).await;
     let store = eventually("new code pushed, old disabled", || async {
         let store = store_codes(&suite, &token, s.integration).await;
         (store.contains(&("ANADOWN".to_owned(), true))
@@ -948,6 +932,151 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
     })
     .await;
     assert_eq!(store.len(), 4, "ANAVIP, BO20, TAKEN1, ANADOWN: {store:?}");
+}
+
+/// Every page of ListCodes for `campaign`, `page_size` codes at a time.
+async fn list_pages(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+    status: CodeStatus,
+    page_size: i32,
+) -> Vec<Vec<Code>> {
+    let mut pages = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let response = suite
+            .mint()
+            .list_codes(authed(
+                ListCodesRequest {
+                    campaign_id: campaign,
+                    creator_id: creator,
+                    status: status as i32,
+                    page: Some(tracking_api::common::v1::PageRequest {
+                        page_size,
+                        page_token,
+                    }),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .unwrap_or_else(|s| panic!("list codes: {s}"));
+        pages.push(response.codes);
+        page_token = response.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            return pages;
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_codes_pages_a_campaign_by_id_across_statuses() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    // Another campaign of the same brand and integration, minted in between.
+    let other = setup_on(
+        &suite,
+        &token,
+        s.integration,
+        "{username}",
+        CodeTrigger::OnApproval,
+        "Winter",
+        true,
+    )
+    .await;
+    let mut ids = Vec::new();
+    for creator in 1..=5 {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("C", "C", &format!("c{creator}")),
+            false,
+        )
+        .await;
+        add(
+            &suite,
+            &token,
+            other.campaign,
+            creator,
+            profile("W", "W", &format!("w{creator}")),
+            false,
+        )
+        .await;
+        let (code, _) = mint_when_known(&suite, &token, s.campaign, creator)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ids.push(code.id);
+        mint_when_known(&suite, &token, other.campaign, creator)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    eventually("pushed", || async {
+        codes_of(&suite, &token, s.campaign)
+            .await
+            .iter()
+            .all(|c| c.status == CodeStatus::Active as i32)
+            .then_some(())
+    })
+    .await;
+    for n in [1, 3] {
+        suite
+            .mint()
+            .disable_code(authed(DisableCodeRequest { code_id: ids[n] }, &token))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // A sixth code stays pending while the store is down.
+    sandbox_outage(&suite, &token, s.integration, true).await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        6,
+        profile("C", "C", "c6"),
+        false,
+    )
+    .await;
+    let (pending, _) = mint_when_known(&suite, &token, s.campaign, 6)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ids.push(pending.id);
+
+    let creators_of = |pages: &[Vec<Code>]| -> Vec<i64> {
+        pages.iter().flatten().map(|c| c.creator_id).collect()
+    };
+    // Pages of two, by id, every status merged, nothing of the other campaign.
+    let pages = list_pages(&suite, &token, s.campaign, 0, CodeStatus::Unspecified, 2).await;
+    assert!(pages.iter().all(|page| page.len() <= 2), "{pages:?}");
+    let listed: Vec<i64> = pages.iter().flatten().map(|c| c.id).collect();
+    assert_eq!(listed, ids, "every code once, in id order");
+    assert!(pages.iter().flatten().all(|c| c.campaign_id == s.campaign));
+    for (status, creators) in [
+        (CodeStatus::Active, vec![1, 3, 5]),
+        (CodeStatus::Disabled, vec![2, 4]),
+        (CodeStatus::Pending, vec![6]),
+    ] {
+        let pages = list_pages(&suite, &token, s.campaign, 0, status, 1).await;
+        assert_eq!(creators_of(&pages), creators, "{status:?}");
+        assert!(pages.iter().flatten().all(|c| c.status == status as i32));
+    }
+    let pages = list_pages(&suite, &token, s.campaign, 4, CodeStatus::Unspecified, 50).await;
+    assert_eq!(creators_of(&pages), vec![4]);
+    let pages = list_pages(&suite, &token, s.campaign, 4, CodeStatus::Active, 50).await;
+    assert_eq!(creators_of(&pages), Vec::<i64>::new());
+    let pages = list_pages(&suite, &token, other.campaign, 0, CodeStatus::Active, 50).await;
+    assert_eq!(creators_of(&pages), vec![1, 2, 3, 4, 5]);
 }
 
 #[tokio::test]
@@ -1109,23 +1238,7 @@ async fn a_store_outage_leaves_codes_pending_until_it_is_back() {
         CodeTrigger::OnApproval,
     )
     .await;
-    let outage = |down: bool| {
-        let mut gateway = suite.gateway();
-        let token = token.clone();
-        async move {
-            gateway
-                .set_sandbox_outage(authed(
-                    SetSandboxOutageRequest {
-                        integration_id: s.integration,
-                        down,
-                    },
-                    &token,
-                ))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
-    };
-    outage(true).await;
+    sandbox_outage(&suite, &token, s.integration, true).await;
     for creator in 1..=3 {
         add(
             &suite,
@@ -1155,7 +1268,7 @@ async fn a_store_outage_leaves_codes_pending_until_it_is_back() {
         "{}",
         pending[0].store_error
     );
-    outage(false).await;
+    sandbox_outage(&suite, &token, s.integration, false).await;
     eventually("pushed after recovery", || async {
         let codes = codes_of(&suite, &token, s.campaign).await;
         codes

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gateway_service::webhooks::{ast::sign_pixel, sign};
-use suite_tests::{Suite, brand, register, token};
+use suite_tests::{Suite, brand, register, sandbox_outage, token};
 use tonic::Code;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
     BackfillOrdersRequest, IngestOrdersRequest, Order, OrderEvent, OrderLine, OrderSource,
-    OrderStatus, PlaceSandboxOrderRequest, SetSandboxOutageRequest, WatchOrdersRequest,
+    OrderStatus, PlaceSandboxOrderRequest, WatchOrdersRequest,
 };
 use tracking_server::Role;
 use tracking_testkit::authed;
@@ -726,23 +726,8 @@ async fn backfill_after_a_webhook_gap_counts_every_order_once() {
                 .delivered
         }
     };
-    let outage = |down: bool| {
-        let mut client = suite.gateway();
-        async move {
-            client
-                .set_sandbox_outage(authed(
-                    SetSandboxOutageRequest {
-                        integration_id: integration,
-                        down,
-                    },
-                    &brand(7),
-                ))
-                .await
-                .unwrap_or_else(|s| panic!("{s}"));
-        }
-    };
     assert!(place("s-1").await, "delivered while the store is up");
-    outage(true).await;
+    sandbox_outage(&suite, &brand(7), integration, true).await;
     assert!(
         !place("s-2").await && !place("s-3").await,
         "webhooks missed during the outage"
@@ -764,7 +749,7 @@ async fn backfill_after_a_webhook_gap_counts_every_order_once() {
     };
     let down = backfill(brand(7)).await.err().map(|s| s.code());
     assert_eq!(down, Some(Code::Unavailable), "the store's API is down too");
-    outage(false).await;
+    sandbox_outage(&suite, &brand(7), integration, false).await;
     assert!(place("s-4").await);
     assert_eq!(orders_stored(&suite).await, 2);
     let filled = backfill(brand(7)).await.unwrap_or_else(|s| panic!("{s}"));

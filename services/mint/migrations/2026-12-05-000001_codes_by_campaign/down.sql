@@ -1,0 +1,1 @@
+drop index codes_by_campaign;
