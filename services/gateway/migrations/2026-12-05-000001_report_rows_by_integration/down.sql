@@ -1,0 +1,1 @@
+drop index amazon_report_rows_by_integration;

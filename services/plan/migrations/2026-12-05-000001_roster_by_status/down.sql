@@ -1,0 +1,1 @@
+drop index roster_by_status;
