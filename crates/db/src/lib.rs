@@ -20,7 +20,7 @@ pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
 pub use prepared::{Prepared, prepared};
-pub use testdb::{SchemaSpec, TestDb};
+pub use testdb::{SchemaSpec, TestDb, rows_read_by};
 
 /// Re-exported so services name one connection type.
 pub use diesel_async::AsyncPgConnection;

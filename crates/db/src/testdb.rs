@@ -233,3 +233,52 @@ async fn ensure_template(
         .await;
     result
 }
+
+#[derive(QueryableByName)]
+struct RowsRead {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Runs `f` in a transaction of its own on `conn` and returns its result with how many rows it read
+/// from `table`: index entries returned by the table's indexes plus heap rows scanned or fetched,
+/// from PostgreSQL's per-transaction statistics. It tells a test whether a statement probed the
+/// rows it needed or read a whole range, whatever plan the statistics of the moment led to;
+/// unlike a timing, it does not depend on the machine.
+///
+/// # Panics
+/// When `f` or a statement fails: only tests use it.
+pub async fn rows_read_by<T, E: std::fmt::Display>(
+    conn: &mut diesel_async::AsyncPgConnection,
+    table: &str,
+    f: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> Result<T, E>,
+) -> (T, i64) {
+    run(conn, "begin").await;
+    let before = rows_read(conn, table).await;
+    let value = f(conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = rows_read(conn, table).await - before;
+    run(conn, "commit").await;
+    (value, read)
+}
+
+async fn run(conn: &mut diesel_async::AsyncPgConnection, sql: &str) {
+    if let Err(err) = diesel::sql_query(sql).execute(conn).await {
+        panic!("{sql}: {err}");
+    }
+}
+
+async fn rows_read(conn: &mut diesel_async::AsyncPgConnection, table: &str) -> i64 {
+    let row: Result<RowsRead, _> = diesel::sql_query(
+        "select (pg_stat_get_xact_tuples_returned(t.oid) + pg_stat_get_xact_tuples_fetched(t.oid) \
+           + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) \
+               from pg_index i where i.indrelid = t.oid), 0))::bigint as n \
+         from (select $1::text::regclass::oid as oid) t",
+    )
+    .bind::<Text, _>(table)
+    .get_result(conn)
+    .await;
+    match row {
+        Ok(row) => row.n,
+        Err(err) => panic!("reading the statistics of {table}: {err}"),
+    }
+}

@@ -85,7 +85,10 @@ pub async fn insert_new(
     .await?)
 }
 
-/// The codes the store holds among `lower_codes`.
+/// The codes the store holds among `lower_codes`. Each is looked up on its own in
+/// `sandbox_discounts_code`, the integration repeated per code: as `lower(code) = any($3)`, or
+/// next to a constant `brand_id = $1`, a planner whose statistics have not seen the integration's
+/// codes yet reads and filters all of them instead.
 #[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
 pub async fn held(
     conn: &mut AsyncPgConnection,
@@ -94,11 +97,14 @@ pub async fn held(
     lower_codes: &[String],
 ) -> Result<Vec<HeldCode>, DbError> {
     Ok(tracking_db::prepared(
-        "select id, code, external_ref, active from sandbox_discounts \
-         where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
+        "select h.* from unnest($1::bigint[], $2::bigint[], $3::text[]) \
+           as k(key_brand, key_integration, code) \
+         cross join lateral (select id, code, external_ref, active from sandbox_discounts \
+           where brand_id = k.key_brand and integration_id = k.key_integration \
+             and lower(code) = k.code limit 1) h",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; lower_codes.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; lower_codes.len()])
     .bind::<Array<Text>, _>(lower_codes)
     .load(conn)
     .await?)
@@ -171,7 +177,9 @@ struct DisabledCode {
 }
 
 /// Deactivates the held codes among `lower_codes` (keeping the first disable time of those that
-/// already were) and returns the lower-case codes it found.
+/// already were) and returns the lower-case codes it found. Each is found as in [`held`], and
+/// updated by the key found (with `d.brand_id = $1` again, the planner may read the whole
+/// integration once per code).
 #[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
 pub async fn disable(
     conn: &mut AsyncPgConnection,
@@ -180,12 +188,17 @@ pub async fn disable(
     lower_codes: &[String],
 ) -> Result<Vec<String>, DbError> {
     let rows: Vec<DisabledCode> = tracking_db::prepared(
-        "update sandbox_discounts set active = false, disabled_at = coalesce(disabled_at, now()) \
-         where brand_id = $1 and integration_id = $2 and lower(code) = any($3) \
-         returning lower(code) as code",
+        "update sandbox_discounts d \
+         set active = false, disabled_at = coalesce(d.disabled_at, now()) \
+         from unnest($1::bigint[], $2::bigint[], $3::text[]) as k(key_brand, key_integration, code) \
+         cross join lateral (select brand_id, integration_id, id from sandbox_discounts \
+           where brand_id = k.key_brand and integration_id = k.key_integration \
+             and lower(code) = k.code limit 1) h \
+         where d.brand_id = h.brand_id and d.integration_id = h.integration_id and d.id = h.id \
+         returning lower(d.code) as code",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; lower_codes.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; lower_codes.len()])
     .bind::<Array<Text>, _>(lower_codes)
     .load(conn)
     .await?;

@@ -1,5 +1,13 @@
 //! Codes: reservation in batches (the database's unique indexes decide), reads, and the changes
 //! the pusher and the brand make.
+//!
+//! Statements that take many codes by key pass the keys as the columns of an `unnest` joined on
+//! the index (the brand repeated per key), or look each one up in a `lateral` subquery, never as
+//! `brand_id = $1 and id = any($2)`. A brand's first big campaign grows faster than autovacuum
+//! analyzes the table (it stays under the 10 % threshold in a table of millions), and with
+//! statistics that have never seen the brand the planner expects a handful of rows for it: it
+//! reads the brand's whole range and filters it, or hashes every pending code, instead of
+//! probing the keys (tests/stale_statistics.rs). A key join has no brand constant to misjudge.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -188,11 +196,14 @@ pub async fn holders(
     }
     let lower: Vec<String> = codes.iter().map(|c| c.to_lowercase()).collect();
     let rows: Vec<Holder> = tracking_db::prepared(
-        "select lower(code) as code, campaign_id, creator_id from codes \
-         where brand_id = $1 and integration_id = $2 and lower(code) = any($3)",
+        "select k.code, h.campaign_id, h.creator_id \
+         from unnest($1::bigint[], $2::bigint[], $3::text[]) as k(key_brand, key_integration, code) \
+         cross join lateral (select campaign_id, creator_id from codes \
+           where brand_id = k.key_brand and integration_id = k.key_integration \
+             and lower(code) = k.code limit 1) h",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; lower.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; lower.len()])
     .bind::<Array<Text>, _>(lower)
     .load(conn)
     .await?;
@@ -321,10 +332,11 @@ pub async fn set_status(
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
         "update codes set status = $3, store_error = '', updated_at = now() \
-         where brand_id = $1 and id = any($2) returning {COLUMNS}"
+         from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+         where brand_id = k.key_brand and id = k.key_id returning {COLUMNS}"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
-        .bind::<BigInt, _>(brand_id)
+        .bind::<Array<BigInt>, _>(vec![brand_id; ids.len()])
         .bind::<Array<BigInt>, _>(ids)
         .bind::<Text, _>(status.as_str())
         .load(conn)
@@ -358,16 +370,21 @@ pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
 }
 
 /// Of these codes `(brand, id)`, those still pending and due for a push, locked (skipping any
-/// another round holds); by primary key, so no scan of the due index.
+/// another round holds). The codes are locked by primary key and only then checked: a due
+/// condition next to the key would let the planner hash every entry of `codes_to_push` (or
+/// `BitmapAnd` it with each key) when it underestimates them.
 pub async fn due_for_push_of(
     conn: &mut AsyncPgConnection,
     ids: &[(i64, i64)],
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
-        "select {COLUMNS} from codes where status = 'pending' and code is not null \
-         and next_push_at <= now() \
-         and (brand_id, id) in (select * from unnest($1::bigint[], $2::bigint[])) \
-         order by next_push_at for update skip locked"
+        "with locked as materialized ( \
+           select {COLUMNS}, \
+             status = 'pending' and code is not null and next_push_at <= now() as due \
+           from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+           join codes on brand_id = k.key_brand and id = k.key_id \
+           for update of codes skip locked) \
+         select {COLUMNS} from locked where due"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.0).collect::<Vec<_>>())
@@ -383,11 +400,21 @@ pub async fn due_for_link(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
     due_pending(conn, "code is null", limit).await
 }
 
+/// Takes the oldest due rows in the order of their partial index (`codes_to_push` or
+/// `codes_to_link`). Sorts and bitmap scans are off for the rest of the caller's transaction: a
+/// planner that believes few codes are pending would otherwise fetch and sort all of them (on
+/// disk past ~145,000) to return the first 500.
 async fn due_pending(
     conn: &mut AsyncPgConnection,
     which: &str,
     limit: i64,
 ) -> Result<Vec<Code>, Error> {
+    tracking_db::prepared(
+        "select set_config('enable_sort', 'off', true), \
+           set_config('enable_bitmapscan', 'off', true)",
+    )
+    .execute(conn)
+    .await?;
     let sql = format!(
         "select {COLUMNS} from codes where status = 'pending' and {which} \
          and next_push_at <= now() order by next_push_at limit $1 for update skip locked"
@@ -409,11 +436,12 @@ pub async fn set_links(
     let sql = format!(
         "update codes set affiliate_url = l.affiliate, destination_url = l.destination, \
            status = 'active', store_error = '', updated_at = now() \
-         from unnest($2::bigint[], $3::text[], $4::text[]) as l(code_id, affiliate, destination) \
-         where brand_id = $1 and id = l.code_id and status = 'pending' returning {COLUMNS}"
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+           as l(key_brand, key_id, affiliate, destination) \
+         where brand_id = l.key_brand and id = l.key_id and status = 'pending' returning {COLUMNS}"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
-        .bind::<BigInt, _>(brand_id)
+        .bind::<Array<BigInt>, _>(vec![brand_id; links.len()])
         .bind::<Array<BigInt>, _>(links.iter().map(|l| l.0).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(links.iter().map(|l| l.1.as_str()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(links.iter().map(|l| l.2.as_str()).collect::<Vec<_>>())
@@ -434,9 +462,10 @@ pub async fn push_failed(
         "update codes set store_error = $3, push_attempts = push_attempts + 1, \
            next_push_at = now() + make_interval(secs => least($4 * power(2, least(push_attempts, 6)), 300)), \
            updated_at = now() \
-         where brand_id = $1 and id = any($2)",
+         from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+         where brand_id = k.key_brand and id = k.key_id",
     )
-    .bind::<BigInt, _>(brand_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; ids.len()])
     .bind::<Array<BigInt>, _>(ids)
     .bind::<Text, _>(error)
     .bind::<BigInt, _>(retry_in_secs)

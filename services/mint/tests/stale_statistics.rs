@@ -1,0 +1,233 @@
+//! The pusher's statements probe the codes they are given even when the table's statistics have
+//! never seen the brand: a brand's first big campaign grows faster than autovacuum analyzes the
+//! table. Brand 1's codes are analyzed; brand 2's are added after, with autovacuum off, so the
+//! planner believes brand 2 has hardly any rows. Each statement must read a few rows per key
+//! ([`tracking_db::rows_read_by`]); the forms these replaced read all of brand 2's codes (at least
+//! `NEW` rows) for a batch of `KEYS`.
+
+use std::collections::BTreeSet;
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb, rows_read_by};
+
+use mint_service::domain::CodeStatus;
+use mint_service::store::codes;
+
+static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
+
+/// Brand 1's codes, analyzed.
+const KNOWN: i64 = 20_000;
+/// Brand 2's pending codes, added after the analyze.
+const NEW: i64 = 30_000;
+/// Codes per call, as the pusher's rounds take them.
+const KEYS: usize = 100;
+/// Rows a call of `KEYS` keys may read: an index entry and a heap row per key, with room to
+/// spare, and still far below `NEW`.
+const BOUND: i64 = 4 * KEYS as i64;
+
+struct Setup {
+    _test_db: TestDb,
+    db: Database,
+    /// Brand 2's code ids; the code of id `ids[n]` is `new{n+1}`, and the higher `n`, the longer
+    /// it has been due.
+    ids: Vec<i64>,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+async fn sql(conn: &mut AsyncPgConnection, sql: &str) {
+    if let Err(err) = diesel::sql_query(sql).execute(conn).await {
+        panic!("{sql}: {err}");
+    }
+}
+
+async fn setup() -> Setup {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = Database::new(test_db.url(), mint_service::SCHEMA, PoolOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let insert = |brand: i64, count: i64, status: &str| {
+        format!(
+            "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+               provider, code, status, slug, next_push_at) \
+             select {brand}, {brand}, g, {brand}, {brand}, 'PROVIDER_SANDBOX', \
+               'B{brand}x' || g, '{status}', 's{brand}-' || g, now() - make_interval(secs => g) \
+             from generate_series(1, {count}) g"
+        )
+    };
+    sql(
+        &mut conn,
+        "alter table codes set (autovacuum_enabled = false)",
+    )
+    .await;
+    sql(&mut conn, &insert(1, KNOWN, "active")).await;
+    // A few of brand 1's codes wait for a retry tomorrow: the statistics know pending codes.
+    sql(
+        &mut conn,
+        &format!(
+            "update codes set status = 'pending', next_push_at = now() + interval '1 day' \
+             where brand_id = 1 and id % 50 = 0"
+        ),
+    )
+    .await;
+    sql(&mut conn, "analyze codes").await;
+    sql(&mut conn, &insert(2, NEW, "pending")).await;
+    let ids = diesel::sql_query("select id from codes where brand_id = 2 order by id")
+        .load::<Id>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    Setup {
+        _test_db: test_db,
+        db,
+        ids,
+    }
+}
+
+fn ids_of(codes: &[mint_service::domain::Code]) -> BTreeSet<i64> {
+    codes.iter().map(|code| code.id).collect()
+}
+
+#[tokio::test]
+async fn activating_and_retrying_codes_reads_only_those_codes() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (activate, retry) = setup.ids[1000..1000 + 2 * KEYS].split_at(KEYS);
+
+    let (activated, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::set_status(conn, 2, activate, CodeStatus::Active).await
+    })
+    .await;
+    assert_eq!(ids_of(&activated), activate.iter().copied().collect());
+    assert!(activated.iter().all(|c| c.status == CodeStatus::Active));
+    assert!(
+        read <= BOUND,
+        "activation read {read} rows for {KEYS} codes"
+    );
+
+    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::push_failed(conn, 2, retry, "store down", 30).await
+    })
+    .await;
+    assert!(read <= BOUND, "recording a failed push read {read} rows");
+    let waiting = diesel::sql_query(
+        "select id from codes where brand_id = 2 and store_error = 'store down' \
+         and next_push_at > now() order by id",
+    )
+    .load::<Id>(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        waiting.iter().map(|row| row.id).collect::<Vec<_>>(),
+        retry,
+        "every failed code, and only those, waits for its retry"
+    );
+
+    let links: Vec<(i64, String, String)> = retry
+        .iter()
+        .map(|&id| (id, format!("https://a.example/{id}"), String::new()))
+        .collect();
+    let (linked, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::set_links(conn, 2, &links).await
+    })
+    .await;
+    assert_eq!(ids_of(&linked), retry.iter().copied().collect());
+    assert!(read <= BOUND, "setting links read {read} rows");
+}
+
+#[tokio::test]
+async fn fresh_codes_are_taken_by_key_skipping_what_is_not_due_or_locked() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let keys = &setup.ids[..KEYS];
+    let (not_due, rest) = keys.split_at(10);
+    let (pushed, rest) = rest.split_at(10);
+    let (locked, due) = rest.split_at(10);
+    let list = |ids: &[i64]| {
+        ids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    sql(
+        &mut conn,
+        &format!(
+            "update codes set next_push_at = now() + interval '1 hour' \
+             where brand_id = 2 and id in ({})",
+            list(not_due)
+        ),
+    )
+    .await;
+    sql(
+        &mut conn,
+        &format!(
+            "update codes set status = 'active' where brand_id = 2 and id in ({})",
+            list(pushed)
+        ),
+    )
+    .await;
+    // Another round holds these.
+    let mut other = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    sql(&mut other, "begin").await;
+    sql(
+        &mut other,
+        &format!(
+            "select id from codes where brand_id = 2 and id in ({}) for update",
+            list(locked)
+        ),
+    )
+    .await;
+
+    let mut asked: Vec<(i64, i64)> = keys.iter().map(|&id| (2, id)).collect();
+    asked.push((2, i64::MAX)); // no such code
+    asked.push((1, 1)); // brand 1's code, active
+    let (taken, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::due_for_push_of(conn, &asked).await
+    })
+    .await;
+    assert_eq!(ids_of(&taken), due.iter().copied().collect());
+    assert!(read <= BOUND, "taking {KEYS} fresh codes read {read} rows");
+    sql(&mut other, "rollback").await;
+}
+
+#[tokio::test]
+async fn the_scan_takes_the_longest_due_codes_in_index_order() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Random reads priced so that reading and sorting every pending code looks cheaper than the
+    // index in order, as it did to the planner in a big run's tail (the pending codes were
+    // scattered over the table by their updates).
+    sql(&mut conn, "set random_page_cost = 1000").await;
+    let (taken, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::due_for_push(conn, KEYS as i64).await
+    })
+    .await;
+    let oldest: Vec<i64> = setup.ids.iter().rev().take(KEYS).copied().collect();
+    assert_eq!(taken.iter().map(|code| code.id).collect::<Vec<_>>(), oldest);
+    assert!(read <= BOUND, "the scan read {read} rows for {KEYS} codes");
+}
+
+#[tokio::test]
+async fn holders_are_looked_up_code_by_code() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut asked: Vec<String> = (1..=KEYS).map(|n| format!("B2X{n}")).collect();
+    asked.push("nobody-has-this".to_owned());
+    let (held, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::holders(conn, 2, 2, &asked).await
+    })
+    .await;
+    let expected: BTreeSet<(String, i64, i64)> = (1..=KEYS as i64)
+        .map(|n| (format!("b2x{n}"), 2, n))
+        .collect();
+    assert_eq!(held.into_iter().collect::<BTreeSet<_>>(), expected);
+    assert!(read <= BOUND, "looking up {KEYS} codes read {read} rows");
+}
