@@ -1,6 +1,6 @@
 //! Database kit shared by every service: the connection pool, per-service schema migrations,
-//! PostgreSQL discovery for local runs, the test-database factory, group commit and prepared raw
-//! SQL.
+//! PostgreSQL discovery for local runs, the test-database factory, group commit, prepared raw
+//! SQL, and checks of batch statements under stale statistics.
 //!
 //! Each service owns one PostgreSQL schema (`plan`, `mint`, `gateway`, `attribution`). Its pool's
 //! connections have `search_path` set to that schema, so queries and migrations name tables
@@ -12,6 +12,7 @@ mod migrate;
 mod pool;
 mod prepared;
 pub mod request_keys;
+pub mod stale_statistics;
 mod testdb;
 pub mod url;
 
@@ -20,7 +21,7 @@ pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify};
 pub use prepared::{Prepared, prepared};
-pub use testdb::{SchemaSpec, TestDb, rows_read_by};
+pub use testdb::{SchemaSpec, TestDb};
 
 /// Re-exported so services name one connection type.
 pub use diesel_async::AsyncPgConnection;

@@ -1,35 +1,20 @@
 //! The sandbox store looks codes up one by one even when the table's statistics have never seen
-//! the integration (its codes arrive faster than autovacuum analyzes the table). Integration 1's
-//! codes are analyzed; integration 2's are added after, with autovacuum off, so the planner
-//! believes it holds hardly any. Each call must read a few rows per code
-//! ([`tracking_db::rows_read_by`]); `lower(code) = any($3)` read all of integration 2's codes.
+//! the integration ([`tracking_db::stale_statistics`]): `lower(code) = any($3)` read all of the
+//! new integration's codes.
 
 use std::collections::BTreeSet;
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb, rows_read_by};
+use diesel_async::RunQueryDsl;
+use tracking_db::stale_statistics::{BOUND, KEYS, fill, rows_read_by};
+use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
 
 use gateway_service::store::sandbox;
 
 static SCHEMAS: &[SchemaSpec] = &[("gateway", gateway_service::MIGRATIONS)];
 
-/// Integration 1's codes, analyzed.
-const KNOWN: i64 = 20_000;
-/// Integration 2's codes, added after the analyze.
-const NEW: i64 = 30_000;
-/// Codes per call.
-const KEYS: i64 = 100;
-/// Rows a call of `KEYS` codes may read, far below `NEW`.
-const BOUND: i64 = 4 * KEYS;
-
-async fn sql(conn: &mut AsyncPgConnection, sql: &str) {
-    if let Err(err) = diesel::sql_query(sql).execute(conn).await {
-        panic!("{sql}: {err}");
-    }
-}
-
+/// Integration 1's codes analyzed, integration 2's unseen by the statistics.
 async fn setup() -> (TestDb, Database) {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = Database::new(
@@ -39,21 +24,14 @@ async fn setup() -> (TestDb, Database) {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let insert = |integration: i64, count: i64| {
+    fill(&mut conn, "sandbox_discounts", |integration, count| {
         format!(
             "insert into sandbox_discounts (brand_id, integration_id, code, external_ref, terms) \
              select 7, {integration}, 'I{integration}x' || g, 'ref-' || g, '{{}}' \
              from generate_series(1, {count}) g"
         )
-    };
-    sql(
-        &mut conn,
-        "alter table sandbox_discounts set (autovacuum_enabled = false)",
-    )
+    })
     .await;
-    sql(&mut conn, &insert(1, KNOWN)).await;
-    sql(&mut conn, "analyze sandbox_discounts").await;
-    sql(&mut conn, &insert(2, NEW)).await;
     (test_db, db)
 }
 

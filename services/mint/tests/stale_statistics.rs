@@ -1,37 +1,28 @@
 //! The pusher's statements probe the codes they are given even when the table's statistics have
-//! never seen the brand: a brand's first big campaign grows faster than autovacuum analyzes the
-//! table. Brand 1's codes are analyzed; brand 2's are added after, with autovacuum off, so the
-//! planner believes brand 2 has hardly any rows. Each statement must read a few rows per key
-//! ([`tracking_db::rows_read_by`]); the forms these replaced read all of brand 2's codes (at least
-//! `NEW` rows) for a batch of `KEYS`.
+//! never seen the brand ([`tracking_db::stale_statistics`]): the forms these replaced read all of
+//! the new brand's codes for a batch.
 
 use std::collections::BTreeSet;
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb, rows_read_by};
+use diesel_async::RunQueryDsl;
+use tracking_db::stale_statistics::{self, BOUND, execute as sql, fill, rows_read_by};
+use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
 
 use mint_service::domain::CodeStatus;
 use mint_service::store::codes;
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
 
-/// Brand 1's codes, analyzed.
-const KNOWN: i64 = 20_000;
-/// Brand 2's pending codes, added after the analyze.
-const NEW: i64 = 30_000;
 /// Codes per call, as the pusher's rounds take them.
-const KEYS: usize = 100;
-/// Rows a call of `KEYS` keys may read: an index entry and a heap row per key, with room to
-/// spare, and still far below `NEW`.
-const BOUND: i64 = 4 * KEYS as i64;
+const KEYS: usize = stale_statistics::KEYS as usize;
 
 struct Setup {
     _test_db: TestDb,
     db: Database,
-    /// Brand 2's code ids; the code of id `ids[n]` is `new{n+1}`, and the higher `n`, the longer
-    /// it has been due.
+    /// Brand 2's pending code ids; the code of id `ids[n]` is `B2x{n+1}`, and the higher `n`, the
+    /// longer it has been due.
     ids: Vec<i64>,
 }
 
@@ -41,43 +32,31 @@ struct Id {
     id: i64,
 }
 
-async fn sql(conn: &mut AsyncPgConnection, sql: &str) {
-    if let Err(err) = diesel::sql_query(sql).execute(conn).await {
-        panic!("{sql}: {err}");
-    }
-}
-
+/// Brand 1's codes analyzed (active, but one in 50 waits for a retry tomorrow, so the statistics
+/// know pending codes); brand 2's pending codes unseen by the statistics.
 async fn setup() -> Setup {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = Database::new(test_db.url(), mint_service::SCHEMA, PoolOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let insert = |brand: i64, count: i64, status: &str| {
+    fill(&mut conn, "codes", |brand, count| {
+        let (status, due) = if brand == 1 {
+            (
+                "case when g % 50 = 0 then 'pending' else 'active' end",
+                "case when g % 50 = 0 then now() + interval '1 day' else now() end",
+            )
+        } else {
+            ("'pending'", "now() - make_interval(secs => g)")
+        };
         format!(
             "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
                provider, code, status, slug, next_push_at) \
              select {brand}, {brand}, g, {brand}, {brand}, 'PROVIDER_SANDBOX', \
-               'B{brand}x' || g, '{status}', 's{brand}-' || g, now() - make_interval(secs => g) \
+               'B{brand}x' || g, {status}, 's{brand}-' || g, {due} \
              from generate_series(1, {count}) g"
         )
-    };
-    sql(
-        &mut conn,
-        "alter table codes set (autovacuum_enabled = false)",
-    )
+    })
     .await;
-    sql(&mut conn, &insert(1, KNOWN, "active")).await;
-    // A few of brand 1's codes wait for a retry tomorrow: the statistics know pending codes.
-    sql(
-        &mut conn,
-        &format!(
-            "update codes set status = 'pending', next_push_at = now() + interval '1 day' \
-             where brand_id = 1 and id % 50 = 0"
-        ),
-    )
-    .await;
-    sql(&mut conn, "analyze codes").await;
-    sql(&mut conn, &insert(2, NEW, "pending")).await;
     let ids = diesel::sql_query("select id from codes where brand_id = 2 order by id")
         .load::<Id>(&mut conn)
         .await

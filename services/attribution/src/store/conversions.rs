@@ -302,16 +302,20 @@ pub struct AdjustmentRow {
     pub at: DateTime<Utc>,
 }
 
+/// The adjustments of these conversions of `brand_id`, oldest first per conversion. The ids are
+/// joined as keys, the brand repeated per id (see [`crate::store::pending::take_for_clicks`]).
 pub async fn adjustments(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     conversion_ids: &[i64],
 ) -> Result<Vec<AdjustmentRow>, DbError> {
     Ok(tracking_db::prepared(
-        "select conversion_id, revenue_minor, commission_minor, reason, at from adjustments
-         where brand_id = $1 and conversion_id = any($2) order by conversion_id, id",
+        "select a.conversion_id, a.revenue_minor, a.commission_minor, a.reason, a.at
+         from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_conversion)
+         join adjustments a on a.brand_id = k.key_brand and a.conversion_id = k.key_conversion
+         order by a.conversion_id, a.id",
     )
-    .bind::<BigInt, _>(brand_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; conversion_ids.len()])
     .bind::<Array<BigInt>, _>(conversion_ids)
     .load(conn)
     .await?)

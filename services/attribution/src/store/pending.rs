@@ -181,18 +181,22 @@ pub async fn take_for_codes(
     Ok(rows.into_iter().map(|row| row.event).collect())
 }
 
-/// Removes and returns the pending orders carrying one of `click_ids` of `brand_id`.
+/// Removes and returns the pending orders carrying one of `click_ids` of `brand_id`. The ids are
+/// joined as keys, the brand repeated per id: as `brand_id = $1 and click_id = any($2)`, a
+/// planner whose statistics have not seen the brand yet reads all of its pending orders for
+/// every batch of clicks.
 pub async fn take_for_clicks(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     click_ids: &[&str],
 ) -> Result<Vec<Vec<u8>>, DbError> {
     let rows: Vec<Pending> = tracking_db::prepared(
-        "delete from pending_orders
-         where brand_id = $1 and click_id <> '' and click_id = any($2)
-         returning event",
+        "delete from pending_orders p
+         using unnest($1::bigint[], $2::text[]) as k(key_brand, click_id)
+         where p.brand_id = k.key_brand and p.click_id = k.click_id and p.click_id <> ''
+         returning p.event",
     )
-    .bind::<BigInt, _>(brand_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; click_ids.len()])
     .bind::<Array<Text>, _>(click_ids)
     .load(conn)
     .await?;

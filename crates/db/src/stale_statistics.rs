@@ -1,0 +1,78 @@
+//! Tests of statements that take a batch of keys, under statistics that have never seen the key's
+//! brand: a brand's first big campaign grows faster than autovacuum analyzes a table (it stays
+//! under the 10 % threshold in a table of millions), and a planner that believes the brand has a
+//! handful of rows reads its whole range instead of probing the keys. [`fill`] builds that state;
+//! [`rows_read_by`] counts what a statement read, which does not depend on the machine as a
+//! timing would. Only tests use this module: its functions panic on any error.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// Rows of brand 1, analyzed.
+pub const KNOWN: i64 = 20_000;
+/// Rows of brand 2, added after the analyze.
+pub const NEW: i64 = 30_000;
+/// Keys per call.
+pub const KEYS: i64 = 100;
+/// Rows a call of [`KEYS`] keys may read: an index entry and a heap row per key with room to
+/// spare, far below [`NEW`], which the forms that ignore the keys read.
+pub const BOUND: i64 = 4 * KEYS;
+
+/// Fills `table` with `rows(1, KNOWN)` (an `insert` statement), analyzes it, then adds
+/// `rows(2, NEW)`, with autovacuum off for the table so that the statistics never see brand 2.
+pub async fn fill(conn: &mut AsyncPgConnection, table: &str, rows: impl Fn(i64, i64) -> String) {
+    execute(
+        conn,
+        &format!("alter table {table} set (autovacuum_enabled = false)"),
+    )
+    .await;
+    execute(conn, &rows(1, KNOWN)).await;
+    execute(conn, &format!("analyze {table}")).await;
+    execute(conn, &rows(2, NEW)).await;
+}
+
+/// Runs `sql`.
+pub async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
+    if let Err(err) = diesel::sql_query(sql).execute(conn).await {
+        panic!("{sql}: {err}");
+    }
+}
+
+/// Runs `f` in a transaction of its own on `conn` and returns its result with how many rows it read
+/// from `table`: index entries returned by the table's indexes plus heap rows scanned or fetched,
+/// from PostgreSQL's per-transaction statistics.
+pub async fn rows_read_by<T, E: std::fmt::Display>(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> (T, i64) {
+    execute(conn, "begin").await;
+    let before = rows_read(conn, table).await;
+    let value = f(conn).await.unwrap_or_else(|e| panic!("{e}"));
+    let read = rows_read(conn, table).await - before;
+    execute(conn, "commit").await;
+    (value, read)
+}
+
+#[derive(QueryableByName)]
+struct RowsRead {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn rows_read(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+    let row: Result<RowsRead, _> = diesel::sql_query(
+        "select (pg_stat_get_xact_tuples_returned(t.oid) + pg_stat_get_xact_tuples_fetched(t.oid) \
+           + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) \
+               from pg_index i where i.indrelid = t.oid), 0))::bigint as n \
+         from (select $1::text::regclass::oid as oid) t",
+    )
+    .bind::<Text, _>(table)
+    .get_result(conn)
+    .await;
+    match row {
+        Ok(row) => row.n,
+        Err(err) => panic!("reading the statistics of {table}: {err}"),
+    }
+}
