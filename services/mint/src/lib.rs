@@ -86,9 +86,10 @@ pub struct MintArgs {
     /// longer, and a refusal answered early costs the saturated machine least.
     #[arg(long, env = "TRACKING_MINT_MAX_CALLS", default_value_t = 64)]
     pub mint_max_calls: usize,
-    /// Push rounds run in parallel for the codes this process minted (each up to 500 codes, one
-    /// store call): a round mostly waits (store, commit), so several keep both cores busy when
-    /// minting outruns one. Measured on 2 cores in docs/BENCHMARKS.md.
+    /// Push rounds run in parallel, for the codes this process minted and for those the scan
+    /// finds (each up to 500 codes, one store call): a round mostly waits (store, commit), so
+    /// several keep both cores busy when minting outruns one. Measured on 2 cores in
+    /// docs/BENCHMARKS.md.
     #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
     pub mint_pushers: usize,
 }

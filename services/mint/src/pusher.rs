@@ -34,8 +34,8 @@ const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// Runs until `shutdown`. Codes this process minted arrive by id ([`crate::context::Fresh`]) as
 /// soon as they are committed and are pushed by `pushers` rounds in parallel; everything else due
 /// (retries after a store error, codes made pending by a rename or `RetryCode`, another
-/// replica's, or fresh ones past its bound) is found by a scan, run when the database signals
-/// work and at least every second.
+/// replica's, or fresh ones past its bound) is found by a scan, as many rounds in parallel, run
+/// when the database signals work and at least every second.
 pub async fn run(
     shared: Shared,
     pushers: usize,
@@ -50,13 +50,16 @@ pub async fn run(
         futures::future::join_all((0..pushers).map(|_| push_fresh(&shared))).await;
         if scan {
             last_scan = Instant::now();
-            // A scan gives way to fresh codes: those are cheaper to take by id.
+            // A scan gives way to fresh codes: those are cheaper to take by id. After a burst past
+            // Fresh's bound the scan pushes the rest, so it runs as many rounds.
             let fresh = &shared.fresh;
-            until_done(
-                "pushing codes to stores",
-                || push_round(&shared, None),
-                || fresh.is_empty(),
-            )
+            futures::future::join_all((0..pushers).map(|_| {
+                until_done(
+                    "pushing codes to stores",
+                    || push_round(&shared, None),
+                    || fresh.is_empty(),
+                )
+            }))
             .await;
             until_done(
                 "getting amazon attribution tags",

@@ -35,7 +35,7 @@ struct Args {
     /// RESOURCE_EXHAUSTED (load shedding); 0 no limit.
     #[arg(long, env = "TRACKING_MINT_MAX_CALLS", default_value_t = 64)]
     mint_max_calls: usize,
-    /// CodeMintService's parallel push rounds for the codes it minted.
+    /// CodeMintService's parallel push rounds (codes it minted, codes its scan finds).
     #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
     mint_pushers: usize,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
