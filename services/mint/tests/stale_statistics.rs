@@ -1,6 +1,7 @@
 //! The pusher's statements probe the codes they are given even when the table's statistics have
 //! never seen the brand ([`tracking_db::stale_statistics`]): the forms these replaced read all of
-//! the new brand's codes for a batch.
+//! the new brand's codes for a batch. Its look for due deactivations, counted the same way, reads
+//! the due ones only (`store_disables_due`).
 
 use std::collections::BTreeSet;
 
@@ -209,4 +210,34 @@ async fn holders_are_looked_up_code_by_code() {
         .collect();
     assert_eq!(held.into_iter().collect::<BTreeSet<_>>(), expected);
     assert!(read <= BOUND, "looking up {KEYS} codes read {read} rows");
+}
+
+#[tokio::test]
+async fn due_deactivations_are_read_in_order_not_all_of_them() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Integration 1's codes wait an hour for their retry (the store is down); of integration
+    // 2's, the first 50 are due.
+    fill(&mut conn, "store_disables", |integration, count| {
+        let next_at = if integration == 1 {
+            "now() + interval '1 hour'"
+        } else {
+            "now() + make_interval(secs => g - 50)"
+        };
+        format!(
+            "insert into store_disables (brand_id, integration_id, code, next_at) \
+             select 1, {integration}, 'code-' || g, {next_at} from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    let (due, read) = rows_read_by(&mut conn, "store_disables", async |conn| {
+        codes::due_store_disables(conn, KEYS as i64).await
+    })
+    .await;
+    let mut texts: Vec<String> = due.into_iter().map(|item| item.code).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (1..=50).map(|g| format!("code-{g}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+    assert!(read <= BOUND, "50 due deactivations read {read} rows");
 }

@@ -1,0 +1,1 @@
+drop index store_disables_due;
