@@ -154,8 +154,7 @@ impl Suite {
 
     /// A pool on one service schema, to check what is (not) stored.
     pub fn schema(&self, schema: &'static str) -> tracking_db::Database {
-        tracking_db::Database::new(self.db.url(), schema, tracking_db::PoolOptions::default())
-            .unwrap_or_else(|e| panic!("pool: {e}"))
+        self.db.pool(schema)
     }
 }
 

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bootstrap::{DEFAULT_URL, connect};
 use crate::migrate::{Migrations, migrate};
+use crate::pool::{Database, PoolOptions};
 use crate::url::with_database;
 
 /// A service schema and the migration sets that build it, in order.
@@ -89,6 +90,15 @@ impl TestDb {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A pool on this database whose connections use `schema` (default options).
+    ///
+    /// # Panics
+    /// Never for a valid schema name: the pool connects lazily.
+    pub fn pool(&self, schema: &'static str) -> Database {
+        Database::new(&self.url, schema, PoolOptions::default())
+            .unwrap_or_else(|e| panic!("pool on {}: {e}", self.name))
     }
 }
 

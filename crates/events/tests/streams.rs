@@ -10,7 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 use tracking_events::{
     Apply, BoxFuture, ConsumerOptions, EventLog, EventStream, NewEvent, Source, SourceError,
     StreamLabels, append, run_consumer,
@@ -20,10 +20,6 @@ static SCHEMAS: &[SchemaSpec] = &[
     ("producer", &[&tracking_events::MIGRATIONS]),
     ("consumer", &[&tracking_events::MIGRATIONS]),
 ];
-
-fn pool(db: &TestDb, schema: &'static str) -> Database {
-    Database::new(db.url(), schema, PoolOptions::default()).unwrap_or_else(|e| panic!("{e}"))
-}
 
 async fn append_one(db: &Database, brand_id: i64, payload: String) {
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
@@ -46,7 +42,7 @@ async fn append_one(db: &Database, brand_id: i64, payload: String) {
 #[tokio::test]
 async fn watchers_see_every_event_in_commit_order_under_concurrent_writers() {
     let test_db = TestDb::new(SCHEMAS).await;
-    let producer = pool(&test_db, "producer");
+    let producer = test_db.pool("producer");
     let shutdown = CancellationToken::new();
     let log = EventLog::start(producer.clone(), shutdown.clone());
     // Started before any write: everything below arrives live.
@@ -166,8 +162,8 @@ async fn wait_for(db: &Database, n: i64) {
 
 async fn setup() -> (TestDb, Database, Database, EventLog, CancellationToken) {
     let test_db = TestDb::new(SCHEMAS).await;
-    let producer = pool(&test_db, "producer");
-    let consumer = pool(&test_db, "consumer");
+    let producer = test_db.pool("producer");
+    let consumer = test_db.pool("consumer");
     let mut conn = consumer.conn().await.unwrap_or_else(|e| panic!("{e}"));
     diesel::sql_query("create table applied (seq bigint primary key, payload text not null, applied_by text not null)")
         .execute(&mut conn)

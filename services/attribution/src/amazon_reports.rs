@@ -327,7 +327,7 @@ mod tests {
     use tracking_api::common::v1::{Money, Provider};
     use tracking_api::plan::v1::plan_event::Subject;
     use tracking_api::plan::v1::{Commission, PlanEvent, commission};
-    use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+    use tracking_db::{SchemaSpec, TestDb};
     use tracking_events::Apply;
 
     use super::*;
@@ -442,8 +442,7 @@ mod tests {
 
     async fn test_conn() -> (TestDb, AsyncPgConnection) {
         let test_db = TestDb::new(SCHEMAS).await;
-        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = test_db.pool(crate::SCHEMA);
         let conn = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
         (test_db, conn)
     }

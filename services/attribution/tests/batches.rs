@@ -13,7 +13,7 @@ use prost::Message;
 use tracking_api::attribution::v1::ConversionEvent;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
 use tracking_api::mint::v1::{Code, CodeEvent, CodeStatus};
-use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 use tracking_events::Apply;
 
 use attribution_service::attribute::{Orders, approve_due};
@@ -56,12 +56,7 @@ struct Store {
 
 async fn store() -> Store {
     let test_db = TestDb::new(SCHEMAS).await;
-    let db = Database::new(
-        test_db.url(),
-        attribution_service::SCHEMA,
-        PoolOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let db = test_db.pool(attribution_service::SCHEMA);
     let store = Store {
         db,
         _test_db: test_db,

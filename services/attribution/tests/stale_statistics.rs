@@ -5,26 +5,16 @@
 use std::collections::BTreeSet;
 
 use tracking_db::stale_statistics::{BOUND, KEYS, NEW, fill, rows_read_by};
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{SchemaSpec, TestDb};
 
 use attribution_service::store::{conversions, pending};
 
 static SCHEMAS: &[SchemaSpec] = &[("attribution", attribution_service::MIGRATIONS)];
 
-async fn database() -> (TestDb, Database) {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = Database::new(
-        test_db.url(),
-        attribution_service::SCHEMA,
-        PoolOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    (test_db, db)
-}
-
 #[tokio::test]
 async fn orders_waiting_for_clicks_are_found_click_by_click() {
-    let (_test_db, db) = database().await;
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // The event bytes are the order's number: the test reads back which orders it got.
     let insert = |brand: i64, count: i64| {
@@ -61,7 +51,8 @@ async fn orders_waiting_for_clicks_are_found_click_by_click() {
 
 #[tokio::test]
 async fn adjustments_are_read_conversion_by_conversion() {
-    let (_test_db, db) = database().await;
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     let insert = |brand: i64, count: i64| {
         format!(

@@ -214,8 +214,7 @@ mod tests {
 
     async fn setup(store: &MockStore) -> Setup {
         let test_db = TestDb::new(SCHEMAS).await;
-        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = test_db.pool(crate::SCHEMA);
         let sealer = mock::sealer();
         let credentials = json!({
             "client_id": "amzn1.application-oa2-client.abc", "client_secret": "secret",

@@ -156,7 +156,7 @@ async fn release<P: Serialize>(
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use tracking_db::{PoolOptions, SchemaSpec, TestDb};
+    use tracking_db::{SchemaSpec, TestDb};
 
     use super::*;
     use crate::store::{NewIntegrationRow, Registered};
@@ -191,8 +191,7 @@ mod tests {
     #[tokio::test]
     async fn progress_is_kept_per_integration_and_a_failure_retries_the_same_span() {
         let test_db = TestDb::new(SCHEMAS).await;
-        let db = Database::new(test_db.url(), crate::SCHEMA, PoolOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = test_db.pool(crate::SCHEMA);
         let first = integration(&db, 1, Provider::Magento).await;
         let second = integration(&db, 2, Provider::Magento).await;
         integration(&db, 1, Provider::Shopify).await;

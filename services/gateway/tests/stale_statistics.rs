@@ -8,7 +8,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use tracking_db::stale_statistics::{BOUND, KEYS, fill, rows_read_by};
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, SchemaSpec, TestDb};
 
 use gateway_service::store::sandbox;
 
@@ -17,12 +17,7 @@ static SCHEMAS: &[SchemaSpec] = &[("gateway", gateway_service::MIGRATIONS)];
 /// Integration 1's codes analyzed, integration 2's unseen by the statistics.
 async fn setup() -> (TestDb, Database) {
     let test_db = TestDb::new(SCHEMAS).await;
-    let db = Database::new(
-        test_db.url(),
-        gateway_service::SCHEMA,
-        PoolOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let db = test_db.pool(gateway_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     fill(&mut conn, "sandbox_discounts", |integration, count| {
         format!(

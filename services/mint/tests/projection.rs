@@ -10,7 +10,7 @@ use tracking_api::plan::v1::{
     Campaign, CodeTrigger, CreatorProfile, Discount, EventKind, Plan, PlanEvent, RosterEntry,
     RosterStatus, discount, plan_event::Subject,
 };
-use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 use tracking_events::Apply;
 
 use mint_service::projection::Projector;
@@ -99,8 +99,7 @@ struct Line {
 
 async fn queued_after(apply: impl AsyncFnOnce(&Projector, &Database)) -> Vec<String> {
     let test_db = TestDb::new(SCHEMAS).await;
-    let db = Database::new(test_db.url(), mint_service::SCHEMA, PoolOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = test_db.pool(mint_service::SCHEMA);
     let projector = Projector {
         public_base_url: "http://links.test".into(),
     };

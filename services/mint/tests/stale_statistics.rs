@@ -9,7 +9,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use tracking_db::stale_statistics::{self, BOUND, execute as sql, fill, rows_read_by};
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, SchemaSpec, TestDb};
 
 use mint_service::domain::CodeStatus;
 use mint_service::store::codes;
@@ -37,8 +37,7 @@ struct Id {
 /// know pending codes); brand 2's pending codes unseen by the statistics.
 async fn setup() -> Setup {
     let test_db = TestDb::new(SCHEMAS).await;
-    let db = Database::new(test_db.url(), mint_service::SCHEMA, PoolOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     fill(&mut conn, "codes", |brand, count| {
         let (status, due) = if brand == 1 {

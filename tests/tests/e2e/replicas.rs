@@ -17,8 +17,7 @@ const NODE: &str = env!("CARGO_BIN_EXE_suite-node");
 /// Stream consumers holding their lock in the test database (session advisory locks named
 /// `<schema>.consumer.<stream>`): mint's plan stream and attribution's three.
 async fn active_consumers(db: &TestDb) -> i64 {
-    let pool = tracking_db::Database::new(db.url(), "public", tracking_db::PoolOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pool = db.pool("public");
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -196,9 +195,7 @@ async fn a_sigkill_mid_load_loses_and_doubles_nothing() {
         TOTAL as i64,
         "none counted twice"
     );
-    let pool =
-        tracking_db::Database::new(db.url(), "attribution", tracking_db::PoolOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
+    let pool = db.pool("attribution");
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -85,10 +85,30 @@ pub async fn insert_new(
     .await?)
 }
 
-/// The codes the store holds among `lower_codes`. Each is looked up on its own in
-/// `sandbox_discounts_code`, the integration repeated per code: as `lower(code) = any($3)`, or
-/// next to a constant `brand_id = $1`, a planner whose statistics have not seen the integration's
-/// codes yet reads and filters all of them instead.
+/// The held rows `h` of the lower-case codes `$3` of integration `$2` of brand `$1`, each looked up
+/// on its own in `sandbox_discounts_code` with the integration repeated per code (bound by
+/// [`by_code`]): as `lower(code) = any($3)`, or next to a constant `brand_id = $1`, a planner
+/// whose statistics have not seen the integration's codes yet reads and filters all of them.
+const HELD_BY_CODE: &str = "unnest($1::bigint[], $2::bigint[], $3::text[]) \
+       as k(key_brand, key_integration, code) \
+     cross join lateral (select * from sandbox_discounts \
+       where brand_id = k.key_brand and integration_id = k.key_integration \
+         and lower(code) = k.code limit 1) h";
+
+/// Binds [`HELD_BY_CODE`]'s parameters.
+fn by_code<'f>(
+    sql: String,
+    brand_id: i64,
+    integration_id: i64,
+    lower_codes: &'f [String],
+) -> tracking_db::Prepared<'f> {
+    tracking_db::prepared(sql)
+        .bind::<Array<BigInt>, _>(vec![brand_id; lower_codes.len()])
+        .bind::<Array<BigInt>, _>(vec![integration_id; lower_codes.len()])
+        .bind::<Array<Text>, _>(lower_codes)
+}
+
+/// The codes the store holds among `lower_codes`.
 #[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
 pub async fn held(
     conn: &mut AsyncPgConnection,
@@ -96,18 +116,10 @@ pub async fn held(
     integration_id: i64,
     lower_codes: &[String],
 ) -> Result<Vec<HeldCode>, DbError> {
-    Ok(tracking_db::prepared(
-        "select h.* from unnest($1::bigint[], $2::bigint[], $3::text[]) \
-           as k(key_brand, key_integration, code) \
-         cross join lateral (select id, code, external_ref, active from sandbox_discounts \
-           where brand_id = k.key_brand and integration_id = k.key_integration \
-             and lower(code) = k.code limit 1) h",
-    )
-    .bind::<Array<BigInt>, _>(vec![brand_id; lower_codes.len()])
-    .bind::<Array<BigInt>, _>(vec![integration_id; lower_codes.len()])
-    .bind::<Array<Text>, _>(lower_codes)
-    .load(conn)
-    .await?)
+    let sql = format!("select h.id, h.code, h.external_ref, h.active from {HELD_BY_CODE}");
+    Ok(by_code(sql, brand_id, integration_id, lower_codes)
+        .load(conn)
+        .await?)
 }
 
 #[derive(QueryableByName)]
@@ -177,8 +189,8 @@ struct DisabledCode {
 }
 
 /// Deactivates the held codes among `lower_codes` (keeping the first disable time of those that
-/// already were) and returns the lower-case codes it found. Each is found as in [`held`], and
-/// updated by the key found (with `d.brand_id = $1` again, the planner may read the whole
+/// already were) and returns the lower-case codes it found. Each is found as [`held`] finds it
+/// and updated by the key found (with `d.brand_id = $1` again, the planner may read the whole
 /// integration once per code).
 #[tracing::instrument(skip_all, fields(brand_id = brand_id, integration_id = integration_id, codes = lower_codes.len()))]
 pub async fn disable(
@@ -187,21 +199,16 @@ pub async fn disable(
     integration_id: i64,
     lower_codes: &[String],
 ) -> Result<Vec<String>, DbError> {
-    let rows: Vec<DisabledCode> = tracking_db::prepared(
+    let sql = format!(
         "update sandbox_discounts d \
          set active = false, disabled_at = coalesce(d.disabled_at, now()) \
-         from unnest($1::bigint[], $2::bigint[], $3::text[]) as k(key_brand, key_integration, code) \
-         cross join lateral (select brand_id, integration_id, id from sandbox_discounts \
-           where brand_id = k.key_brand and integration_id = k.key_integration \
-             and lower(code) = k.code limit 1) h \
+         from {HELD_BY_CODE} \
          where d.brand_id = h.brand_id and d.integration_id = h.integration_id and d.id = h.id \
-         returning lower(d.code) as code",
-    )
-    .bind::<Array<BigInt>, _>(vec![brand_id; lower_codes.len()])
-    .bind::<Array<BigInt>, _>(vec![integration_id; lower_codes.len()])
-    .bind::<Array<Text>, _>(lower_codes)
-    .load(conn)
-    .await?;
+         returning lower(d.code) as code"
+    );
+    let rows: Vec<DisabledCode> = by_code(sql, brand_id, integration_id, lower_codes)
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|row| row.code).collect())
 }
 
