@@ -2,7 +2,7 @@
 //! brand: a brand's first big campaign grows faster than autovacuum analyzes a table (it stays
 //! under the 10 % threshold in a table of millions), and a planner that believes the brand has a
 //! handful of rows reads its whole range instead of probing the keys. [`fill`] builds that state;
-//! [`rows_read_by`] counts what a statement read, which does not depend on the machine as a
+//! [`rows_read_by`] and [`index_pages_read_by`] count what a statement read, which does not depend on the machine as a
 //! timing would. Only tests use this module: its functions panic on any error.
 
 use diesel::QueryableByName;
@@ -47,30 +47,55 @@ pub async fn rows_read_by<T, E: std::fmt::Display>(
     table: &str,
     f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
 ) -> (T, i64) {
+    counted_by(conn, ROWS_READ, table, f).await
+}
+
+/// As [`rows_read_by`], counting the pages read from `table`'s indexes instead: a scan that checks
+/// a key against every entry of a range inside the index (a key after a column the statement does
+/// not bind) returns few entries but reads the whole range.
+pub async fn index_pages_read_by<T, E: std::fmt::Display>(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> (T, i64) {
+    counted_by(conn, INDEX_PAGES_READ, table, f).await
+}
+
+const ROWS_READ: &str = "select (pg_stat_get_xact_tuples_returned(t.oid) \
+       + pg_stat_get_xact_tuples_fetched(t.oid) \
+       + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) \
+           from pg_index i where i.indrelid = t.oid), 0))::bigint as n \
+     from (select $1::text::regclass::oid as oid) t";
+
+const INDEX_PAGES_READ: &str = "select coalesce(sum(pg_stat_get_xact_blocks_fetched(i.indexrelid)), \
+       0)::bigint as n \
+     from pg_index i where i.indrelid = $1::text::regclass";
+
+async fn counted_by<T, E: std::fmt::Display>(
+    conn: &mut AsyncPgConnection,
+    counter: &str,
+    table: &str,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
+) -> (T, i64) {
     execute(conn, "begin").await;
-    let before = rows_read(conn, table).await;
+    let before = count(conn, counter, table).await;
     let value = f(conn).await.unwrap_or_else(|e| panic!("{e}"));
-    let read = rows_read(conn, table).await - before;
+    let read = count(conn, counter, table).await - before;
     execute(conn, "commit").await;
     (value, read)
 }
 
 #[derive(QueryableByName)]
-struct RowsRead {
+struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
 
-async fn rows_read(conn: &mut AsyncPgConnection, table: &str) -> i64 {
-    let row: Result<RowsRead, _> = diesel::sql_query(
-        "select (pg_stat_get_xact_tuples_returned(t.oid) + pg_stat_get_xact_tuples_fetched(t.oid) \
-           + coalesce((select sum(pg_stat_get_xact_tuples_returned(i.indexrelid)) \
-               from pg_index i where i.indrelid = t.oid), 0))::bigint as n \
-         from (select $1::text::regclass::oid as oid) t",
-    )
-    .bind::<Text, _>(table)
-    .get_result(conn)
-    .await;
+async fn count(conn: &mut AsyncPgConnection, counter: &str, table: &str) -> i64 {
+    let row: Result<Count, _> = diesel::sql_query(counter)
+        .bind::<Text, _>(table)
+        .get_result(conn)
+        .await;
     match row {
         Ok(row) => row.n,
         Err(err) => panic!("reading the statistics of {table}: {err}"),

@@ -240,3 +240,53 @@ async fn due_deactivations_are_read_in_order_not_all_of_them() {
     assert_eq!(texts, expected);
     assert!(read <= BOUND, "50 due deactivations read {read} rows");
 }
+
+#[tokio::test]
+async fn single_codes_are_found_by_creator_and_by_text() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut read = 0;
+    for creator in (1..=KEYS as i64 / 4).map(|n| n * 1_000) {
+        let (live, n) = rows_read_by(&mut conn, "codes", async |conn| {
+            codes::live_of_creator(conn, 2, 2, creator).await
+        })
+        .await;
+        read += n;
+        let live = live.unwrap_or_else(|| panic!("creator {creator} has a live code"));
+        assert_eq!(live.code.as_deref(), Some(format!("B2x{creator}").as_str()));
+
+        let (found, n) = rows_read_by(&mut conn, "codes", async |conn| {
+            codes::resolve(conn, 2, 2, &format!("b2X{creator}")).await
+        })
+        .await;
+        read += n;
+        assert_eq!(
+            found.map(|code| code.id),
+            Some(live.id),
+            "found case-insensitively"
+        );
+
+        // Renamed onto another code's text: refused; onto a free one: done.
+        let taken = format!("b2x{}", creator + 1);
+        let (refused, n) = rows_read_by(&mut conn, "codes", async |conn| {
+            codes::rename(conn, &live, &taken, "", "edit", CodeStatus::Pending).await
+        })
+        .await;
+        read += n;
+        assert!(refused.is_none(), "{taken} is taken");
+        let free = format!("FREE{creator}");
+        let (renamed, n) = rows_read_by(&mut conn, "codes", async |conn| {
+            codes::rename(conn, &live, &free, "", "edit", CodeStatus::Pending).await
+        })
+        .await;
+        read += n;
+        assert_eq!(renamed.and_then(|code| code.code), Some(free));
+    }
+    let (absent, n) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::resolve(conn, 2, 1, "B2x1000").await
+    })
+    .await;
+    assert!(absent.is_none(), "another integration's text");
+    read += n;
+    assert!(read <= BOUND, "{KEYS} single lookups read {read} rows");
+}

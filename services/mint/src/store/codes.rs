@@ -8,6 +8,9 @@
 //! statistics that have never seen the brand the planner expects a handful of rows for it: it
 //! reads the brand's whole range and filters it, or hashes every pending code, instead of
 //! probing the keys (tests/stale_statistics.rs). A key join has no brand constant to misjudge.
+//! A single lookup by a key other than the primary key (a creator's live code, a code's text)
+//! joins a one-element `unnest` for the same reason: with the brand as a constant, the primary
+//! key, bound by the brand alone, looked as cheap as the index of the whole key.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -236,8 +239,10 @@ pub async fn resolve(
     code: &str,
 ) -> Result<Option<Code>, Error> {
     let sql = format!(
-        "select {COLUMNS} from codes where brand_id = $1 and integration_id = $2 \
-         and lower(code) = lower($3)"
+        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint], array[lower($3)]) \
+           as k(key_brand, key_integration, key_code) \
+         join codes on brand_id = k.key_brand and integration_id = k.key_integration \
+           and lower(code) = k.key_code"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
@@ -305,9 +310,12 @@ pub async fn rename(
     let sql = format!(
         "update codes set code = $3, affiliate_url = $4, status = $5, history = history || $6, \
            store_error = '', push_attempts = 0, next_push_at = now(), updated_at = now() \
-         where brand_id = $1 and id = $2 and not exists (select 1 from codes o \
-           where o.brand_id = $1 and o.integration_id = $7 and lower(o.code) = lower($3) \
-           and o.id <> $2) \
+         where brand_id = $1 and id = $2 and not exists (select 1 \
+           from unnest(array[$1::bigint], array[$7::bigint], array[lower($3)]) \
+             as k(key_brand, key_integration, key_code) \
+           join codes o on o.brand_id = k.key_brand and o.integration_id = k.key_integration \
+             and lower(o.code) = k.key_code \
+           where o.id <> $2) \
          returning {COLUMNS}"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
@@ -352,8 +360,11 @@ pub async fn live_of_creator(
     creator_id: i64,
 ) -> Result<Option<Code>, Error> {
     let sql = format!(
-        "select {COLUMNS} from codes where brand_id = $1 and campaign_id = $2 \
-         and creator_id = $3 and status <> 'disabled' for update"
+        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint], array[$3::bigint]) \
+           as k(key_brand, key_campaign, key_creator) \
+         join codes on brand_id = k.key_brand and campaign_id = k.key_campaign \
+           and creator_id = k.key_creator \
+         where status <> 'disabled' for update of codes"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)

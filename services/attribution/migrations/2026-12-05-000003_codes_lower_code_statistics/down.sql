@@ -1,0 +1,1 @@
+drop statistics codes_lower_code;
