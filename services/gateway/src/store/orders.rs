@@ -256,9 +256,15 @@ pub async fn latest(
         body: Vec<u8>,
     }
     let rows: Vec<Body> = tracking_db::prepared(
-        "select body from orders
-         where brand_id = $1 and integration_id = $2 and store_order_id = $3
-         order by refunded_minor desc, id desc limit 1",
+        // The key joined (see tracking_db::stale_statistics): with the brand and integration as
+        // constants, a planner whose statistics had not seen them walked the primary key
+        // backwards through every order of the brand.
+        "select o.body
+         from unnest(array[$1::bigint], array[$2::bigint], array[$3::text])
+             as k(key_brand, key_integration, key_order)
+         join orders o on o.brand_id = k.key_brand and o.integration_id = k.key_integration
+             and o.store_order_id = k.key_order
+         order by o.refunded_minor desc, o.id desc limit 1",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
