@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use tracking_db::stale_statistics::{self, BOUND, execute as sql, fill, rows_read_by};
+use tracking_db::stale_statistics::{self, BOUND, KNOWN, NEW, execute as sql, fill, rows_read_by};
 use tracking_db::{Database, SchemaSpec, TestDb};
 
-use mint_service::domain::CodeStatus;
-use mint_service::store::codes;
+use mint_service::domain::{CodeStatus, RosterStatus};
+use mint_service::store::{codes, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
 
@@ -289,4 +289,40 @@ async fn single_codes_are_found_by_creator_and_by_text() {
     assert!(absent.is_none(), "another integration's text");
     read += n;
     assert!(read <= BOUND, "{KEYS} single lookups read {read} rows");
+}
+
+#[tokio::test]
+async fn creators_without_a_code_are_queued_in_one_pass_over_the_codes() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Each brand's campaign of its plan, and a creator on its roster per code; of brand 2's,
+    // one creator in 300 has had their code disabled and has none.
+    sql(
+        &mut conn,
+        "insert into campaigns (brand_id, id, name, plan_id, archived) \
+         values (1, 1, 'known', 1, false), (2, 2, 'new', 2, false)",
+    )
+    .await;
+    fill(&mut conn, "roster", |brand, count| {
+        format!(
+            "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
+             select {brand}, {brand}, g, '{{}}', 'approved' from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    sql(
+        &mut conn,
+        "update codes set status = 'disabled' where brand_id = 2 and creator_id % 300 = 0",
+    )
+    .await;
+
+    let (queued, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        projection::enqueue_missing(conn, 2, Some(2), None, &[RosterStatus::Approved]).await
+    })
+    .await;
+    assert_eq!(queued as i64, NEW / 300, "the creators without a live code");
+    assert!(
+        read <= KNOWN + NEW,
+        "queueing read {read} codes: more than one pass over the table"
+    );
 }

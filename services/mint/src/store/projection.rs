@@ -195,10 +195,16 @@ pub async fn enqueue_missing(
 ) -> Result<usize, Error> {
     let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
     let queued = tracking_db::prepared(
+        // The brand comes from an `unnest`, not a constant: with `r.brand_id = $1`, the planner
+        // carried the constant into the codes lookup and, for a brand its statistics had not
+        // seen, read the brand's codes and campaigns once per roster entry (51 s for a 30,000
+        // roster; tests/stale_statistics.rs).
         "insert into mint_queue (brand_id, campaign_id, creator_id) \
-         select r.brand_id, r.campaign_id, r.creator_id from roster r \
-         join campaigns c on c.brand_id = r.brand_id and c.id = r.campaign_id \
-         where r.brand_id = $1 and not c.archived and c.plan_id is not null \
+         select r.brand_id, r.campaign_id, r.creator_id \
+         from unnest(array[$1::bigint]) as b(key_brand) \
+         join campaigns c on c.brand_id = b.key_brand \
+         join roster r on r.brand_id = c.brand_id and r.campaign_id = c.id \
+         where not c.archived and c.plan_id is not null \
            and ($2::bigint is null or c.plan_id = $2) \
            and ($3::bigint is null or c.id = $3) \
            and r.status = any($4) \
