@@ -326,3 +326,31 @@ async fn creators_without_a_code_are_queued_in_one_pass_over_the_codes() {
         "queueing read {read} codes: more than one pass over the table"
     );
 }
+
+#[tokio::test]
+async fn a_campaign_is_read_by_its_key() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Brand 2's campaigns are numbered from 100,001; one in 300 uses plan 2.
+    fill(&mut conn, "campaigns", |brand, count| {
+        let first = if brand == 1 { 0 } else { 100_000 };
+        format!(
+            "insert into campaigns (brand_id, id, name, plan_id, archived) \
+             select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, false \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    let mut read = 0;
+    for id in (1..=KEYS as i64).map(|n| 100_000 + n * 300) {
+        let (campaign, n) = rows_read_by(&mut conn, "campaigns", async |conn| {
+            projection::get_campaign(conn, 2, id).await
+        })
+        .await;
+        let campaign = campaign.unwrap_or_else(|| panic!("campaign {id} is stored"));
+        assert_eq!((campaign.id, campaign.plan_id), (id, Some(2)));
+        read += n;
+    }
+    assert!(read <= BOUND, "{KEYS} campaigns read {read} rows");
+}

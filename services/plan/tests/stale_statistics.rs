@@ -2,6 +2,7 @@
 //! ([`tracking_db::stale_statistics`]). With an index on (brand_id, campaign_id, status,
 //! creator_id) the planner found it as cheap as the primary key for a lookup of one entry, and
 //! each lookup read the campaign's whole range: adding creators slowed down as the roster grew.
+//! A campaign's lookups by key (and by plan) are checked the same way.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,7 @@ use tracking_db::stale_statistics::{
 use tracking_db::{Database, SchemaSpec, TestDb};
 
 use plan_service::domain::roster::{Profile, RosterStatus};
-use plan_service::store::{Lock, roster};
+use plan_service::store::{Lock, campaigns, roster};
 
 static SCHEMAS: &[SchemaSpec] = &[("plan", plan_service::MIGRATIONS)];
 
@@ -121,4 +122,77 @@ async fn a_page_of_one_status_reads_that_status_only() {
     .await;
     let creators: BTreeSet<i64> = page.iter().map(|e| e.creator_id).collect();
     assert_eq!(creators, (NEW - 4..=NEW).collect());
+}
+
+#[tokio::test]
+async fn campaigns_are_read_and_changed_by_their_key() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(plan_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(
+        &mut conn,
+        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger) \
+         values (1, 1, 'known', 1, 'PROVIDER_SANDBOX', '{}', 'added'), \
+           (2, 2, 'new', 2, 'PROVIDER_SANDBOX', '{}', 'added')",
+    )
+    .await;
+    // Brand 2's campaigns are numbered from 100,001; one in 300 uses its plan.
+    fill(&mut conn, "campaigns", |brand, count| {
+        let first = if brand == 1 { 0 } else { 100_000 };
+        format!(
+            "insert into campaigns (brand_id, id, name, plan_id) \
+             select {brand}, {first} + g, 'c' || g, \
+               case when g % 300 = 0 then {brand} end \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+
+    let ids: Vec<i64> = (1..=KEYS / 4).map(|n| 100_000 + n * 1_000 + 1).collect();
+    let mut read = 0;
+    for &id in &ids {
+        let (campaign, n) = rows_read_by(&mut conn, "campaigns", async |conn| {
+            campaigns::get(conn, 2, id, Lock::ForUpdate).await
+        })
+        .await;
+        assert_eq!(campaign.map(|c| c.id), Some(id));
+        read += n;
+        let ((), n) = rows_read_by(&mut conn, "campaigns", async |conn| {
+            campaigns::set_plan(conn, 2, id, 2).await
+        })
+        .await;
+        read += n;
+        let ((), n) = rows_read_by(&mut conn, "campaigns", async |conn| {
+            campaigns::start_outreach(conn, 2, id).await
+        })
+        .await;
+        read += n;
+        let ((), n) = rows_read_by(&mut conn, "campaigns", async |conn| {
+            campaigns::archive(conn, 2, id).await
+        })
+        .await;
+        read += n;
+    }
+    assert!(
+        read <= BOUND,
+        "{KEYS} lookups and changes read {read} campaigns"
+    );
+
+    let (using, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
+        campaigns::using_plan(conn, 2, 2).await
+    })
+    .await;
+    let mut expected: Vec<i64> = (1..=NEW / 300).map(|n| 100_000 + n * 300).collect();
+    expected.extend(&ids);
+    expected.sort_unstable();
+    assert_eq!(using.iter().map(|c| c.id).collect::<Vec<_>>(), expected);
+    for campaign in using.iter().filter(|c| ids.contains(&c.id)) {
+        assert!(campaign.outreach_started_at.is_some() && campaign.archived_at.is_some());
+        assert_eq!(campaign.shared_with.len(), expected.len() - 1);
+    }
+    assert!(
+        read <= BOUND + expected.len() as i64 * expected.len() as i64,
+        "the plan's {} campaigns (each listing the others) read {read} campaigns",
+        expected.len()
+    );
 }

@@ -127,7 +127,11 @@ pub async fn get_campaign(
     id: i64,
 ) -> Result<Option<Campaign>, Error> {
     let rows: Vec<CampaignRow> = tracking_db::prepared(
-        "select brand_id, id, name, plan_id, archived from campaigns where brand_id = $1 and id = $2",
+        // The key joined, not constants: for a brand the statistics had not seen, the planner
+        // found campaigns_brand_plan as cheap as the primary key (tracking_db::stale_statistics).
+        "select c.brand_id, c.id, c.name, c.plan_id, c.archived \
+         from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_id) \
+         join campaigns c on c.brand_id = k.key_brand and c.id = k.key_id",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(id)
