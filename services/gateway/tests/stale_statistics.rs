@@ -72,6 +72,19 @@ async fn held_and_disabled_codes_are_looked_up_code_by_code() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(inactive.n, KEYS, "exactly the codes asked for are disabled");
+
+    let ids: Vec<i64> = held.iter().map(|row| row.id).collect();
+    let ((), read) = rows_read_by(&mut conn, "sandbox_discounts", async |conn| {
+        sandbox::reactivate(conn, 7, 2, &ids).await
+    })
+    .await;
+    assert!(read <= BOUND, "reactivating {KEYS} codes read {read} rows");
+    let inactive =
+        diesel::sql_query("select count(*) as n from sandbox_discounts where not active")
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inactive.n, 0, "every disabled code is active again");
 }
 
 /// An order's stored body: `store_order_id` refunded by `refunded_minor` of 10,000.

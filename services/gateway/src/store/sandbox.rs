@@ -166,17 +166,19 @@ pub async fn reactivate(
     integration_id: i64,
     ids: &[i64],
 ) -> Result<(), DbError> {
-    diesel::update(
-        sandbox_discounts::table
-            .filter(sandbox_discounts::brand_id.eq(brand_id))
-            .filter(sandbox_discounts::integration_id.eq(integration_id))
-            .filter(sandbox_discounts::id.eq_any(ids))
-            .filter(sandbox_discounts::active.eq(false)),
+    // Keys joined, the brand and integration repeated per id: with them as constants, the planner
+    // took sandbox_discounts_code for an integration its statistics had not seen and read every
+    // code of it (tracking_db::stale_statistics).
+    tracking_db::prepared(
+        "update sandbox_discounts d set active = true, disabled_at = null
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[])
+             as k(key_brand, key_integration, key_id)
+         where d.brand_id = k.key_brand and d.integration_id = k.key_integration
+             and d.id = k.key_id and not d.active",
     )
-    .set((
-        sandbox_discounts::active.eq(true),
-        sandbox_discounts::disabled_at.eq(None::<DateTime<Utc>>),
-    ))
+    .bind::<Array<BigInt>, _>(vec![brand_id; ids.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; ids.len()])
+    .bind::<Array<BigInt>, _>(ids)
     .execute(conn)
     .await?;
     Ok(())
