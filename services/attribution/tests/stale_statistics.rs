@@ -1,13 +1,16 @@
 //! Reads of a brand's rows by a batch of keys probe the keys even when the table's statistics
 //! have never seen the brand ([`tracking_db::stale_statistics`]): `brand_id = $1 and key =
 //! any($2)` read all of the new brand's rows. The lookups by whole keys (`(brand_id, key) in
-//! (select * from unnest(…))`) are checked the same way.
+//! (select * from unnest(…))`) are checked the same way, and so are the single-key lookups of
+//! report rows and campaigns, a loop of them per test.
 
 use std::collections::BTreeSet;
 
-use tracking_db::stale_statistics::{BOUND, KEYS, NEW, fill, rows_read_by};
-use tracking_db::{SchemaSpec, TestDb};
+use chrono::NaiveDate;
+use tracking_db::stale_statistics::{BOUND, KEYS, NEW, execute, fill, rows_read_by};
+use tracking_db::{DbError, SchemaSpec, TestDb};
 
+use attribution_service::store::amazon_reports::{self, RowKey};
 use attribution_service::store::{clicks, conversions, pending, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("attribution", attribution_service::MIGRATIONS)];
@@ -183,4 +186,226 @@ async fn pending_orders_are_read_order_by_order() {
         (1..=KEYS).map(|n| format!("order-{}", n * 17)).collect()
     );
     assert!(read <= BOUND, "{KEYS} orders read {read} pending orders");
+}
+
+/// Brand `brand`'s campaigns are `brand * CAMPAIGN + n`, its plans `brand * PLAN + n`: brand 2's
+/// are none the statistics saw.
+const CAMPAIGN: i64 = 100_000;
+const PLAN: i64 = 1_000_000;
+
+/// Report rows of brand `brand`, one per creator `g` (integration `brand`, day 2026-01-0(1 + g %
+/// 7)), each crediting its tag's campaign `g / 300` (plan `g / 300`); every 300th is unpriced.
+fn report_sales(brand: i64, count: i64) -> String {
+    let (campaign, plan) = (brand * CAMPAIGN, brand * PLAN);
+    format!(
+        "insert into report_sales (brand_id, integration_id, tag_campaign_id, creator_id, day, \
+           campaign_id, plan_id, revision, currency, purchases, sales_minor, commission_minor, \
+           commission_currency, status, approve_on, priced) \
+         select {brand}, {brand}, {campaign} + g / 300, g, date '2026-01-01' + g % 7, \
+           {campaign} + g / 300, {plan} + g / 300, 1, 'USD', 1, g, 0, 'USD', 'pending', \
+           date '2026-03-01', g % 300 <> 0 \
+         from generate_series(1, {count}) g"
+    )
+}
+
+/// Campaigns `n` of brand `brand`, each linked to plan `n`.
+fn campaigns(brand: i64, count: i64) -> String {
+    let (campaign, plan) = (brand * CAMPAIGN, brand * PLAN);
+    format!(
+        "insert into campaigns (brand_id, campaign_id, plan_id) \
+         select {brand}, {campaign} + g, {plan} + g from generate_series(1, {count}) g"
+    )
+}
+
+/// The even plans `n` of brand `brand` (the odd ones are not known yet).
+fn plans(brand: i64, count: i64) -> String {
+    let plan = brand * PLAN;
+    format!(
+        "insert into plans (brand_id, plan_id, integration_id, provider) \
+         select {brand}, {plan} + g, {brand}, 'amazon' from generate_series(1, {count}) g \
+         where g % 2 = 0"
+    )
+}
+
+/// The key of brand 2's report row of creator `g` (see [`report_sales`]).
+fn row_key(g: i64) -> RowKey {
+    RowKey {
+        brand_id: 2,
+        integration_id: 2,
+        tag_campaign_id: 2 * CAMPAIGN + g / 300,
+        creator_id: g,
+        day: NaiveDate::from_ymd_opt(2026, 1, 1 + (g % 7) as u32).expect("a day of January"),
+    }
+}
+
+#[tokio::test]
+async fn report_rows_are_read_and_replaced_row_by_row() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "report_sales", report_sales).await;
+    // Creators 1007, 2007, …: their rows credit a second campaign too (a shared plan).
+    execute(
+        &mut conn,
+        &format!(
+            "insert into report_sales (brand_id, integration_id, tag_campaign_id, creator_id, \
+               day, campaign_id, plan_id, revision, currency, purchases, sales_minor, \
+               commission_minor, commission_currency, status, approve_on, shared) \
+             select brand_id, integration_id, tag_campaign_id, creator_id, day, {}, plan_id, \
+               revision, currency, purchases, sales_minor, commission_minor, \
+               commission_currency, status, approve_on, true \
+             from report_sales where brand_id = 2 and creator_id % 1000 = 7",
+            3 * CAMPAIGN
+        ),
+    )
+    .await;
+    let creators: Vec<i64> = (1..=25).map(|n| n * 1000 + 7).collect();
+    let mut keys: Vec<RowKey> = creators.iter().map(|&g| row_key(g)).collect();
+    keys.push(RowKey {
+        integration_id: 1, // another integration's row
+        ..row_key(1007)
+    });
+
+    let (applied, read) = rows_read_by(&mut conn, "report_sales", async |conn| {
+        let mut applied = Vec::new();
+        for key in &keys {
+            applied.push(amazon_reports::applied(conn, key).await?);
+        }
+        Ok::<_, DbError>(applied)
+    })
+    .await;
+    let credited: Vec<Vec<(i64, i64, i64)>> = applied
+        .iter()
+        .map(|sales| {
+            sales
+                .iter()
+                .map(|s| (s.creator_id, s.campaign_id, s.sales_minor))
+                .collect()
+        })
+        .collect();
+    let mut expected: Vec<Vec<(i64, i64, i64)>> = creators
+        .iter()
+        .map(|&g| vec![(g, 2 * CAMPAIGN + g / 300, g), (g, 3 * CAMPAIGN, g)])
+        .collect();
+    expected.push(Vec::new());
+    assert_eq!(credited, expected);
+    assert!(read <= BOUND, "{} report rows read {read} rows", keys.len());
+
+    // Each row now credits its tag's campaign only, with new figures.
+    let revised: Vec<(RowKey, amazon_reports::ReportSale)> = keys
+        .iter()
+        .zip(&applied)
+        .filter_map(|(key, sales)| {
+            let mut sale = sales.first()?.clone();
+            sale.revision = 2;
+            sale.purchases = 5;
+            sale.shared = false;
+            Some((*key, sale))
+        })
+        .collect();
+    let (stored, read) = rows_read_by(&mut conn, "report_sales", async |conn| {
+        let mut stored = Vec::new();
+        for (key, sale) in &revised {
+            stored.push(amazon_reports::replace(conn, key, std::slice::from_ref(sale)).await?);
+        }
+        Ok::<_, DbError>(stored)
+    })
+    .await;
+    let kept: Vec<Vec<(i64, i64, i32, i64)>> = stored
+        .iter()
+        .map(|sales| {
+            sales
+                .iter()
+                .map(|s| (s.id, s.campaign_id, s.revision, s.purchases))
+                .collect()
+        })
+        .collect();
+    let expected: Vec<Vec<(i64, i64, i32, i64)>> = revised
+        .iter()
+        .map(|(_, sale)| vec![(sale.id, sale.campaign_id, 2, 5)])
+        .collect();
+    assert_eq!(kept, expected, "the ids are kept");
+    assert!(
+        read <= BOUND,
+        "replacing {} report rows read {read} rows",
+        revised.len()
+    );
+
+    let (again, _) = rows_read_by(&mut conn, "report_sales", async |conn| {
+        let mut applied = Vec::new();
+        for (key, _) in &revised {
+            applied.push(amazon_reports::applied(conn, key).await?);
+        }
+        Ok::<_, DbError>(applied)
+    })
+    .await;
+    assert_eq!(again, stored, "the other campaigns' rows are gone");
+}
+
+#[tokio::test]
+async fn campaign_plans_are_read_campaign_by_campaign() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "campaigns", campaigns).await;
+
+    let mut wanted: Vec<(i64, Option<i64>)> = (1..=25)
+        .map(|n| (2 * CAMPAIGN + n * 1000, Some(2 * PLAN + n * 1000)))
+        .collect();
+    wanted.push((2 * CAMPAIGN + NEW + 1, None)); // no such campaign
+    wanted.push((CAMPAIGN + 17, None)); // brand 1's campaign
+    let (found, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
+        let mut found = Vec::new();
+        for &(campaign, _) in &wanted {
+            found.push((
+                campaign,
+                amazon_reports::plan_of_campaign(conn, 2, campaign).await?,
+            ));
+        }
+        Ok::<_, DbError>(found)
+    })
+    .await;
+    assert_eq!(found, wanted);
+    assert!(
+        read <= BOUND,
+        "{} campaigns read {read} campaigns",
+        wanted.len()
+    );
+
+    // The service's read runs the same statement, on a connection of its own.
+    for &(campaign, plan) in &wanted {
+        let found = projection::campaign_plan(&db, 2, campaign)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(found, plan, "campaign {campaign}");
+    }
+}
+
+#[tokio::test]
+async fn unpriced_report_rows_are_found_from_the_brands_own() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "report_sales", report_sales).await;
+    fill(&mut conn, "campaigns", campaigns).await;
+    fill(&mut conn, "plans", plans).await;
+
+    // Brand 2's unpriced rows are creators 300 n's, of campaign n, whose plan n is known when
+    // n is even.
+    let expected: Vec<RowKey> = (1..=NEW / 300)
+        .filter(|n| n % 2 == 0)
+        .map(|n| row_key(300 * n))
+        .collect();
+    for table in ["report_sales", "campaigns", "plans"] {
+        let (keys, read) = rows_read_by(&mut conn, table, async |conn| {
+            amazon_reports::unpriced(conn, 2).await
+        })
+        .await;
+        assert_eq!(keys, expected);
+        assert!(
+            read <= BOUND,
+            "{} unpriced rows read {read} of {table}",
+            NEW / 300
+        );
+    }
 }

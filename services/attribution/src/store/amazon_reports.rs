@@ -86,11 +86,17 @@ pub async fn applied(
     conn: &mut AsyncPgConnection,
     key: &RowKey,
 ) -> Result<Vec<ReportSale>, DbError> {
+    // The key joined (see tracking_db::stale_statistics): with constants, a planner whose
+    // statistics had not seen the brand read all its rows through report_sales_id.
     Ok(tracking_db::prepared(format!(
-        "select {COLUMNS} from report_sales
-         where brand_id = $1 and integration_id = $2 and tag_campaign_id = $3 and creator_id = $4
-           and day = $5
-         order by campaign_id for update"
+        "select {COLUMNS}
+         from unnest(array[$1::bigint], array[$2::bigint], array[$3::bigint], array[$4::bigint],
+             array[$5::date])
+             as k(key_brand, key_integration, key_tag_campaign, key_creator, key_day)
+         join report_sales s on s.brand_id = k.key_brand and s.integration_id = k.key_integration
+             and s.tag_campaign_id = k.key_tag_campaign and s.creator_id = k.key_creator
+             and s.day = k.key_day
+         order by s.campaign_id for update of s"
     ))
     .bind::<BigInt, _>(key.brand_id)
     .bind::<BigInt, _>(key.integration_id)
@@ -109,9 +115,14 @@ pub async fn replace(
     sales: &[ReportSale],
 ) -> Result<Vec<ReportSale>, DbError> {
     tracking_db::prepared(
-        "delete from report_sales
-         where brand_id = $1 and integration_id = $2 and tag_campaign_id = $3 and creator_id = $4
-           and day = $5 and campaign_id <> all($6)",
+        // The key joined, as in `applied` (see tracking_db::stale_statistics).
+        "delete from report_sales s
+         using unnest(array[$1::bigint], array[$2::bigint], array[$3::bigint], array[$4::bigint],
+             array[$5::date])
+             as k(key_brand, key_integration, key_tag_campaign, key_creator, key_day)
+         where s.brand_id = k.key_brand and s.integration_id = k.key_integration
+           and s.tag_campaign_id = k.key_tag_campaign and s.creator_id = k.key_creator
+           and s.day = k.key_day and s.campaign_id <> all($6)",
     )
     .bind::<BigInt, _>(key.brand_id)
     .bind::<BigInt, _>(key.integration_id)
@@ -198,7 +209,11 @@ pub async fn plan_of_campaign(
         plan_id: i64,
     }
     let rows: Vec<Plan> = tracking_db::prepared(
-        "select plan_id from campaigns where brand_id = $1 and campaign_id = $2",
+        // The key joined (see tracking_db::stale_statistics): with constants, a planner whose
+        // statistics had not seen the brand read all its campaigns through campaigns_plan.
+        "select c.plan_id
+         from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_campaign)
+         join campaigns c on c.brand_id = k.key_brand and c.campaign_id = k.key_campaign",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(campaign_id)
@@ -222,12 +237,17 @@ pub async fn unpriced(conn: &mut AsyncPgConnection, brand_id: i64) -> Result<Vec
         day: NaiveDate,
     }
     let keys: Vec<Key> = tracking_db::prepared(
-        "select distinct s.integration_id, s.tag_campaign_id, s.creator_id, s.day
-         from report_sales s
-             join campaigns c on c.brand_id = s.brand_id and c.campaign_id = s.tag_campaign_id
+        // The brand's unpriced rows first (report_sales_unpriced), then campaigns and plans by
+        // key: with the brand a constant there too, stale statistics
+        // (tracking_db::stale_statistics) looped over the brand's campaigns for every row.
+        "with u as materialized (
+             select brand_id, integration_id, tag_campaign_id, creator_id, day
+             from report_sales where brand_id = $1 and not priced)
+         select distinct u.integration_id, u.tag_campaign_id, u.creator_id, u.day
+         from u
+             join campaigns c on c.brand_id = u.brand_id and c.campaign_id = u.tag_campaign_id
              join plans p on p.brand_id = c.brand_id and p.plan_id = c.plan_id
-         where s.brand_id = $1 and not s.priced
-         order by s.integration_id, s.tag_campaign_id, s.creator_id, s.day",
+         order by u.integration_id, u.tag_campaign_id, u.creator_id, u.day",
     )
     .bind::<BigInt, _>(brand_id)
     .load(conn)

@@ -222,12 +222,6 @@ pub async fn upsert_campaign(
     Ok(())
 }
 
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-}
-
 /// A campaign and the plan it is linked to.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct CampaignOfPlan {
@@ -266,14 +260,8 @@ pub async fn campaign_plan(
     campaign_id: i64,
 ) -> Result<Option<i64>, DbError> {
     let mut conn = db.conn().await?;
-    let rows: Vec<Id> = tracking_db::prepared(
-        "select plan_id as id from campaigns where brand_id = $1 and campaign_id = $2",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .load(&mut conn)
-    .await?;
-    Ok(rows.into_iter().next().map(|r| r.id))
+    // The key joined there (see tracking_db::stale_statistics).
+    super::amazon_reports::plan_of_campaign(&mut conn, brand_id, campaign_id).await
 }
 
 /// A code and its tracking link.
