@@ -1,6 +1,8 @@
 //! PlanService's use cases, free of tonic: each loads what its rule needs, applies the rule from
 //! `domain`, writes through `store` and appends its events, all in one transaction.
 
+use std::collections::HashMap;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracking_api::plan::v1::EventKind;
 use tracking_clients::GatewayClient;
@@ -138,38 +140,61 @@ async fn link(
     Ok(out)
 }
 
-/// Adds (or restores) one creator on an active campaign, in the caller's transaction. The same
-/// add again changes nothing (no event); a different add of a creator already on the roster is
-/// ALREADY_EXISTS.
-async fn add_entry(
+/// Adds (or restores) creators on an active campaign, in the caller's transaction, each creator
+/// once (the RPC refuses repeats): the same add again changes nothing (no event); a different add
+/// of a creator already on the roster is ALREADY_EXISTS. The whole list costs one read and one
+/// write. Entries and events in input order.
+async fn add_entries(
     conn: &mut AsyncPgConnection,
     campaign: &Campaign,
-    creator_id: i64,
-    profile: &Profile,
-    approved: bool,
-) -> Result<(RosterEntry, Option<NewEvent>), Error> {
+    creators: &[(i64, Profile, bool)],
+) -> Result<(Vec<RosterEntry>, Vec<NewEvent>), Error> {
     let (brand_id, campaign_id) = (campaign.brand_id, campaign.id);
-    let existing = roster::get(conn, brand_id, campaign_id, creator_id, Lock::ForUpdate).await?;
-    if let Some(entry) = existing
-        && entry.status != RosterStatus::Removed
-    {
-        if entry.profile == *profile && (entry.status == RosterStatus::Approved || !approved) {
-            return Ok((entry, None));
+    let ids: Vec<i64> = creators.iter().map(|c| c.0).collect();
+    let mut entries: HashMap<i64, RosterEntry> =
+        roster::get_many(conn, brand_id, campaign_id, &ids)
+            .await?
+            .into_iter()
+            .map(|entry| (entry.creator_id, entry))
+            .collect();
+    let mut writes = Vec::new();
+    for (creator_id, profile, approved) in creators {
+        if let Some(entry) = entries.get(creator_id)
+            && entry.status != RosterStatus::Removed
+        {
+            if entry.profile == *profile && (entry.status == RosterStatus::Approved || !approved) {
+                continue;
+            }
+            return Err(Error::AlreadyExists(format!(
+                "creator {creator_id} is already on campaign {campaign_id}'s roster; use \
+                 UpdateCreatorProfile or ApproveCreator"
+            )));
         }
-        return Err(Error::AlreadyExists(format!(
-            "creator {creator_id} is already on campaign {campaign_id}'s roster; use \
-             UpdateCreatorProfile or ApproveCreator"
-        )));
+        let status = if *approved {
+            RosterStatus::Approved
+        } else {
+            RosterStatus::Added
+        };
+        writes.push((*creator_id, profile, status));
     }
-    let status = if approved {
-        RosterStatus::Approved
-    } else {
-        RosterStatus::Added
-    };
-    roster::upsert(conn, brand_id, campaign_id, creator_id, profile, status).await?;
-    let entry = must_entry(conn, brand_id, campaign_id, creator_id, Lock::None).await?;
-    let event = events::roster(EventKind::CreatorAdded, &entry);
-    Ok((entry, Some(event)))
+    if !writes.is_empty() {
+        let written = roster::upsert_many(conn, brand_id, campaign_id, &writes).await?;
+        entries.extend(written.into_iter().map(|entry| (entry.creator_id, entry)));
+    }
+    let events = writes
+        .iter()
+        .filter_map(|(id, ..)| entries.get(id))
+        .map(|entry| events::roster(EventKind::CreatorAdded, entry))
+        .collect();
+    let entries = ids
+        .iter()
+        .map(|id| {
+            entries
+                .remove(id)
+                .ok_or_else(|| not_on_roster(campaign_id, *id))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((entries, events))
 }
 
 impl PlanService {
@@ -542,12 +567,16 @@ impl PlanService {
                 return must_entry(conn, brand_id, campaign_id, creator, Lock::None).await;
             }
             campaign.ensure_active()?;
-            let (entry, event) = add_entry(conn, &campaign, creator_id, &profile, approved).await?;
+            let (entries, events) =
+                add_entries(conn, &campaign, &[(creator_id, profile, approved)]).await?;
             if let Some(rid) = request_id {
                 request_keys::complete(conn, brand_id, "AddCreator", rid, creator_id).await?;
             }
-            append(conn, event.as_slice()).await?;
-            Ok(entry)
+            append(conn, &events).await?;
+            entries
+                .into_iter()
+                .next()
+                .ok_or_else(|| not_on_roster(campaign_id, creator_id))
         })
         .await
     }
@@ -565,14 +594,7 @@ impl PlanService {
         conn.transaction::<_, Error, _>(async |conn| {
             let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             campaign.ensure_active()?;
-            let mut entries = Vec::with_capacity(creators.len());
-            let mut events = Vec::new();
-            for (creator_id, profile, approved) in &creators {
-                let (entry, event) =
-                    add_entry(conn, &campaign, *creator_id, profile, *approved).await?;
-                entries.push(entry);
-                events.extend(event);
-            }
+            let (entries, events) = add_entries(conn, &campaign, &creators).await?;
             append(conn, &events).await?;
             Ok(entries)
         })

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Lock;
@@ -54,8 +54,8 @@ impl TryFrom<EntryRow> for RosterEntry {
     }
 }
 
-const SELECT: &str = "select brand_id, campaign_id, creator_id, profile, status, added_at, \
-    approved_at, removed_at, updated_at from roster";
+const COLUMNS: &str = "r.brand_id, r.campaign_id, r.creator_id, r.profile, r.status, r.added_at, \
+    r.approved_at, r.removed_at, r.updated_at";
 
 fn profile_json(profile: &Profile) -> Result<serde_json::Value, Error> {
     serde_json::to_value(profile).map_err(|e| Error::Internal(format!("encoding profile: {e}")))
@@ -69,7 +69,8 @@ pub async fn get(
     lock: Lock,
 ) -> Result<Option<RosterEntry>, Error> {
     let sql = format!(
-        "{SELECT} where brand_id = $1 and campaign_id = $2 and creator_id = $3{}",
+        "select {COLUMNS} from roster r \
+         where r.brand_id = $1 and r.campaign_id = $2 and r.creator_id = $3{}",
         lock.sql()
     );
     let rows: Vec<EntryRow> = tracking_db::prepared(sql)
@@ -84,30 +85,65 @@ pub async fn get(
         .transpose()
 }
 
-/// Adds the creator, or restores a removed one with the new profile.
-pub async fn upsert(
+/// The entries of `creator_ids` on the campaign (those it has), locked for update in creator
+/// order.
+pub async fn get_many(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     campaign_id: i64,
-    creator_id: i64,
-    profile: &Profile,
-    status: RosterStatus,
-) -> Result<(), Error> {
-    tracking_db::prepared(
-        "insert into roster (brand_id, campaign_id, creator_id, profile, status, approved_at) \
-         values ($1, $2, $3, $4, $5, case when $5 = 'approved' then now() end) \
+    creator_ids: &[i64],
+) -> Result<Vec<RosterEntry>, Error> {
+    let mut sorted = creator_ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let sql = format!(
+        "select {COLUMNS} \
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
+             as k(key_brand, key_campaign, key_creator) \
+         join roster r on r.brand_id = k.key_brand and r.campaign_id = k.key_campaign \
+             and r.creator_id = k.key_creator \
+         order by r.creator_id for update of r"
+    );
+    let rows: Vec<EntryRow> = tracking_db::prepared(sql)
+        .bind::<Array<BigInt>, _>(vec![brand_id; sorted.len()])
+        .bind::<Array<BigInt>, _>(vec![campaign_id; sorted.len()])
+        .bind::<Array<BigInt>, _>(sorted)
+        .load(conn)
+        .await?;
+    rows.into_iter().map(RosterEntry::try_from).collect()
+}
+
+/// Adds creators, or restores removed ones with their new profile, in one statement (each
+/// creator once). Returns the stored entries.
+pub async fn upsert_many(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    entries: &[(i64, &Profile, RosterStatus)],
+) -> Result<Vec<RosterEntry>, Error> {
+    let profiles = entries
+        .iter()
+        .map(|(_, profile, _)| profile_json(profile))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sql = format!(
+        "insert into roster as r (brand_id, campaign_id, creator_id, profile, status, approved_at) \
+         select $1, $2, e.creator_id, e.profile, e.status, \
+             case when e.status = 'approved' then now() end \
+         from unnest($3::bigint[], $4::jsonb[], $5::text[]) as e(creator_id, profile, status) \
          on conflict (brand_id, campaign_id, creator_id) do update set \
            profile = excluded.profile, status = excluded.status, added_at = now(), \
-           approved_at = excluded.approved_at, removed_at = null, updated_at = now()",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
-    .bind::<Jsonb, _>(profile_json(profile)?)
-    .bind::<Text, _>(status.as_str())
-    .execute(conn)
-    .await?;
-    Ok(())
+           approved_at = excluded.approved_at, removed_at = null, updated_at = now() \
+         returning {COLUMNS}"
+    );
+    let rows: Vec<EntryRow> = tracking_db::prepared(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(profiles)
+        .bind::<Array<Text>, _>(entries.iter().map(|e| e.2.as_str()).collect::<Vec<_>>())
+        .load(conn)
+        .await?;
+    rows.into_iter().map(RosterEntry::try_from).collect()
 }
 
 pub async fn set_status(
@@ -162,9 +198,9 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<RosterEntry>, Error> {
     let sql = format!(
-        "{SELECT} where brand_id = $1 and campaign_id = $2 \
-         and ($3::text is null or status = $3) and creator_id > $4 \
-         order by creator_id limit $5"
+        "select {COLUMNS} from roster r where r.brand_id = $1 and r.campaign_id = $2 \
+         and ($3::text is null or r.status = $3) and r.creator_id > $4 \
+         order by r.creator_id limit $5"
     );
     let rows: Vec<EntryRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
