@@ -146,13 +146,7 @@ pub async fn get_campaign(
     }))
 }
 
-#[derive(QueryableByName)]
-struct StatusRow {
-    #[diesel(sql_type = Text)]
-    status: String,
-}
-
-/// Stores the entry and returns its previous status, if it had one.
+/// Stores the entry.
 pub async fn upsert_roster(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -160,15 +154,7 @@ pub async fn upsert_roster(
     creator_id: i64,
     profile: &Profile,
     status: RosterStatus,
-) -> Result<Option<RosterStatus>, Error> {
-    let previous: Vec<StatusRow> = tracking_db::prepared(
-        "select status from roster where brand_id = $1 and campaign_id = $2 and creator_id = $3",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
-    .load(conn)
-    .await?;
+) -> Result<(), Error> {
     tracking_db::prepared(
         "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
          values ($1, $2, $3, $4, $5) \
@@ -182,10 +168,7 @@ pub async fn upsert_roster(
     .bind::<Text, _>(status.as_str())
     .execute(conn)
     .await?;
-    Ok(previous
-        .into_iter()
-        .next()
-        .and_then(|r| RosterStatus::parse(&r.status)))
+    Ok(())
 }
 
 /// Queues every creator of the plan's active campaigns (or of one campaign) whose roster
