@@ -9,6 +9,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::{Database, PoolOptions, TestDb};
+
 /// Rows of brand 1, analyzed.
 pub const KNOWN: i64 = 20_000;
 /// Rows of brand 2, added after the analyze.
@@ -59,6 +61,34 @@ pub async fn index_pages_read_by<T, E: std::fmt::Display>(
     f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, E>,
 ) -> (T, i64) {
     counted_by(conn, INDEX_PAGES_READ, table, f).await
+}
+
+/// A pool of one connection to `schema` of `test_db`, for [`rows_read_through`].
+pub fn one_connection(test_db: &TestDb, schema: &'static str) -> Database {
+    let options = PoolOptions {
+        max_size: 1,
+        ..PoolOptions::default()
+    };
+    Database::new(test_db.url(), schema, options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`rows_read_by`], for a function that takes its connection from `db`, a pool of
+/// [`one_connection`]: the counting transaction, begun in SQL (which the pool does not track),
+/// stays open on that one connection while `f` borrows it.
+pub async fn rows_read_through<T, E: std::fmt::Display>(
+    db: &Database,
+    table: &str,
+    f: impl AsyncFnOnce(&Database) -> Result<T, E>,
+) -> (T, i64) {
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, "begin").await;
+    let before = count(&mut conn, ROWS_READ, table).await;
+    drop(conn);
+    let value = f(db).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let read = count(&mut conn, ROWS_READ, table).await - before;
+    execute(&mut conn, "commit").await;
+    (value, read)
 }
 
 const ROWS_READ: &str = "select (pg_stat_get_xact_tuples_returned(t.oid) \

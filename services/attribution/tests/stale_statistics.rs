@@ -2,16 +2,20 @@
 //! have never seen the brand ([`tracking_db::stale_statistics`]): `brand_id = $1 and key =
 //! any($2)` read all of the new brand's rows. The lookups by whole keys (`(brand_id, key) in
 //! (select * from unnest(…))`) are checked the same way, and so are the single-key lookups of
-//! report rows and campaigns, a loop of them per test.
+//! report rows and campaigns, a loop of them per test. Pages (a creator's conversions and report
+//! days, a campaign's alerts) and a creator's days read their rows from the index that holds them.
 
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use tracking_db::stale_statistics::{BOUND, KEYS, NEW, execute, fill, rows_read_by};
+use tracking_db::stale_statistics::{
+    BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
+};
 use tracking_db::{DbError, SchemaSpec, TestDb};
 
 use attribution_service::store::amazon_reports::{self, RowKey};
-use attribution_service::store::{clicks, conversions, pending, projection};
+use attribution_service::store::conversions::Filter;
+use attribution_service::store::{alerts, clicks, conversions, pending, projection, reads};
 
 static SCHEMAS: &[SchemaSpec] = &[("attribution", attribution_service::MIGRATIONS)];
 
@@ -408,4 +412,304 @@ async fn unpriced_report_rows_are_found_from_the_brands_own() {
             NEW / 300
         );
     }
+}
+
+/// Brand `brand`'s creators are `brand * CREATOR + n`: brand 2's are none the statistics saw.
+const CREATOR: i64 = 10_000;
+
+/// One row `g` per order of brand `brand` (ids follow `g`: brand 2's are `KNOWN + g`), of creator
+/// `brand * CREATOR + g % 1000`: brand 1's spread over 20 campaigns, brand 2's in its first
+/// (`2 * CAMPAIGN + 1`), the big campaign the statistics never saw. Every third is by link.
+fn campaign_conversions(brand: i64, count: i64) -> String {
+    let (campaign, creator) = (brand * CAMPAIGN + 1, brand * CREATOR);
+    let campaigns = if brand == 1 { 20 } else { 1 };
+    format!(
+        "insert into conversions (brand_id, integration_id, store_order_id, campaign_id, \
+           creator_id, code_id, plan_id, method, matched, split_rule, share_bps, status, \
+           order_status, order_rank, currency, order_total_minor, base_revenue_minor, \
+           base_discount_minor, base_commission_minor, revenue_minor, discount_minor, \
+           commission_minor, commission_currency, ordered_at) \
+         select {brand}, {brand}, 'order-' || g, {campaign} + g % {campaigns}, \
+           {creator} + g % 1000, 1, 1, case when g % 3 = 0 then 'link' else 'code' end, 'code', \
+           'even', 10000, 'pending', 'paid', 1, 'USD', 100, 100, 0, 10, 100, 0, 10, 'USD', now() \
+         from generate_series(1, {count}) g"
+    )
+}
+
+#[tokio::test]
+async fn a_creators_conversions_are_paged_from_the_campaign_index() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = one_connection(&test_db, attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "conversions", campaign_conversions).await;
+    drop(conn);
+    let campaign = 2 * CAMPAIGN + 1;
+    // Creator 7's conversions are orders 7, 1007, …, 29007.
+    let orders: Vec<i64> = (0..30).rev().map(|n| 7 + n * 1000).collect();
+    let ids = |rows: &[conversions::ConversionRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+
+    let creator = Filter {
+        creator_id: Some(2 * CREATOR + 7),
+        ..Filter::default()
+    };
+    let (page, read) = rows_read_through(&db, "conversions", async |db| {
+        conversions::list(db, 2, campaign, &creator, None, 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        orders.iter().map(|g| KNOWN + g).collect::<Vec<_>>()
+    );
+    assert!(read <= BOUND, "a creator's page read {read} conversions");
+
+    let by_link = Filter {
+        method: Some("link"),
+        ..creator.clone()
+    };
+    let (page, read) = rows_read_through(&db, "conversions", async |db| {
+        conversions::list(db, 2, campaign, &by_link, Some(40_000), 50).await
+    })
+    .await;
+    let expected: Vec<i64> = orders
+        .iter()
+        .filter(|&&g| g % 3 == 0 && KNOWN + g < 40_000)
+        .map(|g| KNOWN + g)
+        .collect();
+    assert_eq!(ids(&page), expected);
+    assert!(
+        read <= BOUND,
+        "a creator's page by link read {read} conversions"
+    );
+
+    let (page, read) = rows_read_through(&db, "conversions", async |db| {
+        conversions::list(db, 2, campaign, &Filter::default(), None, 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        (NEW - 49..=NEW)
+            .rev()
+            .map(|g| KNOWN + g)
+            .collect::<Vec<_>>()
+    );
+    assert!(read <= BOUND, "the campaign's page read {read} conversions");
+}
+
+#[tokio::test]
+async fn a_campaigns_alerts_are_paged_from_the_campaign_index() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = one_connection(&test_db, attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Brand 1's alerts over 20 campaigns; brand 2's first half in its campaign 1, the newer half
+    // in its campaign 2 (ids follow `g`: brand 2's are `KNOWN + g`).
+    fill(&mut conn, "code_alerts", |brand, count| {
+        let campaign = if brand == 1 {
+            format!("{} + g % 20", CAMPAIGN + 1)
+        } else {
+            format!("{} + (g > {count} / 2)::int", 2 * CAMPAIGN + 1)
+        };
+        format!(
+            "insert into code_alerts (brand_id, code_id, kind, campaign_id, creator_id, code, \
+               evidence) \
+             select {brand}, g, 'leaked', {campaign}, g, 'C' || g, 'evidence' \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    drop(conn);
+    let ids = |rows: &[alerts::AlertRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    let newest = |last: i64| (last - 49..=last).rev().collect::<Vec<_>>();
+
+    let (page, read) = rows_read_through(&db, "code_alerts", async |db| {
+        alerts::list(db, 2, Some(2 * CAMPAIGN + 1), None, 50).await
+    })
+    .await;
+    assert_eq!(ids(&page), newest(KNOWN + NEW / 2));
+    assert!(read <= BOUND, "a campaign's page read {read} alerts");
+
+    let (page, read) = rows_read_through(&db, "code_alerts", async |db| {
+        alerts::list(db, 2, Some(2 * CAMPAIGN + 1), Some(30_000), 50).await
+    })
+    .await;
+    assert_eq!(ids(&page), newest(29_999));
+    assert!(read <= BOUND, "a campaign's next page read {read} alerts");
+
+    let (page, read) = rows_read_through(&db, "code_alerts", async |db| {
+        alerts::list(db, 2, None, None, 50).await
+    })
+    .await;
+    assert_eq!(ids(&page), newest(KNOWN + NEW));
+    assert!(read <= BOUND, "the brand's page read {read} alerts");
+}
+
+/// Report days of brand `brand`, in campaigns as [`campaign_conversions`]: row `g` (id `KNOWN + g`
+/// for brand 2) is day `g / 1000` of creator `brand * CREATOR + g % 1000`; every tenth is approved.
+fn campaign_report_sales(brand: i64, count: i64) -> String {
+    let (campaign, creator) = (brand * CAMPAIGN + 1, brand * CREATOR);
+    let campaigns = if brand == 1 { 20 } else { 1 };
+    let plan = brand * PLAN;
+    format!(
+        "insert into report_sales (brand_id, integration_id, tag_campaign_id, creator_id, day, \
+           campaign_id, plan_id, revision, currency, purchases, sales_minor, commission_minor, \
+           commission_currency, status, approve_on) \
+         select {brand}, {brand}, {campaign} + g % {campaigns}, {creator} + g % 1000, \
+           date '2026-01-01' + g / 1000, {campaign} + g % {campaigns}, {plan}, 1, 'USD', 1, g, 0, \
+           'USD', case when g % 10 = 0 then 'approved' else 'pending' end, date '2026-03-01' \
+         from generate_series(1, {count}) g"
+    )
+}
+
+#[tokio::test]
+async fn a_creators_report_days_are_paged_from_the_campaign_index() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = one_connection(&test_db, attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "report_sales", campaign_report_sales).await;
+    drop(conn);
+    let campaign = 2 * CAMPAIGN + 1;
+    let ids = |rows: &[amazon_reports::ReportSale]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    // Creator n's days are rows n, 1000 + n, …, 29000 + n.
+    let days = |n: i64| (0..30).rev().map(move |d| KNOWN + d * 1000 + n);
+
+    let (page, read) = rows_read_through(&db, "report_sales", async |db| {
+        amazon_reports::list(db, 2, campaign, Some(2 * CREATOR + 7), None, None, 50).await
+    })
+    .await;
+    assert_eq!(ids(&page), days(7).collect::<Vec<_>>());
+    assert!(read <= BOUND, "a creator's page read {read} report days");
+
+    let (page, read) = rows_read_through(&db, "report_sales", async |db| {
+        let creator = Some(2 * CREATOR + 10);
+        amazon_reports::list(db, 2, campaign, creator, Some("approved"), Some(40_000), 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        days(10).filter(|id| *id < 40_000).collect::<Vec<_>>()
+    );
+    assert!(
+        read <= BOUND,
+        "a creator's approved page read {read} report days"
+    );
+
+    let (page, read) = rows_read_through(&db, "report_sales", async |db| {
+        amazon_reports::list(db, 2, campaign, None, None, None, 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        (NEW - 49..=NEW)
+            .rev()
+            .map(|g| KNOWN + g)
+            .collect::<Vec<_>>()
+    );
+    assert!(read <= BOUND, "the campaign's page read {read} report days");
+}
+
+/// Day `n` of brand 2's figures: 2026-02-01 onwards (brand 1's are January's).
+fn february(n: i64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 2, 1 + u32::try_from(n).expect("a small day number"))
+        .expect("a day of February")
+}
+
+#[tokio::test]
+async fn a_creators_days_are_read_from_the_primary_key() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = one_connection(&test_db, attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Row `g` is day `g / 1000` of creator `brand * CREATOR + g % 1000` (brand 1's over 20
+    // campaigns, brand 2's in one, from February: days the statistics never saw); even rows are in
+    // euros. The figures are `g`.
+    let days = |table: &'static str, columns: &'static str, values: &'static str| {
+        move |brand: i64, count: i64| {
+            let campaign = brand * CAMPAIGN + 1;
+            let campaigns = if brand == 1 { 20 } else { 1 };
+            format!(
+                "insert into {table} (brand_id, campaign_id, creator_id, day, {columns}) \
+                 select {brand}, {campaign} + g % {campaigns}, {} + g % 1000, \
+                   date '2026-01-01' + {} + g / 1000, {values} \
+                 from generate_series(1, {count}) g",
+                brand * CREATOR,
+                (brand - 1) * 31,
+            )
+        }
+    };
+    let sales = days(
+        "daily_sales",
+        "currency, orders, revenue_minor",
+        "case when g % 2 = 0 then 'EUR' else 'USD' end, 1, g",
+    );
+    fill(&mut conn, "daily_sales", sales).await;
+    fill(
+        &mut conn,
+        "daily_clicks",
+        days("daily_clicks", "clicks", "g"),
+    )
+    .await;
+    drop(conn);
+    let campaign = 2 * CAMPAIGN + 1;
+    let week = (february(9), february(15));
+
+    let (rows, read) = rows_read_through(&db, "daily_sales", async |db| {
+        reads::sales(db, 2, campaign, Some(2 * CREATOR + 7), week).await
+    })
+    .await;
+    let figures: Vec<(NaiveDate, String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.day, r.currency.clone(), r.orders, r.revenue_minor))
+        .collect();
+    let expected: Vec<(NaiveDate, String, i64, i64)> = (9..=15)
+        .map(|n| (february(n), "USD".to_owned(), 1, n * 1000 + 7))
+        .collect();
+    assert_eq!(figures, expected);
+    assert!(read <= BOUND, "a creator's week read {read} days of sales");
+
+    let (rows, read) = rows_read_through(&db, "daily_clicks", async |db| {
+        reads::clicks(db, 2, campaign, Some(2 * CREATOR + 7), week).await
+    })
+    .await;
+    let clicks: Vec<(NaiveDate, i64)> = rows.iter().map(|r| (r.day, r.clicks)).collect();
+    let expected: Vec<(NaiveDate, i64)> = (9..=15).map(|n| (february(n), n * 1000 + 7)).collect();
+    assert_eq!(clicks, expected);
+    assert!(read <= BOUND, "a creator's week read {read} days of clicks");
+
+    // Every creator: the 1,000 rows of each day of the week, an index entry and a row apiece at
+    // most.
+    let week_rows = 2 * 7 * 1000;
+    let (rows, read) = rows_read_through(&db, "daily_sales", async |db| {
+        reads::sales(db, 2, campaign, None, week).await
+    })
+    .await;
+    let figures: Vec<(NaiveDate, String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.day, r.currency.clone(), r.orders, r.revenue_minor))
+        .collect();
+    // Day n's rows are 1000 n to 1000 n + 999: 500 even ones in euros, 500 odd ones in dollars.
+    let expected: Vec<(NaiveDate, String, i64, i64)> = (9..=15)
+        .flat_map(|n| {
+            [
+                (february(n), "EUR".to_owned(), 500, 500_000 * n + 249_500),
+                (february(n), "USD".to_owned(), 500, 500_000 * n + 250_000),
+            ]
+        })
+        .collect();
+    assert_eq!(figures, expected);
+    assert!(
+        read <= week_rows,
+        "the campaign's week read {read} days of sales"
+    );
+
+    let (rows, read) = rows_read_through(&db, "daily_clicks", async |db| {
+        reads::clicks(db, 2, campaign, None, week).await
+    })
+    .await;
+    let clicks: Vec<(NaiveDate, i64)> = rows.iter().map(|r| (r.day, r.clicks)).collect();
+    let expected: Vec<(NaiveDate, i64)> = (9..=15)
+        .map(|n| (february(n), 1_000_000 * n + 499_500))
+        .collect();
+    assert_eq!(clicks, expected);
+    assert!(
+        read <= week_rows,
+        "the campaign's week read {read} days of clicks"
+    );
 }

@@ -1,18 +1,25 @@
 //! The sandbox store looks codes up one by one even when the table's statistics have never seen
 //! the integration ([`tracking_db::stale_statistics`]): `lower(code) = any($3)` read all of the
-//! new integration's codes. Orders are looked up by their store id the same way.
+//! new integration's codes. Orders are looked up by their store id the same way, Amazon tags by
+//! their whole key, and pages (changed orders, an integration's report rows) read their rows from
+//! the index that holds them.
 
 use std::collections::BTreeSet;
 
+use chrono::{NaiveDate, TimeDelta};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use prost::Message;
 use tracking_api::gateway::v1 as pb;
-use tracking_db::stale_statistics::{BOUND, KEYS, NEW, execute, fill, rows_read_by};
+use tracking_db::stale_statistics::{
+    BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
+};
 use tracking_db::{Database, SchemaSpec, TestDb};
 
-use gateway_service::store::{orders, sandbox};
+use gateway_service::adapters::amazon::ReportRow;
+use gateway_service::domain::amazon::TagSubject;
+use gateway_service::store::{amazon, orders, sandbox};
 
 static SCHEMAS: &[SchemaSpec] = &[("gateway", gateway_service::MIGRATIONS)];
 
@@ -194,4 +201,208 @@ async fn orders_are_looked_up_by_their_store_id() {
         "{} sandbox orders read {read} rows",
         wanted.len()
     );
+}
+
+/// Integration 1 of brand 1, analyzed; integrations 2 and 3 of brand 2, unseen by the statistics.
+const INTEGRATIONS: &str = "insert into integrations (brand_id, id, provider, name, \
+       credentials_sealed) values \
+     (1, 1, 'PROVIDER_SANDBOX', 'known', '\\x00'), (2, 2, 'PROVIDER_SANDBOX', 'new', '\\x00'), \
+     (2, 3, 'PROVIDER_SANDBOX', 'other', '\\x00')";
+
+#[tokio::test]
+async fn changed_orders_are_paged_from_the_index_by_change() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(gateway_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    // Order g of brand b changed at second g / 3 of month b of 2026: three orders a second.
+    fill(&mut conn, "sandbox_orders", |brand, count| {
+        format!(
+            "insert into sandbox_orders (brand_id, integration_id, store_order_id, body, \
+               updated_at) \
+             select {brand}, {brand}, 'o' || g, convert_to('o' || g, 'UTF8'), \
+               timestamptz '2026-0{brand}-01 00:00:00+00' + g / 3 * interval '1 second' \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    // The page of the orders changed at `second` or later: by change, then by store id.
+    let page = |second: i64| {
+        let mut changed: Vec<(i64, String)> = (1..=NEW)
+            .filter(|g| g / 3 >= second)
+            .map(|g| (g / 3, format!("o{g}")))
+            .collect();
+        changed.sort();
+        changed
+            .into_iter()
+            .take(50)
+            .map(|(_, order)| order.into_bytes())
+            .collect::<Vec<_>>()
+    };
+    let february = NaiveDate::from_ymd_opt(2026, 2, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("a time")
+        .and_utc();
+
+    for second in [0, 1000] {
+        let since = february + TimeDelta::seconds(second);
+        let (bodies, read) = rows_read_by(&mut conn, "sandbox_orders", async |conn| {
+            sandbox::orders_since(conn, 2, 2, since, 50).await
+        })
+        .await;
+        assert_eq!(bodies, page(second), "orders changed from second {second}");
+        assert!(read <= BOUND, "a page of changes read {read} orders");
+    }
+}
+
+#[tokio::test]
+async fn an_integrations_report_rows_are_paged_from_its_index() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = one_connection(&test_db, gateway_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    // Brand 2's rows (ids `KNOWN + g`): integration 3's, then integration 2's last 1,000.
+    fill(&mut conn, "amazon_report_rows", |brand, count| {
+        let integration = if brand == 1 {
+            "1".to_owned()
+        } else {
+            format!("case when g <= {count} - 1000 then 3 else 2 end")
+        };
+        format!(
+            "insert into amazon_report_rows (brand_id, integration_id, tag_campaign_id, \
+               tag_ad_group_id, tag_creative_id, day, purchases, sales_minor, currency) \
+             select {brand}, {integration}, 'c' || g, 'a', 'x', date '2026-01-01', 1, g, 'USD' \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    drop(conn);
+    let ids = |rows: &[amazon::ReportRowRecord]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    let last = KNOWN + NEW;
+
+    for (integration, after, expected) in [
+        (2, None, last - 999..=last - 950),
+        (2, Some(last - 10), last - 9..=last),
+        (3, None, KNOWN + 1..=KNOWN + 50),
+    ] {
+        let (rows, read) = rows_read_through(&db, "amazon_report_rows", async |db| {
+            amazon::list_report_rows(db, 2, integration, after, 50).await
+        })
+        .await;
+        assert_eq!(
+            ids(&rows),
+            expected.collect::<Vec<_>>(),
+            "integration {integration}"
+        );
+        assert!(
+            read <= BOUND,
+            "a page of integration {integration} read {read} rows"
+        );
+    }
+}
+
+/// Brand `brand`'s tags (integration `brand`): creator `g` of campaign `1000 * brand + g / 1000`,
+/// Amazon ids `c{g}`, `a{g}`, `x{g}`.
+fn tags(brand: i64, count: i64) -> String {
+    format!(
+        "insert into attribution_tags (brand_id, integration_id, campaign_id, creator_id, \
+           tag_campaign_id, tag_ad_group_id, tag_creative_id, tag) \
+         select {brand}, {brand}, 1000 * {brand} + g / 1000, g, 'c' || g, 'a' || g, 'x' || g, \
+           't' || g \
+         from generate_series(1, {count}) g"
+    )
+}
+
+#[tokio::test]
+async fn tags_are_read_creator_by_creator() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(gateway_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    fill(&mut conn, "attribution_tags", tags).await;
+    let subject = |g: i64| TagSubject {
+        campaign_id: 2000 + g / 1000,
+        creator_id: g,
+    };
+    let creators: Vec<i64> = (1..=KEYS).map(|n| n * 250).collect();
+    let mut subjects: Vec<TagSubject> = creators.iter().map(|&g| subject(g)).collect();
+    subjects.push(subject(250)); // asked twice
+    subjects.push(subject(NEW + 1)); // no tag
+    subjects.push(TagSubject {
+        campaign_id: 1000,
+        creator_id: 7, // brand 1's
+    });
+
+    let (rows, read) = rows_read_by(&mut conn, "attribution_tags", async |conn| {
+        amazon::tags(conn, 2, 2, &subjects).await
+    })
+    .await;
+    let mut found: Vec<(i64, i64, String)> = rows
+        .iter()
+        .map(|r| (r.campaign_id, r.creator_id, r.tag.clone()))
+        .collect();
+    found.sort();
+    let expected: Vec<(i64, i64, String)> = creators
+        .iter()
+        .map(|&g| (2000 + g / 1000, g, format!("t{g}")))
+        .collect();
+    assert_eq!(found, expected, "each creator's tag, once");
+    assert!(read <= BOUND, "{KEYS} creators read {read} tags");
+}
+
+#[tokio::test]
+async fn imported_report_rows_find_their_tags_row_by_row() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(gateway_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    fill(&mut conn, "attribution_tags", tags).await;
+    let day = NaiveDate::from_ymd_opt(2026, 1, 1).expect("a day");
+    let mut rows: Vec<ReportRow> = (1..=KEYS)
+        .map(|n| n * 250)
+        .map(|g| ReportRow {
+            campaign_id: format!("c{g}"),
+            ad_group_id: format!("a{g}"),
+            creative_id: format!("x{g}"),
+            date: day,
+            purchases: 1,
+            sales_minor: 100,
+            currency: "USD".to_owned(),
+        })
+        .collect();
+    rows.push(ReportRow {
+        campaign_id: "c-unknown".to_owned(), // no creator's tag
+        ..rows[0].clone()
+    });
+
+    let (stored, read) = rows_read_by(&mut conn, "attribution_tags", async |conn| {
+        amazon::store_report(conn, 2, 2, (day, day), &rows).await
+    })
+    .await;
+    let created = rows.len();
+    assert_eq!(
+        stored,
+        amazon::Stored {
+            reported: created,
+            created,
+            revised: 0,
+            unchanged: 0,
+        }
+    );
+    assert!(read <= BOUND, "importing {created} rows read {read} tags");
+    let credited = diesel::sql_query(
+        "select count(*) as n from amazon_report_rows where brand_id = 2 \
+         and creator_id = substr(tag_creative_id, 2)::bigint \
+         and campaign_id = 2000 + creator_id / 1000",
+    )
+    .get_result::<Count>(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(credited.n, KEYS, "each row of a tag credits its creator");
+    let uncredited =
+        diesel::sql_query("select count(*) as n from amazon_report_rows where creator_id is null")
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(uncredited.n, 1);
 }

@@ -2,7 +2,8 @@
 //! ([`tracking_db::stale_statistics`]). With an index on (brand_id, campaign_id, status,
 //! creator_id) the planner found it as cheap as the primary key for a lookup of one entry, and
 //! each lookup read the campaign's whole range: adding creators slowed down as the roster grew.
-//! A campaign's lookups by key (and by plan) are checked the same way.
+//! A campaign's lookups by key (and by plan) are checked the same way, and so is a plan's page of
+//! campaigns.
 
 use std::collections::BTreeSet;
 
@@ -135,8 +136,10 @@ async fn a_page_of_one_status_reads_that_status_only() {
     assert_eq!(creators, (NEW - 4..=NEW).collect());
 }
 
-#[tokio::test]
-async fn campaigns_are_read_and_changed_by_their_key() {
+/// Plans 1 and 2 of brands 1 and 2, and their campaigns: brand 1's analyzed, brand 2's, numbered
+/// from 100,001, unseen by the statistics. One campaign in 300 uses its brand's plan (100 of brand
+/// 2's), and every other one of those is archived.
+async fn setup_campaigns() -> (TestDb, Database) {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(plan_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
@@ -147,17 +150,23 @@ async fn campaigns_are_read_and_changed_by_their_key() {
            (2, 2, 'new', 2, 'PROVIDER_SANDBOX', '{}', 'added')",
     )
     .await;
-    // Brand 2's campaigns are numbered from 100,001; one in 300 uses its plan.
     fill(&mut conn, "campaigns", |brand, count| {
         let first = if brand == 1 { 0 } else { 100_000 };
         format!(
-            "insert into campaigns (brand_id, id, name, plan_id) \
-             select {brand}, {first} + g, 'c' || g, \
-               case when g % 300 = 0 then {brand} end \
+            "insert into campaigns (brand_id, id, name, plan_id, archived_at) \
+             select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, \
+               case when g % 600 = 0 then now() end \
              from generate_series(1, {count}) g"
         )
     })
     .await;
+    (test_db, db)
+}
+
+#[tokio::test]
+async fn campaigns_are_read_and_changed_by_their_key() {
+    let (_test_db, db) = setup_campaigns().await;
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
 
     let ids: Vec<i64> = (1..=KEYS / 4).map(|n| 100_000 + n * 1_000 + 1).collect();
     let mut read = 0;
@@ -205,5 +214,67 @@ async fn campaigns_are_read_and_changed_by_their_key() {
         read <= BOUND + expected.len() as i64 * expected.len() as i64,
         "the plan's {} campaigns (each listing the others) read {read} campaigns",
         expected.len()
+    );
+}
+
+#[tokio::test]
+async fn a_plans_campaigns_are_paged_from_the_plans_index() {
+    let (_test_db, db) = setup_campaigns().await;
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let ids = |page: &[plan_service::domain::campaign::Campaign]| {
+        page.iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    // Each campaign of the plan lists the plan's others (`shared_with`): an index entry and a row
+    // for each of the plan's 100 campaigns.
+    let shared = |page: i64| 2 * 100 * page;
+
+    let (page, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
+        campaigns::list(conn, 2, true, Some(2), None, 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        (51..=100)
+            .rev()
+            .map(|n| 100_000 + 300 * n)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        read <= BOUND + shared(50),
+        "a plan's page of 50 read {read} campaigns"
+    );
+
+    let (page, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
+        campaigns::list(conn, 2, false, Some(2), Some(100_000 + 300 * 60), 10).await
+    })
+    .await;
+    let unarchived: Vec<i64> = (1..60).rev().filter(|n| n % 2 == 1).take(10).collect();
+    assert_eq!(
+        ids(&page),
+        unarchived
+            .iter()
+            .map(|n| 100_000 + 300 * n)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        read <= BOUND + shared(10),
+        "a plan's page of 10 read {read} campaigns"
+    );
+
+    // The brand's newest 50: one of them (100,000 + 30,000) is the plan's.
+    let (page, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
+        campaigns::list(conn, 2, true, None, None, 50).await
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        (NEW - 49..=NEW)
+            .rev()
+            .map(|g| 100_000 + g)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        read <= BOUND + shared(1),
+        "the brand's page read {read} campaigns"
     );
 }

@@ -50,15 +50,18 @@ pub async fn tags(
     integration_id: i64,
     subjects: &[TagSubject],
 ) -> Result<Vec<TagRow>, DbError> {
+    // Whole keys, the brand and integration repeated per creator (see
+    // tracking_db::stale_statistics): next to constants for an integration the statistics had not
+    // seen, the planner read all of its tags and probed each against the creators.
     Ok(tracking_db::prepared(
         "select campaign_id, creator_id, tag_campaign_id, tag_ad_group_id, tag_creative_id, tag,
              created_at
          from attribution_tags
-         where brand_id = $1 and integration_id = $2
-           and (campaign_id, creator_id) in (select * from unnest($3::bigint[], $4::bigint[]))",
+         where (brand_id, integration_id, campaign_id, creator_id)
+           in (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]))",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; subjects.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; subjects.len()])
     .bind::<Array<BigInt>, _>(subjects.iter().map(|s| s.campaign_id).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(subjects.iter().map(|s| s.creator_id).collect::<Vec<_>>())
     .load(conn)
@@ -188,15 +191,19 @@ pub async fn store_report(
     .await?;
     let rows = merged(rows);
     let text = |f: fn(&ReportRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    // Each row's tag is looked up by its whole key, the brand and integration repeated per row
+    // (see tracking_db::stale_statistics): next to constants for an integration the statistics
+    // had not seen, the planner read all of its tags for each import.
     let changed: Vec<ReportRowRecord> = tracking_db::prepared(format!(
         "insert into amazon_report_rows as r (brand_id, integration_id, tag_campaign_id,
              tag_ad_group_id, tag_creative_id, day, purchases, sales_minor, currency, campaign_id,
              creator_id)
-         select $1, $2, i.c, i.a, i.x, i.day, i.purchases, i.sales, i.currency, t.campaign_id,
+         select i.b, i.n, i.c, i.a, i.x, i.day, i.purchases, i.sales, i.currency, t.campaign_id,
              t.creator_id
-         from unnest($3::text[], $4::text[], $5::text[], $6::date[], $7::bigint[], $8::bigint[],
-                     $9::text[]) as i(c, a, x, day, purchases, sales, currency)
-         left join attribution_tags t on t.brand_id = $1 and t.integration_id = $2
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::date[],
+                     $7::bigint[], $8::bigint[], $9::text[])
+             as i(b, n, c, a, x, day, purchases, sales, currency)
+         left join attribution_tags t on t.brand_id = i.b and t.integration_id = i.n
              and t.tag_campaign_id = i.c and t.tag_ad_group_id = i.a and t.tag_creative_id = i.x
          order by i.c, i.a, i.x, i.day
          on conflict (brand_id, integration_id, tag_campaign_id, tag_ad_group_id, tag_creative_id,
@@ -209,8 +216,8 @@ pub async fn store_report(
                                excluded.campaign_id, excluded.creator_id)
          returning {ROW_COLUMNS}"
     ))
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<Array<BigInt>, _>(vec![brand_id; rows.len()])
+    .bind::<Array<BigInt>, _>(vec![integration_id; rows.len()])
     .bind::<Array<Text>, _>(text(|r| &r.campaign_id))
     .bind::<Array<Text>, _>(text(|r| &r.ad_group_id))
     .bind::<Array<Text>, _>(text(|r| &r.creative_id))
@@ -306,9 +313,16 @@ pub async fn list_report_rows(
     limit: i64,
 ) -> Result<Vec<ReportRowRecord>, DbError> {
     let mut conn = db.conn().await?;
+    // The brand is joined as a key, the integration stays a constant (see
+    // tracking_db::stale_statistics): with a brand constant the statistics had not seen, the
+    // primary key looked as cheap as amazon_report_rows_by_integration, and a page read the rows
+    // of the brand's other integrations too.
     Ok(tracking_db::prepared(format!(
-        "select {ROW_COLUMNS} from amazon_report_rows
-         where brand_id = $1 and integration_id = $2 and id > $3 order by id limit $4"
+        "select {ROW_COLUMNS} from unnest(array[$1::bigint]) as k(key_brand)
+         cross join lateral (select {ROW_COLUMNS} from amazon_report_rows
+             where brand_id = k.key_brand and integration_id = $2 and id > $3
+             order by id limit $4) r
+         order by id"
     ))
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)

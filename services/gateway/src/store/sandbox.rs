@@ -296,9 +296,16 @@ pub async fn orders_since(
     limit: i64,
 ) -> Result<Vec<Vec<u8>>, DbError> {
     let rows: Vec<OrderBody> = tracking_db::prepared(
-        "select body from sandbox_orders
-         where brand_id = $1 and integration_id = $2 and updated_at >= $3
-         order by updated_at, store_order_id limit $4",
+        // The key joined (see tracking_db::stale_statistics): with constants, for an integration
+        // the statistics had not seen, the planner expected a handful of rows, and a page read and
+        // sorted all of the integration's orders changed since.
+        "select o.body
+         from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_integration)
+         cross join lateral (select body, updated_at, store_order_id from sandbox_orders
+             where brand_id = k.key_brand and integration_id = k.key_integration
+               and updated_at >= $3
+             order by updated_at, store_order_id limit $4) o
+         order by o.updated_at, o.store_order_id",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
