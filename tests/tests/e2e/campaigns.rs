@@ -566,6 +566,125 @@ async fn roster_pages_and_filters_and_is_tenant_scoped() {
 }
 
 #[tokio::test]
+async fn bulk_adds_restore_removed_creators_and_announce_only_what_they_add() {
+    use futures::StreamExt;
+    use tracking_api::plan::v1::plan_event::Subject;
+    use tracking_api::plan::v1::{
+        AddCreatorsRequest, EventKind, NewRosterEntry, WatchEventsRequest,
+    };
+
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Restore", 0).await;
+    let mut client = suite.plan();
+    let entry = |creator_id: i64, first: &str, approved: bool| NewRosterEntry {
+        creator_id,
+        profile: Some(profile(first)),
+        approved,
+    };
+    let add = |creators: Vec<NewRosterEntry>| {
+        authed(
+            AddCreatorsRequest {
+                campaign_id: c.id,
+                creators,
+            },
+            &token,
+        )
+    };
+    client
+        .add_creators(add(vec![entry(1, "Ana", false), entry(2, "Bo", false)]))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    client
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 2,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+
+    // A new creator, the removed one back (approved, new profile), and one already there.
+    let added = client
+        .add_creators(add(vec![
+            entry(9, "Cy", false),
+            entry(2, "Bea", true),
+            entry(1, "Ana", false),
+        ]))
+        .await
+        .map(|r| r.into_inner().entries)
+        .unwrap_or_else(|s| panic!("{s}"));
+    let summary: Vec<(i64, i32, String)> = added
+        .iter()
+        .map(|e| {
+            let name = e.profile.as_ref().map(|p| p.first_name.clone());
+            (e.creator_id, e.status, name.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (9, RosterStatus::Added as i32, "Cy".to_owned()),
+            (2, RosterStatus::Approved as i32, "Bea".to_owned()),
+            (1, RosterStatus::Added as i32, "Ana".to_owned()),
+        ]
+    );
+    // Approving through an add is refused: that is ApproveCreator's.
+    let status = client
+        .add_creators(add(vec![entry(1, "Ana", true)]))
+        .await
+        .expect_err("creator 1 is on the roster, not approved");
+    assert_eq!(status.code(), Code::AlreadyExists);
+
+    // The events: the first batch's two adds, the removal, the second batch's two adds in its
+    // order, and nothing for creator 1 again: the next is this approval's.
+    client
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 9,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let mut events = client
+        .watch_events(authed(WatchEventsRequest { after_seq: 0 }, &token))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"))
+        .into_inner();
+    let mut roster = Vec::new();
+    while roster.len() < 6 {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await;
+        let Ok(Some(Ok(response))) = next else {
+            panic!("no event after {roster:?}");
+        };
+        let event = response.event.unwrap_or_default();
+        if let Some(Subject::RosterEntry(e)) = event.subject {
+            roster.push((event.kind, e.creator_id));
+        }
+    }
+    let (added, removed, approved) = (
+        EventKind::CreatorAdded as i32,
+        EventKind::CreatorRemoved as i32,
+        EventKind::CreatorApproved as i32,
+    );
+    assert_eq!(
+        roster,
+        vec![
+            (added, 1),
+            (added, 2),
+            (removed, 2),
+            (added, 9),
+            (added, 2),
+            (approved, 9)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn bulk_adds_are_all_or_nothing_and_idempotent() {
     use tracking_api::plan::v1::{AddCreatorsRequest, NewRosterEntry};
 

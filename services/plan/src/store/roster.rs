@@ -96,13 +96,15 @@ pub async fn get_many(
     let mut sorted = creator_ids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
+    // One locked lookup per key, in key order: a join let the planner hash a mid-sized roster
+    // whole for a batch of 500.
     let sql = format!(
         "select {COLUMNS} \
          from unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
              as k(key_brand, key_campaign, key_creator) \
-         join roster r on r.brand_id = k.key_brand and r.campaign_id = k.key_campaign \
-             and r.creator_id = k.key_creator \
-         order by r.creator_id for update of r"
+         cross join lateral (select * from roster x where x.brand_id = k.key_brand \
+             and x.campaign_id = k.key_campaign and x.creator_id = k.key_creator for update) r \
+         order by r.creator_id"
     );
     let rows: Vec<EntryRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(vec![brand_id; sorted.len()])
@@ -114,7 +116,9 @@ pub async fn get_many(
 }
 
 /// Adds creators, or restores removed ones with their new profile, in one statement (each
-/// creator once). Returns the stored entries.
+/// creator once; a repeat fails the statement). Rows are written in creator order, as
+/// [`get_many`] locks them, so two batches that share creators wait for each other instead of
+/// deadlocking. Returns the stored entries.
 pub async fn upsert_many(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -130,6 +134,7 @@ pub async fn upsert_many(
          select $1, $2, e.creator_id, e.profile, e.status, \
              case when e.status = 'approved' then now() end \
          from unnest($3::bigint[], $4::jsonb[], $5::text[]) as e(creator_id, profile, status) \
+         order by e.creator_id \
          on conflict (brand_id, campaign_id, creator_id) do update set \
            profile = excluded.profile, status = excluded.status, added_at = now(), \
            approved_at = excluded.approved_at, removed_at = null, updated_at = now() \
