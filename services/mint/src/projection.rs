@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 use diesel_async::AsyncPgConnection;
 use tracking_api::mint::v1::CodeEventKind;
-use tracking_api::plan::v1::{EventKind, PlanEvent, plan_event::Subject};
+use tracking_api::plan::v1::{EventKind, PlanEvent, RosterEntry, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::{campaign_from_event, plan_from_event, roster_from_event};
-use crate::domain::{CodeStatus, RosterStatus, Trigger, wants_code};
+use crate::domain::{CodeStatus, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
 use crate::store::{codes, failures, notify_work, projection};
@@ -67,19 +67,85 @@ struct Batch {
 }
 
 impl Projector {
-    /// Applies events in order, as one at a time would; the mint queue is told once.
+    /// Applies events in order, as one at a time would; the mint queue is told once. Roster
+    /// events between two plan or campaign events are applied together ([`Self::apply_roster`]).
     async fn apply_events<'e>(
         &self,
         conn: &mut AsyncPgConnection,
         events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
         let mut batch = Batch::default();
+        let mut roster = Vec::new();
         for event in events {
+            if let Some(Subject::RosterEntry(entry)) = &event.subject {
+                roster.push((event, entry));
+                continue;
+            }
+            self.apply_roster(conn, &roster, &mut batch).await?;
+            roster.clear();
             self.apply_event(conn, event, &mut batch).await?;
         }
+        self.apply_roster(conn, &roster, &mut batch).await?;
         if batch.queued > 0 {
             notify_work(conn).await?;
         }
+        Ok(())
+    }
+
+    /// Roster events, in order: every entry's latest state stored in one statement, then each
+    /// event's effect (a removed creator's code disabled; a creator the trigger wants, or whose
+    /// failure a profile fix may have solved, queued), the queue written in one statement. Those
+    /// effects read no roster entry, so this does what applying the events one by one would.
+    async fn apply_roster(
+        &self,
+        conn: &mut AsyncPgConnection,
+        events: &[(&PlanEvent, &RosterEntry)],
+        batch: &mut Batch,
+    ) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<((i64, i64, i64), Profile, RosterStatus)> = events
+            .iter()
+            .map(|(event, entry)| {
+                let (profile, status) = roster_from_event(entry);
+                (
+                    (event.brand_id, entry.campaign_id, entry.creator_id),
+                    profile,
+                    status,
+                )
+            })
+            .collect();
+        let mut latest: HashMap<(i64, i64, i64), (&Profile, RosterStatus)> = HashMap::new();
+        for (key, profile, status) in &changes {
+            latest.insert(*key, (profile, *status));
+        }
+        let latest: Vec<_> = latest
+            .into_iter()
+            .map(|(key, (profile, status))| (key, profile, status))
+            .collect();
+        projection::upsert_roster(conn, &latest).await?;
+
+        let mut queue = Vec::new();
+        for ((event, _), (key, _, status)) in events.iter().zip(&changes) {
+            if *status == RosterStatus::Removed {
+                self.disable_live_code(conn, *key).await?;
+                continue;
+            }
+            let trigger = Self::trigger_of(conn, batch, key.0, key.1).await?;
+            let wanted = trigger.is_some_and(|t| wants_code(t, *status));
+            // A profile fix retries a failure it may have solved, whatever the trigger.
+            let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
+            let fixable = kind == EventKind::CreatorProfileUpdated
+                && failures::get(conn, *key)
+                    .await?
+                    .is_some_and(|row| row.failure().fixed_by_profile());
+            if (wanted || fixable) && !queue.contains(key) {
+                queue.push(*key);
+            }
+        }
+        projection::enqueue(conn, &queue).await?;
+        batch.queued += queue.len();
         Ok(())
     }
 
@@ -104,6 +170,7 @@ impl Projector {
         Ok(trigger)
     }
 
+    /// A plan or campaign event (roster events go to [`Self::apply_roster`]).
     async fn apply_event(
         &self,
         conn: &mut AsyncPgConnection,
@@ -111,13 +178,8 @@ impl Projector {
         batch: &mut Batch,
     ) -> Result<(), Error> {
         let brand_id = event.brand_id;
-        let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
-        if matches!(
-            event.subject,
-            Some(Subject::Plan(_)) | Some(Subject::Campaign(_))
-        ) {
-            batch.triggers.clear();
-        }
+        // A plan or campaign event may change a campaign's trigger.
+        batch.triggers.clear();
         let queued = match &event.subject {
             Some(Subject::Plan(plan)) => {
                 let plan = plan_from_event(brand_id, plan)?;
@@ -167,31 +229,8 @@ impl Projector {
                     _ => 0,
                 }
             }
-            Some(Subject::RosterEntry(entry)) => {
-                let (profile, status) = roster_from_event(entry);
-                let key = (brand_id, entry.campaign_id, entry.creator_id);
-                projection::upsert_roster(conn, key.0, key.1, key.2, &profile, status).await?;
-                if status == RosterStatus::Removed {
-                    self.disable_live_code(conn, key).await?;
-                    0
-                } else {
-                    let trigger =
-                        Self::trigger_of(conn, batch, brand_id, entry.campaign_id).await?;
-                    let wanted = trigger.is_some_and(|t| wants_code(t, status));
-                    // A profile fix retries a failure it may have solved, whatever the trigger.
-                    let fixable = kind == EventKind::CreatorProfileUpdated
-                        && failures::get(conn, key)
-                            .await?
-                            .is_some_and(|row| row.failure().fixed_by_profile());
-                    if wanted || fixable {
-                        projection::enqueue(conn, key.0, key.1, key.2).await?;
-                        1
-                    } else {
-                        0
-                    }
-                }
-            }
-            None => 0,
+            // Applied together by `apply_roster`.
+            Some(Subject::RosterEntry(_)) | None => 0,
         };
         batch.queued += queued;
         Ok(())

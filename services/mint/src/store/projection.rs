@@ -146,26 +146,31 @@ pub async fn get_campaign(
     }))
 }
 
-/// Stores the entry.
+/// Stores roster entries, each key once, in one statement (in key order, so that two writers
+/// lock rows in the same order).
 pub async fn upsert_roster(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-    creator_id: i64,
-    profile: &Profile,
-    status: RosterStatus,
+    entries: &[((i64, i64, i64), &Profile, RosterStatus)],
 ) -> Result<(), Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let profiles = entries
+        .iter()
+        .map(|(_, profile, _)| json(profile))
+        .collect::<Result<Vec<_>, _>>()?;
     tracking_db::prepared(
         "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
-         values ($1, $2, $3, $4, $5) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::text[]) \
+         order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update set \
            profile = excluded.profile, status = excluded.status",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
-    .bind::<Jsonb, _>(json(profile)?)
-    .bind::<Text, _>(status.as_str())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.2).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(profiles)
+    .bind::<Array<Text>, _>(entries.iter().map(|e| e.2.as_str()).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -210,21 +215,20 @@ pub async fn enqueue_missing(
     Ok(queued)
 }
 
-/// Queues one creator.
-pub async fn enqueue(
-    conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-    creator_id: i64,
-) -> Result<(), Error> {
+/// Queues creators, each key once, in one statement (in key order).
+pub async fn enqueue(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
     tracking_db::prepared(
-        "insert into mint_queue (brand_id, campaign_id, creator_id) values ($1, $2, $3) \
+        "insert into mint_queue (brand_id, campaign_id, creator_id) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update \
            set enqueued_at = clock_timestamp(), claimed_until = null",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
