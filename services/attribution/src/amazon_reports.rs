@@ -149,7 +149,7 @@ async fn credit(
     now: DateTime<Utc>,
 ) -> Result<Vec<ReportSale>, DbError> {
     let brand_id = key.brand_id;
-    let plan_id = store::plan_of_campaign(conn, brand_id, key.tag_campaign_id)
+    let plan_id = projection::plan_of_campaign(conn, brand_id, key.tag_campaign_id)
         .await?
         .unwrap_or_default();
     let plan = if plan_id > 0 {

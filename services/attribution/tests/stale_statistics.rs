@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use tracking_db::stale_statistics::{
     BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
 };
-use tracking_db::{DbError, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 
 use attribution_service::store::amazon_reports::{self, RowKey};
 use attribution_service::store::conversions::Filter;
@@ -363,7 +363,7 @@ async fn campaign_plans_are_read_campaign_by_campaign() {
         for &(campaign, _) in &wanted {
             found.push((
                 campaign,
-                amazon_reports::plan_of_campaign(conn, 2, campaign).await?,
+                projection::plan_of_campaign(conn, 2, campaign).await?,
             ));
         }
         Ok::<_, DbError>(found)
@@ -436,13 +436,23 @@ fn campaign_conversions(brand: i64, count: i64) -> String {
     )
 }
 
-#[tokio::test]
-async fn a_creators_conversions_are_paged_from_the_campaign_index() {
+/// A test database with `table` filled by [`fill`], and a pool of one connection to it for
+/// [`rows_read_through`].
+async fn filled_through_one_connection(
+    table: &str,
+    rows: impl Fn(i64, i64) -> String,
+) -> (TestDb, Database) {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = one_connection(&test_db, attribution_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&mut conn, "conversions", campaign_conversions).await;
+    fill(&mut conn, table, rows).await;
     drop(conn);
+    (test_db, db)
+}
+
+#[tokio::test]
+async fn a_creators_conversions_are_paged_from_the_campaign_index() {
+    let (_test_db, db) = filled_through_one_connection("conversions", campaign_conversions).await;
     let campaign = 2 * CAMPAIGN + 1;
     // Creator 7's conversions are orders 7, 1007, …, 29007.
     let orders: Vec<i64> = (0..30).rev().map(|n| 7 + n * 1000).collect();
@@ -497,12 +507,9 @@ async fn a_creators_conversions_are_paged_from_the_campaign_index() {
 
 #[tokio::test]
 async fn a_campaigns_alerts_are_paged_from_the_campaign_index() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = one_connection(&test_db, attribution_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Brand 1's alerts over 20 campaigns; brand 2's first half in its campaign 1, the newer half
     // in its campaign 2 (ids follow `g`: brand 2's are `KNOWN + g`).
-    fill(&mut conn, "code_alerts", |brand, count| {
+    let (_test_db, db) = filled_through_one_connection("code_alerts", |brand, count| {
         let campaign = if brand == 1 {
             format!("{} + g % 20", CAMPAIGN + 1)
         } else {
@@ -516,7 +523,6 @@ async fn a_campaigns_alerts_are_paged_from_the_campaign_index() {
         )
     })
     .await;
-    drop(conn);
     let ids = |rows: &[alerts::AlertRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
     let newest = |last: i64| (last - 49..=last).rev().collect::<Vec<_>>();
 
@@ -561,11 +567,7 @@ fn campaign_report_sales(brand: i64, count: i64) -> String {
 
 #[tokio::test]
 async fn a_creators_report_days_are_paged_from_the_campaign_index() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = one_connection(&test_db, attribution_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&mut conn, "report_sales", campaign_report_sales).await;
-    drop(conn);
+    let (_test_db, db) = filled_through_one_connection("report_sales", campaign_report_sales).await;
     let campaign = 2 * CAMPAIGN + 1;
     let ids = |rows: &[amazon_reports::ReportSale]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
     // Creator n's days are rows n, 1000 + n, …, 29000 + n.

@@ -197,31 +197,6 @@ pub async fn due(
     .await?)
 }
 
-/// The plan linked to a campaign (0 when none is), if the campaign is known.
-pub async fn plan_of_campaign(
-    conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-) -> Result<Option<i64>, DbError> {
-    #[derive(QueryableByName)]
-    struct Plan {
-        #[diesel(sql_type = BigInt)]
-        plan_id: i64,
-    }
-    let rows: Vec<Plan> = tracking_db::prepared(
-        // The key joined (see tracking_db::stale_statistics): with constants, a planner whose
-        // statistics had not seen the brand read all its campaigns through campaigns_plan.
-        "select c.plan_id
-         from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_campaign)
-         join campaigns c on c.brand_id = k.key_brand and c.campaign_id = k.key_campaign",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().map(|row| row.plan_id))
-}
-
 /// The report rows of `brand_id` applied without a commission rule whose campaign and plan are
 /// known now.
 pub async fn unpriced(conn: &mut AsyncPgConnection, brand_id: i64) -> Result<Vec<RowKey>, DbError> {

@@ -253,15 +253,40 @@ pub async fn campaigns_of_plans(
     .await?)
 }
 
-/// The campaign's plan, if the campaign is known (0 when none is linked).
+/// The campaign's plan, if the campaign is known (0 when none is linked), on a connection of
+/// its own.
 pub async fn campaign_plan(
     db: &Database,
     brand_id: i64,
     campaign_id: i64,
 ) -> Result<Option<i64>, DbError> {
     let mut conn = db.conn().await?;
-    // The key joined there (see tracking_db::stale_statistics).
-    super::amazon_reports::plan_of_campaign(&mut conn, brand_id, campaign_id).await
+    plan_of_campaign(&mut conn, brand_id, campaign_id).await
+}
+
+/// The plan linked to a campaign (0 when none is), if the campaign is known.
+pub async fn plan_of_campaign(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+) -> Result<Option<i64>, DbError> {
+    #[derive(QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = BigInt)]
+        plan_id: i64,
+    }
+    let rows: Vec<Plan> = tracking_db::prepared(
+        // The key joined (see tracking_db::stale_statistics): with constants, a planner whose
+        // statistics had not seen the brand read all its campaigns through campaigns_plan.
+        "select c.plan_id
+         from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_campaign)
+         join campaigns c on c.brand_id = k.key_brand and c.campaign_id = k.key_campaign",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|row| row.plan_id))
 }
 
 /// A code and its tracking link.
