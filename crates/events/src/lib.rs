@@ -1,7 +1,8 @@
 //! Durable, resumable event streams between services (DESIGN.md, "Coordination").
 //!
 //! - [`append`] writes events into the service's outbox (`events` table) inside the caller's
-//!   transaction, so an event exists if and only if its state change committed.
+//!   transaction, so an event exists if and only if its state change committed; [`appending`]
+//!   does the same inside a producer's own statement.
 //! - [`EventLog`] reads the outbox: [`EventLog::watch`] replays from a sequence number and then
 //!   follows new events live, woken by LISTEN/NOTIFY (no busy polling).
 //! - [`run_consumer`] applies an upstream stream to a downstream service, storing its cursor in
@@ -16,7 +17,7 @@ mod metrics;
 pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
-pub use log::{EventLog, NewEvent, StoredEvent, append, listen};
+pub use log::{EventLog, NewEvent, StoredEvent, append, appending, listen};
 pub use metrics::{ConsumerMetrics, StreamLabels, consumer_metrics};
 
 use tracking_db::Migrations;

@@ -58,19 +58,14 @@ pub async fn append(
     let brands: Vec<i64> = events.iter().map(|e| e.brand_id).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    // One round trip: the `gate` row (lock taken, watchers notified at commit) joins every event
-    // row, so the lock is held before the first nextval.
-    let rows: Vec<SeqRow> = tracking_db::prepared(
-        "with gate as materialized ( \
-           select pg_advisory_xact_lock(hashtext(current_schema() || '.events')) as locked, \
-                  pg_notify(current_schema() || '_events', '') as notified) \
-         insert into events (seq, brand_id, kind, payload) \
-         select nextval('events_seq'), e.b, e.k, e.p \
-         from gate cross join unnest($1::bigint[], $2::text[], $3::bytea[]) \
-           with ordinality as e(b, k, p, n) \
-         order by e.n \
-         returning seq",
-    )
+    let rows: Vec<SeqRow> = tracking_db::prepared(format!(
+        "with new_events as ( \
+           select * from unnest($1::bigint[], $2::text[], $3::bytea[]) with ordinality \
+             as e(brand_id, kind, payload, n)), \
+         {} \
+         select seq from appended",
+        appending("new_events")
+    ))
     .bind::<Array<BigInt>, _>(brands)
     .bind::<Array<Text>, _>(kinds)
     .bind::<Array<Binary>, _>(payloads)
@@ -79,6 +74,31 @@ pub async fn append(
     let mut seqs: Vec<i64> = rows.into_iter().map(|r| r.seq).collect();
     seqs.sort_unstable();
     Ok(seqs)
+}
+
+/// The outbox append as the last two common table expressions (`gate`, `appended`) of a
+/// producer's own statement, for a producer that changes its state and appends the events in
+/// one statement (one round trip, no explicit transaction) instead of calling [`append`].
+/// `rows` names an earlier expression with the columns `brand_id`, `kind`, `payload` and `n`
+/// (the order to number them in); `appended` returns each `seq`.
+///
+/// The `gate` counts `rows` first: the rows a statement's changes decide (those returning from
+/// its insert, say) are all known before the lock is taken, so a statement never holds the
+/// outbox lock while it waits on a row another transaction holds. No rows: no lock, no NOTIFY.
+/// Every event row joins the gate, so the lock is held before the first `nextval`, until commit.
+pub fn appending(rows: &str) -> String {
+    format!(
+        "gate as materialized ( \
+           select pg_advisory_xact_lock(hashtext(current_schema() || '.events')) as locked, \
+                  pg_notify(current_schema() || '_events', '') as notified \
+           from (select count(*) as events from {rows}) r where r.events > 0), \
+         appended as ( \
+           insert into events (seq, brand_id, kind, payload) \
+           select nextval('events_seq'), e.brand_id, e.kind, e.payload \
+           from gate cross join {rows} e \
+           order by e.n \
+           returning seq)"
+    )
 }
 
 /// Reads one service's outbox and wakes watchers when it grows.

@@ -12,11 +12,15 @@
 //! joins a one-element `unnest` for the same reason: with the brand as a constant, the primary
 //! key, bound by the brand alone, looked as cheap as the index of the whole key.
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Binary, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
+use tracking_events::NewEvent;
 
 use crate::domain::{Code, CodeChange, CodeStatus};
 use crate::error::Error;
@@ -93,74 +97,117 @@ fn to_codes(rows: Vec<CodeRow>) -> Result<Vec<Code>, Error> {
     rows.into_iter().map(Code::try_from).collect()
 }
 
-/// A code to reserve.
-#[derive(Clone, Debug)]
-pub struct NewCode {
-    pub brand_id: i64,
-    pub campaign_id: i64,
-    pub creator_id: i64,
-    pub plan_id: i64,
-    pub integration_id: i64,
-    pub provider: Provider,
-    pub code: Option<String>,
-    pub status: CodeStatus,
-    pub slug: String,
-    pub destination_url: String,
-    pub affiliate_url: String,
-    pub expires_at: Option<DateTime<Utc>>,
+/// `n` new code ids, drawn ahead of [`reserve`] (a code's event, written by the same statement,
+/// carries its id); an id left unused is a gap, as after a rolled-back insert. Takes the
+/// connection shared, to go out with a mint batch's reads.
+///
+/// The sequence writes WAL every 32 values, and a transaction that did waits for the disk at
+/// commit: every other batch's reads would. These ids are only ever stored by a later statement,
+/// whose own commit flushes the WAL up to it, this record included, so this one need not wait.
+pub async fn draw_ids(mut conn: &AsyncPgConnection, n: usize) -> Result<Vec<i64>, Error> {
+    #[derive(QueryableByName)]
+    struct Drawn {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Drawn> = tracking_db::prepared(
+        "select nextval('codes_id_seq') as id \
+         from (select set_config('synchronous_commit', 'off', true)) async_commit \
+         cross join generate_series(1, $1)",
+    )
+    .bind::<BigInt, _>(n as i64)
+    .load(&mut conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
-/// Inserts what it can in one statement; a row that would break a unique index (the code is
-/// taken at this integration, or the creator already has a live code) is skipped, not an error.
-/// Returns the rows inserted.
-pub async fn reserve(conn: &mut AsyncPgConnection, rows: &[NewCode]) -> Result<Vec<Code>, Error> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
+/// Inserts `codes` (their ids from [`draw_ids`]) with their
+/// `events`, in one statement that is its own transaction (one round trip): a code that would
+/// break a unique index (its text is taken at the integration, or the creator already has a live
+/// code) is skipped, not an error, and so is its event. The failures on record for the creators
+/// whose `clear_failure` is set are forgotten once their code is in. Returns the ids inserted.
+pub async fn reserve(
+    conn: &mut AsyncPgConnection,
+    codes: &[Code],
+    events: &[NewEvent],
+    clear_failure: &[bool],
+) -> Result<HashSet<i64>, Error> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
     }
-    let col = |f: fn(&NewCode) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let sql = format!(
-        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, provider, \
-           code, status, slug, destination_url, affiliate_url, expires_at) \
-         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
-           $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-           $11::text[], $12::timestamptz[]) \
-         on conflict do nothing returning {COLUMNS}"
-    );
-    let inserted: Vec<CodeRow> = tracking_db::prepared(sql)
-        .bind::<Array<BigInt>, _>(col(|r| r.brand_id))
-        .bind::<Array<BigInt>, _>(col(|r| r.campaign_id))
-        .bind::<Array<BigInt>, _>(col(|r| r.creator_id))
-        .bind::<Array<BigInt>, _>(col(|r| r.plan_id))
-        .bind::<Array<BigInt>, _>(col(|r| r.integration_id))
-        .bind::<Array<Text>, _>(
-            rows.iter()
-                .map(|r| r.provider.as_str_name())
-                .collect::<Vec<_>>(),
+    if codes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "with input as ( \
+               select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                 $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
+                 $15::text[], $16::bytea[], $17::bool[]) with ordinality \
+                 as i(brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
+                   code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
+                   kind, payload, clear_failure, n)), \
+             inserted as ( \
+               insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
+                 integration_id, provider, code, status, slug, destination_url, affiliate_url, \
+                 expires_at, created_at, updated_at) \
+               select brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
+                 code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
+                 created_at \
+               from input order by n \
+               on conflict do nothing returning brand_id, id), \
+             minted as ( \
+               select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
+             cleared as ( \
+               delete from mint_failures f using minted m where m.clear_failure \
+                 and f.brand_id = m.brand_id and f.campaign_id = m.campaign_id \
+                 and f.creator_id = m.creator_id), \
+             {} \
+             select id from minted",
+            tracking_events::appending("minted")
         )
-        .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.code.clone()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(rows.iter().map(|r| r.slug.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            rows.iter()
-                .map(|r| r.destination_url.as_str())
-                .collect::<Vec<_>>(),
+    });
+    let col = |f: fn(&Code) -> i64| codes.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: fn(&Code) -> &str| codes.iter().map(f).collect::<Vec<&str>>();
+    let inserted: Vec<Inserted> = tracking_db::prepared(SQL.as_str())
+        .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.id))
+        .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
+        .bind::<Array<Text>, _>(text(|c| c.provider.as_str_name()))
+        .bind::<Array<Nullable<Text>>, _>(
+            codes.iter().map(|c| c.code.as_deref()).collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(
-            rows.iter()
-                .map(|r| r.affiliate_url.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind::<Array<Text>, _>(text(|c| c.status.as_str()))
+        .bind::<Array<Text>, _>(text(|c| &c.slug))
+        .bind::<Array<Text>, _>(text(|c| &c.destination_url))
+        .bind::<Array<Text>, _>(text(|c| &c.affiliate_url))
         .bind::<Array<Nullable<Timestamptz>>, _>(
-            rows.iter().map(|r| r.expires_at).collect::<Vec<_>>(),
+            codes.iter().map(|c| c.expires_at).collect::<Vec<_>>(),
         )
+        .bind::<Array<Timestamptz>, _>(codes.iter().map(|c| c.created_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(events.iter().map(|e| e.kind).collect::<Vec<_>>())
+        .bind::<Array<Binary>, _>(
+            events
+                .iter()
+                .map(|e| e.payload.as_slice())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Bool>, _>(clear_failure)
         .load(conn)
         .await?;
-    to_codes(inserted)
+    Ok(inserted.into_iter().map(|row| row.id).collect())
 }
 
-/// The live (not disabled) codes of these `(brand, campaign, creator)` keys.
+/// The live (not disabled) codes of these `(brand, campaign, creator)` keys. Takes the
+/// connection shared, so that a mint batch sends it together with its other reads (pipelined).
 pub async fn live_for(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<Vec<Code>, Error> {
     if keys.is_empty() {
@@ -175,7 +222,7 @@ pub async fn live_for(
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-        .load(conn)
+        .load(&mut conn)
         .await?;
     to_codes(rows)
 }

@@ -256,7 +256,7 @@ pub struct MintContext {
 
 /// For each `(brand, campaign, creator)`, in order (`i` is the 1-based position).
 pub async fn contexts(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<Vec<MintContext>, Error> {
     let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
@@ -277,8 +277,31 @@ pub async fn contexts(
     .bind::<Array<BigInt>, _>(brands)
     .bind::<Array<BigInt>, _>(campaigns)
     .bind::<Array<BigInt>, _>(creators)
-    .load(conn)
+    .load(&mut conn)
     .await?)
+}
+
+/// The plans of the campaigns of these `(brand, campaign, creator)` keys (each once), read
+/// beside [`contexts`] rather than after it. A campaign relinked in between leaves its new plan
+/// to [`plans`].
+pub async fn plans_of_campaigns(
+    mut conn: &AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+) -> Result<Vec<Plan>, Error> {
+    let rows: Vec<PlanRow> = tracking_db::prepared(
+        "select p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, \
+                p.archived \
+         from (select distinct c.brand_id, c.plan_id \
+               from (select distinct * from unnest($1::bigint[], $2::bigint[])) \
+                 as q(brand_id, campaign_id) \
+               join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id) k \
+         join plans p on p.brand_id = k.brand_id and p.id = k.plan_id",
+    )
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .load(&mut conn)
+    .await?;
+    rows.into_iter().map(Plan::try_from).collect()
 }
 
 /// The plans of a batch, by (brand, id).
