@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt};
 use tracking_db::stale_statistics::{
     BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
 };
@@ -131,6 +133,87 @@ async fn codes_are_read_by_id_and_by_text_code_by_code() {
     assert_eq!(matched.len(), expected.len(), "each text matches once");
     assert_eq!(matched.into_iter().collect::<BTreeSet<_>>(), expected);
     assert!(read <= BOUND, "{KEYS} code texts read {read} codes");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn code_events_read_their_codes_by_key_and_leave_unchanged_codes_unwritten() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "codes", codes).await;
+    let wanted: Vec<(i64, i64)> = (1..=KEYS).map(|n| (2, n * 11)).collect();
+    let at = chrono::Utc::now();
+    // Every other code gets a new link; the rest come as they are (a pending code activated).
+    let before = projection::codes(&mut conn, &wanted)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let versions: std::collections::HashMap<i64, i64> = before
+        .iter()
+        .map(|row| (row.code_id, row.version))
+        .collect();
+    let mut events: Vec<_> = before
+        .into_iter()
+        .map(|mut row| {
+            if row.code_id % 2 == 0 {
+                row.destination_url = "https://shop.example/new".to_owned();
+            }
+            (row, at)
+        })
+        .collect();
+    let mut new = events[0].0.clone();
+    (new.code_id, new.code, new.slug) = (NEW + 1, "C2-NEW".to_owned(), "s2-new".to_owned());
+    events.push((new, at));
+
+    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+        projection::upsert_codes(conn, &events).await
+    })
+    .await;
+    assert!(
+        read <= BOUND,
+        "{} code events read {read} codes",
+        events.len()
+    );
+
+    let mut ids = wanted.clone();
+    ids.push((2, NEW + 1));
+    let rows = projection::codes(&mut conn, &ids)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), ids.len());
+    let changed: BTreeSet<i64> = rows
+        .iter()
+        .filter(|row| versions.get(&row.code_id) != Some(&row.version))
+        .map(|row| row.code_id)
+        .collect();
+    let expected: BTreeSet<i64> = ids
+        .iter()
+        .map(|&(_, id)| id)
+        .filter(|id| id % 2 == 0 || *id == NEW + 1)
+        .collect();
+    assert_eq!(changed, expected, "only changed and new codes are written");
+    // Not even locked: a conflict that updates nothing still writes its lock into the row.
+    use diesel_async::RunQueryDsl;
+    let unchanged: Vec<i64> = wanted
+        .iter()
+        .map(|&(_, id)| id)
+        .filter(|id| id % 2 == 1)
+        .collect();
+    let locked: Vec<Count> = diesel::sql_query(
+        "select count(*) as n from codes where brand_id = 2 and code_id = any($1) \
+         and xmax::text <> '0'",
+    )
+    .bind::<Array<BigInt>, _>(unchanged)
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let locked = locked[0].n;
+    assert_eq!(locked, 0, "unchanged codes were locked");
 }
 
 #[tokio::test]

@@ -337,38 +337,41 @@ pub async fn upsert_codes(
     };
     tracking_db::prepared(
         // One statement: the former texts are read from the rows as they were before this
-        // upsert (every part of a statement sees the same snapshot).
+        // upsert (every part of a statement sees the same snapshot). An event that changes
+        // nothing attribution keeps (a code's pending -> active, say) is left out before the
+        // upsert: its conflict would still lock, and so write, the row.
         "with input as (
              select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                  $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
                  $10::timestamptz[], $11::bool[], $12::timestamptz[])
              as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
                  destination_url, expires_at, active, changed_at)),
+         current as materialized (
+             select i.*, c.integration_id as current_integration_id, c.code as current_code,
+                 c.code_id is not null and
+                 (c.campaign_id, c.creator_id, c.plan_id, c.integration_id, c.code, c.slug,
+                  c.destination_url, c.expires_at, c.active)
+                 is not distinct from
+                 (i.campaign_id, i.creator_id, i.plan_id, i.integration_id, i.code, i.slug,
+                  i.destination_url, i.expires_at, i.active) as unchanged
+             from input i left join codes c on c.brand_id = i.brand_id and c.code_id = i.code_id),
          former as (
              insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
-             select c.brand_id, c.integration_id, lower(c.code), c.code_id, i.changed_at
-             from input i join codes c on c.brand_id = i.brand_id and c.code_id = i.code_id
-             where c.code <> '' and lower(c.code) <> lower(i.code)
+             select brand_id, current_integration_id, lower(current_code), code_id, changed_at
+             from current
+             where current_code <> '' and lower(current_code) <> lower(code)
              on conflict do nothing)
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active)
          select brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
              destination_url, expires_at, active
-         from input
+         from current where not unchanged
          on conflict (brand_id, code_id) do update set
              campaign_id = excluded.campaign_id, creator_id = excluded.creator_id,
              plan_id = excluded.plan_id, integration_id = excluded.integration_id,
              code = excluded.code, slug = excluded.slug,
              destination_url = excluded.destination_url, expires_at = excluded.expires_at,
-             active = excluded.active, version = nextval('codes_version')
-         -- An event that changes nothing attribution keeps (a code's pending -> active, say)
-         -- writes nothing, and the slug cache has nothing to follow.
-         where (codes.campaign_id, codes.creator_id, codes.plan_id, codes.integration_id,
-                codes.code, codes.slug, codes.destination_url, codes.expires_at, codes.active)
-             is distinct from
-               (excluded.campaign_id, excluded.creator_id, excluded.plan_id,
-                excluded.integration_id, excluded.code, excluded.slug, excluded.destination_url,
-                excluded.expires_at, excluded.active)",
+             active = excluded.active, version = nextval('codes_version')",
     )
     .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
     .bind::<Array<BigInt>, _>(column(|c| c.code_id))
