@@ -1,7 +1,8 @@
 //! The pusher's statements probe the codes they are given even when the table's statistics have
 //! never seen the brand ([`tracking_db::stale_statistics`]): the forms these replaced read all of
 //! the new brand's codes for a batch. Its look for due deactivations, counted the same way, reads
-//! the due ones only (`store_disables_due`).
+//! the due ones only (`store_disables_due`). A mint batch's plans, read through its campaigns,
+//! and single lookups (a campaign, a creator's code, a code by text) are checked the same way.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,7 @@ use diesel_async::RunQueryDsl;
 use tracking_db::stale_statistics::{self, BOUND, KNOWN, NEW, execute as sql, fill, rows_read_by};
 use tracking_db::{Database, SchemaSpec, TestDb};
 
-use mint_service::domain::{CodeStatus, RosterStatus};
+use mint_service::domain::{CodeStatus, PlanTerms, RosterStatus};
 use mint_service::store::{codes, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
@@ -353,4 +354,44 @@ async fn a_campaign_is_read_by_its_key() {
         read += n;
     }
     assert!(read <= BOUND, "{KEYS} campaigns read {read} rows");
+}
+
+#[tokio::test]
+async fn a_batchs_plans_are_read_through_its_campaigns_by_key() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Brand 2's campaigns are numbered from 100,001; one in 300 uses brand 2's plan 2.
+    fill(&mut conn, "campaigns", |brand, count| {
+        let first = if brand == 1 { 0 } else { 100_000 };
+        format!(
+            "insert into campaigns (brand_id, id, name, plan_id, archived) \
+             select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, false \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    let terms = serde_json::to_string(&PlanTerms::default()).unwrap_or_else(|e| panic!("{e}"));
+    fill(&mut conn, "plans", |brand, count| {
+        format!(
+            "insert into plans (brand_id, id, name, integration_id, provider, terms, \
+               code_trigger, archived) \
+             select {brand}, g, 'p' || g, 1, 'PROVIDER_SANDBOX', '{terms}', 'on_add', false \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    // A batch of creators of many campaigns, each campaign twice.
+    let keys: Vec<(i64, i64, i64)> = (1..=KEYS as i64)
+        .map(|n| (2, 100_000 + (n + 1) / 2 * 300, n))
+        .collect();
+    for table in ["campaigns", "plans"] {
+        let (plans, read) = rows_read_by(&mut conn, table, async |conn| {
+            projection::plans_of_campaigns(conn, &keys).await
+        })
+        .await;
+        let found: Vec<(i64, i64)> = plans.iter().map(|p| (p.brand_id, p.id)).collect();
+        assert_eq!(found, [(2, 2)], "the campaigns' one plan, once");
+        assert!(read <= BOUND, "{KEYS} keys read {read} {table}");
+    }
 }
