@@ -1,10 +1,11 @@
 //! Minting, designed for throughput: every request (MintCode, MintCodes, the trigger queue) goes
 //! through one group commit ([`tracking_db::GroupCommit`]); a few workers each take whatever is
-//! waiting (up to a batch), look the whole batch up in one query, render the codes, and reserve them with one multi-row
-//! `INSERT ... ON CONFLICT DO NOTHING RETURNING` in one transaction with their events. Concurrent
-//! callers thus share commits (group commit) instead of paying one each. The unique indexes
-//! decide: a row that was not inserted either belongs to a creator who got a code meanwhile
-//! (returned as is) or collided with another code (suffixed and tried again).
+//! waiting (up to a batch), look the whole batch up in one round trip (its reads pipelined),
+//! render the codes, and reserve them with one multi-row `INSERT ... ON CONFLICT DO NOTHING` that
+//! appends their events in the same statement, its own transaction. Concurrent callers thus share
+//! commits (group commit) instead of paying one each. The unique indexes decide: a row that was
+//! not inserted either belongs to a creator who got a code meanwhile (returned as is) or collided
+//! with another code (suffixed and tried again, in a statement of its own).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -113,12 +114,15 @@ fn shutting_down() -> Reply {
 }
 
 /// Mints a batch, retrying it whole when PostgreSQL resolved a deadlock between two batches by
-/// aborting this one.
+/// aborting this one. Each round of codes commits as it is written, so a batch that fails later
+/// (a suffix round, recording failures) has codes already minted: those are answered as created
+/// by this batch, in a retry as after a last failure.
 async fn mint_batch(shared: &Shared, keys: &[Key]) -> HashMap<Key, Reply> {
+    let mut committed: HashMap<Key, Code> = HashMap::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_batch(shared, keys).await {
+        match try_batch(shared, keys, &mut committed).await {
             Ok(results) => return results,
             Err(Error::Db(why))
                 if attempt < 4 && (why.contains("deadlock") || why.contains("serializ")) =>
@@ -127,7 +131,19 @@ async fn mint_batch(shared: &Shared, keys: &[Key]) -> HashMap<Key, Reply> {
             }
             Err(err) => {
                 tracing::warn!(error = %err, size = keys.len(), "mint batch failed");
-                return keys.iter().map(|k| (*k, Err(err.clone()))).collect();
+                return keys
+                    .iter()
+                    .map(|k| {
+                        let reply = match committed.remove(k) {
+                            Some(code) => Ok(Minted {
+                                code,
+                                created: true,
+                            }),
+                            None => Err(err.clone()),
+                        };
+                        (*k, reply)
+                    })
+                    .collect();
             }
         }
     }
@@ -147,14 +163,18 @@ struct Candidate {
     id: i64,
 }
 
-async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>, Error> {
+async fn try_batch(
+    shared: &Shared,
+    keys: &[Key],
+    committed: &mut HashMap<Key, Code>,
+) -> Result<HashMap<Key, Reply>, Error> {
     let started = std::time::Instant::now();
     let mut results: HashMap<Key, Reply> = HashMap::with_capacity(keys.len());
     let mut conn = shared.db.conn().await?;
     let connected = started.elapsed();
 
     // The batch's reads go out together (pipelined): one round trip instead of three.
-    let (live, contexts, plans, ids) = tokio::try_join!(
+    let (live, contexts, plans, drawn) = tokio::try_join!(
         codes::live_for(&conn, keys),
         projection::contexts(&conn, keys),
         projection::plans_of_campaigns(&conn, keys),
@@ -162,34 +182,34 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
     )?;
     for code in live {
         let key = (code.brand_id, code.campaign_id, code.creator_id);
-        results.insert(
-            key,
-            Ok(Minted {
-                code,
-                created: false,
-            }),
-        );
+        let created = committed.get(&key).is_some_and(|mine| mine.id == code.id);
+        results.insert(key, Ok(Minted { code, created }));
     }
     let (todo, contexts): (Vec<Key>, Vec<(MintContext, i64)>) = keys
         .iter()
         .copied()
-        .zip(contexts.into_iter().zip(ids))
+        .zip(contexts.into_iter().zip(drawn.ids))
         .filter(|(k, _)| !results.contains_key(k))
         .unzip();
     if todo.is_empty() {
         return Ok(results);
     }
-    let mut plans: HashMap<(i64, i64), Arc<Plan>> = plans
-        .into_iter()
-        .map(|plan| ((plan.brand_id, plan.id), Arc::new(plan)))
-        .collect();
-    let relinked: Vec<(i64, i64)> = todo
+    // The plans the creators still to mint need (the reads also brought those of creators who
+    // have a code).
+    let needed: HashSet<(i64, i64)> = todo
         .iter()
         .zip(&contexts)
         .filter_map(|(key, (ctx, _))| ctx.plan_id.map(|plan| (key.0, plan)))
-        .filter(|key| !plans.contains_key(key))
-        .collect::<HashSet<_>>()
+        .collect();
+    let mut plans: HashMap<(i64, i64), Arc<Plan>> = plans
         .into_iter()
+        .map(|plan| ((plan.brand_id, plan.id), Arc::new(plan)))
+        .filter(|(key, _)| needed.contains(key))
+        .collect();
+    let relinked: Vec<(i64, i64)> = needed
+        .iter()
+        .filter(|key| !plans.contains_key(key))
+        .copied()
         .collect();
     if !relinked.is_empty() {
         for plan in projection::plans(&mut conn, &relinked).await? {
@@ -326,7 +346,16 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
     }
 
     let rendered = started.elapsed();
-    let reserved = reserve(shared, &mut conn, &candidates, &mut failed, &mut rng).await?;
+    let reserved = reserve(
+        shared,
+        &mut conn,
+        &candidates,
+        drawn.at,
+        committed,
+        &mut failed,
+        &mut rng,
+    )
+    .await?;
     tracing::debug!(
         size = keys.len(),
         new = candidates.len(),
@@ -335,15 +364,6 @@ async fn try_batch(shared: &Shared, keys: &[Key]) -> Result<HashMap<Key, Reply>,
         render_us = (rendered - read).as_micros() as u64,
         reserve_us = (started.elapsed() - rendered).as_micros() as u64,
         "mint batch"
-    );
-    // Committed: the new codes waiting for their store go to this process's pusher by id.
-    shared.fresh.add(
-        reserved
-            .iter()
-            .filter(|(_, m)| {
-                m.created && m.code.status == CodeStatus::Pending && m.code.code.is_some()
-            })
-            .map(|(_, m)| (m.code.brand_id, m.code.id)),
     );
     for (key, minted) in reserved {
         results.insert(key, Ok(minted));
@@ -392,7 +412,8 @@ fn new_code(
         slug,
         destination_url: destination_url(&plan.terms),
         affiliate_url: affiliate,
-        expires_at: plan.terms.ends_at,
+        // As stored (microseconds), so the event and the reply carry what a read returns.
+        expires_at: plan.terms.ends_at.map(to_micros),
         history: Vec::new(),
         created_at: at,
         updated_at: at,
@@ -400,17 +421,17 @@ fn new_code(
 }
 
 /// Reserves the candidates' codes (suffixing collisions), with their events: each round one
-/// statement, its own transaction. Then records failures.
+/// statement, its own transaction, whose codes are kept in `committed` and handed to the pusher
+/// at once. Then records failures. `at` is the database's time, the codes' creation time.
 async fn reserve(
     shared: &Shared,
     conn: &mut AsyncPgConnection,
     candidates: &[Candidate],
+    at: DateTime<Utc>,
+    committed: &mut HashMap<Key, Code>,
     failed: &mut Vec<(Key, Failure)>,
     rng: &mut SecureRandom,
 ) -> Result<Vec<(Key, Minted)>, Error> {
-    // As PostgreSQL stores it (microseconds), so the events carry what a read returns.
-    let now = Utc::now();
-    let at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
     let mut done: Vec<(Key, Minted)> = Vec::with_capacity(candidates.len());
     let mut pending: Vec<(&Candidate, Option<String>)> =
         candidates.iter().map(|c| (c, c.base.clone())).collect();
@@ -430,6 +451,23 @@ async fn reserve(
             .collect();
         let clear: Vec<bool> = pending.iter().map(|(c, _)| c.had_failure).collect();
         let inserted = codes::reserve(conn, &rows, &events, &clear).await?;
+        // Committed: the new codes waiting for their store go to this process's pusher by id.
+        shared.fresh.add(
+            rows.iter()
+                .filter(|code| inserted.contains(&code.id))
+                .filter(|code| code.status == CodeStatus::Pending && code.code.is_some())
+                .map(|code| (code.brand_id, code.id)),
+        );
+        committed.extend(
+            rows.iter()
+                .filter(|code| inserted.contains(&code.id))
+                .map(|code| {
+                    (
+                        (code.brand_id, code.campaign_id, code.creator_id),
+                        code.clone(),
+                    )
+                }),
+        );
         let missed: Vec<Key> = rows
             .iter()
             .filter(|code| !inserted.contains(&code.id))
@@ -499,4 +537,9 @@ async fn reserve(
         notify_work(conn).await?;
     }
     Ok(done)
+}
+
+/// `t` as PostgreSQL stores it: to the microsecond.
+fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }

@@ -66,10 +66,12 @@ async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     let first = codes::draw_ids(&conn, 3)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ids;
     let second = codes::draw_ids(&conn, 2)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ids;
     assert_eq!(first.len(), 3);
     assert!(
         first.windows(2).all(|w| w[0] < w[1]) && first[2] < second[0] && second[0] < second[1],
@@ -100,7 +102,8 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     .unwrap_or_else(|e| panic!("{e}"));
     let ids = codes::draw_ids(&conn, 5)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ids;
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
     let events: Vec<NewEvent> = first.iter().map(event).collect();

@@ -24,8 +24,11 @@
 //!   `discountRedeemCodeBulkAdd`, whose asynchronous result is read with
 //!   `discountRedeemCodeBulkCreation` (each code's `discountRedeemCode`, or its `errors`: `TAKEN`
 //!   is resolved as above, a code held by the shared discount being our earlier push). One call
-//!   then creates 250 codes instead of 250 calls against the cost bucket. Two pushes that both
-//!   find no shared discount may each create one; every code still works.
+//!   then creates 250 codes instead of 250 calls against the cost bucket. Pushes of one group
+//!   find or create its shared discount one at a time, and the next push takes the id from
+//!   memory for [`SHARED_TTL`] (Shopify's search lists a new discount only after a while), so two
+//!   pushes close together do not each create one. Two gateway processes still may, the first
+//!   time; every code still works.
 //! - A shared discount's code is disabled by deleting that redeem code
 //!   (`discountCodeRedeemCodeBulkDelete` with its id, read from the discount's `codes`):
 //!   deactivating the discount would stop every creator's code. The text is then free at Shopify
@@ -40,9 +43,9 @@
 //!   the `Link` header), because their JSON is exactly the webhook payload the gateway already
 //!   parses ([`crate::webhooks::shopify::parse_order`]).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -177,7 +180,17 @@ const DEACTIVATE: &str = "mutation discountCodeDeactivate($id: ID!) {
 pub struct Shopify {
     http: StoreHttp,
     customer_key: Arc<[u8]>,
+    /// Shared discounts found or made by this process, by integration and group key.
+    shared: Arc<Mutex<HashMap<(i64, String), SharedSlot>>>,
 }
+
+/// A group's shared discount id and when it was found or made, behind the lock its pushes take
+/// while they find or create it.
+type SharedSlot = Arc<tokio::sync::Mutex<Option<(Instant, String)>>>;
+
+/// How long a shared discount's id is used without searching for it again (a discount deleted in
+/// Shopify's admin is made again after this).
+const SHARED_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Deserialize)]
 struct GraphqlResponse {
@@ -231,7 +244,11 @@ struct Held {
 
 impl Shopify {
     pub fn new(http: StoreHttp, customer_key: Arc<[u8]>) -> Self {
-        Self { http, customer_key }
+        Self {
+            http,
+            customer_key,
+            shared: Arc::default(),
+        }
     }
 
     fn admin(integration: &IntegrationRow) -> String {
@@ -432,7 +449,17 @@ impl Shopify {
         members: &[&Discount],
     ) -> Result<Vec<PushOutcome>, AdapterError> {
         let mut outcomes = Vec::with_capacity(members.len());
-        let mut shared = self.find_shared(integration, token, key).await?;
+        let slot = self.shared_slot(integration.id, key);
+        let mut known = slot.lock().await;
+        let remembered = known
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < SHARED_TTL)
+            .map(|(_, id)| id.clone());
+        let from_memory = remembered.is_some();
+        let mut shared = match remembered {
+            Some(id) => Some(id),
+            None => self.find_shared(integration, token, key).await?,
+        };
         let mut rest = members;
         while shared.is_none()
             && let Some((first, others)) = rest.split_first()
@@ -447,6 +474,11 @@ impl Shopify {
         let Some(discount_id) = shared else {
             return Ok(outcomes);
         };
+        if !from_memory {
+            *known = Some((Instant::now(), discount_id.clone()));
+        }
+        // The discount exists: the group's other pushes may join it meanwhile.
+        drop(known);
         for chunk in rest.chunks(MAX_BULK_CODES) {
             let added = self
                 .add_codes(integration, token, &discount_id, key, chunk)
@@ -454,6 +486,15 @@ impl Shopify {
             outcomes.extend(added);
         }
         Ok(outcomes)
+    }
+
+    /// The lock and memory of the shared discount of group `key` at integration `integration_id`.
+    fn shared_slot(&self, integration_id: i64, key: &str) -> SharedSlot {
+        let mut slots = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry((integration_id, key.to_owned()))
+            .or_default()
+            .clone()
     }
 
     /// The shared discount titled with the group key `key`, if Shopify has one.
@@ -1850,6 +1891,67 @@ mod tests {
             .into_iter()
             .filter(|r| query_of(r).contains(operation))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn pushes_close_together_make_one_shared_discount() {
+        // Shopify's search does not list the new discount yet (nor ever, here). A bulk creation
+        // adds the codes of the last bulk add (the adds here come one after the other).
+        let added = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let store = MockStore::start(move |request| {
+            let query = query_of(request);
+            let mut last = added.lock().unwrap_or_else(|e| e.into_inner());
+            if query.contains("codeDiscountNodes(") {
+                search_found(&[])
+            } else if query.contains("discountCodeBasicCreate") {
+                created(500)
+            } else if query.contains("discountRedeemCodeBulkAdd") {
+                *last = request.json()["variables"]["codes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["code"].as_str().map(str::to_owned))
+                    .collect();
+                bulk_added()
+            } else if query.contains("discountRedeemCodeBulkCreation") {
+                let codes: Vec<&str> = last.iter().map(String::as_str).collect();
+                bulk_done(&codes, &[])
+            } else {
+                mock::Reply::json(500, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration) = setup(&store);
+        let first = [grouped("A", "code-1")];
+        let second = [grouped("B", "code-2")];
+        let (a, b) = futures::future::join(
+            shopify.create_discounts(&integration, &first),
+            shopify.create_discounts(&integration, &second),
+        )
+        .await;
+        let shared = PushOutcome::Created {
+            store_discount_id: "gid://shopify/DiscountCodeNode/500".to_owned(),
+        };
+        for results in [a, b] {
+            let results = results.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(results[0].outcome, shared);
+        }
+        let later = shopify
+            .create_discounts(&integration, &[grouped("C", "code-3")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(later[0].outcome, shared);
+        assert_eq!(
+            requests_with(&store, "discountCodeBasicCreate").len(),
+            1,
+            "one shared discount"
+        );
+        assert_eq!(
+            requests_with(&store, "codeDiscountNodes(").len(),
+            1,
+            "searched once, then remembered"
+        );
+        assert_eq!(requests_with(&store, "discountRedeemCodeBulkAdd").len(), 2);
     }
 
     #[tokio::test]

@@ -97,28 +97,40 @@ fn to_codes(rows: Vec<CodeRow>) -> Result<Vec<Code>, Error> {
     rows.into_iter().map(Code::try_from).collect()
 }
 
+/// New code ids, drawn ahead of [`reserve`], and the database's time for their codes.
+pub struct Drawn {
+    pub ids: Vec<i64>,
+    pub at: DateTime<Utc>,
+}
+
 /// `n` new code ids, drawn ahead of [`reserve`] (a code's event, written by the same statement,
-/// carries its id); an id left unused is a gap, as after a rolled-back insert. Takes the
+/// carries its id), and the database's time (the codes' creation time, on the clock of their
+/// later changes); an id left unused is a gap, as after a rolled-back insert. Takes the
 /// connection shared, to go out with a mint batch's reads.
 ///
 /// The sequence writes WAL every 32 values, and a transaction that did waits for the disk at
 /// commit: every other batch's reads would. These ids are only ever stored by a later statement,
 /// whose own commit flushes the WAL up to it, this record included, so this one need not wait.
-pub async fn draw_ids(mut conn: &AsyncPgConnection, n: usize) -> Result<Vec<i64>, Error> {
+pub async fn draw_ids(mut conn: &AsyncPgConnection, n: usize) -> Result<Drawn, Error> {
     #[derive(QueryableByName)]
-    struct Drawn {
+    struct Row {
         #[diesel(sql_type = BigInt)]
         id: i64,
+        #[diesel(sql_type = Timestamptz)]
+        at: DateTime<Utc>,
     }
-    let rows: Vec<Drawn> = tracking_db::prepared(
-        "select nextval('codes_id_seq') as id \
+    let rows: Vec<Row> = tracking_db::prepared(
+        "select nextval('codes_id_seq') as id, now() as at \
          from (select set_config('synchronous_commit', 'off', true)) async_commit \
          cross join generate_series(1, $1)",
     )
     .bind::<BigInt, _>(n as i64)
     .load(&mut conn)
     .await?;
-    Ok(rows.into_iter().map(|row| row.id).collect())
+    Ok(Drawn {
+        at: <[Row]>::first(&rows).map_or_else(Utc::now, |row| row.at),
+        ids: rows.into_iter().map(|row| row.id).collect(),
+    })
 }
 
 /// Inserts `codes` (their ids from [`draw_ids`]) with their
@@ -126,6 +138,10 @@ pub async fn draw_ids(mut conn: &AsyncPgConnection, n: usize) -> Result<Vec<i64>
 /// break a unique index (its text is taken at the integration, or the creator already has a live
 /// code) is skipped, not an error, and so is its event. The failures on record for the creators
 /// whose `clear_failure` is set are forgotten once their code is in. Returns the ids inserted.
+///
+/// The main query reads what the delete returns, so the delete is done before the events are
+/// appended (an expression the main query does not read runs after it): the outbox lock is not
+/// held while the delete waits on a failure another transaction is recording.
 pub async fn reserve(
     conn: &mut AsyncPgConnection,
     codes: &[Code],
@@ -164,9 +180,9 @@ pub async fn reserve(
              cleared as ( \
                delete from mint_failures f using minted m where m.clear_failure \
                  and f.brand_id = m.brand_id and f.campaign_id = m.campaign_id \
-                 and f.creator_id = m.creator_id), \
+                 and f.creator_id = m.creator_id returning 1), \
              {} \
-             select id from minted",
+             select id from minted cross join (select count(*) from cleared) done",
             tracking_events::appending("minted")
         )
     });
