@@ -178,14 +178,14 @@ async fn try_batch(
         codes::live_for(&conn, keys),
         projection::contexts(&conn, keys),
         projection::plans_of_campaigns(&conn, keys),
-        codes::draw_ids(&conn, keys.len()),
+        codes::draw_ids(&conn, keys, true),
     )?;
     for code in live {
         let key = (code.brand_id, code.campaign_id, code.creator_id);
         let created = committed.get(&key).is_some_and(|mine| mine.id == code.id);
         results.insert(key, Ok(Minted { code, created }));
     }
-    let (todo, contexts): (Vec<Key>, Vec<(MintContext, i64)>) = keys
+    let (todo, contexts): (Vec<Key>, Vec<(MintContext, Option<i64>)>) = keys
         .iter()
         .copied()
         .zip(contexts.into_iter().zip(drawn.ids))
@@ -194,6 +194,29 @@ async fn try_batch(
     if todo.is_empty() {
         return Ok(results);
     }
+    // A creator whose code was disabled between the two reads drew no id: draw it now.
+    let undrawn: Vec<Key> = todo
+        .iter()
+        .zip(&contexts)
+        .filter(|(_, (_, id))| id.is_none())
+        .map(|(key, _)| *key)
+        .collect();
+    let mut late_ids = if undrawn.is_empty() {
+        Vec::new()
+    } else {
+        codes::draw_ids(&conn, &undrawn, false).await?.ids
+    }
+    .into_iter()
+    .flatten();
+    let contexts: Vec<(MintContext, i64)> = contexts
+        .into_iter()
+        .map(|(ctx, id)| {
+            let id = id
+                .or_else(|| late_ids.next())
+                .ok_or_else(|| Error::Internal("a code id was not drawn".to_owned()))?;
+            Ok((ctx, id))
+        })
+        .collect::<Result<_, Error>>()?;
     // The plans the creators still to mint need (the reads also brought those of creators who
     // have a code).
     let needed: HashSet<(i64, i64)> = todo

@@ -64,14 +64,21 @@ async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let first = codes::draw_ids(&conn, 3)
+    let keys: Vec<(i64, i64, i64)> = (1..=3).map(|creator| (7, 1, creator)).collect();
+    let first: Vec<i64> = codes::draw_ids(&conn, &keys, true)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .ids;
-    let second = codes::draw_ids(&conn, 2)
+        .ids
+        .into_iter()
+        .flatten()
+        .collect();
+    let second: Vec<i64> = codes::draw_ids(&conn, &keys[..2], false)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .ids;
+        .ids
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(first.len(), 3);
     assert!(
         first.windows(2).all(|w| w[0] < w[1]) && first[2] < second[0] && second[0] < second[1],
@@ -100,10 +107,14 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     .execute(&mut conn)
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let ids = codes::draw_ids(&conn, 5)
+    let keys: Vec<(i64, i64, i64)> = [1, 2, 3, 2, 4].map(|creator| (7, 1, creator)).to_vec();
+    let ids: Vec<i64> = codes::draw_ids(&conn, &keys, false)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
-        .ids;
+        .ids
+        .into_iter()
+        .flatten()
+        .collect();
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
     let events: Vec<NewEvent> = first.iter().map(event).collect();
@@ -157,5 +168,15 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
             brand_id: 7,
             what: "3".to_owned()
         }]
+    );
+
+    // A creator with a live code draws no id for another (a repeated MintCode leaves no gap).
+    let drawn = codes::draw_ids(&conn, &[(7, 1, 1), (7, 1, 5)], true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ids;
+    assert!(
+        matches!(drawn[..], [None, Some(id)] if id == ids[4] + 1),
+        "{drawn:?} after {ids:?}"
     );
 }

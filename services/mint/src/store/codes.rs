@@ -99,32 +99,47 @@ fn to_codes(rows: Vec<CodeRow>) -> Result<Vec<Code>, Error> {
 
 /// New code ids, drawn ahead of [`reserve`], and the database's time for their codes.
 pub struct Drawn {
-    pub ids: Vec<i64>,
+    /// One per key, in order; `None` for a key whose creator had a live code.
+    pub ids: Vec<Option<i64>>,
     pub at: DateTime<Utc>,
 }
 
-/// `n` new code ids, drawn ahead of [`reserve`] (a code's event, written by the same statement,
-/// carries its id), and the database's time (the codes' creation time, on the clock of their
-/// later changes); an id left unused is a gap, as after a rolled-back insert. Takes the
-/// connection shared, to go out with a mint batch's reads.
+/// A new code id for each `(brand, campaign, creator)` key, except, with `skip_live`, those
+/// whose creator has a live code (a repeated `MintCode` leaves no gap), drawn ahead of
+/// [`reserve`] (a code's
+/// event, written by the same statement, carries its id), and the database's time (the codes'
+/// creation time, on the clock of their later changes). An id left unused is a gap, as after a
+/// rolled-back insert. Takes the connection shared, to go out with a mint batch's reads.
 ///
 /// The sequence writes WAL every 32 values, and a transaction that did waits for the disk at
 /// commit: every other batch's reads would. These ids are only ever stored by a later statement,
 /// whose own commit flushes the WAL up to it, this record included, so this one need not wait.
-pub async fn draw_ids(mut conn: &AsyncPgConnection, n: usize) -> Result<Drawn, Error> {
+pub async fn draw_ids(
+    mut conn: &AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+    skip_live: bool,
+) -> Result<Drawn, Error> {
     #[derive(QueryableByName)]
     struct Row {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        id: Option<i64>,
         #[diesel(sql_type = Timestamptz)]
         at: DateTime<Utc>,
     }
     let rows: Vec<Row> = tracking_db::prepared(
-        "select nextval('codes_id_seq') as id, now() as at \
+        "select case when $4 and exists (select 1 from codes c where c.brand_id = k.key_brand \
+             and c.campaign_id = k.key_campaign and c.creator_id = k.key_creator \
+             and c.status <> 'disabled') \
+           then null else nextval('codes_id_seq') end as id, now() as at \
          from (select set_config('synchronous_commit', 'off', true)) async_commit \
-         cross join generate_series(1, $1)",
+         cross join unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
+           as k(key_brand, key_campaign, key_creator, n) \
+         order by k.n",
     )
-    .bind::<BigInt, _>(n as i64)
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .bind::<diesel::sql_types::Bool, _>(skip_live)
     .load(&mut conn)
     .await?;
     Ok(Drawn {
