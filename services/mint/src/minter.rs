@@ -173,7 +173,7 @@ async fn try_batch(
     let mut conn = shared.db.conn().await?;
     let connected = started.elapsed();
 
-    // The batch's reads go out together (pipelined): one round trip instead of three.
+    // The batch's reads go out together (pipelined): one round trip instead of four.
     let (live, contexts, plans, drawn) = tokio::try_join!(
         codes::live_for(&conn, keys),
         projection::contexts(&conn, keys),
@@ -194,7 +194,8 @@ async fn try_batch(
     if todo.is_empty() {
         return Ok(results);
     }
-    // A creator whose code was disabled between the two reads drew no id: draw it now.
+    // A creator whose code was disabled between the id draw and the live-code read drew no id:
+    // draw it now.
     let undrawn: Vec<Key> = todo
         .iter()
         .zip(&contexts)
