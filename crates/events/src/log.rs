@@ -83,9 +83,11 @@ pub async fn append(
 /// (the order to number them in); `appended` returns each `seq`.
 ///
 /// The `gate` counts `rows` first: the rows a statement's changes decide (those returning from
-/// its insert, say) are all known before the lock is taken, so a statement never holds the
-/// outbox lock while it waits on a row another transaction holds. No rows: no lock, no NOTIFY.
-/// Every event row joins the gate, so the lock is held before the first `nextval`, until commit.
+/// its insert, say) are all known before the lock is taken. Its other changes should be read by
+/// its main query, which runs before `appended` (an expression the main query does not read runs
+/// after it): then the statement never holds the outbox lock while it waits on a row another
+/// transaction holds. No rows: no lock, no NOTIFY. Every event row joins the gate, so the lock is
+/// held before the first `nextval`, until commit.
 pub fn appending(rows: &str) -> String {
     format!(
         "gate as materialized ( \
