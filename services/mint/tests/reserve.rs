@@ -3,7 +3,7 @@
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
 use tracking_db::{SchemaSpec, TestDb};
 use tracking_events::NewEvent;
@@ -59,26 +59,25 @@ fn event(code: &Code) -> NewEvent {
     }
 }
 
+/// The ids drawn for `keys`.
+async fn drawn(conn: &AsyncPgConnection, keys: &[(i64, i64, i64)], skip_live: bool) -> Vec<i64> {
+    codes::draw_ids(conn, keys, skip_live)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ids
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 #[tokio::test]
 async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     let keys: Vec<(i64, i64, i64)> = (1..=3).map(|creator| (7, 1, creator)).collect();
-    let first: Vec<i64> = codes::draw_ids(&conn, &keys, true)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .ids
-        .into_iter()
-        .flatten()
-        .collect();
-    let second: Vec<i64> = codes::draw_ids(&conn, &keys[..2], false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .ids
-        .into_iter()
-        .flatten()
-        .collect();
+    let first = drawn(&conn, &keys, true).await;
+    let second = drawn(&conn, &keys[..2], false).await;
     assert_eq!(first.len(), 3);
     assert!(
         first.windows(2).all(|w| w[0] < w[1]) && first[2] < second[0] && second[0] < second[1],
@@ -108,13 +107,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let keys: Vec<(i64, i64, i64)> = [1, 2, 3, 2, 4].map(|creator| (7, 1, creator)).to_vec();
-    let ids: Vec<i64> = codes::draw_ids(&conn, &keys, false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .ids
-        .into_iter()
-        .flatten()
-        .collect();
+    let ids = drawn(&conn, &keys, false).await;
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
     let events: Vec<NewEvent> = first.iter().map(event).collect();

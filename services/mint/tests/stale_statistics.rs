@@ -328,21 +328,24 @@ async fn creators_without_a_code_are_queued_in_one_pass_over_the_codes() {
     );
 }
 
+/// Campaigns of brand `brand` numbered 1..=`count` (brand 2's from 100,001); one in 300 uses the
+/// brand's plan of the brand's number.
+fn campaigns(brand: i64, count: i64) -> String {
+    let first = if brand == 1 { 0 } else { 100_000 };
+    format!(
+        "insert into campaigns (brand_id, id, name, plan_id, archived) \
+         select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, false \
+         from generate_series(1, {count}) g"
+    )
+}
+
 #[tokio::test]
 async fn a_campaign_is_read_by_its_key() {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Brand 2's campaigns are numbered from 100,001; one in 300 uses plan 2.
-    fill(&mut conn, "campaigns", |brand, count| {
-        let first = if brand == 1 { 0 } else { 100_000 };
-        format!(
-            "insert into campaigns (brand_id, id, name, plan_id, archived) \
-             select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, false \
-             from generate_series(1, {count}) g"
-        )
-    })
-    .await;
+    fill(&mut conn, "campaigns", campaigns).await;
     let mut read = 0;
     for id in (1..=KEYS as i64).map(|n| 100_000 + n * 300) {
         let (campaign, n) = rows_read_by(&mut conn, "campaigns", async |conn| {
@@ -362,15 +365,7 @@ async fn a_batchs_plans_are_read_through_its_campaigns_by_key() {
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Brand 2's campaigns are numbered from 100,001; one in 300 uses brand 2's plan 2.
-    fill(&mut conn, "campaigns", |brand, count| {
-        let first = if brand == 1 { 0 } else { 100_000 };
-        format!(
-            "insert into campaigns (brand_id, id, name, plan_id, archived) \
-             select {brand}, {first} + g, 'c' || g, case when g % 300 = 0 then {brand} end, false \
-             from generate_series(1, {count}) g"
-        )
-    })
-    .await;
+    fill(&mut conn, "campaigns", campaigns).await;
     let terms = serde_json::to_string(&PlanTerms::default()).unwrap_or_else(|e| panic!("{e}"));
     fill(&mut conn, "plans", |brand, count| {
         format!(

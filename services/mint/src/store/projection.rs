@@ -33,6 +33,10 @@ pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<()
     Ok(())
 }
 
+/// The columns of a [`PlanRow`], of `plans` aliased `p`.
+const PLAN_COLUMNS: &str =
+    "p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, p.archived";
+
 #[derive(QueryableByName)]
 pub(crate) struct PlanRow {
     #[diesel(sql_type = BigInt)]
@@ -77,10 +81,9 @@ pub async fn get_plan(
     brand_id: i64,
     id: i64,
 ) -> Result<Option<Plan>, Error> {
-    let rows: Vec<PlanRow> = tracking_db::prepared(
-        "select brand_id, id, name, integration_id, provider, terms, code_trigger, archived \
-         from plans where brand_id = $1 and id = $2",
-    )
+    let rows: Vec<PlanRow> = tracking_db::prepared(format!(
+        "select {PLAN_COLUMNS} from plans p where p.brand_id = $1 and p.id = $2"
+    ))
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(id)
     .load(conn)
@@ -288,15 +291,14 @@ pub async fn plans_of_campaigns(
     mut conn: &AsyncPgConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<Vec<Plan>, Error> {
-    let rows: Vec<PlanRow> = tracking_db::prepared(
-        "select p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, \
-                p.archived \
+    let rows: Vec<PlanRow> = tracking_db::prepared(format!(
+        "select {PLAN_COLUMNS} \
          from (select distinct c.brand_id, c.plan_id \
                from (select distinct * from unnest($1::bigint[], $2::bigint[])) \
                  as q(brand_id, campaign_id) \
                join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id) k \
-         join plans p on p.brand_id = k.brand_id and p.id = k.plan_id",
-    )
+         join plans p on p.brand_id = k.brand_id and p.id = k.plan_id"
+    ))
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .load(&mut conn)
@@ -308,12 +310,11 @@ pub async fn plans_of_campaigns(
 pub async fn plans(conn: &mut AsyncPgConnection, keys: &[(i64, i64)]) -> Result<Vec<Plan>, Error> {
     let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let ids: Vec<i64> = keys.iter().map(|k| k.1).collect();
-    let rows: Vec<PlanRow> = tracking_db::prepared(
-        "select p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, \
-                p.archived \
+    let rows: Vec<PlanRow> = tracking_db::prepared(format!(
+        "select {PLAN_COLUMNS} \
          from plans p join unnest($1::bigint[], $2::bigint[]) as q(brand_id, id) \
-           on p.brand_id = q.brand_id and p.id = q.id",
-    )
+           on p.brand_id = q.brand_id and p.id = q.id"
+    ))
     .bind::<Array<BigInt>, _>(brands)
     .bind::<Array<BigInt>, _>(ids)
     .load(conn)
