@@ -2,8 +2,10 @@
 //! brand: a brand's first big campaign grows faster than autovacuum analyzes a table (it stays
 //! under the 10 % threshold in a table of millions), and a planner that believes the brand has a
 //! handful of rows reads its whole range instead of probing the keys. [`fill`] builds that state;
-//! [`rows_read_by`] and [`index_pages_read_by`] count what a statement read, which does not depend on the machine as a
-//! timing would. Only tests use this module: its functions panic on any error.
+//! [`fill_unanalyzed`] builds a new deployment's, a table of some thousands of rows no analyze has
+//! seen yet. [`rows_read_by`] and [`index_pages_read_by`] count what a statement read, which does
+//! not depend on the machine as a timing would. Only tests use this module: its functions panic
+//! on any error.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
@@ -32,6 +34,31 @@ pub async fn fill(conn: &mut AsyncPgConnection, table: &str, rows: impl Fn(i64, 
     execute(conn, &rows(1, KNOWN)).await;
     execute(conn, &format!("analyze {table}")).await;
     execute(conn, &rows(2, NEW)).await;
+}
+
+/// Rows of a table no analyze has seen yet, as a new deployment's before autovacuum first reaches
+/// it (a minute at least): [`fill_unanalyzed`].
+pub const UNANALYZED: i64 = 20_000;
+/// Keys per call against an unanalyzed table: as many as the services' batches carry (256 to
+/// 500). A planner that prices reads as from disk hashes a batch this size against the whole
+/// table instead of probing its keys.
+pub const BATCH_KEYS: i64 = 256;
+/// Rows a call of [`BATCH_KEYS`] keys may read.
+pub const BATCH_BOUND: i64 = 4 * BATCH_KEYS;
+
+/// Fills `table` with `rows(2, UNANALYZED)` (an `insert` statement) and no analyze, with
+/// autovacuum off for the table: the planner knows its size from its pages, nothing more.
+pub async fn fill_unanalyzed(
+    conn: &mut AsyncPgConnection,
+    table: &str,
+    rows: impl Fn(i64, i64) -> String,
+) {
+    execute(
+        conn,
+        &format!("alter table {table} set (autovacuum_enabled = false)"),
+    )
+    .await;
+    execute(conn, &rows(2, UNANALYZED)).await;
 }
 
 /// Runs `sql`.

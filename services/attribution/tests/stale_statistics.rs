@@ -4,6 +4,8 @@
 //! (select * from unnest(…))`) are checked the same way, and so are the single-key lookups of
 //! report rows and campaigns, a loop of them per test. Pages (a creator's conversions and report
 //! days, a campaign's alerts) and a creator's days read their rows from the index that holds them.
+//! A new deployment's tables, before any analyze, are probed by a batch of code events and of
+//! orders rather than hashed whole.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +13,8 @@ use chrono::NaiveDate;
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt};
 use tracking_db::stale_statistics::{
-    BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
+    BATCH_BOUND, BATCH_KEYS, BOUND, KEYS, KNOWN, NEW, UNANALYZED, execute, fill, fill_unanalyzed,
+    one_connection, rows_read_by, rows_read_through,
 };
 use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 
@@ -796,5 +799,65 @@ async fn a_creators_days_are_read_from_the_primary_key() {
     assert!(
         read <= week_rows,
         "the campaign's week read {read} days of clicks"
+    );
+}
+
+#[tokio::test]
+async fn a_new_deployments_codes_and_conversions_are_probed_by_key_before_any_analyze() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(attribution_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    fill_unanalyzed(&mut conn, "codes", codes).await;
+    fill_unanalyzed(&mut conn, "conversions", campaign_conversions).await;
+    // Keys spread over the tables: every one of a batch on a page of its own.
+    let step = UNANALYZED / BATCH_KEYS;
+
+    let wanted: Vec<(i64, i64)> = (1..=BATCH_KEYS).map(|n| (2, n * step)).collect();
+    let at = chrono::Utc::now();
+    let events: Vec<_> = projection::codes(&mut conn, &wanted)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|mut row| {
+            row.destination_url = "https://shop.example/new".to_owned();
+            (row, at)
+        })
+        .collect();
+    assert_eq!(events.len(), wanted.len());
+    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+        projection::upsert_codes(conn, &events).await
+    })
+    .await;
+    assert!(
+        read <= BATCH_BOUND,
+        "{BATCH_KEYS} code events read {read} codes"
+    );
+    let stored = projection::codes(&mut conn, &wanted)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stored
+            .iter()
+            .all(|row| row.destination_url == "https://shop.example/new"),
+        "every code event is stored"
+    );
+
+    let mut orders: Vec<conversions::OrderKey> = (1..=BATCH_KEYS)
+        .map(|n| (2, 2, format!("order-{}", n * step)))
+        .collect();
+    orders.sort();
+    let (found, read) = rows_read_by(&mut conn, "conversions", async |conn| {
+        conversions::of_orders(conn, &orders).await
+    })
+    .await;
+    let mut found: Vec<conversions::OrderKey> = found
+        .into_iter()
+        .map(|row| (row.brand_id, row.integration_id, row.store_order_id))
+        .collect();
+    found.sort();
+    assert_eq!(found, orders);
+    assert!(
+        read <= BATCH_BOUND,
+        "{BATCH_KEYS} orders read {read} conversions"
     );
 }

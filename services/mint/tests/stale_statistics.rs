@@ -3,13 +3,18 @@
 //! the new brand's codes for a batch. Its look for due deactivations, counted the same way, reads
 //! the due ones only (`store_disables_due`). A mint batch's plans, read through its campaigns,
 //! and single lookups (a campaign, a creator's code, a code by text) are checked the same way.
+//! So is a new deployment's table, before any analyze: a mint batch's and the pusher's
+//! statements probe a batch of a few hundred codes rather than hash the whole table.
 
 use std::collections::BTreeSet;
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use tracking_db::stale_statistics::{self, BOUND, KNOWN, NEW, execute as sql, fill, rows_read_by};
+use tracking_db::stale_statistics::{
+    self, BATCH_BOUND, BATCH_KEYS, BOUND, KNOWN, NEW, UNANALYZED, execute as sql, fill,
+    fill_unanalyzed, rows_read_by,
+};
 use tracking_db::{Database, SchemaSpec, TestDb};
 
 use mint_service::domain::{CodeStatus, PlanTerms, RosterStatus};
@@ -37,27 +42,19 @@ struct Id {
 /// Brand 1's codes analyzed (active, but one in 50 waits for a retry tomorrow, so the statistics
 /// know pending codes); brand 2's pending codes unseen by the statistics.
 async fn setup() -> Setup {
+    setup_filled(false).await
+}
+
+/// As [`setup`], or with brand 2's codes only, in a table never analyzed ([`fill_unanalyzed`]).
+async fn setup_filled(unanalyzed: bool) -> Setup {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    fill(&mut conn, "codes", |brand, count| {
-        let (status, due) = if brand == 1 {
-            (
-                "case when g % 50 = 0 then 'pending' else 'active' end",
-                "case when g % 50 = 0 then now() + interval '1 day' else now() end",
-            )
-        } else {
-            ("'pending'", "now() - make_interval(secs => g)")
-        };
-        format!(
-            "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
-               provider, code, status, slug, next_push_at) \
-             select {brand}, {brand}, g, {brand}, {brand}, 'PROVIDER_SANDBOX', \
-               'B{brand}x' || g, {status}, 's{brand}-' || g, {due} \
-             from generate_series(1, {count}) g"
-        )
-    })
-    .await;
+    if unanalyzed {
+        fill_unanalyzed(&mut conn, "codes", code_rows).await;
+    } else {
+        fill(&mut conn, "codes", code_rows).await;
+    }
     let ids = diesel::sql_query("select id from codes where brand_id = 2 order by id")
         .load::<Id>(&mut conn)
         .await
@@ -70,6 +67,26 @@ async fn setup() -> Setup {
         db,
         ids,
     }
+}
+
+/// Codes of creators 1..=`count` of brand `brand`'s campaign `brand`: brand 2's pending, the
+/// creator's number of seconds overdue; brand 1's as in [`setup`].
+fn code_rows(brand: i64, count: i64) -> String {
+    let (status, due) = if brand == 1 {
+        (
+            "case when g % 50 = 0 then 'pending' else 'active' end",
+            "case when g % 50 = 0 then now() + interval '1 day' else now() end",
+        )
+    } else {
+        ("'pending'", "now() - make_interval(secs => g)")
+    };
+    format!(
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug, next_push_at) \
+         select {brand}, {brand}, g, {brand}, {brand}, 'PROVIDER_SANDBOX', \
+           'B{brand}x' || g, {status}, 's{brand}-' || g, {due} \
+         from generate_series(1, {count}) g"
+    )
 }
 
 fn ids_of(codes: &[mint_service::domain::Code]) -> BTreeSet<i64> {
@@ -389,4 +406,49 @@ async fn a_batchs_plans_are_read_through_its_campaigns_by_key() {
         assert_eq!(found, [(2, 2)], "the campaigns' one plan, once");
         assert!(read <= BOUND, "{KEYS} keys read {read} {table}");
     }
+}
+
+#[tokio::test]
+async fn a_new_deployments_codes_are_probed_by_key_before_any_analyze() {
+    let setup = setup_filled(true).await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Codes spread over the table: every one of the batch on a page of its own.
+    let step = (UNANALYZED / BATCH_KEYS) as usize;
+    let batch: Vec<i64> = setup.ids.iter().step_by(step).copied().collect();
+    let creators: Vec<(i64, i64, i64)> = (0..batch.len() as i64)
+        .map(|n| (2, 2, 1 + n * step as i64))
+        .collect();
+    let wanted: BTreeSet<i64> = batch.iter().copied().collect();
+
+    let (drawn, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::draw_ids(conn, &creators, true).await
+    })
+    .await;
+    assert!(
+        drawn.ids.iter().all(Option::is_none),
+        "every creator has a live code"
+    );
+    assert!(read <= BATCH_BOUND, "drawing ids read {read} rows");
+
+    let (live, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::live_for(conn, &creators).await
+    })
+    .await;
+    assert_eq!(ids_of(&live), wanted);
+    assert!(read <= BATCH_BOUND, "reading live codes read {read} rows");
+
+    let keys: Vec<(i64, i64)> = batch.iter().map(|&id| (2, id)).collect();
+    let (due, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::due_for_push_of(conn, &keys).await
+    })
+    .await;
+    assert_eq!(ids_of(&due), wanted);
+    assert!(read <= BATCH_BOUND, "taking fresh codes read {read} rows");
+
+    let (activated, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::set_status(conn, 2, &batch, CodeStatus::Active).await
+    })
+    .await;
+    assert_eq!(ids_of(&activated), wanted);
+    assert!(read <= BATCH_BOUND, "activation read {read} rows");
 }

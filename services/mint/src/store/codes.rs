@@ -111,6 +111,9 @@ pub struct Drawn {
 /// creation time, on the clock of their later changes). An id left unused is a gap, as after a
 /// rolled-back insert. Takes the connection shared, to go out with a mint batch's reads.
 ///
+/// Each key is probed on its own (a `lateral … limit 1`): as an `exists`, the planner hashed the
+/// whole table for a batch of a few hundred keys while the table was small.
+///
 /// The sequence writes WAL every 32 values, and a transaction that did waits for the disk at
 /// commit: every other batch's reads would. These ids are only ever stored by a later statement,
 /// whose own commit flushes the WAL up to it, this record included, so this one need not wait.
@@ -127,13 +130,13 @@ pub async fn draw_ids(
         at: DateTime<Utc>,
     }
     let rows: Vec<Row> = tracking_db::prepared(
-        "select case when $4 and exists (select 1 from codes c where c.brand_id = k.key_brand \
-             and c.campaign_id = k.key_campaign and c.creator_id = k.key_creator \
-             and c.status <> 'disabled') \
-           then null else nextval('codes_id_seq') end as id, now() as at \
+        "select case when live.id is null then nextval('codes_id_seq') end as id, now() as at \
          from (select set_config('synchronous_commit', 'off', true)) async_commit \
          cross join unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
            as k(key_brand, key_campaign, key_creator, n) \
+         left join lateral (select c.id from codes c where c.brand_id = k.key_brand \
+             and c.campaign_id = k.key_campaign and c.creator_id = k.key_creator \
+             and c.status <> 'disabled' limit 1) live on $4 \
          order by k.n",
     )
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
