@@ -41,6 +41,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         pool: tracking_db::PoolOptions {
             max_size: 8,
             wait_timeout: Duration::from_secs(5),
+            generic_plans: false,
         },
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 256,

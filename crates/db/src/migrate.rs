@@ -39,7 +39,7 @@ pub async fn migrate(
     if !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') || schema.is_empty() {
         return Err(DbError::Other(format!("invalid schema name {schema:?}")));
     }
-    let url = with_search_path(base_url, schema);
+    let url = with_search_path(base_url, schema, false);
     tokio::task::spawn_blocking(move || run_blocking(&url, schema, sets))
         .await
         .map_err(|err| DbError::Other(format!("migration task failed: {err}")))?

@@ -49,12 +49,18 @@ impl Drop for Conn {
     }
 }
 
-/// Pool sizing, from each service's config.
+/// Pool sizing, from each service's config, and how its connections plan statements.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolOptions {
     pub max_size: usize,
     /// How long a caller waits for a free connection (or a new one) before UNAVAILABLE.
     pub wait_timeout: Duration,
+    /// Plan each statement once per connection (`plan_cache_mode=force_generic_plan`) instead
+    /// of at each execution. Only for a pool whose every statement has one right plan whatever
+    /// its values and whatever the tables held when it was planned (possibly nothing): each key
+    /// probed by a `lateral (… limit 1)` lookup or by row address, no join the planner could
+    /// hash against a whole table. See [`crate::url::with_search_path`].
+    pub generic_plans: bool,
 }
 
 impl Default for PoolOptions {
@@ -62,6 +68,7 @@ impl Default for PoolOptions {
         Self {
             max_size: 16,
             wait_timeout: Duration::from_secs(5),
+            generic_plans: false,
         }
     }
 }
@@ -164,7 +171,7 @@ impl Database {
         schema: &'static str,
         options: PoolOptions,
     ) -> Result<Self, DbError> {
-        let url = with_search_path(base_url, schema);
+        let url = with_search_path(base_url, schema, options.generic_plans);
         // Fast recycling: a broken connection surfaces as an error on first use (classified
         // UNAVAILABLE) instead of costing every checkout a round trip.
         let mut config = ManagerConfig::default();

@@ -98,6 +98,7 @@ impl DbArgs {
         PoolOptions {
             max_size: self.db_pool_size,
             wait_timeout: self.db_pool_timeout,
+            generic_plans: false,
         }
     }
 }

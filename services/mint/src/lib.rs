@@ -139,8 +139,22 @@ pub async fn start(
         public_base_url: args.public_base_url.trim_end_matches('/').to_owned(),
         fresh: context::Fresh::default(),
     };
+    // Mint batches run on a pool of their own whose statements are planned once per connection:
+    // planning them at each batch was a third of their database time (docs/BENCHMARKS.md,
+    // fifteenth session). Every statement a batch runs is written to have one right plan.
+    let batches = context::Shared {
+        db: Database::new(
+            database_url,
+            SCHEMA,
+            PoolOptions {
+                generic_plans: true,
+                ..pool
+            },
+        )?,
+        ..shared.clone()
+    };
     let minter = minter::Minter::start(
-        shared.clone(),
+        batches,
         args.mint_workers,
         std::time::Duration::from_micros(args.mint_linger_us),
         std::time::Duration::from_millis(args.mint_shed_after_ms),

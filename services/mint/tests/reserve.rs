@@ -1,15 +1,21 @@
 //! A mint batch's reservation: ids drawn with its reads, then the codes, their events and the
-//! cleared failures in one statement (its own transaction).
+//! cleared failures in one statement (its own transaction). A batch's statements are planned
+//! once per connection: planned on empty tables, they still probe a batch's keys once the
+//! tables have grown.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
-use tracking_db::{SchemaSpec, TestDb};
+use tracking_db::stale_statistics::{
+    BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by,
+};
+use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
 use tracking_events::NewEvent;
 
+use mint_service::domain::PlanTerms;
 use mint_service::domain::{Code, CodeStatus};
-use mint_service::store::codes;
+use mint_service::store::{codes, failures, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
 
@@ -171,5 +177,208 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     assert!(
         matches!(drawn[..], [None, Some(id)] if id == ids[4] + 1),
         "{drawn:?} after {ids:?}"
+    );
+}
+
+/// `value`, noting in `most` the rows it read if they are the most yet.
+fn counted<T>(most: &mut i64, (value, read): (T, i64)) -> T {
+    *most = (*most).max(read);
+    value
+}
+
+/// Runs every statement of a mint batch for `keys` (creators of brand 7's campaign 1 who have a
+/// code, and a failure on record) and `new` (creators who have none, to mint, each with a
+/// failure on record), and returns the most rows any of them read from one table. `first`: no
+/// code and no failure is stored yet.
+async fn run_a_batch(
+    conn: &mut AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+    new: &[(i64, i64, i64)],
+    first: bool,
+) -> i64 {
+    let mut most = 0;
+    let live = counted(
+        &mut most,
+        rows_read_by(conn, "codes", async |conn| {
+            codes::live_for(conn, keys).await
+        })
+        .await,
+    );
+    assert_eq!(
+        live.len(),
+        if first { 0 } else { keys.len() },
+        "each creator's live code"
+    );
+    for table in ["campaigns", "roster", "mint_failures"] {
+        let contexts = counted(
+            &mut most,
+            rows_read_by(conn, table, async |conn| {
+                projection::contexts(conn, keys).await
+            })
+            .await,
+        );
+        assert!(
+            contexts.iter().all(|c| c.campaign_name.is_some()
+                && c.roster_status.is_some()
+                && c.had_failure != first),
+            "each creator's campaign, roster entry and failure"
+        );
+    }
+    for table in ["campaigns", "plans"] {
+        let plans = counted(
+            &mut most,
+            rows_read_by(conn, table, async |conn| {
+                projection::plans_of_campaigns(conn, keys).await
+            })
+            .await,
+        );
+        assert_eq!(plans.len(), 1, "the campaign's plan");
+    }
+    let plan_keys: Vec<(i64, i64)> = (1..=keys.len() as i64).map(|id| (7, id)).collect();
+    let plans = counted(
+        &mut most,
+        rows_read_by(conn, "plans", async |conn| {
+            projection::plans(conn, &plan_keys).await
+        })
+        .await,
+    );
+    assert_eq!(plans.len(), plan_keys.len());
+    let drawn = counted(
+        &mut most,
+        rows_read_by(conn, "codes", async |conn| {
+            codes::draw_ids(conn, new, true).await
+        })
+        .await,
+    );
+    let ids: Vec<i64> = drawn.ids.into_iter().flatten().collect();
+    assert_eq!(
+        ids.len(),
+        new.len(),
+        "an id for each creator without a code"
+    );
+    let rows: Vec<Code> = ids
+        .iter()
+        .zip(new)
+        .map(|(&id, &(_, _, creator))| code(id, creator, &format!("NEW{creator}")))
+        .collect();
+    let events: Vec<NewEvent> = rows.iter().map(event).collect();
+    let clear = vec![true; rows.len()];
+    // The first call inserts the codes and clears their failures; the second finds every code
+    // in and writes nothing.
+    for (table, expected) in [("mint_failures", rows.len()), ("codes", 0)] {
+        let inserted = counted(
+            &mut most,
+            rows_read_by(conn, table, async |conn| {
+                codes::reserve(conn, &rows, &events, &clear).await
+            })
+            .await,
+        );
+        assert_eq!(inserted.len(), expected);
+    }
+    counted(
+        &mut most,
+        rows_read_by(conn, "mint_failures", async |conn| {
+            failures::clear(conn, keys).await
+        })
+        .await,
+    );
+    most
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Creator numbers from which the creators to mint are counted.
+const NEW: i64 = 1_000_000;
+
+/// Brand 7's plans and campaigns `ids` (each campaign of plan 1); campaign 1's roster entries
+/// for creators `ids` and `NEW + new` (SQL sets), codes for creators `ids`, and failures for
+/// creators `ids` and `NEW + new`.
+fn fill(terms: &str, ids: &str, new: &str) -> [String; 5] {
+    [
+        format!(
+            "insert into plans (brand_id, id, name, integration_id, provider, terms, \
+               code_trigger, archived) \
+             select 7, g, 'p' || g, 1, 'PROVIDER_SANDBOX', '{terms}', 'on_add', false from {ids} g"
+        ),
+        format!(
+            "insert into campaigns (brand_id, id, name, plan_id, archived) \
+             select 7, g, 'c' || g, 1, false from {ids} g"
+        ),
+        format!(
+            "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
+             select 7, 1, g, '{{}}'::jsonb, 'approved' from {ids} g \
+             union all select 7, 1, {NEW} + g, '{{}}', 'approved' from {new} g"
+        ),
+        format!(
+            "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+               provider, code, status, slug) \
+             select 7, 1, g, 1, 1, 'PROVIDER_SANDBOX', 'C' || g, 'pending', 's' || g from {ids} g"
+        ),
+        format!(
+            "insert into mint_failures (brand_id, campaign_id, creator_id, reason, message) \
+             select 7, 1, g, 'missing_profile_field', 'no email' from {ids} g \
+             union all select 7, 1, {NEW} + g, 'missing_profile_field', 'no email' from {new} g"
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_grow() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let mut admin = test_db
+        .pool(mint_service::SCHEMA)
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Before any plan is made: DDL on a table has its plans made again.
+    for table in ["codes", "campaigns", "plans", "roster", "mint_failures"] {
+        sql(
+            &mut admin,
+            &format!("alter table {table} set (autovacuum_enabled = false)"),
+        )
+        .await;
+    }
+    let one = PoolOptions {
+        max_size: 1,
+        generic_plans: true,
+        ..PoolOptions::default()
+    };
+    let db =
+        Database::new(test_db.url(), mint_service::SCHEMA, one).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let terms = serde_json::to_string(&PlanTerms::default()).unwrap_or_else(|e| panic!("{e}"));
+
+    // Planned for a batch of one, before any code or failure is stored.
+    for statement in &fill(&terms, "generate_series(1, 1)", "generate_series(0, 0)")[..3] {
+        sql(&mut admin, statement).await;
+    }
+    run_a_batch(&mut conn, &[(7, 1, 1)], &[(7, 1, NEW)], true).await;
+
+    // The tables grow, unanalyzed; the plans stay.
+    let ids = format!("generate_series(2, {UNANALYZED})");
+    let new = format!("generate_series(1, {BATCH_KEYS})");
+    for statement in fill(&terms, &ids, &new) {
+        sql(&mut admin, &statement).await;
+    }
+    let step = UNANALYZED / BATCH_KEYS;
+    let keys: Vec<(i64, i64, i64)> = (1..=BATCH_KEYS).map(|n| (7, 1, n * step)).collect();
+    let new: Vec<(i64, i64, i64)> = (1..=BATCH_KEYS).map(|n| (7, 1, NEW + n)).collect();
+    let most = run_a_batch(&mut conn, &keys, &new, false).await;
+    assert!(
+        most <= BATCH_BOUND,
+        "a statement read {most} rows of one table for a batch of {BATCH_KEYS}"
+    );
+    let left: Vec<Count> = diesel::sql_query("select count(*) as n from mint_failures")
+        .load(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        left[0].n,
+        (UNANALYZED - 1) - BATCH_KEYS,
+        "of the failures of creators 2 to {UNANALYZED} and of the new, the batch's are cleared"
     );
 }

@@ -238,8 +238,10 @@ pub async fn reserve(
     Ok(inserted.into_iter().map(|row| row.id).collect())
 }
 
-/// The live (not disabled) codes of these `(brand, campaign, creator)` keys. Takes the
-/// connection shared, so that a mint batch sends it together with its other reads (pipelined).
+/// The live (not disabled) codes of these `(brand, campaign, creator)` keys, each key probed on
+/// its own (`codes_live_creator` holds one per key), so that a mint batch's generic plan is
+/// right at any table size. Takes the connection shared, so that a mint batch sends it together
+/// with its other reads (pipelined).
 pub async fn live_for(
     mut conn: &AsyncPgConnection,
     keys: &[(i64, i64, i64)],
@@ -248,9 +250,12 @@ pub async fn live_for(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "select {COLUMNS} from codes \
-         where status <> 'disabled' and (brand_id, campaign_id, creator_id) in \
-           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))"
+        "select c.* \
+         from (select distinct * from unnest($1::bigint[], $2::bigint[], $3::bigint[])) \
+           as k(key_brand, key_campaign, key_creator) \
+         cross join lateral (select {COLUMNS} from codes where brand_id = k.key_brand \
+           and campaign_id = k.key_campaign and creator_id = k.key_creator \
+           and status <> 'disabled' limit 1) c"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())

@@ -257,7 +257,9 @@ pub struct MintContext {
     pub had_failure: bool,
 }
 
-/// For each `(brand, campaign, creator)`, in order (`i` is the 1-based position).
+/// For each `(brand, campaign, creator)`, in order (`i` is the 1-based position). Each row is
+/// probed by its key (`lateral … limit 1`): a mint batch plans this once, maybe while the tables
+/// are empty, and a join the planner chose then could hash whole tables later.
 pub async fn contexts(
     mut conn: &AsyncPgConnection,
     keys: &[(i64, i64, i64)],
@@ -267,14 +269,15 @@ pub async fn contexts(
     let creators: Vec<i64> = keys.iter().map(|k| k.2).collect();
     Ok(tracking_db::prepared(
         "select q.i, c.name as campaign_name, c.archived as campaign_archived, c.plan_id, \
-                r.profile, r.status as roster_status, \
-                exists(select 1 from mint_failures f where f.brand_id = q.brand_id \
-                  and f.campaign_id = q.campaign_id and f.creator_id = q.creator_id) as had_failure \
+                r.profile, r.status as roster_status, f.had is not null as had_failure \
          from unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
               as q(brand_id, campaign_id, creator_id, i) \
-         left join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id \
-         left join roster r on r.brand_id = q.brand_id and r.campaign_id = q.campaign_id \
-              and r.creator_id = q.creator_id \
+         left join lateral (select name, archived, plan_id from campaigns \
+              where brand_id = q.brand_id and id = q.campaign_id limit 1) c on true \
+         left join lateral (select profile, status from roster where brand_id = q.brand_id \
+              and campaign_id = q.campaign_id and creator_id = q.creator_id limit 1) r on true \
+         left join lateral (select true as had from mint_failures where brand_id = q.brand_id \
+              and campaign_id = q.campaign_id and creator_id = q.creator_id limit 1) f on true \
          order by q.i",
     )
     .bind::<Array<BigInt>, _>(brands)
@@ -292,12 +295,14 @@ pub async fn plans_of_campaigns(
     keys: &[(i64, i64, i64)],
 ) -> Result<Vec<Plan>, Error> {
     let rows: Vec<PlanRow> = tracking_db::prepared(format!(
-        "select {PLAN_COLUMNS} \
+        "select p.* \
          from (select distinct c.brand_id, c.plan_id \
                from (select distinct * from unnest($1::bigint[], $2::bigint[])) \
                  as q(brand_id, campaign_id) \
-               join campaigns c on c.brand_id = q.brand_id and c.id = q.campaign_id) k \
-         join plans p on p.brand_id = k.brand_id and p.id = k.plan_id"
+               cross join lateral (select brand_id, plan_id from campaigns \
+                 where brand_id = q.brand_id and id = q.campaign_id limit 1) c) k \
+         cross join lateral (select {PLAN_COLUMNS} from plans p \
+           where p.brand_id = k.brand_id and p.id = k.plan_id limit 1) p"
     ))
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
@@ -311,9 +316,9 @@ pub async fn plans(conn: &mut AsyncPgConnection, keys: &[(i64, i64)]) -> Result<
     let brands: Vec<i64> = keys.iter().map(|k| k.0).collect();
     let ids: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let rows: Vec<PlanRow> = tracking_db::prepared(format!(
-        "select {PLAN_COLUMNS} \
-         from plans p join unnest($1::bigint[], $2::bigint[]) as q(brand_id, id) \
-           on p.brand_id = q.brand_id and p.id = q.id"
+        "select p.* from unnest($1::bigint[], $2::bigint[]) as q(brand_id, id) \
+         cross join lateral (select {PLAN_COLUMNS} from plans p \
+           where p.brand_id = q.brand_id and p.id = q.id limit 1) p"
     ))
     .bind::<Array<BigInt>, _>(brands)
     .bind::<Array<BigInt>, _>(ids)
