@@ -55,11 +55,13 @@ pub struct PoolOptions {
     pub max_size: usize,
     /// How long a caller waits for a free connection (or a new one) before UNAVAILABLE.
     pub wait_timeout: Duration,
-    /// Plan each statement once per connection (`plan_cache_mode=force_generic_plan`) instead
-    /// of at each execution. Only for a pool whose every statement has one right plan whatever
-    /// its values and whatever the tables held when it was planned (possibly nothing): each key
-    /// probed by a `lateral (… limit 1)` lookup or by row address, no join the planner could
-    /// hash against a whole table. See [`crate::url::with_search_path`].
+    /// Plan each prepared statement ([`crate::prepared`]) once per connection
+    /// (`plan_cache_mode=force_generic_plan`, with sequential scans off) instead of at each
+    /// execution. Only for a pool whose every prepared statement has one right plan whatever its
+    /// values and whatever the tables held when it was planned (possibly nothing): each row
+    /// probed by its key in a `lateral (… limit 1)` lookup, no join of a table the planner could
+    /// hash or merge instead. A statement that needs such a join runs unprepared
+    /// (`diesel::sql_query`): planned at each execution. See [`crate::url::with_search_path`].
     pub generic_plans: bool,
 }
 

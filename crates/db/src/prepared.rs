@@ -23,6 +23,7 @@ pub fn prepared<'f>(sql: impl Into<Cow<'static, str>>) -> Prepared<'f> {
     Prepared {
         sql: sql.into(),
         binds: Vec::new(),
+        kept: true,
     }
 }
 
@@ -31,6 +32,8 @@ pub fn prepared<'f>(sql: impl Into<Cow<'static, str>>) -> Prepared<'f> {
 pub struct Prepared<'f> {
     sql: Cow<'static, str>,
     binds: Vec<Box<dyn QueryFragment<Pg> + Send + 'f>>,
+    /// Kept in the connection's statement cache.
+    kept: bool,
 }
 
 impl std::fmt::Debug for Prepared<'_> {
@@ -43,6 +46,15 @@ impl std::fmt::Debug for Prepared<'_> {
 }
 
 impl<'f> Prepared<'f> {
+    /// Not kept: prepared again at each execution, as `sql_query` is, so PostgreSQL plans it each
+    /// time for the tables as they are, even on a connection that plans kept statements once
+    /// ([`crate::PoolOptions::generic_plans`]). For a statement whose right plan depends on the
+    /// tables' sizes.
+    pub fn planned_each_time(mut self) -> Self {
+        self.kept = false;
+        self
+    }
+
     /// Binds the next parameter (`$1` first), as `SqlQuery::bind`.
     pub fn bind<ST, V>(mut self, value: V) -> Self
     where
@@ -99,6 +111,9 @@ impl QueryFragment<Pg> for Prepared<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // diesel numbers the parameters it writes in the order written: a parameter used twice
         // is sent twice, with the same value.
+        if !self.kept {
+            out.unsafe_to_cache_prepared();
+        }
         let (pieces, rest) = pieces(&self.sql);
         for (text, number) in pieces {
             out.push_sql(text);
@@ -190,6 +205,16 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         assert_eq!(statements_prepared(&mut conn, "%'plain'%").await, 0);
+        // Nor is a statement planned each time.
+        for _ in 0..3 {
+            prepared("select 'each time ' || $1 as line")
+                .bind::<Text, _>("!")
+                .planned_each_time()
+                .load::<Row>(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(statements_prepared(&mut conn, "%'each time '%").await, 0);
         // A parameter without a value is an error, not a statement sent short.
         let missing = prepared("select $1 || $2 as line")
             .bind::<Text, _>("only one")

@@ -31,15 +31,17 @@ pub fn database_name(url: &str) -> Option<&str> {
 /// ([`crate::prepared`]) but still planned for their values at each execution, because the hot
 /// statements take arrays (`unnest($1::bigint[])`) whose sizes a generic plan cannot know (one
 /// measured 8 times slower with the generic plan PostgreSQL switched to). With `generic_plans`,
-/// `force_generic_plan` instead: planned once, at the first execution, for a pool whose
-/// statements cannot go wrong that way ([`crate::PoolOptions::generic_plans`]). And
+/// `force_generic_plan` instead (planned once, at the first execution) and `enable_seqscan=off`
+/// (a lookup planned while its table was empty still probes the index when the table has grown),
+/// for a pool whose statements cannot go wrong that way ([`crate::PoolOptions::generic_plans`]).
+/// And
 /// `random_page_cost=1.1`, because the services' tables are read from memory, not from a spinning
 /// disk, which the default (4) models: with the default, a batch of a few hundred keys joined to a
 /// table of some 10,000 to 40,000 rows (a new deployment's, before autovacuum analyzes it) was
 /// hashed against the whole table, 10 to 25 ms a statement, instead of probing its index in 1 ms.
 pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String {
     let plans = if generic_plans {
-        "force_generic_plan"
+        "force_generic_plan%20-c%20enable_seqscan%3Doff"
     } else {
         "force_custom_plan"
     };
@@ -107,7 +109,7 @@ mod tests {
         );
         assert_eq!(
             with_search_path("postgres://u@h/db", "mint", true),
-            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20random_page_cost%3D1.1"
+            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1"
         );
     }
 

@@ -139,14 +139,16 @@ pub async fn start(
         public_base_url: args.public_base_url.trim_end_matches('/').to_owned(),
         fresh: context::Fresh::default(),
     };
-    // Mint batches run on a pool of their own whose statements are planned once per connection:
-    // planning them at each batch was a third of their database time (docs/BENCHMARKS.md,
-    // fifteenth session). Every statement a batch runs is written to have one right plan.
+    // Mint batches run on a pool of their own (a connection per worker) whose statements are
+    // planned once per connection: planning them at each batch was a third of their database
+    // time (docs/BENCHMARKS.md, fifteenth session). Every statement a batch keeps probes its rows
+    // by key; the failure deletes, joins, are planned each time (`PoolOptions::generic_plans`).
     let batches = context::Shared {
         db: Database::new(
             database_url,
             SCHEMA,
             PoolOptions {
+                max_size: args.mint_workers,
                 generic_plans: true,
                 ..pool
             },

@@ -187,9 +187,9 @@ fn counted<T>(most: &mut i64, (value, read): (T, i64)) -> T {
 }
 
 /// Runs every statement of a mint batch for `keys` (creators of brand 7's campaign 1 who have a
-/// code, and a failure on record) and `new` (creators who have none, to mint, each with a
-/// failure on record), and returns the most rows any of them read from one table. `first`: no
-/// code and no failure is stored yet.
+/// code and a failure on record) and `new` (creators who have no code; the second half of them
+/// with a failure on record), and returns the most rows any of them read from one table.
+/// `first`: no code and no failure is stored yet.
 async fn run_a_batch(
     conn: &mut AsyncPgConnection,
     keys: &[(i64, i64, i64)],
@@ -217,6 +217,8 @@ async fn run_a_batch(
             })
             .await,
         );
+        let positions: Vec<i64> = contexts.iter().map(|c| c.i).collect();
+        assert_eq!(positions, (1..=keys.len() as i64).collect::<Vec<_>>());
         assert!(
             contexts.iter().all(|c| c.campaign_name.is_some()
                 && c.roster_status.is_some()
@@ -262,14 +264,26 @@ async fn run_a_batch(
         .map(|(&id, &(_, _, creator))| code(id, creator, &format!("NEW{creator}")))
         .collect();
     let events: Vec<NewEvent> = rows.iter().map(event).collect();
-    let clear = vec![true; rows.len()];
-    // The first call inserts the codes and clears their failures; the second finds every code
-    // in and writes nothing.
-    for (table, expected) in [("mint_failures", rows.len()), ("codes", 0)] {
+    let (plain, failing) = rows.split_at(rows.len() / 2);
+    let (plain_events, failing_events) = events.split_at(plain.len());
+    // Codes with no failure to clear, then codes whose failures are cleared, then all of them
+    // again: each is found in (its index entries read) and nothing is written.
+    for (table, rows, events, clear, expected) in [
+        ("codes", plain, plain_events, false, plain.len()),
+        (
+            "mint_failures",
+            failing,
+            failing_events,
+            true,
+            failing.len(),
+        ),
+        ("codes", &rows[..], &events[..], false, 0),
+    ] {
+        let clear = vec![clear; rows.len()];
         let inserted = counted(
             &mut most,
             rows_read_by(conn, table, async |conn| {
-                codes::reserve(conn, &rows, &events, &clear).await
+                codes::reserve(conn, rows, events, &clear).await
             })
             .await,
         );
@@ -291,13 +305,21 @@ struct Count {
     n: i64,
 }
 
+#[derive(QueryableByName)]
+struct Plans {
+    #[diesel(sql_type = BigInt)]
+    reused: i64,
+    #[diesel(sql_type = BigInt)]
+    custom: i64,
+}
+
 /// Creator numbers from which the creators to mint are counted.
 const NEW: i64 = 1_000_000;
 
 /// Brand 7's plans and campaigns `ids` (each campaign of plan 1); campaign 1's roster entries
-/// for creators `ids` and `NEW + new` (SQL sets), codes for creators `ids`, and failures for
-/// creators `ids` and `NEW + new`.
-fn fill(terms: &str, ids: &str, new: &str) -> [String; 5] {
+/// for creators `ids` and `NEW + new`, codes for creators `ids`, and failures for creators `ids`
+/// and `NEW + failing` (SQL sets).
+fn fill(terms: &str, ids: &str, new: &str, failing: &str) -> [String; 5] {
     [
         format!(
             "insert into plans (brand_id, id, name, integration_id, provider, terms, \
@@ -321,7 +343,8 @@ fn fill(terms: &str, ids: &str, new: &str) -> [String; 5] {
         format!(
             "insert into mint_failures (brand_id, campaign_id, creator_id, reason, message) \
              select 7, 1, g, 'missing_profile_field', 'no email' from {ids} g \
-             union all select 7, 1, {NEW} + g, 'missing_profile_field', 'no email' from {new} g"
+             union all select 7, 1, {NEW} + g, 'missing_profile_field', 'no email' \
+             from {failing} g"
         ),
     ]
 }
@@ -334,8 +357,10 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
         .conn()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // Before any plan is made: DDL on a table has its plans made again.
+    // Known to be empty (vacuumed: no pages), as a table is after its rows are deleted; then
+    // never analyzed again. Before any plan is made: either would have them made again.
     for table in ["codes", "campaigns", "plans", "roster", "mint_failures"] {
+        sql(&mut admin, &format!("vacuum analyze {table}")).await;
         sql(
             &mut admin,
             &format!("alter table {table} set (autovacuum_enabled = false)"),
@@ -352,25 +377,60 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     let terms = serde_json::to_string(&PlanTerms::default()).unwrap_or_else(|e| panic!("{e}"));
 
-    // Planned for a batch of one, before any code or failure is stored.
-    for statement in &fill(&terms, "generate_series(1, 1)", "generate_series(0, 0)")[..3] {
+    // Planned for a batch of one creator with a code and two to mint, before any code or
+    // failure is stored.
+    let none = "generate_series(1, 0)";
+    for statement in &fill(
+        &terms,
+        "generate_series(1, 1)",
+        "generate_series(0, 1)",
+        none,
+    )[..3]
+    {
         sql(&mut admin, statement).await;
     }
-    run_a_batch(&mut conn, &[(7, 1, 1)], &[(7, 1, NEW)], true).await;
+    run_a_batch(
+        &mut conn,
+        &[(7, 1, 1)],
+        &[(7, 1, NEW), (7, 1, NEW + 1)],
+        true,
+    )
+    .await;
 
     // The tables grow, unanalyzed; the plans stay.
     let ids = format!("generate_series(2, {UNANALYZED})");
-    let new = format!("generate_series(1, {BATCH_KEYS})");
-    for statement in fill(&terms, &ids, &new) {
+    let new = format!("generate_series(2, {})", BATCH_KEYS + 1);
+    let failing = format!(
+        "generate_series({}, {})",
+        BATCH_KEYS / 2 + 2,
+        BATCH_KEYS + 1
+    );
+    for statement in fill(&terms, &ids, &new, &failing) {
         sql(&mut admin, &statement).await;
     }
     let step = UNANALYZED / BATCH_KEYS;
     let keys: Vec<(i64, i64, i64)> = (1..=BATCH_KEYS).map(|n| (7, 1, n * step)).collect();
-    let new: Vec<(i64, i64, i64)> = (1..=BATCH_KEYS).map(|n| (7, 1, NEW + n)).collect();
+    let new: Vec<(i64, i64, i64)> = (2..=BATCH_KEYS + 1).map(|n| (7, 1, NEW + n)).collect();
     let most = run_a_batch(&mut conn, &keys, &new, false).await;
     assert!(
         most <= BATCH_BOUND,
         "a statement read {most} rows of one table for a batch of {BATCH_KEYS}"
+    );
+
+    // The six statements the connection keeps were each planned once, generically, and run
+    // again on that plan; the failure deletes were not kept.
+    let plans: Vec<Plans> = diesel::sql_query(
+        "select count(*) filter (where generic_plans >= 2) as reused, \
+           coalesce(sum(custom_plans), 0)::bigint as custom \
+         from pg_prepared_statements where statement not like '%pg_prepared_statements%'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plans[0].custom, 0, "no statement planned for its values");
+    assert_eq!(
+        plans[0].reused, 6,
+        "statements run again on their generic plan"
     );
     let left: Vec<Count> = diesel::sql_query("select count(*) as n from mint_failures")
         .load(&mut admin)

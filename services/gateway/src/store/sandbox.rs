@@ -271,7 +271,7 @@ pub async fn order(
     store_order_id: &str,
 ) -> Result<Option<Vec<u8>>, DbError> {
     let rows: Vec<OrderBody> = tracking_db::prepared(
-        // The key joined (see tracking_db::stale_statistics): with constants, sandbox_orders_updated
+        // The key joined (see tracking_db::stale_statistics): with constants, the index by change
         // looked as cheap as the primary key for an integration the statistics had not seen.
         "select o.body
          from unnest(array[$1::bigint], array[$2::bigint], array[$3::text])
@@ -298,7 +298,8 @@ pub async fn orders_since(
     let rows: Vec<OrderBody> = tracking_db::prepared(
         // The key joined (see tracking_db::stale_statistics): with constants, for an integration
         // the statistics had not seen, the planner expected a handful of rows, and a page read and
-        // sorted all of the integration's orders changed since.
+        // sorted all of the integration's orders changed since. The index holds the page's order
+        // (`sandbox_orders_by_change`), so no sort can be cheaper than reading its first entries.
         "select o.body
          from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_integration)
          cross join lateral (select body, updated_at, store_order_id from sandbox_orders

@@ -134,9 +134,9 @@ pub async fn draw_ids(
          from (select set_config('synchronous_commit', 'off', true)) async_commit \
          cross join unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
            as k(key_brand, key_campaign, key_creator, n) \
-         left join lateral (select c.id from codes c where c.brand_id = k.key_brand \
+         left join lateral (select c.id from codes c where $4 and c.brand_id = k.key_brand \
              and c.campaign_id = k.key_campaign and c.creator_id = k.key_creator \
-             and c.status <> 'disabled' limit 1) live on $4 \
+             and c.status <> 'disabled' limit 1) live on true \
          order by k.n",
     )
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
@@ -174,39 +174,20 @@ pub async fn reserve(
     if codes.is_empty() {
         return Ok(HashSet::new());
     }
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "with input as ( \
-               select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
-                 $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], \
-                 $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
-                 $15::text[], $16::bytea[], $17::bool[]) with ordinality \
-                 as i(brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
-                   code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
-                   kind, payload, clear_failure, n)), \
-             inserted as ( \
-               insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
-                 integration_id, provider, code, status, slug, destination_url, affiliate_url, \
-                 expires_at, created_at, updated_at) \
-               select brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
-                 code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
-                 created_at \
-               from input order by n \
-               on conflict do nothing returning brand_id, id), \
-             minted as ( \
-               select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
-             cleared as ( \
-               delete from mint_failures f using minted m where m.clear_failure \
-                 and f.brand_id = m.brand_id and f.campaign_id = m.campaign_id \
-                 and f.creator_id = m.creator_id returning 1), \
-             {} \
-             select id from minted cross join (select count(*) from cleared) done",
-            tracking_events::appending("minted")
-        )
-    });
+    let clearing = clear_failure.iter().any(|clear| *clear);
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [reserving(false), reserving(true)]);
     let col = |f: fn(&Code) -> i64| codes.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&Code) -> &str| codes.iter().map(f).collect::<Vec<&str>>();
-    let inserted: Vec<Inserted> = tracking_db::prepared(SQL.as_str())
+    let statement = tracking_db::prepared(SQL[usize::from(clearing)].as_str());
+    // Deleting failures joins them to the codes inserted: planned at each execution, since a
+    // mint batch's connection plans once (a join planned while `mint_failures` was empty could
+    // read the whole table ever after). Few batches have failures to clear.
+    let statement = if clearing {
+        statement.planned_each_time()
+    } else {
+        statement
+    };
+    let inserted: Vec<Inserted> = statement
         .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
         .bind::<Array<BigInt>, _>(col(|c| c.id))
         .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
@@ -236,6 +217,45 @@ pub async fn reserve(
         .load(conn)
         .await?;
     Ok(inserted.into_iter().map(|row| row.id).collect())
+}
+
+/// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
+fn reserving(clearing: bool) -> String {
+    let (cleared, done) = if clearing {
+        (
+            "cleared as ( \
+               delete from mint_failures f using minted m where m.clear_failure \
+                 and f.brand_id = m.brand_id and f.campaign_id = m.campaign_id \
+                 and f.creator_id = m.creator_id returning 1), ",
+            " cross join (select count(*) from cleared) done",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "with input as ( \
+           select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
+             $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], \
+             $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], \
+             $15::text[], $16::bytea[], $17::bool[]) with ordinality \
+             as i(brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
+               code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
+               kind, payload, clear_failure, n)), \
+         inserted as ( \
+           insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
+             integration_id, provider, code, status, slug, destination_url, affiliate_url, \
+             expires_at, created_at, updated_at) \
+           select brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
+             code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
+             created_at \
+           from input order by n \
+           on conflict do nothing returning brand_id, id), \
+         minted as ( \
+           select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
+         {cleared}{} \
+         select id from minted{done}",
+        tracking_events::appending("minted")
+    )
 }
 
 /// The live (not disabled) codes of these `(brand, campaign, creator)` keys, each key probed on

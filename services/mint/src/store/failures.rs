@@ -31,7 +31,8 @@ pub async fn record(
     Ok(())
 }
 
-/// Forgets the failures of keys that now have a code.
+/// Forgets the failures of keys that now have a code. Planned at each execution (a join of the
+/// keys to the table, run on a mint batch's connection, which plans kept statements once).
 pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
     if keys.is_empty() {
         return Ok(());
@@ -40,6 +41,7 @@ pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Re
         "delete from mint_failures where (brand_id, campaign_id, creator_id) in \
            (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
     )
+    .planned_each_time()
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
