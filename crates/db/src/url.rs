@@ -34,11 +34,11 @@ pub fn database_name(url: &str) -> Option<&str> {
 /// `force_generic_plan` instead (planned once, at the first execution) and `enable_seqscan=off`
 /// (a lookup planned while its table was empty still probes the index when the table has grown),
 /// for a pool whose statements cannot go wrong that way ([`crate::PoolOptions::generic_plans`]).
-/// And
-/// `random_page_cost=1.1`, because the services' tables are read from memory, not from a spinning
-/// disk, which the default (4) models: with the default, a batch of a few hundred keys joined to a
-/// table of some 10,000 to 40,000 rows (a new deployment's, before autovacuum analyzes it) was
-/// hashed against the whole table, 10 to 25 ms a statement, instead of probing its index in 1 ms.
+/// And `random_page_cost=1.1`, because the services' tables are read from memory, not from a
+/// spinning disk, which the default (4) models: with the default, a batch of a few hundred keys
+/// joined to a table of some 10,000 to 40,000 rows (a new deployment's, before autovacuum
+/// analyzes it) was hashed against the whole table, 10 to 25 ms a statement, instead of probing
+/// its index in 1 ms.
 pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String {
     let plans = if generic_plans {
         "force_generic_plan%20-c%20enable_seqscan%3Doff"
