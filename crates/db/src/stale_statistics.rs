@@ -26,11 +26,7 @@ pub const BOUND: i64 = 4 * KEYS;
 /// Fills `table` with `rows(1, KNOWN)` (an `insert` statement), analyzes it, then adds
 /// `rows(2, NEW)`, with autovacuum off for the table so that the statistics never see brand 2.
 pub async fn fill(conn: &mut AsyncPgConnection, table: &str, rows: impl Fn(i64, i64) -> String) {
-    execute(
-        conn,
-        &format!("alter table {table} set (autovacuum_enabled = false)"),
-    )
-    .await;
+    without_autovacuum(conn, table).await;
     execute(conn, &rows(1, KNOWN)).await;
     execute(conn, &format!("analyze {table}")).await;
     execute(conn, &rows(2, NEW)).await;
@@ -53,12 +49,17 @@ pub async fn fill_unanalyzed(
     table: &str,
     rows: impl Fn(i64, i64) -> String,
 ) {
+    without_autovacuum(conn, table).await;
+    execute(conn, &rows(2, UNANALYZED)).await;
+}
+
+/// Turns autovacuum off for `table`, so that no analyze sees what a test adds after.
+pub async fn without_autovacuum(conn: &mut AsyncPgConnection, table: &str) {
     execute(
         conn,
         &format!("alter table {table} set (autovacuum_enabled = false)"),
     )
     .await;
-    execute(conn, &rows(2, UNANALYZED)).await;
 }
 
 /// Runs `sql`.

@@ -8,7 +8,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
 use tracking_db::stale_statistics::{
-    BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by,
+    BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
 use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
 use tracking_events::NewEvent;
@@ -361,11 +361,7 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
     // never analyzed again. Before any plan is made: either would have them made again.
     for table in ["codes", "campaigns", "plans", "roster", "mint_failures"] {
         sql(&mut admin, &format!("vacuum analyze {table}")).await;
-        sql(
-            &mut admin,
-            &format!("alter table {table} set (autovacuum_enabled = false)"),
-        )
-        .await;
+        without_autovacuum(&mut admin, table).await;
     }
     let one = PoolOptions {
         max_size: 1,
