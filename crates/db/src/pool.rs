@@ -215,3 +215,43 @@ impl Database {
         (status.size - status.available, status.available)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::QueryableByName;
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+
+    use crate::TestDb;
+
+    #[derive(QueryableByName)]
+    struct Settings {
+        #[diesel(sql_type = Text)]
+        application_name: String,
+        #[diesel(sql_type = Text)]
+        search_path: String,
+        #[diesel(sql_type = Text)]
+        random_page_cost: String,
+    }
+
+    #[tokio::test]
+    async fn a_service_connection_names_its_service_and_runs_with_its_settings() {
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let mut conn = test_db
+            .pool("plan")
+            .conn()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let settings: Settings = diesel::sql_query(
+            "select current_setting('application_name') as application_name, \
+                    current_setting('search_path') as search_path, \
+                    current_setting('random_page_cost') as random_page_cost",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.application_name, "tracking-plan");
+        assert_eq!(settings.search_path, "plan");
+        assert_eq!(settings.random_page_cost, "1.1");
+    }
+}

@@ -25,7 +25,8 @@ pub fn database_name(url: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
-/// Returns `url` with the server options every service connection runs with: `search_path=<schema>`,
+/// Returns `url` with the server options every service connection runs with (and, unless the URL
+/// names one, `application_name=tracking-<schema>`): `search_path=<schema>`,
 /// so that it resolves unqualified names in the service's own schema, and
 /// `plan_cache_mode=force_custom_plan`: statements are prepared once per connection
 /// ([`crate::prepared`]) but still planned for their values at each execution, because the hot
@@ -50,9 +51,18 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
          %20-c%20random_page_cost%3D1.1"
     );
     let (base, query) = split_query(url);
+    let query = query.filter(|q| !q.is_empty());
+    // Named for the service unless the URL names it, so that `pg_stat_activity` tells an
+    // operator which service each connection belongs to.
+    let named = query.is_some_and(|q| q.split('&').any(|p| p.starts_with("application_name=")));
+    let name = if named {
+        String::new()
+    } else {
+        format!("&application_name=tracking-{schema}")
+    };
     match query {
-        Some(q) if !q.is_empty() => format!("{base}?{q}&{option}"),
-        _ => format!("{base}?{option}"),
+        Some(q) => format!("{base}?{q}&{option}{name}"),
+        None => format!("{base}?{option}{name}"),
     }
 }
 
@@ -101,15 +111,19 @@ mod tests {
     fn adds_search_path_option() {
         assert_eq!(
             with_search_path("postgres://u@h/db", "plan", false),
-            "postgres://u@h/db?options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1"
+            "postgres://u@h/db?options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1&application_name=tracking-plan"
         );
         assert_eq!(
             with_search_path("postgres://u@h/db?sslmode=disable", "plan", false),
-            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1"
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1&application_name=tracking-plan"
         );
         assert_eq!(
             with_search_path("postgres://u@h/db", "mint", true),
-            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1"
+            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1&application_name=tracking-mint"
+        );
+        assert_eq!(
+            with_search_path("postgres://u@h/db?application_name=edge", "mint", false),
+            "postgres://u@h/db?application_name=edge&options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1"
         );
     }
 

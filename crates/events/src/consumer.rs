@@ -12,7 +12,7 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Database, DbError};
 
-use crate::metrics::{StreamLabels, consumer_metrics};
+use crate::metrics::{StreamLabels, stream_metrics};
 
 /// Why an upstream stream could not be opened or broke off (it is reopened after a backoff).
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -105,7 +105,7 @@ pub async fn run_consumer<S, A>(
 {
     let stream = options.stream;
     let labels = StreamLabels::new(db.schema(), stream);
-    let active = consumer_metrics().active.get_or_create(&labels).clone();
+    let active = stream_metrics().active.get_or_create(&labels).clone();
     // Back to 0 however this returns (shutdown, or the task dropped).
     let _standing_down = DropGuard(|| {
         active.set(0);
@@ -215,7 +215,7 @@ where
         .await
         .map_err(|e| failed(&e))?;
     let labels = StreamLabels::new(db.schema(), options.stream);
-    let metrics = consumer_metrics();
+    let metrics = stream_metrics();
     let (applied, batch_seconds, cursor_gauge) = (
         metrics.applied.get_or_create(&labels).clone(),
         metrics.batch_seconds.get_or_create(&labels).clone(),

@@ -8,7 +8,7 @@
 //! - [`run_consumer`] applies an upstream stream to a downstream service, storing its cursor in
 //!   the same transaction as the applied changes, with one active consumer per stream across
 //!   replicas (a session advisory lock) and an optimistic cursor check as a second guard; its
-//!   progress is in [`consumer_metrics`].
+//!   progress is in [`stream_metrics`], with the event logs' reads.
 
 mod consumer;
 mod log;
@@ -18,7 +18,7 @@ pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
 pub use log::{EventLog, NewEvent, StoredEvent, append, appending, listen};
-pub use metrics::{ConsumerMetrics, StreamLabels, consumer_metrics};
+pub use metrics::{LogLabels, StreamLabels, StreamMetrics, stream_metrics};
 
 use tracking_db::Migrations;
 

@@ -8,9 +8,12 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Binary, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::Stream;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Database, DbError};
+
+use crate::metrics::{LogLabels, stream_metrics};
 
 /// An event to append: the payload is the producing service's encoded protobuf event.
 #[derive(Debug, Clone)]
@@ -109,6 +112,8 @@ pub struct EventLog {
     db: Database,
     grown: watch::Receiver<u64>,
     shutdown: CancellationToken,
+    /// Counts the watchers' reads ([`crate::StreamMetrics::log_reads`]).
+    reads: Counter,
 }
 
 /// How many events one read fetches.
@@ -130,10 +135,17 @@ impl EventLog {
     pub fn start(db: Database, shutdown: CancellationToken) -> EventLog {
         let channel = format!("{}_events", db.schema());
         let grown = listen(db.clone(), channel, shutdown.clone());
+        let reads = stream_metrics()
+            .log_reads
+            .get_or_create(&LogLabels {
+                schema: db.schema().to_owned(),
+            })
+            .clone();
         EventLog {
             db,
             grown,
             shutdown,
+            reads,
         }
     }
 
@@ -181,6 +193,7 @@ impl EventLog {
             cursor: after,
             brand,
             buffer: VecDeque::new(),
+            caught_up: false,
             failed: false,
         };
         futures::stream::unfold(state, |mut state| async move {
@@ -196,6 +209,9 @@ struct WatchState {
     cursor: i64,
     brand: Option<i64>,
     buffer: VecDeque<StoredEvent>,
+    /// The last read returned less than a page: everything committed before it started has
+    /// been read, so the next read waits for a notification.
+    caught_up: bool,
     failed: bool,
 }
 
@@ -209,21 +225,25 @@ impl WatchState {
                 self.cursor = event.seq;
                 return Some(Ok(event));
             }
-            // Mark the current generation seen before reading, so a commit that lands during
-            // the read wakes the wait below instead of being missed.
-            self.grown.borrow_and_update();
-            match self.log.read(self.cursor, self.brand, PAGE).await {
-                Ok(rows) if !rows.is_empty() => self.buffer.extend(rows),
-                Ok(_) => {
-                    tokio::select! {
-                        _ = self.log.shutdown.cancelled() => return None,
-                        changed = self.grown.changed() => {
-                            if changed.is_err() {
-                                return None;
-                            }
+            if self.caught_up {
+                tokio::select! {
+                    _ = self.log.shutdown.cancelled() => return None,
+                    changed = self.grown.changed() => {
+                        if changed.is_err() {
+                            return None;
                         }
-                        _ = tokio::time::sleep(SAFETY_POLL) => {}
                     }
+                    _ = tokio::time::sleep(SAFETY_POLL) => {}
+                }
+            }
+            // Mark the current generation seen before reading, so a commit that lands during
+            // the read wakes the wait above instead of being missed.
+            self.grown.borrow_and_update();
+            self.log.reads.inc();
+            match self.log.read(self.cursor, self.brand, PAGE).await {
+                Ok(rows) => {
+                    self.caught_up = rows.len() < PAGE as usize;
+                    self.buffer.extend(rows);
                 }
                 Err(err) => {
                     self.failed = true;

@@ -1,5 +1,6 @@
-//! The stream consumers' metrics: one set per process, labelled by the consuming schema and the
-//! stream, which the server kit serves on `/metrics` with its own.
+//! The streams' metrics: one set per process, which the server kit serves on `/metrics` with its
+//! own. Consumers' figures are labelled by the consuming schema and the stream; the event logs'
+//! reads by the producing schema.
 
 use std::sync::OnceLock;
 
@@ -27,12 +28,18 @@ impl StreamLabels {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogLabels {
+    /// The producing service's schema, whose event log is read (`plan`, `mint`, `gateway`).
+    pub schema: String,
+}
+
 fn batch_histogram() -> Histogram {
     // 0.5 ms .. ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
-pub struct ConsumerMetrics {
+pub struct StreamMetrics {
     /// Events applied (committed with the cursor).
     pub applied: Family<StreamLabels, Counter>,
     /// Time from taking a batch to its commit.
@@ -41,20 +48,24 @@ pub struct ConsumerMetrics {
     pub cursor: Family<StreamLabels, Gauge>,
     /// 1 while this process holds the stream's consumer lock, 0 on a standby.
     pub active: Family<StreamLabels, Gauge>,
+    /// Reads of an event log by the Watch streams following it: one per page replayed, then one
+    /// per wake-up by a commit (a watcher that has caught up waits for the next one).
+    pub log_reads: Family<LogLabels, Counter>,
 }
 
-/// The process's consumer metrics.
-pub fn consumer_metrics() -> &'static ConsumerMetrics {
-    static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| ConsumerMetrics {
+/// The process's stream metrics.
+pub fn stream_metrics() -> &'static StreamMetrics {
+    static METRICS: OnceLock<StreamMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| StreamMetrics {
         applied: Family::default(),
         batch_seconds: Family::new_with_constructor(batch_histogram),
         cursor: Family::default(),
         active: Family::default(),
+        log_reads: Family::default(),
     })
 }
 
-impl ConsumerMetrics {
+impl StreamMetrics {
     /// Adds these metrics to a registry (the families are shared, so every registry shows the
     /// same figures).
     pub fn register(&self, registry: &mut Registry) {
@@ -77,6 +88,11 @@ impl ConsumerMetrics {
             "stream_consumer_active",
             "1 while this process is the stream's active consumer, 0 while it stands by",
             self.active.clone(),
+        );
+        registry.register(
+            "stream_log_reads",
+            "Reads of a service's event log by the Watch streams following it, by producing schema",
+            self.log_reads.clone(),
         );
     }
 }

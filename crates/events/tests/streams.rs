@@ -12,8 +12,8 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Database, DbError, SchemaSpec, TestDb};
 use tracking_events::{
-    Apply, BoxFuture, ConsumerOptions, EventLog, EventStream, NewEvent, Source, SourceError,
-    StreamLabels, append, run_consumer,
+    Apply, BoxFuture, ConsumerOptions, EventLog, EventStream, LogLabels, NewEvent, Source,
+    SourceError, StreamLabels, append, run_consumer,
 };
 
 static SCHEMAS: &[SchemaSpec] = &[
@@ -84,6 +84,51 @@ async fn watchers_see_every_event_in_commit_order_under_concurrent_writers() {
     }
     shutdown.cancel();
     assert!(watcher.next().await.is_none(), "watch ends on shutdown");
+}
+
+#[tokio::test]
+async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() {
+    // A schema of its own, so that other watchers in the process do not move its read count.
+    static QUIET: &[SchemaSpec] = &[("quiet", &[&tracking_events::MIGRATIONS])];
+    let test_db = TestDb::new(QUIET).await;
+    let db = test_db.pool("quiet");
+    let shutdown = CancellationToken::new();
+    let log = EventLog::start(db.clone(), shutdown.clone());
+    let reads = tracking_events::stream_metrics()
+        .log_reads
+        .get_or_create(&LogLabels {
+            schema: "quiet".to_owned(),
+        })
+        .clone();
+    let before = reads.get();
+    // Followed the way a consumer follows a stream: asking for the next event at once.
+    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = Box::pin(log.watch(0, None));
+    tokio::spawn(async move {
+        while let Some(event) = watcher.next().await {
+            if seen.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let commits = 30;
+    for i in 0..commits {
+        append_one(&db, 1, format!("q{i}")).await;
+        match tokio::time::timeout(Duration::from_secs(10), received.recv()).await {
+            Ok(Some(Ok(event))) => assert_eq!(event.payload, format!("q{i}").into_bytes()),
+            other => panic!("event {i}: {other:?}"),
+        }
+        // Time for a watcher that would read again at once to do so.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One read per commit, and a few for the start (the first read, the listener's connect).
+    // A watcher that re-read after every short page would have made twice as many.
+    let made = reads.get() - before;
+    assert!(
+        (commits..=commits + 3).contains(&made),
+        "{made} reads for {commits} commits"
+    );
+    shutdown.cancel();
 }
 
 /// Reads the producer's log in-process (in the suite, a gRPC Watch stream plays this part).
@@ -300,7 +345,7 @@ async fn a_consumers_progress_is_in_the_metrics() {
         ..ConsumerOptions::new("metered-events")
     };
     let labels = StreamLabels::new("consumer", "metered-events");
-    let metrics = tracking_events::consumer_metrics();
+    let metrics = tracking_events::stream_metrics();
     for i in 0..120 {
         append_one(&producer, 1, format!("m{i}")).await;
     }

@@ -67,7 +67,7 @@ impl Metrics {
             "gRPC calls being served",
             in_flight.clone(),
         );
-        tracking_events::consumer_metrics().register(&mut registry);
+        tracking_events::stream_metrics().register(&mut registry);
         registry.register(
             "grpc_shed",
             "gRPC calls refused with RESOURCE_EXHAUSTED by admission control",
