@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
@@ -24,7 +25,7 @@ use crate::domain::{Code, CodeStatus, Failure, Plan, Profile, RosterStatus};
 use crate::error::Error;
 use crate::events;
 use crate::random::SecureRandom;
-use crate::store::codes;
+use crate::store::codes::{self, Taken};
 use crate::store::projection::MintContext;
 use crate::store::{failures, notify_work, projection};
 
@@ -68,13 +69,17 @@ impl Minter {
             queue: QUEUE,
             linger,
         };
+        let workers = Workers {
+            shared,
+            conflicts: Conflicts::default(),
+        };
         let batches = GroupCommit::start(batching, move |keys: Vec<Key>| {
-            let shared = shared.clone();
+            let workers = workers.clone();
             async move {
                 let mut unique = keys.clone();
                 unique.sort_unstable();
                 unique.dedup();
-                let results = mint_batch(&shared, &unique).await;
+                let results = mint_batch(&workers, &unique).await;
                 keys.iter()
                     .map(|key| {
                         results.get(key).cloned().unwrap_or_else(|| {
@@ -117,12 +122,12 @@ fn shutting_down() -> Reply {
 /// aborting this one. Each round of codes commits as it is written, so a batch that fails later
 /// (a suffix round, recording failures) has codes already minted: those are answered as created
 /// by this batch, in a retry as after a last failure.
-async fn mint_batch(shared: &Shared, keys: &[Key]) -> HashMap<Key, Reply> {
+async fn mint_batch(workers: &Workers, keys: &[Key]) -> HashMap<Key, Reply> {
     let mut committed: HashMap<Key, Code> = HashMap::new();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_batch(shared, keys, &mut committed).await {
+        match try_batch(workers, keys, &mut committed).await {
             Ok(results) => return results,
             Err(Error::Db(why))
                 if attempt < 4 && (why.contains("deadlock") || why.contains("serializ")) =>
@@ -164,10 +169,11 @@ struct Candidate {
 }
 
 async fn try_batch(
-    shared: &Shared,
+    workers: &Workers,
     keys: &[Key],
     committed: &mut HashMap<Key, Code>,
 ) -> Result<HashMap<Key, Reply>, Error> {
+    let shared = &workers.shared;
     let started = std::time::Instant::now();
     let mut results: HashMap<Key, Reply> = HashMap::with_capacity(keys.len());
     let mut conn = shared.db.conn().await?;
@@ -371,7 +377,7 @@ async fn try_batch(
 
     let rendered = started.elapsed();
     let reserved = reserve(
-        shared,
+        workers,
         &mut conn,
         &candidates,
         drawn.at,
@@ -448,7 +454,7 @@ fn new_code(
 /// statement, its own transaction, whose codes are kept in `committed` and handed to the pusher
 /// at once. Then records failures. `at` is the database's time, the codes' creation time.
 async fn reserve(
-    shared: &Shared,
+    workers: &Workers,
     conn: &mut AsyncPgConnection,
     candidates: &[Candidate],
     at: DateTime<Utc>,
@@ -456,6 +462,7 @@ async fn reserve(
     failed: &mut Vec<(Key, Failure)>,
     rng: &mut SecureRandom,
 ) -> Result<Vec<(Key, Minted)>, Error> {
+    let Workers { shared, conflicts } = workers;
     let mut done: Vec<(Key, Minted)> = Vec::with_capacity(candidates.len());
     let mut pending: Vec<(&Candidate, Option<String>)> =
         candidates.iter().map(|c| (c, c.base.clone())).collect();
@@ -474,7 +481,28 @@ async fn reserve(
             .map(|code| events::code(CodeEventKind::Minted, code, &shared.public_base_url))
             .collect();
         let clear: Vec<bool> = pending.iter().map(|(c, _)| c.had_failure).collect();
-        let inserted = codes::reserve(conn, &rows, &events, &clear).await?;
+        // Suffix rounds retry taken codes: they skip those still taken.
+        let taken = if round == 0 && conflicts.expect_none() {
+            Taken::Fail
+        } else {
+            Taken::Skip
+        };
+        let inserted = match codes::reserve(conn, &rows, &events, &clear, taken).await? {
+            Some(inserted) => inserted,
+            None => {
+                conflicts.met();
+                codes::reserve(conn, &rows, &events, &clear, Taken::Skip)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Internal(
+                            "a reservation that skips taken codes failed on one".to_owned(),
+                        )
+                    })?
+            }
+        };
+        if round == 0 && inserted.len() < rows.len() {
+            conflicts.met();
+        }
         // Committed: the new codes waiting for their store go to this process's pusher by id.
         shared.fresh.add(
             rows.iter()
@@ -563,7 +591,63 @@ async fn reserve(
     Ok(done)
 }
 
+/// What the batch workers share: the service's parts, and what recent batches met.
+#[derive(Clone, Debug)]
+struct Workers {
+    shared: Shared,
+    conflicts: Conflicts,
+}
+
+/// Whether a batch's first round expects no taken code, and so reserves with a plain insert
+/// ([`Taken::Fail`], cheaper), falling back to skipping taken codes when one is. A batch whose
+/// first round met a taken code (a pattern many creators render alike, a creator minted by two
+/// calls at once) makes the next [`Conflicts::AFTER`] batches skip taken codes from the start,
+/// so that a campaign full of collisions does not pay for every insert twice.
+#[derive(Clone, Debug, Default)]
+struct Conflicts(Arc<AtomicU32>);
+
+impl Conflicts {
+    const AFTER: u32 = 32;
+
+    /// For one batch's first round: true if no recent batch met a taken code.
+    fn expect_none(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_err()
+    }
+
+    fn met(&self) {
+        self.0.store(Self::AFTER, Ordering::Relaxed);
+    }
+}
+
 /// `t` as PostgreSQL stores it: to the microsecond.
 fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Conflicts;
+
+    #[test]
+    fn a_taken_code_makes_the_next_batches_skip_taken_codes_from_the_start() {
+        let conflicts = Conflicts::default();
+        assert!(conflicts.expect_none());
+        assert!(conflicts.expect_none());
+        conflicts.met();
+        for _ in 0..Conflicts::AFTER {
+            assert!(!conflicts.expect_none());
+        }
+        assert!(
+            conflicts.expect_none(),
+            "plain inserts again once batches are calm"
+        );
+        // Shared by the batch workers.
+        let worker = conflicts.clone();
+        worker.met();
+        assert!(!conflicts.expect_none());
+    }
 }

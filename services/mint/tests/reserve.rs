@@ -15,6 +15,7 @@ use tracking_events::NewEvent;
 
 use mint_service::domain::PlanTerms;
 use mint_service::domain::{Code, CodeStatus};
+use mint_service::store::codes::Taken;
 use mint_service::store::{codes, failures, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
@@ -117,10 +118,10 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
     let events: Vec<NewEvent> = first.iter().map(event).collect();
-    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false])
+    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, [ids[0], ids[1]].into());
+    assert_eq!(inserted, Some([ids[0], ids[1]].into()), "none was taken");
 
     // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
     // neither is stored nor announced, and creator 3's failure stays; creator 4's is cleared.
@@ -130,10 +131,19 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
         code(ids[4], 4, "CARL"),
     ];
     let events: Vec<NewEvent> = second.iter().map(event).collect();
-    let inserted = codes::reserve(&mut conn, &second, &events, &[true, false, true])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, [ids[4]].into());
+    // A reservation that fails on a taken code inserts nothing of the batch (checked below: no
+    // code, no event, no failure cleared beyond the other reservations'); one that skips them
+    // inserts creator 4's.
+    let mut outcomes = Vec::new();
+    for taken in [Taken::Fail, Taken::Skip] {
+        let clear = [true, false, true];
+        outcomes.push(
+            codes::reserve(&mut conn, &second, &events, &clear, taken)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    assert_eq!(outcomes, [None, Some([ids[4]].into())]);
 
     let stored: Vec<Row> =
         diesel::sql_query("select brand_id, code as what from codes order by id")
@@ -266,28 +276,37 @@ async fn run_a_batch(
     let events: Vec<NewEvent> = rows.iter().map(event).collect();
     let (plain, failing) = rows.split_at(rows.len() / 2);
     let (plain_events, failing_events) = events.split_at(plain.len());
-    // Codes with no failure to clear, then codes whose failures are cleared, then all of them
-    // again: each is found in (its index entries read) and nothing is written.
-    for (table, rows, events, clear, expected) in [
-        ("codes", plain, plain_events, false, plain.len()),
+    // Codes with no failure to clear, then codes whose failures are cleared (each a plain
+    // insert), then all of them again, skipping the taken: each is found in (its index entries
+    // read) and nothing is written.
+    for (table, rows, events, clear, taken, expected) in [
+        (
+            "codes",
+            plain,
+            plain_events,
+            false,
+            Taken::Fail,
+            plain.len(),
+        ),
         (
             "mint_failures",
             failing,
             failing_events,
             true,
+            Taken::Fail,
             failing.len(),
         ),
-        ("codes", &rows[..], &events[..], false, 0),
+        ("codes", &rows[..], &events[..], false, Taken::Skip, 0),
     ] {
         let clear = vec![clear; rows.len()];
         let inserted = counted(
             &mut most,
             rows_read_by(conn, table, async |conn| {
-                codes::reserve(conn, rows, events, &clear).await
+                codes::reserve(conn, rows, events, &clear, taken).await
             })
             .await,
         );
-        assert_eq!(inserted.len(), expected);
+        assert_eq!(inserted.map(|ids| ids.len()), Some(expected));
     }
     counted(
         &mut most,
@@ -413,8 +432,9 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
         "a statement read {most} rows of one table for a batch of {BATCH_KEYS}"
     );
 
-    // The six statements the connection keeps were each planned once, generically, and run
-    // again on that plan; the failure deletes were not kept.
+    // The seven statements the connection keeps (the reservation's plain insert and its insert
+    // that skips taken codes among them) were each planned once, generically, and run again on
+    // that plan; the failure deletes were not kept.
     let plans: Vec<Plans> = diesel::sql_query(
         "select count(*) filter (where generic_plans >= 2) as reused, \
            coalesce(sum(custom_plans), 0)::bigint as custom \
@@ -425,7 +445,7 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plans[0].custom, 0, "no statement planned for its values");
     assert_eq!(
-        plans[0].reused, 6,
+        plans[0].reused, 7,
         "statements run again on their generic plan"
     );
     let left: Vec<Count> = diesel::sql_query("select count(*) as n from mint_failures")

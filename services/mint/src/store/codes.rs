@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
+use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
@@ -151,11 +152,24 @@ pub async fn draw_ids(
     })
 }
 
-/// Inserts `codes` (their ids from [`draw_ids`]) with their
-/// `events`, in one statement that is its own transaction (one round trip): a code that would
-/// break a unique index (its text is taken at the integration, or the creator already has a live
-/// code) is skipped, not an error, and so is its event. The failures on record for the creators
-/// whose `clear_failure` is set are forgotten once their code is in. Returns the ids inserted.
+/// What a reservation does with a code that would break a unique index: its text is taken at
+/// the integration, or its creator already has a live code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Taken {
+    /// Skips it (and its event), not an error: `on conflict do nothing`.
+    Skip,
+    /// Inserts nothing: the statement fails on the first one. A plain insert skips the probe of
+    /// every unique index that `on conflict` makes before each row, which is a quarter of the
+    /// insert's cost (29.6 against 39.5 µs a row, 256 rows into 46,000 codes). For a batch that
+    /// expects no taken code.
+    Fail,
+}
+
+/// Inserts `codes` (their ids from [`draw_ids`]) with their `events`, in one statement that is
+/// its own transaction (one round trip); a code that is taken is skipped or fails the statement
+/// ([`Taken`]). The failures on record for the creators whose `clear_failure` is set are
+/// forgotten once their code is in. Returns the ids inserted, or `None` when [`Taken::Fail`]
+/// met a taken code (nothing was inserted).
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -165,20 +179,29 @@ pub async fn reserve(
     codes: &[Code],
     events: &[NewEvent],
     clear_failure: &[bool],
-) -> Result<HashSet<i64>, Error> {
+    taken: Taken,
+) -> Result<Option<HashSet<i64>>, Error> {
     #[derive(QueryableByName)]
     struct Inserted {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
     if codes.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Some(HashSet::new()));
     }
     let clearing = clear_failure.iter().any(|clear| *clear);
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [reserving(false), reserving(true)]);
+    static SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+        [
+            reserving(false, Taken::Skip),
+            reserving(true, Taken::Skip),
+            reserving(false, Taken::Fail),
+            reserving(true, Taken::Fail),
+        ]
+    });
+    let variant = usize::from(clearing) + 2 * usize::from(taken == Taken::Fail);
     let col = |f: fn(&Code) -> i64| codes.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&Code) -> &str| codes.iter().map(f).collect::<Vec<&str>>();
-    let statement = tracking_db::prepared(SQL[usize::from(clearing)].as_str());
+    let statement = tracking_db::prepared(SQL[variant].as_str());
     // Deleting failures joins them to the codes inserted: planned at each execution, since a
     // mint batch's connection plans once (a join planned while `mint_failures` was empty could
     // read the whole table ever after). Few batches have failures to clear.
@@ -187,7 +210,7 @@ pub async fn reserve(
     } else {
         statement
     };
-    let inserted: Vec<Inserted> = statement
+    let inserted: Result<Vec<Inserted>, diesel::result::Error> = statement
         .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
         .bind::<Array<BigInt>, _>(col(|c| c.id))
         .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
@@ -215,12 +238,20 @@ pub async fn reserve(
         )
         .bind::<Array<Bool>, _>(clear_failure)
         .load(conn)
-        .await?;
-    Ok(inserted.into_iter().map(|row| row.id).collect())
+        .await;
+    match inserted {
+        Ok(rows) => Ok(Some(rows.into_iter().map(|row| row.id).collect())),
+        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+            if taken == Taken::Fail =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
-fn reserving(clearing: bool) -> String {
+fn reserving(clearing: bool, taken: Taken) -> String {
     let (cleared, done) = if clearing {
         (
             "cleared as ( \
@@ -231,6 +262,10 @@ fn reserving(clearing: bool) -> String {
         )
     } else {
         ("", "")
+    };
+    let skip = match taken {
+        Taken::Skip => "on conflict do nothing",
+        Taken::Fail => "",
     };
     format!(
         "with input as ( \
@@ -249,7 +284,7 @@ fn reserving(clearing: bool) -> String {
              code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
              created_at \
            from input order by n \
-           on conflict do nothing returning brand_id, id), \
+           {skip} returning brand_id, id), \
          minted as ( \
            select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
          {cleared}{} \
