@@ -54,7 +54,12 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
     let query = query.filter(|q| !q.is_empty());
     // Named for the service unless the URL names it, so that `pg_stat_activity` tells an
     // operator which service each connection belongs to.
-    let named = query.is_some_and(|q| q.split('&').any(|p| p.starts_with("application_name=")));
+    let named = query.is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            key.replace("%5F", "_").replace("%5f", "_") == "application_name"
+        })
+    });
     let name = if named {
         String::new()
     } else {
@@ -125,6 +130,19 @@ mod tests {
             with_search_path("postgres://u@h/db?application_name=edge", "mint", false),
             "postgres://u@h/db?application_name=edge&options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1"
         );
+        // The URL's own name wins however its key is spelled; a longer key is not a name.
+        for (url, named) in [
+            ("postgres://u@h/db?application%5Fname=edge", true),
+            ("postgres://u@h/db?application_name_x=1", false),
+            ("postgres://u@h/db?", false),
+        ] {
+            let with = with_search_path(url, "plan", false);
+            assert_eq!(
+                with.ends_with("&application_name=tracking-plan"),
+                !named,
+                "{url} -> {with}"
+            );
+        }
     }
 
     #[test]

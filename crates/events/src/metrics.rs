@@ -49,7 +49,8 @@ pub struct StreamMetrics {
     /// 1 while this process holds the stream's consumer lock, 0 on a standby.
     pub active: Family<StreamLabels, Gauge>,
     /// Reads of an event log by the Watch streams following it: one per page replayed, then one
-    /// per wake-up by a commit (a watcher that has caught up waits for the next one).
+    /// per wake-up by a commit (a watcher that has caught up waits for the next one), and one per
+    /// idle watcher every 5 s (the safety poll) or after the listener reconnects.
     pub log_reads: Family<LogLabels, Counter>,
 }
 

@@ -126,24 +126,36 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
     // neither is stored nor announced, and creator 3's failure stays; creator 4's is cleared.
     let second = [
+        code(ids[4], 4, "CARL"),
         code(ids[2], 3, "anna"),
         code(ids[3], 2, "BEN2"),
-        code(ids[4], 4, "CARL"),
     ];
     let events: Vec<NewEvent> = second.iter().map(event).collect();
-    // A reservation that fails on a taken code inserts nothing of the batch (checked below: no
-    // code, no event, no failure cleared beyond the other reservations'); one that skips them
-    // inserts creator 4's.
-    let mut outcomes = Vec::new();
-    for taken in [Taken::Fail, Taken::Skip] {
-        let clear = [true, false, true];
-        outcomes.push(
-            codes::reserve(&mut conn, &second, &events, &clear, taken)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-    }
-    assert_eq!(outcomes, [None, Some([ids[4]].into())]);
+    let clear = [true, true, false];
+    // A reservation that fails on a taken code leaves nothing of the batch, not even creator 4's
+    // code, inserted before the taken one.
+    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(failed, None);
+    let counts: Vec<Row> = diesel::sql_query(
+        "select 7::bigint as brand_id, \
+           (select count(*) from codes) || ' ' || (select count(*) from events) || ' ' || \
+           (select string_agg(creator_id::text, ',' order by creator_id) from mint_failures) \
+           as what",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        counts[0].what, "2 2 3,4",
+        "codes, events, failures on record"
+    );
+    // One that skips taken codes stores creator 4's.
+    let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inserted, Some([ids[4]].into()));
 
     let stored: Vec<Row> =
         diesel::sql_query("select brand_id, code as what from codes order by id")
