@@ -132,9 +132,10 @@ impl Links {
         if clicks::is_bot(&info.user_agent) {
             return None;
         }
+        let now = Utc::now();
         let click_id = match info.click_id {
             Some(id) => id,
-            None => clicks::new_click_id().ok()?,
+            None => clicks::new_click_id(now).ok()?,
         };
         let row = ClickRow {
             brand_id: link.brand_id,
@@ -144,7 +145,7 @@ impl Links {
             campaign_id: link.campaign_id,
             creator_id: link.creator_id,
             plan_id: link.plan_id,
-            clicked_at: info.clicked_at.unwrap_or_else(Utc::now),
+            clicked_at: info.clicked_at.unwrap_or(now),
             referrer_host: clicks::referrer_host(&info.referrer),
             country: info.country,
             agent_class: clicks::agent_class(&info.user_agent).to_owned(),

@@ -1,6 +1,7 @@
 //! Clicks on tracking links: which requests count (no bots, no HEAD), what is kept about a
 //! click (no raw IP address: a keyed hash of the visitor only), and where the shopper goes.
 
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -84,15 +85,23 @@ pub fn visitor_hash(key: &[u8], visitor: &str) -> String {
         .collect()
 }
 
-/// A fresh click id: `c_` and 24 random base-32 characters (120 bits).
-pub fn new_click_id() -> Result<String, getrandom::Error> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes)?;
-    let mut id = String::with_capacity(26);
+/// Base-32 digits in ascending byte order, so ids compare as the numbers they encode.
+const BASE32: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
+
+/// A fresh click id at `now`: `c_`, the time in milliseconds (10 base-32 digits) and 16 random
+/// base-32 characters (80 bits). Ids made later sort later, so a brand's new clicks are added at
+/// the end of the clicks index rather than at random places in it.
+pub fn new_click_id(now: DateTime<Utc>) -> Result<String, getrandom::Error> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)?;
+    let millis = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+    let mut id = String::with_capacity(28);
     id.push_str("c_");
-    for b in bytes {
-        id.push(char::from(ALPHABET[usize::from(b & 31)]));
+    for digit in (0..10).rev() {
+        id.push(char::from(BASE32[((millis >> (digit * 5)) & 31) as usize]));
+    }
+    for b in random {
+        id.push(char::from(BASE32[usize::from(b & 31)]));
     }
     Ok(id)
 }
@@ -179,10 +188,33 @@ mod tests {
             destination_with_click("https://shop.example/", "c_x"),
             "https://shop.example/?click_id=c_x"
         );
-        let id = new_click_id().unwrap_or_default();
-        assert_eq!(id.len(), 26);
+        let id = new_click_id(Utc::now()).unwrap_or_default();
+        assert_eq!(id.len(), 28);
         assert!(valid_click_id(&id));
         assert!(!valid_click_id("a b"));
+    }
+
+    #[test]
+    fn click_ids_sort_by_when_they_were_made() {
+        let at = |ms| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        let times = [
+            0,
+            1,
+            31,
+            32,
+            1_000,
+            1_764_000_000_000,
+            1_764_000_000_001,
+            1 << 49,
+        ];
+        let ids: Vec<String> = times
+            .iter()
+            .map(|&ms| new_click_id(at(ms)).unwrap_or_default())
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0][..12] < pair[1][..12], "{} < {}", pair[0], pair[1]);
+        }
+        assert_eq!(&ids[0][..12], "c_2222222222");
     }
 
     #[test]
