@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::{HeaderValue, Method, StatusCode, Uri, header};
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, Flow, Pacer, Recorder, Rng, Summary, channels, http_client, http_error, mint_all,
-    progress, run_id, set_up, settle, wait_attributable,
+    Common, Flow, Pacer, Recorder, Rng, Summary, channels, mint_all, progress, run_id, set_up,
+    settle, wait_attributable, web,
 };
 
 /// What a shopper's browser sends (no crawler or preview fetcher, so every click counts).
@@ -28,9 +29,9 @@ pub struct ClicksLoad {
 }
 
 struct Worker {
-    client: reqwest::Client,
-    urls: Arc<Vec<String>>,
-    visitor: String,
+    connection: web::Connection,
+    links: Arc<Vec<Uri>>,
+    visitor: HeaderValue,
     recorder: Recorder,
     deadline: Instant,
     pacer: Pacer,
@@ -41,32 +42,32 @@ impl Worker {
     async fn run(mut self) -> anyhow::Result<()> {
         while Instant::now() < self.deadline {
             let due = self.pacer.next().await;
-            let url = &self.urls[self.rng.below(self.urls.len())];
-            let result = self
-                .client
-                .get(url)
-                .header("user-agent", USER_AGENT)
-                .header("accept-language", "de-DE,de;q=0.9,en;q=0.8")
-                .header("referer", "https://www.instagram.com/")
-                .header("x-forwarded-for", &self.visitor)
-                .send()
-                .await;
-            let answer = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    response.bytes().await.map(|_| status)
-                }
-                Err(err) => Err(err),
-            };
+            let uri = self.links[self.rng.below(self.links.len())].clone();
+            let request = self
+                .connection
+                .target()
+                .request(Method::GET, uri)
+                .header(header::USER_AGENT, HeaderValue::from_static(USER_AGENT))
+                .header(
+                    header::ACCEPT_LANGUAGE,
+                    HeaderValue::from_static("de-DE,de;q=0.9,en;q=0.8"),
+                )
+                .header(
+                    header::REFERER,
+                    HeaderValue::from_static("https://www.instagram.com/"),
+                )
+                .header("x-forwarded-for", self.visitor.clone())
+                .body(Default::default())?;
+            let answer = self.connection.send(request).await;
             let latency = due.elapsed();
             match answer {
-                Ok(status) if status == reqwest::StatusCode::FOUND => {
+                Ok((status, _)) if status == StatusCode::FOUND => {
                     self.recorder.record(latency, None);
                 }
-                Ok(status) => self
+                Ok((status, _)) => self
                     .recorder
                     .record(latency, Some(format!("HTTP {}", status.as_u16()))),
-                Err(err) => self.recorder.record(latency, Some(http_error(&err))),
+                Err(err) => self.recorder.record(latency, Some(err.class().to_owned())),
             }
         }
         Ok(())
@@ -85,7 +86,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     };
     let fixture = set_up(channel.clone(), token, sandbox, load.flow.creators, &run).await?;
     let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
-    let client = http_client(common.concurrency)?;
+    let target = web::Target::parse(&load.flow.http)?;
     let slugs: Vec<String> = codes
         .iter()
         .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
@@ -94,15 +95,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     if slugs.is_empty() {
         anyhow::bail!("set-up: the minted codes carry no tracking links");
     }
-    wait_attributable(
-        channel.clone(),
-        token,
-        fixture.campaign,
-        &client,
-        &load.flow.http,
-        &slugs,
-    )
-    .await?;
+    wait_attributable(channel.clone(), token, fixture.campaign, &target, &slugs).await?;
     eprintln!(
         "set-up: sandbox integration {}, campaign {}, {} tracking links",
         fixture.integration,
@@ -110,12 +103,11 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
         slugs.len()
     );
 
-    let base = load.flow.http.trim_end_matches('/');
-    let urls = Arc::new(
+    let links = Arc::new(
         slugs
             .iter()
-            .map(|slug| format!("{base}/r/{slug}"))
-            .collect::<Vec<_>>(),
+            .map(|slug| target.uri(&format!("/r/{slug}")))
+            .collect::<anyhow::Result<Vec<_>>>()?,
     );
     let recorder = Recorder::new()?;
     let started = Instant::now();
@@ -124,9 +116,9 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     let mut tasks = Vec::new();
     for worker in 0..common.concurrency {
         let worker = Worker {
-            client: client.clone(),
-            urls: urls.clone(),
-            visitor: format!("198.51.100.{}", worker % 250 + 1),
+            connection: web::Connection::new(target.clone()),
+            links: links.clone(),
+            visitor: HeaderValue::try_from(format!("198.51.100.{}", worker % 250 + 1))?,
             recorder: recorder.clone(),
             deadline,
             pacer: Pacer::new(common.rate, common.concurrency, 1, worker),

@@ -10,6 +10,7 @@ pub mod clicks;
 pub mod echo;
 pub mod mint;
 pub mod orders;
+pub mod web;
 pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -626,29 +627,6 @@ pub async fn mint_all(
     minted.into_iter().collect()
 }
 
-/// An HTTP/1.1 keep-alive client for `callers` concurrent callers that does not follow
-/// redirects.
-pub fn http_client(callers: usize) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .http1_only()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(callers.max(1))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
-
-/// The class of a failed HTTP call, as the summary counts it.
-pub fn http_error(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "HTTP timeout".to_owned()
-    } else if err.is_connect() {
-        "HTTP connect".to_owned()
-    } else {
-        "HTTP io".to_owned()
-    }
-}
-
 /// Waits until AttributionService knows the campaign and every one of `slugs` (a `HEAD` on the
 /// tracking link redirects, and is not counted as a click, once the link is in its cache): an
 /// order with a code attribution has not seen yet would not be attributed.
@@ -656,8 +634,7 @@ pub async fn wait_attributable(
     channel: Channel,
     token: &str,
     campaign: i64,
-    http: &reqwest::Client,
-    base: &str,
+    http: &web::Target,
     slugs: &[String],
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -680,11 +657,15 @@ pub async fn wait_attributable(
             }
         }
     }
-    let base = base.trim_end_matches('/');
+    let mut connection = web::Connection::new(http.clone());
     for (known, slug) in slugs.iter().enumerate() {
+        let uri = http.uri(&format!("/r/{slug}"))?;
         loop {
-            let status = http.head(format!("{base}/r/{slug}")).send().await?.status();
-            if status == reqwest::StatusCode::FOUND {
+            let request = http
+                .request(http::Method::HEAD, uri.clone())
+                .body(Default::default())?;
+            let (status, _) = connection.send(request).await?;
+            if status == http::StatusCode::FOUND {
                 break;
             }
             if Instant::now() >= deadline {

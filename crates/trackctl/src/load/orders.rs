@@ -18,8 +18,8 @@ use tracking_api::gateway::v1::{
 };
 
 use super::{
-    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, authed, channels, http_client, mint_all,
-    progress, run_id, set_up, settle, wait_attributable,
+    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, authed, channels, mint_all, progress,
+    run_id, set_up, settle, wait_attributable, web,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -144,8 +144,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
         channel.clone(),
         token,
         fixture.campaign,
-        &http_client(1)?,
-        &load.flow.http,
+        &web::Target::parse(&load.flow.http)?,
         &slugs,
     )
     .await?;

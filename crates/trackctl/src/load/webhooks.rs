@@ -12,14 +12,17 @@ use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http_body_util::Full;
 use sha2::Sha256;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, http_client,
-    http_error, mint_all, progress, run_id, set_up, settle, wait_attributable,
+    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, mint_all,
+    progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 const SECRET: &str = "whsec_load_secret";
@@ -89,9 +92,9 @@ fn order_body(id: u64, code: &str, product: u64) -> anyhow::Result<Vec<u8>> {
 #[derive(Clone)]
 struct Delivery {
     order_id: u64,
-    webhook_id: String,
-    body: Vec<u8>,
-    signature: String,
+    webhook_id: HeaderValue,
+    body: Bytes,
+    signature: HeaderValue,
 }
 
 /// How the gateway answered 200 deliveries (the body's `status`).
@@ -106,8 +109,8 @@ struct Answers {
 }
 
 struct Worker {
-    client: reqwest::Client,
-    url: String,
+    connection: web::Connection,
+    intake: Uri,
     codes: Arc<Vec<String>>,
     next_order: Arc<AtomicU64>,
     recorder: Recorder,
@@ -133,9 +136,9 @@ impl Worker {
         let body = order_body(order_id, code, 9_000_000 + n % 50)?;
         Ok(Delivery {
             order_id,
-            webhook_id: format!("load-{order_id}"),
-            signature: sign(SECRET.as_bytes(), &body)?,
-            body,
+            webhook_id: HeaderValue::try_from(format!("load-{order_id}"))?,
+            signature: HeaderValue::try_from(sign(SECRET.as_bytes(), &body)?)?,
+            body: Bytes::from(body),
         })
     }
 
@@ -152,27 +155,30 @@ impl Worker {
                 (Some(previous), true) => previous.clone(),
                 _ => self.next_delivery()?,
             };
-            let result = self
-                .client
-                .post(&self.url)
-                .header("content-type", "application/json")
-                .header("x-shopify-topic", "orders/create")
-                .header("x-shopify-hmac-sha256", &delivery.signature)
-                .header("x-shopify-webhook-id", &delivery.webhook_id)
-                .header("x-shopify-shop-domain", "load.myshopify.com")
-                .body(delivery.body.clone())
-                .send()
-                .await;
-            let answer = match result {
-                Ok(response) => {
-                    let status = response.status();
-                    response.text().await.map(|text| (status, text))
-                }
-                Err(err) => Err(err),
-            };
+            let request = self
+                .connection
+                .target()
+                .request(Method::POST, self.intake.clone())
+                .header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )
+                .header("x-shopify-topic", HeaderValue::from_static("orders/create"))
+                .header("x-shopify-hmac-sha256", delivery.signature.clone())
+                .header("x-shopify-webhook-id", delivery.webhook_id.clone())
+                .header(
+                    "x-shopify-shop-domain",
+                    HeaderValue::from_static("load.myshopify.com"),
+                )
+                .body(Full::new(delivery.body.clone()))?;
+            let answer = self
+                .connection
+                .send(request)
+                .await
+                .map(|(status, body)| (status, String::from_utf8_lossy(&body).into_owned()));
             let latency = due.elapsed();
             match answer {
-                Ok((status, text)) if status == reqwest::StatusCode::OK => {
+                Ok((status, text)) if status == StatusCode::OK => {
                     self.recorder.record(latency, None);
                     let counter = if text.contains("\"accepted\"") {
                         &self.answers.accepted
@@ -199,7 +205,7 @@ impl Worker {
                 Ok((status, _)) => self
                     .recorder
                     .record(latency, Some(format!("HTTP {}", status.as_u16()))),
-                Err(err) => self.recorder.record(latency, Some(http_error(&err))),
+                Err(err) => self.recorder.record(latency, Some(err.class().to_owned())),
             }
         }
         Ok(delivered)
@@ -225,20 +231,12 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     };
     let fixture = set_up(channel.clone(), token, shopify, load.flow.creators, &run).await?;
     let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
-    let client = http_client(common.concurrency)?;
+    let target = web::Target::parse(&load.flow.http)?;
     let slugs: Vec<String> = codes
         .iter()
         .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
         .collect();
-    wait_attributable(
-        channel.clone(),
-        token,
-        fixture.campaign,
-        &client,
-        &load.flow.http,
-        &slugs,
-    )
-    .await?;
+    wait_attributable(channel.clone(), token, fixture.campaign, &target, &slugs).await?;
     eprintln!(
         "set-up: shopify integration {}, campaign {}, {} creators with codes (pending at the store)",
         fixture.integration,
@@ -248,11 +246,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let watch = ConversionWatch::start(channel.clone(), token, fixture.campaign).await?;
 
     let codes = Arc::new(codes.into_iter().map(|c| c.code).collect::<Vec<_>>());
-    let url = format!(
-        "{}/webhooks/shopify/{}",
-        load.flow.http.trim_end_matches('/'),
-        fixture.integration
-    );
+    let intake = target.uri(&format!("/webhooks/shopify/{}", fixture.integration))?;
     let recorder = Recorder::new()?;
     let answers = Answers::default();
     let next_order = Arc::new(AtomicU64::new(1));
@@ -262,8 +256,8 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let mut tasks = Vec::new();
     for worker in 0..common.concurrency {
         let worker = Worker {
-            client: client.clone(),
-            url: url.clone(),
+            connection: web::Connection::new(target.clone()),
+            intake: intake.clone(),
             codes: codes.clone(),
             next_order: next_order.clone(),
             recorder: recorder.clone(),
