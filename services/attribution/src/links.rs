@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -129,7 +129,8 @@ impl Links {
 
     /// Queues a click on `link` and returns its id; `None` for a bot (not counted).
     pub async fn record(&self, link: &Link, info: ClickInfo) -> Option<String> {
-        if clicks::is_bot(&info.user_agent) {
+        let agent_class = clicks::agent_class(&info.user_agent);
+        if agent_class == clicks::BOT {
             return None;
         }
         let now = Utc::now();
@@ -148,7 +149,7 @@ impl Links {
             clicked_at: info.clicked_at.unwrap_or(now),
             referrer_host: clicks::referrer_host(&info.referrer),
             country: info.country,
-            agent_class: clicks::agent_class(&info.user_agent).to_owned(),
+            agent_class: agent_class.to_owned(),
             visitor_hash: if info.visitor.is_empty() {
                 String::new()
             } else {
@@ -266,10 +267,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 async fn redirect(
     State(links): State<Links>,
-    method: Method,
     Path(slug): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
+    // The request itself rather than a `HeaderMap` extractor, which copies every header.
+    let (method, headers) = (request.method(), request.headers());
     let Some(link) = links.resolve(&slug) else {
         return (StatusCode::NOT_FOUND, "no such link\n").into_response();
     };
@@ -279,19 +281,19 @@ async fn redirect(
     if link.destination.is_empty() {
         return (StatusCode::NOT_FOUND, "this link has no destination\n").into_response();
     }
-    let user_agent = header(&headers, "user-agent");
+    let user_agent = header(headers, "user-agent");
     let click_id = if method == Method::HEAD {
         None
     } else {
-        let forwarded = header(&headers, "x-forwarded-for");
+        let forwarded = header(headers, "x-forwarded-for");
         let info = ClickInfo {
-            referrer: header(&headers, "referer").to_owned(),
-            country: country(&headers),
+            referrer: header(headers, "referer").to_owned(),
+            country: country(headers),
             user_agent: user_agent.to_owned(),
             visitor: format!(
                 "{}|{user_agent}|{}",
                 forwarded.split(',').next().unwrap_or_default().trim(),
-                header(&headers, "accept-language")
+                header(headers, "accept-language")
             ),
             ..ClickInfo::default()
         };

@@ -41,13 +41,16 @@ pub fn is_bot(user_agent: &str) -> bool {
     BOTS.iter().any(|bot| agent.contains(bot))
 }
 
+/// The class of a crawler's or a preview fetcher's user agent: not counted as a click.
+pub const BOT: &str = "bot";
+
 /// A coarse class of the user agent (all that is kept of it).
 pub fn agent_class(user_agent: &str) -> &'static str {
     let agent = user_agent.to_ascii_lowercase();
     if agent.is_empty() {
         "unknown"
     } else if is_bot(&agent) {
-        "bot"
+        BOT
     } else if agent.contains("ipad") || agent.contains("tablet") {
         "tablet"
     } else if agent.contains("mobi") || agent.contains("iphone") || agent.contains("android") {
@@ -79,10 +82,13 @@ pub fn visitor_hash(key: &[u8], visitor: &str) -> String {
         return String::new();
     };
     mac.update(visitor.as_bytes());
-    mac.finalize().into_bytes()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hash = String::with_capacity(32);
+    for b in &mac.finalize().into_bytes()[..16] {
+        hash.push(char::from(HEX[usize::from(b >> 4)]));
+        hash.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hash
 }
 
 /// Base-32 digits in ascending byte order, so ids compare as the numbers they encode.
@@ -221,6 +227,10 @@ mod tests {
     fn visitors_are_hashed() {
         let a = visitor_hash(b"k", "203.0.113.9|Mozilla");
         assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert!(!a.contains("203"));
         assert_ne!(a, visitor_hash(b"other", "203.0.113.9|Mozilla"));
     }
