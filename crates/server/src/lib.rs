@@ -73,6 +73,8 @@ pub struct ServiceContext {
     /// The suite's signing keys (for the auth interceptor and the service's own calls).
     pub keys: JwtKeys,
     pub shutdown: CancellationToken,
+    /// The process's metrics, for a service's own ([`Metrics::register`]).
+    pub metrics: Metrics,
 }
 
 /// What a single-service binary serves: its gRPC services and any HTTP routes of its own
@@ -134,6 +136,7 @@ where
         pool: db.pool_options(),
         keys: JwtKeys::new(secret.as_bytes()),
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
     };
     crate::tls::set_client(server.tls.client().map_err(anyhow::Error::msg)?);
     let grpc = GrpcServer::from_args(server, metrics.clone())

@@ -2,7 +2,8 @@
 //! conversions. Each handler only reads what the request carries and hands it to
 //! [`Intake`]; the answer is 200 once the delivery is stored, 401 for a bad or missing signature,
 //! 400 for a malformed body, 503 when storage (or, for thin webhooks, the store) is unavailable
-//! so the sender retries.
+//! so the sender retries. Every answer is counted in `tracking_order_deliveries_total` by
+//! endpoint and outcome.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -10,7 +11,11 @@ use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde::Deserialize;
+use tracking_server::Metrics;
 
 use crate::intake::{Intake, Outcome, Refusal, WebhookHeaders};
 use crate::webhooks::bigcommerce;
@@ -25,8 +30,38 @@ const PIXEL: &[u8] = &[
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
-/// The intake routes, to merge into the server kit's router.
-pub fn routes(intake: Intake) -> Router {
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+/// What the handlers share: the intake, and the count of answers by endpoint and outcome.
+#[derive(Clone)]
+struct Intakes {
+    intake: Intake,
+    answered: Family<DeliveryLabels, Counter>,
+}
+
+impl Intakes {
+    fn answer(&self, endpoint: &'static str, result: Result<Outcome, Refusal>) -> Response {
+        let (outcome, response) = answer(result);
+        self.answered
+            .get_or_create(&DeliveryLabels { endpoint, outcome })
+            .inc();
+        response
+    }
+}
+
+/// The intake routes, to merge into the server kit's router; their answers are counted in
+/// `metrics`.
+pub fn routes(intake: Intake, metrics: &Metrics) -> Router {
+    let answered = Family::<DeliveryLabels, Counter>::default();
+    metrics.register(
+        "order_deliveries",
+        "Store webhooks and AST conversions by endpoint and how they were answered",
+        answered.clone(),
+    );
     Router::new()
         .route("/webhooks/shopify/{integration}", post(shopify))
         .route("/webhooks/woocommerce/{integration}", post(woocommerce))
@@ -37,7 +72,7 @@ pub fn routes(intake: Intake) -> Router {
         .route("/ast/v1/conversions", post(ast_conversion))
         .route("/ast/v1/pixel.gif", get(ast_pixel))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(intake)
+        .with_state(Intakes { intake, answered })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -52,7 +87,8 @@ fn integration_id(raw: &str) -> Result<i64, Refusal> {
         .ok_or(Refusal::Unauthorized)
 }
 
-fn answer(result: Result<Outcome, Refusal>) -> Response {
+/// The answer to a delivery, and its outcome as counted.
+fn answer(result: Result<Outcome, Refusal>) -> (&'static str, Response) {
     match result {
         Ok(outcome) => {
             let status = if outcome.redelivery {
@@ -65,29 +101,37 @@ fn answer(result: Result<Outcome, Refusal>) -> Response {
                 "ignored"
             };
             (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"status\":\"{status}\"}}"),
+                status,
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    format!("{{\"status\":\"{status}\"}}"),
+                )
+                    .into_response(),
             )
-                .into_response()
         }
-        Err(Refusal::Unauthorized) => {
-            (StatusCode::UNAUTHORIZED, "signature missing or invalid\n").into_response()
-        }
-        Err(Refusal::Malformed(err)) => {
-            (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()
-        }
+        Err(Refusal::Unauthorized) => (
+            "unauthorized",
+            (StatusCode::UNAUTHORIZED, "signature missing or invalid\n").into_response(),
+        ),
+        Err(Refusal::Malformed(err)) => (
+            "malformed",
+            (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+        ),
         Err(Refusal::Unavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "temporarily unavailable, retry\n",
-        )
-            .into_response(),
+            "unavailable",
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "temporarily unavailable, retry\n",
+            )
+                .into_response(),
+        ),
     }
 }
 
 async fn shopify(
-    State(intake): State<Intake>,
+    State(intakes): State<Intakes>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -97,9 +141,11 @@ async fn shopify(
         topic: header(&headers, "x-shopify-topic"),
         delivery_id: header(&headers, "x-shopify-webhook-id"),
     };
-    answer(
+    intakes.answer(
+        "shopify",
         async {
-            intake
+            intakes
+                .intake
                 .shopify(integration_id(&integration)?, &hooks, &body)
                 .await
         }
@@ -108,7 +154,7 @@ async fn shopify(
 }
 
 async fn woocommerce(
-    State(intake): State<Intake>,
+    State(intakes): State<Intakes>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -118,9 +164,11 @@ async fn woocommerce(
         topic: header(&headers, "x-wc-webhook-topic"),
         delivery_id: header(&headers, "x-wc-webhook-delivery-id"),
     };
-    answer(
+    intakes.answer(
+        "woocommerce",
         async {
-            intake
+            intakes
+                .intake
                 .woocommerce(integration_id(&integration)?, &hooks, &body)
                 .await
         }
@@ -129,15 +177,17 @@ async fn woocommerce(
 }
 
 async fn bigcommerce_webhook(
-    State(intake): State<Intake>,
+    State(intakes): State<Intakes>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let secret = header(&headers, bigcommerce::SECRET_HEADER);
-    answer(
+    intakes.answer(
+        "bigcommerce",
         async {
-            intake
+            intakes
+                .intake
                 .bigcommerce(integration_id(&integration)?, secret, &body)
                 .await
         }
@@ -151,27 +201,35 @@ struct AstQuery {
 }
 
 async fn ast_conversion(
-    State(intake): State<Intake>,
+    State(intakes): State<Intakes>,
     Query(query): Query<AstQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let id = integration_id(query.integration.as_deref().unwrap_or_default());
     let signature = header(&headers, "x-ast-signature");
-    answer(async { intake.ast_conversion(id?, signature, &body).await }.await)
+    let result = async { intakes.intake.ast_conversion(id?, signature, &body).await }.await;
+    intakes.answer("ast", result)
 }
 
-async fn ast_pixel(State(intake): State<Intake>, RawQuery(query): RawQuery) -> Response {
-    match intake.ast_pixel(query.as_deref().unwrap_or_default()).await {
-        Ok(_) => (
-            StatusCode::OK,
-            [
-                (header::CONTENT_TYPE, "image/gif"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            PIXEL,
-        )
-            .into_response(),
-        Err(refusal) => answer(Err(refusal)),
+async fn ast_pixel(State(intakes): State<Intakes>, RawQuery(query): RawQuery) -> Response {
+    let result = intakes
+        .intake
+        .ast_pixel(query.as_deref().unwrap_or_default())
+        .await;
+    let stored = result.is_ok();
+    // Counted like a conversion; a stored one is answered with the pixel instead of JSON.
+    let answered = intakes.answer("ast_pixel", result);
+    if !stored {
+        return answered;
     }
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PIXEL,
+    )
+        .into_response()
 }

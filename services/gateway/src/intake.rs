@@ -206,7 +206,9 @@ impl Intake {
             })
         }?;
         if outcome.redelivery {
-            tracing::info!(source = source.as_str_name(), "redelivery dropped");
+            // Routine (stores retry until they see a 200); counted in
+            // `tracking_order_deliveries_total{outcome="redelivery"}`.
+            tracing::debug!(source = source.as_str_name(), "redelivery dropped");
         } else {
             tracing::debug!(
                 accepted = outcome.accepted,

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             Ok(tracking_server::ServiceParts {
                 drain: Vec::new(),
-                http: gateway_service::http::routes(gateway.intake()),
+                http: gateway_service::http::routes(gateway.intake(), &ctx.metrics),
                 grpc: grpc.add_service(gateway_service::grpc_service(
                     gateway,
                     Authenticator::new(ctx.keys),

@@ -145,8 +145,8 @@ impl Suite {
         .add_service(attribution_service::grpc_service(attribution.service, auth));
         Ok(Suite {
             grpc,
-            http: tracking_server::http::router(metrics)
-                .merge(gateway_service::http::routes(intake))
+            http: tracking_server::http::router(metrics.clone())
+                .merge(gateway_service::http::routes(intake, &metrics))
                 .merge(attribution.http),
             drain: vec![attribution.click_writer],
         })

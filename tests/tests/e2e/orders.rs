@@ -60,6 +60,18 @@ async fn shopify(
     (response.status, response.text())
 }
 
+/// The count of Shopify deliveries answered with `outcome`, from `/metrics`.
+async fn shopify_answered(suite: &Suite, outcome: &str) -> u64 {
+    let metrics = suite.http("GET", "/metrics", &[], b"").await.text();
+    let series =
+        format!(r#"tracking_order_deliveries_total{{endpoint="shopify",outcome="{outcome}"}} "#);
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_default()
+}
+
 /// The first `n` events of WatchOrders after `after`, as `scope_token` sees them.
 async fn watch(suite: &Suite, scope_token: &str, after: i64, n: usize) -> Vec<OrderEvent> {
     let mut stream = suite
@@ -216,6 +228,11 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
     assert_eq!(status, 401);
     let (status, _) = shopify(&suite, ast, "orders/create", "d-3", Some(&good), WITH_CODE).await;
     assert_eq!(status, 401);
+
+    // Every answer is counted by its outcome.
+    for (outcome, count) in [("unauthorized", 9), ("malformed", 2), ("accepted", 1)] {
+        assert_eq!(shopify_answered(&suite, outcome).await, count, "{outcome}");
+    }
 }
 
 fn status_of(order: &Order) -> OrderStatus {
@@ -320,6 +337,9 @@ async fn redeliveries_and_the_same_order_by_two_topics_count_once() {
     );
     assert_eq!(orders_stored(&suite).await, 3);
     assert_eq!(deliveries_stored(&suite).await, 3 + 8);
+    for (outcome, count) in [("accepted", 3), ("redelivery", 8), ("duplicate", 8)] {
+        assert_eq!(shopify_answered(&suite, outcome).await, count, "{outcome}");
+    }
 }
 
 #[tokio::test]
