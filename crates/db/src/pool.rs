@@ -153,7 +153,8 @@ fn is_connection_failure(message: &str) -> bool {
 pub struct Database {
     pool: Pool<AsyncPgConnection>,
     schema: &'static str,
-    url: String,
+    /// Shared: a `Database` is cloned into every handler and task that uses it.
+    url: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Database {
@@ -188,7 +189,11 @@ impl Database {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|err| DbError::Other(format!("invalid pool configuration: {err}")))?;
-        Ok(Self { pool, schema, url })
+        Ok(Self {
+            pool,
+            schema,
+            url: url.into(),
+        })
     }
 
     /// A pooled connection; UNAVAILABLE-class error when none comes within the wait timeout.

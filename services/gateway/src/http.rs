@@ -5,6 +5,8 @@
 //! so the sender retries. Every answer is counted in `tracking_order_deliveries_total` by
 //! endpoint and outcome.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
@@ -36,8 +38,8 @@ struct DeliveryLabels {
     outcome: &'static str,
 }
 
-/// What the handlers share: the intake, and the count of answers by endpoint and outcome.
-#[derive(Clone)]
+/// What the handlers share (behind an `Arc`: the intake's adapters are many fields to clone for
+/// each request): the intake, and the count of answers by endpoint and outcome.
 struct Intakes {
     intake: Intake,
     answered: Family<DeliveryLabels, Counter>,
@@ -72,7 +74,7 @@ pub fn routes(intake: Intake, metrics: &Metrics) -> Router {
         .route("/ast/v1/conversions", post(ast_conversion))
         .route("/ast/v1/pixel.gif", get(ast_pixel))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(Intakes { intake, answered })
+        .with_state(Arc::new(Intakes { intake, answered }))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -131,7 +133,7 @@ fn answer(result: Result<Outcome, Refusal>) -> (&'static str, Response) {
 }
 
 async fn shopify(
-    State(intakes): State<Intakes>,
+    State(intakes): State<Arc<Intakes>>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -154,7 +156,7 @@ async fn shopify(
 }
 
 async fn woocommerce(
-    State(intakes): State<Intakes>,
+    State(intakes): State<Arc<Intakes>>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -177,7 +179,7 @@ async fn woocommerce(
 }
 
 async fn bigcommerce_webhook(
-    State(intakes): State<Intakes>,
+    State(intakes): State<Arc<Intakes>>,
     Path(integration): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -201,7 +203,7 @@ struct AstQuery {
 }
 
 async fn ast_conversion(
-    State(intakes): State<Intakes>,
+    State(intakes): State<Arc<Intakes>>,
     Query(query): Query<AstQuery>,
     headers: HeaderMap,
     body: Bytes,
@@ -212,7 +214,7 @@ async fn ast_conversion(
     intakes.answer("ast", result)
 }
 
-async fn ast_pixel(State(intakes): State<Intakes>, RawQuery(query): RawQuery) -> Response {
+async fn ast_pixel(State(intakes): State<Arc<Intakes>>, RawQuery(query): RawQuery) -> Response {
     let result = intakes
         .intake
         .ast_pixel(query.as_deref().unwrap_or_default())

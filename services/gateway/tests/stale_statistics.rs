@@ -114,7 +114,7 @@ fn body(store_order_id: &str, refunded_minor: i64) -> Vec<u8> {
 
 /// `body` as a bytea literal.
 fn literal(body: &[u8]) -> String {
-    let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(body);
     format!("'\\x{hex}'::bytea")
 }
 

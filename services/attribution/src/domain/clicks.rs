@@ -82,13 +82,7 @@ pub fn visitor_hash(key: &[u8], visitor: &str) -> String {
         return String::new();
     };
     mac.update(visitor.as_bytes());
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hash = String::with_capacity(32);
-    for b in &mac.finalize().into_bytes()[..16] {
-        hash.push(char::from(HEX[usize::from(b >> 4)]));
-        hash.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    hash
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// Base-32 digits in ascending byte order, so ids compare as the numbers they encode.

@@ -456,11 +456,7 @@ fn message_of(reply: &Reply) -> String {
 /// The rule's name: readable, and unique to the terms (a hash of all of them).
 fn rule_name(terms: &Terms) -> String {
     let canonical = serde_json::to_vec(terms).unwrap_or_default();
-    let hash: String = Sha256::digest(&canonical)
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex::encode(&Sha256::digest(&canonical)[..6]);
     let value = match &terms.value {
         Some(DiscountValue::PercentBps(bps)) => format!("{} %", percent_text(*bps)),
         Some(DiscountValue::Fixed(m)) => {

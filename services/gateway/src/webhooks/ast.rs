@@ -197,7 +197,7 @@ pub fn pixel_query(raw: &str) -> Result<Pixel<'_>, ParseError> {
 impl Pixel<'_> {
     /// Whether `sig` is the hex HMAC-SHA256 of the signed part under `secret` (constant time).
     pub fn verify(&self, secret: &[u8]) -> bool {
-        let Some(expected) = decode_hex(self.signature) else {
+        let Ok(expected) = hex::decode(self.signature) else {
             return false;
         };
         let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(secret) else {
@@ -261,16 +261,6 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| hex_byte(text.get(i..i + 2)?))
-        .collect()
-}
-
 /// Two hex digits as a byte. Only digits: `u8::from_str_radix` alone also takes a sign ("+f").
 fn hex_byte(pair: &str) -> Option<u8> {
     if pair.len() != 2 || !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -285,11 +275,7 @@ pub fn sign_pixel(secret: &[u8], signed_query: &str) -> String {
         return String::new();
     };
     mac.update(signed_query.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
@@ -384,9 +370,9 @@ mod tests {
         assert!(pixel_query(&format!("{signed}&sig={sig}")).is_ok_and(|p| p.verify(b"secret")));
         let raw = format!("{signed}&sig={plus}");
         assert!(!pixel_query(&raw).is_ok_and(|p| p.verify(b"secret")));
-        assert_eq!(decode_hex("+f"), None);
-        assert_eq!(decode_hex("0f"), Some(vec![15]));
-        assert_eq!(decode_hex("0F"), Some(vec![15]));
+        assert_eq!(hex::decode("+f").ok(), None);
+        assert_eq!(hex::decode("0f").ok(), Some(vec![15]));
+        assert_eq!(hex::decode("0F").ok(), Some(vec![15]));
         assert_eq!(percent_decode("%+4"), None);
         assert_eq!(percent_decode("%41+b").as_deref(), Some("A b"));
     }

@@ -82,13 +82,7 @@ pub fn customer_hash(key: &[u8], email: &str) -> Option<String> {
     }
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).ok()?;
     mac.update(email.to_lowercase().as_bytes());
-    Some(
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    Some(hex::encode(mac.finalize().into_bytes()))
 }
 
 #[cfg(test)]
