@@ -26,7 +26,8 @@ pub fn database_name(url: &str) -> Option<&str> {
 }
 
 /// Returns `url` with the server options every service connection runs with (and, unless the URL
-/// names one, `application_name=tracking-<schema>`): `search_path=<schema>`,
+/// names one, `application_name=tracking-<schema>`, `tracking-<schema>-generic` with
+/// `generic_plans`): `search_path=<schema>`,
 /// so that it resolves unqualified names in the service's own schema, and
 /// `plan_cache_mode=force_custom_plan`: statements are prepared once per connection
 /// ([`crate::prepared`]) but still planned for their values at each execution, because the hot
@@ -60,10 +61,11 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
             key.replace("%5F", "_").replace("%5f", "_") == "application_name"
         })
     });
-    let name = if named {
-        String::new()
-    } else {
-        format!("&application_name=tracking-{schema}")
+    // A pool that plans once is a service's second pool (mint's batches): named apart.
+    let name = match (named, generic_plans) {
+        (true, _) => String::new(),
+        (false, false) => format!("&application_name=tracking-{schema}"),
+        (false, true) => format!("&application_name=tracking-{schema}-generic"),
     };
     match query {
         Some(q) => format!("{base}?{q}&{option}{name}"),
@@ -124,7 +126,7 @@ mod tests {
         );
         assert_eq!(
             with_search_path("postgres://u@h/db", "mint", true),
-            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1&application_name=tracking-mint"
+            "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1&application_name=tracking-mint-generic"
         );
         assert_eq!(
             with_search_path("postgres://u@h/db?application_name=edge", "mint", false),
