@@ -73,7 +73,8 @@ pub struct ServiceContext {
     /// The suite's signing keys (for the auth interceptor and the service's own calls).
     pub keys: JwtKeys,
     pub shutdown: CancellationToken,
-    /// The process's metrics, for a service's own ([`Metrics::register`]).
+    /// The process's metrics, for a service to register its own metrics in
+    /// ([`Metrics::register`]).
     pub metrics: Metrics,
 }
 

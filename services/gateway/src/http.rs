@@ -2,8 +2,9 @@
 //! conversions. Each handler only reads what the request carries and hands it to
 //! [`Intake`]; the answer is 200 once the delivery is stored, 401 for a bad or missing signature,
 //! 400 for a malformed body, 503 when storage (or, for thin webhooks, the store) is unavailable
-//! so the sender retries. Every answer is counted in `tracking_order_deliveries_total` by
-//! endpoint and outcome.
+//! so the sender retries. Every answer of these handlers is counted in
+//! `tracking_order_deliveries_total` by endpoint and outcome (not axum's own refusals before a
+//! handler runs, such as 413 for a body over [`MAX_BODY`] or 405 for another method).
 
 use std::sync::Arc;
 

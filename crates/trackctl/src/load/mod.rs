@@ -62,7 +62,8 @@ pub struct Common {
 /// What the paths that end in attribution (webhooks, orders, clicks) share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Flow {
-    /// trackd's HTTP address (webhooks, tracking links; trackd's --http-addr).
+    /// trackd's HTTP address (webhooks, tracking links; trackd's --http-addr): plain
+    /// `http://host[:port][/prefix]`, no TLS.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub http: String,
     /// Creators on the campaign, each with a code and a tracking link; the load is spread over
@@ -634,7 +635,7 @@ pub async fn wait_attributable(
     channel: Channel,
     token: &str,
     campaign: i64,
-    http: &web::Target,
+    target: &web::Target,
     slugs: &[String],
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -657,20 +658,26 @@ pub async fn wait_attributable(
             }
         }
     }
-    let mut connection = web::Connection::new(http.clone());
+    let mut connection = web::Connection::new(target.clone());
     for (known, slug) in slugs.iter().enumerate() {
-        let uri = http.uri(&format!("/r/{slug}"))?;
+        let uri = target.uri(&format!("/r/{slug}"))?;
         loop {
-            let request = http
+            let request = target
                 .request(http::Method::HEAD, uri.clone())
                 .body(Default::default())?;
-            let (status, _) = connection.send(request).await?;
-            if status == http::StatusCode::FOUND {
+            // A failed request (say, on a connection the server had just closed) is tried again
+            // on a new connection until the deadline.
+            let answer = connection.send(request).await;
+            if matches!(answer, Ok((status, _)) if status == http::StatusCode::FOUND) {
                 break;
             }
             if Instant::now() >= deadline {
+                let answer = match answer {
+                    Ok((status, _)) => format!("HTTP {status}"),
+                    Err(err) => err.to_string(),
+                };
                 anyhow::bail!(
-                    "set-up: attribution knows {known} of {} links ({slug}: HTTP {status})",
+                    "set-up: attribution knows {known} of {} links ({slug}: {answer})",
                     slugs.len()
                 );
             }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -33,26 +33,32 @@ impl Target {
     pub fn parse(base: &str) -> anyhow::Result<Target> {
         let invalid = || {
             anyhow::anyhow!(
-                "--http {base}: expected http://host[:port] (the load tool speaks plain HTTP/1.1 \
-                 to trackd's HTTP address)"
+                "--http {base}: expected http://host[:port][/prefix] (the load tool speaks plain \
+                 HTTP/1.1 to trackd's HTTP address)"
             )
         };
-        let rest = base.strip_prefix("http://").ok_or_else(invalid)?;
+        let rest = base
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+            .map(|_| &base[7..])
+            .ok_or_else(invalid)?;
         let (authority, prefix) = match rest.find('/') {
             Some(slash) => (&rest[..slash], rest[slash..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        if authority.is_empty() {
+        // A host and an optional port: no user info, no query or fragment, anywhere.
+        let parsed: Authority = authority.parse().map_err(|_| invalid())?;
+        if parsed.host().is_empty()
+            || authority.contains('@')
+            || prefix.contains(['?', '#'])
+            || (authority.ends_with(':') || authority.contains("]:")) && parsed.port().is_none()
+        {
             return Err(invalid());
         }
-        let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok() && !host.ends_with(':')
-        });
         Ok(Target {
-            authority: if has_port {
-                authority.to_owned()
-            } else {
-                format!("{authority}:80")
+            authority: match parsed.port_u16() {
+                Some(_) => authority.to_owned(),
+                None => format!("{authority}:80"),
             },
             host: HeaderValue::from_str(authority).map_err(|_| invalid())?,
             prefix: prefix.to_owned(),

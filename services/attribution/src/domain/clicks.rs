@@ -37,7 +37,10 @@ const BOTS: &[&str] = &[
 
 /// Whether a request comes from a crawler or a preview fetcher rather than a shopper.
 pub fn is_bot(user_agent: &str) -> bool {
-    let agent = user_agent.to_ascii_lowercase();
+    is_bot_lowercase(&user_agent.to_ascii_lowercase())
+}
+
+fn is_bot_lowercase(agent: &str) -> bool {
     BOTS.iter().any(|bot| agent.contains(bot))
 }
 
@@ -49,7 +52,7 @@ pub fn agent_class(user_agent: &str) -> &'static str {
     let agent = user_agent.to_ascii_lowercase();
     if agent.is_empty() {
         "unknown"
-    } else if is_bot(&agent) {
+    } else if is_bot_lowercase(&agent) {
         BOT
     } else if agent.contains("ipad") || agent.contains("tablet") {
         "tablet"
