@@ -47,12 +47,16 @@ struct Intakes {
 }
 
 impl Intakes {
-    fn answer(&self, endpoint: &'static str, result: Result<Outcome, Refusal>) -> Response {
-        let (outcome, response) = answer(result);
+    fn count(&self, endpoint: &'static str, result: &Result<Outcome, Refusal>) {
+        let outcome = outcome(result);
         self.answered
             .get_or_create(&DeliveryLabels { endpoint, outcome })
             .inc();
-        response
+    }
+
+    fn answer(&self, endpoint: &'static str, result: Result<Outcome, Refusal>) -> Response {
+        self.count(endpoint, &result);
+        answer(result)
     }
 }
 
@@ -90,46 +94,40 @@ fn integration_id(raw: &str) -> Result<i64, Refusal> {
         .ok_or(Refusal::Unauthorized)
 }
 
-/// The answer to a delivery, and its outcome as counted.
-fn answer(result: Result<Outcome, Refusal>) -> (&'static str, Response) {
+/// A delivery's outcome, as counted and (for a stored one) as answered.
+fn outcome(result: &Result<Outcome, Refusal>) -> &'static str {
     match result {
-        Ok(outcome) => {
-            let status = if outcome.redelivery {
-                "redelivery"
-            } else if outcome.accepted > 0 {
-                "accepted"
-            } else if outcome.duplicates > 0 {
-                "duplicate"
-            } else {
-                "ignored"
-            };
-            (
-                status,
-                (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    format!("{{\"status\":\"{status}\"}}"),
-                )
-                    .into_response(),
-            )
+        Ok(outcome) if outcome.redelivery => "redelivery",
+        Ok(outcome) if outcome.accepted > 0 => "accepted",
+        Ok(outcome) if outcome.duplicates > 0 => "duplicate",
+        Ok(_) => "ignored",
+        Err(Refusal::Unauthorized) => "unauthorized",
+        Err(Refusal::Malformed(_)) => "malformed",
+        Err(Refusal::Unavailable(_)) => "unavailable",
+    }
+}
+
+fn answer(result: Result<Outcome, Refusal>) -> Response {
+    let status = outcome(&result);
+    match result {
+        Ok(_) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"status\":\"{status}\"}}"),
+        )
+            .into_response(),
+        Err(Refusal::Unauthorized) => {
+            (StatusCode::UNAUTHORIZED, "signature missing or invalid\n").into_response()
         }
-        Err(Refusal::Unauthorized) => (
-            "unauthorized",
-            (StatusCode::UNAUTHORIZED, "signature missing or invalid\n").into_response(),
-        ),
-        Err(Refusal::Malformed(err)) => (
-            "malformed",
-            (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
-        ),
+        Err(Refusal::Malformed(err)) => {
+            (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response()
+        }
         Err(Refusal::Unavailable(_)) => (
-            "unavailable",
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                "temporarily unavailable, retry\n",
-            )
-                .into_response(),
-        ),
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "temporarily unavailable, retry\n",
+        )
+            .into_response(),
     }
 }
 
@@ -220,19 +218,17 @@ async fn ast_pixel(State(intakes): State<Arc<Intakes>>, RawQuery(query): RawQuer
         .intake
         .ast_pixel(query.as_deref().unwrap_or_default())
         .await;
-    let stored = result.is_ok();
-    // Counted like a conversion; a stored one is answered with the pixel instead of JSON.
-    let answered = intakes.answer("ast_pixel", result);
-    if !stored {
-        return answered;
+    intakes.count("ast_pixel", &result);
+    match result {
+        Ok(_) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "image/gif"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            PIXEL,
+        )
+            .into_response(),
+        Err(refusal) => answer(Err(refusal)),
     }
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "image/gif"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        PIXEL,
-    )
-        .into_response()
 }
