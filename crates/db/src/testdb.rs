@@ -170,8 +170,7 @@ fn template_name(schemas: &[SchemaSpec]) -> Result<String, String> {
         }
     }
     let digest = hasher.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    Ok(format!("tracking_tpl_{hex}"))
+    Ok(format!("tracking_tpl_{}", hex::encode(&digest[..8])))
 }
 
 fn hash_dir(dir: &std::path::Path, hasher: &mut Sha256) -> std::io::Result<()> {

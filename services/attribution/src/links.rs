@@ -17,7 +17,7 @@ use diesel_async::AsyncConnection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracking_db::{Database, DbError};
+use tracking_db::{Conflicts, Database, DbError, Taken};
 
 use crate::domain::clicks;
 use crate::store::clicks::ClickRow;
@@ -206,14 +206,21 @@ async fn follow_codes(
 
 async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
     let mut batch = Vec::with_capacity(CLICK_BATCH);
+    // Click ids are new unless a `RecordClick` is retried, or a batch is written again after its
+    // commit went unanswered: batches insert plainly, and skip the ids taken only when one is.
+    let conflicts = Conflicts::default();
     while rx.recv_many(&mut batch, CLICK_BATCH).await > 0 {
         let mut backoff = Duration::from_millis(50);
+        let mut taken = conflicts.first();
         loop {
             let result = async {
                 let mut conn = db.conn().await?;
                 conn.transaction::<_, DbError, _>(async |conn| {
                     crate::store::pending::lock_matching(conn).await?;
-                    let stored = crate::store::clicks::insert(conn, &batch).await?;
+                    let stored = crate::store::clicks::insert(conn, &batch, taken).await?;
+                    if stored < batch.len() {
+                        conflicts.met();
+                    }
                     // Orders that carried one of these click ids before it was written.
                     let mut brands: Vec<i64> = batch.iter().map(|c| c.brand_id).collect();
                     brands.sort_unstable();
@@ -233,6 +240,10 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
                 .await
             }
             .await;
+            if conflicts.write_again(taken, &result) {
+                taken = Taken::Skip;
+                continue;
+            }
             match result {
                 Ok(stored) => {
                     tracing::debug!(clicks = batch.len(), stored, "clicks written");

@@ -13,7 +13,7 @@ use prost::Message;
 use tracking_api::attribution::v1::ConversionEvent;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
 use tracking_api::mint::v1::{Code, CodeEvent, CodeStatus};
-use tracking_db::{Database, DbError, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, SchemaSpec, Taken, TestDb};
 use tracking_events::Apply;
 
 use attribution_service::attribute::{Orders, approve_due};
@@ -107,6 +107,7 @@ async fn store() -> Store {
         clicks::insert(
             conn,
             &[click("c_anna", 1, 20, 501, placed() - Duration::hours(1))],
+            Taken::Skip,
         )
         .await?;
         Ok(())
@@ -672,7 +673,7 @@ async fn only_orders_placed_after_a_click_count_as_clicked() {
     for store in [&single, &batched] {
         tx!(store, |conn| {
             let early = click("c_anna_early", 1, 20, 501, placed() - Duration::hours(3));
-            clicks::insert(conn, &[early]).await?;
+            clicks::insert(conn, &[early], Taken::Skip).await?;
             Ok(())
         });
     }
@@ -852,4 +853,37 @@ async fn orders_waiting_longer_than_the_pending_wait_are_forgotten() {
             .await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_plain_click_insert_meeting_a_taken_id_writes_nothing() {
+    let store = store().await;
+    let counts = "select count(*)::text || ' clicks, ' || \
+                      coalesce((select sum(clicks) from daily_clicks), 0)::text || ' counted' \
+                  as line from clicks";
+    let later = placed() + Duration::hours(1);
+    let fresh = click("c_fresh", 2, 20, 502, later);
+    let mut conn = store.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // The store's Anna click is taken: the plain insert fails whole, Bob's click included.
+    let failed = clicks::insert(
+        &mut conn,
+        &[fresh.clone(), click("c_anna", 1, 20, 501, later)],
+        Taken::Fail,
+    )
+    .await;
+    assert!(
+        matches!(failed, Err(DbError::UniqueViolation { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(store.lines(counts).await, ["1 clicks, 1 counted"]);
+    // Skipping the taken id stores and counts the new one only; twice in a batch, once.
+    let stored = clicks::insert(
+        &mut conn,
+        &[fresh.clone(), click("c_anna", 1, 20, 501, later), fresh],
+        Taken::Skip,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored, 1);
+    assert_eq!(store.lines(counts).await, ["2 clicks, 2 counted"]);
 }

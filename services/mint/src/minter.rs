@@ -9,13 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tracking_api::common::v1::Provider;
 use tracking_api::mint::v1::CodeEventKind;
-use tracking_db::{Batching, GroupCommit};
+use tracking_db::{Batching, Conflicts, GroupCommit, Taken};
 use tracking_pattern::{Pattern, Rules};
 
 use crate::context::Shared;
@@ -25,7 +24,7 @@ use crate::domain::{Code, CodeStatus, Failure, Plan, Profile, RosterStatus};
 use crate::error::Error;
 use crate::events;
 use crate::random::SecureRandom;
-use crate::store::codes::{self, Taken};
+use crate::store::codes;
 use crate::store::projection::MintContext;
 use crate::store::{failures, notify_work, projection};
 
@@ -481,24 +480,19 @@ async fn reserve(
             .map(|code| events::code(CodeEventKind::Minted, code, &shared.public_base_url))
             .collect();
         let clear: Vec<bool> = pending.iter().map(|(c, _)| c.had_failure).collect();
-        // Suffix rounds retry taken codes: they skip those still taken.
-        let taken = if round == 0 && conflicts.expect_none() {
-            Taken::Fail
+        // The first round inserts plainly unless recent batches met taken codes; suffix rounds
+        // retry taken codes, so they skip those still taken.
+        let mut taken = if round == 0 {
+            conflicts.first()
         } else {
             Taken::Skip
         };
-        let inserted = match codes::reserve(conn, &rows, &events, &clear, taken).await? {
-            Some(inserted) => inserted,
-            None => {
-                conflicts.met();
-                codes::reserve(conn, &rows, &events, &clear, Taken::Skip)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::Internal(
-                            "a reservation that skips taken codes failed on one".to_owned(),
-                        )
-                    })?
+        let inserted = loop {
+            let result = codes::reserve(conn, &rows, &events, &clear, taken).await;
+            if !conflicts.write_again(taken, &result) {
+                break result?;
             }
+            taken = Taken::Skip;
         };
         if round == 0 && inserted.len() < rows.len() {
             conflicts.met();
@@ -598,56 +592,7 @@ struct Workers {
     conflicts: Conflicts,
 }
 
-/// Whether a batch's first round expects no taken code, and so reserves with a plain insert
-/// ([`Taken::Fail`], cheaper), falling back to skipping taken codes when one is. A batch whose
-/// first round met a taken code (a pattern many creators render alike, a creator minted by two
-/// calls at once) makes the next [`Conflicts::AFTER`] batches skip taken codes from the start,
-/// so that a campaign full of collisions does not pay for every insert twice.
-#[derive(Clone, Debug, Default)]
-struct Conflicts(Arc<AtomicU32>);
-
-impl Conflicts {
-    const AFTER: u32 = 32;
-
-    /// For one batch's first round: true if no recent batch met a taken code.
-    fn expect_none(&self) -> bool {
-        self.0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(1)
-            })
-            .is_err()
-    }
-
-    fn met(&self) {
-        self.0.store(Self::AFTER, Ordering::Relaxed);
-    }
-}
-
 /// `t` as PostgreSQL stores it: to the microsecond.
 fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Conflicts;
-
-    #[test]
-    fn a_taken_code_makes_the_next_batches_skip_taken_codes_from_the_start() {
-        let conflicts = Conflicts::default();
-        assert!(conflicts.expect_none());
-        assert!(conflicts.expect_none());
-        conflicts.met();
-        for _ in 0..Conflicts::AFTER {
-            assert!(!conflicts.expect_none());
-        }
-        assert!(
-            conflicts.expect_none(),
-            "plain inserts again once batches are calm"
-        );
-        // Shared by the batch workers.
-        let worker = conflicts.clone();
-        worker.met();
-        assert!(!conflicts.expect_none());
-    }
 }

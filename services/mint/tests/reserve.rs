@@ -10,12 +10,11 @@ use tracking_api::common::v1::Provider;
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, Taken, TestDb};
 use tracking_events::NewEvent;
 
 use mint_service::domain::PlanTerms;
 use mint_service::domain::{Code, CodeStatus};
-use mint_service::store::codes::Taken;
 use mint_service::store::{codes, failures, projection};
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
@@ -121,7 +120,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, Some([ids[0], ids[1]].into()), "none was taken");
+    assert_eq!(inserted, [ids[0], ids[1]].into(), "none was taken");
 
     // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
     // neither is stored nor announced, and creator 3's failure stays; creator 4's is cleared.
@@ -134,10 +133,11 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let clear = [true, true, false];
     // A reservation that fails on a taken code leaves nothing of the batch, not even creator 4's
     // code, inserted before the taken one.
-    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(failed, None);
+    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail).await;
+    assert!(
+        matches!(failed, Err(DbError::UniqueViolation { .. })),
+        "{failed:?}"
+    );
     let counts: Vec<Row> = diesel::sql_query(
         "select 7::bigint as brand_id, \
            (select count(*) from codes) || ' ' || (select count(*) from events) || ' ' || \
@@ -155,7 +155,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, Some([ids[4]].into()));
+    assert_eq!(inserted, [ids[4]].into());
 
     let stored: Vec<Row> =
         diesel::sql_query("select brand_id, code as what from codes order by id")
@@ -318,7 +318,7 @@ async fn run_a_batch(
             })
             .await,
         );
-        assert_eq!(inserted.map(|ids| ids.len()), Some(expected));
+        assert_eq!(inserted.len(), expected);
     }
     counted(
         &mut most,

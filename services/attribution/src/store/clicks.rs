@@ -1,11 +1,13 @@
 //! Clicks: written in batches (one statement per batch, with the daily counts), read back to
 //! attribute orders by click id and to tell whether a code's order followed a click.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::DbError;
+use tracking_db::{DbError, Taken};
 
 /// One click, as stored.
 #[derive(Debug, Clone, QueryableByName)]
@@ -36,12 +38,19 @@ pub struct ClickRow {
     pub visitor_hash: String,
 }
 
-/// Stores `clicks` (a click id seen before is skipped) and adds the new ones to the daily
-/// counts, in the caller's transaction. Returns how many were new.
-pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result<usize, DbError> {
+/// Stores `clicks` and adds them to the daily counts, in the caller's transaction. A click id
+/// seen before is skipped or fails the statement ([`Taken`], for [`tracking_db::Conflicts`]).
+/// Returns how many were stored.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    clicks: &[ClickRow],
+    taken: Taken,
+) -> Result<usize, DbError> {
     if clicks.is_empty() {
         return Ok(0);
     }
+    static SQL: LazyLock<[String; 2]> =
+        LazyLock::new(|| [inserting(Taken::Skip), inserting(Taken::Fail)]);
     let col = |f: fn(&ClickRow) -> i64| clicks.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&ClickRow) -> &str| clicks.iter().map(f).collect::<Vec<&str>>();
     #[derive(QueryableByName)]
@@ -49,14 +58,35 @@ pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result
         #[diesel(sql_type = Bool)]
         _inserted: bool,
     }
-    let inserted: Vec<Inserted> = tracking_db::prepared(
+    let inserted: Vec<Inserted> =
+        tracking_db::prepared(SQL[usize::from(taken == Taken::Fail)].as_str())
+            .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
+            .bind::<Array<Text>, _>(text(|c| c.click_id.as_str()))
+            .bind::<Array<BigInt>, _>(col(|c| c.code_id))
+            .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
+            .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
+            .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
+            .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
+            .bind::<Array<Timestamptz>, _>(clicks.iter().map(|c| c.clicked_at).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(text(|c| c.referrer_host.as_str()))
+            .bind::<Array<Text>, _>(text(|c| c.country.as_str()))
+            .bind::<Array<Text>, _>(text(|c| c.agent_class.as_str()))
+            .bind::<Array<Text>, _>(text(|c| c.visitor_hash.as_str()))
+            .load(conn)
+            .await?;
+    Ok(inserted.len())
+}
+
+/// [`insert`]'s statement.
+fn inserting(taken: Taken) -> String {
+    format!(
         "with new as (
              insert into clicks (brand_id, click_id, code_id, integration_id, campaign_id,
                  creator_id, plan_id, clicked_at, referrer_host, country, agent_class, visitor_hash)
              select * from unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[],
                  $5::bigint[], $6::bigint[], $7::bigint[], $8::timestamptz[], $9::text[],
                  $10::text[], $11::text[], $12::text[])
-             on conflict do nothing
+             {}
              returning brand_id, campaign_id, creator_id, (clicked_at at time zone 'UTC')::date as day
          ), counted as (
              insert into daily_clicks (brand_id, campaign_id, creator_id, day, clicks)
@@ -66,22 +96,8 @@ pub async fn insert(conn: &mut AsyncPgConnection, clicks: &[ClickRow]) -> Result
              do update set clicks = daily_clicks.clicks + excluded.clicks
          )
          select true as _inserted from new",
+        taken.on_conflict()
     )
-    .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
-    .bind::<Array<Text>, _>(text(|c| c.click_id.as_str()))
-    .bind::<Array<BigInt>, _>(col(|c| c.code_id))
-    .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
-    .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
-    .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
-    .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
-    .bind::<Array<Timestamptz>, _>(clicks.iter().map(|c| c.clicked_at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(text(|c| c.referrer_host.as_str()))
-    .bind::<Array<Text>, _>(text(|c| c.country.as_str()))
-    .bind::<Array<Text>, _>(text(|c| c.agent_class.as_str()))
-    .bind::<Array<Text>, _>(text(|c| c.visitor_hash.as_str()))
-    .load(conn)
-    .await?;
-    Ok(inserted.len())
 }
 
 /// The clicks among `ids` (brand, click id).

@@ -197,39 +197,9 @@ fn into_response(reply: Reply) -> Response {
 }
 
 fn decode_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Fast settings for tests: short timeout, quick backoff.
@@ -304,11 +274,12 @@ pub fn integration(
 #[test]
 fn queries_decode() {
     assert_eq!(
-        decode_query("code=MIA%2B20&a+b=c&empty"),
+        decode_query("code=MIA%2B20&a+b=c&empty&sign=%+4"),
         vec![
             ("code".to_owned(), "MIA+20".to_owned()),
             ("a b".to_owned(), "c".to_owned()),
             ("empty".to_owned(), String::new()),
+            ("sign".to_owned(), "% 4".to_owned()),
         ]
     );
 }

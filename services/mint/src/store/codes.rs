@@ -17,10 +17,10 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
+use tracking_db::{DbError, Taken};
 use tracking_events::NewEvent;
 
 use crate::domain::{Code, CodeChange, CodeStatus};
@@ -152,24 +152,11 @@ pub async fn draw_ids(
     })
 }
 
-/// What a reservation does with a code that would break a unique index: its text is taken at
-/// the integration, or its creator already has a live code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Taken {
-    /// Skips it (and its event), not an error: `on conflict do nothing`.
-    Skip,
-    /// Inserts nothing: the statement fails on the first one. A plain insert skips the probe of
-    /// every unique index that `on conflict` makes before each row, which is a quarter of the
-    /// insert's cost (29.6 against 39.5 µs a row, 256 rows into 46,000 codes). For a batch that
-    /// expects no taken code.
-    Fail,
-}
-
 /// Inserts `codes` (their ids from [`draw_ids`]) with their `events`, in one statement that is
-/// its own transaction (one round trip); a code that is taken is skipped or fails the statement
-/// ([`Taken`]). The failures on record for the creators whose `clear_failure` is set are
-/// forgotten once their code is in. Returns the ids inserted, or `None` when [`Taken::Fail`]
-/// met a taken code (nothing was inserted).
+/// its own transaction (one round trip); a code that is taken (its text at the integration, or a
+/// live code of its creator) is skipped or fails the statement ([`Taken`], for
+/// [`tracking_db::Conflicts`]). The failures on record for the creators whose `clear_failure` is
+/// set are forgotten once their code is in. Returns the ids inserted.
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -180,14 +167,14 @@ pub async fn reserve(
     events: &[NewEvent],
     clear_failure: &[bool],
     taken: Taken,
-) -> Result<Option<HashSet<i64>>, Error> {
+) -> Result<HashSet<i64>, DbError> {
     #[derive(QueryableByName)]
     struct Inserted {
         #[diesel(sql_type = BigInt)]
         id: i64,
     }
     if codes.is_empty() {
-        return Ok(Some(HashSet::new()));
+        return Ok(HashSet::new());
     }
     let clearing = clear_failure.iter().any(|clear| *clear);
     static SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
@@ -210,7 +197,7 @@ pub async fn reserve(
     } else {
         statement
     };
-    let inserted: Result<Vec<Inserted>, diesel::result::Error> = statement
+    let inserted: Vec<Inserted> = statement
         .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
         .bind::<Array<BigInt>, _>(col(|c| c.id))
         .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
@@ -238,16 +225,8 @@ pub async fn reserve(
         )
         .bind::<Array<Bool>, _>(clear_failure)
         .load(conn)
-        .await;
-    match inserted {
-        Ok(rows) => Ok(Some(rows.into_iter().map(|row| row.id).collect())),
-        Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
-            if taken == Taken::Fail =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(err.into()),
-    }
+        .await?;
+    Ok(inserted.into_iter().map(|row| row.id).collect())
 }
 
 /// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
@@ -263,10 +242,7 @@ fn reserving(clearing: bool, taken: Taken) -> String {
     } else {
         ("", "")
     };
-    let skip = match taken {
-        Taken::Skip => "on conflict do nothing",
-        Taken::Fail => "",
-    };
+    let skip = taken.on_conflict();
     format!(
         "with input as ( \
            select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], \
