@@ -22,7 +22,7 @@ pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_loc
 pub use conflicts::{Conflicts, Taken};
 pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
-pub use pool::{Conn, Database, DbError, PoolOptions, classify};
+pub use pool::{Conn, Database, DbError, PoolOptions, classify, plan_each_execution};
 pub use prepared::{Prepared, prepared};
 pub use testdb::{SchemaSpec, TestDb};
 

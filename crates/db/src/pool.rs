@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::url::{redacted, with_search_path};
 
@@ -63,6 +63,18 @@ pub struct PoolOptions {
     /// hash or merge instead. A statement that needs such a join runs unprepared
     /// (`diesel::sql_query`): planned at each execution. See [`crate::url::with_search_path`].
     pub generic_plans: bool,
+}
+
+/// For the rest of the caller's transaction on a connection of a [`PoolOptions::generic_plans`]
+/// pool, plans statements as every other pool does (for their values, at each execution, with
+/// sequential scans allowed): before statements written for such pools (rarely run ones, say)
+/// that do not follow their rule. Outside a transaction it changes nothing.
+pub async fn plan_each_execution(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    conn.batch_execute(
+        "set local plan_cache_mode = force_custom_plan; set local enable_seqscan = on",
+    )
+    .await?;
+    Ok(())
 }
 
 impl Default for PoolOptions {
@@ -225,8 +237,9 @@ impl Database {
 mod tests {
     use diesel::QueryableByName;
     use diesel::sql_types::Text;
-    use diesel_async::RunQueryDsl;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+    use super::*;
     use crate::TestDb;
 
     #[derive(QueryableByName)]
@@ -258,5 +271,56 @@ mod tests {
         assert_eq!(settings.application_name, "tracking-plan");
         assert_eq!(settings.search_path, "plan");
         assert_eq!(settings.random_page_cost, "1.1");
+    }
+
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Planning {
+        #[diesel(sql_type = Text)]
+        plan_cache_mode: String,
+        #[diesel(sql_type = Text)]
+        enable_seqscan: String,
+    }
+
+    async fn planning(conn: &mut AsyncPgConnection) -> Result<Planning, DbError> {
+        Ok(diesel::sql_query(
+            "select current_setting('plan_cache_mode') as plan_cache_mode, \
+                    current_setting('enable_seqscan') as enable_seqscan",
+        )
+        .get_result(conn)
+        .await?)
+    }
+
+    #[tokio::test]
+    async fn a_pool_that_plans_once_plans_each_execution_for_the_rest_of_a_transaction_when_told() {
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let options = PoolOptions {
+            max_size: 1,
+            generic_plans: true,
+            ..PoolOptions::default()
+        };
+        let db = Database::new(test_db.url(), "plan", options).unwrap_or_else(|e| panic!("{e}"));
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let once = Planning {
+            plan_cache_mode: "force_generic_plan".to_owned(),
+            enable_seqscan: "off".to_owned(),
+        };
+        let (before, inside) = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                let before = planning(conn).await?;
+                plan_each_execution(conn).await?;
+                Ok((before, planning(conn).await?))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(before, once);
+        assert_eq!(
+            inside,
+            Planning {
+                plan_cache_mode: "force_custom_plan".to_owned(),
+                enable_seqscan: "on".to_owned(),
+            }
+        );
+        let after = planning(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after, once, "only for the rest of that transaction");
     }
 }

@@ -86,10 +86,12 @@ impl std::fmt::Debug for Links {
 }
 
 impl Links {
-    /// Loads the slug cache, starts following code changes, and starts the click writer. The
+    /// Loads the slug cache, starts following code changes, and starts the click writer on
+    /// `click_db` (a pool that plans once, [`tracking_db::PoolOptions::generic_plans`]). The
     /// writer's handle ends once every `Links` clone is dropped and the queue is written.
     pub async fn start(
         db: Database,
+        click_db: Database,
         visitor_key: &[u8],
         shutdown: CancellationToken,
     ) -> Result<(Links, JoinHandle<()>), DbError> {
@@ -97,7 +99,7 @@ impl Links {
         let version = refresh(&db, &cache, 0).await?;
         tokio::spawn(follow_codes(db.clone(), cache.clone(), version, shutdown));
         let (tx, rx) = mpsc::channel(CLICK_QUEUE);
-        let writer = tokio::spawn(write_clicks(db.clone(), rx));
+        let writer = tokio::spawn(write_clicks(click_db, rx));
         Ok((
             Links {
                 cache,
@@ -233,7 +235,11 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
                             .collect();
                         let waiting =
                             crate::store::pending::take_for_clicks(conn, brand_id, &ids).await?;
-                        crate::attribute::retry_pending(conn, waiting).await?;
+                        if !waiting.is_empty() {
+                            // Attribution's statements are planned for their values.
+                            tracking_db::plan_each_execution(conn).await?;
+                            crate::attribute::retry_pending(conn, waiting).await?;
+                        }
                     }
                     Ok(stored)
                 })

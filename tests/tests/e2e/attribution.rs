@@ -1322,3 +1322,59 @@ async fn an_order_that_arrives_before_its_code_is_attributed_when_the_code_does(
     .await;
     assert_eq!(eur(&figures).revenue_minor, 4_000);
 }
+
+#[tokio::test]
+async fn an_order_that_arrives_before_its_click_is_attributed_when_the_click_is_written() {
+    let suite = Suite::start().await;
+    let token = brand(16);
+    let w = world(
+        &suite,
+        &token,
+        "Early click",
+        Terms {
+            provider: Provider::Ast,
+            window_days: 5,
+            ..Terms::default()
+        },
+    )
+    .await;
+    let code = creator(&suite, &token, w.campaign, 6, "ida").await;
+    known(&suite, &token, w.campaign).await;
+    // The order carries a click id the click writer has not written yet (a click recorded by
+    // another system, sent after the order).
+    let mut early = order(w.integration, "EC-1", OrderStatus::Paid, &[], 6_000, 0);
+    early.click_id = "c_sent_late_0001".into();
+    ingest(&suite, &token, vec![early]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(totals(&suite, &token, w.campaign).await.orders, 0);
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+    let recorded = eventually("click recorded", || async {
+        suite
+            .attribution()
+            .record_click(authed(
+                RecordClickRequest {
+                    slug: code.links.clone().unwrap_or_default().slug,
+                    click_id: "c_sent_late_0001".into(),
+                    clicked_at: Some(prost_types::Timestamp::from(an_hour_ago)),
+                    user_agent: BROWSER.into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(recorded.into_inner().counted);
+    // The writer takes the waiting order in the click's transaction and attributes it there.
+    let figures = totals_when(&suite, &token, w.campaign, "EC-1 attributed", |f| {
+        f.orders == 1
+    })
+    .await;
+    assert_eq!((eur(&figures).revenue_minor, figures.clicks), (6_000, 1));
+    let list = conversions(&suite, &token, w.campaign).await;
+    assert_eq!(
+        (list.len(), list[0].method, list[0].matched.as_str()),
+        (1, AttributionMethod::Click as i32, "c_sent_late_0001")
+    );
+}

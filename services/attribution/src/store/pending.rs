@@ -190,12 +190,15 @@ pub async fn take_for_clicks(
     brand_id: i64,
     click_ids: &[&str],
 ) -> Result<Vec<Vec<u8>>, DbError> {
+    // A join: planned at each execution, also on the click writer's connection, which plans
+    // its statements once (`PoolOptions::generic_plans`).
     let rows: Vec<Pending> = tracking_db::prepared(
         "delete from pending_orders p
          using unnest($1::bigint[], $2::text[]) as k(key_brand, click_id)
          where p.brand_id = k.key_brand and p.click_id = k.click_id and p.click_id <> ''
          returning p.event",
     )
+    .planned_each_time()
     .bind::<Array<BigInt>, _>(vec![brand_id; click_ids.len()])
     .bind::<Array<Text>, _>(click_ids)
     .load(conn)
