@@ -147,7 +147,7 @@ pub const BATCH: usize = 500;
 const SHARED_MAX_ORDERS: usize = 16;
 
 /// How calls share transactions: one group fills while another commits.
-const SHARING: Batching = Batching {
+pub const SHARING: Batching = Batching {
     workers: 2,
     max_batch: 256,
     queue: 8192,
@@ -158,11 +158,14 @@ const SHARING: Batching = Batching {
 pub const BACKFILL_LIMIT: usize = 10_000;
 
 impl Intake {
-    /// Must be called inside the tokio runtime (it starts the group-commit workers).
-    pub fn new(db: Database, sealer: Sealer, adapters: Adapters) -> Self {
-        let commits_db = db.clone();
+    /// Must be called inside the tokio runtime (it starts the group-commit workers). Groups are
+    /// stored on `commits`, a pool of [`SHARING`]`.workers` connections that plan their statements
+    /// once ([`tracking_db::PoolOptions::generic_plans`]): [`store::orders::store`] only inserts
+    /// rows (probing the unique indexes), so one plan is right at any table size. Large calls
+    /// are stored on `db`.
+    pub fn new(db: Database, commits: Database, sealer: Sealer, adapters: Adapters) -> Self {
         let commits = GroupCommit::start(SHARING, move |submissions: Vec<Submission>| {
-            let db = commits_db.clone();
+            let db = commits.clone();
             async move { store_together(&db, &submissions).await }
         });
         Self {

@@ -49,17 +49,19 @@ pub struct Gateway {
 const MAX_BACKFILL_DAYS: i64 = 90;
 
 impl Gateway {
-    /// The gateway on `db`: `sealer` seals credentials at rest and opens them for the adapters;
-    /// the `WatchOrders` listener stops with `shutdown`.
+    /// The gateway on `db` (and `commits`, for orders stored by group commit, see [`Intake::new`]):
+    /// `sealer` seals credentials at rest and opens them for the adapters; the `WatchOrders`
+    /// listener stops with `shutdown`.
     pub fn new(
         db: Database,
+        commits: Database,
         sealer: Sealer,
         adapters: AdapterConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, AdapterError> {
         let adapters = Adapters::new(db.clone(), sealer.clone(), adapters)?;
         Ok(Self {
-            intake: Intake::new(db.clone(), sealer.clone(), adapters.clone()),
+            intake: Intake::new(db.clone(), commits, sealer.clone(), adapters.clone()),
             amazon: AmazonAds::new(db.clone(), adapters.amazon().clone()),
             log: EventLog::start(db.clone(), shutdown),
             adapters,

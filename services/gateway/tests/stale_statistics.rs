@@ -15,10 +15,12 @@ use tracking_api::gateway::v1 as pb;
 use tracking_db::stale_statistics::{
     BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
 };
-use tracking_db::{Database, SchemaSpec, TestDb};
+use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
 
 use gateway_service::adapters::amazon::ReportRow;
 use gateway_service::domain::amazon::TagSubject;
+use gateway_service::domain::orders::{NormalizedOrder, OrderStatus};
+use gateway_service::intake::{DeliveryKey, Incoming, Outcome, Submission};
 use gateway_service::store::{amazon, orders, sandbox};
 
 static SCHEMAS: &[SchemaSpec] = &[("gateway", gateway_service::MIGRATIONS)];
@@ -405,4 +407,116 @@ async fn imported_report_rows_find_their_tags_row_by_row() {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(uncredited.n, 1);
+}
+
+/// A webhook delivery of one paid order, `store_order_id`, of brand 2's integration 2.
+fn delivery(delivery_id: &str, store_order_id: &str) -> Submission {
+    Submission {
+        orders: vec![Incoming {
+            brand_id: 2,
+            integration_id: 2,
+            order: NormalizedOrder {
+                store_order_id: store_order_id.to_owned(),
+                status: OrderStatus::Paid,
+                codes: vec!["ANNA10".to_owned()],
+                click_id: None,
+                currency: "USD".to_owned(),
+                subtotal_minor: 10_000,
+                discount_minor: 1_000,
+                total_minor: 9_000,
+                refunded_minor: 0,
+                country: None,
+                customer_hash: None,
+                lines: Vec::new(),
+                occurred_at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
+                test: false,
+            },
+        }],
+        source: pb::OrderSource::Webhook,
+        delivery: Some(DeliveryKey {
+            brand_id: 2,
+            integration_id: 2,
+            id: delivery_id.to_owned(),
+            topic: "orders/paid".to_owned(),
+        }),
+    }
+}
+
+/// Stores `submissions` as a group commit does (in a transaction of their own) and returns the
+/// outcomes with the rows read from `table`.
+async fn stored(
+    conn: &mut diesel_async::AsyncPgConnection,
+    table: &str,
+    submissions: &[Submission],
+) -> (Vec<Outcome>, i64) {
+    rows_read_by(conn, table, async |conn| {
+        orders::store(conn, submissions).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn group_commits_planned_on_empty_tables_probe_only_their_keys_once_the_tables_grow() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    // The group-commit pool: statements planned once, at their first execution.
+    let options = PoolOptions {
+        max_size: 1,
+        generic_plans: true,
+        ..PoolOptions::default()
+    };
+    let db = Database::new(test_db.url(), gateway_service::SCHEMA, options)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    // Planned while the tables are empty.
+    let (first, _) = stored(&mut conn, "orders", &[delivery("first", "first")]).await;
+    assert_eq!(first[0].accepted, 1);
+    let unrefunded = literal(&body("any", 0));
+    fill(&mut conn, "orders", |brand, count| {
+        format!(
+            "insert into orders (brand_id, integration_id, store_order_id, status, source, body) \
+             select {brand}, {brand}, 'o' || g, 'paid', 'webhook', {unrefunded} \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    fill(&mut conn, "webhook_deliveries", |brand, count| {
+        format!(
+            "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic) \
+             select {brand}, {brand}, 'd' || g, 'orders/paid' from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+    // New deliveries of new orders, new deliveries of orders stored in that state already, and
+    // redeliveries.
+    let group: Vec<Submission> = (1..=KEYS)
+        .map(|n| match n % 3 {
+            0 => delivery(&format!("new{n}"), &format!("new{n}")),
+            1 => delivery(&format!("new{n}"), &format!("o{}", n * 100)),
+            _ => delivery(&format!("d{}", n * 100), &format!("o{}", n * 100)),
+        })
+        .collect();
+    for table in ["orders", "webhook_deliveries"] {
+        let (outcomes, read) = stored(&mut conn, table, &group).await;
+        assert!(
+            read <= BOUND,
+            "a group of {KEYS} read {read} rows of {table}"
+        );
+        let counted = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as i64;
+        if table == "orders" {
+            assert_eq!(counted(|o| o.accepted == 1), KEYS / 3, "new orders");
+            assert_eq!(
+                counted(|o| o.duplicates == 1),
+                (KEYS + 2) / 3,
+                "states stored before"
+            );
+            assert_eq!(
+                counted(|o| o.redelivery),
+                (KEYS + 1) / 3,
+                "deliveries seen before"
+            );
+        } else {
+            assert_eq!(counted(|o| o.redelivery), KEYS, "the same group again");
+        }
+    }
 }
