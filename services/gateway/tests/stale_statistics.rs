@@ -120,6 +120,20 @@ fn literal(body: &[u8]) -> String {
     format!("'\\x{hex}'::bytea")
 }
 
+/// Fills `orders` with paid, unrefunded orders `o1`, `o2`, … as the intake stores them, each
+/// brand's on its own integration ([`fill`]: brand 1's analyzed, brand 2's unseen).
+async fn fill_orders(conn: &mut diesel_async::AsyncPgConnection) {
+    let unrefunded = literal(&body("any", 0));
+    fill(conn, "orders", |brand, count| {
+        format!(
+            "insert into orders (brand_id, integration_id, store_order_id, status, source, body) \
+             select {brand}, {brand}, 'o' || g, 'paid', 'webhook', {unrefunded} \
+             from generate_series(1, {count}) g"
+        )
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn orders_are_looked_up_by_their_store_id() {
     let test_db = TestDb::new(SCHEMAS).await;
@@ -131,15 +145,7 @@ async fn orders_are_looked_up_by_their_store_id() {
          (1, 1, 'PROVIDER_SANDBOX', 'known', '\\x00'), (2, 2, 'PROVIDER_SANDBOX', 'new', '\\x00')",
     )
     .await;
-    let unrefunded = literal(&body("any", 0));
-    fill(&mut conn, "orders", |brand, count| {
-        format!(
-            "insert into orders (brand_id, integration_id, store_order_id, status, source, body) \
-             select {brand}, {brand}, 'o' || g, 'ORDER_STATUS_PAID', 'webhook', {unrefunded} \
-             from generate_series(1, {count}) g"
-        )
-    })
-    .await;
+    fill_orders(&mut conn).await;
     fill(&mut conn, "sandbox_orders", |brand, count| {
         format!(
             "insert into sandbox_orders (brand_id, integration_id, store_order_id, body) \
@@ -158,7 +164,7 @@ async fn orders_are_looked_up_by_their_store_id() {
                 &format!(
                     "insert into orders (brand_id, integration_id, store_order_id, status, \
                        refunded_minor, source, body) \
-                     values (2, 2, 'o{n}', 'ORDER_STATUS_PAID', {refunded}, 'webhook', {body})"
+                     values (2, 2, 'o{n}', 'paid', {refunded}, 'webhook', {body})"
                 ),
             )
             .await;
@@ -471,15 +477,7 @@ async fn group_commits_planned_on_empty_tables_probe_only_their_keys_once_the_ta
     // Planned while the tables are empty.
     let (first, _) = stored(&mut conn, "orders", &[delivery("first", "first")]).await;
     assert_eq!(first[0].accepted, 1);
-    let unrefunded = literal(&body("any", 0));
-    fill(&mut conn, "orders", |brand, count| {
-        format!(
-            "insert into orders (brand_id, integration_id, store_order_id, status, source, body) \
-             select {brand}, {brand}, 'o' || g, 'paid', 'webhook', {unrefunded} \
-             from generate_series(1, {count}) g"
-        )
-    })
-    .await;
+    fill_orders(&mut conn).await;
     fill(&mut conn, "webhook_deliveries", |brand, count| {
         format!(
             "insert into webhook_deliveries (brand_id, integration_id, delivery_id, topic) \
