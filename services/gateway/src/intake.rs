@@ -17,7 +17,7 @@ use diesel_async::AsyncConnection;
 use prost::Message;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
-use tracking_db::{Batching, Database, DbError, GroupCommit};
+use tracking_db::{Batching, Conflicts, Database, DbError, GroupCommit, Taken};
 use tracking_events::StoredEvent;
 
 use crate::adapters::{AdapterError, Adapters};
@@ -109,6 +109,9 @@ pub struct Intake {
     sealer: Sealer,
     adapters: Adapters,
     commits: GroupCommit<Submission, Result<Outcome, DbError>>,
+    /// Order states are new unless a call is retried or a store sends one state twice (two
+    /// topics, a backfill): groups insert them plainly, and skip the stored ones only when one is.
+    conflicts: Conflicts,
     targets: WebhookTargets,
 }
 
@@ -164,15 +167,18 @@ impl Intake {
     /// rows (probing the unique indexes), so one plan is right at any table size. Large calls
     /// are stored on `db`.
     pub fn new(db: Database, commits: Database, sealer: Sealer, adapters: Adapters) -> Self {
+        let conflicts = Conflicts::default();
+        let shared = conflicts.clone();
         let commits = GroupCommit::start(SHARING, move |submissions: Vec<Submission>| {
-            let db = commits.clone();
-            async move { store_together(&db, &submissions).await }
+            let (db, conflicts) = (commits.clone(), shared.clone());
+            async move { store_together(&db, &conflicts, &submissions).await }
         });
         Self {
             db,
             sealer,
             adapters,
             commits,
+            conflicts,
             targets: WebhookTargets::default(),
         }
     }
@@ -197,7 +203,7 @@ impl Intake {
             }),
         };
         let outcome = if orders.len() > SHARED_MAX_ORDERS {
-            store_together(&self.db, std::slice::from_ref(&submission))
+            store_together(&self.db, &self.conflicts, std::slice::from_ref(&submission))
                 .await
                 .pop()
                 .unwrap_or_else(|| Err(DbError::Other("no outcome for a submission".to_owned())))
@@ -561,18 +567,33 @@ impl Intake {
 }
 
 /// Stores `submissions` in one transaction: one outcome each, or the transaction's error for all.
+/// Their order states are inserted plainly unless `conflicts` says recent groups met stored ones;
+/// a plain insert that meets one is written again, skipping them.
 async fn store_together(
     db: &Database,
+    conflicts: &Conflicts,
     submissions: &[Submission],
 ) -> Vec<Result<Outcome, DbError>> {
-    let stored = async {
-        let mut conn = db.conn().await?;
-        conn.transaction::<_, DbError, _>(async |conn| {
-            store::orders::store(conn, submissions).await
-        })
-        .await
+    let mut taken = conflicts.first();
+    let stored = loop {
+        let stored = async {
+            let mut conn = db.conn().await?;
+            conn.transaction::<_, DbError, _>(async |conn| {
+                store::orders::store(conn, submissions, taken).await
+            })
+            .await
+        }
+        .await;
+        if !conflicts.write_again(taken, &stored) {
+            break stored;
+        }
+        taken = Taken::Skip;
+    };
+    if let Ok(outcomes) = &stored
+        && outcomes.iter().any(|outcome| outcome.duplicates > 0)
+    {
+        conflicts.met();
     }
-    .await;
     match stored {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(err) => submissions.iter().map(|_| Err(err.clone())).collect(),

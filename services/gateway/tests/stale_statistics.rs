@@ -2,20 +2,21 @@
 //! the integration ([`tracking_db::stale_statistics`]): `lower(code) = any($3)` read all of the
 //! new integration's codes. Orders are looked up by their store id the same way, Amazon tags by
 //! their whole key, and pages (changed orders, an integration's report rows) read their rows from
-//! the index that holds them.
+//! the index that holds them. The intake's group commits, planned once, probe only their keys; a
+//! group whose plain insert meets a stored order state stores nothing.
 
 use std::collections::BTreeSet;
 
 use chrono::{NaiveDate, TimeDelta};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::gateway::v1 as pb;
 use tracking_db::stale_statistics::{
     BOUND, KEYS, KNOWN, NEW, execute, fill, one_connection, rows_read_by, rows_read_through,
 };
-use tracking_db::{Database, PoolOptions, SchemaSpec, TestDb};
+use tracking_db::{Database, PoolOptions, SchemaSpec, Taken, TestDb};
 
 use gateway_service::adapters::amazon::ReportRow;
 use gateway_service::domain::amazon::TagSubject;
@@ -456,7 +457,7 @@ async fn stored(
     submissions: &[Submission],
 ) -> (Vec<Outcome>, i64) {
     rows_read_by(conn, table, async |conn| {
-        orders::store(conn, submissions).await
+        orders::store(conn, submissions, Taken::Skip).await
     })
     .await
 }
@@ -517,4 +518,50 @@ async fn group_commits_planned_on_empty_tables_probe_only_their_keys_once_the_ta
             assert_eq!(counted(|o| o.redelivery), KEYS, "the same group again");
         }
     }
+}
+
+#[tokio::test]
+async fn a_plain_insert_meeting_a_stored_order_state_stores_nothing_of_its_group() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(gateway_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut conn, INTEGRATIONS).await;
+    let store = async |conn: &mut diesel_async::AsyncPgConnection, group: &[Submission], taken| {
+        conn.transaction::<_, tracking_db::DbError, _>(async |conn| {
+            orders::store(conn, group, taken).await
+        })
+        .await
+    };
+    let first = store(&mut conn, &[delivery("d1", "o1")], Taken::Fail).await;
+    assert_eq!(first.map(|o| o[0].accepted).ok(), Some(1));
+    // o1 is stored in that state already: the group's plain insert fails, and nothing of the
+    // group is kept (not even d2's new order, nor the deliveries).
+    let group = [delivery("d2", "o2"), delivery("d3", "o1")];
+    let failed = store(&mut conn, &group, Taken::Fail).await;
+    assert!(
+        matches!(failed, Err(tracking_db::DbError::UniqueViolation { .. })),
+        "{failed:?}"
+    );
+    let counts = "select (select count(*) from webhook_deliveries) * 100 \
+                    + (select count(*) from orders) * 10 + (select count(*) from events) as n";
+    let count = async |conn: &mut diesel_async::AsyncPgConnection| {
+        diesel::sql_query(counts)
+            .get_result::<Count>(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .n
+    };
+    assert_eq!(count(&mut conn).await, 111, "deliveries, orders, events");
+    // Written again, skipping stored states: o2 is new, o1 a duplicate.
+    let outcomes = store(&mut conn, &group, Taken::Skip)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|o| (o.accepted, o.duplicates, o.redelivery))
+            .collect::<Vec<_>>(),
+        [(1, 0, false), (0, 1, false)]
+    );
+    assert_eq!(count(&mut conn).await, 322);
 }

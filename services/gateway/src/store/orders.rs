@@ -3,13 +3,14 @@
 //! transaction; webhook deliveries by the store's delivery id.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bytea, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::gateway::v1 as pb;
-use tracking_db::DbError;
+use tracking_db::{DbError, Taken};
 use tracking_events::NewEvent;
 
 use crate::domain::orders::NormalizedOrder;
@@ -40,11 +41,13 @@ fn key(incoming: &Incoming) -> VersionKey {
 }
 
 /// Stores a group of submissions in the caller's transaction: their deliveries, then the orders
-/// of those that are not redeliveries, with one event per new order state. One outcome per
-/// submission, in order.
+/// of those that are not redeliveries, with one event per new order state. An order state stored
+/// before is skipped or fails the statement ([`Taken`], for [`tracking_db::Conflicts`]); a
+/// redelivery is always skipped. One outcome per submission, in order.
 pub async fn store(
     conn: &mut AsyncPgConnection,
     submissions: &[Submission],
+    taken: Taken,
 ) -> Result<Vec<Outcome>, DbError> {
     let fresh = record_deliveries(conn, submissions).await?;
     let rows: Vec<(usize, &Incoming, pb::OrderSource)> = submissions
@@ -56,6 +59,7 @@ pub async fn store(
     let published = insert(
         conn,
         &rows.iter().map(|(_, o, s)| (*o, *s)).collect::<Vec<_>>(),
+        taken,
     )
     .await?;
     let mut outcomes: Vec<Outcome> = fresh
@@ -157,10 +161,13 @@ pub async fn delivery_seen(
 async fn insert(
     conn: &mut AsyncPgConnection,
     orders: &[(&Incoming, pb::OrderSource)],
+    taken: Taken,
 ) -> Result<Vec<bool>, DbError> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
+    static SQL: LazyLock<[String; 2]> =
+        LazyLock::new(|| [inserting(Taken::Skip), inserting(Taken::Fail)]);
     let mut sorted: Vec<usize> = (0..orders.len()).collect();
     sorted.sort_by_key(|n| key(orders[*n].0));
     let rows: Vec<(&Incoming, pb::OrderSource)> = sorted.iter().map(|n| orders[*n]).collect();
@@ -168,38 +175,37 @@ async fn insert(
         .iter()
         .map(|(i, _)| i.order.to_proto(i.integration_id).encode_to_vec())
         .collect();
-    let inserted: Vec<Inserted> = tracking_db::prepared(
-        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
-         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                              $6::text[], $7::bytea[])
-         on conflict do nothing
-         returning integration_id, store_order_id, status, refunded_minor",
-    )
-    .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.brand_id).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.integration_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(i, _)| i.order.store_order_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(i, _)| i.order.status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<BigInt>, _>(
-        rows.iter()
-            .map(|(i, _)| i.order.refunded_minor)
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        rows.iter()
-            .map(|(_, source)| source.as_str_name())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Bytea>, _>(&bodies)
-    .load(conn)
-    .await?;
+    let inserted: Vec<Inserted> =
+        tracking_db::prepared(SQL[usize::from(taken == Taken::Fail)].as_str())
+            .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.brand_id).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                rows.iter()
+                    .map(|(i, _)| i.integration_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|(i, _)| i.order.store_order_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|(i, _)| i.order.status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<BigInt>, _>(
+                rows.iter()
+                    .map(|(i, _)| i.order.refunded_minor)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                rows.iter()
+                    .map(|(_, source)| source.as_str_name())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Bytea>, _>(&bodies)
+            .load(conn)
+            .await?;
     let mut new: HashSet<(i64, String, String, i64)> = inserted
         .into_iter()
         .map(|row| {
@@ -240,6 +246,18 @@ async fn insert(
     }
     tracking_events::append(conn, &events).await?;
     Ok(published)
+}
+
+/// [`insert`]'s statement.
+fn inserting(taken: Taken) -> String {
+    format!(
+        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                              $6::text[], $7::bytea[])
+         {}
+         returning integration_id, store_order_id, status, refunded_minor",
+        taken.on_conflict()
+    )
 }
 
 /// The most advanced stored state of an order (most refunded, then latest), for deliveries that
