@@ -58,11 +58,25 @@ pub struct PoolOptions {
     /// Plan each prepared statement ([`crate::prepared`]) once per connection
     /// (`plan_cache_mode=force_generic_plan`, with sequential scans off) instead of at each
     /// execution. Only for a pool whose every prepared statement has one right plan whatever its
-    /// values and whatever the tables held when it was planned (possibly nothing): each row
-    /// probed by its key in a `lateral (… limit 1)` lookup, no join of a table the planner could
-    /// hash or merge instead. A statement that needs such a join runs unprepared
-    /// (`diesel::sql_query`): planned at each execution. See [`crate::url::with_search_path`].
+    /// values and whatever the tables held when it was planned (possibly nothing): rows inserted
+    /// (probing only the unique indexes) or each probed by its key in a `lateral (… limit 1)`
+    /// lookup, no join of a table the planner could hash or merge instead. A statement that needs
+    /// such a join is prepared at each execution ([`crate::Prepared::planned_each_time`]), and
+    /// rarely run ones follow [`plan_each_execution`]. See [`crate::url::with_search_path`].
     pub generic_plans: bool,
+}
+
+impl PoolOptions {
+    /// These options for a service's second pool, of `max_size` connections, whose statements
+    /// are planned once ([`PoolOptions::generic_plans`]): a hot path's own (mint's batches,
+    /// the gateway's group commits, attribution's click writer).
+    pub fn planned_once(self, max_size: usize) -> Self {
+        Self {
+            max_size,
+            generic_plans: true,
+            ..self
+        }
+    }
 }
 
 /// For the rest of the caller's transaction on a connection of a [`PoolOptions::generic_plans`]
@@ -293,11 +307,7 @@ mod tests {
     #[tokio::test]
     async fn a_pool_that_plans_once_plans_each_execution_for_the_rest_of_a_transaction_when_told() {
         let test_db = TestDb::new(&[("plan", &[])]).await;
-        let options = PoolOptions {
-            max_size: 1,
-            generic_plans: true,
-            ..PoolOptions::default()
-        };
+        let options = PoolOptions::default().planned_once(1);
         let db = Database::new(test_db.url(), "plan", options).unwrap_or_else(|e| panic!("{e}"));
         let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
         let once = Planning {

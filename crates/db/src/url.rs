@@ -61,7 +61,7 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
             key.replace("%5F", "_").replace("%5f", "_") == "application_name"
         })
     });
-    // A pool that plans once is a service's second pool (mint's batches): named apart.
+    // A pool that plans once is a service's second pool (`PoolOptions::planned_once`): named apart.
     let name = match (named, generic_plans) {
         (true, _) => String::new(),
         (false, false) => format!("&application_name=tracking-{schema}"),

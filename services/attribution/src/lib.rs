@@ -138,17 +138,8 @@ pub async fn start(
     tokio::spawn(approve(db.clone(), shutdown.clone()));
     tokio::spawn(expire_pending(db.clone(), shutdown.clone()));
     // The click writer runs on a connection of its own whose statements are planned once:
-    // planning its insert at each batch was a tenth of the clicks' database time
-    // (docs/BENCHMARKS.md, eighteenth session).
-    let click_db = Database::new(
-        database_url,
-        SCHEMA,
-        PoolOptions {
-            max_size: 1,
-            generic_plans: true,
-            ..pool
-        },
-    )?;
+    // planning its insert cost 0.10-0.14 ms a batch (docs/BENCHMARKS.md, eighteenth session).
+    let click_db = Database::new(database_url, SCHEMA, pool.planned_once(1))?;
     let (links, click_writer) =
         links::Links::start(db.clone(), click_db, &visitor_key(&keys), shutdown.clone()).await?;
     let service = Attribution {

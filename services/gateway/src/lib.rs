@@ -86,16 +86,12 @@ pub async fn start(
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
     // Webhook deliveries share transactions (group commit) on a pool of their own, a connection
-    // per worker, whose statements are planned once: planning them at each group was a fifth of
-    // their database time at 5,000 deliveries/s (docs/BENCHMARKS.md, eighteenth session).
+    // per worker, whose statements are planned once: planning them at each group took 532 ms
+    // per 10 s at 5,000 deliveries/s (docs/BENCHMARKS.md, eighteenth session).
     let commits = tracking_db::Database::new(
         database_url,
         SCHEMA,
-        tracking_db::PoolOptions {
-            max_size: intake::SHARING.workers,
-            generic_plans: true,
-            ..pool
-        },
+        pool.planned_once(intake::SHARING.workers),
     )?;
     let adapters = adapters::AdapterConfig::new(sealer.customer_key().to_vec());
     let gateway = Gateway::new(db.clone(), commits, sealer, adapters, shutdown.clone())?;

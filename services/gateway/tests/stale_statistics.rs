@@ -466,11 +466,7 @@ async fn stored(
 async fn group_commits_planned_on_empty_tables_probe_only_their_keys_once_the_tables_grow() {
     let test_db = TestDb::new(SCHEMAS).await;
     // The group-commit pool: statements planned once, at their first execution.
-    let options = PoolOptions {
-        max_size: 1,
-        generic_plans: true,
-        ..PoolOptions::default()
-    };
+    let options = PoolOptions::default().planned_once(1);
     let db = Database::new(test_db.url(), gateway_service::SCHEMA, options)
         .unwrap_or_else(|e| panic!("{e}"));
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));

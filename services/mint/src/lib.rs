@@ -144,15 +144,7 @@ pub async fn start(
     // time (docs/BENCHMARKS.md, fifteenth session). Every statement a batch keeps probes its rows
     // by key; the failure deletes, joins, are planned each time (`PoolOptions::generic_plans`).
     let batches = context::Shared {
-        db: Database::new(
-            database_url,
-            SCHEMA,
-            PoolOptions {
-                max_size: args.mint_workers,
-                generic_plans: true,
-                ..pool
-            },
-        )?,
+        db: Database::new(database_url, SCHEMA, pool.planned_once(args.mint_workers))?,
         ..shared.clone()
     };
     let minter = minter::Minter::start(

@@ -394,11 +394,7 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
         sql(&mut admin, &format!("vacuum analyze {table}")).await;
         without_autovacuum(&mut admin, table).await;
     }
-    let one = PoolOptions {
-        max_size: 1,
-        generic_plans: true,
-        ..PoolOptions::default()
-    };
+    let one = PoolOptions::default().planned_once(1);
     let db =
         Database::new(test_db.url(), mint_service::SCHEMA, one).unwrap_or_else(|e| panic!("{e}"));
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
