@@ -223,11 +223,21 @@ pub async fn register(suite: &Suite, token: &str, provider: Provider) -> i64 {
 
 /// Registers an integration of `provider` named `name` and returns its id.
 pub async fn register_as(suite: &Suite, token: &str, provider: Provider, name: &str) -> i64 {
+    register_integration(suite, token, valid_registration(provider, name)).await
+}
+
+/// Registers `registration` for the token's brand and returns its id.
+pub async fn register_integration(
+    suite: &Suite,
+    token: &str,
+    registration: RegisterIntegrationRequest,
+) -> i64 {
+    let provider = registration.provider;
     suite
         .gateway()
-        .register_integration(authed(valid_registration(provider, name), token))
+        .register_integration(authed(registration, token))
         .await
-        .unwrap_or_else(|s| panic!("register {provider:?}: {s}"))
+        .unwrap_or_else(|s| panic!("register provider {provider}: {s}"))
         .into_inner()
         .integration
         .map(|i| i.id)

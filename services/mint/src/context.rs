@@ -53,6 +53,14 @@ impl Fresh {
             .unwrap_or_default()
     }
 
+    /// How many more codes it would take now.
+    pub fn room(&self) -> usize {
+        self.codes
+            .lock()
+            .map(|held| Self::BOUND.saturating_sub(held.len()))
+            .unwrap_or(0)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.codes
             .lock()
@@ -77,7 +85,9 @@ mod tests {
         assert_eq!(fresh.take(2), vec![(1, 1), (1, 2)]);
         assert_eq!(fresh.take(5), vec![(2, 3)]);
         assert!(fresh.is_empty());
+        assert_eq!(fresh.room(), Fresh::BOUND);
         fresh.add((0..Fresh::BOUND as i64 + 10).map(|id| (1, id)));
+        assert_eq!(fresh.room(), 0);
         assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND);
     }
 }

@@ -23,6 +23,7 @@ use crate::domain::render::{MAX_SUFFIX_ROUNDS, check_profile, render_code, suffi
 use crate::domain::{Code, CodeStatus, Failure, Plan, Profile, RosterStatus};
 use crate::error::Error;
 use crate::events;
+use crate::pusher;
 use crate::random::SecureRandom;
 use crate::store::codes;
 use crate::store::projection::MintContext;
@@ -487,8 +488,15 @@ async fn reserve(
         } else {
             Taken::Skip
         };
+        // Codes this process's pusher will take by id are held from the scans (of every
+        // replica) while it pushes them; past Fresh's bound, they are due at once for a scan.
+        let held = if shared.fresh.room() >= rows.len() {
+            pusher::HOLD.as_secs() as i64
+        } else {
+            0
+        };
         let inserted = loop {
-            let result = codes::reserve(conn, &rows, &events, &clear, taken).await;
+            let result = codes::reserve(conn, &rows, &events, &clear, taken, held).await;
             if !conflicts.write_again(taken, &result) {
                 break result?;
             }

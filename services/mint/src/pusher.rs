@@ -23,10 +23,15 @@ use crate::domain::{Code, CodeStatus, Failure, Plan};
 use crate::error::Error;
 use crate::events;
 use crate::random::SecureRandom;
-use crate::store::{codes, failures, projection};
+use crate::store::{codes, failures, notify_work, projection};
 
 /// Codes pushed per round (the gateway takes up to 500 per call).
 const BATCH: i64 = 500;
+
+/// How long a round holds the codes it pushes from other rounds and replicas: longer than a
+/// store call takes (the gateway's adapters time out after 10 s, retrying at most 3 times),
+/// and how long a code waits if its pusher dies mid-call.
+pub const HOLD: Duration = Duration::from_secs(120);
 
 /// How often the pusher scans for due codes when nothing else wakes it.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -260,39 +265,136 @@ async fn plans_of(
         .collect())
 }
 
-/// One round of pushes, of the codes `ids` (those still due) or of any due; returns how many
-/// codes were due.
+/// One round of pushes, of the codes `ids` (this process's fresh codes, still pending) or of any
+/// due; returns how many codes were taken.
+///
+/// The store is called outside any transaction: a transaction left open through a slow store's
+/// call would keep PostgreSQL from cleaning up any table's dead rows meanwhile (every hot
+/// upsert of the suite then slows down). So the codes are held instead of locked: fresh codes
+/// since their insert ([`HOLD`]), the scan's by [`codes::hold`] as it takes them; the answers
+/// are then recorded for the codes that are still as they were sent ([`still_as_sent`]).
 async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
-    let (due, collided) = conn
-        .transaction::<_, Error, _>(async |conn| {
-            let due = match ids {
-                Some(ids) => codes::due_for_push_of(conn, ids).await?,
-                None => codes::due_for_push(conn, BATCH).await?,
-            };
-            if due.is_empty() {
-                return Ok((0, Vec::new()));
-            }
-            let plans = plans_of(conn, &due).await?;
-            let mut groups: HashMap<(i64, i64), Vec<Code>> = HashMap::new();
-            for code in &due {
-                groups
-                    .entry((code.brand_id, code.integration_id))
-                    .or_default()
-                    .push(code.clone());
-            }
-            let mut collided = Vec::new();
-            for ((brand_id, _), group) in groups {
-                let outcome = push_codes(shared, &plans, &group).await;
-                collided.extend(apply_outcome(shared, conn, brand_id, outcome).await?);
-            }
-            Ok((due.len(), collided))
-        })
-        .await?;
+    let (due, plans) = match ids {
+        Some(ids) => {
+            let due = codes::pushable_of(&mut conn, ids).await?;
+            let plans = plans_of(&mut conn, &due).await?;
+            (due, plans)
+        }
+        None => {
+            conn.transaction::<_, Error, _>(async |conn| {
+                let due = codes::due_for_push(conn, BATCH).await?;
+                let keys: Vec<(i64, i64)> = due.iter().map(|c| (c.brand_id, c.id)).collect();
+                codes::hold(conn, &keys, HOLD.as_secs() as i64).await?;
+                let plans = plans_of(conn, &due).await?;
+                Ok((due, plans))
+            })
+            .await?
+        }
+    };
+    drop(conn);
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut groups: HashMap<(i64, i64), Vec<Code>> = HashMap::new();
+    for code in &due {
+        groups
+            .entry((code.brand_id, code.integration_id))
+            .or_default()
+            .push(code.clone());
+    }
+    let mut collided = Vec::new();
+    for ((brand_id, _), group) in groups {
+        let outcome = push_codes(shared, &plans, &group).await;
+        collided.extend(record(shared, brand_id, &group, outcome).await?);
+    }
     for code in collided {
         resolve_collision(shared, &code).await?;
     }
-    Ok(due)
+    Ok(due.len())
+}
+
+/// Records what the store said about `sent` (one brand's codes, as they were sent) in one
+/// transaction, for the codes still as they were; returns those that collided.
+async fn record(
+    shared: &Shared,
+    brand_id: i64,
+    sent: &[Code],
+    outcome: Outcome,
+) -> Result<Vec<Code>, Error> {
+    let keys: Vec<(i64, i64)> = sent.iter().map(|c| (c.brand_id, c.id)).collect();
+    let mut conn = shared.db.conn().await?;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let now: HashMap<i64, Code> = codes::locked_of(conn, &keys)
+            .await?
+            .into_iter()
+            .map(|code| (code.id, code))
+            .collect();
+        let (outcome, stray) = still_as_sent(outcome, sent, &now);
+        for (integration_id, text) in &stray {
+            tracing::info!(brand_id, integration_id, code = %text, "code changed while the store made it; disabling it there");
+            codes::queue_store_disable(conn, brand_id, *integration_id, text).await?;
+        }
+        if !stray.is_empty() {
+            notify_work(conn).await?;
+        }
+        apply_outcome(shared, conn, brand_id, outcome).await
+    })
+    .await
+}
+
+/// Keeps the answers about codes that are, `now`, still pending with the text they were `sent`
+/// with. A code edited, disabled, or pushed by another round meanwhile stays as it is; when the
+/// store made its text although the code no longer holds it (edited or disabled during the
+/// call), that text is returned, `(integration, text)`, to be disabled at the store.
+fn still_as_sent(
+    outcome: Outcome,
+    sent: &[Code],
+    now: &HashMap<i64, Code>,
+) -> (Outcome, Vec<(i64, String)>) {
+    let was: HashMap<i64, &Code> = sent.iter().map(|code| (code.id, code)).collect();
+    let unchanged = |id: i64| {
+        was.get(&id)
+            .zip(now.get(&id))
+            .is_some_and(|(was, now)| now.status == CodeStatus::Pending && now.code == was.code)
+    };
+    let mut stray = Vec::new();
+    let mut created = Vec::new();
+    for id in outcome.created {
+        if unchanged(id) {
+            created.push(id);
+            continue;
+        }
+        let Some(was) = was.get(&id) else { continue };
+        let made_by_another_round = now
+            .get(&id)
+            .is_some_and(|now| now.status == CodeStatus::Active && now.code == was.code);
+        if let (false, Some(text)) = (made_by_another_round, &was.code) {
+            stray.push((was.integration_id, text.clone()));
+        }
+    }
+    let kept = Outcome {
+        created,
+        collided: outcome
+            .collided
+            .into_iter()
+            .filter(|code| unchanged(code.id))
+            .collect(),
+        failed: outcome
+            .failed
+            .into_iter()
+            .filter_map(|(ids, error, retry_in)| {
+                let ids: Vec<i64> = ids.into_iter().filter(|&id| unchanged(id)).collect();
+                (!ids.is_empty()).then_some((ids, error, retry_in))
+            })
+            .collect(),
+        refused_for_good: outcome
+            .refused_for_good
+            .into_iter()
+            .filter(|(code, _)| unchanged(code.id))
+            .collect(),
+    };
+    (kept, stray)
 }
 
 /// The store has this code for something else: give ours a suffix (recorded in its history)
@@ -455,4 +557,81 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
         Ok(())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::DateTime;
+    use tracking_api::common::v1::Provider;
+
+    use super::{Outcome, still_as_sent};
+    use crate::domain::{Code, CodeStatus};
+
+    fn code(id: i64, text: &str, status: CodeStatus) -> Code {
+        let at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        Code {
+            brand_id: 1,
+            id,
+            campaign_id: 2,
+            creator_id: id,
+            plan_id: 3,
+            integration_id: 4,
+            provider: Provider::Sandbox,
+            code: Some(text.to_owned()),
+            status,
+            store_error: String::new(),
+            slug: format!("s{id}"),
+            destination_url: String::new(),
+            affiliate_url: String::new(),
+            expires_at: None,
+            history: Vec::new(),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn answers_are_kept_only_for_codes_still_as_they_were_sent() {
+        let sent: Vec<Code> = (1..=6)
+            .map(|id| code(id, &format!("C{id}"), CodeStatus::Pending))
+            .collect();
+        let now: HashMap<i64, Code> = [
+            code(1, "C1", CodeStatus::Pending),
+            // Edited by the brand during the call.
+            code(2, "NEW2", CodeStatus::Pending),
+            // Disabled during the call.
+            code(3, "C3", CodeStatus::Disabled),
+            // Pushed and activated by another round (its hold ran out).
+            code(4, "C4", CodeStatus::Active),
+            code(5, "C5", CodeStatus::Pending),
+            code(6, "NEW6", CodeStatus::Pending),
+        ]
+        .into_iter()
+        .map(|c| (c.id, c))
+        .collect();
+        let outcome = Outcome {
+            created: vec![1, 2, 3, 4],
+            collided: vec![],
+            failed: vec![(vec![5, 6], "store down".to_owned(), 5)],
+            refused_for_good: vec![],
+        };
+        let (kept, stray) = still_as_sent(outcome, &sent, &now);
+        assert_eq!(
+            kept.created,
+            vec![1],
+            "only the unchanged code is activated"
+        );
+        assert_eq!(
+            kept.failed,
+            vec![(vec![5], "store down".to_owned(), 5)],
+            "an edited code keeps the retry of its new text"
+        );
+        assert_eq!(
+            stray,
+            vec![(4, "C2".to_owned()), (4, "C3".to_owned())],
+            "texts the store made for codes that no longer hold them are disabled there"
+        );
+    }
 }

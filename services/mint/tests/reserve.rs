@@ -117,7 +117,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
     let events: Vec<NewEvent> = first.iter().map(event).collect();
-    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail)
+    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail, 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(inserted, [ids[0], ids[1]].into(), "none was taken");
@@ -133,7 +133,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let clear = [true, true, false];
     // A reservation that fails on a taken code leaves nothing of the batch, not even creator 4's
     // code, inserted before the taken one.
-    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail).await;
+    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail, 0).await;
     assert!(
         matches!(failed, Err(DbError::UniqueViolation { .. })),
         "{failed:?}"
@@ -152,7 +152,7 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
         "codes, events, failures on record"
     );
     // One that skips taken codes stores creator 4's.
-    let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip)
+    let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip, 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(inserted, [ids[4]].into());
@@ -314,7 +314,7 @@ async fn run_a_batch(
         let inserted = counted(
             &mut most,
             rows_read_by(conn, table, async |conn| {
-                codes::reserve(conn, rows, events, &clear, taken).await
+                codes::reserve(conn, rows, events, &clear, taken, 0).await
             })
             .await,
         );
@@ -465,4 +465,34 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
         (UNANALYZED - 1) - BATCH_KEYS,
         "of the failures of creators 2 to {UNANALYZED} and of the new, the batch's are cleared"
     );
+}
+
+#[tokio::test]
+async fn fresh_codes_are_held_for_their_pusher_and_links_left_due() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<(i64, i64, i64)> = [1, 2].map(|creator| (7, 1, creator)).to_vec();
+    let ids = drawn(&conn, &keys, false).await;
+    let held = code(ids[0], 1, "ANNA");
+    let link = Code {
+        code: None,
+        ..code(ids[1], 2, "")
+    };
+    let rows = [held, link];
+    let events: Vec<NewEvent> = rows.iter().map(event).collect();
+    codes::reserve(&mut conn, &rows, &events, &[false, false], Taken::Fail, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let due: Vec<Row> = diesel::sql_query(
+        "select creator_id as brand_id, \
+           case when next_push_at > now() + interval '110 seconds' then 'held' \
+                when next_push_at <= now() then 'due' else 'other' end as what \
+         from codes order by creator_id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let due: Vec<(i64, &str)> = due.iter().map(|r| (r.brand_id, r.what.as_str())).collect();
+    assert_eq!(due, [(1, "held"), (2, "due")]);
 }

@@ -141,11 +141,11 @@ async fn activating_and_retrying_codes_reads_only_those_codes() {
 }
 
 #[tokio::test]
-async fn fresh_codes_are_taken_by_key_skipping_what_is_not_due_or_locked() {
+async fn fresh_codes_are_read_by_key_held_or_locked_and_only_while_pending() {
     let setup = setup().await;
     let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     let keys = &setup.ids[..KEYS];
-    let (not_due, rest) = keys.split_at(10);
+    let (held, rest) = keys.split_at(10);
     let (pushed, rest) = rest.split_at(10);
     let (locked, due) = rest.split_at(10);
     let list = |ids: &[i64]| {
@@ -159,7 +159,7 @@ async fn fresh_codes_are_taken_by_key_skipping_what_is_not_due_or_locked() {
         &format!(
             "update codes set next_push_at = now() + interval '1 hour' \
              where brand_id = 2 and id in ({})",
-            list(not_due)
+            list(held)
         ),
     )
     .await;
@@ -171,7 +171,7 @@ async fn fresh_codes_are_taken_by_key_skipping_what_is_not_due_or_locked() {
         ),
     )
     .await;
-    // Another round holds these.
+    // A brand's edit holds these (the read takes no lock, so it does not wait).
     let mut other = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     sql(&mut other, "begin").await;
     sql(
@@ -187,10 +187,15 @@ async fn fresh_codes_are_taken_by_key_skipping_what_is_not_due_or_locked() {
     asked.push((2, i64::MAX)); // no such code
     asked.push((1, 1)); // brand 1's code, active
     let (taken, read) = rows_read_by(&mut conn, "codes", async |conn| {
-        codes::due_for_push_of(conn, &asked).await
+        codes::pushable_of(conn, &asked).await
     })
     .await;
-    assert_eq!(ids_of(&taken), due.iter().copied().collect());
+    let pushable: BTreeSet<i64> = held.iter().chain(locked).chain(due).copied().collect();
+    assert_eq!(
+        ids_of(&taken),
+        pushable,
+        "every pending code asked for, held or locked"
+    );
     assert!(read <= BOUND, "taking {KEYS} fresh codes read {read} rows");
     sql(&mut other, "rollback").await;
 }
@@ -439,11 +444,27 @@ async fn a_new_deployments_codes_are_probed_by_key_before_any_analyze() {
 
     let keys: Vec<(i64, i64)> = batch.iter().map(|&id| (2, id)).collect();
     let (due, read) = rows_read_by(&mut conn, "codes", async |conn| {
-        codes::due_for_push_of(conn, &keys).await
+        codes::pushable_of(conn, &keys).await
     })
     .await;
     assert_eq!(ids_of(&due), wanted);
-    assert!(read <= BATCH_BOUND, "taking fresh codes read {read} rows");
+    assert!(read <= BATCH_BOUND, "reading fresh codes read {read} rows");
+
+    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::hold(conn, &keys, 120).await
+    })
+    .await;
+    assert!(read <= BATCH_BOUND, "holding codes read {read} rows");
+
+    let (locked, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::locked_of(conn, &keys).await
+    })
+    .await;
+    assert_eq!(ids_of(&locked), wanted);
+    assert!(
+        read <= BATCH_BOUND,
+        "locking codes to record answers read {read} rows"
+    );
 
     let (activated, read) = rows_read_by(&mut conn, "codes", async |conn| {
         codes::set_status(conn, 2, &batch, CodeStatus::Active).await

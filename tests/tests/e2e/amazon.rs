@@ -18,7 +18,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use suite_tests::{Suite, add, brand, eventually, mint_when_known, profile, valid_registration};
+use suite_tests::{
+    Suite, add, brand, eventually, mint_when_known, profile, register_integration,
+    valid_registration,
+};
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
     AttributionMethod, Conversion, ConversionKind, ConversionStatus, DayRange, Figures,
@@ -191,12 +194,7 @@ async fn world() -> World {
     let amazon = Arc::new(Amazon::default());
     let mut registration = valid_registration(Provider::AmazonAds, "Amazon");
     registration.base_url = serve(amazon.clone()).await;
-    let integration = suite
-        .gateway()
-        .register_integration(authed(registration, &token))
-        .await
-        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("register: {s}"));
+    let integration = register_integration(&suite, &token, registration).await;
     let plan = suite
         .plan()
         .create_plan(authed(

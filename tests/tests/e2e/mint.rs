@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use suite_tests::{
-    Suite, add, brand, eventually, mint, mint_when_known, profile, register, sandbox_outage,
+    Suite, add, brand, eventually, mint, mint_when_known, profile, register, register_integration,
+    sandbox_outage, valid_registration,
 };
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
@@ -1686,4 +1687,94 @@ async fn a_restarted_suite_keeps_its_configuration() {
         let url = code.links.unwrap_or_default().tracking_url;
         assert!(url.starts_with("http://links.restart/r/"), "{url}");
     }
+}
+
+/// A store that accepts connections and never answers; its base URL and a count of the
+/// connections it accepted (each kept open until the test ends).
+async fn silent_store() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open.push(socket);
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+/// Sessions of the suite in the test database that are inside a transaction, waiting on nothing
+/// of PostgreSQL's: such a transaction keeps every table's dead rows from being cleaned up.
+async fn idle_in_transaction(suite: &Suite) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Session {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let db = suite.schema("mint");
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    diesel_async::RunQueryDsl::load::<Session>(
+        diesel::sql_query(
+            "select application_name || ': ' || query as name from pg_stat_activity
+             where datname = current_database() and state = 'idle in transaction'
+               and application_name like 'tracking-%'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .into_iter()
+    .map(|s| s.name)
+    .collect()
+}
+
+#[tokio::test]
+async fn a_push_the_store_keeps_waiting_holds_no_transaction_open() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let (base_url, accepted) = silent_store().await;
+    let mut registration = valid_registration(Provider::Shopify, "silent store");
+    registration.base_url = base_url;
+    let integration = register_integration(&suite, &token, registration).await;
+    let s = setup_on(
+        &suite,
+        &token,
+        integration,
+        "{username}",
+        CodeTrigger::OnApproval,
+        "Silent",
+        true,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("C", "C", "silent1"),
+        false,
+    )
+    .await;
+    mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the push reaches the store", || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // The store keeps the call waiting (for its 10 s timeout): meanwhile no session of the
+    // suite may wait inside a transaction. Sampled over a second of the wait.
+    for _ in 0..10 {
+        let idle = idle_in_transaction(&suite).await;
+        assert!(idle.is_empty(), "open during the store call: {idle:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let codes = codes_of(&suite, &token, s.campaign).await;
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0].status, CodeStatus::Pending as i32, "{codes:?}");
 }

@@ -156,7 +156,9 @@ pub async fn draw_ids(
 /// its own transaction (one round trip); a code that is taken (its text at the integration, or a
 /// live code of its creator) is skipped or fails the statement ([`Taken`], for
 /// [`tracking_db::Conflicts`]). The failures on record for the creators whose `clear_failure` is
-/// set are forgotten once their code is in. Returns the ids inserted.
+/// set are forgotten once their code is in. Pending codes with a text are held for this
+/// process's pusher for `held_secs` ([`hold`]; 0 leaves them due at once, for any scan). Returns
+/// the ids inserted.
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -167,6 +169,7 @@ pub async fn reserve(
     events: &[NewEvent],
     clear_failure: &[bool],
     taken: Taken,
+    held_secs: i64,
 ) -> Result<HashSet<i64>, DbError> {
     #[derive(QueryableByName)]
     struct Inserted {
@@ -224,6 +227,7 @@ pub async fn reserve(
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Bool>, _>(clear_failure)
+        .bind::<BigInt, _>(held_secs)
         .load(conn)
         .await?;
     Ok(inserted.into_iter().map(|row| row.id).collect())
@@ -255,10 +259,11 @@ fn reserving(clearing: bool, taken: Taken) -> String {
          inserted as ( \
            insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
              integration_id, provider, code, status, slug, destination_url, affiliate_url, \
-             expires_at, created_at, updated_at) \
+             expires_at, created_at, updated_at, next_push_at) \
            select brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
              code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
-             created_at \
+             created_at, now() + case when code is not null and status = 'pending' \
+               then make_interval(secs => $18::bigint) else interval '0' end \
            from input order by n \
            {skip} returning brand_id, id), \
          minted as ( \
@@ -497,29 +502,70 @@ pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
     due_pending(conn, "code is not null", limit).await
 }
 
-/// Of these codes `(brand, id)`, those still pending and due for a push, locked (skipping any
-/// another round holds). The codes are locked by primary key and only then checked: a due
-/// condition next to the key would let the planner hash every entry of `codes_to_push` (or
-/// `BitmapAnd` it with each key) when it underestimates them.
-pub async fn due_for_push_of(
+/// Of these codes `(brand, id)` (this process's fresh codes, held for its pusher), those still
+/// pending with a code, as committed: nothing is locked, since the store is called after this
+/// read, outside any transaction ([`locked_of`] reads them again to record the answer). The
+/// codes are read by primary key and only then checked: a condition next to the key would let
+/// the planner hash every entry of `codes_to_push` (or `BitmapAnd` it with each key) when it
+/// underestimates them.
+pub async fn pushable_of(
     conn: &mut AsyncPgConnection,
     ids: &[(i64, i64)],
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
-        "with locked as materialized ( \
-           select {COLUMNS}, \
-             status = 'pending' and code is not null and next_push_at <= now() as due \
+        "with keyed as materialized ( \
+           select {COLUMNS}, status = 'pending' and code is not null as pushable \
            from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
-           join codes on brand_id = k.key_brand and id = k.key_id \
-           for update of codes skip locked) \
-         select {COLUMNS} from locked where due"
+           join codes on brand_id = k.key_brand and id = k.key_id) \
+         select {COLUMNS} from keyed where pushable"
     );
+    by_keys(conn, sql, ids).await
+}
+
+/// These codes `(brand, id)` as they are now, locked until the caller's transaction ends.
+pub async fn locked_of(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+         join codes on brand_id = k.key_brand and id = k.key_id for update of codes"
+    );
+    by_keys(conn, sql, ids).await
+}
+
+/// Runs `sql`, which reads codes by the keys `(brand, id)` bound as `$1` and `$2`, for `ids`.
+async fn by_keys(
+    conn: &mut AsyncPgConnection,
+    sql: String,
+    ids: &[(i64, i64)],
+) -> Result<Vec<Code>, Error> {
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.1).collect::<Vec<_>>())
         .load(conn)
         .await?;
     to_codes(rows)
+}
+
+/// Holds these codes `(brand, id)` for one push round for `secs`: no scan takes them before
+/// (unless a recorded answer sets their next push first).
+pub async fn hold(
+    conn: &mut AsyncPgConnection,
+    ids: &[(i64, i64)],
+    secs: i64,
+) -> Result<(), Error> {
+    tracking_db::prepared(
+        "update codes set next_push_at = now() + make_interval(secs => $3::bigint) \
+         from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+         where brand_id = k.key_brand and id = k.key_id",
+    )
+    .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<BigInt, _>(secs)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Pending links without a code due for their store-made link (Amazon attribution tags), locked
