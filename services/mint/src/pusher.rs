@@ -322,7 +322,9 @@ async fn record(
     sent: &[Code],
     outcome: Outcome,
 ) -> Result<Vec<Code>, Error> {
-    let keys: Vec<(i64, i64)> = sent.iter().map(|c| (c.brand_id, c.id)).collect();
+    // In key order, so that two rounds recording the same codes lock them in the same order.
+    let mut keys: Vec<(i64, i64)> = sent.iter().map(|c| (c.brand_id, c.id)).collect();
+    keys.sort_unstable();
     let mut conn = shared.db.conn().await?;
     conn.transaction::<_, Error, _>(async |conn| {
         let now: HashMap<i64, Code> = codes::locked_of(conn, &keys)
