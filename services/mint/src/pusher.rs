@@ -284,8 +284,7 @@ async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize
         None => {
             conn.transaction::<_, Error, _>(async |conn| {
                 let due = codes::due_for_push(conn, BATCH).await?;
-                let keys: Vec<(i64, i64)> = due.iter().map(|c| (c.brand_id, c.id)).collect();
-                codes::hold(conn, &keys, HOLD.as_secs() as i64).await?;
+                codes::hold(conn, &keys_of(&due), HOLD.as_secs() as i64).await?;
                 let plans = plans_of(conn, &due).await?;
                 Ok((due, plans))
             })
@@ -323,7 +322,7 @@ async fn record(
     outcome: Outcome,
 ) -> Result<Vec<Code>, Error> {
     // In key order, so that two rounds recording the same codes lock them in the same order.
-    let mut keys: Vec<(i64, i64)> = sent.iter().map(|c| (c.brand_id, c.id)).collect();
+    let mut keys = keys_of(sent);
     keys.sort_unstable();
     let mut conn = shared.db.conn().await?;
     conn.transaction::<_, Error, _>(async |conn| {
@@ -452,42 +451,54 @@ async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
 /// One round of Amazon Ads links: pending links get their creator's attribution tag from the
 /// gateway (per integration) and become active, the tag on the plan's page (the affiliate link)
 /// and on the tracking link's destination; while the gateway or Amazon cannot make it they stay
-/// pending, retried with backoff. Returns how many were due.
+/// pending, retried with backoff. Returns how many were due. Like a push round, the links are
+/// held while the gateway is called outside any transaction.
 async fn link_round(shared: &Shared) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let due = codes::due_for_link(conn, BATCH).await?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let plans = plans_of(conn, &due).await?;
-        let mut groups: HashMap<(i64, i64), Vec<&Code>> = HashMap::new();
-        for code in &due {
-            groups
-                .entry((code.brand_id, code.integration_id))
-                .or_default()
-                .push(code);
-        }
-        for ((brand_id, integration_id), group) in groups {
-            let specs = group
-                .iter()
-                .map(|code| AttributionTagSpec {
-                    campaign_id: code.campaign_id,
-                    creator_id: code.creator_id,
-                })
-                .collect();
-            let tags = match shared
-                .stores
-                .attribution_tags(brand_id, integration_id, specs)
-                .await
-            {
+    let (due, plans) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let due = codes::due_for_link(conn, BATCH).await?;
+            codes::hold(conn, &keys_of(&due), HOLD.as_secs() as i64).await?;
+            let plans = plans_of(conn, &due).await?;
+            Ok((due, plans))
+        })
+        .await?;
+    drop(conn);
+    let mut groups: HashMap<(i64, i64), Vec<&Code>> = HashMap::new();
+    for code in &due {
+        groups
+            .entry((code.brand_id, code.integration_id))
+            .or_default()
+            .push(code);
+    }
+    for ((brand_id, integration_id), group) in groups {
+        let specs = group
+            .iter()
+            .map(|code| AttributionTagSpec {
+                campaign_id: code.campaign_id,
+                creator_id: code.creator_id,
+            })
+            .collect();
+        let answered = shared
+            .stores
+            .attribution_tags(brand_id, integration_id, specs)
+            .await;
+        let mut conn = shared.db.conn().await?;
+        conn.transaction::<_, Error, _>(async |conn| {
+            let tags = match answered {
                 Ok(tags) => tags,
                 Err(err) => {
                     let retry_in = if err.is_transient() { 2 } else { 60 };
-                    let ids: Vec<i64> = group.iter().map(|code| code.id).collect();
+                    let sent: Vec<(i64, i64)> = group.iter().map(|c| (c.brand_id, c.id)).collect();
+                    // Only links still waiting (not disabled meanwhile) wait for a retry.
+                    let ids: Vec<i64> = codes::locked_of(conn, &sent)
+                        .await?
+                        .into_iter()
+                        .filter(|code| code.status == CodeStatus::Pending && code.code.is_none())
+                        .map(|code| code.id)
+                        .collect();
                     let text = store_error_text(&err);
-                    codes::push_failed(conn, brand_id, &ids, &text, retry_in).await?;
-                    continue;
+                    return codes::push_failed(conn, brand_id, &ids, &text, retry_in).await;
                 }
             };
             let links: Vec<(i64, String, String)> = group
@@ -505,6 +516,7 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
                     (code.id, with_amazon_tag(page, &tag.tag), destination)
                 })
                 .collect();
+            // Activates only links still pending.
             let linked = codes::set_links(conn, brand_id, &links).await?;
             tracing::info!(
                 brand_id,
@@ -517,27 +529,37 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
                 .map(|code| events::code(CodeEventKind::Activated, code, &shared.public_base_url))
                 .collect();
             tracking_events::append(conn, &events).await?;
-        }
-        Ok(due.len())
-    })
-    .await
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(due.len())
 }
 
-/// One round of deactivations at the stores.
+/// One round of deactivations at the stores: the texts are held while the stores are called
+/// outside any transaction, and each answer is recorded unless the text was queued again
+/// meanwhile.
 async fn disable_round(shared: &Shared) -> Result<(), Error> {
     let mut conn = shared.db.conn().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let due = codes::due_store_disables(conn, BATCH).await?;
-        let mut groups: HashMap<(i64, i64), Vec<codes::StoreDisable>> = HashMap::new();
-        for item in due {
-            groups
-                .entry((item.brand_id, item.integration_id))
-                .or_default()
-                .push(item);
-        }
-        for ((brand_id, integration_id), items) in groups {
-            let texts = items.iter().map(|i| i.code.clone()).collect();
-            match shared.stores.disable(brand_id, integration_id, texts).await {
+    let due = conn
+        .transaction::<_, Error, _>(async |conn| {
+            codes::take_store_disables(conn, BATCH, HOLD.as_secs() as i64).await
+        })
+        .await?;
+    drop(conn);
+    let mut groups: HashMap<(i64, i64), Vec<codes::StoreDisable>> = HashMap::new();
+    for item in due {
+        groups
+            .entry((item.brand_id, item.integration_id))
+            .or_default()
+            .push(item);
+    }
+    for ((brand_id, integration_id), items) in groups {
+        let texts = items.iter().map(|i| i.code.clone()).collect();
+        let answered = shared.stores.disable(brand_id, integration_id, texts).await;
+        let mut conn = shared.db.conn().await?;
+        conn.transaction::<_, Error, _>(async |conn| {
+            match answered {
                 Ok(results) => {
                     for (item, result) in items.iter().zip(results) {
                         match DisableOutcome::try_from(result.outcome) {
@@ -555,10 +577,16 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
                     }
                 }
             }
-        }
-        Ok(())
-    })
-    .await
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The keys `(brand, id)` of `codes`.
+fn keys_of(codes: &[Code]) -> Vec<(i64, i64)> {
+    codes.iter().map(|c| (c.brand_id, c.id)).collect()
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ async fn holders_are_looked_up_code_by_code() {
 }
 
 #[tokio::test]
-async fn due_deactivations_are_read_in_order_not_all_of_them() {
+async fn due_deactivations_are_taken_in_order_not_all_of_them_and_held() {
     let setup = setup().await;
     let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Integration 1's codes wait an hour for their retry (the store is down); of integration
@@ -253,15 +253,40 @@ async fn due_deactivations_are_read_in_order_not_all_of_them() {
     })
     .await;
     let (due, read) = rows_read_by(&mut conn, "store_disables", async |conn| {
-        codes::due_store_disables(conn, KEYS as i64).await
+        codes::take_store_disables(conn, KEYS as i64, 120).await
     })
     .await;
-    let mut texts: Vec<String> = due.into_iter().map(|item| item.code).collect();
+    let mut texts: Vec<String> = due.iter().map(|item| item.code.clone()).collect();
     texts.sort();
     let mut expected: Vec<String> = (1..=50).map(|g| format!("code-{g}")).collect();
     expected.sort();
     assert_eq!(texts, expected);
     assert!(read <= BOUND, "50 due deactivations read {read} rows");
+    let again = codes::take_store_disables(&mut conn, KEYS as i64, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.is_empty(), "held: {again:?}");
+
+    // Queued again while the store was called (the text replaced once more): the round's
+    // answer does not forget it.
+    codes::queue_store_disable(&mut conn, 1, 2, "code-7")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for item in &due {
+        codes::store_disable_done(&mut conn, item)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let left = codes::take_store_disables(&mut conn, KEYS as i64, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // (Codes from 51 on fall due a second apart from the start.)
+    let left: Vec<&str> = left
+        .iter()
+        .map(|item| item.code.as_str())
+        .filter(|code| expected.iter().any(|e| e == code))
+        .collect();
+    assert_eq!(left, ["code-7"]);
 }
 
 #[tokio::test]

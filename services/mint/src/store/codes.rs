@@ -669,6 +669,8 @@ pub async fn queue_store_disable(
     Ok(())
 }
 
+/// A text to deactivate at its store, as a round took it: `held_until` marks the round's hold,
+/// so that what it records applies only if nothing queued the text again meanwhile.
 #[derive(QueryableByName, Debug, Clone)]
 pub struct StoreDisable {
     #[diesel(sql_type = BigInt)]
@@ -677,37 +679,50 @@ pub struct StoreDisable {
     pub integration_id: i64,
     #[diesel(sql_type = Text)]
     pub code: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub held_until: DateTime<Utc>,
 }
 
-pub async fn due_store_disables(
+/// Takes the oldest due deactivations (skipping those another round has locked) and holds
+/// them for `held_secs`, so that the store is called after this commits. The rows are updated
+/// by the `ctid`s just locked: one plan at any size.
+pub async fn take_store_disables(
     conn: &mut AsyncPgConnection,
     limit: i64,
+    held_secs: i64,
 ) -> Result<Vec<StoreDisable>, Error> {
     Ok(tracking_db::prepared(
-        "select brand_id, integration_id, code from store_disables where next_at <= now() \
-         order by next_at limit $1 for update skip locked",
+        "update store_disables set next_at = now() + make_interval(secs => $2::bigint) \
+         where ctid = any(array(select ctid from store_disables where next_at <= now() \
+           order by next_at limit $1 for update skip locked)) \
+         returning brand_id, integration_id, code, next_at as held_until",
     )
     .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(held_secs)
     .load(conn)
     .await?)
 }
 
-/// Done (disabled, or the store never had it): forget it.
+/// Done (disabled, or the store never had it): forget it, unless it was queued again since it
+/// was taken.
 pub async fn store_disable_done(
     conn: &mut AsyncPgConnection,
     item: &StoreDisable,
 ) -> Result<(), Error> {
     tracking_db::prepared(
-        "delete from store_disables where brand_id = $1 and integration_id = $2 and code = $3",
+        "delete from store_disables where brand_id = $1 and integration_id = $2 and code = $3 \
+         and next_at = $4",
     )
     .bind::<BigInt, _>(item.brand_id)
     .bind::<BigInt, _>(item.integration_id)
     .bind::<Text, _>(&item.code)
+    .bind::<Timestamptz, _>(item.held_until)
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// Failed: try again later (with backoff), unless it was queued again since it was taken.
 pub async fn store_disable_failed(
     conn: &mut AsyncPgConnection,
     item: &StoreDisable,
@@ -716,12 +731,13 @@ pub async fn store_disable_failed(
     tracking_db::prepared(
         "update store_disables set attempts = attempts + 1, last_error = $4, \
            next_at = now() + make_interval(secs => least(power(2, least(attempts, 11)), 3600)) \
-         where brand_id = $1 and integration_id = $2 and code = $3",
+         where brand_id = $1 and integration_id = $2 and code = $3 and next_at = $5",
     )
     .bind::<BigInt, _>(item.brand_id)
     .bind::<BigInt, _>(item.integration_id)
     .bind::<Text, _>(&item.code)
     .bind::<Text, _>(error)
+    .bind::<Timestamptz, _>(item.held_until)
     .execute(conn)
     .await?;
     Ok(())
