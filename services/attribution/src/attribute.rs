@@ -74,6 +74,8 @@ struct Item<'e> {
     key: OrderKey,
     seen_at: DateTime<Utc>,
     ordered_at: DateTime<Utc>,
+    /// The codes to look up: lower-cased, each once, none empty.
+    lookup: Vec<String>,
 }
 
 impl<'e> Item<'e> {
@@ -105,6 +107,7 @@ impl<'e> Item<'e> {
             ),
             seen_at,
             ordered_at,
+            lookup: lookup_codes(order),
         })
     }
 
@@ -119,21 +122,25 @@ impl<'e> Item<'e> {
 
     /// The order's codes as a pending order keeps them: trimmed and lower-cased.
     fn codes_lower(&self) -> Vec<String> {
-        self.order
-            .codes
-            .iter()
-            .map(|c| c.trim().to_lowercase())
-            .collect()
+        codes_lower(self.order)
     }
+}
 
-    /// The codes to look up: lower-cased, each once, none empty.
-    fn lookup_codes(&self) -> Vec<String> {
-        let mut lower = self.codes_lower();
-        lower.sort();
-        lower.dedup();
-        lower.retain(|c| !c.is_empty());
-        lower
-    }
+fn codes_lower(order: &Order) -> Vec<String> {
+    order
+        .codes
+        .iter()
+        .map(|c| c.trim().to_lowercase())
+        .collect()
+}
+
+/// An order's codes to look up: lower-cased, each once, none empty.
+fn lookup_codes(order: &Order) -> Vec<String> {
+    let mut lower = codes_lower(order);
+    lower.sort();
+    lower.dedup();
+    lower.retain(|c| !c.is_empty());
+    lower
 }
 
 /// Amazon Attribution report rows share the stream (see `amazon_reports`). They never touch
@@ -227,18 +234,12 @@ impl Facts {
         existing: &[ConversionRow],
     ) -> Result<Facts, DbError> {
         let mut facts = Facts::default();
-        let lookups: Vec<(i64, i64, String)> = items
-            .iter()
-            .flat_map(|i| {
-                i.lookup_codes()
-                    .into_iter()
-                    .map(|c| (i.brand_id(), i.order.integration_id, c))
-            })
-            .collect();
-        let wanted: Vec<(i64, i64, &str)> = lookups
-            .iter()
-            .map(|(b, i, c)| (*b, *i, c.as_str()))
-            .collect();
+        // Each (brand, integration, code) once: a batch's orders share few codes.
+        let wanted = distinct(items.iter().flat_map(|i| {
+            i.lookup
+                .iter()
+                .map(move |c| (i.brand_id(), i.order.integration_id, c.as_str()))
+        }));
         for found in projection::codes_matching(conn, &wanted).await? {
             facts
                 .codes
@@ -353,7 +354,7 @@ struct Batch<'f> {
     orders: HashMap<OrderKey, Vec<usize>>,
     /// The orders waiting for a code or click, as they stand at this point of the batch.
     waiting: HashMap<OrderKey, PendingOrder>,
-    changes: Changes,
+    changes: Changes<'f>,
 }
 
 impl<'f> Batch<'f> {
@@ -417,11 +418,15 @@ impl<'f> Batch<'f> {
     }
 
     fn set_waiting(&mut self, key: &OrderKey, pending: Option<PendingOrder>) {
-        match &pending {
-            Some(kept) => self.waiting.insert(key.clone(), kept.clone()),
-            None => self.waiting.remove(key),
+        let was_waiting = match &pending {
+            Some(kept) => self.waiting.insert(key.clone(), kept.clone()).is_some(),
+            None => self.waiting.remove(key).is_some(),
         };
-        self.changes.pending.insert(key.clone(), pending);
+        // An order that was not waiting (stored or earlier in the batch) and is not kept now
+        // has nothing to write: most orders are attributed at once.
+        if was_waiting || pending.is_some() {
+            self.changes.pending.insert(key.clone(), pending);
+        }
     }
 
     /// The creators an order belongs to: by its codes (case-insensitively, within its
@@ -429,12 +434,12 @@ impl<'f> Batch<'f> {
     fn claimants(&self, item: &Item) -> (Method, Vec<(Claimant, &'f CodeRow, String)>) {
         let order = item.order;
         let brand_id = item.brand_id();
-        let lower = item.lookup_codes();
+        let lower = &item.lookup;
         if !lower.is_empty() {
             let mut by_creator: BTreeMap<i64, (Claimant, &'f CodeRow, String)> = BTreeMap::new();
             for (code, matched) in
                 self.facts
-                    .codes_matching(brand_id, order.integration_id, &lower, item.ordered_at)
+                    .codes_matching(brand_id, order.integration_id, lower, item.ordered_at)
             {
                 let as_on_order = order
                     .codes
@@ -579,7 +584,7 @@ impl<'f> Batch<'f> {
                 let index = self.changes.create(row);
                 self.orders.entry(item.key.clone()).or_default().push(index);
                 if method == Method::Code && campaign_id == code.campaign_id {
-                    self.changes.leaks.push(((*code).clone(), item.ordered_at));
+                    self.changes.leaks.push((code, item.ordered_at));
                 }
                 created += 1;
             }
@@ -741,7 +746,7 @@ struct Tracked {
 
 /// What applying a batch changes, in the order it happened, written back by [`Changes::write`].
 #[derive(Default)]
-struct Changes {
+struct Changes<'f> {
     rows: Vec<Tracked>,
     /// Conversion events: the conversion (an index into `rows`) as it was at that point, when
     /// it changed again later in the batch (`None`: as it ends the batch).
@@ -752,12 +757,12 @@ struct Changes {
     /// its changes cancel out, as it would be one change at a time.
     sales: BTreeMap<SalesKey, SalesDelta>,
     /// Orders counted for leak detection: the code and when the order was placed.
-    leaks: Vec<(CodeRow, DateTime<Utc>)>,
+    leaks: Vec<(&'f CodeRow, DateTime<Utc>)>,
     /// The final state of every pending order the batch kept (`Some`) or let go (`None`).
     pending: BTreeMap<OrderKey, Option<PendingOrder>>,
 }
 
-impl Changes {
+impl Changes<'_> {
     /// A stored conversion the batch may change.
     fn track(&mut self, row: ConversionRow) -> usize {
         self.rows.push(Tracked {
@@ -947,7 +952,7 @@ async fn clicked_before(
 /// raises the alerts their figures call for.
 async fn watch_for_leaks(
     conn: &mut AsyncPgConnection,
-    leaks: &[(CodeRow, DateTime<Utc>)],
+    leaks: &[(&CodeRow, DateTime<Utc>)],
 ) -> Result<(), DbError> {
     if leaks.is_empty() {
         return Ok(());
