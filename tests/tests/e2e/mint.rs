@@ -1708,8 +1708,9 @@ async fn silent_store() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsiz
     (format!("http://{addr}"), accepted)
 }
 
-/// Sessions of the suite in the test database that are inside a transaction, waiting on nothing
-/// of PostgreSQL's: such a transaction keeps every table's dead rows from being cleaned up.
+/// Sessions of the suite in the test database that have waited inside a transaction for more
+/// than 250 ms (a consumer's batch is idle between its statements for far less): such a
+/// transaction keeps every table's dead rows from being cleaned up.
 async fn idle_in_transaction(suite: &Suite) -> Vec<String> {
     #[derive(diesel::QueryableByName)]
     struct Session {
@@ -1722,7 +1723,8 @@ async fn idle_in_transaction(suite: &Suite) -> Vec<String> {
         diesel::sql_query(
             "select application_name || ': ' || query as name from pg_stat_activity
              where datname = current_database() and state = 'idle in transaction'
-               and application_name like 'tracking-%'",
+               and application_name like 'tracking-%'
+               and state_change < clock_timestamp() - interval '250 milliseconds'",
         ),
         &mut conn,
     )
