@@ -119,13 +119,9 @@ impl<'e> Item<'e> {
     fn matchable(&self) -> bool {
         !self.order.codes.is_empty() || !self.order.click_id.is_empty()
     }
-
-    /// The order's codes as a pending order keeps them: trimmed and lower-cased.
-    fn codes_lower(&self) -> Vec<String> {
-        codes_lower(self.order)
-    }
 }
 
+/// An order's codes as a pending order keeps them: trimmed and lower-cased.
 fn codes_lower(order: &Order) -> Vec<String> {
     order
         .codes
@@ -410,7 +406,7 @@ impl<'f> Batch<'f> {
             // it is attributed when they arrive.
             let kept = PendingOrder {
                 event: item.event.encode_to_vec(),
-                codes_lower: item.codes_lower(),
+                codes_lower: codes_lower(item.order),
                 click_id: item.order.click_id.clone(),
             };
             self.set_waiting(&item.key, Some(kept));

@@ -497,7 +497,8 @@ pub async fn live_of_creator(
     Ok(to_codes(rows)?.into_iter().next())
 }
 
-/// Pending codes due for a push, locked (other replicas skip them), with their plan's name.
+/// Pending codes due for a push, locked for the caller's transaction (other rounds skip them),
+/// in which the pusher [`hold`]s them before calling the store.
 pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
     due_pending(conn, "code is not null", limit).await
 }
@@ -571,7 +572,7 @@ pub async fn hold(
 }
 
 /// Pending links without a code due for their store-made link (Amazon attribution tags), locked
-/// (other replicas skip them).
+/// for the caller's transaction (other rounds skip them), in which the pusher [`hold`]s them.
 pub async fn due_for_link(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
     due_pending(conn, "code is null", limit).await
 }
