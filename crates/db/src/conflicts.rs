@@ -45,6 +45,31 @@ impl Taken {
     }
 }
 
+/// A statement written for both [`Taken`] modes, each text built once (kept in a `static`).
+#[derive(Debug)]
+pub struct ByTaken {
+    skip: String,
+    fail: String,
+}
+
+impl ByTaken {
+    /// `statement`'s text for each mode.
+    pub fn new(statement: impl Fn(Taken) -> String) -> Self {
+        Self {
+            skip: statement(Taken::Skip),
+            fail: statement(Taken::Fail),
+        }
+    }
+
+    /// The text for `taken`.
+    pub fn get(&self, taken: Taken) -> &str {
+        match taken {
+            Taken::Skip => &self.skip,
+            Taken::Fail => &self.fail,
+        }
+    }
+}
+
 /// What a writer's recent writes met; clones share it (a service's batch workers, say).
 #[derive(Clone, Debug, Default)]
 pub struct Conflicts(Arc<AtomicU32>);

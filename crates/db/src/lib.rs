@@ -19,7 +19,7 @@ mod testdb;
 pub mod url;
 
 pub use bootstrap::{BootstrapError, PrivateCluster, create_database, resolve_local_database};
-pub use conflicts::{Conflicts, Taken};
+pub use conflicts::{ByTaken, Conflicts, Taken};
 pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify, plan_each_execution};

@@ -491,7 +491,7 @@ async fn reserve(
         // Codes this process's pusher will take by id are held from the scans (of every
         // replica) while it pushes them; past Fresh's bound, they are due at once for a scan.
         let held = if shared.fresh.room() >= rows.len() {
-            pusher::HOLD.as_secs() as i64
+            pusher::HOLD_SECS
         } else {
             0
         };

@@ -28,10 +28,10 @@ use crate::store::{codes, failures, notify_work, projection};
 /// Codes pushed per round (the gateway takes up to 500 per call).
 const BATCH: i64 = 500;
 
-/// How long a round holds the codes it pushes from other rounds and replicas: longer than a
-/// store call takes (the gateway's adapters time out after 10 s, retrying at most 3 times),
-/// and how long a code waits if its pusher dies mid-call.
-pub const HOLD: Duration = Duration::from_secs(120);
+/// How long (seconds) a round holds the codes it pushes from other rounds and replicas: longer
+/// than a store call takes (the gateway's adapters time out after 10 s, retrying at most 3
+/// times), and how long a code waits if its pusher dies mid-call.
+pub const HOLD_SECS: i64 = 120;
 
 /// How often the pusher scans for due codes when nothing else wakes it.
 const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -271,7 +271,7 @@ async fn plans_of(
 /// The store is called outside any transaction: a transaction left open through a slow store's
 /// call would keep PostgreSQL from cleaning up any table's dead rows meanwhile (every hot
 /// upsert of the suite then slows down). So the codes are held instead of locked: fresh codes
-/// since their insert ([`HOLD`]), the scan's by [`codes::hold`] as it takes them; the answers
+/// since their insert ([`HOLD_SECS`]), the scan's by [`codes::hold`] as it takes them; the answers
 /// are then recorded for the codes that are still as they were sent ([`still_as_sent`]).
 async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
@@ -284,9 +284,7 @@ async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize
         None => {
             conn.transaction::<_, Error, _>(async |conn| {
                 let due = codes::due_for_push(conn, BATCH).await?;
-                codes::hold(conn, &keys_of(&due), HOLD.as_secs() as i64).await?;
-                let plans = plans_of(conn, &due).await?;
-                Ok((due, plans))
+                held_with_plans(conn, due).await
             })
             .await?
         }
@@ -458,9 +456,7 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
     let (due, plans) = conn
         .transaction::<_, Error, _>(async |conn| {
             let due = codes::due_for_link(conn, BATCH).await?;
-            codes::hold(conn, &keys_of(&due), HOLD.as_secs() as i64).await?;
-            let plans = plans_of(conn, &due).await?;
-            Ok((due, plans))
+            held_with_plans(conn, due).await
         })
         .await?;
     drop(conn);
@@ -543,7 +539,7 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
     let mut conn = shared.db.conn().await?;
     let due = conn
         .transaction::<_, Error, _>(async |conn| {
-            codes::take_store_disables(conn, BATCH, HOLD.as_secs() as i64).await
+            codes::take_store_disables(conn, BATCH, HOLD_SECS).await
         })
         .await?;
     drop(conn);
@@ -582,6 +578,17 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
         .await?;
     }
     Ok(())
+}
+
+/// Holds `due` (just taken by a scan, locked for the caller's transaction) for [`HOLD_SECS`],
+/// and reads their plans.
+async fn held_with_plans(
+    conn: &mut AsyncPgConnection,
+    due: Vec<Code>,
+) -> Result<(Vec<Code>, HashMap<(i64, i64), Plan>), Error> {
+    codes::hold(conn, &keys_of(&due), HOLD_SECS).await?;
+    let plans = plans_of(conn, &due).await?;
+    Ok((due, plans))
 }
 
 /// The keys `(brand, id)` of `codes`.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::{DbError, Taken};
+use tracking_db::{ByTaken, DbError, Taken};
 
 /// One click, as stored.
 #[derive(Debug, Clone, QueryableByName)]
@@ -49,8 +49,7 @@ pub async fn insert(
     if clicks.is_empty() {
         return Ok(0);
     }
-    static SQL: LazyLock<[String; 2]> =
-        LazyLock::new(|| [inserting(Taken::Skip), inserting(Taken::Fail)]);
+    static SQL: LazyLock<ByTaken> = LazyLock::new(|| ByTaken::new(inserting));
     let col = |f: fn(&ClickRow) -> i64| clicks.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&ClickRow) -> &str| clicks.iter().map(f).collect::<Vec<&str>>();
     #[derive(QueryableByName)]
@@ -58,22 +57,21 @@ pub async fn insert(
         #[diesel(sql_type = Bool)]
         _inserted: bool,
     }
-    let inserted: Vec<Inserted> =
-        tracking_db::prepared(SQL[usize::from(taken == Taken::Fail)].as_str())
-            .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
-            .bind::<Array<Text>, _>(text(|c| c.click_id.as_str()))
-            .bind::<Array<BigInt>, _>(col(|c| c.code_id))
-            .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
-            .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
-            .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
-            .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
-            .bind::<Array<Timestamptz>, _>(clicks.iter().map(|c| c.clicked_at).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(text(|c| c.referrer_host.as_str()))
-            .bind::<Array<Text>, _>(text(|c| c.country.as_str()))
-            .bind::<Array<Text>, _>(text(|c| c.agent_class.as_str()))
-            .bind::<Array<Text>, _>(text(|c| c.visitor_hash.as_str()))
-            .load(conn)
-            .await?;
+    let inserted: Vec<Inserted> = tracking_db::prepared(SQL.get(taken))
+        .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
+        .bind::<Array<Text>, _>(text(|c| c.click_id.as_str()))
+        .bind::<Array<BigInt>, _>(col(|c| c.code_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.integration_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.creator_id))
+        .bind::<Array<BigInt>, _>(col(|c| c.plan_id))
+        .bind::<Array<Timestamptz>, _>(clicks.iter().map(|c| c.clicked_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(text(|c| c.referrer_host.as_str()))
+        .bind::<Array<Text>, _>(text(|c| c.country.as_str()))
+        .bind::<Array<Text>, _>(text(|c| c.agent_class.as_str()))
+        .bind::<Array<Text>, _>(text(|c| c.visitor_hash.as_str()))
+        .load(conn)
+        .await?;
     Ok(inserted.len())
 }
 

@@ -10,7 +10,7 @@ use diesel::sql_types::{Array, BigInt, Bytea, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::gateway::v1 as pb;
-use tracking_db::{DbError, Taken};
+use tracking_db::{ByTaken, DbError, Taken};
 use tracking_events::NewEvent;
 
 use crate::domain::orders::NormalizedOrder;
@@ -166,8 +166,7 @@ async fn insert(
     if orders.is_empty() {
         return Ok(Vec::new());
     }
-    static SQL: LazyLock<[String; 2]> =
-        LazyLock::new(|| [inserting(Taken::Skip), inserting(Taken::Fail)]);
+    static SQL: LazyLock<ByTaken> = LazyLock::new(|| ByTaken::new(inserting));
     let mut sorted: Vec<usize> = (0..orders.len()).collect();
     sorted.sort_by_key(|n| key(orders[*n].0));
     let rows: Vec<(&Incoming, pb::OrderSource)> = sorted.iter().map(|n| orders[*n]).collect();
@@ -175,37 +174,36 @@ async fn insert(
         .iter()
         .map(|(i, _)| i.order.to_proto(i.integration_id).encode_to_vec())
         .collect();
-    let inserted: Vec<Inserted> =
-        tracking_db::prepared(SQL[usize::from(taken == Taken::Fail)].as_str())
-            .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.brand_id).collect::<Vec<_>>())
-            .bind::<Array<BigInt>, _>(
-                rows.iter()
-                    .map(|(i, _)| i.integration_id)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                rows.iter()
-                    .map(|(i, _)| i.order.store_order_id.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                rows.iter()
-                    .map(|(i, _)| i.order.status.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<BigInt>, _>(
-                rows.iter()
-                    .map(|(i, _)| i.order.refunded_minor)
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Text>, _>(
-                rows.iter()
-                    .map(|(_, source)| source.as_str_name())
-                    .collect::<Vec<_>>(),
-            )
-            .bind::<Array<Bytea>, _>(&bodies)
-            .load(conn)
-            .await?;
+    let inserted: Vec<Inserted> = tracking_db::prepared(SQL.get(taken))
+        .bind::<Array<BigInt>, _>(rows.iter().map(|(i, _)| i.brand_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(
+            rows.iter()
+                .map(|(i, _)| i.integration_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|(i, _)| i.order.store_order_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|(i, _)| i.order.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<BigInt>, _>(
+            rows.iter()
+                .map(|(i, _)| i.order.refunded_minor)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|(_, source)| source.as_str_name())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Bytea>, _>(&bodies)
+        .load(conn)
+        .await?;
     let mut new: HashSet<(i64, String, String, i64)> = inserted
         .into_iter()
         .map(|row| {

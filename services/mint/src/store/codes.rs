@@ -20,7 +20,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
-use tracking_db::{DbError, Taken};
+use tracking_db::{ByTaken, DbError, Taken};
 use tracking_events::NewEvent;
 
 use crate::domain::{Code, CodeChange, CodeStatus};
@@ -180,18 +180,16 @@ pub async fn reserve(
         return Ok(HashSet::new());
     }
     let clearing = clear_failure.iter().any(|clear| *clear);
-    static SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+    // Without and with the delete of the creators' failures.
+    static SQL: LazyLock<[ByTaken; 2]> = LazyLock::new(|| {
         [
-            reserving(false, Taken::Skip),
-            reserving(true, Taken::Skip),
-            reserving(false, Taken::Fail),
-            reserving(true, Taken::Fail),
+            ByTaken::new(|taken| reserving(false, taken)),
+            ByTaken::new(|taken| reserving(true, taken)),
         ]
     });
-    let variant = usize::from(clearing) + 2 * usize::from(taken == Taken::Fail);
     let col = |f: fn(&Code) -> i64| codes.iter().map(f).collect::<Vec<i64>>();
     let text = |f: fn(&Code) -> &str| codes.iter().map(f).collect::<Vec<&str>>();
-    let statement = tracking_db::prepared(SQL[variant].as_str());
+    let statement = tracking_db::prepared(SQL[usize::from(clearing)].get(taken));
     // Deleting failures joins them to the codes inserted: planned at each execution, since a
     // mint batch's connection plans once (a join planned while `mint_failures` was empty could
     // read the whole table ever after). Few batches have failures to clear.
