@@ -2,7 +2,8 @@
 //! integration; a code the store already has for something else is suffixed and pushed again; a
 //! store that is down leaves codes pending, retried with backoff; disabled and replaced codes are
 //! deactivated at the store. Amazon Ads links (no code) wait pending for the creator's attribution
-//! tag from the gateway the same way. Rows are taken `for update skip locked`, so replicas share
+//! tag from the gateway the same way. A brand's edit whose process stopped before the store
+//! answered is finished here too (`edits`). Rows are taken `for update skip locked`, so replicas share
 //! the work.
 
 use std::collections::HashMap;
@@ -74,6 +75,9 @@ pub async fn run(
             .await;
             if let Err(err) = disable_round(&shared).await {
                 tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
+            }
+            if let Err(err) = crate::edits::finish_abandoned(&shared).await {
+                tracing::warn!(error = %err, "finishing abandoned edits of codes failed, retrying");
             }
         }
         scan = tokio::select! {

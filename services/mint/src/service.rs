@@ -12,13 +12,14 @@ use crate::context::Shared;
 use crate::domain::links::{affiliate_url, tracking_url};
 use crate::domain::render::{normalize_manual, render_code};
 use crate::domain::{Code, CodeStatus, Failure, Plan, Profile};
+use crate::edits;
 use crate::error::Error;
 use crate::events;
 use crate::minter::{Key, Minted, Minter};
-use crate::pusher::rename_code;
+use crate::pusher::HOLD_SECS;
 use crate::random::SecureRandom;
 use crate::store::failures::FailureRow;
-use crate::store::{codes, failures, notify_work, projection};
+use crate::store::{codes, failures, notify_work, projection, renames};
 
 /// One creator's preview.
 #[derive(Clone, Debug)]
@@ -157,7 +158,9 @@ impl MintService {
         let shared = &self.shared;
         let taken =
             || Error::AlreadyExists(format!("code {new_code} is already used at this store"));
-        let updated = conn
+        // The code takes its new text here first (unique), then the store renames its discount
+        // with no transaction open (`edits`).
+        let started = conn
             .transaction::<_, Error, _>(async |conn| {
                 let code = codes::get(conn, brand_id, id, true)
                     .await?
@@ -171,7 +174,7 @@ impl MintService {
                     )));
                 };
                 if old_text == new_code {
-                    return Ok(code);
+                    return Ok(Err(code));
                 }
                 let affiliate = affiliate_url(
                     plan.provider,
@@ -192,46 +195,32 @@ impl MintService {
                 )
                 .await?
                 .ok_or_else(taken)?;
-                let plans = HashMap::from([((plan.brand_id, plan.id), plan.clone())]);
-                // The store's discount is renamed in place (its usage so far stays with it).
-                let outcome = rename_code(shared, &plans, &renamed, &old_text).await;
-                if !outcome.collided.is_empty() {
-                    return Err(Error::AlreadyExists(format!(
-                        "the store already has code {new_code}"
-                    )));
-                }
-                let mut code = renamed;
-                if !outcome.created.is_empty() {
-                    code = codes::set_status(conn, brand_id, &[id], CodeStatus::Active)
-                        .await?
-                        .into_iter()
-                        .next()
-                        .unwrap_or(code);
-                }
-                for (ids, error, retry_in) in &outcome.failed {
-                    codes::push_failed(conn, brand_id, ids, error, *retry_in).await?;
-                }
-                if let Some((_, error)) = outcome.refused_for_good.first() {
-                    return Err(Error::FailedPrecondition(format!(
-                        "the store refused code {new_code}: {error}"
-                    )));
-                }
-                if outcome.created.is_empty() {
-                    // The store could not be asked now: the pusher creates the new code later,
-                    // and the old one must stop working there.
-                    codes::queue_store_disable(conn, brand_id, code.integration_id, &old_text)
-                        .await?;
-                    notify_work(conn).await?;
-                }
-                let event = events::code(CodeEventKind::Changed, &code, &shared.public_base_url);
-                tracking_events::append(conn, &[event]).await?;
-                Ok(code)
+                let rename = renames::begin(conn, &code, HOLD_SECS)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::FailedPrecondition(format!(
+                            "code {id} is being edited at the store; try again in a moment"
+                        ))
+                    })?;
+                Ok(Ok((renamed, rename)))
             })
             .await
             .map_err(|err| match err {
                 Error::AlreadyExists(why) if why.starts_with("unique violation") => taken(),
                 other => other,
             })?;
+        drop(conn);
+        let (renamed, rename) = match started {
+            Ok(started) => started,
+            Err(unchanged) => return Ok(unchanged),
+        };
+        // In a task of its own, so that a caller who stops waiting does not leave the edit to
+        // wait for its hold to run out.
+        let shared = self.shared.clone();
+        let updated =
+            tokio::spawn(async move { edits::make(&shared, Some(plan), renamed, rename).await })
+                .await
+                .map_err(|err| Error::Internal(format!("the edit's task failed: {err}")))??;
         tracing::info!(code_id = id, "code edited by the brand");
         Ok(updated)
     }

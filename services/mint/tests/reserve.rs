@@ -6,16 +6,19 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_api::common::v1::Provider;
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
 use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, Taken, TestDb};
 use tracking_events::NewEvent;
 
+use mint_service::domain::Code;
 use mint_service::domain::PlanTerms;
-use mint_service::domain::{Code, CodeStatus};
 use mint_service::store::{codes, failures, projection};
+
+mod common;
+
+use common::code;
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
 
@@ -31,30 +34,6 @@ struct Row {
     brand_id: i64,
     #[diesel(sql_type = Text)]
     what: String,
-}
-
-fn code(id: i64, creator_id: i64, text: &str) -> Code {
-    let at = chrono::DateTime::from_timestamp_micros(1_764_979_200_000_000)
-        .unwrap_or_else(|| panic!("a valid time"));
-    Code {
-        brand_id: 7,
-        id,
-        campaign_id: 1,
-        creator_id,
-        plan_id: 1,
-        integration_id: 1,
-        provider: Provider::Sandbox,
-        code: Some(text.to_owned()),
-        status: CodeStatus::Pending,
-        store_error: String::new(),
-        slug: format!("slug-{id}"),
-        destination_url: String::new(),
-        affiliate_url: String::new(),
-        expires_at: None,
-        history: Vec::new(),
-        created_at: at,
-        updated_at: at,
-    }
 }
 
 fn event(code: &Code) -> NewEvent {

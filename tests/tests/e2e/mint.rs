@@ -1735,17 +1735,19 @@ async fn idle_in_transaction(suite: &Suite) -> Vec<String> {
     .collect()
 }
 
-#[tokio::test]
-async fn a_push_the_store_keeps_waiting_holds_no_transaction_open() {
-    let suite = Suite::start().await;
-    let token = brand(1);
+/// A campaign whose Shopify store accepts connections and never answers, with creator 1 (approved
+/// when minted); the store's count of connections accepted.
+async fn on_silent_store(
+    suite: &Suite,
+    token: &str,
+) -> (Setup, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let (base_url, accepted) = silent_store().await;
     let mut registration = valid_registration(Provider::Shopify, "silent store");
     registration.base_url = base_url;
-    let integration = register_integration(&suite, &token, registration).await;
+    let integration = register_integration(suite, token, registration).await;
     let s = setup_on(
-        &suite,
-        &token,
+        suite,
+        token,
         integration,
         "{username}",
         CodeTrigger::OnApproval,
@@ -1754,14 +1756,22 @@ async fn a_push_the_store_keeps_waiting_holds_no_transaction_open() {
     )
     .await;
     add(
-        &suite,
-        &token,
+        suite,
+        token,
         s.campaign,
         1,
-        profile("C", "C", "silent1"),
+        profile("C", "C", "silent"),
         false,
     )
     .await;
+    (s, accepted)
+}
+
+#[tokio::test]
+async fn a_push_the_store_keeps_waiting_holds_no_transaction_open() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let (s, accepted) = on_silent_store(&suite, &token).await;
     mint_when_known(&suite, &token, s.campaign, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1779,4 +1789,177 @@ async fn a_push_the_store_keeps_waiting_holds_no_transaction_open() {
     let codes = codes_of(&suite, &token, s.campaign).await;
     assert_eq!(codes.len(), 1);
     assert_eq!(codes[0].status, CodeStatus::Pending as i32, "{codes:?}");
+}
+
+#[tokio::test]
+async fn an_edit_the_store_keeps_waiting_holds_no_transaction_open() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let (s, accepted) = on_silent_store(&suite, &token).await;
+    let (code, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The code's push keeps one call to the store waiting; the edit's call is the next.
+    let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    eventually("the push reaches the store", || async {
+        (connections() > 0).then_some(())
+    })
+    .await;
+    let pushing = connections();
+    let mut mint = suite.mint();
+    let edit_token = token.clone();
+    let edit = tokio::spawn(async move {
+        mint.update_code(authed(
+            UpdateCodeRequest {
+                code_id: code.id,
+                code: "SILENTVIP".into(),
+            },
+            &edit_token,
+        ))
+        .await
+    });
+    eventually("the edit reaches the store", || async {
+        (connections() > pushing).then_some(())
+    })
+    .await;
+    // The store keeps the edit waiting (for its 10 s timeout): meanwhile no session of the suite
+    // may wait inside a transaction. Sampled over a second of the wait.
+    for _ in 0..10 {
+        let idle = idle_in_transaction(&suite).await;
+        assert!(idle.is_empty(), "open during the store call: {idle:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !edit.is_finished(),
+        "the store still keeps the edit waiting"
+    );
+    // The code has its new text while the store is asked, pending.
+    let codes = codes_of(&suite, &token, s.campaign).await;
+    assert_eq!(
+        (codes[0].code.as_str(), codes[0].status),
+        ("SILENTVIP", CodeStatus::Pending as i32),
+        "{codes:?}"
+    );
+    edit.abort();
+}
+
+/// Puts code `id` of brand 1 in the state an edit to `to` leaves it in when its process stops
+/// before the store answers (`UpdateCode`'s first transaction), with the edit's hold run out.
+async fn abandon_edit(suite: &Suite, id: i64, to: &str) {
+    let db = suite.schema("mint");
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "with started as ( \
+               insert into code_renames (brand_id, code_id, previous_code, \
+                 previous_affiliate_url, previous_status, held_until) \
+               select brand_id, id, code, affiliate_url, status, now() - interval '1 second' \
+               from codes where brand_id = 1 and id = $1) \
+             update codes set code = $2, status = 'pending', next_push_at = 'infinity', \
+               history = history || jsonb_build_array(jsonb_build_object( \
+                 'from', code, 'to', $2, 'reason', 'manual', 'at', now())) \
+             where brand_id = 1 and id = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(id)
+        .bind::<diesel::sql_types::Text, _>(to),
+        &mut conn,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn an_edit_whose_process_stopped_is_finished_by_the_pusher() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let (ana, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("pushed", || async {
+        let store = store_codes(&suite, &token, s.integration).await;
+        (store == [("ANA20".to_owned(), true)]).then_some(())
+    })
+    .await;
+    let get = || async {
+        suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id: ana.id }, &token))
+            .await
+            .map(|r| r.into_inner().code.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // The store takes the new text: the discount is renamed in place, the code active, and
+    // attribution learns the new text.
+    abandon_edit(&suite, ana.id, "ANAEDIT").await;
+    let edited = eventually("the edit is finished", || async {
+        let code = get().await;
+        (code.status == CodeStatus::Active as i32).then_some(code)
+    })
+    .await;
+    assert_eq!(edited.code, "ANAEDIT");
+    let store = store_codes(&suite, &token, s.integration).await;
+    assert_eq!(store, [("ANAEDIT".to_owned(), true)]);
+    eventually("attribution has the new text", || async {
+        let n = suite
+            .count(
+                "attribution",
+                "select count(*) as n from codes where code = 'ANAEDIT'",
+            )
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+
+    // The store has the next text for something else: the code gets back what it had.
+    suite
+        .gateway()
+        .push_discounts(authed(
+            PushDiscountsRequest {
+                integration_id: s.integration,
+                discounts: vec![seed("TAKEN2")],
+            },
+            &suite_tests::token(1, Role::Service),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    abandon_edit(&suite, ana.id, "TAKEN2").await;
+    eventually("the refused edit is put back", || async {
+        let left = suite
+            .count("mint", "select count(*) as n from code_renames")
+            .await;
+        (left == 0).then_some(())
+    })
+    .await;
+    let back = get().await;
+    assert_eq!(
+        (back.code.as_str(), back.status),
+        ("ANAEDIT", CodeStatus::Active as i32)
+    );
+    assert_eq!(
+        back.history
+            .iter()
+            .map(|h| (h.from_code.as_str(), h.to_code.as_str()))
+            .collect::<Vec<_>>(),
+        [("ANA20", "ANAEDIT")]
+    );
+    let store = store_codes(&suite, &token, s.integration).await;
+    assert!(store.contains(&("ANAEDIT".to_owned(), true)), "{store:?}");
 }

@@ -427,28 +427,55 @@ pub async fn rename(
         at: Utc::now(),
     };
     let change = serde_json::to_value([change]).map_err(|e| Error::Internal(e.to_string()))?;
-    let sql = format!(
-        "update codes set code = $3, affiliate_url = $4, status = $5, history = history || $6, \
-           store_error = '', push_attempts = 0, next_push_at = now(), updated_at = now() \
-         where brand_id = $1 and id = $2 and not exists (select 1 \
-           from unnest(array[$1::bigint], array[$7::bigint], array[lower($3)]) \
-             as k(key_brand, key_integration, key_code) \
-           join codes o on o.brand_id = k.key_brand and o.integration_id = k.key_integration \
-             and lower(o.code) = k.key_code \
-           where o.id <> $2) \
-         returning {COLUMNS}"
-    );
-    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
+    let rows: Vec<CodeRow> = tracking_db::prepared(retext_sql("history || $7"))
         .bind::<BigInt, _>(code.brand_id)
         .bind::<BigInt, _>(code.id)
         .bind::<Text, _>(to)
         .bind::<Text, _>(affiliate_url)
         .bind::<Text, _>(status.as_str())
+        .bind::<BigInt, _>(code.integration_id)
         .bind::<Jsonb, _>(change)
+        .load(conn)
+        .await?;
+    Ok(to_codes(rows)?.into_iter().next())
+}
+
+/// Gives `code` back what it had before a brand's edit the store refused: its text, affiliate
+/// link and status, and its history without the edit's entry (the edit's rename was the last
+/// change: nothing else changes a code while it is edited). A pending code is due for its push
+/// at once. `None` when another code of the integration has that text now (minted meanwhile).
+pub async fn put_back(
+    conn: &mut AsyncPgConnection,
+    code: &Code,
+    rename: &super::renames::Rename,
+) -> Result<Option<Code>, Error> {
+    let rows: Vec<CodeRow> = tracking_db::prepared(retext_sql("history - -1"))
+        .bind::<BigInt, _>(code.brand_id)
+        .bind::<BigInt, _>(code.id)
+        .bind::<Text, _>(&rename.previous_code)
+        .bind::<Text, _>(&rename.previous_affiliate_url)
+        .bind::<Text, _>(rename.previous_status().as_str())
         .bind::<BigInt, _>(code.integration_id)
         .load(conn)
         .await?;
     Ok(to_codes(rows)?.into_iter().next())
+}
+
+/// The update that gives code (brand `$1`, id `$2`) the text `$3`, the affiliate link `$4` and
+/// the status `$5`, its history changed by the expression `history`, due for a push at once, and
+/// returns it; unless another code of its integration (`$6`) has the text.
+fn retext_sql(history: &str) -> String {
+    format!(
+        "update codes set code = $3, affiliate_url = $4, status = $5, history = {history}, \
+           store_error = '', push_attempts = 0, next_push_at = now(), updated_at = now() \
+         where brand_id = $1 and id = $2 and not exists (select 1 \
+           from unnest(array[$1::bigint], array[$6::bigint], array[lower($3)]) \
+             as k(key_brand, key_integration, key_code) \
+           join codes o on o.brand_id = k.key_brand and o.integration_id = k.key_integration \
+             and lower(o.code) = k.key_code \
+           where o.id <> $2) \
+         returning {COLUMNS}"
+    )
 }
 
 /// Sets the status of codes (by id within a brand) and returns them.
@@ -502,8 +529,9 @@ pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
 }
 
 /// Of these codes `(brand, id)` (this process's fresh codes, held for its pusher), those still
-/// pending with a code, as committed: nothing is locked, since the store is called after this
-/// read, outside any transaction ([`locked_of`] reads them again to record the answer). The
+/// pending with a code and not being edited (a brand's edit pushes its code itself, and parks it
+/// until then: `renames::begin`), as committed: nothing is locked, since the store is called after
+/// this read, outside any transaction ([`locked_of`] reads them again to record the answer). The
 /// codes are read by primary key and only then checked: a condition next to the key would let
 /// the planner hash every entry of `codes_to_push` (or `BitmapAnd` it with each key) when it
 /// underestimates them.
@@ -513,7 +541,8 @@ pub async fn pushable_of(
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
         "with keyed as materialized ( \
-           select {COLUMNS}, status = 'pending' and code is not null as pushable \
+           select {COLUMNS}, \
+             status = 'pending' and code is not null and next_push_at <> 'infinity' as pushable \
            from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
            join codes on brand_id = k.key_brand and id = k.key_id) \
          select {COLUMNS} from keyed where pushable"

@@ -5,6 +5,7 @@ pub mod codes;
 pub mod failures;
 pub mod projection;
 pub mod queue;
+pub mod renames;
 
 /// Wakes the minting queue and the store pusher (of every replica) when the transaction commits.
 pub async fn notify_work(

@@ -1,0 +1,30 @@
+//! What the mint's store tests share.
+
+use tracking_api::common::v1::Provider;
+
+use mint_service::domain::{Code, CodeStatus};
+
+/// A pending code `text` of brand 7 (campaign 1, plan 1, integration 1) for `creator_id`.
+pub fn code(id: i64, creator_id: i64, text: &str) -> Code {
+    let at = chrono::DateTime::from_timestamp_micros(1_764_979_200_000_000)
+        .unwrap_or_else(|| panic!("a valid time"));
+    Code {
+        brand_id: 7,
+        id,
+        campaign_id: 1,
+        creator_id,
+        plan_id: 1,
+        integration_id: 1,
+        provider: Provider::Sandbox,
+        code: Some(text.to_owned()),
+        status: CodeStatus::Pending,
+        store_error: String::new(),
+        slug: format!("slug-{id}"),
+        destination_url: String::new(),
+        affiliate_url: String::new(),
+        expires_at: None,
+        history: Vec::new(),
+        created_at: at,
+        updated_at: at,
+    }
+}
