@@ -21,6 +21,14 @@ use crate::random::SecureRandom;
 use crate::store::failures::FailureRow;
 use crate::store::{codes, failures, notify_work, projection, renames};
 
+/// How a brand's edit of a code began.
+enum Edit {
+    /// The code already has the requested text.
+    Unchanged(Code),
+    /// The code has its new text and the edit is to be made at the store.
+    Started(Code, renames::Rename),
+}
+
 /// One creator's preview.
 #[derive(Clone, Debug)]
 pub struct Preview {
@@ -174,7 +182,7 @@ impl MintService {
                     )));
                 };
                 if old_text == new_code {
-                    return Ok(Err(code));
+                    return Ok(Edit::Unchanged(code));
                 }
                 let affiliate = affiliate_url(
                     plan.provider,
@@ -202,7 +210,7 @@ impl MintService {
                             "code {id} is being edited at the store; try again in a moment"
                         ))
                     })?;
-                Ok(Ok((renamed, rename)))
+                Ok(Edit::Started(renamed, rename))
             })
             .await
             .map_err(|err| match err {
@@ -211,8 +219,8 @@ impl MintService {
             })?;
         drop(conn);
         let (renamed, rename) = match started {
-            Ok(started) => started,
-            Err(unchanged) => return Ok(unchanged),
+            Edit::Started(renamed, rename) => (renamed, rename),
+            Edit::Unchanged(code) => return Ok(code),
         };
         // In a task of its own, so that a caller who stops waiting does not leave the edit to
         // wait for its hold to run out.
