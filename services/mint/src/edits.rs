@@ -62,15 +62,16 @@ async fn record(
     let mut conn = shared.db.conn().await?;
     // A refusal is committed (the code put back) before it is returned.
     conn.transaction::<_, Error, _>(async |conn| {
-        record_in(conn, shared, sent, rename, outcome).await
+        record_in(conn, &shared.public_base_url, sent, rename, outcome).await
     })
     .await?
 }
 
 /// [`record`]'s transaction: the outer error fails it, the inner result is the edit's answer.
-async fn record_in(
+/// Public for the store tests (`tests/renames.rs`), which record each kind of answer.
+pub async fn record_in(
     conn: &mut AsyncPgConnection,
-    shared: &Shared,
+    public_base_url: &str,
     sent: &Code,
     rename: &Rename,
     outcome: Outcome,
@@ -106,7 +107,7 @@ async fn record_in(
             .into_iter()
             .next()
             .unwrap_or(current);
-        let event = events::code(CodeEventKind::Changed, &active, &shared.public_base_url);
+        let event = events::code(CodeEventKind::Changed, &active, public_base_url);
         tracking_events::append(conn, &[event]).await?;
         return Ok(Ok(active));
     }
@@ -140,7 +141,7 @@ async fn record_in(
     let waiting = codes::get(conn, brand_id, sent.id, false)
         .await?
         .unwrap_or(current);
-    let event = events::code(CodeEventKind::Changed, &waiting, &shared.public_base_url);
+    let event = events::code(CodeEventKind::Changed, &waiting, public_base_url);
     tracking_events::append(conn, &[event]).await?;
     Ok(match refusal {
         Some((kind, why)) => Err(kind(format!(

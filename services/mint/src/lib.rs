@@ -9,7 +9,7 @@
 pub mod context;
 pub mod convert;
 pub mod domain;
-mod edits;
+pub mod edits;
 pub mod error;
 pub mod events;
 pub mod minter;

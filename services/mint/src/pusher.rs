@@ -124,7 +124,7 @@ where
 
 /// What the store said about a group of codes.
 #[derive(Default)]
-pub(crate) struct Outcome {
+pub struct Outcome {
     pub created: Vec<i64>,
     pub collided: Vec<Code>,
     /// (ids, error, seconds before the first retry)

@@ -1,6 +1,7 @@
 //! A brand's edit of a code while the store renames its discount (`code_renames`): the code is
 //! parked out of the pusher's scans, one edit at a time, put back when the store refuses, and
-//! an edit whose hold ran out is taken over once.
+//! an edit whose hold ran out is taken over once; then each kind of answer from the store, as
+//! the edit records it (`edits::record_in`).
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
@@ -9,7 +10,9 @@ use tracking_db::{SchemaSpec, Taken, TestDb};
 use tracking_events::NewEvent;
 
 use mint_service::domain::{Code, CodeStatus};
+use mint_service::edits;
 use mint_service::error::Error;
+use mint_service::pusher::Outcome;
 use mint_service::store::codes;
 use mint_service::store::renames::{self, Rename};
 
@@ -195,4 +198,219 @@ async fn an_abandoned_edit_is_taken_over_once_and_put_back_only_while_its_old_te
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .await
+        .map(|c| c.n)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// What the code's edits left behind: `CHANGED` events, texts queued for deactivation at the
+/// store (in order), and edits still being made.
+async fn left(conn: &mut AsyncPgConnection) -> (i64, Vec<String>, i64) {
+    #[derive(QueryableByName)]
+    struct Queued {
+        #[diesel(sql_type = Text)]
+        code: String,
+    }
+    let changed = count(
+        conn,
+        "select count(*) as n from events where kind = 'CODE_EVENT_KIND_CHANGED'",
+    )
+    .await;
+    let queued: Vec<Queued> = diesel::sql_query("select code from store_disables order by code")
+        .load(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let editing = count(conn, "select count(*) as n from code_renames").await;
+    (
+        changed,
+        queued.into_iter().map(|q| q.code).collect(),
+        editing,
+    )
+}
+
+/// Code 1 (`ANNA`, active) being edited to `ANNAVIP`: the code as sent to the store, and its edit.
+async fn being_edited(conn: &mut AsyncPgConnection) -> (Code, Rename) {
+    let before = minted(conn, 1, 1, "ANNA").await;
+    let before = codes::set_status(conn, 7, &[before.id], CodeStatus::Active)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .remove(0);
+    edit(conn, &before, "ANNAVIP", 120)
+        .await
+        .unwrap_or_else(|| panic!("the edit starts"))
+}
+
+/// Records `outcome` for the edit as `UpdateCode` does, in a transaction.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    sent: &Code,
+    rename: &Rename,
+    outcome: Outcome,
+) -> Result<Code, Error> {
+    conn.transaction::<_, Error, _>(async |conn| {
+        edits::record_in(conn, "https://t.example", sent, rename, outcome).await
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn created(id: i64) -> Outcome {
+    Outcome {
+        created: vec![id],
+        ..Outcome::default()
+    }
+}
+
+#[tokio::test]
+async fn an_edit_the_store_made_is_active_and_announced() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (sent, rename) = being_edited(&mut conn).await;
+    let code = record(&mut conn, &sent, &rename, created(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (code.code.as_deref(), code.status),
+        (Some("ANNAVIP"), CodeStatus::Active)
+    );
+    // Renamed in place: the old text is gone from the store, nothing to deactivate.
+    assert_eq!(left(&mut conn).await, (1, vec![], 0));
+}
+
+#[tokio::test]
+async fn an_edit_the_store_could_not_make_waits_for_the_pusher() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (sent, rename) = being_edited(&mut conn).await;
+    let outcome = Outcome {
+        failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
+        ..Outcome::default()
+    };
+    let code = record(&mut conn, &sent, &rename, outcome)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (code.code.as_deref(), code.status, code.store_error.as_str()),
+        (Some("ANNAVIP"), CodeStatus::Pending, "store down")
+    );
+    assert_eq!(push_state(&mut conn, sent.id).await, "later");
+    assert_eq!(left(&mut conn).await, (1, vec!["ANNA".to_owned()], 0));
+}
+
+#[tokio::test]
+async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (sent, rename) = being_edited(&mut conn).await;
+    let outcome = Outcome {
+        collided: vec![sent.clone()],
+        ..Outcome::default()
+    };
+    let refused = record(&mut conn, &sent, &rename, outcome).await;
+    assert!(
+        matches!(&refused, Err(Error::AlreadyExists(why)) if why.contains("ANNAVIP")),
+        "{refused:?}"
+    );
+    let back = stored(&mut conn, sent.id).await;
+    assert_eq!(
+        (back.code.as_deref(), back.status, back.history.len()),
+        (Some("ANNA"), CodeStatus::Active, 0)
+    );
+    assert_eq!(left(&mut conn).await, (0, vec![], 0));
+
+    // Refused for good, and the old text taken meanwhile: the code keeps the new text, waiting
+    // for the pusher (which meets the same answer), and the old text is deactivated.
+    let (sent, rename) = edit(&mut conn, &back, "ANNA2", 120)
+        .await
+        .unwrap_or_else(|| panic!("the edit starts"));
+    minted(&mut conn, 2, 2, "ANNA").await;
+    let outcome = Outcome {
+        refused_for_good: vec![(sent.clone(), "invalid code".to_owned())],
+        ..Outcome::default()
+    };
+    let refused = record(&mut conn, &sent, &rename, outcome).await;
+    assert!(
+        matches!(&refused, Err(Error::FailedPrecondition(why)) if why.contains("invalid code") && why.contains("keeps ANNA2")),
+        "{refused:?}"
+    );
+    let kept = stored(&mut conn, sent.id).await;
+    assert_eq!(
+        (kept.code.as_deref(), kept.status),
+        (Some("ANNA2"), CodeStatus::Pending)
+    );
+    assert_eq!(left(&mut conn).await, (1, vec!["ANNA".to_owned()], 0));
+}
+
+#[tokio::test]
+async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivated() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (sent, rename) = being_edited(&mut conn).await;
+    codes::set_status(&mut conn, 7, &[sent.id], CodeStatus::Disabled)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The store renamed its discount: the new text is what it holds.
+    let code = record(&mut conn, &sent, &rename, created(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code.status, CodeStatus::Disabled);
+    assert_eq!(left(&mut conn).await, (0, vec!["ANNAVIP".to_owned()], 0));
+
+    // Not renamed (the store down): the old text is what it holds.
+    let other = minted(&mut conn, 3, 3, "BO").await;
+    let (sent, rename) = edit(&mut conn, &other, "BOVIP", 120)
+        .await
+        .unwrap_or_else(|| panic!("the edit starts"));
+    codes::set_status(&mut conn, 7, &[sent.id], CodeStatus::Disabled)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = Outcome {
+        failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
+        ..Outcome::default()
+    };
+    record(&mut conn, &sent, &rename, outcome)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        left(&mut conn).await,
+        (0, vec!["ANNAVIP".to_owned(), "BO".to_owned()], 0)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_for_an_edit_another_round_took_over_changes_nothing() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let before = minted(&mut conn, 1, 1, "CY").await;
+    let (sent, rename) = edit(&mut conn, &before, "CYVIP", 0)
+        .await
+        .unwrap_or_else(|| panic!("the edit starts"));
+    let taken = renames::take_abandoned(&mut conn, 10, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(taken.len(), 1);
+    let code = record(&mut conn, &sent, &rename, created(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (code.code.as_deref(), code.status),
+        (Some("CYVIP"), CodeStatus::Pending)
+    );
+    assert_eq!(left(&mut conn).await, (0, vec![], 1));
 }
