@@ -6,7 +6,7 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tracking_db::{SchemaSpec, Taken, TestDb};
+use tracking_db::{Conn, SchemaSpec, Taken, TestDb};
 use tracking_events::NewEvent;
 
 use mint_service::domain::{Code, CodeStatus};
@@ -21,6 +21,17 @@ mod common;
 use common::code;
 
 static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
+
+/// A new database with the mint's schema (dropped with the first value), and a connection to it.
+async fn database() -> (TestDb, Conn) {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let conn = test_db
+        .pool(mint_service::SCHEMA)
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (test_db, conn)
+}
 
 /// Mints `text` for `creator` (brand 7, campaign 1, integration 1) and returns the stored code.
 async fn minted(conn: &mut AsyncPgConnection, id: i64, creator: i64, text: &str) -> Code {
@@ -100,9 +111,7 @@ async fn push_state(conn: &mut AsyncPgConnection, id: i64) -> String {
 
 #[tokio::test]
 async fn an_edit_parks_its_code_one_at_a_time_and_a_refusal_puts_everything_back() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let before = minted(&mut conn, 1, 1, "ANNA").await;
     let before = codes::set_status(&mut conn, 7, &[before.id], CodeStatus::Active)
         .await
@@ -158,9 +167,7 @@ async fn an_edit_parks_its_code_one_at_a_time_and_a_refusal_puts_everything_back
 
 #[tokio::test]
 async fn an_abandoned_edit_is_taken_over_once_and_put_back_only_while_its_old_text_is_free() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let pending = minted(&mut conn, 1, 1, "BO").await;
     // Held for no time: as if its process had stopped before the store answered.
     let (renamed, rename) = edit(&mut conn, &pending, "BOVIP", 0)
@@ -274,9 +281,7 @@ fn created(id: i64) -> Outcome {
 
 #[tokio::test]
 async fn an_edit_the_store_made_is_active_and_announced() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let (sent, rename) = being_edited(&mut conn).await;
     let code = record(&mut conn, &sent, &rename, created(sent.id))
         .await
@@ -291,9 +296,7 @@ async fn an_edit_the_store_made_is_active_and_announced() {
 
 #[tokio::test]
 async fn an_edit_the_store_could_not_make_waits_for_the_pusher() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let (sent, rename) = being_edited(&mut conn).await;
     let outcome = Outcome {
         failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
@@ -312,9 +315,7 @@ async fn an_edit_the_store_could_not_make_waits_for_the_pusher() {
 
 #[tokio::test]
 async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let (sent, rename) = being_edited(&mut conn).await;
     let outcome = Outcome {
         collided: vec![sent.clone()],
@@ -357,9 +358,7 @@ async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
 
 #[tokio::test]
 async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivated() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let (sent, rename) = being_edited(&mut conn).await;
     codes::set_status(&mut conn, 7, &[sent.id], CodeStatus::Disabled)
         .await
@@ -394,9 +393,7 @@ async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivate
 
 #[tokio::test]
 async fn an_answer_for_an_edit_another_round_took_over_changes_nothing() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_db, mut conn) = database().await;
     let before = minted(&mut conn, 1, 1, "CY").await;
     let (sent, rename) = edit(&mut conn, &before, "CYVIP", 0)
         .await
