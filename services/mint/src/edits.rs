@@ -155,11 +155,8 @@ pub async fn record_in(
 /// process would have; returns how many it took.
 pub(crate) async fn finish_abandoned(shared: &Shared) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
-    let due = conn
-        .transaction::<_, Error, _>(async |conn| {
-            renames::take_abandoned(conn, BATCH, HOLD_SECS).await
-        })
-        .await?;
+    // One statement: it takes and holds the edits at once.
+    let due = renames::take_abandoned(&mut conn, BATCH, HOLD_SECS).await?;
     let mut work = Vec::with_capacity(due.len());
     for rename in due {
         let code = codes::get(&mut conn, rename.brand_id, rename.code_id, false).await?;
