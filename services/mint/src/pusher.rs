@@ -3,8 +3,8 @@
 //! store that is down leaves codes pending, retried with backoff; disabled and replaced codes are
 //! deactivated at the store. Amazon Ads links (no code) wait pending for the creator's attribution
 //! tag from the gateway the same way. A brand's edit whose process stopped before the store
-//! answered is finished here too (`edits`). Rows are taken `for update skip locked`, so replicas share
-//! the work.
+//! answered is finished here too (`edits`). Rows are taken `for update skip locked`, so replicas
+//! share the work.
 
 use std::collections::HashMap;
 use std::future::Future;
