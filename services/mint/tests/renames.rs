@@ -89,6 +89,20 @@ async fn edit(
     .ok()
 }
 
+/// Edits `code` to `to` as a process that stopped before the store answered left it (held for no
+/// time), then takes the edit over as the pusher's round does: the code as sent, the stopped
+/// process's edit, and the one edit taken over.
+async fn taken_over(conn: &mut AsyncPgConnection, code: &Code, to: &str) -> (Code, Rename, Rename) {
+    let (sent, rename) = edit(conn, code, to, 0)
+        .await
+        .unwrap_or_else(|| panic!("the edit starts"));
+    let mut taken = renames::take_abandoned(conn, 10, 120)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(taken.len(), 1);
+    (sent, rename, taken.remove(0))
+}
+
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = Text)]
@@ -169,16 +183,8 @@ async fn an_edit_parks_its_code_one_at_a_time_and_a_refusal_puts_everything_back
 async fn an_abandoned_edit_is_taken_over_once_and_put_back_only_while_its_old_text_is_free() {
     let (_db, mut conn) = database().await;
     let pending = minted(&mut conn, 1, 1, "BO").await;
-    // Held for no time: as if its process had stopped before the store answered.
-    let (renamed, rename) = edit(&mut conn, &pending, "BOVIP", 0)
-        .await
-        .unwrap_or_else(|| panic!("the edit starts"));
-
-    let taken = renames::take_abandoned(&mut conn, 10, 120)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(taken.len(), 1);
-    assert!(taken[0].held_until > rename.held_until);
+    let (renamed, rename, taken) = taken_over(&mut conn, &pending, "BOVIP").await;
+    assert!(taken.held_until > rename.held_until);
     let again = renames::take_abandoned(&mut conn, 10, 120)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -195,13 +201,13 @@ async fn an_abandoned_edit_is_taken_over_once_and_put_back_only_while_its_old_te
 
     // Another creator got the old text meanwhile: it cannot be put back.
     minted(&mut conn, 2, 2, "bo").await;
-    let back = codes::put_back(&mut conn, &renamed, &taken[0])
+    let back = codes::put_back(&mut conn, &renamed, &taken)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(back.is_none());
     assert_eq!(stored(&mut conn, 1).await.code.as_deref(), Some("BOVIP"));
     assert!(
-        renames::end(&mut conn, &taken[0])
+        renames::end(&mut conn, &taken)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
     );
@@ -395,13 +401,7 @@ async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivate
 async fn an_answer_for_an_edit_another_round_took_over_changes_nothing() {
     let (_db, mut conn) = database().await;
     let before = minted(&mut conn, 1, 1, "CY").await;
-    let (sent, rename) = edit(&mut conn, &before, "CYVIP", 0)
-        .await
-        .unwrap_or_else(|| panic!("the edit starts"));
-    let taken = renames::take_abandoned(&mut conn, 10, 120)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(taken.len(), 1);
+    let (sent, rename, _) = taken_over(&mut conn, &before, "CYVIP").await;
     let code = record(&mut conn, &sent, &rename, created(sent.id))
         .await
         .unwrap_or_else(|e| panic!("{e}"));

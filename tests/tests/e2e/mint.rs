@@ -778,27 +778,34 @@ async fn failures_are_reported_and_retried() {
     assert_eq!(left.ok(), Some(0));
 }
 
-#[tokio::test]
-async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
-    let suite = Suite::start().await;
-    let token = brand(1);
+/// A sandbox campaign minting `{username}{discount}` at approval, with Ana (creator 1, username
+/// `ana`) added, not yet approved.
+async fn sandbox_with_ana(suite: &Suite, token: &str) -> Setup {
     let s = setup(
-        &suite,
-        &token,
+        suite,
+        token,
         Provider::Sandbox,
         "{username}{discount}",
         CodeTrigger::OnApproval,
     )
     .await;
     add(
-        &suite,
-        &token,
+        suite,
+        token,
         s.campaign,
         1,
         profile("Ana", "A", "ana"),
         false,
     )
     .await;
+    s
+}
+
+#[tokio::test]
+async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = sandbox_with_ana(&suite, &token).await;
     add(
         &suite,
         &token,
@@ -1886,23 +1893,7 @@ async fn abandon_edit(suite: &Suite, id: i64, to: &str) {
 async fn an_edit_whose_process_stopped_is_finished_by_the_pusher() {
     let suite = Suite::start().await;
     let token = brand(1);
-    let s = setup(
-        &suite,
-        &token,
-        Provider::Sandbox,
-        "{username}{discount}",
-        CodeTrigger::OnApproval,
-    )
-    .await;
-    add(
-        &suite,
-        &token,
-        s.campaign,
-        1,
-        profile("Ana", "A", "ana"),
-        false,
-    )
-    .await;
+    let s = sandbox_with_ana(&suite, &token).await;
     let (ana, _) = mint_when_known(&suite, &token, s.campaign, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
