@@ -6,7 +6,7 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tracking_db::{Conn, SchemaSpec, Taken, TestDb};
+use tracking_db::Taken;
 use tracking_events::NewEvent;
 
 use mint_service::domain::{Code, CodeStatus};
@@ -18,20 +18,7 @@ use mint_service::store::renames::{self, Rename};
 
 mod common;
 
-use common::code;
-
-static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
-
-/// A new database with the mint's schema (dropped with the first value), and a connection to it.
-async fn database() -> (TestDb, Conn) {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let conn = test_db
-        .pool(mint_service::SCHEMA)
-        .conn()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (test_db, conn)
-}
+use common::{code, database};
 
 /// Mints `text` for `creator` (brand 7, campaign 1, integration 1) and returns the stored code.
 async fn minted(conn: &mut AsyncPgConnection, id: i64, creator: i64, text: &str) -> Code {

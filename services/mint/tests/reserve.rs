@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
-use tracking_db::{Database, DbError, PoolOptions, SchemaSpec, Taken, TestDb};
+use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb};
 use tracking_events::NewEvent;
 
 use mint_service::domain::Code;
@@ -18,9 +18,7 @@ use mint_service::store::{codes, failures, projection};
 
 mod common;
 
-use common::code;
-
-static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
+use common::{SCHEMAS, code, database};
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct Setting {
@@ -57,9 +55,7 @@ async fn drawn(conn: &AsyncPgConnection, keys: &[(i64, i64, i64)], skip_live: bo
 
 #[tokio::test]
 async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_test_db, mut conn) = database().await;
     let keys: Vec<(i64, i64, i64)> = (1..=3).map(|creator| (7, 1, creator)).collect();
     let first = drawn(&conn, &keys, true).await;
     let second = drawn(&conn, &keys[..2], false).await;
@@ -79,9 +75,7 @@ async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
 
 #[tokio::test]
 async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_test_db, mut conn) = database().await;
     diesel::sql_query(
         "insert into mint_failures (brand_id, campaign_id, creator_id, reason, message) \
          values (7, 1, 1, 'missing_profile_field', 'no email'), \
@@ -448,9 +442,7 @@ async fn a_batchs_statements_planned_on_empty_tables_probe_keys_once_the_tables_
 
 #[tokio::test]
 async fn fresh_codes_are_held_for_their_pusher_and_links_left_due() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_test_db, mut conn) = database().await;
     let keys: Vec<(i64, i64, i64)> = [1, 2].map(|creator| (7, 1, creator)).to_vec();
     let ids = drawn(&conn, &keys, false).await;
     let held = code(ids[0], 1, "ANNA");

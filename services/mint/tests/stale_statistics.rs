@@ -13,7 +13,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use tracking_db::stale_statistics::{
     self, BATCH_BOUND, BATCH_KEYS, BOUND, KNOWN, NEW, UNANALYZED, execute as sql, fill,
-    fill_unanalyzed, rows_read_by,
+    fill_unanalyzed, rows_read_by, without_autovacuum,
 };
 use tracking_db::{Database, SchemaSpec, TestDb};
 
@@ -50,6 +50,8 @@ async fn setup_filled(unanalyzed: bool) -> Setup {
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // The push queue, filled by the codes' trigger, is never analyzed either.
+    without_autovacuum(&mut conn, "code_pushes").await;
     if unanalyzed {
         fill_unanalyzed(&mut conn, "codes", code_rows).await;
     } else {
@@ -97,7 +99,8 @@ fn ids_of(codes: &[mint_service::domain::Code]) -> BTreeSet<i64> {
 async fn activating_and_retrying_codes_reads_only_those_codes() {
     let setup = setup().await;
     let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let (activate, retry) = setup.ids[1000..1000 + 2 * KEYS].split_at(KEYS);
+    let (activate, rest) = setup.ids[1000..1000 + 3 * KEYS].split_at(KEYS);
+    let (retry, dequeue) = rest.split_at(KEYS);
 
     let (activated, read) = rows_read_by(&mut conn, "codes", async |conn| {
         codes::set_status(conn, 2, activate, CodeStatus::Active).await
@@ -108,6 +111,15 @@ async fn activating_and_retrying_codes_reads_only_those_codes() {
     assert!(
         read <= BOUND,
         "activation read {read} rows for {KEYS} codes"
+    );
+    // The push queue's trigger, on a queue that no analyze has seen, probes its keys too.
+    let (_, read) = rows_read_by(&mut conn, "code_pushes", async |conn| {
+        codes::set_status(conn, 2, dequeue, CodeStatus::Active).await
+    })
+    .await;
+    assert!(
+        read <= BOUND,
+        "activation read {read} rows of the push queue for {KEYS} codes"
     );
 
     let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
@@ -215,6 +227,15 @@ async fn the_scan_takes_the_longest_due_codes_in_index_order() {
     let oldest: Vec<i64> = setup.ids.iter().rev().take(KEYS).copied().collect();
     assert_eq!(taken.iter().map(|code| code.id).collect::<Vec<_>>(), oldest);
     assert!(read <= BOUND, "the scan read {read} rows for {KEYS} codes");
+    let (taken, read) = rows_read_by(&mut conn, "code_pushes", async |conn| {
+        codes::due_for_push(conn, KEYS as i64).await
+    })
+    .await;
+    assert_eq!(taken.len(), KEYS);
+    assert!(
+        read <= BOUND,
+        "the scan read {read} rows of the push queue for {KEYS} codes"
+    );
 }
 
 #[tokio::test]
@@ -287,6 +308,31 @@ async fn due_deactivations_are_taken_in_order_not_all_of_them_and_held() {
         .filter(|code| expected.iter().any(|e| e == code))
         .collect();
     assert_eq!(left, ["code-7"]);
+}
+
+#[tokio::test]
+async fn a_page_of_pending_or_active_codes_reads_that_page() {
+    let setup = setup().await;
+    let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Brand 1's campaign: one code in 50 pending; brand 2's: every code pending, unseen.
+    for (brand, status) in [
+        (1, CodeStatus::Pending),
+        (1, CodeStatus::Active),
+        (2, CodeStatus::Pending),
+    ] {
+        let (page, read) = rows_read_by(&mut conn, "codes", async |conn| {
+            codes::list(conn, brand, brand, None, Some(status), Some(1_000), 50).await
+        })
+        .await;
+        assert_eq!(page.len(), 50);
+        assert!(page.iter().all(|code| code.status == status));
+        assert!(page.windows(2).all(|pair| pair[0].id < pair[1].id));
+        assert!(
+            read <= BOUND,
+            "a page of 50 {} codes of brand {brand} read {read} rows",
+            status.as_str()
+        );
+    }
 }
 
 #[tokio::test]

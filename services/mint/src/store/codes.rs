@@ -137,7 +137,7 @@ pub async fn draw_ids(
            as k(key_brand, key_campaign, key_creator, n) \
          left join lateral (select c.id from codes c where $4 and c.brand_id = k.key_brand \
              and c.campaign_id = k.key_campaign and c.creator_id = k.key_creator \
-             and c.status <> 'disabled' limit 1) live on true \
+             and not c.disabled limit 1) live on true \
          order by k.n",
     )
     .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
@@ -289,7 +289,7 @@ pub async fn live_for(
            as k(key_brand, key_campaign, key_creator) \
          cross join lateral (select {COLUMNS} from codes where brand_id = k.key_brand \
            and campaign_id = k.key_campaign and creator_id = k.key_creator \
-           and status <> 'disabled' limit 1) c"
+           and not disabled limit 1) c"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
@@ -373,10 +373,12 @@ pub async fn resolve(
     Ok(to_codes(rows)?.into_iter().next())
 }
 
-/// A campaign's codes by id, optionally one creator's or one status. Each status's codes are
-/// read in id order from the `codes_by_campaign` index (a status other than the one asked for is
-/// skipped before it is read) and merged, so a page costs the same however many codes the brand's
-/// other campaigns or the other statuses hold.
+/// A campaign's codes by id, optionally one creator's or one status. Live and disabled codes are
+/// read in id order from their ranges of the `codes_by_campaign` index, pending ones from the push
+/// queue's (`code_pushes`, by campaign; each code probed by key, as a join could read the brand's
+/// codes from the start), and merged: a page costs the same however many codes the
+/// brand's other campaigns hold, and one of pending or disabled codes however many active codes
+/// the campaign has. A page of active codes skips the few pending ones among the live.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -386,17 +388,24 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Code>, Error> {
-    let of_status = |status: CodeStatus| {
+    let by_campaign = |disabled: &str, status: &str| {
         format!(
             "(select {COLUMNS} from codes where brand_id = $1 and campaign_id = $2 \
-             and status = '{s}' and ($4::text is null or $4 = '{s}') \
-             and ($3::bigint is null or creator_id = $3) and id > $5 order by id limit $6)",
-            s = status.as_str()
+             and {disabled} and ($4::text is null or $4 = '{status}') \
+             and status = coalesce($4, status) \
+             and ($3::bigint is null or creator_id = $3) and id > $5 order by id limit $6)"
         )
     };
     let sql = format!(
-        "select * from ({}) c order by id limit $6",
-        CodeStatus::ALL.map(of_status).join(" union all ")
+        "select * from ({} union all {} union all \
+           (select c.* from code_pushes q \
+            cross join lateral (select {COLUMNS} from codes where brand_id = q.brand_id \
+              and id = q.code_id and ($3::bigint is null or creator_id = $3) limit 1) c \
+            where $4 = 'pending' and q.brand_id = $1 and q.campaign_id = $2 \
+              and q.code_id > $5 order by q.code_id limit $6)) c \
+         order by id limit $6",
+        by_campaign("not disabled", CodeStatus::Active.as_str()),
+        by_campaign("disabled", CodeStatus::Disabled.as_str()),
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
@@ -511,7 +520,7 @@ pub async fn live_of_creator(
            as k(key_brand, key_campaign, key_creator) \
          join codes on brand_id = k.key_brand and campaign_id = k.key_campaign \
            and creator_id = k.key_creator \
-         where status <> 'disabled' for update of codes"
+         where not disabled for update of codes"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
@@ -525,7 +534,7 @@ pub async fn live_of_creator(
 /// Pending codes due for a push, locked for the caller's transaction (other rounds skip them),
 /// in which the pusher [`hold`]s them before calling the store.
 pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
-    due_pending(conn, "code is not null", limit).await
+    due_pending(conn, "q.with_code", limit).await
 }
 
 /// Of these codes `(brand, id)` (this process's fresh codes, held for its pusher), those still
@@ -533,8 +542,8 @@ pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Ve
 /// until then: `renames::begin`), as committed: nothing is locked, since the store is called after
 /// this read, outside any transaction ([`locked_of`] reads them again to record the answer). The
 /// codes are read by primary key and only then checked: a condition next to the key would let
-/// the planner hash every entry of `codes_to_push` (or `BitmapAnd` it with each key) when it
-/// underestimates them.
+/// the planner hash every pending code (or `BitmapAnd` them with each key) when it underestimates
+/// them.
 pub async fn pushable_of(
     conn: &mut AsyncPgConnection,
     ids: &[(i64, i64)],
@@ -601,13 +610,18 @@ pub async fn hold(
 /// Pending links without a code due for their store-made link (Amazon attribution tags), locked
 /// for the caller's transaction (other rounds skip them), in which the pusher [`hold`]s them.
 pub async fn due_for_link(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
-    due_pending(conn, "code is null", limit).await
+    due_pending(conn, "not q.with_code", limit).await
 }
 
-/// Takes the oldest due rows in the order of their partial index (`codes_to_push` or
-/// `codes_to_link`). Sorts and bitmap scans are off for the rest of the caller's transaction: a
-/// planner that believes few codes are pending would otherwise fetch and sort all of them (on
-/// disk past ~145,000) to return the first 500.
+/// Takes the oldest due codes in the order of the push queue's partial index (`code_pushes_due`
+/// or `code_pushes_links_due`; `which` picks the queue's rows with or without a code). Each code
+/// is probed by its key and locked in a `lateral` subquery, skipped if another round has it
+/// locked, and checked again as it is locked: a round that waited on the lock sees the code as
+/// another transaction left it (pushed, or held by another round). As a join, with statistics
+/// that believe few codes are pending, the planner hashed or materialized every pending code for
+/// a round. Sorts and bitmap scans are off for the rest of the caller's transaction: a planner
+/// that believes few codes are pending would otherwise fetch and sort all of them (on disk past
+/// ~145,000) to return the first 500.
 async fn due_pending(
     conn: &mut AsyncPgConnection,
     which: &str,
@@ -620,8 +634,12 @@ async fn due_pending(
     .execute(conn)
     .await?;
     let sql = format!(
-        "select {COLUMNS} from codes where status = 'pending' and {which} \
-         and next_push_at <= now() order by next_push_at limit $1 for update skip locked"
+        "select c.* from code_pushes q \
+         cross join lateral (select {COLUMNS} from codes \
+           where brand_id = q.brand_id and id = q.code_id \
+             and status = 'pending' and next_push_at <= now() limit 1) c \
+         where {which} and q.due_at <= now() \
+         order by q.due_at limit $1 for update of c skip locked"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(limit)

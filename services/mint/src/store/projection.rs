@@ -205,7 +205,7 @@ pub async fn enqueue_missing(
            and r.status = any($4) \
            and not exists (select 1 from codes x where x.brand_id = r.brand_id \
              and x.campaign_id = r.campaign_id and x.creator_id = r.creator_id \
-             and x.status <> 'disabled') \
+             and not x.disabled) \
          on conflict (brand_id, campaign_id, creator_id) do update \
            set enqueued_at = clock_timestamp(), claimed_until = null",
     )

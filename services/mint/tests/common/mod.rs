@@ -1,6 +1,7 @@
 //! What the mint's store tests share.
 
 use tracking_api::common::v1::Provider;
+use tracking_db::{Conn, SchemaSpec, TestDb};
 
 use mint_service::domain::{Code, CodeStatus};
 
@@ -27,4 +28,18 @@ pub fn code(id: i64, creator_id: i64, text: &str) -> Code {
         created_at: at,
         updated_at: at,
     }
+}
+
+/// The mint's schema, for [`TestDb::new`].
+pub static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
+
+/// A new database with the mint's schema (dropped with the first value), and a connection to it.
+pub async fn database() -> (TestDb, Conn) {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let conn = test_db
+        .pool(mint_service::SCHEMA)
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (test_db, conn)
 }
