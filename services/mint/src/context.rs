@@ -21,56 +21,97 @@ pub struct Shared {
 /// Codes this process minted (committed, pending their push), as `(brand, id)`: the pusher takes
 /// them by id rather than finding them by scanning for due codes, a scan that grows slow under
 /// load (the index it walks keeps the pushed codes' entries until vacuum). The scan stays the
-/// durable fallback: a code missing here (dropped past the bound, or minted by a process that
-/// died) is still pending in the database and found by the pusher's periodic scan.
+/// durable fallback: a code left out (past the bound, or minted by a process that died) is still
+/// pending in the database and found by the pusher's periodic scan.
 #[derive(Clone, Debug, Default)]
 pub struct Fresh {
-    codes: Arc<Mutex<VecDeque<(i64, i64)>>>,
+    inner: Arc<Mutex<Held>>,
     added: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    codes: VecDeque<(i64, i64)>,
+    /// Room promised to batches being inserted ([`Promise`]).
+    promised: usize,
+}
+
+impl Held {
+    fn room(&self) -> usize {
+        Fresh::BOUND.saturating_sub(self.codes.len() + self.promised)
+    }
+}
+
+/// Room in [`Fresh`] for a batch's codes, taken before the batch is inserted: its codes are held
+/// from the scans for this process's pusher, so each must then get a place ([`Promise::keep`]).
+/// Checked and filled in two steps, two batches could both see the last room free, and the
+/// codes of the second, held but not taken by id, waited for their hold to run out. Dropped
+/// unkept (the insert failed), the room is free again.
+#[derive(Debug)]
+pub struct Promise {
+    fresh: Fresh,
+    room: usize,
 }
 
 impl Fresh {
     /// Codes held at most; beyond it new ones are left to the scan.
     const BOUND: usize = 100_000;
 
-    /// Hands committed pending codes to the pusher and wakes it.
-    pub fn add(&self, codes: impl IntoIterator<Item = (i64, i64)>) {
-        if let Ok(mut held) = self.codes.lock() {
-            let room = Self::BOUND.saturating_sub(held.len());
-            held.extend(codes.into_iter().take(room));
+    /// Room for `n` codes, if there is that much.
+    pub fn promise(&self, n: usize) -> Option<Promise> {
+        let mut held = self.inner.lock().ok()?;
+        if held.room() < n {
+            return None;
         }
-        self.added.notify_one();
+        held.promised += n;
+        Some(Promise {
+            fresh: self.clone(),
+            room: n,
+        })
     }
 
     /// Up to `n` codes, oldest first.
     pub fn take(&self, n: usize) -> Vec<(i64, i64)> {
-        self.codes
+        self.inner
             .lock()
             .map(|mut held| {
-                let n = n.min(held.len());
-                held.drain(..n).collect()
+                let n = n.min(held.codes.len());
+                held.codes.drain(..n).collect()
             })
             .unwrap_or_default()
     }
 
-    /// How many more codes it would take now.
-    pub fn room(&self) -> usize {
-        self.codes
-            .lock()
-            .map(|held| Self::BOUND.saturating_sub(held.len()))
-            .unwrap_or(0)
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.codes
+        self.inner
             .lock()
-            .map(|held| held.is_empty())
+            .map(|held| held.codes.is_empty())
             .unwrap_or(true)
     }
 
     /// Resolves once codes were added (at once if some were added since the last call).
     pub async fn added(&self) {
         self.added.notified().await;
+    }
+}
+
+impl Promise {
+    /// Hands the batch's committed pending codes (at most the room promised) to the pusher and
+    /// wakes it.
+    pub fn keep(mut self, codes: impl IntoIterator<Item = (i64, i64)>) {
+        if let Ok(mut held) = self.fresh.inner.lock() {
+            held.promised -= self.room;
+            held.codes.extend(codes.into_iter().take(self.room));
+        }
+        self.room = 0;
+        self.fresh.added.notify_one();
+    }
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.fresh.inner.lock() {
+            held.promised -= self.room;
+        }
     }
 }
 
@@ -81,13 +122,18 @@ mod tests {
     #[test]
     fn codes_come_out_oldest_first_and_the_bound_leaves_the_rest_to_the_scan() {
         let fresh = Fresh::default();
-        fresh.add([(1, 1), (1, 2), (2, 3)]);
+        let promise = fresh.promise(3).unwrap_or_else(|| panic!("room"));
+        promise.keep([(1, 1), (1, 2), (2, 3)]);
         assert_eq!(fresh.take(2), vec![(1, 1), (1, 2)]);
         assert_eq!(fresh.take(5), vec![(2, 3)]);
         assert!(fresh.is_empty());
-        assert_eq!(fresh.room(), Fresh::BOUND);
-        fresh.add((0..Fresh::BOUND as i64 + 10).map(|id| (1, id)));
-        assert_eq!(fresh.room(), 0);
-        assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND);
+        let full = fresh.promise(Fresh::BOUND - 10).unwrap_or_else(|| panic!("room"));
+        assert!(fresh.promise(11).is_none(), "promised room is taken");
+        let last = fresh.promise(10).unwrap_or_else(|| panic!("room"));
+        drop(last);
+        assert!(fresh.promise(10).is_some(), "room not kept is free again");
+        full.keep((0..Fresh::BOUND as i64).map(|id| (1, id)));
+        assert!(fresh.promise(10).is_some(), "a batch keeps no more than promised");
+        assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND - 10);
     }
 }

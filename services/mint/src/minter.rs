@@ -490,7 +490,8 @@ async fn reserve(
         };
         // Codes this process's pusher will take by id are held from the scans (of every
         // replica) while it pushes them; past Fresh's bound, they are due at once for a scan.
-        let held = if shared.fresh.room() >= rows.len() {
+        let promise = shared.fresh.promise(rows.len());
+        let held = if promise.is_some() {
             pusher::HOLD_SECS
         } else {
             0
@@ -506,12 +507,14 @@ async fn reserve(
             conflicts.met();
         }
         // Committed: the new codes waiting for their store go to this process's pusher by id.
-        shared.fresh.add(
-            rows.iter()
-                .filter(|code| inserted.contains(&code.id))
-                .filter(|code| code.status == CodeStatus::Pending && code.code.is_some())
-                .map(|code| (code.brand_id, code.id)),
-        );
+        if let Some(promise) = promise {
+            promise.keep(
+                rows.iter()
+                    .filter(|code| inserted.contains(&code.id))
+                    .filter(|code| code.status == CodeStatus::Pending && code.code.is_some())
+                    .map(|code| (code.brand_id, code.id)),
+            );
+        }
         committed.extend(
             rows.iter()
                 .filter(|code| inserted.contains(&code.id))
