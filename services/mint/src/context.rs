@@ -127,13 +127,18 @@ mod tests {
         assert_eq!(fresh.take(2), vec![(1, 1), (1, 2)]);
         assert_eq!(fresh.take(5), vec![(2, 3)]);
         assert!(fresh.is_empty());
-        let full = fresh.promise(Fresh::BOUND - 10).unwrap_or_else(|| panic!("room"));
+        let full = fresh
+            .promise(Fresh::BOUND - 10)
+            .unwrap_or_else(|| panic!("room"));
         assert!(fresh.promise(11).is_none(), "promised room is taken");
         let last = fresh.promise(10).unwrap_or_else(|| panic!("room"));
         drop(last);
         assert!(fresh.promise(10).is_some(), "room not kept is free again");
         full.keep((0..Fresh::BOUND as i64).map(|id| (1, id)));
-        assert!(fresh.promise(10).is_some(), "a batch keeps no more than promised");
+        assert!(
+            fresh.promise(10).is_some(),
+            "a batch keeps no more than promised"
+        );
         assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND - 10);
     }
 }

@@ -467,3 +467,42 @@ async fn fresh_codes_are_held_for_their_pusher_and_links_left_due() {
     let due: Vec<(i64, &str)> = due.iter().map(|r| (r.brand_id, r.what.as_str())).collect();
     assert_eq!(due, [(1, "held"), (2, "due")]);
 }
+
+#[tokio::test]
+async fn a_creators_live_code_is_never_looked_up_through_the_campaign_index() {
+    #[derive(QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let test_db = TestDb::new(SCHEMAS).await;
+    let one = PoolOptions::default().planned_once(1);
+    let db =
+        Database::new(test_db.url(), mint_service::SCHEMA, one).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Even with the creator index gone, a batch's lookups of live codes (planned once, without
+    // statistics) cannot take the campaign index, whose range is the creator's whole campaign.
+    sql(
+        &mut conn,
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug) \
+         select 7, g % 20, g, 1, 1, 'PROVIDER_SANDBOX', 'C' || g, 'active', 's' || g \
+         from generate_series(1, 4000) g",
+    )
+    .await;
+    sql(&mut conn, "begin").await;
+    sql(&mut conn, "drop index codes_live_creator").await;
+    let keys: Vec<(i64, i64, i64)> = (1..=3).map(|creator| (7, 1, creator)).collect();
+    let live = codes::live_for(&conn, &keys)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(live.iter().map(|c| c.creator_id).collect::<Vec<_>>(), [1]);
+    assert_eq!(drawn(&conn, &keys, true).await.len(), 2);
+    let scans: Scans =
+        diesel::sql_query("select pg_stat_get_xact_numscans('codes_by_campaign'::regclass) as n")
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scans.n, 0, "lookups through codes_by_campaign");
+    sql(&mut conn, "rollback").await;
+}

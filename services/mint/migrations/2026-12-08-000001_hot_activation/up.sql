@@ -14,8 +14,15 @@ drop index codes_live_creator;
 create unique index codes_live_creator on codes (brand_id, campaign_id, creator_id)
     where not disabled;
 
+-- For ListCodes only, which always reads ids past a point (`id > $n`, which implies the
+-- predicate). No lookup of a creator's live code implies it, so none can take this index instead
+-- of codes_live_creator: planned without statistics (a new deployment's table, or a batch
+-- statement planned once while the table was empty), the two looked equally cheap, and a plan
+-- that took this one read the creator's whole campaign for every key (9 s for a batch of 500 in
+-- a campaign of 100,000 codes).
 drop index codes_by_campaign;
-create index codes_by_campaign on codes (brand_id, campaign_id, disabled, id);
+create index codes_by_campaign on codes (brand_id, campaign_id, disabled, id)
+    where id is not null;
 
 drop index codes_to_push;
 drop index codes_to_link;
