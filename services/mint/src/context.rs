@@ -70,15 +70,22 @@ impl Fresh {
         })
     }
 
-    /// Up to `n` codes, oldest first.
+    /// Up to `n` codes, oldest first. Codes left wake another waiting taker ([`Fresh::added`]),
+    /// so that the pusher's workers share a burst.
     pub fn take(&self, n: usize) -> Vec<(i64, i64)> {
-        self.inner
+        let (taken, left) = self
+            .inner
             .lock()
             .map(|mut held| {
                 let n = n.min(held.codes.len());
-                held.codes.drain(..n).collect()
+                let taken: Vec<(i64, i64)> = held.codes.drain(..n).collect();
+                (taken, !held.codes.is_empty())
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if left {
+            self.added.notify_one();
+        }
+        taken
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +95,8 @@ impl Fresh {
             .unwrap_or(true)
     }
 
-    /// Resolves once codes were added (at once if some were added since the last call).
+    /// Resolves once codes were added, or left by a taker (at once if that happened since a
+    /// waiter last woke).
     pub async fn added(&self) {
         self.added.notified().await;
     }
@@ -140,5 +148,20 @@ mod tests {
             "a batch keeps no more than promised"
         );
         assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND - 10);
+    }
+
+    #[tokio::test]
+    async fn a_taker_that_leaves_codes_wakes_another() {
+        let within = |ms| std::time::Duration::from_millis(ms);
+        let fresh = Fresh::default();
+        let promise = fresh.promise(2).unwrap_or_else(|| panic!("room"));
+        promise.keep([(1, 1), (1, 2)]);
+        fresh.added().await;
+        assert_eq!(fresh.take(1), vec![(1, 1)]);
+        let woken = tokio::time::timeout(within(1000), fresh.added()).await;
+        assert!(woken.is_ok(), "a taker is woken for the code left");
+        assert_eq!(fresh.take(1), vec![(1, 2)]);
+        let woken = tokio::time::timeout(within(50), fresh.added()).await;
+        assert!(woken.is_err(), "none once no code is left");
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
@@ -38,67 +38,82 @@ pub const HOLD_SECS: i64 = 120;
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`. Codes this process minted arrive by id ([`crate::context::Fresh`]) as
-/// soon as they are committed and are pushed by `pushers` rounds in parallel; everything else due
-/// (retries after a store error, codes made pending by a rename or `RetryCode`, another
-/// replica's, or fresh ones past its bound) is found by a scan, as many rounds in parallel, run
-/// when the database signals work and at least every second.
+/// soon as they are committed and are pushed by `pushers` workers, each taking the next batch as
+/// soon as its last is recorded; everything else due (retries after a store error, codes made
+/// pending by a rename or `RetryCode`, another replica's, or fresh ones past its bound) is found
+/// by a scan, as many rounds in parallel, run when the database signals work and at least every
+/// second.
 pub async fn run(
     shared: Shared,
     pushers: usize,
-    mut wake: watch::Receiver<u64>,
+    wake: watch::Receiver<u64>,
     shutdown: CancellationToken,
 ) {
-    let mut last_scan = Instant::now();
-    let mut scan = true;
-    loop {
-        // Rounds take disjoint codes (each its own ids, rows locked `skip locked`), so they
-        // never push a code twice.
-        futures::future::join_all((0..pushers).map(|_| push_fresh(&shared))).await;
-        if scan {
-            last_scan = Instant::now();
-            // A scan gives way to fresh codes: those are cheaper to take by id. After a burst past
-            // Fresh's bound the scan pushes the rest, so it runs as many rounds.
-            let fresh = &shared.fresh;
-            futures::future::join_all((0..pushers).map(|_| {
-                until_done(
-                    "pushing codes to stores",
-                    || push_round(&shared, None),
-                    || fresh.is_empty(),
-                )
-            }))
-            .await;
-            until_done(
-                "getting amazon attribution tags",
-                || link_round(&shared),
-                || true,
-            )
-            .await;
-            if let Err(err) = disable_round(&shared).await {
-                tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
-            }
-            if let Err(err) = crate::edits::finish_abandoned(&shared).await {
-                tracing::warn!(error = %err, "finishing abandoned edits of codes failed, retrying");
-            }
-        }
-        scan = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = wake.changed() => true,
-            _ = shared.fresh.added() => last_scan.elapsed() >= SCAN_EVERY,
-            _ = tokio::time::sleep_until((last_scan + SCAN_EVERY).into()) => true,
-        };
-    }
+    // The workers take disjoint batches (each its own ids) and the scans lock their rows
+    // (`skip locked`), so no code is pushed twice at once.
+    let workers = (0..pushers).map(|_| push_fresh(&shared, &shutdown));
+    tokio::join!(
+        futures::future::join_all(workers),
+        scan(&shared, pushers, wake, &shutdown)
+    );
 }
 
-/// Pushes the codes this process minted, a batch at a time. One that fails stays pending in the
-/// database, for the scan's retries.
-async fn push_fresh(shared: &Shared) {
-    loop {
+/// Pushes the codes this process minted, a batch at a time, waiting for more when there are
+/// none. Each worker runs on its own: when they were rounds joined together, those that found
+/// no codes waited for the last to finish its batches, and one worker pushed alone for as long
+/// as minting kept adding codes (half the rate of a stream run). One that fails stays pending in
+/// the database, for the scan's retries.
+async fn push_fresh(shared: &Shared, shutdown: &CancellationToken) {
+    while !shutdown.is_cancelled() {
         let ids = shared.fresh.take(BATCH as usize);
         if ids.is_empty() {
-            return;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = shared.fresh.added() => continue,
+            }
         }
         if let Err(err) = push_round(shared, Some(&ids)).await {
             tracing::warn!(error = %err, "pushing new codes to stores failed; the scan retries them");
+        }
+    }
+}
+
+/// Scans for due work until `shutdown`: codes to push, Amazon links waiting for their tag,
+/// deactivations at stores, and edits whose process stopped.
+async fn scan(
+    shared: &Shared,
+    pushers: usize,
+    mut wake: watch::Receiver<u64>,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        // A scan gives way to fresh codes (cheaper to take by id) after its first round. After
+        // a burst past Fresh's bound the scan pushes the rest, so it runs as many rounds.
+        let fresh = &shared.fresh;
+        futures::future::join_all((0..pushers).map(|_| {
+            until_done(
+                "pushing codes to stores",
+                || push_round(shared, None),
+                || fresh.is_empty(),
+            )
+        }))
+        .await;
+        until_done(
+            "getting amazon attribution tags",
+            || link_round(shared),
+            || true,
+        )
+        .await;
+        if let Err(err) = disable_round(shared).await {
+            tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
+        }
+        if let Err(err) = crate::edits::finish_abandoned(shared).await {
+            tracing::warn!(error = %err, "finishing abandoned edits of codes failed, retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(SCAN_EVERY) => {}
         }
     }
 }
