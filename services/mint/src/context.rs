@@ -34,11 +34,37 @@ struct Held {
     codes: VecDeque<(i64, i64)>,
     /// Room promised to batches being inserted ([`Promise`]).
     promised: usize,
+    /// Rounds pushing codes taken from here ([`Round`]).
+    rounds: usize,
 }
 
 impl Held {
     fn room(&self) -> usize {
         Fresh::BOUND.saturating_sub(self.codes.len() + self.promised)
+    }
+
+    /// Whether another round should start on the codes waiting: when no round is running (or
+    /// none would take them), or when a full round's worth waits. Under a steady trickle (unary
+    /// minting) one round at a time takes what gathered during the last, so rounds stay full
+    /// enough to be cheap per code; a burst (a stream) gets every worker.
+    fn wants_a_round(&self) -> bool {
+        !self.codes.is_empty() && (self.rounds == 0 || self.codes.len() >= Fresh::ROUND)
+    }
+}
+
+/// Codes taken from [`Fresh`] by a push round; dropped when the round has recorded the store's
+/// answer.
+#[derive(Debug)]
+pub struct Round {
+    fresh: Fresh,
+    pub ids: Vec<(i64, i64)>,
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.fresh.inner.lock() {
+            held.rounds -= 1;
+        }
     }
 }
 
@@ -56,6 +82,8 @@ pub struct Promise {
 impl Fresh {
     /// Codes held at most; beyond it new ones are left to the scan.
     const BOUND: usize = 100_000;
+    /// Codes a push round takes at most (the gateway takes up to 500 per call).
+    pub const ROUND: usize = 500;
 
     /// Room for `n` codes, if there is that much.
     pub fn promise(&self, n: usize) -> Option<Promise> {
@@ -70,22 +98,23 @@ impl Fresh {
         })
     }
 
-    /// Up to `n` codes, oldest first. Codes left wake another waiting taker ([`Fresh::added`]),
-    /// so that the pusher's workers share a burst.
-    pub fn take(&self, n: usize) -> Vec<(i64, i64)> {
-        let (taken, left) = self
-            .inner
-            .lock()
-            .map(|mut held| {
-                let n = n.min(held.codes.len());
-                let taken: Vec<(i64, i64)> = held.codes.drain(..n).collect();
-                (taken, !held.codes.is_empty())
-            })
-            .unwrap_or_default();
-        if left {
+    /// A round of up to [`Fresh::ROUND`] codes, oldest first, or `None` when none waits. If a
+    /// full round's worth is left, another waiting worker is woken.
+    pub fn take(&self) -> Option<Round> {
+        let mut held = self.inner.lock().ok()?;
+        let n = Self::ROUND.min(held.codes.len());
+        if n == 0 {
+            return None;
+        }
+        let ids: Vec<(i64, i64)> = held.codes.drain(..n).collect();
+        held.rounds += 1;
+        if held.wants_a_round() {
             self.added.notify_one();
         }
-        taken
+        Some(Round {
+            fresh: self.clone(),
+            ids,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -95,23 +124,24 @@ impl Fresh {
             .unwrap_or(true)
     }
 
-    /// Resolves once codes were added, or left by a taker (at once if that happened since a
-    /// waiter last woke).
+    /// Resolves once codes want another round (at once if they did since a waiter last woke).
     pub async fn added(&self) {
         self.added.notified().await;
     }
 }
 
 impl Promise {
-    /// Hands the batch's committed pending codes (at most the room promised) to the pusher and
-    /// wakes it.
+    /// Hands the batch's committed pending codes (at most the room promised) to the pusher,
+    /// waking a worker if they want another round.
     pub fn keep(mut self, codes: impl IntoIterator<Item = (i64, i64)>) {
         if let Ok(mut held) = self.fresh.inner.lock() {
             held.promised -= self.room;
             held.codes.extend(codes.into_iter().take(self.room));
+            if held.wants_a_round() {
+                self.fresh.added.notify_one();
+            }
         }
         self.room = 0;
-        self.fresh.added.notify_one();
     }
 }
 
@@ -132,8 +162,9 @@ mod tests {
         let fresh = Fresh::default();
         let promise = fresh.promise(3).unwrap_or_else(|| panic!("room"));
         promise.keep([(1, 1), (1, 2), (2, 3)]);
-        assert_eq!(fresh.take(2), vec![(1, 1), (1, 2)]);
-        assert_eq!(fresh.take(5), vec![(2, 3)]);
+        let round = fresh.take().unwrap_or_else(|| panic!("codes"));
+        assert_eq!(round.ids, vec![(1, 1), (1, 2), (2, 3)]);
+        assert!(fresh.take().is_none());
         assert!(fresh.is_empty());
         let full = fresh
             .promise(Fresh::BOUND - 10)
@@ -147,21 +178,42 @@ mod tests {
             fresh.promise(10).is_some(),
             "a batch keeps no more than promised"
         );
-        assert_eq!(fresh.take(usize::MAX).len(), Fresh::BOUND - 10);
+        let mut taken = 0;
+        while let Some(round) = fresh.take() {
+            assert!(round.ids.len() <= Fresh::ROUND);
+            taken += round.ids.len();
+        }
+        assert_eq!(taken, Fresh::BOUND - 10);
     }
 
     #[tokio::test]
-    async fn a_taker_that_leaves_codes_wakes_another() {
-        let within = |ms| std::time::Duration::from_millis(ms);
+    async fn another_round_starts_for_a_burst_not_for_a_trickle() {
+        let woken = async |fresh: &Fresh| {
+            let within = std::time::Duration::from_millis(50);
+            tokio::time::timeout(within, fresh.added()).await.is_ok()
+        };
+        let keep = |fresh: &Fresh, ids: std::ops::Range<i64>| {
+            let promise = fresh.promise(ids.clone().count());
+            promise
+                .unwrap_or_else(|| panic!("room"))
+                .keep(ids.map(|id| (1, id)));
+        };
         let fresh = Fresh::default();
-        let promise = fresh.promise(2).unwrap_or_else(|| panic!("room"));
-        promise.keep([(1, 1), (1, 2)]);
-        fresh.added().await;
-        assert_eq!(fresh.take(1), vec![(1, 1)]);
-        let woken = tokio::time::timeout(within(1000), fresh.added()).await;
-        assert!(woken.is_ok(), "a taker is woken for the code left");
-        assert_eq!(fresh.take(1), vec![(1, 2)]);
-        let woken = tokio::time::timeout(within(50), fresh.added()).await;
-        assert!(woken.is_err(), "none once no code is left");
+        keep(&fresh, 0..10);
+        assert!(woken(&fresh).await, "no round runs: one starts");
+        let first = fresh.take().unwrap_or_else(|| panic!("codes"));
+        keep(&fresh, 10..20);
+        assert!(
+            !woken(&fresh).await,
+            "a trickle waits for the running round"
+        );
+        keep(&fresh, 20..(Fresh::ROUND as i64 + 30));
+        assert!(woken(&fresh).await, "a full round's worth starts another");
+        let second = fresh.take().unwrap_or_else(|| panic!("codes"));
+        assert_eq!(second.ids.len(), Fresh::ROUND);
+        assert!(!woken(&fresh).await, "20 left for the running rounds");
+        drop((first, second));
+        let third = fresh.take().unwrap_or_else(|| panic!("codes"));
+        assert_eq!(third.ids.len(), 20);
     }
 }

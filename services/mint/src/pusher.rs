@@ -26,8 +26,8 @@ use crate::events;
 use crate::random::SecureRandom;
 use crate::store::{codes, failures, notify_work, projection};
 
-/// Codes pushed per round (the gateway takes up to 500 per call).
-const BATCH: i64 = 500;
+/// Codes pushed per round.
+const BATCH: i64 = crate::context::Fresh::ROUND as i64;
 
 /// How long (seconds) a round holds the codes it pushes from other rounds and replicas: longer
 /// than a store call takes (the gateway's adapters time out after 10 s, retrying at most 3
@@ -58,21 +58,20 @@ pub async fn run(
     );
 }
 
-/// Pushes the codes this process minted, a batch at a time, waiting for more when there are
-/// none. Each worker runs on its own: when they were rounds joined together, those that found
-/// no codes waited for the last to finish its batches, and one worker pushed alone for as long
-/// as minting kept adding codes (half the rate of a stream run). One that fails stays pending in
-/// the database, for the scan's retries.
+/// Pushes the codes this process minted, a round at a time, waiting until codes want another
+/// round ([`crate::context::Fresh::take`]). Each worker runs on its own: when they were rounds
+/// joined together, those that found no codes waited for the last to finish its batches, and one
+/// worker pushed alone for as long as minting kept adding codes (half the rate of a stream run).
+/// One that fails stays pending in the database, for the scan's retries.
 async fn push_fresh(shared: &Shared, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
-        let ids = shared.fresh.take(BATCH as usize);
-        if ids.is_empty() {
+        let Some(round) = shared.fresh.take() else {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = shared.fresh.added() => continue,
             }
-        }
-        if let Err(err) = push_round(shared, Some(&ids)).await {
+        };
+        if let Err(err) = push_round(shared, Some(&round.ids)).await {
             tracing::warn!(error = %err, "pushing new codes to stores failed; the scan retries them");
         }
     }
