@@ -50,21 +50,26 @@ where status = 'pending';
 
 -- After every statement that inserts or updates codes, for the rows it wrote: a code no longer
 -- pending leaves the queue, a pending one is queued or its due time set. Codes are never
--- deleted. The statements are planned at each run (`execute`): a plan cached by the connection
--- would keep the table sizes it saw first, and the queue grows from empty to hundreds of
--- thousands of rows in a bulk mint.
+-- deleted. The queue's statements are planned at each run (`execute`): a plan cached by the
+-- connection would keep the table sizes it saw first, and the queue grows from empty to hundreds
+-- of thousands of rows in a bulk mint. Each runs only when the rows call for it (a mint inserts
+-- pending codes, an activation leaves none), which halves the planning.
 create function mirror_pending_codes() returns trigger language plpgsql as $$
 begin
-    execute 'delete from code_pushes q using written w
-             where q.brand_id = w.brand_id and q.campaign_id = w.campaign_id
-               and q.code_id = w.id and w.status <> ''pending''';
-    execute 'insert into code_pushes (brand_id, campaign_id, code_id, with_code, due_at)
-             select brand_id, campaign_id, id, code is not null, next_push_at from written
-             where status = ''pending''
-             on conflict (brand_id, campaign_id, code_id) do update
-               set with_code = excluded.with_code, due_at = excluded.due_at
-               where (code_pushes.with_code, code_pushes.due_at)
-                 is distinct from (excluded.with_code, excluded.due_at)';
+    if exists (select from written where status <> 'pending') then
+        execute 'delete from code_pushes q using written w
+                 where q.brand_id = w.brand_id and q.campaign_id = w.campaign_id
+                   and q.code_id = w.id and w.status <> ''pending''';
+    end if;
+    if exists (select from written where status = 'pending') then
+        execute 'insert into code_pushes (brand_id, campaign_id, code_id, with_code, due_at)
+                 select brand_id, campaign_id, id, code is not null, next_push_at from written
+                 where status = ''pending''
+                 on conflict (brand_id, campaign_id, code_id) do update
+                   set with_code = excluded.with_code, due_at = excluded.due_at
+                   where (code_pushes.with_code, code_pushes.due_at)
+                     is distinct from (excluded.with_code, excluded.due_at)';
+    end if;
     return null;
 end
 $$;
