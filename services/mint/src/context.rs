@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tracking_db::Database;
@@ -34,38 +35,25 @@ struct Held {
     codes: VecDeque<(i64, i64)>,
     /// Room promised to batches being inserted ([`Promise`]).
     promised: usize,
-    /// Rounds pushing codes taken from here ([`Round`]).
-    rounds: usize,
+    /// Since when codes have waited (the queue was last empty).
+    waiting_since: Option<Instant>,
 }
 
 impl Held {
     fn room(&self) -> usize {
         Fresh::BOUND.saturating_sub(self.codes.len() + self.promised)
     }
-
-    /// Whether another round should start on the codes waiting: when no round is running (or
-    /// none would take them), or when a full round's worth waits. Under a steady trickle (unary
-    /// minting) one round at a time takes what gathered during the last, so rounds stay full
-    /// enough to be cheap per code; a burst (a stream) gets every worker.
-    fn wants_a_round(&self) -> bool {
-        !self.codes.is_empty() && (self.rounds == 0 || self.codes.len() >= Fresh::ROUND)
-    }
 }
 
-/// Codes taken from [`Fresh`] by a push round; dropped when the round has recorded the store's
-/// answer.
-#[derive(Debug)]
-pub struct Round {
-    fresh: Fresh,
-    pub ids: Vec<(i64, i64)>,
-}
-
-impl Drop for Round {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.fresh.inner.lock() {
-            held.rounds -= 1;
-        }
-    }
+/// What a push worker should do ([`Fresh::take`]).
+#[derive(Debug, PartialEq)]
+pub enum Take {
+    /// Push these codes (at most [`Fresh::ROUND`]).
+    Round(Vec<(i64, i64)>),
+    /// Codes wait, fewer than a round: take them at this time unless a round fills first.
+    At(Instant),
+    /// No code waits.
+    Nothing,
 }
 
 /// Room in [`Fresh`] for a batch's codes, taken before the batch is inserted: its codes are held
@@ -84,6 +72,10 @@ impl Fresh {
     const BOUND: usize = 100_000;
     /// Codes a push round takes at most (the gateway takes up to 500 per call).
     pub const ROUND: usize = 500;
+    /// How long codes wait for a round to fill. A round costs its reads, a store call and a
+    /// commit whatever its size: taken as they came, unary minting's codes went out a few dozen
+    /// at a time, and the pushes' statements cost MintCode ~10 % of its rate.
+    pub const LINGER: Duration = Duration::from_millis(50);
 
     /// Room for `n` codes, if there is that much.
     pub fn promise(&self, n: usize) -> Option<Promise> {
@@ -98,23 +90,27 @@ impl Fresh {
         })
     }
 
-    /// A round of up to [`Fresh::ROUND`] codes, oldest first, or `None` when none waits. If a
-    /// full round's worth is left, another waiting worker is woken.
-    pub fn take(&self) -> Option<Round> {
-        let mut held = self.inner.lock().ok()?;
-        let n = Self::ROUND.min(held.codes.len());
-        if n == 0 {
-            return None;
+    /// A round of up to [`Fresh::ROUND`] codes, oldest first, once a round's worth waits or
+    /// codes have waited [`Fresh::LINGER`]; else when to ask again.
+    pub fn take(&self) -> Take {
+        let Ok(mut held) = self.inner.lock() else {
+            return Take::Nothing;
+        };
+        let Some(since) = held.waiting_since else {
+            return Take::Nothing;
+        };
+        if held.codes.len() < Self::ROUND && since.elapsed() < Self::LINGER {
+            return Take::At(since + Self::LINGER);
         }
-        let ids: Vec<(i64, i64)> = held.codes.drain(..n).collect();
-        held.rounds += 1;
-        if held.wants_a_round() {
+        let n = Self::ROUND.min(held.codes.len());
+        let round: Vec<(i64, i64)> = held.codes.drain(..n).collect();
+        // Those left came after the ones taken (their wait is counted from now: at most one
+        // linger more). A full round's worth left wakes another worker.
+        held.waiting_since = (!held.codes.is_empty()).then(Instant::now);
+        if held.codes.len() >= Self::ROUND {
             self.added.notify_one();
         }
-        Some(Round {
-            fresh: self.clone(),
-            ids,
-        })
+        Take::Round(round)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,7 +120,8 @@ impl Fresh {
             .unwrap_or(true)
     }
 
-    /// Resolves once codes want another round (at once if they did since a waiter last woke).
+    /// Resolves once codes start to wait or a round's worth waits (at once if that happened
+    /// since a waiter last woke).
     pub async fn added(&self) {
         self.added.notified().await;
     }
@@ -132,12 +129,17 @@ impl Fresh {
 
 impl Promise {
     /// Hands the batch's committed pending codes (at most the room promised) to the pusher,
-    /// waking a worker if they want another round.
+    /// waking a worker when codes start to wait or a round's worth does.
     pub fn keep(mut self, codes: impl IntoIterator<Item = (i64, i64)>) {
         if let Ok(mut held) = self.fresh.inner.lock() {
             held.promised -= self.room;
+            let was = held.codes.len();
             held.codes.extend(codes.into_iter().take(self.room));
-            if held.wants_a_round() {
+            // A worker starts the linger of codes newly waiting; another takes a full round.
+            if was == 0 && !held.codes.is_empty() {
+                held.waiting_since = Some(Instant::now());
+                self.fresh.added.notify_one();
+            } else if was < Fresh::ROUND && held.codes.len() >= Fresh::ROUND {
                 self.fresh.added.notify_one();
             }
         }
@@ -155,19 +157,16 @@ impl Drop for Promise {
 
 #[cfg(test)]
 mod tests {
-    use super::Fresh;
+    use super::{Fresh, Take};
 
     #[test]
     fn codes_come_out_oldest_first_and_the_bound_leaves_the_rest_to_the_scan() {
         let fresh = Fresh::default();
         let promise = fresh.promise(3).unwrap_or_else(|| panic!("room"));
         promise.keep([(1, 1), (1, 2), (2, 3)]);
-        let round = fresh.take().unwrap_or_else(|| panic!("codes"));
-        assert_eq!(round.ids, vec![(1, 1), (1, 2), (2, 3)]);
-        assert!(fresh.take().is_none());
-        assert!(fresh.is_empty());
+        assert!(matches!(fresh.take(), Take::At(_)), "a few codes linger");
         let full = fresh
-            .promise(Fresh::BOUND - 10)
+            .promise(Fresh::BOUND - 13)
             .unwrap_or_else(|| panic!("room"));
         assert!(fresh.promise(11).is_none(), "promised room is taken");
         let last = fresh.promise(10).unwrap_or_else(|| panic!("room"));
@@ -178,18 +177,28 @@ mod tests {
             fresh.promise(10).is_some(),
             "a batch keeps no more than promised"
         );
-        let mut taken = 0;
-        while let Some(round) = fresh.take() {
-            assert!(round.ids.len() <= Fresh::ROUND);
-            taken += round.ids.len();
+        let Take::Round(first) = fresh.take() else {
+            panic!("a full round")
+        };
+        assert_eq!(first[..3], [(1, 1), (1, 2), (2, 3)]);
+        let mut taken = first.len();
+        loop {
+            match fresh.take() {
+                Take::Round(round) => {
+                    assert!(round.len() <= Fresh::ROUND);
+                    taken += round.len();
+                }
+                Take::At(at) => std::thread::sleep(at - std::time::Instant::now()),
+                Take::Nothing => break,
+            }
         }
         assert_eq!(taken, Fresh::BOUND - 10);
     }
 
     #[tokio::test]
-    async fn another_round_starts_for_a_burst_not_for_a_trickle() {
+    async fn codes_linger_for_a_round_to_fill_and_a_full_round_goes_at_once() {
         let woken = async |fresh: &Fresh| {
-            let within = std::time::Duration::from_millis(50);
+            let within = std::time::Duration::from_millis(20);
             tokio::time::timeout(within, fresh.added()).await.is_ok()
         };
         let keep = |fresh: &Fresh, ids: std::ops::Range<i64>| {
@@ -199,21 +208,25 @@ mod tests {
                 .keep(ids.map(|id| (1, id)));
         };
         let fresh = Fresh::default();
+        assert_eq!(fresh.take(), Take::Nothing);
         keep(&fresh, 0..10);
-        assert!(woken(&fresh).await, "no round runs: one starts");
-        let first = fresh.take().unwrap_or_else(|| panic!("codes"));
+        assert!(woken(&fresh).await, "a worker starts the linger");
+        let Take::At(at) = fresh.take() else {
+            panic!("ten codes linger")
+        };
         keep(&fresh, 10..20);
-        assert!(
-            !woken(&fresh).await,
-            "a trickle waits for the running round"
-        );
+        assert!(!woken(&fresh).await, "more codes join the linger");
+        tokio::time::sleep_until(at.into()).await;
+        let Take::Round(round) = fresh.take() else {
+            panic!("the linger is over")
+        };
+        assert_eq!(round.len(), 20);
         keep(&fresh, 20..(Fresh::ROUND as i64 + 30));
-        assert!(woken(&fresh).await, "a full round's worth starts another");
-        let second = fresh.take().unwrap_or_else(|| panic!("codes"));
-        assert_eq!(second.ids.len(), Fresh::ROUND);
-        assert!(!woken(&fresh).await, "20 left for the running rounds");
-        drop((first, second));
-        let third = fresh.take().unwrap_or_else(|| panic!("codes"));
-        assert_eq!(third.ids.len(), 20);
+        assert!(woken(&fresh).await, "a full round's worth");
+        let Take::Round(round) = fresh.take() else {
+            panic!("a full round goes at once")
+        };
+        assert_eq!(round.len(), Fresh::ROUND);
+        assert!(matches!(fresh.take(), Take::At(_)), "the rest lingers");
     }
 }

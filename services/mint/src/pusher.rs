@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracking_api::gateway::v1::{AttributionTagSpec, DisableOutcome, DiscountUpdate, PushOutcome};
 use tracking_api::mint::v1::CodeEventKind;
 
-use crate::context::Shared;
+use crate::context::{Shared, Take};
 use crate::convert::discount_spec;
 use crate::domain::links::{affiliate_url, tracking_url, with_amazon_tag};
 use crate::domain::render::{MAX_SUFFIX_ROUNDS, suffixed};
@@ -58,20 +58,32 @@ pub async fn run(
     );
 }
 
-/// Pushes the codes this process minted, a round at a time, waiting until codes want another
-/// round ([`crate::context::Fresh::take`]). Each worker runs on its own: when they were rounds
+/// Pushes the codes this process minted, a round at a time, once a round's worth waits or codes
+/// have lingered ([`crate::context::Fresh::take`]). Each worker runs on its own: when they were rounds
 /// joined together, those that found no codes waited for the last to finish its batches, and one
 /// worker pushed alone for as long as minting kept adding codes (half the rate of a stream run).
 /// One that fails stays pending in the database, for the scan's retries.
 async fn push_fresh(shared: &Shared, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
-        let Some(round) = shared.fresh.take() else {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = shared.fresh.added() => continue,
+        let ids = match shared.fresh.take() {
+            Take::Round(ids) => ids,
+            Take::At(at) => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = shared.fresh.added() => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+                continue;
+            }
+            Take::Nothing => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = shared.fresh.added() => {}
+                }
+                continue;
             }
         };
-        if let Err(err) = push_round(shared, Some(&round.ids)).await {
+        if let Err(err) = push_round(shared, Some(&ids)).await {
             tracing::warn!(error = %err, "pushing new codes to stores failed; the scan retries them");
         }
     }
