@@ -222,6 +222,16 @@ async fn run_case(suite: &Suite, brand_id: i64, ops: &[Op]) -> Result<(), TestCa
         .await
         .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
         .map_err(|s| TestCaseError::fail(s.to_string()))?;
+    // Attribution learns the campaign from the plan stream: until then its performance is
+    // NOT_FOUND, which a case with no creator joining (nothing else waits) asked for too soon.
+    projected(
+        suite,
+        &format!(
+            "select count(*)::bigint as n from attribution.campaigns
+             where brand_id = {brand_id} and campaign_id = {campaign}"
+        ),
+    )
+    .await?;
 
     let mut model = Model {
         joined: BTreeMap::new(),
