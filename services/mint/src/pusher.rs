@@ -67,18 +67,17 @@ async fn push_fresh(shared: &Shared, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
         let ids = match shared.fresh.take() {
             Take::Round(ids) => ids,
-            Take::At(at) => {
+            waiting => {
+                let linger = async {
+                    match waiting {
+                        Take::At(at) => tokio::time::sleep_until(at.into()).await,
+                        _ => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = shared.fresh.added() => {}
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                }
-                continue;
-            }
-            Take::Nothing => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = shared.fresh.added() => {}
+                    _ = linger => {}
                 }
                 continue;
             }

@@ -146,12 +146,6 @@ pub enum CodeStatus {
 }
 
 impl CodeStatus {
-    pub const ALL: [CodeStatus; 3] = [
-        CodeStatus::Pending,
-        CodeStatus::Active,
-        CodeStatus::Disabled,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             CodeStatus::Pending => "pending",
