@@ -163,8 +163,8 @@ impl Adapters {
         let http = http::StoreHttp::new(config.http, sealer)?;
         let customer_key: Arc<[u8]> = Arc::from(config.customer_key);
         Ok(Self {
-            sandbox: sandbox::SandboxStore::new(db),
-            shopify: shopify::Shopify::new(http.clone(), customer_key.clone()),
+            sandbox: sandbox::SandboxStore::new(db.clone()),
+            shopify: shopify::Shopify::new(http.clone(), customer_key.clone(), db),
             woocommerce: woocommerce::WooCommerce::new(http.clone(), customer_key.clone()),
             bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
             magento: magento::Magento::new(http.clone(), customer_key),

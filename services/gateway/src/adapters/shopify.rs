@@ -24,11 +24,13 @@
 //!   `discountRedeemCodeBulkAdd`, whose asynchronous result is read with
 //!   `discountRedeemCodeBulkCreation` (each code's `discountRedeemCode`, or its `errors`: `TAKEN`
 //!   is resolved as above, a code held by the shared discount being our earlier push). One call
-//!   then creates 250 codes instead of 250 calls against the cost bucket. Pushes of one group
-//!   find or create its shared discount one at a time, and the next push takes the id from
-//!   memory for [`SHARED_TTL`] (Shopify's search lists a new discount only after a while), so two
-//!   pushes close together do not each create one. Two gateway processes still may, the first
-//!   time; every code still works.
+//!   then creates 250 codes instead of 250 calls against the cost bucket. Shopify's search lists
+//!   a new discount only after a while, so a group's discount, once found or made, is
+//!   remembered for [`SHARED_TTL`], by the process and in `shopify_shared_discounts` for every
+//!   other gateway process; a push that finds none remembered searches or creates under the
+//!   group's lock (a PostgreSQL advisory lock, held through the store's calls on a connection
+//!   of its own, no transaction open), so two pushes close together, in one process or in two
+//!   replicas, do not each create one.
 //! - A shared discount's code is disabled by deleting that redeem code
 //!   (`discountCodeRedeemCodeBulkDelete` with its id, read from the discount's `codes`):
 //!   deactivating the discount would stop every creator's code. The text is then free at Shopify
@@ -59,7 +61,9 @@ use crate::domain::discount::{
 };
 use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
+use crate::store::shared_discounts::{self, Group};
 use crate::webhooks::shopify::parse_order;
+use tracking_db::Database;
 
 const STORE: &str = "Shopify";
 const API_VERSION: &str = "2025-01";
@@ -180,12 +184,14 @@ const DEACTIVATE: &str = "mutation discountCodeDeactivate($id: ID!) {
 pub struct Shopify {
     http: StoreHttp,
     customer_key: Arc<[u8]>,
+    /// Where shared discounts are recorded for every gateway process.
+    db: Database,
     /// Shared discounts found or made by this process, by integration and group key.
     shared: Arc<Mutex<HashMap<(i64, String), SharedSlot>>>,
 }
 
-/// A group's shared discount id and when it was found or made, behind the lock its pushes take
-/// while they find or create it.
+/// A group's shared discount id and when it was found or made, behind the lock this process's
+/// pushes of the group take while they find or create it.
 type SharedSlot = Arc<tokio::sync::Mutex<Option<(Instant, String)>>>;
 
 /// How long a shared discount's id is used without searching for it again (a discount deleted in
@@ -243,10 +249,11 @@ struct Held {
 }
 
 impl Shopify {
-    pub fn new(http: StoreHttp, customer_key: Arc<[u8]>) -> Self {
+    pub fn new(http: StoreHttp, customer_key: Arc<[u8]>, db: Database) -> Self {
         Self {
             http,
             customer_key,
+            db,
             shared: Arc::default(),
         }
     }
@@ -455,10 +462,24 @@ impl Shopify {
             .as_ref()
             .filter(|(at, _)| at.elapsed() < SHARED_TTL)
             .map(|(_, id)| id.clone());
-        let from_memory = remembered.is_some();
-        let mut shared = match remembered {
-            Some(id) => Some(id),
-            None => self.find_shared(integration, token, key).await?,
+        let group = Group {
+            brand_id: integration.brand_id,
+            integration_id: integration.id,
+            key,
+        };
+        let (mut shared, group_lock) = match remembered {
+            Some(id) => (Some(id), None),
+            None => match self.recorded(group, &mut known).await? {
+                Some(id) => (Some(id), None),
+                None => {
+                    let lock = shared_discounts::lock_group(&self.db, group).await?;
+                    // Another process may have made it while this one waited for the lock.
+                    match self.recorded(group, &mut known).await? {
+                        Some(id) => (Some(id), None),
+                        None => (self.find_shared(integration, token, key).await?, Some(lock)),
+                    }
+                }
+            },
         };
         let mut rest = members;
         while shared.is_none()
@@ -471,12 +492,17 @@ impl Shopify {
             }
             outcomes.push(outcome);
         }
+        if let Some(lock) = group_lock {
+            // Found by a search or made just now: every process may use it from here on.
+            if let Some(discount_id) = &shared {
+                shared_discounts::record(&self.db, group, discount_id).await?;
+                *known = Some((Instant::now(), discount_id.clone()));
+            }
+            lock.release().await?;
+        }
         let Some(discount_id) = shared else {
             return Ok(outcomes);
         };
-        if !from_memory {
-            *known = Some((Instant::now(), discount_id.clone()));
-        }
         // The discount exists: the group's other pushes may join it meanwhile.
         drop(known);
         for chunk in rest.chunks(MAX_BULK_CODES) {
@@ -486,6 +512,23 @@ impl Shopify {
             outcomes.extend(added);
         }
         Ok(outcomes)
+    }
+
+    /// The group's discount as recorded by any gateway process within [`SHARED_TTL`], then
+    /// remembered by this one for the rest of that time.
+    async fn recorded(
+        &self,
+        group: Group<'_>,
+        known: &mut Option<(Instant, String)>,
+    ) -> Result<Option<String>, AdapterError> {
+        let Some(recorded) = shared_discounts::recorded(&self.db, group, SHARED_TTL).await? else {
+            return Ok(None);
+        };
+        let found_at = Instant::now()
+            .checked_sub(recorded.age)
+            .unwrap_or_else(Instant::now);
+        *known = Some((found_at, recorded.store_discount_id.clone()));
+        Ok(Some(recorded.store_discount_id))
     }
 
     /// The lock and memory of the shared discount of group `key` at integration `integration_id`.
@@ -1260,21 +1303,33 @@ mod tests {
     const ORDER: &[u8] =
         include_bytes!("../../../../tests/fixtures/shopify/orders_create_percentage_code.json");
 
-    fn adapter(sealer: &crate::crypto::Sealer) -> Shopify {
+    const SCHEMAS: &[tracking_db::SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
+
+    /// An adapter as one gateway process has it, recording shared discounts in `db`.
+    fn adapter(db: &Database, sealer: &crate::crypto::Sealer) -> Shopify {
         let http =
             StoreHttp::new(mock::fast_http(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
-        Shopify::new(http, Arc::from(mock::CUSTOMER_KEY))
+        Shopify::new(http, Arc::from(mock::CUSTOMER_KEY), db.clone())
     }
 
-    fn setup(store: &MockStore) -> (Shopify, IntegrationRow) {
-        let sealer = mock::sealer();
-        let integration = mock::integration(
-            &sealer,
+    /// An integration whose store is the mock `store`, its credentials sealed by `sealer`.
+    fn shop(store: &MockStore, sealer: &crate::crypto::Sealer) -> IntegrationRow {
+        mock::integration(
+            sealer,
             Provider::Shopify,
             &store.origin,
             &[("access_token", "shpat_test")],
-        );
-        (adapter(&sealer), integration)
+        )
+    }
+
+    /// An adapter, an integration at `store`, and the database the adapter records in (kept
+    /// while the test runs).
+    async fn setup(store: &MockStore) -> (Shopify, IntegrationRow, tracking_db::TestDb) {
+        let test_db = tracking_db::TestDb::new(SCHEMAS).await;
+        let sealer = mock::sealer();
+        let integration = shop(store, &sealer);
+        let shopify = adapter(&test_db.pool(crate::SCHEMA), &sealer);
+        (shopify, integration, test_db)
     }
 
     fn cost() -> Value {
@@ -1368,7 +1423,7 @@ mod tests {
     #[tokio::test]
     async fn creates_a_code_with_its_terms() {
         let store = MockStore::start(|_| created(1001)).await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let mut discount = test_discount("MIA20", "code-1");
         discount.terms.usage_limit = 100;
         discount.terms.once_per_customer = true;
@@ -1419,7 +1474,7 @@ mod tests {
     #[tokio::test]
     async fn fixed_amounts_and_bad_ids() {
         let store = MockStore::start(|_| created(5)).await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let mut fixed = test_discount("FIVE", "code-2");
         fixed.terms.value = Some(DiscountValue::Fixed(Money {
             amount_minor: 500,
@@ -1461,7 +1516,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let results = shopify
             .create_discounts(
                 &integration,
@@ -1507,7 +1562,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let codes = ["MIA20", "OLD", "GONE"].map(str::to_owned);
         let results = shopify
             .disable_discounts(&integration, &codes)
@@ -1546,7 +1601,7 @@ mod tests {
             _ => created(9),
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let started = Instant::now();
         let results = shopify
             .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
@@ -1561,7 +1616,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_slower_than_the_timeout_is_unavailable_promptly() {
         let store = MockStore::start(|_| created(1).after(mock::SLOWER_THAN_TIMEOUT)).await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         mock::assert_unavailable_promptly(
             shopify.create_discounts(&integration, &[test_discount("MIA20", "code-1")]),
         )
@@ -1582,7 +1637,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let mut update = test_update("mia20", "MIA25", "code-1");
         update.discount.title = "Autumn 15 / MIA25".to_owned();
         update.discount.terms.value = Some(DiscountValue::PercentBps(1500));
@@ -1644,7 +1699,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let results = shopify
             .update_discounts(
                 &integration,
@@ -1695,7 +1750,7 @@ mod tests {
             _ => mutated("discountCodeBasicUpdate", 77),
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let started = Instant::now();
         let results = shopify
             .update_discounts(&integration, &[test_update("MIA20", "MIA25", "code-1")])
@@ -1712,7 +1767,7 @@ mod tests {
             mock::Reply::json(401, json!({ "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)" }))
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let result = shopify
             .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
             .await;
@@ -1748,7 +1803,7 @@ mod tests {
             _ => mock::Reply::json(200, json!({ "orders": [second_page] })),
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let fetched = shopify
             .fetch_order(&integration, &order_id.to_string())
             .await
@@ -1813,7 +1868,7 @@ mod tests {
         *origin
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = store.origin.clone();
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let listed = shopify
             .list_orders(&integration, Utc::now(), 2)
             .await
@@ -1893,18 +1948,18 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn pushes_close_together_make_one_shared_discount() {
-        // Shopify's search does not list the new discount yet (nor ever, here). A bulk creation
-        // adds the codes of the last bulk add (the adds here come one after the other).
+    /// A store whose search never lists the shared discount, which makes it slowly (so that two
+    /// pushes overlap) as discount 500, and whose bulk creations add the codes of the last bulk add
+    /// (the adds of these tests come one after the other).
+    async fn shared_store() -> MockStore {
         let added = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let store = MockStore::start(move |request| {
+        MockStore::start(move |request| {
             let query = query_of(request);
             let mut last = added.lock().unwrap_or_else(|e| e.into_inner());
             if query.contains("codeDiscountNodes(") {
                 search_found(&[])
             } else if query.contains("discountCodeBasicCreate") {
-                created(500)
+                created(500).after(Duration::from_millis(200))
             } else if query.contains("discountRedeemCodeBulkAdd") {
                 *last = request.json()["variables"]["codes"]
                     .as_array()
@@ -1920,13 +1975,19 @@ mod tests {
                 mock::Reply::json(500, json!({ "errors": "unexpected" }))
             }
         })
-        .await;
-        let (shopify, integration) = setup(&store);
-        let first = [grouped("A", "code-1")];
-        let second = [grouped("B", "code-2")];
+        .await
+    }
+
+    /// Pushes the first codes of a group through `first` and `second` at once; both join the
+    /// shared discount of [`shared_store`], whose outcome this returns.
+    async fn push_together(
+        first: &Shopify,
+        second: &Shopify,
+        integration: &IntegrationRow,
+    ) -> PushOutcome {
         let (a, b) = futures::future::join(
-            shopify.create_discounts(&integration, &first),
-            shopify.create_discounts(&integration, &second),
+            first.create_discounts(integration, &[grouped("A", "code-1")]),
+            second.create_discounts(integration, &[grouped("B", "code-2")]),
         )
         .await;
         let shared = PushOutcome::Created {
@@ -1936,6 +1997,14 @@ mod tests {
             let results = results.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(results[0].outcome, shared);
         }
+        shared
+    }
+
+    #[tokio::test]
+    async fn pushes_close_together_make_one_shared_discount() {
+        let store = shared_store().await;
+        let (shopify, integration, _db) = setup(&store).await;
+        let shared = push_together(&shopify, &shopify, &integration).await;
         let later = shopify
             .create_discounts(&integration, &[grouped("C", "code-3")])
             .await
@@ -1952,6 +2021,73 @@ mod tests {
             "searched once, then remembered"
         );
         assert_eq!(requests_with(&store, "discountRedeemCodeBulkAdd").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn two_gateway_processes_make_one_shared_discount() {
+        let store = shared_store().await;
+        let test_db = tracking_db::TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let sealer = mock::sealer();
+        let integration = shop(&store, &sealer);
+        let first_process = adapter(&db, &sealer);
+        // Another replica: its own memory, the same database.
+        let second_process = adapter(&db, &sealer);
+        let shared = push_together(&first_process, &second_process, &integration).await;
+        assert_eq!(
+            requests_with(&store, "discountCodeBasicCreate").len(),
+            1,
+            "one shared discount for both processes"
+        );
+        let searches = requests_with(&store, "codeDiscountNodes(").len();
+        assert_eq!(
+            searches, 1,
+            "the second process read the first one's record"
+        );
+
+        // A process started later finds the record: no search, no new discount.
+        let third_process = adapter(&db, &sealer);
+        let later = third_process
+            .create_discounts(&integration, &[grouped("C", "code-3")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(later[0].outcome, shared);
+        assert_eq!(requests_with(&store, "codeDiscountNodes(").len(), 1);
+        assert_eq!(requests_with(&store, "discountCodeBasicCreate").len(), 1);
+
+        // A record older than SHARED_TTL is checked again at Shopify (a discount deleted in its
+        // admin is made again): here the search finds nothing, so a new process makes one.
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel_async::RunQueryDsl::execute(
+            tracking_db::prepared(
+                "update shopify_shared_discounts set found_at = found_at - interval '10 minutes'",
+            ),
+            &mut conn,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        drop(conn);
+        let fourth_process = adapter(&db, &sealer);
+        fourth_process
+            .create_discounts(&integration, &[grouped("D", "code-4")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(requests_with(&store, "codeDiscountNodes(").len(), 2);
+        assert_eq!(requests_with(&store, "discountCodeBasicCreate").len(), 2);
+        let group = Group {
+            brand_id: integration.brand_id,
+            integration_id: integration.id,
+            key: &grouped("X", "x").shared_key().unwrap_or_default(),
+        };
+        let recorded = shared_discounts::recorded(&db, group, SHARED_TTL)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|r| r.store_discount_id);
+        assert_eq!(
+            recorded.as_deref(),
+            Some("gid://shopify/DiscountCodeNode/500"),
+            "recorded afresh"
+        );
     }
 
     #[tokio::test]
@@ -1986,7 +2122,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let mut limited = grouped("D", "code-4");
         limited.terms.usage_limit = 5;
         let discounts = [
@@ -2065,7 +2201,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let results = shopify
             .create_discounts(
                 &integration,
@@ -2128,7 +2264,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let codes = ["mia20".to_owned(), "GONE".to_owned()];
         let results = shopify
             .disable_discounts(&integration, &codes)
@@ -2175,7 +2311,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let update = DiscountUpdate {
             previous_code: "MIA20".to_owned(),
             discount: grouped("MIA25", "code-1"),
@@ -2235,7 +2371,7 @@ mod tests {
             }
         })
         .await;
-        let (shopify, integration) = setup(&store);
+        let (shopify, integration, _db) = setup(&store).await;
         let mut same = grouped("MIA20", "code-1");
         let unchanged = DiscountUpdate {
             previous_code: "MIA20".to_owned(),

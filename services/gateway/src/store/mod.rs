@@ -4,6 +4,7 @@ pub mod amazon;
 pub mod orders;
 pub mod sandbox;
 pub mod schema;
+pub mod shared_discounts;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -1,0 +1,1 @@
+drop table shopify_shared_discounts;
