@@ -493,12 +493,21 @@ impl Shopify {
             outcomes.push(outcome);
         }
         if let Some(lock) = group_lock {
-            // Found by a search or made just now: every process may use it from here on.
+            // Found by a search or made just now: every process may use it from here on. The
+            // discount exists whatever the database says, so its pushes go on: a process that
+            // finds no record searches Shopify again (under the lock), as before this record.
             if let Some(discount_id) = &shared {
-                shared_discounts::record(&self.db, group, discount_id).await?;
                 *known = Some((Instant::now(), discount_id.clone()));
+                if let Err(err) = shared_discounts::record(&self.db, group, discount_id).await {
+                    tracing::warn!(integration_id = integration.id, key, error = %err,
+                        "shared discount not recorded for other gateway processes");
+                }
             }
-            lock.release().await?;
+            // On failure the lock goes with its connection, dropped here.
+            if let Err(err) = lock.release().await {
+                tracing::warn!(integration_id = integration.id, key, error = %err,
+                    "shared discount lock released by closing its connection");
+            }
         }
         let Some(discount_id) = shared else {
             return Ok(outcomes);
@@ -524,10 +533,10 @@ impl Shopify {
         let Some(recorded) = shared_discounts::recorded(&self.db, group, SHARED_TTL).await? else {
             return Ok(None);
         };
-        let found_at = Instant::now()
-            .checked_sub(recorded.age)
-            .unwrap_or_else(Instant::now);
-        *known = Some((found_at, recorded.store_discount_id.clone()));
+        // Remembered until the record expires (not at all if this clock cannot go back that far).
+        if let Some(found_at) = Instant::now().checked_sub(recorded.age) {
+            *known = Some((found_at, recorded.store_discount_id.clone()));
+        }
         Ok(Some(recorded.store_discount_id))
     }
 
@@ -1312,24 +1321,43 @@ mod tests {
         Shopify::new(http, Arc::from(mock::CUSTOMER_KEY), db.clone())
     }
 
-    /// An integration whose store is the mock `store`, its credentials sealed by `sealer`.
-    fn shop(store: &MockStore, sealer: &crate::crypto::Sealer) -> IntegrationRow {
-        mock::integration(
+    /// An integration, stored in `db`, whose store is the mock `store`, its credentials sealed
+    /// by `sealer`.
+    async fn shop(
+        db: &Database,
+        store: &MockStore,
+        sealer: &crate::crypto::Sealer,
+    ) -> IntegrationRow {
+        let row = mock::integration(
             sealer,
             Provider::Shopify,
             &store.origin,
             &[("access_token", "shpat_test")],
-        )
+        );
+        let new = crate::store::NewIntegrationRow {
+            brand_id: row.brand_id,
+            provider: &row.provider,
+            name: &row.name,
+            shop_domain: &row.shop_domain,
+            base_url: &row.base_url,
+            credential_fields: row.credential_fields.clone(),
+            credentials_sealed: row.credentials_sealed.clone(),
+            webhook_secret_sealed: None,
+        };
+        match crate::store::insert_integration(db, new, None).await {
+            Ok(crate::store::Registered::Created(stored)) => stored,
+            _ => panic!("integration not stored"),
+        }
     }
 
-    /// An adapter, an integration at `store`, and the database the adapter records in (kept
-    /// while the test runs).
+    /// An adapter, an integration at `store`, and the database they are stored in (kept while
+    /// the test runs).
     async fn setup(store: &MockStore) -> (Shopify, IntegrationRow, tracking_db::TestDb) {
         let test_db = tracking_db::TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
         let sealer = mock::sealer();
-        let integration = shop(store, &sealer);
-        let shopify = adapter(&test_db.pool(crate::SCHEMA), &sealer);
-        (shopify, integration, test_db)
+        let integration = shop(&db, store, &sealer).await;
+        (adapter(&db, &sealer), integration, test_db)
     }
 
     fn cost() -> Value {
@@ -2029,7 +2057,7 @@ mod tests {
         let test_db = tracking_db::TestDb::new(SCHEMAS).await;
         let db = test_db.pool(crate::SCHEMA);
         let sealer = mock::sealer();
-        let integration = shop(&store, &sealer);
+        let integration = shop(&db, &store, &sealer).await;
         let first_process = adapter(&db, &sealer);
         // Another replica: its own memory, the same database.
         let second_process = adapter(&db, &sealer);
@@ -2079,15 +2107,38 @@ mod tests {
             integration_id: integration.id,
             key: &grouped("X", "x").shared_key().unwrap_or_default(),
         };
-        let recorded = shared_discounts::recorded(&db, group, SHARED_TTL)
+        // The old record was ten minutes old: one from the last minute is the new one.
+        let recorded = shared_discounts::recorded(&db, group, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .map(|r| r.store_discount_id);
         assert_eq!(
             recorded.as_deref(),
             Some("gid://shopify/DiscountCodeNode/500"),
-            "recorded afresh"
+            "recorded again when made again"
         );
+    }
+
+    #[tokio::test]
+    async fn a_shared_discount_made_but_not_recorded_still_takes_its_codes() {
+        let store = shared_store().await;
+        let test_db = tracking_db::TestDb::new(SCHEMAS).await;
+        let sealer = mock::sealer();
+        // Not stored: recording its discount breaks the table's foreign key.
+        let integration = mock::integration(
+            &sealer,
+            Provider::Shopify,
+            &store.origin,
+            &[("access_token", "shpat_test")],
+        );
+        let shopify = adapter(&test_db.pool(crate::SCHEMA), &sealer);
+        let shared = push_together(&shopify, &shopify, &integration).await;
+        let later = shopify
+            .create_discounts(&integration, &[grouped("C", "code-3")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(later[0].outcome, shared, "remembered by the process");
+        assert_eq!(requests_with(&store, "discountCodeBasicCreate").len(), 1);
     }
 
     #[tokio::test]

@@ -17,13 +17,14 @@ pub struct Group<'k> {
 }
 
 /// A group's recorded discount and how long ago it was found or made.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Recorded {
     pub store_discount_id: String,
     pub age: Duration,
 }
 
 /// The group's discount, when one was recorded less than `within` ago.
+#[tracing::instrument(skip_all, fields(brand_id = group.brand_id, integration_id = group.integration_id))]
 pub async fn recorded(
     db: &Database,
     group: Group<'_>,
@@ -58,6 +59,7 @@ pub async fn recorded(
 }
 
 /// Records `store_discount_id` as the group's discount, found or made now.
+#[tracing::instrument(skip_all, fields(brand_id = group.brand_id, integration_id = group.integration_id))]
 pub async fn record(
     db: &Database,
     group: Group<'_>,
@@ -88,6 +90,7 @@ pub struct GroupLock(AsyncPgConnection);
 
 /// Waits for the group's lock. Its id is a hash of the group, with the schema's name (a collision
 /// only makes two groups wait for each other).
+#[tracing::instrument(skip_all, fields(brand_id = group.brand_id, integration_id = group.integration_id))]
 pub async fn lock_group(db: &Database, group: Group<'_>) -> Result<GroupLock, DbError> {
     let mut conn = db.dedicated().await?;
     tracking_db::prepared(
