@@ -467,20 +467,21 @@ impl Shopify {
             integration_id: integration.id,
             key,
         };
-        let (mut shared, group_lock) = match remembered {
-            Some(id) => (Some(id), None),
-            None => match self.recorded(group, &mut known).await? {
-                Some(id) => (Some(id), None),
-                None => {
-                    let lock = shared_discounts::lock_group(&self.db, group).await?;
-                    // Another process may have made it while this one waited for the lock.
-                    match self.recorded(group, &mut known).await? {
-                        Some(id) => (Some(id), None),
-                        None => (self.find_shared(integration, token, key).await?, Some(lock)),
-                    }
-                }
-            },
+        let mut shared = match remembered {
+            Some(id) => Some(id),
+            None => self.recorded(group, &mut known).await?,
         };
+        // Held while this push searches or creates the discount, until it is recorded.
+        let mut group_lock = None;
+        if shared.is_none() {
+            let lock = shared_discounts::lock_group(&self.db, group).await?;
+            // Another process may have made it while this one waited for the lock.
+            shared = self.recorded(group, &mut known).await?;
+            if shared.is_none() {
+                shared = self.find_shared(integration, token, key).await?;
+                group_lock = Some(lock);
+            }
+        }
         let mut rest = members;
         while shared.is_none()
             && let Some((first, others)) = rest.split_first()
