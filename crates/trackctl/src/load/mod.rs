@@ -7,6 +7,7 @@
 //! progress line, the summary, and the set-up of a campaign whose creators hold codes.
 
 pub mod clicks;
+pub mod cpu;
 pub mod echo;
 pub mod mint;
 pub mod orders;
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cpu::{CpuStart, MachineCpu};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
@@ -112,6 +114,8 @@ pub async fn channels(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> 
 #[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Mutex<Recorded>>,
+    /// The machine's CPU when the load began.
+    cpu: CpuStart,
 }
 
 struct Recorded {
@@ -137,6 +141,7 @@ impl Recorder {
                 ok: 0,
                 errors: BTreeMap::new(),
             })),
+            cpu: CpuStart::now(),
         })
     }
 
@@ -299,6 +304,8 @@ pub struct Summary {
     pub max_ms: f64,
     /// Latency percentiles per outcome ("ok", or an error's code).
     pub by_outcome: BTreeMap<String, Percentiles>,
+    /// What every process on the machine used while the load ran; `None` off Linux.
+    pub machine_cpu: Option<MachineCpu>,
     pub verified: bool,
     pub notes: Vec<String>,
     /// Path-specific figures, added to the JSON object.
@@ -339,6 +346,7 @@ impl Summary {
             p999_ms: p.p999,
             max_ms: p.max,
             by_outcome,
+            machine_cpu: recorder.cpu.since(),
             verified: false,
             notes: Vec::new(),
             extra: serde_json::Map::new(),
@@ -352,9 +360,18 @@ impl Summary {
         self.verified = problems.is_empty();
     }
 
+    /// Requests answered, successfully or not.
+    fn requests(&self) -> u64 {
+        self.ok + self.errors.values().sum::<u64>()
+    }
+
     pub fn requests_per_second(&self) -> f64 {
-        let total = self.ok + self.errors.values().sum::<u64>();
-        total as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.requests() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Busy CPU of the whole machine per request (µs of one core).
+    fn cpu_micros_each(&self) -> Option<f64> {
+        self.machine_cpu?.micros_each(self.requests())
     }
 
     pub fn print(&self, json: bool) {
@@ -385,6 +402,17 @@ impl Summary {
                 println!("  errors        {code}: {count}");
             }
         }
+        if let Some(cpu) = &self.machine_cpu {
+            println!(
+                "  machine CPU   {:.0} % busy of {} cores (steal {:.1} %): {} µs a {} (everything on this machine: the suite, PostgreSQL, this tool)",
+                cpu.busy_pct,
+                cpu.cores,
+                cpu.steal_pct,
+                self.cpu_micros_each()
+                    .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}")),
+                self.unit.strip_suffix('s').unwrap_or(self.unit),
+            );
+        }
         for note in &self.notes {
             println!("  {note}");
         }
@@ -411,6 +439,9 @@ impl Summary {
                     }))
                 }).collect::<serde_json::Map<_, _>>(),
                 "elapsed_s": self.elapsed.as_secs_f64(),
+                "machine_cpu_busy_pct": self.machine_cpu.map(|cpu| (cpu.busy_pct * 10.0).round() / 10.0),
+                "machine_cpu_steal_pct": self.machine_cpu.map(|cpu| (cpu.steal_pct * 10.0).round() / 10.0),
+                "machine_cpu_us_each": self.cpu_micros_each().map(|us| us.round()),
                 "verified": self.verified,
             });
             if let Some(object) = object.as_object_mut() {
