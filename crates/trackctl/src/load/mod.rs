@@ -404,13 +404,13 @@ impl Summary {
         }
         if let Some(cpu) = &self.machine_cpu {
             println!(
-                "  machine CPU   {:.0} % busy of {} cores (steal {:.1} %): {} µs a {} (everything on this machine: the suite, PostgreSQL, this tool)",
+                "  machine CPU   {:.0} % busy of {} cores (steal {:.1} %): {} µs each of the {} (everything on this machine: the suite, PostgreSQL, this tool)",
                 cpu.busy_pct,
                 cpu.cores,
                 cpu.steal_pct,
                 self.cpu_micros_each()
                     .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}")),
-                self.unit.strip_suffix('s').unwrap_or(self.unit),
+                self.unit,
             );
         }
         for note in &self.notes {
