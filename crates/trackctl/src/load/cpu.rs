@@ -68,8 +68,8 @@ pub struct MachineCpu {
 }
 
 impl MachineCpu {
-    /// Between `start` (read at `started`) and `end` (read `wall` later); `None` if the
-    /// readings cannot be compared.
+    /// Between the readings `start` and `end`, taken `wall` apart; `None` if they cannot be
+    /// compared.
     pub fn between(start: CpuTimes, end: CpuTimes, wall: Duration) -> Option<MachineCpu> {
         let total = end.total.checked_sub(start.total).filter(|t| *t > 0)? as f64;
         let busy = end.busy.checked_sub(start.busy)? as f64 / total;
