@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The harness behind docs/BENCHMARKS.md: every load path, each run on a fresh `trackd` and a fresh
+# database, with the commands the targets are read against; prints one line per run and keeps
+# each run's JSON summary, trackd log and the tool's progress output.
+#
+#   cargo build --release -p trackd -p trackctl
+#   docs/bench.sh                        # every path once, then the ceilings
+#   docs/bench.sh --runs 2 mint stream   # chosen paths, twice each (alternate builds with --bin)
+#   docs/bench.sh --bin /tmp/build-a mint --env TRACKING_MINT_WORKERS=1
+#
+# Paths: ceilings echo mint stream webhooks held orders clicks overload start. PostgreSQL must be
+# on 127.0.0.1:5432 (user postgres, trust), as for the tests; runs use databases named bench_*
+# (dropped after each run) and the ports below, so stop any other trackd on them first.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin="$repo/target/release"
+runs=1
+out="${BENCH_OUT:-$repo/target/bench}"
+grpc_port="${BENCH_GRPC_PORT:-53051}"
+http_port="${BENCH_HTTP_PORT:-20080}"
+ceiling="${PG_CEILING:-$repo/../shared/tools/pg-ceiling}"
+extra_env=()
+paths=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bin) bin=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --env) extra_env+=("$2"); shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) paths+=("$1"); shift ;;
+  esac
+done
+if [ ${#paths[@]} -eq 0 ]; then
+  paths=(echo mint stream webhooks held orders clicks overload start ceilings)
+fi
+for tool in trackd trackctl; do
+  [ -x "$bin/$tool" ] || { echo "no $bin/$tool: cargo build --release -p trackd -p trackctl" >&2; exit 2; }
+done
+mkdir -p "$out"
+
+psql_admin() { psql -h 127.0.0.1 -U postgres -w -qAt "$@"; }
+http="http://127.0.0.1:$http_port"
+
+# The load tool's arguments for each path (README, "Load testing"; docs/BENCHMARKS.md).
+args_of() {
+  case "$1" in
+    echo) echo "echo --concurrency 64 --duration 5s" ;;
+    mint) echo "mint --mode unary --concurrency 64 --duration 10s --creators 200000 --settle 90s" ;;
+    stream) echo "mint --mode stream --concurrency 4 --window 512 --duration 10s --creators 300000 --settle 90s" ;;
+    webhooks) echo "webhooks --concurrency 64 --duration 10s --duplicates 0.1 --creators 200 --settle 90s --http $http" ;;
+    held) echo "webhooks --concurrency 64 --duration 10s --duplicates 0.1 --creators 200 --settle 90s --http $http --rate 5000" ;;
+    orders) echo "orders --concurrency 16 --rate 33000 --duration 10s --chunk 500 --creators 50 --settle 60s --http $http" ;;
+    clicks) echo "clicks --concurrency 64 --rate 20000 --duration 10s --creators 200 --http $http" ;;
+    overload) echo "mint --mode unary --concurrency 2048 --rate 14000 --duration 10s --creators 200000" ;;
+    *) return 1 ;;
+  esac
+}
+
+trackd_pid=""
+database=""
+stop_trackd() {
+  if [ -n "$trackd_pid" ]; then
+    kill "$trackd_pid" 2>/dev/null || true
+    wait "$trackd_pid" 2>/dev/null || true
+    trackd_pid=""
+  fi
+  if [ -n "$database" ]; then
+    psql_admin -c "drop database if exists \"$database\" with (force)" >/dev/null || true
+    database=""
+  fi
+}
+trap stop_trackd EXIT
+
+# Starts trackd on a new database; returns once /healthz answers.
+start_trackd() {
+  local name=$1
+  for _ in $(seq 1 100); do
+    ss -ltn | grep -q ":$grpc_port " || break
+    sleep 0.2
+  done
+  database="bench_${name}_$$"
+  local state
+  state=$(mktemp -d)
+  env TRACKING_GRPC_ADDR="127.0.0.1:$grpc_port" TRACKING_HTTP_ADDR="127.0.0.1:$http_port" \
+    TRACKING_JWT_SECRET=bench-secret-bench-secret-bench-secret TRACKING_STATE_DIR="$state" \
+    RUST_LOG="${RUST_LOG:-warn}" DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
+    "${extra_env[@]}" "$bin/trackd" >"$out/$name.trackd.log" 2>&1 &
+  trackd_pid=$!
+  for _ in $(seq 1 1500); do
+    curl -sf "$http/healthz" >/dev/null && return 0
+    kill -0 "$trackd_pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  echo "trackd did not start: $out/$name.trackd.log" >&2
+  return 1
+}
+
+# One line of a run's JSON summary: rate, latency, errors, verification, machine CPU, path figures.
+show() {
+  python3 - "$@" <<'PY'
+import json, sys
+name, path, peak = sys.argv[1], sys.argv[2], sys.argv[3]
+lines = [line for line in open(path) if line.startswith("{")]
+if not lines:
+    print(f"{name:<12} no summary (see {path})")
+    sys.exit()
+d = json.loads(lines[-1])
+rate, p50, p99 = d["requests_per_second"], d["p50_ms"], d["p99_ms"]
+parts = [f"{rate:>9.0f}/s", f"p50 {p50:.1f}", f"p99 {p99:.1f} ms", f"errors {d['errors']}",
+         "verified" if d["verified"] else "NOT VERIFIED"]
+for key, fmt in [("machine_cpu_us_each", "cpu {:.0f} us each"), ("machine_cpu_busy_pct", "busy {:.0f} %"),
+                 ("pushed_s", "all active at {:.1f} s"), ("attributed_per_second", "attributed {:.0f}/s"),
+                 ("conversion_p99_ms", "conversion p99 {:.0f} ms")]:
+    if d.get(key) is not None:
+        parts.append(fmt.format(d[key]))
+outcomes = d.get("latency_by_outcome", {})
+if len(outcomes) > 1:
+    for outcome, p in sorted(outcomes.items()):
+        parts.append(f"{outcome} p99 {p['p99_ms']:.1f} ms")
+if peak:
+    parts.append(f"trackd peak {peak}")
+print(f"{name:<12} " + ", ".join(parts))
+PY
+}
+
+run_path() {
+  local path=$1 name=$2
+  local args
+  args=$(args_of "$path")
+  if [ "$path" = echo ]; then
+    # shellcheck disable=SC2086 # the arguments are words
+    "$bin/trackctl" load $args --json >"$out/$name.json" 2>"$out/$name.progress" || true
+    show "$name" "$out/$name.json" ""
+    return
+  fi
+  start_trackd "$name"
+  # shellcheck disable=SC2086
+  env TRACKING_JWT_SECRET=bench-secret-bench-secret-bench-secret \
+    "$bin/trackctl" load $args --addr "http://127.0.0.1:$grpc_port" --json \
+    >"$out/$name.json" 2>"$out/$name.progress" || true
+  local peak
+  peak=$(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status" 2>/dev/null || true)
+  stop_trackd
+  show "$name" "$out/$name.json" "$peak"
+}
+
+# From start to /healthz on a migrated database (the first start creates and migrates it).
+run_start() {
+  local name=$1 i t0 t1 rss
+  t0=$(date +%s.%N)
+  start_trackd "$name"
+  t1=$(date +%s.%N)
+  stop_trackd_keep_db
+  printf '%-12s start 0: %.2f s to /healthz, creating and migrating its database\n' "$name" "$(echo "$t1 - $t0" | bc)"
+  for i in 1 2 3; do
+    t0=$(date +%s.%N)
+    start_trackd_on "$name"
+    t1=$(date +%s.%N)
+    sleep 2
+    rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status")
+    stop_trackd_keep_db
+    printf '%-12s start %d: %.2f s to /healthz, idle %s\n' "$name" "$i" "$(echo "$t1 - $t0" | bc)" "$rss"
+  done
+  stop_trackd
+}
+stop_trackd_keep_db() {
+  kill "$trackd_pid" 2>/dev/null || true
+  wait "$trackd_pid" 2>/dev/null || true
+  trackd_pid=""
+}
+start_trackd_on() {
+  local keep=$database
+  start_trackd "$1" >/dev/null
+  [ "$database" = "$keep" ]
+}
+
+echo "results in $out (build: $bin)"
+for round in $(seq 1 "$runs"); do
+  for path in "${paths[@]}"; do
+    name="$path-$round"
+    case "$path" in
+      ceilings)
+        if [ -x "$ceiling" ]; then
+          "$ceiling" 10 2>&1 | sed "s/^/$name  /"
+        else
+          echo "$name  no $ceiling (PG_CEILING=...)"
+        fi
+        ;;
+      start) run_start "$name" ;;
+      *)
+        args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; }
+        run_path "$path" "$name"
+        ;;
+    esac
+  done
+done
