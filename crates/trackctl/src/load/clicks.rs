@@ -130,8 +130,8 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
         task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = ticker.await;
     let mut summary = Summary::from("clicks (GET /r/{slug})", &recorder, elapsed);
+    let _ = ticker.await;
     summary.unit = "clicks";
 
     let redirected = summary.ok as i64;

@@ -69,8 +69,11 @@ pub struct MachineCpu {
 
 impl MachineCpu {
     /// Between the readings `start` and `end`, taken `wall` apart; `None` if they cannot be
-    /// compared.
+    /// compared (a counter went back, no time passed, a core came or went).
     pub fn between(start: CpuTimes, end: CpuTimes, wall: Duration) -> Option<MachineCpu> {
+        if start.cores != end.cores {
+            return None;
+        }
         let total = end.total.checked_sub(start.total).filter(|t| *t > 0)? as f64;
         let busy = end.busy.checked_sub(start.busy)? as f64 / total;
         let steal = end.steal.checked_sub(start.steal)? as f64 / total;
@@ -175,6 +178,11 @@ softirq 183433 0 21755 12 39 1137 231 21459 2263
         );
         assert_eq!(
             MachineCpu::between(start, start, Duration::from_secs(1)),
+            None
+        );
+        let one_core_more = CpuTimes { cores: 3, ..end };
+        assert_eq!(
+            MachineCpu::between(start, one_core_more, Duration::from_secs(10)),
             None
         );
     }

@@ -71,9 +71,9 @@ pub async fn run(load: EchoLoad) -> anyhow::Result<Summary> {
         task.await?;
     }
     let elapsed = started.elapsed();
-    let _ = ticker.await;
     server.abort();
     let mut summary = Summary::from("echo (bare tonic unary, Health.Check)", &recorder, elapsed);
+    let _ = ticker.await;
     summary.verified = summary.errors.is_empty() && summary.ok > 0;
     summary.notes.push(format!(
         "server        in this process at {addr}, {} connections",

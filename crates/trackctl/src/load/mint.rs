@@ -95,7 +95,6 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
         task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = ticker.await;
     let mut summary = Summary::from(
         match load.mode {
             Mode::Unary => "mint unary (MintCode)",
@@ -104,6 +103,7 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
         &recorder,
         elapsed,
     );
+    let _ = ticker.await;
     let acked = acked.lock().await.clone();
     let pushed = wait_pushed(channels[0].clone(), token, &fixture, load.settle).await?;
     let (verified, mut notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;

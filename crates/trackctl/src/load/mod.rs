@@ -313,6 +313,7 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The run's summary; taken as soon as the load ends, which ends its machine CPU reading.
     pub fn from(path: &str, recorder: &Recorder, elapsed: Duration) -> Summary {
         let (latency, by_outcome, ok, errors) = recorder
             .inner

@@ -183,12 +183,12 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
         task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = ticker.await;
     let mut summary = Summary::from(
         &format!("orders (IngestOrders, {} per stream)", load.chunk),
         &recorder,
         elapsed,
     );
+    let _ = ticker.await;
     summary.unit = "orders";
 
     let acknowledged = summary.ok as i64;

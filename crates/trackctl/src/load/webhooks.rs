@@ -277,8 +277,8 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         resent += delivered.resent;
     }
     let elapsed = started.elapsed();
-    let _ = ticker.await;
     let mut summary = Summary::from("webhooks (Shopify orders/create)", &recorder, elapsed);
+    let _ = ticker.await;
     summary.unit = "deliveries";
 
     let expected = accepted.len() as i64;
