@@ -4,9 +4,10 @@
 # each run's JSON summary, trackd log and the tool's progress output.
 #
 #   cargo build --release -p trackd -p trackctl
-#   docs/bench.sh                        # every path once, then the ceilings
+#   docs/bench.sh                        # the ceilings, then every path once
 #   docs/bench.sh --runs 2 mint stream   # chosen paths, twice each (alternate builds with --bin)
 #   docs/bench.sh --bin /tmp/build-a mint --env TRACKING_MINT_WORKERS=1
+#   docs/bench.sh webhooks -- --rate 4070  # arguments after -- go to each path's trackctl load
 #
 # Paths: ceilings echo mint stream webhooks held orders clicks overload start. PostgreSQL must be
 # on 127.0.0.1:5432 (user postgres, trust), as for the tests; runs use databases named bench_*
@@ -21,20 +22,24 @@ grpc_port="${BENCH_GRPC_PORT:-53051}"
 http_port="${BENCH_HTTP_PORT:-20080}"
 ceiling="${PG_CEILING:-$repo/../shared/tools/pg-ceiling}"
 extra_env=()
+extra_args=()
 paths=()
+need() { [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bin) bin=$2; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --env) extra_env+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --bin) need "$@"; bin=$2; shift 2 ;;
+    --runs) need "$@"; runs=$2; shift 2 ;;
+    --env) need "$@"; extra_env+=("$2"); shift 2 ;;
+    --) shift; extra_args=("$@"); break ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
   esac
 done
 if [ ${#paths[@]} -eq 0 ]; then
-  paths=(echo mint stream webhooks held orders clicks overload start ceilings)
+  paths=(ceilings echo mint stream webhooks held orders clicks overload start)
 fi
+[[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs takes a count, not $runs" >&2; exit 2; }
 for tool in trackd trackctl; do
   [ -x "$bin/$tool" ] || { echo "no $bin/$tool: cargo build --release -p trackd -p trackctl" >&2; exit 2; }
 done
@@ -60,12 +65,21 @@ args_of() {
 
 trackd_pid=""
 database=""
-stop_trackd() {
+state=""
+# Stops trackd; its database stays (a start-up measurement starts it again on it).
+stop_trackd_keep_db() {
   if [ -n "$trackd_pid" ]; then
     kill "$trackd_pid" 2>/dev/null || true
     wait "$trackd_pid" 2>/dev/null || true
     trackd_pid=""
   fi
+  if [ -n "$state" ]; then
+    rm -rf "$state"
+    state=""
+  fi
+}
+stop_trackd() {
+  stop_trackd_keep_db
   if [ -n "$database" ]; then
     psql_admin -c "drop database if exists \"$database\" with (force)" >/dev/null || true
     database=""
@@ -73,28 +87,40 @@ stop_trackd() {
 }
 trap stop_trackd EXIT
 
-# Starts trackd on a new database; returns once /healthz answers.
+listening() { [ -n "$(ss -ltnH "sport = :$1")" ]; }
+
+# Starts trackd on the database named for the run (created and migrated by its first start);
+# returns once /healthz answers, with `started` the seconds that took.
+started=""
 start_trackd() {
   local name=$1
   for _ in $(seq 1 100); do
-    ss -ltn | grep -q ":$grpc_port " || break
+    listening "$grpc_port" || listening "$http_port" || break
     sleep 0.2
   done
+  if listening "$grpc_port" || listening "$http_port"; then
+    echo "ports $grpc_port and $http_port must be free (another trackd?)" >&2
+    exit 1
+  fi
   database="bench_${name}_$$"
-  local state
   state=$(mktemp -d)
+  local t0=$EPOCHREALTIME
   env TRACKING_GRPC_ADDR="127.0.0.1:$grpc_port" TRACKING_HTTP_ADDR="127.0.0.1:$http_port" \
     TRACKING_JWT_SECRET=bench-secret-bench-secret-bench-secret TRACKING_STATE_DIR="$state" \
     RUST_LOG="${RUST_LOG:-warn}" DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" \
-    "${extra_env[@]}" "$bin/trackd" >"$out/$name.trackd.log" 2>&1 &
+    ${extra_env[@]+"${extra_env[@]}"} "$bin/trackd" >"$out/$name.trackd.log" 2>&1 &
   trackd_pid=$!
-  for _ in $(seq 1 1500); do
-    curl -sf "$http/healthz" >/dev/null && return 0
+  for _ in $(seq 1 3000); do
+    if curl -sf "$http/healthz" >/dev/null; then
+      kill -0 "$trackd_pid" 2>/dev/null || break
+      started=$(echo "$EPOCHREALTIME - $t0" | bc)
+      return 0
+    fi
     kill -0 "$trackd_pid" 2>/dev/null || break
-    sleep 0.02
+    sleep 0.01
   done
   echo "trackd did not start: $out/$name.trackd.log" >&2
-  return 1
+  exit 1
 }
 
 # One line of a run's JSON summary: rate, latency, errors, verification, machine CPU, path figures.
@@ -131,49 +157,37 @@ run_path() {
   args=$(args_of "$path")
   if [ "$path" = echo ]; then
     # shellcheck disable=SC2086 # the arguments are words
-    "$bin/trackctl" load $args --json >"$out/$name.json" 2>"$out/$name.progress" || true
-    show "$name" "$out/$name.json" ""
+    "$bin/trackctl" load $args ${extra_args[@]+"${extra_args[@]}"} --json \
+      >"$out/$name.json" 2>"$out/$name.progress" || true
+    show "$name" "$out/$name.json" "" || true
     return
   fi
   start_trackd "$name"
   # shellcheck disable=SC2086
   env TRACKING_JWT_SECRET=bench-secret-bench-secret-bench-secret \
-    "$bin/trackctl" load $args --addr "http://127.0.0.1:$grpc_port" --json \
-    >"$out/$name.json" 2>"$out/$name.progress" || true
+    "$bin/trackctl" load $args ${extra_args[@]+"${extra_args[@]}"} \
+    --addr "http://127.0.0.1:$grpc_port" --json >"$out/$name.json" 2>"$out/$name.progress" || true
   local peak
   peak=$(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status" 2>/dev/null || true)
   stop_trackd
-  show "$name" "$out/$name.json" "$peak"
+  show "$name" "$out/$name.json" "$peak" || echo "$name  no summary: $out/$name.json"
 }
 
-# From start to /healthz on a migrated database (the first start creates and migrates it).
+# From start to /healthz: once creating and migrating the database, then three times on it, each
+# followed by the idle resident memory 10 s after.
 run_start() {
-  local name=$1 i t0 t1 rss
-  t0=$(date +%s.%N)
+  local name=$1 i rss
   start_trackd "$name"
-  t1=$(date +%s.%N)
   stop_trackd_keep_db
-  printf '%-12s start 0: %.2f s to /healthz, creating and migrating its database\n' "$name" "$(echo "$t1 - $t0" | bc)"
+  printf '%-12s start 0: %.3f s to /healthz, creating and migrating its database\n' "$name" "$started"
   for i in 1 2 3; do
-    t0=$(date +%s.%N)
-    start_trackd_on "$name"
-    t1=$(date +%s.%N)
-    sleep 2
-    rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status")
+    start_trackd "$name"
+    sleep 10
+    rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status" 2>/dev/null || true)
     stop_trackd_keep_db
-    printf '%-12s start %d: %.2f s to /healthz, idle %s\n' "$name" "$i" "$(echo "$t1 - $t0" | bc)" "$rss"
+    printf '%-12s start %d: %.3f s to /healthz, idle %s\n' "$name" "$i" "$started" "$rss"
   done
   stop_trackd
-}
-stop_trackd_keep_db() {
-  kill "$trackd_pid" 2>/dev/null || true
-  wait "$trackd_pid" 2>/dev/null || true
-  trackd_pid=""
-}
-start_trackd_on() {
-  local keep=$database
-  start_trackd "$1" >/dev/null
-  [ "$database" = "$keep" ]
 }
 
 echo "results in $out (build: $bin)"
@@ -183,7 +197,7 @@ for round in $(seq 1 "$runs"); do
     case "$path" in
       ceilings)
         if [ -x "$ceiling" ]; then
-          "$ceiling" 10 2>&1 | sed "s/^/$name  /"
+          { "$ceiling" 10 2>&1 || echo "pg-ceiling failed"; } | sed "s/^/$name  /"
         else
           echo "$name  no $ceiling (PG_CEILING=...)"
         fi
