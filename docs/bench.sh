@@ -7,6 +7,7 @@
 #   docs/bench.sh                        # the ceilings, then every path once
 #   docs/bench.sh --runs 2 mint stream   # chosen paths, twice each (alternate builds with --bin)
 #   docs/bench.sh --bin /tmp/build-a mint --env TRACKING_MINT_WORKERS=1
+#   docs/bench.sh --bin /tmp/a --bin /tmp/b --runs 2 mint   # two builds, run a b b a
 #   docs/bench.sh webhooks -- --rate 4070  # arguments after -- go to each path's trackctl load
 #
 # Paths: ceilings echo mint stream webhooks held orders clicks overload start. PostgreSQL must be
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin="$repo/target/release"
+bins=()
 runs=1
 out="${BENCH_OUT:-$repo/target/bench}"
 grpc_port="${BENCH_GRPC_PORT:-53051}"
@@ -27,11 +28,11 @@ paths=()
 need() { [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --bin) need "$@"; bin=$2; shift 2 ;;
+    --bin) need "$@"; bins+=("$2"); shift 2 ;;
     --runs) need "$@"; runs=$2; shift 2 ;;
     --env) need "$@"; extra_env+=("$2"); shift 2 ;;
     --) shift; extra_args=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
   esac
@@ -40,8 +41,12 @@ if [ ${#paths[@]} -eq 0 ]; then
   paths=(ceilings echo mint stream webhooks held orders clicks overload start)
 fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "--runs takes a count, not $runs" >&2; exit 2; }
-for tool in trackd trackctl; do
-  [ -x "$bin/$tool" ] || { echo "no $bin/$tool: cargo build --release -p trackd -p trackctl" >&2; exit 2; }
+[ ${#bins[@]} -gt 0 ] || bins=("$repo/target/release")
+[ ${#bins[@]} -le 2 ] || { echo "--bin at most twice (two builds to compare)" >&2; exit 2; }
+for bin in "${bins[@]}"; do
+  for tool in trackd trackctl; do
+    [ -x "$bin/$tool" ] || { echo "no $bin/$tool: cargo build --release -p trackd -p trackctl" >&2; exit 2; }
+  done
 done
 mkdir -p "$out"
 
@@ -130,7 +135,7 @@ import json, sys
 name, path, peak = sys.argv[1], sys.argv[2], sys.argv[3]
 lines = [line for line in open(path) if line.startswith("{")]
 if not lines:
-    print(f"{name:<12} no summary (see {path})")
+    print(f"{name:<20} no summary (see {path})")
     sys.exit()
 d = json.loads(lines[-1])
 rate, p50, p99 = d["requests_per_second"], d["p50_ms"], d["p99_ms"]
@@ -147,7 +152,7 @@ if len(outcomes) > 1:
         parts.append(f"{outcome} p99 {p['p99_ms']:.1f} ms")
 if peak:
     parts.append(f"trackd peak {peak}")
-print(f"{name:<12} " + ", ".join(parts))
+print(f"{name:<20} " + ", ".join(parts))
 PY
 }
 
@@ -179,34 +184,44 @@ run_start() {
   local name=$1 i rss
   start_trackd "$name"
   stop_trackd_keep_db
-  printf '%-12s start 0: %.3f s to /healthz, creating and migrating its database\n' "$name" "$started"
+  printf '%-20s start 0: %.3f s to /healthz, creating and migrating its database\n' "$name" "$started"
   for i in 1 2 3; do
     start_trackd "$name"
     sleep 10
     rss=$(awk '/VmRSS/ {printf "%.0f MiB", $2 / 1024}' "/proc/$trackd_pid/status" 2>/dev/null || true)
     stop_trackd_keep_db
-    printf '%-12s start %d: %.3f s to /healthz, idle %s\n' "$name" "$i" "$started" "$rss"
+    printf '%-20s start %d: %.3f s to /healthz, idle %s\n' "$name" "$i" "$started" "$rss"
   done
   stop_trackd
 }
 
-echo "results in $out (build: $bin)"
+echo "results in $out (builds: ${bins[*]})"
+# With two builds, each round runs both, in turn first and second (a b, b a, a b, ...): on a
+# shared machine the second run of a pair can come out ahead by itself.
 for round in $(seq 1 "$runs"); do
+  order=("${bins[@]}")
+  if [ ${#bins[@]} -eq 2 ] && [ $((round % 2)) -eq 0 ]; then
+    order=("${bins[1]}" "${bins[0]}")
+  fi
   for path in "${paths[@]}"; do
-    name="$path-$round"
-    case "$path" in
-      ceilings)
-        if [ -x "$ceiling" ]; then
-          { "$ceiling" 10 2>&1 || echo "pg-ceiling failed"; } | sed "s/^/$name  /"
-        else
-          echo "$name  no $ceiling (PG_CEILING=...)"
-        fi
-        ;;
-      start) run_start "$name" ;;
-      *)
-        args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; }
-        run_path "$path" "$name"
-        ;;
-    esac
+    for bin in "${order[@]}"; do
+      name="$path-$round"
+      [ ${#bins[@]} -eq 1 ] || name="$path-$round-$(basename "$bin")"
+      case "$path" in
+        ceilings)
+          [ "$bin" = "${order[0]}" ] || continue
+          if [ -x "$ceiling" ]; then
+            { "$ceiling" 10 2>&1 || echo "pg-ceiling failed"; } | sed "s/^/$path-$round  /"
+          else
+            echo "$path-$round  no $ceiling (PG_CEILING=...)"
+          fi
+          ;;
+        start) run_start "$name" ;;
+        *)
+          args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; }
+          run_path "$path" "$name"
+          ;;
+      esac
+    done
   done
 done
