@@ -195,6 +195,12 @@ run_start() {
   stop_trackd
 }
 
+for path in "${paths[@]}"; do
+  case "$path" in
+    ceilings|start) ;;
+    *) args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; } ;;
+  esac
+done
 echo "results in $out (builds: ${bins[*]})"
 # With two builds, each round runs both, in turn first and second (a b, b a, a b, ...): on a
 # shared machine the second run of a pair can come out ahead by itself.
@@ -217,10 +223,7 @@ for round in $(seq 1 "$runs"); do
           fi
           ;;
         start) run_start "$name" ;;
-        *)
-          args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; }
-          run_path "$path" "$name"
-          ;;
+        *) run_path "$path" "$name" ;;
       esac
     done
   done
