@@ -9,6 +9,7 @@
 #   docs/bench.sh --bin /tmp/build-a mint --env TRACKING_MINT_WORKERS=1
 #   docs/bench.sh --bin /tmp/a --bin /tmp/b --runs 2 mint   # two builds, run a b b a
 #   docs/bench.sh webhooks -- --rate 4070  # arguments after -- go to each path's trackctl load
+#   docs/bench.sh held -- --concurrency 256  # (a flag given again overrides the path's own)
 #
 # Paths: ceilings echo mint stream webhooks held orders clicks overload start. PostgreSQL must be
 # on 127.0.0.1:5432 (user postgres, trust), as for the tests; runs use databases named bench_*
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
     --runs) need "$@"; runs=$2; shift 2 ;;
     --env) need "$@"; extra_env+=("$2"); shift 2 ;;
     --) shift; extra_args=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) paths+=("$1"); shift ;;
   esac

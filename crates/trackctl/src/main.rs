@@ -10,7 +10,13 @@ use clap::{Parser, Subcommand};
 use tracking_server::{JwtKeys, Role, parse_duration};
 
 #[derive(Parser, Debug)]
-#[command(name = "trackctl", about = "Operations CLI for the tracking suite")]
+// A flag given twice takes its last value, so a script can add to a fixed command line (as
+// docs/bench.sh passes its `-- ARGS` after each path's own).
+#[command(
+    name = "trackctl",
+    about = "Operations CLI for the tracking suite",
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -225,4 +231,31 @@ async fn health(addr: String, service: String, timeout: Duration) -> anyhow::Res
         anyhow::bail!("{addr} {service:?} is {}", status.as_str_name());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command, LoadCommand};
+    use clap::Parser;
+
+    #[test]
+    fn a_flag_given_again_takes_its_last_value() {
+        let cli = Cli::try_parse_from([
+            "trackctl",
+            "load",
+            "echo",
+            "--concurrency",
+            "64",
+            "--rate",
+            "1000",
+            "--concurrency",
+            "256",
+        ])
+        .expect("parses");
+        let Command::Load(LoadCommand::Echo { load }) = cli.command else {
+            panic!("not load echo: {:?}", cli.command);
+        };
+        assert_eq!(load.common.concurrency, 256);
+        assert_eq!(load.common.rate, Some(1000));
+    }
 }
