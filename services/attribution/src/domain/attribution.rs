@@ -273,18 +273,23 @@ pub fn rule_in_effect(
 /// Who held a code's text when an order was placed, among `holders`: codes that had the text
 /// until a brand renamed them (`Some(until)`) and codes with the text now (`None`). A former
 /// holder whose rename came after the order wins: the text was theirs then, even if it has been
-/// given to someone else since.
+/// given to someone else since. A text is one code's at a time, so when several lost it after
+/// the order, the one that lost it first held it then (the others got it later).
 pub fn holders_at<T: Copy>(
     holders: &[(T, Option<DateTime<Utc>>)],
     ordered_at: DateTime<Utc>,
 ) -> Vec<T> {
-    let former: Vec<T> = holders
+    let first_until = holders
         .iter()
-        .filter(|(_, until)| until.is_some_and(|until| ordered_at < until))
-        .map(|(holder, _)| *holder)
-        .collect();
-    if !former.is_empty() {
-        return former;
+        .filter_map(|(_, until)| *until)
+        .filter(|until| ordered_at < *until)
+        .min();
+    if let Some(first_until) = first_until {
+        return holders
+            .iter()
+            .filter(|(_, until)| *until == Some(first_until))
+            .map(|(holder, _)| *holder)
+            .collect();
     }
     holders
         .iter()
@@ -734,5 +739,11 @@ mod tests {
         assert_eq!(holders_at(&[(1, Some(at(10)))], at(9)), vec![1]);
         assert!(holders_at(&[(1, Some(at(10)))], at(11)).is_empty());
         assert_eq!(holders_at(&[(3, None)], at(11)), vec![3]);
+        // Code 1 had the text until 10:00, code 2 from then until 12:00, code 3 since: each
+        // order belongs to the one code that held it when it was placed.
+        let handed_on = [(2, Some(at(12))), (1, Some(at(10))), (3, None)];
+        assert_eq!(holders_at(&handed_on, at(9)), vec![1]);
+        assert_eq!(holders_at(&handed_on, at(11)), vec![2]);
+        assert_eq!(holders_at(&handed_on, at(13)), vec![3]);
     }
 }
