@@ -80,11 +80,20 @@ impl Minter {
                 unique.sort_unstable();
                 unique.dedup();
                 let results = mint_batch(&workers, &unique).await;
+                let mut answered = HashSet::new();
                 keys.iter()
                     .map(|key| {
-                        results.get(key).cloned().unwrap_or_else(|| {
+                        let mut reply = results.get(key).cloned().unwrap_or_else(|| {
                             Err(Error::Internal("batch lost a request".to_owned()))
-                        })
+                        });
+                        // The same creator asked twice in one batch: one code, created once,
+                        // as two batches would have answered.
+                        if !answered.insert(*key)
+                            && let Ok(minted) = &mut reply
+                        {
+                            minted.created = false;
+                        }
+                        reply
                     })
                     .collect()
             }

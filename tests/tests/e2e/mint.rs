@@ -1326,6 +1326,12 @@ async fn bulk_minting_streams_results_tagged_by_request() {
         campaign_id: s.campaign,
         creator_id: 999,
     });
+    // Asked twice in the same stream (so mostly in the same batch): one code, created once.
+    requests.extend((1..=5).map(|creator| MintCodesRequest {
+        tag: format!("again{creator}"),
+        campaign_id: s.campaign,
+        creator_id: creator,
+    }));
     let mut responses = suite
         .mint()
         .mint_codes(authed(tokio_stream::iter(requests), &token))
@@ -1337,7 +1343,21 @@ async fn bulk_minting_streams_results_tagged_by_request() {
         let response = response.unwrap_or_else(|e| panic!("{e}"));
         by_tag.insert(response.tag.clone(), response);
     }
-    assert_eq!(by_tag.len(), 21);
+    assert_eq!(by_tag.len(), 26);
+    for creator in 1..=5 {
+        let (first, again) = (
+            &by_tag[&format!("t{creator}")],
+            &by_tag[&format!("again{creator}")],
+        );
+        assert_eq!(first.result, again.result, "creator {creator}: one code");
+        assert_eq!(
+            u8::from(first.created) + u8::from(again.created),
+            1,
+            "creator {creator}: created once ({first:?}, {again:?})"
+        );
+    }
+    // Creator 20's code was minted before the stream, to know the roster had arrived.
+    assert_eq!(by_tag.values().filter(|r| r.created).count(), 19);
     match by_tag.get("t7").and_then(|r| r.result.clone()) {
         Some(mint_codes_response::Result::Code(code)) => assert_eq!(code.code, "BULK7"),
         other => panic!("{other:?}"),
