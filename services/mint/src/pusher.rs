@@ -563,7 +563,7 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
 
 /// One round of deactivations at the stores: the texts are held while the stores are called
 /// outside any transaction, and each answer is recorded unless the text was queued again
-/// meanwhile.
+/// meanwhile. Texts another code holds now are left alone ([`codes::take_store_disables`]).
 async fn disable_round(shared: &Shared) -> Result<(), Error> {
     let mut conn = shared.db.conn().await?;
     let due = conn

@@ -398,3 +398,68 @@ async fn an_answer_for_an_edit_another_round_took_over_changes_nothing() {
     );
     assert_eq!(left(&mut conn).await, (0, vec![], 1));
 }
+
+#[tokio::test]
+async fn a_text_queued_for_deactivation_that_another_code_holds_now_is_left_alone() {
+    let (_db, mut conn) = database().await;
+    // Three codes edited while their store was down: the old texts wait for deactivation.
+    for (id, text) in [(1, "ANA20"), (2, "BO20"), (3, "CY20")] {
+        let before = minted(&mut conn, id, id, text).await;
+        let (sent, rename) = edit(&mut conn, &before, &format!("{text}VIP"), 120)
+            .await
+            .unwrap_or_else(|| panic!("the edit starts"));
+        let outcome = Outcome {
+            failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
+            ..Outcome::default()
+        };
+        record(&mut conn, &sent, &rename, outcome)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(
+        left(&mut conn).await.1,
+        vec!["ANA20".to_owned(), "BO20".to_owned(), "CY20".to_owned()]
+    );
+    // Meanwhile the freed texts went to other creators: `ana20` made at the store for code 11
+    // (so the store had no `ANA20` of code 1's left), `BO20` still waiting for its push.
+    let ana = minted(&mut conn, 11, 11, "ana20").await;
+    codes::set_status(&mut conn, 7, &[ana.id], CodeStatus::Active)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    minted(&mut conn, 12, 12, "BO20").await;
+
+    let taken = conn
+        .transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Only the text nobody holds goes to the store; code 11's is its own there, so nothing is
+    // left to deactivate; code 12's waits for its push.
+    let texts: Vec<&str> = taken.iter().map(|t| t.code.as_str()).collect();
+    assert_eq!(texts, vec!["CY20"]);
+    assert_eq!(
+        left(&mut conn).await.1,
+        vec!["BO20".to_owned(), "CY20".to_owned()]
+    );
+    let waiting = count(
+        &mut conn,
+        "select count(*) as n from store_disables where code = 'BO20' \
+         and last_error like 'code 12 holds this text now%' and next_at > now()",
+    )
+    .await;
+    assert_eq!(waiting, 1);
+
+    // Once code 12 is disabled, the text is nobody's live code: deactivated at the store.
+    codes::set_status(&mut conn, 7, &[12], CodeStatus::Disabled)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("update store_disables set next_at = now() where code = 'BO20'")
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken = conn
+        .transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let texts: Vec<&str> = taken.iter().map(|t| t.code.as_str()).collect();
+    assert_eq!(texts, vec!["BO20"]);
+}

@@ -732,12 +732,19 @@ pub struct StoreDisable {
 /// Takes the oldest due deactivations (skipping those another round has locked) and holds
 /// them for `held_secs`, so that the store is called after this commits. The rows are updated
 /// by the `ctid`s just locked: one plan at any size.
+///
+/// A store deactivates by text, and a text freed by an edit or a suffix may have been given to
+/// another code since it was queued. So a text a live code holds now is not returned: if that
+/// code is active, the store made it with this text for that code (it would have refused it
+/// while an old one was there), so there is nothing left to deactivate and the deactivation is
+/// done; if it is still waiting for its store, the deactivation waits too (should the store
+/// still have the old one, it refuses the new code, which is suffixed and frees the text).
 pub async fn take_store_disables(
     conn: &mut AsyncPgConnection,
     limit: i64,
     held_secs: i64,
 ) -> Result<Vec<StoreDisable>, Error> {
-    Ok(tracking_db::prepared(
+    let due: Vec<StoreDisable> = tracking_db::prepared(
         "update store_disables set next_at = now() + make_interval(secs => $2::bigint) \
          where ctid = any(array(select ctid from store_disables where next_at <= now() \
            order by next_at limit $1 for update skip locked)) \
@@ -746,7 +753,69 @@ pub async fn take_store_disables(
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(held_secs)
     .load(conn)
-    .await?)
+    .await?;
+    let mut held = vec![false; due.len()];
+    for (n, code_id, status) in live_holders(conn, &due).await? {
+        let Some(item) = due.get(n) else { continue };
+        held[n] = true;
+        if status == CodeStatus::Active {
+            tracing::info!(brand_id = item.brand_id, code_id, code = %item.code, "text to deactivate is another code's at the store now; nothing to deactivate");
+            store_disable_done(conn, item).await?;
+        } else {
+            let why = format!("code {code_id} holds this text now; waiting for its push");
+            store_disable_failed(conn, item, &why).await?;
+        }
+    }
+    Ok(due
+        .into_iter()
+        .zip(held)
+        .filter(|(_, held)| !held)
+        .map(|(item, _)| item)
+        .collect())
+}
+
+/// The live code (not disabled) that holds each deactivation's text at its integration now, if
+/// any, case-insensitively: `(index in items, code id, its status)`. Each text probed by key.
+async fn live_holders(
+    conn: &mut AsyncPgConnection,
+    items: &[StoreDisable],
+) -> Result<Vec<(usize, i64, CodeStatus)>, Error> {
+    #[derive(QueryableByName)]
+    struct Holder {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Holder> = tracking_db::prepared(
+        "select k.n, c.id, c.status \
+         from unnest($1::bigint[], $2::bigint[], $3::text[]) with ordinality \
+           as k(key_brand, key_integration, key_code, n) \
+         cross join lateral (select id, status from codes where brand_id = k.key_brand \
+           and integration_id = k.key_integration and lower(code) = lower(k.key_code) \
+           and not disabled limit 1) c",
+    )
+    .bind::<Array<BigInt>, _>(items.iter().map(|i| i.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(items.iter().map(|i| i.integration_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(items.iter().map(|i| i.code.as_str()).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let status = CodeStatus::parse(&row.status)
+                .ok_or_else(|| Error::Internal(format!("code status {:?}", row.status)))?;
+            Ok((
+                usize::try_from(row.n - 1).unwrap_or(usize::MAX),
+                row.id,
+                status,
+            ))
+        })
+        .collect()
 }
 
 /// Done (disabled, or the store never had it): forget it, unless it was queued again since it
