@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::events;
 use crate::pusher::{HOLD_SECS, Outcome, rename_code};
 use crate::store::renames::{self, Rename};
-use crate::store::{codes, notify_work, projection};
+use crate::store::{codes, failures, notify_work, projection};
 
 /// Abandoned edits finished per round.
 const BATCH: i64 = 100;
@@ -102,6 +102,8 @@ pub async fn record_in(
         return Ok(Ok(current));
     }
     if created {
+        // Should the store have refused the code before, the creator's failure is over.
+        failures::clear(conn, &[(brand_id, current.campaign_id, current.creator_id)]).await?;
         let active = codes::set_status(conn, brand_id, &[sent.id], CodeStatus::Active)
             .await?
             .into_iter()

@@ -366,9 +366,24 @@ async fn record(
         if !stray.is_empty() {
             notify_work(conn).await?;
         }
+        failures::clear(conn, &recovered(&outcome, &now)).await?;
         apply_outcome(shared, conn, brand_id, outcome).await
     })
     .await
+}
+
+/// The creators whose codes the store made after failing to (`now`, before the outcome is
+/// recorded, the code still carries the store's error): a failure recorded for such a creator
+/// (the store refusing the code) is over. Only they can have one, so the common push forgets
+/// nothing and costs no statement.
+fn recovered(outcome: &Outcome, now: &HashMap<i64, Code>) -> Vec<(i64, i64, i64)> {
+    outcome
+        .created
+        .iter()
+        .filter_map(|id| now.get(id))
+        .filter(|code| !code.store_error.is_empty())
+        .map(|code| (code.brand_id, code.campaign_id, code.creator_id))
+        .collect()
 }
 
 /// Keeps the answers about codes that are, `now`, still pending with the text they were `sent`
@@ -632,7 +647,7 @@ mod tests {
     use chrono::DateTime;
     use tracking_api::common::v1::Provider;
 
-    use super::{Outcome, still_as_sent};
+    use super::{Outcome, recovered, still_as_sent};
     use crate::domain::{Code, CodeStatus};
 
     fn code(id: i64, text: &str, status: CodeStatus) -> Code {
@@ -699,5 +714,32 @@ mod tests {
             vec![(4, "C2".to_owned()), (4, "C3".to_owned())],
             "texts the store made for codes that no longer hold them are disabled there"
         );
+    }
+
+    #[test]
+    fn a_code_made_after_the_store_refused_it_ends_its_creators_failure() {
+        let refused = Code {
+            store_error: "code not allowed".to_owned(),
+            ..code(1, "ANA", CodeStatus::Pending)
+        };
+        let now: HashMap<i64, Code> = [
+            (1, refused),
+            (2, code(2, "BO", CodeStatus::Pending)),
+            (
+                3,
+                Code {
+                    store_error: "store down".to_owned(),
+                    ..code(3, "CY", CodeStatus::Pending)
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let outcome = Outcome {
+            created: vec![1, 2],
+            ..Outcome::default()
+        };
+        // Code 3 failed again: still failing. Code 2 never failed: nothing to forget.
+        assert_eq!(recovered(&outcome, &now), vec![(1, 2, 1)]);
     }
 }

@@ -9,12 +9,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tracking_db::Taken;
 use tracking_events::NewEvent;
 
-use mint_service::domain::{Code, CodeStatus};
+use mint_service::domain::{Code, CodeStatus, Failure};
 use mint_service::edits;
 use mint_service::error::Error;
 use mint_service::pusher::Outcome;
-use mint_service::store::codes;
 use mint_service::store::renames::{self, Rename};
+use mint_service::store::{codes, failures};
 
 mod common;
 
@@ -285,6 +285,27 @@ async fn an_edit_the_store_made_is_active_and_announced() {
     );
     // Renamed in place: the old text is gone from the store, nothing to deactivate.
     assert_eq!(left(&mut conn).await, (1, vec![], 0));
+}
+
+#[tokio::test]
+async fn an_edit_the_store_made_ends_the_failure_its_refusal_left() {
+    let (_db, mut conn) = database().await;
+    let (sent, rename) = being_edited(&mut conn).await;
+    // The store had refused the creator's code for good: a failure the brand sees.
+    let refused = Failure::StoreError("code not allowed".to_owned());
+    failures::record(&mut conn, (7, sent.campaign_id, sent.creator_id), &refused)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    record(&mut conn, &sent, &rename, created(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failure = failures::get(&mut conn, (7, sent.campaign_id, sent.creator_id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        failure.is_none(),
+        "the creator's failure stays: {failure:?}"
+    );
 }
 
 #[tokio::test]
