@@ -12,7 +12,8 @@ use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::{campaign_from_event, plan_from_event, roster_from_event};
-use crate::domain::{CodeStatus, Profile, RosterStatus, Trigger, wants_code};
+use crate::domain::links::destination_url;
+use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
 use crate::store::{codes, failures, notify_work, projection};
@@ -185,6 +186,9 @@ impl Projector {
                 let plan = plan_from_event(brand_id, plan)?;
                 let before = projection::get_plan(conn, brand_id, plan.id).await?;
                 projection::upsert_plan(conn, &plan).await?;
+                if let Some(before) = &before {
+                    self.follow_plan_links(conn, before, &plan).await?;
+                }
                 // Switching to "when added" mints for everyone on the roster who has no code;
                 // switching to "when approved" mints nothing new.
                 let switched_to_add = plan.trigger == Trigger::OnAdd
@@ -233,6 +237,44 @@ impl Projector {
             Some(Subject::RosterEntry(_)) | None => 0,
         };
         batch.queued += queued;
+        Ok(())
+    }
+
+    /// A plan whose click-through URL, UTM parameters or end date changed (before outreach, while
+    /// it may) changes the tracking links of the codes already minted under it: their
+    /// destination and when they end, announced (`CHANGED`) so that the redirect follows.
+    async fn follow_plan_links(
+        &self,
+        conn: &mut AsyncPgConnection,
+        before: &Plan,
+        plan: &Plan,
+    ) -> Result<(), Error> {
+        let destination = destination_url(&plan.terms);
+        if destination == destination_url(&before.terms)
+            && plan.terms.ends_at == before.terms.ends_at
+        {
+            return Ok(());
+        }
+        let changed = codes::follow_plan_links(
+            conn,
+            plan.brand_id,
+            plan.id,
+            &destination,
+            plan.terms.ends_at,
+        )
+        .await?;
+        let events: Vec<_> = changed
+            .iter()
+            .map(|c| events::code(CodeEventKind::Changed, c, &self.public_base_url))
+            .collect();
+        tracking_events::append(conn, &events).await?;
+        if !changed.is_empty() {
+            tracing::info!(
+                plan_id = plan.id,
+                codes = changed.len(),
+                "plan's link terms changed, codes' links follow"
+            );
+        }
         Ok(())
     }
 

@@ -18,10 +18,10 @@ use tracking_api::attribution::v1::{
 };
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderLine, OrderStatus};
-use tracking_api::mint::v1::{Code, DisableCodeRequest};
+use tracking_api::mint::v1::{Code, DisableCodeRequest, GetCodeRequest};
 use tracking_api::plan::v1::{
     ArchiveCampaignRequest, CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest,
-    Discount, Plan, SetReportVisibilityRequest, Utm, commission, discount,
+    Discount, Plan, SetReportVisibilityRequest, UpdatePlanRequest, Utm, commission, discount,
 };
 use tracking_testkit::authed;
 
@@ -761,6 +761,80 @@ async fn links_end_with_the_plan() {
     let target = format!("/r/{}", code.links.unwrap_or_default().slug);
     eventually("link live", || async {
         (get(&suite, &target, BROWSER).await.status == 302).then_some(())
+    })
+    .await;
+    tokio::time::sleep(
+        ends_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(get(&suite, &target, BROWSER).await.status, 410);
+}
+
+#[tokio::test]
+async fn links_follow_a_plan_changed_after_their_codes_were_minted() {
+    let suite = Suite::start().await;
+    let token = brand(5);
+    let w = world(&suite, &token, "Moving", Terms::default()).await;
+    let code = creator(&suite, &token, w.campaign, 1, "ida").await;
+    let target = format!("/r/{}", code.links.unwrap_or_default().slug);
+    let first = eventually("link live", || async {
+        let r = get(&suite, &target, BROWSER).await;
+        (r.status == 302).then_some(r)
+    })
+    .await;
+    let location = first.header("location").unwrap_or_default().to_owned();
+    assert!(
+        location.starts_with("https://brand.example.com/summer?ref=ig"),
+        "{location}"
+    );
+
+    // Before outreach the brand moves the landing page and ends the plan in a few seconds.
+    let ends_at = SystemTime::now() + Duration::from_secs(6);
+    suite
+        .plan()
+        .update_plan(authed(
+            UpdatePlanRequest {
+                plan: Some(Plan {
+                    id: w.plan,
+                    click_url: "https://brand.example.com/autumn".into(),
+                    ends_at: Some(prost_types::Timestamp::from(ends_at)),
+                    ..Plan::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["click_url".into(), "ends_at".into()],
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("update plan: {s}"));
+    let moved = eventually("the code's link follows the plan", || async {
+        let code = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id: code.id }, &token))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        let links = code.links?;
+        (links
+            .destination_url
+            .starts_with("https://brand.example.com/autumn")
+            && links.expires_at.is_some())
+        .then_some(links)
+    })
+    .await;
+    assert!(
+        moved.destination_url.contains("utm_source=influencer"),
+        "{}",
+        moved.destination_url
+    );
+    eventually("the redirect follows the plan", || async {
+        let r = get(&suite, &target, BROWSER).await;
+        let location = r.header("location").unwrap_or_default().to_owned();
+        (r.status == 302 && location.starts_with("https://brand.example.com/autumn")).then_some(())
     })
     .await;
     tokio::time::sleep(

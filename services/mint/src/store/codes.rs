@@ -487,6 +487,34 @@ fn retext_sql(history: &str) -> String {
     )
 }
 
+/// Gives the live codes minted under plan (brand `brand_id`, `plan_id`) for its campaigns the
+/// plan's link terms as they are now: the destination of their tracking links and when the
+/// links end. Returns the codes changed (none when they already had them). Read through the
+/// plan's campaigns (`codes_by_campaign`), not the whole table.
+pub async fn follow_plan_links(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+    destination_url: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "update codes set destination_url = $3, expires_at = $4, updated_at = now() \
+         where brand_id = $1 and plan_id = $2 and not disabled \
+           and campaign_id in (select id from campaigns where brand_id = $1 and plan_id = $2) \
+           and (destination_url <> $3 or expires_at is distinct from $4) \
+         returning {COLUMNS}"
+    );
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(plan_id)
+        .bind::<Text, _>(destination_url)
+        .bind::<Nullable<Timestamptz>, _>(expires_at)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
 /// Sets the status of codes (by id within a brand) and returns them.
 pub async fn set_status(
     conn: &mut AsyncPgConnection,
