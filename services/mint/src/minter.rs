@@ -257,13 +257,15 @@ async fn try_batch(
     }
 
     // What the gateway knows, asked once per batch for each distinct provider and integration.
-    let mut rules: HashMap<(i64, Provider), Option<Rules>> = HashMap::new();
-    let mut shops: HashMap<(i64, i64), String> = HashMap::new();
+    // A question the gateway could not answer fails only the requests that need its answer: a
+    // batch holds many brands' requests, and creators who already have a code need none.
+    let mut rules: HashMap<(i64, Provider), Result<Option<Rules>, Error>> = HashMap::new();
+    let mut shops: HashMap<(i64, i64), Result<String, Error>> = HashMap::new();
     for plan in plans.values() {
         if let std::collections::hash_map::Entry::Vacant(slot) =
             rules.entry((plan.brand_id, plan.provider))
         {
-            slot.insert(shared.stores.rules(plan.brand_id, plan.provider).await?);
+            slot.insert(shared.stores.rules(plan.brand_id, plan.provider).await);
         }
         if plan.provider == Provider::Shopify
             && !shops.contains_key(&(plan.brand_id, plan.integration_id))
@@ -271,7 +273,7 @@ async fn try_batch(
             let domain = shared
                 .stores
                 .shop_domain(plan.brand_id, plan.integration_id)
-                .await?;
+                .await;
             shops.insert((plan.brand_id, plan.integration_id), domain);
         }
     }
@@ -332,10 +334,22 @@ async fn try_batch(
             .profile
             .and_then(|json| serde_json::from_value(json).ok())
             .unwrap_or_default();
-        let store_rules = rules
-            .get(&(plan.brand_id, plan.provider))
-            .cloned()
-            .flatten();
+        let store_rules = match rules.get(&(plan.brand_id, plan.provider)).cloned() {
+            Some(Err(err)) => {
+                results.insert(*key, Err(err));
+                continue;
+            }
+            Some(Ok(store_rules)) => store_rules,
+            None => None,
+        };
+        let shop_domain = match shops.get(&(plan.brand_id, plan.integration_id)).cloned() {
+            Some(Err(err)) => {
+                results.insert(*key, Err(err));
+                continue;
+            }
+            Some(Ok(domain)) => domain,
+            None => String::new(),
+        };
         let base = match &store_rules {
             Some(store_rules) if !plan.terms.code_pattern.is_empty() => {
                 let pattern = patterns.entry((plan.brand_id, plan.id)).or_insert_with(|| {
@@ -369,10 +383,6 @@ async fn try_batch(
                 None
             }
         };
-        let shop_domain = shops
-            .get(&(plan.brand_id, plan.integration_id))
-            .cloned()
-            .unwrap_or_default();
         candidates.push(Candidate {
             key: *key,
             plan,

@@ -1988,3 +1988,92 @@ async fn an_edit_whose_process_stopped_is_finished_by_the_pusher() {
     let store = store_codes(&suite, &token, s.integration).await;
     assert!(store.contains(&("ANAEDIT".to_owned(), true)), "{store:?}");
 }
+
+#[tokio::test]
+async fn a_question_the_gateway_cannot_answer_fails_only_the_requests_that_need_it() {
+    let suite = Suite::start().await;
+    // Brand 1: sandbox creators with codes already.
+    let one = brand(1);
+    let s1 = setup(
+        &suite,
+        &one,
+        Provider::Sandbox,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for creator in 1..=16 {
+        add(
+            &suite,
+            &one,
+            s1.campaign,
+            creator,
+            profile("C", "C", &format!("held{creator}")),
+            false,
+        )
+        .await;
+    }
+    mint_when_known(&suite, &one, s1.campaign, 16)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for creator in 1..16 {
+        mint(&suite, &one, s1.campaign, creator)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Brand 2: a Shopify store whose integration the gateway no longer has, so that the shop
+    // domain its discount links need cannot be had.
+    let two = brand(2);
+    let s2 = setup(
+        &suite,
+        &two,
+        Provider::Shopify,
+        "{username}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    add(
+        &suite,
+        &two,
+        s2.campaign,
+        1,
+        profile("D", "D", "lost"),
+        false,
+    )
+    .await;
+    let gone = suite
+        .count(
+            "gateway",
+            &format!(
+                "with gone as (delete from integrations where brand_id = 2 and id = {} \
+                 returning 1) select count(*) as n from gone",
+                s2.integration
+            ),
+        )
+        .await;
+    assert_eq!(gone, 1);
+    let lost = eventually("brand 2's roster known to minting", || async {
+        match mint(&suite, &two, s2.campaign, 1).await {
+            Err(s) if s.message().contains("roster") || s.message().contains("campaign") => None,
+            other => Some(other),
+        }
+    })
+    .await;
+    assert!(lost.is_err(), "minted without a shop domain: {lost:?}");
+
+    // Both brands' calls at once, coalesced into the same batches: brand 1's creators get the
+    // codes they have, whatever the gateway said about brand 2's store.
+    let calls = (1..=16).map(|creator| mint(&suite, &one, s1.campaign, creator));
+    let (held, lost) = tokio::join!(
+        futures::future::join_all(calls),
+        mint(&suite, &two, s2.campaign, 1)
+    );
+    for (n, answer) in held.iter().enumerate() {
+        let (code, created) = answer
+            .as_ref()
+            .unwrap_or_else(|s| panic!("brand 1's creator {}: {s}", n + 1));
+        assert_eq!(code.code, format!("HELD{}", n + 1));
+        assert!(!created);
+    }
+    assert!(lost.is_err(), "{lost:?}");
+}
