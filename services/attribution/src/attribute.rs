@@ -499,14 +499,19 @@ impl<'f> Batch<'f> {
         let net = (order.subtotal_minor - order.discount_minor).max(0);
         let who: Vec<Claimant> = claimants.iter().map(|(c, _, _)| c.clone()).collect();
         let (rule, shares) = attribution::split(net, order.discount_minor, &lines, &who);
+        let in_effect: Vec<_> = claimants
+            .iter()
+            .map(|(_, code, _)| {
+                self.facts
+                    .commission_at(brand_id, code.plan_id, item.ordered_at)
+            })
+            .collect();
+        let commissions = attribution::commissions(&in_effect, &shares, net, &order.currency);
         let mut created = 0;
-        for ((_, code, matched), share) in claimants.iter().zip(&shares) {
+        for (((_, code, matched), share), (commission, commission_currency)) in
+            claimants.iter().zip(&shares).zip(commissions)
+        {
             let plan = self.facts.plan(brand_id, code.plan_id);
-            let in_effect = self
-                .facts
-                .commission_at(brand_id, code.plan_id, item.ordered_at);
-            let (commission, commission_currency) =
-                attribution::commission(in_effect, share, &order.currency);
             // A plan shared by several campaigns records the sale in each of them.
             let mut campaigns = self
                 .facts

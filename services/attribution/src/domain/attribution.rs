@@ -320,6 +320,55 @@ pub fn commission(
     }
 }
 
+/// The commission on each share of an order (`rules[i]` for `shares[i]`, the order's discounted
+/// subtotal `net_minor`): as [`commission`] gives it, except that a fixed amount per order is
+/// divided among the shares earning it as the order's revenue is, in proportion to each share's
+/// revenue, the minor units rounding leaves going to the first shares, so that its parts add up
+/// to what the revenue they claim earns (all of it when they claim the whole order).
+pub fn commissions(
+    rules: &[Option<&CommissionRule>],
+    shares: &[Share],
+    net_minor: i64,
+    order_currency: &str,
+) -> Vec<(i64, String)> {
+    let mut out: Vec<(i64, String)> = rules
+        .iter()
+        .zip(shares)
+        .map(|(rule, share)| commission(*rule, share, order_currency))
+        .collect();
+    if net_minor <= 0 {
+        return out;
+    }
+    let mut divided = vec![false; out.len()];
+    for first in 0..out.len() {
+        let Some(rule @ CommissionRule::FixedPerOrder { amount_minor, .. }) = rules[first] else {
+            continue;
+        };
+        if divided[first] {
+            continue;
+        }
+        let group: Vec<usize> = (first..out.len())
+            .filter(|&i| rules[i] == Some(rule))
+            .collect();
+        let mut given = 0;
+        for &i in &group {
+            divided[i] = true;
+            out[i].0 = scale(*amount_minor, shares[i].revenue_minor, net_minor);
+            given += out[i].0;
+        }
+        let claimed: i64 = group.iter().map(|&i| shares[i].revenue_minor).sum();
+        let mut rest = scale(*amount_minor, claimed, net_minor) - given;
+        for &i in &group {
+            if rest <= 0 {
+                break;
+            }
+            out[i].0 += 1;
+            rest -= 1;
+        }
+    }
+    out
+}
+
 /// When a click attributes an order: placed at most `window_days` after the click (and not
 /// before it, allowing five minutes of clock difference between the store and us).
 pub fn click_in_window(
@@ -721,6 +770,59 @@ mod tests {
             Some(&CommissionRule::PercentBps(700))
         );
         assert_eq!(rule_in_effect(&[], at(8)), None);
+    }
+
+    #[test]
+    fn a_fixed_commission_split_among_creators_adds_up() {
+        let fixed = CommissionRule::FixedPerOrder {
+            amount_minor: 1000,
+            currency: "EUR".to_owned(),
+        };
+        let other = CommissionRule::FixedPerOrder {
+            amount_minor: 500,
+            currency: "USD".to_owned(),
+        };
+        let share = |revenue_minor: i64, net: i64| Share {
+            revenue_minor,
+            discount_minor: 0,
+            share_bps: bps(revenue_minor, net),
+        };
+        // Three equal shares of 10,000: 3334/3333/3333 bps, which alone pay 999.
+        let equal = [
+            share(3334, 10_000),
+            share(3333, 10_000),
+            share(3333, 10_000),
+        ];
+        let paid = commissions(&[Some(&fixed); 3], &equal, 10_000, "EUR");
+        assert_eq!(
+            paid.iter().map(|(amount, _)| *amount).collect::<Vec<_>>(),
+            vec![334, 333, 333]
+        );
+        assert!(paid.iter().all(|(_, currency)| currency == "EUR"));
+        // Two creators on lines worth 2/3 of the order (a line carries no code): 2/3 of the amount.
+        let lines = [share(3333, 9999), share(3333, 9999)];
+        let paid = commissions(&[Some(&fixed); 2], &lines, 9999, "EUR");
+        assert_eq!(paid[0].0 + paid[1].0, 666);
+        // Creators under different plans each take their own plan's amount on their share.
+        let mixed = commissions(
+            &[Some(&fixed), Some(&other)],
+            &[share(5000, 10_000), share(5000, 10_000)],
+            10_000,
+            "EUR",
+        );
+        assert_eq!(
+            mixed,
+            vec![(500, "EUR".to_owned()), (250, "USD".to_owned())]
+        );
+        // A percentage, and an order with nothing to pay on, are as `commission` gives them.
+        let percent = CommissionRule::PercentBps(1000);
+        let paid = commissions(&[Some(&percent); 3], &equal, 10_000, "EUR");
+        assert_eq!(
+            paid.iter().map(|(amount, _)| *amount).collect::<Vec<_>>(),
+            vec![333, 333, 333]
+        );
+        let free = [share(0, 0), share(0, 0)];
+        assert_eq!(commissions(&[Some(&fixed); 2], &free, 0, "EUR")[0].0, 0);
     }
 
     #[test]
