@@ -487,6 +487,15 @@ impl<'f> Batch<'f> {
         if claimants.is_empty() {
             return false;
         }
+        // Plans come on a stream of their own, which may be behind: priced and approved without
+        // its plan, an order would stay wrong. It waits for the plan, as for an unknown code
+        // (`projection::Plans` retries it when the plan arrives).
+        if claimants
+            .iter()
+            .any(|(_, code, _)| self.facts.plan(brand_id, code.plan_id).is_none())
+        {
+            return false;
+        }
         let lines: Vec<Line> = order
             .lines
             .iter()

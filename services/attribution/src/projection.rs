@@ -64,7 +64,21 @@ impl Apply<PlanEvent> for Plans {
                         .as_ref()
                         .and_then(from_timestamp)
                         .unwrap_or_else(chrono::Utc::now);
+                    let first = projection::get_plan(conn, brand_id, plan.id)
+                        .await?
+                        .is_none();
+                    if first {
+                        // Orders looking for this plan must not pass it unseen.
+                        pending::lock_matching(conn).await?;
+                    }
                     projection::upsert_plan(conn, &row, changed_at).await?;
+                    if first {
+                        // Orders that reached attribution before their plan are attributed now.
+                        let waiting = pending::take_for_plan(conn, brand_id, plan.id).await?;
+                        if !waiting.is_empty() {
+                            attribute::retry_pending(conn, waiting).await?;
+                        }
+                    }
                 }
                 Some(Subject::Campaign(campaign)) => {
                     projection::upsert_campaign(

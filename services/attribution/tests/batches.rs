@@ -13,12 +13,13 @@ use prost::Message;
 use tracking_api::attribution::v1::ConversionEvent;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
 use tracking_api::mint::v1::{Code, CodeEvent, CodeStatus};
+use tracking_api::plan::v1::{Commission, Plan, PlanEvent, commission, plan_event};
 use tracking_db::{Database, DbError, SchemaSpec, Taken, TestDb};
 use tracking_events::Apply;
 
 use attribution_service::attribute::{Orders, approve_due};
 use attribution_service::domain::attribution::PENDING_WAIT;
-use attribution_service::projection::Codes;
+use attribution_service::projection::{Codes, Plans};
 use attribution_service::store::clicks::{self, ClickRow};
 use attribution_service::store::pending;
 use attribution_service::store::projection::{self, CodeRow, PlanRow};
@@ -886,4 +887,75 @@ async fn a_plain_click_insert_meeting_a_taken_id_writes_nothing() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored, 1);
     assert_eq!(store.lines(counts).await, ["2 clicks, 2 counted"]);
+}
+
+#[tokio::test]
+async fn an_order_whose_plan_has_not_arrived_waits_for_it() {
+    use OrderStatus::*;
+    let store = store().await;
+    // Fay's code and her link belong to plan 14 (15 %, 30 days' holding), whose event has not
+    // reached attribution yet: the plan stream is behind the code and order streams.
+    let mut fay = code_event(7, 507, "FAY15", placed() - Duration::days(2));
+    if let Some(code) = fay.code.as_mut() {
+        code.plan_id = 14;
+        code.campaign_id = 25;
+    }
+    tx!(store, |conn| Codes.apply(conn, 1, &fay).await);
+    tx!(store, |conn| {
+        clicks::insert(
+            conn,
+            &[ClickRow {
+                plan_id: 14,
+                campaign_id: 25,
+                ..click("c_fay", 7, 25, 507, placed() - Duration::hours(1))
+            }],
+            Taken::Skip,
+        )
+        .await?;
+        Ok(())
+    });
+    store
+        .one_at_a_time(&[
+            order(1, "P-code", Paid, &["fay15"], 10_000, 0),
+            with_click(order(1, "P-click", Paid, &[], 20_000, 0), "c_fay"),
+            order(1, "P-other", Paid, &["nobody"], 5_000, 0),
+        ])
+        .await;
+    assert_eq!(
+        store.count("select count(*) as n from conversions").await,
+        0,
+        "priced without the plan"
+    );
+    // The plan arrives: the orders its code and its click claim are attributed with its
+    // commission; the order nobody claims keeps waiting.
+    let plan = PlanEvent {
+        brand_id: 1,
+        subject: Some(plan_event::Subject::Plan(Plan {
+            id: 14,
+            integration_id: INTEGRATION,
+            commission: Some(Commission {
+                kind: Some(commission::Kind::PercentBps(1500)),
+            }),
+            holding_period_days: 30,
+            updated_at: Some(ts(placed() - Duration::days(3))),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    tx!(store, |conn| Plans.apply(conn, 1, &plan).await);
+    assert_eq!(
+        store
+            .lines(
+                "select store_order_id || ' ' || method || ' ' || commission_minor || ' ' \
+                 || status as line from conversions order by 1"
+            )
+            .await,
+        ["P-click click 3000 pending", "P-code code 1500 pending"]
+    );
+    assert_eq!(
+        store
+            .lines("select store_order_id as line from pending_orders")
+            .await,
+        ["P-other"]
+    );
 }

@@ -181,6 +181,35 @@ pub async fn take_for_codes(
     Ok(rows.into_iter().map(|row| row.event).collect())
 }
 
+/// Removes and returns the pending orders of `brand_id` that one of plan `plan_id`'s codes (by
+/// its text, within its integration) or one of its clicks claims: orders that waited for the
+/// plan. Read once, when the plan first reaches attribution: the brand's pending orders are
+/// probed one by one.
+pub async fn take_for_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<Vec<Vec<u8>>, DbError> {
+    let rows: Vec<Pending> = tracking_db::prepared(
+        "delete from pending_orders p
+         where p.brand_id = $1
+           and (exists (select 1 from unnest(p.codes_lower) as t(code)
+                  join codes c on c.brand_id = p.brand_id and c.integration_id = p.integration_id
+                    and lower(c.code) = t.code and c.code <> ''
+                  where c.plan_id = $2)
+             or (p.click_id <> '' and exists (select 1 from clicks k
+                  where k.brand_id = p.brand_id and k.click_id = p.click_id
+                    and k.plan_id = $2)))
+         returning p.event",
+    )
+    .planned_each_time()
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(plan_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.event).collect())
+}
+
 /// Removes and returns the pending orders carrying one of `click_ids` of `brand_id`. The ids are
 /// joined as keys, the brand repeated per id: as `brand_id = $1 and click_id = any($2)`, a
 /// planner whose statistics have not seen the brand yet reads all of its pending orders for
