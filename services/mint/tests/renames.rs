@@ -272,6 +272,24 @@ fn created(id: i64) -> Outcome {
     }
 }
 
+/// The store could not be reached about code `id`.
+fn store_down(id: i64) -> Outcome {
+    Outcome {
+        failed: vec![(vec![id], "store down".to_owned(), 2)],
+        ..Outcome::default()
+    }
+}
+
+/// Takes the due deactivations as a round does.
+async fn take_disables(conn: &mut AsyncPgConnection) -> Vec<String> {
+    conn.transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|taken| taken.code)
+        .collect()
+}
+
 #[tokio::test]
 async fn an_edit_the_store_made_is_active_and_announced() {
     let (_db, mut conn) = database().await;
@@ -312,11 +330,7 @@ async fn an_edit_the_store_made_ends_the_failure_its_refusal_left() {
 async fn an_edit_the_store_could_not_make_waits_for_the_pusher() {
     let (_db, mut conn) = database().await;
     let (sent, rename) = being_edited(&mut conn).await;
-    let outcome = Outcome {
-        failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
-        ..Outcome::default()
-    };
-    let code = record(&mut conn, &sent, &rename, outcome)
+    let code = record(&mut conn, &sent, &rename, store_down(sent.id))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -392,11 +406,7 @@ async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivate
     codes::set_status(&mut conn, 7, &[sent.id], CodeStatus::Disabled)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let outcome = Outcome {
-        failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
-        ..Outcome::default()
-    };
-    record(&mut conn, &sent, &rename, outcome)
+    record(&mut conn, &sent, &rename, store_down(sent.id))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -429,11 +439,7 @@ async fn a_text_queued_for_deactivation_that_another_code_holds_now_is_left_alon
         let (sent, rename) = edit(&mut conn, &before, &format!("{text}VIP"), 120)
             .await
             .unwrap_or_else(|| panic!("the edit starts"));
-        let outcome = Outcome {
-            failed: vec![(vec![sent.id], "store down".to_owned(), 2)],
-            ..Outcome::default()
-        };
-        record(&mut conn, &sent, &rename, outcome)
+        record(&mut conn, &sent, &rename, store_down(sent.id))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -449,14 +455,9 @@ async fn a_text_queued_for_deactivation_that_another_code_holds_now_is_left_alon
         .unwrap_or_else(|e| panic!("{e}"));
     minted(&mut conn, 12, 12, "BO20").await;
 
-    let taken = conn
-        .transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     // Only the text nobody holds goes to the store; code 11's is its own there, so nothing is
     // left to deactivate; code 12's waits for its push.
-    let texts: Vec<&str> = taken.iter().map(|t| t.code.as_str()).collect();
-    assert_eq!(texts, vec!["CY20"]);
+    assert_eq!(take_disables(&mut conn).await, vec!["CY20"]);
     assert_eq!(
         left(&mut conn).await.1,
         vec!["BO20".to_owned(), "CY20".to_owned()]
@@ -477,10 +478,5 @@ async fn a_text_queued_for_deactivation_that_another_code_holds_now_is_left_alon
         .execute(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let taken = conn
-        .transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let texts: Vec<&str> = taken.iter().map(|t| t.code.as_str()).collect();
-    assert_eq!(texts, vec!["BO20"]);
+    assert_eq!(take_disables(&mut conn).await, vec!["BO20"]);
 }

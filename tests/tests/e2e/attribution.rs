@@ -574,6 +574,15 @@ async fn get(suite: &Suite, target: &str, agent: &str) -> tracking_testkit::http
 const BROWSER: &str =
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148";
 
+/// The link's first redirect, once the redirect knows its slug (codes reach it on a stream).
+async fn redirected(suite: &Suite, target: &str) -> tracking_testkit::http::HttpResponse {
+    eventually("link live", || async {
+        let r = get(suite, target, BROWSER).await;
+        (r.status == 302).then_some(r)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     let suite = Suite::start().await;
@@ -594,11 +603,7 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     assert!(!slug.is_empty());
     known(&suite, &token, w.campaign).await;
     let target = format!("/r/{slug}");
-    let first = eventually("slug cached", || async {
-        let r = get(&suite, &target, BROWSER).await;
-        (r.status == 302).then_some(r)
-    })
-    .await;
+    let first = redirected(&suite, &target).await;
     let location = first.header("location").unwrap_or_default().to_owned();
     assert!(
         location.starts_with("https://brand.example.com/summer?ref=ig"),
@@ -759,10 +764,7 @@ async fn links_end_with_the_plan() {
     .await;
     let code = creator(&suite, &token, w.campaign, 1, "eve").await;
     let target = format!("/r/{}", code.links.unwrap_or_default().slug);
-    eventually("link live", || async {
-        (get(&suite, &target, BROWSER).await.status == 302).then_some(())
-    })
-    .await;
+    redirected(&suite, &target).await;
     tokio::time::sleep(
         ends_at
             .duration_since(SystemTime::now())
@@ -779,11 +781,7 @@ async fn links_follow_a_plan_changed_after_their_codes_were_minted() {
     let w = world(&suite, &token, "Moving", Terms::default()).await;
     let code = creator(&suite, &token, w.campaign, 1, "ida").await;
     let target = format!("/r/{}", code.links.unwrap_or_default().slug);
-    let first = eventually("link live", || async {
-        let r = get(&suite, &target, BROWSER).await;
-        (r.status == 302).then_some(r)
-    })
-    .await;
+    let first = redirected(&suite, &target).await;
     let location = first.header("location").unwrap_or_default().to_owned();
     assert!(
         location.starts_with("https://brand.example.com/summer?ref=ig"),
@@ -853,10 +851,7 @@ async fn no_click_is_lost_across_a_graceful_restart() {
     let w = world(&suite, &token, "Busy", Terms::default()).await;
     let code = creator(&suite, &token, w.campaign, 1, "fay").await;
     let target = format!("/r/{}", code.links.unwrap_or_default().slug);
-    eventually("link live", || async {
-        (get(&suite, &target, BROWSER).await.status == 302).then_some(())
-    })
-    .await;
+    redirected(&suite, &target).await;
     let clicks: Vec<_> = (0..300).map(|_| get(&suite, &target, BROWSER)).collect();
     let answers = futures::stream::iter(clicks)
         .buffer_unordered(32)
