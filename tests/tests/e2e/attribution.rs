@@ -574,6 +574,12 @@ async fn get(suite: &Suite, target: &str, agent: &str) -> tracking_testkit::http
 const BROWSER: &str =
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148";
 
+/// What the link answers at `at` (now if that has passed).
+async fn status_at(suite: &Suite, target: &str, at: SystemTime) -> u16 {
+    tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default()).await;
+    get(suite, target, BROWSER).await.status
+}
+
 /// The link's first redirect, once the redirect knows its slug (codes reach it on a stream).
 async fn redirected(suite: &Suite, target: &str) -> tracking_testkit::http::HttpResponse {
     eventually("link live", || async {
@@ -765,13 +771,7 @@ async fn links_end_with_the_plan() {
     let code = creator(&suite, &token, w.campaign, 1, "eve").await;
     let target = format!("/r/{}", code.links.unwrap_or_default().slug);
     redirected(&suite, &target).await;
-    tokio::time::sleep(
-        ends_at
-            .duration_since(SystemTime::now())
-            .unwrap_or_default(),
-    )
-    .await;
-    assert_eq!(get(&suite, &target, BROWSER).await.status, 410);
+    assert_eq!(status_at(&suite, &target, ends_at).await, 410);
 }
 
 #[tokio::test]
@@ -835,13 +835,7 @@ async fn links_follow_a_plan_changed_after_their_codes_were_minted() {
         (r.status == 302 && location.starts_with("https://brand.example.com/autumn")).then_some(())
     })
     .await;
-    tokio::time::sleep(
-        ends_at
-            .duration_since(SystemTime::now())
-            .unwrap_or_default(),
-    )
-    .await;
-    assert_eq!(get(&suite, &target, BROWSER).await.status, 410);
+    assert_eq!(status_at(&suite, &target, ends_at).await, 410);
 }
 
 #[tokio::test]
