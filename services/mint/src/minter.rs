@@ -284,7 +284,7 @@ async fn try_batch(
     let mut candidates = Vec::new();
     let mut failed: Vec<(Key, Failure)> = Vec::new();
     for (key, (ctx, id)) in todo.iter().zip(contexts) {
-        let (_, campaign_id, creator_id) = *key;
+        let (_, campaign_id, _) = *key;
         let Some(campaign_name) = ctx.campaign_name else {
             results.insert(
                 *key,
@@ -294,12 +294,7 @@ async fn try_batch(
         };
         let on_roster = ctx.roster_status.as_deref().and_then(RosterStatus::parse);
         if matches!(on_roster, None | Some(RosterStatus::Removed)) {
-            results.insert(
-                *key,
-                Err(Error::FailedPrecondition(format!(
-                    "creator {creator_id} is not on campaign {campaign_id}'s roster"
-                ))),
-            );
+            results.insert(*key, Err(off_roster(*key)));
             continue;
         }
         if ctx.campaign_archived == Some(true) {
@@ -395,7 +390,7 @@ async fn try_batch(
     }
 
     let rendered = started.elapsed();
-    let reserved = reserve(
+    let (reserved, off) = reserve(
         workers,
         &mut conn,
         &candidates,
@@ -417,10 +412,20 @@ async fn try_batch(
     for (key, minted) in reserved {
         results.insert(key, Ok(minted));
     }
+    for key in off {
+        results.insert(key, Err(off_roster(key)));
+    }
     for (key, failure) in failed {
         results.insert(key, Err(Error::MintFailed(failure)));
     }
     Ok(results)
+}
+
+/// The answer for a creator who is not on the campaign's roster (never added, or removed).
+fn off_roster((_, campaign_id, creator_id): Key) -> Error {
+    Error::FailedPrecondition(format!(
+        "creator {creator_id} is not on campaign {campaign_id}'s roster"
+    ))
 }
 
 fn new_code(
@@ -472,6 +477,8 @@ fn new_code(
 /// Reserves the candidates' codes (suffixing collisions), with their events: each round one
 /// statement, its own transaction, whose codes are kept in `committed` and handed to the pusher
 /// at once. Then records failures. `at` is the database's time, the codes' creation time.
+/// Returns the codes, and the creators found removed from the roster when their code was
+/// written.
 async fn reserve(
     workers: &Workers,
     conn: &mut AsyncPgConnection,
@@ -480,9 +487,10 @@ async fn reserve(
     committed: &mut HashMap<Key, Code>,
     failed: &mut Vec<(Key, Failure)>,
     rng: &mut SecureRandom,
-) -> Result<Vec<(Key, Minted)>, Error> {
+) -> Result<(Vec<(Key, Minted)>, Vec<Key>), Error> {
     let Workers { shared, conflicts } = workers;
     let mut done: Vec<(Key, Minted)> = Vec::with_capacity(candidates.len());
+    let mut off: Vec<Key> = Vec::new();
     let mut pending: Vec<(&Candidate, Option<String>)> =
         candidates.iter().map(|c| (c, c.base.clone())).collect();
     for round in 0..=MAX_SUFFIX_ROUNDS {
@@ -515,14 +523,17 @@ async fn reserve(
         } else {
             0
         };
-        let inserted = loop {
+        let codes::Reserved {
+            inserted,
+            off_roster: removed,
+        } = loop {
             let result = codes::reserve(conn, &rows, &events, &clear, taken, held).await;
             if !conflicts.write_again(taken, &result) {
                 break result?;
             }
             taken = Taken::Skip;
         };
-        if round == 0 && inserted.len() < rows.len() {
+        if round == 0 && inserted.len() + removed.len() < rows.len() {
             conflicts.met();
         }
         // Committed: the new codes waiting for their store go to this process's pusher by id.
@@ -546,7 +557,7 @@ async fn reserve(
         );
         let missed: Vec<Key> = rows
             .iter()
-            .filter(|code| !inserted.contains(&code.id))
+            .filter(|code| !inserted.contains(&code.id) && !removed.contains(&code.id))
             .map(|code| (code.brand_id, code.campaign_id, code.creator_id))
             .collect();
         let mut meanwhile: HashMap<Key, Code> = codes::live_for(conn, &missed)
@@ -564,6 +575,9 @@ async fn reserve(
                         created: true,
                     },
                 ));
+            } else if removed.contains(&row.id) {
+                // Removed from the roster since the batch read it.
+                off.push(candidate.key);
             } else if let Some(existing) = meanwhile.remove(&candidate.key) {
                 done.push((
                     candidate.key,
@@ -612,7 +626,7 @@ async fn reserve(
     {
         notify_work(conn).await?;
     }
-    Ok(done)
+    Ok((done, off))
 }
 
 /// What the batch workers share: the service's parts, and what recent batches met.

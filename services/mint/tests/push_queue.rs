@@ -15,7 +15,7 @@ use mint_service::store::codes;
 
 mod common;
 
-use common::{code, database};
+use common::{code, database, enroll};
 
 /// A row of the queue, or of a pending code as the queue should mirror it.
 #[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +93,7 @@ async fn reserve(conn: &mut AsyncPgConnection, rows: &[Code], held_secs: i64) {
         })
         .collect();
     let clear = vec![false; rows.len()];
+    enroll(conn, rows).await;
     codes::reserve(conn, rows, &events, &clear, Taken::Fail, held_secs)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -18,7 +18,7 @@ use mint_service::store::{codes, failures};
 
 mod common;
 
-use common::{code, database};
+use common::{code, database, enroll};
 
 /// Mints `text` for `creator` (brand 7, campaign 1, integration 1) and returns the stored code.
 async fn minted(conn: &mut AsyncPgConnection, id: i64, creator: i64, text: &str) -> Code {
@@ -31,6 +31,7 @@ async fn minted(conn: &mut AsyncPgConnection, id: i64, creator: i64, text: &str)
         kind: "CODE_EVENT_KIND_MINTED",
         payload: text.as_bytes().to_vec(),
     };
+    enroll(conn, std::slice::from_ref(&row)).await;
     codes::reserve(conn, &[row], &[event], &[false], Taken::Fail, 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));

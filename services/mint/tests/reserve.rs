@@ -18,7 +18,7 @@ use mint_service::store::{codes, failures, projection};
 
 mod common;
 
-use common::{SCHEMAS, code, database};
+use common::{SCHEMAS, code, database, enroll};
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct Setting {
@@ -89,19 +89,22 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let ids = drawn(&conn, &keys, false).await;
 
     let first = [code(ids[0], 1, "ANNA"), code(ids[1], 2, "BEN")];
-    let events: Vec<NewEvent> = first.iter().map(event).collect();
-    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail, 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, [ids[0], ids[1]].into(), "none was taken");
-
-    // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
-    // neither is stored nor announced, and creator 3's failure stays; creator 4's is cleared.
     let second = [
         code(ids[4], 4, "CARL"),
         code(ids[2], 3, "anna"),
         code(ids[3], 2, "BEN2"),
     ];
+    enroll(&mut conn, &first).await;
+    enroll(&mut conn, &second).await;
+    let events: Vec<NewEvent> = first.iter().map(event).collect();
+    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .inserted;
+    assert_eq!(inserted, [ids[0], ids[1]].into(), "none was taken");
+
+    // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
+    // neither is stored nor announced, and creator 3's failure stays; creator 4's is cleared.
     let events: Vec<NewEvent> = second.iter().map(event).collect();
     let clear = [true, true, false];
     // A reservation that fails on a taken code leaves nothing of the batch, not even creator 4's
@@ -128,7 +131,13 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip, 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inserted, [ids[4]].into());
+    assert_eq!(
+        inserted,
+        codes::Reserved {
+            inserted: [ids[4]].into(),
+            off_roster: [].into()
+        }
+    );
 
     let stored: Vec<Row> =
         diesel::sql_query("select brand_id, code as what from codes order by id")
@@ -263,7 +272,7 @@ async fn run_a_batch(
     let (plain_events, failing_events) = events.split_at(plain.len());
     // Codes with no failure to clear, then codes whose failures are cleared (each a plain
     // insert), then all of them again, skipping the taken: each is found in (its index entries
-    // read) and nothing is written.
+    // read) and nothing is written; the same again, counting the roster entries each locks.
     for (table, rows, events, clear, taken, expected) in [
         (
             "codes",
@@ -282,6 +291,7 @@ async fn run_a_batch(
             failing.len(),
         ),
         ("codes", &rows[..], &events[..], false, Taken::Skip, 0),
+        ("roster", &rows[..], &events[..], false, Taken::Skip, 0),
     ] {
         let clear = vec![clear; rows.len()];
         let inserted = counted(
@@ -291,7 +301,11 @@ async fn run_a_batch(
             })
             .await,
         );
-        assert_eq!(inserted.len(), expected);
+        assert_eq!(inserted.inserted.len(), expected);
+        assert!(
+            inserted.off_roster.is_empty(),
+            "each creator is on the roster"
+        );
     }
     counted(
         &mut most,
@@ -451,6 +465,7 @@ async fn fresh_codes_are_held_for_their_pusher_and_links_left_due() {
         ..code(ids[1], 2, "")
     };
     let rows = [held, link];
+    enroll(&mut conn, &rows).await;
     let events: Vec<NewEvent> = rows.iter().map(event).collect();
     codes::reserve(&mut conn, &rows, &events, &[false, false], Taken::Fail, 120)
         .await
@@ -505,4 +520,85 @@ async fn a_creators_live_code_is_never_looked_up_through_the_campaign_index() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(scans.n, 0, "lookups through codes_by_campaign");
     sql(&mut conn, "rollback").await;
+}
+
+#[tokio::test]
+async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_written() {
+    let (test_db, mut conn) = database().await;
+    let keys: Vec<(i64, i64, i64)> = (1..=4).map(|creator| (7, 1, creator)).collect();
+    let ids = drawn(&conn, &keys, false).await;
+    let rows: Vec<Code> = ids
+        .iter()
+        .zip(1..)
+        .map(|(&id, creator)| code(id, creator, &format!("C{creator}")))
+        .collect();
+    // Creator 4 was never added; creator 3 was removed before the batch; creator 2 is being
+    // removed (not yet committed) when the batch writes.
+    enroll(&mut conn, &rows[..3]).await;
+    sql(
+        &mut conn,
+        "update roster set status = 'removed' where creator_id = 3",
+    )
+    .await;
+    let pool = test_db.pool(mint_service::SCHEMA);
+    let mut removal = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    sql(&mut removal, "begin").await;
+    sql(
+        &mut removal,
+        "update roster set status = 'removed' where creator_id = 2",
+    )
+    .await;
+
+    let events: Vec<NewEvent> = rows.iter().map(event).collect();
+    let batch = {
+        let rows = rows.clone();
+        tokio::spawn(async move {
+            let clear = vec![false; rows.len()];
+            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (reserved, conn)
+        })
+    };
+    // The batch waits for the removal's lock on creator 2's entry, then sees it removed.
+    let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    while !batch.is_finished() && lock_waits(&mut watcher).await == 0 {
+        tokio::task::yield_now().await;
+    }
+    sql(&mut removal, "commit").await;
+    let (reserved, mut conn) = batch.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reserved,
+        codes::Reserved {
+            inserted: [ids[0]].into(),
+            off_roster: [ids[1], ids[2], ids[3]].into(),
+        }
+    );
+    let stored: Vec<Row> = diesel::sql_query(
+        "select brand_id, string_agg(code, ',') || ' ' || \
+           (select count(*) from events) as what from codes group by brand_id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        stored,
+        [Row {
+            brand_id: 7,
+            what: "C1 1".to_owned()
+        }],
+        "creator 1's code and its event only"
+    );
+}
+
+/// How many of the database's sessions wait for a lock.
+async fn lock_waits(conn: &mut AsyncPgConnection) -> i64 {
+    diesel::sql_query(
+        "select count(*) as n from pg_stat_activity \
+         where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .get_result::<Count>(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .n
 }

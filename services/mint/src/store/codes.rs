@@ -157,8 +157,13 @@ pub async fn draw_ids(
 /// live code of its creator) is skipped or fails the statement ([`Taken`], for
 /// [`tracking_db::Conflicts`]). The failures on record for the creators whose `clear_failure` is
 /// set are forgotten once their code is in. Pending codes with a text are held for this
-/// process's pusher for `held_secs` ([`hold`]; 0 leaves them due at once, for any scan). Returns
-/// the ids inserted.
+/// process's pusher for `held_secs` ([`hold`]; 0 leaves them due at once, for any scan).
+///
+/// Only creators on their campaign's roster get a code: the statement takes their roster
+/// entries `for share`, in key order (the order the projection updates them in), so a removal
+/// being applied meanwhile either waits for these codes to commit (and then disables them) or
+/// is seen (and they are refused, [`Reserved::off_roster`]). Without the lock, a batch that read
+/// the roster before the removal could insert its code after the removal looked for one.
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -170,14 +175,16 @@ pub async fn reserve(
     clear_failure: &[bool],
     taken: Taken,
     held_secs: i64,
-) -> Result<HashSet<i64>, DbError> {
+) -> Result<Reserved, DbError> {
     #[derive(QueryableByName)]
-    struct Inserted {
+    struct Outcome {
         #[diesel(sql_type = BigInt)]
         id: i64,
+        #[diesel(sql_type = Bool)]
+        inserted: bool,
     }
     if codes.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Reserved::default());
     }
     let clearing = clear_failure.iter().any(|clear| *clear);
     // Without and with the delete of the creators' failures.
@@ -198,7 +205,7 @@ pub async fn reserve(
     } else {
         statement
     };
-    let inserted: Vec<Inserted> = statement
+    let outcomes: Vec<Outcome> = statement
         .bind::<Array<BigInt>, _>(col(|c| c.brand_id))
         .bind::<Array<BigInt>, _>(col(|c| c.id))
         .bind::<Array<BigInt>, _>(col(|c| c.campaign_id))
@@ -228,7 +235,19 @@ pub async fn reserve(
         .bind::<BigInt, _>(held_secs)
         .load(conn)
         .await?;
-    Ok(inserted.into_iter().map(|row| row.id).collect())
+    let (inserted, off_roster) = outcomes.into_iter().partition::<Vec<_>, _>(|o| o.inserted);
+    Ok(Reserved {
+        inserted: inserted.into_iter().map(|o| o.id).collect(),
+        off_roster: off_roster.into_iter().map(|o| o.id).collect(),
+    })
+}
+
+/// What [`reserve`] did with each code, by id; a code in neither set was taken.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reserved {
+    pub inserted: HashSet<i64>,
+    /// Codes of creators no longer on their campaign's roster (removed, or never added).
+    pub off_roster: HashSet<i64>,
 }
 
 /// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
@@ -254,6 +273,11 @@ fn reserving(clearing: bool, taken: Taken) -> String {
              as i(brand_id, id, campaign_id, creator_id, plan_id, integration_id, provider, \
                code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
                kind, payload, clear_failure, n)), \
+         on_roster as materialized ( \
+           select k.n from (select * from input order by brand_id, campaign_id, creator_id) k \
+           cross join lateral (select 1 from roster r where r.brand_id = k.brand_id \
+             and r.campaign_id = k.campaign_id and r.creator_id = k.creator_id \
+             and r.status <> 'removed' for share) r), \
          inserted as ( \
            insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
              integration_id, provider, code, status, slug, destination_url, affiliate_url, \
@@ -262,12 +286,13 @@ fn reserving(clearing: bool, taken: Taken) -> String {
              code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
              created_at, now() + case when code is not null and status = 'pending' \
                then make_interval(secs => $18::bigint) else interval '0' end \
-           from input order by n \
+           from input where n in (select n from on_roster) order by n \
            {skip} returning brand_id, id), \
          minted as ( \
            select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
          {cleared}{} \
-         select id from minted{done}",
+         select id, true as inserted from minted{done} \
+         union all select id, false from input where n not in (select n from on_roster)",
         tracking_events::appending("minted")
     )
 }

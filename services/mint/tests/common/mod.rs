@@ -1,5 +1,7 @@
 //! What the mint's store tests share.
 
+use diesel::sql_types::{Array, BigInt};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
 use tracking_db::{Conn, SchemaSpec, TestDb};
 
@@ -42,4 +44,23 @@ pub async fn database() -> (TestDb, Conn) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (test_db, conn)
+}
+
+/// Puts the creators of `codes` on their campaigns' rosters (approved), as the projection does
+/// when they are added: only a creator on the roster gets a code.
+pub async fn enroll(conn: &mut AsyncPgConnection, codes: &[Code]) {
+    let column = |f: fn(&Code) -> i64| codes.iter().map(f).collect::<Vec<i64>>();
+    diesel::sql_query(
+        "insert into roster (brand_id, campaign_id, creator_id, profile, status) \
+         select brand_id, campaign_id, creator_id, '{}', 'approved' \
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
+           as k(brand_id, campaign_id, creator_id) \
+         on conflict do nothing",
+    )
+    .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.campaign_id))
+    .bind::<Array<BigInt>, _>(column(|c| c.creator_id))
+    .execute(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
