@@ -1845,7 +1845,7 @@ mod tests {
                 fetched.discount_minor,
                 fetched.total_minor
             ),
-            (16_490, 3_410, 18_690)
+            (19_900, 3_410, 18_690)
         );
         assert_eq!(fetched.status, OrderStatus::Paid);
         assert_eq!(

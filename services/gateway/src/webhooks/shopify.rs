@@ -17,8 +17,12 @@ struct Order {
     #[serde(default)]
     cancelled_at: Option<String>,
     created_at: String,
+    /// After discounts (Shopify's meaning); the suite's subtotal is before them.
     #[serde(default)]
     subtotal_price: Option<String>,
+    /// The line items' prices before discounts.
+    #[serde(default)]
+    total_line_items_price: Option<String>,
     #[serde(default)]
     total_price: Option<String>,
     #[serde(default)]
@@ -216,17 +220,24 @@ pub fn parse_order(
         .email
         .as_deref()
         .and_then(|email| customer_hash(customer_key, email));
+    let discount_minor = amount(
+        order.total_discounts.as_deref(),
+        &currency,
+        "total_discounts",
+    )?;
+    // The suite's subtotal is before discounts, as every store's but Shopify's `subtotal_price`.
+    let subtotal_minor = match order.total_line_items_price.as_deref() {
+        Some(before) => amount(Some(before), &currency, "total_line_items_price")?,
+        None => amount(order.subtotal_price.as_deref(), &currency, "subtotal_price")?
+            .saturating_add(discount_minor),
+    };
     Ok(NormalizedOrder {
         store_order_id: order.id.to_string(),
         status,
         codes,
         click_id,
-        subtotal_minor: amount(order.subtotal_price.as_deref(), &currency, "subtotal_price")?,
-        discount_minor: amount(
-            order.total_discounts.as_deref(),
-            &currency,
-            "total_discounts",
-        )?,
+        subtotal_minor,
+        discount_minor,
         total_minor: amount(order.total_price.as_deref(), &currency, "total_price")?,
         refunded_minor: {
             let mut refunded = 0i64;
@@ -295,7 +306,7 @@ mod tests {
                 order.discount_minor,
                 order.total_minor
             ),
-            (16_490, 3_410, 18_690)
+            (19_900, 3_410, 18_690)
         );
         assert_eq!(order.lines.len(), 2);
         // Line 1: 99.00 with 14.10 from the code and 5.00 automatic; line 2: 100.00 with 15.00.
@@ -311,6 +322,22 @@ mod tests {
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-01-24T04:10:15+00:00");
         let cancelled = parse_order("orders/cancelled", WITH_CODE, b"key").map(|o| o.status);
         assert_eq!(cancelled, Ok(OrderStatus::Cancelled));
+    }
+
+    #[test]
+    fn the_subtotal_is_before_discounts_even_without_the_line_items_total() {
+        // Shopify's `subtotal_price` (164.90) is after the discounts (34.10).
+        let mut body: serde_json::Value =
+            serde_json::from_slice(WITH_CODE).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("total_line_items_price");
+        }
+        let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order("orders/create", &body, b"key").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (order.subtotal_minor, order.discount_minor),
+            (19_900, 3_410)
+        );
     }
 
     #[test]
