@@ -377,10 +377,11 @@ impl Intake {
             return Ok(Outcome::default());
         }
         let order = woocommerce::parse_order(body, self.sealer.customer_key())?;
-        let delivery = headers
+        let key = headers
             .delivery_id
             .filter(|id| !id.is_empty() && id.len() <= 200)
-            .map(|id| Delivery { id, topic });
+            .map(|id| woocommerce::delivery_key(id, body));
+        let delivery = key.as_deref().map(|id| Delivery { id, topic });
         let incoming = [Self::checked(&integration, order)?];
         Ok(self
             .accept(

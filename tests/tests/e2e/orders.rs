@@ -511,10 +511,12 @@ async fn woocommerce_deliveries_pings_and_statuses() {
         "\"refunds\": [{\"id\": 9, \"total\": \"-10.00\"}]",
     );
     let refunded_sig: &'static str = Box::leak(sign(SECRET, refunded.as_bytes()).into_boxed_str());
+    // WooCommerce's delivery id is the webhook's and the second's (`get_new_delivery_id`): a
+    // change sent in the same second as the first delivery carries its id, and is not dropped.
     let answer = woocommerce(
         &suite,
         integration,
-        &headers("order.updated", "3", refunded_sig),
+        &headers("order.updated", "1", refunded_sig),
         refunded.as_bytes(),
     )
     .await;

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::{ParseError, amount, customer_hash, field};
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus};
@@ -17,6 +18,15 @@ pub fn is_ping(topic: Option<&str>, body: &[u8]) -> bool {
 /// Topics that carry an order.
 pub fn is_order_topic(topic: &str) -> bool {
     matches!(topic, "order.created" | "order.updated" | "order.restored")
+}
+
+/// What a delivery is recorded by: WooCommerce's delivery id is a hash of the webhook and the
+/// second it was sent (`WC_Webhook::get_new_delivery_id`), shared by every delivery the webhook
+/// sends in that second (an order paid just after it was created, a bulk status change), so the
+/// body's hash goes with it: only the same body sent again is a redelivery.
+pub fn delivery_key(delivery_id: &str, body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("{delivery_id}/{}", hex::encode(&digest[..16]))
 }
 
 #[derive(Deserialize)]
@@ -188,6 +198,18 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_delivery_id_for_two_bodies_is_two_deliveries() {
+        let paid = delivery_key("9f3c", br#"{"id":727,"status":"processing"}"#);
+        let completed = delivery_key("9f3c", br#"{"id":727,"status":"completed"}"#);
+        assert_ne!(paid, completed);
+        assert_eq!(
+            paid,
+            delivery_key("9f3c", br#"{"id":727,"status":"processing"}"#)
+        );
+        assert!(paid.starts_with("9f3c/") && paid.len() == "9f3c/".len() + 32);
+    }
 
     /// A REST v3 order as WooCommerce documents it (trimmed to the fields we read, plus a few we
     /// do not).
