@@ -620,14 +620,20 @@ impl ProviderGateway for Gateway {
                     .order
                     .ok_or_else(|| Error::invalid(&field, "order is required"))?;
                 let integration_id = order.integration_id;
+                if integration_id <= 0 {
+                    return Err(Error::invalid(
+                        &format!("{field}.integration_id"),
+                        "must be a positive id",
+                    )
+                    .into());
+                }
                 let mine = match owned.get(&integration_id) {
                     Some(mine) => *mine,
                     None => {
-                        let mine = integration_id > 0
-                            && store::get_integration(&self.db, brand_id, integration_id)
-                                .await
-                                .map_err(Error::from)?
-                                .is_some();
+                        let mine = store::get_integration(&self.db, brand_id, integration_id)
+                            .await
+                            .map_err(Error::from)?
+                            .is_some();
                         owned.insert(integration_id, mine);
                         mine
                     }

@@ -709,6 +709,15 @@ async fn ingest_orders_stores_batches_once_and_names_bad_fields() {
         matches!(&err, Some((Code::InvalidArgument, m)) if m.contains("orders[0].status")),
         "{err:?}"
     );
+    let unset = order(0, "z", OrderStatus::Paid, &[]);
+    let err = ingest(vec![unset], brand(5))
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert!(
+        matches!(&err, Some((Code::InvalidArgument, m)) if m.contains("orders[0].integration_id")),
+        "{err:?}"
+    );
     // Another brand's integration: NOT_FOUND, nothing stored.
     let err = ingest(vec![order(other, "x", OrderStatus::Paid, &[])], brand(5))
         .await
