@@ -157,6 +157,36 @@ impl Suite {
     pub fn schema(&self, schema: &'static str) -> tracking_db::Database {
         self.db.pool(schema)
     }
+
+    /// Races `call` against another transaction: `held` (statements on `schema`, taking locks
+    /// and making changes) runs in a transaction left open; `call` starts, and once it (or
+    /// anything) waits for a lock, or it is answered, the transaction commits. Returns the
+    /// call's answer.
+    pub async fn while_held<T: Send + 'static>(
+        &self,
+        schema: &'static str,
+        held: &[String],
+        call: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        let db = self.schema(schema);
+        let mut holder = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut run = async |sql: &str| {
+            diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *holder)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        };
+        run("begin").await;
+        for sql in held {
+            run(sql).await;
+        }
+        let call = tokio::spawn(call);
+        let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        while !call.is_finished() && tracking_db::lock_waits(&mut watcher).await == 0 {
+            tokio::task::yield_now().await;
+        }
+        run("commit").await;
+        call.await.unwrap_or_else(|e| panic!("{e}"))
+    }
 }
 
 /// A brand token.

@@ -102,6 +102,27 @@ impl TestDb {
     }
 }
 
+/// How many sessions of the connection's database wait for a lock: a test that holds a lock
+/// waits for this to grow before it lets go, so the call it let run has met the lock.
+///
+/// # Panics
+/// When the query fails (a test helper).
+pub async fn lock_waits(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "select count(*) as n from pg_stat_activity \
+         where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .get_result::<Waiting>(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .n
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();

@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
-use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb};
+use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb, lock_waits};
 use tracking_events::NewEvent;
 
 use mint_service::domain::Code;
@@ -589,16 +589,4 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
         }],
         "creator 1's code and its event only"
     );
-}
-
-/// How many of the database's sessions wait for a lock.
-async fn lock_waits(conn: &mut AsyncPgConnection) -> i64 {
-    diesel::sql_query(
-        "select count(*) as n from pg_stat_activity \
-         where datname = current_database() and wait_event_type = 'Lock'",
-    )
-    .get_result::<Count>(conn)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-    .n
 }

@@ -501,10 +501,15 @@ impl PlanService {
             // The plan lock serializes this with UpdatePlan, so no edit slips past the lock.
             let plan = must_plan(conn, brand_id, plan_id, Lock::ForUpdate).await?;
             let campaign = must_campaign(conn, brand_id, id, Lock::ForUpdate).await?;
+            // Archived meanwhile: refused as it would have been had the archive come first.
+            check_start_outreach(&campaign)?;
             if campaign.plan_id != Some(plan_id) {
                 return Err(Error::FailedPrecondition(format!(
                     "campaign {id} changed its plan meanwhile; retry"
                 )));
+            }
+            if campaign.outreach_started_at.is_some() {
+                return Ok(campaign);
             }
             campaigns::start_outreach(conn, brand_id, id).await?;
             let campaign = must_campaign(conn, brand_id, id, Lock::None).await?;

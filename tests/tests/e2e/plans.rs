@@ -706,3 +706,99 @@ async fn plans_page_newest_first_and_stay_within_their_brand() {
         .map(|r| r.into_inner().plans.len());
     assert_eq!(listed.ok(), Some(0));
 }
+
+/// A plan under an `UpdatePlan` and a campaign of it under a `StartOutreach`, each racing the
+/// other: `StartOutreach` (held open: the plan locked, the campaign started) commits once
+/// `UpdatePlan` waits for the plan, which then sees it locked; and a campaign archived while
+/// `StartOutreach` waits for it gets no outreach.
+#[tokio::test]
+async fn the_outreach_lock_holds_against_racing_calls() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let woo = register(&suite, &token, Provider::Woocommerce).await;
+    let plan = create(&suite, &token, code_plan("Spring", woo))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let other = create(&suite, &token, code_plan("Autumn", woo))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let campaign = |name: &str, plan_id: i64| {
+        let mut client = suite.plan();
+        let request = CreateCampaignRequest {
+            name: name.to_owned(),
+            plan_id,
+            ..Default::default()
+        };
+        let token = token.clone();
+        async move {
+            client
+                .create_campaign(authed(request, &token))
+                .await
+                .map(|r| r.into_inner().campaign.unwrap_or_default())
+                .unwrap_or_else(|s| panic!("{s}"))
+        }
+    };
+    let launch = campaign("Launch", plan.id).await;
+    let autumn = campaign("Autumn", other.id).await;
+
+    let mut client = suite.plan();
+    let edit = UpdatePlanRequest {
+        plan: Some(Plan {
+            id: plan.id,
+            name: "Renamed".into(),
+            ..Plan::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["name".to_owned()],
+        }),
+    };
+    let request = authed(edit, &token);
+    let edited = suite
+        .while_held(
+            "plan",
+            &[
+                format!("select 1 from plans where id = {} for update", plan.id),
+                format!(
+                    "update campaigns set outreach_started_at = now() where id = {}",
+                    launch.id
+                ),
+            ],
+            async move { client.update_plan(request).await },
+        )
+        .await;
+    let status = edited.expect_err("the plan is locked by the outreach");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
+
+    let mut client = suite.plan();
+    let request = authed(
+        StartOutreachRequest {
+            campaign_id: autumn.id,
+        },
+        &token,
+    );
+    let started = suite
+        .while_held(
+            "plan",
+            &[format!(
+                "update campaigns set archived_at = now() where id = {}",
+                autumn.id
+            )],
+            async move { client.start_outreach(request).await },
+        )
+        .await;
+    let status = started.expect_err("the campaign was archived");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
+    assert_eq!(
+        suite
+            .count(
+                "plan",
+                &format!(
+                    "select count(*) as n from campaigns where id = {} \
+                     and outreach_started_at is not null",
+                    autumn.id
+                ),
+            )
+            .await,
+        0
+    );
+}

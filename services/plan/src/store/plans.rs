@@ -105,13 +105,28 @@ pub async fn insert(conn: &mut AsyncPgConnection, plan: &NewPlan<'_>) -> Result<
     Ok(row.id)
 }
 
+/// The plan; with a `lock`, the row is locked first and read after, in a statement of its own.
+/// Its `locked` flag is read from the campaigns: a statement that waited for the row lock of a
+/// `StartOutreach` would still read them as they were before it (its snapshot predates the
+/// wait, and the plan row itself did not change), and let an edit through the outreach lock.
 pub async fn get(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     id: i64,
     lock: Lock,
 ) -> Result<Option<Plan>, Error> {
-    let sql = format!("{SELECT} where p.brand_id = $1 and p.id = $2{}", lock.sql());
+    if lock != Lock::None {
+        let sql = format!(
+            "select 1 as n from plans where brand_id = $1 and id = $2{}",
+            lock.sql()
+        );
+        tracking_db::prepared(sql)
+            .bind::<BigInt, _>(brand_id)
+            .bind::<BigInt, _>(id)
+            .execute(conn)
+            .await?;
+    }
+    let sql = format!("{SELECT} where p.brand_id = $1 and p.id = $2");
     let rows: Vec<PlanRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
         .bind::<BigInt, _>(id)
