@@ -190,9 +190,22 @@ impl Projector {
                     self.follow_plan_links(conn, before, &plan).await?;
                 }
                 // Switching to "when added" mints for everyone on the roster who has no code;
-                // switching to "when approved" mints nothing new.
+                // switching to "when approved" mints nothing new: not even for the added
+                // creators still queued.
                 let switched_to_add = plan.trigger == Trigger::OnAdd
-                    && before.is_some_and(|b| b.trigger != Trigger::OnAdd);
+                    && before.as_ref().is_some_and(|b| b.trigger != Trigger::OnAdd);
+                let switched_to_approval = plan.trigger == Trigger::OnApproval
+                    && before.is_some_and(|b| b.trigger == Trigger::OnAdd);
+                if switched_to_approval {
+                    let dequeued = projection::dequeue_added(conn, brand_id, plan.id).await?;
+                    if dequeued > 0 {
+                        tracing::info!(
+                            plan_id = plan.id,
+                            dequeued,
+                            "switched to minting at approval: queued added creators dropped"
+                        );
+                    }
+                }
                 if switched_to_add && !plan.archived {
                     projection::enqueue_missing(
                         conn,

@@ -218,6 +218,28 @@ pub async fn enqueue_missing(
     Ok(queued)
 }
 
+/// Takes off the queue the creators of the plan's campaigns who are only added (not approved),
+/// for a plan switched to minting at approval: those the queue still holds were queued for
+/// being added. Returns how many were taken off.
+pub async fn dequeue_added(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<usize, Error> {
+    Ok(tracking_db::prepared(
+        "delete from mint_queue q \
+         using unnest(array[$1::bigint]) as b(key_brand), campaigns c, roster r \
+         where c.brand_id = b.key_brand and c.plan_id = $2 \
+           and q.brand_id = c.brand_id and q.campaign_id = c.id \
+           and r.brand_id = q.brand_id and r.campaign_id = q.campaign_id \
+           and r.creator_id = q.creator_id and r.status = 'added'",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(plan_id)
+    .execute(conn)
+    .await?)
+}
+
 /// Queues creators, each key once, in one statement (in key order).
 pub async fn enqueue(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
     if keys.is_empty() {
