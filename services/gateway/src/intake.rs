@@ -22,7 +22,7 @@ use tracking_events::StoredEvent;
 
 use crate::adapters::{AdapterError, Adapters};
 use crate::crypto::Sealer;
-use crate::domain::orders::{NormalizedOrder, OrderStatus};
+use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::{self, IntegrationRow};
 use crate::webhooks::{self, ParseError, ast, bigcommerce, shopify, woocommerce};
@@ -322,25 +322,31 @@ impl Intake {
                 shopify::parse_order(topic, body, self.sealer.customer_key())?
             }
             "refunds/create" => {
+                // A refund says what went back, not what the order holds now: added to the
+                // stored state, two refunds delivered at once would lose one, and a refund
+                // already in it (from a backfill, an `orders/updated`) would count twice. The
+                // order is fetched whole, its refunds included, as for BigCommerce's thin
+                // deliveries (a failed fetch answers 503, and Shopify delivers again).
                 let refund = shopify::parse_refund(body)?;
                 let order_id = refund.order_id.unwrap_or_default().to_string();
-                let Some(order) = self.latest(&integration, &order_id).await? else {
-                    // Refund of an order never seen: the order (with its refunds) comes with
-                    // the next order delivery or a backfill.
-                    tracing::warn!(
-                        order_id,
-                        "refund for an unknown order; backfill will bring it"
-                    );
-                    return Ok(self
-                        .accept(
-                            &[],
-                            pb::OrderSource::Webhook,
-                            Some((&integration, delivery)),
-                        )
-                        .await?);
-                };
-                let amount = refund.amount_minor(&order.currency)?;
-                refunded(order, amount)
+                if self.redelivered(&integration, delivery_id).await? {
+                    return Ok(Outcome {
+                        redelivery: true,
+                        ..Outcome::default()
+                    });
+                }
+                let order = self.fetch(&integration, &order_id).await?;
+                if order.is_none() {
+                    tracing::warn!(order_id, "refund for an order the store does not have");
+                }
+                let incoming = Self::keep_valid(&integration, order.into_iter().collect());
+                return Ok(self
+                    .accept(
+                        &incoming,
+                        pb::OrderSource::Webhook,
+                        Some((&integration, delivery)),
+                    )
+                    .await?);
             }
             // Other topics the app may be subscribed to: acknowledged, not stored.
             _ => return Ok(Outcome::default()),
@@ -411,22 +417,12 @@ impl Intake {
         let Some(notice) = bigcommerce::parse(body)? else {
             return Ok(Outcome::default());
         };
-        // A redelivery is dropped before the store is asked for the order again.
-        let mut conn = self.db.conn().await?;
-        if store::orders::delivery_seen(
-            &mut conn,
-            integration.brand_id,
-            integration.id,
-            &notice.delivery_id,
-        )
-        .await?
-        {
+        if self.redelivered(&integration, &notice.delivery_id).await? {
             return Ok(Outcome {
                 redelivery: true,
                 ..Outcome::default()
             });
         }
-        drop(conn);
         let order = self.fetch(&integration, &notice.order_id).await?;
         let delivery = Delivery {
             id: &notice.delivery_id,
@@ -474,19 +470,16 @@ impl Intake {
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
     }
 
-    async fn latest(
+    /// Whether a thin delivery (the order to be fetched) was recorded before: a redelivery is
+    /// dropped before the store is asked for the order again.
+    async fn redelivered(
         &self,
         integration: &IntegrationRow,
-        store_order_id: &str,
-    ) -> Result<Option<NormalizedOrder>, DbError> {
+        delivery_id: &str,
+    ) -> Result<bool, DbError> {
         let mut conn = self.db.conn().await?;
-        store::orders::latest(
-            &mut conn,
-            integration.brand_id,
-            integration.id,
-            store_order_id,
-        )
-        .await
+        store::orders::delivery_seen(&mut conn, integration.brand_id, integration.id, delivery_id)
+            .await
     }
 
     async fn fetch(
@@ -607,20 +600,6 @@ pub struct WebhookHeaders<'a> {
     pub signature: Option<&'a str>,
     pub topic: Option<&'a str>,
     pub delivery_id: Option<&'a str>,
-}
-
-/// `order` after a refund of `amount_minor` more: refunded in full once the total is reached.
-pub fn refunded(mut order: NormalizedOrder, amount_minor: i64) -> NormalizedOrder {
-    order.refunded_minor = order
-        .refunded_minor
-        .saturating_add(amount_minor)
-        .min(order.total_minor);
-    order.status = if order.refunded_minor >= order.total_minor {
-        OrderStatus::Refunded
-    } else {
-        OrderStatus::PartiallyRefunded
-    };
-    order
 }
 
 /// A stored event as sent on `WatchOrders`.

@@ -358,17 +358,6 @@ async fn each_status_transition_is_one_order_event() {
     let deliveries: Vec<(&str, Vec<u8>)> = vec![
         ("orders/create", created.into_bytes()),
         ("orders/paid", WITH_CODE.to_vec()),
-        (
-            "refunds/create",
-            br#"{"id": 1, "order_id": 6200407294252, "created_at": "2024-05-05T10:00:00+08:00",
-                "transactions": [{"id": 7, "kind": "refund", "status": "success", "amount": "50.00", "currency": "HKD"}]}"#.to_vec(),
-        ),
-        (
-            "refunds/create",
-            br#"{"id": 2, "order_id": 6200407294252, "created_at": "2024-05-06T10:00:00+08:00",
-                "transactions": [{"id": 8, "kind": "refund", "status": "success", "amount": "136.90", "currency": "HKD"},
-                                 {"id": 9, "kind": "refund", "status": "failure", "amount": "5.00", "currency": "HKD"}]}"#.to_vec(),
-        ),
     ];
     for (i, (topic, body)) in deliveries.iter().enumerate() {
         let answer = shopify(
@@ -386,24 +375,10 @@ async fn each_status_transition_is_one_order_event() {
             "{topic}"
         );
     }
-    let events = watch(&suite, &brand(1), 0, 4).await;
-    let states: Vec<(OrderStatus, i64)> = events
-        .iter()
-        .map(|e| {
-            (
-                status(e),
-                e.order.clone().unwrap_or_default().refunded_minor,
-            )
-        })
-        .collect();
+    let events = watch(&suite, &brand(1), 0, 2).await;
     assert_eq!(
-        states,
-        vec![
-            (OrderStatus::Created, 0),
-            (OrderStatus::Paid, 0),
-            (OrderStatus::PartiallyRefunded, 5_000),
-            (OrderStatus::Refunded, 18_690),
-        ]
+        events.iter().map(status).collect::<Vec<_>>(),
+        [OrderStatus::Created, OrderStatus::Paid]
     );
     let cancelled = String::from_utf8_lossy(WITH_CODE).replace(
         "\"cancelled_at\": null",
@@ -419,7 +394,7 @@ async fn each_status_transition_is_one_order_event() {
     )
     .await;
     assert_eq!(answer.0, 200);
-    let events = watch(&suite, &brand(1), events[3].seq, 1).await;
+    let events = watch(&suite, &brand(1), events[1].seq, 1).await;
     assert_eq!(status(&events[0]), OrderStatus::Cancelled);
 }
 

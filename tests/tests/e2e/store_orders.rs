@@ -1,16 +1,17 @@
 //! Orders read from store APIs through the real adapters, against local servers that answer as
-//! those stores do: BigCommerce's thin webhooks (the order is fetched) and the Magento poller
-//! (no webhooks). The adapters' own tests cover each store's calls in detail; these prove the
+//! those stores do: BigCommerce's thin webhooks and Shopify's refunds (the order is fetched) and
+//! the Magento poller (no webhooks). The adapters' own tests cover each store's calls in detail; these prove the
 //! suite wires them to the intake and counts every order once.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use futures::StreamExt;
+use gateway_service::webhooks::sign;
 use serde_json::{Value, json};
 use suite_tests::{Suite, brand, valid_registration};
 use tracking_api::common::v1::Provider;
@@ -191,5 +192,125 @@ async fn magento_is_polled_and_each_order_state_counted_once() {
             .count("gateway", "select count(*) as n from orders")
             .await,
         2
+    );
+}
+
+/// Shopify's order of the fixture as its Admin API answers it now: its financial status, and
+/// the refunds so far (each one transaction of that amount).
+fn shopify_order(financial_status: &str, refunds: &[&str]) -> Value {
+    let mut order: Value = serde_json::from_slice(include_bytes!(
+        "../../fixtures/shopify/orders_create_percentage_code.json"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    order["refunds"] = refunds
+        .iter()
+        .enumerate()
+        .map(|(n, amount)| {
+            json!({ "id": n + 1, "order_id": order["id"], "created_at": "2025-01-25T10:00:00+08:00",
+                "transactions": [{ "id": n + 7, "kind": "refund", "status": "success",
+                    "amount": amount, "currency": "HKD" }] })
+        })
+        .collect();
+    order["financial_status"] = json!(financial_status);
+    order
+}
+
+#[tokio::test]
+async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
+    // What the store holds; the test moves it on as refunds are made.
+    let held = Arc::new(Mutex::new(shopify_order("paid", &[])));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let store = Router::new()
+        .route(
+            "/admin/api/2025-01/orders/{file}",
+            get(
+                |State((held, fetches)): State<(Arc<Mutex<Value>>, Arc<AtomicUsize>)>| async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let order = held.lock().map(|o| o.clone()).unwrap_or_default();
+                    axum::Json(json!({ "order": order }))
+                },
+            ),
+        )
+        .with_state((held.clone(), fetches.clone()));
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Shopify, &base).await;
+    let target = format!("/webhooks/shopify/{integration}");
+    let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
+        let target = target.clone();
+        let suite = &suite;
+        async move {
+            let signature = sign(b"whsec_test_secret", &body);
+            let headers = [
+                ("x-shopify-topic", topic),
+                ("x-shopify-webhook-id", id),
+                ("x-shopify-hmac-sha256", signature.as_str()),
+            ];
+            suite.http("POST", &target, &headers, &body).await.text()
+        }
+    };
+    let refund = |amount: &str| {
+        serde_json::to_vec(&json!({ "id": 1, "order_id": 6_200_407_294_252_u64,
+            "created_at": "2025-01-25T10:00:00+08:00",
+            "transactions": [{ "id": 7, "kind": "refund", "status": "success",
+                "amount": amount, "currency": "HKD" }] }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/paid", "d-paid", paid).await,
+        r#"{"status":"accepted"}"#
+    );
+
+    // Two partial refunds made together, their deliveries racing: each brings the order with
+    // both, so neither is lost.
+    *held.lock().unwrap_or_else(|e| panic!("{e}")) =
+        shopify_order("partially_refunded", &["50.00", "30.00"]);
+    let (first, second) = tokio::join!(
+        deliver("refunds/create", "d-r1", refund("50.00")),
+        deliver("refunds/create", "d-r2", refund("30.00")),
+    );
+    let mut answers = [first, second];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [r#"{"status":"accepted"}"#, r#"{"status":"duplicate"}"#]
+    );
+    // Redelivered: dropped before the store is asked again.
+    assert_eq!(
+        deliver("refunds/create", "d-r1", refund("50.00")).await,
+        r#"{"status":"redelivery"}"#
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    // An `orders/updated` that already carried the last refund, then that refund's own delivery:
+    // counted once.
+    *held.lock().unwrap_or_else(|e| panic!("{e}")) =
+        shopify_order("refunded", &["50.00", "30.00", "106.90"]);
+    let updated = serde_json::to_vec(&shopify_order("refunded", &["50.00", "30.00", "106.90"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/updated", "d-u", updated).await,
+        r#"{"status":"accepted"}"#
+    );
+    assert_eq!(
+        deliver("refunds/create", "d-r3", refund("106.90")).await,
+        r#"{"status":"duplicate"}"#
+    );
+
+    let states: Vec<(OrderStatus, i64)> = events(&suite, 3)
+        .await
+        .iter()
+        .map(|e| {
+            let order = e.order.clone().unwrap_or_default();
+            (order.status(), order.refunded_minor)
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (OrderStatus::Paid, 0),
+            (OrderStatus::PartiallyRefunded, 8_000),
+            (OrderStatus::Refunded, 18_690),
+        ]
     );
 }

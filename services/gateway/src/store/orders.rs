@@ -13,7 +13,6 @@ use tracking_api::gateway::v1 as pb;
 use tracking_db::{ByTaken, DbError, Taken};
 use tracking_events::NewEvent;
 
-use crate::domain::orders::NormalizedOrder;
 use crate::intake::{DeliveryKey, Incoming, Outcome, Submission};
 
 #[derive(QueryableByName)]
@@ -256,39 +255,4 @@ fn inserting(taken: Taken) -> String {
          returning integration_id, store_order_id, status, refunded_minor",
         taken.on_conflict()
     )
-}
-
-/// The most advanced stored state of an order (most refunded, then latest), for deliveries that
-/// carry only a change to it (a Shopify refund).
-pub async fn latest(
-    conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    integration_id: i64,
-    store_order_id: &str,
-) -> Result<Option<NormalizedOrder>, DbError> {
-    #[derive(QueryableByName)]
-    struct Body {
-        #[diesel(sql_type = Bytea)]
-        body: Vec<u8>,
-    }
-    let rows: Vec<Body> = tracking_db::prepared(
-        // The key joined (see tracking_db::stale_statistics): with the brand and integration as
-        // constants, a planner whose statistics had not seen them walked the primary key
-        // backwards through every order of the brand.
-        "select o.body
-         from unnest(array[$1::bigint], array[$2::bigint], array[$3::text])
-             as k(key_brand, key_integration, key_order)
-         join orders o on o.brand_id = k.key_brand and o.integration_id = k.key_integration
-             and o.store_order_id = k.key_order
-         order by o.refunded_minor desc, o.id desc limit 1",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(store_order_id)
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().next().and_then(|row| {
-        let order = pb::Order::decode(row.body.as_slice()).ok()?;
-        NormalizedOrder::from_proto(order, "order").ok()
-    }))
 }
