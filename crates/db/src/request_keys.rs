@@ -48,6 +48,22 @@ pub async fn claim(
     if inserted.is_some() {
         return Ok(Claim::New);
     }
+    created(conn, brand_id, rpc, request_id)
+        .await?
+        .map(Claim::Existing)
+        .ok_or_else(|| DbError::Other(format!("request key {rpc}/{request_id} has no resource")))
+}
+
+/// The resource a request id created, if it is recorded: a call that must ask another service
+/// before it creates anything looks here first, so that its retry answers what it created even
+/// when that service could not answer now (the claim, in the creating transaction, still decides
+/// between concurrent calls).
+pub async fn created(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    rpc: &str,
+    request_id: &str,
+) -> Result<Option<i64>, DbError> {
     let existing = crate::prepared(
         "select resource_id from request_keys where brand_id = $1 and rpc = $2 and request_id = $3",
     )
@@ -55,11 +71,9 @@ pub async fn claim(
     .bind::<Text, _>(rpc)
     .bind::<Text, _>(request_id)
     .get_result::<ResourceRow>(conn)
-    .await?;
-    existing
-        .resource_id
-        .map(Claim::Existing)
-        .ok_or_else(|| DbError::Other(format!("request key {rpc}/{request_id} has no resource")))
+    .await
+    .optional()?;
+    Ok(existing.and_then(|row| row.resource_id))
 }
 
 /// Records the resource a claimed request created, in the same transaction.

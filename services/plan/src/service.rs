@@ -219,6 +219,15 @@ impl PlanService {
         draft: PlanDraft,
         request_id: Option<&str>,
     ) -> Result<Plan, Error> {
+        // A retry answers the plan it created, even while the gateway is down.
+        if let Some(rid) = request_id {
+            let mut conn = self.conn().await?;
+            if let Some(id) =
+                request_keys::created(&mut conn, caller.brand_id, "CreatePlan", rid).await?
+            {
+                return must_plan(&mut conn, caller.brand_id, id, Lock::None).await;
+            }
+        }
         let caps = self
             .gateway
             .integration_capabilities(&caller.bearer, draft.integration_id)

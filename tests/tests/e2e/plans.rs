@@ -402,6 +402,33 @@ async fn creation_is_idempotent_and_names_unique() {
         .await
         .map(|r| r.into_inner().plans.len());
     assert_eq!(listed.ok(), Some(2));
+
+    // A retry whose first answer was lost gets the plan, even once the gateway can no longer
+    // answer for the integration (the plan is not validated again).
+    let request = CreatePlanRequest {
+        plan: Some(code_plan("Autumn", integration)),
+        request_id: "create-autumn".into(),
+    };
+    let first = client
+        .create_plan(authed(request.clone(), &token))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id))
+        .unwrap_or_else(|s| panic!("{s}"));
+    let gone = suite
+        .count(
+            "gateway",
+            &format!(
+                "with gone as (delete from integrations where id = {integration} returning 1) \
+                 select count(*) as n from gone"
+            ),
+        )
+        .await;
+    assert_eq!(gone, 1);
+    let retried = client
+        .create_plan(authed(request, &token))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id));
+    assert_eq!(retried.ok(), Some(first));
 }
 
 #[tokio::test]
