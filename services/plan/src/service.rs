@@ -108,13 +108,33 @@ async fn link(
     plan_id: i64,
     allow_shared: bool,
 ) -> Result<Vec<NewEvent>, Error> {
-    // Lock order everywhere: plan, then campaign.
-    let plan = must_plan(conn, brand_id, plan_id, Lock::ForUpdate).await?;
+    // Lock order everywhere: plans (by id), then campaigns (the one linked, then the others by
+    // id). The plan left is locked as well as the plan linked, so every change to who shares a
+    // plan goes through that plan's lock; the campaigns whose events this writes are locked
+    // before they are read, so no change to them (an archive) commits between the read and this
+    // transaction, to be announced before a stale copy of them.
+    let before = must_campaign(conn, brand_id, campaign_id, Lock::None).await?;
+    let mut plan_ids: Vec<i64> = before.plan_id.into_iter().chain([plan_id]).collect();
+    plan_ids.sort_unstable();
+    plan_ids.dedup();
+    let mut plan = None;
+    for id in plan_ids {
+        let locked = must_plan(conn, brand_id, id, Lock::ForUpdate).await?;
+        if id == plan_id {
+            plan = Some(locked);
+        }
+    }
+    let plan = plan.ok_or_else(|| plan_not_found(plan_id))?;
     let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForUpdate).await?;
+    if campaign.plan_id != before.plan_id {
+        return Err(Error::FailedPrecondition(format!(
+            "campaign {campaign_id} changed its plan meanwhile; retry"
+        )));
+    }
     if campaign.plan_id == Some(plan_id) {
         return Ok(Vec::new());
     }
-    let others: Vec<i64> = campaigns::using_plan(conn, brand_id, plan_id)
+    let others: Vec<i64> = campaigns::using_plan(conn, brand_id, plan_id, Lock::ForUpdate)
         .await?
         .into_iter()
         .map(|c| c.id)
@@ -126,7 +146,7 @@ async fn link(
     touched.extend(others);
     if let Some(old_plan) = campaign.plan_id {
         touched.extend(
-            campaigns::using_plan(conn, brand_id, old_plan)
+            campaigns::using_plan(conn, brand_id, old_plan, Lock::ForUpdate)
                 .await?
                 .into_iter()
                 .map(|c| c.id),
@@ -339,7 +359,7 @@ impl PlanService {
             if plan.archived_at.is_some() {
                 return Ok(plan);
             }
-            let active: Vec<String> = campaigns::using_plan(conn, brand_id, id)
+            let active: Vec<String> = campaigns::using_plan(conn, brand_id, id, Lock::None)
                 .await?
                 .into_iter()
                 .filter(|c| c.archived_at.is_none())

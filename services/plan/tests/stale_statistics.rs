@@ -203,7 +203,7 @@ async fn campaigns_are_read_and_changed_by_their_key() {
     );
 
     let (using, read) = rows_read_by(&mut conn, "campaigns", async |conn| {
-        campaigns::using_plan(conn, 2, 2).await
+        campaigns::using_plan(conn, 2, 2, Lock::ForUpdate).await
     })
     .await;
     let mut expected: Vec<i64> = (1..=NEW / 300).map(|n| 100_000 + n * 300).collect();

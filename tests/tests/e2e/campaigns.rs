@@ -782,3 +782,69 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
         "nothing of the refused batches was written"
     );
 }
+
+/// A link writes an event for every campaign sharing the plan; one archived at the same moment
+/// is announced as it is stored (archived): the link waits for it, so the link's copy of it is
+/// never a stale one announced after the archive's.
+#[tokio::test]
+async fn a_link_announces_a_campaign_archived_meanwhile_as_it_is() {
+    use futures::StreamExt;
+    use tracking_api::plan::v1::WatchEventsRequest;
+    use tracking_api::plan::v1::plan_event::Subject;
+
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let shared = plan(&suite, &token, integration, "Shared").await;
+    let first = campaign(&suite, &token, "First", shared).await;
+    let second = campaign(&suite, &token, "Second", 0).await;
+    let mut client = suite.plan();
+    let request = authed(
+        LinkPlanRequest {
+            campaign_id: second.id,
+            plan_id: shared,
+            allow_shared: true,
+        },
+        &token,
+    );
+    // The archive of the first campaign, under way: its row changed, not yet committed.
+    suite
+        .while_held(
+            "plan",
+            &[format!(
+                "update campaigns set archived_at = now() where id = {}",
+                first.id
+            )],
+            async move { client.link_plan(request).await },
+        )
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert!(get(&suite, &token, first.id).await.archived);
+
+    let stored = suite
+        .count("plan", "select count(*) as n from events")
+        .await;
+    let mut events = suite
+        .plan()
+        .watch_events(authed(WatchEventsRequest { after_seq: 0 }, &token))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"))
+        .into_inner();
+    let mut last = None;
+    for _ in 0..stored {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), events.next()).await;
+        let Ok(Some(Ok(response))) = next else {
+            panic!("fewer than {stored} events");
+        };
+        if let Some(Subject::Campaign(c)) = response.event.unwrap_or_default().subject
+            && c.id == first.id
+        {
+            last = Some(c);
+        }
+    }
+    let last = last.unwrap_or_else(|| panic!("no event for campaign {}", first.id));
+    assert!(
+        last.archived && last.shared_plan_warning.is_some(),
+        "the last word on the first campaign: {last:?}"
+    );
+}

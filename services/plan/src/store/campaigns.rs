@@ -76,18 +76,23 @@ pub async fn insert(conn: &mut AsyncPgConnection, brand_id: i64, name: &str) -> 
     Ok(row.id)
 }
 
+/// The clause locking the campaign rows a read returns (`for update` cannot apply to their
+/// array subquery: the campaign rows only).
+fn row_lock(lock: Lock) -> &'static str {
+    match lock {
+        Lock::None => "",
+        Lock::ForShare => " for share of c",
+        Lock::ForUpdate => " for update of c",
+    }
+}
+
 pub async fn get(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     id: i64,
     lock: Lock,
 ) -> Result<Option<Campaign>, Error> {
-    let lock = match lock {
-        Lock::None => "",
-        // `for update` cannot apply to the array subquery: lock the campaign row only.
-        Lock::ForShare => " for share of c",
-        Lock::ForUpdate => " for update of c",
-    };
+    let lock = row_lock(lock);
     let sql = format!(
         "select {COLUMNS} from {BY_KEY} \
          join campaigns c on c.brand_id = k.key_brand and c.id = k.key_id{lock}"
@@ -136,10 +141,12 @@ pub async fn using_plan(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     plan_id: i64,
+    lock: Lock,
 ) -> Result<Vec<Campaign>, Error> {
+    let lock = row_lock(lock);
     let sql = format!(
         "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_plan) \
-         join campaigns c on c.brand_id = k.key_brand and c.plan_id = k.key_plan order by c.id"
+         join campaigns c on c.brand_id = k.key_brand and c.plan_id = k.key_plan order by c.id{lock}"
     );
     let rows: Vec<CampaignRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
