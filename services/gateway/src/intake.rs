@@ -504,22 +504,21 @@ impl Intake {
             })
     }
 
-    /// Lists the store's orders changed since `since` (at most [`BACKFILL_LIMIT`]; `listed` at
-    /// the limit means: run again from a later time) and takes in those not seen yet. Returns how
-    /// many were listed and what storing them did.
+    /// Lists the store's orders changed since `since` (at most [`BACKFILL_LIMIT`]) and takes in
+    /// those not seen yet.
     #[tracing::instrument(skip_all, fields(integration_id = integration.id))]
     pub async fn backfill(
         &self,
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         source: pb::OrderSource,
-    ) -> Result<(usize, Outcome), Error> {
+    ) -> Result<Backfilled, Error> {
         let adapter = self.adapters.orders_adapter(integration.provider())?;
-        let orders = adapter
+        let found = adapter
             .list_orders(integration, since, BACKFILL_LIMIT)
             .await?;
-        let listed = orders.len();
-        let incoming = Self::keep_valid(integration, orders);
+        let listed = found.orders.len();
+        let incoming = Self::keep_valid(integration, found.orders);
         let mut total = Outcome::default();
         for chunk in incoming.chunks(BATCH) {
             let outcome = self.accept(chunk, source, None).await?;
@@ -530,9 +529,14 @@ impl Intake {
             listed,
             accepted = total.accepted,
             duplicates = total.duplicates,
+            resume_from = ?found.resume_from,
             "backfill done"
         );
-        Ok((listed, total))
+        Ok(Backfilled {
+            listed,
+            outcome: total,
+            resume_from: found.resume_from,
+        })
     }
 
     /// Places an order at a sandbox store; its webhook reaches the intake at once unless the
@@ -592,6 +596,16 @@ async fn store_together(
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(err) => submissions.iter().map(|_| Err(err.clone())).collect(),
     }
+}
+
+/// What a backfill listed and stored.
+#[derive(Debug, Default)]
+pub struct Backfilled {
+    pub listed: usize,
+    pub outcome: Outcome,
+    /// Set when the listing stopped at [`BACKFILL_LIMIT`]: a backfill from this time goes on
+    /// where this one stopped.
+    pub resume_from: Option<DateTime<Utc>>,
 }
 
 /// The headers a signed webhook is judged by.

@@ -25,6 +25,8 @@ pub const JOB: Job = Job {
 const OVERLAP: chrono::Duration = chrono::Duration::minutes(5);
 /// The first poll of an integration reaches this far back.
 const FIRST_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
+/// Listings one round of one integration takes at most (each up to `BACKFILL_LIMIT` orders).
+const MAX_LISTINGS: usize = 10;
 
 /// Polls every polled integration every `every`, until `shutdown`.
 pub async fn run(db: Database, intake: Intake, every: Duration, shutdown: CancellationToken) {
@@ -39,17 +41,29 @@ pub async fn poll_all(db: &Database, intake: &Intake, every: Duration) -> Result
         every,
         |integration, since: Option<DateTime<Utc>>| async move {
             let started = Utc::now();
-            let since = since.unwrap_or(started - FIRST_LOOKBACK);
-            let (listed, outcome) = intake
-                .backfill(&integration, since, pb::OrderSource::Poller)
-                .await?;
-            tracing::debug!(
-                integration_id = integration.id,
-                listed,
-                accepted = outcome.accepted,
-                "store polled"
-            );
-            Ok::<_, crate::error::Error>(started - OVERLAP)
+            let mut since = since.unwrap_or(started - FIRST_LOOKBACK);
+            // More orders changed than one listing takes (a first poll, after an outage): list
+            // on from where each stopped, up to a few listings a round; the next round goes on
+            // from there.
+            for _ in 0..MAX_LISTINGS {
+                let done = intake
+                    .backfill(&integration, since, pb::OrderSource::Poller)
+                    .await?;
+                tracing::debug!(
+                    integration_id = integration.id,
+                    listed = done.listed,
+                    accepted = done.outcome.accepted,
+                    "store polled"
+                );
+                match done.resume_from {
+                    // Past more orders changed in one second than a listing holds, or none
+                    // listed: on from the next second.
+                    Some(next) if next <= since => since += chrono::Duration::seconds(1),
+                    Some(next) => since = next,
+                    None => return Ok::<_, crate::error::Error>(started - OVERLAP),
+                }
+            }
+            Ok(since)
         },
     )
     .await

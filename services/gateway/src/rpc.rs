@@ -687,14 +687,18 @@ impl ProviderGateway for Gateway {
             .into());
         }
         let integration = self.integration(brand_id, req.integration_id).await?;
-        let (listed, outcome) = self
+        let done = self
             .intake
             .backfill(&integration, since, pb::OrderSource::Backfill)
             .await?;
         Ok(Response::new(pb::BackfillOrdersResponse {
-            listed: listed as i64,
-            accepted: outcome.accepted as i64,
-            duplicates: outcome.duplicates as i64,
+            listed: done.listed as i64,
+            accepted: done.outcome.accepted as i64,
+            duplicates: done.outcome.duplicates as i64,
+            resume_from: done.resume_from.map(|t| prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: t.timestamp_subsec_nanos() as i32,
+            }),
         }))
     }
 

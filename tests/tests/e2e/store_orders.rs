@@ -195,6 +195,70 @@ async fn magento_is_polled_and_each_order_state_counted_once() {
     );
 }
 
+/// More orders changed since the last poll than one listing takes (10,000): the poller lists on
+/// from where each listing stopped, and none is missed.
+#[tokio::test]
+async fn magento_polls_every_order_beyond_one_listing() {
+    use std::collections::HashMap;
+
+    use axum::extract::Query;
+
+    const ORDERS: usize = 10_050;
+    // Changed one a second over the last three hours, oldest first (as Magento sorts them).
+    let start = chrono::Utc::now() - chrono::Duration::hours(3);
+    let orders: Arc<Vec<(String, Value)>> = Arc::new(
+        (0..ORDERS)
+            .map(|n| {
+                let changed = (start + chrono::Duration::seconds(n as i64))
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string();
+                let mut order = magento_order(1_000 + n as u64, "processing");
+                order["updated_at"] = json!(changed);
+                (changed, order)
+            })
+            .collect(),
+    );
+    let store = Router::new()
+        .route(
+            "/rest/V1/orders",
+            get(
+                |State(orders): State<Arc<Vec<(String, Value)>>>,
+                 Query(query): Query<HashMap<String, String>>| async move {
+                    let param = |name: &str| query.get(name).cloned().unwrap_or_default();
+                    let since = param("searchCriteria[filter_groups][0][filters][0][value]");
+                    let size: usize = param("searchCriteria[pageSize]").parse().unwrap_or(20);
+                    let page: usize = param("searchCriteria[currentPage]").parse().unwrap_or(1);
+                    let changed: Vec<&Value> = orders
+                        .iter()
+                        .filter(|(at, _)| *at >= since)
+                        .map(|(_, order)| order)
+                        .collect();
+                    let items: Vec<&Value> = changed
+                        .iter()
+                        .skip((page - 1) * size)
+                        .take(size)
+                        .copied()
+                        .collect();
+                    axum::Json(json!({ "items": items, "total_count": changed.len() }))
+                },
+            ),
+        )
+        .with_state(orders);
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    register(&suite, Provider::Magento, &base).await;
+    suite_tests::eventually("every order polled", || async {
+        let stored = suite
+            .count(
+                "gateway",
+                "select count(distinct store_order_id) as n from orders",
+            )
+            .await;
+        (stored == ORDERS as i64).then_some(())
+    })
+    .await;
+}
+
 /// Shopify's order of the fixture as its Admin API answers it now: its financial status, and
 /// the refunds so far (each one transaction of that amount).
 fn shopify_order(financial_status: &str, refunds: &[&str]) -> Value {

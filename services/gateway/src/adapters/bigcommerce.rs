@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{has_marker, json_amount, marked_title, numeric_ids, percent_text};
-use super::{AdapterError, StoreAdapter, each};
+use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
@@ -762,10 +762,10 @@ impl StoreAdapter for BigCommerce {
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+    ) -> Result<Listed, AdapterError> {
         let api = self.api(integration)?;
         let per_page = limit.clamp(1, MAX_PAGE);
-        let mut orders = Vec::new();
+        let mut listed = Listed::new(limit);
         let mut page = 1usize;
         loop {
             let query = [
@@ -782,23 +782,28 @@ impl StoreAdapter for BigCommerce {
                 .await?;
             let full_page = values.len() == per_page;
             for value in values {
-                if orders.len() == limit {
+                if listed.full(limit) {
                     break;
                 }
                 let id = value["id"].clone();
-                match self.complete(integration, &api, value).await? {
-                    Ok(order) => orders.push(order),
-                    Err(err) => tracing::error!(
-                        brand_id = integration.brand_id,
-                        integration_id = integration.id,
-                        order_id = %id,
-                        error = %err,
-                        "bigcommerce order skipped: unreadable"
-                    ),
-                }
+                let changed = changed_at(&value, "date_modified");
+                let order = self
+                    .complete(integration, &api, value)
+                    .await?
+                    .inspect_err(|err| {
+                        tracing::error!(
+                            brand_id = integration.brand_id,
+                            integration_id = integration.id,
+                            order_id = %id,
+                            error = %err,
+                            "bigcommerce order skipped: unreadable"
+                        );
+                    })
+                    .ok();
+                listed.take(order, changed);
             }
-            if orders.len() >= limit || !full_page {
-                return Ok(orders);
+            if listed.full(limit) || !full_page {
+                return Ok(listed.finish(limit));
             }
             page += 1;
         }
@@ -1279,7 +1284,17 @@ mod tests {
             .list_orders(&integration, since, 5)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(listed.len(), 1);
+        assert_eq!(listed.orders.len(), 1);
+        assert_eq!(listed.resume_from, None, "the whole list");
+        let cut = bc
+            .list_orders(&integration, since, 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cut.resume_from.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2025-03-05T08:00:00+00:00"),
+            "cut at its limit: on from the last order's change"
+        );
         let request = &store.requests_to(&format!("GET {PREFIX}/v2/orders"))[0];
         assert_eq!(
             request.param("min_date_modified"),

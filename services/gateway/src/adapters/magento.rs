@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{json_amount, percent_text};
-use super::{AdapterError, StoreAdapter};
+use super::{AdapterError, Listed, StoreAdapter, changed_at};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
     PushResult, Terms,
@@ -767,10 +767,10 @@ impl StoreAdapter for Magento {
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+    ) -> Result<Listed, AdapterError> {
         let api = self.api(integration)?;
         let page_size = limit.clamp(1, MAX_PAGE);
-        let mut orders = Vec::new();
+        let mut listed = Listed::new(limit);
         let mut page = 1usize;
         loop {
             let mut query = filter(
@@ -794,23 +794,26 @@ impl StoreAdapter for Magento {
             let items = body["items"].as_array().cloned().unwrap_or_default();
             let total = body["total_count"].as_u64().unwrap_or(0) as usize;
             for value in &items {
-                if orders.len() == limit {
+                if listed.full(limit) {
                     break;
                 }
-                match self.order(value) {
-                    Ok(order) => orders.push(order),
-                    Err(err) => tracing::error!(
-                        brand_id = integration.brand_id,
-                        integration_id = integration.id,
-                        order_id = %value["entity_id"],
-                        error = %err,
-                        "magento order skipped: unreadable"
-                    ),
-                }
+                let order = self
+                    .order(value)
+                    .inspect_err(|err| {
+                        tracing::error!(
+                            brand_id = integration.brand_id,
+                            integration_id = integration.id,
+                            order_id = %value["entity_id"],
+                            error = %err,
+                            "magento order skipped: unreadable"
+                        );
+                    })
+                    .ok();
+                listed.take(order, changed_at(value, "updated_at"));
             }
             // Magento repeats the last page when asked past the end: stop by the total count.
-            if orders.len() >= limit || items.len() < page_size || page * page_size >= total {
-                return Ok(orders);
+            if listed.full(limit) || items.len() < page_size || page * page_size >= total {
+                return Ok(listed.finish(limit));
             }
             page += 1;
         }
@@ -1259,9 +1262,10 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            listed.iter().map(|o| o.status).collect::<Vec<_>>(),
+            listed.orders.iter().map(|o| o.status).collect::<Vec<_>>(),
             vec![OrderStatus::Paid, OrderStatus::Cancelled]
         );
+        assert_eq!(listed.resume_from, None, "the whole list");
         let request = &store.requests_to("GET /rest/V1/orders")[0];
         let param = |name: &str| request.param(name).map(str::to_owned);
         assert_eq!(

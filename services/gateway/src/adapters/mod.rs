@@ -98,14 +98,77 @@ pub trait StoreAdapter: Send + Sync {
     ) -> Result<Option<NormalizedOrder>, AdapterError>;
 
     /// Orders changed at `since` or later, in the order the store changed them, at most `limit`
-    /// of them (backfill after missed webhooks, pollers for stores without webhooks). An order's
-    /// current state is returned once. The adapter pages through the store's API itself.
+    /// of them (backfill after missed webhooks, pollers for stores without webhooks), and where
+    /// to go on from when the limit cut the list short. An order's current state is returned
+    /// once. The adapter pages through the store's API itself.
     async fn list_orders(
         &self,
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError>;
+    ) -> Result<Listed, AdapterError>;
+}
+
+/// Orders listed by [`OrdersAdapter::list_orders`].
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub orders: Vec<NormalizedOrder>,
+    /// Set when the list stopped at its limit: when the last order listed changed. A listing
+    /// from this time goes on where this one stopped (that order again among the first).
+    pub resume_from: Option<DateTime<Utc>>,
+}
+
+impl Listed {
+    /// Takes in the store's orders one by one, in the order they changed, up to `limit`.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            orders: Vec::with_capacity(limit.min(1_000)),
+            resume_from: None,
+        }
+    }
+
+    /// Whether the list holds `limit` orders already.
+    pub(crate) fn full(&self, limit: usize) -> bool {
+        self.orders.len() >= limit
+    }
+
+    /// An order read (or skipped as unreadable) that changed at `changed_at`: the list ends with
+    /// it so far, so a listing cut here resumes from its time.
+    pub(crate) fn take(
+        &mut self,
+        order: Option<NormalizedOrder>,
+        changed_at: Option<DateTime<Utc>>,
+    ) {
+        self.orders.extend(order);
+        if changed_at.is_some() {
+            self.resume_from = changed_at;
+        }
+    }
+
+    /// The listing as it ends: `resume_from` kept only when the limit cut it.
+    pub(crate) fn finish(mut self, limit: usize) -> Self {
+        if !self.full(limit) {
+            self.resume_from = None;
+        }
+        self
+    }
+}
+
+/// When a store says an order changed: `field` of its JSON, in RFC 3339 (Shopify), RFC 2822
+/// (BigCommerce) or UTC `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` (Magento, WooCommerce's
+/// `_gmt` fields).
+pub(crate) fn changed_at(value: &serde_json::Value, field: &str) -> Option<DateTime<Utc>> {
+    let text = value[field].as_str()?.trim();
+    chrono::DateTime::parse_from_rfc3339(text)
+        .or_else(|_| chrono::DateTime::parse_from_rfc2822(text))
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
+                .iter()
+                .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+                .map(|t| t.and_utc())
+        })
 }
 
 /// Runs `one` for every item concurrently (as far as the integration's limit in

@@ -13,7 +13,7 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1 as pb;
 use tracking_db::{Database, DbError};
 
-use super::{AdapterError, StoreAdapter};
+use super::{AdapterError, Listed, StoreAdapter};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, PushOutcome, PushResult,
 };
@@ -339,21 +339,22 @@ impl StoreAdapter for SandboxStore {
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+    ) -> Result<Listed, AdapterError> {
         Self::ensure_up(integration, "list orders")?;
         let mut conn = self.db.conn().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        queries::orders_since(
+        let rows = queries::orders_since(
             &mut conn,
             integration.brand_id,
             integration.id,
             since,
-            limit,
+            i64::try_from(limit).unwrap_or(i64::MAX),
         )
-        .await?
-        .iter()
-        .map(|body| decode_order(body))
-        .collect()
+        .await?;
+        let mut listed = Listed::new(limit);
+        for (body, changed) in rows {
+            listed.take(Some(decode_order(&body)?), Some(changed));
+        }
+        Ok(listed.finish(limit))
     }
 }
 

@@ -55,7 +55,7 @@ use serde_json::{Value, json};
 
 use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{has_marker, marked_title, marker_of};
-use super::{AdapterError, StoreAdapter, each};
+use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
@@ -1241,14 +1241,14 @@ impl StoreAdapter for Shopify {
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+    ) -> Result<Listed, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
         let page = limit.clamp(1, MAX_PAGE).to_string();
         let admin = Self::admin(integration);
         let mut next = Some(format!("{admin}/orders.json"));
         let mut first = true;
-        let mut orders = Vec::new();
+        let mut listed = Listed::new(limit);
         while let Some(url) = next.take() {
             let since_text = since.to_rfc3339_opts(SecondsFormat::Secs, true);
             let reply = self
@@ -1273,27 +1273,30 @@ impl StoreAdapter for Shopify {
             }
             let body: Value = reply.json(STORE)?;
             for value in body["orders"].as_array().into_iter().flatten() {
-                if orders.len() == limit {
+                if listed.full(limit) {
                     break;
                 }
-                match self.order(value) {
-                    Ok(order) => orders.push(order),
-                    Err(err) => tracing::error!(
-                        brand_id = integration.brand_id,
-                        integration_id = integration.id,
-                        order_id = %value["id"],
-                        error = %err,
-                        "shopify order skipped: unreadable"
-                    ),
-                }
+                let order = self
+                    .order(value)
+                    .inspect_err(|err| {
+                        tracing::error!(
+                            brand_id = integration.brand_id,
+                            integration_id = integration.id,
+                            order_id = %value["id"],
+                            error = %err,
+                            "shopify order skipped: unreadable"
+                        );
+                    })
+                    .ok();
+                listed.take(order, changed_at(value, "updated_at"));
             }
             first = false;
-            if orders.len() < limit {
+            if !listed.full(limit) {
                 // The token goes only to the shop itself, whatever a header says.
                 next = next_link(&reply).filter(|url| url.starts_with(&format!("{admin}/")));
             }
         }
-        Ok(orders)
+        Ok(listed.finish(limit))
     }
 }
 
@@ -1857,7 +1860,12 @@ mod tests {
         let since = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
         let listed = shopify.list_orders(&integration, since, 1).await;
         let listed = listed.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(listed.len(), 1);
+        assert_eq!(listed.orders.len(), 1);
+        assert_eq!(
+            listed.resume_from.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2025-01-24T04:10:16+00:00"),
+            "cut at its limit: on from the last order's change"
+        );
         let list_request = &store.requests_to("GET /admin/api/2025-01/orders.json")[0];
         assert_eq!(
             list_request.param("updated_at_min"),
@@ -1902,6 +1910,7 @@ mod tests {
             .list_orders(&integration, Utc::now(), 2)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        let listed = listed.orders;
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1].store_order_id, "42");
         assert_eq!(listed[1].country.as_deref(), Some("DE"));

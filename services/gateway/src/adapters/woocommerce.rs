@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{numeric_ids, percent_text};
-use super::{AdapterError, StoreAdapter};
+use super::{AdapterError, Listed, StoreAdapter, changed_at};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
 };
@@ -556,11 +556,11 @@ impl StoreAdapter for WooCommerce {
         integration: &IntegrationRow,
         since: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<NormalizedOrder>, AdapterError> {
+    ) -> Result<Listed, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let api = Self::api(integration, &credentials)?;
         let per_page = limit.clamp(1, MAX_PAGE);
-        let mut orders = Vec::new();
+        let mut listed = Listed::new(limit);
         let mut page = 1usize;
         loop {
             let query = [
@@ -590,23 +590,27 @@ impl StoreAdapter for WooCommerce {
             let values: Vec<Value> = reply.json(STORE)?;
             let full_page = values.len() == per_page;
             for value in values {
-                if orders.len() == limit {
+                if listed.full(limit) {
                     break;
                 }
                 let id = value["id"].clone();
-                match self.order(value) {
-                    Ok(order) => orders.push(order),
-                    Err(err) => tracing::error!(
-                        brand_id = integration.brand_id,
-                        integration_id = integration.id,
-                        order_id = %id,
-                        error = %err,
-                        "woocommerce order skipped: unreadable"
-                    ),
-                }
+                let changed = changed_at(&value, "date_modified_gmt");
+                let order = self
+                    .order(value)
+                    .inspect_err(|err| {
+                        tracing::error!(
+                            brand_id = integration.brand_id,
+                            integration_id = integration.id,
+                            order_id = %id,
+                            error = %err,
+                            "woocommerce order skipped: unreadable"
+                        );
+                    })
+                    .ok();
+                listed.take(order, changed);
             }
-            if orders.len() >= limit || !full_page {
-                return Ok(orders);
+            if listed.full(limit) || !full_page {
+                return Ok(listed.finish(limit));
             }
             page += 1;
         }
@@ -1174,8 +1178,9 @@ mod tests {
             .list_orders(&integration, since, 10)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[1].status, OrderStatus::Cancelled);
+        assert_eq!(listed.orders.len(), 2);
+        assert_eq!(listed.orders[1].status, OrderStatus::Cancelled);
+        assert_eq!(listed.resume_from, None, "the whole list");
         let request = &store.requests_to("GET /wp-json/wc/v3/orders")[0];
         assert_eq!(
             request.param("modified_after"),

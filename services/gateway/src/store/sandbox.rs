@@ -294,13 +294,20 @@ pub async fn orders_since(
     integration_id: i64,
     since: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<Vec<u8>>, DbError> {
-    let rows: Vec<OrderBody> = tracking_db::prepared(
+) -> Result<Vec<(Vec<u8>, DateTime<Utc>)>, DbError> {
+    #[derive(QueryableByName)]
+    struct Changed {
+        #[diesel(sql_type = diesel::sql_types::Bytea)]
+        body: Vec<u8>,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        updated_at: DateTime<Utc>,
+    }
+    let rows: Vec<Changed> = tracking_db::prepared(
         // The key joined (see tracking_db::stale_statistics): with constants, for an integration
         // the statistics had not seen, the planner expected a handful of rows, and a page read and
         // sorted all of the integration's orders changed since. The index holds the page's order
         // (`sandbox_orders_by_change`), so no sort can be cheaper than reading its first entries.
-        "select o.body
+        "select o.body, o.updated_at
          from unnest(array[$1::bigint], array[$2::bigint]) as k(key_brand, key_integration)
          cross join lateral (select body, updated_at, store_order_id from sandbox_orders
              where brand_id = k.key_brand and integration_id = k.key_integration
@@ -314,5 +321,8 @@ pub async fn orders_since(
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|row| row.body).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.body, row.updated_at))
+        .collect())
 }
