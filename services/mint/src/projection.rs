@@ -75,6 +75,24 @@ impl Projector {
         conn: &mut AsyncPgConnection,
         events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
+        let events: Vec<&PlanEvent> = events.collect();
+        // The rosters of the campaigns this batch removes creators from are held first, before
+        // anything here takes the outbox lock (which a mint holding a roster may be waiting
+        // for): codes being minted there meanwhile commit before the removals look for them.
+        let mut removing: Vec<(i64, i64)> = events
+            .iter()
+            .filter_map(|event| match &event.subject {
+                Some(Subject::RosterEntry(entry))
+                    if roster_from_event(entry).1 == RosterStatus::Removed =>
+                {
+                    Some((event.brand_id, entry.campaign_id))
+                }
+                _ => None,
+            })
+            .collect();
+        removing.sort_unstable();
+        removing.dedup();
+        projection::hold_rosters_for_removal(conn, &removing).await?;
         let mut batch = Batch::default();
         let mut roster = Vec::new();
         for event in events {

@@ -144,3 +144,77 @@ async fn plan_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     assert_eq!(one_by_one, ["1 5 2"]);
     assert_eq!(batched, one_by_one);
 }
+
+#[tokio::test]
+async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disables_them() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let projector = std::sync::Arc::new(Projector {
+        public_base_url: "http://links.test".into(),
+    });
+    let setup: Vec<(i64, PlanEvent)> = (1..)
+        .zip([
+            plan(EventKind::PlanCreated, CodeTrigger::OnApproval),
+            campaign(EventKind::CampaignCreated, 10),
+            creator(1, RosterStatus::Approved),
+        ])
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A mint under way: the campaign's roster held (as codes' statements hold it), creator 1's
+    // code written, not committed.
+    let mut minting = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let sql = async |conn: &mut tracking_db::Conn, sql: &str| {
+        diesel::sql_query(sql)
+            .execute(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    };
+    sql(&mut minting, "begin").await;
+    sql(
+        &mut minting,
+        "select count(*) from roster_open(array[1], array[5], array[1])",
+    )
+    .await;
+    sql(
+        &mut minting,
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug) \
+         values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA20', 'pending', 's1')",
+    )
+    .await;
+
+    // The removal, applied meanwhile, waits for the mint and then disables its code.
+    let removal = tokio::spawn({
+        let projector = projector.clone();
+        async move {
+            let removed = [(4, creator(1, RosterStatus::Removed))];
+            conn.transaction::<_, DbError, _>(async |conn| {
+                projector.apply_batch(conn, &removed).await
+            })
+            .await
+        }
+    });
+    let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    while !removal.is_finished() && tracking_db::lock_waits(&mut watcher).await == 0 {
+        tokio::task::yield_now().await;
+    }
+    sql(&mut minting, "commit").await;
+    removal
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status: Vec<Line> = diesel::sql_query(
+        "select status || ' ' || disabled as line from codes where creator_id = 1",
+    )
+    .load(&mut watcher)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        status.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+        ["disabled true"]
+    );
+}

@@ -542,7 +542,11 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
     .await;
     let pool = test_db.pool(mint_service::SCHEMA);
     let mut removal = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // As the projection applies a removal: the campaign's roster held, the entry changed.
     sql(&mut removal, "begin").await;
+    projection::hold_rosters_for_removal(&mut removal, &[(7, 1)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     sql(
         &mut removal,
         "update roster set status = 'removed' where creator_id = 2",
@@ -560,7 +564,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
             (reserved, conn)
         })
     };
-    // The batch waits for the removal's lock on creator 2's entry, then sees it removed.
+    // The batch waits for the removal's hold on the roster, then sees creator 2 removed.
     let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
     while !batch.is_finished() && lock_waits(&mut watcher).await == 0 {
         tokio::task::yield_now().await;

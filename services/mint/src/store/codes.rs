@@ -159,11 +159,13 @@ pub async fn draw_ids(
 /// set are forgotten once their code is in. Pending codes with a text are held for this
 /// process's pusher for `held_secs` ([`hold`]; 0 leaves them due at once, for any scan).
 ///
-/// Only creators on their campaign's roster get a code: the statement takes their roster
-/// entries `for share`, in key order (the order the projection updates them in), so a removal
-/// being applied meanwhile either waits for these codes to commit (and then disables them) or
-/// is seen (and they are refused, [`Reserved::off_roster`]). Without the lock, a batch that read
-/// the roster before the removal could insert its code after the removal looked for one.
+/// Only creators on their campaign's roster get a code: the statement holds the campaigns'
+/// rosters until it commits and reads the roster after the hold (`roster_open`, in the
+/// migrations), so a removal being applied meanwhile ([`crate::store::projection::hold_rosters_for_removal`])
+/// either waits for these codes (and then disables them) or is seen (and they are refused,
+/// [`Reserved::off_roster`]). A batch that read the roster only before could insert its code
+/// after the removal looked for one. No row is written for it: a lock on each roster entry
+/// cost the machine 5-20 % more a code (docs/BENCHMARKS.md).
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -274,10 +276,7 @@ fn reserving(clearing: bool, taken: Taken) -> String {
                code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
                kind, payload, clear_failure, n)), \
          on_roster as materialized ( \
-           select k.n from (select * from input order by brand_id, campaign_id, creator_id) k \
-           cross join lateral (select 1 from roster r where r.brand_id = k.brand_id \
-             and r.campaign_id = k.campaign_id and r.creator_id = k.creator_id \
-             and r.status <> 'removed' for share) r), \
+           select roster_open as n from roster_open($1::bigint[], $3::bigint[], $4::bigint[])), \
          inserted as ( \
            insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
              integration_id, provider, code, status, slug, destination_url, affiliate_url, \

@@ -151,6 +151,29 @@ pub async fn get_campaign(
 
 /// Stores roster entries, each key once, in one statement (in key order, so that two writers
 /// lock rows in the same order).
+/// Holds these `(brand, campaign)` rosters alone until the transaction ends (advisory locks, in
+/// key order), for the projection applying removals from them: codes being written for them
+/// meanwhile (which hold them shared, `roster_open` in the migrations) commit first and are
+/// then seen, and codes written after see the removals ([`super::codes::reserve`]).
+pub async fn hold_rosters_for_removal(
+    conn: &mut AsyncPgConnection,
+    campaigns: &[(i64, i64)],
+) -> Result<(), Error> {
+    if campaigns.is_empty() {
+        return Ok(());
+    }
+    tracking_db::prepared(
+        "select pg_advisory_xact_lock(held.key) is null as n \
+         from (select distinct roster_hold_key(h.b, h.c) as key \
+               from unnest($1::bigint[], $2::bigint[]) as h(b, c) order by 1) held",
+    )
+    .bind::<Array<BigInt>, _>(campaigns.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(campaigns.iter().map(|k| k.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn upsert_roster(
     conn: &mut AsyncPgConnection,
     entries: &[((i64, i64, i64), &Profile, RosterStatus)],
