@@ -45,10 +45,19 @@ pub async fn poll_all(db: &Database, intake: &Intake, every: Duration) -> Result
             // More orders changed than one listing takes (a first poll, after an outage): list
             // on from where each stopped, up to a few listings a round; the next round goes on
             // from there.
-            for _ in 0..MAX_LISTINGS {
-                let done = intake
+            for listing in 0..MAX_LISTINGS {
+                let done = match intake
                     .backfill(&integration, since, pb::OrderSource::Poller)
-                    .await?;
+                    .await
+                {
+                    Ok(done) => done,
+                    // The listings before it are kept: the next round goes on from them.
+                    Err(err) if listing > 0 => {
+                        tracing::warn!(integration_id = integration.id, error = %err, "store poll stopped; the next round goes on");
+                        return Ok(since);
+                    }
+                    Err(err) => return Err(err),
+                };
                 tracing::debug!(
                     integration_id = integration.id,
                     listed = done.listed,

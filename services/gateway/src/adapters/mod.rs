@@ -109,7 +109,7 @@ pub trait StoreAdapter: Send + Sync {
     ) -> Result<Listed, AdapterError>;
 }
 
-/// Orders listed by [`OrdersAdapter::list_orders`].
+/// Orders listed by [`StoreAdapter::list_orders`].
 #[derive(Debug, Default)]
 pub struct Listed {
     pub orders: Vec<NormalizedOrder>,

@@ -563,10 +563,13 @@ impl StoreAdapter for WooCommerce {
         let mut listed = Listed::new(limit);
         let mut page = 1usize;
         loop {
+            // `modified_after` is strict (WordPress's date query): a second earlier lists the
+            // orders changed at `since` too, as the listing promises.
+            let after = since - chrono::Duration::seconds(1);
             let query = [
                 (
                     "modified_after",
-                    since.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    after.to_rfc3339_opts(SecondsFormat::Secs, true),
                 ),
                 ("dates_are_gmt", "true".to_owned()),
                 ("orderby", "modified".to_owned()),
@@ -1184,7 +1187,7 @@ mod tests {
         let request = &store.requests_to("GET /wp-json/wc/v3/orders")[0];
         assert_eq!(
             request.param("modified_after"),
-            Some("2025-02-19T21:20:00Z")
+            Some("2025-02-19T21:19:59Z")
         );
         assert_eq!(request.param("orderby"), Some("modified"));
         assert_eq!(request.param("order"), Some("asc"));
