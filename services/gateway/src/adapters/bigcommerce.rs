@@ -787,20 +787,8 @@ impl StoreAdapter for BigCommerce {
                 }
                 let id = value["id"].clone();
                 let changed = changed_at(&value, "date_modified");
-                let order = self
-                    .complete(integration, &api, value)
-                    .await?
-                    .inspect_err(|err| {
-                        tracing::error!(
-                            brand_id = integration.brand_id,
-                            integration_id = integration.id,
-                            order_id = %id,
-                            error = %err,
-                            "bigcommerce order skipped: unreadable"
-                        );
-                    })
-                    .ok();
-                listed.take(order, changed);
+                let order = self.complete(integration, &api, value).await?;
+                listed.take(integration, &id, order, changed);
             }
             if listed.full(limit) || !full_page {
                 return Ok(listed.finish(limit));

@@ -797,19 +797,8 @@ impl StoreAdapter for Magento {
                 if listed.full(limit) {
                     break;
                 }
-                let order = self
-                    .order(value)
-                    .inspect_err(|err| {
-                        tracing::error!(
-                            brand_id = integration.brand_id,
-                            integration_id = integration.id,
-                            order_id = %value["entity_id"],
-                            error = %err,
-                            "magento order skipped: unreadable"
-                        );
-                    })
-                    .ok();
-                listed.take(order, changed_at(value, "updated_at"));
+                let changed = changed_at(value, "updated_at");
+                listed.take(integration, &value["entity_id"], self.order(value), changed);
             }
             // Magento repeats the last page when asked past the end: stop by the total count.
             if listed.full(limit) || items.len() < page_size || page * page_size >= total {

@@ -132,9 +132,33 @@ impl Listed {
         self.orders.len() >= limit
     }
 
-    /// An order read (or skipped as unreadable) that changed at `changed_at`: the list ends with
-    /// it so far, so a listing cut here resumes from its time.
-    pub(crate) fn take(
+    /// The next order of the store's list, which changed at `changed_at`: read, or unreadable
+    /// (logged with the store's id for it, and skipped). The list ends with it so far, so a
+    /// listing cut here resumes from its time.
+    pub(crate) fn take<E: std::fmt::Display>(
+        &mut self,
+        integration: &IntegrationRow,
+        order_id: &serde_json::Value,
+        order: Result<NormalizedOrder, E>,
+        changed_at: Option<DateTime<Utc>>,
+    ) {
+        let order = order
+            .inspect_err(|err| {
+                tracing::error!(
+                    brand_id = integration.brand_id,
+                    integration_id = integration.id,
+                    provider = integration.provider().as_str_name(),
+                    order_id = %order_id,
+                    error = %err,
+                    "listed order skipped: unreadable"
+                );
+            })
+            .ok();
+        self.push(order, changed_at);
+    }
+
+    /// The next order of the list (if it was read), which changed at `changed_at`.
+    pub(crate) fn push(
         &mut self,
         order: Option<NormalizedOrder>,
         changed_at: Option<DateTime<Utc>>,

@@ -352,7 +352,7 @@ impl StoreAdapter for SandboxStore {
         .await?;
         let mut listed = Listed::new(limit);
         for (body, changed) in rows {
-            listed.take(Some(decode_order(&body)?), Some(changed));
+            listed.push(Some(decode_order(&body)?), Some(changed));
         }
         Ok(listed.finish(limit))
     }

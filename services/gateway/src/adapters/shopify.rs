@@ -1276,19 +1276,8 @@ impl StoreAdapter for Shopify {
                 if listed.full(limit) {
                     break;
                 }
-                let order = self
-                    .order(value)
-                    .inspect_err(|err| {
-                        tracing::error!(
-                            brand_id = integration.brand_id,
-                            integration_id = integration.id,
-                            order_id = %value["id"],
-                            error = %err,
-                            "shopify order skipped: unreadable"
-                        );
-                    })
-                    .ok();
-                listed.take(order, changed_at(value, "updated_at"));
+                let changed = changed_at(value, "updated_at");
+                listed.take(integration, &value["id"], self.order(value), changed);
             }
             first = false;
             if !listed.full(limit) {

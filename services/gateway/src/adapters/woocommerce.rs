@@ -598,19 +598,7 @@ impl StoreAdapter for WooCommerce {
                 }
                 let id = value["id"].clone();
                 let changed = changed_at(&value, "date_modified_gmt");
-                let order = self
-                    .order(value)
-                    .inspect_err(|err| {
-                        tracing::error!(
-                            brand_id = integration.brand_id,
-                            integration_id = integration.id,
-                            order_id = %id,
-                            error = %err,
-                            "woocommerce order skipped: unreadable"
-                        );
-                    })
-                    .ok();
-                listed.take(order, changed);
+                listed.take(integration, &id, self.order(value), changed);
             }
             if listed.full(limit) || !full_page {
                 return Ok(listed.finish(limit));
