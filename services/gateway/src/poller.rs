@@ -65,8 +65,8 @@ pub async fn poll_all(db: &Database, intake: &Intake, every: Duration) -> Result
                     "store polled"
                 );
                 match done.resume_from {
-                    // Past more orders changed in one second than a listing holds, or none
-                    // listed: on from the next second.
+                    // More orders changed in that one second than a listing holds: on from
+                    // the next second (the rest of that second's are not listed).
                     Some(next) if next <= since => since += chrono::Duration::seconds(1),
                     Some(next) => since = next,
                     None => return Ok::<_, crate::error::Error>(started - OVERLAP),
