@@ -23,10 +23,11 @@
 //!   a push.
 //! - Disabling deletes the coupons (`POST /V1/coupons/deleteByCodes`): Magento coupons have no
 //!   active flag of their own, and the rule keeps serving the plan's other codes.
-//! - Orders: `GET /V1/orders/{entity_id}` and `GET /V1/orders?searchCriteria…` on `updated_at`.
+//! - Orders: `GET /V1/orders/{entity_id}` and `GET /V1/orders?searchCriteria…` on `updated_at`,
+//!   paged by key (change time, then `entity_id`).
 //!   For restrictions, Magento product ids are the products' SKUs (rule conditions match SKUs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -762,6 +763,10 @@ impl StoreAdapter for Magento {
             .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
     }
 
+    /// Pages by key, not by number: each page asks for the orders changed at the last listed
+    /// one's time or later (sorted by that time, then id) and skips those of that second it
+    /// listed already. Paged by number, an order changed during the listing moved to the end
+    /// and shifted the order after a page's end onto the page already read: it was not listed.
     async fn list_orders(
         &self,
         integration: &IntegrationRow,
@@ -771,31 +776,46 @@ impl StoreAdapter for Magento {
         let api = self.api(integration)?;
         let page_size = limit.clamp(1, MAX_PAGE);
         let mut listed = Listed::new(limit);
+        // Magento's time text sorts as its times do.
+        let mut from = since.format("%Y-%m-%d %H:%M:%S").to_string();
+        let mut listed_at_from: HashSet<String> = HashSet::new();
+        // Past the first page only while a page holds nothing but orders of `from` listed
+        // already (more orders changed in one second than a page holds).
         let mut page = 1usize;
         loop {
-            let mut query = filter(
-                "updated_at",
-                &since.format("%Y-%m-%d %H:%M:%S").to_string(),
-                "gteq",
-            );
+            let mut query = filter("updated_at", &from, "gteq");
+            for (n, field) in ["updated_at", "entity_id"].into_iter().enumerate() {
+                query.extend([
+                    (
+                        format!("searchCriteria[sortOrders][{n}][field]"),
+                        field.to_owned(),
+                    ),
+                    (
+                        format!("searchCriteria[sortOrders][{n}][direction]"),
+                        "ASC".to_owned(),
+                    ),
+                ]);
+            }
             query.extend([
-                (
-                    "searchCriteria[sortOrders][0][field]".to_owned(),
-                    "updated_at".to_owned(),
-                ),
-                (
-                    "searchCriteria[sortOrders][0][direction]".to_owned(),
-                    "ASC".to_owned(),
-                ),
                 ("searchCriteria[pageSize]".to_owned(), page_size.to_string()),
                 ("searchCriteria[currentPage]".to_owned(), page.to_string()),
             ]);
             let body = self.get_json(integration, &api, "/orders", &query).await?;
             let items = body["items"].as_array().cloned().unwrap_or_default();
             let total = body["total_count"].as_u64().unwrap_or(0) as usize;
+            let before = from.clone();
             for value in &items {
                 if listed.full(limit) {
                     break;
+                }
+                let at = value["updated_at"].as_str().unwrap_or_default();
+                let id = value["entity_id"].to_string();
+                if at > from.as_str() {
+                    from = at.to_owned();
+                    listed_at_from.clear();
+                }
+                if at == from && !listed_at_from.insert(id) {
+                    continue;
                 }
                 let changed = changed_at(value, "updated_at");
                 listed.take(integration, &value["entity_id"], self.order(value), changed);
@@ -804,7 +824,7 @@ impl StoreAdapter for Magento {
             if listed.full(limit) || items.len() < page_size || page * page_size >= total {
                 return Ok(listed.finish(limit));
             }
-            page += 1;
+            page = if from == before { page + 1 } else { 1 };
         }
     }
 }
@@ -1273,5 +1293,74 @@ mod tests {
             param("searchCriteria[sortOrders][0][direction]").as_deref(),
             Some("ASC")
         );
+    }
+
+    #[tokio::test]
+    async fn an_order_changed_during_a_listing_shifts_no_other_out_of_it() {
+        // 450 orders changed a second apart; the list sorted and filtered as Magento does it.
+        let changes: Arc<std::sync::Mutex<Vec<(String, u64)>>> = Arc::new(std::sync::Mutex::new(
+            (0..450u64)
+                .map(|n| {
+                    let at = DateTime::from_timestamp(1_743_500_000 + n as i64, 0)
+                        .unwrap_or_default()
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string();
+                    (at, 1_000 + n)
+                })
+                .collect(),
+        ));
+        let held = changes.clone();
+        let store = MockStore::start(move |request| {
+            let param = |name: &str| request.param(name).unwrap_or_default().to_owned();
+            let from = param("searchCriteria[filter_groups][0][filters][0][value]");
+            let size: usize = param("searchCriteria[pageSize]").parse().unwrap_or(20);
+            let page: usize = param("searchCriteria[currentPage]").parse().unwrap_or(1);
+            let mut changes = held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut matching: Vec<(String, u64)> = changes
+                .iter()
+                .filter(|(at, _)| *at >= from)
+                .cloned()
+                .collect();
+            matching.sort();
+            let items: Vec<Value> = matching
+                .iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .map(|(at, id)| {
+                    let mut order = order_json(*id, "processing", 0.0);
+                    order["updated_at"] = json!(at);
+                    order
+                })
+                .collect();
+            // Order 1004, on the first page, changes once that page is read.
+            if let Some(change) = changes.iter_mut().find(|(_, id)| *id == 1_004) {
+                change.0 = "2025-04-10 00:00:00".to_owned();
+            }
+            mock::Reply::json(
+                200,
+                json!({ "items": items, "total_count": matching.len() }),
+            )
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let since = DateTime::from_timestamp(1_743_000_000, 0).unwrap_or_default();
+        let listed = magento
+            .list_orders(&integration, since, 1_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids: std::collections::BTreeSet<String> = listed
+            .orders
+            .iter()
+            .map(|o| o.store_order_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 450, "every order listed");
+        assert_eq!(
+            listed.orders.len(),
+            451,
+            "order 1004 twice: before and after its change"
+        );
+        assert_eq!(listed.resume_from, None);
     }
 }
