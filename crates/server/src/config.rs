@@ -11,6 +11,16 @@ use crate::telemetry::LogFormat;
 /// The shortest signing secret accepted: HS256 keys shorter than the hash are guessable.
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// A signing secret from `source` (a variable or a file) long enough to sign tokens with.
+pub fn check_secret(source: &str, secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "{source} must be at least {MIN_SECRET_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
 /// Listening addresses, auth and limits of one server process.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
@@ -44,11 +54,7 @@ impl ServerArgs {
     /// provided by other means (trackd's local state).
     pub fn validate(&self, secret_required: bool) -> Result<(), String> {
         match &self.jwt_secret {
-            Some(secret) if secret.len() < MIN_SECRET_LEN => {
-                return Err(format!(
-                    "TRACKING_JWT_SECRET must be at least {MIN_SECRET_LEN} characters"
-                ));
-            }
+            Some(secret) => check_secret("TRACKING_JWT_SECRET", secret)?,
             None if secret_required => {
                 return Err("TRACKING_JWT_SECRET (or --jwt-secret) is required".to_owned());
             }

@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
 
     let jwt_secret = match &args.server.jwt_secret {
         Some(secret) => secret.clone(),
-        None => local_secret(&args.state_dir.join("jwt-secret"), generate_secret)?,
+        None => local_jwt_secret(&args.state_dir)?,
     };
     let credentials_key = match &args.gateway.credentials_key {
         Some(key) => key.clone(),
@@ -148,6 +148,16 @@ fn local_secret(
     Ok(secret)
 }
 
+/// The signing secret kept under the state folder, created on first run; one written there by
+/// hand is held to the same length as `TRACKING_JWT_SECRET`.
+fn local_jwt_secret(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("jwt-secret");
+    let secret = local_secret(&path, generate_secret)?;
+    tracking_server::config::check_secret(&path.display().to_string(), &secret)
+        .map_err(anyhow::Error::msg)?;
+    Ok(secret)
+}
+
 fn generate_secret() -> anyhow::Result<String> {
     // 32 random bytes as base64: 44 characters, above the kit's minimum.
     gateway_service::Sealer::generate_key().map_err(anyhow::Error::from)
@@ -165,4 +175,31 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_jwt_secret;
+
+    #[test]
+    fn a_local_signing_secret_is_generated_long_and_a_short_one_refused() {
+        let dir = std::env::temp_dir().join(format!("trackd-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let generated = local_jwt_secret(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(generated.len() >= 32, "{generated}");
+        assert_eq!(
+            local_jwt_secret(&dir).ok(),
+            Some(generated),
+            "kept across runs"
+        );
+        std::fs::write(dir.join("jwt-secret"), "secret").unwrap_or_else(|e| panic!("{e}"));
+        let refused = local_jwt_secret(&dir).map_err(|e| e.to_string());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("at least 32 characters")),
+            "{refused:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
