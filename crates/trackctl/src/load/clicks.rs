@@ -33,15 +33,13 @@ struct Worker {
     links: Arc<Vec<Uri>>,
     visitor: HeaderValue,
     recorder: Recorder,
-    deadline: Instant,
     pacer: Pacer,
     rng: Rng,
 }
 
 impl Worker {
     async fn run(mut self) -> anyhow::Result<()> {
-        while Instant::now() < self.deadline {
-            let due = self.pacer.next().await;
+        while let Some(due) = self.pacer.next().await {
             let uri = self.links[self.rng.below(self.links.len())].clone();
             let request = self
                 .connection
@@ -120,8 +118,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
             links: links.clone(),
             visitor: HeaderValue::try_from(format!("198.51.100.{}", worker % 250 + 1))?,
             recorder: recorder.clone(),
-            deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker, deadline),
             rng: Rng::new(worker as u64 + 1),
         };
         tasks.push(tokio::spawn(worker.run()));

@@ -19,14 +19,8 @@ pub struct EchoLoad {
     pub common: Common,
 }
 
-async fn call(
-    mut client: HealthClient<Channel>,
-    recorder: Recorder,
-    deadline: Instant,
-    mut pacer: Pacer,
-) {
-    while Instant::now() < deadline {
-        let due = pacer.next().await;
+async fn call(mut client: HealthClient<Channel>, recorder: Recorder, mut pacer: Pacer) {
+    while let Some(due) = pacer.next().await {
         let result = client
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -63,8 +57,7 @@ pub async fn run(load: EchoLoad) -> anyhow::Result<Summary> {
         tasks.push(tokio::spawn(call(
             HealthClient::new(channels[worker % channels.len()].clone()),
             recorder.clone(),
-            deadline,
-            Pacer::new(common.rate, common.concurrency, 1, worker),
+            Pacer::new(common.rate, common.concurrency, 1, worker, deadline),
         )));
     }
     for task in tasks {

@@ -83,8 +83,7 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
             counter: counter.clone(),
             campaign: fixture.campaign,
             creators: load.creators,
-            deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker, deadline),
         };
         tasks.push(match load.mode {
             Mode::Unary => tokio::spawn(ctx.unary()),
@@ -190,7 +189,6 @@ struct Worker {
     counter: Arc<AtomicU64>,
     campaign: i64,
     creators: u64,
-    deadline: Instant,
     pacer: Pacer,
 }
 
@@ -200,8 +198,7 @@ impl Worker {
     }
 
     async fn unary(mut self) -> anyhow::Result<()> {
-        while Instant::now() < self.deadline {
-            let due = self.pacer.next().await;
+        while let Some(due) = self.pacer.next().await {
             let creator = self.next_creator();
             let request = authed(
                 MintCodeRequest {
@@ -213,15 +210,16 @@ impl Worker {
             let result = self.client.mint_code(request).await;
             let latency = due.elapsed();
             match result {
-                Ok(response) => {
-                    if let Some(code) = response.into_inner().code {
+                Ok(response) => match response.into_inner().code {
+                    Some(code) => {
                         self.acked
                             .lock()
                             .await
                             .insert(code.id, (code.creator_id, code.code));
+                        self.recorder.record(latency, None);
                     }
-                    self.recorder.record(latency, None);
-                }
+                    None => self.recorder.record(latency, Some("Empty".to_owned())),
+                },
                 Err(status) => self
                     .recorder
                     .record(latency, Some(format!("{:?}", status.code()))),
@@ -246,12 +244,13 @@ impl Worker {
             let sent_at = sent_at.clone();
             let permits = permits.clone();
             let counter = self.counter.clone();
-            let (creators, campaign, deadline, mut pacer) =
-                (self.creators, self.campaign, self.deadline, self.pacer);
+            let (creators, campaign, mut pacer) = (self.creators, self.campaign, self.pacer);
             tokio::spawn(async move {
                 let mut tag = 0u64;
-                while Instant::now() < deadline {
-                    pacer.next().await;
+                // Under `--rate`, timed from the request's turn: the wait for a free place in
+                // the window is the server's slowness, not the tool's (without a rate, the
+                // window is what paces the stream: timed from the sending).
+                while let Some(due) = pacer.next().await {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };
@@ -259,7 +258,8 @@ impl Worker {
                     tag += 1;
                     let creator = (counter.fetch_add(1, Ordering::Relaxed) % creators + 1) as i64;
                     let key = tag.to_string();
-                    sent_at.lock().await.insert(key.clone(), Instant::now());
+                    let from = if pacer.paced() { due } else { Instant::now() };
+                    sent_at.lock().await.insert(key.clone(), from);
                     if tx
                         .send(MintCodesRequest {
                             tag: key,
@@ -346,6 +346,9 @@ async fn verify(
         }
     }
     let mut problems = Vec::new();
+    if acked.is_empty() {
+        problems.push("no code was acknowledged".to_owned());
+    }
     let missing = acked.keys().filter(|id| !stored.contains_key(id)).count();
     let mismatched = acked
         .iter()

@@ -26,8 +26,10 @@ use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
 use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
 use tracking_api::attribution::v1::{
-    Figures, GetCampaignPerformanceRequest, StreamConversionsRequest,
+    ConversionKind, Figures, GetCampaignPerformanceRequest, ListConversionsRequest,
+    StreamConversionsRequest,
 };
+use tracking_api::common::v1::PageRequest;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
@@ -127,9 +129,12 @@ struct Recorded {
     errors: BTreeMap<String, u64>,
 }
 
+/// The longest latency recorded (µs): an hour, beyond any run's backlog.
+const LONGEST_US: u64 = 3_600_000_000;
+
 fn histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 µs .. 60 s, 3 significant digits.
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+    // 1 µs .. an hour, 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, LONGEST_US, 3)?)
 }
 
 impl Recorder {
@@ -156,7 +161,7 @@ impl Recorder {
         if let Ok(mut r) = self.inner.lock() {
             let micros = u64::try_from(latency.as_micros())
                 .unwrap_or(u64::MAX)
-                .clamp(1, 60_000_000);
+                .clamp(1, LONGEST_US);
             let _ = r.latency.record(micros);
             let outcome = error.clone().unwrap_or_else(|| "ok".to_owned());
             if !r.by_outcome.contains_key(&outcome)
@@ -232,6 +237,8 @@ impl Percentiles {
 pub struct Pacer {
     interval: Option<Duration>,
     scheduled: Instant,
+    /// The run's end: no request is due at or after it.
+    deadline: Instant,
 }
 
 /// How early a paced caller aims its sleep: the most tokio's timer wakes late on an idle machine.
@@ -239,8 +246,14 @@ const TIMER_LEAD: Duration = Duration::from_millis(2);
 
 impl Pacer {
     /// Caller `caller`'s share of `rate` units/s, shared by `callers`, each request carrying
-    /// `units`.
-    pub fn new(rate: Option<u64>, callers: usize, units: u64, caller: usize) -> Pacer {
+    /// `units`, until `deadline`.
+    pub fn new(
+        rate: Option<u64>,
+        callers: usize,
+        units: u64,
+        caller: usize,
+        deadline: Instant,
+    ) -> Pacer {
         let interval = rate.map(|rate| {
             Duration::from_secs_f64(callers as f64 * units as f64 / rate.max(1) as f64)
         });
@@ -250,20 +263,31 @@ impl Pacer {
         Pacer {
             interval,
             scheduled: Instant::now() + offset,
+            deadline,
         }
     }
 
-    /// Waits for the next request's turn and returns when it was due.
-    pub async fn next(&mut self) -> Instant {
+    /// Whether requests are held to a rate (`--rate`), rather than sent as soon as possible.
+    pub fn paced(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    /// Waits for the next request's turn and returns when it was due; `None` once the run is
+    /// over (a request due at or after its end is not sent: a slow paced caller would otherwise
+    /// stretch the run by up to one of its intervals).
+    pub async fn next(&mut self) -> Option<Instant> {
         match self.interval {
             Some(interval) => {
                 let due = self.scheduled;
+                if due >= self.deadline {
+                    return None;
+                }
                 let aim = due.checked_sub(TIMER_LEAD).unwrap_or(due);
                 tokio::time::sleep_until(aim.into()).await;
                 self.scheduled += interval;
-                due.min(Instant::now())
+                Some(due.min(Instant::now()))
             }
-            None => Instant::now(),
+            None => Some(Instant::now()).filter(|now| *now < self.deadline),
         }
     }
 }
@@ -850,6 +874,66 @@ impl ConversionWatch {
     }
 }
 
+/// Every accepted order attributed exactly once: the campaign's order conversions, listed,
+/// hold each accepted order's whole (their shares add up to 100 %) and no other order. Returns
+/// the problems found (none when it holds).
+pub async fn attributed_once(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    accepted: &std::collections::HashSet<String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut client = AttributionServiceClient::new(channel);
+    let mut shares: HashMap<String, i64> = HashMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_conversions(authed(
+                ListConversionsRequest {
+                    campaign_id: campaign,
+                    kind: ConversionKind::Order as i32,
+                    page: Some(PageRequest {
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                    }),
+                    ..Default::default()
+                },
+                token,
+            )?)
+            .await?
+            .into_inner();
+        for conversion in page.conversions {
+            *shares.entry(conversion.store_order_id).or_default() +=
+                i64::from(conversion.share_bps);
+        }
+        page_token = page.page.unwrap_or_default().next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    let missing = accepted
+        .iter()
+        .filter(|id| !shares.contains_key(*id))
+        .count();
+    let not_whole = shares.values().filter(|bps| **bps != 10_000).count();
+    let unknown = shares.keys().filter(|id| !accepted.contains(*id)).count();
+    let mut problems = Vec::new();
+    if missing > 0 {
+        problems.push(format!("{missing} accepted orders have no conversion"));
+    }
+    if not_whole > 0 {
+        problems.push(format!(
+            "{not_whole} orders are attributed more or less than once (shares not 100 %)"
+        ));
+    }
+    if unknown > 0 {
+        problems.push(format!(
+            "{unknown} conversions are of orders never accepted"
+        ));
+    }
+    Ok(problems)
+}
+
 /// Counts outcomes shared by callers (e.g. how the server answered).
 #[derive(Clone, Default)]
 pub struct Counter(Arc<AtomicU64>);
@@ -895,10 +979,33 @@ mod tests {
     use super::{Pacer, TIMER_LEAD};
     use std::time::{Duration, Instant};
 
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test]
+    async fn no_request_is_due_at_or_after_the_runs_end() {
+        // 10 requests/s over 64 callers: each sends every 6.4 s, so a 1 s run sends once.
+        let end = Instant::now() + Duration::from_secs(1);
+        let mut caller = Pacer::new(Some(10), 64, 1, 0, end);
+        assert!(caller.next().await.is_some());
+        let asked = Instant::now();
+        assert_eq!(caller.next().await, None);
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "waited for a turn past the end"
+        );
+        let mut closed = Pacer::new(None, 64, 1, 0, Instant::now());
+        assert_eq!(closed.next().await, None);
+    }
+
     #[tokio::test]
     async fn open_loop_callers_send_at_an_even_rate_together() {
         // 1,000 requests/s over 4 callers: each sends every 4 ms, the four 1 ms apart.
-        let mut callers: Vec<Pacer> = (0..4).map(|i| Pacer::new(Some(1000), 4, 1, i)).collect();
+        let mut callers: Vec<Pacer> = (0..4)
+            .map(|i| Pacer::new(Some(1000), 4, 1, i, far()))
+            .collect();
         let mut due = Vec::new();
         for caller in &mut callers {
             for _ in 0..3 {
@@ -924,11 +1031,14 @@ mod tests {
         // (woken after the due time, it counts from the due time). Back after 25 ms away, the
         // request due meanwhile counts from its due time, and so does the next one, also due
         // before the caller came back.
-        let mut caller = Pacer::new(Some(100), 1, 1, 0);
+        let mut caller = Pacer::new(Some(100), 1, 1, 0, far());
         let mut sent_early = 0;
         for _ in 0..10 {
             let due = caller.scheduled;
-            let counted = caller.next().await;
+            let counted = caller
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the run is on"));
             assert!(counted <= due, "counted {:?} after due", counted - due);
             assert!(counted >= due - TIMER_LEAD, "{:?} early", due - counted);
             assert!(counted <= Instant::now());
@@ -939,14 +1049,17 @@ mod tests {
         assert!(sent_early > 0, "every request waited for its due time");
         let due = caller.scheduled;
         std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(caller.next().await, due);
-        assert_eq!(caller.next().await, due + Duration::from_millis(10));
+        assert_eq!(caller.next().await, Some(due));
+        assert_eq!(caller.next().await, Some(due + Duration::from_millis(10)));
     }
 
     #[tokio::test]
     async fn closed_loop_callers_send_at_once() {
-        let mut caller = Pacer::new(None, 64, 1, 63);
-        let due = caller.next().await;
+        let mut caller = Pacer::new(None, 64, 1, 63, far());
+        let due = caller
+            .next()
+            .await
+            .unwrap_or_else(|| panic!("the run is on"));
         assert!(
             due.elapsed() < Duration::from_millis(50),
             "{:?}",

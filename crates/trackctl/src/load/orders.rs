@@ -18,8 +18,8 @@ use tracking_api::gateway::v1::{
 };
 
 use super::{
-    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, authed, channels, mint_all, progress,
-    run_id, set_up, settle, wait_attributable, web,
+    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once, authed, channels,
+    mint_all, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -34,10 +34,15 @@ pub struct OrdersLoad {
 }
 
 /// A paid order of 100.00 EUR, 15 % off with `code`.
+/// Order number `id`'s store id.
+fn order_id(id: u64) -> String {
+    format!("load-{id}")
+}
+
 fn order(integration: i64, id: u64, code: &str, at: SystemTime) -> Order {
     Order {
         integration_id: integration,
-        store_order_id: format!("load-{id}"),
+        store_order_id: order_id(id),
         status: OrderStatus::Paid as i32,
         codes: vec![code.to_owned()],
         currency: "EUR".into(),
@@ -76,15 +81,16 @@ struct Worker {
     chunk: u64,
     recorder: Recorder,
     counts: Counts,
-    deadline: Instant,
     pacer: Pacer,
     rng: Rng,
+    /// The orders the gateway acknowledged, by number (first, count of a stream).
+    acknowledged: Vec<(u64, u64)>,
 }
 
 impl Worker {
-    async fn run(mut self) -> anyhow::Result<()> {
-        while Instant::now() < self.deadline {
-            let due = self.pacer.next().await;
+    /// Runs until the deadline; returns the orders acknowledged.
+    async fn run(mut self) -> anyhow::Result<Vec<(u64, u64)>> {
+        while let Some(due) = self.pacer.next().await {
             let first = self.next_order.fetch_add(self.chunk, Ordering::Relaxed);
             let now = SystemTime::now();
             let requests: Vec<IngestOrdersRequest> = (first..first + self.chunk)
@@ -103,6 +109,7 @@ impl Worker {
             match result {
                 Ok(response) => {
                     let response = response.into_inner();
+                    self.acknowledged.push((first, self.chunk));
                     self.recorder.record_many(latency, self.chunk, None);
                     self.counts.received.add(response.received.max(0) as u64);
                     self.counts.accepted.add(response.accepted.max(0) as u64);
@@ -117,7 +124,7 @@ impl Worker {
                 ),
             }
         }
-        Ok(())
+        Ok(self.acknowledged)
     }
 }
 
@@ -173,14 +180,23 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
             chunk: load.chunk,
             recorder: recorder.clone(),
             counts: counts.clone(),
-            deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, load.chunk, worker),
+            pacer: Pacer::new(
+                common.rate,
+                common.concurrency,
+                load.chunk,
+                worker,
+                deadline,
+            ),
             rng: Rng::new(worker as u64 + 1),
+            acknowledged: Vec::new(),
         };
         tasks.push(tokio::spawn(worker.run()));
     }
+    let mut acknowledged_ids = std::collections::HashSet::new();
     for task in tasks {
-        task.await??;
+        for (first, count) in task.await?? {
+            acknowledged_ids.extend((first..first + count).map(order_id));
+        }
     }
     let elapsed = started.elapsed();
     let mut summary = Summary::from(
@@ -193,7 +209,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
 
     let acknowledged = summary.ok as i64;
     let settled = settle(
-        channel,
+        channel.clone(),
         token,
         fixture.campaign,
         "orders attributed",
@@ -212,6 +228,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
             settled.value
         ));
     }
+    problems.extend(attributed_once(channel, token, fixture.campaign, &acknowledged_ids).await?);
     if counts.accepted.get() != acknowledged as u64 || counts.duplicates.get() > 0 {
         problems.push(format!(
             "the gateway accepted {} and counted {} duplicates of {acknowledged} distinct orders",

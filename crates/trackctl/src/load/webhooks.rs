@@ -21,8 +21,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, mint_all,
-    progress, run_id, set_up, settle, wait_attributable, web,
+    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once,
+    channels, mint_all, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 const SECRET: &str = "whsec_load_secret";
@@ -116,7 +116,6 @@ struct Worker {
     recorder: Recorder,
     answers: Answers,
     duplicates: f64,
-    deadline: Instant,
     pacer: Pacer,
     rng: Rng,
 }
@@ -148,8 +147,7 @@ impl Worker {
             resent: 0,
         };
         let mut last: Option<Delivery> = None;
-        while Instant::now() < self.deadline {
-            let due = self.pacer.next().await;
+        while let Some(due) = self.pacer.next().await {
             let resend = self.rng.unit() < self.duplicates && last.is_some();
             let delivery = match (&last, resend) {
                 (Some(previous), true) => previous.clone(),
@@ -263,8 +261,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
             recorder: recorder.clone(),
             answers: answers.clone(),
             duplicates: load.duplicates,
-            deadline,
-            pacer: Pacer::new(common.rate, common.concurrency, 1, worker),
+            pacer: Pacer::new(common.rate, common.concurrency, 1, worker, deadline),
             rng: Rng::new(worker as u64 + 1),
         };
         tasks.push(tokio::spawn(worker.run()));
@@ -283,7 +280,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
 
     let expected = accepted.len() as i64;
     let settled = settle(
-        channel,
+        channel.clone(),
         token,
         fixture.campaign,
         "orders attributed",
@@ -305,6 +302,9 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
             settled.value
         ));
     }
+    let accepted_ids: std::collections::HashSet<String> =
+        accepted.iter().map(|(id, _)| id.clone()).collect();
+    problems.extend(attributed_once(channel, token, fixture.campaign, &accepted_ids).await?);
     if answers.resent_accepted.get() > 0 {
         problems.push(format!(
             "{} re-sent deliveries were stored as new",
