@@ -688,12 +688,15 @@ fn with_amounts(mut row: ConversionRow, amounts: &Amounts) -> ConversionRow {
 /// commission's own currency).
 fn contribution(row: &ConversionRow) -> Vec<(String, SalesDelta)> {
     let status = Status::parse(&row.status);
-    let live = status != Status::Reversed;
+    // An order cancelled or refunded in full is no order, also after its commission was
+    // approved (the conversion stays approved, the adjustment takes the commission back).
+    let void = row.order_rank >= OrderState::Cancelled.rank();
+    let live = status != Status::Reversed && !void;
     let sales = SalesDelta {
         orders: i64::from(live),
         code_uses: i64::from(live && row.method == Method::Code.as_str()),
         revenue_minor: row.revenue_minor + row.adjusted_revenue_minor,
-        discount_minor: row.discount_minor,
+        discount_minor: if live { row.discount_minor } else { 0 },
         ..SalesDelta::default()
     };
     let commission = SalesDelta {

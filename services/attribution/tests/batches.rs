@@ -463,6 +463,17 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
                 .await,
             ["3 13000 1300 900"]
         );
+        // Campaign 21: A2, approved and then cancelled, is no order any more (its approved
+        // commission stays, and the cancellation's adjustment takes it back).
+        assert_eq!(
+            store
+                .lines("select sum(orders) || ' ' || sum(code_uses) || ' ' || sum(revenue_minor) \
+                        || ' ' || sum(discount_minor) || ' ' || sum(commission_approved_minor) \
+                        || ' ' || sum(commission_adjusted_minor) as line \
+                        from daily_sales where brand_id = 1 and campaign_id = 21")
+                .await,
+            ["0 0 0 0 2000 -2000"]
+        );
         // One event per change: A1 ×4, A2 ×3, A3 ×2, A4 ×4, A7, A10 ×2, A11.
         assert_eq!(store.count("select count(*) as n from events").await, 17);
     }

@@ -321,10 +321,10 @@ pub fn commission(
 }
 
 /// The commission on each share of an order (`rules[i]` for `shares[i]`, the order's discounted
-/// subtotal `net_minor`): as [`commission`] gives it, except that a fixed amount per order is
-/// divided among the shares earning it as the order's revenue is, in proportion to each share's
-/// revenue, the minor units rounding leaves going to the first shares, so that its parts add up
-/// to what the revenue they claim earns (all of it when they claim the whole order).
+/// subtotal `net_minor`): as [`commission`] gives it, except that the shares earning under one
+/// rule share out what the revenue they claim earns under it (a fixed amount per order in
+/// proportion to each share's revenue; a percentage of their revenue together), the minor
+/// units rounding leaves going to the first shares, so that the parts add up to the whole.
 pub fn commissions(
     rules: &[Option<&CommissionRule>],
     shares: &[Share],
@@ -339,9 +339,16 @@ pub fn commissions(
     if net_minor <= 0 {
         return out;
     }
+    // What `revenue` of the order earns under `rule`.
+    let earned = |rule: &CommissionRule, revenue: i64| match rule {
+        CommissionRule::PercentBps(bps) => scale(revenue, i64::from(*bps), 10_000),
+        CommissionRule::FixedPerOrder { amount_minor, .. } => {
+            scale(*amount_minor, revenue, net_minor)
+        }
+    };
     let mut divided = vec![false; out.len()];
     for first in 0..out.len() {
-        let Some(rule @ CommissionRule::FixedPerOrder { amount_minor, .. }) = rules[first] else {
+        let Some(rule) = rules[first] else {
             continue;
         };
         if divided[first] {
@@ -353,11 +360,11 @@ pub fn commissions(
         let mut given = 0;
         for &i in &group {
             divided[i] = true;
-            out[i].0 = scale(*amount_minor, shares[i].revenue_minor, net_minor);
+            out[i].0 = earned(rule, shares[i].revenue_minor);
             given += out[i].0;
         }
         let claimed: i64 = group.iter().map(|&i| shares[i].revenue_minor).sum();
-        let mut rest = scale(*amount_minor, claimed, net_minor) - given;
+        let mut rest = earned(rule, claimed) - given;
         for &i in &group {
             if rest <= 0 {
                 break;
@@ -814,13 +821,14 @@ mod tests {
             mixed,
             vec![(500, "EUR".to_owned()), (250, "USD".to_owned())]
         );
-        // A percentage, and an order with nothing to pay on, are as `commission` gives them.
+        // A percentage too: 10 % of the whole order, not 3 × 10 % of a third rounded down.
         let percent = CommissionRule::PercentBps(1000);
         let paid = commissions(&[Some(&percent); 3], &equal, 10_000, "EUR");
         assert_eq!(
             paid.iter().map(|(amount, _)| *amount).collect::<Vec<_>>(),
-            vec![333, 333, 333]
+            vec![334, 333, 333]
         );
+        // An order with nothing to pay on pays nothing.
         let free = [share(0, 0), share(0, 0)];
         assert_eq!(commissions(&[Some(&fixed); 2], &free, 0, "EUR")[0].0, 0);
     }
