@@ -467,10 +467,12 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
         // commission stays, and the cancellation's adjustment takes it back).
         assert_eq!(
             store
-                .lines("select sum(orders) || ' ' || sum(code_uses) || ' ' || sum(revenue_minor) \
+                .lines(
+                    "select sum(orders) || ' ' || sum(code_uses) || ' ' || sum(revenue_minor) \
                         || ' ' || sum(discount_minor) || ' ' || sum(commission_approved_minor) \
                         || ' ' || sum(commission_adjusted_minor) as line \
-                        from daily_sales where brand_id = 1 and campaign_id = 21")
+                        from daily_sales where brand_id = 1 and campaign_id = 21"
+                )
                 .await,
             ["0 0 0 0 2000 -2000"]
         );

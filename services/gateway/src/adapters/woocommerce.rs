@@ -149,7 +149,10 @@ impl WooCommerce {
             .await
     }
 
-    /// The coupons holding `code` (WooCommerce matches codes whatever their case).
+    /// The coupons holding `code` (WooCommerce matches codes whatever their case), drafts (our
+    /// disabled codes) included: WooCommerce's `code` filter finds published coupons only
+    /// (`wc_get_coupon_id_by_code`), so the list is searched (a coupon's code is its title) and
+    /// matched exactly here.
     async fn coupons_by_code(
         &self,
         integration: &IntegrationRow,
@@ -162,7 +165,11 @@ impl WooCommerce {
                 api,
                 reqwest::Method::GET,
                 "/coupons",
-                &[("code", code.to_owned()), ("status", "any".to_owned())],
+                &[
+                    ("search", code.to_owned()),
+                    ("status", "any".to_owned()),
+                    ("per_page", MAX_PAGE.to_string()),
+                ],
                 None,
             )
             .await?;
@@ -324,8 +331,10 @@ fn coupon_body(discount: &Discount) -> Result<Value, String> {
             .unwrap_or_default(),
         "product_ids": products,
         "product_categories": categories,
-        "date_expires_gmt": terms.ends_at
-            .map(|at| at.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string()),
+        // `date_expires` with its offset: WooCommerce takes the `_gmt` field of the schema
+        // into no setter of the coupon, and ignores it.
+        "date_expires": terms.ends_at
+            .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)),
         "meta_data": [{ "key": REF_KEY, "value": discount.external_ref }],
     }))
 }
@@ -339,11 +348,8 @@ fn update_body(discount: &Discount, id: u64) -> Result<Value, String> {
     body["status"] = json!("publish");
     body["usage_limit"] = json!(terms.usage_limit.max(0));
     body["usage_limit_per_user"] = json!(i32::from(terms.once_per_customer));
-    if terms.ends_at.is_none()
-        && let Some(fields) = body.as_object_mut()
-    {
-        fields.remove("date_expires_gmt");
-        fields.insert("date_expires".to_owned(), json!(""));
+    if terms.ends_at.is_none() {
+        body["date_expires"] = json!("");
     }
     Ok(body)
 }
@@ -731,7 +737,7 @@ mod tests {
         assert_eq!(fixed["usage_limit_per_user"], 1);
         assert_eq!(fixed["product_ids"], json!([15]));
         assert_eq!(fixed["product_categories"], json!([9]));
-        assert_eq!(fixed["date_expires_gmt"], "2030-03-17T17:46:40");
+        assert_eq!(fixed["date_expires"], "2030-03-17T17:46:40Z");
     }
 
     /// Between the gateway and the store, a fault-injecting proxy: a stalled store makes the
@@ -824,7 +830,7 @@ mod tests {
             "POST /wp-json/wc/v3/coupons/batch" => {
                 mock::Reply::json(200, json!({ "create": [taken_item(), taken_item()] }))
             }
-            _ => match request.param("code") {
+            _ => match request.param("search") {
                 Some("MINE") => {
                     mock::Reply::json(200, json!([coupon(7, "mine", "code-1", "publish")]))
                 }
@@ -862,7 +868,7 @@ mod tests {
                 let updates = request.json()["update"].clone();
                 mock::Reply::json(200, json!({ "update": updates }))
             }
-            _ => match request.param("code") {
+            _ => match request.param("search") {
                 Some("MIA20") => {
                     mock::Reply::json(200, json!([coupon(7, "mia20", "r", "publish")]))
                 }
@@ -969,7 +975,7 @@ mod tests {
                 json!({ "update": answer(&body["update"], None), "create": answer(&body["create"], Some(100)) }),
             );
         }
-        let held = match request.param("code") {
+        let held = match request.param("search") {
             Some("mia20") => vec![coupon(7, "mia20", "code-1", "draft")],
             Some("OLD") => vec![coupon(8, "old", "code-1", "publish")],
             Some("BRANDS") => vec![coupon(9, "brands", "brand-sale", "publish")],
@@ -1001,7 +1007,7 @@ mod tests {
             }
         );
         let lookup = &store.requests_to("GET /wp-json/wc/v3/coupons")[0];
-        assert_eq!(lookup.param("code"), Some("mia20"));
+        assert_eq!(lookup.param("search"), Some("mia20"));
         assert_eq!(lookup.param("status"), Some("any"));
         let batches = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
         assert_eq!(batches.len(), 1);
@@ -1019,7 +1025,6 @@ mod tests {
         assert_eq!(coupon["usage_limit_per_user"], 0);
         assert_eq!(coupon["minimum_amount"], "");
         assert_eq!(coupon["date_expires"], "");
-        assert!(coupon.get("date_expires_gmt").is_none(), "{coupon}");
         assert_eq!(coupon["meta_data"][0]["value"], "code-1");
     }
 
