@@ -27,7 +27,8 @@ pub use tracking_api::common::v1::format_minor as decimal;
 
 /// A CSV field: quoted when it must be, and never read as a formula by a spreadsheet.
 fn field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
+    // OWASP's list: a tab or carriage return first also starts a formula in some spreadsheets.
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -155,6 +156,8 @@ mod tests {
         assert_eq!(field("A,1"), "\"A,1\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(field("\t=1+1"), "'\t=1+1");
+        assert_eq!(field("\r=1+1"), "\"'\r=1+1\"");
         assert_eq!(field("ANNA10"), "ANNA10");
     }
 }
