@@ -396,10 +396,10 @@ impl<'f> Batch<'f> {
             // A later state of this order is already waiting for its code or click.
             return;
         }
-        if item.state.is_void() {
-            // Cancelled or refunded before anyone could be credited: no sale to attribute.
-            self.set_waiting(&item.key, None);
-        } else if self.attribute(item) {
+        // A state seen first already void (cancelled or refunded: its earlier states arrive
+        // late, or never) is attributed as well, reversed at once, or kept waiting: the order
+        // then stands on record at its latest state, and a late older state changes nothing.
+        if self.attribute(item) {
             self.set_waiting(&item.key, None);
         } else if item.matchable() {
             // Its code or click may not be known yet (the streams are consumed independently):

@@ -365,7 +365,8 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
         order(1, "A5", Created, &["LATER1"], 4_000, 0),
         order(1, "A5", Paid, &["LATER1"], 4_000, 0),
         order(1, "A5", Created, &["LATER1"], 4_000, 0),
-        // Waiting, then cancelled: nothing left to wait for.
+        // Waiting, then cancelled: waits at its cancelled state (nothing owed if its code
+        // comes, and a late older state changes nothing).
         order(1, "A6", Paid, &["nobody"], 4_000, 0),
         order(1, "A6", Cancelled, &["nobody"], 4_000, 0),
         // A fixed commission in its own currency.
@@ -378,6 +379,9 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
         order(1, "A10", Cancelled, &["bob10"], 1_000, 0),
         // By click, within the window.
         with_click(order(1, "A11", Paid, &[], 5_000, 0), "c_anna"),
+        // Cancelled first, its paid state arriving late: nothing is owed.
+        order(1, "A12", Cancelled, &["anna10"], 3_000, 0),
+        order(1, "A12", Paid, &["anna10"], 3_000, 0),
     ];
     let (single, batched) = both_ways(&events).await;
 
@@ -442,6 +446,10 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
             ["pending paid 5000 500 0 0 click 20 501"]
         );
         assert_eq!(
+            store.lines(&status("A12")).await,
+            ["reversed cancelled 0 300 0 0 code 20 501"]
+        );
+        assert_eq!(
             store.count("select count(*) as n from conversions where store_order_id in ('A5', 'A6', 'A8', 'A9')").await,
             0
         );
@@ -451,17 +459,17 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
                     "select store_order_id || ' ' || codes_lower::text as line from pending_orders"
                 )
                 .await,
-            ["A5 {later1}"]
+            ["A5 {later1}", "A6 {nobody}"]
         );
         // Campaign 20, brand 1: A3's two shares and A11 are live; A1 (800 still owed after its
-        // partial refund) and A10 (100) were reversed.
+        // partial refund), A10 (100) and A12 (300) were reversed.
         assert_eq!(
             store
                 .lines("select sum(orders) || ' ' || sum(revenue_minor) || ' ' || sum(commission_pending_minor) \
                         || ' ' || sum(commission_reversed_minor) as line \
                         from daily_sales where brand_id = 1 and campaign_id = 20")
                 .await,
-            ["3 13000 1300 900"]
+            ["3 13000 1300 1200"]
         );
         // Campaign 21: A2, approved and then cancelled, is no order any more (its approved
         // commission stays, and the cancellation's adjustment takes it back).
@@ -476,8 +484,9 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
                 .await,
             ["0 0 0 0 2000 -2000"]
         );
-        // One event per change: A1 ×4, A2 ×3, A3 ×2, A4 ×4, A7, A10 ×2, A11.
-        assert_eq!(store.count("select count(*) as n from events").await, 17);
+        // One event per change: A1 ×4, A2 ×3, A3 ×2, A4 ×4, A7, A10 ×2, A11, A12 (its late paid
+        // state changes nothing).
+        assert_eq!(store.count("select count(*) as n from events").await, 18);
     }
 
     // The code A5 waited for arrives: A5 is attributed in its latest state.
@@ -510,9 +519,10 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
         );
         assert_eq!(
             store
-                .count("select count(*) as n from pending_orders")
+                .lines("select store_order_id as line from pending_orders")
                 .await,
-            0
+            ["A6"],
+            "A6 still waits for its code"
         );
     }
     assert_same(&single, &batched).await;
