@@ -245,6 +245,20 @@ impl Store {
                 .await,
             );
         }
+        for mut event in self.events().await {
+            if let Some(conversion) = event.conversion.as_mut() {
+                conversion.updated_at = None;
+                for adjustment in &mut conversion.adjustments {
+                    adjustment.at = None;
+                }
+            }
+            all.push(format!("event {event:?}"));
+        }
+        all
+    }
+
+    /// The events written, in order.
+    async fn events(&self) -> Vec<ConversionEvent> {
         #[derive(QueryableByName)]
         struct Payload {
             #[diesel(sql_type = Bytea)]
@@ -255,15 +269,12 @@ impl Store {
             .load(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        for event in events {
-            let mut event =
-                ConversionEvent::decode(event.payload.as_slice()).unwrap_or_else(|e| panic!("{e}"));
-            if let Some(conversion) = event.conversion.as_mut() {
-                conversion.updated_at = None;
-            }
-            all.push(format!("event {event:?}"));
-        }
-        all
+        events
+            .iter()
+            .map(|e| {
+                ConversionEvent::decode(e.payload.as_slice()).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect()
     }
 }
 
@@ -414,6 +425,16 @@ async fn several_events_of_one_order_in_one_batch_chain_as_if_applied_one_at_a_t
                 "-5000 -1000 order cancelled after approval"
             ]
         );
+        // Each of A2's events carries the adjustments it had then.
+        let announced: Vec<usize> = store
+            .events()
+            .await
+            .iter()
+            .filter_map(|e| e.conversion.as_ref())
+            .filter(|c| c.store_order_id == "A2")
+            .map(|c| c.adjustments.len())
+            .collect();
+        assert_eq!(announced, [0, 1, 2]);
         assert_eq!(
             store.lines(&status("A3")).await,
             [
