@@ -13,7 +13,7 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::gateway::v1::{RegisterIntegrationRequest, SetSandboxOutageRequest};
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
-use tracking_api::mint::v1::{Code, MintCodeRequest};
+use tracking_api::mint::v1::{Code, GetCodeRequest, MintCodeRequest};
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
 use tracking_api::plan::v1::{AddCreatorRequest, CreatorProfile};
 use tracking_db::TestDb;
@@ -181,9 +181,7 @@ impl Suite {
         }
         let call = tokio::spawn(call);
         let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-        while !call.is_finished() && tracking_db::lock_waits(&mut watcher).await == 0 {
-            tokio::task::yield_now().await;
-        }
+        tracking_db::until_lock_wait(&mut watcher, &call).await;
         run("commit").await;
         call.await.unwrap_or_else(|e| panic!("{e}"))
     }
@@ -337,6 +335,27 @@ pub async fn sandbox_outage(suite: &Suite, token: &str, integration: i64, down: 
         ))
         .await
         .unwrap_or_else(|s| panic!("set sandbox outage: {s}"));
+}
+
+/// Code `code_id` as GetCode answers it once `ready` holds for it.
+pub async fn code_when(
+    suite: &Suite,
+    token: &str,
+    code_id: i64,
+    what: &str,
+    ready: impl Fn(&Code) -> bool,
+) -> Code {
+    eventually(what, || async {
+        let code = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id }, token))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        ready(&code).then_some(code)
+    })
+    .await
 }
 
 pub async fn mint(

@@ -24,7 +24,7 @@ pub use group_commit::{Batching, GroupCommit, Overloaded};
 pub use migrate::{Migrations, migrate};
 pub use pool::{Conn, Database, DbError, PoolOptions, classify, plan_each_execution};
 pub use prepared::{Prepared, prepared};
-pub use testdb::{SchemaSpec, TestDb, lock_waits};
+pub use testdb::{SchemaSpec, TestDb, until_lock_wait};
 
 /// Re-exported so services name one connection type.
 pub use diesel_async::AsyncPgConnection;

@@ -102,12 +102,23 @@ impl TestDb {
     }
 }
 
-/// How many sessions of the connection's database wait for a lock: a test that holds a lock
-/// waits for this to grow before it lets go, so the call it let run has met the lock.
+/// Returns once a session of the connection's database waits for a lock, or `task` has ended:
+/// a test that holds a lock lets go after this, so the call it started has met the lock (or
+/// never needed it, which the test's assertions then show).
 ///
 /// # Panics
 /// When the query fails (a test helper).
-pub async fn lock_waits(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+pub async fn until_lock_wait<T>(
+    conn: &mut diesel_async::AsyncPgConnection,
+    task: &tokio::task::JoinHandle<T>,
+) {
+    while !task.is_finished() && lock_waits(conn).await == 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// How many sessions of the connection's database wait for a lock.
+async fn lock_waits(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
     #[derive(QueryableByName)]
     struct Waiting {
         #[diesel(sql_type = diesel::sql_types::BigInt)]

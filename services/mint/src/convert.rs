@@ -174,13 +174,18 @@ pub fn campaign_from_event(brand_id: i64, campaign: &plan_pb::Campaign) -> Campa
     }
 }
 
-pub fn roster_from_event(entry: &plan_pb::RosterEntry) -> (Profile, RosterStatus) {
-    let profile = entry.profile.clone().unwrap_or_default();
-    let status = match plan_pb::RosterStatus::try_from(entry.status) {
+/// A roster entry's status (an unknown one reads as added).
+pub fn roster_status(entry: &plan_pb::RosterEntry) -> RosterStatus {
+    match plan_pb::RosterStatus::try_from(entry.status) {
         Ok(plan_pb::RosterStatus::Approved) => RosterStatus::Approved,
         Ok(plan_pb::RosterStatus::Removed) => RosterStatus::Removed,
         _ => RosterStatus::Added,
-    };
+    }
+}
+
+pub fn roster_from_event(entry: &plan_pb::RosterEntry) -> (Profile, RosterStatus) {
+    let profile = entry.profile.clone().unwrap_or_default();
+    let status = roster_status(entry);
     (
         Profile {
             first_name: profile.first_name,

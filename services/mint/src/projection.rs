@@ -11,7 +11,7 @@ use tracking_api::plan::v1::{EventKind, PlanEvent, RosterEntry, plan_event::Subj
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
-use crate::convert::{campaign_from_event, plan_from_event, roster_from_event};
+use crate::convert::{campaign_from_event, plan_from_event, roster_from_event, roster_status};
 use crate::domain::links::destination_url;
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
@@ -83,7 +83,7 @@ impl Projector {
             .iter()
             .filter_map(|event| match &event.subject {
                 Some(Subject::RosterEntry(entry))
-                    if roster_from_event(entry).1 == RosterStatus::Removed =>
+                    if roster_status(entry) == RosterStatus::Removed =>
                 {
                     Some((event.brand_id, entry.campaign_id))
                 }

@@ -167,12 +167,7 @@ async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disable
     // A mint under way: the campaign's roster held (as codes' statements hold it), creator 1's
     // code written, not committed.
     let mut minting = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    let sql = async |conn: &mut tracking_db::Conn, sql: &str| {
-        diesel::sql_query(sql)
-            .execute(conn)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    };
+    use tracking_db::stale_statistics::execute as sql;
     sql(&mut minting, "begin").await;
     sql(
         &mut minting,
@@ -199,9 +194,7 @@ async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disable
         }
     });
     let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    while !removal.is_finished() && tracking_db::lock_waits(&mut watcher).await == 0 {
-        tokio::task::yield_now().await;
-    }
+    tracking_db::until_lock_wait(&mut watcher, &removal).await;
     sql(&mut minting, "commit").await;
     removal
         .await

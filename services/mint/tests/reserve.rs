@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
-use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb, lock_waits};
+use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb, until_lock_wait};
 use tracking_events::NewEvent;
 
 use mint_service::domain::Code;
@@ -566,9 +566,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
     };
     // The batch waits for the removal's hold on the roster, then sees creator 2 removed.
     let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    while !batch.is_finished() && lock_waits(&mut watcher).await == 0 {
-        tokio::task::yield_now().await;
-    }
+    until_lock_wait(&mut watcher, &batch).await;
     sql(&mut removal, "commit").await;
     let (reserved, mut conn) = batch.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(

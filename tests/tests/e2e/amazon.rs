@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use suite_tests::{
-    Suite, add, brand, eventually, mint_when_known, profile, register_integration,
+    Suite, add, brand, code_when, eventually, mint_when_known, profile, register_integration,
     valid_registration,
 };
 use tonic::Code as Status;
@@ -32,7 +32,7 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
     ImportAmazonReportRequest, ImportAmazonReportResponse, ListAmazonReportRowsRequest,
 };
-use tracking_api::mint::v1::{Code, CodeStatus, GetCodeRequest, Links};
+use tracking_api::mint::v1::{CodeStatus, Links};
 use tracking_api::plan::v1::{
     CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan,
     SetReportVisibilityRequest, commission,
@@ -239,26 +239,15 @@ async fn world() -> World {
     }
 }
 
-/// The code once `ready` holds for it.
-async fn code_when(suite: &Suite, code_id: i64, what: &str, ready: fn(&Code) -> bool) -> Code {
-    eventually(what, || async {
-        let code = suite
-            .mint()
-            .get_code(authed(GetCodeRequest { code_id }, &brand(1)))
-            .await
-            .ok()?
-            .into_inner()
-            .code?;
-        ready(&code).then_some(code)
-    })
-    .await
-}
-
 /// The creator's links once their code is active.
 async fn active_links(suite: &Suite, code_id: i64) -> Links {
-    code_when(suite, code_id, "the creator's amazon link", |code| {
-        code.status == CodeStatus::Active as i32
-    })
+    code_when(
+        suite,
+        &brand(1),
+        code_id,
+        "the creator's amazon link",
+        |code| code.status == CodeStatus::Active as i32,
+    )
     .await
     .links
     .unwrap_or_default()
@@ -405,6 +394,7 @@ async fn an_amazon_link_waits_while_amazon_is_unreachable() {
         .unwrap_or_else(|s| panic!("mint: {s}"));
     let waiting = code_when(
         &suite,
+        &brand(1),
         code.id,
         "the link to wait with Amazon's error",
         |code| !code.store_error.is_empty(),

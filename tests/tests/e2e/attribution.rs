@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use suite_tests::{
-    Suite, add, brand, creator_token, eventually, mint_when_known, profile, register_as,
+    Suite, add, brand, code_when, creator_token, eventually, mint_when_known, profile, register_as,
 };
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
@@ -18,7 +18,7 @@ use tracking_api::attribution::v1::{
 };
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderLine, OrderStatus};
-use tracking_api::mint::v1::{Code, DisableCodeRequest, GetCodeRequest};
+use tracking_api::mint::v1::{Code, DisableCodeRequest};
 use tracking_api::plan::v1::{
     ArchiveCampaignRequest, CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest,
     Discount, Plan, SetReportVisibilityRequest, UpdatePlanRequest, Utm, commission, discount,
@@ -808,22 +808,23 @@ async fn links_follow_a_plan_changed_after_their_codes_were_minted() {
         ))
         .await
         .unwrap_or_else(|s| panic!("update plan: {s}"));
-    let moved = eventually("the code's link follows the plan", || async {
-        let code = suite
-            .mint()
-            .get_code(authed(GetCodeRequest { code_id: code.id }, &token))
-            .await
-            .ok()?
-            .into_inner()
-            .code?;
-        let links = code.links?;
-        (links
-            .destination_url
-            .starts_with("https://brand.example.com/autumn")
-            && links.expires_at.is_some())
-        .then_some(links)
-    })
-    .await;
+    let moved = code_when(
+        &suite,
+        &token,
+        code.id,
+        "the code's link follows the plan",
+        |c| {
+            c.links.as_ref().is_some_and(|links| {
+                links
+                    .destination_url
+                    .starts_with("https://brand.example.com/autumn")
+                    && links.expires_at.is_some()
+            })
+        },
+    )
+    .await
+    .links
+    .unwrap_or_default();
     assert!(
         moved.destination_url.contains("utm_source=influencer"),
         "{}",

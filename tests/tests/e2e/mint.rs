@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use suite_tests::{
-    Suite, add, brand, eventually, mint, mint_when_known, profile, register, register_integration,
-    sandbox_outage, valid_registration,
+    Suite, add, brand, code_when, eventually, mint, mint_when_known, profile, register,
+    register_integration, sandbox_outage, valid_registration,
 };
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
@@ -244,15 +244,8 @@ async fn minting_renders_the_pattern_and_is_idempotent() {
     assert_ne!(links.slug, lukasz.links.unwrap_or_default().slug);
 
     // Pushed to the store in the background, then active; resolvable case-insensitively.
-    let active = eventually("code pushed", || async {
-        let code = suite
-            .mint()
-            .get_code(authed(GetCodeRequest { code_id: jose.id }, &token))
-            .await
-            .ok()?
-            .into_inner()
-            .code?;
-        (code.status == CodeStatus::Active as i32).then_some(code)
+    let active = code_when(&suite, &token, jose.id, "code pushed", |code| {
+        code.status == CodeStatus::Active as i32
     })
     .await;
     assert_eq!(active.code, "JOSE20-JOSE");
@@ -1127,15 +1120,8 @@ async fn removed_creators_lose_their_code_for_good() {
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let disabled = eventually("disabled", || async {
-        let c = suite
-            .mint()
-            .get_code(authed(GetCodeRequest { code_id: code.id }, &token))
-            .await
-            .ok()?
-            .into_inner()
-            .code?;
-        (c.status == CodeStatus::Disabled as i32).then_some(c)
+    let disabled = code_when(&suite, &token, code.id, "disabled", |c| {
+        c.status == CodeStatus::Disabled as i32
     })
     .await;
     assert_eq!(disabled.code, "ANA");

@@ -19,7 +19,8 @@ use tracking_api::mint::v1::{
 };
 
 use super::{
-    Common, Fixture, Pacer, Recorder, Summary, authed, channels, progress, run_id, set_up,
+    Common, Fixture, Pacer, Recorder, Summary, authed, channels, every_page, progress, run_id,
+    set_up,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,36 +314,29 @@ async fn verify(
     fixture: &Fixture,
     acked: &HashMap<i64, (i64, String)>,
 ) -> anyhow::Result<(bool, Vec<String>)> {
-    let mut mint = CodeMintServiceClient::new(channel);
-    let mut stored: HashMap<i64, (i64, String)> = HashMap::new();
-    let mut page_token = String::new();
-    let mut duplicate_rows = 0;
-    loop {
-        let page = mint
-            .list_codes(authed(
-                ListCodesRequest {
-                    campaign_id: fixture.campaign,
-                    page: Some(PageRequest {
-                        page_size: 500,
-                        page_token: page_token.clone(),
-                    }),
-                    ..Default::default()
-                },
-                token,
-            )?)
+    let mint = CodeMintServiceClient::new(channel);
+    let codes = every_page(async |page| {
+        let request = ListCodesRequest {
+            campaign_id: fixture.campaign,
+            page: Some(page),
+            ..Default::default()
+        };
+        let listed = mint
+            .clone()
+            .list_codes(authed(request, token)?)
             .await?
             .into_inner();
-        for code in page.codes {
-            if stored
-                .insert(code.id, (code.creator_id, code.code))
-                .is_some()
-            {
-                duplicate_rows += 1;
-            }
-        }
-        page_token = page.page.unwrap_or_default().next_page_token;
-        if page_token.is_empty() {
-            break;
+        Ok((listed.codes, listed.page.unwrap_or_default()))
+    })
+    .await?;
+    let mut stored: HashMap<i64, (i64, String)> = HashMap::new();
+    let mut duplicate_rows = 0;
+    for code in codes {
+        if stored
+            .insert(code.id, (code.creator_id, code.code))
+            .is_some()
+        {
+            duplicate_rows += 1;
         }
     }
     let mut problems = Vec::new();

@@ -29,7 +29,7 @@ use tracking_api::attribution::v1::{
     ConversionKind, Figures, GetCampaignPerformanceRequest, ListConversionsRequest,
     StreamConversionsRequest,
 };
-use tracking_api::common::v1::PageRequest;
+use tracking_api::common::v1::{PageRequest, PageResponse};
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
@@ -874,6 +874,27 @@ impl ConversionWatch {
     }
 }
 
+/// Every item of a paged listing: `fetch` answers one page (its items and where the next one
+/// starts), asked for 500 at a time.
+pub async fn every_page<T>(
+    mut fetch: impl AsyncFnMut(PageRequest) -> anyhow::Result<(Vec<T>, PageResponse)>,
+) -> anyhow::Result<Vec<T>> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let (items, page) = fetch(PageRequest {
+            page_size: 500,
+            page_token,
+        })
+        .await?;
+        all.extend(items);
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            return Ok(all);
+        }
+    }
+}
+
 /// Every accepted order attributed exactly once: the campaign's order conversions, listed,
 /// hold each accepted order's whole (their shares add up to 100 %) and no other order. Returns
 /// the problems found (none when it holds).
@@ -883,33 +904,25 @@ pub async fn attributed_once(
     campaign: i64,
     accepted: &std::collections::HashSet<String>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut client = AttributionServiceClient::new(channel);
-    let mut shares: HashMap<String, i64> = HashMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_conversions(authed(
-                ListConversionsRequest {
-                    campaign_id: campaign,
-                    kind: ConversionKind::Order as i32,
-                    page: Some(PageRequest {
-                        page_size: 500,
-                        page_token: page_token.clone(),
-                    }),
-                    ..Default::default()
-                },
-                token,
-            )?)
+    let client = AttributionServiceClient::new(channel);
+    let conversions = every_page(async |page| {
+        let request = ListConversionsRequest {
+            campaign_id: campaign,
+            kind: ConversionKind::Order as i32,
+            page: Some(page),
+            ..Default::default()
+        };
+        let listed = client
+            .clone()
+            .list_conversions(authed(request, token)?)
             .await?
             .into_inner();
-        for conversion in page.conversions {
-            *shares.entry(conversion.store_order_id).or_default() +=
-                i64::from(conversion.share_bps);
-        }
-        page_token = page.page.unwrap_or_default().next_page_token;
-        if page_token.is_empty() {
-            break;
-        }
+        Ok((listed.conversions, listed.page.unwrap_or_default()))
+    })
+    .await?;
+    let mut shares: HashMap<String, i64> = HashMap::new();
+    for conversion in conversions {
+        *shares.entry(conversion.store_order_id).or_default() += i64::from(conversion.share_bps);
     }
     let missing = accepted
         .iter()
