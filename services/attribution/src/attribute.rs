@@ -30,7 +30,7 @@ use crate::store::clicks::{self, ClickRow, CreatorLinks};
 use crate::store::conversions::{
     self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
 };
-use crate::store::pending::{self, PendingOrder};
+use crate::store::pending::{self, PendingOrder, Waited};
 use crate::store::projection::{self, CodeRow, PlanRow};
 
 /// The consumer of `WatchOrders`.
@@ -74,6 +74,9 @@ struct Item<'e> {
     key: OrderKey,
     seen_at: DateTime<Utc>,
     ordered_at: DateTime<Utc>,
+    /// When the order was first seen paid, if an earlier state than this one waited for its
+    /// code or click (a pending order keeps only its latest state).
+    paid_at: Option<DateTime<Utc>>,
     /// The codes to look up: lower-cased, each once, none empty.
     lookup: Vec<String>,
 }
@@ -107,6 +110,7 @@ impl<'e> Item<'e> {
             ),
             seen_at,
             ordered_at,
+            paid_at: None,
             lookup: lookup_codes(order),
         })
     }
@@ -152,15 +156,11 @@ async fn apply_events(
         .filter_map(|event| Some((event.brand_id, event.report_row.as_ref()?)))
         .collect();
     let reported = crate::amazon_reports::apply_rows(conn, &rows).await?;
-    apply_orders(conn, events).await?;
+    apply_orders(conn, events.into_iter().filter_map(Item::of).collect()).await?;
     events::report_sales_changed(conn, &reported).await
 }
 
-async fn apply_orders(
-    conn: &mut AsyncPgConnection,
-    events: Vec<&OrderEvent>,
-) -> Result<(), DbError> {
-    let items: Vec<Item> = events.into_iter().filter_map(Item::of).collect();
+async fn apply_orders(conn: &mut AsyncPgConnection, items: Vec<Item<'_>>) -> Result<(), DbError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -180,23 +180,32 @@ async fn apply_orders(
     batch.changes.write(conn).await
 }
 
-/// Attributes orders that were waiting for a code or click that has now arrived (their stored
-/// order events, as `pending` handed them back).
+/// Attributes orders that were waiting for a code or click that has now arrived (as `pending`
+/// handed them back).
 pub async fn retry_pending(
     conn: &mut AsyncPgConnection,
-    events: Vec<Vec<u8>>,
+    waited: Vec<Waited>,
 ) -> Result<(), DbError> {
-    let decoded: Vec<OrderEvent> = events
-        .iter()
-        .filter_map(|bytes| match OrderEvent::decode(bytes.as_slice()) {
-            Ok(event) => Some(event),
+    let decoded: Vec<(OrderEvent, Option<DateTime<Utc>>)> = waited
+        .into_iter()
+        .filter_map(|w| match OrderEvent::decode(w.event.as_slice()) {
+            Ok(event) => Some((event, w.paid_at)),
             Err(err) => {
                 tracing::error!(error = %err, "a pending order does not decode; dropped");
                 None
             }
         })
         .collect();
-    apply_orders(conn, decoded.iter().collect()).await
+    let items = decoded
+        .iter()
+        .filter_map(|(event, paid_at)| {
+            Some(Item {
+                paid_at: *paid_at,
+                ..Item::of(event)?
+            })
+        })
+        .collect();
+    apply_orders(conn, items).await
 }
 
 /// What a batch reads besides its orders' own rows. None of it changes while the batch is
@@ -381,7 +390,8 @@ impl<'f> Batch<'f> {
             }
             return;
         }
-        if let Some(kept) = self.waiting.get(&item.key)
+        let waited = self.waiting.get(&item.key);
+        if let Some(kept) = waited
             && let Some(kept) = OrderEvent::decode(kept.event.as_slice())
                 .ok()
                 .and_then(|e| e.order)
@@ -396,16 +406,23 @@ impl<'f> Batch<'f> {
             // A later state of this order is already waiting for its code or click.
             return;
         }
+        // Its approval is due from when it was first seen paid, which an earlier state that
+        // waited may have been.
+        let paid_at = item
+            .paid_at
+            .or(waited.and_then(|w| w.paid_at))
+            .or_else(|| item.state.is_paid().then_some(item.seen_at));
         // A state seen first already void (cancelled or refunded: its earlier states arrive
         // late, or never) is attributed as well, reversed at once, or kept waiting: the order
         // then stands on record at its latest state, and a late older state changes nothing.
-        if self.attribute(item) {
+        if self.attribute(item, paid_at) {
             self.set_waiting(&item.key, None);
         } else if item.matchable() {
             // Its code or click may not be known yet (the streams are consumed independently):
             // it is attributed when they arrive.
             let kept = PendingOrder {
                 event: item.event.encode_to_vec(),
+                paid_at,
                 codes_lower: codes_lower(item.order),
                 click_id: item.order.click_id.clone(),
             };
@@ -479,8 +496,8 @@ impl<'f> Batch<'f> {
         (Method::Code, Vec::new())
     }
 
-    /// Attributes a new order; whether anyone was credited.
-    fn attribute(&mut self, item: &Item) -> bool {
+    /// Attributes a new order (first seen paid at `paid_at`); whether anyone was credited.
+    fn attribute(&mut self, item: &Item, paid_at: Option<DateTime<Utc>>) -> bool {
         let order = item.order;
         let brand_id = item.brand_id();
         let (method, claimants) = self.claimants(item);
@@ -550,7 +567,7 @@ impl<'f> Batch<'f> {
                 share.revenue_minor,
                 share.discount_minor,
                 commission,
-                item.seen_at,
+                paid_at.unwrap_or(item.seen_at),
                 holding,
             );
             let amounts =

@@ -1003,3 +1003,60 @@ async fn an_order_whose_plan_has_not_arrived_waits_for_it() {
         ["P-other"]
     );
 }
+
+#[tokio::test]
+async fn approval_is_due_from_payment_even_when_a_refund_was_seen_first_or_came_late() {
+    use OrderStatus::*;
+    let received = |mut event: OrderEvent, at: DateTime<Utc>| {
+        event.received_at = Some(ts(at));
+        event
+    };
+    let paid_at = placed() + Duration::minutes(1);
+    // An order with a code attribution does not know yet is paid, then partly refunded ten days
+    // later, both before the code arrives; plan 10 holds commissions for 30 days.
+    let (store, _) = both_ways(&[
+        order(1, "A-wait", Paid, &["LATER2"], 10_000, 0),
+        received(
+            order(1, "A-wait", PartiallyRefunded, &["LATER2"], 10_000, 2_500),
+            placed() + Duration::days(10),
+        ),
+    ])
+    .await;
+    let code = code_event(8, 508, "later2", placed() - Duration::days(2));
+    tx!(store, |conn| Codes.apply(conn, 1, &code).await);
+    let approve_at = "select store_order_id || ' ' || status || ' ' || commission_minor || ' ' \
+                      || (approve_at = $$WHEN$$::timestamptz)::text as line \
+                      from conversions order by 1";
+    let due = (paid_at + Duration::days(30)).to_rfc3339();
+    assert_eq!(
+        store.lines(&approve_at.replace("WHEN", &due)).await,
+        ["A-wait pending 750 true"],
+        "due 30 days after it was paid, not after the refund"
+    );
+
+    // Anna's order is paid; its partial refund is seen a day after its approval was due, before
+    // the approver ran: the commission was owed by then, so the refund is an adjustment.
+    let (store, _) = both_ways(&[
+        order(1, "A-late", Paid, &["ANNA10"], 10_000, 0),
+        received(
+            order(1, "A-late", PartiallyRefunded, &["ANNA10"], 10_000, 2_500),
+            paid_at + Duration::days(31),
+        ),
+    ])
+    .await;
+    assert_eq!(
+        store
+            .lines(
+                "select store_order_id || ' ' || status || ' ' || commission_minor || ' ' \
+                 || adjusted_commission_minor as line from conversions order by 1"
+            )
+            .await,
+        ["A-late approved 1000 -250"]
+    );
+    assert_eq!(
+        store
+            .lines("select reason || ' ' || commission_minor as line from adjustments")
+            .await,
+        ["partial refund after approval -250"]
+    );
+}

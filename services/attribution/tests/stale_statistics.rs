@@ -50,7 +50,7 @@ async fn orders_waiting_for_clicks_are_found_click_by_click() {
     .await;
     let taken: BTreeSet<String> = taken
         .into_iter()
-        .map(|event| String::from_utf8_lossy(&event).into_owned())
+        .map(|event| String::from_utf8_lossy(&event.event).into_owned())
         .collect();
     assert_eq!(taken, (1..=KEYS).map(|n| n.to_string()).collect());
     assert!(read <= BOUND, "{KEYS} clicks read {read} pending orders");

@@ -434,9 +434,12 @@ pub struct Followed {
 }
 
 /// The conversion after its order moved to `state` with `refunded_minor` refunded of
-/// `order_total_minor`. `base_*` are the conversion's amounts before any refund. Paid orders
-/// get their approval time (`paid_at` + holding period); approval itself happens when that
-/// time comes ([`approve`]).
+/// `order_total_minor`, seen at `seen_at`. `base_*` are the conversion's amounts before any
+/// refund. Paid orders get their approval time (`seen_at` + holding period); approval itself
+/// happens when that time comes ([`approve`]). A conversion whose approval was due before the
+/// new state was seen is approved first (the approver runs a little behind the clock), so a
+/// refund after the due date is an adjustment, as it would have been had the approver been on
+/// time.
 #[allow(clippy::too_many_arguments)]
 pub fn follow(
     current: &Amounts,
@@ -446,9 +449,11 @@ pub fn follow(
     base_revenue_minor: i64,
     base_discount_minor: i64,
     base_commission_minor: i64,
-    paid_at: DateTime<Utc>,
+    seen_at: DateTime<Utc>,
     holding_days: i32,
 ) -> Followed {
+    let approved = approve(current, seen_at);
+    let current = approved.as_ref().unwrap_or(current);
     let remaining = if state.is_void() {
         0
     } else {
@@ -464,7 +469,7 @@ pub fn follow(
     let approve_at = current.approve_at.or_else(|| {
         state
             .is_paid()
-            .then(|| paid_at + Duration::days(i64::from(holding_days)))
+            .then(|| seen_at + Duration::days(i64::from(holding_days)))
     });
     match current.status {
         Status::Reversed => Followed {
@@ -742,6 +747,62 @@ mod tests {
         assert!(
             approve(&pending(1, 1), paid_at).is_none(),
             "unpaid orders are not approved"
+        );
+    }
+
+    #[test]
+    fn a_refund_seen_after_the_approval_was_due_is_an_adjustment() {
+        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let paid = follow(
+            &pending(8_000, 800),
+            OrderState::Paid,
+            0,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at,
+            14,
+        );
+        // The approver has not run yet when the refund comes, a day after the due date.
+        let refund_seen = paid_at + Duration::days(15);
+        assert_eq!(paid.amounts.status, Status::Pending);
+        let partial = follow(
+            &paid.amounts,
+            OrderState::PartiallyRefunded,
+            5_000,
+            10_000,
+            8_000,
+            100,
+            800,
+            refund_seen,
+            14,
+        );
+        assert_eq!(partial.amounts.status, Status::Approved);
+        assert_eq!(partial.adjustment, Some((-4_000, -400)));
+        assert_eq!(
+            (
+                partial.amounts.commission_minor,
+                partial.amounts.adjusted_commission_minor
+            ),
+            (800, -400)
+        );
+        // A refund seen the day before the due date still rewrites the pending conversion.
+        let early = follow(
+            &paid.amounts,
+            OrderState::PartiallyRefunded,
+            5_000,
+            10_000,
+            8_000,
+            100,
+            800,
+            paid_at + Duration::days(13),
+            14,
+        );
+        assert_eq!(early.amounts.status, Status::Pending);
+        assert_eq!(
+            (early.amounts.commission_minor, early.adjustment),
+            (400, None)
         );
     }
 

@@ -2,16 +2,20 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::DbError;
 
 use crate::store::conversions::OrderKey;
 
+/// A pending order handed back to be attributed: its latest order event (protobuf-encoded) and
+/// when it was first seen paid.
 #[derive(QueryableByName)]
-pub struct Pending {
+pub struct Waited {
     #[diesel(sql_type = Bytea)]
     pub event: Vec<u8>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 /// Serializes matching in the caller's transaction: an order looking for its code (or click) and
@@ -26,11 +30,14 @@ pub async fn lock_matching(conn: &mut AsyncPgConnection) -> Result<(), DbError> 
     Ok(())
 }
 
-/// A pending order: its latest order event (protobuf-encoded) and what it waits for.
+/// A pending order: its latest order event (protobuf-encoded), when it was first seen paid (its
+/// approval is due from then), and what it waits for.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct PendingOrder {
     #[diesel(sql_type = Bytea)]
     pub event: Vec<u8>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub paid_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Array<Text>)]
     pub codes_lower: Vec<String>,
     #[diesel(sql_type = Text)]
@@ -58,7 +65,7 @@ pub async fn get(
         return Ok(Vec::new());
     }
     let rows: Vec<Keyed> = tracking_db::prepared(
-        "select brand_id, integration_id, store_order_id, event, codes_lower, click_id
+        "select brand_id, integration_id, store_order_id, event, paid_at, codes_lower, click_id
          from pending_orders
          where (brand_id, integration_id, store_order_id) in
              (select * from unnest($1::bigint[], $2::bigint[], $3::text[]))",
@@ -89,21 +96,37 @@ pub async fn keep(
         .map(|(_, p)| encode_codes(&p.codes_lower))
         .collect();
     tracking_db::prepared(
-        "insert into pending_orders (brand_id, integration_id, store_order_id, event, codes_lower, click_id)
-         select b, i, s, e, c::text[], k
-         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::text[], $6::text[])
-             with ordinality as p(b, i, s, e, c, k, n)
+        "insert into pending_orders
+             (brand_id, integration_id, store_order_id, event, paid_at, codes_lower, click_id)
+         select b, i, s, e, t, c::text[], k
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bytea[], $5::timestamptz[],
+                     $6::text[], $7::text[])
+             with ordinality as p(b, i, s, e, t, c, k, n)
          order by n
          on conflict (brand_id, integration_id, store_order_id)
-         do update set event = excluded.event, codes_lower = excluded.codes_lower,
-             click_id = excluded.click_id, received_at = now()",
+         do update set event = excluded.event, paid_at = excluded.paid_at,
+             codes_lower = excluded.codes_lower, click_id = excluded.click_id,
+             received_at = now()",
     )
     .bind::<Array<BigInt>, _>(orders.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(orders.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(orders.iter().map(|(k, _)| k.2.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Bytea>, _>(orders.iter().map(|(_, p)| p.event.as_slice()).collect::<Vec<_>>())
+    .bind::<Array<Bytea>, _>(
+        orders
+            .iter()
+            .map(|(_, p)| p.event.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        orders.iter().map(|(_, p)| p.paid_at).collect::<Vec<_>>(),
+    )
     .bind::<Array<Text>, _>(codes)
-    .bind::<Array<Text>, _>(orders.iter().map(|(_, p)| p.click_id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        orders
+            .iter()
+            .map(|(_, p)| p.click_id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())
@@ -162,23 +185,22 @@ pub async fn expire(
 pub async fn take_for_codes(
     conn: &mut AsyncPgConnection,
     codes: &[(i64, i64, String)],
-) -> Result<Vec<Vec<u8>>, DbError> {
+) -> Result<Vec<Waited>, DbError> {
     if codes.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<Pending> = tracking_db::prepared(
+    Ok(tracking_db::prepared(
         "delete from pending_orders p
          using unnest($1::bigint[], $2::bigint[], $3::text[]) as w(brand_id, integration_id, code)
          where p.brand_id = w.brand_id and p.integration_id = w.integration_id
              and p.codes_lower @> array[w.code]
-         returning p.event",
+         returning p.event, p.paid_at",
     )
     .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(codes.iter().map(|c| c.1).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(codes.iter().map(|c| c.2.clone()).collect::<Vec<_>>())
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|row| row.event).collect())
+    .await?)
 }
 
 /// Removes and returns the pending orders of `brand_id` that one of plan `plan_id`'s codes (by
@@ -189,8 +211,8 @@ pub async fn take_for_plan(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     plan_id: i64,
-) -> Result<Vec<Vec<u8>>, DbError> {
-    let rows: Vec<Pending> = tracking_db::prepared(
+) -> Result<Vec<Waited>, DbError> {
+    Ok(tracking_db::prepared(
         "delete from pending_orders p
          where p.brand_id = $1
            and (exists (select 1 from unnest(p.codes_lower) as t(code)
@@ -200,14 +222,13 @@ pub async fn take_for_plan(
              or (p.click_id <> '' and exists (select 1 from clicks k
                   where k.brand_id = p.brand_id and k.click_id = p.click_id
                     and k.plan_id = $2)))
-         returning p.event",
+         returning p.event, p.paid_at",
     )
     .planned_each_time()
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(plan_id)
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|row| row.event).collect())
+    .await?)
 }
 
 /// Removes and returns the pending orders carrying one of `click_ids` of `brand_id`. The ids are
@@ -218,19 +239,18 @@ pub async fn take_for_clicks(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     click_ids: &[&str],
-) -> Result<Vec<Vec<u8>>, DbError> {
+) -> Result<Vec<Waited>, DbError> {
     // A join: planned at each execution, also on the click writer's connection, which plans
     // its statements once (`PoolOptions::generic_plans`).
-    let rows: Vec<Pending> = tracking_db::prepared(
+    Ok(tracking_db::prepared(
         "delete from pending_orders p
          using unnest($1::bigint[], $2::text[]) as k(key_brand, click_id)
          where p.brand_id = k.key_brand and p.click_id = k.click_id and p.click_id <> ''
-         returning p.event",
+         returning p.event, p.paid_at",
     )
     .planned_each_time()
     .bind::<Array<BigInt>, _>(vec![brand_id; click_ids.len()])
     .bind::<Array<Text>, _>(click_ids)
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|row| row.event).collect())
+    .await?)
 }

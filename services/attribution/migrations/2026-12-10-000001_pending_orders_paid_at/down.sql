@@ -1,0 +1,1 @@
+alter table pending_orders drop column paid_at;
