@@ -18,13 +18,24 @@ pub enum Claim {
     /// First time: create the resource, then call [`complete`].
     New,
     /// Seen before: the resource it created (return it, create nothing).
-    Existing(i64),
+    Existing(Created),
+}
+
+/// The resource a request created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub id: i64,
+    /// What the resource lives under when its id alone does not name it (a roster entry, named
+    /// by its creator id, lives under its campaign).
+    pub scope: Option<i64>,
 }
 
 #[derive(QueryableByName)]
 struct ResourceRow {
     #[diesel(sql_type = Nullable<BigInt>)]
     resource_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    scope_id: Option<i64>,
 }
 
 /// Claims `request_id` for `rpc` in the caller's transaction. A concurrent claim of the same key
@@ -37,7 +48,7 @@ pub async fn claim(
 ) -> Result<Claim, DbError> {
     let inserted = crate::prepared(
         "insert into request_keys (brand_id, rpc, request_id) values ($1, $2, $3) \
-         on conflict do nothing returning resource_id",
+         on conflict do nothing returning resource_id, scope_id",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<Text, _>(rpc)
@@ -63,9 +74,10 @@ pub async fn created(
     brand_id: i64,
     rpc: &str,
     request_id: &str,
-) -> Result<Option<i64>, DbError> {
+) -> Result<Option<Created>, DbError> {
     let existing = crate::prepared(
-        "select resource_id from request_keys where brand_id = $1 and rpc = $2 and request_id = $3",
+        "select resource_id, scope_id from request_keys
+         where brand_id = $1 and rpc = $2 and request_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<Text, _>(rpc)
@@ -73,7 +85,12 @@ pub async fn created(
     .get_result::<ResourceRow>(conn)
     .await
     .optional()?;
-    Ok(existing.and_then(|row| row.resource_id))
+    Ok(existing.and_then(|row| {
+        Some(Created {
+            id: row.resource_id?,
+            scope: row.scope_id,
+        })
+    }))
 }
 
 /// Records the resource a claimed request created, in the same transaction.
@@ -82,15 +99,17 @@ pub async fn complete(
     brand_id: i64,
     rpc: &str,
     request_id: &str,
-    resource_id: i64,
+    created: Created,
 ) -> Result<(), DbError> {
     crate::prepared(
-        "update request_keys set resource_id = $4 where brand_id = $1 and rpc = $2 and request_id = $3",
+        "update request_keys set resource_id = $4, scope_id = $5
+         where brand_id = $1 and rpc = $2 and request_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<Text, _>(rpc)
     .bind::<Text, _>(request_id)
-    .bind::<BigInt, _>(resource_id)
+    .bind::<BigInt, _>(created.id)
+    .bind::<Nullable<BigInt>, _>(created.scope)
     .execute(conn)
     .await?;
     Ok(())

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracking_api::plan::v1::EventKind;
 use tracking_clients::GatewayClient;
-use tracking_db::request_keys::{self, Claim};
+use tracking_db::request_keys::{self, Claim, Created};
 use tracking_db::{Database, DbError};
 use tracking_events::{EventLog, NewEvent, append};
 
@@ -242,10 +242,10 @@ impl PlanService {
         // A retry answers the plan it created, even while the gateway is down.
         if let Some(rid) = request_id {
             let mut conn = self.conn().await?;
-            if let Some(id) =
+            if let Some(created) =
                 request_keys::created(&mut conn, caller.brand_id, "CreatePlan", rid).await?
             {
-                return must_plan(&mut conn, caller.brand_id, id, Lock::None).await;
+                return must_plan(&mut conn, caller.brand_id, created.id, Lock::None).await;
             }
         }
         let caps = self
@@ -260,10 +260,10 @@ impl PlanService {
         let plan = conn
             .transaction::<_, Error, _>(async |conn| {
                 if let Some(rid) = request_id
-                    && let Claim::Existing(id) =
+                    && let Claim::Existing(created) =
                         request_keys::claim(conn, brand_id, "CreatePlan", rid).await?
                 {
-                    return must_plan(conn, brand_id, id, Lock::None).await;
+                    return must_plan(conn, brand_id, created.id, Lock::None).await;
                 }
                 let id = plans::insert(
                     conn,
@@ -279,7 +279,8 @@ impl PlanService {
                 )
                 .await?;
                 if let Some(rid) = request_id {
-                    request_keys::complete(conn, brand_id, "CreatePlan", rid, id).await?;
+                    let created = Created { id, scope: None };
+                    request_keys::complete(conn, brand_id, "CreatePlan", rid, created).await?;
                 }
                 let plan = must_plan(conn, brand_id, id, Lock::None).await?;
                 append(conn, &[events::plan(EventKind::PlanCreated, &plan)]).await?;
@@ -450,10 +451,10 @@ impl PlanService {
         let campaign = conn
             .transaction::<_, Error, _>(async |conn| {
                 if let Some(rid) = request_id
-                    && let Claim::Existing(id) =
+                    && let Claim::Existing(created) =
                         request_keys::claim(conn, brand_id, "CreateCampaign", rid).await?
                 {
-                    return must_campaign(conn, brand_id, id, Lock::None).await;
+                    return must_campaign(conn, brand_id, created.id, Lock::None).await;
                 }
                 let id = campaigns::insert(conn, brand_id, &name).await?;
                 let mut out = Vec::new();
@@ -463,7 +464,8 @@ impl PlanService {
                     out.extend(link(conn, brand_id, id, plan_id, allow_shared).await?);
                 }
                 if let Some(rid) = request_id {
-                    request_keys::complete(conn, brand_id, "CreateCampaign", rid, id).await?;
+                    let created = Created { id, scope: None };
+                    request_keys::complete(conn, brand_id, "CreateCampaign", rid, created).await?;
                 }
                 append(conn, &out).await?;
                 must_campaign(conn, brand_id, id, Lock::None).await
@@ -595,16 +597,22 @@ impl PlanService {
         conn.transaction::<_, Error, _>(async |conn| {
             let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             if let Some(rid) = request_id
-                && let Claim::Existing(creator) =
+                && let Claim::Existing(created) =
                     request_keys::claim(conn, brand_id, "AddCreator", rid).await?
             {
-                return must_entry(conn, brand_id, campaign_id, creator, Lock::None).await;
+                // The entry the request added, also when a reuse of its id names another one.
+                let campaign = created.scope.unwrap_or(campaign_id);
+                return must_entry(conn, brand_id, campaign, created.id, Lock::None).await;
             }
             campaign.ensure_active()?;
             let (entries, events) =
                 add_entries(conn, &campaign, &[(creator_id, profile, approved)]).await?;
             if let Some(rid) = request_id {
-                request_keys::complete(conn, brand_id, "AddCreator", rid, creator_id).await?;
+                let created = Created {
+                    id: creator_id,
+                    scope: Some(campaign_id),
+                };
+                request_keys::complete(conn, brand_id, "AddCreator", rid, created).await?;
             }
             append(conn, &events).await?;
             entries

@@ -334,6 +334,32 @@ async fn roster_life_cycle() {
             .await
             .is_ok()
     );
+    // The id reused for another add, even in another campaign, answers the entry it added,
+    // and adds nothing.
+    let other = campaign(&suite, &token, "Roster too", 0).await;
+    let reused = client
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: other.id,
+                ..add(9, profile("Ines"), "add-1")
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().entry.unwrap_or_default())
+        .map(|e| (e.campaign_id, e.creator_id));
+    assert_eq!(reused.ok(), Some((c.id, 1)));
+    let listed = client
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id: other.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().entries.len());
+    assert_eq!(listed.ok(), Some(0));
     // A different add of the same creator is refused.
     let status = client
         .add_creator(authed(add(1, profile("Other"), ""), &token))

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
-use tracking_db::request_keys::{self, Claim};
+use tracking_db::request_keys::{self, Claim, Created};
 use tracking_db::{Database, DbError};
 
 use schema::integrations;
@@ -73,10 +73,10 @@ pub async fn insert_integration(
     let result = conn
         .transaction::<_, DbError, _>(async |conn| {
             if let Some(rid) = request_id
-                && let Claim::Existing(id) =
+                && let Claim::Existing(replayed) =
                     request_keys::claim(conn, brand_id, "RegisterIntegration", rid).await?
             {
-                return Ok(Registered::Replayed(id));
+                return Ok(Registered::Replayed(replayed.id));
             }
             let created: IntegrationRow = diesel::insert_into(integrations::table)
                 .values(&row)
@@ -84,8 +84,11 @@ pub async fn insert_integration(
                 .get_result(conn)
                 .await?;
             if let Some(rid) = request_id {
-                request_keys::complete(conn, brand_id, "RegisterIntegration", rid, created.id)
-                    .await?;
+                let key = Created {
+                    id: created.id,
+                    scope: None,
+                };
+                request_keys::complete(conn, brand_id, "RegisterIntegration", rid, key).await?;
             }
             Ok(Registered::Created(created))
         })
