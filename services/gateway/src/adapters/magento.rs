@@ -27,7 +27,7 @@
 //!   paged by key (change time, then `entity_id`).
 //!   For restrictions, Magento product ids are the products' SKUs (rule conditions match SKUs).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -69,8 +69,14 @@ struct Api {
 }
 
 /// `searchCriteria` query pairs for one `field condition value` filter.
-fn filter(field: &str, value: &str, condition: &str) -> Vec<(String, String)> {
-    let prefix = "searchCriteria[filter_groups][0][filters][0]";
+fn filter(
+    group: usize,
+    index: usize,
+    field: &str,
+    value: &str,
+    condition: &str,
+) -> Vec<(String, String)> {
+    let prefix = format!("searchCriteria[filter_groups][{group}][filters][{index}]");
     vec![
         (format!("{prefix}[field]"), field.to_owned()),
         (format!("{prefix}[value]"), value.to_owned()),
@@ -151,7 +157,7 @@ impl Magento {
                 integration,
                 api,
                 "/salesRules/search",
-                &filter("name", &name, "eq"),
+                &filter(0, 0, "name", &name, "eq"),
             )
             .await?;
         if let Some(id) = found["items"]
@@ -280,7 +286,7 @@ impl Magento {
                 integration,
                 api,
                 "/coupons/search",
-                &filter("code", &discount.code, "eq"),
+                &filter(0, 0, "code", &discount.code, "eq"),
             )
             .await?;
         let ours = held["items"]
@@ -313,7 +319,7 @@ impl Magento {
                 integration,
                 api,
                 "/coupons/search",
-                &filter("code", code, "eq"),
+                &filter(0, 0, "code", code, "eq"),
             )
             .await?;
         let Some(coupon) = held["items"]
@@ -763,10 +769,12 @@ impl StoreAdapter for Magento {
             .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
     }
 
-    /// Pages by key, not by number: each page asks for the orders changed at the last listed
-    /// one's time or later (sorted by that time, then id) and skips those of that second it
-    /// listed already. Paged by number, an order changed during the listing moved to the end
-    /// and shifted the order after a page's end onto the page already read: it was not listed.
+    /// Pages by key, not by number: each page asks for the orders after the last one listed,
+    /// by change time, then id (`updated_at > t or (updated_at = t and entity_id > id)`, which
+    /// Magento's filter groups say as `updated_at >= t and (updated_at > t or entity_id > id)`:
+    /// groups are ANDed, a group's filters ORed). Paged by number, an order changed during the
+    /// listing moved to the end and shifted the order after a page's end onto the page already
+    /// read: it was not listed.
     async fn list_orders(
         &self,
         integration: &IntegrationRow,
@@ -778,12 +786,13 @@ impl StoreAdapter for Magento {
         let mut listed = Listed::new(limit);
         // Magento's time text sorts as its times do.
         let mut from = since.format("%Y-%m-%d %H:%M:%S").to_string();
-        let mut listed_at_from: HashSet<String> = HashSet::new();
-        // Past the first page only while a page holds nothing but orders of `from` listed
-        // already (more orders changed in one second than a page holds).
-        let mut page = 1usize;
+        let mut after_id: Option<u64> = None;
         loop {
-            let mut query = filter("updated_at", &from, "gteq");
+            let mut query = filter(0, 0, "updated_at", &from, "gteq");
+            if let Some(id) = after_id {
+                query.extend(filter(1, 0, "updated_at", &from, "gt"));
+                query.extend(filter(1, 1, "entity_id", &id.to_string(), "gt"));
+            }
             for (n, field) in ["updated_at", "entity_id"].into_iter().enumerate() {
                 query.extend([
                     (
@@ -798,33 +807,30 @@ impl StoreAdapter for Magento {
             }
             query.extend([
                 ("searchCriteria[pageSize]".to_owned(), page_size.to_string()),
-                ("searchCriteria[currentPage]".to_owned(), page.to_string()),
+                ("searchCriteria[currentPage]".to_owned(), "1".to_owned()),
             ]);
             let body = self.get_json(integration, &api, "/orders", &query).await?;
             let items = body["items"].as_array().cloned().unwrap_or_default();
-            let total = body["total_count"].as_u64().unwrap_or(0) as usize;
-            let before = from.clone();
             for value in &items {
                 if listed.full(limit) {
                     break;
                 }
-                let at = value["updated_at"].as_str().unwrap_or_default();
-                let id = value["entity_id"].to_string();
-                if at > from.as_str() {
-                    from = at.to_owned();
-                    listed_at_from.clear();
-                }
-                if at == from && !listed_at_from.insert(id) {
-                    continue;
-                }
+                let id = &value["entity_id"];
+                let key = id
+                    .as_u64()
+                    .or_else(|| id.as_str().and_then(|text| text.parse().ok()));
+                let (Some(at), Some(key)) = (value["updated_at"].as_str(), key) else {
+                    return Err(AdapterError::Unavailable(format!(
+                        "{STORE} listed an order without updated_at or entity_id"
+                    )));
+                };
+                (from, after_id) = (at.to_owned(), Some(key));
                 let changed = changed_at(value, "updated_at");
-                listed.take(integration, &value["entity_id"], self.order(value), changed);
+                listed.take(integration, id, self.order(value), changed);
             }
-            // Magento repeats the last page when asked past the end: stop by the total count.
-            if listed.full(limit) || items.len() < page_size || page * page_size >= total {
+            if listed.full(limit) || items.len() < page_size {
                 return Ok(listed.finish(limit));
             }
-            page = if from == before { page + 1 } else { 1 };
         }
     }
 }
@@ -1295,24 +1301,39 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_order_changed_during_a_listing_shifts_no_other_out_of_it() {
-        // 450 orders changed a second apart; the list sorted and filtered as Magento does it.
-        let changes: Arc<std::sync::Mutex<Vec<(String, u64)>>> = Arc::new(std::sync::Mutex::new(
-            (0..450u64)
-                .map(|n| {
-                    let at = DateTime::from_timestamp(1_743_500_000 + n as i64, 0)
-                        .unwrap_or_default()
-                        .format("%Y-%m-%d %H:%M:%S")
-                        .to_string();
-                    (at, 1_000 + n)
-                })
-                .collect(),
-        ));
-        let held = changes.clone();
-        let store = MockStore::start(move |request| {
+    /// A store whose order list is `changes` (change time, id), filtered and sorted as Magento
+    /// does (filter groups ANDed, a group's filters ORed); order `moving` changes once a page
+    /// that holds it has been read.
+    async fn changing_store(changes: Vec<(String, u64)>, moving: u64) -> MockStore {
+        let held = Arc::new(std::sync::Mutex::new(changes));
+        MockStore::start(move |request| {
             let param = |name: &str| request.param(name).unwrap_or_default().to_owned();
-            let from = param("searchCriteria[filter_groups][0][filters][0][value]");
+            let matches = |group: usize, (at, id): &(String, u64)| {
+                (0..2).any(|index| {
+                    let prefix =
+                        format!("searchCriteria[filter_groups][{group}][filters][{index}]");
+                    let value = param(&format!("{prefix}[value]"));
+                    let (field, condition) = (
+                        param(&format!("{prefix}[field]")),
+                        param(&format!("{prefix}[condition_type]")),
+                    );
+                    match (field.as_str(), condition.as_str()) {
+                        ("updated_at", "gteq") => *at >= value,
+                        ("updated_at", "gt") => *at > value,
+                        ("entity_id", "gt") => value.parse().is_ok_and(|v: u64| *id > v),
+                        _ => false,
+                    }
+                })
+            };
+            let groups = (0..2)
+                .filter(|g| {
+                    request
+                        .param(&format!(
+                            "searchCriteria[filter_groups][{g}][filters][0][field]"
+                        ))
+                        .is_some()
+                })
+                .count();
             let size: usize = param("searchCriteria[pageSize]").parse().unwrap_or(20);
             let page: usize = param("searchCriteria[currentPage]").parse().unwrap_or(1);
             let mut changes = held
@@ -1320,47 +1341,80 @@ mod tests {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut matching: Vec<(String, u64)> = changes
                 .iter()
-                .filter(|(at, _)| *at >= from)
+                .filter(|change| (0..groups).all(|g| matches(g, change)))
                 .cloned()
                 .collect();
             matching.sort();
-            let items: Vec<Value> = matching
+            let page_rows: Vec<(String, u64)> = matching
                 .iter()
                 .skip((page - 1) * size)
                 .take(size)
+                .cloned()
+                .collect();
+            if page_rows.iter().any(|(_, id)| *id == moving)
+                && let Some(change) = changes.iter_mut().find(|(_, id)| *id == moving)
+            {
+                change.0 = "2025-04-10 00:00:00".to_owned();
+            }
+            let items: Vec<Value> = page_rows
+                .iter()
                 .map(|(at, id)| {
                     let mut order = order_json(*id, "processing", 0.0);
                     order["updated_at"] = json!(at);
                     order
                 })
                 .collect();
-            // Order 1004, on the first page, changes once that page is read.
-            if let Some(change) = changes.iter_mut().find(|(_, id)| *id == 1_004) {
-                change.0 = "2025-04-10 00:00:00".to_owned();
-            }
             mock::Reply::json(
                 200,
                 json!({ "items": items, "total_count": matching.len() }),
             )
         })
-        .await;
-        let (magento, integration) = setup(&store);
-        let since = DateTime::from_timestamp(1_743_000_000, 0).unwrap_or_default();
-        let listed = magento
-            .list_orders(&integration, since, 1_000)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let ids: std::collections::BTreeSet<String> = listed
-            .orders
-            .iter()
-            .map(|o| o.store_order_id.clone())
-            .collect();
-        assert_eq!(ids.len(), 450, "every order listed");
-        assert_eq!(
-            listed.orders.len(),
-            451,
-            "order 1004 twice: before and after its change"
-        );
-        assert_eq!(listed.resume_from, None);
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_order_changed_during_a_listing_shifts_no_other_out_of_it() {
+        let at = |second: i64| {
+            DateTime::from_timestamp(1_743_500_000 + second, 0)
+                .unwrap_or_default()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        };
+        // 450 orders changed a second apart, then 450 changed in one second (more than a page);
+        // an order on the first page, then one on the second, changes once its page is read.
+        for (scenario, changes, moving) in [
+            (
+                "a second apart",
+                (0..450u64)
+                    .map(|n| (at(n as i64), 1_000 + n))
+                    .collect::<Vec<_>>(),
+                1_004,
+            ),
+            (
+                "in one second",
+                (0..450u64).map(|n| (at(0), 1_000 + n)).collect(),
+                1_250,
+            ),
+        ] {
+            let store = changing_store(changes, moving).await;
+            let (magento, integration) = setup(&store);
+            let since = DateTime::from_timestamp(1_743_000_000, 0).unwrap_or_default();
+            let listed = magento
+                .list_orders(&integration, since, 1_000)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ids: std::collections::BTreeSet<String> = listed
+                .orders
+                .iter()
+                .map(|o| o.store_order_id.clone())
+                .collect();
+            assert_eq!(ids.len(), 450, "{scenario}: every order listed");
+            assert_eq!(
+                listed.orders.len(),
+                451,
+                "{scenario}: order {moving} twice, before and after its change"
+            );
+            assert_eq!(listed.resume_from, None);
+        }
     }
 }
