@@ -23,6 +23,7 @@ use crate::convert::from_timestamp;
 use crate::domain::alerts::{self, CodeHistory};
 use crate::domain::attribution::{
     self, Amounts, Claimant, CommissionHistory, CommissionRule, Line, Method, OrderState, Status,
+    Worth,
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
@@ -385,9 +386,7 @@ impl<'f> Batch<'f> {
     fn apply(&mut self, item: &Item) {
         let known = self.orders.get(&item.key).cloned().unwrap_or_default();
         if !known.is_empty() {
-            for index in known {
-                self.follow(index, item);
-            }
+            self.follow(&known, item);
             return;
         }
         let waited = self.waiting.get(&item.key);
@@ -532,11 +531,22 @@ impl<'f> Batch<'f> {
                     .commission_at(brand_id, code.plan_id, item.ordered_at)
             })
             .collect();
-        let commissions = attribution::commissions(&in_effect, &shares, net, &order.currency);
+        let bases: Vec<Worth> = attribution::commissions(&in_effect, &shares, net, &order.currency)
+            .into_iter()
+            .zip(&shares)
+            .map(|((commission, currency), share)| Worth {
+                revenue_minor: share.revenue_minor,
+                discount_minor: share.discount_minor,
+                commission_minor: commission,
+                commission_currency: currency,
+            })
+            .collect();
+        let worth = attribution::worth(&bases, item.state, order.refunded_minor, order.total_minor);
         let mut created = 0;
-        for (((_, code, matched), share), (commission, commission_currency)) in
-            claimants.iter().zip(&shares).zip(commissions)
+        for ((((_, code, matched), share), base), worth) in
+            claimants.iter().zip(&shares).zip(&bases).zip(&worth)
         {
+            let commission = base.commission_minor;
             let plan = self.facts.plan(brand_id, code.plan_id);
             // A plan shared by several campaigns records the sale in each of them.
             let mut campaigns = self
@@ -562,11 +572,7 @@ impl<'f> Batch<'f> {
             let followed = attribution::follow(
                 &pending,
                 item.state,
-                order.refunded_minor,
-                order.total_minor,
-                share.revenue_minor,
-                share.discount_minor,
-                commission,
+                worth,
                 paid_at.unwrap_or(item.seen_at),
                 holding,
             );
@@ -599,7 +605,7 @@ impl<'f> Batch<'f> {
                     revenue_minor: amounts.revenue_minor,
                     discount_minor: amounts.discount_minor,
                     commission_minor: amounts.commission_minor,
-                    commission_currency: commission_currency.clone(),
+                    commission_currency: base.commission_currency.clone(),
                     adjusted_revenue_minor: 0,
                     adjusted_commission_minor: 0,
                     ordered_at: item.ordered_at,
@@ -625,8 +631,47 @@ impl<'f> Batch<'f> {
         true
     }
 
-    /// A known conversion, if its order moved on.
-    fn follow(&mut self, index: usize, item: &Item) {
+    /// An order's known conversions (`known`, indexes into the changes), if it moved on.
+    fn follow(&mut self, known: &[usize], item: &Item) {
+        // Each creator's worth at the new state, as the order was divided among them: in
+        // creator order, once per creator also when a shared plan records them in several
+        // campaigns.
+        let mut creators: Vec<&ConversionRow> = known
+            .iter()
+            .map(|&index| &self.changes.rows[index].row)
+            .collect();
+        creators.sort_by_key(|row| (row.creator_id, row.code_id));
+        creators.dedup_by_key(|row| (row.creator_id, row.code_id));
+        let bases: Vec<Worth> = creators
+            .iter()
+            .map(|row| Worth {
+                revenue_minor: row.base_revenue_minor,
+                discount_minor: row.base_discount_minor,
+                commission_minor: row.base_commission_minor,
+                commission_currency: row.commission_currency.clone(),
+            })
+            .collect();
+        let total = creators.first().map_or(0, |row| row.order_total_minor);
+        let worth: HashMap<(i64, i64), Worth> = creators
+            .iter()
+            .map(|row| (row.creator_id, row.code_id))
+            .zip(attribution::worth(
+                &bases,
+                item.state,
+                item.order.refunded_minor,
+                total,
+            ))
+            .collect();
+        for &index in known {
+            let row = &self.changes.rows[index].row;
+            if let Some(worth) = worth.get(&(row.creator_id, row.code_id)) {
+                self.follow_one(index, item, worth);
+            }
+        }
+    }
+
+    /// A known conversion worth `worth` at its order's new state, if it moved on.
+    fn follow_one(&mut self, index: usize, item: &Item, worth: &Worth) {
         let row = &self.changes.rows[index].row;
         if !attribution::is_newer(
             row.order_rank,
@@ -640,17 +685,8 @@ impl<'f> Batch<'f> {
             .facts
             .plan(row.brand_id, row.plan_id)
             .map_or(0, |p| p.holding_period_days);
-        let followed = attribution::follow(
-            &amounts_of(row),
-            item.state,
-            item.order.refunded_minor,
-            row.order_total_minor,
-            row.base_revenue_minor,
-            row.base_discount_minor,
-            row.base_commission_minor,
-            item.seen_at,
-            holding,
-        );
+        let followed =
+            attribution::follow(&amounts_of(row), item.state, worth, item.seen_at, holding);
         let amounts =
             attribution::approve(&followed.amounts, item.seen_at).unwrap_or(followed.amounts);
         if let Some((revenue_minor, commission_minor)) = followed.adjustment {

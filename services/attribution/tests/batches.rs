@@ -1060,3 +1060,24 @@ async fn approval_is_due_from_payment_even_when_a_refund_was_seen_first_or_came_
         ["partial refund after approval -250"]
     );
 }
+
+#[tokio::test]
+async fn a_partial_refund_of_a_split_order_takes_back_what_the_whole_loses() {
+    use OrderStatus::*;
+    // Anna and Bob split an order of 10,001 (5,000 each by their lines); a third is refunded:
+    // 6,668 of 10,001 is left, which their 10,000 is worth 6,667 of (3,333.67 each).
+    let (store, _) = both_ways(&[
+        order(1, "S-1", Paid, &["ANNA10", "BOB10"], 10_001, 0),
+        order(1, "S-1", PartiallyRefunded, &["ANNA10", "BOB10"], 10_001, 3_333),
+    ])
+    .await;
+    assert_eq!(
+        store
+            .lines(
+                "select creator_id || ' ' || base_revenue_minor || ' ' || revenue_minor \
+                 as line from conversions order by creator_id"
+            )
+            .await,
+        ["501 5000 3334", "502 5000 3333"]
+    );
+}

@@ -433,39 +433,103 @@ pub struct Followed {
     pub adjustment: Option<(i64, i64)>,
 }
 
-/// The conversion after its order moved to `state` with `refunded_minor` refunded of
-/// `order_total_minor`, seen at `seen_at`. `base_*` are the conversion's amounts before any
-/// refund. Paid orders get their approval time (`seen_at` + holding period); approval itself
-/// happens when that time comes ([`approve`]). A conversion whose approval was due before the
-/// new state was seen is approved first (the approver runs a little behind the clock), so a
-/// refund after the due date is an adjustment, as it would have been had the approver been on
-/// time.
-#[allow(clippy::too_many_arguments)]
-pub fn follow(
-    current: &Amounts,
+/// What a conversion is worth at a state of its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worth {
+    pub revenue_minor: i64,
+    pub discount_minor: i64,
+    pub commission_minor: i64,
+    /// The commission's currency (a fixed commission's own may differ from the order's).
+    pub commission_currency: String,
+}
+
+/// What each of an order's creators' conversions is worth at `state`, with `refunded_minor` of
+/// `order_total_minor` refunded: their worth before any refund (`bases`) scaled by what is left
+/// of the order (nothing once it is void; the discount stays until then). As for the split, the
+/// minor units rounding leaves go to the first ones, so that the parts add up to what the whole
+/// is worth (the commissions per currency).
+pub fn worth(
+    bases: &[Worth],
     state: OrderState,
     refunded_minor: i64,
     order_total_minor: i64,
-    base_revenue_minor: i64,
-    base_discount_minor: i64,
-    base_commission_minor: i64,
-    seen_at: DateTime<Utc>,
-    holding_days: i32,
-) -> Followed {
-    let approved = approve(current, seen_at);
-    let current = approved.as_ref().unwrap_or(current);
+) -> Vec<Worth> {
     let remaining = if state.is_void() {
         0
     } else {
         (order_total_minor - refunded_minor).max(0)
     };
-    let revenue = scale(base_revenue_minor, remaining, order_total_minor.max(1));
-    let discount = if state.is_void() {
-        0
-    } else {
-        base_discount_minor
-    };
-    let commission = scale(base_commission_minor, remaining, order_total_minor.max(1));
+    let whole = order_total_minor.max(1);
+    let revenue: Vec<i64> = bases.iter().map(|b| b.revenue_minor).collect();
+    let revenue = scale_parts(&revenue, remaining, whole);
+    let mut commission: Vec<i64> = bases.iter().map(|b| b.commission_minor).collect();
+    let mut currencies: Vec<&str> = bases
+        .iter()
+        .map(|b| b.commission_currency.as_str())
+        .collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    for currency in currencies {
+        let of: Vec<usize> = (0..bases.len())
+            .filter(|&i| bases[i].commission_currency == currency)
+            .collect();
+        let parts: Vec<i64> = of.iter().map(|&i| commission[i]).collect();
+        for (&i, scaled) in of.iter().zip(scale_parts(&parts, remaining, whole)) {
+            commission[i] = scaled;
+        }
+    }
+    bases
+        .iter()
+        .zip(revenue.into_iter().zip(commission))
+        .map(|(base, (revenue_minor, commission_minor))| Worth {
+            revenue_minor,
+            discount_minor: if state.is_void() {
+                0
+            } else {
+                base.discount_minor
+            },
+            commission_minor,
+            commission_currency: base.commission_currency.clone(),
+        })
+        .collect()
+}
+
+/// Each of `parts` × `numerator` / `denominator`, rounded down, then a minor unit more for those
+/// rounding cut the most (the first of equals first) until they add up to their sum scaled the
+/// same way.
+fn scale_parts(parts: &[i64], numerator: i64, denominator: i64) -> Vec<i64> {
+    if denominator <= 0 {
+        return vec![0; parts.len()];
+    }
+    let mut scaled: Vec<i64> = parts
+        .iter()
+        .map(|&part| scale(part, numerator, denominator))
+        .collect();
+    let rest = scale(parts.iter().sum(), numerator, denominator) - scaled.iter().sum::<i64>();
+    let cut = |i: usize| i128::from(parts[i]) * i128::from(numerator) % i128::from(denominator);
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cut(i)));
+    for &i in order.iter().take(usize::try_from(rest).unwrap_or(0)) {
+        scaled[i] += 1;
+    }
+    scaled
+}
+
+/// The conversion after its order moved to `state`, where it is worth `worth` (see [`worth`]),
+/// seen at `seen_at`. Paid orders get their approval time (`seen_at` + holding period);
+/// approval itself happens when that time comes ([`approve`]). A conversion whose approval was
+/// due before the new state was seen is approved first (the approver runs a little behind the
+/// clock), so a refund after the due date is an adjustment, as it would have been had the
+/// approver been on time.
+pub fn follow(
+    current: &Amounts,
+    state: OrderState,
+    worth: &Worth,
+    seen_at: DateTime<Utc>,
+    holding_days: i32,
+) -> Followed {
+    let approved = approve(current, seen_at);
+    let current = approved.as_ref().unwrap_or(current);
     let approve_at = current.approve_at.or_else(|| {
         state
             .is_paid()
@@ -488,9 +552,9 @@ pub fn follow(
         },
         Status::Pending => Followed {
             amounts: Amounts {
-                revenue_minor: revenue,
-                discount_minor: discount,
-                commission_minor: commission,
+                revenue_minor: worth.revenue_minor,
+                discount_minor: worth.discount_minor,
+                commission_minor: worth.commission_minor,
                 approve_at,
                 ..current.clone()
             },
@@ -498,9 +562,10 @@ pub fn follow(
         },
         Status::Approved => {
             // What is owed now, against what was approved plus earlier adjustments.
-            let revenue_delta = revenue - (current.revenue_minor + current.adjusted_revenue_minor);
-            let commission_delta =
-                commission - (current.commission_minor + current.adjusted_commission_minor);
+            let revenue_delta =
+                worth.revenue_minor - (current.revenue_minor + current.adjusted_revenue_minor);
+            let commission_delta = worth.commission_minor
+                - (current.commission_minor + current.adjusted_commission_minor);
             let adjustment = (revenue_delta != 0 || commission_delta != 0)
                 .then_some((revenue_delta, commission_delta));
             Followed {
@@ -619,6 +684,18 @@ mod tests {
         assert!(!click_in_window(clicked, clicked - Duration::hours(1), 30));
     }
 
+    /// What the conversion of `pending(8_000, 800)` (the whole of an order of 10,000 with a
+    /// discount of 100) is worth with `refunded` refunded at `state`.
+    fn owed(state: OrderState, refunded: i64) -> Worth {
+        let base = Worth {
+            revenue_minor: 8_000,
+            discount_minor: 100,
+            commission_minor: 800,
+            commission_currency: "EUR".to_owned(),
+        };
+        worth(&[base], state, refunded, 10_000).remove(0)
+    }
+
     fn pending(revenue: i64, commission: i64) -> Amounts {
         Amounts {
             status: Status::Pending,
@@ -637,11 +714,7 @@ mod tests {
         let paid = follow(
             &pending(8_000, 800),
             OrderState::Paid,
-            0,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Paid, 0),
             paid_at,
             14,
         );
@@ -649,11 +722,7 @@ mod tests {
         let partial = follow(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            2_500,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::PartiallyRefunded, 2_500),
             paid_at,
             14,
         );
@@ -668,11 +737,7 @@ mod tests {
         let full = follow(
             &partial.amounts,
             OrderState::Refunded,
-            10_000,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Refunded, 10_000),
             paid_at,
             14,
         );
@@ -684,11 +749,7 @@ mod tests {
         let after = follow(
             &full.amounts,
             OrderState::Paid,
-            0,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Paid, 0),
             paid_at,
             14,
         );
@@ -701,11 +762,7 @@ mod tests {
         let paid = follow(
             &pending(8_000, 800),
             OrderState::Paid,
-            0,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Paid, 0),
             paid_at,
             0,
         );
@@ -714,11 +771,7 @@ mod tests {
         let partial = follow(
             &approved,
             OrderState::PartiallyRefunded,
-            5_000,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::PartiallyRefunded, 5_000),
             paid_at,
             0,
         );
@@ -733,11 +786,7 @@ mod tests {
         let full = follow(
             &partial.amounts,
             OrderState::Refunded,
-            10_000,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Refunded, 10_000),
             paid_at,
             0,
         );
@@ -751,16 +800,54 @@ mod tests {
     }
 
     #[test]
+    fn a_refund_shared_by_creators_takes_back_what_the_whole_loses() {
+        let base = |revenue: i64, commission: i64, currency: &str| Worth {
+            revenue_minor: revenue,
+            discount_minor: 10,
+            commission_minor: commission,
+            commission_currency: currency.to_owned(),
+        };
+        // Three thirds of 10,000 (10 % each), and a fixed 5.00 USD shared by two of them.
+        let bases = [
+            base(3_334, 334, "EUR"),
+            base(3_333, 333, "EUR"),
+            base(3_333, 250, "USD"),
+            base(0, 250, "USD"),
+        ];
+        let half = worth(&bases, OrderState::PartiallyRefunded, 5_000, 10_000);
+        assert_eq!(
+            half.iter().map(|w| w.revenue_minor).collect::<Vec<_>>(),
+            [1_667, 1_667, 1_666, 0],
+            "5,000 left, not 4,999"
+        );
+        assert_eq!(
+            half.iter().map(|w| w.commission_minor).collect::<Vec<_>>(),
+            [167, 166, 125, 125],
+            "per currency: 333 of 667 EUR, 250 of 500 USD"
+        );
+        let third = worth(&bases[..3], OrderState::PartiallyRefunded, 6_667, 10_000);
+        assert_eq!(
+            third.iter().map(|w| w.revenue_minor).collect::<Vec<_>>(),
+            [1_111, 1_111, 1_111],
+            "3,333 left of 10,000: 1,111.2, 1,110.9 and 1,110.9"
+        );
+        assert!(half.iter().all(|w| w.discount_minor == 10));
+        let void = worth(&bases, OrderState::Cancelled, 0, 10_000);
+        assert!(
+            void.iter()
+                .all(|w| w.revenue_minor == 0 && w.commission_minor == 0 && w.discount_minor == 0)
+        );
+        let whole = worth(&bases, OrderState::Paid, 0, 10_000);
+        assert_eq!(whole, bases);
+    }
+
+    #[test]
     fn a_refund_seen_after_the_approval_was_due_is_an_adjustment() {
         let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
         let paid = follow(
             &pending(8_000, 800),
             OrderState::Paid,
-            0,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::Paid, 0),
             paid_at,
             14,
         );
@@ -770,11 +857,7 @@ mod tests {
         let partial = follow(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            5_000,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::PartiallyRefunded, 5_000),
             refund_seen,
             14,
         );
@@ -791,11 +874,7 @@ mod tests {
         let early = follow(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            5_000,
-            10_000,
-            8_000,
-            100,
-            800,
+            &owed(OrderState::PartiallyRefunded, 5_000),
             paid_at + Duration::days(13),
             14,
         );
