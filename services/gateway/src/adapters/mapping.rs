@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::domain::orders::parse_amount;
+use crate::domain::orders::{parse_amount, round_amount};
 
 /// Basis points as a percentage the stores take: 2000 → "20", 1250 → "12.5", 1 → "0.01".
 pub fn percent_text(bps: i32) -> String {
@@ -39,12 +39,12 @@ pub fn marker_of(name: &str) -> Option<&str> {
     Some(&name[start + 2..])
 }
 
-/// A store's amount, as a JSON string ("12.50") or number (12.5), in minor units, exactly.
-/// Numbers are read from their shortest decimal form, which is the text the store wrote.
+/// A store's amount, as a JSON string ("12.50", exactly) or number (12.5, a float: rounded to
+/// the currency's precision), in minor units.
 pub fn json_amount(value: &Value, currency: &str) -> Option<i64> {
     match value {
         Value::String(text) => parse_amount(text, currency),
-        Value::Number(number) => parse_amount(&number.to_string(), currency),
+        Value::Number(number) => round_amount(&number.to_string(), currency),
         Value::Null => Some(0),
         _ => None,
     }
@@ -94,5 +94,18 @@ mod tests {
         assert_eq!(json_amount(&serde_json::json!(10), "USD"), Some(1000));
         assert_eq!(json_amount(&serde_json::json!(-5.5), "EUR"), Some(-550));
         assert_eq!(json_amount(&serde_json::json!(true), "EUR"), None);
+        // A float's noise is rounded off; a string must be exact.
+        let sum: f64 = 0.1 + 0.2;
+        assert_eq!(json_amount(&serde_json::json!(sum), "USD"), Some(30));
+        assert_eq!(
+            json_amount(&serde_json::json!(89.97000000000001), "USD"),
+            Some(8_997)
+        );
+        assert_eq!(json_amount(&serde_json::json!(1.5e3), "JPY"), Some(1_500));
+        assert_eq!(json_amount(&serde_json::json!(2.5e-3), "USD"), Some(0));
+        assert_eq!(json_amount(&serde_json::json!(0.125), "USD"), Some(13));
+        assert_eq!(json_amount(&serde_json::json!(-0.125), "USD"), Some(-13));
+        assert_eq!(json_amount(&serde_json::json!(1e20), "USD"), None);
+        assert_eq!(json_amount(&serde_json::json!("0.30000000000000004"), "USD"), None);
     }
 }

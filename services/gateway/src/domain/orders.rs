@@ -277,6 +277,47 @@ pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     Some(if negative { -minor } else { minor })
 }
 
+/// A number a store sent as a JSON number (a float: "89.97000000000001", "1.5e3") in minor units
+/// of `currency`, rounded half away from zero from its decimal text: past the currency's
+/// precision its digits are the float's arithmetic noise, not money.
+pub fn round_amount(text: &str, currency: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, power) = match rest.split_once(['e', 'E']) {
+        Some((mantissa, power)) => (mantissa, power.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    // minor = digits × 10^shift
+    let shift = power - fraction.len() as i64 + i64::from(currency_exponent(currency));
+    let minor = if shift >= 0 {
+        let mut minor: i64 = digits.parse().ok()?;
+        for _ in 0..shift {
+            minor = minor.checked_mul(10)?;
+        }
+        minor
+    } else {
+        let cut = usize::try_from(-shift).ok()?;
+        let keep = digits.len().saturating_sub(cut);
+        let kept: i64 = if keep == 0 { 0 } else { digits[..keep].parse().ok()? };
+        // The first digit cut decides (none is a zero).
+        let first_cut = if cut <= digits.len() {
+            digits.as_bytes()[keep]
+        } else {
+            b'0'
+        };
+        kept.checked_add(i64::from(first_cut >= b'5'))?
+    };
+    Some(if negative { -minor } else { minor })
+}
+
 /// Minor units of `currency` as the decimal text stores take ("5.00" USD, "1200" JPY), exactly.
 pub use tracking_api::common::v1::format_minor as format_amount;
 
