@@ -11,23 +11,30 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use crate::url::{redacted, with_search_path};
 
-/// A pooled connection whose `search_path` is the service's schema. Dropped while a transaction is still open on it (the future using it
-/// was dropped: a deadline passed, or the client went away), it asks PostgreSQL to cancel the
-/// statement it may still be running or waiting on, so the work stops with the call instead of
-/// running on (holding locks) until it finishes; the pool then discards the connection.
-pub struct Conn(Object<AsyncPgConnection>);
+/// A pooled connection whose `search_path` is the service's schema. Dropped while a transaction
+/// is still open on it (the future using it was dropped: a deadline passed, or the client went
+/// away), it leaves the pool: PostgreSQL is asked to cancel the statement it may still be running
+/// or waiting on, so the work stops with the call instead of running on (holding locks) until it
+/// finishes, and the connection is then closed, which rolls the transaction back. Back in the
+/// pool, it would sit idle in its transaction, holding its locks (an outbox lock, say), until
+/// the pool next handed it out and found it broken.
+pub struct Conn(Option<Object<AsyncPgConnection>>);
 
 impl std::ops::Deref for Conn {
     type Target = AsyncPgConnection;
 
     fn deref(&self) -> &AsyncPgConnection {
-        &self.0
+        self.0
+            .as_deref()
+            .expect("a Conn holds its connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut AsyncPgConnection {
-        &mut self.0
+        self.0
+            .as_deref_mut()
+            .expect("a Conn holds its connection until dropped")
     }
 }
 
@@ -35,15 +42,23 @@ impl Drop for Conn {
     fn drop(&mut self) {
         use diesel_async::TransactionManager;
         type Manager = <AsyncPgConnection as diesel_async::AsyncConnection>::TransactionManager;
-        if !Manager::is_broken_transaction_manager(&mut *self.0) {
+        let Some(object) = self.0.as_mut() else {
+            return;
+        };
+        if !Manager::is_broken_transaction_manager(&mut **object) {
             return;
         }
-        let token = self.0.cancel_token();
+        let Some(object) = self.0.take() else {
+            return;
+        };
+        let conn = Object::take(object);
+        let token = conn.cancel_token();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(err) = token.cancel_query(tokio_postgres::NoTls).await {
                     tracing::debug!(error = %err, "cancelling an abandoned statement failed");
                 }
+                drop(conn);
             });
         }
     }
@@ -224,7 +239,7 @@ impl Database {
 
     /// A pooled connection; UNAVAILABLE-class error when none comes within the wait timeout.
     pub async fn conn(&self) -> Result<Conn, DbError> {
-        Ok(Conn(self.pool.get().await?))
+        Ok(Conn(Some(self.pool.get().await?)))
     }
 
     /// A connection outside the pool, for LISTEN and session advisory locks that must outlive
@@ -285,6 +300,49 @@ mod tests {
         assert_eq!(settings.application_name, "tracking-plan");
         assert_eq!(settings.search_path, "plan");
         assert_eq!(settings.random_page_cost, "1.1");
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_in_a_transaction_leaves_the_pool_and_lets_go_of_its_locks() {
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let db = test_db.pool("plan");
+        let mut other = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+        let locked = async |conn: &mut AsyncPgConnection| -> Result<bool, DbError> {
+            #[derive(QueryableByName)]
+            struct Locked {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                locked: bool,
+            }
+            let row: Locked = diesel::sql_query("select pg_try_advisory_lock(4242) as locked")
+                .get_result(conn)
+                .await?;
+            Ok(row.locked)
+        };
+        // A call takes a transaction's lock and is abandoned before it commits.
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(200),
+            conn.transaction::<(), DbError, _>(async |conn| {
+                diesel::sql_query("select pg_advisory_xact_lock(4242)")
+                    .execute(conn)
+                    .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            }),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the call was abandoned");
+        drop(conn);
+        // The lock goes with the connection, though the pool hands out no connection meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !locked(&mut other).await.unwrap_or_else(|e| panic!("{e}")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the abandoned transaction still holds its lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(db.pool_status(), (0, 0), "the connection left the pool");
     }
 
     #[derive(QueryableByName, Debug, PartialEq)]

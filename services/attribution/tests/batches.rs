@@ -1068,7 +1068,14 @@ async fn a_partial_refund_of_a_split_order_takes_back_what_the_whole_loses() {
     // 6,668 of 10,001 is left, which their 10,000 is worth 6,667 of (3,333.67 each).
     let (store, _) = both_ways(&[
         order(1, "S-1", Paid, &["ANNA10", "BOB10"], 10_001, 0),
-        order(1, "S-1", PartiallyRefunded, &["ANNA10", "BOB10"], 10_001, 3_333),
+        order(
+            1,
+            "S-1",
+            PartiallyRefunded,
+            &["ANNA10", "BOB10"],
+            10_001,
+            3_333,
+        ),
     ])
     .await;
     assert_eq!(

@@ -106,6 +106,9 @@ mod tests {
         assert_eq!(json_amount(&serde_json::json!(0.125), "USD"), Some(13));
         assert_eq!(json_amount(&serde_json::json!(-0.125), "USD"), Some(-13));
         assert_eq!(json_amount(&serde_json::json!(1e20), "USD"), None);
-        assert_eq!(json_amount(&serde_json::json!("0.30000000000000004"), "USD"), None);
+        assert_eq!(
+            json_amount(&serde_json::json!("0.30000000000000004"), "USD"),
+            None
+        );
     }
 }

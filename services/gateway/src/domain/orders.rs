@@ -306,7 +306,11 @@ pub fn round_amount(text: &str, currency: &str) -> Option<i64> {
     } else {
         let cut = usize::try_from(-shift).ok()?;
         let keep = digits.len().saturating_sub(cut);
-        let kept: i64 = if keep == 0 { 0 } else { digits[..keep].parse().ok()? };
+        let kept: i64 = if keep == 0 {
+            0
+        } else {
+            digits[..keep].parse().ok()?
+        };
         // The first digit cut decides (none is a zero).
         let first_cut = if cut <= digits.len() {
             digits.as_bytes()[keep]
