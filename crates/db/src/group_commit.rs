@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 struct Job<J, R> {
@@ -187,8 +188,15 @@ async fn worker<J, R, F, Fut>(
         let (jobs, replies): (Vec<J>, Vec<oneshot::Sender<R>>) =
             batch.into_iter().map(|j| (j.job, j.reply)).unzip();
         let expected = jobs.len();
-        let results = run(jobs).await;
+        // A panic in `run` (a bug) ends its batch only: its callers get no answer (they see
+        // shutdown), the worker goes on, and the batch stops counting as outstanding, which
+        // would otherwise keep `submit_within` refusing for good.
+        let results = std::panic::AssertUnwindSafe(run(jobs)).catch_unwind().await;
         load.outstanding.fetch_sub(expected, Ordering::Relaxed);
+        let Ok(results) = results else {
+            tracing::error!(expected, "group commit batch panicked");
+            continue;
+        };
         if results.len() != expected {
             // A bug in `run`: its callers get no answer (they see shutdown) rather than another
             // job's answer.
@@ -258,6 +266,28 @@ mod tests {
             |_jobs: Vec<u8>| async { Vec::<u8>::new() },
         );
         assert_eq!(broken.submit(1).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_that_panics_ends_only_itself() {
+        // Its one worker's batches take 20 ms; one with a 0 panics.
+        let fragile = GroupCommit::start(
+            Batching {
+                workers: 1,
+                max_batch: 1,
+                queue: 8,
+                linger: Duration::ZERO,
+            },
+            |jobs: Vec<u8>| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert!(!jobs.contains(&0), "a bug");
+                jobs
+            },
+        );
+        assert_eq!(fragile.submit(0).await, None);
+        // The worker goes on, and nothing stays counted as waiting: no refusal.
+        let answered = fragile.submit_within(7, Duration::from_millis(1)).await;
+        assert_eq!(answered.ok().flatten(), Some(7));
     }
 
     #[tokio::test(start_paused = true)]
