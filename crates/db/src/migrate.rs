@@ -20,10 +20,19 @@ pub struct Migrations {
 struct Chain<'a>(&'a [&'a Migrations]);
 
 impl MigrationSource<Pg> for Chain<'_> {
+    /// Every set's migrations; a version twice is an error (diesel keys pending migrations by
+    /// version, so one of the two would be skipped without a word).
     fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
-        let mut all = Vec::new();
+        let mut all: Vec<Box<dyn Migration<Pg>>> = Vec::new();
+        let mut versions = std::collections::HashSet::new();
         for set in self.0 {
-            all.extend(MigrationSource::<Pg>::migrations(&set.embedded)?);
+            for migration in MigrationSource::<Pg>::migrations(&set.embedded)? {
+                let version = migration.name().version().to_string();
+                if !versions.insert(version.clone()) {
+                    return Err(format!("two migrations have the version {version}").into());
+                }
+                all.push(migration);
+            }
         }
         Ok(all)
     }
@@ -65,4 +74,22 @@ fn run_blocking(url: &str, schema: &str, sets: &[&Migrations]) -> Result<(), DbE
     let unlock = format!("select pg_advisory_unlock(hashtext('tracking-migrate-{schema}'))");
     diesel::sql_query(unlock).execute(&mut conn)?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_sharing_a_version_are_refused() {
+        let shared = &crate::request_keys::MIGRATIONS;
+        assert!(Chain(&[shared]).migrations().is_ok());
+        let twice = Chain(&[shared, shared]).migrations().map(|all| all.len());
+        assert!(
+            twice
+                .as_ref()
+                .is_err_and(|e| e.to_string().starts_with("two migrations have the version")),
+            "{twice:?}"
+        );
+    }
 }
