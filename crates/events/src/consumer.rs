@@ -110,7 +110,7 @@ pub async fn run_consumer<S, A>(
     let _standing_down = DropGuard(|| {
         active.set(0);
     });
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
         // The session lock lives as long as this connection: if this process dies, PostgreSQL
         // releases it and a standby takes over.
@@ -121,28 +121,29 @@ pub async fn run_consumer<S, A>(
         tracing::info!(stream, "stream consumer active");
         active.set(1);
         loop {
+            let mut progressed = false;
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                result = consume(&db, &options, &mut source, &apply) => result,
+                result = consume(&db, &options, &mut source, &apply, &mut progressed) => result,
                 // A lost lock connection means another replica may take over: stop applying.
                 lost = lock_lost(&mut lock_conn) => Err(lost),
             };
-            match result {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(ConsumeError::LockLost(reason)) => {
+            let Err(stopped) = result;
+            let wait = backoff.after(progressed);
+            match stopped {
+                ConsumeError::LockLost(reason) => {
                     tracing::warn!(stream, %reason, "stream consumer lost its lock");
                     active.set(0);
                     break;
                 }
-                Err(ConsumeError::Failed(reason)) => {
-                    tracing::warn!(stream, %reason, ?backoff, "stream consumer interrupted, resuming");
+                ConsumeError::Failed(reason) => {
+                    tracing::warn!(stream, %reason, ?wait, "stream consumer interrupted, resuming");
                 }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }
@@ -150,6 +151,32 @@ pub async fn run_consumer<S, A>(
 enum ConsumeError {
     LockLost(String),
     Failed(String),
+}
+
+/// How long a consumer waits before it resumes after an interruption: from 100 ms, doubling up
+/// to 5 s while it gets nowhere, and from 100 ms again once it has applied anything (an upstream
+/// restart now and then must not leave every later one waiting 5 s).
+struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MOST: Duration = Duration::from_secs(5);
+
+    /// The wait after an interruption; `progressed` when a batch was applied since the last.
+    fn after(&mut self, progressed: bool) -> Duration {
+        if progressed {
+            self.0 = Self::FIRST;
+        }
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(Self::MOST);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Self::FIRST)
+    }
 }
 
 async fn acquire_lock(
@@ -200,12 +227,15 @@ async fn lock_lost(conn: &mut AsyncPgConnection) -> ConsumeError {
     }
 }
 
+/// Applies the stream from the stored cursor until it is interrupted (it never ends otherwise),
+/// setting `progressed` once a batch is applied.
 async fn consume<S, A>(
     db: &Database,
     options: &ConsumerOptions,
     source: &mut S,
     apply: &A,
-) -> Result<(), ConsumeError>
+    progressed: &mut bool,
+) -> Result<std::convert::Infallible, ConsumeError>
 where
     S: Source,
     A: Apply<S::Event>,
@@ -264,6 +294,7 @@ where
         batch_seconds.observe(elapsed.as_secs_f64());
         cursor_gauge.set(last);
         cursor = last;
+        *progressed = true;
     }
     Err(ConsumeError::Failed("source stream ended".to_owned()))
 }
@@ -326,5 +357,21 @@ struct DropGuard<F: FnMut()>(F);
 impl<F: FnMut()> Drop for DropGuard<F> {
     fn drop(&mut self) {
         (self.0)();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_while_nothing_is_applied_and_starts_over_after_progress() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<u64> = (0..8)
+            .map(|_| backoff.after(false).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(backoff.after(true), Duration::from_millis(100));
+        assert_eq!(backoff.after(false), Duration::from_millis(200));
     }
 }
