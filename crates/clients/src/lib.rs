@@ -17,12 +17,20 @@ use tonic::transport::{Channel, Endpoint};
 use tracking_server::{JwtKeys, Role};
 
 /// A lazily connecting channel (services may start in any order). An https:// URL is called over
-/// TLS with the process's client TLS settings (`tracking_server::tls`).
+/// TLS with the process's client TLS settings (`tracking_server::tls`). It pings the server
+/// every 30 s, also while idle, and drops the connection when a ping goes unanswered for 10 s:
+/// a `Watch*` stream sends nothing while there is nothing new, so without pings a consumer
+/// would wait for ever on a server that vanished without closing the connection (a crashed
+/// host, a network partition), holding its stream's lock.
 pub fn lazy_channel(url: &str) -> Result<Channel, String> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("service URL {url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
     if url.starts_with("https://") {
         let tls = tracking_server::tls::client()
             .ok_or_else(|| format!("{url} is https: TRACKING_TLS_CA must name the CA to trust"))?;

@@ -279,6 +279,8 @@ mod tests {
         search_path: String,
         #[diesel(sql_type = Text)]
         random_page_cost: String,
+        #[diesel(sql_type = Text)]
+        keepalives: String,
     }
 
     #[tokio::test]
@@ -292,7 +294,10 @@ mod tests {
         let settings: Settings = diesel::sql_query(
             "select current_setting('application_name') as application_name, \
                     current_setting('search_path') as search_path, \
-                    current_setting('random_page_cost') as random_page_cost",
+                    current_setting('random_page_cost') as random_page_cost, \
+                    concat_ws(' ', current_setting('tcp_keepalives_idle'), \
+                        current_setting('tcp_keepalives_interval'), \
+                        current_setting('tcp_keepalives_count')) as keepalives",
         )
         .get_result(&mut conn)
         .await
@@ -300,6 +305,7 @@ mod tests {
         assert_eq!(settings.application_name, "tracking-plan");
         assert_eq!(settings.search_path, "plan");
         assert_eq!(settings.random_page_cost, "1.1");
+        assert_eq!(settings.keepalives, "30 10 3");
     }
 
     #[tokio::test]

@@ -217,12 +217,16 @@ async fn acquire_lock(
     }
 }
 
-/// Resolves when the lock connection stops answering (checked every few seconds).
+/// Resolves when the lock connection stops answering (checked every few seconds, each check
+/// given 10 s: a server that vanished without closing the connection never answers).
 async fn lock_lost(conn: &mut AsyncPgConnection) -> ConsumeError {
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        if let Err(err) = tracking_db::prepared("select 1").execute(conn).await {
-            return ConsumeError::LockLost(err.to_string());
+        let probe = tracking_db::prepared("select 1").execute(conn);
+        match tokio::time::timeout(Duration::from_secs(10), probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => return ConsumeError::LockLost(err.to_string()),
+            Err(_) => return ConsumeError::LockLost("no answer in 10 s".to_owned()),
         }
     }
 }
