@@ -160,11 +160,12 @@ pub fn classify(err: DieselError) -> DbError {
         DieselError::BrokenTransactionManager => {
             DbError::Unavailable("connection lost inside a transaction".to_owned())
         }
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+            DbError::Unavailable(info.message().to_owned())
+        }
         DieselError::DatabaseError(kind, info) => {
-            // SQLSTATE classes 08 (connection) and 57 (operator intervention, e.g. shutdown)
-            // mean the server went away, not that the query was wrong.
             let message = info.message().to_owned();
-            if is_connection_failure(&message) {
+            if is_passing(&message) {
                 DbError::Unavailable(message)
             } else {
                 DbError::Other(format!("{kind:?}: {message}"))
@@ -174,16 +175,31 @@ pub fn classify(err: DieselError) -> DbError {
     }
 }
 
-fn is_connection_failure(message: &str) -> bool {
+/// Whether a database error says nothing about the query itself, only about this moment, so a
+/// retry may well succeed: the server went away or is starting or stopping (SQLSTATE classes 08
+/// and 57), the statement was cancelled or timed out (57014), a lock could not be had (55P03),
+/// a deadlock or a serialization failure ended the transaction (40P01, 40001), or the server ran
+/// short of connections or memory (class 53). Diesel keeps only a few SQLSTATEs, so these are
+/// told by PostgreSQL's (English) message.
+fn is_passing(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     [
         "connection closed",
         "terminating connection",
         "the database system is shutting down",
         "the database system is starting up",
+        "the database system is in recovery mode",
         "connection reset",
         "broken pipe",
         "error communicating",
+        "canceling statement due to",
+        "could not obtain lock",
+        "deadlock detected",
+        "could not serialize access",
+        "too many clients",
+        "too many connections",
+        "out of memory",
+        "out of shared memory",
     ]
     .iter()
     .any(|needle| lower.contains(needle))
@@ -306,6 +322,75 @@ mod tests {
         assert_eq!(settings.search_path, "plan");
         assert_eq!(settings.random_page_cost, "1.1");
         assert_eq!(settings.keepalives, "30 10 3");
+    }
+
+    #[test]
+    fn errors_of_the_moment_are_unavailable_and_others_internal() {
+        let error = |kind, message: &str| {
+            classify(DieselError::DatabaseError(
+                kind,
+                Box::new(message.to_owned()),
+            ))
+        };
+        for message in [
+            "deadlock detected",
+            "canceling statement due to statement timeout",
+            "could not obtain lock on row in relation \"codes\"",
+            "sorry, too many clients already",
+            "terminating connection due to administrator command",
+        ] {
+            assert!(
+                matches!(
+                    error(DatabaseErrorKind::Unknown, message),
+                    DbError::Unavailable(_)
+                ),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            error(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize"
+            ),
+            DbError::Unavailable(_)
+        ));
+        assert!(matches!(
+            error(DatabaseErrorKind::Unknown, "column \"x\" does not exist"),
+            DbError::Other(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_deadlock_is_unavailable() {
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let db = test_db.pool("plan");
+        let (mut a, mut b) = (
+            db.dedicated().await.unwrap_or_else(|e| panic!("{e}")),
+            db.dedicated().await.unwrap_or_else(|e| panic!("{e}")),
+        );
+        let run = async |conn: &mut AsyncPgConnection, sql: &str| -> Result<(), DbError> {
+            diesel::sql_query(sql).execute(conn).await?;
+            Ok(())
+        };
+        for conn in [&mut a, &mut b] {
+            run(conn, "begin").await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        run(&mut a, "select pg_advisory_xact_lock(1)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        run(&mut b, "select pg_advisory_xact_lock(2)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Each waits for the other's lock: PostgreSQL ends one of them.
+        let (first, second) = tokio::join!(
+            run(&mut a, "select pg_advisory_xact_lock(2)"),
+            run(&mut b, "select pg_advisory_xact_lock(1)"),
+        );
+        let failed = first.err().or(second.err());
+        assert!(
+            matches!(failed, Some(DbError::Unavailable(_))),
+            "{failed:?}"
+        );
     }
 
     #[tokio::test]
