@@ -238,7 +238,12 @@ impl AttributionService for Attribution {
             .map_err(Error::from)?
             .filter(|link| link.brand_id == brand_id)
             .ok_or_else(|| Error::NotFound(format!("link {} not found", req.slug)))?;
-        if !link.active || link.expires_at.is_some_and(|at| at <= now) {
+        // A click reported late counts if the link still worked when it was made.
+        if !link.active
+            || link
+                .expires_at
+                .is_some_and(|at| at <= clicked_at.unwrap_or(now))
+        {
             return Err(Error::FailedPrecondition(format!("link {} has ended", req.slug)).into());
         }
         let info = ClickInfo {

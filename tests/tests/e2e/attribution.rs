@@ -769,9 +769,31 @@ async fn links_end_with_the_plan() {
     )
     .await;
     let code = creator(&suite, &token, w.campaign, 1, "eve").await;
-    let target = format!("/r/{}", code.links.unwrap_or_default().slug);
+    let slug = code.links.unwrap_or_default().slug;
+    let target = format!("/r/{slug}");
     redirected(&suite, &target).await;
     assert_eq!(status_at(&suite, &target, ends_at).await, 410);
+    // A click seen elsewhere before the end, reported after it, still counts; one not dated
+    // (now) does not.
+    let record = |clicked_at: Option<SystemTime>| {
+        let mut attribution = suite.attribution();
+        let request = authed(
+            RecordClickRequest {
+                slug: slug.clone(),
+                clicked_at: clicked_at.map(prost_types::Timestamp::from),
+                user_agent: BROWSER.into(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move { attribution.record_click(request).await }
+    };
+    let before_the_end = record(Some(ends_at - Duration::from_secs(1)))
+        .await
+        .map(|r| r.into_inner().counted);
+    assert_eq!(before_the_end.ok(), Some(true));
+    let undated = record(None).await.err().map(|s| s.code());
+    assert_eq!(undated, Some(Status::FailedPrecondition));
 }
 
 #[tokio::test]
