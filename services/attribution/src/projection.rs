@@ -68,7 +68,10 @@ impl Apply<PlanEvent> for Plans {
                         .await?
                         .is_none();
                     if first {
-                        // Orders looking for this plan must not pass it unseen.
+                        // Orders looking for this plan must not pass it unseen. The pricing lock
+                        // (which repricing below takes anyway) first, in the order the order
+                        // consumer takes both, which would otherwise deadlock with this.
+                        crate::store::amazon_reports::lock_pricing(conn).await?;
                         pending::lock_matching(conn).await?;
                     }
                     projection::upsert_plan(conn, &row, changed_at).await?;

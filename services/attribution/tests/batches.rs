@@ -1088,3 +1088,46 @@ async fn a_partial_refund_of_a_split_order_takes_back_what_the_whole_loses() {
         ["501 5000 3334", "502 5000 3333"]
     );
 }
+
+#[tokio::test]
+async fn a_new_plan_takes_the_pricing_lock_before_the_matching_lock_as_orders_do() {
+    use attribution_service::store::amazon_reports::lock_pricing;
+    let store = store().await;
+    // The order consumer, in a batch with report rows and orders: it holds the pricing lock and
+    // will take the matching lock next.
+    let mut orders = store.db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("begin")
+        .execute(&mut orders)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    lock_pricing(&mut orders)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A plan attribution has not seen arrives meanwhile.
+    let db = store.db.clone();
+    let plan = PlanEvent {
+        brand_id: 1,
+        subject: Some(plan_event::Subject::Plan(Plan {
+            id: 15,
+            integration_id: INTEGRATION,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let plans = tokio::spawn(async move {
+        let mut conn = db.conn().await?;
+        conn.transaction::<_, DbError, _>(async |conn| Plans.apply(conn, 1, &plan).await)
+            .await
+    });
+    let mut watcher = store.db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+    tracking_db::until_lock_wait(&mut watcher, &plans).await;
+    // The order consumer goes on to the matching lock: no deadlock.
+    let matched = pending::lock_matching(&mut orders).await;
+    assert!(matched.is_ok(), "{matched:?}");
+    diesel::sql_query("commit")
+        .execute(&mut orders)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let applied = plans.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(applied.is_ok(), "{applied:?}");
+}
