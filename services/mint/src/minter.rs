@@ -464,7 +464,13 @@ fn new_code(
         code,
         store_error: String::new(),
         slug,
-        destination_url: destination_url(&plan.terms),
+        // An Amazon link leads nowhere until its tag is made: untagged, no sale it brings could
+        // be credited to the creator.
+        destination_url: if tag_from_gateway(plan.provider) {
+            String::new()
+        } else {
+            destination_url(&plan.terms)
+        },
         affiliate_url: affiliate,
         // As stored (microseconds), so the event and the reply carry what a read returns.
         expires_at: plan.terms.ends_at.map(to_micros),

@@ -12,7 +12,7 @@ use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::{campaign_from_event, plan_from_event, roster_from_event, roster_status};
-use crate::domain::links::destination_url;
+use crate::domain::links::{destination_url, tag_from_gateway};
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
@@ -273,7 +273,9 @@ impl Projector {
 
     /// A plan whose click-through URL, UTM parameters or end date changed (before outreach, while
     /// it may) changes the tracking links of the codes already minted under it: their
-    /// destination and when they end, announced (`CHANGED`) so that the redirect follows.
+    /// destination and when they end, announced (`CHANGED`) so that the redirect follows. An
+    /// Amazon Ads link's destination carries its creator's tag, which the pusher puts on the new
+    /// page: the link goes back to waiting for it, and leads to its old page until then.
     async fn follow_plan_links(
         &self,
         conn: &mut AsyncPgConnection,
@@ -281,19 +283,33 @@ impl Projector {
         plan: &Plan,
     ) -> Result<(), Error> {
         let destination = destination_url(&plan.terms);
-        if destination == destination_url(&before.terms)
-            && plan.terms.ends_at == before.terms.ends_at
-        {
+        let moved = destination != destination_url(&before.terms);
+        if !moved && plan.terms.ends_at == before.terms.ends_at {
             return Ok(());
         }
-        let changed = codes::follow_plan_links(
-            conn,
-            plan.brand_id,
-            plan.id,
-            &destination,
-            plan.terms.ends_at,
-        )
-        .await?;
+        let changed = if tag_from_gateway(plan.provider) {
+            let changed = codes::follow_plan_tagged_links(
+                conn,
+                plan.brand_id,
+                plan.id,
+                moved,
+                plan.terms.ends_at,
+            )
+            .await?;
+            if moved && !changed.is_empty() {
+                notify_work(conn).await?;
+            }
+            changed
+        } else {
+            codes::follow_plan_links(
+                conn,
+                plan.brand_id,
+                plan.id,
+                &destination,
+                plan.terms.ends_at,
+            )
+            .await?
+        };
         let events: Vec<_> = changed
             .iter()
             .map(|c| events::code(CodeEventKind::Changed, c, &self.public_base_url))

@@ -18,7 +18,7 @@ use tracking_api::mint::v1::CodeEventKind;
 
 use crate::context::{Shared, Take};
 use crate::convert::discount_spec;
-use crate::domain::links::{affiliate_url, tracking_url, with_amazon_tag};
+use crate::domain::links::{affiliate_url, destination_url, tracking_url, with_amazon_tag};
 use crate::domain::render::{MAX_SUFFIX_ROUNDS, suffixed};
 use crate::domain::{Code, CodeStatus, Failure, Plan};
 use crate::error::Error;
@@ -545,13 +545,14 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
                 .iter()
                 .zip(tags)
                 .map(|(code, tag)| {
-                    let page = plans
-                        .get(&(brand_id, code.plan_id))
-                        .map_or("", |plan| plan.terms.click_url.as_str());
-                    let destination = if code.destination_url.is_empty() {
-                        String::new()
+                    // From the plan as it is now (a link whose plan changed is tagged again).
+                    let terms = plans.get(&(brand_id, code.plan_id)).map(|plan| &plan.terms);
+                    let page = terms.map_or("", |terms| terms.click_url.as_str());
+                    let destination = terms.map(destination_url).unwrap_or_default();
+                    let destination = if destination.is_empty() {
+                        destination
                     } else {
-                        with_amazon_tag(&code.destination_url, &tag.tag)
+                        with_amazon_tag(&destination, &tag.tag)
                     };
                     (code.id, with_amazon_tag(page, &tag.tag), destination)
                 })

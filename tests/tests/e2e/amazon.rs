@@ -35,7 +35,7 @@ use tracking_api::gateway::v1::{
 use tracking_api::mint::v1::{CodeStatus, Links};
 use tracking_api::plan::v1::{
     CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan,
-    SetReportVisibilityRequest, commission,
+    SetReportVisibilityRequest, UpdatePlanRequest, commission,
 };
 use tracking_testkit::{authed, creator_token};
 
@@ -401,7 +401,21 @@ async fn an_amazon_link_waits_while_amazon_is_unreachable() {
     )
     .await;
     assert_eq!(waiting.status, CodeStatus::Pending as i32);
-    assert_eq!(waiting.links.map(|l| l.affiliate_url), Some(String::new()));
+    let links = waiting.links.unwrap_or_default();
+    assert_eq!(
+        (links.affiliate_url.as_str(), links.destination_url.as_str()),
+        ("", "")
+    );
+    // Its tracking link leads nowhere meanwhile: untagged, Amazon could credit no sale to Bo.
+    let target = format!("/r/{}", links.slug);
+    eventually("the waiting link known to the redirect", || async {
+        let reply = suite
+            .http("GET", &target, &[("user-agent", "Mozilla/5.0")], b"")
+            .await;
+        (reply.status == 404 && String::from_utf8_lossy(&reply.body).contains("no destination"))
+            .then_some(())
+    })
+    .await;
 
     // Amazon is back: the next retry makes the link.
     amazon.down.store(false, Ordering::SeqCst);
@@ -715,5 +729,73 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
     assert_eq!(
         list(&suite, &other, request).await.err().map(|s| s.code()),
         Some(Status::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn an_amazon_link_follows_its_plan_to_a_new_page_with_its_tag() {
+    let World {
+        suite,
+        plan,
+        campaign,
+        ..
+    } = world().await;
+    let token = brand(1);
+    add(
+        &suite,
+        &token,
+        campaign,
+        9,
+        profile("Cy", "Ode", "cy"),
+        true,
+    )
+    .await;
+    let (code, _) = mint_when_known(&suite, &token, campaign, 9)
+        .await
+        .unwrap_or_else(|s| panic!("mint: {s}"));
+    let tag = format!("aa_creativeid=campaign-{campaign}-creator-9");
+    let links = active_links(&suite, code.id).await;
+    assert!(links.destination_url.ends_with(&tag), "{links:?}");
+    // Before outreach the brand moves the plan to another product.
+    suite
+        .plan()
+        .update_plan(authed(
+            UpdatePlanRequest {
+                plan: Some(Plan {
+                    id: plan,
+                    click_url: "https://www.amazon.com/dp/B0OTHERASIN".into(),
+                    ..Plan::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["click_url".into()],
+                }),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("update plan: {s}"));
+    let moved = code_when(
+        &suite,
+        &token,
+        code.id,
+        "the link tagged on the new page",
+        |c| {
+            c.status == CodeStatus::Active as i32
+                && c.links.as_ref().is_some_and(|l| {
+                    l.affiliate_url
+                        .starts_with("https://www.amazon.com/dp/B0OTHERASIN?")
+                })
+        },
+    )
+    .await
+    .links
+    .unwrap_or_default();
+    assert!(moved.affiliate_url.ends_with(&tag), "{moved:?}");
+    assert!(
+        moved
+            .destination_url
+            .starts_with("https://www.amazon.com/dp/B0OTHERASIN?")
+            && moved.destination_url.ends_with(&tag),
+        "the tracking link leads to the new page with the tag: {moved:?}"
     );
 }

@@ -724,6 +724,37 @@ pub async fn set_links(
     to_codes(rows)
 }
 
+/// As [`follow_plan_links`] for a plan whose links carry a tag the gateway makes (Amazon Ads):
+/// their live codes get the plan's end date and, when its page `moved`, go back to waiting for
+/// their tag (pending, due now), which the pusher then puts on the new page; until then they
+/// lead where they did. Returns the codes changed.
+pub async fn follow_plan_tagged_links(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+    moved: bool,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "update codes set expires_at = $3, updated_at = now(), \
+           status = case when $4 then 'pending' else status end, \
+           next_push_at = case when $4 then now() else next_push_at end, \
+           push_attempts = case when $4 then 0 else push_attempts end \
+         where brand_id = $1 and plan_id = $2 and not disabled \
+           and campaign_id in (select id from campaigns where brand_id = $1 and plan_id = $2) \
+           and ($4 or expires_at is distinct from $3) \
+         returning {COLUMNS}"
+    );
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(plan_id)
+        .bind::<Nullable<Timestamptz>, _>(expires_at)
+        .bind::<Bool, _>(moved)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
 /// Records a failed push and when to try again.
 pub async fn push_failed(
     conn: &mut AsyncPgConnection,
