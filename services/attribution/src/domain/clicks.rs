@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// User-agent fragments of crawlers and link-preview fetchers (lower case).
+/// User-agent fragments of crawlers and link-preview fetchers (lower case). Apps' in-app
+/// browsers are shoppers: Pinterest's (`[Pinterest/iOS]`) and Telegram's (`Telegram-Android/…`)
+/// are not their crawlers (`Pinterestbot`, `Pinterest/0.2 (+…/bot.html)`, `TelegramBot`), which
+/// "bot" finds.
 const BOTS: &[&str] = &[
     "bot",
     "crawler",
@@ -15,9 +18,7 @@ const BOTS: &[&str] = &[
     "facebookcatalog",
     "embedly",
     "whatsapp",
-    "telegram",
     "preview",
-    "pinterest",
     "bingpreview",
     "headlesschrome",
     "lighthouse",
@@ -40,7 +41,16 @@ pub fn is_bot(user_agent: &str) -> bool {
     is_bot_lowercase(&user_agent.to_ascii_lowercase())
 }
 
+/// Phones whose model name holds "bot" (Cubot's).
+const NOT_BOTS: &[&str] = &["cubot"];
+
 fn is_bot_lowercase(agent: &str) -> bool {
+    let mut agent = std::borrow::Cow::Borrowed(agent);
+    for phone in NOT_BOTS {
+        if agent.contains(phone) {
+            agent = agent.replace(phone, "").into();
+        }
+    }
     BOTS.iter().any(|bot| agent.contains(bot))
 }
 
@@ -160,6 +170,22 @@ mod tests {
         assert!(!is_bot(
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
         ));
+        // In-app browsers and phones are shoppers; the same apps' crawlers are not.
+        for shopper in [
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [Pinterest/iOS]",
+            "Mozilla/5.0 (Linux; Android 13; SM-A546B) AppleWebKit/537.36 Chrome/119.0 Mobile Safari/537.36 Telegram-Android/10.2.9",
+            "Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 Chrome/118.0 Mobile Safari/537.36",
+        ] {
+            assert!(!is_bot(shopper), "{shopper}");
+        }
+        for crawler in [
+            "Pinterest/0.2 (+https://www.pinterest.com/bot.html)",
+            "Mozilla/5.0 (compatible; Pinterestbot/1.0; +http://www.pinterest.com/bot.html)",
+            "TelegramBot (like TwitterBot)",
+            "WhatsApp/2.23.20.0 A",
+        ] {
+            assert!(is_bot(crawler), "{crawler}");
+        }
         assert_eq!(
             agent_class("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148"),
             "mobile"
