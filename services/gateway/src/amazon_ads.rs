@@ -107,11 +107,14 @@ impl AmazonAds {
         days: (NaiveDate, NaiveDate),
     ) -> Result<Stored, Error> {
         Self::check(integration)?;
+        // Rows stored after this moment come from a later fetch, which this one must not undo.
+        let fetched_at = store::clock(&mut *self.db.conn().await?).await?;
         let rows = self.client.performance(integration, days.0, days.1).await?;
         let mut conn = self.db.conn().await?;
         let stored = conn
             .transaction::<_, DbError, _>(async |conn| {
-                store::store_report(conn, integration.brand_id, integration.id, days, &rows).await
+                let (brand_id, id) = (integration.brand_id, integration.id);
+                store::store_report(conn, brand_id, id, days, &rows, fetched_at).await
             })
             .await?;
         tracing::info!(
@@ -400,6 +403,31 @@ mod tests {
         // The same report again changes nothing.
         let again = s.ads.import(&s.integration, days).await;
         assert_eq!(again.ok().map(|s| s.unchanged), Some(3));
+        assert_eq!(published(&s.db).await.len(), 2);
+
+        // An import whose fetch began before the rows were stored (a backfill overtaken by the
+        // hourly import) leaves them as they are, whatever it read.
+        let stale = vec![crate::adapters::amazon::ReportRow {
+            campaign_id: "campaign-7".to_owned(),
+            ad_group_id: "creator-42".to_owned(),
+            creative_id: "campaign-7-creator-42".to_owned(),
+            date: day(1),
+            purchases: 1,
+            sales_minor: 1_000,
+            currency: "USD".to_owned(),
+        }];
+        let mut conn = s.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let before = store::clock(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            - chrono::Duration::hours(1);
+        let overtaken = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                store::store_report(conn, 1, s.integration.id, days, &stale, before).await
+            })
+            .await;
+        drop(conn);
+        assert_eq!(overtaken.ok().map(|s| (s.created, s.revised)), Some((0, 0)));
         assert_eq!(published(&s.db).await.len(), 2);
 
         // Amazon revises the 1st and no longer reports the 2nd.

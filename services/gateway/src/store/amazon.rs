@@ -169,11 +169,27 @@ pub struct Stored {
     pub unchanged: usize,
 }
 
-/// Stores an import of the integration's report for `days` in the caller's transaction: each
-/// reported row is created, or replaces the stored figures of its tag and day when they changed
-/// (the next revision); a stored row of those days that Amazon no longer reports drops to zero.
-/// Every new or changed row of a creator's tag is published on `WatchOrders`. Imports of one
-/// integration take turns (the integration's row is locked), so their revisions stay in order.
+/// The database's clock: when an import's fetch begins, for [`store_report`].
+pub async fn clock(conn: &mut AsyncPgConnection) -> Result<DateTime<Utc>, DbError> {
+    #[derive(QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Timestamptz)]
+        now: DateTime<Utc>,
+    }
+    let row: Now = tracking_db::prepared("select now() as now")
+        .get_result(conn)
+        .await?;
+    Ok(row.now)
+}
+
+/// Stores an import of the integration's report for `days`, fetched from Amazon from
+/// `fetched_at` on (by the database's [`clock`]), in the caller's transaction: each reported row
+/// is created, or replaces the stored figures of its tag and day when they changed (the next
+/// revision); a stored row of those days that Amazon no longer reports drops to zero. A row
+/// stored since `fetched_at` came from a later fetch (a backfill overtaken by the hourly import,
+/// say) and is left as it is: older figures never replace newer ones. Every new or changed row
+/// of a creator's tag is published on `WatchOrders`. Imports of one integration take turns (the
+/// integration's row is locked), so their revisions stay in order.
 #[tracing::instrument(skip_all, fields(brand_id, integration_id, rows = rows.len()))]
 pub async fn store_report(
     conn: &mut AsyncPgConnection,
@@ -181,6 +197,7 @@ pub async fn store_report(
     integration_id: i64,
     days: (NaiveDate, NaiveDate),
     rows: &[ReportRow],
+    fetched_at: DateTime<Utc>,
 ) -> Result<Stored, DbError> {
     tracking_db::prepared(
         "select 1 from integrations where brand_id = $1 and id = $2 for no key update",
@@ -214,6 +231,7 @@ pub async fn store_report(
          where (r.purchases, r.sales_minor, r.currency, r.campaign_id, r.creator_id)
              is distinct from (excluded.purchases, excluded.sales_minor, excluded.currency,
                                excluded.campaign_id, excluded.creator_id)
+           and r.imported_at < $10
          returning {ROW_COLUMNS}"
     ))
     .bind::<Array<BigInt>, _>(vec![brand_id; rows.len()])
@@ -225,13 +243,14 @@ pub async fn store_report(
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.purchases).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.sales_minor).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(text(|r| &r.currency))
+    .bind::<Timestamptz, _>(fetched_at)
     .load(conn)
     .await?;
     let dropped: Vec<ReportRowRecord> = tracking_db::prepared(format!(
         "update amazon_report_rows r set purchases = 0, sales_minor = 0,
              revision = r.revision + 1, imported_at = now()
          where r.brand_id = $1 and r.integration_id = $2 and r.day between $3 and $4
-           and (r.purchases <> 0 or r.sales_minor <> 0)
+           and (r.purchases <> 0 or r.sales_minor <> 0) and r.imported_at < $9
            and not exists (select 1 from unnest($5::text[], $6::text[], $7::text[], $8::date[])
                    as i(c, a, x, day)
                where i.c = r.tag_campaign_id and i.a = r.tag_ad_group_id
@@ -246,6 +265,7 @@ pub async fn store_report(
     .bind::<Array<Text>, _>(text(|r| &r.ad_group_id))
     .bind::<Array<Text>, _>(text(|r| &r.creative_id))
     .bind::<Array<Date>, _>(rows.iter().map(|r| r.date).collect::<Vec<_>>())
+    .bind::<Timestamptz, _>(fetched_at)
     .load(conn)
     .await?;
     let created = changed.iter().filter(|r| r.revision == 1).count();
