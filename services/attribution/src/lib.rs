@@ -30,8 +30,8 @@ use tracking_api::attribution::v1::attribution_service_server::AttributionServic
 use tracking_clients::{CodeEventsSource, OrderEventsSource, PlanEventsSource, ServiceTokens};
 use tracking_db::{Database, DbError, Migrations, PoolOptions};
 use tracking_events::{ConsumerOptions, EventLog, run_consumer};
-use tracking_server::JwtKeys;
 use tracking_server::auth::Authenticator;
+use tracking_server::{JwtKeys, Metrics};
 
 pub use rpc::Attribution;
 
@@ -99,6 +99,7 @@ pub async fn start(
     pool: PoolOptions,
     args: &AttributionArgs,
     keys: JwtKeys,
+    metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Started> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
@@ -140,8 +141,15 @@ pub async fn start(
     // The click writer runs on a connection of its own whose statements are planned once:
     // planning its insert cost 0.10-0.14 ms a batch (docs/BENCHMARKS.md, eighteenth session).
     let click_db = Database::new(database_url, SCHEMA, pool.planned_once(1))?;
-    let (links, click_writer) =
-        links::Links::start(db.clone(), click_db, &visitor_key(&keys), shutdown.clone()).await?;
+    let (links, click_writer) = links::Links::start(
+        db.clone(),
+        click_db,
+        &visitor_key(&keys),
+        links::ClickQueue::default(),
+        metrics,
+        shutdown.clone(),
+    )
+    .await?;
     let service = Attribution {
         log: EventLog::start(db.clone(), shutdown),
         db,

@@ -1,7 +1,9 @@
 //! Tracking links: `GET /r/{slug}` answers from memory (a slug cache that follows the codes
 //! projection) and hands the click to a batching writer, so a redirect never waits on the
-//! database. The writer stores clicks in batches with their daily counts; on shutdown it drains
-//! what is queued before the process exits, so no accepted click is lost.
+//! database. The writer stores clicks in batches with their daily counts, retrying while the
+//! database is down; on shutdown it drains what is queued before the process exits (within the
+//! drain limit). A click that finds the queue full for a moment goes unrecorded (counted): the
+//! shopper is redirected all the same.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Conflicts, Database, DbError, Taken};
+use tracking_server::Metrics;
 
 use crate::domain::clicks;
 use crate::store::clicks::ClickRow;
@@ -68,13 +72,37 @@ pub struct ClickInfo {
 const REFRESH: Duration = Duration::from_millis(200);
 /// Clicks written per statement.
 const CLICK_BATCH: usize = 2000;
-/// Clicks queued between the redirects and the writer.
-const CLICK_QUEUE: usize = 100_000;
+/// The queue of clicks between the redirects and the writer.
+#[derive(Clone, Copy, Debug)]
+pub struct ClickQueue {
+    /// Clicks it holds.
+    pub capacity: usize,
+    /// How long a click waits for room when it is full (the writer behind: back-pressure),
+    /// before it goes unrecorded: a redirect never hangs on the database.
+    pub wait: Duration,
+}
+
+impl Default for ClickQueue {
+    fn default() -> Self {
+        ClickQueue {
+            capacity: 100_000,
+            wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A click that could not be queued: the queue stayed full (the database down or far behind)
+/// or the writer has stopped (shutdown).
+#[derive(Debug)]
+pub struct Unrecorded;
 
 #[derive(Clone)]
 pub struct Links {
     cache: Arc<RwLock<HashMap<String, Arc<Link>>>>,
     clicks: mpsc::Sender<ClickRow>,
+    queue_wait: Duration,
+    /// Clicks that went unrecorded (`tracking_clicks_unrecorded_total`).
+    unrecorded: Counter,
     visitor_key: Arc<[u8]>,
     db: Database,
 }
@@ -93,17 +121,27 @@ impl Links {
         db: Database,
         click_db: Database,
         visitor_key: &[u8],
+        queue: ClickQueue,
+        metrics: &Metrics,
         shutdown: CancellationToken,
     ) -> Result<(Links, JoinHandle<()>), DbError> {
         let cache = Arc::new(RwLock::new(HashMap::new()));
         let version = refresh(&db, &cache, 0).await?;
         tokio::spawn(follow_codes(db.clone(), cache.clone(), version, shutdown));
-        let (tx, rx) = mpsc::channel(CLICK_QUEUE);
+        let (tx, rx) = mpsc::channel(queue.capacity.max(1));
         let writer = tokio::spawn(write_clicks(click_db, rx));
+        let unrecorded = Counter::default();
+        metrics.register(
+            "clicks_unrecorded",
+            "Clicks redirected but not recorded: the click queue stayed full (the database down or far behind)",
+            unrecorded.clone(),
+        );
         Ok((
             Links {
                 cache,
                 clicks: tx,
+                queue_wait: queue.wait,
+                unrecorded,
                 visitor_key: Arc::from(visitor_key),
                 db,
             },
@@ -130,15 +168,15 @@ impl Links {
     }
 
     /// Queues a click on `link` and returns its id; `None` for a bot (not counted).
-    pub async fn record(&self, link: &Link, info: ClickInfo) -> Option<String> {
+    pub async fn record(&self, link: &Link, info: ClickInfo) -> Result<Option<String>, Unrecorded> {
         let agent_class = clicks::agent_class(&info.user_agent);
         if agent_class == clicks::BOT {
-            return None;
+            return Ok(None);
         }
         let now = Utc::now();
         let click_id = match info.click_id {
             Some(id) => id,
-            None => clicks::new_click_id(now).ok()?,
+            None => clicks::new_click_id(now).map_err(|_| Unrecorded)?,
         };
         let row = ClickRow {
             brand_id: link.brand_id,
@@ -158,10 +196,21 @@ impl Links {
                 clicks::visitor_hash(&self.visitor_key, &info.visitor)
             },
         };
-        // Waits only when the writer is far behind (the queue is large): back-pressure rather
-        // than a lost click.
-        self.clicks.send(row).await.ok()?;
-        Some(click_id)
+        // Waits only when the writer is far behind (the queue is large), and not for long.
+        match self.clicks.send_timeout(row, self.queue_wait).await {
+            Ok(()) => Ok(Some(click_id)),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                let before = self.unrecorded.inc();
+                if before.is_multiple_of(10_000) {
+                    tracing::warn!(
+                        unrecorded = before + 1,
+                        "the click queue is full: clicks go unrecorded"
+                    );
+                }
+                Err(Unrecorded)
+            }
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(Unrecorded),
+        }
     }
 }
 
@@ -314,7 +363,8 @@ async fn redirect(
             ),
             ..ClickInfo::default()
         };
-        links.record(&link, info).await
+        // An unrecorded click still gets the shopper there, without a click id.
+        links.record(&link, info).await.unwrap_or(None)
     };
     // Bots and HEAD requests still get where they asked to go, with a click id only when counted.
     let location = match &click_id {
@@ -342,5 +392,92 @@ fn country(headers: &HeaderMap) -> String {
         code.to_ascii_uppercase()
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel_async::RunQueryDsl;
+    use tracking_db::TestDb;
+
+    use super::*;
+
+    static SCHEMAS: &[tracking_db::SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
+
+    #[tokio::test]
+    async fn a_full_click_queue_leaves_clicks_unrecorded_rather_than_waiting() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let metrics = Metrics::new();
+        let queue = ClickQueue {
+            capacity: 1,
+            wait: Duration::from_millis(50),
+        };
+        let (links, writer) = Links::start(
+            db.clone(),
+            db.clone(),
+            b"key",
+            queue,
+            &metrics,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The writer is held up: another transaction holds the lock its batches take.
+        let mut holder = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel::sql_query("begin")
+            .execute(&mut holder)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        crate::store::pending::lock_matching(&mut holder)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let link = Link {
+            brand_id: 1,
+            code_id: 2,
+            campaign_id: 3,
+            creator_id: 4,
+            plan_id: 5,
+            integration_id: 6,
+            destination: "https://shop.example/p".to_owned(),
+            expires_at: None,
+            active: true,
+        };
+        let click = || ClickInfo {
+            user_agent: "Mozilla/5.0 (iPhone) Mobile".to_owned(),
+            ..ClickInfo::default()
+        };
+        // The first click is taken by the writer, which then waits; the second fills the queue.
+        assert!(matches!(links.record(&link, click()).await, Ok(Some(_))));
+        let mut watcher = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+        tracking_db::until_lock_wait(&mut watcher, &writer).await;
+        assert!(matches!(links.record(&link, click()).await, Ok(Some(_))));
+        // The third finds no room within its wait, and goes unrecorded (counted) at once.
+        assert!(links.record(&link, click()).await.is_err());
+        assert!(
+            metrics
+                .encode()
+                .contains("tracking_clicks_unrecorded_total 1"),
+            "{}",
+            metrics.encode()
+        );
+        // The writer resumes and writes what was queued.
+        diesel::sql_query("commit")
+            .execute(&mut holder)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(links);
+        writer.await.unwrap_or_else(|e| panic!("{e}"));
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let stored: Count = diesel::sql_query("select count(*) as n from clicks")
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stored.n, 2);
     }
 }

@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 ctx.pool,
                 &args.attribution,
                 ctx.keys.clone(),
+                &ctx.metrics,
                 ctx.shutdown,
             )
             .await?;

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use tracking_api::attribution::v1 as pb;
 use tracking_api::attribution::v1::attribution_service_server::AttributionService;
-use tracking_db::Database;
+use tracking_db::{Database, DbError};
 use tracking_events::EventLog;
 use tracking_server::paging::Page;
 use tracking_server::streams::{self, ResponseStream};
@@ -254,7 +254,11 @@ impl AttributionService for Attribution {
             user_agent: req.user_agent,
             visitor: req.visitor,
         };
-        let counted = self.links.record(&link, info).await;
+        let counted = self.links.record(&link, info).await.map_err(|_| {
+            Error::Db(DbError::Unavailable(
+                "clicks cannot be recorded now (their writer is far behind); retry".to_owned(),
+            ))
+        })?;
         Ok(Response::new(pb::RecordClickResponse {
             counted: counted.is_some(),
             click_id: counted.unwrap_or(req.click_id),

@@ -120,16 +120,17 @@ impl Suite {
             mint_url: own_grpc_url.to_owned(),
             gateway_url: own_grpc_url.to_owned(),
         };
+        let metrics = Metrics::new();
         let attribution = attribution_service::start(
             &config.database_url,
             config.pool,
             &attribution_args,
             keys.clone(),
+            &metrics,
             shutdown,
         )
         .await?;
 
-        let metrics = Metrics::new();
         let auth = Authenticator::new(keys);
         let grpc = GrpcServer::new(
             metrics.clone(),
