@@ -221,6 +221,11 @@ impl WatchState {
             return None;
         }
         loop {
+            // A watcher still replaying stops with the server too (its client resumes from its
+            // cursor elsewhere), instead of keeping the shutdown waiting.
+            if self.log.shutdown.is_cancelled() {
+                return None;
+            }
             if let Some(event) = self.buffer.pop_front() {
                 self.cursor = event.seq;
                 return Some(Ok(event));

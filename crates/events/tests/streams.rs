@@ -400,3 +400,16 @@ async fn a_consumers_progress_is_in_the_metrics() {
     assert_eq!(metrics.active.get_or_create(&labels).get(), 0);
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn a_watcher_still_replaying_ends_at_shutdown() {
+    let (_test_db, producer, _consumer, log, shutdown) = setup().await;
+    for i in 0..3 {
+        append_one(&producer, 1, format!("e{i}")).await;
+    }
+    let mut watch = Box::pin(log.watch(0, None));
+    assert!(matches!(watch.next().await, Some(Ok(_))));
+    shutdown.cancel();
+    // Two events are left to replay: the stream ends all the same.
+    assert!(watch.next().await.is_none());
+}
