@@ -15,7 +15,7 @@ use tracking_api::gateway::v1::{RegisterIntegrationRequest, SetSandboxOutageRequ
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_api::mint::v1::{Code, GetCodeRequest, MintCodeRequest};
 use tracking_api::plan::v1::plan_service_client::PlanServiceClient;
-use tracking_api::plan::v1::{AddCreatorRequest, CreatorProfile};
+use tracking_api::plan::v1::{AddCreatorRequest, CreatorProfile, Plan, UpdatePlanRequest};
 use tracking_db::TestDb;
 use tracking_server::Role;
 use tracking_testkit::{TEST_SECRET, TestServer, authed};
@@ -323,6 +323,26 @@ pub async fn add(
 }
 
 /// Takes a sandbox integration's store down (`down`) or brings it back.
+/// `UpdatePlan` of `plan`'s fields named by `paths` (its id set), as `token`: the plan after.
+pub async fn update_plan(
+    suite: &Suite,
+    token: &str,
+    plan: Plan,
+    paths: &[&str],
+) -> Result<Plan, tonic::Status> {
+    let request = UpdatePlanRequest {
+        plan: Some(plan),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }),
+    };
+    suite
+        .plan()
+        .update_plan(authed(request, token))
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default())
+}
+
 pub async fn sandbox_outage(suite: &Suite, token: &str, integration: i64, down: bool) {
     suite
         .gateway()

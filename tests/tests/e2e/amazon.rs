@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use suite_tests::{
     Suite, add, brand, code_when, eventually, mint_when_known, profile, register_integration,
-    valid_registration,
+    update_plan, valid_registration,
 };
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
@@ -32,10 +32,10 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
     ImportAmazonReportRequest, ImportAmazonReportResponse, ListAmazonReportRowsRequest,
 };
-use tracking_api::mint::v1::{CodeStatus, Links};
+use tracking_api::mint::v1::{Code, CodeStatus, Links};
 use tracking_api::plan::v1::{
-    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Plan,
-    SetReportVisibilityRequest, UpdatePlanRequest, commission,
+    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, CreatorProfile, Plan,
+    SetReportVisibilityRequest, commission,
 };
 use tracking_testkit::{authed, creator_token};
 
@@ -239,6 +239,17 @@ async fn world() -> World {
     }
 }
 
+/// The code minted for `creator`, added approved to `campaign` with `profile` (its link may
+/// still wait for its tag).
+async fn joined(suite: &Suite, campaign: i64, creator: i64, profile: CreatorProfile) -> Code {
+    let token = brand(1);
+    add(suite, &token, campaign, creator, profile, true).await;
+    mint_when_known(suite, &token, campaign, creator)
+        .await
+        .unwrap_or_else(|s| panic!("mint: {s}"))
+        .0
+}
+
 /// The creator's links once their code is active.
 async fn active_links(suite: &Suite, code_id: i64) -> Links {
     code_when(
@@ -265,18 +276,7 @@ async fn an_amazon_creator_gets_a_tag_link_and_a_revised_report_day_counts_once(
     let token = brand(1);
     // The creator's link: pending until the gateway has made their tag, then the plan's page
     // with it.
-    add(
-        &suite,
-        &token,
-        campaign,
-        42,
-        profile("Ann", "Lee", "ann"),
-        true,
-    )
-    .await;
-    let (code, _) = mint_when_known(&suite, &token, campaign, 42)
-        .await
-        .unwrap_or_else(|s| panic!("mint: {s}"));
+    let code = joined(&suite, campaign, 42, profile("Ann", "Lee", "ann")).await;
     assert!(code.code.is_empty(), "Amazon Ads has no codes");
     let links = active_links(&suite, code.id).await;
     let tag_campaign = format!("campaign-{campaign}");
@@ -378,20 +378,8 @@ async fn an_amazon_link_waits_while_amazon_is_unreachable() {
         campaign,
         ..
     } = world().await;
-    let token = brand(1);
     amazon.down.store(true, Ordering::SeqCst);
-    add(
-        &suite,
-        &token,
-        campaign,
-        7,
-        profile("Bo", "Kim", "bo"),
-        true,
-    )
-    .await;
-    let (code, _) = mint_when_known(&suite, &token, campaign, 7)
-        .await
-        .unwrap_or_else(|s| panic!("mint: {s}"));
+    let code = joined(&suite, campaign, 7, profile("Bo", "Kim", "bo")).await;
     let waiting = code_when(
         &suite,
         &brand(1),
@@ -464,18 +452,7 @@ async fn amazon_report_days_are_conversions_in_the_list_the_stream_and_the_creat
     } = world().await;
     let token = brand(1);
     for (creator, name) in [(42, "ann"), (43, "bea")] {
-        add(
-            &suite,
-            &token,
-            campaign,
-            creator,
-            profile("Ann", "Lee", name),
-            true,
-        )
-        .await;
-        let (code, _) = mint_when_known(&suite, &token, campaign, creator)
-            .await
-            .unwrap_or_else(|s| panic!("mint: {s}"));
+        let code = joined(&suite, campaign, creator, profile("Ann", "Lee", name)).await;
         active_links(&suite, code.id).await;
     }
     let mut stream = suite
@@ -741,37 +718,17 @@ async fn an_amazon_link_follows_its_plan_to_a_new_page_with_its_tag() {
         ..
     } = world().await;
     let token = brand(1);
-    add(
-        &suite,
-        &token,
-        campaign,
-        9,
-        profile("Cy", "Ode", "cy"),
-        true,
-    )
-    .await;
-    let (code, _) = mint_when_known(&suite, &token, campaign, 9)
-        .await
-        .unwrap_or_else(|s| panic!("mint: {s}"));
+    let code = joined(&suite, campaign, 9, profile("Cy", "Ode", "cy")).await;
     let tag = format!("aa_creativeid=campaign-{campaign}-creator-9");
     let links = active_links(&suite, code.id).await;
     assert!(links.destination_url.ends_with(&tag), "{links:?}");
     // Before outreach the brand moves the plan to another product.
-    suite
-        .plan()
-        .update_plan(authed(
-            UpdatePlanRequest {
-                plan: Some(Plan {
-                    id: plan,
-                    click_url: "https://www.amazon.com/dp/B0OTHERASIN".into(),
-                    ..Plan::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["click_url".into()],
-                }),
-            },
-            &token,
-        ))
+    let other_page = Plan {
+        id: plan,
+        click_url: "https://www.amazon.com/dp/B0OTHERASIN".into(),
+        ..Plan::default()
+    };
+    update_plan(&suite, &token, other_page, &["click_url"])
         .await
         .unwrap_or_else(|s| panic!("update plan: {s}"));
     let moved = code_when(

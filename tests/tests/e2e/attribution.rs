@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use suite_tests::{
     Suite, add, brand, code_when, creator_token, eventually, mint_when_known, profile, register_as,
+    update_plan,
 };
 use tonic::Code as Status;
 use tracking_api::attribution::v1::{
@@ -21,7 +22,7 @@ use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderLine, OrderStat
 use tracking_api::mint::v1::{Code, DisableCodeRequest};
 use tracking_api::plan::v1::{
     ArchiveCampaignRequest, CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest,
-    Discount, Plan, SetReportVisibilityRequest, UpdatePlanRequest, Utm, commission, discount,
+    Discount, Plan, SetReportVisibilityRequest, Utm, commission, discount,
 };
 use tracking_testkit::authed;
 
@@ -812,22 +813,13 @@ async fn links_follow_a_plan_changed_after_their_codes_were_minted() {
 
     // Before outreach the brand moves the landing page and ends the plan in a few seconds.
     let ends_at = SystemTime::now() + Duration::from_secs(6);
-    suite
-        .plan()
-        .update_plan(authed(
-            UpdatePlanRequest {
-                plan: Some(Plan {
-                    id: w.plan,
-                    click_url: "https://brand.example.com/autumn".into(),
-                    ends_at: Some(prost_types::Timestamp::from(ends_at)),
-                    ..Plan::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["click_url".into(), "ends_at".into()],
-                }),
-            },
-            &token,
-        ))
+    let moved_plan = Plan {
+        id: w.plan,
+        click_url: "https://brand.example.com/autumn".into(),
+        ends_at: Some(prost_types::Timestamp::from(ends_at)),
+        ..Plan::default()
+    };
+    update_plan(&suite, &token, moved_plan, &["click_url", "ends_at"])
         .await
         .unwrap_or_else(|s| panic!("update plan: {s}"));
     let moved = code_when(

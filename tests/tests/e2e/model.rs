@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use suite_tests::{Suite, add, brand, profile, register_as};
+use suite_tests::{Suite, add, brand, profile, register_as, update_plan};
 use tracking_api::attribution::v1::{
     ConversionStatus, GetCampaignPerformanceRequest, ListConversionsRequest,
 };
@@ -25,8 +25,8 @@ use tracking_api::common::v1::{PageRequest, Provider};
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderStatus};
 use tracking_api::mint::v1::{MintCodeRequest, UpdateCodeRequest};
 use tracking_api::plan::v1::{
-    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Discount, Plan,
-    UpdatePlanRequest, commission, discount,
+    CodeTrigger, Commission, CreateCampaignRequest, CreatePlanRequest, Discount, Plan, commission,
+    discount,
 };
 use tracking_testkit::authed;
 
@@ -267,23 +267,14 @@ async fn run_case(suite: &Suite, brand_id: i64, ops: &[Op]) -> Result<(), TestCa
                 {
                     continue;
                 }
-                suite
-                    .plan()
-                    .update_plan(authed(
-                        UpdatePlanRequest {
-                            plan: Some(Plan {
-                                id: plan,
-                                commission: Some(Commission {
-                                    kind: Some(commission::Kind::PercentBps(bps)),
-                                }),
-                                ..Plan::default()
-                            }),
-                            update_mask: Some(prost_types::FieldMask {
-                                paths: vec!["commission".into()],
-                            }),
-                        },
-                        &token,
-                    ))
+                let commission = Plan {
+                    id: plan,
+                    commission: Some(Commission {
+                        kind: Some(commission::Kind::PercentBps(bps)),
+                    }),
+                    ..Plan::default()
+                };
+                update_plan(suite, &token, commission, &["commission"])
                     .await
                     .map_err(|s| TestCaseError::fail(s.to_string()))?;
                 // In effect for orders placed from now on (the plan changed during the call).

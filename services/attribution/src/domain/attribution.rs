@@ -696,6 +696,20 @@ mod tests {
         worth(&[base], state, refunded, 10_000).remove(0)
     }
 
+    /// `pending(8_000, 800)` followed to its order's payment, and when that was, for a plan
+    /// holding commissions `days`.
+    fn paid_holding(days: i32) -> (DateTime<Utc>, Followed) {
+        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
+        let paid = follow(
+            &pending(8_000, 800),
+            OrderState::Paid,
+            &owed(OrderState::Paid, 0),
+            paid_at,
+            days,
+        );
+        (paid_at, paid)
+    }
+
     fn pending(revenue: i64, commission: i64) -> Amounts {
         Amounts {
             status: Status::Pending,
@@ -710,14 +724,7 @@ mod tests {
 
     #[test]
     fn refunds_and_cancellations_before_approval() {
-        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
-        let paid = follow(
-            &pending(8_000, 800),
-            OrderState::Paid,
-            &owed(OrderState::Paid, 0),
-            paid_at,
-            14,
-        );
+        let (paid_at, paid) = paid_holding(14);
         assert_eq!(paid.amounts.approve_at, Some(paid_at + Duration::days(14)));
         let partial = follow(
             &paid.amounts,
@@ -758,14 +765,7 @@ mod tests {
 
     #[test]
     fn refunds_after_approval_are_adjustments() {
-        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
-        let paid = follow(
-            &pending(8_000, 800),
-            OrderState::Paid,
-            &owed(OrderState::Paid, 0),
-            paid_at,
-            0,
-        );
+        let (paid_at, paid) = paid_holding(0);
         let approved = approve(&paid.amounts, paid_at).unwrap_or_else(|| panic!("due"));
         assert_eq!(approved.status, Status::Approved);
         let partial = follow(
@@ -843,14 +843,7 @@ mod tests {
 
     #[test]
     fn a_refund_seen_after_the_approval_was_due_is_an_adjustment() {
-        let paid_at = DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default();
-        let paid = follow(
-            &pending(8_000, 800),
-            OrderState::Paid,
-            &owed(OrderState::Paid, 0),
-            paid_at,
-            14,
-        );
+        let (paid_at, paid) = paid_holding(14);
         // The approver has not run yet when the refund comes, a day after the due date.
         let refund_seen = paid_at + Duration::days(15);
         assert_eq!(paid.amounts.status, Status::Pending);
