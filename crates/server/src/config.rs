@@ -49,6 +49,10 @@ pub struct ServerArgs {
     pub tls: crate::tls::TlsArgs,
 }
 
+/// The most calls a process may serve at once (far past what it could; a larger number would
+/// not fit the admission semaphore).
+pub const MAX_CONCURRENT_REQUESTS: usize = 1_000_000;
+
 impl ServerArgs {
     /// Checks what clap cannot; `secret_required` is false only where a default secret is
     /// provided by other means (trackd's local state).
@@ -60,8 +64,10 @@ impl ServerArgs {
             }
             _ => {}
         }
-        if self.max_concurrent_requests == 0 {
-            return Err("TRACKING_MAX_CONCURRENT_REQUESTS must be at least 1".to_owned());
+        if !(1..=MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests) {
+            return Err(format!(
+                "TRACKING_MAX_CONCURRENT_REQUESTS must be 1..={MAX_CONCURRENT_REQUESTS}"
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err("TRACKING_REQUEST_TIMEOUT must be positive".to_owned());
@@ -96,6 +102,10 @@ impl DbArgs {
         }
         if self.db_pool_size == 0 {
             return Err("TRACKING_DB_POOL_SIZE must be at least 1".to_owned());
+        }
+        // Zero would refuse every call that finds the pool busy for an instant.
+        if self.db_pool_timeout.is_zero() {
+            return Err("TRACKING_DB_POOL_TIMEOUT must be positive".to_owned());
         }
         Ok(())
     }
@@ -149,5 +159,41 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("3y").is_err());
+    }
+
+    #[test]
+    fn settings_that_would_break_the_server_are_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Args {
+            #[command(flatten)]
+            server: ServerArgs,
+            #[command(flatten)]
+            db: DbArgs,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["test", "--jwt-secret", "0123456789abcdef0123456789abcdef"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        let checked = |extra: &[&str]| {
+            parse(extra).and_then(|args| {
+                args.server.validate(true)?;
+                args.db.validate()
+            })
+        };
+        assert_eq!(checked(&[]), Ok(()));
+        let refused = checked(&["--max-concurrent-requests", "2305843009213693951"]);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.starts_with("TRACKING_MAX_CONCURRENT_REQUESTS")),
+            "{refused:?}"
+        );
+        let refused = checked(&["--db-pool-timeout", "0s"]);
+        assert_eq!(
+            refused,
+            Err("TRACKING_DB_POOL_TIMEOUT must be positive".to_owned())
+        );
     }
 }

@@ -124,6 +124,11 @@ impl GrpcServer {
         self
     }
 
+    /// How long in-flight calls get to finish at shutdown (the HTTP side gets as long).
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
     /// Serves until `shutdown` is cancelled: health turns NOT_SERVING at once, new calls are
     /// refused, in-flight calls get `shutdown_grace` to finish.
     pub async fn serve(
@@ -172,6 +177,7 @@ impl GrpcServer {
         };
 
         let layer = RpcLayer {
+            default_deadline: self.request_timeout,
             metrics: self.metrics.clone(),
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_concurrent: self.max_concurrent,
@@ -181,8 +187,9 @@ impl GrpcServer {
         if let Some(tls) = self.tls.take() {
             builder = builder.tls_config(tls)?;
         }
+        // Deadlines are the layer's (`RpcLayer::deadline`), not tonic's `timeout`, which cuts a
+        // client's own longer deadline to the default and answers CANCELLED.
         let server = builder
-            .timeout(self.request_timeout)
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .layer(layer)
@@ -202,9 +209,11 @@ impl GrpcServer {
     }
 }
 
-/// Per-call admission control, metrics and request ids.
+/// Per-call deadlines, admission control, metrics and request ids.
 #[derive(Clone)]
 struct RpcLayer {
+    /// The deadline of a call whose client sets none (`grpc-timeout`).
+    default_deadline: Duration,
     metrics: Metrics,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
@@ -235,6 +244,15 @@ impl RpcLayer {
     }
 }
 
+impl RpcLayer {
+    /// The deadline this layer holds a call to: the server's default, for a call whose client
+    /// set none. A client's own (`grpc-timeout`, longer or shorter) is tonic's to enforce, which
+    /// it does, outside this layer, answering CANCELLED.
+    fn deadline(&self, headers: &http::HeaderMap) -> Option<Duration> {
+        (!headers.contains_key("grpc-timeout")).then_some(self.default_deadline)
+    }
+}
+
 impl<S> Layer<S> for RpcLayer {
     type Service = RpcService<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -249,6 +267,22 @@ impl<S> Layer<S> for RpcLayer {
 struct RpcService<S> {
     inner: S,
     layer: RpcLayer,
+}
+
+/// A call counted in `tracking_grpc_in_flight` until this is dropped.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.in_flight.inc();
+        InFlight(metrics.in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Calls that must answer even under overload (probes, operators' tooling).
@@ -302,6 +336,7 @@ where
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(next_request_id, str::to_owned);
+        let deadline = self.layer.deadline(request.headers());
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         // The clone that was polled ready serves this call (tower's contract).
         let clone = self.inner.clone();
@@ -309,10 +344,23 @@ where
         let metrics = self.layer.metrics.clone();
         Box::pin(
             async move {
-                metrics.in_flight.inc();
+                // Counted down however the call ends: answered, or dropped (its deadline passed,
+                // its client went away).
+                let in_flight = InFlight::enter(&metrics);
                 let started = Instant::now();
-                let result = inner.call(request).await;
-                metrics.in_flight.dec();
+                // Past its deadline the call is dropped (its database work cancelled with it).
+                let call = inner.call(request);
+                let result = match deadline {
+                    None => call.await,
+                    Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                        Ok(result) => result,
+                        Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                            "deadline of {deadline:?} exceeded"
+                        ))
+                        .into_http()),
+                    },
+                };
+                drop(in_flight);
                 drop(permits);
                 let mut response = result?;
                 unparseable_is_invalid_argument(response.headers_mut());

@@ -1,6 +1,8 @@
 //! The HTTP side of a server process: `/metrics`, `/healthz`, and whatever routes services add
 //! (webhooks, redirects), with graceful shutdown.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -33,13 +35,22 @@ pub fn router(metrics: Metrics) -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
-/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish within
+/// `grace`: a client that stalls (a body promised and never sent) cannot keep the process from
+/// stopping.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    grace: Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let server =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        result = server => result,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "grace period over, leaving the remaining HTTP requests");
+            Ok(())
+        }
+    }
 }

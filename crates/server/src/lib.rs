@@ -45,8 +45,9 @@ pub async fn serve(
     http_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let grace = grpc.shutdown_grace();
     let grpc_task = grpc.serve(grpc_listener, shutdown.clone());
-    let http_task = http::serve(http_listener, http_router, shutdown.clone());
+    let http_task = http::serve(http_listener, http_router, shutdown.clone(), grace);
     let (grpc_result, http_result) = tokio::join!(
         async {
             let result = grpc_task.await;

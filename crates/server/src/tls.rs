@@ -34,6 +34,13 @@ impl TlsArgs {
     /// The server's TLS configuration; `None` when TLS is off.
     pub fn server(&self) -> Result<Option<ServerTlsConfig>, String> {
         let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            // Client certificates without TLS would be plaintext with no client checked at all.
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(
+                    "TRACKING_TLS_CLIENT_CA needs TRACKING_TLS_CERT and TRACKING_TLS_KEY"
+                        .to_owned(),
+                );
+            }
             (None, None) => return Ok(None),
             (Some(cert), Some(key)) => (read(cert, "TLS certificate")?, read(key, "TLS key")?),
             _ => return Err("TRACKING_TLS_CERT and TRACKING_TLS_KEY go together".to_owned()),
@@ -76,4 +83,23 @@ pub fn set_client(config: Option<ClientTlsConfig>) {
 /// The TLS configuration for calls to https:// URLs, when one was set.
 pub fn client() -> Option<ClientTlsConfig> {
     CLIENT.get().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_ca_without_a_certificate_is_refused_not_plaintext() {
+        let args = TlsArgs {
+            tls_client_ca: Some(PathBuf::from("/etc/ssl/client-ca.pem")),
+            ..TlsArgs::default()
+        };
+        let refused = args.server().err().unwrap_or_default();
+        assert!(
+            refused.starts_with("TRACKING_TLS_CLIENT_CA needs"),
+            "{refused}"
+        );
+        assert!(TlsArgs::default().server().is_ok_and(|c| c.is_none()));
+    }
 }

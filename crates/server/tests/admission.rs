@@ -81,6 +81,15 @@ async fn start_limited(
 }
 
 async fn call(addr: std::net::SocketAddr, path: &'static str) -> (Code, Duration) {
+    call_within(addr, path, None).await
+}
+
+/// A call with the client's own deadline, if any.
+async fn call_within(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    deadline: Option<Duration>,
+) -> (Code, Duration) {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap_or_else(|e| panic!("{e}"))
         .connect()
@@ -90,12 +99,12 @@ async fn call(addr: std::net::SocketAddr, path: &'static str) -> (Code, Duration
     grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
     let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
     let started = Instant::now();
+    let mut request = tonic::Request::new(());
+    if let Some(deadline) = deadline {
+        request.set_timeout(deadline);
+    }
     let result = grpc
-        .unary(
-            tonic::Request::new(()),
-            PathAndQuery::from_static(path),
-            codec,
-        )
+        .unary(request, PathAndQuery::from_static(path), codec)
         .await;
     (
         result.err().map_or(Code::Ok, |s| s.code()),
@@ -175,12 +184,78 @@ async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_se
 
 #[tokio::test]
 async fn calls_past_the_default_deadline_are_ended() {
-    let (addr, shutdown, _) = start(16, Duration::from_millis(200), Duration::from_secs(5)).await;
+    let (addr, shutdown, metrics) =
+        start(16, Duration::from_millis(200), Duration::from_secs(5)).await;
     let (code, elapsed) = call(addr, "/test.Slow/Call").await;
-    assert_eq!(code, Code::Cancelled);
+    assert_eq!(code, Code::DeadlineExceeded);
     assert!(
         elapsed < Duration::from_secs(2),
         "ended near its deadline, took {elapsed:?}"
     );
+    let encoded = metrics.encode();
+    assert!(
+        encoded.contains("tracking_grpc_in_flight 0"),
+        "an ended call is no longer in flight: {encoded}"
+    );
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_clients_own_deadline_replaces_the_default() {
+    // The call takes 600 ms; the server's default deadline is 200 ms.
+    let (addr, shutdown, _) =
+        start(16, Duration::from_millis(200), Duration::from_millis(600)).await;
+    let (code, _) = call_within(addr, "/test.Slow/Call", Some(Duration::from_secs(5))).await;
+    assert_eq!(
+        code,
+        Code::Aborted,
+        "a longer deadline lets the call finish"
+    );
+    // A shorter one ends the call at it (tonic answers a client's own deadline CANCELLED).
+    let (code, elapsed) =
+        call_within(addr, "/test.Slow/Call", Some(Duration::from_millis(100))).await;
+    assert_eq!(code, Code::Cancelled);
+    assert!(elapsed < Duration::from_millis(550), "took {elapsed:?}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_http_request_that_stalls_does_not_keep_the_server_from_stopping() {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    // The handler says when it is reading the body.
+    let (reading, mut started) = tokio::sync::mpsc::channel::<()>(1);
+    let router = axum::Router::new().route(
+        "/upload",
+        axum::routing::post(move |request: axum::extract::Request| async move {
+            let _ = reading.send(()).await;
+            let body = axum::body::to_bytes(request.into_body(), 1024).await;
+            body.map(|b| b.len()).unwrap_or_default().to_string()
+        }),
+    );
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(tracking_server::http::serve(
+        listener,
+        router,
+        shutdown.clone(),
+        Duration::from_millis(200),
+    ));
+    // A client promises a body and sends a tenth of it.
+    let mut client = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    started.recv().await;
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "stopped after its grace: {stopped:?}"
+    );
 }
