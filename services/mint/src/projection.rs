@@ -112,8 +112,9 @@ impl Projector {
     }
 
     /// Roster events, in order: every entry's latest state stored in one statement, then each
-    /// event's effect (a removed creator's code disabled; a creator the trigger wants, or whose
-    /// failure a profile fix may have solved, queued), the queue written in one statement. Those
+    /// event's effect (a removed creator's code disabled; a creator added or approved whom the
+    /// trigger wants, or whose failure a profile fix may have solved, queued), the queue written
+    /// in one statement. Those
     /// effects read no roster entry, so this does what applying the events one by one would.
     async fn apply_roster(
         &self,
@@ -153,13 +154,22 @@ impl Projector {
             }
             let trigger = Self::trigger_of(conn, batch, key.0, key.1).await?;
             let wanted = trigger.is_some_and(|t| wants_code(t, *status));
-            // A profile fix retries a failure it may have solved, whatever the trigger.
+            // The trigger answers its own event: being added, or approved for a plan minting at
+            // approval. Another event (a profile update, an approval when codes come at add)
+            // mints nothing by itself: a code the brand disabled stays disabled. A profile fix
+            // retries a failure it may have solved, whatever the trigger (the brand may have
+            // asked for the code).
             let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
+            let joined = match kind {
+                EventKind::CreatorAdded => true,
+                EventKind::CreatorApproved => trigger == Some(Trigger::OnApproval),
+                _ => false,
+            };
             let fixable = kind == EventKind::CreatorProfileUpdated
                 && failures::get(conn, *key)
                     .await?
                     .is_some_and(|row| row.failure().fixed_by_profile());
-            if (wanted || fixable) && !queue.contains(key) {
+            if ((joined && wanted) || fixable) && !queue.contains(key) {
                 queue.push(*key);
             }
         }

@@ -200,7 +200,7 @@ impl CodeMintService for MintService {
             id("campaign_id", req.campaign_id)?,
             id("creator_id", req.creator_id)?,
         );
-        let minted = self.mint(key).await?;
+        let minted = self.retry(key).await?;
         Ok(Response::new(pb::RetryCodeResponse {
             code: Some(self.minted(&minted)),
         }))

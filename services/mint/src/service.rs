@@ -70,6 +70,29 @@ impl MintService {
         Ok(minted)
     }
 
+    /// `RetryCode`: mints the creator's code, or, when they have one the store has not taken
+    /// yet (it refused it, or could not be reached), pushes it again now rather than at the end
+    /// of its backoff (up to 5 minutes).
+    pub async fn retry(&self, key: Key) -> Result<Minted, Error> {
+        let minted = self.mint(key).await?;
+        self.push_again_now(&minted.code).await?;
+        Ok(minted)
+    }
+
+    async fn push_again_now(&self, code: &Code) -> Result<(), Error> {
+        if code.status != CodeStatus::Pending || code.store_error.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, Error, _>(async |conn| {
+            if codes::push_now(conn, code.brand_id, code.id).await? {
+                notify_work(conn).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn get_code(&self, brand_id: i64, id: i64) -> Result<Code, Error> {
         let mut conn = self.conn().await?;
         codes::get(&mut conn, brand_id, id, false)
@@ -283,7 +306,12 @@ impl MintService {
                 break;
             }
         }
-        let results = join_all(keys.iter().map(|key| self.minter.mint(*key))).await;
+        let results = join_all(keys.iter().map(|key| async {
+            let minted = self.minter.mint(*key).await?;
+            self.push_again_now(&minted.code).await?;
+            Ok::<_, Error>(minted)
+        }))
+        .await;
         let minted = results.iter().filter(|r| r.is_ok()).count();
         if let Some(Err(err)) = results
             .iter()

@@ -1159,6 +1159,34 @@ async fn removed_creators_lose_their_code_for_good() {
             .map(|r| r.into_inner().code.unwrap_or_default().status);
         assert_eq!(status.ok(), Some(CodeStatus::Disabled as i32));
     }
+    // A code the brand disabled stays disabled: the creator's profile update mints no new one.
+    suite
+        .plan()
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 2,
+                profile: Some(profile("Ana", "Bee", "ana")),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A creator added after the update is minted after it was applied (one ordered stream).
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        3,
+        profile("Cy", "C", "cy"),
+        false,
+    )
+    .await;
+    eventually("a creator added later minted", || {
+        code_of(&suite, &token, s.campaign, 3)
+    })
+    .await;
+    assert!(code_of(&suite, &token, s.campaign, 2).await.is_none());
 }
 
 #[tokio::test]
@@ -1262,7 +1290,35 @@ async fn a_store_outage_leaves_codes_pending_until_it_is_back() {
         "{}",
         pending[0].store_error
     );
+    // The first creator's code has backed off far (many failed pushes): RetryCode pushes it
+    // again at once when the store is back.
+    let first = pending
+        .iter()
+        .find(|c| c.creator_id == 1)
+        .map_or(0, |c| c.id);
+    suite
+        .count(
+            "mint",
+            &format!(
+                "with backed_off as (update mint.codes set next_push_at = now() + interval '1 day', \
+                   push_attempts = 20 where id = {first} returning 1) \
+                 select count(*)::bigint as n from backed_off"
+            ),
+        )
+        .await;
     sandbox_outage(&suite, &token, s.integration, false).await;
+    let retried = suite
+        .mint()
+        .retry_code(authed(
+            RetryCodeRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().code.map(|c| c.id));
+    assert_eq!(retried.ok().flatten(), Some(first));
     eventually("pushed after recovery", || async {
         let codes = codes_of(&suite, &token, s.campaign).await;
         codes

@@ -755,6 +755,22 @@ pub async fn follow_plan_tagged_links(
     to_codes(rows)
 }
 
+/// Makes a pending code the store refused, or could not be reached for, due for a push now,
+/// its backoff started over; a code an edit holds (due never) is left to the edit. Whether it
+/// was.
+pub async fn push_now(conn: &mut AsyncPgConnection, brand_id: i64, id: i64) -> Result<bool, Error> {
+    let changed = tracking_db::prepared(
+        "update codes set next_push_at = now(), push_attempts = 0 \
+         where brand_id = $1 and id = $2 and status = 'pending' and store_error <> '' \
+           and next_push_at <> 'infinity'",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(changed > 0)
+}
+
 /// Records a failed push and when to try again.
 pub async fn push_failed(
     conn: &mut AsyncPgConnection,
