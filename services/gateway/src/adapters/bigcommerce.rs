@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::{Reply, StoreHttp, origin};
-use super::mapping::{has_marker, json_amount, marked_title, numeric_ids, percent_text};
+use super::mapping::{has_marker, json_amount, marked_title, marker_of, numeric_ids, percent_text};
 use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
@@ -447,7 +447,15 @@ impl BigCommerce {
                 message: format!("the store holds no code {code}"),
             });
         }
-        for promotion in holders.iter().filter(|p| p.status != "DISABLED") {
+        // Only the suite's promotions (named with its marker), never the brand's own.
+        let ours: Vec<&Promotion> = holders
+            .iter()
+            .filter(|p| marker_of(&p.name).is_some())
+            .collect();
+        if ours.is_empty() {
+            return Ok(DisableOutcome::not_ours(code));
+        }
+        for promotion in ours.into_iter().filter(|p| p.status != "DISABLED") {
             let reply = self
                 .call(
                     integration,
@@ -952,16 +960,21 @@ mod tests {
                 json!({ "data": promotion(12, "x", "DISABLED"), "meta": {} }),
             ),
             _ => match request.param("code") {
+                // Our promotion 12 holds MIA20; the brand's own promotion 13 holds BRANDS.
                 Some("MIA20") => mock::Reply::json(
                     200,
-                    json!({ "data": [promotion(12, "x", "ENABLED")], "meta": {} }),
+                    json!({ "data": [promotion(12, "x [code-1]", "ENABLED")], "meta": {} }),
+                ),
+                Some("BRANDS") => mock::Reply::json(
+                    200,
+                    json!({ "data": [promotion(13, "Spring sale", "ENABLED")], "meta": {} }),
                 ),
                 _ => mock::Reply::json(200, json!({ "data": [], "meta": {} })),
             },
         })
         .await;
         let (bc, integration) = setup(&store);
-        let codes = ["MIA20", "GONE"].map(str::to_owned);
+        let codes = ["MIA20", "GONE", "BRANDS"].map(str::to_owned);
         let results = bc
             .disable_discounts(&integration, &codes)
             .await
@@ -971,6 +984,13 @@ mod tests {
             results[1].outcome,
             DisableOutcome::NotFound { .. }
         ));
+        assert_eq!(results[2].outcome, DisableOutcome::not_ours("BRANDS"));
+        assert!(
+            store
+                .requests_to(&format!("PUT {PREFIX}/v3/promotions/13"))
+                .is_empty(),
+            "the brand's own promotion is left alone"
+        );
         let puts = store.requests_to(&format!("PUT {PREFIX}/v3/promotions/12"));
         assert_eq!(puts.len(), 1);
         assert_eq!(puts[0].json(), json!({ "status": "DISABLED" }));

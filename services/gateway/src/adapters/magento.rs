@@ -348,8 +348,12 @@ impl Magento {
                 None,
             )
             .await?;
-        if !reply.status.is_success() {
+        // A rule gone is no rule of ours; any other failure is the store's, to retry.
+        if reply.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a sales rule read"));
         }
         let rule: Value = reply.json(STORE)?;
         Ok(rule["name"]
@@ -684,56 +688,59 @@ impl StoreAdapter for Magento {
         Ok(results)
     }
 
+    /// Deletes the suite's coupons of `codes` (`POST /V1/coupons/deleteByIds`): only a coupon
+    /// under one of the suite's rules, never the brand's own coupon of the same text.
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
         codes: &[String],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let api = self.api(integration)?;
-        let body = json!({ "codes": codes, "ignoreInvalidCoupons": true });
-        let reply = self
-            .call(
-                integration,
-                &api,
-                reqwest::Method::POST,
-                "/coupons/deleteByCodes",
-                &[],
-                Some(&body),
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(STORE, "a coupon deletion"));
+        let mut ids: Vec<Option<u64>> = Vec::with_capacity(codes.len());
+        for code in codes {
+            let ours = self.our_coupon(integration, &api, code).await?;
+            ids.push(ours.and_then(|coupon| coupon["coupon_id"].as_u64()));
         }
-        let answer: Value = reply.json(STORE)?;
-        let listed = |key: &str| -> Vec<String> {
-            answer[key]
+        let to_delete: Vec<u64> = ids.iter().flatten().copied().collect();
+        let mut failed: Vec<String> = Vec::new();
+        if !to_delete.is_empty() {
+            let body = json!({ "ids": to_delete, "ignoreInvalidCoupons": true });
+            let reply = self
+                .call(
+                    integration,
+                    &api,
+                    reqwest::Method::POST,
+                    "/coupons/deleteByIds",
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(STORE, "a coupon deletion"));
+            }
+            let answer: Value = reply.json(STORE)?;
+            failed = answer["failed_items"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_ascii_lowercase)
-                .collect()
-        };
-        let (failed, missing) = (listed("failed_items"), listed("missing_items"));
+                .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
+                .collect();
+        }
         Ok(codes
             .iter()
-            .map(|code| {
-                let lower = code.to_ascii_lowercase();
-                DisableResult {
-                    code: code.clone(),
-                    outcome: if missing.contains(&lower) {
-                        DisableOutcome::NotFound {
-                            message: format!("the store holds no code {code}"),
-                        }
-                    } else if failed.contains(&lower) {
-                        DisableOutcome::Failed {
-                            message: format!("{STORE} could not delete coupon {code}"),
-                            retryable: true,
-                        }
-                    } else {
-                        DisableOutcome::Disabled
+            .zip(ids)
+            .map(|(code, id)| DisableResult {
+                code: code.clone(),
+                outcome: match id {
+                    // No coupon of the text, or the brand's own: nothing of ours to delete.
+                    None => DisableOutcome::not_ours(code),
+                    Some(id) if failed.contains(&id.to_string()) => DisableOutcome::Failed {
+                        message: format!("{STORE} could not delete coupon {code}"),
+                        retryable: true,
                     },
-                }
+                    // Deleted, or already gone (a missing id).
+                    Some(_) => DisableOutcome::Disabled,
+                },
             })
             .collect())
     }
@@ -999,30 +1006,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disables_by_deleting_coupons() {
-        let store = MockStore::start(|_| {
-            mock::Reply::json(
-                200,
-                json!({ "failed_items": [], "missing_items": ["gone"] }),
-            )
+    async fn disables_by_deleting_only_the_suites_coupons() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "POST /rest/V1/coupons/deleteByIds" => {
+                mock::Reply::json(200, json!({ "failed_items": [], "missing_items": [] }))
+            }
+            _ => update_api(request),
         })
         .await;
         let (magento, integration) = setup(&store);
-        let codes = ["MIA20", "GONE"].map(str::to_owned);
+        // OLD is ours (rule 2); BRANDS is the brand's own coupon (rule 9); GONE is held by none.
+        let codes = ["OLD", "BRANDS", "GONE"].map(str::to_owned);
         let results = magento
             .disable_discounts(&integration, &codes)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(results[0].outcome, DisableOutcome::Disabled);
-        assert!(matches!(
-            results[1].outcome,
-            DisableOutcome::NotFound { .. }
-        ));
-        let request = &store.requests()[0];
-        assert_eq!(request.route(), "POST /rest/V1/coupons/deleteByCodes");
+        for left in &results[1..] {
+            assert!(
+                matches!(left.outcome, DisableOutcome::NotFound { .. }),
+                "{left:?}"
+            );
+        }
+        let deletions = store.requests_to("POST /rest/V1/coupons/deleteByIds");
+        assert_eq!(deletions.len(), 1);
         assert_eq!(
-            request.json(),
-            json!({ "codes": ["MIA20", "GONE"], "ignoreInvalidCoupons": true })
+            deletions[0].json(),
+            json!({ "ids": [60], "ignoreInvalidCoupons": true })
         );
     }
 
@@ -1030,21 +1040,24 @@ mod tests {
     async fn overload_is_retried_and_slow_stores_unavailable() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
-        let store = MockStore::start(move |_| {
+        let store = MockStore::start(move |request| {
             if seen.fetch_add(1, Ordering::SeqCst) == 0 {
                 mock::Reply::json(503, json!({ "message": "Service Unavailable" }))
-            } else {
+            } else if request.route() == "POST /rest/V1/coupons/deleteByIds" {
                 mock::Reply::json(200, json!({ "failed_items": [], "missing_items": [] }))
+            } else {
+                update_api(request)
             }
         })
         .await;
         let (magento, integration) = setup(&store);
         let results = magento
-            .disable_discounts(&integration, &["MIA20".to_owned()])
+            .disable_discounts(&integration, &["OLD".to_owned()])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(results[0].outcome, DisableOutcome::Disabled);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // The coupon's search twice (503, then answered), its rule, the deletion.
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
 
         let slow = MockStore::start(|_| {
             mock::Reply::json(200, json!({})).after(mock::SLOWER_THAN_TIMEOUT)

@@ -896,10 +896,14 @@ impl Shopify {
                 message: format!("the store holds no code {code}"),
             });
         };
-        if marker_of(&found.title).is_some_and(|m| m.starts_with(SHARED)) {
-            return self
-                .remove_redeem_code(integration, token, &found.id, code)
-                .await;
+        match marker_of(&found.title) {
+            None => return Ok(DisableOutcome::not_ours(code)),
+            Some(marker) if marker.starts_with(SHARED) => {
+                return self
+                    .remove_redeem_code(integration, token, &found.id, code)
+                    .await;
+            }
+            Some(_) => {}
         }
         if found.status == "EXPIRED" {
             return Ok(DisableOutcome::Disabled);
@@ -1568,6 +1572,8 @@ mod tests {
                 match request.json()["variables"]["code"].as_str() {
                     Some("MIA20") => node("t [r]", "ACTIVE"),
                     Some("OLD") => node("t [r]", "EXPIRED"),
+                    // The brand's own discount: no marker of the suite's.
+                    Some("BRANDS") => node("Spring sale", "ACTIVE"),
                     _ => mock::Reply::json(
                         200,
                         json!({ "data": { "codeDiscountNodeByCode": null } }),
@@ -1584,7 +1590,7 @@ mod tests {
         })
         .await;
         let (shopify, integration, _db) = setup(&store).await;
-        let codes = ["MIA20", "OLD", "GONE"].map(str::to_owned);
+        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(str::to_owned);
         let results = shopify
             .disable_discounts(&integration, &codes)
             .await
@@ -1595,6 +1601,7 @@ mod tests {
             results[2].outcome,
             DisableOutcome::NotFound { .. }
         ));
+        assert_eq!(results[3].outcome, DisableOutcome::not_ours("BRANDS"));
         let deactivations: Vec<_> = store
             .requests()
             .into_iter()

@@ -94,6 +94,11 @@ impl Coupon {
             .iter()
             .any(|m| m.key == REF_KEY && m.value.as_str() == Some(external_ref))
     }
+
+    /// Made by the suite (it carries one of its refs), not the brand's own.
+    fn is_ours(&self) -> bool {
+        self.meta_data.iter().any(|m| m.key == REF_KEY)
+    }
 }
 
 struct Api<'a> {
@@ -471,10 +476,12 @@ impl StoreAdapter for WooCommerce {
                 DisableOutcome::NotFound {
                     message: format!("the store holds no code {code}"),
                 }
+            } else if !held.iter().any(Coupon::is_ours) {
+                DisableOutcome::not_ours(code)
             } else {
                 drafts.extend(
                     held.iter()
-                        .filter(|c| c.status != "draft")
+                        .filter(|c| c.is_ours() && c.status != "draft")
                         .map(|c| (i, c.id)),
                 );
                 DisableOutcome::Disabled
@@ -873,12 +880,18 @@ mod tests {
                     mock::Reply::json(200, json!([coupon(7, "mia20", "r", "publish")]))
                 }
                 Some("OLD") => mock::Reply::json(200, json!([coupon(8, "old", "r", "draft")])),
+                // The brand's own coupon: no ref of the suite's.
+                Some("BRANDS") => {
+                    let mut theirs = coupon(9, "brands", "", "publish");
+                    theirs["meta_data"] = json!([]);
+                    mock::Reply::json(200, json!([theirs]))
+                }
                 _ => mock::Reply::json(200, json!([])),
             },
         })
         .await;
         let (woo, integration) = setup(&store);
-        let codes = ["MIA20", "OLD", "GONE"].map(str::to_owned);
+        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(str::to_owned);
         let results = woo
             .disable_discounts(&integration, &codes)
             .await
@@ -889,11 +902,13 @@ mod tests {
             results[2].outcome,
             DisableOutcome::NotFound { .. }
         ));
+        assert_eq!(results[3].outcome, DisableOutcome::not_ours("BRANDS"));
         let updates = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
         assert_eq!(updates.len(), 1);
         assert_eq!(
             updates[0].json()["update"],
-            json!([{ "id": 7, "status": "draft" }])
+            json!([{ "id": 7, "status": "draft" }]),
+            "the brand's own coupon is left alone"
         );
     }
 

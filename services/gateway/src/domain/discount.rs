@@ -138,6 +138,16 @@ pub enum DisableOutcome {
     },
 }
 
+impl DisableOutcome {
+    /// The store holds `code`, but not under a discount the suite made (the brand's own): a
+    /// disable leaves it alone, since the suite's code of that text never reached the store.
+    pub fn not_ours(code: &str) -> Self {
+        DisableOutcome::NotFound {
+            message: format!("the store's code {code} was not made by the suite: left alone"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DisableResult {
     pub code: String,
