@@ -222,6 +222,20 @@ async fn send_codes(
     };
     match answered {
         Ok(results) => {
+            // A code the gateway gave no answer for waits for a retry like one it could not
+            // make now (the contract is one answer per code; a short answer is not a refusal).
+            let answered = results.len();
+            if sent.len() > answered {
+                let ids: Vec<i64> = sent[answered..].iter().map(|c| c.id).collect();
+                tracing::warn!(
+                    sent = sent.len(),
+                    answered,
+                    "the gateway answered fewer codes than were sent"
+                );
+                outcome
+                    .failed
+                    .push((ids, "the gateway gave no answer for this code".to_owned(), 5));
+            }
             for (code, result) in sent.into_iter().zip(results) {
                 match PushOutcome::try_from(result.outcome) {
                     Ok(PushOutcome::Created) => outcome.created.push(code.id),
