@@ -106,6 +106,10 @@ pub async fn run_consumer<S, A>(
     let stream = options.stream;
     let labels = StreamLabels::new(db.schema(), stream);
     let active = stream_metrics().active.get_or_create(&labels).clone();
+    let interruptions = stream_metrics()
+        .interruptions
+        .get_or_create(&labels)
+        .clone();
     // Back to 0 however this returns (shutdown, or the task dropped).
     let _standing_down = DropGuard(|| {
         active.set(0);
@@ -137,6 +141,7 @@ pub async fn run_consumer<S, A>(
                     break;
                 }
                 ConsumeError::Failed(reason) => {
+                    interruptions.inc();
                     tracing::warn!(stream, %reason, ?wait, "stream consumer interrupted, resuming");
                 }
             }

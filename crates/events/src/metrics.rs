@@ -48,6 +48,9 @@ pub struct StreamMetrics {
     pub cursor: Family<StreamLabels, Gauge>,
     /// 1 while this process holds the stream's consumer lock, 0 on a standby.
     pub active: Family<StreamLabels, Gauge>,
+    /// Times the consumer stopped and resumed from its cursor: the producer unreachable, or a
+    /// batch that failed. Rising while the cursor stands still: a consumer stuck on an event.
+    pub interruptions: Family<StreamLabels, Counter>,
     /// Reads of an event log by the Watch streams following it: one per page replayed, then one
     /// per wake-up by a commit (a watcher that has caught up waits for the next one), and one per
     /// idle watcher every 5 s (the safety poll) or after the listener reconnects.
@@ -62,6 +65,7 @@ pub fn stream_metrics() -> &'static StreamMetrics {
         batch_seconds: Family::new_with_constructor(batch_histogram),
         cursor: Family::default(),
         active: Family::default(),
+        interruptions: Family::default(),
         log_reads: Family::default(),
     })
 }
@@ -89,6 +93,11 @@ impl StreamMetrics {
             "stream_consumer_active",
             "1 while this process is the stream's active consumer, 0 while it stands by",
             self.active.clone(),
+        );
+        registry.register(
+            "stream_interruptions",
+            "Times a stream consumer stopped (producer unreachable, a batch failed) and resumed from its cursor",
+            self.interruptions.clone(),
         );
         registry.register(
             "stream_log_reads",

@@ -413,3 +413,57 @@ async fn a_watcher_still_replaying_ends_at_shutdown() {
     // Two events are left to replay: the stream ends all the same.
     assert!(watch.next().await.is_none());
 }
+
+/// Fails on the event `poison`, as an apply with a bug would; records the rest.
+struct Fussy;
+
+impl Apply<Vec<u8>> for Fussy {
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        seq: i64,
+        event: &'a Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move {
+            if event.as_slice() == b"poison" {
+                return Err(DbError::Other("cannot apply this event".to_owned()));
+            }
+            Recorder("fussy").apply(conn, seq, event).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_stuck_on_an_event_shows_in_its_interruptions() {
+    let (_test_db, producer, consumer, log, shutdown) = setup().await;
+    // A stream name of its own, so other tests in the process do not move these figures.
+    let labels = StreamLabels::new("consumer", "stuck-events");
+    let interruptions = tracking_events::stream_metrics()
+        .interruptions
+        .get_or_create(&labels)
+        .clone();
+    append_one(&producer, 1, "fine".to_owned()).await;
+    append_one(&producer, 1, "poison".to_owned()).await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        consumer.clone(),
+        ConsumerOptions {
+            batch: 1,
+            ..ConsumerOptions::new("stuck-events")
+        },
+        LogSource(log.clone()),
+        Fussy,
+        stop.clone(),
+    ));
+    wait_for(&consumer, 1).await;
+    // It applies what comes before the event, then fails on it again and again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while interruptions.get() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no interruption counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&consumer).await, 1);
+    stop.cancel();
+    task.await.unwrap_or_else(|e| panic!("{e}"));
+    shutdown.cancel();
+}
