@@ -204,6 +204,13 @@ impl MintService {
                         "code {id} is a link without a code"
                     )));
                 };
+                // The same edit again while the first is still at the store is not done yet:
+                // the store may still refuse the new text.
+                if renames::in_progress(conn, brand_id, id).await? {
+                    return Err(Error::FailedPrecondition(format!(
+                        "code {id} is being edited at the store; try again in a moment"
+                    )));
+                }
                 if old_text == new_code {
                     return Ok(Edit::Unchanged(code));
                 }

@@ -65,6 +65,22 @@ pub async fn begin(
     Ok(rows.into_iter().next())
 }
 
+/// Whether an edit of code `code_id` is being made at its store.
+pub async fn in_progress(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    code_id: i64,
+) -> Result<bool, Error> {
+    let rows = tracking_db::prepared(
+        "select 1 from code_renames where brand_id = $1 and code_id = $2",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(code_id)
+    .execute(conn)
+    .await?;
+    Ok(rows > 0)
+}
+
 /// Edits whose hold has run out (the process making them stopped before the store answered),
 /// oldest first, skipping those another round has locked, held again for `held_secs`.
 pub async fn take_abandoned(
