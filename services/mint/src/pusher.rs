@@ -559,7 +559,8 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
                 .iter()
                 .zip(tags)
                 .map(|(code, tag)| {
-                    // From the plan as it is now (a link whose plan changed is tagged again).
+                    // From the plan as the round read it: a link whose plan moved since is due
+                    // again, and `set_links` leaves it to the next round.
                     let terms = plans.get(&(brand_id, code.plan_id)).map(|plan| &plan.terms);
                     let page = terms.map_or("", |terms| terms.click_url.as_str());
                     let destination = terms.map(destination_url).unwrap_or_default();

@@ -242,3 +242,31 @@ async fn activation_rewrites_each_code_in_place() {
     );
     assert!(queue(&mut conn).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_link_sent_back_to_wait_during_its_round_is_not_activated_by_it() {
+    let (_test_db, mut conn) = database().await;
+    let link = Code {
+        code: None,
+        ..code(3, 3, "")
+    };
+    reserve(&mut conn, &[link], 0).await;
+    // A round takes and holds the link, then asks the gateway for its tag.
+    let due = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let due = codes::due_for_link(conn, 10).await?;
+            codes::hold(conn, &[(7, 3)], 120).await?;
+            Ok(due)
+        })
+        .await;
+    assert_eq!(must(due).len(), 1);
+    // Meanwhile its plan moves to another page: it waits for its tag again, due now.
+    diesel::sql_query("update codes set next_push_at = now() where id = 3")
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The round's answer, built from the page it read, activates nothing.
+    let links = [(3, "https://old.example/3".to_owned(), String::new())];
+    assert!(must(codes::set_links(&mut conn, 7, &links).await).is_empty());
+    assert_eq!(queue(&mut conn).await, [(3, false, "due")]);
+}

@@ -701,7 +701,9 @@ async fn due_pending(
 }
 
 /// Gives pending links their affiliate link and destination (by code id within a brand) and
-/// activates them; returns those changed.
+/// activates them; returns those changed. Only links the caller's round still holds: one sent
+/// back to wait for its tag meanwhile (its plan moved to another page, which the round read too
+/// early) is due again, and left to the next round.
 pub async fn set_links(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -712,7 +714,8 @@ pub async fn set_links(
            status = 'active', store_error = '', updated_at = now() \
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
            as l(key_brand, key_id, affiliate, destination) \
-         where brand_id = l.key_brand and id = l.key_id and status = 'pending' returning {COLUMNS}"
+         where brand_id = l.key_brand and id = l.key_id and status = 'pending' \
+           and next_push_at > now() returning {COLUMNS}"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(vec![brand_id; links.len()])
