@@ -459,7 +459,10 @@ async fn a_consumer_stuck_on_an_event_shows_in_its_interruptions() {
     // It applies what comes before the event, then fails on it again and again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while interruptions.get() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no interruption counted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no interruption counted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(count(&consumer).await, 1);

@@ -127,9 +127,14 @@ impl Links {
     ) -> Result<(Links, JoinHandle<()>), DbError> {
         let cache = Arc::new(RwLock::new(HashMap::new()));
         let version = refresh(&db, &cache, 0).await?;
-        tokio::spawn(follow_codes(db.clone(), cache.clone(), version, shutdown));
+        tokio::spawn(follow_codes(
+            db.clone(),
+            cache.clone(),
+            version,
+            shutdown.clone(),
+        ));
         let (tx, rx) = mpsc::channel(queue.capacity.max(1));
-        let writer = tokio::spawn(write_clicks(click_db, rx));
+        let writer = tokio::spawn(write_clicks(click_db, rx, shutdown.clone()));
         let unrecorded = Counter::default();
         metrics.register(
             "clicks_unrecorded",
@@ -255,12 +260,35 @@ async fn follow_codes(
     }
 }
 
-async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>) {
+/// How long the click writer, once the process is shutting down, waits for more clicks before
+/// it ends: the queue is drained by then (a connection task the server left behind may keep a
+/// `Links`, so the queue's closing cannot be waited for).
+const QUIET_AFTER_SHUTDOWN: Duration = Duration::from_millis(500);
+
+/// The next clicks queued, up to a batch, into `batch`; none once the queue is closed, or, after
+/// `shutdown`, once no click came for [`QUIET_AFTER_SHUTDOWN`].
+async fn next_clicks(
+    rx: &mut mpsc::Receiver<ClickRow>,
+    batch: &mut Vec<ClickRow>,
+    shutdown: &CancellationToken,
+) -> usize {
+    if !shutdown.is_cancelled() {
+        tokio::select! {
+            received = rx.recv_many(batch, CLICK_BATCH) => return received,
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    tokio::time::timeout(QUIET_AFTER_SHUTDOWN, rx.recv_many(batch, CLICK_BATCH))
+        .await
+        .unwrap_or(0)
+}
+
+async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>, shutdown: CancellationToken) {
     let mut batch = Vec::with_capacity(CLICK_BATCH);
     // Click ids are new unless a `RecordClick` is retried, or a batch is written again after its
     // commit went unanswered: batches insert plainly, and skip the ids taken only when one is.
     let conflicts = Conflicts::default();
-    while rx.recv_many(&mut batch, CLICK_BATCH).await > 0 {
+    while next_clicks(&mut rx, &mut batch, &shutdown).await > 0 {
         let mut backoff = Duration::from_millis(50);
         let mut taken = conflicts.first();
         loop {
@@ -404,6 +432,68 @@ mod tests {
 
     static SCHEMAS: &[tracking_db::SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
 
+    fn a_link() -> Link {
+        Link {
+            brand_id: 1,
+            code_id: 2,
+            campaign_id: 3,
+            creator_id: 4,
+            plan_id: 5,
+            integration_id: 6,
+            destination: "https://shop.example/p".to_owned(),
+            expires_at: None,
+            active: true,
+        }
+    }
+
+    fn a_click() -> ClickInfo {
+        ClickInfo {
+            user_agent: "Mozilla/5.0 (iPhone) Mobile".to_owned(),
+            ..ClickInfo::default()
+        }
+    }
+
+    async fn clicks_stored(db: &Database) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let stored: Count = diesel::sql_query("select count(*) as n from clicks")
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        stored.n
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_the_writer_drains_the_queue_and_ends_though_a_links_handle_lives_on() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let shutdown = CancellationToken::new();
+        let (links, writer) = Links::start(
+            db.clone(),
+            db.clone(),
+            b"key",
+            ClickQueue::default(),
+            &Metrics::new(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            links.record(&a_link(), a_click()).await,
+            Ok(Some(_))
+        ));
+        // A connection task the server left behind still holds a `Links`.
+        let _left_behind = links.clone();
+        shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+        assert_eq!(clicks_stored(&db).await, 1);
+    }
+
     #[tokio::test]
     async fn a_full_click_queue_leaves_clicks_unrecorded_rather_than_waiting() {
         let test_db = TestDb::new(SCHEMAS).await;
@@ -432,21 +522,8 @@ mod tests {
         crate::store::pending::lock_matching(&mut holder)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let link = Link {
-            brand_id: 1,
-            code_id: 2,
-            campaign_id: 3,
-            creator_id: 4,
-            plan_id: 5,
-            integration_id: 6,
-            destination: "https://shop.example/p".to_owned(),
-            expires_at: None,
-            active: true,
-        };
-        let click = || ClickInfo {
-            user_agent: "Mozilla/5.0 (iPhone) Mobile".to_owned(),
-            ..ClickInfo::default()
-        };
+        let link = a_link();
+        let click = a_click;
         // The first click is taken by the writer, which then waits; the second fills the queue.
         assert!(matches!(links.record(&link, click()).await, Ok(Some(_))));
         let mut watcher = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
@@ -468,16 +545,6 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         drop(links);
         writer.await.unwrap_or_else(|e| panic!("{e}"));
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-        let stored: Count = diesel::sql_query("select count(*) as n from clicks")
-            .get_result(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(stored.n, 2);
+        assert_eq!(clicks_stored(&db).await, 2);
     }
 }

@@ -232,9 +232,11 @@ async fn send_codes(
                     answered,
                     "the gateway answered fewer codes than were sent"
                 );
-                outcome
-                    .failed
-                    .push((ids, "the gateway gave no answer for this code".to_owned(), 5));
+                outcome.failed.push((
+                    ids,
+                    "the gateway gave no answer for this code".to_owned(),
+                    5,
+                ));
             }
             for (code, result) in sent.into_iter().zip(results) {
                 match PushOutcome::try_from(result.outcome) {

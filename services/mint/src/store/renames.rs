@@ -71,13 +71,12 @@ pub async fn in_progress(
     brand_id: i64,
     code_id: i64,
 ) -> Result<bool, Error> {
-    let rows = tracking_db::prepared(
-        "select 1 from code_renames where brand_id = $1 and code_id = $2",
-    )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(code_id)
-    .execute(conn)
-    .await?;
+    let rows =
+        tracking_db::prepared("select 1 from code_renames where brand_id = $1 and code_id = $2")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<BigInt, _>(code_id)
+            .execute(conn)
+            .await?;
     Ok(rows > 0)
 }
 
