@@ -157,8 +157,9 @@ impl Projector {
             // The trigger answers its own event: being added, or approved for a plan minting at
             // approval. Another event (a profile update, an approval when codes come at add)
             // mints nothing by itself: a code the brand disabled stays disabled. A profile fix
-            // retries a failure it may have solved, whatever the trigger (the brand may have
-            // asked for the code).
+            // retries a failure it may have solved: the brand's at any time, the trigger's while
+            // the trigger still wants the code (after a switch to "when approved", an added
+            // creator's no longer).
             let kind = EventKind::try_from(event.kind).unwrap_or(EventKind::Unspecified);
             let joined = match kind {
                 EventKind::CreatorAdded => true,
@@ -166,9 +167,9 @@ impl Projector {
                 _ => false,
             };
             let fixable = kind == EventKind::CreatorProfileUpdated
-                && failures::get(conn, *key)
-                    .await?
-                    .is_some_and(|row| row.failure().fixed_by_profile());
+                && failures::get(conn, *key).await?.is_some_and(|row| {
+                    row.failure().fixed_by_profile() && (wanted || !row.by_trigger)
+                });
             if ((joined && wanted) || fixable) && !queue.contains(key) {
                 queue.push(*key);
             }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Shared;
 use crate::error::Error;
 use crate::minter::Minter;
-use crate::store::queue;
+use crate::store::{failures, queue};
 
 const BATCH: i64 = 500;
 /// How long a claim lasts: well above the time a batch takes.
@@ -62,6 +62,7 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
     .await;
     let mut settled = Vec::with_capacity(claimed.len());
     let mut transient = Vec::new();
+    let mut failed = Vec::new();
     for (entry, result) in claimed.iter().zip(results) {
         match result {
             Err(err) if err.is_transient() => {
@@ -75,12 +76,14 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
                     reason = failure.reason(),
                     "mint failed"
                 );
+                failed.push((entry.brand_id, entry.campaign_id, entry.creator_id));
                 settled.push(*entry);
             }
             _ => settled.push(*entry),
         }
     }
     let mut conn = shared.db.conn().await?;
+    failures::mark_by_trigger(&mut conn, &failed).await?;
     queue::settle(&mut conn, &settled).await?;
     queue::release(&mut conn, &transient, RETRY_SECS).await?;
     Ok(claimed.len())

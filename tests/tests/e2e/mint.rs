@@ -2122,3 +2122,89 @@ async fn a_question_the_gateway_cannot_answer_fails_only_the_requests_that_need_
     }
     assert!(lost.is_err(), "{lost:?}");
 }
+
+#[tokio::test]
+async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is_approved() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    let no_email = CreatorProfile {
+        email: String::new(),
+        ..profile("Leo", "L", "leo")
+    };
+    add(&suite, &token, s.campaign, 1, no_email, false).await;
+    // The trigger's mint fails for the missing email, recorded as the trigger's.
+    eventually("the trigger's failure recorded", || async {
+        let marked = suite
+            .count(
+                "mint",
+                "select count(*)::bigint as n from mint.mint_failures where by_trigger",
+            )
+            .await;
+        (marked == 1).then_some(())
+    })
+    .await;
+    suite
+        .plan()
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: s.plan,
+                code_trigger: CodeTrigger::OnApproval as i32,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    suite
+        .plan()
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+                profile: Some(profile("Leo", "L", "leo")),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A creator added approved after the fix is minted after it was applied (one ordered
+    // stream): Leo, only added, is not.
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Mo", "M", "mo"),
+        true,
+    )
+    .await;
+    eventually("the approved creator minted", || {
+        code_of(&suite, &token, s.campaign, 2)
+    })
+    .await;
+    assert!(code_of(&suite, &token, s.campaign, 1).await.is_none());
+    // Approved, Leo gets his code.
+    suite
+        .plan()
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let leo = eventually("minted at approval", || {
+        code_of(&suite, &token, s.campaign, 1)
+    })
+    .await;
+    assert_eq!(leo.code, "LEO20");
+}

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::domain::Failure;
@@ -18,7 +18,7 @@ pub async fn record(
          values ($1, $2, $3, $4, $5, $6) \
          on conflict (brand_id, campaign_id, creator_id) do update set reason = excluded.reason, \
            fields = excluded.fields, message = excluded.message, \
-           attempts = mint_failures.attempts + 1, failed_at = now()",
+           attempts = mint_failures.attempts + 1, failed_at = now(), by_trigger = false",
     )
     .bind::<BigInt, _>(key.0)
     .bind::<BigInt, _>(key.1)
@@ -26,6 +26,28 @@ pub async fn record(
     .bind::<Text, _>(failure.reason())
     .bind::<Array<Text>, _>(failure.fields())
     .bind::<Text, _>(failure.message())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the failures of `keys` as the trigger's: the mint queue's attempts failed (see the
+/// column's migration).
+pub async fn mark_by_trigger(
+    conn: &mut AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+) -> Result<(), Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    tracking_db::prepared(
+        "update mint_failures set by_trigger = true where (brand_id, campaign_id, creator_id) in \
+           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
+    )
+    .planned_each_time()
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -66,6 +88,9 @@ pub struct FailureRow {
     pub attempts: i32,
     #[diesel(sql_type = Timestamptz)]
     pub failed_at: DateTime<Utc>,
+    /// A failed mint the plan's trigger asked for, not the brand.
+    #[diesel(sql_type = Bool)]
+    pub by_trigger: bool,
 }
 
 impl FailureRow {
@@ -79,7 +104,7 @@ pub async fn get(
     key: (i64, i64, i64),
 ) -> Result<Option<FailureRow>, Error> {
     let rows: Vec<FailureRow> = tracking_db::prepared(
-        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
+        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at, by_trigger \
          from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id = $3",
     )
     .bind::<BigInt, _>(key.0)
@@ -99,7 +124,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<FailureRow>, Error> {
     Ok(tracking_db::prepared(
-        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at \
+        "select campaign_id, creator_id, reason, fields, message, attempts, failed_at, by_trigger \
          from mint_failures where brand_id = $1 and campaign_id = $2 and creator_id > $3 \
          order by creator_id limit $4",
     )

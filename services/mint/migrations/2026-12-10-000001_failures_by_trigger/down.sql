@@ -1,0 +1,1 @@
+alter table mint_failures drop column by_trigger;
