@@ -322,7 +322,6 @@ pub async fn add(
         .unwrap_or_else(|s| panic!("add creator: {s}"));
 }
 
-/// Takes a sandbox integration's store down (`down`) or brings it back.
 /// `UpdatePlan` of `plan`'s fields named by `paths` (its id set), as `token`: the plan after.
 pub async fn update_plan(
     suite: &Suite,
@@ -343,6 +342,7 @@ pub async fn update_plan(
         .map(|r| r.into_inner().plan.unwrap_or_default())
 }
 
+/// Takes a sandbox integration's store down (`down`) or brings it back.
 pub async fn sandbox_outage(suite: &Suite, token: &str, integration: i64, down: bool) {
     suite
         .gateway()

@@ -246,11 +246,25 @@ impl RpcLayer {
 
 impl RpcLayer {
     /// The deadline this layer holds a call to: the server's default, for a call whose client
-    /// set none. A client's own (`grpc-timeout`, longer or shorter) is tonic's to enforce, which
-    /// it does, outside this layer, answering CANCELLED.
+    /// set none (or none tonic can read). A client's own (`grpc-timeout`, longer or shorter) is
+    /// tonic's to enforce, which it does, outside this layer, answering CANCELLED.
     fn deadline(&self, headers: &http::HeaderMap) -> Option<Duration> {
-        (!headers.contains_key("grpc-timeout")).then_some(self.default_deadline)
+        let own = headers
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_grpc_timeout);
+        (!own).then_some(self.default_deadline)
     }
+}
+
+/// Whether `text` is a `grpc-timeout` value as tonic reads it: 1 to 8 digits and a unit.
+fn is_grpc_timeout(text: &str) -> bool {
+    let Some((digits, unit)) = text.len().checked_sub(1).map(|at| text.split_at(at)) else {
+        return false;
+    };
+    (1..=8).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && matches!(unit, "H" | "M" | "S" | "m" | "u" | "n")
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -418,5 +432,21 @@ fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>
                 method: method.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_readable_grpc_timeout_is_the_clients_own_deadline() {
+        for own in ["1S", "250m", "99999999n", "2H"] {
+            assert!(is_grpc_timeout(own), "{own}");
+        }
+        // Tonic ignores these, so the server's default holds the call.
+        for unreadable in ["", "S", "5", "1s", "123456789S", "-1S", "1.5S"] {
+            assert!(!is_grpc_timeout(unreadable), "{unreadable}");
+        }
     }
 }

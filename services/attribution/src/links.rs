@@ -202,20 +202,18 @@ impl Links {
             },
         };
         // Waits only when the writer is far behind (the queue is large), and not for long.
-        match self.clicks.send_timeout(row, self.queue_wait).await {
-            Ok(()) => Ok(Some(click_id)),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                let before = self.unrecorded.inc();
-                if before.is_multiple_of(10_000) {
-                    tracing::warn!(
-                        unrecorded = before + 1,
-                        "the click queue is full: clicks go unrecorded"
-                    );
-                }
-                Err(Unrecorded)
-            }
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(Unrecorded),
+        if self.clicks.send_timeout(row, self.queue_wait).await.is_ok() {
+            return Ok(Some(click_id));
         }
+        // The queue stayed full, or the writer has stopped (shutdown).
+        let before = self.unrecorded.inc();
+        if before.is_multiple_of(10_000) {
+            tracing::warn!(
+                unrecorded = before + 1,
+                "the click queue is full or closed: clicks go unrecorded"
+            );
+        }
+        Err(Unrecorded)
     }
 }
 

@@ -256,7 +256,8 @@ impl AttributionService for Attribution {
         };
         let counted = self.links.record(&link, info).await.map_err(|_| {
             Error::Db(DbError::Unavailable(
-                "clicks cannot be recorded now (their writer is far behind); retry".to_owned(),
+                "clicks cannot be recorded now (their writer is behind or stopping); retry"
+                    .to_owned(),
             ))
         })?;
         Ok(Response::new(pb::RecordClickResponse {

@@ -114,8 +114,8 @@ impl Projector {
     /// Roster events, in order: every entry's latest state stored in one statement, then each
     /// event's effect (a removed creator's code disabled; a creator added or approved whom the
     /// trigger wants, or whose failure a profile fix may have solved, queued), the queue written
-    /// in one statement. Those
-    /// effects read no roster entry, so this does what applying the events one by one would.
+    /// in one statement. Those effects read no roster entry, so this does what applying the
+    /// events one by one would.
     async fn apply_roster(
         &self,
         conn: &mut AsyncPgConnection,

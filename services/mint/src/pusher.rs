@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -327,11 +328,13 @@ async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize
             (due, plans)
         }
         None => {
-            conn.transaction::<_, Error, _>(async |conn| {
-                let due = codes::due_for_push(conn, BATCH).await?;
-                held_with_plans(conn, due).await
-            })
-            .await?
+            let (due, plans, _) = conn
+                .transaction::<_, Error, _>(async |conn| {
+                    let due = codes::due_for_push(conn, BATCH).await?;
+                    held_with_plans(conn, due).await
+                })
+                .await?;
+            (due, plans)
         }
     };
     drop(conn);
@@ -513,7 +516,7 @@ async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
 /// held while the gateway is called outside any transaction.
 async fn link_round(shared: &Shared) -> Result<usize, Error> {
     let mut conn = shared.db.conn().await?;
-    let (due, plans) = conn
+    let (due, plans, held_until) = conn
         .transaction::<_, Error, _>(async |conn| {
             let due = codes::due_for_link(conn, BATCH).await?;
             held_with_plans(conn, due).await
@@ -575,7 +578,7 @@ async fn link_round(shared: &Shared) -> Result<usize, Error> {
                 })
                 .collect();
             // Activates only links still pending.
-            let linked = codes::set_links(conn, brand_id, &links).await?;
+            let linked = codes::set_links(conn, brand_id, &links, held_until).await?;
             tracing::info!(
                 brand_id,
                 integration_id,
@@ -642,15 +645,15 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
     Ok(())
 }
 
+/// The codes a round took and holds, their plans, and the hold's end.
+type Held = (Vec<Code>, HashMap<(i64, i64), Plan>, DateTime<Utc>);
+
 /// Holds `due` (just taken by a scan, locked for the caller's transaction) for [`HOLD_SECS`],
 /// and reads their plans.
-async fn held_with_plans(
-    conn: &mut AsyncPgConnection,
-    due: Vec<Code>,
-) -> Result<(Vec<Code>, HashMap<(i64, i64), Plan>), Error> {
-    codes::hold(conn, &keys_of(&due), HOLD_SECS).await?;
+async fn held_with_plans(conn: &mut AsyncPgConnection, due: Vec<Code>) -> Result<Held, Error> {
+    let until = codes::hold(conn, &keys_of(&due), HOLD_SECS).await?;
     let plans = plans_of(conn, &due).await?;
-    Ok((due, plans))
+    Ok((due, plans, until))
 }
 
 /// The keys `(brand, id)` of `codes`.

@@ -118,14 +118,15 @@ async fn the_queue_holds_the_pending_codes_through_every_change() {
     );
 
     // The pusher's scan takes the link (due) and holds it; the codes' round fails for one.
-    let due = conn
+    let taken = conn
         .transaction::<_, Error, _>(async |conn| {
             let due = codes::due_for_link(conn, 10).await?;
-            codes::hold(conn, &[(7, 3)], 120).await?;
-            Ok(due)
+            let until = codes::hold(conn, &[(7, 3)], 120).await?;
+            Ok((due, until))
         })
         .await;
-    assert_eq!(must(due).iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
+    let (due, held_until) = must(taken);
+    assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
     must(codes::push_failed(&mut conn, 7, &[2], "store down", 30).await);
     assert_eq!(
         queue(&mut conn).await,
@@ -135,7 +136,7 @@ async fn the_queue_holds_the_pending_codes_through_every_change() {
     // Activated and linked: out of the queue.
     must(codes::set_status(&mut conn, 7, &[1], CodeStatus::Active).await);
     let links = [(3, "https://a.example/3".to_owned(), String::new())];
-    must(codes::set_links(&mut conn, 7, &links).await);
+    must(codes::set_links(&mut conn, 7, &links, held_until).await);
     assert_eq!(queue(&mut conn).await, [(2, true, "later")]);
 
     // A brand's edit makes the active code pending again, due at once; a disabled one leaves.
@@ -252,21 +253,41 @@ async fn a_link_sent_back_to_wait_during_its_round_is_not_activated_by_it() {
     };
     reserve(&mut conn, &[link], 0).await;
     // A round takes and holds the link, then asks the gateway for its tag.
-    let due = conn
-        .transaction::<_, Error, _>(async |conn| {
-            let due = codes::due_for_link(conn, 10).await?;
-            codes::hold(conn, &[(7, 3)], 120).await?;
-            Ok(due)
-        })
-        .await;
-    assert_eq!(must(due).len(), 1);
+    let take = async |conn: &mut AsyncPgConnection| {
+        let taken = conn
+            .transaction::<_, Error, _>(async |conn| {
+                let due = codes::due_for_link(conn, 10).await?;
+                let until = codes::hold(conn, &[(7, 3)], 120).await?;
+                Ok((due.len(), until))
+            })
+            .await;
+        must(taken)
+    };
+    let (taken, first_round) = take(&mut conn).await;
+    assert_eq!(taken, 1);
     // Meanwhile its plan moves to another page: it waits for its tag again, due now.
-    diesel::sql_query("update codes set next_push_at = now() where id = 3")
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let requeue = async |conn: &mut AsyncPgConnection| {
+        diesel::sql_query("update codes set next_push_at = now() where id = 3")
+            .execute(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    requeue(&mut conn).await;
     // The round's answer, built from the page it read, activates nothing.
     let links = [(3, "https://old.example/3".to_owned(), String::new())];
-    assert!(must(codes::set_links(&mut conn, 7, &links).await).is_empty());
+    let set = must(codes::set_links(&mut conn, 7, &links, first_round).await);
+    assert!(set.is_empty());
     assert_eq!(queue(&mut conn).await, [(3, false, "due")]);
+    // Nor once another round (another replica's) has taken it again, with the new page.
+    let (taken, second_round) = take(&mut conn).await;
+    assert_eq!(taken, 1);
+    assert!(must(codes::set_links(&mut conn, 7, &links, first_round).await).is_empty());
+    let new_page = [(3, "https://new.example/3".to_owned(), String::new())];
+    let set = must(codes::set_links(&mut conn, 7, &new_page, second_round).await);
+    assert_eq!(
+        set.iter()
+            .map(|c| c.affiliate_url.as_str())
+            .collect::<Vec<_>>(),
+        ["https://new.example/3"]
+    );
 }

@@ -144,8 +144,16 @@ async fn activating_and_retrying_codes_reads_only_those_codes() {
         .iter()
         .map(|&id| (id, format!("https://a.example/{id}"), String::new()))
         .collect();
+    // The round that sets links holds them first.
+    let held_until = codes::hold(
+        &mut conn,
+        &retry.iter().map(|&id| (2, id)).collect::<Vec<_>>(),
+        120,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let (linked, read) = rows_read_by(&mut conn, "codes", async |conn| {
-        codes::set_links(conn, 2, &links).await
+        codes::set_links(conn, 2, &links, held_until).await
     })
     .await;
     assert_eq!(ids_of(&linked), retry.iter().copied().collect());
@@ -521,7 +529,7 @@ async fn a_new_deployments_codes_are_probed_by_key_before_any_analyze() {
     assert_eq!(ids_of(&due), wanted);
     assert!(read <= BATCH_BOUND, "reading fresh codes read {read} rows");
 
-    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+    let (_, read) = rows_read_by(&mut conn, "codes", async |conn| {
         codes::hold(conn, &keys, 120).await
     })
     .await;

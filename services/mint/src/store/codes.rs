@@ -640,23 +640,31 @@ async fn by_keys(
 }
 
 /// Holds these codes `(brand, id)` for one push round for `secs`: no scan takes them before
-/// (unless a recorded answer sets their next push first).
+/// (unless a recorded answer sets their next push first). Returns the hold's end, which the
+/// codes keep as their next push while the hold is this round's ([`set_links`]).
 pub async fn hold(
     conn: &mut AsyncPgConnection,
     ids: &[(i64, i64)],
     secs: i64,
-) -> Result<(), Error> {
-    tracking_db::prepared(
-        "update codes set next_push_at = now() + make_interval(secs => $3::bigint) \
-         from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
-         where brand_id = k.key_brand and id = k.key_id",
+) -> Result<DateTime<Utc>, Error> {
+    #[derive(QueryableByName)]
+    struct Until {
+        #[diesel(sql_type = Timestamptz)]
+        until: DateTime<Utc>,
+    }
+    let held: Until = tracking_db::prepared(
+        "with hold as (select now() + make_interval(secs => $3::bigint) as until), \
+         held as (update codes set next_push_at = (select until from hold) \
+           from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
+           where brand_id = k.key_brand and id = k.key_id) \
+         select until from hold",
     )
     .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(ids.iter().map(|k| k.1).collect::<Vec<_>>())
     .bind::<BigInt, _>(secs)
-    .execute(conn)
+    .get_result(conn)
     .await?;
-    Ok(())
+    Ok(held.until)
 }
 
 /// Pending links without a code due for their store-made link (Amazon attribution tags), locked
@@ -701,13 +709,15 @@ async fn due_pending(
 }
 
 /// Gives pending links their affiliate link and destination (by code id within a brand) and
-/// activates them; returns those changed. Only links the caller's round still holds: one sent
-/// back to wait for its tag meanwhile (its plan moved to another page, which the round read too
-/// early) is due again, and left to the next round.
+/// activates them; returns those changed. Only links the caller's round still holds (their next
+/// push is still its hold's end, `held_until`): one sent back to wait for its tag meanwhile (its
+/// plan moved to another page, which the round read too early), or taken by another round since,
+/// is left to that round.
 pub async fn set_links(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     links: &[(i64, String, String)],
+    held_until: DateTime<Utc>,
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
         "update codes set affiliate_url = l.affiliate, destination_url = l.destination, \
@@ -715,13 +725,14 @@ pub async fn set_links(
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
            as l(key_brand, key_id, affiliate, destination) \
          where brand_id = l.key_brand and id = l.key_id and status = 'pending' \
-           and next_push_at > now() returning {COLUMNS}"
+           and next_push_at = $5 returning {COLUMNS}"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<Array<BigInt>, _>(vec![brand_id; links.len()])
         .bind::<Array<BigInt>, _>(links.iter().map(|l| l.0).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(links.iter().map(|l| l.1.as_str()).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(links.iter().map(|l| l.2.as_str()).collect::<Vec<_>>())
+        .bind::<Timestamptz, _>(held_until)
         .load(conn)
         .await?;
     to_codes(rows)
@@ -760,7 +771,8 @@ pub async fn follow_plan_tagged_links(
 
 /// Makes a pending code the store refused, or could not be reached for, due for a push now,
 /// its backoff started over; a code an edit holds (due never) is left to the edit. Whether it
-/// was.
+/// was. A round holding the code at that moment may then push it alongside another: the store
+/// knows the code's `external_ref`, so the second push is a retry, not a second discount.
 pub async fn push_now(conn: &mut AsyncPgConnection, brand_id: i64, id: i64) -> Result<bool, Error> {
     let changed = tracking_db::prepared(
         "update codes set next_push_at = now(), push_attempts = 0 \
