@@ -59,8 +59,15 @@ struct Found {
     one: i32,
 }
 
-/// Connects to the server's `postgres` database and creates the URL's database if it is missing.
+/// Makes sure the URL's database exists: connects to it, and only when the server says it does
+/// not exist, to the server's `postgres` database to create it. (A server may refuse the
+/// `postgres` database to a role that has a database of its own, a managed one say.)
 pub(crate) async fn ensure_database(url: &str) -> Result<(), BootstrapError> {
+    match connect(url, Duration::from_secs(3)).await {
+        Ok(_) => return Ok(()),
+        Err(BootstrapError::Unreachable { reason, .. }) if reason.contains("does not exist") => {}
+        Err(other) => return Err(other),
+    }
     let name = database_name(url).unwrap_or(DEFAULT_DB).to_owned();
     let admin_url = with_database(url, "postgres");
     let mut conn = connect(&admin_url, Duration::from_secs(3)).await?;
@@ -347,6 +354,21 @@ mod tests {
             // Started again (trackd restarted): finds it running, same URL.
             let again = start_private_cluster(&dir).await?;
             assert_eq!(url, again);
+            // A role with a database of its own, refused the `postgres` database (as managed
+            // servers do): its existing database is found without it.
+            let mut admin = connect(&url, Duration::from_secs(5)).await?;
+            for statement in [
+                "create role app login",
+                "create database appdb owner app",
+                "revoke connect on database postgres from public",
+            ] {
+                diesel::sql_query(statement)
+                    .execute(&mut admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            let app_url = with_database(&url.replacen("postgres@", "app@", 1), "appdb");
+            ensure_database(&app_url).await?;
             connect(&url, Duration::from_secs(5)).await.map(|_| url)
         }
         .await;
