@@ -1160,33 +1160,48 @@ async fn removed_creators_lose_their_code_for_good() {
         assert_eq!(status.ok(), Some(CodeStatus::Disabled as i32));
     }
     // A code the brand disabled stays disabled: the creator's profile update mints no new one.
+    let later = (3, profile("Cy", "C", "cy"), false);
+    update_profile_then_mint(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("Ana", "Bee", "ana"),
+        later,
+    )
+    .await;
+    assert!(code_of(&suite, &token, s.campaign, 2).await.is_none());
+}
+
+/// Updates `creator`'s profile in `campaign`, then adds `later` (id, profile, approved), whom the
+/// plan's trigger mints for at once, and waits for their code: the plan stream is applied in
+/// order, so whatever the update made happen had happened by then.
+async fn update_profile_then_mint(
+    suite: &Suite,
+    token: &str,
+    campaign: i64,
+    creator: i64,
+    updated: CreatorProfile,
+    later: (i64, CreatorProfile, bool),
+) {
     suite
         .plan()
         .update_creator_profile(authed(
             UpdateCreatorProfileRequest {
-                campaign_id: s.campaign,
-                creator_id: 2,
-                profile: Some(profile("Ana", "Bee", "ana")),
+                campaign_id: campaign,
+                creator_id: creator,
+                profile: Some(updated),
             },
-            &token,
+            token,
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // A creator added after the update is minted after it was applied (one ordered stream).
-    add(
-        &suite,
-        &token,
-        s.campaign,
-        3,
-        profile("Cy", "C", "cy"),
-        false,
-    )
-    .await;
+    let (id, profile, approved) = later;
+    add(suite, token, campaign, id, profile, approved).await;
     eventually("a creator added later minted", || {
-        code_of(&suite, &token, s.campaign, 3)
+        code_of(suite, token, campaign, id)
     })
     .await;
-    assert!(code_of(&suite, &token, s.campaign, 2).await.is_none());
 }
 
 #[tokio::test]
@@ -2162,32 +2177,16 @@ async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is
         ))
         .await
         .unwrap_or_else(|s| panic!("{s}"));
-    suite
-        .plan()
-        .update_creator_profile(authed(
-            UpdateCreatorProfileRequest {
-                campaign_id: s.campaign,
-                creator_id: 1,
-                profile: Some(profile("Leo", "L", "leo")),
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    // A creator added approved after the fix is minted after it was applied (one ordered
-    // stream): Leo, only added, is not.
-    add(
+    // The fix, then a creator added approved: Leo, only added, gets no code.
+    let later = (2, profile("Mo", "M", "mo"), true);
+    update_profile_then_mint(
         &suite,
         &token,
         s.campaign,
-        2,
-        profile("Mo", "M", "mo"),
-        true,
+        1,
+        profile("Leo", "L", "leo"),
+        later,
     )
-    .await;
-    eventually("the approved creator minted", || {
-        code_of(&suite, &token, s.campaign, 2)
-    })
     .await;
     assert!(code_of(&suite, &token, s.campaign, 1).await.is_none());
     // Approved, Leo gets his code.

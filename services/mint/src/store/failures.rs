@@ -37,38 +37,43 @@ pub async fn mark_by_trigger(
     conn: &mut AsyncPgConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<(), Error> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    tracking_db::prepared(
+    for_keys(
+        conn,
         "update mint_failures set by_trigger = true where (brand_id, campaign_id, creator_id) in \
            (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
+        keys,
     )
-    .planned_each_time()
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Forgets the failures of keys that now have a code. Planned at each execution (a join of the
 /// keys to the table, run on a mint batch's connection, which plans kept statements once).
 pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
+    for_keys(
+        conn,
+        "delete from mint_failures where (brand_id, campaign_id, creator_id) in \
+           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
+        keys,
+    )
+    .await
+}
+
+/// Runs `sql` for `keys`, bound as `$1..$3` (brands, campaigns, creators); nothing for none.
+async fn for_keys(
+    conn: &mut AsyncPgConnection,
+    sql: &'static str,
+    keys: &[(i64, i64, i64)],
+) -> Result<(), Error> {
     if keys.is_empty() {
         return Ok(());
     }
-    tracking_db::prepared(
-        "delete from mint_failures where (brand_id, campaign_id, creator_id) in \
-           (select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]))",
-    )
-    .planned_each_time()
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
+    tracking_db::prepared(sql)
+        .planned_each_time()
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
