@@ -140,6 +140,15 @@ impl Suite {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Waits until `sql` (a `count(*) as n` in `schema`) counts `n`; panics, naming `what`,
+    /// if it does not in time.
+    pub async fn count_becomes(&self, what: &str, schema: &'static str, sql: &str, n: i64) {
+        eventually(what, || async {
+            (self.count(schema, sql).await == n).then_some(())
+        })
+        .await;
+    }
+
     /// Sends one HTTP request to the suite's HTTP port.
     pub async fn http(
         &self,

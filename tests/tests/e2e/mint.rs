@@ -2002,16 +2002,14 @@ async fn an_edit_whose_process_stopped_is_finished_by_the_pusher() {
     assert_eq!(edited.code, "ANAEDIT");
     let store = store_codes(&suite, &token, s.integration).await;
     assert_eq!(store, [("ANAEDIT".to_owned(), true)]);
-    eventually("attribution has the new text", || async {
-        let n = suite
-            .count(
-                "attribution",
-                "select count(*) as n from codes where code = 'ANAEDIT'",
-            )
-            .await;
-        (n == 1).then_some(())
-    })
-    .await;
+    suite
+        .count_becomes(
+            "attribution has the new text",
+            "attribution",
+            "select count(*) as n from codes where code = 'ANAEDIT'",
+            1,
+        )
+        .await;
 
     // The store has the next text for something else: the code gets back what it had.
     suite
@@ -2026,13 +2024,14 @@ async fn an_edit_whose_process_stopped_is_finished_by_the_pusher() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     abandon_edit(&suite, ana.id, "TAKEN2").await;
-    eventually("the refused edit is put back", || async {
-        let left = suite
-            .count("mint", "select count(*) as n from code_renames")
-            .await;
-        (left == 0).then_some(())
-    })
-    .await;
+    suite
+        .count_becomes(
+            "the refused edit is put back",
+            "mint",
+            "select count(*) as n from code_renames",
+            0,
+        )
+        .await;
     let back = get().await;
     assert_eq!(
         (back.code.as_str(), back.status),
@@ -2156,16 +2155,14 @@ async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is
     };
     add(&suite, &token, s.campaign, 1, no_email, false).await;
     // The trigger's mint fails for the missing email, recorded as the trigger's.
-    eventually("the trigger's failure recorded", || async {
-        let marked = suite
-            .count(
-                "mint",
-                "select count(*)::bigint as n from mint.mint_failures where by_trigger",
-            )
-            .await;
-        (marked == 1).then_some(())
-    })
-    .await;
+    suite
+        .count_becomes(
+            "the trigger's failure recorded",
+            "mint",
+            "select count(*)::bigint as n from mint.mint_failures where by_trigger",
+            1,
+        )
+        .await;
     suite
         .plan()
         .set_code_generation(authed(

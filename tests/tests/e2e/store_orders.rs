@@ -247,16 +247,14 @@ async fn magento_polls_every_order_beyond_one_listing() {
     let base = serve(store).await;
     let suite = Suite::start().await;
     register(&suite, Provider::Magento, &base).await;
-    suite_tests::eventually("every order polled", || async {
-        let stored = suite
-            .count(
-                "gateway",
-                "select count(distinct store_order_id) as n from orders",
-            )
-            .await;
-        (stored == ORDERS as i64).then_some(())
-    })
-    .await;
+    suite
+        .count_becomes(
+            "every order polled",
+            "gateway",
+            "select count(distinct store_order_id) as n from orders",
+            ORDERS as i64,
+        )
+        .await;
 }
 
 /// Shopify's order of the fixture as its Admin API answers it now: its financial status, and

@@ -696,6 +696,24 @@ mod tests {
         worth(&[base], state, refunded, 10_000).remove(0)
     }
 
+    /// The conversion of [`owed`]'s order after it moved to `state` with `refunded` refunded,
+    /// seen at `seen_at`.
+    fn followed(
+        current: &Amounts,
+        state: OrderState,
+        refunded: i64,
+        seen_at: DateTime<Utc>,
+        holding_days: i32,
+    ) -> Followed {
+        follow(
+            current,
+            state,
+            &owed(state, refunded),
+            seen_at,
+            holding_days,
+        )
+    }
+
     /// `pending(8_000, 800)` followed to its order's payment, and when that was, for a plan
     /// holding commissions `days`.
     fn paid_holding(days: i32) -> (DateTime<Utc>, Followed) {
@@ -726,10 +744,10 @@ mod tests {
     fn refunds_and_cancellations_before_approval() {
         let (paid_at, paid) = paid_holding(14);
         assert_eq!(paid.amounts.approve_at, Some(paid_at + Duration::days(14)));
-        let partial = follow(
+        let partial = followed(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            &owed(OrderState::PartiallyRefunded, 2_500),
+            2_500,
             paid_at,
             14,
         );
@@ -741,25 +759,13 @@ mod tests {
             (6_000, 600)
         );
         assert_eq!(partial.adjustment, None);
-        let full = follow(
-            &partial.amounts,
-            OrderState::Refunded,
-            &owed(OrderState::Refunded, 10_000),
-            paid_at,
-            14,
-        );
+        let full = followed(&partial.amounts, OrderState::Refunded, 10_000, paid_at, 14);
         assert_eq!(full.amounts.status, Status::Reversed);
         assert_eq!(
             full.amounts.commission_minor, 600,
             "the reversed commission is kept for the record"
         );
-        let after = follow(
-            &full.amounts,
-            OrderState::Paid,
-            &owed(OrderState::Paid, 0),
-            paid_at,
-            14,
-        );
+        let after = followed(&full.amounts, OrderState::Paid, 0, paid_at, 14);
         assert_eq!(after.amounts, full.amounts, "reversed stays reversed");
     }
 
@@ -768,13 +774,7 @@ mod tests {
         let (paid_at, paid) = paid_holding(0);
         let approved = approve(&paid.amounts, paid_at).unwrap_or_else(|| panic!("due"));
         assert_eq!(approved.status, Status::Approved);
-        let partial = follow(
-            &approved,
-            OrderState::PartiallyRefunded,
-            &owed(OrderState::PartiallyRefunded, 5_000),
-            paid_at,
-            0,
-        );
+        let partial = followed(&approved, OrderState::PartiallyRefunded, 5_000, paid_at, 0);
         assert_eq!(partial.adjustment, Some((-4_000, -400)));
         assert_eq!(
             (
@@ -783,13 +783,7 @@ mod tests {
             ),
             (8_000, 800)
         );
-        let full = follow(
-            &partial.amounts,
-            OrderState::Refunded,
-            &owed(OrderState::Refunded, 10_000),
-            paid_at,
-            0,
-        );
+        let full = followed(&partial.amounts, OrderState::Refunded, 10_000, paid_at, 0);
         assert_eq!(full.adjustment, Some((-4_000, -400)));
         assert_eq!(full.amounts.status, Status::Approved);
         assert_eq!(full.amounts.adjusted_commission_minor, -800);
@@ -847,10 +841,10 @@ mod tests {
         // The approver has not run yet when the refund comes, a day after the due date.
         let refund_seen = paid_at + Duration::days(15);
         assert_eq!(paid.amounts.status, Status::Pending);
-        let partial = follow(
+        let partial = followed(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            &owed(OrderState::PartiallyRefunded, 5_000),
+            5_000,
             refund_seen,
             14,
         );
@@ -864,10 +858,10 @@ mod tests {
             (800, -400)
         );
         // A refund seen the day before the due date still rewrites the pending conversion.
-        let early = follow(
+        let early = followed(
             &paid.amounts,
             OrderState::PartiallyRefunded,
-            &owed(OrderState::PartiallyRefunded, 5_000),
+            5_000,
             paid_at + Duration::days(13),
             14,
         );
