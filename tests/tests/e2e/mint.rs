@@ -144,6 +144,40 @@ async fn codes_of(suite: &Suite, token: &str, campaign: i64) -> Vec<Code> {
         .unwrap_or_else(|s| panic!("list codes: {s}"))
 }
 
+/// Switches `plan`'s trigger.
+async fn set_trigger(suite: &Suite, token: &str, plan: i64, trigger: CodeTrigger) {
+    suite
+        .plan()
+        .set_code_generation(authed(
+            SetCodeGenerationRequest {
+                plan_id: plan,
+                code_trigger: trigger as i32,
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+}
+
+/// Approves `creator` in `campaign` and waits for the code their approval mints.
+async fn approve_and_mint(suite: &Suite, token: &str, campaign: i64, creator: i64) -> Code {
+    suite
+        .plan()
+        .approve_creator(authed(
+            ApproveCreatorRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    eventually("approval mints", || {
+        code_of(suite, token, campaign, creator)
+    })
+    .await
+}
+
 async fn code_of(suite: &Suite, token: &str, campaign: i64, creator: i64) -> Option<Code> {
     codes_of(suite, token, campaign)
         .await
@@ -345,21 +379,7 @@ async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
         false,
     )
     .await;
-    suite
-        .plan()
-        .approve_creator(authed(
-            ApproveCreatorRequest {
-                campaign_id: on_approval.campaign,
-                creator_id: 1,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("{s}"));
-    let approved = eventually("approval mints", || {
-        code_of(&suite, &token, on_approval.campaign, 1)
-    })
-    .await;
+    let approved = approve_and_mint(&suite, &token, on_approval.campaign, 1).await;
     assert_eq!(approved.code, "ANA20X");
     // Creators only added got nothing.
     assert_eq!(
@@ -368,17 +388,7 @@ async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
     );
 
     // Switching to ON_ADD mints for everyone on the roster without a code.
-    suite
-        .plan()
-        .set_code_generation(authed(
-            SetCodeGenerationRequest {
-                plan_id: on_approval.plan,
-                code_trigger: CodeTrigger::OnAdd as i32,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("{s}"));
+    set_trigger(&suite, &token, on_approval.plan, CodeTrigger::OnAdd).await;
     let all = eventually("backfill", || async {
         let codes = codes_of(&suite, &token, on_approval.campaign).await;
         (codes.len() == 3).then_some(codes)
@@ -389,17 +399,7 @@ async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
     assert_eq!(texts, vec!["ANA20X", "BO20X", "CY20X"]);
 
     // Switching back to ON_APPROVAL mints nothing new for creators added afterwards.
-    suite
-        .plan()
-        .set_code_generation(authed(
-            SetCodeGenerationRequest {
-                plan_id: on_approval.plan,
-                code_trigger: CodeTrigger::OnApproval as i32,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("{s}"));
+    set_trigger(&suite, &token, on_approval.plan, CodeTrigger::OnApproval).await;
     add(
         &suite,
         &token,
@@ -2163,17 +2163,7 @@ async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is
             1,
         )
         .await;
-    suite
-        .plan()
-        .set_code_generation(authed(
-            SetCodeGenerationRequest {
-                plan_id: s.plan,
-                code_trigger: CodeTrigger::OnApproval as i32,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|s| panic!("{s}"));
+    set_trigger(&suite, &token, s.plan, CodeTrigger::OnApproval).await;
     // The fix, then a creator added approved: Leo, only added, gets no code.
     let later = (2, profile("Mo", "M", "mo"), true);
     update_profile_then_mint(
@@ -2187,20 +2177,6 @@ async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is
     .await;
     assert!(code_of(&suite, &token, s.campaign, 1).await.is_none());
     // Approved, Leo gets his code.
-    suite
-        .plan()
-        .approve_creator(authed(
-            ApproveCreatorRequest {
-                campaign_id: s.campaign,
-                creator_id: 1,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let leo = eventually("minted at approval", || {
-        code_of(&suite, &token, s.campaign, 1)
-    })
-    .await;
+    let leo = approve_and_mint(&suite, &token, s.campaign, 1).await;
     assert_eq!(leo.code, "LEO20");
 }
