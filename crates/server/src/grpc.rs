@@ -286,6 +286,48 @@ struct RpcService<S> {
 /// A call counted in `tracking_grpc_in_flight` until this is dropped.
 struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
+/// What an admitted call holds until its response body ends or is dropped: its permits and its
+/// place in `tracking_grpc_in_flight`. A stream (`MintCodes`, an export, a `Watch*`) counts
+/// against the limits for as long as it runs, not only until its headers.
+struct Admitted {
+    _permits: [Option<OwnedSemaphorePermit>; 2],
+    _in_flight: InFlight,
+}
+
+/// A response body holding its call's [`Admitted`] until its last frame.
+struct HeldBody<B> {
+    body: B,
+    admitted: Option<Admitted>,
+}
+
+impl<B> http_body::Body for HeldBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            this.admitted = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 impl InFlight {
     fn enter(metrics: &Metrics) -> Self {
         metrics.in_flight.inc();
@@ -322,9 +364,10 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
-    RB: Default + Send + 'static,
+    RB: http_body::Body<Data = tonic::codegen::Bytes> + Default + Unpin + Send + 'static,
+    RB::Error: Into<tonic::codegen::StdError>,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -360,7 +403,10 @@ where
             async move {
                 // Counted down however the call ends: answered, or dropped (its deadline passed,
                 // its client went away).
-                let in_flight = InFlight::enter(&metrics);
+                let admitted = Admitted {
+                    _permits: permits,
+                    _in_flight: InFlight::enter(&metrics),
+                };
                 let started = Instant::now();
                 // Past its deadline the call is dropped (its database work cancelled with it).
                 let call = inner.call(request);
@@ -374,9 +420,12 @@ where
                         .into_http()),
                     },
                 };
-                drop(in_flight);
-                drop(permits);
-                let mut response = result?;
+                let mut response = result?.map(|body| {
+                    tonic::body::Body::new(HeldBody {
+                        body,
+                        admitted: Some(admitted),
+                    })
+                });
                 unparseable_is_invalid_argument(response.headers_mut());
                 let code = response
                     .headers()

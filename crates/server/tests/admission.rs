@@ -1,6 +1,7 @@
 //! The server kit's admission control and default deadline, on a real socket: calls beyond the
-//! concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), health keeps
-//! answering, and a call running past the server's deadline is ended.
+//! concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), a stream holds
+//! its place until it ends, health keeps answering, and a call running past the server's
+//! deadline is ended.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,8 @@ use tonic::server::NamedService;
 use tracking_server::{GrpcServer, Metrics};
 
 /// A service whose every call takes `delay` and then fails with ABORTED (so its answer is told
-/// apart from the kit's).
+/// apart from the kit's). A method named `Stream` answers one (empty) message at once and ends,
+/// ABORTED, `delay` later.
 #[derive(Clone)]
 struct Slow {
     delay: Duration,
@@ -35,13 +37,36 @@ impl tower::Service<http::Request<tonic::body::Body>> for Slow {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let delay = self.delay;
+        if request.uri().path().ends_with("/Stream") {
+            return Box::pin(std::future::ready(Ok(slow_stream(delay))));
+        }
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             Ok(tonic::Status::aborted("slow call done").into_http())
         })
     }
+}
+
+/// A server stream: one empty message now, then, `delay` later, its end with ABORTED.
+fn slow_stream(delay: Duration) -> http::Response<tonic::body::Body> {
+    use futures::StreamExt;
+    use http_body::Frame;
+    let message = Frame::data(tonic::codegen::Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let end = futures::stream::once(async move {
+        tokio::time::sleep(delay).await;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("10"));
+        Ok::<_, Infallible>(Frame::trailers(trailers))
+    });
+    let frames = futures::stream::iter([Ok(message)]).chain(end);
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+            frames,
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn start(
@@ -179,6 +204,41 @@ async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_se
         text.contains(r#"method="/test.Slow/Again",code="ResourceExhausted""#),
         "{text}"
     );
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_place_until_it_ends() {
+    let (addr, shutdown, metrics) =
+        start(1, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+    let mut stream = grpc
+        .server_streaming(
+            tonic::Request::new(()),
+            PathAndQuery::from_static("/test.Slow/Stream"),
+            codec,
+        )
+        .await
+        .unwrap_or_else(|s| panic!("stream: {s}"))
+        .into_inner();
+    assert_eq!(stream.message().await.ok(), Some(Some(())));
+    // Its headers and first message are out; the stream still runs, and holds the one place.
+    let (code, elapsed) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(elapsed < Duration::from_millis(400), "refused fast, took {elapsed:?}");
+    assert!(metrics.encode().contains("tracking_grpc_in_flight 1"));
+    let end = stream.message().await.err().map(|s| s.code());
+    assert_eq!(end, Some(Code::Aborted));
+    let (code, _) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::Aborted, "admitted once the stream has ended");
+    assert!(metrics.encode().contains("tracking_grpc_in_flight 0"));
     shutdown.cancel();
 }
 

@@ -13,6 +13,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -35,6 +37,7 @@ impl From<Error> for Status {
             Error::NotFound(what) => Status::not_found(what),
             Error::PermissionDenied(why) => Status::permission_denied(why),
             Error::FailedPrecondition(why) => Status::failed_precondition(why),
+            Error::AlreadyExists(what) => Status::already_exists(what),
             Error::Db(db) => tracking_server::status::from_db(db),
         }
     }

@@ -20,7 +20,7 @@ use crate::events;
 use crate::links::{ClickInfo, Links};
 use crate::report;
 use crate::store::conversions::{self, Entry, Filter, Kind};
-use crate::store::{alerts, projection, reads};
+use crate::store::{alerts, clicks as stored_clicks, projection, reads};
 
 /// The service's state, shared by every call.
 #[derive(Clone, Debug)]
@@ -245,6 +245,20 @@ impl AttributionService for Attribution {
                 .is_some_and(|at| at <= clicked_at.unwrap_or(now))
         {
             return Err(Error::FailedPrecondition(format!("link {} has ended", req.slug)).into());
+        }
+        // A retry of a stored click is written again and skipped; an id another link's click
+        // holds is refused, not counted as if it were stored.
+        if !req.click_id.is_empty()
+            && stored_clicks::code_of(&self.db, brand_id, &req.click_id)
+                .await
+                .map_err(Error::from)?
+                .is_some_and(|code_id| code_id != link.code_id)
+        {
+            return Err(Error::AlreadyExists(format!(
+                "click_id {} is recorded for another link",
+                req.click_id
+            ))
+            .into());
         }
         let info = ClickInfo {
             click_id: (!req.click_id.is_empty()).then_some(req.click_id.clone()),

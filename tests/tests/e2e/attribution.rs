@@ -688,6 +688,34 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     })
     .await;
     assert_eq!(figures.clicks, 3, "the retried click counted once");
+    // A stored click's id on another creator's link is refused, not counted as stored.
+    let other = creator(&suite, &token, w.campaign, 32, "dora").await;
+    let other_slug = other.links.unwrap_or_default().slug;
+    eventually("the other link live", || async {
+        let head = suite
+            .http("HEAD", &format!("/r/{other_slug}"), &[("user-agent", BROWSER)], b"")
+            .await;
+        (head.status == 302).then_some(())
+    })
+    .await;
+    let reused = suite
+        .attribution()
+        .record_click(authed(
+            RecordClickRequest {
+                slug: other_slug.clone(),
+                click_id: old.click_id.clone(),
+                user_agent: BROWSER.into(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert!(
+        matches!(&reused, Some((Status::AlreadyExists, m)) if m.contains(&old.click_id)),
+        "{reused:?}"
+    );
 
     let mut within = order(w.integration, "AST-1", OrderStatus::Paid, &[], 5_000, 0);
     within.click_id = click_id.clone();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tracking_db::{ByTaken, DbError, Taken};
+use tracking_db::{ByTaken, Database, DbError, Taken};
 
 /// One click, as stored.
 #[derive(Debug, Clone, QueryableByName)]
@@ -116,6 +116,23 @@ pub async fn by_ids(
     .bind::<Array<Text>, _>(ids.iter().map(|i| i.1).collect::<Vec<_>>())
     .load(conn)
     .await?)
+}
+
+/// The code whose link a stored click followed, if `click_id` is stored for the brand.
+pub async fn code_of(db: &Database, brand_id: i64, click_id: &str) -> Result<Option<i64>, DbError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        code_id: i64,
+    }
+    let mut conn = db.conn().await?;
+    let rows: Vec<Row> =
+        tracking_db::prepared("select code_id from clicks where brand_id = $1 and click_id = $2")
+            .bind::<BigInt, _>(brand_id)
+            .bind::<Text, _>(click_id)
+            .load(&mut conn)
+            .await?;
+    Ok(rows.into_iter().next().map(|r| r.code_id))
 }
 
 /// A creator's links in a campaign: (brand, campaign, creator).
