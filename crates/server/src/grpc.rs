@@ -41,6 +41,7 @@ pub struct GrpcServer {
     call_limits: HashMap<String, CallLimit>,
     shutdown_grace: Duration,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    internal: Option<TcpListener>,
 }
 
 /// A cap on the calls in flight to a group of methods together.
@@ -70,6 +71,7 @@ impl GrpcServer {
             call_limits: HashMap::new(),
             shutdown_grace,
             tls: None,
+            internal: None,
         }
     }
 
@@ -88,6 +90,14 @@ impl GrpcServer {
                 self.call_limits.insert(method.clone(), limit.clone());
             }
         }
+        self
+    }
+
+    /// Also serves on `listener`, for the calls the process's own services make to each other
+    /// (trackd): it keeps serving until the main listener has drained at shutdown, so that a call
+    /// in flight then can still reach a sibling service (the main listener refuses new calls).
+    pub fn with_internal_listener(mut self, listener: TcpListener) -> Self {
+        self.internal = Some(listener);
         self
     }
 
@@ -130,7 +140,8 @@ impl GrpcServer {
     }
 
     /// Serves until `shutdown` is cancelled: health turns NOT_SERVING at once, new calls are
-    /// refused, in-flight calls get `shutdown_grace` to finish.
+    /// refused, in-flight calls get `shutdown_grace` to finish (and the internal listener, if
+    /// any, serves them until they have).
     pub async fn serve(
         mut self,
         listener: TcpListener,
@@ -192,20 +203,46 @@ impl GrpcServer {
         let server = builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .layer(layer)
-            .serve_with_incoming_shutdown(
-                self.routes.routes(),
-                TcpListenerStream::new(listener),
-                signal,
-            );
+            .layer(layer);
+        let routes = self.routes.routes();
         let grace = self.shutdown_grace;
-        tokio::select! {
-            result = server => result,
-            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "grace period over, closing remaining gRPC calls");
-                Ok(())
+        // Both listeners' calls end by the same time: `grace` after the shutdown.
+        let grace_over = || async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let drained = CancellationToken::new();
+        let serve_public = server.clone().serve_with_incoming_shutdown(
+            routes.clone(),
+            TcpListenerStream::new(listener),
+            signal,
+        );
+        let public = async {
+            let result = tokio::select! {
+                result = serve_public => result,
+                _ = grace_over() => {
+                    tracing::warn!(?grace, "grace period over, closing remaining gRPC calls");
+                    Ok(())
+                }
+            };
+            drained.cancel();
+            result
+        };
+        let internal = async {
+            let Some(internal) = self.internal.take() else {
+                return Ok(());
+            };
+            tokio::select! {
+                result = server.serve_with_incoming_shutdown(
+                    routes,
+                    TcpListenerStream::new(internal),
+                    drained.clone().cancelled_owned(),
+                ) => result,
+                _ = grace_over() => Ok(()),
             }
-        }
+        };
+        let (public, internal) = tokio::join!(public, internal);
+        public.and(internal)
     }
 }
 

@@ -1,7 +1,7 @@
-//! The server kit's admission control and default deadline, on a real socket: calls beyond the
+//! The server kit's admission control, default deadline and drain, on a real socket: calls beyond the
 //! concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), a stream holds
 //! its place until it ends, health keeps answering, and a call running past the server's
-//! deadline is ended.
+//! deadline is ended. At shutdown, the internal listener serves the calls made during the drain.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -67,6 +67,59 @@ fn slow_stream(delay: Duration) -> http::Response<tonic::body::Body> {
             frames,
         )))
         .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A service whose call waits `delay`, then calls `/test.Slow/Call` at `target` on a new
+/// connection, and answers what that call answered (UNAVAILABLE if it could not connect).
+#[derive(Clone)]
+struct Relay {
+    delay: Duration,
+    target: std::net::SocketAddr,
+}
+
+impl NamedService for Relay {
+    const NAME: &'static str = "test.Relay";
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Relay {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        let (delay, target) = (self.delay, self.target);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            let connected = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .connect()
+                .await;
+            let status = match connected {
+                Err(err) => tonic::Status::unavailable(format!("relay: {err}")),
+                Ok(channel) => {
+                    let mut grpc = tonic::client::Grpc::new(channel);
+                    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+                    let answer = match grpc.ready().await {
+                        Err(err) => Err(tonic::Status::unavailable(format!("relay: {err}"))),
+                        Ok(()) => grpc
+                            .unary(
+                                tonic::Request::new(()),
+                                PathAndQuery::from_static("/test.Slow/Call"),
+                                codec,
+                            )
+                            .await
+                            .map(|_| ()),
+                    };
+                    answer.err().unwrap_or_else(|| tonic::Status::ok(""))
+                }
+            };
+            Ok(status.into_http())
+        })
+    }
 }
 
 async fn start(
@@ -232,7 +285,10 @@ async fn a_stream_holds_its_place_until_it_ends() {
     // Its headers and first message are out; the stream still runs, and holds the one place.
     let (code, elapsed) = call(addr, "/test.Slow/Call").await;
     assert_eq!(code, Code::ResourceExhausted);
-    assert!(elapsed < Duration::from_millis(400), "refused fast, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(400),
+        "refused fast, took {elapsed:?}"
+    );
     assert!(metrics.encode().contains("tracking_grpc_in_flight 1"));
     let end = stream.message().await.err().map(|s| s.code());
     assert_eq!(end, Some(Code::Aborted));
@@ -317,5 +373,54 @@ async fn an_http_request_that_stalls_does_not_keep_the_server_from_stopping() {
     assert!(
         matches!(stopped, Ok(Ok(Ok(())))),
         "stopped after its grace: {stopped:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_internal_listener_serves_calls_made_during_the_drain() {
+    let bind = || async {
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (public, internal) = (bind().await, bind().await);
+    let public_addr = public.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let internal_addr = internal.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let server = GrpcServer::new(
+        Metrics::new(),
+        Duration::from_secs(10),
+        64,
+        Duration::from_secs(5),
+    )
+    .with_internal_listener(internal)
+    .add_service(Slow {
+        delay: Duration::ZERO,
+    })
+    .add_service(Relay {
+        delay: Duration::from_millis(500),
+        target: internal_addr,
+    });
+    let serving = tokio::spawn(server.serve(public, shutdown.clone()));
+    let relayed = tokio::spawn(call(public_addr, "/test.Relay/Call"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The main listener takes no new call; the relay, in flight, calls its sibling after this.
+    let refused = tonic::transport::Endpoint::from_shared(format!("http://{public_addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await;
+    assert!(refused.is_err(), "the main listener is closed");
+    let answer = relayed.await.map(|(code, _)| code).ok();
+    assert_eq!(
+        answer,
+        Some(Code::Aborted),
+        "the sibling call made during the drain was served"
+    );
+    let stopped = tokio::time::timeout(Duration::from_secs(3), serving).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "both listeners stopped once the drain was over: {stopped:?}"
     );
 }

@@ -1,6 +1,8 @@
 //! trackd: every service of the suite in one process, on one gRPC port and one HTTP port. Each
 //! service keeps its own schema and talks to the others only through their gRPC APIs (over
-//! loopback here), exactly as when they run as separate processes.
+//! loopback here), exactly as when they run as separate processes: through a listener of their
+//! own on a loopback port the OS picks, which keeps serving through the drain at shutdown, so a
+//! call in flight then can still reach a sibling service.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,15 +44,15 @@ pub struct SuiteConfig {
     pub tls: tracking_server::tls::TlsArgs,
 }
 
-/// The address services use to call each other: the gRPC listener's, with an unspecified IP
-/// (0.0.0.0) replaced by loopback.
+/// `addr` as a plain URL a local client can reach: an unspecified IP (0.0.0.0) replaced by
+/// loopback.
 pub fn loopback_url(addr: SocketAddr) -> String {
     own_url(addr, false)
 }
 
 /// The URL the services use to call each other on `addr`: `https://localhost:PORT` when gRPC
 /// is served over TLS (the certificate must name `localhost`), else plain loopback.
-pub fn own_url(addr: SocketAddr, tls: bool) -> String {
+fn own_url(addr: SocketAddr, tls: bool) -> String {
     if tls {
         return format!("https://localhost:{}", addr.port());
     }
@@ -70,14 +72,16 @@ pub struct Suite {
 }
 
 impl Suite {
-    /// Migrates every schema and builds every service. `own_grpc_url` is where the services
-    /// reach each other (this process's gRPC listener).
+    /// Migrates every schema and builds every service, which reach each other on a loopback
+    /// listener of their own.
     pub async fn prepare(
         config: &SuiteConfig,
-        own_grpc_url: &str,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Suite> {
         tracking_server::tls::set_client(config.tls.client().map_err(anyhow::Error::msg)?);
+        let internal =
+            tracking_server::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await?;
+        let siblings = own_url(internal.local_addr()?, config.tls.tls_cert.is_some());
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
         let gateway = gateway_service::start(
             &config.database_url,
@@ -92,15 +96,15 @@ impl Suite {
         let plan = plan_service::start(
             &config.database_url,
             config.pool,
-            own_grpc_url,
+            &siblings,
             shutdown.clone(),
         )
         .await?;
         let keys = JwtKeys::new(config.jwt_secret.as_bytes());
         let mint_args = mint_service::MintArgs {
             public_base_url: config.public_base_url.clone(),
-            plan_url: own_grpc_url.to_owned(),
-            gateway_url: own_grpc_url.to_owned(),
+            plan_url: siblings.clone(),
+            gateway_url: siblings.clone(),
             mint_workers: config.mint_workers,
             mint_linger_us: config.mint_linger_us,
             mint_shed_after_ms: config.mint_shed_after_ms,
@@ -116,9 +120,9 @@ impl Suite {
         )
         .await?;
         let attribution_args = attribution_service::AttributionArgs {
-            plan_url: own_grpc_url.to_owned(),
-            mint_url: own_grpc_url.to_owned(),
-            gateway_url: own_grpc_url.to_owned(),
+            plan_url: siblings.clone(),
+            mint_url: siblings.clone(),
+            gateway_url: siblings.clone(),
         };
         let metrics = Metrics::new();
         let attribution = attribution_service::start(
@@ -139,6 +143,7 @@ impl Suite {
             config.shutdown_grace,
         )
         .with_tls(config.tls.server().map_err(anyhow::Error::msg)?)
+        .with_internal_listener(internal)
         .limit_calls(&mint_service::limited_calls(), config.mint_max_calls)
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
         .add_service(plan_service::grpc_service(plan, auth.clone()))
@@ -169,15 +174,14 @@ impl Suite {
     }
 }
 
-/// Prepares the suite for the listeners' addresses and serves it until `shutdown`.
+/// Prepares the suite and serves it on the listeners until `shutdown`.
 pub async fn run(
     config: SuiteConfig,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let own_url = own_url(grpc_listener.local_addr()?, config.tls.tls_cert.is_some());
-    Suite::prepare(&config, &own_url, shutdown.clone())
+    Suite::prepare(&config, shutdown.clone())
         .await?
         .serve(grpc_listener, http_listener, shutdown)
         .await

@@ -102,12 +102,7 @@ async fn main() -> anyhow::Result<()> {
         amazon_report_interval: args.gateway.amazon_report_interval,
         tls: args.server.tls.clone(),
     };
-    let suite = trackd::Suite::prepare(
-        &config,
-        &trackd::own_url(grpc_addr, config.tls.tls_cert.is_some()),
-        shutdown.clone(),
-    )
-    .await?;
+    let suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;
     let serving = tokio::spawn(suite.serve(grpc_listener, http_listener, shutdown));
 
     tracing::info!(

@@ -14,8 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
     let shutdown = tracking_server::shutdown::on_signal();
     let config = suite_tests::config(&url);
-    let suite =
-        trackd::Suite::prepare(&config, &trackd::loopback_url(grpc_addr), shutdown.clone()).await?;
+    let suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "READY {grpc_addr} {http_addr}")?;
     stdout.flush()?;
