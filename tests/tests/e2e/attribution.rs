@@ -693,7 +693,12 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     let other_slug = other.links.unwrap_or_default().slug;
     eventually("the other link live", || async {
         let head = suite
-            .http("HEAD", &format!("/r/{other_slug}"), &[("user-agent", BROWSER)], b"")
+            .http(
+                "HEAD",
+                &format!("/r/{other_slug}"),
+                &[("user-agent", BROWSER)],
+                b"",
+            )
             .await;
         (head.status == 302).then_some(())
     })

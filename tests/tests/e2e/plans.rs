@@ -104,6 +104,20 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
         .await
         .is_ok()
     );
+    // Elsewhere a line qualifies through either restriction.
+    for provider in [
+        Provider::Woocommerce,
+        Provider::Bigcommerce,
+        Provider::Magento,
+    ] {
+        let both = Plan {
+            product_ids: vec!["11".into()],
+            category_ids: vec!["22".into()],
+            ..code_plan(&format!("both ok {provider:?}"), id(provider))
+        };
+        let created = create(&suite, &token, both).await;
+        assert!(created.is_ok(), "{provider:?}: {created:?}");
+    }
     assert!(
         create(&suite, &token, link_plan("ast ok", id(Provider::Ast)))
             .await
@@ -209,6 +223,16 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
                 ..link_plan("z3", 0)
             },
             "once_per_customer",
+        ),
+        // A Shopify discount applies to products or to collections, never both.
+        (
+            Provider::Shopify,
+            Plan {
+                product_ids: vec!["gid://shopify/Product/1".into()],
+                category_ids: vec!["gid://shopify/Collection/2".into()],
+                ..code_plan("s3", 0)
+            },
+            "category_ids",
         ),
     ];
     for (provider, mut plan, field) in refused {

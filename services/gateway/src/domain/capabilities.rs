@@ -13,6 +13,8 @@ pub struct Capabilities {
     pub active_dates: bool,
     pub minimum_purchase: bool,
     pub product_restrictions: bool,
+    /// Products and categories in one plan (a line qualifies through either).
+    pub products_with_categories: bool,
     pub usage_limits: bool,
     pub one_time_use: bool,
     pub tracking_without_discount: bool,
@@ -31,8 +33,9 @@ pub struct Connection {
 }
 
 /// The capability table. Facts from the stores' documentation:
-/// - Shopify: discount codes with dates, minimum subtotal, product/collection scope, usage limit
-///   and once-per-customer; shareable discount links apply a code at checkout; a sale is only
+/// - Shopify: discount codes with dates, minimum subtotal, product or collection scope (not both:
+///   a discount's items are "either collections or products"), usage limit and
+///   once-per-customer; shareable discount links apply a code at checkout; a sale is only
 ///   tracked through a code (255 characters max).
 /// - WooCommerce: coupons without a start date (expiry only), no affiliate links.
 /// - BigCommerce: coupon codes of at most 50 characters, no affiliate links.
@@ -59,6 +62,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: true,
             product_restrictions: true,
+            products_with_categories: false,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -79,6 +83,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: false,
             minimum_purchase: false,
             product_restrictions: true,
+            products_with_categories: true,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -99,6 +104,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: true,
+            products_with_categories: true,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -119,6 +125,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: true,
+            products_with_categories: true,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -139,6 +146,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: false,
+            products_with_categories: false,
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -164,6 +172,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: false,
+            products_with_categories: false,
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -182,6 +191,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: true,
             product_restrictions: true,
+            products_with_categories: true,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: true,
@@ -228,6 +238,8 @@ mod tests {
                 "{provider:?}"
             );
         }
+        // A restriction to both is the other stores' "either"; Shopify cannot say it.
+        assert!(shopify.is_some_and(|c| c.product_restrictions && !c.products_with_categories));
         assert!(get(Provider::Woocommerce).is_some_and(|c| !c.active_dates));
         assert!(get(Provider::Bigcommerce).is_some_and(|c| c.max_code_length == 50));
         assert!(get(Provider::Ast).is_some_and(|c| c.click_links && !c.discount_codes));

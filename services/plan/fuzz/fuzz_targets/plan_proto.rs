@@ -69,6 +69,11 @@ fn check_accepted(terms: &Terms, caps: &Capabilities) {
         (terms.product_ids.is_empty() && terms.category_ids.is_empty())
             || caps.product_restrictions
     );
+    assert!(
+        terms.product_ids.is_empty()
+            || terms.category_ids.is_empty()
+            || caps.products_with_categories
+    );
     assert!((terms.starts_at.is_none() && terms.ends_at.is_none()) || caps.active_dates);
     if let (Some(start), Some(end)) = (terms.starts_at, terms.ends_at) {
         assert!(end > start);

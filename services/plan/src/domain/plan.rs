@@ -239,6 +239,18 @@ impl Terms {
             }
         }
 
+        if !self.product_ids.is_empty()
+            && !self.category_ids.is_empty()
+            && !caps.products_with_categories
+        {
+            return Err(Error::invalid(
+                "category_ids",
+                format!(
+                    "{provider} restricts a discount to products or to categories (collections), not both; use one"
+                ),
+            ));
+        }
+
         if (self.starts_at.is_some() || self.ends_at.is_some()) && !caps.active_dates {
             let field = if self.starts_at.is_some() {
                 "starts_at"
