@@ -89,6 +89,52 @@ impl Gateway {
             .await?
             .ok_or_else(|| Error::NotFound(format!("integration {id} not found")))
     }
+
+    /// The `index`th order of an `IngestOrders` stream, checked: present, valid, and for an
+    /// integration of `brand_id` (`owned` remembers the answers).
+    async fn ingested(
+        &self,
+        brand_id: i64,
+        owned: &mut HashMap<i64, bool>,
+        message: Result<pb::IngestOrdersRequest, Status>,
+        index: usize,
+    ) -> Result<Incoming, Status> {
+        let field = format!("orders[{index}]");
+        let order = message
+            .map_err(tracking_server::status::inbound)?
+            .order
+            .ok_or_else(|| Error::invalid(&field, "order is required"))?;
+        let integration_id = order.integration_id;
+        if integration_id <= 0 {
+            return Err(Error::invalid(
+                &format!("{field}.integration_id"),
+                "must be a positive id",
+            )
+            .into());
+        }
+        let mine = match owned.get(&integration_id) {
+            Some(mine) => *mine,
+            None => {
+                let mine = store::get_integration(&self.db, brand_id, integration_id)
+                    .await
+                    .map_err(Error::from)?
+                    .is_some();
+                owned.insert(integration_id, mine);
+                mine
+            }
+        };
+        if !mine {
+            return Err(Error::NotFound(format!(
+                "{field}.integration_id: integration {integration_id} not found"
+            ))
+            .into());
+        }
+        Ok(Incoming {
+            brand_id,
+            integration_id,
+            order: NormalizedOrder::from_proto(order, &field)?,
+        })
+    }
 }
 
 /// The brand a push or disable acts for. Only the suite's services (and on-call engineers) change
@@ -613,52 +659,31 @@ impl ProviderGateway for Gateway {
         let mut index = 0usize;
         while let Some(chunk) = chunks.next().await {
             let mut batch = Vec::with_capacity(chunk.len());
+            let mut refused = None;
             for message in chunk {
-                let field = format!("orders[{index}]");
-                index += 1;
-                let order = message
-                    .map_err(tracking_server::status::inbound)?
-                    .order
-                    .ok_or_else(|| Error::invalid(&field, "order is required"))?;
-                let integration_id = order.integration_id;
-                if integration_id <= 0 {
-                    return Err(Error::invalid(
-                        &format!("{field}.integration_id"),
-                        "must be a positive id",
-                    )
-                    .into());
-                }
-                let mine = match owned.get(&integration_id) {
-                    Some(mine) => *mine,
-                    None => {
-                        let mine = store::get_integration(&self.db, brand_id, integration_id)
-                            .await
-                            .map_err(Error::from)?
-                            .is_some();
-                        owned.insert(integration_id, mine);
-                        mine
+                match self.ingested(brand_id, &mut owned, message, index).await {
+                    Ok(incoming) => batch.push(incoming),
+                    Err(status) => {
+                        refused = Some(status);
+                        break;
                     }
-                };
-                if !mine {
-                    return Err(Error::NotFound(format!(
-                        "{field}.integration_id: integration {integration_id} not found"
-                    ))
-                    .into());
                 }
-                batch.push(Incoming {
-                    brand_id,
-                    integration_id,
-                    order: NormalizedOrder::from_proto(order, &field)?,
-                });
+                index += 1;
             }
-            let outcome = self
-                .intake
-                .accept(&batch, pb::OrderSource::Ingest, None)
-                .await
-                .map_err(Error::from)?;
-            response.received += batch.len() as i64;
-            response.accepted += outcome.accepted as i64;
-            response.duplicates += outcome.duplicates as i64;
+            // The orders before an invalid one are kept, as the contract says.
+            if !batch.is_empty() {
+                let outcome = self
+                    .intake
+                    .accept(&batch, pb::OrderSource::Ingest, None)
+                    .await
+                    .map_err(Error::from)?;
+                response.received += batch.len() as i64;
+                response.accepted += outcome.accepted as i64;
+                response.duplicates += outcome.duplicates as i64;
+            }
+            if let Some(status) = refused {
+                return Err(status);
+            }
         }
         Ok(Response::new(response))
     }

@@ -675,6 +675,11 @@ async fn ingest_orders_stores_batches_once_and_names_bad_fields() {
         "{}",
         err.message()
     );
+    assert_eq!(
+        orders_stored(&suite).await,
+        1201,
+        "the order before the invalid one is kept"
+    );
     let unspecified = order(integration, "u", OrderStatus::Unspecified, &[]);
     let err = ingest(vec![unspecified], brand(5))
         .await
@@ -706,7 +711,11 @@ async fn ingest_orders_stores_batches_once_and_names_bad_fields() {
     .await
     .err();
     assert_eq!(err.map(|s| s.code()), Some(Code::PermissionDenied));
-    assert_eq!(orders_stored(&suite).await, 1200);
+    assert_eq!(
+        orders_stored(&suite).await,
+        1201,
+        "nothing stored by the refused calls"
+    );
 }
 
 #[tokio::test]

@@ -128,6 +128,26 @@ async fn bigcommerce_thin_webhooks_fetch_the_order_once() {
         1,
         "a redelivery is dropped before fetching"
     );
+    // A later update of the order hashes the same data ({"type":"order","id":250}): it is a new
+    // delivery all the same, and the order is fetched again.
+    let updated = String::from_utf8_lossy(body)
+        .replace("store/order/created", "store/order/updated")
+        .replace("1561482670", "1561482999");
+    for _ in 0..2 {
+        suite
+            .http(
+                "POST",
+                &target,
+                &[("x-tracking-secret", "whsec_test_secret")],
+                updated.as_bytes(),
+            )
+            .await;
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "the update fetched once, its redelivery dropped"
+    );
     let order = events(&suite, 1).await[0].order.clone().unwrap_or_default();
     assert_eq!(order.store_order_id, "250");
     assert_eq!(order.codes, vec!["MIA20"]);

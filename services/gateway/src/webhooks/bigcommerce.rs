@@ -21,7 +21,9 @@ pub fn verify(secret: &[u8], header: Option<&str>) -> bool {
 pub struct OrderNotice {
     pub scope: String,
     pub order_id: String,
-    /// BigCommerce's hash of the payload: the same delivery sent again has the same one.
+    /// The event's scope, BigCommerce's hash of its data and its time: the same delivery sent
+    /// again has the same one. The hash alone is not enough: it covers only `data`, which for
+    /// `store/order/updated` is `{"type":"order","id":N}` at every update of the order.
     pub delivery_id: String,
 }
 
@@ -56,13 +58,12 @@ pub fn parse(body: &[u8]) -> Result<Option<OrderNotice>, ParseError> {
         }
         _ => return Err(field("data.id", "must be an order number")),
     };
+    let created_at = payload.created_at.unwrap_or_default();
     let delivery_id = match payload.hash {
-        Some(hash) if !hash.is_empty() && hash.len() <= 128 => format!("{}:{hash}", payload.scope),
-        _ => format!(
-            "{}:{order_id}:{}",
-            payload.scope,
-            payload.created_at.unwrap_or_default()
-        ),
+        Some(hash) if !hash.is_empty() && hash.len() <= 128 => {
+            format!("{}:{hash}:{created_at}", payload.scope)
+        }
+        _ => format!("{}:{order_id}:{created_at}", payload.scope),
     };
     Ok(Some(OrderNotice {
         scope: payload.scope,
@@ -88,9 +89,22 @@ mod tests {
             Some(OrderNotice {
                 scope: "store/order/created".into(),
                 order_id: "250".into(),
-                delivery_id: "store/order/created:352e4afc6dd3fc85ea26bfdf3f91852604d57528".into(),
+                delivery_id:
+                    "store/order/created:352e4afc6dd3fc85ea26bfdf3f91852604d57528:1561482670".into(),
             })
         );
+        // Every update of an order hashes the same data: its time tells the updates apart, and
+        // a delivery sent again keeps it.
+        let delivery = |body: &str| {
+            parse(body.as_bytes())
+                .ok()
+                .flatten()
+                .map(|notice| notice.delivery_id)
+        };
+        let updated = CREATED.replace("store/order/created", "store/order/updated");
+        let later = updated.replace("1561482670", "1561482999");
+        assert_ne!(delivery(&updated), delivery(&later));
+        assert_eq!(delivery(&later), delivery(&later.clone()));
         let product = CREATED
             .replace("store/order/created", "store/product/updated")
             .replace("\"order\"", "\"product\"");

@@ -113,11 +113,13 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
     let refunded = refunded.min(total);
     let status = match order.status.as_str() {
         "refunded" => OrderStatus::Refunded,
-        "cancelled" | "failed" | "trash" => OrderStatus::Cancelled,
+        "cancelled" | "trash" => OrderStatus::Cancelled,
         "processing" | "completed" if refunded >= total && total > 0 => OrderStatus::Refunded,
         "processing" | "completed" if refunded > 0 => OrderStatus::PartiallyRefunded,
         "processing" | "completed" => OrderStatus::Paid,
-        // pending, on-hold, checkout-draft and statuses added by plugins: not paid yet.
+        // pending, on-hold, checkout-draft, failed (a declined payment, which the shopper may
+        // pay again on the same order) and statuses added by plugins: not paid yet. Orders only
+        // move forward, so a failed payment must not end the order.
         _ => OrderStatus::Created,
     };
     let codes: Vec<String> = order
@@ -272,7 +274,7 @@ mod tests {
         assert_eq!(with("on-hold", ""), Ok((OrderStatus::Created, 0)));
         assert_eq!(with("completed", ""), Ok((OrderStatus::Paid, 0)));
         assert_eq!(with("cancelled", ""), Ok((OrderStatus::Cancelled, 0)));
-        assert_eq!(with("failed", ""), Ok((OrderStatus::Cancelled, 0)));
+        assert_eq!(with("failed", ""), Ok((OrderStatus::Created, 0)));
         assert_eq!(
             with("completed", r#"{"id": 1, "total": "-10.00"}"#),
             Ok((OrderStatus::PartiallyRefunded, 1000))
