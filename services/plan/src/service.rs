@@ -162,8 +162,8 @@ async fn link(
 
 /// Adds (or restores) creators on an active campaign, in the caller's transaction, each creator
 /// once (the RPC refuses repeats): the same add again changes nothing (no event); a different add
-/// of a creator already on the roster is ALREADY_EXISTS. The whole list costs one read and one
-/// write. Entries and events in input order.
+/// of a creator already on the roster is ALREADY_EXISTS, also when another call added the creator
+/// meanwhile. The whole list costs one read and one write. Entries and events in input order.
 async fn add_entries(
     conn: &mut AsyncPgConnection,
     campaign: &Campaign,
@@ -182,13 +182,8 @@ async fn add_entries(
         if let Some(entry) = entries.get(creator_id)
             && entry.status != RosterStatus::Removed
         {
-            if entry.profile == *profile && (entry.status == RosterStatus::Approved || !approved) {
-                continue;
-            }
-            return Err(Error::AlreadyExists(format!(
-                "creator {creator_id} is already on campaign {campaign_id}'s roster; use \
-                 UpdateCreatorProfile or ApproveCreator"
-            )));
+            entry.check_add_again(profile, *approved)?;
+            continue;
         }
         let status = if *approved {
             RosterStatus::Approved
@@ -199,7 +194,28 @@ async fn add_entries(
     }
     if !writes.is_empty() {
         let written = roster::upsert_many(conn, brand_id, campaign_id, &writes).await?;
-        entries.extend(written.into_iter().map(|entry| (entry.creator_id, entry)));
+        let written: HashMap<i64, RosterEntry> = written
+            .into_iter()
+            .map(|entry| (entry.creator_id, entry))
+            .collect();
+        // Creators another call added after the read above: their adds are checked as above.
+        let raced: Vec<i64> = writes
+            .iter()
+            .map(|w| w.0)
+            .filter(|id| !written.contains_key(id))
+            .collect();
+        if !raced.is_empty() {
+            for entry in roster::get_many(conn, brand_id, campaign_id, &raced).await? {
+                if let Some((_, profile, approved)) =
+                    creators.iter().find(|c| c.0 == entry.creator_id)
+                {
+                    entry.check_add_again(profile, *approved)?;
+                }
+                entries.insert(entry.creator_id, entry);
+            }
+        }
+        writes.retain(|w| written.contains_key(&w.0));
+        entries.extend(written);
     }
     let events = writes
         .iter()
@@ -524,23 +540,24 @@ impl PlanService {
         let mut conn = self.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
             let campaign = must_campaign(conn, brand_id, id, Lock::None).await?;
-            check_start_outreach(&campaign)?;
+            // Started already (archived since, or not): a retry answers as the first call did.
             if campaign.outreach_started_at.is_some() {
                 return Ok(campaign);
             }
+            check_start_outreach(&campaign)?;
             let plan_id = campaign.plan_id.unwrap_or_default();
             // The plan lock serializes this with UpdatePlan, so no edit slips past the lock.
             let plan = must_plan(conn, brand_id, plan_id, Lock::ForUpdate).await?;
             let campaign = must_campaign(conn, brand_id, id, Lock::ForUpdate).await?;
+            if campaign.outreach_started_at.is_some() {
+                return Ok(campaign);
+            }
             // Archived meanwhile: refused as it would have been had the archive come first.
             check_start_outreach(&campaign)?;
             if campaign.plan_id != Some(plan_id) {
                 return Err(Error::FailedPrecondition(format!(
                     "campaign {id} changed its plan meanwhile; retry"
                 )));
-            }
-            if campaign.outreach_started_at.is_some() {
-                return Ok(campaign);
             }
             campaigns::start_outreach(conn, brand_id, id).await?;
             let campaign = must_campaign(conn, brand_id, id, Lock::None).await?;

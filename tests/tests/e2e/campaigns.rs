@@ -227,6 +227,16 @@ async fn outreach_locks_the_campaigns_plan() {
         .expect_err("locked");
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("locked"));
+    // Archived since, the campaign still answers a retry of its start as the start did.
+    client
+        .archive_campaign(authed(ArchiveCampaignRequest { campaign_id: c.id }, &token))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let retried = client
+        .start_outreach(authed(StartOutreachRequest { campaign_id: c.id }, &token))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default().outreach_started);
+    assert_eq!(retried.ok(), Some(true));
 }
 
 #[tokio::test]
@@ -873,4 +883,48 @@ async fn a_link_announces_a_campaign_archived_meanwhile_as_it_is() {
         last.archived && last.shared_plan_warning.is_some(),
         "the last word on the first campaign: {last:?}"
     );
+}
+
+#[tokio::test]
+async fn an_add_that_meets_another_add_of_the_creator_under_way_is_already_exists() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Race", 0).await;
+    let mut client = suite.plan();
+    let request = authed(
+        AddCreatorRequest {
+            campaign_id: c.id,
+            creator_id: 7,
+            profile: Some(profile("Bo")),
+            approved: false,
+            request_id: String::new(),
+        },
+        &token,
+    );
+    // Another add of creator 7, approved and with another profile, under way: not yet committed.
+    let held = format!(
+        "insert into roster (brand_id, campaign_id, creator_id, profile, status, approved_at) \
+         values (1, {}, 7, '{}', 'approved', now())",
+        c.id,
+        r#"{"first_name":"Ana","last_name":"Creator","email":"ana@example.com","username":"ana","social_handles":{}}"#
+    );
+    let answer = suite
+        .while_held(
+            "plan",
+            &[held],
+            async move { client.add_creator(request).await },
+        )
+        .await;
+    assert_eq!(answer.err().map(|s| s.code()), Some(Code::AlreadyExists));
+    let kept = suite
+        .count(
+            "plan",
+            &format!(
+                "select count(*) as n from roster where campaign_id = {} and creator_id = 7 \
+                 and status = 'approved' and profile->>'first_name' = 'Ana'",
+                c.id
+            ),
+        )
+        .await;
+    assert_eq!(kept, 1, "the entry is the other add's, not overwritten");
 }

@@ -224,6 +224,23 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
             },
             "once_per_customer",
         ),
+        // Without a code, a link that leads nowhere could never track a sale.
+        (
+            Provider::Ast,
+            Plan {
+                click_url: String::new(),
+                ..link_plan("a3", 0)
+            },
+            "click_url",
+        ),
+        (
+            Provider::AmazonAds,
+            Plan {
+                click_url: String::new(),
+                ..link_plan("z4", 0)
+            },
+            "click_url",
+        ),
         // A Shopify discount applies to products or to collections, never both.
         (
             Provider::Shopify,
@@ -508,6 +525,26 @@ async fn updates_follow_the_mask_and_stop_at_outreach() {
         .expect_err("woocommerce has no start dates");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(status.message().starts_with("starts_at"));
+    // A link-only plan keeps a page for its links to lead to.
+    let ast = register(&suite, &token, Provider::Ast).await;
+    let links = create(&suite, &token, link_plan("Links", ast))
+        .await
+        .unwrap_or_default();
+    let status = client
+        .update_plan(authed(
+            update(
+                Plan {
+                    id: links.id,
+                    ..Plan::default()
+                },
+                &["click_url"],
+            ),
+            &token,
+        ))
+        .await
+        .expect_err("a link plan's page cleared");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("click_url"), "{status:?}");
 
     for (paths, field) in [
         (&[][..], "update_mask"),

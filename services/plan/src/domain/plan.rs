@@ -168,6 +168,15 @@ impl Terms {
             return Err(unsupported("code_pattern", "discount codes"));
         }
 
+        // Without a code, the creator's link is what tracks a sale: it must lead somewhere.
+        if self.discount.is_none() && self.click_url.is_empty() {
+            return Err(Error::invalid(
+                "click_url",
+                format!(
+                    "{provider} tracks sales through the creators' links when the plan has no discount; set the page they lead to"
+                ),
+            ));
+        }
         if !self.click_url.is_empty() {
             if !caps.click_links {
                 return Err(unsupported("click_url", "tracking links"));

@@ -128,6 +128,19 @@ impl RosterEntry {
         }
         Ok(())
     }
+
+    /// An add of a creator this entry (not removed) already holds: the same add again changes
+    /// nothing; a different one (another profile, or added where the entry is approved) is
+    /// ALREADY_EXISTS.
+    pub fn check_add_again(&self, profile: &Profile, approved: bool) -> Result<(), Error> {
+        if self.profile == *profile && (self.status == RosterStatus::Approved || !approved) {
+            return Ok(());
+        }
+        Err(Error::AlreadyExists(format!(
+            "creator {} is already on campaign {}'s roster; use UpdateCreatorProfile or ApproveCreator",
+            self.creator_id, self.campaign_id
+        )))
+    }
 }
 
 #[cfg(test)]

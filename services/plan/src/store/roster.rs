@@ -118,7 +118,8 @@ pub async fn get_many(
 /// Adds creators, or restores removed ones with their new profile, in one statement (each
 /// creator once; a repeat fails the statement). Rows are written in creator order, as
 /// [`get_many`] locks them, so two batches that share creators wait for each other instead of
-/// deadlocking. Returns the stored entries.
+/// deadlocking. Returns the entries it wrote: a creator another call put on the roster since the
+/// caller read it (not removed) is left as that call wrote it, and not returned.
 pub async fn upsert_many(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -138,6 +139,7 @@ pub async fn upsert_many(
          on conflict (brand_id, campaign_id, creator_id) do update set \
            profile = excluded.profile, status = excluded.status, added_at = now(), \
            approved_at = excluded.approved_at, removed_at = null, updated_at = now() \
+         where r.status = 'removed' \
          returning {COLUMNS}"
     );
     let rows: Vec<EntryRow> = tracking_db::prepared(sql)
