@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use tracking_api::attribution::v1 as pb;
@@ -42,8 +42,12 @@ fn id(field: &str, value: i64) -> Result<i64, Error> {
 }
 
 fn day(field: &str, text: &str) -> Result<NaiveDate, Error> {
+    // chrono reads signed years of any length; a year far out of range would overflow the
+    // default range's arithmetic.
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| Error::invalid(field, "must be a date YYYY-MM-DD"))
+        .ok()
+        .filter(|date| (1..=9999).contains(&date.year()))
+        .ok_or_else(|| Error::invalid(field, "must be a date YYYY-MM-DD"))
 }
 
 /// The range's days, both inclusive; the last 30 days when empty.
@@ -76,7 +80,8 @@ fn conversion_rate_bps(orders: i64, clicks: i64) -> i32 {
     if clicks <= 0 {
         0
     } else {
-        (i128::from(orders) * 10_000 / i128::from(clicks)) as i32
+        // Orders by code need no click: a rate far above 100 % is kept at i32's limit.
+        i32::try_from(i128::from(orders) * 10_000 / i128::from(clicks)).unwrap_or(i32::MAX)
     }
 }
 
@@ -483,5 +488,41 @@ impl AttributionService for Attribution {
                 .collect(),
             page: Some(page),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_takes_only_dates_of_four_digit_years() {
+        let of = |from: &str, to: &str| {
+            range(Some(&pb::DayRange {
+                from: from.into(),
+                to: to.into(),
+            }))
+        };
+        // The lowest date chrono reads: 29 days before it overflowed (a panic, not an answer).
+        assert!(matches!(
+            of("", "-262143-01-01"),
+            Err(Error::InvalidArgument { field, .. }) if field == "range.to"
+        ));
+        assert!(matches!(
+            of("+10000-01-01", "+10000-01-02"),
+            Err(Error::InvalidArgument { field, .. }) if field == "range.to"
+        ));
+        let days = of("2026-01-01", "2026-01-31").ok();
+        assert_eq!(
+            days,
+            NaiveDate::from_ymd_opt(2026, 1, 1).zip(NaiveDate::from_ymd_opt(2026, 1, 31))
+        );
+    }
+
+    #[test]
+    fn the_conversion_rate_stays_positive_however_few_the_clicks() {
+        assert_eq!(conversion_rate_bps(1, 3), 3_333);
+        assert_eq!(conversion_rate_bps(5, 0), 0);
+        assert_eq!(conversion_rate_bps(300_000, 1), i32::MAX);
     }
 }

@@ -113,8 +113,8 @@ pub struct AlertRow {
     pub id: i64,
 }
 
-/// Raises alerts (or refreshes them with newer evidence), in the order given; at most one per
-/// (brand, code, kind).
+/// Raises alerts (or refreshes them with newer evidence and the code's text now, which a brand's
+/// edit may have changed), in the order given; at most one per (brand, code, kind).
 pub async fn raise(conn: &mut AsyncPgConnection, alerts: &[AlertRow]) -> Result<(), DbError> {
     if alerts.is_empty() {
         return Ok(());
@@ -130,7 +130,8 @@ pub async fn raise(conn: &mut AsyncPgConnection, alerts: &[AlertRow]) -> Result<
              $12::bigint[])
              with ordinality as a(b, k, kind, c, r, code, e, o, w, d, dor, bm, n)
          order by n
-         on conflict (brand_id, code_id, kind) do update set evidence = excluded.evidence,
+         on conflict (brand_id, code_id, kind) do update set code = excluded.code,
+             evidence = excluded.evidence,
              orders = excluded.orders, orders_without_click = excluded.orders_without_click,
              day = excluded.day, day_orders = excluded.day_orders,
              baseline_milli = excluded.baseline_milli",
