@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -445,8 +446,17 @@ where
                     _in_flight: InFlight::enter(&metrics),
                 };
                 let started = Instant::now();
-                // Past its deadline the call is dropped (its database work cancelled with it).
-                let call = inner.call(request);
+                // Past its deadline the call is dropped (its database work cancelled with it). A
+                // handler that panics answers INTERNAL: unwinding into the connection's task
+                // would end every call multiplexed on the connection.
+                let call = std::panic::AssertUnwindSafe(inner.call(request))
+                    .catch_unwind()
+                    .map(|answered| {
+                        answered.unwrap_or_else(|_| {
+                            tracing::error!("the call's handler panicked");
+                            Ok(tonic::Status::internal("internal error").into_http())
+                        })
+                    });
                 let result = match deadline {
                     None => call.await,
                     Some(deadline) => match tokio::time::timeout(deadline, call).await {

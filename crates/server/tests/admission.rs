@@ -18,7 +18,7 @@ use tracking_server::{GrpcServer, Metrics};
 
 /// A service whose every call takes `delay` and then fails with ABORTED (so its answer is told
 /// apart from the kit's). A method named `Stream` answers one (empty) message at once and ends,
-/// ABORTED, `delay` later.
+/// ABORTED, `delay` later; one named `Panic` panics.
 #[derive(Clone)]
 struct Slow {
     delay: Duration,
@@ -41,6 +41,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for Slow {
         let delay = self.delay;
         if request.uri().path().ends_with("/Stream") {
             return Box::pin(std::future::ready(Ok(slow_stream(delay))));
+        }
+        if request.uri().path().ends_with("/Panic") {
+            return Box::pin(async { panic!("a handler's bug") });
         }
         Box::pin(async move {
             tokio::time::sleep(delay).await;
@@ -423,4 +426,39 @@ async fn the_internal_listener_serves_calls_made_during_the_drain() {
         matches!(stopped, Ok(Ok(Ok(())))),
         "both listeners stopped once the drain was over: {stopped:?}"
     );
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_internal_and_spares_the_connections_other_calls() {
+    let (addr, shutdown, _) = start(16, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unary = |channel: tonic::transport::Channel, path: &'static str| async move {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
+        let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+        grpc.unary(
+            tonic::Request::new(()),
+            PathAndQuery::from_static(path),
+            codec,
+        )
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()))
+    };
+    // A slow call in flight on the connection the panicking call shares.
+    let slow = tokio::spawn(unary(channel.clone(), "/test.Slow/Call"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let panicked = unary(channel.clone(), "/test.Slow/Panic").await;
+    assert_eq!(
+        panicked,
+        Some((Code::Internal, "internal error".to_owned())),
+        "the panic's message stays in the log"
+    );
+    let slow = slow.await.ok().flatten().map(|(code, _)| code);
+    assert_eq!(slow, Some(Code::Aborted), "the other call answered");
+    shutdown.cancel();
 }
