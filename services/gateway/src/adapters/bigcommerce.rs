@@ -759,10 +759,8 @@ impl StoreAdapter for BigCommerce {
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
-        self.complete(integration, &api, reply.json(STORE)?)
-            .await?
-            .map(Some)
-            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+        let order = self.complete(integration, &api, reply.json(STORE)?).await?;
+        Ok(super::readable(integration, &id, order))
     }
 
     async fn list_orders(

@@ -771,9 +771,7 @@ impl StoreAdapter for Magento {
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
-        self.order(&reply.json(STORE)?)
-            .map(Some)
-            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+        Ok(super::readable(integration, &id, self.order(&reply.json(STORE)?)))
     }
 
     /// Pages by key, not by number: each page asks for the orders after the last one listed,

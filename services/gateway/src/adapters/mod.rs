@@ -50,6 +50,28 @@ pub enum AdapterError {
     Db(#[from] DbError),
 }
 
+/// An order a store sent (fetched or listed): read, or unreadable, logged with the store's id for
+/// it and skipped. Asking again would read it no better: a thin webhook answered 503 for it would
+/// be delivered again until the store gave up on the webhook, and missed every later order.
+pub(crate) fn readable<E: std::fmt::Display>(
+    integration: &IntegrationRow,
+    order_id: &dyn std::fmt::Display,
+    order: Result<NormalizedOrder, E>,
+) -> Option<NormalizedOrder> {
+    order
+        .inspect_err(|err| {
+            tracing::error!(
+                brand_id = integration.brand_id,
+                integration_id = integration.id,
+                provider = integration.provider().as_str_name(),
+                order_id = %order_id,
+                error = %err,
+                "order skipped: unreadable"
+            );
+        })
+        .ok()
+}
+
 /// One store's discount-code API. Calls take validated input (codes fit the provider's
 /// [`Capabilities`]) and answer one result per input, in input order.
 #[tonic::async_trait]
@@ -90,7 +112,8 @@ pub trait StoreAdapter: Send + Sync {
     ) -> Result<Vec<DisableResult>, AdapterError>;
 
     /// One order, fetched from the store by its id (thin webhooks that carry only the id).
-    /// `None` when the store has no such order.
+    /// `None` when the store has no such order, or sends one the gateway cannot read
+    /// ([`readable`]).
     async fn fetch_order(
         &self,
         integration: &IntegrationRow,
@@ -142,19 +165,7 @@ impl Listed {
         order: Result<NormalizedOrder, E>,
         changed_at: Option<DateTime<Utc>>,
     ) {
-        let order = order
-            .inspect_err(|err| {
-                tracing::error!(
-                    brand_id = integration.brand_id,
-                    integration_id = integration.id,
-                    provider = integration.provider().as_str_name(),
-                    order_id = %order_id,
-                    error = %err,
-                    "listed order skipped: unreadable"
-                );
-            })
-            .ok();
-        self.push(order, changed_at);
+        self.push(readable(integration, order_id, order), changed_at);
     }
 
     /// The next order of the list (if it was read), which changed at `changed_at`.

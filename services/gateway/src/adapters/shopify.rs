@@ -1235,9 +1235,7 @@ impl StoreAdapter for Shopify {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
         let body: Value = reply.json(STORE)?;
-        self.order(&body["order"])
-            .map(Some)
-            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+        Ok(super::readable(integration, &id, self.order(&body["order"])))
     }
 
     async fn list_orders(

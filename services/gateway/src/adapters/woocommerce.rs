@@ -559,9 +559,7 @@ impl StoreAdapter for WooCommerce {
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
-        self.order(reply.json(STORE)?)
-            .map(Some)
-            .map_err(|e| AdapterError::Unavailable(format!("{STORE} order {id}: {e}")))
+        Ok(super::readable(integration, &id, self.order(reply.json(STORE)?)))
     }
 
     async fn list_orders(
