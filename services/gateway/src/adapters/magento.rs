@@ -771,7 +771,11 @@ impl StoreAdapter for Magento {
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
-        Ok(super::readable(integration, &id, self.order(&reply.json(STORE)?)))
+        Ok(super::readable(
+            integration,
+            &id,
+            self.order(&reply.json(STORE)?),
+        ))
     }
 
     /// Pages by key, not by number: each page asks for the orders after the last one listed,

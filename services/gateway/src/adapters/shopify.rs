@@ -1235,7 +1235,11 @@ impl StoreAdapter for Shopify {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
         let body: Value = reply.json(STORE)?;
-        Ok(super::readable(integration, &id, self.order(&body["order"])))
+        Ok(super::readable(
+            integration,
+            &id,
+            self.order(&body["order"]),
+        ))
     }
 
     async fn list_orders(

@@ -559,7 +559,11 @@ impl StoreAdapter for WooCommerce {
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "an order fetch"));
         }
-        Ok(super::readable(integration, &id, self.order(reply.json(STORE)?)))
+        Ok(super::readable(
+            integration,
+            &id,
+            self.order(reply.json(STORE)?),
+        ))
     }
 
     async fn list_orders(

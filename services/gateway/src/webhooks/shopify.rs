@@ -45,6 +45,43 @@ struct Order {
     test: bool,
     #[serde(default)]
     refunds: Vec<Refund>,
+    /// The customer's currency, where it is not the shop's (`currency`, which every amount above
+    /// is in): refund transactions are in it.
+    #[serde(default)]
+    presentment_currency: Option<String>,
+    #[serde(default)]
+    total_price_set: Option<PriceSet>,
+}
+
+#[derive(Deserialize)]
+struct PriceSet {
+    presentment_money: Money,
+}
+
+#[derive(Deserialize)]
+struct Money {
+    amount: String,
+}
+
+/// The order's own exchange between the customer's currency and the shop's: its total in each.
+struct Exchange {
+    presentment: String,
+    presentment_total: i64,
+    shop_total: i64,
+}
+
+impl Exchange {
+    /// `minor` of the customer's currency in the shop's, rounded half up.
+    fn to_shop(&self, minor: i64) -> i64 {
+        if self.presentment_total <= 0 {
+            return 0;
+        }
+        let (n, d) = (
+            i128::from(minor) * i128::from(self.shop_total),
+            i128::from(self.presentment_total),
+        );
+        i64::try_from((2 * n + d) / (2 * d)).unwrap_or(i64::MAX)
+    }
 }
 
 /// A refund, as embedded in an order and as the body of `refunds/create`.
@@ -62,20 +99,43 @@ struct Transaction {
     #[serde(default)]
     status: Option<String>,
     amount: String,
+    /// The transaction's currency: the customer's (Shopify refunds in the presentment currency).
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 impl Refund {
-    /// The money actually returned: successful refund transactions.
-    pub fn amount_minor(&self, currency: &str) -> Result<i64, ParseError> {
+    /// The money actually returned, in the shop's `currency`: successful refund transactions, a
+    /// transaction in the customer's currency taken at the order's `exchange`.
+    fn amount_minor(&self, currency: &str, exchange: Option<&Exchange>) -> Result<i64, ParseError> {
         let mut total = 0i64;
         for tx in &self.transactions {
-            if tx.kind == "refund" && tx.status.as_deref().is_none_or(|s| s == "success") {
-                total = total.saturating_add(amount(
-                    Some(&tx.amount),
-                    currency,
-                    "refunds.transactions.amount",
-                )?);
+            if tx.kind != "refund" || tx.status.as_deref().is_some_and(|s| s != "success") {
+                continue;
             }
+            let tx_currency = tx
+                .currency
+                .as_deref()
+                .map(|c| c.trim().to_ascii_uppercase())
+                .unwrap_or_else(|| currency.to_owned());
+            let minor = if tx_currency == currency {
+                amount(Some(&tx.amount), currency, "refunds.transactions.amount")?
+            } else {
+                let exchange = exchange
+                    .filter(|e| e.presentment == tx_currency)
+                    .ok_or_else(|| {
+                        field(
+                            "refunds.transactions.currency",
+                            format!("{tx_currency} is neither the shop's currency nor the order's presentment currency"),
+                        )
+                    })?;
+                exchange.to_shop(amount(
+                    Some(&tx.amount),
+                    &tx_currency,
+                    "refunds.transactions.amount",
+                )?)
+            };
+            total = total.saturating_add(minor);
         }
         Ok(total)
     }
@@ -231,6 +291,8 @@ pub fn parse_order(
         None => amount(order.subtotal_price.as_deref(), &currency, "subtotal_price")?
             .saturating_add(discount_minor),
     };
+    let total_minor = amount(order.total_price.as_deref(), &currency, "total_price")?;
+    let exchange = exchange(&order, &currency, total_minor)?;
     Ok(NormalizedOrder {
         store_order_id: order.id.to_string(),
         status,
@@ -238,11 +300,12 @@ pub fn parse_order(
         click_id,
         subtotal_minor,
         discount_minor,
-        total_minor: amount(order.total_price.as_deref(), &currency, "total_price")?,
+        total_minor,
         refunded_minor: {
             let mut refunded = 0i64;
             for refund in &order.refunds {
-                refunded = refunded.saturating_add(refund.amount_minor(&currency)?);
+                refunded =
+                    refunded.saturating_add(refund.amount_minor(&currency, exchange.as_ref())?);
             }
             refunded
         },
@@ -253,6 +316,32 @@ pub fn parse_order(
         occurred_at,
         test: order.test,
     })
+}
+
+/// The order's exchange, when the customer paid in another currency than the shop's.
+fn exchange(order: &Order, shop: &str, shop_total: i64) -> Result<Option<Exchange>, ParseError> {
+    let Some(presentment) = order
+        .presentment_currency
+        .as_deref()
+        .map(|c| c.trim().to_ascii_uppercase())
+        .filter(|c| !c.is_empty() && c != shop)
+    else {
+        return Ok(None);
+    };
+    let total = order
+        .total_price_set
+        .as_ref()
+        .map(|set| set.presentment_money.amount.as_str());
+    let presentment_total = amount(
+        total,
+        &presentment,
+        "total_price_set.presentment_money.amount",
+    )?;
+    Ok(Some(Exchange {
+        presentment,
+        presentment_total,
+        shop_total,
+    }))
 }
 
 #[cfg(test)]
@@ -322,6 +411,33 @@ mod tests {
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-01-24T04:10:15+00:00");
         let cancelled = parse_order("orders/cancelled", WITH_CODE, b"key").map(|o| o.status);
         assert_eq!(cancelled, Ok(OrderStatus::Cancelled));
+    }
+
+    #[test]
+    fn a_refund_in_the_customers_currency_is_taken_at_the_orders_exchange() {
+        // The shop sells in USD; the customer paid 170.00 EUR for its 186.90 USD.
+        let with = |refunds: serde_json::Value| {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(WITH_CODE).unwrap_or_else(|e| panic!("{e}"));
+            body["currency"] = "USD".into();
+            body["presentment_currency"] = "EUR".into();
+            body["total_price_set"]["presentment_money"]["amount"] = "170.00".into();
+            body["refunds"] = refunds;
+            let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
+            parse_order("orders/updated", &body, b"key").map(|o| o.refunded_minor)
+        };
+        let refund = |amount: &str, currency: &str| {
+            serde_json::json!([{ "order_id": 1, "transactions": [
+                { "kind": "refund", "status": "success", "amount": amount, "currency": currency }
+            ] }])
+        };
+        // 17.00 EUR of 170.00 is a tenth: 18.69 USD.
+        assert_eq!(with(refund("17.00", "EUR")), Ok(1_869));
+        assert_eq!(with(refund("10.00", "USD")), Ok(1_000));
+        assert!(matches!(
+            with(refund("10.00", "GBP")),
+            Err(ParseError::Field { field, .. }) if field == "refunds.transactions.currency"
+        ));
     }
 
     #[test]
