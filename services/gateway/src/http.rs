@@ -141,6 +141,7 @@ async fn shopify(
         signature: header(&headers, "x-shopify-hmac-sha256"),
         topic: header(&headers, "x-shopify-topic"),
         delivery_id: header(&headers, "x-shopify-webhook-id"),
+        shop: header(&headers, "x-shopify-shop-domain"),
     };
     intakes.answer(
         "shopify",
@@ -164,6 +165,7 @@ async fn woocommerce(
         signature: header(&headers, "x-wc-webhook-signature"),
         topic: header(&headers, "x-wc-webhook-topic"),
         delivery_id: header(&headers, "x-wc-webhook-delivery-id"),
+        shop: None,
     };
     intakes.answer(
         "woocommerce",

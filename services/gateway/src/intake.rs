@@ -308,6 +308,19 @@ impl Intake {
         if !webhooks::verify_signature(&secret, body, headers.signature) {
             return Err(Refusal::Unauthorized);
         }
+        // One app's secret may sign for several shops (an agency's app on many brands' shops):
+        // a delivery from another shop than the integration's is not this brand's.
+        if headers
+            .shop
+            .is_some_and(|shop| !shop.trim().eq_ignore_ascii_case(&integration.shop_domain))
+        {
+            tracing::warn!(
+                integration_id,
+                shop = headers.shop,
+                "shopify delivery from another shop than the integration's refused"
+            );
+            return Err(Refusal::Unauthorized);
+        }
         let topic = headers.topic.unwrap_or_default();
         let delivery_id = headers
             .delivery_id
@@ -614,6 +627,8 @@ pub struct WebhookHeaders<'a> {
     pub signature: Option<&'a str>,
     pub topic: Option<&'a str>,
     pub delivery_id: Option<&'a str>,
+    /// The store the delivery says it is from (Shopify's `X-Shopify-Shop-Domain`).
+    pub shop: Option<&'a str>,
 }
 
 /// A stored event as sent on `WatchOrders`.

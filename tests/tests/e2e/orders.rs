@@ -144,6 +144,23 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
     let ast = register(&suite, &brand(1), Provider::Ast).await;
     let (status, _) = shopify(&suite, ast, "orders/create", "d-x", Some(&good), WITH_CODE).await;
     assert_eq!(status, 401);
+    // Signed by the app, but sent from another shop than the integration's (an app installed on
+    // several brands' shops signs for all of them).
+    let elsewhere = suite
+        .http(
+            "POST",
+            &format!("/webhooks/shopify/{integration}"),
+            &[
+                ("content-type", "application/json"),
+                ("x-shopify-topic", "orders/create"),
+                ("x-shopify-webhook-id", "d-elsewhere"),
+                ("x-shopify-shop-domain", "another-brand.myshopify.com"),
+                ("x-shopify-hmac-sha256", good.as_str()),
+            ],
+            WITH_CODE,
+        )
+        .await;
+    assert_eq!(elsewhere.status, 401);
     assert_eq!(
         (orders_stored(&suite).await, deliveries_stored(&suite).await),
         (0, 0)
@@ -230,7 +247,7 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
     assert_eq!(status, 401);
 
     // Every answer is counted by its outcome.
-    for (outcome, count) in [("unauthorized", 9), ("malformed", 2), ("accepted", 1)] {
+    for (outcome, count) in [("unauthorized", 10), ("malformed", 2), ("accepted", 1)] {
         assert_eq!(shopify_answered(&suite, outcome).await, count, "{outcome}");
     }
 }

@@ -111,6 +111,8 @@ struct Answers {
 struct Worker {
     connection: web::Connection,
     intake: Uri,
+    /// The shop the integration was registered for (`X-Shopify-Shop-Domain`).
+    shop: HeaderValue,
     codes: Arc<Vec<String>>,
     next_order: Arc<AtomicU64>,
     recorder: Recorder,
@@ -164,10 +166,7 @@ impl Worker {
                 .header("x-shopify-topic", HeaderValue::from_static("orders/create"))
                 .header("x-shopify-hmac-sha256", delivery.signature.clone())
                 .header("x-shopify-webhook-id", delivery.webhook_id.clone())
-                .header(
-                    "x-shopify-shop-domain",
-                    HeaderValue::from_static("load.myshopify.com"),
-                )
+                .header("x-shopify-shop-domain", self.shop.clone())
                 .body(Full::new(delivery.body.clone()))?;
             let answer = self
                 .connection
@@ -218,10 +217,12 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let channels = channels(&common.addr, common.connections).await?;
     let channel = channels[0].clone();
     let run = run_id()?;
+    let shop_domain = format!("load-{run}.myshopify.com");
+    let shop = HeaderValue::try_from(shop_domain.as_str())?;
     let shopify = RegisterIntegrationRequest {
         provider: Provider::Shopify as i32,
         name: format!("load {run}"),
-        shop_domain: format!("load-{run}.myshopify.com"),
+        shop_domain: shop_domain.clone(),
         base_url: load.shopify_api.clone(),
         credentials: [("access_token".to_owned(), format!("shpat_load_{run}"))].into(),
         webhook_secret: SECRET.to_owned(),
@@ -256,6 +257,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         let worker = Worker {
             connection: web::Connection::new(target.clone()),
             intake: intake.clone(),
+            shop: shop.clone(),
             codes: codes.clone(),
             next_order: next_order.clone(),
             recorder: recorder.clone(),
