@@ -21,8 +21,10 @@
 //!   same terms, so an update never edits a rule's terms in place (`PUT /V1/salesRules/{ruleId}`
 //!   would change the other creators' codes too): the new terms' rule is found or created as for
 //!   a push.
-//! - Disabling deletes the coupons (`POST /V1/coupons/deleteByCodes`): Magento coupons have no
-//!   active flag of their own, and the rule keeps serving the plan's other codes.
+//! - Disabling deletes the coupons the suite made (`POST /V1/coupons/deleteByIds`): each code's
+//!   coupon is found (`GET /V1/coupons/search`) and kept only when its rule is one of ours (read
+//!   once per rule in a batch: a plan's codes share it). Magento coupons have no active flag of
+//!   their own, and the rule keeps serving the plan's other codes.
 //! - Orders: `GET /V1/orders/{entity_id}` and `GET /V1/orders?searchCriteria…` on `updated_at`,
 //!   paged by key (change time, then `entity_id`).
 //!   For restrictions, Magento product ids are the products' SKUs (rule conditions match SKUs).
@@ -314,6 +316,22 @@ impl Magento {
         api: &Api,
         code: &str,
     ) -> Result<Option<Value>, AdapterError> {
+        let Some((coupon, rule_id)) = self.coupon_of(integration, api, code).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .rule_is_ours(integration, api, rule_id)
+            .await?
+            .then_some(coupon))
+    }
+
+    /// The coupon holding `code` (matched case-insensitively), with its rule's id.
+    async fn coupon_of(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        code: &str,
+    ) -> Result<Option<(Value, u64)>, AdapterError> {
         let held = self
             .get_json(
                 integration,
@@ -322,7 +340,7 @@ impl Magento {
                 &filter(0, 0, "code", code, "eq"),
             )
             .await?;
-        let Some(coupon) = held["items"]
+        Ok(held["items"]
             .as_array()
             .into_iter()
             .flatten()
@@ -331,13 +349,17 @@ impl Magento {
                     .as_str()
                     .is_some_and(|held| held.eq_ignore_ascii_case(code))
             })
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        let Some(rule_id) = coupon["rule_id"].as_u64() else {
-            return Ok(None);
-        };
+            .and_then(|coupon| Some((coupon.clone(), coupon["rule_id"].as_u64()?))))
+    }
+
+    /// Whether the sales rule `rule_id` is one the suite made (named with [`RULE_PREFIX`]). A
+    /// rule gone is no rule of ours; any other failure is the store's, to retry.
+    async fn rule_is_ours(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+    ) -> Result<bool, AdapterError> {
         let reply = self
             .call(
                 integration,
@@ -348,9 +370,8 @@ impl Magento {
                 None,
             )
             .await?;
-        // A rule gone is no rule of ours; any other failure is the store's, to retry.
         if reply.status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok(false);
         }
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "a sales rule read"));
@@ -358,8 +379,7 @@ impl Magento {
         let rule: Value = reply.json(STORE)?;
         Ok(rule["name"]
             .as_str()
-            .is_some_and(|name| name.starts_with(RULE_PREFIX))
-            .then_some(coupon))
+            .is_some_and(|name| name.starts_with(RULE_PREFIX)))
     }
 
     async fn update_one(
@@ -697,9 +717,22 @@ impl StoreAdapter for Magento {
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let api = self.api(integration)?;
         let mut ids: Vec<Option<u64>> = Vec::with_capacity(codes.len());
+        // A plan's codes share its rule: each rule is read once for the batch.
+        let mut rules: HashMap<u64, bool> = HashMap::new();
         for code in codes {
-            let ours = self.our_coupon(integration, &api, code).await?;
-            ids.push(ours.and_then(|coupon| coupon["coupon_id"].as_u64()));
+            let Some((coupon, rule_id)) = self.coupon_of(integration, &api, code).await? else {
+                ids.push(None);
+                continue;
+            };
+            let ours = match rules.get(&rule_id) {
+                Some(ours) => *ours,
+                None => {
+                    let ours = self.rule_is_ours(integration, &api, rule_id).await?;
+                    rules.insert(rule_id, ours);
+                    ours
+                }
+            };
+            ids.push(ours.then(|| coupon["coupon_id"].as_u64()).flatten());
         }
         let to_delete: Vec<u64> = ids.iter().flatten().copied().collect();
         let mut failed: Vec<String> = Vec::new();
@@ -1017,14 +1050,17 @@ mod tests {
         })
         .await;
         let (magento, integration) = setup(&store);
-        // OLD is ours (rule 2); BRANDS is the brand's own coupon (rule 9); GONE is held by none.
-        let codes = ["OLD", "BRANDS", "GONE"].map(str::to_owned);
+        // OLD and OLDER are ours (rule 2); BRANDS is the brand's own coupon (rule 9); GONE is
+        // held by none.
+        let codes = ["OLD", "OLDER", "BRANDS", "GONE"].map(str::to_owned);
         let results = magento
             .disable_discounts(&integration, &codes)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
-        for left in &results[1..] {
+        for ours in &results[..2] {
+            assert_eq!(ours.outcome, DisableOutcome::Disabled, "{ours:?}");
+        }
+        for left in &results[2..] {
             assert!(
                 matches!(left.outcome, DisableOutcome::NotFound { .. }),
                 "{left:?}"
@@ -1034,7 +1070,12 @@ mod tests {
         assert_eq!(deletions.len(), 1);
         assert_eq!(
             deletions[0].json(),
-            json!({ "ids": [60], "ignoreInvalidCoupons": true })
+            json!({ "ids": [60, 63], "ignoreInvalidCoupons": true })
+        );
+        assert_eq!(
+            store.requests_to("GET /rest/V1/salesRules/2").len(),
+            1,
+            "the rule the two codes share is read once"
         );
     }
 
@@ -1076,8 +1117,9 @@ mod tests {
         .await;
     }
 
-    /// [`store_api`], also holding coupon 60 `OLD` under rule 2 (ours), coupon 61 `BRANDS` and 62
-    /// `THEIRS` under rule 9 (the brand's own); saving a coupon as `THEIRS` is refused as taken.
+    /// [`store_api`], also holding coupons 60 `OLD` and 63 `OLDER` under rule 2 (ours), coupon 61
+    /// `BRANDS` and 62 `THEIRS` under rule 9 (the brand's own); saving a coupon as `THEIRS` is
+    /// refused as taken.
     fn update_api(request: &Recorded) -> mock::Reply {
         let coupon = |id: u64, rule: u64, code: &str| {
             json!({ "coupon_id": id, "rule_id": rule, "code": code, "usage_limit": 0,
@@ -1091,6 +1133,7 @@ mod tests {
                     .as_deref()
                 {
                     Some("OLD") => vec![coupon(60, 2, "OLD")],
+                    Some("OLDER") => vec![coupon(63, 2, "OLDER")],
                     Some("BRANDS") => vec![coupon(61, 9, "BRANDS")],
                     Some("THEIRS") => vec![coupon(62, 9, "THEIRS")],
                     _ => Vec::new(),
