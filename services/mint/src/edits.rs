@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures::StreamExt;
 use tracking_api::mint::v1::CodeEventKind;
 
 use crate::context::Shared;
@@ -170,25 +171,44 @@ pub(crate) async fn finish_abandoned(shared: &Shared) -> Result<usize, Error> {
     }
     drop(conn);
     let taken = work.len();
-    for (rename, code, plan) in work {
-        let Some(code) = code else {
-            // Codes are never deleted; should one be, its edit has nothing left to do.
-            let mut conn = shared.db.conn().await?;
-            renames::end(&mut conn, &rename).await?;
-            continue;
-        };
-        let id = code.id;
-        match make(shared, plan, code, rename).await {
-            Ok(code) => {
-                tracing::info!(code_id = id, code = ?code.code, status = code.status.as_str(), "an abandoned edit of a code finished")
+    // Each edit waits on its store: several at once, so a slow store does not hold the batch
+    // past its hold.
+    futures::stream::iter(work)
+        .for_each_concurrent(PARALLEL, |(rename, code, plan)| async move {
+            if let Err(err) = finish(shared, rename, code, plan).await {
+                tracing::warn!(error = %err, "finishing an abandoned edit of a code failed; retried when its hold runs out");
             }
-            Err(Error::AlreadyExists(why) | Error::FailedPrecondition(why)) => {
-                tracing::info!(code_id = id, why = %why, "an abandoned edit of a code was refused by the store; the code has its previous text again")
-            }
-            Err(err) => {
-                tracing::warn!(code_id = id, error = %err, "finishing an abandoned edit of a code failed; retried when its hold runs out")
-            }
-        }
-    }
+        })
+        .await;
     Ok(taken)
+}
+
+/// Abandoned edits finished at once.
+const PARALLEL: usize = 8;
+
+/// Finishes one abandoned edit (of `code`, when it still exists).
+async fn finish(
+    shared: &Shared,
+    rename: Rename,
+    code: Option<Code>,
+    plan: Option<Plan>,
+) -> Result<(), Error> {
+    let Some(code) = code else {
+        // Codes are never deleted; should one be, its edit has nothing left to do.
+        let mut conn = shared.db.conn().await?;
+        renames::end(&mut conn, &rename).await?;
+        return Ok(());
+    };
+    let id = code.id;
+    match make(shared, plan, code, rename).await {
+        Ok(code) => {
+            tracing::info!(code_id = id, code = ?code.code, status = code.status.as_str(), "an abandoned edit of a code finished");
+            Ok(())
+        }
+        Err(Error::AlreadyExists(why) | Error::FailedPrecondition(why)) => {
+            tracing::info!(code_id = id, why = %why, "an abandoned edit of a code was refused by the store; the code has its previous text again");
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
 }
