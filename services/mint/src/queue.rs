@@ -54,6 +54,15 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
     if claimed.is_empty() {
         return Ok(0);
     }
+    // Failures the brand asked for, retried here after a profile fix, stay the brand's.
+    let brands = {
+        let keys: Vec<_> = claimed
+            .iter()
+            .map(|e| (e.brand_id, e.campaign_id, e.creator_id))
+            .collect();
+        let mut conn = shared.db.conn().await?;
+        failures::brands_among(&mut conn, &keys).await?
+    };
     let results = join_all(
         claimed
             .iter()
@@ -62,7 +71,7 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
     .await;
     let mut settled = Vec::with_capacity(claimed.len());
     let mut transient = Vec::new();
-    let mut failed = Vec::new();
+    let mut trigger_failed = Vec::new();
     for (entry, result) in claimed.iter().zip(results) {
         match result {
             Err(err) if err.is_transient() => {
@@ -76,14 +85,17 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
                     reason = failure.reason(),
                     "mint failed"
                 );
-                failed.push((entry.brand_id, entry.campaign_id, entry.creator_id));
+                let key = (entry.brand_id, entry.campaign_id, entry.creator_id);
+                if !brands.contains(&key) {
+                    trigger_failed.push(key);
+                }
                 settled.push(*entry);
             }
             _ => settled.push(*entry),
         }
     }
     let mut conn = shared.db.conn().await?;
-    failures::mark_by_trigger(&mut conn, &failed).await?;
+    failures::mark_by_trigger(&mut conn, &trigger_failed).await?;
     queue::settle(&mut conn, &settled).await?;
     queue::release(&mut conn, &transient, RETRY_SECS).await?;
     Ok(claimed.len())

@@ -2180,3 +2180,71 @@ async fn after_a_switch_to_approval_a_profile_fix_mints_only_when_the_creator_is
     let leo = approve_and_mint(&suite, &token, s.campaign, 1).await;
     assert_eq!(leo.code, "LEO20");
 }
+
+#[tokio::test]
+async fn a_failure_the_brand_asked_for_is_retried_after_each_profile_fix() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    let update = |profile: CreatorProfile| {
+        let mut plan = suite.plan();
+        let request = authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+                profile: Some(profile),
+            },
+            &token,
+        );
+        async move {
+            plan.update_creator_profile(request)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let full = profile("Nia", "N", "nia");
+    let bare = CreatorProfile {
+        last_name: String::new(),
+        email: String::new(),
+        ..full.clone()
+    };
+    // Only added, on a plan minting at approval: the brand asks, and the mint fails.
+    add(&suite, &token, s.campaign, 1, bare, false).await;
+    let refused = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert!(
+        matches!(&refused, Some((Status::FailedPrecondition, m)) if m.contains("email")),
+        "{refused:?}"
+    );
+    // The email fixed, the retry fails on the last name: still the brand's failure.
+    update(CreatorProfile {
+        last_name: String::new(),
+        ..full.clone()
+    })
+    .await;
+    suite
+        .count_becomes(
+            "the retry after the first fix failed",
+            "mint",
+            "select count(*)::bigint as n from mint.mint_failures \
+             where not by_trigger and attempts = 2",
+            1,
+        )
+        .await;
+    // The last name fixed too: the code is minted.
+    update(full).await;
+    let code = eventually("the second fix mints", || {
+        code_of(&suite, &token, s.campaign, 1)
+    })
+    .await;
+    assert_eq!(code.code, "NIA20");
+}

@@ -46,6 +46,43 @@ pub async fn mark_by_trigger(
     .await
 }
 
+/// The keys among `keys` whose failure on record the brand asked for (not the trigger): a
+/// failure stays the brand's when the queue retries it after a profile fix.
+pub async fn brands_among(
+    conn: &mut AsyncPgConnection,
+    keys: &[(i64, i64, i64)],
+) -> Result<Vec<(i64, i64, i64)>, Error> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = BigInt)]
+        brand_id: i64,
+        #[diesel(sql_type = BigInt)]
+        campaign_id: i64,
+        #[diesel(sql_type = BigInt)]
+        creator_id: i64,
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Key> = tracking_db::prepared(
+        "select f.brand_id, f.campaign_id, f.creator_id \
+         from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as k(b, c, r) \
+         join mint_failures f on f.brand_id = k.b and f.campaign_id = k.c \
+           and f.creator_id = k.r \
+         where not f.by_trigger",
+    )
+    .planned_each_time()
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|k| (k.brand_id, k.campaign_id, k.creator_id))
+        .collect())
+}
+
 /// Forgets the failures of keys that now have a code. Planned at each execution (a join of the
 /// keys to the table, run on a mint batch's connection, which plans kept statements once).
 pub async fn clear(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
