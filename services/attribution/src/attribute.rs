@@ -165,9 +165,9 @@ async fn apply_orders(conn: &mut AsyncPgConnection, items: Vec<Item<'_>>) -> Res
     if items.is_empty() {
         return Ok(());
     }
-    if items.iter().any(Item::matchable) {
-        pending::lock_matching(conn).await?;
-    }
+    // Every batch that may read or write waiting orders (a later state of a waiting order may
+    // carry no code or click of its own) serializes with the codes and clicks that free them.
+    pending::lock_matching(conn).await?;
     let mut keys: Vec<OrderKey> = items.iter().map(|i| i.key.clone()).collect();
     keys.sort();
     keys.dedup();
@@ -390,11 +390,11 @@ impl<'f> Batch<'f> {
             return;
         }
         let waited = self.waiting.get(&item.key);
-        if let Some(kept) = waited
-            && let Some(kept) = OrderEvent::decode(kept.event.as_slice())
-                .ok()
-                .and_then(|e| e.order)
-            && let Some(kept_state) = state_of(&kept)
+        let kept_order = waited
+            .and_then(|kept| OrderEvent::decode(kept.event.as_slice()).ok())
+            .and_then(|e| e.order);
+        if let Some(kept) = &kept_order
+            && let Some(kept_state) = state_of(kept)
             && !attribution::is_newer(
                 kept_state.rank(),
                 kept.refunded_minor,
@@ -411,6 +411,27 @@ impl<'f> Batch<'f> {
             .paid_at
             .or(waited.and_then(|w| w.paid_at))
             .or_else(|| item.state.is_paid().then_some(item.seen_at));
+        // A later state that names no code or click (a cancellation sent with the order id
+        // alone) waits in the earlier state's place, with what the earlier one was waiting for:
+        // dropped, the earlier state would be attributed when its code or click arrived.
+        if !item.matchable()
+            && let Some(kept) =
+                kept_order.filter(|kept| !kept.codes.is_empty() || !kept.click_id.is_empty())
+        {
+            let mut later = item.event.clone();
+            if let Some(order) = later.order.as_mut() {
+                order.codes = kept.codes.clone();
+                order.click_id = kept.click_id.clone();
+            }
+            let pending = PendingOrder {
+                event: later.encode_to_vec(),
+                paid_at,
+                codes_lower: codes_lower(&kept),
+                click_id: kept.click_id.clone(),
+            };
+            self.set_waiting(&item.key, Some(pending));
+            return;
+        }
         // A state seen first already void (cancelled or refunded: its earlier states arrive
         // late, or never) is attributed as well, reversed at once, or kept waiting: the order
         // then stands on record at its latest state, and a late older state changes nothing.

@@ -17,7 +17,7 @@ use tracking_api::plan::v1::{Commission, Plan, PlanEvent, commission, plan_event
 use tracking_db::{Database, DbError, SchemaSpec, Taken, TestDb};
 use tracking_events::Apply;
 
-use attribution_service::attribute::{Orders, approve_due};
+use attribution_service::attribute::{Orders, approve_due, retry_pending};
 use attribution_service::domain::attribution::PENDING_WAIT;
 use attribution_service::projection::{Codes, Plans};
 use attribution_service::store::clicks::{self, ClickRow};
@@ -1130,4 +1130,32 @@ async fn a_new_plan_takes_the_pricing_lock_before_the_matching_lock_as_orders_do
         .unwrap_or_else(|e| panic!("{e}"));
     let applied = plans.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(applied.is_ok(), "{applied:?}");
+}
+
+#[tokio::test]
+async fn a_waiting_orders_cancellation_sent_without_its_click_is_the_state_attributed() {
+    use OrderStatus::*;
+    // Paid through a click attribution has not seen yet, then cancelled with the order id alone.
+    let (store, _) = both_ways(&[
+        with_click(order(1, "X-late", Paid, &[], 10_000, 0), "c_late"),
+        order(1, "X-late", Cancelled, &[], 10_000, 0),
+    ])
+    .await;
+    // The click is written: the order is attributed at its latest state, not the paid one.
+    tx!(store, |conn| {
+        let late = click("c_late", 1, 20, 501, placed() - Duration::hours(1));
+        clicks::insert(conn, &[late], Taken::Skip).await?;
+        let waiting = pending::take_for_clicks(conn, 1, &["c_late"]).await?;
+        assert_eq!(waiting.len(), 1);
+        retry_pending(conn, waiting).await
+    });
+    assert_eq!(
+        store
+            .lines(
+                "select store_order_id || ' ' || status || ' ' || order_status as line \
+                 from conversions"
+            )
+            .await,
+        ["X-late reversed cancelled"]
+    );
 }

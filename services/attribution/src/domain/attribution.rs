@@ -454,12 +454,15 @@ pub fn worth(
     refunded_minor: i64,
     order_total_minor: i64,
 ) -> Vec<Worth> {
-    let remaining = if state.is_void() {
-        0
+    // The share of the order left: none once void; all of it for an order of no total (a
+    // 100 % code: nothing can be refunded of it, and a fixed commission is still owed).
+    let (remaining, whole) = if state.is_void() {
+        (0, 1)
+    } else if order_total_minor <= 0 {
+        (1, 1)
     } else {
-        (order_total_minor - refunded_minor).max(0)
+        ((order_total_minor - refunded_minor).max(0), order_total_minor)
     };
-    let whole = order_total_minor.max(1);
     let revenue: Vec<i64> = bases.iter().map(|b| b.revenue_minor).collect();
     let revenue = scale_parts(&revenue, remaining, whole);
     let mut commission: Vec<i64> = bases.iter().map(|b| b.commission_minor).collect();
@@ -833,6 +836,10 @@ mod tests {
         );
         let whole = worth(&bases, OrderState::Paid, 0, 10_000);
         assert_eq!(whole, bases);
+        // An order of no total (a 100 % code) still owes its fixed commission, until void.
+        let free = [base(0, 500, "USD")];
+        assert_eq!(worth(&free, OrderState::Paid, 0, 0), free);
+        assert_eq!(worth(&free, OrderState::Cancelled, 0, 0)[0].commission_minor, 0);
     }
 
     #[test]
