@@ -150,6 +150,8 @@ impl Projector {
         for ((event, _), (key, _, status)) in events.iter().zip(&changes) {
             if *status == RosterStatus::Removed {
                 self.disable_live_code(conn, *key).await?;
+                // Off the roster, a failure is nothing left for the brand to fix.
+                failures::clear(conn, &[*key]).await?;
                 continue;
             }
             let trigger = Self::trigger_of(conn, batch, key.0, key.1).await?;

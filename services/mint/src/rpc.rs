@@ -300,7 +300,7 @@ impl MintService {
     /// One request of a `MintCodes` stream, answered in the stream (never failing the stream).
     async fn mint_tagged(&self, brand_id: i64, req: pb::MintCodesRequest) -> pb::MintCodesResponse {
         let tag = req.tag;
-        let result = if tag.len() > 100 {
+        let result = if tag.chars().count() > 100 {
             Err(Error::invalid("tag", "at most 100 characters"))
         } else {
             match (

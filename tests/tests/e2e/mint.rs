@@ -1171,6 +1171,36 @@ async fn removed_creators_lose_their_code_for_good() {
     )
     .await;
     assert!(code_of(&suite, &token, s.campaign, 2).await.is_none());
+
+    // A creator whose mint failed, then removed: the failure, nothing left to fix, goes too.
+    let no_email = CreatorProfile {
+        email: String::new(),
+        ..profile("Dee", "D", "dee")
+    };
+    add(&suite, &token, s.campaign, 4, no_email, false).await;
+    let failures_of_4 = "select count(*)::bigint as n from mint.mint_failures where creator_id = 4";
+    suite
+        .count_becomes("the failure recorded", "mint", failures_of_4, 1)
+        .await;
+    suite
+        .plan()
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: s.campaign,
+                creator_id: 4,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    suite
+        .count_becomes(
+            "the failure gone with the creator",
+            "mint",
+            failures_of_4,
+            0,
+        )
+        .await;
 }
 
 /// Updates `creator`'s profile in `campaign`, then adds `later` (id, profile, approved), whom the
@@ -1389,6 +1419,16 @@ async fn bulk_minting_streams_results_tagged_by_request() {
         campaign_id: s.campaign,
         creator_id: creator,
     }));
+    // Tags are at most 100 characters, not bytes.
+    let accented = "é".repeat(60);
+    let long = "x".repeat(101);
+    for (tag, creator) in [(&accented, 6), (&long, 7)] {
+        requests.push(MintCodesRequest {
+            tag: tag.clone(),
+            campaign_id: s.campaign,
+            creator_id: creator,
+        });
+    }
     let mut responses = suite
         .mint()
         .mint_codes(authed(tokio_stream::iter(requests), &token))
@@ -1400,7 +1440,17 @@ async fn bulk_minting_streams_results_tagged_by_request() {
         let response = response.unwrap_or_else(|e| panic!("{e}"));
         by_tag.insert(response.tag.clone(), response);
     }
-    assert_eq!(by_tag.len(), 26);
+    assert_eq!(by_tag.len(), 28);
+    match by_tag.get(&accented).and_then(|r| r.result.clone()) {
+        Some(mint_codes_response::Result::Code(code)) => assert_eq!(code.code, "BULK6"),
+        other => panic!("{other:?}"),
+    }
+    match by_tag.get(&long).and_then(|r| r.result.clone()) {
+        Some(mint_codes_response::Result::Error(error)) => {
+            assert_eq!(error.grpc_code, Status::InvalidArgument as i32)
+        }
+        other => panic!("{other:?}"),
+    }
     for creator in 1..=5 {
         let (first, again) = (
             &by_tag[&format!("t{creator}")],

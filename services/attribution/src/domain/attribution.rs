@@ -461,7 +461,10 @@ pub fn worth(
     } else if order_total_minor <= 0 {
         (1, 1)
     } else {
-        ((order_total_minor - refunded_minor).max(0), order_total_minor)
+        (
+            (order_total_minor - refunded_minor).max(0),
+            order_total_minor,
+        )
     };
     let revenue: Vec<i64> = bases.iter().map(|b| b.revenue_minor).collect();
     let revenue = scale_parts(&revenue, remaining, whole);
@@ -839,7 +842,10 @@ mod tests {
         // An order of no total (a 100 % code) still owes its fixed commission, until void.
         let free = [base(0, 500, "USD")];
         assert_eq!(worth(&free, OrderState::Paid, 0, 0), free);
-        assert_eq!(worth(&free, OrderState::Cancelled, 0, 0)[0].commission_minor, 0);
+        assert_eq!(
+            worth(&free, OrderState::Cancelled, 0, 0)[0].commission_minor,
+            0
+        );
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub fn normalize_manual(code: &str, rules: &Rules) -> Result<String, String> {
     if let Some(bad) = code.chars().find(|c| !rules.allowed.contains(*c)) {
         return Err(format!("{bad:?} is not allowed in this store's codes"));
     }
+    // As for a rendered code (`Rules::accepts`): punctuation alone is not a code.
+    if !code.bytes().any(|b| b.is_ascii_alphanumeric()) {
+        return Err("needs a letter or a digit".to_owned());
+    }
     Ok(code)
 }
 
@@ -231,5 +235,16 @@ mod tests {
         );
         assert_eq!(normalize_manual("vip10", &rules()), Ok("VIP10".into()));
         assert!(normalize_manual("", &rules()).is_err());
+        let mut dashes = rules();
+        dashes.allowed = dashes
+            .allowed
+            .with_punctuation("-_")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(normalize_manual("vip-10", &dashes), Ok("VIP-10".into()));
+        assert_eq!(
+            normalize_manual("-_-", &dashes),
+            Err("needs a letter or a digit".into()),
+            "punctuation alone is not a code"
+        );
     }
 }
