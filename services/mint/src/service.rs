@@ -284,6 +284,9 @@ impl MintService {
                 codes::queue_store_disable(conn, brand_id, code.integration_id, text).await?;
                 notify_work(conn).await?;
             }
+            // No trigger mints the creator another code by itself.
+            projection::code_disabled_by_brand(conn, brand_id, code.campaign_id, code.creator_id)
+                .await?;
             let event = events::code(CodeEventKind::Disabled, &disabled, &public_base_url);
             tracking_events::append(conn, &[event]).await?;
             Ok(disabled)

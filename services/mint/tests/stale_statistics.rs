@@ -398,7 +398,8 @@ async fn creators_without_a_code_are_queued_in_one_pass_over_the_codes() {
     let setup = setup().await;
     let mut conn = setup.db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Each brand's campaign of its plan, and a creator on its roster per code; of brand 2's,
-    // one creator in 300 has had their code disabled and has none.
+    // one creator in 300 has a disabled code and no live one (not the brand's disable, which
+    // the roster would record), so has no code.
     sql(
         &mut conn,
         "insert into campaigns (brand_id, id, name, plan_id, archived) \

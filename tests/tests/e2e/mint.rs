@@ -434,6 +434,89 @@ async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
 }
 
 #[tokio::test]
+async fn a_switch_to_on_add_keeps_a_brands_disable_and_mints_for_a_creator_added_again() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for (id, name) in [(1, "ana"), (2, "bo")] {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            id,
+            profile(name, "N", name),
+            false,
+        )
+        .await;
+    }
+    // Ana's code, disabled by the brand.
+    let ana = approve_and_mint(&suite, &token, s.campaign, 1).await;
+    suite
+        .mint()
+        .disable_code(authed(DisableCodeRequest { code_id: ana.id }, &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Bo's code went with his removal; he is added again, only added.
+    let bo = approve_and_mint(&suite, &token, s.campaign, 2).await;
+    suite
+        .plan()
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: s.campaign,
+                creator_id: 2,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    code_when(&suite, &token, bo.id, "disabled with the removal", |c| {
+        c.status == CodeStatus::Disabled as i32
+    })
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        2,
+        profile("bo", "N", "bo"),
+        false,
+    )
+    .await;
+
+    set_trigger(&suite, &token, s.plan, CodeTrigger::OnAdd).await;
+    let again = eventually("Bo, added again, minted by the switch", || {
+        code_of(&suite, &token, s.campaign, 2)
+    })
+    .await;
+    assert_ne!(again.id, bo.id);
+    // A creator added after the switch, minted: the switch's queue has been worked through.
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        3,
+        profile("cy", "N", "cy"),
+        false,
+    )
+    .await;
+    eventually("a later creator minted", || {
+        code_of(&suite, &token, s.campaign, 3)
+    })
+    .await;
+    assert!(
+        code_of(&suite, &token, s.campaign, 1).await.is_none(),
+        "the code the brand disabled stays disabled"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_mints_of_one_base_code_get_distinct_suffixes() {
     let suite = Suite::start().await;
     let token = brand(1);

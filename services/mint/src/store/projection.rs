@@ -190,7 +190,9 @@ pub async fn upsert_roster(
          select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::text[]) \
          order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update set \
-           profile = excluded.profile, status = excluded.status",
+           profile = excluded.profile, status = excluded.status, \
+           code_disabled = roster.code_disabled \
+             and not (roster.status = 'removed' and excluded.status <> 'removed')",
     )
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.1).collect::<Vec<_>>())
@@ -202,8 +204,28 @@ pub async fn upsert_roster(
     Ok(())
 }
 
+/// Records that the brand disabled the creator's code in the campaign (see [`enqueue_missing`]).
+pub async fn code_disabled_by_brand(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    creator_id: i64,
+) -> Result<(), Error> {
+    tracking_db::prepared(
+        "update roster set code_disabled = true \
+         where brand_id = $1 and campaign_id = $2 and creator_id = $3 and status <> 'removed'",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(campaign_id)
+    .bind::<BigInt, _>(creator_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Queues every creator of the plan's active campaigns (or of one campaign) whose roster
-/// status is in `statuses` and who has no live code. Returns how many were queued.
+/// status is in `statuses` and who has no code: none live, and none the brand disabled since
+/// they joined the roster (it stays disabled). Returns how many were queued.
 pub async fn enqueue_missing(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -225,7 +247,7 @@ pub async fn enqueue_missing(
          where not c.archived and c.plan_id is not null \
            and ($2::bigint is null or c.plan_id = $2) \
            and ($3::bigint is null or c.id = $3) \
-           and r.status = any($4) \
+           and r.status = any($4) and not r.code_disabled \
            and not exists (select 1 from codes x where x.brand_id = r.brand_id \
              and x.campaign_id = r.campaign_id and x.creator_id = r.creator_id \
              and not x.disabled) \

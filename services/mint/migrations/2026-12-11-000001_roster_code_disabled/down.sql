@@ -1,0 +1,1 @@
+alter table roster drop column code_disabled;

@@ -1,0 +1,12 @@
+-- Whether the brand disabled the creator's code in this campaign since the creator (last) joined
+-- its roster: a trigger that asks for every creator without a code does not mint again for them
+-- (a code the brand disabled stays disabled), while a creator added again after a removal, whose
+-- code went with the removal, is minted for. Creators on a roster now with a disabled code and no
+-- live one are taken to be the brand's doing.
+alter table roster add column code_disabled boolean not null default false;
+update roster r set code_disabled = true
+where r.status <> 'removed'
+  and exists (select 1 from codes x where x.brand_id = r.brand_id
+    and x.campaign_id = r.campaign_id and x.creator_id = r.creator_id and x.disabled)
+  and not exists (select 1 from codes x where x.brand_id = r.brand_id
+    and x.campaign_id = r.campaign_id and x.creator_id = r.creator_id and not x.disabled);
