@@ -219,7 +219,7 @@ impl BigCommerce {
         };
 
         let code = code_body(discount);
-        let reply = self
+        let reply = match self
             .call(
                 integration,
                 api,
@@ -228,7 +228,18 @@ impl BigCommerce {
                 &[],
                 Some(&code),
             )
-            .await?;
+            .await
+        {
+            Ok(reply) => reply,
+            Err(err) => {
+                // The retry makes its own: a promotion without its code would stay enabled at the
+                // store, holding nothing.
+                if made_now {
+                    self.delete_promotion(integration, api, promotion_id).await;
+                }
+                return Err(err);
+            }
+        };
         if reply.status.is_success() {
             return Ok(PushOutcome::Created {
                 store_discount_id: promotion_id.to_string(),
@@ -807,6 +818,7 @@ impl StoreAdapter for BigCommerce {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use tracking_api::common::v1::Provider;
 
@@ -992,6 +1004,67 @@ mod tests {
         let puts = store.requests_to(&format!("PUT {PREFIX}/v3/promotions/12"));
         assert_eq!(puts.len(), 1);
         assert_eq!(puts[0].json(), json!({ "status": "DISABLED" }));
+    }
+
+    #[tokio::test]
+    async fn a_throttle_is_waited_out_by_its_reset_header() {
+        // BigCommerce's 429 says when its quota resets, with no Retry-After: every call in the
+        // first 300 ms is throttled.
+        let started = std::time::Instant::now();
+        let store = MockStore::start(move |request| {
+            if started.elapsed() < Duration::from_millis(300) {
+                mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
+                    .header("X-Rate-Limit-Time-Reset-Ms", "300")
+            } else if request.path.ends_with("/codes") {
+                code_created("MIA20")
+            } else {
+                mock::Reply::json(201, json!({ "data": promotion(5, "x", "ENABLED") }))
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(results[0].outcome, PushOutcome::Created { .. }),
+            "{results:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_promotion_whose_code_could_not_be_made_is_deleted() {
+        let store = MockStore::start(|request| {
+            if request.path.ends_with("/codes") {
+                mock::Reply::json(
+                    503,
+                    json!({ "status": 503, "title": "Service Unavailable" }),
+                )
+            } else if request.method == "DELETE" {
+                mock::Reply::json(204, json!({}))
+            } else {
+                mock::Reply::json(201, json!({ "data": promotion(5, "x", "ENABLED") }))
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let outcome = bc
+            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+            .await;
+        assert!(
+            matches!(outcome, Err(AdapterError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        let deletions = store.requests_to(&format!("DELETE {PREFIX}/v3/promotions"));
+        assert_eq!(
+            deletions
+                .iter()
+                .map(|d| d.param("id:in"))
+                .collect::<Vec<_>>(),
+            [Some("5")],
+            "the promotion made for it is deleted"
+        );
     }
 
     #[tokio::test]

@@ -309,11 +309,19 @@ fn describe(err: &reqwest::Error) -> String {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare at stores and read as absent).
+/// How long a store asks to wait: `Retry-After` in seconds (the HTTP-date form is rare at stores
+/// and read as absent), else BigCommerce's `X-Rate-Limit-Time-Reset-Ms` (its 429s carry no
+/// `Retry-After`: the quota's window resets after that many milliseconds).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let seconds: f64 = value.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    let number = |name| -> Option<f64> {
+        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+        (value.is_finite() && value >= 0.0).then_some(value)
+    };
+    number(RETRY_AFTER.as_str())
+        .map(Duration::from_secs_f64)
+        .or_else(|| {
+            number("x-rate-limit-time-reset-ms").map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        })
 }
 
 /// An integration's store credentials: a name-value map, never printed.
