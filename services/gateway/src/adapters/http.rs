@@ -77,13 +77,26 @@ impl Reply {
         snippet
     }
 
-    /// An answer the adapter did not expect, as a whole-call failure.
+    /// An answer the adapter did not expect, as a whole-call failure: a refusal that asking again
+    /// will not change (a shop closed, frozen or locked, an endpoint that is not there: 4xx) is
+    /// the integration's to fix, anything else the store's for now.
     pub fn unexpected(&self, store: &str, call: &str) -> AdapterError {
-        AdapterError::Unavailable(format!(
+        let what = format!(
             "{store} answered {call} with {}: {}",
             self.status,
             self.snippet()
-        ))
+        );
+        let transient = matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+        );
+        if self.status.is_client_error() && !transient {
+            AdapterError::Misconfigured(format!(
+                "{what} (check the integration: its shop, URL and credentials)"
+            ))
+        } else {
+            AdapterError::Unavailable(what)
+        }
     }
 }
 

@@ -1644,6 +1644,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_shop_that_is_not_there_is_the_integrations_to_fix_not_retried_as_an_outage() {
+        // A closed shop (404), a frozen one (402): asking again changes nothing.
+        for status in [404, 402] {
+            let store = MockStore::start(move |_| {
+                mock::Reply::json(status, json!({ "errors": "Not Found" }))
+            })
+            .await;
+            let (shopify, integration, _db) = setup(&store).await;
+            let answer = shopify
+                .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+                .await;
+            assert!(
+                matches!(&answer, Err(AdapterError::Misconfigured(why)) if why.contains(&status.to_string())),
+                "{status}: {answer:?}"
+            );
+            assert_eq!(store.requests().len(), 1, "{status}: asked once");
+        }
+    }
+
+    #[tokio::test]
     async fn a_store_slower_than_the_timeout_is_unavailable_promptly() {
         let store = MockStore::start(|_| created(1).after(mock::SLOWER_THAN_TIMEOUT)).await;
         let (shopify, integration, _db) = setup(&store).await;
