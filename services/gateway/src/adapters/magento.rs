@@ -546,7 +546,9 @@ fn rule_body(name: &str, terms: &Terms, websites: &[u64], groups: &[u64]) -> Res
         "apply_to_shipping": false,
         "stop_rules_processing": false,
         "from_date": terms.starts_at.map(|at| at.format("%Y-%m-%d").to_string()),
-        "to_date": terms.ends_at.map(|at| at.format("%Y-%m-%d").to_string()),
+        // Magento's dates are whole days, `to_date` the last day the rule applies: an end at
+        // midnight is the day before's end.
+        "to_date": terms.ends_at.map(|at| (at - chrono::Duration::seconds(1)).format("%Y-%m-%d").to_string()),
     });
     if !conditions.is_empty() {
         rule["action_condition"] = json!({
@@ -1001,6 +1003,11 @@ mod tests {
         assert_eq!(rule["website_ids"], json!([1]));
         assert_eq!(rule["customer_group_ids"], json!([0, 1]));
         assert_eq!(rule["to_date"], "2030-03-17");
+        // A plan ending at midnight ends with the day before: `to_date` is the last day.
+        let mut terms = test_discount("X", "code-9").terms;
+        terms.ends_at = DateTime::from_timestamp(1_901_232_000, 0); // 2030-04-01T00:00:00Z
+        let body = rule_body("n", &terms, &[1], &[0]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body["to_date"], "2030-03-31");
         assert_eq!(
             rule["action_condition"]["conditions"][0]["attribute_name"],
             "sku"
