@@ -970,6 +970,13 @@ async fn an_order_whose_plan_has_not_arrived_waits_for_it() {
         0,
         "priced without the plan"
     );
+    // Meanwhile the brand renames Fay's code: the order still names its text of the time.
+    let mut renamed = code_event(7, 507, "FAY20", placed() + Duration::hours(1));
+    if let Some(code) = renamed.code.as_mut() {
+        code.plan_id = 14;
+        code.campaign_id = 25;
+    }
+    tx!(store, |conn| Codes.apply(conn, 2, &renamed).await);
     // The plan arrives: the orders its code and its click claim are attributed with its
     // commission; the order nobody claims keeps waiting.
     let plan = PlanEvent {

@@ -204,9 +204,9 @@ pub async fn take_for_codes(
 }
 
 /// Removes and returns the pending orders of `brand_id` that one of plan `plan_id`'s codes (by
-/// its text, within its integration) or one of its clicks claims: orders that waited for the
-/// plan. Read once, when the plan first reaches attribution: the brand's pending orders are
-/// probed one by one.
+/// its text now or a text it had before an edit, within its integration) or one of its clicks
+/// claims: orders that waited for the plan. Read once, when the plan first reaches attribution:
+/// the brand's pending orders are probed one by one.
 pub async fn take_for_plan(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -218,6 +218,11 @@ pub async fn take_for_plan(
            and (exists (select 1 from unnest(p.codes_lower) as t(code)
                   join codes c on c.brand_id = p.brand_id and c.integration_id = p.integration_id
                     and lower(c.code) = t.code and c.code <> ''
+                  where c.plan_id = $2)
+             or exists (select 1 from unnest(p.codes_lower) as t(code)
+                  join code_texts x on x.brand_id = p.brand_id
+                    and x.integration_id = p.integration_id and x.code_lower = t.code
+                  join codes c on c.brand_id = x.brand_id and c.code_id = x.code_id
                   where c.plan_id = $2)
              or (p.click_id <> '' and exists (select 1 from clicks k
                   where k.brand_id = p.brand_id and k.click_id = p.click_id
