@@ -167,12 +167,14 @@ impl GatewayClient {
         bearer: &str,
         integration_id: i64,
         codes: Vec<String>,
+        external_refs: Vec<String>,
     ) -> Result<Vec<DisableResult>, ClientError> {
         let expected = codes.len();
         let request = authorized(
             DisableDiscountsRequest {
                 integration_id,
                 codes,
+                external_refs,
             },
             bearer,
         )?;

@@ -551,8 +551,9 @@ impl ProviderGateway for Gateway {
         for (i, code) in req.codes.iter().enumerate() {
             discount::validate_code(&format!("codes[{i}]"), code, &caps)?;
         }
+        let targets = discount::disable_targets(req.codes, req.external_refs)?;
         let results = adapter
-            .disable_discounts(&integration, &req.codes)
+            .disable_discounts(&integration, &targets)
             .await
             .map_err(Error::from)?;
         let disabled = results

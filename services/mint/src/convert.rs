@@ -198,6 +198,11 @@ pub fn roster_from_event(entry: &plan_pb::RosterEntry) -> (Profile, RosterStatus
     )
 }
 
+/// The ref a code's discount is pushed with, and deactivated by.
+pub fn external_ref(code_id: i64) -> String {
+    format!("code-{code_id}")
+}
+
 /// The push request for a code under its plan.
 pub fn discount_spec(code: &Code, plan: &Plan) -> tracking_api::gateway::v1::DiscountSpec {
     use tracking_api::gateway::v1::{DiscountSpec, discount_spec::Value};
@@ -208,7 +213,7 @@ pub fn discount_spec(code: &Code, plan: &Plan) -> tracking_api::gateway::v1::Dis
     };
     DiscountSpec {
         code: code.code.clone().unwrap_or_default(),
-        external_ref: format!("code-{}", code.id),
+        external_ref: external_ref(code.id),
         title: format!("{} / creator {}", plan.name, code.creator_id),
         value: terms.discount.as_ref().map(|d| match d {
             Discount::PercentBps(bps) => Value::PercentBps(*bps),

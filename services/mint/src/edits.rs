@@ -93,7 +93,7 @@ pub async fn record_in(
         // the edit): the text the store holds now must stop working there too.
         let held = if created { new_text.as_str() } else { previous };
         tracing::info!(code_id = sent.id, code = %held, "code changed during its edit; disabling it at the store");
-        codes::queue_store_disable(conn, brand_id, integration_id, held).await?;
+        codes::queue_store_disable(conn, brand_id, integration_id, held, sent.id).await?;
         notify_work(conn).await?;
         return Ok(Ok(current));
     }
@@ -139,7 +139,7 @@ pub async fn record_in(
     }
     // The code waits for the pusher, which creates the new code at the store; the old one must
     // stop working there.
-    codes::queue_store_disable(conn, brand_id, integration_id, previous).await?;
+    codes::queue_store_disable(conn, brand_id, integration_id, previous, sent.id).await?;
     notify_work(conn).await?;
     let waiting = codes::get(conn, brand_id, sent.id, false)
         .await?

@@ -350,7 +350,7 @@ impl Projector {
         };
         let disabled = codes::set_status(conn, key.0, &[code.id], CodeStatus::Disabled).await?;
         if let Some(text) = &code.code {
-            codes::queue_store_disable(conn, key.0, code.integration_id, text).await?;
+            codes::queue_store_disable(conn, key.0, code.integration_id, text, code.id).await?;
             notify_work(conn).await?;
         }
         let events: Vec<_> = disabled

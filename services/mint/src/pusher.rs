@@ -378,9 +378,9 @@ async fn record(
             .map(|code| (code.id, code))
             .collect();
         let (outcome, stray) = still_as_sent(outcome, sent, &now);
-        for (integration_id, text) in &stray {
-            tracing::info!(brand_id, integration_id, code = %text, "code changed while the store made it; disabling it there");
-            codes::queue_store_disable(conn, brand_id, *integration_id, text).await?;
+        for (integration_id, text, code_id) in &stray {
+            tracing::info!(brand_id, integration_id, code_id, code = %text, "code changed while the store made it; disabling it there");
+            codes::queue_store_disable(conn, brand_id, *integration_id, text, *code_id).await?;
         }
         if !stray.is_empty() {
             notify_work(conn).await?;
@@ -408,12 +408,12 @@ fn recovered(outcome: &Outcome, now: &HashMap<i64, Code>) -> Vec<(i64, i64, i64)
 /// Keeps the answers about codes that are, `now`, still pending with the text they were `sent`
 /// with. A code edited, disabled, or pushed by another round meanwhile stays as it is; when the
 /// store made its text although the code no longer holds it (edited or disabled during the
-/// call), that text is returned, `(integration, text)`, to be disabled at the store.
+/// call), that text is returned, `(integration, text, code id)`, to be disabled at the store.
 fn still_as_sent(
     outcome: Outcome,
     sent: &[Code],
     now: &HashMap<i64, Code>,
-) -> (Outcome, Vec<(i64, String)>) {
+) -> (Outcome, Vec<(i64, String, i64)>) {
     let was: HashMap<i64, &Code> = sent.iter().map(|code| (code.id, code)).collect();
     let unchanged = |id: i64| {
         was.get(&id)
@@ -432,7 +432,7 @@ fn still_as_sent(
             .get(&id)
             .is_some_and(|now| now.status == CodeStatus::Active && now.code == was.code);
         if let (false, Some(text)) = (made_by_another_round, &was.code) {
-            stray.push((was.integration_id, text.clone()));
+            stray.push((was.integration_id, text.clone(), was.id));
         }
     }
     let kept = Outcome {
@@ -617,7 +617,11 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
     }
     for ((brand_id, integration_id), items) in groups {
         let texts = items.iter().map(|i| i.code.clone()).collect();
-        let answered = shared.stores.disable(brand_id, integration_id, texts).await;
+        let refs = items.iter().map(|i| i.external_ref.clone()).collect();
+        let answered = shared
+            .stores
+            .disable(brand_id, integration_id, texts, refs)
+            .await;
         let mut conn = shared.db.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
             match answered {
@@ -732,7 +736,7 @@ mod tests {
         );
         assert_eq!(
             stray,
-            vec![(4, "C2".to_owned()), (4, "C3".to_owned())],
+            vec![(4, "C2".to_owned(), 2), (4, "C3".to_owned(), 3)],
             "texts the store made for codes that no longer hold them are disabled there"
         );
     }

@@ -281,7 +281,8 @@ impl MintService {
                 .next()
                 .ok_or_else(|| Error::NotFound(format!("code {id} not found")))?;
             if let Some(text) = &code.code {
-                codes::queue_store_disable(conn, brand_id, code.integration_id, text).await?;
+                codes::queue_store_disable(conn, brand_id, code.integration_id, text, code.id)
+                    .await?;
                 notify_work(conn).await?;
             }
             // No trigger mints the creator another code by itself.

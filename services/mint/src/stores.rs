@@ -124,10 +124,16 @@ impl Stores {
         brand_id: i64,
         integration_id: i64,
         codes: Vec<String>,
+        external_refs: Vec<String>,
     ) -> Result<Vec<DisableResult>, Error> {
         Ok(self
             .gateway
-            .disable_discounts(&self.tokens.for_brand(brand_id), integration_id, codes)
+            .disable_discounts(
+                &self.tokens.for_brand(brand_id),
+                integration_id,
+                codes,
+                external_refs,
+            )
             .await?)
     }
 

@@ -298,7 +298,7 @@ async fn due_deactivations_are_taken_in_order_not_all_of_them_and_held() {
 
     // Queued again while the store was called (the text replaced once more): the round's
     // answer does not forget it.
-    codes::queue_store_disable(&mut conn, 1, 2, "code-7")
+    codes::queue_store_disable(&mut conn, 1, 2, "code-7", 7)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for item in &due {
@@ -310,12 +310,13 @@ async fn due_deactivations_are_taken_in_order_not_all_of_them_and_held() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // (Codes from 51 on fall due a second apart from the start.)
-    let left: Vec<&str> = left
+    let left: Vec<(&str, &str)> = left
         .iter()
-        .map(|item| item.code.as_str())
-        .filter(|code| expected.iter().any(|e| e == code))
+        .map(|item| (item.code.as_str(), item.external_ref.as_str()))
+        .filter(|(code, _)| expected.iter().any(|e| e == code))
         .collect();
-    assert_eq!(left, ["code-7"]);
+    // With the ref of the code whose discount it is: only that one is deactivated.
+    assert_eq!(left, [("code-7", "code-7")]);
 }
 
 #[tokio::test]

@@ -89,6 +89,7 @@ async fn disable(
             DisableDiscountsRequest {
                 integration_id,
                 codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+                ..Default::default()
             },
             token,
         ))
@@ -704,6 +705,30 @@ async fn invalid_pushes_name_the_field_and_write_nothing() {
         ("codes[0]", vec!["NO SPACES"]),
     ] {
         let status = disable(&suite, &svc, id, &codes).await.expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "expected {field}, got {:?}",
+            status.message()
+        );
+    }
+    // Refs: none, or one per code.
+    for (field, refs) in [
+        ("external_refs", vec!["code-1"]),
+        ("external_refs[1]", vec!["code-1", &"r".repeat(101)]),
+    ] {
+        let status = suite
+            .gateway()
+            .disable_discounts(authed(
+                DisableDiscountsRequest {
+                    integration_id: id,
+                    codes: vec!["GOOD1".into(), "GOOD2".into()],
+                    external_refs: refs.into_iter().map(str::to_owned).collect(),
+                },
+                &svc,
+            ))
+            .await
+            .expect_err(field);
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
         assert!(
             status.message().starts_with(&format!("{field}: ")),

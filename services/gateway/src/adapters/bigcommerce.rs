@@ -31,7 +31,8 @@ use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{has_marker, json_amount, marked_title, marker_of, numeric_ids, percent_text};
 use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
+    PushResult, ToDisable,
 };
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
 use crate::store::IntegrationRow;
@@ -450,18 +451,20 @@ impl BigCommerce {
         &self,
         integration: &IntegrationRow,
         api: &Api,
-        code: &str,
+        target: &ToDisable,
     ) -> Result<DisableOutcome, AdapterError> {
+        let code = target.code.as_str();
         let holders = self.promotions(integration, api, ("code", code)).await?;
         if holders.is_empty() {
             return Ok(DisableOutcome::NotFound {
                 message: format!("the store holds no code {code}"),
             });
         }
-        // Only the suite's promotions (named with its marker), never the brand's own.
+        // Only the suite's promotions (named with its marker) made for this code, never the
+        // brand's own.
         let ours: Vec<&Promotion> = holders
             .iter()
-            .filter(|p| marker_of(&p.name).is_some())
+            .filter(|p| target.owns(marker_of(&p.name)))
             .collect();
         if ours.is_empty() {
             return Ok(DisableOutcome::not_ours(code));
@@ -730,14 +733,14 @@ impl StoreAdapter for BigCommerce {
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let api = self.api(integration)?;
         each(
             codes,
-            |code| self.disable_one(integration, &api, code),
-            |code, outcome| DisableResult {
-                code: code.clone(),
+            |target| self.disable_one(integration, &api, target),
+            |target, outcome| DisableResult {
+                code: target.code.clone(),
                 outcome,
             },
         )
@@ -984,7 +987,7 @@ mod tests {
         })
         .await;
         let (bc, integration) = setup(&store);
-        let codes = ["MIA20", "GONE", "BRANDS"].map(str::to_owned);
+        let codes = ["MIA20", "GONE", "BRANDS"].map(ToDisable::any);
         let results = bc
             .disable_discounts(&integration, &codes)
             .await
@@ -1097,7 +1100,7 @@ mod tests {
         .await;
         let (bc, integration) = setup(&slow);
         mock::assert_unavailable_promptly(
-            bc.disable_discounts(&integration, &["MIA20".to_owned()]),
+            bc.disable_discounts(&integration, &[ToDisable::any("MIA20")]),
         )
         .await;
         mock::assert_unavailable_promptly(

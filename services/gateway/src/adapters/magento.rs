@@ -41,7 +41,7 @@ use super::mapping::{json_amount, percent_text};
 use super::{AdapterError, Listed, StoreAdapter, changed_at};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
-    PushResult, Terms,
+    PushResult, Terms, ToDisable,
 };
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, format_amount};
 use crate::store::IntegrationRow;
@@ -712,16 +712,18 @@ impl StoreAdapter for Magento {
 
     /// Deletes the suite's coupons of `codes` (`POST /V1/coupons/deleteByIds`): only a coupon
     /// under one of the suite's rules, never the brand's own coupon of the same text.
+    /// Magento's coupons keep no ref of ours (a rule holds every code of its terms): a coupon is
+    /// the suite's when its rule is.
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let api = self.api(integration)?;
         let mut ids: Vec<Option<u64>> = Vec::with_capacity(codes.len());
         // A plan's codes share its rule: each rule is read once for the batch.
         let mut rules: HashMap<u64, bool> = HashMap::new();
-        for code in codes {
+        for ToDisable { code, .. } in codes {
             let Some((coupon, rule_id)) = self.coupon_of(integration, &api, code).await? else {
                 ids.push(None);
                 continue;
@@ -763,6 +765,7 @@ impl StoreAdapter for Magento {
         }
         Ok(codes
             .iter()
+            .map(|target| &target.code)
             .zip(ids)
             .map(|(code, id)| DisableResult {
                 code: code.clone(),
@@ -1059,7 +1062,7 @@ mod tests {
         let (magento, integration) = setup(&store);
         // OLD and OLDER are ours (rule 2); BRANDS is the brand's own coupon (rule 9); GONE is
         // held by none.
-        let codes = ["OLD", "OLDER", "BRANDS", "GONE"].map(str::to_owned);
+        let codes = ["OLD", "OLDER", "BRANDS", "GONE"].map(ToDisable::any);
         let results = magento
             .disable_discounts(&integration, &codes)
             .await
@@ -1102,7 +1105,7 @@ mod tests {
         .await;
         let (magento, integration) = setup(&store);
         let results = magento
-            .disable_discounts(&integration, &["OLD".to_owned()])
+            .disable_discounts(&integration, &[ToDisable::any("OLD")])
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(results[0].outcome, DisableOutcome::Disabled);

@@ -30,7 +30,7 @@ use tracking_db::{Database, DbError};
 
 use crate::crypto::Sealer;
 use crate::domain::capabilities::{Capabilities, capabilities};
-use crate::domain::discount::{DisableResult, Discount, DiscountUpdate, PushResult};
+use crate::domain::discount::{DisableResult, Discount, DiscountUpdate, PushResult, ToDisable};
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
 use crate::store::IntegrationRow;
@@ -103,12 +103,14 @@ pub trait StoreAdapter: Send + Sync {
         updates: &[DiscountUpdate],
     ) -> Result<Vec<PushResult>, AdapterError>;
 
-    /// Deactivates `codes` (matched case-insensitively) at the integration's store. A code the
-    /// store does not hold is `NotFound`; one already inactive is `Disabled`.
+    /// Deactivates `codes` (matched case-insensitively) at the integration's store, touching only
+    /// discounts the suite made, and made for each code's ref when it is given (where the store
+    /// keeps refs: [`ToDisable::owns`]). A code the store does not hold, or not in such a
+    /// discount, is `NotFound`; one already inactive is `Disabled`.
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError>;
 
     /// One order, fetched from the store by its id (thin webhooks that carry only the id).

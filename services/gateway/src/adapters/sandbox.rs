@@ -15,7 +15,7 @@ use tracking_db::{Database, DbError};
 
 use super::{AdapterError, Listed, StoreAdapter};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountUpdate, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, PushOutcome, PushResult, ToDisable,
 };
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
@@ -290,9 +290,10 @@ impl StoreAdapter for SandboxStore {
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         Self::ensure_up(integration, "disable")?;
+        let codes: Vec<&String> = codes.iter().map(|target| &target.code).collect();
         let lower: Vec<String> = codes.iter().map(|c| c.to_ascii_lowercase()).collect();
         let mut conn = self.db.conn().await.map_err(AdapterError::Db)?;
         let found: HashSet<String> =
@@ -304,7 +305,7 @@ impl StoreAdapter for SandboxStore {
             .iter()
             .zip(&lower)
             .map(|(code, lower)| DisableResult {
-                code: code.clone(),
+                code: (*code).clone(),
                 outcome: if found.contains(lower) {
                     DisableOutcome::Disabled
                 } else {

@@ -57,7 +57,8 @@ use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{has_marker, marked_title, marker_of};
 use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
+    PushResult, ToDisable,
 };
 use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
@@ -889,21 +890,23 @@ impl Shopify {
         &self,
         integration: &IntegrationRow,
         token: &str,
-        code: &str,
+        target: &ToDisable,
     ) -> Result<DisableOutcome, AdapterError> {
+        let code = target.code.as_str();
         let Some(found) = self.find(integration, token, code).await? else {
             return Ok(DisableOutcome::NotFound {
                 message: format!("the store holds no code {code}"),
             });
         };
         match marker_of(&found.title) {
-            None => return Ok(DisableOutcome::not_ours(code)),
+            // A shared discount holds the codes of a plan: the redeem code is this one's.
             Some(marker) if marker.starts_with(SHARED) => {
                 return self
                     .remove_redeem_code(integration, token, &found.id, code)
                     .await;
             }
-            Some(_) => {}
+            marker if !target.owns(marker) => return Ok(DisableOutcome::not_ours(code)),
+            _ => {}
         }
         if found.status == "EXPIRED" {
             return Ok(DisableOutcome::Disabled);
@@ -1193,15 +1196,15 @@ impl StoreAdapter for Shopify {
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let token = Self::token(&credentials)?;
         each(
             codes,
-            |code| self.disable_one(integration, token, code),
-            |code, outcome| DisableResult {
-                code: code.clone(),
+            |target| self.disable_one(integration, token, target),
+            |target, outcome| DisableResult {
+                code: target.code.clone(),
                 outcome,
             },
         )
@@ -1592,7 +1595,7 @@ mod tests {
         })
         .await;
         let (shopify, integration, _db) = setup(&store).await;
-        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(str::to_owned);
+        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(ToDisable::any);
         let results = shopify
             .disable_discounts(&integration, &codes)
             .await
@@ -1618,6 +1621,28 @@ mod tests {
             deactivations[0].json()["variables"]["id"],
             "gid://shopify/DiscountCodeNode/77"
         );
+        // With the ref the code was pushed with: another code's discount of the text (or a
+        // brand's name ending in brackets) is left alone.
+        let another = ToDisable {
+            code: "MIA20".to_owned(),
+            external_ref: "code-9".to_owned(),
+        };
+        let mine = ToDisable {
+            external_ref: "r".to_owned(),
+            ..another.clone()
+        };
+        let results = shopify
+            .disable_discounts(&integration, &[another, mine])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::not_ours("MIA20"));
+        assert_eq!(results[1].outcome, DisableOutcome::Disabled);
+        let deactivated = store
+            .requests()
+            .into_iter()
+            .filter(|r| query_of(r).contains("discountCodeDeactivate"))
+            .count();
+        assert_eq!(deactivated, 2, "only the ref's own discount");
     }
 
     #[tokio::test]
@@ -2344,7 +2369,7 @@ mod tests {
         })
         .await;
         let (shopify, integration, _db) = setup(&store).await;
-        let codes = ["mia20".to_owned(), "GONE".to_owned()];
+        let codes = ["mia20", "GONE"].map(ToDisable::any);
         let results = shopify
             .disable_discounts(&integration, &codes)
             .await

@@ -29,7 +29,8 @@ use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{numeric_ids, percent_text};
 use super::{AdapterError, Listed, StoreAdapter, changed_at};
 use crate::domain::discount::{
-    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome, PushResult,
+    DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
+    PushResult, ToDisable,
 };
 use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
@@ -95,9 +96,12 @@ impl Coupon {
             .any(|m| m.key == REF_KEY && m.value.as_str() == Some(external_ref))
     }
 
-    /// Made by the suite (it carries one of its refs), not the brand's own.
-    fn is_ours(&self) -> bool {
-        self.meta_data.iter().any(|m| m.key == REF_KEY)
+    /// The ref the suite made it with, if it did (not the brand's own).
+    fn our_ref(&self) -> Option<&str> {
+        self.meta_data
+            .iter()
+            .find(|m| m.key == REF_KEY)
+            .and_then(|m| m.value.as_str())
     }
 }
 
@@ -464,24 +468,26 @@ impl StoreAdapter for WooCommerce {
     async fn disable_discounts(
         &self,
         integration: &IntegrationRow,
-        codes: &[String],
+        codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let api = Self::api(integration, &credentials)?;
         let mut outcomes = Vec::with_capacity(codes.len());
         let mut drafts: Vec<(usize, u64)> = Vec::new();
-        for (i, code) in codes.iter().enumerate() {
+        for (i, target) in codes.iter().enumerate() {
+            let code = target.code.as_str();
             let held = self.coupons_by_code(integration, &api, code).await?;
+            let owned = |c: &&Coupon| target.owns(c.our_ref());
             outcomes.push(if held.is_empty() {
                 DisableOutcome::NotFound {
                     message: format!("the store holds no code {code}"),
                 }
-            } else if !held.iter().any(Coupon::is_ours) {
+            } else if !held.iter().any(|c| owned(&c)) {
                 DisableOutcome::not_ours(code)
             } else {
                 drafts.extend(
                     held.iter()
-                        .filter(|c| c.is_ours() && c.status != "draft")
+                        .filter(|c| owned(c) && c.status != "draft")
                         .map(|c| (i, c.id)),
                 );
                 DisableOutcome::Disabled
@@ -515,7 +521,7 @@ impl StoreAdapter for WooCommerce {
                     outcomes[i] = DisableOutcome::Failed {
                         message: format!(
                             "{STORE} did not set {} to draft: {}",
-                            codes[i], error.message
+                            codes[i].code, error.message
                         ),
                         retryable: error.status() >= 500,
                     };
@@ -525,8 +531,8 @@ impl StoreAdapter for WooCommerce {
         Ok(codes
             .iter()
             .zip(outcomes)
-            .map(|(code, outcome)| DisableResult {
-                code: code.clone(),
+            .map(|(target, outcome)| DisableResult {
+                code: target.code.clone(),
                 outcome,
             })
             .collect())
@@ -893,7 +899,7 @@ mod tests {
         })
         .await;
         let (woo, integration) = setup(&store);
-        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(str::to_owned);
+        let codes = ["MIA20", "OLD", "GONE", "BRANDS"].map(ToDisable::any);
         let results = woo
             .disable_discounts(&integration, &codes)
             .await

@@ -123,6 +123,60 @@ pub struct PushResult {
     pub outcome: PushOutcome,
 }
 
+/// A code to deactivate at its store, with the ref it was pushed with when the caller knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToDisable {
+    pub code: String,
+    /// Empty: any discount of the code that the suite made.
+    pub external_ref: String,
+}
+
+impl ToDisable {
+    /// The code to deactivate, whichever of the suite's discounts holds it.
+    pub fn any(code: &str) -> Self {
+        ToDisable {
+            code: code.to_owned(),
+            external_ref: String::new(),
+        }
+    }
+
+    /// Whether a discount whose name carries `marker` (see `mapping::marker_of`) is this code's:
+    /// one the suite made (a marker), and when the ref is known, made for it. A brand's own name
+    /// that ends in brackets ("Black Friday [VIP]"), or another code's discount of the same text,
+    /// is not.
+    pub fn owns(&self, marker: Option<&str>) -> bool {
+        marker.is_some_and(|marker| self.external_ref.is_empty() || marker == self.external_ref)
+    }
+}
+
+/// The codes of a disable call with their refs (`refs`: none, or one per code, each at most
+/// as long as a push's).
+pub fn disable_targets(codes: Vec<String>, refs: Vec<String>) -> Result<Vec<ToDisable>, Error> {
+    if !refs.is_empty() && refs.len() != codes.len() {
+        return Err(Error::invalid(
+            "external_refs",
+            format!("none, or one per code ({})", codes.len()),
+        ));
+    }
+    if let Some(i) = refs
+        .iter()
+        .position(|r| r.chars().count() > MAX_EXTERNAL_REF)
+    {
+        return Err(Error::invalid(
+            &format!("external_refs[{i}]"),
+            format!("at most {MAX_EXTERNAL_REF} characters"),
+        ));
+    }
+    let mut refs = refs.into_iter();
+    Ok(codes
+        .into_iter()
+        .map(|code| ToDisable {
+            code,
+            external_ref: refs.next().unwrap_or_default(),
+        })
+        .collect())
+}
+
 /// What the store did with one code to disable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DisableOutcome {

@@ -810,20 +810,25 @@ pub async fn push_failed(
     Ok(())
 }
 
-/// Queues codes for deactivation at their store.
+/// Queues the text `code` of code `code_id` for deactivation at its store: the discount pushed
+/// for that code, not another's of the same text.
 pub async fn queue_store_disable(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     integration_id: i64,
     code: &str,
+    code_id: i64,
 ) -> Result<(), Error> {
     tracking_db::prepared(
-        "insert into store_disables (brand_id, integration_id, code) values ($1, $2, $3) \
-         on conflict (brand_id, integration_id, code) do update set next_at = now()",
+        "insert into store_disables (brand_id, integration_id, code, external_ref) \
+         values ($1, $2, $3, $4) \
+         on conflict (brand_id, integration_id, code) do update \
+           set next_at = now(), external_ref = excluded.external_ref",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
     .bind::<Text, _>(code)
+    .bind::<Text, _>(crate::convert::external_ref(code_id))
     .execute(conn)
     .await?;
     Ok(())
@@ -839,6 +844,9 @@ pub struct StoreDisable {
     pub integration_id: i64,
     #[diesel(sql_type = Text)]
     pub code: String,
+    /// The ref of the discount to deactivate; empty for any of the suite's.
+    #[diesel(sql_type = Text)]
+    pub external_ref: String,
     #[diesel(sql_type = Timestamptz)]
     pub held_until: DateTime<Utc>,
 }
@@ -862,7 +870,7 @@ pub async fn take_store_disables(
         "update store_disables set next_at = now() + make_interval(secs => $2::bigint) \
          where ctid = any(array(select ctid from store_disables where next_at <= now() \
            order by next_at limit $1 for update skip locked)) \
-         returning brand_id, integration_id, code, next_at as held_until",
+         returning brand_id, integration_id, code, external_ref, next_at as held_until",
     )
     .bind::<BigInt, _>(limit)
     .bind::<BigInt, _>(held_secs)

@@ -1,0 +1,1 @@
+alter table store_disables drop column external_ref;
