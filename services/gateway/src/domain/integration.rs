@@ -60,10 +60,12 @@ impl NewIntegration {
         }
 
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
-        if (conn.requires_base_url || !base_url.is_empty()) && !is_http_url(&base_url) {
+        if (conn.requires_base_url || !base_url.is_empty()) && !is_store_url(&base_url) {
             return Err(Error::invalid(
                 "base_url",
-                format!("{provider_name} needs the store's http(s) base URL"),
+                format!(
+                    "{provider_name} needs the store's https base URL (plain http only to this machine: 127.0.0.1, localhost)"
+                ),
             ));
         }
 
@@ -134,14 +136,29 @@ fn is_shopify_domain(domain: &str) -> bool {
     })
 }
 
-fn is_http_url(url: &str) -> bool {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    rest.is_some_and(|rest| {
-        let host = rest.split('/').next().unwrap_or_default();
-        !host.is_empty() && !rest.contains(char::is_whitespace) && url.len() <= 2048
-    })
+/// An https URL; plain http only to a loopback host (test stores, a local proxy): credentials
+/// sent in the clear across a network would be anyone's.
+fn is_store_url(url: &str) -> bool {
+    let (rest, secure) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, true),
+        None => match url.strip_prefix("http://") {
+            Some(rest) => (rest, false),
+            None => return false,
+        },
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !host.is_empty()
+        && !rest.contains(char::is_whitespace)
+        && url.len() <= 2048
+        && (secure || loopback)
 }
 
 #[cfg(test)]
@@ -213,6 +230,32 @@ mod tests {
             "",
         );
         assert_eq!(field_of(bad_url), "base_url");
+        // Credentials go to the store in every call: over https, or to this machine.
+        let magento = |url: &str| {
+            NewIntegration::validate(
+                Provider::Magento,
+                "m",
+                "",
+                url,
+                creds(&[("access_token", "x")]),
+                "",
+            )
+        };
+        for plain in [
+            "http://shop.example.com",
+            "http://10.0.0.5:8080",
+            "http://169.254.169.254",
+        ] {
+            assert_eq!(field_of(magento(plain)), "base_url", "{plain}");
+        }
+        for fine in [
+            "https://shop.example.com/rest",
+            "http://127.0.0.1:8089",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+        ] {
+            assert!(magento(fine).is_ok(), "{fine}");
+        }
         let unspecified =
             NewIntegration::validate(Provider::Unspecified, "x", "", "", creds(&[]), "");
         assert_eq!(field_of(unspecified), "provider");
