@@ -325,11 +325,20 @@ struct RpcService<S> {
 struct InFlight(prometheus_client::metrics::gauge::Gauge);
 
 /// What an admitted call holds until its response body ends or is dropped: its permits and its
-/// place in `tracking_grpc_in_flight`. A stream (`MintCodes`, an export, a `Watch*`) counts
-/// against the limits for as long as it runs, not only until its headers.
+/// place in `tracking_grpc_in_flight`. A stream of bounded work (`MintCodes`, an export) counts
+/// against the limits for as long as it runs, not only until its headers. A stream that follows
+/// a log for as long as its client stays ([`follows_a_log`]) gives its permits back once its
+/// headers are out: held, a few idle followers would take every place.
 struct Admitted {
-    _permits: [Option<OwnedSemaphorePermit>; 2],
+    permits: [Option<OwnedSemaphorePermit>; 2],
     _in_flight: InFlight,
+}
+
+/// Whether `path` names a stream that follows a log for as long as its client stays: the
+/// services' `Watch*` streams and `StreamConversions`, by the suite's naming.
+fn follows_a_log(path: &str) -> bool {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    method.starts_with("Watch") || method.starts_with("Stream")
 }
 
 /// A response body holding its call's [`Admitted`] until its last frame.
@@ -441,8 +450,8 @@ where
             async move {
                 // Counted down however the call ends: answered, or dropped (its deadline passed,
                 // its client went away).
-                let admitted = Admitted {
-                    _permits: permits,
+                let mut admitted = Admitted {
+                    permits,
                     _in_flight: InFlight::enter(&metrics),
                 };
                 let started = Instant::now();
@@ -467,6 +476,9 @@ where
                         .into_http()),
                     },
                 };
+                if follows_a_log(&method) {
+                    admitted.permits = [None, None];
+                }
                 let mut response = result?.map(|body| {
                     tonic::body::Body::new(HeldBody {
                         body,

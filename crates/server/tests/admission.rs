@@ -17,8 +17,9 @@ use tonic::server::NamedService;
 use tracking_server::{GrpcServer, Metrics};
 
 /// A service whose every call takes `delay` and then fails with ABORTED (so its answer is told
-/// apart from the kit's). A method named `Stream` answers one (empty) message at once and ends,
-/// ABORTED, `delay` later; one named `Panic` panics.
+/// apart from the kit's). The methods `Export` (a stream of bounded work) and `WatchLog` (a
+/// stream following a log) answer one (empty) message at once and end, ABORTED, `delay` later;
+/// one named `Panic` panics.
 #[derive(Clone)]
 struct Slow {
     delay: Duration,
@@ -39,7 +40,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for Slow {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let delay = self.delay;
-        if request.uri().path().ends_with("/Stream") {
+        if request.uri().path().ends_with("/Export") || request.uri().path().ends_with("/WatchLog")
+        {
             return Box::pin(std::future::ready(Ok(slow_stream(delay))));
         }
         if request.uri().path().ends_with("/Panic") {
@@ -263,10 +265,8 @@ async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_se
     shutdown.cancel();
 }
 
-#[tokio::test]
-async fn a_stream_holds_its_place_until_it_ends() {
-    let (addr, shutdown, metrics) =
-        start(1, Duration::from_secs(10), Duration::from_millis(600)).await;
+/// Opens the server stream `path` on `addr` and reads its first message.
+async fn open_stream(addr: std::net::SocketAddr, path: &'static str) -> tonic::Streaming<()> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap_or_else(|e| panic!("{e}"))
         .connect()
@@ -278,13 +278,30 @@ async fn a_stream_holds_its_place_until_it_ends() {
     let mut stream = grpc
         .server_streaming(
             tonic::Request::new(()),
-            PathAndQuery::from_static("/test.Slow/Stream"),
+            PathAndQuery::from_static(path),
             codec,
         )
         .await
         .unwrap_or_else(|s| panic!("stream: {s}"))
         .into_inner();
     assert_eq!(stream.message().await.ok(), Some(Some(())));
+    stream
+}
+
+#[tokio::test]
+async fn a_stream_following_a_log_gives_its_place_back_once_open() {
+    let (addr, shutdown, _) = start(1, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let _following = open_stream(addr, "/test.Slow/WatchLog").await;
+    let (code, _) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::Aborted, "served beside the open follower");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_place_until_it_ends() {
+    let (addr, shutdown, metrics) =
+        start(1, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let mut stream = open_stream(addr, "/test.Slow/Export").await;
     // Its headers and first message are out; the stream still runs, and holds the one place.
     let (code, elapsed) = call(addr, "/test.Slow/Call").await;
     assert_eq!(code, Code::ResourceExhausted);
@@ -429,7 +446,7 @@ async fn the_internal_listener_serves_calls_made_during_the_drain() {
 }
 
 #[tokio::test]
-async fn a_handler_that_panics_answers_internal_and_spares_the_connections_other_calls() {
+async fn a_handler_that_panics_answers_internal() {
     let (addr, shutdown, _) = start(16, Duration::from_secs(10), Duration::from_millis(600)).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap_or_else(|e| panic!("{e}"))
@@ -456,7 +473,7 @@ async fn a_handler_that_panics_answers_internal_and_spares_the_connections_other
     assert_eq!(
         panicked,
         Some((Code::Internal, "internal error".to_owned())),
-        "the panic's message stays in the log"
+        "not a protocol error; the panic's message stays in the log"
     );
     let slow = slow.await.ok().flatten().map(|(code, _)| code);
     assert_eq!(slow, Some(Code::Aborted), "the other call answered");

@@ -252,13 +252,19 @@ impl AttributionService for Attribution {
             return Err(Error::FailedPrecondition(format!("link {} has ended", req.slug)).into());
         }
         // A retry of a stored click is written again and skipped; an id another link's click
-        // holds is refused, not counted as if it were stored.
-        if !req.click_id.is_empty()
-            && stored_clicks::code_of(&self.db, brand_id, &req.click_id)
+        // holds is refused, not counted as if it were stored. Only stored clicks are seen (one
+        // still queued is not), and with the database down the click is queued unchecked, as
+        // clicks are: the writer keeps the first of an id.
+        let holder = if req.click_id.is_empty() {
+            None
+        } else {
+            stored_clicks::code_of(&self.db, brand_id, &req.click_id)
                 .await
-                .map_err(Error::from)?
-                .is_some_and(|code_id| code_id != link.code_id)
-        {
+                .inspect_err(|err| tracing::debug!(error = %err, "click id not checked"))
+                .ok()
+                .flatten()
+        };
+        if holder.is_some_and(|code_id| code_id != link.code_id) {
             return Err(Error::AlreadyExists(format!(
                 "click_id {} is recorded for another link",
                 req.click_id

@@ -321,7 +321,7 @@ fn capabilities_to_proto(caps: Capabilities) -> pb::Capabilities {
         active_dates: caps.active_dates,
         minimum_purchase: caps.minimum_purchase,
         product_restrictions: caps.product_restrictions,
-        products_with_categories: caps.products_with_categories,
+        products_or_categories_only: caps.products_or_categories_only,
         usage_limits: caps.usage_limits,
         one_time_use: caps.one_time_use,
         tracking_without_discount: caps.tracking_without_discount,

@@ -150,8 +150,10 @@ impl Projector {
         for ((event, _), (key, _, status)) in events.iter().zip(&changes) {
             if *status == RosterStatus::Removed {
                 self.disable_live_code(conn, *key).await?;
-                // Off the roster, a failure is nothing left for the brand to fix.
+                // Off the roster, a failure is nothing left for the brand to fix; added again,
+                // the creator starts afresh (a code the brand disabled was the old stay's).
                 failures::clear(conn, &[*key]).await?;
+                projection::set_code_disabled(conn, *key, false).await?;
                 continue;
             }
             let trigger = Self::trigger_of(conn, batch, key.0, key.1).await?;

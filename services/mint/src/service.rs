@@ -286,8 +286,12 @@ impl MintService {
                 notify_work(conn).await?;
             }
             // No trigger mints the creator another code by itself.
-            projection::code_disabled_by_brand(conn, brand_id, code.campaign_id, code.creator_id)
-                .await?;
+            projection::set_code_disabled(
+                conn,
+                (brand_id, code.campaign_id, code.creator_id),
+                true,
+            )
+            .await?;
             let event = events::code(CodeEventKind::Disabled, &disabled, &public_base_url);
             tracking_events::append(conn, &[event]).await?;
             Ok(disabled)

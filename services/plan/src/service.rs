@@ -352,7 +352,7 @@ impl PlanService {
                 for field in mask {
                     field.apply(&mut terms, &proposed);
                 }
-                terms.validate(&caps)?;
+                terms.validate_change(&caps, &plan.terms)?;
                 let new_name = name.unwrap_or_else(|| plan.name.clone());
                 if new_name == plan.name && terms == plan.terms {
                     return Ok(plan);

@@ -267,7 +267,7 @@ impl StoreHttp {
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             return Attempt::Retry {
                 why: format!("answered {status}"),
-                wait: retry_after(&headers),
+                wait: retry_after(&headers, status == StatusCode::TOO_MANY_REQUESTS),
             };
         }
         Attempt::Done(Reply {
@@ -323,9 +323,10 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// How long a store asks to wait: `Retry-After` in seconds (the HTTP-date form is rare at stores
-/// and read as absent), else BigCommerce's `X-Rate-Limit-Time-Reset-Ms` (its 429s carry no
-/// `Retry-After`: the quota's window resets after that many milliseconds).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// and read as absent), else, for a `throttled` call (429), BigCommerce's
+/// `X-Rate-Limit-Time-Reset-Ms` (its 429s carry no `Retry-After`: the quota's window resets
+/// after that many milliseconds; it is on every answer, so a 5xx does not wait for it).
+fn retry_after(headers: &HeaderMap, throttled: bool) -> Option<Duration> {
     let number = |name| -> Option<f64> {
         let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
         (value.is_finite() && value >= 0.0).then_some(value)
@@ -333,7 +334,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     number(RETRY_AFTER.as_str())
         .map(Duration::from_secs_f64)
         .or_else(|| {
-            number("x-rate-limit-time-reset-ms").map(|ms| Duration::from_secs_f64(ms / 1000.0))
+            throttled
+                .then(|| number("x-rate-limit-time-reset-ms"))
+                .flatten()
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         })
 }
 
@@ -388,19 +392,37 @@ mod tests {
     fn retry_after_reads_seconds() {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, "2".parse().unwrap_or_else(|_| unreachable!()));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&headers, true), Some(Duration::from_secs(2)));
         headers.insert(
             RETRY_AFTER,
             "0.5".parse().unwrap_or_else(|_| unreachable!()),
         );
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(500)));
+        assert_eq!(
+            retry_after(&headers, false),
+            Some(Duration::from_millis(500))
+        );
         headers.insert(
             RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT"
                 .parse()
                 .unwrap_or_else(|_| unreachable!()),
         );
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, true), None);
+        // BigCommerce's quota reset, on every answer: waited for by a throttled call only.
+        headers.remove(RETRY_AFTER);
+        headers.insert(
+            "x-rate-limit-time-reset-ms",
+            "1500".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(
+            retry_after(&headers, true),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(&headers, false),
+            None,
+            "a 5xx backs off as usual"
+        );
     }
 
     #[test]

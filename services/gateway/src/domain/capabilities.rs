@@ -13,8 +13,8 @@ pub struct Capabilities {
     pub active_dates: bool,
     pub minimum_purchase: bool,
     pub product_restrictions: bool,
-    /// Products and categories in one plan (a line qualifies through either).
-    pub products_with_categories: bool,
+    /// Products or categories in a plan, not both (a line elsewhere qualifies through either).
+    pub products_or_categories_only: bool,
     pub usage_limits: bool,
     pub one_time_use: bool,
     pub tracking_without_discount: bool,
@@ -62,7 +62,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: true,
             product_restrictions: true,
-            products_with_categories: false,
+            products_or_categories_only: true,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -83,7 +83,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: false,
             minimum_purchase: false,
             product_restrictions: true,
-            products_with_categories: true,
+            products_or_categories_only: false,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -104,7 +104,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: true,
-            products_with_categories: true,
+            products_or_categories_only: false,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -125,7 +125,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: true,
-            products_with_categories: true,
+            products_or_categories_only: false,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -146,7 +146,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: false,
-            products_with_categories: false,
+            products_or_categories_only: false,
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -172,7 +172,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: false,
             product_restrictions: false,
-            products_with_categories: false,
+            products_or_categories_only: false,
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -191,7 +191,7 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             active_dates: true,
             minimum_purchase: true,
             product_restrictions: true,
-            products_with_categories: true,
+            products_or_categories_only: false,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: true,
@@ -239,7 +239,7 @@ mod tests {
             );
         }
         // A restriction to both is the other stores' "either"; Shopify cannot say it.
-        assert!(shopify.is_some_and(|c| c.product_restrictions && !c.products_with_categories));
+        assert!(shopify.is_some_and(|c| c.product_restrictions && c.products_or_categories_only));
         assert!(get(Provider::Woocommerce).is_some_and(|c| !c.active_dates));
         assert!(get(Provider::Bigcommerce).is_some_and(|c| c.max_code_length == 50));
         assert!(get(Provider::Ast).is_some_and(|c| c.click_links && !c.discount_codes));

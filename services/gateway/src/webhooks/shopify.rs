@@ -71,11 +71,9 @@ struct Exchange {
 }
 
 impl Exchange {
-    /// `minor` of the customer's currency in the shop's, rounded half up.
+    /// `minor` of the customer's currency in the shop's, rounded half up (the presentment total
+    /// is above zero: [`exchange`]).
     fn to_shop(&self, minor: i64) -> i64 {
-        if self.presentment_total <= 0 {
-            return 0;
-        }
         let (n, d) = (
             i128::from(minor) * i128::from(self.shop_total),
             i128::from(self.presentment_total),
@@ -106,8 +104,12 @@ struct Transaction {
 
 impl Refund {
     /// The money actually returned, in the shop's `currency`: successful refund transactions, a
-    /// transaction in the customer's currency taken at the order's `exchange`.
-    fn amount_minor(&self, currency: &str, exchange: Option<&Exchange>) -> Result<i64, ParseError> {
+    /// transaction in the customer's currency taken at the order's `exchange` (read only then).
+    fn amount_minor(
+        &self,
+        currency: &str,
+        exchange: &dyn Fn() -> Result<Option<Exchange>, ParseError>,
+    ) -> Result<i64, ParseError> {
         let mut total = 0i64;
         for tx in &self.transactions {
             if tx.kind != "refund" || tx.status.as_deref().is_some_and(|s| s != "success") {
@@ -121,7 +123,7 @@ impl Refund {
             let minor = if tx_currency == currency {
                 amount(Some(&tx.amount), currency, "refunds.transactions.amount")?
             } else {
-                let exchange = exchange
+                let exchange = exchange()?
                     .filter(|e| e.presentment == tx_currency)
                     .ok_or_else(|| {
                         field(
@@ -292,7 +294,7 @@ pub fn parse_order(
             .saturating_add(discount_minor),
     };
     let total_minor = amount(order.total_price.as_deref(), &currency, "total_price")?;
-    let exchange = exchange(&order, &currency, total_minor)?;
+    let exchange = || exchange(&order, &currency, total_minor);
     Ok(NormalizedOrder {
         store_order_id: order.id.to_string(),
         status,
@@ -304,8 +306,7 @@ pub fn parse_order(
         refunded_minor: {
             let mut refunded = 0i64;
             for refund in &order.refunds {
-                refunded =
-                    refunded.saturating_add(refund.amount_minor(&currency, exchange.as_ref())?);
+                refunded = refunded.saturating_add(refund.amount_minor(&currency, &exchange)?);
             }
             refunded
         },
@@ -318,7 +319,8 @@ pub fn parse_order(
     })
 }
 
-/// The order's exchange, when the customer paid in another currency than the shop's.
+/// The order's exchange, when the customer paid in another currency than the shop's: read for
+/// a refund in that currency only.
 fn exchange(order: &Order, shop: &str, shop_total: i64) -> Result<Option<Exchange>, ParseError> {
     let Some(presentment) = order
         .presentment_currency
@@ -328,15 +330,24 @@ fn exchange(order: &Order, shop: &str, shop_total: i64) -> Result<Option<Exchang
     else {
         return Ok(None);
     };
+    const FIELD: &str = "total_price_set.presentment_money.amount";
     let total = order
         .total_price_set
         .as_ref()
-        .map(|set| set.presentment_money.amount.as_str());
-    let presentment_total = amount(
-        total,
-        &presentment,
-        "total_price_set.presentment_money.amount",
-    )?;
+        .map(|set| set.presentment_money.amount.as_str())
+        .ok_or_else(|| {
+            field(
+                FIELD,
+                "is needed to take a refund in the customer's currency",
+            )
+        })?;
+    let presentment_total = amount(Some(total), &presentment, FIELD)?;
+    if presentment_total <= 0 {
+        return Err(field(
+            FIELD,
+            "must be above zero to take a refund in the customer's currency",
+        ));
+    }
     Ok(Some(Exchange {
         presentment,
         presentment_total,
@@ -437,6 +448,26 @@ mod tests {
         assert!(matches!(
             with(refund("10.00", "GBP")),
             Err(ParseError::Field { field, .. }) if field == "refunds.transactions.currency"
+        ));
+        // Without the order's total in the customer's currency, a refund in it cannot be taken
+        // (rather than counted as nothing); an order without such a refund does not need it.
+        let without_total = |refunds: serde_json::Value| {
+            let mut body: serde_json::Value =
+                serde_json::from_slice(WITH_CODE).unwrap_or_else(|e| panic!("{e}"));
+            body["currency"] = "USD".into();
+            body["presentment_currency"] = "EUR".into();
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("total_price_set");
+            }
+            body["refunds"] = refunds;
+            let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
+            parse_order("orders/updated", &body, b"key").map(|o| o.refunded_minor)
+        };
+        assert_eq!(without_total(refund("10.00", "USD")), Ok(1_000));
+        assert!(matches!(
+            without_total(refund("17.00", "EUR")),
+            Err(ParseError::Field { field, .. })
+                if field == "total_price_set.presentment_money.amount"
         ));
     }
 

@@ -190,9 +190,7 @@ pub async fn upsert_roster(
          select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::text[]) \
          order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update set \
-           profile = excluded.profile, status = excluded.status, \
-           code_disabled = roster.code_disabled \
-             and not (roster.status = 'removed' and excluded.status <> 'removed')",
+           profile = excluded.profile, status = excluded.status",
     )
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.0).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.0.1).collect::<Vec<_>>())
@@ -204,20 +202,23 @@ pub async fn upsert_roster(
     Ok(())
 }
 
-/// Records that the brand disabled the creator's code in the campaign (see [`enqueue_missing`]).
-pub async fn code_disabled_by_brand(
+/// Records whether the brand disabled the creator's code in the campaign since they joined its
+/// roster (see [`enqueue_missing`]): set by the brand's disable while they are on it, cleared by
+/// their removal.
+pub async fn set_code_disabled(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-    creator_id: i64,
+    key: (i64, i64, i64),
+    disabled: bool,
 ) -> Result<(), Error> {
     tracking_db::prepared(
-        "update roster set code_disabled = true \
-         where brand_id = $1 and campaign_id = $2 and creator_id = $3 and status <> 'removed'",
+        "update roster set code_disabled = $4 \
+         where brand_id = $1 and campaign_id = $2 and creator_id = $3 \
+           and (not $4 or status <> 'removed')",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(campaign_id)
-    .bind::<BigInt, _>(creator_id)
+    .bind::<BigInt, _>(key.0)
+    .bind::<BigInt, _>(key.1)
+    .bind::<BigInt, _>(key.2)
+    .bind::<Bool, _>(disabled)
     .execute(conn)
     .await?;
     Ok(())

@@ -72,7 +72,7 @@ fn check_accepted(terms: &Terms, caps: &Capabilities) {
     assert!(
         terms.product_ids.is_empty()
             || terms.category_ids.is_empty()
-            || caps.products_with_categories
+            || !caps.products_or_categories_only
     );
     assert!((terms.starts_at.is_none() && terms.ends_at.is_none()) || caps.active_dates);
     if let (Some(start), Some(end)) = (terms.starts_at, terms.ends_at) {

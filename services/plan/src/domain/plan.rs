@@ -125,6 +125,51 @@ impl Terms {
     /// Checks every field, and that the plan asks only for what `caps` (its provider's
     /// capabilities, from ProviderGateway) allows. Errors name the field and the provider.
     pub fn validate(&self, caps: &Capabilities) -> Result<(), Error> {
+        self.validate_fields(caps)?;
+        self.validate_later_rules(caps)
+    }
+
+    /// As [`Terms::validate`], for terms changed from `before`: the rules added after plans were
+    /// first made ([`Terms::validate_later_rules`]) bind a plan that met them, so that a plan
+    /// made before them can still be changed in other ways.
+    pub fn validate_change(&self, caps: &Capabilities, before: &Terms) -> Result<(), Error> {
+        self.validate_fields(caps)?;
+        if before.validate_later_rules(caps).is_ok() {
+            self.validate_later_rules(caps)?;
+        }
+        Ok(())
+    }
+
+    /// Rules added after plans were first made: without a code, the creators' links are what
+    /// track a sale, so they must lead somewhere; a provider that takes products or categories
+    /// (not both) gets one kind.
+    fn validate_later_rules(&self, caps: &Capabilities) -> Result<(), Error> {
+        let provider = Provider::try_from(caps.provider)
+            .unwrap_or(Provider::Unspecified)
+            .as_str_name();
+        if self.discount.is_none() && self.click_url.is_empty() {
+            return Err(Error::invalid(
+                "click_url",
+                format!(
+                    "{provider} tracks sales through the creators' links when the plan has no discount; set the page they lead to"
+                ),
+            ));
+        }
+        if !self.product_ids.is_empty()
+            && !self.category_ids.is_empty()
+            && caps.products_or_categories_only
+        {
+            return Err(Error::invalid(
+                "category_ids",
+                format!(
+                    "{provider} restricts a discount to products or to categories (collections), not both; use one"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_fields(&self, caps: &Capabilities) -> Result<(), Error> {
         let provider = Provider::try_from(caps.provider)
             .unwrap_or(Provider::Unspecified)
             .as_str_name();
@@ -168,15 +213,6 @@ impl Terms {
             return Err(unsupported("code_pattern", "discount codes"));
         }
 
-        // Without a code, the creator's link is what tracks a sale: it must lead somewhere.
-        if self.discount.is_none() && self.click_url.is_empty() {
-            return Err(Error::invalid(
-                "click_url",
-                format!(
-                    "{provider} tracks sales through the creators' links when the plan has no discount; set the page they lead to"
-                ),
-            ));
-        }
         if !self.click_url.is_empty() {
             if !caps.click_links {
                 return Err(unsupported("click_url", "tracking links"));
@@ -246,18 +282,6 @@ impl Terms {
                     format!("must be 1..={MAX_RESTRICTION_ID} characters"),
                 ));
             }
-        }
-
-        if !self.product_ids.is_empty()
-            && !self.category_ids.is_empty()
-            && !caps.products_with_categories
-        {
-            return Err(Error::invalid(
-                "category_ids",
-                format!(
-                    "{provider} restricts a discount to products or to categories (collections), not both; use one"
-                ),
-            ));
         }
 
         if (self.starts_at.is_some() || self.ends_at.is_some()) && !caps.active_dates {
@@ -399,5 +423,49 @@ impl PlanField {
             }
             PlanField::HoldingPeriodDays => into.holding_period_days = from.holding_period_days,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ast() -> Capabilities {
+        Capabilities {
+            provider: Provider::Ast as i32,
+            affiliate_links: true,
+            click_links: true,
+            active_dates: true,
+            tracking_without_discount: true,
+            ..Capabilities::default()
+        }
+    }
+
+    #[test]
+    fn a_plan_made_before_a_rule_may_still_change_but_not_newly_break_it() {
+        // Made before a plan without a discount needed a page for its links.
+        let before = Terms::default();
+        let renamed_window = Terms {
+            attribution_window_days: 14,
+            ..before.clone()
+        };
+        assert!(renamed_window.validate(&ast()).is_err(), "a new plan must");
+        assert!(
+            renamed_window.validate_change(&ast(), &before).is_ok(),
+            "another change of a plan made before the rule"
+        );
+        // A plan that met the rule may not come to break it.
+        let linked = Terms {
+            click_url: "https://brand.example.com".to_owned(),
+            ..before
+        };
+        let cleared = Terms {
+            click_url: String::new(),
+            ..linked.clone()
+        };
+        assert!(matches!(
+            cleared.validate_change(&ast(), &linked),
+            Err(Error::InvalidArgument { field, .. }) if field == "click_url"
+        ));
     }
 }
