@@ -202,6 +202,15 @@ for path in "${paths[@]}"; do
     *) args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; } ;;
   esac
 done
+# A build's name in the results: its directory's, or, for two `release` directories (two
+# target directories), the target directory's.
+label() {
+  if [ ${#bins[@]} -eq 2 ] && [ "$(basename "${bins[0]}")" = "$(basename "${bins[1]}")" ]; then
+    basename "$(dirname "$1")"
+  else
+    basename "$1"
+  fi
+}
 echo "results in $out (builds: ${bins[*]})"
 # With two builds, each round runs both, in turn first and second (a b, b a, a b, ...): on a
 # shared machine the second run of a pair can come out ahead by itself.
@@ -213,7 +222,7 @@ for round in $(seq 1 "$runs"); do
   for path in "${paths[@]}"; do
     for bin in "${order[@]}"; do
       name="$path-$round"
-      [ ${#bins[@]} -eq 1 ] || name="$path-$round-$(basename "$bin")"
+      [ ${#bins[@]} -eq 1 ] || name="$path-$round-$(label "$bin")"
       case "$path" in
         ceilings)
           [ "$bin" = "${order[0]}" ] || continue
