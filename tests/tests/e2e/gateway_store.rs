@@ -77,6 +77,16 @@ fn change(previous: &str, discount: DiscountSpec) -> DiscountUpdate {
     }
 }
 
+/// `status` is INVALID_ARGUMENT naming `field` first.
+fn names(status: &Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}: ")),
+        "expected {field}, got {:?}",
+        status.message()
+    );
+}
+
 async fn disable(
     suite: &Suite,
     token: &str,
@@ -430,12 +440,7 @@ async fn updates_change_codes_in_place() {
         ),
     ] {
         let status = update(&suite, &svc, id, updates).await.expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().starts_with(&format!("{field}: ")),
-            "expected {field}, got {:?}",
-            status.message()
-        );
+        names(&status, field);
     }
     let one = || vec![change("NEW10", spec("NEW11", "code-3"))];
     let status = update(&suite, &brand(1), id, one())
@@ -692,12 +697,7 @@ async fn invalid_pushes_name_the_field_and_write_nothing() {
         let status = push(&suite, &svc, integration_id, discounts)
             .await
             .expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().starts_with(&format!("{field}: ")),
-            "expected {field}, got {:?}",
-            status.message()
-        );
+        names(&status, field);
     }
     for (field, codes) in [
         ("codes", Vec::new()),
@@ -705,12 +705,7 @@ async fn invalid_pushes_name_the_field_and_write_nothing() {
         ("codes[0]", vec!["NO SPACES"]),
     ] {
         let status = disable(&suite, &svc, id, &codes).await.expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().starts_with(&format!("{field}: ")),
-            "expected {field}, got {:?}",
-            status.message()
-        );
+        names(&status, field);
     }
     // Refs: none, or one per code.
     for (field, refs) in [
@@ -729,12 +724,7 @@ async fn invalid_pushes_name_the_field_and_write_nothing() {
             ))
             .await
             .expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().starts_with(&format!("{field}: ")),
-            "expected {field}, got {:?}",
-            status.message()
-        );
+        names(&status, field);
     }
     assert_eq!(stored_rows(&suite).await, 0);
 }

@@ -159,6 +159,21 @@ async fn set_trigger(suite: &Suite, token: &str, plan: i64, trigger: CodeTrigger
         .unwrap_or_else(|s| panic!("{s}"));
 }
 
+/// Removes `creator` from `campaign`'s roster.
+async fn remove(suite: &Suite, token: &str, campaign: i64, creator: i64) {
+    suite
+        .plan()
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: campaign,
+                creator_id: creator,
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// Approves `creator` in `campaign` and waits for the code their approval mints.
 async fn approve_and_mint(suite: &Suite, token: &str, campaign: i64, creator: i64) -> Code {
     suite
@@ -465,17 +480,7 @@ async fn a_switch_to_on_add_keeps_a_brands_disable_and_mints_for_a_creator_added
         .unwrap_or_else(|e| panic!("{e}"));
     // Bo's code went with his removal; he is added again, only added.
     let bo = approve_and_mint(&suite, &token, s.campaign, 2).await;
-    suite
-        .plan()
-        .remove_creator(authed(
-            RemoveCreatorRequest {
-                campaign_id: s.campaign,
-                creator_id: 2,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    remove(&suite, &token, s.campaign, 2).await;
     code_when(&suite, &token, bo.id, "disabled with the removal", |c| {
         c.status == CodeStatus::Disabled as i32
     })
@@ -1192,17 +1197,7 @@ async fn removed_creators_lose_their_code_for_good() {
             .then_some(())
     })
     .await;
-    suite
-        .plan()
-        .remove_creator(authed(
-            RemoveCreatorRequest {
-                campaign_id: s.campaign,
-                creator_id: 1,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    remove(&suite, &token, s.campaign, 1).await;
     let disabled = code_when(&suite, &token, code.id, "disabled", |c| {
         c.status == CodeStatus::Disabled as i32
     })
@@ -1265,17 +1260,7 @@ async fn removed_creators_lose_their_code_for_good() {
     suite
         .count_becomes("the failure recorded", "mint", failures_of_4, 1)
         .await;
-    suite
-        .plan()
-        .remove_creator(authed(
-            RemoveCreatorRequest {
-                campaign_id: s.campaign,
-                creator_id: 4,
-            },
-            &token,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    remove(&suite, &token, s.campaign, 4).await;
     suite
         .count_becomes(
             "the failure gone with the creator",
