@@ -99,28 +99,12 @@ impl tower::Service<http::Request<tonic::body::Body>> for Relay {
         let (delay, target) = (self.delay, self.target);
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            let connected = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-                .unwrap_or_else(|e| panic!("{e}"))
-                .connect()
-                .await;
-            let status = match connected {
+            let status = match connect(target).await {
                 Err(err) => tonic::Status::unavailable(format!("relay: {err}")),
-                Ok(channel) => {
-                    let mut grpc = tonic::client::Grpc::new(channel);
-                    let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
-                    let answer = match grpc.ready().await {
-                        Err(err) => Err(tonic::Status::unavailable(format!("relay: {err}"))),
-                        Ok(()) => grpc
-                            .unary(
-                                tonic::Request::new(()),
-                                PathAndQuery::from_static("/test.Slow/Call"),
-                                codec,
-                            )
-                            .await
-                            .map(|_| ()),
-                    };
-                    answer.err().unwrap_or_else(|| tonic::Status::ok(""))
-                }
+                Ok(channel) => unary(channel, "/test.Slow/Call", None)
+                    .await
+                    .err()
+                    .unwrap_or_else(|| tonic::Status::ok("")),
             };
             Ok(status.into_http())
         })
@@ -173,26 +157,43 @@ async fn call_within(
     path: &'static str,
     deadline: Option<Duration>,
 ) -> (Code, Duration) {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
+    let channel = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let answer = unary(channel, path, deadline).await;
+    (
+        answer.err().map_or(Code::Ok, |s| s.code()),
+        started.elapsed(),
+    )
+}
+
+/// A channel to the server at `addr`.
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The unary call `path` on `channel` (every test method takes and answers nothing), with the
+/// client's own deadline, if any.
+async fn unary(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    deadline: Option<Duration>,
+) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
-    let started = Instant::now();
     let mut request = tonic::Request::new(());
     if let Some(deadline) = deadline {
         request.set_timeout(deadline);
     }
-    let result = grpc
-        .unary(request, PathAndQuery::from_static(path), codec)
-        .await;
-    (
-        result.err().map_or(Code::Ok, |s| s.code()),
-        started.elapsed(),
-    )
+    grpc.unary(request, PathAndQuery::from_static(path), codec)
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test]
@@ -267,11 +268,7 @@ async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_se
 
 /// Opens the server stream `path` on `addr` and reads its first message.
 async fn open_stream(addr: std::net::SocketAddr, path: &'static str) -> tonic::Streaming<()> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let channel = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
     let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
@@ -427,10 +424,7 @@ async fn the_internal_listener_serves_calls_made_during_the_drain() {
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The main listener takes no new call; the relay, in flight, calls its sibling after this.
-    let refused = tonic::transport::Endpoint::from_shared(format!("http://{public_addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await;
+    let refused = connect(public_addr).await;
     assert!(refused.is_err(), "the main listener is closed");
     let answer = relayed.await.map(|(code, _)| code).ok();
     assert_eq!(
@@ -448,28 +442,17 @@ async fn the_internal_listener_serves_calls_made_during_the_drain() {
 #[tokio::test]
 async fn a_handler_that_panics_answers_internal() {
     let (addr, shutdown, _) = start(16, Duration::from_secs(10), Duration::from_millis(600)).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let unary = |channel: tonic::transport::Channel, path: &'static str| async move {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
-        let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
-        grpc.unary(
-            tonic::Request::new(()),
-            PathAndQuery::from_static(path),
-            codec,
-        )
-        .await
-        .err()
-        .map(|s| (s.code(), s.message().to_owned()))
+    let channel = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let answer = |channel, path| async move {
+        unary(channel, path, None)
+            .await
+            .err()
+            .map(|s| (s.code(), s.message().to_owned()))
     };
     // A slow call in flight on the connection the panicking call shares.
-    let slow = tokio::spawn(unary(channel.clone(), "/test.Slow/Call"));
+    let slow = tokio::spawn(answer(channel.clone(), "/test.Slow/Call"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let panicked = unary(channel.clone(), "/test.Slow/Panic").await;
+    let panicked = answer(channel.clone(), "/test.Slow/Panic").await;
     assert_eq!(
         panicked,
         Some((Code::Internal, "internal error".to_owned())),

@@ -64,17 +64,14 @@ pub async fn brands_among(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<Key> = tracking_db::prepared(
+    let rows: Vec<Key> = keyed(
         "select f.brand_id, f.campaign_id, f.creator_id \
          from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as k(b, c, r) \
          join mint_failures f on f.brand_id = k.b and f.campaign_id = k.c \
            and f.creator_id = k.r \
          where not f.by_trigger",
+        keys,
     )
-    .planned_each_time()
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
     .load(conn)
     .await?;
     Ok(rows
@@ -104,14 +101,18 @@ async fn for_keys(
     if keys.is_empty() {
         return Ok(());
     }
+    keyed(sql, keys).execute(conn).await?;
+    Ok(())
+}
+
+/// `sql` with `keys` bound as `$1..$3` (brands, campaigns, creators), planned at each execution:
+/// a join of the keys to the table, whose right plan depends on the table's size.
+fn keyed(sql: &'static str, keys: &[(i64, i64, i64)]) -> tracking_db::Prepared<'static> {
     tracking_db::prepared(sql)
         .planned_each_time()
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 #[derive(QueryableByName, Debug, Clone)]
