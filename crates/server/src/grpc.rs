@@ -341,10 +341,14 @@ fn follows_a_log(path: &str) -> bool {
     method.starts_with("Watch") || method.starts_with("Stream")
 }
 
-/// A response body holding its call's [`Admitted`] until its last frame.
+/// A response body holding its call's [`Admitted`] until its last frame. A stream body that
+/// panics ends with INTERNAL in its trailers: unwinding would reset the stream, which a client
+/// may not tell from a network fault, and an export's reader must not take a cut-off end for the
+/// whole.
 struct HeldBody<B> {
     body: B,
     admitted: Option<Admitted>,
+    panicked: bool,
 }
 
 impl<B> http_body::Body for HeldBody<B>
@@ -359,7 +363,25 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if this.panicked {
+            this.admitted = None;
+            return Poll::Ready(None);
+        }
+        let body = &mut this.body;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Pin::new(body).poll_frame(cx)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!("the call's response stream panicked");
+            this.panicked = true;
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+            trailers.insert(
+                "grpc-message",
+                http::HeaderValue::from_static("internal%20error"),
+            );
+            Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+        });
         if matches!(polled, Poll::Ready(None)) {
             this.admitted = None;
         }
@@ -367,7 +389,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.panicked || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -483,6 +505,7 @@ where
                     tonic::body::Body::new(HeldBody {
                         body,
                         admitted: Some(admitted),
+                        panicked: false,
                     })
                 });
                 unparseable_is_invalid_argument(response.headers_mut());

@@ -19,7 +19,7 @@ use tracking_server::{GrpcServer, Metrics};
 /// A service whose every call takes `delay` and then fails with ABORTED (so its answer is told
 /// apart from the kit's). The methods `Export` (a stream of bounded work) and `WatchLog` (a
 /// stream following a log) answer one (empty) message at once and end, ABORTED, `delay` later;
-/// one named `Panic` panics.
+/// one named `Panic` panics, and the stream `ExportPanic` panics after its first message.
 #[derive(Clone)]
 struct Slow {
     delay: Duration,
@@ -47,6 +47,9 @@ impl tower::Service<http::Request<tonic::body::Body>> for Slow {
         if request.uri().path().ends_with("/Panic") {
             return Box::pin(async { panic!("a handler's bug") });
         }
+        if request.uri().path().ends_with("/ExportPanic") {
+            return Box::pin(std::future::ready(Ok(panicking_stream())));
+        }
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             Ok(tonic::Status::aborted("slow call done").into_http())
@@ -66,6 +69,23 @@ fn slow_stream(delay: Duration) -> http::Response<tonic::body::Body> {
         Ok::<_, Infallible>(Frame::trailers(trailers))
     });
     let frames = futures::stream::iter([Ok(message)]).chain(end);
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(http_body_util::StreamBody::new(
+            frames,
+        )))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A server stream: one empty message, then a panic.
+fn panicking_stream() -> http::Response<tonic::body::Body> {
+    use futures::StreamExt;
+    use http_body::Frame;
+    let message = Frame::data(tonic::codegen::Bytes::from_static(&[0, 0, 0, 0, 0]));
+    let frames =
+        futures::stream::iter([Ok::<_, Infallible>(message)]).chain(futures::stream::poll_fn(
+            |_| -> Poll<Option<Result<Frame<_>, Infallible>>> { panic!("a stream's bug") },
+        ));
     http::Response::builder()
         .header("content-type", "application/grpc")
         .body(tonic::body::Body::new(http_body_util::StreamBody::new(
@@ -460,5 +480,26 @@ async fn a_handler_that_panics_answers_internal() {
     );
     let slow = slow.await.ok().flatten().map(|(code, _)| code);
     assert_eq!(slow, Some(Code::Aborted), "the other call answered");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stream_that_panics_ends_with_internal() {
+    let (addr, shutdown, metrics) =
+        start(16, Duration::from_secs(10), Duration::from_millis(600)).await;
+    let mut stream = open_stream(addr, "/test.Slow/ExportPanic").await;
+    let end = stream
+        .message()
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert_eq!(
+        end,
+        Some((Code::Internal, "internal error".to_owned())),
+        "ended in its trailers, not reset; the panic's message stays in the log"
+    );
+    assert!(metrics.encode().contains("tracking_grpc_in_flight 0"));
+    let (code, _) = call(addr, "/test.Slow/Call").await;
+    assert_eq!(code, Code::Aborted, "the server serves on");
     shutdown.cancel();
 }
