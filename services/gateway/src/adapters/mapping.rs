@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::domain::orders::{parse_amount, round_amount};
+use crate::domain::orders::round_amount;
 
 /// Basis points as a percentage the stores take: 2000 → "20", 1250 → "12.5", 1 → "0.01".
 pub fn percent_text(bps: i32) -> String {
@@ -39,11 +39,11 @@ pub fn marker_of(name: &str) -> Option<&str> {
     Some(&name[start + 2..])
 }
 
-/// A store's amount, as a JSON string ("12.50", exactly) or number (12.5, a float: rounded to
-/// the currency's precision), in minor units.
+/// A store's amount, as a JSON string ("12.50"; BigCommerce's "3.3333" keeps four decimals) or
+/// number (12.5, a float), in minor units rounded to the currency's precision.
 pub fn json_amount(value: &Value, currency: &str) -> Option<i64> {
     match value {
-        Value::String(text) => parse_amount(text, currency),
+        Value::String(text) => round_amount(text, currency),
         Value::Number(number) => round_amount(&number.to_string(), currency),
         Value::Null => Some(0),
         _ => None,
@@ -90,11 +90,13 @@ mod tests {
     #[test]
     fn amounts_from_json() {
         assert_eq!(json_amount(&serde_json::json!("12.50"), "USD"), Some(1250));
+        assert_eq!(json_amount(&serde_json::json!("3.3333"), "USD"), Some(333));
+        assert_eq!(json_amount(&serde_json::json!("3.3350"), "USD"), Some(334));
         assert_eq!(json_amount(&serde_json::json!(36.39), "USD"), Some(3639));
         assert_eq!(json_amount(&serde_json::json!(10), "USD"), Some(1000));
         assert_eq!(json_amount(&serde_json::json!(-5.5), "EUR"), Some(-550));
         assert_eq!(json_amount(&serde_json::json!(true), "EUR"), None);
-        // A float's noise is rounded off; a string must be exact.
+        // A float's noise is rounded off, as are a string's digits past the currency's.
         let sum: f64 = 0.1 + 0.2;
         assert_eq!(json_amount(&serde_json::json!(sum), "USD"), Some(30));
         assert_eq!(
@@ -108,7 +110,8 @@ mod tests {
         assert_eq!(json_amount(&serde_json::json!(1e20), "USD"), None);
         assert_eq!(
             json_amount(&serde_json::json!("0.30000000000000004"), "USD"),
-            None
+            Some(30)
         );
+        assert_eq!(json_amount(&serde_json::json!("3.3.3"), "USD"), None);
     }
 }

@@ -243,7 +243,9 @@ impl NormalizedOrder {
     }
 }
 
-/// A store's decimal amount ("164.90") in minor units of `currency`, exactly (no floats).
+/// A decimal amount ("164.90") in minor units of `currency`, exactly (no floats): for input whose
+/// sender chooses its format (the AST API), where digits past the currency's precision are a
+/// mistake to refuse. Stores' amounts are read with [`round_amount`].
 pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     let exponent = usize::from(currency_exponent(currency));
     let text = text.trim();
@@ -277,9 +279,10 @@ pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     Some(if negative { -minor } else { minor })
 }
 
-/// A number a store sent as a JSON number (a float: "89.97000000000001", "1.5e3") in minor units
-/// of `currency`, rounded half away from zero from its decimal text: past the currency's
-/// precision its digits are the float's arithmetic noise, not money.
+/// A store's amount in minor units of `currency`, rounded half away from zero from its decimal
+/// text: a decimal string ("904.50" from a JPY shop that keeps two decimals) or a JSON number's
+/// text (a float: "89.97000000000001", "1.5e3"). Past the currency's precision its digits are
+/// the store's own rounding or the float's noise, not money.
 pub fn round_amount(text: &str, currency: &str) -> Option<i64> {
     let text = text.trim();
     let (negative, rest) = match text.strip_prefix('-') {

@@ -36,14 +36,17 @@ pub(crate) fn field(field: &'static str, problem: impl Into<String>) -> ParseErr
     }
 }
 
-/// A store's decimal amount field (absent = 0) in minor units, or which field is wrong.
+/// A store's decimal amount field (absent = 0) in minor units, or which field is wrong. Digits
+/// past the currency's precision are rounded, as the store shows the amount: a store may keep
+/// more decimals than its currency has (a JPY WooCommerce shop left at two decimals sends
+/// "904.50"; BigCommerce keeps four).
 pub(crate) fn amount(
     text: Option<&str>,
     currency: &str,
     name: &'static str,
 ) -> Result<i64, ParseError> {
     let text = text.unwrap_or("0");
-    crate::domain::orders::parse_amount(text, currency)
+    crate::domain::orders::round_amount(text, currency)
         .ok_or_else(|| field(name, format!("{text:?} is not an amount in {currency}")))
 }
 

@@ -286,6 +286,21 @@ mod tests {
     }
 
     #[test]
+    fn amounts_past_the_currencys_precision_are_rounded() {
+        // A JPY shop left at WooCommerce's default of two decimals: a 10 % coupon on ¥1,005.
+        let body = ORDER
+            .replace("\"currency\": \"USD\"", "\"currency\": \"JPY\"")
+            .replace("\"total\": \"29.35\"", "\"total\": \"904.50\"")
+            .replace(
+                "\"discount_total\": \"2.40\"",
+                "\"discount_total\": \"100.50\"",
+            );
+        let order = parse_order(body.as_bytes(), b"k").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((order.total_minor, order.discount_minor), (905, 101));
+        assert_eq!(order.subtotal_minor, 18, "\"6.00\" and \"12.00\" yen");
+    }
+
+    #[test]
     fn malformed_bodies_are_refused() {
         assert!(matches!(
             parse_order(b"webhook_id=3", b"k"),
