@@ -303,12 +303,14 @@ pub fn parse_order(
         subtotal_minor,
         discount_minor,
         total_minor,
+        // At most the total: refunds in the customer's currency, each rounded into the shop's,
+        // may add up to a cent more than the order.
         refunded_minor: {
             let mut refunded = 0i64;
             for refund in &order.refunds {
                 refunded = refunded.saturating_add(refund.amount_minor(&currency, &exchange)?);
             }
-            refunded
+            refunded.min(total_minor)
         },
         currency,
         country,
@@ -445,6 +447,13 @@ mod tests {
         // 17.00 EUR of 170.00 is a tenth: 18.69 USD.
         assert_eq!(with(refund("17.00", "EUR")), Ok(1_869));
         assert_eq!(with(refund("10.00", "USD")), Ok(1_000));
+        // The whole 170.00 EUR back in three refunds, each rounded up into USD: the total.
+        let parts = serde_json::json!([1.00, 1.06, 167.94].map(|amount| serde_json::json!({
+            "order_id": 1,
+            "transactions": [{ "kind": "refund", "status": "success",
+                               "amount": format!("{amount:.2}"), "currency": "EUR" }]
+        })));
+        assert_eq!(with(parts), Ok(18_690));
         assert!(matches!(
             with(refund("10.00", "GBP")),
             Err(ParseError::Field { field, .. }) if field == "refunds.transactions.currency"
