@@ -245,4 +245,23 @@ mod tests {
         assert!(get(Provider::Ast).is_some_and(|c| c.click_links && !c.discount_codes));
         assert!(get(Provider::Unspecified).is_none());
     }
+
+    #[test]
+    fn orders_may_name_every_code_a_store_takes() {
+        for provider in [
+            Provider::Shopify,
+            Provider::Woocommerce,
+            Provider::Bigcommerce,
+            Provider::Magento,
+            Provider::AmazonAds,
+            Provider::Ast,
+            Provider::Sandbox,
+        ] {
+            let longest = capabilities(provider).map_or(0, |c| c.max_code_length);
+            assert!(
+                usize::try_from(longest).is_ok_and(|n| n <= crate::domain::orders::MAX_CODE_CHARS),
+                "{provider:?}"
+            );
+        }
+    }
 }

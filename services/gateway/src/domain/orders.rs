@@ -6,6 +6,10 @@ use tracking_api::gateway::v1 as pb;
 
 use crate::error::Error;
 
+/// The longest code an order may name: the longest any store takes (Shopify's and Magento's
+/// 255), so that no code the suite can mint makes its orders unreadable.
+pub const MAX_CODE_CHARS: usize = 255;
+
 /// Largest amount accepted anywhere (10^15 minor units): far above any real order, far below
 /// overflow when amounts are summed.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
@@ -175,7 +179,7 @@ impl NormalizedOrder {
             if code.trim().is_empty() {
                 return Err(bad("codes", "codes must not be empty"));
             }
-            text("codes", code, 100)?;
+            text("codes", code, MAX_CODE_CHARS)?;
         }
         text("click_id", &order.click_id, 128)?;
         text("customer_hash", &order.customer_hash, 128)?;
@@ -204,7 +208,7 @@ impl NormalizedOrder {
                 return Err(bad(&name("codes"), "at most 20 codes"));
             }
             for code in &line.codes {
-                text(&name("codes"), code, 100)?;
+                text(&name("codes"), code, MAX_CODE_CHARS)?;
             }
             lines.push(OrderLine {
                 product_id: line.product_id,
@@ -360,5 +364,30 @@ mod tests {
         assert_eq!(parse_amount("1e3", "EUR"), None);
         assert_eq!(parse_amount("", "EUR"), None);
         assert_eq!(parse_amount("99999999999999999999", "EUR"), None);
+    }
+
+    #[test]
+    fn an_order_may_name_the_longest_code_a_store_takes() {
+        let with_code = |code: String| {
+            NormalizedOrder::from_proto(
+                pb::Order {
+                    store_order_id: "1001".into(),
+                    status: pb::OrderStatus::Paid as i32,
+                    currency: "USD".into(),
+                    total_minor: 1_000,
+                    occurred_at: Some(prost_types::Timestamp::default()),
+                    lines: vec![pb::OrderLine {
+                        codes: vec![code.clone()],
+                        ..pb::OrderLine::default()
+                    }],
+                    codes: vec![code],
+                    ..pb::Order::default()
+                },
+                "order",
+            )
+            .map(|order| order.codes[0].chars().count())
+        };
+        assert_eq!(with_code("É".repeat(MAX_CODE_CHARS)).ok(), Some(255));
+        assert!(with_code("A".repeat(MAX_CODE_CHARS + 1)).is_err());
     }
 }
