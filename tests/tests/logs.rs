@@ -77,6 +77,7 @@ async fn secrets_and_tokens_are_never_logged() {
                 &[
                     ("x-shopify-topic", "orders/create"),
                     ("x-shopify-webhook-id", "logged-1"),
+                    ("x-shopify-shop-domain", "test-shop.myshopify.com"),
                     ("x-shopify-hmac-sha256", sig),
                 ],
                 body,

@@ -309,10 +309,11 @@ impl Intake {
             return Err(Refusal::Unauthorized);
         }
         // One app's secret may sign for several shops (an agency's app on many brands' shops):
-        // a delivery from another shop than the integration's is not this brand's.
-        if headers
+        // a delivery from another shop than the integration's, or from no shop named (Shopify
+        // names it on every delivery), is not this brand's.
+        if !headers
             .shop
-            .is_some_and(|shop| !shop.trim().eq_ignore_ascii_case(&integration.shop_domain))
+            .is_some_and(|shop| shop.trim().eq_ignore_ascii_case(&integration.shop_domain))
         {
             tracing::warn!(
                 integration_id,

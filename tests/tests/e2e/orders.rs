@@ -161,6 +161,21 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
         )
         .await;
     assert_eq!(elsewhere.status, 401);
+    // Shopify names the shop on every delivery: one that does not is not the store's.
+    let unnamed = suite
+        .http(
+            "POST",
+            &format!("/webhooks/shopify/{integration}"),
+            &[
+                ("content-type", "application/json"),
+                ("x-shopify-topic", "orders/create"),
+                ("x-shopify-webhook-id", "d-unnamed"),
+                ("x-shopify-hmac-sha256", good.as_str()),
+            ],
+            WITH_CODE,
+        )
+        .await;
+    assert_eq!(unnamed.status, 401);
     assert_eq!(
         (orders_stored(&suite).await, deliveries_stored(&suite).await),
         (0, 0)
@@ -247,7 +262,7 @@ async fn shopify_webhooks_are_verified_before_anything_is_stored() {
     assert_eq!(status, 401);
 
     // Every answer is counted by its outcome.
-    for (outcome, count) in [("unauthorized", 10), ("malformed", 2), ("accepted", 1)] {
+    for (outcome, count) in [("unauthorized", 11), ("malformed", 2), ("accepted", 1)] {
         assert_eq!(shopify_answered(&suite, outcome).await, count, "{outcome}");
     }
 }

@@ -345,6 +345,7 @@ async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
             let headers = [
                 ("x-shopify-topic", topic),
                 ("x-shopify-webhook-id", id),
+                ("x-shopify-shop-domain", "test-shop.myshopify.com"),
                 ("x-shopify-hmac-sha256", signature.as_str()),
             ];
             suite.http("POST", &target, &headers, &body).await.text()
