@@ -237,7 +237,7 @@ pub fn valid_registration(provider: Provider, name: &str) -> RegisterIntegration
             .collect(),
         webhook_secret: if matches!(
             provider,
-            Provider::Shopify | Provider::Woocommerce | Provider::Ast
+            Provider::Shopify | Provider::Woocommerce | Provider::Bigcommerce | Provider::Ast
         ) {
             "whsec_test_secret".to_owned()
         } else {

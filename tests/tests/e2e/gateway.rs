@@ -104,9 +104,19 @@ async fn rejects_incomplete_registrations_naming_the_field() {
             r.base_url = "not a url".into();
             r
         }),
+        (Provider::Woocommerce, "webhook_secret", {
+            let mut r = valid_registration(Provider::Woocommerce, "d2");
+            r.webhook_secret = "woo secret <b>%41".into();
+            r
+        }),
         (Provider::Bigcommerce, "credentials.store_hash", {
             let mut r = valid_registration(Provider::Bigcommerce, "e");
             r.credentials.remove("store_hash");
+            r
+        }),
+        (Provider::Bigcommerce, "webhook_secret", {
+            let mut r = valid_registration(Provider::Bigcommerce, "e2");
+            r.webhook_secret.clear();
             r
         }),
         (Provider::Sandbox, "credentials.password", {

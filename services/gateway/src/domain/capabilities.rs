@@ -110,11 +110,13 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             tracking_without_discount: false,
             max_code_length: 50,
             code_punctuation: "-_",
+            // The secret is the `X-Tracking-Secret` header the brand gives the webhook: without
+            // it every delivery would be refused, and no sale tracked.
             connection: Connection {
                 required_credentials: &["store_hash", "access_token"],
                 requires_shop_domain: false,
                 requires_base_url: false,
-                requires_webhook_secret: false,
+                requires_webhook_secret: true,
             },
         },
         Provider::Magento => Capabilities {

@@ -104,8 +104,21 @@ impl NewIntegration {
             return Err(Error::invalid(
                 "webhook_secret",
                 format!(
-                    "{provider_name} signs deliveries; give its secret (at least 8 characters)"
+                    "{provider_name} deliveries are checked with a secret; give it (at least 8 characters)"
                 ),
+            ));
+        }
+        // WooCommerce saves a webhook's secret through `sanitize_text_field`, which strips tags
+        // and `%xx` octets and folds whitespace: a secret it would change is not the one it signs
+        // with, and every delivery would be refused.
+        if provider == Provider::Woocommerce
+            && webhook_secret
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '%'))
+        {
+            return Err(Error::invalid(
+                "webhook_secret",
+                "WooCommerce would change a secret with spaces, <, > or %: choose one without",
             ));
         }
         if webhook_secret.len() > MAX_CREDENTIAL {
