@@ -16,7 +16,9 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 
 /// The stream a `Watch*` handler returns: every event after `after_seq` that the caller may see
 /// (every brand's for service and ops tokens, the token's brand's otherwise), as `respond` turns
-/// it into the RPC's response (`None` skips an event the call did not ask for).
+/// it into the RPC's response (`None` skips an event the call did not ask for). It never ends
+/// OK: when the server shuts down it ends UNAVAILABLE, so that a client resumes from the last
+/// seq it received elsewhere rather than take the end of an endless stream for a clean one.
 pub fn watch<T, F>(
     log: &EventLog,
     claims: &Claims,
@@ -32,13 +34,19 @@ where
         return Err(status::invalid("after_seq", "must be 0 or more"));
     }
     tracing::info!(after_seq, brand = ?scope, "event watcher connected");
-    Ok(Box::pin(log.watch(after_seq, scope).filter_map(
-        move |item| {
-            let response = item
-                .map_err(status::from_db)
-                .and_then(|stored| respond(&stored).map_err(status::internal))
-                .transpose();
-            std::future::ready(response)
-        },
-    )))
+    // The log's stream ends only at shutdown (or after an error, which ends the call first).
+    let stopping = futures::stream::once(std::future::ready(Err(Status::unavailable(
+        "the server is shutting down; resume from the last seq received",
+    ))));
+    Ok(Box::pin(
+        log.watch(after_seq, scope)
+            .filter_map(move |item| {
+                let response = item
+                    .map_err(status::from_db)
+                    .and_then(|stored| respond(&stored).map_err(status::internal))
+                    .transpose();
+                std::future::ready(response)
+            })
+            .chain(stopping),
+    ))
 }

@@ -147,6 +147,9 @@ async fn events_carry_full_state_and_replay_after_a_restart() {
     }
 
     suite.restart().await;
+    // The old server's stream ended at its shutdown, not OK: its client resumes elsewhere.
+    let ended = stream.message().await.err().map(|s| s.code());
+    assert_eq!(ended, Some(Code::Unavailable));
     let mut replay = watch(&suite, &token, 0).await;
     let mut after = Vec::new();
     for _ in expected {
