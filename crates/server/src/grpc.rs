@@ -2,7 +2,7 @@
 //! control with load shedding, default deadlines, per-RPC metrics and request ids, and graceful
 //! shutdown. It serves an already-bound listener, so tests bind `127.0.0.1:0`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -191,6 +191,7 @@ impl GrpcServer {
         let layer = RpcLayer {
             default_deadline: self.request_timeout,
             metrics: self.metrics.clone(),
+            methods: Arc::new(MethodNames::new(&self.service_names)),
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_concurrent: self.max_concurrent,
             call_limits: Arc::new(std::mem::take(&mut self.call_limits)),
@@ -253,9 +254,70 @@ struct RpcLayer {
     /// The deadline of a call whose client sets none (`grpc-timeout`).
     default_deadline: Duration,
     metrics: Metrics,
+    methods: Arc<MethodNames>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     call_limits: Arc<HashMap<String, CallLimit>>,
+}
+
+/// Which request paths the metrics name: the methods of the services served, as the descriptor
+/// sets reflection serves list them, and any path of a service added without one (as tests'
+/// are). Every other path, which anyone may send before auth, is counted as `unknown`: made-up
+/// paths must not grow the metrics without bound.
+struct MethodNames {
+    described: HashSet<String>,
+    undescribed_services: HashSet<&'static str>,
+}
+
+impl MethodNames {
+    fn new(services: &[&'static str]) -> MethodNames {
+        use prost::Message;
+        let mut described = HashSet::new();
+        let mut described_services = HashSet::new();
+        for set in [
+            tracking_api::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(files) = prost_types::FileDescriptorSet::decode(set) else {
+                tracing::error!("a descriptor set is invalid: its methods are counted as unknown");
+                continue;
+            };
+            for file in files.file {
+                for service in &file.service {
+                    let name = format!("{}.{}", file.package(), service.name());
+                    for method in &service.method {
+                        described.insert(format!("/{name}/{}", method.name()));
+                    }
+                    described_services.insert(name);
+                }
+            }
+        }
+        MethodNames {
+            described,
+            undescribed_services: services
+                .iter()
+                .copied()
+                .filter(|name| !described_services.contains(*name))
+                .collect(),
+        }
+    }
+
+    /// `path` as the metrics name it.
+    fn label<'p>(&self, path: &'p str) -> &'p str {
+        let service = path
+            .strip_prefix('/')
+            .and_then(|rest| rest.rsplit_once('/'))
+            .map(|(service, _)| service);
+        if self.described.contains(path)
+            || service.is_some_and(|s| self.undescribed_services.contains(s))
+        {
+            path
+        } else {
+            "unknown"
+        }
+    }
 }
 
 impl RpcLayer {
@@ -450,7 +512,12 @@ where
             Ok(permits) => permits,
             Err(why) => {
                 self.layer.metrics.shed.inc();
-                record(&self.layer.metrics, &method, "ResourceExhausted", None);
+                record(
+                    &self.layer.metrics,
+                    self.layer.methods.label(&method),
+                    "ResourceExhausted",
+                    None,
+                );
                 let status =
                     tonic::Status::resource_exhausted(format!("{why}; retry with backoff"));
                 return Box::pin(std::future::ready(Ok(status.into_http())));
@@ -468,6 +535,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.layer.metrics.clone();
+        let methods = self.layer.methods.clone();
         Box::pin(
             async move {
                 // Counted down however the call ends: answered, or dropped (its deadline passed,
@@ -515,7 +583,12 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or("Ok".to_owned(), |c| format!("{:?}", tonic::Code::from(c)));
-                record(&metrics, &method, &code, Some(started.elapsed()));
+                record(
+                    &metrics,
+                    methods.label(&method),
+                    &code,
+                    Some(started.elapsed()),
+                );
                 if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert("x-request-id", value);
                 }
@@ -569,6 +642,29 @@ fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_name_only_the_methods_served() {
+        let names = MethodNames::new(&["tracking.plan.v1.PlanService", "test.Slow"]);
+        for served in [
+            "/tracking.plan.v1.PlanService/ListPlans",
+            "/tracking.mint.v1.CodeMintService/MintCode",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            "/test.Slow/Call",
+        ] {
+            assert_eq!(names.label(served), served);
+        }
+        for made_up in [
+            "/tracking.plan.v1.PlanService/NoSuchMethod",
+            "/a.B/0b6f9f1e-7d4c",
+            "/",
+            "",
+            "/test.Slow",
+        ] {
+            assert_eq!(names.label(made_up), "unknown", "{made_up}");
+        }
+    }
 
     #[test]
     fn only_a_readable_grpc_timeout_is_the_clients_own_deadline() {
