@@ -43,7 +43,14 @@ pub fn database_name(url: &str) -> Option<&str> {
 /// its index in 1 ms. And TCP keepalives from the server after 30 s idle (every 10 s, 3 tries):
 /// a session whose client vanished without closing the connection ends within about a minute,
 /// with its locks (a stream consumer's lock among them, which a standby then takes), instead of
-/// the operating system's two hours.
+/// the operating system's two hours. The client keeps alive the same way
+/// (`keepalives_idle=30&keepalives_interval=10&keepalives_retries=3`, unless the URL sets its
+/// own): a connection to a server that vanished (a failover, a partition) errors within about a
+/// minute, and the `LISTEN` connection of the live streams reconnects, instead of waiting on.
+///
+/// An `options` the URL already has (an operator's `statement_timeout`) is kept, before the
+/// kit's settings, which win where both set one: PostgreSQL's client would keep only the last
+/// `options` of the URL.
 pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String {
     let plans = if generic_plans {
         "force_generic_plan%20-c%20enable_seqscan%3Doff"
@@ -51,30 +58,41 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
         "force_custom_plan"
     };
     let option = format!(
-        "options=-c%20search_path%3D{schema}%20-c%20plan_cache_mode%3D{plans}\
+        "-c%20search_path%3D{schema}%20-c%20plan_cache_mode%3D{plans}\
          %20-c%20random_page_cost%3D1.1%20-c%20tcp_keepalives_idle%3D30\
          %20-c%20tcp_keepalives_interval%3D10%20-c%20tcp_keepalives_count%3D3"
     );
     let (base, query) = split_query(url);
-    let query = query.filter(|q| !q.is_empty());
+    let key = |pair: &str| {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        key.replace("%5F", "_").replace("%5f", "_")
+    };
+    let mut pairs: Vec<String> = Vec::new();
+    let mut own_options: Vec<&str> = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        match pair.split_once('=') {
+            _ if pair.is_empty() => {}
+            Some((_, value)) if key(pair) == "options" => own_options.push(value),
+            _ => pairs.push(pair.to_owned()),
+        }
+    }
     // Named for the service unless the URL names it, so that `pg_stat_activity` tells an
     // operator which service each connection belongs to.
-    let named = query.is_some_and(|q| {
-        q.split('&').any(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
-            key.replace("%5F", "_").replace("%5f", "_") == "application_name"
-        })
-    });
+    let named = pairs.iter().any(|pair| key(pair) == "application_name");
+    let keeps_alive = pairs.iter().any(|pair| key(pair).starts_with("keepalives"));
+    own_options.retain(|value| !value.is_empty());
+    own_options.push(&option);
+    pairs.push(format!("options={}", own_options.join("%20")));
     // A pool that plans once is a service's second pool (`PoolOptions::planned_once`): named apart.
-    let name = match (named, generic_plans) {
-        (true, _) => String::new(),
-        (false, false) => format!("&application_name=tracking-{schema}"),
-        (false, true) => format!("&application_name=tracking-{schema}-generic"),
-    };
-    match query {
-        Some(q) => format!("{base}?{q}&{option}{name}"),
-        None => format!("{base}?{option}{name}"),
+    match (named, generic_plans) {
+        (true, _) => {}
+        (false, false) => pairs.push(format!("application_name=tracking-{schema}")),
+        (false, true) => pairs.push(format!("application_name=tracking-{schema}-generic")),
     }
+    if !keeps_alive {
+        pairs.push("keepalives_idle=30&keepalives_interval=10&keepalives_retries=3".to_owned());
+    }
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// `url` with any password replaced by `***`, for logs.
@@ -121,28 +139,29 @@ mod tests {
     #[test]
     fn adds_search_path_option() {
         const KEEP: &str = "%20-c%20tcp_keepalives_idle%3D30%20-c%20tcp_keepalives_interval%3D10%20-c%20tcp_keepalives_count%3D3";
+        const CLIENT: &str = "&keepalives_idle=30&keepalives_interval=10&keepalives_retries=3";
         assert_eq!(
             with_search_path("postgres://u@h/db", "plan", false),
             format!(
-                "postgres://u@h/db?options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-plan"
+                "postgres://u@h/db?options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-plan{CLIENT}"
             )
         );
         assert_eq!(
             with_search_path("postgres://u@h/db?sslmode=disable", "plan", false),
             format!(
-                "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-plan"
+                "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dplan%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-plan{CLIENT}"
             )
         );
         assert_eq!(
             with_search_path("postgres://u@h/db", "mint", true),
             format!(
-                "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-mint-generic"
+                "postgres://u@h/db?options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20enable_seqscan%3Doff%20-c%20random_page_cost%3D1.1{KEEP}&application_name=tracking-mint-generic{CLIENT}"
             )
         );
         assert_eq!(
             with_search_path("postgres://u@h/db?application_name=edge", "mint", false),
             format!(
-                "postgres://u@h/db?application_name=edge&options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}"
+                "postgres://u@h/db?application_name=edge&options=-c%20search_path%3Dmint%20-c%20plan_cache_mode%3Dforce_custom_plan%20-c%20random_page_cost%3D1.1{KEEP}{CLIENT}"
             )
         );
         // The URL's own name wins however its key is spelled; a longer key is not a name.
@@ -153,11 +172,39 @@ mod tests {
         ] {
             let with = with_search_path(url, "plan", false);
             assert_eq!(
-                with.ends_with("&application_name=tracking-plan"),
+                with.contains("&application_name=tracking-plan"),
                 !named,
                 "{url} -> {with}"
             );
         }
+    }
+
+    #[test]
+    fn keeps_the_urls_own_options_and_keepalives() {
+        let with = with_search_path(
+            "postgres://u@h/db?options=-c%20statement_timeout%3D5000&keepalives_idle=5",
+            "plan",
+            false,
+        );
+        assert_eq!(with.matches("options=").count(), 1, "{with}");
+        assert!(
+            with.contains("?keepalives_idle=5&options=-c%20statement_timeout%3D5000%20-c%20search_path%3Dplan%20"),
+            "the operator's options first, the kit's last (they win): {with}"
+        );
+        assert!(!with.contains("keepalives_retries"), "{with}");
+        // The URL parses as a client's configuration, with both options.
+        let config: tokio_postgres::Config = with.parse().unwrap_or_else(|e| panic!("{e}"));
+        let options = config.get_options().unwrap_or_default();
+        assert!(
+            options.starts_with("-c statement_timeout=5000 -c search_path=plan"),
+            "{options}"
+        );
+        let default = with_search_path("postgres://u@h/db", "plan", false);
+        let config: tokio_postgres::Config = default.parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.get_keepalives_idle(),
+            std::time::Duration::from_secs(30)
+        );
     }
 
     #[test]
