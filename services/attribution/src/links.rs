@@ -3,7 +3,8 @@
 //! database. The writer stores clicks in batches with their daily counts, retrying while the
 //! database is down; on shutdown it drains what is queued before the process exits (within the
 //! drain limit). A click that finds the queue full for a moment goes unrecorded (counted): the
-//! shopper is redirected all the same.
+//! shopper is redirected all the same. `RecordClick` queues the same way and waits for its
+//! click's batch to commit: its caller may retry, so its answer must mean the click is stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,7 +18,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Conflicts, Database, DbError, Taken};
@@ -91,15 +92,25 @@ impl Default for ClickQueue {
     }
 }
 
-/// A click that could not be queued: the queue stayed full (the database down or far behind)
-/// or the writer has stopped (shutdown).
-#[derive(Debug)]
-pub struct Unrecorded;
+/// A click that could not be recorded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unrecorded {
+    /// The queue stayed full: the writer is far behind (the database down or slow).
+    Full,
+    /// The writer has stopped (shutdown) before the click was written.
+    Stopped,
+}
+
+/// A click on its way to the writer, with whoever waits for it to be written.
+struct Queued {
+    row: ClickRow,
+    written: Option<oneshot::Sender<()>>,
+}
 
 #[derive(Clone)]
 pub struct Links {
     cache: Arc<RwLock<HashMap<String, Arc<Link>>>>,
-    clicks: mpsc::Sender<ClickRow>,
+    clicks: mpsc::Sender<Queued>,
     queue_wait: Duration,
     /// Clicks that went unrecorded (`tracking_clicks_unrecorded_total`).
     unrecorded: Counter,
@@ -174,6 +185,29 @@ impl Links {
 
     /// Queues a click on `link` and returns its id; `None` for a bot (not counted).
     pub async fn record(&self, link: &Link, info: ClickInfo) -> Result<Option<String>, Unrecorded> {
+        self.queue(link, info, None).await
+    }
+
+    /// As [`Links::record`], and returns once the click is written (its batch committed).
+    pub async fn record_written(
+        &self,
+        link: &Link,
+        info: ClickInfo,
+    ) -> Result<Option<String>, Unrecorded> {
+        let (tx, written) = oneshot::channel();
+        let Some(click_id) = self.queue(link, info, Some(tx)).await? else {
+            return Ok(None);
+        };
+        written.await.map_err(|_| Unrecorded::Stopped)?;
+        Ok(Some(click_id))
+    }
+
+    async fn queue(
+        &self,
+        link: &Link,
+        info: ClickInfo,
+        written: Option<oneshot::Sender<()>>,
+    ) -> Result<Option<String>, Unrecorded> {
         let agent_class = clicks::agent_class(&info.user_agent);
         if agent_class == clicks::BOT {
             return Ok(None);
@@ -181,7 +215,7 @@ impl Links {
         let now = Utc::now();
         let click_id = match info.click_id {
             Some(id) => id,
-            None => clicks::new_click_id(now).map_err(|_| Unrecorded)?,
+            None => clicks::new_click_id(now).map_err(|_| Unrecorded::Stopped)?,
         };
         let row = ClickRow {
             brand_id: link.brand_id,
@@ -202,10 +236,15 @@ impl Links {
             },
         };
         // Waits only when the writer is far behind (the queue is large), and not for long.
-        if self.clicks.send_timeout(row, self.queue_wait).await.is_ok() {
-            return Ok(Some(click_id));
-        }
-        // The queue stayed full, or the writer has stopped (shutdown).
+        let why = match self
+            .clicks
+            .send_timeout(Queued { row, written }, self.queue_wait)
+            .await
+        {
+            Ok(()) => return Ok(Some(click_id)),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Unrecorded::Full,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Unrecorded::Stopped,
+        };
         let before = self.unrecorded.inc();
         if before.is_multiple_of(10_000) {
             tracing::warn!(
@@ -213,7 +252,7 @@ impl Links {
                 "the click queue is full or closed: clicks go unrecorded"
             );
         }
-        Err(Unrecorded)
+        Err(why)
     }
 }
 
@@ -266,8 +305,8 @@ const QUIET_AFTER_SHUTDOWN: Duration = Duration::from_millis(500);
 /// The next clicks queued, up to a batch, into `batch`; none once the queue is closed, or, after
 /// `shutdown`, once no click came for [`QUIET_AFTER_SHUTDOWN`].
 async fn next_clicks(
-    rx: &mut mpsc::Receiver<ClickRow>,
-    batch: &mut Vec<ClickRow>,
+    rx: &mut mpsc::Receiver<Queued>,
+    batch: &mut Vec<Queued>,
     shutdown: &CancellationToken,
 ) -> usize {
     if !shutdown.is_cancelled() {
@@ -281,12 +320,14 @@ async fn next_clicks(
         .unwrap_or(0)
 }
 
-async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>, shutdown: CancellationToken) {
-    let mut batch = Vec::with_capacity(CLICK_BATCH);
+async fn write_clicks(db: Database, mut rx: mpsc::Receiver<Queued>, shutdown: CancellationToken) {
+    let mut received = Vec::with_capacity(CLICK_BATCH);
     // Click ids are new unless a `RecordClick` is retried, or a batch is written again after its
     // commit went unanswered: batches insert plainly, and skip the ids taken only when one is.
     let conflicts = Conflicts::default();
-    while next_clicks(&mut rx, &mut batch, &shutdown).await > 0 {
+    while next_clicks(&mut rx, &mut received, &shutdown).await > 0 {
+        let (batch, waiting): (Vec<ClickRow>, Vec<Option<oneshot::Sender<()>>>) =
+            received.drain(..).map(|q| (q.row, q.written)).unzip();
         let mut backoff = Duration::from_millis(50);
         let mut taken = conflicts.first();
         loop {
@@ -328,6 +369,9 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>, shutdown: 
             match result {
                 Ok(stored) => {
                     tracing::debug!(clicks = batch.len(), stored, "clicks written");
+                    for written in waiting.into_iter().flatten() {
+                        let _ = written.send(());
+                    }
                     break;
                 }
                 Err(err) => {
@@ -338,7 +382,6 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<ClickRow>, shutdown: 
                 }
             }
         }
-        batch.clear();
     }
     tracing::info!("click writer drained");
 }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use tracking_api::attribution::v1 as pb;
 use tracking_api::attribution::v1::attribution_service_server::AttributionService;
-use tracking_db::{Database, DbError};
+use tracking_db::Database;
 use tracking_events::EventLog;
 use tracking_server::paging::Page;
 use tracking_server::streams::{self, ResponseStream};
@@ -17,7 +17,7 @@ use crate::convert::{conversion_to_proto, from_timestamp, report_sale_to_proto, 
 use crate::domain::clicks;
 use crate::error::Error;
 use crate::events;
-use crate::links::{ClickInfo, Links};
+use crate::links::{ClickInfo, Links, Unrecorded};
 use crate::report;
 use crate::store::conversions::{self, Entry, Filter, Kind};
 use crate::store::{alerts, clicks as stored_clicks, projection, reads};
@@ -252,25 +252,25 @@ impl AttributionService for Attribution {
             return Err(Error::FailedPrecondition(format!("link {} has ended", req.slug)).into());
         }
         // A retry of a stored click is written again and skipped; an id another link's click
-        // holds is refused, not counted as if it were stored. Only stored clicks are seen (one
-        // still queued is not), and with the database down the click is queued unchecked, as
-        // clicks are: the writer keeps the first of an id.
-        let holder = if req.click_id.is_empty() {
-            None
-        } else {
-            stored_clicks::code_of(&self.db, brand_id, &req.click_id)
+        // holds is refused, not counted as if it were stored: looked up before the click is
+        // queued, and again once it is written (the writer keeps the first click of an id, which
+        // may have been queued beside this one).
+        let taken_elsewhere = || async {
+            if req.click_id.is_empty() {
+                return Ok(());
+            }
+            let holder = stored_clicks::code_of(&self.db, brand_id, &req.click_id)
                 .await
-                .inspect_err(|err| tracing::debug!(error = %err, "click id not checked"))
-                .ok()
-                .flatten()
+                .map_err(Error::from)?;
+            if holder.is_some_and(|code_id| code_id != link.code_id) {
+                return Err(Error::AlreadyExists(format!(
+                    "click_id {} is recorded for another link",
+                    req.click_id
+                )));
+            }
+            Ok(())
         };
-        if holder.is_some_and(|code_id| code_id != link.code_id) {
-            return Err(Error::AlreadyExists(format!(
-                "click_id {} is recorded for another link",
-                req.click_id
-            ))
-            .into());
-        }
+        taken_elsewhere().await?;
         let info = ClickInfo {
             click_id: (!req.click_id.is_empty()).then_some(req.click_id.clone()),
             clicked_at,
@@ -279,12 +279,17 @@ impl AttributionService for Attribution {
             user_agent: req.user_agent,
             visitor: req.visitor,
         };
-        let counted = self.links.record(&link, info).await.map_err(|_| {
-            Error::Db(DbError::Unavailable(
-                "clicks cannot be recorded now (their writer is behind or stopping); retry"
-                    .to_owned(),
-            ))
-        })?;
+        let counted = self
+            .links
+            .record_written(&link, info)
+            .await
+            .map_err(|why| match why {
+                Unrecorded::Full => Status::resource_exhausted(
+                    "clicks are arriving faster than they are written; retry with backoff",
+                ),
+                Unrecorded::Stopped => Status::unavailable("the server is stopping; retry"),
+            })?;
+        taken_elsewhere().await?;
         Ok(Response::new(pb::RecordClickResponse {
             counted: counted.is_some(),
             click_id: counted.unwrap_or(req.click_id),

@@ -663,6 +663,17 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
         .map(|r| r.into_inner())
         .unwrap_or_else(|s| panic!("record click: {s}"));
     assert!(old.counted);
+    // Answered once stored: a caller told it counted need not retry.
+    let stored = suite
+        .count(
+            "attribution",
+            &format!(
+                "select count(*) as n from clicks where click_id = '{}'",
+                old.click_id
+            ),
+        )
+        .await;
+    assert_eq!(stored, 1);
     // The same click recorded again (a client's retry) is stored once: the click writer's plain
     // insert fails on the taken id and the batch is written again, skipping it. A new click sent
     // after it shows when the writer has passed it.
@@ -721,6 +732,30 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
         matches!(&reused, Some((Status::AlreadyExists, m)) if m.contains(&old.click_id)),
         "{reused:?}"
     );
+    // One new id sent for both links at once: the first written keeps it, the other is refused.
+    let race = |slug: String| {
+        let mut attribution = suite.attribution();
+        let request = authed(
+            RecordClickRequest {
+                slug,
+                click_id: "race-1".into(),
+                user_agent: BROWSER.into(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move {
+            attribution
+                .record_click(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    };
+    let (a, b) = tokio::join!(race(slug.clone()), race(other_slug.clone()));
+    let mut raced = vec![a, b];
+    raced.sort_by_key(|r| r.is_err());
+    assert_eq!(raced, vec![Ok(()), Err(Status::AlreadyExists)], "{raced:?}");
 
     let mut within = order(w.integration, "AST-1", OrderStatus::Paid, &[], 5_000, 0);
     within.click_id = click_id.clone();
@@ -736,7 +771,10 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
         5_000,
         "only the order within the window"
     );
-    assert_eq!(figures.conversion_rate_bps, 3_333, "1 order per 3 clicks");
+    assert_eq!(
+        figures.conversion_rate_bps, 2_500,
+        "1 order per 4 clicks (the raced id's among them)"
+    );
     let list = conversions(&suite, &token, w.campaign).await;
     assert_eq!(list.len(), 1);
     assert_eq!(
