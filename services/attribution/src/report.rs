@@ -33,7 +33,9 @@ fn field(text: &str) -> String {
     } else {
         text.to_owned()
     };
-    if text.contains([',', '"', '\n', '\r']) {
+    // A semicolon or tab too: spreadsheets in many locales split on them, and a cell cut there
+    // could start a formula of its own.
+    if text.contains([',', ';', '\t', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text
@@ -156,7 +158,11 @@ mod tests {
         assert_eq!(field("A,1"), "\"A,1\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(field("\t=1+1"), "'\t=1+1");
+        assert_eq!(field("\t=1+1"), "\"'\t=1+1\"");
+        assert_eq!(
+            field("1001;=HYPERLINK(\"x\")"),
+            "\"1001;=HYPERLINK(\"\"x\"\")\""
+        );
         assert_eq!(field("\r=1+1"), "\"'\r=1+1\"");
         assert_eq!(field("ANNA10"), "ANNA10");
     }
