@@ -141,7 +141,13 @@ fn brand_token(auth: Auth) -> anyhow::Result<String> {
                 .as_secs(),
         )?,
     };
-    Ok(JwtKeys::new(secret.as_bytes()).sign(brand, Role::Brand, None, Duration::from_secs(3600)))
+    // A day: longer than any run's set-up, load and settling together.
+    Ok(JwtKeys::new(secret.as_bytes()).sign(
+        brand,
+        Role::Brand,
+        None,
+        Duration::from_secs(24 * 3600),
+    ))
 }
 
 async fn run_load(command: LoadCommand) -> anyhow::Result<()> {
@@ -196,6 +202,12 @@ async fn main() -> anyhow::Result<()> {
             }
             if role == Role::Creator && creator.is_none() {
                 anyhow::bail!("--role creator needs --creator ID");
+            }
+            if role != Role::Creator && creator.is_some() {
+                anyhow::bail!("--creator is for --role creator only");
+            }
+            if ttl.is_zero() {
+                anyhow::bail!("--ttl must be above zero: the token would be expired already");
             }
             let secret = secret(jwt_secret, &state_dir)?;
             println!(

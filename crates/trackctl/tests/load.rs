@@ -140,3 +140,34 @@ async fn load_webhooks_orders_and_clicks_verify_attribution() {
     .await;
     load(&suite, &["clicks", "--concurrency", "4", "--creators", "5"]).await;
 }
+
+/// Runs `trackctl <args>` with the test secret; its exit status and standard error.
+fn trackctl(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_trackctl"))
+        .args(args)
+        .env("TRACKING_JWT_SECRET", TEST_SECRET)
+        .output()
+        .expect("trackctl started");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn flags_that_cannot_work_are_refused_before_anything_runs() {
+    for (args, names) in [
+        (&["load", "mint", "--creators", "0"][..], "--creators"),
+        (&["load", "orders", "--creators", "0"][..], "--creators"),
+        (&["token", "--brand", "1", "--ttl", "0s"][..], "--ttl"),
+        (
+            &["token", "--brand", "1", "--creator", "7"][..],
+            "--creator",
+        ),
+    ] {
+        let (ok, stderr) = trackctl(args);
+        assert!(!ok && stderr.contains(names), "{args:?}: {stderr}");
+    }
+    let (ok, stderr) = trackctl(&["token", "--brand", "1", "--ttl", "1h"]);
+    assert!(ok, "{stderr}");
+}

@@ -38,7 +38,7 @@ pub struct MintLoad {
     #[arg(long, value_enum, default_value = "unary")]
     pub mode: Mode,
     /// Creators on the roster; requests beyond it return existing codes (idempotent path).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub creators: u64,
     /// Requests each stream keeps in flight (stream mode).
     #[arg(long, default_value_t = 512)]
@@ -231,13 +231,23 @@ impl Worker {
 
     async fn stream(mut self, window: usize) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::mpsc::channel::<MintCodesRequest>(window);
-        let response = self
+        // A stream refused or ended with an error is counted as that error; the run goes on
+        // with the other streams.
+        let response = match self
             .client
             .mint_codes(authed(
                 tokio_stream::wrappers::ReceiverStream::new(rx),
                 &self.token,
             )?)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(status) => {
+                self.recorder
+                    .record(Duration::ZERO, Some(format!("{:?}", status.code())));
+                return Ok(());
+            }
+        };
         let mut inbound = response.into_inner();
         let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(window));
@@ -276,7 +286,23 @@ impl Worker {
             })
         };
         while let Some(message) = inbound.next().await {
-            let message = message?;
+            let message = match message {
+                Ok(message) => message,
+                Err(status) => {
+                    // Its requests in flight have that error for an answer.
+                    sender.abort();
+                    let error = format!("{:?}", status.code());
+                    let unanswered: Vec<Instant> =
+                        sent_at.lock().await.drain().map(|(_, at)| at).collect();
+                    if unanswered.is_empty() {
+                        self.recorder.record(Duration::ZERO, Some(error.clone()));
+                    }
+                    for at in unanswered {
+                        self.recorder.record(at.elapsed(), Some(error.clone()));
+                    }
+                    return Ok(());
+                }
+            };
             permits.add_permits(1);
             let latency = sent_at
                 .lock()

@@ -72,7 +72,7 @@ pub struct Flow {
     pub http: String,
     /// Creators on the campaign, each with a code and a tracking link; the load is spread over
     /// them.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     pub creators: u64,
     /// Longest wait, after the run, for attribution to show everything that was accepted.
     #[arg(long, default_value = "60s", value_parser = tracking_server::parse_duration)]
@@ -645,9 +645,13 @@ pub async fn set_up(
             .await;
         match result {
             Ok(_) => break,
+            // Not yet: the campaign (NOT_FOUND) or the creator (FAILED_PRECONDITION) is still
+            // on its way to the mint service.
             Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    && Instant::now() < deadline =>
+                if matches!(
+                    status.code(),
+                    tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                ) && Instant::now() < deadline =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -662,7 +666,9 @@ pub async fn set_up(
     })
 }
 
-/// Mints a code for each creator 1..=creators (32 calls in flight) and returns them.
+/// Mints a code for each creator 1..=creators (32 calls in flight) and returns them, telling
+/// progress every 5 s. A call shed by the server (RESOURCE_EXHAUSTED) or that found it
+/// unavailable is tried again after a pause, up to 10 times.
 pub async fn mint_all(
     channel: Channel,
     token: &str,
@@ -670,28 +676,60 @@ pub async fn mint_all(
     creators: u64,
 ) -> anyhow::Result<Vec<Code>> {
     let client = CodeMintServiceClient::new(channel);
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let done = done.load(Ordering::Relaxed);
+                eprintln!("set-up: {done} of {creators} codes minted");
+            }
+        })
+    };
     let minted: Vec<anyhow::Result<Code>> = futures::stream::iter(1..=creators)
         .map(|creator| {
             let mut client = client.clone();
-            let request = authed(
-                MintCodeRequest {
-                    campaign_id: campaign,
-                    creator_id: creator as i64,
-                },
-                token,
-            );
+            let done = done.clone();
             async move {
-                client
-                    .mint_code(request?)
-                    .await?
-                    .into_inner()
-                    .code
-                    .ok_or_else(|| anyhow::anyhow!("MintCode answered without a code"))
+                let mut pause = Duration::from_millis(100);
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let request = authed(
+                        MintCodeRequest {
+                            campaign_id: campaign,
+                            creator_id: creator as i64,
+                        },
+                        token,
+                    )?;
+                    match client.mint_code(request).await {
+                        Ok(answer) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            return answer.into_inner().code.ok_or_else(|| {
+                                anyhow::anyhow!("MintCode answered without a code")
+                            });
+                        }
+                        Err(status)
+                            if matches!(
+                                status.code(),
+                                tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+                            ) && attempt < 10 =>
+                        {
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(2));
+                        }
+                        Err(status) => {
+                            anyhow::bail!("set-up: minting creator {creator}'s code: {status}")
+                        }
+                    }
+                }
             }
         })
         .buffer_unordered(32)
         .collect()
         .await;
+    progress.abort();
     minted.into_iter().collect()
 }
 
