@@ -1,7 +1,12 @@
-//! Stores without webhooks (Magento) are polled: every interval, each such integration's orders
-//! changed since the last poll (with an overlap, so an order changed while a poll ran is not
-//! missed) go through the same intake as webhooks, where orders already seen collapse. A lease
-//! per integration keeps replicas from polling the same store at once.
+//! Stores without webhooks (Magento), and WooCommerce, whose webhooks are not delivered again,
+//! are polled: every interval, each such integration's orders changed since the last poll (with
+//! an overlap, so an order changed while a poll ran is not missed) go through the same intake as
+//! webhooks, where orders already seen collapse. A lease per integration keeps replicas from
+//! polling the same store at once.
+//!
+//! WooCommerce sends each webhook once: a delivery answered with an error (the database down for
+//! a moment) is never sent again, and after a few failures in a row the store disables the
+//! webhook. Its poll is what catches those orders up.
 
 use std::time::Duration;
 
@@ -14,11 +19,11 @@ use tracking_db::{Database, DbError};
 use crate::intake::Intake;
 use crate::rounds::{self, Job};
 
-/// Polling stores without webhooks (Magento): its progress is the time up to which orders were
-/// taken in.
+/// Polling stores without webhooks (Magento) or whose webhooks are not delivered again
+/// (WooCommerce): its progress is the time up to which orders were taken in.
 pub const JOB: Job = Job {
     name: "order_poll",
-    providers: &[Provider::Magento],
+    providers: &[Provider::Magento, Provider::Woocommerce],
 };
 
 /// A poll looks this far back before the previous one's start.

@@ -1,6 +1,6 @@
 //! Orders read from store APIs through the real adapters, against local servers that answer as
 //! those stores do: BigCommerce's thin webhooks and Shopify's refunds (the order is fetched) and
-//! the Magento poller (no webhooks). The adapters' own tests cover each store's calls in detail; these prove the
+//! the Magento and WooCommerce poller. The adapters' own tests cover each store's calls in detail; these prove the
 //! suite wires them to the intake and counts every order once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +15,7 @@ use gateway_service::webhooks::sign;
 use serde_json::{Value, json};
 use suite_tests::{Suite, brand, valid_registration};
 use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::{OrderEvent, OrderStatus, WatchOrdersRequest};
+use tracking_api::gateway::v1::{OrderEvent, OrderSource, OrderStatus, WatchOrdersRequest};
 use tracking_testkit::authed;
 
 /// Serves `router` on a loopback port; its base URL.
@@ -231,6 +231,53 @@ async fn magento_is_polled_and_each_order_state_counted_once() {
             .count("gateway", "select count(*) as n from orders")
             .await,
         2
+    );
+}
+
+/// WooCommerce sends a webhook once: an order whose delivery was lost (answered with an error,
+/// or the webhook disabled by the store after a few) is caught up by the poll.
+#[tokio::test]
+async fn woocommerce_orders_whose_webhooks_were_lost_are_polled() {
+    let listed = Arc::new(AtomicUsize::new(0));
+    let store = Router::new()
+        .route(
+            "/wp-json/wc/v3/orders",
+            get(|State(listed): State<Arc<AtomicUsize>>| async move {
+                listed.fetch_add(1, Ordering::SeqCst);
+                let modified = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+                axum::Json(json!([{
+                    "id": 727, "status": "processing", "currency": "USD",
+                    "date_created_gmt": "2025-01-24T19:28:02", "date_modified_gmt": modified,
+                    "discount_total": "2.40", "total": "29.35", "prices_include_tax": false,
+                    "billing": {"email": "shopper@example.com", "country": "US"},
+                    "line_items": [{"id": 315, "product_id": 93, "quantity": 2,
+                                    "subtotal": "6.00", "total": "4.80"}],
+                    "coupon_lines": [{"id": 318, "code": "SUMMER20", "discount": "2.40"}],
+                    "refunds": []
+                }]))
+            }),
+        )
+        .with_state(listed.clone());
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    register(&suite, Provider::Woocommerce, &base).await;
+    let events = events(&suite, 1).await;
+    let order = events[0].order.clone().unwrap_or_default();
+    assert_eq!(
+        (order.store_order_id.as_str(), order.status, order.codes),
+        ("727", OrderStatus::Paid as i32, vec!["SUMMER20".to_owned()])
+    );
+    assert_eq!(events[0].source, OrderSource::Poller as i32);
+    // Polled again, the same order state is not stored again.
+    let seen = listed.load(Ordering::SeqCst);
+    while listed.load(Ordering::SeqCst) < seen + 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        suite
+            .count("gateway", "select count(*) as n from orders")
+            .await,
+        1
     );
 }
 
