@@ -22,7 +22,7 @@ use tracking_events::StoredEvent;
 
 use crate::adapters::{AdapterError, Adapters};
 use crate::crypto::Sealer;
-use crate::domain::orders::NormalizedOrder;
+use crate::domain::orders::{NormalizedOrder, OrderStatus};
 use crate::error::Error;
 use crate::store::{self, IntegrationRow};
 use crate::webhooks::{self, ParseError, ast, bigcommerce, shopify, woocommerce};
@@ -393,10 +393,27 @@ impl Intake {
             return Err(Refusal::Unauthorized);
         }
         let topic = headers.topic.unwrap_or_default();
-        if !woocommerce::is_order_topic(topic) {
+        let order = if topic == woocommerce::DELETED {
+            // A trashed or deleted order ends as cancelled: its last state, as stored, void.
+            let order_id = woocommerce::deleted_order_id(body)?;
+            let mut conn = self.db.conn().await?;
+            let latest =
+                store::orders::latest(&mut conn, integration.brand_id, integration.id, &order_id)
+                    .await?;
+            drop(conn);
+            let Some(latest) = latest else {
+                tracing::info!(order_id, "deletion of an order never seen: nothing to void");
+                return Ok(Outcome::default());
+            };
+            let mut order = NormalizedOrder::from_proto(latest, "order")
+                .map_err(|err| ParseError::Invalid(err.to_string()))?;
+            order.status = OrderStatus::Cancelled;
+            order
+        } else if woocommerce::is_order_topic(topic) {
+            woocommerce::parse_order(body, self.sealer.customer_key())?
+        } else {
             return Ok(Outcome::default());
-        }
-        let order = woocommerce::parse_order(body, self.sealer.customer_key())?;
+        };
         let key = headers
             .delivery_id
             .filter(|id| !id.is_empty() && id.len() <= 200)

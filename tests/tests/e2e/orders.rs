@@ -549,6 +549,37 @@ async fn woocommerce_deliveries_pings_and_statuses() {
     )
     .await;
     assert!(seen.is_err(), "brand 3 saw brand 2's orders: {seen:?}");
+
+    // The brand trashes the order: WooCommerce sends only its id. It ends cancelled, as last
+    // stored otherwise. A deletion of an order never seen stores nothing.
+    let deleted = br#"{"id": 727}"#;
+    let deleted_sig: &'static str = Box::leak(sign(SECRET, deleted).into_boxed_str());
+    let answer = woocommerce(
+        &suite,
+        integration,
+        &headers("order.deleted", "3", deleted_sig),
+        deleted,
+    )
+    .await;
+    assert_eq!(answer.1, r#"{"status":"accepted"}"#);
+    let events = watch(&suite, &brand(2), events[1].seq, 1).await;
+    assert_eq!(status(&events[0]), OrderStatus::Cancelled);
+    let void = events[0].order.clone().unwrap_or_default();
+    assert_eq!(
+        (void.store_order_id.as_str(), void.codes, void.total_minor),
+        ("727", vec!["summer20".to_owned()], 2935)
+    );
+    let unknown = br#"{"id": 999}"#;
+    let unknown_sig: &'static str = Box::leak(sign(SECRET, unknown).into_boxed_str());
+    let answer = woocommerce(
+        &suite,
+        integration,
+        &headers("order.deleted", "4", unknown_sig),
+        unknown,
+    )
+    .await;
+    assert_eq!(answer.0, 200);
+    assert_eq!(orders_stored(&suite).await, 3);
 }
 
 #[tokio::test]

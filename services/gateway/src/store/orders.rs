@@ -129,6 +129,35 @@ async fn record_deliveries(
         .collect())
 }
 
+/// The state of an order stored last (its `tracking.gateway.v1.Order`), if any.
+pub async fn latest(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    store_order_id: &str,
+) -> Result<Option<pb::Order>, DbError> {
+    #[derive(QueryableByName)]
+    struct Body {
+        #[diesel(sql_type = Bytea)]
+        body: Vec<u8>,
+    }
+    let rows: Vec<Body> = tracking_db::prepared(
+        "select body from orders
+         where brand_id = $1 and integration_id = $2 and store_order_id = $3
+         order by id desc limit 1",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(store_order_id)
+    .load(conn)
+    .await?;
+    rows.into_iter()
+        .next()
+        .map(|row| pb::Order::decode(row.body.as_slice()))
+        .transpose()
+        .map_err(|err| DbError::Other(format!("a stored order does not decode: {err}")))
+}
+
 /// Whether a delivery id was recorded before (checked before a thin webhook's order is fetched).
 pub async fn delivery_seen(
     conn: &mut AsyncPgConnection,

@@ -1,5 +1,6 @@
-//! WooCommerce webhooks (`order.created`, `order.updated`): the body is the REST v3 order. Paid,
-//! cancelled and refunded are inferred from the order's status and its refunds. Signed like
+//! WooCommerce webhooks (`order.created`, `order.updated`, `order.restored`): the body is the
+//! REST v3 order. Paid, cancelled and refunded are inferred from the order's status and its
+//! refunds. `order.deleted` (an order trashed or deleted) carries only the order's id. Signed like
 //! Shopify's (`X-WC-Webhook-Signature`, base64 HMAC-SHA256 of the body); WooCommerce's ping on
 //! webhook creation (`webhook_id=N`, unsigned) is acknowledged without storing anything.
 
@@ -18,6 +19,21 @@ pub fn is_ping(topic: Option<&str>, body: &[u8]) -> bool {
 /// Topics that carry an order.
 pub fn is_order_topic(topic: &str) -> bool {
     matches!(topic, "order.created" | "order.updated" | "order.restored")
+}
+
+/// The topic WooCommerce sends when an order is trashed or deleted; its body holds only the
+/// order's id.
+pub const DELETED: &str = "order.deleted";
+
+/// The order id of an [`DELETED`] delivery (`{"id": 727}`).
+pub fn deleted_order_id(body: &[u8]) -> Result<String, ParseError> {
+    #[derive(Deserialize)]
+    struct Deleted {
+        id: u64,
+    }
+    let deleted: Deleted =
+        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    Ok(deleted.id.to_string())
 }
 
 /// What a delivery is recorded by: WooCommerce's delivery id is a hash of the webhook and the
