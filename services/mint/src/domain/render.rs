@@ -113,6 +113,13 @@ pub fn render_code(
             RenderError::MissingSocialAccount(network) => {
                 Failure::MissingSocialAccount(vec![network.as_str().to_owned()])
             }
+            // The plan's and the campaign's values: no profile update would bring them.
+            RenderError::MissingField(field @ "discount") => Failure::Pattern(format!(
+                "the pattern uses {{{field}}}, and the plan gives no discount"
+            )),
+            RenderError::MissingField(field @ "campaign") => Failure::Pattern(format!(
+                "the pattern uses {{{field}}}, and the campaign's name has no letter or digit"
+            )),
             RenderError::MissingField(field) => {
                 Failure::MissingProfileField(vec![field.to_owned()])
             }
@@ -216,6 +223,29 @@ mod tests {
                 "last_name".into(),
                 "email".into()
             ]))
+        );
+        // What the plan or the campaign lacks is not the profile's to fix.
+        let mut tracking_only = plan("{username}{discount}");
+        tracking_only.terms.discount = None;
+        let with_discount =
+            Pattern::parse(&tracking_only.terms.code_pattern).unwrap_or_else(|e| panic!("{e}"));
+        let rendered = render_code(
+            &with_discount,
+            &tracking_only,
+            "Summer",
+            &profile(),
+            &rules(),
+            &mut rng(),
+        );
+        assert!(
+            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{discount}")),
+            "{rendered:?}"
+        );
+        let named = Pattern::parse("{campaign}{username}").unwrap_or_else(|e| panic!("{e}"));
+        let rendered = render_code(&named, &p, " ", &profile(), &rules(), &mut rng());
+        assert!(
+            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{campaign}")),
+            "{rendered:?}"
         );
         let tiktok = Pattern::parse("{tiktok}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
