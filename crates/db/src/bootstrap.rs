@@ -85,8 +85,11 @@ pub(crate) async fn ensure_database(url: &str) -> Result<(), BootstrapError> {
         let create = format!("create database \"{}\"", name.replace('"', "\"\""));
         match diesel::sql_query(create).execute(&mut conn).await {
             Ok(_) => tracing::info!(database = %name, "database created"),
-            // Another process created it in the meantime.
-            Err(err) if err.to_string().contains("already exists") => {}
+            // Another process created it in the meantime (PostgreSQL may tell the loser of the
+            // race by the catalog's unique index rather than by name).
+            Err(err)
+                if err.to_string().contains("already exists")
+                    || err.to_string().contains("pg_database_datname_index") => {}
             Err(err) => {
                 return Err(BootstrapError::CreateDatabase {
                     name,
@@ -116,6 +119,12 @@ pub(crate) async fn connect(
 /// Initializes (once) and starts a cluster under `dir`, owned by the `postgres` user when run as
 /// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init.
 pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
+    // Absolute: PostgreSQL runs from its data folder, where a relative path (trackd's default
+    // `.trackd/postgres`) would name nothing.
+    let dir = &std::path::absolute(dir).map_err(|e| BootstrapError::PrivateCluster {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let fail = |reason: String| BootstrapError::PrivateCluster {
         dir: dir.display().to_string(),
         reason,
@@ -155,7 +164,7 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
         .await
         .map_err(fail)?;
     }
-    let port: u16 = std::fs::read_to_string(&port_file)
+    let mut port: u16 = std::fs::read_to_string(&port_file)
         .map_err(|e| fail(e.to_string()))?
         .trim()
         .parse()
@@ -169,30 +178,58 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
     .await
     .is_ok();
     if !running {
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1",
-            path_str(dir)
-        );
-        let log = path_str(&dir.join("postgres.log"));
-        run(
-            &bin.join("pg_ctl"),
-            &[
-                "start",
-                "-w",
-                "-D",
-                &path_str(&data),
-                "-l",
-                &log,
-                "-o",
-                &options,
-            ],
-            as_root,
-        )
-        .await
-        .map_err(fail)?;
+        let log = dir.join("postgres.log");
+        if let Err(err) = start_cluster(&bin, &data, &log, port, as_root).await {
+            let tail = log_tail(&log);
+            // The port chosen at init may be another program's by now: once, a new one.
+            if !tail.contains("could not bind") {
+                return Err(fail(format!("{err}; its log ends with:\n{tail}")));
+            }
+            port = free_port().map_err(|e| fail(e.to_string()))?;
+            tracing::warn!(port, "the private cluster's port is taken: moving it");
+            std::fs::write(&port_file, port.to_string()).map_err(|e| fail(e.to_string()))?;
+            start_cluster(&bin, &data, &log, port, as_root)
+                .await
+                .map_err(|err| fail(format!("{err}; its log ends with:\n{}", log_tail(&log))))?;
+        }
         tracing::info!(port, "private PostgreSQL cluster started");
     }
     Ok(format!("postgres://postgres@127.0.0.1:{port}/{DEFAULT_DB}"))
+}
+
+/// `pg_ctl start` of the cluster in `data` on `port`, waiting until it accepts connections.
+async fn start_cluster(
+    bin: &Path,
+    data: &Path,
+    log: &Path,
+    port: u16,
+    as_root: bool,
+) -> Result<(), String> {
+    // TCP only: the suite connects over 127.0.0.1, and a socket folder would be one more path
+    // for pg_ctl's shell to split and for the socket-path limit to refuse.
+    let options = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''");
+    run(
+        &bin.join("pg_ctl"),
+        &[
+            "start",
+            "-w",
+            "-D",
+            &path_str(data),
+            "-l",
+            &path_str(log),
+            "-o",
+            &options,
+        ],
+        as_root,
+    )
+    .await
+}
+
+/// The last lines of the server's log: why a start failed.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join("\n")
 }
 
 /// A PostgreSQL cluster of its own, under a folder: for fault tests that stop the database hard
@@ -337,6 +374,22 @@ fn find_postgres_bin() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// Stops the cluster under `dir`, if it runs.
+    async fn stop(dir: &Path) {
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if let Some(bin) = find_postgres_bin() {
+            let data = path_str(&dir.join("data"));
+            let _ = run(
+                &bin.join("pg_ctl"),
+                &["stop", "-w", "-m", "fast", "-D", &data],
+                as_root,
+            )
+            .await;
+        }
+    }
+
     /// A fresh machine without a running server: the private cluster is initialized, started,
     /// and serves the suite's database (as root too: initdb then runs as `postgres`).
     #[tokio::test]
@@ -345,11 +398,21 @@ mod tests {
             eprintln!("no PostgreSQL binaries installed; nothing to test");
             return;
         }
-        let dir = std::env::temp_dir().join(format!("tracking-private-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // Deeper than the working folder, so that its relative name (below) is wrong from
+        // anywhere but the working folder.
+        let top = std::env::temp_dir().join(format!("tracking-private-pg-{}", std::process::id()));
+        let dir = top.join("a/b/c/d/e/f/g/h");
+        let _ = std::fs::remove_dir_all(&top);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        // Named relative to the working folder, as trackd's default `.trackd/postgres` is.
+        let depth = std::env::current_dir()
+            .map(|cwd| cwd.components().count().saturating_sub(1))
+            .unwrap_or_default();
+        let relative: std::path::PathBuf = std::iter::repeat_n(std::path::Path::new(".."), depth)
+            .collect::<std::path::PathBuf>()
+            .join(dir.strip_prefix("/").unwrap_or(&dir));
         let result = async {
-            let url = start_private_cluster(&dir).await?;
+            let url = start_private_cluster(&relative).await?;
             ensure_database(&url).await?;
             // Started again (trackd restarted): finds it running, same URL.
             let again = start_private_cluster(&dir).await?;
@@ -369,22 +432,24 @@ mod tests {
             }
             let app_url = with_database(&url.replacen("postgres@", "app@", 1), "appdb");
             ensure_database(&app_url).await?;
-            connect(&url, Duration::from_secs(5)).await.map(|_| url)
+            connect(&url, Duration::from_secs(5)).await?;
+            // Stopped, and its port taken by another program meanwhile: it starts on a new one.
+            drop(admin);
+            stop(&dir).await;
+            let port: u16 = std::fs::read_to_string(dir.join("port"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .unwrap_or_default();
+            let squatter =
+                std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+            let moved = start_private_cluster(&dir).await?;
+            drop(squatter);
+            assert_ne!(moved, url, "a new port");
+            connect(&moved, Duration::from_secs(5)).await.map(|_| moved)
         }
         .await;
-        let as_root = std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false);
-        if let Some(bin) = find_postgres_bin() {
-            let data = path_str(&dir.join("data"));
-            let _ = run(
-                &bin.join("pg_ctl"),
-                &["stop", "-m", "fast", "-D", &data],
-                as_root,
-            )
-            .await;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        stop(&dir).await;
+        let _ = std::fs::remove_dir_all(&top);
         let url = result.unwrap_or_else(|e| panic!("{e}"));
         assert!(url.ends_with("/tracking"));
     }
