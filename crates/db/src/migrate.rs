@@ -59,6 +59,10 @@ fn run_blocking(url: &str, schema: &str, sets: &[&Migrations]) -> Result<(), DbE
 
     let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(url)
         .map_err(|err| DbError::Unavailable(err.to_string()))?;
+    // An operator's `statement_timeout` or `lock_timeout` in `DATABASE_URL` is for the services'
+    // calls: waiting for another replica's migrations, or a long one, must not fail the start.
+    diesel::sql_query("set statement_timeout = 0").execute(&mut conn)?;
+    diesel::sql_query("set lock_timeout = 0").execute(&mut conn)?;
     let lock = format!("select pg_advisory_lock(hashtext('tracking-migrate-{schema}'))");
     diesel::sql_query(lock).execute(&mut conn)?;
     let result = (|| {

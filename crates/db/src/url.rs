@@ -95,8 +95,27 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
     format!("{base}?{}", pairs.join("&"))
 }
 
-/// `url` with any password replaced by `***`, for logs.
+/// `url` with any password (in its authority, or a `password=` in its query) replaced by `***`,
+/// for logs.
 pub fn redacted(url: &str) -> String {
+    let (base, query) = split_query(url);
+    let base = redacted_authority(base);
+    match query {
+        None => base,
+        Some(query) => {
+            let pairs: Vec<&str> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => "password=***",
+                    _ => pair,
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+    }
+}
+
+fn redacted_authority(url: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[authority_start..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
@@ -214,5 +233,13 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redacted("postgres://u@h/db?sslmode=require&password=s3cret&application_name=x"),
+            "postgres://u@h/db?sslmode=require&password=***&application_name=x"
+        );
+        assert_eq!(
+            redacted("postgres://u:a@h/db?password=b"),
+            "postgres://u:***@h/db?password=***"
+        );
     }
 }
