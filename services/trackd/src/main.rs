@@ -49,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     tracking_server::telemetry::init(args.server.log_format);
     args.server.validate(false).map_err(anyhow::Error::msg)?;
     args.db.validate().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.state_dir)
+    // It holds the secrets and the dev token: its owner's only, when made here.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
 
     let jwt_secret = match &args.server.jwt_secret {
@@ -128,20 +130,51 @@ async fn main() -> anyhow::Result<()> {
     serving.await?
 }
 
-/// Reads a secret kept under the state folder, creating it on first run.
+/// Reads a secret kept under the state folder (readable by its owner only), creating it on
+/// first run. Two first runs at once keep the same secret: the file appears whole, once, and
+/// the run that did not make it reads it (a credentials key overwritten after a run had sealed
+/// with it would lose those credentials for good).
 fn local_secret(
     path: &Path,
     generate: impl FnOnce() -> anyhow::Result<String>,
 ) -> anyhow::Result<String> {
-    if let Ok(existing) = std::fs::read_to_string(path) {
-        let existing = existing.trim().to_owned();
-        if !existing.is_empty() {
-            return Ok(existing);
+    let read = |path: &Path| -> anyhow::Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(existing) => {
+                keep_private(path)?;
+                Ok(Some(existing.trim().to_owned()).filter(|s| !s.is_empty()))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
         }
+    };
+    if let Some(existing) = read(path)? {
+        return Ok(existing);
     }
     let secret = generate()?;
-    write_private(path, &secret)?;
-    Ok(secret)
+    let draft = path.with_extension(format!("new-{}", std::process::id()));
+    write_private(&draft, &secret)?;
+    // A link is made only where no file is: the first run's secret stays.
+    let linked = std::fs::hard_link(&draft, path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(secret),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read(path)?
+            .with_context(|| format!("{} is empty: delete it to make a new one", path.display())),
+        Err(err) => Err(err).with_context(|| format!("writing {}", path.display())),
+    }
+}
+
+/// Makes `path` readable by its owner only (a secret written there by hand may not be).
+fn keep_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
+        tracing::info!(path = %path.display(), "made readable by its owner only");
+    }
+    Ok(())
 }
 
 /// The signing secret kept under the state folder, created on first run; one written there by
@@ -159,6 +192,7 @@ fn generate_secret() -> anyhow::Result<String> {
     gateway_service::Sealer::generate_key().map_err(anyhow::Error::from)
 }
 
+/// Writes `contents` to `path`, readable by its owner only (also a file that was there before).
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -169,13 +203,62 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    keep_private(path)?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::local_jwt_secret;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::{local_jwt_secret, local_secret, write_private};
+
+    #[test]
+    fn runs_started_together_keep_one_secret_readable_by_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!("trackd-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("credentials-key");
+        let secrets: Vec<String> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..8)
+                .map(|n| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        local_secret(path, || Ok(format!("secret-of-run-{n}")))
+                            .unwrap_or_else(|e| panic!("{e}"))
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| run.join().unwrap_or_else(|_| panic!("a run panicked")))
+                .collect()
+        });
+        assert!(secrets.iter().all(|s| *s == secrets[0]), "{secrets:?}");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(on_disk, secrets[0]);
+        let mode = |path: &std::path::Path| {
+            std::fs::metadata(path).map_or(0, |m| m.permissions().mode() & 0o777)
+        };
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(
+            std::fs::read_dir(&dir).map_or(0, |entries| entries.count()),
+            1,
+            "no drafts left"
+        );
+        // A secret or token left readable by others (written by hand, say) is made private.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        local_secret(&path, || Ok("unused".to_owned())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&path), 0o600);
+        let token = dir.join("dev-token");
+        std::fs::write(&token, "old").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644))
+            .unwrap_or_else(|e| panic!("{e}"));
+        write_private(&token, "new").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode(&token), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_local_signing_secret_is_generated_long_and_a_short_one_refused() {
