@@ -1,35 +1,53 @@
 //! Graceful shutdown: one token, cancelled on SIGTERM or SIGINT, that every server, stream and
-//! background loop watches.
+//! background loop watches. A second signal stops the process at once: a start stuck on the
+//! database (a migration lock another replica holds), or a drain an operator will not wait for,
+//! must not need `kill -9`.
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled when the process receives SIGTERM or SIGINT.
+/// A token cancelled when the process receives SIGTERM or SIGINT; the next one exits.
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested, draining in-flight calls");
+        let mut signals = Signals::new();
+        signals.next().await;
+        tracing::info!(
+            "shutdown requested, draining in-flight calls (signal again to stop at once)"
+        );
         trigger.cancel();
+        signals.next().await;
+        tracing::warn!("shutdown requested again: stopping at once");
+        std::process::exit(130);
     });
     token
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+/// SIGTERM and SIGINT, as they come.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals(
+            signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .ok(),
+        )
+    }
+
+    async fn next(&mut self) {
+        match &mut self.0 {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
             // Without signal handlers there is nothing to wait for but ctrl-c.
-            let _ = tokio::signal::ctrl_c().await;
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
