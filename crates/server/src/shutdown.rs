@@ -12,11 +12,19 @@ pub fn on_signal() -> CancellationToken {
     tokio::spawn(async move {
         let mut signals = Signals::new();
         signals.next().await;
+        let first = std::time::Instant::now();
         tracing::info!(
             "shutdown requested, draining in-flight calls (signal again to stop at once)"
         );
         trigger.cancel();
-        signals.next().await;
+        loop {
+            signals.next().await;
+            // The same request delivered twice (a wrapper such as `timeout` forwards the signal
+            // its process group also gave the process) is not a second one.
+            if first.elapsed() >= std::time::Duration::from_secs(1) {
+                break;
+            }
+        }
         tracing::warn!("shutdown requested again: stopping at once");
         std::process::exit(130);
     });

@@ -49,9 +49,9 @@ async fn main() -> anyhow::Result<()> {
     tracking_server::telemetry::init(args.server.log_format);
     args.server.validate(false).map_err(anyhow::Error::msg)?;
     args.db.validate().map_err(anyhow::Error::msg)?;
-    // It holds the secrets and the dev token: its owner's only, when made here.
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&args.state_dir)
+    // Not its owner's only: run as root, the private cluster under it runs as `postgres`. The
+    // secrets and the dev token in it are (`write_private`).
+    std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
 
     let jwt_secret = match &args.server.jwt_secret {
