@@ -152,17 +152,48 @@ fn local_secret(
         return Ok(existing);
     }
     let secret = generate()?;
-    let draft = path.with_extension(format!("new-{}", std::process::id()));
-    write_private(&draft, &secret)?;
-    // A link is made only where no file is: the first run's secret stays.
-    let linked = std::fs::hard_link(&draft, path);
+    // Written whole under a name of its own, then linked where no file is: the first run's
+    // secret stays, and no run reads a half-written one.
+    static DRAFTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let draft = path.with_extension(format!(
+        "new-{}-{}",
+        std::process::id(),
+        DRAFTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let linked = write_private(&draft, &secret).and_then(|()| {
+        std::fs::hard_link(&draft, path).or_else(|err| match err.kind() {
+            std::io::ErrorKind::AlreadyExists => Err(err.into()),
+            // A file system without hard links: created only where no file is, if less whole.
+            _ => create_private(path, &secret),
+        })
+    });
     let _ = std::fs::remove_file(&draft);
     match linked {
         Ok(()) => Ok(secret),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => read(path)?
-            .with_context(|| format!("{} is empty: delete it to make a new one", path.display())),
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) =>
+        {
+            read(path)?.with_context(|| {
+                format!("{} is empty: delete it to make a new one", path.display())
+            })
+        }
         Err(err) => Err(err).with_context(|| format!("writing {}", path.display())),
     }
+}
+
+/// Creates `path` with `contents`, readable by its owner only; `AlreadyExists` if it is there.
+fn create_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }
 
 /// Makes `path` readable by its owner only (a secret written there by hand may not be).
