@@ -45,7 +45,6 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         },
         request_timeout: Duration::from_secs(10),
         max_concurrent_requests: 256,
-        max_following_streams: 64,
         shutdown_grace: Duration::from_secs(2),
         public_base_url: "http://links.test".to_owned(),
         mint_workers: 2,

@@ -17,7 +17,9 @@ mod metrics;
 pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
-pub use log::{EventLog, NewEvent, StoredEvent, append, appending, listen};
+pub use log::{
+    EventLog, MAX_BRAND_WATCHERS, NewEvent, StoredEvent, TooManyWatchers, append, appending, listen,
+};
 pub use metrics::{LogLabels, StreamLabels, StreamMetrics, stream_metrics};
 
 use tracking_db::Migrations;

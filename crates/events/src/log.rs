@@ -1,7 +1,8 @@
 //! The outbox: appending events in the producer's transaction, and reading them back as a
 //! replay-then-follow stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use diesel::QueryableByName;
@@ -114,6 +115,57 @@ pub struct EventLog {
     shutdown: CancellationToken,
     /// Counts the watchers' reads ([`crate::StreamMetrics::log_reads`]).
     reads: Counter,
+    /// Each brand's watchers following the log now ([`MAX_BRAND_WATCHERS`]).
+    watchers: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+/// Watchers one brand may have following one log at once. Each wakes at every commit of the log
+/// and reads it on the service's pool: without a cap, one brand's idle streams could starve
+/// every call of connections. Watchers of every brand (the suite's own consumers, operators)
+/// are not counted.
+pub const MAX_BRAND_WATCHERS: usize = 32;
+
+/// A brand has [`MAX_BRAND_WATCHERS`] watchers following the log already.
+#[derive(Debug, thiserror::Error)]
+#[error("brand {brand} has {MAX_BRAND_WATCHERS} streams following this log open already")]
+pub struct TooManyWatchers {
+    pub brand: i64,
+}
+
+/// A brand's place among the log's watchers, given back when its stream is dropped.
+struct WatcherPlace {
+    watchers: Arc<Mutex<HashMap<i64, usize>>>,
+    brand: i64,
+}
+
+impl WatcherPlace {
+    fn take(
+        watchers: &Arc<Mutex<HashMap<i64, usize>>>,
+        brand: i64,
+    ) -> Result<WatcherPlace, TooManyWatchers> {
+        let mut counts = watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(brand).or_default();
+        if *count >= MAX_BRAND_WATCHERS {
+            return Err(TooManyWatchers { brand });
+        }
+        *count += 1;
+        Ok(WatcherPlace {
+            watchers: watchers.clone(),
+            brand,
+        })
+    }
+}
+
+impl Drop for WatcherPlace {
+    fn drop(&mut self) {
+        let mut counts = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.brand) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.brand);
+            }
+        }
+    }
 }
 
 /// How many events one read fetches.
@@ -146,6 +198,7 @@ impl EventLog {
             grown,
             shutdown,
             reads,
+            watchers: Arc::default(),
         }
     }
 
@@ -181,13 +234,19 @@ impl EventLog {
 
     /// Every event with `seq > after` (only `brand`'s when given): first what is stored, then new
     /// events as they commit. Ends when the server shuts down; an error ends it too (the client
-    /// resumes from the last seq it saw).
+    /// resumes from the last seq it saw). A brand's watcher takes one of its
+    /// [`MAX_BRAND_WATCHERS`] places until its stream is dropped.
     pub fn watch(
         &self,
         after: i64,
         brand: Option<i64>,
-    ) -> impl Stream<Item = Result<StoredEvent, DbError>> + Send + 'static {
+    ) -> Result<impl Stream<Item = Result<StoredEvent, DbError>> + Send + 'static, TooManyWatchers>
+    {
+        let place = brand
+            .map(|brand| WatcherPlace::take(&self.watchers, brand))
+            .transpose()?;
         let state = WatchState {
+            _place: place,
             log: self.clone(),
             grown: self.grown.clone(),
             cursor: after,
@@ -196,14 +255,15 @@ impl EventLog {
             caught_up: false,
             failed: false,
         };
-        futures::stream::unfold(state, |mut state| async move {
+        Ok(futures::stream::unfold(state, |mut state| async move {
             let item = state.next().await?;
             Some((item, state))
-        })
+        }))
     }
 }
 
 struct WatchState {
+    _place: Option<WatcherPlace>,
     log: EventLog,
     grown: watch::Receiver<u64>,
     cursor: i64,

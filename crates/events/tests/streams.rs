@@ -46,8 +46,8 @@ async fn watchers_see_every_event_in_commit_order_under_concurrent_writers() {
     let shutdown = CancellationToken::new();
     let log = EventLog::start(producer.clone(), shutdown.clone());
     // Started before any write: everything below arrives live.
-    let mut watcher = Box::pin(log.watch(0, None));
-    let mut brand_two = Box::pin(log.watch(0, Some(2)));
+    let mut watcher = Box::pin(log.watch(0, None).unwrap_or_else(|e| panic!("{e}")));
+    let mut brand_two = Box::pin(log.watch(0, Some(2)).unwrap_or_else(|e| panic!("{e}")));
 
     let mut writers = Vec::new();
     for writer in 0..8i64 {
@@ -87,6 +87,28 @@ async fn watchers_see_every_event_in_commit_order_under_concurrent_writers() {
 }
 
 #[tokio::test]
+async fn a_brand_keeps_a_bounded_number_of_watchers_and_every_brand_watchers_are_not_counted() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let shutdown = CancellationToken::new();
+    let log = EventLog::start(test_db.pool("producer"), shutdown.clone());
+    let mut open: Vec<_> = (0..tracking_events::MAX_BRAND_WATCHERS)
+        .map(|_| log.watch(0, Some(7)).map(Box::pin))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let refused = log.watch(0, Some(7)).err().map(|e| e.brand);
+    assert_eq!(refused, Some(7));
+    assert!(log.watch(0, Some(8)).is_ok(), "another brand's place");
+    assert!(
+        log.watch(0, None).is_ok(),
+        "the suite's own, and operators'"
+    );
+    // A stream closed gives its place back.
+    open.pop();
+    assert!(log.watch(0, Some(7)).is_ok());
+    shutdown.cancel();
+}
+
+#[tokio::test]
 async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() {
     // A schema of its own, so that other watchers in the process do not move its read count.
     static QUIET: &[SchemaSpec] = &[("quiet", &[&tracking_events::MIGRATIONS])];
@@ -103,7 +125,7 @@ async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() 
     let before = reads.get();
     // Followed the way a consumer follows a stream: asking for the next event at once.
     let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = Box::pin(log.watch(0, None));
+    let mut watcher = Box::pin(log.watch(0, None).unwrap_or_else(|e| panic!("{e}")));
     tokio::spawn(async move {
         while let Some(event) = watcher.next().await {
             if seen.send(event).is_err() {
@@ -137,15 +159,15 @@ struct LogSource(EventLog);
 impl Source for LogSource {
     type Event = Vec<u8>;
     fn open(&mut self, after_seq: i64) -> BoxFuture<'_, Result<EventStream<Vec<u8>>, SourceError>> {
-        let stream = self
-            .0
-            .watch(after_seq, None)
-            .map(|item| {
-                item.map(|e| (e.seq, e.payload))
-                    .map_err(|e| Box::new(e) as SourceError)
-            })
-            .boxed();
-        Box::pin(async move { Ok(stream) })
+        let stream = self.0.watch(after_seq, None).map(|events| {
+            events
+                .map(|item| {
+                    item.map(|e| (e.seq, e.payload))
+                        .map_err(|e| Box::new(e) as SourceError)
+                })
+                .boxed()
+        });
+        Box::pin(async move { stream.map_err(|e| Box::new(e) as SourceError) })
     }
 }
 
@@ -407,7 +429,7 @@ async fn a_watcher_still_replaying_ends_at_shutdown() {
     for i in 0..3 {
         append_one(&producer, 1, format!("e{i}")).await;
     }
-    let mut watch = Box::pin(log.watch(0, None));
+    let mut watch = Box::pin(log.watch(0, None).unwrap_or_else(|e| panic!("{e}")));
     assert!(matches!(watch.next().await, Some(Ok(_))));
     shutdown.cancel();
     // Two events are left to replay: the stream ends all the same.

@@ -39,10 +39,6 @@ pub struct ServerArgs {
     /// Calls served at once; beyond it calls are refused at once with RESOURCE_EXHAUSTED.
     #[arg(long, env = "TRACKING_MAX_CONCURRENT_REQUESTS", default_value_t = 2048)]
     pub max_concurrent_requests: usize,
-    /// Streams following a log (`Watch*`, `StreamConversions`) open at once; beyond it they are
-    /// refused at once with RESOURCE_EXHAUSTED. 0 sets no limit.
-    #[arg(long, env = "TRACKING_MAX_FOLLOWING_STREAMS", default_value_t = 256)]
-    pub max_following_streams: usize,
     /// How long shutdown waits for in-flight calls before closing connections.
     #[arg(long, env = "TRACKING_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

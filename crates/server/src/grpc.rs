@@ -40,7 +40,6 @@ pub struct GrpcServer {
     request_timeout: Duration,
     max_concurrent: usize,
     call_limits: HashMap<String, CallLimit>,
-    max_followers: usize,
     shutdown_grace: Duration,
     tls: Option<tonic::transport::ServerTlsConfig>,
     internal: Option<TcpListener>,
@@ -71,7 +70,6 @@ impl GrpcServer {
             request_timeout,
             max_concurrent,
             call_limits: HashMap::new(),
-            max_followers: 0,
             shutdown_grace,
             tls: None,
             internal: None,
@@ -93,16 +91,6 @@ impl GrpcServer {
                 self.call_limits.insert(method.clone(), limit.clone());
             }
         }
-        self
-    }
-
-    /// Keeps at most `max` streams that follow a log ([`follows_a_log`]) open at once; more are
-    /// refused at once with RESOURCE_EXHAUSTED. Such a stream gives its place among the calls
-    /// in flight back once open, but each wakes at every commit of its log and reads it on the
-    /// service's pool: without a cap, enough idle followers would starve every call of
-    /// connections. `0` sets no limit.
-    pub fn limit_followers(mut self, max: usize) -> Self {
-        self.max_followers = max;
         self
     }
 
@@ -128,7 +116,6 @@ impl GrpcServer {
             args.max_concurrent_requests,
             args.shutdown_grace,
         )
-        .limit_followers(args.max_following_streams)
     }
 
     /// Adds a service; its health status follows the server's (SERVING while up).
@@ -208,10 +195,6 @@ impl GrpcServer {
             permits: Arc::new(Semaphore::new(self.max_concurrent)),
             max_concurrent: self.max_concurrent,
             call_limits: Arc::new(std::mem::take(&mut self.call_limits)),
-            followers: (self.max_followers > 0).then(|| CallLimit {
-                max: self.max_followers,
-                permits: Arc::new(Semaphore::new(self.max_followers)),
-            }),
         };
         let mut builder = Server::builder();
         if let Some(tls) = self.tls.take() {
@@ -275,7 +258,6 @@ struct RpcLayer {
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     call_limits: Arc<HashMap<String, CallLimit>>,
-    followers: Option<CallLimit>,
 }
 
 /// Which request paths the metrics name: the methods of the services served, as the descriptor
@@ -340,11 +322,10 @@ impl MethodNames {
 
 impl RpcLayer {
     /// The permits a call to `method` holds while it runs, or why it is refused: the server's
-    /// limit on all calls, then the method's own, if any, then, for a stream following a log,
-    /// the limit on those. Probes and tooling are always served.
-    fn admit(&self, method: &str) -> Result<[Option<OwnedSemaphorePermit>; 3], String> {
+    /// limit on all calls, then the method's own, if any. Probes and tooling are always served.
+    fn admit(&self, method: &str) -> Result<[Option<OwnedSemaphorePermit>; 2], String> {
         if is_exempt(method) {
-            return Ok([None, None, None]);
+            return Ok([None, None]);
         }
         let all =
             self.permits.clone().try_acquire_owned().map_err(|_| {
@@ -359,18 +340,7 @@ impl RpcLayer {
             })?),
             None => None,
         };
-        let following = match &self.followers {
-            Some(limit) if follows_a_log(method) => {
-                Some(limit.permits.clone().try_acquire_owned().map_err(|_| {
-                    format!(
-                        "server overloaded: {} streams following a log open",
-                        limit.max
-                    )
-                })?)
-            }
-            _ => None,
-        };
-        Ok([Some(all), own, following])
+        Ok([Some(all), own])
     }
 }
 
@@ -419,11 +389,10 @@ struct InFlight(prometheus_client::metrics::gauge::Gauge);
 /// What an admitted call holds until its response body ends or is dropped: its permits and its
 /// place in `tracking_grpc_in_flight`. A stream of bounded work (`MintCodes`, an export) counts
 /// against the limits for as long as it runs, not only until its headers. A stream that follows
-/// a log for as long as its client stays ([`follows_a_log`]) gives its places among the calls
-/// back once its headers are out (held, a few idle followers would take every place), and keeps
-/// only its place among the followers ([`GrpcServer::limit_followers`]).
+/// a log for as long as its client stays ([`follows_a_log`]) gives its permits back once its
+/// headers are out: held, a few idle followers would take every place.
 struct Admitted {
-    permits: [Option<OwnedSemaphorePermit>; 3],
+    permits: [Option<OwnedSemaphorePermit>; 2],
     _in_flight: InFlight,
 }
 
@@ -598,8 +567,7 @@ where
                     },
                 };
                 if follows_a_log(&method) {
-                    admitted.permits[0] = None;
-                    admitted.permits[1] = None;
+                    admitted.permits = [None, None];
                 }
                 let mut response = result?.map(|body| {
                     tonic::body::Body::new(HeldBody {

@@ -18,7 +18,9 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send
 /// (every brand's for service and ops tokens, the token's brand's otherwise), as `respond` turns
 /// it into the RPC's response (`None` skips an event the call did not ask for). It never ends
 /// OK: when the server shuts down it ends UNAVAILABLE, so that a client resumes from the last
-/// seq it received elsewhere rather than take the end of an endless stream for a clean one.
+/// seq it received elsewhere rather than take the end of an endless stream for a clean one. A
+/// brand may keep [`tracking_events::MAX_BRAND_WATCHERS`] streams of one log open at once; more
+/// are RESOURCE_EXHAUSTED.
 pub fn watch<T, F>(
     log: &EventLog,
     claims: &Claims,
@@ -33,13 +35,16 @@ where
     if after_seq < 0 {
         return Err(status::invalid("after_seq", "must be 0 or more"));
     }
+    let events = log
+        .watch(after_seq, scope)
+        .map_err(|too_many| Status::resource_exhausted(format!("{too_many}; close one")))?;
     tracing::info!(after_seq, brand = ?scope, "event watcher connected");
     // The log's stream ends only at shutdown (or after an error, which ends the call first).
     let stopping = futures::stream::once(std::future::ready(Err(Status::unavailable(
         "the server is shutting down; resume from the last seq received",
     ))));
     Ok(Box::pin(
-        log.watch(after_seq, scope)
+        events
             .filter_map(move |item| {
                 let response = item
                     .map_err(status::from_db)

@@ -22,8 +22,6 @@ pub struct SuiteConfig {
     pub pool: PoolOptions,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
-    /// Streams following a log open at once (0: no limit).
-    pub max_following_streams: usize,
     pub shutdown_grace: Duration,
     /// Where shoppers reach the redirect (`/r/{slug}`); trackd's HTTP address by default.
     pub public_base_url: String,
@@ -146,7 +144,6 @@ impl Suite {
         )
         .with_tls(config.tls.server().map_err(anyhow::Error::msg)?)
         .with_internal_listener(internal)
-        .limit_followers(config.max_following_streams)
         .limit_calls(&mint_service::limited_calls(), config.mint_max_calls)
         .add_service(gateway_service::grpc_service(gateway, auth.clone()))
         .add_service(plan_service::grpc_service(plan, auth.clone()))

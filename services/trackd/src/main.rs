@@ -90,7 +90,6 @@ async fn main() -> anyhow::Result<()> {
         pool: args.db.pool_options(),
         request_timeout: args.server.request_timeout,
         max_concurrent_requests: args.server.max_concurrent_requests,
-        max_following_streams: args.server.max_following_streams,
         shutdown_grace: args.server.shutdown_grace,
         public_base_url: args
             .public_base_url
