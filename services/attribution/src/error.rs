@@ -15,6 +15,15 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// More work than the service takes now: the caller retries with backoff.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Not done now (the database slow or down, the server stopping): the caller retries.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of the service's own, logged, not described to the caller.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -38,6 +47,9 @@ impl From<Error> for Status {
             Error::PermissionDenied(why) => Status::permission_denied(why),
             Error::FailedPrecondition(why) => Status::failed_precondition(why),
             Error::AlreadyExists(what) => Status::already_exists(what),
+            Error::ResourceExhausted(why) => Status::resource_exhausted(why),
+            Error::Unavailable(why) => Status::unavailable(why),
+            Error::Internal(why) => tracking_server::status::internal(why),
             Error::Db(db) => tracking_server::status::from_db(db),
         }
     }

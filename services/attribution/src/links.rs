@@ -99,7 +99,15 @@ pub enum Unrecorded {
     Full,
     /// The writer has stopped (shutdown) before the click was written.
     Stopped,
+    /// Queued, but not written within [`WRITE_WAIT`] (the database down or slow): it may still
+    /// be, under this id.
+    NotYet { click_id: String },
+    /// No click id could be made (the system's random source failed).
+    NoId,
 }
+
+/// How long `RecordClick` waits for its click to be written before it answers UNAVAILABLE.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
 
 /// A click on its way to the writer, with whoever waits for it to be written.
 struct Queued {
@@ -198,8 +206,11 @@ impl Links {
         let Some(click_id) = self.queue(link, info, Some(tx)).await? else {
             return Ok(None);
         };
-        written.await.map_err(|_| Unrecorded::Stopped)?;
-        Ok(Some(click_id))
+        match tokio::time::timeout(WRITE_WAIT, written).await {
+            Ok(Ok(())) => Ok(Some(click_id)),
+            Ok(Err(_)) => Err(Unrecorded::Stopped),
+            Err(_) => Err(Unrecorded::NotYet { click_id }),
+        }
     }
 
     async fn queue(
@@ -215,7 +226,7 @@ impl Links {
         let now = Utc::now();
         let click_id = match info.click_id {
             Some(id) => id,
-            None => clicks::new_click_id(now).map_err(|_| Unrecorded::Stopped)?,
+            None => clicks::new_click_id(now).map_err(|_| Unrecorded::NoId)?,
         };
         let row = ClickRow {
             brand_id: link.brand_id,

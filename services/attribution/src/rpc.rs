@@ -284,10 +284,15 @@ impl AttributionService for Attribution {
             .record_written(&link, info)
             .await
             .map_err(|why| match why {
-                Unrecorded::Full => Status::resource_exhausted(
-                    "clicks are arriving faster than they are written; retry with backoff",
+                Unrecorded::Full => Error::ResourceExhausted(
+                    "clicks are arriving faster than they are written; retry with backoff"
+                        .to_owned(),
                 ),
-                Unrecorded::Stopped => Status::unavailable("the server is stopping; retry"),
+                Unrecorded::Stopped => Error::Unavailable("the server is stopping; retry".to_owned()),
+                Unrecorded::NotYet { click_id } => Error::Unavailable(format!(
+                    "the click is not stored yet (the database is slow or down); retry with click_id {click_id}, which counts it once"
+                )),
+                Unrecorded::NoId => Error::Internal("no click id could be made".to_owned()),
             })?;
         taken_elsewhere().await?;
         Ok(Response::new(pb::RecordClickResponse {

@@ -1,5 +1,6 @@
 //! PostgreSQL stopped hard in the middle of mint and order loads, on a private cluster: calls
-//! fail fast with UNAVAILABLE while it is down, the suite recovers without a restart, and
+//! fail fast with UNAVAILABLE while it is down (a click recorded then within seconds, naming
+//! its id), the suite recovers without a restart, and
 //! afterwards every acknowledged code exists exactly once and every order is attributed once.
 
 use std::collections::HashSet;
@@ -8,6 +9,8 @@ use std::time::{Duration, Instant};
 use suite_tests::flow::{attributed, ingest, mint_on, orders, scenario};
 use suite_tests::{brand, config};
 use tonic::Code;
+use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
+use tracking_api::attribution::v1::{GetCampaignPerformanceRequest, RecordClickRequest};
 use tracking_api::mint::v1::MintCodeRequest;
 use tracking_api::mint::v1::code_mint_service_client::CodeMintServiceClient;
 use tracking_db::PrivateCluster;
@@ -42,10 +45,62 @@ async fn a_database_outage_fails_fast_and_recovers_without_a_restart() {
         Some(100)
     );
 
+    // A click recorded elsewhere, once the link is known to attribution.
+    let slug = CodeMintServiceClient::new(channel.clone())
+        .mint_code(authed(
+            MintCodeRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+            },
+            &brand(1),
+        ))
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().code)
+        .and_then(|c| c.links)
+        .map(|l| l.slug)
+        .unwrap_or_default();
+    let click = |click_id: &str| {
+        let mut attribution = AttributionServiceClient::new(channel.clone());
+        let request = authed(
+            RecordClickRequest {
+                slug: slug.clone(),
+                click_id: click_id.to_owned(),
+                user_agent: "Mozilla/5.0 (iPhone) Mobile".into(),
+                ..RecordClickRequest::default()
+            },
+            &brand(1),
+        );
+        async move { attribution.record_click(request).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(status) = click("").await {
+        assert!(Instant::now() < deadline, "link never known: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     cluster
         .stop_immediately()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // A click sent while it is down is queued, not stored: UNAVAILABLE within seconds, naming
+    // the id under which a retry counts it once.
+    let started = Instant::now();
+    let unstored = click("")
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    let Some((Code::Unavailable, message)) = unstored else {
+        panic!("{unstored:?}");
+    };
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let click_id = message
+        .split("click_id ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!click_id.is_empty(), "{message}");
     // While it is down: mint and order calls end at once with UNAVAILABLE.
     for creator in 21..=23 {
         let started = Instant::now();
@@ -91,6 +146,13 @@ async fn a_database_outage_fails_fast_and_recovers_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The queued click, written once the database is back, and its retry: counted once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(status) = click(&click_id).await {
+        assert!(Instant::now() < deadline, "click not recorded: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clicks(&channel, s.campaign).await, 2, "each click once");
     let mut after = Vec::new();
     for creator in 21..=40 {
         after.push(mint_on(&channel, s.campaign, creator).await);
@@ -124,4 +186,20 @@ async fn a_database_outage_fails_fast_and_recovers_without_a_restart() {
         );
     }
     drop(suite);
+}
+
+async fn clicks(channel: &tonic::transport::Channel, campaign: i64) -> i64 {
+    AttributionServiceClient::new(channel.clone())
+        .get_campaign_performance(authed(
+            GetCampaignPerformanceRequest {
+                campaign_id: campaign,
+                range: None,
+            },
+            &brand(1),
+        ))
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().performance)
+        .and_then(|p| p.totals)
+        .map_or(0, |t| t.clicks)
 }
