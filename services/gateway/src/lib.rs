@@ -73,7 +73,8 @@ pub fn grpc_service(
 
 /// Migrates the gateway's schema and builds the service on `database_url`, with the store
 /// adapters' default HTTP settings and the customer-hash key derived from the credentials key,
-/// and starts polling stores without webhooks every `order_poll_interval` and importing Amazon
+/// and starts polling stores for orders (Magento, which has no webhooks, and WooCommerce, which
+/// sends each once) every `order_poll_interval` and importing Amazon
 /// Attribution's reports every `amazon_report_interval`.
 pub async fn start(
     database_url: &str,

@@ -1,9 +1,10 @@
 //! Work the gateway does per integration in rounds, written once for every such job: polling
-//! Magento's orders ([`crate::poller`]) and importing Amazon Attribution's reports
-//! ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is worked on
-//! under a lease (so that one replica works on an integration at a time; a replica that dies
-//! mid-round leaves a lease that expires after five intervals), starting from the progress the
-//! last successful round recorded (`integration_jobs`). A failed round for one integration is
+//! Magento's and WooCommerce's orders ([`crate::poller`]) and importing Amazon Attribution's
+//! reports ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is
+//! worked on under a lease (so that one replica works on an integration at a time; a replica that
+//! dies mid-round leaves a lease that expires after five intervals), starting from the progress
+//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time
+//! (a store that does not answer holds up only its own). A failed round for one integration is
 //! logged and leaves its progress as it was, so the next round retries the same span.
 
 use std::fmt::Display;
@@ -56,42 +57,71 @@ pub async fn round<P, E, F, Fut>(
     db: &Database,
     job: Job,
     every: Duration,
-    mut work: F,
+    work: F,
 ) -> Result<usize, DbError>
 where
     P: Serialize + DeserializeOwned,
     E: Display,
-    F: FnMut(IntegrationRow, Option<P>) -> Fut,
+    F: Fn(IntegrationRow, Option<P>) -> Fut,
     Fut: Future<Output = Result<P, E>>,
 {
+    use futures::StreamExt;
     let providers: Vec<&str> = job.providers.iter().map(|p| p.as_str_name()).collect();
     let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
+    let integrations = store::integrations_of_providers(db, &providers).await?;
+    let worked: Vec<Result<bool, DbError>> = futures::stream::iter(integrations)
+        .map(|integration| work_on(db, job, lease, &work, integration))
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await;
     let mut done = 0;
-    for integration in store::integrations_of_providers(db, &providers).await? {
-        let (brand_id, id) = (integration.brand_id, integration.id);
-        let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
-            continue;
-        };
-        let progress = progress.and_then(|value| match serde_json::from_value(value) {
-            Ok(progress) => Some(progress),
-            Err(err) => {
-                tracing::error!(job = job.name, integration_id = id, error = %err,
-                    "unreadable progress, starting over");
-                None
-            }
-        });
-        match work(integration, progress).await {
-            Ok(progress) => {
-                release(db, job, brand_id, id, Some(&progress)).await?;
-                done += 1;
-            }
-            Err(err) => {
-                tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
-                release::<P>(db, job, brand_id, id, None).await?;
-            }
-        }
+    for succeeded in worked {
+        done += usize::from(succeeded?);
     }
     Ok(done)
+}
+
+/// Integrations a round works on at once.
+pub const AT_ONCE: usize = 8;
+
+/// One integration's part of a round: whether it succeeded (false when another replica holds
+/// its lease, or its work failed).
+async fn work_on<P, E, F, Fut>(
+    db: &Database,
+    job: Job,
+    lease: chrono::Duration,
+    work: &F,
+    integration: IntegrationRow,
+) -> Result<bool, DbError>
+where
+    P: Serialize + DeserializeOwned,
+    E: Display,
+    F: Fn(IntegrationRow, Option<P>) -> Fut,
+    Fut: Future<Output = Result<P, E>>,
+{
+    let (brand_id, id) = (integration.brand_id, integration.id);
+    let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
+        return Ok(false);
+    };
+    let progress = progress.and_then(|value| match serde_json::from_value(value) {
+        Ok(progress) => Some(progress),
+        Err(err) => {
+            tracing::error!(job = job.name, integration_id = id, error = %err,
+                "unreadable progress, starting over");
+            None
+        }
+    });
+    match work(integration, progress).await {
+        Ok(progress) => {
+            release(db, job, brand_id, id, Some(&progress)).await?;
+            Ok(true)
+        }
+        Err(err) => {
+            tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
+            release::<P>(db, job, brand_id, id, None).await?;
+            Ok(false)
+        }
+    }
 }
 
 #[derive(QueryableByName)]

@@ -223,7 +223,9 @@ async fn magento_is_polled_and_each_order_state_counted_once() {
     );
     // Later polls list the same orders again: nothing new is stored.
     let seen = polls.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while polls.load(Ordering::SeqCst) < seen + 2 {
+        assert!(std::time::Instant::now() < deadline, "not polled again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
@@ -232,6 +234,43 @@ async fn magento_is_polled_and_each_order_state_counted_once() {
             .await,
         2
     );
+}
+
+/// A store that takes the request and never answers holds up only its own poll: a round works on
+/// its integrations side by side.
+#[tokio::test]
+async fn a_store_that_never_answers_holds_up_only_its_own_poll() {
+    let stalled = serve(Router::new().route(
+        "/rest/V1/orders",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            ""
+        }),
+    ))
+    .await;
+    let answering = serve(Router::new().route(
+        "/rest/V1/orders",
+        get(|| async {
+            axum::Json(json!({
+                "items": [magento_order(42, "processing")],
+                "search_criteria": {}, "total_count": 1
+            }))
+        }),
+    ))
+    .await;
+    let suite = Suite::start().await;
+    let mut silent = valid_registration(Provider::Magento, "stalled store");
+    silent.base_url = stalled;
+    suite
+        .gateway()
+        .register_integration(authed(silent, &brand(1)))
+        .await
+        .unwrap_or_else(|s| panic!("register: {s}"));
+    register(&suite, Provider::Magento, &answering).await;
+    // Within the first round, not after the stalled store's ~40 s of attempts.
+    let events = events(&suite, 1).await;
+    let order = events[0].order.clone().unwrap_or_default();
+    assert_eq!(order.store_order_id, "42");
 }
 
 /// WooCommerce sends a webhook once: an order whose delivery was lost (answered with an error,
@@ -270,7 +309,9 @@ async fn woocommerce_orders_whose_webhooks_were_lost_are_polled() {
     assert_eq!(events[0].source, OrderSource::Poller as i32);
     // Polled again, the same order state is not stored again.
     let seen = listed.load(Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while listed.load(Ordering::SeqCst) < seen + 2 {
+        assert!(std::time::Instant::now() < deadline, "not polled again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
