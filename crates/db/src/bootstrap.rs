@@ -178,20 +178,16 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
     .await
     .is_ok();
     if !running {
-        let log = dir.join("postgres.log");
-        if let Err(err) = start_cluster(&bin, &data, &log, port, as_root).await {
-            let tail = log_tail(&log);
-            // The port chosen at init may be another program's by now: once, a new one.
-            if !tail.contains("could not bind") {
-                return Err(fail(format!("{err}; its log ends with:\n{tail}")));
-            }
+        // The port chosen at init may be another program's by now: then a new one.
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             port = free_port().map_err(|e| fail(e.to_string()))?;
             tracing::warn!(port, "the private cluster's port is taken: moving it");
             std::fs::write(&port_file, port.to_string()).map_err(|e| fail(e.to_string()))?;
-            start_cluster(&bin, &data, &log, port, as_root)
-                .await
-                .map_err(|err| fail(format!("{err}; its log ends with:\n{}", log_tail(&log))))?;
         }
+        let log = dir.join("postgres.log");
+        start_cluster(&bin, &data, &log, port, as_root)
+            .await
+            .map_err(|err| fail(format!("{err}; its log ends with:\n{}", log_tail(&log))))?;
         tracing::info!(port, "private PostgreSQL cluster started");
     }
     Ok(format!("postgres://postgres@127.0.0.1:{port}/{DEFAULT_DB}"))
@@ -229,7 +225,7 @@ async fn start_cluster(
 fn log_tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join("\n")
+    lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
 /// A PostgreSQL cluster of its own, under a folder: for fault tests that stop the database hard
@@ -273,7 +269,8 @@ impl PrivateCluster {
         })
     }
 
-    /// Starts the (stopped) server again on the same port.
+    /// Starts the (stopped) server again, on the same port unless another program has taken it
+    /// meanwhile: its URL.
     pub async fn start_again(&self) -> Result<String, BootstrapError> {
         start_private_cluster(&self.dir).await
     }
@@ -376,15 +373,12 @@ mod tests {
 
     /// Stops the cluster under `dir`, if it runs.
     async fn stop(dir: &Path) {
-        let as_root = std::fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false);
         if let Some(bin) = find_postgres_bin() {
             let data = path_str(&dir.join("data"));
             let _ = run(
                 &bin.join("pg_ctl"),
                 &["stop", "-w", "-m", "fast", "-D", &data],
-                as_root,
+                running_as_root(),
             )
             .await;
         }
