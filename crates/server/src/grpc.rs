@@ -274,11 +274,12 @@ impl MethodNames {
         use prost::Message;
         let mut described = HashSet::new();
         let mut described_services = HashSet::new();
-        for set in [
-            tracking_api::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        // The suite's services that this server serves; health and reflection, always.
+        for (set, every_service) in [
+            (tracking_api::FILE_DESCRIPTOR_SET, false),
+            (tonic_health::pb::FILE_DESCRIPTOR_SET, true),
+            (tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET, true),
+            (tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET, true),
         ] {
             let Ok(files) = prost_types::FileDescriptorSet::decode(set) else {
                 tracing::error!("a descriptor set is invalid: its methods are counted as unknown");
@@ -287,6 +288,9 @@ impl MethodNames {
             for file in files.file {
                 for service in &file.service {
                     let name = format!("{}.{}", file.package(), service.name());
+                    if !every_service && !services.contains(&name.as_str()) {
+                        continue;
+                    }
                     for method in &service.method {
                         described.insert(format!("/{name}/{}", method.name()));
                     }
@@ -436,12 +440,7 @@ where
         .unwrap_or_else(|_| {
             tracing::error!("the call's response stream panicked");
             this.panicked = true;
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
-            trailers.insert(
-                "grpc-message",
-                http::HeaderValue::from_static("internal%20error"),
-            );
+            let trailers = status_fields(tonic::Status::internal("internal error"));
             Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
         });
         if matches!(polled, Poll::Ready(None)) {
@@ -612,13 +611,22 @@ fn unparseable_is_invalid_argument(headers: &mut http::HeaderMap) {
             || text.starts_with(b"failed%20to%20decode%20Protobuf%20message")
     });
     if internal && undecodable {
-        let answer = tonic::Status::invalid_argument(status::UNPARSEABLE).into_http::<()>();
-        for name in ["grpc-status", "grpc-message"] {
-            if let Some(value) = answer.headers().get(name) {
-                headers.insert(name, value.clone());
-            }
+        headers.extend(status_fields(tonic::Status::invalid_argument(
+            status::UNPARSEABLE,
+        )));
+    }
+}
+
+/// `grpc-status` and `grpc-message` of `status`, as tonic writes them.
+fn status_fields(status: tonic::Status) -> http::HeaderMap {
+    let answer = status.into_http::<()>();
+    let mut fields = http::HeaderMap::new();
+    for name in ["grpc-status", "grpc-message"] {
+        if let Some(value) = answer.headers().get(name) {
+            fields.insert(name, value.clone());
         }
     }
+    fields
 }
 
 fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>) {
@@ -648,7 +656,6 @@ mod tests {
         let names = MethodNames::new(&["tracking.plan.v1.PlanService", "test.Slow"]);
         for served in [
             "/tracking.plan.v1.PlanService/ListPlans",
-            "/tracking.mint.v1.CodeMintService/MintCode",
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
             "/test.Slow/Call",
@@ -657,6 +664,7 @@ mod tests {
         }
         for made_up in [
             "/tracking.plan.v1.PlanService/NoSuchMethod",
+            "/tracking.mint.v1.CodeMintService/MintCode",
             "/a.B/0b6f9f1e-7d4c",
             "/",
             "",
