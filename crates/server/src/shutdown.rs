@@ -18,15 +18,15 @@ pub fn on_signal() -> CancellationToken {
         );
         trigger.cancel();
         loop {
-            signals.next().await;
+            let signal = signals.next().await;
             // The same request delivered twice (a wrapper such as `timeout` forwards the signal
             // its process group also gave the process) is not a second one.
             if first.elapsed() >= std::time::Duration::from_secs(1) {
-                break;
+                tracing::warn!("shutdown requested again: stopping at once");
+                // As a shell reports a process the signal ended: 128 + its number.
+                std::process::exit(128 + signal);
             }
         }
-        tracing::warn!("shutdown requested again: stopping at once");
-        std::process::exit(130);
     });
     token
 }
@@ -44,17 +44,21 @@ impl Signals {
         )
     }
 
-    async fn next(&mut self) {
+    /// The next signal's number.
+    async fn next(&mut self) -> i32 {
+        const SIGINT: i32 = 2;
+        const SIGTERM: i32 = 15;
         match &mut self.0 {
             Some((term, int)) => {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                    _ = term.recv() => SIGTERM,
+                    _ = int.recv() => SIGINT,
                 }
             }
             // Without signal handlers there is nothing to wait for but ctrl-c.
             None => {
                 let _ = tokio::signal::ctrl_c().await;
+                SIGINT
             }
         }
     }

@@ -248,8 +248,8 @@ impl NormalizedOrder {
 }
 
 /// A decimal amount ("164.90") in minor units of `currency`, exactly (no floats): for input whose
-/// sender chooses its format (the AST API), where digits past the currency's precision are a
-/// mistake to refuse. Stores' amounts are read with [`round_amount`].
+/// sender chooses its format (the AST API), where digits past the currency's precision are the
+/// sender's mistake, refused (`None`). Stores' amounts are read with [`round_amount`].
 pub fn parse_amount(text: &str, currency: &str) -> Option<i64> {
     let exponent = usize::from(currency_exponent(currency));
     let text = text.trim();
