@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
-use tracking_api::attribution::v1::GetCampaignPerformanceRequest;
 use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
+use tracking_api::attribution::v1::{Figures, GetCampaignPerformanceRequest};
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::provider_gateway_client::ProviderGatewayClient;
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderStatus};
@@ -156,7 +156,13 @@ pub async fn ingest(
         .map(|r| r.into_inner().received)
 }
 
+/// The campaign's orders attributed (0 while attribution does not know it).
 pub async fn attributed(channel: &Channel, campaign: i64) -> i64 {
+    totals(channel, campaign).await.orders
+}
+
+/// The campaign's figures, all of the last 30 days (zeros while attribution does not know it).
+pub async fn totals(channel: &Channel, campaign: i64) -> Figures {
     AttributionServiceClient::new(channel.clone())
         .get_campaign_performance(authed(
             GetCampaignPerformanceRequest {
@@ -166,12 +172,8 @@ pub async fn attributed(channel: &Channel, campaign: i64) -> i64 {
             &brand(1),
         ))
         .await
-        .map(|r| {
-            r.into_inner()
-                .performance
-                .and_then(|p| p.totals)
-                .map(|t| t.orders)
-                .unwrap_or_default()
-        })
+        .ok()
+        .and_then(|r| r.into_inner().performance)
+        .and_then(|p| p.totals)
         .unwrap_or_default()
 }
