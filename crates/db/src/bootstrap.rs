@@ -119,12 +119,15 @@ pub(crate) async fn connect(
 /// Initializes (once) and starts a cluster under `dir`, owned by the `postgres` user when run as
 /// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init.
 pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
-    // Absolute: PostgreSQL runs from its data folder, where a relative path (trackd's default
-    // `.trackd/postgres`) would name nothing.
-    let dir = &std::path::absolute(dir).map_err(|e| BootstrapError::PrivateCluster {
-        dir: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    // Absolute, and without `..`: PostgreSQL runs from its data folder, where a relative path
+    // (trackd's default `.trackd/postgres`) would name nothing, and, run as `postgres`, it may
+    // not pass through a folder a `..` climbs out of.
+    let dir = &std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::canonicalize(dir))
+        .map_err(|e| BootstrapError::PrivateCluster {
+            dir: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
     let fail = |reason: String| BootstrapError::PrivateCluster {
         dir: dir.display().to_string(),
         reason,
