@@ -191,6 +191,11 @@ impl Links {
             .map(|code| Arc::new(Link::from(&code))))
     }
 
+    /// The click id a `RecordClick` without one takes from its `request_id`.
+    pub fn request_click_id(&self, brand_id: i64, request_id: &str) -> String {
+        clicks::request_click_id(&self.visitor_key, brand_id, request_id)
+    }
+
     /// Queues a click on `link` and returns its id; `None` for a bot (not counted).
     pub async fn record(&self, link: &Link, info: ClickInfo) -> Result<Option<String>, Unrecorded> {
         self.queue(link, info, None).await

@@ -204,10 +204,11 @@ impl AttributionService for Attribution {
         request: Request<pb::RecordClickRequest>,
     ) -> Result<Response<pb::RecordClickResponse>, Status> {
         let brand_id = Claims::of(&request)?.brand_scope()?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         if req.slug.is_empty() {
             return Err(Error::invalid("slug", "is required").into());
         }
+        text_field("request_id", &req.request_id, 100)?;
         text_field("slug", &req.slug, 100)?;
         if !req.click_id.is_empty() && !clicks::valid_click_id(&req.click_id) {
             return Err(
@@ -236,6 +237,9 @@ impl AttributionService for Attribution {
         text_field("referrer_host", &req.referrer_host, 255)?;
         text_field("user_agent", &req.user_agent, 1000)?;
         text_field("visitor", &req.visitor, 500)?;
+        if req.click_id.is_empty() && !req.request_id.is_empty() {
+            req.click_id = self.links.request_click_id(brand_id, &req.request_id);
+        }
         let link = self
             .links
             .resolve_fresh(&req.slug)

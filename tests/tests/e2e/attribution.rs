@@ -826,6 +826,65 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
 }
 
 #[tokio::test]
+async fn a_click_recorded_again_under_its_request_id_counts_once() {
+    let suite = Suite::start().await;
+    let token = brand(5);
+    let w = world(&suite, &token, "Retried", Terms::default()).await;
+    let slug = creator(&suite, &token, w.campaign, 1, "ivy")
+        .await
+        .links
+        .unwrap_or_default()
+        .slug;
+    redirected(&suite, &format!("/r/{slug}")).await;
+    let record = |request_id: &str| {
+        let mut attribution = suite.attribution();
+        let request = authed(
+            RecordClickRequest {
+                slug: slug.clone(),
+                request_id: request_id.to_owned(),
+                user_agent: BROWSER.into(),
+                ..Default::default()
+            },
+            &token,
+        );
+        async move {
+            attribution
+                .record_click(request)
+                .await
+                .map(|r| r.into_inner().click_id)
+                .unwrap_or_else(|s| panic!("record click: {s}"))
+        }
+    };
+    let first = record("req-1").await;
+    assert_eq!(
+        record("req-1").await,
+        first,
+        "the retry names the same click"
+    );
+    assert_ne!(record("req-2").await, first);
+    // With the redirect's own click, which showed the link live.
+    let figures = totals_when(&suite, &token, w.campaign, "three clicks", |f| {
+        f.clicks >= 3
+    })
+    .await;
+    assert_eq!(figures.clicks, 3, "the retried click counted once");
+    let long = suite
+        .attribution()
+        .record_click(authed(
+            RecordClickRequest {
+                slug: slug.clone(),
+                request_id: "r".repeat(101),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().starts_with("request_id")));
+    assert_eq!(long, Some((Status::InvalidArgument, true)));
+}
+
+#[tokio::test]
 async fn links_end_with_the_plan() {
     let suite = Suite::start().await;
     let token = brand(5);

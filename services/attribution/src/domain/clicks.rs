@@ -98,6 +98,17 @@ pub fn visitor_hash(key: &[u8], visitor: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
+/// The click id of a `RecordClick` that sent `request_id` and no click id: `q_` and a keyed hash
+/// of the brand and the request id, so that its retries name the same click.
+pub fn request_click_id(key: &[u8], brand_id: i64, request_id: &str) -> String {
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(&brand_id.to_be_bytes());
+    mac.update(request_id.as_bytes());
+    format!("q_{}", hex::encode(&mac.finalize().into_bytes()[..16]))
+}
+
 /// Base-32 digits in ascending byte order, so ids compare as the numbers they encode.
 const BASE32: &[u8] = b"234567abcdefghijklmnopqrstuvwxyz";
 
