@@ -123,7 +123,29 @@ pub fn render_code(
             RenderError::MissingField(field) => {
                 Failure::MissingProfileField(vec![field.to_owned()])
             }
-            RenderError::Empty => Failure::Pattern(err.to_string()),
+            RenderError::Empty => {
+                // Which of the creator's own values give nothing a code can carry (a name in a
+                // script with no Latin spelling, say): named, for the brand to act on.
+                let unusable: Vec<&str> = pattern
+                    .variables()
+                    .iter()
+                    .filter(|variable| variable.is_per_creator())
+                    .filter(|variable| {
+                        Pattern::parse(&format!("{{{}}}", variable.name())).is_ok_and(|alone| {
+                            alone.render(&context, rules, rng) == Err(RenderError::Empty)
+                        })
+                    })
+                    .map(|variable| variable.name())
+                    .collect();
+                if unusable.is_empty() {
+                    Failure::Pattern(err.to_string())
+                } else {
+                    Failure::Pattern(format!(
+                        "the code would be empty: the creator's {} gives no letter or digit a code can carry; give a Latin spelling in the profile, or change the pattern",
+                        unusable.join(", ")
+                    ))
+                }
+            }
         })
 }
 
@@ -245,6 +267,17 @@ mod tests {
         let rendered = render_code(&named, &p, " ", &profile(), &rules(), &mut rng());
         assert!(
             matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{campaign}")),
+            "{rendered:?}"
+        );
+        // A name with no Latin spelling gives nothing: the failure names it.
+        let han = Profile {
+            first_name: "李".into(),
+            ..profile()
+        };
+        let alone = Pattern::parse("{first_name}").unwrap_or_else(|e| panic!("{e}"));
+        let rendered = render_code(&alone, &p, "Summer", &han, &rules(), &mut rng());
+        assert!(
+            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("creator's first_name gives no letter")),
             "{rendered:?}"
         );
         let tiktok = Pattern::parse("{tiktok}").unwrap_or_else(|e| panic!("{e}"));
