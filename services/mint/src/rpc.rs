@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -91,7 +91,26 @@ impl CodeMintService for MintService {
                 let service = service.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let response = service.mint_tagged(brand_id, req).await;
+                    // A request whose mint panics is answered INTERNAL, not left unanswered in a
+                    // stream that then ends OK.
+                    let tag = req.tag.clone();
+                    let response = std::panic::AssertUnwindSafe(service.mint_tagged(brand_id, req))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!(tag, "a MintCodes request's mint panicked");
+                            pb::MintCodesResponse {
+                                tag,
+                                created: false,
+                                result: Some(pb::mint_codes_response::Result::Error(
+                                    pb::MintError {
+                                        grpc_code: tonic::Code::Internal as i32,
+                                        message: "internal error".to_owned(),
+                                        failure: None,
+                                    },
+                                )),
+                            }
+                        });
                     let _ = tx.send(Ok(response)).await;
                     drop(permit);
                 });
