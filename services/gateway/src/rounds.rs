@@ -69,8 +69,38 @@ where
     let providers: Vec<&str> = job.providers.iter().map(|p| p.as_str_name()).collect();
     let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
     let integrations = store::integrations_of_providers(db, &providers).await?;
+    // One integration's part of the round: whether it succeeded (not when another replica
+    // holds its lease, or its work failed).
+    let work_on = |integration: IntegrationRow| {
+        let work = &work;
+        async move {
+            let (brand_id, id) = (integration.brand_id, integration.id);
+            let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
+                return Ok(false);
+            };
+            let progress = progress.and_then(|value| match serde_json::from_value(value) {
+                Ok(progress) => Some(progress),
+                Err(err) => {
+                    tracing::error!(job = job.name, integration_id = id, error = %err,
+                        "unreadable progress, starting over");
+                    None
+                }
+            });
+            match work(integration, progress).await {
+                Ok(progress) => {
+                    release(db, job, brand_id, id, Some(&progress)).await?;
+                    Ok(true)
+                }
+                Err(err) => {
+                    tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
+                    release::<P>(db, job, brand_id, id, None).await?;
+                    Ok::<bool, DbError>(false)
+                }
+            }
+        }
+    };
     let worked: Vec<Result<bool, DbError>> = futures::stream::iter(integrations)
-        .map(|integration| work_on(db, job, lease, &work, integration))
+        .map(work_on)
         .buffer_unordered(AT_ONCE)
         .collect()
         .await;
@@ -83,46 +113,6 @@ where
 
 /// Integrations a round works on at once.
 pub const AT_ONCE: usize = 8;
-
-/// One integration's part of a round: whether it succeeded (false when another replica holds
-/// its lease, or its work failed).
-async fn work_on<P, E, F, Fut>(
-    db: &Database,
-    job: Job,
-    lease: chrono::Duration,
-    work: &F,
-    integration: IntegrationRow,
-) -> Result<bool, DbError>
-where
-    P: Serialize + DeserializeOwned,
-    E: Display,
-    F: Fn(IntegrationRow, Option<P>) -> Fut,
-    Fut: Future<Output = Result<P, E>>,
-{
-    let (brand_id, id) = (integration.brand_id, integration.id);
-    let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
-        return Ok(false);
-    };
-    let progress = progress.and_then(|value| match serde_json::from_value(value) {
-        Ok(progress) => Some(progress),
-        Err(err) => {
-            tracing::error!(job = job.name, integration_id = id, error = %err,
-                "unreadable progress, starting over");
-            None
-        }
-    });
-    match work(integration, progress).await {
-        Ok(progress) => {
-            release(db, job, brand_id, id, Some(&progress)).await?;
-            Ok(true)
-        }
-        Err(err) => {
-            tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
-            release::<P>(db, job, brand_id, id, None).await?;
-            Ok(false)
-        }
-    }
-}
 
 #[derive(QueryableByName)]
 struct Claimed {

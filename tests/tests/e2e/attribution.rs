@@ -15,7 +15,8 @@ use tonic::Code as Status;
 use tracking_api::attribution::v1::{
     AlertKind, AttributionMethod, Conversion, ConversionStatus, DayRange, Figures,
     GetCampaignPerformanceRequest, GetCreatorPerformanceRequest, ListCodeAlertsRequest,
-    ListConversionsRequest, RecordClickRequest, SplitRule, StreamConversionsRequest,
+    ListConversionsRequest, RecordClickRequest, RecordClickResponse, SplitRule,
+    StreamConversionsRequest,
 };
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{IngestOrdersRequest, Order, OrderLine, OrderStatus};
@@ -582,6 +583,23 @@ async fn status_at(suite: &Suite, target: &str, at: SystemTime) -> u16 {
 }
 
 /// The link's first redirect, once the redirect knows its slug (codes reach it on a stream).
+/// `RecordClick` of `click`, as a browser's (its user agent set).
+async fn record_click(
+    suite: &Suite,
+    token: &str,
+    click: RecordClickRequest,
+) -> Result<RecordClickResponse, tonic::Status> {
+    let click = RecordClickRequest {
+        user_agent: BROWSER.into(),
+        ..click
+    };
+    suite
+        .attribution()
+        .record_click(authed(click, token))
+        .await
+        .map(|r| r.into_inner())
+}
+
 async fn redirected(suite: &Suite, target: &str) -> tracking_testkit::http::HttpResponse {
     eventually("link live", || async {
         let r = get(suite, target, BROWSER).await;
@@ -648,20 +666,17 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
 
     // A click recorded elsewhere, six days ago: outside the plan's five-day window.
     let six_days_ago = SystemTime::now() - Duration::from_secs(6 * 86_400);
-    let old = suite
-        .attribution()
-        .record_click(authed(
-            RecordClickRequest {
-                slug: slug.clone(),
-                clicked_at: Some(prost_types::Timestamp::from(six_days_ago)),
-                user_agent: BROWSER.into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner())
-        .unwrap_or_else(|s| panic!("record click: {s}"));
+    let old = record_click(
+        &suite,
+        &token,
+        RecordClickRequest {
+            slug: slug.clone(),
+            clicked_at: Some(prost_types::Timestamp::from(six_days_ago)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|s| panic!("record click: {s}"));
     assert!(old.counted);
     // Answered once stored: a caller told it counted need not retry.
     let stored = suite
@@ -678,21 +693,19 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     // insert fails on the taken id and the batch is written again, skipping it. A new click sent
     // after it shows when the writer has passed it.
     for click_id in [old.click_id.clone(), String::new()] {
-        let again = suite
-            .attribution()
-            .record_click(authed(
-                RecordClickRequest {
-                    slug: slug.clone(),
-                    click_id,
-                    clicked_at: Some(prost_types::Timestamp::from(six_days_ago)),
-                    user_agent: BROWSER.into(),
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await
-            .unwrap_or_else(|s| panic!("record click: {s}"));
-        assert!(again.into_inner().counted);
+        let again = record_click(
+            &suite,
+            &token,
+            RecordClickRequest {
+                slug: slug.clone(),
+                click_id,
+                clicked_at: Some(prost_types::Timestamp::from(six_days_ago)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|s| panic!("record click: {s}"));
+        assert!(again.counted);
     }
     let figures = totals_when(&suite, &token, w.campaign, "three clicks", |f| {
         f.clicks >= 3
@@ -714,39 +727,31 @@ async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
         (head.status == 302).then_some(())
     })
     .await;
-    let reused = suite
-        .attribution()
-        .record_click(authed(
-            RecordClickRequest {
-                slug: other_slug.clone(),
-                click_id: old.click_id.clone(),
-                user_agent: BROWSER.into(),
-                ..Default::default()
-            },
-            &token,
-        ))
-        .await
-        .err()
-        .map(|s| (s.code(), s.message().to_owned()));
+    let reused = record_click(
+        &suite,
+        &token,
+        RecordClickRequest {
+            slug: other_slug.clone(),
+            click_id: old.click_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .err()
+    .map(|s| (s.code(), s.message().to_owned()));
     assert!(
         matches!(&reused, Some((Status::AlreadyExists, m)) if m.contains(&old.click_id)),
         "{reused:?}"
     );
     // One new id sent for both links at once: the first written keeps it, the other is refused.
     let race = |slug: String| {
-        let mut attribution = suite.attribution();
-        let request = authed(
-            RecordClickRequest {
-                slug,
-                click_id: "race-1".into(),
-                user_agent: BROWSER.into(),
-                ..Default::default()
-            },
-            &token,
-        );
-        async move {
-            attribution
-                .record_click(request)
+        let click = RecordClickRequest {
+            slug,
+            click_id: "race-1".into(),
+            ..Default::default()
+        };
+        async {
+            record_click(&suite, &token, click)
                 .await
                 .map(|_| ())
                 .map_err(|s| s.code())
@@ -837,21 +842,15 @@ async fn a_click_recorded_again_under_its_request_id_counts_once() {
         .slug;
     redirected(&suite, &format!("/r/{slug}")).await;
     let record = |request_id: &str| {
-        let mut attribution = suite.attribution();
-        let request = authed(
-            RecordClickRequest {
-                slug: slug.clone(),
-                request_id: request_id.to_owned(),
-                user_agent: BROWSER.into(),
-                ..Default::default()
-            },
-            &token,
-        );
-        async move {
-            attribution
-                .record_click(request)
+        let click = RecordClickRequest {
+            slug: slug.clone(),
+            request_id: request_id.to_owned(),
+            ..Default::default()
+        };
+        async {
+            record_click(&suite, &token, click)
                 .await
-                .map(|r| r.into_inner().click_id)
+                .map(|r| r.click_id)
                 .unwrap_or_else(|s| panic!("record click: {s}"))
         }
     };
@@ -907,21 +906,16 @@ async fn links_end_with_the_plan() {
     // A click seen elsewhere before the end, reported after it, still counts; one not dated
     // (now) does not.
     let record = |clicked_at: Option<SystemTime>| {
-        let mut attribution = suite.attribution();
-        let request = authed(
-            RecordClickRequest {
-                slug: slug.clone(),
-                clicked_at: clicked_at.map(prost_types::Timestamp::from),
-                user_agent: BROWSER.into(),
-                ..Default::default()
-            },
-            &token,
-        );
-        async move { attribution.record_click(request).await }
+        let click = RecordClickRequest {
+            slug: slug.clone(),
+            clicked_at: clicked_at.map(prost_types::Timestamp::from),
+            ..Default::default()
+        };
+        record_click(&suite, &token, click)
     };
     let before_the_end = record(Some(ends_at - Duration::from_secs(1)))
         .await
-        .map(|r| r.into_inner().counted);
+        .map(|r| r.counted);
     assert_eq!(before_the_end.ok(), Some(true));
     let undated = record(None).await.err().map(|s| s.code());
     assert_eq!(undated, Some(Status::FailedPrecondition));

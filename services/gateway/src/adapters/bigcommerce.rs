@@ -1014,26 +1014,44 @@ mod tests {
         // BigCommerce's 429 says when its quota resets, with no Retry-After: every call in the
         // first 300 ms is throttled.
         let started = std::time::Instant::now();
-        let store = MockStore::start(move |request| {
-            if started.elapsed() < Duration::from_millis(300) {
-                mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
-                    .header("X-Rate-Limit-Time-Reset-Ms", "300")
+        let store = throttling_store(move || {
+            (started.elapsed() < Duration::from_millis(300))
+                .then(|| too_many_requests().header("X-Rate-Limit-Time-Reset-Ms", "300"))
+        })
+        .await;
+        let results = push_mia20(&store).await;
+        assert!(
+            matches!(results[0].outcome, PushOutcome::Created { .. }),
+            "{results:?}"
+        );
+    }
+
+    fn too_many_requests() -> mock::Reply {
+        mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
+    }
+
+    /// A store that answers `throttle`'s 429 while it gives one, then makes promotions and codes.
+    async fn throttling_store(
+        throttle: impl Fn() -> Option<mock::Reply> + Send + Sync + 'static,
+    ) -> MockStore {
+        MockStore::start(move |request| {
+            if let Some(throttled) = throttle() {
+                throttled
             } else if request.path.ends_with("/codes") {
                 code_created("MIA20")
             } else {
                 mock::Reply::json(201, json!({ "data": promotion(5, "x", "ENABLED") }))
             }
         })
-        .await;
-        let (bc, integration) = setup(&store);
-        let results = bc
-            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
+        .await
+    }
+
+    /// Pushes the code `MIA20` to `store`; the store's answer.
+    async fn push_mia20(store: &MockStore) -> Vec<PushResult> {
+        let (bc, integration) = setup(store);
+        bc.create_discounts(&integration, &[test_discount("MIA20", "code-1")])
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            matches!(results[0].outcome, PushOutcome::Created { .. }),
-            "{results:?}"
-        );
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[tokio::test]
@@ -1074,23 +1092,15 @@ mod tests {
     async fn rate_limits_are_retried_and_slow_stores_unavailable() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = calls.clone();
-        let store = MockStore::start(move |request| {
-            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                mock::Reply::json(429, json!({ "status": 429, "title": "Too many requests" }))
+        let store = throttling_store(move || {
+            (seen.fetch_add(1, Ordering::SeqCst) == 0).then(|| {
+                too_many_requests()
                     .header("X-Rate-Limit-Time-Reset-Ms", "10")
                     .header("Retry-After", "0")
-            } else if request.path.ends_with("/codes") {
-                code_created("MIA20")
-            } else {
-                mock::Reply::json(201, json!({ "data": promotion(5, "x", "ENABLED") }))
-            }
+            })
         })
         .await;
-        let (bc, integration) = setup(&store);
-        let results = bc
-            .create_discounts(&integration, &[test_discount("MIA20", "code-1")])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let results = push_mia20(&store).await;
         assert!(matches!(results[0].outcome, PushOutcome::Created { .. }));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
 
