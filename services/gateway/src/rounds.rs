@@ -3,9 +3,11 @@
 //! reports ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is
 //! worked on under a lease (so that one replica works on an integration at a time; a replica that
 //! dies mid-round leaves a lease that expires after five intervals), starting from the progress
-//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time
-//! (a store that does not answer holds up only its own). A failed round for one integration is
-//! logged and leaves its progress as it was, so the next round retries the same span.
+//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time.
+//! Rounds start on time whether or not the one before has ended: an integration still being
+//! worked on keeps its lease and is skipped, so a store that does not answer delays only its own
+//! next round, never the other stores'. A failed round for one integration is logged and leaves
+//! its progress as it was, so the next round retries the same span.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -32,20 +34,27 @@ pub struct Job {
     pub providers: &'static [Provider],
 }
 
-/// Runs `round` every `every` until `shutdown`; a round that fails as a whole (the database) is
-/// logged and tried again at the next interval.
+/// Starts `round` every `every` until `shutdown`, beside the rounds before it that have not ended
+/// (their integrations keep their leases, so a new round skips them); a round that fails as a
+/// whole (the database) is logged and tried again at the next interval.
 pub async fn run<F, Fut>(job: Job, every: Duration, shutdown: CancellationToken, mut round: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<usize, DbError>>,
 {
+    use futures::StreamExt;
+    let mut rounds = futures::stream::FuturesUnordered::new();
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if let Err(err) = round().await {
-            tracing::warn!(job = job.name, error = %err, "round failed, retrying next interval");
+            _ = ticks.tick() => rounds.push(round()),
+            Some(result) = rounds.next(), if !rounds.is_empty() => {
+                if let Err(err) = result {
+                    tracing::warn!(job = job.name, error = %err, "round failed, retrying next interval");
+                }
+            }
         }
     }
 }
@@ -206,6 +215,71 @@ mod tests {
             Ok(Registered::Created(integration)) => integration,
             _ => panic!("integration not stored"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_never_answers_does_not_hold_up_the_others_rounds() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let silent = integration(&db, 1, Provider::Magento).await;
+        let answering = integration(&db, 2, Provider::Magento).await;
+        let calls: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let work = |integration: IntegrationRow, progress: Option<u32>| {
+            let calls = calls.clone();
+            async move {
+                calls
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(integration.id);
+                if integration.id == silent.id {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<u32, &str>(progress.unwrap_or(0) + 1)
+            }
+        };
+        let every = Duration::from_millis(50);
+        let shutdown = CancellationToken::new();
+        let answered = || {
+            calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|&&id| id == answering.id)
+                .count()
+        };
+        let three_rounds = async {
+            while answered() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            () = run(JOB, every, shutdown.clone(), || round(&db, JOB, every, &work)) => {
+                panic!("run ended before its shutdown")
+            }
+            waited = tokio::time::timeout(Duration::from_secs(30), three_rounds) => {
+                assert!(waited.is_ok(), "the answering store was polled {} times while the silent one hung", answered());
+            }
+        }
+        shutdown.cancel();
+        let polled = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(
+            polled.contains(&silent.id),
+            "the silent store was polled too"
+        );
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let recorded: Claimed = diesel::sql_query(
+            "select progress from integration_jobs where integration_id = $1 and job = $2",
+        )
+        .bind::<BigInt, _>(answering.id)
+        .bind::<Text, _>(JOB.name)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let progress = recorded.progress.and_then(|p| p.as_u64());
+        assert!(
+            progress >= Some(2),
+            "the answering store's rounds recorded their progress: {progress:?}"
+        );
     }
 
     #[tokio::test]
