@@ -1,5 +1,6 @@
 //! Test databases: a template is migrated once per migration content, and every test gets its own
-//! fresh copy of it, dropped when the test ends.
+//! fresh copy of it, dropped when the test ends. A run that was killed cannot drop its own: the
+//! next test process drops those nobody has been connected to for an hour ([`sweep_abandoned`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,18 +61,24 @@ impl TestDb {
         ensure_template(&server, &admin_url, &template, schemas).await?;
 
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
+        // Named by its creation time (for [`sweep_abandoned`]), then the process and a counter.
         let name = format!(
-            "tracking_test_{}_{}_{nanos}",
+            "{TEST_PREFIX}{}_{}_{}",
+            unix_seconds(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let mut admin = connect(&admin_url, std::time::Duration::from_secs(5))
             .await
             .map_err(|e| e.to_string())?;
+        static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        SWEPT
+            .get_or_init(|| async {
+                for (name, err) in sweep_abandoned(&mut admin, TEST_PREFIX, ABANDONED_AFTER).await {
+                    eprintln!("could not drop abandoned test database {name}: {err}");
+                }
+            })
+            .await;
         diesel::sql_query(format!("create database {name} template {template}"))
             .execute(&mut admin)
             .await
@@ -100,6 +107,62 @@ impl TestDb {
         Database::new(&self.url, schema, PoolOptions::default())
             .unwrap_or_else(|e| panic!("pool on {}: {e}", self.name))
     }
+}
+
+/// Test databases are named this, then their creation time in seconds since the epoch.
+const TEST_PREFIX: &str = "tracking_test_";
+
+/// A test database nobody has been connected to for this long was left by a killed run (no test
+/// here lasts minutes).
+const ABANDONED_AFTER: u64 = 3600;
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Drops the databases named `prefix` and their creation time that were created more than `after`
+/// seconds ago and that no session is connected to: those of test runs that were killed before
+/// they could drop their own. A database someone connects to meanwhile is not dropped (no
+/// `force`). The ones that could not be dropped, and why.
+async fn sweep_abandoned(
+    admin: &mut diesel_async::AsyncPgConnection,
+    prefix: &str,
+    after: u64,
+) -> Vec<(String, String)> {
+    #[derive(QueryableByName)]
+    struct Unused {
+        #[diesel(sql_type = Text)]
+        datname: String,
+    }
+    let unused = diesel::sql_query(
+        "select datname from pg_database d where not datistemplate and starts_with(datname, $1) \
+         and not exists (select 1 from pg_stat_activity a where a.datid = d.oid)",
+    )
+    .bind::<Text, _>(prefix)
+    .load::<Unused>(admin)
+    .await;
+    let unused = match unused {
+        Ok(unused) => unused,
+        Err(err) => return vec![("(listing)".to_owned(), err.to_string())],
+    };
+    let cutoff = unix_seconds().saturating_sub(after);
+    let mut failed = Vec::new();
+    for Unused { datname } in unused {
+        let created = datname
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse::<u64>().ok());
+        if created.is_some_and(|created| created < cutoff) {
+            let drop = format!("drop database if exists {datname}");
+            if let Err(err) = diesel::sql_query(drop).execute(admin).await {
+                failed.push((datname, err.to_string()));
+            }
+        }
+    }
+    failed
 }
 
 /// Returns once a session of the connection's database waits for a lock, or `task` has ended:
@@ -273,4 +336,80 @@ async fn ensure_template(
         .execute(&mut admin)
         .await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn names(admin: &mut diesel_async::AsyncPgConnection) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = Text)]
+            datname: String,
+        }
+        diesel::sql_query("select datname from pg_database")
+            .load::<Name>(admin)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|n| n.datname)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn databases_of_killed_runs_are_dropped_once_old_and_unused() {
+        let server = TestDb::server_url().await.unwrap_or_else(|e| panic!("{e}"));
+        let mut admin = connect(
+            &with_database(&server, "postgres"),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = unix_seconds();
+        let pid = std::process::id();
+        // A prefix of this test's own, out of reach of the sweeps of other test processes.
+        let prefix = "tracking_sweeptest_";
+        // Left by a killed run two hours ago; one of a run that is going on; one in use.
+        let abandoned = format!("{prefix}{}_{pid}_1", now - 7200);
+        let recent = format!("{prefix}{}_{pid}_2", now - 60);
+        let in_use = format!("{prefix}{}_{pid}_3", now - 7200);
+        for name in [&abandoned, &recent, &in_use] {
+            diesel::sql_query(format!("create database {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut user = connect(
+            &with_database(&server, &in_use),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        diesel::sql_query("select 1")
+            .execute(&mut user)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let failed = sweep_abandoned(&mut admin, prefix, ABANDONED_AFTER).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        let left = names(&mut admin).await;
+        assert!(
+            !left.contains(&abandoned),
+            "the killed run's database is dropped"
+        );
+        assert!(
+            left.contains(&recent),
+            "a recent one may belong to a running test"
+        );
+        assert!(left.contains(&in_use), "one in use stays");
+
+        drop(user);
+        for name in [&recent, &in_use] {
+            diesel::sql_query(format!("drop database if exists {name} with (force)"))
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
 }
