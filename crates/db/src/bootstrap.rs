@@ -117,7 +117,9 @@ pub(crate) async fn connect(
 }
 
 /// Initializes (once) and starts a cluster under `dir`, owned by the `postgres` user when run as
-/// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init.
+/// root (initdb refuses root), listening on 127.0.0.1 on a port chosen at init. It answers only to
+/// its `postgres` role with the password drawn at init (`dir/password`, readable by its owner
+/// only); a cluster initialized before there was one trusts every local user, as it did.
 pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, BootstrapError> {
     // Absolute, and without `..`: PostgreSQL runs from its data folder, where a relative path
     // (trackd's default `.trackd/postgres`) would name nothing, and, run as `postgres`, it may
@@ -135,12 +137,14 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
     let bin = find_postgres_bin().ok_or(BootstrapError::NotInstalled)?;
     let data = dir.join("data");
     let port_file = dir.join("port");
+    let password_file = dir.join("password");
     let as_root = running_as_root();
 
     if !data.join("PG_VERSION").exists() {
         std::fs::create_dir_all(&data).map_err(|e| fail(e.to_string()))?;
         let port = free_port().map_err(|e| fail(e.to_string()))?;
         std::fs::write(&port_file, port.to_string()).map_err(|e| fail(e.to_string()))?;
+        write_password(&password_file).map_err(|e| fail(format!("the password file: {e}")))?;
         if as_root {
             run(
                 Path::new("chown"),
@@ -158,7 +162,8 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
                 &path_str(&data),
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", path_str(&password_file)),
                 "-E",
                 "UTF8",
             ],
@@ -193,7 +198,28 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
             .map_err(|err| fail(format!("{err}; its log ends with:\n{}", log_tail(&log))))?;
         tracing::info!(port, "private PostgreSQL cluster started");
     }
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/{DEFAULT_DB}"))
+    let user = match std::fs::read_to_string(&password_file) {
+        Ok(password) => format!("postgres:{}", password.trim()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => "postgres".to_owned(),
+        Err(err) => return Err(fail(format!("the password file: {err}"))),
+    };
+    Ok(format!("postgres://{user}@127.0.0.1:{port}/{DEFAULT_DB}"))
+}
+
+/// Draws the cluster's password into `path`, readable by its owner only: 32 hex digits, nothing
+/// a URL needs to escape.
+fn write_password(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(hex::encode(bytes).as_bytes())
 }
 
 /// `pg_ctl start` of the cluster in `data` on `port`, waiting until it accepts connections.
@@ -414,11 +440,23 @@ mod tests {
             // Started again (trackd restarted): finds it running, same URL.
             let again = start_private_cluster(&dir).await?;
             assert_eq!(url, again);
+            // Only with its password: another local user cannot come in as `postgres`.
+            let password = std::fs::read_to_string(dir.join("password")).unwrap_or_default();
+            assert_eq!(password.len(), 32, "a password was drawn");
+            let (_, host) = url.split_once('@').unwrap_or_default();
+            for guess in ["postgres", "postgres:wrong"] {
+                let refused = connect(
+                    &format!("postgres://{guess}@{host}"),
+                    Duration::from_secs(5),
+                )
+                .await;
+                assert!(refused.is_err(), "{guess} let in");
+            }
             // A role with a database of its own, refused the `postgres` database (as managed
             // servers do): its existing database is found without it.
             let mut admin = connect(&url, Duration::from_secs(5)).await?;
             for statement in [
-                "create role app login",
+                "create role app login password 'app-secret'",
                 "create database appdb owner app",
                 "revoke connect on database postgres from public",
             ] {
@@ -427,7 +465,7 @@ mod tests {
                     .await
                     .unwrap_or_else(|e| panic!("{statement}: {e}"));
             }
-            let app_url = with_database(&url.replacen("postgres@", "app@", 1), "appdb");
+            let app_url = with_database(&format!("postgres://app:app-secret@{host}"), "appdb");
             ensure_database(&app_url).await?;
             connect(&url, Duration::from_secs(5)).await?;
             // Stopped, and its port taken by another program meanwhile: it starts on a new one.
