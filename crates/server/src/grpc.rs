@@ -410,11 +410,47 @@ fn follows_a_log(path: &str) -> bool {
 /// A response body holding its call's [`Admitted`] until its last frame. A stream body that
 /// panics ends with INTERNAL in its trailers: unwinding would reset the stream, which a client
 /// may not tell from a network fault, and an export's reader must not take a cut-off end for the
-/// whole.
+/// whole. A stream of bounded work that sends nothing for its [`Quiet`] limit ends with
+/// DEADLINE_EXCEEDED: held by a client that sends nothing, it would keep its place forever.
 struct HeldBody<B> {
     body: B,
     admitted: Option<Admitted>,
-    panicked: bool,
+    /// Its own trailers are out (a panic, or quiet too long): nothing follows.
+    ended: bool,
+    quiet: Option<Quiet>,
+}
+
+/// How long a stream of bounded work may send nothing (the server's default deadline), and the
+/// timer counting it, armed when the body has nothing to send and set back at each frame.
+struct Quiet {
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl Quiet {
+    fn new(limit: Duration) -> Self {
+        Quiet {
+            limit,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    /// Whether the body, waiting now, has sent nothing for the whole limit.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.armed {
+            let deadline = tokio::time::Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+    }
 }
 
 impl<B> http_body::Body for HeldBody<B>
@@ -429,7 +465,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        if this.panicked {
+        if this.ended {
             this.admitted = None;
             return Poll::Ready(None);
         }
@@ -439,18 +475,38 @@ where
         }))
         .unwrap_or_else(|_| {
             tracing::error!("the call's response stream panicked");
-            this.panicked = true;
+            this.ended = true;
             let trailers = status_fields(tonic::Status::internal("internal error"));
             Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
         });
-        if matches!(polled, Poll::Ready(None)) {
-            this.admitted = None;
+        let quiet_too_long = match (&polled, &mut this.quiet) {
+            (Poll::Ready(None), _) => {
+                this.admitted = None;
+                None
+            }
+            (Poll::Ready(Some(_)), Some(quiet)) => {
+                quiet.armed = false;
+                None
+            }
+            (Poll::Pending, Some(quiet)) => quiet.passed(cx).then_some(quiet.limit),
+            _ => None,
+        };
+        match quiet_too_long {
+            Some(limit) => {
+                tracing::info!(?limit, "a stream that sent nothing for its limit was ended");
+                this.ended = true;
+                let trailers = status_fields(tonic::Status::deadline_exceeded(format!(
+                    "the stream sent nothing for {limit:?}: ended (open a new one when there is \
+                     more to send)"
+                )));
+                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+            }
+            None => polled,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.panicked || self.body.is_end_stream()
+        self.ended || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
@@ -529,6 +585,7 @@ where
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(next_request_id, str::to_owned);
         let deadline = self.layer.deadline(request.headers());
+        let quiet_limit = self.layer.default_deadline;
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         // The clone that was polled ready serves this call (tower's contract).
         let clone = self.inner.clone();
@@ -565,14 +622,17 @@ where
                         .into_http()),
                     },
                 };
-                if follows_a_log(&method) {
+                let follows = follows_a_log(&method);
+                if follows {
                     admitted.permits = [None, None];
                 }
+                let quiet = (!follows && !is_exempt(&method)).then(|| Quiet::new(quiet_limit));
                 let mut response = result?.map(|body| {
                     tonic::body::Body::new(HeldBody {
                         body,
                         admitted: Some(admitted),
-                        panicked: false,
+                        ended: false,
+                        quiet,
                     })
                 });
                 unparseable_is_invalid_argument(response.headers_mut());

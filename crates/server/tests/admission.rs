@@ -503,3 +503,26 @@ async fn a_stream_that_panics_ends_with_internal() {
     assert_eq!(code, Code::Aborted, "the server serves on");
     shutdown.cancel();
 }
+
+#[tokio::test]
+async fn a_stream_of_bounded_work_that_sends_nothing_for_the_deadline_is_ended() {
+    // The streams send one message, then nothing for 1.5 s; the server's default deadline
+    // (also how long a stream of bounded work may send nothing) is 300 ms.
+    let (addr, shutdown, metrics) =
+        start(1, Duration::from_millis(300), Duration::from_millis(1500)).await;
+    let mut stream = open_stream(addr, "/test.Slow/Export").await;
+    let started = Instant::now();
+    let end = stream.message().await.err().map(|s| s.code());
+    assert_eq!(end, Some(Code::DeadlineExceeded));
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "ended once quiet for its limit, took {:?}",
+        started.elapsed()
+    );
+    assert!(metrics.encode().contains("tracking_grpc_in_flight 0"));
+    // A stream following a log may wait for as long as its log is quiet.
+    let mut following = open_stream(addr, "/test.Slow/WatchLog").await;
+    let end = following.message().await.err().map(|s| s.code());
+    assert_eq!(end, Some(Code::Aborted), "ended by its service, not cut");
+    shutdown.cancel();
+}
