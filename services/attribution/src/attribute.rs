@@ -22,8 +22,8 @@ use tracking_events::{Apply, BoxFuture};
 use crate::convert::from_timestamp;
 use crate::domain::alerts::{self, CodeHistory};
 use crate::domain::attribution::{
-    self, Amounts, Claimant, CommissionHistory, CommissionRule, Line, Method, OrderState, Status,
-    Worth,
+    self, Amounts, Claimant, CommissionHistory, CommissionRule, Line, Method, OrderState,
+    OrderVersion, Share, SplitRule, Status, Worth,
 };
 use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
@@ -67,11 +67,32 @@ fn state_of(order: &Order) -> Option<OrderState> {
     })
 }
 
+/// The version of `order`, in `state`.
+fn version_of(order: &Order, state: OrderState) -> OrderVersion {
+    OrderVersion {
+        rank: state.rank(),
+        refunded_minor: order.refunded_minor,
+        total_minor: order.total_minor,
+        updated_at: order.updated_at.as_ref().and_then(from_timestamp),
+    }
+}
+
+/// The version of its order a conversion was last brought to.
+fn row_version(row: &ConversionRow) -> OrderVersion {
+    OrderVersion {
+        rank: row.order_rank,
+        refunded_minor: row.order_refunded_minor,
+        total_minor: row.order_total_minor,
+        updated_at: row.order_updated_at,
+    }
+}
+
 /// An order event attribution acts on.
 struct Item<'e> {
     event: &'e OrderEvent,
     order: &'e Order,
     state: OrderState,
+    version: OrderVersion,
     key: OrderKey,
     seen_at: DateTime<Utc>,
     ordered_at: DateTime<Utc>,
@@ -104,6 +125,7 @@ impl<'e> Item<'e> {
             event,
             order,
             state,
+            version: version_of(order, state),
             key: (
                 event.brand_id,
                 order.integration_id,
@@ -291,7 +313,14 @@ impl Facts {
         for plan in projection::plans(conn, &plan_ids).await? {
             facts.plans.insert((plan.brand_id, plan.plan_id), plan);
         }
-        facts.commissions = projection::commission_histories(conn, &code_plans).await?;
+        // The plans of the orders' conversions too: an edit of an order prices it again.
+        let priced_plans = distinct(
+            code_plans
+                .iter()
+                .copied()
+                .chain(existing.iter().map(|r| (r.brand_id, r.plan_id))),
+        );
+        facts.commissions = projection::commission_histories(conn, &priced_plans).await?;
         for link in projection::campaigns_of_plans(conn, &code_plans).await? {
             facts
                 .campaigns
@@ -395,12 +424,7 @@ impl<'f> Batch<'f> {
             .and_then(|e| e.order);
         if let Some(kept) = &kept_order
             && let Some(kept_state) = state_of(kept)
-            && !attribution::is_newer(
-                kept_state.rank(),
-                kept.refunded_minor,
-                item.state,
-                item.order.refunded_minor,
-            )
+            && !attribution::is_newer(&version_of(kept, kept_state), &item.version)
         {
             // A later state of this order is already waiting for its code or click.
             return;
@@ -533,35 +557,11 @@ impl<'f> Batch<'f> {
         {
             return false;
         }
-        let lines: Vec<Line> = order
-            .lines
+        let who: Vec<(Claimant, i64)> = claimants
             .iter()
-            .map(|line| Line {
-                net_minor: (line.amount_minor - line.discount_minor).max(0),
-                discount_minor: line.discount_minor,
-                codes: line.codes.iter().map(|c| c.trim().to_lowercase()).collect(),
-            })
+            .map(|(claimant, code, _)| (claimant.clone(), code.plan_id))
             .collect();
-        let net = (order.subtotal_minor - order.discount_minor).max(0);
-        let who: Vec<Claimant> = claimants.iter().map(|(c, _, _)| c.clone()).collect();
-        let (rule, shares) = attribution::split(net, order.discount_minor, &lines, &who);
-        let in_effect: Vec<_> = claimants
-            .iter()
-            .map(|(_, code, _)| {
-                self.facts
-                    .commission_at(brand_id, code.plan_id, item.ordered_at)
-            })
-            .collect();
-        let bases: Vec<Worth> = attribution::commissions(&in_effect, &shares, net, &order.currency)
-            .into_iter()
-            .zip(&shares)
-            .map(|((commission, currency), share)| Worth {
-                revenue_minor: share.revenue_minor,
-                discount_minor: share.discount_minor,
-                commission_minor: commission,
-                commission_currency: currency,
-            })
-            .collect();
+        let (rule, shares, bases) = self.priced(item, &who);
         let worth = attribution::worth(&bases, item.state, order.refunded_minor, order.total_minor);
         let mut created = 0;
         for ((((_, code, matched), share), base), worth) in
@@ -634,6 +634,7 @@ impl<'f> Batch<'f> {
                     // Both set by the database when the row is written.
                     created_at: item.seen_at,
                     updated_at: item.seen_at,
+                    order_updated_at: item.version.updated_at,
                 };
                 let index = self.changes.create(row);
                 self.orders.entry(item.key.clone()).or_default().push(index);
@@ -652,6 +653,42 @@ impl<'f> Batch<'f> {
         true
     }
 
+    /// What each of `who` (sorted by creator id, each with the plan whose commission it earns)
+    /// is owed of the order before any refund: the split's rule, their shares, and their worth.
+    fn priced(&self, item: &Item, who: &[(Claimant, i64)]) -> (SplitRule, Vec<Share>, Vec<Worth>) {
+        let order = item.order;
+        let lines: Vec<Line> = order
+            .lines
+            .iter()
+            .map(|line| Line {
+                net_minor: (line.amount_minor - line.discount_minor).max(0),
+                discount_minor: line.discount_minor,
+                codes: line.codes.iter().map(|c| c.trim().to_lowercase()).collect(),
+            })
+            .collect();
+        let net = (order.subtotal_minor - order.discount_minor).max(0);
+        let claimants: Vec<Claimant> = who.iter().map(|(claimant, _)| claimant.clone()).collect();
+        let (rule, shares) = attribution::split(net, order.discount_minor, &lines, &claimants);
+        let in_effect: Vec<_> = who
+            .iter()
+            .map(|(_, plan_id)| {
+                self.facts
+                    .commission_at(item.brand_id(), *plan_id, item.ordered_at)
+            })
+            .collect();
+        let bases = attribution::commissions(&in_effect, &shares, net, &order.currency)
+            .into_iter()
+            .zip(&shares)
+            .map(|((commission, currency), share)| Worth {
+                revenue_minor: share.revenue_minor,
+                discount_minor: share.discount_minor,
+                commission_minor: commission,
+                commission_currency: currency,
+            })
+            .collect();
+        (rule, shares, bases)
+    }
+
     /// An order's known conversions (`known`, indexes into the changes), if it moved on.
     fn follow(&mut self, known: &[usize], item: &Item) {
         // Each creator's worth at the new state, as the order was divided among them: in
@@ -663,19 +700,56 @@ impl<'f> Batch<'f> {
             .collect();
         creators.sort_by_key(|row| (row.creator_id, row.code_id));
         creators.dedup_by_key(|row| (row.creator_id, row.code_id));
-        let bases: Vec<Worth> = creators
-            .iter()
-            .map(|row| Worth {
-                revenue_minor: row.base_revenue_minor,
-                discount_minor: row.base_discount_minor,
-                commission_minor: row.base_commission_minor,
-                commission_currency: row.commission_currency.clone(),
-            })
-            .collect();
-        let total = creators.first().map_or(0, |row| row.order_total_minor);
-        let worth: HashMap<(i64, i64), Worth> = creators
+        let Some(first) = creators.first() else {
+            return;
+        };
+        let keys: Vec<(i64, i64)> = creators
             .iter()
             .map(|row| (row.creator_id, row.code_id))
+            .collect();
+        // An edit of the order's total divides and prices it again among the same creators, as
+        // it would have been had the order come so (their plans known, as when it was
+        // attributed); otherwise their worth is what it was priced at.
+        let repriced = (attribution::reprices(&row_version(first), &item.version)
+            && creators
+                .iter()
+                .all(|row| self.facts.plan(row.brand_id, row.plan_id).is_some()))
+        .then(|| {
+            let who: Vec<(Claimant, i64)> = creators
+                .iter()
+                .map(|row| {
+                    let code = if row.method == Method::Code.as_str() {
+                        row.matched.trim().to_lowercase()
+                    } else {
+                        String::new()
+                    };
+                    let claimant = Claimant {
+                        creator_id: row.creator_id,
+                        code,
+                    };
+                    (claimant, row.plan_id)
+                })
+                .collect();
+            self.priced(item, &who)
+        });
+        let (bases, total) = match &repriced {
+            Some((_, _, bases)) => (bases.clone(), item.order.total_minor),
+            None => (
+                creators
+                    .iter()
+                    .map(|row| Worth {
+                        revenue_minor: row.base_revenue_minor,
+                        discount_minor: row.base_discount_minor,
+                        commission_minor: row.base_commission_minor,
+                        commission_currency: row.commission_currency.clone(),
+                    })
+                    .collect(),
+                first.order_total_minor,
+            ),
+        };
+        let worth: HashMap<(i64, i64), Worth> = keys
+            .iter()
+            .copied()
             .zip(attribution::worth(
                 &bases,
                 item.state,
@@ -683,23 +757,29 @@ impl<'f> Batch<'f> {
                 total,
             ))
             .collect();
+        let prices: HashMap<(i64, i64), Priced> = match repriced {
+            Some((rule, shares, bases)) => keys
+                .iter()
+                .copied()
+                .zip(shares.into_iter().zip(bases))
+                .map(|(key, (share, base))| (key, Priced { rule, share, base }))
+                .collect(),
+            None => HashMap::new(),
+        };
         for &index in known {
             let row = &self.changes.rows[index].row;
-            if let Some(worth) = worth.get(&(row.creator_id, row.code_id)) {
-                self.follow_one(index, item, worth);
+            let key = (row.creator_id, row.code_id);
+            if let Some(worth) = worth.get(&key) {
+                self.follow_one(index, item, worth, prices.get(&key));
             }
         }
     }
 
-    /// A known conversion worth `worth` at its order's new state, if it moved on.
-    fn follow_one(&mut self, index: usize, item: &Item, worth: &Worth) {
+    /// A known conversion worth `worth` at its order's new state, if it moved on; `priced` when
+    /// an edit of the order priced its share again.
+    fn follow_one(&mut self, index: usize, item: &Item, worth: &Worth, priced: Option<&Priced>) {
         let row = &self.changes.rows[index].row;
-        if !attribution::is_newer(
-            row.order_rank,
-            row.order_refunded_minor,
-            item.state,
-            item.order.refunded_minor,
-        ) {
+        if !attribution::is_newer(&row_version(row), &item.version) {
             return;
         }
         let holding = self
@@ -713,8 +793,10 @@ impl<'f> Batch<'f> {
         if let Some((revenue_minor, commission_minor)) = followed.adjustment {
             let reason = if item.state.is_void() {
                 format!("order {} after approval", item.state.as_str())
-            } else {
+            } else if item.order.refunded_minor > row.order_refunded_minor {
                 "partial refund after approval".to_owned()
+            } else {
+                "order edited after approval".to_owned()
             };
             self.changes.adjustments.push((
                 index,
@@ -731,8 +813,25 @@ impl<'f> Batch<'f> {
         next.order_status = item.state.as_str().to_owned();
         next.order_rank = item.state.rank();
         next.order_refunded_minor = item.order.refunded_minor;
+        next.order_updated_at = row.order_updated_at.max(item.version.updated_at);
+        if let Some(priced) = priced {
+            next.order_total_minor = item.order.total_minor;
+            next.split_rule = priced.rule.as_str().to_owned();
+            next.share_bps = priced.share.share_bps;
+            next.base_revenue_minor = priced.share.revenue_minor;
+            next.base_discount_minor = priced.share.discount_minor;
+            next.base_commission_minor = priced.base.commission_minor;
+            next.commission_currency = priced.base.commission_currency.clone();
+        }
         self.changes.update(index, next);
     }
+}
+
+/// A creator's share of an order priced again after an edit of its total.
+struct Priced {
+    rule: SplitRule,
+    share: Share,
+    base: Worth,
 }
 
 fn amounts_of(row: &ConversionRow) -> Amounts {

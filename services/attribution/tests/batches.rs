@@ -1166,3 +1166,80 @@ async fn a_waiting_orders_cancellation_sent_without_its_click_is_the_state_attri
         ["X-late reversed cancelled"]
     );
 }
+
+/// `event` as the store last changed it `hours` after the orders were placed.
+fn changed(mut event: OrderEvent, hours: i64) -> OrderEvent {
+    if let Some(order) = event.order.as_mut() {
+        order.updated_at = Some(ts(placed() + Duration::hours(hours)));
+    }
+    event
+}
+
+#[tokio::test]
+async fn an_edit_of_an_orders_total_prices_it_again_and_an_older_edit_changes_nothing() {
+    use OrderStatus::*;
+    let (single, batched) = both_ways(&[
+        // Anna's order (10 %, held 30 days) is edited from 10,000 to 15,000; an edit the store
+        // made before that one arrives late; then 3,000 is refunded.
+        changed(order(1, "E1", Paid, &["anna10"], 10_000, 0), 0),
+        changed(order(1, "E1", Paid, &["anna10"], 15_000, 0), 2),
+        changed(order(1, "E1", Paid, &["anna10"], 12_000, 0), 1),
+        changed(
+            order(1, "E1", PartiallyRefunded, &["anna10"], 15_000, 3_000),
+            3,
+        ),
+        // Carl's (20 %, approved once paid) is edited down after approval: an adjustment.
+        changed(order(1, "E2", Paid, &["carl0"], 10_000, 0), 0),
+        changed(order(1, "E2", Paid, &["carl0"], 5_000, 0), 1),
+        // Anna's and Bob's codes each on a line: both lines grow, each share with them.
+        changed(order(1, "E3", Paid, &["anna10", "bob10"], 8_000, 0), 0),
+        changed(order(1, "E3", Paid, &["anna10", "bob10"], 12_000, 0), 1),
+        // A store that does not say when: the later arrival is the order.
+        order(1, "E4", Paid, &["bob10"], 10_000, 0),
+        order(1, "E4", Paid, &["bob10"], 11_000, 0),
+        // An order waiting for its code is edited, and an older edit arrives late.
+        changed(order(1, "E5", Paid, &["LATER3"], 4_000, 0), 0),
+        changed(order(1, "E5", Paid, &["LATER3"], 6_000, 0), 2),
+        changed(order(1, "E5", Paid, &["LATER3"], 5_000, 0), 1),
+    ])
+    .await;
+    let code = code_event(9, 509, "later3", placed() - Duration::days(2));
+    for store in [&single, &batched] {
+        tx!(store, |conn| Codes.apply(conn, 1, &code).await);
+    }
+    assert_same(&single, &batched).await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines(
+                    "select store_order_id || ' ' || creator_id || ' ' || status || ' ' \
+                     || order_total_minor || ' ' || base_revenue_minor || ' ' || revenue_minor \
+                     || ' ' || commission_minor || ' ' || adjusted_revenue_minor || ' ' \
+                     || adjusted_commission_minor as line from conversions \
+                     order by store_order_id, creator_id"
+                )
+                .await,
+            [
+                "E1 501 pending 15000 15000 12000 1200 0 0",
+                "E2 503 approved 5000 5000 10000 2000 -5000 -1000",
+                "E3 501 pending 12000 6000 6000 600 0 0",
+                "E3 502 pending 12000 6000 6000 600 0 0",
+                "E4 502 pending 11000 11000 11000 1100 0 0",
+                "E5 509 pending 6000 6000 6000 600 0 0",
+            ]
+        );
+        assert_eq!(
+            store
+                .lines("select reason || ' ' || commission_minor as line from adjustments")
+                .await,
+            ["order edited after approval -1000"]
+        );
+        // What the creators sold, by day: each order once, at its edited worth.
+        assert_eq!(
+            store
+                .count("select sum(revenue_minor)::bigint as n from daily_sales")
+                .await,
+            12_000 + 5_000 + 12_000 + 11_000 + 6_000
+        );
+    }
+}

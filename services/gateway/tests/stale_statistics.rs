@@ -120,14 +120,16 @@ fn literal(body: &[u8]) -> String {
     format!("'\\x{hex}'::bytea")
 }
 
-/// Fills `orders` with paid, unrefunded orders `o1`, `o2`, … as the intake stores them, each
-/// brand's on its own integration ([`fill`]: brand 1's analyzed, brand 2's unseen).
+/// Fills `orders` with paid, unrefunded orders `o1`, `o2`, … of 90.00 (as [`delivery`]'s) as the
+/// intake stores them, each brand's on its own integration ([`fill`]: brand 1's analyzed, brand
+/// 2's unseen).
 async fn fill_orders(conn: &mut diesel_async::AsyncPgConnection) {
     let unrefunded = literal(&body("any"));
     fill(conn, "orders", |brand, count| {
         format!(
-            "insert into orders (brand_id, integration_id, store_order_id, status, source, body) \
-             select {brand}, {brand}, 'o' || g, 'paid', 'webhook', {unrefunded} \
+            "insert into orders (brand_id, integration_id, store_order_id, status, total_minor, \
+             source, body) \
+             select {brand}, {brand}, 'o' || g, 'paid', 9000, 'webhook', {unrefunded} \
              from generate_series(1, {count}) g"
         )
     })
@@ -402,6 +404,7 @@ fn delivery(delivery_id: &str, store_order_id: &str) -> Submission {
                 customer_hash: None,
                 lines: Vec::new(),
                 occurred_at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
+                updated_at: None,
                 test: false,
             },
         }],

@@ -375,6 +375,69 @@ async fn redeliveries_and_the_same_order_by_two_topics_count_once() {
 }
 
 #[tokio::test]
+async fn an_edit_of_the_total_is_an_order_event_of_its_own() {
+    let suite = Suite::start().await;
+    let integration = register(&suite, &brand(1), Provider::Shopify).await;
+    // The fixture is paid, 186.90 HKD, last changed at 23:10:16. The brand edits the order (one
+    // more item): Shopify sends `orders/updated` with the new total and a later `updated_at`.
+    let fixture = String::from_utf8_lossy(WITH_CODE).into_owned();
+    let edited = fixture
+        .replace("\"total_price\": \"186.90\"", "\"total_price\": \"286.90\"")
+        .replace(
+            "\"updated_at\": \"2025-01-23T23:10:16-05:00\"",
+            "\"updated_at\": \"2025-01-24T09:00:00-05:00\"",
+        );
+    // A change that leaves the amounts alone (a note, a fulfilment) is no new state.
+    let noted = fixture.replace(
+        "\"updated_at\": \"2025-01-23T23:10:16-05:00\"",
+        "\"updated_at\": \"2025-01-23T23:30:00-05:00\"",
+    );
+    assert!(
+        edited != fixture && noted != fixture,
+        "the fixture's fields moved"
+    );
+    let deliveries = [
+        ("orders/create", "e-1", fixture.as_str(), "accepted"),
+        ("orders/updated", "e-2", noted.as_str(), "duplicate"),
+        ("orders/updated", "e-3", edited.as_str(), "accepted"),
+        // The same edit again, under another delivery id.
+        ("orders/updated", "e-4", edited.as_str(), "duplicate"),
+    ];
+    for (topic, id, body, outcome) in deliveries {
+        let answer = shopify(
+            &suite,
+            integration,
+            topic,
+            id,
+            Some(&sign(SECRET, body.as_bytes())),
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            answer,
+            (200, format!(r#"{{"status":"{outcome}"}}"#)),
+            "{id}"
+        );
+    }
+    let events = watch(&suite, &brand(1), 0, 2).await;
+    let orders: Vec<Order> = events.into_iter().filter_map(|e| e.order).collect();
+    let totals: Vec<(i32, i64)> = orders.iter().map(|o| (o.status, o.total_minor)).collect();
+    assert_eq!(
+        totals,
+        [
+            (OrderStatus::Paid as i32, 18_690),
+            (OrderStatus::Paid as i32, 28_690)
+        ]
+    );
+    let updated: Vec<i64> = orders
+        .iter()
+        .map(|o| o.updated_at.map_or(0, |t| t.seconds))
+        .collect();
+    // 2025-01-24T04:10:16Z and 2025-01-24T14:00:00Z.
+    assert_eq!(updated, [1_737_691_816, 1_737_727_200]);
+}
+
+#[tokio::test]
 async fn each_status_transition_is_one_order_event() {
     let suite = Suite::start().await;
     let integration = register(&suite, &brand(1), Provider::Shopify).await;

@@ -97,14 +97,38 @@ impl OrderState {
     }
 }
 
-/// Whether an order update (`new_state`, `new_refunded`) is newer than what a conversion saw.
-pub fn is_newer(
-    old_rank: i32,
-    old_refunded: i64,
-    new_state: OrderState,
-    new_refunded: i64,
-) -> bool {
-    new_state.rank() > old_rank || (new_state.rank() == old_rank && new_refunded > old_refunded)
+/// What is known of one state of an order: how far it moved ([`OrderState::rank`]), what was
+/// refunded, its total, and when the store last changed it (when it says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderVersion {
+    pub rank: i32,
+    pub refunded_minor: i64,
+    pub total_minor: i64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Whether an order update is newer than what a conversion (or a waiting order) saw: a later
+/// state, more refunded, or, at the same state and refund, an edit of the total (see
+/// [`reprices`]).
+pub fn is_newer(seen: &OrderVersion, update: &OrderVersion) -> bool {
+    if update.rank != seen.rank {
+        return update.rank > seen.rank;
+    }
+    if update.refunded_minor != seen.refunded_minor {
+        return update.refunded_minor > seen.refunded_minor;
+    }
+    reprices(seen, update)
+}
+
+/// Whether an update's total, when it differs from the one seen, is the order's newer one: an
+/// edit the store made after the version seen. When either side's time is unknown the later
+/// arrival wins, as for the order's other changes.
+pub fn reprices(seen: &OrderVersion, update: &OrderVersion) -> bool {
+    update.total_minor != seen.total_minor
+        && match (seen.updated_at, update.updated_at) {
+            (Some(seen), Some(update)) => update > seen,
+            _ => true,
+        }
 }
 
 /// One line of an order, as the split needs it.

@@ -77,6 +77,9 @@ pub struct ConversionRow {
     pub created_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     pub updated_at: DateTime<Utc>,
+    /// When the store last changed the order this was priced from, when it said.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub order_updated_at: Option<DateTime<Utc>>,
 }
 
 /// An order, as conversions and pending orders are keyed: (brand, integration, store order id).
@@ -151,25 +154,25 @@ pub async fn insert(
              order_status, order_rank, currency, order_total_minor, order_refunded_minor,
              base_revenue_minor, base_discount_minor, base_commission_minor, revenue_minor,
              discount_minor, commission_minor, commission_currency, adjusted_revenue_minor,
-             adjusted_commission_minor, ordered_at, approve_at)
+             adjusted_commission_minor, ordered_at, approve_at, order_updated_at)
          select brand_id, integration_id, store_order_id, campaign_id, creator_id, code_id,
              plan_id, method, matched, split_rule, share_bps, shared, status, order_status,
              order_rank, currency, order_total_minor, order_refunded_minor, base_revenue_minor,
              base_discount_minor, base_commission_minor, revenue_minor, discount_minor,
              commission_minor, commission_currency, adjusted_revenue_minor,
-             adjusted_commission_minor, ordered_at, approve_at
+             adjusted_commission_minor, ordered_at, approve_at, order_updated_at
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
              $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::integer[],
              $12::boolean[], $13::text[], $14::text[], $15::integer[], $16::text[],
              $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[],
              $22::bigint[], $23::bigint[], $24::bigint[], $25::text[], $26::bigint[],
-             $27::bigint[], $28::timestamptz[], $29::timestamptz[])
+             $27::bigint[], $28::timestamptz[], $29::timestamptz[], $30::timestamptz[])
              with ordinality as r(brand_id, integration_id, store_order_id, campaign_id,
              creator_id, code_id, plan_id, method, matched, split_rule, share_bps, shared, status,
              order_status, order_rank, currency, order_total_minor, order_refunded_minor,
              base_revenue_minor, base_discount_minor, base_commission_minor, revenue_minor,
              discount_minor, commission_minor, commission_currency, adjusted_revenue_minor,
-             adjusted_commission_minor, ordered_at, approve_at, n)
+             adjusted_commission_minor, ordered_at, approve_at, order_updated_at, n)
          order by n
          returning brand_id, integration_id, store_order_id, campaign_id, creator_id, id,
              created_at, updated_at",
@@ -203,6 +206,9 @@ pub async fn insert(
     .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_commission_minor))
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.ordered_at).collect::<Vec<_>>())
     .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.approve_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter().map(|r| r.order_updated_at).collect::<Vec<_>>(),
+    )
     .load(conn)
     .await?)
 }
@@ -224,13 +230,21 @@ pub async fn update(
              commission_minor = u.commission_minor,
              adjusted_revenue_minor = u.adjusted_revenue_minor,
              adjusted_commission_minor = u.adjusted_commission_minor,
-             approve_at = u.approve_at, updated_at = now()
+             approve_at = u.approve_at, order_total_minor = u.order_total_minor,
+             order_updated_at = u.order_updated_at, split_rule = u.split_rule,
+             share_bps = u.share_bps, base_revenue_minor = u.base_revenue_minor,
+             base_discount_minor = u.base_discount_minor,
+             base_commission_minor = u.base_commission_minor,
+             commission_currency = u.commission_currency, updated_at = now()
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::integer[],
              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-             $11::bigint[], $12::timestamptz[])
+             $11::bigint[], $12::timestamptz[], $13::bigint[], $14::timestamptz[], $15::text[],
+             $16::integer[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[])
              as u(brand_id, id, status, order_status, order_rank, order_refunded_minor,
              revenue_minor, discount_minor, commission_minor, adjusted_revenue_minor,
-             adjusted_commission_minor, approve_at)
+             adjusted_commission_minor, approve_at, order_total_minor, order_updated_at,
+             split_rule, share_bps, base_revenue_minor, base_discount_minor,
+             base_commission_minor, commission_currency)
          where c.brand_id = u.brand_id and c.id = u.id
          returning c.brand_id, c.integration_id, c.store_order_id, c.campaign_id, c.creator_id,
              c.id, c.created_at, c.updated_at",
@@ -247,6 +261,16 @@ pub async fn update(
     .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_revenue_minor))
     .bind::<Array<BigInt>, _>(int8(|r| r.adjusted_commission_minor))
     .bind::<Array<Nullable<Timestamptz>>, _>(rows.iter().map(|r| r.approve_at).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(int8(|r| r.order_total_minor))
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        rows.iter().map(|r| r.order_updated_at).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(text(|r| &r.split_rule))
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.share_bps).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_revenue_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_discount_minor))
+    .bind::<Array<BigInt>, _>(int8(|r| r.base_commission_minor))
+    .bind::<Array<Text>, _>(text(|r| &r.commission_currency))
     .load(conn)
     .await?)
 }
@@ -441,7 +465,7 @@ pub enum Kind {
 /// credited to the campaign. Both take their ids from the conversions' sequence.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    Order(ConversionRow),
+    Order(Box<ConversionRow>),
     AmazonReportDay(ReportSale),
 }
 
@@ -489,7 +513,7 @@ pub async fn entries(
     // Both lists are newest first: the first `limit` of their merge are the page.
     let mut entries: Vec<Entry> = orders
         .into_iter()
-        .map(Entry::Order)
+        .map(|row| Entry::Order(Box::new(row)))
         .chain(days.into_iter().map(Entry::AmazonReportDay))
         .collect();
     entries.sort_by_key(|entry| std::cmp::Reverse(entry.id()));

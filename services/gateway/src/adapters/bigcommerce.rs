@@ -690,6 +690,7 @@ fn normalize(
         currency,
         lines,
         occurred_at,
+        updated_at: changed_at(&order, "date_modified"),
         test: false,
     })
 }

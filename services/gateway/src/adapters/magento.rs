@@ -651,6 +651,7 @@ fn normalize(order: &Value, customer_key: &[u8]) -> Result<NormalizedOrder, Stri
             .as_str()
             .and_then(magento_time)
             .ok_or_else(|| "created_at is not a time".to_owned())?,
+        updated_at: changed_at(order, "updated_at"),
         test: false,
     })
 }

@@ -191,11 +191,15 @@ impl Listed {
     }
 }
 
-/// When a store says an order changed: `field` of its JSON, in RFC 3339 (Shopify), RFC 2822
-/// (BigCommerce) or UTC `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` (Magento, WooCommerce's
-/// `_gmt` fields).
+/// When a store says an order changed: `field` of its JSON (see [`store_time`]).
 pub(crate) fn changed_at(value: &serde_json::Value, field: &str) -> Option<DateTime<Utc>> {
-    let text = value[field].as_str()?.trim();
+    store_time(value[field].as_str()?)
+}
+
+/// A store's time, in RFC 3339 (Shopify), RFC 2822 (BigCommerce) or UTC `YYYY-MM-DD HH:MM:SS` /
+/// `YYYY-MM-DDTHH:MM:SS` (Magento, WooCommerce's `_gmt` fields).
+pub(crate) fn store_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
     chrono::DateTime::parse_from_rfc3339(text)
         .or_else(|_| chrono::DateTime::parse_from_rfc2822(text))
         .map(|t| t.with_timezone(&Utc))

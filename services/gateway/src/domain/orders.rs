@@ -59,6 +59,8 @@ pub struct NormalizedOrder {
     pub customer_hash: Option<String>,
     pub lines: Vec<OrderLine>,
     pub occurred_at: DateTime<Utc>,
+    /// When the store last changed the order, when it says: edits are ordered by it.
+    pub updated_at: Option<DateTime<Utc>>,
     /// Test orders are stored but never attributed.
     pub test: bool,
 }
@@ -124,10 +126,8 @@ impl NormalizedOrder {
                     codes: line.codes.clone(),
                 })
                 .collect(),
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: self.occurred_at.timestamp(),
-                nanos: self.occurred_at.timestamp_subsec_nanos() as i32,
-            }),
+            occurred_at: Some(timestamp(self.occurred_at)),
+            updated_at: self.updated_at.map(timestamp),
             test: self.test,
         }
     }
@@ -219,10 +219,19 @@ impl NormalizedOrder {
                 codes: line.codes,
             });
         }
+        let time = |ts: prost_types::Timestamp| {
+            DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+        };
         let occurred_at = order
             .occurred_at
-            .and_then(|ts| DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?))
+            .and_then(time)
             .ok_or_else(|| bad("occurred_at", "is required and must be a valid timestamp"))?;
+        let updated_at = match order.updated_at {
+            None => None,
+            Some(ts) => {
+                Some(time(ts).ok_or_else(|| bad("updated_at", "must be a valid timestamp"))?)
+            }
+        };
         let optional = |value: String| Some(value).filter(|v| !v.is_empty());
         Ok(NormalizedOrder {
             store_order_id: order.store_order_id,
@@ -242,8 +251,16 @@ impl NormalizedOrder {
             customer_hash: optional(order.customer_hash),
             lines,
             occurred_at,
+            updated_at,
             test: order.test,
         })
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
     }
 }
 

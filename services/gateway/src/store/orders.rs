@@ -1,5 +1,6 @@
 //! Order storage: each distinct state of an order once (the `orders_version` unique index on
-//! store order id, status and refunded amount), with its `WatchOrders` event in the same
+//! store order id, status, refunded amount and total: an edit of the total is a state of its
+//! own), with its `WatchOrders` event in the same
 //! transaction; webhook deliveries by the store's delivery id.
 
 use std::collections::HashSet;
@@ -25,9 +26,11 @@ struct Inserted {
     status: String,
     #[diesel(sql_type = BigInt)]
     refunded_minor: i64,
+    #[diesel(sql_type = BigInt)]
+    total_minor: i64,
 }
 
-type VersionKey = (i64, i64, String, &'static str, i64);
+type VersionKey = (i64, i64, String, &'static str, i64, i64);
 
 fn key(incoming: &Incoming) -> VersionKey {
     (
@@ -36,6 +39,7 @@ fn key(incoming: &Incoming) -> VersionKey {
         incoming.order.store_order_id.clone(),
         incoming.order.status.as_str(),
         incoming.order.refunded_minor,
+        incoming.order.total_minor,
     )
 }
 
@@ -224,6 +228,11 @@ async fn insert(
                 .map(|(i, _)| i.order.refunded_minor)
                 .collect::<Vec<_>>(),
         )
+        .bind::<Array<BigInt>, _>(
+            rows.iter()
+                .map(|(i, _)| i.order.total_minor)
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Text>, _>(
             rows.iter()
                 .map(|(_, source)| source.as_str_name())
@@ -232,7 +241,7 @@ async fn insert(
         .bind::<Array<Bytea>, _>(&bodies)
         .load(conn)
         .await?;
-    let mut new: HashSet<(i64, String, String, i64)> = inserted
+    let mut new: HashSet<(i64, String, String, i64, i64)> = inserted
         .into_iter()
         .map(|row| {
             (
@@ -240,6 +249,7 @@ async fn insert(
                 row.store_order_id,
                 row.status,
                 row.refunded_minor,
+                row.total_minor,
             )
         })
         .collect();
@@ -252,6 +262,7 @@ async fn insert(
             incoming.order.store_order_id.clone(),
             incoming.order.status.as_str().to_owned(),
             incoming.order.refunded_minor,
+            incoming.order.total_minor,
         );
         if new.remove(&version) {
             published[*n] = true;
@@ -277,11 +288,12 @@ async fn insert(
 /// [`insert`]'s statement.
 fn inserting(taken: Taken) -> String {
     format!(
-        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor, source, body)
+        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor,
+                             total_minor, source, body)
          select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                              $6::text[], $7::bytea[])
+                              $6::bigint[], $7::text[], $8::bytea[])
          {}
-         returning integration_id, store_order_id, status, refunded_minor",
+         returning integration_id, store_order_id, status, refunded_minor, total_minor",
         taken.on_conflict()
     )
 }

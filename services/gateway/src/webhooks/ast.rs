@@ -165,6 +165,7 @@ fn build(f: Fields) -> Result<NormalizedOrder, ParseError> {
         country,
         customer_hash: None,
         occurred_at,
+        updated_at: None,
         test: false,
     })
 }

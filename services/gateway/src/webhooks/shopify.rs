@@ -17,6 +17,8 @@ struct Order {
     #[serde(default)]
     cancelled_at: Option<String>,
     created_at: String,
+    #[serde(default)]
+    updated_at: Option<String>,
     /// After discounts (Shopify's meaning); the suite's subtotal is before them.
     #[serde(default)]
     subtotal_price: Option<String>,
@@ -317,6 +319,10 @@ pub fn parse_order(
         customer_hash,
         lines,
         occurred_at,
+        updated_at: order
+            .updated_at
+            .as_deref()
+            .and_then(crate::adapters::store_time),
         test: order.test,
     })
 }

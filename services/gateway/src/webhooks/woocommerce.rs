@@ -54,6 +54,9 @@ struct Order {
     date_created_gmt: Option<String>,
     #[serde(default)]
     date_created: Option<String>,
+    /// When the order last changed (UTC, no offset).
+    #[serde(default)]
+    date_modified_gmt: Option<String>,
     #[serde(default)]
     discount_total: Option<String>,
     #[serde(default)]
@@ -209,6 +212,10 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
         customer_hash,
         lines,
         occurred_at,
+        updated_at: order
+            .date_modified_gmt
+            .as_deref()
+            .and_then(crate::adapters::store_time),
         test: false,
     })
 }

@@ -1,0 +1,1 @@
+alter table conversions drop column order_updated_at;
