@@ -1,0 +1,1 @@
+drop table terms_updates;
