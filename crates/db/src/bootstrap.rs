@@ -207,19 +207,23 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
 }
 
 /// Draws the cluster's password into `path`, readable by its owner only: 32 hex digits, nothing
-/// a URL needs to escape.
+/// a URL needs to escape. One already there is kept: the initdb of a start racing this one, or
+/// of one that failed before it finished, may have read it.
 fn write_password(path: &Path) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = [0_u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?
-        .write_all(hex::encode(bytes).as_bytes())
+        .open(path)
+    {
+        Ok(mut file) => file.write_all(hex::encode(bytes).as_bytes()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 /// `pg_ctl start` of the cluster in `data` on `port`, waiting until it accepts connections.

@@ -124,9 +124,10 @@ fn unix_seconds() -> u64 {
 }
 
 /// Drops the databases named `prefix` and their creation time that were created more than `after`
-/// seconds ago and that no session is connected to: those of test runs that were killed before
-/// they could drop their own. A database someone connects to meanwhile is not dropped (no
-/// `force`). The ones that could not be dropped, and why.
+/// seconds ago and that no session is connected to now: those of test runs that were killed
+/// before they could drop their own (a test connects to its database within seconds of making
+/// it, and holds it for the test's length). A database someone connects to meanwhile is not
+/// dropped (no `force`). The ones that could not be dropped, and why.
 async fn sweep_abandoned(
     admin: &mut diesel_async::AsyncPgConnection,
     prefix: &str,
@@ -149,13 +150,16 @@ async fn sweep_abandoned(
         Err(err) => return vec![("(listing)".to_owned(), err.to_string())],
     };
     let cutoff = unix_seconds().saturating_sub(after);
+    // Names from before the creation time led them held a process id there instead: too small
+    // to be a time this code ran at, and left alone (they may be a running older build's).
+    const EARLIEST: u64 = 1_700_000_000;
     let mut failed = Vec::new();
     for Unused { datname } in unused {
         let created = datname
             .strip_prefix(prefix)
             .and_then(|rest| rest.split('_').next())
             .and_then(|secs| secs.parse::<u64>().ok());
-        if created.is_some_and(|created| created < cutoff) {
+        if created.is_some_and(|created| (EARLIEST..cutoff).contains(&created)) {
             let drop = format!("drop database if exists {datname}");
             if let Err(err) = diesel::sql_query(drop).execute(admin).await {
                 failed.push((datname, err.to_string()));

@@ -353,22 +353,35 @@ impl RpcLayer {
     /// set none (or none tonic can read). A client's own (`grpc-timeout`, longer or shorter) is
     /// tonic's to enforce, which it does, outside this layer, answering CANCELLED.
     fn deadline(&self, headers: &http::HeaderMap) -> Option<Duration> {
-        let own = headers
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_grpc_timeout);
-        (!own).then_some(self.default_deadline)
+        client_timeout(headers)
+            .is_none()
+            .then_some(self.default_deadline)
+    }
+
+    /// How long a stream of bounded work may send nothing: the server's default deadline, or
+    /// the client's own if it set a longer one (a caller that allows minutes for its work).
+    fn quiet_limit(&self, headers: &http::HeaderMap) -> Duration {
+        client_timeout(headers).map_or(self.default_deadline, |own| own.max(self.default_deadline))
     }
 }
 
-/// Whether `text` is a `grpc-timeout` value as tonic reads it: 1 to 8 digits and a unit.
-fn is_grpc_timeout(text: &str) -> bool {
-    let Some((digits, unit)) = text.len().checked_sub(1).map(|at| text.split_at(at)) else {
-        return false;
-    };
-    (1..=8).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && matches!(unit, "H" | "M" | "S" | "m" | "u" | "n")
+/// The client's `grpc-timeout`, when it is one as tonic reads it: 1 to 8 digits and a unit.
+fn client_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let text = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if !(1..=8).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -585,7 +598,7 @@ where
             .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(next_request_id, str::to_owned);
         let deadline = self.layer.deadline(request.headers());
-        let quiet_limit = self.layer.default_deadline;
+        let quiet_limit = self.layer.quiet_limit(request.headers());
         let span = tracing::info_span!("rpc", method = %method, request_id = %request_id);
         // The clone that was polled ready serves this call (tower's contract).
         let clone = self.inner.clone();
@@ -736,12 +749,24 @@ mod tests {
 
     #[test]
     fn only_a_readable_grpc_timeout_is_the_clients_own_deadline() {
-        for own in ["1S", "250m", "99999999n", "2H"] {
-            assert!(is_grpc_timeout(own), "{own}");
+        let timeout = |text: &str| {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_str(text) {
+                headers.insert("grpc-timeout", value);
+            }
+            client_timeout(&headers)
+        };
+        for (own, is) in [
+            ("1S", Duration::from_secs(1)),
+            ("250m", Duration::from_millis(250)),
+            ("99999999n", Duration::from_nanos(99_999_999)),
+            ("2H", Duration::from_secs(7200)),
+        ] {
+            assert_eq!(timeout(own), Some(is), "{own}");
         }
         // Tonic ignores these, so the server's default holds the call.
         for unreadable in ["", "S", "5", "1s", "123456789S", "-1S", "1.5S"] {
-            assert!(!is_grpc_timeout(unreadable), "{unreadable}");
+            assert_eq!(timeout(unreadable), None, "{unreadable}");
         }
     }
 }

@@ -288,16 +288,25 @@ async fn calls_beyond_a_methods_own_limit_are_refused_and_other_methods_still_se
 
 /// Opens the server stream `path` on `addr` and reads its first message.
 async fn open_stream(addr: std::net::SocketAddr, path: &'static str) -> tonic::Streaming<()> {
+    open_stream_within(addr, path, None).await
+}
+
+/// [`open_stream`], with the client's own deadline, if any.
+async fn open_stream_within(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    deadline: Option<Duration>,
+) -> tonic::Streaming<()> {
     let channel = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap_or_else(|e| panic!("{e}"));
     let codec: tonic_prost::ProstCodec<(), ()> = tonic_prost::ProstCodec::default();
+    let mut request = tonic::Request::new(());
+    if let Some(deadline) = deadline {
+        request.set_timeout(deadline);
+    }
     let mut stream = grpc
-        .server_streaming(
-            tonic::Request::new(()),
-            PathAndQuery::from_static(path),
-            codec,
-        )
+        .server_streaming(request, PathAndQuery::from_static(path), codec)
         .await
         .unwrap_or_else(|s| panic!("stream: {s}"))
         .into_inner();
@@ -523,6 +532,11 @@ async fn a_stream_of_bounded_work_that_sends_nothing_for_the_deadline_is_ended()
     // A stream following a log may wait for as long as its log is quiet.
     let mut following = open_stream(addr, "/test.Slow/WatchLog").await;
     let end = following.message().await.err().map(|s| s.code());
+    assert_eq!(end, Some(Code::Aborted), "ended by its service, not cut");
+    // A client that allows its call longer than the server's default is given that long.
+    let mut patient =
+        open_stream_within(addr, "/test.Slow/Export", Some(Duration::from_secs(10))).await;
+    let end = patient.message().await.err().map(|s| s.code());
     assert_eq!(end, Some(Code::Aborted), "ended by its service, not cut");
     shutdown.cancel();
 }

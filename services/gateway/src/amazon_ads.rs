@@ -15,7 +15,7 @@ use tracking_db::{Database, DbError};
 use crate::adapters::amazon::AmazonAttribution;
 use crate::domain::amazon::{TagIds, TagSubject, next_import};
 use crate::error::Error;
-use crate::rounds::{self, Job};
+use crate::rounds::{self, Job, Rounds};
 use crate::store::IntegrationRow;
 use crate::store::amazon::{self as store, Stored, TagRow};
 
@@ -143,15 +143,25 @@ pub const JOB: Job = Job {
 
 /// Imports every Amazon integration's recent days every `every`, until `shutdown`.
 pub async fn run(ads: AmazonAds, every: Duration, shutdown: CancellationToken) {
-    rounds::run(JOB, every, shutdown, || import_all(&ads, every)).await;
+    rounds::run(JOB, every, shutdown, |rounds| {
+        let ads = &ads;
+        async move { import_all(ads, every, &rounds).await }
+    })
+    .await;
 }
 
-/// One round: every Amazon integration whose lease is free; how many were imported.
-pub async fn import_all(ads: &AmazonAds, every: Duration) -> Result<usize, DbError> {
+/// One round: every Amazon integration whose lease is free and that no other round of `rounds`
+/// has taken; how many were imported.
+pub async fn import_all(
+    ads: &AmazonAds,
+    every: Duration,
+    rounds: &std::sync::Arc<Rounds>,
+) -> Result<usize, DbError> {
     rounds::round(
         &ads.db,
         JOB,
         every,
+        rounds,
         |integration, through: Option<NaiveDate>| async move {
             let days = next_import(Utc::now().date_naive(), through);
             ads.import(&integration, days).await?;
@@ -486,7 +496,12 @@ mod tests {
         let store = amazon(Arc::new(Mutex::new(json!([])))).await;
         let s = setup(&store).await;
         let every = Duration::from_secs(60);
-        assert_eq!(import_all(&s.ads, every).await.ok(), Some(1));
+        assert_eq!(
+            import_all(&s.ads, every, &std::sync::Arc::default())
+                .await
+                .ok(),
+            Some(1)
+        );
         let request = store.requests_to("POST /attribution/report");
         let today = Utc::now().date_naive();
         let (start, end) = next_import(today, None);
@@ -507,7 +522,12 @@ mod tests {
             Some(Some(Some(json!(today)))),
             "the last day imported is kept"
         );
-        assert_eq!(import_all(&s.ads, every).await.ok(), Some(0));
+        assert_eq!(
+            import_all(&s.ads, every, &std::sync::Arc::default())
+                .await
+                .ok(),
+            Some(0)
+        );
         assert_eq!(store.requests_to("POST /attribution/report").len(), 1);
     }
 }

@@ -17,7 +17,7 @@ use tracking_api::gateway::v1 as pb;
 use tracking_db::{Database, DbError};
 
 use crate::intake::Intake;
-use crate::rounds::{self, Job};
+use crate::rounds::{self, Job, Rounds};
 
 /// Polling stores without webhooks (Magento) or whose webhooks are not delivered again
 /// (WooCommerce): its progress is the time up to which orders were taken in.
@@ -35,15 +35,26 @@ const MAX_LISTINGS: usize = 10;
 
 /// Polls every polled integration every `every`, until `shutdown`.
 pub async fn run(db: Database, intake: Intake, every: Duration, shutdown: CancellationToken) {
-    rounds::run(JOB, every, shutdown, || poll_all(&db, &intake, every)).await;
+    rounds::run(JOB, every, shutdown, |rounds| {
+        let (db, intake) = (&db, &intake);
+        async move { poll_all(db, intake, every, &rounds).await }
+    })
+    .await;
 }
 
-/// One round: every polled integration whose lease is free; how many were polled.
-pub async fn poll_all(db: &Database, intake: &Intake, every: Duration) -> Result<usize, DbError> {
+/// One round: every polled integration whose lease is free and that no other round of `rounds`
+/// has taken; how many were polled.
+pub async fn poll_all(
+    db: &Database,
+    intake: &Intake,
+    every: Duration,
+    rounds: &std::sync::Arc<Rounds>,
+) -> Result<usize, DbError> {
     rounds::round(
         db,
         JOB,
         every,
+        rounds,
         |integration, since: Option<DateTime<Utc>>| async move {
             let started = Utc::now();
             let mut since = since.unwrap_or(started - FIRST_LOOKBACK);

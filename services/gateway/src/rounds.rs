@@ -3,14 +3,17 @@
 //! reports ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is
 //! worked on under a lease (so that one replica works on an integration at a time; a replica that
 //! dies mid-round leaves a lease that expires after five intervals), starting from the progress
-//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time.
-//! Rounds start on time whether or not the one before has ended: an integration still being
-//! worked on keeps its lease and is skipped, so a store that does not answer delays only its own
-//! next round, never the other stores'. A failed round for one integration is logged and leaves
-//! its progress as it was, so the next round retries the same span.
+//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time
+//! across the job's rounds. Rounds start on time whether or not the one before has ended: an
+//! integration an earlier round of this replica has taken and not finished is left to it, so a
+//! store that does not answer delays only its own next round, never the other stores'. A failed
+//! round for one integration is logged and leaves its progress as it was, so the next round
+//! retries the same span.
 
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,22 +37,64 @@ pub struct Job {
     pub providers: &'static [Provider],
 }
 
+/// What a job's rounds in this replica share: the integrations a round has taken and not
+/// finished (another round leaves them to it), and the places for work at once ([`AT_ONCE`]).
+pub struct Rounds {
+    taken: Mutex<HashSet<i64>>,
+    places: tokio::sync::Semaphore,
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Rounds {
+            taken: Mutex::default(),
+            places: tokio::sync::Semaphore::new(AT_ONCE),
+        }
+    }
+}
+
+impl Rounds {
+    /// Takes `integration_id` for a round, unless another round has it: given back when the
+    /// guard is dropped (the work done, failed or cancelled).
+    fn take(self: &Arc<Self>, integration_id: i64) -> Option<Taken> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.insert(integration_id).then(|| Taken {
+            rounds: self.clone(),
+            integration_id,
+        })
+    }
+}
+
+/// An integration a round has taken ([`Rounds::take`]).
+struct Taken {
+    rounds: Arc<Rounds>,
+    integration_id: i64,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        let mut taken = self.rounds.taken.lock().unwrap_or_else(|e| e.into_inner());
+        taken.remove(&self.integration_id);
+    }
+}
+
 /// Starts `round` every `every` until `shutdown`, beside the rounds before it that have not ended
-/// (their integrations keep their leases, so a new round skips them); a round that fails as a
-/// whole (the database) is logged and tried again at the next interval.
+/// (they share one [`Rounds`], so a new round leaves their integrations to them); a round that
+/// fails as a whole (the database) is logged and tried again at the next interval.
 pub async fn run<F, Fut>(job: Job, every: Duration, shutdown: CancellationToken, mut round: F)
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Arc<Rounds>) -> Fut,
     Fut: Future<Output = Result<usize, DbError>>,
 {
     use futures::StreamExt;
+    let shared = Arc::new(Rounds::default());
     let mut rounds = futures::stream::FuturesUnordered::new();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => rounds.push(round()),
+            _ = ticks.tick() => rounds.push(round(shared.clone())),
             Some(result) = rounds.next(), if !rounds.is_empty() => {
                 if let Err(err) = result {
                     tracing::warn!(job = job.name, error = %err, "round failed, retrying next interval");
@@ -60,12 +105,14 @@ where
 }
 
 /// One round of `job`: `work(integration, progress)` for every integration of its providers
-/// whose lease is free, with the progress the last successful round recorded (`None` the first
-/// time); the progress it answers is recorded. How many integrations succeeded.
+/// that no other round of `rounds` has taken and whose lease is free, with the progress the
+/// last successful round recorded (`None` the first time); the progress it answers is recorded.
+/// How many integrations succeeded.
 pub async fn round<P, E, F, Fut>(
     db: &Database,
     job: Job,
     every: Duration,
+    rounds: &Arc<Rounds>,
     work: F,
 ) -> Result<usize, DbError>
 where
@@ -77,12 +124,22 @@ where
     use futures::StreamExt;
     let providers: Vec<&str> = job.providers.iter().map(|p| p.as_str_name()).collect();
     let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
-    let integrations = store::integrations_of_providers(db, &providers).await?;
+    let integrations: Vec<(IntegrationRow, Taken)> =
+        store::integrations_of_providers(db, &providers)
+            .await?
+            .into_iter()
+            .filter_map(|integration| {
+                let taken = rounds.take(integration.id)?;
+                Some((integration, taken))
+            })
+            .collect();
     // One integration's part of the round: whether it succeeded (not when another replica
-    // holds its lease, or its work failed).
-    let work_on = |integration: IntegrationRow| {
+    // holds its lease, or its work failed). It waits for a place among the job's rounds.
+    let work_on = |(integration, taken): (IntegrationRow, Taken)| {
         let work = &work;
         async move {
+            // Given back when this part of the round ends, however it ends.
+            let _place = taken.rounds.places.acquire().await;
             let (brand_id, id) = (integration.brand_id, integration.id);
             let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
                 return Ok(false);
@@ -120,7 +177,7 @@ where
     Ok(done)
 }
 
-/// Integrations a round works on at once.
+/// Integrations a job's rounds work on at once.
 pub const AT_ONCE: usize = 8;
 
 #[derive(QueryableByName)]
@@ -247,25 +304,26 @@ mod tests {
                 .filter(|&&id| id == answering.id)
                 .count()
         };
-        let three_rounds = async {
-            while answered() < 3 {
+        // Eight rounds of the answering store, every 50 ms: well past the silent one's lease.
+        let rounds_past_the_lease = async {
+            while answered() < 8 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };
         tokio::select! {
-            () = run(JOB, every, shutdown.clone(), || round(&db, JOB, every, &work)) => {
+            () = run(JOB, every, shutdown.clone(), |rounds| { let (db, work) = (&db, &work); async move { round(db, JOB, every, &rounds, work).await } }) => {
                 panic!("run ended before its shutdown")
             }
-            waited = tokio::time::timeout(Duration::from_secs(30), three_rounds) => {
+            waited = tokio::time::timeout(Duration::from_secs(30), rounds_past_the_lease) => {
                 assert!(waited.is_ok(), "the answering store was polled {} times while the silent one hung", answered());
             }
         }
         shutdown.cancel();
         let polled = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        assert!(
-            polled.contains(&silent.id),
-            "the silent store was polled too"
-        );
+        // Its lease (five intervals) ran out long ago, but the round that took it still works
+        // on it: no other round of this replica polls it meanwhile.
+        let silent_polls = polled.iter().filter(|&&id| id == silent.id).count();
+        assert_eq!(silent_polls, 1, "{polled:?}");
         let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
         let recorded: Claimed = diesel::sql_query(
             "select progress from integration_jobs where integration_id = $1 and job = $2",
@@ -277,7 +335,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let progress = recorded.progress.and_then(|p| p.as_u64());
         assert!(
-            progress >= Some(2),
+            progress >= Some(7),
             "the answering store's rounds recorded their progress: {progress:?}"
         );
     }
@@ -308,10 +366,12 @@ mod tests {
                 }
             }
         };
-        let done = round(&db, JOB, EVERY, work(second.id)).await.ok();
+        let done = round(&db, JOB, EVERY, &Arc::default(), work(second.id))
+            .await
+            .ok();
         assert_eq!(done, Some(1), "only the job's providers, one failed");
         // Round 2: the first goes on from 1, the second starts again from nothing.
-        let done = round(&db, JOB, EVERY, work(0)).await.ok();
+        let done = round(&db, JOB, EVERY, &Arc::default(), work(0)).await.ok();
         assert_eq!(done, Some(2));
         let mut calls = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
         calls.sort();
@@ -334,7 +394,7 @@ mod tests {
             Some(None),
             "one holder at a time"
         );
-        let done = round(&db, JOB, EVERY, work(0)).await.ok();
+        let done = round(&db, JOB, EVERY, &Arc::default(), work(0)).await.ok();
         assert_eq!(done, Some(1), "only the second integration was free");
         // Another job's lease on the same integration is its own.
         let other = Job {

@@ -73,7 +73,18 @@ impl CodeMintService for MintService {
         let service = self.clone();
         let permits = Arc::new(Semaphore::new(STREAM_IN_FLIGHT));
         tokio::spawn(async move {
-            while let Some(item) = inbound.next().await {
+            // Once the stream has ended for the caller (it went away, or the server ended a
+            // stream that sent nothing for too long), no further request is read: nothing would
+            // carry its answer. Requests already taken finish (a code minted is kept, and a
+            // retry finds it).
+            loop {
+                let item = tokio::select! {
+                    () = tx.closed() => break,
+                    item = inbound.next() => item,
+                };
+                let Some(item) = item else {
+                    break;
+                };
                 let req = match item {
                     Ok(req) => req,
                     Err(status) => {

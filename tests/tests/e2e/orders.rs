@@ -742,6 +742,38 @@ fn order(integration_id: i64, id: &str, status: OrderStatus, codes: &[&str]) -> 
 }
 
 #[tokio::test]
+async fn edits_in_one_call_are_published_in_the_order_they_came() {
+    let suite = Suite::start().await;
+    let integration = register(&suite, &brand(5), Provider::Sandbox).await;
+    // One order edited twice, without the store's time: 150.00, then 120.00 (a lower total
+    // sorts first), sent in one call, which stores them together.
+    let edits: Vec<IngestOrdersRequest> = [15_000, 12_000]
+        .into_iter()
+        .map(|total| {
+            let mut edit = order(integration, "e-1", OrderStatus::Paid, &["CODE1"]);
+            edit.total_minor = total;
+            IngestOrdersRequest { order: Some(edit) }
+        })
+        .collect();
+    let answer = suite
+        .gateway()
+        .ingest_orders(authed(tokio_stream::iter(edits), &brand(5)))
+        .await
+        .map(|r| r.into_inner().accepted);
+    assert_eq!(answer.ok(), Some(2));
+    let totals: Vec<i64> = watch(&suite, &brand(5), 0, 2)
+        .await
+        .iter()
+        .filter_map(|e| e.order.as_ref().map(|o| o.total_minor))
+        .collect();
+    assert_eq!(
+        totals,
+        [15_000, 12_000],
+        "the last edit sent is the last one published"
+    );
+}
+
+#[tokio::test]
 async fn ingest_orders_stores_batches_once_and_names_bad_fields() {
     let suite = Suite::start().await;
     let integration = register(&suite, &brand(5), Provider::Sandbox).await;

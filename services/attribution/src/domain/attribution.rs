@@ -121,12 +121,13 @@ pub fn is_newer(seen: &OrderVersion, update: &OrderVersion) -> bool {
 }
 
 /// Whether an update's total, when it differs from the one seen, is the order's newer one: an
-/// edit the store made after the version seen. When either side's time is unknown the later
-/// arrival wins, as for the order's other changes.
+/// edit the store made no earlier than the version seen (stores give their times to the second,
+/// so two edits within one second are told apart by arrival). When either side's time is
+/// unknown the later arrival wins, as for the order's other changes.
 pub fn reprices(seen: &OrderVersion, update: &OrderVersion) -> bool {
     update.total_minor != seen.total_minor
         && match (seen.updated_at, update.updated_at) {
-            (Some(seen), Some(update)) => update > seen,
+            (Some(seen), Some(update)) => update >= seen,
             _ => true,
         }
 }

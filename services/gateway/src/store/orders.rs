@@ -256,7 +256,9 @@ async fn insert(
     let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
     let mut published = vec![false; orders.len()];
     let mut events = Vec::with_capacity(new.len());
-    for (n, (incoming, source)) in sorted.iter().zip(&rows) {
+    // Published in the order they came (sorted only to be inserted): without the store's time,
+    // attribution takes the later of two edits of an order by arrival.
+    for (n, (incoming, source)) in orders.iter().enumerate() {
         let version = (
             incoming.integration_id,
             incoming.order.store_order_id.clone(),
@@ -265,7 +267,7 @@ async fn insert(
             incoming.order.total_minor,
         );
         if new.remove(&version) {
-            published[*n] = true;
+            published[n] = true;
             let event = pb::OrderEvent {
                 seq: 0,
                 brand_id: incoming.brand_id,
