@@ -205,17 +205,6 @@ pub fn external_ref(code_id: i64) -> String {
 
 /// The push request for a code under its plan.
 pub fn discount_spec(code: &Code, plan: &Plan) -> tracking_api::gateway::v1::DiscountSpec {
-    tracking_api::gateway::v1::DiscountSpec {
-        code: code.code.clone().unwrap_or_default(),
-        external_ref: external_ref(code.id),
-        title: format!("{} / creator {}", plan.name, code.creator_id),
-        ..plan_discount(plan)
-    }
-}
-
-/// What a plan tells the store about each of its codes' discounts (no code, ref or title): when
-/// it changes, the discounts the store has must change with it.
-pub fn plan_discount(plan: &Plan) -> tracking_api::gateway::v1::DiscountSpec {
     use tracking_api::gateway::v1::{DiscountSpec, discount_spec::Value};
     let terms = &plan.terms;
     let money_pb = |m: &Money| common::Money {
@@ -223,6 +212,9 @@ pub fn plan_discount(plan: &Plan) -> tracking_api::gateway::v1::DiscountSpec {
         currency: m.currency.clone(),
     };
     DiscountSpec {
+        code: code.code.clone().unwrap_or_default(),
+        external_ref: external_ref(code.id),
+        title: format!("{} / creator {}", plan.name, code.creator_id),
         value: terms.discount.as_ref().map(|d| match d {
             Discount::PercentBps(bps) => Value::PercentBps(*bps),
             Discount::Fixed(m) => Value::Fixed(money_pb(m)),
@@ -236,6 +228,5 @@ pub fn plan_discount(plan: &Plan) -> tracking_api::gateway::v1::DiscountSpec {
         ends_at: terms.ends_at.map(timestamp),
         group_ref: format!("plan-{}", plan.id),
         group_title: plan.name.clone(),
-        ..DiscountSpec::default()
     }
 }

@@ -1,7 +1,6 @@
 //! Applying PlanService's events: the projection of plans, campaigns and rosters, and what each
 //! change means for codes (the triggers): queue creators to mint, backfill on a trigger switch,
-//! disable a removed creator's code, retry a failure a profile fix may have solved, carry a
-//! plan's new terms to its codes' links and store discounts. Runs inside
+//! disable a removed creator's code, retry a failure a profile fix may have solved. Runs inside
 //! the stream consumer's transaction, so each event is applied exactly once.
 
 use std::collections::HashMap;
@@ -12,14 +11,12 @@ use tracking_api::plan::v1::{EventKind, PlanEvent, RosterEntry, plan_event::Subj
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
-use crate::convert::{
-    campaign_from_event, plan_discount, plan_from_event, roster_from_event, roster_status,
-};
+use crate::convert::{campaign_from_event, plan_from_event, roster_from_event, roster_status};
 use crate::domain::links::{destination_url, tag_from_gateway};
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
-use crate::store::{codes, failures, notify_work, projection, terms};
+use crate::store::{codes, failures, notify_work, projection};
 
 pub struct Projector {
     pub public_base_url: String,
@@ -224,7 +221,6 @@ impl Projector {
                 projection::upsert_plan(conn, &plan).await?;
                 if let Some(before) = &before {
                     self.follow_plan_links(conn, before, &plan).await?;
-                    follow_plan_discounts(conn, before, &plan).await?;
                 }
                 // Switching to "when added" mints for everyone on the roster who has no code;
                 // switching to "when approved" mints nothing new: not even for the added
@@ -372,29 +368,4 @@ impl Projector {
         );
         Ok(())
     }
-}
-
-/// A plan whose discount terms changed (before outreach, while it may: its discount, limits,
-/// minimum purchase, products, dates or name) changes the discounts its codes hold at the store:
-/// each code the store has, or will have, is queued for an update in place, which the pusher
-/// makes (a code still waiting for its push is updated once it is made: its push may have read
-/// the plan before it changed).
-async fn follow_plan_discounts(
-    conn: &mut AsyncPgConnection,
-    before: &Plan,
-    plan: &Plan,
-) -> Result<(), Error> {
-    if plan_discount(before) == plan_discount(plan) {
-        return Ok(());
-    }
-    let queued = terms::enqueue_plan(conn, plan.brand_id, plan.id).await?;
-    if queued > 0 {
-        notify_work(conn).await?;
-        tracing::info!(
-            plan_id = plan.id,
-            codes = queued,
-            "plan's discount terms changed, codes queued for an update at the store"
-        );
-    }
-    Ok(())
 }

@@ -1,9 +1,8 @@
 //! Getting codes to the store and keeping them there: pending codes are pushed in batches per
 //! integration; a code the store already has for something else is suffixed and pushed again; a
 //! store that is down leaves codes pending, retried with backoff; disabled and replaced codes are
-//! deactivated at the store; a plan's new discount terms are carried to its codes' discounts at
-//! the store. Amazon Ads links (no code) wait pending for the creator's attribution tag from the
-//! gateway the same way. A brand's edit whose process stopped before the store
+//! deactivated at the store. Amazon Ads links (no code) wait pending for the creator's attribution
+//! tag from the gateway the same way. A brand's edit whose process stopped before the store
 //! answered is finished here too (`edits`). Rows are taken `for update skip locked`, so replicas
 //! share the work.
 
@@ -26,7 +25,7 @@ use crate::domain::{Code, CodeStatus, Failure, Plan};
 use crate::error::Error;
 use crate::events;
 use crate::random::SecureRandom;
-use crate::store::{codes, failures, notify_work, projection, terms};
+use crate::store::{codes, failures, notify_work, projection};
 
 /// Codes pushed per round.
 const BATCH: i64 = crate::context::Fresh::ROUND as i64;
@@ -119,12 +118,6 @@ async fn scan(
         if let Err(err) = disable_round(shared).await {
             tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
         }
-        until_done(
-            "updating plans' terms at stores",
-            || terms_round(shared),
-            || true,
-        )
-        .await;
         if let Err(err) = crate::edits::finish_abandoned(shared).await {
             tracing::warn!(error = %err, "finishing abandoned edits of codes failed, retrying");
         }
@@ -171,17 +164,7 @@ pub(crate) async fn push_codes(
     plan_of: &HashMap<(i64, i64), Plan>,
     codes: &[Code],
 ) -> Outcome {
-    send_codes(shared, plan_of, codes, Send::Create).await
-}
-
-/// Gives the store's discounts of `codes` (active, one brand and integration) their plans'
-/// terms now, in place, each keeping its text; sorts the answers like a push's.
-async fn update_terms(
-    shared: &Shared,
-    plan_of: &HashMap<(i64, i64), Plan>,
-    codes: &[Code],
-) -> Outcome {
-    send_codes(shared, plan_of, codes, Send::Terms).await
+    send_codes(shared, plan_of, codes, None).await
 }
 
 /// Changes the store's discount that holds `previous` into `code` (a brand's edit), in place,
@@ -192,31 +175,14 @@ pub(crate) async fn rename_code(
     code: &Code,
     previous: &str,
 ) -> Outcome {
-    send_codes(
-        shared,
-        plan_of,
-        std::slice::from_ref(code),
-        Send::Rename(previous),
-    )
-    .await
-}
-
-/// What a call asks of the store.
-#[derive(Clone, Copy)]
-enum Send<'a> {
-    /// Make the codes.
-    Create,
-    /// Change the discount holding this text into the code (a brand's edit).
-    Rename(&'a str),
-    /// Give each code's discount its plan's terms, keeping its text.
-    Terms,
+    send_codes(shared, plan_of, std::slice::from_ref(code), Some(previous)).await
 }
 
 async fn send_codes(
     shared: &Shared,
     plan_of: &HashMap<(i64, i64), Plan>,
     codes: &[Code],
-    send: Send<'_>,
+    previous: Option<&str>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let Some(first) = codes.first() else {
@@ -239,16 +205,13 @@ async fn send_codes(
         return outcome;
     }
     let (brand_id, integration_id) = (first.brand_id, first.integration_id);
-    let answered = match send {
-        Send::Create => shared.stores.push(brand_id, integration_id, specs).await,
-        Send::Rename(_) | Send::Terms => {
+    let answered = match previous {
+        None => shared.stores.push(brand_id, integration_id, specs).await,
+        Some(previous) => {
             let updates = specs
                 .into_iter()
                 .map(|spec| DiscountUpdate {
-                    previous_code: match send {
-                        Send::Rename(previous) => previous.to_owned(),
-                        _ => spec.code.clone(),
-                    },
+                    previous_code: previous.to_owned(),
                     discount: Some(spec),
                 })
                 .collect();
@@ -684,98 +647,6 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
         .await?;
     }
     Ok(())
-}
-
-/// One round of updates of plans' new terms at the stores: each code taken whose plan's
-/// discount terms changed ([`terms::enqueue_plan`]) gets them at its store in place while the
-/// code is held; a code still waiting for its push is tried again later (its push may have read
-/// the plan before it changed), and a disabled one needs nothing more. Returns how many codes
-/// were taken.
-async fn terms_round(shared: &Shared) -> Result<usize, Error> {
-    let mut conn = shared.db.conn().await?;
-    let (due, codes, plans) = conn
-        .transaction::<_, Error, _>(async |conn| {
-            let due = terms::take(conn, BATCH, HOLD_SECS).await?;
-            let keys: Vec<(i64, i64)> = due.iter().map(|d| (d.brand_id, d.code_id)).collect();
-            let codes = codes::of_keys(conn, &keys).await?;
-            let plans = plans_of(conn, &codes).await?;
-            Ok((due, codes, plans))
-        })
-        .await?;
-    drop(conn);
-    let taken = due.len();
-    let mut codes: HashMap<(i64, i64), Code> =
-        codes.into_iter().map(|c| ((c.brand_id, c.id), c)).collect();
-    // Per update: `None` when done, else why it is tried again.
-    let mut settled: Vec<(terms::TermsUpdate, Option<String>)> = Vec::with_capacity(taken);
-    // Codes the store updated, as they were sent.
-    let mut updated: Vec<Code> = Vec::new();
-    let mut groups: HashMap<(i64, i64), Vec<(terms::TermsUpdate, Code)>> = HashMap::new();
-    for item in due {
-        match codes.remove(&(item.brand_id, item.code_id)) {
-            Some(code) if code.status == CodeStatus::Active && code.code.is_some() => groups
-                .entry((code.brand_id, code.integration_id))
-                .or_default()
-                .push((item, code)),
-            Some(code) if code.status == CodeStatus::Pending => {
-                settled.push((item, Some("waiting for its push".to_owned())));
-            }
-            _ => settled.push((item, None)),
-        }
-    }
-    for group in groups.into_values() {
-        let sent: Vec<Code> = group.iter().map(|(_, code)| code.clone()).collect();
-        let outcome = update_terms(shared, &plans, &sent).await;
-        let mut failed: HashMap<i64, String> = HashMap::new();
-        for (ids, error, _) in outcome.failed {
-            for id in ids {
-                failed.insert(id, error.clone());
-            }
-        }
-        // The store holds the text for something else now, or refuses the terms: trying again
-        // would change nothing, so the discount keeps the terms it had.
-        for code in &outcome.collided {
-            tracing::warn!(code_id = code.id, code = ?code.code, "the store holds this code for another discount; its plan's new terms were not given to it");
-        }
-        for (code, why) in &outcome.refused_for_good {
-            tracing::warn!(code_id = code.id, code = ?code.code, why = %why, "the store refused a plan's new terms for this code");
-        }
-        updated.extend(
-            sent.iter()
-                .filter(|code| outcome.created.contains(&code.id))
-                .cloned(),
-        );
-        for (item, code) in group {
-            settled.push((item, failed.remove(&code.id)));
-        }
-    }
-    let mut conn = shared.db.conn().await?;
-    conn.transaction::<_, Error, _>(async |conn| {
-        for (item, retry) in &settled {
-            match retry {
-                None => terms::done(conn, item).await?,
-                Some(why) => terms::failed(conn, item, why).await?,
-            }
-        }
-        // An update made in place revives the discount holding the text it names: a code
-        // disabled, or given a new text by an edit, while the store was called must stop
-        // working there again under the text that was sent.
-        let now = codes::of_keys(conn, &keys_of(&updated)).await?;
-        for code in &updated {
-            let changed = now.iter().find(|c| c.brand_id == code.brand_id && c.id == code.id);
-            let still = changed
-                .is_some_and(|now| now.status == CodeStatus::Active && now.code == code.code);
-            if !still && let Some(text) = &code.code {
-                tracing::info!(code_id = code.id, code = %text, "code changed while its plan's terms were sent; disabling the text sent at the store");
-                codes::queue_store_disable(conn, code.brand_id, code.integration_id, text, code.id)
-                    .await?;
-                notify_work(conn).await?;
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    Ok(taken)
 }
 
 /// The codes a round took and holds, their plans, and the hold's end.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use suite_tests::{
     Suite, add, brand, code_when, eventually, mint, mint_when_known, profile, register,
-    register_integration, sandbox_outage, update_plan, valid_registration,
+    register_integration, sandbox_outage, valid_registration,
 };
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
@@ -1359,119 +1359,6 @@ async fn links_follow_the_provider() {
         "WooCommerce has no affiliate links"
     );
     assert!(links.tracking_url.starts_with("http://links.test/r/"));
-}
-
-#[tokio::test]
-async fn a_plans_new_terms_reach_the_discounts_its_codes_hold_at_the_store() {
-    let suite = Suite::start().await;
-    let token = brand(1);
-    let s = setup(
-        &suite,
-        &token,
-        Provider::Sandbox,
-        "{username}",
-        CodeTrigger::OnAdd,
-    )
-    .await;
-    for (creator, name) in [(1, "ana"), (2, "bo")] {
-        add(
-            &suite,
-            &token,
-            s.campaign,
-            creator,
-            profile("C", "C", name),
-            false,
-        )
-        .await;
-    }
-    let at = |bps: i32| {
-        format!(
-            "select count(*) as n from sandbox_discounts where active \
-             and (terms->'value'->>'percent_bps')::int = {bps}"
-        )
-    };
-    suite
-        .count_becomes("both codes at the store at 20 %", "gateway", &at(2000), 2)
-        .await;
-    let queued = "select count(*) as n from terms_updates";
-    let plan = |discount: Option<Discount>, click_url: &str| Plan {
-        id: s.plan,
-        discount,
-        click_url: click_url.into(),
-        ..Plan::default()
-    };
-    let percent = |bps| {
-        Some(Discount {
-            kind: Some(discount::Kind::PercentBps(bps)),
-        })
-    };
-
-    // Before outreach the brand raises the discount while the store is down: each code's
-    // update waits, retried, until the store is back.
-    sandbox_outage(&suite, &token, s.integration, true).await;
-    update_plan(&suite, &token, plan(percent(3500), ""), &["discount"])
-        .await
-        .unwrap_or_else(|e| panic!("update plan: {e}"));
-    suite
-        .count_becomes(
-            "both updates tried and failed",
-            "mint",
-            "select count(*) as n from terms_updates where last_error is not null",
-            2,
-        )
-        .await;
-    assert_eq!(suite.count("gateway", &at(3500)).await, 0);
-    sandbox_outage(&suite, &token, s.integration, false).await;
-    suite
-        .count_becomes("both codes at the store at 35 %", "gateway", &at(3500), 2)
-        .await;
-    suite
-        .count_becomes("the updates done", "mint", queued, 0)
-        .await;
-    assert_eq!(
-        suite
-            .count("gateway", "select count(*) as n from sandbox_discounts")
-            .await,
-        2,
-        "updated in place, nothing new made"
-    );
-
-    // A change the discounts do not carry (where the links lead) queues nothing for the store.
-    update_plan(
-        &suite,
-        &token,
-        plan(None, "https://brand.example.com/autumn"),
-        &["click_url"],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("update plan: {e}"));
-    eventually("the links lead to the new page", || async {
-        codes_of(&suite, &token, s.campaign)
-            .await
-            .iter()
-            .all(|c| {
-                c.links
-                    .as_ref()
-                    .is_some_and(|l| l.destination_url.contains("/autumn"))
-            })
-            .then_some(())
-    })
-    .await;
-    assert_eq!(suite.count("mint", queued).await, 0);
-
-    // A creator added now gets the plan's new terms with the code.
-    add(
-        &suite,
-        &token,
-        s.campaign,
-        3,
-        profile("C", "C", "cy"),
-        false,
-    )
-    .await;
-    suite
-        .count_becomes("the new code at the store at 35 %", "gateway", &at(3500), 3)
-        .await;
 }
 
 #[tokio::test]

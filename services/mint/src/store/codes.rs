@@ -611,15 +611,6 @@ pub async fn pushable_of(
     by_keys(conn, sql, ids).await
 }
 
-/// These codes `(brand, id)` as they are now (those that exist).
-pub async fn of_keys(conn: &mut AsyncPgConnection, ids: &[(i64, i64)]) -> Result<Vec<Code>, Error> {
-    let sql = format!(
-        "select {COLUMNS} from unnest($1::bigint[], $2::bigint[]) as k(key_brand, key_id) \
-         join codes on brand_id = k.key_brand and id = k.key_id"
-    );
-    by_keys(conn, sql, ids).await
-}
-
 /// These codes `(brand, id)` as they are now, locked (in key order) until the caller's transaction
 /// ends.
 pub async fn locked_of(

@@ -6,7 +6,6 @@ pub mod failures;
 pub mod projection;
 pub mod queue;
 pub mod renames;
-pub mod terms;
 
 /// Wakes the minting queue and the store pusher (of every replica) when the transaction commits.
 pub async fn notify_work(
