@@ -433,7 +433,7 @@ struct HeldBody<B> {
     quiet: Option<Quiet>,
 }
 
-/// How long a stream of bounded work may send nothing (the server's default deadline), and the
+/// How long a stream of bounded work may send nothing ([`RpcLayer::quiet_limit`]), and the
 /// timer counting it, armed when the body has nothing to send and set back at each frame.
 struct Quiet {
     limit: Duration,
