@@ -1362,6 +1362,11 @@ mod tests {
         );
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-03-04T21:13:33+00:00");
         assert_eq!(
+            order.updated_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2025-03-05T08:00:00+00:00"),
+            "date_modified"
+        );
+        assert_eq!(
             (
                 order.lines[0].product_id.as_str(),
                 order.lines[0].amount_minor,

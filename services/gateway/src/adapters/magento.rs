@@ -1323,6 +1323,11 @@ mod tests {
         );
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-04-02T13:45:10+00:00");
         assert_eq!(
+            order.updated_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2025-04-03T09:00:00+00:00"),
+            "updated_at"
+        );
+        assert_eq!(
             order.lines.len(),
             1,
             "the child item is not a line of its own"

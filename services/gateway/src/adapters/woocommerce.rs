@@ -1182,6 +1182,11 @@ mod tests {
         assert_eq!(order.click_id.as_deref(), Some("clk_123"));
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-03-01T09:15:00+00:00");
         assert_eq!(
+            order.updated_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2025-03-02T08:00:00+00:00"),
+            "date_modified_gmt"
+        );
+        assert_eq!(
             (
                 order.lines[0].amount_minor,
                 order.lines[0].discount_minor,

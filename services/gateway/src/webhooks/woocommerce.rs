@@ -241,6 +241,7 @@ mod tests {
     const ORDER: &str = r#"{
       "id": 727, "parent_id": 0, "number": "727", "status": "processing", "currency": "USD",
       "date_created": "2017-03-22T16:28:02", "date_created_gmt": "2017-03-22T19:28:02",
+      "date_modified": "2017-03-22T16:28:08", "date_modified_gmt": "2017-03-22T19:28:08",
       "discount_total": "2.40", "discount_tax": "0.00", "shipping_total": "10.00",
       "total": "29.35", "total_tax": "1.35", "prices_include_tax": false,
       "billing": {"first_name": "John", "last_name": "Doe", "email": "John.Doe@example.com", "country": "US"},
@@ -275,6 +276,11 @@ mod tests {
         assert_eq!(order.lines[0].codes, vec!["SUMMER20"]);
         assert_eq!(order.country.as_deref(), Some("US"));
         assert_eq!(order.occurred_at.to_rfc3339(), "2017-03-22T19:28:02+00:00");
+        assert_eq!(
+            order.updated_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2017-03-22T19:28:08+00:00"),
+            "date_modified_gmt, not the shop's local date_modified"
+        );
         assert_eq!(
             order.customer_hash,
             customer_hash(b"key", "john.doe@example.com"),
