@@ -138,7 +138,8 @@ where
     let work_on = |(integration, taken): (IntegrationRow, Taken)| {
         let work = &work;
         async move {
-            // Given back when this part of the round ends, however it ends.
+            // `taken` (moved in whole: it is dropped, giving the integration back, when this
+            // part of the round ends, however it ends) also holds the job's places.
             let _place = taken.rounds.places.acquire().await;
             let (brand_id, id) = (integration.brand_id, integration.id);
             let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
