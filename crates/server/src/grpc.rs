@@ -431,6 +431,31 @@ struct HeldBody<B> {
     /// Its own trailers are out (a panic, or quiet too long): nothing follows.
     ended: bool,
     quiet: Option<Quiet>,
+    /// Where the call's status is counted once its trailers are out, if its headers did not
+    /// carry it.
+    unsettled: Option<Unsettled>,
+}
+
+/// A call whose status comes in its trailers: a stream, or a unary call that answered. It is
+/// counted in `tracking_grpc_requests_total` by the status its trailers carry, or as CANCELLED
+/// if its body is dropped before they are out (the client went away, or reset the stream).
+struct Unsettled {
+    metrics: Metrics,
+    method: String,
+}
+
+impl Unsettled {
+    fn settle(self, code: &str) {
+        count(&self.metrics, &self.method, code);
+    }
+}
+
+impl<B> Drop for HeldBody<B> {
+    fn drop(&mut self) {
+        if let Some(unsettled) = self.unsettled.take() {
+            unsettled.settle("Cancelled");
+        }
+    }
 }
 
 /// How long a stream of bounded work may send nothing ([`RpcLayer::quiet_limit`]), and the
@@ -504,7 +529,7 @@ where
             (Poll::Pending, Some(quiet)) => quiet.passed(cx).then_some(quiet.limit),
             _ => None,
         };
-        match quiet_too_long {
+        let out = match quiet_too_long {
             Some(limit) => {
                 tracing::info!(?limit, "a stream that sent nothing for its limit was ended");
                 this.ended = true;
@@ -515,7 +540,20 @@ where
                 Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
             }
             None => polled,
+        };
+        let settled = match &out {
+            Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().map(status_code),
+            // tonic writes a failure into the trailers; a body that fails or ends without any
+            // is not a status a client was told.
+            Poll::Ready(Some(Err(_)) | None) => Some("Unknown".to_owned()),
+            _ => None,
+        };
+        if let Some(code) = settled
+            && let Some(unsettled) = this.unsettled.take()
+        {
+            unsettled.settle(&code);
         }
+        out
     }
 
     fn is_end_stream(&self) -> bool {
@@ -580,11 +618,10 @@ where
             Ok(permits) => permits,
             Err(why) => {
                 self.layer.metrics.shed.inc();
-                record(
+                count(
                     &self.layer.metrics,
                     self.layer.methods.label(&method),
                     "ResourceExhausted",
-                    None,
                 );
                 let status =
                     tonic::Status::resource_exhausted(format!("{why}; retry with backoff"));
@@ -640,27 +677,30 @@ where
                     admitted.permits = [None, None];
                 }
                 let quiet = (!follows && !is_exempt(&method)).then(|| Quiet::new(quiet_limit));
-                let mut response = result?.map(|body| {
+                let mut response = result?;
+                unparseable_is_invalid_argument(response.headers_mut());
+                let label = methods.label(&method);
+                time(&metrics, label, started.elapsed());
+                // A status in the headers (a trailers-only answer) is the call's whole outcome;
+                // otherwise it comes in the trailers.
+                let unsettled = if response.headers().contains_key("grpc-status") {
+                    count(&metrics, label, &status_code(response.headers()));
+                    None
+                } else {
+                    Some(Unsettled {
+                        metrics,
+                        method: label.to_owned(),
+                    })
+                };
+                let mut response = response.map(|body| {
                     tonic::body::Body::new(HeldBody {
                         body,
                         admitted: Some(admitted),
                         ended: false,
                         quiet,
+                        unsettled,
                     })
                 });
-                unparseable_is_invalid_argument(response.headers_mut());
-                let code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or("Ok".to_owned(), |c| format!("{:?}", tonic::Code::from(c)));
-                record(
-                    &metrics,
-                    methods.label(&method),
-                    &code,
-                    Some(started.elapsed()),
-                );
                 if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert("x-request-id", value);
                 }
@@ -702,7 +742,18 @@ fn status_fields(status: tonic::Status) -> http::HeaderMap {
     fields
 }
 
-fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>) {
+/// The gRPC code named by the `grpc-status` of `fields` (headers or trailers), as the metrics
+/// label it: `Ok` when there is none.
+fn status_code(fields: &http::HeaderMap) -> String {
+    fields
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or("Ok".to_owned(), |c| format!("{:?}", tonic::Code::from(c)))
+}
+
+/// A call counted in `tracking_grpc_requests_total` by its method and gRPC code.
+fn count(metrics: &Metrics, method: &str, code: &str) {
     metrics
         .requests
         .get_or_create(&RpcLabels {
@@ -710,14 +761,16 @@ fn record(metrics: &Metrics, method: &str, code: &str, elapsed: Option<Duration>
             code: code.to_owned(),
         })
         .inc();
-    if let Some(elapsed) = elapsed {
-        metrics
-            .latency
-            .get_or_create(&MethodLabels {
-                method: method.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
-    }
+}
+
+/// A call's time to its response headers, in `tracking_grpc_request_duration_seconds`.
+fn time(metrics: &Metrics, method: &str, elapsed: Duration) {
+    metrics
+        .latency
+        .get_or_create(&MethodLabels {
+            method: method.to_owned(),
+        })
+        .observe(elapsed.as_secs_f64());
 }
 
 #[cfg(test)]

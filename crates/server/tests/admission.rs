@@ -529,6 +529,13 @@ async fn a_stream_of_bounded_work_that_sends_nothing_for_the_deadline_is_ended()
         started.elapsed()
     );
     assert!(metrics.encode().contains("tracking_grpc_in_flight 0"));
+    assert!(
+        metrics.encode().contains(
+            r#"tracking_grpc_requests_total{method="/test.Slow/Export",code="DeadlineExceeded"} 1"#
+        ),
+        "counted by the status it was ended with: {}",
+        metrics.encode()
+    );
     // A stream following a log may wait for as long as its log is quiet.
     let mut following = open_stream(addr, "/test.Slow/WatchLog").await;
     let end = following.message().await.err().map(|s| s.code());
@@ -538,5 +545,47 @@ async fn a_stream_of_bounded_work_that_sends_nothing_for_the_deadline_is_ended()
         open_stream_within(addr, "/test.Slow/Export", Some(Duration::from_secs(10))).await;
     let end = patient.message().await.err().map(|s| s.code());
     assert_eq!(end, Some(Code::Aborted), "ended by its service, not cut");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stream_is_counted_by_the_status_it_ends_with() {
+    let (addr, shutdown, metrics) =
+        start(16, Duration::from_secs(10), Duration::from_millis(300)).await;
+    let counted = |code: &str, n: u32| {
+        format!(r#"tracking_grpc_requests_total{{method="/test.Slow/Export",code="{code}"}} {n}"#)
+    };
+    // Its headers went out with no status: the status it ends with is in its trailers.
+    let mut stream = open_stream(addr, "/test.Slow/Export").await;
+    assert!(!metrics.encode().contains("/test.Slow/Export\",code="));
+    let end = stream.message().await.err().map(|s| s.code());
+    assert_eq!(end, Some(Code::Aborted));
+    let text = metrics.encode();
+    assert!(text.contains(&counted("Aborted", 1)), "{text}");
+    assert!(!text.contains(&counted("Ok", 1)), "{text}");
+
+    let mut panicking = open_stream(addr, "/test.Slow/ExportPanic").await;
+    assert!(panicking.message().await.is_err());
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            r#"tracking_grpc_requests_total{method="/test.Slow/ExportPanic",code="Internal"} 1"#
+        ),
+        "{text}"
+    );
+
+    // A stream its client drops before the end is counted as cancelled, once the server has
+    // seen the reset.
+    drop(open_stream(addr, "/test.Slow/Export").await);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics.encode().contains(&counted("Cancelled", 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "not counted as cancelled: {}",
+            metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metrics.encode().contains(&counted("Aborted", 1)));
     shutdown.cancel();
 }
