@@ -143,7 +143,7 @@ pub const JOB: Job = Job {
 
 /// Imports every Amazon integration's recent days every `every`, until `shutdown`.
 pub async fn run(ads: AmazonAds, every: Duration, shutdown: CancellationToken) {
-    rounds::run(JOB, every, shutdown, |rounds| {
+    rounds::run(&ads.db, JOB, every, shutdown, |rounds| {
         let ads = &ads;
         async move { import_all(ads, every, &rounds).await }
     })
@@ -516,7 +516,13 @@ mod tests {
 
         // Another replica holds the lease: this one skips the integration.
         let until = Utc::now() + chrono::Duration::minutes(5);
-        let claimed = rounds::claim(&s.db, JOB, 1, s.integration.id, until).await;
+        let lease = rounds::Lease {
+            job: JOB,
+            brand_id: 1,
+            integration_id: s.integration.id,
+            holder: "another replica",
+        };
+        let claimed = rounds::claim(&s.db, &lease, until).await;
         assert_eq!(
             claimed.ok(),
             Some(Some(Some(json!(today)))),

@@ -71,6 +71,13 @@ pub fn grpc_service(
     )
 }
 
+/// The running service, and its rounds (the order poller, the Amazon report import) to wait
+/// for at shutdown: they give back the leases they hold as they end.
+pub struct Started {
+    pub service: Gateway,
+    pub rounds: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// Migrates the gateway's schema and builds the service on `database_url`, with the store
 /// adapters' default HTTP settings and the customer-hash key derived from the credentials key,
 /// and starts polling stores for orders (Magento, which has no webhooks, and WooCommerce, which
@@ -83,7 +90,7 @@ pub async fn start(
     order_poll_interval: std::time::Duration,
     amazon_report_interval: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Gateway> {
+) -> anyhow::Result<Started> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
     let db = tracking_db::Database::new(database_url, SCHEMA, pool)?;
     // Webhook deliveries share transactions (group commit) on a pool of their own, a connection
@@ -96,16 +103,21 @@ pub async fn start(
     )?;
     let adapters = adapters::AdapterConfig::new(sealer.customer_key().to_vec());
     let gateway = Gateway::new(db.clone(), commits, sealer, adapters, shutdown.clone())?;
-    tokio::spawn(poller::run(
-        db,
-        gateway.intake(),
-        order_poll_interval,
-        shutdown.clone(),
-    ));
-    tokio::spawn(amazon_ads::run(
-        gateway.amazon_ads(),
-        amazon_report_interval,
-        shutdown,
-    ));
-    Ok(gateway)
+    let rounds = vec![
+        tokio::spawn(poller::run(
+            db,
+            gateway.intake(),
+            order_poll_interval,
+            shutdown.clone(),
+        )),
+        tokio::spawn(amazon_ads::run(
+            gateway.amazon_ads(),
+            amazon_report_interval,
+            shutdown,
+        )),
+    ];
+    Ok(Started {
+        service: gateway,
+        rounds,
+    })
 }

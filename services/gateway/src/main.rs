@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
                 .as_deref()
                 .context("TRACKING_CREDENTIALS_KEY is required (32 bytes, base64)")?;
             let sealer = gateway_service::Sealer::from_base64(key)?;
-            let gateway = gateway_service::start(
+            let started = gateway_service::start(
                 &ctx.database_url,
                 ctx.pool,
                 sealer,
@@ -43,10 +43,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             Ok(tracking_server::ServiceParts {
-                drain: Vec::new(),
-                http: gateway_service::http::routes(gateway.intake(), &ctx.metrics),
+                drain: started.rounds,
+                http: gateway_service::http::routes(started.service.intake(), &ctx.metrics),
                 grpc: grpc.add_service(gateway_service::grpc_service(
-                    gateway,
+                    started.service,
                     Authenticator::new(ctx.keys),
                 )),
             })

@@ -35,7 +35,7 @@ const MAX_LISTINGS: usize = 10;
 
 /// Polls every polled integration every `every`, until `shutdown`.
 pub async fn run(db: Database, intake: Intake, every: Duration, shutdown: CancellationToken) {
-    rounds::run(JOB, every, shutdown, |rounds| {
+    rounds::run(&db, JOB, every, shutdown, |rounds| {
         let (db, intake) = (&db, &intake);
         async move { poll_all(db, intake, every, &rounds).await }
     })

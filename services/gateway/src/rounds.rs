@@ -1,10 +1,12 @@
 //! Work the gateway does per integration in rounds, written once for every such job: polling
 //! Magento's and WooCommerce's orders ([`crate::poller`]) and importing Amazon Attribution's
 //! reports ([`crate::amazon_ads`]). Every interval, each integration of the job's providers is
-//! worked on under a lease (so that one replica works on an integration at a time; a replica that
-//! dies mid-round leaves a lease that expires after five intervals), starting from the progress
-//! the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations at a time
-//! across the job's rounds. Rounds start on time whether or not the one before has ended: an
+//! worked on under a lease (so that one replica works on an integration at a time), starting from
+//! the progress the last successful round recorded (`integration_jobs`), [`AT_ONCE`] integrations
+//! at a time across the job's rounds. A lease names its holder and lasts five intervals; its
+//! holder renews it every interval while it works and gives it back when done, or at shutdown. A
+//! replica that dies mid-round leaves its leases to expire; one whose lease was taken over (it
+//! stalled past its lease) stops that work and leaves it to the new holder. Rounds start on time whether or not the one before has ended: an
 //! integration an earlier round of this replica has taken and not finished is left to it, so a
 //! store that does not answer delays only its own next round, never the other stores'. A failed
 //! round for one integration is logged and leaves its progress as it was, so the next round
@@ -37,9 +39,11 @@ pub struct Job {
     pub providers: &'static [Provider],
 }
 
-/// What a job's rounds in this replica share: the integrations a round has taken and not
-/// finished (another round leaves them to it), and the places for work at once ([`AT_ONCE`]).
+/// What a job's rounds in this replica share: the name their leases are held under, the
+/// integrations a round has taken and not finished (another round leaves them to it), and the
+/// places for work at once ([`AT_ONCE`]).
 pub struct Rounds {
+    holder: String,
     taken: Mutex<HashSet<i64>>,
     places: tokio::sync::Semaphore,
 }
@@ -47,9 +51,24 @@ pub struct Rounds {
 impl Default for Rounds {
     fn default() -> Self {
         Rounds {
+            holder: holder_name(),
             taken: Mutex::default(),
             places: tokio::sync::Semaphore::new(AT_ONCE),
         }
+    }
+}
+
+/// A name for one replica's rounds of a job, unique among the replicas: random, else (no
+/// randomness to be had) the process and the time.
+fn holder_name() -> String {
+    let mut bytes = [0u8; 16];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => format!(
+            "{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        ),
     }
 }
 
@@ -80,9 +99,15 @@ impl Drop for Taken {
 
 /// Starts `round` every `every` until `shutdown`, beside the rounds before it that have not ended
 /// (they share one [`Rounds`], so a new round leaves their integrations to them); a round that
-/// fails as a whole (the database) is logged and tried again at the next interval.
-pub async fn run<F, Fut>(job: Job, every: Duration, shutdown: CancellationToken, mut round: F)
-where
+/// fails as a whole (the database) is logged and tried again at the next interval. At shutdown
+/// the rounds still working are dropped and their leases given back, their progress as it was.
+pub async fn run<F, Fut>(
+    db: &Database,
+    job: Job,
+    every: Duration,
+    shutdown: CancellationToken,
+    mut round: F,
+) where
     F: FnMut(Arc<Rounds>) -> Fut,
     Fut: Future<Output = Result<usize, DbError>>,
 {
@@ -93,7 +118,7 @@ where
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = ticks.tick() => rounds.push(round(shared.clone())),
             Some(result) = rounds.next(), if !rounds.is_empty() => {
                 if let Err(err) = result {
@@ -101,6 +126,13 @@ where
                 }
             }
         }
+    }
+    drop(rounds);
+    match give_back_all(db, job, &shared.holder).await {
+        Ok(0) => {}
+        Ok(given) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
+        Err(err) => tracing::warn!(job = job.name, error = %err,
+            "leases not given back at shutdown: they expire after five intervals"),
     }
 }
 
@@ -123,7 +155,7 @@ where
 {
     use futures::StreamExt;
     let providers: Vec<&str> = job.providers.iter().map(|p| p.as_str_name()).collect();
-    let lease = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
+    let term = chrono::Duration::from_std(every * 5).unwrap_or(chrono::Duration::minutes(5));
     let integrations: Vec<(IntegrationRow, Taken)> =
         store::integrations_of_providers(db, &providers)
             .await?
@@ -142,7 +174,14 @@ where
             // part of the round ends, however it ends) also holds the job's places.
             let _place = taken.rounds.places.acquire().await;
             let (brand_id, id) = (integration.brand_id, integration.id);
-            let Some(progress) = claim(db, job, brand_id, id, Utc::now() + lease).await? else {
+            let holder = taken.rounds.holder.as_str();
+            let lease = Lease {
+                job,
+                brand_id,
+                integration_id: id,
+                holder,
+            };
+            let Some(progress) = claim(db, &lease, Utc::now() + term).await? else {
                 return Ok(false);
             };
             let progress = progress.and_then(|value| match serde_json::from_value(value) {
@@ -153,14 +192,34 @@ where
                     None
                 }
             });
-            match work(integration, progress).await {
+            // The lease is renewed every interval while the work runs; if another replica has
+            // taken it meanwhile (this one stalled past it), the work is left to that one.
+            let work = work(integration, progress);
+            tokio::pin!(work);
+            let mut renewals = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    _ = renewals.tick() => match renew(db, &lease, Utc::now() + term).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job = job.name, integration_id = id,
+                                "lease taken over by another replica, its work left to that one");
+                            return Ok(false);
+                        }
+                        Err(err) => tracing::warn!(job = job.name, integration_id = id,
+                            error = %err, "lease not renewed, trying again next interval"),
+                    },
+                }
+            };
+            match outcome {
                 Ok(progress) => {
-                    release(db, job, brand_id, id, Some(&progress)).await?;
+                    release(db, &lease, Some(&progress)).await?;
                     Ok(true)
                 }
                 Err(err) => {
                     tracing::warn!(job = job.name, integration_id = id, error = %err, "round failed");
-                    release::<P>(db, job, brand_id, id, None).await?;
+                    release::<P>(db, &lease, None).await?;
                     Ok::<bool, DbError>(false)
                 }
             }
@@ -187,56 +246,106 @@ struct Claimed {
     progress: Option<serde_json::Value>,
 }
 
-/// Takes the lease of `job` on an integration until `until`: the recorded progress (`Some(None)`
-/// when there is none yet), or `None` when another replica holds the lease.
+/// A job's lease on one integration, as one replica's rounds hold it.
+pub struct Lease<'a> {
+    pub job: Job,
+    pub brand_id: i64,
+    pub integration_id: i64,
+    /// The holding rounds' name ([`Rounds`]).
+    pub holder: &'a str,
+}
+
+/// Takes `lease` until `until`: the recorded progress (`Some(None)` when there is none yet), or
+/// `None` when another holder's lease has not expired.
 pub async fn claim(
     db: &Database,
-    job: Job,
-    brand_id: i64,
-    integration_id: i64,
+    lease: &Lease<'_>,
     until: DateTime<Utc>,
 ) -> Result<Option<Option<serde_json::Value>>, DbError> {
     let mut conn = db.conn().await?;
     let rows: Vec<Claimed> = tracking_db::prepared(
-        "insert into integration_jobs as j (brand_id, integration_id, job, leased_until)
-         values ($1, $2, $3, $4)
-         on conflict (brand_id, integration_id, job) do update set leased_until = excluded.leased_until
+        "insert into integration_jobs as j (brand_id, integration_id, job, leased_until, holder)
+         values ($1, $2, $3, $4, $5)
+         on conflict (brand_id, integration_id, job) do update
+            set leased_until = excluded.leased_until, holder = excluded.holder
          where j.leased_until is null or j.leased_until < now()
          returning progress",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(job.name)
+    .bind::<BigInt, _>(lease.brand_id)
+    .bind::<BigInt, _>(lease.integration_id)
+    .bind::<Text, _>(lease.job.name)
     .bind::<Timestamptz, _>(until)
+    .bind::<Text, _>(lease.holder)
     .load(&mut conn)
     .await?;
     Ok(rows.into_iter().next().map(|row| row.progress))
 }
 
-/// Gives the lease back, recording `progress` when the round succeeded.
+/// Extends `lease` to `until`, if its holder still holds it: whether it did.
+async fn renew(db: &Database, lease: &Lease<'_>, until: DateTime<Utc>) -> Result<bool, DbError> {
+    let mut conn = db.conn().await?;
+    let renewed = tracking_db::prepared(
+        "update integration_jobs set leased_until = $5
+         where brand_id = $1 and integration_id = $2 and job = $3 and holder = $4
+           and leased_until is not null",
+    )
+    .bind::<BigInt, _>(lease.brand_id)
+    .bind::<BigInt, _>(lease.integration_id)
+    .bind::<Text, _>(lease.job.name)
+    .bind::<Text, _>(lease.holder)
+    .bind::<Timestamptz, _>(until)
+    .execute(&mut conn)
+    .await?;
+    Ok(renewed == 1)
+}
+
+/// Gives `lease` back, recording `progress` when the round succeeded; nothing if its holder no
+/// longer holds it (another replica took it over, and records its own progress).
 async fn release<P: Serialize>(
     db: &Database,
-    job: Job,
-    brand_id: i64,
-    integration_id: i64,
+    lease: &Lease<'_>,
     progress: Option<&P>,
 ) -> Result<(), DbError> {
+    let job = lease.job;
     let progress = progress
         .map(serde_json::to_value)
         .transpose()
         .map_err(|err| DbError::Other(format!("{} progress: {err}", job.name)))?;
     let mut conn = db.conn().await?;
-    tracking_db::prepared(
-        "update integration_jobs set leased_until = null, progress = coalesce($4, progress)
-         where brand_id = $1 and integration_id = $2 and job = $3",
+    let released = tracking_db::prepared(
+        "update integration_jobs set leased_until = null, progress = coalesce($5, progress)
+         where brand_id = $1 and integration_id = $2 and job = $3 and holder = $4
+           and leased_until is not null",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
+    .bind::<BigInt, _>(lease.brand_id)
+    .bind::<BigInt, _>(lease.integration_id)
     .bind::<Text, _>(job.name)
+    .bind::<Text, _>(lease.holder)
     .bind::<Nullable<Jsonb>, _>(progress)
     .execute(&mut conn)
     .await?;
+    if released == 0 {
+        tracing::warn!(
+            job = job.name,
+            integration_id = lease.integration_id,
+            "lease taken over by another replica before the work ended, its outcome not recorded"
+        );
+    }
     Ok(())
+}
+
+/// Gives back every lease of `job` that `holder` holds, their progress as it was: how many.
+async fn give_back_all(db: &Database, job: Job, holder: &str) -> Result<usize, DbError> {
+    let mut conn = db.conn().await?;
+    let given = tracking_db::prepared(
+        "update integration_jobs set leased_until = null
+         where job = $1 and holder = $2 and leased_until is not null",
+    )
+    .bind::<Text, _>(job.name)
+    .bind::<Text, _>(holder)
+    .execute(&mut conn)
+    .await?;
+    Ok(given)
 }
 
 #[cfg(test)]
@@ -312,7 +421,7 @@ mod tests {
             }
         };
         tokio::select! {
-            () = run(JOB, every, shutdown.clone(), |rounds| { let (db, work) = (&db, &work); async move { round(db, JOB, every, &rounds, work).await } }) => {
+            () = run(&db, JOB, every, shutdown.clone(), |rounds| { let (db, work) = (&db, &work); async move { round(db, JOB, every, &rounds, work).await } }) => {
                 panic!("run ended before its shutdown")
             }
             waited = tokio::time::timeout(Duration::from_secs(30), rounds_past_the_lease) => {
@@ -321,8 +430,8 @@ mod tests {
         }
         shutdown.cancel();
         let polled = calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        // Its lease (five intervals) ran out long ago, but the round that took it still works
-        // on it: no other round of this replica polls it meanwhile.
+        // The round that took it still works on it (renewing its lease): no other round of
+        // this replica polls it meanwhile.
         let silent_polls = polled.iter().filter(|&&id| id == silent.id).count();
         assert_eq!(silent_polls, 1, "{polled:?}");
         let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
@@ -388,10 +497,13 @@ mod tests {
 
         // A lease held elsewhere (another replica mid-round) is skipped; the progress stays.
         let until = Utc::now() + chrono::Duration::minutes(5);
-        let held = claim(&db, JOB, 1, first.id, until).await.ok();
+        let elsewhere = lease_of(JOB, 1, first.id, "another replica");
+        let held = claim(&db, &elsewhere, until).await.ok();
         assert_eq!(held, Some(Some(Some(serde_json::json!(2)))));
         assert_eq!(
-            claim(&db, JOB, 1, first.id, until).await.ok(),
+            claim(&db, &lease_of(JOB, 1, first.id, "a third"), until)
+                .await
+                .ok(),
             Some(None),
             "one holder at a time"
         );
@@ -403,8 +515,126 @@ mod tests {
             ..JOB
         };
         assert_eq!(
-            claim(&db, other, 1, first.id, until).await.ok(),
+            claim(&db, &lease_of(other, 1, first.id, "another replica"), until)
+                .await
+                .ok(),
             Some(Some(None))
+        );
+    }
+
+    fn lease_of(job: Job, brand_id: i64, integration_id: i64, holder: &str) -> Lease<'_> {
+        Lease {
+            job,
+            brand_id,
+            integration_id,
+            holder,
+        }
+    }
+
+    /// When `job`'s lease on `integration_id` runs out (`None` when it is free).
+    async fn leased_until(db: &Database, job: Job, integration_id: i64) -> Option<DateTime<Utc>> {
+        #[derive(QueryableByName)]
+        struct Until {
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            leased_until: Option<DateTime<Utc>>,
+        }
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let row: Until = diesel::sql_query(
+            "select leased_until from integration_jobs where integration_id = $1 and job = $2",
+        )
+        .bind::<BigInt, _>(integration_id)
+        .bind::<Text, _>(job.name)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        row.leased_until
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_renewed_while_its_work_runs_and_given_back_at_shutdown() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let slow = integration(&db, 1, Provider::Magento).await;
+        let started = Arc::new(tokio::sync::Notify::new());
+        let work = {
+            let started = started.clone();
+            move |_: IntegrationRow, _: Option<u32>| {
+                let started = started.clone();
+                async move {
+                    started.notify_one();
+                    std::future::pending::<Result<u32, &str>>().await
+                }
+            }
+        };
+        // Leases of five intervals: 250 ms.
+        let every = Duration::from_millis(50);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn({
+            let (db, shutdown) = (db.clone(), shutdown.clone());
+            async move {
+                run(&db, JOB, every, shutdown, |rounds| {
+                    let (db, work) = (&db, &work);
+                    async move { round(db, JOB, every, &rounds, work).await }
+                })
+                .await;
+            }
+        });
+        started.notified().await;
+        let first = leased_until(&db, JOB, slow.id)
+            .await
+            .unwrap_or_else(|| panic!("leased while worked on"));
+        // Past the first term, the lease has been renewed: no other replica may take it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Utc::now() < first + chrono::Duration::milliseconds(100) {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let renewed = leased_until(&db, JOB, slow.id).await;
+        assert!(renewed > Some(Utc::now()), "{renewed:?} renewed past now");
+        let until = Utc::now() + chrono::Duration::minutes(5);
+        let other = lease_of(JOB, 1, slow.id, "another replica");
+        assert_eq!(claim(&db, &other, until).await.ok(), Some(None));
+
+        // At shutdown the work is dropped and its lease given back at once.
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(leased_until(&db, JOB, slow.id).await, None);
+        assert_eq!(claim(&db, &other, until).await.ok(), Some(Some(None)));
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_over_is_not_given_back_or_renewed_by_its_former_holder() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let integration = integration(&db, 1, Provider::Magento).await;
+        let stalled = lease_of(JOB, 1, integration.id, "stalled replica");
+        let expired = Utc::now() - chrono::Duration::seconds(1);
+        assert_eq!(claim(&db, &stalled, expired).await.ok(), Some(Some(None)));
+        let taker = lease_of(JOB, 1, integration.id, "taker");
+        let until = Utc::now() + chrono::Duration::minutes(5);
+        assert_eq!(claim(&db, &taker, until).await.ok(), Some(Some(None)));
+
+        // The stalled replica's work ends: it neither renews nor gives back the taker's lease,
+        // and its progress is not recorded over the taker's.
+        assert_eq!(renew(&db, &stalled, until).await.ok(), Some(false));
+        assert!(release(&db, &stalled, Some(&7u32)).await.is_ok());
+        assert_eq!(
+            give_back_all(&db, JOB, "stalled replica").await.ok(),
+            Some(0)
+        );
+        let third = lease_of(JOB, 1, integration.id, "third");
+        assert_eq!(
+            claim(&db, &third, until).await.ok(),
+            Some(None),
+            "still held"
+        );
+        assert!(release(&db, &taker, Some(&3u32)).await.is_ok());
+        assert_eq!(
+            claim(&db, &third, until).await.ok(),
+            Some(Some(Some(serde_json::json!(3))))
         );
     }
 }

@@ -83,7 +83,10 @@ impl Suite {
             tracking_server::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await?;
         let siblings = own_url(internal.local_addr()?, config.tls.tls_cert.is_some());
         let sealer = gateway_service::Sealer::from_base64(&config.credentials_key)?;
-        let gateway = gateway_service::start(
+        let gateway_service::Started {
+            service: gateway,
+            rounds,
+        } = gateway_service::start(
             &config.database_url,
             config.pool,
             sealer,
@@ -154,7 +157,10 @@ impl Suite {
             http: tracking_server::http::router(metrics.clone())
                 .merge(gateway_service::http::routes(intake, &metrics))
                 .merge(attribution.http),
-            drain: vec![attribution.click_writer],
+            drain: rounds
+                .into_iter()
+                .chain([attribution.click_writer])
+                .collect(),
         })
     }
 

@@ -277,6 +277,34 @@ async fn a_store_that_never_answers_holds_up_only_its_own_poll() {
     let events = events(&suite, 1).await;
     let order = events[0].order.clone().unwrap_or_default();
     assert_eq!(order.store_order_id, "42");
+
+    // A graceful stop drops the stalled poll and gives its lease back, so another replica polls
+    // that store at once instead of after the lease's five intervals.
+    let gateway = suite.schema("gateway");
+    let Suite {
+        db: _db, server, ..
+    } = suite;
+    server
+        .stop()
+        .await
+        .unwrap_or_else(|e| panic!("stopped with an error: {e}"));
+    let mut conn = gateway.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let held: Vec<i64> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "select integration_id from integration_jobs where leased_until is not null",
+        ),
+        &mut conn,
+    )
+    .await
+    .map(|rows: Vec<Held>| rows.into_iter().map(|row| row.integration_id).collect())
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held, Vec::<i64>::new(), "leases held after the stop");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Held {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    integration_id: i64,
 }
 
 /// WooCommerce sends a webhook once: an order whose delivery was lost (answered with an error,

@@ -1,0 +1,1 @@
+alter table integration_jobs drop column holder;
