@@ -353,8 +353,13 @@ async fn push_round(shared: &Shared, ids: Option<&[(i64, i64)]>) -> Result<usize
         let outcome = push_codes(shared, &plans, &group).await;
         collided.extend(record(shared, brand_id, &group, outcome).await?);
     }
+    // One code left unresolved (the gateway or the database failing) is pushed again, and
+    // collides again, at its next push: it must not leave the others unresolved.
     for code in collided {
-        resolve_collision(shared, &code).await?;
+        if let Err(err) = resolve_collision(shared, &code).await {
+            tracing::warn!(code_id = code.id, error = %err,
+                "the store had the code, not suffixed; pushed again at its next try");
+        }
     }
     Ok(due.len())
 }

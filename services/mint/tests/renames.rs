@@ -481,3 +481,94 @@ async fn a_text_queued_for_deactivation_that_another_code_holds_now_is_left_alon
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(take_disables(&mut conn).await, vec!["BO20"]);
 }
+
+/// A rename to a text another session is minting: the rename's `not exists` cannot see the
+/// uncommitted code, so it waits on the unique index; once the mint commits, the rename answers
+/// that the text is taken, and its own transaction goes on (not aborted by the violation).
+#[tokio::test]
+async fn a_rename_racing_a_mint_of_the_same_text_answers_taken_and_its_transaction_goes_on() {
+    let (db, mut conn) = database().await;
+    let anna = minted(&mut conn, 1, 1, "ANNA").await;
+    let zed = code(2, 2, "ZED");
+    enroll(&mut conn, std::slice::from_ref(&zed)).await;
+    let mut minting = db
+        .pool(mint_service::SCHEMA)
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    diesel::sql_query("begin")
+        .execute(&mut minting)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = NewEvent {
+        brand_id: 7,
+        kind: "CODE_EVENT_KIND_MINTED",
+        payload: b"ZED".to_vec(),
+    };
+    codes::reserve(&mut minting, &[zed], &[event], &[false], Taken::Fail, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut renaming = db
+        .pool(mint_service::SCHEMA)
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rename = tokio::spawn(async move {
+        renaming
+            .transaction::<_, Error, _>(async |conn| {
+                let renamed = codes::rename(
+                    conn,
+                    &anna,
+                    "zed",
+                    "https://shop.example/?code=zed",
+                    "store_collision",
+                    CodeStatus::Pending,
+                )
+                .await?;
+                // The transaction is still usable.
+                let still = codes::get(conn, 7, anna.id, false).await?;
+                Ok((renamed, still.and_then(|c| c.code)))
+            })
+            .await
+    });
+    // The rename waits on the minting session's uncommitted code.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while waiting_on_locks(&mut conn).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rename did not wait"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    diesel::sql_query("commit")
+        .execute(&mut minting)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answered = rename
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("the rename failed: {e}"));
+    assert_eq!(
+        (answered.0.is_none(), answered.1.as_deref()),
+        (true, Some("ANNA")),
+        "taken, and the code kept its text"
+    );
+}
+
+/// Sessions of this database waiting on a lock.
+async fn waiting_on_locks(conn: &mut AsyncPgConnection) -> i64 {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "select count(*)::bigint as n from pg_stat_activity \
+         where datname = current_database() and wait_event_type = 'Lock'",
+    )
+    .get_result::<Count>(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .n
+}

@@ -460,17 +460,34 @@ pub async fn rename(
         at: Utc::now(),
     };
     let change = serde_json::to_value([change]).map_err(|e| Error::Internal(e.to_string()))?;
-    let rows: Vec<CodeRow> = tracking_db::prepared(retext_sql("history || $7"))
+    let query = tracking_db::prepared(retext_sql("history || $7"))
         .bind::<BigInt, _>(code.brand_id)
         .bind::<BigInt, _>(code.id)
-        .bind::<Text, _>(to)
-        .bind::<Text, _>(affiliate_url)
+        .bind::<Text, _>(to.to_owned())
+        .bind::<Text, _>(affiliate_url.to_owned())
         .bind::<Text, _>(status.as_str())
         .bind::<BigInt, _>(code.integration_id)
-        .bind::<Jsonb, _>(change)
-        .load(conn)
-        .await?;
-    Ok(to_codes(rows)?.into_iter().next())
+        .bind::<Jsonb, _>(change);
+    retexted(conn, query).await
+}
+
+/// Runs a [`retext_sql`] statement in a savepoint. A code given the same text by a transaction
+/// that committed after the statement's snapshot passes its `not exists` and fails the unique
+/// index instead: that is the same answer, `None`, and the caller's transaction goes on.
+async fn retexted<Q>(conn: &mut AsyncPgConnection, query: Q) -> Result<Option<Code>, Error>
+where
+    Q: diesel_async::methods::LoadQuery<'static, AsyncPgConnection, CodeRow> + Send + 'static,
+{
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    use diesel_async::AsyncConnection;
+    let loaded = conn
+        .transaction::<Vec<CodeRow>, DieselError, _>(async |conn| query.load(conn).await)
+        .await;
+    match loaded {
+        Ok(rows) => Ok(to_codes(rows)?.into_iter().next()),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Gives `code` back what it had before a brand's edit the store refused: its text, affiliate
@@ -482,16 +499,14 @@ pub async fn put_back(
     code: &Code,
     rename: &super::renames::Rename,
 ) -> Result<Option<Code>, Error> {
-    let rows: Vec<CodeRow> = tracking_db::prepared(retext_sql("history - -1"))
+    let query = tracking_db::prepared(retext_sql("history - -1"))
         .bind::<BigInt, _>(code.brand_id)
         .bind::<BigInt, _>(code.id)
-        .bind::<Text, _>(&rename.previous_code)
-        .bind::<Text, _>(&rename.previous_affiliate_url)
+        .bind::<Text, _>(rename.previous_code.clone())
+        .bind::<Text, _>(rename.previous_affiliate_url.clone())
         .bind::<Text, _>(rename.previous_status().as_str())
-        .bind::<BigInt, _>(code.integration_id)
-        .load(conn)
-        .await?;
-    Ok(to_codes(rows)?.into_iter().next())
+        .bind::<BigInt, _>(code.integration_id);
+    retexted(conn, query).await
 }
 
 /// The update that gives code (brand `$1`, id `$2`) the text `$3`, the affiliate link `$4` and
