@@ -1201,6 +1201,10 @@ async fn an_edit_of_an_orders_total_prices_it_again_and_an_older_edit_changes_no
         changed(order(1, "E5", Paid, &["LATER3"], 4_000, 0), 0),
         changed(order(1, "E5", Paid, &["LATER3"], 6_000, 0), 2),
         changed(order(1, "E5", Paid, &["LATER3"], 5_000, 0), 1),
+        // An edit, then one back to the first total (the gateway passes the return on).
+        changed(order(1, "E6", Paid, &["anna10"], 10_000, 0), 0),
+        changed(order(1, "E6", Paid, &["anna10"], 14_000, 0), 1),
+        changed(order(1, "E6", Paid, &["anna10"], 10_000, 0), 2),
     ])
     .await;
     let code = code_event(9, 509, "later3", placed() - Duration::days(2));
@@ -1226,6 +1230,7 @@ async fn an_edit_of_an_orders_total_prices_it_again_and_an_older_edit_changes_no
                 "E3 502 pending 12000 6000 6000 600 0 0",
                 "E4 502 pending 11000 11000 11000 1100 0 0",
                 "E5 509 pending 6000 6000 6000 600 0 0",
+                "E6 501 pending 10000 10000 10000 1000 0 0",
             ]
         );
         assert_eq!(
@@ -1239,7 +1244,7 @@ async fn an_edit_of_an_orders_total_prices_it_again_and_an_older_edit_changes_no
             store
                 .count("select sum(revenue_minor)::bigint as n from daily_sales")
                 .await,
-            12_000 + 5_000 + 12_000 + 11_000 + 6_000
+            12_000 + 5_000 + 12_000 + 11_000 + 6_000 + 10_000
         );
     }
 }

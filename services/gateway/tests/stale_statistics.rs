@@ -2,8 +2,9 @@
 //! the integration ([`tracking_db::stale_statistics`]): `lower(code) = any($3)` read all of the
 //! new integration's codes. Orders are looked up by their store id the same way, Amazon tags by
 //! their whole key, and pages (changed orders, an integration's report rows) read their rows from
-//! the index that holds them. The intake's group commits, planned once, probe only their keys; a
-//! group whose plain insert meets a stored order state stores nothing.
+//! the index that holds them. The intake's group commits, planned once, probe only their keys
+//! (also when they look for an order's return to an earlier state); a group whose plain insert
+//! meets a stored order state stores nothing.
 
 use std::collections::BTreeSet;
 
@@ -128,8 +129,9 @@ async fn fill_orders(conn: &mut diesel_async::AsyncPgConnection) {
     fill(conn, "orders", |brand, count| {
         format!(
             "insert into orders (brand_id, integration_id, store_order_id, status, total_minor, \
-             source, body) \
-             select {brand}, {brand}, 'o' || g, 'paid', 9000, 'webhook', {unrefunded} \
+             source, body, store_updated_at) \
+             select {brand}, {brand}, 'o' || g, 'paid', 9000, 'webhook', {unrefunded}, \
+               '2025-11-01T00:00:00Z' \
              from generate_series(1, {count}) g"
         )
     })
@@ -404,7 +406,9 @@ fn delivery(delivery_id: &str, store_order_id: &str) -> Submission {
                 customer_hash: None,
                 lines: Vec::new(),
                 occurred_at: chrono::DateTime::from_timestamp(1_764_000_000, 0).unwrap_or_default(),
-                updated_at: None,
+                // Later than the stored states' (`fill_orders`): each stored one is looked at as
+                // a possible return to an earlier state.
+                updated_at: chrono::DateTime::from_timestamp(1_764_000_000, 0),
                 test: false,
             },
         }],

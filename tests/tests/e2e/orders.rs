@@ -384,6 +384,11 @@ async fn an_edit_of_the_total_is_an_order_event_of_its_own() {
         "\"updated_at\": \"2025-01-23T23:10:16-05:00\"",
         "\"updated_at\": \"2025-01-23T23:30:00-05:00\"",
     );
+    // The brand takes the item out again: the first total, at a later time.
+    let reverted = fixture.replace(
+        "\"updated_at\": \"2025-01-23T23:10:16-05:00\"",
+        "\"updated_at\": \"2025-01-24T10:00:00-05:00\"",
+    );
     assert!(
         edited != fixture && noted != fixture,
         "the fixture's fields moved"
@@ -394,6 +399,10 @@ async fn an_edit_of_the_total_is_an_order_event_of_its_own() {
         ("orders/updated", "e-3", edited.as_str(), "accepted"),
         // The same edit again, under another delivery id.
         ("orders/updated", "e-4", edited.as_str(), "duplicate"),
+        // A late delivery of the note, older than the edit: no return to the first total.
+        ("orders/updated", "e-5", noted.as_str(), "duplicate"),
+        ("orders/updated", "e-6", reverted.as_str(), "accepted"),
+        ("orders/updated", "e-7", reverted.as_str(), "duplicate"),
     ];
     for (topic, id, body, outcome) in deliveries {
         let answer = shopify(
@@ -411,22 +420,23 @@ async fn an_edit_of_the_total_is_an_order_event_of_its_own() {
             "{id}"
         );
     }
-    let events = watch(&suite, &brand(1), 0, 2).await;
+    let events = watch(&suite, &brand(1), 0, 3).await;
     let orders: Vec<Order> = events.into_iter().filter_map(|e| e.order).collect();
     let totals: Vec<(i32, i64)> = orders.iter().map(|o| (o.status, o.total_minor)).collect();
     assert_eq!(
         totals,
         [
             (OrderStatus::Paid as i32, 18_690),
-            (OrderStatus::Paid as i32, 28_690)
+            (OrderStatus::Paid as i32, 28_690),
+            (OrderStatus::Paid as i32, 18_690)
         ]
     );
     let updated: Vec<i64> = orders
         .iter()
         .map(|o| o.updated_at.map_or(0, |t| t.seconds))
         .collect();
-    // 2025-01-24T04:10:16Z and 2025-01-24T14:00:00Z.
-    assert_eq!(updated, [1_737_691_816, 1_737_727_200]);
+    // 2025-01-24T04:10:16Z, 2025-01-24T14:00:00Z and 2025-01-24T15:00:00Z.
+    assert_eq!(updated, [1_737_691_816, 1_737_727_200, 1_737_730_800]);
 }
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! Order storage: each distinct state of an order once (the `orders_version` unique index on
 //! store order id, status, refunded amount and total: an edit of the total is a state of its
-//! own), with its `WatchOrders` event in the same
-//! transaction; webhook deliveries by the store's delivery id.
+//! own), and again when an edit brings the order back to an earlier state ([`revisits`]), with
+//! its `WatchOrders` event in the same transaction; webhook deliveries by the store's delivery
+//! id.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bytea, Text};
+use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::gateway::v1 as pb;
@@ -239,20 +240,47 @@ async fn insert(
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Bytea>, _>(&bodies)
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            rows.iter()
+                .map(|(i, _)| i.order.updated_at)
+                .collect::<Vec<_>>(),
+        )
         .load(conn)
         .await?;
-    let mut new: HashSet<(i64, String, String, i64, i64)> = inserted
-        .into_iter()
-        .map(|row| {
-            (
-                row.integration_id,
-                row.store_order_id,
-                row.status,
-                row.refunded_minor,
-                row.total_minor,
-            )
+    let version = |row: Inserted| {
+        (
+            row.integration_id,
+            row.store_order_id,
+            row.status,
+            row.refunded_minor,
+            row.total_minor,
+        )
+    };
+    let mut new: HashSet<(i64, String, String, i64, i64)> =
+        inserted.into_iter().map(version).collect();
+    // A state stored before (not by this group) that the store changed later than the order's
+    // latest state may be a return to it.
+    let returning: Vec<usize> = (0..rows.len())
+        .filter(|&n| {
+            let (incoming, _) = rows[n];
+            incoming.order.updated_at.is_some()
+                && !new.contains(&(
+                    incoming.integration_id,
+                    incoming.order.store_order_id.clone(),
+                    incoming.order.status.as_str().to_owned(),
+                    incoming.order.refunded_minor,
+                    incoming.order.total_minor,
+                ))
         })
         .collect();
+    if !returning.is_empty() {
+        new.extend(
+            revisits(conn, &returning, &rows, &bodies)
+                .await?
+                .into_iter()
+                .map(version),
+        );
+    }
     let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
     let mut published = vec![false; orders.len()];
     let mut events = Vec::with_capacity(new.len());
@@ -287,13 +315,106 @@ async fn insert(
     Ok(published)
 }
 
+/// Stores again, as a revisit, each of `rows[n]` for `n` in `returning` (states stored before)
+/// that brings its order back to that state: the store changed it later than the order's latest
+/// state (by the store's time), which is another state. An old state arriving late, or a row
+/// without the store's time, is no revisit. What it stored.
+async fn revisits(
+    conn: &mut AsyncPgConnection,
+    returning: &[usize],
+    rows: &[(&Incoming, pb::OrderSource)],
+    bodies: &[Vec<u8>],
+) -> Result<Vec<Inserted>, DbError> {
+    let pick = |n: &usize| rows[*n].0;
+    let stored = tracking_db::prepared(
+        "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor,
+                             total_minor, source, body, store_updated_at, revisit)
+         select k.*, 1 + (select max(o.revisit) from orders o
+                          where o.brand_id = k.brand_id and o.integration_id = k.integration_id
+                            and o.store_order_id = k.store_order_id and o.status = k.status
+                            and o.refunded_minor = k.refunded_minor
+                            and o.total_minor = k.total_minor)
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::text[], $8::bytea[], $9::timestamptz[])
+              as k(brand_id, integration_id, store_order_id, status, refunded_minor, total_minor,
+                   source, body, store_updated_at)
+         cross join lateral (
+             select o.status, o.refunded_minor, o.total_minor, o.store_updated_at from orders o
+             where o.brand_id = k.brand_id and o.integration_id = k.integration_id
+               and o.store_order_id = k.store_order_id and o.store_updated_at is not null
+             order by o.store_updated_at desc, o.id desc limit 1) latest
+         where latest.store_updated_at < k.store_updated_at
+           and (latest.status, latest.refunded_minor, latest.total_minor)
+               <> (k.status, k.refunded_minor, k.total_minor)
+         on conflict do nothing
+         returning integration_id, store_order_id, status, refunded_minor, total_minor",
+    )
+    .bind::<Array<BigInt>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).brand_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).integration_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).order.store_order_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).order.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).order.refunded_minor)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).order.total_minor)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        returning
+            .iter()
+            .map(|n| rows[*n].1.as_str_name())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bytea>, _>(
+        returning
+            .iter()
+            .map(|n| bodies[*n].as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        returning
+            .iter()
+            .map(|n| pick(n).order.updated_at)
+            .collect::<Vec<_>>(),
+    )
+    .load(conn)
+    .await?;
+    Ok(stored)
+}
+
 /// [`insert`]'s statement.
 fn inserting(taken: Taken) -> String {
     format!(
         "insert into orders (brand_id, integration_id, store_order_id, status, refunded_minor,
-                             total_minor, source, body)
+                             total_minor, source, body, store_updated_at)
          select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                              $6::bigint[], $7::text[], $8::bytea[])
+                              $6::bigint[], $7::text[], $8::bytea[], $9::timestamptz[])
          {}
          returning integration_id, store_order_id, status, refunded_minor, total_minor",
         taken.on_conflict()
