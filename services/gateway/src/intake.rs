@@ -349,10 +349,13 @@ impl Intake {
                         ..Outcome::default()
                     });
                 }
-                let order = self.fetch(&integration, &order_id).await?;
-                if order.is_none() {
-                    tracing::warn!(order_id, "refund for an order the store does not have");
-                }
+                let order = match self.fetch(&integration, &order_id).await? {
+                    Some(order) => Some(order),
+                    None => {
+                        self.refunded_stored(&integration, &order_id, &refund)
+                            .await?
+                    }
+                };
                 let incoming = Self::keep_valid(&integration, order.into_iter().collect());
                 return Ok(self
                     .accept(
@@ -499,6 +502,51 @@ impl Intake {
         let order = pixel.conversion(Utc::now())?;
         let incoming = [Self::checked(&integration, order)?];
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
+    }
+
+    /// A Shopify refund of an order the store no longer shows: the order after it, from its
+    /// last stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
+    /// none or it cannot be told.
+    async fn refunded_stored(
+        &self,
+        integration: &IntegrationRow,
+        order_id: &str,
+        refund: &shopify::Refund,
+    ) -> Result<Option<NormalizedOrder>, Refusal> {
+        let mut conn = self.db.conn().await?;
+        let latest =
+            store::orders::latest(&mut conn, integration.brand_id, integration.id, order_id)
+                .await?;
+        drop(conn);
+        let Some(latest) = latest else {
+            tracing::warn!(
+                order_id,
+                "refund for an order neither the store nor the suite has"
+            );
+            return Ok(None);
+        };
+        let stored = NormalizedOrder::from_proto(latest, "order")
+            .map_err(|err| ParseError::Invalid(err.to_string()))?;
+        match shopify::refunded_from_stored(stored, refund) {
+            Ok(Some(order)) => {
+                tracing::info!(
+                    order_id,
+                    "refund of an order the store no longer shows, taken into its stored state"
+                );
+                Ok(Some(order))
+            }
+            Ok(None) => {
+                tracing::warn!(
+                    order_id,
+                    "refund of an order the store no longer shows, not taken in: its time or the stored state's is unknown"
+                );
+                Ok(None)
+            }
+            Err(err) => {
+                tracing::warn!(order_id, error = %err, "refund of an order the store no longer shows, not taken in");
+                Ok(None)
+            }
+        }
     }
 
     /// Whether a thin delivery (the order to be fetched) was recorded before: a redelivery is

@@ -527,3 +527,105 @@ async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
         ]
     );
 }
+
+/// A refund of an order the store no longer shows (deleted, or past the 60 days an app without
+/// `read_all_orders` may read: Shopify answers 404) is added to the order's last stored state,
+/// once; a refund older than that state is taken to be in it already.
+#[tokio::test]
+async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_stored_state() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let store = Router::new()
+        .route(
+            "/admin/api/2025-01/orders/{file}",
+            get(|State(fetches): State<Arc<AtomicUsize>>| async move {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(json!({ "errors": "Not Found" })),
+                )
+            }),
+        )
+        .with_state(fetches.clone());
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Shopify, &base).await;
+    let target = format!("/webhooks/shopify/{integration}");
+    let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
+        let target = target.clone();
+        let suite = &suite;
+        async move {
+            let signature = sign(b"whsec_test_secret", &body);
+            let headers = [
+                ("x-shopify-topic", topic),
+                ("x-shopify-webhook-id", id),
+                ("x-shopify-shop-domain", "test-shop.myshopify.com"),
+                ("x-shopify-hmac-sha256", signature.as_str()),
+            ];
+            suite.http("POST", &target, &headers, &body).await.text()
+        }
+    };
+    let refund = |id: u64, created_at: &str, amount: &str| {
+        serde_json::to_vec(&json!({ "id": id, "order_id": 6_200_407_294_252_u64,
+            "created_at": created_at,
+            "transactions": [{ "id": id + 6, "kind": "refund", "status": "success",
+                "amount": amount, "currency": "HKD" }] }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The fixture: paid, 186.90 HKD, last changed at 2025-01-24T04:10:16Z.
+    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
+    let deliveries = [
+        ("orders/paid", "d-paid", paid, "accepted"),
+        (
+            "refunds/create",
+            "d-r1",
+            refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
+            "accepted",
+        ),
+        (
+            "refunds/create",
+            "d-r2",
+            refund(2, "2025-01-26T10:00:00+08:00", "30.00"),
+            "accepted",
+        ),
+        // Made before the state stored last: in it already.
+        (
+            "refunds/create",
+            "d-r3",
+            refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
+            "duplicate",
+        ),
+        // The rest, a cent more than is left (refunds rounded into the shop's currency): the
+        // order is refunded in full, never beyond its total.
+        (
+            "refunds/create",
+            "d-r4",
+            refund(4, "2025-01-27T10:00:00+08:00", "106.91"),
+            "accepted",
+        ),
+    ];
+    for (topic, id, body, outcome) in deliveries {
+        assert_eq!(
+            deliver(topic, id, body).await,
+            format!(r#"{{"status":"{outcome}"}}"#),
+            "{id}"
+        );
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 4, "the store asked first");
+    let states: Vec<(OrderStatus, i64)> = events(&suite, 4)
+        .await
+        .iter()
+        .map(|e| {
+            let order = e.order.clone().unwrap_or_default();
+            (order.status(), order.refunded_minor)
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (OrderStatus::Paid, 0),
+            (OrderStatus::PartiallyRefunded, 5_000),
+            (OrderStatus::PartiallyRefunded, 8_000),
+            (OrderStatus::Refunded, 18_690),
+        ]
+    );
+}

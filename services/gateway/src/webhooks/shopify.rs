@@ -89,6 +89,9 @@ impl Exchange {
 pub struct Refund {
     #[serde(default)]
     pub order_id: Option<u64>,
+    /// When the refund was made (RFC 3339, the shop's offset).
+    #[serde(default)]
+    created_at: Option<String>,
     #[serde(default)]
     transactions: Vec<Transaction>,
 }
@@ -143,6 +146,45 @@ impl Refund {
         }
         Ok(total)
     }
+}
+
+/// The order after `refund`, for an order the store no longer shows (deleted, or older than the
+/// 60 days an app without `read_all_orders` may read): its last stored state, `stored`, with the
+/// refund's money added; the stored state as it is when it is no older than the refund (the
+/// store sent it with the refund in it) or no money went back. `None` when either time is
+/// unknown (a refund counted twice would take back commission a creator earned). A refund in the
+/// customer's currency cannot be taken into the shop's without the order: an error.
+pub fn refunded_from_stored(
+    mut stored: NormalizedOrder,
+    refund: &Refund,
+) -> Result<Option<NormalizedOrder>, ParseError> {
+    let refunded_at = refund
+        .created_at
+        .as_deref()
+        .and_then(crate::adapters::store_time);
+    let (Some(refunded_at), Some(stored_at)) = (refunded_at, stored.updated_at) else {
+        return Ok(None);
+    };
+    if stored_at >= refunded_at {
+        return Ok(Some(stored));
+    }
+    let added = refund.amount_minor(&stored.currency, &|| Ok(None))?;
+    if added == 0 {
+        return Ok(Some(stored));
+    }
+    stored.refunded_minor = stored
+        .refunded_minor
+        .saturating_add(added)
+        .min(stored.total_minor);
+    if stored.status != OrderStatus::Cancelled {
+        stored.status = if stored.refunded_minor >= stored.total_minor {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::PartiallyRefunded
+        };
+    }
+    stored.updated_at = Some(refunded_at);
+    Ok(Some(stored))
 }
 
 /// The body of a `refunds/create` delivery: which order, and how much went back.
@@ -509,6 +551,55 @@ mod tests {
         assert!(order.codes.is_empty());
         assert!(order.lines.iter().all(|line| line.codes.is_empty()));
         assert!(order.discount_minor > 0);
+    }
+
+    #[test]
+    fn a_refund_is_taken_into_a_stored_state_only_when_both_times_are_known() {
+        let paid = |updated_at: &str| {
+            let body = format!(
+                r#"{{"id":1,"currency":"EUR","created_at":"2025-01-01T00:00:00Z","total_price":"10.00","financial_status":"paid"{updated_at}}}"#
+            );
+            parse_order("orders/paid", body.as_bytes(), b"k").unwrap_or_else(|e| panic!("{e}"))
+        };
+        let refund = |currency: &str| {
+            let body = format!(
+                r#"{{"order_id":1,"created_at":"2025-01-02T00:00:00+01:00","transactions":[{{"kind":"refund","status":"success","amount":"4.00","currency":"{currency}"}}]}}"#
+            );
+            parse_refund(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let taken = |stored, refund: &Refund| {
+            refunded_from_stored(stored, refund)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|o| {
+                    (
+                        o.status,
+                        o.refunded_minor,
+                        o.updated_at.map(|t| t.to_rfc3339()),
+                    )
+                })
+        };
+        let earlier = r#","updated_at":"2025-01-01T12:00:00Z""#;
+        assert_eq!(
+            taken(paid(earlier), &refund("EUR")),
+            Some((
+                OrderStatus::PartiallyRefunded,
+                400,
+                Some("2025-01-01T23:00:00+00:00".to_owned())
+            ))
+        );
+        // The stored state is no older than the refund: in it already.
+        let later = r#","updated_at":"2025-01-01T23:00:00Z""#;
+        assert_eq!(
+            taken(paid(later), &refund("EUR")),
+            Some((
+                OrderStatus::Paid,
+                0,
+                Some("2025-01-01T23:00:00+00:00".to_owned())
+            ))
+        );
+        assert_eq!(taken(paid(""), &refund("EUR")), None, "no time stored");
+        // The customer's currency, without the order's exchange.
+        assert!(refunded_from_stored(paid(earlier), &refund("USD")).is_err());
     }
 
     #[test]
