@@ -15,7 +15,7 @@ use tracking_server::paging::Page;
 use tracking_server::streams::{self, ResponseStream};
 use tracking_server::{Claims, Role};
 
-use crate::adapters::{AdapterConfig, AdapterError, Adapters};
+use crate::adapters::{AdapterConfig, AdapterError, Adapters, StoreAdapter};
 use crate::amazon_ads::AmazonAds;
 use crate::crypto::Sealer;
 use crate::domain::amazon::{self, TagSubject};
@@ -78,6 +78,60 @@ impl Gateway {
     /// Amazon Ads tags and report imports (the report importer shares it).
     pub fn amazon_ads(&self) -> AmazonAds {
         self.amazon.clone()
+    }
+
+    /// `push`es those of `items` whose terms (each one's `discount`) fit the currency the store
+    /// keeps its prices in, and answers the others FAILED, not retryable (the plan's amounts
+    /// must change), all in input order. The store is asked its currency only when some terms
+    /// name an amount of money.
+    async fn in_shop_currency<T>(
+        &self,
+        adapter: &dyn StoreAdapter,
+        integration: &IntegrationRow,
+        items: Vec<T>,
+        discount: impl Fn(&T) -> &Discount,
+        push: impl AsyncFnOnce(Vec<T>) -> Result<Vec<PushResult>, AdapterError>,
+    ) -> Result<Vec<PushResult>, Error> {
+        let shop = if items.iter().any(|item| discount(item).terms.has_amounts()) {
+            self.adapters.shop_currency(adapter, integration).await
+        } else {
+            None
+        };
+        let refused: Vec<Option<PushResult>> = items
+            .iter()
+            .map(|item| {
+                let discount = discount(item);
+                let why = discount.terms.currency_mismatch(shop.as_deref()?)?;
+                Some(PushResult {
+                    code: discount.code.clone(),
+                    outcome: PushOutcome::Failed {
+                        message: why,
+                        retryable: false,
+                    },
+                })
+            })
+            .collect();
+        let fit: Vec<T> = items
+            .into_iter()
+            .zip(&refused)
+            .filter(|(_, refused)| refused.is_none())
+            .map(|(item, _)| item)
+            .collect();
+        let mut pushed = if fit.is_empty() {
+            Vec::new()
+        } else {
+            push(fit).await?
+        }
+        .into_iter();
+        refused
+            .into_iter()
+            .map(|refused| refused.or_else(|| pushed.next()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Error::Store(AdapterError::Unavailable(
+                    "the store adapter answered fewer results than it was given".to_owned(),
+                ))
+            })
     }
 
     /// An integration of `brand_id` (another brand's is NOT_FOUND, as a missing one).
@@ -481,10 +535,15 @@ impl ProviderGateway for Gateway {
         let integration = self.integration(brand_id, req.integration_id).await?;
         let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
         discount::validate_discounts(&caps, &discounts)?;
-        let results = adapter
-            .create_discounts(&integration, &discounts)
-            .await
-            .map_err(Error::from)?;
+        let results = self
+            .in_shop_currency(
+                adapter,
+                &integration,
+                discounts,
+                |discount| discount,
+                async |fit| adapter.create_discounts(&integration, &fit).await,
+            )
+            .await?;
         let (created, already_exists, failed) = tally(&results);
         tracing::info!(
             brand_id,
@@ -518,10 +577,15 @@ impl ProviderGateway for Gateway {
         let integration = self.integration(brand_id, req.integration_id).await?;
         let (adapter, caps) = self.adapters.adapter_for(integration.provider())?;
         discount::validate_updates(&caps, &updates)?;
-        let results = adapter
-            .update_discounts(&integration, &updates)
-            .await
-            .map_err(Error::from)?;
+        let results = self
+            .in_shop_currency(
+                adapter,
+                &integration,
+                updates,
+                |update| &update.discount,
+                async |fit| adapter.update_discounts(&integration, &fit).await,
+            )
+            .await?;
         let (updated, already_exists, failed) = tally(&results);
         tracing::info!(
             brand_id,

@@ -814,3 +814,112 @@ async fn concurrent_batches_sharing_codes_give_each_code_one_owner() {
     }
     assert_eq!(stored_rows(&suite).await, 1500);
 }
+
+/// A fixed amount off or a minimum purchase in another currency than the store's would be taken
+/// as that many units of the store's: such a discount is refused for good, naming both
+/// currencies, and the store is asked its currency once (not for every push, nor for
+/// percentages).
+#[tokio::test]
+async fn amounts_in_another_currency_than_the_stores_are_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::extract::State;
+    use axum::routing::{get, post};
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let store = axum::Router::new()
+        .route(
+            "/wp-json/wc/v3/data/currencies/current",
+            get(|State(asked): State<Arc<AtomicUsize>>| async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                axum::Json(serde_json::json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;" }))
+            }),
+        )
+        .route(
+            "/wp-json/wc/v3/coupons/batch",
+            post(
+                |axum::Json(batch): axum::Json<serde_json::Value>| async move {
+                    let created: Vec<serde_json::Value> = batch["create"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, coupon)| {
+                            let mut coupon = coupon.clone();
+                            coupon["id"] = serde_json::json!(100 + i);
+                            coupon
+                        })
+                        .collect();
+                    axum::Json(serde_json::json!({ "create": created }))
+                },
+            ),
+        )
+        .with_state(asked.clone());
+    let base = crate::store_orders::serve(store).await;
+    let suite = Suite::start().await;
+    let woo = crate::store_orders::register(&suite, Provider::Woocommerce, &base).await;
+    let svc = service(1);
+    let money = |amount_minor: i64, currency: &str| Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    };
+    let fixed = |code: &str, currency: &str| DiscountSpec {
+        value: Some(Value::Fixed(money(500, currency))),
+        ..spec(code, &format!("ref-{code}"))
+    };
+    let minimum = DiscountSpec {
+        minimum_purchase: Some(money(5_000, "USD")),
+        ..spec("MINUSD", "ref-min")
+    };
+    let results = push(
+        &suite,
+        &svc,
+        woo,
+        vec![fixed("FIVEUSD", "USD"), fixed("FIVEEUR", "EUR"), minimum],
+    )
+    .await
+    .unwrap_or_else(|s| panic!("{s}"));
+    let outcomes: Vec<(String, i32, bool, String)> = results
+        .into_iter()
+        .map(|r| (r.code, r.outcome, r.retryable, r.message))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (
+                "FIVEUSD".to_owned(),
+                PushOutcome::Failed as i32,
+                false,
+                "the fixed amount off is in USD, but the store's currency is EUR: give the plan's \
+                 amounts in EUR"
+                    .to_owned()
+            ),
+            (
+                "FIVEEUR".to_owned(),
+                PushOutcome::Created as i32,
+                false,
+                String::new()
+            ),
+            (
+                "MINUSD".to_owned(),
+                PushOutcome::Failed as i32,
+                false,
+                "the minimum purchase is in USD, but the store's currency is EUR: give the plan's \
+                 amounts in EUR"
+                    .to_owned()
+            ),
+        ]
+    );
+    // Asked once: a second push, and one of percentages only, go on the answer kept.
+    let again = push(&suite, &svc, woo, vec![fixed("TENUSD", "USD")])
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert_eq!(again[0].outcome, PushOutcome::Failed as i32);
+    let percent = push(&suite, &svc, woo, vec![spec("MIA20", "ref-mia")])
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    assert_eq!(percent[0].outcome, PushOutcome::Created as i32);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}

@@ -19,7 +19,7 @@ use tracking_api::gateway::v1::{OrderEvent, OrderSource, OrderStatus, WatchOrder
 use tracking_testkit::authed;
 
 /// Serves `router` on a loopback port; its base URL.
-async fn serve(router: Router) -> String {
+pub(crate) async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -28,7 +28,7 @@ async fn serve(router: Router) -> String {
     format!("http://{addr}")
 }
 
-async fn register(suite: &Suite, provider: Provider, base_url: &str) -> i64 {
+pub(crate) async fn register(suite: &Suite, provider: Provider, base_url: &str) -> i64 {
     let mut registration = valid_registration(provider, "mock store");
     registration.base_url = base_url.to_owned();
     registration.webhook_secret = "whsec_test_secret".to_owned();

@@ -748,6 +748,29 @@ impl StoreAdapter for BigCommerce {
         .await
     }
 
+    /// `GET /v2/store`: the store's default currency, `currency`.
+    async fn shop_currency(
+        &self,
+        integration: &IntegrationRow,
+    ) -> Result<Option<String>, AdapterError> {
+        let api = self.api(integration)?;
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::GET,
+                "/v2/store",
+                &[],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "the store's currency"));
+        }
+        let store: Value = reply.json(STORE)?;
+        Ok(store["currency"].as_str().map(str::to_owned))
+    }
+
     async fn fetch_order(
         &self,
         integration: &IntegrationRow,
@@ -1399,5 +1422,29 @@ mod tests {
             Some("2025-02-19T21:20:00+00:00")
         );
         assert_eq!(request.param("sort"), Some("date_modified:asc"));
+    }
+
+    #[tokio::test]
+    async fn the_stores_currency_is_its_default_one() {
+        let store = MockStore::start(|request| {
+            if request.route() == format!("GET {PREFIX}/v2/store") {
+                mock::Reply::json(
+                    200,
+                    json!({ "id": "abc123", "domain": "my-awesome.store", "name": "Awesome",
+                        "language": "en", "currency": "GBP", "currency_symbol": "£",
+                        "decimal_separator": ".", "thousands_separator": ",", "decimal_places": 2,
+                        "currency_symbol_location": "left" }),
+                )
+            } else {
+                mock::Reply::json(404, json!({ "status": 404, "title": "Not found" }))
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        assert_eq!(
+            bc.shop_currency(&integration).await.ok(),
+            Some(Some("GBP".to_owned()))
+        );
+        assert_eq!(store.requests()[0].header("x-auth-token"), Some("bc_token"));
     }
 }

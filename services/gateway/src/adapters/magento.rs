@@ -784,6 +784,18 @@ impl StoreAdapter for Magento {
             .collect())
     }
 
+    /// `GET /V1/directory/currency`: the base currency, which cart rules' amounts are in.
+    async fn shop_currency(
+        &self,
+        integration: &IntegrationRow,
+    ) -> Result<Option<String>, AdapterError> {
+        let api = self.api(integration)?;
+        let info = self
+            .get_json(integration, &api, "/directory/currency", &[])
+            .await?;
+        Ok(info["base_currency_code"].as_str().map(str::to_owned))
+    }
+
     async fn fetch_order(
         &self,
         integration: &IntegrationRow,
@@ -1490,5 +1502,26 @@ mod tests {
             );
             assert_eq!(listed.resume_from, None);
         }
+    }
+
+    #[tokio::test]
+    async fn the_stores_currency_is_its_base_currency() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "GET /rest/V1/directory/currency" => mock::Reply::json(
+                200,
+                json!({ "base_currency_code": "CHF", "base_currency_symbol": "CHF",
+                    "default_display_currency_code": "EUR", "default_display_currency_symbol": "€",
+                    "available_currency_codes": ["CHF", "EUR"],
+                    "exchange_rates": [{ "currency_to": "CHF", "rate": 1 }, { "currency_to": "EUR", "rate": 1.05 }] }),
+            ),
+            _ => mock::Reply::json(404, json!({ "message": "Request does not match any route." })),
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        assert_eq!(
+            magento.shop_currency(&integration).await.ok(),
+            Some(Some("CHF".to_owned())),
+            "the base currency, not the display one"
+        );
     }
 }

@@ -22,7 +22,9 @@ pub mod sandbox;
 pub mod shopify;
 pub mod woocommerce;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tracking_api::common::v1::Provider;
@@ -112,6 +114,16 @@ pub trait StoreAdapter: Send + Sync {
         integration: &IntegrationRow,
         codes: &[ToDisable],
     ) -> Result<Vec<DisableResult>, AdapterError>;
+
+    /// The currency the store keeps its prices and discounts in (ISO 4217, upper case): a fixed
+    /// amount off or a minimum purchase in another would be taken as that many units of it.
+    /// `None` where there is no store to ask (the sandbox).
+    async fn shop_currency(
+        &self,
+        _integration: &IntegrationRow,
+    ) -> Result<Option<String>, AdapterError> {
+        Ok(None)
+    }
 
     /// One order, fetched from the store by its id (thin webhooks that carry only the id).
     /// `None` when the store has no such order, or sends one the gateway cannot read
@@ -259,7 +271,14 @@ pub struct Adapters {
     bigcommerce: bigcommerce::BigCommerce,
     magento: magento::Magento,
     amazon: amazon::AmazonAttribution,
+    currencies: Arc<Mutex<Currencies>>,
 }
+
+/// Each integration's currency as its store last gave it, and when it was asked.
+type Currencies = HashMap<i64, (Option<String>, Instant)>;
+
+/// How long a store's currency is taken as known before it is asked again.
+pub const CURRENCY_KEPT: Duration = Duration::from_secs(600);
 
 impl Adapters {
     /// Every adapter, sharing one HTTP client; `sealer` opens the integrations' credentials.
@@ -273,7 +292,39 @@ impl Adapters {
             bigcommerce: bigcommerce::BigCommerce::new(http.clone(), customer_key.clone()),
             magento: magento::Magento::new(http.clone(), customer_key),
             amazon: amazon::AmazonAttribution::new(http),
+            currencies: Arc::default(),
         })
+    }
+
+    /// The currency `integration`'s store keeps its prices in ([`StoreAdapter::shop_currency`]),
+    /// asked at most every [`CURRENCY_KEPT`]. `None` when the store has none to give or cannot
+    /// be asked now (logged): a push is not held up by the question.
+    pub async fn shop_currency(
+        &self,
+        adapter: &dyn StoreAdapter,
+        integration: &IntegrationRow,
+    ) -> Option<String> {
+        let known = |cache: &Currencies| {
+            cache
+                .get(&integration.id)
+                .filter(|(_, asked)| asked.elapsed() < CURRENCY_KEPT)
+                .map(|(currency, _)| currency.clone())
+        };
+        if let Some(known) = known(&self.currencies.lock().unwrap_or_else(|e| e.into_inner())) {
+            return known;
+        }
+        match adapter.shop_currency(integration).await {
+            Ok(currency) => {
+                let mut cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
+                cache.insert(integration.id, (currency.clone(), Instant::now()));
+                currency
+            }
+            Err(err) => {
+                tracing::warn!(integration_id = integration.id, error = %err,
+                    "the store's currency is unknown: amounts pushed unchecked");
+                None
+            }
+        }
     }
 
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.

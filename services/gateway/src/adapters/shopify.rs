@@ -81,6 +81,9 @@ const CREATE: &str =
   }
 }";
 
+/// The shop's currency: what its discounts' amounts are in.
+const SHOP_CURRENCY: &str = "query { shop { currencyCode } }";
+
 const BY_CODE: &str = "query codeDiscountNodeByCode($code: String!) {
   codeDiscountNodeByCode(code: $code) {
     id
@@ -1209,6 +1212,18 @@ impl StoreAdapter for Shopify {
             },
         )
         .await
+    }
+
+    async fn shop_currency(
+        &self,
+        integration: &IntegrationRow,
+    ) -> Result<Option<String>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let token = Self::token(&credentials)?;
+        let data = self
+            .graphql(integration, token, SHOP_CURRENCY, json!({}))
+            .await?;
+        Ok(data["shop"]["currencyCode"].as_str().map(str::to_owned))
     }
 
     async fn fetch_order(
@@ -2522,5 +2537,32 @@ mod tests {
         let create = requests_with(&store, "discountCodeBasicCreate");
         let title = create[0].json()["variables"]["basicCodeDiscount"]["title"].clone();
         assert_ne!(title, json!(shared_title()), "a discount of the new terms");
+    }
+
+    #[tokio::test]
+    async fn the_shops_currency_is_its_currency_code() {
+        let store = MockStore::start(|request| {
+            if request.json()["query"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("currencyCode")
+            {
+                mock::Reply::json(
+                    200,
+                    json!({ "data": { "shop": { "currencyCode": "EUR" } }, "extensions": cost() }),
+                )
+            } else {
+                mock::Reply::json(400, json!({ "errors": "unexpected" }))
+            }
+        })
+        .await;
+        let (shopify, integration, _db) = setup(&store).await;
+        assert_eq!(
+            shopify.shop_currency(&integration).await.ok(),
+            Some(Some("EUR".to_owned()))
+        );
+        let request = &store.requests()[0];
+        assert_eq!(request.route(), "POST /admin/api/2025-01/graphql.json");
+        assert_eq!(request.header("x-shopify-access-token"), Some("shpat_test"));
     }
 }

@@ -538,6 +538,30 @@ impl StoreAdapter for WooCommerce {
             .collect())
     }
 
+    /// `GET /data/currencies/current`: the store's currency, `code`.
+    async fn shop_currency(
+        &self,
+        integration: &IntegrationRow,
+    ) -> Result<Option<String>, AdapterError> {
+        let credentials = self.http.credentials(integration)?;
+        let api = Self::api(integration, &credentials)?;
+        let reply = self
+            .call(
+                integration,
+                &api,
+                reqwest::Method::GET,
+                "/data/currencies/current",
+                &[],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "the store's currency"));
+        }
+        let current: Value = reply.json(STORE)?;
+        Ok(current["code"].as_str().map(str::to_owned))
+    }
+
     async fn fetch_order(
         &self,
         integration: &IntegrationRow,
@@ -1213,5 +1237,23 @@ mod tests {
         assert_eq!(request.param("orderby"), Some("modified"));
         assert_eq!(request.param("order"), Some("asc"));
         assert_eq!(request.param("per_page"), Some("10"));
+    }
+
+    #[tokio::test]
+    async fn the_stores_currency_is_the_current_one() {
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "GET /wp-json/wc/v3/data/currencies/current" => mock::Reply::json(
+                200,
+                json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;",
+                    "_links": { "self": [{ "href": "https://shop.example/wp-json/wc/v3/data/currencies/eur" }] } }),
+            ),
+            _ => mock::Reply::json(404, json!({ "code": "rest_no_route", "message": "No route was found matching the URL and request method.", "data": { "status": 404 } })),
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        assert_eq!(
+            woo.shop_currency(&integration).await.ok(),
+            Some(Some("EUR".to_owned()))
+        );
     }
 }

@@ -99,6 +99,44 @@ pub struct DiscountUpdate {
     pub discount: Discount,
 }
 
+impl Terms {
+    /// The amounts the terms name in money (a fixed amount off, a minimum purchase), with what
+    /// each is.
+    fn amounts(&self) -> impl Iterator<Item = (&'static str, &Money)> {
+        let fixed = match &self.value {
+            Some(DiscountValue::Fixed(money)) => Some(("fixed amount off", money)),
+            _ => None,
+        };
+        fixed.into_iter().chain(
+            self.minimum_purchase
+                .iter()
+                .map(|m| ("minimum purchase", m)),
+        )
+    }
+
+    /// Whether the terms name any amount of money: only then does the store's currency matter.
+    pub fn has_amounts(&self) -> bool {
+        self.amounts().next().is_some()
+    }
+
+    /// Why the terms cannot be given to a store keeping its prices in `shop_currency`: a store
+    /// takes an amount as that many units of its own currency, so 10.00 USD off at a EUR store
+    /// would take 10.00 EUR off.
+    pub fn currency_mismatch(&self, shop_currency: &str) -> Option<String> {
+        let shop = shop_currency.trim();
+        self.amounts()
+            .find(|(_, money)| !money.currency.trim().eq_ignore_ascii_case(shop))
+            .map(|(what, money)| {
+                format!(
+                    "the {what} is in {}, but the store's currency is {}: give the plan's amounts in {}",
+                    money.currency,
+                    shop.to_ascii_uppercase(),
+                    shop.to_ascii_uppercase()
+                )
+            })
+    }
+}
+
 impl DiscountUpdate {
     /// Whether the code itself changes (not only its case-insensitive twin or the terms).
     pub fn renames(&self) -> bool {
