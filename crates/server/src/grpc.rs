@@ -436,9 +436,10 @@ struct HeldBody<B> {
     unsettled: Option<Unsettled>,
 }
 
-/// A call whose status comes in its trailers: a stream, or a unary call that answered. It is
-/// counted in `tracking_grpc_requests_total` by the status its trailers carry, or as CANCELLED
-/// if its body is dropped before they are out (the client went away, or reset the stream).
+/// A call not yet counted in `tracking_grpc_requests_total`: it is counted by the status it ends
+/// with (in its headers, for a trailers-only answer, else in its trailers), or as CANCELLED if
+/// it is dropped first: its handler's future before it answered (its client went away, or the
+/// client's own deadline passed), or its body before its trailers were out.
 struct Unsettled {
     metrics: Metrics,
     method: String,
@@ -447,6 +448,17 @@ struct Unsettled {
 impl Unsettled {
     fn settle(self, code: &str) {
         count(&self.metrics, &self.method, code);
+    }
+}
+
+/// An [`Unsettled`] call whose handler has not answered yet: counted CANCELLED if dropped so.
+struct Unanswered(Option<Unsettled>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(unsettled) = self.0.take() {
+            unsettled.settle("Cancelled");
+        }
     }
 }
 
@@ -641,7 +653,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let metrics = self.layer.metrics.clone();
-        let methods = self.layer.methods.clone();
+        let mut unanswered = Unanswered(Some(Unsettled {
+            metrics: metrics.clone(),
+            method: self.layer.methods.label(&method).to_owned(),
+        }));
         Box::pin(
             async move {
                 // Counted down however the call ends: answered, or dropped (its deadline passed,
@@ -679,18 +694,18 @@ where
                 let quiet = (!follows && !is_exempt(&method)).then(|| Quiet::new(quiet_limit));
                 let mut response = result?;
                 unparseable_is_invalid_argument(response.headers_mut());
-                let label = methods.label(&method);
-                time(&metrics, label, started.elapsed());
+                let unsettled = unanswered.0.take();
+                if let Some(unsettled) = &unsettled {
+                    time(&metrics, &unsettled.method, started.elapsed());
+                }
                 // A status in the headers (a trailers-only answer) is the call's whole outcome;
                 // otherwise it comes in the trailers.
-                let unsettled = if response.headers().contains_key("grpc-status") {
-                    count(&metrics, label, &status_code(response.headers()));
-                    None
-                } else {
-                    Some(Unsettled {
-                        metrics,
-                        method: label.to_owned(),
-                    })
+                let unsettled = match unsettled {
+                    Some(unsettled) if response.headers().contains_key("grpc-status") => {
+                        unsettled.settle(&status_code(response.headers()));
+                        None
+                    }
+                    unsettled => unsettled,
                 };
                 let mut response = response.map(|body| {
                     tonic::body::Body::new(HeldBody {

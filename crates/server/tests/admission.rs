@@ -365,7 +365,7 @@ async fn calls_past_the_default_deadline_are_ended() {
 #[tokio::test]
 async fn a_clients_own_deadline_replaces_the_default() {
     // The call takes 600 ms; the server's default deadline is 200 ms.
-    let (addr, shutdown, _) =
+    let (addr, shutdown, metrics) =
         start(16, Duration::from_millis(200), Duration::from_millis(600)).await;
     let (code, _) = call_within(addr, "/test.Slow/Call", Some(Duration::from_secs(5))).await;
     assert_eq!(
@@ -378,6 +378,13 @@ async fn a_clients_own_deadline_replaces_the_default() {
         call_within(addr, "/test.Slow/Call", Some(Duration::from_millis(100))).await;
     assert_eq!(code, Code::Cancelled);
     assert!(elapsed < Duration::from_millis(550), "took {elapsed:?}");
+    // Dropped before it answered, the call is still counted.
+    let cancelled = r#"tracking_grpc_requests_total{method="/test.Slow/Call",code="Cancelled"} 1"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics.encode().contains(cancelled) {
+        assert!(Instant::now() < deadline, "{}", metrics.encode());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     shutdown.cancel();
 }
 

@@ -340,7 +340,9 @@ impl Intake {
                 // stored state, two refunds delivered at once would lose one, and a refund
                 // already in it (from a backfill, an `orders/updated`) would count twice. The
                 // order is fetched whole, its refunds included, as for BigCommerce's thin
-                // deliveries (a failed fetch answers 503, and Shopify delivers again).
+                // deliveries (a failed fetch answers 503, and Shopify delivers again). Only an
+                // order the store no longer shows takes the refund into its stored state, with
+                // those hazards (`refunded_stored`).
                 let refund = shopify::parse_refund(body)?;
                 let order_id = refund.order_id.unwrap_or_default().to_string();
                 if self.redelivered(&integration, delivery_id).await? {
@@ -505,8 +507,10 @@ impl Intake {
     }
 
     /// A Shopify refund of an order the store no longer shows: the order after it, from its
-    /// last stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
-    /// none or it cannot be told.
+    /// latest stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
+    /// none or it cannot be told. The state is read outside the group commit that stores the
+    /// result: of two such refunds of one order taken in at once, the later stored misses the
+    /// other (rare: the order is gone from the store, and Shopify sends refunds one by one).
     async fn refunded_stored(
         &self,
         integration: &IntegrationRow,

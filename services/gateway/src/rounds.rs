@@ -256,7 +256,8 @@ pub struct Lease<'a> {
 }
 
 /// Takes `lease` until `until`: the recorded progress (`Some(None)` when there is none yet), or
-/// `None` when another holder's lease has not expired.
+/// `None` when another holder's lease has not expired. Its own holder takes it again (a lease it
+/// failed to give back): its rounds never work on one integration at once ([`Rounds`]).
 pub async fn claim(
     db: &Database,
     lease: &Lease<'_>,
@@ -268,7 +269,7 @@ pub async fn claim(
          values ($1, $2, $3, $4, $5)
          on conflict (brand_id, integration_id, job) do update
             set leased_until = excluded.leased_until, holder = excluded.holder
-         where j.leased_until is null or j.leased_until < now()
+         where j.leased_until is null or j.leased_until < now() or j.holder = excluded.holder
          returning progress",
     )
     .bind::<BigInt, _>(lease.brand_id)
@@ -615,6 +616,8 @@ mod tests {
         assert_eq!(claim(&db, &stalled, expired).await.ok(), Some(Some(None)));
         let taker = lease_of(JOB, 1, integration.id, "taker");
         let until = Utc::now() + chrono::Duration::minutes(5);
+        assert_eq!(claim(&db, &taker, until).await.ok(), Some(Some(None)));
+        // Its holder takes it again (as after failing to give it back).
         assert_eq!(claim(&db, &taker, until).await.ok(), Some(Some(None)));
 
         // The stalled replica's work ends: it neither renews nor gives back the taker's lease,

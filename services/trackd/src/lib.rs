@@ -174,7 +174,8 @@ impl Suite {
         let served =
             tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown)
                 .await;
-        // Clicks still queued when the servers stopped are written before returning.
+        // Clicks still queued when the servers stopped are written, and the gateway's rounds
+        // give back their leases, before returning.
         tracking_server::drain(self.drain).await;
         served
     }

@@ -815,6 +815,22 @@ async fn concurrent_batches_sharing_codes_give_each_code_one_owner() {
     assert_eq!(stored_rows(&suite).await, 1500);
 }
 
+/// A WooCommerce `POST /coupons/batch` that creates every coupon it is sent.
+async fn echo(axum::Json(batch): axum::Json<serde_json::Value>) -> axum::Json<serde_json::Value> {
+    let created: Vec<serde_json::Value> = batch["create"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut coupon)| {
+            coupon["id"] = serde_json::json!(100 + i);
+            coupon
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "create": created }))
+}
+
 /// A fixed amount off or a minimum purchase in another currency than the store's would be taken
 /// as that many units of the store's: such a discount is refused for good, naming both
 /// currencies, and the store is asked its currency once (not for every push, nor for
@@ -836,26 +852,7 @@ async fn amounts_in_another_currency_than_the_stores_are_refused() {
                 axum::Json(serde_json::json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;" }))
             }),
         )
-        .route(
-            "/wp-json/wc/v3/coupons/batch",
-            post(
-                |axum::Json(batch): axum::Json<serde_json::Value>| async move {
-                    let created: Vec<serde_json::Value> = batch["create"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, coupon)| {
-                            let mut coupon = coupon.clone();
-                            coupon["id"] = serde_json::json!(100 + i);
-                            coupon
-                        })
-                        .collect();
-                    axum::Json(serde_json::json!({ "create": created }))
-                },
-            ),
-        )
+        .route("/wp-json/wc/v3/coupons/batch", post(echo))
         .with_state(asked.clone());
     let base = crate::store_orders::serve(store).await;
     let suite = Suite::start().await;
@@ -922,4 +919,39 @@ async fn amounts_in_another_currency_than_the_stores_are_refused() {
         .unwrap_or_else(|s| panic!("{s}"));
     assert_eq!(percent[0].outcome, PushOutcome::Created as i32);
     assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // A store that cannot tell (a WooCommerce before 3.5 has no such route) is pushed to
+    // unchecked, and not asked again at each push.
+    let unknown = Arc::new(AtomicUsize::new(0));
+    let old_store = axum::Router::new()
+        .route(
+            "/wp-json/wc/v3/data/currencies/current",
+            get(|State(asked): State<Arc<AtomicUsize>>| async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(serde_json::json!({ "code": "rest_no_route",
+                        "message": "No route was found matching the URL and request method.",
+                        "data": { "status": 404 } })),
+                )
+            }),
+        )
+        .route("/wp-json/wc/v3/coupons/batch", post(echo))
+        .with_state(unknown.clone());
+    let base = crate::store_orders::serve(old_store).await;
+    let mut registration = valid_registration(Provider::Woocommerce, "old store");
+    registration.base_url = base;
+    let old = suite
+        .gateway()
+        .register_integration(authed(registration, &brand(1)))
+        .await
+        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("register: {s}"));
+    for code in ["OLDUSD", "OLDUSD2"] {
+        let pushed = push(&suite, &svc, old, vec![fixed(code, "USD")])
+            .await
+            .unwrap_or_else(|s| panic!("{s}"));
+        assert_eq!(pushed[0].outcome, PushOutcome::Created as i32, "{code}");
+    }
+    assert_eq!(unknown.load(Ordering::SeqCst), 1);
 }

@@ -775,6 +775,67 @@ async fn edits_in_one_call_are_published_in_the_order_they_came() {
     );
 }
 
+/// Edits that bring an order back to an earlier total, with the store's times, in one call and
+/// across calls: the order's last state is what is published last.
+#[tokio::test]
+async fn an_edit_back_to_an_earlier_total_is_published_also_within_one_call() {
+    let suite = Suite::start().await;
+    let integration = register(&suite, &brand(5), Provider::Sandbox).await;
+    let edit = |id: &str, total: i64, minute: i64| {
+        let mut edit = order(integration, id, OrderStatus::Paid, &["CODE1"]);
+        edit.total_minor = total;
+        edit.updated_at = Some(prost_types::Timestamp {
+            seconds: 1_764_000_000 + minute * 60,
+            nanos: 0,
+        });
+        IngestOrdersRequest { order: Some(edit) }
+    };
+    let ingest = |edits: Vec<IngestOrdersRequest>| {
+        let mut client = suite.gateway();
+        async move {
+            client
+                .ingest_orders(authed(tokio_stream::iter(edits), &brand(5)))
+                .await
+                .map(|r| r.into_inner().accepted)
+                .unwrap_or_else(|s| panic!("{s}"))
+        }
+    };
+    // r-1 goes 100 → 120 → 100 in one call; r-2 goes 100 → 120, and in a second call back to
+    // 100 and on to 120 again: its last state, 120, is the one already published.
+    let first = ingest(vec![
+        edit("r-1", 10_000, 1),
+        edit("r-1", 12_000, 2),
+        edit("r-1", 10_000, 3),
+        edit("r-2", 10_000, 1),
+        edit("r-2", 12_000, 2),
+    ])
+    .await;
+    assert_eq!(first, 5);
+    let second = ingest(vec![edit("r-2", 10_000, 3), edit("r-2", 12_000, 4)]).await;
+    assert_eq!(second, 0, "nothing new: the order is at 120, as published");
+    // The returns a later call brings are published too.
+    let third = ingest(vec![edit("r-1", 12_000, 5), edit("r-2", 10_000, 5)]).await;
+    assert_eq!(third, 2);
+    let published: Vec<(String, i64)> = watch(&suite, &brand(5), 0, 7)
+        .await
+        .iter()
+        .filter_map(|e| {
+            e.order
+                .as_ref()
+                .map(|o| (o.store_order_id.clone(), o.total_minor))
+        })
+        .collect();
+    let of = |id: &str| -> Vec<i64> {
+        published
+            .iter()
+            .filter(|(order, _)| order == id)
+            .map(|(_, total)| *total)
+            .collect()
+    };
+    assert_eq!(of("r-1"), [10_000, 12_000, 10_000, 12_000]);
+    assert_eq!(of("r-2"), [10_000, 12_000, 10_000]);
+}
+
 #[tokio::test]
 async fn ingest_orders_stores_batches_once_and_names_bad_fields() {
     let suite = Suite::start().await;

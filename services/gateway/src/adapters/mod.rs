@@ -274,11 +274,15 @@ pub struct Adapters {
     currencies: Arc<Mutex<Currencies>>,
 }
 
-/// Each integration's currency as its store last gave it, and when it was asked.
+/// Each integration's currency as its store last gave it (`None`: it has none, or could not be
+/// asked), and until when that stands.
 type Currencies = HashMap<i64, (Option<String>, Instant)>;
 
 /// How long a store's currency is taken as known before it is asked again.
 pub const CURRENCY_KEPT: Duration = Duration::from_secs(600);
+/// How long a store that could not tell its currency is not asked again (each push would
+/// otherwise wait on it first).
+pub const CURRENCY_UNKNOWN_KEPT: Duration = Duration::from_secs(60);
 
 impl Adapters {
     /// Every adapter, sharing one HTTP client; `sealer` opens the integrations' credentials.
@@ -298,7 +302,8 @@ impl Adapters {
 
     /// The currency `integration`'s store keeps its prices in ([`StoreAdapter::shop_currency`]),
     /// asked at most every [`CURRENCY_KEPT`]. `None` when the store has none to give or cannot
-    /// be asked now (logged): a push is not held up by the question.
+    /// be asked now (logged, and not asked again for [`CURRENCY_UNKNOWN_KEPT`]): pushes go on
+    /// unchecked rather than be held up by the question.
     pub async fn shop_currency(
         &self,
         adapter: &dyn StoreAdapter,
@@ -307,24 +312,23 @@ impl Adapters {
         let known = |cache: &Currencies| {
             cache
                 .get(&integration.id)
-                .filter(|(_, asked)| asked.elapsed() < CURRENCY_KEPT)
+                .filter(|(_, until)| Instant::now() < *until)
                 .map(|(currency, _)| currency.clone())
         };
         if let Some(known) = known(&self.currencies.lock().unwrap_or_else(|e| e.into_inner())) {
             return known;
         }
-        match adapter.shop_currency(integration).await {
-            Ok(currency) => {
-                let mut cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
-                cache.insert(integration.id, (currency.clone(), Instant::now()));
-                currency
-            }
+        let (currency, kept) = match adapter.shop_currency(integration).await {
+            Ok(currency) => (currency, CURRENCY_KEPT),
             Err(err) => {
                 tracing::warn!(integration_id = integration.id, error = %err,
                     "the store's currency is unknown: amounts pushed unchecked");
-                None
+                (None, CURRENCY_UNKNOWN_KEPT)
             }
-        }
+        };
+        let mut cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(integration.id, (currency.clone(), Instant::now() + kept));
+        currency
     }
 
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.

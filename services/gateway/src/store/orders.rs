@@ -4,7 +4,7 @@
 //! its `WatchOrders` event in the same transaction; webhook deliveries by the store's delivery
 //! id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use diesel::QueryableByName;
@@ -134,7 +134,8 @@ async fn record_deliveries(
         .collect())
 }
 
-/// The state of an order stored last (its `tracking.gateway.v1.Order`), if any.
+/// The order's latest state (its `tracking.gateway.v1.Order`), if any: the one the store changed
+/// last, else (no store times) the one stored last.
 pub async fn latest(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
@@ -149,7 +150,7 @@ pub async fn latest(
     let rows: Vec<Body> = tracking_db::prepared(
         "select body from orders
          where brand_id = $1 and integration_id = $2 and store_order_id = $3
-         order by id desc limit 1",
+         order by store_updated_at desc nulls last, id desc limit 1",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
@@ -256,46 +257,64 @@ async fn insert(
             row.total_minor,
         )
     };
-    let mut new: HashSet<(i64, String, String, i64, i64)> =
-        inserted.into_iter().map(version).collect();
-    // A state stored before (not by this group) that the store changed later than the order's
-    // latest state may be a return to it.
-    let returning: Vec<usize> = (0..rows.len())
-        .filter(|&n| {
-            let (incoming, _) = rows[n];
-            incoming.order.updated_at.is_some()
-                && !new.contains(&(
-                    incoming.integration_id,
-                    incoming.order.store_order_id.clone(),
-                    incoming.order.status.as_str().to_owned(),
-                    incoming.order.refunded_minor,
-                    incoming.order.total_minor,
-                ))
-        })
-        .collect();
-    if !returning.is_empty() {
-        new.extend(
-            revisits(conn, &returning, &rows, &bodies)
-                .await?
-                .into_iter()
-                .map(version),
-        );
-    }
-    let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
-    let mut published = vec![false; orders.len()];
-    let mut events = Vec::with_capacity(new.len());
-    // Published in the order they came (sorted only to be inserted): without the store's time,
-    // attribution takes the later of two edits of an order by arrival.
-    for (n, (incoming, source)) in orders.iter().enumerate() {
-        let version = (
+    let tuple = |incoming: &Incoming| {
+        (
             incoming.integration_id,
             incoming.order.store_order_id.clone(),
             incoming.order.status.as_str().to_owned(),
             incoming.order.refunded_minor,
             incoming.order.total_minor,
+        )
+    };
+    // Which rows (sorted) were stored: of the same state twice in the group, the first (the sort
+    // is stable, so the first to come).
+    let mut new: HashSet<(i64, String, String, i64, i64)> =
+        inserted.into_iter().map(version).collect();
+    let mut stored: Vec<bool> = rows.iter().map(|(i, _)| new.remove(&tuple(i))).collect();
+    // A row not stored (its state was, before or earlier in the group) that the store changed
+    // later than the order's latest state may be a return to it. Only the latest such row of
+    // each order is looked at: the statement cannot see its own rows, and the order's state is
+    // its latest one.
+    let mut latest_per_order: HashMap<(i64, &str), usize> = HashMap::new();
+    for (n, (incoming, _)) in rows.iter().enumerate() {
+        let Some(at) = incoming.order.updated_at.filter(|_| !stored[n]) else {
+            continue;
+        };
+        let order = (
+            incoming.integration_id,
+            incoming.order.store_order_id.as_str(),
         );
-        if new.remove(&version) {
-            published[n] = true;
+        let later = latest_per_order
+            .get(&order)
+            .is_none_or(|&m| rows[m].0.order.updated_at.is_some_and(|seen| at >= seen));
+        if later {
+            latest_per_order.insert(order, n);
+        }
+    }
+    let mut returning: Vec<usize> = latest_per_order.into_values().collect();
+    returning.sort_unstable();
+    if !returning.is_empty() {
+        let revisited: HashSet<_> = revisits(conn, &returning, &rows, &bodies)
+            .await?
+            .into_iter()
+            .map(version)
+            .collect();
+        for n in returning {
+            stored[n] = revisited.contains(&tuple(rows[n].0));
+        }
+    }
+    let received_at = prost_types::Timestamp::from(std::time::SystemTime::now());
+    let mut published = vec![false; orders.len()];
+    for (sorted_at, &n) in sorted.iter().enumerate() {
+        published[n] = stored[sorted_at];
+    }
+    // Published in the order they came (sorted only to be inserted): without the store's time,
+    // attribution takes the later of two edits of an order by arrival.
+    let events: Vec<NewEvent> = orders
+        .iter()
+        .zip(&published)
+        .filter(|(_, published)| **published)
+        .map(|((incoming, source), _)| {
             let event = pb::OrderEvent {
                 seq: 0,
                 brand_id: incoming.brand_id,
@@ -304,21 +323,22 @@ async fn insert(
                 received_at: Some(received_at),
                 report_row: None,
             };
-            events.push(NewEvent {
+            NewEvent {
                 brand_id: incoming.brand_id,
                 kind: "order",
                 payload: event.encode_to_vec(),
-            });
-        }
-    }
+            }
+        })
+        .collect();
     tracking_events::append(conn, &events).await?;
     Ok(published)
 }
 
-/// Stores again, as a revisit, each of `rows[n]` for `n` in `returning` (states stored before)
-/// that brings its order back to that state: the store changed it later than the order's latest
-/// state (by the store's time), which is another state. An old state arriving late, or a row
-/// without the store's time, is no revisit. What it stored.
+/// Stores again, as a revisit, each of `rows[n]` for `n` in `returning` (states stored before,
+/// or earlier in the group; at most one row of an order) that brings its order back to that
+/// state: the store changed it later than the order's latest state (by the store's time), which
+/// is another state. An old state arriving late, or a row without the store's time, is no
+/// revisit. What it stored.
 async fn revisits(
     conn: &mut AsyncPgConnection,
     returning: &[usize],

@@ -485,7 +485,11 @@ where
         .await;
     match loaded {
         Ok(rows) => Ok(to_codes(rows)?.into_iter().next()),
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(None),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+            if info.constraint_name() == Some("codes_integration_code") =>
+        {
+            Ok(None)
+        }
         Err(err) => Err(err.into()),
     }
 }
