@@ -427,6 +427,35 @@ fn shopify_order(financial_status: &str, refunds: &[&str]) -> Value {
     order
 }
 
+/// Delivers a signed Shopify webhook of `topic` to `integration`'s intake: the answer's body.
+async fn deliver_shopify(
+    suite: &Suite,
+    integration: i64,
+    topic: &str,
+    id: &str,
+    body: Vec<u8>,
+) -> String {
+    let signature = sign(b"whsec_test_secret", &body);
+    let headers = [
+        ("x-shopify-topic", topic),
+        ("x-shopify-webhook-id", id),
+        ("x-shopify-shop-domain", "test-shop.myshopify.com"),
+        ("x-shopify-hmac-sha256", signature.as_str()),
+    ];
+    let target = format!("/webhooks/shopify/{integration}");
+    suite.http("POST", &target, &headers, &body).await.text()
+}
+
+/// A Shopify `refunds/create` body for the fixture's order: refund `id`, made at `created_at`,
+/// `amount` HKD back.
+fn shopify_refund(id: u64, created_at: &str, amount: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "id": id, "order_id": 6_200_407_294_252_u64,
+        "created_at": created_at,
+        "transactions": [{ "id": id + 6, "kind": "refund", "status": "success",
+            "amount": amount, "currency": "HKD" }] }))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[tokio::test]
 async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
     // What the store holds; the test moves it on as refunds are made.
@@ -447,28 +476,10 @@ async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
     let base = serve(store).await;
     let suite = Suite::start().await;
     let integration = register(&suite, Provider::Shopify, &base).await;
-    let target = format!("/webhooks/shopify/{integration}");
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
-        let target = target.clone();
-        let suite = &suite;
-        async move {
-            let signature = sign(b"whsec_test_secret", &body);
-            let headers = [
-                ("x-shopify-topic", topic),
-                ("x-shopify-webhook-id", id),
-                ("x-shopify-shop-domain", "test-shop.myshopify.com"),
-                ("x-shopify-hmac-sha256", signature.as_str()),
-            ];
-            suite.http("POST", &target, &headers, &body).await.text()
-        }
+        deliver_shopify(&suite, integration, topic, id, body)
     };
-    let refund = |amount: &str| {
-        serde_json::to_vec(&json!({ "id": 1, "order_id": 6_200_407_294_252_u64,
-            "created_at": "2025-01-25T10:00:00+08:00",
-            "transactions": [{ "id": 7, "kind": "refund", "status": "success",
-                "amount": amount, "currency": "HKD" }] }))
-        .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let refund = |amount: &str| shopify_refund(1, "2025-01-25T10:00:00+08:00", amount);
     let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         deliver("orders/paid", "d-paid", paid).await,
@@ -549,27 +560,8 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
     let base = serve(store).await;
     let suite = Suite::start().await;
     let integration = register(&suite, Provider::Shopify, &base).await;
-    let target = format!("/webhooks/shopify/{integration}");
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
-        let target = target.clone();
-        let suite = &suite;
-        async move {
-            let signature = sign(b"whsec_test_secret", &body);
-            let headers = [
-                ("x-shopify-topic", topic),
-                ("x-shopify-webhook-id", id),
-                ("x-shopify-shop-domain", "test-shop.myshopify.com"),
-                ("x-shopify-hmac-sha256", signature.as_str()),
-            ];
-            suite.http("POST", &target, &headers, &body).await.text()
-        }
-    };
-    let refund = |id: u64, created_at: &str, amount: &str| {
-        serde_json::to_vec(&json!({ "id": id, "order_id": 6_200_407_294_252_u64,
-            "created_at": created_at,
-            "transactions": [{ "id": id + 6, "kind": "refund", "status": "success",
-                "amount": amount, "currency": "HKD" }] }))
-        .unwrap_or_else(|e| panic!("{e}"))
+        deliver_shopify(&suite, integration, topic, id, body)
     };
     // The fixture: paid, 186.90 HKD, last changed at 2025-01-24T04:10:16Z.
     let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
@@ -578,20 +570,20 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
         (
             "refunds/create",
             "d-r1",
-            refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
+            shopify_refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
             "accepted",
         ),
         (
             "refunds/create",
             "d-r2",
-            refund(2, "2025-01-26T10:00:00+08:00", "30.00"),
+            shopify_refund(2, "2025-01-26T10:00:00+08:00", "30.00"),
             "accepted",
         ),
         // Made before the state stored last: in it already.
         (
             "refunds/create",
             "d-r3",
-            refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
+            shopify_refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
             "duplicate",
         ),
         // The rest, a cent more than is left (refunds rounded into the shop's currency): the
@@ -599,7 +591,7 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
         (
             "refunds/create",
             "d-r4",
-            refund(4, "2025-01-27T10:00:00+08:00", "106.91"),
+            shopify_refund(4, "2025-01-27T10:00:00+08:00", "106.91"),
             "accepted",
         ),
     ];
