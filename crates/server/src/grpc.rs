@@ -692,7 +692,15 @@ where
                     admitted.permits = [None, None];
                 }
                 let quiet = (!follows && !is_exempt(&method)).then(|| Quiet::new(quiet_limit));
-                let mut response = result?;
+                let mut response = match result {
+                    Ok(response) => response,
+                    Err(err) => {
+                        if let Some(unsettled) = unanswered.0.take() {
+                            unsettled.settle("Unknown");
+                        }
+                        return Err(err);
+                    }
+                };
                 unparseable_is_invalid_argument(response.headers_mut());
                 let unsettled = unanswered.0.take();
                 if let Some(unsettled) = &unsettled {

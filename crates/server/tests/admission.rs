@@ -557,8 +557,10 @@ async fn a_stream_of_bounded_work_that_sends_nothing_for_the_deadline_is_ended()
 
 #[tokio::test]
 async fn a_stream_is_counted_by_the_status_it_ends_with() {
+    // The streams end 2 s after their first message: long enough for the test to look before
+    // the end, and for a client's reset to arrive before it.
     let (addr, shutdown, metrics) =
-        start(16, Duration::from_secs(10), Duration::from_millis(300)).await;
+        start(16, Duration::from_secs(10), Duration::from_secs(2)).await;
     let counted = |code: &str, n: u32| {
         format!(r#"tracking_grpc_requests_total{{method="/test.Slow/Export",code="{code}"}} {n}"#)
     };

@@ -506,7 +506,8 @@ impl Intake {
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
     }
 
-    /// A Shopify refund of an order the store no longer shows: the order after it, from its
+    /// A Shopify refund of an order the store no longer shows (or sends in a shape the gateway
+    /// cannot read: [`fetch`](Self::fetch) answers `None` for both): the order after it, from its
     /// latest stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
     /// none or it cannot be told. The state is read outside the group commit that stores the
     /// result: of two such refunds of one order taken in at once, the later stored misses the

@@ -319,7 +319,11 @@ impl Adapters {
             return known;
         }
         let (currency, kept) = match adapter.shop_currency(integration).await {
-            Ok(currency) => (currency, CURRENCY_KEPT),
+            // An empty answer says nothing: every amount would be refused against it.
+            Ok(currency) => (
+                currency.filter(|code| !code.trim().is_empty()),
+                CURRENCY_KEPT,
+            ),
             Err(err) => {
                 tracing::warn!(integration_id = integration.id, error = %err,
                     "the store's currency is unknown: amounts pushed unchecked");

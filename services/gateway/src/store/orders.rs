@@ -190,8 +190,8 @@ pub async fn delivery_seen(
 
 /// One multi-row insert for the whole group; rows go in sorted by their version key so that
 /// concurrent groups sharing orders take the unique index in the same order (no deadlocks).
-/// Per input order, whether it was a new state (stored and published); the same state twice in
-/// one group is new only the first time.
+/// Per input order, whether it was a new state (stored and published): the same state twice in
+/// one group is new the first time, and again only as a return to it ([`revisits`]).
 async fn insert(
     conn: &mut AsyncPgConnection,
     orders: &[(&Incoming, pb::OrderSource)],
