@@ -55,6 +55,8 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         order_poll_interval: Duration::from_millis(500),
         // Tests import Amazon reports explicitly (ImportAmazonReport).
         amazon_report_interval: Duration::from_secs(3600),
+        // The tests' stores answer on 127.0.0.1.
+        local_stores: true,
         tls: tracking_server::tls::TlsArgs::default(),
     }
 }

@@ -56,6 +56,11 @@ pub struct GatewayArgs {
     /// imported (again: Amazon revises them).
     #[arg(long, env = "TRACKING_AMAZON_REPORT_INTERVAL", default_value = "1h", value_parser = tracking_server::parse_duration)]
     pub amazon_report_interval: std::time::Duration,
+    /// Whether stores on this machine or a private network may be registered (a `base_url` such
+    /// as `http://127.0.0.1:8089` or `https://10.0.0.5`: test stores, a local proxy). Default: on
+    /// in trackd (a local suite), off in the gateway service.
+    #[arg(long, env = "TRACKING_LOCAL_STORES")]
+    pub local_stores: Option<bool>,
 }
 
 /// The authenticated gRPC service, ready for the server kit.
@@ -89,6 +94,7 @@ pub async fn start(
     sealer: Sealer,
     order_poll_interval: std::time::Duration,
     amazon_report_interval: std::time::Duration,
+    local_stores: bool,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Started> {
     tracking_db::migrate(database_url, SCHEMA, MIGRATIONS).await?;
@@ -101,7 +107,10 @@ pub async fn start(
         SCHEMA,
         pool.planned_once(intake::SHARING.workers),
     )?;
-    let adapters = adapters::AdapterConfig::new(sealer.customer_key().to_vec());
+    let adapters = adapters::AdapterConfig {
+        local_stores,
+        ..adapters::AdapterConfig::new(sealer.customer_key().to_vec())
+    };
     let gateway = Gateway::new(db.clone(), commits, sealer, adapters, shutdown.clone())?;
     let rounds = vec![
         tokio::spawn(poller::run(

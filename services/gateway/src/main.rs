@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
                 sealer,
                 args.gateway.order_poll_interval,
                 args.gateway.amazon_report_interval,
+                args.gateway.local_stores.unwrap_or(false),
                 ctx.shutdown,
             )
             .await?;

@@ -427,6 +427,7 @@ impl ProviderGateway for Gateway {
             &req.base_url,
             credentials,
             &req.webhook_secret,
+            self.adapters.local_stores(),
         )?;
         let plaintext =
             serde_json::to_vec(&new.credentials).map_err(tracking_server::status::internal)?;

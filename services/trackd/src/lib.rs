@@ -40,6 +40,8 @@ pub struct SuiteConfig {
     pub order_poll_interval: Duration,
     /// How often Amazon Ads integrations' recent report days are imported.
     pub amazon_report_interval: Duration,
+    /// Whether stores on this machine or a private network may be registered.
+    pub local_stores: bool,
     /// Optional TLS for gRPC (off by default).
     pub tls: tracking_server::tls::TlsArgs,
 }
@@ -92,6 +94,7 @@ impl Suite {
             sealer,
             config.order_poll_interval,
             config.amazon_report_interval,
+            config.local_stores,
             shutdown.clone(),
         )
         .await?;

@@ -102,6 +102,8 @@ async fn main() -> anyhow::Result<()> {
         mint_pushers: args.mint_pushers,
         order_poll_interval: args.gateway.order_poll_interval,
         amazon_report_interval: args.gateway.amazon_report_interval,
+        // A local suite: its test stores and proxies are on this machine.
+        local_stores: args.gateway.local_stores.unwrap_or(true),
         tls: args.server.tls.clone(),
     };
     let suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;

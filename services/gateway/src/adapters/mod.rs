@@ -250,14 +250,19 @@ pub struct AdapterConfig {
     /// Keys the hash of customers' emails in orders read from stores (see
     /// [`customer_hash`](crate::webhooks::customer_hash)); webhooks must use the same key.
     pub customer_key: Vec<u8>,
+    /// Whether stores on this machine or a private network may be registered (test stores, a
+    /// local proxy): see [`NewIntegration::validate`](crate::domain::integration::NewIntegration::validate).
+    pub local_stores: bool,
 }
 
 impl AdapterConfig {
-    /// Default HTTP settings (10 s timeout, 4 attempts, 4 calls at once per integration).
+    /// Default HTTP settings (10 s timeout, 4 attempts, 4 calls at once per integration), no
+    /// local stores.
     pub fn new(customer_key: Vec<u8>) -> Self {
         Self {
             http: http::HttpConfig::default(),
             customer_key,
+            local_stores: false,
         }
     }
 }
@@ -272,6 +277,7 @@ pub struct Adapters {
     magento: magento::Magento,
     amazon: amazon::AmazonAttribution,
     currencies: Arc<Mutex<Currencies>>,
+    local_stores: bool,
 }
 
 /// Each integration's currency as its store last gave it (`None`: it has none, or could not be
@@ -297,7 +303,13 @@ impl Adapters {
             magento: magento::Magento::new(http.clone(), customer_key),
             amazon: amazon::AmazonAttribution::new(http),
             currencies: Arc::default(),
+            local_stores: config.local_stores,
         })
+    }
+
+    /// Whether stores on this machine or a private network may be registered.
+    pub fn local_stores(&self) -> bool {
+        self.local_stores
     }
 
     /// The currency `integration`'s store keeps its prices in ([`StoreAdapter::shop_currency`]),

@@ -23,7 +23,8 @@ const MAX_NAME: usize = 200;
 const MAX_CREDENTIAL: usize = 4096;
 
 impl NewIntegration {
-    /// Checks the registration against the provider's connection requirements.
+    /// Checks the registration against the provider's connection requirements. A `base_url` on
+    /// this machine or a private network is taken only with `local_stores` ([`is_store_url`]).
     pub fn validate(
         provider: Provider,
         name: &str,
@@ -31,6 +32,7 @@ impl NewIntegration {
         base_url: &str,
         credentials: BTreeMap<String, String>,
         webhook_secret: &str,
+        local_stores: bool,
     ) -> Result<NewIntegration, Error> {
         let caps = capabilities(provider)
             .ok_or_else(|| Error::invalid("provider", "must be set to a known provider"))?;
@@ -60,12 +62,17 @@ impl NewIntegration {
         }
 
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
-        if (conn.requires_base_url || !base_url.is_empty()) && !is_store_url(&base_url) {
+        if (conn.requires_base_url || !base_url.is_empty())
+            && !is_store_url(&base_url, local_stores)
+        {
+            let local = if local_stores {
+                "plain http only to this machine: 127.0.0.1, localhost"
+            } else {
+                "not on this machine or a private network: this gateway takes no local stores"
+            };
             return Err(Error::invalid(
                 "base_url",
-                format!(
-                    "{provider_name} needs the store's https base URL (plain http only to this machine: 127.0.0.1, localhost)"
-                ),
+                format!("{provider_name} needs the store's https base URL ({local})"),
             ));
         }
 
@@ -150,8 +157,10 @@ fn is_shopify_domain(domain: &str) -> bool {
 }
 
 /// An https URL; plain http only to a loopback host (test stores, a local proxy): credentials
-/// sent in the clear across a network would be anyone's.
-fn is_store_url(url: &str) -> bool {
+/// sent in the clear across a network would be anyone's. A host on this machine or a private
+/// network only with `local_stores`: otherwise a brand could have the gateway call the services
+/// beside it (named by address; a name that resolves to one is not caught here).
+fn is_store_url(url: &str, local_stores: bool) -> bool {
     let (rest, secure) = match url.strip_prefix("https://") {
         Some(rest) => (rest, true),
         None => match url.strip_prefix("http://") {
@@ -164,14 +173,39 @@ fn is_store_url(url: &str) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.split(':').next().unwrap_or_default(),
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let loopback = host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
+    let local = loopback || host.ends_with(".localhost") || ip.is_some_and(is_local_address);
     !host.is_empty()
         && !rest.contains(char::is_whitespace)
         && url.len() <= 2048
         && (secure || loopback)
+        && (local_stores || !local)
+}
+
+/// An address of this machine or of a private network: loopback, unspecified, private (RFC 1918,
+/// IPv6 unique local), shared (RFC 6598), link-local (cloud metadata services live there), also
+/// written as an IPv4-mapped IPv6 address.
+fn is_local_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let v4 = |ip: std::net::Ipv4Addr| {
+        let [a, b, ..] = ip.octets();
+        ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_private()
+            || ip.is_link_local()
+            || (a == 100 && (64..128).contains(&b))
+    };
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unique_local()
+                || ip.is_unicast_link_local()
+                || ip.to_ipv4_mapped().is_some_and(v4)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +235,7 @@ mod tests {
             "",
             creds(&[("access_token", "shpat_x")]),
             "whsec-123456",
+            false,
         );
         assert!(ok.is_ok_and(|i| i.shop_domain == "my-shop.myshopify.com"));
         let no_domain = NewIntegration::validate(
@@ -210,6 +245,7 @@ mod tests {
             "",
             creds(&[("access_token", "x")]),
             "whsec-123456",
+            false,
         );
         assert_eq!(field_of(no_domain), "shop_domain");
         let no_token = NewIntegration::validate(
@@ -219,6 +255,7 @@ mod tests {
             "",
             creds(&[]),
             "whsec-123456",
+            false,
         );
         assert_eq!(field_of(no_token), "credentials.access_token");
     }
@@ -232,6 +269,7 @@ mod tests {
             "",
             creds(&[("password", "x")]),
             "",
+            false,
         );
         assert_eq!(field_of(unknown), "credentials.password");
         let bad_url = NewIntegration::validate(
@@ -241,10 +279,11 @@ mod tests {
             "ftp://store",
             creds(&[("access_token", "x")]),
             "",
+            false,
         );
         assert_eq!(field_of(bad_url), "base_url");
         // Credentials go to the store in every call: over https, or to this machine.
-        let magento = |url: &str| {
+        let magento = |url: &str, local_stores: bool| {
             NewIntegration::validate(
                 Provider::Magento,
                 "m",
@@ -252,6 +291,7 @@ mod tests {
                 url,
                 creds(&[("access_token", "x")]),
                 "",
+                local_stores,
             )
         };
         for plain in [
@@ -259,18 +299,42 @@ mod tests {
             "http://10.0.0.5:8080",
             "http://169.254.169.254",
         ] {
-            assert_eq!(field_of(magento(plain)), "base_url", "{plain}");
+            for local_stores in [false, true] {
+                let refused = field_of(magento(plain, local_stores));
+                assert_eq!(refused, "base_url", "{plain}");
+            }
         }
-        for fine in [
-            "https://shop.example.com/rest",
+        // This machine and private networks only where local stores are taken (trackd, tests):
+        // a gateway beside other services would call them for any brand.
+        for local in [
             "http://127.0.0.1:8089",
             "http://localhost:9000",
             "http://[::1]:9000",
+            "https://127.0.0.1",
+            "https://10.0.0.5/rest",
+            "https://172.16.4.1",
+            "https://192.168.1.10",
+            "https://169.254.169.254",
+            "https://100.64.0.1",
+            "https://0.0.0.0",
+            "https://[fd00::1]",
+            "https://[fe80::1]",
+            "https://[::ffff:10.0.0.5]",
+            "https://admin.localhost",
         ] {
-            assert!(magento(fine).is_ok(), "{fine}");
+            assert!(magento(local, true).is_ok(), "{local}");
+            assert_eq!(field_of(magento(local, false)), "base_url", "{local}");
+        }
+        for public in [
+            "https://shop.example.com/rest",
+            "https://93.184.216.34",
+            "https://100.128.0.1",
+            "https://[2606:4700::1111]",
+        ] {
+            assert!(magento(public, false).is_ok(), "{public}");
         }
         let unspecified =
-            NewIntegration::validate(Provider::Unspecified, "x", "", "", creds(&[]), "");
+            NewIntegration::validate(Provider::Unspecified, "x", "", "", creds(&[]), "", false);
         assert_eq!(field_of(unspecified), "provider");
     }
 }
