@@ -161,26 +161,31 @@ fn is_shopify_domain(domain: &str) -> bool {
 /// network only with `local_stores`: otherwise a brand could have the gateway call the services
 /// beside it (named by address; a name that resolves to one is not caught here).
 fn is_store_url(url: &str, local_stores: bool) -> bool {
-    let (rest, secure) = match url.strip_prefix("https://") {
-        Some(rest) => (rest, true),
-        None => match url.strip_prefix("http://") {
-            Some(rest) => (rest, false),
-            None => return false,
-        },
+    if url.len() > 2048 || url.contains(char::is_whitespace) {
+        return false;
+    }
+    // Read as the HTTP client reads it: user info, letter case and the other spellings of an
+    // address (`2130706433`, `0x7f.1`, `[::ffff:7f00:1]`) cannot pass for another host.
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
+    let secure = match parsed.scheme() {
+        "https" => true,
+        "http" => false,
+        _ => return false,
     };
-    let ip = host.parse::<std::net::IpAddr>().ok();
-    let loopback = host == "localhost" || ip.is_some_and(|ip| ip.is_loopback());
-    let local = loopback || host.ends_with(".localhost") || ip.is_some_and(is_local_address);
-    !host.is_empty()
-        && !rest.contains(char::is_whitespace)
-        && url.len() <= 2048
-        && (secure || loopback)
-        && (local_stores || !local)
+    let Some(host) = parsed.host_str().filter(|host| !host.is_empty()) else {
+        return false;
+    };
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok();
+    let name = host.trim_end_matches('.');
+    let loopback = name == "localhost" || ip.is_some_and(|ip| ip.to_canonical().is_loopback());
+    let local = loopback || name.ends_with(".localhost") || ip.is_some_and(is_local_address);
+    (secure || loopback) && (local_stores || !local)
 }
 
 /// An address of this machine or of a private network: loopback, unspecified, private (RFC 1918,
@@ -321,6 +326,11 @@ mod tests {
             "https://[fe80::1]",
             "https://[::ffff:10.0.0.5]",
             "https://admin.localhost",
+            "https://LOCALHOST.",
+            "https://2130706433",
+            "https://0x7f.1",
+            "https://user@10.0.0.5",
+            "https://[::ffff:7f00:1]",
         ] {
             assert!(magento(local, true).is_ok(), "{local}");
             assert_eq!(field_of(magento(local, false)), "base_url", "{local}");
