@@ -446,6 +446,18 @@ async fn deliver_shopify(
     suite.http("POST", &target, &headers, &body).await.text()
 }
 
+/// The first `n` order events' status and refunded amount.
+async fn refunds_published(suite: &Suite, n: usize) -> Vec<(OrderStatus, i64)> {
+    events(suite, n)
+        .await
+        .iter()
+        .map(|e| {
+            let order = e.order.clone().unwrap_or_default();
+            (order.status(), order.refunded_minor)
+        })
+        .collect()
+}
+
 /// A Shopify `refunds/create` body for the fixture's order: refund `id`, made at `created_at`,
 /// `amount` HKD back.
 fn shopify_refund(id: u64, created_at: &str, amount: &str) -> Vec<u8> {
@@ -521,16 +533,8 @@ async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
         r#"{"status":"duplicate"}"#
     );
 
-    let states: Vec<(OrderStatus, i64)> = events(&suite, 3)
-        .await
-        .iter()
-        .map(|e| {
-            let order = e.order.clone().unwrap_or_default();
-            (order.status(), order.refunded_minor)
-        })
-        .collect();
     assert_eq!(
-        states,
+        refunds_published(&suite, 3).await,
         [
             (OrderStatus::Paid, 0),
             (OrderStatus::PartiallyRefunded, 8_000),
@@ -603,16 +607,8 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
         );
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 4, "the store asked first");
-    let states: Vec<(OrderStatus, i64)> = events(&suite, 4)
-        .await
-        .iter()
-        .map(|e| {
-            let order = e.order.clone().unwrap_or_default();
-            (order.status(), order.refunded_minor)
-        })
-        .collect();
     assert_eq!(
-        states,
+        refunds_published(&suite, 4).await,
         [
             (OrderStatus::Paid, 0),
             (OrderStatus::PartiallyRefunded, 5_000),
