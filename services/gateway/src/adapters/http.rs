@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::AdapterError;
 use crate::crypto::Sealer;
+use crate::domain::integration::is_local_address;
 use crate::store::IntegrationRow;
 
 /// Settings of the outbound calls to stores.
@@ -34,6 +35,10 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// Calls in flight at once to one integration's store.
     pub concurrency_per_integration: usize,
+    /// Whether stores on this machine or a private network may be called. Without, a call to
+    /// such an address, or to a name that resolves only to such addresses (now, or after it was
+    /// registered), is refused before it is made.
+    pub local_stores: bool,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +49,7 @@ impl Default for HttpConfig {
             backoff: Duration::from_millis(250),
             max_wait: Duration::from_secs(30),
             concurrency_per_integration: 4,
+            local_stores: false,
         }
     }
 }
@@ -100,6 +106,31 @@ impl Reply {
     }
 }
 
+/// Resolves store names to the addresses that are neither on this machine nor on a private
+/// network: a name that resolves only to such addresses fails to connect, whatever it resolved to
+/// when it was registered.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| !is_local_address(addr.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to addresses on this machine or a private network"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// The shared HTTP machinery of the store adapters. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct StoreHttp {
@@ -112,6 +143,8 @@ pub struct StoreHttp {
 /// What one attempt came to.
 enum Attempt {
     Done(Reply),
+    /// Not made: the store is on this machine or a private network ([`HttpConfig::local_stores`]).
+    Local(String),
     /// Worth another attempt, after at least `wait` when the store said how long.
     Retry {
         why: String,
@@ -121,10 +154,14 @@ enum Attempt {
 
 impl StoreHttp {
     pub fn new(config: HttpConfig, sealer: Sealer) -> Result<Self, AdapterError> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            .user_agent(concat!("tracking-gateway/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("tracking-gateway/", env!("CARGO_PKG_VERSION")));
+        if !config.local_stores {
+            client = client.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = client
             .build()
             .map_err(|err| AdapterError::Unavailable(format!("http client: {err}")))?;
         Ok(Self {
@@ -210,6 +247,12 @@ impl StoreHttp {
                 self.attempt(build(&self.client)).await
             };
             let (why, wait) = match outcome {
+                Attempt::Local(host) => {
+                    return Err(AdapterError::Misconfigured(format!(
+                        "{store} at {host} is on this machine or a private network, which this \
+                         gateway does not call (--local-stores)"
+                    )));
+                }
                 Attempt::Done(reply) => match throttled(&reply) {
                     Some(wait) => (format!("{store} throttled the call"), Some(wait)),
                     None => return check_auth(reply, store, integration),
@@ -244,7 +287,28 @@ impl StoreHttp {
     }
 
     async fn attempt(&self, request: RequestBuilder) -> Attempt {
-        let response = match request.send().await {
+        let request = match request.build() {
+            Ok(request) => request,
+            Err(err) => {
+                return Attempt::Retry {
+                    why: describe(&err),
+                    wait: None,
+                };
+            }
+        };
+        // An address written in the URL is not resolved: it is checked here. (Names are, by
+        // [`PublicOnly`].)
+        if !self.config.local_stores
+            && let Some(host) = request.url().host_str()
+            && host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(is_local_address)
+        {
+            return Attempt::Local(host.to_owned());
+        }
+        let response = match self.client.execute(request).await {
             Ok(response) => response,
             Err(err) => {
                 return Attempt::Retry {
@@ -439,5 +503,41 @@ mod tests {
             credentials.get("store_hash"),
             Err(AdapterError::Misconfigured(_))
         ));
+    }
+
+    /// Without local stores, neither an address on this machine written in the URL nor a name
+    /// that resolves only to one is called; with them, both are.
+    #[tokio::test]
+    async fn local_stores_are_called_only_where_they_are_taken() {
+        use super::super::mock::{self, MockStore};
+        use tracking_api::common::v1::Provider;
+        let store = MockStore::start(|_| mock::Reply::json(200, serde_json::json!({}))).await;
+        let by_name = store.origin.replace("127.0.0.1", "localhost");
+        for local_stores in [false, true] {
+            let sealer = mock::sealer();
+            let config = HttpConfig {
+                local_stores,
+                ..mock::fast_http()
+            };
+            let http = StoreHttp::new(config, sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
+            for origin in [store.origin.as_str(), by_name.as_str()] {
+                let integration = mock::integration(&sealer, Provider::Magento, origin, &[]);
+                let url = format!("{origin}/rest/V1/directory/currency");
+                let sent = http
+                    .send(&integration, "Magento", |client| client.get(&url))
+                    .await;
+                match (local_stores, sent) {
+                    (true, Ok(reply)) => assert_eq!(reply.status, StatusCode::OK),
+                    (false, Err(AdapterError::Misconfigured(why))) => {
+                        assert!(why.contains("127.0.0.1"), "{why}");
+                    }
+                    (false, Err(AdapterError::Unavailable(why))) => {
+                        assert!(origin.contains("localhost"), "{why}");
+                    }
+                    (_, other) => panic!("{origin} (local stores {local_stores}): {other:?}"),
+                }
+            }
+        }
+        assert_eq!(store.requests().len(), 2, "called only with local stores");
     }
 }

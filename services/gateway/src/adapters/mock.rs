@@ -210,6 +210,8 @@ pub fn fast_http() -> HttpConfig {
         backoff: Duration::from_millis(10),
         max_wait: Duration::from_secs(3),
         concurrency_per_integration: 4,
+        // The mock stores answer on 127.0.0.1.
+        local_stores: true,
     }
 }
 

@@ -293,7 +293,13 @@ pub const CURRENCY_UNKNOWN_KEPT: Duration = Duration::from_secs(60);
 impl Adapters {
     /// Every adapter, sharing one HTTP client; `sealer` opens the integrations' credentials.
     pub fn new(db: Database, sealer: Sealer, config: AdapterConfig) -> Result<Self, AdapterError> {
-        let http = http::StoreHttp::new(config.http, sealer)?;
+        let http = http::StoreHttp::new(
+            http::HttpConfig {
+                local_stores: config.local_stores,
+                ..config.http
+            },
+            sealer,
+        )?;
         let customer_key: Arc<[u8]> = Arc::from(config.customer_key);
         Ok(Self {
             sandbox: sandbox::SandboxStore::new(db.clone()),

@@ -159,7 +159,8 @@ fn is_shopify_domain(domain: &str) -> bool {
 /// An https URL; plain http only to a loopback host (test stores, a local proxy): credentials
 /// sent in the clear across a network would be anyone's. A host on this machine or a private
 /// network only with `local_stores`: otherwise a brand could have the gateway call the services
-/// beside it (named by address; a name that resolves to one is not caught here).
+/// beside it (named by address here; a name that resolves to one is refused when the store is
+/// called, [`crate::adapters::http`]).
 fn is_store_url(url: &str, local_stores: bool) -> bool {
     if url.len() > 2048 || url.contains(char::is_whitespace) {
         return false;
@@ -191,7 +192,7 @@ fn is_store_url(url: &str, local_stores: bool) -> bool {
 /// An address of this machine or of a private network: loopback, unspecified, private (RFC 1918,
 /// IPv6 unique local), shared (RFC 6598), link-local (cloud metadata services live there), also
 /// written as an IPv4-mapped IPv6 address.
-fn is_local_address(ip: std::net::IpAddr) -> bool {
+pub(crate) fn is_local_address(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     let v4 = |ip: std::net::Ipv4Addr| {
         let [a, b, ..] = ip.octets();
