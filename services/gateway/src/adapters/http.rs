@@ -106,6 +106,34 @@ impl Reply {
     }
 }
 
+/// Redirects a store call follows at most (reqwest's own default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Why a store call without local stores may not follow a redirect to `to` after `followed`
+/// redirects, if it may not: a redirect to an address is not resolved, so it is checked as the
+/// first URL is ([`StoreHttp::attempt`]).
+fn refused_redirect(to: &reqwest::Url, followed: usize) -> Option<&'static str> {
+    if to
+        .host_str()
+        .and_then(address)
+        .is_some_and(is_local_address)
+    {
+        Some("a redirect to this machine or a private network")
+    } else if followed >= MAX_REDIRECTS {
+        Some("too many redirects")
+    } else {
+        None
+    }
+}
+
+/// The address a URL's host names, if it is one (`[::1]` included).
+fn address(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
 /// Resolves store names to the addresses that are neither on this machine nor on a private
 /// network: a name that resolves only to such addresses fails to connect, whatever it resolved to
 /// when it was registered.
@@ -159,7 +187,14 @@ impl StoreHttp {
             .connect_timeout(config.timeout)
             .user_agent(concat!("tracking-gateway/", env!("CARGO_PKG_VERSION")));
         if !config.local_stores {
-            client = client.dns_resolver(Arc::new(PublicOnly));
+            client = client.dns_resolver(Arc::new(PublicOnly)).redirect(
+                reqwest::redirect::Policy::custom(|attempt| {
+                    match refused_redirect(attempt.url(), attempt.previous().len()) {
+                        Some(why) => attempt.error(why),
+                        None => attempt.follow(),
+                    }
+                }),
+            );
         }
         let client = client
             .build()
@@ -300,11 +335,7 @@ impl StoreHttp {
         // [`PublicOnly`].)
         if !self.config.local_stores
             && let Some(host) = request.url().host_str()
-            && host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(is_local_address)
+            && address(host).is_some_and(is_local_address)
         {
             return Attempt::Local(host.to_owned());
         }
@@ -539,5 +570,24 @@ mod tests {
             }
         }
         assert_eq!(store.requests().len(), 2, "called only with local stores");
+    }
+
+    #[test]
+    fn redirects_to_local_addresses_are_refused() {
+        let url = |text: &str| reqwest::Url::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        for local in [
+            "http://127.0.0.1/admin",
+            "http://169.254.169.254/latest/meta-data",
+            "https://[::1]/x",
+            "http://2130706433/",
+        ] {
+            assert!(refused_redirect(&url(local), 0).is_some(), "{local}");
+        }
+        let public = url("https://shop.example.com/admin/api");
+        assert_eq!(refused_redirect(&public, 0), None);
+        assert_eq!(
+            refused_redirect(&public, MAX_REDIRECTS),
+            Some("too many redirects")
+        );
     }
 }
