@@ -401,17 +401,10 @@ impl Intake {
         let order = if topic == woocommerce::DELETED {
             // A trashed or deleted order ends as cancelled: its last state, as stored, void.
             let order_id = woocommerce::deleted_order_id(body)?;
-            let mut conn = self.db.conn().await?;
-            let latest =
-                store::orders::latest(&mut conn, integration.brand_id, integration.id, &order_id)
-                    .await?;
-            drop(conn);
-            let Some(latest) = latest else {
+            let Some(mut order) = self.latest_stored(&integration, &order_id).await? else {
                 tracing::info!(order_id, "deletion of an order never seen: nothing to void");
                 return Ok(Outcome::default());
             };
-            let mut order = NormalizedOrder::from_proto(latest, "order")
-                .map_err(|err| ParseError::Invalid(err.to_string()))?;
             order.status = OrderStatus::Cancelled;
             order
         } else if woocommerce::is_order_topic(topic) {
@@ -506,6 +499,23 @@ impl Intake {
         Ok(self.accept(&incoming, pb::OrderSource::Ast, None).await?)
     }
 
+    /// The order's latest stored state ([`store::orders::latest`]), if it was ever stored.
+    async fn latest_stored(
+        &self,
+        integration: &IntegrationRow,
+        order_id: &str,
+    ) -> Result<Option<NormalizedOrder>, Refusal> {
+        let mut conn = self.db.conn().await?;
+        let latest =
+            store::orders::latest(&mut conn, integration.brand_id, integration.id, order_id)
+                .await?;
+        drop(conn);
+        latest
+            .map(|order| NormalizedOrder::from_proto(order, "order"))
+            .transpose()
+            .map_err(|err| ParseError::Invalid(err.to_string()).into())
+    }
+
     /// A Shopify refund of an order the store no longer shows (or sends in a shape the gateway
     /// cannot read: [`fetch`](Self::fetch) answers `None` for both): the order after it, from its
     /// latest stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
@@ -518,20 +528,13 @@ impl Intake {
         order_id: &str,
         refund: &shopify::Refund,
     ) -> Result<Option<NormalizedOrder>, Refusal> {
-        let mut conn = self.db.conn().await?;
-        let latest =
-            store::orders::latest(&mut conn, integration.brand_id, integration.id, order_id)
-                .await?;
-        drop(conn);
-        let Some(latest) = latest else {
+        let Some(stored) = self.latest_stored(integration, order_id).await? else {
             tracing::warn!(
                 order_id,
                 "refund for an order neither the store nor the suite has"
             );
             return Ok(None);
         };
-        let stored = NormalizedOrder::from_proto(latest, "order")
-            .map_err(|err| ParseError::Invalid(err.to_string()))?;
         match shopify::refunded_from_stored(stored, refund) {
             Ok(Some(order)) => {
                 tracing::info!(
