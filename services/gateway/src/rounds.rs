@@ -40,12 +40,14 @@ pub struct Job {
 }
 
 /// What a job's rounds in this replica share: the name their leases are held under, the
-/// integrations a round has taken and not finished (another round leaves them to it), and the
-/// places for work at once ([`AT_ONCE`]).
+/// integrations a round has taken and not finished (another round leaves them to it), the
+/// places for work at once ([`AT_ONCE`]), and the claims in flight (each holds a read of
+/// `claims`; shutdown takes the write, so it gives the leases back after the last claim ends).
 pub struct Rounds {
     holder: String,
     taken: Mutex<HashSet<i64>>,
     places: tokio::sync::Semaphore,
+    claims: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Default for Rounds {
@@ -54,6 +56,7 @@ impl Default for Rounds {
             holder: holder_name(),
             taken: Mutex::default(),
             places: tokio::sync::Semaphore::new(AT_ONCE),
+            claims: Arc::default(),
         }
     }
 }
@@ -81,6 +84,34 @@ impl Rounds {
             rounds: self.clone(),
             integration_id,
         })
+    }
+
+    /// [`claim`]s `lease` on a task of its own, which runs to its end even if the round is
+    /// dropped (at shutdown): a claim dropped while its statement is at the database could
+    /// commit after [`run`] gave the leases back, and hold the lease for five intervals.
+    async fn claim(
+        &self,
+        db: &Database,
+        lease: &Lease<'_>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Option<serde_json::Value>>, DbError> {
+        let in_flight = self.claims.clone().read_owned().await;
+        let (db, job, brand_id, integration_id) =
+            (db.clone(), lease.job, lease.brand_id, lease.integration_id);
+        let holder = lease.holder.to_owned();
+        let claimed = tokio::spawn(async move {
+            let _in_flight = in_flight;
+            let lease = Lease {
+                job,
+                brand_id,
+                integration_id,
+                holder: &holder,
+            };
+            claim(&db, &lease, until).await
+        });
+        claimed
+            .await
+            .map_err(|err| DbError::Other(format!("{} lease claim: {err}", job.name)))?
     }
 }
 
@@ -128,6 +159,7 @@ pub async fn run<F, Fut>(
         }
     }
     drop(rounds);
+    let _claims_ended = shared.claims.write().await;
     match give_back_all(db, job, &shared.holder).await {
         Ok(0) => {}
         Ok(given) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
@@ -181,7 +213,8 @@ where
                 integration_id: id,
                 holder,
             };
-            let Some(progress) = claim(db, &lease, Utc::now() + term).await? else {
+            let claimed = taken.rounds.claim(db, &lease, Utc::now() + term).await?;
+            let Some(progress) = claimed else {
                 return Ok(false);
             };
             let progress = progress.and_then(|value| match serde_json::from_value(value) {
@@ -603,6 +636,86 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(leased_until(&db, JOB, slow.id).await, None);
+        assert_eq!(claim(&db, &other, until).await.ok(), Some(Some(None)));
+    }
+
+    /// How many statements on `integration_jobs` wait for a lock.
+    async fn claims_waiting(db: &Database) -> i64 {
+        #[derive(QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let row: Waiting = diesel::sql_query(
+            "select count(*) as n from pg_stat_activity
+             where datname = current_database() and wait_event_type = 'Lock'
+               and query like 'insert into integration_jobs%'",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        row.n
+    }
+
+    #[tokio::test]
+    async fn a_claim_at_the_database_at_shutdown_ends_before_the_leases_are_given_back() {
+        use diesel_async::SimpleAsyncConnection;
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let integration = integration(&db, 1, Provider::Magento).await;
+        // Another session is inserting the same lease row: the round's claim waits for it at
+        // the database.
+        let mut blocker = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        blocker
+            .batch_execute(&format!(
+                "begin; insert into integration_jobs (brand_id, integration_id, job, holder)
+                 values (1, {}, '{}', 'blocker')",
+                integration.id, JOB.name
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let work = |_: IntegrationRow, _: Option<u32>| async { Ok::<u32, &str>(1) };
+        // Leases of five seconds: one left held would still be held when checked.
+        let every = Duration::from_secs(1);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn({
+            let (db, shutdown) = (db.clone(), shutdown.clone());
+            async move {
+                run(&db, JOB, every, shutdown, |rounds| {
+                    let (db, work) = (&db, &work);
+                    async move { round(db, JOB, every, &rounds, work).await }
+                })
+                .await;
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while claims_waiting(&db).await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "no claim waited");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // Shutdown drops the round mid-claim; then the other session gives up its row, and
+        // the claim goes through at the database.
+        shutdown.cancel();
+        blocker
+            .batch_execute("rollback")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        while claims_waiting(&db).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the claim still waits"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Its lease was given back after it: another replica may take it at once.
+        let other = lease_of(JOB, 1, integration.id, "another replica");
+        let until = Utc::now() + chrono::Duration::minutes(5);
         assert_eq!(claim(&db, &other, until).await.ok(), Some(Some(None)));
     }
 
