@@ -18,6 +18,14 @@ use crate::{ClientError, authorized, lazy_channel};
 
 const SERVICE: &str = "provider gateway";
 
+/// What a plan on one integration is checked against ([`GatewayClient::integration_facts`]).
+#[derive(Clone, Debug)]
+pub struct IntegrationFacts {
+    pub capabilities: Capabilities,
+    /// The currency the store keeps its prices in, when asked for and known.
+    pub store_currency: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct GatewayClient {
     client: ProviderGatewayClient<Channel>,
@@ -46,10 +54,25 @@ impl GatewayClient {
         bearer: &str,
         integration_id: i64,
     ) -> Result<Integration, ClientError> {
-        let request = authorized(GetIntegrationRequest { integration_id }, bearer)?;
-        self.client
+        Ok(self.get_integration(bearer, integration_id, false).await?.0)
+    }
+
+    /// The integration, and with `ask_store_currency` the currency its store keeps its prices
+    /// in (`None` when the store has none or could not tell).
+    async fn get_integration(
+        &self,
+        bearer: &str,
+        integration_id: i64,
+        ask_store_currency: bool,
+    ) -> Result<(Integration, Option<String>), ClientError> {
+        let request = GetIntegrationRequest {
+            integration_id,
+            ask_store_currency,
+        };
+        let reply = self
+            .client
             .clone()
-            .get_integration(request)
+            .get_integration(authorized(request, bearer)?)
             .await
             .map_err(|status| match ClientError::from_status(SERVICE, status) {
                 ClientError::NotFound(_) => {
@@ -57,19 +80,30 @@ impl GatewayClient {
                 }
                 other => other,
             })?
-            .into_inner()
+            .into_inner();
+        let integration = reply
             .integration
-            .ok_or_else(|| ClientError::Internal("gateway returned no integration".to_owned()))
+            .ok_or_else(|| ClientError::Internal("gateway returned no integration".to_owned()))?;
+        let currency = Some(reply.store_currency).filter(|c| !c.is_empty());
+        Ok((integration, currency))
     }
 
-    /// The provider of the token's integration and what it can do.
-    pub async fn integration_capabilities(
+    /// What the token's integration can do (its provider's capabilities), and with
+    /// `ask_store_currency` the currency its store keeps its prices in: what a plan is checked
+    /// against.
+    pub async fn integration_facts(
         &self,
         bearer: &str,
         integration_id: i64,
-    ) -> Result<Capabilities, ClientError> {
-        let integration = self.integration(bearer, integration_id).await?;
-        self.capabilities(bearer, integration.provider).await
+        ask_store_currency: bool,
+    ) -> Result<IntegrationFacts, ClientError> {
+        let (integration, store_currency) = self
+            .get_integration(bearer, integration_id, ask_store_currency)
+            .await?;
+        Ok(IntegrationFacts {
+            capabilities: self.capabilities(bearer, integration.provider).await?,
+            store_currency,
+        })
     }
 
     /// What `provider` can do (asked once per provider, then cached).

@@ -8,7 +8,7 @@ mod gateway;
 mod sources;
 
 pub use error::ClientError;
-pub use gateway::GatewayClient;
+pub use gateway::{GatewayClient, IntegrationFacts};
 pub use sources::{CodeEventsSource, OrderEventsSource, PlanEventsSource};
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! ProviderGateway's gRPC handlers: proto ↔ domain, nothing else.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,9 @@ pub struct Gateway {
     amazon: AmazonAds,
     log: EventLog,
 }
+
+/// How long GetIntegration waits for a store to tell its currency.
+const STORE_CURRENCY_WAIT: Duration = Duration::from_secs(2);
 
 /// How far back BackfillOrders may reach.
 const MAX_BACKFILL_DAYS: i64 = 90;
@@ -480,11 +484,19 @@ impl ProviderGateway for Gateway {
         request: Request<pb::GetIntegrationRequest>,
     ) -> Result<Response<pb::GetIntegrationResponse>, Status> {
         let brand_id = Claims::of(&request)?.brand_scope()?;
-        let row = self
-            .integration(brand_id, request.get_ref().integration_id)
-            .await?;
+        let req = request.into_inner();
+        let row = self.integration(brand_id, req.integration_id).await?;
+        let store_currency = match self.adapters.adapter_for(row.provider()) {
+            Ok((adapter, _)) if req.ask_store_currency => self
+                .adapters
+                .shop_currency_within(adapter, &row, STORE_CURRENCY_WAIT)
+                .await
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::GetIntegrationResponse {
             integration: Some(integration_to_proto(row)),
+            store_currency,
         }))
     }
 

@@ -264,11 +264,19 @@ impl PlanService {
                 return must_plan(&mut conn, caller.brand_id, created.id, Lock::None).await;
             }
         }
-        let caps = self
+        let facts = self
             .gateway
-            .integration_capabilities(&caller.bearer, draft.integration_id)
+            .integration_facts(
+                &caller.bearer,
+                draft.integration_id,
+                draft.terms.has_store_amounts(),
+            )
             .await?;
+        let caps = facts.capabilities;
         draft.terms.validate(&caps)?;
+        if let Some(currency) = &facts.store_currency {
+            draft.terms.validate_store_currency(currency, None)?;
+        }
         let provider = tracking_api::common::v1::Provider::try_from(caps.provider)
             .map_err(|_| Error::Internal("gateway sent an unknown provider".to_owned()))?;
         let brand_id = caller.brand_id;
@@ -338,10 +346,12 @@ impl PlanService {
         let brand_id = caller.brand_id;
         let current = self.get_plan(caller, id).await?;
         current.ensure_editable()?;
-        let caps = self
+        let ask_store_currency = current.terms.has_store_amounts() || proposed.has_store_amounts();
+        let facts = self
             .gateway
-            .integration_capabilities(&caller.bearer, current.integration_id)
+            .integration_facts(&caller.bearer, current.integration_id, ask_store_currency)
             .await?;
+        let (caps, store_currency) = (facts.capabilities, facts.store_currency);
         let mut conn = self.conn().await?;
         let name_for_error = name.clone().unwrap_or_default();
         let plan = conn
@@ -353,6 +363,9 @@ impl PlanService {
                     field.apply(&mut terms, &proposed);
                 }
                 terms.validate_change(&caps, &plan.terms)?;
+                if let Some(currency) = &store_currency {
+                    terms.validate_store_currency(currency, Some(&plan.terms))?;
+                }
                 let new_name = name.unwrap_or_else(|| plan.name.clone());
                 if new_name == plan.name && terms == plan.terms {
                     return Ok(plan);

@@ -29,7 +29,13 @@ async fn registers_every_provider_and_never_returns_secrets() {
         let id = register(&suite, &token, provider).await;
         let got = suite
             .gateway()
-            .get_integration(authed(GetIntegrationRequest { integration_id: id }, &token))
+            .get_integration(authed(
+                GetIntegrationRequest {
+                    integration_id: id,
+                    ..Default::default()
+                },
+                &token,
+            ))
             .await
             .map(|r| r.into_inner().integration.unwrap_or_default());
         let got = got.unwrap_or_else(|s| panic!("get {provider:?}: {s}"));
@@ -199,7 +205,10 @@ async fn brands_never_see_each_others_integrations() {
     let mut gateway = suite.gateway();
     let status = gateway
         .get_integration(authed(
-            GetIntegrationRequest { integration_id: id },
+            GetIntegrationRequest {
+                integration_id: id,
+                ..Default::default()
+            },
             &brand(2),
         ))
         .await

@@ -478,7 +478,10 @@ async fn a_simulated_outage_refuses_every_store_call_and_writes_nothing() {
         suite
             .gateway()
             .get_integration(authed(
-                GetIntegrationRequest { integration_id: id },
+                GetIntegrationRequest {
+                    integration_id: id,
+                    ..Default::default()
+                },
                 &brand(1),
             ))
             .await
@@ -954,4 +957,45 @@ async fn amounts_in_another_currency_than_the_stores_are_refused() {
         assert_eq!(pushed[0].outcome, PushOutcome::Created as i32, "{code}");
     }
     assert_eq!(unknown.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_store_slow_to_tell_its_currency_is_waited_for_two_seconds_then_not_asked_for_a_minute() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::extract::State;
+    use axum::routing::get;
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let store = axum::Router::new()
+        .route(
+            "/wp-json/wc/v3/data/currencies/current",
+            get(|State(asked): State<Arc<AtomicUsize>>| async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                axum::Json(serde_json::json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;" }))
+            }),
+        )
+        .with_state(asked.clone());
+    let base = crate::store_orders::serve(store).await;
+    let suite = Suite::start().await;
+    let woo = crate::store_orders::register(&suite, Provider::Woocommerce, &base).await;
+    for _ in 0..2 {
+        let answer = suite
+            .gateway()
+            .get_integration(authed(
+                GetIntegrationRequest {
+                    integration_id: woo,
+                    ask_store_currency: true,
+                },
+                &brand(1),
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .unwrap_or_else(|s| panic!("{s}"));
+        assert_eq!(answer.integration.map(|i| i.id), Some(woo));
+        assert_eq!(answer.store_currency, "", "cannot tell in time");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "not asked again at once");
 }

@@ -473,6 +473,113 @@ async fn creation_is_idempotent_and_names_unique() {
 }
 
 #[tokio::test]
+async fn a_plans_amounts_must_be_in_its_stores_currency() {
+    use axum::routing::get;
+    use tracking_api::gateway::v1::GetIntegrationRequest;
+
+    // A WooCommerce store keeping its prices in euros.
+    let store = axum::Router::new().route(
+        "/wp-json/wc/v3/data/currencies/current",
+        get(|| async {
+            axum::Json(serde_json::json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;" }))
+        }),
+    );
+    let base = crate::store_orders::serve(store).await;
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let woo = crate::store_orders::register(&suite, Provider::Woocommerce, &base).await;
+    let currency = |ask_store_currency: bool| {
+        let mut gateway = suite.gateway();
+        let token = token.clone();
+        async move {
+            gateway
+                .get_integration(authed(
+                    GetIntegrationRequest {
+                        integration_id: woo,
+                        ask_store_currency,
+                    },
+                    &token,
+                ))
+                .await
+                .map(|r| r.into_inner().store_currency)
+                .unwrap_or_else(|s| panic!("{s}"))
+        }
+    };
+    assert_eq!(currency(true).await, "EUR");
+    assert_eq!(currency(false).await, "", "asked for only");
+
+    let fixed = |name: &str, currency: &str| Plan {
+        discount: Some(Discount {
+            kind: Some(discount::Kind::Fixed(Money {
+                amount_minor: 500,
+                currency: currency.to_owned(),
+            })),
+        }),
+        ..code_plan(name, woo)
+    };
+    let status = create(&suite, &token, fixed("Five off", "USD"))
+        .await
+        .expect_err("dollars at a euro store");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "discount.fixed.currency: the store keeps its prices in EUR and would take this amount \
+         as EUR, not USD; give it in EUR"
+    );
+    let plan = create(&suite, &token, fixed("Five off", "EUR"))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+
+    // An update to an amount in another currency is refused as well.
+    let status = suite
+        .plan()
+        .update_plan(authed(
+            UpdatePlanRequest {
+                plan: Some(Plan {
+                    id: plan.id,
+                    ..fixed("", "USD")
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["discount".to_owned()],
+                }),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("dollars at a euro store");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("discount.fixed.currency"));
+
+    // A store that cannot tell its currency (a WooCommerce before 3.5 has no such route) does
+    // not hold plans up: their codes are checked when pushed.
+    let old_store = axum::Router::new().route(
+        "/wp-json/wc/v3/data/currencies/current",
+        get(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({ "code": "rest_no_route",
+                    "message": "No route was found matching the URL and request method.",
+                    "data": { "status": 404 } })),
+            )
+        }),
+    );
+    let old_store = crate::store_orders::serve(old_store).await;
+    let mut registration = suite_tests::valid_registration(Provider::Woocommerce, "old store");
+    registration.base_url = old_store;
+    let old = suite
+        .gateway()
+        .register_integration(authed(registration, &token))
+        .await
+        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    let unchecked = Plan {
+        integration_id: old,
+        ..fixed("Five off at the old store", "USD")
+    };
+    assert!(create(&suite, &token, unchecked).await.is_ok());
+}
+
+#[tokio::test]
 async fn updates_follow_the_mask_and_stop_at_outreach() {
     let suite = Suite::start().await;
     let token = brand(1);

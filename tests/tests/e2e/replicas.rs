@@ -69,6 +69,7 @@ async fn replicas_share_rpcs_one_consumes_and_the_other_takes_over() {
         .get_integration(authed(
             GetIntegrationRequest {
                 integration_id: s.integration,
+                ..Default::default()
             },
             &brand(1),
         ))

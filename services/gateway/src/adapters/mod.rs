@@ -353,6 +353,32 @@ impl Adapters {
         currency
     }
 
+    /// [`Adapters::shop_currency`], waiting at most `wait` for the store: one that cannot tell
+    /// by then counts as unable to (not asked again for [`CURRENCY_UNKNOWN_KEPT`]).
+    pub async fn shop_currency_within(
+        &self,
+        adapter: &dyn StoreAdapter,
+        integration: &IntegrationRow,
+        wait: Duration,
+    ) -> Option<String> {
+        match tokio::time::timeout(wait, self.shop_currency(adapter, integration)).await {
+            Ok(currency) => currency,
+            Err(_) => {
+                tracing::warn!(
+                    integration_id = integration.id,
+                    waited_ms = wait.as_millis(),
+                    "the store did not tell its currency in time: amounts pushed unchecked"
+                );
+                let mut cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
+                cache.insert(
+                    integration.id,
+                    (None, Instant::now() + CURRENCY_UNKNOWN_KEPT),
+                );
+                None
+            }
+        }
+    }
+
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.
     pub fn sandbox(&self) -> &sandbox::SandboxStore {
         &self.sandbox

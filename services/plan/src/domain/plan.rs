@@ -140,6 +140,51 @@ impl Terms {
         Ok(())
     }
 
+    /// The amounts the store is given (a fixed amount off, a minimum purchase), by field.
+    fn store_amounts(&self) -> impl Iterator<Item = (&'static str, &Money)> {
+        let fixed = match &self.discount {
+            Some(Discount::Fixed(money)) => Some(("discount.fixed", money)),
+            _ => None,
+        };
+        fixed.into_iter().chain(
+            self.minimum_purchase
+                .iter()
+                .map(|money| ("minimum_purchase", money)),
+        )
+    }
+
+    /// Whether the store is given any amount of money: only then does its currency matter.
+    pub fn has_store_amounts(&self) -> bool {
+        self.store_amounts().next().is_some()
+    }
+
+    /// Checks that the amounts the store is given are in `store_currency`, the currency it keeps
+    /// its prices in: a store takes an amount as that many units of its own currency, so 5.00
+    /// USD off at a EUR store would take 5.00 EUR off. Only amounts changed from `before` are
+    /// checked, so that a plan made before this rule can still change in other ways.
+    pub fn validate_store_currency(
+        &self,
+        store_currency: &str,
+        before: Option<&Terms>,
+    ) -> Result<(), Error> {
+        let unchanged = |field: &str, money: &Money| {
+            before.is_some_and(|before| before.store_amounts().any(|was| was == (field, money)))
+        };
+        match self.store_amounts().find(|(field, money)| {
+            !money.currency.eq_ignore_ascii_case(store_currency) && !unchanged(field, money)
+        }) {
+            Some((field, money)) => Err(Error::invalid(
+                &format!("{field}.currency"),
+                format!(
+                    "the store keeps its prices in {store_currency} and would take this amount as \
+                     {store_currency}, not {}; give it in {store_currency}",
+                    money.currency
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Rules added after plans were first made: without a code, the creators' links are what
     /// track a sale, so they must lead somewhere; a provider that takes products or categories
     /// (not both) gets one kind.
@@ -467,5 +512,63 @@ mod tests {
             cleared.validate_change(&ast(), &linked),
             Err(Error::InvalidArgument { field, .. }) if field == "click_url"
         ));
+    }
+
+    #[test]
+    fn the_amounts_a_store_is_given_must_be_in_its_currency() {
+        let money = |currency: &str| Money {
+            amount_minor: 500,
+            currency: currency.to_owned(),
+        };
+        let fixed_usd = Terms {
+            discount: Some(Discount::Fixed(money("USD"))),
+            ..Terms::default()
+        };
+        let refused = fixed_usd.validate_store_currency("EUR", None);
+        assert!(
+            matches!(&refused, Err(Error::InvalidArgument { field, .. }) if field == "discount.fixed.currency"),
+            "{refused:?}"
+        );
+        assert!(fixed_usd.validate_store_currency("usd", None).is_ok());
+        let minimum_usd = Terms {
+            discount: Some(Discount::Fixed(money("EUR"))),
+            minimum_purchase: Some(money("USD")),
+            ..Terms::default()
+        };
+        let refused = minimum_usd.validate_store_currency("EUR", None);
+        assert!(
+            matches!(&refused, Err(Error::InvalidArgument { field, .. }) if field == "minimum_purchase.currency"),
+            "{refused:?}"
+        );
+        // A commission is paid to the creator, not given to the store.
+        let commission_usd = Terms {
+            discount: Some(Discount::PercentBps(2000)),
+            commission: Some(Commission::FixedPerOrder(money("USD"))),
+            ..Terms::default()
+        };
+        assert!(!commission_usd.has_store_amounts());
+        assert!(commission_usd.validate_store_currency("EUR", None).is_ok());
+        // A plan made before the rule may change in other ways, but not to a new amount.
+        let renamed = Terms {
+            code_pattern: "{username}".to_owned(),
+            ..fixed_usd.clone()
+        };
+        assert!(
+            renamed
+                .validate_store_currency("EUR", Some(&fixed_usd))
+                .is_ok()
+        );
+        let new_amount = Terms {
+            discount: Some(Discount::Fixed(Money {
+                amount_minor: 700,
+                currency: "USD".to_owned(),
+            })),
+            ..fixed_usd.clone()
+        };
+        assert!(
+            new_amount
+                .validate_store_currency("EUR", Some(&fixed_usd))
+                .is_err()
+        );
     }
 }
