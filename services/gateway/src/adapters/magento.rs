@@ -4,7 +4,8 @@
 //! - Codes: one cart price rule per set of terms, found by its name (`Influencer codes 20 %
 //!   [terms hash]`) or created (`POST /V1/salesRules`, specific coupons with auto generation on, so
 //!   the rule takes many coupons; every website and customer group; `by_percent` or `cart_fixed`;
-//!   SKU and category conditions for restrictions; dates by day). Then one coupon per code
+//!   SKU and category conditions for restrictions; dates by day, in the store views' time zones
+//!   from `GET /V1/store/storeConfigs`). Then one coupon per code
 //!   (`POST /V1/coupons`) with `usage_limit` and `usage_per_customer`.
 //! - Magento coupons have no field for our external ref. A code Magento reports taken is our
 //!   earlier push when its coupon belongs to the rule of the same terms: CodeMintService keeps
@@ -32,7 +33,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -193,7 +195,12 @@ impl Magento {
             .flatten()
             .filter_map(|g| g["id"].as_u64())
             .collect();
-        let rule = match rule_body(&name, terms, &websites, &groups) {
+        let zones = if terms.starts_at.is_some() || terms.ends_at.is_some() {
+            self.zones(integration, api, &websites).await?
+        } else {
+            Vec::new()
+        };
+        let rule = match rule_body(&name, terms, &websites, &groups, &zones) {
             Ok(rule) => rule,
             Err(message) => return Ok(Err(message)),
         };
@@ -219,6 +226,45 @@ impl Magento {
             .as_u64()
             .map(Ok)
             .ok_or_else(|| reply.unexpected(STORE, "a rule creation"))
+    }
+
+    /// The time zones of the store views of `websites` (`GET /V1/store/storeConfigs`: each
+    /// view's `timezone`, an IANA name): Magento compares a rule's days with the date in the
+    /// view's zone. A name that is not a zone is logged and left out.
+    async fn zones(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        websites: &[u64],
+    ) -> Result<Vec<Tz>, AdapterError> {
+        let configs = self
+            .get_json(integration, api, "/store/storeConfigs", &[])
+            .await?;
+        let mut zones: Vec<Tz> = configs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|view| {
+                view["website_id"]
+                    .as_u64()
+                    .is_some_and(|id| websites.contains(&id))
+            })
+            .filter_map(|view| {
+                let name = view["timezone"].as_str()?;
+                name.parse::<Tz>()
+                    .inspect_err(|_| {
+                        tracing::warn!(
+                            integration_id = integration.id,
+                            timezone = name,
+                            "a store view's time zone is unknown: left out of the rule's days"
+                        );
+                    })
+                    .ok()
+            })
+            .collect();
+        zones.sort_by_key(|zone| zone.name());
+        zones.dedup();
+        Ok(zones)
     }
 
     async fn create_coupon(
@@ -506,7 +552,36 @@ fn decimal(text: &str) -> Value {
     serde_json::from_str::<Value>(text).unwrap_or(Value::Null)
 }
 
-fn rule_body(name: &str, terms: &Terms, websites: &[u64], groups: &[u64]) -> Result<Value, String> {
+/// A rule's first and last days (`from_date`, `to_date`), as Magento reads them: whole days in
+/// each store view's zone (UTC when none is known). The plan's start falls on its zone's first
+/// day, and the day of its last moment (the end is exclusive) is the last. Where the views' zones
+/// differ, the earliest first day and the latest last day, so that the code works for the whole
+/// plan in every view (whole days may add up to a day at either end).
+fn rule_days(terms: &Terms, zones: &[Tz]) -> (Option<NaiveDate>, Option<NaiveDate>) {
+    let zones = if zones.is_empty() {
+        &[Tz::UTC][..]
+    } else {
+        zones
+    };
+    let days = |at: DateTime<Utc>| {
+        zones
+            .iter()
+            .map(move |zone| at.with_timezone(zone).date_naive())
+    };
+    let first = terms.starts_at.and_then(|at| days(at).min());
+    let last = terms
+        .ends_at
+        .and_then(|at| days(at - chrono::Duration::seconds(1)).max());
+    (first, last)
+}
+
+fn rule_body(
+    name: &str,
+    terms: &Terms,
+    websites: &[u64],
+    groups: &[u64],
+    zones: &[Tz],
+) -> Result<Value, String> {
     let (action, amount) = match &terms.value {
         Some(DiscountValue::PercentBps(bps)) => ("by_percent", decimal(&percent_text(*bps))),
         Some(DiscountValue::Fixed(m)) => (
@@ -518,6 +593,7 @@ fn rule_body(name: &str, terms: &Terms, websites: &[u64], groups: &[u64]) -> Res
     if websites.is_empty() {
         return Err(format!("{STORE} lists no website for the rule"));
     }
+    let (first, last) = rule_days(terms, zones);
     let mut conditions = Vec::new();
     if !terms.product_ids.is_empty() {
         conditions.push(
@@ -545,10 +621,8 @@ fn rule_body(name: &str, terms: &Terms, websites: &[u64], groups: &[u64]) -> Res
         "discount_amount": amount,
         "apply_to_shipping": false,
         "stop_rules_processing": false,
-        "from_date": terms.starts_at.map(|at| at.format("%Y-%m-%d").to_string()),
-        // Magento's dates are whole days, `to_date` the last day the rule applies: an end at
-        // midnight is the day before's end.
-        "to_date": terms.ends_at.map(|at| (at - chrono::Duration::seconds(1)).format("%Y-%m-%d").to_string()),
+        "from_date": first.map(|day| day.format("%Y-%m-%d").to_string()),
+        "to_date": last.map(|day| day.format("%Y-%m-%d").to_string()),
     });
     if !conditions.is_empty() {
         rule["action_condition"] = json!({
@@ -942,6 +1016,20 @@ mod tests {
                 200,
                 json!({ "items": [{ "id": 0, "code": "NOT LOGGED IN" }, { "id": 1, "code": "General" }] }),
             ),
+            // The admin view keeps UTC; the shop's view, Berlin's days.
+            "GET /rest/V1/store/storeConfigs" => mock::Reply::json(
+                200,
+                json!([
+                    { "id": 0, "code": "admin", "website_id": 0, "locale": "en_US",
+                      "base_currency_code": "EUR", "default_display_currency_code": "EUR",
+                      "timezone": "UTC", "weight_unit": "kgs",
+                      "base_url": "https://shop.example.de/", "secure_base_url": "https://shop.example.de/" },
+                    { "id": 1, "code": "default", "website_id": 1, "locale": "de_DE",
+                      "base_currency_code": "EUR", "default_display_currency_code": "EUR",
+                      "timezone": "Europe/Berlin", "weight_unit": "kgs",
+                      "base_url": "https://shop.example.de/", "secure_base_url": "https://shop.example.de/" }
+                ]),
+            ),
             "POST /rest/V1/salesRules" => {
                 let mut rule = request.json()["rule"].clone();
                 rule["rule_id"] = json!(5);
@@ -983,6 +1071,8 @@ mod tests {
         first.terms.usage_limit = 10;
         first.terms.once_per_customer = true;
         first.terms.product_ids = vec!["MUG-1".to_owned()];
+        // 2030-03-31T22:30:00Z, half past midnight on 1 April in Berlin.
+        first.terms.starts_at = DateTime::from_timestamp(1_901_226_600, 0);
         first.terms.ends_at = DateTime::from_timestamp(1_900_000_000, 0);
         let mut second = first.clone();
         second.code = "JOSE20".to_owned();
@@ -1018,12 +1108,14 @@ mod tests {
         assert_eq!(rule["use_auto_generation"], true);
         assert_eq!(rule["website_ids"], json!([1]));
         assert_eq!(rule["customer_group_ids"], json!([0, 1]));
+        // Days in the shop view's zone: the plan starts on 1 April in Berlin (UTC's day is
+        // still 31 March).
+        assert_eq!(rule["from_date"], "2030-04-01");
         assert_eq!(rule["to_date"], "2030-03-17");
-        // A plan ending at midnight ends with the day before: `to_date` is the last day.
-        let mut terms = test_discount("X", "code-9").terms;
-        terms.ends_at = DateTime::from_timestamp(1_901_232_000, 0); // 2030-04-01T00:00:00Z
-        let body = rule_body("n", &terms, &[1], &[0]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(body["to_date"], "2030-03-31");
+        assert_eq!(
+            store.requests_to("GET /rest/V1/store/storeConfigs").len(),
+            1
+        );
         assert_eq!(
             rule["action_condition"]["conditions"][0]["attribute_name"],
             "sku"
@@ -1034,6 +1126,44 @@ mod tests {
             coupons[1].json()["coupon"],
             json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
                 "is_primary": false, "type": 1 })
+        );
+    }
+
+    #[test]
+    fn a_rules_days_are_the_store_views_days() {
+        let at = |rfc3339: &str| {
+            DateTime::parse_from_rfc3339(rfc3339)
+                .map(|at| at.with_timezone(&Utc))
+                .ok()
+        };
+        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+        let mut terms = test_discount("X", "code-9").terms;
+        // 1 April to the end of 30 April in Los Angeles (PDT, UTC-7).
+        terms.starts_at = at("2030-04-01T07:00:00Z");
+        terms.ends_at = at("2030-05-01T07:00:00Z");
+        let la = [Tz::America__Los_Angeles];
+        assert_eq!(
+            rule_days(&terms, &la),
+            (day("2030-04-01"), day("2030-04-30"))
+        );
+        // In UTC (no zone known) those moments fall on the same days, but an end at midnight
+        // ends with the day before: `to_date` is the last day.
+        assert_eq!(
+            rule_days(&terms, &[]),
+            (day("2030-04-01"), day("2030-05-01"))
+        );
+        terms.ends_at = at("2030-05-01T00:00:00Z");
+        assert_eq!(rule_days(&terms, &[]).1, day("2030-04-30"));
+        // Views in Berlin and Los Angeles: the code works for the whole plan in both.
+        terms.starts_at = at("2030-03-31T22:30:00Z");
+        terms.ends_at = at("2030-04-30T23:30:00Z");
+        assert_eq!(
+            rule_days(&terms, &[Tz::Europe__Berlin, Tz::America__Los_Angeles]),
+            (day("2030-03-31"), day("2030-05-01"))
+        );
+        assert_eq!(
+            rule_days(&terms, &[Tz::Europe__Berlin]),
+            (day("2030-04-01"), day("2030-05-01"))
         );
     }
 
@@ -1061,6 +1191,12 @@ mod tests {
             results[1].outcome,
             PushOutcome::AlreadyExists { .. }
         ));
+        assert!(
+            store
+                .requests_to("GET /rest/V1/store/storeConfigs")
+                .is_empty(),
+            "terms without dates need no zone"
+        );
     }
 
     #[tokio::test]
