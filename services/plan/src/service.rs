@@ -625,15 +625,16 @@ impl PlanService {
         let brand_id = caller.brand_id;
         let mut conn = self.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
-            let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             if let Some(rid) = request_id
                 && let Claim::Existing(created) =
                     request_keys::claim(conn, brand_id, "AddCreator", rid).await?
             {
-                // The entry the request added, also when a reuse of its id names another one.
+                // The entry the request added, also when a reuse of its id names another
+                // campaign, or one that does not exist.
                 let campaign = created.scope.unwrap_or(campaign_id);
                 return must_entry(conn, brand_id, campaign, created.id, Lock::None).await;
             }
+            let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             campaign.ensure_active()?;
             let (entries, events) =
                 add_entries(conn, &campaign, &[(creator_id, profile, approved)]).await?;

@@ -359,6 +359,18 @@ async fn roster_life_cycle() {
         .map(|r| r.into_inner().entry.unwrap_or_default())
         .map(|e| (e.campaign_id, e.creator_id));
     assert_eq!(reused.ok(), Some((c.id, 1)));
+    let missing = client
+        .add_creator(authed(
+            AddCreatorRequest {
+                campaign_id: 999_999,
+                ..add(9, profile("Ines"), "add-1")
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().entry.unwrap_or_default())
+        .map(|e| (e.campaign_id, e.creator_id));
+    assert_eq!(missing.ok(), Some((c.id, 1)), "also naming no campaign");
     let listed = client
         .list_roster(authed(
             ListRosterRequest {
