@@ -351,21 +351,27 @@ impl Intake {
                         ..Outcome::default()
                     });
                 }
-                let order = match self.fetch(&integration, &order_id).await? {
-                    Some(order) => Some(order),
-                    None => {
-                        self.refunded_stored(&integration, &order_id, &refund)
-                            .await?
-                    }
-                };
-                let incoming = Self::keep_valid(&integration, order.into_iter().collect());
-                return Ok(self
-                    .accept(
+                let take_in = async |order: Option<NormalizedOrder>| {
+                    let incoming = Self::keep_valid(&integration, order.into_iter().collect());
+                    self.accept(
                         &incoming,
                         pb::OrderSource::Webhook,
                         Some((&integration, delivery)),
                     )
-                    .await?);
+                    .await
+                    .map_err(Refusal::from)
+                };
+                return match self.fetch(&integration, &order_id).await? {
+                    Some(order) => take_in(Some(order)).await,
+                    // Read and stored under the order's lock: the next refund of it reads this
+                    // one's result.
+                    None => {
+                        self.with_latest_locked(&integration, &order_id, |stored| {
+                            take_in(Self::refunded_stored(stored, &order_id, &refund))
+                        })
+                        .await
+                    }
+                };
             }
             // Other topics the app may be subscribed to: acknowledged, not stored.
             _ => return Ok(Outcome::default()),
@@ -510,30 +516,65 @@ impl Intake {
             store::orders::latest(&mut conn, integration.brand_id, integration.id, order_id)
                 .await?;
         drop(conn);
-        latest
-            .map(|order| NormalizedOrder::from_proto(order, "order"))
-            .transpose()
-            .map_err(|err| ParseError::Invalid(err.to_string()).into())
+        decoded(latest)
+    }
+
+    /// Runs `then` on the order's latest stored state ([`store::orders::latest`]) holding a
+    /// lock on the order until what it starts ends: for work that stores a state made from the
+    /// stored one, so that the next such work on the order waits, and reads its result. The lock
+    /// is a transaction-level advisory lock, so replicas respect it too, and a call dropped
+    /// midway frees it (its connection, left in a transaction, is not reused). The state is
+    /// read on the lock's connection: a call holds one connection, never waits for a second.
+    async fn with_latest_locked<T, F, Fut>(
+        &self,
+        integration: &IntegrationRow,
+        order_id: &str,
+        then: F,
+    ) -> Result<T, Refusal>
+    where
+        T: Send,
+        F: FnOnce(Option<NormalizedOrder>) -> Fut + Send,
+        Fut: Future<Output = Result<T, Refusal>> + Send,
+    {
+        use diesel::sql_types::Text;
+        use diesel_async::RunQueryDsl;
+        let (brand_id, integration_id) = (integration.brand_id, integration.id);
+        let key = format!("{brand_id}/{integration_id}/{order_id}");
+        let mut conn = self.db.conn().await?;
+        conn.transaction::<_, DbError, _>(async |conn| {
+            // The two-key form: apart from the one-key locks of the event log and consumers.
+            diesel::sql_query(
+                "select pg_advisory_xact_lock(hashtext(current_schema() || '.order'), hashtext($1))",
+            )
+            .bind::<Text, _>(&key)
+            .execute(conn)
+            .await?;
+            let latest = store::orders::latest(conn, brand_id, integration_id, order_id).await?;
+            Ok(match decoded(latest) {
+                Ok(latest) => then(latest).await,
+                Err(refusal) => Err(refusal),
+            })
+        })
+        .await?
     }
 
     /// A Shopify refund of an order the store no longer shows (or sends in a shape the gateway
     /// cannot read: [`fetch`](Self::fetch) answers `None` for both): the order after it, from its
-    /// latest stored state ([`shopify::refunded_from_stored`]), or `None` (logged) when there is
-    /// none or it cannot be told. The state is read outside the group commit that stores the
-    /// result: of two such refunds of one order taken in at once, the later stored misses the
-    /// other (rare: the order is gone from the store, and Shopify sends refunds one by one).
-    async fn refunded_stored(
-        &self,
-        integration: &IntegrationRow,
+    /// latest stored state, `stored` ([`shopify::refunded_from_stored`]), or `None` (logged) when
+    /// there is none or it cannot be told. Its caller reads `stored` and stores the result under
+    /// the order's lock ([`Self::with_latest_locked`]), so refunds of one order delivered at
+    /// once each count.
+    fn refunded_stored(
+        stored: Option<NormalizedOrder>,
         order_id: &str,
         refund: &shopify::Refund,
-    ) -> Result<Option<NormalizedOrder>, Refusal> {
-        let Some(stored) = self.latest_stored(integration, order_id).await? else {
+    ) -> Option<NormalizedOrder> {
+        let Some(stored) = stored else {
             tracing::warn!(
                 order_id,
                 "refund for an order neither the store nor the suite has"
             );
-            return Ok(None);
+            return None;
         };
         match shopify::refunded_from_stored(stored, refund) {
             Ok(Some(order)) => {
@@ -541,18 +582,18 @@ impl Intake {
                     order_id,
                     "refund of an order the store no longer shows, taken into its stored state"
                 );
-                Ok(Some(order))
+                Some(order)
             }
             Ok(None) => {
                 tracing::warn!(
                     order_id,
                     "refund of an order the store no longer shows, not taken in: its time or the stored state's is unknown"
                 );
-                Ok(None)
+                None
             }
             Err(err) => {
                 tracing::warn!(order_id, error = %err, "refund of an order the store no longer shows, not taken in");
-                Ok(None)
+                None
             }
         }
     }
@@ -706,8 +747,111 @@ pub struct WebhookHeaders<'a> {
 }
 
 /// A stored event as sent on `WatchOrders`.
+/// An order state as stored, read back.
+fn decoded(stored: Option<pb::Order>) -> Result<Option<NormalizedOrder>, Refusal> {
+    stored
+        .map(|order| NormalizedOrder::from_proto(order, "order"))
+        .transpose()
+        .map_err(|err| ParseError::Invalid(err.to_string()).into())
+}
+
 pub fn decode_event(stored: &StoredEvent) -> Result<pb::OrderEvent, prost::DecodeError> {
     let mut event = pb::OrderEvent::decode(stored.payload.as_slice())?;
     event.seq = stored.seq;
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use diesel::QueryableByName;
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    use tracking_db::{SchemaSpec, TestDb};
+
+    use super::*;
+    use crate::adapters::{AdapterConfig, mock};
+
+    const SCHEMAS: &[SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
+
+    /// How many sessions wait for an advisory lock.
+    async fn waiting_for_a_lock(db: &Database) -> i64 {
+        #[derive(QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let row: Waiting = diesel::sql_query(
+            "select count(*) as n from pg_stat_activity
+             where datname = current_database() and wait_event = 'advisory'",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        row.n
+    }
+
+    #[tokio::test]
+    async fn work_on_an_order_waits_for_the_work_on_it_before_and_for_no_other_order() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let sealer = mock::sealer();
+        let adapters = Adapters::new(
+            db.clone(),
+            sealer.clone(),
+            AdapterConfig::new(b"k".to_vec()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let intake = Intake::new(db.clone(), db.clone(), sealer.clone(), adapters);
+        let integration = mock::integration(&sealer, Provider::Shopify, "http://127.0.0.1:9", &[]);
+        let log: Mutex<Vec<&str>> = Mutex::default();
+        let note = |what| log.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+        let (started, mut first_holds) = tokio::sync::watch::channel(false);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+
+        let first = intake.with_latest_locked(&integration, "1001", |_| async {
+            note("first starts");
+            let _ = started.send(true);
+            let _ = released.await;
+            note("first ends");
+            Ok(())
+        });
+        let second = async {
+            let _ = first_holds.wait_for(|holds| *holds).await;
+            intake
+                .with_latest_locked(&integration, "1001", |_| async {
+                    note("second");
+                    Ok(())
+                })
+                .await
+        };
+        // Once the second waits for the lock: another order's work runs meanwhile, then the
+        // first ends.
+        let other = async {
+            while waiting_for_a_lock(&db).await == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let other = intake
+                .with_latest_locked(&integration, "1002", |_| async {
+                    note("another order");
+                    Ok(())
+                })
+                .await;
+            let _ = release.send(());
+            other
+        };
+        let outcomes = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(first, second, other)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("stuck: {:?}", log.lock().map(|l| l.clone())));
+        assert!(matches!(outcomes, (Ok(()), Ok(()), Ok(()))));
+        assert_eq!(
+            *log.lock().unwrap_or_else(|e| e.into_inner()),
+            ["first starts", "another order", "first ends", "second"]
+        );
+    }
 }
