@@ -51,8 +51,10 @@
 //! shop's [`Rules`]. Every part of the code, literal text included:
 //!
 //! 1. is transliterated to ASCII (`José` → `Jose`, `Łukasz` → `Lukasz`,
-//!    `ß` → `ss`, `Æ` → `AE`); characters with no ASCII spelling, such as
-//!    other scripts and emoji, are dropped;
+//!    `ß` → `ss`, `Æsa` → `Aesa`, `ÆSA` → `AESA`; Cyrillic and Greek as
+//!    passports spell them: `Юлия` → `Iuliia`, `Γιώργος` → `Giorgos`);
+//!    characters with no ASCII spelling, such as other scripts and emoji,
+//!    are dropped;
 //! 2. loses the characters the rules forbid (anything but ASCII letters,
 //!    digits and the rules' punctuation, so spaces always go);
 //! 3. goes through its filters;

@@ -8,7 +8,12 @@
 //!
 //! Covered: ASCII, Latin-1 Supplement, Latin Extended-A, and a few common
 //! letters beyond (Romanian comma-below letters, Azerbaijani schwa,
-//! Vietnamese horned letters, capital sharp s) and Unicode dashes.
+//! Vietnamese horned letters, capital sharp s) and Unicode dashes; Cyrillic
+//! (Russian, Ukrainian, Belarusian, Bulgarian, Serbian, Macedonian) and
+//! Greek as ICAO Doc 9303 spells names in passports (`Юлия` → `Iuliia`,
+//! `Γιώργος` → `Giorgos`; but Serbian `Ђ` → `Dj`, as Serbs spell it in ASCII). Greek is the one script spelled in context
+//! ([`spelled`]): `ου` → `ou`, `αυ`/`ευ`/`ηυ` → `av`/`ev`/`iv` (`af`/`ef`/`if`
+//! before a voiceless consonant), `γγ`/`γξ`/`γχ` → `ng`/`nx`/`nch`.
 //! Everything else (other scripts, emoji, combining accents) maps to nothing
 //! and is dropped; decomposed text such as `e` + U+0301 therefore keeps its
 //! base letter.
@@ -67,7 +72,136 @@ const LATIN: [&str; (LATIN_END - LATIN_START + 1) as usize] = [
     "U", "u", "U", "u", "W", "w", "Y", "y", "Y", "Z", "z", "Z", "z", "Z", "z", "s",
 ];
 
-/// The ASCII spelling of `c`; empty when it has none.
+/// The first and last code points of [`GREEK`].
+const GREEK_START: u32 = 0x380;
+const GREEK_END: u32 = 0x3CF;
+
+/// U+0380 to U+03CF: Greek letters, with tonos and dialytika, in rows of 16.
+#[rustfmt::skip]
+const GREEK: [&str; (GREEK_END - GREEK_START + 1) as usize] = [
+    // U+0380: unassigned, tonos signs, Ά · Έ Ή Ί Ό Ύ Ώ
+    "", "", "", "", "", "", "A", "", "E", "I", "I", "", "O", "", "Y", "O",
+    // U+0390: ΐ Α Β Γ Δ Ε Ζ Η Θ Ι Κ Λ Μ Ν Ξ Ο
+    "i", "A", "V", "G", "D", "E", "Z", "I", "TH", "I", "K", "L", "M", "N", "X", "O",
+    // U+03A0: Π Ρ (unassigned) Σ Τ Υ Φ Χ Ψ Ω Ϊ Ϋ ά έ ή ί
+    "P", "R", "", "S", "T", "Y", "F", "CH", "PS", "O", "I", "Y", "a", "e", "i", "i",
+    // U+03B0: ΰ α β γ δ ε ζ η θ ι κ λ μ ν ξ ο
+    "y", "a", "v", "g", "d", "e", "z", "i", "th", "i", "k", "l", "m", "n", "x", "o",
+    // U+03C0: π ρ ς σ τ υ φ χ ψ ω ϊ ϋ ό ύ ώ Ϗ
+    "p", "r", "s", "s", "t", "y", "f", "ch", "ps", "o", "i", "y", "o", "y", "o", "",
+];
+
+/// The first and last code points of [`CYRILLIC`].
+const CYRILLIC_START: u32 = 0x400;
+const CYRILLIC_END: u32 = 0x45F;
+
+/// U+0400 to U+045F: the Cyrillic of Slavic languages, in rows of 16.
+#[rustfmt::skip]
+const CYRILLIC: [&str; (CYRILLIC_END - CYRILLIC_START + 1) as usize] = [
+    // U+0400: Ѐ Ё Ђ Ѓ Є Ѕ І Ї Ј Љ Њ Ћ Ќ Ѝ Ў Џ
+    "E", "E", "DJ", "G", "IE", "DZ", "I", "I", "J", "LJ", "NJ", "C", "K", "I", "U", "DZ",
+    // U+0410: А Б В Г Д Е Ж З И Й К Л М Н О П
+    "A", "B", "V", "G", "D", "E", "ZH", "Z", "I", "I", "K", "L", "M", "N", "O", "P",
+    // U+0420: Р С Т У Ф Х Ц Ч Ш Щ Ъ Ы Ь Э Ю Я
+    "R", "S", "T", "U", "F", "KH", "TS", "CH", "SH", "SHCH", "IE", "Y", "", "E", "IU", "IA",
+    // U+0430: а б в г д е ж з и й к л м н о п
+    "a", "b", "v", "g", "d", "e", "zh", "z", "i", "i", "k", "l", "m", "n", "o", "p",
+    // U+0440: р с т у ф х ц ч ш щ ъ ы ь э ю я
+    "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "ie", "y", "", "e", "iu", "ia",
+    // U+0450: ѐ ё ђ ѓ є ѕ і ї ј љ њ ћ ќ ѝ ў џ
+    "e", "e", "dj", "g", "ie", "dz", "i", "i", "j", "lj", "nj", "c", "k", "i", "u", "dz",
+];
+
+/// The ASCII spelling of each of `chars`, in context where Greek spells a
+/// pair of letters otherwise than each alone (see the module's note).
+pub(crate) fn spelled(chars: impl Iterator<Item = char>) -> impl Iterator<Item = &'static str> {
+    let mut chars = chars.peekable();
+    let mut previous = None;
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        let spelling = in_context(previous, c, chars.peek().copied());
+        previous = Some(c);
+        Some(spelling)
+    })
+}
+
+/// The spelling of `c` between `previous` and `next`. A capital spelled with
+/// several letters is spelled in title case before a small letter (`Юлия` →
+/// `Iuliia`, `Þóra` → `Thora`), in capitals otherwise (`ЮЛИЯ` → `IULIIA`).
+fn in_context(previous: Option<char>, c: char, next: Option<char>) -> &'static str {
+    let spelling = in_greek_context(previous, c, next);
+    if spelling.len() > 1 && c.is_uppercase() && next.is_some_and(char::is_lowercase) {
+        title_case(spelling)
+    } else {
+        spelling
+    }
+}
+
+/// `spelling` (several capitals, from the tables) in title case.
+fn title_case(spelling: &'static str) -> &'static str {
+    match spelling {
+        "AE" => "Ae",
+        "CH" => "Ch",
+        "DJ" => "Dj",
+        "DZ" => "Dz",
+        "IA" => "Ia",
+        "IE" => "Ie",
+        "IJ" => "Ij",
+        "IU" => "Iu",
+        "KH" => "Kh",
+        "LJ" => "Lj",
+        "NJ" => "Nj",
+        "OE" => "Oe",
+        "PS" => "Ps",
+        "SH" => "Sh",
+        "SHCH" => "Shch",
+        "SS" => "Ss",
+        "TH" => "Th",
+        "TS" => "Ts",
+        "ZH" => "Zh",
+        other => other,
+    }
+}
+
+/// The spelling of `c`, in context where Greek needs it.
+fn in_greek_context(previous: Option<char>, c: char, next: Option<char>) -> &'static str {
+    let upper = c.is_uppercase();
+    match c {
+        'υ' | 'ύ' | 'Υ' | 'Ύ' => match previous {
+            Some('ο' | 'ό' | 'Ο' | 'Ό') => {
+                if upper {
+                    "U"
+                } else {
+                    "u"
+                }
+            }
+            Some('α' | 'ά' | 'ε' | 'έ' | 'η' | 'ή' | 'Α' | 'Ά' | 'Ε' | 'Έ' | 'Η' | 'Ή') =>
+            {
+                let voiceless = matches!(
+                    next.map(|n| n.to_lowercase().next().unwrap_or(n)),
+                    Some('θ' | 'κ' | 'ξ' | 'π' | 'σ' | 'ς' | 'τ' | 'φ' | 'χ' | 'ψ')
+                );
+                match (voiceless, upper) {
+                    (true, true) => "F",
+                    (true, false) => "f",
+                    (false, true) => "V",
+                    (false, false) => "v",
+                }
+            }
+            _ => to_ascii(c),
+        },
+        'γ' | 'Γ' if matches!(next, Some('γ' | 'ξ' | 'χ' | 'Γ' | 'Ξ' | 'Χ')) => {
+            if upper {
+                "N"
+            } else {
+                "n"
+            }
+        }
+        _ => to_ascii(c),
+    }
+}
+
+/// The ASCII spelling of `c` alone; empty when it has none.
 pub(crate) fn to_ascii(c: char) -> &'static str {
     let code = u32::from(c);
     match code {
@@ -76,7 +210,11 @@ pub(crate) fn to_ascii(c: char) -> &'static str {
             &ASCII[index..=index]
         }
         LATIN_START..=LATIN_END => LATIN[(code - LATIN_START) as usize],
+        GREEK_START..=GREEK_END => GREEK[(code - GREEK_START) as usize],
+        CYRILLIC_START..=CYRILLIC_END => CYRILLIC[(code - CYRILLIC_START) as usize],
         _ => match c {
+            'Ґ' => "G",
+            'ґ' => "g",
             'Ə' => "E",
             'ə' => "e",
             'Ơ' => "O",
@@ -100,7 +238,7 @@ mod tests {
     use super::*;
 
     fn transliterate(text: &str) -> String {
-        text.chars().map(to_ascii).collect()
+        spelled(text.chars()).collect()
     }
 
     #[test]
@@ -150,7 +288,12 @@ mod tests {
 
     #[test]
     fn table_keeps_case() {
-        for code in LATIN_START..=LATIN_END {
+        let tables = [
+            LATIN_START..=LATIN_END,
+            GREEK_START..=GREEK_END,
+            CYRILLIC_START..=CYRILLIC_END,
+        ];
+        for code in tables.into_iter().flatten() {
             let Some(c) = char::from_u32(code) else {
                 continue;
             };
@@ -166,15 +309,78 @@ mod tests {
     }
 
     #[test]
-    fn every_letter_in_the_table_has_a_spelling() {
-        for code in 0xC0..=LATIN_END {
+    fn every_letter_in_the_tables_has_a_spelling() {
+        let tables = [
+            0xC0..=LATIN_END,
+            0x386..=0x3CE,
+            CYRILLIC_START..=CYRILLIC_END,
+        ];
+        for code in tables.into_iter().flatten() {
             let Some(c) = char::from_u32(code) else {
                 continue;
             };
-            if c.is_alphabetic() {
+            // The soft sign softens the letter before it: ICAO spells it with nothing.
+            if c.is_alphabetic() && !matches!(c, 'Ь' | 'ь') {
                 assert!(!to_ascii(c).is_empty(), "{c}");
             }
         }
+    }
+
+    #[test]
+    fn greek_and_cyrillic_rows_line_up_with_code_points() {
+        for (c, spelling) in [
+            ('Ά', "A"),
+            ('Ώ', "O"),
+            ('ΐ', "i"),
+            ('Ο', "O"),
+            ('Π', "P"),
+            ('ί', "i"),
+            ('ΰ', "y"),
+            ('ο', "o"),
+            ('π', "p"),
+            ('ώ', "o"),
+            ('Ѐ', "E"),
+            ('Џ', "DZ"),
+            ('А', "A"),
+            ('П', "P"),
+            ('Р', "R"),
+            ('Я', "IA"),
+            ('а', "a"),
+            ('п', "p"),
+            ('р', "r"),
+            ('я', "ia"),
+            ('ѐ', "e"),
+            ('џ', "dz"),
+        ] {
+            assert_eq!(to_ascii(c), spelling, "{c}");
+        }
+    }
+
+    #[test]
+    fn cyrillic_names_are_spelled_as_in_passports() {
+        assert_eq!(transliterate("Анна"), "Anna");
+        assert_eq!(transliterate("Юлия Щербакова"), "Iuliia Shcherbakova");
+        assert_eq!(transliterate("Фёдор Хабибуллин"), "Fedor Khabibullin");
+        assert_eq!(transliterate("Дарья Ильина"), "Daria Ilina");
+        assert_eq!(transliterate("Олександр Ґудзь"), "Oleksandr Gudz");
+        assert_eq!(transliterate("Їжак Євген"), "Izhak Ievgen");
+        assert_eq!(transliterate("Ђорђе Љубичић"), "Djordje Ljubichic");
+        assert_eq!(transliterate("ЖАННА"), "ZHANNA");
+    }
+
+    #[test]
+    fn greek_names_are_spelled_as_in_passports() {
+        assert_eq!(
+            transliterate("Γιώργος Παπαδόπουλος"),
+            "Giorgos Papadopoulos"
+        );
+        assert_eq!(transliterate("Ευάγγελος"), "Evangelos");
+        assert_eq!(transliterate("Ευθύμιος"), "Efthymios");
+        assert_eq!(transliterate("Αύγουστος"), "Avgoustos");
+        assert_eq!(transliterate("Σπύρος Χατζής"), "Spyros Chatzis");
+        assert_eq!(transliterate("Ψαλτάκη"), "Psaltaki");
+        assert_eq!(transliterate("ΛΟΥΚΑΣ"), "LOUKAS");
+        assert_eq!(transliterate("Δήμητρα"), "Dimitra");
     }
 
     #[test]
@@ -185,20 +391,21 @@ mod tests {
         assert_eq!(transliterate("Straße"), "Strasse");
         assert_eq!(transliterate("STRAẞE"), "STRASSE");
         assert_eq!(transliterate("Øystein"), "Oystein");
-        assert_eq!(transliterate("Æsa"), "AEsa");
+        assert_eq!(transliterate("Æsa"), "Aesa");
+        assert_eq!(transliterate("ÆSA"), "AESA");
         assert_eq!(transliterate("cœur"), "coeur");
         assert_eq!(transliterate("Ñandú"), "Nandu");
         assert_eq!(transliterate("Çağla"), "Cagla");
         assert_eq!(transliterate("Šťastný Žižka Čapek"), "Stastny Zizka Capek");
         assert_eq!(transliterate("Ștefan Țiriac"), "Stefan Tiriac");
-        assert_eq!(transliterate("Þórður"), "THordur");
+        assert_eq!(transliterate("Þórður"), "Thordur");
         assert_eq!(transliterate("Jean‐Pierre"), "Jean-Pierre");
     }
 
     #[test]
     fn unmapped_characters_are_dropped() {
-        assert_eq!(transliterate("Анна"), "");
         assert_eq!(transliterate("李 Li"), " Li");
+        assert_eq!(transliterate("محمد"), "");
         assert_eq!(transliterate("ann🎉a"), "anna");
         assert_eq!(transliterate("×÷"), "");
         // Decomposed é: the combining accent goes, the letter stays.

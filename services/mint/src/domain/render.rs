@@ -125,7 +125,8 @@ pub fn render_code(
             }
             RenderError::Empty => {
                 // Which of the creator's own values give nothing a code can carry (a name in a
-                // script with no Latin spelling, say): named, for the brand to act on.
+                // script the pattern engine does not spell, Han or Arabic, say): named, for the
+                // brand to act on.
                 let unusable: Vec<&str> = pattern
                     .variables()
                     .iter()
@@ -269,7 +270,7 @@ mod tests {
             matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{campaign}")),
             "{rendered:?}"
         );
-        // A name with no Latin spelling gives nothing: the failure names it.
+        // A name in a script the engine does not spell gives nothing: the failure names it.
         let han = Profile {
             first_name: "李".into(),
             ..profile()
