@@ -119,7 +119,12 @@ pub(crate) fn spelled(chars: impl Iterator<Item = char>) -> impl Iterator<Item =
     let mut previous = None;
     std::iter::from_fn(move || {
         let c = chars.next()?;
-        let spelling = in_context(previous, c, chars.peek().copied());
+        // ASCII needs no context: the next character is read ahead only for others.
+        let spelling = if c.is_ascii() {
+            to_ascii(c)
+        } else {
+            in_context(previous, c, chars.peek().copied())
+        };
         previous = Some(c);
         Some(spelling)
     })
