@@ -51,8 +51,9 @@
 //! shop's [`Rules`]. Every part of the code, literal text included:
 //!
 //! 1. is transliterated to ASCII (`José` → `Jose`, `Łukasz` → `Lukasz`,
-//!    `ß` → `ss`, `Æsa` → `Aesa`, `ÆSA` → `AESA`; Cyrillic and Greek as
-//!    passports spell them: `Юлия` → `Iuliia`, `Γιώργος` → `Giorgos`);
+//!    `ß` → `ss`, `Æsa` → `Aesa`, `ÆSA` → `AESA`; Cyrillic by ICAO Doc
+//!    9303's general table, `Юлия` → `Iuliia`; Greek by ELOT 743,
+//!    `Γιώργος` → `Giorgos`);
 //!    characters with no ASCII spelling, such as other scripts and emoji,
 //!    are dropped;
 //! 2. loses the characters the rules forbid (anything but ASCII letters,

@@ -175,9 +175,15 @@ impl Pattern {
             match context.resolve(placeholder.variable)? {
                 Value::Text(text) => writer.text(text.chars(), case, limit),
                 Value::Names(first, last) => {
-                    // The space between the names would be dropped anyway:
-                    // no rules allow spaces.
-                    let names = first.into_iter().chain(last).flat_map(str::chars);
+                    // A space between the names, dropped like every space (no rules
+                    // allow one), keeps each name's letters out of the other's context:
+                    // Μαρία Υφαντή is MARIAYFANTI, not MARIAFFANTI.
+                    let between = (first.is_some() && last.is_some()).then_some(" ");
+                    let names = first
+                        .into_iter()
+                        .chain(between)
+                        .chain(last)
+                        .flat_map(str::chars);
                     writer.text(names, case, limit);
                 }
                 Value::Discount(discount) => {
@@ -444,6 +450,8 @@ mod tests {
             ("Mary-Ann O'Neil", "MARYANNONEIL"),
             ("Анна Li", "ANNALI"),
             ("Γιώργος", "GIORGOS"),
+            ("Нұрлан Әлиев", "NURLANALIEV"),
+            ("Ἀλέξανδρος", "ALEXANDROS"),
             ("李 Li", "LI"),
         ] {
             let context = Context {
@@ -479,6 +487,17 @@ mod tests {
         assert_eq!(
             render("{full_name}", &neither, &rules),
             Err(RenderError::MissingField("full_name"))
+        );
+        // Each name is spelled on its own: a first name's last letter does not change
+        // how the last name's first is spelled.
+        let greek = Context {
+            first_name: Some("Μαρία"),
+            last_name: Some("Υφαντή"),
+            ..jose()
+        };
+        assert_eq!(
+            render("{full_name}", &greek, &rules).unwrap(),
+            "MARIAYFANTI"
         );
     }
 

@@ -9,11 +9,15 @@
 //! Covered: ASCII, Latin-1 Supplement, Latin Extended-A, and a few common
 //! letters beyond (Romanian comma-below letters, Azerbaijani schwa,
 //! Vietnamese horned letters, capital sharp s) and Unicode dashes; Cyrillic
-//! (Russian, Ukrainian, Belarusian, Bulgarian, Serbian, Macedonian) and
-//! Greek as ICAO Doc 9303 spells names in passports (`Юлия` → `Iuliia`,
-//! `Γιώργος` → `Giorgos`; but Serbian `Ђ` → `Dj`, as Serbs spell it in ASCII). Greek is the one script spelled in context
-//! ([`spelled`]): `ου` → `ou`, `αυ`/`ευ`/`ηυ` → `av`/`ev`/`iv` (`af`/`ef`/`if`
-//! before a voiceless consonant), `γγ`/`γξ`/`γχ` → `ng`/`nx`/`nch`.
+//! by ICAO Doc 9303's general table (Russian passports' spelling: `Юлия` →
+//! `Iuliia`; Serbian `Ђ` → `Dj`, which the table's `D` would blur), with the
+//! letters Kazakh, Tatar, Bashkir, Tajik and Mongolian add spelled as their
+//! nearest Russian ones; Greek by ELOT 743, as Greek passports spell it
+//! (`Γιώργος` → `Giorgos`), polytonic letters as their plain ones. One
+//! spelling per letter whatever the language: Ukrainian `Г` is `G`, not `H`.
+//! Greek is the one script spelled in context ([`spelled`]): `ου` → `ou`,
+//! `αυ`/`ευ`/`ηυ` → `av`/`ev`/`iv` (`af`/`ef`/`if` before a voiceless
+//! consonant and at the end of a word), `γγ`/`γξ`/`γχ` → `ng`/`nx`/`nch`.
 //! Everything else (other scripts, emoji, combining accents) maps to nothing
 //! and is dropped; decomposed text such as `e` + U+0301 therefore keeps its
 //! base letter.
@@ -142,7 +146,8 @@ fn in_context(previous: Option<char>, c: char, next: Option<char>) -> &'static s
     }
 }
 
-/// `spelling` (several capitals, from the tables) in title case.
+/// `spelling` (several capitals, from the tables) in title case; Dutch `IJ`
+/// stays as it is (IJsbrand).
 fn title_case(spelling: &'static str) -> &'static str {
     match spelling {
         "AE" => "Ae",
@@ -151,7 +156,6 @@ fn title_case(spelling: &'static str) -> &'static str {
         "DZ" => "Dz",
         "IA" => "Ia",
         "IE" => "Ie",
-        "IJ" => "Ij",
         "IU" => "Iu",
         "KH" => "Kh",
         "LJ" => "Lj",
@@ -173,19 +177,23 @@ fn in_greek_context(previous: Option<char>, c: char, next: Option<char>) -> &'st
     let upper = c.is_uppercase();
     match c {
         'υ' | 'ύ' | 'Υ' | 'Ύ' => match previous {
-            Some('ο' | 'ό' | 'Ο' | 'Ό') => {
+            Some('ο' | 'Ο') => {
                 if upper {
                     "U"
                 } else {
                     "u"
                 }
             }
-            Some('α' | 'ά' | 'ε' | 'έ' | 'η' | 'ή' | 'Α' | 'Ά' | 'Ε' | 'Έ' | 'Η' | 'Ή') =>
-            {
-                let voiceless = matches!(
-                    next.map(|n| n.to_lowercase().next().unwrap_or(n)),
-                    Some('θ' | 'κ' | 'ξ' | 'π' | 'σ' | 'ς' | 'τ' | 'φ' | 'χ' | 'ψ')
-                );
+            // An accent on the first vowel (άυ) makes them two vowels, not a pair.
+            Some('α' | 'ε' | 'η' | 'Α' | 'Ε' | 'Η') => {
+                let voiceless = match next.map(|n| n.to_lowercase().next().unwrap_or(n)) {
+                    Some('θ' | 'κ' | 'ξ' | 'π' | 'σ' | 'ς' | 'τ' | 'φ' | 'χ' | 'ψ') => {
+                        true
+                    }
+                    // The end of a word.
+                    Some(n) => !n.is_alphabetic(),
+                    None => true,
+                };
                 match (voiceless, upper) {
                     (true, true) => "F",
                     (true, false) => "f",
@@ -206,6 +214,30 @@ fn in_greek_context(previous: Option<char>, c: char, next: Option<char>) -> &'st
     }
 }
 
+/// A polytonic Greek letter (U+1F00 to U+1FFF) spelled as its plain one: its
+/// breathings, accents and iota subscript go.
+fn greek_extended(c: char) -> &'static str {
+    match u32::from(c) {
+        0x1F00..=0x1F07 | 0x1F70 | 0x1F71 | 0x1F80..=0x1F87 | 0x1FB0..=0x1FB7 => "a",
+        0x1F08..=0x1F0F | 0x1F88..=0x1F8F | 0x1FB8..=0x1FBC => "A",
+        0x1F10..=0x1F15 | 0x1F72 | 0x1F73 => "e",
+        0x1F18..=0x1F1D | 0x1FC8 | 0x1FC9 => "E",
+        0x1F20..=0x1F27 | 0x1F74 | 0x1F75 | 0x1F90..=0x1F97 | 0x1FC2..=0x1FC7 => "i",
+        0x1F28..=0x1F2F | 0x1F98..=0x1F9F | 0x1FCA..=0x1FCC => "I",
+        0x1F30..=0x1F37 | 0x1F76 | 0x1F77 | 0x1FBE | 0x1FD0..=0x1FD7 => "i",
+        0x1F38..=0x1F3F | 0x1FD8..=0x1FDB => "I",
+        0x1F40..=0x1F45 | 0x1F78 | 0x1F79 => "o",
+        0x1F48..=0x1F4D | 0x1FF8 | 0x1FF9 => "O",
+        0x1F50..=0x1F57 | 0x1F7A | 0x1F7B | 0x1FE0..=0x1FE3 | 0x1FE6 | 0x1FE7 => "y",
+        0x1F59 | 0x1F5B | 0x1F5D | 0x1F5F | 0x1FE8..=0x1FEB => "Y",
+        0x1F60..=0x1F67 | 0x1F7C | 0x1F7D | 0x1FA0..=0x1FA7 | 0x1FF2..=0x1FF7 => "o",
+        0x1F68..=0x1F6F | 0x1FA8..=0x1FAF | 0x1FFA..=0x1FFC => "O",
+        0x1FE4 | 0x1FE5 => "r",
+        0x1FEC => "R",
+        _ => "",
+    }
+}
+
 /// The ASCII spelling of `c` alone; empty when it has none.
 pub(crate) fn to_ascii(c: char) -> &'static str {
     let code = u32::from(c);
@@ -218,8 +250,37 @@ pub(crate) fn to_ascii(c: char) -> &'static str {
         GREEK_START..=GREEK_END => GREEK[(code - GREEK_START) as usize],
         CYRILLIC_START..=CYRILLIC_END => CYRILLIC[(code - CYRILLIC_START) as usize],
         _ => match c {
-            'Ґ' => "G",
-            'ґ' => "g",
+            'Ґ' | 'Ғ' => "G",
+            'ґ' | 'ғ' => "g",
+            'Җ' => "ZH",
+            'җ' => "zh",
+            'Ҙ' => "Z",
+            'ҙ' => "z",
+            'Қ' | 'Ҡ' => "K",
+            'қ' | 'ҡ' => "k",
+            'Ң' => "NG",
+            'ң' => "ng",
+            'Ҫ' => "S",
+            'ҫ' => "s",
+            'Ү' | 'Ұ' | 'Ӯ' | 'Ӱ' | 'Ӳ' => "U",
+            'ү' | 'ұ' | 'ӯ' | 'ӱ' | 'ӳ' => "u",
+            'Ҳ' => "KH",
+            'ҳ' => "kh",
+            'Ҷ' => "CH",
+            'ҷ' => "ch",
+            'Һ' => "H",
+            'һ' => "h",
+            'Ӑ' | 'Ӓ' | 'Ә' | 'Ӛ' => "A",
+            'ӑ' | 'ӓ' | 'ә' | 'ӛ' => "a",
+            'Ӗ' => "E",
+            'ӗ' => "e",
+            'Ӣ' | 'Ӥ' => "I",
+            'ӣ' | 'ӥ' => "i",
+            'Ӧ' | 'Ө' | 'Ӫ' => "O",
+            'ӧ' | 'ө' | 'ӫ' => "o",
+            'Ӹ' => "Y",
+            'ӹ' => "y",
+            '\u{1F00}'..='\u{1FFF}' => greek_extended(c),
             'Ə' => "E",
             'ə' => "e",
             'Ơ' => "O",
@@ -374,6 +435,54 @@ mod tests {
     }
 
     #[test]
+    fn letters_beyond_russian_and_polytonic_greek_are_spelled() {
+        assert_eq!(transliterate("Нұрлан Әлиев"), "Nurlan Aliev");
+        assert_eq!(transliterate("Қайрат Ғалымжан"), "Kairat Galymzhan");
+        assert_eq!(transliterate("Өлзий Һүү"), "Olzii Huu");
+        assert_eq!(transliterate("Ἀλέξανδρος"), "Alexandros");
+        assert_eq!(transliterate("ᾨδή Ῥόδος"), "Odi Rodos");
+        for code in 0x1F00..=0x1FFF {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            if !c.is_alphabetic() {
+                continue;
+            }
+            let spelling = to_ascii(c);
+            assert!(!spelling.is_empty(), "{c} U+{code:04X}");
+            if c.is_uppercase() {
+                assert!(spelling.bytes().all(|b| b.is_ascii_uppercase()), "{c}");
+            }
+            if c.is_lowercase() {
+                assert!(spelling.bytes().all(|b| b.is_ascii_lowercase()), "{c}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_capital_spelled_with_several_letters_has_a_title_case() {
+        let tables = [
+            LATIN_START..=LATIN_END,
+            GREEK_START..=GREEK_END,
+            CYRILLIC_START..=CYRILLIC_END,
+        ];
+        for code in tables.into_iter().flatten() {
+            let Some(c) = char::from_u32(code) else {
+                continue;
+            };
+            let spelling = to_ascii(c);
+            if c.is_uppercase() && spelling.len() > 1 && spelling != "IJ" {
+                let title = title_case(spelling);
+                assert!(
+                    title[1..].bytes().all(|b| b.is_ascii_lowercase()),
+                    "{c}: {title}"
+                );
+            }
+        }
+        assert_eq!(transliterate("Ĳsbrand"), "IJsbrand");
+    }
+
+    #[test]
     fn greek_names_are_spelled_as_in_passports() {
         assert_eq!(
             transliterate("Γιώργος Παπαδόπουλος"),
@@ -386,6 +495,10 @@ mod tests {
         assert_eq!(transliterate("Ψαλτάκη"), "Psaltaki");
         assert_eq!(transliterate("ΛΟΥΚΑΣ"), "LOUKAS");
         assert_eq!(transliterate("Δήμητρα"), "Dimitra");
+        // At the end of a word a pair is spelled as before a voiceless consonant.
+        assert_eq!(transliterate("Ζευς Παυ"), "Zefs Paf");
+        // An accent on the first vowel makes two vowels of them.
+        assert_eq!(transliterate("άυλος Ρόυ"), "aylos Roy");
     }
 
     #[test]
