@@ -1,0 +1,1 @@
+-- Nothing to undo: the creators queued have been minted for, or fail as before.

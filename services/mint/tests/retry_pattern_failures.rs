@@ -1,0 +1,60 @@
+//! The data migration that queues again the creators whose codes failed as PATTERN before the
+//! pattern engine spelled Cyrillic and Greek: only where the plan's trigger still wants a code.
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use tracking_db::{SchemaSpec, TestDb};
+
+static SCHEMAS: &[SchemaSpec] = &[("mint", mint_service::MIGRATIONS)];
+
+const MIGRATION: &str =
+    include_str!("../migrations/2026-12-13-000001_retry_pattern_failures/up.sql");
+
+#[derive(QueryableByName)]
+struct Queued {
+    #[diesel(sql_type = BigInt)]
+    creator_id: i64,
+}
+
+#[tokio::test]
+async fn pattern_failures_the_trigger_still_wants_are_queued_again() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool("mint");
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // Campaign 5 (plan 10, minting when added) and archived campaign 6 (same plan). Creators:
+    // 1 added, PATTERN by the trigger: queued. 2 the same, but the brand's own MintCode failed.
+    // 3 a missing profile field. 4 removed. 5 has a live code since. 6 in the archived campaign.
+    // 7 added, but its campaign's plan 11 mints at approval.
+    conn.batch_execute(
+        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived)
+         values (1, 10, 'p', 100, 'PROVIDER_SANDBOX', '{}', 'on_add', false),
+                (1, 11, 'q', 100, 'PROVIDER_SANDBOX', '{}', 'on_approval', false);
+         insert into campaigns (brand_id, id, name, plan_id, archived)
+         values (1, 5, 'c', 10, false), (1, 6, 'old', 10, true), (1, 7, 'd', 11, false);
+         insert into roster (brand_id, campaign_id, creator_id, profile, status)
+         values (1, 5, 1, '{}', 'added'), (1, 5, 2, '{}', 'added'), (1, 5, 3, '{}', 'added'),
+                (1, 5, 4, '{}', 'removed'), (1, 5, 5, '{}', 'approved'), (1, 6, 6, '{}', 'added'),
+                (1, 7, 7, '{}', 'added');
+         insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, provider,
+                            code, status, slug)
+         values (1, 5, 5, 10, 100, 'PROVIDER_SANDBOX', 'ANNA20', 'active', 'anna-slug');
+         insert into mint_failures (brand_id, campaign_id, creator_id, reason, message, by_trigger)
+         values (1, 5, 1, 'pattern', 'x', true), (1, 5, 2, 'pattern', 'x', false),
+                (1, 5, 3, 'missing_profile_field', 'x', true), (1, 5, 4, 'pattern', 'x', true),
+                (1, 5, 5, 'pattern', 'x', true), (1, 6, 6, 'pattern', 'x', true),
+                (1, 7, 7, 'pattern', 'x', true);",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute(MIGRATION)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let queued: Vec<Queued> =
+        diesel::sql_query("select creator_id from mint_queue order by creator_id")
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    let queued: Vec<i64> = queued.into_iter().map(|q| q.creator_id).collect();
+    assert_eq!(queued, [1]);
+}
