@@ -269,7 +269,7 @@ impl PlanService {
             .integration_facts(
                 &caller.bearer,
                 draft.integration_id,
-                draft.terms.has_store_amounts(),
+                draft.terms.has_new_store_amounts(None),
             )
             .await?;
         let caps = facts.capabilities;
@@ -346,7 +346,12 @@ impl PlanService {
         let brand_id = caller.brand_id;
         let current = self.get_plan(caller, id).await?;
         current.ensure_editable()?;
-        let ask_store_currency = current.terms.has_store_amounts() || proposed.has_store_amounts();
+        // The store is asked only for amounts the update gives it anew (as checked below).
+        let mut after = current.terms.clone();
+        for field in mask {
+            field.apply(&mut after, &proposed);
+        }
+        let ask_store_currency = after.has_new_store_amounts(Some(&current.terms));
         let facts = self
             .gateway
             .integration_facts(&caller.bearer, current.integration_id, ask_store_currency)

@@ -153,9 +153,20 @@ impl Terms {
         )
     }
 
-    /// Whether the store is given any amount of money: only then does its currency matter.
-    pub fn has_store_amounts(&self) -> bool {
-        self.store_amounts().next().is_some()
+    /// Whether the store is given an amount of money not given in `before` (any, without it):
+    /// only then does its currency matter ([`Terms::validate_store_currency`]).
+    pub fn has_new_store_amounts(&self, before: Option<&Terms>) -> bool {
+        self.new_store_amounts(before).next().is_some()
+    }
+
+    /// The amounts the store is given that `before` did not give it.
+    fn new_store_amounts<'a>(
+        &'a self,
+        before: Option<&'a Terms>,
+    ) -> impl Iterator<Item = (&'static str, &'a Money)> {
+        self.store_amounts().filter(move |amount| {
+            before.is_none_or(|before| !before.store_amounts().any(|was| was == *amount))
+        })
     }
 
     /// Checks that the amounts the store is given are in `store_currency`, the currency it keeps
@@ -167,12 +178,10 @@ impl Terms {
         store_currency: &str,
         before: Option<&Terms>,
     ) -> Result<(), Error> {
-        let unchanged = |field: &str, money: &Money| {
-            before.is_some_and(|before| before.store_amounts().any(|was| was == (field, money)))
-        };
-        match self.store_amounts().find(|(field, money)| {
-            !money.currency.eq_ignore_ascii_case(store_currency) && !unchanged(field, money)
-        }) {
+        match self
+            .new_store_amounts(before)
+            .find(|(_, money)| !money.currency.eq_ignore_ascii_case(store_currency.trim()))
+        {
             Some((field, money)) => Err(Error::invalid(
                 &format!("{field}.currency"),
                 format!(
@@ -546,7 +555,7 @@ mod tests {
             commission: Some(Commission::FixedPerOrder(money("USD"))),
             ..Terms::default()
         };
-        assert!(!commission_usd.has_store_amounts());
+        assert!(!commission_usd.has_new_store_amounts(None));
         assert!(commission_usd.validate_store_currency("EUR", None).is_ok());
         // A plan made before the rule may change in other ways, but not to a new amount.
         let renamed = Terms {
