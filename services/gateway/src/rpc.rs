@@ -486,13 +486,13 @@ impl ProviderGateway for Gateway {
         let brand_id = Claims::of(&request)?.brand_scope()?;
         let req = request.into_inner();
         let row = self.integration(brand_id, req.integration_id).await?;
-        let store_currency = match self.adapters.adapter_for(row.provider()) {
-            Ok((adapter, _)) if req.ask_store_currency => self
-                .adapters
-                .shop_currency_within(adapter, &row, STORE_CURRENCY_WAIT)
+        let store_currency = if req.ask_store_currency {
+            self.adapters
+                .shop_currency_within(&row, STORE_CURRENCY_WAIT)
                 .await
-                .unwrap_or_default(),
-            _ => String::new(),
+                .unwrap_or_default()
+        } else {
+            String::new()
         };
         Ok(Response::new(pb::GetIntegrationResponse {
             integration: Some(integration_to_proto(row)),

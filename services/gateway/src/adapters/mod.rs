@@ -339,7 +339,9 @@ impl Adapters {
         let (currency, kept) = match adapter.shop_currency(integration).await {
             // An empty answer says nothing: every amount would be refused against it.
             Ok(currency) => (
-                currency.filter(|code| !code.trim().is_empty()),
+                currency
+                    .map(|code| code.trim().to_ascii_uppercase())
+                    .filter(|code| !code.is_empty()),
                 CURRENCY_KEPT,
             ),
             Err(err) => {
@@ -353,26 +355,33 @@ impl Adapters {
         currency
     }
 
-    /// [`Adapters::shop_currency`], waiting at most `wait` for the store: one that cannot tell
-    /// by then counts as unable to (not asked again for [`CURRENCY_UNKNOWN_KEPT`]).
+    /// The currency `integration`'s store keeps its prices in ([`Adapters::shop_currency`]),
+    /// waiting at most `wait` for the store; `None` also for a provider with no store to ask.
+    /// A store that cannot tell by then is still asked to the end, on a task of its own, and its
+    /// answer kept as any other: so the next call (or push) finds it, and a store slow to answer
+    /// does not leave pushes unchecked.
     pub async fn shop_currency_within(
         &self,
-        adapter: &dyn StoreAdapter,
         integration: &IntegrationRow,
         wait: Duration,
     ) -> Option<String> {
-        match tokio::time::timeout(wait, self.shop_currency(adapter, integration)).await {
-            Ok(currency) => currency,
+        let (adapters, asked_for) = (self.clone(), integration.clone());
+        let asking = tokio::spawn(async move {
+            let (adapter, _) = adapters.adapter_for(asked_for.provider()).ok()?;
+            adapters.shop_currency(adapter, &asked_for).await
+        });
+        match tokio::time::timeout(wait, asking).await {
+            Ok(Ok(currency)) => currency,
+            Ok(Err(err)) => {
+                tracing::error!(integration_id = integration.id, error = %err,
+                    "asking the store's currency failed");
+                None
+            }
             Err(_) => {
-                tracing::warn!(
+                tracing::info!(
                     integration_id = integration.id,
                     waited_ms = wait.as_millis(),
-                    "the store did not tell its currency in time: amounts pushed unchecked"
-                );
-                let mut cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
-                cache.insert(
-                    integration.id,
-                    (None, Instant::now() + CURRENCY_UNKNOWN_KEPT),
+                    "the store did not tell its currency in time; its answer is kept when it comes"
                 );
                 None
             }
