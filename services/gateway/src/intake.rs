@@ -94,6 +94,15 @@ pub enum Refusal {
     Unavailable(String),
 }
 
+/// How long a refund of an order the store no longer shows waits for the order's lock.
+const ORDER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl From<diesel::result::Error> for Refusal {
+    fn from(err: diesel::result::Error) -> Self {
+        DbError::from(err).into()
+    }
+}
+
 impl From<DbError> for Refusal {
     fn from(err: DbError) -> Self {
         tracing::error!(error = %err, "order intake failed on the database");
@@ -341,8 +350,8 @@ impl Intake {
                 // already in it (from a backfill, an `orders/updated`) would count twice. The
                 // order is fetched whole, its refunds included, as for BigCommerce's thin
                 // deliveries (a failed fetch answers 503, and Shopify delivers again). Only an
-                // order the store no longer shows takes the refund into its stored state, with
-                // those hazards (`refunded_stored`).
+                // order the store no longer shows takes the refund into its stored state
+                // (`take_in_vanished_refund`).
                 let refund = shopify::parse_refund(body)?;
                 let order_id = refund.order_id.unwrap_or_default().to_string();
                 if self.redelivered(&integration, delivery_id).await? {
@@ -363,13 +372,26 @@ impl Intake {
                 };
                 return match self.fetch(&integration, &order_id).await? {
                     Some(order) => take_in(Some(order)).await,
-                    // Read and stored under the order's lock: the next refund of it reads this
-                    // one's result.
+                    // On a task of its own: once begun, it ends (the state stored, then the
+                    // order's lock freed) even if the delivery's caller goes away.
                     None => {
-                        self.with_latest_locked(&integration, &order_id, |stored| {
-                            take_in(Self::refunded_stored(stored, &order_id, &refund))
+                        let intake = self.clone();
+                        let (integration, order_id) = (integration.clone(), order_id.clone());
+                        let (id, topic) = (delivery.id.to_owned(), delivery.topic.to_owned());
+                        tokio::spawn(async move {
+                            let delivery = Delivery {
+                                id: &id,
+                                topic: &topic,
+                            };
+                            intake
+                                .take_in_vanished_refund(&integration, &order_id, &refund, delivery)
+                                .await
                         })
                         .await
+                        .map_err(|err| {
+                            tracing::error!(error = %err, "a refund's intake failed");
+                            Refusal::Unavailable("refund intake".to_owned())
+                        })?
                     }
                 };
             }
@@ -519,29 +541,30 @@ impl Intake {
         decoded(latest)
     }
 
-    /// Runs `then` on the order's latest stored state ([`store::orders::latest`]) holding a
-    /// lock on the order until what it starts ends: for work that stores a state made from the
-    /// stored one, so that the next such work on the order waits, and reads its result. The lock
-    /// is a transaction-level advisory lock, so replicas respect it too, and a call dropped
-    /// midway frees it (its connection, left in a transaction, is not reused). The state is
-    /// read on the lock's connection: a call holds one connection, never waits for a second.
-    async fn with_latest_locked<T, F, Fut>(
+    /// Takes a Shopify refund of an order the store no longer shows into the order's latest
+    /// stored state ([`Self::refunded_stored`]) and stores the result, under a lock on the order
+    /// so that the next refund of it reads this one's result: a transaction-level advisory lock
+    /// (replicas share it), waited for at most [`ORDER_LOCK_WAIT`] (then 503, and Shopify
+    /// delivers again). On the lock's connection, the state is read and the refund's id recorded
+    /// as taken in; the record commits only once the state is stored, so a refund is added once
+    /// however often, and in whatever order, refunds arrive.
+    async fn take_in_vanished_refund(
         &self,
         integration: &IntegrationRow,
         order_id: &str,
-        then: F,
-    ) -> Result<T, Refusal>
-    where
-        T: Send,
-        F: FnOnce(Option<NormalizedOrder>) -> Fut + Send,
-        Fut: Future<Output = Result<T, Refusal>> + Send,
-    {
+        refund: &shopify::Refund,
+        delivery: Delivery<'_>,
+    ) -> Result<Outcome, Refusal> {
         use diesel::sql_types::Text;
         use diesel_async::RunQueryDsl;
         let (brand_id, integration_id) = (integration.brand_id, integration.id);
         let key = format!("{brand_id}/{integration_id}/{order_id}");
         let mut conn = self.db.conn().await?;
-        conn.transaction::<_, DbError, _>(async |conn| {
+        conn.transaction::<_, Refusal, _>(async |conn| {
+            let wait = ORDER_LOCK_WAIT.as_millis();
+            diesel::sql_query(format!("set local lock_timeout = '{wait}ms'"))
+                .execute(conn)
+                .await?;
             // The two-key form: apart from the one-key locks of the event log and consumers.
             diesel::sql_query(
                 "select pg_advisory_xact_lock(hashtext(current_schema() || '.order'), hashtext($1))",
@@ -549,25 +572,46 @@ impl Intake {
             .bind::<Text, _>(&key)
             .execute(conn)
             .await?;
-            let latest = store::orders::latest(conn, brand_id, integration_id, order_id).await?;
-            Ok(match decoded(latest) {
-                Ok(latest) => then(latest).await,
-                Err(refusal) => Err(refusal),
-            })
+            let stored = decoded(
+                store::orders::latest(conn, brand_id, integration_id, order_id).await?,
+            )?;
+            let taken_before = match refund.id.and_then(|id| i64::try_from(id).ok()) {
+                Some(id) => !store::orders::take_vanished_refund(
+                    conn,
+                    brand_id,
+                    integration_id,
+                    order_id,
+                    id,
+                )
+                .await?,
+                None => {
+                    tracing::warn!(order_id, "refund without an id, not taken in");
+                    return Ok(self.accept(&[], pb::OrderSource::Webhook, Some((integration, delivery))).await?);
+                }
+            };
+            let order = Self::refunded_stored(stored, order_id, refund, taken_before);
+            let incoming = Self::keep_valid(integration, order.into_iter().collect());
+            Ok(self
+                .accept(
+                    &incoming,
+                    pb::OrderSource::Webhook,
+                    Some((integration, delivery)),
+                )
+                .await?)
         })
-        .await?
+        .await
     }
 
     /// A Shopify refund of an order the store no longer shows (or sends in a shape the gateway
     /// cannot read: [`fetch`](Self::fetch) answers `None` for both): the order after it, from its
-    /// latest stored state, `stored` ([`shopify::refunded_from_stored`]), or `None` (logged) when
-    /// there is none or it cannot be told. Its caller reads `stored` and stores the result under
-    /// the order's lock ([`Self::with_latest_locked`]), so refunds of one order delivered at
-    /// once each count.
+    /// latest stored state, `stored` ([`shopify::refunded_from_stored`]; `taken_before`: the
+    /// refund's id was recorded as taken in), or `None` (logged) when there is none or it cannot
+    /// be told.
     fn refunded_stored(
         stored: Option<NormalizedOrder>,
         order_id: &str,
         refund: &shopify::Refund,
+        taken_before: bool,
     ) -> Option<NormalizedOrder> {
         let Some(stored) = stored else {
             tracing::warn!(
@@ -576,7 +620,7 @@ impl Intake {
             );
             return None;
         };
-        match shopify::refunded_from_stored(stored, refund) {
+        match shopify::refunded_from_stored(stored, refund, taken_before) {
             Ok(Some(order)) => {
                 tracing::info!(
                     order_id,
@@ -746,7 +790,6 @@ pub struct WebhookHeaders<'a> {
     pub shop: Option<&'a str>,
 }
 
-/// A stored event as sent on `WatchOrders`.
 /// An order state as stored, read back.
 fn decoded(stored: Option<pb::Order>) -> Result<Option<NormalizedOrder>, Refusal> {
     stored
@@ -755,103 +798,9 @@ fn decoded(stored: Option<pb::Order>) -> Result<Option<NormalizedOrder>, Refusal
         .map_err(|err| ParseError::Invalid(err.to_string()).into())
 }
 
+/// A stored event as sent on `WatchOrders`.
 pub fn decode_event(stored: &StoredEvent) -> Result<pb::OrderEvent, prost::DecodeError> {
     let mut event = pb::OrderEvent::decode(stored.payload.as_slice())?;
     event.seq = stored.seq;
     Ok(event)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use diesel::QueryableByName;
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-    use tracking_db::{SchemaSpec, TestDb};
-
-    use super::*;
-    use crate::adapters::{AdapterConfig, mock};
-
-    const SCHEMAS: &[SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
-
-    /// How many sessions wait for an advisory lock.
-    async fn waiting_for_a_lock(db: &Database) -> i64 {
-        #[derive(QueryableByName)]
-        struct Waiting {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-        let row: Waiting = diesel::sql_query(
-            "select count(*) as n from pg_stat_activity
-             where datname = current_database() and wait_event = 'advisory'",
-        )
-        .get_result(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        row.n
-    }
-
-    #[tokio::test]
-    async fn work_on_an_order_waits_for_the_work_on_it_before_and_for_no_other_order() {
-        let test_db = TestDb::new(SCHEMAS).await;
-        let db = test_db.pool(crate::SCHEMA);
-        let sealer = mock::sealer();
-        let adapters = Adapters::new(
-            db.clone(),
-            sealer.clone(),
-            AdapterConfig::new(b"k".to_vec()),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let intake = Intake::new(db.clone(), db.clone(), sealer.clone(), adapters);
-        let integration = mock::integration(&sealer, Provider::Shopify, "http://127.0.0.1:9", &[]);
-        let log: Mutex<Vec<&str>> = Mutex::default();
-        let note = |what| log.lock().unwrap_or_else(|e| e.into_inner()).push(what);
-        let (started, mut first_holds) = tokio::sync::watch::channel(false);
-        let (release, released) = tokio::sync::oneshot::channel::<()>();
-
-        let first = intake.with_latest_locked(&integration, "1001", |_| async {
-            note("first starts");
-            let _ = started.send(true);
-            let _ = released.await;
-            note("first ends");
-            Ok(())
-        });
-        let second = async {
-            let _ = first_holds.wait_for(|holds| *holds).await;
-            intake
-                .with_latest_locked(&integration, "1001", |_| async {
-                    note("second");
-                    Ok(())
-                })
-                .await
-        };
-        // Once the second waits for the lock: another order's work runs meanwhile, then the
-        // first ends.
-        let other = async {
-            while waiting_for_a_lock(&db).await == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let other = intake
-                .with_latest_locked(&integration, "1002", |_| async {
-                    note("another order");
-                    Ok(())
-                })
-                .await;
-            let _ = release.send(());
-            other
-        };
-        let outcomes = tokio::time::timeout(Duration::from_secs(10), async {
-            tokio::join!(first, second, other)
-        })
-        .await
-        .unwrap_or_else(|_| panic!("stuck: {:?}", log.lock().map(|l| l.clone())));
-        assert!(matches!(outcomes, (Ok(()), Ok(()), Ok(()))));
-        assert_eq!(
-            *log.lock().unwrap_or_else(|e| e.into_inner()),
-            ["first starts", "another order", "first ends", "second"]
-        );
-    }
 }

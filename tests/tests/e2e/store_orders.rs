@@ -617,3 +617,79 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
         ]
     );
 }
+
+#[tokio::test]
+async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order() {
+    let store = Router::new().route(
+        "/admin/api/2025-01/orders/{file}",
+        get(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(json!({ "errors": "Not Found" })),
+            )
+        }),
+    );
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Shopify, &base).await;
+    let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
+        deliver_shopify(&suite, integration, topic, id, body)
+    };
+    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/paid", "d-paid", paid).await,
+        r#"{"status":"accepted"}"#
+    );
+    // The later refund first, then the earlier: both count.
+    for (id, body) in [
+        (
+            "d-r2",
+            shopify_refund(2, "2025-01-26T10:00:00+08:00", "30.00"),
+        ),
+        (
+            "d-r1",
+            shopify_refund(1, "2025-01-25T10:00:00+08:00", "50.00"),
+        ),
+    ] {
+        assert_eq!(
+            deliver("refunds/create", id, body).await,
+            r#"{"status":"accepted"}"#,
+            "{id}"
+        );
+    }
+    // A refund taken in already, sent again under another delivery id, counts once.
+    assert_eq!(
+        deliver(
+            "refunds/create",
+            "d-r1-again",
+            shopify_refund(1, "2025-01-25T10:00:00+08:00", "50.00")
+        )
+        .await,
+        r#"{"status":"duplicate"}"#
+    );
+    // Two delivered at once, made in the same second: both count.
+    let (third, fourth) = tokio::join!(
+        deliver(
+            "refunds/create",
+            "d-r3",
+            shopify_refund(3, "2025-01-27T10:00:00+08:00", "20.00")
+        ),
+        deliver(
+            "refunds/create",
+            "d-r4",
+            shopify_refund(4, "2025-01-27T10:00:00+08:00", "10.00")
+        ),
+    );
+    assert_eq!(third, r#"{"status":"accepted"}"#);
+    assert_eq!(fourth, r#"{"status":"accepted"}"#);
+    let published = refunds_published(&suite, 5).await;
+    assert_eq!(
+        published[..3],
+        [
+            (OrderStatus::Paid, 0),
+            (OrderStatus::PartiallyRefunded, 3_000),
+            (OrderStatus::PartiallyRefunded, 8_000),
+        ]
+    );
+    assert_eq!(published[4], (OrderStatus::PartiallyRefunded, 11_000));
+}

@@ -164,6 +164,28 @@ pub async fn latest(
         .map_err(|err| DbError::Other(format!("a stored order does not decode: {err}")))
 }
 
+/// Records that the refund `refund_id` of an order the store no longer shows is taken into its
+/// stored state: whether it was not recorded before (a refund is taken in once).
+pub async fn take_vanished_refund(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    store_order_id: &str,
+    refund_id: i64,
+) -> Result<bool, DbError> {
+    let taken = tracking_db::prepared(
+        "insert into vanished_refunds (brand_id, integration_id, store_order_id, refund_id)
+         values ($1, $2, $3, $4) on conflict do nothing",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(store_order_id)
+    .bind::<BigInt, _>(refund_id)
+    .execute(conn)
+    .await?;
+    Ok(taken == 1)
+}
+
 /// Whether a delivery id was recorded before (checked before a thin webhook's order is fetched).
 pub async fn delivery_seen(
     conn: &mut AsyncPgConnection,

@@ -87,6 +87,9 @@ impl Exchange {
 /// A refund, as embedded in an order and as the body of `refunds/create`.
 #[derive(Deserialize)]
 pub struct Refund {
+    /// The refund's own id (Shopify's numeric id).
+    #[serde(default)]
+    pub id: Option<u64>,
     #[serde(default)]
     pub order_id: Option<u64>,
     /// When the refund was made (RFC 3339, the shop's offset).
@@ -149,14 +152,17 @@ impl Refund {
 }
 
 /// The order after `refund`, for an order the store no longer shows (deleted, or older than the
-/// 60 days an app without `read_all_orders` may read): its last stored state, `stored`, with the
-/// refund's money added; the stored state as it is when it is no older than the refund (the
-/// store sent it with the refund in it) or no money went back. `None` when either time is
+/// 60 days an app without `read_all_orders` may read): its latest stored state, `stored`, with
+/// the refund's money added; `stored` as it is when the refund is in it already: taken in before
+/// (`taken_before`, known by the refund's id), or made no later than the store's own last state of
+/// the order. States made here keep that state's time (`updated_at`), so a refund made after it
+/// and not taken in yet counts, whatever order refunds arrive in. `None` when either time is
 /// unknown (a refund counted twice would take back commission a creator earned). A refund in the
 /// customer's currency cannot be taken into the shop's without the order: an error.
 pub fn refunded_from_stored(
     mut stored: NormalizedOrder,
     refund: &Refund,
+    taken_before: bool,
 ) -> Result<Option<NormalizedOrder>, ParseError> {
     let refunded_at = refund
         .created_at
@@ -165,7 +171,7 @@ pub fn refunded_from_stored(
     let (Some(refunded_at), Some(stored_at)) = (refunded_at, stored.updated_at) else {
         return Ok(None);
     };
-    if stored_at >= refunded_at {
+    if taken_before || stored_at >= refunded_at {
         return Ok(Some(stored));
     }
     let added = refund.amount_minor(&stored.currency, &|| Ok(None))?;
@@ -183,7 +189,6 @@ pub fn refunded_from_stored(
             OrderStatus::PartiallyRefunded
         };
     }
-    stored.updated_at = Some(refunded_at);
     Ok(Some(stored))
 }
 
@@ -568,7 +573,7 @@ mod tests {
             parse_refund(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
         };
         let taken = |stored, refund: &Refund| {
-            refunded_from_stored(stored, refund)
+            refunded_from_stored(stored, refund, false)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .map(|o| {
                     (
@@ -578,15 +583,21 @@ mod tests {
                     )
                 })
         };
+        // Made after the stored state: added, the state keeping its time (the store's).
         let earlier = r#","updated_at":"2025-01-01T12:00:00Z""#;
         assert_eq!(
             taken(paid(earlier), &refund("EUR")),
             Some((
                 OrderStatus::PartiallyRefunded,
                 400,
-                Some("2025-01-01T23:00:00+00:00".to_owned())
+                Some("2025-01-01T12:00:00+00:00".to_owned())
             ))
         );
+        // Taken in before (its id recorded): in it already.
+        let again = refunded_from_stored(paid(earlier), &refund("EUR"), true)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|o| (o.status, o.refunded_minor));
+        assert_eq!(again, Some((OrderStatus::Paid, 0)));
         // The stored state is no older than the refund: in it already.
         let later = r#","updated_at":"2025-01-01T23:00:00Z""#;
         assert_eq!(
@@ -599,7 +610,7 @@ mod tests {
         );
         assert_eq!(taken(paid(""), &refund("EUR")), None, "no time stored");
         // The customer's currency, without the order's exchange.
-        assert!(refunded_from_stored(paid(earlier), &refund("USD")).is_err());
+        assert!(refunded_from_stored(paid(earlier), &refund("USD"), false).is_err());
     }
 
     #[test]
