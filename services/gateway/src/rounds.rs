@@ -159,7 +159,14 @@ pub async fn run<F, Fut>(
         }
     }
     drop(rounds);
-    let _claims_ended = shared.claims.write().await;
+    // A claim stuck at the database holds shutdown up for an interval at most.
+    let claims_ended = tokio::time::timeout(every, shared.claims.write()).await;
+    if claims_ended.is_err() {
+        tracing::warn!(
+            job = job.name,
+            "a lease claim has not ended at shutdown; leases given back without it"
+        );
+    }
     match give_back_all(db, job, &shared.holder).await {
         Ok(0) => {}
         Ok(given) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
@@ -695,9 +702,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
-        // Shutdown drops the round mid-claim; then the other session gives up its row, and
-        // the claim goes through at the database.
+        // Shutdown drops the round mid-claim, and waits for the claim; then the other session
+        // gives up its row, and the claim goes through at the database.
         shutdown.cancel();
+        let mut running = running;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), &mut running)
+                .await
+                .is_err(),
+            "shutdown waits for the claim at the database"
+        );
         blocker
             .batch_execute("rollback")
             .await

@@ -533,7 +533,14 @@ fn message_of(reply: &Reply) -> String {
 /// The rule's name: readable, and unique to the terms (a hash of all of them).
 fn rule_name(terms: &Terms) -> String {
     let canonical = serde_json::to_vec(terms).unwrap_or_default();
-    let hash = hex::encode(&Sha256::digest(&canonical)[..6]);
+    let mut hasher = Sha256::new();
+    hasher.update(&canonical);
+    // A rule with dates made before its days were the store views' (they were UTC's) is not
+    // found for the same terms: a new one is made, with the right days.
+    if terms.starts_at.is_some() || terms.ends_at.is_some() {
+        hasher.update(b" days in the store views' zones");
+    }
+    let hash = hex::encode(&hasher.finalize()[..6]);
     let value = match &terms.value {
         Some(DiscountValue::PercentBps(bps)) => format!("{} %", percent_text(*bps)),
         Some(DiscountValue::Fixed(m)) => {
@@ -1073,7 +1080,9 @@ mod tests {
         first.terms.product_ids = vec!["MUG-1".to_owned()];
         // 2030-03-31T22:30:00Z, half past midnight on 1 April in Berlin.
         first.terms.starts_at = DateTime::from_timestamp(1_901_226_600, 0);
-        first.terms.ends_at = DateTime::from_timestamp(1_900_000_000, 0);
+        // 2030-04-30T22:30:00Z, half past midnight on 1 May in Berlin.
+        first.terms.ends_at = DateTime::from_timestamp(1_903_818_600, 0);
+        let first_terms = first.terms.clone();
         let mut second = first.clone();
         second.code = "JOSE20".to_owned();
         second.external_ref = "code-2".to_owned();
@@ -1108,10 +1117,20 @@ mod tests {
         assert_eq!(rule["use_auto_generation"], true);
         assert_eq!(rule["website_ids"], json!([1]));
         assert_eq!(rule["customer_group_ids"], json!([0, 1]));
-        // Days in the shop view's zone: the plan starts on 1 April in Berlin (UTC's day is
-        // still 31 March).
+        // Days in the shop view's zone: the plan runs from 1 April to the first half hour of
+        // 1 May in Berlin (UTC's days: 31 March to 30 April).
         assert_eq!(rule["from_date"], "2030-04-01");
-        assert_eq!(rule["to_date"], "2030-03-17");
+        assert_eq!(rule["to_date"], "2030-05-01");
+        // Not the name a rule of these terms had when its days were UTC's: such a rule is not
+        // reused.
+        let utc_days_hash =
+            hex::encode(&Sha256::digest(serde_json::to_vec(&first_terms).unwrap_or_default())[..6]);
+        assert!(
+            !rule["name"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&utc_days_hash)
+        );
         assert_eq!(
             store.requests_to("GET /rest/V1/store/storeConfigs").len(),
             1
