@@ -834,6 +834,31 @@ async fn echo(axum::Json(batch): axum::Json<serde_json::Value>) -> axum::Json<se
     axum::Json(serde_json::json!({ "create": created }))
 }
 
+/// A WooCommerce store keeping its prices in euros, answering its currency as `code` after
+/// `delay`, each question counted in `asked`.
+fn euro_store(
+    code: &'static str,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    delay: std::time::Duration,
+) -> axum::Router {
+    use axum::extract::State;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    axum::Router::new()
+        .route(
+            "/wp-json/wc/v3/data/currencies/current",
+            axum::routing::get(
+                move |State(asked): State<std::sync::Arc<AtomicUsize>>| async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    axum::Json(
+                        serde_json::json!({ "code": code, "name": "Euro", "symbol": "&euro;" }),
+                    )
+                },
+            ),
+        )
+        .with_state(asked)
+}
+
 /// A fixed amount off or a minimum purchase in another currency than the store's would be taken
 /// as that many units of the store's: such a discount is refused for good, naming both
 /// currencies, and the store is asked its currency once (not for every push, nor for
@@ -847,16 +872,8 @@ async fn amounts_in_another_currency_than_the_stores_are_refused() {
     use axum::routing::{get, post};
 
     let asked = Arc::new(AtomicUsize::new(0));
-    let store = axum::Router::new()
-        .route(
-            "/wp-json/wc/v3/data/currencies/current",
-            get(|State(asked): State<Arc<AtomicUsize>>| async move {
-                asked.fetch_add(1, Ordering::SeqCst);
-                axum::Json(serde_json::json!({ "code": "EUR", "name": "Euro", "symbol": "&euro;" }))
-            }),
-        )
-        .route("/wp-json/wc/v3/coupons/batch", post(echo))
-        .with_state(asked.clone());
+    let store = euro_store("EUR", asked.clone(), std::time::Duration::ZERO)
+        .route("/wp-json/wc/v3/coupons/batch", post(echo));
     let base = crate::store_orders::serve(store).await;
     let suite = Suite::start().await;
     let woo = crate::store_orders::register(&suite, Provider::Woocommerce, &base).await;
@@ -965,21 +982,9 @@ async fn a_store_slow_to_tell_its_currency_is_waited_for_two_seconds_and_its_ans
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
-    use axum::extract::State;
-    use axum::routing::get;
-
-    // The store answers after 3 s.
+    // The store answers after 3 s, in lower case.
     let asked = Arc::new(AtomicUsize::new(0));
-    let store = axum::Router::new()
-        .route(
-            "/wp-json/wc/v3/data/currencies/current",
-            get(|State(asked): State<Arc<AtomicUsize>>| async move {
-                asked.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                axum::Json(serde_json::json!({ "code": "eur", "name": "Euro", "symbol": "&euro;" }))
-            }),
-        )
-        .with_state(asked.clone());
+    let store = euro_store("eur", asked.clone(), Duration::from_secs(3));
     let base = crate::store_orders::serve(store).await;
     let suite = Suite::start().await;
     let woo = crate::store_orders::register(&suite, Provider::Woocommerce, &base).await;

@@ -546,10 +546,10 @@ async fn shopify_refunds_fetch_the_order_so_none_is_lost_or_counted_twice() {
 /// A refund of an order the store no longer shows (deleted, or past the 60 days an app without
 /// `read_all_orders` may read: Shopify answers 404) is added to the order's last stored state,
 /// once; a refund older than that state is taken to be in it already.
-#[tokio::test]
-async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_stored_state() {
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let store = Router::new()
+/// A Shopify store that no longer shows any order (each fetch answered 404, counted in
+/// `fetches`).
+fn store_without_orders(fetches: Arc<AtomicUsize>) -> Router {
+    Router::new()
         .route(
             "/admin/api/2025-01/orders/{file}",
             get(|State(fetches): State<Arc<AtomicUsize>>| async move {
@@ -560,8 +560,13 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
                 )
             }),
         )
-        .with_state(fetches.clone());
-    let base = serve(store).await;
+        .with_state(fetches)
+}
+
+#[tokio::test]
+async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_stored_state() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let base = serve(store_without_orders(fetches.clone())).await;
     let suite = Suite::start().await;
     let integration = register(&suite, Provider::Shopify, &base).await;
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
@@ -620,16 +625,7 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
 
 #[tokio::test]
 async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order() {
-    let store = Router::new().route(
-        "/admin/api/2025-01/orders/{file}",
-        get(|| async {
-            (
-                axum::http::StatusCode::NOT_FOUND,
-                axum::Json(json!({ "errors": "Not Found" })),
-            )
-        }),
-    );
-    let base = serve(store).await;
+    let base = serve(store_without_orders(Arc::default())).await;
     let suite = Suite::start().await;
     let integration = register(&suite, Provider::Shopify, &base).await;
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
