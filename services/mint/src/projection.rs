@@ -256,6 +256,16 @@ impl Projector {
                 let campaign = campaign_from_event(brand_id, campaign);
                 let before = projection::get_campaign(conn, brand_id, campaign.id).await?;
                 projection::upsert_campaign(conn, &campaign).await?;
+                let left = before
+                    .as_ref()
+                    .and_then(|b| b.plan_id)
+                    .filter(|old| campaign.plan_id.is_some_and(|new| new != *old));
+                if let Some(old_plan) = left
+                    && !campaign.archived
+                {
+                    self.retire_codes_of_plan_left(conn, brand_id, campaign.id, old_plan)
+                        .await?;
+                }
                 let newly_linked = campaign.plan_id.is_some()
                     && before.is_none_or(|b| b.plan_id != campaign.plan_id);
                 match campaign.plan_id {
@@ -337,6 +347,44 @@ impl Projector {
                 "plan's link terms changed, codes' links follow"
             );
         }
+        Ok(())
+    }
+
+    /// A campaign relinked from `old_plan` to another plan (before outreach, the only time it
+    /// may be): the codes its creators hold under the old plan are disabled here and at the store
+    /// (never given to anyone else), so that each is minted a code of the new plan, with its
+    /// terms and at its store, as the new plan's trigger says (the link queues them).
+    async fn retire_codes_of_plan_left(
+        &self,
+        conn: &mut AsyncPgConnection,
+        brand_id: i64,
+        campaign_id: i64,
+        old_plan: i64,
+    ) -> Result<(), Error> {
+        let live = codes::live_of_campaign_plan(conn, brand_id, campaign_id, old_plan).await?;
+        if live.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = live.iter().map(|c| c.id).collect();
+        let disabled = codes::set_status(conn, brand_id, &ids, CodeStatus::Disabled).await?;
+        for code in &live {
+            if let Some(text) = &code.code {
+                codes::queue_store_disable(conn, brand_id, code.integration_id, text, code.id)
+                    .await?;
+            }
+        }
+        notify_work(conn).await?;
+        let events: Vec<_> = disabled
+            .iter()
+            .map(|c| events::code(CodeEventKind::Disabled, c, &self.public_base_url))
+            .collect();
+        tracking_events::append(conn, &events).await?;
+        tracing::info!(
+            campaign_id,
+            old_plan,
+            codes = disabled.len(),
+            "campaign relinked, its codes of the plan it left disabled"
+        );
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use suite_tests::{
     Suite, add, brand, code_when, eventually, mint, mint_when_known, profile, register,
-    register_integration, sandbox_outage, valid_registration,
+    register_as, register_integration, sandbox_outage, valid_registration,
 };
 use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
@@ -20,8 +20,8 @@ use tracking_api::mint::v1::{
 };
 use tracking_api::plan::v1::{
     ApproveCreatorRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
-    Discount, Plan, RemoveCreatorRequest, SetCodeGenerationRequest, UpdateCreatorProfileRequest,
-    Utm, discount,
+    Discount, LinkPlanRequest, Plan, RemoveCreatorRequest, SetCodeGenerationRequest,
+    UpdateCreatorProfileRequest, Utm, discount,
 };
 use tracking_server::Role;
 use tracking_testkit::authed;
@@ -74,8 +74,40 @@ async fn setup_on(
     name: &str,
     dated: bool,
 ) -> Setup {
+    let plan = plan_on(suite, token, integration, pattern, trigger, name, dated).await;
+    let campaign = suite
+        .plan()
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: name.into(),
+                plan_id: plan,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("create campaign: {s}"));
+    Setup {
+        integration,
+        plan,
+        campaign,
+    }
+}
+
+/// A plan on `integration` (20 % off with a code of `pattern`, none without one), linked to no
+/// campaign: its id.
+async fn plan_on(
+    suite: &Suite,
+    token: &str,
+    integration: i64,
+    pattern: &str,
+    trigger: CodeTrigger,
+    name: &str,
+    dated: bool,
+) -> i64 {
     let codes = !pattern.is_empty();
-    let plan = suite
+    suite
         .plan()
         .create_plan(authed(
             CreatePlanRequest {
@@ -104,25 +136,7 @@ async fn setup_on(
         ))
         .await
         .map(|r| r.into_inner().plan.map(|p| p.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("create plan: {s}"));
-    let campaign = suite
-        .plan()
-        .create_campaign(authed(
-            CreateCampaignRequest {
-                name: name.into(),
-                plan_id: plan,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await
-        .map(|r| r.into_inner().campaign.map(|c| c.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("create campaign: {s}"));
-    Setup {
-        integration,
-        plan,
-        campaign,
-    }
+        .unwrap_or_else(|s| panic!("create plan: {s}"))
 }
 
 async fn codes_of(suite: &Suite, token: &str, campaign: i64) -> Vec<Code> {
@@ -327,6 +341,86 @@ async fn minting_renders_the_pattern_and_is_idempotent() {
         .await
         .expect_err("tenant");
     assert_eq!(status.code(), Status::NotFound);
+}
+
+/// A campaign relinked to another plan before outreach: its creators' codes of the plan it left
+/// are disabled, here and at that plan's store, and each creator gets a code of the new plan, at
+/// its store. Before, they kept the old plan's code, terms and store.
+#[tokio::test]
+async fn a_campaign_relinked_before_outreach_gives_its_creators_codes_of_the_new_plan() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let summer = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        summer.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let old = eventually("ON_ADD mints", || async {
+        code_of(&suite, &token, summer.campaign, 1)
+            .await
+            .filter(|c| c.status == CodeStatus::Active as i32)
+    })
+    .await;
+    assert_eq!(old.code, "ANA20");
+
+    // The new plan is on another store, with its own pattern.
+    let other_store = register_as(&suite, &token, Provider::Sandbox, "Second store").await;
+    let winter = plan_on(
+        &suite,
+        &token,
+        other_store,
+        "{username}{discount}W",
+        CodeTrigger::OnAdd,
+        "Winter",
+        true,
+    )
+    .await;
+    suite
+        .plan()
+        .link_plan(authed(
+            LinkPlanRequest {
+                campaign_id: summer.campaign,
+                plan_id: winter,
+                allow_shared: false,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    let new = eventually("the new plan's code is pushed", || async {
+        code_of(&suite, &token, summer.campaign, 1)
+            .await
+            .filter(|c| c.id != old.id && c.status == CodeStatus::Active as i32)
+    })
+    .await;
+    assert_eq!(new.code, "ANA20W");
+    assert_eq!(new.plan_id, winter);
+    let codes = codes_of(&suite, &token, summer.campaign).await;
+    let old_now = codes.iter().find(|c| c.id == old.id).map(|c| c.status);
+    assert_eq!(old_now, Some(CodeStatus::Disabled as i32));
+    assert_eq!(
+        store_codes(&suite, &token, other_store).await,
+        [("ANA20W".to_owned(), true)]
+    );
+    eventually("the old store stops taking the old code", || async {
+        store_codes(&suite, &token, summer.integration)
+            .await
+            .contains(&("ANA20".to_owned(), false))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -602,6 +602,25 @@ pub async fn live_of_creator(
     Ok(to_codes(rows)?.into_iter().next())
 }
 
+/// The live codes a campaign's creators hold under `plan_id`, locked.
+pub async fn live_of_campaign_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    campaign_id: i64,
+    plan_id: i64,
+) -> Result<Vec<Code>, Error> {
+    let sql = format!(
+        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint])            as k(key_brand, key_campaign)          join codes on brand_id = k.key_brand and campaign_id = k.key_campaign          where plan_id = $3 and not disabled order by id for update of codes"
+    );
+    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
+        .bind::<BigInt, _>(brand_id)
+        .bind::<BigInt, _>(campaign_id)
+        .bind::<BigInt, _>(plan_id)
+        .load(conn)
+        .await?;
+    to_codes(rows)
+}
+
 /// Pending codes due for a push, locked for the caller's transaction (other rounds skip them),
 /// in which the pusher [`hold`]s them before calling the store.
 pub async fn due_for_push(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<Code>, Error> {
