@@ -68,6 +68,25 @@ pub struct Submission {
     pub delivery: Option<DeliveryKey>,
 }
 
+impl Submission {
+    fn new(
+        orders: &[Incoming],
+        source: pb::OrderSource,
+        delivery: Option<(&IntegrationRow, Delivery<'_>)>,
+    ) -> Self {
+        Submission {
+            orders: orders.to_vec(),
+            source,
+            delivery: delivery.map(|(integration, d)| DeliveryKey {
+                brand_id: integration.brand_id,
+                integration_id: integration.id,
+                id: d.id.to_owned(),
+                topic: d.topic.to_owned(),
+            }),
+        }
+    }
+}
+
 /// What storing a batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -201,16 +220,7 @@ impl Intake {
         source: pb::OrderSource,
         delivery: Option<(&IntegrationRow, Delivery<'_>)>,
     ) -> Result<Outcome, DbError> {
-        let submission = Submission {
-            orders: orders.to_vec(),
-            source,
-            delivery: delivery.map(|(integration, d)| DeliveryKey {
-                brand_id: integration.brand_id,
-                integration_id: integration.id,
-                id: d.id.to_owned(),
-                topic: d.topic.to_owned(),
-            }),
-        };
+        let submission = Submission::new(orders, source, delivery);
         let outcome = if orders.len() > SHARED_MAX_ORDERS {
             store_together(&self.db, &self.conflicts, std::slice::from_ref(&submission))
                 .await
@@ -542,12 +552,13 @@ impl Intake {
     }
 
     /// Takes a Shopify refund of an order the store no longer shows into the order's latest
-    /// stored state ([`Self::refunded_stored`]) and stores the result, under a lock on the order
-    /// so that the next refund of it reads this one's result: a transaction-level advisory lock
-    /// (replicas share it), waited for at most [`ORDER_LOCK_WAIT`] (then 503, and Shopify
-    /// delivers again). On the lock's connection, the state is read and the refund's id recorded
-    /// as taken in; the record commits only once the state is stored, so a refund is added once
-    /// however often, and in whatever order, refunds arrive.
+    /// stored state ([`shopify::refunded_from_stored`]) and stores the result with the delivery,
+    /// in one transaction under a lock on the order, so that the next refund of it reads this
+    /// one's result: a transaction-level advisory lock (replicas share it), waited for at most
+    /// [`ORDER_LOCK_WAIT`] (then 503, and Shopify delivers again). A refund added is recorded by
+    /// its id in the same transaction, so it is added once however often, and in whatever order,
+    /// refunds arrive. The state is stored on the lock's connection, not by group commit: the
+    /// path is rare, and one transaction keeps the state and the refund's record together.
     async fn take_in_vanished_refund(
         &self,
         integration: &IntegrationRow,
@@ -575,69 +586,99 @@ impl Intake {
             let stored = decoded(
                 store::orders::latest(conn, brand_id, integration_id, order_id).await?,
             )?;
-            let taken_before = match refund.id.and_then(|id| i64::try_from(id).ok()) {
-                Some(id) => !store::orders::take_vanished_refund(
+            let recorded =
+                store::orders::vanished_refunds(conn, brand_id, integration_id, order_id).await?;
+            let refund_id = refund.id.and_then(|id| i64::try_from(id).ok());
+            let taken_before = recorded.iter().any(|r| Some(r.refund_id) == refund_id);
+            // The store's own last change: a state made here is known by its change time.
+            let store_at = stored.as_ref().and_then(|s| s.updated_at).map(|at| {
+                recorded
+                    .iter()
+                    .find(|r| r.state_at == at)
+                    .map_or(at, |r| r.base_at)
+            });
+            let taken_in = match (stored, refund_id) {
+                (Some(stored), Some(_)) => {
+                    Self::taken_in(stored, order_id, refund, taken_before, store_at)
+                }
+                (None, _) => {
+                    tracing::warn!(order_id, "refund for an order neither the store nor the suite has");
+                    shopify::TakenIn::Unknown
+                }
+                (_, None) => {
+                    tracing::warn!(order_id, "refund without an id, not taken in");
+                    shopify::TakenIn::Unknown
+                }
+            };
+            let (order, added) = match taken_in {
+                shopify::TakenIn::Added(order) => (Some(order), true),
+                shopify::TakenIn::AlreadyIn(order) => (Some(order), false),
+                shopify::TakenIn::Unknown => (None, false),
+            };
+            let incoming = Self::keep_valid(integration, order.into_iter().collect());
+            if added
+                && let (Some(refund_id), Some(base_at), Some(state_at)) = (
+                    refund_id,
+                    store_at,
+                    <[Incoming]>::first(&incoming).and_then(|i| i.order.updated_at),
+                )
+            {
+                let refund = store::orders::VanishedRefund {
+                    refund_id,
+                    base_at,
+                    state_at,
+                };
+                store::orders::record_vanished_refund(
                     conn,
                     brand_id,
                     integration_id,
                     order_id,
-                    id,
+                    &refund,
                 )
-                .await?,
-                None => {
-                    tracing::warn!(order_id, "refund without an id, not taken in");
-                    return Ok(self.accept(&[], pb::OrderSource::Webhook, Some((integration, delivery))).await?);
-                }
-            };
-            let order = Self::refunded_stored(stored, order_id, refund, taken_before);
-            let incoming = Self::keep_valid(integration, order.into_iter().collect());
-            Ok(self
-                .accept(
-                    &incoming,
-                    pb::OrderSource::Webhook,
-                    Some((integration, delivery)),
-                )
-                .await?)
+                .await?;
+            }
+            let submission = Submission::new(
+                &incoming,
+                pb::OrderSource::Webhook,
+                Some((integration, delivery)),
+            );
+            store::orders::store(conn, std::slice::from_ref(&submission), Taken::Skip)
+                .await?
+                .pop()
+                .ok_or_else(|| DbError::Other("no outcome for a refund".to_owned()).into())
         })
         .await
     }
 
-    /// A Shopify refund of an order the store no longer shows (or sends in a shape the gateway
-    /// cannot read: [`fetch`](Self::fetch) answers `None` for both): the order after it, from its
-    /// latest stored state, `stored` ([`shopify::refunded_from_stored`]; `taken_before`: the
-    /// refund's id was recorded as taken in), or `None` (logged) when there is none or it cannot
-    /// be told.
-    fn refunded_stored(
-        stored: Option<NormalizedOrder>,
+    /// What a Shopify refund of an order the store no longer shows (or sends in a shape the
+    /// gateway cannot read: [`fetch`](Self::fetch) answers `None` for both) does to the order's
+    /// latest stored state ([`shopify::refunded_from_stored`]), logged.
+    fn taken_in(
+        stored: NormalizedOrder,
         order_id: &str,
         refund: &shopify::Refund,
         taken_before: bool,
-    ) -> Option<NormalizedOrder> {
-        let Some(stored) = stored else {
-            tracing::warn!(
-                order_id,
-                "refund for an order neither the store nor the suite has"
-            );
-            return None;
-        };
-        match shopify::refunded_from_stored(stored, refund, taken_before) {
-            Ok(Some(order)) => {
+        store_at: Option<DateTime<Utc>>,
+    ) -> shopify::TakenIn {
+        match shopify::refunded_from_stored(stored, refund, taken_before, store_at) {
+            Ok(shopify::TakenIn::Added(order)) => {
                 tracing::info!(
                     order_id,
                     "refund of an order the store no longer shows, taken into its stored state"
                 );
-                Some(order)
+                shopify::TakenIn::Added(order)
             }
-            Ok(None) => {
+            Ok(shopify::TakenIn::Unknown) => {
                 tracing::warn!(
                     order_id,
                     "refund of an order the store no longer shows, not taken in: its time or the stored state's is unknown"
                 );
-                None
+                shopify::TakenIn::Unknown
             }
+            Ok(in_it) => in_it,
             Err(err) => {
                 tracing::warn!(order_id, error = %err, "refund of an order the store no longer shows, not taken in");
-                None
+                shopify::TakenIn::Unknown
             }
         }
     }

@@ -663,6 +663,15 @@ async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order()
         .await,
         r#"{"status":"duplicate"}"#
     );
+    // A delivery of an older state the store sent late (changed after the paid state, before
+    // the refunds) changes nothing: the refunds' states stay the order's latest.
+    let mut late = shopify_order("paid", &[]);
+    late["updated_at"] = json!("2025-01-25T08:00:00+08:00");
+    let late = serde_json::to_vec(&late).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/updated", "d-late", late).await,
+        r#"{"status":"duplicate"}"#
+    );
     // Two delivered at once, made in the same second: both count.
     let (third, fourth) = tokio::join!(
         deliver(

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
+use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bytea, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -164,26 +165,59 @@ pub async fn latest(
         .map_err(|err| DbError::Other(format!("a stored order does not decode: {err}")))
 }
 
-/// Records that the refund `refund_id` of an order the store no longer shows is taken into its
-/// stored state: whether it was not recorded before (a refund is taken in once).
-pub async fn take_vanished_refund(
+/// A refund taken into the stored state of an order the store no longer shows (the table
+/// `vanished_refunds` says what each column means).
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct VanishedRefund {
+    #[diesel(sql_type = BigInt)]
+    pub refund_id: i64,
+    #[diesel(sql_type = Timestamptz)]
+    pub base_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub state_at: DateTime<Utc>,
+}
+
+/// The refunds taken into the stored state of an order the store no longer shows.
+pub async fn vanished_refunds(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     integration_id: i64,
     store_order_id: &str,
-    refund_id: i64,
-) -> Result<bool, DbError> {
-    let taken = tracking_db::prepared(
-        "insert into vanished_refunds (brand_id, integration_id, store_order_id, refund_id)
-         values ($1, $2, $3, $4) on conflict do nothing",
+) -> Result<Vec<VanishedRefund>, DbError> {
+    tracking_db::prepared(
+        "select refund_id, base_at, state_at from vanished_refunds
+         where brand_id = $1 and integration_id = $2 and store_order_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
     .bind::<Text, _>(store_order_id)
-    .bind::<BigInt, _>(refund_id)
+    .load(conn)
+    .await
+    .map_err(DbError::from)
+}
+
+/// Records `refund` as taken into the stored state of an order the store no longer shows.
+pub async fn record_vanished_refund(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    integration_id: i64,
+    store_order_id: &str,
+    refund: &VanishedRefund,
+) -> Result<(), DbError> {
+    tracking_db::prepared(
+        "insert into vanished_refunds
+           (brand_id, integration_id, store_order_id, refund_id, base_at, state_at)
+         values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(integration_id)
+    .bind::<Text, _>(store_order_id)
+    .bind::<BigInt, _>(refund.refund_id)
+    .bind::<Timestamptz, _>(refund.base_at)
+    .bind::<Timestamptz, _>(refund.state_at)
     .execute(conn)
     .await?;
-    Ok(taken == 1)
+    Ok(())
 }
 
 /// Whether a delivery id was recorded before (checked before a thin webhook's order is fetched).

@@ -151,32 +151,47 @@ impl Refund {
     }
 }
 
-/// The order after `refund`, for an order the store no longer shows (deleted, or older than the
-/// 60 days an app without `read_all_orders` may read): its latest stored state, `stored`, with
-/// the refund's money added; `stored` as it is when the refund is in it already: taken in before
-/// (`taken_before`, known by the refund's id), or made no later than the store's own last state of
-/// the order. States made here keep that state's time (`updated_at`), so a refund made after it
-/// and not taken in yet counts, whatever order refunds arrive in. `None` when either time is
-/// unknown (a refund counted twice would take back commission a creator earned). A refund in the
-/// customer's currency cannot be taken into the shop's without the order: an error.
+/// What a refund of an order the store no longer shows does to its stored state
+/// ([`refunded_from_stored`]).
+#[derive(Debug, PartialEq)]
+pub enum TakenIn {
+    /// The state with the refund's money added, changed at the later of the stored state's
+    /// change and the refund.
+    Added(NormalizedOrder),
+    /// The stored state as it is: the refund is in it already.
+    AlreadyIn(NormalizedOrder),
+    /// It cannot be told: a time is unknown (a refund counted twice would take back commission a
+    /// creator earned).
+    Unknown,
+}
+
+/// `refund` of an order the store no longer shows (deleted, or older than the 60 days an app
+/// without `read_all_orders` may read), taken into its latest stored state, `stored`. The refund
+/// is in it already when it was taken in before (`taken_before`, known by its id) or made no
+/// later than `store_at`, the store's own last change of the order (a state made here from
+/// refunds has a change time of its own, later than the store's). A refund in the customer's
+/// currency cannot be taken into the shop's without the order: an error.
 pub fn refunded_from_stored(
     mut stored: NormalizedOrder,
     refund: &Refund,
     taken_before: bool,
-) -> Result<Option<NormalizedOrder>, ParseError> {
+    store_at: Option<DateTime<Utc>>,
+) -> Result<TakenIn, ParseError> {
     let refunded_at = refund
         .created_at
         .as_deref()
         .and_then(crate::adapters::store_time);
-    let (Some(refunded_at), Some(stored_at)) = (refunded_at, stored.updated_at) else {
-        return Ok(None);
+    let (Some(refunded_at), Some(store_at), Some(stored_at)) =
+        (refunded_at, store_at, stored.updated_at)
+    else {
+        return Ok(TakenIn::Unknown);
     };
-    if taken_before || stored_at >= refunded_at {
-        return Ok(Some(stored));
+    if taken_before || store_at >= refunded_at {
+        return Ok(TakenIn::AlreadyIn(stored));
     }
     let added = refund.amount_minor(&stored.currency, &|| Ok(None))?;
     if added == 0 {
-        return Ok(Some(stored));
+        return Ok(TakenIn::AlreadyIn(stored));
     }
     stored.refunded_minor = stored
         .refunded_minor
@@ -189,7 +204,8 @@ pub fn refunded_from_stored(
             OrderStatus::PartiallyRefunded
         };
     }
-    Ok(Some(stored))
+    stored.updated_at = Some(stored_at.max(refunded_at));
+    Ok(TakenIn::Added(stored))
 }
 
 /// The body of a `refunds/create` delivery: which order, and how much went back.
@@ -568,49 +584,65 @@ mod tests {
         };
         let refund = |currency: &str| {
             let body = format!(
-                r#"{{"order_id":1,"created_at":"2025-01-02T00:00:00+01:00","transactions":[{{"kind":"refund","status":"success","amount":"4.00","currency":"{currency}"}}]}}"#
+                r#"{{"id":7,"order_id":1,"created_at":"2025-01-02T00:00:00+01:00","transactions":[{{"kind":"refund","status":"success","amount":"4.00","currency":"{currency}"}}]}}"#
             );
             parse_refund(body.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
         };
-        let taken = |stored, refund: &Refund| {
-            refunded_from_stored(stored, refund, false)
-                .unwrap_or_else(|e| panic!("{e}"))
-                .map(|o| {
-                    (
-                        o.status,
-                        o.refunded_minor,
-                        o.updated_at.map(|t| t.to_rfc3339()),
-                    )
-                })
+        let taken = |stored: NormalizedOrder, refund: &Refund, taken_before: bool| {
+            let store_at = stored.updated_at;
+            match refunded_from_stored(stored, refund, taken_before, store_at) {
+                Ok(TakenIn::Added(o)) => Some((
+                    true,
+                    o.status,
+                    o.refunded_minor,
+                    o.updated_at.map(|t| t.to_rfc3339()),
+                )),
+                Ok(TakenIn::AlreadyIn(o)) => Some((
+                    false,
+                    o.status,
+                    o.refunded_minor,
+                    o.updated_at.map(|t| t.to_rfc3339()),
+                )),
+                Ok(TakenIn::Unknown) => None,
+                Err(err) => panic!("{err}"),
+            }
         };
-        // Made after the stored state: added, the state keeping its time (the store's).
+        // Made after the stored state: added, the state changed when the refund was made.
         let earlier = r#","updated_at":"2025-01-01T12:00:00Z""#;
         assert_eq!(
-            taken(paid(earlier), &refund("EUR")),
+            taken(paid(earlier), &refund("EUR"), false),
             Some((
+                true,
                 OrderStatus::PartiallyRefunded,
                 400,
-                Some("2025-01-01T12:00:00+00:00".to_owned())
+                Some("2025-01-01T23:00:00+00:00".to_owned())
             ))
         );
         // Taken in before (its id recorded): in it already.
-        let again = refunded_from_stored(paid(earlier), &refund("EUR"), true)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .map(|o| (o.status, o.refunded_minor));
-        assert_eq!(again, Some((OrderStatus::Paid, 0)));
+        assert_eq!(
+            taken(paid(earlier), &refund("EUR"), true).map(|t| (t.0, t.2)),
+            Some((false, 0))
+        );
         // The stored state is no older than the refund: in it already.
         let later = r#","updated_at":"2025-01-01T23:00:00Z""#;
         assert_eq!(
-            taken(paid(later), &refund("EUR")),
+            taken(paid(later), &refund("EUR"), false),
             Some((
+                false,
                 OrderStatus::Paid,
                 0,
                 Some("2025-01-01T23:00:00+00:00".to_owned())
             ))
         );
-        assert_eq!(taken(paid(""), &refund("EUR")), None, "no time stored");
+        assert_eq!(
+            taken(paid(""), &refund("EUR"), false),
+            None,
+            "no time stored"
+        );
         // The customer's currency, without the order's exchange.
-        assert!(refunded_from_stored(paid(earlier), &refund("USD"), false).is_err());
+        let stored = paid(earlier);
+        let store_at = stored.updated_at;
+        assert!(refunded_from_stored(stored, &refund("USD"), false, store_at).is_err());
     }
 
     #[test]
