@@ -159,15 +159,25 @@ pub async fn run<F, Fut>(
         }
     }
     drop(rounds);
-    // A claim stuck at the database holds shutdown up for an interval at most.
-    let claims_ended = tokio::time::timeout(every, shared.claims.write()).await;
-    if claims_ended.is_err() {
-        tracing::warn!(
+    // The leases are given back at once; then, once the claims already at the database have
+    // ended (they may commit after the first give-back), once more. A claim stuck there holds
+    // shutdown up for [`CLAIMS_WAIT`] at most, well within the drain.
+    give_back(db, job, &shared.holder).await;
+    match tokio::time::timeout(CLAIMS_WAIT, shared.claims.write()).await {
+        Ok(_ended) => give_back(db, job, &shared.holder).await,
+        Err(_) => tracing::warn!(
             job = job.name,
-            "a lease claim has not ended at shutdown; leases given back without it"
-        );
+            "a lease claim has not ended at shutdown: its lease expires after five intervals"
+        ),
     }
-    match give_back_all(db, job, &shared.holder).await {
+}
+
+/// How long shutdown waits for the lease claims at the database to end.
+const CLAIMS_WAIT: Duration = Duration::from_secs(3);
+
+/// [`give_back_all`], logged.
+async fn give_back(db: &Database, job: Job, holder: &str) {
+    match give_back_all(db, job, holder).await {
         Ok(0) => {}
         Ok(given) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
         Err(err) => tracing::warn!(job = job.name, error = %err,
