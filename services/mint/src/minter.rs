@@ -412,13 +412,33 @@ async fn try_batch(
     for (key, minted) in reserved {
         results.insert(key, Ok(minted));
     }
-    for key in off {
-        results.insert(key, Err(off_roster(key)));
+    for (key, why) in off {
+        results.insert(key, Err(why.error(key)));
     }
     for (key, failure) in failed {
         results.insert(key, Err(Error::MintFailed(failure)));
     }
     Ok(results)
+}
+
+/// Why a code was refused when it was written ([`codes::Reserved`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refused {
+    OffRoster,
+    Relinked,
+}
+
+impl Refused {
+    fn error(self, key: Key) -> Error {
+        match self {
+            Refused::OffRoster => off_roster(key),
+            // Transient: the queue tries again, and a caller's retry mints under the new plan.
+            Refused::Relinked => Error::Unavailable(format!(
+                "campaign {} was linked to another plan meanwhile; retry",
+                key.1
+            )),
+        }
+    }
 }
 
 /// The answer for a creator who is not on the campaign's roster (never added, or removed).
@@ -483,8 +503,8 @@ fn new_code(
 /// Reserves the candidates' codes (suffixing collisions), with their events: each round one
 /// statement, its own transaction, whose codes are kept in `committed` and handed to the pusher
 /// at once. Then records failures. `at` is the database's time, the codes' creation time.
-/// Returns the codes, and the creators found removed from the roster when their code was
-/// written.
+/// Returns the codes, and the creators whose code was refused when it was written (removed from
+/// the roster, or their campaign linked to another plan, since the batch read them).
 async fn reserve(
     workers: &Workers,
     conn: &mut AsyncPgConnection,
@@ -493,10 +513,10 @@ async fn reserve(
     committed: &mut HashMap<Key, Code>,
     failed: &mut Vec<(Key, Failure)>,
     rng: &mut SecureRandom,
-) -> Result<(Vec<(Key, Minted)>, Vec<Key>), Error> {
+) -> Result<(Vec<(Key, Minted)>, Vec<(Key, Refused)>), Error> {
     let Workers { shared, conflicts } = workers;
     let mut done: Vec<(Key, Minted)> = Vec::with_capacity(candidates.len());
-    let mut off: Vec<Key> = Vec::new();
+    let mut off: Vec<(Key, Refused)> = Vec::new();
     let mut pending: Vec<(&Candidate, Option<String>)> =
         candidates.iter().map(|c| (c, c.base.clone())).collect();
     for round in 0..=MAX_SUFFIX_ROUNDS {
@@ -532,6 +552,7 @@ async fn reserve(
         let codes::Reserved {
             inserted,
             off_roster: removed,
+            relinked,
         } = loop {
             let result = codes::reserve(conn, &rows, &events, &clear, taken, held).await;
             if !conflicts.write_again(taken, &result) {
@@ -539,7 +560,7 @@ async fn reserve(
             }
             taken = Taken::Skip;
         };
-        if round == 0 && inserted.len() + removed.len() < rows.len() {
+        if round == 0 && inserted.len() + removed.len() + relinked.len() < rows.len() {
             conflicts.met();
         }
         // Committed: the new codes waiting for their store go to this process's pusher by id.
@@ -563,7 +584,11 @@ async fn reserve(
         );
         let missed: Vec<Key> = rows
             .iter()
-            .filter(|code| !inserted.contains(&code.id) && !removed.contains(&code.id))
+            .filter(|code| {
+                !inserted.contains(&code.id)
+                    && !removed.contains(&code.id)
+                    && !relinked.contains(&code.id)
+            })
             .map(|code| (code.brand_id, code.campaign_id, code.creator_id))
             .collect();
         let mut meanwhile: HashMap<Key, Code> = codes::live_for(conn, &missed)
@@ -583,7 +608,10 @@ async fn reserve(
                 ));
             } else if removed.contains(&row.id) {
                 // Removed from the roster since the batch read it.
-                off.push(candidate.key);
+                off.push((candidate.key, Refused::OffRoster));
+            } else if relinked.contains(&row.id) {
+                // Its campaign was linked to another plan since the batch read it.
+                off.push((candidate.key, Refused::Relinked));
             } else if let Some(existing) = meanwhile.remove(&candidate.key) {
                 done.push((
                     candidate.key,

@@ -76,10 +76,11 @@ impl Projector {
         events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
         let events: Vec<&PlanEvent> = events.collect();
-        // The rosters of the campaigns this batch removes creators from are held first, before
-        // anything here takes the outbox lock (which a mint holding a roster may be waiting
-        // for): codes being minted there meanwhile commit before the removals look for them.
-        let mut removing: Vec<(i64, i64)> = events
+        // The rosters of the campaigns this batch removes creators from, or may relink, are held
+        // first, before anything here takes the outbox lock (which a mint holding a roster may be
+        // waiting for): codes being minted there meanwhile commit before the removals and
+        // relinks look for them, and codes minted after see them.
+        let mut held: Vec<(i64, i64)> = events
             .iter()
             .filter_map(|event| match &event.subject {
                 Some(Subject::RosterEntry(entry))
@@ -87,12 +88,13 @@ impl Projector {
                 {
                     Some((event.brand_id, entry.campaign_id))
                 }
+                Some(Subject::Campaign(campaign)) => Some((event.brand_id, campaign.id)),
                 _ => None,
             })
             .collect();
-        removing.sort_unstable();
-        removing.dedup();
-        projection::hold_rosters_for_removal(conn, &removing).await?;
+        held.sort_unstable();
+        held.dedup();
+        projection::hold_rosters(conn, &held).await?;
         let mut batch = Batch::default();
         let mut roster = Vec::new();
         for event in events {
@@ -230,7 +232,8 @@ impl Projector {
                 let switched_to_approval = plan.trigger == Trigger::OnApproval
                     && before.is_some_and(|b| b.trigger == Trigger::OnAdd);
                 if switched_to_approval {
-                    let dequeued = projection::dequeue_added(conn, brand_id, plan.id).await?;
+                    let dequeued =
+                        projection::dequeue_added(conn, brand_id, Some(plan.id), None).await?;
                     if dequeued > 0 {
                         tracing::info!(
                             plan_id = plan.id,
@@ -256,23 +259,20 @@ impl Projector {
                 let campaign = campaign_from_event(brand_id, campaign);
                 let before = projection::get_campaign(conn, brand_id, campaign.id).await?;
                 projection::upsert_campaign(conn, &campaign).await?;
-                let left = before
-                    .as_ref()
-                    .and_then(|b| b.plan_id)
-                    .filter(|old| campaign.plan_id.is_some_and(|new| new != *old));
-                if let Some(old_plan) = left
-                    && !campaign.archived
-                {
-                    self.retire_codes_of_plan_left(conn, brand_id, campaign.id, old_plan)
-                        .await?;
-                }
                 let newly_linked = campaign.plan_id.is_some()
-                    && before.is_none_or(|b| b.plan_id != campaign.plan_id);
+                    && before
+                        .as_ref()
+                        .is_none_or(|b| b.plan_id != campaign.plan_id);
+                let relinked = newly_linked && before.is_some_and(|b| b.plan_id.is_some());
                 match campaign.plan_id {
                     Some(plan_id) if newly_linked && !campaign.archived => {
                         let trigger = projection::get_plan(conn, brand_id, plan_id)
                             .await?
                             .map_or(Trigger::OnApproval, |p| p.trigger);
+                        if relinked {
+                            self.relink(conn, brand_id, campaign.id, plan_id, trigger)
+                                .await?;
+                        }
                         let statuses: &[RosterStatus] = match trigger {
                             Trigger::OnAdd => &[RosterStatus::Added, RosterStatus::Approved],
                             Trigger::OnApproval => &[RosterStatus::Approved],
@@ -350,29 +350,31 @@ impl Projector {
         Ok(())
     }
 
-    /// A campaign relinked from `old_plan` to another plan (before outreach, the only time it
-    /// may be): the codes its creators hold under the old plan are disabled here and at the store
-    /// (never given to anyone else), so that each is minted a code of the new plan, with its
-    /// terms and at its store, as the new plan's trigger says (the link queues them).
-    async fn retire_codes_of_plan_left(
+    /// A campaign relinked to `plan_id` (before outreach, the only time it may be): the codes its
+    /// creators hold under other plans are disabled here and at their stores (never given to
+    /// anyone else), so that each is minted a code of the new plan, with its terms and at its
+    /// store, as its `trigger` says (the caller queues them); creators only added come off the
+    /// queue when the new plan mints at approval. Codes being minted meanwhile under the old
+    /// plan commit before this (and are disabled) or are refused ([`codes::reserve`]).
+    async fn relink(
         &self,
         conn: &mut AsyncPgConnection,
         brand_id: i64,
         campaign_id: i64,
-        old_plan: i64,
+        plan_id: i64,
+        trigger: Trigger,
     ) -> Result<(), Error> {
-        let live = codes::live_of_campaign_plan(conn, brand_id, campaign_id, old_plan).await?;
+        if trigger == Trigger::OnApproval {
+            projection::dequeue_added(conn, brand_id, None, Some(campaign_id)).await?;
+        }
+        let live =
+            codes::live_of_campaign_not_of_plan(conn, brand_id, campaign_id, plan_id).await?;
         if live.is_empty() {
             return Ok(());
         }
         let ids: Vec<i64> = live.iter().map(|c| c.id).collect();
         let disabled = codes::set_status(conn, brand_id, &ids, CodeStatus::Disabled).await?;
-        for code in &live {
-            if let Some(text) = &code.code {
-                codes::queue_store_disable(conn, brand_id, code.integration_id, text, code.id)
-                    .await?;
-            }
-        }
+        codes::queue_store_disables(conn, &live).await?;
         notify_work(conn).await?;
         let events: Vec<_> = disabled
             .iter()
@@ -381,7 +383,7 @@ impl Projector {
         tracking_events::append(conn, &events).await?;
         tracing::info!(
             campaign_id,
-            old_plan,
+            plan_id,
             codes = disabled.len(),
             "campaign relinked, its codes of the plan it left disabled"
         );

@@ -135,7 +135,8 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
         inserted,
         codes::Reserved {
             inserted: [ids[4]].into(),
-            off_roster: [].into()
+            off_roster: [].into(),
+            relinked: [].into(),
         }
     );
 
@@ -544,7 +545,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
     let mut removal = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // As the projection applies a removal: the campaign's roster held, the entry changed.
     sql(&mut removal, "begin").await;
-    projection::hold_rosters_for_removal(&mut removal, &[(7, 1)])
+    projection::hold_rosters(&mut removal, &[(7, 1)])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     sql(
@@ -574,6 +575,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
         codes::Reserved {
             inserted: [ids[0]].into(),
             off_roster: [ids[1], ids[2], ids[3]].into(),
+            relinked: [].into(),
         }
     );
     let stored: Vec<Row> = diesel::sql_query(
@@ -591,4 +593,65 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
         }],
         "creator 1's code and its event only"
     );
+}
+
+#[tokio::test]
+async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
+    let (test_db, mut conn) = database().await;
+    let keys: Vec<(i64, i64, i64)> = (1..=2).map(|creator| (7, 1, creator)).collect();
+    let ids = drawn(&conn, &keys, false).await;
+    let rows: Vec<Code> = ids
+        .iter()
+        .zip(1..)
+        .map(|(&id, creator)| code(id, creator, &format!("C{creator}")))
+        .collect();
+    enroll(&mut conn, &rows).await;
+    // The campaign is linked to plan 1, the codes' plan.
+    sql(
+        &mut conn,
+        "insert into campaigns (brand_id, id, name, plan_id, archived) \
+         values (7, 1, 'Summer', 1, false)",
+    )
+    .await;
+    let pool = test_db.pool(mint_service::SCHEMA);
+    let mut relink = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    // As the projection applies a relink: the campaign's roster held, its plan changed.
+    sql(&mut relink, "begin").await;
+    projection::hold_rosters(&mut relink, &[(7, 1)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sql(&mut relink, "update campaigns set plan_id = 2 where id = 1").await;
+
+    let events: Vec<NewEvent> = rows.iter().map(event).collect();
+    let batch = {
+        let rows = rows.clone();
+        tokio::spawn(async move {
+            let clear = vec![false; rows.len()];
+            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (reserved, conn)
+        })
+    };
+    // The batch waits for the relink's hold on the roster, then sees the campaign's new plan.
+    let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    until_lock_wait(&mut watcher, &batch).await;
+    sql(&mut relink, "commit").await;
+    let (reserved, mut conn) = batch.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        reserved,
+        codes::Reserved {
+            inserted: [].into(),
+            off_roster: [].into(),
+            relinked: [ids[0], ids[1]].into(),
+        }
+    );
+    let stored: Vec<Row> = diesel::sql_query(
+        "select 7::bigint as brand_id, \
+           (select count(*) from codes) || ' ' || (select count(*) from events) as what",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stored[0].what, "0 0", "no code, no event");
 }

@@ -159,11 +159,12 @@ pub async fn draw_ids(
 /// set are forgotten once their code is in. Pending codes with a text are held for this
 /// process's pusher for `held_secs` ([`hold`]; 0 leaves them due at once, for any scan).
 ///
-/// Only creators on their campaign's roster get a code: the statement holds the campaigns'
-/// rosters until it commits and reads the roster after the hold (`roster_open`, in the
-/// migrations), so a removal being applied meanwhile ([`crate::store::projection::hold_rosters_for_removal`])
-/// either waits for these codes (and then disables them) or is seen (and they are refused,
-/// [`Reserved::off_roster`]). A batch that read the roster only before could insert its code
+/// Only creators on their campaign's roster get a code, and only of the plan their campaign is
+/// linked to: the statement holds the campaigns' rosters until it commits and reads the roster
+/// and the campaigns after the hold (`roster_open_for_plans`, in the migrations), so a removal
+/// or a relink being applied meanwhile ([`crate::store::projection::hold_rosters`]) either
+/// waits for these codes (and then disables them) or is seen (and they are refused,
+/// [`Reserved::off_roster`], [`Reserved::relinked`]). A batch that read the roster only before could insert its code
 /// after the removal looked for one. No row is written for it: a lock on each roster entry
 /// cost the machine 5-20 % more a code (docs/BENCHMARKS.md).
 ///
@@ -184,6 +185,8 @@ pub async fn reserve(
         id: i64,
         #[diesel(sql_type = Bool)]
         inserted: bool,
+        #[diesel(sql_type = Bool)]
+        relinked: bool,
     }
     if codes.is_empty() {
         return Ok(Reserved::default());
@@ -237,11 +240,18 @@ pub async fn reserve(
         .bind::<BigInt, _>(held_secs)
         .load(conn)
         .await?;
-    let (inserted, off_roster) = outcomes.into_iter().partition::<Vec<_>, _>(|o| o.inserted);
-    Ok(Reserved {
-        inserted: inserted.into_iter().map(|o| o.id).collect(),
-        off_roster: off_roster.into_iter().map(|o| o.id).collect(),
-    })
+    let mut reserved = Reserved::default();
+    for outcome in outcomes {
+        let into = if outcome.inserted {
+            &mut reserved.inserted
+        } else if outcome.relinked {
+            &mut reserved.relinked
+        } else {
+            &mut reserved.off_roster
+        };
+        into.insert(outcome.id);
+    }
+    Ok(reserved)
 }
 
 /// What [`reserve`] did with each code, by id; a code in neither set was taken.
@@ -250,6 +260,8 @@ pub struct Reserved {
     pub inserted: HashSet<i64>,
     /// Codes of creators no longer on their campaign's roster (removed, or never added).
     pub off_roster: HashSet<i64>,
+    /// Codes of a plan their campaign is no longer linked to (relinked since the batch read it).
+    pub relinked: HashSet<i64>,
 }
 
 /// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
@@ -276,7 +288,8 @@ fn reserving(clearing: bool, taken: Taken) -> String {
                code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
                kind, payload, clear_failure, n)), \
          on_roster as materialized ( \
-           select roster_open as n from roster_open($1::bigint[], $3::bigint[], $4::bigint[])), \
+           select pos as n, relinked from roster_open_for_plans($1::bigint[], $3::bigint[], \
+             $4::bigint[], $5::bigint[])), \
          inserted as ( \
            insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
              integration_id, provider, code, status, slug, destination_url, affiliate_url, \
@@ -285,13 +298,14 @@ fn reserving(clearing: bool, taken: Taken) -> String {
              code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
              created_at, now() + case when code is not null and status = 'pending' \
                then make_interval(secs => $18::bigint) else interval '0' end \
-           from input where n in (select n from on_roster) order by n \
+           from input where n in (select n from on_roster where not relinked) order by n \
            {skip} returning brand_id, id), \
          minted as ( \
            select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
          {cleared}{} \
-         select id, true as inserted from minted{done} \
-         union all select id, false from input where n not in (select n from on_roster)",
+         select id, true as inserted, false as relinked from minted{done} \
+         union all select i.id, false, coalesce(o.relinked, false) from input i \
+           left join on_roster o on o.n = i.n where o.n is null or o.relinked",
         tracking_events::appending("minted")
     )
 }
@@ -602,15 +616,18 @@ pub async fn live_of_creator(
     Ok(to_codes(rows)?.into_iter().next())
 }
 
-/// The live codes a campaign's creators hold under `plan_id`, locked.
-pub async fn live_of_campaign_plan(
+/// The live codes a campaign's creators hold under another plan than `plan_id`, locked.
+pub async fn live_of_campaign_not_of_plan(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     campaign_id: i64,
     plan_id: i64,
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
-        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint])            as k(key_brand, key_campaign)          join codes on brand_id = k.key_brand and campaign_id = k.key_campaign          where plan_id = $3 and not disabled order by id for update of codes"
+        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint]) \
+           as k(key_brand, key_campaign) \
+         join codes on brand_id = k.key_brand and campaign_id = k.key_campaign \
+         where plan_id <> $3 and not disabled order by id for update of codes"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
         .bind::<BigInt, _>(brand_id)
@@ -619,6 +636,41 @@ pub async fn live_of_campaign_plan(
         .load(conn)
         .await?;
     to_codes(rows)
+}
+
+/// Queues the texts of `codes` for deactivation at their stores, in one statement
+/// ([`queue_store_disable`] for each).
+pub async fn queue_store_disables(
+    conn: &mut AsyncPgConnection,
+    codes: &[Code],
+) -> Result<(), Error> {
+    let texts: Vec<&Code> = codes.iter().filter(|c| c.code.is_some()).collect();
+    if texts.is_empty() {
+        return Ok(());
+    }
+    tracking_db::prepared(
+        "insert into store_disables (brand_id, integration_id, code, external_ref) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+         on conflict (brand_id, integration_id, code) do update \
+           set next_at = now(), external_ref = excluded.external_ref",
+    )
+    .bind::<Array<BigInt>, _>(texts.iter().map(|c| c.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(texts.iter().map(|c| c.integration_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        texts
+            .iter()
+            .map(|c| c.code.as_deref().unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Text>, _>(
+        texts
+            .iter()
+            .map(|c| crate::convert::external_ref(c.id))
+            .collect::<Vec<_>>(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Pending codes due for a push, locked for the caller's transaction (other rounds skip them),

@@ -152,10 +152,11 @@ pub async fn get_campaign(
 /// Stores roster entries, each key once, in one statement (in key order, so that two writers
 /// lock rows in the same order).
 /// Holds these `(brand, campaign)` rosters alone until the transaction ends (advisory locks, in
-/// key order), for the projection applying removals from them: codes being written for them
-/// meanwhile (which hold them shared, `roster_open` in the migrations) commit first and are
-/// then seen, and codes written after see the removals ([`super::codes::reserve`]).
-pub async fn hold_rosters_for_removal(
+/// key order), for the projection applying removals from them or relinking them: codes being
+/// written for them meanwhile (which hold them shared, `roster_open_for_plans` in the
+/// migrations) commit first and are then seen, and codes written after see the removals and the
+/// new plan ([`super::codes::reserve`]).
+pub async fn hold_rosters(
     conn: &mut AsyncPgConnection,
     campaigns: &[(i64, i64)],
 ) -> Result<(), Error> {
@@ -264,24 +265,27 @@ pub async fn enqueue_missing(
     Ok(queued)
 }
 
-/// Takes off the queue the creators of the plan's campaigns who are only added (not approved),
-/// for a plan switched to minting at approval: those the queue still holds were queued for
-/// being added. Returns how many were taken off.
+/// Takes off the queue the creators who are only added (not approved) of the plan's campaigns,
+/// or of one campaign, for a plan switched to minting at approval or a campaign relinked to one:
+/// those the queue still holds were queued for being added. Returns how many were taken off.
 pub async fn dequeue_added(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
-    plan_id: i64,
+    plan_id: Option<i64>,
+    campaign_id: Option<i64>,
 ) -> Result<usize, Error> {
     Ok(tracking_db::prepared(
         "delete from mint_queue q \
          using unnest(array[$1::bigint]) as b(key_brand), campaigns c, roster r \
-         where c.brand_id = b.key_brand and c.plan_id = $2 \
+         where c.brand_id = b.key_brand \
+           and ($2::bigint is null or c.plan_id = $2) and ($3::bigint is null or c.id = $3) \
            and q.brand_id = c.brand_id and q.campaign_id = c.id \
            and r.brand_id = q.brand_id and r.campaign_id = q.campaign_id \
            and r.creator_id = q.creator_id and r.status = 'added'",
     )
     .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(plan_id)
+    .bind::<Nullable<BigInt>, _>(plan_id)
+    .bind::<Nullable<BigInt>, _>(campaign_id)
     .execute(conn)
     .await?)
 }

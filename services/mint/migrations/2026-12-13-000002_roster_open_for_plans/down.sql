@@ -1,0 +1,1 @@
+drop function roster_open_for_plans(bigint[], bigint[], bigint[], bigint[]);
