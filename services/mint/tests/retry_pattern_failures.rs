@@ -1,5 +1,6 @@
 //! The data migration that queues again the creators whose codes failed as PATTERN before the
-//! pattern engine spelled Cyrillic and Greek: only where the plan's trigger still wants a code.
+//! pattern engine spelled Cyrillic and Greek: only where the plan's trigger still wants a code,
+//! and after a wait that keeps replicas of the older engine from taking them.
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -23,8 +24,8 @@ async fn pattern_failures_the_trigger_still_wants_are_queued_again() {
     let db = test_db.pool("mint");
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     // Campaign 5 (plan 10, minting when added) and archived campaign 6 (same plan). Creators:
-    // 1 added, PATTERN by the trigger: queued. 2 the same, but the brand's own MintCode failed.
-    // 3 a missing profile field. 4 removed. 5 has a live code since. 6 in the archived campaign.
+    // 1 added, PATTERN by the trigger: queued. 2 the same, failed by the brand's own MintCode:
+    // queued too (the trigger wants it). 3 a missing profile field. 4 removed. 5 has a live code since. 6 in the archived campaign.
     // 7 added, but its campaign's plan 11 mints at approval.
     conn.batch_execute(
         "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived)
@@ -50,11 +51,13 @@ async fn pattern_failures_the_trigger_still_wants_are_queued_again() {
     conn.batch_execute(MIGRATION)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let queued: Vec<Queued> =
-        diesel::sql_query("select creator_id from mint_queue order by creator_id")
-            .load(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+    let queued: Vec<Queued> = diesel::sql_query(
+        "select creator_id from mint_queue
+         where claimed_until > now() + interval '9 minutes' order by creator_id",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let queued: Vec<i64> = queued.into_iter().map(|q| q.creator_id).collect();
-    assert_eq!(queued, [1]);
+    assert_eq!(queued, [1, 2]);
 }
