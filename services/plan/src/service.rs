@@ -368,6 +368,13 @@ impl PlanService {
                     field.apply(&mut terms, &proposed);
                 }
                 terms.validate_change(&caps, &plan.terms)?;
+                // The store was asked (or not) for the plan as read before: changed since so that
+                // this update gives the store an amount anew, it is checked against nothing.
+                if !ask_store_currency && terms.has_new_store_amounts(Some(&plan.terms)) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "plan {id} changed meanwhile; retry"
+                    )));
+                }
                 if let Some(currency) = &store_currency {
                     terms.validate_store_currency(currency, Some(&plan.terms))?;
                 }
