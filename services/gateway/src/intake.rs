@@ -590,12 +590,16 @@ impl Intake {
                 store::orders::vanished_refunds(conn, brand_id, integration_id, order_id).await?;
             let refund_id = refund.id.and_then(|id| i64::try_from(id).ok());
             let taken_before = recorded.iter().any(|r| Some(r.refund_id) == refund_id);
-            // The store's own last change: a state made here is known by its change time.
-            let store_at = stored.as_ref().and_then(|s| s.updated_at).map(|at| {
-                recorded
-                    .iter()
-                    .find(|r| r.state_at == at)
-                    .map_or(at, |r| r.base_at)
+            // The store's own last change: a state made here is known by its change time and
+            // what it holds (a state of the store's changed in the same second differs).
+            let store_at = stored.as_ref().and_then(|stored| {
+                let at = stored.updated_at?;
+                let made_here = recorded.iter().find(|r| {
+                    r.state_at == at
+                        && r.state_status == stored.status.as_str()
+                        && r.state_refunded_minor == stored.refunded_minor
+                });
+                Some(made_here.map_or(at, |r| r.base_at))
             });
             let taken_in = match (stored, refund_id) {
                 (Some(stored), Some(_)) => {
@@ -616,17 +620,17 @@ impl Intake {
                 shopify::TakenIn::Unknown => (None, false),
             };
             let incoming = Self::keep_valid(integration, order.into_iter().collect());
+            let made = <[Incoming]>::first(&incoming).map(|i| &i.order);
             if added
-                && let (Some(refund_id), Some(base_at), Some(state_at)) = (
-                    refund_id,
-                    store_at,
-                    <[Incoming]>::first(&incoming).and_then(|i| i.order.updated_at),
-                )
+                && let (Some(refund_id), Some(base_at), Some(made)) = (refund_id, store_at, made)
+                && let Some(state_at) = made.updated_at
             {
                 let refund = store::orders::VanishedRefund {
                     refund_id,
                     base_at,
                     state_at,
+                    state_status: made.status.as_str().to_owned(),
+                    state_refunded_minor: made.refunded_minor,
                 };
                 store::orders::record_vanished_refund(
                     conn,

@@ -175,13 +175,18 @@ pub async fn run<F, Fut>(
 /// How long shutdown waits for the lease claims at the database to end.
 const CLAIMS_WAIT: Duration = Duration::from_secs(3);
 
-/// [`give_back_all`], logged.
+/// [`give_back_all`], logged, waited for [`CLAIMS_WAIT`] at most (twice that and the claims'
+/// wait stay within the drain).
 async fn give_back(db: &Database, job: Job, holder: &str) {
-    match give_back_all(db, job, holder).await {
-        Ok(0) => {}
-        Ok(given) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
-        Err(err) => tracing::warn!(job = job.name, error = %err,
+    match tokio::time::timeout(CLAIMS_WAIT, give_back_all(db, job, holder)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(given)) => tracing::info!(job = job.name, given, "leases given back at shutdown"),
+        Ok(Err(err)) => tracing::warn!(job = job.name, error = %err,
             "leases not given back at shutdown: they expire after five intervals"),
+        Err(_) => tracing::warn!(
+            job = job.name,
+            "leases not given back in time at shutdown: they expire after five intervals"
+        ),
     }
 }
 

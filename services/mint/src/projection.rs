@@ -76,22 +76,29 @@ impl Projector {
         events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
         let events: Vec<&PlanEvent> = events.collect();
-        // The rosters of the campaigns this batch removes creators from, or may relink, are held
+        // The rosters of the campaigns this batch removes creators from, or relinks, are held
         // first, before anything here takes the outbox lock (which a mint holding a roster may be
         // waiting for): codes being minted there meanwhile commit before the removals and
         // relinks look for them, and codes minted after see them.
-        let mut held: Vec<(i64, i64)> = events
-            .iter()
-            .filter_map(|event| match &event.subject {
+        let mut held: Vec<(i64, i64)> = Vec::new();
+        for event in &events {
+            match &event.subject {
                 Some(Subject::RosterEntry(entry))
                     if roster_status(entry) == RosterStatus::Removed =>
                 {
-                    Some((event.brand_id, entry.campaign_id))
+                    held.push((event.brand_id, entry.campaign_id));
                 }
-                Some(Subject::Campaign(campaign)) => Some((event.brand_id, campaign.id)),
-                _ => None,
-            })
-            .collect();
+                Some(Subject::Campaign(campaign)) => {
+                    let linked = campaign_from_event(event.brand_id, campaign).plan_id;
+                    let known = projection::get_campaign(conn, event.brand_id, campaign.id).await?;
+                    if known.is_some_and(|known| known.plan_id.is_some() && known.plan_id != linked)
+                    {
+                        held.push((event.brand_id, campaign.id));
+                    }
+                }
+                _ => {}
+            }
+        }
         held.sort_unstable();
         held.dedup();
         projection::hold_rosters(conn, &held).await?;

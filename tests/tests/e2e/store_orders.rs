@@ -623,6 +623,49 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
     );
 }
 
+/// A state the store sends, changed in the same second as one the gateway made from a refund,
+/// is the store's own: a later refund made by then is in it, not added again.
+#[tokio::test]
+async fn a_store_state_of_the_same_second_as_a_refund_is_the_stores_own() {
+    let base = serve(store_without_orders(Arc::default())).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Shopify, &base).await;
+    let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
+        deliver_shopify(&suite, integration, topic, id, body)
+    };
+    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/paid", "d-paid", paid).await,
+        r#"{"status":"accepted"}"#
+    );
+    // Two refunds in one second: the first reaches the gateway alone, then the store's state
+    // with both, changed in that second, then the second refund.
+    let at = "2025-01-25T10:00:00+08:00";
+    assert_eq!(
+        deliver("refunds/create", "d-r1", shopify_refund(1, at, "20.00")).await,
+        r#"{"status":"accepted"}"#
+    );
+    let mut both = shopify_order("partially_refunded", &["20.00", "10.00"]);
+    both["updated_at"] = json!(at);
+    let both = serde_json::to_vec(&both).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver("orders/updated", "d-both", both).await,
+        r#"{"status":"accepted"}"#
+    );
+    assert_eq!(
+        deliver("refunds/create", "d-r2", shopify_refund(2, at, "10.00")).await,
+        r#"{"status":"duplicate"}"#
+    );
+    assert_eq!(
+        refunds_published(&suite, 3).await,
+        [
+            (OrderStatus::Paid, 0),
+            (OrderStatus::PartiallyRefunded, 2_000),
+            (OrderStatus::PartiallyRefunded, 3_000),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order() {
     let base = serve(store_without_orders(Arc::default())).await;

@@ -175,6 +175,10 @@ pub struct VanishedRefund {
     pub base_at: DateTime<Utc>,
     #[diesel(sql_type = Timestamptz)]
     pub state_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    pub state_status: String,
+    #[diesel(sql_type = BigInt)]
+    pub state_refunded_minor: i64,
 }
 
 /// The refunds taken into the stored state of an order the store no longer shows.
@@ -185,7 +189,8 @@ pub async fn vanished_refunds(
     store_order_id: &str,
 ) -> Result<Vec<VanishedRefund>, DbError> {
     tracking_db::prepared(
-        "select refund_id, base_at, state_at from vanished_refunds
+        "select refund_id, base_at, state_at, state_status, state_refunded_minor
+         from vanished_refunds
          where brand_id = $1 and integration_id = $2 and store_order_id = $3",
     )
     .bind::<BigInt, _>(brand_id)
@@ -205,9 +210,9 @@ pub async fn record_vanished_refund(
     refund: &VanishedRefund,
 ) -> Result<(), DbError> {
     tracking_db::prepared(
-        "insert into vanished_refunds
-           (brand_id, integration_id, store_order_id, refund_id, base_at, state_at)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into vanished_refunds (brand_id, integration_id, store_order_id, refund_id,
+           base_at, state_at, state_status, state_refunded_minor)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind::<BigInt, _>(brand_id)
     .bind::<BigInt, _>(integration_id)
@@ -215,6 +220,8 @@ pub async fn record_vanished_refund(
     .bind::<BigInt, _>(refund.refund_id)
     .bind::<Timestamptz, _>(refund.base_at)
     .bind::<Timestamptz, _>(refund.state_at)
+    .bind::<Text, _>(&refund.state_status)
+    .bind::<BigInt, _>(refund.state_refunded_minor)
     .execute(conn)
     .await?;
     Ok(())

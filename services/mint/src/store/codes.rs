@@ -638,8 +638,8 @@ pub async fn live_of_campaign_not_of_plan(
     to_codes(rows)
 }
 
-/// Queues the texts of `codes` for deactivation at their stores, in one statement
-/// ([`queue_store_disable`] for each).
+/// Queues the texts of `codes` for deactivation at their stores, in one statement, in key order
+/// as the other writers ([`queue_store_disable`] for each).
 pub async fn queue_store_disables(
     conn: &mut AsyncPgConnection,
     codes: &[Code],
@@ -651,6 +651,8 @@ pub async fn queue_store_disables(
     tracking_db::prepared(
         "insert into store_disables (brand_id, integration_id, code, external_ref) \
          select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+           as u(brand_id, integration_id, code, external_ref) \
+         order by brand_id, integration_id, code \
          on conflict (brand_id, integration_id, code) do update \
            set next_at = now(), external_ref = excluded.external_ref",
     )
