@@ -379,26 +379,39 @@ impl Projector {
         if live.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = live.iter().map(|c| c.id).collect();
-        let disabled = codes::set_status(conn, brand_id, &ids, CodeStatus::Disabled).await?;
-        codes::queue_store_disables(conn, &live).await?;
-        notify_work(conn).await?;
-        let events: Vec<_> = disabled
-            .iter()
-            .map(|c| events::code(CodeEventKind::Disabled, c, &self.public_base_url))
-            .collect();
-        tracking_events::append(conn, &events).await?;
+        self.disable(conn, brand_id, &live).await?;
         tracing::info!(
             campaign_id,
             plan_id,
-            codes = disabled.len(),
+            codes = live.len(),
             "campaign relinked, its codes of the plan it left disabled"
         );
         Ok(())
     }
 
-    /// A removed creator's code is disabled here and at the store, and never given to anyone
-    /// else (the unique index keeps disabled codes).
+    /// Disables live `codes` (locked by the caller) here and at their stores, announced: their
+    /// texts are never given to anyone else (the unique index keeps disabled codes).
+    async fn disable(
+        &self,
+        conn: &mut AsyncPgConnection,
+        brand_id: i64,
+        live: &[crate::domain::Code],
+    ) -> Result<(), Error> {
+        let ids: Vec<i64> = live.iter().map(|c| c.id).collect();
+        let disabled = codes::set_status(conn, brand_id, &ids, CodeStatus::Disabled).await?;
+        if live.iter().any(|c| c.code.is_some()) {
+            codes::queue_store_disables(conn, live).await?;
+            notify_work(conn).await?;
+        }
+        let events: Vec<_> = disabled
+            .iter()
+            .map(|c| events::code(CodeEventKind::Disabled, c, &self.public_base_url))
+            .collect();
+        tracking_events::append(conn, &events).await?;
+        Ok(())
+    }
+
+    /// A removed creator's code is disabled here and at the store.
     async fn disable_live_code(
         &self,
         conn: &mut AsyncPgConnection,
@@ -407,16 +420,8 @@ impl Projector {
         let Some(code) = codes::live_of_creator(conn, key.0, key.1, key.2).await? else {
             return Ok(());
         };
-        let disabled = codes::set_status(conn, key.0, &[code.id], CodeStatus::Disabled).await?;
-        if let Some(text) = &code.code {
-            codes::queue_store_disable(conn, key.0, code.integration_id, text, code.id).await?;
-            notify_work(conn).await?;
-        }
-        let events: Vec<_> = disabled
-            .iter()
-            .map(|c| events::code(CodeEventKind::Disabled, c, &self.public_base_url))
-            .collect();
-        tracking_events::append(conn, &events).await?;
+        self.disable(conn, key.0, std::slice::from_ref(&code))
+            .await?;
         tracing::info!(
             campaign_id = key.1,
             creator_id = key.2,

@@ -9,7 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::stale_statistics::{
     BATCH_BOUND, BATCH_KEYS, UNANALYZED, execute as sql, rows_read_by, without_autovacuum,
 };
-use tracking_db::{Database, DbError, PoolOptions, Taken, TestDb, until_lock_wait};
+use tracking_db::{Conn, Database, DbError, PoolOptions, Taken, TestDb, until_lock_wait};
 use tracking_events::NewEvent;
 
 use mint_service::domain::Code;
@@ -523,6 +523,39 @@ async fn a_creators_live_code_is_never_looked_up_through_the_campaign_index() {
     sql(&mut conn, "rollback").await;
 }
 
+/// Reserves `rows` on `conn` while another session holds their campaign's roster, as the
+/// projection does, and has run `change` in its transaction; that session commits once the
+/// reservation waits for its hold. What the reservation did, and `conn` back.
+async fn reserve_while_the_projection_holds(
+    test_db: &TestDb,
+    mut conn: Conn,
+    rows: &[Code],
+    change: &str,
+) -> (codes::Reserved, Conn) {
+    let pool = test_db.pool(mint_service::SCHEMA);
+    let mut projector = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    sql(&mut projector, "begin").await;
+    projection::hold_rosters(&mut projector, &[(7, 1)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sql(&mut projector, change).await;
+    let events: Vec<NewEvent> = rows.iter().map(event).collect();
+    let batch = {
+        let rows = rows.to_vec();
+        tokio::spawn(async move {
+            let clear = vec![false; rows.len()];
+            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (reserved, conn)
+        })
+    };
+    let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    until_lock_wait(&mut watcher, &batch).await;
+    sql(&mut projector, "commit").await;
+    batch.await.unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[tokio::test]
 async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_written() {
     let (test_db, mut conn) = database().await;
@@ -541,35 +574,15 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
         "update roster set status = 'removed' where creator_id = 3",
     )
     .await;
-    let pool = test_db.pool(mint_service::SCHEMA);
-    let mut removal = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    // As the projection applies a removal: the campaign's roster held, the entry changed.
-    sql(&mut removal, "begin").await;
-    projection::hold_rosters(&mut removal, &[(7, 1)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    sql(
-        &mut removal,
+    // As the projection applies a removal: the campaign's roster held, the entry changed; the
+    // batch waits for the hold, then sees creator 2 removed.
+    let (reserved, mut conn) = reserve_while_the_projection_holds(
+        &test_db,
+        conn,
+        &rows,
         "update roster set status = 'removed' where creator_id = 2",
     )
     .await;
-
-    let events: Vec<NewEvent> = rows.iter().map(event).collect();
-    let batch = {
-        let rows = rows.clone();
-        tokio::spawn(async move {
-            let clear = vec![false; rows.len()];
-            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            (reserved, conn)
-        })
-    };
-    // The batch waits for the removal's hold on the roster, then sees creator 2 removed.
-    let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    until_lock_wait(&mut watcher, &batch).await;
-    sql(&mut removal, "commit").await;
-    let (reserved, mut conn) = batch.await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         reserved,
         codes::Reserved {
@@ -613,31 +626,15 @@ async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
          values (7, 1, 'Summer', 1, false)",
     )
     .await;
-    let pool = test_db.pool(mint_service::SCHEMA);
-    let mut relink = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    // As the projection applies a relink: the campaign's roster held, its plan changed.
-    sql(&mut relink, "begin").await;
-    projection::hold_rosters(&mut relink, &[(7, 1)])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    sql(&mut relink, "update campaigns set plan_id = 2 where id = 1").await;
-
-    let events: Vec<NewEvent> = rows.iter().map(event).collect();
-    let batch = {
-        let rows = rows.clone();
-        tokio::spawn(async move {
-            let clear = vec![false; rows.len()];
-            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            (reserved, conn)
-        })
-    };
-    // The batch waits for the relink's hold on the roster, then sees the campaign's new plan.
-    let mut watcher = pool.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    until_lock_wait(&mut watcher, &batch).await;
-    sql(&mut relink, "commit").await;
-    let (reserved, mut conn) = batch.await.unwrap_or_else(|e| panic!("{e}"));
+    // As the projection applies a relink: the campaign's roster held, its plan changed; the
+    // batch waits for the hold, then sees the campaign's new plan.
+    let (reserved, mut conn) = reserve_while_the_projection_holds(
+        &test_db,
+        conn,
+        &rows,
+        "update campaigns set plan_id = 2 where id = 1",
+    )
+    .await;
     assert_eq!(
         reserved,
         codes::Reserved {

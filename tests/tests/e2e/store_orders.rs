@@ -623,21 +623,28 @@ async fn a_shopify_refund_of_an_order_the_store_no_longer_shows_is_added_to_its_
     );
 }
 
+/// A suite with a Shopify integration whose store no longer shows any order, and the fixture's
+/// order delivered paid: the suite and the integration.
+async fn paid_order_the_store_no_longer_shows() -> (Suite, i64) {
+    let base = serve(store_without_orders(Arc::default())).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Shopify, &base).await;
+    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        deliver_shopify(&suite, integration, "orders/paid", "d-paid", paid).await,
+        r#"{"status":"accepted"}"#
+    );
+    (suite, integration)
+}
+
 /// A state the store sends, changed in the same second as one the gateway made from a refund,
 /// is the store's own: a later refund made by then is in it, not added again.
 #[tokio::test]
 async fn a_store_state_of_the_same_second_as_a_refund_is_the_stores_own() {
-    let base = serve(store_without_orders(Arc::default())).await;
-    let suite = Suite::start().await;
-    let integration = register(&suite, Provider::Shopify, &base).await;
+    let (suite, integration) = paid_order_the_store_no_longer_shows().await;
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
         deliver_shopify(&suite, integration, topic, id, body)
     };
-    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        deliver("orders/paid", "d-paid", paid).await,
-        r#"{"status":"accepted"}"#
-    );
     // Two refunds in one second: the first reaches the gateway alone, then the store's state
     // with both, changed in that second, then the second refund.
     let at = "2025-01-25T10:00:00+08:00";
@@ -668,17 +675,10 @@ async fn a_store_state_of_the_same_second_as_a_refund_is_the_stores_own() {
 
 #[tokio::test]
 async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order() {
-    let base = serve(store_without_orders(Arc::default())).await;
-    let suite = Suite::start().await;
-    let integration = register(&suite, Provider::Shopify, &base).await;
+    let (suite, integration) = paid_order_the_store_no_longer_shows().await;
     let deliver = |topic: &'static str, id: &'static str, body: Vec<u8>| {
         deliver_shopify(&suite, integration, topic, id, body)
     };
-    let paid = serde_json::to_vec(&shopify_order("paid", &[])).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        deliver("orders/paid", "d-paid", paid).await,
-        r#"{"status":"accepted"}"#
-    );
     // The later refund first, then the earlier: both count.
     for (id, body) in [
         (
