@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use tracking_api::common::v1::Provider;
 use tracking_db::{Database, DbError};
 
@@ -277,8 +279,14 @@ pub struct Adapters {
     magento: magento::Magento,
     amazon: amazon::AmazonAttribution,
     currencies: Arc<Mutex<Currencies>>,
+    /// The stores being asked their currency for [`Adapters::shop_currency_within`], one
+    /// question per integration at a time.
+    asking: Arc<Mutex<Asking>>,
     local_stores: bool,
 }
+
+/// A question to a store about its currency, shared by every caller waiting for its answer.
+type Asking = HashMap<i64, Shared<BoxFuture<'static, Option<String>>>>;
 
 /// Each integration's currency as its store last gave it (`None`: it has none, or could not be
 /// asked), and until when that stands.
@@ -309,6 +317,7 @@ impl Adapters {
             magento: magento::Magento::new(http.clone(), customer_key),
             amazon: amazon::AmazonAttribution::new(http),
             currencies: Arc::default(),
+            asking: Arc::default(),
             local_stores: config.local_stores,
         })
     }
@@ -359,24 +368,35 @@ impl Adapters {
     /// waiting at most `wait` for the store; `None` also for a provider with no store to ask.
     /// A store that cannot tell by then is still asked to the end, on a task of its own, and its
     /// answer kept as any other: so the next call (or push) finds it, and a store slow to answer
-    /// does not leave pushes unchecked.
+    /// does not leave pushes unchecked. Callers meanwhile wait for the same question.
     pub async fn shop_currency_within(
         &self,
         integration: &IntegrationRow,
         wait: Duration,
     ) -> Option<String> {
-        let (adapters, asked_for) = (self.clone(), integration.clone());
-        let asking = tokio::spawn(async move {
-            let (adapter, _) = adapters.adapter_for(asked_for.provider()).ok()?;
-            adapters.shop_currency(adapter, &asked_for).await
-        });
+        let asking = {
+            let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
+            let question = asking.entry(integration.id).or_insert_with(|| {
+                let (adapters, asked_for) = (self.clone(), integration.clone());
+                let question = async move {
+                    let currency = match adapters.adapter_for(asked_for.provider()) {
+                        Ok((adapter, _)) => adapters.shop_currency(adapter, &asked_for).await,
+                        Err(_) => None,
+                    };
+                    let mut asking = adapters.asking.lock().unwrap_or_else(|e| e.into_inner());
+                    asking.remove(&asked_for.id);
+                    currency
+                }
+                .boxed()
+                .shared();
+                // Asked to the end whoever waits for it.
+                tokio::spawn(question.clone());
+                question
+            });
+            question.clone()
+        };
         match tokio::time::timeout(wait, asking).await {
-            Ok(Ok(currency)) => currency,
-            Ok(Err(err)) => {
-                tracing::error!(integration_id = integration.id, error = %err,
-                    "asking the store's currency failed");
-                None
-            }
+            Ok(currency) => currency,
             Err(_) => {
                 tracing::info!(
                     integration_id = integration.id,
