@@ -380,6 +380,12 @@ impl Projector {
             return Ok(());
         }
         self.disable(conn, brand_id, &live).await?;
+        // A store's refusal of a code retired here is no longer the brand's to act on.
+        let keys: Vec<(i64, i64, i64)> = live
+            .iter()
+            .map(|c| (c.brand_id, c.campaign_id, c.creator_id))
+            .collect();
+        failures::clear(conn, &keys).await?;
         tracing::info!(
             campaign_id,
             plan_id,

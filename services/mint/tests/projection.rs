@@ -211,3 +211,91 @@ async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disable
         ["disabled true"]
     );
 }
+
+#[tokio::test]
+async fn a_relink_retires_the_codes_of_the_plan_left_and_queues_what_the_new_trigger_wants() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let projector = Projector {
+        public_base_url: "http://links.test".into(),
+    };
+    let mut winter = plan(EventKind::PlanCreated, CodeTrigger::OnApproval);
+    if let Some(Subject::Plan(plan)) = &mut winter.subject {
+        plan.id = 11;
+        plan.name = "Winter".into();
+    }
+    // Plan 10 mints when added; creators 1 (approved) and 2 (added) have its codes, creator 1's
+    // refused by the store for good; creator 3 (added) is queued for one.
+    let setup: Vec<(i64, PlanEvent)> = (1..)
+        .zip([
+            plan(EventKind::PlanCreated, CodeTrigger::OnAdd),
+            winter,
+            campaign(EventKind::CampaignCreated, 10),
+            creator(1, RosterStatus::Approved),
+            creator(2, RosterStatus::Added),
+            creator(3, RosterStatus::Added),
+        ])
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    use tracking_db::stale_statistics::execute as sql;
+    for statement in [
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug) \
+         values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA1', 'active', 's1'), \
+                (1, 5, 2, 10, 100, 'PROVIDER_SANDBOX', 'ANA2', 'active', 's2')",
+        "delete from mint_queue where creator_id in (1, 2)",
+        "insert into mint_failures (brand_id, campaign_id, creator_id, reason, message) \
+         values (1, 5, 1, 'store_error', 'the store refused it')",
+    ] {
+        sql(&mut conn, statement).await;
+    }
+
+    // Relinked to plan 11, which mints at approval.
+    let relink = [(7, campaign(EventKind::CampaignPlanLinked, 11))];
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &relink).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = async |conn: &mut tracking_db::Conn, query: &str| -> Vec<String> {
+        diesel::sql_query(query)
+            .load::<Line>(conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|l| l.line)
+            .collect()
+    };
+    assert_eq!(
+        lines(
+            &mut conn,
+            "select concat_ws(' ', creator_id, code, status) as line from codes order by id"
+        )
+        .await,
+        ["1 ANA1 disabled", "2 ANA2 disabled"]
+    );
+    assert_eq!(
+        lines(
+            &mut conn,
+            "select code as line from store_disables order by code"
+        )
+        .await,
+        ["ANA1", "ANA2"],
+        "the old plan's store is told"
+    );
+    assert_eq!(
+        lines(&mut conn, "select reason as line from mint_failures").await,
+        Vec::<String>::new(),
+        "the store's refusal of a retired code is not the brand's to act on"
+    );
+    assert_eq!(
+        lines(
+            &mut conn,
+            "select creator_id::text as line from mint_queue order by creator_id"
+        )
+        .await,
+        ["1"],
+        "the approved creator is queued for the new plan; the added ones wait for approval"
+    );
+}
