@@ -336,13 +336,7 @@ impl Adapters {
         adapter: &dyn StoreAdapter,
         integration: &IntegrationRow,
     ) -> Option<String> {
-        let known = |cache: &Currencies| {
-            cache
-                .get(&integration.id)
-                .filter(|(_, until)| Instant::now() < *until)
-                .map(|(currency, _)| currency.clone())
-        };
-        if let Some(known) = known(&self.currencies.lock().unwrap_or_else(|e| e.into_inner())) {
+        if let Some(known) = self.known_currency(integration.id) {
             return known;
         }
         let (currency, kept) = match adapter.shop_currency(integration).await {
@@ -374,6 +368,9 @@ impl Adapters {
         integration: &IntegrationRow,
         wait: Duration,
     ) -> Option<String> {
+        if let Some(known) = self.known_currency(integration.id) {
+            return known;
+        }
         let asking = {
             let mut asking = self.asking.lock().unwrap_or_else(|e| e.into_inner());
             let question = asking.entry(integration.id).or_insert_with(|| {
@@ -406,6 +403,16 @@ impl Adapters {
                 None
             }
         }
+    }
+
+    /// The currency an integration's store gave, while it stands (`Some(None)`: it has none, or
+    /// could not be asked); `None` when it is to be asked.
+    fn known_currency(&self, integration_id: i64) -> Option<Option<String>> {
+        let cache = self.currencies.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(&integration_id)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(currency, _)| currency.clone())
     }
 
     /// The sandbox store, for what only it offers: listing its codes and simulating an outage.

@@ -638,41 +638,17 @@ pub async fn live_of_campaign_not_of_plan(
     to_codes(rows)
 }
 
-/// Queues the texts of `codes` for deactivation at their stores, in one statement, in key order
-/// as the other writers ([`queue_store_disable`] for each).
+/// Queues the texts of `codes` for deactivation at their stores, in one statement (as
+/// [`queue_store_disable`] for each).
 pub async fn queue_store_disables(
     conn: &mut AsyncPgConnection,
     codes: &[Code],
 ) -> Result<(), Error> {
-    let texts: Vec<&Code> = codes.iter().filter(|c| c.code.is_some()).collect();
-    if texts.is_empty() {
-        return Ok(());
-    }
-    tracking_db::prepared(
-        "insert into store_disables (brand_id, integration_id, code, external_ref) \
-         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
-           as u(brand_id, integration_id, code, external_ref) \
-         order by brand_id, integration_id, code \
-         on conflict (brand_id, integration_id, code) do update \
-           set next_at = now(), external_ref = excluded.external_ref",
-    )
-    .bind::<Array<BigInt>, _>(texts.iter().map(|c| c.brand_id).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(texts.iter().map(|c| c.integration_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(
-        texts
-            .iter()
-            .map(|c| c.code.as_deref().unwrap_or_default())
-            .collect::<Vec<_>>(),
-    )
-    .bind::<Array<Text>, _>(
-        texts
-            .iter()
-            .map(|c| crate::convert::external_ref(c.id))
-            .collect::<Vec<_>>(),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    let texts: Vec<(i64, i64, &str, i64)> = codes
+        .iter()
+        .filter_map(|c| Some((c.brand_id, c.integration_id, c.code.as_deref()?, c.id)))
+        .collect();
+    queue_texts_disable(conn, &texts).await
 }
 
 /// Pending codes due for a push, locked for the caller's transaction (other rounds skip them),
@@ -911,16 +887,35 @@ pub async fn queue_store_disable(
     code: &str,
     code_id: i64,
 ) -> Result<(), Error> {
+    queue_texts_disable(conn, &[(brand_id, integration_id, code, code_id)]).await
+}
+
+/// Queues `(brand, integration, text, code id)` texts for deactivation, in key order as the
+/// other writers: the one writer of `store_disables`' queue.
+async fn queue_texts_disable(
+    conn: &mut AsyncPgConnection,
+    texts: &[(i64, i64, &str, i64)],
+) -> Result<(), Error> {
+    if texts.is_empty() {
+        return Ok(());
+    }
     tracking_db::prepared(
         "insert into store_disables (brand_id, integration_id, code, external_ref) \
-         values ($1, $2, $3, $4) \
+         select * from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+           as u(brand_id, integration_id, code, external_ref) \
+         order by brand_id, integration_id, code \
          on conflict (brand_id, integration_id, code) do update \
            set next_at = now(), external_ref = excluded.external_ref",
     )
-    .bind::<BigInt, _>(brand_id)
-    .bind::<BigInt, _>(integration_id)
-    .bind::<Text, _>(code)
-    .bind::<Text, _>(crate::convert::external_ref(code_id))
+    .bind::<Array<BigInt>, _>(texts.iter().map(|t| t.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(texts.iter().map(|t| t.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(texts.iter().map(|t| t.2).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        texts
+            .iter()
+            .map(|t| crate::convert::external_ref(t.3))
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())
