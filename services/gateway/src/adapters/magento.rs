@@ -5,7 +5,10 @@
 //!   [terms hash]`) or created (`POST /V1/salesRules`, specific coupons with auto generation on, so
 //!   the rule takes many coupons; every website and customer group; `by_percent` or `cart_fixed`;
 //!   SKU and category conditions for restrictions; dates by day, in the store views' time zones
-//!   from `GET /V1/store/storeConfigs`). Then one coupon per code
+//!   from `GET /V1/store/storeConfigs`; a dated rule found again with other days than its
+//!   views' zones now make, after a zone changed, has its days moved with
+//!   `PUT /V1/salesRules/{ruleId}`, the only edit of a rule in place: its terms stay). Then one
+//!   coupon per code
 //!   (`POST /V1/coupons`) with `usage_limit` and `usage_per_customer`.
 //! - Magento coupons have no field for our external ref. A code Magento reports taken is our
 //!   earlier push when its coupon belongs to the rule of the same terms: CodeMintService keeps
@@ -164,13 +167,16 @@ impl Magento {
                 &filter(0, 0, "name", &name, "eq"),
             )
             .await?;
-        if let Some(id) = found["items"]
+        if let Some((id, rule)) = found["items"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|rule| rule["name"].as_str() == Some(name.as_str()))
-            .and_then(|rule| rule["rule_id"].as_u64())
+            .and_then(|rule| Some((rule["rule_id"].as_u64()?, rule)))
         {
+            if dated(terms) {
+                self.keep_days(integration, api, id, rule, terms).await?;
+            }
             return Ok(Ok(id));
         }
         let websites: Vec<u64> = self
@@ -195,7 +201,7 @@ impl Magento {
             .flatten()
             .filter_map(|g| g["id"].as_u64())
             .collect();
-        let zones = if terms.starts_at.is_some() || terms.ends_at.is_some() {
+        let zones = if dated(terms) {
             self.zones(integration, api, &websites).await?
         } else {
             Vec::new()
@@ -226,6 +232,56 @@ impl Magento {
             .as_u64()
             .map(Ok)
             .ok_or_else(|| reply.unexpected(STORE, "a rule creation"))
+    }
+
+    /// Moves the days of a dated rule found by name to what its store views' zones make of the
+    /// terms now, when a view's zone changed since the rule was made: Magento compares the days
+    /// with each view's date, so every code of the rule would otherwise start or end a day off.
+    /// The rule is sent back whole, as the store gave it, with only its days changed. A store
+    /// that refuses the change keeps the rule as it is (logged): its codes still work.
+    async fn keep_days(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+        rule: &Value,
+        terms: &Terms,
+    ) -> Result<(), AdapterError> {
+        let websites: Vec<u64> = rule["website_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        let zones = self.zones(integration, api, &websites).await?;
+        let (first, last) = rule_days(terms, &zones);
+        let (from_date, to_date) = (magento_day(first), magento_day(last));
+        if same_day(&rule["from_date"], &from_date) && same_day(&rule["to_date"], &to_date) {
+            return Ok(());
+        }
+        let mut moved = rule.clone();
+        moved["from_date"] = from_date;
+        moved["to_date"] = to_date;
+        let path = format!("/salesRules/{rule_id}");
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::PUT,
+                &path,
+                &[],
+                Some(&json!({ "rule": moved })),
+            )
+            .await?;
+        if reply.status.is_success() {
+            tracing::info!(integration_id = integration.id, rule_id, from_date = %moved["from_date"],
+                to_date = %moved["to_date"], "a rule's days moved with its store views' time zones");
+        } else {
+            tracing::warn!(integration_id = integration.id, rule_id, status = %reply.status,
+                message = %message_of(&reply),
+                "the store refused to move a rule's days to its views' time zones: kept as they were");
+        }
+        Ok(())
     }
 
     /// The time zones of the store views of `websites` (`GET /V1/store/storeConfigs`: each
@@ -537,7 +593,7 @@ fn rule_name(terms: &Terms) -> String {
     hasher.update(&canonical);
     // A rule with dates made before its days were the store views' (they were UTC's) is not
     // found for the same terms: a new one is made, with the right days.
-    if terms.starts_at.is_some() || terms.ends_at.is_some() {
+    if dated(terms) {
         hasher.update(b" days in the store views' zones");
     }
     let hash = hex::encode(&hasher.finalize()[..6]);
@@ -580,6 +636,26 @@ fn rule_days(terms: &Terms, zones: &[Tz]) -> (Option<NaiveDate>, Option<NaiveDat
         .ends_at
         .and_then(|at| days(at - chrono::Duration::seconds(1)).max());
     (first, last)
+}
+
+/// Whether the terms have days (a start or an end), which Magento reads in its views' zones.
+fn dated(terms: &Terms) -> bool {
+    terms.starts_at.is_some() || terms.ends_at.is_some()
+}
+
+/// A rule day as Magento takes it (`YYYY-MM-DD`), or null for none.
+fn magento_day(day: Option<NaiveDate>) -> Value {
+    day.map_or(Value::Null, |day| json!(day.format("%Y-%m-%d").to_string()))
+}
+
+/// Whether a rule's day as the store gave it (a date, perhaps with a time; empty or null for
+/// none) is `day`.
+fn same_day(stored: &Value, day: &Value) -> bool {
+    let stored = stored
+        .as_str()
+        .map(str::trim)
+        .filter(|text| !text.is_empty());
+    stored.map(|text| text.get(..10).unwrap_or(text)) == day.as_str()
 }
 
 fn rule_body(
@@ -628,8 +704,8 @@ fn rule_body(
         "discount_amount": amount,
         "apply_to_shipping": false,
         "stop_rules_processing": false,
-        "from_date": first.map(|day| day.format("%Y-%m-%d").to_string()),
-        "to_date": last.map(|day| day.format("%Y-%m-%d").to_string()),
+        "from_date": magento_day(first),
+        "to_date": magento_day(last),
     });
     if !conditions.is_empty() {
         rule["action_condition"] = json!({
@@ -1146,6 +1222,67 @@ mod tests {
             json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
                 "is_primary": false, "type": 1 })
         );
+    }
+
+    #[tokio::test]
+    async fn a_rule_found_with_other_days_than_its_views_zones_make_is_moved_to_them() {
+        let mut discount = test_discount("MIA20", "code-1");
+        discount.terms.usage_limit = 10;
+        // 2030-03-31T22:30:00Z to 2030-04-30T22:30:00Z: 1 April to 1 May in Berlin.
+        discount.terms.starts_at = DateTime::from_timestamp(1_901_226_600, 0);
+        discount.terms.ends_at = DateTime::from_timestamp(1_903_818_600, 0);
+        // The rule of these terms, made while the shop's view kept UTC (its days then).
+        let stored = Arc::new(std::sync::Mutex::new(json!({
+            "rule_id": 5, "name": rule_name(&discount.terms), "is_active": true,
+            "website_ids": [1], "customer_group_ids": [0, 1], "uses_per_coupon": 10,
+            "simple_action": "by_percent", "discount_amount": 20,
+            "from_date": "2030-03-31", "to_date": "2030-04-30",
+        })));
+        let rule = stored.clone();
+        let store = MockStore::start(move |request| {
+            let mut rule = rule.lock().unwrap_or_else(|e| e.into_inner());
+            match request.route().as_str() {
+                "GET /rest/V1/salesRules/search" => {
+                    mock::Reply::json(200, json!({ "items": [*rule], "total_count": 1 }))
+                }
+                "PUT /rest/V1/salesRules/5" => {
+                    *rule = request.json()["rule"].clone();
+                    mock::Reply::json(200, rule.clone())
+                }
+                _ => store_api(request),
+            }
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let pushed = magento
+            .create_discounts(&integration, std::slice::from_ref(&discount))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(pushed[0].outcome, PushOutcome::Created { .. }));
+        let moves = store.requests_to("PUT /rest/V1/salesRules/5");
+        assert_eq!(moves.len(), 1, "the rule's days are moved once");
+        let moved = &moves[0].json()["rule"];
+        assert_eq!(moved["from_date"], "2030-04-01");
+        assert_eq!(moved["to_date"], "2030-05-01");
+        // The rest of the rule is sent back as the store gave it.
+        assert_eq!(moved["uses_per_coupon"], 10);
+        assert_eq!(moved["website_ids"], json!([1]));
+        assert_eq!(moved["name"], json!(rule_name(&discount.terms)));
+        assert!(store.requests_to("POST /rest/V1/salesRules").is_empty());
+        assert_eq!(
+            store.requests_to("POST /rest/V1/coupons")[0].json()["coupon"]["rule_id"],
+            5
+        );
+
+        // A rule whose days are already its views' is left alone.
+        let mut next = discount.clone();
+        next.code = "JOSE20".to_owned();
+        next.external_ref = "code-2".to_owned();
+        magento
+            .create_discounts(&integration, &[next])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.requests_to("PUT /rest/V1/salesRules/5").len(), 1);
     }
 
     #[test]
