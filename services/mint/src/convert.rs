@@ -80,7 +80,7 @@ fn reason_to_proto(failure: &Failure) -> pb::FailureReason {
     match failure {
         Failure::MissingProfileField(_) => pb::FailureReason::MissingProfileField,
         Failure::MissingSocialAccount(_) => pb::FailureReason::MissingSocialAccount,
-        Failure::Pattern(_) => pb::FailureReason::Pattern,
+        Failure::Pattern { .. } => pb::FailureReason::Pattern,
         Failure::StoreError(_) => pb::FailureReason::StoreError,
     }
 }

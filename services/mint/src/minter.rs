@@ -359,7 +359,7 @@ async fn try_batch(
                         store_rules,
                         &mut rng,
                     ),
-                    Err(why) => Err(Failure::Pattern(why.clone())),
+                    Err(why) => Err(Failure::pattern(why.clone())),
                 };
                 match rendered {
                     Ok(code) => Some(code),
@@ -634,7 +634,7 @@ async fn reserve(
     for (candidate, _) in pending {
         failed.push((
             candidate.key,
-            Failure::Pattern(format!(
+            Failure::pattern(format!(
                 "no free code after {MAX_SUFFIX_ROUNDS} suffixes; the pattern gives too few distinct codes"
             )),
         ));

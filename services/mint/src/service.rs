@@ -285,13 +285,11 @@ impl MintService {
                     .await?;
                 notify_work(conn).await?;
             }
-            // No trigger mints the creator another code by itself.
-            projection::set_code_disabled(
-                conn,
-                (brand_id, code.campaign_id, code.creator_id),
-                true,
-            )
-            .await?;
+            // No trigger mints the creator another code by itself, and no retry of a failure
+            // the code met (the store's refusal of it) either.
+            let key = (brand_id, code.campaign_id, code.creator_id);
+            projection::set_code_disabled(conn, key, true).await?;
+            failures::clear(conn, &[key]).await?;
             let event = events::code(CodeEventKind::Disabled, &disabled, &public_base_url);
             tracking_events::append(conn, &[event]).await?;
             Ok(disabled)
@@ -327,7 +325,11 @@ impl MintService {
             Ok::<_, Error>(minted)
         }))
         .await;
-        let minted = results.iter().filter(|r| r.is_ok()).count();
+        // A code pushed again is not minted (its push answers later; ListFailures tells).
+        let minted = results
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|minted| minted.created))
+            .count();
         if let Some(Err(err)) = results
             .iter()
             .find(|r| matches!(r, Err(e) if e.is_transient()))
@@ -398,8 +400,13 @@ impl MintService {
         for preview in &mut previews {
             if let Ok(code) = &preview.result {
                 let lower = code.to_lowercase();
-                let held_by_other = held.iter().any(|(c, campaign, creator)| {
-                    *c == lower && (*campaign, *creator) != (campaign_id, preview.creator_id)
+                // Minting gives a creator their own live code back; any other holder, or their
+                // own disabled code, takes the text.
+                let held_by_other = held.iter().any(|holder| {
+                    holder.code == lower
+                        && (!holder.live
+                            || (holder.campaign_id, holder.creator_id)
+                                != (campaign_id, preview.creator_id))
                 });
                 preview.collides =
                     held_by_other || seen.get(&lower).copied().unwrap_or_default() > 1;

@@ -256,10 +256,14 @@ async fn holders_are_looked_up_code_by_code() {
         codes::holders(conn, 2, 2, &asked).await
     })
     .await;
-    let expected: BTreeSet<(String, i64, i64)> = (1..=KEYS as i64)
-        .map(|n| (format!("b2x{n}"), 2, n))
+    let expected: BTreeSet<(String, i64, i64, bool)> = (1..=KEYS as i64)
+        .map(|n| (format!("b2x{n}"), 2, n, true))
         .collect();
-    assert_eq!(held.into_iter().collect::<BTreeSet<_>>(), expected);
+    let held: BTreeSet<_> = held
+        .into_iter()
+        .map(|h| (h.code, h.campaign_id, h.creator_id, h.live))
+        .collect();
+    assert_eq!(held, expected);
     assert!(read <= BOUND, "looking up {KEYS} codes read {read} rows");
 }
 

@@ -2460,3 +2460,164 @@ async fn a_failure_the_brand_asked_for_is_retried_after_each_profile_fix() {
     .await;
     assert_eq!(code.code, "NIA20");
 }
+
+#[tokio::test]
+async fn a_name_the_pattern_cannot_spell_is_retried_once_the_profile_gives_one() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{first_name}{last_name}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("李", "王", "li"),
+        false,
+    )
+    .await;
+    let failure = eventually("the trigger's mint failed", || async {
+        suite
+            .mint()
+            .list_failures(authed(
+                ListFailuresRequest {
+                    campaign_id: s.campaign,
+                    page: None,
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .failures
+            .pop()
+    })
+    .await;
+    assert_eq!(failure.reason, FailureReason::Pattern as i32);
+    // The creator's own value is named: a profile update may fix it.
+    assert_eq!(failure.fields, vec!["first_name", "last_name"]);
+    suite
+        .plan()
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: s.campaign,
+                creator_id: 1,
+                profile: Some(profile("Li", "Wang", "li")),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = eventually("retried after the profile fix", || {
+        code_of(&suite, &token, s.campaign, 1)
+    })
+    .await;
+    assert_eq!(code.code, "LIWANG");
+}
+
+#[tokio::test]
+async fn a_disabled_code_takes_its_store_refusal_along_and_a_preview_counts_its_text_taken() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = sandbox_with_ana(&suite, &token).await;
+    let (ana, _) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ana.code, "ANA20");
+    let preview = async || {
+        suite
+            .mint()
+            .preview_codes(authed(
+                PreviewCodesRequest {
+                    campaign_id: s.campaign,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .map(|r| r.into_inner().previews)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    // Her own live code: minting would give it back.
+    let before = preview().await;
+    assert!(matches!(&before[0].result, Some(code_preview::Result::Code(c)) if c == "ANA20"));
+    assert!(!before[0].collides);
+
+    // The store refused her code for good (the pusher's record of it).
+    let record_refusal = async || {
+        suite
+            .count(
+                "mint",
+                &format!(
+                    "with refused as (insert into mint.mint_failures \
+                       (brand_id, campaign_id, creator_id, reason, fields, message) \
+                     values (1, {}, 1, 'store_error', '{{}}', 'STORE_ERROR: code not allowed') \
+                     on conflict (brand_id, campaign_id, creator_id) do nothing returning 1) \
+                     select count(*)::bigint as n from refused",
+                    s.campaign
+                ),
+            )
+            .await
+    };
+    let retry_failed = async || {
+        suite
+            .mint()
+            .retry_failed(authed(
+                RetryFailedRequest {
+                    campaign_id: s.campaign,
+                },
+                &token,
+            ))
+            .await
+            .map(|r| r.into_inner())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let failures = async || {
+        suite
+            .count(
+                "mint",
+                &format!(
+                    "select count(*)::bigint as n from mint.mint_failures where campaign_id = {}",
+                    s.campaign
+                ),
+            )
+            .await
+    };
+    assert_eq!(record_refusal().await, 1);
+    // Retried: her code is pushed again, not minted anew.
+    let retried = retry_failed().await;
+    assert_eq!((retried.retried, retried.minted), (1, 0));
+    record_refusal().await;
+    assert_eq!(failures().await, 1);
+
+    suite
+        .mint()
+        .disable_code(authed(DisableCodeRequest { code_id: ana.id }, &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Disabled for good: the refusal goes with it, and no retry mints her another code.
+    assert_eq!(failures().await, 0);
+    let retried = retry_failed().await;
+    assert_eq!((retried.retried, retried.minted), (0, 0));
+    assert_eq!(codes_of(&suite, &token, s.campaign).await.len(), 1);
+
+    // Her disabled code keeps its text: a mint would be suffixed, and the preview says so.
+    let after = preview().await;
+    assert!(matches!(&after[0].result, Some(code_preview::Result::Code(c)) if c == "ANA20"));
+    assert!(after[0].collides);
+    let (again, created) = mint_when_known(&suite, &token, s.campaign, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(created);
+    assert!(
+        again.code.starts_with("ANA20") && again.code != "ANA20",
+        "{}",
+        again.code
+    );
+}

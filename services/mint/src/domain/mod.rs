@@ -203,37 +203,48 @@ pub enum Failure {
     MissingProfileField(Vec<String>),
     /// The pattern uses networks the creator has not linked.
     MissingSocialAccount(Vec<String>),
-    /// The pattern gives nothing usable for this creator.
-    Pattern(String),
+    /// The pattern gives nothing usable for this creator: `fields` names the creator's own values
+    /// that give nothing (a profile update may fix those); none when the plan's or the campaign's
+    /// values are at fault.
+    Pattern { why: String, fields: Vec<String> },
     /// The store refused the code for good.
     StoreError(String),
 }
 
 impl Failure {
+    /// A pattern failure of the plan's or the campaign's making (no profile update fixes it).
+    pub fn pattern(why: impl Into<String>) -> Failure {
+        Failure::Pattern {
+            why: why.into(),
+            fields: Vec::new(),
+        }
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::MissingProfileField(_) => "missing_profile_field",
             Failure::MissingSocialAccount(_) => "missing_social_account",
-            Failure::Pattern(_) => "pattern",
+            Failure::Pattern { .. } => "pattern",
             Failure::StoreError(_) => "store_error",
         }
     }
 
     pub fn fields(&self) -> Vec<String> {
         match self {
-            Failure::MissingProfileField(fields) | Failure::MissingSocialAccount(fields) => {
-                fields.clone()
-            }
-            Failure::Pattern(_) | Failure::StoreError(_) => Vec::new(),
+            Failure::MissingProfileField(fields)
+            | Failure::MissingSocialAccount(fields)
+            | Failure::Pattern { fields, .. } => fields.clone(),
+            Failure::StoreError(_) => Vec::new(),
         }
     }
 
     /// A profile update may fix it (and then retries it by itself).
     pub fn fixed_by_profile(&self) -> bool {
-        matches!(
-            self,
-            Failure::MissingProfileField(_) | Failure::MissingSocialAccount(_)
-        )
+        match self {
+            Failure::MissingProfileField(_) | Failure::MissingSocialAccount(_) => true,
+            Failure::Pattern { fields, .. } => !fields.is_empty(),
+            Failure::StoreError(_) => false,
+        }
     }
 
     /// What the brand reads.
@@ -247,7 +258,7 @@ impl Failure {
                 "MISSING_SOCIAL_ACCOUNT: the code pattern uses {} but the creator has not linked it; link the account or change the pattern",
                 networks.join(", ")
             ),
-            Failure::Pattern(why) => format!("PATTERN: {why}"),
+            Failure::Pattern { why, .. } => format!("PATTERN: {why}"),
             Failure::StoreError(why) => format!("STORE_ERROR: {why}"),
         }
     }
@@ -257,7 +268,10 @@ impl Failure {
             "missing_profile_field" => Failure::MissingProfileField(fields),
             "missing_social_account" => Failure::MissingSocialAccount(fields),
             "store_error" => Failure::StoreError(message.to_owned()),
-            _ => Failure::Pattern(message.to_owned()),
+            _ => Failure::Pattern {
+                why: message.to_owned(),
+                fields,
+            },
         }
     }
 }

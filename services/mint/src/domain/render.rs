@@ -114,10 +114,10 @@ pub fn render_code(
                 Failure::MissingSocialAccount(vec![network.as_str().to_owned()])
             }
             // The plan's and the campaign's values: no profile update would bring them.
-            RenderError::MissingField(field @ "discount") => Failure::Pattern(format!(
+            RenderError::MissingField(field @ "discount") => Failure::pattern(format!(
                 "the pattern uses {{{field}}}, and the plan gives no discount"
             )),
-            RenderError::MissingField(field @ "campaign") => Failure::Pattern(format!(
+            RenderError::MissingField(field @ "campaign") => Failure::pattern(format!(
                 "the pattern uses {{{field}}}, and the campaign's name has no letter or digit"
             )),
             RenderError::MissingField(field) => {
@@ -139,12 +139,15 @@ pub fn render_code(
                     .map(|variable| variable.name())
                     .collect();
                 if unusable.is_empty() {
-                    Failure::Pattern(err.to_string())
+                    Failure::pattern(err.to_string())
                 } else {
-                    Failure::Pattern(format!(
-                        "the code would be empty: the creator's {} gives no letter or digit a code can carry; give a Latin spelling in the profile, or change the pattern",
-                        unusable.join(", ")
-                    ))
+                    Failure::Pattern {
+                        why: format!(
+                            "the code would be empty: the creator's {} gives no letter or digit a code can carry; give a Latin spelling in the profile, or change the pattern",
+                            unusable.join(", ")
+                        ),
+                        fields: unusable.iter().map(|name| (*name).to_owned()).collect(),
+                    }
                 }
             }
         })
@@ -261,13 +264,13 @@ mod tests {
             &mut rng(),
         );
         assert!(
-            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{discount}")),
+            matches!(&rendered, Err(Failure::Pattern { why: m, .. }) if m.contains("{discount}")),
             "{rendered:?}"
         );
         let named = Pattern::parse("{campaign}{username}").unwrap_or_else(|e| panic!("{e}"));
         let rendered = render_code(&named, &p, " ", &profile(), &rules(), &mut rng());
         assert!(
-            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("{campaign}")),
+            matches!(&rendered, Err(Failure::Pattern { why: m, .. }) if m.contains("{campaign}")),
             "{rendered:?}"
         );
         // A name in a script the engine does not spell gives nothing: the failure names it.
@@ -278,9 +281,16 @@ mod tests {
         let alone = Pattern::parse("{first_name}").unwrap_or_else(|e| panic!("{e}"));
         let rendered = render_code(&alone, &p, "Summer", &han, &rules(), &mut rng());
         assert!(
-            matches!(&rendered, Err(Failure::Pattern(m)) if m.contains("creator's first_name gives no letter")),
+            matches!(&rendered, Err(Failure::Pattern { why: m, .. }) if m.contains("creator's first_name gives no letter")),
             "{rendered:?}"
         );
+        // The creator's own value: a profile update may fix it, and then retries it.
+        let failure = rendered.err().unwrap_or_else(|| panic!("a failure"));
+        assert_eq!(failure.fields(), vec!["first_name".to_owned()]);
+        assert!(failure.fixed_by_profile());
+        // The plan's or the campaign's: no profile update fixes it.
+        let rendered = render_code(&named, &p, " ", &profile(), &rules(), &mut rng());
+        assert!(rendered.is_err_and(|failure| !failure.fixed_by_profile()));
         let tiktok = Pattern::parse("{tiktok}").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             render_code(&tiktok, &p, "Summer", &profile(), &rules(), &mut rng()),

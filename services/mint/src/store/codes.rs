@@ -338,28 +338,33 @@ pub async fn live_for(
     to_codes(rows)
 }
 
-/// Which of `codes` are already held at the integration (case-insensitively): the lower-cased
-/// code and the (campaign, creator) holding it.
+/// A code's text held at an integration, and by whom.
+#[derive(QueryableByName)]
+pub struct Holder {
+    /// Lower-cased.
+    #[diesel(sql_type = Text)]
+    pub code: String,
+    #[diesel(sql_type = BigInt)]
+    pub campaign_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub creator_id: i64,
+    /// Not disabled: a disabled code keeps its text for good all the same.
+    #[diesel(sql_type = Bool)]
+    pub live: bool,
+}
+
+/// Which of `codes` are already held at the integration (case-insensitively).
 pub async fn holders(
     conn: &mut AsyncPgConnection,
     brand_id: i64,
     integration_id: i64,
     codes: &[String],
-) -> Result<Vec<(String, i64, i64)>, Error> {
-    #[derive(QueryableByName)]
-    struct Holder {
-        #[diesel(sql_type = Text)]
-        code: String,
-        #[diesel(sql_type = BigInt)]
-        campaign_id: i64,
-        #[diesel(sql_type = BigInt)]
-        creator_id: i64,
-    }
+) -> Result<Vec<Holder>, Error> {
     let lower: Vec<String> = codes.iter().map(|c| c.to_lowercase()).collect();
-    let rows: Vec<Holder> = tracking_db::prepared(
-        "select k.code, h.campaign_id, h.creator_id \
+    Ok(tracking_db::prepared(
+        "select k.code, h.campaign_id, h.creator_id, h.status <> 'disabled' as live \
          from unnest($1::bigint[], $2::bigint[], $3::text[]) as k(key_brand, key_integration, code) \
-         cross join lateral (select campaign_id, creator_id from codes \
+         cross join lateral (select campaign_id, creator_id, status from codes \
            where brand_id = k.key_brand and integration_id = k.key_integration \
              and lower(code) = k.code limit 1) h",
     )
@@ -367,11 +372,7 @@ pub async fn holders(
     .bind::<Array<BigInt>, _>(vec![integration_id; lower.len()])
     .bind::<Array<Text>, _>(lower)
     .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.code, r.campaign_id, r.creator_id))
-        .collect())
+    .await?)
 }
 
 pub async fn get(
