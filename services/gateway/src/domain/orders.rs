@@ -319,16 +319,19 @@ pub fn round_amount(text: &str, currency: &str) -> Option<i64> {
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
+    // Zero at any power: a sender's exponent is not counted out digit by digit.
+    if digits.bytes().all(|digit| digit == b'0') {
+        return Some(0);
+    }
     // minor = digits × 10^shift
-    let shift = power - fraction.len() as i64 + i64::from(currency_exponent(currency));
+    let shift = power
+        .checked_sub(i64::try_from(fraction.len()).ok()?)?
+        .checked_add(i64::from(currency_exponent(currency)))?;
     let minor = if shift >= 0 {
-        let mut minor: i64 = digits.parse().ok()?;
-        for _ in 0..shift {
-            minor = minor.checked_mul(10)?;
-        }
-        minor
+        let factor = 10_i64.checked_pow(u32::try_from(shift).ok()?)?;
+        digits.parse::<i64>().ok()?.checked_mul(factor)?
     } else {
-        let cut = usize::try_from(-shift).ok()?;
+        let cut = usize::try_from(shift.unsigned_abs()).ok()?;
         let keep = digits.len().saturating_sub(cut);
         let kept: i64 = if keep == 0 {
             0
@@ -381,6 +384,23 @@ mod tests {
         assert_eq!(parse_amount("1e3", "EUR"), None);
         assert_eq!(parse_amount("", "EUR"), None);
         assert_eq!(parse_amount("99999999999999999999", "EUR"), None);
+    }
+
+    #[test]
+    fn a_senders_exponent_costs_no_more_than_its_digits() {
+        // Each of these once counted its exponent out one power of ten at a time (a zero never
+        // overflows: ~10^19 steps on a worker thread), or overflowed the shift and panicked.
+        assert_eq!(round_amount("0e9000000000000000000", "USD"), Some(0));
+        assert_eq!(round_amount("0e90000000000000000000", "USD"), None);
+        assert_eq!(round_amount("-0.000e9223372036854775807", "USD"), Some(0));
+        assert_eq!(round_amount("1.5e-9223372036854775808", "USD"), None);
+        assert_eq!(round_amount("1.5e-9000000000000000000", "USD"), Some(0));
+        assert_eq!(round_amount("1e9223372036854775807", "USD"), None);
+        assert_eq!(round_amount("1e16", "USD"), Some(1_000_000_000_000_000_000));
+        assert_eq!(round_amount("1e17", "USD"), None);
+        assert_eq!(round_amount("1.5e-2", "USD"), Some(2));
+        assert_eq!(round_amount("89.97000000000001", "USD"), Some(8_997));
+        assert_eq!(round_amount("1.5e3", "JPY"), Some(1_500));
     }
 
     #[test]
