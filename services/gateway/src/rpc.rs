@@ -380,6 +380,7 @@ fn capabilities_to_proto(caps: Capabilities) -> pb::Capabilities {
         minimum_purchase: caps.minimum_purchase,
         product_restrictions: caps.product_restrictions,
         products_or_categories_only: caps.products_or_categories_only,
+        numeric_restriction_ids: caps.numeric_restriction_ids,
         usage_limits: caps.usage_limits,
         one_time_use: caps.one_time_use,
         tracking_without_discount: caps.tracking_without_discount,
@@ -403,10 +404,10 @@ fn provider_of(value: i32) -> Result<Provider, Error> {
 }
 
 fn request_id(value: &str) -> Result<Option<&str>, Error> {
-    if value.len() > MAX_REQUEST_ID {
+    if value.chars().count() > MAX_REQUEST_ID || value.chars().any(char::is_control) {
         return Err(Error::invalid(
             "request_id",
-            format!("at most {MAX_REQUEST_ID} characters"),
+            format!("at most {MAX_REQUEST_ID} characters, no control characters"),
         ));
     }
     Ok((!value.is_empty()).then_some(value))

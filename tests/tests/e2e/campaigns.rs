@@ -420,6 +420,29 @@ async fn roster_life_cycle() {
         .await
         .expect_err("id");
     assert!(status.message().starts_with("creator_id"));
+    // A control character reaches no table (PostgreSQL refuses a NUL: it was INTERNAL).
+    let nul = CreatorProfile {
+        social_handles: [("instagram".to_owned(), "jo\0se".to_owned())].into(),
+        ..profile("Jo")
+    };
+    for (request, field) in [
+        (add(4, nul, ""), "profile.social_handles.instagram"),
+        (add(4, profile("Jo"), "key\0"), "request_id"),
+    ] {
+        let status = client
+            .add_creator(authed(request, &token))
+            .await
+            .expect_err("control character");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+    // A key is counted in characters, as documented.
+    assert!(
+        client
+            .add_creator(authed(add(4, profile("Jo"), &"键".repeat(100)), &token))
+            .await
+            .is_ok()
+    );
 
     let approved = client
         .approve_creator(authed(

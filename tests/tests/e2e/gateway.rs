@@ -140,6 +140,17 @@ async fn rejects_incomplete_registrations_naming_the_field() {
             "name",
             valid_registration(Provider::Sandbox, "  "),
         ),
+        // A control character reaches no table (PostgreSQL refuses a NUL: it was INTERNAL).
+        (
+            Provider::Sandbox,
+            "name",
+            valid_registration(Provider::Sandbox, "Main\0"),
+        ),
+        (Provider::Sandbox, "request_id", {
+            let mut r = valid_registration(Provider::Sandbox, "h");
+            r.request_id = "req\0".into();
+            r
+        }),
     ];
     for (provider, field, request) in cases {
         let status = gateway

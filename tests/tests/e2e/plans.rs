@@ -251,6 +251,31 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
             },
             "category_ids",
         ),
+        // Ids these stores would refuse at every push: their own ids are numbers.
+        (
+            Provider::Shopify,
+            Plan {
+                product_ids: vec!["gid://shopify/Product/1".into(), "SKU-123".into()],
+                ..code_plan("s4", 0)
+            },
+            "product_ids[1]",
+        ),
+        (
+            Provider::Woocommerce,
+            Plan {
+                category_ids: vec!["hats".into()],
+                ..code_plan("w4", 0)
+            },
+            "category_ids[0]",
+        ),
+        (
+            Provider::Bigcommerce,
+            Plan {
+                product_ids: vec!["12x".into()],
+                ..code_plan("b2", 0)
+            },
+            "product_ids[0]",
+        ),
     ];
     for (provider, mut plan, field) in refused {
         plan.integration_id = id(provider);
@@ -366,6 +391,21 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
                 ..code_plan("x11", 0)
             },
             "plan.integration_id",
+        ),
+        // A control character reaches no table (PostgreSQL refuses a NUL: it was INTERNAL).
+        (
+            Plan {
+                code_pattern: "MIA\0{discount}".into(),
+                ..code_plan("x12", shopify)
+            },
+            "code_pattern",
+        ),
+        (
+            Plan {
+                product_ids: vec!["1\0".into()],
+                ..code_plan("x13", shopify)
+            },
+            "product_ids[0]",
         ),
     ];
     for (plan, field) in invalid {

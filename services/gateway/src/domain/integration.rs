@@ -38,10 +38,11 @@ impl NewIntegration {
             .ok_or_else(|| Error::invalid("provider", "must be set to a known provider"))?;
         let provider_name = provider.as_str_name();
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME {
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
             return Err(Error::invalid(
                 "name",
-                format!("must be 1..={MAX_NAME} characters"),
+                format!("must be 1..={MAX_NAME} characters, no control characters"),
             ));
         }
         let conn = &caps.connection;

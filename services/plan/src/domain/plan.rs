@@ -327,13 +327,22 @@ impl Terms {
                     format!("at most {MAX_RESTRICTIONS} ids"),
                 ));
             }
-            if let Some(bad) = ids
-                .iter()
-                .position(|id| id.trim().is_empty() || id.len() > MAX_RESTRICTION_ID)
+            if let Some(bad) = ids.iter().position(|id| {
+                id.trim().is_empty()
+                    || id.len() > MAX_RESTRICTION_ID
+                    || id.chars().any(char::is_control)
+            }) {
+                return Err(Error::invalid(
+                    &format!("{field}[{bad}]"),
+                    format!("must be 1..={MAX_RESTRICTION_ID} characters, no control characters"),
+                ));
+            }
+            if caps.numeric_restriction_ids
+                && let Some(bad) = ids.iter().position(|id| !is_numeric_id(id))
             {
                 return Err(Error::invalid(
                     &format!("{field}[{bad}]"),
-                    format!("must be 1..={MAX_RESTRICTION_ID} characters"),
+                    format!("{provider} takes the store's numeric ids here"),
                 ));
             }
         }
@@ -378,6 +387,17 @@ impl Terms {
         }
         Ok(())
     }
+}
+
+/// A store's numeric id, or one written as a global id ending in it
+/// (`gid://shopify/Product/123`).
+fn is_numeric_id(id: &str) -> bool {
+    let id = id.trim();
+    let number = match id.strip_prefix("gid://") {
+        Some(global) => global.rsplit('/').next().unwrap_or_default(),
+        None => id,
+    };
+    !number.is_empty() && number.len() <= 20 && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn validate_url(field: &str, url: &str) -> Result<(), Error> {

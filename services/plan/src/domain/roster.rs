@@ -79,10 +79,13 @@ impl Profile {
                 ));
             }
             let handle = handle.trim().to_owned();
-            if handle.is_empty() || handle.chars().count() > MAX_FIELD {
+            if handle.is_empty()
+                || handle.chars().count() > MAX_FIELD
+                || handle.chars().any(char::is_control)
+            {
                 return Err(Error::invalid(
                     &format!("profile.social_handles.{key}"),
-                    format!("must be 1..={MAX_FIELD} characters"),
+                    format!("must be 1..={MAX_FIELD} characters, no control characters"),
                 ));
             }
             handles.insert(key, handle);
