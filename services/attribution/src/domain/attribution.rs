@@ -551,7 +551,11 @@ fn scale_parts(parts: &[i64], numerator: i64, denominator: i64) -> Vec<i64> {
 /// approval itself happens when that time comes ([`approve`]). A conversion whose approval was
 /// due before the new state was seen is approved first (the approver runs a little behind the
 /// clock), so a refund after the due date is an adjustment, as it would have been had the
-/// approver been on time.
+/// approver been on time. The other way round, a conversion approved before its order's state
+/// was applied, though the store's state was seen before the approval was due (the approver does
+/// not wait for the order stream: a consumer behind or restarted applies it late), follows that
+/// state as the pending conversion it was then: a cancellation or full refund reverses it, as
+/// it would have had the stream been on time.
 pub fn follow(
     current: &Amounts,
     state: OrderState,
@@ -559,6 +563,8 @@ pub fn follow(
     seen_at: DateTime<Utc>,
     holding_days: i32,
 ) -> Followed {
+    let unapproved = approved_too_early(current, seen_at);
+    let current = unapproved.as_ref().unwrap_or(current);
     let approved = approve(current, seen_at);
     let current = approved.as_ref().unwrap_or(current);
     let approve_at = current.approve_at.or_else(|| {
@@ -608,6 +614,19 @@ pub fn follow(
                 adjustment,
             }
         }
+    }
+}
+
+/// An approved conversion whose approval was not yet due at `seen_at`, as the pending one it
+/// was then; `None` for any other (one adjusted since its approval was approved in time).
+fn approved_too_early(current: &Amounts, seen_at: DateTime<Utc>) -> Option<Amounts> {
+    let untouched = current.adjusted_revenue_minor == 0 && current.adjusted_commission_minor == 0;
+    match (current.status, current.approve_at) {
+        (Status::Approved, Some(at)) if seen_at < at && untouched => Some(Amounts {
+            status: Status::Pending,
+            ..current.clone()
+        }),
+        _ => None,
     }
 }
 
@@ -769,6 +788,56 @@ mod tests {
             adjusted_commission_minor: 0,
             approve_at: None,
         }
+    }
+
+    #[test]
+    fn a_state_seen_before_an_approval_was_due_and_applied_after_it_follows_the_pending_conversion()
+    {
+        let (paid_at, paid) = paid_holding(1);
+        let due = paid_at + Duration::days(1);
+        // The approver ran while the order stream was behind.
+        let early = approve(&paid.amounts, due).unwrap_or_else(|| panic!("due"));
+        assert_eq!(early.status, Status::Approved);
+        // A cancellation the store sent an hour before the due time: nothing is owed.
+        let cancelled = followed(
+            &early,
+            OrderState::Cancelled,
+            0,
+            due - Duration::hours(1),
+            1,
+        );
+        assert_eq!(cancelled.amounts.status, Status::Reversed);
+        assert_eq!(cancelled.adjustment, None);
+        // A partial refund then: the pending amounts change, and the approval comes again.
+        let partial = followed(
+            &early,
+            OrderState::PartiallyRefunded,
+            2_500,
+            due - Duration::hours(1),
+            1,
+        );
+        assert_eq!(
+            (
+                partial.amounts.status,
+                partial.amounts.commission_minor,
+                partial.adjustment
+            ),
+            (Status::Pending, 600, None)
+        );
+        assert_eq!(
+            approve(&partial.amounts, due).map(|a| a.status),
+            Some(Status::Approved)
+        );
+        // Seen after the due time, it is an adjustment of the approval.
+        let late = followed(
+            &early,
+            OrderState::Cancelled,
+            0,
+            due + Duration::hours(1),
+            1,
+        );
+        assert_eq!(late.amounts.status, Status::Approved);
+        assert_eq!(late.adjustment, Some((-8_000, -800)));
     }
 
     #[test]
