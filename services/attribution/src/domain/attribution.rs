@@ -199,28 +199,33 @@ pub fn split(
                 shares[i].1 += part;
             }
         }
-        let shares = shares
-            .into_iter()
-            .map(|(revenue, discount)| Share {
-                revenue_minor: revenue,
-                discount_minor: discount,
-                share_bps: bps(revenue, net_minor),
-            })
-            .collect();
+        let shares = with_bps(shares, net_minor);
         return (SplitRule::Lines, shares);
     }
     let revenue = divide(net_minor, claimants.len());
     let discount = divide(discount_minor, claimants.len());
-    let shares = revenue
+    let shares = with_bps(revenue.into_iter().zip(discount).collect(), net_minor);
+    (SplitRule::Equal, shares)
+}
+
+/// The shares of (revenue, discount) `parts` of an order of discounted subtotal `net_minor`,
+/// each in basis points of it; of an order of no total (a 100 % code), equal basis points, so
+/// that a fixed commission per order is shared, not lost.
+fn with_bps(parts: Vec<(i64, i64)>, net_minor: i64) -> Vec<Share> {
+    let equal = divide(10_000, parts.len());
+    parts
         .into_iter()
-        .zip(discount)
-        .map(|(revenue, discount)| Share {
+        .zip(equal)
+        .map(|((revenue, discount), equal)| Share {
             revenue_minor: revenue,
             discount_minor: discount,
-            share_bps: bps(revenue, net_minor),
+            share_bps: if net_minor > 0 {
+                bps(revenue, net_minor)
+            } else {
+                i32::try_from(equal).unwrap_or_default()
+            },
         })
-        .collect();
-    (SplitRule::Equal, shares)
+        .collect()
 }
 
 /// `amount` in `parts` parts; the remainder's minor units go to the first parts.
@@ -361,14 +366,19 @@ pub fn commissions(
         .zip(shares)
         .map(|(rule, share)| commission(*rule, share, order_currency))
         .collect();
-    if net_minor <= 0 {
-        return out;
-    }
-    // What `revenue` of the order earns under `rule`.
-    let earned = |rule: &CommissionRule, revenue: i64| match rule {
-        CommissionRule::PercentBps(bps) => scale(revenue, i64::from(*bps), 10_000),
-        CommissionRule::FixedPerOrder { amount_minor, .. } => {
-            scale(*amount_minor, revenue, net_minor)
+    // What the shares `group` earn under `rule` together: a fixed amount in proportion to the
+    // revenue they claim, or, of an order of no total (a 100 % code), to their basis points.
+    let earned = |rule: &CommissionRule, group: &[usize]| {
+        let revenue: i64 = group.iter().map(|&i| shares[i].revenue_minor).sum();
+        match rule {
+            CommissionRule::PercentBps(bps) => scale(revenue, i64::from(*bps), 10_000),
+            CommissionRule::FixedPerOrder { amount_minor, .. } if net_minor > 0 => {
+                scale(*amount_minor, revenue, net_minor)
+            }
+            CommissionRule::FixedPerOrder { amount_minor, .. } => {
+                let bps: i64 = group.iter().map(|&i| i64::from(shares[i].share_bps)).sum();
+                scale(*amount_minor, bps, 10_000)
+            }
         }
     };
     let mut divided = vec![false; out.len()];
@@ -385,11 +395,10 @@ pub fn commissions(
         let mut given = 0;
         for &i in &group {
             divided[i] = true;
-            out[i].0 = earned(rule, shares[i].revenue_minor);
+            out[i].0 = earned(rule, &[i]);
             given += out[i].0;
         }
-        let claimed: i64 = group.iter().map(|&i| shares[i].revenue_minor).sum();
-        let mut rest = earned(rule, claimed) - given;
+        let mut rest = earned(rule, &group) - given;
         for &i in &group {
             if rest <= 0 {
                 break;
@@ -1062,9 +1071,29 @@ mod tests {
             paid.iter().map(|(amount, _)| *amount).collect::<Vec<_>>(),
             vec![334, 333, 333]
         );
-        // An order with nothing to pay on pays nothing.
-        let free = [share(0, 0), share(0, 0)];
-        assert_eq!(commissions(&[Some(&fixed); 2], &free, 0, "EUR")[0].0, 0);
+        // An order of no total (a 100 % code) pays a fixed commission as a single creator's
+        // would, shared equally; a percentage of nothing is nothing.
+        let (_, free) = split(
+            0,
+            5_000,
+            &[],
+            &[claim(1, "a"), claim(2, "b"), claim(3, "c")],
+        );
+        assert_eq!(
+            free.iter().map(|s| s.share_bps).collect::<Vec<_>>(),
+            vec![3_334, 3_333, 3_333]
+        );
+        let paid = commissions(&[Some(&fixed); 3], &free, 0, "EUR");
+        assert_eq!(
+            paid.iter().map(|(amount, _)| *amount).sum::<i64>(),
+            commission(
+                Some(&fixed),
+                &split(0, 5_000, &[], &[claim(1, "a")]).1[0],
+                "EUR"
+            )
+            .0
+        );
+        assert_eq!(commissions(&[Some(&percent); 3], &free, 0, "EUR")[0].0, 0);
     }
 
     #[test]
