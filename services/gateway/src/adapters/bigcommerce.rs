@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, StoreHttp, origin};
 use super::mapping::{has_marker, json_amount, marked_title, marker_of, numeric_ids, percent_text};
-use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
+use super::{AdapterError, ChangeKey, Listed, StoreAdapter, changed_at, each};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
     PushResult, ToDisable,
@@ -810,34 +810,58 @@ impl StoreAdapter for BigCommerce {
         let api = self.api(integration)?;
         let per_page = limit.clamp(1, MAX_PAGE);
         let mut listed = Listed::new(limit);
-        let mut page = 1usize;
+        let mut key = ChangeKey::new(since);
+        // The second being walked by id (after a full page ended in it), and the last id read.
+        let mut walking: Option<u64> = None;
         loop {
-            let query = [
-                (
-                    "min_date_modified",
-                    since.to_rfc3339_opts(SecondsFormat::Secs, false),
-                ),
-                ("sort", "date_modified:asc".to_owned()),
-                ("limit", per_page.to_string()),
-                ("page", page.to_string()),
-            ];
+            let second = key.from.to_rfc3339_opts(SecondsFormat::Secs, false);
+            let query = match walking {
+                None => vec![
+                    ("min_date_modified", second),
+                    ("sort", "date_modified:asc".to_owned()),
+                    ("limit", per_page.to_string()),
+                ],
+                Some(after_id) => vec![
+                    ("min_date_modified", second.clone()),
+                    ("max_date_modified", second),
+                    ("min_id", (after_id + 1).to_string()),
+                    ("sort", "id:asc".to_owned()),
+                    ("limit", per_page.to_string()),
+                ],
+            };
             let values = self
                 .v2_list(integration, &api, "/v2/orders", &query)
                 .await?;
             let full_page = values.len() == per_page;
+            let walked = walking.is_some();
+            let mut last_id = walking.unwrap_or_default();
             for value in values {
                 if listed.full(limit) {
                     break;
                 }
                 let id = value["id"].clone();
+                last_id = last_id.max(id.as_u64().unwrap_or_default());
                 let changed = changed_at(&value, "date_modified");
+                if !key.take(&id, changed) {
+                    continue;
+                }
                 let order = self.complete(integration, &api, value).await?;
                 listed.take(integration, &id, order, changed);
             }
-            if listed.full(limit) || !full_page {
+            if listed.full(limit) {
                 return Ok(listed.finish(limit));
             }
-            page += 1;
+            walking = match (walked, full_page) {
+                // The last second of a full page may hold more orders: walked by id.
+                (false, true) => Some(0),
+                (true, true) => Some(last_id),
+                // That second read whole, the listing goes on after it.
+                (true, false) => {
+                    key.from += chrono::Duration::seconds(1);
+                    None
+                }
+                (false, false) => return Ok(listed.finish(limit)),
+            };
         }
     }
 }
@@ -1422,6 +1446,118 @@ mod tests {
             Some("2025-02-19T21:20:00+00:00")
         );
         assert_eq!(request.param("sort"), Some("date_modified:asc"));
+    }
+
+    /// A BigCommerce holding orders `changes` (their change second and id), listing them as
+    /// `GET /v2/orders` does (`min_date_modified` and `max_date_modified` inclusive, `min_id`,
+    /// `sort` by change or id, pages by number), where order `moving` changes again once a page
+    /// showing it was read.
+    async fn changing_store(changes: Vec<(i64, u64)>, moving: u64) -> MockStore {
+        let held = Arc::new(std::sync::Mutex::new(changes));
+        MockStore::start(move |request| {
+            let path = request.path.trim_start_matches(PREFIX);
+            if path != "/v2/orders" {
+                return mock::Reply::empty(204);
+            }
+            let param = |name: &str| request.param(name).unwrap_or_default().to_owned();
+            let time = |name: &str| {
+                DateTime::parse_from_rfc3339(&param(name))
+                    .map(|t| t.timestamp())
+                    .ok()
+            };
+            let (min, max) = (time("min_date_modified"), time("max_date_modified"));
+            let min_id: u64 = param("min_id").parse().unwrap_or_default();
+            let size: usize = param("limit").parse().unwrap_or(50);
+            let page: usize = param("page").parse().unwrap_or(1);
+            let by_id = param("sort") == "id:asc";
+            let mut changes = held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut matching: Vec<(i64, u64)> = changes
+                .iter()
+                .filter(|(second, id)| {
+                    min.is_none_or(|min| *second >= min)
+                        && max.is_none_or(|max| *second <= max)
+                        && *id >= min_id
+                })
+                .copied()
+                .collect();
+            if by_id {
+                matching.sort_by_key(|(_, id)| *id);
+            } else {
+                matching.sort();
+            }
+            let rows: Vec<(i64, u64)> = matching
+                .into_iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .collect();
+            if rows.iter().any(|(_, id)| *id == moving)
+                && let Some(change) = changes.iter_mut().find(|(_, id)| *id == moving)
+            {
+                change.0 += 86_400;
+            }
+            let orders: Vec<Value> = rows
+                .iter()
+                .map(|(second, id)| {
+                    let mut order = order_json(*id, 11);
+                    order["date_modified"] = json!(
+                        DateTime::from_timestamp(*second, 0)
+                            .unwrap_or_default()
+                            .to_rfc2822()
+                    );
+                    order
+                })
+                .collect();
+            if orders.is_empty() {
+                mock::Reply::empty(204)
+            } else {
+                mock::Reply::json(200, json!(orders))
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_order_changed_during_a_listing_shifts_no_other_out_of_it() {
+        let start = 1_743_500_000;
+        // 600 orders changed a second apart, then 600 changed in one second (more than a
+        // page); an order on the first page, then one on the second, changes once its page is
+        // read.
+        for (scenario, changes, moving) in [
+            (
+                "a second apart",
+                (0..600u64)
+                    .map(|n| (start + n as i64, 1_000 + n))
+                    .collect::<Vec<_>>(),
+                1_004,
+            ),
+            (
+                "in one second",
+                (0..600u64).map(|n| (start, 1_000 + n)).collect(),
+                1_300,
+            ),
+        ] {
+            let store = changing_store(changes, moving).await;
+            let (bc, integration) = setup(&store);
+            let since = DateTime::from_timestamp(start - 60, 0).unwrap_or_default();
+            let listed = bc
+                .list_orders(&integration, since, 2_000)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ids: std::collections::BTreeSet<String> = listed
+                .orders
+                .iter()
+                .map(|o| o.store_order_id.clone())
+                .collect();
+            assert_eq!(ids.len(), 600, "{scenario}: every order listed");
+            assert_eq!(
+                listed.orders.len(),
+                601,
+                "{scenario}: order {moving} twice, before and after its change"
+            );
+            assert_eq!(listed.resume_from, None);
+        }
     }
 
     #[tokio::test]

@@ -205,6 +205,51 @@ impl Listed {
     }
 }
 
+/// Where a listing of a store's orders by change time stands, for stores that page only by
+/// number. Paged by number, an order changed during the listing moves to the end, and the order
+/// after a page's end shifts onto the page already read: it would not be listed, and the next
+/// poll, starting from about when this one started, would not reach back to it. So each page
+/// starts again from the latest change listed (`from`), leaving out the orders of that second
+/// listed already (`ids`), by the store's own means (WooCommerce's `exclude`; BigCommerce walks
+/// the second by id). An order listed twice (it came back the same) is taken once.
+pub(crate) struct ChangeKey {
+    /// The latest change listed: the listing goes on from it.
+    pub from: DateTime<Utc>,
+    /// The ids of the orders listed that changed at `from`.
+    pub ids: Vec<String>,
+    taken: std::collections::HashSet<(String, Option<DateTime<Utc>>)>,
+}
+
+impl ChangeKey {
+    pub(crate) fn new(since: DateTime<Utc>) -> Self {
+        Self {
+            from: since,
+            ids: Vec::new(),
+            taken: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Notes the store's order `id`, changed at `changed_at`; whether it is new to the listing
+    /// (not the same order at the same change).
+    pub(crate) fn take(
+        &mut self,
+        id: &serde_json::Value,
+        changed_at: Option<DateTime<Utc>>,
+    ) -> bool {
+        let id = id.as_str().map_or_else(|| id.to_string(), str::to_owned);
+        if let Some(at) = changed_at
+            && at > self.from
+        {
+            self.from = at;
+            self.ids.clear();
+        }
+        if changed_at.is_none_or(|at| at == self.from) && !self.ids.contains(&id) {
+            self.ids.push(id.clone());
+        }
+        self.taken.insert((id, changed_at))
+    }
+}
+
 /// When a store says an order changed: `field` of its JSON (see [`store_time`]).
 pub(crate) fn changed_at(value: &serde_json::Value, field: &str) -> Option<DateTime<Utc>> {
     store_time(value[field].as_str()?)

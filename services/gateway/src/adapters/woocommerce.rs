@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{numeric_ids, percent_text};
-use super::{AdapterError, Listed, StoreAdapter, changed_at};
+use super::{AdapterError, ChangeKey, Listed, StoreAdapter, changed_at};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
     PushResult, ToDisable,
@@ -606,12 +606,13 @@ impl StoreAdapter for WooCommerce {
         let api = Self::api(integration, &credentials)?;
         let per_page = limit.clamp(1, MAX_PAGE);
         let mut listed = Listed::new(limit);
-        let mut page = 1usize;
+        let mut key = ChangeKey::new(since);
         loop {
             // `modified_after` is strict (WordPress's date query): a second earlier lists the
-            // orders changed at `since` too, as the listing promises.
-            let after = since - chrono::Duration::seconds(1);
-            let query = [
+            // orders changed at `from` too, as the listing promises; those listed already are
+            // left out by id.
+            let after = key.from - chrono::Duration::seconds(1);
+            let mut query = vec![
                 (
                     "modified_after",
                     after.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -620,8 +621,10 @@ impl StoreAdapter for WooCommerce {
                 ("orderby", "modified".to_owned()),
                 ("order", "asc".to_owned()),
                 ("per_page", per_page.to_string()),
-                ("page", page.to_string()),
             ];
+            if !key.ids.is_empty() {
+                query.push(("exclude", key.ids.join(",")));
+            }
             let reply = self
                 .call(
                     integration,
@@ -637,18 +640,27 @@ impl StoreAdapter for WooCommerce {
             }
             let values: Vec<Value> = reply.json(STORE)?;
             let full_page = values.len() == per_page;
+            let mut fresh = 0;
             for value in values {
                 if listed.full(limit) {
                     break;
                 }
                 let id = value["id"].clone();
                 let changed = changed_at(&value, "date_modified_gmt");
-                listed.take(integration, &id, self.order(value), changed);
+                if key.take(&id, changed) {
+                    fresh += 1;
+                    listed.take(integration, &id, self.order(value), changed);
+                }
             }
             if listed.full(limit) || !full_page {
                 return Ok(listed.finish(limit));
             }
-            page += 1;
+            if fresh == 0 {
+                // Nothing new on a full page: the store did not leave out what it was asked to.
+                return Err(AdapterError::Unavailable(format!(
+                    "{STORE} listed the same orders again despite `exclude`"
+                )));
+            }
         }
     }
 }
@@ -1237,6 +1249,102 @@ mod tests {
         assert_eq!(request.param("orderby"), Some("modified"));
         assert_eq!(request.param("order"), Some("asc"));
         assert_eq!(request.param("per_page"), Some("10"));
+    }
+
+    /// A WooCommerce holding orders `changes` (their change second and id), listing them as
+    /// `GET /orders` does (`modified_after` strict, `exclude`, `orderby=modified`, pages by
+    /// number), where order `moving` changes again once a page showing it was read.
+    async fn changing_store(changes: Vec<(i64, u64)>, moving: u64) -> MockStore {
+        let held = Arc::new(std::sync::Mutex::new(changes));
+        let at = |second: i64| DateTime::from_timestamp(second, 0).unwrap_or_default();
+        MockStore::start(move |request| {
+            let param = |name: &str| request.param(name).unwrap_or_default().to_owned();
+            let after = DateTime::parse_from_rfc3339(&param("modified_after"))
+                .map(|t| t.timestamp())
+                .unwrap_or_default();
+            let excluded: Vec<u64> = param("exclude")
+                .split(',')
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            let size: usize = param("per_page").parse().unwrap_or(10);
+            let page: usize = param("page").parse().unwrap_or(1);
+            let mut changes = held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut matching: Vec<(i64, u64)> = changes
+                .iter()
+                .filter(|(second, id)| *second > after && !excluded.contains(id))
+                .copied()
+                .collect();
+            matching.sort();
+            let rows: Vec<(i64, u64)> = matching
+                .into_iter()
+                .skip((page - 1) * size)
+                .take(size)
+                .collect();
+            if rows.iter().any(|(_, id)| *id == moving)
+                && let Some(change) = changes.iter_mut().find(|(_, id)| *id == moving)
+            {
+                change.0 += 86_400;
+            }
+            let orders: Vec<Value> = rows
+                .iter()
+                .map(|(second, id)| {
+                    let mut order = order_json(*id, "processing");
+                    order["date_modified_gmt"] =
+                        json!(at(*second).format("%Y-%m-%dT%H:%M:%S").to_string());
+                    order
+                })
+                .collect();
+            mock::Reply::json(200, json!(orders))
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_order_changed_during_a_listing_shifts_no_other_out_of_it() {
+        let start = 1_743_500_000;
+        // 250 orders changed a second apart, then 250 changed in one second (more than a
+        // page); an order on the first page, then one on the second, changes once its page is
+        // read.
+        // Left out by id as listed at its first change, the second order's later change is the
+        // next poll's (which starts from before it).
+        for (scenario, changes, moving, listed_twice) in [
+            (
+                "a second apart",
+                (0..250u64)
+                    .map(|n| (start + n as i64, 1_000 + n))
+                    .collect::<Vec<_>>(),
+                1_004,
+                true,
+            ),
+            (
+                "in one second",
+                (0..250u64).map(|n| (start, 1_000 + n)).collect(),
+                1_150,
+                false,
+            ),
+        ] {
+            let store = changing_store(changes, moving).await;
+            let (woo, integration) = setup(&store);
+            let since = DateTime::from_timestamp(start - 60, 0).unwrap_or_default();
+            let listed = woo
+                .list_orders(&integration, since, 1_000)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ids: std::collections::BTreeSet<String> = listed
+                .orders
+                .iter()
+                .map(|o| o.store_order_id.clone())
+                .collect();
+            assert_eq!(ids.len(), 250, "{scenario}: every order listed");
+            assert_eq!(
+                listed.orders.len(),
+                250 + usize::from(listed_twice),
+                "{scenario}: order {moving} twice, before and after its change: {listed_twice}"
+            );
+            assert_eq!(listed.resume_from, None);
+        }
     }
 
     #[tokio::test]
