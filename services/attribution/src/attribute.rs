@@ -10,7 +10,7 @@
 //! exactly as if they had been applied one at a time; [`Changes::write`] writes the outcome
 //! back with one multi-row statement per table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
@@ -487,13 +487,16 @@ impl<'f> Batch<'f> {
     }
 
     /// The creators an order belongs to: by its codes (case-insensitively, within its
-    /// integration), else by its click id within the plan's window. Sorted by creator id.
+    /// integration), else by its click id within the plan's window. Sorted by creator id. A
+    /// creator's codes of two plans (two campaigns) on one order claim for each; of one plan
+    /// (shared by campaigns, which each record the sale), once.
     fn claimants(&self, item: &Item) -> (Method, Vec<(Claimant, &'f CodeRow, String)>) {
         let order = item.order;
         let brand_id = item.brand_id();
         let lower = &item.lookup;
         if !lower.is_empty() {
-            let mut by_creator: BTreeMap<i64, (Claimant, &'f CodeRow, String)> = BTreeMap::new();
+            let mut by_creator: BTreeMap<(i64, i64), (Claimant, &'f CodeRow, String)> =
+                BTreeMap::new();
             for (code, matched) in
                 self.facts
                     .codes_matching(brand_id, order.integration_id, lower, item.ordered_at)
@@ -504,14 +507,16 @@ impl<'f> Batch<'f> {
                     .find(|c| c.trim().eq_ignore_ascii_case(matched))
                     .cloned()
                     .unwrap_or_else(|| code.code.clone());
-                by_creator.entry(code.creator_id).or_insert((
-                    Claimant {
-                        creator_id: code.creator_id,
-                        code: matched.to_owned(),
-                    },
-                    code,
-                    as_on_order,
-                ));
+                by_creator
+                    .entry((code.creator_id, code.plan_id))
+                    .or_insert((
+                        Claimant {
+                            creator_id: code.creator_id,
+                            code: matched.to_owned(),
+                        },
+                        code,
+                        as_on_order,
+                    ));
             }
             if !by_creator.is_empty() {
                 return (Method::Code, by_creator.into_values().collect());
@@ -564,6 +569,8 @@ impl<'f> Batch<'f> {
         let (rule, shares, bases) = self.priced(item, &who);
         let worth = attribution::worth(&bases, item.state, order.refunded_minor, order.total_minor);
         let mut created = 0;
+        // A sale is recorded once per campaign and creator, whichever of their codes claims it.
+        let mut recorded: HashSet<(i64, i64)> = HashSet::new();
         for ((((_, code, matched), share), base), worth) in
             claimants.iter().zip(&shares).zip(&bases).zip(&worth)
         {
@@ -600,6 +607,9 @@ impl<'f> Batch<'f> {
             let amounts =
                 attribution::approve(&followed.amounts, item.seen_at).unwrap_or(followed.amounts);
             for campaign_id in campaigns {
+                if !recorded.insert((campaign_id, code.creator_id)) {
+                    continue;
+                }
                 let row = ConversionRow {
                     brand_id,
                     id: 0,

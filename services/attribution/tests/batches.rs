@@ -93,6 +93,8 @@ async fn store() -> Store {
             (1, 3, 21, 503, 11, "CARL0"),
             (1, 4, 22, 504, 12, "DORA5"),
             (1, 5, 24, 505, 13, "EVA"),
+            (1, 16, 21, 501, 11, "ANNA20"),
+            (1, 17, 23, 504, 12, "DORA6"),
             (2, 1, 20, 601, 10, "anna10"),
         ]
         .into_iter()
@@ -1093,6 +1095,33 @@ async fn a_partial_refund_of_a_split_order_takes_back_what_the_whole_loses() {
             )
             .await,
         ["501 5000 3334", "502 5000 3333"]
+    );
+}
+
+#[tokio::test]
+async fn a_creators_codes_of_two_campaigns_on_one_order_credit_both_and_of_one_plan_once() {
+    use OrderStatus::*;
+    // Anna's codes of campaigns 20 (plan 10) and 21 (plan 11); Dora's of campaigns 22 and 23,
+    // which share plan 12 and each record its sales.
+    let (store, _) = both_ways(&[
+        order(1, "S-2", Paid, &["ANNA10", "ANNA20"], 10_000, 0),
+        order(1, "S-3", Paid, &["DORA5", "DORA6"], 10_000, 0),
+    ])
+    .await;
+    assert_eq!(
+        store
+            .lines(
+                "select store_order_id || ' ' || campaign_id || ' ' || creator_id || ' ' || \
+                 revenue_minor || ' ' || commission_minor as line from conversions \
+                 order by store_order_id, campaign_id"
+            )
+            .await,
+        [
+            "S-2 20 501 5000 500",
+            "S-2 21 501 5000 1000",
+            "S-3 22 504 10000 1000",
+            "S-3 23 504 10000 1000",
+        ]
     );
 }
 
