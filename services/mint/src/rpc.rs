@@ -351,11 +351,14 @@ impl MintService {
             },
             Err(err) => {
                 let failure = match &err {
-                    Error::MintFailed(failure) => Some(failure_to_proto(
-                        (brand_id, req.campaign_id, req.creator_id),
-                        failure,
-                        1,
-                    )),
+                    Error::MintFailed(failure) => {
+                        let key = (brand_id, req.campaign_id, req.creator_id);
+                        // As ListFailures tells it (its attempts and time), once recorded.
+                        Some(match self.failure_of(key).await {
+                            Ok(Some(row)) => failure_row_to_proto(&row),
+                            _ => failure_to_proto(key, failure, 1),
+                        })
+                    }
                     _ => None,
                 };
                 let status = Status::from(err);

@@ -139,6 +139,12 @@ impl MintService {
             })
     }
 
+    /// The failure on record for one creator of a campaign, if any.
+    pub async fn failure_of(&self, key: Key) -> Result<Option<FailureRow>, Error> {
+        let mut conn = self.conn().await?;
+        failures::get(&mut conn, key).await
+    }
+
     pub async fn list_failures(
         &self,
         brand_id: i64,

@@ -2621,3 +2621,53 @@ async fn a_disabled_code_takes_its_store_refusal_along_and_a_preview_counts_its_
         again.code
     );
 }
+
+#[tokio::test]
+async fn a_streamed_failure_tells_its_attempts_as_list_failures_does() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = sandbox_with_ana(&suite, &token).await;
+    let no_email = CreatorProfile {
+        email: String::new(),
+        ..profile("Bo", "B", "bo")
+    };
+    add(&suite, &token, s.campaign, 2, no_email, false).await;
+    let first = mint_when_known(&suite, &token, s.campaign, 2).await;
+    assert_eq!(
+        first.err().map(|s| s.code()),
+        Some(Status::FailedPrecondition)
+    );
+    let request = MintCodesRequest {
+        tag: "bo".into(),
+        campaign_id: s.campaign,
+        creator_id: 2,
+    };
+    let streamed = suite
+        .mint()
+        .mint_codes(authed(tokio_stream::iter([request]), &token))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+        .next()
+        .await
+        .and_then(Result::ok)
+        .and_then(|response| response.result);
+    let Some(mint_codes_response::Result::Error(error)) = streamed else {
+        panic!("{streamed:?}");
+    };
+    let listed = suite
+        .mint()
+        .list_failures(authed(
+            ListFailuresRequest {
+                campaign_id: s.campaign,
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .map(|r| r.into_inner().failures)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failure = error.failure.unwrap_or_else(|| panic!("a failure"));
+    assert_eq!(failure.attempts, 2, "the second attempt");
+    assert_eq!(listed, vec![failure]);
+}
