@@ -16,7 +16,7 @@ use crate::domain::links::{destination_url, tag_from_gateway};
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
-use crate::store::{codes, failures, notify_work, projection};
+use crate::store::{codes, failures, notify_work, projection, queue};
 
 pub struct Projector {
     pub public_base_url: String,
@@ -179,10 +179,15 @@ impl Projector {
                 EventKind::CreatorApproved => trigger == Some(Trigger::OnApproval),
                 _ => false,
             };
+            // A creator queued (perhaps being minted from the profile before this one) is
+            // queued again, so that an attempt failing on the old profile is followed by one on
+            // this: its failure may not be recorded yet. Asked before the failure: a queued
+            // attempt records its failure before its entry leaves the queue.
             let fixable = kind == EventKind::CreatorProfileUpdated
-                && failures::get(conn, *key).await?.is_some_and(|row| {
-                    row.failure().fixed_by_profile() && (wanted || !row.by_trigger)
-                });
+                && (queue::queued(conn, *key).await?
+                    || failures::get(conn, *key).await?.is_some_and(|row| {
+                        row.failure().fixed_by_profile() && (wanted || !row.by_trigger)
+                    }));
             if ((joined && wanted) || fixable) && !queue.contains(key) {
                 queue.push(*key);
             }

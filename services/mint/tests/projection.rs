@@ -299,3 +299,51 @@ async fn a_relink_retires_the_codes_of_the_plan_left_and_queues_what_the_new_tri
         "the approved creator is queued for the new plan; the added ones wait for approval"
     );
 }
+
+#[tokio::test]
+async fn a_profile_fix_while_the_creator_is_being_minted_queues_them_again() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let projector = Projector {
+        public_base_url: "http://links.test".into(),
+    };
+    let setup: Vec<(i64, PlanEvent)> = (1..)
+        .zip([
+            plan(EventKind::PlanCreated, CodeTrigger::OnAdd),
+            campaign(EventKind::CampaignCreated, 10),
+            creator(1, RosterStatus::Added),
+        ])
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A worker claimed the creator and is minting from the profile it read: its failure is not
+    // recorded yet.
+    let claimed = mint_service::store::queue::claim(&mut conn, 10, 60)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claimed.len(), 1);
+
+    let mut fixed = creator(1, RosterStatus::Added);
+    fixed.kind = EventKind::CreatorProfileUpdated as i32;
+    let update = [(4, fixed)];
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &update).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The worker's attempt ends (failed on the old profile) and settles its entry: the entry
+    // stays, queued again for the new profile, and free to be claimed.
+    mint_service::store::queue::settle(&mut conn, &claimed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = mint_service::store::queue::claim(&mut conn, 10, 60)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        again
+            .iter()
+            .map(|e| (e.brand_id, e.campaign_id, e.creator_id))
+            .collect::<Vec<_>>(),
+        vec![(1, 5, 1)]
+    );
+}

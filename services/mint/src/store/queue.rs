@@ -41,6 +41,25 @@ pub async fn claim(
     .await?)
 }
 
+/// Whether the creator is in the queue (waiting, or claimed by a worker minting it now).
+pub async fn queued(conn: &mut AsyncPgConnection, key: (i64, i64, i64)) -> Result<bool, Error> {
+    #[derive(QueryableByName)]
+    struct Queued {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        queued: bool,
+    }
+    let row: Queued = tracking_db::prepared(
+        "select exists (select 1 from mint_queue \
+           where brand_id = $1 and campaign_id = $2 and creator_id = $3) as queued",
+    )
+    .bind::<BigInt, _>(key.0)
+    .bind::<BigInt, _>(key.1)
+    .bind::<BigInt, _>(key.2)
+    .get_result(conn)
+    .await?;
+    Ok(row.queued)
+}
+
 /// Removes settled entries, unless they were queued again after being claimed.
 pub async fn settle(conn: &mut AsyncPgConnection, entries: &[Claimed]) -> Result<(), Error> {
     if entries.is_empty() {
