@@ -10,7 +10,7 @@
 //! exactly as if they had been applied one at a time; [`Changes::write`] writes the outcome
 //! back with one multi-row statement per table.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel_async::AsyncPgConnection;
@@ -569,8 +569,10 @@ impl<'f> Batch<'f> {
         let (rule, shares, bases) = self.priced(item, &who);
         let worth = attribution::worth(&bases, item.state, order.refunded_minor, order.total_minor);
         let mut created = 0;
-        // A sale is recorded once per campaign and creator, whichever of their codes claims it.
-        let mut recorded: HashSet<(i64, i64)> = HashSet::new();
+        // A sale is recorded once per campaign and creator, whichever of their codes claims it
+        // (kept only for orders with several claimants: one claims each campaign once).
+        let several = claimants.len() > 1;
+        let mut recorded: Vec<(i64, i64)> = Vec::new();
         for ((((_, code, matched), share), base), worth) in
             claimants.iter().zip(&shares).zip(&bases).zip(&worth)
         {
@@ -607,8 +609,11 @@ impl<'f> Batch<'f> {
             let amounts =
                 attribution::approve(&followed.amounts, item.seen_at).unwrap_or(followed.amounts);
             for campaign_id in campaigns {
-                if !recorded.insert((campaign_id, code.creator_id)) {
-                    continue;
+                if several {
+                    if recorded.contains(&(campaign_id, code.creator_id)) {
+                        continue;
+                    }
+                    recorded.push((campaign_id, code.creator_id));
                 }
                 let row = ConversionRow {
                     brand_id,
