@@ -43,6 +43,22 @@ pub mod attribution {
 pub mod gateway {
     pub mod v1 {
         tonic::include_proto!("tracking.gateway.v1");
+
+        /// The number a store takes for a product or category restriction id: the id itself, a
+        /// whole number that fits a `u64`, or, where the store also writes its ids as global ids
+        /// (`gid_prefix`, from `Capabilities`: `gid://shopify/Product/`), that prefix and the
+        /// number. `None` when `id` is neither. Surrounding spaces are ignored.
+        pub fn restriction_number(id: &str, gid_prefix: &str) -> Option<u64> {
+            let id = id.trim();
+            let number = match id.strip_prefix(gid_prefix) {
+                Some(number) if !gid_prefix.is_empty() => number,
+                _ => id,
+            };
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            number.parse().ok()
+        }
     }
 }
 

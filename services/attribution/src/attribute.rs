@@ -706,21 +706,21 @@ impl<'f> Batch<'f> {
 
     /// An order's known conversions (`known`, indexes into the changes), if it moved on.
     fn follow(&mut self, known: &[usize], item: &Item) {
-        // Each creator's worth at the new state, as the order was divided among them: in
-        // creator order, once per creator also when a shared plan records them in several
-        // campaigns.
+        // Each claimant's worth at the new state, as the order was divided among them: in the
+        // order they claimed it (creator, then plan: see `claimants`), once per claimant also
+        // when a shared plan records them in several campaigns.
         let mut creators: Vec<&ConversionRow> = known
             .iter()
             .map(|&index| &self.changes.rows[index].row)
             .collect();
-        creators.sort_by_key(|row| (row.creator_id, row.code_id));
-        creators.dedup_by_key(|row| (row.creator_id, row.code_id));
+        creators.sort_by_key(|row| (row.creator_id, row.plan_id));
+        creators.dedup_by_key(|row| (row.creator_id, row.plan_id));
         let Some(first) = creators.first() else {
             return;
         };
         let keys: Vec<(i64, i64)> = creators
             .iter()
-            .map(|row| (row.creator_id, row.code_id))
+            .map(|row| (row.creator_id, row.plan_id))
             .collect();
         // An edit of the order's total divides and prices it again among the same creators, as
         // it would have been had the order come so (their plans known, as when it was
@@ -783,7 +783,7 @@ impl<'f> Batch<'f> {
         };
         for &index in known {
             let row = &self.changes.rows[index].row;
-            let key = (row.creator_id, row.code_id);
+            let key = (row.creator_id, row.plan_id);
             if let Some(worth) = worth.get(&key) {
                 self.follow_one(index, item, worth, prices.get(&key));
             }

@@ -381,6 +381,8 @@ fn capabilities_to_proto(caps: Capabilities) -> pb::Capabilities {
         product_restrictions: caps.product_restrictions,
         products_or_categories_only: caps.products_or_categories_only,
         numeric_restriction_ids: caps.numeric_restriction_ids,
+        product_gid_prefix: caps.product_gid_prefix.to_owned(),
+        category_gid_prefix: caps.category_gid_prefix.to_owned(),
         usage_limits: caps.usage_limits,
         one_time_use: caps.one_time_use,
         tracking_without_discount: caps.tracking_without_discount,

@@ -276,6 +276,31 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
             },
             "product_ids[0]",
         ),
+        (
+            Provider::Bigcommerce,
+            Plan {
+                category_ids: vec!["99999999999999999999".into()],
+                ..code_plan("b3", 0)
+            },
+            "category_ids[0]",
+        ),
+        // A global id only where the store writes them, and only of the field's kind.
+        (
+            Provider::Woocommerce,
+            Plan {
+                product_ids: vec!["gid://shopify/Product/5".into()],
+                ..code_plan("w5", 0)
+            },
+            "product_ids[0]",
+        ),
+        (
+            Provider::Shopify,
+            Plan {
+                product_ids: vec!["gid://shopify/Collection/9".into()],
+                ..code_plan("s5", 0)
+            },
+            "product_ids[0]",
+        ),
     ];
     for (provider, mut plan, field) in refused {
         plan.integration_id = id(provider);

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::domain::orders::round_amount;
+use tracking_api::gateway::v1::restriction_number;
 
 /// Basis points as a percentage the stores take: 2000 → "20", 1250 → "12.5", 1 → "0.01".
 pub fn percent_text(bps: i32) -> String {
@@ -54,13 +55,27 @@ pub fn json_amount(value: &Value, currency: &str) -> Option<i64> {
 /// error.
 pub fn numeric_ids(ids: &[String]) -> Result<Vec<u64>, String> {
     ids.iter()
-        .map(|id| id.trim().parse::<u64>().map_err(|_| id.clone()))
+        .map(|id| restriction_number(id, "").ok_or_else(|| id.clone()))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restriction_ids_are_the_stores_numbers() {
+        assert_eq!(numeric_ids(&[" 42 ".into(), "7".into()]), Ok(vec![42, 7]));
+        assert_eq!(
+            numeric_ids(&["99999999999999999999".into()]),
+            Err("99999999999999999999".into())
+        );
+        assert_eq!(numeric_ids(&["+5".into()]), Err("+5".into()));
+        assert_eq!(
+            numeric_ids(&["gid://shopify/Product/5".into()]),
+            Err("gid://shopify/Product/5".into())
+        );
+    }
 
     #[test]
     fn percentages_read_as_stores_write_them() {

@@ -56,6 +56,7 @@ use serde_json::{Value, json};
 use super::http::{Credentials, Reply, StoreHttp, origin};
 use super::mapping::{has_marker, marked_title, marker_of};
 use super::{AdapterError, Listed, StoreAdapter, changed_at, each};
+use crate::domain::capabilities::{SHOPIFY_COLLECTION_GID, SHOPIFY_PRODUCT_GID};
 use crate::domain::discount::{
     DisableOutcome, DisableResult, Discount, DiscountUpdate, DiscountValue, PushOutcome,
     PushResult, ToDisable,
@@ -64,6 +65,7 @@ use crate::domain::orders::{NormalizedOrder, format_amount};
 use crate::store::IntegrationRow;
 use crate::store::shared_discounts::{self, Group};
 use crate::webhooks::shopify::parse_order;
+use tracking_api::gateway::v1::restriction_number;
 use tracking_db::Database;
 
 const STORE: &str = "Shopify";
@@ -1016,11 +1018,11 @@ fn discount_input(discount: &Discount, marker: &str) -> Result<Value, String> {
     } else {
         let mut items = serde_json::Map::new();
         if !terms.product_ids.is_empty() {
-            let ids = gids("Product", &terms.product_ids)?;
+            let ids = gids(SHOPIFY_PRODUCT_GID, &terms.product_ids)?;
             items.insert("products".to_owned(), json!({ "productsToAdd": ids }));
         }
         if !terms.category_ids.is_empty() {
-            let ids = gids("Collection", &terms.category_ids)?;
+            let ids = gids(SHOPIFY_COLLECTION_GID, &terms.category_ids)?;
             items.insert("collections".to_owned(), json!({ "add": ids }));
         }
         Value::Object(items)
@@ -1095,21 +1097,19 @@ fn update_input(discount: &Discount, held: &Held) -> Result<Value, String> {
     Ok(input)
 }
 
-/// Store ids as GraphQL ids: `123` → `gid://shopify/Product/123`; gids pass as they are.
-fn gids(kind: &str, ids: &[String]) -> Result<Vec<String>, String> {
-    let prefix = format!("gid://shopify/{kind}/");
+/// Store ids as GraphQL ids under `prefix` (`SHOPIFY_PRODUCT_GID`): `123` →
+/// `gid://shopify/Product/123`; gids of that kind pass as they are.
+fn gids(prefix: &str, ids: &[String]) -> Result<Vec<String>, String> {
+    let kind = prefix
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     ids.iter()
-        .map(|id| {
-            let id = id.trim();
-            let number = id.strip_prefix(&prefix).unwrap_or(id);
-            if !number.is_empty() && number.chars().all(|c| c.is_ascii_digit()) {
-                Ok(format!("{prefix}{number}"))
-            } else {
-                Err(format!(
-                    "{id:?} is not a Shopify {} id",
-                    kind.to_ascii_lowercase()
-                ))
-            }
+        .map(|id| match restriction_number(id, prefix) {
+            Some(number) => Ok(format!("{prefix}{number}")),
+            None => Err(format!("{:?} is not a Shopify {kind} id", id.trim())),
         })
         .collect()
 }

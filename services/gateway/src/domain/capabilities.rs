@@ -17,6 +17,9 @@ pub struct Capabilities {
     pub products_or_categories_only: bool,
     /// Restriction ids are the store's numeric ids (Shopify's also as their gids).
     pub numeric_restriction_ids: bool,
+    /// The global-id prefixes the store also takes before a product's and a category's number.
+    pub product_gid_prefix: &'static str,
+    pub category_gid_prefix: &'static str,
     pub usage_limits: bool,
     pub one_time_use: bool,
     pub tracking_without_discount: bool,
@@ -24,6 +27,10 @@ pub struct Capabilities {
     pub code_punctuation: &'static str,
     pub connection: Connection,
 }
+
+/// Shopify's global ids of products and collections (categories), before their numbers.
+pub const SHOPIFY_PRODUCT_GID: &str = "gid://shopify/Product/";
+pub const SHOPIFY_COLLECTION_GID: &str = "gid://shopify/Collection/";
 
 /// What registering an integration of the provider needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +73,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: true,
             products_or_categories_only: true,
             numeric_restriction_ids: true,
+            product_gid_prefix: SHOPIFY_PRODUCT_GID,
+            category_gid_prefix: SHOPIFY_COLLECTION_GID,
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -88,6 +97,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: true,
             products_or_categories_only: false,
             numeric_restriction_ids: true,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -110,6 +121,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: true,
             products_or_categories_only: false,
             numeric_restriction_ids: true,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -134,6 +147,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: true,
             products_or_categories_only: false,
             numeric_restriction_ids: false,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: false,
@@ -156,6 +171,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: false,
             products_or_categories_only: false,
             numeric_restriction_ids: false,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -183,6 +200,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: false,
             products_or_categories_only: false,
             numeric_restriction_ids: false,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: false,
             one_time_use: false,
             tracking_without_discount: true,
@@ -203,6 +222,8 @@ pub fn capabilities(provider: Provider) -> Option<Capabilities> {
             product_restrictions: true,
             products_or_categories_only: false,
             numeric_restriction_ids: false,
+            product_gid_prefix: "",
+            category_gid_prefix: "",
             usage_limits: true,
             one_time_use: true,
             tracking_without_discount: true,

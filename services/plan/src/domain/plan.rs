@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracking_api::common::v1::Provider;
-use tracking_api::gateway::v1::Capabilities;
+use tracking_api::gateway::v1::{Capabilities, restriction_number};
 use tracking_pattern::Pattern;
 
 use super::Money;
@@ -337,12 +337,24 @@ impl Terms {
                     format!("must be 1..={MAX_RESTRICTION_ID} characters, no control characters"),
                 ));
             }
+            let gid_prefix = if field == "product_ids" {
+                &caps.product_gid_prefix
+            } else {
+                &caps.category_gid_prefix
+            };
             if caps.numeric_restriction_ids
-                && let Some(bad) = ids.iter().position(|id| !is_numeric_id(id))
+                && let Some(bad) = ids
+                    .iter()
+                    .position(|id| restriction_number(id, gid_prefix).is_none())
             {
+                let written = if gid_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!(", or {gid_prefix}N")
+                };
                 return Err(Error::invalid(
                     &format!("{field}[{bad}]"),
-                    format!("{provider} takes the store's numeric ids here"),
+                    format!("{provider} takes the store's numeric ids here{written}"),
                 ));
             }
         }
@@ -387,17 +399,6 @@ impl Terms {
         }
         Ok(())
     }
-}
-
-/// A store's numeric id, or one written as a global id ending in it
-/// (`gid://shopify/Product/123`).
-fn is_numeric_id(id: &str) -> bool {
-    let id = id.trim();
-    let number = match id.strip_prefix("gid://") {
-        Some(global) => global.rsplit('/').next().unwrap_or_default(),
-        None => id,
-    };
-    !number.is_empty() && number.len() <= 20 && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn validate_url(field: &str, url: &str) -> Result<(), Error> {
