@@ -25,8 +25,6 @@ pub enum PatternError {
     Empty,
     #[error("the pattern is {length} characters long; the limit is {max}")]
     TooLong { length: usize, max: usize },
-    #[error("control character at byte {position}: a code carries none")]
-    ControlCharacter { position: usize },
     #[error("unknown variable `{name}` at byte {position}")]
     UnknownVariable { name: String, position: usize },
     #[error("unknown filter `{name}` at byte {position}")]
@@ -85,10 +83,6 @@ impl Pattern {
                 length,
                 max: MAX_PATTERN_CHARS,
             });
-        }
-
-        if let Some(position) = source.find(char::is_control) {
-            return Err(PatternError::ControlCharacter { position });
         }
 
         let mut segments = Vec::new();
@@ -414,18 +408,6 @@ mod tests {
                 length: MAX_PATTERN_CHARS + 1,
                 max: MAX_PATTERN_CHARS,
             }
-        );
-    }
-
-    #[test]
-    fn control_characters_are_refused() {
-        assert_eq!(
-            parse_err("MIA\u{0}{discount}"),
-            PatternError::ControlCharacter { position: 3 }
-        );
-        assert_eq!(
-            parse_err("{username}\n"),
-            PatternError::ControlCharacter { position: 10 }
         );
     }
 

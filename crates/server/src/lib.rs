@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod fields;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

@@ -21,6 +21,7 @@ use crate::links::{ClickInfo, Links, Unrecorded};
 use crate::report;
 use crate::store::conversions::{self, Entry, Filter, Kind};
 use crate::store::{alerts, clicks as stored_clicks, projection, reads};
+use tracking_server::fields::{MAX_REQUEST_ID, check_text};
 
 /// The service's state, shared by every call.
 #[derive(Clone, Debug)]
@@ -186,14 +187,7 @@ impl Attribution {
 }
 
 fn text_field(field: &str, value: &str, max: usize) -> Result<(), Error> {
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        Err(Error::invalid(
-            field,
-            format!("at most {max} characters, no control characters"),
-        ))
-    } else {
-        Ok(())
-    }
+    check_text(value, max).map_err(|message| Error::invalid(field, message))
 }
 
 #[tonic::async_trait]
@@ -208,7 +202,7 @@ impl AttributionService for Attribution {
         if req.slug.is_empty() {
             return Err(Error::invalid("slug", "is required").into());
         }
-        text_field("request_id", &req.request_id, 100)?;
+        text_field("request_id", &req.request_id, MAX_REQUEST_ID)?;
         text_field("slug", &req.slug, 100)?;
         if !req.click_id.is_empty() && !clicks::valid_click_id(&req.click_id) {
             return Err(

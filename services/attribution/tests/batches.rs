@@ -95,6 +95,11 @@ async fn store() -> Store {
             (1, 5, 24, 505, 13, "EVA"),
             (1, 16, 21, 501, 11, "ANNA20"),
             (1, 17, 23, 504, 12, "DORA6"),
+            // A code of plan 11 left in campaign 20 from before it was linked to plan 10.
+            (1, 31, 20, 501, 11, "ANNAOLD"),
+            // Fay's codes: plan 11's has the lower code id.
+            (1, 32, 21, 506, 11, "FAY20"),
+            (1, 33, 20, 506, 10, "FAY10"),
             (2, 1, 20, 601, 10, "anna10"),
         ]
         .into_iter()
@@ -1106,21 +1111,33 @@ async fn a_creators_codes_of_two_campaigns_on_one_order_credit_both_and_of_one_p
     let (store, _) = both_ways(&[
         order(1, "S-2", Paid, &["ANNA10", "ANNA20"], 10_000, 0),
         order(1, "S-3", Paid, &["DORA5", "DORA6"], 10_000, 0),
+        // Anna's codes of two plans both record in campaign 20: once.
+        order(1, "S-4", Paid, &["ANNA10", "ANNAOLD"], 10_000, 0),
+        // An odd total split, then part refunded: the remainder stays with the same claimant.
+        order(1, "S-5", Paid, &["FAY10", "FAY20"], 10_001, 0),
+        order(1, "S-5", PartiallyRefunded, &["FAY10", "FAY20"], 10_001, 3_333),
     ])
     .await;
     assert_eq!(
         store
             .lines(
                 "select store_order_id || ' ' || campaign_id || ' ' || creator_id || ' ' || \
-                 revenue_minor || ' ' || commission_minor as line from conversions \
-                 order by store_order_id, campaign_id"
+                 revenue_minor || ' ' || commission_minor || ' ' || adjusted_revenue_minor \
+                 as line from conversions order by store_order_id, campaign_id"
             )
             .await,
         [
-            "S-2 20 501 5000 500",
-            "S-2 21 501 5000 1000",
-            "S-3 22 504 10000 1000",
-            "S-3 23 504 10000 1000",
+            "S-2 20 501 5000 500 0",
+            "S-2 21 501 5000 1000 0",
+            "S-3 22 504 10000 1000 0",
+            "S-3 23 504 10000 1000 0",
+            "S-4 20 501 5000 500 0",
+            "S-4 21 501 5000 1000 0",
+            // 6,667 of the 10,000 claimed is left: the unit the rounding leaves goes to the
+            // first claimant (plan 10's, as it was priced), pending; plan 11's was approved
+            // when paid and is adjusted.
+            "S-5 20 506 3334 333 0",
+            "S-5 21 506 5000 1000 -1667",
         ]
     );
 }

@@ -33,8 +33,6 @@ use crate::store::amazon::TagRow;
 use crate::store::sandbox::StoredDiscount;
 use crate::store::{self, IntegrationRow, NewIntegrationRow, Registered};
 
-const MAX_REQUEST_ID: usize = 100;
-
 /// The gateway's state, shared by every call.
 #[derive(Clone, Debug)]
 pub struct Gateway {
@@ -406,13 +404,8 @@ fn provider_of(value: i32) -> Result<Provider, Error> {
 }
 
 fn request_id(value: &str) -> Result<Option<&str>, Error> {
-    if value.chars().count() > MAX_REQUEST_ID || value.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "request_id",
-            format!("at most {MAX_REQUEST_ID} characters, no control characters"),
-        ));
-    }
-    Ok((!value.is_empty()).then_some(value))
+    tracking_server::fields::request_id(value)
+        .map_err(|message| Error::invalid("request_id", message))
 }
 
 #[tonic::async_trait]

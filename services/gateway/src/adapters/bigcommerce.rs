@@ -854,10 +854,17 @@ impl StoreAdapter for BigCommerce {
             walking = match (walked, full_page) {
                 // The last second of a full page may hold more orders: walked by id.
                 (false, true) => Some(0),
+                // A store that did not start after the id asked for would repeat the page.
+                (true, true) if Some(last_id) == walking => {
+                    return Err(AdapterError::Unavailable(format!(
+                        "{STORE} listed orders changed at {} again despite min_id",
+                        key.from
+                    )));
+                }
                 (true, true) => Some(last_id),
                 // That second read whole, the listing goes on after it.
                 (true, false) => {
-                    key.from += chrono::Duration::seconds(1);
+                    key.past_second();
                     None
                 }
                 (false, false) => return Ok(listed.finish(limit)),
@@ -1558,6 +1565,28 @@ mod tests {
             );
             assert_eq!(listed.resume_from, None);
         }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_ignores_min_id_fails_the_listing_instead_of_repeating_it() {
+        let store = MockStore::start(|request| {
+            if request.path.trim_start_matches(PREFIX) != "/v2/orders" {
+                return mock::Reply::empty(204);
+            }
+            // Every full page the same, whatever id it is asked to start after.
+            let size: u64 = request.param("limit").unwrap_or("50").parse().unwrap_or(50);
+            let orders: Vec<Value> = (1..=size).map(|id| order_json(id, 11)).collect();
+            mock::Reply::json(200, json!(orders))
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let since = DateTime::from_timestamp(1_740_000_000, 0).unwrap_or_default();
+        let listed = bc.list_orders(&integration, since, 1_000).await;
+        assert!(
+            matches!(listed, Err(AdapterError::Unavailable(_))),
+            "{:?}",
+            listed.map(|l| l.orders.len())
+        );
     }
 
     #[tokio::test]

@@ -222,11 +222,19 @@ pub(crate) struct ChangeKey {
 
 impl ChangeKey {
     pub(crate) fn new(since: DateTime<Utc>) -> Self {
+        use chrono::SubsecRound;
         Self {
-            from: since,
+            // Stores keep whole seconds: an order of `since`'s own second is of `from`.
+            from: since.trunc_subsecs(0),
             ids: Vec::new(),
             taken: std::collections::HashSet::new(),
         }
+    }
+
+    /// The listing goes on after `from`'s second, read whole.
+    pub(crate) fn past_second(&mut self) {
+        self.from += chrono::Duration::seconds(1);
+        self.ids.clear();
     }
 
     /// Notes the store's order `id`, changed at `changed_at`; whether it is new to the listing

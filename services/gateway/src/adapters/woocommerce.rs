@@ -40,6 +40,9 @@ const STORE: &str = "WooCommerce";
 const BATCH: usize = 100;
 /// WooCommerce's largest page.
 const MAX_PAGE: usize = 100;
+/// Most order ids one listing request leaves out by `exclude` (about 3 KB of URL: far below what
+/// web servers take).
+const MAX_EXCLUDE: usize = 300;
 const REF_KEY: &str = "tracking_external_ref";
 const TAKEN: &str = "woocommerce_rest_coupon_code_already_exists";
 
@@ -607,10 +610,13 @@ impl StoreAdapter for WooCommerce {
         let per_page = limit.clamp(1, MAX_PAGE);
         let mut listed = Listed::new(limit);
         let mut key = ChangeKey::new(since);
+        // The page of the second `from` being walked by id, when more orders changed in it
+        // than `exclude` can name in a URL.
+        let mut walking: Option<usize> = None;
         loop {
-            // `modified_after` is strict (WordPress's date query): a second earlier lists the
-            // orders changed at `from` too, as the listing promises; those listed already are
-            // left out by id.
+            // `modified_after` and `modified_before` are strict (WordPress's date query): a
+            // second earlier lists the orders changed at `from` too, as the listing promises;
+            // those listed already are left out by id.
             let after = key.from - chrono::Duration::seconds(1);
             let mut query = vec![
                 (
@@ -618,12 +624,29 @@ impl StoreAdapter for WooCommerce {
                     after.to_rfc3339_opts(SecondsFormat::Secs, true),
                 ),
                 ("dates_are_gmt", "true".to_owned()),
-                ("orderby", "modified".to_owned()),
                 ("order", "asc".to_owned()),
                 ("per_page", per_page.to_string()),
             ];
-            if !key.ids.is_empty() {
-                query.push(("exclude", key.ids.join(",")));
+            match walking {
+                None => {
+                    query.push(("orderby", "modified".to_owned()));
+                    if !key.ids.is_empty() {
+                        query.push(("exclude", key.ids.join(",")));
+                    }
+                }
+                // By page number within the one second: only an order of that second changed
+                // during the walk can shift another out of it.
+                Some(page) => {
+                    let before = key.from + chrono::Duration::seconds(1);
+                    query.extend([
+                        (
+                            "modified_before",
+                            before.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        ),
+                        ("orderby", "id".to_owned()),
+                        ("page", page.to_string()),
+                    ]);
+                }
             }
             let reply = self
                 .call(
@@ -652,15 +675,25 @@ impl StoreAdapter for WooCommerce {
                     listed.take(integration, &id, self.order(value), changed);
                 }
             }
-            if listed.full(limit) || !full_page {
+            if listed.full(limit) {
                 return Ok(listed.finish(limit));
             }
-            if fresh == 0 {
+            walking = match (walking, full_page) {
+                (None, false) => return Ok(listed.finish(limit)),
                 // Nothing new on a full page: the store did not leave out what it was asked to.
-                return Err(AdapterError::Unavailable(format!(
-                    "{STORE} listed the same orders again despite `exclude`"
-                )));
-            }
+                (None, true) if fresh == 0 => {
+                    return Err(AdapterError::Unavailable(format!(
+                        "{STORE} listed the same orders again despite `exclude`"
+                    )));
+                }
+                (None, true) if key.ids.len() > MAX_EXCLUDE => Some(1),
+                (None, true) => None,
+                (Some(page), true) => Some(page + 1),
+                (Some(_), false) => {
+                    key.past_second();
+                    None
+                }
+            };
         }
     }
 }
@@ -1262,6 +1295,9 @@ mod tests {
             let after = DateTime::parse_from_rfc3339(&param("modified_after"))
                 .map(|t| t.timestamp())
                 .unwrap_or_default();
+            let before = DateTime::parse_from_rfc3339(&param("modified_before"))
+                .map(|t| t.timestamp())
+                .unwrap_or(i64::MAX);
             let excluded: Vec<u64> = param("exclude")
                 .split(',')
                 .filter_map(|id| id.parse().ok())
@@ -1273,10 +1309,16 @@ mod tests {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut matching: Vec<(i64, u64)> = changes
                 .iter()
-                .filter(|(second, id)| *second > after && !excluded.contains(id))
+                .filter(|(second, id)| {
+                    *second > after && *second < before && !excluded.contains(id)
+                })
                 .copied()
                 .collect();
-            matching.sort();
+            if param("orderby") == "id" {
+                matching.sort_by_key(|(_, id)| *id);
+            } else {
+                matching.sort();
+            }
             let rows: Vec<(i64, u64)> = matching
                 .into_iter()
                 .skip((page - 1) * size)
@@ -1308,26 +1350,41 @@ mod tests {
         // page); an order on the first page, then one on the second, changes once its page is
         // read.
         // Left out by id as listed at its first change, the second order's later change is the
-        // next poll's (which starts from before it).
-        for (scenario, changes, moving, listed_twice) in [
+        // next poll's (which starts from before it); but more orders in one second than a
+        // request leaves out by id are walked by id, and the listing then goes on past that
+        // second, to the order's change. A poll starting within the orders' second (its start
+        // has a fraction) reads them as that second's.
+        let count = |scenario: &str| -> usize {
+            if scenario.starts_with("more") {
+                450
+            } else {
+                250
+            }
+        };
+        for (scenario, moving, listed_twice, since) in [
+            ("a second apart", 1_004, true, start - 60),
+            ("in one second", 1_150, false, start - 60),
             (
-                "a second apart",
-                (0..250u64)
-                    .map(|n| (start + n as i64, 1_000 + n))
-                    .collect::<Vec<_>>(),
-                1_004,
-                true,
-            ),
-            (
-                "in one second",
-                (0..250u64).map(|n| (start, 1_000 + n)).collect(),
+                "more than exclude takes in one second",
                 1_150,
-                false,
+                true,
+                start - 60,
             ),
+            ("in the poll's first second", 1_150, false, start),
         ] {
+            let changes: Vec<(i64, u64)> = (0..count(scenario) as u64)
+                .map(|n| {
+                    let second = if scenario == "a second apart" {
+                        n as i64
+                    } else {
+                        0
+                    };
+                    (start + second, 1_000 + n)
+                })
+                .collect();
             let store = changing_store(changes, moving).await;
             let (woo, integration) = setup(&store);
-            let since = DateTime::from_timestamp(start - 60, 0).unwrap_or_default();
+            let since = DateTime::from_timestamp(since, 500_000_000).unwrap_or_default();
             let listed = woo
                 .list_orders(&integration, since, 1_000)
                 .await
@@ -1337,14 +1394,45 @@ mod tests {
                 .iter()
                 .map(|o| o.store_order_id.clone())
                 .collect();
-            assert_eq!(ids.len(), 250, "{scenario}: every order listed");
+            assert_eq!(ids.len(), count(scenario), "{scenario}: every order listed");
             assert_eq!(
                 listed.orders.len(),
-                250 + usize::from(listed_twice),
+                count(scenario) + usize::from(listed_twice),
                 "{scenario}: order {moving} twice, before and after its change: {listed_twice}"
             );
             assert_eq!(listed.resume_from, None);
+            let most_left_out = store
+                .requests_to("GET /wp-json/wc/v3/orders")
+                .iter()
+                .map(|r| r.param("exclude").map_or(0, |ids| ids.split(',').count()))
+                .max();
+            assert!(most_left_out <= Some(MAX_EXCLUDE), "{scenario}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_ignores_exclude_fails_the_listing_instead_of_repeating_it() {
+        // Every full page the same, whatever it is asked to leave out.
+        let store = MockStore::start(|request| {
+            let size: u64 = request
+                .param("per_page")
+                .unwrap_or("10")
+                .parse()
+                .unwrap_or(10);
+            let orders: Vec<Value> = (1..=size).map(|id| order_json(id, "processing")).collect();
+            mock::Reply::json(200, json!(orders))
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let since = DateTime::from_timestamp(1_740_000_000, 0).unwrap_or_default();
+        let listed = woo.list_orders(&integration, since, 10).await;
+        assert!(matches!(listed, Ok(ref l) if l.orders.len() == 10));
+        let listed = woo.list_orders(&integration, since, 1_000).await;
+        assert!(
+            matches!(listed, Err(AdapterError::Unavailable(_))),
+            "{:?}",
+            listed.map(|l| l.orders.len())
+        );
     }
 
     #[tokio::test]

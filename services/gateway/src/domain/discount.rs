@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::capabilities::Capabilities;
 use crate::error::Error;
+use tracking_server::fields::check_text;
 
 /// Codes (or discounts) one push or disable call may carry: a store call per batch, bounded so one
 /// call stays one statement at the sandbox and within a real store's bulk limits.
@@ -330,12 +331,8 @@ fn validate_discount(prefix: &str, discount: &Discount, caps: &Capabilities) -> 
             format!("must be 1..={MAX_EXTERNAL_REF} characters"),
         ));
     }
-    if discount.title.chars().count() > MAX_TITLE || discount.title.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            &field("title"),
-            format!("at most {MAX_TITLE} characters, no control characters"),
-        ));
-    }
+    check_text(&discount.title, MAX_TITLE)
+        .map_err(|message| Error::invalid(&field("title"), message))?;
     if let Some(group) = &discount.group {
         let len = group.group_ref.chars().count();
         if len > MAX_GROUP_REF
@@ -349,12 +346,8 @@ fn validate_discount(prefix: &str, discount: &Discount, caps: &Capabilities) -> 
                 format!("at most {MAX_GROUP_REF} letters, digits, '-', '_' or '.'"),
             ));
         }
-        if group.title.chars().count() > MAX_TITLE || group.title.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                &field("group_title"),
-                format!("at most {MAX_TITLE} characters, no control characters"),
-            ));
-        }
+        check_text(&group.title, MAX_TITLE)
+            .map_err(|message| Error::invalid(&field("group_title"), message))?;
     }
     validate_terms(&field, &discount.terms)
 }

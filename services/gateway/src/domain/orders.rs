@@ -5,6 +5,7 @@ use tracking_api::common::v1::currency_exponent;
 use tracking_api::gateway::v1 as pb;
 
 use crate::error::Error;
+use tracking_server::fields::check_text;
 
 /// The longest code an order may name: the longest any store takes (Shopify's and Magento's
 /// 255), so that no code the suite can mint makes its orders unreadable.
@@ -137,14 +138,7 @@ impl NormalizedOrder {
     pub fn from_proto(order: pb::Order, field: &str) -> Result<NormalizedOrder, Error> {
         let bad = |name: &str, message: &str| Error::invalid(&format!("{field}.{name}"), message);
         let text = |name: &str, value: &str, max: usize| {
-            if value.chars().count() > max || value.chars().any(char::is_control) {
-                Err(bad(
-                    name,
-                    &format!("at most {max} characters, no control characters"),
-                ))
-            } else {
-                Ok(())
-            }
+            check_text(value, max).map_err(|message| bad(name, &message))
         };
         if order.store_order_id.trim().is_empty() {
             return Err(bad("store_order_id", "is required"));

@@ -50,13 +50,8 @@ pub fn validate_name(field: &str, name: &str) -> Result<String, Error> {
 
 /// Checks an optional client idempotency key.
 pub fn validate_request_id(request_id: &str) -> Result<Option<&str>, Error> {
-    if request_id.chars().count() > 100 || request_id.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "request_id",
-            "at most 100 characters, no control characters",
-        ));
-    }
-    Ok((!request_id.is_empty()).then_some(request_id))
+    tracking_server::fields::request_id(request_id)
+        .map_err(|message| Error::invalid("request_id", message))
 }
 
 /// Checks an id that names a resource: ids are positive.

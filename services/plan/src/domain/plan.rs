@@ -8,6 +8,7 @@ use tracking_pattern::Pattern;
 
 use super::Money;
 use crate::error::Error;
+use tracking_server::fields::check_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CodeTrigger {
@@ -261,6 +262,13 @@ impl Terms {
                     ),
                 ));
             }
+            // The engine skips control characters in stored patterns; a new one has none.
+            if self.code_pattern.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    "code_pattern",
+                    "must not contain control characters",
+                ));
+            }
             Pattern::parse(&self.code_pattern)
                 .map_err(|err| Error::invalid("code_pattern", err.to_string()))?;
         } else if !self.code_pattern.is_empty() {
@@ -280,12 +288,7 @@ impl Terms {
             ("utm.term", &self.utm.term),
             ("utm.content", &self.utm.content),
         ] {
-            if value.chars().count() > MAX_UTM || value.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    field,
-                    format!("at most {MAX_UTM} characters, no control characters"),
-                ));
-            }
+            check_text(value, MAX_UTM).map_err(|message| Error::invalid(field, message))?;
         }
 
         if self.usage_limit < 0 {

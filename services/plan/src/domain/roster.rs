@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracking_pattern::SocialNetwork;
 
 use crate::error::Error;
+use tracking_server::fields::check_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RosterStatus {
@@ -58,12 +59,7 @@ impl Profile {
             ("profile.username", &mut self.username),
         ] {
             *value = value.trim().to_owned();
-            if value.chars().count() > MAX_FIELD || value.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    field,
-                    format!("at most {MAX_FIELD} characters, no control characters"),
-                ));
-            }
+            check_text(value, MAX_FIELD).map_err(|message| Error::invalid(field, message))?;
         }
         if !self.email.is_empty() && !looks_like_email(&self.email) {
             return Err(Error::invalid("profile.email", "is not an email address"));
