@@ -1115,7 +1115,14 @@ async fn a_creators_codes_of_two_campaigns_on_one_order_credit_both_and_of_one_p
         order(1, "S-4", Paid, &["ANNA10", "ANNAOLD"], 10_000, 0),
         // An odd total split, then part refunded: the remainder stays with the same claimant.
         order(1, "S-5", Paid, &["FAY10", "FAY20"], 10_001, 0),
-        order(1, "S-5", PartiallyRefunded, &["FAY10", "FAY20"], 10_001, 3_333),
+        order(
+            1,
+            "S-5",
+            PartiallyRefunded,
+            &["FAY10", "FAY20"],
+            10_001,
+            3_333,
+        ),
     ])
     .await;
     assert_eq!(
