@@ -134,6 +134,17 @@ pub(crate) async fn start_private_cluster(dir: &Path) -> Result<String, Bootstra
         dir: dir.display().to_string(),
         reason,
     };
+    // One process at a time initializes, moves or starts the cluster (two trackd started
+    // together, or test processes): the others wait on the lock, then find it running.
+    let lock_path = dir.with_extension("lock");
+    let _lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(|e| fail(format!("locking the cluster's folder: {e}")))?;
     let bin = find_postgres_bin().ok_or(BootstrapError::NotInstalled)?;
     let data = dir.join("data");
     let port_file = dir.join("port");

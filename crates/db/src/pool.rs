@@ -12,13 +12,41 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use crate::url::{redacted, with_search_path};
 
 /// A pooled connection whose `search_path` is the service's schema. Dropped while a transaction
-/// is still open on it (the future using it was dropped: a deadline passed, or the client went
-/// away), it leaves the pool: PostgreSQL is asked to cancel the statement it may still be running
-/// or waiting on, so the work stops with the call instead of running on (holding locks) until it
-/// finishes, and the connection is then closed, which rolls the transaction back. Back in the
-/// pool, it would sit idle in its transaction, holding its locks (an outbox lock, say), until
-/// the pool next handed it out and found it broken.
+/// is still open on it, or a statement under way (the future using it was dropped: a deadline
+/// passed, or the client went away), it leaves the pool: PostgreSQL is asked to cancel the
+/// statement it may still be running or waiting on, so the work stops with the call instead of
+/// running on (holding locks) until it finishes, and the connection is then closed, which rolls
+/// the transaction back. Back in the pool, it would sit idle in its transaction, holding its
+/// locks (an outbox lock, say), until the pool next handed it out and found it broken; or the
+/// next caller's statements would queue behind the abandoned one.
 pub struct Conn(Option<Object<AsyncPgConnection>>);
+
+/// Counts a connection's statements under way (started, not yet finished), set on every pooled
+/// connection: one dropped before it finished leaves the count above zero.
+#[derive(Default)]
+struct UnderWay(usize);
+
+impl diesel::connection::Instrumentation for UnderWay {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        use diesel::connection::InstrumentationEvent;
+        match event {
+            InstrumentationEvent::StartQuery { .. } => self.0 += 1,
+            InstrumentationEvent::FinishQuery { .. } => self.0 = self.0.saturating_sub(1),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a statement was left under way on `conn`. Its instrumentation is shared only while
+/// a statement's future lives, which borrows the connection: when unsure, it is.
+fn statement_under_way(conn: &mut AsyncPgConnection) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        diesel_async::AsyncConnection::instrumentation(conn)
+            .downcast_ref::<UnderWay>()
+            .is_some_and(|under_way| under_way.0 > 0)
+    }))
+    .unwrap_or(true)
+}
 
 impl std::ops::Deref for Conn {
     type Target = AsyncPgConnection;
@@ -45,7 +73,9 @@ impl Drop for Conn {
         let Some(object) = self.0.as_mut() else {
             return;
         };
-        if !Manager::is_broken_transaction_manager(&mut **object) {
+        if !Manager::is_broken_transaction_manager(&mut **object)
+            && !statement_under_way(object)
+        {
             return;
         }
         let Some(object) = self.0.take() else {
@@ -236,6 +266,16 @@ impl Database {
         // UNAVAILABLE) instead of costing every checkout a round trip.
         let mut config = ManagerConfig::default();
         config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| {
+            use diesel_async::AsyncConnection;
+            use futures::FutureExt;
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.set_instrumentation(UnderWay::default());
+                Ok(conn)
+            }
+            .boxed()
+        });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url.clone(), config);
         let pool = Pool::builder(manager)
@@ -434,6 +474,69 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(db.pool_status(), (0, 0), "the connection left the pool");
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_with_a_statement_under_way_leaves_the_pool_and_cancels_it() {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let db = test_db.pool("plan");
+        let mut other = db.dedicated().await.unwrap_or_else(|e| panic!("{e}"));
+        let sleeping = async |conn: &mut AsyncPgConnection| -> i64 {
+            diesel::sql_query(
+                "select count(*) as n from pg_stat_activity \
+                 where query like 'select pg_sleep(30)%' and state = 'active'",
+            )
+            .get_result::<Count>(conn)
+            .await
+            .map(|c| c.n)
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Finished statements, in and out of a transaction, leave the connection to the pool.
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel::sql_query("select 1")
+            .execute(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        conn.transaction::<_, DbError, _>(async |conn| {
+            diesel::sql_query("select 2").execute(conn).await?;
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let failed = diesel::sql_query("select 1 / (random() > 2)::int")
+            .execute(&mut *conn)
+            .await;
+        assert!(failed.is_err());
+        drop(conn);
+        assert_eq!(
+            db.pool_status(),
+            (0, 1),
+            "the connection went back to the pool"
+        );
+
+        // A call outside any transaction is abandoned while its statement runs.
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(300),
+            diesel::sql_query("select pg_sleep(30)").execute(&mut *conn),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the call was abandoned");
+        drop(conn);
+        assert_eq!(db.pool_status(), (0, 0), "the connection left the pool");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while sleeping(&mut other).await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the abandoned statement still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[derive(QueryableByName, Debug, PartialEq)]

@@ -239,22 +239,9 @@ async fn find_server() -> Result<String, String> {
         return Ok(DEFAULT_URL.to_owned());
     }
     let dir = std::env::temp_dir().join("tracking-test-postgres");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // One process initializes and starts it; the others wait on the lock, then find it running.
-    let lock_path = dir.with_extension("lock");
-    let lock = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::create(&lock_path)?;
-        file.lock()?;
-        Ok::<_, std::io::Error>(file)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("locking the test cluster: {e}"))?;
-    let url = crate::bootstrap::start_private_cluster(&dir)
+    crate::bootstrap::start_private_cluster(&dir)
         .await
-        .map_err(|e| e.to_string());
-    drop(lock);
-    url
+        .map_err(|e| e.to_string())
 }
 
 /// The template's name: a hash of every schema and the SQL of every migration in it, so an edited

@@ -119,6 +119,14 @@ impl DbArgs {
     }
 }
 
+/// [`parse_duration`] for an interval something runs at: zero is refused.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        interval if interval.is_zero() => Err(format!("interval {text:?} must be more than 0")),
+        interval => Ok(interval),
+    }
+}
+
 /// Parses durations like `250ms`, `30s`, `5m`, `2h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -159,6 +167,10 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("3y").is_err());
+        // An interval something runs at is never zero (a zero period stopped the task).
+        assert_eq!(parse_interval("60s"), Ok(Duration::from_secs(60)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("0ms").is_err());
     }
 
     #[test]

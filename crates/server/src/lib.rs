@@ -17,7 +17,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use auth::{Claims, JwtKeys, Role};
-pub use config::{DbArgs, ServerArgs, parse_duration};
+pub use config::{DbArgs, ServerArgs, parse_duration, parse_interval};
 pub use grpc::GrpcServer;
 pub use metrics::Metrics;
 

@@ -134,11 +134,12 @@ fn brand_token(auth: Auth) -> anyhow::Result<String> {
     let secret = secret(auth.jwt_secret, &auth.state_dir)?;
     let brand = match auth.brand {
         Some(brand) => brand,
-        // A brand of its own per run keeps runs from seeing each other's data.
+        // A brand of its own per run keeps runs from seeing each other's data: the run's start
+        // in milliseconds (two runs started in one second still differ).
         None => i64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs(),
+                .as_millis(),
         )?,
     };
     // A day: longer than any run's set-up, load and settling together.

@@ -159,6 +159,16 @@ fn flags_that_cannot_work_are_refused_before_anything_runs() {
     for (args, names) in [
         (&["load", "mint", "--creators", "0"][..], "--creators"),
         (&["load", "orders", "--creators", "0"][..], "--creators"),
+        (&["load", "mint", "--window", "0"][..], "--window"),
+        (
+            &["load", "clicks", "--concurrency", "0"][..],
+            "--concurrency",
+        ),
+        (&["load", "webhooks", "--rate", "0"][..], "--rate"),
+        (
+            &["load", "orders", "--connections", "0"][..],
+            "--connections",
+        ),
         (&["token", "--brand", "1", "--ttl", "0s"][..], "--ttl"),
         (
             &["token", "--brand", "1", "--creator", "7"][..],

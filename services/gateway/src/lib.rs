@@ -50,11 +50,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "TRACKING_CREDENTIALS_KEY", hide_env_values = true)]
     pub credentials_key: Option<String>,
     /// How often stores without webhooks (Magento) are polled for new and changed orders.
-    #[arg(long, env = "TRACKING_ORDER_POLL_INTERVAL", default_value = "60s", value_parser = tracking_server::parse_duration)]
+    #[arg(long, env = "TRACKING_ORDER_POLL_INTERVAL", default_value = "60s", value_parser = tracking_server::parse_interval)]
     pub order_poll_interval: std::time::Duration,
     /// How often each Amazon Ads integration's recent days of Amazon Attribution's report are
     /// imported (again: Amazon revises them).
-    #[arg(long, env = "TRACKING_AMAZON_REPORT_INTERVAL", default_value = "1h", value_parser = tracking_server::parse_duration)]
+    #[arg(long, env = "TRACKING_AMAZON_REPORT_INTERVAL", default_value = "1h", value_parser = tracking_server::parse_interval)]
     pub amazon_report_interval: std::time::Duration,
     /// Whether stores on this machine or a private network may be registered (a `base_url` such
     /// as `http://127.0.0.1:8089` or `https://10.0.0.5`: test stores, a local proxy). Default: on

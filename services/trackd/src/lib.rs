@@ -58,12 +58,13 @@ fn own_url(addr: SocketAddr, tls: bool) -> String {
     if tls {
         return format!("https://localhost:{}", addr.port());
     }
-    let ip = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        addr.ip().to_string()
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
     };
-    format!("http://{ip}:{}", addr.port())
+    // A socket address writes an IPv6 address in brackets, as a URL needs it.
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// The suite, migrated and wired, ready to serve.
@@ -204,3 +205,21 @@ pub const SCHEMAS: &[tracking_db::SchemaSpec] = &[
     (mint_service::SCHEMA, mint_service::MIGRATIONS),
     (attribution_service::SCHEMA, attribution_service::MIGRATIONS),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_urls_reach_the_address_from_this_machine() {
+        let url = |addr: &str| loopback_url(addr.parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(url("0.0.0.0:50051"), "http://127.0.0.1:50051");
+        assert_eq!(url("10.0.0.5:8080"), "http://10.0.0.5:8080");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080");
+        assert_eq!(url("[::1]:8080"), "http://[::1]:8080");
+        assert_eq!(
+            own_url("[::]:50051".parse().unwrap_or_else(|e| panic!("{e}")), true),
+            "https://localhost:50051"
+        );
+    }
+}

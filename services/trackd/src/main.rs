@@ -115,14 +115,27 @@ async fn main() -> anyhow::Result<()> {
         database = %tracking_db::url::redacted(&database_url),
         "trackd serving PlanService, ProviderGateway, CodeMintService and AttributionService"
     );
-    let host = trackd::loopback_url(grpc_addr)
-        .trim_start_matches("http://")
-        .to_owned();
+    // Over TLS, grpcurl checks the certificate (which names localhost) against its CA.
+    let (security, host) = match (&args.server.tls.tls_cert, &args.server.tls.tls_key) {
+        (Some(cert), Some(_)) => {
+            let ca = args.server.tls.tls_ca.as_ref().unwrap_or(cert);
+            (
+                format!("-cacert {}", ca.display()),
+                format!("localhost:{}", grpc_addr.port()),
+            )
+        }
+        _ => (
+            "-plaintext".to_owned(),
+            trackd::loopback_url(grpc_addr)
+                .trim_start_matches("http://")
+                .to_owned(),
+        ),
+    };
     println!(
         "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, CodeMintService, AttributionService, health, reflection)\n  \
          HTTP     http://{http_addr}  (/metrics, store webhooks, /ast/v1/conversions, tracking links /r/…)\n  dev token (brand 1, 30 days) in {}\n\n\
-         Try:\n  grpcurl -plaintext {host} list\n  \
-         grpcurl -plaintext -H \"authorization: Bearer $(cat {})\" \\\n    \
+         Try:\n  grpcurl {security} {host} list\n  \
+         grpcurl {security} -H \"authorization: Bearer $(cat {})\" \\\n    \
          -d '{{\"provider\":\"PROVIDER_SANDBOX\",\"name\":\"Demo store\"}}' \\\n    \
          {host} tracking.gateway.v1.ProviderGateway/RegisterIntegration\n",
         token_path.display(),

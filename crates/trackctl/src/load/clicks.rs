@@ -160,7 +160,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
             settled.value
         ));
     }
-    summary.verified_by(&problems);
+    summary.verified_by(&problems, common.allow_errors);
     summary
         .extra
         .insert("clicks_redirected".into(), redirected.into());

@@ -41,7 +41,7 @@ pub struct MintLoad {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub creators: u64,
     /// Requests each stream keeps in flight (stream mode).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::at_least_one)]
     pub window: usize,
     /// Longest wait, after the run, for every minted code to be pushed to the (sandbox) store
     /// and active: the rate the suite sustains end to end, not only the rate it acknowledges.
@@ -106,7 +106,8 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     let _ = ticker.await;
     let acked = acked.lock().await.clone();
     let pushed = wait_pushed(channels[0].clone(), token, &fixture, load.settle).await?;
-    let (verified, mut notes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    let (problems, codes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    let mut notes = vec![codes];
     // Requests past the roster size return existing codes; this is the rate of new ones.
     notes.push(format!(
         "new codes/s   {:.0} (distinct codes acknowledged / elapsed; raise --creators to keep every request new)",
@@ -123,8 +124,8 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
             load.settle
         ),
     });
-    summary.verified = verified;
     summary.notes = notes;
+    summary.verified_by(&problems, load.common.allow_errors);
     summary.extra.insert("new_codes".into(), acked.len().into());
     summary.extra.insert("pushed_s".into(), pushed_s.into());
     Ok(summary)
@@ -212,11 +213,12 @@ impl Worker {
             let latency = due.elapsed();
             match result {
                 Ok(response) => match response.into_inner().code {
+                    // Kept as given to the creator asked for: verified against the stored code's.
                     Some(code) => {
                         self.acked
                             .lock()
                             .await
-                            .insert(code.id, (code.creator_id, code.code));
+                            .insert(code.id, (creator, code.code));
                         self.recorder.record(latency, None);
                     }
                     None => self.recorder.record(latency, Some("Empty".to_owned())),
@@ -249,7 +251,8 @@ impl Worker {
             }
         };
         let mut inbound = response.into_inner();
-        let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        // Each request in flight: when it was due or sent, and the creator it asked for.
+        let sent_at: Arc<Mutex<HashMap<String, (Instant, i64)>>> = Arc::default();
         let permits = Arc::new(tokio::sync::Semaphore::new(window));
         let sender = {
             let sent_at = sent_at.clone();
@@ -270,7 +273,7 @@ impl Worker {
                     let creator = (counter.fetch_add(1, Ordering::Relaxed) % creators + 1) as i64;
                     let key = tag.to_string();
                     let from = if pacer.paced() { due } else { Instant::now() };
-                    sent_at.lock().await.insert(key.clone(), from);
+                    sent_at.lock().await.insert(key.clone(), (from, creator));
                     if tx
                         .send(MintCodesRequest {
                             tag: key,
@@ -292,8 +295,12 @@ impl Worker {
                     // Its requests in flight have that error for an answer.
                     sender.abort();
                     let error = format!("{:?}", status.code());
-                    let unanswered: Vec<Instant> =
-                        sent_at.lock().await.drain().map(|(_, at)| at).collect();
+                    let unanswered: Vec<Instant> = sent_at
+                        .lock()
+                        .await
+                        .drain()
+                        .map(|(_, (at, _))| at)
+                        .collect();
                     if unanswered.is_empty() {
                         self.recorder.record(Duration::ZERO, Some(error.clone()));
                     }
@@ -304,24 +311,25 @@ impl Worker {
                 }
             };
             permits.add_permits(1);
-            let latency = sent_at
-                .lock()
-                .await
-                .remove(&message.tag)
-                .map_or(Duration::ZERO, |at| at.elapsed());
-            match message.result {
-                Some(mint_codes_response::Result::Code(code)) => {
+            let sent = sent_at.lock().await.remove(&message.tag);
+            let latency = sent.map_or(Duration::ZERO, |(at, _)| at.elapsed());
+            match (message.result, sent) {
+                // Kept as given to the creator asked for: verified against the stored code's.
+                (Some(mint_codes_response::Result::Code(code)), Some((_, creator))) => {
                     self.acked
                         .lock()
                         .await
-                        .insert(code.id, (code.creator_id, code.code));
+                        .insert(code.id, (creator, code.code));
                     self.recorder.record(latency, None);
                 }
-                Some(mint_codes_response::Result::Error(error)) => {
+                (Some(mint_codes_response::Result::Code(_)), None) => {
+                    self.recorder.record(latency, Some("UnknownTag".to_owned()));
+                }
+                (Some(mint_codes_response::Result::Error(error)), _) => {
                     let code = tonic::Code::from(error.grpc_code);
                     self.recorder.record(latency, Some(format!("{code:?}")));
                 }
-                None => self.recorder.record(latency, Some("Empty".to_owned())),
+                (None, _) => self.recorder.record(latency, Some("Empty".to_owned())),
             }
             if sender.is_finished() && sent_at.lock().await.is_empty() {
                 break;
@@ -332,14 +340,14 @@ impl Worker {
     }
 }
 
-/// Every acknowledged code exists exactly once, belongs to the creator it was given to, and no
+/// Every acknowledged code exists exactly once, belongs to the creator it was asked for, and no
 /// two codes of the integration are equal ignoring case.
 async fn verify(
     channel: Channel,
     token: &str,
     fixture: &Fixture,
     acked: &HashMap<i64, (i64, String)>,
-) -> anyhow::Result<(bool, Vec<String>)> {
+) -> anyhow::Result<(Vec<String>, String)> {
     let mint = CodeMintServiceClient::new(channel);
     let codes = every_page(async |page| {
         let request = ListCodesRequest {
@@ -389,7 +397,7 @@ async fn verify(
     }
     if mismatched > 0 {
         problems.push(format!(
-            "{mismatched} codes differ from what was acknowledged"
+            "{mismatched} codes differ from what was acknowledged (their text, or the creator they were given to)"
         ));
     }
     if duplicates + duplicate_rows > 0 {
@@ -398,11 +406,10 @@ async fn verify(
     if creators_twice > 0 {
         problems.push(format!("{creators_twice} creators hold more than one code"));
     }
-    let mut notes = vec![format!(
+    let note = format!(
         "codes         {} acknowledged distinct, {} stored in the campaign",
         acked.len(),
         stored.len()
-    )];
-    notes.extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
-    Ok((problems.is_empty(), notes))
+    );
+    Ok((problems, note))
 }

@@ -47,20 +47,33 @@ pub struct Common {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub addr: String,
     /// Concurrent callers (unary) or streams (stream mode).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub concurrency: usize,
     /// How long to drive load, e.g. 10s.
     #[arg(long, default_value = "10s", value_parser = tracking_server::parse_duration)]
     pub duration: Duration,
     /// Hold this many requests/s in total (open loop) instead of as fast as possible.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: Option<u64>,
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
     /// gRPC connections the callers share (HTTP/2 multiplexes callers over each).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub connections: usize,
+    /// Pass verification despite failed calls (refusals by load shedding, RESOURCE_EXHAUSTED,
+    /// always pass: overload runs expect them).
+    #[arg(long)]
+    pub allow_errors: bool,
+}
+
+/// A count flag that must be 1 or more.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 /// What the paths that end in attribution (webhooks, orders, clicks) share.
@@ -389,8 +402,23 @@ impl Summary {
         }
     }
 
-    /// Records the verification: passed when it found no problem, each problem a note.
-    pub fn verified_by(&mut self, problems: &[String]) {
+    /// Records the verification: passed when it found no problem, each problem a note. Failed
+    /// calls are a problem too, unless `allow_errors`, but for refusals by load shedding
+    /// (RESOURCE_EXHAUSTED), which overload runs expect.
+    pub fn verified_by(&mut self, problems: &[String], allow_errors: bool) {
+        let mut problems = problems.to_vec();
+        let failed: Vec<String> = self
+            .errors
+            .iter()
+            .filter(|(error, _)| error.as_str() != "ResourceExhausted")
+            .map(|(error, n)| format!("{error} {n}"))
+            .collect();
+        if !failed.is_empty() && !allow_errors {
+            problems.push(format!(
+                "calls failed: {} (--allow-errors to accept)",
+                failed.join(", ")
+            ));
+        }
         self.notes
             .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
         self.verified = problems.is_empty();
@@ -553,8 +581,11 @@ pub async fn set_up(
         .unwrap_or_default();
 
     // The roster, in batches of 500 (AddCreators), 4 batches in flight, with a progress bar.
+    // The batch of the last creator goes alone, after every other one is in: the wait below
+    // asks for that creator, so it must be the roster's last event.
     let added = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(1));
+    let final_batch = (creators - 1) / 500 * 500 + 1;
     let mut workers = Vec::new();
     for _ in 0..4 {
         let mut plans = plans.clone();
@@ -562,35 +593,11 @@ pub async fn set_up(
         workers.push(tokio::spawn(async move {
             loop {
                 let first = next.fetch_add(500, Ordering::Relaxed);
-                if first > creators {
+                if first >= final_batch {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let last = (first + 499).min(creators);
-                let batch: Vec<NewRosterEntry> = (first..=last)
-                    .map(|creator| {
-                        let username = format!("u{creator}");
-                        NewRosterEntry {
-                            creator_id: creator as i64,
-                            profile: Some(CreatorProfile {
-                                first_name: "Load".into(),
-                                last_name: "Test".into(),
-                                email: format!("{username}@load.test"),
-                                username,
-                                ..Default::default()
-                            }),
-                            approved: false,
-                        }
-                    })
-                    .collect();
-                plans
-                    .add_creators(authed(
-                        AddCreatorsRequest {
-                            campaign_id: campaign,
-                            creators: batch,
-                        },
-                        &token,
-                    )?)
-                    .await?;
+                let last = first + 499;
+                add_roster_batch(&mut plans, &token, campaign, first..=last).await?;
                 added.fetch_add(last - first + 1, Ordering::Relaxed);
             }
         }));
@@ -617,9 +624,12 @@ pub async fn set_up(
     for worker in workers {
         worker.await??;
     }
+    add_roster_batch(&mut plans.clone(), token, campaign, final_batch..=creators).await?;
+    added.fetch_add(creators - final_batch + 1, Ordering::Relaxed);
     bar.await?;
 
-    // Wait until the mint service's projection knows the last creator (it applies in order);
+    // Wait until the mint service's projection knows the last creator (it applies in order,
+    // and that creator's batch was added last);
     // a large roster takes a while, so the wait grows with it (2 minutes, plus 2 ms a creator).
     let mut mint = CodeMintServiceClient::new(channel);
     let waiting = Instant::now();
@@ -664,6 +674,41 @@ pub async fn set_up(
         integration,
         campaign,
     })
+}
+
+/// Adds `creators` to the campaign's roster in one AddCreators call.
+async fn add_roster_batch(
+    plans: &mut PlanServiceClient<Channel>,
+    token: &str,
+    campaign: i64,
+    creators: std::ops::RangeInclusive<u64>,
+) -> anyhow::Result<()> {
+    let batch: Vec<NewRosterEntry> = creators
+        .map(|creator| {
+            let username = format!("u{creator}");
+            NewRosterEntry {
+                creator_id: creator as i64,
+                profile: Some(CreatorProfile {
+                    first_name: "Load".into(),
+                    last_name: "Test".into(),
+                    email: format!("{username}@load.test"),
+                    username,
+                    ..Default::default()
+                }),
+                approved: false,
+            }
+        })
+        .collect();
+    plans
+        .add_creators(authed(
+            AddCreatorsRequest {
+                campaign_id: campaign,
+                creators: batch,
+            },
+            token,
+        )?)
+        .await?;
+    Ok(())
 }
 
 /// Mints a code for each creator 1..=creators (32 calls in flight) and returns them, telling

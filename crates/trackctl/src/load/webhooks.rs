@@ -344,7 +344,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         lag_p.max,
         lag.samples()
     ));
-    summary.verified_by(&problems);
+    summary.verified_by(&problems, common.allow_errors);
     let extra = &mut summary.extra;
     extra.insert("orders_accepted".into(), expected.into());
     extra.insert("orders_attributed".into(), settled.value.into());
