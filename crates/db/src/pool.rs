@@ -73,9 +73,7 @@ impl Drop for Conn {
         let Some(object) = self.0.as_mut() else {
             return;
         };
-        if !Manager::is_broken_transaction_manager(&mut **object)
-            && !statement_under_way(object)
-        {
+        if !Manager::is_broken_transaction_manager(&mut **object) && !statement_under_way(object) {
             return;
         }
         let Some(object) = self.0.take() else {

@@ -117,12 +117,14 @@ async fn main() -> anyhow::Result<()> {
     );
     // Over TLS, grpcurl checks the certificate (which names localhost) against its CA.
     let (security, host) = match (&args.server.tls.tls_cert, &args.server.tls.tls_key) {
-        (Some(cert), Some(_)) => {
+        (Some(cert), Some(key)) => {
             let ca = args.server.tls.tls_ca.as_ref().unwrap_or(cert);
-            (
-                format!("-cacert {}", ca.display()),
-                format!("localhost:{}", grpc_addr.port()),
-            )
+            let mut flags = format!("-cacert {}", ca.display());
+            // Mutual TLS: grpcurl presents trackd's own certificate, as the services do.
+            if args.server.tls.tls_client_ca.is_some() {
+                flags.push_str(&format!(" -cert {} -key {}", cert.display(), key.display()));
+            }
+            (flags, format!("localhost:{}", grpc_addr.port()))
         }
         _ => (
             "-plaintext".to_owned(),

@@ -50,7 +50,30 @@ pub struct MintLoad {
 }
 
 /// Acknowledged codes: id → code text.
-type Acked = Arc<Mutex<HashMap<i64, (i64, String)>>>;
+/// What the calls answered: each code's id with the creator it was asked for and its text.
+#[derive(Clone, Default)]
+struct Acks {
+    codes: HashMap<i64, (i64, String)>,
+    /// Answers of a code already given to another creator.
+    conflicts: u64,
+}
+
+impl Acks {
+    fn add(&mut self, id: i64, creator: i64, text: String) {
+        match self.codes.entry(id) {
+            std::collections::hash_map::Entry::Occupied(held) => {
+                if held.get().0 != creator {
+                    self.conflicts += 1;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(free) => {
+                free.insert((creator, text));
+            }
+        }
+    }
+}
+
+type Acked = Arc<Mutex<Acks>>;
 
 pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
@@ -104,9 +127,10 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
         elapsed,
     );
     let _ = ticker.await;
-    let acked = acked.lock().await.clone();
+    let acks = acked.lock().await.clone();
+    let acked = &acks.codes;
     let pushed = wait_pushed(channels[0].clone(), token, &fixture, load.settle).await?;
-    let (problems, codes) = verify(channels[0].clone(), token, &fixture, &acked).await?;
+    let (problems, codes) = verify(channels[0].clone(), token, &fixture, &acks).await?;
     let mut notes = vec![codes];
     // Requests past the roster size return existing codes; this is the rate of new ones.
     notes.push(format!(
@@ -215,10 +239,7 @@ impl Worker {
                 Ok(response) => match response.into_inner().code {
                     // Kept as given to the creator asked for: verified against the stored code's.
                     Some(code) => {
-                        self.acked
-                            .lock()
-                            .await
-                            .insert(code.id, (creator, code.code));
+                        self.acked.lock().await.add(code.id, creator, code.code);
                         self.recorder.record(latency, None);
                     }
                     None => self.recorder.record(latency, Some("Empty".to_owned())),
@@ -316,10 +337,7 @@ impl Worker {
             match (message.result, sent) {
                 // Kept as given to the creator asked for: verified against the stored code's.
                 (Some(mint_codes_response::Result::Code(code)), Some((_, creator))) => {
-                    self.acked
-                        .lock()
-                        .await
-                        .insert(code.id, (creator, code.code));
+                    self.acked.lock().await.add(code.id, creator, code.code);
                     self.recorder.record(latency, None);
                 }
                 (Some(mint_codes_response::Result::Code(_)), None) => {
@@ -346,7 +364,7 @@ async fn verify(
     channel: Channel,
     token: &str,
     fixture: &Fixture,
-    acked: &HashMap<i64, (i64, String)>,
+    acks: &Acks,
 ) -> anyhow::Result<(Vec<String>, String)> {
     let mint = CodeMintServiceClient::new(channel);
     let codes = every_page(async |page| {
@@ -373,7 +391,14 @@ async fn verify(
             duplicate_rows += 1;
         }
     }
+    let acked = &acks.codes;
     let mut problems = Vec::new();
+    if acks.conflicts > 0 {
+        problems.push(format!(
+            "{} answers gave a creator a code already given to another",
+            acks.conflicts
+        ));
+    }
     if acked.is_empty() {
         problems.push("no code was acknowledged".to_owned());
     }

@@ -610,9 +610,9 @@ impl StoreAdapter for WooCommerce {
         let per_page = limit.clamp(1, MAX_PAGE);
         let mut listed = Listed::new(limit);
         let mut key = ChangeKey::new(since);
-        // The page of the second `from` being walked by id, when more orders changed in it
-        // than `exclude` can name in a URL.
-        let mut walking: Option<usize> = None;
+        // The walk of the second `from` by id, when more orders changed in it than `exclude`
+        // can name in a URL.
+        let mut walking: Option<Walk> = None;
         loop {
             // `modified_after` and `modified_before` are strict (WordPress's date query): a
             // second earlier lists the orders changed at `from` too, as the listing promises;
@@ -634,9 +634,7 @@ impl StoreAdapter for WooCommerce {
                         query.push(("exclude", key.ids.join(",")));
                     }
                 }
-                // By page number within the one second: only an order of that second changed
-                // during the walk can shift another out of it.
-                Some(page) => {
+                Some(walk) => {
                     let before = key.from + chrono::Duration::seconds(1);
                     query.extend([
                         (
@@ -644,7 +642,7 @@ impl StoreAdapter for WooCommerce {
                             before.to_rfc3339_opts(SecondsFormat::Secs, true),
                         ),
                         ("orderby", "id".to_owned()),
-                        ("page", page.to_string()),
+                        ("offset", walk.offset.to_string()),
                     ]);
                 }
             }
@@ -663,6 +661,7 @@ impl StoreAdapter for WooCommerce {
             }
             let values: Vec<Value> = reply.json(STORE)?;
             let full_page = values.len() == per_page;
+            let ids: Vec<u64> = values.iter().filter_map(|v| v["id"].as_u64()).collect();
             let mut fresh = 0;
             for value in values {
                 if listed.full(limit) {
@@ -686,15 +685,63 @@ impl StoreAdapter for WooCommerce {
                         "{STORE} listed the same orders again despite `exclude`"
                     )));
                 }
-                (None, true) if key.ids.len() > MAX_EXCLUDE => Some(1),
+                (None, true) if key.ids.len() > MAX_EXCLUDE => Some(Walk::default()),
                 (None, true) => None,
-                (Some(page), true) => Some(page + 1),
+                (Some(walk), true) => Some(walk.next(&ids, per_page)?),
                 (Some(_), false) => {
                     key.past_second();
                     None
                 }
             };
         }
+    }
+}
+
+/// A walk of one second's orders by id, in pages by offset that overlap by [`Walk::OVERLAP`]:
+/// an order of that second changed during the walk leaves it, and the orders after it move
+/// back one place, so a page starting at an order already read shows nothing was skipped. One
+/// starting past it (more orders left than the overlap) starts the walk over.
+#[derive(Clone, Copy, Debug, Default)]
+struct Walk {
+    offset: usize,
+    /// The highest id read.
+    last_id: u64,
+    restarts: u32,
+}
+
+impl Walk {
+    const OVERLAP: usize = 20;
+    const RESTARTS: u32 = 5;
+
+    /// The walk after a full page of `ids`.
+    fn next(self, ids: &[u64], per_page: usize) -> Result<Walk, AdapterError> {
+        let first = ids.first().copied().unwrap_or_default();
+        let last = ids.iter().copied().max().unwrap_or_default();
+        if self.offset > 0 && first > self.last_id {
+            if self.restarts >= Self::RESTARTS {
+                return Err(AdapterError::Unavailable(format!(
+                    "{STORE}'s orders of one second kept changing while they were listed"
+                )));
+            }
+            return Ok(Walk {
+                restarts: self.restarts + 1,
+                ..Walk::default()
+            });
+        }
+        if self.offset > 0 && last <= self.last_id {
+            return Err(AdapterError::Unavailable(format!(
+                "{STORE} listed the same orders again despite `offset`"
+            )));
+        }
+        let step = per_page
+            .saturating_sub(Self::OVERLAP)
+            .max(per_page / 2)
+            .max(1);
+        Ok(Walk {
+            offset: self.offset + step,
+            last_id: last.max(self.last_id),
+            restarts: self.restarts,
+        })
     }
 }
 
@@ -1285,9 +1332,10 @@ mod tests {
     }
 
     /// A WooCommerce holding orders `changes` (their change second and id), listing them as
-    /// `GET /orders` does (`modified_after` strict, `exclude`, `orderby=modified`, pages by
-    /// number), where order `moving` changes again once a page showing it was read.
-    async fn changing_store(changes: Vec<(i64, u64)>, moving: u64) -> MockStore {
+    /// `GET /orders` does (`modified_after` and `modified_before` strict, `exclude`, `orderby`
+    /// modified or id, pages by number or offset), where order `moving` changes again once a
+    /// page showing it was read (`on_walk`: a page of a walk by id).
+    async fn changing_store(changes: Vec<(i64, u64)>, moving: u64, on_walk: bool) -> MockStore {
         let held = Arc::new(std::sync::Mutex::new(changes));
         let at = |second: i64| DateTime::from_timestamp(second, 0).unwrap_or_default();
         MockStore::start(move |request| {
@@ -1304,6 +1352,8 @@ mod tests {
                 .collect();
             let size: usize = param("per_page").parse().unwrap_or(10);
             let page: usize = param("page").parse().unwrap_or(1);
+            let offset: usize = param("offset").parse().unwrap_or((page - 1) * size);
+            let walk = param("orderby") == "id";
             let mut changes = held
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -1319,12 +1369,9 @@ mod tests {
             } else {
                 matching.sort();
             }
-            let rows: Vec<(i64, u64)> = matching
-                .into_iter()
-                .skip((page - 1) * size)
-                .take(size)
-                .collect();
+            let rows: Vec<(i64, u64)> = matching.into_iter().skip(offset).take(size).collect();
             if rows.iter().any(|(_, id)| *id == moving)
+                && (walk || !on_walk)
                 && let Some(change) = changes.iter_mut().find(|(_, id)| *id == moving)
             {
                 change.0 += 86_400;
@@ -1353,7 +1400,8 @@ mod tests {
         // next poll's (which starts from before it); but more orders in one second than a
         // request leaves out by id are walked by id, and the listing then goes on past that
         // second, to the order's change. A poll starting within the orders' second (its start
-        // has a fraction) reads them as that second's.
+        // has a fraction) reads them as that second's. An order of that second that changes
+        // while the second is walked moves the others back a place: the walk's pages overlap.
         let count = |scenario: &str| -> usize {
             if scenario.starts_with("more") {
                 450
@@ -1361,16 +1409,24 @@ mod tests {
                 250
             }
         };
-        for (scenario, moving, listed_twice, since) in [
-            ("a second apart", 1_004, true, start - 60),
-            ("in one second", 1_150, false, start - 60),
+        for (scenario, moving, listed_twice, since, on_walk) in [
+            ("a second apart", 1_004, true, start - 60, false),
+            ("in one second", 1_150, false, start - 60, false),
             (
                 "more than exclude takes in one second",
                 1_150,
                 true,
                 start - 60,
+                false,
             ),
-            ("in the poll's first second", 1_150, false, start),
+            (
+                "more than exclude takes in one second, one changing during the walk",
+                1_050,
+                true,
+                start - 60,
+                true,
+            ),
+            ("in the poll's first second", 1_150, false, start, false),
         ] {
             let changes: Vec<(i64, u64)> = (0..count(scenario) as u64)
                 .map(|n| {
@@ -1382,7 +1438,7 @@ mod tests {
                     (start + second, 1_000 + n)
                 })
                 .collect();
-            let store = changing_store(changes, moving).await;
+            let store = changing_store(changes, moving, on_walk).await;
             let (woo, integration) = setup(&store);
             let since = DateTime::from_timestamp(since, 500_000_000).unwrap_or_default();
             let listed = woo
