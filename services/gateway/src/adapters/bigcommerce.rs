@@ -1552,18 +1552,7 @@ mod tests {
                 .list_orders(&integration, since, 2_000)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let ids: std::collections::BTreeSet<String> = listed
-                .orders
-                .iter()
-                .map(|o| o.store_order_id.clone())
-                .collect();
-            assert_eq!(ids.len(), 600, "{scenario}: every order listed");
-            assert_eq!(
-                listed.orders.len(),
-                601,
-                "{scenario}: order {moving} twice, before and after its change"
-            );
-            assert_eq!(listed.resume_from, None);
+            mock::assert_listed(&listed, 600, moving, true, scenario);
         }
     }
 

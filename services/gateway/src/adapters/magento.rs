@@ -1781,18 +1781,7 @@ mod tests {
                 .list_orders(&integration, since, 1_000)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let ids: std::collections::BTreeSet<String> = listed
-                .orders
-                .iter()
-                .map(|o| o.store_order_id.clone())
-                .collect();
-            assert_eq!(ids.len(), 450, "{scenario}: every order listed");
-            assert_eq!(
-                listed.orders.len(),
-                451,
-                "{scenario}: order {moving} twice, before and after its change"
-            );
-            assert_eq!(listed.resume_from, None);
+            mock::assert_listed(&listed, 450, moving, true, scenario);
         }
     }
 

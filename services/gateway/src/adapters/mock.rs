@@ -236,6 +236,29 @@ pub async fn assert_unavailable_promptly<T: std::fmt::Debug>(
     );
 }
 
+/// Checks a whole listing (not cut at its limit) of `orders` distinct orders, of which `moving`,
+/// changed during the listing, is listed twice (before and after its change) when `twice`.
+pub fn assert_listed(
+    listed: &super::Listed,
+    orders: usize,
+    moving: u64,
+    twice: bool,
+    scenario: &str,
+) {
+    let ids: std::collections::BTreeSet<&str> = listed
+        .orders
+        .iter()
+        .map(|o| o.store_order_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), orders, "{scenario}: every order listed");
+    assert_eq!(
+        listed.orders.len(),
+        orders + usize::from(twice),
+        "{scenario}: order {moving} listed twice, before and after its change: {twice}"
+    );
+    assert_eq!(listed.resume_from, None, "{scenario}");
+}
+
 pub fn sealer() -> Sealer {
     let key = Sealer::generate_key().unwrap_or_else(|e| panic!("{e}"));
     Sealer::from_base64(&key).unwrap_or_else(|e| panic!("{e}"))

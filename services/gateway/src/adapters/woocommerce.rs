@@ -1445,18 +1445,7 @@ mod tests {
                 .list_orders(&integration, since, 1_000)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let ids: std::collections::BTreeSet<String> = listed
-                .orders
-                .iter()
-                .map(|o| o.store_order_id.clone())
-                .collect();
-            assert_eq!(ids.len(), count(scenario), "{scenario}: every order listed");
-            assert_eq!(
-                listed.orders.len(),
-                count(scenario) + usize::from(listed_twice),
-                "{scenario}: order {moving} twice, before and after its change: {listed_twice}"
-            );
-            assert_eq!(listed.resume_from, None);
+            mock::assert_listed(&listed, count(scenario), moving, listed_twice, scenario);
             let most_left_out = store
                 .requests_to("GET /wp-json/wc/v3/orders")
                 .iter()
