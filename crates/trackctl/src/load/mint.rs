@@ -49,8 +49,8 @@ pub struct MintLoad {
     pub settle: Duration,
 }
 
-/// Acknowledged codes: id → code text.
-/// What the calls answered: each code's id with the creator it was asked for and its text.
+/// What the calls answered: each code's id with the creator it was asked for and its text (as
+/// first answered: a later answer may carry the text a store collision suffixed since).
 #[derive(Clone, Default)]
 struct Acks {
     codes: HashMap<i64, (i64, String)>,

@@ -607,7 +607,8 @@ impl StoreAdapter for WooCommerce {
     ) -> Result<Listed, AdapterError> {
         let credentials = self.http.credentials(integration)?;
         let api = Self::api(integration, &credentials)?;
-        let per_page = limit.clamp(1, MAX_PAGE);
+        // Two at least: a walk's pages must overlap.
+        let per_page = limit.clamp(2, MAX_PAGE);
         let mut listed = Listed::new(limit);
         let mut key = ChangeKey::new(since);
         // The walk of the second `from` by id, when more orders changed in it than `exclude`
@@ -688,10 +689,13 @@ impl StoreAdapter for WooCommerce {
                 (None, true) if key.ids.len() > MAX_EXCLUDE => Some(Walk::default()),
                 (None, true) => None,
                 (Some(walk), true) => Some(walk.next(&ids, per_page)?),
-                (Some(_), false) => {
-                    key.past_second();
-                    None
-                }
+                (Some(walk), false) => match walk.ended(&ids)? {
+                    Some(again) => Some(again),
+                    None => {
+                        key.past_second();
+                        None
+                    }
+                },
             };
         }
     }
@@ -715,32 +719,53 @@ impl Walk {
 
     /// The walk after a full page of `ids`.
     fn next(self, ids: &[u64], per_page: usize) -> Result<Walk, AdapterError> {
-        let first = ids.first().copied().unwrap_or_default();
         let last = ids.iter().copied().max().unwrap_or_default();
-        if self.offset > 0 && first > self.last_id {
-            if self.restarts >= Self::RESTARTS {
-                return Err(AdapterError::Unavailable(format!(
-                    "{STORE}'s orders of one second kept changing while they were listed"
-                )));
-            }
-            return Ok(Walk {
-                restarts: self.restarts + 1,
-                ..Walk::default()
-            });
+        if self.skipped(ids) {
+            return self.again();
         }
         if self.offset > 0 && last <= self.last_id {
             return Err(AdapterError::Unavailable(format!(
                 "{STORE} listed the same orders again despite `offset`"
             )));
         }
+        // At least one order of overlap (pages hold two at least).
         let step = per_page
             .saturating_sub(Self::OVERLAP)
             .max(per_page / 2)
-            .max(1);
+            .clamp(1, per_page.saturating_sub(1).max(1));
         Ok(Walk {
             offset: self.offset + step,
             last_id: last.max(self.last_id),
             restarts: self.restarts,
+        })
+    }
+
+    /// After the last, short page of `ids`: the walk over (`None`), or started again when
+    /// orders left the second since the page before (the page starts past the orders read, or
+    /// is empty).
+    fn ended(self, ids: &[u64]) -> Result<Option<Walk>, AdapterError> {
+        if self.skipped(ids) {
+            return self.again().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Whether a page after the first starts past the orders read: orders left the second
+    /// before it, more than the overlap, and some were skipped.
+    fn skipped(self, ids: &[u64]) -> bool {
+        self.offset > 0 && ids.first().is_none_or(|first| *first > self.last_id)
+    }
+
+    /// The walk from its start again, a bounded number of times.
+    fn again(self) -> Result<Walk, AdapterError> {
+        if self.restarts >= Self::RESTARTS {
+            return Err(AdapterError::Unavailable(format!(
+                "{STORE}'s orders of one second kept changing while they were listed"
+            )));
+        }
+        Ok(Walk {
+            restarts: self.restarts + 1,
+            ..Walk::default()
         })
     }
 }
@@ -1453,6 +1478,39 @@ mod tests {
                 .max();
             assert!(most_left_out <= Some(MAX_EXCLUDE), "{scenario}");
         }
+    }
+
+    #[test]
+    fn a_walk_starts_over_when_a_page_starts_past_the_orders_read() {
+        let read = Walk {
+            offset: 80,
+            last_id: 1_099,
+            restarts: 0,
+        };
+        // The last, short page overlaps what was read: the walk is over.
+        assert!(matches!(read.ended(&[1_085, 1_100, 1_101]), Ok(None)));
+        // It starts past it, or is empty: orders left the second and some were skipped.
+        for ids in [&[1_125u64, 1_126][..], &[][..]] {
+            let again = read.ended(ids).ok().flatten();
+            assert!(
+                again.is_some_and(|w| w.offset == 0 && w.restarts == 1),
+                "{ids:?}: {again:?}"
+            );
+        }
+        // A full page the same way.
+        assert!(matches!(read.next(&[1_125, 1_126], 2), Ok(w) if w.offset == 0));
+        // Bounded: a second that keeps changing fails the listing.
+        let tired = Walk {
+            restarts: Walk::RESTARTS,
+            ..read
+        };
+        assert!(matches!(
+            tired.ended(&[]),
+            Err(AdapterError::Unavailable(_))
+        ));
+        // Pages of two overlap by one.
+        assert!(matches!(Walk::default().next(&[1, 2], 2), Ok(w) if w.offset == 1));
+        assert!(matches!(Walk::default().next(&[1; 100], 100), Ok(w) if w.offset == 80));
     }
 
     #[tokio::test]
