@@ -14,6 +14,17 @@ pub fn check_text(value: &str, max: usize) -> Result<(), String> {
     }
 }
 
+/// [`check_text`] for text that must not be empty either.
+pub fn check_required_text(value: &str, max: usize) -> Result<(), String> {
+    if value.is_empty() || check_text(value, max).is_err() {
+        Err(format!(
+            "must be 1..={max} characters, no control characters"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// An optional client idempotency key: `None` when empty.
 pub fn request_id(value: &str) -> Result<Option<&str>, String> {
     check_text(value, MAX_REQUEST_ID)?;
@@ -30,6 +41,8 @@ mod tests {
         assert!(check_text(&"a".repeat(101), 100).is_err());
         assert!(check_text("a\0b", 100).is_err());
         assert!(check_text("a\nb", 100).is_err());
+        assert!(check_required_text("", 100).is_err());
+        assert_eq!(check_required_text("a", 100), Ok(()));
         assert_eq!(request_id(""), Ok(None));
         assert_eq!(request_id("r-1"), Ok(Some("r-1")));
         assert!(request_id("r\u{7f}").is_err());

@@ -53,6 +53,17 @@ async fn drawn(conn: &AsyncPgConnection, keys: &[(i64, i64, i64)], skip_live: bo
         .collect()
 }
 
+/// Codes `C1`..=`Cn` of creators 1..=`n` of brand 7's campaign 1, with ids drawn for them.
+async fn numbered_codes(conn: &AsyncPgConnection, n: i64) -> Vec<Code> {
+    let keys: Vec<(i64, i64, i64)> = (1..=n).map(|creator| (7, 1, creator)).collect();
+    drawn(conn, &keys, false)
+        .await
+        .into_iter()
+        .zip(1..)
+        .map(|(id, creator)| code(id, creator, &format!("C{creator}")))
+        .collect()
+}
+
 #[tokio::test]
 async fn drawn_ids_are_new_and_leave_the_connection_committing_synchronously() {
     let (_test_db, mut conn) = database().await;
@@ -559,13 +570,8 @@ async fn reserve_while_the_projection_holds(
 #[tokio::test]
 async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_written() {
     let (test_db, mut conn) = database().await;
-    let keys: Vec<(i64, i64, i64)> = (1..=4).map(|creator| (7, 1, creator)).collect();
-    let ids = drawn(&conn, &keys, false).await;
-    let rows: Vec<Code> = ids
-        .iter()
-        .zip(1..)
-        .map(|(&id, creator)| code(id, creator, &format!("C{creator}")))
-        .collect();
+    let rows = numbered_codes(&conn, 4).await;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     // Creator 4 was never added; creator 3 was removed before the batch; creator 2 is being
     // removed (not yet committed) when the batch writes.
     enroll(&mut conn, &rows[..3]).await;
@@ -611,13 +617,8 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
 #[tokio::test]
 async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
     let (test_db, mut conn) = database().await;
-    let keys: Vec<(i64, i64, i64)> = (1..=2).map(|creator| (7, 1, creator)).collect();
-    let ids = drawn(&conn, &keys, false).await;
-    let rows: Vec<Code> = ids
-        .iter()
-        .zip(1..)
-        .map(|(&id, creator)| code(id, creator, &format!("C{creator}")))
-        .collect();
+    let rows = numbered_codes(&conn, 2).await;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
     enroll(&mut conn, &rows).await;
     // The campaign is linked to plan 1, the codes' plan.
     sql(

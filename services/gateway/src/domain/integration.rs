@@ -7,6 +7,7 @@ use tracking_api::common::v1::Provider;
 
 use super::capabilities::capabilities;
 use crate::error::Error;
+use tracking_server::fields::check_required_text;
 
 /// A validated registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,13 +39,7 @@ impl NewIntegration {
             .ok_or_else(|| Error::invalid("provider", "must be set to a known provider"))?;
         let provider_name = provider.as_str_name();
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid(
-                "name",
-                format!("must be 1..={MAX_NAME} characters, no control characters"),
-            ));
-        }
+        check_required_text(name, MAX_NAME).map_err(|message| Error::invalid("name", message))?;
         let conn = &caps.connection;
 
         let shop_domain = shop_domain.trim().to_ascii_lowercase();

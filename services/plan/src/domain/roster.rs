@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracking_pattern::SocialNetwork;
 
 use crate::error::Error;
-use tracking_server::fields::check_text;
+use tracking_server::fields::{check_required_text, check_text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RosterStatus {
@@ -75,15 +75,9 @@ impl Profile {
                 ));
             }
             let handle = handle.trim().to_owned();
-            if handle.is_empty()
-                || handle.chars().count() > MAX_FIELD
-                || handle.chars().any(char::is_control)
-            {
-                return Err(Error::invalid(
-                    &format!("profile.social_handles.{key}"),
-                    format!("must be 1..={MAX_FIELD} characters, no control characters"),
-                ));
-            }
+            check_required_text(&handle, MAX_FIELD).map_err(|message| {
+                Error::invalid(&format!("profile.social_handles.{key}"), message)
+            })?;
             handles.insert(key, handle);
         }
         self.social_handles = handles;
