@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 use tracking_api::common::v1::Provider;
@@ -29,9 +30,14 @@ pub struct IntegrationFacts {
 #[derive(Clone)]
 pub struct GatewayClient {
     client: ProviderGatewayClient<Channel>,
-    /// Capabilities are static per provider: asked once, then kept.
-    capabilities: Arc<RwLock<HashMap<i32, Capabilities>>>,
+    /// Each provider's capabilities as last asked, with when: facts of the provider (the same for
+    /// every brand), reused for [`CAPABILITIES_TTL`].
+    capabilities: Arc<RwLock<HashMap<i32, (Instant, Capabilities)>>>,
 }
+
+/// How long a provider's capabilities are reused before the gateway is asked again: a gateway
+/// release that changes them reaches plans and minting within this.
+pub const CAPABILITIES_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for GatewayClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,18 +112,17 @@ impl GatewayClient {
         })
     }
 
-    /// What `provider` can do (asked once per provider, then cached).
+    /// What `provider` can do (asked at most once per [`CAPABILITIES_TTL`] per provider).
     pub async fn capabilities(
         &self,
         bearer: &str,
         provider: i32,
     ) -> Result<Capabilities, ClientError> {
-        if let Some(caps) = self
-            .capabilities
-            .read()
-            .ok()
-            .and_then(|map| map.get(&provider).cloned())
-        {
+        if let Some(caps) = self.capabilities.read().ok().and_then(|map| {
+            map.get(&provider)
+                .filter(|(at, _)| at.elapsed() < CAPABILITIES_TTL)
+                .map(|(_, caps)| caps.clone())
+        }) {
             return Ok(caps);
         }
         let request = authorized(GetCapabilitiesRequest { provider }, bearer)?;
@@ -137,7 +142,7 @@ impl GatewayClient {
             )));
         }
         if let Ok(mut map) = self.capabilities.write() {
-            map.insert(provider, caps.clone());
+            map.insert(provider, (Instant::now(), caps.clone()));
         }
         Ok(caps)
     }

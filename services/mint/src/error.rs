@@ -44,6 +44,17 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Unavailable(_) | Error::Db(_))
     }
+
+    /// Whether PostgreSQL aborted the transaction to settle a conflict with another one (a
+    /// deadlock or a serialization failure), so that running it again as it was is the remedy.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Unavailable(why) | Error::Db(why) => {
+                why.contains("deadlock detected") || why.contains("could not serialize")
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<DbError> for Error {
@@ -97,5 +108,23 @@ impl From<Error> for Status {
             Error::Upstream(status) => status,
             Error::Db(why) | Error::Internal(why) => tracking_server::status::internal(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadlock_from_the_database_is_a_conflict() {
+        let deadlock = Error::from(DbError::Unavailable("deadlock detected".to_owned()));
+        assert!(deadlock.is_conflict());
+        let serialization = Error::from(DbError::Unavailable(
+            "could not serialize access due to concurrent update".to_owned(),
+        ));
+        assert!(serialization.is_conflict());
+        let gone = Error::from(DbError::Unavailable("connection closed".to_owned()));
+        assert!(!gone.is_conflict());
+        assert!(!Error::Internal("deadlock detected".to_owned()).is_conflict());
     }
 }

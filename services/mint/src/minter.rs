@@ -138,10 +138,8 @@ async fn mint_batch(workers: &Workers, keys: &[Key]) -> HashMap<Key, Reply> {
         attempt += 1;
         match try_batch(workers, keys, &mut committed).await {
             Ok(results) => return results,
-            Err(Error::Db(why))
-                if attempt < 4 && (why.contains("deadlock") || why.contains("serializ")) =>
-            {
-                tracing::debug!(%why, attempt, "mint batch retried");
+            Err(err) if attempt < 4 && err.is_conflict() => {
+                tracing::debug!(error = %err, attempt, "mint batch retried");
             }
             Err(err) => {
                 tracing::warn!(error = %err, size = keys.len(), "mint batch failed");

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{
@@ -23,14 +22,7 @@ pub struct Stores {
     tokens: ServiceTokens,
     /// Shop domains by (brand, integration): they do not change.
     shop_domains: Arc<RwLock<HashMap<(i64, i64), String>>>,
-    /// Each provider's capabilities as last fetched, with when: facts of the provider (the same
-    /// for every brand), so a mint batch does not ask the gateway again within [`CAPS_TTL`].
-    capabilities: Arc<RwLock<HashMap<i32, (Instant, Capabilities)>>>,
 }
-
-/// How long a provider's capabilities are reused before the gateway is asked again (a gateway
-/// release that changes them is picked up within this).
-const CAPS_TTL: Duration = Duration::from_secs(60);
 
 impl Stores {
     pub fn new(gateway: GatewayClient, tokens: ServiceTokens) -> Self {
@@ -38,7 +30,6 @@ impl Stores {
             gateway,
             tokens,
             shop_domains: Arc::default(),
-            capabilities: Arc::default(),
         }
     }
 
@@ -47,22 +38,11 @@ impl Stores {
         brand_id: i64,
         provider: Provider,
     ) -> Result<Capabilities, Error> {
-        let cached = self.capabilities.read().ok().and_then(|map| {
-            map.get(&(provider as i32))
-                .filter(|(at, _)| at.elapsed() < CAPS_TTL)
-                .map(|(_, caps)| caps.clone())
-        });
-        if let Some(caps) = cached {
-            return Ok(caps);
-        }
-        let caps = self
+        // The client keeps each provider's capabilities for a while: a mint batch asks nothing.
+        Ok(self
             .gateway
             .capabilities(&self.tokens.for_brand(brand_id), provider as i32)
-            .await?;
-        if let Ok(mut map) = self.capabilities.write() {
-            map.insert(provider as i32, (Instant::now(), caps.clone()));
-        }
-        Ok(caps)
+            .await?)
     }
 
     /// The store's code rules; `None` for providers without codes.
