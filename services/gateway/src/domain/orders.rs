@@ -10,6 +10,8 @@ use tracking_server::fields::check_text;
 /// The longest code an order may name: the longest any store takes (Shopify's and Magento's
 /// 255), so that no code the suite can mint makes its orders unreadable.
 pub const MAX_CODE_CHARS: usize = 255;
+/// The longest click id an order may carry, in characters.
+pub const MAX_CLICK_ID_CHARS: usize = 128;
 
 /// Largest amount accepted anywhere (10^15 minor units): far above any real order, far below
 /// overflow when amounts are summed.
@@ -175,7 +177,7 @@ impl NormalizedOrder {
             }
             text("codes", code, MAX_CODE_CHARS)?;
         }
-        text("click_id", &order.click_id, 128)?;
+        text("click_id", &order.click_id, MAX_CLICK_ID_CHARS)?;
         text("customer_hash", &order.customer_hash, 128)?;
         if !order.country.is_empty()
             && (order.country.len() != 2 || !order.country.chars().all(|c| c.is_ascii_uppercase()))

@@ -11,6 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tracking_server::fields::check_text;
+
+use crate::domain::orders::MAX_CLICK_ID_CHARS;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -74,6 +77,13 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     };
     mac.update(body);
     STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A click id a store carried from the shopper's landing URL (a cart attribute or an order meta
+/// field, which shoppers can edit): kept only when it could be one of ours. Anything else is no
+/// click id, rather than a reason to refuse the whole order.
+pub fn click_id(value: &str) -> Option<String> {
+    (!value.is_empty() && check_text(value, MAX_CLICK_ID_CHARS).is_ok()).then(|| value.to_owned())
 }
 
 /// A keyed hash of a customer's email (lower-cased, trimmed): the same customer is recognised

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{ParseError, amount, customer_hash, field};
+use super::{ParseError, amount, click_id, customer_hash, field};
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus};
 
 #[derive(Deserialize)]
@@ -334,8 +334,7 @@ pub fn parse_order(
         .note_attributes
         .iter()
         .find(|attr| attr.name == "click_id")
-        .and_then(|attr| attr.value.as_str().map(str::to_owned))
-        .filter(|value| !value.is_empty() && value.len() <= 128);
+        .and_then(|attr| attr.value.as_str().and_then(click_id));
     let country = order
         .shipping_address
         .as_ref()
@@ -493,6 +492,25 @@ mod tests {
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-01-24T04:10:15+00:00");
         let cancelled = parse_order("orders/cancelled", WITH_CODE, b"key").map(|o| o.status);
         assert_eq!(cancelled, Ok(OrderStatus::Cancelled));
+    }
+
+    #[test]
+    fn a_cart_attribute_click_id_is_kept_only_when_it_could_be_ours() {
+        let with = |value: &str| {
+            let mut order: serde_json::Value =
+                serde_json::from_slice(WITH_CODE).unwrap_or_default();
+            order["note_attributes"] = serde_json::json!([{"name": "click_id", "value": value}]);
+            let body = serde_json::to_vec(&order).unwrap_or_default();
+            parse_order("orders/create", &body, b"key").unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(with("c_1").click_id.as_deref(), Some("c_1"));
+        // Shoppers can edit cart attributes: what no link of ours made is no click id, and the
+        // order still counts by its code.
+        for bad in ["c_1\n", "c_\u{0}", ""] {
+            let order = with(bad);
+            assert_eq!(order.click_id, None, "{bad:?}");
+            assert_eq!(order.codes, vec!["0124D"]);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{ParseError, amount, customer_hash, field};
+use super::{ParseError, amount, click_id, customer_hash, field};
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus};
 
 /// Whether a delivery is WooCommerce's ping, sent once when the webhook is saved.
@@ -183,8 +183,7 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
         .meta_data
         .iter()
         .find(|meta| meta.key == "click_id" || meta.key == "_click_id")
-        .and_then(|meta| meta.value.as_str().map(str::to_owned))
-        .filter(|value| !value.is_empty() && value.len() <= 128);
+        .and_then(|meta| meta.value.as_str().and_then(click_id));
     let country = order
         .shipping
         .as_ref()
@@ -256,6 +255,18 @@ mod tests {
       "coupon_lines": [{"id": 318, "code": "SUMMER20", "discount": "2.40", "discount_tax": "0.00"}],
       "refunds": []
     }"#;
+
+    #[test]
+    fn a_click_id_that_cannot_be_ours_is_no_click_id() {
+        // Order meta comes from the shopper's cart: a value no link of ours made is dropped, and
+        // the order (and its code) still counts.
+        for bad in [r#"c_abc\n"#, r#"c_\u0000"#, &"c".repeat(129)] {
+            let body = ORDER.replace("c_abc123", bad);
+            let order = parse_order(body.as_bytes(), b"key").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(order.click_id, None, "{bad}");
+            assert_eq!(order.codes, vec!["SUMMER20"]);
+        }
+    }
 
     #[test]
     fn a_paid_order_with_a_coupon() {
