@@ -3,7 +3,7 @@
 //! signed like a Shopify webhook (`X-AST-Signature`: base64 HMAC-SHA256 of the body with the
 //! integration's secret). Browser-side: a 1×1 pixel whose URL the brand's server signs:
 //! `GET /ast/v1/pixel.gif?integration=ID&order_id=..&amount=..&currency=..[&click_id=..]
-//! [&country=..][&codes=A,B]&sig=HEX`, where `sig` is the hex HMAC-SHA256 of the query string
+//! [&country=..][&codes=A,B][&status=..][&refunded_amount=..][&occurred_at=..]&sig=HEX`, where `sig` is the hex HMAC-SHA256 of the query string
 //! before `&sig=` and comes last.
 
 use std::collections::HashMap;
@@ -221,9 +221,9 @@ impl Pixel<'_> {
             codes: get("codes")
                 .map(|codes| codes.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
-            status: None,
-            refunded: None,
-            occurred_at: None,
+            status: get("status"),
+            refunded: get("refunded_amount"),
+            occurred_at: get("occurred_at"),
             now,
         })
     }
@@ -356,6 +356,36 @@ mod tests {
         let tampered = raw.replace("12.50", "99.50");
         assert!(!pixel_query(&tampered).is_ok_and(|p| p.verify(b"secret")));
         assert!(pixel_query("integration=7&amount=1").is_err());
+    }
+
+    #[test]
+    fn a_pixel_reports_status_refunds_and_time_like_the_body() {
+        let pixel = |signed: &str| {
+            let raw = format!("{signed}&sig={}", sign_pixel(b"secret", signed));
+            pixel_query(&raw)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .conversion(now())
+        };
+        let base = "integration=7&order_id=A-1&amount=12.50&currency=USD";
+        let refunded = pixel(&format!("{base}&status=refunded")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (refunded.status, refunded.refunded_minor),
+            (OrderStatus::Refunded, 1250)
+        );
+        let partly = pixel(&format!(
+            "{base}&refunded_amount=2.50&occurred_at=2026-11-20T10%3A00%3A00%2B02%3A00"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (partly.status, partly.refunded_minor),
+            (OrderStatus::PartiallyRefunded, 250)
+        );
+        assert_eq!(partly.occurred_at.to_rfc3339(), "2026-11-20T08:00:00+00:00");
+        let cancelled = pixel(&format!("{base}&status=cancelled")).map(|o| o.status);
+        assert_eq!(cancelled, Ok(OrderStatus::Cancelled));
+        assert!(pixel(&format!("{base}&status=shipped")).is_err());
+        let paid = pixel(base).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((paid.status, paid.occurred_at), (OrderStatus::Paid, now()));
     }
 
     /// Kept from the `ast` fuzz target: a `+` in place of a leading `0` of a hex pair still
