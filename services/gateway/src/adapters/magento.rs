@@ -151,14 +151,15 @@ impl Magento {
         reply.json(STORE)
     }
 
-    /// The id of the rule for `terms`, found by name or created.
+    /// The id of the rule for `discount` (see [`rule_name`]), found by name or created.
     async fn rule_for(
         &self,
         integration: &IntegrationRow,
         api: &Api,
-        terms: &Terms,
+        discount: &Discount,
     ) -> Result<Result<u64, String>, AdapterError> {
-        let name = rule_name(terms);
+        let terms = &discount.terms;
+        let name = rule_name(discount);
         let found = self
             .get_json(
                 integration,
@@ -529,7 +530,7 @@ impl Magento {
             .await
     }
 
-    /// The rule of each discount's terms, asked once per set of terms.
+    /// The rule of each discount, asked once per rule name.
     async fn rules_for(
         &self,
         integration: &IntegrationRow,
@@ -539,11 +540,11 @@ impl Magento {
         let mut rules: HashMap<String, Result<u64, String>> = HashMap::new();
         let mut found = Vec::new();
         for discount in discounts {
-            let name = rule_name(&discount.terms);
+            let name = rule_name(discount);
             let rule = match rules.get(&name) {
                 Some(rule) => rule.clone(),
                 None => {
-                    let rule = self.rule_for(integration, api, &discount.terms).await?;
+                    let rule = self.rule_for(integration, api, discount).await?;
                     rules.insert(name, rule.clone());
                     rule
                 }
@@ -586,11 +587,20 @@ fn message_of(reply: &Reply) -> String {
     message
 }
 
-/// The rule's name: readable, and unique to the terms (a hash of all of them).
-fn rule_name(terms: &Terms) -> String {
+/// The rule's name: readable, and unique to the terms (a hash of all of them). Codes of the same
+/// terms share a rule, except once per customer: Magento counts a customer's uses per rule as
+/// well as per coupon (and gives every coupon the rule's limits), so a customer who used one
+/// creator's code could not use another's of the same rule. Such a code has a rule of its own,
+/// named for its `external_ref` too, which its updates find again.
+fn rule_name(discount: &Discount) -> String {
+    let terms = &discount.terms;
     let canonical = serde_json::to_vec(terms).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(&canonical);
+    if terms.once_per_customer {
+        hasher.update(b" for the code of ");
+        hasher.update(discount.external_ref.as_bytes());
+    }
     // A rule with dates made before its days were the store views' (they were UTC's) is not
     // found for the same terms: a new one is made, with the right days.
     if dated(terms) {
@@ -1152,7 +1162,6 @@ mod tests {
         let (magento, integration) = setup(&store);
         let mut first = test_discount("MIA20", "code-1");
         first.terms.usage_limit = 10;
-        first.terms.once_per_customer = true;
         first.terms.product_ids = vec!["MUG-1".to_owned()];
         // 2030-03-31T22:30:00Z, half past midnight on 1 April in Berlin.
         first.terms.starts_at = DateTime::from_timestamp(1_901_226_600, 0);
@@ -1219,9 +1228,50 @@ mod tests {
         let coupons = store.requests_to("POST /rest/V1/coupons");
         assert_eq!(
             coupons[1].json()["coupon"],
-            json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 1,
+            json!({ "rule_id": 5, "code": "JOSE20", "usage_limit": 10, "usage_per_customer": 0,
                 "is_primary": false, "type": 1 })
         );
+    }
+
+    #[tokio::test]
+    async fn once_per_customer_gives_each_code_a_rule_of_its_own() {
+        let store = MockStore::start(store_api).await;
+        let (magento, integration) = setup(&store);
+        let mut first = test_discount("MIA20", "code-1");
+        first.terms.once_per_customer = true;
+        let mut second = first.clone();
+        second.code = "JOSE20".to_owned();
+        second.external_ref = "code-2".to_owned();
+        magento
+            .create_discounts(&integration, &[first.clone(), second])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Magento counts a customer's uses per rule too: one shared rule would refuse JOSE20 to
+        // a customer who used MIA20.
+        let rules = store.requests_to("POST /rest/V1/salesRules");
+        let names: Vec<String> = rules
+            .iter()
+            .map(|rule| {
+                rule.json()["rule"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_ne!(names[0], names[1]);
+        for rule in &rules {
+            assert_eq!(rule.json()["rule"]["uses_per_customer"], 1);
+        }
+        // An edit of a code (same ref) finds its rule again; other terms without the limit share.
+        let mut renamed = first.clone();
+        renamed.code = "MIA25".to_owned();
+        assert_eq!(rule_name(&renamed), names[0]);
+        let mut shared = first.clone();
+        shared.terms.once_per_customer = false;
+        let mut other = shared.clone();
+        other.external_ref = "code-2".to_owned();
+        assert_eq!(rule_name(&shared), rule_name(&other));
     }
 
     #[tokio::test]
@@ -1233,7 +1283,7 @@ mod tests {
         discount.terms.ends_at = DateTime::from_timestamp(1_903_818_600, 0);
         // The rule of these terms, made while the shop's view kept UTC (its days then).
         let stored = Arc::new(std::sync::Mutex::new(json!({
-            "rule_id": 5, "name": rule_name(&discount.terms), "is_active": true,
+            "rule_id": 5, "name": rule_name(&discount), "is_active": true,
             "website_ids": [1], "customer_group_ids": [0, 1], "uses_per_coupon": 10,
             "simple_action": "by_percent", "discount_amount": 20,
             "from_date": "2030-03-31", "to_date": "2030-04-30",
@@ -1267,7 +1317,7 @@ mod tests {
         // The rest of the rule is sent back as the store gave it.
         assert_eq!(moved["uses_per_coupon"], 10);
         assert_eq!(moved["website_ids"], json!([1]));
-        assert_eq!(moved["name"], json!(rule_name(&discount.terms)));
+        assert_eq!(moved["name"], json!(rule_name(&discount)));
         assert!(store.requests_to("POST /rest/V1/salesRules").is_empty());
         assert_eq!(
             store.requests_to("POST /rest/V1/coupons")[0].json()["coupon"]["rule_id"],
