@@ -40,6 +40,9 @@ const STORE: &str = "WooCommerce";
 const BATCH: usize = 100;
 /// WooCommerce's largest page.
 const MAX_PAGE: usize = 100;
+/// How many pages of a coupon search are read before giving up (a store answering full pages
+/// for ever, as one ignoring `page` would, must not hold a push for good).
+const MAX_SEARCH_PAGES: usize = 50;
 /// Most order ids one listing request leaves out by `exclude` (about 3 KB of URL: far below what
 /// web servers take).
 const MAX_EXCLUDE: usize = 300;
@@ -164,35 +167,50 @@ impl WooCommerce {
     /// The coupons holding `code` (WooCommerce matches codes whatever their case), drafts (our
     /// disabled codes) included: WooCommerce's `code` filter finds published coupons only
     /// (`wc_get_coupon_id_by_code`), so the list is searched (a coupon's code is its title) and
-    /// matched exactly here.
+    /// matched exactly here. The search matches within titles and texts too, newest first, so
+    /// every page of it is read: in a store with many coupons containing the code (JOANNA15 for
+    /// ANNA), ours may be far down.
     async fn coupons_by_code(
         &self,
         integration: &IntegrationRow,
         api: &Api<'_>,
         code: &str,
     ) -> Result<Vec<Coupon>, AdapterError> {
-        let reply = self
-            .call(
-                integration,
-                api,
-                reqwest::Method::GET,
-                "/coupons",
-                &[
-                    ("search", code.to_owned()),
-                    ("status", "any".to_owned()),
-                    ("per_page", MAX_PAGE.to_string()),
-                ],
-                None,
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(STORE, "a coupon search"));
+        let mut held = Vec::new();
+        for page in 1..=MAX_SEARCH_PAGES {
+            let reply = self
+                .call(
+                    integration,
+                    api,
+                    reqwest::Method::GET,
+                    "/coupons",
+                    &[
+                        ("search", code.to_owned()),
+                        ("status", "any".to_owned()),
+                        ("per_page", MAX_PAGE.to_string()),
+                        ("page", page.to_string()),
+                    ],
+                    None,
+                )
+                .await?;
+            if !reply.status.is_success() {
+                return Err(reply.unexpected(STORE, "a coupon search"));
+            }
+            let coupons: Vec<Coupon> = reply.json(STORE)?;
+            let last = coupons.len() < MAX_PAGE;
+            held.extend(
+                coupons
+                    .into_iter()
+                    .filter(|c| c.code.eq_ignore_ascii_case(code)),
+            );
+            if last {
+                return Ok(held);
+            }
         }
-        let coupons: Vec<Coupon> = reply.json(STORE)?;
-        Ok(coupons
-            .into_iter()
-            .filter(|c| c.code.eq_ignore_ascii_case(code))
-            .collect())
+        Err(AdapterError::Unavailable(format!(
+            "{STORE}: more than {} coupons match {code:?}; the search was not finished",
+            MAX_SEARCH_PAGES * MAX_PAGE
+        )))
     }
 
     async fn create_batch(
@@ -1015,6 +1033,68 @@ mod tests {
             results[1].outcome,
             PushOutcome::AlreadyExists { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_code_far_down_a_coupon_search_is_found() {
+        // WordPress searches within titles, newest first: 150 newer coupons containing "anna"
+        // come before the suite's ANNA.
+        let store = MockStore::start(|request| match request.route().as_str() {
+            "POST /wp-json/wc/v3/coupons/batch" => {
+                let updates = request.json()["update"].clone();
+                mock::Reply::json(200, json!({ "update": updates }))
+            }
+            _ => {
+                let page: usize = request
+                    .param("page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(1);
+                let hits: Vec<Value> = (0..150)
+                    .map(|i| coupon(1000 + i, &format!("joanna{i}"), "", "publish"))
+                    .chain([coupon(7, "anna", "r", "publish")])
+                    .skip((page - 1) * MAX_PAGE)
+                    .take(MAX_PAGE)
+                    .collect();
+                mock::Reply::json(200, json!(hits))
+            }
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let results = woo
+            .disable_discounts(&integration, &[ToDisable::any("ANNA")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        let searches = store.requests_to("GET /wp-json/wc/v3/coupons");
+        assert_eq!(searches.len(), 2, "two pages, the second short");
+        let updates = store.requests_to("POST /wp-json/wc/v3/coupons/batch");
+        assert_eq!(
+            updates[0].json()["update"],
+            json!([{ "id": 7, "status": "draft" }])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_ignores_the_search_page_fails_the_lookup() {
+        let store = MockStore::start(|_| {
+            let hits: Vec<Value> = (0..MAX_PAGE as u64)
+                .map(|i| coupon(1000 + i, &format!("joanna{i}"), "", "publish"))
+                .collect();
+            mock::Reply::json(200, json!(hits))
+        })
+        .await;
+        let (woo, integration) = setup(&store);
+        let result = woo
+            .disable_discounts(&integration, &[ToDisable::any("ANNA")])
+            .await;
+        assert!(
+            matches!(result, Err(AdapterError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(
+            store.requests_to("GET /wp-json/wc/v3/coupons").len(),
+            MAX_SEARCH_PAGES
+        );
     }
 
     #[tokio::test]
