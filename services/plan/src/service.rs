@@ -99,6 +99,15 @@ async fn must_entry(
         .ok_or_else(|| not_on_roster(campaign_id, creator_id))
 }
 
+/// Another call linked the campaign to another plan while this one waited for the plans' locks:
+/// a race, not a broken rule, so the call may simply be made again (UNAVAILABLE, as minting
+/// answers its own relink race).
+fn changed_meanwhile(campaign_id: i64) -> Error {
+    Error::Unavailable(format!(
+        "campaign {campaign_id} changed its plan meanwhile; retry"
+    ))
+}
+
 /// Links `plan_id` to the campaign (rules in `check_link`) and returns the events: the campaign
 /// itself, and every campaign whose shared-plan warning changed with it.
 async fn link(
@@ -126,13 +135,12 @@ async fn link(
     }
     let plan = plan.ok_or_else(|| plan_not_found(plan_id))?;
     let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForUpdate).await?;
-    if campaign.plan_id != before.plan_id {
-        return Err(Error::FailedPrecondition(format!(
-            "campaign {campaign_id} changed its plan meanwhile; retry"
-        )));
-    }
+    // Linked already (by this call's own retry or a double submit, meanwhile too): done.
     if campaign.plan_id == Some(plan_id) {
         return Ok(Vec::new());
+    }
+    if campaign.plan_id != before.plan_id {
+        return Err(changed_meanwhile(campaign_id));
     }
     let others: Vec<i64> = campaigns::using_plan(conn, brand_id, plan_id, Lock::ForUpdate)
         .await?
@@ -453,7 +461,8 @@ impl PlanService {
         trigger: CodeTrigger,
     ) -> Result<Plan, Error> {
         self.change_settings(caller, id, EventKind::CodeTriggerChanged, |plan| {
-            if plan.archived_at.is_some() {
+            // The trigger it has already is no change (a retry after the archive included).
+            if plan.archived_at.is_some() && plan.code_trigger != trigger {
                 return Err(Error::FailedPrecondition(format!(
                     "plan {id} is archived: no codes are generated for it"
                 )));
@@ -580,9 +589,7 @@ impl PlanService {
             // Archived meanwhile: refused as it would have been had the archive come first.
             check_start_outreach(&campaign)?;
             if campaign.plan_id != Some(plan_id) {
-                return Err(Error::FailedPrecondition(format!(
-                    "campaign {id} changed its plan meanwhile; retry"
-                )));
+                return Err(changed_meanwhile(id));
             }
             campaigns::start_outreach(conn, brand_id, id).await?;
             let campaign = must_campaign(conn, brand_id, id, Lock::None).await?;

@@ -963,3 +963,53 @@ async fn an_add_that_meets_another_add_of_the_creator_under_way_is_already_exist
         .await;
     assert_eq!(kept, 1, "the entry is the other add's, not overwritten");
 }
+
+/// Two `LinkPlan` calls of the same link at once (a double submit, a retry after a deadline):
+/// the one that waited for the plans' locks while the other linked finds the link made and
+/// answers it, not FAILED_PRECONDITION. A campaign linked to a third plan meanwhile is a race the
+/// caller may simply retry (UNAVAILABLE).
+#[tokio::test]
+async fn a_link_that_waited_for_the_same_link_is_done() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let integration = register(&suite, &token, Provider::Sandbox).await;
+    let first = plan(&suite, &token, integration, "First").await;
+    let second = plan(&suite, &token, integration, "Second").await;
+    let third = plan(&suite, &token, integration, "Third").await;
+    let launch = campaign(&suite, &token, "Launch", first).await;
+    let link = |plan_id: i64| {
+        let mut client = suite.plan();
+        let request = authed(
+            LinkPlanRequest {
+                campaign_id: launch.id,
+                plan_id,
+                allow_shared: false,
+            },
+            &token,
+        );
+        async move { client.link_plan(request).await }
+    };
+    // The other call: the second plan locked and the campaign moved to it, committed once this
+    // call waits for that lock.
+    let moved_to = |plan_id: i64| {
+        [
+            format!("select 1 from plans where id = {second} for update"),
+            format!(
+                "update campaigns set plan_id = {plan_id} where id = {}",
+                launch.id
+            ),
+        ]
+    };
+    let linked = suite
+        .while_held("plan", &moved_to(second), link(second))
+        .await
+        .map(|r| r.into_inner().campaign.unwrap_or_default().plan_id);
+    assert_eq!(linked.ok(), Some(second));
+
+    let raced = suite
+        .while_held("plan", &moved_to(third), link(second))
+        .await
+        .expect_err("moved to a third plan meanwhile");
+    assert_eq!(raced.code(), Code::Unavailable, "{raced}");
+    assert_eq!(get(&suite, &token, launch.id).await.plan_id, third);
+}

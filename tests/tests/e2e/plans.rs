@@ -862,6 +862,30 @@ async fn archive_needs_no_active_campaign_and_frees_the_name() {
             .map(|r| r.into_inner().plan.unwrap_or_default().archived);
         assert_eq!(archived.ok(), Some(true));
     }
+    // An archived plan keeps its trigger: asking for the one it has (a retry) is answered as
+    // set, another is refused.
+    let trigger = |code_trigger: i32| {
+        let mut client = suite.plan();
+        let request = authed(
+            SetCodeGenerationRequest {
+                plan_id: plan.id,
+                code_trigger,
+            },
+            &token,
+        );
+        async move { client.set_code_generation(request).await }
+    };
+    let kept = trigger(plan.code_trigger)
+        .await
+        .map(|r| r.into_inner().plan.unwrap_or_default().code_trigger);
+    assert_eq!(kept.ok(), Some(plan.code_trigger));
+    let other = if plan.code_trigger == CodeTrigger::OnAdd as i32 {
+        CodeTrigger::OnApproval
+    } else {
+        CodeTrigger::OnAdd
+    };
+    let status = trigger(other as i32).await.expect_err("archived");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status}");
     // Archived plans leave the default list but stay readable, and the name is free again.
     let listed = client
         .list_plans(authed(ListPlansRequest::default(), &token))
