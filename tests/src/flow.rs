@@ -88,6 +88,7 @@ pub async fn scenario(channel: Channel, creators: i64) -> Scenario {
         .add_creators(authed(
             AddCreatorsRequest {
                 campaign_id: campaign,
+                request_id: String::new(),
                 creators: roster,
             },
             &token,

@@ -300,6 +300,7 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::AddCreatorsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
+        let request_id = validate_request_id(&req.request_id)?;
         let campaign_id = validate_id("campaign_id", req.campaign_id)?;
         if req.creators.is_empty() || req.creators.len() > MAX_BATCH {
             return Err(Error::invalid("creators", format!("1..={MAX_BATCH} entries")).into());
@@ -326,7 +327,9 @@ impl PlanRpc for PlanService {
                     })?;
             creators.push((creator_id, profile, entry.approved));
         }
-        let entries = self.add_creators(&caller, campaign_id, creators).await?;
+        let entries = self
+            .add_creators(&caller, campaign_id, creators, request_id)
+            .await?;
         Ok(Response::new(pb::AddCreatorsResponse {
             entries: entries.iter().map(roster_entry_to_proto).collect(),
         }))

@@ -673,20 +673,47 @@ impl PlanService {
         .await
     }
 
-    /// Many `add_creator`s in one transaction: all or none.
+    /// Many `add_creator`s in one transaction: all or none. A retry under the same request id
+    /// changes nothing and answers the creators' entries as they are now: without it, a retry of
+    /// a batch that went through would restore a creator removed since.
     #[tracing::instrument(skip_all, fields(brand_id = caller.brand_id, campaign_id, count = creators.len()))]
     pub async fn add_creators(
         &self,
         caller: &Caller,
         campaign_id: i64,
         creators: Vec<(i64, Profile, bool)>,
+        request_id: Option<&str>,
     ) -> Result<Vec<RosterEntry>, Error> {
         let brand_id = caller.brand_id;
         let mut conn = self.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
+            if let Some(rid) = request_id
+                && let Claim::Existing(created) =
+                    request_keys::claim(conn, brand_id, "AddCreators", rid).await?
+            {
+                let campaign = created.scope.unwrap_or(campaign_id);
+                let ids: Vec<i64> = creators.iter().map(|(id, _, _)| *id).collect();
+                let mut found: HashMap<i64, RosterEntry> =
+                    roster::get_many(conn, brand_id, campaign, &ids)
+                        .await?
+                        .into_iter()
+                        .map(|entry| (entry.creator_id, entry))
+                        .collect();
+                return ids
+                    .iter()
+                    .map(|id| found.remove(id).ok_or_else(|| not_on_roster(campaign, *id)))
+                    .collect();
+            }
             let campaign = must_campaign(conn, brand_id, campaign_id, Lock::ForShare).await?;
             campaign.ensure_active()?;
             let (entries, events) = add_entries(conn, &campaign, &creators).await?;
+            if let Some(rid) = request_id {
+                let created = Created {
+                    id: campaign_id,
+                    scope: Some(campaign_id),
+                };
+                request_keys::complete(conn, brand_id, "AddCreators", rid, created).await?;
+            }
             append(conn, &events).await?;
             Ok(entries)
         })

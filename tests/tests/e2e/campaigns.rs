@@ -657,6 +657,7 @@ async fn bulk_adds_restore_removed_creators_and_announce_only_what_they_add() {
         authed(
             AddCreatorsRequest {
                 campaign_id: c.id,
+                request_id: String::new(),
                 creators,
             },
             &token,
@@ -770,6 +771,7 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
     };
     let batch = AddCreatorsRequest {
         campaign_id: c.id,
+        request_id: String::new(),
         creators: vec![entry(1, "Ana"), entry(2, "Bo"), entry(3, "Cy")],
     };
     let added = client
@@ -790,6 +792,7 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
         .add_creators(authed(
             AddCreatorsRequest {
                 campaign_id: c.id,
+                request_id: String::new(),
                 creators: vec![entry(4, "Di"), entry(1, "Other")],
             },
             &token,
@@ -818,6 +821,7 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
             .add_creators(authed(
                 AddCreatorsRequest {
                     campaign_id: c.id,
+                    request_id: String::new(),
                     creators,
                 },
                 &token,
@@ -851,6 +855,101 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
         roster.ok(),
         Some(vec![1, 2, 3]),
         "nothing of the refused batches was written"
+    );
+}
+
+/// A batch retried under its request id after the brand removed one of its creators and changed
+/// another's profile changes nothing: without the key the retry would put the removed creator
+/// back (and get them a new code), or be refused for the changed profile.
+#[tokio::test]
+async fn a_bulk_add_retried_under_its_request_id_changes_nothing() {
+    use tracking_api::plan::v1::{AddCreatorsRequest, NewRosterEntry};
+
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let c = campaign(&suite, &token, "Import", 0).await;
+    let mut client = suite.plan();
+    let entry = |creator_id: i64, first: &str| NewRosterEntry {
+        creator_id,
+        profile: Some(profile(first)),
+        approved: true,
+    };
+    let batch = AddCreatorsRequest {
+        campaign_id: c.id,
+        request_id: "import-1".into(),
+        creators: vec![entry(3, "Cy"), entry(1, "Ana"), entry(2, "Bo")],
+    };
+    client
+        .add_creators(authed(batch.clone(), &token))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    client
+        .remove_creator(authed(
+            RemoveCreatorRequest {
+                campaign_id: c.id,
+                creator_id: 1,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+    client
+        .update_creator_profile(authed(
+            UpdateCreatorProfileRequest {
+                campaign_id: c.id,
+                creator_id: 2,
+                profile: Some(profile("Bob")),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("{s}"));
+
+    let retried = client
+        .add_creators(authed(batch, &token))
+        .await
+        .map(|r| r.into_inner().entries)
+        .unwrap_or_else(|s| panic!("{s}"));
+    let seen: Vec<(i64, i32, String)> = retried
+        .iter()
+        .map(|e| {
+            let first = e.profile.as_ref().map(|p| p.first_name.clone());
+            (e.creator_id, e.status, first.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (3, RosterStatus::Approved as i32, "Cy".to_owned()),
+            (1, RosterStatus::Removed as i32, "Ana".to_owned()),
+            (2, RosterStatus::Approved as i32, "Bob".to_owned()),
+        ],
+        "the entries as they are now, in request order"
+    );
+    let removed = client
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id: c.id,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .map(|r| {
+            r.into_inner()
+                .entries
+                .iter()
+                .map(|e| (e.creator_id, e.status))
+                .collect::<Vec<_>>()
+        });
+    assert_eq!(
+        removed.ok(),
+        Some(vec![
+            (1, RosterStatus::Removed as i32),
+            (2, RosterStatus::Approved as i32),
+            (3, RosterStatus::Approved as i32)
+        ]),
+        "creator 1 stays removed"
     );
 }
 

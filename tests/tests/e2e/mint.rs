@@ -1855,6 +1855,7 @@ async fn flood_is_shed(tune: impl FnOnce(&mut trackd::SuiteConfig), why: &str) {
         .add_creators(authed(
             AddCreatorsRequest {
                 campaign_id: s.campaign,
+                request_id: String::new(),
                 creators: (1..=CREATORS)
                     .map(|n| NewRosterEntry {
                         creator_id: n,

@@ -703,6 +703,7 @@ async fn add_roster_batch(
         .add_creators(authed(
             AddCreatorsRequest {
                 campaign_id: campaign,
+                request_id: String::new(),
                 creators: batch,
             },
             token,
