@@ -52,6 +52,13 @@ struct CallLimit {
     permits: Arc<Semaphore>,
 }
 
+/// What reflection lists besides the services added: health and reflection itself.
+const REFLECTION_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 impl GrpcServer {
     pub fn new(
         metrics: Metrics,
@@ -149,10 +156,21 @@ impl GrpcServer {
         shutdown: CancellationToken,
     ) -> Result<(), tonic::transport::Error> {
         // v1 for current clients, v1alpha for the many tools (grpcurl among them) that still ask it.
+        // Every type of the suite can be looked up, but only the services this server serves are
+        // listed: a single service's binary must not advertise the other three.
         let reflection = || {
-            tonic_reflection::server::Builder::configure()
+            let builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(tracking_api::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                );
+            REFLECTION_SERVICES
+                .iter()
+                .chain(&self.service_names)
+                .fold(builder, |builder, name| builder.with_service_name(*name))
         };
         match (reflection().build_v1(), reflection().build_v1alpha()) {
             (Ok(v1), Ok(v1alpha)) => {

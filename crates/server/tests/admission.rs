@@ -1,5 +1,5 @@
-//! The server kit's admission control, default deadline and drain, on a real socket: calls beyond the
-//! concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), a stream holds
+//! The server kit on a real socket: admission control, default deadline, drain and reflection.
+//! Calls beyond the concurrency limit are refused at once with RESOURCE_EXHAUSTED (and counted), a stream holds
 //! its place until it ends, health keeps answering, and a call running past the server's
 //! deadline is ended. At shutdown, the internal listener serves the calls made during the drain.
 
@@ -596,5 +596,97 @@ async fn a_stream_is_counted_by_the_status_it_ends_with() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(metrics.encode().contains(&counted("Aborted", 1)));
+    shutdown.cancel();
+}
+
+/// Reflection lists what this server serves (and health and reflection), not every service of
+/// the suite: a single service's binary must not advertise the other three. Every type stays
+/// resolvable.
+#[tokio::test]
+async fn reflection_lists_only_the_services_served() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    /// A stand-in for PlanService: reflection goes by the name only.
+    #[derive(Clone)]
+    struct Plan;
+    impl NamedService for Plan {
+        const NAME: &'static str = "tracking.plan.v1.PlanService";
+    }
+    impl tower::Service<http::Request<tonic::body::Body>> for Plan {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+            std::future::ready(Ok(tonic::Status::unimplemented("stand-in").into_http()))
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let server = GrpcServer::new(
+        Metrics::new(),
+        Duration::from_secs(10),
+        64,
+        Duration::from_secs(1),
+    )
+    .add_service(Plan);
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let channel = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let ask = |message_request: MessageRequest| {
+        let channel = channel.clone();
+        async move {
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(message_request),
+            };
+            let mut responses = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::iter(vec![request]))
+                .await
+                .unwrap_or_else(|s| panic!("{s}"))
+                .into_inner();
+            responses
+                .message()
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.message_response)
+        }
+    };
+    let listed = match ask(MessageRequest::ListServices(String::new())).await {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        listed,
+        vec![
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            "tracking.plan.v1.PlanService",
+        ]
+    );
+    for symbol in [
+        "tracking.plan.v1.PlanService",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        let found = ask(MessageRequest::FileContainingSymbol(symbol.to_owned())).await;
+        assert!(
+            matches!(found, Some(MessageResponse::FileDescriptorResponse(_))),
+            "{symbol}: {found:?}"
+        );
+    }
     shutdown.cancel();
 }
