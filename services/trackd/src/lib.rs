@@ -81,7 +81,13 @@ impl Suite {
         config: &SuiteConfig,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Suite> {
-        tracking_server::tls::set_client(config.tls.client().map_err(anyhow::Error::msg)?);
+        // The services call each other at trackd's own https://localhost URL: without --tls-ca
+        // they trust trackd's own certificate (self-signed, or a chain that holds its CA).
+        let mut own_tls = config.tls.clone();
+        if own_tls.tls_ca.is_none() {
+            own_tls.tls_ca = own_tls.tls_cert.clone();
+        }
+        tracking_server::tls::set_client(own_tls.client().map_err(anyhow::Error::msg)?);
         let internal =
             tracking_server::bind(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))).await?;
         let siblings = own_url(internal.local_addr()?, config.tls.tls_cert.is_some());

@@ -200,3 +200,97 @@ async fn grpc_over_mutual_tls() {
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// TLS with a self-signed certificate and no `tls_ca`: trackd's services, which call each other
+/// at its own https://localhost URL, trust its own certificate (they refused to start before).
+#[tokio::test]
+async fn a_self_signed_certificate_alone_serves_tls() {
+    let dir = std::env::temp_dir().join(format!("tracking-tls-self-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let made = openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    );
+    if !made {
+        eprintln!("openssl is not available; skipped");
+        return;
+    }
+    let db = TestDb::new(trackd::SCHEMAS).await;
+    let mut suite_config = config(db.url());
+    suite_config.tls = TlsArgs {
+        tls_cert: Some(dir.join("self.pem")),
+        tls_key: Some(dir.join("self.key")),
+        ..TlsArgs::default()
+    };
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = grpc.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(trackd::run(suite_config, grpc, http, shutdown.clone()));
+    let trusting =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&dir, "self.pem")));
+    let started = Instant::now();
+    while !serving(channel(addr, Some(trusting.clone())).await).await {
+        assert!(!server.is_finished(), "trackd stopped: {:?}", server.await);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "TLS server not serving"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // PlanService validates the plan by calling ProviderGateway over TLS.
+    let channel = channel(addr, Some(trusting))
+        .await
+        .unwrap_or_else(|| panic!("TLS channel"));
+    let integration = ProviderGatewayClient::new(channel.clone())
+        .register_integration(authed(
+            valid_registration(Provider::Sandbox, "Self-signed store"),
+            &brand(1),
+        ))
+        .await
+        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
+        .unwrap_or_else(|s| panic!("{s}"));
+    let plan = PlanServiceClient::new(channel)
+        .create_plan(authed(
+            CreatePlanRequest {
+                plan: Some(Plan {
+                    name: "Self-signed".into(),
+                    integration_id: integration,
+                    discount: Some(Discount {
+                        kind: Some(discount::Kind::PercentBps(1000)),
+                    }),
+                    code_pattern: "{username}".into(),
+                    ..Plan::default()
+                }),
+                request_id: String::new(),
+            },
+            &brand(1),
+        ))
+        .await;
+    assert!(plan.is_ok(), "{plan:?}");
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
