@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::url::{database_name, redacted, with_database};
+use crate::url::{redacted, target_database, with_database};
 
 /// The database trackd uses when nothing else is said.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/tracking";
@@ -68,7 +68,8 @@ pub(crate) async fn ensure_database(url: &str) -> Result<(), BootstrapError> {
         Err(BootstrapError::Unreachable { reason, .. }) if reason.contains("does not exist") => {}
         Err(other) => return Err(other),
     }
-    let name = database_name(url).unwrap_or(DEFAULT_DB).to_owned();
+    // The database the URL reaches: created under another name, it would stay missing.
+    let name = target_database(url).unwrap_or(DEFAULT_DB).to_owned();
     let admin_url = with_database(url, "postgres");
     let mut conn = connect(&admin_url, Duration::from_secs(3)).await?;
     let exists = diesel::sql_query("select 1 as one from pg_database where datname = $1")

@@ -25,6 +25,20 @@ pub fn database_name(url: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
+/// The database a connection to `url` reaches: the one it names, else (as PostgreSQL has it) the
+/// one named like its user.
+pub fn target_database(url: &str) -> Option<&str> {
+    database_name(url).or_else(|| {
+        let (base, _) = split_query(url);
+        let authority_start = base.find("://")? + 3;
+        let rest = &base[authority_start..];
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let user = userinfo.split(':').next().unwrap_or_default();
+        (!user.is_empty()).then_some(user)
+    })
+}
+
 /// Returns `url` with the server options every service connection runs with (and, unless the URL
 /// names one, `application_name=tracking-<schema>`, `tracking-<schema>-generic` with
 /// `generic_plans`): `search_path=<schema>`,
@@ -143,6 +157,17 @@ fn split_query(url: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_naming_no_database_reaches_its_users() {
+        assert_eq!(
+            target_database("postgres://app:pw@db:5432/orders?sslmode=disable"),
+            Some("orders")
+        );
+        assert_eq!(target_database("postgres://app:pw@db:5432"), Some("app"));
+        assert_eq!(target_database("postgres://app@db/?sslmode=disable"), Some("app"));
+        assert_eq!(target_database("postgres://db:5432"), None);
+    }
 
     #[test]
     fn swaps_database_keeping_query() {
