@@ -165,7 +165,10 @@ mod tests {
             Some("orders")
         );
         assert_eq!(target_database("postgres://app:pw@db:5432"), Some("app"));
-        assert_eq!(target_database("postgres://app@db/?sslmode=disable"), Some("app"));
+        assert_eq!(
+            target_database("postgres://app@db/?sslmode=disable"),
+            Some("app")
+        );
         assert_eq!(target_database("postgres://db:5432"), None);
     }
 

@@ -207,8 +207,10 @@ async fn main() -> anyhow::Result<()> {
             if role != Role::Creator && creator.is_some() {
                 anyhow::bail!("--creator is for --role creator only");
             }
-            if ttl.is_zero() {
-                anyhow::bail!("--ttl must be above zero: the token would be expired already");
+            if ttl < Duration::from_secs(1) {
+                anyhow::bail!(
+                    "--ttl must be 1s or more: a token expires on a whole second, so a shorter one would be expired already"
+                );
             }
             let secret = secret(jwt_secret, &state_dir)?;
             println!(

@@ -170,6 +170,7 @@ fn flags_that_cannot_work_are_refused_before_anything_runs() {
             "--connections",
         ),
         (&["token", "--brand", "1", "--ttl", "0s"][..], "--ttl"),
+        (&["token", "--brand", "1", "--ttl", "500ms"][..], "--ttl"),
         (
             &["token", "--brand", "1", "--creator", "7"][..],
             "--creator",
