@@ -180,8 +180,10 @@ async fn approve(db: Database, shutdown: CancellationToken) {
             let mut conn = db.conn().await?;
             conn.transaction::<_, DbError, _>(async |conn| {
                 let now = chrono::Utc::now();
-                let orders = attribute::approve_due(conn, now, 500).await?;
+                // The report days' figures first: the orders' approval ends by appending its
+                // events, which holds the event log's lock (every writer's) until this commits.
                 let reported = amazon_reports::approve_due(conn, now, 500).await?;
+                let orders = attribute::approve_due(conn, now, 500).await?;
                 events::report_sales_changed(conn, &reported).await?;
                 Ok(orders + reported.len())
             })
