@@ -458,9 +458,7 @@ fn new_code(
     let tracking = tracking_url(&shared.public_base_url, &slug);
     let affiliate = affiliate_url(
         plan.provider,
-        &shared.public_base_url,
         &tracking,
-        plan.integration_id,
         &candidate.shop_domain,
         code.as_deref(),
         &plan.terms,

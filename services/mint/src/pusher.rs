@@ -493,9 +493,7 @@ async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
             let candidate = suffixed(&base, round, &rules, &mut rng);
             let affiliate = affiliate_url(
                 plan.provider,
-                &shared.public_base_url,
                 &tracking_url(&shared.public_base_url, &current.slug),
-                plan.integration_id,
                 &shop,
                 Some(&candidate),
                 &plan.terms,

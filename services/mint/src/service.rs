@@ -222,9 +222,7 @@ impl MintService {
                 }
                 let affiliate = affiliate_url(
                     plan.provider,
-                    &shared.public_base_url,
                     &tracking_url(&shared.public_base_url, &code.slug),
-                    plan.integration_id,
                     &shop,
                     Some(&new_code),
                     &plan.terms,

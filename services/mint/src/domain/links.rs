@@ -47,15 +47,13 @@ pub fn tracking_url(public_base_url: &str, slug: &str) -> String {
 ///   shopper on to the plan's page (`https://{shop}/discount/{code}?redirect={path}`);
 /// - AST: the tracking link itself, which carries the click id that comes back with the
 ///   conversion;
-/// - sandbox: the simulated store's discount link on the suite's own base URL;
+/// - sandbox: the tracking link too (the simulated store has no shop pages to apply a code at);
 /// - Amazon Ads: none yet; the gateway makes the creator's attribution tag after minting
 ///   ([`tag_from_gateway`], [`with_amazon_tag`]);
 /// - others: none.
 pub fn affiliate_url(
     provider: Provider,
-    public_base_url: &str,
     tracking_url: &str,
-    integration_id: i64,
     shop_domain: &str,
     code: Option<&str>,
     terms: &PlanTerms,
@@ -69,12 +67,8 @@ pub fn affiliate_url(
                 encode(&redirect)
             )
         }
-        (Provider::Ast, _) => tracking_url.to_owned(),
-        (Provider::Sandbox, Some(code)) => format!(
-            "{}/sandbox/{integration_id}/discount/{}",
-            public_base_url.trim_end_matches('/'),
-            encode(code)
-        ),
+        // The simulated store has no shop to apply a code at: its links are the suite's own.
+        (Provider::Ast, _) | (Provider::Sandbox, Some(_)) => tracking_url.to_owned(),
         _ => String::new(),
     }
 }
@@ -164,9 +158,7 @@ mod tests {
         assert_eq!(
             affiliate_url(
                 Provider::Shopify,
-                "http://b",
                 "http://b/r/s",
-                1,
                 "s.myshopify.com",
                 Some("JOSE20"),
                 &t
@@ -174,34 +166,23 @@ mod tests {
             "https://s.myshopify.com/discount/JOSE20?redirect=%2Fsummer%3Fc%3D1"
         );
         assert_eq!(
-            affiliate_url(Provider::Ast, "http://b", "http://b/r/s", 1, "", None, &t),
+            affiliate_url(Provider::Ast, "http://b/r/s", "", None, &t),
             "http://b/r/s"
         );
         assert_eq!(
-            affiliate_url(
-                Provider::Woocommerce,
-                "http://b",
-                "http://b/r/s",
-                1,
-                "",
-                Some("X"),
-                &t
-            ),
+            affiliate_url(Provider::Woocommerce, "http://b/r/s", "", Some("X"), &t),
             ""
         );
         assert_eq!(tracking_url("http://b/", "abc"), "http://b/r/abc");
         assert_eq!(
-            affiliate_url(
-                Provider::AmazonAds,
-                "http://b",
-                "http://b/r/s",
-                1,
-                "",
-                None,
-                &t
-            ),
+            affiliate_url(Provider::AmazonAds, "http://b/r/s", "", None, &t),
             "",
             "made later, from the gateway's tag"
+        );
+        assert_eq!(
+            affiliate_url(Provider::Sandbox, "http://b/r/s", "", Some("X"), &t),
+            "http://b/r/s",
+            "the simulated store has no shop pages: the suite's own link"
         );
     }
 
