@@ -374,10 +374,14 @@ impl MintService {
             })?;
         let text = pattern.unwrap_or(&plan.terms.code_pattern);
         let parsed = Pattern::parse(text).map_err(|e| Error::invalid("pattern", e.to_string()))?;
-        let roster_size = projection::roster_size(&mut conn, brand_id, campaign_id).await?;
-        parsed
-            .check_keyspace(u64::try_from(roster_size).unwrap_or_default())
-            .map_err(|e| Error::invalid("pattern", e.to_string()))?;
+        // A proposed pattern must tell this roster's creators apart well enough; the plan's own
+        // is previewed as minting renders it (suffixes settle its clashes there too).
+        if pattern.is_some() {
+            let roster_size = projection::roster_size(&mut conn, brand_id, campaign_id).await?;
+            parsed
+                .check_keyspace(u64::try_from(roster_size).unwrap_or_default())
+                .map_err(|e| Error::invalid("pattern", e.to_string()))?;
+        }
 
         let rows = projection::roster_page(&mut conn, brand_id, campaign_id, after, limit).await?;
         let mut rng = SecureRandom::default();

@@ -616,12 +616,12 @@ async fn a_switch_to_on_add_keeps_a_brands_disable_and_mints_for_a_creator_added
 async fn concurrent_mints_of_one_base_code_get_distinct_suffixes() {
     let suite = Suite::start().await;
     let token = brand(1);
-    // Every creator renders the same base code.
+    // Every creator renders the same base code: they share a last name.
     let s = setup(
         &suite,
         &token,
         Provider::Sandbox,
-        "SUMMER{discount}",
+        "SUMMER{discount}{last_name}",
         CodeTrigger::OnApproval,
     )
     .await;
@@ -669,8 +669,17 @@ async fn concurrent_mints_of_one_base_code_get_distinct_suffixes() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 64, "{codes:?}");
-    assert!(codes.iter().all(|c| c.starts_with("SUMMER20")));
-    assert_eq!(codes.iter().filter(|c| c.as_str() == "SUMMER20").count(), 1);
+    assert!(
+        codes.iter().all(|c| c.starts_with("SUMMER20NAME")),
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| c.as_str() == "SUMMER20NAME")
+            .count(),
+        1
+    );
     let stored = codes_of(&suite, &token, s.campaign).await;
     assert_eq!(stored.len(), 64);
 }
@@ -1732,6 +1741,71 @@ async fn previews_reserve_nothing_and_flag_collisions() {
         .expect_err("keyspace");
     assert_eq!(status.code(), Status::InvalidArgument);
     assert!(status.message().starts_with("pattern"));
+}
+
+/// A plan whose pattern tells creators apart by random characters only, fewer than the keyspace
+/// check asks of a proposed pattern for this roster: minting still mints (suffixes settle
+/// clashes), so a preview of the plan's own pattern shows its codes rather than refusing a
+/// `pattern` the caller never sent.
+#[tokio::test]
+async fn the_plans_own_pattern_is_previewed_as_minting_renders_it() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "VIP{random:1}",
+        CodeTrigger::OnApproval,
+    )
+    .await;
+    for creator in 1..=3 {
+        add(
+            &suite,
+            &token,
+            s.campaign,
+            creator,
+            profile("Ana", "A", &format!("ana{creator}")),
+            false,
+        )
+        .await;
+    }
+    let previews = eventually("roster projected", || async {
+        let previews = suite
+            .mint()
+            .preview_codes(authed(
+                PreviewCodesRequest {
+                    campaign_id: s.campaign,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .previews;
+        (previews.len() == 3).then_some(previews)
+    })
+    .await;
+    for preview in &previews {
+        assert!(
+            matches!(&preview.result, Some(code_preview::Result::Code(c)) if c.starts_with("VIP") && c.len() == 4),
+            "{preview:?}"
+        );
+    }
+    let status = suite
+        .mint()
+        .preview_codes(authed(
+            PreviewCodesRequest {
+                campaign_id: s.campaign,
+                pattern: "VIP{random:1}".into(),
+                page: None,
+            },
+            &token,
+        ))
+        .await
+        .expect_err("a proposed pattern is held to the keyspace check");
+    assert_eq!(status.code(), Status::InvalidArgument);
 }
 
 #[tokio::test]

@@ -339,6 +339,14 @@ async fn plans_may_only_ask_for_what_their_provider_can_do() {
             },
             "code_pattern",
         ),
+        // Every creator would render the same code, told apart by a suffix only.
+        (
+            Plan {
+                code_pattern: "SUMMER{discount}".into(),
+                ..code_plan("x2b", shopify)
+            },
+            "code_pattern",
+        ),
         (
             Plan {
                 discount: percent(0),

@@ -10,8 +10,8 @@ use tracking_api::common::v1::currency_exponent;
 
 use super::{Discount, Failure, Plan, Profile};
 
-/// How many suffix rounds a code gets before minting gives up (the keyspace check keeps this
-/// far from happening).
+/// How many suffix rounds a code gets before minting gives up (plans refuse a pattern that would
+/// give every creator the same code, so this is far from happening).
 pub const MAX_SUFFIX_ROUNDS: usize = 12;
 
 /// The store's rules for codes, from its capabilities.

@@ -269,8 +269,17 @@ impl Terms {
                     "must not contain control characters",
                 ));
             }
-            Pattern::parse(&self.code_pattern)
+            let pattern = Pattern::parse(&self.code_pattern)
                 .map_err(|err| Error::invalid("code_pattern", err.to_string()))?;
+            // Codes told apart only by the suffixes minting appends would differ by a character
+            // or two: a shopper could guess another creator's.
+            if !pattern.has_per_creator_variable() && pattern.random_chars() == 0 {
+                return Err(Error::invalid(
+                    "code_pattern",
+                    "has neither a creator variable ({username}, a name, a social handle) nor \
+                     {random:N}: every creator would get the same code",
+                ));
+            }
         } else if !self.code_pattern.is_empty() {
             return Err(unsupported("code_pattern", "discount codes"));
         }
