@@ -72,6 +72,8 @@ pub struct Suite {
     grpc: GrpcServer,
     http: axum::Router,
     drain: Vec<tokio::task::JoinHandle<()>>,
+    /// Over TLS, the URL the services call each other at, checked once the suite serves.
+    own_tls_url: Option<String>,
 }
 
 impl Suite {
@@ -171,6 +173,7 @@ impl Suite {
                 .into_iter()
                 .chain([attribution.click_writer])
                 .collect(),
+            own_tls_url: config.tls.tls_cert.is_some().then_some(siblings),
         })
     }
 
@@ -181,14 +184,76 @@ impl Suite {
         http_listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let checked = self.own_tls_url.map(|url| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let reached = reach_own_tls(&url).await;
+                if reached.is_err() {
+                    shutdown.cancel();
+                }
+                reached.map_err(|why| {
+                    anyhow::anyhow!(
+                        "trackd's services cannot call each other over TLS at {url}: {why}. \
+                         Give --tls-ca, the CA that signed --tls-cert; without it --tls-cert \
+                         itself is trusted, which works for a self-signed certificate marked \
+                         CA:FALSE or a chain that holds its CA"
+                    )
+                })
+            })
+        });
         let served =
             tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown)
                 .await;
         // Clicks still queued when the servers stopped are written, and the gateway's rounds
         // give back their leases, before returning.
         tracking_server::drain(self.drain).await;
+        if let Some(checked) = checked {
+            if !checked.is_finished() {
+                checked.abort();
+            } else if let Ok(Err(why)) = checked.await {
+                return Err(why);
+            }
+        }
         served
     }
+}
+
+/// Whether the services can call each other at `url` over TLS: asked until any answer comes (a
+/// TLS handshake that fails answers UNAVAILABLE every time), for up to 5 s. A certificate they
+/// cannot trust would otherwise leave trackd SERVING while every call between its services
+/// failed.
+async fn reach_own_tls(url: &str) -> Result<(), String> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tracking_clients::lazy_channel(url)?;
+    let mut last = String::new();
+    for _ in 0..25 {
+        let asked = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        match asked {
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                last = causes(&status);
+            }
+            _ => return Ok(()),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last)
+}
+
+/// An error and its causes, in one line.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Prepares the suite and serves it on the listeners until `shutdown`.

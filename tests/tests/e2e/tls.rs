@@ -201,38 +201,42 @@ async fn grpc_over_mutual_tls() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// TLS with a self-signed certificate and no `tls_ca`: trackd's services, which call each other
-/// at its own https://localhost URL, trust its own certificate (they refused to start before).
-#[tokio::test]
-async fn a_self_signed_certificate_alone_serves_tls() {
-    let dir = std::env::temp_dir().join(format!("tracking-tls-self-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let made = openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "self.key",
-            "-out",
-            "self.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ],
-    );
-    if !made {
-        eprintln!("openssl is not available; skipped");
-        return;
+/// A self-signed certificate for localhost in `dir` (`self.pem`, `self.key`): marked CA:FALSE
+/// as a server's own certificate should be, or left as `openssl req -x509` makes it (CA:TRUE);
+/// false when openssl is missing.
+fn self_signed(dir: &Path, ca_false: bool) -> bool {
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ];
+    if ca_false {
+        args.extend(["-addext", "basicConstraints=critical,CA:FALSE"]);
     }
+    openssl(dir, &args)
+}
+
+/// trackd on `dir`'s self-signed certificate with no `tls_ca`, serving on its own listeners.
+async fn trackd_self_signed(
+    dir: &Path,
+) -> (
+    TestDb,
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let db = TestDb::new(trackd::SCHEMAS).await;
     let mut suite_config = config(db.url());
     suite_config.tls = TlsArgs {
@@ -249,6 +253,20 @@ async fn a_self_signed_certificate_alone_serves_tls() {
     let addr = grpc.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(trackd::run(suite_config, grpc, http, shutdown.clone()));
+    (db, addr, shutdown, server)
+}
+
+/// TLS with a self-signed certificate and no `tls_ca`: trackd's services, which call each other
+/// at its own https://localhost URL, trust its own certificate (they refused to start before).
+#[tokio::test]
+async fn a_self_signed_certificate_alone_serves_tls() {
+    let dir = std::env::temp_dir().join(format!("tracking-tls-self-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    if !self_signed(&dir, true) {
+        eprintln!("openssl is not available; skipped");
+        return;
+    }
+    let (_db, addr, shutdown, server) = trackd_self_signed(&dir).await;
     let trusting =
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&dir, "self.pem")));
     let started = Instant::now();
@@ -292,5 +310,26 @@ async fn a_self_signed_certificate_alone_serves_tls() {
     assert!(plan.is_ok(), "{plan:?}");
     shutdown.cancel();
     let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A self-signed certificate as `openssl req -x509` makes it is marked CA:TRUE, which TLS
+/// refuses as a server's own: trackd stops with the reason and the remedy, rather than serving
+/// while every call between its services fails.
+#[tokio::test]
+async fn a_certificate_its_services_cannot_trust_stops_trackd_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("tracking-tls-ca-true-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    if !self_signed(&dir, false) {
+        eprintln!("openssl is not available; skipped");
+        return;
+    }
+    let (_db, _addr, _shutdown, server) = trackd_self_signed(&dir).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .unwrap_or_else(|_| panic!("trackd kept serving"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let why = stopped.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("--tls-ca"), "{why}");
     let _ = std::fs::remove_dir_all(&dir);
 }
