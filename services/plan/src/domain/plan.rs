@@ -196,8 +196,8 @@ impl Terms {
     }
 
     /// Rules added after plans were first made: without a code, the creators' links are what
-    /// track a sale, so they must lead somewhere; a provider that takes products or categories
-    /// (not both) gets one kind.
+    /// track a sale, so they must lead somewhere; a code pattern must tell creators apart; a
+    /// provider that takes products or categories (not both) gets one kind.
     fn validate_later_rules(&self, caps: &Capabilities) -> Result<(), Error> {
         let provider = Provider::try_from(caps.provider)
             .unwrap_or(Provider::Unspecified)
@@ -208,6 +208,19 @@ impl Terms {
                 format!(
                     "{provider} tracks sales through the creators' links when the plan has no discount; set the page they lead to"
                 ),
+            ));
+        }
+        // Codes told apart only by the suffixes minting appends would differ by a character or
+        // two: a shopper could guess another creator's.
+        if caps.discount_codes
+            && self.discount.is_some()
+            && Pattern::parse(&self.code_pattern)
+                .is_ok_and(|p| !p.has_per_creator_variable() && p.random_chars() == 0)
+        {
+            return Err(Error::invalid(
+                "code_pattern",
+                "has neither a creator variable ({username}, a name, a social handle) nor \
+                 {random:N}: every creator would get the same code",
             ));
         }
         if !self.product_ids.is_empty()
@@ -269,17 +282,8 @@ impl Terms {
                     "must not contain control characters",
                 ));
             }
-            let pattern = Pattern::parse(&self.code_pattern)
+            Pattern::parse(&self.code_pattern)
                 .map_err(|err| Error::invalid("code_pattern", err.to_string()))?;
-            // Codes told apart only by the suffixes minting appends would differ by a character
-            // or two: a shopper could guess another creator's.
-            if !pattern.has_per_creator_variable() && pattern.random_chars() == 0 {
-                return Err(Error::invalid(
-                    "code_pattern",
-                    "has neither a creator variable ({username}, a name, a social handle) nor \
-                     {random:N}: every creator would get the same code",
-                ));
-            }
         } else if !self.code_pattern.is_empty() {
             return Err(unsupported("code_pattern", "discount codes"));
         }
@@ -526,6 +530,36 @@ mod tests {
             tracking_without_discount: true,
             ..Capabilities::default()
         }
+    }
+
+    #[test]
+    fn a_pattern_made_before_creators_had_to_be_told_apart_may_still_change_otherwise() {
+        let sandbox = Capabilities {
+            provider: Provider::Sandbox as i32,
+            discount_codes: true,
+            max_code_length: 64,
+            click_links: true,
+            ..Capabilities::default()
+        };
+        let before = Terms {
+            discount: Some(Discount::PercentBps(2000)),
+            code_pattern: "SUMMER{discount}".to_owned(),
+            ..Terms::default()
+        };
+        assert!(matches!(
+            before.validate(&sandbox),
+            Err(Error::InvalidArgument { field, .. }) if field == "code_pattern"
+        ));
+        let moved = Terms {
+            click_url: "https://brand.example.com/sale".to_owned(),
+            ..before.clone()
+        };
+        assert!(moved.validate_change(&sandbox, &before).is_ok());
+        let told_apart = Terms {
+            code_pattern: "SUMMER{discount}{random:4}".to_owned(),
+            ..before
+        };
+        assert!(told_apart.validate(&sandbox).is_ok());
     }
 
     #[test]
