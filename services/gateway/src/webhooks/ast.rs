@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::{HmacSha256, ParseError, field};
+use super::{HmacSha256, ParseError, click_id, field};
 use crate::domain::orders::{NormalizedOrder, OrderLine, OrderStatus, parse_amount};
 
 #[derive(Deserialize)]
@@ -112,13 +112,9 @@ fn build(f: Fields) -> Result<NormalizedOrder, ParseError> {
     } else {
         refunded
     };
-    let click_id = f
-        .click_id
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty());
-    if click_id.as_ref().is_some_and(|c| c.len() > 128) {
-        return Err(field("click_id", "at most 128 characters"));
-    }
+    // Carried from the landing URL, which shoppers can edit: one that could not be ours is no
+    // click id, and the conversion still counts by its codes.
+    let click_id = f.click_id.as_deref().map(str::trim).and_then(click_id);
     let country = f
         .country
         .map(|c| c.trim().to_ascii_uppercase())
@@ -356,6 +352,20 @@ mod tests {
         let tampered = raw.replace("12.50", "99.50");
         assert!(!pixel_query(&tampered).is_ok_and(|p| p.verify(b"secret")));
         assert!(pixel_query("integration=7&amount=1").is_err());
+    }
+
+    #[test]
+    fn a_click_id_that_cannot_be_ours_is_no_click_id() {
+        for bad in ["c_\n1", "c_\u{7f}", &"c".repeat(129)] {
+            let body = serde_json::json!({
+                "order_id": "A-1", "click_id": bad, "amount": "1.00", "currency": "EUR",
+                "codes": ["ANNA10"],
+            });
+            let order = parse_conversion(body.to_string().as_bytes(), now())
+                .unwrap_or_else(|e| panic!("{bad:?}: {e}"));
+            assert_eq!(order.click_id, None, "{bad:?}");
+            assert_eq!(order.codes, vec!["ANNA10"]);
+        }
     }
 
     #[test]
