@@ -31,8 +31,9 @@ pub struct IntegrationFacts {
 pub struct GatewayClient {
     client: ProviderGatewayClient<Channel>,
     /// Each provider's capabilities as last asked, with when: facts of the provider (the same for
-    /// every brand), reused for [`CAPABILITIES_TTL`].
+    /// every brand), reused for `capabilities_ttl` ([`CAPABILITIES_TTL`]).
     capabilities: Arc<RwLock<HashMap<i32, (Instant, Capabilities)>>>,
+    capabilities_ttl: Duration,
 }
 
 /// How long a provider's capabilities are reused before the gateway is asked again: a gateway
@@ -51,7 +52,14 @@ impl GatewayClient {
         Ok(Self {
             client: ProviderGatewayClient::new(lazy_channel(url)?),
             capabilities: Arc::default(),
+            capabilities_ttl: CAPABILITIES_TTL,
         })
+    }
+
+    /// The client with capabilities reused for `ttl` instead of [`CAPABILITIES_TTL`].
+    pub fn with_capabilities_ttl(mut self, ttl: Duration) -> Self {
+        self.capabilities_ttl = ttl;
+        self
     }
 
     /// One integration of the token's brand (another brand's is NOT_FOUND, as at the gateway).
@@ -112,19 +120,46 @@ impl GatewayClient {
         })
     }
 
-    /// What `provider` can do (asked at most once per [`CAPABILITIES_TTL`] per provider).
+    /// What `provider` can do (asked at most once per `capabilities_ttl` per provider). While
+    /// the gateway is unavailable, the last answer stands: minting goes on through an outage
+    /// (its codes are pushed once the gateway is back).
     pub async fn capabilities(
         &self,
         bearer: &str,
         provider: i32,
     ) -> Result<Capabilities, ClientError> {
-        if let Some(caps) = self.capabilities.read().ok().and_then(|map| {
-            map.get(&provider)
-                .filter(|(at, _)| at.elapsed() < CAPABILITIES_TTL)
-                .map(|(_, caps)| caps.clone())
-        }) {
-            return Ok(caps);
+        let cached = self
+            .capabilities
+            .read()
+            .ok()
+            .and_then(|map| map.get(&provider).cloned());
+        if let Some((at, caps)) = &cached
+            && at.elapsed() < self.capabilities_ttl
+        {
+            return Ok(caps.clone());
         }
+        let caps = match self.ask_capabilities(bearer, provider).await {
+            Ok(caps) => caps,
+            Err(ClientError::Unavailable(why)) => match cached {
+                Some((_, caps)) => {
+                    tracing::debug!(provider, %why, "gateway unavailable, capabilities kept");
+                    return Ok(caps);
+                }
+                None => return Err(ClientError::Unavailable(why)),
+            },
+            Err(err) => return Err(err),
+        };
+        if let Ok(mut map) = self.capabilities.write() {
+            map.insert(provider, (Instant::now(), caps.clone()));
+        }
+        Ok(caps)
+    }
+
+    async fn ask_capabilities(
+        &self,
+        bearer: &str,
+        provider: i32,
+    ) -> Result<Capabilities, ClientError> {
         let request = authorized(GetCapabilitiesRequest { provider }, bearer)?;
         let caps = self
             .client
@@ -140,9 +175,6 @@ impl GatewayClient {
                 "gateway answered capabilities of provider {} for {provider}",
                 caps.provider
             )));
-        }
-        if let Ok(mut map) = self.capabilities.write() {
-            map.insert(provider, (Instant::now(), caps.clone()));
         }
         Ok(caps)
     }
