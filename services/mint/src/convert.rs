@@ -6,7 +6,7 @@ use tracking_api::common::v1 as common;
 use tracking_api::mint::v1 as pb;
 use tracking_api::plan::v1 as plan_pb;
 
-use crate::domain::links::tracking_url;
+use crate::domain::links::{affiliate_is_tracking, tracking_url};
 use crate::domain::{
     Campaign, Code, CodeStatus, Discount, Failure, Money, Plan, PlanTerms, Profile, RosterStatus,
     Trigger, Utm,
@@ -44,6 +44,12 @@ pub fn status_from_proto(value: i32) -> Result<Option<CodeStatus>, Error> {
 }
 
 pub fn code_to_proto(code: &Code, public_base_url: &str) -> pb::Code {
+    let tracking = tracking_url(public_base_url, &code.slug);
+    let affiliate = if affiliate_is_tracking(code.provider) {
+        tracking.clone()
+    } else {
+        code.affiliate_url.clone()
+    };
     pb::Code {
         id: code.id,
         campaign_id: code.campaign_id,
@@ -55,10 +61,10 @@ pub fn code_to_proto(code: &Code, public_base_url: &str) -> pb::Code {
         status: status_to_proto(code.status) as i32,
         store_error: code.store_error.clone(),
         links: Some(pb::Links {
-            tracking_url: tracking_url(public_base_url, &code.slug),
+            tracking_url: tracking,
             slug: code.slug.clone(),
             destination_url: code.destination_url.clone(),
-            affiliate_url: code.affiliate_url.clone(),
+            affiliate_url: affiliate,
             expires_at: code.expires_at.map(timestamp),
         }),
         history: code
@@ -228,5 +234,52 @@ pub fn discount_spec(code: &Code, plan: &Plan) -> tracking_api::gateway::v1::Dis
         ends_at: terms.ends_at.map(timestamp),
         group_ref: format!("plan-{}", plan.id),
         group_title: plan.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CodeStatus;
+    use tracking_api::common::v1::Provider;
+
+    #[test]
+    fn links_made_of_the_tracking_link_follow_the_suites_address() {
+        let code = |provider: Provider, affiliate: &str| Code {
+            brand_id: 1,
+            id: 7,
+            campaign_id: 2,
+            creator_id: 3,
+            plan_id: 4,
+            integration_id: 5,
+            provider,
+            code: Some("ANA20".to_owned()),
+            status: CodeStatus::Active,
+            store_error: String::new(),
+            slug: "abc".to_owned(),
+            destination_url: String::new(),
+            affiliate_url: affiliate.to_owned(),
+            expires_at: None,
+            history: Vec::new(),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let links = |code: Code| code_to_proto(&code, "https://t.brand.example").links;
+        // Stored when the suite answered at another address (or, for the sandbox, a link that
+        // was never served): read as the tracking link at the address it has now.
+        for (provider, stored) in [
+            (
+                Provider::Sandbox,
+                "http://127.0.0.1:8080/sandbox/5/discount/ANA20",
+            ),
+            (Provider::Ast, "http://127.0.0.1:8080/r/abc"),
+        ] {
+            let read = links(code(provider, stored)).unwrap_or_default();
+            assert_eq!(read.affiliate_url, "https://t.brand.example/r/abc");
+            assert_eq!(read.tracking_url, read.affiliate_url);
+        }
+        let shopify = "https://s.myshopify.com/discount/ANA20?redirect=%2F";
+        let read = links(code(Provider::Shopify, shopify)).unwrap_or_default();
+        assert_eq!(read.affiliate_url, shopify, "the store's own link is kept");
     }
 }

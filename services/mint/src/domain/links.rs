@@ -67,10 +67,17 @@ pub fn affiliate_url(
                 encode(&redirect)
             )
         }
-        // The simulated store has no shop to apply a code at: its links are the suite's own.
-        (Provider::Ast, _) | (Provider::Sandbox, Some(_)) => tracking_url.to_owned(),
+        (provider, _) if affiliate_is_tracking(provider) => tracking_url.to_owned(),
         _ => String::new(),
     }
+}
+
+/// Whether a provider's affiliate link is the code's tracking link: AST's, whose click id comes
+/// back with the conversion, and the sandbox's, whose simulated store has no shop to apply a code
+/// at. Such a link is made again at every read from the suite's base URL now, as the tracking
+/// link is, so it follows a move of the suite's address.
+pub fn affiliate_is_tracking(provider: Provider) -> bool {
+    matches!(provider, Provider::Ast | Provider::Sandbox)
 }
 
 /// Whether a provider's links wait for the gateway after minting: an Amazon Ads link is the
