@@ -71,5 +71,11 @@ pub mod plan {
 pub mod mint {
     pub mod v1 {
         tonic::include_proto!("tracking.mint.v1");
+
+        /// `CodeChange.reason` of a rename the store forced: it held the text already, so the
+        /// code was suffixed.
+        pub const STORE_COLLISION: &str = "store_collision";
+        /// `CodeChange.reason` of a brand's edit.
+        pub const MANUAL: &str = "manual";
     }
 }

@@ -362,8 +362,15 @@ impl Facts {
             .iter()
             .filter_map(|text| by_code.get_key_value(text))
             .flat_map(|(text, holders)| {
-                let held: Vec<(&CodeRow, Option<DateTime<Utc>>)> =
-                    holders.iter().map(|(code, until)| (code, *until)).collect();
+                // A current holder counts from when it got the text; a former one (renamed
+                // since) held it before then.
+                let held: Vec<(&CodeRow, Option<DateTime<Utc>>)> = holders
+                    .iter()
+                    .filter(|(code, until)| {
+                        until.is_some() || attribution::had_text_then(code.text_since, ordered_at)
+                    })
+                    .map(|(code, until)| (code, *until))
+                    .collect();
                 attribution::holders_at(&held, ordered_at)
                     .into_iter()
                     .map(move |code| (code, text.as_str()))

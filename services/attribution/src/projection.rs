@@ -6,7 +6,7 @@
 
 use diesel_async::AsyncPgConnection;
 use tracking_api::common::v1::Provider;
-use tracking_api::mint::v1::{CodeEvent, CodeStatus};
+use tracking_api::mint::v1::{CodeEvent, CodeStatus, STORE_COLLISION};
 use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
@@ -16,7 +16,7 @@ use crate::attribute;
 use crate::convert::from_timestamp;
 use crate::events;
 use crate::store::pending;
-use crate::store::projection::{self, CodeRow, PlanRow};
+use crate::store::projection::{self, CodeChange, CodeRow, PlanRow};
 
 pub struct Plans;
 
@@ -143,11 +143,22 @@ impl Apply<CodeEvent> for Codes {
 /// Applies code events of distinct codes: stores them, then attributes the orders that used their
 /// codes before the codes reached us.
 async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Result<(), DbError> {
-    let rows: Vec<(CodeRow, chrono::DateTime<chrono::Utc>)> = events
+    let rows: Vec<CodeChange> = events
         .iter()
         .filter_map(|event| {
             let code = event.code.as_ref()?;
             let links = code.links.clone().unwrap_or_default();
+            // The last change of text, if the code was renamed: to the text it has now.
+            let renamed = code
+                .history
+                .iter()
+                .rev()
+                .find(|change| !change.to_code.is_empty())
+                .filter(|change| change.to_code.eq_ignore_ascii_case(&code.code));
+            let text_since = match renamed {
+                Some(change) => change.changed_at.as_ref().and_then(from_timestamp),
+                None => code.created_at.as_ref().and_then(from_timestamp),
+            };
             let row = CodeRow {
                 brand_id: event.brand_id,
                 code_id: code.id,
@@ -161,19 +172,25 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
                 expires_at: links.expires_at.as_ref().and_then(from_timestamp),
                 active: code.status != CodeStatus::Disabled as i32,
                 version: 0,
+                text_since,
             };
             let changed_at = code
                 .updated_at
                 .as_ref()
                 .and_then(from_timestamp)
                 .unwrap_or_else(chrono::Utc::now);
-            Some((row, changed_at))
+            Some(CodeChange {
+                row,
+                changed_at,
+                former_was_held: renamed.is_none_or(|change| change.reason != STORE_COLLISION),
+            })
         })
         .collect();
     let texts: Vec<(i64, i64, String)> = rows
         .iter()
-        .filter(|(row, _)| !row.code.is_empty())
-        .map(|(row, _)| (row.brand_id, row.integration_id, row.code.to_lowercase()))
+        .map(|change| &change.row)
+        .filter(|row| !row.code.is_empty())
+        .map(|row| (row.brand_id, row.integration_id, row.code.to_lowercase()))
         .collect();
     if !texts.is_empty() {
         pending::lock_matching(conn).await?;

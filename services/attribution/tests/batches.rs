@@ -12,7 +12,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::attribution::v1::ConversionEvent;
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
-use tracking_api::mint::v1::{Code, CodeEvent, CodeStatus};
+use tracking_api::mint::v1::{Code, CodeChange as Renamed, CodeEvent, CodeStatus, STORE_COLLISION};
 use tracking_api::plan::v1::{Commission, Plan, PlanEvent, commission, plan_event};
 use tracking_db::{Database, DbError, SchemaSpec, Taken, TestDb};
 use tracking_events::Apply;
@@ -22,7 +22,7 @@ use attribution_service::domain::attribution::PENDING_WAIT;
 use attribution_service::projection::{Codes, Plans};
 use attribution_service::store::clicks::{self, ClickRow};
 use attribution_service::store::pending;
-use attribution_service::store::projection::{self, CodeRow, PlanRow};
+use attribution_service::store::projection::{self, CodeChange, CodeRow, PlanRow};
 
 static SCHEMAS: &[SchemaSpec] = &[("attribution", attribution_service::MIGRATIONS)];
 
@@ -103,12 +103,13 @@ async fn store() -> Store {
             (2, 1, 20, 601, 10, "anna10"),
         ]
         .into_iter()
-        .map(|(brand, code_id, campaign, creator, plan, code)| {
-            (
-                code_row(brand, code_id, campaign, creator, plan, code),
-                placed() - Duration::days(1),
-            )
-        })
+        .map(
+            |(brand, code_id, campaign, creator, plan, code)| CodeChange {
+                row: code_row(brand, code_id, campaign, creator, plan, code),
+                changed_at: placed() - Duration::days(1),
+                former_was_held: true,
+            },
+        )
         .collect();
         projection::upsert_codes(conn, &codes).await?;
         // Anna's link was clicked an hour before the orders.
@@ -160,6 +161,7 @@ fn code_row(
         expires_at: None,
         active: true,
         version: 0,
+        text_since: Some(placed() - Duration::days(90)),
     }
 }
 
@@ -828,6 +830,76 @@ async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     let codes = "select code_id || ' ' || code || ' ' || active::text as line \
         from codes order by brand_id, code_id";
     assert_eq!(single.lines(codes).await, batched.lines(codes).await);
+}
+
+/// A creator's code whose text a shopper used before the code had it (the brand's own promotion
+/// at the store, waiting here for a holder) is not credited those orders; and a text the store
+/// turned down as taken (suffixed: a store collision) was never the code's, so orders with it
+/// stay nobody's after the rename.
+#[tokio::test]
+async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
+    use OrderStatus::*;
+    let store = store().await;
+    let placed_at = |mut event: OrderEvent, at: DateTime<Utc>| {
+        if let Some(order) = event.order.as_mut() {
+            order.occurred_at = Some(ts(at));
+        }
+        event
+    };
+    // The brand's promotion PROMO10, used the day before the creator's code of that text.
+    store
+        .one_at_a_time(&[order(1, "B1", Paid, &["PROMO10"], 5_000, 0)])
+        .await;
+    let minted_at = placed() + Duration::days(1);
+    let mut minted = code_event(40, 540, "PROMO10", minted_at);
+    if let Some(code) = minted.code.as_mut() {
+        code.created_at = Some(ts(minted_at));
+    }
+    tx!(store, |conn| Codes.apply(conn, 1, &minted).await);
+    store
+        .one_at_a_time(&[placed_at(
+            order(1, "B2", Paid, &["PROMO10"], 6_000, 0),
+            minted_at + Duration::hours(1),
+        )])
+        .await;
+    // The push found the store holding PROMO10: the code became PROMO10X.
+    let renamed_at = minted_at + Duration::hours(2);
+    let mut suffixed = minted.clone();
+    if let Some(code) = suffixed.code.as_mut() {
+        code.code = "PROMO10X".to_owned();
+        code.updated_at = Some(ts(renamed_at));
+        code.history = vec![Renamed {
+            from_code: "PROMO10".to_owned(),
+            to_code: "PROMO10X".to_owned(),
+            reason: STORE_COLLISION.to_owned(),
+            changed_at: Some(ts(renamed_at)),
+        }];
+    }
+    tx!(store, |conn| Codes.apply(conn, 2, &suffixed).await);
+    let later = renamed_at + Duration::hours(1);
+    store
+        .one_at_a_time(&[
+            placed_at(order(1, "B3", Paid, &["PROMO10"], 7_000, 0), later),
+            placed_at(order(1, "B4", Paid, &["PROMO10X"], 8_000, 0), later),
+        ])
+        .await;
+    assert_eq!(
+        store
+            .lines(
+                "select store_order_id || ' ' || creator_id as line \
+                    from conversions where store_order_id like 'B%' order by store_order_id"
+            )
+            .await,
+        ["B2 540", "B4 540"],
+        "only orders placed while the code had the text"
+    );
+    assert!(
+        store
+            .lines("select code_lower as line from code_texts where code_id = 40")
+            .await
+            .is_empty(),
+        "a text the store turned down is not kept as the code's"
+    );
 }
 
 #[tokio::test]

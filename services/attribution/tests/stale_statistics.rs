@@ -166,12 +166,12 @@ async fn code_events_read_their_codes_by_key_and_leave_unchanged_codes_unwritten
             if row.code_id % 2 == 0 {
                 row.destination_url = "https://shop.example/new".to_owned();
             }
-            (row, at)
+            change(row, at)
         })
         .collect();
-    let mut new = events[0].0.clone();
+    let mut new = events[0].row.clone();
     (new.code_id, new.code, new.slug) = (NEW + 1, "C2-NEW".to_owned(), "s2-new".to_owned());
-    events.push((new, at));
+    events.push(change(new, at));
 
     let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
         projection::upsert_codes(conn, &events).await
@@ -820,7 +820,7 @@ async fn a_new_deployments_codes_and_conversions_are_probed_by_key_before_any_an
         .into_iter()
         .map(|mut row| {
             row.destination_url = "https://shop.example/new".to_owned();
-            (row, at)
+            change(row, at)
         })
         .collect();
     assert_eq!(events.len(), wanted.len());
@@ -860,4 +860,13 @@ async fn a_new_deployments_codes_and_conversions_are_probed_by_key_before_any_an
         read <= BATCH_BOUND,
         "{BATCH_KEYS} orders read {read} conversions"
     );
+}
+
+/// A code as its event would bring it, at `at`.
+fn change(row: projection::CodeRow, at: chrono::DateTime<chrono::Utc>) -> projection::CodeChange {
+    projection::CodeChange {
+        row,
+        changed_at: at,
+        former_was_held: true,
+    }
 }

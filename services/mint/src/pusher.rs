@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracking_api::gateway::v1::{AttributionTagSpec, DisableOutcome, DiscountUpdate, PushOutcome};
-use tracking_api::mint::v1::CodeEventKind;
+use tracking_api::mint::v1::{CodeEventKind, STORE_COLLISION};
 
 use crate::context::{Shared, Take};
 use crate::convert::discount_spec;
@@ -499,7 +499,7 @@ async fn resolve_collision(shared: &Shared, code: &Code) -> Result<(), Error> {
                 &plan.terms,
             );
             if let Some(renamed) =
-                codes::rename(conn, &current, &candidate, &affiliate, "store_collision", CodeStatus::Pending).await?
+                codes::rename(conn, &current, &candidate, &affiliate, STORE_COLLISION, CodeStatus::Pending).await?
             {
                 tracing::info!(code_id = code.id, from = %base, to = %candidate, "store had the code, suffixed");
                 let event = events::code(CodeEventKind::Changed, &renamed, &shared.public_base_url);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use diesel_async::AsyncConnection;
 use futures::future::join_all;
-use tracking_api::mint::v1::CodeEventKind;
+use tracking_api::mint::v1::{CodeEventKind, MANUAL};
 use tracking_events::EventLog;
 use tracking_pattern::Pattern;
 
@@ -232,7 +232,7 @@ impl MintService {
                     &code,
                     &new_code,
                     &affiliate,
-                    "manual",
+                    MANUAL,
                     CodeStatus::Pending,
                 )
                 .await?

@@ -300,6 +300,18 @@ pub fn rule_in_effect(
         .and_then(|(_, rule)| rule.as_ref())
 }
 
+/// How far a store's clock may run behind ours: an order a store says was placed this long
+/// before a code got its text may still have used it.
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+/// Whether a code that has had its text since `since` (`None`: not known) may have been used
+/// for an order placed at `ordered_at`. An order placed before the code had the text used
+/// another code of that text at the store (the brand's own promotion, or one deleted since),
+/// never the creator's: crediting it would pay for sales the creator did not drive.
+pub fn had_text_then(since: Option<DateTime<Utc>>, ordered_at: DateTime<Utc>) -> bool {
+    since.is_none_or(|since| ordered_at + CLOCK_SKEW >= since)
+}
+
 /// Who held a code's text when an order was placed, among `holders`: codes that had the text
 /// until a brand renamed them (`Some(until)`) and codes with the text now (`None`). A former
 /// holder whose rename came after the order wins: the text was theirs then, even if it has been
@@ -1118,5 +1130,23 @@ mod tests {
         assert_eq!(holders_at(&handed_on, at(9)), vec![1]);
         assert_eq!(holders_at(&handed_on, at(11)), vec![2]);
         assert_eq!(holders_at(&handed_on, at(13)), vec![3]);
+    }
+
+    #[test]
+    fn an_order_placed_before_a_code_had_its_text_is_not_the_codes() {
+        use chrono::TimeZone;
+        let minted = Utc
+            .with_ymd_and_hms(2026, 11, 20, 10, 0, 0)
+            .single()
+            .unwrap_or_default();
+        assert!(had_text_then(Some(minted), minted + Duration::hours(1)));
+        // The store's clock a little behind ours.
+        assert!(had_text_then(Some(minted), minted - Duration::minutes(4)));
+        // Placed the day before: the brand's own promotion of that text.
+        assert!(!had_text_then(Some(minted), minted - Duration::days(1)));
+        assert!(
+            had_text_then(None, minted - Duration::days(1)),
+            "not known: no bound"
+        );
     }
 }

@@ -316,6 +316,19 @@ pub struct CodeRow {
     pub active: bool,
     #[diesel(sql_type = BigInt)]
     pub version: i64,
+    /// When the code came to have its text; `None` when not known (no bound).
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub text_since: Option<DateTime<Utc>>,
+}
+
+/// A code as its event tells it, with the time of the change, and whether the text it had
+/// before (if another) was the code's at the store: a text the store turned down as taken never
+/// was, and orders using it are not the code's.
+#[derive(Debug, Clone)]
+pub struct CodeChange {
+    pub row: CodeRow,
+    pub changed_at: DateTime<Utc>,
+    pub former_was_held: bool,
 }
 
 /// Stores each code as of its time; a text a code had before (a brand's rename) is kept in
@@ -323,16 +336,16 @@ pub struct CodeRow {
 /// (a code changed twice goes in two calls, in order).
 pub async fn upsert_codes(
     conn: &mut AsyncPgConnection,
-    codes: &[(CodeRow, DateTime<Utc>)],
+    codes: &[CodeChange],
 ) -> Result<(), DbError> {
     if codes.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&CodeRow) -> i64| codes.iter().map(|(c, _)| f(c)).collect::<Vec<_>>();
+    let column = |f: fn(&CodeRow) -> i64| codes.iter().map(|c| f(&c.row)).collect::<Vec<_>>();
     let text = |f: fn(&CodeRow) -> &str| {
         codes
             .iter()
-            .map(|(c, _)| f(c).to_owned())
+            .map(|c| f(&c.row).to_owned())
             .collect::<Vec<_>>()
     };
     tracking_db::prepared(
@@ -343,9 +356,10 @@ pub async fn upsert_codes(
         "with input as (
              select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                  $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
-                 $10::timestamptz[], $11::bool[], $12::timestamptz[])
+                 $10::timestamptz[], $11::bool[], $12::timestamptz[], $13::timestamptz[],
+                 $14::bool[])
              as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
-                 destination_url, expires_at, active, changed_at)),
+                 destination_url, expires_at, active, changed_at, text_since, former_was_held)),
          current as materialized (
              select i.*, c.integration_id as current_integration_id, c.code as current_code,
                  c.code_id is not null and
@@ -359,19 +373,20 @@ pub async fn upsert_codes(
              insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
              select brand_id, current_integration_id, lower(current_code), code_id, changed_at
              from current
-             where current_code <> '' and lower(current_code) <> lower(code)
+             where current_code <> '' and lower(current_code) <> lower(code) and former_was_held
              on conflict do nothing)
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
-             code, slug, destination_url, expires_at, active)
+             code, slug, destination_url, expires_at, active, text_since)
          select brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
-             destination_url, expires_at, active
+             destination_url, expires_at, active, text_since
          from current where not unchanged
          on conflict (brand_id, code_id) do update set
              campaign_id = excluded.campaign_id, creator_id = excluded.creator_id,
              plan_id = excluded.plan_id, integration_id = excluded.integration_id,
              code = excluded.code, slug = excluded.slug,
              destination_url = excluded.destination_url, expires_at = excluded.expires_at,
-             active = excluded.active, version = nextval('codes_version')",
+             active = excluded.active, text_since = excluded.text_since,
+             version = nextval('codes_version')",
     )
     .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
     .bind::<Array<BigInt>, _>(column(|c| c.code_id))
@@ -383,10 +398,14 @@ pub async fn upsert_codes(
     .bind::<Array<Text>, _>(text(|c| &c.slug))
     .bind::<Array<Text>, _>(text(|c| &c.destination_url))
     .bind::<Array<Nullable<Timestamptz>>, _>(
-        codes.iter().map(|(c, _)| c.expires_at).collect::<Vec<_>>(),
+        codes.iter().map(|c| c.row.expires_at).collect::<Vec<_>>(),
     )
-    .bind::<Array<Bool>, _>(codes.iter().map(|(c, _)| c.active).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(codes.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(codes.iter().map(|c| c.row.active).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(codes.iter().map(|c| c.changed_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(
+        codes.iter().map(|c| c.row.text_since).collect::<Vec<_>>(),
+    )
+    .bind::<Array<Bool>, _>(codes.iter().map(|c| c.former_was_held).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

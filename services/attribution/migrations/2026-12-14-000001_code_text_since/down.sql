@@ -1,0 +1,1 @@
+alter table codes drop column text_since;
