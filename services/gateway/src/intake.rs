@@ -352,7 +352,7 @@ impl Intake {
         };
         let order = match topic {
             "orders/create" | "orders/paid" | "orders/cancelled" | "orders/updated" => {
-                shopify::parse_order(topic, body, self.sealer.customer_key())?
+                shopify::parse_order(body, self.sealer.customer_key())?
             }
             "refunds/create" => {
                 // A refund says what went back, not what the order holds now: added to the

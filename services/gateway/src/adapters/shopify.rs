@@ -934,7 +934,7 @@ impl Shopify {
 
     fn order(&self, value: &Value) -> Result<NormalizedOrder, String> {
         let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-        parse_order("", &body, &self.customer_key).map_err(|e| e.to_string())
+        parse_order(&body, &self.customer_key).map_err(|e| e.to_string())
     }
 
     fn token(credentials: &Credentials) -> Result<&str, AdapterError> {

@@ -260,20 +260,18 @@ struct Address {
     country_code: Option<String>,
 }
 
-/// The order in a webhook body. `topic` (the `X-Shopify-Topic` header) decides the status for
-/// cancellations; otherwise it comes from `financial_status`. `customer_key` keys the hash of the
-/// customer's email, so the same customer is recognised without storing the email.
-pub fn parse_order(
-    topic: &str,
-    body: &[u8],
-    customer_key: &[u8],
-) -> Result<NormalizedOrder, ParseError> {
+/// The order in a webhook body, its status from the body alone: cancelled when it has a
+/// `cancelled_at` (as every `orders/cancelled` body has), else by `financial_status`. The topic
+/// header is not signed, so it must not change what a signed body says: a body captured once and
+/// posted again under `orders/cancelled` would cancel its order. `customer_key` keys the hash of
+/// the customer's email, so the same customer is recognised without storing the email.
+pub fn parse_order(body: &[u8], customer_key: &[u8]) -> Result<NormalizedOrder, ParseError> {
     let order: Order = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let currency = order.currency.trim().to_ascii_uppercase();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
         return Err(field("currency", "must be an ISO 4217 code"));
     }
-    let status = if topic == "orders/cancelled" || order.cancelled_at.is_some() {
+    let status = if order.cancelled_at.is_some() {
         OrderStatus::Cancelled
     } else {
         match order.financial_status.as_deref() {
@@ -464,8 +462,7 @@ mod tests {
 
     #[test]
     fn parses_the_real_order_with_a_code() {
-        let order =
-            parse_order("orders/create", WITH_CODE, b"key").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(WITH_CODE, b"key").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order.store_order_id, "6200407294252");
         assert_eq!(order.status, OrderStatus::Paid);
         assert_eq!(order.codes, vec!["0124D"]);
@@ -490,7 +487,12 @@ mod tests {
         assert_eq!(order.customer_hash, None, "the fixture has an empty email");
         assert!(!order.test);
         assert_eq!(order.occurred_at.to_rfc3339(), "2025-01-24T04:10:15+00:00");
-        let cancelled = parse_order("orders/cancelled", WITH_CODE, b"key").map(|o| o.status);
+        // The unsigned topic header does not make a signed body cancelled: its cancelled_at does.
+        let cancelled = String::from_utf8_lossy(WITH_CODE).replace(
+            "\"cancelled_at\": null",
+            "\"cancelled_at\": \"2025-01-24T12:00:00+08:00\"",
+        );
+        let cancelled = parse_order(cancelled.as_bytes(), b"key").map(|o| o.status);
         assert_eq!(cancelled, Ok(OrderStatus::Cancelled));
     }
 
@@ -501,7 +503,7 @@ mod tests {
                 serde_json::from_slice(WITH_CODE).unwrap_or_default();
             order["note_attributes"] = serde_json::json!([{"name": "click_id", "value": value}]);
             let body = serde_json::to_vec(&order).unwrap_or_default();
-            parse_order("orders/create", &body, b"key").unwrap_or_else(|e| panic!("{e}"))
+            parse_order(&body, b"key").unwrap_or_else(|e| panic!("{e}"))
         };
         assert_eq!(with("c_1").click_id.as_deref(), Some("c_1"));
         // Shoppers can edit cart attributes: what no link of ours made is no click id, and the
@@ -524,7 +526,7 @@ mod tests {
             body["total_price_set"]["presentment_money"]["amount"] = "170.00".into();
             body["refunds"] = refunds;
             let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
-            parse_order("orders/updated", &body, b"key").map(|o| o.refunded_minor)
+            parse_order(&body, b"key").map(|o| o.refunded_minor)
         };
         let refund = |amount: &str, currency: &str| {
             serde_json::json!([{ "order_id": 1, "transactions": [
@@ -557,7 +559,7 @@ mod tests {
             }
             body["refunds"] = refunds;
             let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
-            parse_order("orders/updated", &body, b"key").map(|o| o.refunded_minor)
+            parse_order(&body, b"key").map(|o| o.refunded_minor)
         };
         assert_eq!(without_total(refund("10.00", "USD")), Ok(1_000));
         assert!(matches!(
@@ -576,7 +578,7 @@ mod tests {
             fields.remove("total_line_items_price");
         }
         let body = serde_json::to_vec(&body).unwrap_or_else(|e| panic!("{e}"));
-        let order = parse_order("orders/create", &body, b"key").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(&body, b"key").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (order.subtotal_minor, order.discount_minor),
             (19_900, 3_410)
@@ -585,8 +587,7 @@ mod tests {
 
     #[test]
     fn an_automatic_discount_is_not_a_code() {
-        let order =
-            parse_order("orders/create", WITHOUT_CODE, b"key").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(WITHOUT_CODE, b"key").unwrap_or_else(|e| panic!("{e}"));
         assert!(order.codes.is_empty());
         assert!(order.lines.iter().all(|line| line.codes.is_empty()));
         assert!(order.discount_minor > 0);
@@ -598,7 +599,7 @@ mod tests {
             let body = format!(
                 r#"{{"id":1,"currency":"EUR","created_at":"2025-01-01T00:00:00Z","total_price":"10.00","financial_status":"paid"{updated_at}}}"#
             );
-            parse_order("orders/paid", body.as_bytes(), b"k").unwrap_or_else(|e| panic!("{e}"))
+            parse_order(body.as_bytes(), b"k").unwrap_or_else(|e| panic!("{e}"))
         };
         let refund = |currency: &str| {
             let body = format!(
@@ -665,20 +666,15 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_refused() {
-        assert!(matches!(
-            parse_order("orders/create", b"{", b"k"),
-            Err(ParseError::Json(_))
-        ));
+        assert!(matches!(parse_order(b"{", b"k"), Err(ParseError::Json(_))));
         let bad_amount =
             br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","total_price":"abc"}"#;
         assert_eq!(
-            parse_order("orders/create", bad_amount, b"k")
-                .err()
-                .map(|e| e.to_string()),
+            parse_order(bad_amount, b"k").err().map(|e| e.to_string()),
             Some("total_price: \"abc\" is not an amount in USD".to_owned())
         );
         let email = br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","email":"A@B.co","shipping_address":{"country_code":"FR"}}"#;
-        let order = parse_order("orders/paid", email, b"k").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(email, b"k").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order.country.as_deref(), Some("FR"));
         let hash = order.customer_hash.unwrap_or_default();
         assert_eq!(hash.len(), 64);
@@ -690,7 +686,7 @@ mod tests {
     #[test]
     fn huge_discount_allocations_do_not_overflow() {
         let body = br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","line_items":[{"quantity":1,"price":"1","discount_allocations":[{"amount":"92233720368547758.07","discount_application_index":0},{"amount":"0.01","discount_application_index":0}]}]}"#;
-        let order = parse_order("orders/create", body, b"k").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(body, b"k").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order.lines[0].discount_minor, i64::MAX);
     }
 
@@ -700,7 +696,7 @@ mod tests {
     #[test]
     fn lines_carry_the_orders_spelling_of_a_code() {
         let body = br#"{"id":1,"currency":"USD","created_at":"2025-01-01T00:00:00Z","discount_codes":[{"code":"ANNA10"}],"discount_applications":[{"code":"ANNA10"},{"title":"anna10"}],"line_items":[{"quantity":1,"price":"6.00","discount_allocations":[{"amount":"2.00","discount_application_index":1}]}]}"#;
-        let order = parse_order("orders/create", body, b"k").unwrap_or_else(|e| panic!("{e}"));
+        let order = parse_order(body, b"k").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(order.codes, vec!["ANNA10"]);
         assert_eq!(order.lines[0].codes, vec!["ANNA10"]);
     }

@@ -25,9 +25,11 @@ pub fn is_order_topic(topic: &str) -> bool {
 /// order's id.
 pub const DELETED: &str = "order.deleted";
 
-/// The order id of an [`DELETED`] delivery (`{"id": 727}`).
+/// The order id of an [`DELETED`] delivery (`{"id": 727}`, nothing else: the topic header is not
+/// signed, so a whole order's signed body posted again under this topic must not cancel it).
 pub fn deleted_order_id(body: &[u8]) -> Result<String, ParseError> {
     #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Deleted {
         id: u64,
     }
@@ -255,6 +257,16 @@ mod tests {
       "coupon_lines": [{"id": 318, "code": "SUMMER20", "discount": "2.40", "discount_tax": "0.00"}],
       "refunds": []
     }"#;
+
+    #[test]
+    fn only_a_deletion_body_names_a_deleted_order() {
+        assert_eq!(
+            deleted_order_id(br#"{"id": 727}"#).ok().as_deref(),
+            Some("727")
+        );
+        // A whole order's signed body posted again under the (unsigned) deletion topic.
+        assert!(deleted_order_id(ORDER.as_bytes()).is_err());
+    }
 
     #[test]
     fn a_click_id_that_cannot_be_ours_is_no_click_id() {
