@@ -369,7 +369,8 @@ async fn release<P: Serialize>(
         .map_err(|err| DbError::Other(format!("{} progress: {err}", job.name)))?;
     let mut conn = db.conn().await?;
     let released = tracking_db::prepared(
-        "update integration_jobs set leased_until = null, progress = coalesce($5, progress)
+        "update integration_jobs set leased_until = null, holder = null,
+             progress = coalesce($5, progress)
          where brand_id = $1 and integration_id = $2 and job = $3 and holder = $4
            and leased_until is not null",
     )
@@ -394,7 +395,7 @@ async fn release<P: Serialize>(
 async fn give_back_all(db: &Database, job: Job, holder: &str) -> Result<usize, DbError> {
     let mut conn = db.conn().await?;
     let given = tracking_db::prepared(
-        "update integration_jobs set leased_until = null
+        "update integration_jobs set leased_until = null, holder = null
          where job = $1 and holder = $2 and leased_until is not null",
     )
     .bind::<Text, _>(job.name)
@@ -780,6 +781,25 @@ mod tests {
         assert_eq!(
             claim(&db, &third, until).await.ok(),
             Some(Some(Some(serde_json::json!(3))))
+        );
+
+        // In a rolling upgrade, a replica of the version before holders claims a lease given back
+        // as that version did, naming nobody: the lease's last holder does not hold it.
+        assert!(release(&db, &third, None::<&u32>).await.is_ok());
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query(
+                "update integration_jobs set leased_until = now() + interval '5 minutes' \
+                 where leased_until is null",
+            ),
+            &mut conn,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            claim(&db, &third, until).await.ok(),
+            Some(None),
+            "held by the older replica"
         );
     }
 }
