@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 
 use diesel_async::AsyncPgConnection;
+use tracking_api::common::v1::Provider;
 use tracking_api::mint::v1::CodeEventKind;
 use tracking_api::plan::v1::{EventKind, PlanEvent, RosterEntry, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::{campaign_from_event, plan_from_event, roster_from_event, roster_status};
-use crate::domain::links::{destination_url, tag_from_gateway};
+use crate::domain::links::{destination_url, shopify_redirect, tag_from_gateway};
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
@@ -310,7 +311,8 @@ impl Projector {
 
     /// A plan whose click-through URL, UTM parameters or end date changed (before outreach, while
     /// it may) changes the tracking links of the codes already minted under it: their
-    /// destination and when they end, announced (`CHANGED`) so that the redirect follows. An
+    /// destination and when they end, announced (`CHANGED`) so that the redirect follows; a
+    /// Shopify discount link sends the shopper on to the new page too. An
     /// Amazon Ads link's destination carries its creator's tag, which the pusher puts on the new
     /// page: the link goes back to waiting for it, and leads to its old page until then.
     async fn follow_plan_links(
@@ -338,12 +340,15 @@ impl Projector {
             }
             changed
         } else {
+            let redirect =
+                (plan.provider == Provider::Shopify).then(|| shopify_redirect(&plan.terms));
             codes::follow_plan_links(
                 conn,
                 plan.brand_id,
                 plan.id,
                 &destination,
                 plan.terms.ends_at,
+                redirect.as_deref(),
             )
             .await?
         };

@@ -347,3 +347,60 @@ async fn a_profile_fix_while_the_creator_is_being_minted_queues_them_again() {
         vec![(1, 5, 1)]
     );
 }
+
+/// A Shopify plan's page moved before outreach: the codes' tracking links and their discount
+/// links (which send the shopper on to the plan's page within the shop) both follow.
+#[tokio::test]
+async fn a_shopify_plans_new_page_reaches_its_discount_links() {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let projector = Projector {
+        public_base_url: "http://links.test".into(),
+    };
+    let shopify = |click_url: &str, kind: EventKind| {
+        let mut event = plan(kind, CodeTrigger::OnApproval);
+        if let Some(Subject::Plan(plan)) = &mut event.subject {
+            plan.provider = Provider::Shopify as i32;
+            plan.click_url = click_url.into();
+        }
+        event
+    };
+    let setup: Vec<(i64, PlanEvent)> = (1..)
+        .zip([
+            shopify("https://shop.example/summer", EventKind::PlanCreated),
+            campaign(EventKind::CampaignCreated, 10),
+            creator(1, RosterStatus::Approved),
+        ])
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tracking_db::stale_statistics::execute(
+        &mut conn,
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug, destination_url, affiliate_url) \
+         values (1, 5, 1, 10, 100, 'PROVIDER_SHOPIFY', 'ANA20', 'active', 's1', \
+           'https://shop.example/summer', \
+           'https://s.myshopify.com/discount/ANA20?redirect=%2Fsummer')",
+    )
+    .await;
+    let moved = [(
+        4,
+        shopify("https://shop.example/summer-sale", EventKind::PlanUpdated),
+    )];
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &moved).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let links: Vec<Line> = diesel::sql_query(
+        "select concat_ws(' ', destination_url, affiliate_url) as line from codes",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        links.into_iter().map(|l| l.line).collect::<Vec<_>>(),
+        ["https://shop.example/summer-sale \
+          https://s.myshopify.com/discount/ANA20?redirect=%2Fsummer-sale"]
+    );
+}

@@ -59,17 +59,20 @@ pub fn affiliate_url(
     terms: &PlanTerms,
 ) -> String {
     match (provider, code) {
-        (Provider::Shopify, Some(code)) if !shop_domain.is_empty() => {
-            let redirect = path_of(&terms.click_url);
-            format!(
-                "https://{shop_domain}/discount/{}?redirect={}",
-                encode(code),
-                encode(&redirect)
-            )
-        }
+        (Provider::Shopify, Some(code)) if !shop_domain.is_empty() => format!(
+            "https://{shop_domain}/discount/{}?redirect={}",
+            encode(code),
+            shopify_redirect(terms)
+        ),
         (provider, _) if affiliate_is_tracking(provider) => tracking_url.to_owned(),
         _ => String::new(),
     }
+}
+
+/// Where a Shopify discount link sends the shopper on to, encoded for its `redirect`: the
+/// plan's page, within the shop.
+pub fn shopify_redirect(terms: &PlanTerms) -> String {
+    encode(&path_of(&terms.click_url))
 }
 
 /// Whether a provider's affiliate link is the code's tracking link: AST's, whose click id comes

@@ -546,8 +546,9 @@ fn retext_sql(history: &str) -> String {
 }
 
 /// Gives the live codes minted under plan (brand `brand_id`, `plan_id`) for its campaigns the
-/// plan's link terms as they are now: the destination of their tracking links and when the
-/// links end. Returns the codes changed (none when they already had them). Read through the
+/// plan's link terms as they are now: the destination of their tracking links, when the links
+/// end, and, with `shopify_redirect` (Shopify plans), where their discount links send the
+/// shopper on to. Returns the codes changed (none when they already had them). Read through the
 /// plan's campaigns (`codes_by_campaign`), not the whole table.
 pub async fn follow_plan_links(
     conn: &mut AsyncPgConnection,
@@ -555,9 +556,14 @@ pub async fn follow_plan_links(
     plan_id: i64,
     destination_url: &str,
     expires_at: Option<DateTime<Utc>>,
+    shopify_redirect: Option<&str>,
 ) -> Result<Vec<Code>, Error> {
     let sql = format!(
-        "update codes set destination_url = $3, expires_at = $4, updated_at = now() \
+        "update codes set destination_url = $3, expires_at = $4, updated_at = now(), \
+           affiliate_url = case when $5::text is not null \
+                   and strpos(affiliate_url, '?redirect=') > 0 \
+               then split_part(affiliate_url, '?redirect=', 1) || '?redirect=' || $5 \
+               else affiliate_url end \
          where brand_id = $1 and plan_id = $2 and not disabled \
            and campaign_id in (select id from campaigns where brand_id = $1 and plan_id = $2) \
            and (destination_url <> $3 or expires_at is distinct from $4) \
@@ -568,6 +574,7 @@ pub async fn follow_plan_links(
         .bind::<BigInt, _>(plan_id)
         .bind::<Text, _>(destination_url)
         .bind::<Nullable<Timestamptz>, _>(expires_at)
+        .bind::<Nullable<Text>, _>(shopify_redirect)
         .load(conn)
         .await?;
     to_codes(rows)
