@@ -394,11 +394,28 @@ impl Magento {
                 &filter(0, 0, "code", &discount.code, "eq"),
             )
             .await?;
-        let ours = held["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["rule_id"].as_u64() == Some(rule_id));
+        let coupons: Vec<&Value> = held["items"].as_array().into_iter().flatten().collect();
+        let mut ours = coupons
+            .iter()
+            .find(|c| c["rule_id"].as_u64() == Some(rule_id))
+            .copied();
+        // A once-per-customer code pushed when such codes shared their terms' rule, whose answer
+        // was lost, is found there on its retry: ours, left where it is (it is not a taken code,
+        // which would be suffixed and leave this coupon live unrecorded).
+        if ours.is_none() && discount.terms.once_per_customer {
+            let shared = terms_rule_name(&discount.terms, None);
+            for coupon in &coupons {
+                let Some(other) = coupon["rule_id"].as_u64() else {
+                    continue;
+                };
+                if self.rule_name_of(integration, api, other).await?.as_deref()
+                    == Some(shared.as_str())
+                {
+                    ours = Some(coupon);
+                    break;
+                }
+            }
+        }
         Ok(match ours {
             Some(coupon) => PushOutcome::Created {
                 store_discount_id: coupon["coupon_id"]
@@ -463,6 +480,19 @@ impl Magento {
         api: &Api,
         rule_id: u64,
     ) -> Result<bool, AdapterError> {
+        Ok(self
+            .rule_name_of(integration, api, rule_id)
+            .await?
+            .is_some_and(|name| name.starts_with(RULE_PREFIX)))
+    }
+
+    /// The name of the sales rule `rule_id`; `None` when it is gone.
+    async fn rule_name_of(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        rule_id: u64,
+    ) -> Result<Option<String>, AdapterError> {
         let reply = self
             .call(
                 integration,
@@ -474,15 +504,13 @@ impl Magento {
             )
             .await?;
         if reply.status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(false);
+            return Ok(None);
         }
         if !reply.status.is_success() {
             return Err(reply.unexpected(STORE, "a sales rule read"));
         }
         let rule: Value = reply.json(STORE)?;
-        Ok(rule["name"]
-            .as_str()
-            .is_some_and(|name| name.starts_with(RULE_PREFIX)))
+        Ok(rule["name"].as_str().map(str::to_owned))
     }
 
     async fn update_one(
@@ -593,13 +621,23 @@ fn message_of(reply: &Reply) -> String {
 /// creator's code could not use another's of the same rule. Such a code has a rule of its own,
 /// named for its `external_ref` too, which its updates find again.
 fn rule_name(discount: &Discount) -> String {
-    let terms = &discount.terms;
+    let owner = discount
+        .terms
+        .once_per_customer
+        .then_some(discount.external_ref.as_str());
+    terms_rule_name(&discount.terms, owner)
+}
+
+/// The name of the rule for `terms`, of the code `owner` alone when given. Without an owner, for
+/// once-per-customer terms, it is the rule such codes shared before each got its own: a code
+/// pushed then is found under it.
+fn terms_rule_name(terms: &Terms, owner: Option<&str>) -> String {
     let canonical = serde_json::to_vec(terms).unwrap_or_default();
     let mut hasher = Sha256::new();
     hasher.update(&canonical);
-    if terms.once_per_customer {
+    if let Some(owner) = owner {
         hasher.update(b" for the code of ");
-        hasher.update(discount.external_ref.as_bytes());
+        hasher.update(owner.as_bytes());
     }
     // A rule with dates made before its days were the store views' (they were UTC's) is not
     // found for the same terms: a new one is made, with the right days.
@@ -1403,6 +1441,59 @@ mod tests {
                 .is_empty(),
             "terms without dates need no zone"
         );
+    }
+
+    #[tokio::test]
+    async fn a_once_per_customer_code_pushed_under_the_shared_rule_is_ours_on_its_retry() {
+        let mut old = test_discount("OLDONE", "code-3");
+        old.terms.once_per_customer = true;
+        let shared = terms_rule_name(&old.terms, None);
+        let store = MockStore::start(move |request| {
+            let search = request.param("searchCriteria[filter_groups][0][filters][0][value]");
+            match request.route().as_str() {
+                "POST /rest/V1/coupons" => mock::Reply::json(
+                    400,
+                    json!({ "message": "%1 already exists.",
+                        "parameters": ["Coupon with the same code"] }),
+                ),
+                // OLDONE sits under rule 2, the rule its terms had when codes shared it; THEIRS
+                // under the brand's rule 3.
+                "GET /rest/V1/coupons/search" if search == Some("OLDONE") => mock::Reply::json(
+                    200,
+                    json!({ "items": [{ "coupon_id": 61, "rule_id": 2, "code": "OLDONE" }] }),
+                ),
+                "GET /rest/V1/coupons/search" if search == Some("THEIRS") => mock::Reply::json(
+                    200,
+                    json!({ "items": [{ "coupon_id": 62, "rule_id": 3, "code": "THEIRS" }] }),
+                ),
+                "GET /rest/V1/salesRules/2" => {
+                    mock::Reply::json(200, json!({ "rule_id": 2, "name": shared.clone() }))
+                }
+                "GET /rest/V1/salesRules/3" => {
+                    mock::Reply::json(200, json!({ "rule_id": 3, "name": "Summer sale" }))
+                }
+                _ => store_api(request),
+            }
+        })
+        .await;
+        let (magento, integration) = setup(&store);
+        let mut theirs = old.clone();
+        theirs.code = "THEIRS".to_owned();
+        theirs.external_ref = "code-4".to_owned();
+        let results = magento
+            .create_discounts(&integration, &[old, theirs])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "61".to_owned()
+            }
+        );
+        assert!(matches!(
+            results[1].outcome,
+            PushOutcome::AlreadyExists { .. }
+        ));
     }
 
     #[tokio::test]
