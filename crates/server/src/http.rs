@@ -1,12 +1,17 @@
 //! The HTTP side of a server process: `/metrics`, `/healthz`, and whatever routes services add
 //! (webhooks, redirects), with graceful shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::metrics::Metrics;
 
@@ -35,22 +40,92 @@ pub fn router(metrics: Metrics) -> Router {
         .route("/healthz", get(|| async { "ok" }))
 }
 
+/// How long a client may take to send a request's headers (also the next request's, on a
+/// connection kept alive): a client that opens connections and sends nothing, or half a request
+/// line, would otherwise hold each one, and its task, for good.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request may take from its headers to its answer, its body included: a webhook
+/// whose body never comes, or a handler that hangs, is answered `408` and its connection closed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most HTTP connections served at once; more wait in the listener's backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+
 /// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish within
 /// `grace`: a client that stalls (a body promised and never sent) cannot keep the process from
-/// stopping.
+/// stopping. The port faces the internet (stores' webhooks, shoppers' clicks), so no client may
+/// hold it: headers must come within [`HEADER_READ_TIMEOUT`], a request be answered within
+/// [`REQUEST_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at once.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let server =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, say: the connections being served end in time.
+                    tracing::warn!(error = %err, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let router = router.clone();
+            async move {
+                match tokio::time::timeout(REQUEST_TIMEOUT, router.oneshot(request)).await {
+                    Ok(answered) => answered,
+                    Err(_) => Ok((
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        [(http::header::CONNECTION, "close")],
+                        "request not complete within its time",
+                    )
+                        .into_response()),
+                }
+            }
+        });
+        let connection = http1.serve_connection(TokioIo::new(stream), service);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Every connection has ended once all the permits are back.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
     tokio::select! {
-        result = server => result,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+        _ = connections.acquire_many(all) => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(?grace, "grace period over, leaving the remaining HTTP requests");
-            Ok(())
         }
     }
+    Ok(())
 }

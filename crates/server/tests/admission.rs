@@ -690,3 +690,61 @@ async fn reflection_lists_only_the_services_served() {
     }
     shutdown.cancel();
 }
+
+/// A client that opens a connection to the HTTP port and sends nothing, or half a request line,
+/// is cut off once the headers are late: it cannot hold the connection (and its task) for good.
+#[tokio::test]
+async fn an_http_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let router = axum::Router::new().route("/r/x", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(tracking_server::http::serve(
+        listener,
+        router,
+        shutdown.clone(),
+        Duration::from_millis(200),
+    ));
+    // One sends nothing at all, one half a request line.
+    let mut silent = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut client = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .write_all(b"GET /r/x HT")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        tracking_server::http::HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        client.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(
+        started.elapsed() >= tracking_server::http::HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    let mut nothing = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut nothing)).await;
+    assert!(read.is_ok(), "the silent connection was not closed");
+    // The port still serves others.
+    let mut other = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    other
+        .write_all(b"GET /r/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut served = String::new();
+    let _ = other.read_to_string(&mut served).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    shutdown.cancel();
+}
