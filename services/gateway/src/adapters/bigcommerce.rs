@@ -246,28 +246,35 @@ impl BigCommerce {
                 store_discount_id: promotion_id.to_string(),
             });
         }
+        // Who holds the code is asked before the promotion made now goes: a code POST retried
+        // after its answer was lost finds the code in that very promotion, ours.
+        let holders = self
+            .holders_if_taken(integration, api, &reply, &discount.code)
+            .await;
+        let ours = holders.as_ref().ok().and_then(|holders| {
+            holders
+                .iter()
+                .flatten()
+                .find(|p| has_marker(&p.name, &discount.external_ref))
+                .map(|p| p.id)
+        });
+        if let Some(id) = ours {
+            if made_now && id != promotion_id {
+                self.delete_promotion(integration, api, promotion_id).await;
+            }
+            return Ok(PushOutcome::Created {
+                store_discount_id: id.to_string(),
+            });
+        }
         if made_now {
             self.delete_promotion(integration, api, promotion_id).await;
         }
-        let Some(holders) = self
-            .holders_if_taken(integration, api, &reply, &discount.code)
-            .await?
-        else {
-            return Ok(refused(discount, &reply));
-        };
-        Ok(
-            match holders
-                .iter()
-                .find(|p| has_marker(&p.name, &discount.external_ref))
-            {
-                Some(ours) => PushOutcome::Created {
-                    store_discount_id: ours.id.to_string(),
-                },
-                None => PushOutcome::AlreadyExists {
-                    message: format!("code {} already exists in the store", discount.code),
-                },
+        Ok(match holders? {
+            None => refused(discount, &reply),
+            Some(_) => PushOutcome::AlreadyExists {
+                message: format!("code {} already exists in the store", discount.code),
             },
-        )
+        })
     }
 
     /// Our promotion (named with `external_ref`) holding `code`.
@@ -319,22 +326,7 @@ impl BigCommerce {
             return self.create_one(integration, api, discount).await;
         };
         let codes_path = format!("/v3/promotions/{}/codes", holder.id);
-        let reply = self
-            .call(
-                integration,
-                api,
-                reqwest::Method::GET,
-                &codes_path,
-                &[],
-                None,
-            )
-            .await?;
-        if !reply.status.is_success() {
-            return Err(reply.unexpected(STORE, "a coupon code list"));
-        }
-        let body: Value = reply.json(STORE)?;
-        let codes: Vec<PromotionCode> =
-            serde_json::from_value(body["data"].clone()).unwrap_or_default();
+        let codes = self.codes_of(integration, api, holder.id).await?;
         let wanted = code_body(discount);
         if !codes.iter().any(|c| c.matches(&wanted)) {
             // Same text, other limits: the old code must go first, the text being unique.
@@ -354,10 +346,11 @@ impl BigCommerce {
                     Some(&wanted),
                 )
                 .await?;
-            if self
+            // Taken by this promotion itself is a POST retried after its answer was lost: done.
+            if let Some(holders) = self
                 .holders_if_taken(integration, api, &reply, &discount.code)
                 .await?
-                .is_some()
+                && !holders.iter().any(|p| p.id == holder.id)
             {
                 return Ok(PushOutcome::AlreadyExists {
                     message: format!("code {} already exists in the store", discount.code),
@@ -398,6 +391,30 @@ impl BigCommerce {
         Ok(PushOutcome::Created {
             store_discount_id: holder.id.to_string(),
         })
+    }
+
+    /// The coupon codes of promotion `promotion_id`.
+    async fn codes_of(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        promotion_id: u64,
+    ) -> Result<Vec<PromotionCode>, AdapterError> {
+        let reply = self
+            .call(
+                integration,
+                api,
+                reqwest::Method::GET,
+                &format!("/v3/promotions/{promotion_id}/codes"),
+                &[],
+                None,
+            )
+            .await?;
+        if !reply.status.is_success() {
+            return Err(reply.unexpected(STORE, "a coupon code list"));
+        }
+        let body: Value = reply.json(STORE)?;
+        Ok(serde_json::from_value(body["data"].clone()).unwrap_or_default())
     }
 
     async fn delete_code(
@@ -470,6 +487,16 @@ impl BigCommerce {
             return Ok(DisableOutcome::not_ours(code));
         }
         for promotion in ours.into_iter().filter(|p| p.status != "DISABLED") {
+            // A promotion that also holds another code of ours (an edit's new text, added before
+            // the old one went) loses this code alone: disabling it would stop the other too.
+            let codes = self.codes_of(integration, api, promotion.id).await?;
+            if codes.iter().any(|c| !c.code.eq_ignore_ascii_case(code)) {
+                for held in codes.iter().filter(|c| c.code.eq_ignore_ascii_case(code)) {
+                    self.delete_code(integration, api, promotion.id, held)
+                        .await?;
+                }
+                continue;
+            }
             let reply = self
                 .call(
                     integration,
@@ -1062,6 +1089,93 @@ mod tests {
         let puts = store.requests_to(&format!("PUT {PREFIX}/v3/promotions/12"));
         assert_eq!(puts.len(), 1);
         assert_eq!(puts[0].json(), json!({ "status": "DISABLED" }));
+    }
+
+    #[tokio::test]
+    async fn a_promotion_holding_another_code_of_ours_loses_only_the_one_disabled() {
+        // Promotion 12 holds MIA20 and MIA25 (an edit's new text, added before the old went).
+        let store = MockStore::start(|request| {
+            let route = request.route();
+            match request.method.as_str() {
+                "GET" if route.ends_with("/v3/promotions/12/codes") => mock::Reply::json(
+                    200,
+                    json!({ "data": [
+                        { "id": 3, "code": "MIA20", "current_uses": 0, "max_uses": 0,
+                          "max_uses_per_customer": 0, "created": "2025-01-20T22:00:00+00:00" },
+                        { "id": 4, "code": "MIA25", "current_uses": 0, "max_uses": 0,
+                          "max_uses_per_customer": 0, "created": "2025-01-21T22:00:00+00:00" }
+                    ], "meta": {} }),
+                ),
+                "GET" => mock::Reply::json(
+                    200,
+                    json!({ "data": [promotion(12, "x [code-1]", "ENABLED")], "meta": {} }),
+                ),
+                "DELETE" => mock::Reply::empty(204),
+                _ => mock::Reply::json(
+                    200,
+                    json!({ "data": promotion(12, "x", "DISABLED"), "meta": {} }),
+                ),
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .disable_discounts(&integration, &[ToDisable::any("MIA20")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(results[0].outcome, DisableOutcome::Disabled);
+        assert!(
+            store
+                .requests_to(&format!("PUT {PREFIX}/v3/promotions/12"))
+                .is_empty(),
+            "disabling the promotion would stop MIA25 too"
+        );
+        assert_eq!(
+            store
+                .requests_to(&format!("DELETE {PREFIX}/v3/promotions/12/codes/3"))
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_code_whose_answer_was_lost_is_found_in_the_promotion_made_for_it() {
+        // The code was made, its answer lost: the retried POST is refused as taken, by the very
+        // promotion this push made.
+        let store = MockStore::start(|request| match request.route().as_str() {
+            r if r == format!("POST {PREFIX}/v3/promotions") => mock::Reply::json(
+                201,
+                json!({ "data": promotion(40, "Summer 20 / ANNA [code-5]", "ENABLED"), "meta": {} }),
+            ),
+            r if r.ends_with("/codes") => mock::Reply::json(
+                409,
+                json!({ "status": 409, "title": "Coupon code already exists",
+                    "type": "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes" }),
+            ),
+            r if r.starts_with("DELETE") => mock::Reply::empty(204),
+            _ => mock::Reply::json(
+                200,
+                json!({ "data": [promotion(40, "Summer 20 / ANNA [code-5]", "ENABLED")], "meta": {} }),
+            ),
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let results = bc
+            .create_discounts(&integration, &[test_discount("ANNA", "code-5")])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            results[0].outcome,
+            PushOutcome::Created {
+                store_discount_id: "40".to_owned()
+            }
+        );
+        assert!(
+            store
+                .requests_to(&format!("DELETE {PREFIX}/v3/promotions"))
+                .is_empty(),
+            "the promotion holding our code stays"
+        );
     }
 
     #[tokio::test]
