@@ -252,8 +252,9 @@ struct Facts {
     commissions: HashMap<(i64, i64), CommissionHistory>,
 }
 
-/// The codes that hold, or held until a rename, one text.
-type Holders = Vec<(CodeRow, Option<DateTime<Utc>>)>;
+/// The codes that hold, or held until a rename, one text: each with until when (`None`: holds
+/// it now) and since when (`None`: not known) it held it.
+type Holders = Vec<(CodeRow, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>;
 
 impl Facts {
     async fn load(
@@ -275,7 +276,7 @@ impl Facts {
                 .or_default()
                 .entry(found.matched)
                 .or_default()
-                .push((found.code, found.valid_until));
+                .push((found.code, found.valid_until, found.valid_from));
         }
         let mut click_ids: Vec<(i64, &str)> = items
             .iter()
@@ -299,7 +300,7 @@ impl Facts {
             facts
                 .codes
                 .values()
-                .flat_map(|by_code| by_code.values().flatten().map(|(code, _)| code))
+                .flat_map(|by_code| by_code.values().flatten().map(|(code, _, _)| code))
                 .chain(facts.click_codes.values())
         };
         let code_plans = distinct(found_codes().map(|c| (c.brand_id, c.plan_id)));
@@ -362,14 +363,11 @@ impl Facts {
             .iter()
             .filter_map(|text| by_code.get_key_value(text))
             .flat_map(|(text, holders)| {
-                // A current holder counts from when it got the text; a former one (renamed
-                // since) held it before then.
+                // A holder counts from when it had the text at the store.
                 let held: Vec<(&CodeRow, Option<DateTime<Utc>>)> = holders
                     .iter()
-                    .filter(|(code, until)| {
-                        until.is_some() || attribution::had_text_then(code.text_since, ordered_at)
-                    })
-                    .map(|(code, until)| (code, *until))
+                    .filter(|(_, _, since)| attribution::had_text_then(*since, ordered_at))
+                    .map(|(code, until, _)| (code, *until))
                     .collect();
                 attribution::holders_at(&held, ordered_at)
                     .into_iter()

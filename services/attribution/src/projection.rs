@@ -159,6 +159,11 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
                 Some(change) => change.changed_at.as_ref().and_then(from_timestamp),
                 None => code.created_at.as_ref().and_then(from_timestamp),
             };
+            let changed_at = code
+                .updated_at
+                .as_ref()
+                .and_then(from_timestamp)
+                .unwrap_or_else(chrono::Utc::now);
             let row = CodeRow {
                 brand_id: event.brand_id,
                 code_id: code.id,
@@ -174,11 +179,6 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
                 version: 0,
                 text_since,
             };
-            let changed_at = code
-                .updated_at
-                .as_ref()
-                .and_then(from_timestamp)
-                .unwrap_or_else(chrono::Utc::now);
             Some(CodeChange {
                 row,
                 changed_at,

@@ -316,7 +316,8 @@ pub struct CodeRow {
     pub active: bool,
     #[diesel(sql_type = BigInt)]
     pub version: i64,
-    /// When the code came to have its text; `None` when not known (no bound).
+    /// Since when the code has had its text (minted or renamed to it); `None` when not known
+    /// (no bound).
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub text_since: Option<DateTime<Utc>>,
 }
@@ -361,32 +362,51 @@ pub async fn upsert_codes(
              as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
                  destination_url, expires_at, active, changed_at, text_since, former_was_held)),
          current as materialized (
-             select i.*, c.integration_id as current_integration_id, c.code as current_code,
-                 c.code_id is not null and
+             select i.*, c.code_id as current_id, c.integration_id as current_integration_id,
+                 c.code as current_code, c.text_since as current_since,
+                 -- Since when the code has its text: the earliest moment known while the text
+                 -- stays (none for a code projected before this was kept), the event's for a
+                 -- new text.
+                 case when c.code_id is not null and c.code = i.code
+                     then case when c.text_since is null then null
+                               else least(c.text_since, i.text_since) end
+                     else i.text_since end as since,
                  (c.campaign_id, c.creator_id, c.plan_id, c.integration_id, c.code, c.slug,
                   c.destination_url, c.expires_at, c.active)
                  is not distinct from
                  (i.campaign_id, i.creator_id, i.plan_id, i.integration_id, i.code, i.slug,
-                  i.destination_url, i.expires_at, i.active) as unchanged
+                  i.destination_url, i.expires_at, i.active) as links_unchanged
              from input i left join codes c on c.brand_id = i.brand_id and c.code_id = i.code_id),
          former as (
-             insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until)
-             select brand_id, current_integration_id, lower(current_code), code_id, changed_at
+             insert into code_texts (brand_id, integration_id, code_lower, code_id, valid_until,
+                 valid_from)
+             select brand_id, current_integration_id, lower(current_code), code_id, changed_at,
+                 current_since
              from current
              where current_code <> '' and lower(current_code) <> lower(code) and former_was_held
              on conflict do nothing)
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active, text_since)
          select brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
-             destination_url, expires_at, active, text_since
-         from current where not unchanged
+             destination_url, expires_at, active, since
+         from current
+         where not (current_id is not null and links_unchanged
+             and current_since is not distinct from since)
          on conflict (brand_id, code_id) do update set
              campaign_id = excluded.campaign_id, creator_id = excluded.creator_id,
              plan_id = excluded.plan_id, integration_id = excluded.integration_id,
              code = excluded.code, slug = excluded.slug,
              destination_url = excluded.destination_url, expires_at = excluded.expires_at,
              active = excluded.active, text_since = excluded.text_since,
-             version = nextval('codes_version')",
+             -- The redirect's cache follows the version: a new one only when a link changed.
+             version = case when
+                 (codes.campaign_id, codes.creator_id, codes.plan_id, codes.integration_id,
+                  codes.code, codes.slug, codes.destination_url, codes.expires_at, codes.active)
+                 is not distinct from
+                 (excluded.campaign_id, excluded.creator_id, excluded.plan_id,
+                  excluded.integration_id, excluded.code, excluded.slug,
+                  excluded.destination_url, excluded.expires_at, excluded.active)
+                 then codes.version else nextval('codes_version') end",
     )
     .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
     .bind::<Array<BigInt>, _>(column(|c| c.code_id))
@@ -420,6 +440,9 @@ pub struct MatchedCode {
     /// Set when the text is one the code had before a rename: until when it was the code's.
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub valid_until: Option<DateTime<Utc>>,
+    /// Since when the code had the text (`None`: not known, no bound).
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub valid_from: Option<DateTime<Utc>>,
     #[diesel(embed)]
     pub code: CodeRow,
 }
@@ -436,11 +459,12 @@ pub async fn codes_matching(
     Ok(tracking_db::prepared(
         "with w(brand_id, integration_id, lower_code) as (
              select distinct * from unnest($1::bigint[], $2::bigint[], $3::text[]))
-         select w.lower_code as matched, null::timestamptz as valid_until, c.*
+         select w.lower_code as matched, null::timestamptz as valid_until,
+             c.text_since as valid_from, c.*
          from w join codes c on c.brand_id = w.brand_id and c.integration_id = w.integration_id
              and c.code <> '' and lower(c.code) = w.lower_code
          union all
-         select w.lower_code, t.valid_until, c.*
+         select w.lower_code, t.valid_until, t.valid_from, c.*
          from w join code_texts t on t.brand_id = w.brand_id
                  and t.integration_id = w.integration_id and t.code_lower = w.lower_code
              join codes c on c.brand_id = t.brand_id and c.code_id = t.code_id
