@@ -122,23 +122,27 @@ const MAX_UTM: usize = 200;
 const MAX_RESTRICTIONS: usize = 1000;
 const MAX_RESTRICTION_ID: usize = 100;
 
+/// The provider's name, as errors give it.
+fn provider_name(caps: &Capabilities) -> &'static str {
+    Provider::try_from(caps.provider)
+        .unwrap_or(Provider::Unspecified)
+        .as_str_name()
+}
+
 impl Terms {
     /// Checks every field, and that the plan asks only for what `caps` (its provider's
     /// capabilities, from ProviderGateway) allows. Errors name the field and the provider.
     pub fn validate(&self, caps: &Capabilities) -> Result<(), Error> {
         self.validate_fields(caps)?;
-        self.validate_later_rules(caps)
+        self.validate_later_rules(caps, None)
     }
 
-    /// As [`Terms::validate`], for terms changed from `before`: the rules added after plans were
-    /// first made ([`Terms::validate_later_rules`]) bind a plan that met them, so that a plan
-    /// made before them can still be changed in other ways.
+    /// As [`Terms::validate`], for terms changed from `before`: each rule added after plans were
+    /// first made ([`Terms::LATER_RULES`]) binds a plan that met it, so that a plan made before
+    /// it can still be changed in other ways (and is still held to the others).
     pub fn validate_change(&self, caps: &Capabilities, before: &Terms) -> Result<(), Error> {
         self.validate_fields(caps)?;
-        if before.validate_later_rules(caps).is_ok() {
-            self.validate_later_rules(caps)?;
-        }
-        Ok(())
+        self.validate_later_rules(caps, Some(before))
     }
 
     /// The amounts the store is given (a fixed amount off, a minimum purchase), by field.
@@ -197,50 +201,76 @@ impl Terms {
 
     /// Rules added after plans were first made: without a code, the creators' links are what
     /// track a sale, so they must lead somewhere; a code pattern must tell creators apart; a
-    /// provider that takes products or categories (not both) gets one kind.
-    fn validate_later_rules(&self, caps: &Capabilities) -> Result<(), Error> {
-        let provider = Provider::try_from(caps.provider)
-            .unwrap_or(Provider::Unspecified)
-            .as_str_name();
-        if self.discount.is_none() && self.click_url.is_empty() {
-            return Err(Error::invalid(
-                "click_url",
-                format!(
-                    "{provider} tracks sales through the creators' links when the plan has no discount; set the page they lead to"
-                ),
-            ));
-        }
-        // Codes told apart only by the suffixes minting appends would differ by a character or
-        // two: a shopper could guess another creator's.
-        if caps.discount_codes
-            && self.discount.is_some()
-            && Pattern::parse(&self.code_pattern)
-                .is_ok_and(|p| !p.has_per_creator_variable() && p.random_chars() == 0)
-        {
-            return Err(Error::invalid(
-                "code_pattern",
-                "has neither a creator variable ({username}, a name, a social handle) nor \
-                 {random:N}: every creator would get the same code",
-            ));
-        }
-        if !self.product_ids.is_empty()
-            && !self.category_ids.is_empty()
-            && caps.products_or_categories_only
-        {
-            return Err(Error::invalid(
-                "category_ids",
-                format!(
-                    "{provider} restricts a discount to products or to categories (collections), not both; use one"
-                ),
-            ));
+    /// provider that takes products or categories (not both) gets one kind. Each says what
+    /// breaks it, if anything.
+    const LATER_RULES: [fn(&Terms, &Capabilities) -> Option<Error>; 3] = [
+        Terms::links_lead_somewhere,
+        Terms::codes_tell_creators_apart,
+        Terms::one_kind_of_restriction,
+    ];
+
+    /// Every later rule, but those `before` broke already.
+    fn validate_later_rules(
+        &self,
+        caps: &Capabilities,
+        before: Option<&Terms>,
+    ) -> Result<(), Error> {
+        for rule in Self::LATER_RULES {
+            if before.is_some_and(|before| rule(before, caps).is_some()) {
+                continue;
+            }
+            if let Some(broken) = rule(self, caps) {
+                return Err(broken);
+            }
         }
         Ok(())
     }
 
+    fn links_lead_somewhere(&self, caps: &Capabilities) -> Option<Error> {
+        (self.discount.is_none() && self.click_url.is_empty()).then(|| {
+            Error::invalid(
+                "click_url",
+                format!(
+                    "{} tracks sales through the creators' links when the plan has no discount; set the page they lead to",
+                    provider_name(caps)
+                ),
+            )
+        })
+    }
+
+    /// Codes told apart only by the suffixes minting appends would differ by a character or
+    /// two: a shopper could guess another creator's.
+    fn codes_tell_creators_apart(&self, caps: &Capabilities) -> Option<Error> {
+        (caps.discount_codes
+            && self.discount.is_some()
+            && Pattern::parse(&self.code_pattern)
+                .is_ok_and(|p| !p.has_per_creator_variable() && p.random_chars() == 0))
+        .then(|| {
+            Error::invalid(
+                "code_pattern",
+                "has neither a creator variable ({username}, a name, a social handle) nor \
+                 {random:N}: every creator would get the same code",
+            )
+        })
+    }
+
+    fn one_kind_of_restriction(&self, caps: &Capabilities) -> Option<Error> {
+        (!self.product_ids.is_empty()
+            && !self.category_ids.is_empty()
+            && caps.products_or_categories_only)
+            .then(|| {
+                Error::invalid(
+                    "category_ids",
+                    format!(
+                        "{} restricts a discount to products or to categories (collections), not both; use one",
+                        provider_name(caps)
+                    ),
+                )
+            })
+    }
+
     fn validate_fields(&self, caps: &Capabilities) -> Result<(), Error> {
-        let provider = Provider::try_from(caps.provider)
-            .unwrap_or(Provider::Unspecified)
-            .as_str_name();
+        let provider = provider_name(caps);
         let unsupported = |field: &str, what: &str| {
             Error::invalid(field, format!("{provider} does not support {what}"))
         };
@@ -530,6 +560,48 @@ mod tests {
             tracking_without_discount: true,
             ..Capabilities::default()
         }
+    }
+
+    #[test]
+    fn each_later_rule_binds_on_its_own() {
+        let shopify = Capabilities {
+            provider: Provider::Shopify as i32,
+            discount_codes: true,
+            max_code_length: 255,
+            click_links: true,
+            product_restrictions: true,
+            products_or_categories_only: true,
+            ..Capabilities::default()
+        };
+        // Saved before patterns had to tell creators apart: it may change otherwise, but not
+        // come to break another rule of the later ones.
+        let before = Terms {
+            discount: Some(Discount::PercentBps(2000)),
+            code_pattern: "SUMMER{discount}".to_owned(),
+            product_ids: vec!["1".to_owned()],
+            ..Terms::default()
+        };
+        let both_kinds = Terms {
+            category_ids: vec!["5".to_owned()],
+            ..before.clone()
+        };
+        assert!(matches!(
+            both_kinds.validate_change(&shopify, &before),
+            Err(Error::InvalidArgument { field, .. }) if field == "category_ids"
+        ));
+        // And one that broke only the restriction rule may not take such a pattern.
+        let restricted = Terms {
+            code_pattern: "{username}".to_owned(),
+            ..both_kinds.clone()
+        };
+        let guessable = Terms {
+            code_pattern: "SUMMER{discount}".to_owned(),
+            ..restricted.clone()
+        };
+        assert!(matches!(
+            guessable.validate_change(&shopify, &restricted),
+            Err(Error::InvalidArgument { field, .. }) if field == "code_pattern"
+        ));
     }
 
     #[test]
