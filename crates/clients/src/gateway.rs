@@ -40,6 +40,10 @@ pub struct GatewayClient {
 /// release that changes them reaches plans and minting within this.
 pub const CAPABILITIES_TTL: Duration = Duration::from_secs(60);
 
+/// While the gateway is unavailable, how long the last capabilities stand before it is asked
+/// again.
+const STALE_RETRY: Duration = Duration::from_secs(5);
+
 impl std::fmt::Debug for GatewayClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("GatewayClient")
@@ -143,6 +147,15 @@ impl GatewayClient {
             Err(ClientError::Unavailable(why)) => match cached {
                 Some((_, caps)) => {
                     tracing::debug!(provider, %why, "gateway unavailable, capabilities kept");
+                    // Asked again a few seconds on, not at every call: each ask of a gateway
+                    // that is down waits for its connection to fail.
+                    let retry = STALE_RETRY.min(self.capabilities_ttl);
+                    let asked = Instant::now()
+                        .checked_sub(self.capabilities_ttl.saturating_sub(retry))
+                        .unwrap_or_else(Instant::now);
+                    if let Ok(mut map) = self.capabilities.write() {
+                        map.insert(provider, (asked, caps.clone()));
+                    }
                     return Ok(caps);
                 }
                 None => return Err(ClientError::Unavailable(why)),
