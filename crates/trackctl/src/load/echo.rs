@@ -67,7 +67,11 @@ pub async fn run(load: EchoLoad) -> anyhow::Result<Summary> {
     server.abort();
     let mut summary = Summary::from("echo (bare tonic unary, Health.Check)", &recorder, elapsed);
     let _ = ticker.await;
-    summary.verified = summary.errors.is_empty() && summary.ok > 0;
+    let problems: Vec<String> = (summary.ok == 0)
+        .then(|| "no call succeeded".to_owned())
+        .into_iter()
+        .collect();
+    summary.verified_by(&problems, common.allow_errors);
     summary.notes.push(format!(
         "server        in this process at {addr}, {} connections",
         common.connections
