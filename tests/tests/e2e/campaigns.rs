@@ -70,6 +70,17 @@ fn profile(first: &str) -> CreatorProfile {
     }
 }
 
+/// Each entry's creator, status and first name.
+fn summary(entries: &[tracking_api::plan::v1::RosterEntry]) -> Vec<(i64, i32, String)> {
+    entries
+        .iter()
+        .map(|e| {
+            let name = e.profile.as_ref().map(|p| p.first_name.clone());
+            (e.creator_id, e.status, name.unwrap_or_default())
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_shared_plan_needs_consent_and_warns_both_campaigns() {
     let suite = Suite::start().await;
@@ -688,15 +699,8 @@ async fn bulk_adds_restore_removed_creators_and_announce_only_what_they_add() {
         .await
         .map(|r| r.into_inner().entries)
         .unwrap_or_else(|s| panic!("{s}"));
-    let summary: Vec<(i64, i32, String)> = added
-        .iter()
-        .map(|e| {
-            let name = e.profile.as_ref().map(|p| p.first_name.clone());
-            (e.creator_id, e.status, name.unwrap_or_default())
-        })
-        .collect();
     assert_eq!(
-        summary,
+        summary(&added),
         vec![
             (9, RosterStatus::Added as i32, "Cy".to_owned()),
             (2, RosterStatus::Approved as i32, "Bea".to_owned()),
@@ -910,15 +914,8 @@ async fn a_bulk_add_retried_under_its_request_id_changes_nothing() {
         .await
         .map(|r| r.into_inner().entries)
         .unwrap_or_else(|s| panic!("{s}"));
-    let seen: Vec<(i64, i32, String)> = retried
-        .iter()
-        .map(|e| {
-            let first = e.profile.as_ref().map(|p| p.first_name.clone());
-            (e.creator_id, e.status, first.unwrap_or_default())
-        })
-        .collect();
     assert_eq!(
-        seen,
+        summary(&retried),
         vec![
             (3, RosterStatus::Approved as i32, "Cy".to_owned()),
             (1, RosterStatus::Removed as i32, "Ana".to_owned()),

@@ -13,10 +13,10 @@ use tonic::Code as Status;
 use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::{DiscountSpec, ListStoreDiscountsRequest, PushDiscountsRequest};
 use tracking_api::mint::v1::{
-    Code, CodeEventKind, CodeStatus, DisableCodeRequest, FailureReason, GetCodeRequest,
-    ListCodesRequest, ListFailuresRequest, MintCodeRequest, MintCodesRequest, PreviewCodesRequest,
-    ResolveCodeRequest, RetryCodeRequest, RetryFailedRequest, UpdateCodeRequest, WatchCodesRequest,
-    code_preview, mint_codes_response,
+    Code, CodeEventKind, CodePreview, CodeStatus, DisableCodeRequest, FailureReason,
+    GetCodeRequest, ListCodesRequest, ListFailuresRequest, MintCodeRequest, MintCodesRequest,
+    PreviewCodesRequest, ResolveCodeRequest, RetryCodeRequest, RetryFailedRequest,
+    UpdateCodeRequest, WatchCodesRequest, code_preview, mint_codes_response,
 };
 use tracking_api::plan::v1::{
     ApproveCreatorRequest, CodeTrigger, CreateCampaignRequest, CreatePlanRequest, CreatorProfile,
@@ -517,19 +517,7 @@ async fn triggers_mint_on_add_or_on_approval_and_switching_backfills() {
     .await;
     // The add is applied once the projection knows creator 4 (a preview lists them).
     eventually("creator 4 projected", || async {
-        let previews = suite
-            .mint()
-            .preview_codes(authed(
-                PreviewCodesRequest {
-                    campaign_id: on_approval.campaign,
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await
-            .ok()?
-            .into_inner()
-            .previews;
+        let previews = plan_previews(&suite, &token, on_approval.campaign).await?;
         previews.iter().any(|p| p.creator_id == 4).then_some(())
     })
     .await;
@@ -1710,18 +1698,9 @@ async fn previews_reserve_nothing_and_flag_collisions() {
         matches!(&previews[2].result, Some(code_preview::Result::Failure(f)) if f.reason == FailureReason::MissingProfileField as i32)
     );
     // The plan's own pattern gives both Anas the same code.
-    let plan_pattern = suite
-        .mint()
-        .preview_codes(authed(
-            PreviewCodesRequest {
-                campaign_id: s.campaign,
-                ..Default::default()
-            },
-            &token,
-        ))
+    let plan_pattern = plan_previews(&suite, &token, s.campaign)
         .await
-        .map(|r| r.into_inner().previews)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|| panic!("refused"));
     assert!(plan_pattern[0].collides && plan_pattern[1].collides && !plan_pattern[2].collides);
     assert!(
         codes_of(&suite, &token, s.campaign).await.is_empty(),
@@ -1741,6 +1720,22 @@ async fn previews_reserve_nothing_and_flag_collisions() {
         .expect_err("keyspace");
     assert_eq!(status.code(), Status::InvalidArgument);
     assert!(status.message().starts_with("pattern"));
+}
+
+/// A preview of the campaign's creators under its plan's own pattern (`None` when refused).
+async fn plan_previews(suite: &Suite, token: &str, campaign_id: i64) -> Option<Vec<CodePreview>> {
+    suite
+        .mint()
+        .preview_codes(authed(
+            PreviewCodesRequest {
+                campaign_id,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .ok()
+        .map(|r| r.into_inner().previews)
 }
 
 /// A plan whose pattern tells creators apart by random characters only, fewer than the keyspace
@@ -1771,19 +1766,7 @@ async fn the_plans_own_pattern_is_previewed_as_minting_renders_it() {
         .await;
     }
     let previews = eventually("roster projected", || async {
-        let previews = suite
-            .mint()
-            .preview_codes(authed(
-                PreviewCodesRequest {
-                    campaign_id: s.campaign,
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await
-            .ok()?
-            .into_inner()
-            .previews;
+        let previews = plan_previews(&suite, &token, s.campaign).await?;
         (previews.len() == 3).then_some(previews)
     })
     .await;
@@ -2603,18 +2586,9 @@ async fn a_disabled_code_takes_its_store_refusal_along_and_a_preview_counts_its_
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ana.code, "ANA20");
     let preview = async || {
-        suite
-            .mint()
-            .preview_codes(authed(
-                PreviewCodesRequest {
-                    campaign_id: s.campaign,
-                    ..Default::default()
-                },
-                &token,
-            ))
+        plan_previews(&suite, &token, s.campaign)
             .await
-            .map(|r| r.into_inner().previews)
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("refused"))
     };
     // Her own live code: minting would give it back.
     let before = preview().await;

@@ -170,6 +170,15 @@ async fn grpc_over_mutual_tls() {
     let channel = channel(addr, Some(with_cert))
         .await
         .unwrap_or_else(|| panic!("TLS channel"));
+    plan_is_created_over(channel).await;
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates a plan over `channel`: PlanService validates it by calling ProviderGateway, so the
+/// services reach each other over TLS too.
+async fn plan_is_created_over(channel: Channel) {
     let integration = ProviderGatewayClient::new(channel.clone())
         .register_integration(authed(
             valid_registration(Provider::Sandbox, "TLS store"),
@@ -196,9 +205,6 @@ async fn grpc_over_mutual_tls() {
         ))
         .await;
     assert!(plan.is_ok(), "{plan:?}");
-    shutdown.cancel();
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A self-signed certificate for localhost in `dir` (`self.pem`, `self.key`): marked CA:FALSE
@@ -282,32 +288,7 @@ async fn a_self_signed_certificate_alone_serves_tls() {
     let channel = channel(addr, Some(trusting))
         .await
         .unwrap_or_else(|| panic!("TLS channel"));
-    let integration = ProviderGatewayClient::new(channel.clone())
-        .register_integration(authed(
-            valid_registration(Provider::Sandbox, "Self-signed store"),
-            &brand(1),
-        ))
-        .await
-        .map(|r| r.into_inner().integration.map(|i| i.id).unwrap_or_default())
-        .unwrap_or_else(|s| panic!("{s}"));
-    let plan = PlanServiceClient::new(channel)
-        .create_plan(authed(
-            CreatePlanRequest {
-                plan: Some(Plan {
-                    name: "Self-signed".into(),
-                    integration_id: integration,
-                    discount: Some(Discount {
-                        kind: Some(discount::Kind::PercentBps(1000)),
-                    }),
-                    code_pattern: "{username}".into(),
-                    ..Plan::default()
-                }),
-                request_id: String::new(),
-            },
-            &brand(1),
-        ))
-        .await;
-    assert!(plan.is_ok(), "{plan:?}");
+    plan_is_created_over(channel).await;
     shutdown.cancel();
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&dir);
