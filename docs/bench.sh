@@ -202,11 +202,16 @@ for path in "${paths[@]}"; do
     *) args_of "$path" >/dev/null || { echo "unknown path $path" >&2; exit 2; } ;;
   esac
 done
-# A build's name in the results: its directory's, or, for two `release` directories (two
-# target directories), the target directory's.
+# A build's name in the results: its directory's; for two of the same name (two `release`
+# directories), the directory above; for two that still share it (`…/a/target/release` and
+# `…/b/target/release`), `a` or `b` by their order on the command line.
 label() {
   if [ ${#bins[@]} -eq 2 ] && [ "$(basename "${bins[0]}")" = "$(basename "${bins[1]}")" ]; then
-    basename "$(dirname "$1")"
+    if [ "$(basename "$(dirname "${bins[0]}")")" = "$(basename "$(dirname "${bins[1]}")")" ]; then
+      if [ "$1" = "${bins[0]}" ]; then echo a; else echo b; fi
+    else
+      basename "$(dirname "$1")"
+    fi
   else
     basename "$1"
   fi
