@@ -3,7 +3,7 @@
 //! configured; plaintext on loopback is the local default.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
@@ -71,18 +71,21 @@ impl TlsArgs {
     }
 }
 
-static CLIENT: OnceLock<ClientTlsConfig> = OnceLock::new();
+static CLIENT: RwLock<Option<ClientTlsConfig>> = RwLock::new(None);
 
-/// Sets, once per process, how services call each other over https:// URLs.
+/// Sets how this process's services call each other over https:// URLs (the last setting
+/// stands: a process runs one suite, but tests start several, one after another).
 pub fn set_client(config: Option<ClientTlsConfig>) {
-    if let Some(config) = config {
-        let _ = CLIENT.set(config);
+    if let Some(config) = config
+        && let Ok(mut client) = CLIENT.write()
+    {
+        *client = Some(config);
     }
 }
 
 /// The TLS configuration for calls to https:// URLs, when one was set.
 pub fn client() -> Option<ClientTlsConfig> {
-    CLIENT.get().cloned()
+    CLIENT.read().ok().and_then(|client| client.clone())
 }
 
 #[cfg(test)]

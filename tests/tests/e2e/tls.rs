@@ -18,6 +18,10 @@ use tracking_db::TestDb;
 use tracking_server::tls::TlsArgs;
 use tracking_testkit::authed;
 
+/// The services' client TLS settings are the process's (`tracking_server::tls::set_client`):
+/// the tests that start a suite over TLS run one at a time, each with its own.
+static ONE_TLS_SUITE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn openssl(dir: &Path, args: &[&str]) -> bool {
     Command::new("openssl")
         .current_dir(dir)
@@ -116,6 +120,7 @@ async fn serving(channel: Option<Channel>) -> bool {
 
 #[tokio::test]
 async fn grpc_over_mutual_tls() {
+    let _alone = ONE_TLS_SUITE_AT_A_TIME.lock().await;
     let dir = std::env::temp_dir().join(format!("tracking-tls-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     if !make_certs(&dir) {
@@ -266,6 +271,7 @@ async fn trackd_self_signed(
 /// at its own https://localhost URL, trust its own certificate (they refused to start before).
 #[tokio::test]
 async fn a_self_signed_certificate_alone_serves_tls() {
+    let _alone = ONE_TLS_SUITE_AT_A_TIME.lock().await;
     let dir = std::env::temp_dir().join(format!("tracking-tls-self-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     if !self_signed(&dir, true) {
@@ -299,6 +305,7 @@ async fn a_self_signed_certificate_alone_serves_tls() {
 /// while every call between its services fails.
 #[tokio::test]
 async fn a_certificate_its_services_cannot_trust_stops_trackd_with_the_reason() {
+    let _alone = ONE_TLS_SUITE_AT_A_TIME.lock().await;
     let dir = std::env::temp_dir().join(format!("tracking-tls-ca-true-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     if !self_signed(&dir, false) {
