@@ -6,6 +6,7 @@ use std::time::Duration;
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Double, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracking_db::{Database, DbError};
 
 /// A group of an integration's codes that share one discount.
@@ -86,12 +87,27 @@ pub async fn record(
 /// group's discount: a session advisory lock on a connection of its own, so that no transaction
 /// stays open through the store's calls, and a process that dies (or a holder dropped mid-call)
 /// lets it go with its connection.
-pub struct GroupLock(AsyncPgConnection);
+pub struct GroupLock {
+    conn: AsyncPgConnection,
+    /// Its place among the [`MAX_GROUP_LOCKS`], given back with the lock.
+    _slot: SemaphorePermit<'static>,
+}
+
+/// The most group locks, each a connection of its own, a process holds at once: a push round
+/// may carry codes of many plans' groups, and opening a connection for each at once could take
+/// PostgreSQL's last ones from every other service.
+pub const MAX_GROUP_LOCKS: usize = 8;
+
+static GROUP_LOCKS: Semaphore = Semaphore::const_new(MAX_GROUP_LOCKS);
 
 /// Waits for the group's lock. Its id is a hash of the group, with the schema's name (a collision
 /// only makes two groups wait for each other).
 #[tracing::instrument(skip_all, fields(brand_id = group.brand_id, integration_id = group.integration_id))]
 pub async fn lock_group(db: &Database, group: Group<'_>) -> Result<GroupLock, DbError> {
+    let permit = GROUP_LOCKS
+        .acquire()
+        .await
+        .map_err(|_| DbError::Unavailable("group locks closed".to_owned()))?;
     let mut conn = db.dedicated().await?;
     tracking_db::prepared(
         "select pg_advisory_lock(hashtextextended( \
@@ -102,15 +118,67 @@ pub async fn lock_group(db: &Database, group: Group<'_>) -> Result<GroupLock, Db
     .bind::<Text, _>(group.key)
     .execute(&mut conn)
     .await?;
-    Ok(GroupLock(conn))
+    Ok(GroupLock {
+        conn,
+        _slot: permit,
+    })
 }
 
 impl GroupLock {
     /// Lets the group's lock go now (dropping the lock lets it go when its connection closes).
     pub async fn release(mut self) -> Result<(), DbError> {
         tracking_db::prepared("select pg_advisory_unlock_all()")
-            .execute(&mut self.0)
+            .execute(&mut self.conn)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracking_db::{SchemaSpec, TestDb};
+
+    use super::*;
+
+    const SCHEMAS: &[SchemaSpec] = &[(crate::SCHEMA, crate::MIGRATIONS)];
+
+    #[tokio::test]
+    async fn group_locks_hold_at_most_a_few_connections_at_once() {
+        let test_db = TestDb::new(SCHEMAS).await;
+        let db = test_db.pool(crate::SCHEMA);
+        let keys: Vec<String> = (0..=MAX_GROUP_LOCKS)
+            .map(|n| format!("group {n}"))
+            .collect();
+        fn group(key: &str) -> Group<'_> {
+            Group {
+                brand_id: 1,
+                integration_id: 2,
+                key,
+            }
+        }
+        let mut held = Vec::new();
+        for key in &keys[..MAX_GROUP_LOCKS] {
+            held.push(
+                lock_group(&db, group(key))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        // One more group waits for a connection of the others to go, not for its own lock.
+        let waits = tokio::time::timeout(
+            Duration::from_millis(300),
+            lock_group(&db, group(&keys[MAX_GROUP_LOCKS])),
+        )
+        .await;
+        assert!(waits.is_err(), "a lock beyond the limit was taken at once");
+        if let Some(first) = held.pop() {
+            first.release().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let taken = tokio::time::timeout(
+            Duration::from_secs(5),
+            lock_group(&db, group(&keys[MAX_GROUP_LOCKS])),
+        )
+        .await;
+        assert!(matches!(taken, Ok(Ok(_))), "taken once another went");
     }
 }
