@@ -39,6 +39,10 @@ use crate::store::IntegrationRow;
 use crate::webhooks::customer_hash;
 
 const STORE: &str = "BigCommerce";
+/// Rows of a v2 order sub-resource asked for a page (BigCommerce's most).
+const V2_PAGE: usize = 250;
+/// Pages of one order's sub-resource read before giving up (a store that ignores `page`).
+const V2_MAX_PAGES: usize = 40;
 const MAX_NAME: usize = 255;
 const MAX_PAGE: usize = 250;
 
@@ -539,6 +543,30 @@ impl BigCommerce {
         }
     }
 
+    /// Every row of a v2 order sub-resource (products, coupons), page after page: BigCommerce
+    /// answers 50 a page unless asked for more, at most 250.
+    async fn v2_all(
+        &self,
+        integration: &IntegrationRow,
+        api: &Api,
+        path: &str,
+    ) -> Result<Vec<Value>, AdapterError> {
+        let mut rows = Vec::new();
+        for page in 1..=V2_MAX_PAGES {
+            let query = [("limit", V2_PAGE.to_string()), ("page", page.to_string())];
+            let got = self.v2_list(integration, api, path, &query).await?;
+            let last = got.len() < V2_PAGE;
+            rows.extend(got);
+            if last {
+                return Ok(rows);
+            }
+        }
+        Err(AdapterError::Unavailable(format!(
+            "{STORE}: {path} has more than {} rows, or the store ignores its pages",
+            V2_MAX_PAGES * V2_PAGE
+        )))
+    }
+
     /// The order `value` with its products and coupons.
     async fn complete(
         &self,
@@ -550,10 +578,10 @@ impl BigCommerce {
             return Ok(Err("the order has no id".to_owned()));
         };
         let products = self
-            .v2_list(integration, api, &format!("/v2/orders/{id}/products"), &[])
+            .v2_all(integration, api, &format!("/v2/orders/{id}/products"))
             .await?;
         let coupons = self
-            .v2_list(integration, api, &format!("/v2/orders/{id}/coupons"), &[])
+            .v2_all(integration, api, &format!("/v2/orders/{id}/coupons"))
             .await?;
         Ok(normalize(value, &products, &coupons, &self.customer_key))
     }
@@ -1483,6 +1511,52 @@ mod tests {
             "products": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/products", "resource": "/orders/118/products" },
             "coupons": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/coupons", "resource": "/orders/118/coupons" },
         })
+    }
+
+    #[tokio::test]
+    async fn an_orders_products_are_read_page_after_page() {
+        // 300 products: BigCommerce answers them 250 a page at most.
+        let store = MockStore::start(|request| {
+            let path = request.path.trim_start_matches(PREFIX);
+            match path {
+                "/v2/orders/119" => mock::Reply::json(200, order_json(119, 11)),
+                "/v2/orders/119/products" => {
+                    let page: usize = request
+                        .param("page")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(1);
+                    let limit: usize = request
+                        .param("limit")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(50);
+                    let rows: Vec<Value> = (0..300)
+                        .skip((page - 1) * limit)
+                        .take(limit)
+                        .map(|n| {
+                            json!({ "id": n, "order_id": 119, "product_id": 1000 + n, "quantity": 1,
+                                "base_price": "1.0000", "base_total": "1.0000",
+                                "total_ex_tax": "1.0000", "applied_discounts": [] })
+                        })
+                        .collect();
+                    mock::Reply::json(200, json!(rows))
+                }
+                _ => mock::Reply::empty(204),
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let order = bc
+            .fetch_order(&integration, "119")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the order exists"));
+        assert_eq!(order.lines.len(), 300);
+        assert_eq!(
+            store
+                .requests_to(&format!("GET {PREFIX}/v2/orders/119/products"))
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
