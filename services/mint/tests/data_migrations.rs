@@ -23,20 +23,34 @@ struct Creator {
     creator_id: i64,
 }
 
+/// A migrated mint schema holding plan 10, minting when a creator is added, and plan 11, at
+/// approval.
+async fn with_plans() -> (TestDb, tracking_db::Conn) {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let mut conn = test_db
+        .pool("mint")
+        .conn()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute(
+        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived)
+         values (1, 10, 'p', 100, 'PROVIDER_SANDBOX', '{}', 'on_add', false),
+                (1, 11, 'q', 100, 'PROVIDER_SANDBOX', '{}', 'on_approval', false);",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    (test_db, conn)
+}
+
 #[tokio::test]
 async fn pattern_failures_the_trigger_still_wants_are_queued_again() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool("mint");
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_test_db, mut conn) = with_plans().await;
     // Campaign 5 (plan 10, minting when added) and archived campaign 6 (same plan). Creators:
     // 1 added, PATTERN by the trigger: queued. 2 the same, failed by the brand's own MintCode:
     // queued too (the trigger wants it). 3 a missing profile field. 4 removed. 5 has a live code since. 6 in the archived campaign.
     // 7 added, but its campaign's plan 11 mints at approval.
     conn.batch_execute(
-        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived)
-         values (1, 10, 'p', 100, 'PROVIDER_SANDBOX', '{}', 'on_add', false),
-                (1, 11, 'q', 100, 'PROVIDER_SANDBOX', '{}', 'on_approval', false);
-         insert into campaigns (brand_id, id, name, plan_id, archived)
+        "insert into campaigns (brand_id, id, name, plan_id, archived)
          values (1, 5, 'c', 10, false), (1, 6, 'old', 10, true), (1, 7, 'd', 11, false);
          insert into roster (brand_id, campaign_id, creator_id, profile, status)
          values (1, 5, 1, '{}', 'added'), (1, 5, 2, '{}', 'added'), (1, 5, 3, '{}', 'added'),
@@ -69,18 +83,13 @@ async fn pattern_failures_the_trigger_still_wants_are_queued_again() {
 
 #[tokio::test]
 async fn old_failures_the_trigger_wants_become_the_triggers() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool("mint");
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    let (_test_db, mut conn) = with_plans().await;
     // Campaign 5's plan 10 mints when added, campaign 7's plan 11 at approval. Failures from
     // before the column (a day before it was added): 1 added under plan 10, 2 approved under plan
     // 11 (both wanted by the trigger), 3 added under plan 11 (not wanted: the brand's MintCode).
     // 4 is like 1 but failed again since the column came (its value is right already).
     conn.batch_execute(
-        "insert into plans (brand_id, id, name, integration_id, provider, terms, code_trigger, archived)
-         values (1, 10, 'p', 100, 'PROVIDER_SANDBOX', '{}', 'on_add', false),
-                (1, 11, 'q', 100, 'PROVIDER_SANDBOX', '{}', 'on_approval', false);
-         insert into campaigns (brand_id, id, name, plan_id, archived)
+        "insert into campaigns (brand_id, id, name, plan_id, archived)
          values (1, 5, 'c', 10, false), (1, 7, 'd', 11, false);
          insert into roster (brand_id, campaign_id, creator_id, profile, status)
          values (1, 5, 1, '{}', 'added'), (1, 7, 2, '{}', 'approved'), (1, 7, 3, '{}', 'added'),

@@ -70,6 +70,26 @@ fn profile(first: &str) -> CreatorProfile {
     }
 }
 
+/// The campaign's roster, its first page.
+async fn roster_of(
+    suite: &Suite,
+    token: &str,
+    campaign_id: i64,
+) -> Vec<tracking_api::plan::v1::RosterEntry> {
+    suite
+        .plan()
+        .list_roster(authed(
+            ListRosterRequest {
+                campaign_id,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().entries)
+        .unwrap_or_else(|s| panic!("{s}"))
+}
+
 /// Each entry's creator, status and first name.
 fn summary(entries: &[tracking_api::plan::v1::RosterEntry]) -> Vec<(i64, i32, String)> {
     entries
@@ -839,25 +859,14 @@ async fn bulk_adds_are_all_or_nothing_and_idempotent() {
             status.message()
         );
     }
-    let roster = client
-        .list_roster(authed(
-            ListRosterRequest {
-                campaign_id: c.id,
-                ..Default::default()
-            },
-            &token,
-        ))
+    let roster: Vec<i64> = roster_of(&suite, &token, c.id)
         .await
-        .map(|r| {
-            r.into_inner()
-                .entries
-                .iter()
-                .map(|e| e.creator_id)
-                .collect::<Vec<_>>()
-        });
+        .iter()
+        .map(|e| e.creator_id)
+        .collect();
     assert_eq!(
-        roster.ok(),
-        Some(vec![1, 2, 3]),
+        roster,
+        vec![1, 2, 3],
         "nothing of the refused batches was written"
     );
 }
@@ -923,29 +932,18 @@ async fn a_bulk_add_retried_under_its_request_id_changes_nothing() {
         ],
         "the entries as they are now, in request order"
     );
-    let removed = client
-        .list_roster(authed(
-            ListRosterRequest {
-                campaign_id: c.id,
-                ..Default::default()
-            },
-            &token,
-        ))
+    let removed: Vec<(i64, i32)> = roster_of(&suite, &token, c.id)
         .await
-        .map(|r| {
-            r.into_inner()
-                .entries
-                .iter()
-                .map(|e| (e.creator_id, e.status))
-                .collect::<Vec<_>>()
-        });
+        .iter()
+        .map(|e| (e.creator_id, e.status))
+        .collect();
     assert_eq!(
-        removed.ok(),
-        Some(vec![
+        removed,
+        vec![
             (1, RosterStatus::Removed as i32),
             (2, RosterStatus::Approved as i32),
             (3, RosterStatus::Approved as i32)
-        ]),
+        ],
         "creator 1 stays removed"
     );
 }
