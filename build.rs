@@ -16,6 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Maps in key order: a message encodes to the same bytes every time, so a request id's
+    // fingerprint (tracking_db::request_keys) tells a retry from a different request.
+    config.btree_map(["."]);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("tracking_descriptor.bin"))

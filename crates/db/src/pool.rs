@@ -156,6 +156,10 @@ pub enum DbError {
     /// The row asked for does not exist.
     #[error("not found")]
     NotFound,
+    /// A client request id came back with a different request (gRPC INVALID_ARGUMENT, naming
+    /// `request_id`).
+    #[error("request_id was used for a different {rpc} request")]
+    RequestIdReused { rpc: String },
     /// Anything else: a bug or a schema mismatch (gRPC INTERNAL, logged, not sent).
     #[error("database error: {0}")]
     Other(String),

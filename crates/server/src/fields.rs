@@ -25,10 +25,15 @@ pub fn check_required_text(value: &str, max: usize) -> Result<(), String> {
     }
 }
 
-/// An optional client idempotency key: `None` when empty.
-pub fn request_id(value: &str) -> Result<Option<&str>, String> {
+/// An optional client idempotency key (`None` when `value` is empty), with the digest of the
+/// `request` it came with, so that the same key with a different request is told apart.
+pub fn request_key(
+    value: &str,
+    request: &impl prost::Message,
+) -> Result<Option<tracking_db::request_keys::RequestKey>, String> {
     check_text(value, MAX_REQUEST_ID)?;
-    Ok((!value.is_empty()).then_some(value))
+    Ok((!value.is_empty())
+        .then(|| tracking_db::request_keys::RequestKey::new(value, &request.encode_to_vec())))
 }
 
 #[cfg(test)]
@@ -43,8 +48,20 @@ mod tests {
         assert!(check_text("a\nb", 100).is_err());
         assert!(check_required_text("", 100).is_err());
         assert_eq!(check_required_text("a", 100), Ok(()));
-        assert_eq!(request_id(""), Ok(None));
-        assert_eq!(request_id("r-1"), Ok(Some("r-1")));
-        assert!(request_id("r\u{7f}").is_err());
+    }
+
+    #[test]
+    fn a_request_key_tells_a_retry_from_another_request() {
+        let request = |seconds| prost_types::Duration { seconds, nanos: 0 };
+        assert_eq!(request_key("", &request(1)), Ok(None));
+        assert!(request_key("r\u{7f}", &request(1)).is_err());
+        let first = request_key("r-1", &request(1));
+        assert!(first.as_ref().is_ok_and(Option::is_some));
+        assert_eq!(first, request_key("r-1", &request(1)));
+        assert_ne!(first, request_key("r-1", &request(2)));
+        assert_eq!(
+            first.map(|key| key.map(|key| key.id)),
+            Ok(Some("r-1".to_owned()))
+        );
     }
 }

@@ -22,6 +22,13 @@ pub fn from_db(err: DbError) -> Status {
             tracing::info!(%constraint, "unique violation");
             Status::already_exists("already exists")
         }
+        DbError::RequestIdReused { rpc } => invalid(
+            "request_id",
+            format!(
+                "was already used for a different {rpc} request (a retry must repeat the request \
+                 as sent; a new request takes a new request_id)"
+            ),
+        ),
         DbError::Other(reason) => internal(reason),
     }
 }

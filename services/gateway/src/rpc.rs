@@ -403,8 +403,12 @@ fn provider_of(value: i32) -> Result<Provider, Error> {
         .map_err(|_| Error::invalid("provider", format!("unknown provider {value}")))
 }
 
-fn request_id(value: &str) -> Result<Option<&str>, Error> {
-    tracking_server::fields::request_id(value)
+/// The call's optional idempotency key, with the digest of the request it came with.
+fn request_key(
+    value: &str,
+    request: &impl prost::Message,
+) -> Result<Option<tracking_db::request_keys::RequestKey>, Error> {
+    tracking_server::fields::request_key(value, request)
         .map_err(|message| Error::invalid("request_id", message))
 }
 
@@ -417,7 +421,7 @@ impl ProviderGateway for Gateway {
     ) -> Result<Response<pb::RegisterIntegrationResponse>, Status> {
         let brand_id = Claims::of(&request)?.brand_scope()?;
         let req = request.into_inner();
-        let rid = request_id(&req.request_id)?;
+        let rid = request_key(&req.request_id, &req)?;
         let provider = provider_of(req.provider)?;
         let credentials: BTreeMap<String, String> = req.credentials.into_iter().collect();
         let new = NewIntegration::validate(
@@ -449,7 +453,7 @@ impl ProviderGateway for Gateway {
                 .transpose()
                 .map_err(Error::from)?,
         };
-        let created = match store::insert_integration(&self.db, row, rid)
+        let created = match store::insert_integration(&self.db, row, rid.as_ref())
             .await
             .map_err(Error::from)?
         {

@@ -65,6 +65,7 @@ impl From<DbError> for Error {
             DbError::UniqueViolation { constraint } => {
                 Error::AlreadyExists(format!("unique violation on {constraint}"))
             }
+            reused @ DbError::RequestIdReused { .. } => Error::Db(reused.to_string()),
             DbError::Other(why) => Error::Db(why),
         }
     }

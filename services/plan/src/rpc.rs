@@ -12,10 +12,11 @@ use crate::convert::{
     roster_entry_to_proto, roster_status_from_proto, terms_from_proto,
 };
 use crate::domain::plan::PlanField;
-use crate::domain::{validate_id, validate_name, validate_request_id};
+use crate::domain::{validate_id, validate_name};
 use crate::error::Error;
 use crate::events;
 use crate::service::{Caller, PlanDraft, PlanService};
+use tracking_db::request_keys::RequestKey;
 
 /// The caller of a brand RPC: token verified by the interceptor, creators refused.
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
@@ -33,6 +34,12 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// `0` means "none" for optional id fields.
+/// The call's optional idempotency key, with the digest of the request it came with.
+fn request_key(value: &str, request: &impl prost::Message) -> Result<Option<RequestKey>, Error> {
+    tracking_server::fields::request_key(value, request)
+        .map_err(|message| Error::invalid("request_id", message))
+}
+
 fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Error> {
     match id {
         0 => Ok(None),
@@ -53,7 +60,7 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::CreatePlanResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let request_id = validate_request_id(&req.request_id)?;
+        let request_id = request_key(&req.request_id, &req)?;
         let plan = req
             .plan
             .ok_or_else(|| Error::invalid("plan", "is required"))?;
@@ -64,7 +71,9 @@ impl PlanRpc for PlanService {
             code_trigger: code_trigger_from_proto(plan.code_trigger)?,
             report_visible: plan.report_visible,
         };
-        let plan = self.create_plan(&caller, draft, request_id).await?;
+        let plan = self
+            .create_plan(&caller, draft, request_id.as_ref())
+            .await?;
         Ok(Response::new(pb::CreatePlanResponse {
             plan: Some(plan_to_proto(&plan)),
         }))
@@ -152,11 +161,17 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let request_id = validate_request_id(&req.request_id)?;
+        let request_id = request_key(&req.request_id, &req)?;
         let name = validate_name("name", &req.name)?;
         let plan_id = optional_id("plan_id", req.plan_id)?;
         let campaign = self
-            .create_campaign(&caller, name, plan_id, req.allow_shared, request_id)
+            .create_campaign(
+                &caller,
+                name,
+                plan_id,
+                req.allow_shared,
+                request_id.as_ref(),
+            )
             .await?;
         Ok(Response::new(pb::CreateCampaignResponse {
             campaign: Some(campaign_to_proto(&campaign)),
@@ -275,7 +290,7 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::AddCreatorResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let request_id = validate_request_id(&req.request_id)?;
+        let request_id = request_key(&req.request_id, &req)?;
         let campaign_id = validate_id("campaign_id", req.campaign_id)?;
         let creator_id = validate_id("creator_id", req.creator_id)?;
         let profile = profile_from_proto(req.profile).validate()?;
@@ -286,7 +301,7 @@ impl PlanRpc for PlanService {
                 creator_id,
                 profile,
                 req.approved,
-                request_id,
+                request_id.as_ref(),
             )
             .await?;
         Ok(Response::new(pb::AddCreatorResponse {
@@ -300,7 +315,7 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::AddCreatorsResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let request_id = validate_request_id(&req.request_id)?;
+        let request_id = request_key(&req.request_id, &req)?;
         let campaign_id = validate_id("campaign_id", req.campaign_id)?;
         if req.creators.is_empty() || req.creators.len() > MAX_BATCH {
             return Err(Error::invalid("creators", format!("1..={MAX_BATCH} entries")).into());
@@ -328,7 +343,7 @@ impl PlanRpc for PlanService {
             creators.push((creator_id, profile, entry.approved));
         }
         let entries = self
-            .add_creators(&caller, campaign_id, creators, request_id)
+            .add_creators(&caller, campaign_id, creators, request_id.as_ref())
             .await?;
         Ok(Response::new(pb::AddCreatorsResponse {
             entries: entries.iter().map(roster_entry_to_proto).collect(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracking_api::plan::v1::EventKind;
 use tracking_clients::GatewayClient;
-use tracking_db::request_keys::{self, Claim, Created};
+use tracking_db::request_keys::{self, Claim, Created, RequestKey};
 use tracking_db::{Database, DbError};
 use tracking_events::{EventLog, NewEvent, append};
 
@@ -261,7 +261,7 @@ impl PlanService {
         &self,
         caller: &Caller,
         draft: PlanDraft,
-        request_id: Option<&str>,
+        request_id: Option<&RequestKey>,
     ) -> Result<Plan, Error> {
         // A retry answers the plan it created, even while the gateway is down.
         if let Some(rid) = request_id {
@@ -494,7 +494,7 @@ impl PlanService {
         name: String,
         plan_id: Option<i64>,
         allow_shared: bool,
-        request_id: Option<&str>,
+        request_id: Option<&RequestKey>,
     ) -> Result<Campaign, Error> {
         let brand_id = caller.brand_id;
         let mut conn = self.conn().await?;
@@ -639,7 +639,7 @@ impl PlanService {
         creator_id: i64,
         profile: Profile,
         approved: bool,
-        request_id: Option<&str>,
+        request_id: Option<&RequestKey>,
     ) -> Result<RosterEntry, Error> {
         let brand_id = caller.brand_id;
         let mut conn = self.conn().await?;
@@ -682,7 +682,7 @@ impl PlanService {
         caller: &Caller,
         campaign_id: i64,
         creators: Vec<(i64, Profile, bool)>,
-        request_id: Option<&str>,
+        request_id: Option<&RequestKey>,
     ) -> Result<Vec<RosterEntry>, Error> {
         let brand_id = caller.brand_id;
         let mut conn = self.conn().await?;

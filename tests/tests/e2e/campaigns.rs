@@ -375,33 +375,23 @@ async fn roster_life_cycle() {
             .await
             .is_ok()
     );
-    // The id reused for another add, even in another campaign, answers the entry it added,
-    // and adds nothing.
+    // The id reused for another add, even in another campaign or naming none, is refused and
+    // adds nothing.
     let other = campaign(&suite, &token, "Roster too", 0).await;
-    let reused = client
-        .add_creator(authed(
-            AddCreatorRequest {
-                campaign_id: other.id,
-                ..add(9, profile("Ines"), "add-1")
-            },
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner().entry.unwrap_or_default())
-        .map(|e| (e.campaign_id, e.creator_id));
-    assert_eq!(reused.ok(), Some((c.id, 1)));
-    let missing = client
-        .add_creator(authed(
-            AddCreatorRequest {
-                campaign_id: 999_999,
-                ..add(9, profile("Ines"), "add-1")
-            },
-            &token,
-        ))
-        .await
-        .map(|r| r.into_inner().entry.unwrap_or_default())
-        .map(|e| (e.campaign_id, e.creator_id));
-    assert_eq!(missing.ok(), Some((c.id, 1)), "also naming no campaign");
+    for campaign_id in [other.id, 999_999] {
+        let reused = client
+            .add_creator(authed(
+                AddCreatorRequest {
+                    campaign_id,
+                    ..add(9, profile("Ines"), "add-1")
+                },
+                &token,
+            ))
+            .await
+            .expect_err("another add under the same request id");
+        assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+        assert!(reused.message().starts_with("request_id:"), "{reused:?}");
+    }
     let listed = client
         .list_roster(authed(
             ListRosterRequest {
@@ -946,6 +936,22 @@ async fn a_bulk_add_retried_under_its_request_id_changes_nothing() {
         ],
         "creator 1 stays removed"
     );
+
+    // The request id with another batch is refused, adding nobody.
+    let reused = client
+        .add_creators(authed(
+            AddCreatorsRequest {
+                campaign_id: c.id,
+                request_id: "import-1".into(),
+                creators: vec![entry(4, "Di")],
+            },
+            &token,
+        ))
+        .await
+        .expect_err("another batch under the same request id");
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(reused.message().starts_with("request_id:"), "{reused:?}");
+    assert_eq!(roster_of(&suite, &token, c.id).await.len(), 3);
 }
 
 /// A link writes an event for every campaign sharing the plan; one archived at the same moment
@@ -1106,4 +1112,45 @@ async fn a_link_that_waited_for_the_same_link_is_done() {
         .expect_err("moved to a third plan meanwhile");
     assert_eq!(raced.code(), Code::Unavailable, "{raced}");
     assert_eq!(get(&suite, &token, launch.id).await.plan_id, third);
+}
+
+/// A campaign's request id answers a retry of that request and refuses any other.
+#[tokio::test]
+async fn a_campaign_request_id_answers_only_its_own_request() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let mut client = suite.plan();
+    let request = CreateCampaignRequest {
+        name: "Launch".into(),
+        request_id: "launch-1".into(),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            client
+                .create_campaign(authed(request.clone(), &token))
+                .await
+                .map(|r| r.into_inner().campaign.map(|c| c.id))
+                .unwrap_or_else(|s| panic!("{s}")),
+        );
+    }
+    assert!(ids[0].is_some() && ids[0] == ids[1], "{ids:?}");
+    let reused = client
+        .create_campaign(authed(
+            CreateCampaignRequest {
+                name: "Relaunch".into(),
+                ..request
+            },
+            &token,
+        ))
+        .await
+        .expect_err("another campaign under the same request id");
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(reused.message().starts_with("request_id:"), "{reused:?}");
+    let listed = client
+        .list_campaigns(authed(ListCampaignsRequest::default(), &token))
+        .await
+        .map(|r| r.into_inner().campaigns.len());
+    assert_eq!(listed.ok(), Some(1));
 }

@@ -193,6 +193,15 @@ async fn registration_is_idempotent_and_names_are_unique_per_brand() {
         .map(|r| r.into_inner().integration.map(|i| i.id));
     assert!(first.as_ref().is_ok_and(Option::is_some));
     assert_eq!(first.ok(), again.ok());
+    // The same request id with another registration is refused, registering nothing.
+    let mut other = request.clone();
+    other.name = "Second".into();
+    let reused = gateway
+        .register_integration(authed(other, &token))
+        .await
+        .expect_err("another registration under the same request id");
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(reused.message().starts_with("request_id:"), "{reused:?}");
 
     request.request_id = "req-2".into();
     request.name = "MAIN".into();

@@ -469,7 +469,7 @@ async fn creation_is_idempotent_and_names_unique() {
         request_id: "create-summer".into(),
     };
     let first = client.create_plan(authed(request.clone(), &token)).await;
-    let second = client.create_plan(authed(request, &token)).await;
+    let second = client.create_plan(authed(request.clone(), &token)).await;
     let first = first.map(|r| r.into_inner().plan.unwrap_or_default());
     let second = second.map(|r| r.into_inner().plan.unwrap_or_default());
     assert!(first.is_ok());
@@ -477,6 +477,31 @@ async fn creation_is_idempotent_and_names_unique() {
         first.as_ref().ok().map(|p| p.id),
         second.as_ref().ok().map(|p| p.id)
     );
+    // The same request id with another plan is refused (naming the field), creating nothing.
+    let mut other = request;
+    if let Some(plan) = other.plan.as_mut() {
+        plan.name = "Summer sale".into();
+    }
+    let reused = client
+        .create_plan(authed(other.clone(), &token))
+        .await
+        .expect_err("another plan under the same request id");
+    assert_eq!(reused.code(), Code::InvalidArgument, "{reused:?}");
+    assert!(reused.message().starts_with("request_id:"), "{reused:?}");
+    // A key kept before requests were fingerprinted answers as before.
+    let unmarked = suite
+        .count(
+            "plan",
+            "with k as (update request_keys set fingerprint = null \
+             where request_id = 'create-summer' returning 1) select count(*) as n from k",
+        )
+        .await;
+    assert_eq!(unmarked, 1);
+    let legacy = client
+        .create_plan(authed(other, &token))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id));
+    assert_eq!(legacy.ok(), Some(first.as_ref().ok().map(|p| p.id)));
 
     // Same name, no request id: refused, case-insensitively.
     let status = create(&suite, &token, code_plan("SUMMER", integration))

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
-use tracking_db::request_keys::{self, Claim, Created};
+use tracking_db::request_keys::{self, Claim, Created, RequestKey};
 use tracking_db::{Database, DbError};
 
 use schema::integrations;
@@ -66,7 +66,7 @@ pub enum Registered {
 pub async fn insert_integration(
     db: &Database,
     row: NewIntegrationRow<'_>,
-    request_id: Option<&str>,
+    request_id: Option<&RequestKey>,
 ) -> Result<Registered, DbError> {
     let mut conn = db.conn().await?;
     let brand_id = row.brand_id;

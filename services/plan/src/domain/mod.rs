@@ -48,12 +48,6 @@ pub fn validate_name(field: &str, name: &str) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-/// Checks an optional client idempotency key.
-pub fn validate_request_id(request_id: &str) -> Result<Option<&str>, Error> {
-    tracking_server::fields::request_id(request_id)
-        .map_err(|message| Error::invalid("request_id", message))
-}
-
 /// Checks an id that names a resource: ids are positive.
 pub fn validate_id(field: &str, id: i64) -> Result<i64, Error> {
     if id <= 0 {

@@ -1,0 +1,1 @@
+alter table request_keys drop column fingerprint;
