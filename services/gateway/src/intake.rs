@@ -708,8 +708,7 @@ impl Intake {
             .adapters
             .orders_adapter(integration.provider())
             .map_err(|err| Refusal::Unavailable(err.to_string()))?;
-        adapter
-            .fetch_order(integration, order_id)
+        crate::adapters::http::fetching(adapter.fetch_order(integration, order_id))
             .await
             .map_err(|err| match err {
                 AdapterError::Unavailable(why) => Refusal::Unavailable(why),

@@ -1559,6 +1559,67 @@ mod tests {
         );
     }
 
+    /// A thin webhook's order fetch has calls of its own: it does not queue behind a push of
+    /// many codes holding every bulk call the integration may make.
+    #[tokio::test]
+    async fn an_order_fetch_does_not_queue_behind_a_push() {
+        let stall = Duration::from_millis(300);
+        let store = MockStore::start(move |request| {
+            let path = request.path.trim_start_matches(PREFIX);
+            match (request.method.as_str(), path) {
+                ("GET", "/v2/orders/118") => mock::Reply::json(200, order_json(118, 11)),
+                ("GET", _) => mock::Reply::json(200, json!([])),
+                ("POST", "/v3/promotions") => mock::Reply::json(
+                    201,
+                    json!({ "data": promotion(31, "x", "ENABLED"), "meta": {} }),
+                )
+                .after(stall),
+                _ => code_created(request.json()["code"].as_str().unwrap_or_default()).after(stall),
+            }
+        })
+        .await;
+        let (bc, integration) = setup(&store);
+        let discounts: Vec<_> = (0..40)
+            .map(|i| test_discount(&format!("BULK{i}"), &format!("code-{i}")))
+            .collect();
+        let push = bc.create_discounts(&integration, &discounts);
+        let fetch = async {
+            // Every bulk call of the integration is taken (and the rest of the push waits).
+            while store.requests().len() < 4 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let started = std::time::Instant::now();
+            let order = crate::adapters::http::fetching(bc.fetch_order(&integration, "118")).await;
+            let posts = store
+                .requests()
+                .iter()
+                .filter(|r| r.method == "POST")
+                .count();
+            (order, started.elapsed(), posts)
+        };
+        let (pushed, (order, took, posts_meanwhile)) = tokio::join!(push, fetch);
+        assert!(
+            order.as_ref().is_ok_and(Option::is_some),
+            "{:?}",
+            order.map(|o| o.map(|o| o.store_order_id))
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "the fetch took {took:?}: it waited behind the push"
+        );
+        assert!(
+            posts_meanwhile < 80,
+            "the push was over when the fetch ended"
+        );
+        let pushed = pushed.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            pushed
+                .iter()
+                .all(|r| matches!(r.outcome, PushOutcome::Created { .. })),
+            "{pushed:?}"
+        );
+    }
+
     #[tokio::test]
     async fn maps_orders_with_products_and_coupons() {
         let store = MockStore::start(|request| {

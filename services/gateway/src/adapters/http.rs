@@ -35,6 +35,10 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// Calls in flight at once to one integration's store.
     pub concurrency_per_integration: usize,
+    /// Calls in flight at once to one integration's store for the orders its thin webhooks
+    /// announce ([`fetching`]), besides the calls above: the store waits on the webhook's answer,
+    /// so its fetch never queues behind a bulk push.
+    pub fetch_concurrency_per_integration: usize,
     /// Whether stores on this machine or a private network may be called. Without, a call to
     /// such an address, or to a name that resolves only to such addresses (now, or after it was
     /// registered), is refused before it is made.
@@ -49,6 +53,7 @@ impl Default for HttpConfig {
             backoff: Duration::from_millis(250),
             max_wait: Duration::from_secs(30),
             concurrency_per_integration: 4,
+            fetch_concurrency_per_integration: 2,
             local_stores: false,
         }
     }
@@ -165,7 +170,29 @@ pub struct StoreHttp {
     client: reqwest::Client,
     config: HttpConfig,
     sealer: Sealer,
-    limits: Arc<Mutex<HashMap<i64, Arc<Semaphore>>>>,
+    limits: Arc<Mutex<Limits>>,
+}
+
+/// Each integration's shares of calls in flight, by lane.
+type Limits = HashMap<(i64, Lane), Arc<Semaphore>>;
+
+/// Which of an integration's shares of calls a call waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Lane {
+    Bulk,
+    Fetch,
+}
+
+tokio::task_local! {
+    static LANE: Lane;
+}
+
+/// Runs `work` with its store calls in the integration's fetch share
+/// ([`HttpConfig::fetch_concurrency_per_integration`]): a thin webhook's order fetch, which the
+/// store waits on, never queues behind a bulk push of hundreds of codes. Calls made by tasks
+/// `work` spawns are not in it.
+pub async fn fetching<F: std::future::Future>(work: F) -> F::Output {
+    LANE.scope(Lane::Fetch, work).await
 }
 
 /// What one attempt came to.
@@ -241,13 +268,18 @@ impl StoreHttp {
     }
 
     fn limit(&self, integration_id: i64) -> Arc<Semaphore> {
+        let lane = LANE.try_with(|lane| *lane).unwrap_or(Lane::Bulk);
+        let calls = match lane {
+            Lane::Bulk => self.config.concurrency_per_integration,
+            Lane::Fetch => self.config.fetch_concurrency_per_integration,
+        };
         let mut limits = self
             .limits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         limits
-            .entry(integration_id)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.concurrency_per_integration)))
+            .entry((integration_id, lane))
+            .or_insert_with(|| Arc::new(Semaphore::new(calls.max(1))))
             .clone()
     }
 

@@ -210,6 +210,7 @@ pub fn fast_http() -> HttpConfig {
         backoff: Duration::from_millis(10),
         max_wait: Duration::from_secs(3),
         concurrency_per_integration: 4,
+        fetch_concurrency_per_integration: 2,
         // The mock stores answer on 127.0.0.1.
         local_stores: true,
     }
