@@ -12,8 +12,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, Flow, Pacer, Recorder, Rng, Summary, channels, mint_all, progress, run_id, set_up,
-    settle, wait_attributable, web,
+    Common, Flow, Pacer, Recorder, Rng, Summary, channels, count_problem, http_outcome_unknown,
+    mint_all, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 /// What a shopper's browser sends (no crawler or preview fetcher, so every click counts).
@@ -62,10 +62,19 @@ impl Worker {
                 Ok((status, _)) if status == StatusCode::FOUND => {
                     self.recorder.record(latency, None);
                 }
-                Ok((status, _)) => self
-                    .recorder
-                    .record(latency, Some(format!("HTTP {}", status.as_u16()))),
-                Err(err) => self.recorder.record(latency, Some(err.class().to_owned())),
+                Ok((status, _)) => {
+                    self.recorder
+                        .record(latency, Some(format!("HTTP {}", status.as_u16())));
+                    if http_outcome_unknown(status) {
+                        self.recorder.outcome_unknown(1);
+                    }
+                }
+                Err(err) => {
+                    self.recorder.record(latency, Some(err.class().to_owned()));
+                    if err.outcome_unknown() {
+                        self.recorder.outcome_unknown(1);
+                    }
+                }
             }
         }
         Ok(())
@@ -154,12 +163,12 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     if redirected == 0 {
         problems.push("no click was redirected".to_owned());
     }
-    if settled.value != redirected {
-        problems.push(format!(
-            "the campaign counts {} clicks, {redirected} were redirected",
-            settled.value
-        ));
-    }
+    problems.extend(count_problem(
+        "clicks",
+        settled.value,
+        redirected,
+        summary.unknown_outcome as i64,
+    ));
     summary.verified_by(&problems, common.allow_errors);
     summary
         .extra

@@ -14,7 +14,7 @@ pub mod orders;
 pub mod web;
 pub mod webhooks;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -140,6 +140,39 @@ struct Recorded {
     by_outcome: BTreeMap<String, Histogram<u64>>,
     ok: u64,
     errors: BTreeMap<String, u64>,
+    /// Of the errors, the units whose calls may still have taken effect.
+    unknown: u64,
+}
+
+/// Whether a gRPC call that failed with `code` may still have taken effect: every failure but
+/// the refusals made before a request is read (load shedding, authentication). An
+/// `IngestOrders` stream stores its orders chunk by chunk, so even INVALID_ARGUMENT may come
+/// after some were stored; a deadline may pass after the commit.
+pub fn grpc_outcome_unknown(code: tonic::Code) -> bool {
+    !matches!(
+        code,
+        tonic::Code::ResourceExhausted
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+    )
+}
+
+/// Whether an HTTP request answered `status` may still have taken effect: a 408 (the server
+/// gave up on a handler under way) or a 5xx; other 4xx are decided before anything is stored.
+/// (A request with no answer: [`web::HttpError::outcome_unknown`].)
+pub fn http_outcome_unknown(status: http::StatusCode) -> bool {
+    status == http::StatusCode::REQUEST_TIMEOUT || status.is_server_error()
+}
+
+/// The problem, if any, with a count of what the server stored: it must hold every acknowledged
+/// unit, and may hold those whose outcome is unknown, but no more.
+pub fn count_problem(what: &str, counted: i64, acknowledged: i64, unknown: i64) -> Option<String> {
+    (counted < acknowledged || counted > acknowledged + unknown).then(|| {
+        format!(
+            "the campaign counts {counted} {what}, {acknowledged} were acknowledged and \
+             {unknown} failed with an unknown outcome"
+        )
+    })
 }
 
 /// The longest latency recorded (µs): an hour, beyond any run's backlog.
@@ -158,6 +191,7 @@ impl Recorder {
                 by_outcome: BTreeMap::new(),
                 ok: 0,
                 errors: BTreeMap::new(),
+                unknown: 0,
             })),
             cpu: CpuStart::now(),
         })
@@ -189,6 +223,14 @@ impl Recorder {
                 None => r.ok += units,
                 Some(code) => *r.errors.entry(code).or_default() += units,
             }
+        }
+    }
+
+    /// Notes that `units` recorded as failed may still have taken effect (their verification
+    /// accepts either outcome).
+    pub fn outcome_unknown(&self, units: u64) {
+        if let Ok(mut r) = self.inner.lock() {
+            r.unknown += units;
         }
     }
 
@@ -345,6 +387,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Of the errors, the units whose calls may still have taken effect.
+    pub unknown_outcome: u64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -355,6 +399,8 @@ pub struct Summary {
     /// What every process on the machine used while the load ran; `None` off Linux.
     pub machine_cpu: Option<MachineCpu>,
     pub verified: bool,
+    /// What the verification found wrong (none when verified).
+    pub problems: Vec<String>,
     pub notes: Vec<String>,
     /// Path-specific figures, added to the JSON object.
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -363,7 +409,7 @@ pub struct Summary {
 impl Summary {
     /// The run's summary; taken as soon as the load ends, which ends its machine CPU reading.
     pub fn from(path: &str, recorder: &Recorder, elapsed: Duration) -> Summary {
-        let (latency, by_outcome, ok, errors) = recorder
+        let (latency, by_outcome, ok, errors, unknown_outcome) = recorder
             .inner
             .lock()
             .map(|r| {
@@ -372,7 +418,13 @@ impl Summary {
                     .iter()
                     .map(|(outcome, h)| (outcome.clone(), Percentiles::of(h)))
                     .collect();
-                (r.latency.clone(), by_outcome, r.ok, r.errors.clone())
+                (
+                    r.latency.clone(),
+                    by_outcome,
+                    r.ok,
+                    r.errors.clone(),
+                    r.unknown,
+                )
             })
             .unwrap_or_else(|_| {
                 (
@@ -380,6 +432,7 @@ impl Summary {
                     BTreeMap::new(),
                     0,
                     BTreeMap::new(),
+                    0,
                 )
             });
         let p = Percentiles::of(&latency);
@@ -389,6 +442,7 @@ impl Summary {
             elapsed,
             ok,
             errors,
+            unknown_outcome,
             p50_ms: p.p50,
             p90_ms: p.p90,
             p99_ms: p.p99,
@@ -397,6 +451,7 @@ impl Summary {
             by_outcome,
             machine_cpu: recorder.cpu.since(),
             verified: false,
+            problems: Vec::new(),
             notes: Vec::new(),
             extra: serde_json::Map::new(),
         }
@@ -422,6 +477,7 @@ impl Summary {
         self.notes
             .extend(problems.iter().map(|p| format!("VERIFY FAILED: {p}")));
         self.verified = problems.is_empty();
+        self.problems = problems;
     }
 
     /// Requests answered, successfully or not.
@@ -466,6 +522,12 @@ impl Summary {
                 println!("  errors        {code}: {count}");
             }
         }
+        if self.unknown_outcome > 0 {
+            println!(
+                "  unknown       {} {} failed but may have taken effect (verified as either)",
+                self.unknown_outcome, self.unit
+            );
+        }
         if let Some(cpu) = &self.machine_cpu {
             println!(
                 "  machine CPU   {:.0} % busy of {} cores (steal {:.1} %): {} µs each of the {} (everything on this machine: the suite, PostgreSQL, this tool)",
@@ -492,6 +554,7 @@ impl Summary {
                 "ok": self.ok,
                 "errors": self.errors.values().sum::<u64>(),
                 "errors_by_code": self.errors,
+                "unknown_outcome": self.unknown_outcome,
                 "p50_ms": self.p50_ms,
                 "p90_ms": self.p90_ms,
                 "p99_ms": self.p99_ms,
@@ -507,6 +570,7 @@ impl Summary {
                 "machine_cpu_steal_pct": self.machine_cpu.map(|cpu| (cpu.steal_pct * 10.0).round() / 10.0),
                 "machine_cpu_us_each": self.cpu_micros_each().map(|us| us.round()),
                 "verified": self.verified,
+                "problems": self.problems,
             });
             if let Some(object) = object.as_object_mut() {
                 object.extend(self.extra.clone());
@@ -980,14 +1044,36 @@ pub async fn every_page<T>(
 }
 
 /// Every accepted order attributed exactly once: the campaign's order conversions, listed,
-/// hold each accepted order's whole (their shares add up to 100 %) and no other order. Returns
-/// the problems found (none when it holds).
+/// hold each accepted order's whole (their shares add up to 100 %) and no other order but
+/// those whose outcome is `unknown` (each at most once). Returns the problems found (none when
+/// it holds). With orders of unknown outcome, the campaign's count may have settled on them
+/// before every accepted order was attributed: the conversions are read again, for up to
+/// `wait`, while accepted orders are missing.
 pub async fn attributed_once(
     channel: Channel,
     token: &str,
     campaign: i64,
-    accepted: &std::collections::HashSet<String>,
+    accepted: &HashSet<String>,
+    unknown: &HashSet<String>,
+    wait: Duration,
 ) -> anyhow::Result<Vec<String>> {
+    let started = Instant::now();
+    loop {
+        let shares = order_shares(channel.clone(), token, campaign).await?;
+        let found = Attributed::of(&shares, accepted, unknown);
+        if found.missing == 0 || unknown.is_empty() || started.elapsed() >= wait {
+            return Ok(found.problems());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Each order's shares (basis points) over the campaign's order conversions.
+async fn order_shares(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+) -> anyhow::Result<HashMap<String, i64>> {
     let client = AttributionServiceClient::new(channel);
     let conversions = every_page(async |page| {
         let request = ListConversionsRequest {
@@ -1008,27 +1094,61 @@ pub async fn attributed_once(
     for conversion in conversions {
         *shares.entry(conversion.store_order_id).or_default() += i64::from(conversion.share_bps);
     }
-    let missing = accepted
-        .iter()
-        .filter(|id| !shares.contains_key(*id))
-        .count();
-    let not_whole = shares.values().filter(|bps| **bps != 10_000).count();
-    let unknown = shares.keys().filter(|id| !accepted.contains(*id)).count();
-    let mut problems = Vec::new();
-    if missing > 0 {
-        problems.push(format!("{missing} accepted orders have no conversion"));
+    Ok(shares)
+}
+
+/// What a campaign's order conversions hold against the orders sent.
+#[derive(Debug, PartialEq, Eq)]
+struct Attributed {
+    /// Accepted orders with no conversion.
+    missing: usize,
+    /// Orders whose shares do not add up to 100 %.
+    not_whole: usize,
+    /// Orders neither accepted nor of unknown outcome.
+    stray: usize,
+}
+
+impl Attributed {
+    fn of(
+        shares: &HashMap<String, i64>,
+        accepted: &HashSet<String>,
+        unknown: &HashSet<String>,
+    ) -> Self {
+        Attributed {
+            missing: accepted
+                .iter()
+                .filter(|id| !shares.contains_key(*id))
+                .count(),
+            not_whole: shares.values().filter(|bps| **bps != 10_000).count(),
+            stray: shares
+                .keys()
+                .filter(|id| !accepted.contains(*id) && !unknown.contains(*id))
+                .count(),
+        }
     }
-    if not_whole > 0 {
-        problems.push(format!(
-            "{not_whole} orders are attributed more or less than once (shares not 100 %)"
-        ));
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.missing > 0 {
+            problems.push(format!(
+                "{} accepted orders have no conversion",
+                self.missing
+            ));
+        }
+        if self.not_whole > 0 {
+            problems.push(format!(
+                "{} orders are attributed more or less than once (shares not 100 %)",
+                self.not_whole
+            ));
+        }
+        if self.stray > 0 {
+            problems.push(format!(
+                "{} conversions are of orders never accepted",
+                self.stray
+            ));
+        }
+        problems
     }
-    if unknown > 0 {
-        problems.push(format!(
-            "{unknown} conversions are of orders never accepted"
-        ));
-    }
-    Ok(problems)
 }
 
 /// Counts outcomes shared by callers (e.g. how the server answered).
@@ -1073,8 +1193,94 @@ impl Rng {
 
 #[cfg(test)]
 mod tests {
-    use super::{Pacer, TIMER_LEAD};
+    use super::{
+        Attributed, Pacer, TIMER_LEAD, count_problem, grpc_outcome_unknown, http_outcome_unknown,
+    };
+    use std::collections::{HashMap, HashSet};
     use std::time::{Duration, Instant};
+
+    fn ids(of: &[&str]) -> HashSet<String> {
+        of.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn orders_of_unknown_outcome_may_be_attributed_once_or_not_at_all() {
+        let accepted = ids(&["a", "b"]);
+        let unknown = ids(&["u", "v"]);
+        let shares = |of: &[(&str, i64)]| -> HashMap<String, i64> {
+            of.iter()
+                .map(|(id, bps)| ((*id).to_owned(), *bps))
+                .collect()
+        };
+        let found = |of: &[(&str, i64)]| Attributed::of(&shares(of), &accepted, &unknown);
+        let none = Attributed {
+            missing: 0,
+            not_whole: 0,
+            stray: 0,
+        };
+        assert_eq!(found(&[("a", 10_000), ("b", 10_000)]), none);
+        assert_eq!(found(&[("a", 10_000), ("b", 10_000), ("u", 10_000)]), none);
+        assert_eq!(
+            found(&[("a", 10_000), ("u", 20_000)]),
+            Attributed {
+                missing: 1,
+                not_whole: 1,
+                stray: 0
+            },
+            "an unknown order counted twice, an accepted one missing"
+        );
+        assert_eq!(
+            found(&[("a", 10_000), ("b", 10_000), ("x", 10_000)]),
+            Attributed {
+                missing: 0,
+                not_whole: 0,
+                stray: 1
+            },
+            "an order never sent"
+        );
+        assert!(none.problems().is_empty());
+    }
+
+    #[test]
+    fn a_count_holds_every_acknowledged_unit_and_at_most_the_unknown_ones() {
+        assert_eq!(count_problem("orders", 10, 10, 0), None);
+        assert_eq!(count_problem("orders", 13, 10, 3), None);
+        assert!(count_problem("orders", 14, 10, 3).is_some());
+        assert!(count_problem("orders", 9, 10, 3).is_some());
+        assert!(count_problem("orders", 11, 10, 0).is_some());
+    }
+
+    #[test]
+    fn only_refusals_before_a_request_is_read_are_known_to_have_done_nothing() {
+        use http::StatusCode;
+        use tonic::Code;
+        for code in [
+            Code::ResourceExhausted,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+        ] {
+            assert!(!grpc_outcome_unknown(code), "{code:?}");
+        }
+        for code in [
+            Code::DeadlineExceeded,
+            Code::Unavailable,
+            Code::Cancelled,
+            Code::Internal,
+            Code::InvalidArgument,
+        ] {
+            assert!(grpc_outcome_unknown(code), "{code:?}");
+        }
+        for status in [StatusCode::REQUEST_TIMEOUT, StatusCode::SERVICE_UNAVAILABLE] {
+            assert!(http_outcome_unknown(status), "{status}");
+        }
+        for status in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
+        ] {
+            assert!(!http_outcome_unknown(status), "{status}");
+        }
+    }
 
     /// A deadline no test reaches.
     fn far() -> Instant {

@@ -6,6 +6,7 @@
 //! counts every acknowledged order exactly once (the orders are distinct, so none may be a
 //! duplicate).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
@@ -19,7 +20,8 @@ use tracking_api::gateway::v1::{
 
 use super::{
     Common, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once, authed, channels,
-    mint_all, progress, run_id, set_up, settle, wait_attributable, web,
+    count_problem, grpc_outcome_unknown, mint_all, progress, run_id, set_up, settle,
+    wait_attributable, web,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -85,11 +87,14 @@ struct Worker {
     rng: Rng,
     /// The orders the gateway acknowledged, by number (first, count of a stream).
     acknowledged: Vec<(u64, u64)>,
+    /// The orders of failed streams that may have been stored (in part: a stream stores its
+    /// orders chunk by chunk), by number.
+    unknown: Vec<(u64, u64)>,
 }
 
 impl Worker {
-    /// Runs until the deadline; returns the orders acknowledged.
-    async fn run(mut self) -> anyhow::Result<Vec<(u64, u64)>> {
+    /// Runs until the deadline; returns the orders acknowledged and those of unknown outcome.
+    async fn run(mut self) -> anyhow::Result<(Vec<(u64, u64)>, Vec<(u64, u64)>)> {
         while let Some(due) = self.pacer.next().await {
             let first = self.next_order.fetch_add(self.chunk, Ordering::Relaxed);
             let now = SystemTime::now();
@@ -117,14 +122,20 @@ impl Worker {
                         .duplicates
                         .add(response.duplicates.max(0) as u64);
                 }
-                Err(status) => self.recorder.record_many(
-                    latency,
-                    self.chunk,
-                    Some(format!("{:?}", status.code())),
-                ),
+                Err(status) => {
+                    self.recorder.record_many(
+                        latency,
+                        self.chunk,
+                        Some(format!("{:?}", status.code())),
+                    );
+                    if grpc_outcome_unknown(status.code()) {
+                        self.unknown.push((first, self.chunk));
+                        self.recorder.outcome_unknown(self.chunk);
+                    }
+                }
             }
         }
-        Ok(self.acknowledged)
+        Ok((self.acknowledged, self.unknown))
     }
 }
 
@@ -189,13 +200,19 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
             ),
             rng: Rng::new(worker as u64 + 1),
             acknowledged: Vec::new(),
+            unknown: Vec::new(),
         };
         tasks.push(tokio::spawn(worker.run()));
     }
-    let mut acknowledged_ids = std::collections::HashSet::new();
+    let mut acknowledged_ids = HashSet::new();
+    let mut unknown_ids = HashSet::new();
     for task in tasks {
-        for (first, count) in task.await?? {
+        let (acknowledged, unknown) = task.await??;
+        for (first, count) in acknowledged {
             acknowledged_ids.extend((first..first + count).map(order_id));
+        }
+        for (first, count) in unknown {
+            unknown_ids.extend((first..first + count).map(order_id));
         }
     }
     let elapsed = started.elapsed();
@@ -222,13 +239,24 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     if acknowledged == 0 {
         problems.push("no order was acknowledged".to_owned());
     }
-    if settled.value != acknowledged {
-        problems.push(format!(
-            "the campaign counts {} orders, {acknowledged} were acknowledged",
-            settled.value
-        ));
-    }
-    problems.extend(attributed_once(channel, token, fixture.campaign, &acknowledged_ids).await?);
+    let unknown = unknown_ids.len() as i64;
+    problems.extend(count_problem(
+        "orders",
+        settled.value,
+        acknowledged,
+        unknown,
+    ));
+    problems.extend(
+        attributed_once(
+            channel,
+            token,
+            fixture.campaign,
+            &acknowledged_ids,
+            &unknown_ids,
+            load.flow.settle,
+        )
+        .await?,
+    );
     if counts.accepted.get() != acknowledged as u64 || counts.duplicates.get() > 0 {
         problems.push(format!(
             "the gateway accepted {} and counted {} duplicates of {acknowledged} distinct orders",

@@ -89,6 +89,12 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Whether the request may still have taken effect: it was sent (or being sent) and no
+    /// answer came. A connection never made sent nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        !matches!(self, HttpError::Connect(_))
+    }
+
     pub fn class(&self) -> &'static str {
         match self {
             HttpError::Timeout => "HTTP timeout",

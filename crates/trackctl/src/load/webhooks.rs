@@ -6,6 +6,7 @@
 //! its conversion. Verification: the campaign counts every accepted order exactly once, and the
 //! re-sent deliveries add nothing.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -22,7 +23,8 @@ use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
     Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once,
-    channels, mint_all, progress, run_id, set_up, settle, wait_attributable, web,
+    channels, count_problem, http_outcome_unknown, mint_all, progress, run_id, set_up, settle,
+    wait_attributable, web,
 };
 
 const SECRET: &str = "whsec_load_secret";
@@ -122,14 +124,25 @@ struct Worker {
     rng: Rng,
 }
 
-/// What a worker hands back: each accepted original order with when its 200 arrived, and how
-/// many re-sent deliveries were answered 200.
+/// What a worker hands back: each accepted original order with when its 200 arrived, the
+/// orders whose delivery failed but may have been stored, and how many re-sent deliveries were
+/// answered 200.
 struct Delivered {
     accepted: Vec<(String, Instant)>,
+    unknown: Vec<String>,
     resent: u64,
 }
 
 impl Worker {
+    /// Notes a failed delivery that may have been stored. A re-sent one changes nothing either
+    /// way: its original was accepted.
+    fn unknown(&self, delivered: &mut Delivered, delivery: &Delivery, resend: bool) {
+        if !resend {
+            delivered.unknown.push(delivery.order_id.to_string());
+            self.recorder.outcome_unknown(1);
+        }
+    }
+
     fn next_delivery(&mut self) -> anyhow::Result<Delivery> {
         let n = self.next_order.fetch_add(1, Ordering::Relaxed);
         let order_id = 1_000_000_000_000 + n;
@@ -146,6 +159,7 @@ impl Worker {
     async fn run(mut self) -> anyhow::Result<Delivered> {
         let mut delivered = Delivered {
             accepted: Vec::new(),
+            unknown: Vec::new(),
             resent: 0,
         };
         let mut last: Option<Delivery> = None;
@@ -199,10 +213,19 @@ impl Worker {
                         last = Some(delivery);
                     }
                 }
-                Ok((status, _)) => self
-                    .recorder
-                    .record(latency, Some(format!("HTTP {}", status.as_u16()))),
-                Err(err) => self.recorder.record(latency, Some(err.class().to_owned())),
+                Ok((status, _)) => {
+                    self.recorder
+                        .record(latency, Some(format!("HTTP {}", status.as_u16())));
+                    if http_outcome_unknown(status) {
+                        self.unknown(&mut delivered, &delivery, resend);
+                    }
+                }
+                Err(err) => {
+                    self.recorder.record(latency, Some(err.class().to_owned()));
+                    if err.outcome_unknown() {
+                        self.unknown(&mut delivered, &delivery, resend);
+                    }
+                }
             }
         }
         Ok(delivered)
@@ -269,10 +292,12 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         tasks.push(tokio::spawn(worker.run()));
     }
     let mut accepted = Vec::new();
+    let mut unknown_ids = HashSet::new();
     let mut resent = 0;
     for task in tasks {
         let delivered = task.await??;
         accepted.extend(delivered.accepted);
+        unknown_ids.extend(delivered.unknown);
         resent += delivered.resent;
     }
     let elapsed = started.elapsed();
@@ -298,15 +323,24 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     if expected == 0 {
         problems.push("no delivery was accepted".to_owned());
     }
-    if settled.value != expected {
-        problems.push(format!(
-            "the campaign counts {} orders, {expected} were accepted",
-            settled.value
-        ));
-    }
-    let accepted_ids: std::collections::HashSet<String> =
-        accepted.iter().map(|(id, _)| id.clone()).collect();
-    problems.extend(attributed_once(channel, token, fixture.campaign, &accepted_ids).await?);
+    problems.extend(count_problem(
+        "orders",
+        settled.value,
+        expected,
+        unknown_ids.len() as i64,
+    ));
+    let accepted_ids: HashSet<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    problems.extend(
+        attributed_once(
+            channel,
+            token,
+            fixture.campaign,
+            &accepted_ids,
+            &unknown_ids,
+            load.flow.settle,
+        )
+        .await?,
+    );
     if answers.resent_accepted.get() > 0 {
         problems.push(format!(
             "{} re-sent deliveries were stored as new",
