@@ -69,7 +69,7 @@ pub(crate) async fn ensure_database(url: &str) -> Result<(), BootstrapError> {
         Err(other) => return Err(other),
     }
     // The database the URL reaches: created under another name, it would stay missing.
-    let name = target_database(url).unwrap_or(DEFAULT_DB).to_owned();
+    let name = target_database(url).unwrap_or_else(|| DEFAULT_DB.to_owned());
     let admin_url = with_database(url, "postgres");
     let mut conn = connect(&admin_url, Duration::from_secs(3)).await?;
     let exists = diesel::sql_query("select 1 as one from pg_database where datname = $1")

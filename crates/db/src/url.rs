@@ -1,7 +1,8 @@
 //! Small, explicit edits of `postgres://` URLs: switching the database name and pinning a
 //! connection's `search_path` (and planner settings) to a service schema.
 
-/// Returns `url` with its database name replaced by `dbname`.
+/// Returns `url` with its database name replaced by `dbname` (a `dbname` query parameter, which
+/// the client would take over the path, is dropped).
 pub fn with_database(url: &str, dbname: &str) -> String {
     let (base, query) = split_query(url);
     let authority_start = base.find("://").map_or(0, |i| i + 3);
@@ -9,13 +10,19 @@ pub fn with_database(url: &str, dbname: &str) -> String {
         Some(slash) => &base[..authority_start + slash],
         None => base,
     };
-    match query {
-        Some(q) => format!("{base}/{dbname}?{q}"),
-        None => format!("{base}/{dbname}"),
+    let query: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("dbname"))
+        .collect();
+    if query.is_empty() {
+        format!("{base}/{dbname}")
+    } else {
+        format!("{base}/{dbname}?{}", query.join("&"))
     }
 }
 
-/// The database name in `url`, if it names one.
+/// The database name in `url`'s path, if it names one (as written: percent-encoded).
 pub fn database_name(url: &str) -> Option<&str> {
     let (base, _) = split_query(url);
     let authority_start = base.find("://").map_or(0, |i| i + 3);
@@ -25,18 +32,56 @@ pub fn database_name(url: &str) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
-/// The database a connection to `url` reaches: the one it names, else (as PostgreSQL has it) the
-/// one named like its user.
-pub fn target_database(url: &str) -> Option<&str> {
-    database_name(url).or_else(|| {
-        let (base, _) = split_query(url);
-        let authority_start = base.find("://")? + 3;
-        let rest = &base[authority_start..];
-        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-        let (userinfo, _) = authority.rsplit_once('@')?;
-        let user = userinfo.split(':').next().unwrap_or_default();
-        (!user.is_empty()).then_some(user)
-    })
+/// The database a connection to `url` reaches, as the client reads the URL: a `dbname` query
+/// parameter, else the path's name, else (as PostgreSQL has it) the one named like its user (a
+/// `user` query parameter, else the URL's user); each percent-decoded.
+pub fn target_database(url: &str) -> Option<String> {
+    let named = |value: Option<String>| value.filter(|v| !v.is_empty());
+    named(query_value(url, "dbname"))
+        .or_else(|| named(database_name(url).map(percent_decoded)))
+        .or_else(|| named(query_value(url, "user")))
+        .or_else(|| {
+            let (base, _) = split_query(url);
+            let authority_start = base.find("://")? + 3;
+            let rest = &base[authority_start..];
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            let (userinfo, _) = authority.rsplit_once('@')?;
+            named(userinfo.split(':').next().map(percent_decoded))
+        })
+}
+
+/// The last value of query parameter `key` in `url` (the client takes the last), decoded.
+fn query_value(url: &str, key: &str) -> Option<String> {
+    let (_, query) = split_query(url);
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .rfind(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decoded(v))
+}
+
+/// `text` with its `%XX` escapes decoded (an escape that is not one is kept as written).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Returns `url` with the server options every service connection runs with (and, unless the URL
@@ -162,14 +207,34 @@ mod tests {
     fn a_url_naming_no_database_reaches_its_users() {
         assert_eq!(
             target_database("postgres://app:pw@db:5432/orders?sslmode=disable"),
-            Some("orders")
+            Some("orders".into())
         );
-        assert_eq!(target_database("postgres://app:pw@db:5432"), Some("app"));
+        assert_eq!(
+            target_database("postgres://app:pw@db:5432"),
+            Some("app".into())
+        );
         assert_eq!(
             target_database("postgres://app@db/?sslmode=disable"),
-            Some("app")
+            Some("app".into())
         );
         assert_eq!(target_database("postgres://db:5432"), None);
+        // As the client reads them: parameters, percent-encoding.
+        assert_eq!(
+            target_database("postgres://db:5432?user=svc&sslmode=disable"),
+            Some("svc".into())
+        );
+        assert_eq!(
+            target_database("postgres://app@db/orders?dbname=sales%20eu"),
+            Some("sales eu".into())
+        );
+        assert_eq!(
+            target_database("postgres://db/my%2Ddb%zz"),
+            Some("my-db%zz".into())
+        );
+        assert_eq!(
+            target_database("postgres://caf%C3%A9@db"),
+            Some("café".into())
+        );
     }
 
     #[test]
@@ -179,6 +244,10 @@ mod tests {
             "postgres://u@h:5432/b?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@h", "b"), "postgres://u@h/b");
+        assert_eq!(
+            with_database("postgres://u@h/a?dbname=a&sslmode=disable&dbname=c", "b"),
+            "postgres://u@h/b?sslmode=disable"
+        );
         assert_eq!(database_name("postgres://u@h/x?y=1"), Some("x"));
         assert_eq!(database_name("postgres://u@h"), None);
     }
