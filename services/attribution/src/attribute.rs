@@ -29,7 +29,7 @@ use crate::events;
 use crate::store::alerts::{self as alert_store, AlertRow};
 use crate::store::clicks::{self, ClickRow, CreatorLinks};
 use crate::store::conversions::{
-    self, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
+    self, Collided, ConversionRow, NewAdjustment, OrderKey, SalesDelta, SalesKey, Stored,
 };
 use crate::store::pending::{self, PendingOrder, Waited};
 use crate::store::projection::{self, CodeRow, PlanRow};
@@ -1246,6 +1246,65 @@ async fn watch_for_leaks(
 
 /// Approves every conversion whose holding period is over (at most `limit`), in the caller's
 /// transaction; returns how many.
+/// Takes back the sales credited to codes by texts the store then turned down as another
+/// discount's (the brand's own promotion): an order placed while a code waited for its push
+/// matched its text, but used the other discount. Each such conversion is reversed as a
+/// cancelled order's would be (an approved one gets an adjustment). The order's other
+/// creators keep their shares of it.
+pub async fn reverse_collided(
+    conn: &mut AsyncPgConnection,
+    collided: &[Collided],
+) -> Result<(), DbError> {
+    let rows = conversions::matched_on(conn, collided).await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut changes = Changes::default();
+    for row in rows {
+        let Some(renamed_at) = collided
+            .iter()
+            .find(|c| c.brand_id == row.brand_id && c.code_id == row.code_id)
+            .map(|c| c.renamed_at)
+        else {
+            continue;
+        };
+        let current = amounts_of(&row);
+        let nothing = Worth {
+            revenue_minor: 0,
+            discount_minor: 0,
+            commission_minor: 0,
+            commission_currency: row.commission_currency.clone(),
+        };
+        let followed =
+            attribution::follow(&current, OrderState::Cancelled, &nothing, renamed_at, 0);
+        if followed.amounts == current && followed.adjustment.is_none() {
+            continue;
+        }
+        tracing::info!(
+            brand_id = row.brand_id,
+            code_id = row.code_id,
+            store_order_id = %row.store_order_id,
+            "sale taken back: the store turned the code's text down as another discount's"
+        );
+        let next = with_amounts(row.clone(), &followed.amounts);
+        let index = changes.track(row);
+        if let Some((revenue_minor, commission_minor)) = followed.adjustment {
+            changes.adjustments.push((
+                index,
+                NewAdjustment {
+                    brand_id: next.brand_id,
+                    conversion_id: next.id,
+                    revenue_minor,
+                    commission_minor,
+                    reason: "the code's text was another discount's at the store".to_owned(),
+                },
+            ));
+        }
+        changes.update(index, next);
+    }
+    changes.write(conn).await
+}
+
 pub async fn approve_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,

@@ -14,7 +14,9 @@ use tracking_events::{Apply, BoxFuture};
 use crate::amazon_reports;
 use crate::attribute;
 use crate::convert::from_timestamp;
+use crate::domain::attribution::CLOCK_SKEW;
 use crate::events;
+use crate::store::conversions::Collided;
 use crate::store::pending;
 use crate::store::projection::{self, CodeChange, CodeRow, PlanRow};
 
@@ -140,7 +142,42 @@ impl Apply<CodeEvent> for Codes {
     }
 }
 
-/// Applies code events of distinct codes: stores them, then attributes the orders that used their
+/// The text a code held only while it waited for its push, when its last rename is the store
+/// turning that text down as another discount's.
+fn collided(event: &CodeEvent) -> Option<Collided> {
+    let code = event.code.as_ref()?;
+    let (at, change) = code
+        .history
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, change)| !change.to_code.is_empty())?;
+    if change.reason != STORE_COLLISION || !change.to_code.eq_ignore_ascii_case(&code.code) {
+        return None;
+    }
+    // Since when the code had the turned-down text: its rename to it, else its minting.
+    let since = code.history[..at]
+        .iter()
+        .rev()
+        .find(|earlier| !earlier.to_code.is_empty())
+        .filter(|earlier| earlier.to_code.eq_ignore_ascii_case(&change.from_code))
+        .map_or(code.created_at.as_ref(), |earlier| {
+            earlier.changed_at.as_ref()
+        })
+        .and_then(from_timestamp)?;
+    Some(Collided {
+        brand_id: event.brand_id,
+        code_id: code.id,
+        creator_id: code.creator_id,
+        campaign_id: code.campaign_id,
+        plan_id: code.plan_id,
+        text_lower: change.from_code.trim().to_lowercase(),
+        since: since - CLOCK_SKEW,
+        renamed_at: change.changed_at.as_ref().and_then(from_timestamp)?,
+    })
+}
+
+/// Applies code events of distinct codes:/// Applies code events of distinct codes: stores them, then attributes the orders that used their
 /// codes before the codes reached us.
 async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Result<(), DbError> {
     let rows: Vec<CodeChange> = events
@@ -196,6 +233,11 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
         pending::lock_matching(conn).await?;
     }
     projection::upsert_codes(conn, &rows).await?;
+    attribute::reverse_collided(
+        conn,
+        &events.iter().filter_map(collided).collect::<Vec<_>>(),
+    )
+    .await?;
     // Orders that used these codes before they reached us are attributed now.
     let waiting = pending::take_for_codes(conn, &texts).await?;
     if waiting.is_empty() {

@@ -10,7 +10,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bytea, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use prost::Message;
-use tracking_api::attribution::v1::ConversionEvent;
+use tracking_api::attribution::v1::{ConversionEvent, ConversionStatus};
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
 use tracking_api::mint::v1::{Code, CodeChange as Renamed, CodeEvent, CodeStatus, STORE_COLLISION};
 use tracking_api::plan::v1::{Commission, Plan, PlanEvent, commission, plan_event};
@@ -890,24 +890,105 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
             ),
         ])
         .await;
-    // B2, placed while the code waited for its push, is credited to it (a known limit: the
-    // store's answer decides only later whose the text was). B5 used PROMO10X before the code
-    // had it.
+    // B2, placed while the code waited for its push, was credited to it until the store's
+    // answer told whose the text was: taken back. B5 used PROMO10X before the code had it.
     assert_eq!(
         store
             .lines(
-                "select store_order_id || ' ' || creator_id as line \
+                "select store_order_id || ' ' || creator_id || ' ' || status || ' ' \
+                    || revenue_minor as line \
                     from conversions where store_order_id like 'B%' order by store_order_id"
             )
             .await,
-        ["B2 540", "B4 540"],
+        ["B2 540 reversed 0", "B4 540 pending 8000"],
     );
+    let reversed: Vec<(String, i32)> = store
+        .events()
+        .await
+        .iter()
+        .filter_map(|e| e.conversion.as_ref())
+        .map(|c| (c.store_order_id.clone(), c.status))
+        .collect();
+    assert_eq!(
+        reversed.last(),
+        Some(&("B4".to_owned(), ConversionStatus::Pending as i32))
+    );
+    assert!(
+        reversed.contains(&("B2".to_owned(), ConversionStatus::Reversed as i32)),
+        "{reversed:?}"
+    );
+    assert_eq!(
+        store
+            .lines(
+                "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
+                    where creator_id = 540"
+            )
+            .await,
+        ["1 8000"],
+        "the figures count B4 alone"
+    );
+    // The rename seen again (a replay, or the code's later events) takes nothing more back.
+    let before = store.snapshot().await;
+    tx!(store, |conn| Codes.apply(conn, 3, &suffixed).await);
+    assert_eq!(store.snapshot().await, before);
     assert!(
         store
             .lines("select code_lower as line from code_texts where code_id = 40")
             .await
             .is_empty(),
         "a text the store turned down is not kept as the code's"
+    );
+}
+
+/// A sale approved at once (no holding period) by a text the store then turned down is taken
+/// back by an adjustment, once.
+#[tokio::test]
+async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
+    use OrderStatus::*;
+    let store = store().await;
+    let minted_at = placed() - Duration::hours(1);
+    let mut minted = code_event(42, 542, "DEAL20", minted_at);
+    if let Some(code) = minted.code.as_mut() {
+        code.campaign_id = 21;
+        code.plan_id = 11;
+        code.created_at = Some(ts(minted_at));
+        code.status = CodeStatus::Pending as i32;
+    }
+    tx!(store, |conn| Codes.apply(conn, 1, &minted).await);
+    store
+        .one_at_a_time(&[order(1, "D1", Paid, &["deal20"], 5_000, 0)])
+        .await;
+    let renamed_at = placed() + Duration::hours(1);
+    let mut suffixed = minted.clone();
+    if let Some(code) = suffixed.code.as_mut() {
+        code.code = "DEAL20K".to_owned();
+        code.updated_at = Some(ts(renamed_at));
+        code.history = vec![Renamed {
+            from_code: "DEAL20".to_owned(),
+            to_code: "DEAL20K".to_owned(),
+            reason: STORE_COLLISION.to_owned(),
+            changed_at: Some(ts(renamed_at)),
+        }];
+    }
+    for seq in [2, 3] {
+        tx!(store, |conn| Codes.apply(conn, seq, &suffixed).await);
+    }
+    assert_eq!(
+        store
+            .lines(
+                "select status || ' ' || revenue_minor || ' ' || adjusted_revenue_minor || ' ' \
+                    || commission_minor || ' ' || adjusted_commission_minor as line \
+                    from conversions where store_order_id = 'D1'"
+            )
+            .await,
+        ["approved 5000 -5000 1000 -1000"],
+    );
+    assert_eq!(
+        store
+            .lines("select revenue_minor || ' ' || commission_minor as line from adjustments")
+            .await,
+        ["-5000 -1000"],
+        "one adjustment, though the rename was seen twice"
     );
 }
 

@@ -112,6 +112,62 @@ pub async fn of_orders(
     .await?)
 }
 
+/// A text a code held only while it waited for its push: the store turned it down as another
+/// discount's (the brand's own), and the code was renamed.
+#[derive(Debug, Clone)]
+pub struct Collided {
+    pub brand_id: i64,
+    pub code_id: i64,
+    pub creator_id: i64,
+    pub campaign_id: i64,
+    pub plan_id: i64,
+    /// The text, lower-cased.
+    pub text_lower: String,
+    /// Since when the code had it (orders before that were never matched to it by it).
+    pub since: DateTime<Utc>,
+    /// When the rename was made.
+    pub renamed_at: DateTime<Utc>,
+}
+
+/// The code conversions not yet reversed that each of `collided` matched by its turned-down
+/// text, from when the code had it: in any campaign of its plan (a shared plan records the sale
+/// in each) and its own. Locked, in id order, as [`of_orders`] locks them.
+pub async fn matched_on(
+    conn: &mut AsyncPgConnection,
+    collided: &[Collided],
+) -> Result<Vec<ConversionRow>, DbError> {
+    if collided.is_empty() {
+        return Ok(Vec::new());
+    }
+    let int8 = |f: fn(&Collided) -> i64| collided.iter().map(f).collect::<Vec<i64>>();
+    Ok(tracking_db::prepared(
+        "select c.* from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                 $5::bigint[], $6::text[], $7::timestamptz[])
+             as k(b, code, cr, ca, p, text, since)
+         cross join lateral (select array_append(array(select campaign_id from campaigns
+             where brand_id = k.b and plan_id = k.p), k.ca) as ids) recorded_in
+         join conversions c on c.brand_id = k.b and c.campaign_id = any(recorded_in.ids)
+             and c.creator_id = k.cr
+         where c.code_id = k.code and c.method = 'code' and c.status <> 'reversed'
+             and lower(btrim(c.matched)) = k.text and c.ordered_at >= k.since
+         order by c.id for update of c",
+    )
+    .bind::<Array<BigInt>, _>(int8(|c| c.brand_id))
+    .bind::<Array<BigInt>, _>(int8(|c| c.code_id))
+    .bind::<Array<BigInt>, _>(int8(|c| c.creator_id))
+    .bind::<Array<BigInt>, _>(int8(|c| c.campaign_id))
+    .bind::<Array<BigInt>, _>(int8(|c| c.plan_id))
+    .bind::<Array<Text>, _>(
+        collided
+            .iter()
+            .map(|c| c.text_lower.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Timestamptz>, _>(collided.iter().map(|c| c.since).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
+}
+
 /// What the database gave a conversion it stored: its id and times, with its unique key
 /// (brand, integration, store order id, campaign, creator) to tell which one it is.
 #[derive(Debug, Clone, QueryableByName)]
