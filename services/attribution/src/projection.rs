@@ -6,7 +6,7 @@
 
 use diesel_async::AsyncPgConnection;
 use tracking_api::common::v1::Provider;
-use tracking_api::mint::v1::{CodeEvent, CodeStatus, STORE_COLLISION};
+use tracking_api::mint::v1::{CodeEvent, CodeStatus, MANUAL, STORE_COLLISION};
 use tracking_api::plan::v1::{PlanEvent, commission, plan_event::Subject};
 use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
@@ -18,7 +18,7 @@ use crate::domain::attribution::CLOCK_SKEW;
 use crate::events;
 use crate::store::conversions::Collided;
 use crate::store::pending;
-use crate::store::projection::{self, CodeChange, CodeRow, PlanRow};
+use crate::store::projection::{self, CodeChange, CodeRow, PlanRow, Released};
 
 pub struct Plans;
 
@@ -177,6 +177,26 @@ fn collided(event: &CodeEvent) -> Option<Collided> {
     })
 }
 
+/// The former texts of a code that the store went on taking after a brand's edit, until when.
+fn released(event: &CodeEvent) -> Vec<Released> {
+    let Some(code) = event.code.as_ref() else {
+        return Vec::new();
+    };
+    code.history
+        .iter()
+        .filter(|change| change.reason == MANUAL && !change.from_code.is_empty())
+        .filter_map(|change| {
+            Some(Released {
+                brand_id: event.brand_id,
+                code_id: code.id,
+                text_lower: change.from_code.trim().to_lowercase(),
+                renamed_at: change.changed_at.as_ref().and_then(from_timestamp)?,
+                released_at: change.released_at.as_ref().and_then(from_timestamp)?,
+            })
+        })
+        .collect()
+}
+
 /// Applies code events of distinct codes:/// Applies code events of distinct codes: stores them, then attributes the orders that used their
 /// codes before the codes reached us.
 async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Result<(), DbError> {
@@ -223,7 +243,7 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
             })
         })
         .collect();
-    let texts: Vec<(i64, i64, String)> = rows
+    let mut texts: Vec<(i64, i64, String)> = rows
         .iter()
         .map(|change| &change.row)
         .filter(|row| !row.code.is_empty())
@@ -238,7 +258,10 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
         &events.iter().filter_map(collided).collect::<Vec<_>>(),
     )
     .await?;
-    // Orders that used these codes before they reached us are attributed now.
+    let released: Vec<Released> = events.iter().flat_map(released).collect();
+    texts.extend(projection::extend_former_texts(conn, &released).await?);
+    // Orders that used these codes before they reached us (or their former texts while the store
+    // still took them) are attributed now.
     let waiting = pending::take_for_codes(conn, &texts).await?;
     if waiting.is_empty() {
         return Ok(());

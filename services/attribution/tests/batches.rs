@@ -876,6 +876,7 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
             to_code: "PROMO10X".to_owned(),
             reason: STORE_COLLISION.to_owned(),
             changed_at: Some(ts(renamed_at)),
+            ..Default::default()
         }];
     }
     tx!(store, |conn| Codes.apply(conn, 2, &suffixed).await);
@@ -968,6 +969,7 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
             to_code: "DEAL20K".to_owned(),
             reason: STORE_COLLISION.to_owned(),
             changed_at: Some(ts(renamed_at)),
+            ..Default::default()
         }];
     }
     for seq in [2, 3] {
@@ -1014,6 +1016,7 @@ async fn a_former_text_counts_only_from_when_the_code_had_it() {
             to_code: "ZOE15".to_owned(),
             reason: "manual".to_owned(),
             changed_at: Some(ts(renamed_at)),
+            ..Default::default()
         }];
     }
     tx!(store, |conn| Codes.apply(conn, 2, &renamed).await);
@@ -1034,6 +1037,74 @@ async fn a_former_text_counts_only_from_when_the_code_had_it() {
             .await,
         ["A2 541"]
     );
+}
+
+/// A former text the store went on taking after a brand's edit (its discount there could not
+/// be changed at once) is the code's until the store stopped taking it: an order placed with it
+/// meanwhile waits, and is the creator's once that is known; one placed after is not.
+#[tokio::test]
+async fn a_former_text_is_the_codes_until_the_store_stopped_taking_it() {
+    use OrderStatus::*;
+    let store = store().await;
+    let active_at = placed() - Duration::days(1);
+    let mut active = code_event(43, 543, "LEA10", active_at);
+    if let Some(code) = active.code.as_mut() {
+        code.created_at = Some(ts(active_at));
+    }
+    tx!(store, |conn| Codes.apply(conn, 1, &active).await);
+    let renamed_at = placed();
+    let edit = Renamed {
+        from_code: "LEA10".to_owned(),
+        to_code: "LEA15".to_owned(),
+        reason: "manual".to_owned(),
+        changed_at: Some(ts(renamed_at)),
+        ..Default::default()
+    };
+    let mut renamed = code_event(43, 543, "LEA15", renamed_at);
+    if let Some(code) = renamed.code.as_mut() {
+        code.created_at = Some(ts(active_at));
+        code.status = CodeStatus::Pending as i32;
+        code.history = vec![edit.clone()];
+    }
+    tx!(store, |conn| Codes.apply(conn, 2, &renamed).await);
+    let placed_at = |mut event: OrderEvent, at: DateTime<Utc>| {
+        if let Some(order) = event.order.as_mut() {
+            order.occurred_at = Some(ts(at));
+        }
+        event
+    };
+    let released_at = renamed_at + Duration::hours(2);
+    store
+        .one_at_a_time(&[
+            placed_at(
+                order(1, "L1", Paid, &["LEA10"], 5_000, 0),
+                renamed_at + Duration::hours(1),
+            ),
+            placed_at(
+                order(1, "L2", Paid, &["LEA10"], 6_000, 0),
+                released_at + Duration::hours(1),
+            ),
+        ])
+        .await;
+    let conversions = "select store_order_id || ' ' || creator_id as line from conversions \
+        where store_order_id like 'L%' order by store_order_id";
+    assert!(store.lines(conversions).await.is_empty(), "both wait");
+    // The pusher disabled LEA10 at the store two hours after the edit.
+    let mut released = renamed.clone();
+    if let Some(code) = released.code.as_mut() {
+        code.status = CodeStatus::Active as i32;
+        code.updated_at = Some(ts(released_at));
+        code.history = vec![Renamed {
+            released_at: Some(ts(released_at)),
+            ..edit
+        }];
+    }
+    tx!(store, |conn| Codes.apply(conn, 3, &released).await);
+    assert_eq!(store.lines(conversions).await, ["L1 543"]);
+    // Seen again (a replay, or the code's later events), it changes nothing.
+    let before = store.snapshot().await;
+    tx!(store, |conn| Codes.apply(conn, 4, &released).await);
+    assert_eq!(store.snapshot().await, before);
 }
 
 #[tokio::test]

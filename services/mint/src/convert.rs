@@ -75,6 +75,7 @@ pub fn code_to_proto(code: &Code, public_base_url: &str) -> pb::Code {
                 to_code: change.to.clone(),
                 reason: change.reason.clone(),
                 changed_at: Some(timestamp(change.at)),
+                released_at: change.released_at.map(timestamp),
             })
             .collect(),
         created_at: Some(timestamp(code.created_at)),
@@ -207,6 +208,11 @@ pub fn roster_from_event(entry: &plan_pb::RosterEntry) -> (Profile, RosterStatus
 /// The ref a code's discount is pushed with, and deactivated by.
 pub fn external_ref(code_id: i64) -> String {
     format!("code-{code_id}")
+}
+
+/// The code an [`external_ref`] names.
+pub fn code_id_of_ref(external_ref: &str) -> Option<i64> {
+    external_ref.strip_prefix("code-")?.parse().ok()
 }
 
 /// The push request for a code under its plan.

@@ -632,7 +632,9 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
                     for (item, result) in items.iter().zip(results) {
                         match DisableOutcome::try_from(result.outcome) {
                             Ok(DisableOutcome::Disabled | DisableOutcome::NotFound) => {
-                                codes::store_disable_done(conn, item).await?;
+                                if codes::store_disable_done(conn, item).await? {
+                                    released(shared, conn, item).await?;
+                                }
                             }
                             _ => codes::store_disable_failed(conn, item, &result.message).await?,
                         }
@@ -648,6 +650,25 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
             Ok(())
         })
         .await?;
+    }
+    Ok(())
+}
+
+/// A text a brand's edit left, which the store went on taking until now: the code's history
+/// records when it stopped, and its event tells AttributionService, which holds the text the
+/// code's until then (orders placed with it meanwhile are the creator's).
+async fn released(
+    shared: &Shared,
+    conn: &mut AsyncPgConnection,
+    item: &codes::StoreDisable,
+) -> Result<(), Error> {
+    let Some(id) = crate::convert::code_id_of_ref(&item.external_ref) else {
+        return Ok(());
+    };
+    if let Some(code) = codes::former_text_released(conn, item.brand_id, id, &item.code).await? {
+        tracing::info!(brand_id = item.brand_id, code_id = id, code = %item.code, "the store stopped taking a code's former text");
+        let event = events::code(CodeEventKind::Changed, &code, &shared.public_base_url);
+        tracking_events::append(conn, &[event]).await?;
     }
     Ok(())
 }

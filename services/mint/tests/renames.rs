@@ -342,6 +342,56 @@ async fn an_edit_the_store_could_not_make_waits_for_the_pusher() {
     assert_eq!(left(&mut conn).await, (1, vec!["ANNA".to_owned()], 0));
 }
 
+/// Once the store disabled the text an edit left there, the edit's history entry says when;
+/// only once, and not for a text no edit of the code left.
+#[tokio::test]
+async fn a_former_text_disabled_at_the_store_is_recorded_released_once() {
+    let (_db, mut conn) = database().await;
+    let (sent, rename) = being_edited(&mut conn).await;
+    record(&mut conn, &sent, &rename, store_down(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken = conn
+        .transaction::<_, Error, _>(async |conn| codes::take_store_disables(conn, 10, 60).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(taken.len(), 1);
+    let done = codes::store_disable_done(&mut conn, &taken[0])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(done);
+    assert!(
+        !codes::store_disable_done(&mut conn, &taken[0])
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "forgotten already"
+    );
+    let released = codes::former_text_released(&mut conn, 7, sent.id, "anna")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the edit's entry is marked"));
+    let edit = released
+        .history
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("an entry"));
+    assert_eq!((edit.from.as_str(), edit.to.as_str()), ("ANNA", "ANNAVIP"));
+    assert!(edit.released_at.is_some_and(|at| at >= edit.at));
+    assert_eq!(
+        released.updated_at,
+        stored(&mut conn, sent.id).await.updated_at
+    );
+    for text in ["ANNA", "ANNAVIP"] {
+        assert!(
+            codes::former_text_released(&mut conn, 7, sent.id, text)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none(),
+            "{text}: recorded already, or no edit left it"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
     let (_db, mut conn) = database().await;

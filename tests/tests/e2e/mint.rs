@@ -1109,6 +1109,45 @@ async fn manual_edits_are_checked_pushed_and_replace_the_old_code() {
     })
     .await;
     assert_eq!(store.len(), 4, "ANAVIP, BO20, TAKEN1, ANADOWN: {store:?}");
+
+    // The store took ANAVIP until its discount was disabled there: the edit's entry says when,
+    // and an order placed with ANAVIP meanwhile (reaching the suite later) is Ana's.
+    let edit = eventually("the old text's release recorded", || async {
+        let code = suite
+            .mint()
+            .get_code(authed(GetCodeRequest { code_id: ana.id }, &token))
+            .await
+            .ok()?
+            .into_inner()
+            .code?;
+        let edit = code.history.last()?.clone();
+        (edit.from_code == "ANAVIP" && edit.released_at.is_some()).then_some(edit)
+    })
+    .await;
+    let at = |t: Option<&prost_types::Timestamp>| {
+        t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .unwrap_or_default()
+    };
+    let (edited_at, released_at) = (at(edit.changed_at.as_ref()), at(edit.released_at.as_ref()));
+    assert!(edited_at < released_at, "{edit:?}");
+    let channel = suite.server.channel();
+    let mut meanwhile = suite_tests::flow::orders(s.integration, &["anavip".to_owned()], 0, 1);
+    if let Some(order) = meanwhile[0].order.as_mut() {
+        order.store_order_id = "placed-while-the-store-took-anavip".into();
+        let placed = edited_at + (released_at - edited_at) / 2;
+        order.occurred_at = Some(prost_types::Timestamp {
+            seconds: placed.timestamp(),
+            nanos: placed.timestamp_subsec_nanos() as i32,
+        });
+    }
+    assert_eq!(
+        suite_tests::flow::ingest(&channel, meanwhile).await.ok(),
+        Some(1)
+    );
+    eventually("the order attributed to Ana", || async {
+        (suite_tests::flow::attributed(&channel, s.campaign).await == 1).then_some(())
+    })
+    .await;
 }
 
 /// Every page of ListCodes for `campaign`, `page_size` codes at a time.

@@ -8,7 +8,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestampt
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_db::{Database, DbError};
 
-use crate::domain::attribution::{CommissionHistory, CommissionRule};
+use crate::domain::attribution::{CLOCK_SKEW, CommissionHistory, CommissionRule};
 
 /// A plan, as attribution needs it.
 #[derive(Debug, Clone, QueryableByName)]
@@ -429,6 +429,70 @@ pub async fn upsert_codes(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A text a code had before a brand's edit, which the store went on taking after the edit until
+/// `released_at` (its discount there could not be changed at once).
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub brand_id: i64,
+    pub code_id: i64,
+    /// The text, lower-cased.
+    pub text_lower: String,
+    /// When the edit was made.
+    pub renamed_at: DateTime<Utc>,
+    pub released_at: DateTime<Utc>,
+}
+
+#[derive(QueryableByName)]
+struct TextKey {
+    #[diesel(sql_type = BigInt)]
+    brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    integration_id: i64,
+    #[diesel(sql_type = Text)]
+    code_lower: String,
+}
+
+/// Holds each former text the code's until the store stopped taking it: its span (the one that
+/// ended at the edit, give or take a store's clock skew) now ends at `released_at`. Returns the
+/// texts whose span grew, `(brand, integration, text)`: orders placed with them meanwhile
+/// waited for a holder. A release seen again changes nothing.
+pub async fn extend_former_texts(
+    conn: &mut AsyncPgConnection,
+    released: &[Released],
+) -> Result<Vec<(i64, i64, String)>, DbError> {
+    if released.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<TextKey> = tracking_db::prepared(
+        "update code_texts t set valid_until = r.released_at
+         from unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
+             $5::timestamptz[]) as r(b, code, text, renamed_at, released_at)
+         where t.brand_id = r.b and t.code_id = r.code and t.code_lower = r.text
+             and t.valid_until = (select min(n.valid_until) from code_texts n
+                 where n.brand_id = r.b and n.code_id = r.code and n.code_lower = r.text
+                     and n.valid_until >= r.renamed_at - make_interval(secs => $6::bigint))
+             and t.valid_until < r.released_at
+         returning t.brand_id, t.integration_id, t.code_lower",
+    )
+    .bind::<Array<BigInt>, _>(released.iter().map(|r| r.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(released.iter().map(|r| r.code_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        released
+            .iter()
+            .map(|r| r.text_lower.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Timestamptz>, _>(released.iter().map(|r| r.renamed_at).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(released.iter().map(|r| r.released_at).collect::<Vec<_>>())
+    .bind::<BigInt, _>(CLOCK_SKEW.num_seconds())
+    .load(conn)
+    .await?;
+    Ok(keys
+        .into_iter()
+        .map(|k| (k.brand_id, k.integration_id, k.code_lower))
+        .collect())
 }
 
 /// A code found by its lower-cased text.

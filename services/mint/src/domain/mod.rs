@@ -172,6 +172,10 @@ pub struct CodeChange {
     /// `store_collision` or `manual`.
     pub reason: String,
     pub at: DateTime<Utc>,
+    /// For a manual change whose old text the store went on taking (its discount disabled there
+    /// later, by the pusher): when it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 /// A minted code (or link, for providers without codes) as stored.

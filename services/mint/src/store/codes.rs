@@ -20,6 +20,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Binary, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tracking_api::common::v1::Provider;
+use tracking_api::mint::v1::MANUAL;
 use tracking_db::{ByTaken, DbError, Taken};
 use tracking_events::NewEvent;
 
@@ -473,6 +474,7 @@ pub async fn rename(
         to: to.to_owned(),
         reason: reason.to_owned(),
         at: Utc::now(),
+        released_at: None,
     };
     let change = serde_json::to_value([change]).map_err(|e| Error::Internal(e.to_string()))?;
     let query = tracking_db::prepared(retext_sql("history || $7"))
@@ -1036,12 +1038,12 @@ async fn live_holders(
 }
 
 /// Done (disabled, or the store never had it): forget it, unless it was queued again since it
-/// was taken.
+/// was taken. Whether it was forgotten.
 pub async fn store_disable_done(
     conn: &mut AsyncPgConnection,
     item: &StoreDisable,
-) -> Result<(), Error> {
-    tracking_db::prepared(
+) -> Result<bool, Error> {
+    let deleted = tracking_db::prepared(
         "delete from store_disables where brand_id = $1 and integration_id = $2 and code = $3 \
          and next_at = $4",
     )
@@ -1051,7 +1053,43 @@ pub async fn store_disable_done(
     .bind::<Timestamptz, _>(item.held_until)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(deleted > 0)
+}
+
+/// Records that the store stopped taking `text`, a text code (brand, `id`) had before a brand's
+/// edit, which the store went on taking until its discount was disabled there just now: the
+/// edit's history entry gets its `released_at`. Returns the code when it recorded that (not
+/// for a text no edit of the code left, or one recorded already).
+pub async fn former_text_released(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    id: i64,
+    text: &str,
+) -> Result<Option<Code>, Error> {
+    let Some(mut code) = get(conn, brand_id, id, true).await? else {
+        return Ok(None);
+    };
+    let edit = code
+        .history
+        .iter_mut()
+        .rev()
+        .find(|change| change.reason == MANUAL && change.from.eq_ignore_ascii_case(text));
+    let Some(edit) = edit.filter(|edit| edit.released_at.is_none()) else {
+        return Ok(None);
+    };
+    edit.released_at = Some(Utc::now());
+    let history =
+        serde_json::to_value(&code.history).map_err(|e| Error::Internal(e.to_string()))?;
+    let rows: Vec<CodeRow> = tracking_db::prepared(format!(
+        "update codes set history = $3, updated_at = now() where brand_id = $1 and id = $2 \
+         returning {COLUMNS}"
+    ))
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(id)
+    .bind::<Jsonb, _>(history)
+    .load(conn)
+    .await?;
+    Ok(to_codes(rows)?.into_iter().next())
 }
 
 /// Failed: try again later (with backoff), unless it was queued again since it was taken.
