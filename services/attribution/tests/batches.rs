@@ -750,6 +750,14 @@ async fn only_orders_placed_after_a_click_count_as_clicked() {
 }
 
 /// A code event of brand 1's code `id` with `text`, as of `at`.
+/// `event` with its order placed at `at`.
+fn placed_at(mut event: OrderEvent, at: DateTime<Utc>) -> OrderEvent {
+    if let Some(order) = event.order.as_mut() {
+        order.occurred_at = Some(ts(at));
+    }
+    event
+}
+
 fn code_event(id: i64, creator: i64, text: &str, at: DateTime<Utc>) -> CodeEvent {
     CodeEvent {
         seq: 0,
@@ -842,12 +850,6 @@ async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
 async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
     use OrderStatus::*;
     let store = store().await;
-    let placed_at = |mut event: OrderEvent, at: DateTime<Utc>| {
-        if let Some(order) = event.order.as_mut() {
-            order.occurred_at = Some(ts(at));
-        }
-        event
-    };
     // The brand's promotion PROMO10, used the day before the creator's code of that text.
     store
         .one_at_a_time(&[order(1, "B1", Paid, &["PROMO10"], 5_000, 0)])
@@ -1067,12 +1069,6 @@ async fn a_former_text_is_the_codes_until_the_store_stopped_taking_it() {
         code.history = vec![edit.clone()];
     }
     tx!(store, |conn| Codes.apply(conn, 2, &renamed).await);
-    let placed_at = |mut event: OrderEvent, at: DateTime<Utc>| {
-        if let Some(order) = event.order.as_mut() {
-            order.occurred_at = Some(ts(at));
-        }
-        event
-    };
     let released_at = renamed_at + Duration::hours(2);
     store
         .one_at_a_time(&[
