@@ -168,6 +168,7 @@ pub fn plan_from_event(brand_id: i64, plan: &plan_pb::Plan) -> Result<Plan, Erro
         },
         trigger,
         archived: plan.archived,
+        links_key: String::new(),
     })
 }
 

@@ -424,6 +424,7 @@ async fn try_batch(
 enum Refused {
     OffRoster,
     Relinked,
+    PlanChanged,
 }
 
 impl Refused {
@@ -433,6 +434,10 @@ impl Refused {
             // Transient: the queue tries again, and a caller's retry mints under the new plan.
             Refused::Relinked => Error::Unavailable(format!(
                 "campaign {} was linked to another plan meanwhile; retry",
+                key.1
+            )),
+            Refused::PlanChanged => Error::Unavailable(format!(
+                "the links of campaign {}'s plan changed meanwhile; retry",
                 key.1
             )),
         }
@@ -530,6 +535,10 @@ async fn reserve(
             .map(|code| events::code(CodeEventKind::Minted, code, &shared.public_base_url))
             .collect();
         let clear: Vec<bool> = pending.iter().map(|(c, _)| c.had_failure).collect();
+        let links_keys: Vec<&str> = pending
+            .iter()
+            .map(|(c, _)| c.plan.links_key.as_str())
+            .collect();
         // The first round inserts plainly unless recent batches met taken codes; suffix rounds
         // retry taken codes, so they skip those still taken.
         let mut taken = if round == 0 {
@@ -549,14 +558,18 @@ async fn reserve(
             inserted,
             off_roster: removed,
             relinked,
+            stale_links,
         } = loop {
-            let result = codes::reserve(conn, &rows, &events, &clear, taken, held).await;
+            let result =
+                codes::reserve(conn, &rows, &events, &clear, &links_keys, taken, held).await;
             if !conflicts.write_again(taken, &result) {
                 break result?;
             }
             taken = Taken::Skip;
         };
-        if round == 0 && inserted.len() + removed.len() + relinked.len() < rows.len() {
+        if round == 0
+            && inserted.len() + removed.len() + relinked.len() + stale_links.len() < rows.len()
+        {
             conflicts.met();
         }
         // Committed: the new codes waiting for their store go to this process's pusher by id.
@@ -584,6 +597,7 @@ async fn reserve(
                 !inserted.contains(&code.id)
                     && !removed.contains(&code.id)
                     && !relinked.contains(&code.id)
+                    && !stale_links.contains(&code.id)
             })
             .map(|code| (code.brand_id, code.campaign_id, code.creator_id))
             .collect();
@@ -608,6 +622,9 @@ async fn reserve(
             } else if relinked.contains(&row.id) {
                 // Its campaign was linked to another plan since the batch read it.
                 off.push((candidate.key, Refused::Relinked));
+            } else if stale_links.contains(&row.id) {
+                // Its plan's link terms changed since the batch read them.
+                off.push((candidate.key, Refused::PlanChanged));
             } else if let Some(existing) = meanwhile.remove(&candidate.key) {
                 done.push((
                     candidate.key,

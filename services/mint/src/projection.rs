@@ -13,7 +13,7 @@ use tracking_db::DbError;
 use tracking_events::{Apply, BoxFuture};
 
 use crate::convert::{campaign_from_event, plan_from_event, roster_from_event, roster_status};
-use crate::domain::links::{destination_url, shopify_redirect, tag_from_gateway};
+use crate::domain::links::{destination_url, links_changed, shopify_redirect, tag_from_gateway};
 use crate::domain::{CodeStatus, Plan, Profile, RosterStatus, Trigger, wants_code};
 use crate::error::Error;
 use crate::events;
@@ -77,10 +77,11 @@ impl Projector {
         events: impl Iterator<Item = &'e PlanEvent>,
     ) -> Result<(), Error> {
         let events: Vec<&PlanEvent> = events.collect();
-        // The rosters of the campaigns this batch removes creators from, or relinks, are held
-        // first, before anything here takes the outbox lock (which a mint holding a roster may be
-        // waiting for): codes being minted there meanwhile commit before the removals and
-        // relinks look for them, and codes minted after see them.
+        // The rosters of the campaigns this batch removes creators from, or relinks, or whose
+        // plan's links change, are held first, before anything here takes the outbox lock
+        // (which a mint holding a roster may be waiting for): codes being minted there meanwhile
+        // commit before the removals, relinks and link changes look for them, and codes minted
+        // after see them (or are refused, made from the plan's terms before).
         let mut held: Vec<(i64, i64)> = Vec::new();
         for event in &events {
             match &event.subject {
@@ -95,6 +96,18 @@ impl Projector {
                     if known.is_some_and(|known| known.plan_id.is_some() && known.plan_id != linked)
                     {
                         held.push((event.brand_id, campaign.id));
+                    }
+                }
+                Some(Subject::Plan(plan)) => {
+                    let next = plan_from_event(event.brand_id, plan)?;
+                    if let Some(known) = projection::get_plan(conn, event.brand_id, plan.id).await?
+                        && links_changed(&known.terms, &next.terms)
+                    {
+                        for campaign in
+                            projection::campaigns_of_plan(conn, event.brand_id, plan.id).await?
+                        {
+                            held.push((event.brand_id, campaign));
+                        }
                     }
                 }
                 _ => {}
@@ -321,11 +334,11 @@ impl Projector {
         before: &Plan,
         plan: &Plan,
     ) -> Result<(), Error> {
-        let destination = destination_url(&plan.terms);
-        let moved = destination != destination_url(&before.terms);
-        if !moved && plan.terms.ends_at == before.terms.ends_at {
+        if !links_changed(&before.terms, &plan.terms) {
             return Ok(());
         }
+        let destination = destination_url(&plan.terms);
+        let moved = destination != destination_url(&before.terms);
         let changed = if tag_from_gateway(plan.provider) {
             let changed = codes::follow_plan_tagged_links(
                 conn,

@@ -94,9 +94,17 @@ async fn reserve(conn: &mut AsyncPgConnection, rows: &[Code], held_secs: i64) {
         .collect();
     let clear = vec![false; rows.len()];
     enroll(conn, rows).await;
-    codes::reserve(conn, rows, &events, &clear, Taken::Fail, held_secs)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    codes::reserve(
+        conn,
+        rows,
+        &events,
+        &clear,
+        &vec![""; rows.len()],
+        Taken::Fail,
+        held_secs,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn must<T>(result: Result<T, Error>) -> T {

@@ -32,7 +32,7 @@ async fn minted(conn: &mut AsyncPgConnection, id: i64, creator: i64, text: &str)
         payload: text.as_bytes().to_vec(),
     };
     enroll(conn, std::slice::from_ref(&row)).await;
-    codes::reserve(conn, &[row], &[event], &[false], Taken::Fail, 0)
+    codes::reserve(conn, &[row], &[event], &[false], &[""], Taken::Fail, 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     stored(conn, id).await
@@ -555,9 +555,17 @@ async fn a_rename_racing_a_mint_of_the_same_text_answers_taken_and_its_transacti
         kind: "CODE_EVENT_KIND_MINTED",
         payload: b"ZED".to_vec(),
     };
-    codes::reserve(&mut minting, &[zed], &[event], &[false], Taken::Fail, 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    codes::reserve(
+        &mut minting,
+        &[zed],
+        &[event],
+        &[false],
+        &[""],
+        Taken::Fail,
+        0,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let mut renaming = db
         .pool(mint_service::SCHEMA)

@@ -108,10 +108,18 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     enroll(&mut conn, &first).await;
     enroll(&mut conn, &second).await;
     let events: Vec<NewEvent> = first.iter().map(event).collect();
-    let inserted = codes::reserve(&mut conn, &first, &events, &[true, false], Taken::Fail, 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .inserted;
+    let inserted = codes::reserve(
+        &mut conn,
+        &first,
+        &events,
+        &[true, false],
+        &[""; 2],
+        Taken::Fail,
+        0,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .inserted;
     assert_eq!(inserted, [ids[0], ids[1]].into(), "none was taken");
 
     // Creator 3's text is taken (case-insensitively), creator 2 has a live code already:
@@ -120,7 +128,16 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
     let clear = [true, true, false];
     // A reservation that fails on a taken code leaves nothing of the batch, not even creator 4's
     // code, inserted before the taken one.
-    let failed = codes::reserve(&mut conn, &second, &events, &clear, Taken::Fail, 0).await;
+    let failed = codes::reserve(
+        &mut conn,
+        &second,
+        &events,
+        &clear,
+        &vec![""; second.len()],
+        Taken::Fail,
+        0,
+    )
+    .await;
     assert!(
         matches!(failed, Err(DbError::UniqueViolation { .. })),
         "{failed:?}"
@@ -139,15 +156,24 @@ async fn a_code_is_stored_with_its_event_and_a_skipped_code_writes_neither() {
         "codes, events, failures on record"
     );
     // One that skips taken codes stores creator 4's.
-    let inserted = codes::reserve(&mut conn, &second, &events, &clear, Taken::Skip, 0)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let inserted = codes::reserve(
+        &mut conn,
+        &second,
+        &events,
+        &clear,
+        &vec![""; second.len()],
+        Taken::Skip,
+        0,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         inserted,
         codes::Reserved {
             inserted: [ids[4]].into(),
             off_roster: [].into(),
             relinked: [].into(),
+            stale_links: [].into(),
         }
     );
 
@@ -261,6 +287,12 @@ async fn run_a_batch(
         .await,
     );
     assert_eq!(plans.len(), plan_keys.len());
+    // The codes' links are made from plan 1's terms as read.
+    let links_key = plans
+        .iter()
+        .find(|plan| plan.id == 1)
+        .map(|plan| plan.links_key.clone())
+        .unwrap_or_default();
     let drawn = counted(
         &mut most,
         rows_read_by(conn, "codes", async |conn| {
@@ -309,7 +341,8 @@ async fn run_a_batch(
         let inserted = counted(
             &mut most,
             rows_read_by(conn, table, async |conn| {
-                codes::reserve(conn, rows, events, &clear, taken, 0).await
+                let keys = vec![links_key.as_str(); rows.len()];
+                codes::reserve(conn, rows, events, &clear, &keys, taken, 0).await
             })
             .await,
         );
@@ -479,9 +512,17 @@ async fn fresh_codes_are_held_for_their_pusher_and_links_left_due() {
     let rows = [held, link];
     enroll(&mut conn, &rows).await;
     let events: Vec<NewEvent> = rows.iter().map(event).collect();
-    codes::reserve(&mut conn, &rows, &events, &[false, false], Taken::Fail, 120)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    codes::reserve(
+        &mut conn,
+        &rows,
+        &events,
+        &[false, false],
+        &[""; 2],
+        Taken::Fail,
+        120,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let due: Vec<Row> = diesel::sql_query(
         "select creator_id as brand_id, \
            case when next_push_at > now() + interval '110 seconds' then 'held' \
@@ -534,13 +575,15 @@ async fn a_creators_live_code_is_never_looked_up_through_the_campaign_index() {
     sql(&mut conn, "rollback").await;
 }
 
-/// Reserves `rows` on `conn` while another session holds their campaign's roster, as the
-/// projection does, and has run `change` in its transaction; that session commits once the
-/// reservation waits for its hold. What the reservation did, and `conn` back.
+/// Reserves `rows` (their links made from plan terms keyed `links_key`) on `conn` while another
+/// session holds their campaign's roster, as the projection does, and has run `change` in its
+/// transaction; that session commits once the reservation waits for its hold. What the
+/// reservation did, and `conn` back.
 async fn reserve_while_the_projection_holds(
     test_db: &TestDb,
     mut conn: Conn,
     rows: &[Code],
+    links_key: &str,
     change: &str,
 ) -> (codes::Reserved, Conn) {
     let pool = test_db.pool(mint_service::SCHEMA);
@@ -553,11 +596,20 @@ async fn reserve_while_the_projection_holds(
     let events: Vec<NewEvent> = rows.iter().map(event).collect();
     let batch = {
         let rows = rows.to_vec();
+        let links_key = links_key.to_owned();
         tokio::spawn(async move {
             let clear = vec![false; rows.len()];
-            let reserved = codes::reserve(&mut conn, &rows, &events, &clear, Taken::Fail, 0)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            let reserved = codes::reserve(
+                &mut conn,
+                &rows,
+                &events,
+                &clear,
+                &vec![links_key.as_str(); rows.len()],
+                Taken::Fail,
+                0,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
             (reserved, conn)
         })
     };
@@ -586,6 +638,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
         &test_db,
         conn,
         &rows,
+        "",
         "update roster set status = 'removed' where creator_id = 2",
     )
     .await;
@@ -595,6 +648,7 @@ async fn only_creators_on_the_roster_get_a_code_even_one_removed_while_it_is_wri
             inserted: [ids[0]].into(),
             off_roster: [ids[1], ids[2], ids[3]].into(),
             relinked: [].into(),
+            stale_links: [].into(),
         }
     );
     let stored: Vec<Row> = diesel::sql_query(
@@ -633,6 +687,7 @@ async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
         &test_db,
         conn,
         &rows,
+        "",
         "update campaigns set plan_id = 2 where id = 1",
     )
     .await;
@@ -642,6 +697,7 @@ async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
             inserted: [].into(),
             off_roster: [].into(),
             relinked: [ids[0], ids[1]].into(),
+            stale_links: [].into(),
         }
     );
     let stored: Vec<Row> = diesel::sql_query(
@@ -652,4 +708,76 @@ async fn a_code_of_a_plan_its_campaign_left_while_it_is_written_is_refused() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stored[0].what, "0 0", "no code, no event");
+}
+
+/// Codes whose links were made from plan terms the projection changes while they are written
+/// are refused (the projection, holding the campaign's roster, gives the plan's codes their new
+/// links only from those written before); a change of other terms refuses nothing.
+#[tokio::test]
+async fn codes_whose_plans_links_changed_while_they_are_written_are_refused() {
+    let (test_db, mut conn) = database().await;
+    sql(
+        &mut conn,
+        &format!(
+            "insert into plans (brand_id, id, name, integration_id, provider, terms, \
+               code_trigger, archived) \
+             values (7, 1, 'Summer', 1, 'PROVIDER_SANDBOX', '{}', 'on_approval', false)",
+            serde_json::to_string(&PlanTerms {
+                click_url: "https://shop.example/old".into(),
+                ..PlanTerms::default()
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+        ),
+    )
+    .await;
+    sql(
+        &mut conn,
+        "insert into campaigns (brand_id, id, name, plan_id, archived) \
+         values (7, 1, 'Summer', 1, false)",
+    )
+    .await;
+    let key = links_key(&mut conn).await;
+    let rows = numbered_codes(&conn, 2).await;
+    enroll(&mut conn, &rows).await;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    let (reserved, mut conn) = reserve_while_the_projection_holds(
+        &test_db,
+        conn,
+        &rows,
+        &key,
+        "update plans set terms = jsonb_set(terms, '{click_url}', '\"https://shop.example/new\"') \
+         where brand_id = 7 and id = 1",
+    )
+    .await;
+    assert_eq!(
+        reserved,
+        codes::Reserved {
+            inserted: [].into(),
+            off_roster: [].into(),
+            relinked: [].into(),
+            stale_links: [ids[0], ids[1]].into(),
+        }
+    );
+    let changed = links_key(&mut conn).await;
+    assert_ne!(changed, key);
+    // The pattern changed: the links are the same.
+    let (reserved, _conn) = reserve_while_the_projection_holds(
+        &test_db,
+        conn,
+        &rows,
+        &changed,
+        "update plans set terms = jsonb_set(terms, '{code_pattern}', '\"{username}\"') \
+         where brand_id = 7 and id = 1",
+    )
+    .await;
+    assert_eq!(reserved.inserted, ids.iter().copied().collect());
+}
+
+/// Plan 1's links key as the projection has it.
+async fn links_key(conn: &mut AsyncPgConnection) -> String {
+    projection::get_plan(conn, 7, 1)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("plan 1 is projected"))
+        .links_key
 }

@@ -69,6 +69,11 @@ pub fn affiliate_url(
     }
 }
 
+/// Whether a plan's change of terms changes its codes' links: where they lead, or when they end.
+pub fn links_changed(before: &PlanTerms, after: &PlanTerms) -> bool {
+    destination_url(before) != destination_url(after) || before.ends_at != after.ends_at
+}
+
 /// Where a Shopify discount link sends the shopper on to, encoded for its `redirect`: the
 /// plan's page, within the shop.
 pub fn shopify_redirect(terms: &PlanTerms) -> String {

@@ -82,6 +82,10 @@ pub struct Plan {
     pub terms: PlanTerms,
     pub trigger: Trigger,
     pub archived: bool,
+    /// What its links are made from, as the projection keys it (`plans.links_key`): a mint
+    /// batch's codes are refused when their plan's key changed meanwhile. Empty for a plan not
+    /// read from the projection (an event's).
+    pub links_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

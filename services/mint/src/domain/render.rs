@@ -201,6 +201,7 @@ mod tests {
             },
             trigger: Trigger::OnApproval,
             archived: false,
+            links_key: String::new(),
         }
     }
 

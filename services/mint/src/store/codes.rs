@@ -167,7 +167,11 @@ pub async fn draw_ids(
 /// waits for these codes (and then disables them) or is seen (and they are refused,
 /// [`Reserved::off_roster`], [`Reserved::relinked`]). A batch that read the roster only before could insert its code
 /// after the removal looked for one. No row is written for it: a lock on each roster entry
-/// cost the machine 5-20 % more a code (docs/BENCHMARKS.md).
+/// cost the machine 5-20 % more a code (docs/BENCHMARKS.md). So it is for a change of the link
+/// terms the codes' links were made from (`links_keys`, each code's plan's
+/// [`crate::domain::Plan::links_key`] as the batch read it): the projection holds the plan's
+/// campaigns' rosters while it gives their codes the new links, so these codes are either
+/// written before (and given them) or refused ([`Reserved::stale_links`]).
 ///
 /// The main query reads what the delete returns, so the delete is done before the events are
 /// appended (an expression the main query does not read runs after it): the outbox lock is not
@@ -177,6 +181,7 @@ pub async fn reserve(
     codes: &[Code],
     events: &[NewEvent],
     clear_failure: &[bool],
+    links_keys: &[&str],
     taken: Taken,
     held_secs: i64,
 ) -> Result<Reserved, DbError> {
@@ -188,6 +193,8 @@ pub async fn reserve(
         inserted: bool,
         #[diesel(sql_type = Bool)]
         relinked: bool,
+        #[diesel(sql_type = Bool)]
+        stale: bool,
     }
     if codes.is_empty() {
         return Ok(Reserved::default());
@@ -239,6 +246,7 @@ pub async fn reserve(
         )
         .bind::<Array<Bool>, _>(clear_failure)
         .bind::<BigInt, _>(held_secs)
+        .bind::<Array<Text>, _>(links_keys)
         .load(conn)
         .await?;
     let mut reserved = Reserved::default();
@@ -247,6 +255,8 @@ pub async fn reserve(
             &mut reserved.inserted
         } else if outcome.relinked {
             &mut reserved.relinked
+        } else if outcome.stale {
+            &mut reserved.stale_links
         } else {
             &mut reserved.off_roster
         };
@@ -263,6 +273,8 @@ pub struct Reserved {
     pub off_roster: HashSet<i64>,
     /// Codes of a plan their campaign is no longer linked to (relinked since the batch read it).
     pub relinked: HashSet<i64>,
+    /// Codes whose links were made from plan terms changed since (`links_keys`).
+    pub stale_links: HashSet<i64>,
 }
 
 /// [`reserve`]'s statement; `clearing`, with the delete of the creators' failures.
@@ -289,8 +301,8 @@ fn reserving(clearing: bool, taken: Taken) -> String {
                code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
                kind, payload, clear_failure, n)), \
          on_roster as materialized ( \
-           select pos as n, relinked from roster_open_for_plans($1::bigint[], $3::bigint[], \
-             $4::bigint[], $5::bigint[])), \
+           select pos as n, relinked, stale from roster_open_for_plans($1::bigint[], \
+             $3::bigint[], $4::bigint[], $5::bigint[], $19::text[])), \
          inserted as ( \
            insert into codes (brand_id, id, campaign_id, creator_id, plan_id, \
              integration_id, provider, code, status, slug, destination_url, affiliate_url, \
@@ -299,14 +311,16 @@ fn reserving(clearing: bool, taken: Taken) -> String {
              code, status, slug, destination_url, affiliate_url, expires_at, created_at, \
              created_at, now() + case when code is not null and status = 'pending' \
                then make_interval(secs => $18::bigint) else interval '0' end \
-           from input where n in (select n from on_roster where not relinked) order by n \
+           from input where n in (select n from on_roster where not relinked and not stale) \
+           order by n \
            {skip} returning brand_id, id), \
          minted as ( \
            select i.* from input i join inserted s on s.brand_id = i.brand_id and s.id = i.id), \
          {cleared}{} \
-         select id, true as inserted, false as relinked from minted{done} \
-         union all select i.id, false, coalesce(o.relinked, false) from input i \
-           left join on_roster o on o.n = i.n where o.n is null or o.relinked",
+         select id, true as inserted, false as relinked, false as stale from minted{done} \
+         union all select i.id, false, coalesce(o.relinked, false), coalesce(o.stale, false) \
+           from input i left join on_roster o on o.n = i.n \
+           where o.n is null or o.relinked or o.stale",
         tracking_events::appending("minted")
     )
 }

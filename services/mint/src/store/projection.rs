@@ -34,8 +34,8 @@ pub async fn upsert_plan(conn: &mut AsyncPgConnection, plan: &Plan) -> Result<()
 }
 
 /// The columns of a [`PlanRow`], of `plans` aliased `p`.
-const PLAN_COLUMNS: &str =
-    "p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, p.archived";
+const PLAN_COLUMNS: &str = "p.brand_id, p.id, p.name, p.integration_id, p.provider, p.terms, p.code_trigger, p.archived, \
+     p.links_key";
 
 #[derive(QueryableByName)]
 pub(crate) struct PlanRow {
@@ -55,6 +55,8 @@ pub(crate) struct PlanRow {
     pub code_trigger: String,
     #[diesel(sql_type = Bool)]
     pub archived: bool,
+    #[diesel(sql_type = Text)]
+    pub links_key: String,
 }
 
 impl TryFrom<PlanRow> for Plan {
@@ -72,6 +74,7 @@ impl TryFrom<PlanRow> for Plan {
             trigger: Trigger::parse(&row.code_trigger)
                 .ok_or_else(|| Error::Internal(format!("plan {}: bad trigger", row.id)))?,
             archived: row.archived,
+            links_key: row.links_key,
         })
     }
 }
@@ -122,6 +125,27 @@ struct CampaignRow {
     plan_id: Option<i64>,
     #[diesel(sql_type = Bool)]
     archived: bool,
+}
+
+/// The campaigns linked to plan (brand, `plan_id`), by id.
+pub async fn campaigns_of_plan(
+    conn: &mut AsyncPgConnection,
+    brand_id: i64,
+    plan_id: i64,
+) -> Result<Vec<i64>, Error> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let rows: Vec<Id> = tracking_db::prepared(
+        "select id from campaigns where brand_id = $1 and plan_id = $2 order by id",
+    )
+    .bind::<BigInt, _>(brand_id)
+    .bind::<BigInt, _>(plan_id)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| row.id).collect())
 }
 
 pub async fn get_campaign(
