@@ -1244,8 +1244,6 @@ async fn watch_for_leaks(
     alert_store::raise(conn, &raised).await
 }
 
-/// Approves every conversion whose holding period is over (at most `limit`), in the caller's
-/// transaction; returns how many.
 /// Takes back the sales credited to codes by texts the store then turned down as another
 /// discount's (the brand's own promotion): an order placed while a code waited for its push
 /// matched its text, but used the other discount. Each such conversion is reversed as a
@@ -1286,7 +1284,11 @@ pub async fn reverse_collided(
             store_order_id = %row.store_order_id,
             "sale taken back: the store turned the code's text down as another discount's"
         );
-        let next = with_amounts(row.clone(), &followed.amounts);
+        let mut next = with_amounts(row.clone(), &followed.amounts);
+        // Void from now on, as a cancelled order's is: a later state of the order (a partial
+        // refund, an edit of its total) would otherwise price an approved one again, and the
+        // sale is counted no more.
+        next.order_rank = next.order_rank.max(OrderState::Cancelled.rank());
         let index = changes.track(row);
         if let Some((revenue_minor, commission_minor)) = followed.adjustment {
             changes.adjustments.push((
@@ -1305,6 +1307,8 @@ pub async fn reverse_collided(
     changes.write(conn).await
 }
 
+/// Approves every conversion whose holding period is over (at most `limit`), in the caller's
+/// transaction; returns how many.
 pub async fn approve_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,

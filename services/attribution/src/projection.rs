@@ -197,7 +197,7 @@ fn released(event: &CodeEvent) -> Vec<Released> {
         .collect()
 }
 
-/// Applies code events of distinct codes:/// Applies code events of distinct codes: stores them, then attributes the orders that used their
+/// Applies code events of distinct codes: stores them, then attributes the orders that used their
 /// codes before the codes reached us.
 async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Result<(), DbError> {
     let rows: Vec<CodeChange> = events

@@ -994,6 +994,25 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
         ["-5000 -1000"],
         "one adjustment, though the rename was seen twice"
     );
+    // A later state of the order does not bring the sale back, and it counts no more.
+    store
+        .one_at_a_time(&[order(1, "D1", PartiallyRefunded, &["deal20"], 5_000, 1_000)])
+        .await;
+    assert_eq!(
+        store
+            .lines("select revenue_minor || ' ' || commission_minor as line from adjustments")
+            .await,
+        ["-5000 -1000"],
+    );
+    assert_eq!(
+        store
+            .lines(
+                "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
+                    where creator_id = 542"
+            )
+            .await,
+        ["0 0"],
+    );
 }
 
 /// A text a code had before a brand's rename is the code's for orders placed between when the
@@ -1101,6 +1120,50 @@ async fn a_former_text_is_the_codes_until_the_store_stopped_taking_it() {
     let before = store.snapshot().await;
     tx!(store, |conn| Codes.apply(conn, 4, &released).await);
     assert_eq!(store.snapshot().await, before);
+}
+
+/// A text that left a code, came back and left again within the store's clock skew has two
+/// spans: the release extends one, once, seen as often as it may be.
+#[tokio::test]
+async fn a_release_of_a_text_the_code_had_twice_is_applied_once() {
+    let store = store().await;
+    let at = placed();
+    let edit = |from: &str, to: &str, minutes: i64| Renamed {
+        from_code: from.to_owned(),
+        to_code: to.to_owned(),
+        reason: "manual".to_owned(),
+        changed_at: Some(ts(at + Duration::minutes(minutes))),
+        ..Default::default()
+    };
+    let history = [
+        edit("A44", "B44", 0),
+        edit("B44", "A44", 1),
+        edit("A44", "C44", 2),
+    ];
+    let mut events = Vec::new();
+    for (n, text) in ["A44", "B44", "A44", "C44"].iter().enumerate() {
+        let mut event = code_event(44, 544, text, at + Duration::minutes(n as i64 - 1));
+        if let Some(code) = event.code.as_mut() {
+            code.created_at = Some(ts(at - Duration::days(1)));
+            code.history = history[..n].to_vec();
+        }
+        events.push(event);
+    }
+    let mut released = events[3].clone();
+    if let Some(code) = released.code.as_mut() {
+        code.updated_at = Some(ts(at + Duration::hours(1)));
+        code.history[2].released_at = Some(ts(at + Duration::hours(1)));
+    }
+    events.push(released.clone());
+    for (seq, event) in (1..).zip(&events) {
+        tx!(store, |conn| Codes.apply(conn, seq, event).await);
+    }
+    let spans = "select code_lower || ' ' || valid_until::text as line from code_texts \
+        where code_id = 44 order by valid_until";
+    let before = store.lines(spans).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    tx!(store, |conn| Codes.apply(conn, 6, &released).await);
+    assert_eq!(store.lines(spans).await, before);
 }
 
 #[tokio::test]

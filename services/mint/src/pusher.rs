@@ -625,8 +625,22 @@ async fn disable_round(shared: &Shared) -> Result<(), Error> {
             .stores
             .disable(brand_id, integration_id, texts, refs)
             .await;
+        // The codes first, in key order, then the queue's rows: as every writer that queues a
+        // deactivation locks them (a release is recorded on its code).
+        let mut owners: Vec<(i64, i64)> = items
+            .iter()
+            .filter_map(|item| {
+                Some((
+                    item.brand_id,
+                    crate::convert::code_id_of_ref(&item.external_ref)?,
+                ))
+            })
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
         let mut conn = shared.db.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
+            codes::locked_of(conn, &owners).await?;
             match answered {
                 Ok(results) => {
                     for (item, result) in items.iter().zip(results) {

@@ -392,6 +392,37 @@ async fn a_former_text_disabled_at_the_store_is_recorded_released_once() {
     }
 }
 
+/// A disable of the text a code has again (edited away and back, each made at the store at
+/// once) releases no former text.
+#[tokio::test]
+async fn a_disable_of_a_text_the_code_has_again_releases_nothing() {
+    let (_db, mut conn) = database().await;
+    let (sent, rename) = being_edited(&mut conn).await;
+    let vip = record(&mut conn, &sent, &rename, created(sent.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (back, rename) = edit(&mut conn, &vip, "ANNA", 120)
+        .await
+        .unwrap_or_else(|| panic!("the edit back starts"));
+    let anna = record(&mut conn, &back, &rename, created(back.id))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(anna.code.as_deref(), Some("ANNA"));
+    assert!(
+        codes::former_text_released(&mut conn, 7, anna.id, "ANNA")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none()
+    );
+    assert!(
+        stored(&mut conn, anna.id)
+            .await
+            .history
+            .iter()
+            .all(|change| change.released_at.is_none())
+    );
+}
+
 #[tokio::test]
 async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
     let (_db, mut conn) = database().await;

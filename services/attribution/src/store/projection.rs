@@ -474,6 +474,10 @@ pub async fn extend_former_texts(
                  where n.brand_id = r.b and n.code_id = r.code and n.code_lower = r.text
                      and n.valid_until >= r.renamed_at - make_interval(secs => $6::bigint))
              and t.valid_until < r.released_at
+             -- Extended already (the text left and regained within the skew: another of its
+             -- spans may be the nearest now), and the key is the code's and the end's.
+             and not exists (select 1 from code_texts e where e.brand_id = r.b
+                 and e.code_id = r.code and e.valid_until = r.released_at)
          returning t.brand_id, t.integration_id, t.code_lower",
     )
     .bind::<Array<BigInt>, _>(released.iter().map(|r| r.brand_id).collect::<Vec<_>>())

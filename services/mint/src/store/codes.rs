@@ -1083,14 +1083,26 @@ pub async fn former_text_released(
     let Some(mut code) = get(conn, brand_id, id, true).await? else {
         return Ok(None);
     };
-    let edit = code
+    // The code's own text (a disable of the code, or of the text it has again) is no former
+    // text; nor is one the code last left for any other reason than a brand's edit.
+    if code
+        .code
+        .as_deref()
+        .is_some_and(|current| current.eq_ignore_ascii_case(text))
+    {
+        return Ok(None);
+    }
+    let Some(left) = code
         .history
-        .iter_mut()
-        .rev()
-        .find(|change| change.reason == MANUAL && change.from.eq_ignore_ascii_case(text));
-    let Some(edit) = edit.filter(|edit| edit.released_at.is_none()) else {
+        .iter()
+        .rposition(|change| change.from.eq_ignore_ascii_case(text))
+    else {
         return Ok(None);
     };
+    let edit = &mut code.history[left];
+    if edit.reason != MANUAL || edit.released_at.is_some() {
+        return Ok(None);
+    }
     edit.released_at = Some(Utc::now());
     let history =
         serde_json::to_value(&code.history).map_err(|e| Error::Internal(e.to_string()))?;
