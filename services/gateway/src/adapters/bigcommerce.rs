@@ -936,12 +936,17 @@ mod tests {
     use tracking_api::common::v1::Provider;
 
     use super::*;
+    use crate::adapters::http::HttpConfig;
     use crate::adapters::mock::{self, MockStore, Recorded};
     use crate::adapters::{test_discount, test_update};
 
     const PREFIX: &str = "/stores/abc123";
 
     fn setup(store: &MockStore) -> (BigCommerce, IntegrationRow) {
+        setup_with(store, mock::fast_http())
+    }
+
+    fn setup_with(store: &MockStore, config: HttpConfig) -> (BigCommerce, IntegrationRow) {
         let sealer = mock::sealer();
         let integration = mock::integration(
             &sealer,
@@ -949,7 +954,7 @@ mod tests {
             &store.origin,
             &[("store_hash", "abc123"), ("access_token", "bc_token")],
         );
-        let http = StoreHttp::new(mock::fast_http(), sealer).unwrap_or_else(|e| panic!("{e}"));
+        let http = StoreHttp::new(config, sealer).unwrap_or_else(|e| panic!("{e}"));
         (
             BigCommerce::new(http, Arc::from(mock::CUSTOMER_KEY)),
             integration,
@@ -1578,7 +1583,12 @@ mod tests {
             }
         })
         .await;
-        let (bc, integration) = setup(&store);
+        // Calls wait longer than the stall: none is retried on a slow machine.
+        let patient = HttpConfig {
+            timeout: Duration::from_secs(5),
+            ..mock::fast_http()
+        };
+        let (bc, integration) = setup_with(&store, patient);
         let discounts: Vec<_> = (0..40)
             .map(|i| test_discount(&format!("BULK{i}"), &format!("code-{i}")))
             .collect();

@@ -188,9 +188,9 @@ tokio::task_local! {
 }
 
 /// Runs `work` with its store calls in the integration's fetch share
-/// ([`HttpConfig::fetch_concurrency_per_integration`]): a thin webhook's order fetch, which the
-/// store waits on, never queues behind a bulk push of hundreds of codes. Calls made by tasks
-/// `work` spawns are not in it.
+/// ([`HttpConfig::fetch_concurrency_per_integration`]) when no bulk place is free: a thin
+/// webhook's order fetch, which the store waits on, never queues behind a bulk push of hundreds
+/// of codes. Calls made by tasks `work` spawns are not in it.
 pub async fn fetching<F: std::future::Future>(work: F) -> F::Output {
     LANE.scope(Lane::Fetch, work).await
 }
@@ -267,8 +267,7 @@ impl StoreHttp {
         })
     }
 
-    fn limit(&self, integration_id: i64) -> Arc<Semaphore> {
-        let lane = LANE.try_with(|lane| *lane).unwrap_or(Lane::Bulk);
+    fn limit(&self, integration_id: i64, lane: Lane) -> Arc<Semaphore> {
         let calls = match lane {
             Lane::Bulk => self.config.concurrency_per_integration,
             Lane::Fetch => self.config.fetch_concurrency_per_integration,
@@ -281,6 +280,28 @@ impl StoreHttp {
             .entry((integration_id, lane))
             .or_insert_with(|| Arc::new(Semaphore::new(calls.max(1))))
             .clone()
+    }
+
+    /// A place for one call to the integration's store: in the bulk share; a fetch
+    /// ([`fetching`]) takes a bulk place that is free now (none is while calls wait for one),
+    /// else waits in its own share.
+    async fn permit(
+        &self,
+        integration_id: i64,
+        lane: Lane,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, AdapterError> {
+        let bulk = self.limit(integration_id, Lane::Bulk);
+        let limit = match lane {
+            Lane::Fetch => match bulk.try_acquire_owned() {
+                Ok(free) => return Ok(free),
+                Err(_) => self.limit(integration_id, Lane::Fetch),
+            },
+            Lane::Bulk => bulk,
+        };
+        limit
+            .acquire_owned()
+            .await
+            .map_err(|_| AdapterError::Unavailable("adapter shutting down".to_owned()))
     }
 
     /// Sends the request `build` makes (once per attempt) to the integration's store, retrying
@@ -303,14 +324,11 @@ impl StoreHttp {
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
         throttled: impl Fn(&Reply) -> Option<Duration>,
     ) -> Result<Reply, AdapterError> {
-        let limit = self.limit(integration.id);
+        let lane = LANE.try_with(|lane| *lane).unwrap_or(Lane::Bulk);
         let mut attempt = 1u32;
         loop {
             let outcome = {
-                let _permit = limit
-                    .acquire()
-                    .await
-                    .map_err(|_| AdapterError::Unavailable("adapter shutting down".to_owned()))?;
+                let _permit = self.permit(integration.id, lane).await?;
                 self.attempt(build(&self.client)).await
             };
             let (why, wait) = match outcome {
@@ -514,6 +532,32 @@ pub fn origin(integration: &IntegrationRow, default: impl FnOnce() -> String) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+
+    /// A fetch takes a free bulk place first, then one of its own share: it waits only when
+    /// both are taken.
+    #[tokio::test]
+    async fn a_fetch_takes_a_free_bulk_place_then_its_own() {
+        let http = StoreHttp::new(
+            crate::adapters::mock::fast_http(),
+            crate::adapters::mock::sealer(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut held = Vec::new();
+        for n in 0..6 {
+            let permit = http
+                .permit(1, Lane::Fetch)
+                .now_or_never()
+                .unwrap_or_else(|| panic!("fetch {n} waited"));
+            held.push(permit.unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert!(http.permit(1, Lane::Fetch).now_or_never().is_none());
+        assert!(http.permit(1, Lane::Bulk).now_or_never().is_none());
+        // Another integration's places are its own.
+        assert!(http.permit(2, Lane::Bulk).now_or_never().is_some());
+        held.clear();
+        assert!(http.permit(1, Lane::Bulk).now_or_never().is_some());
+    }
 
     #[test]
     fn retry_after_reads_seconds() {

@@ -311,8 +311,8 @@ pub struct AdapterConfig {
 }
 
 impl AdapterConfig {
-    /// Default HTTP settings (10 s timeout, 4 attempts, 4 calls at once per integration), no
-    /// local stores.
+    /// Default HTTP settings (10 s timeout, 4 attempts, 4 calls at once per integration and 2 more
+    /// for thin webhooks' order fetches), no local stores.
     pub fn new(customer_key: Vec<u8>) -> Self {
         Self {
             http: http::HttpConfig::default(),
