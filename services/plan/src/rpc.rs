@@ -33,13 +33,13 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     Ok(Caller { brand_id, bearer })
 }
 
-/// `0` means "none" for optional id fields.
 /// The call's optional idempotency key, with the digest of the request it came with.
 fn request_key(value: &str, request: &impl prost::Message) -> Result<Option<RequestKey>, Error> {
     tracking_server::fields::request_key(value, request)
         .map_err(|message| Error::invalid("request_id", message))
 }
 
+/// `0` means "none" for optional id fields.
 fn optional_id(field: &str, id: i64) -> Result<Option<i64>, Error> {
     match id {
         0 => Ok(None),
@@ -60,7 +60,18 @@ impl PlanRpc for PlanService {
     ) -> Result<Response<pb::CreatePlanResponse>, Status> {
         let caller = caller(&request)?;
         let req = request.into_inner();
-        let request_id = request_key(&req.request_id, &req)?;
+        // The plan's fields the call ignores are left out of its digest: a client that sends a
+        // plan it read, or sends it again as read back, repeats the same request.
+        let mut asked = req.clone();
+        if let Some(plan) = asked.plan.as_mut() {
+            plan.id = 0;
+            plan.provider = 0;
+            plan.archived = false;
+            plan.locked = false;
+            plan.created_at = None;
+            plan.updated_at = None;
+        }
+        let request_id = request_key(&req.request_id, &asked)?;
         let plan = req
             .plan
             .ok_or_else(|| Error::invalid("plan", "is required"))?;

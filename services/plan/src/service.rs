@@ -648,8 +648,8 @@ impl PlanService {
                 && let Claim::Existing(created) =
                     request_keys::claim(conn, brand_id, "AddCreator", rid).await?
             {
-                // The entry the request added, also when a reuse of its id names another
-                // campaign, or one that does not exist.
+                // The entry the request added (a key kept before requests were fingerprinted
+                // answers it also for another request: another campaign, or none).
                 let campaign = created.scope.unwrap_or(campaign_id);
                 return must_entry(conn, brand_id, campaign, created.id, Lock::None).await;
             }

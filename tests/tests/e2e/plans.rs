@@ -477,6 +477,18 @@ async fn creation_is_idempotent_and_names_unique() {
         first.as_ref().ok().map(|p| p.id),
         second.as_ref().ok().map(|p| p.id)
     );
+    // Sent again as read back (the fields the call ignores filled in), it is the same request.
+    let mut read_back = request.clone();
+    if let Some(plan) = read_back.plan.as_mut() {
+        plan.id = first.as_ref().map(|p| p.id).unwrap_or_default();
+        plan.provider = Provider::Sandbox as i32;
+        plan.created_at = first.as_ref().ok().and_then(|p| p.created_at);
+    }
+    let again = client
+        .create_plan(authed(read_back, &token))
+        .await
+        .map(|r| r.into_inner().plan.map(|p| p.id));
+    assert_eq!(again.ok(), Some(first.as_ref().ok().map(|p| p.id)));
     // The same request id with another plan is refused (naming the field), creating nothing.
     let mut other = request;
     if let Some(plan) = other.plan.as_mut() {
