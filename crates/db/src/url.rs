@@ -5,9 +5,9 @@
 /// the client would take over the path, is dropped).
 pub fn with_database(url: &str, dbname: &str) -> String {
     let (base, query) = split_query(url);
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
+    let host_start = host_start(base);
+    let base = match base[host_start..].find('/') {
+        Some(slash) => &base[..host_start + slash],
         None => base,
     };
     let query: Vec<&str> = query
@@ -25,8 +25,7 @@ pub fn with_database(url: &str, dbname: &str) -> String {
 /// The database name in `url`'s path, if it names one (as written: percent-encoded).
 pub fn database_name(url: &str) -> Option<&str> {
     let (base, _) = split_query(url);
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let rest = &base[authority_start..];
+    let rest = &base[host_start(base)..];
     rest.find('/')
         .map(|slash| &rest[slash + 1..])
         .filter(|name| !name.is_empty())
@@ -34,20 +33,14 @@ pub fn database_name(url: &str) -> Option<&str> {
 
 /// The database a connection to `url` reaches, as the client reads the URL: a `dbname` query
 /// parameter, else the path's name, else (as PostgreSQL has it) the one named like its user (a
-/// `user` query parameter, else the URL's user); each percent-decoded.
+/// `user` query parameter, else the URL's user); each percent-decoded. `None` for a URL naming
+/// no user either (the client then connects as the operating system's user).
 pub fn target_database(url: &str) -> Option<String> {
     let named = |value: Option<String>| value.filter(|v| !v.is_empty());
     named(query_value(url, "dbname"))
         .or_else(|| named(database_name(url).map(percent_decoded)))
         .or_else(|| named(query_value(url, "user")))
-        .or_else(|| {
-            let (base, _) = split_query(url);
-            let authority_start = base.find("://")? + 3;
-            let rest = &base[authority_start..];
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            let (userinfo, _) = authority.rsplit_once('@')?;
-            named(userinfo.split(':').next().map(percent_decoded))
-        })
+        .or_else(|| named(credentials(url)?.split(':').next().map(percent_decoded)))
 }
 
 /// The last value of query parameter `key` in `url` (the client takes the last), decoded.
@@ -175,26 +168,39 @@ pub fn redacted(url: &str) -> String {
 }
 
 fn redacted_authority(url: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[authority_start..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..authority_start],
-                &rest[..colon],
-                &rest[at..]
-            ),
-            None => url.to_owned(),
-        },
+    let scheme_end = scheme_end(url);
+    match credentials(url).and_then(|creds| creds.find(':')) {
+        Some(colon) => format!(
+            "{}:***{}",
+            &url[..scheme_end + colon],
+            &url[host_start(url) - 1..]
+        ),
         None => url.to_owned(),
     }
 }
 
+/// Where `url`'s credentials (or host) begin: after its scheme.
+fn scheme_end(url: &str) -> usize {
+    url.find("://").map_or(0, |i| i + 3)
+}
+
+/// `url`'s credentials (`user[:password]`), which the client reads up to the first `@` of what
+/// follows the scheme: a password may hold a `/`, a `?` or a `:`.
+fn credentials(url: &str) -> Option<&str> {
+    let rest = &url[scheme_end(url)..];
+    rest.find('@').map(|at| &rest[..at])
+}
+
+/// Where `url`'s host begins: after its scheme and its credentials.
+fn host_start(url: &str) -> usize {
+    scheme_end(url) + credentials(url).map_or(0, |creds| creds.len() + 1)
+}
+
+/// `url` before its query, and its query: from the first `?` after the credentials.
 fn split_query(url: &str) -> (&str, Option<&str>) {
-    match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
+    let start = host_start(url);
+    match url[start..].find('?') {
+        Some(q) => (&url[..start + q], Some(&url[start + q + 1..])),
         None => (url, None),
     }
 }
@@ -337,6 +343,26 @@ mod tests {
         assert_eq!(
             redacted("postgres://u:a@h/db?password=b"),
             "postgres://u:***@h/db?password=***"
+        );
+        // The client reads the credentials up to the first `@`: a password may hold a `/` or
+        // a `?` (a base64 secret), which are never logged.
+        assert_eq!(
+            redacted("postgres://app:ab/c?d=@db:5432/orders?sslmode=disable"),
+            "postgres://app:***@db:5432/orders?sslmode=disable"
+        );
+        let url = "postgres://app:ab/c?d=@db:5432/orders?sslmode=disable";
+        assert_eq!(database_name(url), Some("orders"));
+        assert_eq!(
+            target_database("postgres://app:ab/cd@db"),
+            Some("app".into())
+        );
+        assert_eq!(
+            with_database(url, "postgres"),
+            "postgres://app:ab/c?d=@db:5432/postgres?sslmode=disable"
+        );
+        assert!(
+            with_search_path(url, "plan", false)
+                .starts_with("postgres://app:ab/c?d=@db:5432/orders?sslmode=disable&options=")
         );
     }
 }
