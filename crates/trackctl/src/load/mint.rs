@@ -19,8 +19,8 @@ use tracking_api::mint::v1::{
 };
 
 use super::{
-    Common, Fixture, Pacer, Recorder, Summary, authed, channels, every_page, progress, run_id,
-    set_up,
+    Common, Fixture, Pacer, Recorder, Summary, authed, channels, every_page, load_call, progress,
+    run_id, set_up,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +108,7 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
             campaign: fixture.campaign,
             creators: load.creators,
             pacer: Pacer::new(common.rate, common.concurrency, 1, worker, deadline),
+            timeout: common.timeout,
         };
         tasks.push(match load.mode {
             Mode::Unary => tokio::spawn(ctx.unary()),
@@ -216,6 +217,8 @@ struct Worker {
     campaign: i64,
     creators: u64,
     pacer: Pacer,
+    /// Each `MintCode` call's deadline (`--timeout`).
+    timeout: Option<Duration>,
 }
 
 impl Worker {
@@ -226,12 +229,13 @@ impl Worker {
     async fn unary(mut self) -> anyhow::Result<()> {
         while let Some(due) = self.pacer.next().await {
             let creator = self.next_creator();
-            let request = authed(
+            let request = load_call(
                 MintCodeRequest {
                     campaign_id: self.campaign,
                     creator_id: creator,
                 },
                 &self.token,
+                self.timeout,
             )?;
             let result = self.client.mint_code(request).await;
             let latency = due.elapsed();

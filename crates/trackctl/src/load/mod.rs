@@ -65,6 +65,11 @@ pub struct Common {
     /// always pass: overload runs expect them).
     #[arg(long)]
     pub allow_errors: bool,
+    /// Deadline of each `MintCode` call and each `IngestOrders` stream the load makes, e.g.
+    /// 500ms (sent as `grpc-timeout`); without, the server's own (its --request-timeout).
+    /// Set-up and verification calls are not bound by it.
+    #[arg(long, value_parser = tracking_server::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// A count flag that must be 1 or more.
@@ -90,6 +95,19 @@ pub struct Flow {
     /// Longest wait, after the run, for attribution to show everything that was accepted.
     #[arg(long, default_value = "60s", value_parser = tracking_server::parse_duration)]
     pub settle: Duration,
+}
+
+/// A load call: [`authed`], with the run's `--timeout` when it has one.
+pub fn load_call<T>(
+    message: T,
+    token: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = authed(message, token)?;
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    Ok(request)
 }
 
 /// A gRPC request with the run's bearer token.
@@ -1063,6 +1081,40 @@ pub async fn attributed_once(
         let found = Attributed::of(&shares, accepted, unknown);
         if found.missing == 0 || unknown.is_empty() || started.elapsed() >= wait {
             return Ok(found.problems());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The problem, if any, with the campaign's order count (`counted`, as settled): it must be every
+/// acknowledged order and, of those whose outcome is `unknown`, exactly the ones attributed.
+/// With unknown orders, the count and the conversions are read again (for up to `wait`) while
+/// they differ: unknown orders may still be reaching attribution.
+pub async fn orders_counted(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    acknowledged: i64,
+    unknown: &HashSet<String>,
+    counted: i64,
+    wait: Duration,
+) -> anyhow::Result<Option<String>> {
+    if unknown.is_empty() {
+        return Ok(count_problem("orders", counted, acknowledged, 0));
+    }
+    let started = Instant::now();
+    loop {
+        // The count first: the conversions listed after hold every order it counts.
+        let counted = totals(channel.clone(), token, campaign).await?.orders;
+        let shares = order_shares(channel.clone(), token, campaign).await?;
+        let stored = unknown.iter().filter(|id| shares.contains_key(*id)).count() as i64;
+        if counted == acknowledged + stored || started.elapsed() >= wait {
+            return Ok((counted != acknowledged + stored).then(|| {
+                format!(
+                    "the campaign counts {counted} orders: {acknowledged} were acknowledged and \
+                     {stored} of those of unknown outcome are attributed"
+                )
+            }));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -19,8 +19,8 @@ use tracking_api::gateway::v1::{
 };
 
 use super::{
-    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once, authed, channels,
-    count_problem, grpc_outcome_unknown, mint_all, progress, run_id, set_up, settle,
+    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once, channels,
+    grpc_outcome_unknown, load_call, mint_all, orders_counted, progress, run_id, set_up, settle,
     wait_attributable, web,
 };
 
@@ -85,6 +85,8 @@ struct Worker {
     counts: Counts,
     pacer: Pacer,
     rng: Rng,
+    /// Each stream's deadline (`--timeout`).
+    timeout: Option<std::time::Duration>,
     /// The orders the gateway acknowledged, by number (first, count of a stream).
     acknowledged: Vec<(u64, u64)>,
     /// The orders of failed streams that may have been stored (in part: a stream stores its
@@ -108,7 +110,11 @@ impl Worker {
                 .collect();
             let result = self
                 .client
-                .ingest_orders(authed(tokio_stream::iter(requests), &self.token)?)
+                .ingest_orders(load_call(
+                    tokio_stream::iter(requests),
+                    &self.token,
+                    self.timeout,
+                )?)
                 .await;
             let latency = due.elapsed();
             match result {
@@ -199,6 +205,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
                 deadline,
             ),
             rng: Rng::new(worker as u64 + 1),
+            timeout: common.timeout,
             acknowledged: Vec::new(),
             unknown: Vec::new(),
         };
@@ -239,20 +246,25 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     if acknowledged == 0 {
         problems.push("no order was acknowledged".to_owned());
     }
-    let unknown = unknown_ids.len() as i64;
-    problems.extend(count_problem(
-        "orders",
-        settled.value,
-        acknowledged,
-        unknown,
-    ));
     problems.extend(
         attributed_once(
-            channel,
+            channel.clone(),
             token,
             fixture.campaign,
             &acknowledged_ids,
             &unknown_ids,
+            load.flow.settle,
+        )
+        .await?,
+    );
+    problems.extend(
+        orders_counted(
+            channel,
+            token,
+            fixture.campaign,
+            acknowledged,
+            &unknown_ids,
+            settled.value,
             load.flow.settle,
         )
         .await?,

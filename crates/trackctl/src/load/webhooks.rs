@@ -23,7 +23,7 @@ use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
     Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once,
-    channels, count_problem, http_outcome_unknown, mint_all, progress, run_id, set_up, settle,
+    channels, http_outcome_unknown, mint_all, orders_counted, progress, run_id, set_up, settle,
     wait_attributable, web,
 };
 
@@ -323,20 +323,26 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     if expected == 0 {
         problems.push("no delivery was accepted".to_owned());
     }
-    problems.extend(count_problem(
-        "orders",
-        settled.value,
-        expected,
-        unknown_ids.len() as i64,
-    ));
     let accepted_ids: HashSet<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
     problems.extend(
         attributed_once(
-            channel,
+            channel.clone(),
             token,
             fixture.campaign,
             &accepted_ids,
             &unknown_ids,
+            load.flow.settle,
+        )
+        .await?,
+    );
+    problems.extend(
+        orders_counted(
+            channel,
+            token,
+            fixture.campaign,
+            expected,
+            &unknown_ids,
+            settled.value,
             load.flow.settle,
         )
         .await?,
