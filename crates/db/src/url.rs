@@ -150,21 +150,28 @@ pub fn with_search_path(url: &str, schema: &str, generic_plans: bool) -> String 
 /// `url` with any password (in its authority, or a `password=` in its query) replaced by `***`,
 /// for logs.
 pub fn redacted(url: &str) -> String {
-    let (base, query) = split_query(url);
-    let base = redacted_authority(base);
-    match query {
-        None => base,
-        Some(query) => {
-            let pairs: Vec<&str> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => "password=***",
-                    _ => pair,
-                })
-                .collect();
-            format!("{base}?{}", pairs.join("&"))
+    // Every `password=` parameter first, wherever it is: a value holding an `@` would move the
+    // credentials' end past it.
+    redacted_authority(&masked_password_params(url))
+}
+
+/// `url` with the value of each `password=` parameter (any case) replaced by `***`.
+fn masked_password_params(url: &str) -> String {
+    const KEY: &str = "password=";
+    let lower = url.to_ascii_lowercase();
+    let mut out = String::with_capacity(url.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(KEY).map(|i| at + i) {
+        let value = found + KEY.len();
+        out.push_str(&url[at..value]);
+        at = value;
+        if found > 0 && matches!(url.as_bytes()[found - 1], b'?' | b'&') {
+            out.push_str("***");
+            at = url[value..].find('&').map_or(url.len(), |end| value + end);
         }
     }
+    out.push_str(&url[at..]);
+    out
 }
 
 fn redacted_authority(url: &str) -> String {
@@ -346,6 +353,14 @@ mod tests {
         );
         // The client reads the credentials up to the first `@`: a password may hold a `/` or
         // a `?` (a base64 secret), which are never logged.
+        assert_eq!(
+            redacted("postgres://h/db?password=p@ss"),
+            "postgres://h/db?password=***"
+        );
+        assert_eq!(
+            redacted("postgres://h:5432/db?PASSWORD=p@ss&x=1"),
+            "postgres://h:5432/db?PASSWORD=***&x=1"
+        );
         assert_eq!(
             redacted("postgres://app:ab/c?d=@db:5432/orders?sslmode=disable"),
             "postgres://app:***@db:5432/orders?sslmode=disable"

@@ -232,6 +232,11 @@ fn flags_that_cannot_work_are_refused_before_anything_runs() {
             &["load", "orders", "--connections", "0"][..],
             "--connections",
         ),
+        (&["load", "webhooks", "--timeout", "1s"][..], "--timeout"),
+        (
+            &["load", "mint", "--mode", "stream", "--timeout", "1s"][..],
+            "--timeout",
+        ),
         (&["token", "--brand", "1", "--ttl", "0s"][..], "--ttl"),
         (&["token", "--brand", "1", "--ttl", "500ms"][..], "--ttl"),
         (

@@ -83,6 +83,7 @@ impl Worker {
 
 pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
+    super::no_timeout(common, "clicks")?;
     let channels = channels(&common.addr, common.connections).await?;
     let channel = channels[0].clone();
     let run = run_id()?;

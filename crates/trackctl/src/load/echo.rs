@@ -39,6 +39,7 @@ async fn call(mut client: HealthClient<Channel>, recorder: Recorder, mut pacer: 
 
 pub async fn run(load: EchoLoad) -> anyhow::Result<Summary> {
     let common = &load.common;
+    super::no_timeout(common, "echo")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (_reporter, health) = tonic_health::server::health_reporter();

@@ -77,6 +77,9 @@ type Acked = Arc<Mutex<Acks>>;
 
 pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
+    if load.mode == Mode::Stream {
+        super::no_timeout(common, "MintCodes streams")?;
+    }
     let channels = channels(&common.addr, common.connections).await?;
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {

@@ -234,6 +234,7 @@ impl Worker {
 
 pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
+    super::no_timeout(common, "webhooks")?;
     if !(0.0..=1.0).contains(&load.duplicates) {
         anyhow::bail!("--duplicates must be between 0 and 1");
     }

@@ -283,25 +283,27 @@ impl StoreHttp {
     }
 
     /// A place for one call to the integration's store: in the bulk share; a fetch
-    /// ([`fetching`]) takes a bulk place that is free now (none is while calls wait for one),
-    /// else waits in its own share.
+    /// ([`fetching`]) takes whichever place frees first, a bulk one or one of its own share
+    /// (queued bulk calls are served before it in theirs).
     async fn permit(
         &self,
         integration_id: i64,
         lane: Lane,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, AdapterError> {
         let bulk = self.limit(integration_id, Lane::Bulk);
-        let limit = match lane {
-            Lane::Fetch => match bulk.try_acquire_owned() {
-                Ok(free) => return Ok(free),
-                Err(_) => self.limit(integration_id, Lane::Fetch),
-            },
-            Lane::Bulk => bulk,
+        let acquired = match lane {
+            Lane::Bulk => bulk.acquire_owned().await,
+            Lane::Fetch => {
+                let fetch = self.limit(integration_id, Lane::Fetch);
+                // Both waits give up their place in line when the other wins.
+                tokio::select! {
+                    biased;
+                    place = bulk.acquire_owned() => place,
+                    place = fetch.acquire_owned() => place,
+                }
+            }
         };
-        limit
-            .acquire_owned()
-            .await
-            .map_err(|_| AdapterError::Unavailable("adapter shutting down".to_owned()))
+        acquired.map_err(|_| AdapterError::Unavailable("adapter shutting down".to_owned()))
     }
 
     /// Sends the request `build` makes (once per attempt) to the integration's store, retrying
@@ -555,8 +557,18 @@ mod tests {
         assert!(http.permit(1, Lane::Bulk).now_or_never().is_none());
         // Another integration's places are its own.
         assert!(http.permit(2, Lane::Bulk).now_or_never().is_some());
-        held.clear();
-        assert!(http.permit(1, Lane::Bulk).now_or_never().is_some());
+        // A fetch waiting takes a bulk place as soon as one frees.
+        let waiting = tokio::spawn({
+            let http = http.clone();
+            async move { http.permit(1, Lane::Fetch).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        drop(held.remove(0));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), waiting)
+                .await
+                .is_ok_and(|taken| taken.is_ok_and(|ok| ok))
+        );
     }
 
     #[test]
