@@ -741,3 +741,132 @@ async fn refunds_of_an_order_the_store_no_longer_shows_count_once_in_any_order()
     );
     assert_eq!(published[4], (OrderStatus::PartiallyRefunded, 11_000));
 }
+
+/// A thin webhook's fetch does not queue behind a push holding every bulk call the gateway makes
+/// to the store: the delivery is answered while the push waits on the store.
+#[tokio::test]
+async fn a_bigcommerce_webhook_is_not_held_behind_a_push() {
+    use axum::routing::post;
+    use tokio::sync::watch;
+    use tracking_api::gateway::v1::{DiscountSpec, PushDiscountsRequest, discount_spec};
+
+    // The store answers promotion calls only once `open` says so; it counts those that arrived.
+    #[derive(Clone)]
+    struct Gate {
+        opened: watch::Receiver<bool>,
+        arrived: Arc<AtomicUsize>,
+    }
+    impl Gate {
+        async fn pass(mut self, body: &str) -> Value {
+            self.arrived.fetch_add(1, Ordering::SeqCst);
+            let _ = self.opened.wait_for(|open| *open).await;
+            serde_json::from_str(body).unwrap_or_default()
+        }
+    }
+    let created = |data: Value| {
+        (
+            axum::http::StatusCode::CREATED,
+            axum::Json(json!({ "data": data, "meta": {} })),
+        )
+    };
+    let (open, opened) = watch::channel(false);
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let gate = Gate {
+        opened,
+        arrived: arrived.clone(),
+    };
+    let store = Router::new()
+        .route(
+            "/stores/abc123/v3/promotions",
+            get(|| async { axum::Json(json!({ "data": [], "meta": {} })) }).post({
+                let gate = gate.clone();
+                move |body: String| async move {
+                    let sent = gate.pass(&body).await;
+                    created(
+                        json!({ "id": 31, "name": sent["name"], "redemption_type": "COUPON",
+                        "status": "ENABLED", "rules": [], "current_uses": 0, "max_uses": null }),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/stores/abc123/v3/promotions/{id}/codes",
+            post(move |body: String| async move {
+                let sent = gate.pass(&body).await;
+                created(json!({ "id": 3, "code": sent["code"], "current_uses": 0,
+                    "max_uses": 0, "max_uses_per_customer": 0,
+                    "created": "2025-01-20T22:00:00+00:00" }))
+            }),
+        )
+        .route(
+            "/stores/abc123/v2/orders/{id}",
+            get(|Path(id): Path<u64>| async move { axum::Json(bigcommerce_order(id)) }),
+        )
+        .route(
+            "/stores/abc123/v2/orders/{id}/products",
+            get(|| async { axum::Json(json!([])) }),
+        )
+        .route(
+            "/stores/abc123/v2/orders/{id}/coupons",
+            get(|| async { axum::Json(json!([])) }),
+        );
+    let base = serve(store).await;
+    let suite = Suite::start().await;
+    let integration = register(&suite, Provider::Bigcommerce, &base).await;
+
+    let discounts: Vec<DiscountSpec> = (0..12)
+        .map(|n| DiscountSpec {
+            code: format!("BULK{n}"),
+            external_ref: format!("code-{n}"),
+            title: format!("Summer 20 / code-{n}"),
+            value: Some(discount_spec::Value::PercentBps(2000)),
+            ..DiscountSpec::default()
+        })
+        .collect();
+    let mut gateway = suite.gateway();
+    let push = tokio::spawn(async move {
+        gateway
+            .push_discounts(authed(
+                PushDiscountsRequest {
+                    integration_id: integration,
+                    discounts,
+                },
+                &suite_tests::token(1, tracking_server::Role::Service),
+            ))
+            .await
+            .map(|r| r.into_inner().results.len())
+    });
+    // Every bulk call the gateway makes to the store is taken, the rest of the push waiting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while arrived.load(Ordering::SeqCst) < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never reached the store"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body = br#"{"created_at": 1561482670, "store_id": "1025646", "producer": "stores/abc123",
+        "scope": "store/order/created", "hash": "352e4afc6dd3fc85ea26bfdf3f91852604d57528",
+        "data": {"type": "order", "id": 260}}"#;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(8),
+        suite.http(
+            "POST",
+            &format!("/webhooks/bigcommerce/{integration}"),
+            &[("x-tracking-secret", "whsec_test_secret")],
+            body,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the webhook waited behind the push"));
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, r#"{"status":"accepted"}"#.to_owned())
+    );
+    assert_eq!(arrived.load(Ordering::SeqCst), 4, "the push still waits");
+    open.send_replace(true);
+    let pushed = tokio::time::timeout(Duration::from_secs(20), push)
+        .await
+        .unwrap_or_else(|_| panic!("the push did not end"));
+    assert_eq!(pushed.ok().and_then(Result::ok), Some(12));
+}
