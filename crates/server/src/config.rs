@@ -30,6 +30,10 @@ pub struct ServerArgs {
     /// HTTP listen address (Prometheus /metrics, webhooks, redirects).
     #[arg(long, env = "TRACKING_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// Serve Prometheus /metrics on this address (an internal port) instead of on the HTTP
+    /// port, which faces stores and shoppers.
+    #[arg(long, env = "TRACKING_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// HS256 secret that bearer tokens are signed with (at least 32 characters).
     #[arg(long, env = "TRACKING_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -74,6 +78,15 @@ impl ServerArgs {
         }
         if self.grpc_addr.port() != 0 && self.grpc_addr == self.http_addr {
             return Err("TRACKING_GRPC_ADDR and TRACKING_HTTP_ADDR must differ".to_owned());
+        }
+        if let Some(metrics) = self.metrics_addr
+            && metrics.port() != 0
+            && (metrics == self.grpc_addr || metrics == self.http_addr)
+        {
+            return Err(
+                "TRACKING_METRICS_ADDR must differ from TRACKING_GRPC_ADDR and TRACKING_HTTP_ADDR"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
@@ -207,5 +220,13 @@ mod tests {
             refused,
             Err("TRACKING_DB_POOL_TIMEOUT must be positive".to_owned())
         );
+        let refused = checked(&["--metrics-addr", "127.0.0.1:8080"]);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.starts_with("TRACKING_METRICS_ADDR")),
+            "{refused:?}"
+        );
+        assert_eq!(checked(&["--metrics-addr", "127.0.0.1:9090"]), Ok(()));
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP side of a server process: `/metrics`, `/healthz`, and whatever routes services add
-//! (webhooks, redirects), with graceful shutdown.
+//! (webhooks, redirects), with graceful shutdown. `/metrics` may be served on a port of its own
+//! instead (`--metrics-addr`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,25 +20,49 @@ use crate::metrics::Metrics;
 /// larger one is answered 413 as soon as its declared length, or the bytes read, exceed it.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The kit's own routes; services merge theirs into it.
-pub fn router(metrics: Metrics) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let body = metrics.encode();
-                async move {
-                    (
-                        [(
-                            http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        body,
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
+/// The kit's own routes, `/metrics` among them unless it has a port of its own (`None`);
+/// services merge theirs into it.
+pub fn router(metrics: Option<Metrics>) -> Router {
+    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    match metrics {
+        Some(metrics) => router.merge(metrics_route(metrics)),
+        None => router,
+    }
+}
+
+/// A process's HTTP routers: the public port's (the kit's routes and the service's `routes`) and,
+/// when `/metrics` has a port of its own (`metrics_listener`), that port with its router.
+pub fn routers(
+    metrics: Metrics,
+    routes: Router,
+    metrics_listener: Option<TcpListener>,
+) -> (Router, Option<(TcpListener, Router)>) {
+    match metrics_listener {
+        Some(listener) => (
+            router(None).merge(routes),
+            Some((listener, metrics_route(metrics))),
+        ),
+        None => (router(Some(metrics)).merge(routes), None),
+    }
+}
+
+/// `/metrics` (Prometheus' text format).
+pub fn metrics_route(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = metrics.encode();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    )
 }
 
 /// How long a client may take to send a request's headers (also the next request's, on a

@@ -37,19 +37,21 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))
 }
 
-/// Runs the gRPC and HTTP servers of a process until `shutdown`, and returns when both have
-/// drained. Either failing stops the other.
+/// Runs the gRPC and HTTP servers of a process (and its metrics port, when it has one: see
+/// [`http::routers`]) until `shutdown`, and returns when all have drained. Any failing stops
+/// the others.
 pub async fn serve(
     grpc: GrpcServer,
     grpc_listener: TcpListener,
     http_router: axum::Router,
     http_listener: TcpListener,
+    metrics_port: Option<(TcpListener, axum::Router)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = grpc.shutdown_grace();
     let grpc_task = grpc.serve(grpc_listener, shutdown.clone());
     let http_task = http::serve(http_listener, http_router, shutdown.clone(), grace);
-    let (grpc_result, http_result) = tokio::join!(
+    let (grpc_result, http_result, metrics_result) = tokio::join!(
         async {
             let result = grpc_task.await;
             shutdown.cancel();
@@ -59,10 +61,19 @@ pub async fn serve(
             let result = http_task.await;
             shutdown.cancel();
             result
+        },
+        async {
+            let Some((listener, router)) = metrics_port else {
+                return Ok(());
+            };
+            let result = http::serve(listener, router, shutdown.clone(), grace).await;
+            shutdown.cancel();
+            result
         }
     );
     grpc_result.map_err(|e| anyhow::anyhow!("gRPC server: {e}"))?;
     http_result.map_err(|e| anyhow::anyhow!("HTTP server: {e}"))?;
+    metrics_result.map_err(|e| anyhow::anyhow!("metrics server: {e}"))?;
     tracing::info!("servers stopped");
     Ok(())
 }
@@ -147,12 +158,18 @@ where
     let parts = build(grpc, context).await?;
     let grpc_listener = bind(server.grpc_addr).await?;
     let http_listener = bind(server.http_addr).await?;
-    tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, "{name} listening");
+    let metrics_listener = match server.metrics_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, metrics = ?server.metrics_addr, "{name} listening");
+    let (http_router, metrics_port) = http::routers(metrics, parts.http, metrics_listener);
     let served = serve(
         parts.grpc,
         grpc_listener,
-        http::router(metrics).merge(parts.http),
+        http_router,
         http_listener,
+        metrics_port,
         shutdown,
     )
     .await;

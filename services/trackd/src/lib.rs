@@ -70,7 +70,11 @@ fn own_url(addr: SocketAddr, tls: bool) -> String {
 /// The suite, migrated and wired, ready to serve.
 pub struct Suite {
     grpc: GrpcServer,
+    /// The services' HTTP routes (the kit's own are added when it serves).
     http: axum::Router,
+    metrics: Metrics,
+    /// Where `/metrics` is served when not on the HTTP port ([`Suite::with_metrics_listener`]).
+    metrics_listener: Option<TcpListener>,
     drain: Vec<tokio::task::JoinHandle<()>>,
     /// Over TLS, the URL the services call each other at, checked once the suite serves.
     own_tls_url: Option<String>,
@@ -166,15 +170,21 @@ impl Suite {
         .add_service(attribution_service::grpc_service(attribution.service, auth));
         Ok(Suite {
             grpc,
-            http: tracking_server::http::router(metrics.clone())
-                .merge(gateway_service::http::routes(intake, &metrics))
-                .merge(attribution.http),
+            http: gateway_service::http::routes(intake, &metrics).merge(attribution.http),
+            metrics,
+            metrics_listener: None,
             drain: rounds
                 .into_iter()
                 .chain([attribution.click_writer])
                 .collect(),
             own_tls_url: config.tls.tls_cert.is_some().then_some(siblings),
         })
+    }
+
+    /// Serves `/metrics` on `listener` (an internal port) instead of on the HTTP port.
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
     }
 
     /// Serves until `shutdown`, then drains.
@@ -201,9 +211,17 @@ impl Suite {
                 })
             })
         });
-        let served =
-            tracking_server::serve(self.grpc, grpc_listener, self.http, http_listener, shutdown)
-                .await;
+        let (http_router, metrics_port) =
+            tracking_server::http::routers(self.metrics, self.http, self.metrics_listener);
+        let served = tracking_server::serve(
+            self.grpc,
+            grpc_listener,
+            http_router,
+            http_listener,
+            metrics_port,
+            shutdown,
+        )
+        .await;
         // Clicks still queued when the servers stopped are written, and the gateway's rounds
         // give back their leases, before returning.
         tracking_server::drain(self.drain).await;

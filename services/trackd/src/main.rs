@@ -73,6 +73,14 @@ async fn main() -> anyhow::Result<()> {
     let http_listener = tracking_server::bind(args.server.http_addr).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let metrics_listener = match args.server.metrics_addr {
+        Some(addr) => Some(tracking_server::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(tokio::net::TcpListener::local_addr)
+        .transpose()?;
 
     let token = JwtKeys::new(jwt_secret.as_bytes()).sign(
         1,
@@ -106,12 +114,16 @@ async fn main() -> anyhow::Result<()> {
         local_stores: args.gateway.local_stores.unwrap_or(true),
         tls: args.server.tls.clone(),
     };
-    let suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;
+    let mut suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;
+    if let Some(listener) = metrics_listener {
+        suite = suite.with_metrics_listener(listener);
+    }
     let serving = tokio::spawn(suite.serve(grpc_listener, http_listener, shutdown));
 
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
+        metrics = ?metrics_addr,
         database = %tracking_db::url::redacted(&database_url),
         "trackd serving PlanService, ProviderGateway, CodeMintService and AttributionService"
     );
@@ -133,9 +145,13 @@ async fn main() -> anyhow::Result<()> {
                 .to_owned(),
         ),
     };
+    let (on_http, metrics_line) = match metrics_addr {
+        Some(addr) => (String::new(), format!("  metrics  http://{addr}/metrics\n")),
+        None => ("/metrics, ".to_owned(), String::new()),
+    };
     println!(
         "\ntrackd is up\n  gRPC     {grpc_addr}  (PlanService, ProviderGateway, CodeMintService, AttributionService, health, reflection)\n  \
-         HTTP     http://{http_addr}  (/metrics, store webhooks, /ast/v1/conversions, tracking links /r/…)\n  dev token (brand 1, 30 days) in {}\n\n\
+         HTTP     http://{http_addr}  ({on_http}store webhooks, /ast/v1/conversions, tracking links /r/…)\n{metrics_line}  dev token (brand 1, 30 days) in {}\n\n\
          Try:\n  grpcurl {security} {host} list\n  \
          grpcurl {security} -H \"authorization: Bearer $(cat {})\" \\\n    \
          -d '{{\"provider\":\"PROVIDER_SANDBOX\",\"name\":\"Demo store\"}}' \\\n    \

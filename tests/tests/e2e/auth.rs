@@ -251,3 +251,37 @@ async fn shutdown_turns_health_not_serving_and_ends_streams() {
     .await;
     assert!(ended.is_ok(), "watch stream ended on shutdown");
 }
+
+/// With a port of their own (`--metrics-addr`), the metrics are served there only: the public
+/// HTTP port, which faces stores and shoppers, answers 404 for them.
+#[tokio::test]
+async fn metrics_on_a_port_of_their_own_are_not_on_the_public_one() {
+    let db = tracking_db::TestDb::new(trackd::SCHEMAS).await;
+    let config = suite_tests::config(db.url());
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics_addr = metrics.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let server = tracking_testkit::TestServer::spawn(move |grpc, http, shutdown| async move {
+        trackd::Suite::prepare(&config, shutdown.clone())
+            .await?
+            .with_metrics_listener(metrics)
+            .serve(grpc, http, shutdown)
+            .await
+    })
+    .await;
+    let get = async |addr, target: &str| {
+        tracking_testkit::http::request(addr, "GET", target, &[], b"")
+            .await
+            .unwrap_or_else(|e| panic!("GET {target}: {e}"))
+    };
+    assert_eq!(get(server.http_addr, "/metrics").await.status, 404);
+    assert_eq!(get(server.http_addr, "/healthz").await.status, 200);
+    let internal = get(metrics_addr, "/metrics").await;
+    assert_eq!(internal.status, 200);
+    assert!(
+        String::from_utf8_lossy(&internal.body).contains("tracking_grpc_in_flight"),
+        "{}",
+        String::from_utf8_lossy(&internal.body)
+    );
+}
