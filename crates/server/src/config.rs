@@ -27,7 +27,7 @@ pub struct ServerArgs {
     /// gRPC listen address.
     #[arg(long, env = "TRACKING_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
-    /// HTTP listen address (Prometheus /metrics, webhooks, redirects).
+    /// HTTP listen address (Prometheus /metrics unless --metrics-addr, webhooks, redirects).
     #[arg(long, env = "TRACKING_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
     /// Serve Prometheus /metrics on this address (an internal port) instead of on the HTTP

@@ -92,7 +92,7 @@ pub struct ServiceContext {
 }
 
 /// What a single-service binary serves: its gRPC services and any HTTP routes of its own
-/// (merged with the kit's `/metrics` and `/healthz`).
+/// (merged with the kit's `/healthz`, and `/metrics` unless it has a port of its own).
 pub struct ServiceParts {
     pub grpc: GrpcServer,
     pub http: axum::Router,

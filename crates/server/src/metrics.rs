@@ -1,6 +1,6 @@
 //! Prometheus metrics: per-RPC request counts by gRPC code and latency, in-flight calls, calls
 //! refused by admission control and the process's stream consumers' progress, served as text on
-//! the HTTP port's `/metrics`.
+//! `/metrics`: the HTTP port's, or the port of its own `--metrics-addr` gives.
 
 use std::sync::{Arc, RwLock};
 
