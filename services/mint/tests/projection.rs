@@ -145,8 +145,17 @@ async fn plan_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     assert_eq!(batched, one_by_one);
 }
 
-#[tokio::test]
-async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disables_them() {
+/// Plan 10 (campaign 5, creator 1 approved) projected; then, while a mint under way holds the
+/// campaign's roster (`hold`, as a mint statement holds it) and has written creator 1's code
+/// (`insert`), not committed, applies `change`, which must wait for the mint: the mint commits
+/// once it does. Returns `sql`'s answer read after the change (one line a row).
+async fn apply_while_minting(
+    hold: &str,
+    insert: &str,
+    change: PlanEvent,
+    sql: &str,
+) -> Vec<String> {
+    use tracking_db::stale_statistics::execute;
     let test_db = TestDb::new(SCHEMAS).await;
     let db = test_db.pool(mint_service::SCHEMA);
     let projector = std::sync::Arc::new(Projector {
@@ -164,127 +173,69 @@ async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disable
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // A mint under way: the campaign's roster held (as codes' statements hold it), creator 1's
-    // code written, not committed.
     let mut minting = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    use tracking_db::stale_statistics::execute as sql;
-    sql(&mut minting, "begin").await;
-    sql(
-        &mut minting,
-        "select count(*) from roster_open(array[1], array[5], array[1])",
-    )
-    .await;
-    sql(
-        &mut minting,
-        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
-           provider, code, status, slug) \
-         values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA20', 'pending', 's1')",
-    )
-    .await;
-
-    // The removal, applied meanwhile, waits for the mint and then disables its code.
-    let removal = tokio::spawn({
-        let projector = projector.clone();
-        async move {
-            let removed = [(4, creator(1, RosterStatus::Removed))];
-            conn.transaction::<_, DbError, _>(async |conn| {
-                projector.apply_batch(conn, &removed).await
-            })
-            .await
-        }
+    execute(&mut minting, "begin").await;
+    execute(&mut minting, hold).await;
+    execute(&mut minting, insert).await;
+    let applied = tokio::spawn(async move {
+        conn.transaction::<_, DbError, _>(async |conn| {
+            projector.apply_batch(conn, &[(4, change)]).await
+        })
+        .await
     });
     let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    tracking_db::until_lock_wait(&mut watcher, &removal).await;
-    sql(&mut minting, "commit").await;
-    removal
+    tracking_db::until_lock_wait(&mut watcher, &applied).await;
+    execute(&mut minting, "commit").await;
+    applied
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
-    let status: Vec<Line> = diesel::sql_query(
+    let lines: Vec<Line> = diesel::sql_query(sql)
+        .load(&mut watcher)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    lines.into_iter().map(|l| l.line).collect()
+}
+
+#[tokio::test]
+async fn a_removal_waits_for_the_codes_being_minted_for_the_campaign_and_disables_them() {
+    // A mint under way: the campaign's roster held (as codes' statements hold it), creator 1's
+    // code written; the removal, applied meanwhile, waits for the mint and then disables it.
+    let status = apply_while_minting(
+        "select count(*) from roster_open(array[1], array[5], array[1])",
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug) \
+         values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA20', 'pending', 's1')",
+        creator(1, RosterStatus::Removed),
         "select status || ' ' || disabled as line from codes where creator_id = 1",
     )
-    .load(&mut watcher)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        status.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
-        ["disabled true"]
-    );
+    .await;
+    assert_eq!(status, ["disabled true"]);
 }
 
 /// A change of a plan's link terms waits for the codes being minted under it, then gives them
 /// the new links too (they were made from the old terms).
 #[tokio::test]
 async fn a_change_of_a_plans_links_waits_for_the_codes_being_minted_and_gives_them_the_new_ones() {
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let projector = std::sync::Arc::new(Projector {
-        public_base_url: "http://links.test".into(),
-    });
-    let setup: Vec<(i64, PlanEvent)> = (1..)
-        .zip([
-            plan(EventKind::PlanCreated, CodeTrigger::OnApproval),
-            campaign(EventKind::CampaignCreated, 10),
-            creator(1, RosterStatus::Approved),
-        ])
-        .collect();
-    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-
-    // A mint under way: the roster held as a batch's statement holds it (its links made from
-    // the plan's terms as read), creator 1's code written with them, not committed.
-    let mut minting = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    use tracking_db::stale_statistics::execute as sql;
-    sql(&mut minting, "begin").await;
-    sql(
-        &mut minting,
+    let mut updated = plan(EventKind::PlanUpdated, CodeTrigger::OnApproval);
+    if let Some(Subject::Plan(plan)) = &mut updated.subject {
+        plan.click_url = "https://brand.example.com/new".into();
+    }
+    // The roster held as a batch's statement holds it, the code's links made from the plan's
+    // terms as read.
+    let links = apply_while_minting(
         "select count(*) from roster_open_for_plans(array[1], array[5], array[1], array[10], \
            array[(select links_key from plans where brand_id = 1 and id = 10)])",
-    )
-    .await;
-    sql(
-        &mut minting,
         "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
            provider, code, status, slug, destination_url) \
          values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA20', 'pending', 's1', \
            'https://brand.example.com')",
-    )
-    .await;
-
-    // The plan's page moves meanwhile: the change waits for the mint, then follows its code.
-    let moved = tokio::spawn({
-        let projector = projector.clone();
-        async move {
-            let mut updated = plan(EventKind::PlanUpdated, CodeTrigger::OnApproval);
-            if let Some(Subject::Plan(plan)) = &mut updated.subject {
-                plan.click_url = "https://brand.example.com/new".into();
-            }
-            conn.transaction::<_, DbError, _>(async |conn| {
-                projector.apply_batch(conn, &[(4, updated)]).await
-            })
-            .await
-        }
-    });
-    let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    tracking_db::until_lock_wait(&mut watcher, &moved).await;
-    sql(&mut minting, "commit").await;
-    moved
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let links: Vec<Line> = diesel::sql_query(
+        updated,
         "select destination_url || ' ' || (select count(*) from events \
            where kind = 'CODE_EVENT_KIND_CHANGED') as line from codes where creator_id = 1",
     )
-    .load(&mut watcher)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        links.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
-        ["https://brand.example.com/new 1"]
-    );
+    .await;
+    assert_eq!(links, ["https://brand.example.com/new 1"]);
 }
 
 #[tokio::test]

@@ -1072,13 +1072,42 @@ pub async fn every_page<T>(
     }
 }
 
+/// What the campaign holds against the orders sent: each of the `acknowledged` accepted orders
+/// attributed once, the `unknown` ones at most once ([`attributed_once`]), and its order count
+/// right ([`orders_counted`]; `counted` is the count as settled). Returns the problems found.
+pub async fn orders_verified(
+    channel: Channel,
+    token: &str,
+    campaign: i64,
+    (acknowledged, accepted): (i64, &HashSet<String>),
+    unknown: &HashSet<String>,
+    counted: i64,
+    wait: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let mut problems =
+        attributed_once(channel.clone(), token, campaign, accepted, unknown, wait).await?;
+    problems.extend(
+        orders_counted(
+            channel,
+            token,
+            campaign,
+            acknowledged,
+            unknown,
+            counted,
+            wait,
+        )
+        .await?,
+    );
+    Ok(problems)
+}
+
 /// Every accepted order attributed exactly once: the campaign's order conversions, listed,
 /// hold each accepted order's whole (their shares add up to 100 %) and no other order but
 /// those whose outcome is `unknown` (each at most once). Returns the problems found (none when
 /// it holds). With orders of unknown outcome, the campaign's count may have settled on them
 /// before every accepted order was attributed: the conversions are read again, for up to
 /// `wait`, while accepted orders are missing.
-pub async fn attributed_once(
+async fn attributed_once(
     channel: Channel,
     token: &str,
     campaign: i64,
@@ -1101,7 +1130,7 @@ pub async fn attributed_once(
 /// acknowledged order and, of those whose outcome is `unknown`, exactly the ones attributed.
 /// With unknown orders, the count and the conversions are read again (for up to `wait`) while
 /// they differ: unknown orders may still be reaching attribution.
-pub async fn orders_counted(
+async fn orders_counted(
     channel: Channel,
     token: &str,
     campaign: i64,

@@ -19,9 +19,8 @@ use tracking_api::gateway::v1::{
 };
 
 use super::{
-    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once, channels,
-    grpc_outcome_unknown, load_call, mint_all, orders_counted, progress, run_id, set_up, settle,
-    wait_attributable, web,
+    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, grpc_outcome_unknown,
+    load_call, mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -247,22 +246,11 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
         problems.push("no order was acknowledged".to_owned());
     }
     problems.extend(
-        attributed_once(
-            channel.clone(),
-            token,
-            fixture.campaign,
-            &acknowledged_ids,
-            &unknown_ids,
-            load.flow.settle,
-        )
-        .await?,
-    );
-    problems.extend(
-        orders_counted(
+        orders_verified(
             channel,
             token,
             fixture.campaign,
-            acknowledged,
+            (acknowledged, &acknowledged_ids),
             &unknown_ids,
             settled.value,
             load.flow.settle,

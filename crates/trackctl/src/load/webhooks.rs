@@ -22,8 +22,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, attributed_once,
-    channels, http_outcome_unknown, mint_all, orders_counted, progress, run_id, set_up, settle,
+    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, channels,
+    http_outcome_unknown, mint_all, orders_verified, progress, run_id, set_up, settle,
     wait_attributable, web,
 };
 
@@ -326,22 +326,11 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     }
     let accepted_ids: HashSet<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
     problems.extend(
-        attributed_once(
-            channel.clone(),
-            token,
-            fixture.campaign,
-            &accepted_ids,
-            &unknown_ids,
-            load.flow.settle,
-        )
-        .await?,
-    );
-    problems.extend(
-        orders_counted(
+        orders_verified(
             channel,
             token,
             fixture.campaign,
-            expected,
+            (expected, &accepted_ids),
             &unknown_ids,
             settled.value,
             load.flow.settle,
