@@ -46,8 +46,9 @@ enum Command {
         state_dir: PathBuf,
     },
     /// Drives load at the suite and verifies the outcome (see the README's "Load testing").
+    // Boxed: its flags are many.
     #[command(subcommand)]
-    Load(LoadCommand),
+    Load(Box<LoadCommand>),
     /// Asks a server's gRPC health service; exits 0 when SERVING (for probes and scripts).
     Health {
         /// The server's gRPC address.
@@ -184,7 +185,7 @@ async fn run_load(command: LoadCommand) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Load(command) => run_load(command).await,
+        Command::Load(command) => run_load(*command).await,
         Command::Health {
             addr,
             service,
@@ -267,8 +268,11 @@ mod tests {
             "256",
         ])
         .expect("parses");
-        let Command::Load(LoadCommand::Echo { load }) = cli.command else {
-            panic!("not load echo: {:?}", cli.command);
+        let Command::Load(command) = cli.command else {
+            panic!("not load: {:?}", cli.command);
+        };
+        let LoadCommand::Echo { load } = *command else {
+            panic!("not load echo: {command:?}");
         };
         assert_eq!(load.common.concurrency, 256);
         assert_eq!(load.common.rate, Some(1000));

@@ -21,14 +21,25 @@ async fn load(suite: &Suite, args: &[&str]) -> serde_json::Value {
 async fn run_load(suite: &Suite, args: &[&str]) -> (bool, serde_json::Value, String) {
     let grpc = format!("http://{}", suite.server.grpc_addr);
     let http = format!("http://{}", suite.server.http_addr);
+    let mut at_suite = args.to_vec();
+    at_suite.extend(["--addr", &grpc]);
+    if args[0] != "mint" {
+        at_suite.extend(["--http", &http]);
+    }
+    run_trackctl_load(&at_suite).await
+}
+
+/// Runs `trackctl load <args> --json` for a second (attribution's paths settling for up to 30 s):
+/// whether it exited successfully, the summary object on its last line, and its output.
+async fn run_trackctl_load(args: &[&str]) -> (bool, serde_json::Value, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trackctl"));
     command
         .arg("load")
         .args(args)
-        .args(["--addr", &grpc, "--json", "--duration", "1s"])
+        .args(["--json", "--duration", "1s"])
         .env("TRACKING_JWT_SECRET", TEST_SECRET);
     if args[0] != "mint" {
-        command.args(["--http", &http, "--settle", "30s"]);
+        command.args(["--settle", "30s"]);
     }
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
@@ -202,6 +213,68 @@ async fn load_orders_takes_a_stream_cut_short_as_of_unknown_outcome() {
         "{stdout}"
     );
     assert_eq!(summary["verified"], problems.is_empty(), "{stdout}");
+}
+
+/// The services run apart (as in compose.yaml) are reached through their own flags: with
+/// `--addr` and `--http` on closed ports, a call sent there fails the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reaches_services_running_apart_at_their_own_addresses() {
+    let suite = Suite::start().await;
+    let grpc = format!("http://{}", suite.server.grpc_addr);
+    let http = format!("http://{}", suite.server.http_addr);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        format!("http://{}", listener.local_addr().expect("its address"))
+    };
+    let apart = [
+        "--plan-addr",
+        &grpc,
+        "--mint-addr",
+        &grpc,
+        "--gateway-addr",
+        &grpc,
+        "--attribution-addr",
+        &grpc,
+    ];
+    for args in [
+        &[
+            &["webhooks", "--concurrency", "2", "--creators", "3"][..],
+            &apart,
+            &["--gateway-http", &http, "--attribution-http", &http],
+        ][..],
+        &[
+            &["clicks", "--concurrency", "2", "--creators", "3"][..],
+            &apart,
+            &["--attribution-http", &http],
+        ],
+        &[
+            &[
+                "orders",
+                "--concurrency",
+                "2",
+                "--chunk",
+                "10",
+                "--creators",
+                "3",
+            ][..],
+            &apart,
+            &["--attribution-http", &http],
+        ],
+        &[
+            &["mint", "--concurrency", "2", "--creators", "10"][..],
+            &apart,
+        ],
+    ] {
+        let mut args: Vec<&str> = args.concat();
+        args.extend(["--addr", &closed]);
+        if args[0] != "mint" {
+            args.extend(["--http", &closed]);
+        }
+        let (succeeded, summary, stdout) = run_trackctl_load(&args).await;
+        assert!(succeeded, "{args:?}: {stdout}");
+        assert_eq!(summary["verified"], true, "{stdout}");
+        assert_eq!(summary["errors"], 0, "{stdout}");
+    }
 }
 
 /// Runs `trackctl <args>` with the test secret; its exit status and standard error.

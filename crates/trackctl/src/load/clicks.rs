@@ -12,8 +12,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, Flow, Pacer, Recorder, Rng, Summary, channels, count_problem, http_outcome_unknown,
-    mint_all, progress, run_id, set_up, settle, wait_attributable, web,
+    Common, Flow, Pacer, Recorder, Rng, Summary, count_problem, http_outcome_unknown, mint_all,
+    progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 /// What a shopper's browser sends (no crawler or preview fetcher, so every click counts).
@@ -84,17 +84,16 @@ impl Worker {
 pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
     super::no_timeout(common, "clicks")?;
-    let channels = channels(&common.addr, common.connections).await?;
-    let channel = channels[0].clone();
+    let services = common.services().await?;
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {
         provider: Provider::Sandbox as i32,
         name: format!("load {run}"),
         ..Default::default()
     };
-    let fixture = set_up(channel.clone(), token, sandbox, load.flow.creators, &run).await?;
-    let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
-    let target = web::Target::parse(&load.flow.http)?;
+    let fixture = set_up(&services, token, sandbox, load.flow.creators, &run).await?;
+    let codes = mint_all(&services, token, fixture.campaign, load.flow.creators).await?;
+    let target = load.flow.links()?;
     let slugs: Vec<String> = codes
         .iter()
         .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
@@ -103,7 +102,14 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     if slugs.is_empty() {
         anyhow::bail!("set-up: the minted codes carry no tracking links");
     }
-    wait_attributable(channel.clone(), token, fixture.campaign, &target, &slugs).await?;
+    wait_attributable(
+        services.attribution.clone(),
+        token,
+        fixture.campaign,
+        &target,
+        &slugs,
+    )
+    .await?;
     eprintln!(
         "set-up: sandbox integration {}, campaign {}, {} tracking links",
         fixture.integration,
@@ -143,7 +149,7 @@ pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
 
     let redirected = summary.ok as i64;
     let settled = settle(
-        channel,
+        services.attribution,
         token,
         fixture.campaign,
         "clicks counted",

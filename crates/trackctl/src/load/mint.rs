@@ -80,14 +80,15 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     if load.mode == Mode::Stream {
         super::no_timeout(common, "MintCodes streams")?;
     }
-    let channels = channels(&common.addr, common.connections).await?;
+    let services = common.services().await?;
+    let channels = channels(common.mint_addr(), common.connections).await?;
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {
         provider: Provider::Sandbox as i32,
         name: format!("load {run}"),
         ..Default::default()
     };
-    let fixture = set_up(channels[0].clone(), token, sandbox, load.creators, &run).await?;
+    let fixture = set_up(&services, token, sandbox, load.creators, &run).await?;
     eprintln!(
         "set-up: integration {}, campaign {}, {} creators",
         fixture.integration, fixture.campaign, load.creators
@@ -133,8 +134,8 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     let _ = ticker.await;
     let acks = acked.lock().await.clone();
     let acked = &acks.codes;
-    let pushed = wait_pushed(channels[0].clone(), token, &fixture, load.settle).await?;
-    let (problems, codes) = verify(channels[0].clone(), token, &fixture, &acks).await?;
+    let pushed = wait_pushed(services.mint.clone(), token, &fixture, load.settle).await?;
+    let (problems, codes) = verify(services.mint, token, &fixture, &acks).await?;
     let mut notes = vec![codes];
     // Requests past the roster size return existing codes; this is the rate of new ones.
     notes.push(format!(

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use cpu::{CpuStart, MachineCpu};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -43,9 +44,25 @@ use tracking_api::plan::v1::{
 /// What every load run shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// The suite's gRPC address.
+    /// The suite's gRPC address (trackd's, where every service answers).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub addr: String,
+    /// PlanService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50051`); default `--addr`.
+    #[arg(long)]
+    pub plan_addr: Option<String>,
+    /// CodeMintService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50053`); default `--addr`.
+    #[arg(long)]
+    pub mint_addr: Option<String>,
+    /// ProviderGateway's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50052`); default `--addr`.
+    #[arg(long)]
+    pub gateway_addr: Option<String>,
+    /// AttributionService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50054`); default `--addr`.
+    #[arg(long)]
+    pub attribution_addr: Option<String>,
     /// Concurrent callers (unary) or streams (stream mode).
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub concurrency: usize,
@@ -70,6 +87,68 @@ pub struct Common {
     /// Set-up and verification calls are not bound by it.
     #[arg(long, value_parser = tracking_server::parse_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// One connection to each service (one per distinct address: all of them at `--addr` on
+/// trackd), for set-up and verification; the load itself opens `--connections` of its own.
+#[derive(Clone)]
+pub struct Services {
+    pub plan: Channel,
+    pub mint: Channel,
+    pub gateway: Channel,
+    pub attribution: Channel,
+}
+
+impl Common {
+    pub fn plan_addr(&self) -> &str {
+        self.plan_addr.as_deref().unwrap_or(&self.addr)
+    }
+
+    pub fn mint_addr(&self) -> &str {
+        self.mint_addr.as_deref().unwrap_or(&self.addr)
+    }
+
+    pub fn gateway_addr(&self) -> &str {
+        self.gateway_addr.as_deref().unwrap_or(&self.addr)
+    }
+
+    pub fn attribution_addr(&self) -> &str {
+        self.attribution_addr.as_deref().unwrap_or(&self.addr)
+    }
+
+    /// Connects to every service.
+    pub async fn services(&self) -> anyhow::Result<Services> {
+        let addrs = [
+            ("PlanService", self.plan_addr()),
+            ("CodeMintService", self.mint_addr()),
+            ("ProviderGateway", self.gateway_addr()),
+            ("AttributionService", self.attribution_addr()),
+        ];
+        let mut open: HashMap<&str, Channel> = HashMap::new();
+        let mut connected = Vec::with_capacity(addrs.len());
+        for (service, addr) in addrs {
+            let channel = match open.get(addr) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = channels(addr, 1)
+                        .await
+                        .with_context(|| service.to_owned())?
+                        .remove(0);
+                    open.insert(addr, channel.clone());
+                    channel
+                }
+            };
+            connected.push(channel);
+        }
+        let [plan, mint, gateway, attribution] = <[Channel; 4]>::try_from(connected)
+            .map_err(|_| anyhow::anyhow!("one connection per service"))?;
+        Ok(Services {
+            plan,
+            mint,
+            gateway,
+            attribution,
+        })
+    }
 }
 
 /// Refuses `--timeout` for a path whose calls it does not bound (`path`, as named to the user).
@@ -99,6 +178,14 @@ pub struct Flow {
     /// `http://host[:port][/prefix]`, no TLS.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub http: String,
+    /// ProviderGateway's HTTP address (store webhooks), when the services run apart
+    /// (compose.yaml: `http://127.0.0.1:8082`); default `--http`.
+    #[arg(long)]
+    pub gateway_http: Option<String>,
+    /// AttributionService's HTTP address (tracking links), when the services run apart
+    /// (compose.yaml: `http://127.0.0.1:8084`); default `--http`.
+    #[arg(long)]
+    pub attribution_http: Option<String>,
     /// Creators on the campaign, each with a code and a tracking link; the load is spread over
     /// them.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
@@ -106,6 +193,24 @@ pub struct Flow {
     /// Longest wait, after the run, for attribution to show everything that was accepted.
     #[arg(long, default_value = "60s", value_parser = tracking_server::parse_duration)]
     pub settle: Duration,
+}
+
+impl Flow {
+    /// Where store webhooks go.
+    pub fn webhooks(&self) -> anyhow::Result<web::Target> {
+        match &self.gateway_http {
+            Some(http) => web::Target::parse("--gateway-http", http),
+            None => web::Target::parse("--http", &self.http),
+        }
+    }
+
+    /// Where tracking links are followed.
+    pub fn links(&self) -> anyhow::Result<web::Target> {
+        match &self.attribution_http {
+            Some(http) => web::Target::parse("--attribution-http", http),
+            None => web::Target::parse("--http", &self.http),
+        }
+    }
 }
 
 /// A load call: [`authed`], with the run's `--timeout` when it has one.
@@ -148,7 +253,8 @@ pub async fn channels(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> 
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(3))
                 .connect()
-                .await?,
+                .await
+                .with_context(|| format!("connecting to {addr}"))?,
         );
     }
     Ok(channels)
@@ -620,14 +726,14 @@ pub struct Fixture {
 /// 1..=creators), and waits until CodeMintService knows the whole roster (it mints the last
 /// creator's code to find out).
 pub async fn set_up(
-    channel: Channel,
+    services: &Services,
     token: &str,
     integration: RegisterIntegrationRequest,
     creators: u64,
     run: &str,
 ) -> anyhow::Result<Fixture> {
-    let mut gateway = ProviderGatewayClient::new(channel.clone());
-    let mut plans = PlanServiceClient::new(channel.clone());
+    let mut gateway = ProviderGatewayClient::new(services.gateway.clone());
+    let mut plans = PlanServiceClient::new(services.plan.clone());
     let integration = gateway
         .register_integration(authed(integration, token)?)
         .await?
@@ -724,7 +830,7 @@ pub async fn set_up(
     // Wait until the mint service's projection knows the last creator (it applies in order,
     // and that creator's batch was added last);
     // a large roster takes a while, so the wait grows with it (2 minutes, plus 2 ms a creator).
-    let mut mint = CodeMintServiceClient::new(channel);
+    let mut mint = CodeMintServiceClient::new(services.mint.clone());
     let waiting = Instant::now();
     let deadline =
         waiting + Duration::from_secs(120) + Duration::from_millis(creators.saturating_mul(2));
@@ -809,12 +915,12 @@ async fn add_roster_batch(
 /// progress every 5 s. A call shed by the server (RESOURCE_EXHAUSTED) or that found it
 /// unavailable is tried again after a pause, up to 10 times.
 pub async fn mint_all(
-    channel: Channel,
+    services: &Services,
     token: &str,
     campaign: i64,
     creators: u64,
 ) -> anyhow::Result<Vec<Code>> {
-    let client = CodeMintServiceClient::new(channel);
+    let client = CodeMintServiceClient::new(services.mint.clone());
     let done = Arc::new(AtomicU64::new(0));
     let progress = {
         let done = done.clone();
@@ -1290,10 +1396,79 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::{
-        Attributed, Pacer, TIMER_LEAD, count_problem, grpc_outcome_unknown, http_outcome_unknown,
+        Attributed, Common, Flow, Pacer, TIMER_LEAD, count_problem, grpc_outcome_unknown,
+        http_outcome_unknown,
     };
+    use clap::Parser;
     use std::collections::{HashMap, HashSet};
     use std::time::{Duration, Instant};
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        flow: Flow,
+    }
+
+    #[test]
+    fn each_service_is_reached_at_its_own_address_else_at_the_suites() {
+        let apart = Flags::parse_from([
+            "load",
+            "--plan-addr",
+            "http://plan:1",
+            "--mint-addr",
+            "http://mint:2",
+            "--gateway-addr",
+            "http://gateway:3",
+            "--attribution-addr",
+            "http://attribution:4",
+            "--gateway-http",
+            "http://gateway:5",
+            "--attribution-http",
+            "http://attribution:6",
+        ]);
+        let common = &apart.common;
+        assert_eq!(
+            [
+                common.plan_addr(),
+                common.mint_addr(),
+                common.gateway_addr(),
+                common.attribution_addr()
+            ],
+            [
+                "http://plan:1",
+                "http://mint:2",
+                "http://gateway:3",
+                "http://attribution:4"
+            ]
+        );
+        let webhooks = apart.flow.webhooks().expect("an address");
+        assert!(format!("{webhooks:?}").contains(r#"authority: "gateway:5""#));
+        let links = apart.flow.links().expect("an address");
+        assert!(format!("{links:?}").contains(r#"authority: "attribution:6""#));
+        let bad = Flags::parse_from(["load", "--attribution-http", "https://a:6"]);
+        let err = bad.flow.links().err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("--attribution-http https://a:6: expected")),
+            "{err:?}"
+        );
+
+        let together = Flags::parse_from(["load", "--addr", "http://suite:7"]);
+        let common = &together.common;
+        assert_eq!(
+            [
+                common.plan_addr(),
+                common.mint_addr(),
+                common.gateway_addr(),
+                common.attribution_addr()
+            ],
+            ["http://suite:7"; 4]
+        );
+        let links = together.flow.links().expect("an address");
+        assert!(format!("{links:?}").contains(r#"authority: "127.0.0.1:8080""#));
+    }
 
     fn ids(of: &[&str]) -> HashSet<String> {
         of.iter().map(|id| (*id).to_owned()).collect()

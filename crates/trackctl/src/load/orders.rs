@@ -20,7 +20,7 @@ use tracking_api::gateway::v1::{
 
 use super::{
     Common, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, grpc_outcome_unknown,
-    load_call, mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable, web,
+    load_call, mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -149,16 +149,17 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     if load.chunk == 0 {
         anyhow::bail!("--chunk must be 1 or more");
     }
-    let channels = channels(&common.addr, common.connections).await?;
-    let channel = channels[0].clone();
+    let services = common.services().await?;
+    let channels = channels(common.gateway_addr(), common.connections).await?;
+    let channel = services.attribution.clone();
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {
         provider: Provider::Sandbox as i32,
         name: format!("load {run}"),
         ..Default::default()
     };
-    let fixture = set_up(channel.clone(), token, sandbox, load.flow.creators, &run).await?;
-    let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
+    let fixture = set_up(&services, token, sandbox, load.flow.creators, &run).await?;
+    let codes = mint_all(&services, token, fixture.campaign, load.flow.creators).await?;
     let slugs: Vec<String> = codes
         .iter()
         .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
@@ -167,7 +168,7 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
         channel.clone(),
         token,
         fixture.campaign,
-        &web::Target::parse(&load.flow.http)?,
+        &load.flow.links()?,
         &slugs,
     )
     .await?;

@@ -18,7 +18,8 @@ use tokio::net::TcpStream;
 /// How long one request may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// trackd's HTTP address (`--http`): `http://host[:port][/prefix]`.
+/// An HTTP address of the suite (`--http`, `--gateway-http`, `--attribution-http`):
+/// `http://host[:port][/prefix]`.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// `host:port`, to connect to.
@@ -30,11 +31,12 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn parse(base: &str) -> anyhow::Result<Target> {
+    /// Reads `base`, given as `flag` (named in the error).
+    pub fn parse(flag: &str, base: &str) -> anyhow::Result<Target> {
         let invalid = || {
             anyhow::anyhow!(
-                "--http {base}: expected http://host[:port][/prefix] (the load tool speaks plain \
-                 HTTP/1.1 to trackd's HTTP address)"
+                "{flag} {base}: expected http://host[:port][/prefix] (the load tool speaks plain \
+                 HTTP/1.1 to the suite's HTTP address)"
             )
         };
         let rest = base
@@ -194,26 +196,35 @@ mod tests {
 
     #[test]
     fn targets_name_host_port_and_prefix() -> anyhow::Result<()> {
-        let plain = Target::parse("http://127.0.0.1:20080/")?;
+        let plain = Target::parse("--http", "http://127.0.0.1:20080/")?;
         assert_eq!(plain.authority, "127.0.0.1:20080");
         assert_eq!(plain.uri("/r/abc")?.to_string(), "/r/abc");
-        let proxied = Target::parse("http://links.example/track")?;
+        let proxied = Target::parse("--http", "http://links.example/track")?;
         assert_eq!(proxied.authority, "links.example:80");
         assert_eq!(proxied.host, "links.example");
         assert_eq!(proxied.uri("/r/abc")?.to_string(), "/track/r/abc");
-        assert_eq!(Target::parse("http://[::1]:8080")?.authority, "[::1]:8080");
-        assert_eq!(Target::parse("http://[::1]")?.authority, "[::1]:80");
+        assert_eq!(
+            Target::parse("--http", "http://[::1]:8080")?.authority,
+            "[::1]:8080"
+        );
+        assert_eq!(
+            Target::parse("--http", "http://[::1]")?.authority,
+            "[::1]:80"
+        );
         for bad in [
             "https://127.0.0.1:8080",
             "127.0.0.1:8080",
             "http://",
             "http:///r",
         ] {
-            let err = Target::parse(bad)
+            let err = Target::parse("--http", bad)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            assert!(err.contains("expected http://host[:port]"), "{bad}: {err}");
+            assert!(
+                err.starts_with("--http ") && err.contains("expected http://host[:port]"),
+                "{bad}: {err}"
+            );
         }
         Ok(())
     }

@@ -22,9 +22,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, channels,
-    http_outcome_unknown, mint_all, orders_verified, progress, run_id, set_up, settle,
-    wait_attributable, web,
+    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, http_outcome_unknown,
+    mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 const SECRET: &str = "whsec_load_secret";
@@ -238,8 +237,8 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     if !(0.0..=1.0).contains(&load.duplicates) {
         anyhow::bail!("--duplicates must be between 0 and 1");
     }
-    let channels = channels(&common.addr, common.connections).await?;
-    let channel = channels[0].clone();
+    let services = common.services().await?;
+    let channel = services.attribution.clone();
     let run = run_id()?;
     let shop_domain = format!("load-{run}.myshopify.com");
     let shop = HeaderValue::try_from(shop_domain.as_str())?;
@@ -252,14 +251,15 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
         webhook_secret: SECRET.to_owned(),
         request_id: String::new(),
     };
-    let fixture = set_up(channel.clone(), token, shopify, load.flow.creators, &run).await?;
-    let codes = mint_all(channel.clone(), token, fixture.campaign, load.flow.creators).await?;
-    let target = web::Target::parse(&load.flow.http)?;
+    let fixture = set_up(&services, token, shopify, load.flow.creators, &run).await?;
+    let codes = mint_all(&services, token, fixture.campaign, load.flow.creators).await?;
+    let target = load.flow.webhooks()?;
     let slugs: Vec<String> = codes
         .iter()
         .filter_map(|c| c.links.as_ref().map(|l| l.slug.clone()))
         .collect();
-    wait_attributable(channel.clone(), token, fixture.campaign, &target, &slugs).await?;
+    let links = load.flow.links()?;
+    wait_attributable(channel.clone(), token, fixture.campaign, &links, &slugs).await?;
     eprintln!(
         "set-up: shopify integration {}, campaign {}, {} creators with codes (pending at the store)",
         fixture.integration,
