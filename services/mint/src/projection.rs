@@ -169,10 +169,26 @@ impl Projector {
             .collect();
         projection::upsert_roster(conn, &latest).await?;
 
+        // The removed creators' codes, locked at once in the order every writer of codes locks
+        // them: locked one by one in the events' order, they could deadlock with a disable
+        // round holding some of them.
+        let removed: Vec<(i64, i64, i64)> = changes
+            .iter()
+            .filter(|(_, _, status)| *status == RosterStatus::Removed)
+            .map(|(key, _, _)| *key)
+            .collect();
+        let mut live: HashMap<(i64, i64, i64), crate::domain::Code> =
+            codes::live_of_creators(conn, &removed)
+                .await?
+                .into_iter()
+                .map(|code| ((code.brand_id, code.campaign_id, code.creator_id), code))
+                .collect();
         let mut queue = Vec::new();
         for ((event, _), (key, _, status)) in events.iter().zip(&changes) {
             if *status == RosterStatus::Removed {
-                self.disable_live_code(conn, *key).await?;
+                if let Some(code) = live.remove(key) {
+                    self.disable_removed(conn, code).await?;
+                }
                 // Off the roster, a failure is nothing left for the brand to fix; added again,
                 // the creator starts afresh (a code the brand disabled was the old stay's).
                 failures::clear(conn, &[*key]).await?;
@@ -440,20 +456,17 @@ impl Projector {
         Ok(())
     }
 
-    /// A removed creator's code is disabled here and at the store.
-    async fn disable_live_code(
+    /// A removed creator's live `code` (locked) is disabled here and at the store.
+    async fn disable_removed(
         &self,
         conn: &mut AsyncPgConnection,
-        key: (i64, i64, i64),
+        code: crate::domain::Code,
     ) -> Result<(), Error> {
-        let Some(code) = codes::live_of_creator(conn, key.0, key.1, key.2).await? else {
-            return Ok(());
-        };
-        self.disable(conn, key.0, std::slice::from_ref(&code))
+        self.disable(conn, code.brand_id, std::slice::from_ref(&code))
             .await?;
         tracing::info!(
-            campaign_id = key.1,
-            creator_id = key.2,
+            campaign_id = code.campaign_id,
+            creator_id = code.creator_id,
             code_id = code.id,
             "creator removed, code disabled"
         );

@@ -145,6 +145,35 @@ async fn plan_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     assert_eq!(batched, one_by_one);
 }
 
+/// A test database with plan 10 (minting at approval) and its campaign 5, with `creators`
+/// approved, projected (events 1 to 2 + `creators`).
+async fn projected(creators: &[i64]) -> (TestDb, Database, std::sync::Arc<Projector>) {
+    let test_db = TestDb::new(SCHEMAS).await;
+    let db = test_db.pool(mint_service::SCHEMA);
+    let projector = std::sync::Arc::new(Projector {
+        public_base_url: "http://links.test".into(),
+    });
+    let setup: Vec<(i64, PlanEvent)> = (1..)
+        .zip(
+            [
+                plan(EventKind::PlanCreated, CodeTrigger::OnApproval),
+                campaign(EventKind::CampaignCreated, 10),
+            ]
+            .into_iter()
+            .chain(
+                creators
+                    .iter()
+                    .map(|id| creator(*id, RosterStatus::Approved)),
+            ),
+        )
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (test_db, db, projector)
+}
+
 /// Plan 10 (campaign 5, creator 1 approved) projected; then, while a mint under way holds the
 /// campaign's roster (`hold`, as a mint statement holds it) and has written creator 1's code
 /// (`insert`), not committed, applies `change`, which must wait for the mint: the mint commits
@@ -156,22 +185,8 @@ async fn apply_while_minting(
     sql: &str,
 ) -> Vec<String> {
     use tracking_db::stale_statistics::execute;
-    let test_db = TestDb::new(SCHEMAS).await;
-    let db = test_db.pool(mint_service::SCHEMA);
-    let projector = std::sync::Arc::new(Projector {
-        public_base_url: "http://links.test".into(),
-    });
-    let setup: Vec<(i64, PlanEvent)> = (1..)
-        .zip([
-            plan(EventKind::PlanCreated, CodeTrigger::OnApproval),
-            campaign(EventKind::CampaignCreated, 10),
-            creator(1, RosterStatus::Approved),
-        ])
-        .collect();
+    let (_test_db, db, projector) = projected(&[1]).await;
     let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
-    conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &setup).await)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
 
     let mut minting = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
     execute(&mut minting, "begin").await;
@@ -429,4 +444,63 @@ async fn a_shopify_plans_new_page_reaches_its_discount_links() {
         ["https://shop.example/summer-sale \
           https://s.myshopify.com/discount/ANA20?redirect=%2Fsummer-sale"]
     );
+}
+
+/// Creators removed in one batch have their codes locked in the order every writer of codes
+/// locks them (by id), not in the events' order: a disable round holding the first code waits
+/// for nothing the batch holds, where the batch, holding the second code while waiting for the
+/// first, would deadlock with it.
+#[tokio::test]
+async fn removals_lock_their_codes_in_id_order() {
+    use tracking_db::stale_statistics::execute;
+    let (_test_db, db, projector) = projected(&[1, 2]).await;
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(
+        &mut conn,
+        "insert into codes (brand_id, campaign_id, creator_id, plan_id, integration_id, \
+           provider, code, status, slug) \
+         values (1, 5, 1, 10, 100, 'PROVIDER_SANDBOX', 'ANA20', 'active', 's1'), \
+           (1, 5, 2, 10, 100, 'PROVIDER_SANDBOX', 'BEA20', 'active', 's2')",
+    )
+    .await;
+
+    // A disable round holds the first code (creator 1's).
+    let mut round = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(&mut round, "begin").await;
+    execute(
+        &mut round,
+        "select id from codes where creator_id = 1 for update",
+    )
+    .await;
+    // The removals come second creator first.
+    let removals: Vec<(i64, PlanEvent)> = vec![
+        (5, creator(2, RosterStatus::Removed)),
+        (6, creator(1, RosterStatus::Removed)),
+    ];
+    let applied = tokio::spawn(async move {
+        conn.transaction::<_, DbError, _>(async |conn| projector.apply_batch(conn, &removals).await)
+            .await
+    });
+    let mut watcher = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    tracking_db::until_lock_wait(&mut watcher, &applied).await;
+    // The round takes the second code at once: the batch waits for the first without holding it.
+    execute(
+        &mut round,
+        "select id from codes where creator_id = 2 for update nowait",
+    )
+    .await;
+    execute(&mut round, "commit").await;
+    applied
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<Line> = diesel::sql_query(
+        "select creator_id || ' ' || status || ' ' || disabled as line from codes \
+         order by creator_id",
+    )
+    .load(&mut watcher)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<String> = lines.into_iter().map(|l| l.line).collect();
+    assert_eq!(lines, ["1 disabled true", "2 disabled true"]);
 }

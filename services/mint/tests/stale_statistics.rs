@@ -355,11 +355,14 @@ async fn single_codes_are_found_by_creator_and_by_text() {
     let mut read = 0;
     for creator in (1..=KEYS as i64 / 4).map(|n| n * 1_000) {
         let (live, n) = rows_read_by(&mut conn, "codes", async |conn| {
-            codes::live_of_creator(conn, 2, 2, creator).await
+            codes::live_of_creators(conn, &[(2, 2, creator)]).await
         })
         .await;
         read += n;
-        let live = live.unwrap_or_else(|| panic!("creator {creator} has a live code"));
+        let live = live
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("creator {creator} has a live code"));
         assert_eq!(live.code.as_deref(), Some(format!("B2x{creator}").as_str()));
 
         let (found, n) = rows_read_by(&mut conn, "codes", async |conn| {

@@ -617,27 +617,29 @@ pub async fn set_status(
     to_codes(rows)
 }
 
-/// The live code of a creator in a campaign, locked.
-pub async fn live_of_creator(
+/// The live codes of these creators `(brand, campaign, creator)`, locked in the order every
+/// writer of codes locks them (brand, id).
+pub async fn live_of_creators(
     conn: &mut AsyncPgConnection,
-    brand_id: i64,
-    campaign_id: i64,
-    creator_id: i64,
-) -> Result<Option<Code>, Error> {
+    keys: &[(i64, i64, i64)],
+) -> Result<Vec<Code>, Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
-        "select {COLUMNS} from unnest(array[$1::bigint], array[$2::bigint], array[$3::bigint]) \
+        "select {COLUMNS} from unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
            as k(key_brand, key_campaign, key_creator) \
          join codes on brand_id = k.key_brand and campaign_id = k.key_campaign \
            and creator_id = k.key_creator \
-         where not disabled for update of codes"
+         where not disabled order by codes.brand_id, codes.id for update of codes"
     );
     let rows: Vec<CodeRow> = tracking_db::prepared(sql)
-        .bind::<BigInt, _>(brand_id)
-        .bind::<BigInt, _>(campaign_id)
-        .bind::<BigInt, _>(creator_id)
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
         .load(conn)
         .await?;
-    Ok(to_codes(rows)?.into_iter().next())
+    to_codes(rows)
 }
 
 /// The live codes a campaign's creators hold under another plan than `plan_id`, locked.
