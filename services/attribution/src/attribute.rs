@@ -80,11 +80,23 @@ fn version_of(order: &Order, state: OrderState) -> OrderVersion {
 /// The version of its order a conversion was last brought to.
 fn row_version(row: &ConversionRow) -> OrderVersion {
     OrderVersion {
-        rank: row.order_rank,
+        rank: store_rank(row),
         refunded_minor: row.order_refunded_minor,
         total_minor: row.order_total_minor,
         updated_at: row.order_updated_at,
     }
+}
+
+/// The rank of the state the store last gave a conversion's order: its `order_rank`, unless
+/// the sale was [`taken_back`].
+fn store_rank(row: &ConversionRow) -> i32 {
+    OrderState::parse(&row.order_status).map_or(row.order_rank, OrderState::rank)
+}
+
+/// A sale [`reverse_collided`] took back: void (its `order_rank` a cancelled order's) whatever
+/// its order does next, while its `order_status` still follows the store.
+fn taken_back(row: &ConversionRow) -> bool {
+    row.order_rank > store_rank(row)
 }
 
 /// An order event attribution acts on.
@@ -802,6 +814,15 @@ impl<'f> Batch<'f> {
         if !attribution::is_newer(&row_version(row), &item.version) {
             return;
         }
+        if taken_back(row) {
+            // Nothing is owed again: only the order's new state is shown.
+            let mut next = row.clone();
+            next.order_status = item.state.as_str().to_owned();
+            next.order_refunded_minor = item.order.refunded_minor;
+            next.order_updated_at = row.order_updated_at.max(item.version.updated_at);
+            self.changes.update(index, next);
+            return;
+        }
         let holding = self
             .facts
             .plan(row.brand_id, row.plan_id)
@@ -1287,7 +1308,7 @@ pub async fn reverse_collided(
         let mut next = with_amounts(row.clone(), &followed.amounts);
         // Void from now on, as a cancelled order's is: a later state of the order (a partial
         // refund, an edit of its total) would otherwise price an approved one again, and the
-        // sale is counted no more.
+        // sale is counted no more. `order_status` keeps following the store ([`taken_back`]).
         next.order_rank = next.order_rank.max(OrderState::Cancelled.rank());
         let index = changes.track(row);
         if let Some((revenue_minor, commission_minor)) = followed.adjustment {

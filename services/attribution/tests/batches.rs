@@ -920,13 +920,10 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
         reversed.contains(&("B2".to_owned(), ConversionStatus::Reversed as i32)),
         "{reversed:?}"
     );
+    let figures = "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
+        where creator_id = 540";
     assert_eq!(
-        store
-            .lines(
-                "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
-                    where creator_id = 540"
-            )
-            .await,
+        store.lines(figures).await,
         ["1 8000"],
         "the figures count B4 alone"
     );
@@ -940,6 +937,33 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
             .await
             .is_empty(),
         "a text the store turned down is not kept as the code's"
+    );
+    // B2's later states are still shown, and nothing is owed again.
+    for (status, refunded, shown) in [
+        (PartiallyRefunded, 1_000, "partially_refunded"),
+        (Paid, 0, "partially_refunded"),
+        (Cancelled, 1_000, "cancelled"),
+    ] {
+        store
+            .one_at_a_time(&[placed_at(
+                order(1, "B2", status, &["PROMO10"], 6_000, refunded),
+                minted_at + Duration::hours(1),
+            )])
+            .await;
+        assert_eq!(
+            store
+                .lines(
+                    "select status || ' ' || revenue_minor || ' ' || order_status as line \
+                        from conversions where store_order_id = 'B2'"
+                )
+                .await,
+            [format!("reversed 0 {shown}")],
+        );
+    }
+    assert_eq!(
+        store.lines(figures).await,
+        ["1 8000"],
+        "the figures still count B4 alone"
     );
 }
 

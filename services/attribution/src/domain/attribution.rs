@@ -77,6 +77,18 @@ impl OrderState {
         }
     }
 
+    /// The state [`Self::as_str`] names.
+    pub fn parse(text: &str) -> Option<OrderState> {
+        Some(match text {
+            "created" => OrderState::Created,
+            "paid" => OrderState::Paid,
+            "partially_refunded" => OrderState::PartiallyRefunded,
+            "refunded" => OrderState::Refunded,
+            "cancelled" => OrderState::Cancelled,
+            _ => return None,
+        })
+    }
+
     /// Orders only move forward: a state of lower rank arriving late changes nothing.
     pub fn rank(self) -> i32 {
         match self {
