@@ -57,6 +57,7 @@ pub fn config(database_url: &str) -> trackd::SuiteConfig {
         amazon_report_interval: Duration::from_secs(3600),
         // The tests' stores answer on 127.0.0.1.
         local_stores: true,
+        trusted_proxies: tracking_server::net::TrustedProxies::local(),
         tls: tracking_server::tls::TlsArgs::default(),
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -101,9 +102,9 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors, say: the connections being served end in time.
                     tracing::warn!(error = %err, "accepting an HTTP connection failed");
@@ -115,8 +116,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
             let router = router.clone();
+            // Who sent it, for handlers that need to know ([`crate::net::TrustedProxies`]).
+            request.extensions_mut().insert(ConnectInfo(peer));
             async move {
                 match tokio::time::timeout(REQUEST_TIMEOUT, router.oneshot(request)).await {
                     Ok(answered) => answered,

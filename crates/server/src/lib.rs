@@ -9,6 +9,7 @@ pub mod fields;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod paging;
 pub mod shutdown;
 pub mod status;

@@ -70,6 +70,11 @@ pub struct AttributionArgs {
         default_value = "http://127.0.0.1:50051"
     )]
     pub gateway_url: String,
+    /// Peers whose `X-Forwarded-For` and `CF-IPCountry` / `X-Country-Code` are believed at the
+    /// redirect: `local` (this machine and private networks), `none`, or addresses and networks
+    /// (`198.51.100.0/24`), comma-separated.
+    #[arg(long, env = "TRACKING_TRUSTED_PROXIES", default_value = "local")]
+    pub trusted_proxies: tracking_server::net::TrustedProxies,
 }
 
 /// Most order events applied in one transaction. A batch only takes what has arrived, so at low
@@ -157,7 +162,7 @@ pub async fn start(
     };
     Ok(Started {
         service,
-        http: links::routes(links),
+        http: links::routes(links, args.trusted_proxies.clone()),
         click_writer,
     })
 }

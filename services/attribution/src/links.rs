@@ -7,11 +7,12 @@
 //! click's batch to commit: its caller may retry, so its answer must mean the click is stored.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracking_db::{Conflicts, Database, DbError, Taken};
 use tracking_server::Metrics;
+use tracking_server::net::TrustedProxies;
 
 use crate::domain::clicks;
 use crate::store::clicks::ClickRow;
@@ -402,11 +404,19 @@ async fn write_clicks(db: Database, mut rx: mpsc::Receiver<Queued>, shutdown: Ca
     tracing::info!("click writer drained");
 }
 
-/// `GET /r/{slug}` (and HEAD, which redirects without counting).
-pub fn routes(links: Links) -> Router {
+/// `GET /r/{slug}` (and HEAD, which redirects without counting); `proxies` may say who the
+/// shopper is and where.
+pub fn routes(links: Links, proxies: TrustedProxies) -> Router {
     Router::new()
         .route("/r/{slug}", get(redirect))
-        .with_state(links)
+        .with_state(Redirects { links, proxies })
+}
+
+/// What the redirect needs.
+#[derive(Clone, Debug)]
+struct Redirects {
+    links: Links,
+    proxies: TrustedProxies,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -417,12 +427,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 async fn redirect(
-    State(links): State<Links>,
+    State(Redirects { links, proxies }): State<Redirects>,
     Path(slug): Path<String>,
     request: Request,
 ) -> Response {
     // The request itself rather than a `HeaderMap` extractor, which copies every header.
     let (method, headers) = (request.method(), request.headers());
+    // Served on a socket, the request knows its peer; a proxy may say who sent it on.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
     let Some(link) = links.resolve(&slug) else {
         return (StatusCode::NOT_FOUND, "no such link\n").into_response();
     };
@@ -436,14 +451,19 @@ async fn redirect(
     let click_id = if method == Method::HEAD {
         None
     } else {
-        let forwarded = header(headers, "x-forwarded-for");
+        let client = peer.map(|peer| proxies.client(peer, header(headers, "x-forwarded-for")));
+        let via_proxy = peer.is_some_and(|peer| proxies.trusts(peer));
         let info = ClickInfo {
             referrer: header(headers, "referer").to_owned(),
-            country: country(headers),
+            country: if via_proxy {
+                country(headers)
+            } else {
+                String::new()
+            },
             user_agent: user_agent.to_owned(),
             visitor: format!(
                 "{}|{user_agent}|{}",
-                forwarded.split(',').next().unwrap_or_default().trim(),
+                client.map(|ip| ip.to_string()).unwrap_or_default(),
                 header(headers, "accept-language")
             ),
             ..ClickInfo::default()
@@ -466,7 +486,7 @@ async fn redirect(
         .into_response()
 }
 
-/// The shopper's country, when a trusted proxy in front of the suite says it.
+/// The shopper's country, as a trusted proxy in front of the suite says it.
 fn country(headers: &HeaderMap) -> String {
     let code = ["cf-ipcountry", "x-country-code"]
         .iter()

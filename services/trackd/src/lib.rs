@@ -42,6 +42,8 @@ pub struct SuiteConfig {
     pub amazon_report_interval: Duration,
     /// Whether stores on this machine or a private network may be registered.
     pub local_stores: bool,
+    /// Peers whose `X-Forwarded-For` and country headers the redirect believes.
+    pub trusted_proxies: tracking_server::net::TrustedProxies,
     /// Optional TLS for gRPC (off by default).
     pub tls: tracking_server::tls::TlsArgs,
 }
@@ -142,6 +144,7 @@ impl Suite {
             plan_url: siblings.clone(),
             mint_url: siblings.clone(),
             gateway_url: siblings.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         let metrics = Metrics::new();
         let attribution = attribution_service::start(

@@ -38,6 +38,11 @@ struct Args {
     /// CodeMintService's parallel push rounds (codes it minted, codes its scan finds).
     #[arg(long, env = "TRACKING_MINT_PUSHERS", default_value_t = 3)]
     mint_pushers: usize,
+    /// Peers whose X-Forwarded-For and CF-IPCountry / X-Country-Code the redirect believes:
+    /// `local` (this machine and private networks), `none`, or addresses and networks
+    /// (198.51.100.0/24), comma-separated.
+    #[arg(long, env = "TRACKING_TRUSTED_PROXIES", default_value = "local")]
+    trusted_proxies: tracking_server::net::TrustedProxies,
     /// Local state: private PostgreSQL cluster, generated secrets, dev token.
     #[arg(long, env = "TRACKING_STATE_DIR", default_value = ".trackd")]
     state_dir: PathBuf,
@@ -112,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         amazon_report_interval: args.gateway.amazon_report_interval,
         // A local suite: its test stores and proxies are on this machine.
         local_stores: args.gateway.local_stores.unwrap_or(true),
+        trusted_proxies: args.trusted_proxies.clone(),
         tls: args.server.tls.clone(),
     };
     let mut suite = trackd::Suite::prepare(&config, shutdown.clone()).await?;

@@ -608,6 +608,72 @@ async fn redirected(suite: &Suite, target: &str) -> tracking_testkit::http::Http
     .await
 }
 
+/// The shopper's address (for the visitor hash) and country come from a proxy's headers only
+/// when the peer is a trusted proxy (`--trusted-proxies`): straight from a client they are its
+/// own claims, and the peer's address is the visitor's.
+#[tokio::test]
+async fn clicks_believe_forwarded_headers_from_trusted_proxies_only() {
+    for (proxies, believed) in [("local", true), ("203.0.113.0/24", false)] {
+        let suite = Suite::start_with(|config| {
+            config.trusted_proxies = proxies.parse().unwrap_or_else(|e| panic!("{e}"));
+        })
+        .await;
+        let token = brand(3);
+        let w = world(
+            &suite,
+            &token,
+            "Proxies",
+            Terms {
+                provider: Provider::Ast,
+                ..Terms::default()
+            },
+        )
+        .await;
+        let code = creator(&suite, &token, w.campaign, 31, "dana").await;
+        known(&suite, &token, w.campaign).await;
+        let target = format!("/r/{}", code.links.unwrap_or_default().slug);
+        // One click as the test's own (loopback) address, then two "forwarded" from elsewhere.
+        redirected(&suite, &target).await;
+        for forwarded in ["198.51.100.1", "10.9.9.9, 198.51.100.2"] {
+            let answer = suite
+                .http(
+                    "GET",
+                    &target,
+                    &[
+                        ("user-agent", BROWSER),
+                        ("x-forwarded-for", forwarded),
+                        ("cf-ipcountry", "de"),
+                    ],
+                    b"",
+                )
+                .await;
+            assert_eq!(answer.status, 302);
+        }
+        suite
+            .count_becomes(
+                "three clicks stored",
+                "attribution",
+                "select count(*) as n from clicks",
+                3,
+            )
+            .await;
+        let from_de = suite
+            .count(
+                "attribution",
+                "select count(*) as n from clicks where country = 'DE'",
+            )
+            .await;
+        let visitors = suite
+            .count(
+                "attribution",
+                "select count(distinct visitor_hash) as n from clicks where visitor_hash <> ''",
+            )
+            .await;
+        let expected = if believed { (2, 3) } else { (0, 1) };
+        assert_eq!((from_de, visitors), expected, "trusted proxies: {proxies}");
+    }
+}
+
 #[tokio::test]
 async fn the_redirect_counts_clicks_and_clicks_attribute_within_the_window() {
     let suite = Suite::start().await;

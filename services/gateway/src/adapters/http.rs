@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::AdapterError;
 use crate::crypto::Sealer;
-use crate::domain::integration::is_local_address;
 use crate::store::IntegrationRow;
+use tracking_server::net::is_local_address;
 
 /// Settings of the outbound calls to stores.
 #[derive(Clone, Debug)]

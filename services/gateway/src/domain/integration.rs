@@ -8,6 +8,7 @@ use tracking_api::common::v1::Provider;
 use super::capabilities::capabilities;
 use crate::error::Error;
 use tracking_server::fields::check_required_text;
+use tracking_server::net::is_local_address;
 
 /// A validated registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,31 +184,6 @@ fn is_store_url(url: &str, local_stores: bool) -> bool {
     let loopback = name == "localhost" || ip.is_some_and(|ip| ip.to_canonical().is_loopback());
     let local = loopback || name.ends_with(".localhost") || ip.is_some_and(is_local_address);
     (secure || loopback) && (local_stores || !local)
-}
-
-/// An address of this machine or of a private network: loopback, unspecified, private (RFC 1918,
-/// IPv6 unique local), shared (RFC 6598), link-local (cloud metadata services live there), also
-/// written as an IPv4-mapped IPv6 address.
-pub(crate) fn is_local_address(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    let v4 = |ip: std::net::Ipv4Addr| {
-        let [a, b, ..] = ip.octets();
-        ip.is_loopback()
-            || ip.is_unspecified()
-            || ip.is_private()
-            || ip.is_link_local()
-            || (a == 100 && (64..128).contains(&b))
-    };
-    match ip {
-        IpAddr::V4(ip) => v4(ip),
-        IpAddr::V6(ip) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_unique_local()
-                || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some_and(v4)
-        }
-    }
 }
 
 #[cfg(test)]
