@@ -134,6 +134,10 @@ impl From<DbError> for Refusal {
 #[derive(Clone, Debug)]
 pub struct Intake {
     db: Database,
+    /// A webhook's reads (its integration, whether a thin delivery came before, a deleted
+    /// order's last state): a pool of their own, so that large `IngestOrders` calls and
+    /// backfills holding every connection of `db` do not make stores' webhooks wait (and fail).
+    reads: Database,
     sealer: Sealer,
     adapters: Adapters,
     commits: GroupCommit<Submission, Result<Outcome, DbError>>,
@@ -177,6 +181,14 @@ pub const BATCH: usize = 500;
 /// own.
 const SHARED_MAX_ORDERS: usize = 16;
 
+/// The intake's pools: the service's own (`db`), the group commits' (`commits`) and the webhooks'
+/// reads' (`reads`).
+pub struct IntakePools {
+    pub db: Database,
+    pub commits: Database,
+    pub reads: Database,
+}
+
 /// How calls share transactions: one group fills while another commits.
 pub const SHARING: Batching = Batching {
     workers: 2,
@@ -190,11 +202,12 @@ pub const BACKFILL_LIMIT: usize = 10_000;
 
 impl Intake {
     /// Must be called inside the tokio runtime (it starts the group-commit workers). Groups are
-    /// stored on `commits`, a pool of [`SHARING`]`.workers` connections that plan their statements
-    /// once ([`tracking_db::PoolOptions::generic_plans`]): [`store::orders::store`] only inserts
-    /// rows (probing the unique indexes), so one plan is right at any table size. Large calls
-    /// are stored on `db`.
-    pub fn new(db: Database, commits: Database, sealer: Sealer, adapters: Adapters) -> Self {
+    /// stored on `pools.commits`, a pool of [`SHARING`]`.workers` connections that plan their
+    /// statements once ([`tracking_db::PoolOptions::generic_plans`]): [`store::orders::store`]
+    /// only inserts rows (probing the unique indexes), so one plan is right at any table size.
+    /// Large calls are stored on `pools.db`; webhooks read on `pools.reads`.
+    pub fn new(pools: IntakePools, sealer: Sealer, adapters: Adapters) -> Self {
+        let IntakePools { db, commits, reads } = pools;
         let conflicts = Conflicts::default();
         let shared = conflicts.clone();
         let commits = GroupCommit::start(SHARING, move |submissions: Vec<Submission>| {
@@ -203,6 +216,7 @@ impl Intake {
         });
         Self {
             db,
+            reads,
             sealer,
             adapters,
             commits,
@@ -256,7 +270,7 @@ impl Intake {
     ) -> Result<(Arc<IntegrationRow>, Vec<u8>), Refusal> {
         let (integration, known) = match self.targets.get(integration_id) {
             Some(known) => (known, true),
-            None => match store::find_integration(&self.db, integration_id).await? {
+            None => match store::find_integration(&self.reads, integration_id).await? {
                 Some(found) => (Arc::new(found), false),
                 None => return Err(Refusal::Unauthorized),
             },
@@ -543,7 +557,7 @@ impl Intake {
         integration: &IntegrationRow,
         order_id: &str,
     ) -> Result<Option<NormalizedOrder>, Refusal> {
-        let mut conn = self.db.conn().await?;
+        let mut conn = self.reads.conn().await?;
         let latest =
             store::orders::latest(&mut conn, integration.brand_id, integration.id, order_id)
                 .await?;
@@ -694,7 +708,7 @@ impl Intake {
         integration: &IntegrationRow,
         delivery_id: &str,
     ) -> Result<bool, DbError> {
-        let mut conn = self.db.conn().await?;
+        let mut conn = self.reads.conn().await?;
         store::orders::delivery_seen(&mut conn, integration.brand_id, integration.id, delivery_id)
             .await
     }

@@ -107,11 +107,26 @@ pub async fn start(
         SCHEMA,
         pool.planned_once(intake::SHARING.workers),
     )?;
+    // A webhook's reads on a pool of their own (see `Intake`): two connections, planned as
+    // the main pool's.
+    let reads = tracking_db::Database::new(
+        database_url,
+        SCHEMA,
+        tracking_db::PoolOptions {
+            max_size: 2,
+            ..pool
+        },
+    )?;
     let adapters = adapters::AdapterConfig {
         local_stores,
         ..adapters::AdapterConfig::new(sealer.customer_key().to_vec())
     };
-    let gateway = Gateway::new(db.clone(), commits, sealer, adapters, shutdown.clone())?;
+    let pools = intake::IntakePools {
+        db: db.clone(),
+        commits,
+        reads,
+    };
+    let gateway = Gateway::new(pools, sealer, adapters, shutdown.clone())?;
     let rounds = vec![
         tokio::spawn(poller::run(
             db,

@@ -28,7 +28,7 @@ use crate::domain::discount::{
 use crate::domain::integration::NewIntegration;
 use crate::domain::orders::NormalizedOrder;
 use crate::error::Error;
-use crate::intake::{self, Incoming, Intake};
+use crate::intake::{self, Incoming, Intake, IntakePools};
 use crate::store::amazon::TagRow;
 use crate::store::sandbox::StoredDiscount;
 use crate::store::{self, IntegrationRow, NewIntegrationRow, Registered};
@@ -51,19 +51,19 @@ const STORE_CURRENCY_WAIT: Duration = Duration::from_secs(2);
 const MAX_BACKFILL_DAYS: i64 = 90;
 
 impl Gateway {
-    /// The gateway on `db` (and `commits`, for orders stored by group commit, see [`Intake::new`]):
-    /// `sealer` seals credentials at rest and opens them for the adapters; the `WatchOrders`
-    /// listener stops with `shutdown`.
+    /// The gateway on `pools.db` (and the intake's other pools, see [`Intake::new`]): `sealer`
+    /// seals credentials at rest and opens them for the adapters; the `WatchOrders` listener
+    /// stops with `shutdown`.
     pub fn new(
-        db: Database,
-        commits: Database,
+        pools: IntakePools,
         sealer: Sealer,
         adapters: AdapterConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, AdapterError> {
+        let db = pools.db.clone();
         let adapters = Adapters::new(db.clone(), sealer.clone(), adapters)?;
         Ok(Self {
-            intake: Intake::new(db.clone(), commits, sealer.clone(), adapters.clone()),
+            intake: Intake::new(pools, sealer.clone(), adapters.clone()),
             amazon: AmazonAds::new(db.clone(), adapters.amazon().clone()),
             log: EventLog::start(db.clone(), shutdown),
             adapters,

@@ -68,6 +68,23 @@ fn bigcommerce_order(id: u64) -> Value {
     })
 }
 
+/// `store` reading BigCommerce orders as [`bigcommerce_order`], with no products or coupons.
+fn plain_bigcommerce_orders(store: Router) -> Router {
+    store
+        .route(
+            "/stores/abc123/v2/orders/{id}",
+            get(|Path(id): Path<u64>| async move { axum::Json(bigcommerce_order(id)) }),
+        )
+        .route(
+            "/stores/abc123/v2/orders/{id}/products",
+            get(|| async { axum::Json(json!([])) }),
+        )
+        .route(
+            "/stores/abc123/v2/orders/{id}/coupons",
+            get(|| async { axum::Json(json!([])) }),
+        )
+}
+
 #[tokio::test]
 async fn bigcommerce_thin_webhooks_fetch_the_order_once() {
     let fetches = Arc::new(AtomicUsize::new(0));
@@ -797,19 +814,8 @@ async fn a_bigcommerce_webhook_is_not_held_behind_a_push() {
                     "max_uses": 0, "max_uses_per_customer": 0,
                     "created": "2025-01-20T22:00:00+00:00" }))
             }),
-        )
-        .route(
-            "/stores/abc123/v2/orders/{id}",
-            get(|Path(id): Path<u64>| async move { axum::Json(bigcommerce_order(id)) }),
-        )
-        .route(
-            "/stores/abc123/v2/orders/{id}/products",
-            get(|| async { axum::Json(json!([])) }),
-        )
-        .route(
-            "/stores/abc123/v2/orders/{id}/coupons",
-            get(|| async { axum::Json(json!([])) }),
         );
+    let store = plain_bigcommerce_orders(store);
     let base = serve(store).await;
     let suite = Suite::start().await;
     let integration = register(&suite, Provider::Bigcommerce, &base).await;
@@ -873,4 +879,76 @@ async fn a_bigcommerce_webhook_is_not_held_behind_a_push() {
         .unwrap_or_else(|_| panic!("the push did not end"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pushed.map_err(|s| s.to_string()), Ok(12));
+}
+
+/// A thin webhook is answered while every connection of the gateway's main pool is taken (here
+/// by registrations waiting on a lock; in production by large `IngestOrders` calls or
+/// backfills): a webhook's reads have a pool of their own.
+#[tokio::test]
+async fn a_bigcommerce_webhook_is_answered_while_the_main_pool_is_taken() {
+    let store = plain_bigcommerce_orders(Router::new());
+    let base = serve(store).await;
+    let suite = Suite::start_with(|config| {
+        config.pool.max_size = 2;
+        config.pool.wait_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let integration = register(&suite, Provider::Bigcommerce, &base).await;
+
+    // Two registrations wait on the integrations table, each holding a main pool connection.
+    let db = suite.schema("gateway");
+    let mut holder = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in ["begin", "lock table integrations in exclusive mode"] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *holder)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let waiting: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|name| {
+            let mut gateway = suite.gateway();
+            tokio::spawn(async move {
+                gateway
+                    .register_integration(authed(
+                        valid_registration(Provider::Sandbox, name),
+                        &brand(1),
+                    ))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    suite
+        .count_becomes(
+            "both registrations waiting",
+            "gateway",
+            "select count(*) as n from pg_stat_activity \
+             where datname = current_database() and wait_event_type = 'Lock'",
+            2,
+        )
+        .await;
+
+    let body = br#"{"created_at": 1561482670, "store_id": "1025646", "producer": "stores/abc123",
+        "scope": "store/order/created", "hash": "352e4afc6dd3fc85ea26bfdf3f91852604d57528",
+        "data": {"type": "order", "id": 270}}"#;
+    let answer = suite
+        .http(
+            "POST",
+            &format!("/webhooks/bigcommerce/{integration}"),
+            &[("x-tracking-secret", "whsec_test_secret")],
+            body,
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.text()),
+        (200, r#"{"status":"accepted"}"#.to_owned())
+    );
+
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("commit"), &mut *holder)
+        .await
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    for registration in waiting {
+        let registered = registration.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(registered.is_ok(), "{registered:?}");
+    }
 }
