@@ -466,6 +466,42 @@ async fn an_edit_the_store_refuses_puts_the_code_back_unannounced() {
     assert_eq!(left(&mut conn).await, (1, vec!["ANNA".to_owned()], 0));
 }
 
+/// A Shopify discount link put back after a refused edit sends the shopper to the plan's page as
+/// it is now: the page moved while the store was asked (the projection gave the code's link the
+/// new one).
+#[tokio::test]
+async fn a_discount_link_put_back_keeps_the_plans_page_as_it_moved_during_the_edit() {
+    let (_db, mut conn) = database().await;
+    let (sent, mut rename) = being_edited(&mut conn).await;
+    rename.previous_affiliate_url =
+        "https://s.myshopify.com/discount/ANNA?redirect=%2Fsummer".to_owned();
+    diesel::sql_query(
+        "update codes set affiliate_url = \
+           'https://s.myshopify.com/discount/ANNAVIP?redirect=%2Fautumn' where brand_id = 7 and id = $1",
+    )
+    .bind::<BigInt, _>(sent.id)
+    .execute(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = Outcome {
+        collided: vec![sent.clone()],
+        ..Outcome::default()
+    };
+    let refused = record(&mut conn, &sent, &rename, outcome).await;
+    assert!(
+        matches!(&refused, Err(Error::AlreadyExists(_))),
+        "{refused:?}"
+    );
+    let back = stored(&mut conn, sent.id).await;
+    assert_eq!(
+        (back.code.as_deref(), back.affiliate_url.as_str()),
+        (
+            Some("ANNA"),
+            "https://s.myshopify.com/discount/ANNA?redirect=%2Fautumn"
+        )
+    );
+}
+
 #[tokio::test]
 async fn a_code_disabled_during_its_edit_has_whatever_the_store_holds_deactivated() {
     let (_db, mut conn) = database().await;

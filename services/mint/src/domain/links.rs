@@ -60,7 +60,7 @@ pub fn affiliate_url(
 ) -> String {
     match (provider, code) {
         (Provider::Shopify, Some(code)) if !shop_domain.is_empty() => format!(
-            "https://{shop_domain}/discount/{}?redirect={}",
+            "https://{shop_domain}/discount/{}{REDIRECT_QUERY}{}",
             encode(code),
             shopify_redirect(terms)
         ),
@@ -68,6 +68,22 @@ pub fn affiliate_url(
         _ => String::new(),
     }
 }
+
+/// `previous`, a Shopify discount link a code had before an edit, sending the shopper on where
+/// the code's `current` one does: the plan's page may have moved during the edit. Other links
+/// stay as they were.
+pub fn with_redirect_of(previous: &str, current: &str) -> String {
+    match (
+        previous.split_once(REDIRECT_QUERY),
+        current.split_once(REDIRECT_QUERY),
+    ) {
+        (Some((link, _)), Some((_, redirect))) => format!("{link}{REDIRECT_QUERY}{redirect}"),
+        _ => previous.to_owned(),
+    }
+}
+
+/// What precedes a Shopify discount link's page (see [`affiliate_url`]).
+const REDIRECT_QUERY: &str = "?redirect=";
 
 /// Whether a plan's change of terms changes its codes' links: where they lead, or when they end.
 pub fn links_changed(before: &PlanTerms, after: &PlanTerms) -> bool {
@@ -145,6 +161,27 @@ fn encode(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::Utm;
+
+    #[test]
+    fn a_discount_link_put_back_sends_the_shopper_where_the_current_one_does() {
+        assert_eq!(
+            with_redirect_of(
+                "https://s.myshopify.com/discount/ANA20?redirect=%2Fsummer",
+                "https://s.myshopify.com/discount/ANA20VIP?redirect=%2Fautumn%3Fc%3D1"
+            ),
+            "https://s.myshopify.com/discount/ANA20?redirect=%2Fautumn%3Fc%3D1"
+        );
+        for (previous, current) in [
+            ("https://t.example/r/abc", "https://t.example/r/abc"),
+            (
+                "https://t.example/r/abc",
+                "https://s.myshopify.com/discount/X?redirect=%2F",
+            ),
+            ("https://s.myshopify.com/discount/ANA20?redirect=%2F", ""),
+        ] {
+            assert_eq!(with_redirect_of(previous, current), previous);
+        }
+    }
 
     fn terms(url: &str) -> PlanTerms {
         PlanTerms {

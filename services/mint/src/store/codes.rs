@@ -525,8 +525,8 @@ where
     }
 }
 
-/// Gives `code` back what it had before a brand's edit the store refused: its text, affiliate
-/// link and status, and its history without the edit's entry (the edit's rename was the last
+/// Gives `code` (locked) back what it had before a brand's edit the store refused: its text,
+/// affiliate link (to the plan's page as `code`'s is now: it may have moved meanwhile) and status, and its history without the edit's entry (the edit's rename was the last
 /// change: nothing else changes a code while it is edited). A pending code is due for its push
 /// at once. `None` when another code of the integration has that text now (minted meanwhile).
 pub async fn put_back(
@@ -538,7 +538,10 @@ pub async fn put_back(
         .bind::<BigInt, _>(code.brand_id)
         .bind::<BigInt, _>(code.id)
         .bind::<Text, _>(rename.previous_code.clone())
-        .bind::<Text, _>(rename.previous_affiliate_url.clone())
+        .bind::<Text, _>(crate::domain::links::with_redirect_of(
+            &rename.previous_affiliate_url,
+            &code.affiliate_url,
+        ))
         .bind::<Text, _>(rename.previous_status().as_str())
         .bind::<BigInt, _>(code.integration_id);
     retexted(conn, query).await
