@@ -39,6 +39,11 @@ pub struct HttpConfig {
     /// announce ([`fetching`]), besides the calls above: the store waits on the webhook's answer,
     /// so its fetch never queues behind a bulk push.
     pub fetch_concurrency_per_integration: usize,
+    /// Requests of a store's quota that bulk calls leave to those fetches: once the store says
+    /// no more are left (BigCommerce's `X-Rate-Limit-Requests-Left`), a bulk call waits until the
+    /// quota's window resets (`X-Rate-Limit-Time-Reset-Ms`, at most [`Self::max_wait`]). Bulk
+    /// calls already on their way may take up to [`Self::concurrency_per_integration`] more.
+    pub fetch_quota_reserve: u64,
     /// Whether stores on this machine or a private network may be called. Without, a call to
     /// such an address, or to a name that resolves only to such addresses (now, or after it was
     /// registered), is refused before it is made.
@@ -54,6 +59,8 @@ impl Default for HttpConfig {
             max_wait: Duration::from_secs(30),
             concurrency_per_integration: 4,
             fetch_concurrency_per_integration: 2,
+            // Five thin orders' fetches (three calls each) a window.
+            fetch_quota_reserve: 15,
             local_stores: false,
         }
     }
@@ -171,6 +178,29 @@ pub struct StoreHttp {
     config: HttpConfig,
     sealer: Sealer,
     limits: Arc<Mutex<Limits>>,
+    quotas: Arc<Mutex<HashMap<i64, Quota>>>,
+}
+
+/// An integration's request quota at its store, as the store's last answer told it
+/// (BigCommerce's: on every answer, 429s included).
+#[derive(Clone, Copy, Debug)]
+struct Quota {
+    /// Requests left in the quota's window.
+    left: u64,
+    resets_at: tokio::time::Instant,
+}
+
+impl Quota {
+    /// What `headers` say of the quota, if they do (`X-Rate-Limit-Requests-Left` and
+    /// `X-Rate-Limit-Time-Reset-Ms`).
+    fn of(headers: &HeaderMap) -> Option<Quota> {
+        let left = header_number(headers, "x-rate-limit-requests-left")?;
+        let reset_ms = header_number(headers, "x-rate-limit-time-reset-ms")?;
+        Some(Quota {
+            left: left as u64,
+            resets_at: tokio::time::Instant::now() + Duration::from_secs_f64(reset_ms / 1000.0),
+        })
+    }
 }
 
 /// Each integration's shares of calls in flight, by lane.
@@ -231,6 +261,7 @@ impl StoreHttp {
             config,
             sealer,
             limits: Arc::default(),
+            quotas: Arc::default(),
         })
     }
 
@@ -282,6 +313,28 @@ impl StoreHttp {
             .clone()
     }
 
+    /// How long a bulk call to the integration's store waits before it is sent, if the store's
+    /// quota is down to the requests left to fetches ([`HttpConfig::fetch_quota_reserve`]).
+    fn quota_wait(&self, integration_id: i64) -> Option<Duration> {
+        let quotas = self
+            .quotas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let quota = quotas.get(&integration_id)?;
+        let now = tokio::time::Instant::now();
+        (quota.left <= self.config.fetch_quota_reserve && quota.resets_at > now)
+            .then(|| (quota.resets_at - now).min(self.config.max_wait))
+    }
+
+    fn note_quota(&self, integration_id: i64, headers: &HeaderMap) {
+        if let Some(quota) = Quota::of(headers) {
+            self.quotas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(integration_id, quota);
+        }
+    }
+
     /// A place for one call to the integration's store: in the bulk share; a fetch
     /// ([`fetching`]) takes whichever place frees first, a bulk one or one of its own share
     /// (queued bulk calls are served before it in theirs).
@@ -329,9 +382,19 @@ impl StoreHttp {
         let lane = LANE.try_with(|lane| *lane).unwrap_or(Lane::Bulk);
         let mut attempt = 1u32;
         loop {
+            if lane == Lane::Bulk
+                && let Some(wait) = self.quota_wait(integration.id)
+            {
+                tracing::debug!(
+                    integration_id = integration.id,
+                    wait_ms = wait.as_millis() as u64,
+                    "bulk call waits for the store's quota: the rest is kept for order fetches"
+                );
+                tokio::time::sleep(wait).await;
+            }
             let outcome = {
                 let _permit = self.permit(integration.id, lane).await?;
-                self.attempt(build(&self.client)).await
+                self.attempt(integration.id, build(&self.client)).await
             };
             let (why, wait) = match outcome {
                 Attempt::Local(host) => {
@@ -373,7 +436,7 @@ impl StoreHttp {
         }
     }
 
-    async fn attempt(&self, request: RequestBuilder) -> Attempt {
+    async fn attempt(&self, integration_id: i64, request: RequestBuilder) -> Attempt {
         let request = match request.build() {
             Ok(request) => request,
             Err(err) => {
@@ -402,6 +465,7 @@ impl StoreHttp {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        self.note_quota(integration_id, &headers);
         let body = match response.bytes().await {
             Ok(body) => body.to_vec(),
             Err(err) => {
@@ -474,18 +538,20 @@ fn describe(err: &reqwest::Error) -> String {
 /// `X-Rate-Limit-Time-Reset-Ms` (its 429s carry no `Retry-After`: the quota's window resets
 /// after that many milliseconds; it is on every answer, so a 5xx does not wait for it).
 fn retry_after(headers: &HeaderMap, throttled: bool) -> Option<Duration> {
-    let number = |name| -> Option<f64> {
-        let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
-        (value.is_finite() && value >= 0.0).then_some(value)
-    };
-    number(RETRY_AFTER.as_str())
+    header_number(headers, RETRY_AFTER.as_str())
         .map(Duration::from_secs_f64)
         .or_else(|| {
             throttled
-                .then(|| number("x-rate-limit-time-reset-ms"))
+                .then(|| header_number(headers, "x-rate-limit-time-reset-ms"))
                 .flatten()
                 .map(|ms| Duration::from_secs_f64(ms / 1000.0))
         })
+}
+
+/// The header `name` as a number of 0 or more, if it is one.
+fn header_number(headers: &HeaderMap, name: &str) -> Option<f64> {
+    let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some(value)
 }
 
 /// An integration's store credentials: a name-value map, never printed.
@@ -569,6 +635,42 @@ mod tests {
                 .await
                 .is_ok_and(|taken| taken.is_ok_and(|ok| ok))
         );
+    }
+
+    /// Once the store says its quota is down to the fetches' reserve, a bulk call waits for
+    /// the quota's window to reset, and a fetch goes at once.
+    #[tokio::test]
+    async fn bulk_calls_leave_the_quotas_reserve_to_fetches() {
+        use super::super::mock::{self, MockStore};
+        use tracking_api::common::v1::Provider;
+        let store = MockStore::start(|request| {
+            let left = if request.seq == 0 { "3" } else { "140" };
+            mock::Reply::json(200, serde_json::json!({}))
+                .header("x-rate-limit-requests-left", left)
+                .header("x-rate-limit-time-reset-ms", "800")
+        })
+        .await;
+        let sealer = mock::sealer();
+        let http =
+            StoreHttp::new(mock::fast_http(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let integration = mock::integration(&sealer, Provider::Bigcommerce, &store.origin, &[]);
+        let call = |path: &'static str| {
+            let (http, integration) = (http.clone(), integration.clone());
+            let url = format!("{}/{path}", store.origin);
+            async move {
+                http.send(&integration, "BigCommerce", |client| client.get(&url))
+                    .await
+                    .map(|reply| reply.status)
+            }
+        };
+        assert_eq!(call("first").await.ok(), Some(StatusCode::OK));
+        let bulk = tokio::spawn(call("bulk"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fetching(call("fetch")).await.ok(), Some(StatusCode::OK));
+        assert!(!bulk.is_finished(), "the bulk call waits for the reset");
+        assert_eq!(bulk.await.ok().and_then(Result::ok), Some(StatusCode::OK));
+        let order: Vec<String> = store.requests().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(order, ["/first", "/fetch", "/bulk"]);
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn fast_http() -> HttpConfig {
         max_wait: Duration::from_secs(3),
         concurrency_per_integration: 4,
         fetch_concurrency_per_integration: 2,
+        fetch_quota_reserve: 15,
         // The mock stores answer on 127.0.0.1.
         local_stores: true,
     }
