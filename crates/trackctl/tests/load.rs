@@ -29,9 +29,9 @@ async fn run_load(suite: &Suite, args: &[&str]) -> (bool, serde_json::Value, Str
     run_trackctl_load(&at_suite).await
 }
 
-/// Runs `trackctl load <args> --json` for a second (attribution's paths settling for up to 30 s):
-/// whether it exited successfully, the summary object on its last line, and its output.
-async fn run_trackctl_load(args: &[&str]) -> (bool, serde_json::Value, String) {
+/// Runs `trackctl load <args> --json` for a second (attribution's paths settling for up to
+/// 30 s): whether it exited successfully, its standard output and its standard error.
+async fn run_trackctl_load_raw(args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_trackctl"));
     command
         .arg("load")
@@ -45,17 +45,22 @@ async fn run_trackctl_load(args: &[&str]) -> (bool, serde_json::Value, String) {
         .await
         .expect("trackctl ran")
         .expect("trackctl started");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// [`run_trackctl_load_raw`]: whether it exited successfully, the summary object on its last
+/// line, and its output.
+async fn run_trackctl_load(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let (succeeded, stdout, stderr) = run_trackctl_load_raw(args).await;
     let last = stdout.lines().last().unwrap_or_default();
     let summary: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| {
         panic!("last line is not the JSON summary ({e}): {last:?}\nstderr:\n{stderr}")
     });
-    (
-        output.status.success(),
-        summary,
-        format!("{stdout}\nstderr:\n{stderr}"),
-    )
+    (succeeded, summary, format!("{stdout}\nstderr:\n{stderr}"))
 }
 
 /// Runs `trackctl load <args> --json` against `suite` and checks that it verified; returns the
@@ -215,26 +220,93 @@ async fn load_orders_takes_a_stream_cut_short_as_of_unknown_outcome() {
     assert_eq!(summary["verified"], problems.is_empty(), "{stdout}");
 }
 
-/// The services run apart (as in compose.yaml) are reached through their own flags: with
-/// `--addr` and `--http` on closed ports, a call sent there fails the run.
+/// A gRPC server in front of `upstream` that serves only `service`, as one of the suite's
+/// services run apart does: its calls are passed on, its health is SERVING, any other call is
+/// UNIMPLEMENTED and any other health NOT_FOUND. Returns its URL.
+async fn only(service: &'static str, upstream: std::net::SocketAddr) -> String {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{upstream}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .connect_lazy();
+    let forward = move |request: axum::extract::Request| {
+        let channel = channel.clone();
+        async move {
+            let request = request.map(tonic::body::Body::new);
+            match tower::ServiceExt::oneshot(channel, request).await {
+                Ok(answer) => answer.map(axum::body::Body::new),
+                Err(err) => panic!("passing a call on: {err}"),
+            }
+        }
+    };
+    let mut routes = tonic::service::Routes::default();
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.route(
+        &format!("/{service}/{{*rest}}"),
+        axum::routing::post(forward),
+    );
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(service, tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        // The reporter lives as long as the server.
+        let _reporter = reporter;
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    format!("http://{addr}")
+}
+
+/// A port that accepts connections and counts them; its URL and the count.
+fn counted_port() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (url, count)
+}
+
+/// The services run apart (as in compose.yaml), each behind a server that serves it alone, are
+/// each reached through their own flag; `--addr` and `--http` are not reached at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_reaches_services_running_apart_at_their_own_addresses() {
     let suite = Suite::start().await;
-    let grpc = format!("http://{}", suite.server.grpc_addr);
+    let upstream = suite.server.grpc_addr;
     let http = format!("http://{}", suite.server.http_addr);
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-        format!("http://{}", listener.local_addr().expect("its address"))
-    };
+    let (plan, mint, gateway, attribution) = (
+        only("tracking.plan.v1.PlanService", upstream).await,
+        only("tracking.mint.v1.CodeMintService", upstream).await,
+        only("tracking.gateway.v1.ProviderGateway", upstream).await,
+        only("tracking.attribution.v1.AttributionService", upstream).await,
+    );
+    let (unused, reached) = counted_port();
     let apart = [
         "--plan-addr",
-        &grpc,
+        &plan,
         "--mint-addr",
-        &grpc,
+        &mint,
         "--gateway-addr",
-        &grpc,
+        &gateway,
         "--attribution-addr",
-        &grpc,
+        &attribution,
+        "--addr",
+        &unused,
     ];
     for args in [
         &[
@@ -266,15 +338,38 @@ async fn load_reaches_services_running_apart_at_their_own_addresses() {
         ],
     ] {
         let mut args: Vec<&str> = args.concat();
-        args.extend(["--addr", &closed]);
         if args[0] != "mint" {
-            args.extend(["--http", &closed]);
+            args.extend(["--http", &unused]);
         }
         let (succeeded, summary, stdout) = run_trackctl_load(&args).await;
         assert!(succeeded, "{args:?}: {stdout}");
         assert_eq!(summary["verified"], true, "{stdout}");
         assert_eq!(summary["errors"], 0, "{stdout}");
     }
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "--addr or --http was reached"
+    );
+
+    // A service asked for where another one is served: refused before set-up, naming the flag.
+    let (succeeded, _, stderr) = run_trackctl_load_raw(&[
+        "mint",
+        "--plan-addr",
+        &plan,
+        "--gateway-addr",
+        &gateway,
+        "--mint-addr",
+        &gateway,
+    ])
+    .await;
+    assert!(!succeeded, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--mint-addr {gateway}: tracking.mint.v1.CodeMintService is not served there"
+        )),
+        "{stderr}"
+    );
 }
 
 /// Runs `trackctl <args>` with the test secret; its exit status and standard error.

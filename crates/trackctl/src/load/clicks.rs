@@ -12,8 +12,8 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, Flow, Pacer, Recorder, Rng, Summary, count_problem, http_outcome_unknown, mint_all,
-    progress, run_id, set_up, settle, wait_attributable, web,
+    Common, Flow, Pacer, Recorder, Rng, Service, Summary, count_problem, http_outcome_unknown,
+    mint_all, progress, run_id, set_up, settle, wait_attributable, web,
 };
 
 /// What a shopper's browser sends (no crawler or preview fetcher, so every click counts).
@@ -84,7 +84,7 @@ impl Worker {
 pub async fn run(load: ClicksLoad, token: &str) -> anyhow::Result<Summary> {
     let common = &load.common;
     super::no_timeout(common, "clicks")?;
-    let services = common.services().await?;
+    let services = load.flow.addrs.connect(&Service::ALL).await?;
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {
         provider: Provider::Sandbox as i32,

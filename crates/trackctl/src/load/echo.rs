@@ -14,7 +14,6 @@ use super::{Common, Pacer, Recorder, Summary, channels, progress};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EchoLoad {
-    /// (`--addr` is ignored: the server runs in this process.)
     #[command(flatten)]
     pub common: Common,
 }

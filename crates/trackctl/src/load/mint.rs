@@ -19,8 +19,8 @@ use tracking_api::mint::v1::{
 };
 
 use super::{
-    Common, Fixture, Pacer, Recorder, Summary, authed, channels, every_page, load_call, progress,
-    run_id, set_up,
+    Addrs, Common, Fixture, Pacer, Recorder, Service, Summary, authed, every_page, load_call,
+    progress, run_id, set_up,
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum Mode {
 pub struct MintLoad {
     #[command(flatten)]
     pub common: Common,
+    #[command(flatten)]
+    pub addrs: Addrs,
     #[arg(long, value_enum, default_value = "unary")]
     pub mode: Mode,
     /// Creators on the roster; requests beyond it return existing codes (idempotent path).
@@ -80,8 +82,14 @@ pub async fn run(load: MintLoad, token: &str) -> anyhow::Result<Summary> {
     if load.mode == Mode::Stream {
         super::no_timeout(common, "MintCodes streams")?;
     }
-    let services = common.services().await?;
-    let channels = channels(common.mint_addr(), common.connections).await?;
+    let services = load
+        .addrs
+        .connect(&[Service::Plan, Service::Mint, Service::Gateway])
+        .await?;
+    let channels = load
+        .addrs
+        .load_channels(Service::Mint, common.connections)
+        .await?;
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {
         provider: Provider::Sandbox as i32,

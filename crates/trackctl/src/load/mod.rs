@@ -25,6 +25,9 @@ use cpu::{CpuStart, MachineCpu};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tracking_api::attribution::v1::attribution_service_client::AttributionServiceClient;
 use tracking_api::attribution::v1::{
     ConversionKind, Figures, GetCampaignPerformanceRequest, ListConversionsRequest,
@@ -44,25 +47,6 @@ use tracking_api::plan::v1::{
 /// What every load run shares.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// The suite's gRPC address (trackd's, where every service answers).
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    pub addr: String,
-    /// PlanService's gRPC address, when the services run apart (compose.yaml:
-    /// `http://127.0.0.1:50051`); default `--addr`.
-    #[arg(long)]
-    pub plan_addr: Option<String>,
-    /// CodeMintService's gRPC address, when the services run apart (compose.yaml:
-    /// `http://127.0.0.1:50053`); default `--addr`.
-    #[arg(long)]
-    pub mint_addr: Option<String>,
-    /// ProviderGateway's gRPC address, when the services run apart (compose.yaml:
-    /// `http://127.0.0.1:50052`); default `--addr`.
-    #[arg(long)]
-    pub gateway_addr: Option<String>,
-    /// AttributionService's gRPC address, when the services run apart (compose.yaml:
-    /// `http://127.0.0.1:50054`); default `--addr`.
-    #[arg(long)]
-    pub attribution_addr: Option<String>,
     /// Concurrent callers (unary) or streams (stream mode).
     #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub concurrency: usize,
@@ -89,8 +73,61 @@ pub struct Common {
     pub timeout: Option<Duration>,
 }
 
-/// One connection to each service (one per distinct address: all of them at `--addr` on
-/// trackd), for set-up and verification; the load itself opens `--connections` of its own.
+/// Where the suite's services answer gRPC: all at `--addr` (trackd), or each at its own
+/// address when they run apart.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Addrs {
+    /// The suite's gRPC address (trackd's, where every service answers).
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub addr: String,
+    /// PlanService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50051`); default `--addr`.
+    #[arg(long)]
+    pub plan_addr: Option<String>,
+    /// CodeMintService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50053`); default `--addr`.
+    #[arg(long)]
+    pub mint_addr: Option<String>,
+    /// ProviderGateway's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50052`); default `--addr`.
+    #[arg(long)]
+    pub gateway_addr: Option<String>,
+    /// AttributionService's gRPC address, when the services run apart (compose.yaml:
+    /// `http://127.0.0.1:50054`); default `--addr`.
+    #[arg(long)]
+    pub attribution_addr: Option<String>,
+}
+
+/// One of the suite's services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Plan,
+    Mint,
+    Gateway,
+    Attribution,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Plan,
+        Service::Mint,
+        Service::Gateway,
+        Service::Attribution,
+    ];
+
+    /// Its gRPC name, which its health is asked by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Plan => "tracking.plan.v1.PlanService",
+            Service::Mint => "tracking.mint.v1.CodeMintService",
+            Service::Gateway => "tracking.gateway.v1.ProviderGateway",
+            Service::Attribution => "tracking.attribution.v1.AttributionService",
+        }
+    }
+}
+
+/// One connection to each service, for set-up and verification; the load itself opens
+/// `--connections` of its own.
 #[derive(Clone)]
 pub struct Services {
     pub plan: Channel,
@@ -99,46 +136,35 @@ pub struct Services {
     pub attribution: Channel,
 }
 
-impl Common {
-    pub fn plan_addr(&self) -> &str {
-        self.plan_addr.as_deref().unwrap_or(&self.addr)
+impl Addrs {
+    /// The flag that names `service`'s address, and the address.
+    pub fn of(&self, service: Service) -> (&'static str, &str) {
+        let (flag, own) = match service {
+            Service::Plan => ("--plan-addr", &self.plan_addr),
+            Service::Mint => ("--mint-addr", &self.mint_addr),
+            Service::Gateway => ("--gateway-addr", &self.gateway_addr),
+            Service::Attribution => ("--attribution-addr", &self.attribution_addr),
+        };
+        match own {
+            Some(addr) => (flag, addr),
+            None => ("--addr", &self.addr),
+        }
     }
 
-    pub fn mint_addr(&self) -> &str {
-        self.mint_addr.as_deref().unwrap_or(&self.addr)
-    }
-
-    pub fn gateway_addr(&self) -> &str {
-        self.gateway_addr.as_deref().unwrap_or(&self.addr)
-    }
-
-    pub fn attribution_addr(&self) -> &str {
-        self.attribution_addr.as_deref().unwrap_or(&self.addr)
-    }
-
-    /// Connects to every service.
-    pub async fn services(&self) -> anyhow::Result<Services> {
-        let addrs = [
-            ("PlanService", self.plan_addr()),
-            ("CodeMintService", self.mint_addr()),
-            ("ProviderGateway", self.gateway_addr()),
-            ("AttributionService", self.attribution_addr()),
-        ];
-        let mut open: HashMap<&str, Channel> = HashMap::new();
-        let mut connected = Vec::with_capacity(addrs.len());
-        for (service, addr) in addrs {
-            let channel = match open.get(addr) {
-                Some(channel) => channel.clone(),
-                None => {
-                    let channel = channels(addr, 1)
-                        .await
-                        .with_context(|| service.to_owned())?
-                        .remove(0);
-                    open.insert(addr, channel.clone());
-                    channel
-                }
-            };
-            connected.push(channel);
+    /// Connects to every service: those a path calls (`used`) at once, each asked whether it is
+    /// served there (gRPC health), so that an address off by a port fails the run before
+    /// anything is set up, naming the flag; the others when first called.
+    pub async fn connect(&self, used: &[Service]) -> anyhow::Result<Services> {
+        let mut connected = Vec::with_capacity(Service::ALL.len());
+        for service in Service::ALL {
+            let (flag, addr) = self.of(service);
+            connected.push(if used.contains(&service) {
+                reach(service, flag, addr).await?
+            } else {
+                Endpoint::from_shared(addr.to_owned())
+                    .with_context(|| format!("{flag} {addr}"))?
+                    .connect_lazy()
+            });
         }
         let [plan, mint, gateway, attribution] = <[Channel; 4]>::try_from(connected)
             .map_err(|_| anyhow::anyhow!("one connection per service"))?;
@@ -148,6 +174,42 @@ impl Common {
             gateway,
             attribution,
         })
+    }
+
+    /// `--connections` connections to `service`, for the load.
+    pub async fn load_channels(
+        &self,
+        service: Service,
+        count: usize,
+    ) -> anyhow::Result<Vec<Channel>> {
+        let (flag, addr) = self.of(service);
+        channels(addr, count)
+            .await
+            .with_context(|| format!("{flag} {addr}"))
+    }
+}
+
+/// A connection to `service` at `addr` (given as `flag`), once its health says it is served.
+async fn reach(service: Service, flag: &str, addr: &str) -> anyhow::Result<Channel> {
+    let name = service.name();
+    let channel = channels(addr, 1)
+        .await
+        .with_context(|| format!("{flag} {addr}: {name} cannot be reached"))?
+        .remove(0);
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: name.to_owned(),
+    });
+    request.set_timeout(Duration::from_secs(5));
+    match HealthClient::new(channel.clone()).check(request).await {
+        Ok(answer) if answer.get_ref().status() == ServingStatus::Serving => Ok(channel),
+        Ok(answer) => anyhow::bail!(
+            "{flag} {addr}: {name} is not serving ({:?})",
+            answer.get_ref().status()
+        ),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            anyhow::bail!("{flag} {addr}: {name} is not served there")
+        }
+        Err(status) => anyhow::bail!("{flag} {addr}: asking whether {name} is served: {status}"),
     }
 }
 
@@ -174,8 +236,11 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
 /// What the paths that end in attribution (webhooks, orders, clicks) share.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Flow {
+    #[command(flatten)]
+    pub addrs: Addrs,
     /// trackd's HTTP address (webhooks, tracking links; trackd's --http-addr): plain
-    /// `http://host[:port][/prefix]`, no TLS.
+    /// `http://host[:port][/prefix]`, no TLS; also the default of `--gateway-http` and
+    /// `--attribution-http`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub http: String,
     /// ProviderGateway's HTTP address (store webhooks), when the services run apart
@@ -253,8 +318,7 @@ pub async fn channels(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> 
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(3))
                 .connect()
-                .await
-                .with_context(|| format!("connecting to {addr}"))?,
+                .await?,
         );
     }
     Ok(channels)
@@ -1396,7 +1460,7 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::{
-        Attributed, Common, Flow, Pacer, TIMER_LEAD, count_problem, grpc_outcome_unknown,
+        Attributed, Common, Flow, Pacer, Service, TIMER_LEAD, count_problem, grpc_outcome_unknown,
         http_outcome_unknown,
     };
     use clap::Parser;
@@ -1428,19 +1492,13 @@ mod tests {
             "--attribution-http",
             "http://attribution:6",
         ]);
-        let common = &apart.common;
         assert_eq!(
+            Service::ALL.map(|service| apart.flow.addrs.of(service)),
             [
-                common.plan_addr(),
-                common.mint_addr(),
-                common.gateway_addr(),
-                common.attribution_addr()
-            ],
-            [
-                "http://plan:1",
-                "http://mint:2",
-                "http://gateway:3",
-                "http://attribution:4"
+                ("--plan-addr", "http://plan:1"),
+                ("--mint-addr", "http://mint:2"),
+                ("--gateway-addr", "http://gateway:3"),
+                ("--attribution-addr", "http://attribution:4")
             ]
         );
         let webhooks = apart.flow.webhooks().expect("an address");
@@ -1456,15 +1514,9 @@ mod tests {
         );
 
         let together = Flags::parse_from(["load", "--addr", "http://suite:7"]);
-        let common = &together.common;
         assert_eq!(
-            [
-                common.plan_addr(),
-                common.mint_addr(),
-                common.gateway_addr(),
-                common.attribution_addr()
-            ],
-            ["http://suite:7"; 4]
+            Service::ALL.map(|service| together.flow.addrs.of(service)),
+            [("--addr", "http://suite:7"); 4]
         );
         let links = together.flow.links().expect("an address");
         assert!(format!("{links:?}").contains(r#"authority: "127.0.0.1:8080""#));

@@ -19,8 +19,8 @@ use tracking_api::gateway::v1::{
 };
 
 use super::{
-    Common, Counter, Flow, Pacer, Recorder, Rng, Summary, channels, grpc_outcome_unknown,
-    load_call, mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable,
+    Common, Counter, Flow, Pacer, Recorder, Rng, Service, Summary, grpc_outcome_unknown, load_call,
+    mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -149,8 +149,12 @@ pub async fn run(load: OrdersLoad, token: &str) -> anyhow::Result<Summary> {
     if load.chunk == 0 {
         anyhow::bail!("--chunk must be 1 or more");
     }
-    let services = common.services().await?;
-    let channels = channels(common.gateway_addr(), common.connections).await?;
+    let services = load.flow.addrs.connect(&Service::ALL).await?;
+    let channels = load
+        .flow
+        .addrs
+        .load_channels(Service::Gateway, common.connections)
+        .await?;
     let channel = services.attribution.clone();
     let run = run_id()?;
     let sandbox = RegisterIntegrationRequest {

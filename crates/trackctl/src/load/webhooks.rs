@@ -22,8 +22,9 @@ use tracking_api::common::v1::Provider;
 use tracking_api::gateway::v1::RegisterIntegrationRequest;
 
 use super::{
-    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Summary, http_outcome_unknown,
-    mint_all, orders_verified, progress, run_id, set_up, settle, wait_attributable, web,
+    Common, ConversionWatch, Counter, Flow, Pacer, Recorder, Rng, Service, Summary,
+    http_outcome_unknown, mint_all, orders_verified, progress, run_id, set_up, settle,
+    wait_attributable, web,
 };
 
 const SECRET: &str = "whsec_load_secret";
@@ -237,7 +238,7 @@ pub async fn run(load: WebhooksLoad, token: &str) -> anyhow::Result<Summary> {
     if !(0.0..=1.0).contains(&load.duplicates) {
         anyhow::bail!("--duplicates must be between 0 and 1");
     }
-    let services = common.services().await?;
+    let services = load.flow.addrs.connect(&Service::ALL).await?;
     let channel = services.attribution.clone();
     let run = run_id()?;
     let shop_domain = format!("load-{run}.myshopify.com");
