@@ -137,6 +137,8 @@ pub struct Intake {
     /// A webhook's reads (its integration, whether a thin delivery came before, a deleted
     /// order's last state): a pool of their own, so that large `IngestOrders` calls and
     /// backfills holding every connection of `db` do not make stores' webhooks wait (and fail).
+    /// A refund of an order the store no longer shows (rare) is taken in on `db`, under a lock
+    /// that would hold one of these few connections.
     reads: Database,
     sealer: Sealer,
     adapters: Adapters,

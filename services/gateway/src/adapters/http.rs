@@ -42,7 +42,8 @@ pub struct HttpConfig {
     /// Requests of a store's quota that bulk calls leave to those fetches: once the store says
     /// no more are left (BigCommerce's `X-Rate-Limit-Requests-Left`), a bulk call waits until the
     /// quota's window resets (`X-Rate-Limit-Time-Reset-Ms`, at most [`Self::max_wait`]). Bulk
-    /// calls already on their way may take up to [`Self::concurrency_per_integration`] more.
+    /// calls already under way (at most [`Self::concurrency_per_integration`]) may take that many
+    /// more.
     pub fetch_quota_reserve: u64,
     /// Whether stores on this machine or a private network may be called. Without, a call to
     /// such an address, or to a name that resolves only to such addresses (now, or after it was
@@ -198,7 +199,7 @@ impl Quota {
         let reset_ms = header_number(headers, "x-rate-limit-time-reset-ms")?;
         Some(Quota {
             left: left as u64,
-            resets_at: tokio::time::Instant::now() + Duration::from_secs_f64(reset_ms / 1000.0),
+            resets_at: tokio::time::Instant::now() + seconds(reset_ms / 1000.0),
         })
     }
 }
@@ -382,18 +383,20 @@ impl StoreHttp {
         let lane = LANE.try_with(|lane| *lane).unwrap_or(Lane::Bulk);
         let mut attempt = 1u32;
         loop {
-            if lane == Lane::Bulk
-                && let Some(wait) = self.quota_wait(integration.id)
-            {
-                tracing::debug!(
-                    integration_id = integration.id,
-                    wait_ms = wait.as_millis() as u64,
-                    "bulk call waits for the store's quota: the rest is kept for order fetches"
-                );
-                tokio::time::sleep(wait).await;
-            }
             let outcome = {
                 let _permit = self.permit(integration.id, lane).await?;
+                // Asked with the place taken, right before the call: bulk calls queued for a
+                // place all read the quota as it is when their turn comes.
+                while lane == Lane::Bulk
+                    && let Some(wait) = self.quota_wait(integration.id)
+                {
+                    tracing::debug!(
+                        integration_id = integration.id,
+                        wait_ms = wait.as_millis() as u64,
+                        "bulk call waits for the store's quota: the rest is kept for order fetches"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
                 self.attempt(integration.id, build(&self.client)).await
             };
             let (why, wait) = match outcome {
@@ -539,13 +542,18 @@ fn describe(err: &reqwest::Error) -> String {
 /// after that many milliseconds; it is on every answer, so a 5xx does not wait for it).
 fn retry_after(headers: &HeaderMap, throttled: bool) -> Option<Duration> {
     header_number(headers, RETRY_AFTER.as_str())
-        .map(Duration::from_secs_f64)
+        .map(seconds)
         .or_else(|| {
             throttled
                 .then(|| header_number(headers, "x-rate-limit-time-reset-ms"))
                 .flatten()
-                .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+                .map(|ms| seconds(ms / 1000.0))
         })
+}
+
+/// A wait a store asked for, in seconds, at most a day (a store's number is not trusted to fit).
+fn seconds(secs: f64) -> Duration {
+    Duration::from_secs_f64(secs.min(86_400.0))
 }
 
 /// The header `name` as a number of 0 or more, if it is one.
@@ -638,21 +646,27 @@ mod tests {
     }
 
     /// Once the store says its quota is down to the fetches' reserve, a bulk call waits for
-    /// the quota's window to reset, and a fetch goes at once.
+    /// the quota's window to reset, and a fetch goes at once. Bulk calls queued for a place read
+    /// the quota when their turn comes: at most the calls under way then pass the reserve.
     #[tokio::test]
     async fn bulk_calls_leave_the_quotas_reserve_to_fetches() {
         use super::super::mock::{self, MockStore};
         use tracking_api::common::v1::Provider;
+        // 20 requests left at first, one fewer at each answer; the window resets 1.5 s later.
         let store = MockStore::start(|request| {
-            let left = if request.seq == 0 { "3" } else { "140" };
+            let left = if request.path == "/fetch" {
+                0
+            } else {
+                20 - request.seq.min(20)
+            };
             mock::Reply::json(200, serde_json::json!({}))
-                .header("x-rate-limit-requests-left", left)
-                .header("x-rate-limit-time-reset-ms", "800")
+                .header("x-rate-limit-requests-left", &left.to_string())
+                .header("x-rate-limit-time-reset-ms", "1500")
         })
         .await;
         let sealer = mock::sealer();
-        let http =
-            StoreHttp::new(mock::fast_http(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let config = mock::fast_http();
+        let http = StoreHttp::new(config.clone(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
         let integration = mock::integration(&sealer, Provider::Bigcommerce, &store.origin, &[]);
         let call = |path: &'static str| {
             let (http, integration) = (http.clone(), integration.clone());
@@ -663,14 +677,44 @@ mod tests {
                     .map(|reply| reply.status)
             }
         };
-        assert_eq!(call("first").await.ok(), Some(StatusCode::OK));
-        let bulk = tokio::spawn(call("bulk"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let bulk: Vec<_> = (0..12).map(|_| tokio::spawn(call("bulk"))).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(fetching(call("fetch")).await.ok(), Some(StatusCode::OK));
-        assert!(!bulk.is_finished(), "the bulk call waits for the reset");
-        assert_eq!(bulk.await.ok().and_then(Result::ok), Some(StatusCode::OK));
-        let order: Vec<String> = store.requests().iter().map(|r| r.path.clone()).collect();
-        assert_eq!(order, ["/first", "/fetch", "/bulk"]);
+        // The answer of the 6th request said 15 left: the calls under way then went on, the
+        // others wait for the reset.
+        let before_reset = store.requests_to("GET /bulk").len();
+        let reserve = usize::try_from(config.fetch_quota_reserve).unwrap_or(usize::MAX);
+        assert!(
+            (20 - reserve + 1..=20 - reserve + config.concurrency_per_integration)
+                .contains(&before_reset),
+            "{before_reset} bulk calls made before the reset"
+        );
+        for call in bulk {
+            assert_eq!(call.await.ok().and_then(Result::ok), Some(StatusCode::OK));
+        }
+        assert_eq!(store.requests_to("GET /bulk").len(), 12);
+    }
+
+    #[test]
+    fn a_stores_wait_is_at_most_a_day() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RETRY_AFTER,
+            "1e30".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(
+            retry_after(&headers, true),
+            Some(Duration::from_secs(86_400))
+        );
+        headers.insert(
+            "x-rate-limit-requests-left",
+            "3".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        headers.insert(
+            "x-rate-limit-time-reset-ms",
+            "1e300".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert!(Quota::of(&headers).is_some_and(|quota| quota.left == 3));
     }
 
     #[test]
