@@ -34,7 +34,7 @@ pub fn is_local_address(ip: IpAddr) -> bool {
 /// addresses and networks (`203.0.113.7`, `198.51.100.0/24`, `2001:db8::/32`), comma-separated,
 /// `local` among them if wanted. A client talking to the suite directly can otherwise claim any
 /// address and country.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrustedProxies {
     local: bool,
     nets: Arc<[Net]>,
@@ -71,7 +71,7 @@ impl FromStr for TrustedProxies {
     type Err = String;
 
     fn from_str(text: &str) -> Result<TrustedProxies, String> {
-        let mut trusted = TrustedProxies::default();
+        let mut trusted = TrustedProxies::none();
         let mut nets = Vec::new();
         for entry in text.split(',').map(str::trim) {
             match entry {
@@ -100,10 +100,8 @@ fn net(entry: &str) -> Result<Net, String> {
         Some((addr, prefix)) => (addr, Some(prefix)),
         None => (entry, None),
     };
-    let addr = IpAddr::from_str(addr)
-        .map_err(|_| invalid())?
-        .to_canonical();
-    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let written = IpAddr::from_str(addr).map_err(|_| invalid())?;
+    let bits = if written.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         Some(prefix) => prefix.parse::<u32>().map_err(|_| invalid())?,
         None => bits,
@@ -111,10 +109,26 @@ fn net(entry: &str) -> Result<Net, String> {
     if prefix > bits {
         return Err(format!("{entry:?}: a prefix of at most {bits} bits"));
     }
+    // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 one: peers are compared as
+    // IPv4 addresses.
+    let addr = written.to_canonical();
+    let prefix = if addr.is_ipv4() && written.is_ipv6() {
+        prefix.saturating_sub(96)
+    } else {
+        prefix
+    };
     Ok(Net { addr, prefix })
 }
 
 impl TrustedProxies {
+    /// No proxy: every client is its peer.
+    pub fn none() -> TrustedProxies {
+        TrustedProxies {
+            local: false,
+            nets: Arc::new([]),
+        }
+    }
+
     /// Only this machine and private networks (the default).
     pub fn local() -> TrustedProxies {
         TrustedProxies {
@@ -128,10 +142,10 @@ impl TrustedProxies {
         (self.local && is_local_address(peer)) || self.nets.iter().any(|net| net.contains(peer))
     }
 
-    /// The client of a request that came from `peer` with `forwarded` (its `X-Forwarded-For`,
-    /// the nearest hop last): `peer` itself unless it is a trusted proxy, else the nearest hop
-    /// that is not one (the farthest, when all are; the last trusted one, when the next is not an
-    /// address).
+    /// The client of a request that came from `peer` with `forwarded` (its `X-Forwarded-For`
+    /// lines joined by commas in order, the nearest hop last): `peer` itself unless it is a
+    /// trusted proxy, else the nearest hop that is not one (the farthest, when all are; the last
+    /// trusted one, when the next is not an address).
     pub fn client(&self, peer: IpAddr, forwarded: &str) -> IpAddr {
         let mut client = peer.to_canonical();
         if forwarded.is_empty() {
@@ -150,11 +164,11 @@ impl TrustedProxies {
     }
 }
 
-/// One hop of `X-Forwarded-For`: an address, perhaps with a port (`[2001:db8::1]:443`,
-/// `203.0.113.7:80`).
+/// One hop of `X-Forwarded-For`: an address, perhaps with a port or in brackets
+/// (`[2001:db8::1]:443`, `[2001:db8::1]`, `203.0.113.7:80`).
 fn hop_address(hop: &str) -> Option<IpAddr> {
     let hop = hop.trim();
-    IpAddr::from_str(hop)
+    IpAddr::from_str(hop.trim_start_matches('[').trim_end_matches(']'))
         .ok()
         .or_else(|| std::net::SocketAddr::from_str(hop).ok().map(|a| a.ip()))
         .map(|ip| ip.to_canonical())
@@ -213,6 +227,8 @@ mod tests {
         assert!(!nets.trusts(ip("10.0.0.1")), "local only when asked for");
         assert!(proxies("local,203.0.113.0/24").trusts(ip("10.0.0.1")));
         assert!(proxies("0.0.0.0/0").trusts(ip("8.8.8.8")));
+        let mapped = proxies("::ffff:10.0.0.0/104");
+        assert!(mapped.trusts(ip("10.200.0.1")) && !mapped.trusts(ip("11.0.0.1")));
         for bad in [
             "",
             "lan",
@@ -257,7 +273,11 @@ mod tests {
             ip("10.0.0.3")
         );
         assert_eq!(
-            TrustedProxies::default().client(ip("10.0.0.2"), "198.51.100.1"),
+            local.client(ip("127.0.0.1"), "[2001:db8::7]"),
+            ip("2001:db8::7")
+        );
+        assert_eq!(
+            TrustedProxies::none().client(ip("10.0.0.2"), "198.51.100.1"),
             ip("10.0.0.2")
         );
     }

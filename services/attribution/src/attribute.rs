@@ -819,6 +819,7 @@ impl<'f> Batch<'f> {
             let mut next = row.clone();
             next.order_status = item.state.as_str().to_owned();
             next.order_refunded_minor = item.order.refunded_minor;
+            next.order_total_minor = item.order.total_minor;
             next.order_updated_at = row.order_updated_at.max(item.version.updated_at);
             self.changes.update(index, next);
             return;
@@ -1296,7 +1297,9 @@ pub async fn reverse_collided(
         };
         let followed =
             attribution::follow(&current, OrderState::Cancelled, &nothing, renamed_at, 0);
-        if followed.amounts == current && followed.adjustment.is_none() {
+        let void = row.order_rank >= OrderState::Cancelled.rank();
+        // A sale worth nothing (a 100 % code) changes no amount, but counts no more either.
+        if void && followed.amounts == current && followed.adjustment.is_none() {
             continue;
         }
         tracing::info!(
