@@ -126,7 +126,13 @@ pub async fn record_in(
         ))
     };
     if let Some((kind, why)) = &refusal {
-        if codes::put_back(conn, &current, rename).await?.is_some() {
+        if let Some(back) = codes::put_back(conn, &current, rename).await? {
+            // Changed during the edit (its links followed the plan's page), the code was
+            // announced with the refused text: it is announced again as it is back.
+            if current.updated_at != sent.updated_at {
+                let event = events::code(CodeEventKind::Changed, &back, public_base_url);
+                tracking_events::append(conn, &[event]).await?;
+            }
             return Ok(Err(kind(why.clone())));
         }
         // Another code took the old text meanwhile: this one keeps the new text, which the pusher

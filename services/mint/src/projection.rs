@@ -167,11 +167,10 @@ impl Projector {
             .into_iter()
             .map(|(key, (profile, status))| (key, profile, status))
             .collect();
-        projection::upsert_roster(conn, &latest).await?;
-
         // The removed creators' codes, locked at once in the order every writer of codes locks
-        // them: locked one by one in the events' order, they could deadlock with a disable
-        // round holding some of them.
+        // them, and before their roster entries, as `DisableCode` locks them: locked one by one
+        // in the events' order, or after the entries, they could deadlock with a disable round
+        // or a brand's disable.
         let removed: Vec<(i64, i64, i64)> = changes
             .iter()
             .filter(|(_, _, status)| *status == RosterStatus::Removed)
@@ -183,6 +182,8 @@ impl Projector {
                 .into_iter()
                 .map(|code| ((code.brand_id, code.campaign_id, code.creator_id), code))
                 .collect();
+        projection::upsert_roster(conn, &latest).await?;
+
         let mut queue = Vec::new();
         for ((event, _), (key, _, status)) in events.iter().zip(&changes) {
             if *status == RosterStatus::Removed {

@@ -9,7 +9,7 @@ use tracking_events::EventLog;
 use tracking_pattern::Pattern;
 
 use crate::context::Shared;
-use crate::domain::links::{affiliate_url, tracking_url};
+use crate::domain::links::{affiliate_url, tracking_url, with_redirect_of};
 use crate::domain::render::{normalize_manual, render_code};
 use crate::domain::{Code, CodeStatus, Failure, Plan, Profile};
 use crate::edits;
@@ -220,12 +220,17 @@ impl MintService {
                 if old_text == new_code {
                     return Ok(Edit::Unchanged(code));
                 }
-                let affiliate = affiliate_url(
-                    plan.provider,
-                    &tracking_url(&shared.public_base_url, &code.slug),
-                    &shop,
-                    Some(&new_code),
-                    &plan.terms,
+                // To the plan's page as the code's link has it now: the plan, read before the
+                // code was locked, may have moved its page since.
+                let affiliate = with_redirect_of(
+                    &affiliate_url(
+                        plan.provider,
+                        &tracking_url(&shared.public_base_url, &code.slug),
+                        &shop,
+                        Some(&new_code),
+                        &plan.terms,
+                    ),
+                    &code.affiliate_url,
                 );
                 let renamed = codes::rename(
                     conn,

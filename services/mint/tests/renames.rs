@@ -475,9 +475,11 @@ async fn a_discount_link_put_back_keeps_the_plans_page_as_it_moved_during_the_ed
     let (sent, mut rename) = being_edited(&mut conn).await;
     rename.previous_affiliate_url =
         "https://s.myshopify.com/discount/ANNA?redirect=%2Fsummer".to_owned();
+    // As the projection follows a plan's new page (announcing the code as it is, ANNAVIP).
     diesel::sql_query(
         "update codes set affiliate_url = \
-           'https://s.myshopify.com/discount/ANNAVIP?redirect=%2Fautumn' where brand_id = 7 and id = $1",
+           'https://s.myshopify.com/discount/ANNAVIP?redirect=%2Fautumn', updated_at = now() \
+         where brand_id = 7 and id = $1",
     )
     .bind::<BigInt, _>(sent.id)
     .execute(&mut conn)
@@ -500,6 +502,27 @@ async fn a_discount_link_put_back_keeps_the_plans_page_as_it_moved_during_the_ed
             "https://s.myshopify.com/discount/ANNA?redirect=%2Fautumn"
         )
     );
+    // Announced with the refused text meanwhile, the code is announced again as it is back.
+    #[derive(QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        payload: Vec<u8>,
+    }
+    let announced: Vec<Option<String>> = diesel::sql_query(
+        "select payload from events where kind = 'CODE_EVENT_KIND_CHANGED' order by seq",
+    )
+    .load::<Payload>(&mut conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .into_iter()
+    .map(|row| {
+        <tracking_api::mint::v1::CodeEvent as prost::Message>::decode(row.payload.as_slice())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .code
+            .map(|code| code.code)
+    })
+    .collect();
+    assert_eq!(announced, [Some("ANNA".to_owned())]);
 }
 
 #[tokio::test]

@@ -530,6 +530,17 @@ async fn a_new_deployments_codes_are_probed_by_key_before_any_analyze() {
     assert_eq!(ids_of(&live), wanted);
     assert!(read <= BATCH_BOUND, "reading live codes read {read} rows");
 
+    // Removed creators' codes: found (as above), then locked by id.
+    let (removed, read) = rows_read_by(&mut conn, "codes", async |conn| {
+        codes::live_of_creators(conn, &creators).await
+    })
+    .await;
+    assert_eq!(ids_of(&removed), wanted);
+    assert!(
+        read <= 2 * BATCH_BOUND,
+        "locking removed creators' codes read {read} rows"
+    );
+
     let keys: Vec<(i64, i64)> = batch.iter().map(|&id| (2, id)).collect();
     let (due, read) = rows_read_by(&mut conn, "codes", async |conn| {
         codes::pushable_of(conn, &keys).await

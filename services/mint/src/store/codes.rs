@@ -526,9 +526,11 @@ where
 }
 
 /// Gives `code` (locked) back what it had before a brand's edit the store refused: its text,
-/// affiliate link (to the plan's page as `code`'s is now: it may have moved meanwhile) and status, and its history without the edit's entry (the edit's rename was the last
-/// change: nothing else changes a code while it is edited). A pending code is due for its push
-/// at once. `None` when another code of the integration has that text now (minted meanwhile).
+/// affiliate link (to the plan's page as `code`'s is now: it may have moved during the edit) and
+/// status, and its history without the edit's entry (the edit's rename was the last change of
+/// its text: nothing else renames a code while it is edited). A pending code is due for its
+/// push at once. `None` when another code of the integration has that text now (minted
+/// meanwhile).
 pub async fn put_back(
     conn: &mut AsyncPgConnection,
     code: &Code,
@@ -621,28 +623,26 @@ pub async fn set_status(
 }
 
 /// The live codes of these creators `(brand, campaign, creator)`, locked in the order every
-/// writer of codes locks them (brand, id).
+/// writer of codes locks them (brand, id): found key by key ([`live_for`]), then locked
+/// ([`locked_of`]), so that both statements read by key at any table size.
 pub async fn live_of_creators(
     conn: &mut AsyncPgConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<Vec<Code>, Error> {
-    if keys.is_empty() {
+    let found: Vec<(i64, i64)> = live_for(conn, keys)
+        .await?
+        .iter()
+        .map(|code| (code.brand_id, code.id))
+        .collect();
+    if found.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "select {COLUMNS} from unnest($1::bigint[], $2::bigint[], $3::bigint[]) \
-           as k(key_brand, key_campaign, key_creator) \
-         join codes on brand_id = k.key_brand and campaign_id = k.key_campaign \
-           and creator_id = k.key_creator \
-         where not disabled order by codes.brand_id, codes.id for update of codes"
-    );
-    let rows: Vec<CodeRow> = tracking_db::prepared(sql)
-        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-        .load(conn)
-        .await?;
-    to_codes(rows)
+    // Disabled since it was found: not live any more.
+    Ok(locked_of(conn, &found)
+        .await?
+        .into_iter()
+        .filter(|code| code.status != CodeStatus::Disabled)
+        .collect())
 }
 
 /// The live codes a campaign's creators hold under another plan than `plan_id`, locked.
