@@ -1018,25 +1018,41 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
         ["-5000 -1000"],
         "one adjustment, though the rename was seen twice"
     );
-    // A later state of the order does not bring the sale back, and it counts no more.
-    store
-        .one_at_a_time(&[order(1, "D1", PartiallyRefunded, &["deal20"], 5_000, 1_000)])
-        .await;
-    assert_eq!(
+    // Later states of the order (shown) do not bring the sale back, nor take anything more
+    // back, also once the order is void at the store; and it counts no more.
+    for (status, refunded, shown) in [
+        (PartiallyRefunded, 1_000, "partially_refunded"),
+        (Cancelled, 1_000, "cancelled"),
+        (Refunded, 5_000, "refunded"),
+    ] {
         store
-            .lines("select revenue_minor || ' ' || commission_minor as line from adjustments")
-            .await,
-        ["-5000 -1000"],
-    );
-    assert_eq!(
-        store
-            .lines(
-                "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
-                    where creator_id = 542"
-            )
-            .await,
-        ["0 0"],
-    );
+            .one_at_a_time(&[order(1, "D1", status, &["deal20"], 5_000, refunded)])
+            .await;
+        assert_eq!(
+            store
+                .lines(
+                    "select order_status || ' ' || revenue_minor || ' ' || adjusted_revenue_minor \
+                        as line from conversions where store_order_id = 'D1'"
+                )
+                .await,
+            [format!("{shown} 5000 -5000")],
+        );
+        assert_eq!(
+            store
+                .lines("select revenue_minor || ' ' || commission_minor as line from adjustments")
+                .await,
+            ["-5000 -1000"],
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select sum(orders) || ' ' || sum(revenue_minor) as line from daily_sales \
+                        where creator_id = 542"
+                )
+                .await,
+            ["0 0"],
+        );
+    }
 }
 
 /// A text a code had before a brand's rename is the code's for orders placed between when the
