@@ -113,7 +113,10 @@ fn net(entry: &str) -> Result<Net, String> {
     // IPv4 addresses.
     let addr = written.to_canonical();
     let prefix = if addr.is_ipv4() && written.is_ipv6() {
-        prefix.saturating_sub(96)
+        // Shorter, it would reach past the mapped range: surely a slip for the IPv4 prefix.
+        prefix.checked_sub(96).ok_or_else(|| {
+            format!("{entry:?}: an IPv4-mapped network needs a prefix of 96 bits or more")
+        })?
     } else {
         prefix
     };
@@ -168,7 +171,11 @@ impl TrustedProxies {
 /// (`[2001:db8::1]:443`, `[2001:db8::1]`, `203.0.113.7:80`).
 fn hop_address(hop: &str) -> Option<IpAddr> {
     let hop = hop.trim();
-    IpAddr::from_str(hop.trim_start_matches('[').trim_end_matches(']'))
+    let bare = hop
+        .strip_prefix('[')
+        .and_then(|hop| hop.strip_suffix(']'))
+        .unwrap_or(hop);
+    IpAddr::from_str(bare)
         .ok()
         .or_else(|| std::net::SocketAddr::from_str(hop).ok().map(|a| a.ip()))
         .map(|ip| ip.to_canonical())
@@ -236,6 +243,7 @@ mod tests {
             "2001:db8::/129",
             "10.0.0.0/x",
             "none,local",
+            "::ffff:203.0.113.0/24",
         ] {
             assert!(bad.parse::<TrustedProxies>().is_err(), "{bad}");
         }
@@ -276,6 +284,7 @@ mod tests {
             local.client(ip("127.0.0.1"), "[2001:db8::7]"),
             ip("2001:db8::7")
         );
+        assert_eq!(local.client(ip("127.0.0.1"), "[1.2.3.4"), ip("127.0.0.1"));
         assert_eq!(
             TrustedProxies::none().client(ip("10.0.0.2"), "198.51.100.1"),
             ip("10.0.0.2")

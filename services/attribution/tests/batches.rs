@@ -938,23 +938,24 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
             .is_empty(),
         "a text the store turned down is not kept as the code's"
     );
-    // B2's later states are still shown, and nothing is owed again.
-    for (status, refunded, shown) in [
-        (PartiallyRefunded, 1_000, "partially_refunded"),
-        (Paid, 0, "partially_refunded"),
-        (Cancelled, 1_000, "cancelled"),
+    // B2's later states are still shown (its total edited at the end), and nothing is owed
+    // again.
+    for (status, total, refunded, shown) in [
+        (PartiallyRefunded, 6_000, 1_000, "partially_refunded 6000"),
+        (Paid, 6_000, 0, "partially_refunded 6000"),
+        (Cancelled, 5_500, 1_000, "cancelled 5500"),
     ] {
         store
             .one_at_a_time(&[placed_at(
-                order(1, "B2", status, &["PROMO10"], 6_000, refunded),
+                order(1, "B2", status, &["PROMO10"], total, refunded),
                 minted_at + Duration::hours(1),
             )])
             .await;
         assert_eq!(
             store
                 .lines(
-                    "select status || ' ' || revenue_minor || ' ' || order_status as line \
-                        from conversions where store_order_id = 'B2'"
+                    "select status || ' ' || revenue_minor || ' ' || order_status || ' ' \
+                        || order_total_minor as line from conversions where store_order_id = 'B2'"
                 )
                 .await,
             [format!("reversed 0 {shown}")],

@@ -127,12 +127,11 @@ pub async fn record_in(
     };
     if let Some((kind, why)) = &refusal {
         if let Some(back) = codes::put_back(conn, &current, rename).await? {
-            // Changed during the edit (its links followed the plan's page), the code was
-            // announced with the refused text: it is announced again as it is back.
-            if current.updated_at != sent.updated_at {
-                let event = events::code(CodeEventKind::Changed, &back, public_base_url);
-                tracking_events::append(conn, &[event]).await?;
-            }
+            // Announced as it is back: while the store was asked, the code may have been
+            // announced with the refused text (its links following a move of the plan's page).
+            // Otherwise the event changes nothing downstream.
+            let event = events::code(CodeEventKind::Changed, &back, public_base_url);
+            tracking_events::append(conn, &[event]).await?;
             return Ok(Err(kind(why.clone())));
         }
         // Another code took the old text meanwhile: this one keeps the new text, which the pusher

@@ -118,10 +118,12 @@ impl Service {
     /// Its gRPC name, which its health is asked by.
     pub fn name(self) -> &'static str {
         match self {
-            Service::Plan => "tracking.plan.v1.PlanService",
-            Service::Mint => "tracking.mint.v1.CodeMintService",
-            Service::Gateway => "tracking.gateway.v1.ProviderGateway",
-            Service::Attribution => "tracking.attribution.v1.AttributionService",
+            Service::Plan => tracking_api::plan::v1::plan_service_server::SERVICE_NAME,
+            Service::Mint => tracking_api::mint::v1::code_mint_service_server::SERVICE_NAME,
+            Service::Gateway => tracking_api::gateway::v1::provider_gateway_server::SERVICE_NAME,
+            Service::Attribution => {
+                tracking_api::attribution::v1::attribution_service_server::SERVICE_NAME
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
-//! The load tool's HTTP/1.1 client: each caller keeps one keep-alive connection to the suite's
-//! HTTP address (trackd's, or a service's) and sends requests whose URIs it built once. A general client (reqwest) parsed
-//! the URL, checked a connection out of a pool and filled a header map for every request: at
-//! 20,000 redirects/s that cost the tool more CPU than trackd spent answering, on the two cores
-//! the tool shares with what it measures.
+//! The load tool's HTTP/1.1 client: each caller keeps one keep-alive connection to the suite's HTTP
+//! address (trackd's, or a service's) and sends requests whose URIs it built once. A general client
+//! (reqwest) parsed the URL, checked a connection out of a pool and filled a header map for every
+//! request: at 20,000 redirects/s that cost the tool more CPU than trackd spent answering, on the
+//! two cores the tool shares with what it measures.
 
 use std::fmt;
 use std::time::Duration;

@@ -328,11 +328,22 @@ impl StoreHttp {
     }
 
     fn note_quota(&self, integration_id: i64, headers: &HeaderMap) {
-        if let Some(quota) = Quota::of(headers) {
-            self.quotas
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(integration_id, quota);
+        let Some(quota) = Quota::of(headers) else {
+            return;
+        };
+        let mut quotas = self
+            .quotas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let noted = quotas.entry(integration_id).or_insert(quota);
+        // Answers of one window (resetting at about the same time) arrive in any order: the
+        // fewest requests left is the latest count. A later window starts afresh; a late answer
+        // of an earlier one is old news.
+        let margin = Duration::from_secs(1);
+        if quota.resets_at > noted.resets_at + margin {
+            *noted = quota;
+        } else if quota.resets_at + margin >= noted.resets_at {
+            noted.left = noted.left.min(quota.left);
         }
     }
 
@@ -386,10 +397,16 @@ impl StoreHttp {
             let outcome = {
                 let _permit = self.permit(integration.id, lane).await?;
                 // Asked with the place taken, right before the call: bulk calls queued for a
-                // place all read the quota as it is when their turn comes.
+                // place all read the quota as it is when their turn comes. At most `max_wait`
+                // in all.
+                let waited_until = tokio::time::Instant::now() + self.config.max_wait;
                 while lane == Lane::Bulk
                     && let Some(wait) = self.quota_wait(integration.id)
                 {
+                    let wait = wait.min(waited_until - tokio::time::Instant::now());
+                    if wait.is_zero() {
+                        break;
+                    }
                     tracing::debug!(
                         integration_id = integration.id,
                         wait_ms = wait.as_millis() as u64,
@@ -652,7 +669,7 @@ mod tests {
     async fn bulk_calls_leave_the_quotas_reserve_to_fetches() {
         use super::super::mock::{self, MockStore};
         use tracking_api::common::v1::Provider;
-        // 20 requests left at first, one fewer at each answer; the window resets 1.5 s later.
+        // 20 requests left at first, one fewer at each answer; the window resets 3 s later.
         let store = MockStore::start(|request| {
             let left = if request.path == "/fetch" {
                 0
@@ -661,11 +678,15 @@ mod tests {
             };
             mock::Reply::json(200, serde_json::json!({}))
                 .header("x-rate-limit-requests-left", &left.to_string())
-                .header("x-rate-limit-time-reset-ms", "1500")
+                .header("x-rate-limit-time-reset-ms", "3000")
         })
         .await;
         let sealer = mock::sealer();
-        let config = mock::fast_http();
+        // Patient calls: none is retried on a slow machine.
+        let config = HttpConfig {
+            timeout: Duration::from_secs(5),
+            ..mock::fast_http()
+        };
         let http = StoreHttp::new(config.clone(), sealer.clone()).unwrap_or_else(|e| panic!("{e}"));
         let integration = mock::integration(&sealer, Provider::Bigcommerce, &store.origin, &[]);
         let call = |path: &'static str| {
@@ -678,10 +699,17 @@ mod tests {
             }
         };
         let bulk: Vec<_> = (0..12).map(|_| tokio::spawn(call("bulk"))).collect();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.requests_to("GET /bulk").len() < 6 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the bulk calls stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(fetching(call("fetch")).await.ok(), Some(StatusCode::OK));
-        // The answer of the 6th request said 15 left: the calls under way then went on, the
-        // others wait for the reset.
+        // The answer of the 6th request (or the fetch's) closed the gate: the calls under way
+        // then went on, the others wait for the reset.
         let before_reset = store.requests_to("GET /bulk").len();
         let reserve = usize::try_from(config.fetch_quota_reserve).unwrap_or(usize::MAX);
         assert!(
