@@ -983,8 +983,12 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
         code.status = CodeStatus::Pending as i32;
     }
     tx!(store, |conn| Codes.apply(conn, 1, &minted).await);
+    // D1, and Z1, free (the code took it all): worth nothing, approved at once too.
     store
-        .one_at_a_time(&[order(1, "D1", Paid, &["deal20"], 5_000, 0)])
+        .one_at_a_time(&[
+            order(1, "D1", Paid, &["deal20"], 5_000, 0),
+            order(1, "Z1", Paid, &["deal20"], 0, 0),
+        ])
         .await;
     let renamed_at = placed() + Duration::hours(1);
     let mut suffixed = minted.clone();
@@ -1018,6 +1022,16 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
             .await,
         ["-5000 -1000"],
         "one adjustment, though the rename was seen twice"
+    );
+    assert_eq!(
+        store
+            .lines(
+                "select sum(orders) || ' ' || sum(code_uses) as line from daily_sales \
+                    where creator_id = 542"
+            )
+            .await,
+        ["0 0"],
+        "Z1, which no adjustment takes back, counts no more either"
     );
     // Later states of the order (shown) do not bring the sale back, nor take anything more
     // back, also once the order is void at the store; and it counts no more.
