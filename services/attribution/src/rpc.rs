@@ -231,7 +231,8 @@ impl AttributionService for Attribution {
         text_field("referrer_host", &req.referrer_host, 255)?;
         text_field("user_agent", &req.user_agent, 1000)?;
         text_field("visitor", &req.visitor, 500)?;
-        if req.click_id.is_empty() && !req.request_id.is_empty() {
+        let derived = req.click_id.is_empty() && !req.request_id.is_empty();
+        if derived {
             req.click_id = self.links.request_click_id(brand_id, &req.request_id);
         }
         let link = self
@@ -261,10 +262,15 @@ impl AttributionService for Attribution {
                 .await
                 .map_err(Error::from)?;
             if holder.is_some_and(|code_id| code_id != link.code_id) {
-                return Err(Error::AlreadyExists(format!(
-                    "click_id {} is recorded for another link",
-                    req.click_id
-                )));
+                // The id derived from a request id: that request id was another request's.
+                return Err(if derived {
+                    Error::invalid("request_id", "was used for a click on another link")
+                } else {
+                    Error::AlreadyExists(format!(
+                        "click_id {} is recorded for another link",
+                        req.click_id
+                    ))
+                });
             }
             Ok(())
         };

@@ -932,6 +932,30 @@ async fn a_click_recorded_again_under_its_request_id_counts_once() {
     })
     .await;
     assert_eq!(figures.clicks, 3, "the retried click counted once");
+    // The same request id for a click on another link: another request under a used id.
+    let other = creator(&suite, &token, w.campaign, 2, "jo")
+        .await
+        .links
+        .unwrap_or_default()
+        .slug;
+    redirected(&suite, &format!("/r/{other}")).await;
+    let reused = suite
+        .attribution()
+        .record_click(authed(
+            RecordClickRequest {
+                slug: other,
+                request_id: "req-1".to_owned(),
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .err()
+        .map(|s| (s.code(), s.message().to_owned()));
+    assert!(
+        matches!(&reused, Some((Status::InvalidArgument, m)) if m.starts_with("request_id")),
+        "{reused:?}"
+    );
     let long = suite
         .attribution()
         .record_click(authed(
