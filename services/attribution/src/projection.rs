@@ -239,7 +239,10 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
             Some(CodeChange {
                 row,
                 changed_at,
-                former_was_held: renamed.is_none_or(|change| change.reason != STORE_COLLISION),
+                held_from: renamed
+                    .filter(|change| change.reason != STORE_COLLISION)
+                    .map(|change| change.from_code.clone())
+                    .unwrap_or_default(),
             })
         })
         .collect();

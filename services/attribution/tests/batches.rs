@@ -12,7 +12,9 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use prost::Message;
 use tracking_api::attribution::v1::{ConversionEvent, ConversionStatus};
 use tracking_api::gateway::v1::{Order, OrderEvent, OrderLine, OrderStatus};
-use tracking_api::mint::v1::{Code, CodeChange as Renamed, CodeEvent, CodeStatus, STORE_COLLISION};
+use tracking_api::mint::v1::{
+    Code, CodeChange as Renamed, CodeEvent, CodeStatus, MANUAL, STORE_COLLISION,
+};
 use tracking_api::plan::v1::{Commission, Plan, PlanEvent, commission, plan_event};
 use tracking_db::{Database, DbError, SchemaSpec, Taken, TestDb};
 use tracking_events::Apply;
@@ -107,7 +109,7 @@ async fn store() -> Store {
             |(brand, code_id, campaign, creator, plan, code)| CodeChange {
                 row: code_row(brand, code_id, campaign, creator, plan, code),
                 changed_at: placed() - Duration::days(1),
-                former_was_held: true,
+                held_from: String::new(),
             },
         )
         .collect();
@@ -778,6 +780,23 @@ fn code_event(id: i64, creator: i64, text: &str, at: DateTime<Utc>) -> CodeEvent
     }
 }
 
+/// `event` with the brand's renames `(from, to, at)` as its history.
+fn edited(mut event: CodeEvent, renames: &[(&str, &str, DateTime<Utc>)]) -> CodeEvent {
+    if let Some(code) = event.code.as_mut() {
+        code.history = renames
+            .iter()
+            .map(|(from, to, at)| Renamed {
+                from_code: (*from).to_owned(),
+                to_code: (*to).to_owned(),
+                reason: MANUAL.to_owned(),
+                changed_at: Some(ts(*at)),
+                ..Default::default()
+            })
+            .collect();
+    }
+    event
+}
+
 #[tokio::test]
 async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
     use OrderStatus::*;
@@ -795,8 +814,17 @@ async fn code_events_in_one_batch_end_as_if_applied_one_at_a_time() {
         code_event(6, 506, "Later1", placed() - Duration::days(2)),
         code_event(7, 507, "R1", placed() - Duration::days(2)),
         code_event(8, 508, "Later2", placed() - Duration::days(2)),
-        code_event(7, 507, "R2", placed() + Duration::hours(1)),
-        code_event(7, 507, "R3", placed() + Duration::hours(2)),
+        edited(
+            code_event(7, 507, "R2", placed() + Duration::hours(1)),
+            &[("R1", "R2", placed() + Duration::hours(1))],
+        ),
+        edited(
+            code_event(7, 507, "R3", placed() + Duration::hours(2)),
+            &[
+                ("R1", "R2", placed() + Duration::hours(1)),
+                ("R2", "R3", placed() + Duration::hours(2)),
+            ],
+        ),
     ];
     for (n, event) in codes.iter().enumerate() {
         tx!(single, |conn| Codes.apply(conn, n as i64 + 1, event).await);
@@ -965,6 +993,48 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
         store.lines(figures).await,
         ["1 8000"],
         "the figures still count B4 alone"
+    );
+}
+
+/// A code announced with an edit's text while the store was asked, then put back when the store
+/// refused it: the refused text was never the code's, and is not kept as a former text of it.
+#[tokio::test]
+async fn a_refused_edits_text_announced_meanwhile_is_not_kept_as_the_codes() {
+    use OrderStatus::*;
+    let store = store().await;
+    let minted = code_event(44, 544, "ANNA", placed() - Duration::days(2));
+    tx!(store, |conn| Codes.apply(conn, 1, &minted).await);
+    let edited_at = placed() - Duration::hours(2);
+    let announced = edited(
+        code_event(44, 544, "ANNAVIP", edited_at),
+        &[("ANNA", "ANNAVIP", edited_at)],
+    );
+    tx!(store, |conn| Codes.apply(conn, 2, &announced).await);
+    let mut back = minted.clone();
+    if let Some(code) = back.code.as_mut() {
+        code.updated_at = Some(ts(placed() - Duration::hours(1)));
+    }
+    tx!(store, |conn| Codes.apply(conn, 3, &back).await);
+    assert_eq!(
+        store
+            .lines("select code_lower as line from code_texts where code_id = 44")
+            .await,
+        ["anna"],
+        "the text the edit left, not the refused one"
+    );
+    // An order placed with the refused text while the store was asked, arriving now, is not
+    // hers (at the store that text was another discount's).
+    store
+        .one_at_a_time(&[placed_at(
+            order(1, "V1", Paid, &["annavip"], 4_000, 0),
+            edited_at + Duration::minutes(30),
+        )])
+        .await;
+    assert!(
+        store
+            .lines("select store_order_id as line from conversions where store_order_id = 'V1'")
+            .await
+            .is_empty()
     );
 }
 
@@ -1374,6 +1444,10 @@ async fn an_order_whose_plan_has_not_arrived_waits_for_it() {
         code.plan_id = 14;
         code.campaign_id = 25;
     }
+    let renamed = edited(
+        renamed,
+        &[("FAY15", "FAY20", placed() + Duration::hours(1))],
+    );
     tx!(store, |conn| Codes.apply(conn, 2, &renamed).await);
     // The plan arrives: the orders its code and its click claim are attributed with its
     // commission; the order nobody claims keeps waiting.

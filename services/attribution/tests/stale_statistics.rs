@@ -867,6 +867,6 @@ fn change(row: projection::CodeRow, at: chrono::DateTime<chrono::Utc>) -> projec
     projection::CodeChange {
         row,
         changed_at: at,
-        former_was_held: true,
+        held_from: String::new(),
     }
 }

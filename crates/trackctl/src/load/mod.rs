@@ -59,7 +59,8 @@ pub struct Common {
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
-    /// gRPC connections the callers share (HTTP/2 multiplexes callers over each).
+    /// gRPC connections the load's callers share (mint, orders; HTTP/2 multiplexes callers over
+    /// each; the webhooks' and clicks' callers keep one HTTP connection each).
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub connections: usize,
     /// Pass verification despite failed calls (refusals by load shedding, RESOURCE_EXHAUSTED,

@@ -329,7 +329,11 @@ pub struct CodeRow {
 pub struct CodeChange {
     pub row: CodeRow,
     pub changed_at: DateTime<Utc>,
-    pub former_was_held: bool,
+    /// The text the code's last rename (to its text now) came from, when the code held it (a
+    /// brand's edit, not a store collision): kept as a former text, valid until `changed_at`.
+    /// Empty otherwise: a text left with no rename from it (an edit the store refused, announced
+    /// while it was asked and then put back) was never the code's.
+    pub held_from: String,
 }
 
 /// Stores each code as of its time; a text a code had before (a brand's rename) is kept in
@@ -358,9 +362,9 @@ pub async fn upsert_codes(
              select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                  $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
                  $10::timestamptz[], $11::bool[], $12::timestamptz[], $13::timestamptz[],
-                 $14::bool[])
+                 $14::text[])
              as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
-                 destination_url, expires_at, active, changed_at, text_since, former_was_held)),
+                 destination_url, expires_at, active, changed_at, text_since, held_from)),
          current as materialized (
              select i.*, c.code_id as current_id, c.integration_id as current_integration_id,
                  c.code as current_code, c.text_since as current_since,
@@ -383,7 +387,8 @@ pub async fn upsert_codes(
              select brand_id, current_integration_id, lower(current_code), code_id, changed_at,
                  current_since
              from current
-             where current_code <> '' and lower(current_code) <> lower(code) and former_was_held
+             where current_code <> '' and lower(current_code) <> lower(code)
+                 and lower(current_code) = lower(held_from)
              on conflict do nothing)
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active, text_since)
@@ -425,7 +430,12 @@ pub async fn upsert_codes(
     .bind::<Array<Nullable<Timestamptz>>, _>(
         codes.iter().map(|c| c.row.text_since).collect::<Vec<_>>(),
     )
-    .bind::<Array<Bool>, _>(codes.iter().map(|c| c.former_was_held).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        codes
+            .iter()
+            .map(|c| c.held_from.as_str())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

@@ -40,10 +40,10 @@ pub struct HttpConfig {
     /// so its fetch never queues behind a bulk push.
     pub fetch_concurrency_per_integration: usize,
     /// Requests of a store's quota that bulk calls leave to those fetches: once the store says
-    /// no more are left (BigCommerce's `X-Rate-Limit-Requests-Left`), a bulk call waits until the
-    /// quota's window resets (`X-Rate-Limit-Time-Reset-Ms`, at most [`Self::max_wait`]). Bulk
-    /// calls already under way (at most [`Self::concurrency_per_integration`]) may take that many
-    /// more.
+    /// no more than these are left (BigCommerce's `X-Rate-Limit-Requests-Left`), a bulk call
+    /// waits until the quota's window resets (`X-Rate-Limit-Time-Reset-Ms`, at most
+    /// [`Self::max_wait`] before each attempt). Bulk calls already under way (at most
+    /// [`Self::concurrency_per_integration`]) may take that many more.
     pub fetch_quota_reserve: u64,
     /// Whether stores on this machine or a private network may be called. Without, a call to
     /// such an address, or to a name that resolves only to such addresses (now, or after it was
@@ -182,8 +182,9 @@ pub struct StoreHttp {
     quotas: Arc<Mutex<HashMap<i64, Quota>>>,
 }
 
-/// An integration's request quota at its store, as the store's last answer told it
-/// (BigCommerce's: on every answer, 429s included).
+/// An integration's request quota at its store, as the answers of its current window tell it
+/// (the fewest requests left among them; an earlier window's late answer is ignored;
+/// BigCommerce's: on every answer, 429s included).
 #[derive(Clone, Copy, Debug)]
 struct Quota {
     /// Requests left in the quota's window.
@@ -398,7 +399,7 @@ impl StoreHttp {
                 let _permit = self.permit(integration.id, lane).await?;
                 // Asked with the place taken, right before the call: bulk calls queued for a
                 // place all read the quota as it is when their turn comes. At most `max_wait`
-                // in all.
+                // before each attempt.
                 let waited_until = tokio::time::Instant::now() + self.config.max_wait;
                 while lane == Lane::Bulk
                     && let Some(wait) = self.quota_wait(integration.id)
