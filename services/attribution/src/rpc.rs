@@ -293,6 +293,10 @@ impl AttributionService for Attribution {
                         .to_owned(),
                 ),
                 Unrecorded::Stopped => Error::Unavailable("the server is stopping; retry".to_owned()),
+                Unrecorded::NotYet { .. } if derived => Error::Unavailable(
+                    "the click is not stored yet (the database is slow or down); retry with the same request_id, which counts it once"
+                        .to_owned(),
+                ),
                 Unrecorded::NotYet { click_id } => Error::Unavailable(format!(
                     "the click is not stored yet (the database is slow or down); retry with click_id {click_id}, which counts it once"
                 )),

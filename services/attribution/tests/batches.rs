@@ -1073,6 +1073,13 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
             ..Default::default()
         }];
     }
+    let counted = "select sum(orders) || ' ' || sum(code_uses) as line from daily_sales \
+        where creator_id = 542";
+    assert_eq!(
+        store.lines(counted).await,
+        ["2 2"],
+        "D1 and Z1 count before the rename"
+    );
     for seq in [2, 3] {
         tx!(store, |conn| Codes.apply(conn, seq, &suffixed).await);
     }
@@ -1094,12 +1101,7 @@ async fn an_approved_sale_of_a_turned_down_text_is_adjusted_back() {
         "one adjustment, though the rename was seen twice"
     );
     assert_eq!(
-        store
-            .lines(
-                "select sum(orders) || ' ' || sum(code_uses) as line from daily_sales \
-                    where creator_id = 542"
-            )
-            .await,
+        store.lines(counted).await,
         ["0 0"],
         "Z1, which no adjustment takes back, counts no more either"
     );

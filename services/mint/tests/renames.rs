@@ -215,6 +215,39 @@ async fn count(conn: &mut AsyncPgConnection, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// The codes the `CHANGED` events announce, in order: text, status and how many changes of its
+/// history.
+async fn announced(conn: &mut AsyncPgConnection) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Binary)]
+        payload: Vec<u8>,
+    }
+    diesel::sql_query(
+        "select payload from events where kind = 'CODE_EVENT_KIND_CHANGED' order by seq",
+    )
+    .load::<Payload>(conn)
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .into_iter()
+    .map(|row| {
+        let code =
+            <tracking_api::mint::v1::CodeEvent as prost::Message>::decode(row.payload.as_slice())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .code
+                .unwrap_or_default();
+        let status = tracking_api::mint::v1::CodeStatus::try_from(code.status)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("CODE_STATUS_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default();
+        format!("{} {status}, {} changes", code.code, code.history.len())
+    })
+    .collect()
+}
+
 /// What the code's edits left behind: `CHANGED` events, texts queued for deactivation at the
 /// store (in order), and edits still being made.
 async fn left(conn: &mut AsyncPgConnection) -> (i64, Vec<String>, i64) {
@@ -444,6 +477,7 @@ async fn an_edit_the_store_refuses_puts_the_code_back_and_announces_it_as_it_is(
     // Announced as it is back (had the code been announced with the refused text meanwhile,
     // this sets it right; otherwise it changes nothing downstream).
     assert_eq!(left(&mut conn).await, (1, vec![], 0));
+    assert_eq!(announced(&mut conn).await, ["ANNA active, 0 changes"]);
 
     // Refused for good, and the old text taken meanwhile: the code keeps the new text, waiting
     // for the pusher (which meets the same answer), and the old text is deactivated.
@@ -505,26 +539,7 @@ async fn a_discount_link_put_back_keeps_the_plans_page_as_it_moved_during_the_ed
         )
     );
     // Announced with the refused text meanwhile, the code is announced again as it is back.
-    #[derive(QueryableByName)]
-    struct Payload {
-        #[diesel(sql_type = diesel::sql_types::Binary)]
-        payload: Vec<u8>,
-    }
-    let announced: Vec<Option<String>> = diesel::sql_query(
-        "select payload from events where kind = 'CODE_EVENT_KIND_CHANGED' order by seq",
-    )
-    .load::<Payload>(&mut conn)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-    .into_iter()
-    .map(|row| {
-        <tracking_api::mint::v1::CodeEvent as prost::Message>::decode(row.payload.as_slice())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .code
-            .map(|code| code.code)
-    })
-    .collect();
-    assert_eq!(announced, [Some("ANNA".to_owned())]);
+    assert_eq!(announced(&mut conn).await, ["ANNA active, 0 changes"]);
 }
 
 #[tokio::test]

@@ -329,9 +329,14 @@ impl StoreHttp {
     }
 
     fn note_quota(&self, integration_id: i64, headers: &HeaderMap) {
-        let Some(quota) = Quota::of(headers) else {
+        let Some(mut quota) = Quota::of(headers) else {
             return;
         };
+        // No bulk call waits longer for it than `max_wait`: an odd reset time must not hold
+        // the later answers off as of an earlier window.
+        quota.resets_at = quota
+            .resets_at
+            .min(tokio::time::Instant::now() + self.config.max_wait);
         let mut quotas = self
             .quotas
             .lock()
