@@ -4,6 +4,7 @@
 //! consumer's transaction, which also prices the Amazon report rows that were waiting for a
 //! plan or campaign it brings (`amazon_reports::reprice`).
 
+use chrono::DateTime;
 use diesel_async::AsyncPgConnection;
 use tracking_api::common::v1::Provider;
 use tracking_api::mint::v1::{CodeEvent, CodeStatus, MANUAL, STORE_COLLISION};
@@ -239,10 +240,10 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
             Some(CodeChange {
                 row,
                 changed_at,
-                held_from: renamed
-                    .filter(|change| change.reason != STORE_COLLISION)
+                renamed_from: renamed
                     .map(|change| change.from_code.clone())
                     .unwrap_or_default(),
+                collided: renamed.is_some_and(|change| change.reason == STORE_COLLISION),
             })
         })
         .collect();
@@ -255,12 +256,31 @@ async fn apply_codes(conn: &mut AsyncPgConnection, events: &[CodeEvent]) -> Resu
     if !texts.is_empty() {
         pending::lock_matching(conn).await?;
     }
-    projection::upsert_codes(conn, &rows).await?;
-    attribute::reverse_collided(
-        conn,
-        &events.iter().filter_map(collided).collect::<Vec<_>>(),
-    )
-    .await?;
+    let dropped = projection::upsert_codes(conn, &rows).await?;
+    // Sales credited by a text the store turned down are taken back: a collision's, and one the
+    // code left with no rename (a refused edit, announced while the store was asked).
+    let mut taken_back: Vec<Collided> = events.iter().filter_map(collided).collect();
+    taken_back.extend(dropped.into_iter().filter_map(|text| {
+        let row = &rows
+            .iter()
+            .find(|change| {
+                (change.row.brand_id, change.row.code_id) == (text.brand_id, text.code_id)
+            })?
+            .row;
+        Some(Collided {
+            brand_id: text.brand_id,
+            code_id: text.code_id,
+            creator_id: row.creator_id,
+            campaign_id: row.campaign_id,
+            plan_id: row.plan_id,
+            text_lower: text.text_lower,
+            since: text
+                .since
+                .map_or(DateTime::<chrono::Utc>::MIN_UTC, |since| since - CLOCK_SKEW),
+            renamed_at: text.left_at,
+        })
+    }));
+    attribute::reverse_collided(conn, &taken_back).await?;
     let released: Vec<Released> = events.iter().flat_map(released).collect();
     texts.extend(projection::extend_former_texts(conn, &released).await?);
     // Orders that used these codes before they reached us (or their former texts while the store

@@ -109,7 +109,8 @@ async fn store() -> Store {
             |(brand, code_id, campaign, creator, plan, code)| CodeChange {
                 row: code_row(brand, code_id, campaign, creator, plan, code),
                 changed_at: placed() - Duration::days(1),
-                held_from: String::new(),
+                renamed_from: String::new(),
+                collided: false,
             },
         )
         .collect();
@@ -997,7 +998,8 @@ async fn orders_placed_before_a_code_had_its_text_are_not_the_codes() {
 }
 
 /// A code announced with an edit's text while the store was asked, then put back when the store
-/// refused it: the refused text was never the code's, and is not kept as a former text of it.
+/// refused it: the refused text was never the code's. It is not kept as a former text of it, and
+/// a sale credited by it meanwhile is taken back.
 #[tokio::test]
 async fn a_refused_edits_text_announced_meanwhile_is_not_kept_as_the_codes() {
     use OrderStatus::*;
@@ -1010,6 +1012,19 @@ async fn a_refused_edits_text_announced_meanwhile_is_not_kept_as_the_codes() {
         &[("ANNA", "ANNAVIP", edited_at)],
     );
     tx!(store, |conn| Codes.apply(conn, 2, &announced).await);
+    // Credited while attribution held the refused text: taken back when the code is put back.
+    store
+        .one_at_a_time(&[placed_at(
+            order(1, "V0", Paid, &["annavip"], 3_000, 0),
+            edited_at + Duration::minutes(10),
+        )])
+        .await;
+    assert_eq!(
+        store
+            .lines("select status as line from conversions where store_order_id = 'V0'")
+            .await,
+        ["pending"]
+    );
     let mut back = minted.clone();
     if let Some(code) = back.code.as_mut() {
         code.updated_at = Some(ts(placed() - Duration::hours(1)));
@@ -1021,6 +1036,15 @@ async fn a_refused_edits_text_announced_meanwhile_is_not_kept_as_the_codes() {
             .await,
         ["anna"],
         "the text the edit left, not the refused one"
+    );
+    assert_eq!(
+        store
+            .lines(
+                "select status || ' ' || revenue_minor as line from conversions \
+                    where store_order_id = 'V0'"
+            )
+            .await,
+        ["reversed 0"]
     );
     // An order placed with the refused text while the store was asked, arriving now, is not
     // hers (at the store that text was another discount's).

@@ -173,10 +173,11 @@ async fn code_events_read_their_codes_by_key_and_leave_unchanged_codes_unwritten
     (new.code_id, new.code, new.slug) = (NEW + 1, "C2-NEW".to_owned(), "s2-new".to_owned());
     events.push(change(new, at));
 
-    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+    let (dropped, read) = rows_read_by(&mut conn, "codes", async |conn| {
         projection::upsert_codes(conn, &events).await
     })
     .await;
+    assert!(dropped.is_empty(), "{dropped:?}");
     assert!(
         read <= BOUND,
         "{} code events read {read} codes",
@@ -824,10 +825,11 @@ async fn a_new_deployments_codes_and_conversions_are_probed_by_key_before_any_an
         })
         .collect();
     assert_eq!(events.len(), wanted.len());
-    let ((), read) = rows_read_by(&mut conn, "codes", async |conn| {
+    let (dropped, read) = rows_read_by(&mut conn, "codes", async |conn| {
         projection::upsert_codes(conn, &events).await
     })
     .await;
+    assert!(dropped.is_empty(), "{dropped:?}");
     assert!(
         read <= BATCH_BOUND,
         "{BATCH_KEYS} code events read {read} codes"
@@ -867,6 +869,7 @@ fn change(row: projection::CodeRow, at: chrono::DateTime<chrono::Utc>) -> projec
     projection::CodeChange {
         row,
         changed_at: at,
-        held_from: String::new(),
+        renamed_from: String::new(),
+        collided: false,
     }
 }

@@ -329,22 +329,44 @@ pub struct CodeRow {
 pub struct CodeChange {
     pub row: CodeRow,
     pub changed_at: DateTime<Utc>,
-    /// The text the code's last rename (to its text now) came from, when the code held it (a
-    /// brand's edit, not a store collision): kept as a former text, valid until `changed_at`.
-    /// Empty otherwise: a text left with no rename from it (an edit the store refused, announced
-    /// while it was asked and then put back) was never the code's.
-    pub held_from: String,
+    /// The text the code's last rename (to its text now) came from; empty when it has none.
+    /// Kept as a former text, valid until `changed_at`, unless the rename was the store turning
+    /// it down (`collided`). A text the code leaves with no rename from it (an edit the store
+    /// refused, announced while it was asked and then put back) was never the code's: see
+    /// [`Dropped`].
+    pub renamed_from: String,
+    pub collided: bool,
+}
+
+/// A text a code left with no rename from it ([`CodeChange::renamed_from`]): held only while an
+/// edit the store refused was being made.
+#[derive(Debug, QueryableByName)]
+pub struct Dropped {
+    #[diesel(sql_type = BigInt)]
+    pub brand_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub code_id: i64,
+    /// Lower-cased.
+    #[diesel(sql_type = Text)]
+    pub text_lower: String,
+    /// Since when the code had it, when known.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub since: Option<DateTime<Utc>>,
+    /// When the code left it.
+    #[diesel(sql_type = Timestamptz)]
+    pub left_at: DateTime<Utc>,
 }
 
 /// Stores each code as of its time; a text a code had before (a brand's rename) is kept in
 /// `code_texts`, valid until then. One statement for all of them, so the codes must be distinct
-/// (a code changed twice goes in two calls, in order).
+/// (a code changed twice goes in two calls, in order). Returns the texts codes left with no
+/// rename from them.
 pub async fn upsert_codes(
     conn: &mut AsyncPgConnection,
     codes: &[CodeChange],
-) -> Result<(), DbError> {
+) -> Result<Vec<Dropped>, DbError> {
     if codes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let column = |f: fn(&CodeRow) -> i64| codes.iter().map(|c| f(&c.row)).collect::<Vec<_>>();
     let text = |f: fn(&CodeRow) -> &str| {
@@ -353,7 +375,7 @@ pub async fn upsert_codes(
             .map(|c| f(&c.row).to_owned())
             .collect::<Vec<_>>()
     };
-    tracking_db::prepared(
+    Ok(tracking_db::prepared(
         // One statement: the former texts are read from the rows as they were before this
         // upsert (every part of a statement sees the same snapshot). An event that changes
         // nothing attribution keeps (a code's pending -> active, say) is left out before the
@@ -362,9 +384,10 @@ pub async fn upsert_codes(
              select * from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
                  $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[],
                  $10::timestamptz[], $11::bool[], $12::timestamptz[], $13::timestamptz[],
-                 $14::text[])
+                 $14::text[], $15::bool[])
              as i(brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
-                 destination_url, expires_at, active, changed_at, text_since, held_from)),
+                 destination_url, expires_at, active, changed_at, text_since, renamed_from,
+                 collided)),
          current as materialized (
              select i.*, c.code_id as current_id, c.integration_id as current_integration_id,
                  c.code as current_code, c.text_since as current_since,
@@ -388,8 +411,9 @@ pub async fn upsert_codes(
                  current_since
              from current
              where current_code <> '' and lower(current_code) <> lower(code)
-                 and lower(current_code) = lower(held_from)
-             on conflict do nothing)
+                 and lower(current_code) = lower(renamed_from) and not collided
+             on conflict do nothing),
+         upserted as (
          insert into codes (brand_id, code_id, campaign_id, creator_id, plan_id, integration_id,
              code, slug, destination_url, expires_at, active, text_since)
          select brand_id, code_id, campaign_id, creator_id, plan_id, integration_id, code, slug,
@@ -411,7 +435,12 @@ pub async fn upsert_codes(
                  (excluded.campaign_id, excluded.creator_id, excluded.plan_id,
                   excluded.integration_id, excluded.code, excluded.slug,
                   excluded.destination_url, excluded.expires_at, excluded.active)
-                 then codes.version else nextval('codes_version') end",
+                 then codes.version else nextval('codes_version') end)
+         select brand_id, code_id, lower(current_code) as text_lower, current_since as since,
+             changed_at as left_at
+         from current
+         where current_code <> '' and lower(current_code) <> lower(code)
+             and lower(current_code) <> lower(renamed_from)",
     )
     .bind::<Array<BigInt>, _>(column(|c| c.brand_id))
     .bind::<Array<BigInt>, _>(column(|c| c.code_id))
@@ -433,12 +462,12 @@ pub async fn upsert_codes(
     .bind::<Array<Text>, _>(
         codes
             .iter()
-            .map(|c| c.held_from.as_str())
+            .map(|c| c.renamed_from.as_str())
             .collect::<Vec<_>>(),
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind::<Array<Bool>, _>(codes.iter().map(|c| c.collided).collect::<Vec<_>>())
+    .load(conn)
+    .await?)
 }
 
 /// A text a code had before a brand's edit, which the store went on taking after the edit until
