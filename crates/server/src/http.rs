@@ -33,7 +33,7 @@ pub fn router(metrics: Option<Metrics>) -> Router {
 
 /// A process's HTTP routers: the public port's (the kit's routes and the service's `routes`) and,
 /// when `/metrics` has a port of its own (`metrics_listener`), that port with its router.
-pub fn routers(
+pub(crate) fn routers(
     metrics: Metrics,
     routes: Router,
     metrics_listener: Option<TcpListener>,

@@ -38,17 +38,19 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr}: {err}"))
 }
 
-/// Runs the gRPC and HTTP servers of a process (and its metrics port, when it has one: see
-/// [`http::routers`]) until `shutdown`, and returns when all have drained. Any failing stops
-/// the others.
+/// Runs the gRPC and HTTP servers of a process (the HTTP port with the kit's routes and the
+/// process's `routes`; `/metrics` there, or on `metrics_listener` when it has a port of its
+/// own: see `http::routers`) until `shutdown`, and returns when all have drained. Any failing
+/// stops the others.
 pub async fn serve(
     grpc: GrpcServer,
     grpc_listener: TcpListener,
-    http_router: axum::Router,
+    routes: axum::Router,
     http_listener: TcpListener,
-    metrics_port: Option<(TcpListener, axum::Router)>,
+    (metrics, metrics_listener): (Metrics, Option<TcpListener>),
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (http_router, metrics_port) = http::routers(metrics, routes, metrics_listener);
     let grace = grpc.shutdown_grace();
     let grpc_task = grpc.serve(grpc_listener, shutdown.clone());
     let http_task = http::serve(http_listener, http_router, shutdown.clone(), grace);
@@ -164,13 +166,12 @@ where
         None => None,
     };
     tracing::info!(grpc = %server.grpc_addr, http = %server.http_addr, metrics = ?server.metrics_addr, "{name} listening");
-    let (http_router, metrics_port) = http::routers(metrics, parts.http, metrics_listener);
     let served = serve(
         parts.grpc,
         grpc_listener,
-        http_router,
+        parts.http,
         http_listener,
-        metrics_port,
+        (metrics, metrics_listener),
         shutdown,
     )
     .await;

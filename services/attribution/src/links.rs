@@ -451,16 +451,21 @@ async fn redirect(
     let click_id = if method == Method::HEAD {
         None
     } else {
-        // Every line of the header, in order: a proxy may add a line of its own rather than
-        // extend the client's (a value that is not text stops the walk there).
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|line| line.to_str().unwrap_or("?"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let client = peer.map(|peer| proxies.client(peer, &forwarded));
         let via_proxy = peer.is_some_and(|peer| proxies.trusts(peer));
+        // Read from a trusted proxy only, every line of the header, in order: a proxy may add a
+        // line of its own rather than extend the client's (a value that is not text stops the
+        // walk there).
+        let forwarded = if via_proxy {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|line| line.to_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            String::new()
+        };
+        let client = peer.map(|peer| proxies.client(peer, &forwarded));
         let info = ClickInfo {
             referrer: header(headers, "referer").to_owned(),
             country: if via_proxy {

@@ -214,14 +214,12 @@ impl Suite {
                 })
             })
         });
-        let (http_router, metrics_port) =
-            tracking_server::http::routers(self.metrics, self.http, self.metrics_listener);
         let served = tracking_server::serve(
             self.grpc,
             grpc_listener,
-            http_router,
+            self.http,
             http_listener,
-            metrics_port,
+            (self.metrics, self.metrics_listener),
             shutdown,
         )
         .await;
