@@ -315,11 +315,30 @@ impl Intake {
         Ok(Self::one(integration, order))
     }
 
+    /// An order from a store's payload (a webhook's, its API's): fitted to the model field by
+    /// field first ([`NormalizedOrder::fitted`], logged), so that a field the store allows and
+    /// the model does not keep does not lose the order; then [`Self::checked`].
+    fn from_store(
+        integration: &IntegrationRow,
+        order: NormalizedOrder,
+    ) -> Result<Incoming, ParseError> {
+        let (order, changed) = order.fitted();
+        if !changed.is_empty() {
+            tracing::warn!(
+                integration_id = integration.id,
+                store_order_id = %order.store_order_id,
+                changed = ?changed,
+                "store order fitted to the model"
+            );
+        }
+        Self::checked(integration, order)
+    }
+
     /// Orders a store's API returned, without those that fail the model's checks (logged).
     fn keep_valid(integration: &IntegrationRow, orders: Vec<NormalizedOrder>) -> Vec<Incoming> {
         orders
             .into_iter()
-            .filter_map(|order| match Self::checked(integration, order) {
+            .filter_map(|order| match Self::from_store(integration, order) {
                 Ok(incoming) => Some(incoming),
                 Err(err) => {
                     tracing::error!(integration_id = integration.id, error = %err, "store order skipped: invalid");
@@ -424,7 +443,7 @@ impl Intake {
             // Other topics the app may be subscribed to: acknowledged, not stored.
             _ => return Ok(Outcome::default()),
         };
-        let incoming = [Self::checked(&integration, order)?];
+        let incoming = [Self::from_store(&integration, order)?];
         Ok(self
             .accept(
                 &incoming,
@@ -471,7 +490,7 @@ impl Intake {
             .filter(|id| !id.is_empty() && id.len() <= 200)
             .map(|id| woocommerce::delivery_key(id, body));
         let delivery = key.as_deref().map(|id| Delivery { id, topic });
-        let incoming = [Self::checked(&integration, order)?];
+        let incoming = [Self::from_store(&integration, order)?];
         Ok(self
             .accept(
                 &incoming,

@@ -647,6 +647,52 @@ async fn woocommerce_deliveries_pings_and_statuses() {
     assert_eq!(orders_stored(&suite).await, 3);
 }
 
+/// A shop whose plugins sell by weight (decimal quantities) and let a shopper type a coupon no
+/// store of ours made, longer than any code: its order still counts, with the code of ours.
+#[tokio::test]
+async fn a_woocommerce_order_with_fields_the_model_does_not_keep_still_counts() {
+    let suite = Suite::start().await;
+    let integration = register(&suite, &brand(2), Provider::Woocommerce).await;
+    let long_coupon = "x".repeat(300);
+    let body = WOO_ORDER
+        .replace(r#""quantity": 2,"#, r#""quantity": 1.5,"#)
+        .replace(
+            r#"{"id": 318, "code": "summer20", "discount": "2.40"}"#,
+            &format!(
+                r#"{{"id": 317, "code": "{long_coupon}", "discount": "0.00"}},
+                   {{"id": 318, "code": "summer20", "discount": "2.40"}}"#
+            ),
+        )
+        .replace(
+            r#""shipping": {"country": "US"}"#,
+            r#""shipping": {"country": "\u00c9"}"#,
+        )
+        .replace(r#""country": "US""#, r#""country": "\u00c9""#);
+    let signature = sign(SECRET, body.as_bytes());
+    let answer = woocommerce(
+        &suite,
+        integration,
+        &[
+            ("x-wc-webhook-topic", "order.created"),
+            ("x-wc-webhook-delivery-id", "1"),
+            ("x-wc-webhook-signature", &signature),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(answer, (200, r#"{"status":"accepted"}"#.to_owned()));
+    let events = watch(&suite, &brand(2), 0, 1).await;
+    let order = events[0].order.clone().unwrap_or_default();
+    assert_eq!(
+        (order.codes, order.country, order.total_minor),
+        (vec!["summer20".to_owned()], String::new(), 2935)
+    );
+    assert_eq!(
+        order.lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+        [2, 1]
+    );
+}
+
 #[tokio::test]
 async fn ast_conversions_and_the_pixel() {
     let suite = Suite::start().await;

@@ -63,7 +63,11 @@ fn bigcommerce_order(id: u64) -> Value {
         "date_modified": "Wed, 05 Mar 2025 08:00:00 +0000", "status_id": 11,
         "status": "Awaiting Fulfillment", "subtotal_ex_tax": "120.0000", "subtotal_inc_tax": "120.0000",
         "total_ex_tax": "104.0000", "total_inc_tax": "104.0000", "discount_amount": "0.0000",
-        "coupon_discount": "24.0000", "refunded_amount": "0.0000", "currency_code": "USD",
+        "coupon_discount": "24.0000", "refunded_amount": "0.0000",
+        "currency_id": 1, "currency_code": "USD", "currency_exchange_rate": "1.0000000000",
+        "default_currency_id": 1, "default_currency_code": "USD",
+        "store_default_currency_code": "USD",
+        "store_default_to_transactional_exchange_rate": "1.0000000000",
         "billing_address": { "first_name": "Jo", "email": "jo@example.com", "country_iso2": "US" }
     })
 }
@@ -97,6 +101,7 @@ async fn bigcommerce_thin_webhooks_fetch_the_order_once() {
                 // Order 251 comes back with no currency: it cannot be read.
                 if id == 251 {
                     order["currency_code"] = json!("");
+                    order["default_currency_code"] = json!("");
                 }
                 axum::Json(order)
             }),

@@ -33,6 +33,7 @@ use super::http::{Reply, StoreHttp, origin};
 use super::mapping::json_amount;
 pub use crate::domain::amazon::TagIds;
 use crate::store::IntegrationRow;
+use tracking_server::fields::check_text;
 
 const STORE: &str = "Amazon Attribution";
 const REPORT_PAGE: u32 = 5000;
@@ -274,10 +275,18 @@ impl AmazonAttribution {
                 )
                 .await?;
             let page: Value = reply.json(STORE)?;
+            // A row the importer cannot read (ids no tag of ours could carry, a date or a
+            // figure it cannot parse) is left out, logged: failing the import for it would fail
+            // every later one the same way, and the days past the window would be lost.
             for entry in page["reports"].as_array().into_iter().flatten() {
-                rows.push(report_row(entry, &currency).ok_or_else(|| {
-                    AdapterError::Unavailable(format!("{STORE} report row unreadable: {entry}"))
-                })?);
+                match report_row(entry, &currency) {
+                    Some(row) => rows.push(row),
+                    None => tracing::error!(
+                        integration_id = integration.id,
+                        row = %entry,
+                        "{STORE} report row unreadable: left out of the import"
+                    ),
+                }
             }
             match page["cursorId"].as_str().filter(|c| !c.is_empty()) {
                 Some(next) if next != cursor => cursor = next.to_owned(),
@@ -336,18 +345,23 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
+/// The longest tag id a report row may carry: far past any of ours (`TagIds::of_creator`), which
+/// the report's rows are matched against; the rest of the report is stored as it comes.
+const MAX_TAG_ID_CHARS: usize = 128;
+
 fn report_row(entry: &Value, currency: &str) -> Option<ReportRow> {
     let text = |key: &str| {
-        entry[key]
+        let id = entry[key]
             .as_str()
             .map(str::to_owned)
             .or_else(|| entry[key].as_u64().map(|n| n.to_string()))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        check_text(&id, MAX_TAG_ID_CHARS).is_ok().then_some(id)
     };
     Some(ReportRow {
-        campaign_id: text("campaignId"),
-        ad_group_id: text("adGroupId"),
-        creative_id: text("creativeId"),
+        campaign_id: text("campaignId")?,
+        ad_group_id: text("adGroupId")?,
+        creative_id: text("creativeId")?,
         date: NaiveDate::parse_from_str(entry["date"].as_str()?, "%Y%m%d").ok()?,
         purchases: entry["attributedPurchases14d"].as_i64().unwrap_or(0),
         sales_minor: json_amount(&entry["attributedSales14d"], currency)?,
@@ -481,8 +495,18 @@ mod tests {
                 _ => mock::Reply::json(
                     200,
                     json!({ "reports": [{ "date": "20250302", "campaignId": "camp-7", "adGroupId": "plan-3",
-                        "creativeId": "creator-42", "attributedPurchases14d": 1, "attributedSales14d": 20 }],
-                        "cursorId": "", "size": 1 }),
+                        "creativeId": "creator-42", "attributedPurchases14d": 1, "attributedSales14d": 20 },
+                        // Rows no import can read (ids a tag's template let anyone set, a
+                        // figure that is not one) are left out; the rest is imported.
+                        { "date": "20250302", "campaignId": "camp-\u{0}", "adGroupId": "plan-3",
+                          "creativeId": "creator-43", "attributedPurchases14d": 1, "attributedSales14d": 5 },
+                        { "date": "20250302", "campaignId": "c".repeat(3000), "adGroupId": "plan-3",
+                          "creativeId": "creator-44", "attributedPurchases14d": 1, "attributedSales14d": 5 },
+                        { "date": "2025-03-02", "campaignId": "camp-7", "adGroupId": "plan-3",
+                          "creativeId": "creator-45", "attributedPurchases14d": 1, "attributedSales14d": 5 },
+                        { "date": "20250302", "campaignId": "camp-7", "adGroupId": "plan-3",
+                          "creativeId": "creator-46", "attributedPurchases14d": 1, "attributedSales14d": "n/a" }],
+                        "cursorId": "", "size": 5 }),
                 ),
             },
         })

@@ -664,13 +664,17 @@ fn normalize(
     coupons: &[Value],
     customer_key: &[u8],
 ) -> Result<NormalizedOrder, String> {
-    let currency = order["currency_code"]
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_uppercase();
+    // The amounts are in the transactional currency, the one the shopper pays in
+    // (`default_currency_code`); `currency_code` is the storefront's display currency, which may
+    // differ (orders of stores without multi-currency may carry only `currency_code`).
+    let currency = [&order["default_currency_code"], &order["currency_code"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .map(|code| code.trim().to_ascii_uppercase())
+        .find(|code| !code.is_empty())
+        .unwrap_or_default();
     if currency.len() != 3 {
-        return Err("currency_code is not an ISO 4217 code".to_owned());
+        return Err("default_currency_code is not an ISO 4217 code".to_owned());
     }
     let amount = |value: &Value, name: &str| {
         json_amount(value, &currency)
@@ -1511,7 +1515,11 @@ mod tests {
             "date_modified": "Wed, 05 Mar 2025 08:00:00 +0000", "status_id": status_id,
             "status": "Awaiting Fulfillment", "subtotal_ex_tax": "120.0000", "subtotal_inc_tax": "120.0000",
             "total_ex_tax": "104.0000", "total_inc_tax": "104.0000", "discount_amount": "0.0000",
-            "coupon_discount": "24.0000", "refunded_amount": "0.0000", "currency_code": "USD",
+            "coupon_discount": "24.0000", "refunded_amount": "0.0000",
+            "currency_id": 1, "currency_code": "USD", "currency_exchange_rate": "1.0000000000",
+            "default_currency_id": 1, "default_currency_code": "USD",
+            "store_default_currency_code": "USD",
+            "store_default_to_transactional_exchange_rate": "1.0000000000",
             "billing_address": { "first_name": "Jo", "email": "JO@example.com", "country_iso2": "US" },
             "products": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/products", "resource": "/orders/118/products" },
             "coupons": { "url": "https://api.bigcommerce.com/stores/abc123/v2/orders/118/coupons", "resource": "/orders/118/coupons" },
@@ -1628,6 +1636,32 @@ mod tests {
                 .all(|r| matches!(r.outcome, PushOutcome::Created { .. })),
             "{pushed:?}"
         );
+    }
+
+    /// A store selling in USD that shows prices in yen: the order's amounts are dollars.
+    #[test]
+    fn an_orders_amounts_are_in_the_currency_the_shopper_pays_in() {
+        let mut order = order_json(120, 11);
+        order["currency_id"] = json!(2);
+        order["currency_code"] = json!("JPY");
+        order["currency_exchange_rate"] = json!("150.2000000000");
+        let normalized = normalize(order.clone(), &[], &[], mock::CUSTOMER_KEY)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (normalized.currency.as_str(), normalized.total_minor),
+            ("USD", 10_400),
+            "the transactional currency, not the display one"
+        );
+        // An order with the display currency only is read in it.
+        order
+            .as_object_mut()
+            .map(|fields| fields.remove("default_currency_code"));
+        order["currency_code"] = json!("usd");
+        let normalized = normalize(order.clone(), &[], &[], mock::CUSTOMER_KEY)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(normalized.currency, "USD");
+        order["currency_code"] = json!("");
+        assert!(normalize(order, &[], &[], mock::CUSTOMER_KEY).is_err());
     }
 
     #[tokio::test]

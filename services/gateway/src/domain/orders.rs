@@ -13,6 +13,15 @@ pub const MAX_CODE_CHARS: usize = 255;
 /// The longest click id an order may carry, in characters.
 pub const MAX_CLICK_ID_CHARS: usize = 128;
 
+/// The most codes an order (and a line) may name.
+pub const MAX_CODES: usize = 20;
+/// The most lines an order may have.
+pub const MAX_LINES: usize = 1000;
+/// The longest product or category id a line may carry, in characters.
+pub const MAX_LINE_ID_CHARS: usize = 100;
+/// The largest quantity a line may have.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
 /// Largest amount accepted anywhere (10^15 minor units): far above any real order, far below
 /// overflow when amounts are summed.
 pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000_000;
@@ -135,6 +144,87 @@ impl NormalizedOrder {
         }
     }
 
+    /// A store's order fitted to the model's bounds field by field, with what was changed (for
+    /// the log), so that one field the model cannot keep does not lose the order: a code or a
+    /// click id no text of ours could be, a product id longer than any plan names, a country
+    /// that is not one are dropped; a quantity past the bound is capped; codes past the most an
+    /// order names are cut, and lines past the most it has are folded into its last (with no
+    /// product, their amounts and codes kept). Ids, the currency and amounts are left to the
+    /// checks ([`Self::from_proto`]): an order wrong in those is not one the model can count.
+    pub fn fitted(mut self) -> (Self, Vec<String>) {
+        let mut changed = Vec::new();
+        let code_fits =
+            |code: &String| !code.trim().is_empty() && check_text(code, MAX_CODE_CHARS).is_ok();
+        let fit_codes = |codes: &mut Vec<String>, field: &str, changed: &mut Vec<String>| {
+            let before = codes.len();
+            codes.retain(code_fits);
+            codes.truncate(MAX_CODES);
+            if codes.len() != before {
+                changed.push(format!("{field}: {} of {before} kept", codes.len()));
+            }
+        };
+        fit_codes(&mut self.codes, "codes", &mut changed);
+        if self
+            .click_id
+            .take_if(|id| check_text(id, MAX_CLICK_ID_CHARS).is_err())
+            .is_some()
+        {
+            changed.push("click_id dropped".to_owned());
+        }
+        if self
+            .country
+            .take_if(|c| c.len() != 2 || !c.chars().all(|c| c.is_ascii_uppercase()))
+            .is_some()
+        {
+            changed.push("country dropped".to_owned());
+        }
+        if self.lines.len() > MAX_LINES {
+            changed.push(format!(
+                "lines: {} folded into one",
+                self.lines.len() + 1 - MAX_LINES
+            ));
+            let folded = self.lines.drain(MAX_LINES - 1..).fold(
+                OrderLine {
+                    product_id: String::new(),
+                    category_id: String::new(),
+                    quantity: 0,
+                    amount_minor: 0,
+                    discount_minor: 0,
+                    codes: Vec::new(),
+                },
+                |mut all, line| {
+                    all.quantity = all.quantity.saturating_add(line.quantity);
+                    all.amount_minor = all.amount_minor.saturating_add(line.amount_minor);
+                    all.discount_minor = all.discount_minor.saturating_add(line.discount_minor);
+                    for code in line.codes {
+                        if !all.codes.contains(&code) {
+                            all.codes.push(code);
+                        }
+                    }
+                    all
+                },
+            );
+            self.lines.push(folded);
+        }
+        for (i, line) in self.lines.iter_mut().enumerate() {
+            for (name, id) in [
+                ("product_id", &mut line.product_id),
+                ("category_id", &mut line.category_id),
+            ] {
+                if check_text(id, MAX_LINE_ID_CHARS).is_err() {
+                    id.clear();
+                    changed.push(format!("lines[{i}].{name} dropped"));
+                }
+            }
+            if !(0..=MAX_QUANTITY).contains(&line.quantity) {
+                line.quantity = line.quantity.clamp(0, MAX_QUANTITY);
+                changed.push(format!("lines[{i}].quantity capped"));
+            }
+            fit_codes(&mut line.codes, &format!("lines[{i}].codes"), &mut changed);
+        }
+        (self, changed)
+    }
+
     /// A normalized order from outside the gateway (IngestOrders, PlaceSandboxOrder), checked
     /// field by field; `field` prefixes the field names in errors (e.g. `orders[3]`).
     pub fn from_proto(order: pb::Order, field: &str) -> Result<NormalizedOrder, Error> {
@@ -168,8 +258,8 @@ impl NormalizedOrder {
         if order.refunded_minor > order.total_minor {
             return Err(bad("refunded_minor", "exceeds total_minor"));
         }
-        if order.codes.len() > 20 {
-            return Err(bad("codes", "at most 20 codes"));
+        if order.codes.len() > MAX_CODES {
+            return Err(bad("codes", &format!("at most {MAX_CODES} codes")));
         }
         for code in &order.codes {
             if code.trim().is_empty() {
@@ -187,21 +277,21 @@ impl NormalizedOrder {
                 "must be empty or ISO 3166-1 alpha-2 (2 capital letters)",
             ));
         }
-        if order.lines.len() > 1000 {
-            return Err(bad("lines", "at most 1000 lines"));
+        if order.lines.len() > MAX_LINES {
+            return Err(bad("lines", &format!("at most {MAX_LINES} lines")));
         }
         let mut lines = Vec::with_capacity(order.lines.len());
         for (i, line) in order.lines.into_iter().enumerate() {
             let name = |n: &str| format!("lines[{i}].{n}");
-            text(&name("product_id"), &line.product_id, 100)?;
-            text(&name("category_id"), &line.category_id, 100)?;
-            if !(0..=1_000_000).contains(&line.quantity) {
+            text(&name("product_id"), &line.product_id, MAX_LINE_ID_CHARS)?;
+            text(&name("category_id"), &line.category_id, MAX_LINE_ID_CHARS)?;
+            if !(0..=MAX_QUANTITY).contains(&line.quantity) {
                 return Err(bad(&name("quantity"), "must be between 0 and 1,000,000"));
             }
             amount(&name("amount_minor"), line.amount_minor)?;
             amount(&name("discount_minor"), line.discount_minor)?;
-            if line.codes.len() > 20 {
-                return Err(bad(&name("codes"), "at most 20 codes"));
+            if line.codes.len() > MAX_CODES {
+                return Err(bad(&name("codes"), &format!("at most {MAX_CODES} codes")));
             }
             for code in &line.codes {
                 text(&name("codes"), code, MAX_CODE_CHARS)?;
@@ -422,5 +512,82 @@ mod tests {
         };
         assert_eq!(with_code("É".repeat(MAX_CODE_CHARS)).ok(), Some(255));
         assert!(with_code("A".repeat(MAX_CODE_CHARS + 1)).is_err());
+    }
+
+    /// A store's order with fields no check lets through is kept, without them, and reads back.
+    #[test]
+    fn a_stores_order_is_fitted_to_the_model_field_by_field() {
+        let line = |product_id: String, quantity: i64, codes: Vec<String>| OrderLine {
+            product_id,
+            category_id: String::new(),
+            quantity,
+            amount_minor: 100,
+            discount_minor: 10,
+            codes,
+        };
+        let long_sku = "SKU-".repeat(60);
+        let mut codes: Vec<String> = (0..25).map(|n| format!("C{n}")).collect();
+        codes.insert(0, "A".repeat(MAX_CODE_CHARS + 1));
+        codes.insert(1, "BAD\0CODE".to_owned());
+        codes.insert(2, " ".to_owned());
+        let mut lines = vec![
+            line(long_sku, 2, vec!["C0".into(), "X\nY".into()]),
+            line("77".into(), 2_000_000, vec!["C1".into()]),
+        ];
+        lines.extend((0..MAX_LINES).map(|n| line(format!("p{n}"), 1, vec![format!("C{}", n % 3)])));
+        let order = NormalizedOrder {
+            store_order_id: "1001".into(),
+            status: OrderStatus::Paid,
+            codes,
+            click_id: Some("c\u{7}".into()),
+            currency: "USD".into(),
+            subtotal_minor: 100_200,
+            discount_minor: 10_020,
+            total_minor: 90_180,
+            refunded_minor: 0,
+            country: Some("\u{e9}s".into()),
+            customer_hash: None,
+            lines,
+            occurred_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            updated_at: None,
+            test: false,
+        };
+        assert!(NormalizedOrder::from_proto(order.to_proto(7), "order").is_err());
+        let (fitted, changed) = order.fitted();
+        assert!(!changed.is_empty());
+        let kept = NormalizedOrder::from_proto(fitted.to_proto(7), "order")
+            .unwrap_or_else(|e| panic!("{e}: {changed:?}"));
+        assert_eq!(kept, fitted, "it reads back as it is stored");
+        assert_eq!(
+            kept.codes,
+            (0..20).map(|n| format!("C{n}")).collect::<Vec<_>>(),
+            "codes no order could name are dropped, the rest cut at {MAX_CODES}"
+        );
+        assert_eq!((kept.click_id, kept.country), (None, None));
+        assert_eq!(kept.lines.len(), MAX_LINES);
+        assert_eq!(
+            (
+                kept.lines[0].product_id.as_str(),
+                kept.lines[0].codes.clone()
+            ),
+            ("", vec!["C0".to_owned()])
+        );
+        assert_eq!(kept.lines[1].quantity, MAX_QUANTITY);
+        // The last line holds the folded ones (3 of them): their amounts and codes count.
+        let last = &kept.lines[MAX_LINES - 1];
+        assert_eq!(
+            (
+                last.product_id.as_str(),
+                last.quantity,
+                last.amount_minor,
+                last.discount_minor
+            ),
+            ("", 3, 300, 30)
+        );
+        let mut folded_codes = last.codes.clone();
+        folded_codes.sort();
+        assert_eq!(folded_codes, ["C0", "C1", "C2"]);
+        let sum = |lines: &[OrderLine]| lines.iter().map(|l| l.amount_minor).sum::<i64>();
+        assert_eq!(sum(&kept.lines), 100 * (MAX_LINES as i64 + 2));
     }
 }

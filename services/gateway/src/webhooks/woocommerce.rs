@@ -89,7 +89,9 @@ struct Party {
 struct LineItem {
     #[serde(default)]
     product_id: Option<u64>,
-    quantity: i64,
+    /// A whole number in WooCommerce itself; a decimal (`2.0`, `1.5`) with plugins that sell by
+    /// weight or length (they make stock amounts floats).
+    quantity: f64,
     /// Before discounts.
     subtotal: String,
     /// After discounts.
@@ -165,7 +167,8 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
         lines.push(OrderLine {
             product_id: item.product_id.map(|id| id.to_string()).unwrap_or_default(),
             category_id: String::new(),
-            quantity: item.quantity,
+            // `as` saturates: a quantity past the model's bound is refused by its checks.
+            quantity: item.quantity.round() as i64,
             amount_minor: before,
             discount_minor: discount,
             codes: line_codes,
@@ -278,6 +281,19 @@ mod tests {
             assert_eq!(order.click_id, None, "{bad}");
             assert_eq!(order.codes, vec!["SUMMER20"]);
         }
+    }
+
+    #[test]
+    fn a_decimal_quantity_is_read_rounded() {
+        let body = ORDER
+            .replace(r#""quantity": 2,"#, r#""quantity": 2.0,"#)
+            .replace(r#""quantity": 1,"#, r#""quantity": 1.5,"#);
+        let order = parse_order(body.as_bytes(), b"key").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            order.lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+            [2, 2]
+        );
+        assert_eq!(order.codes, vec!["SUMMER20"]);
     }
 
     #[test]
