@@ -143,6 +143,16 @@ impl Suite {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// Runs one statement in `schema` (to put the suite's tables in a state a test needs:
+    /// what a process that died left behind, say).
+    pub async fn execute(&self, schema: &'static str, sql: &str) {
+        let db = self.schema(schema);
+        let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Waits until `sql` (a `count(*) as n` in `schema`) counts `n`; panics, naming `what`,
     /// if it does not in time.
     pub async fn count_becomes(&self, what: &str, schema: &'static str, sql: &str, n: i64) {

@@ -58,6 +58,23 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
     if claimed.is_empty() {
         return Ok(0);
     }
+    // Creators whose code the brand disabled since they were queued: settled, not minted.
+    let disabled = {
+        let mut conn = shared.db.conn().await?;
+        let disabled = queue::disabled_among(&mut conn, &claimed).await?;
+        queue::settle(&mut conn, &disabled).await?;
+        disabled
+    };
+    let count = claimed.len();
+    let claimed: Vec<_> = claimed
+        .into_iter()
+        .filter(|entry| {
+            !disabled.iter().any(|d| {
+                (d.brand_id, d.campaign_id, d.creator_id)
+                    == (entry.brand_id, entry.campaign_id, entry.creator_id)
+            })
+        })
+        .collect();
     // Failures the brand asked for, retried here after a profile fix, stay the brand's.
     let brands = {
         let keys: Vec<_> = claimed
@@ -109,7 +126,7 @@ async fn round(shared: &Shared, minter: &Minter) -> Result<usize, Error> {
     queue::settle(&mut conn, &settled).await?;
     queue::release(&mut conn, &soon, RETRY_SECS).await?;
     queue::release(&mut conn, &later, UNEXPECTED_RETRY_SECS).await?;
-    Ok(claimed.len())
+    Ok(count)
 }
 
 /// What becomes of a queue entry once its mint has answered.

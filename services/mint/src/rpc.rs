@@ -183,9 +183,11 @@ impl CodeMintService for MintService {
         let brand_id = brand(&request)?;
         let req = request.get_ref();
         let integration_id = id("integration_id", req.integration_id)?;
-        if req.code.trim().is_empty() || req.code.len() > 255 {
-            return Err(Error::invalid("code", "must be 1..=255 characters").into());
+        if req.code.trim().is_empty() {
+            return Err(Error::invalid("code", "is required").into());
         }
+        tracking_server::fields::check_required_text(&req.code, 255)
+            .map_err(|message| Error::invalid("code", message))?;
         let code = self.resolve(brand_id, integration_id, &req.code).await?;
         Ok(Response::new(pb::ResolveCodeResponse {
             code: Some(code_to_proto(&code, self.public_base_url())),

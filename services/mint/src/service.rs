@@ -19,7 +19,7 @@ use crate::minter::{Key, Minted, Minter};
 use crate::pusher::HOLD_SECS;
 use crate::random::SecureRandom;
 use crate::store::failures::FailureRow;
-use crate::store::{codes, failures, notify_work, projection, renames};
+use crate::store::{codes, failures, notify_work, projection, queue, renames};
 
 /// How a brand's edit of a code began.
 enum Edit {
@@ -294,10 +294,13 @@ impl MintService {
                     .await?;
                 notify_work(conn).await?;
             }
-            // No trigger mints the creator another code by itself, and no retry of a failure
-            // the code met (the store's refusal of it) either.
+            // No trigger mints the creator another code by itself (one queued for them, or
+            // being minted now, is taken off the queue; the queue's worker and the projection
+            // skip creators so marked), and no retry of a failure the code met (the store's
+            // refusal of it) either.
             let key = (brand_id, code.campaign_id, code.creator_id);
             projection::set_code_disabled(conn, key, true).await?;
+            queue::forget(conn, key).await?;
             failures::clear(conn, &[key]).await?;
             let event = events::code(CodeEventKind::Disabled, &disabled, &public_base_url);
             tracking_events::append(conn, &[event]).await?;

@@ -326,6 +326,39 @@ async fn minting_renders_the_pattern_and_is_idempotent() {
         .await
         .map(|r| r.into_inner().code.map(|c| c.creator_id));
     assert_eq!(resolved.ok().flatten(), Some(1));
+    // Text no code can be is refused naming the field (PostgreSQL keeps no NUL: it once failed
+    // the lookup with INTERNAL); the length is counted in characters.
+    for (code, why) in [
+        ("JOSE\0".to_owned(), "a NUL"),
+        (" ".to_owned(), "blank"),
+        ("É".repeat(256), "too long"),
+    ] {
+        let status = suite
+            .mint()
+            .resolve_code(authed(
+                ResolveCodeRequest {
+                    integration_id: s.integration,
+                    code,
+                },
+                &token,
+            ))
+            .await
+            .expect_err(why);
+        assert_eq!(status.code(), Status::InvalidArgument, "{why}");
+        assert!(status.message().starts_with("code"), "{why}: {status:?}");
+    }
+    let greek = suite
+        .mint()
+        .resolve_code(authed(
+            ResolveCodeRequest {
+                integration_id: s.integration,
+                code: "Ω".repeat(200),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("not held");
+    assert_eq!(greek.code(), Status::NotFound, "200 letters fit: {greek:?}");
 
     // Another brand sees none of it.
     let status = mint(&suite, &brand(2), s.campaign, 1)
@@ -1403,6 +1436,64 @@ async fn removed_creators_lose_their_code_for_good() {
 /// Updates `creator`'s profile in `campaign`, then adds `later` (id, profile, approved), whom the
 /// plan's trigger mints for at once, and waits for their code: the plan stream is applied in
 /// order, so whatever the update made happen had happened by then.
+/// A code the brand disabled stays disabled whatever the minting queue holds for its creator: an
+/// entry a worker claimed and never settled (its process died mid-mint) is taken off the queue
+/// by the disable, and one there all the same is settled without a mint.
+#[tokio::test]
+async fn a_disabled_code_is_not_minted_again_from_the_queue() {
+    let suite = Suite::start().await;
+    let token = brand(1);
+    let s = setup(
+        &suite,
+        &token,
+        Provider::Sandbox,
+        "{username}{discount}",
+        CodeTrigger::OnAdd,
+    )
+    .await;
+    add(
+        &suite,
+        &token,
+        s.campaign,
+        1,
+        profile("Ana", "A", "ana"),
+        false,
+    )
+    .await;
+    let code = eventually("minted when added", || {
+        code_of(&suite, &token, s.campaign, 1)
+    })
+    .await;
+    let queued = format!(
+        "select count(*) as n from mint_queue where campaign_id = {} and creator_id = 1",
+        s.campaign
+    );
+    let queue = |claimed_until: &str| {
+        format!(
+            "insert into mint_queue (brand_id, campaign_id, creator_id, claimed_until) \
+             values (1, {}, 1, {claimed_until})",
+            s.campaign
+        )
+    };
+    suite
+        .execute("mint", &queue("now() + interval '1 hour'"))
+        .await;
+    let disabled = suite
+        .mint()
+        .disable_code(authed(DisableCodeRequest { code_id: code.id }, &token))
+        .await
+        .map(|r| r.into_inner().code.unwrap_or_default().status);
+    assert_eq!(disabled.ok(), Some(CodeStatus::Disabled as i32));
+    assert_eq!(suite.count("mint", &queued).await, 0, "taken off the queue");
+
+    suite.execute("mint", &queue("null")).await;
+    suite
+        .count_becomes("the entry settled", "mint", &queued, 0)
+        .await;
+    assert_eq!(code_of(&suite, &token, s.campaign, 1).await, None);
+    assert_eq!(codes_of(&suite, &token, s.campaign).await.len(), 1);
+}
+
 async fn update_profile_then_mint(
     suite: &Suite,
     token: &str,

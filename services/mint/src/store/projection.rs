@@ -314,14 +314,18 @@ pub async fn dequeue_added(
     .await?)
 }
 
-/// Queues creators, each key once, in one statement (in key order).
+/// Queues creators, each key once, in one statement (in key order), but for those whose code
+/// the brand disabled: no trigger mints them another.
 pub async fn enqueue(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
     if keys.is_empty() {
         return Ok(());
     }
     tracking_db::prepared(
         "insert into mint_queue (brand_id, campaign_id, creator_id) \
-         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) order by 1, 2, 3 \
+         select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as k(b, c, cr) \
+         where not exists (select 1 from roster r where r.brand_id = k.b \
+           and r.campaign_id = k.c and r.creator_id = k.cr and r.code_disabled) \
+         order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update \
            set enqueued_at = clock_timestamp(), claimed_until = null",
     )

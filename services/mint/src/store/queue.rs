@@ -41,6 +41,49 @@ pub async fn claim(
     .await?)
 }
 
+/// Those of `entries` whose creator's code the brand disabled (`roster.code_disabled`): no
+/// trigger mints them another code, whenever they were queued.
+pub async fn disabled_among(
+    conn: &mut AsyncPgConnection,
+    entries: &[Claimed],
+) -> Result<Vec<Claimed>, Error> {
+    #[derive(QueryableByName)]
+    struct Position {
+        #[diesel(sql_type = BigInt)]
+        i: i64,
+    }
+    let rows: Vec<Position> = tracking_db::prepared(
+        "select k.i from unnest($1::bigint[], $2::bigint[], $3::bigint[]) with ordinality \
+           as k(brand_id, campaign_id, creator_id, i) \
+         where exists (select 1 from roster r where r.brand_id = k.brand_id \
+           and r.campaign_id = k.campaign_id and r.creator_id = k.creator_id \
+           and r.code_disabled)",
+    )
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.brand_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.campaign_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.creator_id).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| entries.get(usize::try_from(row.i - 1).ok()?).copied())
+        .collect())
+}
+
+/// Takes the creator off the queue, claimed or not (a worker minting them now finds its entry
+/// gone when it settles).
+pub async fn forget(conn: &mut AsyncPgConnection, key: (i64, i64, i64)) -> Result<(), Error> {
+    tracking_db::prepared(
+        "delete from mint_queue where brand_id = $1 and campaign_id = $2 and creator_id = $3",
+    )
+    .bind::<BigInt, _>(key.0)
+    .bind::<BigInt, _>(key.1)
+    .bind::<BigInt, _>(key.2)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Whether the creator is in the queue (waiting, or claimed by a worker minting it now).
 pub async fn queued(conn: &mut AsyncPgConnection, key: (i64, i64, i64)) -> Result<bool, Error> {
     #[derive(QueryableByName)]
