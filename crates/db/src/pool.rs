@@ -192,9 +192,11 @@ pub fn classify(err: DieselError) -> DbError {
         DieselError::BrokenTransactionManager => {
             DbError::Unavailable("connection lost inside a transaction".to_owned())
         }
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
-            DbError::Unavailable(info.message().to_owned())
-        }
+        // A write reaching a standby or a demoted primary during a failover (25006).
+        DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction,
+            info,
+        ) => DbError::Unavailable(info.message().to_owned()),
         DieselError::DatabaseError(kind, info) => {
             let message = info.message().to_owned();
             if is_passing(&message) {
@@ -210,9 +212,9 @@ pub fn classify(err: DieselError) -> DbError {
 /// Whether a database error says nothing about the query itself, only about this moment, so a
 /// retry may well succeed: the server went away or is starting or stopping (SQLSTATE classes 08
 /// and 57), the statement was cancelled or timed out (57014), a lock could not be had (55P03),
-/// a deadlock or a serialization failure ended the transaction (40P01, 40001), or the server ran
-/// short of connections or memory (class 53). Diesel keeps only a few SQLSTATEs, so these are
-/// told by PostgreSQL's (English) message.
+/// a deadlock or a serialization failure ended the transaction (40P01, 40001), the server ran
+/// short of connections, memory or disk (class 53), or the server is a standby (25006). Diesel
+/// keeps only a few SQLSTATEs, so these are told by PostgreSQL's (English) message.
 fn is_passing(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     [
@@ -232,6 +234,8 @@ fn is_passing(message: &str) -> bool {
         "too many connections",
         "out of memory",
         "out of shared memory",
+        "no space left on device",
+        "read-only transaction",
     ]
     .iter()
     .any(|needle| lower.contains(needle))
@@ -380,6 +384,7 @@ mod tests {
             "could not obtain lock on row in relation \"codes\"",
             "sorry, too many clients already",
             "terminating connection due to administrator command",
+            "could not extend file \"base/16384/16385\": No space left on device",
         ] {
             assert!(
                 matches!(
@@ -400,6 +405,33 @@ mod tests {
             error(DatabaseErrorKind::Unknown, "column \"x\" does not exist"),
             DbError::Other(_)
         ));
+    }
+
+    /// A write meeting a standby (a failover under way) is refused as one in a read-only
+    /// transaction: the moment's, not the query's.
+    #[tokio::test]
+    async fn a_write_in_a_read_only_transaction_is_unavailable() {
+        let test_db = TestDb::new(&[("plan", &[])]).await;
+        let mut conn = test_db
+            .pool("plan")
+            .dedicated()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let written = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                diesel::sql_query("set transaction read only")
+                    .execute(conn)
+                    .await?;
+                diesel::sql_query("create table written (a int)")
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+            .await;
+        assert!(
+            matches!(written, Err(DbError::Unavailable(_))),
+            "{written:?}"
+        );
     }
 
     #[tokio::test]

@@ -378,8 +378,9 @@ impl PlanService {
                 terms.validate_change(&caps, &plan.terms)?;
                 // The store was asked (or not) for the plan as read before: changed since so that
                 // this update gives the store an amount anew, it is checked against nothing.
+                // A race with another update, not a rule: retryable, as `changed_meanwhile`.
                 if !ask_store_currency && terms.has_new_store_amounts(Some(&plan.terms)) {
-                    return Err(Error::FailedPrecondition(format!(
+                    return Err(Error::Unavailable(format!(
                         "plan {id} changed meanwhile; retry"
                     )));
                 }
