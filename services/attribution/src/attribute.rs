@@ -739,31 +739,53 @@ impl<'f> Batch<'f> {
             .iter()
             .map(|row| (row.creator_id, row.plan_id))
             .collect();
+        let plans_known = creators
+            .iter()
+            .all(|row| self.facts.plan(row.brand_id, row.plan_id).is_some());
+        // A state in another currency than the order was priced in (an AST conversion reported
+        // by the pixel in one and the brand's server in another, an `IngestOrders` correction)
+        // prices the order again in it, while nothing of it is approved: an approved commission
+        // is not adjusted across currencies, so such a state is left out (logged).
+        let currency_changed = item.order.currency != first.currency;
+        if currency_changed
+            && (!plans_known
+                || creators
+                    .iter()
+                    .any(|row| Status::parse(&row.status) == Status::Approved))
+        {
+            tracing::warn!(
+                brand_id = first.brand_id,
+                store_order_id = %first.store_order_id,
+                priced_in = %first.currency,
+                currency = %item.order.currency,
+                "order state in another currency than its approved conversions: not followed"
+            );
+            return;
+        }
         // An edit of the order's total divides and prices it again among the same creators, as
         // it would have been had the order come so (their plans known, as when it was
         // attributed); otherwise their worth is what it was priced at.
-        let repriced = (attribution::reprices(&row_version(first), &item.version)
-            && creators
-                .iter()
-                .all(|row| self.facts.plan(row.brand_id, row.plan_id).is_some()))
-        .then(|| {
-            let who: Vec<(Claimant, i64)> = creators
-                .iter()
-                .map(|row| {
-                    let code = if row.method == Method::Code.as_str() {
-                        row.matched.trim().to_lowercase()
-                    } else {
-                        String::new()
-                    };
-                    let claimant = Claimant {
-                        creator_id: row.creator_id,
-                        code,
-                    };
-                    (claimant, row.plan_id)
-                })
-                .collect();
-            self.priced(item, &who)
-        });
+        let repriced = ((attribution::reprices(&row_version(first), &item.version)
+            || currency_changed)
+            && plans_known)
+            .then(|| {
+                let who: Vec<(Claimant, i64)> = creators
+                    .iter()
+                    .map(|row| {
+                        let code = if row.method == Method::Code.as_str() {
+                            row.matched.trim().to_lowercase()
+                        } else {
+                            String::new()
+                        };
+                        let claimant = Claimant {
+                            creator_id: row.creator_id,
+                            code,
+                        };
+                        (claimant, row.plan_id)
+                    })
+                    .collect();
+                self.priced(item, &who)
+            });
         let (bases, total) = match &repriced {
             Some((_, _, bases)) => (bases.clone(), item.order.total_minor),
             None => (
@@ -857,6 +879,7 @@ impl<'f> Batch<'f> {
         next.order_refunded_minor = item.order.refunded_minor;
         next.order_updated_at = row.order_updated_at.max(item.version.updated_at);
         if let Some(priced) = priced {
+            next.currency = item.order.currency.clone();
             next.order_total_minor = item.order.total_minor;
             next.split_rule = priced.rule.as_str().to_owned();
             next.share_bps = priced.share.share_bps;

@@ -1719,6 +1719,60 @@ fn changed(mut event: OrderEvent, hours: i64) -> OrderEvent {
     event
 }
 
+/// An order reported again in another currency (an AST conversion the pixel sent in EUR and the
+/// brand's server in USD) is priced again in it while its commission is pending: its figures move
+/// to that currency, none stays behind in the first. An approved one keeps its currency and
+/// amounts: an approved commission is not adjusted across currencies.
+#[tokio::test]
+async fn an_order_in_another_currency_is_priced_in_it_until_approved() {
+    use OrderStatus::*;
+    let in_usd = |mut event: OrderEvent| {
+        if let Some(order) = event.order.as_mut() {
+            order.currency = "USD".to_owned();
+        }
+        event
+    };
+    let (single, batched) = both_ways(&[
+        // Anna's (10 %, held 30 days): pending.
+        order(1, "X1", Paid, &["anna10"], 10_000, 0),
+        in_usd(order(1, "X1", Paid, &["anna10"], 10_800, 0)),
+        // Carl's (20 %, approved once paid).
+        order(1, "X2", Paid, &["carl0"], 10_000, 0),
+        in_usd(order(1, "X2", Paid, &["carl0"], 10_800, 0)),
+    ])
+    .await;
+    for store in [&single, &batched] {
+        assert_eq!(
+            store
+                .lines(
+                    "select store_order_id || ' ' || status || ' ' || currency || ' ' \
+                     || revenue_minor || ' ' || commission_minor || ' ' || commission_currency \
+                     || ' ' || adjusted_commission_minor as line from conversions \
+                     order by store_order_id"
+                )
+                .await,
+            [
+                "X1 pending USD 10800 1080 USD 0",
+                "X2 approved EUR 10000 2000 EUR 0"
+            ]
+        );
+        assert_eq!(
+            store.count("select count(*) as n from adjustments").await,
+            0
+        );
+        assert_eq!(
+            store
+                .lines(
+                    "select currency || ' ' || sum(orders) || ' ' || sum(revenue_minor) || ' ' \
+                     || sum(commission_pending_minor) || ' ' || sum(commission_approved_minor) \
+                     as line from daily_sales group by currency order by currency"
+                )
+                .await,
+            ["EUR 1 10000 0 2000", "USD 1 10800 1080 0"]
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_edit_of_an_orders_total_prices_it_again_and_an_older_edit_changes_nothing() {
     use OrderStatus::*;

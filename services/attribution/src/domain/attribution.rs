@@ -640,6 +640,9 @@ pub fn follow(
                 .then_some((revenue_delta, commission_delta));
             Followed {
                 amounts: Amounts {
+                    // The discount shown follows the order (none once it is void), as the
+                    // daily figures count it.
+                    discount_minor: worth.discount_minor,
                     adjusted_revenue_minor: current.adjusted_revenue_minor + revenue_delta,
                     adjusted_commission_minor: current.adjusted_commission_minor + commission_delta,
                     ..current.clone()
@@ -916,9 +919,14 @@ mod tests {
             ),
             (8_000, 800)
         );
+        assert_eq!(partial.amounts.discount_minor, 100);
         let full = followed(&partial.amounts, OrderState::Refunded, 10_000, paid_at, 0);
         assert_eq!(full.adjustment, Some((-4_000, -400)));
         assert_eq!(full.amounts.status, Status::Approved);
+        assert_eq!(
+            full.amounts.discount_minor, 0,
+            "no discount of a void order"
+        );
         assert_eq!(full.amounts.adjusted_commission_minor, -800);
         assert!(
             approve(&pending(1, 1), paid_at).is_none(),

@@ -291,16 +291,18 @@ pub async fn update(
              share_bps = u.share_bps, base_revenue_minor = u.base_revenue_minor,
              base_discount_minor = u.base_discount_minor,
              base_commission_minor = u.base_commission_minor,
-             commission_currency = u.commission_currency, updated_at = now()
+             commission_currency = u.commission_currency, currency = u.currency,
+             updated_at = now()
          from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::integer[],
              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
              $11::bigint[], $12::timestamptz[], $13::bigint[], $14::timestamptz[], $15::text[],
-             $16::integer[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[])
+             $16::integer[], $17::bigint[], $18::bigint[], $19::bigint[], $20::text[],
+             $21::text[])
              as u(brand_id, id, status, order_status, order_rank, order_refunded_minor,
              revenue_minor, discount_minor, commission_minor, adjusted_revenue_minor,
              adjusted_commission_minor, approve_at, order_total_minor, order_updated_at,
              split_rule, share_bps, base_revenue_minor, base_discount_minor,
-             base_commission_minor, commission_currency)
+             base_commission_minor, commission_currency, currency)
          where c.brand_id = u.brand_id and c.id = u.id
          returning c.brand_id, c.integration_id, c.store_order_id, c.campaign_id, c.creator_id,
              c.id, c.created_at, c.updated_at",
@@ -327,6 +329,7 @@ pub async fn update(
     .bind::<Array<BigInt>, _>(int8(|r| r.base_discount_minor))
     .bind::<Array<BigInt>, _>(int8(|r| r.base_commission_minor))
     .bind::<Array<Text>, _>(text(|r| &r.commission_currency))
+    .bind::<Array<Text>, _>(text(|r| &r.currency))
     .load(conn)
     .await?)
 }
