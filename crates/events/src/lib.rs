@@ -18,7 +18,8 @@ pub use consumer::{
     Apply, BoxFuture, ConsumerOptions, EventStream, Source, SourceError, run_consumer,
 };
 pub use log::{
-    EventLog, MAX_BRAND_WATCHERS, NewEvent, StoredEvent, TooManyWatchers, append, appending, listen,
+    EventLog, MAX_BRAND_WATCHERS, MAX_NOTIFIED_BRANDS, NewEvent, StoredEvent, TooManyWatchers,
+    append, appending, listen,
 };
 pub use metrics::{LogLabels, StreamLabels, StreamMetrics, stream_metrics};
 

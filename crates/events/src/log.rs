@@ -91,13 +91,18 @@ pub async fn append(
 /// its main query, which runs before `appended` (an expression the main query does not read runs
 /// after it): then the statement never holds the outbox lock while it waits on a row another
 /// transaction holds. No rows: no lock, no NOTIFY. Every event row joins the gate, so the lock is
-/// held before the first `nextval`, until commit.
+/// held before the first `nextval`, until commit. The NOTIFY names the events' brands (up to
+/// [`MAX_NOTIFIED_BRANDS`]; past that, or empty, it concerns every brand), so that a brand's
+/// watchers read only for their brand's commits.
 pub fn appending(rows: &str) -> String {
     format!(
         "gate as materialized ( \
            select pg_advisory_xact_lock(hashtext(current_schema() || '.events')) as locked, \
-                  pg_notify(current_schema() || '_events', '') as notified \
-           from (select count(*) as events from {rows}) r where r.events > 0), \
+                  pg_notify(current_schema() || '_events', r.brands) as notified \
+           from (select count(*) as events, \
+                   case when count(distinct brand_id) <= {MAX_NOTIFIED_BRANDS} \
+                     then string_agg(distinct brand_id::text, ',') else '' end as brands \
+                 from {rows}) r where r.events > 0), \
          appended as ( \
            insert into events (seq, brand_id, kind, payload) \
            select nextval('events_seq'), e.brand_id, e.kind, e.payload \
@@ -107,11 +112,60 @@ pub fn appending(rows: &str) -> String {
     )
 }
 
+/// The most brands a commit's NOTIFY names (its payload stays far below PostgreSQL's 8,000
+/// bytes); a commit of more brands wakes every watcher.
+pub const MAX_NOTIFIED_BRANDS: usize = 100;
+
+/// Which brands the log's notifications announced, by generation (see [`listen`]): a brand's
+/// watcher that has read up to generation `g` reads again only once its brand, or every brand,
+/// was announced after `g`.
+#[derive(Default)]
+struct Announced {
+    /// The last generation that concerned every brand (a NOTIFY naming none, the listener's
+    /// reconnect, a forgetting of the brands below).
+    everyone: u64,
+    /// Each brand's last announcing generation.
+    brands: HashMap<i64, u64>,
+}
+
+/// Brands [`Announced`] remembers before it forgets them all (waking every watcher once).
+const MAX_ANNOUNCED_BRANDS: usize = 100_000;
+
+impl Announced {
+    /// Notes a notification's `payload` (brand ids, comma-separated; anything else concerns
+    /// every brand) as `generation`.
+    fn note(&mut self, generation: u64, payload: &str) {
+        let brands: Option<Vec<i64>> = (!payload.is_empty())
+            .then(|| payload.split(',').map(|id| id.parse().ok()).collect())
+            .flatten();
+        match brands {
+            Some(brands) if self.brands.len() + brands.len() <= MAX_ANNOUNCED_BRANDS => {
+                for brand in brands {
+                    self.brands.insert(brand, generation);
+                }
+            }
+            _ => self.everyone_at(generation),
+        }
+    }
+
+    fn everyone_at(&mut self, generation: u64) {
+        self.everyone = generation;
+        self.brands.clear();
+    }
+
+    /// Whether `brand` (every brand: `None`) was announced after `seen`.
+    fn since(&self, brand: Option<i64>, seen: u64) -> bool {
+        self.everyone > seen
+            || brand.is_none_or(|brand| self.brands.get(&brand).is_some_and(|at| *at > seen))
+    }
+}
+
 /// Reads one service's outbox and wakes watchers when it grows.
 #[derive(Clone)]
 pub struct EventLog {
     db: Database,
     grown: watch::Receiver<u64>,
+    announced: Arc<Mutex<Announced>>,
     shutdown: CancellationToken,
     /// Counts the watchers' reads ([`crate::StreamMetrics::log_reads`]).
     reads: Counter,
@@ -186,7 +240,15 @@ impl EventLog {
     /// Starts the LISTEN task for the database's schema; it ends with `shutdown`.
     pub fn start(db: Database, shutdown: CancellationToken) -> EventLog {
         let channel = format!("{}_events", db.schema());
-        let grown = listen(db.clone(), channel, shutdown.clone());
+        let announced = Arc::<Mutex<Announced>>::default();
+        let (tx, grown) = watch::channel(0u64);
+        tokio::spawn(listen_loop(
+            db.clone(),
+            channel,
+            tx,
+            Some(announced.clone()),
+            shutdown.clone(),
+        ));
         let reads = stream_metrics()
             .log_reads
             .get_or_create(&LogLabels {
@@ -196,6 +258,7 @@ impl EventLog {
         EventLog {
             db,
             grown,
+            announced,
             shutdown,
             reads,
             watchers: Arc::default(),
@@ -251,6 +314,7 @@ impl EventLog {
             grown: self.grown.clone(),
             cursor: after,
             brand,
+            seen: 0,
             buffer: VecDeque::new(),
             caught_up: false,
             failed: false,
@@ -268,6 +332,8 @@ struct WatchState {
     grown: watch::Receiver<u64>,
     cursor: i64,
     brand: Option<i64>,
+    /// The listener's generation when the last read began.
+    seen: u64,
     buffer: VecDeque<StoredEvent>,
     /// The last read returned less than a page: everything committed before it started has
     /// been read, so the next read waits for a notification.
@@ -291,19 +357,29 @@ impl WatchState {
                 return Some(Ok(event));
             }
             if self.caught_up {
-                tokio::select! {
-                    _ = self.log.shutdown.cancelled() => return None,
-                    changed = self.grown.changed() => {
-                        if changed.is_err() {
-                            return None;
+                // Woken by every commit; a brand's watcher reads again only for its brand's.
+                let poll = tokio::time::sleep(SAFETY_POLL);
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        _ = self.log.shutdown.cancelled() => return None,
+                        changed = self.grown.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                            let announced =
+                                self.log.announced.lock().unwrap_or_else(PoisonError::into_inner);
+                            if announced.since(self.brand, self.seen) {
+                                break;
+                            }
                         }
+                        _ = &mut poll => break,
                     }
-                    _ = tokio::time::sleep(SAFETY_POLL) => {}
                 }
             }
             // Mark the current generation seen before reading, so a commit that lands during
             // the read wakes the wait above instead of being missed.
-            self.grown.borrow_and_update();
+            self.seen = *self.grown.borrow_and_update();
             self.log.reads.inc();
             match self.log.read(self.cursor, self.brand, PAGE).await {
                 Ok(rows) => {
@@ -324,16 +400,28 @@ impl WatchState {
 /// so whoever waits must re-read). The listener ends with `shutdown`.
 pub fn listen(db: Database, channel: String, shutdown: CancellationToken) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
-    tokio::spawn(listen_loop(db, channel, tx, shutdown));
+    tokio::spawn(listen_loop(db, channel, tx, None, shutdown));
     rx
 }
 
+/// [`listen`]'s task; with `announced`, each notification's brands are noted there under its
+/// generation before the generation is sent, so a watcher woken by it finds them.
 async fn listen_loop(
     db: Database,
     channel: String,
     grown: watch::Sender<u64>,
+    announced: Option<Arc<Mutex<Announced>>>,
     shutdown: CancellationToken,
 ) {
+    let note = |generation: u64, payload: Option<&str>| {
+        if let Some(announced) = &announced {
+            let mut announced = announced.lock().unwrap_or_else(PoisonError::into_inner);
+            match payload {
+                Some(payload) => announced.note(generation, payload),
+                None => announced.everyone_at(generation),
+            }
+        }
+    };
     use futures::StreamExt;
 
     let mut backoff = Duration::from_millis(100);
@@ -344,13 +432,16 @@ async fn listen_loop(
             diesel::sql_query(format!("listen {channel}"))
                 .execute(&mut conn)
                 .await?;
+            // Notifications sent while the listener was away are lost: every brand re-reads.
             generation += 1;
+            note(generation, None);
             grown.send_replace(generation);
             backoff = Duration::from_millis(100);
             let mut notifications = std::pin::pin!(conn.notifications_stream());
-            while let Some(note) = notifications.next().await {
-                note?;
+            while let Some(notification) = notifications.next().await {
+                let notification = notification?;
                 generation += 1;
+                note(generation, Some(&notification.payload));
                 grown.send_replace(generation);
             }
             Err::<(), DbError>(DbError::Unavailable("listen connection closed".to_owned()))
@@ -368,5 +459,32 @@ async fn listen_loop(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_wakes_its_brands_and_one_naming_none_wakes_every_brand() {
+        let mut announced = Announced::default();
+        announced.note(1, "7,8");
+        assert!(announced.since(Some(7), 0) && announced.since(Some(8), 0));
+        assert!(!announced.since(Some(9), 0), "another brand's commit");
+        assert!(announced.since(None, 0), "a watcher of every brand");
+        assert!(!announced.since(Some(7), 1), "already read since");
+        for payload in ["", "7,x", "garbage"] {
+            let mut announced = Announced::default();
+            announced.note(2, payload);
+            assert!(announced.since(Some(9), 1), "{payload:?}");
+        }
+        // Past the brands it keeps, it forgets them all and wakes everyone once.
+        let mut full = Announced::default();
+        let many: Vec<String> = (0..=MAX_ANNOUNCED_BRANDS as i64)
+            .map(|b| b.to_string())
+            .collect();
+        full.note(3, &many.join(","));
+        assert!(full.since(Some(-1), 2) && full.brands.is_empty());
     }
 }

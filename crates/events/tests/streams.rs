@@ -153,6 +153,67 @@ async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() 
     shutdown.cancel();
 }
 
+/// A brand's watcher is woken by every commit but reads only for its brand's (the NOTIFY names
+/// them): hundreds of brands' open streams would otherwise each read the log at every commit of
+/// any brand, on the service's pool.
+#[tokio::test]
+async fn a_brands_watcher_reads_again_only_for_its_brands_commits() {
+    static QUIET: &[SchemaSpec] = &[("quiet", &[&tracking_events::MIGRATIONS])];
+    let test_db = TestDb::new(QUIET).await;
+    let db = test_db.pool("quiet");
+    let shutdown = CancellationToken::new();
+    let log = EventLog::start(db.clone(), shutdown.clone());
+    let reads = tracking_events::stream_metrics()
+        .log_reads
+        .get_or_create(&LogLabels {
+            schema: "quiet".to_owned(),
+        })
+        .clone();
+    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = Box::pin(log.watch(0, Some(1)).unwrap_or_else(|e| panic!("{e}")));
+    tokio::spawn(async move {
+        while let Some(event) = watcher.next().await {
+            if seen.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let mut next =
+        async || match tokio::time::timeout(Duration::from_secs(10), received.recv()).await {
+            Ok(Some(Ok(event))) => event,
+            other => panic!("{other:?}"),
+        };
+    append_one(&db, 1, "first".to_owned()).await;
+    assert_eq!(next().await.payload, b"first");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = reads.get();
+    // Other brands' commits, one at a time, and one of many brands at once (more than a NOTIFY
+    // names: it wakes every watcher).
+    for i in 0..20 {
+        append_one(&db, 2 + i % 3, format!("other {i}")).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(reads.get(), before, "no read for other brands' commits");
+    let many: Vec<NewEvent> = (0..=tracking_events::MAX_NOTIFIED_BRANDS as i64)
+        .map(|n| NewEvent {
+            brand_id: 100 + n,
+            kind: "test",
+            payload: Vec::new(),
+        })
+        .collect();
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    conn.transaction::<_, DbError, _>(async |conn| append(conn, &many).await.map(|_| ()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reads.get(), before + 1, "a commit of every brand is read");
+    // Its own brand's commit among others' is read, and is the next event it sees.
+    append_one(&db, 1, "second".to_owned()).await;
+    assert_eq!(next().await.payload, b"second");
+    assert_eq!(reads.get(), before + 2);
+    shutdown.cancel();
+}
+
 /// Reads the producer's log in-process (in the suite, a gRPC Watch stream plays this part).
 struct LogSource(EventLog);
 
