@@ -108,9 +108,18 @@ async fn a_brand_keeps_a_bounded_number_of_watchers_and_every_brand_watchers_are
     shutdown.cancel();
 }
 
-#[tokio::test]
-async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() {
-    // A schema of its own, so that other watchers in the process do not move its read count.
+/// A log on a schema of its own, so that other watchers in the process do not move its read
+/// count, and that count; with a watcher of `brand` (every brand: `None`) followed the way a
+/// consumer follows a stream, asking for the next event at once.
+async fn quiet_log(
+    brand: Option<i64>,
+) -> (
+    TestDb,
+    Database,
+    CancellationToken,
+    prometheus_client::metrics::counter::Counter,
+    tokio::sync::mpsc::UnboundedReceiver<Result<tracking_events::StoredEvent, DbError>>,
+) {
     static QUIET: &[SchemaSpec] = &[("quiet", &[&tracking_events::MIGRATIONS])];
     let test_db = TestDb::new(QUIET).await;
     let db = test_db.pool("quiet");
@@ -122,10 +131,8 @@ async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() 
             schema: "quiet".to_owned(),
         })
         .clone();
-    let before = reads.get();
-    // Followed the way a consumer follows a stream: asking for the next event at once.
-    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = Box::pin(log.watch(0, None).unwrap_or_else(|e| panic!("{e}")));
+    let (seen, received) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = Box::pin(log.watch(0, brand).unwrap_or_else(|e| panic!("{e}")));
     tokio::spawn(async move {
         while let Some(event) = watcher.next().await {
             if seen.send(event).is_err() {
@@ -133,6 +140,13 @@ async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() 
             }
         }
     });
+    (test_db, db, shutdown, reads, received)
+}
+
+#[tokio::test]
+async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() {
+    let (_test_db, db, shutdown, reads, mut received) = quiet_log(None).await;
+    let before = reads.get();
     let commits = 30;
     for i in 0..commits {
         append_one(&db, 1, format!("q{i}")).await;
@@ -158,26 +172,7 @@ async fn a_watcher_that_has_caught_up_reads_again_only_when_a_commit_wakes_it() 
 /// any brand, on the service's pool.
 #[tokio::test]
 async fn a_brands_watcher_reads_again_only_for_its_brands_commits() {
-    static QUIET: &[SchemaSpec] = &[("quiet", &[&tracking_events::MIGRATIONS])];
-    let test_db = TestDb::new(QUIET).await;
-    let db = test_db.pool("quiet");
-    let shutdown = CancellationToken::new();
-    let log = EventLog::start(db.clone(), shutdown.clone());
-    let reads = tracking_events::stream_metrics()
-        .log_reads
-        .get_or_create(&LogLabels {
-            schema: "quiet".to_owned(),
-        })
-        .clone();
-    let (seen, mut received) = tokio::sync::mpsc::unbounded_channel();
-    let mut watcher = Box::pin(log.watch(0, Some(1)).unwrap_or_else(|e| panic!("{e}")));
-    tokio::spawn(async move {
-        while let Some(event) = watcher.next().await {
-            if seen.send(event).is_err() {
-                return;
-            }
-        }
-    });
+    let (_test_db, db, shutdown, reads, mut received) = quiet_log(Some(1)).await;
     let mut next =
         async || match tokio::time::timeout(Duration::from_secs(10), received.recv()).await {
             Ok(Some(Ok(event))) => event,
