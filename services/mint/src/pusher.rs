@@ -90,17 +90,20 @@ async fn push_fresh(shared: &Shared, shutdown: &CancellationToken) {
 }
 
 /// Scans for due work until `shutdown`: codes to push, Amazon links waiting for their tag,
-/// deactivations at stores, and edits whose process stopped.
+/// deactivations at stores, and edits whose process stopped. Each kind of work is scanned on
+/// its own, so that none waits behind another: when they took turns, a store that hung every
+/// push of a backlog of codes held up every brand's deactivations (a disabled code went on
+/// giving its discount) and edits.
 async fn scan(
     shared: &Shared,
     pushers: usize,
-    mut wake: watch::Receiver<u64>,
+    wake: watch::Receiver<u64>,
     shutdown: &CancellationToken,
 ) {
-    loop {
+    let fresh = &shared.fresh;
+    let pushes = || async {
         // A scan gives way to fresh codes (cheaper to take by id) after its first round. After
         // a burst past Fresh's bound the scan pushes the rest, so it runs as many rounds.
-        let fresh = &shared.fresh;
         futures::future::join_all((0..pushers).map(|_| {
             until_done(
                 "pushing codes to stores",
@@ -109,18 +112,41 @@ async fn scan(
             )
         }))
         .await;
+    };
+    let links = || {
         until_done(
             "getting amazon attribution tags",
             || link_round(shared),
             || true,
         )
-        .await;
+    };
+    let disables = || async {
         if let Err(err) = disable_round(shared).await {
             tracing::warn!(error = %err, "disabling codes at stores failed, retrying");
         }
+    };
+    let edits = || async {
         if let Err(err) = crate::edits::finish_abandoned(shared).await {
             tracing::warn!(error = %err, "finishing abandoned edits of codes failed, retrying");
         }
+    };
+    tokio::join!(
+        every_scan(pushes, wake.clone(), shutdown),
+        every_scan(links, wake.clone(), shutdown),
+        every_scan(disables, wake.clone(), shutdown),
+        every_scan(edits, wake, shutdown),
+    );
+}
+
+/// Runs `work` when the database signals work and at least every [`SCAN_EVERY`], until
+/// `shutdown`.
+async fn every_scan<F, Fut>(work: F, mut wake: watch::Receiver<u64>, shutdown: &CancellationToken)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        work().await;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wake.changed() => {}
