@@ -746,7 +746,15 @@ impl<'f> Batch<'f> {
         // by the pixel in one and the brand's server in another, an `IngestOrders` correction)
         // prices the order again in it, while nothing of it is approved: an approved commission
         // is not adjusted across currencies, so such a state is left out (logged).
-        let currency_changed = item.order.currency != first.currency;
+        // (Compared with a conversion still owed: one taken back keeps the currency it had.) A
+        // cancellation or full refund owes nothing in any currency: it is followed on the
+        // amounts as priced.
+        let priced_in = creators
+            .iter()
+            .find(|row| !taken_back(row))
+            .map_or(&first.currency, |row| &row.currency);
+        let other_currency = item.order.currency != *priced_in;
+        let currency_changed = other_currency && !item.state.is_void();
         if currency_changed
             && (!plans_known
                 || creators
@@ -765,7 +773,8 @@ impl<'f> Batch<'f> {
         // An edit of the order's total divides and prices it again among the same creators, as
         // it would have been had the order come so (their plans known, as when it was
         // attributed); otherwise their worth is what it was priced at.
-        let repriced = ((attribution::reprices(&row_version(first), &item.version)
+        let repriced = (((attribution::reprices(&row_version(first), &item.version)
+            && !other_currency)
             || currency_changed)
             && plans_known)
             .then(|| {

@@ -1739,6 +1739,9 @@ async fn an_order_in_another_currency_is_priced_in_it_until_approved() {
         // Carl's (20 %, approved once paid).
         order(1, "X2", Paid, &["carl0"], 10_000, 0),
         in_usd(order(1, "X2", Paid, &["carl0"], 10_800, 0)),
+        // Carl's again, then cancelled in the other currency: nothing is owed in any.
+        order(1, "X3", Paid, &["carl0"], 10_000, 0),
+        in_usd(order(1, "X3", Cancelled, &["carl0"], 10_800, 0)),
     ])
     .await;
     for store in [&single, &batched] {
@@ -1753,12 +1756,13 @@ async fn an_order_in_another_currency_is_priced_in_it_until_approved() {
                 .await,
             [
                 "X1 pending USD 10800 1080 USD 0",
-                "X2 approved EUR 10000 2000 EUR 0"
+                "X2 approved EUR 10000 2000 EUR 0",
+                "X3 approved EUR 10000 2000 EUR -2000"
             ]
         );
         assert_eq!(
             store.count("select count(*) as n from adjustments").await,
-            0
+            1
         );
         assert_eq!(
             store
@@ -1768,7 +1772,7 @@ async fn an_order_in_another_currency_is_priced_in_it_until_approved() {
                      as line from daily_sales group by currency order by currency"
                 )
                 .await,
-            ["EUR 1 10000 0 2000", "USD 1 10800 1080 0"]
+            ["EUR 1 10000 0 4000", "USD 1 10800 1080 0"]
         );
     }
 }

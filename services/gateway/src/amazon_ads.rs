@@ -109,12 +109,13 @@ impl AmazonAds {
         Self::check(integration)?;
         // Rows stored after this moment come from a later fetch, which this one must not undo.
         let fetched_at = store::clock(&mut *self.db.conn().await?).await?;
-        let rows = self.client.performance(integration, days.0, days.1).await?;
+        let (rows, unreadable) = self.client.performance(integration, days.0, days.1).await?;
         let mut conn = self.db.conn().await?;
         let stored = conn
             .transaction::<_, DbError, _>(async |conn| {
                 let (brand_id, id) = (integration.brand_id, integration.id);
-                store::store_report(conn, brand_id, id, days, &rows, fetched_at).await
+                store::store_report(conn, brand_id, id, days, &rows, unreadable == 0, fetched_at)
+                    .await
             })
             .await?;
         tracing::info!(
@@ -433,12 +434,27 @@ mod tests {
             - chrono::Duration::hours(1);
         let overtaken = conn
             .transaction::<_, DbError, _>(async |conn| {
-                store::store_report(conn, 1, s.integration.id, days, &stale, before).await
+                store::store_report(conn, 1, s.integration.id, days, &stale, true, before).await
             })
             .await;
         drop(conn);
         assert_eq!(overtaken.ok().map(|s| (s.created, s.revised)), Some((0, 0)));
         assert_eq!(published(&s.db).await.len(), 2);
+
+        // A report whose row of the 2nd cannot be read (left out): the 2nd keeps its figures,
+        // as a row Amazon reported, not one it stopped reporting.
+        let mut unreadable = entry("20250302", "campaign-7-creator-42", 1, 20.0);
+        unreadable["attributedSales14d"] = json!("n/a");
+        if let Ok(mut rows) = report.lock() {
+            *rows = json!([
+                entry("20250301", "campaign-7-creator-42", 3, 89.97),
+                unreadable,
+                entry("20250301", "brand-own-ad", 5, 100.0),
+            ]);
+        }
+        let partial = s.ads.import(&s.integration, days).await;
+        assert_eq!(partial.ok().map(|s| (s.revised, s.unchanged)), Some((0, 2)));
+        assert_eq!(published(&s.db).await.len(), 2, "nothing dropped");
 
         // Amazon revises the 1st and no longer reports the 2nd.
         if let Ok(mut rows) = report.lock() {

@@ -355,7 +355,7 @@ async fn imported_report_rows_find_their_tags_row_by_row() {
     });
 
     let (stored, read) = rows_read_by(&mut conn, "attribution_tags", async |conn| {
-        amazon::store_report(conn, 2, 2, (day, day), &rows, chrono::Utc::now()).await
+        amazon::store_report(conn, 2, 2, (day, day), &rows, true, chrono::Utc::now()).await
     })
     .await;
     let created = rows.len();

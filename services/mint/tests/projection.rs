@@ -504,3 +504,57 @@ async fn removals_lock_their_codes_in_id_order() {
     let lines: Vec<String> = lines.into_iter().map(|l| l.line).collect();
     assert_eq!(lines, ["1 disabled true", "2 disabled true"]);
 }
+
+/// A creator whose code the brand disabled is queued by no trigger and settled unminted by the
+/// queue's worker, unless a failure of the brand's own `MintCode` is on record for them: a
+/// profile fix retries that one.
+#[tokio::test]
+async fn a_creator_whose_code_the_brand_disabled_is_queued_only_for_the_brands_failure() {
+    use mint_service::store::{projection as store, queue};
+    use tracking_db::stale_statistics::execute;
+    let (_test_db, db, _projector) = projected(&[]).await;
+    let mut conn = db.conn().await.unwrap_or_else(|e| panic!("{e}"));
+    execute(
+        &mut conn,
+        "insert into roster (brand_id, campaign_id, creator_id, status, profile, code_disabled) \
+         values (1, 5, 1, 'approved', '{}', true), (1, 5, 2, 'approved', '{}', true)",
+    )
+    .await;
+    execute(
+        &mut conn,
+        "insert into mint_failures (brand_id, campaign_id, creator_id, reason, message, \
+           by_trigger) values (1, 5, 2, 'missing_profile_field', 'no email', false)",
+    )
+    .await;
+    store::enqueue(&mut conn, &[(1, 5, 1), (1, 5, 2)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = queue::claim(&mut conn, 10, 60)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys = |entries: &[queue::Claimed]| {
+        entries
+            .iter()
+            .map(|e| (e.brand_id, e.campaign_id, e.creator_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(&first),
+        [(1, 5, 2)],
+        "only the brand's failure is queued"
+    );
+    // Queued anyway (before the disable): the worker leaves out the trigger's only.
+    execute(
+        &mut conn,
+        "insert into mint_queue (brand_id, campaign_id, creator_id) values (1, 5, 1)",
+    )
+    .await;
+    let claimed = queue::claim(&mut conn, 10, 60)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let all = [first, claimed].concat();
+    let disabled = queue::disabled_among(&mut conn, &all)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keys(&disabled), [(1, 5, 1)]);
+}

@@ -222,13 +222,13 @@ impl AmazonAttribution {
     }
 
     /// The integration advertiser's attributed purchases and sales per creative and day,
-    /// `start..=end`, every page.
+    /// `start..=end`, every page; with how many rows could not be read (left out, logged).
     pub async fn performance(
         &self,
         integration: &IntegrationRow,
         start: NaiveDate,
         end: NaiveDate,
-    ) -> Result<Vec<ReportRow>, AdapterError> {
+    ) -> Result<(Vec<ReportRow>, usize), AdapterError> {
         let advertiser_id = self
             .http
             .credentials(integration)?
@@ -252,6 +252,7 @@ impl AmazonAttribution {
             .ok_or_else(|| AdapterError::Unavailable(format!("{STORE} profile has no currency")))?
             .to_owned();
         let mut rows = Vec::new();
+        let mut unreadable = 0;
         let mut cursor = String::new();
         loop {
             let request = json!({
@@ -281,16 +282,19 @@ impl AmazonAttribution {
             for entry in page["reports"].as_array().into_iter().flatten() {
                 match report_row(entry, &currency) {
                     Some(row) => rows.push(row),
-                    None => tracing::error!(
-                        integration_id = integration.id,
-                        row = %entry,
-                        "{STORE} report row unreadable: left out of the import"
-                    ),
+                    None => {
+                        unreadable += 1;
+                        tracing::error!(
+                            integration_id = integration.id,
+                            row = %entry,
+                            "{STORE} report row unreadable: left out of the import"
+                        );
+                    }
                 }
             }
             match page["cursorId"].as_str().filter(|c| !c.is_empty()) {
                 Some(next) if next != cursor => cursor = next.to_owned(),
-                _ => return Ok(rows),
+                _ => return Ok((rows, unreadable)),
             }
         }
     }
@@ -517,6 +521,8 @@ mod tests {
             .performance(&integration, day(1), day(7))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rows.1, 4, "the rows left out");
+        let rows = rows.0;
         assert_eq!(
             rows,
             vec![

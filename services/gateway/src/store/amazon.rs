@@ -185,7 +185,8 @@ pub async fn clock(conn: &mut AsyncPgConnection) -> Result<DateTime<Utc>, DbErro
 /// Stores an import of the integration's report for `days`, fetched from Amazon from
 /// `fetched_at` on (by the database's [`clock`]), in the caller's transaction: each reported row
 /// is created, or replaces the stored figures of its tag and day when they changed (the next
-/// revision); a stored row of those days that Amazon no longer reports drops to zero. A row
+/// revision); when `complete` (every row of the report was read), a stored row of those days
+/// that Amazon no longer reports drops to zero (one it reported unreadably keeps its figures). A row
 /// stored since `fetched_at` came from a later fetch (a backfill overtaken by the hourly import,
 /// say) and is left as it is: older figures never replace newer ones. Every new or changed row
 /// of a creator's tag is published on `WatchOrders`. Imports of one integration take turns (the
@@ -197,6 +198,7 @@ pub async fn store_report(
     integration_id: i64,
     days: (NaiveDate, NaiveDate),
     rows: &[ReportRow],
+    complete: bool,
     fetched_at: DateTime<Utc>,
 ) -> Result<Stored, DbError> {
     tracking_db::prepared(
@@ -249,7 +251,7 @@ pub async fn store_report(
     let dropped: Vec<ReportRowRecord> = tracking_db::prepared(format!(
         "update amazon_report_rows r set purchases = 0, sales_minor = 0,
              revision = r.revision + 1, imported_at = now()
-         where r.brand_id = $1 and r.integration_id = $2 and r.day between $3 and $4
+         where $10 and r.brand_id = $1 and r.integration_id = $2 and r.day between $3 and $4
            and (r.purchases <> 0 or r.sales_minor <> 0) and r.imported_at < $9
            and not exists (select 1 from unnest($5::text[], $6::text[], $7::text[], $8::date[])
                    as i(c, a, x, day)
@@ -266,6 +268,7 @@ pub async fn store_report(
     .bind::<Array<Text>, _>(text(|r| &r.creative_id))
     .bind::<Array<Date>, _>(rows.iter().map(|r| r.date).collect::<Vec<_>>())
     .bind::<Timestamptz, _>(fetched_at)
+    .bind::<diesel::sql_types::Bool, _>(complete)
     .load(conn)
     .await?;
     let created = changed.iter().filter(|r| r.revision == 1).count();

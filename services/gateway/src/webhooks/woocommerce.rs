@@ -167,7 +167,7 @@ fn order_from(order: Order, customer_key: &[u8]) -> Result<NormalizedOrder, Pars
         lines.push(OrderLine {
             product_id: item.product_id.map(|id| id.to_string()).unwrap_or_default(),
             category_id: String::new(),
-            // `as` saturates: a quantity past the model's bound is refused by its checks.
+            // `as` saturates: a quantity past the model's bound is capped when it is fitted.
             quantity: item.quantity.round() as i64,
             amount_minor: before,
             discount_minor: discount,

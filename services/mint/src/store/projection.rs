@@ -315,7 +315,8 @@ pub async fn dequeue_added(
 }
 
 /// Queues creators, each key once, in one statement (in key order), but for those whose code
-/// the brand disabled: no trigger mints them another.
+/// the brand disabled: no trigger mints them another (one with a failure of the brand's own
+/// `MintCode` on record is queued: a profile fix retries it).
 pub async fn enqueue(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> Result<(), Error> {
     if keys.is_empty() {
         return Ok(());
@@ -324,7 +325,9 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, keys: &[(i64, i64, i64)]) -> 
         "insert into mint_queue (brand_id, campaign_id, creator_id) \
          select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as k(b, c, cr) \
          where not exists (select 1 from roster r where r.brand_id = k.b \
-           and r.campaign_id = k.c and r.creator_id = k.cr and r.code_disabled) \
+             and r.campaign_id = k.c and r.creator_id = k.cr and r.code_disabled) \
+           or exists (select 1 from mint_failures f where f.brand_id = k.b \
+             and f.campaign_id = k.c and f.creator_id = k.cr and not f.by_trigger) \
          order by 1, 2, 3 \
          on conflict (brand_id, campaign_id, creator_id) do update \
            set enqueued_at = clock_timestamp(), claimed_until = null",

@@ -42,7 +42,8 @@ pub async fn claim(
 }
 
 /// Those of `entries` whose creator's code the brand disabled (`roster.code_disabled`): no
-/// trigger mints them another code, whenever they were queued.
+/// trigger mints them another code, whenever they were queued. A creator with a failure of the
+/// brand's own `MintCode` on record is not among them: a profile fix retries it.
 pub async fn disabled_among(
     conn: &mut AsyncPgConnection,
     entries: &[Claimed],
@@ -57,7 +58,10 @@ pub async fn disabled_among(
            as k(brand_id, campaign_id, creator_id, i) \
          where exists (select 1 from roster r where r.brand_id = k.brand_id \
            and r.campaign_id = k.campaign_id and r.creator_id = k.creator_id \
-           and r.code_disabled)",
+           and r.code_disabled) \
+           and not exists (select 1 from mint_failures f where f.brand_id = k.brand_id \
+             and f.campaign_id = k.campaign_id and f.creator_id = k.creator_id \
+             and not f.by_trigger)",
     )
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.brand_id).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(entries.iter().map(|e| e.campaign_id).collect::<Vec<_>>())
